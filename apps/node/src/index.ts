@@ -1,0 +1,2 @@
+/** The cohort binary: composes the Cohort packages, serves RESP and HTTP/JSON, and runs local clusters. */
+export const PACKAGE = '@cohort/node';

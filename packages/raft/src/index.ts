@@ -1,0 +1,2 @@
+/** A pure, deterministic Raft consensus engine (step, tick, propose, ready/advance) in the manner of etcd/raft, and a host that drives it. */
+export const PACKAGE = '@cohort/raft';

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// The entry point behind `npm start` and `npm test`. It runs on whatever Node
+// the machine has (20 is enough) and brings in the rest from the npm registry:
+//   1. .tooling/: pnpm and a Node 24 binary (libp2p 3, better-sqlite3 13 and
+//      vitest need Node >= 22), installed once with `npm ci`;
+//   2. the workspace's packages, with `pnpm install --frozen-lockfile`, skipped
+//      when node_modules already matches the lockfile;
+//   3. the task itself, with Node 24 first on PATH so every script uses it.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const tooling = join(root, '.tooling');
+const nodeBin = join(tooling, 'node_modules', 'node', 'bin');
+const pnpmJs = join(tooling, 'node_modules', 'pnpm', 'bin', 'pnpm.cjs');
+
+function log(msg) {
+  process.stderr.write(`[cohort] ${msg}\n`);
+}
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  if (res.error) throw res.error;
+  return res.status ?? (res.signal ? 128 : 1);
+}
+
+function must(code, what) {
+  if (code !== 0) {
+    log(`${what} failed (exit ${code})`);
+    process.exit(code);
+  }
+}
+
+function digest(files) {
+  const h = createHash('sha256');
+  for (const f of files) h.update(existsSync(f) ? readFileSync(f) : '');
+  return h.digest('hex');
+}
+
+function ensureTooling() {
+  const stamp = join(tooling, 'node_modules', '.cohort-stamp');
+  const want = digest([join(tooling, 'package-lock.json')]);
+  const have = existsSync(stamp) ? readFileSync(stamp, 'utf8') : '';
+  if (have === want && existsSync(join(nodeBin, 'node')) && existsSync(pnpmJs)) return;
+  log('installing the toolchain (pnpm, Node 24) into .tooling/ from the npm registry');
+  must(run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: tooling }), 'npm ci in .tooling');
+  if (!existsSync(join(nodeBin, 'node'))) {
+    log(`no Node binary at ${nodeBin}/node after install; is the npm registry reachable?`);
+    process.exit(1);
+  }
+  writeFileSync(stamp, want);
+}
+
+function env() {
+  return {
+    ...process.env,
+    PATH: [nodeBin, join(tooling, 'node_modules', '.bin'), join(root, 'node_modules', '.bin'), process.env.PATH].join(
+      delimiter,
+    ),
+    // Turbo's anonymous telemetry is off: CI and developers' machines have no network.
+    TURBO_TELEMETRY_DISABLED: '1',
+    DO_NOT_TRACK: '1',
+  };
+}
+
+function pnpm(args) {
+  return run(join(nodeBin, 'node'), [pnpmJs, ...args], { env: env() });
+}
+
+function ensureWorkspace() {
+  const stamp = join(root, 'node_modules', '.cohort-stamp');
+  const want = digest([join(root, 'pnpm-lock.yaml'), join(root, 'pnpm-workspace.yaml')]);
+  const have = existsSync(stamp) ? readFileSync(stamp, 'utf8') : '';
+  if (have === want) return;
+  log('installing workspace packages (pnpm install --frozen-lockfile)');
+  must(pnpm(['install', '--frozen-lockfile']), 'pnpm install');
+  writeFileSync(stamp, want);
+}
+
+const [task = 'test', ...rest] = process.argv.slice(2);
+ensureTooling();
+if (task === 'pnpm') {
+  // `npm run pnpm -- <args>`: pnpm with the project's Node, for developers.
+  process.exit(pnpm(rest));
+}
+ensureWorkspace();
+switch (task) {
+  case 'setup':
+    break;
+  case 'test':
+    must(pnpm(['exec', 'turbo', 'run', 'build', 'lint', 'typecheck', 'test', ...rest]), 'tests');
+    break;
+  case 'start':
+    must(pnpm(['exec', 'turbo', 'run', 'build', '--filter=@cohort/node...', '--output-logs=errors-only']), 'build');
+    // Ctrl-C reaches the cluster too (same process group); it shuts down and we
+    // exit with its status instead of dying first.
+    process.on('SIGINT', () => {});
+    process.on('SIGTERM', () => {});
+    process.exit(
+      run(join(nodeBin, 'node'), [join(root, 'apps', 'node', 'dist', 'cli.js'), 'dev', ...rest], { env: env() }),
+    );
+  default:
+    log(`unknown task ${task}; use start, test, setup or pnpm`);
+    process.exit(2);
+}
