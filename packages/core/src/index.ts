@@ -1,2 +1,12 @@
-/** Ids and value types, typed errors, config with validation and defaults, the wire codec, and the Clock, Random, Transport and Logger interfaces every Cohort host needs. */
-export const PACKAGE = '@cohort/core';
+/**
+ * @cohort/core: the ids, errors, configuration, wire codec and host
+ * interfaces (Clock, Random, Transport, Logger) that every Cohort package shares.
+ */
+export * from './clock.js';
+export * from './errors.js';
+export * from './ids.js';
+export * from './log-store.js';
+export * from './logger.js';
+export * from './raft-types.js';
+export * from './random.js';
+export * from './transport.js';

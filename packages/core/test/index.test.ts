@@ -1,8 +1,34 @@
 import { describe, expect, it } from 'vitest';
-import { PACKAGE } from '../src/index.js';
+import { NotLeaderError, SeededRandom } from '../src/index.js';
 
-describe('@cohort/core', () => {
-  it('names itself', () => {
-    expect(PACKAGE).toBe('@cohort/core');
+describe('SeededRandom', () => {
+  it('replays the same stream from the same seed', () => {
+    const a = new SeededRandom(42);
+    const b = new SeededRandom(42);
+    const xs = Array.from({ length: 100 }, () => a.next());
+    expect(Array.from({ length: 100 }, () => b.next())).toEqual(xs);
+    expect(new Set(xs).size).toBe(100);
+  });
+
+  it('keeps int() within its inclusive bounds and reaches both ends', () => {
+    const r = new SeededRandom(7);
+    const seen = new Set<number>();
+    for (let i = 0; i < 1000; i++) {
+      const v = r.int(3, 6);
+      expect(v).toBeGreaterThanOrEqual(3);
+      expect(v).toBeLessThanOrEqual(6);
+      seen.add(v);
+    }
+    expect([...seen].sort()).toEqual([3, 4, 5, 6]);
+  });
+});
+
+describe('errors', () => {
+  it('carry a literal name, a wire code and the leader hint', () => {
+    const e = new NotLeaderError('n2', '127.0.0.1:7002');
+    expect(e.name).toBe('NotLeaderError');
+    expect(e.code).toBe('NOT_LEADER');
+    expect(e.leaderId).toBe('n2');
+    expect(e.message).toContain('n2');
   });
 });

@@ -1,0 +1,93 @@
+import type { NodeId } from './ids.js';
+
+/**
+ * Closed set of error codes that may cross the wire (RESP, HTTP, peer RPC).
+ * One class per condition below; tell them apart by `name` (or `code`), never
+ * by message text.
+ */
+export const ErrorCode = {
+  NotLeader: 'NOT_LEADER',
+  NoQuorum: 'NO_QUORUM',
+  Timeout: 'TIMEOUT',
+  StaleTerm: 'STALE_TERM',
+  Storage: 'STORAGE',
+  Config: 'CONFIG',
+  Codec: 'CODEC',
+  Compacted: 'COMPACTED',
+  Unavailable: 'UNAVAILABLE',
+  ProposalDropped: 'PROPOSAL_DROPPED',
+  Internal: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every Cohort error. */
+export abstract class CohortError extends Error {
+  abstract readonly code: ErrorCode;
+}
+
+/** This node does not lead the group; `leaderId`/`leaderAddress` say who does, when known. */
+export class NotLeaderError extends CohortError {
+  override readonly name = 'NotLeaderError';
+  readonly code = ErrorCode.NotLeader;
+  constructor(
+    readonly leaderId?: NodeId,
+    readonly leaderAddress?: string,
+    message?: string,
+  ) {
+    super(message ?? (leaderId ? `not the leader; the leader is ${leaderId}` : 'not the leader; no leader is known'));
+  }
+}
+
+/** Not enough voters are reachable to make progress. */
+export class NoQuorumError extends CohortError {
+  override readonly name = 'NoQuorumError';
+  readonly code = ErrorCode.NoQuorum;
+}
+
+/** An operation did not complete in time; it may or may not have taken effect. */
+export class TimeoutError extends CohortError {
+  override readonly name = 'TimeoutError';
+  readonly code = ErrorCode.Timeout;
+}
+
+/** A message or request carried a term older than the receiver's. */
+export class StaleTermError extends CohortError {
+  override readonly name = 'StaleTermError';
+  readonly code = ErrorCode.StaleTerm;
+}
+
+/** Durable storage failed or holds corrupt data; the message names the file, group and index. */
+export class StorageError extends CohortError {
+  override readonly name = 'StorageError';
+  readonly code = ErrorCode.Storage;
+}
+
+/** Configuration is invalid; the message says which field and how to fix it. */
+export class ConfigError extends CohortError {
+  override readonly name = 'ConfigError';
+  readonly code = ErrorCode.Config;
+}
+
+/** Bytes could not be decoded (unknown version, truncated or oversized frame). */
+export class CodecError extends CohortError {
+  override readonly name = 'CodecError';
+  readonly code = ErrorCode.Codec;
+}
+
+/** The requested log position was compacted into a snapshot. */
+export class CompactedError extends CohortError {
+  override readonly name = 'CompactedError';
+  readonly code = ErrorCode.Compacted;
+}
+
+/** The requested log position is not (yet) available in this store. */
+export class UnavailableError extends CohortError {
+  override readonly name = 'UnavailableError';
+  readonly code = ErrorCode.Unavailable;
+}
+
+/** A proposal was dropped (no leader, transfer in progress, or log over its size bound). */
+export class ProposalDroppedError extends CohortError {
+  override readonly name = 'ProposalDroppedError';
+  readonly code = ErrorCode.ProposalDropped;
+}

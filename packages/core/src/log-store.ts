@@ -1,0 +1,47 @@
+import type { GroupId, LogIndex, Term } from './ids.js';
+import type { ConfState, Entry, HardState, Snapshot } from './raft-types.js';
+
+/**
+ * What a Raft engine reads from durable storage (the counterpart of etcd/raft's
+ * `Storage`). Errors: `CompactedError` for positions folded into the snapshot,
+ * `UnavailableError` for positions past the last entry.
+ */
+export interface RaftLogReader {
+  /** The hard state and membership recorded at start. */
+  initialState(): { hardState: HardState; confState: ConfState };
+  /** Entries in [lo, hi), at least one if any exist, at most `maxBytes` of data after the first. */
+  entries(lo: LogIndex, hi: LogIndex, maxBytes: number): Entry[];
+  /** The term of entry `i`; `i` may be the snapshot's index. */
+  term(i: LogIndex): Term;
+  /** Index of the first entry still in the log (snapshot index + 1). */
+  firstIndex(): LogIndex;
+  /** Index of the last entry (the snapshot's index when the log is empty). */
+  lastIndex(): LogIndex;
+  /** The most recent snapshot. */
+  snapshot(): Snapshot;
+}
+
+/** One group's share of a durable write; everything in it lands atomically. */
+export interface GroupWrite {
+  group: GroupId;
+  hardState?: HardState;
+  /** Entries to append; an entry at an existing index truncates the log from there. */
+  entries?: Entry[];
+  /** A snapshot received from the leader, which replaces the log up to its index. */
+  snapshot?: Snapshot;
+}
+
+/**
+ * The durable store of all groups on a node. One `write` is one transaction
+ * with one fsync (group commit); no message that depends on it may leave
+ * before it returns.
+ */
+export interface NodeStore {
+  /** The reader for one group (created empty on first use). */
+  group(group: GroupId): RaftLogReader;
+  /** Persists a batch across groups atomically and durably. */
+  write(batch: GroupWrite[]): void;
+  /** Records a snapshot the application produced at `index` and drops entries up to `compactTo`. */
+  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void;
+  close(): void;
+}

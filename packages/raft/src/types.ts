@@ -1,0 +1,109 @@
+import type { Entry, HardState, LogIndex, NodeId, Random, Snapshot, Term } from '@cohort/core';
+
+/**
+ * The public shapes of the engine: messages in, `Ready` batches out. This file
+ * is the contract between the engine, its hosts and the simulator: extend it,
+ * do not break it.
+ */
+
+export type MessageType =
+  | 'app' // MsgApp: append entries (leader -> follower)
+  | 'appResp'
+  | 'vote' // RequestVote
+  | 'voteResp'
+  | 'preVote'
+  | 'preVoteResp'
+  | 'snap' // InstallSnapshot chunk
+  | 'snapResp'
+  | 'heartbeat'
+  | 'heartbeatResp'
+  | 'timeoutNow' // leadership transfer: campaign at once
+  | 'transferLeader' // forwarded to the leader
+  | 'readIndex' // forwarded to the leader
+  | 'readIndexResp'
+  | 'prop'; // a proposal forwarded by a follower to the leader
+
+/** A message between engines. Unused fields are 0 / empty. */
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: Term;
+  /** Term of the entry at `index` (app: previous entry; vote: candidate's last entry). */
+  logTerm: Term;
+  index: LogIndex;
+  entries: Entry[];
+  commit: LogIndex;
+  reject: boolean;
+  /** On a rejected append: the follower's hint for fast backtracking. */
+  rejectHint: LogIndex;
+  /** Term of the follower's entry at `rejectHint`, so the leader can skip a whole term. */
+  rejectTerm: Term;
+  /** snap: the snapshot (metadata, and a chunk of data with `snapOffset`/`snapDone`). */
+  snapshot?: Snapshot;
+  snapOffset: number;
+  snapDone: boolean;
+  /** readIndex context, heartbeat context, or vote reason ('transfer'). */
+  context: Uint8Array;
+}
+
+export type StateRole = 'follower' | 'candidate' | 'preCandidate' | 'leader';
+
+/** Volatile state worth reporting; changes are reported in `Ready.softState`. */
+export interface SoftState {
+  lead: NodeId; // '' when unknown
+  role: StateRole;
+}
+
+/** A linearizable read: once `index` is applied locally, reads for `context` may be served. */
+export interface ReadState {
+  index: LogIndex;
+  context: Uint8Array;
+}
+
+/**
+ * A batch of work for the host. The host persists (`hardState`, `entries`,
+ * `snapshot`: durably when `mustSync`), then sends `messages`, applies
+ * `committedEntries`, and calls `advance()`.
+ */
+export interface Ready {
+  softState?: SoftState;
+  hardState?: HardState;
+  entries: Entry[];
+  snapshot?: Snapshot;
+  committedEntries: Entry[];
+  messages: Message[];
+  readStates: ReadState[];
+  mustSync: boolean;
+}
+
+/** Engine configuration. Durations are in ticks; the host decides how long a tick is. */
+export interface RaftOptions {
+  id: NodeId;
+  /** Ticks without a heartbeat before a follower campaigns: randomized in [electionTick, 2*electionTick). @default 10 */
+  electionTick: number;
+  /** Ticks between leader heartbeats. @default 1 */
+  heartbeatTick: number;
+  /** Randomness for election timeouts; seed it in simulation. */
+  random: Random;
+  /** Max bytes of entries per append message. @default 1 MiB */
+  maxSizePerMsg?: number;
+  /** Max append messages in flight per follower in replicate state. @default 256 */
+  maxInflightMsgs?: number;
+  /** Max bytes of entries in flight per follower (0 = unbounded). @default 0 */
+  maxInflightBytes?: number;
+  /** Max bytes of uncommitted entries the leader accepts before dropping proposals (0 = unbounded). @default 0 */
+  maxUncommittedEntriesSize?: number;
+  /** Pre-vote phase before a real election (§9.6). @default true */
+  preVote?: boolean;
+  /** Leader steps down without hearing from a quorum for an election timeout. @default true */
+  checkQuorum?: boolean;
+  /** Read-only mode: 'safe' (ReadIndex, quorum-confirmed) or 'leaseBased' (needs checkQuorum). @default 'safe' */
+  readOnlyOption?: 'safe' | 'leaseBased';
+  /** The host's durable writes complete asynchronously (leader counts itself only once durable). @default false */
+  asyncStorageWrites?: boolean;
+  /** Snapshot chunk size for InstallSnapshot. @default 1 MiB */
+  snapshotChunkBytes?: number;
+  /** Last applied index when restarting. @default 0 */
+  applied?: LogIndex;
+}
