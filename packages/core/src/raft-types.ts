@@ -78,3 +78,45 @@ export function emptyHardState(): HardState {
 export function isEmptyHardState(hs: HardState): boolean {
   return hs.term === 0 && hs.vote === '' && hs.commit === 0;
 }
+
+/** Raft message kinds (etcd/raft's MsgApp, MsgVote, ... in camelCase). */
+export type MessageType =
+  | 'app' // MsgApp: append entries (leader -> follower)
+  | 'appResp'
+  | 'vote' // RequestVote
+  | 'voteResp'
+  | 'preVote'
+  | 'preVoteResp'
+  | 'snap' // InstallSnapshot chunk
+  | 'snapResp'
+  | 'heartbeat'
+  | 'heartbeatResp'
+  | 'timeoutNow' // leadership transfer: campaign at once
+  | 'transferLeader' // forwarded to the leader
+  | 'readIndex' // forwarded to the leader
+  | 'readIndexResp'
+  | 'prop'; // a proposal forwarded by a follower to the leader
+
+/** A message between engines. Unused fields are 0 / empty. */
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: Term;
+  /** Term of the entry at `index` (app: previous entry; vote: candidate's last entry). */
+  logTerm: Term;
+  index: LogIndex;
+  entries: Entry[];
+  commit: LogIndex;
+  reject: boolean;
+  /** On a rejected append: the follower's hint for fast backtracking. */
+  rejectHint: LogIndex;
+  /** Term of the follower's entry at `rejectHint`, so the leader can skip a whole term. */
+  rejectTerm: Term;
+  /** snap: the snapshot (metadata, and a chunk of data with `snapOffset`/`snapDone`). */
+  snapshot?: Snapshot;
+  snapOffset: number;
+  snapDone: boolean;
+  /** readIndex context, heartbeat context, or vote reason ('transfer'). */
+  context: Uint8Array;
+}

@@ -1,51 +1,12 @@
-import type { Entry, HardState, LogIndex, NodeId, Random, Snapshot, Term } from '@cohort/core';
+import type { Entry, HardState, LogIndex, Message, NodeId, Random, Snapshot } from '@cohort/core';
+
+export type { Message, MessageType } from '@cohort/core';
 
 /**
  * The public shapes of the engine: messages in, `Ready` batches out. This file
  * is the contract between the engine, its hosts and the simulator: extend it,
  * do not break it.
  */
-
-export type MessageType =
-  | 'app' // MsgApp: append entries (leader -> follower)
-  | 'appResp'
-  | 'vote' // RequestVote
-  | 'voteResp'
-  | 'preVote'
-  | 'preVoteResp'
-  | 'snap' // InstallSnapshot chunk
-  | 'snapResp'
-  | 'heartbeat'
-  | 'heartbeatResp'
-  | 'timeoutNow' // leadership transfer: campaign at once
-  | 'transferLeader' // forwarded to the leader
-  | 'readIndex' // forwarded to the leader
-  | 'readIndexResp'
-  | 'prop'; // a proposal forwarded by a follower to the leader
-
-/** A message between engines. Unused fields are 0 / empty. */
-export interface Message {
-  type: MessageType;
-  from: NodeId;
-  to: NodeId;
-  term: Term;
-  /** Term of the entry at `index` (app: previous entry; vote: candidate's last entry). */
-  logTerm: Term;
-  index: LogIndex;
-  entries: Entry[];
-  commit: LogIndex;
-  reject: boolean;
-  /** On a rejected append: the follower's hint for fast backtracking. */
-  rejectHint: LogIndex;
-  /** Term of the follower's entry at `rejectHint`, so the leader can skip a whole term. */
-  rejectTerm: Term;
-  /** snap: the snapshot (metadata, and a chunk of data with `snapOffset`/`snapDone`). */
-  snapshot?: Snapshot;
-  snapOffset: number;
-  snapDone: boolean;
-  /** readIndex context, heartbeat context, or vote reason ('transfer'). */
-  context: Uint8Array;
-}
 
 export type StateRole = 'follower' | 'candidate' | 'preCandidate' | 'leader';
 
