@@ -8,7 +8,7 @@
 //   3. the task itself, with Node 24 first on PATH so every script uses it.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -80,6 +80,38 @@ function ensureWorkspace() {
   writeFileSync(stamp, want);
 }
 
+// Each package's vitest writes its results here; turbo caches them with the run.
+const RESULTS = 'test-results.json';
+
+/** Prints one closing line over every package's results: `tests: N passed, N failed`. */
+function resultFiles() {
+  const files = [];
+  for (const dir of ['packages', 'apps', 'tools']) {
+    const base = join(root, dir);
+    if (!existsSync(base)) continue;
+    for (const name of readdirSync(base)) files.push(join(base, name, RESULTS));
+  }
+  return files;
+}
+
+function summarize() {
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  for (const file of resultFiles()) {
+    if (!existsSync(file)) continue;
+    try {
+      const r = JSON.parse(readFileSync(file, 'utf8'));
+      passed += r.numPassedTests ?? 0;
+      failed += (r.numFailedTests ?? 0) + (r.success === false && !r.numFailedTests ? 1 : 0);
+      skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    } catch {
+      failed += 1;
+    }
+  }
+  process.stdout.write(`\ntests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+}
+
 const [task = 'test', ...rest] = process.argv.slice(2);
 ensureTooling();
 if (task === 'pnpm') {
@@ -90,9 +122,25 @@ ensureWorkspace();
 switch (task) {
   case 'setup':
     break;
-  case 'test':
-    must(pnpm(['exec', 'turbo', 'run', 'build', 'lint', 'typecheck', 'test', ...rest]), 'tests');
+  case 'test': {
+    must(pnpm(['exec', 'biome', 'check', 'scripts', 'package.json', 'turbo.json', 'biome.json']), 'lint of root files');
+    must(pnpm(['exec', 'turbo', 'run', 'build', 'lint', 'typecheck', ...rest]), 'build, lint and typecheck');
+    for (const f of resultFiles()) rmSync(f, { force: true });
+    const code = pnpm([
+      'exec',
+      'turbo',
+      'run',
+      'test',
+      ...rest,
+      '--',
+      '--reporter=default',
+      '--reporter=json',
+      `--outputFile.json=${RESULTS}`,
+    ]);
+    summarize();
+    must(code, 'tests');
     break;
+  }
   case 'start':
     must(pnpm(['exec', 'turbo', 'run', 'build', '--filter=@cohort/node...', '--output-logs=errors-only']), 'build');
     // Ctrl-C reaches the cluster too (same process group); it shuts down and we
@@ -102,6 +150,7 @@ switch (task) {
     process.exit(
       run(join(nodeBin, 'node'), [join(root, 'apps', 'node', 'dist', 'cli.js'), 'dev', ...rest], { env: env() }),
     );
+    break;
   default:
     log(`unknown task ${task}; use start, test, setup or pnpm`);
     process.exit(2);
