@@ -1,2 +1,5 @@
 /** The replicated key-value state machine and client API of Cohort: commands, exactly-once sessions, linearizable reads, partition routing. */
 export const PACKAGE = '@cohort/kv';
+export { type KvCommand, type SetCondition, decodeCommand, encodeCommand } from './command.js';
+export type { KvResult } from './result.js';
+export { KV_SNAPSHOT_VERSION, KvStateMachine } from './state-machine.js';

@@ -1,0 +1,12 @@
+/**
+ * What applying a command yields; values, not exceptions, so every replica
+ * computes the same answer and the proposer returns it to the client.
+ */
+export type KvResult =
+  | { type: 'ok' }
+  /** A conditional SET that did not happen, or SET ... GET of an absent key. */
+  | { type: 'nil' }
+  | { type: 'int'; value: bigint }
+  | { type: 'bulk'; value: Uint8Array }
+  /** A command that failed on the data (for example INCR of a non-integer). */
+  | { type: 'error'; message: string };
