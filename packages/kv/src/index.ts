@@ -3,3 +3,12 @@ export const PACKAGE = '@cohort/kv';
 export { type KvCommand, type SetCondition, decodeCommand, encodeCommand } from './command.js';
 export type { KvResult } from './result.js';
 export { KV_SNAPSHOT_VERSION, KvStateMachine } from './state-machine.js';
+export {
+  type KvReadOp,
+  type KvRequest,
+  type KvResponse,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+} from './request.js';

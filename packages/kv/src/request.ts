@@ -1,0 +1,141 @@
+import { CodecError, ErrorCode, type NodeId } from '@cohort/core';
+import { type KvCommand, decodeCommand, encodeCommand } from './command.js';
+import { KvRequestPb, KvResponsePb } from './generated/kv-request.js';
+import type { KvResult } from './result.js';
+
+/** A read served from the state machine after a linearizable ReadIndex round. */
+export type KvReadOp = 'get' | 'mget' | 'exists' | 'pttl';
+
+/** A client request, as served locally or forwarded to the leader. */
+export type KvRequest =
+  | { kind: 'write'; command: KvCommand }
+  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; now: number };
+
+/** A request's outcome: a command result, an array of values, or a failure with a core error code. */
+export type KvResponse =
+  | KvResult
+  | { type: 'array'; values: (Uint8Array | null)[] }
+  | { type: 'failure'; code: ErrorCode; message: string; leaderId?: NodeId };
+
+const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
+  get: KvRequestPb.Kind.GET,
+  mget: KvRequestPb.Kind.MGET,
+  exists: KvRequestPb.Kind.EXISTS,
+  pttl: KvRequestPb.Kind.PTTL,
+};
+
+/** Encodes a request for the `/cohort/kv/1` protocol. */
+export function encodeRequest(req: KvRequest): Uint8Array {
+  if (req.kind === 'write') {
+    return KvRequestPb.encode({
+      kind: KvRequestPb.Kind.WRITE,
+      command: encodeCommand(req.command),
+      keys: [],
+      now: 0n,
+    });
+  }
+  return KvRequestPb.encode({
+    kind: READ_KINDS[req.op],
+    command: new Uint8Array(),
+    keys: req.keys,
+    now: BigInt(req.now),
+  });
+}
+
+/** Decodes a forwarded request; throws `CodecError` on malformed bytes. */
+export function decodeRequest(data: Uint8Array): KvRequest {
+  let pb: KvRequestPb;
+  try {
+    pb = KvRequestPb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV request of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+  if (pb.kind === KvRequestPb.Kind.WRITE) return { kind: 'write', command: decodeCommand(pb.command) };
+  const op = (Object.keys(READ_KINDS) as KvReadOp[]).find((k) => READ_KINDS[k] === pb.kind);
+  if (op === undefined) throw new CodecError(`KV request has unknown kind ${String(pb.kind)}`);
+  return { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };
+}
+
+const CODES = new Set<string>(Object.values(ErrorCode));
+
+/** Encodes a response for the `/cohort/kv/1` protocol. */
+export function encodeResponse(res: KvResponse): Uint8Array {
+  const pb: KvResponsePb = {
+    type: KvResponsePb.Type.OK,
+    int: 0n,
+    value: new Uint8Array(),
+    message: '',
+    values: [],
+    present: [],
+    code: '',
+    leaderId: '',
+  };
+  switch (res.type) {
+    case 'ok':
+      break;
+    case 'nil':
+      pb.type = KvResponsePb.Type.NIL;
+      break;
+    case 'int':
+      pb.type = KvResponsePb.Type.INT;
+      pb.int = res.value;
+      break;
+    case 'bulk':
+      pb.type = KvResponsePb.Type.BULK;
+      pb.value = res.value;
+      break;
+    case 'error':
+      pb.type = KvResponsePb.Type.ERROR;
+      pb.message = res.message;
+      break;
+    case 'array':
+      pb.type = KvResponsePb.Type.ARRAY;
+      pb.values = res.values.map((v) => v ?? new Uint8Array());
+      pb.present = res.values.map((v) => v !== null);
+      break;
+    case 'failure':
+      pb.type = KvResponsePb.Type.FAILURE;
+      pb.code = res.code;
+      pb.message = res.message;
+      pb.leaderId = res.leaderId ?? '';
+      break;
+    default: {
+      const never: never = res;
+      throw new Error(`unknown response ${String(never)}`);
+    }
+  }
+  return KvResponsePb.encode(pb);
+}
+
+/** Decodes a forwarded response; throws `CodecError` on malformed bytes. */
+export function decodeResponse(data: Uint8Array): KvResponse {
+  let pb: KvResponsePb;
+  try {
+    pb = KvResponsePb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV response of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+  switch (pb.type) {
+    case KvResponsePb.Type.OK:
+      return { type: 'ok' };
+    case KvResponsePb.Type.NIL:
+      return { type: 'nil' };
+    case KvResponsePb.Type.INT:
+      return { type: 'int', value: pb.int };
+    case KvResponsePb.Type.BULK:
+      return { type: 'bulk', value: pb.value };
+    case KvResponsePb.Type.ERROR:
+      return { type: 'error', message: pb.message };
+    case KvResponsePb.Type.ARRAY:
+      if (pb.present.length !== pb.values.length) throw new CodecError('KV array response: values and presence differ');
+      return { type: 'array', values: pb.values.map((v, i) => (pb.present[i] ? v : null)) };
+    case KvResponsePb.Type.FAILURE: {
+      if (!CODES.has(pb.code)) throw new CodecError(`KV failure response has unknown code '${pb.code}'`);
+      const res: KvResponse = { type: 'failure', code: pb.code as ErrorCode, message: pb.message };
+      if (pb.leaderId !== '') res.leaderId = pb.leaderId;
+      return res;
+    }
+    default:
+      throw new CodecError(`KV response has unknown type ${String(pb.type)}`);
+  }
+}
