@@ -1,0 +1,220 @@
+import type { KvCommand, KvResponse } from '@cohort/kv';
+import type { KvApi } from '../kv-api.js';
+import { NIL, OK, type Reply, errorReply } from './reply.js';
+
+/** Per-connection state the commands may change. */
+export interface Session {
+  name: string;
+  /** Set by QUIT: close once the reply is written. */
+  closing: boolean;
+}
+
+type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Promise<Reply>;
+
+interface Spec {
+  /** Redis arity: n > 0 exactly n words (command included), n < 0 at least -n. */
+  arity: number;
+  run: Handler;
+}
+
+const SYNTAX = errorReply('ERR syntax error');
+const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
+
+function toReply(res: KvResponse): Reply {
+  switch (res.type) {
+    case 'ok':
+      return OK;
+    case 'nil':
+      return NIL;
+    case 'int':
+      return { t: 'int', n: res.value };
+    case 'bulk':
+      return { t: 'bulk', v: res.value };
+    case 'error':
+      return errorReply(res.message);
+    case 'array':
+      return { t: 'array', items: res.values.map((v) => ({ t: 'bulk', v })) };
+    case 'failure':
+      // The first word of a RESP error is its code, as in `-NOT_LEADER ...`.
+      return errorReply(`${res.code} ${res.message}`);
+    default: {
+      const never: never = res;
+      throw new Error(`unknown response ${String(never)}`);
+    }
+  }
+}
+
+async function write(api: KvApi, command: KvCommand): Promise<Reply> {
+  return toReply(await api.execute({ kind: 'write', command }));
+}
+
+function parseInteger(arg: Buffer): bigint | undefined {
+  const s = arg.toString('latin1');
+  if (!/^-?(0|[1-9][0-9]{0,18})$/.test(s)) return undefined;
+  const n = BigInt(s);
+  return n >= -(2n ** 63n) && n < 2n ** 63n ? n : undefined;
+}
+
+function incrBy(sign: bigint, fixed?: bigint): Handler {
+  return (args, api) => {
+    const delta = fixed ?? parseInteger(args[2]!);
+    if (delta === undefined) return NOT_INTEGER;
+    return write(api, { op: 'incr', key: args[1]!, delta: sign * delta, now: Date.now() });
+  };
+}
+
+function setCommand(args: Buffer[], api: KvApi): Reply | Promise<Reply> {
+  const now = Date.now();
+  let condition: 'always' | 'nx' | 'xx' = 'always';
+  let expiresAt = 0;
+  let returnOld = false;
+  for (let i = 3; i < args.length; i++) {
+    const opt = args[i]!.toString('latin1').toUpperCase();
+    if (opt === 'NX' && condition === 'always') condition = 'nx';
+    else if (opt === 'XX' && condition === 'always') condition = 'xx';
+    else if (opt === 'GET') returnOld = true;
+    else if ((opt === 'EX' || opt === 'PX') && expiresAt === 0 && i + 1 < args.length) {
+      const n = parseInteger(args[++i]!);
+      if (n === undefined) return NOT_INTEGER;
+      if (n <= 0n) return errorReply("ERR invalid expire time in 'set' command");
+      expiresAt = now + Number(opt === 'EX' ? n * 1000n : n);
+    } else return SYNTAX;
+  }
+  return write(api, { op: 'set', key: args[1]!, value: args[2]!, condition, expiresAt, returnOld, now });
+}
+
+async function read(api: KvApi, op: 'get' | 'mget' | 'exists' | 'pttl', keys: Buffer[]): Promise<Reply> {
+  return toReply(await api.execute({ kind: 'read', op, keys, now: Date.now() }));
+}
+
+function info(api: KvApi): Reply {
+  const s = api.status();
+  const lines = [
+    '# Server',
+    'redis_version:7.0.0',
+    'cohort_version:0.1.0',
+    `cohort_node_id:${s.id}`,
+    '',
+    '# Persistence',
+    'loading:0',
+    '',
+    '# Replication',
+    `role:${s.role === 'leader' ? 'master' : 'slave'}`,
+    `raft_role:${s.role}`,
+    `raft_leader:${s.leader}`,
+    `raft_term:${s.term}`,
+    `raft_commit_index:${s.commit}`,
+    `raft_applied_index:${s.applied}`,
+    '',
+  ];
+  return { t: 'bulk', v: lines.join('\r\n') };
+}
+
+const COMMANDS: Record<string, Spec> = {
+  ping: {
+    arity: -1,
+    run: (args) =>
+      args.length > 2
+        ? errorReply("ERR wrong number of arguments for 'ping' command")
+        : args[1]
+          ? { t: 'bulk', v: args[1] }
+          : { t: 'simple', s: 'PONG' },
+  },
+  echo: { arity: 2, run: (args) => ({ t: 'bulk', v: args[1]! }) },
+  get: { arity: 2, run: (args, api) => read(api, 'get', [args[1]!]) },
+  mget: { arity: -2, run: (args, api) => read(api, 'mget', args.slice(1)) },
+  exists: { arity: -2, run: (args, api) => read(api, 'exists', args.slice(1)) },
+  pttl: { arity: 2, run: (args, api) => read(api, 'pttl', [args[1]!]) },
+  ttl: {
+    arity: 2,
+    run: async (args, api) => {
+      const r = await read(api, 'pttl', [args[1]!]);
+      if (r.t !== 'int' || Number(r.n) < 0) return r;
+      return { t: 'int', n: Math.round(Number(r.n) / 1000) };
+    },
+  },
+  set: { arity: -3, run: setCommand },
+  del: { arity: -2, run: (args, api) => write(api, { op: 'del', keys: args.slice(1), now: Date.now() }) },
+  mset: {
+    arity: -3,
+    run: (args, api) => {
+      if (args.length % 2 === 0) return errorReply("ERR wrong number of arguments for 'mset' command");
+      const keys = args.filter((_, i) => i % 2 === 1);
+      const values = args.filter((_, i) => i > 0 && i % 2 === 0);
+      return write(api, { op: 'mset', keys, values, now: Date.now() });
+    },
+  },
+  incr: { arity: 2, run: incrBy(1n, 1n) },
+  decr: { arity: 2, run: incrBy(-1n, 1n) },
+  incrby: { arity: 3, run: incrBy(1n) },
+  decrby: { arity: 3, run: incrBy(-1n) },
+  // redis-cli asks for command docs at start; an empty list keeps it happy.
+  command: { arity: -1, run: () => ({ t: 'array', items: [] }) },
+  quit: {
+    arity: -1,
+    run: (_args, _api, session) => {
+      session.closing = true;
+      return OK;
+    },
+  },
+  select: { arity: 2, run: (args) => (args[1]!.toString() === '0' ? OK : errorReply('ERR DB index is out of range')) },
+  hello: {
+    arity: -1,
+    run: (args, api) => {
+      const version = args[1]?.toString();
+      if (version !== undefined && version !== '2')
+        return errorReply('NOPROTO sorry, this protocol version is not supported');
+      const s = api.status();
+      const pairs: [string, Reply][] = [
+        ['server', { t: 'bulk', v: 'cohort' }],
+        ['version', { t: 'bulk', v: '0.1.0' }],
+        ['proto', { t: 'int', n: 2 }],
+        ['id', { t: 'bulk', v: s.id }],
+        ['mode', { t: 'bulk', v: 'standalone' }],
+        ['role', { t: 'bulk', v: s.role === 'leader' ? 'master' : 'replica' }],
+        ['modules', { t: 'array', items: [] }],
+      ];
+      return { t: 'array', items: pairs.flatMap(([k, v]) => [{ t: 'bulk', v: k }, v]) };
+    },
+  },
+  client: {
+    arity: -2,
+    run: (args, _api, session) => {
+      const sub = args[1]!.toString().toLowerCase();
+      if (sub === 'setname' && args.length === 3) {
+        session.name = args[2]!.toString();
+        return OK;
+      }
+      if (sub === 'getname') return session.name ? { t: 'bulk', v: session.name } : NIL;
+      if (sub === 'setinfo' || sub === 'no-evict' || sub === 'no-touch') return OK;
+      return errorReply(`ERR unknown subcommand '${sub}'. Try CLIENT HELP.`);
+    },
+  },
+  info: { arity: -1, run: (_args, api) => info(api) },
+};
+
+/** The names of the commands this server answers. */
+export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
+
+/** Runs one command and returns its reply; failures of the node become error replies, never exceptions. */
+export async function runCommand(args: Buffer[], api: KvApi, session: Session): Promise<Reply> {
+  const name = args[0]!.toString().toLowerCase();
+  const spec = COMMANDS[name];
+  if (spec === undefined) {
+    const rest = args
+      .slice(1, 21)
+      .map((a) => `'${a.toString().slice(0, 128)}' `)
+      .join('');
+    return errorReply(`ERR unknown command '${args[0]!.toString().slice(0, 128)}', with args beginning with: ${rest}`);
+  }
+  if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
+    return errorReply(`ERR wrong number of arguments for '${name}' command`);
+  }
+  try {
+    return await spec.run(args, api, session);
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown };
+    const code = typeof e.code === 'string' ? e.code : 'ERR';
+    return errorReply(`${code} ${String(e.message ?? err)}`);
+  }
+}

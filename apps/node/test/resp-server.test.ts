@@ -1,0 +1,110 @@
+import { type Socket, connect } from 'node:net';
+import { silentLogger } from '@cohort/core';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RespServer } from '../src/resp/server.js';
+import { LocalKv } from './helpers/local-kv.js';
+
+let server: RespServer;
+let port: number;
+
+beforeAll(async () => {
+  server = new RespServer({ api: new LocalKv(), logger: silentLogger, limits: { maxBulkBytes: 1024 } });
+  port = await server.listen(0, '127.0.0.1');
+});
+afterAll(async () => {
+  await server.close();
+});
+
+/** Sends raw bytes and collects the reply until the server closes or `until` matches. */
+function raw(bytes: string, until?: RegExp): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no complete reply; got ${JSON.stringify(text)}`));
+    }, 5000);
+    socket.on('data', (d) => {
+      text += d.toString();
+      if (until?.test(text)) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ text, closed: false });
+      }
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    socket.on('error', reject);
+    socket.write(bytes);
+  });
+}
+
+describe('RESP server', () => {
+  it('serves SET/GET/DEL/EXISTS/INCR/MGET/MSET to ioredis', async () => {
+    const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+    try {
+      await redis.connect();
+      expect(await redis.ping()).toBe('PONG');
+      expect(await redis.set('a', '1')).toBe('OK');
+      expect(await redis.get('a')).toBe('1');
+      expect(await redis.get('missing')).toBeNull();
+      expect(await redis.set('a', '2', 'NX')).toBeNull();
+      expect(await redis.incr('n')).toBe(1);
+      expect(await redis.incrby('n', 41)).toBe(42);
+      expect(await redis.mset('x', 'X', 'y', 'Y')).toBe('OK');
+      expect(await redis.mget('x', 'nope', 'y')).toEqual(['X', null, 'Y']);
+      expect(await redis.exists('a', 'x', 'nope')).toBe(2);
+      expect(await redis.del('a', 'x', 'nope')).toBe(2);
+      expect(await redis.set('t', 'v', 'EX', 100)).toBe('OK');
+      expect(await redis.ttl('t')).toBe(100);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('answers pipelined commands in order, a read seeing the writes before it', async () => {
+    const redis = new Redis({ port, host: '127.0.0.1' });
+    try {
+      const p = redis.pipeline();
+      for (let i = 0; i < 200; i++) p.set(`p${i}`, `${i}`).get(`p${i}`);
+      const results = await p.exec();
+      expect(results).toHaveLength(400);
+      for (let i = 0; i < 200; i++) expect(results![2 * i + 1]).toEqual([null, `${i}`]);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('replies like Redis to unknown commands and wrong arity', async () => {
+    const { text } = await raw('FOO bar baz\r\nGET\r\nGET a b\r\n', /\r\n.*\r\n.*\r\n/);
+    expect(text).toBe(
+      "-ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' \r\n" +
+        "-ERR wrong number of arguments for 'get' command\r\n" +
+        "-ERR wrong number of arguments for 'get' command\r\n",
+    );
+  });
+
+  it('answers a protocol error and closes that connection only', async () => {
+    const redis = new Redis({ port, host: '127.0.0.1' });
+    try {
+      await redis.set('survivor', 'yes');
+      const { text, closed } = await raw('PING\r\n*1\r\n$99999\r\n');
+      expect(text).toBe('+PONG\r\n-ERR Protocol error: invalid bulk length\r\n');
+      expect(closed).toBe(true);
+      expect(await redis.get('survivor')).toBe('yes');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('closes after QUIT and tolerates the handshake commands of clients', async () => {
+    const { text, closed } = await raw(
+      'CLIENT SETNAME app\r\nCLIENT GETNAME\r\nSELECT 0\r\nSELECT 1\r\nQUIT\r\nPING\r\n',
+    );
+    expect(text).toBe('+OK\r\n$3\r\napp\r\n+OK\r\n-ERR DB index is out of range\r\n+OK\r\n');
+    expect(closed).toBe(true);
+  });
+});
