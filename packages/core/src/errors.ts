@@ -91,3 +91,9 @@ export class ProposalDroppedError extends CohortError {
   override readonly name = 'ProposalDroppedError';
   readonly code = ErrorCode.ProposalDropped;
 }
+
+/** An unexpected failure on a remote node (or an error code this node does not know). */
+export class InternalError extends CohortError {
+  override readonly name = 'InternalError';
+  readonly code = ErrorCode.Internal;
+}

@@ -3,6 +3,7 @@
  * interfaces (Clock, Random, Transport, Logger) that every Cohort package shares.
  */
 export * from './clock.js';
+export * from './codec/index.js';
 export * from './errors.js';
 export * from './ids.js';
 export * from './log-store.js';

@@ -1,0 +1,29 @@
+/** The versioned wire codec: protobuf envelopes for Raft messages, membership changes and forwarded commands. */
+export {
+  type CodecOptions,
+  DEFAULT_MAX_FRAME_BYTES,
+  MIN_WIRE_VERSION,
+  type OpenedEnvelope,
+  openEnvelope,
+  type PayloadKindName,
+  WIRE_VERSION,
+} from './envelope.js';
+export {
+  decodeForwardRequest,
+  decodeForwardResponse,
+  encodeForwardRequest,
+  encodeForwardResponse,
+  errorFromForwardResponse,
+  type ForwardRequest,
+  type ForwardResponse,
+  forwardResponseFromError,
+} from './forward-codec.js';
+export {
+  decodeConfChange,
+  decodeRaftBatch,
+  decodeRaftMessage,
+  encodeConfChange,
+  encodeRaftBatch,
+  encodeRaftMessage,
+  type GroupMessage,
+} from './raft-codec.js';

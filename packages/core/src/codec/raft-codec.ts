@@ -1,0 +1,208 @@
+import { CodecError } from '../errors.js';
+import type { GroupId } from '../ids.js';
+import type {
+  ConfChange,
+  ConfChangeType,
+  ConfState,
+  Entry,
+  EntryType,
+  Message,
+  MessageType,
+  Snapshot,
+} from '../raft-types.js';
+import { type CodecOptions, guard, openEnvelopeOf, sealEnvelope } from './envelope.js';
+import * as pb from './generated/cohort-wire.js';
+
+/** A Raft message with the group it belongs to (multi-Raft: groups share connections). */
+export interface GroupMessage {
+  group: GroupId;
+  message: Message;
+}
+
+const messageTypes: Record<MessageType, pb.MessageType> = {
+  app: pb.MessageType.MSG_APP,
+  appResp: pb.MessageType.MSG_APP_RESP,
+  vote: pb.MessageType.MSG_VOTE,
+  voteResp: pb.MessageType.MSG_VOTE_RESP,
+  preVote: pb.MessageType.MSG_PRE_VOTE,
+  preVoteResp: pb.MessageType.MSG_PRE_VOTE_RESP,
+  snap: pb.MessageType.MSG_SNAP,
+  snapResp: pb.MessageType.MSG_SNAP_RESP,
+  heartbeat: pb.MessageType.MSG_HEARTBEAT,
+  heartbeatResp: pb.MessageType.MSG_HEARTBEAT_RESP,
+  timeoutNow: pb.MessageType.MSG_TIMEOUT_NOW,
+  transferLeader: pb.MessageType.MSG_TRANSFER_LEADER,
+  readIndex: pb.MessageType.MSG_READ_INDEX,
+  readIndexResp: pb.MessageType.MSG_READ_INDEX_RESP,
+  prop: pb.MessageType.MSG_PROP,
+};
+const messageTypesBack = invert(messageTypes);
+
+const entryTypes: Record<EntryType, pb.EntryType> = {
+  normal: pb.EntryType.ENTRY_NORMAL,
+  confChange: pb.EntryType.ENTRY_CONF_CHANGE,
+};
+const entryTypesBack = invert(entryTypes);
+
+const transitions: Record<ConfChange['transition'], pb.ConfChangeTransition> = {
+  auto: pb.ConfChangeTransition.TRANSITION_AUTO,
+  joint: pb.ConfChangeTransition.TRANSITION_JOINT,
+  explicit: pb.ConfChangeTransition.TRANSITION_EXPLICIT,
+};
+const transitionsBack = invert(transitions);
+
+const changeTypes: Record<ConfChangeType, pb.ConfChangeType> = {
+  addVoter: pb.ConfChangeType.CHANGE_ADD_VOTER,
+  addLearner: pb.ConfChangeType.CHANGE_ADD_LEARNER,
+  removeNode: pb.ConfChangeType.CHANGE_REMOVE_NODE,
+};
+const changeTypesBack = invert(changeTypes);
+
+function invert<K extends string, V>(table: Record<K, V>): Map<V, K> {
+  return new Map(Object.entries(table).map(([k, v]) => [v as V, k as K]));
+}
+
+function back<K, V>(table: Map<V, K>, value: V, what: string): K {
+  const k = table.get(value);
+  if (k === undefined) throw new CodecError(`cannot decode ${what}: unknown value ${String(value)}`);
+  return k;
+}
+
+/** Encodes one Raft message of `group` as a versioned frame. */
+export function encodeRaftMessage(group: GroupId, m: Message, options: CodecOptions = {}): Uint8Array {
+  return sealEnvelope('raftMessage', pb.GroupMessage.encode({ group, message: messageToPb(m) }), options);
+}
+
+/** Decodes a frame written by {@link encodeRaftMessage}; throws CodecError on anything else. */
+export function decodeRaftMessage(bytes: Uint8Array, options: CodecOptions = {}): GroupMessage {
+  const payload = openEnvelopeOf('raftMessage', bytes, options);
+  return guard('a raft message', () => groupMessageFromPb(pb.GroupMessage.decode(payload)));
+}
+
+/** Encodes several Raft messages (of any groups) bound for one peer as a single frame. */
+export function encodeRaftBatch(messages: readonly GroupMessage[], options: CodecOptions = {}): Uint8Array {
+  const pbMessages = messages.map(({ group, message }) => ({ group, message: messageToPb(message) }));
+  return sealEnvelope('raftBatch', pb.RaftBatch.encode({ messages: pbMessages }), options);
+}
+
+/** Decodes a frame written by {@link encodeRaftBatch}. */
+export function decodeRaftBatch(bytes: Uint8Array, options: CodecOptions = {}): GroupMessage[] {
+  const payload = openEnvelopeOf('raftBatch', bytes, options);
+  return guard('a raft batch', () => pb.RaftBatch.decode(payload).messages.map(groupMessageFromPb));
+}
+
+/** Encodes a membership change, as carried in the data of a `confChange` entry. */
+export function encodeConfChange(cc: ConfChange, options: CodecOptions = {}): Uint8Array {
+  return sealEnvelope('confChange', pb.ConfChange.encode(confChangeToPb(cc)), options);
+}
+
+/** Decodes a frame written by {@link encodeConfChange}. */
+export function decodeConfChange(bytes: Uint8Array, options: CodecOptions = {}): ConfChange {
+  const payload = openEnvelopeOf('confChange', bytes, options);
+  return guard('a conf change', () => confChangeFromPb(pb.ConfChange.decode(payload)));
+}
+
+function groupMessageFromPb(g: pb.GroupMessage): GroupMessage {
+  if (g.message === undefined) throw new CodecError(`cannot decode a raft message of group '${g.group}': it is empty`);
+  return { group: g.group, message: messageFromPb(g.message) };
+}
+
+function messageToPb(m: Message): pb.Message {
+  const out: pb.Message = {
+    type: messageTypes[m.type],
+    from: m.from,
+    to: m.to,
+    term: m.term,
+    logTerm: m.logTerm,
+    index: m.index,
+    entries: m.entries.map(entryToPb),
+    commit: m.commit,
+    reject: m.reject,
+    rejectHint: m.rejectHint,
+    rejectTerm: m.rejectTerm,
+    snapOffset: m.snapOffset,
+    snapDone: m.snapDone,
+    context: m.context,
+  };
+  if (m.snapshot !== undefined) out.snapshot = snapshotToPb(m.snapshot);
+  return out;
+}
+
+function messageFromPb(m: pb.Message): Message {
+  const out: Message = {
+    type: back(messageTypesBack, m.type, 'a raft message type'),
+    from: m.from,
+    to: m.to,
+    term: m.term,
+    logTerm: m.logTerm,
+    index: m.index,
+    entries: m.entries.map(entryFromPb),
+    commit: m.commit,
+    reject: m.reject,
+    rejectHint: m.rejectHint,
+    rejectTerm: m.rejectTerm,
+    snapOffset: m.snapOffset,
+    snapDone: m.snapDone,
+    context: m.context,
+  };
+  if (m.snapshot !== undefined) out.snapshot = snapshotFromPb(m.snapshot);
+  return out;
+}
+
+function entryToPb(e: Entry): pb.Entry {
+  return { term: e.term, index: e.index, type: entryTypes[e.type], data: e.data };
+}
+
+function entryFromPb(e: pb.Entry): Entry {
+  return { term: e.term, index: e.index, type: back(entryTypesBack, e.type, 'an entry type'), data: e.data };
+}
+
+function confStateToPb(c: ConfState): pb.ConfState {
+  return {
+    voters: c.voters,
+    learners: c.learners,
+    votersOutgoing: c.votersOutgoing,
+    learnersNext: c.learnersNext,
+    autoLeave: c.autoLeave,
+  };
+}
+
+function confStateFromPb(c: pb.ConfState | undefined): ConfState {
+  return {
+    voters: c?.voters ?? [],
+    learners: c?.learners ?? [],
+    votersOutgoing: c?.votersOutgoing ?? [],
+    learnersNext: c?.learnersNext ?? [],
+    autoLeave: c?.autoLeave ?? false,
+  };
+}
+
+function snapshotToPb(s: Snapshot): pb.Snapshot {
+  return {
+    meta: { index: s.meta.index, term: s.meta.term, confState: confStateToPb(s.meta.confState) },
+    data: s.data,
+  };
+}
+
+function snapshotFromPb(s: pb.Snapshot): Snapshot {
+  return {
+    meta: { index: s.meta?.index ?? 0, term: s.meta?.term ?? 0, confState: confStateFromPb(s.meta?.confState) },
+    data: s.data,
+  };
+}
+
+function confChangeToPb(cc: ConfChange): pb.ConfChange {
+  return {
+    transition: transitions[cc.transition],
+    changes: cc.changes.map((c) => ({ type: changeTypes[c.type], nodeId: c.nodeId })),
+    context: cc.context,
+  };
+}
+
+function confChangeFromPb(cc: pb.ConfChange): ConfChange {
+  return {
+    transition: back(transitionsBack, cc.transition, 'a conf change transition'),
+    changes: cc.changes.map((c) => ({ type: back(changeTypesBack, c.type, 'a conf change type'), nodeId: c.nodeId })),
+    context: cc.context,
+  };
+}
