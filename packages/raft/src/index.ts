@@ -1,3 +1,8 @@
-/** A pure, deterministic Raft consensus engine (step, tick, propose, ready/advance) in the manner of etcd/raft, and a host that drives it. */
+/** A pure, deterministic Raft consensus engine (step, tick, propose, ready/advance) in the manner of etcd/raft. */
 export const PACKAGE = '@cohort/raft';
 export type * from './types.js';
+export { decodeConfChange, encodeConfChange } from './confchange/codec.js';
+export { MemoryStorage } from './memory-storage.js';
+export { RawNode } from './raw-node.js';
+export type { ProgressStatus, Status } from './status.js';
+export type { ProgressState } from './tracker/progress.js';

@@ -1,0 +1,37 @@
+import type { ConfChange, ConfState, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
+import type { RaftOptions, Ready, StateRole } from '../types.js';
+
+/** What the host reads of an engine's state for status reports. */
+export interface EngineStatus {
+  term: Term;
+  lead: NodeId;
+  role: StateRole;
+  commit: LogIndex;
+}
+
+/**
+ * The part of the engine the host drives. `RawNode` provides it; tests and
+ * the simulator may wrap it, which is why the host depends on this and not on
+ * the class.
+ */
+export interface RaftEngine {
+  tick(): void;
+  step(m: Message): void;
+  /** Appends `data` as a new entry when leader; returns its position, or throws (ProposalDroppedError, NotLeaderError). */
+  propose(data: Uint8Array): { index: LogIndex; term: Term };
+  /** Starts a ReadIndex round; its result comes back as a `ReadState` carrying `context`. */
+  readIndex(context: Uint8Array): void;
+  /** Applies a committed membership change; returns the resulting configuration. */
+  applyConfChange(cc: ConfChange): ConfState;
+  hasReady(): boolean;
+  ready(): Ready;
+  advance(): void;
+  /** Tells the leader a message to `id` could not be delivered, so it probes instead of streaming. */
+  reportUnreachable(id: NodeId): void;
+  /** Starts an election now. */
+  campaign(): void;
+  status(): EngineStatus;
+}
+
+/** Creates an engine over a group's durable log (see {@link RaftHostOptions.createEngine}). */
+export type EngineFactory = (options: RaftOptions, storage: RaftLogReader) => RaftEngine;

@@ -1,0 +1,3 @@
+export type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
+export { type GroupStatus, RaftHost, type RaftHostOptions, raftFrame } from './raft-host.js';
+export type { StateMachine } from './state-machine.js';

@@ -1,0 +1,381 @@
+import {
+  type Clock,
+  type ConfState,
+  type Entry,
+  type GroupId,
+  type GroupMessage,
+  type GroupWrite,
+  type LogIndex,
+  type Logger,
+  type Message,
+  type NodeId,
+  type NodeStore,
+  NotLeaderError,
+  Protocols,
+  type Random,
+  type TimerHandle,
+  type Transport,
+  UnavailableError,
+  decodeConfChange,
+  decodeRaftBatch,
+  encodeRaftBatch,
+  silentLogger,
+} from '@cohort/core';
+import type { Ready, StateRole } from '../types.js';
+import type { EngineFactory, RaftEngine } from './engine.js';
+import { PendingWork } from './pending.js';
+import type { StateMachine } from './state-machine.js';
+
+/** Options of {@link RaftHost}. */
+export interface RaftHostOptions {
+  id: NodeId;
+  store: NodeStore;
+  transport: Transport;
+  clock: Clock;
+  random: Random;
+  createEngine: EngineFactory;
+  logger?: Logger;
+  /** Milliseconds per engine tick (the heartbeat interval). @default 100 */
+  tickMs?: number;
+  /** Ticks without a leader before an election; the engine randomizes in [n, 2n). @default 5 */
+  electionTicks?: number;
+  /** Ticks between heartbeats. @default 1 */
+  heartbeatTicks?: number;
+  /** How long a proposal or read may wait before it fails with TimeoutError. @default 5000 */
+  requestTimeoutMs?: number;
+  /** Applied entries past the last snapshot that trigger a new snapshot and compaction. @default 10000 */
+  snapshotEntries?: number;
+  /** Entries kept in the log behind a snapshot, so slow followers catch up without one. @default 1000 */
+  compactionMarginEntries?: number;
+}
+
+/** What {@link RaftHost.status} reports for one group. */
+export interface GroupStatus {
+  group: GroupId;
+  role: StateRole;
+  term: number;
+  /** The known leader; '' when none. */
+  leader: NodeId;
+  commit: LogIndex;
+  applied: LogIndex;
+  /** First index still in the log (entries before it are in the snapshot). */
+  firstIndex: LogIndex;
+  lastIndex: LogIndex;
+}
+
+interface Group {
+  id: GroupId;
+  engine: RaftEngine;
+  sm: StateMachine;
+  pending: PendingWork<unknown>;
+  confState: ConfState;
+  applied: LogIndex;
+  snapshotIndex: LogIndex;
+  role: StateRole;
+  lead: NodeId;
+}
+
+/**
+ * Drives Raft engines, one per group, against a durable NodeStore, a
+ * Transport and a Clock. Each round persists the work of every group in one
+ * `store.write` (group commit) before any message of the round leaves, then
+ * sends, applies committed entries and advances.
+ */
+export class RaftHost {
+  private readonly groups = new Map<GroupId, Group>();
+  private readonly log: Logger;
+  private readonly tickMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly snapshotEntries: number;
+  private readonly margin: number;
+  private tickTimer: TimerHandle | undefined;
+  private scheduled = false;
+  private running = false;
+  private readCounter = 0;
+  /** Called when a group's leader or role changes. */
+  onLeaderChange: ((group: GroupId, leader: NodeId, role: StateRole) => void) | undefined;
+
+  constructor(private readonly opts: RaftHostOptions) {
+    this.log = (opts.logger ?? silentLogger).child({ node: opts.id });
+    this.tickMs = opts.tickMs ?? 100;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
+    this.snapshotEntries = opts.snapshotEntries ?? 10_000;
+    this.margin = opts.compactionMarginEntries ?? 1000;
+  }
+
+  /**
+   * Adds a group. A group with no stored membership is bootstrapped with
+   * `voters` (every founding member passes the same list); a stored group
+   * restores its state machine from its last snapshot.
+   */
+  addGroup(group: GroupId, sm: StateMachine, voters: NodeId[]): void {
+    if (this.groups.has(group)) throw new Error(`group ${group} is already hosted`);
+    const reader = this.opts.store.group(group);
+    let { confState } = reader.initialState();
+    if (confState.voters.length === 0 && confState.learners.length === 0) {
+      confState = { voters: [...voters].sort(), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+      // A snapshot at index 0 records the founding membership without any log entry.
+      this.opts.store.write([{ group, snapshot: { meta: { index: 0, term: 0, confState }, data: new Uint8Array() } }]);
+    }
+    const snap = reader.snapshot();
+    if (snap.meta.index > 0) sm.restore(snap.data);
+    const engine = this.opts.createEngine(
+      {
+        id: this.opts.id,
+        electionTick: this.opts.electionTicks ?? 5,
+        heartbeatTick: this.opts.heartbeatTicks ?? 1,
+        random: this.opts.random,
+        applied: snap.meta.index,
+      },
+      reader,
+    );
+    const s = engine.status();
+    this.groups.set(group, {
+      id: group,
+      engine,
+      sm,
+      pending: new PendingWork(),
+      confState: snap.meta.index > 0 ? snap.meta.confState : confState,
+      applied: snap.meta.index,
+      snapshotIndex: snap.meta.index,
+      role: s.role,
+      lead: s.lead,
+    });
+    this.log.info('group added', { group, voters: confState.voters, applied: snap.meta.index });
+    this.schedule();
+  }
+
+  /** Registers the Raft protocol handler and starts ticking. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.opts.transport.handle(Protocols.raft, (from, frame) => this.receive(from, frame));
+    this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.tickMs);
+  }
+
+  /** Stops ticking and fails whatever still waits. The store is the caller's to close. */
+  stop(): void {
+    this.running = false;
+    if (this.tickTimer !== undefined) this.opts.clock.clearTimeout(this.tickTimer);
+    for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
+  }
+
+  /** Whether this node leads `group`. */
+  isLeader(group: GroupId): boolean {
+    return this.groupOf(group).role === 'leader';
+  }
+
+  status(group: GroupId): GroupStatus {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    const reader = this.opts.store.group(group);
+    return {
+      group,
+      role: s.role,
+      term: s.term,
+      leader: s.lead,
+      commit: s.commit,
+      applied: g.applied,
+      firstIndex: reader.firstIndex(),
+      lastIndex: reader.lastIndex(),
+    };
+  }
+
+  /**
+   * Proposes `data` to `group`; resolves with the state machine's result once
+   * the entry is applied here. Rejects with NotLeaderError (with the leader
+   * when known), ProposalDroppedError or TimeoutError.
+   */
+  propose<R>(group: GroupId, data: Uint8Array): Promise<R> {
+    const g = this.groupOf(group);
+    if (g.role !== 'leader') return Promise.reject(new NotLeaderError(g.lead || undefined));
+    let at: { index: LogIndex; term: number };
+    try {
+      at = g.engine.propose(data);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.schedule();
+    return g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs) as Promise<R>;
+  }
+
+  /**
+   * Resolves once this node may serve a linearizable read of `group`: the
+   * leader confirmed its leadership with a quorum (ReadIndex, §6.4) and has
+   * applied up to the read index.
+   */
+  readIndex(group: GroupId): Promise<void> {
+    const g = this.groupOf(group);
+    if (g.role !== 'leader') return Promise.reject(new NotLeaderError(g.lead || undefined));
+    const ctx = `${this.opts.id}/${++this.readCounter}`;
+    const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
+    g.engine.readIndex(new TextEncoder().encode(ctx));
+    this.schedule();
+    return done;
+  }
+
+  /** Starts an election for `group` on this node now. */
+  campaign(group: GroupId): void {
+    this.groupOf(group).engine.campaign();
+    this.schedule();
+  }
+
+  private groupOf(group: GroupId): Group {
+    const g = this.groups.get(group);
+    if (g === undefined) throw new UnavailableError(`group ${group} is not hosted on node ${this.opts.id}`);
+    return g;
+  }
+
+  private onTick(): void {
+    if (!this.running) return;
+    const now = this.opts.clock.now();
+    for (const g of this.groups.values()) {
+      g.engine.tick();
+      g.pending.expire(now);
+    }
+    this.processReady();
+    this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.tickMs);
+  }
+
+  private receive(from: NodeId, frame: Uint8Array): void {
+    if (!this.running) return;
+    let batch: GroupMessage[];
+    try {
+      batch = decodeRaftBatch(frame, { maxFrameBytes: this.opts.transport.maxFrameBytes });
+    } catch (err) {
+      this.log.warn('dropped an undecodable raft frame', { from, err: (err as Error).message });
+      return;
+    }
+    for (const { group, message } of batch) {
+      const g = this.groups.get(group);
+      if (g === undefined) {
+        this.log.debug('raft message for a group not hosted here', { from, group });
+        continue;
+      }
+      if (message.from !== from) {
+        this.log.warn('raft message claims another sender; dropped', { from, claimed: message.from, group });
+        continue;
+      }
+      try {
+        g.engine.step(message);
+      } catch (err) {
+        this.log.warn('engine refused a message', { from, group, type: message.type, err: (err as Error).message });
+      }
+    }
+    this.schedule();
+  }
+
+  /** Coalesces the work of everything that happens in one turn of the event loop into one round. */
+  private schedule(): void {
+    if (this.scheduled || !this.running) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.running) this.processReady();
+    });
+  }
+
+  /** One round: persist all groups (one write), send, apply, advance; repeat while work remains. */
+  private processReady(): void {
+    for (let rounds = 0; rounds < 16; rounds++) {
+      const work: { g: Group; rd: Ready }[] = [];
+      const batch: GroupWrite[] = [];
+      for (const g of this.groups.values()) {
+        if (!g.engine.hasReady()) continue;
+        const rd = g.engine.ready();
+        work.push({ g, rd });
+        const w: GroupWrite = { group: g.id };
+        if (rd.hardState) w.hardState = rd.hardState;
+        if (rd.entries.length > 0) w.entries = rd.entries;
+        if (rd.snapshot) w.snapshot = rd.snapshot;
+        if (w.hardState || w.entries || w.snapshot) batch.push(w);
+      }
+      if (work.length === 0) return;
+      // Durable before any message of this round leaves (Raft §5: persist before responding).
+      if (batch.length > 0) this.opts.store.write(batch);
+      this.send(work.flatMap(({ g, rd }) => rd.messages.map((message) => ({ group: g.id, message }))));
+      for (const { g, rd } of work) {
+        this.applyReady(g, rd);
+        g.engine.advance();
+        this.maybeSnapshot(g);
+      }
+    }
+    // Still busy: yield to I/O and continue on the next turn.
+    this.schedule();
+  }
+
+  private send(messages: GroupMessage[]): void {
+    const byPeer = new Map<NodeId, GroupMessage[]>();
+    for (const gm of messages) {
+      const list = byPeer.get(gm.message.to);
+      if (list) list.push(gm);
+      else byPeer.set(gm.message.to, [gm]);
+    }
+    for (const [peer, list] of byPeer) {
+      const frame = encodeRaftBatch(list);
+      this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
+        this.log.debug('raft send failed', { peer, err: err.message });
+        for (const { group } of list) this.groups.get(group)?.engine.reportUnreachable(peer);
+      });
+    }
+  }
+
+  private applyReady(g: Group, rd: Ready): void {
+    if (rd.softState && (rd.softState.lead !== g.lead || rd.softState.role !== g.role)) {
+      const wasLeader = g.role === 'leader';
+      g.lead = rd.softState.lead;
+      g.role = rd.softState.role;
+      this.log.info('leadership changed', { group: g.id, role: g.role, leader: g.lead });
+      if (wasLeader && g.role !== 'leader') g.pending.failReads(new NotLeaderError(g.lead || undefined));
+      this.onLeaderChange?.(g.id, g.lead, g.role);
+    }
+    if (rd.snapshot && rd.snapshot.meta.index > g.applied) {
+      g.sm.restore(rd.snapshot.data);
+      g.applied = rd.snapshot.meta.index;
+      g.snapshotIndex = rd.snapshot.meta.index;
+      g.confState = rd.snapshot.meta.confState;
+      this.log.info('restored a snapshot from the leader', { group: g.id, index: g.applied });
+    }
+    for (const e of rd.committedEntries) this.applyEntry(g, e);
+    for (const rs of rd.readStates) g.pending.readConfirmed(new TextDecoder().decode(rs.context), rs.index);
+    g.pending.releaseReads(g.applied);
+  }
+
+  private applyEntry(g: Group, e: Entry): void {
+    if (e.index <= g.applied) return;
+    let result: unknown;
+    if (e.type === 'confChange') {
+      g.confState = g.engine.applyConfChange(decodeConfChange(e.data));
+      g.sm.skip?.(e.index);
+    } else if (e.data.length === 0) {
+      g.sm.skip?.(e.index);
+    } else {
+      try {
+        result = g.sm.apply(e);
+      } catch (err) {
+        // A command every replica rejects alike (bad bytes) fails its proposer; the log moves on.
+        result = err;
+        this.log.warn('entry failed to apply', { group: g.id, index: e.index, err: (err as Error).message });
+      }
+    }
+    g.applied = e.index;
+    g.pending.applied(e.index, e.term, result);
+  }
+
+  /** When the log grew past `snapshotEntries` since the last snapshot, snapshots the state machine and compacts. */
+  private maybeSnapshot(g: Group): void {
+    if (g.applied - g.snapshotIndex < this.snapshotEntries) return;
+    const reader = this.opts.store.group(g.id);
+    const term = reader.term(g.applied);
+    const data = g.sm.snapshot();
+    const compactTo = Math.max(g.applied - this.margin, reader.firstIndex() - 1);
+    this.opts.store.saveSnapshot(g.id, { meta: { index: g.applied, term, confState: g.confState }, data }, compactTo);
+    g.snapshotIndex = g.applied;
+    this.log.info('snapshot taken', { group: g.id, index: g.applied, bytes: data.length, compactTo });
+  }
+}
+
+/** Frames a message list for tests and tools that speak to a host directly. */
+export function raftFrame(group: GroupId, messages: Message[]): Uint8Array {
+  return encodeRaftBatch(messages.map((message) => ({ group, message })));
+}

@@ -1,0 +1,77 @@
+import type { Entry, LogIndex, Snapshot, Term } from '@cohort/core';
+
+/**
+ * Entries (and possibly a snapshot) the engine holds that the host has not yet
+ * persisted. `entries[i]` has index `offset + i`.
+ */
+export class Unstable {
+  snapshot: Snapshot | undefined;
+  entries: Entry[] = [];
+  offset: LogIndex;
+
+  constructor(offset: LogIndex) {
+    this.offset = offset;
+  }
+
+  maybeFirstIndex(): LogIndex | undefined {
+    return this.snapshot ? this.snapshot.meta.index + 1 : undefined;
+  }
+
+  maybeLastIndex(): LogIndex | undefined {
+    if (this.entries.length > 0) return this.offset + this.entries.length - 1;
+    return this.snapshot?.meta.index;
+  }
+
+  maybeTerm(i: LogIndex): Term | undefined {
+    if (i < this.offset) {
+      if (this.snapshot && this.snapshot.meta.index === i) return this.snapshot.meta.term;
+      return undefined;
+    }
+    const last = this.maybeLastIndex();
+    if (last === undefined || i > last) return undefined;
+    return this.entries[i - this.offset]?.term;
+  }
+
+  /** The host persisted entries up to `i` (of term `t`): drop them unless they were replaced meanwhile. */
+  stableTo(i: LogIndex, t: Term): void {
+    const gt = this.maybeTerm(i);
+    if (gt === undefined || gt !== t || i < this.offset) return;
+    this.entries = this.entries.slice(i + 1 - this.offset);
+    this.offset = i + 1;
+  }
+
+  stableSnapTo(i: LogIndex): void {
+    if (this.snapshot && this.snapshot.meta.index === i) this.snapshot = undefined;
+  }
+
+  restore(s: Snapshot): void {
+    this.offset = s.meta.index + 1;
+    this.entries = [];
+    this.snapshot = s;
+  }
+
+  /** Appends `ents`, first dropping any suffix they overwrite (§5.3: a conflicting suffix is replaced). */
+  truncateAndAppend(ents: Entry[]): void {
+    const first = ents[0];
+    if (!first) return;
+    const after = first.index;
+    if (after === this.offset + this.entries.length) {
+      this.entries.push(...ents);
+    } else if (after <= this.offset) {
+      // Replaces everything unstable; the host overwrites from `after` on disk.
+      this.offset = after;
+      this.entries = [...ents];
+    } else {
+      this.entries = [...this.entries.slice(0, after - this.offset), ...ents];
+    }
+  }
+
+  /** Entries in [lo, hi), which must lie within the unstable range. */
+  slice(lo: LogIndex, hi: LogIndex): Entry[] {
+    const upper = this.offset + this.entries.length;
+    if (lo > hi || lo < this.offset || hi > upper) {
+      throw new Error(`invariant: unstable slice [${lo},${hi}) out of [${this.offset},${upper})`);
+    }
+    return this.entries.slice(lo - this.offset, hi - this.offset);
+  }
+}

@@ -1,0 +1,57 @@
+import type { Message, MessageType } from '@cohort/core';
+
+const EMPTY = new Uint8Array(0);
+
+/** Builds a message with every unused field at its zero value. */
+export function newMessage(fields: Partial<Message> & Pick<Message, 'type'>): Message {
+  return {
+    from: '',
+    to: '',
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+    rejectTerm: 0,
+    snapOffset: 0,
+    snapDone: false,
+    context: EMPTY,
+    ...fields,
+  };
+}
+
+/** The vote context marking a campaign started by leadership transfer (it may break a leader lease). */
+export const TRANSFER_CONTEXT = new TextEncoder().encode('transfer');
+
+export function isTransferContext(ctx: Uint8Array): boolean {
+  return ctx.length === TRANSFER_CONTEXT.length && ctx.every((b, i) => b === TRANSFER_CONTEXT[i]);
+}
+
+/** The response type matching a vote request type. */
+export function voteRespType(t: MessageType): MessageType {
+  return t === 'preVote' ? 'preVoteResp' : 'voteResp';
+}
+
+const KNOWN: ReadonlySet<MessageType> = new Set<MessageType>([
+  'app',
+  'appResp',
+  'vote',
+  'voteResp',
+  'preVote',
+  'preVoteResp',
+  'snap',
+  'snapResp',
+  'heartbeat',
+  'heartbeatResp',
+  'timeoutNow',
+  'transferLeader',
+  'readIndex',
+  'readIndexResp',
+  'prop',
+]);
+
+export function isKnownMessageType(t: string): t is MessageType {
+  return KNOWN.has(t as MessageType);
+}

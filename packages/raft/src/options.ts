@@ -1,0 +1,67 @@
+import { ConfigError, type LogIndex, type Random } from '@cohort/core';
+import type { RaftOptions } from './types.js';
+
+/** {@link RaftOptions} with every default filled in. */
+export interface ResolvedOptions {
+  id: string;
+  electionTick: number;
+  heartbeatTick: number;
+  random: Random;
+  maxSizePerMsg: number;
+  maxInflightMsgs: number;
+  maxInflightBytes: number;
+  maxUncommittedEntriesSize: number;
+  preVote: boolean;
+  checkQuorum: boolean;
+  readOnlyOption: 'safe' | 'leaseBased';
+  asyncStorageWrites: boolean;
+  snapshotChunkBytes: number;
+  applied: LogIndex;
+}
+
+const MIB = 1024 * 1024;
+
+function nonNegativeInt(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${name} must be a non-negative integer, got ${v}`);
+  return v;
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** Validates options and applies defaults; throws `ConfigError` naming the field to fix. */
+export function resolveOptions(o: RaftOptions): ResolvedOptions {
+  if (typeof o.id !== 'string' || o.id === '') throw new ConfigError('id must be a non-empty node id');
+  const heartbeatTick = positiveInt('heartbeatTick', o.heartbeatTick ?? 1);
+  const electionTick = positiveInt('electionTick', o.electionTick ?? 10);
+  if (electionTick <= heartbeatTick) {
+    throw new ConfigError(`electionTick (${electionTick}) must be greater than heartbeatTick (${heartbeatTick})`);
+  }
+  if (!o.random) throw new ConfigError('random is required (inject a SeededRandom in tests, systemRandom in hosts)');
+  const checkQuorum = o.checkQuorum ?? true;
+  const readOnlyOption = o.readOnlyOption ?? 'safe';
+  if (readOnlyOption !== 'safe' && readOnlyOption !== 'leaseBased') {
+    throw new ConfigError(`readOnlyOption must be 'safe' or 'leaseBased', got ${String(readOnlyOption)}`);
+  }
+  if (readOnlyOption === 'leaseBased' && !checkQuorum) {
+    throw new ConfigError("readOnlyOption 'leaseBased' needs checkQuorum: true (the lease rests on it)");
+  }
+  return {
+    id: o.id,
+    electionTick,
+    heartbeatTick,
+    random: o.random,
+    maxSizePerMsg: nonNegativeInt('maxSizePerMsg', o.maxSizePerMsg ?? MIB),
+    maxInflightMsgs: positiveInt('maxInflightMsgs', o.maxInflightMsgs ?? 256),
+    maxInflightBytes: nonNegativeInt('maxInflightBytes', o.maxInflightBytes ?? 0),
+    maxUncommittedEntriesSize: nonNegativeInt('maxUncommittedEntriesSize', o.maxUncommittedEntriesSize ?? 0),
+    preVote: o.preVote ?? true,
+    checkQuorum,
+    readOnlyOption,
+    asyncStorageWrites: o.asyncStorageWrites ?? false,
+    snapshotChunkBytes: positiveInt('snapshotChunkBytes', o.snapshotChunkBytes ?? MIB),
+    applied: nonNegativeInt('applied', o.applied ?? 0),
+  };
+}

@@ -1,0 +1,281 @@
+import {
+  CodecError,
+  type ConfChange,
+  type ConfState,
+  ConfigError,
+  type Entry,
+  type HardState,
+  type LogIndex,
+  type Message,
+  type NodeId,
+  type RaftLogReader,
+  type Term,
+} from '@cohort/core';
+import { encodeConfChange } from './confchange/codec.js';
+import { isKnownMessageType, newMessage } from './message.js';
+import { Raft } from './raft.js';
+import { type Status, statusOf } from './status.js';
+import type { RaftOptions, Ready, SoftState } from './types.js';
+
+/** What a handed-out `Ready` covered, so `advance()` can acknowledge exactly that. */
+interface InFlightReady {
+  lastEntry?: { index: LogIndex; term: Term };
+  snapshotIndex?: LogIndex;
+  lastCommitted?: LogIndex;
+  committedEntries: Entry[];
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+/**
+ * The engine's public face (etcd's RawNode). Drive it with `tick()`, `step()`
+ * and the propose calls; whenever `hasReady()`, take `ready()`, persist its
+ * `hardState`/`entries`/`snapshot` (durably if `mustSync`), send its
+ * `messages`, apply its `committedEntries`, then call `advance()`. No other
+ * `ready()` may be taken before `advance()`.
+ */
+export class RawNode {
+  private readonly raft: Raft;
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+  private inFlight: InFlightReady | undefined;
+
+  /** Restarts (or starts) a node from what `storage` holds; the membership comes from its conf state. */
+  constructor(options: RaftOptions, storage: RaftLogReader) {
+    this.raft = new Raft(options, storage);
+    this.prevSoft = this.softState();
+    this.prevHard = this.raft.hardState();
+  }
+
+  /**
+   * Starts a brand-new group member with `peers` as the initial voters: the
+   * membership is written as committed conf-change entries in the first
+   * `Ready` (persist them like any entries; applying them is idempotent).
+   * Every initial member must bootstrap with the same `peers`.
+   */
+  static bootstrap(options: RaftOptions, storage: RaftLogReader, peers: NodeId[]): RawNode {
+    if (peers.length === 0) throw new ConfigError('bootstrap needs at least one peer');
+    if (new Set(peers).size !== peers.length) throw new ConfigError(`bootstrap peers contain duplicates: ${peers}`);
+    if (storage.lastIndex() !== 0 || storage.initialState().hardState.term !== 0) {
+      throw new ConfigError('bootstrap needs empty storage; restart an existing node with new RawNode() instead');
+    }
+    const rn = new RawNode(options, storage);
+    const r = rn.raft;
+    r.becomeFollower(1, '');
+    const ents: Entry[] = peers.map((id, i) => ({
+      term: 1,
+      index: i + 1,
+      type: 'confChange',
+      data: encodeConfChange({
+        transition: 'auto',
+        changes: [{ type: 'addVoter', nodeId: id }],
+        context: new Uint8Array(0),
+      }),
+    }));
+    r.raftLog.append(ents);
+    // The bootstrap entries are committed by fiat: every member starts with them.
+    r.raftLog.committed = ents.length;
+    for (const id of peers)
+      r.applyConfChange({
+        transition: 'auto',
+        changes: [{ type: 'addVoter', nodeId: id }],
+        context: new Uint8Array(0),
+      });
+    rn.prevHard = { term: 0, vote: '', commit: 0 };
+    return rn;
+  }
+
+  /** Advances logical time by one tick (elections, heartbeats, check-quorum). */
+  tick(): void {
+    this.raft.tick();
+  }
+
+  /** Starts an election now (pre-vote first when enabled). */
+  campaign(): void {
+    this.raft.hup('election');
+  }
+
+  /** Proposes `data` for the log. Throws `ProposalDroppedError` when it cannot be accepted now. */
+  propose(data: Uint8Array): void {
+    this.stepLocal(
+      newMessage({ type: 'prop', from: this.raft.id, entries: [{ term: 0, index: 0, type: 'normal', data }] }),
+    );
+  }
+
+  /** Proposes a membership change (one at a time). Throws `ProposalDroppedError` when refused. */
+  proposeConfChange(cc: ConfChange): void {
+    const data = encodeConfChange(cc);
+    this.stepLocal(
+      newMessage({ type: 'prop', from: this.raft.id, entries: [{ term: 0, index: 0, type: 'confChange', data }] }),
+    );
+  }
+
+  /**
+   * Requests a linearizable read: once a `ReadState` with this `context`
+   * appears in a `Ready`, reads may be served when its index is applied.
+   * Throws `ProposalDroppedError` when no leader is known.
+   */
+  readIndex(context: Uint8Array): void {
+    this.stepLocal(newMessage({ type: 'readIndex', from: this.raft.id, context }));
+  }
+
+  /** Asks the leader to hand leadership to `to` (refused for learners; abandoned after an election timeout). */
+  transferLeadership(to: NodeId): void {
+    this.raft.step(newMessage({ type: 'transferLeader', from: to, to: this.raft.id }));
+  }
+
+  private stepLocal(m: Message): void {
+    const err = this.raft.step(m);
+    if (err) throw err;
+  }
+
+  /**
+   * Handles a message from a peer. Throws `CodecError` for a malformed one
+   * (drop the connection it came on); the engine's state is then unchanged.
+   */
+  step(m: Message): void {
+    validateMessage(m, this.raft.id);
+    // A forwarded proposal that cannot be accepted is dropped: the proposer retries on its timeout.
+    this.raft.step(m);
+  }
+
+  /** Applies a committed conf change (call it when applying a `confChange` entry); returns the new membership. */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.raft.applyConfChange(cc);
+  }
+
+  /** Tells the leader that `id` could not be reached, so it stops pipelining to it. */
+  reportUnreachable(id: NodeId): void {
+    const pr = this.raft.trk.progress.get(id);
+    if (this.raft.state === 'leader' && pr?.state === 'replicate') pr.becomeProbe();
+  }
+
+  /** Tells the leader whether sending a snapshot to `id` succeeded. */
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    const pr = this.raft.trk.progress.get(id);
+    if (this.raft.state !== 'leader' || pr?.state !== 'snapshot') return;
+    if (!ok) pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    // Wait for the next heartbeat response before probing again.
+    pr.msgAppFlowPaused = true;
+  }
+
+  private softState(): SoftState {
+    return { lead: this.raft.lead, role: this.raft.state };
+  }
+
+  private committedLimit(): LogIndex {
+    const log = this.raft.raftLog;
+    // With asynchronous writes, apply only what is durable locally too.
+    return this.raft.opts.asyncStorageWrites ? log.stableIndex() : log.lastIndex();
+  }
+
+  /** Whether there is work for the host (always false while a `Ready` awaits `advance()`). */
+  hasReady(): boolean {
+    if (this.inFlight) return false;
+    const r = this.raft;
+    const soft = this.softState();
+    if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) return true;
+    if (!sameHardState(r.hardState(), this.prevHard)) return true;
+    const u = r.raftLog.unstable;
+    if (u.snapshot || u.entries.length > 0) return true;
+    if (r.msgs.length > 0 || r.readStates.length > 0) return true;
+    return Math.min(r.raftLog.committed, this.committedLimit()) > r.raftLog.applied;
+  }
+
+  /** Takes the pending work. Call `advance()` once it is persisted, sent and applied. */
+  ready(): Ready {
+    if (this.inFlight) throw new Error('ready() called again before advance(): advance the previous Ready first');
+    const r = this.raft;
+    const u = r.raftLog.unstable;
+    const entries = [...u.entries];
+    const committedEntries = r.raftLog.nextCommittedEntries(this.committedLimit(), Number.MAX_SAFE_INTEGER);
+    const hs = r.hardState();
+    const soft = this.softState();
+    const rd: Ready = {
+      entries,
+      committedEntries,
+      messages: r.msgs,
+      readStates: r.readStates,
+      mustSync: entries.length > 0 || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote,
+    };
+    if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) {
+      rd.softState = soft;
+      this.prevSoft = soft;
+    }
+    if (!sameHardState(hs, this.prevHard)) {
+      rd.hardState = hs;
+      this.prevHard = hs;
+    }
+    if (u.snapshot) rd.snapshot = u.snapshot;
+    r.msgs = [];
+    r.readStates = [];
+    const last = entries[entries.length - 1];
+    const lastCommitted = committedEntries[committedEntries.length - 1];
+    this.inFlight = {
+      committedEntries,
+      ...(last ? { lastEntry: { index: last.index, term: last.term } } : {}),
+      ...(u.snapshot ? { snapshotIndex: u.snapshot.meta.index } : {}),
+      ...(lastCommitted ? { lastCommitted: lastCommitted.index } : {}),
+    };
+    return rd;
+  }
+
+  /** Acknowledges the last `Ready`: its entries and snapshot are durable and its committed entries applied. */
+  advance(): void {
+    const f = this.inFlight;
+    if (!f) return;
+    this.inFlight = undefined;
+    const r = this.raft;
+    if (f.snapshotIndex !== undefined) {
+      r.raftLog.unstable.stableSnapTo(f.snapshotIndex);
+      // The application installed the snapshot's state.
+      if (f.snapshotIndex > r.raftLog.applied) r.raftLog.applied = f.snapshotIndex;
+    }
+    if (f.lastEntry) r.raftLog.unstable.stableTo(f.lastEntry.index, f.lastEntry.term);
+    if (f.lastCommitted !== undefined) {
+      r.raftLog.appliedTo(f.lastCommitted);
+      r.reduceUncommittedSize(f.committedEntries);
+    }
+    if (r.opts.asyncStorageWrites) r.onPersisted(r.raftLog.stableIndex());
+    r.onApplied();
+  }
+
+  /** A snapshot of the engine's state, for introspection, tests and the simulator. */
+  status(): Status {
+    return statusOf(this.raft);
+  }
+}
+
+/** Boundary check of a peer's message: structure only, the engine asserts the rest. */
+function validateMessage(m: Message, self: NodeId): void {
+  if (typeof m !== 'object' || m === null) throw new CodecError('message is not an object');
+  if (!isKnownMessageType(m.type)) throw new CodecError(`unknown message type ${String(m.type)}`);
+  if (typeof m.from !== 'string' || m.from === '') throw new CodecError(`${m.type} message has no sender`);
+  if (m.to !== '' && m.to !== self) throw new CodecError(`${m.type} message for ${m.to} delivered to ${self}`);
+  for (const k of ['term', 'logTerm', 'index', 'commit', 'rejectHint', 'rejectTerm', 'snapOffset'] as const) {
+    const v = m[k];
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new CodecError(`${m.type} message field ${k} is ${v}, not a non-negative integer`);
+  }
+  if (!Array.isArray(m.entries)) throw new CodecError(`${m.type} message entries is not a list`);
+  if (m.type === 'app') {
+    let prev = m.index;
+    let prevTerm = m.logTerm;
+    for (const e of m.entries) {
+      if (e.index !== prev + 1)
+        throw new CodecError(`app message entries are not contiguous at ${e.index} (after ${prev})`);
+      if (e.term < prevTerm || e.term > m.term) {
+        throw new CodecError(
+          `app message entry ${e.index} has term ${e.term} out of order (previous ${prevTerm}, message ${m.term})`,
+        );
+      }
+      prev = e.index;
+      prevTerm = e.term;
+    }
+    if (m.term === 0) throw new CodecError('app message carries no term');
+  }
+  if (m.type === 'snap' && !m.snapshot) throw new CodecError('snap message carries no snapshot');
+}

@@ -1,0 +1,61 @@
+import type { ConfState, LogIndex, NodeId, Term } from '@cohort/core';
+import type { Raft } from './raft.js';
+import { toConfState } from './tracker/progress-tracker.js';
+import type { ProgressState } from './tracker/progress.js';
+import type { StateRole } from './types.js';
+
+/** The leader's view of one peer, as reported by {@link Status}. */
+export interface ProgressStatus {
+  match: LogIndex;
+  next: LogIndex;
+  state: ProgressState;
+  isLearner: boolean;
+  recentActive: boolean;
+  inflight: number;
+}
+
+/** A point-in-time view of a node's engine. */
+export interface Status {
+  id: NodeId;
+  term: Term;
+  vote: NodeId;
+  lead: NodeId;
+  role: StateRole;
+  commit: LogIndex;
+  applied: LogIndex;
+  lastIndex: LogIndex;
+  /** Per-peer replication progress; filled only on the leader. */
+  progress: Record<NodeId, ProgressStatus>;
+  confState: ConfState;
+  /** The node leadership is being transferred to, or ''. */
+  leadTransferee: NodeId;
+}
+
+export function statusOf(r: Raft): Status {
+  const progress: Record<NodeId, ProgressStatus> = {};
+  if (r.state === 'leader') {
+    for (const [id, pr] of r.trk.progress) {
+      progress[id] = {
+        match: pr.match,
+        next: pr.next,
+        state: pr.state,
+        isLearner: pr.isLearner,
+        recentActive: pr.recentActive,
+        inflight: pr.inflights.count(),
+      };
+    }
+  }
+  return {
+    id: r.id,
+    term: r.term,
+    vote: r.vote,
+    lead: r.lead,
+    role: r.state,
+    commit: r.raftLog.committed,
+    applied: r.raftLog.applied,
+    lastIndex: r.raftLog.lastIndex(),
+    progress,
+    confState: toConfState(r.trk.config),
+    leadTransferee: r.leadTransferee,
+  };
+}

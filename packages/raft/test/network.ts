@@ -1,0 +1,157 @@
+import { type ConfState, type Entry, type Message, type NodeId, SeededRandom } from '@cohort/core';
+import { MemoryStorage, type RaftOptions, RawNode, type Ready, decodeConfChange } from '../src/index.js';
+
+/** One member of a test network: its engine, its store and what it applied. */
+export interface TestNode {
+  id: NodeId;
+  rn: RawNode;
+  storage: MemoryStorage;
+  applied: Entry[];
+  confState?: ConfState;
+  /** Every Ready this node produced, for assertions on ordering. */
+  readies: Ready[];
+}
+
+export type Filter = (m: Message) => boolean;
+
+/**
+ * A synchronous in-memory network of RawNodes (like etcd's test `network`):
+ * `stabilize()` processes every Ready and delivers every message until quiet.
+ */
+export class Network {
+  readonly nodes = new Map<NodeId, TestNode>();
+  /** Returns true to drop a message. */
+  drop: Filter = () => false;
+  private queue: Message[] = [];
+  readonly delivered: Message[] = [];
+  private readonly seed: number;
+
+  constructor(
+    ids: NodeId[],
+    readonly options: Partial<RaftOptions> = {},
+    seed = 1,
+  ) {
+    this.seed = seed;
+    for (const id of ids) this.add(id, MemoryStorage.withVoters(ids));
+  }
+
+  add(id: NodeId, storage: MemoryStorage, opts: Partial<RaftOptions> = {}): TestNode {
+    const n: TestNode = {
+      id,
+      rn: new RawNode(this.opts(id, opts), storage),
+      storage,
+      applied: [],
+      readies: [],
+    };
+    this.nodes.set(id, n);
+    return n;
+  }
+
+  opts(id: NodeId, extra: Partial<RaftOptions> = {}): RaftOptions {
+    const idx = [...id].reduce((a, c) => a * 31 + c.charCodeAt(0), this.seed);
+    return {
+      id,
+      electionTick: 10,
+      heartbeatTick: 1,
+      random: new SeededRandom(idx),
+      ...this.options,
+      ...extra,
+    };
+  }
+
+  node(id: NodeId): TestNode {
+    const n = this.nodes.get(id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  /** Handles one Ready of `id` the way a synchronous host does. Returns false if there was none. */
+  processReady(id: NodeId, opts: { send?: boolean } = {}): boolean {
+    const n = this.node(id);
+    if (!n.rn.hasReady()) return false;
+    const rd = n.rn.ready();
+    n.readies.push(rd);
+    if (rd.snapshot) {
+      n.storage.applySnapshot(rd.snapshot);
+      n.confState = rd.snapshot.meta.confState;
+    }
+    n.storage.append(rd.entries);
+    if (rd.hardState) n.storage.setHardState(rd.hardState);
+    if (opts.send !== false) this.queue.push(...rd.messages);
+    for (const e of rd.committedEntries) {
+      n.applied.push(e);
+      if (e.type === 'confChange') n.confState = n.rn.applyConfChange(decodeConfChange(e.data));
+    }
+    n.rn.advance();
+    return true;
+  }
+
+  /** Delivers queued messages (through the drop filter) and processes Readies until nothing moves. */
+  stabilize(maxRounds = 10_000): void {
+    for (let round = 0; round < maxRounds; round++) {
+      let moved = false;
+      for (const id of this.nodes.keys()) if (this.processReady(id)) moved = true;
+      const q = this.queue;
+      this.queue = [];
+      for (const m of q) {
+        moved = true;
+        if (this.drop(m)) continue;
+        const to = this.nodes.get(m.to);
+        if (!to) continue;
+        this.delivered.push(m);
+        to.rn.step(m);
+      }
+      if (!moved) return;
+    }
+    throw new Error('network did not stabilize');
+  }
+
+  /** Messages produced but not yet delivered. */
+  pending(): Message[] {
+    return this.queue;
+  }
+
+  takePending(): Message[] {
+    const q = this.queue;
+    this.queue = [];
+    return q;
+  }
+
+  tick(id: NodeId, n = 1): void {
+    for (let i = 0; i < n; i++) this.node(id).rn.tick();
+  }
+
+  tickAll(n = 1): void {
+    for (let i = 0; i < n; i++) {
+      for (const node of this.nodes.values()) node.rn.tick();
+      this.stabilize();
+    }
+  }
+
+  /** Campaigns `id` and settles the network. */
+  elect(id: NodeId): void {
+    this.node(id).rn.campaign();
+    this.stabilize();
+  }
+
+  leaders(): NodeId[] {
+    return [...this.nodes.values()].filter((n) => n.rn.status().role === 'leader').map((n) => n.id);
+  }
+
+  /** Drops every message to or from `id`. */
+  isolate(id: NodeId): void {
+    this.drop = (m) => m.from === id || m.to === id;
+  }
+
+  heal(): void {
+    this.drop = () => false;
+  }
+}
+
+export const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** The application data a node applied, in order (no-ops and conf changes left out). */
+export function appliedData(n: TestNode): string[] {
+  return n.applied.filter((e) => e.type === 'normal' && e.data.length > 0).map((e) => text(e.data));
+}
