@@ -6,3 +6,4 @@ export { MemoryStorage } from './memory-storage.js';
 export { RawNode } from './raw-node.js';
 export type { ProgressStatus, Status } from './status.js';
 export type { ProgressState } from './tracker/progress.js';
+export * from './host/index.js';

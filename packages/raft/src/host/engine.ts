@@ -7,6 +7,8 @@ export interface EngineStatus {
   lead: NodeId;
   role: StateRole;
   commit: LogIndex;
+  lastIndex: LogIndex;
+  confState: ConfState;
 }
 
 /**
@@ -33,5 +35,8 @@ export interface RaftEngine {
   status(): EngineStatus;
 }
 
-/** Creates an engine over a group's durable log (see {@link RaftHostOptions.createEngine}). */
-export type EngineFactory = (options: RaftOptions, storage: RaftLogReader) => RaftEngine;
+/**
+ * Creates an engine over a group's durable log: a restart when `bootstrapPeers`
+ * is undefined, else a brand-new member of a group founded by those voters.
+ */
+export type EngineFactory = (options: RaftOptions, storage: RaftLogReader, bootstrapPeers?: NodeId[]) => RaftEngine;

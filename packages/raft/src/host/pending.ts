@@ -44,6 +44,14 @@ export class PendingWork<R> {
     else p.reject(new ProposalDroppedError(`entry ${index} of term ${p.term} was replaced by one of term ${term}`));
   }
 
+  /** The entry at `index` could not be applied; its proposer gets `err`. */
+  failed(index: LogIndex, err: Error): void {
+    const p = this.proposals.get(index);
+    if (p === undefined) return;
+    this.proposals.delete(index);
+    p.reject(err);
+  }
+
   addRead(context: string, deadline: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.reads.set(context, { deadline, resolve, reject });

@@ -1,13 +1,11 @@
 import {
   type Clock,
-  type ConfState,
   type Entry,
   type GroupId,
   type GroupMessage,
   type GroupWrite,
   type LogIndex,
   type Logger,
-  type Message,
   type NodeId,
   type NodeStore,
   NotLeaderError,
@@ -16,14 +14,15 @@ import {
   type TimerHandle,
   type Transport,
   UnavailableError,
-  decodeConfChange,
   decodeRaftBatch,
   encodeRaftBatch,
   silentLogger,
 } from '@cohort/core';
+import { decodeConfChange } from '../confchange/codec.js';
 import type { Ready, StateRole } from '../types.js';
 import type { EngineFactory, RaftEngine } from './engine.js';
 import { PendingWork } from './pending.js';
+import { rawNodeFactory } from './raw-node-engine.js';
 import type { StateMachine } from './state-machine.js';
 
 /** Options of {@link RaftHost}. */
@@ -33,7 +32,8 @@ export interface RaftHostOptions {
   transport: Transport;
   clock: Clock;
   random: Random;
-  createEngine: EngineFactory;
+  /** Builds each group's engine. @default rawNodeFactory (RawNode) */
+  createEngine?: EngineFactory;
   logger?: Logger;
   /** Milliseconds per engine tick (the heartbeat interval). @default 100 */
   tickMs?: number;
@@ -68,7 +68,6 @@ interface Group {
   engine: RaftEngine;
   sm: StateMachine;
   pending: PendingWork<unknown>;
-  confState: ConfState;
   applied: LogIndex;
   snapshotIndex: LogIndex;
   role: StateRole;
@@ -111,15 +110,10 @@ export class RaftHost {
   addGroup(group: GroupId, sm: StateMachine, voters: NodeId[]): void {
     if (this.groups.has(group)) throw new Error(`group ${group} is already hosted`);
     const reader = this.opts.store.group(group);
-    let { confState } = reader.initialState();
-    if (confState.voters.length === 0 && confState.learners.length === 0) {
-      confState = { voters: [...voters].sort(), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
-      // A snapshot at index 0 records the founding membership without any log entry.
-      this.opts.store.write([{ group, snapshot: { meta: { index: 0, term: 0, confState }, data: new Uint8Array() } }]);
-    }
+    const fresh = reader.lastIndex() === 0 && reader.initialState().hardState.term === 0;
     const snap = reader.snapshot();
     if (snap.meta.index > 0) sm.restore(snap.data);
-    const engine = this.opts.createEngine(
+    const engine = (this.opts.createEngine ?? rawNodeFactory)(
       {
         id: this.opts.id,
         electionTick: this.opts.electionTicks ?? 5,
@@ -128,6 +122,7 @@ export class RaftHost {
         applied: snap.meta.index,
       },
       reader,
+      fresh ? [...voters].sort() : undefined,
     );
     const s = engine.status();
     this.groups.set(group, {
@@ -135,13 +130,12 @@ export class RaftHost {
       engine,
       sm,
       pending: new PendingWork(),
-      confState: snap.meta.index > 0 ? snap.meta.confState : confState,
       applied: snap.meta.index,
       snapshotIndex: snap.meta.index,
       role: s.role,
       lead: s.lead,
     });
-    this.log.info('group added', { group, voters: confState.voters, applied: snap.meta.index });
+    this.log.info('group added', { group, fresh, voters: s.confState.voters, applied: snap.meta.index });
     this.schedule();
   }
 
@@ -241,7 +235,7 @@ export class RaftHost {
     if (!this.running) return;
     let batch: GroupMessage[];
     try {
-      batch = decodeRaftBatch(frame, { maxFrameBytes: this.opts.transport.maxFrameBytes });
+      batch = decodeRaftBatch(frame, { maxBytes: this.opts.transport.maxFrameBytes });
     } catch (err) {
       this.log.warn('dropped an undecodable raft frame', { from, err: (err as Error).message });
       return;
@@ -312,11 +306,35 @@ export class RaftHost {
       else byPeer.set(gm.message.to, [gm]);
     }
     for (const [peer, list] of byPeer) {
-      const frame = encodeRaftBatch(list);
-      this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
-        this.log.debug('raft send failed', { peer, err: err.message });
-        for (const { group } of list) this.groups.get(group)?.engine.reportUnreachable(peer);
-      });
+      // One frame per peer per round; a round too large for one frame goes message by message.
+      const frames = this.frames(list);
+      for (const frame of frames) {
+        this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
+          this.log.debug('raft send failed', { peer, err: err.message });
+          for (const { group } of list) this.groups.get(group)?.engine.reportUnreachable(peer);
+        });
+      }
+    }
+  }
+
+  private frames(list: GroupMessage[]): Uint8Array[] {
+    const maxBytes = this.opts.transport.maxFrameBytes;
+    try {
+      return [encodeRaftBatch(list, { maxBytes })];
+    } catch {
+      const out: Uint8Array[] = [];
+      for (const gm of list) {
+        try {
+          out.push(encodeRaftBatch([gm], { maxBytes }));
+        } catch (err) {
+          this.log.error('raft message larger than a frame; dropped', {
+            to: gm.message.to,
+            type: gm.message.type,
+            err: (err as Error).message,
+          });
+        }
+      }
+      return out;
     }
   }
 
@@ -333,7 +351,6 @@ export class RaftHost {
       g.sm.restore(rd.snapshot.data);
       g.applied = rd.snapshot.meta.index;
       g.snapshotIndex = rd.snapshot.meta.index;
-      g.confState = rd.snapshot.meta.confState;
       this.log.info('restored a snapshot from the leader', { group: g.id, index: g.applied });
     }
     for (const e of rd.committedEntries) this.applyEntry(g, e);
@@ -344,8 +361,9 @@ export class RaftHost {
   private applyEntry(g: Group, e: Entry): void {
     if (e.index <= g.applied) return;
     let result: unknown;
+    let failure: Error | undefined;
     if (e.type === 'confChange') {
-      g.confState = g.engine.applyConfChange(decodeConfChange(e.data));
+      g.engine.applyConfChange(decodeConfChange(e.data));
       g.sm.skip?.(e.index);
     } else if (e.data.length === 0) {
       g.sm.skip?.(e.index);
@@ -354,12 +372,13 @@ export class RaftHost {
         result = g.sm.apply(e);
       } catch (err) {
         // A command every replica rejects alike (bad bytes) fails its proposer; the log moves on.
-        result = err;
+        failure = err as Error;
         this.log.warn('entry failed to apply', { group: g.id, index: e.index, err: (err as Error).message });
       }
     }
     g.applied = e.index;
-    g.pending.applied(e.index, e.term, result);
+    if (failure) g.pending.failed(e.index, failure);
+    else g.pending.applied(e.index, e.term, result);
   }
 
   /** When the log grew past `snapshotEntries` since the last snapshot, snapshots the state machine and compacts. */
@@ -369,13 +388,12 @@ export class RaftHost {
     const term = reader.term(g.applied);
     const data = g.sm.snapshot();
     const compactTo = Math.max(g.applied - this.margin, reader.firstIndex() - 1);
-    this.opts.store.saveSnapshot(g.id, { meta: { index: g.applied, term, confState: g.confState }, data }, compactTo);
+    this.opts.store.saveSnapshot(
+      g.id,
+      { meta: { index: g.applied, term, confState: g.engine.status().confState }, data },
+      compactTo,
+    );
     g.snapshotIndex = g.applied;
     this.log.info('snapshot taken', { group: g.id, index: g.applied, bytes: data.length, compactTo });
   }
-}
-
-/** Frames a message list for tests and tools that speak to a host directly. */
-export function raftFrame(group: GroupId, messages: Message[]): Uint8Array {
-  return encodeRaftBatch(messages.map((message) => ({ group, message })));
 }

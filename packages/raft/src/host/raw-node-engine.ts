@@ -1,0 +1,41 @@
+import { type LogIndex, NotLeaderError, type Term } from '@cohort/core';
+import { RawNode } from '../raw-node.js';
+import type { EngineFactory, RaftEngine } from './engine.js';
+
+/** Adapts a {@link RawNode} to the host's {@link RaftEngine}. */
+export function rawNodeEngine(rn: RawNode): RaftEngine {
+  return {
+    tick: () => rn.tick(),
+    step: (m) => rn.step(m),
+    propose(data: Uint8Array): { index: LogIndex; term: Term } {
+      const before = rn.status();
+      if (before.role !== 'leader') throw new NotLeaderError(before.lead || undefined);
+      rn.propose(data);
+      // A leader appends a proposal to its own log at once, so the new last entry is ours.
+      const after = rn.status();
+      return { index: after.lastIndex, term: after.term };
+    },
+    readIndex: (ctx) => rn.readIndex(ctx),
+    applyConfChange: (cc) => rn.applyConfChange(cc),
+    hasReady: () => rn.hasReady(),
+    ready: () => rn.ready(),
+    advance: () => rn.advance(),
+    reportUnreachable: (id) => rn.reportUnreachable(id),
+    campaign: () => rn.campaign(),
+    status() {
+      const s = rn.status();
+      return {
+        term: s.term,
+        lead: s.lead,
+        role: s.role,
+        commit: s.commit,
+        lastIndex: s.lastIndex,
+        confState: s.confState,
+      };
+    },
+  };
+}
+
+/** The production {@link EngineFactory}: RawNode, bootstrapped when the group is new. */
+export const rawNodeFactory: EngineFactory = (options, storage, bootstrapPeers) =>
+  rawNodeEngine(bootstrapPeers ? RawNode.bootstrap(options, storage, bootstrapPeers) : new RawNode(options, storage));

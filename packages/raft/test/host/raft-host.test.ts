@@ -1,0 +1,114 @@
+import { NotLeaderError, TimeoutError, decodeRaftBatch } from '@cohort/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, cmd, until } from './cluster.js';
+import type { MemoryNodeStore } from './memory-node-store.js';
+
+let cluster: Cluster | undefined;
+afterEach(() => {
+  cluster?.stop();
+  cluster = undefined;
+});
+
+describe('RaftHost', () => {
+  it('elects a leader, and a proposal resolves with its result once applied; every replica applies it', async () => {
+    cluster = new Cluster(['a', 'b', 'c']);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const index = await c.node(leader).host.propose<number>('p0', cmd('x=1'));
+    expect(index).toBeGreaterThan(3); // after the three bootstrap entries and the leader's no-op
+    await until('all replicas apply x=1', () => c.ids.every((id) => c.node(id).sms.get('p0')!.map.get('x') === '1'));
+  });
+
+  it('a follower refuses proposals and reads with NotLeaderError naming the leader', async () => {
+    cluster = new Cluster(['a', 'b', 'c']);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await until('follower learns the leader', () => c.node(follower).host.status('p0').leader === leader);
+    const err = await c
+      .node(follower)
+      .host.propose('p0', cmd('y=2'))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotLeaderError);
+    expect((err as NotLeaderError).leaderId).toBe(leader);
+    await expect(c.node(follower).host.readIndex('p0')).rejects.toBeInstanceOf(NotLeaderError);
+  });
+
+  it('a read index resolves only after the writes before it are applied on the leader', async () => {
+    cluster = new Cluster(['a', 'b', 'c']);
+    const c = cluster;
+    const leader = c.node(await until('a leader', () => c.leader()));
+    const writes = Array.from({ length: 20 }, (_, i) => leader.host.propose('p0', cmd(`k${i}=${i}`)));
+    await leader.host.readIndex('p0');
+    // Every write proposed before the read is visible once the read may be served.
+    expect(leader.sms.get('p0')!.map.get('k19')).toBe('19');
+    await Promise.all(writes);
+  });
+
+  it('persists every round in one store write before sending any message of it', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0', 'p1']);
+    const c = cluster;
+    const violations: string[] = [];
+    for (const id of c.ids) {
+      const node = c.node(id);
+      c.hub.nodes.get(id)!.onSend = (_to, frame) => {
+        for (const { group, message } of decodeRaftBatch(frame)) {
+          const stored = node.store.storage(group);
+          const hs = stored.initialState().hardState;
+          // Votes and terms go out only once durable; appended entries only once in the sender's log.
+          // Pre-votes carry the term a node would campaign in, which it has not taken (§9.6).
+          const preVote = message.type === 'preVote' || message.type === 'preVoteResp';
+          if (!preVote && message.term > hs.term)
+            violations.push(`${id} sent term ${message.term} before persisting it`);
+          const last = message.entries.at(-1);
+          if (last && last.index > stored.lastIndex())
+            violations.push(`${id} sent entry ${last.index} before persisting it`);
+        }
+      };
+    }
+    const leader = await until('a leader of p0', () => c.leader('p0'));
+    await until('a leader of p1', () => c.leader('p1'));
+    await Promise.all(Array.from({ length: 10 }, (_, i) => c.node(leader).host.propose('p0', cmd(`a${i}=1`))));
+    expect(violations).toEqual([]);
+    // Group commit: some write carries both groups at once.
+    const writes = c.ids.flatMap((id) => c.node(id).store.writes);
+    expect(writes.some((batch) => new Set(batch.map((w) => w.group)).size === 2)).toBe(true);
+  });
+
+  it('a new leader takes over when the leader is cut off, and the cut-off leader cannot commit', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { requestTimeoutMs: 300 });
+    const c = cluster;
+    const old = await until('a leader', () => c.leader());
+    await c.node(old).host.propose('p0', cmd('before=1'));
+    c.hub.down.add(old);
+    const stuck = c
+      .node(old)
+      .host.propose('p0', cmd('lost=1'))
+      .catch((e: unknown) => e);
+    const others = c.ids.filter((id) => id !== old);
+    const next = await until('a new leader', () => c.leader('p0', others));
+    expect(next).not.toBe(old);
+    await c.node(next).host.propose('p0', cmd('after=1'));
+    expect(c.node(next).sms.get('p0')!.map.get('before')).toBe('1');
+    const err = await stuck;
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(c.node(next).sms.get('p0')!.map.has('lost')).toBe(false);
+  });
+
+  it('snapshots and compacts a long log, and a restarted node rebuilds its state from snapshot and log', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { snapshotEntries: 20, compactionMarginEntries: 5 });
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    for (let i = 0; i < 60; i++) await c.node(leader).host.propose('p0', cmd(`k${i}=${i}`));
+    const follower = c.ids.find((id) => id !== leader)!;
+    await until('follower applies all', () => c.node(follower).sms.get('p0')!.map.get('k59') === '59');
+    const store = c.node(follower).store;
+    expect(store.storage('p0').snapshot().meta.index).toBeGreaterThan(20);
+    expect(store.storage('p0').firstIndex()).toBeGreaterThan(1);
+    // Restart the follower on its store: state comes back from the snapshot plus the log after it.
+    c.node(follower).host.stop();
+    const restarted = c.start(follower, store as MemoryNodeStore);
+    await until('restarted follower has every key', () => restarted.sms.get('p0')!.map.size === 60);
+    expect(restarted.sms.get('p0')!.map.get('k0')).toBe('0');
+  });
+});
