@@ -7,6 +7,8 @@ export interface TestNode {
   rn: RawNode;
   storage: MemoryStorage;
   applied: Entry[];
+  /** Application data restored from the last snapshot installed (see {@link snapshotOf}). */
+  fromSnapshot: string[];
   confState?: ConfState;
   /** Every Ready this node produced, for assertions on ordering. */
   readies: Ready[];
@@ -35,12 +37,20 @@ export class Network {
     for (const id of ids) this.add(id, MemoryStorage.withVoters(ids));
   }
 
+  /** A network whose nodes start from the given stores (e.g. pre-filled divergent logs). */
+  static withStorages(storages: Record<NodeId, MemoryStorage>, options: Partial<RaftOptions> = {}, seed = 1): Network {
+    const net = new Network([], options, seed);
+    for (const [id, st] of Object.entries(storages)) net.add(id, st);
+    return net;
+  }
+
   add(id: NodeId, storage: MemoryStorage, opts: Partial<RaftOptions> = {}): TestNode {
     const n: TestNode = {
       id,
       rn: new RawNode(this.opts(id, opts), storage),
       storage,
       applied: [],
+      fromSnapshot: [],
       readies: [],
     };
     this.nodes.set(id, n);
@@ -74,6 +84,8 @@ export class Network {
     if (rd.snapshot) {
       n.storage.applySnapshot(rd.snapshot);
       n.confState = rd.snapshot.meta.confState;
+      n.fromSnapshot = JSON.parse(text(rd.snapshot.data)) as string[];
+      n.applied = [];
     }
     n.storage.append(rd.entries);
     if (rd.hardState) n.storage.setHardState(rd.hardState);
@@ -153,5 +165,32 @@ export const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 
 /** The application data a node applied, in order (no-ops and conf changes left out). */
 export function appliedData(n: TestNode): string[] {
-  return n.applied.filter((e) => e.type === 'normal' && e.data.length > 0).map((e) => text(e.data));
+  return n.fromSnapshot.concat(
+    n.applied.filter((e) => e.type === 'normal' && e.data.length > 0).map((e) => text(e.data)),
+  );
+}
+
+/** The application takes a snapshot at what it applied and compacts the log up to there. */
+export function snapshotOf(n: TestNode, compact = true): void {
+  const index = n.rn.status().applied;
+  const cs = n.confState ?? n.rn.status().confState;
+  n.storage.createSnapshot(index, cs, bytes(JSON.stringify(appliedData(n))));
+  if (compact) n.storage.compact(index);
+}
+
+/** A store holding entries with the given terms (index 1..n), a membership, and a hard state at the last term. */
+export function storageWithTerms(voters: NodeId[], terms: number[], commit = 0): MemoryStorage {
+  const st = MemoryStorage.withVoters(voters);
+  st.append(
+    terms.map((term, i) => ({ term, index: i + 1, type: 'normal' as const, data: bytes(`t${term}i${i + 1}`) })),
+  );
+  st.setHardState({ term: terms[terms.length - 1] ?? 0, vote: '', commit });
+  return st;
+}
+
+/** Every entry a store holds, as "term:index" strings. */
+export function logOf(st: MemoryStorage): string[] {
+  const out: string[] = [];
+  for (let i = st.firstIndex(); i <= st.lastIndex(); i++) out.push(`${st.term(i)}:${i}`);
+  return out;
 }
