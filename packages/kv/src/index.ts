@@ -12,3 +12,5 @@ export {
   encodeRequest,
   encodeResponse,
 } from './request.js';
+export { KvReplica } from './replica.js';
+export { KvService, type KvServiceOptions } from './kv-service.js';
