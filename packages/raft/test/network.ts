@@ -37,6 +37,23 @@ export class Network {
     for (const id of ids) this.add(id, MemoryStorage.withVoters(ids));
   }
 
+  /** A network whose members start through `RawNode.bootstrap` (membership as committed log entries). */
+  static bootstrapped(ids: NodeId[], options: Partial<RaftOptions> = {}, seed = 1): Network {
+    const net = new Network([], options, seed);
+    for (const id of ids) {
+      const storage = new MemoryStorage();
+      net.nodes.set(id, {
+        id,
+        rn: RawNode.bootstrap(net.opts(id), storage, ids),
+        storage,
+        applied: [],
+        fromSnapshot: [],
+        readies: [],
+      });
+    }
+    return net;
+  }
+
   /** A network whose nodes start from the given stores (e.g. pre-filled divergent logs). */
   static withStorages(storages: Record<NodeId, MemoryStorage>, options: Partial<RaftOptions> = {}, seed = 1): Network {
     const net = new Network([], options, seed);
@@ -142,6 +159,8 @@ export class Network {
 
   /** Campaigns `id` and settles the network. */
   elect(id: NodeId): void {
+    // Apply pending conf changes first: a node with unapplied ones does not campaign.
+    this.stabilize();
     this.node(id).rn.campaign();
     this.stabilize();
   }
