@@ -1,2 +1,9 @@
-/** libp2p (TCP + Noise + Yamux) behind the Transport interface of @cohort/core: persistent peer identity, one protocol per subsystem, length-prefixed frames with a size limit. */
-export const PACKAGE = '@cohort/transport';
+/**
+ * @cohort/transport: libp2p (TCP + Noise + Yamux) behind the Transport
+ * interface of @cohort/core, with a persistent peer identity, one protocol per
+ * subsystem and length-prefixed frames with a size limit.
+ */
+export { toHostPort, toMultiaddr } from './address.js';
+export { createLibp2pTransport, Libp2pTransport } from './libp2p-transport.js';
+export type { Libp2pTransportOptions, TransportStats } from './options.js';
+export { loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.js';

@@ -1,0 +1,90 @@
+import { type Clock, DEFAULT_MAX_FRAME_BYTES, type Logger, type NodeId, silentLogger, systemClock } from '@cohort/core';
+
+/** Options of {@link createLibp2pTransport}. */
+export interface Libp2pTransportOptions {
+  /** This node's id; peers must know it under this id. */
+  self: NodeId;
+  /** Where to listen: `host:port` (port 0 picks a free port) or a TCP multiaddr. */
+  listen: string;
+  /** The data dir; the peer identity is kept in `<dataDir>/peer-key`. */
+  dataDir: string;
+  /**
+   * The largest frame sent or accepted; a larger incoming frame resets its stream.
+   * @default 16 MiB (core's DEFAULT_MAX_FRAME_BYTES)
+   */
+  maxFrameBytes?: number;
+  /**
+   * One-way frames queued per peer and protocol before `send` drops new ones.
+   * @default 1024
+   */
+  maxQueuedFrames?: number;
+  /**
+   * How long `request` waits for a response (and a dial for a connection).
+   * @default 5000
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Wait after the first failed dial of a peer; doubles with each further failure.
+   * @default 100
+   */
+  minRedialMs?: number;
+  /**
+   * The longest wait between dials of an unreachable peer.
+   * @default 5000
+   */
+  maxRedialMs?: number;
+  /**
+   * Where warnings about rejected streams and frames go.
+   * @default silentLogger
+   */
+  logger?: Logger;
+  /**
+   * Time source for redial backoff.
+   * @default systemClock
+   */
+  clock?: Clock;
+}
+
+export type ResolvedOptions = Required<Libp2pTransportOptions>;
+
+export function resolveOptions(o: Libp2pTransportOptions): ResolvedOptions {
+  return {
+    self: o.self,
+    listen: o.listen,
+    dataDir: o.dataDir,
+    maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    maxQueuedFrames: o.maxQueuedFrames ?? 1024,
+    requestTimeoutMs: o.requestTimeoutMs ?? 5000,
+    minRedialMs: o.minRedialMs ?? 100,
+    maxRedialMs: o.maxRedialMs ?? 5000,
+    logger: o.logger ?? silentLogger,
+    clock: o.clock ?? systemClock,
+  };
+}
+
+/** Counters of a transport since it started. */
+export interface TransportStats {
+  /** One-way frames handed to a connection. */
+  framesSent: number;
+  /** One-way frames delivered to a handler. */
+  framesReceived: number;
+  /** One-way frames dropped because the peer's send queue was full. */
+  framesDropped: number;
+  /** Streams reset for an oversized frame. */
+  oversizedFrames: number;
+  /** Streams refused: unknown peer, mismatched identity, or a hello for another node. */
+  rejectedStreams: number;
+  /** Dials that failed. */
+  dialFailures: number;
+}
+
+export function emptyStats(): TransportStats {
+  return {
+    framesSent: 0,
+    framesReceived: 0,
+    framesDropped: 0,
+    oversizedFrames: 0,
+    rejectedStreams: 0,
+    dialFailures: 0,
+  };
+}
