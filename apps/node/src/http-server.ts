@@ -1,0 +1,122 @@
+import { ErrorCode, type Logger } from '@cohort/core';
+import type { KvResponse } from '@cohort/kv';
+import { type FastifyInstance, type FastifyReply, fastify } from 'fastify';
+import type { KvApi } from './kv-api.js';
+import type { NodeMetrics } from './metrics.js';
+
+/** Options of {@link createHttpServer}. */
+export interface HttpServerOptions {
+  api: KvApi;
+  metrics: NodeMetrics;
+  logger: Logger;
+  /** Largest request body accepted, in bytes. @default 16 MiB */
+  bodyLimit?: number;
+}
+
+const enc = new TextEncoder();
+
+/** HTTP status for a failure code: 503 for "try again" conditions, 504 for timeouts. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  [ErrorCode.NotLeader]: 503,
+  [ErrorCode.NoQuorum]: 503,
+  [ErrorCode.Unavailable]: 503,
+  [ErrorCode.ProposalDropped]: 503,
+  [ErrorCode.Timeout]: 504,
+  [ErrorCode.Codec]: 400,
+};
+
+function sendFailure(reply: FastifyReply, res: Extract<KvResponse, { type: 'failure' | 'error' }>): FastifyReply {
+  if (res.type === 'error') return reply.code(409).send({ error: { code: 'COMMAND', message: res.message } });
+  return reply
+    .code(STATUS[res.code] ?? 500)
+    .send({ error: { code: res.code, message: res.message, ...(res.leaderId ? { leader: res.leaderId } : {}) } });
+}
+
+const keyParams = {
+  type: 'object',
+  properties: { key: { type: 'string', minLength: 1, maxLength: 65536 } },
+  required: ['key'],
+} as const;
+
+/**
+ * The HTTP/JSON front end: `GET|PUT|DELETE /v1/kv/:key`, `GET /v1/status`,
+ * `GET /metrics` (Prometheus) and `GET /healthz`. Keys and values are UTF-8
+ * strings; PUT takes `{"value": "..."}` or a text/plain body.
+ */
+export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
+  const app = fastify({ bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024 });
+  const { api } = opts;
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/v1/status', async () => api.status());
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', opts.metrics.registry.contentType);
+    return opts.metrics.registry.metrics();
+  });
+
+  app.get<{ Params: { key: string } }>('/v1/kv/:key', { schema: { params: keyParams } }, async (req, reply) => {
+    const res = await api.execute({ kind: 'read', op: 'get', keys: [enc.encode(req.params.key)], now: Date.now() });
+    if (res.type === 'nil')
+      return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `key '${req.params.key}' not found` } });
+    if (res.type === 'bulk') return { key: req.params.key, value: Buffer.from(res.value).toString('utf8') };
+    if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
+    return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+  });
+
+  app.put<{ Params: { key: string }; Body: unknown }>(
+    '/v1/kv/:key',
+    { schema: { params: keyParams } },
+    async (req, reply) => {
+      const body = req.body;
+      const value =
+        typeof body === 'string'
+          ? body
+          : typeof body === 'object' && body !== null && typeof (body as { value?: unknown }).value === 'string'
+            ? (body as { value: string }).value
+            : undefined;
+      if (value === undefined) {
+        return reply.code(400).send({
+          error: {
+            code: 'BAD_REQUEST',
+            message: 'send the value as {"value": "..."} (application/json) or as a text/plain body',
+          },
+        });
+      }
+      const res = await api.execute({
+        kind: 'write',
+        command: {
+          op: 'set',
+          key: enc.encode(req.params.key),
+          value: enc.encode(value),
+          condition: 'always',
+          expiresAt: 0,
+          returnOld: false,
+          now: Date.now(),
+        },
+      });
+      if (res.type === 'ok') return { ok: true };
+      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
+      return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+    },
+  );
+
+  app.delete<{ Params: { key: string } }>('/v1/kv/:key', { schema: { params: keyParams } }, async (req, reply) => {
+    const res = await api.execute({
+      kind: 'write',
+      command: { op: 'del', keys: [enc.encode(req.params.key)], now: Date.now() },
+    });
+    if (res.type === 'int') return { deleted: Number(res.value) };
+    if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
+    return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+  });
+
+  app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 500) opts.logger.error('http request failed', { err: err.message });
+    return reply
+      .code(status)
+      .send({ error: { code: status < 500 ? 'BAD_REQUEST' : ErrorCode.Internal, message: err.message } });
+  });
+  return app;
+}

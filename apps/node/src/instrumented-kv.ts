@@ -1,0 +1,18 @@
+import type { KvApi } from './kv-api.js';
+import type { NodeMetrics } from './metrics.js';
+
+/** Wraps a {@link KvApi} so every request of `frontend` is counted and timed. */
+export function instrumentKv(api: KvApi, metrics: NodeMetrics, frontend: 'resp' | 'http'): KvApi {
+  return {
+    status: () => api.status(),
+    async execute(req) {
+      const end = metrics.latency.startTimer({ frontend, kind: req.kind });
+      const res = await api.execute(req);
+      end();
+      const command = req.kind === 'write' ? req.command.op : req.op;
+      const outcome = res.type === 'failure' ? res.code : res.type === 'error' ? 'error' : 'ok';
+      metrics.requests.inc({ frontend, command, outcome });
+      return res;
+    },
+  };
+}

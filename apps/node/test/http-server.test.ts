@@ -1,0 +1,48 @@
+import { silentLogger } from '@cohort/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHttpServer } from '../src/http-server.js';
+import { instrumentKv } from '../src/instrumented-kv.js';
+import { NodeMetrics } from '../src/metrics.js';
+import { LocalKv } from './helpers/local-kv.js';
+
+const kv = new LocalKv();
+const metrics = new NodeMetrics(() => kv.status());
+const app = createHttpServer({ api: instrumentKv(kv, metrics, 'http'), metrics, logger: silentLogger });
+
+beforeAll(async () => {
+  await app.ready();
+});
+afterAll(async () => {
+  await app.close();
+});
+
+describe('HTTP API', () => {
+  it('PUT then GET then DELETE a key', async () => {
+    const put = await app.inject({ method: 'PUT', url: '/v1/kv/greeting', payload: { value: 'héllo' } });
+    expect(put.statusCode).toBe(200);
+    const got = await app.inject({ method: 'GET', url: '/v1/kv/greeting' });
+    expect(got.json()).toEqual({ key: 'greeting', value: 'héllo' });
+    const del = await app.inject({ method: 'DELETE', url: '/v1/kv/greeting' });
+    expect(del.json()).toEqual({ deleted: 1 });
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/greeting' })).statusCode).toBe(404);
+  });
+
+  it('accepts a text/plain body', async () => {
+    await app.inject({ method: 'PUT', url: '/v1/kv/t', payload: 'plain', headers: { 'content-type': 'text/plain' } });
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/t' })).json().value).toBe('plain');
+  });
+
+  it('refuses a body without a value with 400 and a message saying what to send', async () => {
+    const res = await app.inject({ method: 'PUT', url: '/v1/kv/x', payload: { nope: 1 } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.message).toMatch(/"value"/);
+  });
+
+  it('reports status, health and Prometheus metrics', async () => {
+    expect((await app.inject({ method: 'GET', url: '/v1/status' })).json()).toMatchObject({ id: 'n1', role: 'leader' });
+    expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(text).toMatch(/cohort_requests_total\{frontend="http",command="set",outcome="ok"\} [1-9]/);
+    expect(text).toMatch(/cohort_raft_is_leader 1/);
+  });
+});
