@@ -4,6 +4,9 @@
  */
 export * from './clock.js';
 export * from './codec/index.js';
+export * from './config.js';
+export { checkDataDirWritable } from './config-data-dir.js';
+export type { ConfigIssue } from './config-rules.js';
 export * from './errors.js';
 export * from './ids.js';
 export * from './log-store.js';

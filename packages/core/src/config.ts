@@ -1,0 +1,222 @@
+import { z } from 'zod';
+import { type ConfigIssue, checkConfigRules } from './config-rules.js';
+import { ConfigError } from './errors.js';
+import type { NodeId } from './ids.js';
+
+/** This node: its id, where it listens, and where it keeps its data. */
+export interface NodeConfig {
+  /** Stable id, unique in the cluster: letters, digits, `.`, `_`, `-` (at most 64). */
+  id: NodeId;
+  /**
+   * RESP (Redis protocol) listen address, `host:port`.
+   * @default '127.0.0.1:6379'
+   */
+  clientAddress: string;
+  /**
+   * HTTP/JSON and admin listen address, `host:port`.
+   * @default '127.0.0.1:8080'
+   */
+  httpAddress: string;
+  /**
+   * libp2p listen address for peer traffic, `host:port`.
+   * @default '127.0.0.1:7000'
+   */
+  peerAddress: string;
+  /**
+   * Where the node keeps its database and peer identity.
+   * @default 'data/<id>'
+   */
+  dataDir: string;
+  /** The peer address other nodes should dial, when `peerAddress` binds a wildcard or a NAT sits between. */
+  advertiseAddress?: string;
+}
+
+/** A member of the initial cluster. */
+export interface ClusterMember {
+  id: NodeId;
+  /** Where the member's libp2p transport listens (`host:port`). */
+  peerAddress: string;
+  /** The member's RESP address, for redirecting clients. */
+  clientAddress?: string;
+  /** The member's HTTP address. */
+  httpAddress?: string;
+}
+
+/** The cluster this node starts in. */
+export interface ClusterConfig {
+  /**
+   * Form a new cluster from `initialMembers` (true), or join an existing one (false).
+   * @default true
+   */
+  bootstrap: boolean;
+  /**
+   * The members of the cluster at bootstrap: 1 (a single-node cluster) or at least 3.
+   * @default [this node]
+   */
+  initialMembers: ClusterMember[];
+  /**
+   * Replicas of each partition; at most the number of initial members.
+   * @default min(3, initialMembers.length)
+   */
+  replicationFactor: number;
+}
+
+/** Raft timing and log bounds. */
+export interface RaftConfig {
+  /**
+   * How often a leader sends heartbeats.
+   * @default 100
+   */
+  heartbeatIntervalMs: number;
+  /**
+   * Lower bound of the randomized election timeout; at least 2 x `heartbeatIntervalMs`.
+   * @default 500
+   */
+  electionTimeoutMinMs: number;
+  /**
+   * Upper bound of the randomized election timeout; at least `electionTimeoutMinMs`.
+   * @default 1000
+   */
+  electionTimeoutMaxMs: number;
+  /**
+   * Take a snapshot after this many entries since the last one.
+   * @default 10000
+   */
+  snapshotIntervalEntries: number;
+  /**
+   * Take a snapshot after this many bytes of entries since the last one.
+   * @default 104857600 (100 MiB)
+   */
+  snapshotIntervalBytes: number;
+  /**
+   * Refuse proposals once the uncompacted log exceeds this many bytes.
+   * @default 524288000 (500 MiB)
+   */
+  maxLogSizeBytes: number;
+}
+
+/** The whole configuration of a node, with every default filled in. */
+export interface CohortConfig {
+  node: NodeConfig;
+  cluster: ClusterConfig;
+  raft: RaftConfig;
+}
+
+/** Seed defaults for Raft: 100 ms heartbeats, 500-1000 ms elections, snapshots every 10,000 entries or 100 MiB. */
+export const DEFAULT_RAFT_CONFIG: Readonly<RaftConfig> = Object.freeze({
+  heartbeatIntervalMs: 100,
+  electionTimeoutMinMs: 500,
+  electionTimeoutMaxMs: 1000,
+  snapshotIntervalEntries: 10_000,
+  snapshotIntervalBytes: 100 * 1024 * 1024,
+  maxLogSizeBytes: 500 * 1024 * 1024,
+});
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const idSchema = z.string().regex(NODE_ID, {
+  message: 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (for example n1)',
+});
+const address = z.string().min(1, { message: 'must be host:port, for example 127.0.0.1:7000' });
+const positiveInt = z.number().int({ message: 'must be a whole number' }).positive({ message: 'must be above 0' });
+
+const memberSchema = z.strictObject({
+  id: idSchema,
+  peerAddress: address,
+  clientAddress: address.optional(),
+  httpAddress: address.optional(),
+});
+
+const schema = z.strictObject({
+  node: z.strictObject({
+    id: idSchema,
+    clientAddress: address.default('127.0.0.1:6379'),
+    httpAddress: address.default('127.0.0.1:8080'),
+    peerAddress: address.default('127.0.0.1:7000'),
+    dataDir: z.string().min(1, { message: 'must be a directory path' }).optional(),
+    advertiseAddress: address.optional(),
+  }),
+  cluster: z
+    .strictObject({
+      bootstrap: z.boolean().default(true),
+      initialMembers: z.array(memberSchema).optional(),
+      replicationFactor: positiveInt.optional(),
+    })
+    .default({ bootstrap: true }),
+  raft: z
+    .strictObject({
+      heartbeatIntervalMs: positiveInt.default(DEFAULT_RAFT_CONFIG.heartbeatIntervalMs),
+      electionTimeoutMinMs: positiveInt.default(DEFAULT_RAFT_CONFIG.electionTimeoutMinMs),
+      electionTimeoutMaxMs: positiveInt.default(DEFAULT_RAFT_CONFIG.electionTimeoutMaxMs),
+      snapshotIntervalEntries: positiveInt.default(DEFAULT_RAFT_CONFIG.snapshotIntervalEntries),
+      snapshotIntervalBytes: positiveInt.default(DEFAULT_RAFT_CONFIG.snapshotIntervalBytes),
+      maxLogSizeBytes: positiveInt.default(DEFAULT_RAFT_CONFIG.maxLogSizeBytes),
+    })
+    .default({ ...DEFAULT_RAFT_CONFIG }),
+});
+
+/**
+ * Parses and validates a configuration (for example a parsed YAML/JSON file
+ * merged with flags), filling defaults. Throws one ConfigError that lists
+ * every problem, each naming the field, the bad value and the fix. Does not
+ * touch the filesystem: call {@link checkDataDirWritable} for the data dir.
+ */
+export function parseConfig(input: unknown): CohortConfig {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    throw configError(
+      parsed.error.issues.map((i) => ({
+        field: i.path.join('.') || '(root)',
+        message: describeIssue(i, input),
+      })),
+    );
+  }
+  const { node: n, cluster: c, raft } = parsed.data;
+  const node: NodeConfig = {
+    id: n.id,
+    clientAddress: n.clientAddress,
+    httpAddress: n.httpAddress,
+    peerAddress: n.peerAddress,
+    dataDir: n.dataDir ?? `data/${n.id}`,
+  };
+  if (n.advertiseAddress !== undefined) node.advertiseAddress = n.advertiseAddress;
+  const initialMembers: ClusterMember[] = (
+    c.initialMembers ?? [{ id: n.id, peerAddress: n.advertiseAddress ?? n.peerAddress }]
+  ).map((m) => {
+    const member: ClusterMember = { id: m.id, peerAddress: m.peerAddress };
+    if (m.clientAddress !== undefined) member.clientAddress = m.clientAddress;
+    if (m.httpAddress !== undefined) member.httpAddress = m.httpAddress;
+    return member;
+  });
+  const cluster: ClusterConfig = {
+    bootstrap: c.bootstrap,
+    initialMembers,
+    replicationFactor: c.replicationFactor ?? Math.min(3, initialMembers.length),
+  };
+  const config: CohortConfig = { node, cluster, raft };
+  const issues = checkConfigRules(config);
+  if (issues.length > 0) throw configError(issues);
+  return config;
+}
+
+function configError(issues: ConfigIssue[]): ConfigError {
+  const lines = issues.map((i) => `  - ${i.field}: ${i.message}`);
+  return new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  if (issue.code === 'unrecognized_keys') {
+    return `unknown field(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}; check the spelling or remove them`;
+  }
+  const value = valueAt(input, issue.path);
+  if (value === undefined) return `is required: ${issue.message}`;
+  return `${issue.message}; got ${JSON.stringify(value)}`;
+}
+
+function valueAt(input: unknown, path: PropertyKey[]): unknown {
+  let v: unknown = input;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
