@@ -1,2 +1,11 @@
-/** Durable state for Cohort on SQLite (better-sqlite3): per-group hard state, CRC-checked log entries, chunked snapshots, KV tables, group commit; and an in-memory store with the same contract for simulation. */
-export const PACKAGE = '@cohort/storage';
+/**
+ * @cohort/storage: durable state for Cohort on SQLite (better-sqlite3): per-group
+ * hard state, CRC-checked log entries, chunked snapshots, KV tables and group
+ * commit; and an in-memory store with the same contract for simulation.
+ */
+export { crc32c } from './crc32c.js';
+export { MemoryNodeStore, type MemoryNodeStoreOptions, type MemoryWriteOptions } from './memory-node-store.js';
+export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
+export { DATA_FILE_NAME, SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
+export * from './types.js';
+export { type WalReport, scanWal } from './wal-scan.js';

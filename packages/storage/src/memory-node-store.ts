@@ -1,0 +1,385 @@
+import {
+  CompactedError,
+  type ConfState,
+  type Entry,
+  type GroupId,
+  type GroupWrite,
+  type HardState,
+  type LogIndex,
+  ProposalDroppedError,
+  type RaftLogReader,
+  type Snapshot,
+  type SnapshotMeta,
+  StorageError,
+  type Term,
+  UnavailableError,
+} from '@cohort/core';
+import { DEFAULT_CHUNK_BYTES, Rechunker, joinChunks, makeStats, splitChunks } from './chunks.js';
+import { type LogPosition, checkCompact, copyEntry, limitSize, planBatch } from './log-rules.js';
+import { MemoryPartitionKv } from './memory-kv.js';
+import {
+  type MemGroup,
+  type MemState,
+  appendTo,
+  cloneMemState,
+  compactTo,
+  emptyMemGroup,
+  emptyMemState,
+  lastIndexOf,
+  memGroup,
+  termOf,
+} from './memory-state.js';
+import {
+  type DurableNodeStore,
+  type LogLimits,
+  type LogStats,
+  type PartitionKv,
+  type ResolvedLogLimits,
+  type SnapshotSink,
+  type SnapshotSource,
+  resolveLimits,
+} from './types.js';
+
+/** Options of {@link MemoryNodeStore}. */
+export interface MemoryNodeStoreOptions {
+  limits?: LogLimits;
+  /**
+   * Whether every write is durable when it returns. When false, writes stay
+   * volatile until `sync()`, and `crash()` loses them.
+   * @default true
+   */
+  autoSync?: boolean;
+  /**
+   * Size of a snapshot chunk.
+   * @default 1048576
+   */
+  chunkBytes?: number;
+  /**
+   * Name used in error messages in place of a file name.
+   * @default 'memory'
+   */
+  name?: string;
+}
+
+/** Options of a single {@link MemoryNodeStore.write}. */
+export interface MemoryWriteOptions {
+  /** @default the store's `autoSync` */
+  sync?: boolean;
+}
+
+type Op = (s: MemState) => void;
+
+/** Read in place of a group never written; never mutated (writes go through `memGroup`). */
+const EMPTY_GROUP: MemGroup = emptyMemGroup();
+
+/**
+ * The in-memory {@link DurableNodeStore} for simulation and tests. It keeps a
+ * live state (what reads see) and a durable one; a write is durable once
+ * synced, and {@link crash} throws away every write that was not.
+ */
+export class MemoryNodeStore implements DurableNodeStore {
+  private live: MemState = emptyMemState();
+  private durable: MemState = emptyMemState();
+  /** Ops applied to `live` but not yet to `durable`. */
+  private pending: Op[] = [];
+  /** Ops of the transaction in progress, when one is. */
+  private txn: Op[] | undefined;
+  private closed = false;
+  private readonly limits: ResolvedLogLimits;
+  private readonly autoSync: boolean;
+  private readonly chunkBytes: number;
+  private readonly name: string;
+
+  constructor(opts: MemoryNodeStoreOptions = {}) {
+    this.limits = resolveLimits(opts.limits);
+    this.autoSync = opts.autoSync ?? true;
+    this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.name = opts.name ?? 'memory';
+  }
+
+  group(group: GroupId): RaftLogReader {
+    return new MemoryLogReader(() => this.readGroup(group));
+  }
+
+  groups(): GroupId[] {
+    return [...this.live.groups.keys()].sort();
+  }
+
+  write(batch: GroupWrite[], opts: MemoryWriteOptions = {}): void {
+    this.assertOpen();
+    const plans = planBatch(batch, (g) => this.position(g), this.name);
+    const copied = plans.map((p) => ({
+      ...p,
+      entries: p.entries?.map(copyEntry),
+      snapshot: p.snapshot && {
+        meta: cloneMeta(p.snapshot.meta),
+        chunks: splitChunks(p.snapshot.data, this.chunkBytes),
+      },
+    }));
+    this.apply((s) => {
+      for (const p of copied) {
+        const g = memGroup(s, p.group);
+        if (p.snapshot) {
+          g.snapMeta = p.snapshot.meta;
+          g.snapChunks = p.snapshot.chunks;
+          g.compactIndex = p.snapshot.meta.index;
+          g.compactTerm = p.snapshot.meta.term;
+          g.entries = [];
+        }
+        if (p.entries) appendTo(g, p.entries);
+        if (p.hardState) g.hardState = p.hardState;
+      }
+    }, opts.sync);
+  }
+
+  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void {
+    const sink = this.beginSnapshot(group, snapshot.meta);
+    sink.write(snapshot.data);
+    sink.finish(compactTo);
+  }
+
+  beginSnapshot(group: GroupId, meta: SnapshotMeta): SnapshotSink {
+    this.assertOpen();
+    const chunks: Uint8Array[] = [];
+    const rechunker = new Rechunker(this.chunkBytes, (c) => chunks.push(c));
+    let done = false;
+    const snapMeta = cloneMeta(meta);
+    return {
+      write: (data) => {
+        if (done) throw new StorageError(`${this.name}: group ${group}: snapshot already finished or aborted`);
+        rechunker.write(data);
+      },
+      finish: (compactIndex) => {
+        if (done) throw new StorageError(`${this.name}: group ${group}: snapshot already finished or aborted`);
+        done = true;
+        rechunker.flush();
+        const pos = this.position(group);
+        checkSnapshotSave(this.name, group, pos, snapMeta, compactIndex);
+        this.apply((s) => {
+          const g = memGroup(s, group);
+          g.snapMeta = snapMeta;
+          g.snapChunks = chunks;
+          if (snapMeta.index > lastIndexOf(g)) {
+            g.compactIndex = snapMeta.index;
+            g.compactTerm = snapMeta.term;
+            g.entries = [];
+          } else {
+            compactTo(g, compactIndex);
+          }
+        });
+      },
+      abort: () => {
+        done = true;
+      },
+    };
+  }
+
+  openSnapshot(group: GroupId): SnapshotSource | undefined {
+    const g = this.live.groups.get(group);
+    if (!g || (g.snapMeta.index === 0 && g.snapChunks.length === 0)) return undefined;
+    const chunks = g.snapChunks;
+    return {
+      meta: cloneMeta(g.snapMeta),
+      size: chunks.reduce((n, c) => n + c.length, 0),
+      chunks: () => chunks.values(),
+    };
+  }
+
+  compact(group: GroupId, index: LogIndex): void {
+    this.assertOpen();
+    const pos = this.position(group);
+    checkCompact(group, pos, index, this.name);
+    if (index > pos.snapshotIndex) {
+      throw new StorageError(
+        `${this.name}: group ${group}: cannot compact to ${index}, past the snapshot at ${pos.snapshotIndex}`,
+      );
+    }
+    this.apply((s) => compactTo(memGroup(s, group), index));
+  }
+
+  stats(group: GroupId): LogStats {
+    const g = this.readGroup(group);
+    let bytes = 0;
+    let since = 0;
+    for (const e of g.entries) {
+      bytes += e.data.length;
+      if (e.index > g.snapMeta.index) since += e.data.length;
+    }
+    return makeStats(
+      {
+        compactIndex: g.compactIndex,
+        lastIndex: lastIndexOf(g),
+        snapshotIndex: g.snapMeta.index,
+        bytes,
+        bytesSinceSnapshot: since,
+      },
+      this.limits,
+    );
+  }
+
+  admitProposal(group: GroupId, bytes: number): void {
+    const st = this.stats(group);
+    if (st.bytes + bytes > this.limits.maxLogBytes) throw logFullError(this.name, group, st.bytes, this.limits);
+  }
+
+  kv(partition: string): PartitionKv {
+    return new MemoryPartitionKv(
+      partition,
+      () => this.live,
+      (op) => this.apply(op),
+    );
+  }
+
+  transaction<T>(fn: () => T): T {
+    this.assertOpen();
+    if (this.txn) return fn();
+    this.txn = [];
+    let ops: Op[];
+    try {
+      const result = fn();
+      ops = this.txn;
+      this.txn = undefined;
+      this.pending.push(...ops);
+      if (this.autoSync) this.sync();
+      return result;
+    } catch (err) {
+      // Roll the live state back to durable + pending, without the failed transaction's ops.
+      this.txn = undefined;
+      this.live = cloneMemState(this.durable);
+      for (const op of this.pending) op(this.live);
+      throw err;
+    }
+  }
+
+  /** Makes every write so far durable (the fsync). */
+  sync(): void {
+    for (const op of this.pending) op(this.durable);
+    this.pending = [];
+  }
+
+  /** Writes applied but not yet synced; a crash now would lose them. */
+  unsyncedWrites(): number {
+    return this.pending.length;
+  }
+
+  /** Simulates a crash and restart: every write not synced is lost; reads see the durable state. */
+  crash(): void {
+    this.live = cloneMemState(this.durable);
+    this.pending = [];
+    this.txn = undefined;
+    this.closed = false;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private apply(op: Op, sync?: boolean): void {
+    this.assertOpen();
+    op(this.live);
+    if (this.txn) {
+      this.txn.push(op);
+      return;
+    }
+    this.pending.push(op);
+    if (sync ?? this.autoSync) this.sync();
+  }
+
+  private readGroup(group: GroupId): MemGroup {
+    return this.live.groups.get(group) ?? EMPTY_GROUP;
+  }
+
+  private position(group: GroupId): LogPosition {
+    const g = this.readGroup(group);
+    return {
+      compactIndex: g.compactIndex,
+      lastIndex: lastIndexOf(g),
+      snapshotIndex: g.snapMeta.index,
+      hardState: g.hardState,
+    };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StorageError(`${this.name}: the store is closed`);
+  }
+}
+
+/** The engine's view of one group of a {@link MemoryNodeStore}. */
+class MemoryLogReader implements RaftLogReader {
+  constructor(private readonly g: () => MemGroup) {}
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    const g = this.g();
+    return { hardState: { ...g.hardState }, confState: cloneMeta(g.snapMeta).confState };
+  }
+
+  entries(lo: LogIndex, hi: LogIndex, maxBytes: number): Entry[] {
+    const g = this.g();
+    if (lo <= g.compactIndex)
+      throw new CompactedError(`entries from ${lo} are compacted (first index ${g.compactIndex + 1})`);
+    const last = lastIndexOf(g);
+    if (hi > last + 1) throw new UnavailableError(`entries up to ${hi - 1} requested, last index is ${last}`);
+    return limitSize(g.entries.slice(lo - g.compactIndex - 1, hi - g.compactIndex - 1), maxBytes);
+  }
+
+  term(i: LogIndex): Term {
+    return termOf(this.g(), i);
+  }
+
+  firstIndex(): LogIndex {
+    return this.g().compactIndex + 1;
+  }
+
+  lastIndex(): LogIndex {
+    return lastIndexOf(this.g());
+  }
+
+  snapshot(): Snapshot {
+    const g = this.g();
+    return { meta: cloneMeta(g.snapMeta), data: joinChunks(g.snapChunks) };
+  }
+}
+
+/** Validates saving an application snapshot at `meta.index` and compacting to `compactIndex`. */
+export function checkSnapshotSave(
+  file: string,
+  group: GroupId,
+  pos: LogPosition,
+  meta: SnapshotMeta,
+  compactIndex: LogIndex,
+): void {
+  if (meta.index < pos.snapshotIndex) {
+    throw new StorageError(
+      `${file}: group ${group}: snapshot at ${meta.index} is older than the stored one at ${pos.snapshotIndex}`,
+    );
+  }
+  if (compactIndex > meta.index) {
+    throw new StorageError(
+      `${file}: group ${group}: cannot compact to ${compactIndex}, past the snapshot's index ${meta.index}`,
+    );
+  }
+  if (meta.index <= pos.lastIndex) checkCompact(group, pos, compactIndex, file);
+}
+
+/** The error refusing a proposal while the group's log is over `maxLogBytes`. */
+export function logFullError(file: string, group: GroupId, bytes: number, limits: ResolvedLogLimits): Error {
+  return new ProposalDroppedError(
+    `${file}: group ${group}: the log holds ${bytes} bytes, at its max log size of ${limits.maxLogBytes}; ` +
+      'proposals are refused until a snapshot compacts it',
+  );
+}
+
+export function cloneMeta(m: SnapshotMeta): SnapshotMeta {
+  const c = m.confState;
+  return {
+    index: m.index,
+    term: m.term,
+    confState: {
+      voters: [...c.voters],
+      learners: [...c.learners],
+      votersOutgoing: [...c.votersOutgoing],
+      learnersNext: [...c.learnersNext],
+      autoLeave: c.autoLeave,
+    },
+  };
+}

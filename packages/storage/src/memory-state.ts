@@ -1,0 +1,106 @@
+import {
+  CompactedError,
+  type Entry,
+  type HardState,
+  type LogIndex,
+  type SnapshotMeta,
+  type Term,
+  UnavailableError,
+  emptyConfState,
+  emptyHardState,
+} from '@cohort/core';
+import type { ClientSession, KvRecord } from './types.js';
+
+/** One group's state in a {@link MemoryNodeStore}. */
+export interface MemGroup {
+  hardState: HardState;
+  snapMeta: SnapshotMeta;
+  snapChunks: Uint8Array[];
+  /** Last index folded into the snapshot or compacted away. */
+  compactIndex: LogIndex;
+  compactTerm: Term;
+  /** entries[k].index === compactIndex + 1 + k */
+  entries: Entry[];
+}
+
+/** One partition's KV data in a {@link MemoryNodeStore}; keys are hex-encoded for the maps. */
+export interface MemPartition {
+  kv: Map<string, KvRecord>;
+  sessions: Map<string, ClientSession>;
+}
+
+/** Everything a {@link MemoryNodeStore} holds; the store keeps a live and a durable copy. */
+export interface MemState {
+  groups: Map<string, MemGroup>;
+  partitions: Map<string, MemPartition>;
+}
+
+export function emptyMemGroup(): MemGroup {
+  return {
+    hardState: emptyHardState(),
+    snapMeta: { index: 0, term: 0, confState: emptyConfState() },
+    snapChunks: [],
+    compactIndex: 0,
+    compactTerm: 0,
+    entries: [],
+  };
+}
+
+export function emptyMemState(): MemState {
+  return { groups: new Map(), partitions: new Map() };
+}
+
+/** A copy sharing only immutable pieces (entries, records, chunks). */
+export function cloneMemState(s: MemState): MemState {
+  const groups = new Map<string, MemGroup>();
+  for (const [id, g] of s.groups)
+    groups.set(id, { ...g, entries: g.entries.slice(), snapChunks: g.snapChunks.slice() });
+  const partitions = new Map<string, MemPartition>();
+  for (const [id, p] of s.partitions) partitions.set(id, { kv: new Map(p.kv), sessions: new Map(p.sessions) });
+  return { groups, partitions };
+}
+
+export function memGroup(s: MemState, id: string): MemGroup {
+  let g = s.groups.get(id);
+  if (!g) {
+    g = emptyMemGroup();
+    s.groups.set(id, g);
+  }
+  return g;
+}
+
+export function memPartition(s: MemState, id: string): MemPartition {
+  let p = s.partitions.get(id);
+  if (!p) {
+    p = { kv: new Map(), sessions: new Map() };
+    s.partitions.set(id, p);
+  }
+  return p;
+}
+
+export function lastIndexOf(g: MemGroup): LogIndex {
+  return g.compactIndex + g.entries.length;
+}
+
+export function termOf(g: MemGroup, i: LogIndex): Term {
+  if (i < g.compactIndex) throw new CompactedError(`term of ${i} is compacted (first index ${g.compactIndex + 1})`);
+  if (i === g.compactIndex) return g.compactTerm;
+  const e = g.entries[i - g.compactIndex - 1];
+  if (!e) throw new UnavailableError(`term of ${i} requested, last index is ${lastIndexOf(g)}`);
+  return e.term;
+}
+
+/** Truncates the log from `entries[0].index` and appends (entries already validated). */
+export function appendTo(g: MemGroup, entries: Entry[]): void {
+  const first = (entries[0] as Entry).index;
+  g.entries.length = first - g.compactIndex - 1;
+  for (const e of entries) g.entries.push(e);
+}
+
+/** Drops entries up to `index` (validated: compactIndex <= index <= lastIndex). */
+export function compactTo(g: MemGroup, index: LogIndex): void {
+  if (index <= g.compactIndex) return;
+  g.compactTerm = termOf(g, index);
+  g.entries = g.entries.slice(index - g.compactIndex);
+  g.compactIndex = index;
+}

@@ -1,0 +1,84 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Entry, EntryType } from '@cohort/core';
+import { MemoryNodeStore } from '../src/memory-node-store.js';
+import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import type { DurableNodeStore, LogLimits } from '../src/types.js';
+
+/** Options every implementation accepts in the contract suite. */
+export interface HarnessOptions {
+  limits?: LogLimits;
+  chunkBytes?: number;
+  cacheEntries?: number;
+}
+
+/** Opens one implementation, and reopens it as a restarted node would. */
+export interface StoreHarness {
+  name: string;
+  open(opts?: HarnessOptions): DurableNodeStore;
+  /** Closes and opens the same durable state again. */
+  reopen(store: DurableNodeStore): DurableNodeStore;
+  cleanup(): void;
+}
+
+export function memoryHarness(): StoreHarness {
+  let opts: HarnessOptions = {};
+  return {
+    name: 'MemoryNodeStore',
+    open: (o = {}) => {
+      opts = o;
+      return new MemoryNodeStore(o);
+    },
+    reopen: (store) => {
+      (store as MemoryNodeStore).crash();
+      void opts;
+      return store;
+    },
+    cleanup: () => {},
+  };
+}
+
+export function sqliteHarness(): StoreHarness {
+  const dir = mkdtempSync(join(tmpdir(), 'cohort-storage-'));
+  let n = 0;
+  const files = new Map<DurableNodeStore, { file: string; opts: HarnessOptions }>();
+  return {
+    name: 'SqliteNodeStore',
+    open: (o = {}) => {
+      const file = join(dir, `node-${n++}.db`);
+      const s = SqliteNodeStore.open(file, o);
+      files.set(s, { file, opts: o });
+      return s;
+    },
+    reopen: (store) => {
+      const info = files.get(store);
+      if (!info) throw new Error('unknown store');
+      store.close();
+      const s = SqliteNodeStore.open(info.file, info.opts);
+      files.set(s, info);
+      return s;
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+const enc = new TextEncoder();
+
+/** An entry with `data` as UTF-8 text. */
+export function ent(index: number, term: number, data = `e${index}`, type: EntryType = 'normal'): Entry {
+  return { index, term, type, data: enc.encode(data) };
+}
+
+/** Entries lo..hi inclusive, all in `term`. */
+export function ents(lo: number, hi: number, term: number, size?: number): Entry[] {
+  const out: Entry[] = [];
+  for (let i = lo; i <= hi; i++)
+    out.push(size === undefined ? ent(i, term) : { ...ent(i, term), data: new Uint8Array(size).fill(i & 0xff) });
+  return out;
+}
+
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'cohort-storage-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
