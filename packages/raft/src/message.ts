@@ -1,6 +1,9 @@
-import type { Message, MessageType } from '@cohort/core';
+import type { Message, MessageType, NodeId } from '@cohort/core';
 
 const EMPTY = new Uint8Array(0);
+
+/** No node (no leader known, no vote cast). */
+export const NONE: NodeId = '';
 
 /** Builds a message with every unused field at its zero value. */
 export function newMessage(fields: Partial<Message> & Pick<Message, 'type'>): Message {

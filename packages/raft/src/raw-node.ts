@@ -12,6 +12,7 @@ import {
   type Term,
 } from '@cohort/core';
 import { encodeConfChange } from './confchange/codec.js';
+import { applyConfChange } from './membership.js';
 import { isKnownMessageType, newMessage } from './message.js';
 import { Raft } from './raft.js';
 import { type Status, statusOf } from './status.js';
@@ -78,7 +79,7 @@ export class RawNode {
     // The bootstrap entries are committed by fiat: every member starts with them.
     r.raftLog.committed = ents.length;
     for (const id of peers)
-      r.applyConfChange({
+      applyConfChange(r, {
         transition: 'auto',
         changes: [{ type: 'addVoter', nodeId: id }],
         context: new Uint8Array(0),
@@ -143,7 +144,7 @@ export class RawNode {
 
   /** Applies a committed conf change (call it when applying a `confChange` entry); returns the new membership. */
   applyConfChange(cc: ConfChange): ConfState {
-    return this.raft.applyConfChange(cc);
+    return applyConfChange(this.raft, cc);
   }
 
   /** Tells the leader that `id` could not be reached, so it stops pipelining to it. */

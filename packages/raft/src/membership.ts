@@ -1,0 +1,67 @@
+import type { ConfChange, ConfState, NodeId } from '@cohort/core';
+import { type ChangeResult, Changer } from './confchange/changer.js';
+import { NONE, newMessage } from './message.js';
+import type { Raft } from './raft.js';
+import { toConfState } from './tracker/progress-tracker.js';
+
+/* Membership: applying committed conf changes to the tracker, and what a leader does about them. */
+
+/** Applies a committed conf change; returns the new membership. Throws `ConfigError` if it is invalid. */
+export function applyConfChange(r: Raft, cc: ConfChange): ConfState {
+  const changer = new Changer(
+    r.trk.config,
+    r.trk.progress,
+    r.raftLog.lastIndex(),
+    r.opts.maxInflightMsgs,
+    r.opts.maxInflightBytes,
+  );
+  let result: ChangeResult;
+  if (cc.changes.length === 0) {
+    result = changer.leaveJoint();
+  } else if (cc.transition !== 'auto' || cc.changes.length > 1) {
+    // Several changes at once, or an explicit request, go through joint consensus (§6).
+    result = changer.enterJoint(cc.transition !== 'explicit', cc.changes);
+  } else {
+    result = changer.simple(cc.changes);
+  }
+  return switchToConfig(r, result);
+}
+
+export function applyChangeResult(r: Raft, result: ChangeResult): void {
+  r.trk.config = result.config;
+  r.trk.progress = result.progress;
+  for (const [id, pr] of r.trk.progress) pr.isLearner = result.config.learners.has(id);
+  const self = r.trk.progress.get(r.id);
+  r.isLearner = self?.isLearner ?? false;
+}
+
+export function switchToConfig(r: Raft, result: ChangeResult): ConfState {
+  applyChangeResult(r, result);
+  const cs = toConfState(r.trk.config);
+  if (r.state !== 'leader') return cs;
+  if (!r.trk.isVoter(r.id)) {
+    // A removed (or demoted) leader steps down, handing off to an up-to-date voter if there is one.
+    let best: NodeId = NONE;
+    let bestMatch = -1;
+    for (const id of [...r.trk.voterIds()].sort()) {
+      const pr = r.trk.progress.get(id);
+      if (pr && pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    if (best !== NONE && bestMatch === r.raftLog.lastIndex()) {
+      r.send(newMessage({ type: 'timeoutNow', to: best }));
+    }
+    r.becomeFollower(r.term, NONE);
+    return cs;
+  }
+  if (r.maybeCommit()) {
+    // The new config may commit entries the old one could not.
+    r.bcastAppend();
+  } else {
+    r.forEachPeer((id) => r.maybeSendAppend(id, false));
+  }
+  if (r.leadTransferee !== NONE && !r.trk.isVoter(r.leadTransferee)) r.leadTransferee = NONE;
+  return cs;
+}

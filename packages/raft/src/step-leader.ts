@@ -1,0 +1,208 @@
+import {
+  type ConfChange,
+  type Entry,
+  type LogIndex,
+  type Message,
+  type NodeId,
+  ProposalDroppedError,
+} from '@cohort/core';
+import { decodeConfChange } from './confchange/codec.js';
+import { NONE, newMessage } from './message.js';
+import { jointVoteResult } from './quorum/joint.js';
+import type { Raft } from './raft.js';
+import type { Progress } from './tracker/progress.js';
+
+/* The leader's side of the protocol: proposals, acknowledgements, transfers and reads. */
+
+export function stepLeader(r: Raft, m: Message): ProposalDroppedError | undefined {
+  switch (m.type) {
+    case 'prop':
+      return leaderPropose(r, m);
+    case 'readIndex':
+      leaderReadIndex(r, m);
+      return undefined;
+    case 'transferLeader':
+      leaderTransfer(r, m.from);
+      return undefined;
+    default:
+      break;
+  }
+  const pr = r.trk.progress.get(m.from);
+  if (!pr) return undefined;
+  switch (m.type) {
+    case 'appResp':
+      pr.recentActive = true;
+      if (m.reject) leaderHandleReject(r, m, pr);
+      else leaderHandleAck(r, m, pr);
+      break;
+    case 'heartbeatResp':
+      leaderHandleHeartbeatResp(r, m, pr);
+      break;
+    case 'snapResp':
+      pr.recentActive = true;
+      if (m.reject && pr.state === 'snapshot') {
+        // A chunk was lost or arrived out of order: probe again, resending the snapshot on the next heartbeat round.
+        pr.pendingSnapshot = 0;
+        pr.becomeProbe();
+        pr.msgAppFlowPaused = true;
+      }
+      break;
+    default:
+      break;
+  }
+  return undefined;
+}
+
+export function leaderPropose(r: Raft, m: Message): ProposalDroppedError | undefined {
+  if (m.entries.length === 0) return new ProposalDroppedError('empty proposal');
+  if (!r.trk.progress.has(r.id)) {
+    return new ProposalDroppedError('this node was removed from the group; proposals are dropped');
+  }
+  if (r.leadTransferee !== NONE) {
+    return new ProposalDroppedError(`leadership is being transferred to ${r.leadTransferee}; retry shortly`);
+  }
+  const ents: Entry[] = [];
+  for (const e of m.entries) {
+    if (e.type === 'confChange') {
+      const refused = checkConfChangeProposal(r, e);
+      if (refused) return refused;
+    }
+    ents.push({ term: 0, index: 0, type: e.type, data: e.data });
+  }
+  if (!r.appendEntry(ents)) {
+    return new ProposalDroppedError(
+      `uncommitted log exceeds maxUncommittedEntriesSize (${r.opts.maxUncommittedEntriesSize} bytes); retry after commits`,
+    );
+  }
+  for (const e of ents) if (e.type === 'confChange') r.pendingConfIndex = e.index;
+  r.bcastAppend();
+  return undefined;
+}
+
+export function checkConfChangeProposal(r: Raft, e: Entry): ProposalDroppedError | undefined {
+  if (r.pendingConfIndex > r.raftLog.applied) {
+    return new ProposalDroppedError(
+      `a conf change at index ${r.pendingConfIndex} is not yet applied (applied ${r.raftLog.applied}); one at a time`,
+    );
+  }
+  let cc: ConfChange;
+  try {
+    cc = decodeConfChange(e.data);
+  } catch (err) {
+    return new ProposalDroppedError(`conf change data does not decode: ${(err as Error).message}`);
+  }
+  const joint = r.trk.isJoint();
+  const leave = cc.changes.length === 0;
+  if (joint && !leave) return new ProposalDroppedError('the configuration is joint; leave it before another change');
+  if (!joint && leave) return new ProposalDroppedError('the configuration is not joint; there is nothing to leave');
+  return undefined;
+}
+
+export function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
+  // Fast backtracking: the follower's hint (and its term) lets us skip a whole term at once.
+  let nextProbe = m.rejectHint;
+  if (m.rejectTerm > 0) nextProbe = r.raftLog.findConflictByTerm(m.rejectHint, m.rejectTerm).index;
+  if (pr.maybeDecrTo(m.index, nextProbe)) {
+    if (pr.state === 'replicate') pr.becomeProbe();
+    r.sendAppend(m.from);
+  }
+}
+
+export function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
+  const wasPaused = pr.isPaused();
+  if (!pr.maybeUpdate(m.index)) {
+    if (pr.state === 'probe' && pr.match === m.index) pr.msgAppFlowPaused = false;
+    else return;
+  }
+  if (pr.state === 'probe') {
+    pr.becomeReplicate();
+  } else if (pr.state === 'snapshot' && pr.match + 1 >= r.raftLog.firstIndex()) {
+    // The follower caught up through the snapshot; replicate from its match.
+    pr.becomeProbe();
+    pr.becomeReplicate();
+  } else if (pr.state === 'replicate') {
+    pr.inflights.freeLE(m.index);
+  }
+  if (r.maybeCommit()) {
+    r.bcastAppend();
+  } else if (wasPaused) {
+    r.sendAppend(m.from);
+  }
+  // Pipelining: keep sending while the inflight window allows.
+  while (r.maybeSendAppend(m.from, false)) {
+    /* keep sending */
+  }
+  if (m.from === r.leadTransferee && pr.match === r.raftLog.lastIndex()) {
+    r.send(newMessage({ type: 'timeoutNow', to: m.from }));
+  }
+}
+
+export function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
+  pr.recentActive = true;
+  pr.msgAppFlowPaused = false;
+  if (pr.match < r.raftLog.lastIndex() || pr.state === 'probe') r.sendAppend(m.from);
+  if (r.opts.readOnlyOption !== 'safe' || m.context.length === 0) return;
+  const acks = r.readOnly.recvAck(m.from, m.context);
+  if (!acks) return;
+  const votes = new Map<NodeId, boolean>();
+  for (const id of acks) votes.set(id, true);
+  if (jointVoteResult(r.trk.config.voters, votes) !== 'won') return;
+  for (const rs of r.readOnly.advance(m.context)) respondToReadIndex(r, rs.req, rs.index);
+}
+
+export function leaderTransfer(r: Raft, transferee: NodeId): void {
+  const pr = r.trk.progress.get(transferee);
+  // A learner cannot lead; an unknown node neither.
+  if (!pr || pr.isLearner) return;
+  if (r.leadTransferee === transferee) return;
+  r.leadTransferee = NONE;
+  if (transferee === r.id) return;
+  // The transfer must finish within one election timeout.
+  r.electionElapsed = 0;
+  r.leadTransferee = transferee;
+  if (pr.match === r.raftLog.lastIndex()) {
+    r.send(newMessage({ type: 'timeoutNow', to: transferee }));
+  } else {
+    r.sendAppend(transferee);
+  }
+}
+
+export function leaderReadIndex(r: Raft, m: Message): void {
+  if (r.trk.isSingleton(r.id)) {
+    respondToReadIndex(r, m, r.raftLog.committed);
+    return;
+  }
+  // §6.4: the leader must know the latest commit index, i.e. have committed an entry of its term.
+  if (r.raftLog.termOrZero(r.raftLog.committed) !== r.term) {
+    r.pendingReadIndexMessages.push(m);
+    return;
+  }
+  serveReadIndex(r, m);
+}
+
+export function serveReadIndex(r: Raft, m: Message): void {
+  if (r.opts.readOnlyOption === 'leaseBased') {
+    // Lease: check-quorum guarantees no other leader within an election timeout.
+    respondToReadIndex(r, m, r.raftLog.committed);
+    return;
+  }
+  r.readOnly.addRequest(r.raftLog.committed, m);
+  r.readOnly.recvAck(r.id, m.context);
+  r.bcastHeartbeat(m.context);
+}
+
+export function respondToReadIndex(r: Raft, req: Message, index: LogIndex): void {
+  if (req.from === NONE || req.from === r.id) {
+    r.readStates.push({ index, context: req.context });
+  } else {
+    r.send(newMessage({ type: 'readIndexResp', to: req.from, index, context: req.context }));
+  }
+}
+
+export function releasePendingReadIndexMessages(r: Raft): void {
+  if (r.pendingReadIndexMessages.length === 0) return;
+  if (r.raftLog.termOrZero(r.raftLog.committed) !== r.term) return;
+  const pending = r.pendingReadIndexMessages;
+  r.pendingReadIndexMessages = [];
+  for (const m of pending) serveReadIndex(r, m);
+}
