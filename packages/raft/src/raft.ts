@@ -82,12 +82,13 @@ export class Raft {
   }
 
   loadState(hs: HardState): void {
-    if (hs.commit < this.raftLog.committed || hs.commit > this.raftLog.lastIndex()) {
+    if (hs.commit > this.raftLog.lastIndex()) {
       throw new ConfigError(
-        `stored commit ${hs.commit} is outside the stored log [${this.raftLog.committed}, ${this.raftLog.lastIndex()}]; the store is inconsistent`,
+        `stored commit ${hs.commit} is past the stored log's last index ${this.raftLog.lastIndex()}; the store is inconsistent`,
       );
     }
-    this.raftLog.committed = hs.commit;
+    // A commit index older than the snapshot (its update was not synced) is raised to it: the snapshot is committed.
+    this.raftLog.committed = Math.max(hs.commit, this.raftLog.committed);
     this.term = hs.term;
     this.vote = hs.vote;
   }

@@ -56,7 +56,8 @@ export class Unstable {
     if (!first) return;
     const after = first.index;
     if (after === this.offset + this.entries.length) {
-      this.entries.push(...ents);
+      // A loop, not push(...ents): a large batch would overflow the argument limit.
+      for (const e of ents) this.entries.push(e);
     } else if (after <= this.offset) {
       // Replaces everything unstable; the host overwrites from `after` on disk.
       this.offset = after;
