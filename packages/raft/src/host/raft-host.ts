@@ -103,9 +103,10 @@ export class RaftHost {
   }
 
   /**
-   * Adds a group. A group with no stored membership is bootstrapped with
-   * `voters` (every founding member passes the same list); a stored group
-   * restores its state machine from its last snapshot.
+   * Adds a group. A group with an empty store is bootstrapped with `voters`
+   * (every founding member passes the same list; an empty list starts a
+   * member that waits to be added); a stored group restores its state
+   * machine from its last snapshot and ignores `voters`.
    */
   addGroup(group: GroupId, sm: StateMachine, voters: NodeId[]): void {
     if (this.groups.has(group)) throw new Error(`group ${group} is already hosted`);
@@ -122,7 +123,7 @@ export class RaftHost {
         applied: snap.meta.index,
       },
       reader,
-      fresh ? [...voters].sort() : undefined,
+      fresh && voters.length > 0 ? [...voters].sort() : undefined,
     );
     const s = engine.status();
     this.groups.set(group, {

@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+import { ConfigError } from '@cohort/core';
+import { Command, CommanderError } from 'commander';
+import { checkDataDir } from './check.js';
+import { CohortNode } from './cohort-node.js';
+import { type StartFlags, loadNodeOptions } from './config.js';
+import { runDevCluster } from './dev-cluster.js';
+import { createLogger } from './logger.js';
+import { openStore } from './open-store.js';
+
+/** Exit status for bad usage or configuration. */
+const EXIT_USAGE = 2;
+
+function fail(message: string, code = EXIT_USAGE): never {
+  process.stderr.write(`cohort: ${message}\n`);
+  process.exit(code);
+}
+
+async function start(flags: StartFlags): Promise<void> {
+  let options: ReturnType<typeof loadNodeOptions>;
+  try {
+    options = loadNodeOptions(flags);
+  } catch (err) {
+    if (err instanceof ConfigError)
+      fail(err.message.startsWith('invalid configuration') ? err.message : `invalid configuration: ${err.message}`);
+    throw err;
+  }
+  const id = options.config.node.id;
+  const log = createLogger(options.logLevel, { node: id });
+  const node = new CohortNode(
+    options,
+    (dir) => openStore(dir, log.child({ component: 'storage' }), options.config.raft.snapshotIntervalEntries),
+    log,
+  );
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    node.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error('shutdown failed', { err: err.message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  try {
+    await node.start();
+  } catch (err) {
+    log.error('node failed to start', { err: (err as Error).message, name: (err as Error).name });
+    await node.stop().catch(() => {});
+    if (err instanceof ConfigError) fail(err.message);
+    fail(`node ${id} failed to start: ${(err as Error).message}`, 1);
+  }
+}
+
+const program = new Command('cohort')
+  .description(
+    'Cohort: a distributed, strongly consistent key-value store (Raft, SQLite, libp2p; Redis protocol and HTTP)',
+  )
+  .version('0.1.0')
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+program
+  .command('start')
+  .description('run one node of a cluster')
+  .option('-c, --config <file>', 'JSON config file (flags override its fields)')
+  .option('--id <id>', "this node's id, e.g. n1")
+  .option('--data-dir <dir>', 'where the database and peer identity live')
+  .option('--listen <host:port>', 'peer (Raft) listen address; defaults to this node in --peers')
+  .option('--advertise <host:port>', 'peer address others dial, when --listen binds a wildcard')
+  .option('--resp <host:port>', 'Redis-protocol listen address (default 127.0.0.1:6379)')
+  .option('--http <host:port>', 'HTTP listen address (default 127.0.0.1:8080)')
+  .option(
+    '--peers <list>',
+    'founding members, id=host:port comma-separated, this node included (default: just this node)',
+  )
+  .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
+  .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it (default 500 to 1000)')
+  .option('--snapshot-entries <n>', 'applied entries between snapshots (default 10000)')
+  .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
+  .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
+  .action((flags: StartFlags) => start(flags));
+
+program
+  .command('dev')
+  .description('run a local 3-node cluster as child processes, data under ./.cohort-dev')
+  .option('--dir <dir>', 'data directory', '.cohort-dev')
+  .option('--nodes <n>', 'number of nodes', '3')
+  .option('--resp-port <port>', 'RESP port of the first node (next nodes +1)', '6380')
+  .option('--http-port <port>', 'HTTP port of the first node', '8080')
+  .option('--peer-port <port>', 'peer port of the first node', '7001')
+  .option('--log-level <level>', 'log level of the nodes', 'info')
+  .action(async (o: Record<string, string>) => {
+    const n = Number(o.nodes);
+    if (!Number.isInteger(n) || n < 1 || n > 9) fail(`--nodes must be 1..9, got ${o.nodes}`);
+    const code = await runDevCluster({
+      dir: o.dir!,
+      nodes: n,
+      respPort: Number(o.respPort),
+      httpPort: Number(o.httpPort),
+      peerPort: Number(o.peerPort),
+      logLevel: o.logLevel!,
+    });
+    process.exit(code);
+  });
+
+program
+  .command('check <dataDir>')
+  .description("verify a stopped node's data directory (checksums, log continuity, snapshots)")
+  .option('--json', 'print the full report as JSON')
+  .action((dataDir: string, o: { json?: boolean }) => {
+    process.exit(checkDataDir(dataDir, o.json === true));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
+  }
+  throw err;
+}

@@ -1,0 +1,139 @@
+import { type Logger, type NodeStore, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
+import { KvReplica, KvService } from '@cohort/kv';
+import { RaftHost } from '@cohort/raft';
+import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
+import type { FastifyInstance } from 'fastify';
+import { createHttpServer } from './http-server.js';
+import { instrumentKv } from './instrumented-kv.js';
+import type { KvApi, NodeStatus } from './kv-api.js';
+import { NodeMetrics } from './metrics.js';
+import { KV_GROUP, type NodeOptions } from './node-config.js';
+import { RespServer } from './resp/server.js';
+
+/** Splits `host:port`; the host may be a bracketed IPv6 address. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (!m) throw new Error(`address '${address}' is not host:port`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** The addresses a started node actually listens on. */
+export interface NodeAddresses {
+  peer: string[];
+  resp: string;
+  http: string;
+}
+
+/**
+ * One cohort node: SQLite store, libp2p transport, a Raft host with the KV
+ * state machine, and the RESP and HTTP front ends.
+ */
+export class CohortNode {
+  private host: RaftHost | undefined;
+  private transport: Libp2pTransport | undefined;
+  private resp: RespServer | undefined;
+  private http: FastifyInstance | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly options: NodeOptions,
+    private readonly openStore: (dataDir: string) => NodeStore,
+    private readonly log: Logger,
+  ) {}
+
+  private store: NodeStore | undefined;
+
+  status(): NodeStatus {
+    const s = this.host!.status(KV_GROUP);
+    return {
+      id: this.options.config.node.id,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commit: s.commit,
+      applied: s.applied,
+    };
+  }
+
+  async start(): Promise<NodeAddresses> {
+    const { node, cluster, raft } = this.options.config;
+    const { requestTimeoutMs } = this.options;
+    checkDataDirWritable(node.dataDir);
+    this.store = this.openStore(node.dataDir);
+    const transport = createLibp2pTransport({
+      self: node.id,
+      listen: node.peerAddress,
+      dataDir: node.dataDir,
+      requestTimeoutMs,
+      logger: this.log.child({ component: 'transport' }),
+    });
+    this.transport = transport;
+    for (const m of cluster.initialMembers) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
+    const host = new RaftHost({
+      id: node.id,
+      store: this.store,
+      transport,
+      clock: systemClock,
+      random: systemRandom,
+      logger: this.log.child({ component: 'raft' }),
+      tickMs: raft.heartbeatIntervalMs,
+      // The engine randomizes the timeout in [electionTick, 2 x electionTick) ticks.
+      electionTicks: Math.max(2, Math.round(raft.electionTimeoutMinMs / raft.heartbeatIntervalMs)),
+      requestTimeoutMs,
+      snapshotEntries: raft.snapshotIntervalEntries,
+    });
+    this.host = host;
+    const replica = new KvReplica();
+    // A node joining an existing cluster starts without founding voters and waits to be added.
+    host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
+    const service = new KvService({
+      host,
+      group: KV_GROUP,
+      replica,
+      transport,
+      clock: systemClock,
+      logger: this.log.child({ component: 'kv' }),
+      requestTimeoutMs,
+    });
+    service.start();
+    await transport.start();
+    host.start();
+
+    const api: KvApi = { execute: (req) => service.execute(req), status: () => this.status() };
+    const metrics = new NodeMetrics(() => this.status());
+    this.resp = new RespServer({
+      api: instrumentKv(api, metrics, 'resp'),
+      logger: this.log.child({ component: 'resp' }),
+    });
+    const r = splitHostPort(node.clientAddress);
+    const respPort = await this.resp.listen(r.port, r.host);
+    this.http = createHttpServer({
+      api: instrumentKv(api, metrics, 'http'),
+      metrics,
+      logger: this.log.child({ component: 'http' }),
+    });
+    const h = splitHostPort(node.httpAddress);
+    await this.http.listen({ port: h.port, host: h.host });
+    const httpAddr = this.http.server.address();
+    const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : h.port;
+    const addresses = {
+      peer: transport.listenAddresses(),
+      resp: `${r.host}:${respPort}`,
+      http: `${h.host}:${httpPort}`,
+    };
+    this.log.info('node started', { id: node.id, ...addresses, members: cluster.initialMembers });
+    return addresses;
+  }
+
+  /** Stops accepting clients, lets in-flight replies finish, then stops Raft, the transport and the store. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled([this.resp?.close(), this.http?.close()]);
+      this.host?.stop();
+      await this.transport?.stop().catch((err: Error) => this.log.warn('transport stop failed', { err: err.message }));
+      this.store?.close();
+      this.log.info('node stopped', { id: this.options.config.node.id });
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,69 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '@cohort/core';
+import { describe, expect, it } from 'vitest';
+import { loadNodeOptions, parsePeers } from '../src/config.js';
+import { CLI } from './helpers/processes.js';
+
+const PEERS = 'n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003';
+
+describe('cohort start configuration', () => {
+  it('maps flags onto the core configuration, listening where --peers places this node', () => {
+    const o = loadNodeOptions({
+      id: 'n2',
+      dataDir: '/tmp/x',
+      peers: PEERS,
+      resp: '127.0.0.1:6390',
+      heartbeatMs: '50',
+      electionTimeoutMs: '300',
+    });
+    expect(o.config.node).toMatchObject({
+      id: 'n2',
+      peerAddress: '127.0.0.1:7002',
+      clientAddress: '127.0.0.1:6390',
+      dataDir: '/tmp/x',
+    });
+    expect(o.config.cluster.initialMembers.map((m) => m.id)).toEqual(['n1', 'n2', 'n3']);
+    expect(o.config.raft).toMatchObject({
+      heartbeatIntervalMs: 50,
+      electionTimeoutMinMs: 300,
+      electionTimeoutMaxMs: 600,
+    });
+    expect(o.requestTimeoutMs).toBe(5000);
+  });
+
+  it('reads a JSON file and lets flags override it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-config-'));
+    try {
+      const file = join(dir, 'n1.json');
+      writeFileSync(
+        file,
+        JSON.stringify({ node: { id: 'n1', httpAddress: '127.0.0.1:9000' }, raft: { heartbeatIntervalMs: 20 } }),
+      );
+      const o = loadNodeOptions({ config: file, http: '127.0.0.1:9001' });
+      expect(o.config.node.httpAddress).toBe('127.0.0.1:9001');
+      expect(o.config.raft.heartbeatIntervalMs).toBe(20);
+      expect(o.config.cluster.initialMembers).toEqual([{ id: 'n1', peerAddress: '127.0.0.1:7000' }]);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('refuses bad input with a ConfigError naming the field', () => {
+    expect(() => parsePeers('n1')).toThrow(/id=host:port/);
+    expect(() => loadNodeOptions({ id: 'n1', heartbeatMs: 'fast' })).toThrow(/--heartbeat-ms must be a whole number/);
+    expect(() => loadNodeOptions({ id: 'n1', peers: 'n1=127.0.0.1:1,n2=127.0.0.1:2' })).toThrow(ConfigError);
+    expect(() => loadNodeOptions({ config: '/nonexistent/cohort.json' })).toThrow(/cannot be read/);
+  });
+
+  it('the binary prints configuration errors and exits with status 2', () => {
+    const res = spawnSync(process.execPath, [CLI, 'start', '--id', 'n1', '--resp', 'nope'], { encoding: 'utf8' });
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(/node\.clientAddress/);
+    const usage = spawnSync(process.execPath, [CLI, 'start', '--no-such-flag'], { encoding: 'utf8' });
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toMatch(/unknown option/);
+  });
+});

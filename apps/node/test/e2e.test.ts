@@ -1,0 +1,78 @@
+import { rmSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ProcCluster as Cluster, type ProcCluster, poll } from './helpers/processes.js';
+
+// Fast timing so the whole scenario stays well under a minute.
+const HEARTBEAT_MS = 50;
+const ELECTION_MS = 300;
+const clients: Redis[] = [];
+let cluster: ProcCluster | undefined;
+
+function redis(port: number): Redis {
+  const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => null });
+  clients.push(r);
+  return r;
+}
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  if (cluster) {
+    await cluster.killAll();
+    rmSync(cluster.root, { recursive: true, force: true });
+  }
+});
+
+describe('three cohort processes', () => {
+  it('replicate writes, survive SIGKILL of the leader, and a restarted node catches up', async (ctx) => {
+    cluster = await Cluster.create(3, [
+      '--heartbeat-ms',
+      String(HEARTBEAT_MS),
+      '--election-timeout-ms',
+      String(ELECTION_MS),
+      '--log-level',
+      'info',
+    ]);
+    const c = cluster;
+    ctx.onTestFailed(() => {
+      for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
+    });
+    c.startAll();
+    const leader = await c.leader(c.nodes, 15_000);
+    const others = c.nodes.filter((n) => n !== leader);
+
+    // 100 writes through one follower, read back through the other.
+    const writer = redis(others[0]!.resp);
+    for (let i = 0; i < 100; i++) expect(await writer.set(`key${i}`, `value${i}`)).toBe('OK');
+    const reader = redis(others[1]!.resp);
+    const values = await reader.mget(...Array.from({ length: 100 }, (_, i) => `key${i}`));
+    expect(values).toEqual(Array.from({ length: 100 }, (_, i) => `value${i}`));
+
+    // SIGKILL the leader: the two others elect a new one within a few election timeouts.
+    await c.kill(leader);
+    const killedAt = Date.now();
+    const next = await c.leader(others, 10 * ELECTION_MS, leader.id);
+    const failoverMs = Date.now() - killedAt;
+    expect(next.id).not.toBe(leader.id);
+    process.stdout.write(`failover: new leader ${next.id} after ${failoverMs} ms\n`);
+
+    // Every acknowledged write survived; new writes succeed.
+    const survivor = redis(others[0]!.resp);
+    expect(await survivor.mget(...Array.from({ length: 100 }, (_, i) => `key${i}`))).toEqual(
+      Array.from({ length: 100 }, (_, i) => `value${i}`),
+    );
+    for (let i = 0; i < 20; i++) expect(await survivor.set(`after${i}`, `new${i}`)).toBe('OK');
+    expect(await redis(others[1]!.resp).get('after19')).toBe('new19');
+
+    // Restart the killed node on its data: it catches up to the others' applied index and serves the new writes.
+    c.start(leader);
+    const target = Math.max(...(await Promise.all(others.map(async (n) => (await c.status(n))?.applied ?? 0))));
+    await poll(`${leader.id} to apply up to ${target}`, 15_000, async () => {
+      const s = await c.status(leader);
+      return s && s.applied >= target ? s : undefined;
+    });
+    const back = redis(leader.resp);
+    expect(await back.get('after19')).toBe('new19');
+    expect(await back.get('key0')).toBe('value0');
+  }, 60_000);
+});

@@ -1,0 +1,140 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NodeStatus } from '../../src/kv-api.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+/** Ports the OS reports free right now (bound then released). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<import('node:net').Server>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export interface ProcNode {
+  id: string;
+  dataDir: string;
+  peer: number;
+  resp: number;
+  http: number;
+  child?: ChildProcess;
+  /** The node's stderr (its JSON log), kept for failure messages. */
+  log: string;
+}
+
+/** A cluster of real `cohort start` processes on 127.0.0.1 with temp data dirs. */
+export class ProcCluster {
+  readonly nodes: ProcNode[] = [];
+  readonly root = mkdtempSync(join(tmpdir(), 'cohort-e2e-'));
+
+  static async create(n: number, extraArgs: string[] = []): Promise<ProcCluster> {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`pnpm run build\` in apps/node first`);
+    const c = new ProcCluster(extraArgs);
+    const ports = await freePorts(3 * n);
+    for (let i = 0; i < n; i++) {
+      c.nodes.push({
+        id: `n${i + 1}`,
+        dataDir: join(c.root, `n${i + 1}`),
+        peer: ports[3 * i]!,
+        resp: ports[3 * i + 1]!,
+        http: ports[3 * i + 2]!,
+        log: '',
+      });
+    }
+    return c;
+  }
+
+  private constructor(readonly extraArgs: string[]) {}
+
+  start(node: ProcNode): void {
+    const peers = this.nodes.map((n) => `${n.id}=127.0.0.1:${n.peer}`).join(',');
+    const args = [
+      CLI,
+      'start',
+      '--id',
+      node.id,
+      '--data-dir',
+      node.dataDir,
+      '--peers',
+      peers,
+      '--resp',
+      `127.0.0.1:${node.resp}`,
+      '--http',
+      `127.0.0.1:${node.http}`,
+      ...this.extraArgs,
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (d: Buffer) => {
+      node.log += d.toString();
+      if (node.log.length > 200_000) node.log = node.log.slice(-100_000);
+    });
+    node.child = child;
+  }
+
+  startAll(): void {
+    for (const n of this.nodes) this.start(n);
+  }
+
+  /** SIGKILLs `node` and waits for it to be gone. */
+  async kill(node: ProcNode): Promise<void> {
+    const child = node.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+  }
+
+  async killAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.kill(n)));
+  }
+
+  async status(node: ProcNode): Promise<NodeStatus | undefined> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.http}/v1/status`, { signal: AbortSignal.timeout(1000) });
+      return (await res.json()) as NodeStatus;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The leader all `among` agree on, polling until `ms` pass. */
+  async leader(among: ProcNode[], ms: number, not?: string): Promise<ProcNode> {
+    return poll(
+      `a leader among ${among.map((n) => n.id).join(',')}${not ? ` other than ${not}` : ''}`,
+      ms,
+      async () => {
+        const statuses = await Promise.all(among.map((n) => this.status(n)));
+        const leaders = new Set(statuses.map((s) => s?.leader));
+        const [lead] = [...leaders];
+        if (leaders.size !== 1 || !lead || lead === not) return undefined;
+        return among.find((n) => n.id === lead);
+      },
+    );
+  }
+}
+
+/** Polls `fn` until it returns a value or `ms` pass. */
+export async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
