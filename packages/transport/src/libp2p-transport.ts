@@ -33,6 +33,7 @@ import {
   resolveOptions,
 } from './options.js';
 import { loadOrCreatePeerKey } from './peer-key.js';
+import { REQUEST_ID_BYTES, RequestChannel, splitId, withId } from './request-channel.js';
 
 /** Streams a protocol may have open at once on one connection (requests use one stream each). */
 const MAX_STREAMS_PER_PROTOCOL = 1024;
@@ -42,6 +43,7 @@ interface PeerEntry {
   /** The libp2p identity first seen for this node; later connections must match it. */
   peerId: PeerId | undefined;
   senders: Map<string, FrameSender>;
+  channels: Map<string, RequestChannel>;
   failures: number;
   nextDialAt: number;
 }
@@ -99,11 +101,12 @@ export class Libp2pTransport implements Transport {
     const p2p = ma.getComponents().find((c) => c.name === 'p2p')?.value;
     const existing = this.peers.get(peer);
     if (existing?.address.equals(ma)) return;
-    if (existing !== undefined) for (const s of existing.senders.values()) s.close();
+    if (existing !== undefined) closeAll(existing);
     this.peers.set(peer, {
       address: ma,
       peerId: existing?.peerId,
       senders: new Map(),
+      channels: new Map(),
       failures: 0,
       nextDialAt: 0,
     });
@@ -113,7 +116,7 @@ export class Libp2pTransport implements Transport {
   removePeer(peer: NodeId): void {
     const entry = this.peers.get(peer);
     if (entry === undefined) return;
-    for (const s of entry.senders.values()) s.close();
+    closeAll(entry);
     this.peers.delete(peer);
   }
 
@@ -145,19 +148,19 @@ export class Libp2pTransport implements Transport {
     options: AbortOptions = {},
   ): Promise<Uint8Array> {
     if (frame.byteLength > this.maxFrameBytes) throw this.oversized(frame.byteLength);
+    const entry = this.peers.get(peer);
+    if (entry === undefined) throw unknownPeer(peer);
+    let channel = entry.channels.get(protocol);
+    if (channel === undefined) {
+      channel = new RequestChannel(peer, (signal) => this.openStream(peer, protocol, 'request', signal));
+      entry.channels.set(protocol, channel);
+    }
     const timeout = AbortSignal.timeout(this.options.requestTimeoutMs);
     const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
-    let stream: FramedStream | undefined;
+    let response: Uint8Array;
     try {
-      stream = await this.openStream(peer, protocol, 'request', signal);
-      await stream.lp.write(frame, { signal });
-      const response = await stream.lp.read({ signal });
-      await stream.raw.close({ signal });
-      const res = decodeForwardResponse(response.subarray(), { maxBytes: this.maxFrameBytes + 64 });
-      if (res.ok) return res.result;
-      throw errorFromForwardResponse(res);
+      response = await channel.request(frame, signal);
     } catch (err) {
-      stream?.raw.abort(err instanceof Error ? err : new Error(String(err)));
       if (timeout.aborted) {
         throw new TimeoutError(
           `request to ${peer} on ${protocol} got no response in ${this.options.requestTimeoutMs} ms`,
@@ -166,16 +169,19 @@ export class Libp2pTransport implements Transport {
       if (isCohortError(err)) throw err;
       throw new UnavailableError(`request to ${peer} on ${protocol} failed: ${(err as Error).message}`);
     }
+    const res = decodeForwardResponse(response, { maxBytes: this.maxFrameBytes + 64 });
+    if (res.ok) return res.result;
+    throw errorFromForwardResponse(res);
   }
 
   handle(protocol: ProtocolId, handler: FrameHandler): void {
     this.frameHandlers.set(protocol, handler);
-    void this.register(protocol);
+    this.registerLater(protocol);
   }
 
   handleRequest(protocol: ProtocolId, handler: RequestHandler): void {
     this.requestHandlers.set(protocol, handler);
-    void this.register(protocol);
+    this.registerLater(protocol);
   }
 
   async start(): Promise<void> {
@@ -206,16 +212,20 @@ export class Libp2pTransport implements Transport {
     if (node === undefined) return;
     this.node = undefined;
     this.registered.clear();
-    for (const entry of this.peers.values()) {
-      for (const s of entry.senders.values()) s.close();
-      entry.senders.clear();
-    }
+    for (const entry of this.peers.values()) closeAll(entry);
     await node.stop();
   }
 
   private started(): Libp2p {
     if (this.node === undefined) throw new UnavailableError('the transport is not started; call start() first');
     return this.node;
+  }
+
+  private registerLater(protocol: string): void {
+    this.register(protocol).catch((err: unknown) => {
+      this.registered.delete(protocol);
+      this.options.logger.error('could not register a protocol handler', { protocol, err: String(err) });
+    });
   }
 
   private async register(protocol: string): Promise<void> {
@@ -253,6 +263,14 @@ export class Libp2pTransport implements Transport {
       entry.failures++;
       const wait = Math.min(this.options.maxRedialMs, this.options.minRedialMs * 2 ** (entry.failures - 1));
       entry.nextDialAt = this.options.clock.now() + wait;
+      // Warn once when a reachable peer becomes unreachable, not on every retry.
+      const log = entry.failures === 1 ? this.options.logger.warn : this.options.logger.debug;
+      log.call(this.options.logger, 'cannot reach peer', {
+        peer,
+        address: toHostPort(entry.address),
+        retryInMs: wait,
+        err: String(err),
+      });
       throw new UnavailableError(
         `cannot reach ${peer} at ${toHostPort(entry.address)} on ${protocol}: ${(err as Error).message}; retrying in ${wait} ms`,
       );
@@ -276,7 +294,12 @@ export class Libp2pTransport implements Transport {
       throw new UnavailableError(`${peer} does not serve ${protocol} (${(err as Error).message})`);
     }
     const lp = this.lp(raw);
-    await lp.write(encodeHello({ mode, from: this.self, to: peer }), { signal });
+    try {
+      await lp.write(encodeHello({ mode, from: this.self, to: peer }), { signal });
+    } catch (err) {
+      raw.abort(err instanceof Error ? err : new Error(String(err)));
+      throw new UnavailableError(`cannot open a stream to ${peer} on ${protocol}: ${(err as Error).message}`);
+    }
     return { raw, lp };
   }
 
@@ -318,7 +341,7 @@ export class Libp2pTransport implements Transport {
       return;
     }
     if (mode === 'frames') await this.readFrames(protocol, from, lp);
-    else await this.answerRequest(protocol, from, lp);
+    else await this.answerRequests(protocol, from, lp);
   }
 
   /** Why a stream from `from` (libp2p identity `remote`) addressed to `to` must be refused, if it must. */
@@ -360,16 +383,33 @@ export class Libp2pTransport implements Transport {
     }
   }
 
-  private async answerRequest(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
-    const signal = AbortSignal.timeout(this.options.requestTimeoutMs);
-    let frame: Uint8Array;
-    try {
-      frame = (await lp.read({ signal })).subarray();
-      if (frame.byteLength > this.maxFrameBytes) throw new CodecError(`frame of ${frame.byteLength} bytes`);
-    } catch (err) {
-      this.onReadError(protocol, from, lp, err);
-      return;
+  /** Serves the requests of one stream, concurrently, answering each under its id. */
+  private async answerRequests(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
+    while (true) {
+      let split: ReturnType<typeof splitId>;
+      try {
+        const frame = (await lp.read()).subarray();
+        if (frame.byteLength > this.maxFrameBytes + REQUEST_ID_BYTES) {
+          throw new CodecError(`frame of ${frame.byteLength} bytes`);
+        }
+        split = splitId(frame);
+        if (split === undefined) throw new CodecError('request frame without a request id');
+      } catch (err) {
+        this.onReadError(protocol, from, lp, err);
+        return;
+      }
+      void this.answer(protocol, from, lp, split.id, split.body);
     }
+  }
+
+  private async answer(
+    protocol: string,
+    from: NodeId,
+    lp: LengthPrefixedStream<Stream>,
+    id: number,
+    frame: Uint8Array,
+  ): Promise<void> {
+    const signal = AbortSignal.timeout(this.options.requestTimeoutMs);
     const handler = this.requestHandlers.get(protocol);
     let response: Uint8Array;
     try {
@@ -381,11 +421,9 @@ export class Libp2pTransport implements Transport {
       response = encodeForwardResponse(forwardResponseFromError(err));
     }
     try {
-      await lp.write(response, { signal });
-      await lp.unwrap().close({ signal });
+      await lp.write(withId(id, response), { signal });
     } catch (err) {
       this.options.logger.debug('could not answer a request', { protocol, from, err: String(err) });
-      lp.unwrap().abort(err instanceof Error ? err : new Error(String(err)));
     }
   }
 
@@ -415,6 +453,13 @@ export class Libp2pTransport implements Transport {
       `frame of ${bytes} bytes exceeds maxFrameBytes (${this.maxFrameBytes}); split it or raise the limit`,
     );
   }
+}
+
+function closeAll(entry: PeerEntry): void {
+  for (const s of entry.senders.values()) s.close();
+  for (const c of entry.channels.values()) c.close();
+  entry.senders.clear();
+  entry.channels.clear();
 }
 
 function unknownPeer(peer: NodeId): UnavailableError {

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CodecError, NotLeaderError, Protocols, UnavailableError } from '@cohort/core';
+import { CodecError, NotLeaderError, Protocols, TimeoutError, UnavailableError } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PEER_KEY_FILE } from '../src/index.js';
 import { Cluster, RecordingLogger, addressOf, meshAll, text, utf8, waitFor } from './helpers.js';
@@ -55,6 +55,47 @@ describe('libp2p transport', () => {
     b.handle(Protocols.swim, () => {});
     await expect(a.request('b', Protocols.swim, utf8('x'))).rejects.toThrow(/no request handler/);
     await expect(a.request('b', Protocols.raft, utf8('x'))).rejects.toThrow(/does not serve/);
+  });
+
+  it('multiplexes requests on one stream: responses may come back out of order', async () => {
+    const a = await cluster.start({ self: 'a' });
+    const b = await cluster.start({ self: 'b' });
+    meshAll(a, b);
+    let releaseSlow: (() => void) | undefined;
+    const slowHeld = new Promise<void>((r) => {
+      releaseSlow = r;
+    });
+    b.handleRequest(Protocols.kv, async (_from, frame) => {
+      if (text(frame) === 'slow') await slowHeld;
+      return utf8(`re ${text(frame)}`);
+    });
+    const order: string[] = [];
+    const slow = a.request('b', Protocols.kv, utf8('slow')).then((r) => order.push(text(r)));
+    const fast = a.request('b', Protocols.kv, utf8('fast')).then((r) => order.push(text(r)));
+    await fast;
+    releaseSlow?.();
+    await slow;
+    expect(order).toEqual(['re fast', 're slow']);
+  });
+
+  it('times out a request whose handler does not answer, with a TimeoutError', async () => {
+    const a = await cluster.start({ self: 'a', requestTimeoutMs: 300 });
+    const b = await cluster.start({ self: 'b' });
+    meshAll(a, b);
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    b.handleRequest(Protocols.kv, async () => {
+      await held;
+      return utf8('late');
+    });
+    await expect(a.request('b', Protocols.kv, utf8('x'))).rejects.toBeInstanceOf(TimeoutError);
+    release?.();
+    const controller = new AbortController();
+    const aborted = a.request('b', Protocols.kv, utf8('y'), { signal: controller.signal });
+    controller.abort(new Error('caller gave up'));
+    await expect(aborted).rejects.toThrow(/caller gave up/);
   });
 
   it('connects three nodes pairwise and keeps one connection per peer', async () => {
@@ -188,9 +229,14 @@ describe('libp2p transport', () => {
     b.addPeer('a', addressOf(a));
     inB = inbox();
     b.handle(Protocols.raft, inB.handler);
+    b.handleRequest(Protocols.kv, async () => utf8('pong'));
     await waitFor('a frame after the restart', async () => {
       await a.send('b', Protocols.raft, utf8('2')).catch(() => undefined);
       return inB.got.includes('a:2');
+    });
+    await waitFor('a request after the restart', async () => {
+      const r = await a.request('b', Protocols.kv, utf8('ping')).catch(() => undefined);
+      return r !== undefined && text(r) === 'pong';
     });
     expect(a.stats().dialFailures).toBeGreaterThan(0);
   });
