@@ -45,7 +45,7 @@ export interface RaftHostOptions {
   requestTimeoutMs?: number;
   /** Applied entries past the last snapshot that trigger a new snapshot and compaction. @default 10000 */
   snapshotEntries?: number;
-  /** Entries kept in the log behind a snapshot, so slow followers catch up without one. @default 1000 */
+  /** Entries kept in the log behind a snapshot, so slow followers catch up without one. @default min(1000, snapshotEntries / 2) */
   compactionMarginEntries?: number;
 }
 
@@ -99,7 +99,7 @@ export class RaftHost {
     this.tickMs = opts.tickMs ?? 100;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     this.snapshotEntries = opts.snapshotEntries ?? 10_000;
-    this.margin = opts.compactionMarginEntries ?? 1000;
+    this.margin = opts.compactionMarginEntries ?? Math.min(1000, Math.floor(this.snapshotEntries / 2));
   }
 
   /**
