@@ -1,0 +1,146 @@
+import { describe, expect, it } from 'vitest';
+import { EngineCluster } from './helpers/engine-cluster.js';
+
+const live = (c: EngineCluster): string[] => [...c.nodes].filter(([, n]) => n.up).map(([id]) => id);
+
+describe('SWIM engine', () => {
+  it('detects a crashed member: suspect within a few periods, then dead everywhere with NodeFailed', () => {
+    const c = EngineCluster.full(5, 11);
+    c.run(5000);
+    c.crash('n3');
+    const crashAt = c.now;
+    const suspected = c.runUntil(() => live(c).some((id) => c.stateOf(id, 'n3') === 'suspect'), 10_000);
+    expect(suspected, 'seed 11').toBe(true);
+    expect(c.now - crashAt).toBeLessThan(4000);
+    const allDead = c.runUntil(() => live(c).every((id) => c.stateOf(id, 'n3') === 'dead'), 60_000);
+    expect(allDead, 'seed 11').toBe(true);
+    for (const id of live(c)) expect(c.events(id)).toContainEqual({ type: 'NodeFailed', id: 'n3', incarnation: 0 });
+  });
+
+  it('refutes a suspicion about itself with a higher incarnation that overrides it everywhere', () => {
+    const c = EngineCluster.full(4, 12);
+    c.run(2000);
+    const n1 = c.swim('n1');
+    const accusation = { ...n1.member('n2')!, state: 'suspect' as const, by: 'n1' };
+    c.emit('n1', n1.step('n0', { type: 'gossip', gossip: [accusation] }, c.now));
+    expect(c.stateOf('n1', 'n2')).toBe('suspect');
+    const ok = c.runUntil(() => live(c).every((id) => c.swim(id).member('n2')?.incarnation === 1), 10_000);
+    expect(ok, 'seed 12').toBe(true);
+    expect(c.swim('n2').incarnation).toBe(1);
+    expect(live(c).every((id) => c.stateOf(id, 'n2') === 'alive')).toBe(true);
+  });
+
+  it('buddy system: a ping to a suspect member carries its suspicion first', () => {
+    const c = EngineCluster.full(3, 13);
+    const n0 = c.swim('n0');
+    n0.step('n1', { type: 'gossip', gossip: [{ ...n0.member('n2')!, state: 'suspect', by: 'n1' }] }, 0);
+    let pingToN2: { gossip: readonly { id: string; state: string }[] } | undefined;
+    for (let t = 0; t < 5000 && !pingToN2; t += 100) {
+      for (const m of n0.tick(t).messages) {
+        if (m.to === 'n2' && m.message.type === 'ping') pingToN2 = m.message;
+      }
+    }
+    expect(pingToN2?.gossip[0]).toMatchObject({ id: 'n2', state: 'suspect' });
+  });
+
+  it('an indirect probe through K others keeps a member alive when only the direct link fails', () => {
+    const c = EngineCluster.full(5, 14);
+    c.drop = (a, b) => (a === 'n0' && b === 'n4') || (a === 'n4' && b === 'n0');
+    c.run(30_000);
+    expect(c.swim('n0').stats.probeFailures).toBe(0);
+    expect(c.stateOf('n0', 'n4')).toBe('alive');
+  });
+
+  it('relays that cannot reach the target answer with a nack, so the prober does not blame itself for them', () => {
+    const c = EngineCluster.full(5, 15);
+    c.run(3000);
+    c.crash('n4');
+    c.runUntil(() => c.swim('n0').stats.probeFailures > 0, 20_000);
+    // Three relays nacked: the missed probe raised n0's health score by 0 (memberlist's rule), not by 3.
+    expect(c.swim('n0').healthScore).toBe(0);
+  });
+
+  it('local health rises when relays do not even nack (this node is the slow one)', () => {
+    const c = EngineCluster.full(5, 16);
+    c.run(3000);
+    c.drop = (a) => a !== 'n0';
+    c.runUntil(() => c.swim('n0').healthScore >= 3, 20_000);
+    expect(c.swim('n0').healthScore).toBeGreaterThanOrEqual(3);
+  });
+
+  it('phi accrual defers suspicion of a member whose acks are known to be slow', () => {
+    const c = EngineCluster.full(2, 17, { phi: { minStdDeviationMs: 100 } });
+    c.delayMs = 700; // round trip 1.4 s: every ack is late, but it arrives
+    c.run(20_000);
+    const stats = c.swim('n0').stats;
+    expect(stats.phiDeferrals).toBeGreaterThan(0);
+    expect(c.stateOf('n0', 'n1')).not.toBe('dead');
+    expect(c.stateOf('n1', 'n0')).not.toBe('dead');
+  });
+
+  it('joins through a seed and learns the others', () => {
+    const c = new EngineCluster(18);
+    for (const id of ['a', 'b', 'c']) c.add(id);
+    c.emit('b', c.swim('b').join([{ id: 'a', address: 'a:7946' }], 0));
+    c.emit('c', c.swim('c').join([{ id: 'a', address: 'a:7946' }], 0));
+    const ok = c.runUntil(() => ['a', 'b', 'c'].every((id) => c.swim(id).liveMembers().length === 3), 60_000);
+    expect(ok, 'seed 18').toBe(true);
+    expect(c.events('a').filter((e) => e.type === 'NodeJoined')).toHaveLength(2);
+  });
+
+  it('spreads tags: TagsUpdated and the tag queries on other members', () => {
+    const c = EngineCluster.full(4, 19);
+    c.run(2000);
+    c.emit('n2', c.swim('n2').setTags({ role: 'kv', zone: 'z1' }, c.now));
+    c.emit('n3', c.swim('n3').setTags({ role: 'kv', zone: 'z2' }, c.now));
+    const ok = c.runUntil(() => c.swim('n0').nodesWithTag('role', 'kv').length === 2, 10_000);
+    expect(ok, 'seed 19').toBe(true);
+    expect(
+      c
+        .swim('n1')
+        .nodesWithAllTags({ role: 'kv', zone: 'z2' })
+        .map((m) => m.id),
+    ).toEqual(['n3']);
+    expect(c.events('n0')).toContainEqual({ type: 'TagsUpdated', id: 'n2', tags: { role: 'kv', zone: 'z1' } });
+  });
+
+  it('graceful leave: others see NodeLeft, never NodeFailed', () => {
+    const c = EngineCluster.full(5, 20);
+    c.run(3000);
+    c.emit('n1', c.swim('n1').leave(c.now));
+    const done = c.runUntil(() => c.swim('n1').leaveDisseminated(), 5000);
+    expect(done, 'seed 20').toBe(true);
+    c.crash('n1');
+    c.run(60_000);
+    for (const id of live(c)) {
+      expect(c.stateOf(id, 'n1')).toBe('left');
+      expect(c.events(id)).toContainEqual({ type: 'NodeLeft', id: 'n1' });
+      expect(c.events(id).some((e) => e.type === 'NodeFailed')).toBe(false);
+    }
+  });
+
+  it('a restarted member comes back alive with a higher incarnation than the one it died with', () => {
+    const c = EngineCluster.full(4, 21);
+    c.run(3000);
+    c.crash('n3');
+    c.runUntil(() => ['n0', 'n1', 'n2'].every((id) => c.stateOf(id, 'n3') === 'dead'), 60_000);
+    c.nodes.delete('n3');
+    const fresh = c.add('n3');
+    c.emit('n3', fresh.join([{ id: 'n0', address: 'n0:7946' }], c.now));
+    const ok = c.runUntil(() => ['n0', 'n1', 'n2'].every((id) => c.stateOf(id, 'n3') === 'alive'), 30_000);
+    expect(ok, 'seed 21').toBe(true);
+    expect(fresh.incarnation).toBeGreaterThan(0);
+    expect(c.events('n0')).toContainEqual({ type: 'NodeRecovered', id: 'n3', incarnation: fresh.incarnation });
+  });
+
+  it('reports a partition when 3 of 5 fail at once: suspect, then partitioned as the minority', () => {
+    const c = EngineCluster.full(5, 22, { partition: { gracePeriodMs: 5000 } });
+    c.run(3000);
+    for (const id of ['n2', 'n3', 'n4']) c.crash(id);
+    const ok = c.runUntil(() => c.swim('n0').partitionStatus().kind === 'partitioned', 120_000);
+    expect(ok, 'seed 22').toBe(true);
+    expect(c.swim('n0').partitionStatus()).toMatchObject({ reachable: 2, expected: 5, minority: true });
+    const kinds = c.events('n0').flatMap((e) => (e.type === 'PartitionDetected' ? [e.status.kind] : []));
+    expect(kinds).toEqual(['suspect', 'partitioned']);
+  });
+});
