@@ -31,6 +31,26 @@ export interface GroupWrite {
   snapshot?: Snapshot;
 }
 
+/** Sizes of one group's log, and what the store's size policy says about them. */
+export interface LogStats {
+  firstIndex: LogIndex;
+  lastIndex: LogIndex;
+  /** Index of the last snapshot (0 when none). */
+  snapshotIndex: LogIndex;
+  /** Entries still in the log. */
+  entries: number;
+  /** Bytes of entry data still in the log. */
+  bytes: number;
+  /** Entries after the last snapshot's index. */
+  entriesSinceSnapshot: number;
+  /** Bytes of entry data after the last snapshot's index. */
+  bytesSinceSnapshot: number;
+  /** The group crossed the store's entry or byte threshold since its last snapshot: it should snapshot. */
+  shouldSnapshot: boolean;
+  /** The log holds more than the store's max log size: new proposals are refused. */
+  overLimit: boolean;
+}
+
 /**
  * The durable store of all groups on a node. One `write` is one transaction
  * with one fsync (group commit); no message that depends on it may leave
@@ -44,4 +64,8 @@ export interface NodeStore {
   /** Records a snapshot the application produced at `index` and drops entries up to `compactTo`. */
   saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void;
   close(): void;
+  /** Sizes of the group's log against the store's snapshot and size policy (optional). */
+  stats?(group: GroupId): LogStats;
+  /** Throws `ProposalDroppedError` while the group's log is over its max size (optional; call before proposing). */
+  admitProposal?(group: GroupId, bytes: number): void;
 }
