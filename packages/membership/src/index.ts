@@ -20,3 +20,5 @@ export { Suspicion, suspicionBounds, suspicionTimeout } from './suspicion.js';
 export { type Outgoing, type StateChange, Swim, type SwimOptions, type SwimOutput, type SwimStats } from './swim.js';
 export { filterByAllTags, filterByTag, type TagLimits, validateTags } from './tags.js';
 export type { Member, MemberState, MemberUpdate, Tags } from './types.js';
+export { MembershipHost, type MembershipHostOptions } from './membership-host.js';
+export { formatSeed, parseSeed, type Seed } from './seeds.js';
