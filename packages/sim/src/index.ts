@@ -1,2 +1,28 @@
-/** Deterministic simulation for Cohort: whole clusters from a seed with simulated time, network faults, crashes and disk faults; invariant checks and a linearizability checker. */
+/**
+ * @cohort/sim: deterministic simulation. Generic parts (scheduler, clock,
+ * network, linearizability checker) are engine-agnostic; `raft/` runs whole
+ * Raft clusters from a seed under faults and checks them.
+ */
 export const PACKAGE = '@cohort/sim';
+export { SimClock, type SimClockOptions } from './clock.js';
+export { InvariantViolationError, LinearizabilityViolationError, type RunPosition } from './errors.js';
+export { type CheckOptions, type LinearizabilityResult, checkLinearizable } from './lin/checker.js';
+export type { KvInput, KvOperation, Operation } from './lin/history.js';
+export { type Model, kvModel, prunedKvHistory } from './lin/model.js';
+export { type Deliver, type LinkFaults, type NetworkStats, SimNetwork } from './network.js';
+export { type ClusterConfig, RaftCluster } from './raft/cluster.js';
+export type { HostBugs } from './raft/sim-node.js';
+export { COVERAGE_KINDS, type Coverage, type CoverageKind, missingCoverage } from './raft/coverage.js';
+export { RaftInvariants } from './raft/invariants.js';
+export {
+  type BatchSummary,
+  type RunOptions,
+  type SeedResult,
+  addToSummary,
+  emptySummary,
+  runSeed,
+  runSeeds,
+  seedConfig,
+} from './raft/run.js';
+export { type EventHandle, Scheduler } from './scheduler.js';
+export { TraceHash, hashBytes } from './trace.js';

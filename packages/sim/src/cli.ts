@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+import { Presets, SingleBar } from 'cli-progress';
+import { Command, InvalidArgumentError } from 'commander';
+import { COVERAGE_KINDS, missingCoverage } from './raft/coverage.js';
+import { type BatchSummary, type RunOptions, addToSummary, emptySummary, runSeed } from './raft/run.js';
+import { formatSeed, formatSummary } from './summary.js';
+
+function int(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+const WEEK_MS = 7 * 24 * 3_600_000;
+
+const program = new Command()
+  .name('cohort-sim')
+  .description('Runs Raft clusters from seeds under faults; checks safety invariants and linearizability.')
+  .option('--seed <n>', 'run one seed and print what it did (replays a failure exactly)', int('--seed'))
+  .option('--seeds <count>', 'run this many seeds', int('--seeds'))
+  .option('--from <n>', 'first seed of a batch', int('--from'), 1)
+  .option('--soak', 'long run: at least one simulated week over its seeds')
+  .option('--sim-seconds <s>', 'simulated seconds of faults per seed', int('--sim-seconds'))
+  .option('--no-faults', 'no faults or operator actions (clients only)')
+  .option('--no-progress', 'no progress bar');
+
+program.parse();
+const opts = program.opts<{
+  seed?: number;
+  seeds?: number;
+  from: number;
+  soak?: boolean;
+  simSeconds?: number;
+  faults: boolean;
+  progress: boolean;
+}>();
+
+const run: RunOptions = { faults: opts.faults };
+if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
+
+if (opts.seed !== undefined) {
+  const r = runSeed(opts.seed, run);
+  console.log(formatSeed(r));
+} else {
+  let count = opts.seeds ?? 100;
+  if (opts.soak) {
+    run.simMs ??= 600_000;
+    const perSeed = run.simMs + 6_000;
+    count = Math.max(opts.seeds ?? 0, Math.ceil(WEEK_MS / perSeed));
+  }
+  const bar = opts.progress
+    ? new SingleBar(
+        { format: 'seeds [{bar}] {value}/{total} | {eta_formatted} left | seed {seed}' },
+        Presets.shades_classic,
+      )
+    : undefined;
+  bar?.start(count, 0, { seed: opts.from });
+  const summary: BatchSummary = emptySummary();
+  const started = performance.now();
+  let seed = opts.from;
+  try {
+    for (; seed < opts.from + count; seed++) {
+      addToSummary(summary, runSeed(seed, run));
+      bar?.increment(1, { seed });
+    }
+  } catch (e) {
+    bar?.stop();
+    console.error(`\nseed ${seed} FAILED: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`replay: pnpm sim --seed ${seed}`);
+    process.exitCode = 1;
+  }
+  bar?.stop();
+  console.log(formatSummary(summary, performance.now() - started));
+  const missing = missingCoverage(summary.coverage, Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 1])));
+  if (process.exitCode !== 1 && missing.length > 0 && summary.seeds >= 50) {
+    console.error(`coverage never reached: ${missing.join(', ')}`);
+    process.exitCode = 1;
+  }
+}

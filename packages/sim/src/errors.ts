@@ -1,0 +1,35 @@
+/** Where in a run something happened: enough to replay it (`pnpm sim --seed N`) and find the spot. */
+export interface RunPosition {
+  seed: number;
+  /** Events executed so far. */
+  step: number;
+  /** Simulated milliseconds. */
+  time: number;
+}
+
+/** A safety property was broken; the message names the property, the nodes and how to replay. */
+export class InvariantViolationError extends Error {
+  override readonly name = 'InvariantViolationError';
+  constructor(
+    readonly property: string,
+    readonly detail: string,
+    readonly at: RunPosition,
+  ) {
+    super(
+      `${property} violated at step ${at.step} (t=${at.time}ms) of seed ${at.seed}: ${detail}; replay with: pnpm sim --seed ${at.seed}`,
+    );
+  }
+}
+
+/** A client history of the run has no linearization. */
+export class LinearizabilityViolationError extends Error {
+  override readonly name = 'LinearizabilityViolationError';
+  constructor(
+    readonly seed: number,
+    readonly detail: string,
+    /** The operations (of one key) that could not be linearized. */
+    readonly operations: unknown[] = [],
+  ) {
+    super(`history of seed ${seed} is not linearizable: ${detail}; replay with: pnpm sim --seed ${seed}`);
+  }
+}

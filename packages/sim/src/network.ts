@@ -1,0 +1,155 @@
+import type { Millis, NodeId, SeededRandom } from '@cohort/core';
+import type { Scheduler } from './scheduler.js';
+
+/** Link behaviour of a {@link SimNetwork}; all probabilities are per message. */
+export interface LinkFaults {
+  /** Smallest one-way delay. @default 1 */
+  minDelay: Millis;
+  /** Largest one-way delay (uniform in between, so messages reorder). @default 10 */
+  maxDelay: Millis;
+  /** Probability a message is lost. @default 0 */
+  dropRate: number;
+  /** Probability a message is delivered twice. @default 0 */
+  dupRate: number;
+  /** Probability a message is held back by up to `spikeDelay` more (a late straggler). @default 0 */
+  spikeRate: number;
+  /** Extra delay of a straggler. @default 200 */
+  spikeDelay: Millis;
+}
+
+/** Counters of what the network did. */
+export interface NetworkStats {
+  sent: number;
+  delivered: number;
+  dropped: number;
+  duplicated: number;
+  delayed: number;
+  /** Lost to a partition or to a down receiver. */
+  blocked: number;
+}
+
+/** Receives a message addressed to a node. */
+export type Deliver<M> = (from: NodeId, msg: M) => void;
+
+const DEFAULT_FAULTS: LinkFaults = {
+  minDelay: 1,
+  maxDelay: 10,
+  dropRate: 0,
+  dupRate: 0,
+  spikeRate: 0,
+  spikeDelay: 200,
+};
+
+/**
+ * A simulated network carrying opaque messages between node ids, with delay,
+ * loss, duplication, reordering and symmetric or one-way partitions. Every
+ * random choice comes from the injected generator, so runs replay exactly.
+ */
+export class SimNetwork<M> {
+  private readonly handlers = new Map<NodeId, Deliver<M>>();
+  /** Directed links that are cut: `from -> to`. */
+  private readonly cut = new Set<string>();
+  private faults: LinkFaults;
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, delayed: 0, blocked: 0 };
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly random: SeededRandom,
+    faults: Partial<LinkFaults> = {},
+    /** Copies a message for each delivery, so receivers never share mutable state. */
+    private readonly clone: (m: M) => M = (m) => m,
+  ) {
+    this.faults = { ...DEFAULT_FAULTS, ...faults };
+  }
+
+  /** Replaces the link behaviour from now on. */
+  setFaults(faults: Partial<LinkFaults>): void {
+    this.faults = { ...this.faults, ...faults };
+  }
+
+  getFaults(): LinkFaults {
+    return { ...this.faults };
+  }
+
+  /** Attaches a node; its messages are delivered to `deliver` until it is detached. */
+  attach(id: NodeId, deliver: Deliver<M>): void {
+    this.handlers.set(id, deliver);
+  }
+
+  /** Detaches a node (it crashed or left): messages to it are lost, including those in flight. */
+  detach(id: NodeId): void {
+    this.handlers.delete(id);
+  }
+
+  isAttached(id: NodeId): boolean {
+    return this.handlers.has(id);
+  }
+
+  /** Cuts both directions between every node of `a` and every node of `b`. */
+  partition(a: readonly NodeId[], b: readonly NodeId[]): void {
+    for (const x of a) {
+      for (const y of b) {
+        this.cut.add(key(x, y));
+        this.cut.add(key(y, x));
+      }
+    }
+  }
+
+  /** Cuts only `from -> to`: `to` still reaches `from`. */
+  cutOneWay(from: NodeId, to: NodeId): void {
+    this.cut.add(key(from, to));
+  }
+
+  /** Restores every link. */
+  heal(): void {
+    this.cut.clear();
+  }
+
+  /** Whether `from -> to` is currently cut. */
+  isCut(from: NodeId, to: NodeId): boolean {
+    return this.cut.has(key(from, to));
+  }
+
+  /** Sends `msg`; it arrives (or not) according to the faults and partitions in force. */
+  send(from: NodeId, to: NodeId, msg: M): void {
+    this.stats.sent++;
+    if (this.cut.has(key(from, to))) {
+      this.stats.blocked++;
+      return;
+    }
+    const f = this.faults;
+    if (f.dropRate > 0 && this.random.next() < f.dropRate) {
+      this.stats.dropped++;
+      return;
+    }
+    this.schedule(from, to, msg);
+    if (f.dupRate > 0 && this.random.next() < f.dupRate) {
+      this.stats.duplicated++;
+      this.schedule(from, to, msg);
+    }
+  }
+
+  private schedule(from: NodeId, to: NodeId, msg: M): void {
+    const f = this.faults;
+    let delay = f.minDelay + this.random.next() * (f.maxDelay - f.minDelay);
+    if (f.spikeRate > 0 && this.random.next() < f.spikeRate) {
+      this.stats.delayed++;
+      delay += this.random.next() * f.spikeDelay;
+    }
+    const copy = this.clone(msg);
+    this.scheduler.after(Math.round(delay), () => {
+      // A partition or crash that began while the message was in flight still stops it.
+      const h = this.handlers.get(to);
+      if (!h || this.cut.has(key(from, to))) {
+        this.stats.blocked++;
+        return;
+      }
+      this.stats.delivered++;
+      h(from, copy);
+    });
+  }
+}
+
+function key(from: NodeId, to: NodeId): string {
+  return `${from}>${to}`;
+}

@@ -1,0 +1,180 @@
+import type { NodeId, SeededRandom, Term } from '@cohort/core';
+import type { RaftOptions } from '@cohort/raft';
+import type { RunPosition } from '../errors.js';
+import { type LinkFaults, SimNetwork } from '../network.js';
+import { Scheduler } from '../scheduler.js';
+import { TraceHash } from '../trace.js';
+import { type Coverage, emptyCoverage } from './coverage.js';
+import { RaftInvariants } from './invariants.js';
+import { type SimMessage, cloneSimMessage } from './messages.js';
+import { type HostBugs, SimRaftNode } from './sim-node.js';
+
+/** The shape of one simulated Raft cluster. */
+export interface ClusterConfig {
+  /** Founding voters. @default 3 */
+  voters: number;
+  /** Simulated milliseconds per tick (before skew). @default 100 */
+  tickMs: number;
+  /** Largest relative tick-rate difference of a node (0.1 = up to 10% fast or slow). @default 0 */
+  tickSkew: number;
+  /** Engine options (id, random and applied are per node). */
+  raft: Omit<RaftOptions, 'id' | 'random' | 'applied'>;
+  /** Application snapshot every this many applied entries. @default 40 */
+  snapshotEvery: number;
+  /** Log entries kept behind a snapshot. @default 5 */
+  snapshotKeep: number;
+  links: Partial<LinkFaults>;
+  /** Deliberate host bugs, for tests proving the checks fail. @default {} */
+  bugs?: HostBugs;
+}
+
+/** The independent random streams of a run: adding a consumer to one never shifts another. */
+export interface RunRandoms {
+  network: SeededRandom;
+  nodes: SeededRandom;
+  skew: SeededRandom;
+}
+
+/**
+ * A whole Raft cluster in one process: nodes, simulated network and clock,
+ * invariant checker, coverage counters and the run's trace hash.
+ */
+export class RaftCluster {
+  readonly scheduler = new Scheduler();
+  readonly network: SimNetwork<SimMessage>;
+  readonly invariants: RaftInvariants;
+  readonly coverage: Coverage = emptyCoverage();
+  readonly trace = new TraceHash();
+  readonly nodes = new Map<NodeId, SimRaftNode>();
+  /** Nodes removed from the group, stopped for good. */
+  readonly retired = new Set<NodeId>();
+  private nextId: number;
+  private lastLeader: NodeId = '';
+  private transfer: { to: NodeId; until: number } | undefined;
+
+  constructor(
+    readonly seed: number,
+    readonly config: ClusterConfig,
+    private readonly randoms: RunRandoms,
+  ) {
+    this.network = new SimNetwork<SimMessage>(this.scheduler, randoms.network, config.links, cloneSimMessage);
+    this.invariants = new RaftInvariants(() => this.position());
+    const founders: NodeId[] = [];
+    for (let i = 1; i <= config.voters; i++) founders.push(`n${i}`);
+    this.nextId = config.voters + 1;
+    for (const id of founders) this.createNode(id).start(founders);
+  }
+
+  /** Where the run is, for error messages. */
+  position(): RunPosition {
+    return { seed: this.seed, step: this.scheduler.executed, time: this.scheduler.now() };
+  }
+
+  private createNode(id: NodeId): SimRaftNode {
+    const skew = this.config.tickSkew * (2 * this.randoms.skew.next() - 1);
+    const node = new SimRaftNode(
+      id,
+      {
+        scheduler: this.scheduler,
+        network: this.network,
+        invariants: this.invariants,
+        coverage: this.coverage,
+        trace: this.trace,
+        raft: this.config.raft,
+        snapshotEvery: this.config.snapshotEvery,
+        snapshotKeep: this.config.snapshotKeep,
+        bugs: this.config.bugs ?? {},
+        onLeader: (n, t) => this.onLeader(n, t),
+      },
+      this.randoms.nodes.fork(),
+      Math.max(1, Math.round(this.config.tickMs * (1 + skew))),
+    );
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  /** Starts a brand-new, empty node (to be added by a conf change). */
+  spawnNode(): SimRaftNode {
+    const node = this.createNode(`n${this.nextId++}`);
+    node.start();
+    return node;
+  }
+
+  /** Stops a removed node for good. */
+  retire(id: NodeId): void {
+    const n = this.nodes.get(id);
+    if (!n) return;
+    n.stop();
+    this.nodes.delete(id);
+    this.retired.add(id);
+  }
+
+  private onLeader(id: NodeId, term: Term): void {
+    this.invariants.onLeader(id, term);
+    this.trace.mixString(id);
+    if (this.lastLeader !== '' && this.lastLeader !== id) this.coverage.leaderChange++;
+    this.lastLeader = id;
+    if (this.transfer && this.transfer.to === id && this.scheduler.now() <= this.transfer.until) {
+      this.coverage.leaderTransfer++;
+      this.transfer = undefined;
+    }
+  }
+
+  /** Asks the leader to hand over to `to`; counted as covered if `to` leads within `withinMs`. */
+  requestTransfer(leader: SimRaftNode, to: NodeId, withinMs: number): void {
+    this.transfer = { to, until: this.scheduler.now() + withinMs };
+    leader.transferTo(to);
+  }
+
+  /** The up node that believes it leads, with the highest term. */
+  leader(): SimRaftNode | undefined {
+    let best: SimRaftNode | undefined;
+    for (const n of this.nodes.values()) {
+      if (n.up && n.role === 'leader' && (!best || n.term > best.term)) best = n;
+    }
+    return best;
+  }
+
+  /** Ids of every node currently in the simulation (up or down). */
+  nodeIds(): NodeId[] {
+    return [...this.nodes.keys()];
+  }
+
+  upNodes(): SimRaftNode[] {
+    return [...this.nodes.values()].filter((n) => n.up);
+  }
+
+  /** The highest commit index any up node has applied. */
+  maxApplied(): number {
+    let m = 0;
+    for (const n of this.nodes.values()) if (n.up && n.applied > m) m = n.applied;
+    return m;
+  }
+
+  /** Marks up nodes far behind the others, to count how they catch up (snapshot or log). */
+  markLaggards(slack: number): void {
+    const target = this.maxApplied();
+    for (const n of this.nodes.values()) {
+      if (n.up && n.catchUpTarget === 0 && n.applied + slack < target) {
+        n.catchUpTarget = target;
+        n.installedSnapshot = false;
+      }
+    }
+  }
+
+  /** Counts laggards that caught up. */
+  checkCatchUp(): void {
+    for (const n of this.nodes.values()) {
+      if (n.catchUpTarget > 0 && n.up && n.applied >= n.catchUpTarget) {
+        if (n.installedSnapshot) this.coverage.catchUpBySnapshot++;
+        else this.coverage.catchUpByLog++;
+        n.catchUpTarget = 0;
+      }
+    }
+  }
+
+  /** Builds the per-concern random streams of a seed, in a fixed order. */
+  static randoms(root: SeededRandom): RunRandoms {
+    return { network: root.fork(), nodes: root.fork(), skew: root.fork() };
+  }
+}

@@ -1,0 +1,34 @@
+/** Interesting states a Raft run can reach; a batch of seeds must reach each of them. */
+export const COVERAGE_KINDS = [
+  'leaderChange',
+  'snapshotInstall',
+  'jointConfig',
+  'readIndexServed',
+  'leaseRead',
+  'leaderTransfer',
+  'catchUpBySnapshot',
+  'catchUpByLog',
+  'confChange',
+  'crashRestart',
+] as const;
+
+export type CoverageKind = (typeof COVERAGE_KINDS)[number];
+
+/** Counts of each {@link CoverageKind}. */
+export type Coverage = Record<CoverageKind, number>;
+
+export function emptyCoverage(): Coverage {
+  const c = {} as Coverage;
+  for (const k of COVERAGE_KINDS) c[k] = 0;
+  return c;
+}
+
+/** Adds `b` into `a`. */
+export function addCoverage(a: Coverage, b: Coverage): void {
+  for (const k of COVERAGE_KINDS) a[k] += b[k];
+}
+
+/** The kinds with fewer than `min` occurrences. */
+export function missingCoverage(c: Coverage, min: Partial<Coverage>): CoverageKind[] {
+  return COVERAGE_KINDS.filter((k) => c[k] < (min[k] ?? 0));
+}

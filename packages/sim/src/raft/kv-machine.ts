@@ -1,0 +1,88 @@
+import type { KvInput } from '../lin/history.js';
+
+/** A client command as it travels through the log: client id and sequence number make it exactly-once. */
+export interface KvCommand {
+  client: number;
+  seq: number;
+  input: KvInput;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function encodeCommand(c: KvCommand): Uint8Array {
+  return enc.encode(JSON.stringify(c));
+}
+
+// Every node applies the same bytes (the network shares them), so each command is parsed once.
+const decoded = new WeakMap<Uint8Array, KvCommand>();
+
+export function decodeCommand(b: Uint8Array): KvCommand {
+  let c = decoded.get(b);
+  if (!c) {
+    c = JSON.parse(dec.decode(b)) as KvCommand;
+    decoded.set(b, c);
+  }
+  return c;
+}
+
+/**
+ * The small replicated KV the simulator runs on top of Raft: `put`, `append`
+ * and `get` over string keys, with a per-client session (last sequence number
+ * and its answer) so a retried command takes effect once.
+ */
+export class KvMachine {
+  private data = new Map<string, string>();
+  private sessions = new Map<number, { seq: number; output: string }>();
+
+  /** Applies a committed command; returns its answer, or `undefined` for a stale duplicate. */
+  apply(c: KvCommand): string | undefined {
+    const s = this.sessions.get(c.client);
+    if (s && s.seq === c.seq) return s.output;
+    if (s && s.seq > c.seq) return undefined;
+    const output = this.run(c.input);
+    this.sessions.set(c.client, { seq: c.seq, output });
+    return output;
+  }
+
+  /** Reads a key without going through the log (served after a ReadIndex). */
+  read(key: string): string {
+    return this.data.get(key) ?? '';
+  }
+
+  private run(input: KvInput): string {
+    switch (input.op) {
+      case 'put':
+        this.data.set(input.key, input.value);
+        return 'ok';
+      case 'append':
+        this.data.set(input.key, (this.data.get(input.key) ?? '') + input.value);
+        return 'ok';
+      case 'get':
+        return this.read(input.key);
+      default: {
+        const never: never = input;
+        throw new Error(`unknown op ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  snapshot(): Uint8Array {
+    return enc.encode(JSON.stringify({ data: [...this.data], sessions: [...this.sessions] }));
+  }
+
+  /** Replaces the state with a snapshot's (an empty one resets it). */
+  restore(b: Uint8Array): void {
+    if (b.length === 0) {
+      this.data = new Map();
+      this.sessions = new Map();
+      return;
+    }
+    const s = JSON.parse(dec.decode(b)) as {
+      data: [string, string][];
+      sessions: [number, { seq: number; output: string }][];
+    };
+    this.data = new Map(s.data);
+    this.sessions = new Map(s.sessions);
+  }
+}

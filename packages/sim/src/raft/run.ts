@@ -1,0 +1,193 @@
+import { SeededRandom } from '@cohort/core';
+import { LinearizabilityViolationError } from '../errors.js';
+import { checkLinearizable } from '../lin/checker.js';
+import type { KvOperation } from '../lin/history.js';
+import { kvModel, prunedKvHistory } from '../lin/model.js';
+import type { NetworkStats } from '../network.js';
+import { SimClient } from './client.js';
+import { type ClusterConfig, RaftCluster } from './cluster.js';
+import { type Coverage, addCoverage, emptyCoverage } from './coverage.js';
+import { type FaultKind, Scenario } from './scenario.js';
+
+/** Options of one seeded run. */
+export interface RunOptions {
+  /** Simulated milliseconds of faults and traffic. @default 30_000 */
+  simMs?: number;
+  /** Simulated milliseconds of calm at the end (healed, restarted) for operations to settle. @default 6_000 */
+  settleMs?: number;
+  /** Concurrent clients. @default 3 */
+  clients?: number;
+  /** Mean simulated ms between injected faults and actions. @default 1_500 */
+  actionEveryMs?: number;
+  /** Inject faults and actions at all. @default true */
+  faults?: boolean;
+  /** Overrides of the seed's randomly chosen cluster shape. */
+  cluster?: Partial<ClusterConfig>;
+}
+
+/** What one seed did. */
+export interface SeedResult {
+  seed: number;
+  simMs: number;
+  wallMs: number;
+  events: number;
+  traceHash: string;
+  faults: Record<FaultKind, number>;
+  network: NetworkStats;
+  coverage: Coverage;
+  ops: { total: number; completed: number; unknown: number };
+  invariantChecks: number;
+  config: ClusterConfig;
+}
+
+/** The cluster shape of a seed: sizes, engine options and link quality vary with the seed. */
+export function seedConfig(r: SeededRandom): ClusterConfig {
+  const lease = r.next() < 0.25;
+  return {
+    voters: r.next() < 0.5 ? 3 : 5,
+    tickMs: 100,
+    // Lease reads rest on bounded clock drift, so those seeds run without tick skew.
+    tickSkew: lease ? 0 : r.next() * 0.2,
+    raft: {
+      electionTick: 10,
+      heartbeatTick: 1,
+      preVote: r.next() < 0.7,
+      checkQuorum: true,
+      readOnlyOption: lease ? 'leaseBased' : 'safe',
+      maxSizePerMsg: r.int(256, 4096),
+      maxInflightMsgs: r.int(2, 64),
+      snapshotChunkBytes: r.int(64, 1024),
+    },
+    snapshotEvery: r.int(15, 80),
+    snapshotKeep: r.int(0, 10),
+    links: {
+      minDelay: 1,
+      maxDelay: r.int(3, 30),
+      dropRate: r.next() * 0.05,
+      dupRate: r.next() * 0.03,
+      spikeRate: r.next() * 0.02,
+      spikeDelay: 500,
+    },
+  };
+}
+
+/**
+ * Runs one seed: a cluster under a random fault schedule with clients, every
+ * invariant checked as it goes, then the client history checked for
+ * linearizability. Throws on any violation (the error names the seed).
+ */
+export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
+  const started = performance.now();
+  const root = new SeededRandom(seed);
+  const configRandom = root.fork();
+  const randoms = RaftCluster.randoms(root);
+  const faultRandom = root.fork();
+  const clientRandom = root.fork();
+  const config = { ...seedConfig(configRandom), ...options.cluster };
+  if (options.faults === false) config.links = { ...config.links, dropRate: 0, dupRate: 0, spikeRate: 0 };
+  const cluster = new RaftCluster(seed, config, randoms);
+  const simMs = options.simMs ?? 30_000;
+  const settleMs = options.settleMs ?? 6_000;
+  const scenario = new Scenario(cluster, faultRandom, options.actionEveryMs ?? 1_500);
+  if (options.faults !== false) scenario.start();
+  const history: KvOperation[] = [];
+  const clients: SimClient[] = [];
+  for (let i = 0; i < (options.clients ?? 3); i++) {
+    const c = new SimClient(i + 1, cluster, clientRandom.fork(), history, {
+      keys: ['a', 'b', 'c'],
+      thinkMs: [20, 400],
+      attemptTimeoutMs: 1_500,
+      maxAttempts: 4,
+    });
+    clients.push(c);
+    c.start();
+  }
+  cluster.scheduler.runUntil(simMs);
+  scenario.calm();
+  cluster.scheduler.runUntil(simMs + settleMs / 2);
+  for (const c of clients) c.stop();
+  cluster.scheduler.runUntil(simMs + settleMs);
+  cluster.checkCatchUp();
+
+  const checked = prunedKvHistory(history);
+  const verdict = checkLinearizable(kvModel, checked);
+  if (verdict.result !== 'ok') {
+    const ops = verdict.partition.map((i) => checked[i] as KvOperation);
+    const detail =
+      verdict.result === 'illegal' ? `no linearization for key ${ops[0]?.input.key ?? '?'}` : verdict.reason;
+    throw new LinearizabilityViolationError(seed, detail, ops);
+  }
+  const completed = history.filter((o) => o.ret !== Number.POSITIVE_INFINITY).length;
+  return {
+    seed,
+    simMs: simMs + settleMs,
+    wallMs: performance.now() - started,
+    events: cluster.scheduler.executed,
+    traceHash: cluster.trace.digest(),
+    faults: { ...scenario.faults },
+    network: { ...cluster.network.stats },
+    coverage: cluster.coverage,
+    ops: { total: history.length, completed, unknown: history.length - completed },
+    invariantChecks: cluster.invariants.checks,
+    config,
+  };
+}
+
+/** Totals over a batch of seeds. */
+export interface BatchSummary {
+  seeds: number;
+  simMs: number;
+  wallMs: number;
+  events: number;
+  faults: Record<string, number>;
+  coverage: Coverage;
+  ops: { total: number; completed: number; unknown: number };
+}
+
+export function emptySummary(): BatchSummary {
+  return {
+    seeds: 0,
+    simMs: 0,
+    wallMs: 0,
+    events: 0,
+    faults: {},
+    coverage: emptyCoverage(),
+    ops: { total: 0, completed: 0, unknown: 0 },
+  };
+}
+
+/** Adds one seed's result into a summary. */
+export function addToSummary(s: BatchSummary, r: SeedResult): void {
+  s.seeds++;
+  s.simMs += r.simMs;
+  s.wallMs += r.wallMs;
+  s.events += r.events;
+  const add = (k: string, v: number): void => {
+    s.faults[k] = (s.faults[k] ?? 0) + v;
+  };
+  for (const [k, v] of Object.entries(r.faults)) add(k, v);
+  add('msgDropped', r.network.dropped);
+  add('msgDuplicated', r.network.duplicated);
+  add('msgDelayed', r.network.delayed);
+  add('msgBlocked', r.network.blocked);
+  addCoverage(s.coverage, r.coverage);
+  s.ops.total += r.ops.total;
+  s.ops.completed += r.ops.completed;
+  s.ops.unknown += r.ops.unknown;
+}
+
+/** Runs seeds `first .. first+count-1`, reporting each result; throws at the first violation. */
+export function runSeeds(
+  first: number,
+  count: number,
+  options: RunOptions = {},
+  onSeed: (r: SeedResult) => void = () => {},
+): BatchSummary {
+  const s = emptySummary();
+  for (let seed = first; seed < first + count; seed++) {
+    const r = runSeed(seed, options);
+    addToSummary(s, r);
+    onSeed(r);
+  }
+  return s;
+}

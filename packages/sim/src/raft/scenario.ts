@@ -1,0 +1,221 @@
+import type { ConfChange, NodeId, SeededRandom } from '@cohort/core';
+import type { RaftCluster } from './cluster.js';
+
+/** Fault and operation kinds the scenario injects, for the run summary. */
+export type FaultKind = 'crash' | 'partition' | 'oneWayCut' | 'linkChange' | 'confChange' | 'transfer';
+
+/**
+ * Drives a cluster through a random schedule of faults and operator actions:
+ * crashes and restarts, symmetric and one-way partitions, changing link
+ * quality, membership changes (learners, promotion, removal, joint) and
+ * leadership transfers. Every choice comes from its own random stream.
+ */
+export class Scenario {
+  readonly faults: Record<FaultKind, number> = {
+    crash: 0,
+    partition: 0,
+    oneWayCut: 0,
+    linkChange: 0,
+    confChange: 0,
+    transfer: 0,
+  };
+  private partitionGen = 0;
+  private readonly removing = new Set<NodeId>();
+  private stopped = false;
+
+  constructor(
+    private readonly cluster: RaftCluster,
+    private readonly random: SeededRandom,
+    /** Mean simulated ms between actions. */
+    private readonly actionEveryMs: number,
+  ) {}
+
+  private get sched() {
+    return this.cluster.scheduler;
+  }
+
+  private pick<T>(xs: readonly T[]): T | undefined {
+    return xs.length === 0 ? undefined : xs[this.random.int(0, xs.length - 1)];
+  }
+
+  start(): void {
+    this.scheduleAction();
+    this.housekeeping();
+  }
+
+  /** Stops injecting faults, heals everything and restarts every node. */
+  calm(): void {
+    this.stopped = true;
+    this.partitionGen++;
+    this.cluster.network.heal();
+    this.cluster.network.setFaults({ dropRate: 0, dupRate: 0, spikeRate: 0 });
+    for (const n of this.cluster.nodes.values()) n.restart();
+    this.cluster.markLaggards(10);
+  }
+
+  private scheduleAction(): void {
+    const d = this.random.int(this.actionEveryMs / 2, (this.actionEveryMs * 3) / 2);
+    this.sched.after(d, () => {
+      if (this.stopped) return;
+      this.act();
+      this.scheduleAction();
+    });
+  }
+
+  private housekeeping(): void {
+    this.sched.after(100, () => {
+      const c = this.cluster;
+      c.checkCatchUp();
+      const leader = c.leader();
+      if (leader) {
+        const cs = leader.conf;
+        const members = new Set([...cs.voters, ...cs.learners, ...cs.votersOutgoing]);
+        for (const id of this.removing) {
+          if (!members.has(id) && cs.voters.length > 0) {
+            c.retire(id);
+            this.removing.delete(id);
+          }
+        }
+      }
+      this.housekeeping();
+    });
+  }
+
+  private act(): void {
+    const r = this.random.int(0, 99);
+    if (r < 20) this.crash();
+    else if (r < 33) this.partition();
+    else if (r < 40) this.oneWay();
+    else if (r < 50) this.linkChange();
+    else if (r < 75) this.confChange();
+    else if (r < 87) this.transfer();
+    else this.heal();
+  }
+
+  private crash(): void {
+    const c = this.cluster;
+    const ids = c.nodeIds();
+    const down = ids.length - c.upNodes().length;
+    // Mostly keep a majority up so the run makes progress; sometimes take it down anyway.
+    if (down + 1 > Math.floor((ids.length - 1) / 2) && this.random.next() > 0.1) return;
+    const n = this.pick(c.upNodes());
+    if (!n) return;
+    this.faults.crash++;
+    c.trace.mixString(`crash ${n.id}`);
+    n.crash();
+    this.sched.after(this.random.int(200, 8000), () => {
+      if (!c.nodes.has(n.id) || n.up) return;
+      n.restart();
+      c.coverage.crashRestart++;
+      c.markLaggards(10);
+    });
+  }
+
+  private partition(): void {
+    const c = this.cluster;
+    const ids = c.nodeIds();
+    c.network.heal();
+    const sideA: NodeId[] = [];
+    const sizeA = this.random.int(1, Math.max(1, Math.floor(ids.length / 2)));
+    const pool = [...ids];
+    for (let i = 0; i < sizeA && pool.length > 0; i++) {
+      sideA.push(pool.splice(this.random.int(0, pool.length - 1), 1)[0] as NodeId);
+    }
+    c.network.partition(sideA, pool);
+    this.faults.partition++;
+    c.trace.mixString(`partition ${sideA.join(',')}`);
+    this.healLater(this.random.int(300, 6000));
+  }
+
+  private oneWay(): void {
+    const c = this.cluster;
+    const ids = c.nodeIds();
+    const from = this.pick(ids);
+    const to = this.pick(ids.filter((x) => x !== from));
+    if (!from || !to) return;
+    c.network.cutOneWay(from, to);
+    this.faults.oneWayCut++;
+    this.healLater(this.random.int(300, 4000));
+  }
+
+  private healLater(ms: number): void {
+    const gen = ++this.partitionGen;
+    this.sched.after(ms, () => {
+      if (gen === this.partitionGen) this.heal();
+    });
+  }
+
+  private heal(): void {
+    this.cluster.network.heal();
+    this.cluster.markLaggards(10);
+  }
+
+  private linkChange(): void {
+    this.faults.linkChange++;
+    const calm = this.random.next() < 0.3;
+    this.cluster.network.setFaults({
+      maxDelay: this.random.int(2, 40),
+      dropRate: calm ? 0 : this.random.next() * 0.1,
+      dupRate: calm ? 0 : this.random.next() * 0.05,
+      spikeRate: calm ? 0 : this.random.next() * 0.03,
+    });
+  }
+
+  private propose(cc: ConfChange): boolean {
+    const leader = this.cluster.leader();
+    if (!leader) return false;
+    const ok = leader.proposeConfChange(cc);
+    if (ok) this.faults.confChange++;
+    return ok;
+  }
+
+  private confChange(): void {
+    const c = this.cluster;
+    const leader = c.leader();
+    if (!leader) return;
+    const cs = leader.conf;
+    const ctx = new Uint8Array(0);
+    if (cs.votersOutgoing.length > 0) {
+      // An explicit joint configuration is left by an empty change.
+      if (!cs.autoLeave) this.propose({ transition: 'auto', changes: [], context: ctx });
+      return;
+    }
+    const learner = this.pick(cs.learners);
+    const voters = cs.voters;
+    const r = this.random.int(0, 99);
+    const roomForMore = c.nodes.size < c.config.voters + 2;
+    if (r < 35 && roomForMore) {
+      const n = c.spawnNode();
+      if (!this.propose({ transition: 'auto', changes: [{ type: 'addLearner', nodeId: n.id }], context: ctx })) {
+        c.retire(n.id);
+      }
+    } else if (r < 55 && learner) {
+      this.propose({ transition: 'auto', changes: [{ type: 'addVoter', nodeId: learner }], context: ctx });
+    } else if (r < 75 && voters.length > 3) {
+      const victim = this.pick(voters) as NodeId;
+      if (this.propose({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: victim }], context: ctx })) {
+        this.removing.add(victim);
+      }
+    } else if (learner && voters.length >= 3) {
+      // Replace a voter in one step through joint consensus (§6).
+      const victim = this.pick(voters) as NodeId;
+      const transition = this.random.next() < 0.5 ? 'joint' : 'explicit';
+      const changes = [
+        { type: 'addVoter' as const, nodeId: learner },
+        { type: 'removeNode' as const, nodeId: victim },
+      ];
+      if (this.propose({ transition, changes, context: ctx })) this.removing.add(victim);
+    }
+  }
+
+  private transfer(): void {
+    const c = this.cluster;
+    const leader = c.leader();
+    if (!leader) return;
+    const to = this.pick(leader.conf.voters.filter((v) => v !== leader.id && c.nodes.get(v)?.up));
+    if (!to) return;
+    this.faults.transfer++;
+    const et = c.config.raft.electionTick ?? 10;
+    c.requestTransfer(leader, to, et * c.config.tickMs * 2);
+  }
+}

@@ -1,0 +1,115 @@
+import type { Millis } from '@cohort/core';
+
+/** Handle of a scheduled event; pass it to {@link Scheduler.cancel}. */
+export interface EventHandle {
+  readonly time: Millis;
+  readonly seq: number;
+  cancelled: boolean;
+}
+
+interface QueuedEvent extends EventHandle {
+  fn: () => void;
+}
+
+/**
+ * A simulated-time event queue: events run in time order, ties broken by the
+ * order they were scheduled in, so a run is a pure function of its inputs.
+ * Engine-agnostic: it runs plain callbacks.
+ */
+export class Scheduler {
+  private heap: QueuedEvent[] = [];
+  private seq = 0;
+  private current: Millis = 0;
+  /** Events run so far. */
+  executed = 0;
+
+  /** The simulated time, in milliseconds since the start of the run. */
+  now(): Millis {
+    return this.current;
+  }
+
+  /** Runs `fn` at simulated time `time` (never earlier than now). */
+  at(time: Millis, fn: () => void): EventHandle {
+    const ev: QueuedEvent = { time: Math.max(time, this.current), seq: this.seq++, fn, cancelled: false };
+    this.push(ev);
+    return ev;
+  }
+
+  /** Runs `fn` after `delay` simulated milliseconds. */
+  after(delay: Millis, fn: () => void): EventHandle {
+    return this.at(this.current + Math.max(0, delay), fn);
+  }
+
+  /** Cancels an event; a no-op if it already ran. */
+  cancel(h: EventHandle): void {
+    h.cancelled = true;
+  }
+
+  /** Events scheduled and not yet run (cancelled ones included until they are popped). */
+  size(): number {
+    return this.heap.length;
+  }
+
+  /** Runs the next event; false when the queue is empty. */
+  runNext(): boolean {
+    for (;;) {
+      const ev = this.pop();
+      if (!ev) return false;
+      if (ev.cancelled) continue;
+      this.current = ev.time;
+      this.executed++;
+      ev.fn();
+      return true;
+    }
+  }
+
+  /** Runs every event due up to and including `time`, then sets the clock to `time`. */
+  runUntil(time: Millis, stop: () => boolean = () => false): void {
+    for (;;) {
+      const top = this.heap[0];
+      if (!top || top.time > time || stop()) break;
+      this.runNext();
+    }
+    if (!stop()) this.current = Math.max(this.current, time);
+  }
+
+  private less(a: QueuedEvent, b: QueuedEvent): boolean {
+    return a.time < b.time || (a.time === b.time && a.seq < b.seq);
+  }
+
+  private push(ev: QueuedEvent): void {
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = h[p] as QueuedEvent;
+      if (!this.less(ev, parent)) break;
+      h[i] = parent;
+      i = p;
+    }
+    h[i] = ev;
+  }
+
+  private pop(): QueuedEvent | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (!top || !last || h.length === 0) return top;
+    let i = 0;
+    const n = h.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      let c = l;
+      if (r < n && this.less(h[r] as QueuedEvent, h[l] as QueuedEvent)) c = r;
+      const child = h[c] as QueuedEvent;
+      if (!this.less(child, last)) break;
+      h[i] = child;
+      i = c;
+    }
+    h[i] = last;
+    return top;
+  }
+}

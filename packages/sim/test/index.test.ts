@@ -1,8 +1,0 @@
-import { describe, expect, it } from 'vitest';
-import { PACKAGE } from '../src/index.js';
-
-describe('@cohort/sim', () => {
-  it('names itself', () => {
-    expect(PACKAGE).toBe('@cohort/sim');
-  });
-});
