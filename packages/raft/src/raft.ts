@@ -66,6 +66,7 @@ export class Raft {
   heartbeatElapsed = 0;
   randomizedElectionTimeout = 0;
   receipt: SnapshotReceipt | undefined;
+  pendingBroadcast: 'none' | 'entries' | 'commit' = 'none';
 
   constructor(options: RaftOptions, storage: RaftLogReader) {
     this.opts = resolveOptions(options);
@@ -142,6 +143,7 @@ export class Raft {
         commit: this.raftLog.committed,
       }),
     );
+    pr.sentCommit = this.raftLog.committed;
     const last = ents[ents.length - 1];
     pr.sentEntries(last ? last.index : prevIndex, ents.length, bytes);
     return true;
@@ -189,6 +191,28 @@ export class Raft {
 
   bcastAppend(): void {
     this.forEachPeer((id) => this.sendAppend(id));
+  }
+
+  /**
+   * Batching: new entries and commit updates wait until the host collects the
+   * next Ready, so proposals that arrive together leave as one append per follower.
+   */
+  requestBroadcast(kind: 'entries' | 'commit'): void {
+    if (kind === 'commit' || this.pendingBroadcast === 'none') this.pendingBroadcast = kind;
+  }
+
+  /** Sends what {@link requestBroadcast} deferred, pipelining as far as each follower's window allows. */
+  flushBroadcast(): void {
+    const kind = this.pendingBroadcast;
+    this.pendingBroadcast = 'none';
+    if (kind === 'none' || this.state !== 'leader') return;
+    this.forEachPeer((id, pr) => {
+      while (this.maybeSendAppend(id, false)) {
+        /* keep sending */
+      }
+      // An empty append tells the commit index to a follower no append has told yet.
+      if (kind === 'commit' && pr.sentCommit < this.raftLog.committed) this.sendAppend(id);
+    });
   }
 
   bcastHeartbeat(ctx?: Uint8Array): void {

@@ -177,6 +177,7 @@ export class RawNode {
   hasReady(): boolean {
     if (this.inFlight) return false;
     const r = this.raft;
+    r.flushBroadcast();
     const soft = this.softState();
     if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) return true;
     if (!sameHardState(r.hardState(), this.prevHard)) return true;
@@ -190,6 +191,7 @@ export class RawNode {
   ready(): Ready {
     if (this.inFlight) throw new Error('ready() called again before advance(): advance the previous Ready first');
     const r = this.raft;
+    r.flushBroadcast();
     const u = r.raftLog.unstable;
     const entries = [...u.entries];
     const committedEntries = r.raftLog.nextCommittedEntries(this.committedLimit(), Number.MAX_SAFE_INTEGER);

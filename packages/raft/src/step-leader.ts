@@ -75,7 +75,7 @@ export function leaderPropose(r: Raft, m: Message): ProposalDroppedError | undef
     );
   }
   for (const e of ents) if (e.type === 'confChange') r.pendingConfIndex = e.index;
-  r.bcastAppend();
+  r.requestBroadcast('entries');
   return undefined;
 }
 
@@ -124,7 +124,8 @@ export function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
     pr.inflights.freeLE(m.index);
   }
   if (r.maybeCommit()) {
-    r.bcastAppend();
+    // Followers learn the new commit index with the next batch of appends.
+    r.requestBroadcast('commit');
   } else if (wasPaused) {
     r.sendAppend(m.from);
   }

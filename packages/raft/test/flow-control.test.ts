@@ -60,7 +60,9 @@ describe('flow control', () => {
     // Not acknowledged: after an unreachable report, b is probed.
     a.rn.reportUnreachable('b');
     expect(a.rn.status().progress.b?.state).toBe('probe');
-    for (let i = 0; i < 5; i++) a.rn.propose(bytes(`x${i}`));
+    a.rn.propose(bytes('x0'));
+    net.processReady('a');
+    for (let i = 1; i < 5; i++) a.rn.propose(bytes(`x${i}`));
     net.processReady('a');
     // Probing: only the first proposal went out, the rest wait for its answer.
     const probes = net.takePending().filter((m) => m.type === 'app');
@@ -78,6 +80,20 @@ describe('flow control', () => {
     expect(batch[0]?.entries).toHaveLength(4);
     net.stabilize();
     expect(appliedData(net.node('b'))).toHaveLength(5);
+  });
+
+  it('proposals made between two Readies leave as one append per follower', () => {
+    const net = new Network(['a', 'b', 'c'], { checkQuorum: false });
+    net.elect('a');
+    for (let i = 0; i < 50; i++) net.node('a').rn.propose(bytes(`b${i}`));
+    net.processReady('a');
+    const apps = net.pending().filter((m) => m.type === 'app');
+    expect(apps.map((m) => [m.to, m.entries.length])).toEqual([
+      ['b', 50],
+      ['c', 50],
+    ]);
+    net.stabilize();
+    expect(appliedData(net.node('c'))).toHaveLength(50);
   });
 
   it('the leader drops proposals past maxUncommittedEntriesSize', () => {

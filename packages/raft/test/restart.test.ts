@@ -1,7 +1,7 @@
 import { type Message, SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage, type RaftOptions, RawNode } from '../src/index.js';
-import { appliedData, bytes, Network, snapshotOf } from './network.js';
+import { Network, appliedData, bytes, snapshotOf } from './network.js';
 
 const opts = (id: string, extra: Partial<RaftOptions> = {}): RaftOptions => ({
   id,

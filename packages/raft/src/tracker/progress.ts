@@ -15,6 +15,8 @@ export class Progress {
   pendingSnapshot: LogIndex = 0;
   /** Ticks spent in snapshot state, to give up on a snapshot whose chunks were lost. */
   snapshotTicks = 0;
+  /** The commit index carried by the last append sent (to skip redundant commit-only appends). */
+  sentCommit: LogIndex = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** In probe state, one append was sent and we wait for its answer (or a heartbeat round). */
