@@ -35,6 +35,9 @@ import {
 import { loadOrCreatePeerKey } from './peer-key.js';
 import { REQUEST_ID_BYTES, RequestChannel, splitId, withId } from './request-channel.js';
 
+/** The multiaddr protocol code of `/p2p/<PeerId>`. */
+const P2P_CODE = 421;
+
 /** Streams a protocol may have open at once on one connection (requests use one stream each). */
 const MAX_STREAMS_PER_PROTOCOL = 1024;
 
@@ -97,8 +100,10 @@ export class Libp2pTransport implements Transport {
 
   addPeer(peer: NodeId, address: string): void {
     if (peer === this.self) return;
-    const ma = toMultiaddr(address, `address of peer ${peer}`);
-    const p2p = ma.getComponents().find((c) => c.name === 'p2p')?.value;
+    const full = toMultiaddr(address, `address of peer ${peer}`);
+    const p2p = full.getComponents().find((c) => c.name === 'p2p')?.value;
+    // Keep the transport address alone; the pinned PeerId is appended when dialling.
+    const ma = p2p === undefined ? full : full.decapsulateCode(P2P_CODE);
     const existing = this.peers.get(peer);
     if (existing?.address.equals(ma)) return;
     if (existing !== undefined) closeAll(existing);

@@ -192,6 +192,11 @@ describe('libp2p transport', () => {
     await a.send('b', Protocols.raft, utf8('really a'));
     await waitFor('the real a', () => inB.got.length === 1);
     expect(inB.got).toEqual(['a:really a']);
+    // b dials a through the pinned /p2p/ address.
+    const inA = inbox();
+    a.handle(Protocols.raft, inA.handler);
+    await b.send('a', Protocols.raft, utf8('to the real a'));
+    await waitFor('b to reach a', () => inA.got.length === 1);
   });
 
   it('refuses a stream addressed to another node id', async () => {
@@ -239,7 +244,7 @@ describe('libp2p transport', () => {
       return r !== undefined && text(r) === 'pong';
     });
     expect(a.stats().dialFailures).toBeGreaterThan(0);
-  });
+  }, 60_000);
 
   it('drops and counts one-way frames beyond the per-peer queue bound', async () => {
     const a = await cluster.start({ self: 'a', maxQueuedFrames: 2 });
