@@ -1,12 +1,8 @@
 #!/usr/bin/env node
 import { ConfigError } from '@cohort/core';
 import { Command, CommanderError } from 'commander';
-import { checkDataDir } from './check.js';
-import { CohortNode } from './cohort-node.js';
 import { type StartFlags, loadNodeOptions } from './config.js';
-import { runDevCluster } from './dev-cluster.js';
 import { createLogger } from './logger.js';
-import { openStore } from './open-store.js';
 
 /** Exit status for bad usage or configuration. */
 const EXIT_USAGE = 2;
@@ -25,6 +21,8 @@ async function start(flags: StartFlags): Promise<void> {
       fail(err.message.startsWith('invalid configuration') ? err.message : `invalid configuration: ${err.message}`);
     throw err;
   }
+  // Loaded only now, so usage and configuration errors answer without loading libp2p and SQLite.
+  const [{ CohortNode }, { openStore }] = await Promise.all([import('./cohort-node.js'), import('./open-store.js')]);
   const id = options.config.node.id;
   const log = createLogger(options.logLevel, { node: id });
   const node = new CohortNode(
@@ -98,6 +96,7 @@ program
   .action(async (o: Record<string, string>) => {
     const n = Number(o.nodes);
     if (!Number.isInteger(n) || n < 1 || n > 9) fail(`--nodes must be 1..9, got ${o.nodes}`);
+    const { runDevCluster } = await import('./dev-cluster.js');
     const code = await runDevCluster({
       dir: o.dir!,
       nodes: n,
@@ -113,7 +112,8 @@ program
   .command('check <dataDir>')
   .description("verify a stopped node's data directory (checksums, log continuity, snapshots)")
   .option('--json', 'print the full report as JSON')
-  .action((dataDir: string, o: { json?: boolean }) => {
+  .action(async (dataDir: string, o: { json?: boolean }) => {
+    const { checkDataDir } = await import('./check.js');
     process.exit(checkDataDir(dataDir, o.json === true));
   });
 

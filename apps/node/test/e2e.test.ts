@@ -74,5 +74,11 @@ describe('three cohort processes', () => {
     const back = redis(leader.resp);
     expect(await back.get('after19')).toBe('new19');
     expect(await back.get('key0')).toBe('value0');
+
+    // SIGTERM shuts a node down gracefully: exit status 0, and the others keep serving.
+    back.disconnect();
+    expect(await c.terminate(leader)).toBe(0);
+    expect(leader.log).toMatch(/node stopped/);
+    expect(await survivor.set('last', '1')).toBe('OK');
   }, 60_000);
 });

@@ -99,6 +99,15 @@ export class ProcCluster {
     await gone;
   }
 
+  /** Sends SIGTERM to `node` and resolves with its exit code once it is gone. */
+  async terminate(node: ProcNode): Promise<number | null> {
+    const child = node.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const gone = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    return gone;
+  }
+
   async killAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => this.kill(n)));
   }
