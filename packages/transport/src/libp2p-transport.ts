@@ -35,6 +35,9 @@ import {
 import { loadOrCreatePeerKey } from './peer-key.js';
 import { REQUEST_ID_BYTES, RequestChannel, splitId, withId } from './request-channel.js';
 
+/** How often the same stream refusal is logged as a warning (it is counted every time). */
+const WARN_EVERY_MS = 10_000;
+
 /** The multiaddr protocol code of `/p2p/<PeerId>`. */
 const P2P_CODE = 421;
 
@@ -67,6 +70,8 @@ export class Libp2pTransport implements Transport {
   private readonly frameHandlers = new Map<string, FrameHandler>();
   private readonly requestHandlers = new Map<string, RequestHandler>();
   private readonly registered = new Set<string>();
+  /** When each distinct refusal was last logged as a warning. */
+  private readonly warned = new Map<string, number>();
   private readonly counters: TransportStats = emptyStats();
   private node: Libp2p | undefined;
 
@@ -327,7 +332,7 @@ export class Libp2pTransport implements Transport {
       const refusal = this.checkHello(hello.from, hello.to, remote);
       if (refusal !== undefined) {
         this.counters.rejectedStreams++;
-        this.options.logger.warn(`refused a stream: ${refusal}`, {
+        this.warnOnce(refusal, `refused a stream: ${refusal}`, {
           protocol,
           from: hello.from,
           peerId: remote.toString(),
@@ -337,7 +342,7 @@ export class Libp2pTransport implements Transport {
       }
     } catch (err) {
       this.counters.rejectedStreams++;
-      this.options.logger.warn('refused a stream without a valid hello', {
+      this.warnOnce(`hello:${remote}`, 'refused a stream without a valid hello', {
         protocol,
         peerId: remote.toString(),
         err: String(err),
@@ -451,6 +456,22 @@ export class Libp2pTransport implements Transport {
       this.options.logger.debug('stream failed', { protocol, from, err: String(err) });
     }
     stream.abort(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  /**
+   * A misconfigured peer retries at Raft's heartbeat rate: warn once per
+   * distinct reason every {@link WARN_EVERY_MS}, and count every occurrence.
+   */
+  private warnOnce(key: string, msg: string, fields: Record<string, unknown>): void {
+    const now = this.options.clock.now();
+    const last = this.warned.get(key);
+    if (last !== undefined && now - last < WARN_EVERY_MS) {
+      this.options.logger.debug(msg, fields);
+      return;
+    }
+    if (this.warned.size >= 1024) this.warned.clear();
+    this.warned.set(key, now);
+    this.options.logger.warn(msg, fields);
   }
 
   private oversized(bytes: number): CodecError {
