@@ -94,7 +94,11 @@ export class KvService {
       // "Not the leader" is safe to retry (nothing was applied); so is any failed read. A write that
       // may have reached a leader is not retried: the client decides, knowing it may have applied.
       if (last.type !== 'failure') return last;
-      const retry = last.code === ErrorCode.NotLeader || (req.kind === 'read' && last.code === ErrorCode.Unavailable);
+      // A dropped proposal was refused or replaced in the log: certainly not applied either.
+      const retry =
+        last.code === ErrorCode.NotLeader ||
+        last.code === ErrorCode.ProposalDropped ||
+        (req.kind === 'read' && last.code === ErrorCode.Unavailable);
       if (!retry) return last;
       await new Promise((r) => setTimeout(r, Math.min(20 * 2 ** attempt, 200)));
     }
