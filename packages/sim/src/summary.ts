@@ -9,6 +9,7 @@ export function formatSummary(s: BatchSummary, wallMs: number): string {
   const lines = [
     `seeds:           ${s.seeds}`,
     `simulated:       ${hours(s.simMs)} h (${(s.simMs / 1000).toFixed(0)} s) in ${(wallMs / 1000).toFixed(1)} s wall (${(s.simMs / Math.max(1, wallMs)).toFixed(0)}x)`,
+    `cpu time:        ${(s.cpuMs / 1000).toFixed(1)} s (${(s.simMs / Math.max(1, s.cpuMs)).toFixed(0)}x simulated per CPU second)`,
     `events:          ${s.events}`,
     `client ops:      ${s.ops.total} (${s.ops.completed} answered, ${s.ops.unknown} unknown outcome), all linearizable`,
     'faults injected:',
@@ -25,7 +26,7 @@ export function formatSeed(r: SeedResult): string {
   return [
     `seed ${r.seed}: ok, trace ${r.traceHash}`,
     `  cluster: ${c.voters} voters, tick ${c.tickMs}ms skew ${(c.tickSkew * 100).toFixed(0)}%, reads ${c.raft.readOnlyOption}, preVote ${c.raft.preVote}`,
-    `  simulated ${(r.simMs / 1000).toFixed(0)} s in ${r.wallMs.toFixed(0)} ms, ${r.events} events, ${r.invariantChecks} invariant checks`,
+    `  simulated ${(r.simMs / 1000).toFixed(0)} s in ${r.wallMs.toFixed(0)} ms wall (${r.cpuMs.toFixed(0)} ms CPU), ${r.events} events, ${r.invariantChecks} invariant checks`,
     `  ops: ${r.ops.total} (${r.ops.completed} answered, ${r.ops.unknown} unknown)`,
     `  faults: ${JSON.stringify(r.faults)}`,
     `  network: ${JSON.stringify(r.network)}`,

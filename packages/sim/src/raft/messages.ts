@@ -23,8 +23,12 @@ export type SimMessage =
   | { kind: 'req'; req: ClientRequest }
   | { kind: 'resp'; resp: ClientResponse };
 
-/** Copies what a receiver could mutate (messages and their entries), sharing the immutable bytes. */
+/**
+ * Copies what a receiver could mutate. Only a forwarded proposal is changed
+ * on receipt (the leader stamps its entries with term and index); every other
+ * message is read-only to its receiver, so it is shared, as within one process.
+ */
 export function cloneSimMessage(s: SimMessage): SimMessage {
-  if (s.kind !== 'raft') return s;
+  if (s.kind !== 'raft' || s.m.type !== 'prop') return s;
   return { kind: 'raft', m: { ...s.m, entries: s.m.entries.map((e) => ({ ...e })) } };
 }

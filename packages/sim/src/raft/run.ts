@@ -30,6 +30,8 @@ export interface SeedResult {
   seed: number;
   simMs: number;
   wallMs: number;
+  /** CPU time of this process during the run (wall time inflates when the machine is shared). */
+  cpuMs: number;
   events: number;
   traceHash: string;
   faults: Record<FaultKind, number>;
@@ -78,6 +80,7 @@ export function seedConfig(r: SeededRandom): ClusterConfig {
  */
 export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const root = new SeededRandom(seed);
   const configRandom = root.fork();
   const randoms = RaftCluster.randoms(root);
@@ -122,6 +125,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     seed,
     simMs: simMs + settleMs,
     wallMs: performance.now() - started,
+    cpuMs: cpuMillis(cpuStarted),
     events: cluster.scheduler.executed,
     traceHash: cluster.trace.digest(),
     faults: { ...scenario.faults },
@@ -133,11 +137,17 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   };
 }
 
+function cpuMillis(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
+}
+
 /** Totals over a batch of seeds. */
 export interface BatchSummary {
   seeds: number;
   simMs: number;
   wallMs: number;
+  cpuMs: number;
   events: number;
   faults: Record<string, number>;
   coverage: Coverage;
@@ -149,6 +159,7 @@ export function emptySummary(): BatchSummary {
     seeds: 0,
     simMs: 0,
     wallMs: 0,
+    cpuMs: 0,
     events: 0,
     faults: {},
     coverage: emptyCoverage(),
@@ -161,6 +172,7 @@ export function addToSummary(s: BatchSummary, r: SeedResult): void {
   s.seeds++;
   s.simMs += r.simMs;
   s.wallMs += r.wallMs;
+  s.cpuMs += r.cpuMs;
   s.events += r.events;
   const add = (k: string, v: number): void => {
     s.faults[k] = (s.faults[k] ?? 0) + v;

@@ -1,15 +1,18 @@
 import {
   type ConfState,
   type Entry,
+  type GroupWrite,
   type HardState,
   type LogIndex,
   type NodeId,
   ProposalDroppedError,
+  type RaftLogReader,
   type SeededRandom,
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { MemoryStorage, type RaftOptions, RawNode, type StateRole, decodeConfChange } from '@cohort/raft';
+import { type RaftOptions, RawNode, type StateRole, decodeConfChange } from '@cohort/raft';
+import { MemoryNodeStore } from '@cohort/storage';
 import type { SimNetwork } from '../network.js';
 import type { EventHandle, Scheduler } from '../scheduler.js';
 import type { TraceHash } from '../trace.js';
@@ -54,15 +57,22 @@ interface PendingRead {
   index: LogIndex | undefined;
 }
 
+/** The one Raft group each simulated node runs. */
+const GROUP = 'p0';
+
 /**
  * A simulated Raft host: one RawNode, its disk and its KV state machine, in
- * the ready loop a real host runs (persist, send, apply, advance). The disk
- * keeps every synced write; a crash loses the rest (the commit index of a
- * hard state written without sync) and all volatile state.
+ * the ready loop a real host runs (persist, send, apply, advance). The disk is
+ * storage's in-memory store: it keeps every synced write, and a crash loses
+ * the rest (a hard state written without sync, an application snapshot not
+ * yet synced) along with all volatile state.
  */
 export class SimRaftNode {
   rn: RawNode | undefined;
-  readonly storage = new MemoryStorage();
+  readonly store: MemoryNodeStore;
+  readonly storage: RaftLogReader;
+  /** Index of the latest snapshot saved or installed (volatile; reread on restart). */
+  private snapIndex: LogIndex = 0;
   /** The hard state as last synced to disk. */
   private durable: HardState = { term: 0, vote: '', commit: 0 };
   private kv = new KvMachine();
@@ -86,7 +96,10 @@ export class SimRaftNode {
     private readonly random: SeededRandom,
     /** Simulated milliseconds between this node's ticks (skewed per node). */
     readonly tickMs: number,
-  ) {}
+  ) {
+    this.store = new MemoryNodeStore({ autoSync: false, name: `${id}.mem`, chunkBytes: 4096 });
+    this.storage = this.store.group(GROUP);
+  }
 
   get up(): boolean {
     return this.rn !== undefined;
@@ -100,7 +113,7 @@ export class SimRaftNode {
   }
 
   private options(): RaftOptions {
-    return { ...this.env.raft, id: this.id, random: this.random.fork(), applied: this.storage.snapshot().meta.index };
+    return { ...this.env.raft, id: this.id, random: this.random.fork(), applied: this.snapIndex };
   }
 
   private attach(): void {
@@ -122,7 +135,7 @@ export class SimRaftNode {
     this.rn = undefined;
     if (this.tickTimer) this.env.scheduler.cancel(this.tickTimer);
     this.env.network.detach(this.id);
-    this.storage.setHardState(this.durable);
+    this.store.crash();
     this.pendingWrites.clear();
     this.pendingReads.clear();
     this.role = 'follower';
@@ -137,6 +150,8 @@ export class SimRaftNode {
     this.kv.restore(snap.data);
     this.conf = snap.meta.confState;
     this.applied = snap.meta.index;
+    this.snapIndex = snap.meta.index;
+    this.durable = this.storage.initialState().hardState;
     this.env.invariants.onRestart(this.id, this.durable, snap.meta.index);
     this.rn = new RawNode(this.options(), this.storage);
     this.term = this.durable.term;
@@ -206,9 +221,16 @@ export class SimRaftNode {
     const inv = this.env.invariants;
     while (rn.hasReady()) {
       const rd = rn.ready();
+      const write: GroupWrite = { group: GROUP };
+      if (rd.snapshot) write.snapshot = rd.snapshot;
+      if (rd.entries.length > 0) write.entries = rd.entries;
+      if (rd.hardState) write.hardState = rd.hardState;
+      // A received snapshot is synced whatever mustSync says: the leader is told it is installed.
+      const sync = rd.mustSync || rd.snapshot !== undefined;
+      if (rd.snapshot || rd.entries.length > 0 || rd.hardState) this.store.write([write], { sync });
       if (rd.snapshot) {
         const s = rd.snapshot;
-        this.storage.applySnapshot(s);
+        this.snapIndex = s.meta.index;
         inv.onSnapshot(this.id, s.meta.index, s.meta.term);
         this.kv.restore(s.data);
         this.conf = s.meta.confState;
@@ -217,19 +239,17 @@ export class SimRaftNode {
         this.env.coverage.snapshotInstall++;
       }
       if (rd.entries.length > 0) {
-        this.storage.append(rd.entries);
         inv.onAppend(this.id, rd.entries);
         if (this.env.bugs.applyUncommitted) {
           for (const e of rd.entries) if (e.index === this.applied + 1) this.apply(rn, e);
         }
       }
       if (rd.hardState) {
-        this.storage.setHardState(rd.hardState);
         this.term = rd.hardState.term;
         inv.onHardState(this.id, rd.hardState);
       }
-      // A snapshot is always written durably, whatever mustSync says.
-      if (rd.mustSync || rd.snapshot) {
+      if (sync) {
+        // A sync makes every earlier write durable too.
         this.durable = this.storage.initialState().hardState;
         inv.onDurable(this.id, this.durable);
       }
@@ -296,17 +316,13 @@ export class SimRaftNode {
 
   /** The application snapshots its state now and then and compacts the log behind it. */
   private maybeSnapshot(): void {
-    const snapIndex = this.storage.snapshot().meta.index;
-    if (this.applied - snapIndex < this.env.snapshotEvery) return;
-    this.storage.createSnapshot(this.applied, this.conf, this.kv.snapshot());
-    // Saving a snapshot syncs the disk, so the hard state written before it is durable too.
-    this.durable = this.storage.initialState().hardState;
-    this.env.invariants.onDurable(this.id, this.durable);
-    const compactTo = this.applied - this.env.snapshotKeep;
-    if (compactTo >= this.storage.firstIndex()) {
-      this.storage.compact(compactTo);
-      this.env.invariants.onCompact(this.id, compactTo);
-    }
+    if (this.applied - this.snapIndex < this.env.snapshotEvery) return;
+    const meta = { index: this.applied, term: this.storage.term(this.applied), confState: this.conf };
+    const compactTo = Math.max(this.storage.firstIndex() - 1, this.applied - this.env.snapshotKeep);
+    // Saved without a sync: a crash before the next sync loses it and restarts from the older state.
+    this.store.saveSnapshot(GROUP, { meta, data: this.kv.snapshot() }, compactTo);
+    this.snapIndex = this.applied;
+    this.env.invariants.onCompact(this.id, compactTo);
   }
 
   /** Asks this node (the leader) to hand leadership to `to`. */
