@@ -25,6 +25,7 @@ export type OpenFrameStream = () => Promise<FramedStream>;
  */
 export class FrameSender {
   private readonly queue: Pending[] = [];
+  private queuedBytes = 0;
   private stream: FramedStream | undefined;
   private running = false;
   private closed = false;
@@ -33,6 +34,7 @@ export class FrameSender {
     private readonly peer: NodeId,
     private readonly protocol: string,
     private readonly maxQueued: number,
+    private readonly maxQueuedBytes: number,
     private readonly open: OpenFrameStream,
     private readonly stats: TransportStats,
     private readonly logger: Logger,
@@ -40,16 +42,20 @@ export class FrameSender {
 
   send(frame: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(new UnavailableError(`the transport to ${this.peer} is closed`));
-    if (this.queue.length >= this.maxQueued) {
+    // A single frame larger than the byte bound still goes through an empty queue.
+    const overBytes = this.queue.length > 0 && this.queuedBytes + frame.byteLength > this.maxQueuedBytes;
+    if (this.queue.length >= this.maxQueued || overBytes) {
       this.stats.framesDropped++;
       return Promise.reject(
         new UnavailableError(
-          `send queue to ${this.peer} on ${this.protocol} is full (${this.maxQueued} frames); frame dropped`,
+          `send queue to ${this.peer} on ${this.protocol} is full (${this.queue.length} frames, ` +
+            `${this.queuedBytes} bytes); frame dropped`,
         ),
       );
     }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ frame, resolve, reject });
+      this.queuedBytes += frame.byteLength;
       if (!this.running) void this.drain();
     });
   }
@@ -91,6 +97,7 @@ export class FrameSender {
           });
         }
         const batch = this.queue.splice(0, this.queue.length);
+        this.queuedBytes = 0;
         try {
           await stream.lp.writeV(batch.map((p) => p.frame));
           this.stats.framesSent += batch.length;
@@ -108,6 +115,7 @@ export class FrameSender {
   }
 
   private failAll(err: Error): void {
+    this.queuedBytes = 0;
     for (const p of this.queue.splice(0, this.queue.length)) p.reject(err);
   }
 }

@@ -142,6 +142,7 @@ export class Libp2pTransport implements Transport {
         peer,
         protocol,
         this.options.maxQueuedFrames,
+        this.options.maxQueuedBytes,
         () => this.openStream(peer, protocol, 'frames'),
         this.counters,
         this.options.logger,

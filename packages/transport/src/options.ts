@@ -19,6 +19,11 @@ export interface Libp2pTransportOptions {
    */
   maxQueuedFrames?: number;
   /**
+   * Bytes of one-way frames queued per peer and protocol before `send` drops new ones.
+   * @default 64 MiB
+   */
+  maxQueuedBytes?: number;
+  /**
    * How long `request` waits for a response (and a dial for a connection).
    * @default 5000
    */
@@ -54,6 +59,7 @@ export function resolveOptions(o: Libp2pTransportOptions): ResolvedOptions {
     dataDir: o.dataDir,
     maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxQueuedFrames: o.maxQueuedFrames ?? 1024,
+    maxQueuedBytes: o.maxQueuedBytes ?? 64 * 1024 * 1024,
     requestTimeoutMs: o.requestTimeoutMs ?? 5000,
     minRedialMs: o.minRedialMs ?? 100,
     maxRedialMs: o.maxRedialMs ?? 5000,

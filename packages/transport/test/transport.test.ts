@@ -272,6 +272,20 @@ describe('libp2p transport', () => {
     expect(inB.got).toEqual(['a:0', 'a:1']);
   });
 
+  it('bounds the queue by bytes as well as by frames', async () => {
+    const a = await cluster.start({ self: 'a', maxQueuedBytes: 1000 });
+    const b = await cluster.start({ self: 'b' });
+    meshAll(a, b);
+    const inB = inbox();
+    b.handle(Protocols.raft, inB.handler);
+    const big = new Uint8Array(600).fill(120);
+    // Offered before the stream opens: the first fits, the second would pass 1000 bytes.
+    const results = await Promise.allSettled([a.send('b', Protocols.raft, big), a.send('b', Protocols.raft, big)]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    expect(a.stats().framesDropped).toBe(1);
+    await waitFor('the queued frame', () => inB.got.length === 1);
+  });
+
   it('rejects sends to an unknown peer with an actionable error', async () => {
     const a = await cluster.start({ self: 'a' });
     await expect(a.send('zz', Protocols.raft, utf8('x'))).rejects.toThrow(/addPeer/);
