@@ -3,9 +3,16 @@
  * hard state, CRC-checked log entries, chunked snapshots, KV tables and group
  * commit; and an in-memory store with the same contract for simulation.
  */
+export {
+  type CheckFinding,
+  type CheckReport,
+  DATA_FILE_NAME,
+  type GroupCheck,
+  checkDataDir,
+} from './check-data-dir.js';
 export { crc32c } from './crc32c.js';
 export { MemoryNodeStore, type MemoryNodeStoreOptions, type MemoryWriteOptions } from './memory-node-store.js';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
-export { DATA_FILE_NAME, SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
+export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
 export * from './types.js';
 export { type WalReport, scanWal } from './wal-scan.js';

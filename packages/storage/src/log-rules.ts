@@ -1,4 +1,5 @@
-import { type Entry, type GroupWrite, type HardState, type LogIndex, type Snapshot, StorageError } from '@cohort/core';
+import type { Entry, GroupWrite, HardState, LogIndex, Snapshot } from '@cohort/core';
+import { StorageError } from '@cohort/core/errors';
 
 /** Where a group's log stands, as far as validating a write needs to know. */
 export interface LogPosition {

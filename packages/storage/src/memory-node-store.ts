@@ -1,19 +1,16 @@
-import {
-  CompactedError,
-  type ConfState,
-  type Entry,
-  type GroupId,
-  type GroupWrite,
-  type HardState,
-  type LogIndex,
-  ProposalDroppedError,
-  type RaftLogReader,
-  type Snapshot,
-  type SnapshotMeta,
-  StorageError,
-  type Term,
-  UnavailableError,
+import type {
+  ConfState,
+  Entry,
+  GroupId,
+  GroupWrite,
+  HardState,
+  LogIndex,
+  RaftLogReader,
+  Snapshot,
+  SnapshotMeta,
+  Term,
 } from '@cohort/core';
+import { CompactedError, ProposalDroppedError, StorageError, UnavailableError } from '@cohort/core/errors';
 import { DEFAULT_CHUNK_BYTES, Rechunker, joinChunks, makeStats, splitChunks } from './chunks.js';
 import { type LogPosition, checkCompact, copyEntry, limitSize, planBatch } from './log-rules.js';
 import { MemoryPartitionKv } from './memory-kv.js';

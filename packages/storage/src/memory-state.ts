@@ -1,14 +1,6 @@
-import {
-  CompactedError,
-  type Entry,
-  type HardState,
-  type LogIndex,
-  type SnapshotMeta,
-  type Term,
-  UnavailableError,
-  emptyConfState,
-  emptyHardState,
-} from '@cohort/core';
+import type { Entry, HardState, LogIndex, SnapshotMeta, Term } from '@cohort/core';
+import { CompactedError, UnavailableError } from '@cohort/core/errors';
+import { emptyConfState, emptyHardState } from '@cohort/core/raft-types';
 import type { ClientSession, KvRecord } from './types.js';
 
 /** One group's state in a {@link MemoryNodeStore}. */

@@ -1,4 +1,4 @@
-import { StorageError } from '@cohort/core';
+import { StorageError } from '@cohort/core/errors';
 import type Database from 'better-sqlite3';
 
 /**

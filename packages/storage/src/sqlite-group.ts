@@ -1,18 +1,6 @@
-import {
-  CompactedError,
-  type ConfState,
-  type Entry,
-  type HardState,
-  type LogIndex,
-  type RaftLogReader,
-  type Snapshot,
-  type SnapshotMeta,
-  StorageError,
-  type Term,
-  UnavailableError,
-  emptyConfState,
-  emptyHardState,
-} from '@cohort/core';
+import type { ConfState, Entry, HardState, LogIndex, RaftLogReader, Snapshot, SnapshotMeta, Term } from '@cohort/core';
+import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
+import { emptyConfState, emptyHardState } from '@cohort/core/raft-types';
 import { entryCrc, entryTypeOf } from './checksums.js';
 import type { LogPosition } from './log-rules.js';
 import { cloneMeta } from './memory-node-store.js';

@@ -1,4 +1,5 @@
-import { type ConfState, type Entry, type Logger, StorageError } from '@cohort/core';
+import type { ConfState, Entry, Logger } from '@cohort/core';
+import { StorageError } from '@cohort/core/errors';
 import type Database from 'better-sqlite3';
 import { groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { type EntryRow, type GroupState, decodeEntryRow, newGroupState } from './sqlite-group.js';

@@ -1,17 +1,9 @@
 import { join } from 'node:path';
-import {
-  type Entry,
-  type GroupId,
-  type GroupWrite,
-  type LogIndex,
-  type Logger,
-  type RaftLogReader,
-  type Snapshot,
-  type SnapshotMeta,
-  StorageError,
-  silentLogger,
-} from '@cohort/core';
+import type { Entry, GroupId, GroupWrite, LogIndex, Logger, RaftLogReader, Snapshot, SnapshotMeta } from '@cohort/core';
+import { StorageError } from '@cohort/core/errors';
+import { silentLogger } from '@cohort/core/logger';
 import Database from 'better-sqlite3';
+import { DATA_FILE_NAME } from './check-data-dir.js';
 import { chunkCrc, entryCrc, entryTypeCode, groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, makeStats, splitChunks } from './chunks.js';
 import { type WritePlan, checkCompact, copyEntry, planBatch } from './log-rules.js';
@@ -39,9 +31,6 @@ import {
   resolveLimits,
 } from './types.js';
 import { scanWal } from './wal-scan.js';
-
-/** The database file's name inside a node's data directory. */
-export const DATA_FILE_NAME = 'cohort.db';
 
 /** Options of {@link SqliteNodeStore.open}. */
 export interface SqliteNodeStoreOptions {

@@ -1,4 +1,4 @@
-import type { GroupId, GroupWrite, LogIndex, NodeStore, SnapshotMeta } from '@cohort/core';
+import type { GroupId, GroupWrite, LogIndex, LogStats, NodeStore, SnapshotMeta } from '@cohort/core';
 
 /** Size bounds of one group's log (seed 002's snapshot and log-size policy). */
 export interface LogLimits {
@@ -31,25 +31,7 @@ export function resolveLimits(limits: LogLimits = {}): ResolvedLogLimits {
   };
 }
 
-/** Sizes of one group's log, and what the size policy says about them. */
-export interface LogStats {
-  firstIndex: LogIndex;
-  lastIndex: LogIndex;
-  /** Index of the last snapshot (0 when none). */
-  snapshotIndex: LogIndex;
-  /** Entries still in the log. */
-  entries: number;
-  /** Bytes of entry data still in the log. */
-  bytes: number;
-  /** Entries after the last snapshot's index. */
-  entriesSinceSnapshot: number;
-  /** Bytes of entry data after the last snapshot's index. */
-  bytesSinceSnapshot: number;
-  /** The group crossed `snapshotEntries` or `snapshotBytes` since its last snapshot. */
-  shouldSnapshot: boolean;
-  /** The log holds more than `maxLogBytes`: new proposals are refused. */
-  overLimit: boolean;
-}
+export type { LogStats } from '@cohort/core';
 
 /** Streams a snapshot into the store chunk by chunk, so a large one never sits whole in memory. */
 export interface SnapshotSink {

@@ -1,0 +1,70 @@
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { entryCrc, groupRowCrc } from '../src/checksums.js';
+import { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from '../src/schema.js';
+import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import { tempDir } from './harness.js';
+
+describe('schema migrations', () => {
+  let dir: string;
+  let cleanup: () => void;
+  let file: string;
+  beforeEach(() => {
+    ({ dir, cleanup } = tempDir());
+    file = join(dir, 'node.db');
+  });
+  afterEach(() => cleanup());
+
+  it('creates a new database at the latest version in WAL mode with synchronous=FULL', () => {
+    const store = SqliteNodeStore.open(file);
+    expect(schemaVersion(store.database)).toBe(SCHEMA_VERSION);
+    expect(SCHEMA_VERSION).toBe(MIGRATIONS.length);
+    expect(store.database.pragma('journal_mode', { simple: true })).toBe('wal');
+    // 2 = FULL
+    expect(store.database.pragma('synchronous', { simple: true })).toBe(2);
+    store.close();
+  });
+
+  it('upgrades a version 1 database holding a log, keeping its data', () => {
+    const db = new Database(file);
+    migrate(db, file, 1);
+    expect(schemaVersion(db)).toBe(1);
+    const data = new TextEncoder().encode('old entry');
+    const hardState = { term: 2, vote: 'n1', commit: 1 };
+    db.prepare('INSERT INTO groups VALUES (1, ?, ?, ?, ?, 0, 0, 1, 0, ?)').run(
+      'p1',
+      hardState.term,
+      hardState.vote,
+      hardState.commit,
+      groupRowCrc({ name: 'p1', hardState, compactIndex: 0, compactTerm: 0, lastIndex: 1, snapId: 0 }),
+    );
+    db.prepare('INSERT INTO entries VALUES (1, 1, 2, 0, ?, ?)').run(data, entryCrc('p1', 1, 2, 0, data));
+    expect(() => db.prepare('SELECT * FROM kv').all()).toThrow(/no such table/);
+    db.close();
+
+    const store = SqliteNodeStore.open(file);
+    expect(schemaVersion(store.database)).toBe(SCHEMA_VERSION);
+    const g = store.group('p1');
+    expect(g.initialState().hardState).toEqual(hardState);
+    expect(new TextDecoder().decode(g.entries(1, 2, 100)[0]?.data)).toBe('old entry');
+    store.kv('p1').put(new Uint8Array([1]), new Uint8Array([2]), { revision: 1, expiresAt: 5 });
+    store.close();
+    const reopened = SqliteNodeStore.open(file);
+    expect(reopened.kv('p1').get(new Uint8Array([1]))?.expiresAt).toBe(5);
+    reopened.close();
+  });
+
+  it('refuses a database written by a newer schema', () => {
+    const db = new Database(file);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    expect(() => SqliteNodeStore.open(file)).toThrow(/newer than this build supports/);
+  });
+
+  it('refuses a file that is not a database', async () => {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, 'this is not a database file, it is text'.repeat(200));
+    expect(() => SqliteNodeStore.open(file)).toThrow(/cannot open the database|quick_check/);
+  });
+});
