@@ -2,7 +2,14 @@
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { COVERAGE_KINDS, missingCoverage } from './raft/coverage.js';
-import { type BatchSummary, type RunOptions, addToSummary, emptySummary, runSeed } from './raft/run.js';
+import {
+  type BatchSummary,
+  type RunOptions,
+  addToSummary,
+  emptySummary,
+  replayCommandFor,
+  runSeed,
+} from './raft/run.js';
 import { formatSeed, formatSummary } from './summary.js';
 
 function int(name: string): (v: string) => number {
@@ -41,8 +48,12 @@ const run: RunOptions = { faults: opts.faults };
 if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
 
 if (opts.seed !== undefined) {
-  const r = runSeed(opts.seed, run);
-  console.log(formatSeed(r));
+  try {
+    console.log(formatSeed(runSeed(opts.seed, run)));
+  } catch (e) {
+    console.error(`seed ${opts.seed} FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exitCode = 1;
+  }
 } else {
   let count = opts.seeds ?? 100;
   if (opts.soak) {
@@ -68,7 +79,7 @@ if (opts.seed !== undefined) {
   } catch (e) {
     bar?.stop();
     console.error(`\nseed ${seed} FAILED: ${e instanceof Error ? e.message : String(e)}`);
-    console.error(`replay: pnpm sim --seed ${seed}`);
+    console.error(`replay: ${replayCommandFor(seed, run)}`);
     process.exitCode = 1;
   }
   bar?.stop();

@@ -5,6 +5,13 @@ export interface RunPosition {
   step: number;
   /** Simulated milliseconds. */
   time: number;
+  /** The command that replays the run. @default `pnpm sim --seed <seed>` */
+  replay?: string;
+}
+
+/** The command that replays a run at `at`. */
+export function replayCommand(at: { seed: number; replay?: string }): string {
+  return at.replay ?? `pnpm sim --seed ${at.seed}`;
 }
 
 /** A safety property was broken; the message names the property, the nodes and how to replay. */
@@ -16,7 +23,7 @@ export class InvariantViolationError extends Error {
     readonly at: RunPosition,
   ) {
     super(
-      `${property} violated at step ${at.step} (t=${at.time}ms) of seed ${at.seed}: ${detail}; replay with: pnpm sim --seed ${at.seed}`,
+      `${property} violated at step ${at.step} (t=${at.time}ms) of seed ${at.seed}: ${detail}; replay with: ${replayCommand(at)}`,
     );
   }
 }
@@ -29,7 +36,10 @@ export class LinearizabilityViolationError extends Error {
     readonly detail: string,
     /** The operations (of one key) that could not be linearized. */
     readonly operations: unknown[] = [],
+    replay?: string,
   ) {
-    super(`history of seed ${seed} is not linearizable: ${detail}; replay with: pnpm sim --seed ${seed}`);
+    super(
+      `history of seed ${seed} is not linearizable: ${detail}; replay with: ${replayCommand(replay === undefined ? { seed } : { seed, replay })}`,
+    );
   }
 }

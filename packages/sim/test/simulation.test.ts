@@ -27,7 +27,7 @@ describe('the checks can fail', () => {
     }
     expect(failure).toBeDefined();
     const f = failure as { seed: number; message: string };
-    expect(f.message).toContain(`pnpm sim --seed ${f.seed}`);
+    expect(f.message).toContain(`pnpm sim --seed ${f.seed} --sim-seconds 20`);
     // The failure replays from its seed.
     expect(() => runSeed(f.seed, { simMs: 20_000, cluster: { bugs: { staleReads: true } } })).toThrow(f.message);
   });

@@ -56,6 +56,8 @@ export class RaftCluster {
     readonly seed: number,
     readonly config: ClusterConfig,
     private readonly randoms: RunRandoms,
+    /** The command that replays this run, for error messages. */
+    private readonly replay: string = `pnpm sim --seed ${seed}`,
   ) {
     this.network = new SimNetwork<SimMessage>(this.scheduler, randoms.network, config.links, cloneSimMessage);
     this.invariants = new RaftInvariants(() => this.position());
@@ -67,7 +69,7 @@ export class RaftCluster {
 
   /** Where the run is, for error messages. */
   position(): RunPosition {
-    return { seed: this.seed, step: this.scheduler.executed, time: this.scheduler.now() };
+    return { seed: this.seed, step: this.scheduler.executed, time: this.scheduler.now(), replay: this.replay };
   }
 
   private createNode(id: NodeId): SimRaftNode {

@@ -42,6 +42,16 @@ export interface SeedResult {
   config: ClusterConfig;
 }
 
+const DEFAULT_SIM_MS = 30_000;
+
+/** The CLI command that replays `seed` with these options (cluster overrides aside). */
+export function replayCommandFor(seed: number, options: RunOptions): string {
+  let cmd = `pnpm sim --seed ${seed}`;
+  if (options.simMs !== undefined && options.simMs !== DEFAULT_SIM_MS) cmd += ` --sim-seconds ${options.simMs / 1000}`;
+  if (options.faults === false) cmd += ' --no-faults';
+  return cmd;
+}
+
 /** The cluster shape of a seed: sizes, engine options and link quality vary with the seed. */
 export function seedConfig(r: SeededRandom): ClusterConfig {
   const lease = r.next() < 0.25;
@@ -88,8 +98,8 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   const clientRandom = root.fork();
   const config = { ...seedConfig(configRandom), ...options.cluster };
   if (options.faults === false) config.links = { ...config.links, dropRate: 0, dupRate: 0, spikeRate: 0 };
-  const cluster = new RaftCluster(seed, config, randoms);
-  const simMs = options.simMs ?? 30_000;
+  const simMs = options.simMs ?? DEFAULT_SIM_MS;
+  const cluster = new RaftCluster(seed, config, randoms, replayCommandFor(seed, options));
   const settleMs = options.settleMs ?? 6_000;
   const scenario = new Scenario(cluster, faultRandom, options.actionEveryMs ?? 1_500);
   if (options.faults !== false) scenario.start();
@@ -118,7 +128,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     const ops = verdict.partition.map((i) => checked[i] as KvOperation);
     const detail =
       verdict.result === 'illegal' ? `no linearization for key ${ops[0]?.input.key ?? '?'}` : verdict.reason;
-    throw new LinearizabilityViolationError(seed, detail, ops);
+    throw new LinearizabilityViolationError(seed, detail, ops, replayCommandFor(seed, options));
   }
   const completed = history.filter((o) => o.ret !== Number.POSITIVE_INFINITY).length;
   return {
