@@ -100,7 +100,10 @@ export class CohortNode {
     host.start();
 
     const api: KvApi = { execute: (req) => service.execute(req), status: () => this.status() };
-    const metrics = new NodeMetrics(() => this.status());
+    const metrics = new NodeMetrics(
+      () => this.status(),
+      () => host.stats(),
+    );
     this.resp = new RespServer({
       api: instrumentKv(api, metrics, 'resp'),
       logger: this.log.child({ component: 'resp' }),

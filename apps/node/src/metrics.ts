@@ -1,3 +1,4 @@
+import type { HostStats } from '@cohort/raft';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeStatus } from './kv-api.js';
 
@@ -19,7 +20,7 @@ export class NodeMetrics {
     registers: [this.registry],
   });
 
-  constructor(status: () => NodeStatus) {
+  constructor(status: () => NodeStatus, hostStats?: () => HostStats) {
     collectDefaultMetrics({ register: this.registry });
     const gauge = (name: string, help: string, read: (s: NodeStatus) => number): void => {
       new Gauge({
@@ -35,5 +36,39 @@ export class NodeMetrics {
     gauge('cohort_raft_commit_index', 'Highest log index known committed', (s) => s.commit);
     gauge('cohort_raft_applied_index', 'Highest log index applied to the state machine', (s) => s.applied);
     gauge('cohort_raft_is_leader', '1 when this node leads the group', (s) => (s.role === 'leader' ? 1 : 0));
+    if (hostStats) this.hostCounters(hostStats);
+  }
+
+  /** The Raft host's counters, read at scrape time. */
+  private hostCounters(read: () => HostStats): void {
+    const counter = (name: string, help: string, pick: (s: HostStats) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          // The host keeps the running total; publish it as is.
+          this.reset();
+          this.inc(pick(read()));
+        },
+      });
+    };
+    counter('cohort_raft_ready_rounds_total', 'Ready rounds processed', (s) => s.rounds);
+    counter(
+      'cohort_raft_store_writes_total',
+      'Durable store writes (one per round at most: group commit)',
+      (s) => s.storeWrites,
+    );
+    counter(
+      'cohort_raft_store_write_seconds_total',
+      'Time spent in durable store writes',
+      (s) => s.storeWriteMs / 1000,
+    );
+    counter('cohort_raft_entries_persisted_total', 'Log entries persisted', (s) => s.entriesPersisted);
+    counter('cohort_raft_entries_applied_total', 'Log entries applied', (s) => s.entriesApplied);
+    counter('cohort_raft_messages_sent_total', 'Raft messages handed to the transport', (s) => s.messagesSent);
+    counter('cohort_raft_send_failures_total', 'Raft frames that could not be delivered', (s) => s.sendFailures);
+    counter('cohort_raft_snapshots_taken_total', 'Snapshots taken locally', (s) => s.snapshotsTaken);
+    counter('cohort_raft_snapshots_restored_total', 'Snapshots installed from a leader', (s) => s.snapshotsRestored);
   }
 }

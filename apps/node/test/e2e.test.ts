@@ -47,6 +47,13 @@ describe('three cohort processes', () => {
     const reader = redis(others[1]!.resp);
     const values = await reader.mget(...Array.from({ length: 100 }, (_, i) => `key${i}`));
     expect(values).toEqual(Array.from({ length: 100 }, (_, i) => `value${i}`));
+    // The leader's metrics show the replicated writes and its group-committed store writes.
+    const metrics = await (await fetch(`http://127.0.0.1:${leader.http}/metrics`)).text();
+    const metric = (name: string): number =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+    expect(metric('cohort_raft_entries_applied_total')).toBeGreaterThanOrEqual(100);
+    expect(metric('cohort_raft_store_writes_total')).toBeGreaterThan(0);
+    expect(metric('cohort_raft_is_leader')).toBe(1);
 
     // SIGKILL the leader: the two others elect a new one within a few election timeouts.
     await c.kill(leader);

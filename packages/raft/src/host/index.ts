@@ -1,4 +1,4 @@
 export type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
-export { type GroupStatus, RaftHost, type RaftHostOptions } from './raft-host.js';
+export { type GroupStatus, type HostStats, RaftHost, type RaftHostOptions } from './raft-host.js';
 export type { StateMachine } from './state-machine.js';
 export { rawNodeEngine, rawNodeFactory } from './raw-node-engine.js';

@@ -63,6 +63,30 @@ export interface GroupStatus {
   lastIndex: LogIndex;
 }
 
+/** Counters of a host since it started, for metrics. */
+export interface HostStats {
+  /** Ready rounds processed (each one store write at most). */
+  rounds: number;
+  /** `store.write` calls. */
+  storeWrites: number;
+  /** Milliseconds spent in `store.write` (durable writes, fsync included). */
+  storeWriteMs: number;
+  /** Entries persisted. */
+  entriesPersisted: number;
+  /** Entries applied to state machines. */
+  entriesApplied: number;
+  /** Raft messages handed to the transport. */
+  messagesSent: number;
+  /** Frames the transport refused or failed to deliver. */
+  sendFailures: number;
+  /** Raft frames received and stepped. */
+  framesReceived: number;
+  /** Snapshots taken locally. */
+  snapshotsTaken: number;
+  /** Snapshots restored from a leader. */
+  snapshotsRestored: number;
+}
+
 interface Group {
   id: GroupId;
   engine: RaftEngine;
@@ -91,6 +115,18 @@ export class RaftHost {
   private scheduled = false;
   private running = false;
   private readCounter = 0;
+  private readonly counters: HostStats = {
+    rounds: 0,
+    storeWrites: 0,
+    storeWriteMs: 0,
+    entriesPersisted: 0,
+    entriesApplied: 0,
+    messagesSent: 0,
+    sendFailures: 0,
+    framesReceived: 0,
+    snapshotsTaken: 0,
+    snapshotsRestored: 0,
+  };
   /** Called when a group's leader or role changes. */
   onLeaderChange: ((group: GroupId, leader: NodeId, role: StateRole) => void) | undefined;
 
@@ -155,9 +191,14 @@ export class RaftHost {
     for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
   }
 
+  /** A copy of the counters. */
+  stats(): HostStats {
+    return { ...this.counters };
+  }
+
   /** Whether this node leads `group`. */
   isLeader(group: GroupId): boolean {
-    return this.groupOf(group).role === 'leader';
+    return this.groupOf(group).engine.status().role === 'leader';
   }
 
   status(group: GroupId): GroupStatus {
@@ -183,7 +224,9 @@ export class RaftHost {
    */
   propose<R>(group: GroupId, data: Uint8Array): Promise<R> {
     const g = this.groupOf(group);
-    if (g.role !== 'leader') return Promise.reject(new NotLeaderError(g.lead || undefined));
+    // The engine's live state, not the last Ready's: a follower names the leader as soon as it knows it.
+    const s = g.engine.status();
+    if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     let at: { index: LogIndex; term: number };
     try {
       at = g.engine.propose(data);
@@ -201,7 +244,8 @@ export class RaftHost {
    */
   readIndex(group: GroupId): Promise<void> {
     const g = this.groupOf(group);
-    if (g.role !== 'leader') return Promise.reject(new NotLeaderError(g.lead || undefined));
+    const s = g.engine.status();
+    if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     const ctx = `${this.opts.id}/${++this.readCounter}`;
     const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
     g.engine.readIndex(new TextEncoder().encode(ctx));
@@ -241,6 +285,7 @@ export class RaftHost {
       this.log.warn('dropped an undecodable raft frame', { from, err: (err as Error).message });
       return;
     }
+    this.counters.framesReceived++;
     for (const { group, message } of batch) {
       const g = this.groups.get(group);
       if (g === undefined) {
@@ -286,8 +331,15 @@ export class RaftHost {
         if (w.hardState || w.entries || w.snapshot) batch.push(w);
       }
       if (work.length === 0) return;
+      this.counters.rounds++;
       // Durable before any message of this round leaves (Raft §5: persist before responding).
-      if (batch.length > 0) this.opts.store.write(batch);
+      if (batch.length > 0) {
+        const t = this.opts.clock.now();
+        this.opts.store.write(batch);
+        this.counters.storeWriteMs += this.opts.clock.now() - t;
+        this.counters.storeWrites++;
+        for (const w of batch) this.counters.entriesPersisted += w.entries?.length ?? 0;
+      }
       this.send(work.flatMap(({ g, rd }) => rd.messages.map((message) => ({ group: g.id, message }))));
       for (const { g, rd } of work) {
         this.applyReady(g, rd);
@@ -309,8 +361,10 @@ export class RaftHost {
     for (const [peer, list] of byPeer) {
       // One frame per peer per round; a round too large for one frame goes message by message.
       const frames = this.frames(list);
+      this.counters.messagesSent += list.length;
       for (const frame of frames) {
         this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
+          this.counters.sendFailures++;
           this.log.debug('raft send failed', { peer, err: err.message });
           for (const { group } of list) this.groups.get(group)?.engine.reportUnreachable(peer);
         });
@@ -352,6 +406,7 @@ export class RaftHost {
       g.sm.restore(rd.snapshot.data);
       g.applied = rd.snapshot.meta.index;
       g.snapshotIndex = rd.snapshot.meta.index;
+      this.counters.snapshotsRestored++;
       this.log.info('restored a snapshot from the leader', { group: g.id, index: g.applied });
     }
     for (const e of rd.committedEntries) this.applyEntry(g, e);
@@ -378,6 +433,7 @@ export class RaftHost {
       }
     }
     g.applied = e.index;
+    this.counters.entriesApplied++;
     if (failure) g.pending.failed(e.index, failure);
     else g.pending.applied(e.index, e.term, result);
   }
@@ -395,6 +451,7 @@ export class RaftHost {
       compactTo,
     );
     g.snapshotIndex = g.applied;
+    this.counters.snapshotsTaken++;
     this.log.info('snapshot taken', { group: g.id, index: g.applied, bytes: data.length, compactTo });
   }
 }

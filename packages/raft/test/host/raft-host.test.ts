@@ -73,6 +73,10 @@ describe('RaftHost', () => {
     // Group commit: some write carries both groups at once.
     const writes = c.ids.flatMap((id) => c.node(id).store.writes);
     expect(writes.some((batch) => new Set(batch.map((w) => w.group)).size === 2)).toBe(true);
+    const stats = c.node(leader).host.stats();
+    expect(stats.storeWrites).toBe(c.node(leader).store.writes.length);
+    expect(stats.entriesPersisted).toBeGreaterThanOrEqual(10);
+    expect(stats.rounds).toBeGreaterThanOrEqual(stats.storeWrites);
   });
 
   it('a new leader takes over when the leader is cut off, and the cut-off leader cannot commit', async () => {
