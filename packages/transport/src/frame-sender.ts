@@ -60,16 +60,11 @@ export class FrameSender {
     });
   }
 
-  /** Drops the current stream (for example after the peer restarted); the next frame reopens one. */
-  reset(): void {
-    const stream = this.stream;
-    this.stream = undefined;
-    stream?.raw.abort(new UnavailableError('stream replaced'));
-  }
-
   close(): void {
     this.closed = true;
-    this.reset();
+    const stream = this.stream;
+    this.stream = undefined;
+    stream?.raw.abort(new UnavailableError('transport closed'));
     this.failAll(new UnavailableError(`the transport to ${this.peer} is closed`));
   }
 

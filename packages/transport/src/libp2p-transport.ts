@@ -35,6 +35,9 @@ import {
 import { loadOrCreatePeerKey } from './peer-key.js';
 import { REQUEST_ID_BYTES, RequestChannel, splitId, withId } from './request-channel.js';
 
+/** Requests of one stream served at once; more wait in the stream. */
+const MAX_IN_FLIGHT_PER_STREAM = 256;
+
 /** How often the same stream refusal is logged as a warning (it is counted every time). */
 const WARN_EVERY_MS = 10_000;
 
@@ -382,7 +385,7 @@ export class Libp2pTransport implements Transport {
         continue;
       }
       if (frame.byteLength > this.maxFrameBytes) {
-        this.onReadError(protocol, from, lp, new CodecError(`frame of ${frame.byteLength} bytes`));
+        this.onReadError(protocol, from, lp, this.oversized(frame.byteLength), true);
         return;
       }
       this.counters.framesReceived++;
@@ -396,20 +399,38 @@ export class Libp2pTransport implements Transport {
 
   /** Serves the requests of one stream, concurrently, answering each under its id. */
   private async answerRequests(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
+    let inFlight = 0;
+    let slotFreed: (() => void) | undefined;
     while (true) {
-      let split: ReturnType<typeof splitId>;
+      // Stop reading while too many requests of this stream are being served:
+      // the sender then waits on the stream's flow control instead of piling up work here.
+      while (inFlight >= MAX_IN_FLIGHT_PER_STREAM) {
+        await new Promise<void>((resolve) => {
+          slotFreed = resolve;
+        });
+      }
+      let frame: Uint8Array;
       try {
-        const frame = (await lp.read()).subarray();
-        if (frame.byteLength > this.maxFrameBytes + REQUEST_ID_BYTES) {
-          throw new CodecError(`frame of ${frame.byteLength} bytes`);
-        }
-        split = splitId(frame);
-        if (split === undefined) throw new CodecError('request frame without a request id');
+        frame = (await lp.read()).subarray();
       } catch (err) {
         this.onReadError(protocol, from, lp, err);
         return;
       }
-      void this.answer(protocol, from, lp, split.id, split.body);
+      if (frame.byteLength > this.maxFrameBytes + REQUEST_ID_BYTES) {
+        this.onReadError(protocol, from, lp, this.oversized(frame.byteLength), true);
+        return;
+      }
+      const split = splitId(frame);
+      if (split === undefined) {
+        this.onReadError(protocol, from, lp, new CodecError('a request frame without a request id'));
+        return;
+      }
+      inFlight++;
+      void this.answer(protocol, from, lp, split.id, split.body).finally(() => {
+        inFlight--;
+        slotFreed?.();
+        slotFreed = undefined;
+      });
     }
   }
 
@@ -438,14 +459,20 @@ export class Libp2pTransport implements Transport {
     }
   }
 
-  private onReadError(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>, err: unknown): void {
+  private onReadError(
+    protocol: string,
+    from: NodeId,
+    lp: LengthPrefixedStream<Stream>,
+    err: unknown,
+    oversized = false,
+  ): void {
     const name = (err as Error | undefined)?.name;
     if (name === 'UnexpectedEOFError') return; // the peer closed its end between frames
     const stream = lp.unwrap();
     // A frame over the limit is refused as soon as its length prefix arrives, or when it
     // overflows the read buffer if it arrived in one piece.
-    const oversized = ['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'StreamBufferError'];
-    if (oversized.includes(name ?? '') || err instanceof CodecError) {
+    const tooLong = ['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'StreamBufferError'];
+    if (oversized || tooLong.includes(name ?? '')) {
       this.counters.oversizedFrames++;
       this.options.logger.error('reset a stream: frame over the size limit', {
         protocol,
@@ -453,6 +480,8 @@ export class Libp2pTransport implements Transport {
         maxFrameBytes: this.maxFrameBytes,
         err: String(err),
       });
+    } else if (err instanceof CodecError) {
+      this.warnOnce(`malformed:${from}`, 'reset a stream: malformed frame', { protocol, from, err: String(err) });
     } else if (stream.status === 'open') {
       this.options.logger.debug('stream failed', { protocol, from, err: String(err) });
     }

@@ -78,6 +78,35 @@ describe('libp2p transport', () => {
     expect(order).toEqual(['re fast', 're slow']);
   });
 
+  it('serves at most 256 requests of one stream at once, and the rest after', async () => {
+    const a = await cluster.start({ self: 'a', requestTimeoutMs: 20_000 });
+    const b = await cluster.start({ self: 'b', requestTimeoutMs: 20_000 });
+    meshAll(a, b);
+    let running = 0;
+    let maxRunning = 0;
+    let started = 0;
+    const gates: (() => void)[] = [];
+    b.handleRequest(Protocols.kv, async (_from, frame) => {
+      started++;
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await new Promise<void>((r) => gates.push(r));
+      running--;
+      return frame;
+    });
+    const all = Promise.all(Array.from({ length: 300 }, (_, i) => a.request('b', Protocols.kv, utf8(`${i}`))));
+    await waitFor('256 requests in the handler', () => started >= 256);
+    // Each answered request lets exactly one more in.
+    for (let k = 1; k <= 44; k++) {
+      gates.shift()?.();
+      await waitFor(`request ${256 + k} to start`, () => started === 256 + k);
+    }
+    for (const open of gates.splice(0)) open();
+    const replies = await all;
+    expect(replies.map(text)).toEqual(Array.from({ length: 300 }, (_, i) => `${i}`));
+    expect(maxRunning).toBe(256);
+  });
+
   it('times out a request whose handler does not answer, with a TimeoutError', async () => {
     const a = await cluster.start({ self: 'a', requestTimeoutMs: 300 });
     const b = await cluster.start({ self: 'b' });
