@@ -130,6 +130,15 @@ describe('envelope versioning and limits', () => {
     expect(err.message).toMatch(/upgrade this node/);
   });
 
+  it('ignores fields added by a newer writer of the same version, so nodes can be upgraded one at a time', () => {
+    const env = Envelope.decode(sample);
+    // Field 99, varint 7, and field 100, bytes "new": unknown to this reader.
+    const extra = Uint8Array.of(0x98, 0x06, 0x07, 0xa2, 0x06, 0x03, 0x6e, 0x65, 0x77);
+    const payload = new Uint8Array([...env.payload, ...extra]);
+    const grown = Envelope.encode({ ...env, payload });
+    expect(decodeRaftMessage(grown)).toEqual(decodeRaftMessage(sample));
+  });
+
   it('refuses a frame with no version', () => {
     const env = Envelope.decode(sample);
     expect(codecErrorOf(() => decodeRaftMessage(Envelope.encode({ ...env, version: 0 }))).message).toMatch(
