@@ -51,15 +51,24 @@ export class SimNetwork<M> {
   private readonly cut = new Set<string>();
   private faults: LinkFaults;
   readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, delayed: 0, blocked: 0 };
+  // One stream per fault, so turning one on or off never changes the others' choices.
+  private readonly delayRandom: SeededRandom;
+  private readonly dropRandom: SeededRandom;
+  private readonly dupRandom: SeededRandom;
+  private readonly spikeRandom: SeededRandom;
 
   constructor(
     private readonly scheduler: Scheduler,
-    private readonly random: SeededRandom,
+    random: SeededRandom,
     faults: Partial<LinkFaults> = {},
     /** Copies a message for each delivery, so receivers never share mutable state. */
     private readonly clone: (m: M) => M = (m) => m,
   ) {
     this.faults = { ...DEFAULT_FAULTS, ...faults };
+    this.delayRandom = random.fork();
+    this.dropRandom = random.fork();
+    this.dupRandom = random.fork();
+    this.spikeRandom = random.fork();
   }
 
   /** Replaces the link behaviour from now on. */
@@ -118,12 +127,12 @@ export class SimNetwork<M> {
       return;
     }
     const f = this.faults;
-    if (f.dropRate > 0 && this.random.next() < f.dropRate) {
+    if (f.dropRate > 0 && this.dropRandom.next() < f.dropRate) {
       this.stats.dropped++;
       return;
     }
     this.schedule(from, to, msg);
-    if (f.dupRate > 0 && this.random.next() < f.dupRate) {
+    if (f.dupRate > 0 && this.dupRandom.next() < f.dupRate) {
       this.stats.duplicated++;
       this.schedule(from, to, msg);
     }
@@ -131,10 +140,10 @@ export class SimNetwork<M> {
 
   private schedule(from: NodeId, to: NodeId, msg: M): void {
     const f = this.faults;
-    let delay = f.minDelay + this.random.next() * (f.maxDelay - f.minDelay);
-    if (f.spikeRate > 0 && this.random.next() < f.spikeRate) {
+    let delay = f.minDelay + this.delayRandom.next() * (f.maxDelay - f.minDelay);
+    if (f.spikeRate > 0 && this.spikeRandom.next() < f.spikeRate) {
       this.stats.delayed++;
-      delay += this.random.next() * f.spikeDelay;
+      delay += this.spikeRandom.next() * f.spikeDelay;
     }
     const copy = this.clone(msg);
     this.scheduler.after(Math.round(delay), () => {

@@ -4,6 +4,19 @@ import type { RaftCluster } from './cluster.js';
 /** Fault and operation kinds the scenario injects, for the run summary. */
 export type FaultKind = 'crash' | 'partition' | 'oneWayCut' | 'linkChange' | 'confChange' | 'transfer';
 
+type ActionKind = FaultKind | 'heal';
+
+/** Share of all actions per kind (in percent); each kind runs on its own schedule and random stream. */
+const WEIGHTS: Record<ActionKind, number> = {
+  crash: 20,
+  partition: 13,
+  oneWayCut: 7,
+  linkChange: 10,
+  confChange: 25,
+  transfer: 12,
+  heal: 13,
+};
+
 /**
  * Drives a cluster through a random schedule of faults and operator actions:
  * crashes and restarts, symmetric and one-way partitions, changing link
@@ -22,13 +35,20 @@ export class Scenario {
   private partitionGen = 0;
   private readonly removing = new Set<NodeId>();
   private stopped = false;
+  /** One stream per kind, forked in a fixed order: a new kind never shifts the others' choices. */
+  private readonly streams = new Map<ActionKind, SeededRandom>();
+  /** The stream of the action being taken. */
+  private random: SeededRandom;
 
   constructor(
     private readonly cluster: RaftCluster,
-    private readonly random: SeededRandom,
-    /** Mean simulated ms between actions. */
+    random: SeededRandom,
+    /** Mean simulated ms between actions (of all kinds together). */
     private readonly actionEveryMs: number,
-  ) {}
+  ) {
+    for (const k of Object.keys(WEIGHTS) as ActionKind[]) this.streams.set(k, random.fork());
+    this.random = random;
+  }
 
   private get sched() {
     return this.cluster.scheduler;
@@ -39,7 +59,7 @@ export class Scenario {
   }
 
   start(): void {
-    this.scheduleAction();
+    for (const k of Object.keys(WEIGHTS) as ActionKind[]) this.schedule(k);
     this.housekeeping();
   }
 
@@ -53,12 +73,14 @@ export class Scenario {
     this.cluster.markLaggards(10);
   }
 
-  private scheduleAction(): void {
-    const d = this.random.int(this.actionEveryMs / 2, (this.actionEveryMs * 3) / 2);
-    this.sched.after(d, () => {
+  private schedule(kind: ActionKind): void {
+    const r = this.streams.get(kind) as SeededRandom;
+    const mean = (this.actionEveryMs * 100) / WEIGHTS[kind];
+    this.sched.after(r.int(mean / 2, (mean * 3) / 2), () => {
       if (this.stopped) return;
-      this.act();
-      this.scheduleAction();
+      this.random = r;
+      this.act(kind);
+      this.schedule(kind);
     });
   }
 
@@ -81,15 +103,34 @@ export class Scenario {
     });
   }
 
-  private act(): void {
-    const r = this.random.int(0, 99);
-    if (r < 20) this.crash();
-    else if (r < 33) this.partition();
-    else if (r < 40) this.oneWay();
-    else if (r < 50) this.linkChange();
-    else if (r < 75) this.confChange();
-    else if (r < 87) this.transfer();
-    else this.heal();
+  private act(kind: ActionKind): void {
+    switch (kind) {
+      case 'crash':
+        this.crash();
+        break;
+      case 'partition':
+        this.partition();
+        break;
+      case 'oneWayCut':
+        this.oneWay();
+        break;
+      case 'linkChange':
+        this.linkChange();
+        break;
+      case 'confChange':
+        this.confChange();
+        break;
+      case 'transfer':
+        this.transfer();
+        break;
+      case 'heal':
+        this.heal();
+        break;
+      default: {
+        const never: never = kind;
+        throw new Error(`unknown action ${String(never)}`);
+      }
+    }
   }
 
   private crash(): void {
