@@ -104,7 +104,8 @@ class Cluster {
 
   processReadies(): void {
     for (const n of this.nodes) {
-      while (n.rn.hasReady()) {
+      for (let spins = 0; n.rn.hasReady(); spins++) {
+        if (spins > 100) throw new Error(`${n.id} keeps reporting a Ready: ${JSON.stringify(n.rn.status())}`);
         const rd = n.rn.ready();
         n.storage.append(rd.entries);
         if (rd.hardState) n.storage.setHardState(rd.hardState);
@@ -201,6 +202,8 @@ const action: fc.Arbitrary<Action> = fc.oneof(
 );
 
 const seed = process.env.RAFT_PROPERTY_SEED ? Number(process.env.RAFT_PROPERTY_SEED) : undefined;
+/** More runs for a soak: RAFT_PROPERTY_RUNS=1000. */
+const numRuns = Number(process.env.RAFT_PROPERTY_RUNS ?? 60);
 
 describe('randomized safety', () => {
   for (const preVote of [true, false]) {
@@ -217,7 +220,7 @@ describe('randomized safety', () => {
           },
         ),
         // A failure prints its seed and path; replay with RAFT_PROPERTY_SEED=<seed>.
-        { numRuns: 60, ...(seed !== undefined ? { seed } : {}) },
+        { numRuns, ...(seed !== undefined ? { seed } : {}) },
       );
     });
   }
