@@ -40,8 +40,10 @@ export class FrameSender {
     private readonly logger: Logger,
   ) {}
 
-  send(frame: Uint8Array): Promise<void> {
+  /** Queues `frame`; an abort of `signal` before it is written takes it back out. */
+  send(frame: Uint8Array, signal?: AbortSignal): Promise<void> {
     if (this.closed) return Promise.reject(new UnavailableError(`the transport to ${this.peer} is closed`));
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
     // A single frame larger than the byte bound still goes through an empty queue.
     const overBytes = this.queue.length > 0 && this.queuedBytes + frame.byteLength > this.maxQueuedBytes;
     if (this.queue.length >= this.maxQueued || overBytes) {
@@ -54,8 +56,20 @@ export class FrameSender {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ frame, resolve, reject });
+      const pending: Pending = { frame, resolve, reject };
+      this.queue.push(pending);
       this.queuedBytes += frame.byteLength;
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const at = this.queue.indexOf(pending);
+          if (at === -1) return; // already written
+          this.queue.splice(at, 1);
+          this.queuedBytes -= frame.byteLength;
+          reject(abortReason(signal));
+        },
+        { once: true },
+      );
       if (!this.running) void this.drain();
     });
   }
@@ -113,6 +127,10 @@ export class FrameSender {
     this.queuedBytes = 0;
     for (const p of this.queue.splice(0, this.queue.length)) p.reject(err);
   }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
 }
 
 function asError(err: unknown): Error {

@@ -133,7 +133,7 @@ export class Libp2pTransport implements Transport {
     this.peers.delete(peer);
   }
 
-  send(peer: NodeId, protocol: ProtocolId, frame: Uint8Array, _options?: AbortOptions): Promise<void> {
+  send(peer: NodeId, protocol: ProtocolId, frame: Uint8Array, options: AbortOptions = {}): Promise<void> {
     if (frame.byteLength > this.maxFrameBytes) {
       return Promise.reject(this.oversized(frame.byteLength));
     }
@@ -152,7 +152,7 @@ export class Libp2pTransport implements Transport {
       );
       entry.senders.set(protocol, sender);
     }
-    return sender.send(frame);
+    return sender.send(frame, options.signal);
   }
 
   async request(

@@ -301,6 +301,27 @@ describe('libp2p transport', () => {
     expect(inB.got).toEqual(['a:0', 'a:1']);
   });
 
+  it('takes an aborted frame back out of the queue', async () => {
+    const a = await cluster.start({ self: 'a' });
+    const b = await cluster.start({ self: 'b' });
+    meshAll(a, b);
+    const inB = inbox();
+    b.handle(Protocols.raft, inB.handler);
+    const controller = new AbortController();
+    // Both are queued before the stream opens; the second is withdrawn before it is written.
+    const kept = a.send('b', Protocols.raft, utf8('kept'));
+    const withdrawn = a.send('b', Protocols.raft, utf8('withdrawn'), { signal: controller.signal });
+    controller.abort(new Error('no longer needed'));
+    await expect(withdrawn).rejects.toThrow(/no longer needed/);
+    await kept;
+    await a.send('b', Protocols.raft, utf8('last'));
+    await waitFor('two frames', () => inB.got.length === 2);
+    expect(inB.got).toEqual(['a:kept', 'a:last']);
+    const already = new AbortController();
+    already.abort(new Error('too late'));
+    await expect(a.send('b', Protocols.raft, utf8('x'), { signal: already.signal })).rejects.toThrow(/too late/);
+  });
+
   it('bounds the queue by bytes as well as by frames', async () => {
     const a = await cluster.start({ self: 'a', maxQueuedBytes: 1000 });
     const b = await cluster.start({ self: 'b' });
