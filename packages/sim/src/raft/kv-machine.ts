@@ -9,21 +9,21 @@ export interface KvCommand {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+const SEP = '\x1f';
 
+/** Encodes a command as `client SEP seq SEP op SEP key [SEP value]` (ASCII unit separators; keys and values never hold one). */
 export function encodeCommand(c: KvCommand): Uint8Array {
-  return enc.encode(JSON.stringify(c));
+  const i = c.input;
+  const tail = i.op === 'get' ? '' : `${SEP}${i.value}`;
+  return enc.encode(`${c.client}${SEP}${c.seq}${SEP}${i.op}${SEP}${i.key}${tail}`);
 }
 
-// Every node applies the same bytes (the network shares them), so each command is parsed once.
-const decoded = new WeakMap<Uint8Array, KvCommand>();
-
 export function decodeCommand(b: Uint8Array): KvCommand {
-  let c = decoded.get(b);
-  if (!c) {
-    c = JSON.parse(dec.decode(b)) as KvCommand;
-    decoded.set(b, c);
-  }
-  return c;
+  const [client, seq, op, key, value] = dec.decode(b).split(SEP);
+  const k = key ?? '';
+  const input: KvInput =
+    op === 'get' ? { op, key: k } : { op: op === 'append' ? 'append' : 'put', key: k, value: value ?? '' };
+  return { client: Number(client), seq: Number(seq), input };
 }
 
 /**

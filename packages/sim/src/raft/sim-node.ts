@@ -73,6 +73,8 @@ export class SimRaftNode {
   readonly storage: RaftLogReader;
   /** Index of the latest snapshot saved or installed (volatile; reread on restart). */
   private snapIndex: LogIndex = 0;
+  /** The hard state as last written (synced or not). */
+  private liveHs: HardState = { term: 0, vote: '', commit: 0 };
   /** The hard state as last synced to disk. */
   private durable: HardState = { term: 0, vote: '', commit: 0 };
   private kv = new KvMachine();
@@ -152,6 +154,7 @@ export class SimRaftNode {
     this.applied = snap.meta.index;
     this.snapIndex = snap.meta.index;
     this.durable = this.storage.initialState().hardState;
+    this.liveHs = this.durable;
     this.env.invariants.onRestart(this.id, this.durable, snap.meta.index);
     this.rn = new RawNode(this.options(), this.storage);
     this.term = this.durable.term;
@@ -245,12 +248,13 @@ export class SimRaftNode {
         }
       }
       if (rd.hardState) {
+        this.liveHs = rd.hardState;
         this.term = rd.hardState.term;
         inv.onHardState(this.id, rd.hardState);
       }
       if (sync) {
         // A sync makes every earlier write durable too.
-        this.durable = this.storage.initialState().hardState;
+        this.durable = this.liveHs;
         inv.onDurable(this.id, this.durable);
       }
       if (rd.softState) {
