@@ -2,7 +2,6 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import {
   type AbortOptions,
-  CodecError,
   type CohortError,
   type FrameHandler,
   type NodeId,
@@ -12,19 +11,18 @@ import {
   type Transport,
   UnavailableError,
   decodeForwardResponse,
-  encodeForwardResponse,
   errorFromForwardResponse,
-  forwardResponseFromError,
 } from '@cohort/core';
-import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { tcp } from '@libp2p/tcp';
-import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { toHostPort, toMultiaddr } from './address.js';
 import { FrameSender, type FramedStream } from './frame-sender.js';
-import { type StreamMode, decodeHello, encodeHello } from './hello.js';
+import { framed, oversizedError } from './framing.js';
+import { type StreamMode, encodeHello } from './hello.js';
+import { InboundStreams, type KnownPeer } from './inbound-streams.js';
 import {
   type Libp2pTransportOptions,
   type ResolvedOptions,
@@ -33,13 +31,7 @@ import {
   resolveOptions,
 } from './options.js';
 import { loadOrCreatePeerKey } from './peer-key.js';
-import { REQUEST_ID_BYTES, RequestChannel, splitId, withId } from './request-channel.js';
-
-/** Requests of one stream served at once; more wait in the stream. */
-const MAX_IN_FLIGHT_PER_STREAM = 256;
-
-/** How often the same stream refusal is logged as a warning (it is counted every time). */
-const WARN_EVERY_MS = 10_000;
+import { RequestChannel } from './request-channel.js';
 
 /** The multiaddr protocol code of `/p2p/<PeerId>`. */
 const P2P_CODE = 421;
@@ -47,10 +39,8 @@ const P2P_CODE = 421;
 /** Streams a protocol may have open at once on one connection (requests use one stream each). */
 const MAX_STREAMS_PER_PROTOCOL = 1024;
 
-interface PeerEntry {
+interface PeerEntry extends KnownPeer {
   address: Multiaddr;
-  /** The libp2p identity first seen for this node; later connections must match it. */
-  peerId: PeerId | undefined;
   senders: Map<string, FrameSender>;
   channels: Map<string, RequestChannel>;
   failures: number;
@@ -73,14 +63,20 @@ export class Libp2pTransport implements Transport {
   private readonly frameHandlers = new Map<string, FrameHandler>();
   private readonly requestHandlers = new Map<string, RequestHandler>();
   private readonly registered = new Set<string>();
-  /** When each distinct refusal was last logged as a warning. */
-  private readonly warned = new Map<string, number>();
   private readonly counters: TransportStats = emptyStats();
+  private readonly inbound: InboundStreams;
   private node: Libp2p | undefined;
 
   constructor(private readonly options: ResolvedOptions) {
     this.self = options.self;
     this.maxFrameBytes = options.maxFrameBytes;
+    this.inbound = new InboundStreams({
+      options,
+      counters: this.counters,
+      peer: (id) => this.peers.get(id),
+      frameHandler: (protocol) => this.frameHandlers.get(protocol),
+      requestHandler: (protocol) => this.requestHandlers.get(protocol),
+    });
   }
 
   /** This node's libp2p PeerId (stable across restarts); available after `start()`. */
@@ -135,7 +131,7 @@ export class Libp2pTransport implements Transport {
 
   send(peer: NodeId, protocol: ProtocolId, frame: Uint8Array, options: AbortOptions = {}): Promise<void> {
     if (frame.byteLength > this.maxFrameBytes) {
-      return Promise.reject(this.oversized(frame.byteLength));
+      return Promise.reject(oversizedError(this.maxFrameBytes, frame.byteLength));
     }
     const entry = this.peers.get(peer);
     if (entry === undefined) return Promise.reject(unknownPeer(peer));
@@ -161,7 +157,7 @@ export class Libp2pTransport implements Transport {
     frame: Uint8Array,
     options: AbortOptions = {},
   ): Promise<Uint8Array> {
-    if (frame.byteLength > this.maxFrameBytes) throw this.oversized(frame.byteLength);
+    if (frame.byteLength > this.maxFrameBytes) throw oversizedError(this.maxFrameBytes, frame.byteLength);
     const entry = this.peers.get(peer);
     if (entry === undefined) throw unknownPeer(peer);
     let channel = entry.channels.get(protocol);
@@ -246,7 +242,7 @@ export class Libp2pTransport implements Transport {
     const node = this.node;
     if (node === undefined || this.registered.has(protocol)) return;
     this.registered.add(protocol);
-    await node.handle(protocol, (stream, connection) => this.onStream(protocol, stream, connection), {
+    await node.handle(protocol, (stream, connection) => this.inbound.onStream(protocol, stream, connection), {
       maxInboundStreams: MAX_STREAMS_PER_PROTOCOL,
       maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL,
     });
@@ -307,7 +303,7 @@ export class Libp2pTransport implements Transport {
     } catch (err) {
       throw new UnavailableError(`${peer} does not serve ${protocol} (${(err as Error).message})`);
     }
-    const lp = this.lp(raw);
+    const lp = framed(raw, this.maxFrameBytes);
     try {
       await lp.write(encodeHello({ mode, from: this.self, to: peer }), { signal });
     } catch (err) {
@@ -315,199 +311,6 @@ export class Libp2pTransport implements Transport {
       throw new UnavailableError(`cannot open a stream to ${peer} on ${protocol}: ${(err as Error).message}`);
     }
     return { raw, lp };
-  }
-
-  private lp(stream: Stream): LengthPrefixedStream<Stream> {
-    // The byte buffer must hold one whole frame plus the start of the next.
-    return lpStream(stream, { maxDataLength: this.maxFrameBytes + 64, maxBufferSize: 2 * this.maxFrameBytes + 1024 });
-  }
-
-  private async onStream(protocol: string, stream: Stream, connection: Connection): Promise<void> {
-    const lp = this.lp(stream);
-    const remote = connection.remotePeer;
-    let from: NodeId;
-    let mode: StreamMode;
-    try {
-      const hello = decodeHello(
-        (await lp.read({ signal: AbortSignal.timeout(this.options.requestTimeoutMs) })).subarray(),
-      );
-      from = hello.from;
-      mode = hello.mode;
-      const refusal = this.checkHello(hello.from, hello.to, remote);
-      if (refusal !== undefined) {
-        this.counters.rejectedStreams++;
-        this.warnOnce(refusal, `refused a stream: ${refusal}`, {
-          protocol,
-          from: hello.from,
-          peerId: remote.toString(),
-        });
-        stream.abort(new UnavailableError(refusal));
-        return;
-      }
-    } catch (err) {
-      this.counters.rejectedStreams++;
-      this.warnOnce(`hello:${remote}`, 'refused a stream without a valid hello', {
-        protocol,
-        peerId: remote.toString(),
-        err: String(err),
-      });
-      stream.abort(err instanceof Error ? err : new Error(String(err)));
-      return;
-    }
-    if (mode === 'frames') await this.readFrames(protocol, from, lp);
-    else await this.answerRequests(protocol, from, lp);
-  }
-
-  /** Why a stream from `from` (libp2p identity `remote`) addressed to `to` must be refused, if it must. */
-  private checkHello(from: NodeId, to: NodeId, remote: PeerId): string | undefined {
-    if (to !== this.self) return `it is addressed to ${to}, but this node is ${this.self}`;
-    const entry = this.peers.get(from);
-    if (entry === undefined) return `${from} is not a known peer; add it with addPeer first`;
-    if (entry.peerId !== undefined && !entry.peerId.equals(remote)) {
-      return `${from} is known with identity ${entry.peerId}, but this stream comes from ${remote}`;
-    }
-    if (entry.peerId === undefined) entry.peerId = remote;
-    return undefined;
-  }
-
-  private async readFrames(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
-    while (true) {
-      let frame: Uint8Array;
-      try {
-        frame = (await lp.read()).subarray();
-      } catch (err) {
-        this.onReadError(protocol, from, lp, err);
-        return;
-      }
-      const handler = this.frameHandlers.get(protocol);
-      if (handler === undefined) {
-        this.options.logger.warn('dropped a frame: no handler for its protocol', { protocol, from });
-        continue;
-      }
-      if (frame.byteLength > this.maxFrameBytes) {
-        this.onReadError(protocol, from, lp, this.oversized(frame.byteLength), true);
-        return;
-      }
-      this.counters.framesReceived++;
-      try {
-        handler(from, frame);
-      } catch (err) {
-        this.options.logger.error('frame handler threw', { protocol, from, err: String(err) });
-      }
-    }
-  }
-
-  /** Serves the requests of one stream, concurrently, answering each under its id. */
-  private async answerRequests(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
-    let inFlight = 0;
-    let slotFreed: (() => void) | undefined;
-    while (true) {
-      // Stop reading while too many requests of this stream are being served:
-      // the sender then waits on the stream's flow control instead of piling up work here.
-      while (inFlight >= MAX_IN_FLIGHT_PER_STREAM) {
-        await new Promise<void>((resolve) => {
-          slotFreed = resolve;
-        });
-      }
-      let frame: Uint8Array;
-      try {
-        frame = (await lp.read()).subarray();
-      } catch (err) {
-        this.onReadError(protocol, from, lp, err);
-        return;
-      }
-      if (frame.byteLength > this.maxFrameBytes + REQUEST_ID_BYTES) {
-        this.onReadError(protocol, from, lp, this.oversized(frame.byteLength), true);
-        return;
-      }
-      const split = splitId(frame);
-      if (split === undefined) {
-        this.onReadError(protocol, from, lp, new CodecError('a request frame without a request id'));
-        return;
-      }
-      inFlight++;
-      void this.answer(protocol, from, lp, split.id, split.body).finally(() => {
-        inFlight--;
-        slotFreed?.();
-        slotFreed = undefined;
-      });
-    }
-  }
-
-  private async answer(
-    protocol: string,
-    from: NodeId,
-    lp: LengthPrefixedStream<Stream>,
-    id: number,
-    frame: Uint8Array,
-  ): Promise<void> {
-    const signal = AbortSignal.timeout(this.options.requestTimeoutMs);
-    const handler = this.requestHandlers.get(protocol);
-    let response: Uint8Array;
-    try {
-      if (handler === undefined) throw new UnavailableError(`${this.self} has no request handler for ${protocol}`);
-      const result = await handler(from, frame, { signal });
-      if (result.byteLength > this.maxFrameBytes) throw this.oversized(result.byteLength);
-      response = encodeForwardResponse({ ok: true, result }, { maxBytes: this.maxFrameBytes + 64 });
-    } catch (err) {
-      response = encodeForwardResponse(forwardResponseFromError(err));
-    }
-    try {
-      await lp.write(withId(id, response), { signal });
-    } catch (err) {
-      this.options.logger.debug('could not answer a request', { protocol, from, err: String(err) });
-    }
-  }
-
-  private onReadError(
-    protocol: string,
-    from: NodeId,
-    lp: LengthPrefixedStream<Stream>,
-    err: unknown,
-    oversized = false,
-  ): void {
-    const name = (err as Error | undefined)?.name;
-    if (name === 'UnexpectedEOFError') return; // the peer closed its end between frames
-    const stream = lp.unwrap();
-    // A frame over the limit is refused as soon as its length prefix arrives, or when it
-    // overflows the read buffer if it arrived in one piece.
-    const tooLong = ['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'StreamBufferError'];
-    if (oversized || tooLong.includes(name ?? '')) {
-      this.counters.oversizedFrames++;
-      this.options.logger.error('reset a stream: frame over the size limit', {
-        protocol,
-        from,
-        maxFrameBytes: this.maxFrameBytes,
-        err: String(err),
-      });
-    } else if (err instanceof CodecError) {
-      this.warnOnce(`malformed:${from}`, 'reset a stream: malformed frame', { protocol, from, err: String(err) });
-    } else if (stream.status === 'open') {
-      this.options.logger.debug('stream failed', { protocol, from, err: String(err) });
-    }
-    stream.abort(err instanceof Error ? err : new Error(String(err)));
-  }
-
-  /**
-   * A misconfigured peer retries at Raft's heartbeat rate: warn once per
-   * distinct reason every {@link WARN_EVERY_MS}, and count every occurrence.
-   */
-  private warnOnce(key: string, msg: string, fields: Record<string, unknown>): void {
-    const now = this.options.clock.now();
-    const last = this.warned.get(key);
-    if (last !== undefined && now - last < WARN_EVERY_MS) {
-      this.options.logger.debug(msg, fields);
-      return;
-    }
-    if (this.warned.size >= 1024) this.warned.clear();
-    this.warned.set(key, now);
-    this.options.logger.warn(msg, fields);
-  }
-
-  private oversized(bytes: number): CodecError {
-    return new CodecError(
-      `frame of ${bytes} bytes exceeds maxFrameBytes (${this.maxFrameBytes}); split it or raise the limit`,
-    );
   }
 }
 
