@@ -75,6 +75,12 @@ if (opts.seed !== undefined) {
     for (; seed < opts.from + count; seed++) {
       addToSummary(summary, runSeed(seed, run));
       bar?.increment(1, { seed });
+      if (!bar && summary.seeds % 50 === 0) {
+        // Without a progress bar (logs, CI), report every 50 seeds so a long run shows where it is.
+        const h = (summary.simMs / 3_600_000).toFixed(1);
+        const wall = ((performance.now() - started) / 1000).toFixed(0);
+        console.log(`${summary.seeds}/${count} seeds ok, ${h} simulated h, ${wall} s wall`);
+      }
     }
   } catch (e) {
     bar?.stop();
