@@ -44,6 +44,7 @@ export function loadGroups(db: Database.Database, file: string, log: Logger, cac
       db.prepare('DELETE FROM snapshots WHERE sid = ?').run(sid);
     }
     if (staged.length > 0) log.info('dropped unfinished snapshots', { file, count: staged.length });
+    db.prepare('DELETE FROM snapshot_chunks WHERE sid NOT IN (SELECT sid FROM snapshots)').run();
     const rows = db.prepare('SELECT * FROM groups ORDER BY gid').all() as GroupRowDb[];
     for (const r of rows) out.push(loadGroup(db, file, log, r, cacheEntries));
   })();

@@ -229,7 +229,17 @@ export class SqliteNodeStore implements DurableNodeStore {
         this.commit((work) => {
           if (pendingChunk) insert(pendingChunk);
           const s = work(group);
-          this.st.completeSnap?.run(size, seq, snapshotRowCrc(s.gid, snapMeta, confJson, size, seq), sid);
+          const completed = this.st.completeSnap?.run(
+            size,
+            seq,
+            snapshotRowCrc(s.gid, snapMeta, confJson, size, seq),
+            sid,
+          );
+          if (completed?.changes !== 1) {
+            throw new StorageError(
+              `${this.file}: group ${group}: a newer snapshot replaced this one while it was written`,
+            );
+          }
           this.installSnapshot(s, sid, snapMeta, size, seq);
           if (snapMeta.index > s.lastIndex) this.replaceLog(s, snapMeta);
           else this.compactState(s, compactIndex);

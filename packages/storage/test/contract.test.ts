@@ -199,6 +199,19 @@ describe.each([
     expect(store.group('p1').firstIndex()).toBe(1);
   });
 
+  it('lets a snapshot from the leader win over an application snapshot still streaming in', () => {
+    store.write([{ group: 'p1', entries: ents(1, 5, 1) }]);
+    const sink = store.beginSnapshot('p1', { index: 3, term: 1, confState: conf(['n1']) });
+    sink.write(bytes('app state'));
+    store.write([
+      { group: 'p1', snapshot: { meta: { index: 10, term: 2, confState: conf(['n1']) }, data: bytes('leader') } },
+    ]);
+    expect(() => sink.finish(3)).toThrow(StorageError);
+    store = h.reopen(store);
+    expect(store.group('p1').snapshot().meta.index).toBe(10);
+    expect(text(store.group('p1').snapshot().data)).toBe('leader');
+  });
+
   it('compacts explicitly, never past the snapshot', () => {
     store.write([{ group: 'p1', entries: ents(1, 10, 2) }]);
     store.saveSnapshot('p1', { meta: { index: 8, term: 2, confState: conf([]) }, data: bytes('s') }, 2);
