@@ -158,6 +158,28 @@ describe('membership', () => {
     expect(net.node('d').rn.status().confState.learners).toEqual([]);
   });
 
+  it('a voter demoted through a joint config becomes a learner when the joint config is left', () => {
+    const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: false });
+    net.elect('a');
+    net.drop = (m) => m.type === 'app' && m.entries.some((e) => e.type === 'confChange' && e.index > 5);
+    change(net, 'a', cc([{ type: 'addLearner', nodeId: 'c' }], 'joint'));
+    // Entering: c leaves the incoming voters but stays an outgoing voter until the leave.
+    const joint = net.node('a').rn.status().confState;
+    expect(joint.voters).toEqual(['a', 'b']);
+    expect(joint.votersOutgoing).toEqual(['a', 'b', 'c']);
+    expect(joint.learnersNext).toEqual(['c']);
+    net.heal();
+    net.tickAll(3);
+    const left = net.node('c').rn.status().confState;
+    expect(left).toEqual({
+      voters: ['a', 'b'],
+      votersOutgoing: [],
+      learners: ['c'],
+      learnersNext: [],
+      autoLeave: false,
+    });
+  });
+
   it('at most one conf change is pending at a time', () => {
     const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: false });
     net.elect('a');
