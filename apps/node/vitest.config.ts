@@ -4,5 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
+    // The end-to-end files each run three node processes: one file at a time keeps a small machine responsive.
+    fileParallelism: false,
   },
 });

@@ -96,6 +96,14 @@ try {
   await run('SET via follower (fwd)', f.resp, (c, k) => c.set(k, 'v'.repeat(100)));
   await run('GET via leader (ReadIndex)', l.resp, (c, k) => c.get(k));
   await run('GET via follower (fwd)', f.resp, (c, k) => c.get(k));
+  // Group commit: entries per durable write, and the time one write takes, on the leader.
+  const m = await (await fetch(`http://127.0.0.1:${l.http}/metrics`)).text();
+  const v = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(m)?.[1] ?? Number.NaN);
+  const writes = v('cohort_raft_store_writes_total');
+  console.log(
+    `leader: ${writes} store writes, ${(v('cohort_raft_entries_persisted_total') / writes).toFixed(1)} entries per write, ` +
+      `${((v('cohort_raft_store_write_seconds_total') * 1000) / writes).toFixed(2)} ms per write`,
+  );
 } finally {
   for (const c of children) c.kill('SIGKILL');
   rmSync(root, { recursive: true, force: true });

@@ -31,7 +31,7 @@ describe('a node that missed compacted entries', () => {
       for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
     });
     c.startAll();
-    const leader = await c.leader(c.nodes, 15_000);
+    const leader = await c.leader(c.nodes, 30_000);
     const lagging = c.nodes.find((n) => n !== leader)!;
     await c.kill(lagging);
 

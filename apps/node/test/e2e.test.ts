@@ -38,7 +38,7 @@ describe('three cohort processes', () => {
       for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
     });
     c.startAll();
-    const leader = await c.leader(c.nodes, 15_000);
+    const leader = await c.leader(c.nodes, 30_000);
     const others = c.nodes.filter((n) => n !== leader);
 
     // 100 writes through one follower, read back through the other.

@@ -100,6 +100,22 @@ describe('RESP server', () => {
     }
   });
 
+  it('answers INFO, HELLO and COMMAND the way client libraries expect', async () => {
+    const redis = new Redis({ port, host: '127.0.0.1' });
+    try {
+      const info = await redis.info();
+      expect(info).toMatch(/^role:master$/m);
+      expect(info).toMatch(/^raft_leader:n1$/m);
+      expect(info).toMatch(/^loading:0$/m);
+      const hello = (await redis.call('HELLO', '2')) as unknown[];
+      expect(hello.slice(0, 2)).toEqual(['server', 'cohort']);
+      await expect(redis.call('HELLO', '3')).rejects.toThrow(/NOPROTO/);
+      expect(await redis.call('COMMAND', 'DOCS')).toEqual([]);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('closes after QUIT and tolerates the handshake commands of clients', async () => {
     const { text, closed } = await raw(
       'CLIENT SETNAME app\r\nCLIENT GETNAME\r\nSELECT 0\r\nSELECT 1\r\nQUIT\r\nPING\r\n',

@@ -26,6 +26,25 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+async function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** A first port such that it and the next `n - 1` are free right now. */
+export async function freeRun(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const [base] = await freePorts(1);
+    let ok = base !== undefined && base + n < 65536;
+    for (let i = 1; ok && i < n; i++) ok = await canBind(base! + i);
+    if (ok) return base!;
+  }
+  throw new Error(`no run of ${n} free ports found`);
+}
+
 export interface ProcNode {
   id: string;
   dataDir: string;
