@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { InvariantViolationError, LinearizabilityViolationError, runSeed } from '../src/index.js';
+import {
+  COVERAGE_KINDS,
+  type Coverage,
+  InvariantViolationError,
+  LinearizabilityViolationError,
+  missingCoverage,
+  runSeed,
+  runSeeds,
+} from '../src/index.js';
 
 describe('simulation replay', () => {
   it('replays a seed exactly: same trace hash, events and coverage', () => {
@@ -42,5 +50,17 @@ describe('the checks can fail', () => {
     expect(caught).toBeInstanceOf(InvariantViolationError);
     expect((caught as InvariantViolationError).property).toBe('state machine safety');
     expect((caught as InvariantViolationError).at.seed).toBe(3);
+  });
+});
+
+describe('the coverage gate', () => {
+  it('reports the states a fault-free batch never reaches', () => {
+    const s = runSeeds(1, 4, { simMs: 5_000, faults: false });
+    const min = Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 1])) as Coverage;
+    const missing = missingCoverage(s.coverage, min);
+    expect(missing).toContain('crashRestart');
+    expect(missing).toContain('leaderTransfer');
+    expect(missing).toContain('jointConfig');
+    expect(missing).not.toContain('readIndexServed');
   });
 });
