@@ -50,8 +50,19 @@ export class Suspicion {
     return true;
   }
 
+  /** The sequence number of the last-chance probe, once sent. */
+  lastChanceSeq: number | undefined;
+  private extendedTo = 0;
+
+  /** Gives the member until `until` (a last-chance probe is out). */
+  extend(until: number, seq: number): void {
+    this.extendedTo = until;
+    this.lastChanceSeq = seq;
+  }
+
   /** When the member is declared dead unless refuted. */
   deadline(): number {
-    return this.startedAt + suspicionTimeout(this.confirmations, this.expected, this.minMs, this.maxMs);
+    const t = this.startedAt + suspicionTimeout(this.confirmations, this.expected, this.minMs, this.maxMs);
+    return this.lastChanceSeq === undefined ? t : Math.max(t, this.extendedTo);
   }
 }

@@ -402,11 +402,7 @@ export class Swim {
       nacks: 0,
       acked: false,
     };
-    this.recentProbes.set(seq, { target: target.id, sentAt: now });
-    if (this.recentProbes.size > RECENT_PROBES) {
-      const oldest = this.recentProbes.keys().next().value;
-      if (oldest !== undefined) this.recentProbes.delete(oldest);
-    }
+    this.rememberProbe(seq, target.id, now);
     // Lifeguard buddy system: a suspect target hears of its suspicion first, so it can refute at once.
     const buddy = target.state === 'suspect' ? [this.updateOf(target)] : [];
     const reserved = buddy.reduce((n, u) => n + updateSize(u), 0);
@@ -430,6 +426,9 @@ export class Swim {
       this.recentProbes.delete(seq);
       this.detector(sent.target).addSample(now - sent.sentAt);
       this.held.delete(sent.target);
+      const r = this.table.get(sent.target);
+      // It answered the last-chance probe without a refutation reaching us: alive now, so suspect afresh.
+      if (r?.state === 'suspect' && r.suspicion?.lastChanceSeq === seq) r.suspicion = this.newSuspicion(this.self, now);
     }
     const p = this.probe;
     if (p && p.seq === seq && !p.acked) {
@@ -478,8 +477,40 @@ export class Swim {
   private checkSuspicions(now: number): void {
     for (const r of this.table.values()) {
       if (r.state !== 'suspect' || !r.suspicion || now < r.suspicion.deadline()) continue;
+      if (r.suspicion.lastChanceSeq === undefined && !this.leaving) {
+        this.lastChanceProbe(r, now);
+        continue;
+      }
       this.stats.deathsDeclared += 1;
       this.apply({ ...this.updateOf(r), state: 'dead' }, now, false, true);
+    }
+  }
+
+  /**
+   * Before declaring a suspect dead, probe it once more (directly and through
+   * K relays) carrying its suspicion: a live member that missed the gossip
+   * refutes in its ack. A member that is really gone costs one period more.
+   */
+  private lastChanceProbe(r: MemberRecord, now: number): void {
+    const seq = this.nextSeq();
+    r.suspicion?.extend(now + this.health.scale(this.cfg.probeIntervalMs), seq);
+    this.rememberProbe(seq, r.id, now);
+    const buddy = [this.updateOf(r)];
+    this.send(r.id, { type: 'ping', seq, target: r.id, gossip: buddy });
+    const relays = this.pick(
+      (x) => x.state === 'alive' && x.id !== this.self && x.id !== r.id,
+      this.cfg.indirectChecks,
+    );
+    for (const x of relays) {
+      this.send(x.id, { type: 'ping-req', seq, target: r.id, targetAddress: r.address, gossip: buddy });
+    }
+  }
+
+  private rememberProbe(seq: number, target: NodeId, now: number): void {
+    this.recentProbes.set(seq, { target, sentAt: now });
+    if (this.recentProbes.size > RECENT_PROBES) {
+      const oldest = this.recentProbes.keys().next().value;
+      if (oldest !== undefined) this.recentProbes.delete(oldest);
     }
   }
 
@@ -535,11 +566,14 @@ export class Swim {
     }
     const prev = r.state;
     const tagsChanged = !sameTags(r.tags, u.tags);
+    // A suspicion belongs to one incarnation: a newer one starts its own timer.
+    const sameSuspicion = prev === 'suspect' && r.incarnation === u.incarnation;
     r.incarnation = u.incarnation;
     r.state = u.state;
     r.address = u.address || r.address;
     if (u.state === 'alive') r.tags = { ...u.tags };
-    r.suspicion = u.state === 'suspect' ? (r.suspicion ?? this.newSuspicion(u.by ?? this.self, now)) : undefined;
+    if (u.state !== 'suspect') r.suspicion = undefined;
+    else if (!sameSuspicion || !r.suspicion) r.suspicion = this.newSuspicion(u.by ?? this.self, now);
     if (prev !== u.state)
       this.out.changes.push({ id: u.id, from: prev, to: u.state, incarnation: u.incarnation, local });
     let priority: Priority = Priority.Medium;
@@ -577,7 +611,12 @@ export class Swim {
   private applyAboutSelf(u: MemberUpdate): void {
     const me = this.me();
     if (this.leaving) return;
-    if (u.state === 'alive' ? u.incarnation <= me.incarnation : u.incarnation < me.incarnation) return;
+    if (u.state !== 'alive' && u.incarnation < me.incarnation) {
+      // Someone still holds an older accusation (it missed our refutation): say we are alive again.
+      if (this.queue.peek(this.self) === undefined) this.queue.enqueue(this.updateOf(me), Priority.Critical);
+      return;
+    }
+    if (u.state === 'alive' && u.incarnation <= me.incarnation) return;
     // SWIM §4.2: refute suspicion (or an older life's state) with a higher incarnation.
     me.incarnation = u.incarnation + 1;
     this.stats.refutations += 1;
