@@ -13,7 +13,7 @@ import {
   decodeForwardResponse,
   errorFromForwardResponse,
 } from '@cohort/core';
-import type { Connection, Libp2p, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { tcp } from '@libp2p/tcp';
 import type { Multiaddr } from '@multiformats/multiaddr';
@@ -41,6 +41,12 @@ const MAX_STREAMS_PER_PROTOCOL = 1024;
 
 interface PeerEntry extends KnownPeer {
   address: Multiaddr;
+  /**
+   * The identity that answered the last dial, to reuse its connection. Not a
+   * pin: whoever listens at an address may not be the node we meant, and only
+   * the node itself (its hello) or the operator (a /p2p/ address) says who it is.
+   */
+  dialed: PeerId | undefined;
   senders: Map<string, FrameSender>;
   channels: Map<string, RequestChannel>;
   failures: number;
@@ -93,7 +99,8 @@ export class Libp2pTransport implements Transport {
 
   /** How many libp2p connections are open to `peer` (1 once connected: streams share it). */
   connectionCount(peer: NodeId): number {
-    const id = this.peers.get(peer)?.peerId;
+    const entry = this.peers.get(peer);
+    const id = entry?.peerId ?? entry?.dialed;
     return id === undefined ? 0 : this.started().getConnections(id).length;
   }
 
@@ -114,6 +121,7 @@ export class Libp2pTransport implements Transport {
     this.peers.set(peer, {
       address: ma,
       peerId: existing?.peerId,
+      dialed: undefined,
       senders: new Map(),
       channels: new Map(),
       failures: 0,
@@ -266,11 +274,14 @@ export class Libp2pTransport implements Transport {
     }
     let connection: Connection;
     try {
-      const target = entry.peerId === undefined ? entry.address : entry.address.encapsulate(`/p2p/${entry.peerId}`);
+      const known = entry.peerId ?? entry.dialed;
+      const target = known === undefined ? entry.address : entry.address.encapsulate(`/p2p/${known}`);
       connection = await node.dial(target, { signal });
     } catch (err) {
       this.counters.dialFailures++;
       entry.failures++;
+      // Whoever answered before may be gone for good (a new identity): dial the bare address next.
+      entry.dialed = undefined;
       const wait = Math.min(this.options.maxRedialMs, this.options.minRedialMs * 2 ** (entry.failures - 1));
       entry.nextDialAt = this.options.clock.now() + wait;
       // Warn once when a reachable peer becomes unreachable, not on every retry.
@@ -294,7 +305,7 @@ export class Libp2pTransport implements Transport {
       });
       throw new UnavailableError(`${peer} at ${toHostPort(entry.address)} has another identity than before`);
     }
-    entry.peerId = connection.remotePeer;
+    entry.dialed = connection.remotePeer;
     entry.failures = 0;
     entry.nextDialAt = 0;
     let raw: Stream;

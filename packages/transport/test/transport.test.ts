@@ -234,10 +234,11 @@ describe('libp2p transport', () => {
     await waitFor('b to reach a', () => inA.got.length === 1);
   });
 
-  it('refuses a stream addressed to another node id', async () => {
+  it('refuses a stream addressed to another node id, without taking that node for the real one', async () => {
     const logger = new RecordingLogger();
     const a = await cluster.start({ self: 'a' });
     const b = await cluster.start({ self: 'b', logger });
+    const c = await cluster.start({ self: 'c' });
     b.addPeer('a', addressOf(a));
     a.addPeer('c', addressOf(b)); // a believes c lives at b's address
     b.handle(Protocols.raft, () => {
@@ -246,6 +247,13 @@ describe('libp2p transport', () => {
     await a.send('c', Protocols.raft, utf8('for c')).catch(() => undefined);
     await waitFor('the misaddressed stream to be refused', () => b.stats().rejectedStreams === 1);
     expect(logger.at('warn').some((m) => m.includes('addressed to c'))).toBe(true);
+    // The real c then reaches a: a did not pin b's identity as c's.
+    const inA = inbox();
+    a.handle(Protocols.raft, inA.handler);
+    c.addPeer('a', addressOf(a));
+    await c.send('a', Protocols.raft, utf8('the real c'));
+    await waitFor('the real c at a', () => inA.got.length === 1);
+    expect(inA.got).toEqual(['c:the real c']);
   });
 
   it('reaches a peer again after it restarts on the same address', async () => {
