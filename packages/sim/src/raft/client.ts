@@ -6,7 +6,7 @@ import type { ClientResponse, ReadMode, SimMessage } from './messages.js';
 
 /** Behaviour of simulated clients. */
 export interface ClientOptions {
-  /** Keys the clients touch (few keys, many conflicts). @default ['a','b','c'] */
+  /** Keys the clients touch (few keys, many conflicts). */
   keys: string[];
   /** Pause between operations, simulated ms, uniform in [min, max]. */
   thinkMs: [number, number];

@@ -9,19 +9,19 @@ import { RaftInvariants } from './invariants.js';
 import { type SimMessage, cloneSimMessage } from './messages.js';
 import { type HostBugs, SimRaftNode } from './sim-node.js';
 
-/** The shape of one simulated Raft cluster. */
+/** The shape of one simulated Raft cluster; `seedConfig` picks every field from the seed (ranges below). */
 export interface ClusterConfig {
-  /** Founding voters. @default 3 */
+  /** Founding voters (3 or 5). */
   voters: number;
-  /** Simulated milliseconds per tick (before skew). @default 100 */
+  /** Simulated milliseconds per tick, before skew (100). */
   tickMs: number;
-  /** Largest relative tick-rate difference of a node (0.1 = up to 10% fast or slow). @default 0 */
+  /** Largest relative tick-rate difference of a node (0.1 = up to 10% fast or slow; 0 to 0.2). */
   tickSkew: number;
   /** Engine options (id, random and applied are per node). */
   raft: Omit<RaftOptions, 'id' | 'random' | 'applied'>;
-  /** Application snapshot every this many applied entries. @default 40 */
+  /** Application snapshot every this many applied entries (15 to 80). */
   snapshotEvery: number;
-  /** Log entries kept behind a snapshot. @default 5 */
+  /** Log entries kept behind a snapshot (0 to 10). */
   snapshotKeep: number;
   links: Partial<LinkFaults>;
   /** Deliberate host bugs, for tests proving the checks fail. @default {} */
