@@ -105,6 +105,16 @@ describe('SimNetwork', () => {
     expect(net.stats.blocked).toBe(1);
   });
 
+  it('draws each fault from its own stream: duplication does not change which messages are lost', () => {
+    const survivors = (dupRate: number) => {
+      const { s, net, got } = setup(5, { dropRate: 0.3, dupRate });
+      for (let i = 0; i < 300; i++) net.send('a', 'b', i);
+      s.runUntil(100);
+      return [...new Set(got.b)].sort((x, y) => x - y);
+    };
+    expect(survivors(0.4)).toEqual(survivors(0));
+  });
+
   it('replays exactly from its seed', () => {
     const order = (seed: number) => {
       const { s, net, got } = setup(seed, { dropRate: 0.1, dupRate: 0.1, maxDelay: 30 });
