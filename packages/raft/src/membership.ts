@@ -27,6 +27,7 @@ export function applyConfChange(r: Raft, cc: ConfChange): ConfState {
   return switchToConfig(r, result);
 }
 
+/** Installs a computed membership in the tracker and derives each peer's learner flag. */
 export function applyChangeResult(r: Raft, result: ChangeResult): void {
   r.trk.config = result.config;
   r.trk.progress = result.progress;
@@ -35,7 +36,7 @@ export function applyChangeResult(r: Raft, result: ChangeResult): void {
   r.isLearner = self?.isLearner ?? false;
 }
 
-export function switchToConfig(r: Raft, result: ChangeResult): ConfState {
+function switchToConfig(r: Raft, result: ChangeResult): ConfState {
   applyChangeResult(r, result);
   const cs = toConfState(r.trk.config);
   if (r.state !== 'leader') return cs;

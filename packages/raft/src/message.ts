@@ -28,6 +28,7 @@ export function newMessage(fields: Partial<Message> & Pick<Message, 'type'>): Me
 /** The vote context marking a campaign started by leadership transfer (it may break a leader lease). */
 export const TRANSFER_CONTEXT = new TextEncoder().encode('transfer');
 
+/** Whether a vote request comes from a leadership-transfer campaign. */
 export function isTransferContext(ctx: Uint8Array): boolean {
   return ctx.length === TRANSFER_CONTEXT.length && ctx.every((b, i) => b === TRANSFER_CONTEXT[i]);
 }
@@ -55,6 +56,7 @@ const KNOWN: ReadonlySet<MessageType> = new Set<MessageType>([
   'prop',
 ]);
 
+/** Whether `t` names a message type this engine understands. */
 export function isKnownMessageType(t: string): t is MessageType {
   return KNOWN.has(t as MessageType);
 }

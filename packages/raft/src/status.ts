@@ -31,6 +31,7 @@ export interface Status {
   leadTransferee: NodeId;
 }
 
+/** Reads a {@link Status} off the engine. */
 export function statusOf(r: Raft): Status {
   const progress: Record<NodeId, ProgressStatus> = {};
   if (r.state === 'leader') {

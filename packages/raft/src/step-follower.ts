@@ -7,6 +7,7 @@ import { ProgressTracker } from './tracker/progress-tracker.js';
 
 /* The candidate's and follower's side of the protocol: appends, heartbeats and snapshots from a leader. */
 
+/** A (pre-)candidate's handling of one message: tally votes, or follow a leader of its term. */
 export function stepCandidate(r: Raft, m: Message): ProposalDroppedError | undefined {
   const respType: MessageType = r.state === 'preCandidate' ? 'preVoteResp' : 'voteResp';
   switch (m.type) {
@@ -44,6 +45,7 @@ export function stepCandidate(r: Raft, m: Message): ProposalDroppedError | undef
   return undefined;
 }
 
+/** A follower's handling of one message (votes and term changes are handled before). */
 export function stepFollower(r: Raft, m: Message): ProposalDroppedError | undefined {
   switch (m.type) {
     case 'prop':
@@ -84,7 +86,7 @@ export function stepFollower(r: Raft, m: Message): ProposalDroppedError | undefi
   }
 }
 
-export function handleAppendEntries(r: Raft, m: Message): void {
+function handleAppendEntries(r: Raft, m: Message): void {
   if (m.index < r.raftLog.committed) {
     // Already committed here: tell the leader where we are.
     r.send(newMessage({ type: 'appResp', to: m.from, index: r.raftLog.committed }));
@@ -109,13 +111,13 @@ export function handleAppendEntries(r: Raft, m: Message): void {
   );
 }
 
-export function handleHeartbeat(r: Raft, m: Message): void {
+function handleHeartbeat(r: Raft, m: Message): void {
   r.raftLog.commitTo(m.commit);
   r.send(newMessage({ type: 'heartbeatResp', to: m.from, context: m.context }));
 }
 
 /** Reassembles `snap` chunks in order; applies the snapshot only once the last chunk arrives. */
-export function handleSnapshotChunk(r: Raft, m: Message): void {
+function handleSnapshotChunk(r: Raft, m: Message): void {
   const snap = m.snapshot;
   if (!snap) return;
   const cur = r.receipt;
@@ -155,7 +157,7 @@ export function handleSnapshotChunk(r: Raft, m: Message): void {
   handleSnapshot(r, { meta: snap.meta, data });
 }
 
-export function handleSnapshot(r: Raft, s: Snapshot): void {
+function handleSnapshot(r: Raft, s: Snapshot): void {
   if (restore(r, s)) {
     r.send(newMessage({ type: 'appResp', to: r.lead, index: r.raftLog.lastIndex() }));
   } else {
@@ -164,7 +166,7 @@ export function handleSnapshot(r: Raft, s: Snapshot): void {
 }
 
 /** Installs a leader's snapshot unless our log already covers it; returns whether it was installed. */
-export function restore(r: Raft, s: Snapshot): boolean {
+function restore(r: Raft, s: Snapshot): boolean {
   if (s.meta.index <= r.raftLog.committed) return false;
   const cs = s.meta.confState;
   const all = [...cs.voters, ...cs.learners, ...cs.votersOutgoing];

@@ -14,6 +14,7 @@ import type { Progress } from './tracker/progress.js';
 
 /* The leader's side of the protocol: proposals, acknowledgements, transfers and reads. */
 
+/** The leader's handling of one message (votes and term changes are handled before). */
 export function stepLeader(r: Raft, m: Message): ProposalDroppedError | undefined {
   switch (m.type) {
     case 'prop':
@@ -53,7 +54,7 @@ export function stepLeader(r: Raft, m: Message): ProposalDroppedError | undefine
   return undefined;
 }
 
-export function leaderPropose(r: Raft, m: Message): ProposalDroppedError | undefined {
+function leaderPropose(r: Raft, m: Message): ProposalDroppedError | undefined {
   if (m.entries.length === 0) return new ProposalDroppedError('empty proposal');
   if (!r.trk.progress.has(r.id)) {
     return new ProposalDroppedError('this node was removed from the group; proposals are dropped');
@@ -79,7 +80,7 @@ export function leaderPropose(r: Raft, m: Message): ProposalDroppedError | undef
   return undefined;
 }
 
-export function checkConfChangeProposal(r: Raft, e: Entry): ProposalDroppedError | undefined {
+function checkConfChangeProposal(r: Raft, e: Entry): ProposalDroppedError | undefined {
   if (r.pendingConfIndex > r.raftLog.applied) {
     return new ProposalDroppedError(
       `a conf change at index ${r.pendingConfIndex} is not yet applied (applied ${r.raftLog.applied}); one at a time`,
@@ -98,7 +99,7 @@ export function checkConfChangeProposal(r: Raft, e: Entry): ProposalDroppedError
   return undefined;
 }
 
-export function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
+function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
   // Fast backtracking: the follower's hint (and its term) lets us skip a whole term at once.
   let nextProbe = m.rejectHint;
   if (m.rejectTerm > 0) nextProbe = r.raftLog.findConflictByTerm(m.rejectHint, m.rejectTerm).index;
@@ -108,7 +109,7 @@ export function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
   }
 }
 
-export function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
+function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
   const wasPaused = pr.isPaused();
   if (!pr.maybeUpdate(m.index)) {
     if (pr.state === 'probe' && pr.match === m.index) pr.msgAppFlowPaused = false;
@@ -138,7 +139,7 @@ export function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
   }
 }
 
-export function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
+function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
   pr.msgAppFlowPaused = false;
   if (pr.match < r.raftLog.lastIndex() || pr.state === 'probe') r.sendAppend(m.from);
@@ -151,7 +152,7 @@ export function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): vo
   for (const rs of r.readOnly.advance(m.context)) respondToReadIndex(r, rs.req, rs.index);
 }
 
-export function leaderTransfer(r: Raft, transferee: NodeId): void {
+function leaderTransfer(r: Raft, transferee: NodeId): void {
   const pr = r.trk.progress.get(transferee);
   // A learner cannot lead; an unknown node neither.
   if (!pr || pr.isLearner) return;
@@ -168,7 +169,7 @@ export function leaderTransfer(r: Raft, transferee: NodeId): void {
   }
 }
 
-export function leaderReadIndex(r: Raft, m: Message): void {
+function leaderReadIndex(r: Raft, m: Message): void {
   if (r.trk.isSingleton(r.id)) {
     respondToReadIndex(r, m, r.raftLog.committed);
     return;
@@ -181,7 +182,7 @@ export function leaderReadIndex(r: Raft, m: Message): void {
   serveReadIndex(r, m);
 }
 
-export function serveReadIndex(r: Raft, m: Message): void {
+function serveReadIndex(r: Raft, m: Message): void {
   if (r.opts.readOnlyOption === 'leaseBased') {
     // Lease: check-quorum guarantees no other leader within an election timeout.
     respondToReadIndex(r, m, r.raftLog.committed);
@@ -192,7 +193,7 @@ export function serveReadIndex(r: Raft, m: Message): void {
   r.bcastHeartbeat(m.context);
 }
 
-export function respondToReadIndex(r: Raft, req: Message, index: LogIndex): void {
+function respondToReadIndex(r: Raft, req: Message, index: LogIndex): void {
   if (req.from === NONE || req.from === r.id) {
     r.readStates.push({ index, context: req.context });
   } else {
@@ -200,6 +201,7 @@ export function respondToReadIndex(r: Raft, req: Message, index: LogIndex): void
   }
 }
 
+/** Serves reads deferred until the leader committed an entry of its term (§6.4). */
 export function releasePendingReadIndexMessages(r: Raft): void {
   if (r.pendingReadIndexMessages.length === 0) return;
   if (r.raftLog.termOrZero(r.raftLog.committed) !== r.term) return;

@@ -12,6 +12,7 @@ export interface TrackerConfig {
   autoLeave: boolean;
 }
 
+/** A membership with no one in it. */
 export function emptyTrackerConfig(): TrackerConfig {
   return {
     voters: { incoming: new Set(), outgoing: new Set() },
@@ -21,6 +22,7 @@ export function emptyTrackerConfig(): TrackerConfig {
   };
 }
 
+/** A deep copy, so a change can be computed without touching the live config. */
 export function cloneTrackerConfig(c: TrackerConfig): TrackerConfig {
   return {
     voters: { incoming: new Set(c.voters.incoming), outgoing: new Set(c.voters.outgoing) },
@@ -32,6 +34,7 @@ export function cloneTrackerConfig(c: TrackerConfig): TrackerConfig {
 
 const sorted = (s: Set<NodeId>): NodeId[] => [...s].sort();
 
+/** The persisted form of a membership (sorted, so equal configs compare equal). */
 export function toConfState(c: TrackerConfig): ConfState {
   return {
     voters: sorted(c.voters.incoming),
