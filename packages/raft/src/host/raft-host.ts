@@ -63,6 +63,21 @@ export interface GroupStatus {
   lastIndex: LogIndex;
 }
 
+/**
+ * What a store may add to core's NodeStore to size the log (the storage
+ * package's stores do): the host then snapshots when the store's policy says
+ * so and refuses proposals while the log is over its byte bound.
+ */
+interface SizedStore {
+  stats(group: GroupId): { shouldSnapshot: boolean };
+  admitProposal(group: GroupId, bytes: number): void;
+}
+
+function sizedStore(store: NodeStore): SizedStore | undefined {
+  const s = store as Partial<SizedStore>;
+  return typeof s.stats === 'function' && typeof s.admitProposal === 'function' ? (s as SizedStore) : undefined;
+}
+
 /** Counters of a host since it started, for metrics. */
 export interface HostStats {
   /** Ready rounds processed (each one store write at most). */
@@ -111,6 +126,7 @@ export class RaftHost {
   private readonly requestTimeoutMs: number;
   private readonly snapshotEntries: number;
   private readonly margin: number;
+  private readonly sized: SizedStore | undefined;
   private tickTimer: TimerHandle | undefined;
   private scheduled = false;
   private running = false;
@@ -135,6 +151,7 @@ export class RaftHost {
     this.tickMs = opts.tickMs ?? 100;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     this.snapshotEntries = opts.snapshotEntries ?? 10_000;
+    this.sized = sizedStore(opts.store);
     this.margin = opts.compactionMarginEntries ?? Math.min(1000, Math.floor(this.snapshotEntries / 2));
   }
 
@@ -229,6 +246,7 @@ export class RaftHost {
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     let at: { index: LogIndex; term: number };
     try {
+      this.sized?.admitProposal(group, data.length);
       at = g.engine.propose(data);
     } catch (err) {
       return Promise.reject(err);
@@ -438,9 +456,19 @@ export class RaftHost {
     else g.pending.applied(e.index, e.term, result);
   }
 
-  /** When the log grew past `snapshotEntries` since the last snapshot, snapshots the state machine and compacts. */
+  /**
+   * When `snapshotEntries` entries were applied since the last snapshot, or
+   * the store's size policy asks for one, snapshots the state machine and compacts.
+   */
   private maybeSnapshot(g: Group): void {
-    if (g.applied - g.snapshotIndex < this.snapshotEntries) return;
+    if (g.applied <= g.snapshotIndex) return;
+    const since = g.applied - g.snapshotIndex;
+    // The store counts entries not yet applied too: its trigger waits for a tenth of the interval
+    // to be applied, so a busy log is not snapshotted on every round.
+    const due =
+      since >= this.snapshotEntries ||
+      (since >= Math.ceil(this.snapshotEntries / 10) && this.sized?.stats(g.id).shouldSnapshot === true);
+    if (!due) return;
     const reader = this.opts.store.group(g.id);
     const term = reader.term(g.applied);
     const data = g.sm.snapshot();

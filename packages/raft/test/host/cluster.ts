@@ -49,8 +49,9 @@ export class Cluster {
     readonly groups: string[] = GROUPS,
     readonly options: Partial<RaftHostOptions> = {},
     readonly seed = 1,
+    makeStore: () => MemoryNodeStore = () => new MemoryNodeStore(),
   ) {
-    for (const id of ids) this.start(id, new MemoryNodeStore());
+    for (const id of ids) this.start(id, makeStore());
   }
 
   start(id: NodeId, store: MemoryNodeStore): TestNode {

@@ -1,7 +1,7 @@
-import { NotLeaderError, TimeoutError, decodeRaftBatch } from '@cohort/core';
+import { NotLeaderError, ProposalDroppedError, TimeoutError, decodeRaftBatch } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, cmd, until } from './cluster.js';
-import type { MemoryNodeStore } from './memory-node-store.js';
+import { MemoryNodeStore } from './memory-node-store.js';
 
 let cluster: Cluster | undefined;
 afterEach(() => {
@@ -114,5 +114,27 @@ describe('RaftHost', () => {
     const restarted = c.start(follower, store as MemoryNodeStore);
     await until('restarted follower has every key', () => restarted.sms.get('p0')!.map.size === 60);
     expect(restarted.sms.get('p0')!.map.get('k0')).toBe('0');
+  });
+
+  it('refuses proposals while a sized store says the log is over its byte bound', async () => {
+    /** A store with the storage package's sizing methods, whose log can be declared full. */
+    class SizedStore extends MemoryNodeStore {
+      full = false;
+      stats(): { shouldSnapshot: boolean } {
+        return { shouldSnapshot: false };
+      }
+      admitProposal(): void {
+        if (this.full) throw new ProposalDroppedError('log over its byte bound');
+      }
+    }
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], {}, 1, () => new SizedStore());
+    const c = cluster;
+    const leader = c.node(await until('a leader', () => c.leader()));
+    await leader.host.propose('p0', cmd('ok=1'));
+    (leader.store as SizedStore).full = true;
+    await expect(leader.host.propose('p0', cmd('no=1'))).rejects.toBeInstanceOf(ProposalDroppedError);
+    (leader.store as SizedStore).full = false;
+    await leader.host.propose('p0', cmd('again=1'));
+    expect(leader.sms.get('p0')!.map.has('no')).toBe(false);
   });
 });
