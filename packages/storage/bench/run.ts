@@ -43,9 +43,9 @@ function rawRun(dir: string, batch: number, size: number, writes: number): numbe
   db.exec(
     'CREATE TABLE entries (gid INTEGER, idx INTEGER, term INTEGER, type INTEGER, data BLOB, crc INTEGER, PRIMARY KEY (gid, idx)) WITHOUT ROWID',
   );
-  const ins = db.prepare('INSERT INTO entries VALUES (1, ?, ?, 0, ?, 0)');
+  const ins = db.prepare('INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)');
   const tx = db.transaction((entries: Entry[]) => {
-    for (const e of entries) ins.run(e.index, e.term, e.data);
+    for (const e of entries) ins.run(1, e.index, e.term, 0, e.data, 0);
   });
   const batches = Array.from({ length: writes }, (_, w) => makeBatch(1 + w * batch, batch, size));
   const t0 = performance.now();

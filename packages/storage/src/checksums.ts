@@ -11,13 +11,26 @@ export function entryTypeOf(code: number): Entry['type'] | undefined {
   return code === 0 ? 'normal' : code === 1 ? 'confChange' : undefined;
 }
 
-/** CRC-32C over every field of an entry, including its group, so a row moved to another group is caught. */
+const groupSeeds = new Map<string, number>();
+const fields = new DataView(new ArrayBuffer(24));
+const fieldBytes = new Uint8Array(fields.buffer);
+
+/**
+ * CRC-32C over every field of an entry, including its group, so a row moved
+ * to another group is caught: the group name (as {@link crc32cString}), then
+ * index, term and type as little-endian float64s, then the data.
+ */
 export function entryCrc(group: string, index: number, term: number, typeCode: number, data: Uint8Array): number {
-  let c = crc32cString(group, 0);
-  c = crc32cNumber(index, c);
-  c = crc32cNumber(term, c);
-  c = crc32cNumber(typeCode, c);
-  return crc32c(data, c);
+  // The group's part is the same for every entry: computed once per group name.
+  let seed = groupSeeds.get(group);
+  if (seed === undefined) {
+    seed = crc32cString(group, 0);
+    if (groupSeeds.size < 65_536) groupSeeds.set(group, seed);
+  }
+  fields.setFloat64(0, index, true);
+  fields.setFloat64(8, term, true);
+  fields.setFloat64(16, typeCode, true);
+  return crc32c(data, crc32c(fieldBytes, seed));
 }
 
 /** The fields of a `groups` row. */

@@ -22,43 +22,68 @@ const TABLES: Uint32Array[] = (() => {
   return tables;
 })();
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES as [
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+];
+
 /** Continues a CRC-32C over `bytes`; start from 0. Returns an unsigned 32-bit value. */
 export function crc32c(bytes: Uint8Array, crc = 0): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [
-    Uint32Array,
-    Uint32Array,
-    Uint32Array,
-    Uint32Array,
-    Uint32Array,
-    Uint32Array,
-    Uint32Array,
-    Uint32Array,
-  ];
   let c = ~crc >>> 0;
   let i = 0;
   const n = bytes.length;
-  const end8 = n - (n % 8);
   // Indices below are in range by construction; the `as number` casts only satisfy noUncheckedIndexedAccess.
-  while (i < end8) {
-    const lo =
-      (c ^
-        ((bytes[i] as number) |
-          ((bytes[i + 1] as number) << 8) |
-          ((bytes[i + 2] as number) << 16) |
-          ((bytes[i + 3] as number) << 24))) >>>
-      0;
-    c =
-      (t7[lo & 0xff] as number) ^
-      (t6[(lo >>> 8) & 0xff] as number) ^
-      (t5[(lo >>> 16) & 0xff] as number) ^
-      (t4[lo >>> 24] as number) ^
-      (t3[bytes[i + 4] as number] as number) ^
-      (t2[bytes[i + 5] as number] as number) ^
-      (t1[bytes[i + 6] as number] as number) ^
-      (t0[bytes[i + 7] as number] as number);
-    i += 8;
+  if (n >= 64 && LITTLE_ENDIAN) {
+    // Byte at a time up to a 4-byte boundary, then two aligned little-endian words per step.
+    while (((bytes.byteOffset + i) & 3) !== 0) c = (T0[(c ^ (bytes[i++] as number)) & 0xff] as number) ^ (c >>> 8);
+    const words = Math.floor((n - i) / 8) * 2;
+    const w = new Uint32Array(bytes.buffer, bytes.byteOffset + i, words);
+    for (let k = 0; k < words; k += 2) {
+      const lo = (c ^ (w[k] as number)) >>> 0;
+      const hi = w[k + 1] as number;
+      c =
+        (T7[lo & 0xff] as number) ^
+        (T6[(lo >>> 8) & 0xff] as number) ^
+        (T5[(lo >>> 16) & 0xff] as number) ^
+        (T4[lo >>> 24] as number) ^
+        (T3[hi & 0xff] as number) ^
+        (T2[(hi >>> 8) & 0xff] as number) ^
+        (T1[(hi >>> 16) & 0xff] as number) ^
+        (T0[hi >>> 24] as number);
+    }
+    i += words * 4;
+  } else {
+    // Short inputs: slicing-by-8 on bytes, without creating a word view.
+    const end8 = n - (n % 8);
+    while (i < end8) {
+      const lo =
+        (c ^
+          ((bytes[i] as number) |
+            ((bytes[i + 1] as number) << 8) |
+            ((bytes[i + 2] as number) << 16) |
+            ((bytes[i + 3] as number) << 24))) >>>
+        0;
+      c =
+        (T7[lo & 0xff] as number) ^
+        (T6[(lo >>> 8) & 0xff] as number) ^
+        (T5[(lo >>> 16) & 0xff] as number) ^
+        (T4[lo >>> 24] as number) ^
+        (T3[bytes[i + 4] as number] as number) ^
+        (T2[bytes[i + 5] as number] as number) ^
+        (T1[bytes[i + 6] as number] as number) ^
+        (T0[bytes[i + 7] as number] as number);
+      i += 8;
+    }
   }
-  while (i < n) c = (t0[(c ^ (bytes[i++] as number)) & 0xff] as number) ^ (c >>> 8);
+  while (i < n) c = (T0[(c ^ (bytes[i++] as number)) & 0xff] as number) ^ (c >>> 8);
   return ~c >>> 0;
 }
 

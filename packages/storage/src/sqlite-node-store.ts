@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { DATA_FILE_NAME } from './check-data-dir.js';
 import { chunkCrc, entryCrc, entryTypeCode, groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, makeStats, splitChunks } from './chunks.js';
-import { type WritePlan, checkCompact, copyEntry, planBatch } from './log-rules.js';
+import { type WritePlan, checkCompact, planBatch } from './log-rules.js';
 import { checkSnapshotSave, cloneMeta, logFullError } from './memory-node-store.js';
 import { migrate } from './schema.js';
 import {
@@ -400,9 +400,9 @@ export class SqliteNodeStore implements DurableNodeStore {
       ins.run(s.gid, e.index, e.term, code, e.data, entryCrc(s.name, e.index, e.term, code, e.data));
       s.bytes += e.data.length;
       if (e.index > s.snapMeta.index) s.bytesSinceSnapshot += e.data.length;
-      const c = copyEntry(e);
-      s.tail.push(c);
-      s.tailBytes += c.data.length;
+      // The cache keeps the caller's entry (as etcd's MemoryStorage does): entries are immutable once written.
+      s.tail.push(e);
+      s.tailBytes += e.data.length;
     }
     s.lastIndex = (entries[entries.length - 1] as Entry).index;
     let drop = 0;

@@ -110,6 +110,11 @@ export interface PartitionKv {
  * explicit compaction, chunked snapshots and per-partition KV tables.
  */
 export interface DurableNodeStore extends NodeStore {
+  /**
+   * One transaction with one fsync for the whole batch. Entries are immutable
+   * once written: the store may keep them in its cache, so callers must not
+   * reuse their data buffers.
+   */
   write(batch: GroupWrite[]): void;
   /** Drops entries up to and including `index` (which must be in the log or be the last compacted index). */
   compact(group: GroupId, index: LogIndex): void;
