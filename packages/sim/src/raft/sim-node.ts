@@ -222,6 +222,7 @@ export class SimRaftNode {
     const rn = this.rn;
     if (!rn) return;
     const inv = this.env.invariants;
+    const unreachable = new Set<NodeId>();
     while (rn.hasReady()) {
       const rd = rn.ready();
       const write: GroupWrite = { group: GROUP };
@@ -263,7 +264,14 @@ export class SimRaftNode {
         this.role = rd.softState.role;
         if (this.role === 'leader' && !wasLeader) this.env.onLeader(this.id, this.term);
       }
-      for (const m of rd.messages) this.env.network.send(this.id, m.to, { kind: 'raft', m });
+      const net = this.env.network;
+      for (const m of rd.messages) {
+        net.send(this.id, m.to, { kind: 'raft', m });
+        // A transport notices a dead connection: tell the leader so it stops pipelining to that peer.
+        if (this.role === 'leader' && (net.isCut(this.id, m.to) || !net.isAttached(m.to))) {
+          unreachable.add(m.to);
+        }
+      }
       for (const e of rd.committedEntries) {
         // Only the buggy host above has applied ahead; a correct one applies every committed entry.
         if (!this.env.bugs.applyUncommitted || e.index > this.applied) this.apply(rn, e);
@@ -273,6 +281,8 @@ export class SimRaftNode {
         if (p) p.index = rs.index;
       }
       rn.advance();
+      for (const id of unreachable) rn.reportUnreachable(id);
+      unreachable.clear();
       this.serveReads();
       this.maybeSnapshot();
     }
