@@ -9,13 +9,17 @@ type Action =
   | { kind: 'deliver'; pick: number; duplicate: boolean }
   | { kind: 'drop'; pick: number }
   | { kind: 'propose'; node: number }
-  | { kind: 'restart'; node: number };
+  | { kind: 'restart'; node: number }
+  | { kind: 'compact'; node: number }
+  | { kind: 'isolate'; node: number; steps: number };
 
 interface SimNode {
   id: string;
   rn: RawNode;
   storage: MemoryStorage;
+  /** Entries applied since the state machine was last restored, which was at index `base`. */
   applied: Entry[];
+  base: number;
   /** How many of `applied` were already checked. */
   checked: number;
   commit: number;
@@ -34,6 +38,8 @@ class Cluster {
   private readonly appliedAt = new Map<number, string>();
   private proposals = 0;
   private checks = 0;
+  /** Nodes cut off from everyone, with the number of steps the partition lasts. */
+  private readonly isolated = new Map<string, number>();
 
   constructor(
     size: number,
@@ -43,7 +49,7 @@ class Cluster {
     const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
     this.nodes = ids.map((id, i) => {
       const storage = MemoryStorage.withVoters(ids);
-      return { id, rn: this.start(id, i, storage), storage, applied: [], checked: 0, commit: 0, term: 0 };
+      return { id, rn: this.start(id, i, storage), storage, applied: [], base: 0, checked: 0, commit: 0, term: 0 };
     });
   }
 
@@ -59,7 +65,14 @@ class Cluster {
   }
 
   run(a: Action): void {
+    for (const [id, left] of this.isolated) {
+      if (left <= 1) this.isolated.delete(id);
+      else this.isolated.set(id, left - 1);
+    }
     switch (a.kind) {
+      case 'isolate':
+        this.isolated.set(this.node(a.node).id, a.steps);
+        break;
       case 'tick':
         for (let i = 0; i < a.times; i++) this.node(a.node).rn.tick();
         break;
@@ -71,6 +84,7 @@ class Cluster {
         const at = a.pick % this.queue.length;
         const m = this.queue[at] as Message;
         if (!a.duplicate) this.queue.splice(at, 1);
+        if (this.isolated.has(m.from) || this.isolated.has(m.to)) break;
         this.nodes.find((n) => n.id === m.to)?.rn.step(m);
         break;
       }
@@ -94,7 +108,18 @@ class Cluster {
         // The state machine is rebuilt by replaying the log from the start.
         n.rn = this.start(n.id, i, n.storage);
         n.applied = [];
+        n.base = n.storage.snapshot().meta.index;
         n.checked = 0;
+        break;
+      }
+      case 'compact': {
+        // The application snapshots what it applied and drops the log up to there.
+        const n = this.node(a.node);
+        const s = n.rn.status();
+        if (s.applied <= n.storage.snapshot().meta.index) break;
+        const data = new TextEncoder().encode(`${s.applied}=${this.appliedAt.get(s.applied)}`);
+        n.storage.createSnapshot(s.applied, s.confState, data);
+        n.storage.compact(s.applied);
         break;
       }
       default: {
@@ -111,6 +136,15 @@ class Cluster {
       for (let spins = 0; n.rn.hasReady(); spins++) {
         if (spins > 100) throw new Error(`${n.id} keeps reporting a Ready: ${JSON.stringify(n.rn.status())}`);
         const rd = n.rn.ready();
+        if (rd.snapshot) {
+          const meta = rd.snapshot.meta;
+          // The snapshot carries what the sender applied at its index: it must agree with everyone else.
+          expect(new TextDecoder().decode(rd.snapshot.data)).toBe(`${meta.index}=${this.appliedAt.get(meta.index)}`);
+          n.storage.applySnapshot(rd.snapshot);
+          n.applied = [];
+          n.base = meta.index;
+          n.checked = 0;
+        }
         n.storage.append(rd.entries);
         if (rd.hardState) n.storage.setHardState(rd.hardState);
         this.queue.push(...rd.messages);
@@ -167,7 +201,7 @@ class Cluster {
       if (n.checked > n.applied.length) n.checked = 0;
       n.applied.slice(n.checked).forEach((e, k) => {
         const i = n.checked + k;
-        expect(e.index, `${n.id} applies in order`).toBe(i + 1);
+        expect(e.index, `${n.id} applies in order`).toBe(n.base + i + 1);
         const key = `${e.term}/${new TextDecoder().decode(e.data)}`;
         const seen = this.appliedAt.get(e.index);
         expect(seen === undefined || seen === key, `index ${e.index}: ${seen} vs ${key} on ${n.id}`).toBe(true);
@@ -181,10 +215,11 @@ class Cluster {
       for (let j = i + 1; j < this.nodes.length; j++) {
         const a = (this.nodes[i] as SimNode).storage;
         const b = (this.nodes[j] as SimNode).storage;
-        const last = Math.min(a.lastIndex(), b.lastIndex());
-        let k = last;
-        while (k > 0 && a.term(k) !== b.term(k)) k--;
-        for (let x = 1; x <= k; x++) expect(a.term(x), `log matching at ${x}`).toBe(b.term(x));
+        // Compare what both still hold (a snapshot's own index keeps its term).
+        const lo = Math.max(a.firstIndex() - 1, b.firstIndex() - 1, 1);
+        let k = Math.min(a.lastIndex(), b.lastIndex());
+        while (k >= lo && a.term(k) !== b.term(k)) k--;
+        for (let x = lo; x <= k; x++) expect(a.term(x), `log matching at ${x}`).toBe(b.term(x));
       }
     }
   }
@@ -207,6 +242,15 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('drop' as const), pick: fc.nat(1000) }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('propose' as const), node: fc.nat(4) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('restart' as const), node: fc.nat(4) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('compact' as const), node: fc.nat(4) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('isolate' as const),
+      node: fc.nat(4),
+      steps: fc.integer({ min: 10, max: 150 }),
+    }),
+  },
 );
 
 const seed = process.env.RAFT_PROPERTY_SEED ? Number(process.env.RAFT_PROPERTY_SEED) : undefined;
@@ -215,7 +259,7 @@ const numRuns = Number(process.env.RAFT_PROPERTY_RUNS ?? 60);
 
 describe('randomized safety', () => {
   for (const preVote of [true, false]) {
-    it(`election safety, log matching and state machine safety hold under drops, reorders, duplicates and restarts (preVote ${preVote})`, () => {
+    it(`election safety, log matching and state machine safety hold under drops, reorders, duplicates, partitions, restarts and compaction (preVote ${preVote})`, () => {
       fc.assert(
         fc.property(
           fc.integer({ min: 3, max: 5 }),
