@@ -109,6 +109,10 @@ export class InboundStreams {
         this.onReadError(protocol, from, lp, err);
         return;
       }
+      if (this.ctx.peer(from) === undefined) {
+        this.refuseRemoved(protocol, from, lp);
+        return;
+      }
       const handler = this.ctx.frameHandler(protocol);
       if (handler === undefined) {
         this.ctx.options.logger.warn('dropped a frame: no handler for its protocol', { protocol, from });
@@ -148,6 +152,10 @@ export class InboundStreams {
       }
       if (frame.byteLength > this.maxFrameBytes + REQUEST_ID_BYTES) {
         this.onReadError(protocol, from, lp, oversizedError(this.maxFrameBytes, frame.byteLength), true);
+        return;
+      }
+      if (this.ctx.peer(from) === undefined) {
+        this.refuseRemoved(protocol, from, lp);
         return;
       }
       const split = splitId(frame);
@@ -216,6 +224,14 @@ export class InboundStreams {
       this.ctx.options.logger.debug('stream failed', { protocol, from, err: String(err) });
     }
     stream.abort(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  /** Resets a stream whose peer was removed while it was open. */
+  private refuseRemoved(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): void {
+    const reason = `${from} is not a known peer any more`;
+    this.ctx.counters.rejectedStreams++;
+    this.warnOnce(reason, `refused a stream: ${reason}`, { protocol, from });
+    lp.unwrap().abort(new UnavailableError(reason));
   }
 
   /**

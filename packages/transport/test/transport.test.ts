@@ -347,5 +347,25 @@ describe('libp2p transport', () => {
   it('rejects sends to an unknown peer with an actionable error', async () => {
     const a = await cluster.start({ self: 'a' });
     await expect(a.send('zz', Protocols.raft, utf8('x'))).rejects.toThrow(/addPeer/);
+    await expect(a.request('zz', Protocols.kv, utf8('x'))).rejects.toThrow(/addPeer/);
+  });
+
+  it('forgets a removed peer both ways, even on a stream opened before', async () => {
+    const a = await cluster.start({ self: 'a' });
+    const b = await cluster.start({ self: 'b' });
+    meshAll(a, b);
+    const inB = inbox();
+    b.handle(Protocols.raft, inB.handler);
+    await a.send('b', Protocols.raft, utf8('1'));
+    await waitFor('the first frame', () => inB.got.length === 1);
+    b.removePeer('a');
+    await expect(b.send('a', Protocols.raft, utf8('x'))).rejects.toThrow(/not a known peer/);
+    await a.send('b', Protocols.raft, utf8('2')).catch(() => undefined);
+    await waitFor('the open stream from a to be reset', () => b.stats().rejectedStreams === 1);
+    await waitFor('a new stream from a to be refused', async () => {
+      await a.send('b', Protocols.raft, utf8('3')).catch(() => undefined);
+      return b.stats().rejectedStreams >= 2;
+    });
+    expect(inB.got).toEqual(['a:1']);
   });
 });
