@@ -47,6 +47,15 @@ describe('three cohort processes', () => {
     const reader = redis(others[1]!.resp);
     const values = await reader.mget(...Array.from({ length: 100 }, (_, i) => `key${i}`));
     expect(values).toEqual(Array.from({ length: 100 }, (_, i) => `value${i}`));
+    // Concurrent INCRs through all three nodes each apply exactly once.
+    const counters = c.nodes.map((n) => redis(n.resp));
+    await Promise.all(
+      counters.map(async (r) => {
+        for (let i = 0; i < 30; i++) await r.incr('counter');
+      }),
+    );
+    expect(await reader.get('counter')).toBe('90');
+
     // The leader's metrics show the replicated writes and its group-committed store writes.
     const metrics = await (await fetch(`http://127.0.0.1:${leader.http}/metrics`)).text();
     const metric = (name: string): number =>
