@@ -103,6 +103,11 @@ export class Swim {
   private readonly cfg: SwimConfig;
   private readonly random: Random;
   private readonly table = new Map<NodeId, MemberRecord>();
+  /** Every id in the table, for O(1) random sampling. */
+  private readonly ids: NodeId[] = [];
+  private readonly suspects = new Set<NodeId>();
+  private nLive = 0;
+  private nDead = 0;
   private readonly queue: GossipQueue;
   private readonly health: LocalHealth;
   private readonly partition: PartitionDetector;
@@ -139,7 +144,7 @@ export class Swim {
     this.random = options.random;
     const tags = { ...(options.tags ?? {}) };
     validateTags(tags, this.cfg.tagLimits);
-    this.table.set(this.self, {
+    this.insert({
       id: this.self,
       address: options.address,
       state: 'alive',
@@ -202,8 +207,7 @@ export class Swim {
 
   /** Whether another live member is known (a join succeeded). */
   hasPeers(): boolean {
-    for (const r of this.table.values()) if (r.id !== this.self && isLive(r.state)) return true;
-    return false;
+    return this.nLive - (isLive(this.me().state) ? 1 : 0) > 0;
   }
 
   /** After {@link leave}: whether the leave announcement was sent as often as dissemination needs. */
@@ -224,10 +228,11 @@ export class Swim {
     if (this.queue.size > 0) t = Math.min(t, this.nextGossipAt);
     t = Math.min(t, this.nextPushPullAt);
     for (const r of this.relays.values()) t = Math.min(t, r.deadline);
-    for (const r of this.table.values()) {
-      if (r.suspicion) t = Math.min(t, r.suspicion.deadline());
-      if (r.state === 'dead') t = Math.min(t, this.nextReconnectAt);
+    for (const id of this.suspects) {
+      const s = this.table.get(id)?.suspicion;
+      if (s) t = Math.min(t, s.deadline());
     }
+    if (this.nDead > 0) t = Math.min(t, this.nextReconnectAt);
     const pd = this.partition.deadline();
     if (pd !== undefined && this.partitionKind !== 'partitioned') t = Math.min(t, pd);
     return t;
@@ -239,7 +244,7 @@ export class Swim {
   bootstrap(members: readonly MemberUpdate[]): void {
     for (const u of members) {
       if (u.id === this.self || this.table.has(u.id)) continue;
-      this.table.set(u.id, { ...u, tags: { ...u.tags }, suspicion: undefined });
+      this.insert({ ...u, tags: { ...u.tags }, suspicion: undefined });
       this.addToProbeOrder(u.id);
     }
   }
@@ -261,7 +266,7 @@ export class Swim {
     if (!this.leaving) {
       this.leaving = true;
       me.incarnation += 1;
-      me.state = 'left';
+      this.setState(me, 'left');
       this.queue.enqueue(this.updateOf(me), Priority.Critical);
       this.gossipRound(now);
     }
@@ -299,7 +304,7 @@ export class Swim {
     }
     if (now >= this.nextReconnectAt) {
       this.nextReconnectAt = now + this.cfg.reconnectIntervalMs;
-      const dead = this.pick((r) => r.state === 'dead', 1)[0];
+      const dead = this.nDead > 0 ? this.pick((r) => r.state === 'dead', 1)[0] : undefined;
       if (dead && !this.leaving) this.pushPull(dead.id, false);
     }
     this.checkPartition(now);
@@ -475,8 +480,9 @@ export class Swim {
   }
 
   private checkSuspicions(now: number): void {
-    for (const r of this.table.values()) {
-      if (r.state !== 'suspect' || !r.suspicion || now < r.suspicion.deadline()) continue;
+    for (const id of [...this.suspects]) {
+      const r = this.table.get(id);
+      if (!r || r.state !== 'suspect' || !r.suspicion || now < r.suspicion.deadline()) continue;
       if (r.suspicion.lastChanceSeq === undefined && !this.leaving) {
         this.lastChanceProbe(r, now);
         continue;
@@ -546,7 +552,7 @@ export class Swim {
     if (!r) {
       if (u.state !== 'alive' && !fromPushPull) return;
       const rec: MemberRecord = { ...u, tags: { ...u.tags }, suspicion: undefined };
-      this.table.set(u.id, rec);
+      this.insert(rec);
       this.addToProbeOrder(u.id);
       if (u.state === 'suspect') rec.suspicion = this.newSuspicion(u.by ?? this.self, now);
       this.out.changes.push({ id: u.id, from: undefined, to: u.state, incarnation: u.incarnation, local });
@@ -569,7 +575,7 @@ export class Swim {
     // A suspicion belongs to one incarnation: a newer one starts its own timer.
     const sameSuspicion = prev === 'suspect' && r.incarnation === u.incarnation;
     r.incarnation = u.incarnation;
-    r.state = u.state;
+    this.setState(r, u.state);
     r.address = u.address || r.address;
     if (u.state === 'alive') r.tags = { ...u.tags };
     if (u.state !== 'suspect') r.suspicion = undefined;
@@ -636,12 +642,9 @@ export class Swim {
   }
 
   private checkPartition(now: number): void {
-    let reachable = 0;
-    let expected = 0;
-    for (const r of this.table.values()) {
-      if (isLive(r.state) || r.id === this.self) reachable += 1;
-      if (r.state !== 'left' || r.id === this.self) expected += 1;
-    }
+    const selfDown = isLive(this.me().state) ? 0 : 1;
+    const reachable = this.nLive + selfDown;
+    const expected = this.nLive + this.nDead + selfDown;
     const status = this.partition.check(reachable, expected, now);
     this.lastPartition = status;
     if (status.kind !== this.partitionKind) {
@@ -680,10 +683,45 @@ export class Swim {
     return [...this.table.values()].map((r) => this.updateOf(r));
   }
 
+  /** Up to `k` distinct random members matching `pred`: sampled, with a full scan when matches are sparse. */
   private pick(pred: (r: MemberRecord) => boolean, k: number): MemberRecord[] {
-    const all = [...this.table.values()].filter(pred);
-    shuffle(all, this.random);
-    return all.slice(0, k);
+    const out: MemberRecord[] = [];
+    if (k <= 0) return out;
+    const seen = new Set<NodeId>();
+    for (let tries = 0; tries < 4 * k + 8 && out.length < k; tries++) {
+      const id = this.ids[this.random.int(0, this.ids.length - 1)];
+      if (id === undefined || seen.has(id)) continue;
+      seen.add(id);
+      const r = this.table.get(id);
+      if (r && pred(r)) out.push(r);
+    }
+    if (out.length < k) {
+      const rest = [...this.table.values()].filter((r) => pred(r) && !seen.has(r.id));
+      shuffle(rest, this.random);
+      out.push(...rest.slice(0, k - out.length));
+    }
+    return out;
+  }
+
+  private insert(r: MemberRecord): void {
+    this.table.set(r.id, r);
+    this.ids.push(r.id);
+    this.count(r.id, r.state, 1);
+  }
+
+  private setState(r: MemberRecord, state: MemberState): void {
+    this.count(r.id, r.state, -1);
+    r.state = state;
+    this.count(r.id, state, 1);
+  }
+
+  private count(id: NodeId, state: MemberState, delta: 1 | -1): void {
+    if (isLive(state)) this.nLive += delta;
+    if (state === 'dead') this.nDead += delta;
+    if (state === 'suspect') {
+      if (delta > 0) this.suspects.add(id);
+      else this.suspects.delete(id);
+    }
   }
 
   private start(now: number): void {
@@ -704,9 +742,7 @@ export class Swim {
   }
 
   private liveCount(): number {
-    let n = 0;
-    for (const r of this.table.values()) if (isLive(r.state)) n += 1;
-    return Math.max(1, n);
+    return Math.max(1, this.nLive);
   }
 
   private detector(id: NodeId): PhiAccrualDetector {

@@ -26,3 +26,4 @@ export {
 } from './raft/run.js';
 export { type EventHandle, Scheduler } from './scheduler.js';
 export { TraceHash, hashBytes } from './trace.js';
+export * as swim from './swim/index.js';

@@ -1,6 +1,5 @@
 import type { NodeId } from '@cohort/core';
 import type { PartitionStatus, SwimConfig } from '@cohort/membership';
-import { median, percentile } from './stats.js';
 import { SwimCluster } from './swim-cluster.js';
 
 const HOUR_MS = 3_600_000;
@@ -265,5 +264,3 @@ export function massFailure(seed: number): MassFailureResult {
     finalStatus: c.swim('m0').partitionStatus(),
   };
 }
-
-export { median, percentile };
