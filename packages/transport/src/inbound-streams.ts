@@ -205,8 +205,12 @@ export class InboundStreams {
     oversized = false,
   ): void {
     const name = (err as Error | undefined)?.name;
-    if (name === 'UnexpectedEOFError') return; // the peer closed its end between frames
     const stream = lp.unwrap();
+    if (name === 'UnexpectedEOFError') {
+      // The peer closed its end between frames: close ours so the stream is released.
+      stream.close().catch((e: unknown) => stream.abort(e instanceof Error ? e : new Error(String(e))));
+      return;
+    }
     // A frame over the limit is refused as soon as its length prefix arrives, or when it
     // overflows the read buffer if it arrived in one piece.
     const tooLong = ['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'StreamBufferError'];
