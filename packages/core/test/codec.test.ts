@@ -151,6 +151,16 @@ describe('envelope versioning and limits', () => {
     expect(decodeRaftMessage(sample, { maxBytes: sample.length }).group).toBe('p1');
   });
 
+  it('refuses to encode negative or fractional numbers with a CodecError', () => {
+    const m = decodeRaftMessage(sample).message;
+    for (const bad of [{ term: -1 }, { index: 1.5 }, { commit: Number.NaN }, { rejectHint: 2 ** 60 }]) {
+      expect(() => encodeRaftMessage('p1', { ...m, ...bad })).toThrow(/non-negative safe integer/);
+      expect(() => encodeRaftBatch([{ group: 'p1', message: { ...m, ...bad } }])).toThrow(CodecError);
+    }
+    const entry = { term: 1, index: -3, type: 'normal' as const, data: new Uint8Array() };
+    expect(() => encodeRaftMessage('p1', { ...m, entries: [entry] })).toThrow(/entry\.index = -3/);
+  });
+
   it('refuses to encode a frame over the size limit', () => {
     const big = { type: 'normal' as const, term: 1, index: 1, data: new Uint8Array(2048) };
     const m = { ...decodeRaftMessage(sample).message, entries: [big] };

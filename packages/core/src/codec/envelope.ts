@@ -104,3 +104,14 @@ export function guard<T>(what: string, decode: () => T): T {
     throw new CodecError(`cannot decode ${what}: ${reason} (truncated or corrupt frame)`);
   }
 }
+
+/** Runs a protons encoder, turning what it throws (a negative or fractional number, say) into a CodecError. */
+export function guardEncode<T>(what: string, encode: () => T): T {
+  try {
+    return encode();
+  } catch (err) {
+    if (err instanceof CodecError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CodecError(`cannot encode ${what}: ${reason}; numbers must be non-negative safe integers`);
+  }
+}

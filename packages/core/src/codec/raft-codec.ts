@@ -10,7 +10,7 @@ import type {
   MessageType,
   Snapshot,
 } from '../raft-types.js';
-import { type CodecOptions, guard, openEnvelopeOf, sealEnvelope } from './envelope.js';
+import { type CodecOptions, guard, guardEncode, openEnvelopeOf, sealEnvelope } from './envelope.js';
 import * as pb from './generated/cohort-wire.js';
 
 /** A Raft message with the group it belongs to (multi-Raft: groups share connections). */
@@ -70,7 +70,8 @@ function back<K, V>(table: Map<V, K>, value: V, what: string): K {
 
 /** Encodes one Raft message of `group` as a versioned frame. */
 export function encodeRaftMessage(group: GroupId, m: Message, options: CodecOptions = {}): Uint8Array {
-  return sealEnvelope('raftMessage', pb.GroupMessage.encode({ group, message: messageToPb(m) }), options);
+  const payload = guardEncode('a raft message', () => pb.GroupMessage.encode({ group, message: messageToPb(m) }));
+  return sealEnvelope('raftMessage', payload, options);
 }
 
 /** Decodes a frame written by {@link encodeRaftMessage}; throws CodecError on anything else. */
@@ -82,7 +83,8 @@ export function decodeRaftMessage(bytes: Uint8Array, options: CodecOptions = {})
 /** Encodes several Raft messages (of any groups) bound for one peer as a single frame. */
 export function encodeRaftBatch(messages: readonly GroupMessage[], options: CodecOptions = {}): Uint8Array {
   const pbMessages = messages.map(({ group, message }) => ({ group, message: messageToPb(message) }));
-  return sealEnvelope('raftBatch', pb.RaftBatch.encode({ messages: pbMessages }), options);
+  const payload = guardEncode('a raft batch', () => pb.RaftBatch.encode({ messages: pbMessages }));
+  return sealEnvelope('raftBatch', payload, options);
 }
 
 /** Decodes a frame written by {@link encodeRaftBatch}. */
@@ -93,7 +95,11 @@ export function decodeRaftBatch(bytes: Uint8Array, options: CodecOptions = {}): 
 
 /** Encodes a membership change, as carried in the data of a `confChange` entry. */
 export function encodeConfChange(cc: ConfChange, options: CodecOptions = {}): Uint8Array {
-  return sealEnvelope('confChange', pb.ConfChange.encode(confChangeToPb(cc)), options);
+  return sealEnvelope(
+    'confChange',
+    guardEncode('a conf change', () => pb.ConfChange.encode(confChangeToPb(cc))),
+    options,
+  );
 }
 
 /** Decodes a frame written by {@link encodeConfChange}. */
@@ -107,7 +113,22 @@ function groupMessageFromPb(g: pb.GroupMessage): GroupMessage {
   return { group: g.group, message: messageFromPb(g.message) };
 }
 
+/** Protobuf would silently truncate or wrap a bad number; refuse it at the boundary instead. */
+function uint(value: number, field: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new CodecError(`cannot encode ${field} = ${value}: it must be a non-negative safe integer`);
+  }
+  return value;
+}
+
 function messageToPb(m: Message): pb.Message {
+  uint(m.term, 'message.term');
+  uint(m.logTerm, 'message.logTerm');
+  uint(m.index, 'message.index');
+  uint(m.commit, 'message.commit');
+  uint(m.rejectHint, 'message.rejectHint');
+  uint(m.rejectTerm, 'message.rejectTerm');
+  uint(m.snapOffset, 'message.snapOffset');
   const out: pb.Message = {
     type: messageTypes[m.type],
     from: m.from,
@@ -150,6 +171,8 @@ function messageFromPb(m: pb.Message): Message {
 }
 
 function entryToPb(e: Entry): pb.Entry {
+  uint(e.term, 'entry.term');
+  uint(e.index, 'entry.index');
   return { term: e.term, index: e.index, type: entryTypes[e.type], data: e.data };
 }
 
@@ -178,6 +201,8 @@ function confStateFromPb(c: pb.ConfState | undefined): ConfState {
 }
 
 function snapshotToPb(s: Snapshot): pb.Snapshot {
+  uint(s.meta.index, 'snapshot.meta.index');
+  uint(s.meta.term, 'snapshot.meta.term');
   return {
     meta: { index: s.meta.index, term: s.meta.term, confState: confStateToPb(s.meta.confState) },
     data: s.data,
