@@ -58,6 +58,14 @@ export class PendingWork<R> {
     });
   }
 
+  /** The read of `context` cannot be served; its caller gets `err`. */
+  failRead(context: string, err: Error): void {
+    const r = this.reads.get(context);
+    if (r === undefined) return;
+    this.reads.delete(context);
+    r.reject(err);
+  }
+
   /** The leader confirmed it led at `index` when the read of `context` started. */
   readConfirmed(context: string, index: LogIndex): void {
     const r = this.reads.get(context);

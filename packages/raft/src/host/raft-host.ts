@@ -111,6 +111,10 @@ interface Group {
   snapshotIndex: LogIndex;
   role: StateRole;
   lead: NodeId;
+  /** Reads waiting for the next ReadIndex round. */
+  readBatch: string[];
+  /** Reads of each round in flight, by the round's context. */
+  readRounds: Map<string, string[]>;
 }
 
 /**
@@ -188,6 +192,8 @@ export class RaftHost {
       snapshotIndex: snap.meta.index,
       role: s.role,
       lead: s.lead,
+      readBatch: [],
+      readRounds: new Map(),
     });
     this.log.info('group added', { group, fresh, voters: s.confState.voters, applied: snap.meta.index });
     this.schedule();
@@ -266,7 +272,9 @@ export class RaftHost {
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     const ctx = `${this.opts.id}/${++this.readCounter}`;
     const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
-    g.engine.readIndex(new TextEncoder().encode(ctx));
+    // Reads arriving in the same turn share one ReadIndex round (started in processReady): every one
+    // of them began before the round did, so its confirmed index is recent enough for all.
+    g.readBatch.push(ctx);
     this.schedule();
     return done;
   }
@@ -334,7 +342,24 @@ export class RaftHost {
   }
 
   /** One round: persist all groups (one write), send, apply, advance; repeat while work remains. */
+  /** Starts one ReadIndex round per group for the reads queued since the last one. */
+  private startReadRounds(): void {
+    for (const g of this.groups.values()) {
+      if (g.readBatch.length === 0) continue;
+      const reads = g.readBatch;
+      g.readBatch = [];
+      const round = `${this.opts.id}/r${++this.readCounter}`;
+      try {
+        g.engine.readIndex(new TextEncoder().encode(round));
+        g.readRounds.set(round, reads);
+      } catch (err) {
+        for (const ctx of reads) g.pending.failRead(ctx, err as Error);
+      }
+    }
+  }
+
   private processReady(): void {
+    this.startReadRounds();
     for (let rounds = 0; rounds < 16; rounds++) {
       const work: { g: Group; rd: Ready }[] = [];
       const batch: GroupWrite[] = [];
@@ -417,7 +442,10 @@ export class RaftHost {
       g.lead = rd.softState.lead;
       g.role = rd.softState.role;
       this.log.info('leadership changed', { group: g.id, role: g.role, leader: g.lead });
-      if (wasLeader && g.role !== 'leader') g.pending.failReads(new NotLeaderError(g.lead || undefined));
+      if (wasLeader && g.role !== 'leader') {
+        g.readRounds.clear();
+        g.pending.failReads(new NotLeaderError(g.lead || undefined));
+      }
       this.onLeaderChange?.(g.id, g.lead, g.role);
     }
     if (rd.snapshot && rd.snapshot.meta.index > g.applied) {
@@ -428,7 +456,11 @@ export class RaftHost {
       this.log.info('restored a snapshot from the leader', { group: g.id, index: g.applied });
     }
     for (const e of rd.committedEntries) this.applyEntry(g, e);
-    for (const rs of rd.readStates) g.pending.readConfirmed(new TextDecoder().decode(rs.context), rs.index);
+    for (const rs of rd.readStates) {
+      const round = new TextDecoder().decode(rs.context);
+      for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
+      g.readRounds.delete(round);
+    }
     g.pending.releaseReads(g.applied);
   }
 

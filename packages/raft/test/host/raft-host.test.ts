@@ -1,5 +1,6 @@
 import { NotLeaderError, ProposalDroppedError, TimeoutError, decodeRaftBatch } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type EngineFactory, rawNodeFactory } from '../../src/index.js';
 import { Cluster, cmd, until } from './cluster.js';
 import { MemoryNodeStore } from './memory-node-store.js';
 
@@ -43,6 +44,27 @@ describe('RaftHost', () => {
     // Every write proposed before the read is visible once the read may be served.
     expect(leader.sms.get('p0')!.map.get('k19')).toBe('19');
     await Promise.all(writes);
+  });
+
+  it('reads issued in the same turn share one ReadIndex round', async () => {
+    let rounds = 0;
+    const createEngine: EngineFactory = (o, storage, peers) => {
+      const engine = rawNodeFactory(o, storage, peers);
+      return {
+        ...engine,
+        readIndex(ctx: Uint8Array): void {
+          rounds++;
+          engine.readIndex(ctx);
+        },
+      };
+    };
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { createEngine });
+    const c = cluster;
+    const leader = c.node(await until('a leader', () => c.leader()));
+    await leader.host.propose('p0', cmd('r=1'));
+    rounds = 0;
+    await Promise.all(Array.from({ length: 50 }, () => leader.host.readIndex('p0')));
+    expect(rounds).toBe(1);
   });
 
   it('persists every round in one store write before sending any message of it', async () => {
