@@ -231,6 +231,9 @@ export class Libp2pTransport implements Transport {
     this.node = undefined;
     this.registered.clear();
     for (const entry of this.peers.values()) closeAll(entry);
+    // Peers treat a stop like a crash anyway (they redial with backoff), and a graceful
+    // close would wait on long-lived streams the remote end keeps open.
+    for (const connection of node.getConnections()) connection.abort(new UnavailableError(`${this.self} is stopping`));
     await node.stop();
   }
 
