@@ -74,6 +74,8 @@ export class SqliteNodeStore implements DurableNodeStore {
   private readonly cacheBytes: number;
   private readonly st: Record<string, Stmt>;
   private readonly src: (group: GroupId) => GroupSource;
+  /** Runs a function in a transaction (nested calls become savepoints); built once, as building it per write costs. */
+  private readonly inTxn: (fn: () => unknown) => unknown;
   private closed = false;
 
   private constructor(
@@ -112,6 +114,7 @@ export class SqliteNodeStore implements DurableNodeStore {
       delSnap: p('DELETE FROM snapshots WHERE sid = ?'),
       delSnapChunks: p('DELETE FROM snapshot_chunks WHERE sid = ?'),
     };
+    this.inTxn = db.transaction((fn: () => unknown) => fn());
     const st = this.st;
     this.src = (group) => ({
       file,
@@ -209,7 +212,7 @@ export class SqliteNodeStore implements DurableNodeStore {
     let pendingChunk: Uint8Array | undefined;
     const rechunker = new Rechunker(this.chunkBytes, (c) => {
       // Hold one chunk back so the last one lands in finish's transaction.
-      if (pendingChunk) this.db.transaction(insert)(pendingChunk);
+      if (pendingChunk) this.inTxn(() => insert(pendingChunk as Uint8Array));
       pendingChunk = c;
     });
     let done = false;
@@ -250,10 +253,10 @@ export class SqliteNodeStore implements DurableNodeStore {
       abort: () => {
         if (done) return;
         done = true;
-        this.db.transaction(() => {
+        this.inTxn(() => {
           this.st.delSnapChunks?.run(sid);
           this.st.delSnap?.run(sid);
-        })();
+        });
       },
     };
   }
@@ -308,7 +311,7 @@ export class SqliteNodeStore implements DurableNodeStore {
 
   transaction<T>(fn: () => T): T {
     this.assertOpen();
-    return this.db.transaction(fn)();
+    return this.inTxn(fn) as T;
   }
 
   close(): void {
@@ -349,7 +352,7 @@ export class SqliteNodeStore implements DurableNodeStore {
       return c;
     };
     try {
-      this.db.transaction(() => fn(work))();
+      this.inTxn(() => fn(work));
     } catch (err) {
       if (err instanceof StorageError) throw err;
       throw new StorageError(`${this.file}: write failed: ${(err as Error).message}`);
