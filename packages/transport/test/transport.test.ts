@@ -290,6 +290,32 @@ describe('libp2p transport', () => {
     expect(a.stats().dialFailures).toBeGreaterThan(0);
   }, 60_000);
 
+  it('refuses a peer that comes back with a new identity until it is re-added', async () => {
+    const a = await cluster.start({ self: 'a' });
+    let b = await cluster.start({ self: 'b' });
+    const bAddress = addressOf(b);
+    meshAll(a, b);
+    const inA = inbox();
+    a.handle(Protocols.raft, inA.handler);
+    await b.send('a', Protocols.raft, utf8('old b'));
+    await waitFor('the first frame', () => inA.got.length === 1);
+    await b.stop();
+    // A fresh data dir: a new key, so a new PeerId under the same NodeId and address.
+    b = await cluster.start({ self: 'b', listen: bAddress });
+    b.addPeer('a', addressOf(a));
+    await waitFor('the new b to be refused', async () => {
+      await b.send('a', Protocols.raft, utf8('new b')).catch(() => undefined);
+      return a.stats().rejectedStreams >= 1;
+    });
+    expect(inA.got).toEqual(['b:old b']);
+    a.removePeer('b');
+    a.addPeer('b', bAddress);
+    await waitFor('the new b to be accepted', async () => {
+      await b.send('a', Protocols.raft, utf8('new b')).catch(() => undefined);
+      return inA.got.includes('b:new b');
+    });
+  }, 60_000);
+
   it('drops and counts one-way frames beyond the per-peer queue bound', async () => {
     const a = await cluster.start({ self: 'a', maxQueuedFrames: 2 });
     const b = await cluster.start({ self: 'b' });
