@@ -42,7 +42,7 @@ export interface SqliteNodeStoreOptions {
   chunkBytes?: number;
   /**
    * Recent entries per group kept in memory for the engine's hot reads.
-   * @default 4096
+   * @default 1024
    */
   cacheEntries?: number;
   /**
@@ -85,7 +85,7 @@ export class SqliteNodeStore implements DurableNodeStore {
   ) {
     this.limits = resolveLimits(opts.limits);
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    this.cacheEntries = opts.cacheEntries ?? 4096;
+    this.cacheEntries = opts.cacheEntries ?? 1024;
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
     const p = (sql: string): Stmt => db.prepare(sql);
     this.st = {
