@@ -4,6 +4,7 @@ import {
   type GroupId,
   type GroupMessage,
   type GroupWrite,
+  type HardState,
   type LogIndex,
   type Logger,
   type NodeId,
@@ -111,6 +112,8 @@ interface Group {
   snapshotIndex: LogIndex;
   role: StateRole;
   lead: NodeId;
+  /** A hard state whose only change is the commit index, not yet written. */
+  deferredHardState?: HardState | undefined;
   /** Reads waiting for the next ReadIndex round. */
   readBatch: string[];
   /** Reads of each round in flight, by the round's context. */
@@ -211,6 +214,7 @@ export class RaftHost {
   stop(): void {
     this.running = false;
     if (this.tickTimer !== undefined) this.opts.clock.clearTimeout(this.tickTimer);
+    this.flushDeferred();
     for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
   }
 
@@ -298,6 +302,8 @@ export class RaftHost {
       g.engine.tick();
       g.pending.expire(now);
     }
+    // Commit indexes reach the disk within a tick even when nothing else is written.
+    this.flushDeferred();
     this.processReady();
     this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.tickMs);
   }
@@ -342,6 +348,21 @@ export class RaftHost {
   }
 
   /** One round: persist all groups (one write), send, apply, advance; repeat while work remains. */
+  /** Writes the deferred commit indexes of `groups` (all by default) in one store write. */
+  private flushDeferred(groups: Iterable<Group> = this.groups.values()): void {
+    const batch: GroupWrite[] = [];
+    for (const g of groups) {
+      if (g.deferredHardState === undefined) continue;
+      batch.push({ group: g.id, hardState: g.deferredHardState });
+      g.deferredHardState = undefined;
+    }
+    if (batch.length === 0) return;
+    const t = this.opts.clock.now();
+    this.opts.store.write(batch);
+    this.counters.storeWriteMs += this.opts.clock.now() - t;
+    this.counters.storeWrites++;
+  }
+
   /** Starts one ReadIndex round per group for the reads queued since the last one. */
   private startReadRounds(): void {
     for (const g of this.groups.values()) {
@@ -368,9 +389,16 @@ export class RaftHost {
         const rd = g.engine.ready();
         work.push({ g, rd });
         const w: GroupWrite = { group: g.id };
-        if (rd.hardState) w.hardState = rd.hardState;
         if (rd.entries.length > 0) w.entries = rd.entries;
         if (rd.snapshot) w.snapshot = rd.snapshot;
+        if (rd.mustSync || w.entries || w.snapshot) {
+          const hs = rd.hardState ?? g.deferredHardState;
+          if (hs) w.hardState = hs;
+          g.deferredHardState = undefined;
+        } else if (rd.hardState) {
+          // Only the commit index moved: Raft needs no durable commit, so it rides the next write.
+          g.deferredHardState = rd.hardState;
+        }
         if (w.hardState || w.entries || w.snapshot) batch.push(w);
       }
       if (work.length === 0) return;
@@ -501,6 +529,8 @@ export class RaftHost {
       since >= this.snapshotEntries ||
       (since >= Math.ceil(this.snapshotEntries / 10) && this.sized?.stats(g.id).shouldSnapshot === true);
     if (!due) return;
+    // A snapshot never gets ahead of the stored commit index.
+    this.flushDeferred([g]);
     const reader = this.opts.store.group(g.id);
     const term = reader.term(g.applied);
     const data = g.sm.snapshot();

@@ -18,6 +18,11 @@ describe('RaftHost', () => {
     const index = await c.node(leader).host.propose<number>('p0', cmd('x=1'));
     expect(index).toBeGreaterThan(3); // after the three bootstrap entries and the leader's no-op
     await until('all replicas apply x=1', () => c.ids.every((id) => c.node(id).sms.get('p0')!.map.get('x') === '1'));
+    // A commit index alone is written lazily, but reaches the store within a tick.
+    await until('the stored commit catches up', () => {
+      const n = c.node(leader);
+      return n.store.storage('p0').initialState().hardState.commit === n.host.status('p0').commit;
+    });
   });
 
   it('a follower refuses proposals and reads with NotLeaderError naming the leader', async () => {
