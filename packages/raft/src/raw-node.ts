@@ -202,7 +202,8 @@ export class RawNode {
       committedEntries,
       messages: r.msgs,
       readStates: r.readStates,
-      mustSync: entries.length > 0 || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote,
+      mustSync:
+        entries.length > 0 || u.snapshot !== undefined || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote,
     };
     if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) {
       rd.softState = soft;
