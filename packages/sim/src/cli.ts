@@ -31,6 +31,7 @@ const program = new Command()
   .option('--soak', 'long run: at least one simulated week over its seeds')
   .option('--sim-seconds <s>', 'simulated seconds of faults per seed', int('--sim-seconds'))
   .option('--no-faults', 'no faults or operator actions (clients only)')
+  .option('--lease', 'every seed serves reads by leader lease (no tick skew)')
   .option('--no-progress', 'no progress bar');
 
 program.parse();
@@ -41,10 +42,11 @@ const opts = program.opts<{
   soak?: boolean;
   simSeconds?: number;
   faults: boolean;
+  lease?: boolean;
   progress: boolean;
 }>();
 
-const run: RunOptions = { faults: opts.faults };
+const run: RunOptions = { faults: opts.faults, lease: opts.lease === true };
 if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
 
 if (opts.seed !== undefined) {
@@ -89,7 +91,7 @@ if (opts.seed !== undefined) {
     process.exitCode = 1;
   }
   bar?.stop();
-  console.log(formatSummary(summary, performance.now() - started));
+  console.log(formatSummary(summary, performance.now() - started, process.exitCode !== 1));
   const missing = missingCoverage(summary.coverage, Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 1])));
   if (process.exitCode !== 1 && missing.length > 0 && summary.seeds >= 50) {
     console.error(`coverage never reached: ${missing.join(', ')}`);

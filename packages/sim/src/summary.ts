@@ -5,13 +5,14 @@ function hours(ms: number): string {
 }
 
 /** A human-readable summary of a batch of seeds. */
-export function formatSummary(s: BatchSummary, wallMs: number): string {
+export function formatSummary(s: BatchSummary, wallMs: number, allPassed = true): string {
+  const verdict = allPassed ? 'all linearizable' : 'linearizable up to the failing seed';
   const lines = [
     `seeds:           ${s.seeds}`,
     `simulated:       ${hours(s.simMs)} h (${(s.simMs / 1000).toFixed(0)} s) in ${(wallMs / 1000).toFixed(1)} s wall (${(s.simMs / Math.max(1, wallMs)).toFixed(0)}x)`,
     `cpu time:        ${(s.cpuMs / 1000).toFixed(1)} s (${(s.simMs / Math.max(1, s.cpuMs)).toFixed(0)}x simulated per CPU second)`,
     `events:          ${s.events}`,
-    `client ops:      ${s.ops.total} (${s.ops.completed} answered, ${s.ops.unknown} unknown outcome), all linearizable`,
+    `client ops:      ${s.ops.total} (${s.ops.completed} answered, ${s.ops.unknown} unknown outcome), ${verdict}`,
     'faults injected:',
     ...Object.entries(s.faults).map(([k, v]) => `  ${k.padEnd(15)}${v}`),
     'coverage:',

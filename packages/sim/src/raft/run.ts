@@ -21,6 +21,8 @@ export interface RunOptions {
   actionEveryMs?: number;
   /** Inject faults and actions at all. @default true */
   faults?: boolean;
+  /** Every seed serves reads by leader lease (instead of a quarter of them). @default false */
+  lease?: boolean;
   /** Overrides of the seed's randomly chosen cluster shape. */
   cluster?: Partial<ClusterConfig>;
 }
@@ -49,6 +51,7 @@ export function replayCommandFor(seed: number, options: RunOptions): string {
   let cmd = `pnpm sim --seed ${seed}`;
   if (options.simMs !== undefined && options.simMs !== DEFAULT_SIM_MS) cmd += ` --sim-seconds ${options.simMs / 1000}`;
   if (options.faults === false) cmd += ' --no-faults';
+  if (options.lease) cmd += ' --lease';
   return cmd;
 }
 
@@ -97,6 +100,10 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   const faultRandom = root.fork();
   const clientRandom = root.fork();
   const config = { ...seedConfig(configRandom), ...options.cluster };
+  if (options.lease) {
+    config.raft = { ...config.raft, readOnlyOption: 'leaseBased', checkQuorum: true };
+    config.tickSkew = 0;
+  }
   if (options.faults === false) config.links = { ...config.links, dropRate: 0, dupRate: 0, spikeRate: 0 };
   const simMs = options.simMs ?? DEFAULT_SIM_MS;
   const cluster = new RaftCluster(seed, config, randoms, replayCommandFor(seed, options));
