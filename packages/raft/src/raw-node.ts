@@ -203,7 +203,10 @@ export class RawNode {
       messages: r.msgs,
       readStates: r.readStates,
       mustSync:
-        entries.length > 0 || u.snapshot !== undefined || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote,
+        entries.length > 0 ||
+        u.snapshot !== undefined ||
+        hs.term !== this.prevHard.term ||
+        hs.vote !== this.prevHard.vote,
     };
     if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) {
       rd.softState = soft;
