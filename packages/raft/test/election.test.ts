@@ -166,6 +166,22 @@ describe('pre-vote and check-quorum', () => {
     expect(b.status().lead).toBe('a');
   });
 
+  it('a stale leader learns the newer term from the answer to its heartbeat and steps down', () => {
+    const net = new Network(['a', 'b', 'c'], { preVote: true, checkQuorum: false });
+    net.elect('a');
+    net.isolate('a');
+    net.elect('b');
+    expect(net.node('b').rn.status().role).toBe('leader');
+    expect(net.node('a').rn.status().role).toBe('leader');
+    net.heal();
+    // a's heartbeat carries the old term: the answer carries the new one.
+    net.tick('a');
+    net.stabilize();
+    expect(net.node('a').rn.status().role).toBe('follower');
+    expect(net.node('a').rn.status().term).toBe(net.node('b').rn.status().term);
+    expect(net.leaders()).toEqual(['b']);
+  });
+
   it('a pre-candidate that wins becomes a candidate and then leader', () => {
     const net = new Network(['a', 'b', 'c'], { preVote: true });
     net.elect('a');
