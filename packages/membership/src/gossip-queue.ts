@@ -21,7 +21,6 @@ export interface GossipQueueOptions {
 interface Entry {
   readonly update: MemberUpdate;
   readonly priority: Priority;
-  readonly order: number;
   readonly size: number;
   transmits: number;
 }
@@ -39,6 +38,8 @@ export function retransmitLimit(retransmitMult: number, n: number): number {
 /**
  * The bounded, prioritized queue of updates piggybacked on protocol messages.
  * One entry per member: a newer update about a member replaces the older one.
+ * Entries sit in buckets by (priority, times sent), so picking the next
+ * updates costs what is picked, not the size of the queue.
  */
 export class GossipQueue {
   private readonly maxPerMessage: number;
@@ -46,7 +47,8 @@ export class GossipQueue {
   private readonly retransmitMult: number;
   private readonly capacity: number;
   private readonly entries = new Map<NodeId, Entry>();
-  private counter = 0;
+  /** buckets[priority][transmits]: entries in arrival order. */
+  private readonly buckets: Set<Entry>[][] = [[], [], [], []];
 
   constructor(options: GossipQueueOptions = {}) {
     this.maxPerMessage = options.maxPerMessage ?? 20;
@@ -62,8 +64,11 @@ export class GossipQueue {
 
   /** Queues `update` (replacing any queued update about the same member). */
   enqueue(update: MemberUpdate, priority: Priority): void {
-    this.entries.delete(update.id);
-    this.entries.set(update.id, { update, priority, order: this.counter++, size: updateSize(update), transmits: 0 });
+    const old = this.entries.get(update.id);
+    if (old) this.remove(old);
+    const e: Entry = { update, priority, size: updateSize(update), transmits: 0 };
+    this.entries.set(update.id, e);
+    this.bucket(e).add(e);
     if (this.entries.size > this.capacity) this.evictOne();
   }
 
@@ -78,42 +83,61 @@ export class GossipQueue {
   }
 
   /**
-   * Takes the updates for one message: most urgent first, then least sent, then
-   * newest; within the count and byte limits (`reservedBytes` of the budget are
-   * already used). Counts a transmission for each and drops those sent enough
-   * times for a cluster of `clusterSize`.
+   * Takes the updates for one message: most urgent first, then least sent,
+   * then oldest; within the count and byte limits (`reservedBytes` of the
+   * budget are already used). Counts a transmission for each and drops those
+   * sent enough times for a cluster of `clusterSize`.
    */
   select(clusterSize: number, reservedBytes = 0, exclude?: NodeId): MemberUpdate[] {
     if (this.entries.size === 0) return [];
     const limit = retransmitLimit(this.retransmitMult, clusterSize);
-    const sorted = [...this.entries.values()].sort(
-      (a, b) => a.priority - b.priority || a.transmits - b.transmits || b.order - a.order,
-    );
-    const out: MemberUpdate[] = [];
+    const picked: Entry[] = [];
     let bytes = reservedBytes;
-    for (const e of sorted) {
-      if (out.length >= this.maxPerMessage) break;
-      if (e.update.id === exclude) continue;
-      if (bytes + e.size > this.maxBytes) continue;
-      bytes += e.size;
-      out.push(e.update);
+    outer: for (const byTransmits of this.buckets) {
+      for (const bucket of byTransmits) {
+        if (!bucket) continue;
+        for (const e of bucket) {
+          if (picked.length >= this.maxPerMessage) break outer;
+          if (e.update.id === exclude || bytes + e.size > this.maxBytes) continue;
+          bytes += e.size;
+          picked.push(e);
+        }
+      }
+    }
+    for (const e of picked) {
+      this.bucket(e).delete(e);
       e.transmits += 1;
       if (e.transmits >= limit) this.entries.delete(e.update.id);
+      else this.bucket(e).add(e);
     }
-    return out;
+    return picked.map((e) => e.update);
+  }
+
+  private bucket(e: Entry): Set<Entry> {
+    const byTransmits = this.buckets[e.priority] as Set<Entry>[];
+    let b = byTransmits[e.transmits];
+    if (!b) {
+      b = new Set();
+      byTransmits[e.transmits] = b;
+    }
+    return b;
+  }
+
+  private remove(e: Entry): void {
+    this.bucket(e).delete(e);
+    this.entries.delete(e.update.id);
   }
 
   private evictOne(): void {
-    let victim: Entry | undefined;
-    for (const e of this.entries.values()) {
-      if (
-        victim === undefined ||
-        e.priority > victim.priority ||
-        (e.priority === victim.priority && e.transmits > victim.transmits)
-      ) {
-        victim = e;
+    for (let p = this.buckets.length - 1; p >= 0; p--) {
+      const byTransmits = this.buckets[p] as Set<Entry>[];
+      for (let t = byTransmits.length - 1; t >= 0; t--) {
+        const victim = byTransmits[t]?.values().next().value;
+        if (victim) {
+          this.remove(victim);
+          return;
+        }
       }
     }
-    if (victim) this.entries.delete(victim.update.id);
   }
 }

@@ -108,6 +108,8 @@ export class Swim {
   private readonly suspects = new Set<NodeId>();
   private nLive = 0;
   private nDead = 0;
+  /** Earliest suspicion deadline, recomputed lazily after any suspicion changed. */
+  private suspicionMin: number | undefined;
   private readonly queue: GossipQueue;
   private readonly health: LocalHealth;
   private readonly partition: PartitionDetector;
@@ -228,10 +230,7 @@ export class Swim {
     if (this.queue.size > 0) t = Math.min(t, this.nextGossipAt);
     t = Math.min(t, this.nextPushPullAt);
     for (const r of this.relays.values()) t = Math.min(t, r.deadline);
-    for (const id of this.suspects) {
-      const s = this.table.get(id)?.suspicion;
-      if (s) t = Math.min(t, s.deadline());
-    }
+    t = Math.min(t, this.earliestSuspicion());
     if (this.nDead > 0) t = Math.min(t, this.nextReconnectAt);
     const pd = this.partition.deadline();
     if (pd !== undefined && this.partitionKind !== 'partitioned') t = Math.min(t, pd);
@@ -433,7 +432,10 @@ export class Swim {
       this.held.delete(sent.target);
       const r = this.table.get(sent.target);
       // It answered the last-chance probe without a refutation reaching us: alive now, so suspect afresh.
-      if (r?.state === 'suspect' && r.suspicion?.lastChanceSeq === seq) r.suspicion = this.newSuspicion(this.self, now);
+      if (r?.state === 'suspect' && r.suspicion?.lastChanceSeq === seq) {
+        r.suspicion = this.newSuspicion(this.self, now);
+        this.suspicionMin = undefined;
+      }
     }
     const p = this.probe;
     if (p && p.seq === seq && !p.acked) {
@@ -480,6 +482,7 @@ export class Swim {
   }
 
   private checkSuspicions(now: number): void {
+    if (now < this.earliestSuspicion()) return;
     for (const id of [...this.suspects]) {
       const r = this.table.get(id);
       if (!r || r.state !== 'suspect' || !r.suspicion || now < r.suspicion.deadline()) continue;
@@ -500,6 +503,7 @@ export class Swim {
   private lastChanceProbe(r: MemberRecord, now: number): void {
     const seq = this.nextSeq();
     r.suspicion?.extend(now + this.health.scale(this.cfg.probeIntervalMs), seq);
+    this.suspicionMin = undefined;
     this.rememberProbe(seq, r.id, now);
     const buddy = [this.updateOf(r)];
     this.send(r.id, { type: 'ping', seq, target: r.id, gossip: buddy });
@@ -565,6 +569,7 @@ export class Swim {
     if (!supersedes(u, r)) {
       // Lifeguard: another independent accuser of a current suspicion shortens its timeout.
       if (u.state === 'suspect' && r.state === 'suspect' && u.incarnation === r.incarnation && r.suspicion) {
+        this.suspicionMin = undefined;
         if (r.suspicion.confirm(u.by ?? u.id))
           this.queue.enqueue({ ...this.updateOf(r), by: u.by ?? this.self }, Priority.Critical);
       }
@@ -578,6 +583,7 @@ export class Swim {
     this.setState(r, u.state);
     r.address = u.address || r.address;
     if (u.state === 'alive') r.tags = { ...u.tags };
+    this.suspicionMin = undefined;
     if (u.state !== 'suspect') r.suspicion = undefined;
     else if (!sameSuspicion || !r.suspicion) r.suspicion = this.newSuspicion(u.by ?? this.self, now);
     if (prev !== u.state)
@@ -591,10 +597,9 @@ export class Swim {
           this.out.events.push({ type: 'TagsUpdated', id: u.id, tags: r.tags });
           priority = Priority.High;
         }
-        if (prev !== 'alive') {
-          priority = Priority.Critical;
-          this.addToProbeOrder(u.id);
-        }
+        if (prev !== 'alive') priority = Priority.Critical;
+        // Dead and left members drop out of the round at its next reshuffle; bring a returning one back.
+        if (!isLive(prev)) this.addToProbeOrder(u.id);
         break;
       case 'suspect':
         priority = Priority.Critical;
@@ -703,6 +708,18 @@ export class Swim {
     return out;
   }
 
+  private earliestSuspicion(): number {
+    if (this.suspicionMin === undefined) {
+      let t = Number.POSITIVE_INFINITY;
+      for (const id of this.suspects) {
+        const sus = this.table.get(id)?.suspicion;
+        if (sus) t = Math.min(t, sus.deadline());
+      }
+      this.suspicionMin = t;
+    }
+    return this.suspicionMin;
+  }
+
   private insert(r: MemberRecord): void {
     this.table.set(r.id, r);
     this.ids.push(r.id);
@@ -716,6 +733,7 @@ export class Swim {
   }
 
   private count(id: NodeId, state: MemberState, delta: 1 | -1): void {
+    this.suspicionMin = undefined;
     if (isLive(state)) this.nLive += delta;
     if (state === 'dead') this.nDead += delta;
     if (state === 'suspect') {

@@ -17,9 +17,9 @@ export interface TableOptions {
 /** The README's settings. */
 export const fullTable: TableOptions = {
   sizes: [10, 50, 100, 500],
-  stabilityMs: (n) => (n >= 500 ? 60_000 : n >= 100 ? 180_000 : 600_000),
-  crashes: (n) => (n >= 500 ? 3 : n >= 100 ? 8 : 16),
-  churnRounds: (n) => (n >= 500 ? 4 : 10),
+  stabilityMs: (n) => (n >= 500 ? 20_000 : n >= 100 ? 120_000 : 600_000),
+  crashes: (n) => (n >= 500 ? 3 : n >= 100 ? 6 : 16),
+  churnRounds: (n) => (n >= 500 ? 3 : 10),
 };
 
 const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
@@ -63,7 +63,7 @@ export function swimTable(o: TableOptions = fullTable): string {
     const loss = stability(n, 3000 + n, ms, { dropRate: 0.2 });
     const slow = stability(n, 4000 + n, ms, { slowCount: Math.max(1, Math.round(n / 10)) });
     out.push(
-      `| ${n} | ${ms / 60_000} min | ${f1(loss.falseSuspicionsPerMemberHour)} | ${f1(loss.falseDeadPerMemberHour)} (${loss.falseDead}) | ${f1(loss.messagesPerMemberSecond)} | ${f0(loss.bytesPerMemberSecond)} | ${f1(slow.falseSuspicionsPerMemberHour)} | ${f1(slow.falseDeadPerMemberHour)} (${slow.falseDead}) |`,
+      `| ${n} | ${ms / 1000} s | ${f1(loss.falseSuspicionsPerMemberHour)} | ${f1(loss.falseDeadPerMemberHour)} (${loss.falseDead}) | ${f1(loss.messagesPerMemberSecond)} | ${f0(loss.bytesPerMemberSecond)} | ${f1(slow.falseSuspicionsPerMemberHour)} | ${f1(slow.falseDeadPerMemberHour)} (${slow.falseDead}) |`,
     );
   }
   out.push('', '**Churn**: every 5 s one member leaves gracefully and a new one joins through a random member.', '');
