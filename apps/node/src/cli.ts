@@ -109,6 +109,29 @@ program
   });
 
 program
+  .command('members')
+  .description("print a node's view of cluster membership (GET /v1/members)")
+  .option('--http <host:port>', 'HTTP address of the node to ask', '127.0.0.1:8080')
+  .option('--json', 'print the raw JSON')
+  .action(async (o: { http: string; json?: boolean }) => {
+    const res = await fetch(`http://${o.http}/v1/members`, { signal: AbortSignal.timeout(5000) }).catch((err: Error) =>
+      fail(`cannot reach ${o.http}: ${err.message}`, 1),
+    );
+    if (!res.ok) fail(`${o.http} answered ${res.status}`, 1);
+    const body = (await res.json()) as {
+      members: { id: string; address: string; state: string; incarnation: number }[];
+    };
+    if (o.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    else {
+      for (const m of body.members) {
+        process.stdout.write(
+          `${m.id.padEnd(12)} ${m.state.padEnd(8)} inc=${String(m.incarnation).padEnd(6)} ${m.address}\n`,
+        );
+      }
+    }
+  });
+
+program
   .command('check <dataDir>')
   .description("verify a stopped node's data directory (checksums, log continuity, snapshots)")
   .option('--json', 'print the full report as JSON')

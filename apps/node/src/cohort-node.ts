@@ -1,11 +1,13 @@
 import { type Logger, type NodeStore, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
 import { KvReplica, KvService } from '@cohort/kv';
+import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from './http-server.js';
 import { instrumentKv } from './instrumented-kv.js';
 import type { KvApi, NodeStatus } from './kv-api.js';
+import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
 import { RespServer } from './resp/server.js';
@@ -33,6 +35,7 @@ export class CohortNode {
   private transport: Libp2pTransport | undefined;
   private resp: RespServer | undefined;
   private http: FastifyInstance | undefined;
+  private membership: MembershipHost | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -98,6 +101,13 @@ export class CohortNode {
     service.start();
     await transport.start();
     host.start();
+    this.membership = startMembership({
+      transport,
+      address: node.advertiseAddress ?? node.peerAddress,
+      seeds: cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
+      logger: this.log,
+    });
+    const membership = this.membership;
 
     const api: KvApi = { execute: (req) => service.execute(req), status: () => this.status() };
     const metrics = new NodeMetrics(
@@ -113,6 +123,7 @@ export class CohortNode {
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http'),
       metrics,
+      members: () => memberViews(membership),
       logger: this.log.child({ component: 'http' }),
     });
     const h = splitHostPort(node.httpAddress);
@@ -132,6 +143,7 @@ export class CohortNode {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.allSettled([this.resp?.close(), this.http?.close()]);
+      await this.membership?.leave();
       this.host?.stop();
       await this.transport?.stop().catch((err: Error) => this.log.warn('transport stop failed', { err: err.message }));
       this.store?.close();

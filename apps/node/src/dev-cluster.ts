@@ -114,14 +114,18 @@ export async function runDevCluster(o: DevClusterOptions): Promise<number> {
 
   say(`cohort dev: ${o.nodes} nodes, data in ${root}`);
   for (const n of nodes) say(`  ${n.id}  RESP ${n.resp}  HTTP http://${n.http}  log ${n.logFile}`);
-  const leader = await waitForLeader(nodes, 15_000);
+  let leader = await waitForLeader(nodes, 15_000);
+  if (!leader && !stopping) {
+    say(`no leader yet after 15 s (a busy machine starts nodes slowly); still waiting. Logs: ${root}`);
+    leader = await waitForLeader(nodes, 120_000);
+  }
   if (leader) {
     const first = nodes[0]!;
     say(`leader: ${leader}`);
     say(`try:  redis-cli -p ${first.resp.split(':')[1]} set a 1   |   curl http://${first.http}/v1/kv/a`);
     say('Ctrl-C stops all nodes.');
   } else if (!stopping) {
-    say(`no leader after 15 s; see the node logs in ${root}`);
+    say(`no leader after 135 s; see the node logs in ${root}`);
   }
   return done;
 }

@@ -9,6 +9,8 @@ export interface HttpServerOptions {
   api: KvApi;
   metrics: NodeMetrics;
   logger: Logger;
+  /** The member list served at `GET /v1/members`, when membership runs. */
+  members?: () => unknown[];
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
 }
@@ -50,6 +52,8 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/v1/status', async () => api.status());
+  const { members } = opts;
+  if (members) app.get('/v1/members', async () => ({ members: members() }));
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.metrics.registry.contentType);
     return opts.metrics.registry.metrics();

@@ -33,7 +33,7 @@ describe('cohort dev', () => {
       out += d.toString();
     });
     const exited = new Promise<number | null>((r) => dev!.once('exit', (code) => r(code)));
-    await poll('the leader line', 40_000, async () => (/leader: n[123]/.test(out) ? true : undefined));
+    await poll('the leader line', 45_000, async () => (/leader: n[123]/.test(out) ? true : undefined));
     expect(out).toMatch(new RegExp(`n1 +RESP 127\\.0\\.0\\.1:${resp} +HTTP http://127\\.0\\.0\\.1:${http}`));
     expect(out).toMatch(new RegExp(`redis-cli -p ${resp} set a 1`));
     const put = await fetch(`http://127.0.0.1:${http + 1}/v1/kv/dev`, {
@@ -50,5 +50,5 @@ describe('cohort dev', () => {
       await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
     }
     for (const id of ['n1', 'n2', 'n3']) expect(existsSync(join(dir, id, 'cohort.db'))).toBe(true);
-  }, 60_000);
+  }, 90_000);
 });

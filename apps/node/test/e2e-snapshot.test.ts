@@ -31,7 +31,7 @@ describe('a node that missed compacted entries', () => {
       for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
     });
     c.startAll();
-    const leader = await c.leader(c.nodes, 30_000);
+    const leader = await c.leader(c.nodes, 45_000);
     const lagging = c.nodes.find((n) => n !== leader)!;
     await c.kill(lagging);
 
@@ -61,5 +61,5 @@ describe('a node that missed compacted entries', () => {
     // One snapshot per interval of 20 entries, not one per round.
     expect(leader.log.match(/snapshot taken/g)!.length).toBeLessThanOrEqual(10);
     expect(lagging.log).toMatch(/restored a snapshot from the leader/);
-  }, 60_000);
+  }, 90_000);
 });

@@ -38,12 +38,14 @@ describe('three cohort processes', () => {
       for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
     });
     c.startAll();
-    const leader = await c.leader(c.nodes, 30_000);
+    const leader = await c.leader(c.nodes, 45_000);
     const others = c.nodes.filter((n) => n !== leader);
 
     // 100 writes through one follower, read back through the other.
     const writer = redis(others[0]!.resp);
-    for (let i = 0; i < 100; i++) expect(await writer.set(`key${i}`, `value${i}`)).toBe('OK');
+    const writes = writer.pipeline();
+    for (let i = 0; i < 100; i++) writes.set(`key${i}`, `value${i}`);
+    expect(await writes.exec()).toEqual(Array.from({ length: 100 }, () => [null, 'OK']));
     const reader = redis(others[1]!.resp);
     const values = await reader.mget(...Array.from({ length: 100 }, (_, i) => `key${i}`));
     expect(values).toEqual(Array.from({ length: 100 }, (_, i) => `value${i}`));
@@ -51,7 +53,9 @@ describe('three cohort processes', () => {
     const counters = c.nodes.map((n) => redis(n.resp));
     await Promise.all(
       counters.map(async (r) => {
-        for (let i = 0; i < 30; i++) await r.incr('counter');
+        const p = r.pipeline();
+        for (let i = 0; i < 30; i++) p.incr('counter');
+        await p.exec();
       }),
     );
     expect(await reader.get('counter')).toBe('90');
@@ -77,7 +81,9 @@ describe('three cohort processes', () => {
     expect(await survivor.mget(...Array.from({ length: 100 }, (_, i) => `key${i}`))).toEqual(
       Array.from({ length: 100 }, (_, i) => `value${i}`),
     );
-    for (let i = 0; i < 20; i++) expect(await survivor.set(`after${i}`, `new${i}`)).toBe('OK');
+    const after = survivor.pipeline();
+    for (let i = 0; i < 20; i++) after.set(`after${i}`, `new${i}`);
+    expect(await after.exec()).toEqual(Array.from({ length: 20 }, () => [null, 'OK']));
     expect(await redis(others[1]!.resp).get('after19')).toBe('new19');
 
     // Restart the killed node on its data: it catches up to the others' applied index and serves the new writes.
@@ -96,5 +102,5 @@ describe('three cohort processes', () => {
     expect(await c.terminate(leader)).toBe(0);
     expect(leader.log).toMatch(/node stopped/);
     expect(await survivor.set('last', '1')).toBe('OK');
-  }, 60_000);
+  }, 90_000);
 });

@@ -1,0 +1,63 @@
+import type { Logger, Transport } from '@cohort/core';
+import { type Member, MembershipHost, type Seed } from '@cohort/membership';
+
+/** What `GET /v1/members` and `cohort members` show for one member. */
+export interface MemberView {
+  id: string;
+  address: string;
+  state: Member['state'];
+  incarnation: number;
+  tags: Record<string, string>;
+}
+
+/** Options of {@link startMembership}. */
+export interface MembershipServiceOptions {
+  transport: Transport;
+  /** The peer address others reach this node at. */
+  address: string;
+  /** The founding members (this node may be among them; it is skipped). */
+  seeds: readonly Seed[];
+  logger: Logger;
+  /** @default {} */
+  tags?: Record<string, string>;
+}
+
+/**
+ * Runs cluster membership (SWIM) beside Raft over the node's transport and
+ * joins through the founding members in the background: a node started
+ * before its seeds keeps retrying with backoff instead of failing to start.
+ */
+export function startMembership(opts: MembershipServiceOptions): MembershipHost {
+  const log = opts.logger.child({ component: 'membership' });
+  const host = new MembershipHost({
+    transport: opts.transport,
+    address: opts.address,
+    logger: log,
+    tags: opts.tags ?? {},
+  });
+  host.start();
+  const seeds = opts.seeds.filter((s) => s.id !== host.self);
+  if (seeds.length > 0) {
+    host.join(seeds).then(
+      (n) => log.info('joined the cluster', { members: n }),
+      (err: Error) => log.warn('could not join the cluster', { err: err.message }),
+    );
+  }
+  const events = host.events.subscribe();
+  void (async () => {
+    for await (const e of events) {
+      if (e.type === 'PartitionDetected') log.warn('membership: partition status changed', { status: e.status });
+      else if (e.type === 'EventsDropped') log.warn('membership: event log fell behind', { dropped: e.count });
+      else log.info(`membership: ${e.type}`, 'id' in e ? { id: e.id } : { id: e.member.id });
+    }
+  })();
+  return host;
+}
+
+/** The member list as JSON-friendly views, sorted by id. */
+export function memberViews(host: MembershipHost): MemberView[] {
+  return host
+    .members()
+    .map((m) => ({ id: m.id, address: m.address, state: m.state, incarnation: m.incarnation, tags: { ...m.tags } }))
+    .sort((a, b) => a.id.localeCompare(b.id));
+}
