@@ -131,6 +131,9 @@ switch (task) {
       'turbo',
       'run',
       'test',
+      // Two packages' suites at a time: several of them start real processes
+      // and clusters, and this machine has two cores.
+      '--concurrency=2',
       ...rest,
       '--',
       '--reporter=default',
