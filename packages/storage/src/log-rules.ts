@@ -1,5 +1,6 @@
-import type { Entry, GroupWrite, HardState, LogIndex, Snapshot } from '@cohort/core';
-import { StorageError } from '@cohort/core/errors';
+import type { Entry, GroupId, GroupWrite, HardState, LogIndex, Snapshot, SnapshotMeta } from '@cohort/core';
+import { ProposalDroppedError, StorageError } from '@cohort/core/errors';
+import type { ResolvedLogLimits } from './types.js';
 
 /** Where a group's log stands, as far as validating a write needs to know. */
 export interface LogPosition {
@@ -110,4 +111,48 @@ export function limitSize(ents: Entry[], maxBytes: number): Entry[] {
 /** A defensive copy, so a caller reusing its buffers cannot change stored entries. */
 export function copyEntry(e: Entry): Entry {
   return { term: e.term, index: e.index, type: e.type, data: e.data.slice() };
+}
+
+/** Validates saving an application snapshot at `meta.index` and compacting to `compactIndex`. */
+export function checkSnapshotSave(
+  file: string,
+  group: GroupId,
+  pos: LogPosition,
+  meta: SnapshotMeta,
+  compactIndex: LogIndex,
+): void {
+  if (meta.index < pos.snapshotIndex) {
+    throw new StorageError(
+      `${file}: group ${group}: snapshot at ${meta.index} is older than the stored one at ${pos.snapshotIndex}`,
+    );
+  }
+  if (compactIndex > meta.index) {
+    throw new StorageError(
+      `${file}: group ${group}: cannot compact to ${compactIndex}, past the snapshot's index ${meta.index}`,
+    );
+  }
+  if (meta.index <= pos.lastIndex) checkCompact(group, pos, compactIndex, file);
+}
+
+/** The error refusing a proposal while the group's log is over `maxLogBytes`. */
+export function logFullError(file: string, group: GroupId, bytes: number, limits: ResolvedLogLimits): Error {
+  return new ProposalDroppedError(
+    `${file}: group ${group}: the log holds ${bytes} bytes, at its max log size of ${limits.maxLogBytes}; ` +
+      'proposals are refused until a snapshot compacts it',
+  );
+}
+
+export function cloneMeta(m: SnapshotMeta): SnapshotMeta {
+  const c = m.confState;
+  return {
+    index: m.index,
+    term: m.term,
+    confState: {
+      voters: [...c.voters],
+      learners: [...c.learners],
+      votersOutgoing: [...c.votersOutgoing],
+      learnersNext: [...c.learnersNext],
+      autoLeave: c.autoLeave,
+    },
+  };
 }

@@ -10,9 +10,18 @@ import type {
   SnapshotMeta,
   Term,
 } from '@cohort/core';
-import { CompactedError, ProposalDroppedError, StorageError, UnavailableError } from '@cohort/core/errors';
+import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
 import { DEFAULT_CHUNK_BYTES, Rechunker, joinChunks, makeStats, splitChunks } from './chunks.js';
-import { type LogPosition, checkCompact, copyEntry, limitSize, planBatch } from './log-rules.js';
+import {
+  type LogPosition,
+  checkCompact,
+  checkSnapshotSave,
+  cloneMeta,
+  copyEntry,
+  limitSize,
+  logFullError,
+  planBatch,
+} from './log-rules.js';
 import { MemoryPartitionKv } from './memory-kv.js';
 import {
   type MemGroup,
@@ -335,48 +344,4 @@ class MemoryLogReader implements RaftLogReader {
     const g = this.g();
     return { meta: cloneMeta(g.snapMeta), data: joinChunks(g.snapChunks) };
   }
-}
-
-/** Validates saving an application snapshot at `meta.index` and compacting to `compactIndex`. */
-export function checkSnapshotSave(
-  file: string,
-  group: GroupId,
-  pos: LogPosition,
-  meta: SnapshotMeta,
-  compactIndex: LogIndex,
-): void {
-  if (meta.index < pos.snapshotIndex) {
-    throw new StorageError(
-      `${file}: group ${group}: snapshot at ${meta.index} is older than the stored one at ${pos.snapshotIndex}`,
-    );
-  }
-  if (compactIndex > meta.index) {
-    throw new StorageError(
-      `${file}: group ${group}: cannot compact to ${compactIndex}, past the snapshot's index ${meta.index}`,
-    );
-  }
-  if (meta.index <= pos.lastIndex) checkCompact(group, pos, compactIndex, file);
-}
-
-/** The error refusing a proposal while the group's log is over `maxLogBytes`. */
-export function logFullError(file: string, group: GroupId, bytes: number, limits: ResolvedLogLimits): Error {
-  return new ProposalDroppedError(
-    `${file}: group ${group}: the log holds ${bytes} bytes, at its max log size of ${limits.maxLogBytes}; ` +
-      'proposals are refused until a snapshot compacts it',
-  );
-}
-
-export function cloneMeta(m: SnapshotMeta): SnapshotMeta {
-  const c = m.confState;
-  return {
-    index: m.index,
-    term: m.term,
-    confState: {
-      voters: [...c.voters],
-      learners: [...c.learners],
-      votersOutgoing: [...c.votersOutgoing],
-      learnersNext: [...c.learnersNext],
-      autoLeave: c.autoLeave,
-    },
-  };
 }

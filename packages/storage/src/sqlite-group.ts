@@ -2,8 +2,7 @@ import type { ConfState, Entry, HardState, LogIndex, RaftLogReader, Snapshot, Sn
 import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
 import { emptyConfState, emptyHardState } from '@cohort/core/raft-types';
 import { entryCrc, entryTypeOf } from './checksums.js';
-import type { LogPosition } from './log-rules.js';
-import { cloneMeta } from './memory-node-store.js';
+import { type LogPosition, cloneMeta } from './log-rules.js';
 
 /** A stored entry row as better-sqlite3 returns it. */
 export interface EntryRow {

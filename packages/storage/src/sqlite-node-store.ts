@@ -1,13 +1,12 @@
 import { join } from 'node:path';
-import type { Entry, GroupId, GroupWrite, LogIndex, Logger, RaftLogReader, Snapshot, SnapshotMeta } from '@cohort/core';
+import type { GroupId, GroupWrite, LogIndex, Logger, RaftLogReader, Snapshot, SnapshotMeta } from '@cohort/core';
 import { StorageError } from '@cohort/core/errors';
 import { silentLogger } from '@cohort/core/logger';
 import Database from 'better-sqlite3';
 import { DATA_FILE_NAME } from './check-data-dir.js';
-import { chunkCrc, entryCrc, entryTypeCode, groupRowCrc, snapshotRowCrc } from './checksums.js';
-import { DEFAULT_CHUNK_BYTES, Rechunker, makeStats, splitChunks } from './chunks.js';
-import { type WritePlan, checkCompact, planBatch } from './log-rules.js';
-import { checkSnapshotSave, cloneMeta, logFullError } from './memory-node-store.js';
+import { chunkCrc, snapshotRowCrc } from './checksums.js';
+import { DEFAULT_CHUNK_BYTES, Rechunker, makeStats } from './chunks.js';
+import { checkCompact, checkSnapshotSave, cloneMeta, logFullError, planBatch } from './log-rules.js';
 import { migrate } from './schema.js';
 import {
   type EntryRow,
@@ -20,6 +19,8 @@ import {
 } from './sqlite-group.js';
 import { SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
+import { SqliteLogWriter } from './sqlite-log-writer.js';
+import { type Statements, prepareStatements } from './sqlite-statements.js';
 import {
   type DurableNodeStore,
   type LogLimits,
@@ -59,8 +60,6 @@ export interface SqliteNodeStoreOptions {
   logger?: Logger;
 }
 
-type Stmt = Database.Statement;
-
 /**
  * The durable {@link DurableNodeStore}: one SQLite file per node in WAL mode
  * with `synchronous=FULL`, so a `write` is on disk when it returns. Every
@@ -72,7 +71,8 @@ export class SqliteNodeStore implements DurableNodeStore {
   private readonly chunkBytes: number;
   private readonly cacheEntries: number;
   private readonly cacheBytes: number;
-  private readonly st: Record<string, Stmt>;
+  private readonly st: Statements;
+  private readonly w: SqliteLogWriter;
   private readonly src: (group: GroupId) => GroupSource;
   /** Runs a function in a transaction (nested calls become savepoints); built once, as building it per write costs. */
   private readonly inTxn: (fn: () => unknown) => unknown;
@@ -87,40 +87,17 @@ export class SqliteNodeStore implements DurableNodeStore {
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.cacheEntries = opts.cacheEntries ?? 1024;
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
-    const p = (sql: string): Stmt => db.prepare(sql);
-    this.st = {
-      insGroup: p(
-        "INSERT INTO groups (name, term, vote, commit_index, compact_index, compact_term, last_index, snap_id, crc) VALUES (?, 0, '', 0, 0, 0, 0, 0, ?)",
-      ),
-      updGroup: p(
-        'UPDATE groups SET term = ?, vote = ?, commit_index = ?, compact_index = ?, compact_term = ?, last_index = ?, snap_id = ?, crc = ? WHERE gid = ?',
-      ),
-      insEntry: p('INSERT INTO entries (gid, idx, term, type, data, crc) VALUES (?, ?, ?, ?, ?, ?)'),
-      delFrom: p('DELETE FROM entries WHERE gid = ? AND idx >= ?'),
-      delUpTo: p('DELETE FROM entries WHERE gid = ? AND idx <= ?'),
-      sumBytes: p('SELECT coalesce(sum(length(data)), 0) FROM entries WHERE gid = ? AND idx >= ? AND idx <= ?').pluck(),
-      range: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx >= ? AND idx < ? ORDER BY idx'),
-      at: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx = ?'),
-      insSnap: p(
-        'INSERT INTO snapshots (gid, idx, term, conf_state, size, chunks, complete, crc) VALUES (?, ?, ?, ?, 0, 0, 0, 0)',
-      ),
-      completeSnap: p('UPDATE snapshots SET size = ?, chunks = ?, complete = 1, crc = ? WHERE sid = ?'),
-      insChunk: p('INSERT INTO snapshot_chunks (sid, seq, data, crc) VALUES (?, ?, ?, ?)'),
-      chunk: p('SELECT data, crc FROM snapshot_chunks WHERE sid = ? AND seq = ?'),
-      delOldChunks: p(
-        'DELETE FROM snapshot_chunks WHERE sid IN (SELECT sid FROM snapshots WHERE gid = ? AND sid <> ?)',
-      ),
-      delOldSnaps: p('DELETE FROM snapshots WHERE gid = ? AND sid <> ?'),
-      delSnap: p('DELETE FROM snapshots WHERE sid = ?'),
-      delSnapChunks: p('DELETE FROM snapshot_chunks WHERE sid = ?'),
-    };
+    this.st = prepareStatements(db);
+    this.w = new SqliteLogWriter(this.st, this.chunkBytes, this.cacheEntries, this.cacheBytes, (s, index) =>
+      new SqliteLogReader({ ...this.src(s.name), state: () => s }).term(index),
+    );
     this.inTxn = db.transaction((fn: () => unknown) => fn());
     const st = this.st;
     this.src = (group) => ({
       file,
       state: () => this.state(group),
-      rows: (gid, lo, hi) => (st.range as Stmt).iterate(gid, lo, hi) as IterableIterator<EntryRow>,
-      row: (gid, index) => (st.at as Stmt).get(gid, index) as EntryRow | undefined,
+      rows: (gid, lo, hi) => st.range.iterate(gid, lo, hi) as IterableIterator<EntryRow>,
+      row: (gid, index) => st.at.get(gid, index) as EntryRow | undefined,
       snapshotData: (s) => this.readSnapshotData(s),
     });
   }
@@ -182,7 +159,7 @@ export class SqliteNodeStore implements DurableNodeStore {
     this.assertOpen();
     const plans = planBatch(batch, (g) => positionOf(this.state(g)), this.file);
     this.commit((work) => {
-      for (const plan of plans) this.writePlan(work(plan.group), plan);
+      for (const plan of plans) this.w.writePlan(work(plan.group), plan);
     });
   }
 
@@ -200,14 +177,14 @@ export class SqliteNodeStore implements DurableNodeStore {
     let seq = 0;
     let size = 0;
     const insert = (chunk: Uint8Array): void => {
-      this.st.insChunk?.run(sid, seq, chunk, chunkCrc(sid, seq, chunk));
+      this.st.insChunk.run(sid, seq, chunk, chunkCrc(sid, seq, chunk));
       seq++;
       size += chunk.length;
     };
     // The staging row stays `complete = 0` until finish; open discards such rows as unsynced.
     this.commit((work) => {
       const s = work(group);
-      sid = Number(this.st.insSnap?.run(s.gid, snapMeta.index, snapMeta.term, confJson).lastInsertRowid);
+      sid = Number(this.st.insSnap.run(s.gid, snapMeta.index, snapMeta.term, confJson).lastInsertRowid);
     });
     let pendingChunk: Uint8Array | undefined;
     const rechunker = new Rechunker(this.chunkBytes, (c) => {
@@ -232,7 +209,7 @@ export class SqliteNodeStore implements DurableNodeStore {
         this.commit((work) => {
           if (pendingChunk) insert(pendingChunk);
           const s = work(group);
-          const completed = this.st.completeSnap?.run(
+          const completed = this.st.completeSnap.run(
             size,
             seq,
             snapshotRowCrc(s.gid, snapMeta, confJson, size, seq),
@@ -243,19 +220,19 @@ export class SqliteNodeStore implements DurableNodeStore {
               `${this.file}: group ${group}: a newer snapshot replaced this one while it was written`,
             );
           }
-          this.installSnapshot(s, sid, snapMeta, size, seq);
-          if (snapMeta.index > s.lastIndex) this.replaceLog(s, snapMeta);
-          else this.compactState(s, compactIndex);
-          s.bytesSinceSnapshot = this.sum(s.gid, snapMeta.index + 1, s.lastIndex);
-          this.saveRow(s);
+          this.w.installSnapshot(s, sid, snapMeta, size, seq);
+          if (snapMeta.index > s.lastIndex) this.w.replaceLog(s, snapMeta);
+          else this.w.compactState(s, compactIndex);
+          s.bytesSinceSnapshot = this.w.sum(s.gid, snapMeta.index + 1, s.lastIndex);
+          this.w.saveRow(s);
         });
       },
       abort: () => {
         if (done) return;
         done = true;
         this.inTxn(() => {
-          this.st.delSnapChunks?.run(sid);
-          this.st.delSnap?.run(sid);
+          this.st.delSnapChunks.run(sid);
+          this.st.delSnap.run(sid);
         });
       },
     };
@@ -280,8 +257,8 @@ export class SqliteNodeStore implements DurableNodeStore {
     if (index <= cur.compactIndex) return;
     this.commit((work) => {
       const s = work(group);
-      this.compactState(s, index);
-      this.saveRow(s);
+      this.w.compactState(s, index);
+      this.w.saveRow(s);
     });
   }
 
@@ -345,7 +322,7 @@ export class SqliteNodeStore implements DurableNodeStore {
       if (!c) {
         c = cloneGroupState(this.state(group));
         if (c.gid === 0) {
-          c.gid = Number(this.st.insGroup?.run(group, 0).lastInsertRowid);
+          c.gid = Number(this.st.insGroup.run(group, 0).lastInsertRowid);
         }
         copies.set(group, c);
       }
@@ -360,126 +337,9 @@ export class SqliteNodeStore implements DurableNodeStore {
     for (const [group, c] of copies) this.states.set(group, c);
   }
 
-  private writePlan(s: GroupState, plan: WritePlan): void {
-    if (plan.snapshot) {
-      const snap = plan.snapshot;
-      const meta = cloneMeta(snap.meta);
-      const confJson = JSON.stringify(meta.confState);
-      const sid = Number(this.st.insSnap?.run(s.gid, meta.index, meta.term, confJson).lastInsertRowid);
-      const chunks = splitChunks(snap.data, this.chunkBytes);
-      chunks.forEach((c, seq) => this.st.insChunk?.run(sid, seq, c, chunkCrc(sid, seq, c)));
-      this.st.completeSnap?.run(
-        snap.data.length,
-        chunks.length,
-        snapshotRowCrc(s.gid, meta, confJson, snap.data.length, chunks.length),
-        sid,
-      );
-      this.installSnapshot(s, sid, meta, snap.data.length, chunks.length);
-      this.replaceLog(s, meta);
-    }
-    if (plan.entries) this.append(s, plan.entries);
-    if (plan.hardState) s.hardState = plan.hardState;
-    this.saveRow(s);
-  }
-
-  private append(s: GroupState, entries: Entry[]): void {
-    const first = (entries[0] as Entry).index;
-    if (first <= s.lastIndex) {
-      // An entry at an existing index conflicts: the log is cut from there (Raft §5.3).
-      s.bytes -= this.sum(s.gid, first, s.lastIndex);
-      s.bytesSinceSnapshot -= this.sum(s.gid, Math.max(first, s.snapMeta.index + 1), s.lastIndex);
-      this.st.delFrom?.run(s.gid, first);
-      const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : first;
-      if (first <= tailStart) {
-        s.tail = [];
-        s.tailBytes = 0;
-      } else {
-        for (const e of s.tail.splice(first - tailStart)) s.tailBytes -= e.data.length;
-      }
-    }
-    const ins = this.st.insEntry as Stmt;
-    for (const e of entries) {
-      const code = entryTypeCode(e.type);
-      ins.run(s.gid, e.index, e.term, code, e.data, entryCrc(s.name, e.index, e.term, code, e.data));
-      s.bytes += e.data.length;
-      if (e.index > s.snapMeta.index) s.bytesSinceSnapshot += e.data.length;
-      // The cache keeps the caller's entry (as etcd's MemoryStorage does): entries are immutable once written.
-      s.tail.push(e);
-      s.tailBytes += e.data.length;
-    }
-    s.lastIndex = (entries[entries.length - 1] as Entry).index;
-    let drop = 0;
-    while (s.tail.length - drop > 1 && (s.tail.length - drop > this.cacheEntries || s.tailBytes > this.cacheBytes)) {
-      s.tailBytes -= (s.tail[drop] as Entry).data.length;
-      drop++;
-    }
-    if (drop > 0) s.tail = s.tail.slice(drop);
-  }
-
-  private installSnapshot(s: GroupState, sid: number, meta: SnapshotMeta, size: number, chunks: number): void {
-    this.st.delOldChunks?.run(s.gid, sid);
-    this.st.delOldSnaps?.run(s.gid, sid);
-    s.snapId = sid;
-    s.snapMeta = meta;
-    s.snapSize = size;
-    s.snapChunks = chunks;
-  }
-
-  /** The log becomes empty at the snapshot's index. */
-  private replaceLog(s: GroupState, meta: SnapshotMeta): void {
-    this.st.delUpTo?.run(s.gid, Number.MAX_SAFE_INTEGER);
-    s.compactIndex = meta.index;
-    s.compactTerm = meta.term;
-    s.lastIndex = meta.index;
-    s.bytes = 0;
-    s.bytesSinceSnapshot = 0;
-    s.tail = [];
-    s.tailBytes = 0;
-  }
-
-  private compactState(s: GroupState, index: LogIndex): void {
-    if (index <= s.compactIndex) return;
-    s.compactTerm = new SqliteLogReader({ ...this.src(s.name), state: () => s }).term(index);
-    s.bytes -= this.sum(s.gid, s.compactIndex + 1, index);
-    this.st.delUpTo?.run(s.gid, index);
-    s.compactIndex = index;
-    const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : index + 1;
-    if (index >= tailStart) {
-      for (const e of s.tail.splice(0, index - tailStart + 1)) s.tailBytes -= e.data.length;
-    }
-  }
-
-  private saveRow(s: GroupState): void {
-    const hs = s.hardState;
-    const crc = groupRowCrc({
-      name: s.name,
-      hardState: hs,
-      compactIndex: s.compactIndex,
-      compactTerm: s.compactTerm,
-      lastIndex: s.lastIndex,
-      snapId: s.snapId,
-    });
-    this.st.updGroup?.run(
-      hs.term,
-      hs.vote,
-      hs.commit,
-      s.compactIndex,
-      s.compactTerm,
-      s.lastIndex,
-      s.snapId,
-      crc,
-      s.gid,
-    );
-  }
-
-  private sum(gid: number, lo: LogIndex, hi: LogIndex): number {
-    if (lo > hi) return 0;
-    return this.st.sumBytes?.get(gid, lo, hi) as number;
-  }
-
   private readChunks(s: GroupState): (count: number) => Generator<Uint8Array> {
     const file = this.file;
-    const stmt = this.st.chunk as Stmt;
+    const stmt = this.st.chunk;
     return function* (count: number) {
       for (let seq = 0; seq < count; seq++) {
         const row = stmt.get(s.snapId, seq) as { data: Uint8Array; crc: number } | undefined;

@@ -82,50 +82,59 @@ export function scanWal(walFile: string): WalReport {
     let valid = 0;
     let committed = 0;
     let damagedAt = -1;
+    let damagedBySalt = false;
+    /** Frames of this WAL generation carrying a commit mark, from the damaged frame on. */
+    let commitsAfter = 0;
+    let saltMatchAfter = false;
     for (let f = 0; f < frames; f++) {
       readSync(fd, frame, 0, frameSize, HEADER + f * frameSize);
       const saltsMatch = fv.getUint32(8) === salt1 && fv.getUint32(12) === salt2;
+      const isCommit = fv.getUint32(4) !== 0;
       if (damagedAt >= 0) {
-        // Past a damaged frame: a later commit frame of this WAL generation means acknowledged data is cut off.
-        if (saltsMatch && fv.getUint32(4) !== 0) {
-          return {
-            present: true,
-            validFrames: valid,
-            committedFrames: committed,
-            unsyncedTailBytes: 0,
-            corruption: `${walFile}: frame ${damagedAt} fails its checksum but committed frames follow it (frame ${f})`,
-          };
+        if (saltsMatch) {
+          saltMatchAfter = true;
+          if (isCommit) commitsAfter++;
         }
         continue;
       }
-      if (!saltsMatch) break; // Frames left over from an earlier WAL generation: not part of the log.
-      const s: [number, number] = [sum[0], sum[1]];
-      walChecksum(frame, 0, 8, bigEndian, s);
-      walChecksum(frame, FRAME_HEADER, pageSize, bigEndian, s);
-      if (s[0] !== fv.getUint32(16) || s[1] !== fv.getUint32(20)) {
-        if (fv.getUint32(4) !== 0) {
-          return {
-            present: true,
-            validFrames: valid,
-            committedFrames: committed,
-            unsyncedTailBytes: 0,
-            corruption: `${walFile}: commit frame ${f} fails its checksum; the transaction it ends was acknowledged`,
-          };
+      if (saltsMatch) {
+        const s: [number, number] = [sum[0], sum[1]];
+        walChecksum(frame, 0, 8, bigEndian, s);
+        walChecksum(frame, FRAME_HEADER, pageSize, bigEndian, s);
+        if (s[0] === fv.getUint32(16) && s[1] === fv.getUint32(20)) {
+          sum[0] = s[0];
+          sum[1] = s[1];
+          valid = f + 1;
+          if (isCommit) committed = valid;
+          continue;
         }
-        damagedAt = f;
-        continue;
+        if (isCommit) commitsAfter++;
       }
-      sum[0] = s[0];
-      sum[1] = s[1];
-      valid = f + 1;
-      if (fv.getUint32(4) !== 0) committed = valid;
+      // The first frame SQLite will not accept: the end of the log, or damage.
+      damagedAt = f;
+      damagedBySalt = !saltsMatch;
     }
-    const damagedBytes = damagedAt >= 0 ? (frames - damagedAt) * frameSize : 0;
+    // Frames of an older WAL generation (other salts) follow the live ones and are ignored by SQLite.
+    // A crash while the last transaction was written (or while SQLite rewrote its checksums) leaves at
+    // most that one transaction's commit frame past the damage; more, or live frames after a frame with
+    // foreign salts, mean acknowledged transactions would be cut off.
+    if (damagedAt >= 0 && (commitsAfter >= 2 || (damagedBySalt && saltMatchAfter))) {
+      return {
+        present: true,
+        validFrames: valid,
+        committedFrames: committed,
+        unsyncedTailBytes: 0,
+        corruption:
+          `${walFile}: frame ${damagedAt} is damaged and ${commitsAfter} committed transaction(s) follow it; ` +
+          'SQLite would drop acknowledged writes',
+      };
+    }
+    const lastLive = damagedAt < 0 ? valid : damagedBySalt ? damagedAt : frames;
     return {
       present: true,
       validFrames: valid,
       committedFrames: committed,
-      unsyncedTailBytes: (valid - committed) * frameSize + damagedBytes + ((size - HEADER) % frameSize),
+      unsyncedTailBytes: (lastLive - committed) * frameSize + (lastLive === frames ? (size - HEADER) % frameSize : 0),
     };
   } finally {
     closeSync(fd);

@@ -167,14 +167,26 @@ describe('SqliteNodeStore detects corruption', () => {
     it('refuses a WAL whose middle frame is damaged (acknowledged commits follow it)', () => {
       const { wal, frameSize, frames } = crashImage();
       flipByteAt(wal, 32 + Math.floor(frames / 2) * frameSize + 100);
-      expect(() => SqliteNodeStore.open(file)).toThrow(/fails its checksum but committed frames follow it/);
-      expect(errorsOf(dir)[0]).toMatch(/fails its checksum/);
+      expect(() => SqliteNodeStore.open(file)).toThrow(/is damaged and [2-9] committed transaction\(s\) follow it/);
+      expect(errorsOf(dir)[0]).toMatch(/SQLite would drop acknowledged writes/);
     });
 
-    it('refuses a WAL whose last commit frame is damaged', () => {
+    it('refuses a WAL where a middle frame carries foreign salts', () => {
+      const { wal, frameSize, frames } = crashImage();
+      flipByteAt(wal, 32 + Math.floor(frames / 2) * frameSize + 9);
+      expect(() => SqliteNodeStore.open(file)).toThrow(/SQLite would drop acknowledged writes/);
+    });
+
+    it('treats damage confined to the last transaction as its unsynced tail', () => {
+      // A crash while the last transaction was written (or its checksums rewritten) looks exactly like this.
       const { wal, frameSize, frames } = crashImage();
       flipByteAt(wal, 32 + (frames - 1) * frameSize + 500);
-      expect(() => SqliteNodeStore.open(file)).toThrow(/commit frame .* fails its checksum/);
+      const report = checkDataDir(dir);
+      expect(report.ok).toBe(true);
+      expect(report.findings).toMatchObject([{ severity: 'warning', message: expect.stringMatching(/unsynced tail/) }]);
+      const store = SqliteNodeStore.open(file);
+      expect(store.group('p1').lastIndex()).toBe(5);
+      store.close();
     });
 
     it('refuses a WAL with a damaged header', () => {

@@ -23,16 +23,12 @@ export interface StoreHarness {
 }
 
 export function memoryHarness(): StoreHarness {
-  let opts: HarnessOptions = {};
   return {
     name: 'MemoryNodeStore',
-    open: (o = {}) => {
-      opts = o;
-      return new MemoryNodeStore(o);
-    },
+    open: (o = {}) => new MemoryNodeStore(o),
+    // Every write is synced (autoSync), so a crash keeps it all: the restart a real node would do.
     reopen: (store) => {
       (store as MemoryNodeStore).crash();
-      void opts;
       return store;
     },
     cleanup: () => {},

@@ -1,0 +1,50 @@
+import type Database from 'better-sqlite3';
+
+/** Prepares the statements of a {@link SqliteNodeStore}'s Raft tables, once per connection. */
+export function prepareStatements(db: Database.Database): Statements {
+  const p = (sql: string): Database.Statement => db.prepare(sql);
+  return {
+    insGroup: p(
+      "INSERT INTO groups (name, term, vote, commit_index, compact_index, compact_term, last_index, snap_id, crc) VALUES (?, 0, '', 0, 0, 0, 0, 0, ?)",
+    ),
+    updGroup: p(
+      'UPDATE groups SET term = ?, vote = ?, commit_index = ?, compact_index = ?, compact_term = ?, last_index = ?, snap_id = ?, crc = ? WHERE gid = ?',
+    ),
+    insEntry: p('INSERT INTO entries (gid, idx, term, type, data, crc) VALUES (?, ?, ?, ?, ?, ?)'),
+    delFrom: p('DELETE FROM entries WHERE gid = ? AND idx >= ?'),
+    delUpTo: p('DELETE FROM entries WHERE gid = ? AND idx <= ?'),
+    sumBytes: p('SELECT coalesce(sum(length(data)), 0) FROM entries WHERE gid = ? AND idx >= ? AND idx <= ?').pluck(),
+    range: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx >= ? AND idx < ? ORDER BY idx'),
+    at: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx = ?'),
+    insSnap: p(
+      'INSERT INTO snapshots (gid, idx, term, conf_state, size, chunks, complete, crc) VALUES (?, ?, ?, ?, 0, 0, 0, 0)',
+    ),
+    completeSnap: p('UPDATE snapshots SET size = ?, chunks = ?, complete = 1, crc = ? WHERE sid = ?'),
+    insChunk: p('INSERT INTO snapshot_chunks (sid, seq, data, crc) VALUES (?, ?, ?, ?)'),
+    chunk: p('SELECT data, crc FROM snapshot_chunks WHERE sid = ? AND seq = ?'),
+    delOldChunks: p('DELETE FROM snapshot_chunks WHERE sid IN (SELECT sid FROM snapshots WHERE gid = ? AND sid <> ?)'),
+    delOldSnaps: p('DELETE FROM snapshots WHERE gid = ? AND sid <> ?'),
+    delSnap: p('DELETE FROM snapshots WHERE sid = ?'),
+    delSnapChunks: p('DELETE FROM snapshot_chunks WHERE sid = ?'),
+  };
+}
+
+/** The prepared statements of a {@link SqliteNodeStore}. */
+export interface Statements {
+  insGroup: Database.Statement;
+  updGroup: Database.Statement;
+  insEntry: Database.Statement;
+  delFrom: Database.Statement;
+  delUpTo: Database.Statement;
+  sumBytes: Database.Statement;
+  range: Database.Statement;
+  at: Database.Statement;
+  insSnap: Database.Statement;
+  completeSnap: Database.Statement;
+  insChunk: Database.Statement;
+  chunk: Database.Statement;
+  delOldChunks: Database.Statement;
+  delOldSnaps: Database.Statement;
+  delSnap: Database.Statement;
+  delSnapChunks: Database.Statement;
+}
