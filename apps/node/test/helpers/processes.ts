@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,8 +127,10 @@ export class ProcCluster {
     return gone;
   }
 
+  /** SIGKILLs every node and removes the cluster's temp data (call once, at the end). */
   async killAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => this.kill(n)));
+    rmSync(this.root, { recursive: true, force: true });
   }
 
   async status(node: ProcNode): Promise<NodeStatus | undefined> {
