@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Presets, SingleBar } from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { COVERAGE_KINDS, missingCoverage } from './raft/coverage.js';
 import {
   type BatchSummary,
@@ -31,7 +31,14 @@ const program = new Command()
   .option('--soak', 'long run: at least one simulated week over its seeds')
   .option('--sim-seconds <s>', 'simulated seconds of faults per seed', int('--sim-seconds'))
   .option('--no-faults', 'no faults or operator actions (clients only)')
-  .option('--lease', 'every seed serves reads by leader lease (no tick skew)')
+  .addOption(
+    new Option(
+      '--reads <mode>',
+      'mixed: a quarter of the seeds read by lease; safe: all by ReadIndex; lease: all by lease (no tick skew)',
+    )
+      .choices(['mixed', 'safe', 'lease'])
+      .default('mixed'),
+  )
   .option('--no-progress', 'no progress bar');
 
 program.parse();
@@ -42,11 +49,11 @@ const opts = program.opts<{
   soak?: boolean;
   simSeconds?: number;
   faults: boolean;
-  lease?: boolean;
+  reads: 'mixed' | 'safe' | 'lease';
   progress: boolean;
 }>();
 
-const run: RunOptions = { faults: opts.faults, lease: opts.lease === true };
+const run: RunOptions = { faults: opts.faults, reads: opts.reads };
 if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
 
 if (opts.seed !== undefined) {

@@ -21,8 +21,8 @@ export interface RunOptions {
   actionEveryMs?: number;
   /** Inject faults and actions at all. @default true */
   faults?: boolean;
-  /** Every seed serves reads by leader lease (instead of a quarter of them). @default false */
-  lease?: boolean;
+  /** How reads are served: 'mixed' (a quarter of the seeds by lease), or every seed 'safe' (ReadIndex) or 'lease'. @default 'mixed' */
+  reads?: 'mixed' | 'safe' | 'lease';
   /** Overrides of the seed's randomly chosen cluster shape. */
   cluster?: Partial<ClusterConfig>;
 }
@@ -51,7 +51,7 @@ export function replayCommandFor(seed: number, options: RunOptions): string {
   let cmd = `pnpm sim --seed ${seed}`;
   if (options.simMs !== undefined && options.simMs !== DEFAULT_SIM_MS) cmd += ` --sim-seconds ${options.simMs / 1000}`;
   if (options.faults === false) cmd += ' --no-faults';
-  if (options.lease) cmd += ' --lease';
+  if (options.reads !== undefined && options.reads !== 'mixed') cmd += ` --reads ${options.reads}`;
   return cmd;
 }
 
@@ -100,9 +100,11 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   const faultRandom = root.fork();
   const clientRandom = root.fork();
   const config = { ...seedConfig(configRandom), ...options.cluster };
-  if (options.lease) {
+  if (options.reads === 'lease') {
     config.raft = { ...config.raft, readOnlyOption: 'leaseBased', checkQuorum: true };
     config.tickSkew = 0;
+  } else if (options.reads === 'safe') {
+    config.raft = { ...config.raft, readOnlyOption: 'safe' };
   }
   if (options.faults === false) config.links = { ...config.links, dropRate: 0, dupRate: 0, spikeRate: 0 };
   const simMs = options.simMs ?? DEFAULT_SIM_MS;
