@@ -32,7 +32,7 @@ export function startMembership(opts: MembershipServiceOptions): MembershipHost 
   const host = new MembershipHost({
     transport: opts.transport,
     address: opts.address,
-    logger: log,
+    logger: opts.logger,
     tags: opts.tags ?? {},
   });
   host.start();

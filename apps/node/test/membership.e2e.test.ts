@@ -40,10 +40,18 @@ describe('membership across real processes', () => {
       return true;
     });
     c.start(victim);
-    const back = await poll(`${victim.id} alive again everywhere`, 60_000, async () => {
+    const back = await poll(`${victim.id} alive again everywhere`, 90_000, async () => {
       const views = await Promise.all(others.map((n) => viewOf(n, victim.id)));
       if (views.some((v) => v?.state !== 'alive')) return undefined;
       return views;
+    }).catch((err: Error) => {
+      const tail = (n: ProcNode): string =>
+        n.log
+          .split('\n')
+          .filter((l) => l.includes('membership'))
+          .slice(-15)
+          .join('\n');
+      throw new Error(`${err.message}\n--- ${victim.id}:\n${tail(victim)}\n--- ${others[0]!.id}:\n${tail(others[0]!)}`);
     });
     for (const v of back) expect(v?.incarnation).toBeGreaterThan(before);
   }, 180_000);
