@@ -1,4 +1,6 @@
+import { SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
+import { Swim } from '../src/swim.js';
 import { EngineCluster } from './helpers/engine-cluster.js';
 
 const live = (c: EngineCluster): string[] => [...c.nodes].filter(([, n]) => n.up).map(([id]) => id);
@@ -28,6 +30,18 @@ describe('SWIM engine', () => {
     expect(ok, 'seed 12').toBe(true);
     expect(c.swim('n2').incarnation).toBe(1);
     expect(live(c).every((id) => c.stateOf(id, 'n2') === 'alive')).toBe(true);
+  });
+
+  it('answers an accuser that still holds an older accusation with its current alive state', () => {
+    const a = new Swim({ self: 'a', address: 'a:1', random: new SeededRandom(1), incarnation: 5 });
+    a.bootstrap([{ id: 'b', address: 'b:1', incarnation: 0, state: 'alive', tags: {} }]);
+    const stale = { id: 'a', address: 'a:1', incarnation: 3, state: 'suspect' as const, tags: {}, by: 'b' };
+    const out = a.step('b', { type: 'ping', seq: 9, target: 'a', gossip: [stale] }, 0);
+    expect(a.incarnation).toBe(5);
+    const ack = out.messages.find((m) => m.to === 'b' && m.message.type === 'ack')?.message;
+    expect(ack && 'gossip' in ack ? ack.gossip : []).toContainEqual(
+      expect.objectContaining({ id: 'a', incarnation: 5, state: 'alive' }),
+    );
   });
 
   it('buddy system: a ping to a suspect member carries its suspicion first', () => {
