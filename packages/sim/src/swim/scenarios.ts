@@ -149,25 +149,26 @@ export function churn(size: number, seed: number, rounds: number, everyMs = 5000
     if (byTarget && !byTarget.has(`${o.observer}:${o.change.to}`)) byTarget.set(`${o.observer}:${o.change.to}`, o.time);
     if (o.change.to === 'dead') falseDead += 1;
   });
-  const joins: { id: NodeId; at: number }[] = [];
-  const leaves: { id: NodeId; at: number }[] = [];
+  // Who should learn of each change: the members running when it happened.
+  const joins: { id: NodeId; at: number; observers: NodeId[] }[] = [];
+  const leaves: { id: NodeId; at: number; observers: NodeId[] }[] = [];
   for (let i = 0; i < rounds; i++) {
     const leaving = c.pickLive(['m0']);
-    seen.set(leaving, new Map());
-    leaves.push({ id: leaving, at: c.now });
+    if (!seen.has(leaving)) seen.set(leaving, new Map());
+    leaves.push({ id: leaving, at: c.now, observers: c.liveIds().filter((x) => x !== leaving) });
     c.leave(leaving);
     const joined = c.join(c.pickLive([leaving]));
     seen.set(joined, new Map());
-    joins.push({ id: joined, at: c.now });
+    joins.push({ id: joined, at: c.now, observers: c.liveIds().filter((x) => x !== joined && x !== leaving) });
     c.run(everyMs);
   }
   c.run(30 * c.periodMs);
   const live = c.liveIds();
-  const knownByAll = (target: NodeId, at: number, state: string): number | undefined => {
+  const knownByAll = (target: NodeId, at: number, state: string, observers: NodeId[]): number | undefined => {
     const times = seen.get(target);
     let last = at;
-    for (const o of live) {
-      if (o === target) continue;
+    for (const o of observers) {
+      if (!live.includes(o)) continue;
       if (c.stateOf(o, target) !== state && !(state === 'alive' && c.stateOf(o, target) === 'left')) return undefined;
       const t = times?.get(`${o}:${state}`);
       if (t !== undefined) last = Math.max(last, t);
@@ -175,11 +176,11 @@ export function churn(size: number, seed: number, rounds: number, everyMs = 5000
     return (last - at) / c.periodMs;
   };
   const joinTimes = joins.flatMap((j) => {
-    const t = knownByAll(j.id, j.at, 'alive');
+    const t = knownByAll(j.id, j.at, 'alive', j.observers);
     return t === undefined ? [] : [t];
   });
   const leaveTimes = leaves.flatMap((l) => {
-    const t = knownByAll(l.id, l.at, 'left');
+    const t = knownByAll(l.id, l.at, 'left', l.observers);
     return t === undefined ? [] : [t];
   });
   return {
