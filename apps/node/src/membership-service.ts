@@ -37,12 +37,19 @@ export function startMembership(opts: MembershipServiceOptions): MembershipHost 
   });
   host.start();
   const seeds = opts.seeds.filter((s) => s.id !== host.self);
-  if (seeds.length > 0) {
+  const tryJoin = (): void => {
     host.join(seeds).then(
       (n) => log.info('joined the cluster', { members: n }),
-      (err: Error) => log.warn('could not join the cluster', { err: err.message }),
+      (err: Error) => {
+        log.warn('could not join the cluster; trying again in 30 s', { err: err.message });
+        // Founding members may start much later than this one: keep trying while running.
+        setTimeout(() => {
+          if (host.isRunning && !host.members().some((m) => m.id !== host.self && m.state === 'alive')) tryJoin();
+        }, 30_000).unref();
+      },
     );
-  }
+  };
+  if (seeds.length > 0) tryJoin();
   const events = host.events.subscribe();
   void (async () => {
     for await (const e of events) {

@@ -92,6 +92,11 @@ export class MembershipHost {
     return this.swim.self;
   }
 
+  /** Whether the protocol runs (between start and stop/leave). */
+  get isRunning(): boolean {
+    return this.running;
+  }
+
   /** This node's incarnation. */
   get incarnation(): number {
     return this.swim.incarnation;
