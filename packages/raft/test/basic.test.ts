@@ -15,6 +15,23 @@ describe('basic engine', () => {
     }
   });
 
+  it('a Ready must be synced for new entries or a new term or vote, not for a commit index alone', () => {
+    const net = new Network(['a', 'b', 'c'], { checkQuorum: false });
+    net.elect('a');
+    net.node('a').rn.propose(bytes('s'));
+    net.stabilize();
+    const b = net.node('b').readies;
+    const withEntries = b.filter((rd) => rd.entries.length > 0);
+    expect(withEntries.length).toBeGreaterThan(0);
+    for (const rd of withEntries) expect(rd.mustSync).toBe(true);
+    const commitOnly = b.filter((rd) => rd.entries.length === 0 && rd.hardState && !rd.snapshot);
+    const termOrVoteSame = commitOnly.filter(
+      (rd, i) => i > 0 && rd.hardState?.term === commitOnly[i - 1]?.hardState?.term,
+    );
+    expect(termOrVoteSame.length).toBeGreaterThan(0);
+    for (const rd of termOrVoteSame) expect(rd.mustSync).toBe(false);
+  });
+
   it('elects a leader by ticking alone', () => {
     const net = new Network(['a', 'b', 'c']);
     for (let i = 0; i < 40 && net.leaders().length === 0; i++) net.tickAll();

@@ -57,6 +57,18 @@ describe('membership', () => {
     expect(net.delivered.slice(seen).filter((m) => m.to === 'c' && m.type === 'app')).toEqual([]);
   });
 
+  it('a removed node never campaigns, however long it ticks', () => {
+    const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: false });
+    net.elect('a');
+    change(net, 'a', cc([{ type: 'removeNode', nodeId: 'c' }]));
+    const term = net.node('c').rn.status().term;
+    net.isolate('a');
+    for (let i = 0; i < 100; i++) net.tick('c');
+    net.stabilize();
+    expect(net.node('c').rn.status().role).toBe('follower');
+    expect(net.node('c').rn.status().term).toBe(term);
+  });
+
   it('a removed leader steps down and another voter takes over', () => {
     const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: true });
     net.elect('a');
