@@ -64,17 +64,28 @@ export class Scheduler {
   }
 
   /** Runs every event due up to and including `time`, then sets the clock to `time`. */
-  runUntil(time: Millis, stop: () => boolean = () => false): void {
+  runUntil(time: Millis, stop?: () => boolean): void {
+    const h = this.heap;
+    if (stop === undefined) {
+      // The common case gets a loop without a callback per event.
+      for (;;) {
+        const top = h[0];
+        if (!top || top.time > time) break;
+        const ev = this.pop() as QueuedEvent;
+        if (ev.cancelled) continue;
+        this.current = ev.time;
+        this.executed++;
+        ev.fn();
+      }
+      if (time > this.current) this.current = time;
+      return;
+    }
     for (;;) {
-      const top = this.heap[0];
+      const top = h[0];
       if (!top || top.time > time || stop()) break;
       this.runNext();
     }
     if (!stop()) this.current = Math.max(this.current, time);
-  }
-
-  private less(a: QueuedEvent, b: QueuedEvent): boolean {
-    return a.time < b.time || (a.time === b.time && a.seq < b.seq);
   }
 
   private push(ev: QueuedEvent): void {
@@ -84,7 +95,7 @@ export class Scheduler {
     while (i > 0) {
       const p = (i - 1) >> 1;
       const parent = h[p] as QueuedEvent;
-      if (!this.less(ev, parent)) break;
+      if (parent.time < ev.time || (parent.time === ev.time && parent.seq < ev.seq)) break;
       h[i] = parent;
       i = p;
     }
@@ -103,9 +114,15 @@ export class Scheduler {
       if (l >= n) break;
       const r = l + 1;
       let c = l;
-      if (r < n && this.less(h[r] as QueuedEvent, h[l] as QueuedEvent)) c = r;
-      const child = h[c] as QueuedEvent;
-      if (!this.less(child, last)) break;
+      let child = h[l] as QueuedEvent;
+      if (r < n) {
+        const right = h[r] as QueuedEvent;
+        if (right.time < child.time || (right.time === child.time && right.seq < child.seq)) {
+          c = r;
+          child = right;
+        }
+      }
+      if (last.time < child.time || (last.time === child.time && last.seq < child.seq)) break;
       h[i] = child;
       i = c;
     }

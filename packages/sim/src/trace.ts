@@ -10,11 +10,20 @@ export class TraceHash {
   /** Mixes integers into the trace. */
   mix(...xs: number[]): void {
     let h = this.h;
-    for (const x of xs) {
-      h = Math.imul(h ^ (x & 0xffff), 0x01000193);
-      h = Math.imul(h ^ ((x >>> 16) & 0xffff), 0x01000193);
-    }
+    for (const x of xs) h = mixInt(h, x);
     this.h = h >>> 0;
+    this.count++;
+  }
+
+  /** Same as `mix(a, b, c)` without the rest-argument array (called for every delivery and apply). */
+  mix3(a: number, b: number, c: number): void {
+    this.h = mixInt(mixInt(mixInt(this.h, a), b), c) >>> 0;
+    this.count++;
+  }
+
+  /** Same as `mix(a, b, c, d)` without the rest-argument array. */
+  mix4(a: number, b: number, c: number, d: number): void {
+    this.h = mixInt(mixInt(mixInt(mixInt(this.h, a), b), c), d) >>> 0;
     this.count++;
   }
 
@@ -30,6 +39,10 @@ export class TraceHash {
   digest(): string {
     return this.h.toString(16).padStart(8, '0');
   }
+}
+
+function mixInt(h: number, x: number): number {
+  return Math.imul(Math.imul(h ^ (x & 0xffff), 0x01000193) ^ ((x >>> 16) & 0xffff), 0x01000193);
 }
 
 /** A 53-bit hash of bytes plus a few integers (two independent 32-bit lanes). */

@@ -57,6 +57,11 @@ interface PendingRead {
   index: LogIndex | undefined;
 }
 
+/** A pending write's key: clients are few and small, sequence numbers stay far below 2^32. */
+function writeKey(client: number, seq: number): number {
+  return client * 0x100000000 + seq;
+}
+
 /** The one Raft group each simulated node runs. */
 const GROUP = 'p0';
 
@@ -87,7 +92,8 @@ export class SimRaftNode {
   catchUpTarget: LogIndex = 0;
   installedSnapshot = false;
   private tickTimer: EventHandle | undefined;
-  private pendingWrites = new Map<string, NodeId>();
+  /** Who to answer for each proposed write, by {@link writeKey}. */
+  private pendingWrites = new Map<number, NodeId>();
   private pendingReads = new Map<string, PendingRead>();
   private readNonce = 0;
   incarnation = 0;
@@ -170,7 +176,7 @@ export class SimRaftNode {
     const rn = this.rn;
     if (!rn) return;
     if (msg.kind === 'raft') {
-      this.env.trace.mix(1, msg.m.term, msg.m.index, msg.m.entries.length);
+      this.env.trace.mix4(1, msg.m.term, msg.m.index, msg.m.entries.length);
       rn.step(msg.m);
     } else if (msg.kind === 'req') {
       this.onRequest(from, msg.req);
@@ -210,7 +216,7 @@ export class SimRaftNode {
     }
     try {
       rn.propose(encodeCommand({ client: req.client, seq: req.seq, input: req.input }));
-      this.pendingWrites.set(`${req.client}:${req.seq}`, from);
+      this.pendingWrites.set(writeKey(req.client, req.seq), from);
     } catch (e) {
       if (!(e instanceof ProposalDroppedError)) throw e;
       this.notLeader(from, req);
@@ -222,7 +228,8 @@ export class SimRaftNode {
     const rn = this.rn;
     if (!rn) return;
     const inv = this.env.invariants;
-    const unreachable = new Set<NodeId>();
+    // Allocated only when a leader sends into a dead link (rare).
+    let unreachable: Set<NodeId> | undefined;
     while (rn.hasReady()) {
       const rd = rn.ready();
       const write: GroupWrite = { group: GROUP };
@@ -269,6 +276,7 @@ export class SimRaftNode {
         net.send(this.id, m.to, { kind: 'raft', m });
         // A transport notices a dead connection: tell the leader so it stops pipelining to that peer.
         if (this.role === 'leader' && (net.isCut(this.id, m.to) || !net.isAttached(m.to))) {
+          unreachable ??= new Set();
           unreachable.add(m.to);
         }
       }
@@ -281,8 +289,10 @@ export class SimRaftNode {
         if (p) p.index = rs.index;
       }
       rn.advance();
-      for (const id of unreachable) rn.reportUnreachable(id);
-      unreachable.clear();
+      if (unreachable) {
+        for (const id of unreachable) rn.reportUnreachable(id);
+        unreachable.clear();
+      }
       this.serveReads();
       this.maybeSnapshot();
     }
@@ -291,7 +301,7 @@ export class SimRaftNode {
   private apply(rn: RawNode, e: Entry): void {
     this.env.invariants.onApply(this.id, e);
     this.applied = e.index;
-    this.env.trace.mix(2, e.index, e.term);
+    this.env.trace.mix3(2, e.index, e.term);
     if (e.type === 'confChange') {
       this.conf = rn.applyConfChange(decodeConfChange(e.data));
       this.env.coverage.confChange++;
@@ -304,7 +314,7 @@ export class SimRaftNode {
   private applyCommand(data: Uint8Array): void {
     const cmd = decodeCommand(data);
     const out = this.kv.apply(cmd);
-    const k = `${cmd.client}:${cmd.seq}`;
+    const k = writeKey(cmd.client, cmd.seq);
     const to = this.pendingWrites.get(k);
     if (to === undefined) return;
     this.pendingWrites.delete(k);
@@ -314,6 +324,7 @@ export class SimRaftNode {
   }
 
   private serveReads(): void {
+    if (this.pendingReads.size === 0) return;
     for (const [ctx, p] of this.pendingReads) {
       if (p.index === undefined || p.index > this.applied) continue;
       this.pendingReads.delete(ctx);
