@@ -2,8 +2,13 @@ import type { NodeId } from '@cohort/core';
 import { wireSize } from './codec.js';
 import type { MemberUpdate } from './types.js';
 
-/** Dissemination priority; lower value is sent first. */
-export const Priority = { Critical: 0, High: 1, Medium: 2, Low: 3 } as const;
+/**
+ * Dissemination priority; lower value is sent first. A refutation (an alive
+ * update that supersedes an accusation) goes before everything else, the
+ * accusations included: it cancels them, and under heavy loss a backlog of
+ * accusations must not hold it back until their suspicion timeouts expire.
+ */
+export const Priority = { Refutation: 0, Critical: 1, High: 2, Medium: 3, Low: 4 } as const;
 export type Priority = (typeof Priority)[keyof typeof Priority];
 
 /** Options of {@link GossipQueue}. */
@@ -48,7 +53,7 @@ export class GossipQueue {
   private readonly capacity: number;
   private readonly entries = new Map<NodeId, Entry>();
   /** buckets[priority][transmits]: entries in arrival order. */
-  private readonly buckets: Set<Entry>[][] = [[], [], [], []];
+  private readonly buckets: Set<Entry>[][] = Object.values(Priority).map(() => []);
 
   constructor(options: GossipQueueOptions = {}) {
     this.maxPerMessage = options.maxPerMessage ?? 20;
@@ -85,20 +90,27 @@ export class GossipQueue {
   /**
    * Takes the updates for one message: most urgent first, then least sent,
    * then oldest; within the count and byte limits (`reservedBytes` of the
-   * budget are already used). Counts a transmission for each and drops those
-   * sent enough times for a cluster of `clusterSize`.
+   * budget are already used). The update about `first`, when queued, is
+   * taken before all others (a member's own refutation). Counts a
+   * transmission for each and drops those sent enough times for a cluster of
+   * `clusterSize`.
    */
-  select(clusterSize: number, reservedBytes = 0, exclude?: NodeId): MemberUpdate[] {
+  select(clusterSize: number, reservedBytes = 0, exclude?: NodeId, first?: NodeId): MemberUpdate[] {
     if (this.entries.size === 0) return [];
     const limit = retransmitLimit(this.retransmitMult, clusterSize);
     const picked: Entry[] = [];
     let bytes = reservedBytes;
+    const pinned = first === undefined || first === exclude ? undefined : this.entries.get(first);
+    if (pinned && this.maxPerMessage > 0 && bytes + pinned.size <= this.maxBytes) {
+      bytes += pinned.size;
+      picked.push(pinned);
+    }
     outer: for (const byTransmits of this.buckets) {
       for (const bucket of byTransmits) {
         if (!bucket) continue;
         for (const e of bucket) {
           if (picked.length >= this.maxPerMessage) break outer;
-          if (e.update.id === exclude || bytes + e.size > this.maxBytes) continue;
+          if (e === pinned || e.update.id === exclude || bytes + e.size > this.maxBytes) continue;
           bytes += e.size;
           picked.push(e);
         }

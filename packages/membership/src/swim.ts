@@ -330,7 +330,7 @@ export class Swim {
         this.onAck(message.seq, now);
         break;
       case 'nack':
-        if (this.probe?.seq === message.seq) this.probe.nacks += 1;
+        this.onNack(message.seq, now);
         break;
       case 'ping-req': {
         if (message.target === this.self) break;
@@ -441,6 +441,17 @@ export class Swim {
     if (p && p.seq === seq && !p.acked) {
       p.acked = true;
       this.health.apply(-1);
+    }
+  }
+
+  private onNack(seq: number, now: number): void {
+    const p = this.probe;
+    if (!p || p.seq !== seq) return;
+    p.nacks += 1;
+    // Every relay reached us and none reached the target: the outcome is known, so do not wait out the period.
+    if (p.indirect && !p.acked && p.expectedNacks > 0 && p.nacks >= p.expectedNacks) {
+      this.probe = undefined;
+      this.probeFailed(p, now);
     }
   }
 
@@ -579,6 +590,7 @@ export class Swim {
     const tagsChanged = !sameTags(r.tags, u.tags);
     // A suspicion belongs to one incarnation: a newer one starts its own timer.
     const sameSuspicion = prev === 'suspect' && r.incarnation === u.incarnation;
+    const prevIncarnation = r.incarnation;
     r.incarnation = u.incarnation;
     this.setState(r, u.state);
     r.address = u.address || r.address;
@@ -597,7 +609,8 @@ export class Swim {
           this.out.events.push({ type: 'TagsUpdated', id: u.id, tags: r.tags });
           priority = Priority.High;
         }
-        if (prev !== 'alive') priority = Priority.Critical;
+        // A higher incarnation with the same tags is a refutation, even where no accusation was held: others may hold one.
+        if (prev !== 'alive' || (u.incarnation > prevIncarnation && !tagsChanged)) priority = Priority.Refutation;
         // Dead and left members drop out of the round at its next reshuffle; bring a returning one back.
         if (!isLive(prev)) this.addToProbeOrder(u.id);
         break;
@@ -624,14 +637,14 @@ export class Swim {
     if (this.leaving) return;
     if (u.state !== 'alive' && u.incarnation < me.incarnation) {
       // Someone still holds an older accusation (it missed our refutation): say we are alive again.
-      if (this.queue.peek(this.self) === undefined) this.queue.enqueue(this.updateOf(me), Priority.Critical);
+      if (this.queue.peek(this.self) === undefined) this.queue.enqueue(this.updateOf(me), Priority.Refutation);
       return;
     }
     if (u.state === 'alive' && u.incarnation <= me.incarnation) return;
     // SWIM §4.2: refute suspicion (or an older life's state) with a higher incarnation.
     me.incarnation = u.incarnation + 1;
     this.stats.refutations += 1;
-    this.queue.enqueue(this.updateOf(me), Priority.Critical);
+    this.queue.enqueue(this.updateOf(me), Priority.Refutation);
   }
 
   private newSuspicion(accuser: NodeId, now: number): Suspicion {
@@ -675,7 +688,8 @@ export class Swim {
   }
 
   private piggyback(_to: NodeId, reservedBytes: number, reservedCount = 0): MemberUpdate[] {
-    const picked = this.queue.select(this.liveCount(), reservedBytes);
+    // Our own update (a refutation) rides first on everything we send: it is the only cure for an accusation.
+    const picked = this.queue.select(this.liveCount(), reservedBytes, undefined, this.self);
     return reservedCount > 0 ? picked.slice(0, Math.max(0, this.cfg.maxGossipPerMessage - reservedCount)) : picked;
   }
 

@@ -77,4 +77,16 @@ describe('gossip queue', () => {
     expect(q.size).toBe(3);
     expect(q.peek('l1')).toBeUndefined();
   });
+  it('sends refutations before accusations, and the pinned update before anything else', () => {
+    const q = new GossipQueue({ maxPerMessage: 3 });
+    for (let i = 0; i < 10; i++) q.enqueue(u(`s${i}`, 0, 'suspect'), Priority.Critical);
+    q.enqueue(u('self', 1), Priority.Refutation);
+    q.enqueue(u('r', 2), Priority.Refutation);
+    expect(q.select(100).map((x) => x.id)).toEqual(['self', 'r', 's0']);
+    // With a backlog of less-sent refutations, the pinned one still goes first.
+    for (let i = 0; i < 5; i++) q.enqueue(u(`r${i}`, 1), Priority.Refutation);
+    const picked = q.select(100, 0, undefined, 'self').map((x) => x.id);
+    expect(picked).toEqual(['self', 'r0', 'r1']);
+    expect(q.transmitsOf('self')).toBe(2);
+  });
 });

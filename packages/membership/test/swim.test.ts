@@ -157,4 +157,56 @@ describe('SWIM engine', () => {
     const kinds = c.events('n0').flatMap((e) => (e.type === 'PartitionDetected' ? [e.status.kind] : []));
     expect(kinds).toEqual(['suspect', 'partitioned']);
   });
+  it('concludes a failed probe as soon as every relay has nacked, without waiting out the period', () => {
+    const a = new Swim({ self: 'a', address: 'a:1', random: new SeededRandom(21) });
+    a.bootstrap(
+      ['b', 'c', 'd', 'e'].map((id) => ({ id, address: `${id}:1`, incarnation: 0, state: 'alive', tags: {} })),
+    );
+    let ping: { to: string; seq: number; at: number } | undefined;
+    for (let t = 0; t <= 1000 && !ping; t += 10) {
+      for (const m of a.tick(t).messages) if (m.message.type === 'ping') ping = { to: m.to, seq: m.message.seq, at: t };
+    }
+    if (!ping) throw new Error('seed 21: no probe within the first period');
+    const reqs = a.tick(ping.at + 500).messages.filter((m) => m.message.type === 'ping-req');
+    expect(reqs).toHaveLength(3);
+    const changes = reqs.flatMap(
+      (r) => a.step(r.to, { type: 'nack', seq: ping.seq, gossip: [] }, ping.at + 520).changes,
+    );
+    expect(changes).toContainEqual(expect.objectContaining({ id: ping.to, to: 'suspect', local: true }));
+    expect(a.member(ping.to)?.state).toBe('suspect');
+  });
+
+  it('relays a refutation ahead of a backlog of accusations, even where the accusation was never held', () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    const a = new Swim({ self: 'a', address: 'a:1', random: new SeededRandom(22) });
+    a.bootstrap(ids.map((id) => ({ id, address: `${id}:1`, incarnation: 0, state: 'alive', tags: {} })));
+    const accusations = ids.slice(10, 40).map((id) => ({ ...a.member(id)!, state: 'suspect' as const, by: 'm1' }));
+    a.step('m1', { type: 'gossip', gossip: accusations }, 0);
+    const refutation = { ...a.member('m5')!, incarnation: 1 };
+    const out = a.step('m2', { type: 'ping', seq: 7, target: 'a', gossip: [refutation] }, 10);
+    const ack = out.messages.find((m) => m.message.type === 'ack')?.message;
+    expect(ack && 'gossip' in ack ? ack.gossip[0] : undefined).toMatchObject({
+      id: 'm5',
+      incarnation: 1,
+      state: 'alive',
+    });
+  });
+
+  it("a suspected member's own refutation rides on every message, ahead of others' refutations", () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    const a = new Swim({ self: 'a', address: 'a:1', random: new SeededRandom(23) });
+    a.bootstrap(ids.map((id) => ({ id, address: `${id}:1`, incarnation: 0, state: 'alive', tags: {} })));
+    const accusation = { ...a.member('a')!, state: 'suspect' as const, by: 'm1' };
+    a.step('m1', { type: 'ping', seq: 1, target: 'a', gossip: [accusation] }, 0);
+    expect(a.incarnation).toBe(1);
+    const others = ids.slice(10, 35).map((id) => ({ ...a.member(id)!, incarnation: 1 }));
+    a.step('m3', { type: 'gossip', gossip: others }, 5);
+    const out = a.step('m2', { type: 'ping', seq: 2, target: 'a', gossip: [] }, 10);
+    const ack = out.messages.find((m) => m.message.type === 'ack')?.message;
+    expect(ack && 'gossip' in ack ? ack.gossip[0] : undefined).toMatchObject({
+      id: 'a',
+      incarnation: 1,
+      state: 'alive',
+    });
+  });
 });
