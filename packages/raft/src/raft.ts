@@ -65,6 +65,15 @@ export class Raft {
   electionElapsed = 0;
   heartbeatElapsed = 0;
   randomizedElectionTimeout = 0;
+  /** Ticks since this node started, plus one (0 stays free to mean "none"); heartbeats carry it for the lease. */
+  ticks = 1;
+  /** Set once this leader sent `timeoutNow`: its transferee may campaign past every lease, so no lease reads. */
+  leaseRevoked = false;
+  /**
+   * A restarted node remembers no lease it acknowledged before the crash, so with lease reads it refuses
+   * votes until `ticks` reaches this (an election timeout after start), as if it had just heard from the leader.
+   */
+  voteQuietUntil = 0;
   receipt: SnapshotReceipt | undefined;
   pendingBroadcast: 'none' | 'entries' | 'commit' = 'none';
 
@@ -78,6 +87,9 @@ export class Raft {
       restoreConfig(confState, this.raftLog.lastIndex(), this.opts.maxInflightMsgs, this.opts.maxInflightBytes),
     );
     if (hardState.term !== 0 || hardState.vote !== NONE || hardState.commit !== 0) this.loadState(hardState);
+    // A node that never had a term never answered a heartbeat, so it backs no lease.
+    if (this.opts.readOnlyOption === 'leaseBased' && hardState.term > 0)
+      this.voteQuietUntil = this.opts.electionTick + 1;
     if (this.opts.applied > 0) this.raftLog.appliedTo(Math.min(this.opts.applied, this.raftLog.committed));
     this.becomeFollower(this.term, NONE);
   }
@@ -113,6 +125,7 @@ export class Raft {
     } else if (m.type !== 'prop' && m.type !== 'readIndex') {
       m.term = this.term;
     }
+    if (m.type === 'timeoutNow') this.leaseRevoked = true;
     this.msgs.push(m);
   }
 
@@ -182,7 +195,8 @@ export class Raft {
     const pr = this.trk.progress.get(to);
     // Never tell a follower to commit past what it is known to hold.
     const commit = Math.min(pr?.match ?? 0, this.raftLog.committed);
-    this.send(newMessage({ type: 'heartbeat', to, commit, ...(ctx ? { context: ctx } : {}) }));
+    // `index` carries the send tick: the follower echoes it and the lease rests on it (lease.ts).
+    this.send(newMessage({ type: 'heartbeat', to, commit, index: this.ticks, ...(ctx ? { context: ctx } : {}) }));
   }
 
   forEachPeer(fn: (id: NodeId, pr: Progress) => void): void {
@@ -232,6 +246,7 @@ export class Raft {
     this.heartbeatElapsed = 0;
     this.resetRandomizedElectionTimeout();
     this.leadTransferee = NONE;
+    this.leaseRevoked = false;
     this.trk.resetVotes();
     const last = this.raftLog.lastIndex();
     for (const [id, pr] of this.trk.progress) {
@@ -239,6 +254,7 @@ export class Raft {
       pr.match = 0;
       pr.next = last + 1;
       pr.recentActive = false;
+      pr.leaseAckTick = 0;
       if (id === this.id) {
         pr.match = this.opts.asyncStorageWrites ? this.raftLog.stableIndex() : last;
         pr.recentActive = true;
@@ -295,6 +311,7 @@ export class Raft {
   // ---- ticks ---------------------------------------------------------------
 
   tick(): void {
+    this.ticks++;
     if (this.state === 'leader') this.tickHeartbeat();
     else this.tickElection();
   }
@@ -405,7 +422,8 @@ export class Raft {
     } else if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         const force = isTransferContext(m.context);
-        const inLease = this.opts.checkQuorum && this.lead !== NONE && this.electionElapsed < this.opts.electionTick;
+        const heardLeader = this.lead !== NONE && this.electionElapsed < this.opts.electionTick;
+        const inLease = this.opts.checkQuorum && (heardLeader || this.ticks < this.voteQuietUntil);
         // Leader lease: while we hear from a live leader, ignore disruptive candidates (§4.2.3).
         if (!force && inLease) return undefined;
       }

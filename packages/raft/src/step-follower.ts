@@ -113,7 +113,8 @@ function handleAppendEntries(r: Raft, m: Message): void {
 
 function handleHeartbeat(r: Raft, m: Message): void {
   r.raftLog.commitTo(m.commit);
-  r.send(newMessage({ type: 'heartbeatResp', to: m.from, context: m.context }));
+  // Echo the send tick: the leader's lease rests on when the heartbeat left, not when this answer arrives.
+  r.send(newMessage({ type: 'heartbeatResp', to: m.from, index: m.index, context: m.context }));
 }
 
 /** Reassembles `snap` chunks in order; applies the snapshot only once the last chunk arrives. */

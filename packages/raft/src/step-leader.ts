@@ -7,6 +7,7 @@ import {
   ProposalDroppedError,
 } from '@cohort/core';
 import { decodeConfChange } from './confchange/codec.js';
+import { leaseHolds } from './lease.js';
 import { NONE, newMessage } from './message.js';
 import { jointVoteResult } from './quorum/joint.js';
 import type { Raft } from './raft.js';
@@ -142,8 +143,10 @@ function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
 function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
   pr.msgAppFlowPaused = false;
+  // A tick from the future is no heartbeat of ours: never let it stretch the lease.
+  if (m.index > pr.leaseAckTick && m.index <= r.ticks) pr.leaseAckTick = m.index;
   if (pr.match < r.raftLog.lastIndex() || pr.state === 'probe') r.sendAppend(m.from);
-  if (r.opts.readOnlyOption !== 'safe' || m.context.length === 0) return;
+  if (m.context.length === 0) return;
   const acks = r.readOnly.recvAck(m.from, m.context);
   if (!acks) return;
   const votes = new Map<NodeId, boolean>();
@@ -183,8 +186,8 @@ function leaderReadIndex(r: Raft, m: Message): void {
 }
 
 function serveReadIndex(r: Raft, m: Message): void {
-  if (r.opts.readOnlyOption === 'leaseBased') {
-    // Lease: check-quorum guarantees no other leader within an election timeout.
+  if (r.opts.readOnlyOption === 'leaseBased' && leaseHolds(r)) {
+    // Lease: no other leader can be elected while it holds (lease.ts); otherwise fall back to ReadIndex.
     respondToReadIndex(r, m, r.raftLog.committed);
     return;
   }

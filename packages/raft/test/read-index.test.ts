@@ -51,18 +51,6 @@ describe('linearizable reads', () => {
     expect(rs[0]?.index).toBe(1);
   });
 
-  it('lease-based reads answer at once from the leader without a heartbeat round', () => {
-    const net = new Network(['a', 'b', 'c'], { checkQuorum: true, readOnlyOption: 'leaseBased' });
-    net.elect('a');
-    const a = net.node('a');
-    net.drop = () => true;
-    a.rn.readIndex(bytes('lease'));
-    const rd = a.rn.ready();
-    expect(rd.readStates.map((r) => text(r.context))).toEqual(['lease']);
-    expect(rd.messages.filter((m) => m.type === 'heartbeat')).toEqual([]);
-    a.rn.advance();
-  });
-
   it('lease-based reads are refused without check-quorum', () => {
     expect(
       () =>

@@ -17,6 +17,8 @@ export class Progress {
   snapshotTicks = 0;
   /** The commit index carried by the last append sent (to skip redundant commit-only appends). */
   sentCommit: LogIndex = 0;
+  /** Leader tick carried by the newest heartbeat this follower answered in this term (0: none); see lease.ts. */
+  leaseAckTick = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** In probe state, one append was sent and we wait for its answer (or a heartbeat round). */
