@@ -11,6 +11,7 @@ export * from './errors.js';
 export * from './ids.js';
 export * from './log-store.js';
 export * from './logger.js';
+export * from './memory-transport.js';
 export * from './raft-types.js';
 export * from './random.js';
 export * from './transport.js';

@@ -1,9 +1,8 @@
-import { type NodeId, SeededRandom, systemClock } from '@cohort/core';
+import { MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core';
 import { RaftHost } from '@cohort/raft';
+import { MemoryNodeStore } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KvReplica, type KvRequest, KvService } from '../src/index.js';
-import { MemoryNodeStore } from './helpers/memory-node-store.js';
-import { MemoryHub } from './helpers/memory-transport.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const IDS = ['a', 'b', 'c'];

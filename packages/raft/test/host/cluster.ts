@@ -1,7 +1,6 @@
-import { type Entry, type LogIndex, type NodeId, SeededRandom, systemClock } from '@cohort/core';
+import { type Entry, type LogIndex, MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core';
 import { RaftHost, type RaftHostOptions, type StateMachine } from '../../src/index.js';
 import { MemoryNodeStore } from './memory-node-store.js';
-import { MemoryHub } from './memory-transport.js';
 
 /** A map from `k=v` entries; apply returns the entry's index. */
 export class MapMachine implements StateMachine<LogIndex> {

@@ -1,6 +1,11 @@
-import type { FrameHandler, NodeId, ProtocolId, RequestHandler, Transport } from '@cohort/core';
+import type { NodeId } from './ids.js';
+import type { FrameHandler, ProtocolId, RequestHandler, Transport } from './transport.js';
 
-/** Connects in-process transports; frames are delivered on a later turn of the event loop. */
+/**
+ * Connects in-process transports: a {@link Transport} for tests and for
+ * embedding several nodes in one process. Frames are copied and delivered on a
+ * later turn of the event loop; nodes in `down` are cut off from everyone.
+ */
 export class MemoryHub {
   readonly nodes = new Map<NodeId, MemoryTransport>();
   /** Nodes cut off from everyone. */
@@ -15,6 +20,7 @@ export class MemoryHub {
   }
 }
 
+/** One node's end of a {@link MemoryHub}. */
 export class MemoryTransport implements Transport {
   readonly maxFrameBytes = 4 * 1024 * 1024;
   readonly handlers = new Map<ProtocolId, FrameHandler>();
