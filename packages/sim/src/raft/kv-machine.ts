@@ -1,4 +1,5 @@
 import type { KvInput } from '../lin/history.js';
+import { decodeText, encodeText } from '../text-codec.js';
 
 /** A client command as it travels through the log: client id and sequence number make it exactly-once. */
 export interface KvCommand {
@@ -10,44 +11,17 @@ export interface KvCommand {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const SEP = '\x1f';
-const SEP_BYTE = 0x1f;
 
 /** Encodes a command as `client SEP seq SEP op SEP key [SEP value]` (ASCII unit separators; keys and values never hold one). */
 export function encodeCommand(c: KvCommand): Uint8Array {
   const i = c.input;
   const tail = i.op === 'get' ? '' : `${SEP}${i.value}`;
-  const text = `${c.client}${SEP}${c.seq}${SEP}${i.op}${SEP}${i.key}${tail}`;
-  // Commands are ASCII in practice: copy the char codes rather than go through the text encoder.
-  const out = new Uint8Array(text.length);
-  for (let k = 0; k < text.length; k++) {
-    const ch = text.charCodeAt(k);
-    if (ch >= 0x80) return enc.encode(text);
-    out[k] = ch;
-  }
-  return out;
+  return encodeText(`${c.client}${SEP}${c.seq}${SEP}${i.op}${SEP}${i.key}${tail}`);
 }
 
 /** Decodes what {@link encodeCommand} wrote. */
 export function decodeCommand(b: Uint8Array): KvCommand {
-  // Every node decodes every entry it applies: read ASCII bytes directly, the text decoder only for the rest.
-  for (let i = 0; i < b.length; i++) if ((b[i] as number) >= 0x80) return decodeText(b);
-  const fields: string[] = [];
-  let field = '';
-  for (let i = 0; i < b.length; i++) {
-    const c = b[i] as number;
-    if (c === SEP_BYTE) {
-      fields.push(field);
-      field = '';
-    } else {
-      field += String.fromCharCode(c);
-    }
-  }
-  fields.push(field);
-  return fromFields(fields);
-}
-
-function decodeText(b: Uint8Array): KvCommand {
-  return fromFields(dec.decode(b).split(SEP));
+  return fromFields(decodeText(b).split(SEP));
 }
 
 function fromFields(fields: string[]): KvCommand {

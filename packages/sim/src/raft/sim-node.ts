@@ -15,6 +15,7 @@ import { type RaftOptions, RawNode, type StateRole, decodeConfChange } from '@co
 import { MemoryNodeStore } from '@cohort/storage';
 import type { SimNetwork } from '../network.js';
 import type { EventHandle, Scheduler } from '../scheduler.js';
+import { decodeText, encodeText } from '../text-codec.js';
 import type { TraceHash } from '../trace.js';
 import type { Coverage } from './coverage.js';
 import type { RaftInvariants } from './invariants.js';
@@ -47,9 +48,6 @@ export interface HostBugs {
   /** Apply entries as soon as they are appended, before they commit. @default false */
   applyUncommitted?: boolean;
 }
-
-const dec = new TextDecoder();
-const enc = new TextEncoder();
 
 interface PendingRead {
   from: NodeId;
@@ -202,7 +200,7 @@ export class SimRaftNode {
       }
       const ctx = `${this.id}:${this.incarnation}:${this.readNonce++}`;
       try {
-        rn.readIndex(enc.encode(ctx));
+        rn.readIndex(encodeText(ctx));
         this.pendingReads.set(ctx, { from, req, index: undefined });
       } catch (e) {
         if (!(e instanceof ProposalDroppedError)) throw e;
@@ -285,7 +283,7 @@ export class SimRaftNode {
         if (!this.env.bugs.applyUncommitted || e.index > this.applied) this.apply(rn, e);
       }
       for (const rs of rd.readStates) {
-        const p = this.pendingReads.get(dec.decode(rs.context));
+        const p = this.pendingReads.get(decodeText(rs.context));
         if (p) p.index = rs.index;
       }
       rn.advance();
