@@ -37,6 +37,14 @@ describe('SWIM simulation', () => {
     }
   });
 
+  it('no false dead at 20% loss when dissemination is the bottleneck (100 members, 2 updates per message, 60 s)', () => {
+    // A scale model of 500 members under loss: accusations outnumber the piggyback slots, so refutations must go first.
+    const seed = 3;
+    const r = stability(100, seed, 60_000, { dropRate: 0.2, config: { maxGossipPerMessage: 2 } });
+    expect(r.falseSuspicionsPerMemberHour, `seed ${seed}`).toBeGreaterThan(0);
+    expect(r.falseDead, `seed ${seed}: ${JSON.stringify(r)}`).toBe(0);
+  });
+
   it('a falsely accused member refutes with a higher incarnation and is never declared dead', () => {
     const seed = 401;
     const c = new SwimCluster({ size: 10, seed });
