@@ -70,8 +70,8 @@ export class Raft {
   /** Set once this leader sent `timeoutNow`: its transferee may campaign past every lease, so no lease reads. */
   leaseRevoked = false;
   /**
-   * A restarted node remembers no lease it acknowledged before the crash, so with lease reads it refuses
-   * votes until `ticks` reaches this (an election timeout after start), as if it had just heard from the leader.
+   * With lease reads, votes are refused while `ticks` is below this: an election timeout after the last
+   * heartbeat answered, and after a restart (the node remembers no lease it backed before the crash).
    */
   voteQuietUntil = 0;
   receipt: SnapshotReceipt | undefined;

@@ -157,4 +157,23 @@ describe('vote refusal backing the lease', () => {
     rn.step(voteRequest(4));
     expect(granted(rn)).toBe(true);
   });
+
+  it('a voter that answered a heartbeat refuses votes for an election timeout even after campaigning itself', () => {
+    const net = leaseNet(['a', 'b', 'c']);
+    freshLeader(net, 'a');
+    net.drop = () => true;
+    const b = net.node('b');
+    // The host makes b campaign at once: b forgets its leader, but its answer still backs a's lease.
+    b.rn.campaign();
+    net.stabilize();
+    const ask = (): boolean => {
+      const term = b.rn.status().term + 1;
+      b.rn.step(newMessage({ type: 'vote', from: 'c', to: 'b', term, logTerm: 100, index: 100 }));
+      return granted(b.rn);
+    };
+    net.tick('b', ELECTION - 2);
+    expect(ask()).toBe(false);
+    net.tick('b', 2);
+    expect(ask()).toBe(true);
+  });
 });
