@@ -18,7 +18,7 @@ export interface TableOptions {
 export const fullTable: TableOptions = {
   sizes: [10, 50, 100, 500],
   stabilityMs: (n) => (n >= 500 ? 20_000 : n >= 100 ? 120_000 : 600_000),
-  crashes: (n) => (n >= 500 ? 3 : n >= 100 ? 6 : 64),
+  crashes: (n) => (n >= 500 ? 10 : n >= 100 ? 16 : 64),
   churnRounds: (n) => (n >= 500 ? 3 : 10),
 };
 
