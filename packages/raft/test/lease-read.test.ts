@@ -1,6 +1,6 @@
 import { type Message, SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
-import { RawNode } from '../src/index.js';
+import { MemoryStorage, RawNode } from '../src/index.js';
 import { newMessage } from '../src/message.js';
 import { Network, bytes, storageWithTerms, text } from './network.js';
 
@@ -120,6 +120,43 @@ describe('lease-based reads', () => {
     net.heal();
     net.tickAll(1);
     expect(readStates(net, 'a')).toEqual([{ index: commit, ctx: 'after-transfer' }]);
+  });
+});
+
+describe('lease-based reads in a joint configuration', () => {
+  it('need fresh acknowledgements from a majority of both halves', () => {
+    const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: true, readOnlyOption: 'leaseBased' });
+    net.add('d', new MemoryStorage());
+    net.add('e', new MemoryStorage());
+    net.elect('a');
+    net.node('a').rn.proposeConfChange({
+      transition: 'explicit',
+      changes: [
+        { type: 'removeNode', nodeId: 'b' },
+        { type: 'removeNode', nodeId: 'c' },
+        { type: 'addVoter', nodeId: 'd' },
+        { type: 'addVoter', nodeId: 'e' },
+      ],
+      context: new Uint8Array(0),
+    });
+    net.stabilize();
+    expect(net.node('a').rn.status().confState.votersOutgoing).toEqual(['a', 'b', 'c']);
+    net.tickAll(1);
+    // The outgoing half (a, b, c) keeps acknowledging; the incoming one (a, d, e) hears nothing.
+    net.drop = (m) => ['d', 'e'].includes(m.to) || ['d', 'e'].includes(m.from);
+    net.tickAll(LEASE_TICKS);
+    expect(net.leaders()).toEqual(['a']);
+    net.node('a').rn.readIndex(bytes('joint'));
+    net.stabilize();
+    expect(readStates(net, 'a')).toEqual([]);
+    net.heal();
+    net.tickAll(1);
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['joint']);
+    // Both halves acknowledged just now: the next read needs no round.
+    net.drop = () => true;
+    net.node('a').rn.readIndex(bytes('joint-lease'));
+    net.stabilize();
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['joint', 'joint-lease']);
   });
 });
 
