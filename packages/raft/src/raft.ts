@@ -470,10 +470,13 @@ export class Raft {
   handleVoteRequest(m: Message): void {
     // §5.2: at most one vote per term (repeating the same vote is fine); a
     // pre-vote for a future term may be granted freely.
+    // A node backing a lease grants no new vote, even at its own term (it may have reached the
+    // candidate's term through another message while still within the lease, see lease.ts).
+    const quiet = this.ticks < this.voteQuietUntil && !isTransferContext(m.context);
     const canVote =
       this.vote === m.from ||
-      (this.vote === NONE && this.lead === NONE) ||
-      (m.type === 'preVote' && m.term > this.term);
+      (!quiet && this.vote === NONE && this.lead === NONE) ||
+      (!quiet && m.type === 'preVote' && m.term > this.term);
     // §5.4.1: only for a candidate whose log is at least as up to date as ours.
     if (canVote && this.raftLog.isUpToDate(m.index, m.logTerm)) {
       this.send(newMessage({ type: voteRespType(m.type), to: m.from, term: m.term }));

@@ -213,4 +213,22 @@ describe('vote refusal backing the lease', () => {
     net.tick('b', 2);
     expect(ask()).toBe(true);
   });
+
+  it('a voter backing a lease refuses a vote at a term it reached through another message', () => {
+    const net = leaseNet(['a', 'b', 'c']);
+    freshLeader(net, 'a');
+    net.drop = () => true;
+    const b = net.node('b');
+    const term = b.rn.status().term + 1;
+    // A late answer from c, already at the next term, moves b to that term without a leader.
+    b.rn.step(newMessage({ type: 'appResp', from: 'c', to: 'b', term }));
+    expect(b.rn.status()).toMatchObject({ term, lead: '' });
+    const ask = (): boolean => {
+      b.rn.step(newMessage({ type: 'vote', from: 'c', to: 'b', term, logTerm: 100, index: 100 }));
+      return granted(b.rn);
+    };
+    expect(ask()).toBe(false);
+    net.tick('b', ELECTION);
+    expect(ask()).toBe(true);
+  });
 });
