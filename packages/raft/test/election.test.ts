@@ -1,21 +1,8 @@
-import { type Message, SeededRandom } from '@cohort/core';
+import { SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage, RawNode } from '../src/index.js';
+import { newMessage as msg } from '../src/message.js';
 import { Network } from './network.js';
-
-const msg = (m: Partial<Message> & Pick<Message, 'type' | 'from' | 'to' | 'term'>): Message => ({
-  logTerm: 0,
-  index: 0,
-  entries: [],
-  commit: 0,
-  reject: false,
-  rejectHint: 0,
-  rejectTerm: 0,
-  snapOffset: 0,
-  snapDone: false,
-  context: new Uint8Array(0),
-  ...m,
-});
 
 function lone(id: string, voters: string[], extra: Record<string, unknown> = {}): RawNode {
   return new RawNode(

@@ -1,21 +1,8 @@
-import { type Message, SeededRandom } from '@cohort/core';
+import { SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage, RawNode } from '../src/index.js';
+import { newMessage as msg } from '../src/message.js';
 import { Network, appliedData, bytes, logOf, storageWithTerms } from './network.js';
-
-const msg = (m: Partial<Message> & Pick<Message, 'type' | 'from' | 'to' | 'term'>): Message => ({
-  logTerm: 0,
-  index: 0,
-  entries: [],
-  commit: 0,
-  reject: false,
-  rejectHint: 0,
-  rejectTerm: 0,
-  snapOffset: 0,
-  snapDone: false,
-  context: new Uint8Array(0),
-  ...m,
-});
 
 describe('replication', () => {
   it('log matching: followers end with the leader log and conflicting suffixes are truncated', () => {

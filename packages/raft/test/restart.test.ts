@@ -1,6 +1,7 @@
 import { type Message, SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage, type RaftOptions, RawNode } from '../src/index.js';
+import { newMessage } from '../src/message.js';
 import { Network, appliedData, bytes, snapshotOf } from './network.js';
 
 const opts = (id: string, extra: Partial<RaftOptions> = {}): RaftOptions => ({
@@ -13,22 +14,7 @@ const opts = (id: string, extra: Partial<RaftOptions> = {}): RaftOptions => ({
   ...extra,
 });
 
-const vote = (from: string, term: number): Message => ({
-  type: 'vote',
-  from,
-  to: 'a',
-  term,
-  logTerm: 0,
-  index: 0,
-  entries: [],
-  commit: 0,
-  reject: false,
-  rejectHint: 0,
-  rejectTerm: 0,
-  snapOffset: 0,
-  snapDone: false,
-  context: new Uint8Array(0),
-});
+const vote = (from: string, term: number): Message => newMessage({ type: 'vote', from, to: 'a', term });
 
 describe('restart', () => {
   it('a restarted node recovers its term and vote and does not vote twice in that term', () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { chunkCrc, entryCrc, groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { SCHEMA_VERSION } from './schema.js';
+import type { GroupRowDb } from './sqlite-load.js';
 import { type WalReport, scanWal } from './wal-scan.js';
 
 /** The database file's name inside a node's data directory. */
@@ -37,19 +38,6 @@ export interface CheckReport {
   wal: WalReport;
   groups: GroupCheck[];
   findings: CheckFinding[];
-}
-
-interface GroupRowDb {
-  gid: number;
-  name: string;
-  term: number;
-  vote: string;
-  commit_index: number;
-  compact_index: number;
-  compact_term: number;
-  last_index: number;
-  snap_id: number;
-  crc: number;
 }
 
 /**

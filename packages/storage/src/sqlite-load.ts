@@ -4,7 +4,8 @@ import type Database from 'better-sqlite3';
 import { groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { type EntryRow, type GroupState, decodeEntryRow, newGroupState } from './sqlite-group.js';
 
-interface GroupRowDb {
+/** A row of the `groups` table as better-sqlite3 returns it. */
+export interface GroupRowDb {
   gid: number;
   name: string;
   term: number;
