@@ -90,8 +90,7 @@ export class CohortNode {
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
-      host,
-      group: KV_GROUP,
+      group: host.replicated(KV_GROUP),
       replica,
       transport,
       clock: systemClock,

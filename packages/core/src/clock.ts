@@ -11,6 +11,12 @@ export interface Clock {
   /** Runs `fn` after `ms`; returns a handle for `clearTimeout`. */
   setTimeout(fn: () => void, ms: Millis): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
+  /**
+   * Runs `fn` soon, after the current task and any I/O already waiting
+   * (`setImmediate` in production, a zero-delay event in simulation). Hosts
+   * coalesce the work of one turn with it.
+   */
+  defer(fn: () => void): void;
 }
 
 /** Opaque timer handle returned by {@link Clock.setTimeout}. */
@@ -21,4 +27,7 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
   clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof globalThis.setTimeout>),
+  defer: (fn) => {
+    setImmediate(fn);
+  },
 };

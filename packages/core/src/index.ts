@@ -13,5 +13,6 @@ export * from './log-store.js';
 export * from './logger.js';
 export * from './memory-transport.js';
 export * from './raft-types.js';
+export * from './replicated-group.js';
 export * from './random.js';
 export * from './transport.js';

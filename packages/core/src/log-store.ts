@@ -59,10 +59,14 @@ export interface LogStats {
 export interface NodeStore {
   /** The reader for one group (created empty on first use). */
   group(group: GroupId): RaftLogReader;
-  /** Persists a batch across groups atomically and durably. */
-  write(batch: GroupWrite[]): void;
-  /** Records a snapshot the application produced at `index` and drops entries up to `compactTo`. */
-  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void;
+  /**
+   * Persists a batch across groups atomically and durably; resolves once it
+   * is durable (fsync included). Calls are queued: a later write never
+   * becomes durable before an earlier one.
+   */
+  write(batch: GroupWrite[]): Promise<void>;
+  /** Records a snapshot the application produced at `index` and drops entries up to `compactTo`; resolves once durable. */
+  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void>;
   close(): void;
   /** Sizes of the group's log against the store's snapshot and size policy (optional). */
   stats?(group: GroupId): LogStats;

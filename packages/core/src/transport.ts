@@ -10,6 +10,8 @@ export const Protocols = {
   raft: '/cohort/raft/1',
   swim: '/cohort/swim/1',
   kv: '/cohort/kv/1',
+  /** Snapshot streaming between the hosts of one group: acknowledged, resumable chunks. */
+  snapshot: '/cohort/snapshot/1',
 } as const;
 export type ProtocolId = (typeof Protocols)[keyof typeof Protocols] | (string & {});
 

@@ -2,10 +2,10 @@ import {
   type Clock,
   CohortError,
   ErrorCode,
-  type GroupId,
   type Logger,
   type NodeId,
   Protocols,
+  type ReplicatedGroup,
   type Transport,
   decodeForwardRequest,
   decodeForwardResponse,
@@ -14,7 +14,6 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { NotLeaderError } from '@cohort/core';
-import type { RaftHost } from '@cohort/raft';
 import { encodeCommand } from './command.js';
 import type { KvReplica } from './replica.js';
 import {
@@ -29,8 +28,8 @@ import type { KvResult } from './result.js';
 
 /** Options of {@link KvService}. */
 export interface KvServiceOptions {
-  host: RaftHost;
-  group: GroupId;
+  /** The group whose state machine this service serves (Raft or any other engine). */
+  group: ReplicatedGroup;
   replica: KvReplica;
   transport: Transport;
   clock: Clock;
@@ -59,7 +58,7 @@ export class KvService {
   private readonly timeoutMs: number;
 
   constructor(private readonly opts: KvServiceOptions) {
-    this.log = (opts.logger ?? silentLogger).child({ group: opts.group });
+    this.log = (opts.logger ?? silentLogger).child({ group: opts.group.id });
     this.timeoutMs = opts.requestTimeoutMs ?? 5000;
   }
 
@@ -69,7 +68,7 @@ export class KvService {
       let res: KvResponse;
       try {
         const fwd = decodeForwardRequest(frame, { maxBytes: this.opts.transport.maxFrameBytes });
-        if (fwd.group !== this.opts.group)
+        if (fwd.group !== this.opts.group.id)
           throw new NotLeaderError(undefined, undefined, `group ${fwd.group} is not served here`);
         // Forwarded requests are served here or refused: never forwarded again, so they cannot loop.
         res = await this.local(decodeRequest(fwd.op));
@@ -86,7 +85,7 @@ export class KvService {
     const deadline = this.opts.clock.now() + this.timeoutMs;
     let last: KvResponse = { type: 'failure', code: ErrorCode.NotLeader, message: 'no leader is known' };
     for (let attempt = 0; this.opts.clock.now() < deadline; attempt++) {
-      const status = this.opts.host.status(this.opts.group);
+      const status = this.opts.group.status();
       if (status.role === 'leader') last = await this.local(req);
       else if (status.leader !== '') last = await this.forward(status.leader, req);
       else
@@ -109,9 +108,9 @@ export class KvService {
   private async local(req: KvRequest): Promise<KvResponse> {
     try {
       if (req.kind === 'write') {
-        return await this.opts.host.propose<KvResult>(this.opts.group, encodeCommand(req.command));
+        return await this.opts.group.propose<KvResult>(encodeCommand(req.command));
       }
-      await this.opts.host.readIndex(this.opts.group);
+      await this.opts.group.read();
       const kv = this.opts.replica.kv;
       switch (req.op) {
         case 'get': {
@@ -136,7 +135,7 @@ export class KvService {
 
   private async forward(leader: NodeId, req: KvRequest): Promise<KvResponse> {
     try {
-      const frame = encodeForwardRequest({ group: this.opts.group, op: encodeRequest(req) });
+      const frame = encodeForwardRequest({ group: this.opts.group.id, op: encodeRequest(req) });
       const signal = AbortSignal.timeout(this.timeoutMs);
       const answer = decodeForwardResponse(await this.opts.transport.request(leader, Protocols.kv, frame, { signal }));
       if (!answer.ok) {

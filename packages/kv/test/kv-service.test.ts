@@ -34,8 +34,7 @@ function startCluster(): void {
     host.addGroup('p0', replica, IDS);
     host.start();
     const service = new KvService({
-      host,
-      group: 'p0',
+      group: host.replicated('p0'),
       replica,
       transport,
       clock: systemClock,

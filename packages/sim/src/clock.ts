@@ -38,4 +38,8 @@ export class SimClock implements Clock {
   clearTimeout(handle: TimerHandle): void {
     this.scheduler.cancel(handle as EventHandle);
   }
+
+  defer(fn: () => void): void {
+    this.scheduler.after(0, fn);
+  }
 }

@@ -33,7 +33,7 @@ interface Side {
 function cohortSide(dir: string): Side {
   const store = SqliteNodeStore.open(join(dir, 'cohort.db'));
   return {
-    write: (entries, w) => store.write([{ group: 'p1', entries, hardState: { term: 1, vote: 'n1', commit: w } }]),
+    write: (entries, w) => store.writeSync([{ group: 'p1', entries, hardState: { term: 1, vote: 'n1', commit: w } }]),
     close: () => store.close(),
   };
 }

@@ -111,7 +111,16 @@ export class MemoryNodeStore implements DurableNodeStore {
     return [...this.live.groups.keys()].sort();
   }
 
-  write(batch: GroupWrite[], opts: MemoryWriteOptions = {}): void {
+  write(batch: GroupWrite[], opts: MemoryWriteOptions = {}): Promise<void> {
+    try {
+      this.writeSync(batch, opts);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  writeSync(batch: GroupWrite[], opts: MemoryWriteOptions = {}): void {
     this.assertOpen();
     const plans = planBatch(batch, (g) => this.position(g), this.name);
     const copied = plans.map((p) => ({
@@ -138,7 +147,16 @@ export class MemoryNodeStore implements DurableNodeStore {
     }, opts.sync);
   }
 
-  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void {
+  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
+    try {
+      this.saveSnapshotSync(group, snapshot, compactTo);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  saveSnapshotSync(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void {
     const sink = this.beginSnapshot(group, snapshot.meta);
     sink.write(snapshot.data);
     sink.finish(compactTo);

@@ -155,7 +155,16 @@ export class SqliteNodeStore implements DurableNodeStore {
       .sort();
   }
 
-  write(batch: GroupWrite[]): void {
+  write(batch: GroupWrite[]): Promise<void> {
+    try {
+      this.writeSync(batch);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  writeSync(batch: GroupWrite[]): void {
     this.assertOpen();
     const plans = planBatch(batch, (g) => positionOf(this.state(g)), this.file);
     this.commit((work) => {
@@ -163,7 +172,16 @@ export class SqliteNodeStore implements DurableNodeStore {
     });
   }
 
-  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void {
+  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
+    try {
+      this.saveSnapshotSync(group, snapshot, compactTo);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  saveSnapshotSync(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void {
     const sink = this.beginSnapshot(group, snapshot.meta);
     sink.write(snapshot.data);
     sink.finish(compactTo);

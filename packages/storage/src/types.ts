@@ -1,4 +1,4 @@
-import type { GroupId, GroupWrite, LogIndex, LogStats, NodeStore, SnapshotMeta } from '@cohort/core';
+import type { GroupId, GroupWrite, LogIndex, LogStats, NodeStore, Snapshot, SnapshotMeta } from '@cohort/core';
 
 /** Size bounds of one group's log (seed 002's snapshot and log-size policy). */
 export interface LogLimits {
@@ -111,11 +111,18 @@ export interface PartitionKv {
  */
 export interface DurableNodeStore extends NodeStore {
   /**
-   * One transaction with one fsync for the whole batch. Entries are immutable
-   * once written: the store may keep them in its cache, so callers must not
-   * reuse their data buffers.
+   * One transaction with one fsync for the whole batch; resolves once durable.
+   * Entries are immutable once written: the store may keep them in its cache,
+   * so callers must not reuse their data buffers.
    */
-  write(batch: GroupWrite[]): void;
+  write(batch: GroupWrite[]): Promise<void>;
+  /**
+   * {@link write} done before it returns, on the caller's thread; throws
+   * instead of rejecting. For tools, tests and recovery, never a hot path.
+   */
+  writeSync(batch: GroupWrite[]): void;
+  /** {@link NodeStore.saveSnapshot} done before it returns; throws instead of rejecting. */
+  saveSnapshotSync(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void;
   /** Drops entries up to and including `index` (which must be in the log or be the last compacted index). */
   compact(group: GroupId, index: LogIndex): void;
   /** Sizes of the group's log and what the size policy says. */

@@ -41,7 +41,7 @@ describe.each([
   });
 
   it('reads back appended entries, terms and bounds, also after a restart', () => {
-    store.write([
+    store.writeSync([
       { group: 'p1', entries: [...ents(1, 3, 1), ...ents(4, 5, 2)], hardState: { term: 2, vote: 'n1', commit: 3 } },
     ]);
     for (let round = 0; round < 2; round++) {
@@ -57,7 +57,7 @@ describe.each([
   });
 
   it('limits entries by maxBytes but always returns the first', () => {
-    store.write([{ group: 'p1', entries: ents(1, 10, 1, 100) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 10, 1, 100) }]);
     const g = store.group('p1');
     expect(g.entries(1, 11, 0)).toHaveLength(1);
     expect(g.entries(1, 11, 250)).toHaveLength(2);
@@ -65,8 +65,8 @@ describe.each([
   });
 
   it('reports compacted and unavailable positions with typed errors', () => {
-    store.write([{ group: 'p1', entries: ents(1, 5, 1) }]);
-    store.saveSnapshot('p1', { meta: { index: 3, term: 1, confState: conf(['n1']) }, data: bytes('s') }, 3);
+    store.writeSync([{ group: 'p1', entries: ents(1, 5, 1) }]);
+    store.saveSnapshotSync('p1', { meta: { index: 3, term: 1, confState: conf(['n1']) }, data: bytes('s') }, 3);
     const g = store.group('p1');
     expect(() => g.entries(3, 5, 100)).toThrow(CompactedError);
     expect(() => g.term(2)).toThrow(CompactedError);
@@ -76,8 +76,8 @@ describe.each([
   });
 
   it('truncates a conflicting suffix when an entry lands at an existing index', () => {
-    store.write([{ group: 'p1', entries: ents(1, 5, 1) }]);
-    store.write([{ group: 'p1', entries: [ent(3, 2, 'x3'), ent(4, 2, 'x4')] }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 5, 1) }]);
+    store.writeSync([{ group: 'p1', entries: [ent(3, 2, 'x3'), ent(4, 2, 'x4')] }]);
     store = h.reopen(store);
     const g = store.group('p1');
     expect(g.lastIndex()).toBe(4);
@@ -85,33 +85,33 @@ describe.each([
   });
 
   it('refuses holes and non-contiguous batches, changing nothing in the batch', () => {
-    store.write([{ group: 'p1', entries: ents(1, 2, 1) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 2, 1) }]);
     expect(() =>
-      store.write([
+      store.writeSync([
         { group: 'p2', entries: ents(1, 1, 1) },
         { group: 'p1', entries: ents(4, 4, 1) },
       ]),
     ).toThrow(StorageError);
-    expect(() => store.write([{ group: 'p1', entries: [ent(3, 1), ent(5, 1)] }])).toThrow(/not contiguous/);
+    expect(() => store.writeSync([{ group: 'p1', entries: [ent(3, 1), ent(5, 1)] }])).toThrow(/not contiguous/);
     expect(store.group('p2').lastIndex()).toBe(0);
     expect(store.group('p1').lastIndex()).toBe(2);
   });
 
   it('refuses a term that goes back and a second vote in one term (Raft §5.1, §5.2)', () => {
-    store.write([{ group: 'p1', hardState: { term: 3, vote: 'n2', commit: 0 } }]);
-    expect(() => store.write([{ group: 'p1', hardState: { term: 2, vote: '', commit: 0 } }])).toThrow(
+    store.writeSync([{ group: 'p1', hardState: { term: 3, vote: 'n2', commit: 0 } }]);
+    expect(() => store.writeSync([{ group: 'p1', hardState: { term: 2, vote: '', commit: 0 } }])).toThrow(
       /term would go back/,
     );
-    expect(() => store.write([{ group: 'p1', hardState: { term: 3, vote: 'n3', commit: 0 } }])).toThrow(
+    expect(() => store.writeSync([{ group: 'p1', hardState: { term: 3, vote: 'n3', commit: 0 } }])).toThrow(
       /vote in term 3/,
     );
-    store.write([{ group: 'p1', hardState: { term: 4, vote: 'n3', commit: 0 } }]);
+    store.writeSync([{ group: 'p1', hardState: { term: 4, vote: 'n3', commit: 0 } }]);
     store = h.reopen(store);
     expect(store.group('p1').initialState().hardState).toEqual({ term: 4, vote: 'n3', commit: 0 });
   });
 
   it('writes many groups in one batch and lists them', () => {
-    store.write([
+    store.writeSync([
       { group: 'meta', entries: ents(1, 2, 1), hardState: { term: 1, vote: 'n1', commit: 1 } },
       { group: 'p7', entries: ents(1, 4, 1) },
     ]);
@@ -122,7 +122,7 @@ describe.each([
   });
 
   it('records a bootstrap snapshot at index 0 carrying the membership', () => {
-    store.write([
+    store.writeSync([
       {
         group: 'p1',
         snapshot: { meta: { index: 0, term: 0, confState: conf(['a', 'b', 'c']) }, data: new Uint8Array() },
@@ -134,8 +134,8 @@ describe.each([
   });
 
   it('replaces the log with a snapshot from the leader, then appends after it', () => {
-    store.write([{ group: 'p1', entries: ents(1, 4, 1) }]);
-    store.write([
+    store.writeSync([{ group: 'p1', entries: ents(1, 4, 1) }]);
+    store.writeSync([
       {
         group: 'p1',
         snapshot: { meta: { index: 10, term: 3, confState: conf(['n1', 'n2']) }, data: bytes('state@10') },
@@ -151,13 +151,15 @@ describe.each([
     expect(text(g.snapshot().data)).toBe('state@10');
     expect(g.initialState().confState.voters).toEqual(['n1', 'n2']);
     expect(() =>
-      store.write([{ group: 'p1', snapshot: { meta: { index: 5, term: 1, confState: conf([]) }, data: bytes('') } }]),
+      store.writeSync([
+        { group: 'p1', snapshot: { meta: { index: 5, term: 1, confState: conf([]) }, data: bytes('') } },
+      ]),
     ).toThrow(StorageError);
   });
 
   it('saves an application snapshot and compacts only up to the margin', () => {
-    store.write([{ group: 'p1', entries: ents(1, 20, 1) }]);
-    store.saveSnapshot('p1', { meta: { index: 15, term: 1, confState: conf(['n1']) }, data: bytes('sm@15') }, 10);
+    store.writeSync([{ group: 'p1', entries: ents(1, 20, 1) }]);
+    store.saveSnapshotSync('p1', { meta: { index: 15, term: 1, confState: conf(['n1']) }, data: bytes('sm@15') }, 10);
     store = h.reopen(store);
     const g = store.group('p1');
     expect(g.firstIndex()).toBe(11);
@@ -166,14 +168,14 @@ describe.each([
     expect(text(g.snapshot().data)).toBe('sm@15');
     expect(g.entries(11, 21, 1 << 20)).toHaveLength(10);
     expect(() =>
-      store.saveSnapshot('p1', { meta: { index: 16, term: 1, confState: conf([]) }, data: bytes('') }, 17),
+      store.saveSnapshotSync('p1', { meta: { index: 16, term: 1, confState: conf([]) }, data: bytes('') }, 17),
     ).toThrow(/past the snapshot/);
   });
 
   it('streams a large snapshot in and out chunk by chunk', () => {
     store.close();
     store = h.open({ chunkBytes: 1000 });
-    store.write([{ group: 'p1', entries: ents(1, 3, 1) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 3, 1) }]);
     const sink = store.beginSnapshot('p1', { index: 3, term: 1, confState: conf(['n1']) });
     const expected = new Uint8Array(10_500);
     for (let i = 0; i < expected.length; i++) expected[i] = (i * 7) & 0xff;
@@ -190,7 +192,7 @@ describe.each([
   });
 
   it('discards an aborted snapshot', () => {
-    store.write([{ group: 'p1', entries: ents(1, 3, 1) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 3, 1) }]);
     const sink = store.beginSnapshot('p1', { index: 2, term: 1, confState: conf([]) });
     sink.write(bytes('partial'));
     sink.abort();
@@ -200,10 +202,10 @@ describe.each([
   });
 
   it('lets a snapshot from the leader win over an application snapshot still streaming in', () => {
-    store.write([{ group: 'p1', entries: ents(1, 5, 1) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 5, 1) }]);
     const sink = store.beginSnapshot('p1', { index: 3, term: 1, confState: conf(['n1']) });
     sink.write(bytes('app state'));
-    store.write([
+    store.writeSync([
       { group: 'p1', snapshot: { meta: { index: 10, term: 2, confState: conf(['n1']) }, data: bytes('leader') } },
     ]);
     expect(() => sink.finish(3)).toThrow(StorageError);
@@ -213,8 +215,8 @@ describe.each([
   });
 
   it('compacts explicitly, never past the snapshot', () => {
-    store.write([{ group: 'p1', entries: ents(1, 10, 2) }]);
-    store.saveSnapshot('p1', { meta: { index: 8, term: 2, confState: conf([]) }, data: bytes('s') }, 2);
+    store.writeSync([{ group: 'p1', entries: ents(1, 10, 2) }]);
+    store.saveSnapshotSync('p1', { meta: { index: 8, term: 2, confState: conf([]) }, data: bytes('s') }, 2);
     store.compact('p1', 6);
     expect(() => store.compact('p1', 9)).toThrow(/past the snapshot/);
     store = h.reopen(store);
@@ -225,15 +227,15 @@ describe.each([
   it('says when to snapshot and refuses proposals past the max log size', () => {
     store.close();
     store = h.open({ limits: { snapshotEntries: 5, snapshotBytes: 1000, maxLogBytes: 2000 } });
-    store.write([{ group: 'p1', entries: ents(1, 4, 1, 100) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 4, 1, 100) }]);
     expect(store.stats('p1')).toMatchObject({ entries: 4, bytes: 400, shouldSnapshot: false, overLimit: false });
-    store.write([{ group: 'p1', entries: ents(5, 5, 1, 100) }]);
+    store.writeSync([{ group: 'p1', entries: ents(5, 5, 1, 100) }]);
     expect(store.stats('p1').shouldSnapshot).toBe(true);
     store.admitProposal('p1', 100);
-    store.write([{ group: 'p1', entries: ents(6, 20, 1, 100) }]);
+    store.writeSync([{ group: 'p1', entries: ents(6, 20, 1, 100) }]);
     expect(store.stats('p1')).toMatchObject({ bytes: 2000, overLimit: false });
     expect(() => store.admitProposal('p1', 1)).toThrow(ProposalDroppedError);
-    store.saveSnapshot('p1', { meta: { index: 18, term: 1, confState: conf([]) }, data: bytes('s') }, 15);
+    store.saveSnapshotSync('p1', { meta: { index: 18, term: 1, confState: conf([]) }, data: bytes('s') }, 15);
     store = h.reopen(store);
     expect(store.stats('p1')).toMatchObject({
       firstIndex: 16,
@@ -301,7 +303,7 @@ describe.each([
 
   it('refuses writes once closed', () => {
     store.close();
-    expect(() => store.write([{ group: 'p1', entries: ents(1, 1, 1) }])).toThrow(StorageError);
+    expect(() => store.writeSync([{ group: 'p1', entries: ents(1, 1, 1) }])).toThrow(StorageError);
     store = h.open();
   });
 });

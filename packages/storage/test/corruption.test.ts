@@ -42,7 +42,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('never serves an entry whose bytes changed, naming file, group and index', () => {
     const store = SqliteNodeStore.open(file, { cacheEntries: 2 });
-    store.write([{ group: 'p1', entries: marked(1, 10) }]);
+    store.writeSync([{ group: 'p1', entries: marked(1, 10) }]);
     tamper("UPDATE entries SET data = CAST('evil' AS BLOB) WHERE idx = 3");
     const g = store.group('p1');
     expect(() => g.entries(1, 11, 1 << 20)).toThrow(StorageError);
@@ -55,7 +55,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('refuses to open when a recent entry is corrupt', () => {
     const store = SqliteNodeStore.open(file);
-    store.write([{ group: 'p1', entries: marked(1, 5) }]);
+    store.writeSync([{ group: 'p1', entries: marked(1, 5) }]);
     store.close();
     tamper('UPDATE entries SET term = 9 WHERE idx = 5');
     expect(() => SqliteNodeStore.open(file)).toThrow(/group p1: entry 5 fails its CRC32C check/);
@@ -63,7 +63,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('refuses to open when the hard state was altered', () => {
     const store = SqliteNodeStore.open(file);
-    store.write([{ group: 'p1', entries: marked(1, 2), hardState: { term: 3, vote: 'n1', commit: 1 } }]);
+    store.writeSync([{ group: 'p1', entries: marked(1, 2), hardState: { term: 3, vote: 'n1', commit: 1 } }]);
     store.close();
     tamper("UPDATE groups SET vote = 'n2'");
     expect(() => SqliteNodeStore.open(file)).toThrow(
@@ -74,7 +74,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('refuses to open when an entry in the middle of the log is missing', () => {
     const store = SqliteNodeStore.open(file);
-    store.write([{ group: 'p1', entries: marked(1, 8) }]);
+    store.writeSync([{ group: 'p1', entries: marked(1, 8) }]);
     store.close();
     tamper('DELETE FROM entries WHERE idx = 5');
     expect(() => SqliteNodeStore.open(file)).toThrow(/group p1: .*first bad index 5/);
@@ -83,7 +83,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('drops entries past the synced marker (a write that never committed) on open', () => {
     const store = SqliteNodeStore.open(file);
-    store.write([{ group: 'p1', entries: marked(1, 4) }]);
+    store.writeSync([{ group: 'p1', entries: marked(1, 4) }]);
     store.close();
     tamper("INSERT INTO entries (gid, idx, term, type, data, crc) VALUES (1, 5, 1, 0, CAST('x' AS BLOB), 0)");
     expect(checkDataDir(dir).findings).toMatchObject([{ severity: 'warning', group: 'p1', index: 5 }]);
@@ -95,8 +95,8 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('refuses to open when a snapshot chunk is missing', () => {
     const store = SqliteNodeStore.open(file, { chunkBytes: 100 });
-    store.write([{ group: 'p1', entries: marked(1, 4) }]);
-    store.saveSnapshot(
+    store.writeSync([{ group: 'p1', entries: marked(1, 4) }]);
+    store.saveSnapshotSync(
       'p1',
       {
         meta: { index: 4, term: 1, confState: store.group('p1').initialState().confState },
@@ -112,7 +112,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('catches a flipped byte in entry data on disk', () => {
     const store = SqliteNodeStore.open(file);
-    store.write([{ group: 'p1', entries: marked(1, 20) }]);
+    store.writeSync([{ group: 'p1', entries: marked(1, 20) }]);
     store.close();
     // The file may also hold stale copies of the cell on free pages: damage every copy.
     const image = readFileSync(file);
@@ -128,7 +128,7 @@ describe('SqliteNodeStore detects corruption', () => {
 
   it('catches damaged b-tree pages and a truncated database file', () => {
     const store = SqliteNodeStore.open(file);
-    store.write([{ group: 'p1', entries: ents(1, 400, 1, 200) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 400, 1, 200) }]);
     store.close();
     const size = readFileSync(file).length;
     copyFileSync(file, `${file}.bak`);
@@ -147,7 +147,7 @@ describe('SqliteNodeStore detects corruption', () => {
     function crashImage(): { wal: string; frameSize: number; frames: number } {
       const store = SqliteNodeStore.open(join(dir, 'live.db'));
       for (let i = 1; i <= 6; i++)
-        store.write([{ group: 'p1', entries: marked(i, i), hardState: { term: 1, vote: '', commit: i - 1 } }]);
+        store.writeSync([{ group: 'p1', entries: marked(i, i), hardState: { term: 1, vote: '', commit: i - 1 } }]);
       copyFileSync(join(dir, 'live.db'), file);
       copyFileSync(join(dir, 'live.db-wal'), `${file}-wal`);
       store.close();

@@ -8,9 +8,9 @@ const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 describe('MemoryNodeStore crash model', () => {
   it('loses every write not yet synced, keeps every synced one', () => {
     const store = new MemoryNodeStore({ autoSync: false });
-    store.write([{ group: 'p1', entries: ents(1, 3, 1), hardState: { term: 1, vote: 'n1', commit: 0 } }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 3, 1), hardState: { term: 1, vote: 'n1', commit: 0 } }]);
     store.sync();
-    store.write([{ group: 'p1', entries: ents(4, 6, 1), hardState: { term: 1, vote: 'n1', commit: 3 } }]);
+    store.writeSync([{ group: 'p1', entries: ents(4, 6, 1), hardState: { term: 1, vote: 'n1', commit: 3 } }]);
     expect(store.group('p1').lastIndex()).toBe(6);
     expect(store.unsyncedWrites()).toBe(1);
     store.crash();
@@ -21,18 +21,18 @@ describe('MemoryNodeStore crash model', () => {
 
   it('lets a single write be synced while the store defaults to volatile', () => {
     const store = new MemoryNodeStore({ autoSync: false });
-    store.write([{ group: 'p1', entries: ents(1, 2, 1) }], { sync: true });
-    store.write([{ group: 'p1', entries: ents(3, 3, 1) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 2, 1) }], { sync: true });
+    store.writeSync([{ group: 'p1', entries: ents(3, 3, 1) }]);
     store.crash();
     expect(store.group('p1').lastIndex()).toBe(2);
   });
 
   it('loses unsynced KV writes, snapshots and compactions too', () => {
     const store = new MemoryNodeStore({ autoSync: false });
-    store.write([{ group: 'p1', entries: ents(1, 10, 1) }]);
+    store.writeSync([{ group: 'p1', entries: ents(1, 10, 1) }]);
     store.kv('p1').put(bytes('k'), bytes('v'), { revision: 1 });
     store.sync();
-    store.saveSnapshot(
+    store.saveSnapshotSync(
       'p1',
       { meta: { index: 8, term: 1, confState: store.group('p1').initialState().confState }, data: bytes('s') },
       5,
@@ -53,7 +53,7 @@ describe('MemoryNodeStore crash model', () => {
       const last = store.group('p1').lastIndex();
       const r = rng.next();
       if (r < 0.6) {
-        store.write([{ group: 'p1', entries: ents(last + 1, last + rng.int(1, 3), 1) }]);
+        store.writeSync([{ group: 'p1', entries: ents(last + 1, last + rng.int(1, 3), 1) }]);
       } else if (r < 0.85) {
         store.sync();
         synced = last;

@@ -2,3 +2,10 @@ export type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
 export { type GroupStatus, type HostStats, RaftHost, type RaftHostOptions } from './raft-host.js';
 export type { StateMachine } from './state-machine.js';
 export { rawNodeEngine, rawNodeFactory } from './raw-node-engine.js';
+export type {
+  AppliedState,
+  ApplyOutcome,
+  DurableStateMachine,
+  SnapshotReader,
+  SnapshotWriter,
+} from './durable-state-machine.js';

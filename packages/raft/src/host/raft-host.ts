@@ -12,6 +12,7 @@ import {
   NotLeaderError,
   Protocols,
   type Random,
+  type ReplicatedGroup,
   type TimerHandle,
   type Transport,
   UnavailableError,
@@ -137,6 +138,10 @@ export class RaftHost {
   private tickTimer: TimerHandle | undefined;
   private scheduled = false;
   private running = false;
+  /** A round is under way (its store write may be in flight). */
+  private busy = false;
+  /** Work arrived while a round was under way: run another. */
+  private again = false;
   private readCounter = 0;
   private readonly counters: HostStats = {
     rounds: 0,
@@ -150,6 +155,8 @@ export class RaftHost {
     snapshotsTaken: 0,
     snapshotsRestored: 0,
   };
+  /** Called once the host stopped because its store failed (after logging it). */
+  onFatal: ((err: Error) => void) | undefined;
   /** Called when a group's leader or role changes. */
   onLeaderChange: ((group: GroupId, leader: NodeId, role: StateRole) => void) | undefined;
 
@@ -221,6 +228,17 @@ export class RaftHost {
   /** A copy of the counters. */
   stats(): HostStats {
     return { ...this.counters };
+  }
+
+  /** `group` as a {@link ReplicatedGroup}: what the KV service and other users of a group depend on. */
+  replicated(group: GroupId): ReplicatedGroup {
+    this.groupOf(group);
+    return {
+      id: group,
+      propose: <R>(data: Uint8Array) => this.propose<R>(group, data),
+      read: () => this.readIndex(group),
+      status: () => this.status(group),
+    };
   }
 
   /** Whether this node leads `group`. */
@@ -341,13 +359,12 @@ export class RaftHost {
   private schedule(): void {
     if (this.scheduled || !this.running) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.opts.clock.defer(() => {
       this.scheduled = false;
       if (this.running) this.processReady();
     });
   }
 
-  /** One round: persist all groups (one write), send, apply, advance; repeat while work remains. */
   /** Writes the deferred commit indexes of `groups` (all by default) in one store write. */
   private flushDeferred(groups: Iterable<Group> = this.groups.values()): void {
     const batch: GroupWrite[] = [];
@@ -357,10 +374,17 @@ export class RaftHost {
       g.deferredHardState = undefined;
     }
     if (batch.length === 0) return;
-    const t = this.opts.clock.now();
-    this.opts.store.write(batch);
-    this.counters.storeWriteMs += this.opts.clock.now() - t;
     this.counters.storeWrites++;
+    // The store queues writes in order; a commit index needs no durability before anything is sent.
+    this.opts.store.write(batch).catch((err: Error) => this.fatal('writing commit indexes', err));
+  }
+
+  /** A durable write failed: nothing this node would say next can be trusted, so it stops loudly. */
+  private fatal(what: string, err: Error): void {
+    if (!this.running) return;
+    this.log.error('storage failed; the Raft host stops', { what, err: err.message });
+    this.stop();
+    this.onFatal?.(err);
   }
 
   /** Starts one ReadIndex round per group for the reads queued since the last one. */
@@ -379,9 +403,31 @@ export class RaftHost {
     }
   }
 
+  /**
+   * Runs rounds until no group has work: persist all groups (one write,
+   * awaited), send, apply, advance. One round at a time: work that arrives
+   * while a write is in flight waits for the next round.
+   */
   private processReady(): void {
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    this.rounds()
+      .catch((err: Error) => this.fatal('processing a Ready round', err))
+      .finally(() => {
+        this.busy = false;
+        if (this.again) {
+          this.again = false;
+          this.schedule();
+        }
+      });
+  }
+
+  private async rounds(): Promise<void> {
     this.startReadRounds();
-    for (let rounds = 0; rounds < 16; rounds++) {
+    for (let rounds = 0; rounds < 16 && this.running; rounds++) {
       const work: { g: Group; rd: Ready }[] = [];
       const batch: GroupWrite[] = [];
       for (const g of this.groups.values()) {
@@ -406,20 +452,22 @@ export class RaftHost {
       // Durable before any message of this round leaves (Raft §5: persist before responding).
       if (batch.length > 0) {
         const t = this.opts.clock.now();
-        this.opts.store.write(batch);
-        this.counters.storeWriteMs += this.opts.clock.now() - t;
         this.counters.storeWrites++;
+        await this.opts.store.write(batch);
+        this.counters.storeWriteMs += this.opts.clock.now() - t;
         for (const w of batch) this.counters.entriesPersisted += w.entries?.length ?? 0;
+        if (!this.running) return;
       }
       this.send(work.flatMap(({ g, rd }) => rd.messages.map((message) => ({ group: g.id, message }))));
       for (const { g, rd } of work) {
         this.applyReady(g, rd);
         g.engine.advance();
-        this.maybeSnapshot(g);
       }
+      for (const { g } of work) await this.maybeSnapshot(g);
+      this.startReadRounds();
     }
     // Still busy: yield to I/O and continue on the next turn.
-    this.schedule();
+    this.again = true;
   }
 
   private send(messages: GroupMessage[]): void {
@@ -520,7 +568,7 @@ export class RaftHost {
    * When `snapshotEntries` entries were applied since the last snapshot, or
    * the store's size policy asks for one, snapshots the state machine and compacts.
    */
-  private maybeSnapshot(g: Group): void {
+  private async maybeSnapshot(g: Group): Promise<void> {
     if (g.applied <= g.snapshotIndex) return;
     const since = g.applied - g.snapshotIndex;
     // The store counts entries not yet applied too: its trigger waits for a tenth of the interval
@@ -535,7 +583,7 @@ export class RaftHost {
     const term = reader.term(g.applied);
     const data = g.sm.snapshot();
     const compactTo = Math.max(g.applied - this.margin, reader.firstIndex() - 1);
-    this.opts.store.saveSnapshot(
+    await this.opts.store.saveSnapshot(
       g.id,
       { meta: { index: g.applied, term, confState: g.engine.status().confState }, data },
       compactTo,

@@ -21,7 +21,7 @@ export class MemoryNodeStore implements NodeStore {
     return s;
   }
 
-  write(batch: GroupWrite[]): void {
+  async write(batch: GroupWrite[]): Promise<void> {
     this.writes.push(batch);
     for (const w of batch) {
       const s = this.storage(w.group);
@@ -31,7 +31,7 @@ export class MemoryNodeStore implements NodeStore {
     }
   }
 
-  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): void {
+  async saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
     const s = this.storage(group);
     s.createSnapshot(snapshot.meta.index, snapshot.meta.confState, snapshot.data);
     if (compactTo >= s.firstIndex()) s.compact(compactTo);

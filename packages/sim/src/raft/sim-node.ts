@@ -236,7 +236,7 @@ export class SimRaftNode {
       if (rd.hardState) write.hardState = rd.hardState;
       // A received snapshot is synced whatever mustSync says: the leader is told it is installed.
       const sync = rd.mustSync || rd.snapshot !== undefined;
-      if (rd.snapshot || rd.entries.length > 0 || rd.hardState) this.store.write([write], { sync });
+      if (rd.snapshot || rd.entries.length > 0 || rd.hardState) this.store.writeSync([write], { sync });
       if (rd.snapshot) {
         const s = rd.snapshot;
         this.snapIndex = s.meta.index;
@@ -343,7 +343,7 @@ export class SimRaftNode {
     const meta = { index: this.applied, term: this.storage.term(this.applied), confState: this.conf };
     const compactTo = Math.max(this.storage.firstIndex() - 1, this.applied - this.env.snapshotKeep);
     // Saved without a sync: a crash before the next sync loses it and restarts from the older state.
-    this.store.saveSnapshot(GROUP, { meta, data: this.kv.snapshot() }, compactTo);
+    this.store.saveSnapshotSync(GROUP, { meta, data: this.kv.snapshot() }, compactTo);
     this.snapIndex = this.applied;
     this.env.invariants.onCompact(this.id, compactTo);
   }
