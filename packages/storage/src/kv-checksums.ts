@@ -32,9 +32,9 @@ export function responseCrc(partition: string, clientId: string, seq: number, re
   return crc32c(response, c);
 }
 
-/** CRC-32C of a partition's row: its current generation and applied state. */
-export function partitionCrc(partition: string, generation: number, applied: AppliedState): number {
-  let c = crc32cNumber(generation, crc32cString(partition, 0));
+/** CRC-32C of a partition's row: its current generation, applied state and log time. */
+export function partitionCrc(partition: string, generation: number, applied: AppliedState, logTime: number): number {
+  let c = crc32cNumber(logTime, crc32cNumber(generation, crc32cString(partition, 0)));
   c = crc32cNumber(applied.index, c);
   c = crc32cNumber(applied.term, c);
   return crc32cString(JSON.stringify(applied.confState), c);

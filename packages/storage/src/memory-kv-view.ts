@@ -15,6 +15,7 @@ import type { AppliedState, KvInstaller, KvRecord, KvView, SessionRecord } from 
 /** A frozen copy of a partition (the in-memory store's rows are immutable, so copying the maps suffices). */
 export class MemoryKvView implements KvView {
   readonly applied: AppliedState;
+  readonly logTime: number;
   private readonly kv: Map<string, MemRow>;
   private readonly keys: string[];
   private readonly sessionMap: Map<string, MemSession>;
@@ -26,6 +27,7 @@ export class MemoryKvView implements KvView {
     p: MemPartition | undefined,
   ) {
     this.applied = structuredClone(p?.applied ?? { index: 0, term: 0, confState: emptyConfState() });
+    this.logTime = p?.logTime ?? 0;
     this.kv = new Map(p?.kv);
     this.keys = [...this.kv.keys()].sort();
     this.sessionMap = new Map(p?.sessions);
@@ -84,6 +86,7 @@ export class MemoryKvInstaller implements KvInstaller {
       kv: Map<string, MemRow>,
       sessions: Map<string, MemSession>,
       applied: AppliedState,
+      logTime: number,
     ) => void,
   ) {}
 
@@ -112,10 +115,10 @@ export class MemoryKvInstaller implements KvInstaller {
     this.sessions.set(session.clientId, memSession(p, s, responses));
   }
 
-  commit(applied: AppliedState): void {
+  commit(applied: AppliedState, logTime = 0): void {
     this.assertActive();
     this.done = true;
-    this.install(this.kv, this.sessions, applied);
+    this.install(this.kv, this.sessions, applied, logTime);
   }
 
   abort(): void {

@@ -101,10 +101,15 @@ export class MemoryPartitionKv implements PartitionKv {
     return a ? structuredClone(a) : { index: 0, term: 0, confState: emptyConfState() };
   }
 
-  setApplied(state: AppliedState): void {
+  logTime(): number {
+    return this.part()?.logTime ?? 0;
+  }
+
+  setApplied(state: AppliedState, logTime?: number): void {
     const copy = structuredClone(state);
     this.write((p) => {
       p.applied = copy;
+      if (logTime !== undefined) p.logTime = logTime;
     });
   }
 
@@ -155,7 +160,7 @@ export class MemoryPartitionKv implements PartitionKv {
   }
 
   beginInstall(): KvInstaller {
-    return new MemoryKvInstaller(this.src, (kv, sessions, applied) => {
+    return new MemoryKvInstaller(this.src, (kv, sessions, applied, logTime) => {
       const generation = (this.part()?.generation ?? 0) + 1;
       const appliedCopy = structuredClone(applied);
       // Each application gets its own maps: the live and durable states must never share a mutable one.
@@ -163,6 +168,7 @@ export class MemoryPartitionKv implements PartitionKv {
         s.partitions.set(this.partition, {
           generation,
           applied: appliedCopy,
+          logTime,
           kv: new Map(kv),
           sessions: new Map(sessions),
         });

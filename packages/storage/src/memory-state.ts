@@ -33,6 +33,7 @@ export interface MemSession {
 export interface MemPartition {
   generation: number;
   applied: AppliedState;
+  logTime: number;
   kv: Map<string, MemRow>;
   sessions: Map<string, MemSession>;
 }
@@ -79,7 +80,13 @@ export function memGroup(s: MemState, id: string): MemGroup {
 
 /** A copy sharing only the immutable rows and sessions. */
 export function clonePartition(p: MemPartition): MemPartition {
-  return { generation: p.generation, applied: p.applied, kv: new Map(p.kv), sessions: new Map(p.sessions) };
+  return {
+    generation: p.generation,
+    applied: p.applied,
+    logTime: p.logTime,
+    kv: new Map(p.kv),
+    sessions: new Map(p.sessions),
+  };
 }
 
 export function memPartition(s: MemState, id: string): MemPartition {
@@ -88,6 +95,7 @@ export function memPartition(s: MemState, id: string): MemPartition {
     p = {
       generation: 1,
       applied: { index: 0, term: 0, confState: emptyConfState() },
+      logTime: 0,
       kv: new Map(),
       sessions: new Map(),
     };

@@ -101,6 +101,7 @@ function migrateToGenerations(db: Database.Database): void {
       applied_index INTEGER NOT NULL,
       applied_term INTEGER NOT NULL,
       conf_state TEXT NOT NULL,
+      log_time INTEGER NOT NULL,
       crc INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE kv (
@@ -137,13 +138,13 @@ function migrateToGenerations(db: Database.Database): void {
   const conf = emptyConfState();
   const confJson = JSON.stringify(conf);
   const gens = db.prepare('SELECT gen_id, name FROM kv_generations').all() as { gen_id: number; name: string }[];
-  const insPartition = db.prepare('INSERT INTO kv_partitions VALUES (?, ?, 0, 0, ?, ?)');
+  const insPartition = db.prepare('INSERT INTO kv_partitions VALUES (?, ?, 0, 0, ?, 0, ?)');
   for (const g of gens) {
     insPartition.run(
       g.name,
       g.gen_id,
       confJson,
-      partitionCrc(g.name, g.gen_id, { index: 0, term: 0, confState: conf }),
+      partitionCrc(g.name, g.gen_id, { index: 0, term: 0, confState: conf }, 0),
     );
   }
   // SQL functions so the rows are copied by SQLite itself, never held in memory.

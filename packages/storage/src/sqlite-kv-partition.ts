@@ -19,6 +19,7 @@ interface PartitionRow {
   applied_index: number;
   applied_term: number;
   conf_state: string;
+  log_time: number;
   crc: number;
 }
 
@@ -38,7 +39,7 @@ export function kvStatements(db: Database.Database): KvStatements {
 export function readPartition(
   st: KvStatements,
   src: RowSource,
-): { generation: number; applied: AppliedState } | undefined {
+): { generation: number; applied: AppliedState; logTime: number } | undefined {
   const r = st.partition.get(src.partition) as PartitionRow | undefined;
   if (!r) return undefined;
   let confState: ConfState;
@@ -48,12 +49,12 @@ export function readPartition(
     confState = emptyConfState();
   }
   const applied = { index: r.applied_index, term: r.applied_term, confState };
-  if (partitionCrc(src.partition, r.generation, applied) !== r.crc) {
+  if (partitionCrc(src.partition, r.generation, applied, r.log_time) !== r.crc) {
     throw new StorageError(
       `${src.file}: partition ${src.partition}: applied state row is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
     );
   }
-  return { generation: r.generation, applied };
+  return { generation: r.generation, applied, logTime: r.log_time };
 }
 
 /** Deletes every row of a generation in bounded transactions, then the generation itself. */

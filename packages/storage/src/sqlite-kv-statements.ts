@@ -6,10 +6,12 @@ const ROW = 'key, value, create_rev, mod_rev, expires_at, crc';
 export function prepareKvStatements(db: Database.Database): KvStatements {
   const p = (sql: string): Database.Statement => db.prepare(sql);
   return {
-    partition: p('SELECT generation, applied_index, applied_term, conf_state, crc FROM kv_partitions WHERE name = ?'),
-    insPartition: p('INSERT INTO kv_partitions VALUES (?, ?, ?, ?, ?, ?)'),
+    partition: p(
+      'SELECT generation, applied_index, applied_term, conf_state, log_time, crc FROM kv_partitions WHERE name = ?',
+    ),
+    insPartition: p('INSERT INTO kv_partitions VALUES (?, ?, ?, ?, ?, ?, ?)'),
     updPartition: p(
-      'UPDATE kv_partitions SET generation = ?, applied_index = ?, applied_term = ?, conf_state = ?, crc = ? WHERE name = ?',
+      'UPDATE kv_partitions SET generation = ?, applied_index = ?, applied_term = ?, conf_state = ?, log_time = ?, crc = ? WHERE name = ?',
     ),
     insGeneration: p('INSERT INTO kv_generations (name, status) VALUES (?, ?)'),
     setGenerationStatus: p('UPDATE kv_generations SET status = ? WHERE gen_id = ?'),

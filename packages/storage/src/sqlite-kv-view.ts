@@ -28,6 +28,7 @@ export class SqliteKvView implements KvView {
     private readonly src: RowSource,
     private readonly gen: number,
     readonly applied: AppliedState,
+    readonly logTime: number,
   ) {}
 
   /** Opens a view of `src.partition` in `src.file` as of now (the last committed transaction). */
@@ -46,7 +47,7 @@ export class SqliteKvView implements KvView {
       db.prepare('BEGIN').run();
       const p = readPartition(st, src);
       const applied = p?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
-      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied);
+      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0);
     } catch (err) {
       db.close();
       throw err;

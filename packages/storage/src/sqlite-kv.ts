@@ -97,9 +97,14 @@ export class SqlitePartitionKv implements PartitionKv {
     return readPartition(this.st, this.src)?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
   }
 
-  setApplied(state: AppliedState): void {
+  logTime(): number {
+    return readPartition(this.st, this.src)?.logTime ?? 0;
+  }
+
+  setApplied(state: AppliedState, logTime?: number): void {
     const gen = this.writeGen();
-    this.st.updPartition.run(...partitionValues(this.src.partition, gen, state).slice(1), this.src.partition);
+    const time = logTime ?? this.logTime();
+    this.st.updPartition.run(...partitionValues(this.src.partition, gen, state, time).slice(1), this.src.partition);
   }
 
   session(clientId: string): ClientSession | undefined {
@@ -151,7 +156,9 @@ export class SqlitePartitionKv implements PartitionKv {
     this.run(() => {
       staging = Number(this.st.insGeneration.run(this.src.partition, GENERATION_STAGING).lastInsertRowid);
     }, true);
-    return new SqliteKvInstaller(this.st, this.src, staging, this.run, (applied) => this.switchTo(staging, applied));
+    return new SqliteKvInstaller(this.st, this.src, staging, this.run, (applied, logTime) =>
+      this.switchTo(staging, applied, logTime),
+    );
   }
 
   openView(): KvView {
@@ -159,13 +166,16 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   /** Makes `staging` the current generation with `applied`, durably, then purges the old one. */
-  private switchTo(staging: number, applied: AppliedState): void {
+  private switchTo(staging: number, applied: AppliedState, logTime: number): void {
     let old = 0;
     this.run(() => {
       old = this.writeGen();
       this.st.setGenerationStatus.run(GENERATION_RETIRED, old);
       this.st.setGenerationStatus.run(GENERATION_CURRENT, staging);
-      this.st.updPartition.run(...partitionValues(this.src.partition, staging, applied).slice(1), this.src.partition);
+      this.st.updPartition.run(
+        ...partitionValues(this.src.partition, staging, applied, logTime).slice(1),
+        this.src.partition,
+      );
     }, true);
     this.gen = staging;
     purgeGeneration(this.st, old, this.run);
@@ -187,7 +197,7 @@ export class SqlitePartitionKv implements PartitionKv {
     if (gen !== 0) return gen;
     const created = Number(this.st.insGeneration.run(this.src.partition, GENERATION_CURRENT).lastInsertRowid);
     this.st.insPartition.run(
-      ...partitionValues(this.src.partition, created, { index: 0, term: 0, confState: emptyConfState() }),
+      ...partitionValues(this.src.partition, created, { index: 0, term: 0, confState: emptyConfState() }, 0),
     );
     this.gen = created;
     return created;
@@ -199,14 +209,16 @@ function partitionValues(
   name: string,
   generation: number,
   applied: AppliedState,
-): [string, number, number, number, string, number] {
+  logTime: number,
+): [string, number, number, number, string, number, number] {
   return [
     name,
     generation,
     applied.index,
     applied.term,
     JSON.stringify(applied.confState),
-    partitionCrc(name, generation, applied),
+    logTime,
+    partitionCrc(name, generation, applied, logTime),
   ];
 }
 
@@ -222,7 +234,7 @@ class SqliteKvInstaller implements KvInstaller {
     private readonly src: RowSource,
     private readonly gen: number,
     private readonly run: RunTransaction,
-    private readonly switchTo: (applied: AppliedState) => void,
+    private readonly switchTo: (applied: AppliedState, logTime: number) => void,
   ) {}
 
   put(record: KvRecord): void {
@@ -238,11 +250,11 @@ class SqliteKvInstaller implements KvInstaller {
     if (this.buffered >= BATCH_ROWS) this.flush();
   }
 
-  commit(applied: AppliedState): void {
+  commit(applied: AppliedState, logTime = 0): void {
     this.assertActive();
     this.flush();
     this.done = true;
-    this.switchTo(applied);
+    this.switchTo(applied, logTime);
   }
 
   abort(): void {

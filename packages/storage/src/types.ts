@@ -115,6 +115,8 @@ export interface SessionRecord extends ClientSession {
 export interface KvView {
   /** The applied state as of the view. */
   readonly applied: AppliedState;
+  /** The log time as of the view (see {@link PartitionKv.logTime}). */
+  readonly logTime: number;
   /** Up to `limit` rows after `afterKey` (from the first when absent), in key order. */
   rows(afterKey: Uint8Array | undefined, limit: number): KvRecord[];
   /** Up to `limit` sessions after `afterClientId`, in client id order, with their responses. */
@@ -132,8 +134,12 @@ export interface KvInstaller {
   put(record: KvRecord): void;
   /** Adds a session and its stored responses. */
   putSession(session: SessionRecord): void;
-  /** Switches the partition to the new state and records `applied`, atomically; then purges the old state. */
-  commit(applied: AppliedState): void;
+  /**
+   * Switches the partition to the new state and records `applied` and
+   * `logTime`, atomically and durably; then purges the old state.
+   * @param logTime @default 0
+   */
+  commit(applied: AppliedState, logTime?: number): void;
   /** Drops what was written. */
   abort(): void;
 }
@@ -157,8 +163,16 @@ export interface PartitionKv {
   expired(nowMs: number, limit: number): Uint8Array[];
   /** The applied state recorded with the data. */
   applied(): AppliedState;
-  /** Records the applied state; call it in the transaction that writes the batch's data. */
-  setApplied(state: AppliedState): void;
+  /**
+   * The state machine's log time (ms) recorded with the applied state: the
+   * latest time stamped by a leader on an applied entry (0 when never set).
+   */
+  logTime(): number;
+  /**
+   * Records the applied state, and the log time when given (else keeps it);
+   * call it in the transaction that writes the batch's data.
+   */
+  setApplied(state: AppliedState, logTime?: number): void;
   session(clientId: string): ClientSession | undefined;
   /** The stored response of `(clientId, seq)`, if kept. */
   response(clientId: string, seq: number): Uint8Array | undefined;

@@ -101,9 +101,11 @@ describe.each([
       },
       { durable: false },
     );
-    store.transaction(() => store.kv('p1').setApplied(at(6, 2, ['n1', 'n2'])));
+    store.transaction(() => store.kv('p1').setApplied(at(6, 2, ['n1', 'n2']), 1234));
+    store.transaction(() => store.kv('p1').setApplied(at(7, 2, ['n1', 'n2'])));
     store = h.reopen(store);
-    expect(store.kv('p1').applied()).toEqual(at(6, 2, ['n1', 'n2']));
+    expect(store.kv('p1').applied()).toEqual(at(7, 2, ['n1', 'n2']));
+    expect(store.kv('p1').logTime()).toBe(1234);
     expect(text(store.kv('p1').get(bytes('k'))?.value)).toBe('v3');
   });
 
@@ -166,7 +168,7 @@ describe.each([
       for (let i = 0; i < 25; i++) kv.put(bytes(`k${String(i).padStart(2, '0')}`), bytes(`v${i}`), { revision: i + 1 });
       kv.saveResponse('c1', 7, bytes('r7'), 10);
       kv.saveResponse('c2', 1, bytes('x'), 10);
-      kv.setApplied(at(25));
+      kv.setApplied(at(25), 500);
     });
     const view = kv.openView();
     store.transaction(() => {
@@ -177,6 +179,7 @@ describe.each([
       kv.setApplied(at(26));
     });
     expect(view.applied).toEqual(at(25));
+    expect(view.logTime).toBe(500);
     const seen: KvRecord[] = [];
     let after: Uint8Array | undefined;
     for (;;) {
@@ -223,13 +226,14 @@ describe.each([
     // Until commit, the partition reads as before.
     expect(kv.count()).toBe(1);
     expect(kv.applied()).toEqual(at(1));
-    installer.commit(at(40, 3, ['n1', 'n2', 'n3']));
+    installer.commit(at(40, 3, ['n1', 'n2', 'n3']), 999);
     expect(() => installer.put({ key: bytes('x'), value: bytes('y'), createRevision: 1, modifyRevision: 1 })).toThrow(
       StorageError,
     );
     store = h.reopen(store);
     const kv2 = store.kv('p1');
     expect(kv2.applied()).toEqual(at(40, 3, ['n1', 'n2', 'n3']));
+    expect(kv2.logTime()).toBe(999);
     expect(kv2.count()).toBe(2500);
     expect(kv2.get(bytes('old'))).toBeUndefined();
     expect(kv2.get(bytes('n7'))).toMatchObject({ createRevision: 3, modifyRevision: 40, expiresAt: 5000 });
