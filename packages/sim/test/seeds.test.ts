@@ -9,9 +9,9 @@ const SIM_MS = 20_000;
 const MINIMUM: Coverage = Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 10])) as Coverage;
 
 describe(`${SEEDS} seeds of mixed faults`, () => {
-  it('keep every Raft invariant and linearizability, and reach every coverage goal', () => {
+  it('keep every Raft invariant and linearizability, and reach every coverage goal', async () => {
     // Any violation throws with its seed and the command that replays it.
-    const s = runSeeds(1, SEEDS, { simMs: SIM_MS });
+    const s = await runSeeds(1, SEEDS, { simMs: SIM_MS });
     expect(s.seeds).toBe(SEEDS);
     expect(missingCoverage(s.coverage, MINIMUM)).toEqual([]);
     expect(s.faults.crash).toBeGreaterThan(SEEDS);
