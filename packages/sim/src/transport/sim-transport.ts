@@ -70,6 +70,11 @@ export class SimTransport implements Transport {
   private readonly pending = new Map<number, PendingRequest>();
   private readonly timeoutMs: number;
   private readonly onDeliver: ((from: NodeId, frame: SimFrame) => void) | undefined;
+  /**
+   * One error per unreachable peer, reused: a leader sends to a down peer on
+   * every heartbeat, and building an Error (its stack) each time is costly.
+   */
+  private readonly unreachable = new Map<NodeId, UnavailableError>();
   /** Requests and replies travel once (no duplicates) unless `duplicateRequests`. */
   private readonly once: boolean;
   private alive = true;
@@ -97,7 +102,12 @@ export class SimTransport implements Transport {
     if (this.network.isCut(this.self, peer) || !this.network.isAttached(peer)) {
       // The message still counts as sent and blocked, as on a real dead link.
       this.network.send(this.self, peer, { kind: 'frame', protocol, bytes: frame });
-      return Promise.reject(new UnavailableError(`${peer} is unreachable from ${this.self}`));
+      let err = this.unreachable.get(peer);
+      if (err === undefined) {
+        err = new UnavailableError(`${peer} is unreachable from ${this.self}`);
+        this.unreachable.set(peer, err);
+      }
+      return Promise.reject(err);
     }
     // Copied once: the sender may reuse its buffer; receivers only read.
     this.network.send(this.self, peer, { kind: 'frame', protocol, bytes: frame.slice() });
