@@ -99,7 +99,8 @@ export class KvService {
         last.code === ErrorCode.ProposalDropped ||
         (req.kind === 'read' && last.code === ErrorCode.Unavailable);
       if (!retry) return last;
-      await new Promise((r) => setTimeout(r, Math.min(20 * 2 ** attempt, 200)));
+      // The injected clock, not the runtime's timers: the simulator runs this loop in simulated time.
+      await new Promise<void>((r) => this.opts.clock.setTimeout(r, Math.min(20 * 2 ** attempt, 200)));
     }
     return last;
   }
