@@ -3,6 +3,7 @@ import { ConfigError } from '@cohort/core';
 import { Command, CommanderError } from 'commander';
 import { type StartFlags, loadNodeOptions } from './config.js';
 import { createLogger } from './logger.js';
+import { storeLimits } from './raft-settings.js';
 
 /** Exit status for bad usage or configuration. */
 const EXIT_USAGE = 2;
@@ -27,7 +28,7 @@ async function start(flags: StartFlags): Promise<void> {
   const log = createLogger(options.logLevel, { node: id });
   const node = new CohortNode(
     options,
-    (dir) => openStore(dir, log.child({ component: 'storage' }), options.config.raft.snapshotIntervalEntries),
+    (dir) => openStore(dir, log.child({ component: 'storage' }), storeLimits(options.config.raft)),
     log,
   );
   let stopping = false;
@@ -80,6 +81,8 @@ program
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
   .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it (default 500 to 1000)')
   .option('--snapshot-entries <n>', 'applied entries between snapshots (default 10000)')
+  .option('--snapshot-bytes <n>', 'bytes of log entries between snapshots (default 104857600)')
+  .option('--max-log-bytes <n>', 'refuse writes while the uncompacted log holds this many bytes (default 524288000)')
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
   .action((flags: StartFlags) => start(flags));

@@ -10,6 +10,7 @@ import type { KvApi, NodeStatus } from './kv-api.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
+import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
@@ -79,11 +80,8 @@ export class CohortNode {
       clock: systemClock,
       random: systemRandom,
       logger: this.log.child({ component: 'raft' }),
-      tickMs: raft.heartbeatIntervalMs,
-      // The engine randomizes the timeout in [electionTick, 2 x electionTick) ticks.
-      electionTicks: Math.max(2, Math.round(raft.electionTimeoutMinMs / raft.heartbeatIntervalMs)),
+      ...hostSettings(raft),
       requestTimeoutMs,
-      snapshotEntries: raft.snapshotIntervalEntries,
     });
     this.host = host;
     const replica = new KvReplica();

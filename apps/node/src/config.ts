@@ -16,6 +16,8 @@ export interface StartFlags {
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   snapshotEntries?: string;
+  snapshotBytes?: string;
+  maxLogBytes?: string;
   requestTimeoutMs?: string;
   logLevel?: string;
 }
@@ -103,6 +105,8 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   }
   if (flags.snapshotEntries !== undefined)
     raft.snapshotIntervalEntries = integer('--snapshot-entries', flags.snapshotEntries);
+  if (flags.snapshotBytes !== undefined) raft.snapshotIntervalBytes = integer('--snapshot-bytes', flags.snapshotBytes);
+  if (flags.maxLogBytes !== undefined) raft.maxLogSizeBytes = integer('--max-log-bytes', flags.maxLogBytes);
   const config: CohortConfig = parseConfig(raw);
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;
   if (!LEVELS.includes(logLevel))

@@ -1,7 +1,7 @@
 import type { Logger, NodeStore } from '@cohort/core';
-import { SqliteNodeStore } from '@cohort/storage';
+import { type LogLimits, SqliteNodeStore } from '@cohort/storage';
 
-/** Opens the node's durable store, `<dataDir>/cohort.db` (SQLite, WAL, synchronous=FULL). */
-export function openStore(dataDir: string, logger: Logger, snapshotEntries: number): NodeStore {
-  return SqliteNodeStore.openDir(dataDir, { logger, limits: { snapshotEntries } });
+/** Opens the node's durable store, `<dataDir>/cohort.db` (SQLite, WAL, synchronous=FULL), with the log's bounds. */
+export function openStore(dataDir: string, logger: Logger, limits: LogLimits): NodeStore {
+  return SqliteNodeStore.openDir(dataDir, { logger, limits });
 }

@@ -2,9 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError } from '@cohort/core';
+import { ConfigError, type NodeStore, silentLogger } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { loadNodeOptions, parsePeers } from '../src/config.js';
+import { openStore } from '../src/open-store.js';
+import { hostSettings, storeLimits } from '../src/raft-settings.js';
 import { CLI } from './helpers/processes.js';
 
 const PEERS = 'n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003';
@@ -65,5 +67,30 @@ describe('cohort start configuration', () => {
     const usage = spawnSync(process.execPath, [CLI, 'start', '--no-such-flag'], { encoding: 'utf8' });
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/unknown option/);
+  });
+
+  it('honours every raft field: snapshot triggers and the log bound reach the store, timing the host', async () => {
+    const o = loadNodeOptions({
+      id: 'n1',
+      heartbeatMs: '50',
+      electionTimeoutMs: '300',
+      snapshotEntries: '20',
+      snapshotBytes: '4096',
+      maxLogBytes: '8192',
+    });
+    expect(storeLimits(o.config.raft)).toEqual({ snapshotEntries: 20, snapshotBytes: 4096, maxLogBytes: 8192 });
+    expect(hostSettings(o.config.raft)).toEqual({ tickMs: 50, electionTicks: 6, snapshotEntries: 20 });
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-limits-'));
+    const store: NodeStore = openStore(dir, silentLogger, storeLimits(o.config.raft));
+    try {
+      const entry = (index: number) => ({ index, term: 1, type: 'normal' as const, data: new Uint8Array(3000) });
+      // Two entries of 3000 bytes: past the 4096-byte snapshot trigger, under the 8192-byte bound.
+      await store.write([{ group: 'p0', hardState: { term: 1, vote: '', commit: 0 }, entries: [entry(1), entry(2)] }]);
+      expect(store.stats?.('p0')).toMatchObject({ shouldSnapshot: true, overLimit: false });
+      expect(() => store.admitProposal?.('p0', 3000)).toThrow(/max log size of 8192/);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

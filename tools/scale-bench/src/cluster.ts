@@ -1,0 +1,191 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built `cohort` binary of apps/node (`pnpm turbo run build` first). */
+export const CLI: string = fileURLToPath(new URL('./cli.js', import.meta.resolve('@cohort/node')));
+
+/** One JSON log line of a node, as pino writes it. */
+export interface LogLine {
+  msg: string;
+  time: number;
+  [field: string]: unknown;
+}
+
+/** One `cohort start` process of the benchmark cluster. */
+export interface BenchNode {
+  id: string;
+  dataDir: string;
+  peer: number;
+  resp: number;
+  http: number;
+  child: ChildProcess | undefined;
+  /** Log lines worth keeping (snapshots, leadership, errors), with the time the benchmark read them. */
+  events: LogLine[];
+}
+
+/** What `/v1/status` answers. */
+export interface Status {
+  id: string;
+  role: string;
+  leader: string;
+  commit: number;
+  applied: number;
+}
+
+/** Resident and peak resident memory of a process, in bytes (Linux `/proc/<pid>/status`). */
+export interface Memory {
+  rss: number;
+  hwm: number;
+}
+
+const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const addr = s.address();
+  await new Promise((resolve) => s.close(resolve));
+  if (typeof addr !== 'object' || addr === null) throw new Error('no free port');
+  return addr.port;
+}
+
+/** Polls `fn` until it returns a value, failing after `ms` with `what` in the message. */
+export async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A cluster of real `cohort start` processes on 127.0.0.1 under `root`. */
+export class BenchCluster {
+  readonly nodes: BenchNode[] = [];
+  readonly root: string;
+  readonly args: string[];
+
+  private constructor(root: string, args: string[]) {
+    this.root = root;
+    this.args = args;
+  }
+
+  /** Picks free ports for `n` nodes; `args` are extra `cohort start` flags. */
+  static async create(root: string, n: number, args: string[]): Promise<BenchCluster> {
+    const c = new BenchCluster(root, args);
+    for (let i = 1; i <= n; i++) {
+      c.nodes.push({
+        id: `n${i}`,
+        dataDir: join(root, `n${i}`),
+        peer: await freePort(),
+        resp: await freePort(),
+        http: await freePort(),
+        child: undefined,
+        events: [],
+      });
+    }
+    return c;
+  }
+
+  start(node: BenchNode): void {
+    const peers = this.nodes.map((n) => `${n.id}=127.0.0.1:${n.peer}`).join(',');
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'start',
+        '--id',
+        node.id,
+        '--data-dir',
+        node.dataDir,
+        '--peers',
+        peers,
+        '--resp',
+        `127.0.0.1:${node.resp}`,
+        '--http',
+        `127.0.0.1:${node.http}`,
+        ...this.args,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let partial = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!KEPT.test(line)) continue;
+        try {
+          node.events.push(JSON.parse(line) as LogLine);
+        } catch {
+          node.events.push({ msg: line, time: Date.now() });
+        }
+      }
+    });
+    node.child = child;
+  }
+
+  startAll(): void {
+    for (const n of this.nodes) this.start(n);
+  }
+
+  async kill(node: BenchNode, signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL'): Promise<void> {
+    const child = node.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await gone;
+  }
+
+  /**
+   * Kills `node` and deletes its data directory but for its peer identity
+   * (`peer-key`): the other nodes pin each member's libp2p identity, so a node
+   * with a new one would be a new member, not the same node with an empty disk.
+   */
+  async wipe(node: BenchNode): Promise<void> {
+    await this.kill(node);
+    for (const f of readdirSync(node.dataDir)) {
+      if (f !== 'peer-key') rmSync(join(node.dataDir, f), { recursive: true, force: true });
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.kill(n, 'SIGTERM')));
+  }
+
+  async status(node: BenchNode): Promise<Status | undefined> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.http}/v1/status`, { signal: AbortSignal.timeout(1000) });
+      return res.ok ? ((await res.json()) as Status) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The leader every running node agrees on. */
+  leader(ms = 30_000): Promise<BenchNode> {
+    const running = this.nodes.filter((n) => n.child?.exitCode === null && n.child.signalCode === null);
+    return poll('a leader', ms, async () => {
+      const statuses = await Promise.all(running.map((n) => this.status(n)));
+      const ids = new Set(statuses.map((s) => s?.leader));
+      const [id] = [...ids];
+      return ids.size === 1 && id ? this.nodes.find((n) => n.id === id) : undefined;
+    });
+  }
+
+  /** The node's memory now; undefined when it is not running. */
+  memory(node: BenchNode): Memory | undefined {
+    const pid = node.child?.pid;
+    if (pid === undefined || node.child?.exitCode !== null) return undefined;
+    try {
+      const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+      return { rss: kb('VmRSS') * 1024, hwm: kb('VmHWM') * 1024 };
+    } catch {
+      return undefined;
+    }
+  }
+}

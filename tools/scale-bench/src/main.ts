@@ -1,0 +1,272 @@
+// Scale benchmark of a 3-node cohort cluster of real processes: puts on an
+// empty store, a load of many 100-byte keys over pipelined MSETs, puts and
+// linearizable gets at 64 connections through the leader, each node's memory,
+// snapshot size and duration, restart to serving, and a wiped follower
+// catching up while writes continue. Not a test: run `pnpm --filter
+// @cohort/scale-bench bench -- --keys 1000000` after `pnpm turbo run build`.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Redis } from 'ioredis';
+import { BenchCluster, type BenchNode, type LogLine, type Memory, poll } from './cluster.ts';
+import { type PhaseResult, client, closedLoop, keyOf, loadKeys, round, valueFor } from './load.ts';
+
+const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-bytes B] [--snapshot-entries N]
+             [--json FILE] [--keep]
+  --keys N             keys to load before the measured phases (default 1000000)
+  --connections N      RESP connections of the put and get phases (default 64)
+  --seconds S          length of each measured phase (default 10)
+  --value-bytes B      value size (default 100)
+  --snapshot-entries N passed to every node (default: the node's own default)
+  --json FILE          also write the JSON report to FILE
+  --keep               keep the data directories`;
+
+function positive(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    process.stderr.write(`bench: --${name} must be a whole number above 0, got '${v}'\n${USAGE}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+let parsed: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    options: {
+      keys: { type: 'string' },
+      connections: { type: 'string' },
+      seconds: { type: 'string' },
+      'value-bytes': { type: 'string' },
+      'snapshot-entries': { type: 'string' },
+      json: { type: 'string' },
+      keep: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    // pnpm passes a literal `--` before the script's arguments.
+    args: process.argv.slice(2).filter((a) => a !== '--'),
+  });
+}
+try {
+  parsed = parse();
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
+  process.exit(2);
+}
+if (parsed.values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const o = parsed.values;
+const KEYS = positive('keys', o.keys, 1_000_000);
+const CONNECTIONS = positive('connections', o.connections, 64);
+const SECONDS = positive('seconds', o.seconds, 10);
+const VALUE_BYTES = positive('value-bytes', o['value-bytes'], 100);
+const nodeArgs = ['--log-level', 'info'];
+if (o['snapshot-entries'] !== undefined)
+  nodeArgs.push('--snapshot-entries', String(positive('snapshot-entries', o['snapshot-entries'], 10_000)));
+
+const MB = 1024 * 1024;
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+const mb = (bytes: number | undefined): number | null => (bytes === undefined ? null : round(bytes / MB));
+
+const root = mkdtempSync(join(tmpdir(), 'cohort-scale-bench-'));
+const cluster = await BenchCluster.create(root, 3, nodeArgs);
+const clients: Redis[] = [];
+const open = (node: BenchNode, n: number): Redis[] => {
+  const made = Array.from({ length: n }, () => client(node.resp));
+  clients.push(...made);
+  return made;
+};
+
+async function caughtUp(node: BenchNode, index: number, ms: number): Promise<void> {
+  await poll(`${node.id} to apply index ${index}`, ms, async () => {
+    const s = await cluster.status(node);
+    return s && s.applied >= index ? true : undefined;
+  });
+}
+
+function memories(): Record<string, { rssMB: number | null; hwmMB: number | null }> {
+  const out: Record<string, { rssMB: number | null; hwmMB: number | null }> = {};
+  for (const n of cluster.nodes) {
+    const m = cluster.memory(n);
+    out[n.id] = { rssMB: mb(m?.rss), hwmMB: mb(m?.hwm) };
+  }
+  return out;
+}
+
+function snapshotEvents(node: BenchNode, msg: RegExp, since = 0): LogLine[] {
+  return node.events.filter((e) => msg.test(e.msg) && e.time >= since);
+}
+
+const random = (n: number): number => Math.floor(Math.random() * n);
+
+try {
+  const startedAt = Date.now();
+  cluster.startAll();
+  let leader = await cluster.leader(60_000);
+  const readyMs = Date.now() - startedAt;
+  log(`cluster ready in ${readyMs} ms, leader ${leader.id}`);
+  const followers = (): BenchNode[] => cluster.nodes.filter((n) => n !== leader);
+
+  const phases: PhaseResult[] = [];
+  let conns = open(leader, CONNECTIONS);
+  const put = (r: Redis): Promise<unknown> => {
+    const i = random(KEYS);
+    return r.set(keyOf(i), valueFor(i, VALUE_BYTES));
+  };
+  phases.push(await closedLoop('puts, empty store', conns, SECONDS, put));
+  log(`puts on an empty store: ${JSON.stringify(phases.at(-1))}`);
+
+  log(`loading ${KEYS} keys of ${VALUE_BYTES} bytes`);
+  const loadRate = await loadKeys(open(leader, 8), KEYS, VALUE_BYTES, 100, 8, (n) => log(`  ${n} keys loaded`));
+  const loaded = (await cluster.status(leader))!.commit;
+  await Promise.all(cluster.nodes.map((n) => caughtUp(n, loaded, 120_000)));
+  const afterLoad = memories();
+  log(`loaded at ${loadRate} keys/s; memory ${JSON.stringify(afterLoad)}`);
+
+  phases.push(await closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put));
+  log(`puts: ${JSON.stringify(phases.at(-1))}`);
+  phases.push(await closedLoop(`gets, ${KEYS} keys`, conns, SECONDS, (r) => r.get(keyOf(random(KEYS)))));
+  log(`gets: ${JSON.stringify(phases.at(-1))}`);
+  const afterLoadPhases = memories();
+
+  // Restart to serving: a follower stops cleanly and starts again; serving = it answers a GET and has
+  // applied everything committed before it stopped.
+  const restarted = followers()[0]!;
+  await cluster.kill(restarted, 'SIGTERM');
+  const target = (await cluster.status(leader))!.commit;
+  const restartAt = Date.now();
+  cluster.start(restarted);
+  const probe = open(restarted, 1)[0]!;
+  await poll(`${restarted.id} to serve`, 300_000, async () => {
+    try {
+      await probe.get(keyOf(0));
+    } catch {
+      return undefined;
+    }
+    const s = await cluster.status(restarted);
+    return s && s.applied >= target ? true : undefined;
+  });
+  const restartToServingMs = Date.now() - restartAt;
+  log(`${restarted.id} restarted and serving in ${restartToServingMs} ms`);
+
+  // A follower wiped and restarted catches up by snapshot while puts continue through the leader.
+  leader = await cluster.leader();
+  conns = open(leader, CONNECTIONS);
+  const wiped = followers().find((n) => n !== restarted) ?? followers()[0]!;
+  let caught: () => void = () => {};
+  const caughtPromise = new Promise<void>((resolve) => {
+    caught = resolve;
+  });
+  const during = closedLoop('puts, follower catching up', conns, 600, put, caughtPromise);
+  await new Promise((r) => setTimeout(r, 500));
+  await cluster.wipe(wiped);
+  const wipeAt = Date.now();
+  cluster.start(wiped);
+  const catchTarget = (await cluster.status(leader))!.commit;
+  let peak: Memory = { rss: 0, hwm: 0 };
+  let leaderPeak = 0;
+  const sampler = setInterval(() => {
+    const m = cluster.memory(wiped);
+    if (m && m.rss > peak.rss) peak = { rss: m.rss, hwm: Math.max(peak.hwm, m.hwm) };
+    leaderPeak = Math.max(leaderPeak, cluster.memory(leader)?.rss ?? 0);
+  }, 100);
+  let catchUpMs: number | null = null;
+  try {
+    await caughtUp(wiped, catchTarget, Math.max(120_000, KEYS / 2));
+    catchUpMs = Date.now() - wipeAt;
+  } catch (err) {
+    log(`wiped follower did not catch up: ${(err as Error).message}`);
+    for (const e of wiped.events.slice(-10)) log(`  ${wiped.id}: ${JSON.stringify(e)}`);
+  } finally {
+    clearInterval(sampler);
+    caught();
+  }
+  const duringResult = await during;
+  phases.push(duringResult);
+  const finalWipedHwm = cluster.memory(wiped)?.hwm ?? 0;
+  log(`${wiped.id} caught up in ${catchUpMs} ms; puts meanwhile ${JSON.stringify(duringResult)}`);
+
+  const taken = cluster.nodes.flatMap((n) =>
+    snapshotEvents(n, /snapshot taken/).map((e): LogLine => ({ ...e, node: n.id })),
+  );
+  const restoredAt = snapshotEvents(wiped, /restored a snapshot/, wipeAt)[0]?.time;
+  const putsAtScale = phases.find((p) => p.name.startsWith(`puts, ${KEYS}`))!;
+  const emptyPuts = phases[0]!;
+  const report = {
+    config: { keys: KEYS, connections: CONNECTIONS, seconds: SECONDS, valueBytes: VALUE_BYTES, nodeArgs },
+    clusterReadyMs: readyMs,
+    loadKeysPerSec: loadRate,
+    phases,
+    memory: { afterLoad, afterPhases: afterLoadPhases, end: memories() },
+    snapshots: {
+      taken: taken.length,
+      last: taken.at(-1)
+        ? {
+            node: taken.at(-1)!.node,
+            index: taken.at(-1)!.index ?? null,
+            bytes: taken.at(-1)!.bytes ?? null,
+            durationMs: taken.at(-1)!.durationMs ?? null,
+          }
+        : null,
+      installOnWipedFollowerMs: restoredAt === undefined ? null : restoredAt - wipeAt,
+    },
+    restartToServingMs,
+    wipedFollower: {
+      node: wiped.id,
+      catchUpMs,
+      peakRssMB: mb(peak.rss),
+      hwmMB: mb(Math.max(peak.hwm, finalWipedHwm)),
+      leaderPeakRssMB: mb(leaderPeak),
+      putsPerSecBefore: putsAtScale.opsPerSec,
+      putsPerSecDuring: duringResult.opsPerSec,
+      ratio: round(duringResult.opsPerSec / Math.max(1, putsAtScale.opsPerSec)),
+    },
+    targets: {
+      p99WithinOneAndHalfOfEmpty: putsAtScale.p99Ms <= 1.5 * emptyPuts.p99Ms,
+      leaderRssUnder300MB: (afterLoadPhases[leader.id]?.rssMB ?? Number.POSITIVE_INFINITY) < 300,
+      restartUnder5s: restartToServingMs < 5000,
+      writesKeep80PercentDuringCatchUp: duringResult.opsPerSec >= 0.8 * putsAtScale.opsPerSec,
+    },
+  };
+
+  const rows: [string, string][] = [
+    ['cluster ready', `${readyMs} ms`],
+    ['load', `${KEYS} keys at ${loadRate} keys/s`],
+    ...phases.map((p): [string, string] => [
+      p.name,
+      `${p.opsPerSec} ops/s  p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  max ${p.maxMs} ms  errors ${p.errors}`,
+    ]),
+    ...Object.entries(report.memory.afterPhases).map(([id, m]): [string, string] => [
+      `RSS ${id}${id === leader.id ? ' (leader)' : ''}`,
+      `${m.rssMB} MB (peak ${m.hwmMB} MB)`,
+    ]),
+    [
+      'snapshots',
+      `${taken.length} taken; last ${report.snapshots.last?.bytes ?? '?'} bytes at index ${report.snapshots.last?.index ?? '?'}, took ${report.snapshots.last?.durationMs ?? '?'} ms`,
+    ],
+    ['restart to serving', `${restartToServingMs} ms`],
+    [
+      'wiped follower catch-up',
+      `${catchUpMs ?? 'did not finish'} ms (snapshot installed after ${report.snapshots.installOnWipedFollowerMs ?? '?'} ms), peak RSS ${report.wipedFollower.peakRssMB} MB`,
+    ],
+    [
+      'puts during catch-up',
+      `${duringResult.opsPerSec} ops/s vs ${putsAtScale.opsPerSec} before (${Math.round(report.wipedFollower.ratio * 100)}%)`,
+    ],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n\n`);
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  if (o.json !== undefined) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+} finally {
+  for (const c of clients) c.disconnect();
+  await cluster.stopAll();
+  if (!o.keep) rmSync(root, { recursive: true, force: true });
+  else log(`data kept in ${root}`);
+}
