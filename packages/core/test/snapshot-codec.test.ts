@@ -25,8 +25,8 @@ const first: SnapshotChunk = {
 describe('snapshot streaming codec', () => {
   it('round-trips the first chunk with its meta and later chunks without', () => {
     expect(decodeSnapshotChunk(encodeSnapshotChunk(first))).toEqual(first);
-    const later: SnapshotChunk = { ...first, seq: 5, last: true, data: new Uint8Array(1000).fill(9) };
-    delete later.meta;
+    const { meta: _meta, ...rest } = first;
+    const later: SnapshotChunk = { ...rest, seq: 5, last: true, data: new Uint8Array(1000).fill(9) };
     expect(decodeSnapshotChunk(encodeSnapshotChunk(later))).toEqual(later);
   });
 
@@ -41,8 +41,7 @@ describe('snapshot streaming codec', () => {
   });
 
   it('refuses chunk 0 without meta, and frames over the size limit', () => {
-    const noMeta = { ...first };
-    delete noMeta.meta;
+    const { meta: _meta, ...noMeta } = first;
     expect(() => decodeSnapshotChunk(encodeSnapshotChunk(noMeta))).toThrow(/carries no snapshot meta/);
     const big = { ...first, data: new Uint8Array(2048) };
     expect(() => encodeSnapshotChunk(big, { maxBytes: 1024 })).toThrow(CodecError);
