@@ -9,7 +9,7 @@ import {
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { KvReplica, KvService, decodeRequest, encodeResponse } from '@cohort/kv';
+import { KvReplica, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
 import { RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
@@ -28,6 +28,9 @@ export const GROUP = 'p0';
 
 /** Where a simulated node serves its clients (the role of the RESP and HTTP front ends). */
 export const CLIENT_PROTOCOL = '/cohort/sim-client/1';
+
+/** The partition of the node's store holding the group's KV rows. */
+const KV_PARTITION = 'kv';
 
 /** Local milliseconds the host, the KV service and the transport give a request. */
 const REQUEST_TIMEOUT_MS = 1_000;
@@ -137,10 +140,13 @@ export class SimRaftNode {
     const reader = this.store.group(GROUP);
     const snap = reader.snapshot();
     const hs = reader.initialState().hardState;
-    this.lastConf = snap.meta.confState;
-    this.applied = snap.meta.index;
+    // The host resumes from the state machine's own applied position, not from the snapshot.
+    const at = this.store.kv(KV_PARTITION).applied();
+    const resume = at.index > snap.meta.index ? at : snap.meta;
+    this.lastConf = resume.confState;
+    this.applied = resume.index;
     this.term = hs.term;
-    this.env.invariants.onRestart(this.id, hs, snap.meta.index, reader.lastIndex());
+    this.env.invariants.onRestart(this.id, hs, resume.index, reader.lastIndex());
     this.launch([]);
   }
 
@@ -190,7 +196,8 @@ export class SimRaftNode {
     });
     proc.host = host;
     host.onFatal = (err) => env.onFatal(this.id, err);
-    const replica = new KvReplica();
+    // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
+    const replica = new KvReplica(new KvStateMachine(this.store, KV_PARTITION));
     host.addGroup(
       GROUP,
       new ObservedMachine(replica, { onApply: (e) => this.onApply(e), onSkip: (i) => this.onSkip(i) }),
