@@ -1,7 +1,8 @@
 import { type Logger, type NodeStore, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
-import { KvReplica, KvService } from '@cohort/kv';
+import { KvReplica, KvService, KvStateMachine } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
+import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from './http-server.js';
@@ -84,7 +85,10 @@ export class CohortNode {
       requestTimeoutMs,
     });
     this.host = host;
-    const replica = new KvReplica();
+    // The KV rows live in the node's store, so a restart resumes from the applied index kept with them.
+    const store = this.store;
+    const durable = typeof (store as Partial<DurableNodeStore>).kv === 'function';
+    const replica = new KvReplica(durable ? new KvStateMachine(store as DurableNodeStore) : new KvStateMachine());
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({

@@ -91,6 +91,8 @@ export interface RaftHostOptions {
   snapshotTimeoutMs?: number;
   /** First wait before resending a failed snapshot chunk; doubles up to a second. @default 50 */
   snapshotRetryMs?: number;
+  /** Consecutive failed sends of one chunk before the transfer is abandoned (the engine asks again later). @default 10 */
+  snapshotRetries?: number;
   /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
   faults?: HostFaults;
 }
@@ -237,6 +239,7 @@ export class RaftHost {
       chunkBytes: Math.max(1, Math.min(opts.snapshotChunkBytes ?? MIB, maxFrame - 64 * 1024)),
       timeoutMs: opts.snapshotTimeoutMs ?? 600_000,
       retryMs: opts.snapshotRetryMs ?? 50,
+      maxRetries: opts.snapshotRetries ?? 10,
       onDone: (group, peer, ok) => this.snapshotSent(group, peer, ok),
       onChunk: () => {
         this.counters.snapshotChunksSent++;
@@ -670,7 +673,17 @@ export class RaftHost {
       g.snapshotIndex = Math.max(g.snapshotIndex, rd.snapshot.meta.index);
     }
     let ents = rd.committedEntries;
-    if (this.faults.applyBeforeCommit) ents = [...ents, ...rd.entries];
+    if (this.faults.applyBeforeCommit) {
+      // Test-only fault: the appended entries that extend what would be applied go to the machine now.
+      let n = Math.max(g.applied.index, ents[ents.length - 1]?.index ?? 0) + 1;
+      const early: Entry[] = [];
+      for (const e of rd.entries) {
+        if (e.index !== n) continue;
+        early.push(e);
+        n++;
+      }
+      ents = [...ents, ...early];
+    }
     this.applyEntries(g, ents);
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
@@ -690,7 +703,10 @@ export class RaftHost {
     const ents: Entry[] = [];
     let next = g.applied.index + 1;
     for (const e of all) {
-      if (e.index !== next) continue;
+      if (e.index < next) continue; // re-delivered: the machine holds it already
+      if (e.index > next) {
+        throw new Error(`invariant: group ${g.id} was handed entry ${e.index} to apply after ${next - 1}`);
+      }
       ents.push(e);
       next++;
     }
@@ -745,13 +761,14 @@ export class RaftHost {
     await this.opts.store.saveSnapshot(g.id, { meta: at, data: EMPTY }, compactTo);
     g.snapshotIndex = at.index;
     this.counters.snapshotsTaken++;
-    this.log.info('log compacted behind a snapshot marker', { group: g.id, index: at.index, compactTo });
+    this.log.info('snapshot taken: a metadata-only marker; log compacted', { group: g.id, index: at.index, compactTo });
   }
 
   /** The engine asked for a snapshot to `peer`: stream a consistent view of the machine to it. */
   private streamSnapshot(group: GroupId, peer: NodeId, term: Term): void {
     const g = this.groups.get(group);
-    if (g === undefined || g.role !== 'leader') return;
+    // The engine's live role: it may have become leader in the Ready being sent.
+    if (g === undefined || g.engine.status().role !== 'leader') return;
     this.sender.start(group, peer, term, () => g.sm.openSnapshot());
   }
 

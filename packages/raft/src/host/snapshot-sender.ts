@@ -25,6 +25,8 @@ export interface SnapshotSenderOptions {
   timeoutMs: number;
   /** The first retry of a failed chunk waits this long; each further one twice as long, up to a second. */
   retryMs: number;
+  /** Consecutive failed sends of one chunk before the transfer is abandoned. */
+  maxRetries: number;
   /** How a transfer ended: `ok` once the follower installed it. */
   onDone(group: GroupId, peer: NodeId, ok: boolean): void;
   /** Counts each chunk request sent (retries included). */
@@ -129,6 +131,15 @@ export class SnapshotSender {
         answer = await this.opts.transport.request(t.peer, Protocols.snapshot, frame);
       } catch (err) {
         failures++;
+        if (failures > this.opts.maxRetries) {
+          this.opts.logger.warn('snapshot transfer abandoned: the follower does not answer', {
+            group: t.group,
+            peer: t.peer,
+            seq,
+            err: (err as Error).message,
+          });
+          return false;
+        }
         const wait = Math.min(1000, this.opts.retryMs * 2 ** Math.min(failures - 1, 10));
         this.opts.logger.debug('snapshot chunk failed; retrying', {
           peer: t.peer,
