@@ -127,6 +127,9 @@ describe.each([
     h.sm.applyBatch([entry(2, incr('n', 900, { clientId: 'new', seq: 1, lowWater: 0 }))], CONF);
     expect(h.store.kv('p1').session('old')).toBeDefined();
     h.sm.applyBatch([entry(3, setCmd('x', 'y', 1500))], CONF);
+    // Sweeps happen at log indexes every replica shares (multiples of 16).
+    expect(h.store.kv('p1').session('old')).toBeDefined();
+    h.sm.applyBatch([entry(16, setCmd('x', 'y', 1500))], CONF);
     expect(h.store.kv('p1').session('old')).toBeUndefined();
     expect(h.store.kv('p1').session('new')).toBeDefined();
   });

@@ -123,13 +123,18 @@ export class MemoryPartitionKv implements PartitionKv {
     return s && checkedResponse(this.src, clientId, seq, s);
   }
 
-  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number): void {
+  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater = 0): void {
     const old = this.part()?.sessions.get(clientId);
     const s = old ? checkedSession(this.src, clientId, old) : { clientId, lowWater: 0, lastActive: logTime };
-    const responses = new Map(old?.responses);
+    const mark = Math.max(s.lowWater, lowWater);
+    const responses = new Map([...(old?.responses ?? [])].filter(([n]) => n > mark));
     const copy = response.slice();
-    responses.set(seq, { response: copy, crc: responseCrc(this.partition, clientId, seq, copy) });
-    const next = memSession(this.partition, { ...s, lastActive: Math.max(s.lastActive, logTime) }, responses);
+    if (seq > mark) responses.set(seq, { response: copy, crc: responseCrc(this.partition, clientId, seq, copy) });
+    const next = memSession(
+      this.partition,
+      { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) },
+      responses,
+    );
     this.write((p) => p.sessions.set(clientId, next));
   }
 

@@ -117,17 +117,16 @@ export class SqlitePartitionKv implements PartitionKv {
     return r && toResponse(this.src, clientId, r).response;
   }
 
-  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number): void {
+  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater = 0): void {
     const gen = this.writeGen();
     const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
-    this.putSession(gen, { ...s, lastActive: Math.max(s.lastActive, logTime) });
-    this.st.putResponse.run(
-      gen,
-      clientId,
-      seq,
-      blob(response),
-      responseCrc(this.src.partition, clientId, seq, response),
-    );
+    const mark = Math.max(s.lowWater, lowWater);
+    if (mark > s.lowWater) this.st.delResponsesUpTo.run(gen, clientId, mark);
+    this.putSession(gen, { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) });
+    if (seq > mark) {
+      const crc = responseCrc(this.src.partition, clientId, seq, response);
+      this.st.putResponse.run(gen, clientId, seq, blob(response), crc);
+    }
   }
 
   raiseLowWater(clientId: string, lowWater: number, logTime: number): void {

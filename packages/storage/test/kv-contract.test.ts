@@ -153,6 +153,13 @@ describe.each([
     expect(text(kv2.response('c1', 3))).toBe('r3');
     kv2.raiseLowWater('c1', 1, 130);
     expect(kv2.session('c1')).toEqual({ clientId: 'c1', lowWater: 2, lastActive: 130 });
+    // Saving a response can raise the mark in the same write; a response at or below it is not kept.
+    kv2.saveResponse('c1', 5, bytes('r5'), 140, 3);
+    expect(kv2.session('c1')).toEqual({ clientId: 'c1', lowWater: 3, lastActive: 140 });
+    expect(kv2.response('c1', 3)).toBeUndefined();
+    expect(text(kv2.response('c1', 5))).toBe('r5');
+    kv2.saveResponse('c1', 4, bytes('r4'), 150, 4);
+    expect(kv2.response('c1', 4)).toBeUndefined();
     expect(kv2.idleSessions(120, 10)).toEqual(['c2']);
     expect(kv2.idleSessions(1000, 10)).toEqual(['c2', 'c1']);
     expect(kv2.idleSessions(1000, 1)).toEqual(['c2']);
