@@ -40,6 +40,8 @@ export class SqlitePartitionKv implements PartitionKv {
   private readonly src: RowSource;
   /** The current generation's id, once known; 0 while the partition has no row. */
   private gen: number | undefined;
+  /** Rows of the current generation, once counted; kept up to date by put and delete. */
+  private rows: number | undefined;
 
   constructor(
     db: Database.Database,
@@ -54,6 +56,7 @@ export class SqlitePartitionKv implements PartitionKv {
   /** Forgets the cached generation (after a rolled-back transaction that may have created it). */
   forget(): void {
     this.gen = undefined;
+    this.rows = undefined;
   }
 
   get(key: Uint8Array): KvRecord | undefined {
@@ -64,13 +67,17 @@ export class SqlitePartitionKv implements PartitionKv {
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
     const gen = this.writeGen();
     const k = blob(key);
-    const create = (this.st.createRev.get(gen, k) as number | undefined) ?? opts.revision;
+    const existing = this.st.createRev.get(gen, k) as number | undefined;
+    const create = existing ?? opts.revision;
+    if (existing === undefined && this.rows !== undefined) this.rows++;
     const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt);
     this.st.put.run(gen, k, blob(value), create, opts.revision, opts.expiresAt ?? null, crc);
   }
 
   delete(key: Uint8Array): boolean {
-    return this.st.del.run(this.readGen(), blob(key)).changes > 0;
+    const deleted = this.st.del.run(this.readGen(), blob(key)).changes > 0;
+    if (deleted && this.rows !== undefined) this.rows--;
+    return deleted;
   }
 
   scan(opts: KvScanOptions = {}): KvRecord[] {
@@ -84,7 +91,9 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   count(): number {
-    return this.st.count.get(this.readGen()) as number;
+    // Counted once (a scan of the primary key), then maintained: a status call stays O(1).
+    if (this.rows === undefined) this.rows = this.st.count.get(this.readGen()) as number;
+    return this.rows;
   }
 
   expired(nowMs: number, limit: number): Uint8Array[] {
@@ -177,6 +186,7 @@ export class SqlitePartitionKv implements PartitionKv {
       );
     }, true);
     this.gen = staging;
+    this.rows = undefined;
     purgeGeneration(this.st, old, this.run);
   }
 

@@ -85,15 +85,19 @@ describe.each([
       kv.put(bytes('k'), bytes('v1'), { revision: 3 });
       kv.setApplied(at(3, 2));
     });
+    expect(kv.count()).toBe(1);
     expect(() =>
       store.transaction(() => {
         kv.put(bytes('k'), bytes('v2'), { revision: 4 });
+        kv.put(bytes('new'), bytes('v'), { revision: 4 });
+        expect(kv.count()).toBe(2);
         kv.setApplied(at(4, 2));
         throw new Error('apply failed');
       }),
     ).toThrow('apply failed');
     expect(kv.applied()).toEqual(at(3, 2));
     expect(text(kv.get(bytes('k'))?.value)).toBe('v1');
+    expect(kv.count()).toBe(1);
     store.transaction(
       () => {
         store.kv('p1').put(bytes('k'), bytes('v3'), { revision: 5 });
