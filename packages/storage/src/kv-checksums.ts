@@ -32,15 +32,29 @@ export function kvRowCrc(
   return crc32cNumber(expiresAt ?? NO_EXPIRY, c);
 }
 
+const clientSeeds = new Map<string, number>();
+
+/** The CRC of a partition name and client id, the start of a session's CRCs: memoized for recent clients. */
+function clientSeed(partition: string, clientId: string): number {
+  const k = `${partition}\u0000${clientId}`;
+  let c = clientSeeds.get(k);
+  if (c === undefined) {
+    c = crc32cString(clientId, seed(partition));
+    if (clientSeeds.size >= 4096) clientSeeds.clear();
+    clientSeeds.set(k, c);
+  }
+  return c;
+}
+
 /** CRC-32C of a session row. */
 export function sessionCrc(partition: string, s: ClientSession): number {
-  const c = crc32cString(s.clientId, seed(partition));
+  const c = clientSeed(partition, s.clientId);
   return crc32cNumber(s.lastActive, crc32cNumber(s.lowWater, c));
 }
 
 /** CRC-32C of a stored session response. */
 export function responseCrc(partition: string, clientId: string, seq: number, response: Uint8Array): number {
-  const c = crc32cNumber(seq, crc32cString(clientId, seed(partition)));
+  const c = crc32cNumber(seq, clientSeed(partition, clientId));
   return crc32c(response, c);
 }
 

@@ -42,6 +42,12 @@ export class SqlitePartitionKv implements PartitionKv {
   private gen: number | undefined;
   /** Rows of the current generation, once counted; kept up to date by put and delete. */
   private rows: number | undefined;
+  /**
+   * The session last read (CRC checked) or written: a write with a session
+   * reads it twice (the retry check, then the response save). Only this
+   * object writes the partition, so the copy stays exact.
+   */
+  private lastSession: ClientSession | undefined;
 
   constructor(
     db: Database.Database,
@@ -57,6 +63,7 @@ export class SqlitePartitionKv implements PartitionKv {
   forget(): void {
     this.gen = undefined;
     this.rows = undefined;
+    this.lastSession = undefined;
   }
 
   get(key: Uint8Array): KvRecord | undefined {
@@ -117,8 +124,11 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   session(clientId: string): ClientSession | undefined {
+    if (this.lastSession?.clientId === clientId) return { ...this.lastSession };
     const r = this.st.session.get(this.readGen(), clientId) as SessionRow | undefined;
-    return r && toSession(this.src, r);
+    if (!r) return undefined;
+    this.lastSession = toSession(this.src, r);
+    return { ...this.lastSession };
   }
 
   response(clientId: string, seq: number): Uint8Array | undefined {
@@ -154,6 +164,7 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   dropSession(clientId: string): void {
+    if (this.lastSession?.clientId === clientId) this.lastSession = undefined;
     const gen = this.readGen();
     this.st.delSession.run(gen, clientId);
     this.st.delResponses.run(gen, clientId);
@@ -187,11 +198,13 @@ export class SqlitePartitionKv implements PartitionKv {
     }, true);
     this.gen = staging;
     this.rows = undefined;
+    this.lastSession = undefined;
     purgeGeneration(this.st, old, this.run);
   }
 
   private putSession(gen: number, s: ClientSession): void {
     this.st.putSession.run(gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s));
+    this.lastSession = { ...s };
   }
 
   /** The current generation for reading; 0 (no rows) when the partition was never written. */
