@@ -1,6 +1,7 @@
 import { StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import { hexKey, responseCrc } from './kv-checksums.js';
+import { cloneMeta } from './log-rules.js';
 import {
   type MemSource,
   checkedRecord,
@@ -98,7 +99,7 @@ export class MemoryPartitionKv implements PartitionKv {
 
   applied(): AppliedState {
     const a = this.part()?.applied;
-    return a ? structuredClone(a) : { index: 0, term: 0, confState: emptyConfState() };
+    return a ? cloneMeta(a) : { index: 0, term: 0, confState: emptyConfState() };
   }
 
   logTime(): number {
@@ -106,7 +107,7 @@ export class MemoryPartitionKv implements PartitionKv {
   }
 
   setApplied(state: AppliedState, logTime?: number): void {
-    const copy = structuredClone(state);
+    const copy = cloneMeta(state);
     this.write((p) => {
       p.applied = copy;
       if (logTime !== undefined) p.logTime = logTime;
@@ -167,7 +168,7 @@ export class MemoryPartitionKv implements PartitionKv {
   beginInstall(): KvInstaller {
     return new MemoryKvInstaller(this.src, (kv, sessions, applied, logTime) => {
       const generation = (this.part()?.generation ?? 0) + 1;
-      const appliedCopy = structuredClone(applied);
+      const appliedCopy = cloneMeta(applied);
       // Each application gets its own maps: the live and durable states must never share a mutable one.
       this.hooks.apply((s) => {
         s.partitions.set(this.partition, {
