@@ -100,6 +100,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
         () => {
           let applied = this.kv.applied();
           let logTime = this.kv.logTime();
+          const before = applied.index;
           for (; to < entries.length && checksumAt === undefined; to++) {
             const e = entries[to] as Entry;
             if (e.index <= applied.index) {
@@ -112,7 +113,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
             if (out.checksum) checksumAt = e.index;
             applied = { index: e.index, term: e.term, confState };
           }
-          this.kv.setApplied(applied, logTime);
+          if (applied.index > before) this.kv.setApplied(applied, logTime);
         },
         { durable: false },
       );
