@@ -9,7 +9,7 @@ import {
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { KvReplica, KvService, decodeRequest, encodeResponse } from '@cohort/kv';
+import { KvReplica, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
 import { RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
@@ -28,6 +28,9 @@ export const GROUP = 'p0';
 
 /** Where a simulated node serves its clients (the role of the RESP and HTTP front ends). */
 export const CLIENT_PROTOCOL = '/cohort/sim-client/1';
+
+/** The partition of the node's store holding the group's KV rows. */
+const KV_PARTITION = 'kv';
 
 /** Local milliseconds the host, the KV service and the transport give a request. */
 const REQUEST_TIMEOUT_MS = 1_000;
@@ -154,6 +157,8 @@ export class SimRaftNode {
     const clock = new SimClock(env.scheduler, { rate: this.clockRate });
     const transport = new SimTransport(this.id, env.network, clock, env.ids, {
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      // Every write carries a session, so a forward delivered twice must still apply once.
+      duplicateRequests: true,
       onDeliver: (_from, f) => {
         if (f.kind === 'frame') env.trace.mix3(1, f.bytes.length, f.bytes[f.bytes.length - 1] ?? 0);
       },
@@ -190,7 +195,8 @@ export class SimRaftNode {
     });
     proc.host = host;
     host.onFatal = (err) => env.onFatal(this.id, err);
-    const replica = new KvReplica();
+    // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
+    const replica = new KvReplica(new KvStateMachine(this.store, KV_PARTITION));
     host.addGroup(
       GROUP,
       new ObservedMachine(replica, { onApply: (e) => this.onApply(e), onSkip: (i) => this.onSkip(i) }),
