@@ -13,6 +13,7 @@ import {
   Protocols,
   type Random,
   type ReplicatedGroup,
+  StorageError,
   type TimerHandle,
   type Transport,
   UnavailableError,
@@ -349,6 +350,11 @@ export class RaftHost {
       try {
         g.engine.step(message);
       } catch (err) {
+        // A corrupt log met while answering (an append read back from disk): never serve from it.
+        if (err instanceof StorageError) {
+          this.fatal('reading the log', err);
+          return;
+        }
         this.log.warn('engine refused a message', { from, group, type: message.type, err: (err as Error).message });
       }
     }
