@@ -1,5 +1,12 @@
-import type { Entry, LogIndex } from '@cohort/core';
-import type { StateMachine } from '@cohort/raft';
+import type { ConfState, Entry, LogIndex, SnapshotMeta } from '@cohort/core';
+import type {
+  AppliedState,
+  ApplyOutcome,
+  DurableStateMachine,
+  SnapshotReader,
+  SnapshotWriter,
+  StateMachine,
+} from '@cohort/raft';
 
 /** What a node's state machine applies, in order. */
 export interface ApplyObserver {
@@ -32,5 +39,30 @@ export class ObservedMachine<R> implements StateMachine<R> {
 
   restore(data: Uint8Array): void {
     this.inner.restore(data);
+  }
+}
+
+/** Wraps a production durable state machine so every applied entry is reported first, in order. */
+export class ObservedDurableMachine<R> implements DurableStateMachine<R> {
+  constructor(
+    private readonly inner: DurableStateMachine<R>,
+    private readonly observer: Pick<ApplyObserver, 'onApply'>,
+  ) {}
+
+  applied(): AppliedState {
+    return this.inner.applied();
+  }
+
+  applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<R> | undefined)[] {
+    for (const e of entries) this.observer.onApply(e);
+    return this.inner.applyBatch(entries, confState);
+  }
+
+  openSnapshot(): SnapshotReader {
+    return this.inner.openSnapshot();
+  }
+
+  receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {
+    return this.inner.receiveSnapshot(meta);
   }
 }
