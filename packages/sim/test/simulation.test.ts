@@ -4,6 +4,7 @@ import {
   type Coverage,
   InvariantViolationError,
   LinearizabilityViolationError,
+  RunFailedError,
   missingCoverage,
   runSeed,
   runSeeds,
@@ -60,6 +61,24 @@ describe('the checks can fail', () => {
     expect(caught).toBeInstanceOf(InvariantViolationError);
     expect((caught as InvariantViolationError).property).toBe('state machine safety');
     expect((caught as InvariantViolationError).at.seed).toBe(3);
+  });
+
+  it('a host that reads a corrupt entry and runs on is caught, with a replayable seed', async () => {
+    // Every seed damages a disk; the engine seam swallows the store's checksum error, as a careless host would.
+    const options = { simMs: 20_000, diskFaultShare: 1, cluster: { mutations: { ignoreCorruptReads: true } } };
+    let failure: RunFailedError | undefined;
+    for (let seed = 1; seed <= 40 && !failure; seed++) {
+      try {
+        await runSeed(seed, options);
+      } catch (e) {
+        expect(e).toBeInstanceOf(RunFailedError);
+        failure = e as RunFailedError;
+      }
+    }
+    const f = failure as RunFailedError;
+    expect(f.message).toMatch(/read a corrupt entry and kept running/);
+    expect(f.message).toContain(`pnpm sim --seed ${f.at.seed} --sim-seconds 20 --disk-fault-share 1`);
+    await expect(runSeed(f.at.seed, options)).rejects.toThrow(f.message);
   });
 });
 

@@ -43,7 +43,7 @@ export class Scenario {
   /** The stream of the action being taken. */
   private random: SeededRandom;
   /**
-   * Whether this seed damages a disk (a quarter of the seeds): a damaged node
+   * Whether this seed damages a disk (a quarter of the seeds by default): a damaged node
    * stops for good, so damaging one in every seed would leave most runs a
    * node short.
    */
@@ -54,10 +54,12 @@ export class Scenario {
     random: SeededRandom,
     /** Mean simulated ms between actions (of all kinds together). */
     private readonly actionEveryMs: number,
+    /** Share of the seeds that damage a disk. */
+    diskFaultShare = 0.25,
   ) {
     for (const k of Object.keys(WEIGHTS) as ActionKind[]) this.streams.set(k, random.fork());
     this.random = random;
-    this.diskFaults = random.next() < 0.25;
+    this.diskFaults = random.next() < diskFaultShare;
   }
 
   private get sched() {
