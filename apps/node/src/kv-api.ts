@@ -1,5 +1,5 @@
 import type { LogIndex, NodeId, Term } from '@cohort/core';
-import type { KvRequest, KvResponse } from '@cohort/kv';
+import type { KvClientRequest, KvResponse } from '@cohort/kv';
 
 /** What `/v1/status` and INFO report about this node. */
 export interface NodeStatus {
@@ -17,6 +17,6 @@ export interface NodeStatus {
  * served linearizably, by this node when it leads, or forwarded to the leader.
  */
 export interface KvApi {
-  execute(req: KvRequest): Promise<KvResponse>;
+  execute(req: KvClientRequest): Promise<KvResponse>;
   status(): NodeStatus;
 }

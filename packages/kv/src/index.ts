@@ -14,3 +14,12 @@ export {
 } from './request.js';
 export { KvReplica } from './replica.js';
 export { KvService, type KvServiceOptions } from './kv-service.js';
+export {
+  type ClientSession,
+  type Expiry,
+  InvalidExpireError,
+  type KvClientRequest,
+  type KvClientWrite,
+  deadline,
+  toCommand,
+} from './client-request.js';
