@@ -110,13 +110,16 @@ export class KvService {
   }
 
   /**
-   * Serves a client's request wherever the leader is, retrying while
-   * leadership moves, until the request timeout. Relative expiry times become
-   * deadlines here, at this node's wall clock; the leader stamps the write's
-   * own time when it proposes.
+   * Serves a request wherever the leader is, retrying while leadership moves,
+   * until the request timeout. A client request's relative expiry times
+   * become deadlines here, at this node's wall clock; the leader stamps the
+   * write's own time when it proposes. A request already in wire form
+   * (`KvRequest`, as a forwarding node or a test client builds it) is routed
+   * as it is, its time restamped by the leader too.
    */
-  async execute(req: KvClientRequest): Promise<KvResponse> {
+  async execute(req: KvClientRequest | KvRequest): Promise<KvResponse> {
     if (req.kind === 'read') return this.route({ kind: 'read', op: req.op, keys: req.keys, now: 0 });
+    if ('command' in req) return this.route(req);
     const now = this.wallClock();
     let command: KvCommand;
     try {

@@ -1,22 +1,24 @@
 import { SeededRandom } from '@cohort/core';
+import { encodeCommand } from '@cohort/kv';
 import { RaftCluster } from './raft/cluster.js';
-import { encodeCommand } from './raft/kv-machine.js';
 import { runSeed, runSeeds, seedConfig } from './raft/run.js';
+import { GROUP } from './raft/sim-node.js';
+import { encodeText } from './text-codec.js';
 
 /**
  * Figures of the simulator: simulated speed of a 5-node cluster under faults,
  * wall time of 500 seeds, and engine throughput without faults.
  */
 
-function simSpeed5(): void {
+async function simSpeed5(): Promise<void> {
   // Warm up the JIT first so the figure reflects steady state: a batch runs hundreds of seeds, and
   // with only a few warm-up seeds the measured ones still run partly unoptimized code (about 30% slower).
-  for (let s = 1; s <= 30; s++) runSeed(s, { cluster: { voters: 5 } });
+  for (let s = 1; s <= 30; s++) await runSeed(s, { cluster: { voters: 5 } });
   let sim = 0;
   let wall = 0;
   let cpu = 0;
   for (let s = 1000; s < 1030; s++) {
-    const r = runSeed(s, { cluster: { voters: 5 } });
+    const r = await runSeed(s, { cluster: { voters: 5 } });
     sim += r.simMs;
     wall += r.wallMs;
     cpu += r.cpuMs;
@@ -26,16 +28,16 @@ function simSpeed5(): void {
   );
 }
 
-function fiveHundredSeeds(): void {
+async function fiveHundredSeeds(): Promise<void> {
   const t0 = performance.now();
-  const s = runSeeds(1, 500);
+  const s = await runSeeds(1, 500);
   const wall = performance.now() - t0;
   console.log(
     `500 seeds (mixed faults, ${(s.simMs / 3_600_000).toFixed(2)} simulated h): ${(wall / 1000).toFixed(1)} s wall, ${(s.cpuMs / 1000).toFixed(1)} s CPU, ${(s.simMs / wall).toFixed(0)}x`,
   );
 }
 
-function throughput(batch: number): void {
+async function throughput(batch: number): Promise<void> {
   const config = seedConfig(new SeededRandom(7));
   const cluster = new RaftCluster(
     7,
@@ -50,9 +52,10 @@ function throughput(batch: number): void {
     RaftCluster.randoms(new SeededRandom(7)),
   );
   const sched = cluster.scheduler;
-  sched.runUntil(5_000);
+  await cluster.run(5_000);
   const leader = cluster.leader();
-  if (!leader?.rn) throw new Error('no leader elected in 5 simulated seconds');
+  const group = leader?.host?.replicated(GROUP);
+  if (!leader || !group) throw new Error('no leader elected in 5 simulated seconds');
   const start = leader.applied;
   let seq = 0;
   const t0 = performance.now();
@@ -60,12 +63,20 @@ function throughput(batch: number): void {
   while (performance.now() - t0 < 3_000) {
     for (let i = 0; i < batch; i++) {
       seq++;
-      leader.rn.propose(encodeCommand({ client: 1, seq, input: { op: 'put', key: `k${seq % 64}`, value: `v${seq}` } }));
+      const command = encodeCommand({
+        op: 'set',
+        key: encodeText(`k${seq % 64}`),
+        value: encodeText(`v${seq}`),
+        condition: 'always',
+        expiresAt: 0,
+        returnOld: false,
+        now: sched.now(),
+      });
+      group.propose(command).catch(() => {});
     }
-    leader.processReady();
-    sched.runUntil(sched.now() + 1);
+    await cluster.run(sched.now() + 1);
   }
-  sched.runUntil(sched.now() + 100);
+  await cluster.run(sched.now() + 100);
   const wall = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(cpu0);
   const cpu = (c.user + c.system) / 1e6;
@@ -75,7 +86,7 @@ function throughput(batch: number): void {
   );
 }
 
-simSpeed5();
-throughput(1);
-throughput(64);
-if (!process.argv.includes('--quick')) fiveHundredSeeds();
+await simSpeed5();
+await throughput(1);
+await throughput(64);
+if (!process.argv.includes('--quick')) await fiveHundredSeeds();

@@ -58,7 +58,7 @@ if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
 
 if (opts.seed !== undefined) {
   try {
-    console.log(formatSeed(runSeed(opts.seed, run)));
+    console.log(formatSeed(await runSeed(opts.seed, run)));
   } catch (e) {
     console.error(`seed ${opts.seed} FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     process.exitCode = 1;
@@ -82,7 +82,7 @@ if (opts.seed !== undefined) {
   let seed = opts.from;
   try {
     for (; seed < opts.from + count; seed++) {
-      addToSummary(summary, runSeed(seed, run));
+      addToSummary(summary, await runSeed(seed, run));
       bar?.increment(1, { seed });
       if (!bar && summary.seeds % 50 === 0) {
         // Without a progress bar (logs, CI), report every 50 seeds so a long run shows where it is.

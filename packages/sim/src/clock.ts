@@ -16,6 +16,7 @@ export interface SimClockOptions {
 export class SimClock implements Clock {
   private readonly rate: number;
   private readonly offset: Millis;
+  private halted = false;
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -32,7 +33,9 @@ export class SimClock implements Clock {
 
   setTimeout(fn: () => void, ms: Millis): TimerHandle {
     // A local duration of `ms` lasts `ms / rate` of simulated time.
-    return this.scheduler.after(ms / this.rate, fn);
+    return this.scheduler.after(ms / this.rate, () => {
+      if (!this.halted) fn();
+    });
   }
 
   clearTimeout(handle: TimerHandle): void {
@@ -40,6 +43,13 @@ export class SimClock implements Clock {
   }
 
   defer(fn: () => void): void {
-    this.scheduler.after(0, fn);
+    this.scheduler.after(0, () => {
+      if (!this.halted) fn();
+    });
+  }
+
+  /** Stops every timer and deferred call for good: the process that owned this clock crashed. */
+  halt(): void {
+    this.halted = true;
   }
 }

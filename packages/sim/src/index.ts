@@ -11,7 +11,9 @@ export type { KvInput, KvOperation, Operation } from './lin/history.js';
 export { type Model, kvModel, prunedKvHistory } from './lin/model.js';
 export { type Deliver, type LinkFaults, type NetworkStats, SimNetwork } from './network.js';
 export { type ClusterConfig, RaftCluster } from './raft/cluster.js';
-export type { HostBugs } from './raft/sim-node.js';
+export type { EngineMutations } from './raft/observed-engine.js';
+export { SimRaftNode } from './raft/sim-node.js';
+export { RequestIds, type SimFrame, SimTransport, type SimTransportOptions } from './transport/sim-transport.js';
 export { COVERAGE_KINDS, type Coverage, type CoverageKind, missingCoverage } from './raft/coverage.js';
 export { RaftInvariants } from './raft/invariants.js';
 export {
@@ -24,6 +26,6 @@ export {
   runSeeds,
   seedConfig,
 } from './raft/run.js';
-export { type EventHandle, Scheduler } from './scheduler.js';
+export { type EventHandle, Scheduler, drainMicrotasks } from './scheduler.js';
 export { TraceHash, hashBytes } from './trace.js';
 export * as swim from './swim/index.js';

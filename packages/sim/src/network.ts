@@ -126,8 +126,12 @@ export class SimNetwork<M> {
     return this.cut.get(from)?.has(to) === true;
   }
 
-  /** Sends `msg`; it arrives (or not) according to the faults and partitions in force. */
-  send(from: NodeId, to: NodeId, msg: M): void {
+  /**
+   * Sends `msg`; it arrives (or not) according to the faults and partitions
+   * in force. `once` rules out duplication (a message on a stream, which a
+   * connection delivers at most once); delay, loss and cuts still apply.
+   */
+  send(from: NodeId, to: NodeId, msg: M, once = false): void {
     this.stats.sent++;
     if (this.isCut(from, to)) {
       this.stats.blocked++;
@@ -139,7 +143,7 @@ export class SimNetwork<M> {
       return;
     }
     this.schedule(from, to, msg);
-    if (f.dupRate > 0 && this.dupRandom.next() < f.dupRate) {
+    if (!once && f.dupRate > 0 && this.dupRandom.next() < f.dupRate) {
       this.stats.duplicated++;
       this.schedule(from, to, msg);
     }

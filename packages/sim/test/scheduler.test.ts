@@ -38,6 +38,36 @@ describe('Scheduler', () => {
   });
 });
 
+describe('Scheduler.runUntilAsync', () => {
+  it('runs every promise continuation an event caused before the next event', async () => {
+    const s = new Scheduler();
+    const seen: string[] = [];
+    const chain = async (): Promise<void> => {
+      for (let i = 0; i < 50; i++) await null;
+      seen.push('chain done');
+    };
+    s.at(10, () => {
+      seen.push('a');
+      void chain();
+    });
+    s.at(10, () => seen.push('b'));
+    await s.runUntilAsync(20);
+    expect(seen).toEqual(['a', 'chain done', 'b']);
+  });
+
+  it('stops at the first event after which the check throws', async () => {
+    const s = new Scheduler();
+    let n = 0;
+    for (let t = 1; t <= 10; t++) s.at(t, () => n++);
+    await expect(
+      s.runUntilAsync(100, () => {
+        if (n === 3) throw new Error('violation');
+      }),
+    ).rejects.toThrow('violation');
+    expect(s.now()).toBe(3);
+  });
+});
+
 describe('SimClock', () => {
   it('reads simulated time at its rate and fires timers in local time', () => {
     const s = new Scheduler();

@@ -14,11 +14,15 @@ export interface Operation<I, O> {
   ret: number;
 }
 
-/** A KV operation for the linearizability checker. */
+/** A KV operation for the linearizability checker: the production KV's SET, INCR and GET. */
 export type KvInput =
-  | { op: 'put'; key: string; value: string }
-  | { op: 'append'; key: string; value: string }
+  | { op: 'set'; key: string; value: string }
+  | { op: 'incr'; key: string }
   | { op: 'get'; key: string };
 
-/** A KV history entry: `output` is the value read by a `get` ('' when absent), 'ok' for writes. */
+/**
+ * A KV history entry: `output` is 'ok' for a SET, the new value (in decimal)
+ * for an INCR, or 'error' when the key held no integer; the value read by a
+ * GET ('' when absent).
+ */
 export type KvOperation = Operation<KvInput, string>;

@@ -15,15 +15,29 @@ export interface Model<S, I, O> {
   partition?(ops: { input: I }[]): number[][];
 }
 
-/** A register-per-key model of `put`/`append`/`get` over strings, partitioned by key. */
+const INTEGER = /^-?(0|[1-9][0-9]*)$/;
+
+/** What INCR makes of `state` ('' for an absent key): the new value, or undefined when it holds no integer. */
+function incremented(state: string): string | undefined {
+  if (state === '') return '1';
+  return INTEGER.test(state) ? String(BigInt(state) + 1n) : undefined;
+}
+
+/**
+ * A register-per-key model of Redis' SET, INCR and GET over strings ('' is
+ * an absent key), partitioned by key.
+ */
 export const kvModel: Model<string, KvInput, string> = {
   init: () => '',
   step(state, input, output) {
     switch (input.op) {
-      case 'put':
-        return { ok: true, state: input.value };
-      case 'append':
-        return { ok: true, state: state + input.value };
+      case 'set':
+        return { ok: output === undefined || output === 'ok', state: input.value };
+      case 'incr': {
+        const next = incremented(state);
+        if (next === undefined) return { ok: output === undefined || output === 'error', state };
+        return { ok: output === undefined || output === next, state: next };
+      }
       case 'get':
         return { ok: output === undefined || output === state, state };
       default: {
@@ -47,10 +61,12 @@ export const kvModel: Model<string, KvInput, string> = {
 /**
  * Drops operations whose presence cannot change the verdict, which keeps the
  * search small when many outcomes are unknown: reads whose answer was never
- * seen, and writes of unknown outcome whose value no read ever returned
- * (such a write may always be taken to have never happened). Sound only when
- * every write's value is unique and no value contains another, as the
- * simulator's clients ensure (values look like `[client.seq]`).
+ * seen, and SETs of unknown outcome whose value no read ever returned (such
+ * a write may always be taken to have never happened). INCRs of unknown
+ * outcome stay: they shift every later value. Sound only when every SET's
+ * value is unique and no value contains another, and no key sees both SET
+ * and INCR, as the simulator's clients ensure (SET values look like
+ * `[client.seq]` on register keys; INCR has keys of its own).
  */
 export function prunedKvHistory(ops: KvOperation[]): KvOperation[] {
   const seen = new Map<string, string[]>();
@@ -63,6 +79,7 @@ export function prunedKvHistory(ops: KvOperation[]): KvOperation[] {
   return ops.filter((o) => {
     if (o.output !== undefined) return true;
     if (o.input.op === 'get') return false;
+    if (o.input.op === 'incr') return true;
     const value = o.input.value;
     return (seen.get(o.input.key) ?? []).some((out) => out.includes(value));
   });

@@ -1,34 +1,53 @@
-import type { NodeId, SeededRandom } from '@cohort/core';
+import { ErrorCode, type NodeId, type SeededRandom } from '@cohort/core';
+import { type KvRequest, type KvResponse, decodeResponse, encodeRequest } from '@cohort/kv';
+import { SimClock } from '../clock.js';
 import type { KvInput, KvOperation } from '../lin/history.js';
-import type { EventHandle } from '../scheduler.js';
+import { decodeText, encodeText } from '../text-codec.js';
+import { SimTransport } from '../transport/sim-transport.js';
 import type { RaftCluster } from './cluster.js';
-import type { ClientResponse, ReadMode, SimMessage } from './messages.js';
+import { CLIENT_PROTOCOL } from './sim-node.js';
 
 /** Behaviour of simulated clients. */
 export interface ClientOptions {
-  /** Keys the clients touch (few keys, many conflicts). */
-  keys: string[];
+  /** Keys written by SET (few keys, many conflicts). */
+  registerKeys: string[];
+  /** Keys written by INCR. */
+  counterKeys: string[];
   /** Pause between operations, simulated ms, uniform in [min, max]. */
   thinkMs: [number, number];
   /** Wait this long for an answer before trying another node. */
   attemptTimeoutMs: number;
   /** Attempts per operation before giving up (its outcome stays unknown). */
   maxAttempts: number;
+  /**
+   * Retry a write whose outcome is unknown (timed out, connection lost). Only
+   * sound when the KV applies a retried write once (sessions); without, such
+   * a write is given up on and stays in the history with unknown outcome.
+   * @default false
+   */
+  retryWrites?: boolean;
+}
+
+/** Failures that say the write was certainly not applied, so any client may retry it. */
+function notApplied(res: KvResponse): boolean {
+  return res.type === 'failure' && (res.code === ErrorCode.NotLeader || res.code === ErrorCode.ProposalDropped);
 }
 
 /**
- * A KV client against the simulated cluster: one operation at a time, retried
- * with the same (client, seq) on timeouts and redirects so it takes effect
- * once; operations it gives up on stay in the history with unknown outcome.
+ * A KV client of the simulated cluster, as an application reaches a node
+ * over RESP or HTTP: it sends a request to some node, which serves it through
+ * the production `KvService` (forwarding to the leader). One operation at a
+ * time; retried on another node when it surely did not apply; operations it
+ * gives up on stay in the history with unknown outcome.
  */
 export class SimClient {
   readonly address: NodeId;
-  private seq = 0;
+  private readonly transport: SimTransport;
   private op: KvOperation | undefined;
-  private read: ReadMode = 'log';
+  /** Counts attempts across operations, so a late answer to an old attempt is recognised. */
+  private attemptId = 0;
   private attempts = 0;
   private hint: NodeId = '';
-  private timer: EventHandle | undefined;
   private stopped = false;
 
   constructor(
@@ -39,7 +58,10 @@ export class SimClient {
     private readonly options: ClientOptions,
   ) {
     this.address = `c${index}`;
-    cluster.network.attach(this.address, (_from, msg) => this.receive(msg));
+    const clock = new SimClock(cluster.scheduler);
+    this.transport = new SimTransport(this.address, cluster.network, clock, cluster.ids, {
+      requestTimeoutMs: options.attemptTimeoutMs,
+    });
   }
 
   /** Starts issuing operations. */
@@ -67,64 +89,112 @@ export class SimClient {
 
   private next(): void {
     if (this.stopped) return;
-    this.seq++;
-    const key = this.pick(this.options.keys);
-    const r = this.random.next();
+    const { registerKeys, counterKeys } = this.options;
+    const key = this.pick([...registerKeys, ...counterKeys]);
+    const write = this.random.next() < 0.45;
     // Unique and delimited, so no value occurs inside another (see prunedKvHistory).
-    const value = `[${this.index}.${this.seq}]`;
-    const input: KvInput =
-      r < 0.3 ? { op: 'put', key, value } : r < 0.55 ? { op: 'append', key, value } : { op: 'get', key };
-    this.read = this.random.next() < 0.5 ? 'log' : 'readIndex';
+    const value = `[${this.index}.${this.history.length}]`;
+    let input: KvInput = { op: 'get', key };
+    if (write) input = counterKeys.includes(key) ? { op: 'incr', key } : { op: 'set', key, value };
     this.op = { client: this.index, input, output: undefined, call: this.now, ret: Number.POSITIVE_INFINITY };
     this.history.push(this.op);
     this.attempts = 0;
     this.attempt();
   }
 
+  private request(input: KvInput): KvRequest {
+    const key = encodeText(input.key);
+    // Commands carry wall-clock milliseconds (for expiry); simulated time starts at 0.
+    const now = Math.floor(this.now);
+    switch (input.op) {
+      case 'set':
+        return {
+          kind: 'write',
+          command: {
+            op: 'set',
+            key,
+            value: encodeText(input.value),
+            condition: 'always',
+            expiresAt: 0,
+            returnOld: false,
+            now,
+          },
+        };
+      case 'incr':
+        return { kind: 'write', command: { op: 'incr', key, delta: 1n, now } };
+      case 'get':
+        return { kind: 'read', op: 'get', keys: [key], now };
+      default: {
+        const never: never = input;
+        throw new Error(`unknown op ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
   private attempt(): void {
     const op = this.op;
     if (!op) return;
     this.attempts++;
-    const ids = this.cluster.nodeIds();
-    const target = this.hint !== '' && this.cluster.nodes.has(this.hint) ? this.hint : this.pick(ids);
-    this.cluster.network.send(this.address, target, {
-      kind: 'req',
-      req: { client: this.index, seq: this.seq, input: op.input, read: this.read },
-    });
-    this.timer = this.cluster.scheduler.after(this.options.attemptTimeoutMs, () => this.onTimeout());
+    const id = ++this.attemptId;
+    const target =
+      this.hint !== '' && this.cluster.nodes.has(this.hint) ? this.hint : this.pick(this.cluster.nodeIds());
+    this.transport.request(target, CLIENT_PROTOCOL, encodeRequest(this.request(op.input))).then(
+      (bytes) => {
+        if (id === this.attemptId) this.onResponse(op, decodeResponse(bytes));
+      },
+      () => {
+        if (id === this.attemptId) this.onLost(op);
+      },
+    );
   }
 
-  private onTimeout(): void {
+  private onResponse(op: KvOperation, res: KvResponse): void {
+    if (res.type === 'failure') {
+      this.hint = res.leaderId ?? '';
+      this.retryOrGiveUp(op, notApplied(res));
+      return;
+    }
+    op.output = outputOf(op.input, res);
+    op.ret = this.now;
+    if (op.input.op === 'get') {
+      if (this.cluster.config.raft.readOnlyOption === 'leaseBased') this.cluster.coverage.leaseRead++;
+      else this.cluster.coverage.readIndexServed++;
+    }
+    this.finish();
+  }
+
+  /** No answer: the request or its reply was lost, or the node is down. */
+  private onLost(op: KvOperation): void {
     this.hint = '';
-    if (this.attempts >= this.options.maxAttempts) {
-      // Give up: the outcome stays unknown (ret = Infinity) and the next op gets a new seq.
-      this.op = undefined;
-      this.scheduleNext();
-      return;
-    }
-    this.attempt();
+    this.retryOrGiveUp(op, false);
   }
 
-  private receive(msg: SimMessage): void {
-    if (msg.kind !== 'resp') return;
-    const resp: ClientResponse = msg.resp;
-    const op = this.op;
-    if (!op || resp.seq !== this.seq) return;
-    if (this.timer) this.cluster.scheduler.cancel(this.timer);
-    if (resp.ok) {
-      op.output = resp.output;
-      op.ret = this.now;
-      this.op = undefined;
-      this.scheduleNext();
+  private retryOrGiveUp(op: KvOperation, surelyNotApplied: boolean): void {
+    const safe = surelyNotApplied || op.input.op === 'get' || this.options.retryWrites === true;
+    if (!safe || this.attempts >= this.options.maxAttempts) {
+      // Give up: the outcome stays unknown (ret = Infinity).
+      this.finish();
       return;
     }
-    this.hint = resp.leaderHint;
-    if (this.attempts >= this.options.maxAttempts) {
-      this.op = undefined;
-      this.scheduleNext();
-      return;
-    }
-    // Redirected: try the hinted leader after a short pause.
-    this.timer = this.cluster.scheduler.after(20, () => this.attempt());
+    this.cluster.scheduler.after(20, () => {
+      if (this.op === op) this.attempt();
+    });
   }
+
+  private finish(): void {
+    this.op = undefined;
+    this.attemptId++;
+    this.scheduleNext();
+  }
+}
+
+/** The history's output for a successful response. */
+function outputOf(input: KvInput, res: KvResponse): string {
+  if (res.type === 'ok') return 'ok';
+  if (res.type === 'nil') return '';
+  if (res.type === 'bulk') return decodeText(res.value);
+  if (res.type === 'int') return res.value.toString();
+  if (res.type === 'error') return 'error';
+  // Anything else is not an answer to this op: the checker will reject the history.
+  return `unexpected ${res.type} for ${input.op}`;
 }

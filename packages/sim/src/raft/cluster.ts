@@ -4,10 +4,11 @@ import type { RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
 import { Scheduler } from '../scheduler.js';
 import { TraceHash } from '../trace.js';
+import { RequestIds, type SimFrame } from '../transport/sim-transport.js';
 import { type Coverage, emptyCoverage } from './coverage.js';
 import { RaftInvariants } from './invariants.js';
-import { type SimMessage, cloneSimMessage } from './messages.js';
-import { type HostBugs, SimRaftNode } from './sim-node.js';
+import type { EngineMutations } from './observed-engine.js';
+import { SimRaftNode } from './sim-node.js';
 
 /** The shape of one simulated Raft cluster; `seedConfig` picks every field from the seed (ranges below). */
 export interface ClusterConfig {
@@ -23,9 +24,11 @@ export interface ClusterConfig {
   snapshotEvery: number;
   /** Log entries kept behind a snapshot (0 to 10). */
   snapshotKeep: number;
+  /** Simulated milliseconds one disk write takes, uniform in [min, max] (min 0.1 to 0.5, max up to 5). */
+  diskLatencyMs: [number, number];
   links: Partial<LinkFaults>;
-  /** Deliberate host bugs, for tests proving the checks fail. @default {} */
-  bugs?: HostBugs;
+  /** Deliberate bugs in what the hosts are told, for tests proving the checks fail. @default {} */
+  mutations?: EngineMutations;
 }
 
 /** The independent random streams of a run: adding a consumer to one never shifts another. */
@@ -41,7 +44,9 @@ export interface RunRandoms {
  */
 export class RaftCluster {
   readonly scheduler = new Scheduler();
-  readonly network: SimNetwork<SimMessage>;
+  readonly network: SimNetwork<SimFrame>;
+  /** Request ids unique across the run (nodes and clients). */
+  readonly ids = new RequestIds();
   readonly invariants: RaftInvariants;
   readonly coverage: Coverage = emptyCoverage();
   readonly trace = new TraceHash();
@@ -51,6 +56,8 @@ export class RaftCluster {
   private nextId: number;
   private lastLeader: NodeId = '';
   private transfer: { to: NodeId; until: number } | undefined;
+  /** A host stopped on an error it could not handle: the run fails with it. */
+  private failure: Error | undefined;
 
   constructor(
     readonly seed: number,
@@ -59,7 +66,7 @@ export class RaftCluster {
     /** The command that replays this run, for error messages. */
     private readonly replay: string = `pnpm sim --seed ${seed}`,
   ) {
-    this.network = new SimNetwork<SimMessage>(this.scheduler, randoms.network, config.links, cloneSimMessage);
+    this.network = new SimNetwork<SimFrame>(this.scheduler, randoms.network, config.links);
     this.invariants = new RaftInvariants(() => this.position());
     const founders: NodeId[] = [];
     for (let i = 1; i <= config.voters; i++) founders.push(`n${i}`);
@@ -72,6 +79,17 @@ export class RaftCluster {
     return { seed: this.seed, step: this.scheduler.executed, time: this.scheduler.now(), replay: this.replay };
   }
 
+  /** Runs the cluster up to simulated time `time`, failing at the first violation. */
+  run(time: number): Promise<void> {
+    return this.scheduler.runUntilAsync(time, () => this.check());
+  }
+
+  /** Throws the first invariant violation or host failure of the run, if any. */
+  check(): void {
+    const v = this.invariants.violation ?? this.failure;
+    if (v) throw v;
+  }
+
   private createNode(id: NodeId): SimRaftNode {
     const skew = this.config.tickSkew * (2 * this.randoms.skew.next() - 1);
     const node = new SimRaftNode(
@@ -79,17 +97,22 @@ export class RaftCluster {
       {
         scheduler: this.scheduler,
         network: this.network,
+        ids: this.ids,
         invariants: this.invariants,
         coverage: this.coverage,
         trace: this.trace,
         raft: this.config.raft,
+        tickMs: this.config.tickMs,
         snapshotEvery: this.config.snapshotEvery,
         snapshotKeep: this.config.snapshotKeep,
-        bugs: this.config.bugs ?? {},
+        diskLatencyMs: this.config.diskLatencyMs,
+        mutations: this.config.mutations ?? {},
         onLeader: (n, t) => this.onLeader(n, t),
+        onFatal: (n, err) => this.onFatal(n, err),
       },
       this.randoms.nodes.fork(),
-      Math.max(1, Math.round(this.config.tickMs * (1 + skew))),
+      // A node whose ticks come (1 + skew) times slower has a clock running 1 / (1 + skew) as fast.
+      1 / (1 + skew),
     );
     this.nodes.set(id, node);
     return node;
@@ -109,6 +132,12 @@ export class RaftCluster {
     n.stop();
     this.nodes.delete(id);
     this.retired.add(id);
+  }
+
+  private onFatal(id: NodeId, err: Error): void {
+    this.failure ??= new Error(`${id} stopped: ${err.message} (seed ${this.seed}; replay with: ${this.replay})`, {
+      cause: err,
+    });
   }
 
   private onLeader(id: NodeId, term: Term): void {

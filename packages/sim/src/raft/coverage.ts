@@ -10,6 +10,7 @@ export const COVERAGE_KINDS = [
   'catchUpByLog',
   'confChange',
   'crashRestart',
+  'crashMidWrite',
 ] as const;
 
 export type CoverageKind = (typeof COVERAGE_KINDS)[number];

@@ -38,11 +38,19 @@ export class RaftInvariants {
   private readonly logs = new Map<NodeId, LogView>();
   /** Checks performed, for reports. */
   checks = 0;
+  /**
+   * The first violation found. Kept because a check can fail inside a host's
+   * promise chain, where the host would take the throw for its own failure:
+   * the run loop looks here after every event.
+   */
+  violation: InvariantViolationError | undefined;
 
   constructor(private readonly where: () => RunPosition) {}
 
   private fail(property: string, detail: string): never {
-    throw new InvariantViolationError(property, detail, this.where());
+    const err = new InvariantViolationError(property, detail, this.where());
+    this.violation ??= err;
+    throw err;
   }
 
   private view(id: NodeId): LogView {
@@ -110,11 +118,17 @@ export class RaftInvariants {
     v.durableCommit = hs.commit;
   }
 
-  /** The node restarted from disk with `hs` and its snapshot at `snapIndex`. */
-  onRestart(id: NodeId, hs: HardState, snapIndex: LogIndex): void {
+  /**
+   * The node restarted from disk with `hs`, its snapshot at `snapIndex` and
+   * its log ending at `lastIndex` (entries it appended but never made durable are gone).
+   */
+  onRestart(id: NodeId, hs: HardState, snapIndex: LogIndex, lastIndex?: LogIndex): void {
     const v = this.view(id);
     if (hs.commit < v.durableCommit) {
       this.fail('durability', `${id} restarted with commit ${hs.commit} below its durable ${v.durableCommit}`);
+    }
+    if (lastIndex !== undefined && lastIndex >= v.base && lastIndex < this.lastIndex(v)) {
+      v.chains.length = lastIndex - v.base + 1;
     }
     v.commit = hs.commit;
     v.lastApplied = snapIndex;

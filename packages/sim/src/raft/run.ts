@@ -23,8 +23,8 @@ export interface RunOptions {
   faults?: boolean;
   /** How reads are served: 'mixed' (a quarter of the seeds by lease), or every seed 'safe' (ReadIndex) or 'lease'. @default 'mixed' */
   reads?: 'mixed' | 'safe' | 'lease';
-  /** Overrides of the seed's randomly chosen cluster shape. */
-  cluster?: Partial<ClusterConfig>;
+  /** Overrides of the seed's randomly chosen cluster shape (engine options field by field). */
+  cluster?: Partial<Omit<ClusterConfig, 'raft'>> & { raft?: Partial<ClusterConfig['raft']> };
 }
 
 /** What one seed did. */
@@ -75,6 +75,7 @@ export function seedConfig(r: SeededRandom): ClusterConfig {
     },
     snapshotEvery: r.int(15, 80),
     snapshotKeep: r.int(0, 10),
+    diskLatencyMs: [0.1 + r.next() * 0.4, 0.5 + r.next() * 4.5],
     links: {
       minDelay: 1,
       maxDelay: r.int(3, 30),
@@ -87,11 +88,12 @@ export function seedConfig(r: SeededRandom): ClusterConfig {
 }
 
 /**
- * Runs one seed: a cluster under a random fault schedule with clients, every
- * invariant checked as it goes, then the client history checked for
- * linearizability. Throws on any violation (the error names the seed).
+ * Runs one seed: a cluster of production hosts under a random fault
+ * schedule with clients, every invariant checked as it goes, then the client
+ * history checked for linearizability. Rejects on any violation (the error
+ * names the seed and the command that replays it).
  */
-export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
+export async function runSeed(seed: number, options: RunOptions = {}): Promise<SeedResult> {
   const started = performance.now();
   const cpuStarted = process.cpuUsage();
   const root = new SeededRandom(seed);
@@ -99,7 +101,8 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   const randoms = RaftCluster.randoms(root);
   const faultRandom = root.fork();
   const clientRandom = root.fork();
-  const config = { ...seedConfig(configRandom), ...options.cluster };
+  const seeded = seedConfig(configRandom);
+  const config: ClusterConfig = { ...seeded, ...options.cluster, raft: { ...seeded.raft, ...options.cluster?.raft } };
   if (options.reads === 'lease') {
     config.raft = { ...config.raft, readOnlyOption: 'leaseBased', checkQuorum: true };
     config.tickSkew = 0;
@@ -116,7 +119,8 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   const clients: SimClient[] = [];
   for (let i = 0; i < (options.clients ?? 3); i++) {
     const c = new SimClient(i + 1, cluster, clientRandom.fork(), history, {
-      keys: ['a', 'b', 'c'],
+      registerKeys: ['a', 'b'],
+      counterKeys: ['n'],
       thinkMs: [20, 400],
       attemptTimeoutMs: 1_500,
       maxAttempts: 4,
@@ -124,11 +128,11 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     clients.push(c);
     c.start();
   }
-  cluster.scheduler.runUntil(simMs);
+  await cluster.run(simMs);
   scenario.calm();
-  cluster.scheduler.runUntil(simMs + settleMs / 2);
+  await cluster.run(simMs + settleMs / 2);
   for (const c of clients) c.stop();
-  cluster.scheduler.runUntil(simMs + settleMs);
+  await cluster.run(simMs + settleMs);
   cluster.checkCatchUp();
 
   const checked = prunedKvHistory(history);
@@ -207,16 +211,16 @@ export function addToSummary(s: BatchSummary, r: SeedResult): void {
   s.ops.unknown += r.ops.unknown;
 }
 
-/** Runs seeds `first .. first+count-1`, reporting each result; throws at the first violation. */
-export function runSeeds(
+/** Runs seeds `first .. first+count-1`, reporting each result; rejects at the first violation. */
+export async function runSeeds(
   first: number,
   count: number,
   options: RunOptions = {},
   onSeed: (r: SeedResult) => void = () => {},
-): BatchSummary {
+): Promise<BatchSummary> {
   const s = emptySummary();
   for (let seed = first; seed < first + count; seed++) {
-    const r = runSeed(seed, options);
+    const r = await runSeed(seed, options);
     addToSummary(s, r);
     onSeed(r);
   }

@@ -1,0 +1,102 @@
+import type {
+  GroupId,
+  GroupWrite,
+  HardState,
+  LogIndex,
+  LogStats,
+  NodeStore,
+  RaftLogReader,
+  Snapshot,
+} from '@cohort/core';
+import type { MemoryNodeStore } from '@cohort/storage';
+import type { Scheduler } from '../scheduler.js';
+
+/** What a {@link SimDisk} reports as writes reach the disk. */
+export interface DiskObserver {
+  /** Everything written so far is durable; `hardState` is the group's hard state on disk. */
+  onDurable(group: GroupId, hardState: HardState): void;
+  /** A snapshot the application took is durable and the log is compacted up to `compactTo`. */
+  onCompacted(group: GroupId, compactTo: LogIndex): void;
+}
+
+/**
+ * One process's view of a simulated disk: a {@link NodeStore} over storage's
+ * {@link MemoryNodeStore} (in `autoSync: false` mode) where each write takes
+ * `latency()` simulated milliseconds. A write is visible to reads at once and
+ * durable when it completes (in order); a crash in between loses it, so a
+ * crash can fall in the middle of a host's Ready round. After {@link crash},
+ * no write of this process ever completes: a new process opens a new SimDisk
+ * over the same store.
+ */
+export class SimDisk implements NodeStore {
+  private dead = false;
+  /** Writes started and not yet durable. */
+  private inFlight = 0;
+  /** When the last write started completes (writes complete in order). */
+  private lastDone = 0;
+
+  constructor(
+    readonly store: MemoryNodeStore,
+    private readonly scheduler: Scheduler,
+    private readonly latency: () => number,
+    private readonly observer: DiskObserver,
+  ) {}
+
+  /** Whether a write is under way (a crash now lands mid-round). */
+  get busy(): boolean {
+    return this.inFlight > 0;
+  }
+
+  group(group: GroupId): RaftLogReader {
+    return this.store.group(group);
+  }
+
+  write(batch: GroupWrite[]): Promise<void> {
+    return this.io(() => this.store.writeSync(batch, { sync: false }), (batch[0]?.group ?? '') as GroupId);
+  }
+
+  saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
+    return this.io(
+      () => this.store.saveSnapshotSync(group, snapshot, compactTo),
+      group,
+      () => this.observer.onCompacted(group, compactTo),
+    );
+  }
+
+  stats(group: GroupId): LogStats {
+    return this.store.stats(group);
+  }
+
+  admitProposal(group: GroupId, bytes: number): void {
+    this.store.admitProposal(group, bytes);
+  }
+
+  close(): void {}
+
+  /** The process died: writes in flight never complete, and the store loses what was not synced. */
+  crash(): void {
+    this.dead = true;
+    this.store.crash();
+  }
+
+  private io(write: () => void, group: GroupId, done?: () => void): Promise<void> {
+    if (this.dead) return new Promise<void>(() => {});
+    try {
+      write();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.inFlight++;
+    this.lastDone = Math.max(this.lastDone, this.scheduler.now() + this.latency());
+    return new Promise<void>((resolve) => {
+      this.scheduler.at(this.lastDone, () => {
+        if (this.dead) return;
+        this.inFlight--;
+        this.store.sync();
+        this.observer.onDurable(group, this.store.group(group).initialState().hardState);
+        done?.();
+        resolve();
+      });
+    });
+  }
+}

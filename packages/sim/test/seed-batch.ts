@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { COVERAGE_KINDS, type Coverage, missingCoverage, runSeeds } from '../src/index.js';
+
+/** Simulated time of faults per seed: enough for elections, membership changes and snapshots, small enough for CI. */
+const SIM_MS = 20_000;
+
+/** Each interesting state must be reached at least this often in each batch. */
+const MINIMUM: Coverage = Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 10])) as Coverage;
+
+/**
+ * Seeds `first .. first+count-1` of mixed faults as one test. The 500 seeds
+ * are split into two files so vitest runs them on two cores.
+ */
+export function seedBatch(first: number, count: number): void {
+  describe(`seeds ${first}-${first + count - 1} of mixed faults`, () => {
+    it('keep every Raft invariant and linearizability, and reach every coverage goal', async () => {
+      // Any violation rejects with its seed and the command that replays it.
+      const s = await runSeeds(first, count, { simMs: SIM_MS });
+      expect(s.seeds).toBe(count);
+      expect(missingCoverage(s.coverage, MINIMUM)).toEqual([]);
+      expect(s.faults.crash).toBeGreaterThan(count);
+      expect(s.faults.partition).toBeGreaterThan(count);
+      expect(s.faults.msgDropped).toBeGreaterThan(0);
+      expect(s.faults.msgDuplicated).toBeGreaterThan(0);
+      expect(s.ops.completed).toBeGreaterThan(count * 50);
+    }, 240_000);
+  });
+}

@@ -1,0 +1,3 @@
+import { seedBatch } from './seed-batch.js';
+
+seedBatch(1, 200);

@@ -1,0 +1,3 @@
+import { seedBatch } from './seed-batch.js';
+
+seedBatch(201, 200);
