@@ -23,3 +23,17 @@ export {
   deadline,
   toCommand,
 } from './client-request.js';
+export { ExpirySweeper, type ExpirySweeperOptions, type SweeperStats } from './expiry-sweeper.js';
+export {
+  ConsistencyChecker,
+  type ConsistencyCheckerOptions,
+  type ConsistencyReport,
+  DIGEST_PROTOCOL,
+  type DigestSource,
+  type KeyRange,
+  type ReplicaDigest,
+  decodeDigestRequest,
+  decodeDigestResponse,
+  encodeDigestRequest,
+  encodeDigestResponse,
+} from './consistency-check.js';
