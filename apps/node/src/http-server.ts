@@ -1,7 +1,7 @@
 import { ErrorCode, type Logger } from '@cohort/core';
 import type { ClientSession, Expiry, KvClientWrite, KvResponse } from '@cohort/kv';
 import { type FastifyInstance, type FastifyReply, fastify } from 'fastify';
-import type { KvApi } from './kv-api.js';
+import type { AdminApi, KvApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 
 /** Options of {@link createHttpServer}. */
@@ -11,6 +11,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** The member list served at `GET /v1/members`, when membership runs. */
   members?: () => unknown[];
+  /** The admin operations (`POST /v1/admin/...`), when the node runs them. */
+  admin?: AdminApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
 }
@@ -58,8 +60,11 @@ const keyParams = {
 } as const;
 
 /**
- * The HTTP/JSON front end: `GET|PUT|DELETE /v1/kv/:key`, `GET /v1/status`,
- * `GET /metrics` (Prometheus) and `GET /healthz`. Keys and values are UTF-8
+ * The HTTP/JSON front end: `GET|PUT|DELETE /v1/kv/:key`, `POST
+ * /v1/kv/:key/incr` (`{"by": n}` optional; answers the new value as a
+ * decimal string), `GET /v1/status`,
+ * `GET /metrics` (Prometheus), `GET /healthz` and
+ * `POST /v1/admin/consistency-check`. Keys and values are UTF-8
  * strings; PUT takes `{"value": "...", "ttlMs": n}` (ttlMs optional) or a
  * text/plain body. A write sent with an `Idempotency-Key` header applies once
  * however often it is retried, through any node.
@@ -73,6 +78,20 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   app.get('/v1/status', async () => api.status());
   const { members } = opts;
   if (members) app.get('/v1/members', async () => ({ members: members() }));
+  const { admin } = opts;
+  if (admin) {
+    app.post('/v1/admin/consistency-check', async (_req, reply) => {
+      try {
+        return await admin.checkConsistency();
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        const code = typeof e.code === 'string' ? e.code : ErrorCode.Internal;
+        return reply
+          .code(STATUS[code as ErrorCode] ?? 500)
+          .send({ error: { code, message: `consistency check failed: ${String(e.message ?? err)}` } });
+      }
+    });
+  }
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.metrics.registry.contentType);
     return opts.metrics.registry.metrics();
@@ -127,6 +146,27 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
         return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
       const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
       if (res.type === 'ok') return { ok: true };
+      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
+      return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+    },
+  );
+
+  app.post<{ Params: { key: string }; Body: unknown }>(
+    '/v1/kv/:key/incr',
+    { schema: { params: keyParams } },
+    async (req, reply) => {
+      const by = typeof req.body === 'object' && req.body !== null ? (req.body as { by?: unknown }).by : undefined;
+      if (by !== undefined && (typeof by !== 'number' || !Number.isSafeInteger(by))) {
+        return reply.code(400).send({
+          error: { code: 'BAD_REQUEST', message: `by must be a whole number, got ${JSON.stringify(by)}` },
+        });
+      }
+      const session = idempotencySession(req.headers['idempotency-key']);
+      if (typeof session === 'string')
+        return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
+      const write: KvClientWrite = { op: 'incr', key: enc.encode(req.params.key), delta: BigInt(by ?? 1) };
+      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
+      if (res.type === 'int') return { key: req.params.key, value: res.value.toString() };
       if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
       return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
     },

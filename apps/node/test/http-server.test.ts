@@ -74,4 +74,13 @@ describe('HTTP API', () => {
     expect(key.statusCode).toBe(400);
     expect(key.json().error.message).toMatch(/Idempotency-Key must be one value of 1 to 256 characters/);
   });
+
+  it('increments a key by POST /v1/kv/:key/incr, answering the value as a decimal string', async () => {
+    expect((await app.inject({ method: 'POST', url: '/v1/kv/n/incr' })).json()).toEqual({ key: 'n', value: '1' });
+    const by = await app.inject({ method: 'POST', url: '/v1/kv/n/incr', payload: { by: -3 } });
+    expect(by.json()).toEqual({ key: 'n', value: '-2' });
+    const bad = await app.inject({ method: 'POST', url: '/v1/kv/n/incr', payload: { by: 'two' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/by must be a whole number/);
+  });
 });
