@@ -10,6 +10,8 @@ export interface NodeStatus {
   leader: NodeId;
   commit: LogIndex;
   applied: LogIndex;
+  /** Rows this replica's state machine holds, expired ones the sweeper has not deleted yet included. */
+  keys?: number;
   /** The consistency checks this node ran, when it runs them. */
   consistency?: ConsistencyStatus;
 }

@@ -21,8 +21,8 @@ const MAX_DIGEST_BYTES = 1024;
 export interface DigestSource {
   /** The index of the last entry applied here. */
   appliedIndex(): LogIndex;
-  /** The digest of the rows recorded when the checksum entry at `index` applied here; undefined if none was. */
-  digestAt(index: LogIndex): Uint8Array | undefined;
+  /** The digest (hex) of the rows recorded when the checksum entry at `index` applied here; undefined if none was. */
+  digestAt(index: LogIndex): string | undefined;
 }
 
 /** The key range a check covered (the whole group today: `''` to `''` is every key). */
@@ -70,10 +70,6 @@ export interface ConsistencyCheckerOptions {
   logger?: Logger;
 }
 
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-}
-
 /** Encodes a digest request: version, group, index, how long to wait. */
 export function encodeDigestRequest(group: GroupId, index: LogIndex, waitMs: number): Uint8Array {
   const g = Buffer.from(group, 'utf8');
@@ -104,9 +100,9 @@ export function decodeDigestRequest(frame: Uint8Array): { group: GroupId; index:
   };
 }
 
-/** Encodes a digest answer: version, found flag, digest. */
-export function encodeDigestResponse(digest: Uint8Array | undefined, error: string): Uint8Array {
-  const body = Buffer.from(digest ?? Buffer.from(error.slice(0, MAX_DIGEST_BYTES), 'utf8'));
+/** Encodes a digest answer: version, found flag, then the digest or why there is none. */
+export function encodeDigestResponse(digest: string | undefined, error: string): Uint8Array {
+  const body = Buffer.from((digest ?? error).slice(0, MAX_DIGEST_BYTES), 'utf8');
   const out = Buffer.alloc(2 + body.length);
   out.writeUInt8(DIGEST_WIRE_VERSION, 0);
   out.writeUInt8(digest ? 1 : 0, 1);
@@ -115,14 +111,14 @@ export function encodeDigestResponse(digest: Uint8Array | undefined, error: stri
 }
 
 /** Decodes a digest answer; throws `CodecError` on a malformed frame or another version. */
-export function decodeDigestResponse(frame: Uint8Array): { digest?: Uint8Array; error?: string } {
+export function decodeDigestResponse(frame: Uint8Array): { digest?: string; error?: string } {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (b.length < 2 || b.length > 2 + MAX_DIGEST_BYTES) throw new CodecError(`digest answer of ${b.length} bytes`);
   if (b.readUInt8(0) !== DIGEST_WIRE_VERSION) {
     throw new CodecError(`digest answer has version ${b.readUInt8(0)}; this node reads ${DIGEST_WIRE_VERSION}`);
   }
   const body = b.subarray(2);
-  return b.readUInt8(1) === 1 ? { digest: new Uint8Array(body) } : { error: body.toString('utf8') };
+  return b.readUInt8(1) === 1 ? { digest: body.toString('utf8') } : { error: body.toString('utf8') };
 }
 
 /**
@@ -212,13 +208,15 @@ export class ConsistencyChecker {
               },
             );
       const res = decodeDigestResponse(frame);
-      return res.digest ? { node, digest: hex(res.digest) } : { node, digest: null, error: res.error ?? 'no digest' };
+      return res.digest !== undefined
+        ? { node, digest: res.digest }
+        : { node, digest: null, error: res.error ?? 'no digest' };
     } catch (err) {
       return { node, digest: null, error: `unreachable: ${(err as Error).message}` };
     }
   }
 
-  /** This replica's digest at `index`, waiting up to `waitMs` for it to apply that far. */
+  /** This replica's digest at `index`, waiting up to `waitMs` for it to apply that far, as an answer frame. */
   private async answer(index: LogIndex, waitMs: number): Promise<Uint8Array> {
     const deadline = this.opts.clock.now() + waitMs;
     while (this.opts.local.appliedIndex() < index && this.opts.clock.now() < deadline) {

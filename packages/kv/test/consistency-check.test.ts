@@ -22,7 +22,7 @@ function cluster(digests: Record<NodeId, string | undefined>, applied: Record<No
       waitMs: 200,
       local: {
         appliedIndex: () => applied[id] ?? 7,
-        digestAt: (i) => (i === 7 && digests[id] !== undefined ? Buffer.from(digests[id]!, 'hex') : undefined),
+        digestAt: (i) => (i === 7 ? digests[id] : undefined),
       },
       proposeChecksum: async () => 7,
     });
