@@ -46,6 +46,7 @@ export class CohortNode {
   ) {}
 
   private store: NodeStore | undefined;
+  private replica: KvReplica | undefined;
 
   status(): NodeStatus {
     const s = this.host!.status(KV_GROUP);
@@ -56,6 +57,7 @@ export class CohortNode {
       leader: s.leader,
       commit: s.commit,
       applied: s.applied,
+      keys: this.replica?.kv.size ?? 0,
     };
   }
 
@@ -85,6 +87,7 @@ export class CohortNode {
     });
     this.host = host;
     const replica = new KvReplica();
+    this.replica = replica;
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
