@@ -1,8 +1,18 @@
 /** The replicated key-value state machine and client API of Cohort: commands, exactly-once sessions, linearizable reads, partition routing. */
 export const PACKAGE = '@cohort/kv';
-export { type KvCommand, type SetCondition, decodeCommand, encodeCommand } from './command.js';
+export {
+  type ExpireFlag,
+  type KvCommand,
+  type KvOp,
+  type KvSession,
+  type SetCondition,
+  decodeCommand,
+  encodeCommand,
+} from './command.js';
+export { DUPLICATE_ACKNOWLEDGED } from './session-apply.js';
+export { KV_SNAPSHOT_FORMAT } from './snapshot-codec.js';
 export type { KvResult } from './result.js';
-export { KV_SNAPSHOT_VERSION, KvStateMachine } from './state-machine.js';
+export { KvStateMachine, type KvStateMachineOptions } from './state-machine.js';
 export {
   type KvReadOp,
   type KvRequest,

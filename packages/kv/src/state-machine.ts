@@ -1,184 +1,218 @@
-import { CodecError, type LogIndex } from '@cohort/core';
+import type { ConfState, Entry, LogIndex, Snapshot, SnapshotMeta } from '@cohort/core';
+import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
+import { type DurableNodeStore, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
+import { isExpired } from './apply-op.js';
 import { type KvCommand, decodeCommand } from './command.js';
-import { KvSnapshotPb } from './generated/kv-command.js';
+import { digestView } from './digest.js';
+import { installLegacy } from './legacy-snapshot.js';
 import type { KvResult } from './result.js';
+import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
+import { KvSnapshotReader, KvSnapshotWriter } from './snapshot-stream.js';
 
-/** The snapshot format this code writes; restore refuses others loudly. */
-export const KV_SNAPSHOT_VERSION = 1;
-
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const INTEGER = /^-?(0|[1-9][0-9]*)$/;
-
-interface Item {
-  value: Uint8Array;
-  /** Wall-clock milliseconds after which the key is gone; 0 for never. */
-  expiresAt: number;
-}
-
-/** Keys are bytes; a latin1 string maps each byte to one code unit, so it is a lossless map key. */
-function keyOf(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-}
-
-function bytesOf(key: string): Uint8Array {
-  return new Uint8Array(Buffer.from(key, 'latin1'));
+/** Options of {@link KvStateMachine}. */
+export interface KvStateMachineOptions {
+  /**
+   * Log time (ms) after which a client session with no write is dropped.
+   * @default 3600000 (1 hour)
+   */
+  sessionTtlMs?: number;
+  /**
+   * Idle sessions dropped at most per applied command, so expiry never stalls apply.
+   * @default 16
+   */
+  sessionSweepBatch?: number;
+  /**
+   * Digests of `checksum` entries kept for {@link KvStateMachine.digestAt}.
+   * @default 16
+   */
+  digestHistory?: number;
 }
 
 /**
- * The replicated key-value state machine: applies encoded commands in log
- * order, deterministically (time comes from the command, never the clock),
- * and snapshots to a versioned, sorted, byte-identical image. Memory-backed:
- * a restart rebuilds it from the last snapshot and the log.
+ * The replicated key-value state machine of one partition, on disk: applies
+ * committed entries in one transaction per batch that also records the
+ * applied position, so a restart resumes from it. Deterministic: time comes
+ * from the entries (the leader's stamp), kept monotonic as the log time.
+ * Holds no rows in memory: reads go to the store.
  */
-export class KvStateMachine {
-  private readonly items = new Map<string, Item>();
-  private applied: LogIndex = 0;
+export class KvStateMachine implements DurableStateMachine<KvResult> {
+  private readonly kv: PartitionKv;
+  private readonly sessionTtl: number;
+  private readonly sweepBatch: number;
+  private readonly digestHistory: number;
+  private readonly digests = new Map<LogIndex, string>();
+  private readonly store: DurableNodeStore;
+  /** A private in-memory store nobody else syncs: the machine syncs it after each batch so it never grows a backlog. */
+  private readonly privateStore: MemoryNodeStore | undefined;
+
+  /**
+   * @param store the node's store; without one, a fresh in-memory store (tests and tools)
+   * @param partition the partition whose rows this machine owns
+   */
+  constructor(
+    store?: DurableNodeStore,
+    readonly partition = 'kv',
+    opts: KvStateMachineOptions = {},
+  ) {
+    if (store === undefined) this.privateStore = new MemoryNodeStore();
+    this.store = store ?? (this.privateStore as MemoryNodeStore);
+    this.kv = this.store.kv(partition);
+    this.sessionTtl = opts.sessionTtlMs ?? 3_600_000;
+    this.sweepBatch = opts.sessionSweepBatch ?? 16;
+    this.digestHistory = opts.digestHistory ?? 16;
+  }
+
+  applied(): AppliedState {
+    return this.kv.applied();
+  }
 
   /** The index of the last entry applied. */
   get appliedIndex(): LogIndex {
-    return this.applied;
+    return this.kv.applied().index;
   }
 
-  /** Number of keys held, including expired keys not yet removed. */
+  /** The latest log time applied (ms): the maximum of the leader stamps seen. */
+  get logTime(): number {
+    return this.kv.logTime();
+  }
+
+  /** Number of keys held, including expired keys the sweeper has not deleted yet (DBSIZE). */
   get size(): number {
-    return this.items.size;
+    return this.kv.count();
   }
 
-  /** Applies the entry at `index` holding an encoded command; throws `CodecError` on bytes that are not one. */
+  /**
+   * Applies committed entries in one non-fsynced transaction with the applied
+   * position. Entries at or below the applied index are skipped (a replay
+   * after a restart). A `checksum` entry ends its transaction early, so its
+   * digest is taken from a view at exactly its index.
+   */
+  applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<KvResult> | undefined)[] {
+    const outcomes: (ApplyOutcome<KvResult> | undefined)[] = [];
+    let from = 0;
+    while (from < entries.length) {
+      let checksumAt: LogIndex | undefined;
+      let to = from;
+      this.store.transaction(
+        () => {
+          let applied = this.kv.applied();
+          let logTime = this.kv.logTime();
+          for (; to < entries.length && checksumAt === undefined; to++) {
+            const e = entries[to] as Entry;
+            if (e.index <= applied.index) {
+              outcomes.push(undefined);
+              continue;
+            }
+            const out = this.applyEntry(e, logTime);
+            logTime = out.logTime;
+            outcomes.push(out.outcome);
+            if (out.checksum) checksumAt = e.index;
+            applied = { index: e.index, term: e.term, confState };
+          }
+          this.kv.setApplied(applied, logTime);
+        },
+        { durable: false },
+      );
+      if (checksumAt !== undefined) this.recordDigest(checksumAt);
+      from = to;
+    }
+    this.privateStore?.sync();
+    return outcomes;
+  }
+
+  /**
+   * Applies the entry at `index` holding an encoded command, alone in its
+   * batch; throws what the entry's outcome holds on bytes that are not a command.
+   * A convenience for tests and single-node tools.
+   */
   apply(index: LogIndex, data: Uint8Array): KvResult {
-    const cmd = decodeCommand(data);
-    const result = this.applyCommand(cmd);
-    this.applied = index;
-    return result;
+    const applied = this.kv.applied();
+    const [out] = this.applyBatch([{ index, term: applied.term, type: 'normal', data }], applied.confState);
+    if (!out) throw new Error(`entry ${index} is at or below the applied index ${applied.index}`);
+    if (!out.ok) throw out.error;
+    return out.value;
   }
 
-  /** Records that `index` was applied without a command (a leader's no-op or a membership change). */
-  skip(index: LogIndex): void {
-    this.applied = index;
+  /** The digest recorded by the `checksum` entry at `index`, while it is among the last few kept. */
+  digestAt(index: LogIndex): string | undefined {
+    return this.digests.get(index);
   }
 
-  /** The value of `key` if present and not expired at `now` (wall-clock ms). */
+  /** A digest of the partition as it stands now (see {@link digestAt} for replicas to compare). */
+  digest(): string {
+    const view = this.kv.openView();
+    try {
+      return digestView(view);
+    } finally {
+      view.close();
+    }
+  }
+
+  /** The value of `key` if present and not expired at `now` (log-time ms). */
   get(key: Uint8Array, now: number): Uint8Array | undefined {
-    return this.live(keyOf(key), now)?.value;
+    const rec = this.kv.get(key);
+    return rec && !isExpired(rec, now) ? rec.value : undefined;
   }
 
   /** Whether `key` is present and not expired at `now`. */
   has(key: Uint8Array, now: number): boolean {
-    return this.live(keyOf(key), now) !== undefined;
+    return this.get(key, now) !== undefined;
   }
 
-  /** The remaining time to live of `key` in ms: -2 when absent, -1 when it never expires (Redis' PTTL). */
+  /** Remaining time to live of `key` in ms (PTTL): -2 when absent or expired, -1 when it never expires. */
   ttl(key: Uint8Array, now: number): number {
-    const item = this.live(keyOf(key), now);
-    if (item === undefined) return -2;
-    return item.expiresAt === 0 ? -1 : item.expiresAt - now;
+    const rec = this.kv.get(key);
+    if (!rec || isExpired(rec, now)) return -2;
+    return rec.expiresAt === undefined ? -1 : rec.expiresAt - now;
   }
 
-  /** A versioned image of the whole state, sorted by key so replicas produce identical bytes. */
-  snapshot(): Uint8Array {
-    const keys = [...this.items.keys()].sort();
-    const pb: KvSnapshotPb = {
-      version: KV_SNAPSHOT_VERSION,
-      appliedIndex: BigInt(this.applied),
-      keys: [],
-      values: [],
-      expiresAt: [],
-    };
-    for (const k of keys) {
-      const item = this.items.get(k)!;
-      pb.keys.push(bytesOf(k));
-      pb.values.push(item.value);
-      pb.expiresAt.push(BigInt(item.expiresAt));
-    }
-    return KvSnapshotPb.encode(pb);
+  /** Up to `limit` keys expired at `now`, earliest first: what the leader's sweeper proposes to delete. */
+  expiredKeys(now: number, limit: number): Uint8Array[] {
+    return this.kv.expired(now, limit);
   }
 
-  /** Replaces the whole state by a snapshot's; throws `CodecError` on an unknown version or a malformed image. */
-  restore(data: Uint8Array): void {
-    let pb: KvSnapshotPb;
+  openSnapshot(): SnapshotReader {
+    return new KvSnapshotReader(this.kv.openView());
+  }
+
+  receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {
+    return new KvSnapshotWriter(this.partition, meta, this.kv.beginInstall());
+  }
+
+  restoreLegacy(snapshot: Snapshot): void {
+    const installer = this.kv.beginInstall();
     try {
-      pb = KvSnapshotPb.decode(data);
+      installLegacy(this.partition, snapshot, installer);
     } catch (err) {
-      throw new CodecError(`KV snapshot of ${data.length} bytes does not decode: ${(err as Error).message}`);
+      installer.abort();
+      throw err;
     }
-    if (pb.version !== KV_SNAPSHOT_VERSION) {
-      throw new CodecError(
-        `KV snapshot has version ${pb.version}; this build reads version ${KV_SNAPSHOT_VERSION} only (upgrade the node)`,
-      );
-    }
-    if (pb.values.length !== pb.keys.length || pb.expiresAt.length !== pb.keys.length) {
-      throw new CodecError(
-        `KV snapshot is inconsistent: ${pb.keys.length} keys, ${pb.values.length} values, ${pb.expiresAt.length} expiries`,
-      );
-    }
-    this.items.clear();
-    pb.keys.forEach((k, i) => {
-      this.items.set(keyOf(k), { value: pb.values[i]!, expiresAt: Number(pb.expiresAt[i]!) });
-    });
-    this.applied = Number(pb.appliedIndex);
+    installer.commit(snapshot.meta, 0);
   }
 
-  private live(key: string, now: number): Item | undefined {
-    const item = this.items.get(key);
-    if (item === undefined) return undefined;
-    return item.expiresAt !== 0 && item.expiresAt <= now ? undefined : item;
+  private applyEntry(
+    e: Entry,
+    logTime: number,
+  ): { outcome: ApplyOutcome<KvResult> | undefined; logTime: number; checksum: boolean } {
+    if (e.type !== 'normal' || e.data.length === 0) return { outcome: undefined, logTime, checksum: false };
+    let cmd: KvCommand;
+    try {
+      cmd = decodeCommand(e.data);
+    } catch (err) {
+      return { outcome: { ok: false, error: err as Error }, logTime, checksum: false };
+    }
+    // Log time only moves forward, whatever a new leader's clock says.
+    const now = Math.max(logTime, cmd.now);
+    const value = applySessionCommand(this.kv, cmd, e.index, now);
+    sweepIdleSessions(this.kv, now - this.sessionTtl, this.sweepBatch);
+    return { outcome: { ok: true, value }, logTime: now, checksum: cmd.op === 'checksum' };
   }
 
-  /** Looks a key up at the command's time, dropping it if expired so the state stays the same on every replica. */
-  private current(key: string, now: number): Item | undefined {
-    const item = this.live(key, now);
-    if (item === undefined) this.items.delete(key);
-    return item;
-  }
-
-  private applyCommand(cmd: KvCommand): KvResult {
-    switch (cmd.op) {
-      case 'set': {
-        const k = keyOf(cmd.key);
-        const old = this.current(k, cmd.now);
-        if ((cmd.condition === 'nx' && old) || (cmd.condition === 'xx' && !old)) return { type: 'nil' };
-        this.items.set(k, { value: cmd.value, expiresAt: cmd.expiresAt });
-        if (cmd.returnOld) return old ? { type: 'bulk', value: old.value } : { type: 'nil' };
-        return { type: 'ok' };
-      }
-      case 'del': {
-        let n = 0n;
-        for (const key of cmd.keys) {
-          const k = keyOf(key);
-          if (this.current(k, cmd.now)) {
-            this.items.delete(k);
-            n++;
-          }
-        }
-        return { type: 'int', value: n };
-      }
-      case 'incr': {
-        const k = keyOf(cmd.key);
-        const old = this.current(k, cmd.now);
-        const text = old ? Buffer.from(old.value).toString('latin1') : '0';
-        if (!INTEGER.test(text) || text.length > 20) {
-          return { type: 'error', message: 'ERR value is not an integer or out of range' };
-        }
-        const next = BigInt(text) + cmd.delta;
-        if (BigInt(text) < INT64_MIN || BigInt(text) > INT64_MAX) {
-          return { type: 'error', message: 'ERR value is not an integer or out of range' };
-        }
-        if (next < INT64_MIN || next > INT64_MAX) {
-          return { type: 'error', message: 'ERR increment or decrement would overflow' };
-        }
-        this.items.set(k, { value: new TextEncoder().encode(next.toString()), expiresAt: old?.expiresAt ?? 0 });
-        return { type: 'int', value: next };
-      }
-      case 'mset':
-        cmd.keys.forEach((key, i) => {
-          this.items.set(keyOf(key), { value: cmd.values[i]!, expiresAt: 0 });
-        });
-        return { type: 'ok' };
-      default: {
-        const never: never = cmd;
-        throw new Error(`unknown command ${String(never)}`);
-      }
+  private recordDigest(index: LogIndex): void {
+    this.digests.set(index, this.digest());
+    while (this.digests.size > this.digestHistory) {
+      const oldest = this.digests.keys().next().value as LogIndex;
+      this.digests.delete(oldest);
     }
   }
 }

@@ -28,6 +28,21 @@ describe('KV commands', () => {
       { op: 'del', keys: [b('a'), b('b')], now: 1 },
       { op: 'incr', key: b('n'), delta: -3n, now: 2 },
       { op: 'mset', keys: [b('a'), b('b')], values: [b('1'), b('2')], now: 3 },
+      {
+        op: 'set',
+        key: b('k'),
+        value: b('v'),
+        condition: 'always',
+        expiresAt: 0,
+        returnOld: false,
+        keepTtl: true,
+        now: 4,
+        session: { clientId: 'c1', seq: 9, lowWater: 7 },
+      },
+      { op: 'expire', key: b('k'), deadline: -5, flag: 'gt', now: 5 },
+      { op: 'persist', key: b('k'), now: 6 },
+      { op: 'delExpired', keys: [b('a')], now: 7, session: { clientId: 'sweeper', seq: 1, lowWater: 0 } },
+      { op: 'checksum', now: 8 },
     ];
     for (const cmd of cmds) expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
   });
@@ -102,39 +117,5 @@ describe('KvStateMachine', () => {
     expect(text(sm.get(new Uint8Array([0xff]), 0))).toBe('a');
     expect(text(sm.get(new Uint8Array([0xc3, 0xbf]), 0))).toBe('b');
     expect(sm.size).toBe(2);
-  });
-
-  it('snapshot and restore reproduce the state and applied index', () => {
-    const sm = new KvStateMachine();
-    for (let i = 1; i <= 50; i++) sm.apply(i, set(`k${i}`, `v${i}`, { expiresAt: i % 2 ? 0 : 9999 }));
-    const snap = sm.snapshot();
-    const other = new KvStateMachine();
-    other.restore(snap);
-    expect(other.appliedIndex).toBe(50);
-    expect(other.size).toBe(50);
-    expect(text(other.get(b('k7'), 0))).toBe('v7');
-    expect(other.ttl(b('k8'), 9000)).toBe(999);
-    expect(other.snapshot()).toEqual(snap);
-  });
-
-  it('replicas applying the same log produce identical snapshots whatever the insertion history', () => {
-    const a = new KvStateMachine();
-    const c = new KvStateMachine();
-    a.apply(1, set('x', '1'));
-    a.apply(2, set('y', '2'));
-    c.apply(1, set('y', '2'));
-    c.apply(2, set('x', '1'));
-    expect(a.snapshot()).toEqual(c.snapshot());
-  });
-
-  it('refuses a snapshot of an unknown version', () => {
-    const sm = new KvStateMachine();
-    sm.apply(1, set('a', '1'));
-    const snap = sm.snapshot();
-    // Field 1 (version) is the first varint: bump it to 2.
-    const bad = Uint8Array.from(snap);
-    expect(bad[0]).toBe(0x08);
-    bad[1] = 2;
-    expect(() => new KvStateMachine().restore(bad)).toThrow(/version 2/);
   });
 });

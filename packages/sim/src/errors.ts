@@ -43,3 +43,17 @@ export class LinearizabilityViolationError extends Error {
     );
   }
 }
+
+/** A run stopped on an error that is not a property violation (a host that failed, a bug); names how to replay. */
+export class RunFailedError extends Error {
+  override readonly name = 'RunFailedError';
+  constructor(
+    readonly at: RunPosition,
+    cause: unknown,
+  ) {
+    super(
+      `run failed at step ${at.step} (t=${at.time}ms) of seed ${at.seed}: ${cause instanceof Error ? cause.message : String(cause)}; replay with: ${replayCommand(at)}`,
+      { cause },
+    );
+  }
+}

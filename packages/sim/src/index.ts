@@ -5,7 +5,12 @@
  */
 export const PACKAGE = '@cohort/sim';
 export { SimClock, type SimClockOptions } from './clock.js';
-export { InvariantViolationError, LinearizabilityViolationError, type RunPosition } from './errors.js';
+export {
+  InvariantViolationError,
+  LinearizabilityViolationError,
+  RunFailedError,
+  type RunPosition,
+} from './errors.js';
 export { type CheckOptions, type LinearizabilityResult, checkLinearizable } from './lin/checker.js';
 export type { KvInput, KvOperation, Operation } from './lin/history.js';
 export { type Model, kvModel, prunedKvHistory } from './lin/model.js';

@@ -108,6 +108,18 @@ describe('linearizability checker: hand-written histories', () => {
   });
 });
 
+describe('linearizability checker: unanswered increments', () => {
+  it('stays fast with many INCRs of unknown outcome, and still rejects a count no subset explains', () => {
+    const h: KvOperation[] = [];
+    for (let i = 0; i < 60; i++) h.push(op(10 + i, incr('n'), undefined, i, INF));
+    h.push(op(1, get('n'), '17', 100, 101));
+    h.push(op(2, incr('n'), '31', 102, 103));
+    expect(checkLinearizable(kvModel, h, { maxSteps: 100_000 }).result).toBe('ok');
+    h.push(op(3, get('n'), '30', 104, 105));
+    expect(checkLinearizable(kvModel, h, { maxSteps: 100_000 }).result).toBe('illegal');
+  });
+});
+
 /** A history produced by really executing ops atomically at points inside their intervals: always linearizable. */
 function linearizableHistory(seed: number, n: number, pendingRate: number): KvOperation[] {
   const r = new SeededRandom(seed);

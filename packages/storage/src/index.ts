@@ -11,7 +11,12 @@ export {
   checkDataDir,
 } from './check-data-dir.js';
 export { crc32c } from './crc32c.js';
-export { MemoryNodeStore, type MemoryNodeStoreOptions, type MemoryWriteOptions } from './memory-node-store.js';
+export {
+  type MemoryCrashOptions,
+  MemoryNodeStore,
+  type MemoryNodeStoreOptions,
+  type MemoryWriteOptions,
+} from './memory-node-store.js';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
 export * from './types.js';

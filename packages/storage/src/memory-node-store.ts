@@ -11,6 +11,7 @@ import type {
   Term,
 } from '@cohort/core';
 import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
+import { entryCrc, entryTypeCode } from './checksums.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, joinChunks, makeStats, splitChunks } from './chunks.js';
 import {
   type LogPosition,
@@ -43,6 +44,7 @@ import {
   type ResolvedLogLimits,
   type SnapshotSink,
   type SnapshotSource,
+  type TransactionOptions,
   resolveLimits,
 } from './types.js';
 
@@ -73,6 +75,16 @@ export interface MemoryWriteOptions {
   sync?: boolean;
 }
 
+/** Options of {@link MemoryNodeStore.crash}. */
+export interface MemoryCrashOptions {
+  /**
+   * Also tear the last synced log write: the bytes of its last entry are
+   * damaged, so reading that entry fails its CRC check (as a torn sector would).
+   * @default false
+   */
+  tornLastWrite?: boolean;
+}
+
 type Op = (s: MemState) => void;
 
 /** Read in place of a group never written; never mutated (writes go through `memGroup`). */
@@ -95,6 +107,11 @@ export class MemoryNodeStore implements DurableNodeStore {
   private readonly autoSync: boolean;
   private readonly chunkBytes: number;
   private readonly name: string;
+  /** CRC of every stored entry, computed when written and checked on every read. */
+  private readonly crcs = new WeakMap<Entry, number>();
+  /** The last entry of the newest log write, before and after it is synced. */
+  private unsyncedLogWrite: { group: GroupId; index: LogIndex } | undefined;
+  private syncedLogWrite: { group: GroupId; index: LogIndex } | undefined;
 
   constructor(opts: MemoryNodeStoreOptions = {}) {
     this.limits = resolveLimits(opts.limits);
@@ -104,7 +121,10 @@ export class MemoryNodeStore implements DurableNodeStore {
   }
 
   group(group: GroupId): RaftLogReader {
-    return new MemoryLogReader(() => this.readGroup(group));
+    return new MemoryLogReader(
+      () => this.readGroup(group),
+      (e) => this.checkEntry(group, e),
+    );
   }
 
   groups(): GroupId[] {
@@ -125,12 +145,20 @@ export class MemoryNodeStore implements DurableNodeStore {
     const plans = planBatch(batch, (g) => this.position(g), this.name);
     const copied = plans.map((p) => ({
       ...p,
-      entries: p.entries?.map(copyEntry),
+      entries: p.entries?.map((e) => {
+        const c = copyEntry(e);
+        this.crcs.set(c, entryCrc(p.group, c.index, c.term, entryTypeCode(c.type), c.data));
+        return c;
+      }),
       snapshot: p.snapshot && {
         meta: cloneMeta(p.snapshot.meta),
         chunks: splitChunks(p.snapshot.data, this.chunkBytes),
       },
     }));
+    for (const p of copied) {
+      const last = p.entries?.at(-1);
+      if (last) this.unsyncedLogWrite = { group: p.group, index: last.index };
+    }
     this.apply((s) => {
       for (const p of copied) {
         const g = memGroup(s, p.group);
@@ -247,14 +275,42 @@ export class MemoryNodeStore implements DurableNodeStore {
   }
 
   kv(partition: string): PartitionKv {
-    return new MemoryPartitionKv(
-      partition,
-      () => this.live,
-      (op) => this.apply(op),
-    );
+    return this.partitionKv(partition);
   }
 
-  transaction<T>(fn: () => T): T {
+  /** Test hook: damages the stored row of `key` so that reading it throws `StorageError`. */
+  corruptKvRow(partition: string, key: Uint8Array): void {
+    this.partitionKv(partition).corruptRow(key);
+  }
+
+  /**
+   * Simulated disk fault: damages the stored bytes of entry `index` of
+   * `group` (live and durable), so that reading it throws `StorageError`.
+   */
+  corruptEntry(group: GroupId, index: LogIndex): void {
+    const damage = (s: MemState): void => {
+      const g = s.groups.get(group);
+      const e = g?.entries[index - g.compactIndex - 1];
+      if (!g || !e) return;
+      const bad = { ...e, data: e.data.slice() };
+      const crc = this.crcs.get(e) ?? entryCrc(group, e.index, e.term, entryTypeCode(e.type), e.data);
+      if (bad.data.length > 0) {
+        bad.data[0] = (bad.data[0] as number) ^ 0xff;
+        this.crcs.set(bad, crc);
+      } else {
+        this.crcs.set(bad, (crc ^ 1) >>> 0);
+      }
+      g.entries[index - g.compactIndex - 1] = bad;
+    };
+    const g = this.live.groups.get(group);
+    if (!g || index <= g.compactIndex || index > lastIndexOf(g)) {
+      throw new StorageError(`${this.name}: group ${group}: no entry ${index} to corrupt`);
+    }
+    damage(this.live);
+    damage(this.durable);
+  }
+
+  transaction<T>(fn: () => T, opts: TransactionOptions = {}): T {
     this.assertOpen();
     if (this.txn) return fn();
     this.txn = [];
@@ -264,7 +320,8 @@ export class MemoryNodeStore implements DurableNodeStore {
       ops = this.txn;
       this.txn = undefined;
       this.pending.push(...ops);
-      if (this.autoSync) this.sync();
+      // A non-durable transaction stays volatile until the next synced write, as SQLite's WAL does.
+      if (this.autoSync && opts.durable !== false) this.sync();
       return result;
     } catch (err) {
       // Roll the live state back to durable + pending, without the failed transaction's ops.
@@ -279,6 +336,8 @@ export class MemoryNodeStore implements DurableNodeStore {
   sync(): void {
     for (const op of this.pending) op(this.durable);
     this.pending = [];
+    if (this.unsyncedLogWrite) this.syncedLogWrite = this.unsyncedLogWrite;
+    this.unsyncedLogWrite = undefined;
   }
 
   /** Writes applied but not yet synced; a crash now would lose them. */
@@ -286,12 +345,21 @@ export class MemoryNodeStore implements DurableNodeStore {
     return this.pending.length;
   }
 
-  /** Simulates a crash and restart: every write not synced is lost; reads see the durable state. */
-  crash(): void {
+  /**
+   * Simulates a crash and restart: every write not synced is lost; reads see
+   * the durable state. With `tornLastWrite`, the last synced log write is torn too.
+   */
+  crash(opts: MemoryCrashOptions = {}): void {
     this.live = cloneMemState(this.durable);
     this.pending = [];
     this.txn = undefined;
     this.closed = false;
+    this.unsyncedLogWrite = undefined;
+    const torn = this.syncedLogWrite;
+    if (opts.tornLastWrite && torn) {
+      const g = this.live.groups.get(torn.group);
+      if (g && torn.index > g.compactIndex && torn.index <= lastIndexOf(g)) this.corruptEntry(torn.group, torn.index);
+    }
   }
 
   close(): void {
@@ -307,6 +375,23 @@ export class MemoryNodeStore implements DurableNodeStore {
     }
     this.pending.push(op);
     if (sync ?? this.autoSync) this.sync();
+  }
+
+  private partitionKv(partition: string): MemoryPartitionKv {
+    return new MemoryPartitionKv(this.name, partition, {
+      live: () => this.live,
+      apply: (op, sync) => this.apply(op, sync),
+    });
+  }
+
+  /** Throws `StorageError` when a stored entry's bytes no longer match the CRC taken when it was written. */
+  private checkEntry(group: GroupId, e: Entry): void {
+    const crc = this.crcs.get(e);
+    if (crc !== undefined && crc !== entryCrc(group, e.index, e.term, entryTypeCode(e.type), e.data)) {
+      throw new StorageError(
+        `${this.name}: group ${group}: entry ${e.index} is corrupt (checksum mismatch); the node must not serve from this log`,
+      );
+    }
   }
 
   private readGroup(group: GroupId): MemGroup {
@@ -330,7 +415,10 @@ export class MemoryNodeStore implements DurableNodeStore {
 
 /** The engine's view of one group of a {@link MemoryNodeStore}. */
 class MemoryLogReader implements RaftLogReader {
-  constructor(private readonly g: () => MemGroup) {}
+  constructor(
+    private readonly g: () => MemGroup,
+    private readonly check: (e: Entry) => void,
+  ) {}
 
   initialState(): { hardState: HardState; confState: ConfState } {
     const g = this.g();
@@ -343,7 +431,9 @@ class MemoryLogReader implements RaftLogReader {
       throw new CompactedError(`entries from ${lo} are compacted (first index ${g.compactIndex + 1})`);
     const last = lastIndexOf(g);
     if (hi > last + 1) throw new UnavailableError(`entries up to ${hi - 1} requested, last index is ${last}`);
-    return limitSize(g.entries.slice(lo - g.compactIndex - 1, hi - g.compactIndex - 1), maxBytes);
+    const out = limitSize(g.entries.slice(lo - g.compactIndex - 1, hi - g.compactIndex - 1), maxBytes);
+    for (const e of out) this.check(e);
+    return out;
   }
 
   term(i: LogIndex): Term {

@@ -1,7 +1,7 @@
 import type { Entry, HardState, LogIndex, SnapshotMeta, Term } from '@cohort/core';
 import { CompactedError, UnavailableError } from '@cohort/core/errors';
 import { emptyConfState, emptyHardState } from '@cohort/core/raft-types';
-import type { ClientSession, KvRecord } from './types.js';
+import type { AppliedState, KvRecord } from './types.js';
 
 /** One group's state in a {@link MemoryNodeStore}. */
 export interface MemGroup {
@@ -15,10 +15,27 @@ export interface MemGroup {
   entries: Entry[];
 }
 
+/** A stored KV row with its CRC; never mutated (a write replaces it). */
+export interface MemRow {
+  record: KvRecord;
+  crc: number;
+}
+
+/** A stored session with its responses and CRCs; never mutated (a write replaces it). */
+export interface MemSession {
+  lowWater: number;
+  lastActive: number;
+  crc: number;
+  responses: ReadonlyMap<number, { response: Uint8Array; crc: number }>;
+}
+
 /** One partition's KV data in a {@link MemoryNodeStore}; keys are hex-encoded for the maps. */
 export interface MemPartition {
-  kv: Map<string, KvRecord>;
-  sessions: Map<string, ClientSession>;
+  generation: number;
+  applied: AppliedState;
+  logTime: number;
+  kv: Map<string, MemRow>;
+  sessions: Map<string, MemSession>;
 }
 
 /** Everything a {@link MemoryNodeStore} holds; the store keeps a live and a durable copy. */
@@ -48,7 +65,7 @@ export function cloneMemState(s: MemState): MemState {
   for (const [id, g] of s.groups)
     groups.set(id, { ...g, entries: g.entries.slice(), snapChunks: g.snapChunks.slice() });
   const partitions = new Map<string, MemPartition>();
-  for (const [id, p] of s.partitions) partitions.set(id, { kv: new Map(p.kv), sessions: new Map(p.sessions) });
+  for (const [id, p] of s.partitions) partitions.set(id, clonePartition(p));
   return { groups, partitions };
 }
 
@@ -61,10 +78,27 @@ export function memGroup(s: MemState, id: string): MemGroup {
   return g;
 }
 
+/** A copy sharing only the immutable rows and sessions. */
+export function clonePartition(p: MemPartition): MemPartition {
+  return {
+    generation: p.generation,
+    applied: p.applied,
+    logTime: p.logTime,
+    kv: new Map(p.kv),
+    sessions: new Map(p.sessions),
+  };
+}
+
 export function memPartition(s: MemState, id: string): MemPartition {
   let p = s.partitions.get(id);
   if (!p) {
-    p = { kv: new Map(), sessions: new Map() };
+    p = {
+      generation: 1,
+      applied: { index: 0, term: 0, confState: emptyConfState() },
+      logTime: 0,
+      kv: new Map(),
+      sessions: new Map(),
+    };
     s.partitions.set(id, p);
   }
   return p;

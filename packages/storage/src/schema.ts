@@ -1,5 +1,7 @@
 import { StorageError } from '@cohort/core/errors';
+import { emptyConfState } from '@cohort/core/raft-types';
 import type Database from 'better-sqlite3';
+import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 
 /**
  * Forward migrations, applied in order; the database's `user_version` is the
@@ -76,7 +78,115 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   (db) => {
     db.exec('CREATE INDEX kv_expiry ON kv (pid, expires_at) WHERE expires_at IS NOT NULL');
   },
+  // 4: partitions with generations (a snapshot install switches in O(1)), the
+  // applied state stored with the data, a CRC on every row, and sessions that
+  // keep a response per sequence number above a low-water mark.
+  (db) => migrateToGenerations(db),
 ];
+
+/** Migration 4: moves version 3's `kv` and `sessions` rows into the generation layout, computing their CRCs. */
+function migrateToGenerations(db: Database.Database): void {
+  db.exec(`
+    ALTER TABLE kv RENAME TO kv_v3;
+    ALTER TABLE sessions RENAME TO sessions_v3;
+    DROP INDEX kv_expiry;
+    CREATE TABLE kv_generations (
+      gen_id INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      status INTEGER NOT NULL
+    );
+    CREATE TABLE kv_partitions (
+      name TEXT PRIMARY KEY,
+      generation INTEGER NOT NULL,
+      applied_index INTEGER NOT NULL,
+      applied_term INTEGER NOT NULL,
+      conf_state TEXT NOT NULL,
+      log_time INTEGER NOT NULL,
+      crc INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE kv (
+      gen_id INTEGER NOT NULL,
+      key BLOB NOT NULL,
+      value BLOB NOT NULL,
+      create_rev INTEGER NOT NULL,
+      mod_rev INTEGER NOT NULL,
+      expires_at INTEGER,
+      crc INTEGER NOT NULL,
+      PRIMARY KEY (gen_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX kv_expiry ON kv (gen_id, expires_at, key) WHERE expires_at IS NOT NULL;
+    CREATE TABLE sessions (
+      gen_id INTEGER NOT NULL,
+      client_id TEXT NOT NULL,
+      low_water INTEGER NOT NULL,
+      last_active INTEGER NOT NULL,
+      crc INTEGER NOT NULL,
+      PRIMARY KEY (gen_id, client_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_idle ON sessions (gen_id, last_active, client_id);
+    CREATE TABLE session_responses (
+      gen_id INTEGER NOT NULL,
+      client_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      response BLOB NOT NULL,
+      crc INTEGER NOT NULL,
+      PRIMARY KEY (gen_id, client_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO kv_generations (name, status)
+      SELECT pid, ${GENERATION_CURRENT} FROM (SELECT pid FROM kv_v3 UNION SELECT pid FROM sessions_v3) ORDER BY pid;
+  `);
+  const conf = emptyConfState();
+  const confJson = JSON.stringify(conf);
+  const gens = db.prepare('SELECT gen_id, name FROM kv_generations').all() as { gen_id: number; name: string }[];
+  const insPartition = db.prepare('INSERT INTO kv_partitions VALUES (?, ?, 0, 0, ?, 0, ?)');
+  for (const g of gens) {
+    insPartition.run(
+      g.name,
+      g.gen_id,
+      confJson,
+      partitionCrc(g.name, g.gen_id, { index: 0, term: 0, confState: conf }, 0),
+    );
+  }
+  // SQL functions so the rows are copied by SQLite itself, never held in memory.
+  db.function('cohort_kv_crc', { deterministic: true }, (name, key, value, c, m, e) =>
+    kvRowCrc(
+      name as string,
+      key as Uint8Array,
+      value as Uint8Array,
+      Number(c),
+      Number(m),
+      e === null ? undefined : Number(e),
+    ),
+  );
+  db.function('cohort_session_crc', { deterministic: true }, (name, client, low) =>
+    sessionCrc(name as string, { clientId: client as string, lowWater: Number(low), lastActive: 0 }),
+  );
+  db.function('cohort_response_crc', { deterministic: true }, (name, client, seq, response) =>
+    responseCrc(name as string, client as string, Number(seq), response as Uint8Array),
+  );
+  db.exec(`
+    INSERT INTO kv (gen_id, key, value, create_rev, mod_rev, expires_at, crc)
+      SELECT g.gen_id, o.key, o.value, o.create_rev, o.mod_rev, o.expires_at,
+             cohort_kv_crc(o.pid, o.key, o.value, o.create_rev, o.mod_rev, o.expires_at)
+      FROM kv_v3 o JOIN kv_generations g ON g.name = o.pid;
+    INSERT INTO sessions (gen_id, client_id, low_water, last_active, crc)
+      SELECT g.gen_id, o.client_id, o.last_seq - 1, 0, cohort_session_crc(o.pid, o.client_id, o.last_seq - 1)
+      FROM sessions_v3 o JOIN kv_generations g ON g.name = o.pid;
+    INSERT INTO session_responses (gen_id, client_id, seq, response, crc)
+      SELECT g.gen_id, o.client_id, o.last_seq, o.response,
+             cohort_response_crc(o.pid, o.client_id, o.last_seq, o.response)
+      FROM sessions_v3 o JOIN kv_generations g ON g.name = o.pid;
+    DROP TABLE kv_v3;
+    DROP TABLE sessions_v3;
+  `);
+}
+
+/** `kv_generations.status` of a generation being built by an installer; purged on open. */
+export const GENERATION_STAGING = 0;
+/** `kv_generations.status` of a partition's current generation. */
+export const GENERATION_CURRENT = 1;
+/** `kv_generations.status` of a replaced generation whose rows are being deleted. */
+export const GENERATION_RETIRED = 2;
 
 /** The schema version this code writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

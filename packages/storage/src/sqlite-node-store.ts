@@ -17,6 +17,7 @@ import {
   newGroupState,
   positionOf,
 } from './sqlite-group.js';
+import { purgeAbandonedGenerations } from './sqlite-kv-partition.js';
 import { SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
@@ -29,6 +30,7 @@ import {
   type ResolvedLogLimits,
   type SnapshotSink,
   type SnapshotSource,
+  type TransactionOptions,
   resolveLimits,
 } from './types.js';
 import { scanWal } from './wal-scan.js';
@@ -76,6 +78,7 @@ export class SqliteNodeStore implements DurableNodeStore {
   private readonly src: (group: GroupId) => GroupSource;
   /** Runs a function in a transaction (nested calls become savepoints); built once, as building it per write costs. */
   private readonly inTxn: (fn: () => unknown) => unknown;
+  private readonly partitions = new Map<string, SqlitePartitionKv>();
   private closed = false;
 
   private constructor(
@@ -130,6 +133,7 @@ export class SqliteNodeStore implements DurableNodeStore {
       }
       migrate(db, file);
       const store = new SqliteNodeStore(db, file, opts);
+      purgeAbandonedGenerations(db, (fn, durable) => store.transaction(fn, { durable }));
       for (const s of loadGroups(db, file, log, store.cacheEntries)) store.states.set(s.name, s);
       return store;
     } catch (err) {
@@ -301,12 +305,29 @@ export class SqliteNodeStore implements DurableNodeStore {
 
   kv(partition: string): PartitionKv {
     this.assertOpen();
-    return new SqlitePartitionKv(this.db, partition);
+    let kv = this.partitions.get(partition);
+    if (!kv) {
+      kv = new SqlitePartitionKv(this.db, this.file, partition, (fn, durable) => this.transaction(fn, { durable }));
+      this.partitions.set(partition, kv);
+    }
+    return kv;
   }
 
-  transaction<T>(fn: () => T): T {
+  transaction<T>(fn: () => T, opts: TransactionOptions = {}): T {
     this.assertOpen();
-    return this.inTxn(fn) as T;
+    if (this.db.inTransaction) return fn();
+    const relaxed = opts.durable === false;
+    // WAL order: a later synchronous=FULL commit makes this one durable too.
+    if (relaxed) this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.inTxn(fn) as T;
+    } catch (err) {
+      // A rolled-back transaction may have created a partition's first generation.
+      for (const kv of this.partitions.values()) kv.forget();
+      throw err;
+    } finally {
+      if (relaxed) this.db.pragma('synchronous = FULL');
+    }
   }
 
   close(): void {

@@ -51,6 +51,9 @@ export interface SnapshotSource {
   chunks(): Iterable<Uint8Array>;
 }
 
+/** Where a partition's state machine stands: its last applied entry and the membership after it (index 0: never applied). */
+export type AppliedState = SnapshotMeta;
+
 /** One key of a partition's KV data, with etcd-style revisions. */
 export interface KvRecord {
   key: Uint8Array;
@@ -59,7 +62,7 @@ export interface KvRecord {
   createRevision: number;
   /** Revision (log index) of the last write to the key. */
   modifyRevision: number;
-  /** Expiry time in ms since the epoch, when the key has one. */
+  /** Expiry time in ms since the epoch (log time), when the key has one. */
   expiresAt?: number;
 }
 
@@ -81,16 +84,71 @@ export interface KvScanOptions {
   limit?: number;
 }
 
-/** The last write of a client, for exactly-once retries. */
+/**
+ * A client's exactly-once session: every sequence number at or below
+ * `lowWater` was acknowledged to the client and forgotten; the responses of
+ * applied numbers above it are kept until the client raises the mark.
+ */
 export interface ClientSession {
   clientId: string;
-  /** Highest request sequence number applied for this client. */
-  lastSequence: number;
-  /** The response to that request, replayed on a retry. */
-  lastResponse: Uint8Array;
+  lowWater: number;
+  /** Log time (ms) of the session's last applied write; sessions idle too long are dropped. */
+  lastActive: number;
 }
 
-/** The KV data and client sessions of one partition. */
+/** A stored response of one applied sequence number. */
+export interface SessionResponse {
+  seq: number;
+  response: Uint8Array;
+}
+
+/** A session with its stored responses in sequence order, as a snapshot carries it. */
+export interface SessionRecord extends ClientSession {
+  responses: SessionResponse[];
+}
+
+/**
+ * A consistent read-only view of one partition at one instant; the store
+ * keeps writing meanwhile. Close it promptly: SQLite cannot checkpoint past
+ * an open view.
+ */
+export interface KvView {
+  /** The applied state as of the view. */
+  readonly applied: AppliedState;
+  /** The log time as of the view (see {@link PartitionKv.logTime}). */
+  readonly logTime: number;
+  /** Up to `limit` rows after `afterKey` (from the first when absent), in key order. */
+  rows(afterKey: Uint8Array | undefined, limit: number): KvRecord[];
+  /** Up to `limit` sessions after `afterClientId`, in client id order, with their responses. */
+  sessions(afterClientId: string | undefined, limit: number): SessionRecord[];
+  close(): void;
+}
+
+/**
+ * Builds a partition's new state aside (a new generation) in bounded
+ * transactions; the current state stays untouched and readable until
+ * {@link commit} switches to it in O(1).
+ */
+export interface KvInstaller {
+  /** Adds a row (with its revisions); rows may come in any order. */
+  put(record: KvRecord): void;
+  /** Adds a session and its stored responses. */
+  putSession(session: SessionRecord): void;
+  /**
+   * Switches the partition to the new state and records `applied` and
+   * `logTime`, atomically and durably; then purges the old state.
+   * @param logTime @default 0
+   */
+  commit(applied: AppliedState, logTime?: number): void;
+  /** Drops what was written. */
+  abort(): void;
+}
+
+/**
+ * The KV data, client sessions and applied state of one partition. Every row
+ * carries a CRC-32C checked on each read; a mismatch throws `StorageError`
+ * naming the file, partition and key.
+ */
 export interface PartitionKv {
   get(key: Uint8Array): KvRecord | undefined;
   /** Writes `key`; keeps the create revision of an existing key. */
@@ -99,10 +157,47 @@ export interface PartitionKv {
   delete(key: Uint8Array): boolean;
   /** Keys in byte order within the range. */
   scan(opts?: KvScanOptions): KvRecord[];
-  /** Removes every key and session (before restoring a snapshot). */
-  clear(): void;
+  /** Number of rows, expired ones not yet deleted included. */
+  count(): number;
+  /** Up to `limit` keys whose expiry is at or before `nowMs`, earliest first. */
+  expired(nowMs: number, limit: number): Uint8Array[];
+  /** The applied state recorded with the data. */
+  applied(): AppliedState;
+  /**
+   * The state machine's log time (ms) recorded with the applied state: the
+   * latest time stamped by a leader on an applied entry (0 when never set).
+   */
+  logTime(): number;
+  /**
+   * Records the applied state, and the log time when given (else keeps it);
+   * call it in the transaction that writes the batch's data.
+   */
+  setApplied(state: AppliedState, logTime?: number): void;
   session(clientId: string): ClientSession | undefined;
-  saveSession(session: ClientSession): void;
+  /** The stored response of `(clientId, seq)`, if kept. */
+  response(clientId: string, seq: number): Uint8Array | undefined;
+  /** Stores the response of an applied `(clientId, seq)`, creating the session, and marks it active at `logTime`. */
+  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number): void;
+  /** Raises the session's low-water mark (never lowers it), dropping the responses at or below it. */
+  raiseLowWater(clientId: string, lowWater: number, logTime: number): void;
+  /** Up to `limit` sessions last active before `logTime`, oldest first. */
+  idleSessions(logTime: number, limit: number): string[];
+  /** Removes a session and its responses. */
+  dropSession(clientId: string): void;
+  /** Starts building a replacement state (a snapshot being installed). */
+  beginInstall(): KvInstaller;
+  /** A consistent view of the partition as of now. */
+  openView(): KvView;
+}
+
+/** Options of {@link DurableNodeStore.transaction}. */
+export interface TransactionOptions {
+  /**
+   * Whether the commit is fsynced. A non-durable transaction becomes durable
+   * with the next durable write (WAL order); a crash before loses it whole.
+   * @default true
+   */
+  durable?: boolean;
 }
 
 /**
@@ -137,6 +232,6 @@ export interface DurableNodeStore extends NodeStore {
   groups(): GroupId[];
   /** The KV data of one partition. */
   kv(partition: string): PartitionKv;
-  /** Runs `fn` as one atomic, durable transaction (KV writes of one applied batch). */
-  transaction<T>(fn: () => T): T;
+  /** Runs `fn` as one atomic transaction (KV writes of one applied batch); nested calls join the outer one. */
+  transaction<T>(fn: () => T, opts?: TransactionOptions): T;
 }

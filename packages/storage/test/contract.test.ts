@@ -248,59 +248,6 @@ describe.each([
     store.admitProposal('p1', 100);
   });
 
-  it('keeps KV records with revisions, expiry and byte-ordered scans', () => {
-    const kv = store.kv('p1');
-    kv.put(bytes('b'), bytes('1'), { revision: 5 });
-    kv.put(bytes('a'), bytes('2'), { revision: 6, expiresAt: 1000 });
-    kv.put(bytes('b'), bytes('3'), { revision: 7 });
-    kv.put(new Uint8Array([0xff]), bytes('hi'), { revision: 8 });
-    store.kv('p2').put(bytes('a'), bytes('other'), { revision: 1 });
-    store = h.reopen(store);
-    const kv2 = store.kv('p1');
-    expect(kv2.get(bytes('b'))).toMatchObject({ createRevision: 5, modifyRevision: 7 });
-    expect(text(kv2.get(bytes('b'))?.value ?? new Uint8Array())).toBe('3');
-    expect(kv2.get(bytes('a'))?.expiresAt).toBe(1000);
-    expect(kv2.get(bytes('b'))?.expiresAt).toBeUndefined();
-    expect(kv2.scan().map((r) => text(r.key))).toEqual(['a', 'b', '\ufffd']);
-    expect(kv2.scan({ start: bytes('b') }).map((r) => text(r.key))).toEqual(['b', '\ufffd']);
-    expect(kv2.scan({ end: bytes('b') }).map((r) => text(r.key))).toEqual(['a']);
-    expect(kv2.scan({ limit: 2 })).toHaveLength(2);
-    expect(kv2.delete(bytes('a'))).toBe(true);
-    expect(kv2.delete(bytes('a'))).toBe(false);
-    expect(kv2.get(bytes('a'))).toBeUndefined();
-    expect(store.kv('p2').scan()).toHaveLength(1);
-  });
-
-  it('keeps client sessions for exactly-once writes', () => {
-    const kv = store.kv('p1');
-    kv.saveSession({ clientId: 'c1', lastSequence: 4, lastResponse: bytes('OK') });
-    kv.saveSession({ clientId: 'c1', lastSequence: 5, lastResponse: bytes('1') });
-    store = h.reopen(store);
-    const s = store.kv('p1').session('c1');
-    expect(s?.lastSequence).toBe(5);
-    expect(text(s?.lastResponse ?? new Uint8Array())).toBe('1');
-    expect(store.kv('p1').session('c2')).toBeUndefined();
-    store.kv('p1').clear();
-    expect(store.kv('p1').session('c1')).toBeUndefined();
-  });
-
-  it('rolls a failed transaction back whole', () => {
-    const kv = store.kv('p1');
-    kv.put(bytes('k'), bytes('v1'), { revision: 1 });
-    expect(() =>
-      store.transaction(() => {
-        kv.put(bytes('k'), bytes('v2'), { revision: 2 });
-        kv.put(bytes('j'), bytes('v'), { revision: 2 });
-        throw new Error('apply failed');
-      }),
-    ).toThrow('apply failed');
-    expect(text(kv.get(bytes('k'))?.value ?? new Uint8Array())).toBe('v1');
-    expect(kv.get(bytes('j'))).toBeUndefined();
-    store.transaction(() => kv.put(bytes('k'), bytes('v3'), { revision: 3 }));
-    store = h.reopen(store);
-    expect(text(store.kv('p1').get(bytes('k'))?.value ?? new Uint8Array())).toBe('v3');
-  });
-
   it('refuses writes once closed', () => {
     store.close();
     expect(() => store.writeSync([{ group: 'p1', entries: ents(1, 1, 1) }])).toThrow(StorageError);

@@ -1,4 +1,4 @@
-import { SeededRandom } from '@cohort/core';
+import { SeededRandom, StorageError } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { ents } from './harness.js';
@@ -62,5 +62,56 @@ describe('MemoryNodeStore crash model', () => {
         expect(store.group('p1').lastIndex(), `seed ${seed}, step ${step}`).toBe(synced);
       }
     }
+  });
+
+  it('loses a non-durable transaction on a crash unless a later synced write follows', () => {
+    const store = new MemoryNodeStore();
+    const kv = store.kv('p1');
+    store.transaction(
+      () => {
+        kv.put(bytes('a'), bytes('1'), { revision: 1 });
+        kv.setApplied({ index: 1, term: 1, confState: store.group('p1').initialState().confState });
+      },
+      { durable: false },
+    );
+    expect(kv.applied().index).toBe(1);
+    store.crash();
+    expect(kv.get(bytes('a'))).toBeUndefined();
+    expect(kv.applied().index).toBe(0);
+
+    store.transaction(() => kv.put(bytes('b'), bytes('2'), { revision: 2 }), { durable: false });
+    store.writeSync([{ group: 'p1', entries: ents(1, 1, 1) }]);
+    store.crash();
+    expect(new TextDecoder().decode(kv.get(bytes('b'))?.value)).toBe('2');
+  });
+
+  it('tears the last synced log write on a crash so that reading it fails its checksum', () => {
+    const store = new MemoryNodeStore({ autoSync: false });
+    store.writeSync([{ group: 'p1', entries: ents(1, 3, 1) }]);
+    store.writeSync([{ group: 'p2', entries: ents(1, 2, 1) }]);
+    store.sync();
+    store.writeSync([{ group: 'p1', entries: ents(4, 5, 1) }]);
+    store.crash({ tornLastWrite: true });
+    // The unsynced tail is gone; of the synced writes, the last one (p2) is torn at its last entry.
+    expect(store.group('p1').lastIndex()).toBe(3);
+    expect(store.group('p1').entries(1, 4, 1e9)).toHaveLength(3);
+    expect(store.group('p2').entries(1, 2, 1e9)).toHaveLength(1);
+    expect(() => store.group('p2').entries(1, 3, 1e9)).toThrow(StorageError);
+    expect(() => store.group('p2').entries(2, 3, 1e9)).toThrow(/group p2: entry 2 is corrupt/);
+  });
+
+  it('never serves an entry corrupted on the simulated disk', () => {
+    const store = new MemoryNodeStore();
+    store.writeSync([
+      { group: 'p1', entries: [...ents(1, 3, 1), { index: 4, term: 1, type: 'normal', data: new Uint8Array() }] },
+    ]);
+    store.corruptEntry('p1', 2);
+    store.corruptEntry('p1', 4);
+    expect(() => store.group('p1').entries(1, 4, 1e9)).toThrow(/entry 2 is corrupt/);
+    expect(() => store.group('p1').entries(4, 5, 1e9)).toThrow(/entry 4 is corrupt/);
+    expect(store.group('p1').entries(3, 4, 1e9)).toHaveLength(1);
+    store.crash();
+    expect(() => store.group('p1').entries(2, 3, 1e9)).toThrow(StorageError);
+    expect(() => store.corruptEntry('p1', 9)).toThrow(/no entry 9/);
   });
 });

@@ -55,6 +55,41 @@ describe('schema migrations', () => {
     reopened.close();
   });
 
+  it('upgrades a version 3 database holding KV rows and sessions, checksumming every row', () => {
+    const db = new Database(file);
+    migrate(db, file, 3);
+    const ins = db.prepare('INSERT INTO kv VALUES (?, ?, ?, ?, ?, ?)');
+    ins.run('p1', Buffer.from('a'), Buffer.from('1'), 3, 5, null);
+    ins.run('p1', Buffer.from('b'), Buffer.from('2'), 4, 4, 9000);
+    ins.run('p2', Buffer.from('a'), Buffer.from('other'), 1, 1, null);
+    db.prepare('INSERT INTO sessions VALUES (?, ?, ?, ?)').run('p1', 'c1', 7, Buffer.from('OK'));
+    db.close();
+
+    const store = SqliteNodeStore.open(file);
+    expect(schemaVersion(store.database)).toBe(SCHEMA_VERSION);
+    const kv = store.kv('p1');
+    expect(kv.get(new TextEncoder().encode('a'))).toMatchObject({ createRevision: 3, modifyRevision: 5 });
+    expect(new TextDecoder().decode(kv.get(new TextEncoder().encode('b'))?.value)).toBe('2');
+    expect(kv.get(new TextEncoder().encode('b'))?.expiresAt).toBe(9000);
+    expect(kv.expired(9000, 10)).toHaveLength(1);
+    expect(kv.count()).toBe(2);
+    expect(kv.applied().index).toBe(0);
+    expect(store.kv('p2').count()).toBe(1);
+    expect(kv.session('c1')).toEqual({ clientId: 'c1', lowWater: 6, lastActive: 0 });
+    expect(new TextDecoder().decode(kv.response('c1', 7))).toBe('OK');
+    // The migrated rows carry real checksums: tampering is caught.
+    store.database
+      .prepare(
+        "UPDATE kv SET value = x'00' WHERE key = x'61' AND gen_id = (SELECT generation FROM kv_partitions WHERE name = 'p2')",
+      )
+      .run();
+    expect(() => store.kv('p2').get(new TextEncoder().encode('a'))).toThrow(
+      /partition p2: KV row for key 61 is corrupt/,
+    );
+    expect(() => store.database.prepare('SELECT * FROM kv_v3').all()).toThrow(/no such table/);
+    store.close();
+  });
+
   it('refuses a database written by a newer schema', () => {
     const db = new Database(file);
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);

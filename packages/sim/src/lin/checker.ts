@@ -97,6 +97,7 @@ function checkPartition<S, I, O>(
   maxSteps: number,
 ): 'ok' | 'illegal' | 'unknown' {
   const head = buildList(ops) as Node;
+  const before = interchangeable(ops);
   const words = new Uint32Array(Math.ceil(ops.length / 32) + 1);
   const seen = new Set<string>();
   const stack: { call: Node; state: S }[] = [];
@@ -107,6 +108,12 @@ function checkPartition<S, I, O>(
     if (++steps > maxSteps) return 'unknown';
     if (!entry) return 'illegal';
     if (entry.isCall) {
+      const b = before[entry.id] as number;
+      if (b >= 0 && ((words[b >> 5] as number) & (1 << (b & 31))) === 0) {
+        // An identical operation called earlier is not linearized yet: it goes first (see interchangeable).
+        entry = entry.next;
+        continue;
+      }
       const op = ops[entry.id] as Operation<I, O>;
       const r = model.step(state, op.input, op.output);
       if (r.ok) {
@@ -135,4 +142,29 @@ function checkPartition<S, I, O>(
     }
   }
   return 'ok';
+}
+
+/**
+ * For each operation of unknown outcome, the one with the same input called
+ * just before it (or -1). Such operations are interchangeable: neither has
+ * an answer or a return time, and the earlier one may take effect wherever
+ * the later one could. So the search only linearizes them in call order,
+ * which keeps a history with many unanswered INCRs from exploding (n of them
+ * would otherwise give 2^n linearized sets instead of n + 1).
+ */
+function interchangeable<I, O>(ops: Operation<I, O>[]): Int32Array {
+  const before = new Int32Array(ops.length).fill(-1);
+  const classes = new Map<string, number[]>();
+  ops.forEach((o, i) => {
+    if (o.output !== undefined || o.ret !== Number.POSITIVE_INFINITY) return;
+    const k = JSON.stringify(o.input);
+    const list = classes.get(k);
+    if (list) list.push(i);
+    else classes.set(k, [i]);
+  });
+  for (const list of classes.values()) {
+    list.sort((a, b) => (ops[a] as Operation<I, O>).call - (ops[b] as Operation<I, O>).call || a - b);
+    for (let j = 1; j < list.length; j++) before[list[j] as number] = list[j - 1] as number;
+  }
+  return before;
 }

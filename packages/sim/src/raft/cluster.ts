@@ -1,6 +1,6 @@
 import type { NodeId, SeededRandom, Term } from '@cohort/core';
 import type { RaftOptions } from '@cohort/raft';
-import type { RunPosition } from '../errors.js';
+import { InvariantViolationError, RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
 import { Scheduler } from '../scheduler.js';
 import { TraceHash } from '../trace.js';
@@ -57,7 +57,7 @@ export class RaftCluster {
   private lastLeader: NodeId = '';
   private transfer: { to: NodeId; until: number } | undefined;
   /** A host stopped on an error it could not handle: the run fails with it. */
-  private failure: Error | undefined;
+  private failure: RunFailedError | undefined;
 
   constructor(
     readonly seed: number,
@@ -79,15 +79,23 @@ export class RaftCluster {
     return { seed: this.seed, step: this.scheduler.executed, time: this.scheduler.now(), replay: this.replay };
   }
 
-  /** Runs the cluster up to simulated time `time`, failing at the first violation. */
-  run(time: number): Promise<void> {
-    return this.scheduler.runUntilAsync(time, () => this.check());
+  /**
+   * Runs the cluster up to simulated time `time`, failing at the first
+   * violation; any other error is wrapped with the seed and the replay command.
+   */
+  async run(time: number): Promise<void> {
+    try {
+      await this.scheduler.runUntilAsync(time, () => this.check());
+    } catch (err) {
+      if (err instanceof InvariantViolationError || err instanceof RunFailedError) throw err;
+      throw new RunFailedError(this.position(), err);
+    }
   }
 
   /** Throws the first invariant violation or host failure of the run, if any. */
   check(): void {
-    const v = this.invariants.violation ?? this.failure;
-    if (v) throw v;
+    if (this.invariants.violation) throw this.invariants.violation;
+    if (this.failure) throw this.failure;
   }
 
   private createNode(id: NodeId): SimRaftNode {
@@ -135,9 +143,7 @@ export class RaftCluster {
   }
 
   private onFatal(id: NodeId, err: Error): void {
-    this.failure ??= new Error(`${id} stopped: ${err.message} (seed ${this.seed}; replay with: ${this.replay})`, {
-      cause: err,
-    });
+    this.failure ??= new RunFailedError(this.position(), new Error(`${id} stopped: ${err.message}`, { cause: err }));
   }
 
   private onLeader(id: NodeId, term: Term): void {

@@ -1,0 +1,46 @@
+import { crc32c, crc32cNumber, crc32cString } from './crc32c.js';
+import type { AppliedState, ClientSession } from './types.js';
+
+const NO_EXPIRY = -1;
+
+/** CRC-32C of a KV row over its partition name, key, value, revisions and expiry (-1 for none). */
+export function kvRowCrc(
+  partition: string,
+  key: Uint8Array,
+  value: Uint8Array,
+  createRevision: number,
+  modifyRevision: number,
+  expiresAt: number | undefined | null,
+): number {
+  let c = crc32cString(partition, 0);
+  c = crc32c(key, crc32cNumber(key.length, c));
+  c = crc32c(value, crc32cNumber(value.length, c));
+  c = crc32cNumber(createRevision, c);
+  c = crc32cNumber(modifyRevision, c);
+  return crc32cNumber(expiresAt ?? NO_EXPIRY, c);
+}
+
+/** CRC-32C of a session row. */
+export function sessionCrc(partition: string, s: ClientSession): number {
+  const c = crc32cString(s.clientId, crc32cString(partition, 0));
+  return crc32cNumber(s.lastActive, crc32cNumber(s.lowWater, c));
+}
+
+/** CRC-32C of a stored session response. */
+export function responseCrc(partition: string, clientId: string, seq: number, response: Uint8Array): number {
+  const c = crc32cNumber(seq, crc32cString(clientId, crc32cString(partition, 0)));
+  return crc32c(response, c);
+}
+
+/** CRC-32C of a partition's row: its current generation, applied state and log time. */
+export function partitionCrc(partition: string, generation: number, applied: AppliedState, logTime: number): number {
+  let c = crc32cNumber(logTime, crc32cNumber(generation, crc32cString(partition, 0)));
+  c = crc32cNumber(applied.index, c);
+  c = crc32cNumber(applied.term, c);
+  return crc32cString(JSON.stringify(applied.confState), c);
+}
+
+/** A key as hex, for error messages. */
+export function hexKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
+}

@@ -1,0 +1,91 @@
+import type Database from 'better-sqlite3';
+
+const ROW = 'key, value, create_rev, mod_rev, expires_at, crc';
+
+/** Prepares the statements of the KV tables on one connection. */
+export function prepareKvStatements(db: Database.Database): KvStatements {
+  const p = (sql: string): Database.Statement => db.prepare(sql);
+  return {
+    partition: p(
+      'SELECT generation, applied_index, applied_term, conf_state, log_time, crc FROM kv_partitions WHERE name = ?',
+    ),
+    insPartition: p('INSERT INTO kv_partitions VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    updPartition: p(
+      'UPDATE kv_partitions SET generation = ?, applied_index = ?, applied_term = ?, conf_state = ?, log_time = ?, crc = ? WHERE name = ?',
+    ),
+    insGeneration: p('INSERT INTO kv_generations (name, status) VALUES (?, ?)'),
+    setGenerationStatus: p('UPDATE kv_generations SET status = ? WHERE gen_id = ?'),
+    delGeneration: p('DELETE FROM kv_generations WHERE gen_id = ?'),
+    generationsWithStatus: p('SELECT gen_id FROM kv_generations WHERE status <> ?').pluck(),
+    get: p(`SELECT ${ROW} FROM kv WHERE gen_id = ? AND key = ?`),
+    createRev: p('SELECT create_rev FROM kv WHERE gen_id = ? AND key = ?').pluck(),
+    put: p(`INSERT OR REPLACE INTO kv (gen_id, ${ROW}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    del: p('DELETE FROM kv WHERE gen_id = ? AND key = ?'),
+    scan: p(
+      `SELECT ${ROW} FROM kv WHERE gen_id = @gen AND key >= @start AND (@end IS NULL OR key < @end) ORDER BY key LIMIT @limit`,
+    ),
+    rowsAfter: p(`SELECT ${ROW} FROM kv WHERE gen_id = ? AND key > ? ORDER BY key LIMIT ?`),
+    count: p('SELECT count(*) FROM kv WHERE gen_id = ?').pluck(),
+    expired: p(
+      'SELECT key FROM kv WHERE gen_id = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key LIMIT ?',
+    ).pluck(),
+    session: p('SELECT client_id, low_water, last_active, crc FROM sessions WHERE gen_id = ? AND client_id = ?'),
+    putSession: p('INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)'),
+    delSession: p('DELETE FROM sessions WHERE gen_id = ? AND client_id = ?'),
+    sessionsAfter: p(
+      'SELECT client_id, low_water, last_active, crc FROM sessions WHERE gen_id = ? AND client_id > ? ORDER BY client_id LIMIT ?',
+    ),
+    sessionsFirst: p(
+      'SELECT client_id, low_water, last_active, crc FROM sessions WHERE gen_id = ? ORDER BY client_id LIMIT ?',
+    ),
+    idle: p(
+      'SELECT client_id FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
+    ).pluck(),
+    response: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq = ?'),
+    responses: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? ORDER BY seq'),
+    putResponse: p('INSERT OR REPLACE INTO session_responses VALUES (?, ?, ?, ?, ?)'),
+    delResponsesUpTo: p('DELETE FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq <= ?'),
+    delResponses: p('DELETE FROM session_responses WHERE gen_id = ? AND client_id = ?'),
+    purgeKv: p('DELETE FROM kv WHERE gen_id = @gen AND key IN (SELECT key FROM kv WHERE gen_id = @gen LIMIT @limit)'),
+    purgeSessions: p(
+      'DELETE FROM sessions WHERE gen_id = @gen AND client_id IN (SELECT client_id FROM sessions WHERE gen_id = @gen LIMIT @limit)',
+    ),
+    purgeResponses: p(
+      'DELETE FROM session_responses WHERE gen_id = @gen AND (client_id, seq) IN (SELECT client_id, seq FROM session_responses WHERE gen_id = @gen LIMIT @limit)',
+    ),
+  };
+}
+
+/** The prepared statements of the KV tables. */
+export type KvStatements = Record<
+  | 'partition'
+  | 'insPartition'
+  | 'updPartition'
+  | 'insGeneration'
+  | 'setGenerationStatus'
+  | 'delGeneration'
+  | 'generationsWithStatus'
+  | 'get'
+  | 'createRev'
+  | 'put'
+  | 'del'
+  | 'scan'
+  | 'rowsAfter'
+  | 'count'
+  | 'expired'
+  | 'session'
+  | 'putSession'
+  | 'delSession'
+  | 'sessionsAfter'
+  | 'sessionsFirst'
+  | 'idle'
+  | 'response'
+  | 'responses'
+  | 'putResponse'
+  | 'delResponsesUpTo'
+  | 'delResponses'
+  | 'purgeKv'
+  | 'purgeSessions'
+  | 'purgeResponses',
+  Database.Statement
+>;

@@ -1,0 +1,89 @@
+import { StorageError } from '@cohort/core/errors';
+import { emptyConfState } from '@cohort/core/raft-types';
+import Database from 'better-sqlite3';
+import { readPartition } from './sqlite-kv-partition.js';
+import {
+  type KvRow,
+  type ResponseRow,
+  type RowSource,
+  type SessionRow,
+  blob,
+  toRecord,
+  toSessionRecord,
+} from './sqlite-kv-rows.js';
+import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
+import type { AppliedState, KvRecord, KvView, SessionRecord } from './types.js';
+
+/**
+ * A partition as of one instant: a second, read-only connection holding a
+ * WAL read transaction, so the writer keeps committing while the view pages
+ * through the rows it saw.
+ */
+export class SqliteKvView implements KvView {
+  private closed = false;
+
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly st: KvStatements,
+    private readonly src: RowSource,
+    private readonly gen: number,
+    readonly applied: AppliedState,
+    readonly logTime: number,
+  ) {}
+
+  /** Opens a view of `src.partition` in `src.file` as of now (the last committed transaction). */
+  static open(src: RowSource): SqliteKvView {
+    let db: Database.Database;
+    try {
+      db = new Database(src.file, { readonly: true, fileMustExist: true });
+    } catch (err) {
+      throw new StorageError(
+        `${src.file}: partition ${src.partition}: cannot open a read view: ${(err as Error).message}`,
+      );
+    }
+    try {
+      const st = prepareKvStatements(db);
+      // The read transaction's snapshot starts at its first read: the partition row.
+      db.prepare('BEGIN').run();
+      const p = readPartition(st, src);
+      const applied = p?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
+      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  rows(afterKey: Uint8Array | undefined, limit: number): KvRecord[] {
+    this.assertOpen();
+    // The empty key sorts first, so "after" an absent key starts at it inclusively.
+    const rows = (
+      afterKey === undefined
+        ? this.st.scan.all({ gen: this.gen, start: Buffer.alloc(0), end: null, limit })
+        : this.st.rowsAfter.all(this.gen, blob(afterKey), limit)
+    ) as KvRow[];
+    return rows.map((r) => toRecord(this.src, r));
+  }
+
+  sessions(afterClientId: string | undefined, limit: number): SessionRecord[] {
+    this.assertOpen();
+    const rows = (
+      afterClientId === undefined
+        ? this.st.sessionsFirst.all(this.gen, limit)
+        : this.st.sessionsAfter.all(this.gen, afterClientId, limit)
+    ) as SessionRow[];
+    return rows.map((r) => toSessionRecord(this.src, r, this.st.responses.all(this.gen, r.client_id) as ResponseRow[]));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) {
+      throw new StorageError(`${this.src.file}: partition ${this.src.partition}: the read view is closed`);
+    }
+  }
+}
