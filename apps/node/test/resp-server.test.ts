@@ -167,4 +167,42 @@ describe('RESP server', () => {
       r.disconnect();
     }
   });
+
+  it('answers EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST and KEEPTTL as Redis 7 does', async () => {
+    const r = new Redis({ port, host: '127.0.0.1' });
+    try {
+      await r.set('x', '1');
+      expect(await r.expire('x', 100)).toBe(1);
+      expect(await r.ttl('x')).toBe(100);
+      expect(await r.call('expire', 'x', '50', 'GT')).toBe(0);
+      expect(await r.call('expire', 'x', '50', 'LT')).toBe(1);
+      expect(await r.call('expire', 'x', '500', 'NX')).toBe(0);
+      expect(await r.pexpire('x', 200_000)).toBe(1);
+      expect(await r.pttl('x')).toBeGreaterThan(199_000);
+      expect(await r.set('x', '2', 'KEEPTTL')).toBe('OK');
+      expect(await r.pttl('x')).toBeGreaterThan(199_000);
+      expect(await r.persist('x')).toBe(1);
+      expect(await r.persist('x')).toBe(0);
+      expect(await r.ttl('x')).toBe(-1);
+      expect(await r.expireat('x', Math.floor(Date.now() / 1000) + 1000)).toBe(1);
+      expect(await r.ttl('x')).toBeGreaterThan(990);
+      // A deadline already past deletes the key.
+      expect(await r.pexpireat('x', Date.now() - 1)).toBe(1);
+      expect(await r.exists('x')).toBe(0);
+      expect(await r.expire('missing', 10)).toBe(0);
+      await expect(r.call('expire', 'x', '10', 'NX', 'XX')).rejects.toThrow(
+        'ERR NX and XX, GT or LT options at the same time are not compatible',
+      );
+      await expect(r.call('expire', 'x', '10', 'GT', 'LT')).rejects.toThrow(
+        'ERR GT and LT options at the same time are not compatible',
+      );
+      await expect(r.call('expire', 'x', '10', 'SOON')).rejects.toThrow('ERR Unsupported option SOON');
+      await expect(r.call('expire', 'x', 'ten')).rejects.toThrow('ERR value is not an integer or out of range');
+      await expect(r.call('expire', 'x', '9223372036854775')).rejects.toThrow(
+        "ERR invalid expire time in 'expire' command",
+      );
+    } finally {
+      r.disconnect();
+    }
+  });
 });

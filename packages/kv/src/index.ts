@@ -26,6 +26,7 @@ export { KvReplica } from './replica.js';
 export { KvService, type KvServiceOptions } from './kv-service.js';
 export {
   type ClientSession,
+  type Deadline,
   type Expiry,
   InvalidExpireError,
   type KvClientRequest,

@@ -2,11 +2,14 @@ import {
   type Clock,
   CohortError,
   ErrorCode,
+  InternalError,
+  type LogIndex,
   type Logger,
   type NodeId,
   Protocols,
   type ReplicatedGroup,
   type Transport,
+  UnavailableError,
   decodeForwardRequest,
   decodeForwardResponse,
   encodeForwardRequest,
@@ -14,13 +17,7 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { NotLeaderError } from '@cohort/core';
-import {
-  type ClientSession,
-  InvalidExpireError,
-  type KvClientRequest,
-  isRelative,
-  toCommand,
-} from './client-request.js';
+import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, encodeCommand } from './command.js';
 import type { KvReplica } from './replica.js';
 import {
@@ -53,7 +50,7 @@ export interface KvServiceOptions {
 
 /** Whether a command carries a client session, so that applying it twice is impossible and a retry is safe. */
 function carriesSession(command: KvCommand): boolean {
-  return (command as { session?: ClientSession }).session !== undefined;
+  return command.session !== undefined;
 }
 
 function failure(err: unknown): KvResponse {
@@ -68,9 +65,9 @@ function failure(err: unknown): KvResponse {
 /** The command of `req` at the leader's wall-clock `now`, a relative deadline counted from it. */
 function stamp(req: Extract<KvRequest, { kind: 'write' }>, now: number): KvCommand {
   const cmd = req.command;
-  if (req.relativeTo !== undefined && cmd.op === 'set' && cmd.expiresAt !== 0) {
-    return { ...cmd, now, expiresAt: cmd.expiresAt + (now - req.relativeTo) };
-  }
+  const shift = req.relativeTo === undefined ? 0 : now - req.relativeTo;
+  if (shift !== 0 && cmd.op === 'set' && cmd.expiresAt !== 0) return { ...cmd, now, expiresAt: cmd.expiresAt + shift };
+  if (shift !== 0 && cmd.op === 'expire') return { ...cmd, now, deadline: cmd.deadline + shift };
   return { ...cmd, now };
 }
 
@@ -123,12 +120,29 @@ export class KvService {
     const now = this.wallClock();
     let command: KvCommand;
     try {
-      command = toCommand(req.write, now);
+      command = toCommand(req.write, now, req.session);
     } catch (err) {
       if (err instanceof InvalidExpireError) return { type: 'error', message: err.message };
       throw err;
     }
     return this.route(isRelative(req.write) ? { kind: 'write', command, relativeTo: now } : { kind: 'write', command });
+  }
+
+  /** Proposes the expiry sweeper's delete of `keys`, each only if still expired when it applies. */
+  deleteExpired(keys: Uint8Array[]): Promise<KvResponse> {
+    return this.execute({ kind: 'write', write: { op: 'delExpired', keys } });
+  }
+
+  /**
+   * Proposes a checksum entry, so every replica records a digest of its rows
+   * at the same index; resolves with that index. Throws `UnavailableError`
+   * when it could not be proposed within the request timeout.
+   */
+  async checksum(): Promise<LogIndex> {
+    const res = await this.execute({ kind: 'write', write: { op: 'checksum' } });
+    if (res.type === 'int') return Number(res.value);
+    if (res.type === 'failure') throw new UnavailableError(`checksum not proposed: ${res.code} ${res.message}`);
+    throw new InternalError(`checksum answered ${res.type}, not its log index`);
   }
 
   /** Serves `req` wherever the leader is, retrying while leadership moves, until the request timeout. */

@@ -142,4 +142,20 @@ describe('KvService', () => {
     });
     expect(nodes.get(l)!.host.status('p0').applied).toBe(applied);
   });
+
+  it('applies a write retried in its session once, through any node, answering the first reply', async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    const incr: KvClientRequest = {
+      kind: 'write',
+      write: { op: 'incr', key: b('n'), delta: 5n },
+      session: { clientId: 'c1', seq: 1, lowWater: 0 },
+    };
+    expect(await nodes.get(follower)!.service.execute(incr)).toEqual({ type: 'int', value: 5n });
+    expect(await nodes.get(l)!.service.execute(incr)).toEqual({ type: 'int', value: 5n });
+    const next: KvClientRequest = { ...incr, session: { clientId: 'c1', seq: 2, lowWater: 1 } };
+    expect(await nodes.get(follower)!.service.execute(next)).toEqual({ type: 'int', value: 10n });
+    expect(await nodes.get(l)!.service.execute(get('n'))).toEqual({ type: 'bulk', value: b('10') });
+  });
 });

@@ -1,4 +1,4 @@
-import type { ClientSession, Expiry, KvClientWrite, KvReadOp, KvResponse } from '@cohort/kv';
+import type { ClientSession, ExpireFlag, Expiry, KvClientWrite, KvReadOp, KvResponse } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 
@@ -93,8 +93,54 @@ function setCommand(args: Buffer[], api: KvApi, session: Session): Reply | Promi
       expiry = opt === 'EX' || opt === 'PX' ? { kind: 'in', ms: Number(ms) } : { kind: 'at', ms: Number(ms) };
     } else return SYNTAX;
   }
-  if (keepTtl) return errorReply('ERR SET ... KEEPTTL needs the state machine with expiry; not served by this build');
-  return write(api, session, { op: 'set', key: args[1]!, value: args[2]!, condition, expiry, returnOld });
+  return write(api, session, {
+    op: 'set',
+    key: args[1]!,
+    value: args[2]!,
+    condition,
+    expiry: keepTtl ? { kind: 'keep' } : expiry,
+    returnOld,
+  });
+}
+
+/**
+ * EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with Redis 7's NX, XX, GT and LT:
+ * `unit` is the milliseconds of one unit, `absolute` whether the time is a
+ * Unix time rather than a time from now.
+ */
+function expireCommand(name: string, unit: 1n | 1000n, absolute: boolean): Handler {
+  return (args, api, session) => {
+    // Redis 7 reads the options before the time.
+    const seen = new Set<ExpireFlag>();
+    for (const arg of args.slice(3)) {
+      const opt = arg.toString('latin1').toUpperCase();
+      const flag = ({ NX: 'nx', XX: 'xx', GT: 'gt', LT: 'lt' } as const)[opt as 'NX' | 'XX' | 'GT' | 'LT'];
+      if (flag === undefined) return errorReply(`ERR Unsupported option ${arg.toString()}`);
+      seen.add(flag);
+    }
+    if (seen.has('nx') && seen.size > 1) {
+      return errorReply('ERR NX and XX, GT or LT options at the same time are not compatible');
+    }
+    if (seen.has('gt') && seen.has('lt'))
+      return errorReply('ERR GT and LT options at the same time are not compatible');
+    // GT already implies XX (a key without expiry counts as an infinite deadline); XX with LT needs both checks.
+    if (seen.has('xx') && seen.has('lt')) return errorReply('ERR XX and LT together are not supported by this server');
+    const flag: ExpireFlag = seen.has('gt') ? 'gt' : ([...seen][0] ?? 'always');
+    const n = parseInteger(args[2]!);
+    if (n === undefined) return NOT_INTEGER;
+    const ms = n * unit;
+    // Redis 7: a time whose milliseconds overflow is an invalid expire time (the bound here: a safe JS integer).
+    if (ms > BigInt(Number.MAX_SAFE_INTEGER) || ms < -BigInt(Number.MAX_SAFE_INTEGER)) {
+      return errorReply(`ERR invalid expire time in '${name}' command`);
+    }
+    return write(api, session, {
+      op: 'expire',
+      key: args[1]!,
+      deadline: { kind: absolute ? 'at' : 'in', ms: Number(ms) },
+      flag,
+      command: name,
+    });
+  };
 }
 
 async function read(api: KvApi, op: KvReadOp, keys: Buffer[]): Promise<Reply> {
@@ -158,6 +204,11 @@ const COMMANDS: Record<string, Spec> = {
       return write(api, session, { op: 'mset', keys, values });
     },
   },
+  expire: { arity: -3, run: expireCommand('expire', 1000n, false) },
+  pexpire: { arity: -3, run: expireCommand('pexpire', 1n, false) },
+  expireat: { arity: -3, run: expireCommand('expireat', 1000n, true) },
+  pexpireat: { arity: -3, run: expireCommand('pexpireat', 1n, true) },
+  persist: { arity: 2, run: (args, api, session) => write(api, session, { op: 'persist', key: args[1]! }) },
   incr: { arity: 2, run: incrBy(1n, 1n) },
   decr: { arity: 2, run: incrBy(-1n, 1n) },
   incrby: { arity: 3, run: incrBy(1n) },

@@ -15,7 +15,7 @@ export class LocalKv implements KvApi {
     const now = Date.now();
     if (req.kind === 'write') {
       try {
-        return this.sm.apply(++this.index, encodeCommand(toCommand(req.write, now)));
+        return this.sm.apply(++this.index, encodeCommand(toCommand(req.write, now, req.session)));
       } catch (err) {
         return { type: 'error', message: (err as Error).message };
       }
