@@ -1,5 +1,14 @@
-import { CodecError, type ConfState, type Entry, type LogIndex, emptyConfState } from '@cohort/core';
-import type { StateMachine } from '@cohort/raft';
+import {
+  CodecError,
+  type ConfState,
+  type Entry,
+  type LogIndex,
+  type Snapshot,
+  type SnapshotMeta,
+  emptyConfState,
+} from '@cohort/core';
+import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
+import { KvSnapshotPb } from './generated/kv-command.js';
 import type { KvResult } from './result.js';
 import { KvStateMachine } from './state-machine.js';
 
@@ -7,15 +16,37 @@ import { KvStateMachine } from './state-machine.js';
 const MAGIC = new TextEncoder().encode('CKVS');
 
 /**
- * The KV state machine behind the older whole-image {@link StateMachine}
- * seam, for hosts not yet driving {@link KvStateMachine} as a
- * `DurableStateMachine`. Its snapshot joins the streamed chunks in memory, so
+ * The KV state machine as the Raft host's `DurableStateMachine` (delegating
+ * to {@link KvStateMachine}), plus the older whole-image calls
+ * (`apply`/`snapshot`/`restore`) for tools and tests. Its snapshot joins the streamed chunks in memory, so
  * it suits small states only; the streamed path never does this.
  */
-export class KvReplica implements StateMachine<KvResult> {
+export class KvReplica implements DurableStateMachine<KvResult> {
   private confState: ConfState = emptyConfState();
 
   constructor(readonly kv: KvStateMachine = new KvStateMachine()) {}
+
+  // The DurableStateMachine seam the Raft host drives: the KV machine itself.
+  applied(): AppliedState {
+    return this.kv.applied();
+  }
+
+  applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<KvResult> | undefined)[] {
+    this.confState = confState;
+    return this.kv.applyBatch(entries, confState);
+  }
+
+  openSnapshot(): SnapshotReader {
+    return this.kv.openSnapshot();
+  }
+
+  receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {
+    return this.kv.receiveSnapshot(meta);
+  }
+
+  restoreLegacy(snapshot: Snapshot): void {
+    this.kv.restoreLegacy(snapshot);
+  }
 
   apply(entry: Entry): KvResult {
     const [out] = this.kv.applyBatch([entry], this.confState);
@@ -43,8 +74,14 @@ export class KvReplica implements StateMachine<KvResult> {
   restore(data: Uint8Array): void {
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (buf.length < 12 || !buf.subarray(0, 4).equals(MAGIC)) {
-      // An image of the format before state lived on disk.
-      this.kv.restoreLegacy({ meta: { index: 0, term: 0, confState: this.confState }, data });
+      // An image of the format before state lived on disk; it carries its applied index.
+      let index = 0;
+      try {
+        index = Number(KvSnapshotPb.decode(data).appliedIndex);
+      } catch {
+        // restoreLegacy reports the malformed image.
+      }
+      this.kv.restoreLegacy({ meta: { index, term: 0, confState: this.confState }, data });
       return;
     }
     const meta = { index: buf.readUInt32BE(4), term: buf.readUInt32BE(8), confState: this.confState };

@@ -5,6 +5,7 @@ import type { RaftOptions } from './types.js';
 export interface ResolvedOptions {
   id: string;
   electionTick: number;
+  electionTickMax: number;
   heartbeatTick: number;
   random: Random;
   maxSizePerMsg: number;
@@ -39,6 +40,10 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
   if (electionTick <= heartbeatTick) {
     throw new ConfigError(`electionTick (${electionTick}) must be greater than heartbeatTick (${heartbeatTick})`);
   }
+  const electionTickMax = positiveInt('electionTickMax', o.electionTickMax ?? 2 * electionTick - 1);
+  if (electionTickMax < electionTick) {
+    throw new ConfigError(`electionTickMax (${electionTickMax}) must be at least electionTick (${electionTick})`);
+  }
   if (!o.random) throw new ConfigError('random is required (inject a SeededRandom in tests, systemRandom in hosts)');
   const checkQuorum = o.checkQuorum ?? true;
   const readOnlyOption = o.readOnlyOption ?? 'safe';
@@ -51,6 +56,7 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
   return {
     id: o.id,
     electionTick,
+    electionTickMax,
     heartbeatTick,
     random: o.random,
     maxSizePerMsg: nonNegativeInt('maxSizePerMsg', o.maxSizePerMsg ?? MIB),

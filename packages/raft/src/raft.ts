@@ -268,8 +268,7 @@ export class Raft {
 
   resetRandomizedElectionTimeout(): void {
     // §5.2: randomized timeouts make split votes rare.
-    const et = this.opts.electionTick;
-    this.randomizedElectionTimeout = this.opts.random.int(et, 2 * et - 1);
+    this.randomizedElectionTimeout = this.opts.random.int(this.opts.electionTick, this.opts.electionTickMax);
   }
 
   becomeFollower(term: Term, lead: NodeId): void {

@@ -41,8 +41,10 @@ export interface Ready {
 /** Engine configuration. Durations are in ticks; the host decides how long a tick is. */
 export interface RaftOptions {
   id: NodeId;
-  /** Ticks without a heartbeat before a follower campaigns: randomized in [electionTick, 2*electionTick). @default 10 */
+  /** Ticks without a heartbeat before a follower campaigns, at least: the timeout is randomized in [electionTick, electionTickMax]. @default 10 */
   electionTick: number;
+  /** The longest randomized election timeout, in ticks (>= electionTick). @default 2 * electionTick - 1 */
+  electionTickMax?: number;
   /** Ticks between leader heartbeats. @default 1 */
   heartbeatTick: number;
   /** Randomness for election timeouts; seed it in simulation. */

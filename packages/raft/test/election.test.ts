@@ -1,4 +1,4 @@
-import { SeededRandom } from '@cohort/core';
+import { ConfigError, SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage, RawNode } from '../src/index.js';
 import { newMessage as msg } from '../src/message.js';
@@ -90,6 +90,37 @@ describe('terms and votes', () => {
       seen.add(ticks);
     }
     expect(seen.size).toBeGreaterThan(3);
+  });
+
+  it('election timeouts stay within a configured [electionTick, electionTickMax] and cover it', () => {
+    const seen = new Set<number>();
+    for (let seed = 1; seed <= 60; seed++) {
+      const rn = new RawNode(
+        {
+          id: 'a',
+          electionTick: 4,
+          electionTickMax: 30,
+          heartbeatTick: 1,
+          random: new SeededRandom(seed),
+          preVote: false,
+        },
+        MemoryStorage.withVoters(['a', 'b', 'c']),
+      );
+      let ticks = 0;
+      while (rn.status().role === 'follower') {
+        rn.tick();
+        ticks++;
+        expect(ticks).toBeLessThanOrEqual(30);
+      }
+      expect(ticks).toBeGreaterThanOrEqual(4);
+      seen.add(ticks);
+    }
+    // Timeouts beyond the old [n, 2n) range occur: the configured maximum is honoured.
+    expect([...seen].some((t) => t >= 8)).toBe(true);
+  });
+
+  it('an electionTickMax below electionTick is refused with a ConfigError', () => {
+    expect(() => lone('a', ['a'], { electionTick: 10, electionTickMax: 5 })).toThrow(ConfigError);
   });
 
   it('at most one leader is elected per term', () => {

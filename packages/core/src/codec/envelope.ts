@@ -14,7 +14,14 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 const END_MARKER = 0x436f6872;
 
 /** What a frame carries; written in every envelope so a reader can tell frames apart. */
-export type PayloadKindName = 'raftMessage' | 'raftBatch' | 'confChange' | 'forwardRequest' | 'forwardResponse';
+export type PayloadKindName =
+  | 'raftMessage'
+  | 'raftBatch'
+  | 'confChange'
+  | 'forwardRequest'
+  | 'forwardResponse'
+  | 'snapshotChunk'
+  | 'snapshotAck';
 
 /** Options of every decoder and encoder. */
 export interface CodecOptions {
@@ -31,6 +38,8 @@ const toPb: Record<PayloadKindName, PayloadKind> = {
   confChange: PayloadKind.CONF_CHANGE,
   forwardRequest: PayloadKind.FORWARD_REQUEST,
   forwardResponse: PayloadKind.FORWARD_RESPONSE,
+  snapshotChunk: PayloadKind.SNAPSHOT_CHUNK,
+  snapshotAck: PayloadKind.SNAPSHOT_ACK,
 };
 
 const fromPb = new Map<PayloadKind, PayloadKindName>(

@@ -27,3 +27,11 @@ export {
   encodeRaftMessage,
   type GroupMessage,
 } from './raft-codec.js';
+export {
+  decodeSnapshotAck,
+  decodeSnapshotChunk,
+  encodeSnapshotAck,
+  encodeSnapshotChunk,
+  type SnapshotAck,
+  type SnapshotChunk,
+} from './snapshot-codec.js';

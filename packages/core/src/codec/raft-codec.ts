@@ -180,7 +180,8 @@ function entryFromPb(e: pb.Entry): Entry {
   return { term: e.term, index: e.index, type: back(entryTypesBack, e.type, 'an entry type'), data: e.data };
 }
 
-function confStateToPb(c: ConfState): pb.ConfState {
+/** Internal to the codec: a membership as protobuf. */
+export function confStateToPb(c: ConfState): pb.ConfState {
   return {
     voters: c.voters,
     learners: c.learners,
@@ -190,7 +191,8 @@ function confStateToPb(c: ConfState): pb.ConfState {
   };
 }
 
-function confStateFromPb(c: pb.ConfState | undefined): ConfState {
+/** Internal to the codec: a membership from protobuf (absent: empty). */
+export function confStateFromPb(c: pb.ConfState | undefined): ConfState {
   return {
     voters: c?.voters ?? [],
     learners: c?.learners ?? [],

@@ -30,6 +30,8 @@ export interface RaftEngine {
   advance(): void;
   /** Tells the leader a message to `id` could not be delivered, so it probes instead of streaming. */
   reportUnreachable(id: NodeId): void;
+  /** Tells the leader how a snapshot stream to `id` ended (`ok`: the follower installed it). */
+  reportSnapshot(id: NodeId, ok: boolean): void;
   /** Starts an election now. */
   campaign(): void;
   status(): EngineStatus;

@@ -1,6 +1,6 @@
 export type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
-export { type GroupStatus, type HostStats, RaftHost, type RaftHostOptions } from './raft-host.js';
-export type { StateMachine } from './state-machine.js';
+export { type GroupStatus, type HostFaults, type HostStats, RaftHost, type RaftHostOptions } from './raft-host.js';
+export { type GroupStart, startGroup } from './group-startup.js';
 export { rawNodeEngine, rawNodeFactory } from './raw-node-engine.js';
 export type {
   AppliedState,

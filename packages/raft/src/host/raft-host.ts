@@ -10,9 +10,12 @@ import {
   type NodeId,
   type NodeStore,
   NotLeaderError,
+  ProposalDroppedError,
   Protocols,
   type Random,
   type ReplicatedGroup,
+  type SnapshotMeta,
+  type Term,
   type TimerHandle,
   type Transport,
   UnavailableError,
@@ -21,11 +24,30 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { decodeConfChange } from '../confchange/codec.js';
+import { newMessage } from '../message.js';
 import type { Ready, StateRole } from '../types.js';
+import type { DurableStateMachine } from './durable-state-machine.js';
 import type { EngineFactory, RaftEngine } from './engine.js';
+import { startGroup } from './group-startup.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
-import type { StateMachine } from './state-machine.js';
+import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
+import { SnapshotSender } from './snapshot-sender.js';
+
+const EMPTY = new Uint8Array(0);
+const MIB = 1024 * 1024;
+
+/**
+ * Deliberate misbehaviour, for tests only: the simulator turns one on to
+ * prove its checks catch a host that breaks linearizability or safety.
+ * Never set in production.
+ */
+export interface HostFaults {
+  /** `read()` resolves at once, without a ReadIndex round (stale reads become possible). @default false */
+  readsWithoutReadIndex?: boolean;
+  /** Entries are applied as soon as they are appended, before they commit. @default false */
+  applyBeforeCommit?: boolean;
+}
 
 /** Options of {@link RaftHost}. */
 export interface RaftHostOptions {
@@ -39,16 +61,38 @@ export interface RaftHostOptions {
   logger?: Logger;
   /** Milliseconds per engine tick (the heartbeat interval). @default 100 */
   tickMs?: number;
-  /** Ticks without a leader before an election; the engine randomizes in [n, 2n). @default 5 */
+  /** Ticks without a leader before an election, at least; the engine randomizes in [electionTicks, electionTicksMax]. @default 5 */
   electionTicks?: number;
+  /** The longest election timeout in ticks. @default 2 * electionTicks - 1 */
+  electionTicksMax?: number;
   /** Ticks between heartbeats. @default 1 */
   heartbeatTicks?: number;
   /** How long a proposal or read may wait before it fails with TimeoutError. @default 5000 */
   requestTimeoutMs?: number;
-  /** Applied entries past the last snapshot that trigger a new snapshot and compaction. @default 10000 */
+  /** Durably applied entries past the last snapshot marker that trigger a new marker and compaction. @default 10000 */
   snapshotEntries?: number;
-  /** Entries kept in the log behind a snapshot, so slow followers catch up without one. @default min(1000, snapshotEntries / 2) */
+  /**
+   * Bytes of log past the last marker that trigger a new marker and compaction (needs a store
+   * reporting `stats`, as the storage package's do; the store's own policy also triggers).
+   * @default 104857600 (100 MiB)
+   */
+  snapshotBytes?: number;
+  /**
+   * Bytes the log may hold before proposals are refused with ProposalDroppedError (needs a store
+   * reporting `stats`); the store's own `admitProposal` bound applies as well.
+   * @default undefined (the store's bound only)
+   */
+  maxLogBytes?: number;
+  /** Entries kept in the log behind a marker, so slow followers catch up without a snapshot. @default min(1000, snapshotEntries / 2) */
   compactionMarginEntries?: number;
+  /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
+  snapshotChunkBytes?: number;
+  /** A snapshot transfer not finished after this long is abandoned (the engine asks again later). @default 600000 (10 min) */
+  snapshotTimeoutMs?: number;
+  /** First wait before resending a failed snapshot chunk; doubles up to a second. @default 50 */
+  snapshotRetryMs?: number;
+  /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
+  faults?: HostFaults;
 }
 
 /** What {@link RaftHost.status} reports for one group. */
@@ -71,7 +115,7 @@ export interface GroupStatus {
  * so and refuses proposals while the log is over its byte bound.
  */
 interface SizedStore {
-  stats(group: GroupId): { shouldSnapshot: boolean };
+  stats(group: GroupId): { shouldSnapshot: boolean; bytes?: number; bytesSinceSnapshot?: number };
   admitProposal(group: GroupId, bytes: number): void;
 }
 
@@ -98,18 +142,26 @@ export interface HostStats {
   sendFailures: number;
   /** Raft frames received and stepped. */
   framesReceived: number;
-  /** Snapshots taken locally. */
+  /** Snapshot markers saved locally (each followed by log compaction). */
   snapshotsTaken: number;
-  /** Snapshots restored from a leader. */
+  /** Snapshots installed from a leader's stream. */
   snapshotsRestored: number;
+  /** Snapshot transfers this node finished as leader. */
+  snapshotsSent: number;
+  /** Snapshot chunk requests sent (retries included). */
+  snapshotChunksSent: number;
 }
 
 interface Group {
   id: GroupId;
   engine: RaftEngine;
-  sm: StateMachine;
+  sm: DurableStateMachine<unknown>;
   pending: PendingWork<unknown>;
-  applied: LogIndex;
+  /** The machine's applied position (index, term, membership after it). */
+  applied: SnapshotMeta;
+  /** The applied position as of the start of the last completed store write: durable. Compaction stops there. */
+  durable: SnapshotMeta;
+  /** Index of the log's latest snapshot marker. */
   snapshotIndex: LogIndex;
   role: StateRole;
   lead: NodeId;
@@ -133,7 +185,11 @@ export class RaftHost {
   private readonly tickMs: number;
   private readonly requestTimeoutMs: number;
   private readonly snapshotEntries: number;
+  private readonly snapshotBytes: number;
   private readonly margin: number;
+  private readonly faults: HostFaults;
+  private readonly sender: SnapshotSender;
+  private readonly receiver: SnapshotReceiver;
   private readonly sized: SizedStore | undefined;
   private tickTimer: TimerHandle | undefined;
   private scheduled = false;
@@ -154,6 +210,8 @@ export class RaftHost {
     framesReceived: 0,
     snapshotsTaken: 0,
     snapshotsRestored: 0,
+    snapshotsSent: 0,
+    snapshotChunksSent: 0,
   };
   /** Called once the host stopped because its store failed (after logging it). */
   onFatal: ((err: Error) => void) | undefined;
@@ -165,29 +223,55 @@ export class RaftHost {
     this.tickMs = opts.tickMs ?? 100;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     this.snapshotEntries = opts.snapshotEntries ?? 10_000;
+    this.snapshotBytes = opts.snapshotBytes ?? 100 * MIB;
     this.sized = sizedStore(opts.store);
     this.margin = opts.compactionMarginEntries ?? Math.min(1000, Math.floor(this.snapshotEntries / 2));
+    this.faults = opts.faults ?? {};
+    const maxFrame = opts.transport.maxFrameBytes;
+    this.sender = new SnapshotSender({
+      self: opts.id,
+      transport: opts.transport,
+      clock: opts.clock,
+      logger: this.log,
+      // Room for the envelope and the chunk's header within one frame.
+      chunkBytes: Math.max(1, Math.min(opts.snapshotChunkBytes ?? MIB, maxFrame - 64 * 1024)),
+      timeoutMs: opts.snapshotTimeoutMs ?? 600_000,
+      retryMs: opts.snapshotRetryMs ?? 50,
+      onDone: (group, peer, ok) => this.snapshotSent(group, peer, ok),
+      onChunk: () => {
+        this.counters.snapshotChunksSent++;
+      },
+    });
+    this.receiver = new SnapshotReceiver({
+      clock: opts.clock,
+      logger: this.log,
+      maxFrameBytes: maxFrame,
+      idleMs: Math.max(10 * this.tickMs * (opts.electionTicks ?? 5), 30_000),
+      group: (id) => this.receivingGroup(id),
+    });
   }
 
   /**
-   * Adds a group. A group with an empty store is bootstrapped with `voters`
-   * (every founding member passes the same list; an empty list starts a
-   * member that waits to be added); a stored group restores its state
-   * machine from its last snapshot and ignores `voters`.
+   * Adds a group driven by the durable state machine `sm`. A group with an
+   * empty store is bootstrapped with `voters` (every founding member passes
+   * the same list; an empty list starts a member that waits to be added); a
+   * stored group resumes from the machine's own applied index, with no
+   * replay, and ignores `voters`. Throws StorageError when the log and the
+   * machine cannot be reconciled (see {@link startGroup}).
    */
-  addGroup(group: GroupId, sm: StateMachine, voters: NodeId[]): void {
+  addGroup(group: GroupId, sm: DurableStateMachine<unknown>, voters: NodeId[]): void {
     if (this.groups.has(group)) throw new Error(`group ${group} is already hosted`);
-    const reader = this.opts.store.group(group);
+    const start = startGroup(this.opts.store, group, sm);
+    const reader = start.reader;
     const fresh = reader.lastIndex() === 0 && reader.initialState().hardState.term === 0;
-    const snap = reader.snapshot();
-    if (snap.meta.index > 0) sm.restore(snap.data);
     const engine = (this.opts.createEngine ?? rawNodeFactory)(
       {
         id: this.opts.id,
         electionTick: this.opts.electionTicks ?? 5,
+        ...(this.opts.electionTicksMax !== undefined ? { electionTickMax: this.opts.electionTicksMax } : {}),
         heartbeatTick: this.opts.heartbeatTicks ?? 1,
         random: this.opts.random,
-        applied: snap.meta.index,
+        applied: start.applied.index,
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
@@ -198,14 +282,23 @@ export class RaftHost {
       engine,
       sm,
       pending: new PendingWork(),
-      applied: snap.meta.index,
-      snapshotIndex: snap.meta.index,
+      applied: start.applied,
+      // What the machine reports may not be fsynced yet; the marker is.
+      durable: start.snapshot,
+      snapshotIndex: start.snapshot.index,
       role: s.role,
       lead: s.lead,
       readBatch: [],
       readRounds: new Map(),
     });
-    this.log.info('group added', { group, fresh, voters: s.confState.voters, applied: snap.meta.index });
+    this.log.info('group added', {
+      group,
+      fresh,
+      voters: s.confState.voters,
+      applied: start.applied.index,
+      restoredLegacy: start.restoredLegacy,
+      repaired: start.repaired,
+    });
     this.schedule();
   }
 
@@ -214,6 +307,7 @@ export class RaftHost {
     if (this.running) return;
     this.running = true;
     this.opts.transport.handle(Protocols.raft, (from, frame) => this.receive(from, frame));
+    this.opts.transport.handleRequest(Protocols.snapshot, async (from, frame) => this.receiver.handle(from, frame));
     this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.tickMs);
   }
 
@@ -222,6 +316,8 @@ export class RaftHost {
     this.running = false;
     if (this.tickTimer !== undefined) this.opts.clock.clearTimeout(this.tickTimer);
     this.flushDeferred();
+    this.sender.cancel();
+    this.receiver.abortAll();
     for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
   }
 
@@ -256,7 +352,7 @@ export class RaftHost {
       term: s.term,
       leader: s.lead,
       commit: s.commit,
-      applied: g.applied,
+      applied: g.applied.index,
       firstIndex: reader.firstIndex(),
       lastIndex: reader.lastIndex(),
     };
@@ -274,13 +370,26 @@ export class RaftHost {
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     let at: { index: LogIndex; term: number };
     try {
-      this.sized?.admitProposal(group, data.length);
+      this.admit(group, data.length);
       at = g.engine.propose(data);
     } catch (err) {
       return Promise.reject(err);
     }
     this.schedule();
     return g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs) as Promise<R>;
+  }
+
+  private admit(group: GroupId, bytes: number): void {
+    if (this.sized === undefined) return;
+    this.sized.admitProposal(group, bytes);
+    const max = this.opts.maxLogBytes;
+    if (max === undefined) return;
+    const held = this.sized.stats(group).bytes ?? 0;
+    if (held + bytes > max) {
+      throw new ProposalDroppedError(
+        `group ${group}: the log holds ${held} bytes, over maxLogBytes (${max}); retry once compaction catches up, or raise maxLogBytes`,
+      );
+    }
   }
 
   /**
@@ -292,6 +401,8 @@ export class RaftHost {
     const g = this.groupOf(group);
     const s = g.engine.status();
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
+    // Test-only fault: serve at once, as a leader that lost its leadership unknowingly would.
+    if (this.faults.readsWithoutReadIndex) return Promise.resolve();
     const ctx = `${this.opts.id}/${++this.readCounter}`;
     const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
     // Reads arriving in the same turn share one ReadIndex round (started in processReady): every one
@@ -320,6 +431,7 @@ export class RaftHost {
       g.engine.tick();
       g.pending.expire(now);
     }
+    this.receiver.expire(now);
     // Commit indexes reach the disk within a tick even when nothing else is written.
     this.flushDeferred();
     this.processReady();
@@ -344,6 +456,12 @@ export class RaftHost {
       }
       if (message.from !== from) {
         this.log.warn('raft message claims another sender; dropped', { from, claimed: message.from, group });
+        continue;
+      }
+      if (message.type === 'snap') {
+        // Snapshots travel on their own stream (Protocols.snapshot); an image inside a Raft message
+        // would reset the log without the state that goes with it.
+        this.log.warn('raft snap message dropped: snapshots are streamed', { from, group });
         continue;
       }
       try {
@@ -374,9 +492,20 @@ export class RaftHost {
       g.deferredHardState = undefined;
     }
     if (batch.length === 0) return;
-    this.counters.storeWrites++;
     // The store queues writes in order; a commit index needs no durability before anything is sent.
-    this.opts.store.write(batch).catch((err: Error) => this.fatal('writing commit indexes', err));
+    this.durableWrite(batch).catch((err: Error) => this.fatal('writing commit indexes', err));
+  }
+
+  /**
+   * `store.write`, noting what it makes durable: the machines' apply transactions are not fsynced,
+   * so everything applied before a durable write starts is durable once it completes.
+   */
+  private async durableWrite(batch: GroupWrite[]): Promise<void> {
+    const marks: [Group, SnapshotMeta][] = [];
+    for (const g of this.groups.values()) marks.push([g, g.applied]);
+    this.counters.storeWrites++;
+    await this.opts.store.write(batch);
+    for (const [g, at] of marks) if (at.index > g.durable.index) g.durable = at;
   }
 
   /** A durable write failed: nothing this node would say next can be trusted, so it stops loudly. */
@@ -452,8 +581,7 @@ export class RaftHost {
       // Durable before any message of this round leaves (Raft §5: persist before responding).
       if (batch.length > 0) {
         const t = this.opts.clock.now();
-        this.counters.storeWrites++;
-        await this.opts.store.write(batch);
+        await this.durableWrite(batch);
         this.counters.storeWriteMs += this.opts.clock.now() - t;
         for (const w of batch) this.counters.entriesPersisted += w.entries?.length ?? 0;
         if (!this.running) return;
@@ -463,7 +591,7 @@ export class RaftHost {
         this.applyReady(g, rd);
         g.engine.advance();
       }
-      for (const { g } of work) await this.maybeSnapshot(g);
+      for (const { g } of work) await this.maybeCompact(g);
       this.startReadRounds();
     }
     // Still busy: yield to I/O and continue on the next turn.
@@ -473,6 +601,11 @@ export class RaftHost {
   private send(messages: GroupMessage[]): void {
     const byPeer = new Map<NodeId, GroupMessage[]>();
     for (const gm of messages) {
+      if (gm.message.type === 'snap') {
+        // The engine asks for a snapshot: the host streams the machine's state instead of the message.
+        this.streamSnapshot(gm.group, gm.message.to, gm.message.term);
+        continue;
+      }
       const list = byPeer.get(gm.message.to);
       if (list) list.push(gm);
       else byPeer.set(gm.message.to, [gm]);
@@ -521,75 +654,147 @@ export class RaftHost {
       if (wasLeader && g.role !== 'leader') {
         g.readRounds.clear();
         g.pending.failReads(new NotLeaderError(g.lead || undefined));
+        this.sender.cancel(g.id);
       }
       this.onLeaderChange?.(g.id, g.lead, g.role);
     }
-    if (rd.snapshot && rd.snapshot.meta.index > g.applied) {
-      g.sm.restore(rd.snapshot.data);
-      g.applied = rd.snapshot.meta.index;
-      g.snapshotIndex = rd.snapshot.meta.index;
-      this.counters.snapshotsRestored++;
-      this.log.info('restored a snapshot from the leader', { group: g.id, index: g.applied });
+    if (rd.snapshot) {
+      // Only a streamed snapshot the machine already committed reaches the engine (see SnapshotReceiver).
+      const at = g.sm.applied();
+      if (at.index < rd.snapshot.meta.index) {
+        throw new Error(
+          `invariant: group ${g.id} installed a snapshot at ${rd.snapshot.meta.index} but its machine is at ${at.index}`,
+        );
+      }
+      if (at.index > g.applied.index) g.applied = at;
+      g.snapshotIndex = Math.max(g.snapshotIndex, rd.snapshot.meta.index);
     }
-    for (const e of rd.committedEntries) this.applyEntry(g, e);
+    let ents = rd.committedEntries;
+    if (this.faults.applyBeforeCommit) ents = [...ents, ...rd.entries];
+    this.applyEntries(g, ents);
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
       g.readRounds.delete(round);
     }
-    g.pending.releaseReads(g.applied);
-  }
-
-  private applyEntry(g: Group, e: Entry): void {
-    if (e.index <= g.applied) return;
-    let result: unknown;
-    let failure: Error | undefined;
-    if (e.type === 'confChange') {
-      g.engine.applyConfChange(decodeConfChange(e.data));
-      g.sm.skip?.(e.index);
-    } else if (e.data.length === 0) {
-      g.sm.skip?.(e.index);
-    } else {
-      try {
-        result = g.sm.apply(e);
-      } catch (err) {
-        // A command every replica rejects alike (bad bytes) fails its proposer; the log moves on.
-        failure = err as Error;
-        this.log.warn('entry failed to apply', { group: g.id, index: e.index, err: (err as Error).message });
-      }
-    }
-    g.applied = e.index;
-    this.counters.entriesApplied++;
-    if (failure) g.pending.failed(e.index, failure);
-    else g.pending.applied(e.index, e.term, result);
+    g.pending.releaseReads(g.applied.index);
   }
 
   /**
-   * When `snapshotEntries` entries were applied since the last snapshot, or
-   * the store's size policy asks for one, snapshots the state machine and compacts.
+   * Applies entries past the machine's applied index in one `applyBatch`
+   * (re-delivered ones are skipped, so a restart is idempotent); membership
+   * changes go to the engine first, in order, and the machine records the
+   * resulting membership with its applied index.
    */
-  private async maybeSnapshot(g: Group): Promise<void> {
-    if (g.applied <= g.snapshotIndex) return;
-    const since = g.applied - g.snapshotIndex;
-    // The store counts entries not yet applied too: its trigger waits for a tenth of the interval
-    // to be applied, so a busy log is not snapshotted on every round.
-    const due =
-      since >= this.snapshotEntries ||
-      (since >= Math.ceil(this.snapshotEntries / 10) && this.sized?.stats(g.id).shouldSnapshot === true);
+  private applyEntries(g: Group, all: Entry[]): void {
+    const ents: Entry[] = [];
+    let next = g.applied.index + 1;
+    for (const e of all) {
+      if (e.index !== next) continue;
+      ents.push(e);
+      next++;
+    }
+    const last = ents[ents.length - 1];
+    if (last === undefined) return;
+    let confState = g.applied.confState;
+    let changed = false;
+    for (const e of ents) {
+      if (e.type !== 'confChange') continue;
+      confState = g.engine.applyConfChange(decodeConfChange(e.data));
+      changed = true;
+    }
+    if (!changed && g.applied.confState.voters.length === 0) confState = g.engine.status().confState;
+    const outcomes = g.sm.applyBatch(ents, confState);
+    g.applied = { index: last.index, term: last.term, confState };
+    this.counters.entriesApplied += ents.length;
+    ents.forEach((e, i) => {
+      const out = outcomes[i];
+      if (out === undefined) g.pending.applied(e.index, e.term, undefined);
+      else if (out.ok) g.pending.applied(e.index, e.term, out.value);
+      else {
+        // A command every replica rejects alike (bad bytes) fails its proposer; the log moves on.
+        this.log.warn('entry failed to apply', { group: g.id, index: e.index, err: out.error.message });
+        g.pending.failed(e.index, out.error);
+      }
+    });
+  }
+
+  /**
+   * When `snapshotEntries` entries were durably applied since the last
+   * marker, or the log's bytes (the store's policy, or `snapshotBytes`) ask
+   * for it, saves a metadata-only snapshot marker at the durable applied
+   * position and compacts the log behind it: no state is serialized, and the
+   * log is never compacted past what the machine holds durably.
+   */
+  private async maybeCompact(g: Group): Promise<void> {
+    const at = g.durable;
+    if (at.index <= g.snapshotIndex) return;
+    const since = at.index - g.snapshotIndex;
+    let due = since >= this.snapshotEntries;
+    if (!due && this.sized !== undefined && since >= Math.ceil(this.snapshotEntries / 10)) {
+      // The store counts entries not yet applied too: its trigger waits for a tenth of the interval
+      // to be applied, so a busy log is not compacted on every round.
+      const st = this.sized.stats(g.id);
+      due = st.shouldSnapshot || (st.bytesSinceSnapshot ?? 0) >= this.snapshotBytes;
+    }
     if (!due) return;
-    // A snapshot never gets ahead of the stored commit index.
+    // A marker never gets ahead of the stored commit index.
     this.flushDeferred([g]);
     const reader = this.opts.store.group(g.id);
-    const term = reader.term(g.applied);
-    const data = g.sm.snapshot();
-    const compactTo = Math.max(g.applied - this.margin, reader.firstIndex() - 1);
-    await this.opts.store.saveSnapshot(
-      g.id,
-      { meta: { index: g.applied, term, confState: g.engine.status().confState }, data },
-      compactTo,
-    );
-    g.snapshotIndex = g.applied;
+    const compactTo = Math.max(at.index - this.margin, reader.firstIndex() - 1);
+    await this.opts.store.saveSnapshot(g.id, { meta: at, data: EMPTY }, compactTo);
+    g.snapshotIndex = at.index;
     this.counters.snapshotsTaken++;
-    this.log.info('snapshot taken', { group: g.id, index: g.applied, bytes: data.length, compactTo });
+    this.log.info('log compacted behind a snapshot marker', { group: g.id, index: at.index, compactTo });
+  }
+
+  /** The engine asked for a snapshot to `peer`: stream a consistent view of the machine to it. */
+  private streamSnapshot(group: GroupId, peer: NodeId, term: Term): void {
+    const g = this.groups.get(group);
+    if (g === undefined || g.role !== 'leader') return;
+    this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+  }
+
+  private snapshotSent(group: GroupId, peer: NodeId, ok: boolean): void {
+    if (ok) this.counters.snapshotsSent++;
+    const g = this.groups.get(group);
+    if (g === undefined || !this.running) return;
+    g.engine.reportSnapshot(peer, ok);
+    this.schedule();
+  }
+
+  private receivingGroup(id: GroupId): ReceivingGroup | undefined {
+    const g = this.groups.get(id);
+    if (g === undefined || !this.running) return undefined;
+    return {
+      machine: g.sm,
+      term: () => g.engine.status().term,
+      appliedIndex: () => g.applied.index,
+      installed: (leader, term, meta) => {
+        const at = g.sm.applied();
+        if (at.index > g.applied.index) {
+          g.applied = at;
+          this.counters.snapshotsRestored++;
+        }
+        g.pending.releaseReads(g.applied.index);
+        // The engine resets its log to the snapshot (its Ready writes the marker) and acknowledges the leader.
+        try {
+          g.engine.step(
+            newMessage({
+              type: 'snap',
+              from: leader,
+              to: this.opts.id,
+              term,
+              snapshot: { meta, data: EMPTY },
+              snapOffset: 0,
+              snapDone: true,
+            }),
+          );
+        } catch (err) {
+          this.log.warn('engine refused an installed snapshot', { group: id, err: (err as Error).message });
+        }
+        this.schedule();
+      },
+    };
   }
 }

@@ -21,6 +21,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     ready: () => rn.ready(),
     advance: () => rn.advance(),
     reportUnreachable: (id) => rn.reportUnreachable(id),
+    reportSnapshot: (id, ok) => rn.reportSnapshot(id, ok),
     campaign: () => rn.campaign(),
     status() {
       const s = rn.status();

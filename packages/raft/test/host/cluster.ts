@@ -1,39 +1,17 @@
-import { type Entry, type LogIndex, MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core';
-import { RaftHost, type RaftHostOptions, type StateMachine } from '../../src/index.js';
+import { MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core';
+import { RaftHost, type RaftHostOptions } from '../../src/index.js';
+import { MachineDisk, MapMachine } from './map-machine.js';
 import { MemoryNodeStore } from './memory-node-store.js';
 
-/** A map from `k=v` entries; apply returns the entry's index. */
-export class MapMachine implements StateMachine<LogIndex> {
-  readonly map = new Map<string, string>();
-  lastApplied = 0;
-
-  apply(entry: Entry): LogIndex {
-    const [k, v] = new TextDecoder().decode(entry.data).split('=');
-    if (k === undefined || v === undefined) throw new Error(`bad command at ${entry.index}`);
-    this.map.set(k, v);
-    this.lastApplied = entry.index;
-    return entry.index;
-  }
-
-  skip(index: LogIndex): void {
-    this.lastApplied = index;
-  }
-
-  snapshot(): Uint8Array {
-    return new TextEncoder().encode(JSON.stringify([...this.map]));
-  }
-
-  restore(data: Uint8Array): void {
-    this.map.clear();
-    for (const [k, v] of JSON.parse(new TextDecoder().decode(data)) as [string, string][]) this.map.set(k, v);
-  }
-}
+export { MachineDisk, MapMachine } from './map-machine.js';
 
 export interface TestNode {
   id: NodeId;
   host: RaftHost;
   store: MemoryNodeStore;
   sms: Map<string, MapMachine>;
+  /** The machines' disks, by group: they survive a restart on the same store. */
+  disks: Map<string, MachineDisk>;
 }
 
 export const GROUPS = ['p0'];
@@ -53,7 +31,11 @@ export class Cluster {
     for (const id of ids) this.start(id, makeStore());
   }
 
-  start(id: NodeId, store: MemoryNodeStore): TestNode {
+  /**
+   * Starts (or restarts) `id` on `store`; its machines come back from `disks`
+   * (what they had synced), or start empty with new disks.
+   */
+  start(id: NodeId, store: MemoryNodeStore, disks = new Map<string, MachineDisk>()): TestNode {
     const host = new RaftHost({
       id,
       store,
@@ -65,13 +47,20 @@ export class Cluster {
       ...this.options,
     });
     const sms = new Map<string, MapMachine>();
+    store.onDurable.length = 0;
     for (const g of this.groups) {
-      const sm = new MapMachine();
+      let disk = disks.get(g);
+      if (!disk) {
+        disk = new MachineDisk();
+        disks.set(g, disk);
+      }
+      const sm = new MapMachine(disk);
       sms.set(g, sm);
+      store.onDurable.push(() => sm.sync());
       host.addGroup(g, sm, this.ids);
     }
     host.start();
-    const node = { id, host, store, sms };
+    const node = { id, host, store, sms, disks };
     this.nodes.set(id, node);
     return node;
   }

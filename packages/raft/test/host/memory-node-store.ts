@@ -6,6 +6,10 @@ export class MemoryNodeStore implements NodeStore {
   readonly groups = new Map<GroupId, MemoryStorage>();
   /** Every `write` batch, in order. */
   readonly writes: GroupWrite[][] = [];
+  /** Every `saveSnapshot`, in order. */
+  readonly snapshots: { group: GroupId; snapshot: Snapshot; compactTo: LogIndex }[] = [];
+  /** Called after each durable write: what shares this store's disk (a state machine) is synced with it. */
+  readonly onDurable: (() => void)[] = [];
   closed = false;
 
   group(group: GroupId): RaftLogReader {
@@ -23,6 +27,7 @@ export class MemoryNodeStore implements NodeStore {
 
   async write(batch: GroupWrite[]): Promise<void> {
     this.writes.push(batch);
+    for (const fn of this.onDurable) fn();
     for (const w of batch) {
       const s = this.storage(w.group);
       if (w.snapshot) s.applySnapshot(w.snapshot);
@@ -32,6 +37,8 @@ export class MemoryNodeStore implements NodeStore {
   }
 
   async saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
+    this.snapshots.push({ group, snapshot, compactTo });
+    for (const fn of this.onDurable) fn();
     const s = this.storage(group);
     s.createSnapshot(snapshot.meta.index, snapshot.meta.confState, snapshot.data);
     if (compactTo >= s.firstIndex()) s.compact(compactTo);

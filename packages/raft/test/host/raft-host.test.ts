@@ -126,21 +126,29 @@ describe('RaftHost', () => {
     expect(c.node(next).sms.get('p0')!.map.has('lost')).toBe(false);
   });
 
-  it('snapshots and compacts a long log, and a restarted node rebuilds its state from snapshot and log', async () => {
+  it('compacts a long log behind metadata-only markers, and a restarted node resumes from its own applied index', async () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], { snapshotEntries: 20, compactionMarginEntries: 5 });
     const c = cluster;
     const leader = await until('a leader', () => c.leader());
     for (let i = 0; i < 60; i++) await c.node(leader).host.propose('p0', cmd(`k${i}=${i}`));
     const follower = c.ids.find((id) => id !== leader)!;
     await until('follower applies all', () => c.node(follower).sms.get('p0')!.map.get('k59') === '59');
-    const store = c.node(follower).store;
+    const node = c.node(follower);
+    const store = node.store;
     expect(store.storage('p0').snapshot().meta.index).toBeGreaterThan(20);
     expect(store.storage('p0').firstIndex()).toBeGreaterThan(1);
-    // Restart the follower on its store: state comes back from the snapshot plus the log after it.
-    c.node(follower).host.stop();
-    const restarted = c.start(follower, store as MemoryNodeStore);
+    // No state is serialized: every marker is metadata only.
+    expect(store.snapshots.length).toBeGreaterThan(0);
+    expect(store.snapshots.every((s) => s.snapshot.data.length === 0)).toBe(true);
+    // Restart the follower on its store and its machine's disk: it resumes where the machine stands.
+    node.host.stop();
+    const resumedAt = node.disks.get('p0')!.applied.index;
+    expect(resumedAt).toBeGreaterThan(store.storage('p0').snapshot().meta.index - 1);
+    const restarted = c.start(follower, store, node.disks);
     await until('restarted follower has every key', () => restarted.sms.get('p0')!.map.size === 60);
     expect(restarted.sms.get('p0')!.map.get('k0')).toBe('0');
+    // Nothing at or below the machine's applied index was handed to it again.
+    expect(restarted.sms.get('p0')!.appliedIndexes.every((i) => i > resumedAt)).toBe(true);
   });
 
   it('refuses proposals while a sized store says the log is over its byte bound', async () => {

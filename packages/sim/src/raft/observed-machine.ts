@@ -1,5 +1,5 @@
-import type { Entry, LogIndex } from '@cohort/core';
-import type { StateMachine } from '@cohort/raft';
+import type { ConfState, Entry, LogIndex, Snapshot, SnapshotMeta } from '@cohort/core';
+import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
 
 /** What a node's state machine applies, in order. */
 export interface ApplyObserver {
@@ -10,27 +10,33 @@ export interface ApplyObserver {
 }
 
 /** Wraps the production state machine so every applied entry is reported first. */
-export class ObservedMachine<R> implements StateMachine<R> {
+export class ObservedMachine<R> implements DurableStateMachine<R> {
   constructor(
-    private readonly inner: StateMachine<R>,
+    private readonly inner: DurableStateMachine<R>,
     private readonly observer: ApplyObserver,
   ) {}
 
-  apply(entry: Entry): R {
-    this.observer.onApply(entry);
-    return this.inner.apply(entry);
+  applied(): AppliedState {
+    return this.inner.applied();
   }
 
-  skip(index: LogIndex): void {
-    this.observer.onSkip(index);
-    this.inner.skip?.(index);
+  applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<R> | undefined)[] {
+    for (const e of entries) {
+      if (e.type === 'normal' && e.data.length > 0) this.observer.onApply(e);
+      else this.observer.onSkip(e.index);
+    }
+    return this.inner.applyBatch(entries, confState);
   }
 
-  snapshot(): Uint8Array {
-    return this.inner.snapshot();
+  openSnapshot(): SnapshotReader {
+    return this.inner.openSnapshot();
   }
 
-  restore(data: Uint8Array): void {
-    this.inner.restore(data);
+  receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {
+    return this.inner.receiveSnapshot(meta);
+  }
+
+  restoreLegacy(snapshot: Snapshot): void {
+    this.inner.restoreLegacy?.(snapshot);
   }
 }

@@ -111,7 +111,9 @@ export enum PayloadKind {
   RAFT_BATCH = 'RAFT_BATCH',
   CONF_CHANGE = 'CONF_CHANGE',
   FORWARD_REQUEST = 'FORWARD_REQUEST',
-  FORWARD_RESPONSE = 'FORWARD_RESPONSE'
+  FORWARD_RESPONSE = 'FORWARD_RESPONSE',
+  SNAPSHOT_CHUNK = 'SNAPSHOT_CHUNK',
+  SNAPSHOT_ACK = 'SNAPSHOT_ACK'
 }
 
 enum __PayloadKindValues {
@@ -120,7 +122,9 @@ enum __PayloadKindValues {
   RAFT_BATCH = 2,
   CONF_CHANGE = 3,
   FORWARD_REQUEST = 4,
-  FORWARD_RESPONSE = 5
+  FORWARD_RESPONSE = 5,
+  SNAPSHOT_CHUNK = 6,
+  SNAPSHOT_ACK = 7
 }
 
 export namespace PayloadKind {
@@ -1356,5 +1360,247 @@ export namespace ForwardResponse {
 
   export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ForwardResponse>): ForwardResponse => {
     return decodeMessage(buf, ForwardResponse.codec(), opts)
+  }
+}
+
+export interface SnapshotChunk {
+  group: string
+  leader: string
+  term: number
+  index: number
+  seq: number
+  data: Uint8Array
+  last: boolean
+  meta?: SnapshotMeta
+}
+
+export namespace SnapshotChunk {
+  let _codec: Codec<SnapshotChunk>
+
+  export const codec = (): Codec<SnapshotChunk> => {
+    if (_codec == null) {
+      _codec = message<SnapshotChunk>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.group != null && obj.group !== '')) {
+          w.uint32(10)
+          w.string(obj.group)
+        }
+
+        if ((obj.leader != null && obj.leader !== '')) {
+          w.uint32(18)
+          w.string(obj.leader)
+        }
+
+        if ((obj.term != null && obj.term !== 0)) {
+          w.uint32(24)
+          w.uint64Number(obj.term)
+        }
+
+        if ((obj.index != null && obj.index !== 0)) {
+          w.uint32(32)
+          w.uint64Number(obj.index)
+        }
+
+        if ((obj.seq != null && obj.seq !== 0)) {
+          w.uint32(40)
+          w.uint64Number(obj.seq)
+        }
+
+        if ((obj.data != null && obj.data.byteLength > 0)) {
+          w.uint32(50)
+          w.bytes(obj.data)
+        }
+
+        if ((obj.last != null && obj.last !== false)) {
+          w.uint32(56)
+          w.bool(obj.last)
+        }
+
+        if (obj.meta != null) {
+          w.uint32(66)
+          SnapshotMeta.codec().encode(obj.meta, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          group: '',
+          leader: '',
+          term: 0,
+          index: 0,
+          seq: 0,
+          data: uint8ArrayAlloc(0),
+          last: false
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.group = reader.string()
+              break
+            }
+            case 2: {
+              obj.leader = reader.string()
+              break
+            }
+            case 3: {
+              obj.term = reader.uint64Number()
+              break
+            }
+            case 4: {
+              obj.index = reader.uint64Number()
+              break
+            }
+            case 5: {
+              obj.seq = reader.uint64Number()
+              break
+            }
+            case 6: {
+              obj.data = reader.bytes()
+              break
+            }
+            case 7: {
+              obj.last = reader.bool()
+              break
+            }
+            case 8: {
+              obj.meta = SnapshotMeta.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.meta
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<SnapshotChunk>): Uint8Array => {
+    return encodeMessage(obj, SnapshotChunk.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SnapshotChunk>): SnapshotChunk => {
+    return decodeMessage(buf, SnapshotChunk.codec(), opts)
+  }
+}
+
+export enum SnapshotAckStatus {
+  SNAPSHOT_ACK_UNSPECIFIED = 'SNAPSHOT_ACK_UNSPECIFIED',
+  SNAPSHOT_ACK_NEXT = 'SNAPSHOT_ACK_NEXT',
+  SNAPSHOT_ACK_INSTALLED = 'SNAPSHOT_ACK_INSTALLED',
+  SNAPSHOT_ACK_UNKNOWN_TRANSFER = 'SNAPSHOT_ACK_UNKNOWN_TRANSFER',
+  SNAPSHOT_ACK_REFUSED = 'SNAPSHOT_ACK_REFUSED'
+}
+
+enum __SnapshotAckStatusValues {
+  SNAPSHOT_ACK_UNSPECIFIED = 0,
+  SNAPSHOT_ACK_NEXT = 1,
+  SNAPSHOT_ACK_INSTALLED = 2,
+  SNAPSHOT_ACK_UNKNOWN_TRANSFER = 3,
+  SNAPSHOT_ACK_REFUSED = 4
+}
+
+export namespace SnapshotAckStatus {
+  export const codec = (): Codec<SnapshotAckStatus> => {
+    return enumeration<SnapshotAckStatus>(__SnapshotAckStatusValues)
+  }
+}
+
+export interface SnapshotAck {
+  status: SnapshotAckStatus
+  nextSeq: number
+  reason: string
+}
+
+export namespace SnapshotAck {
+  let _codec: Codec<SnapshotAck>
+
+  export const codec = (): Codec<SnapshotAck> => {
+    if (_codec == null) {
+      _codec = message<SnapshotAck>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.status != null && __SnapshotAckStatusValues[obj.status] !== 0) {
+          w.uint32(8)
+          SnapshotAckStatus.codec().encode(obj.status, w)
+        }
+
+        if ((obj.nextSeq != null && obj.nextSeq !== 0)) {
+          w.uint32(16)
+          w.uint64Number(obj.nextSeq)
+        }
+
+        if ((obj.reason != null && obj.reason !== '')) {
+          w.uint32(26)
+          w.string(obj.reason)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          status: SnapshotAckStatus.SNAPSHOT_ACK_UNSPECIFIED,
+          nextSeq: 0,
+          reason: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.status = SnapshotAckStatus.codec().decode(reader)
+              break
+            }
+            case 2: {
+              obj.nextSeq = reader.uint64Number()
+              break
+            }
+            case 3: {
+              obj.reason = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<SnapshotAck>): Uint8Array => {
+    return encodeMessage(obj, SnapshotAck.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SnapshotAck>): SnapshotAck => {
+    return decodeMessage(buf, SnapshotAck.codec(), opts)
   }
 }

@@ -1,0 +1,184 @@
+import {
+  type Clock,
+  type GroupId,
+  type Logger,
+  type NodeId,
+  Protocols,
+  type SnapshotChunk,
+  type Term,
+  type TimerHandle,
+  type Transport,
+  decodeSnapshotAck,
+  encodeSnapshotChunk,
+} from '@cohort/core';
+import type { SnapshotReader } from './durable-state-machine.js';
+
+/** Options of {@link SnapshotSender}. */
+export interface SnapshotSenderOptions {
+  self: NodeId;
+  transport: Transport;
+  clock: Clock;
+  logger: Logger;
+  /** Bytes of state per chunk request. */
+  chunkBytes: number;
+  /** A transfer that has not finished after this long is abandoned. */
+  timeoutMs: number;
+  /** The first retry of a failed chunk waits this long; each further one twice as long, up to a second. */
+  retryMs: number;
+  /** How a transfer ended: `ok` once the follower installed it. */
+  onDone(group: GroupId, peer: NodeId, ok: boolean): void;
+  /** Counts each chunk request sent (retries included). */
+  onChunk?(): void;
+}
+
+interface Transfer {
+  group: GroupId;
+  peer: NodeId;
+  term: Term;
+  reader: SnapshotReader;
+  cancelled: boolean;
+  timer: TimerHandle | undefined;
+  wake: (() => void) | undefined;
+}
+
+/**
+ * The leader's side of snapshot streaming: one transfer per (group,
+ * follower), reading a consistent view chunk by chunk and sending each as one
+ * request whose answer acknowledges it (the flow control). Only the chunk in
+ * flight is held in memory; a failed request is retried from it, with the
+ * same view, so a lost chunk costs one chunk, not the transfer.
+ */
+export class SnapshotSender {
+  private readonly transfers = new Map<string, Transfer>();
+
+  constructor(private readonly opts: SnapshotSenderOptions) {}
+
+  /** Transfers under way. */
+  get active(): number {
+    return this.transfers.size;
+  }
+
+  /**
+   * Streams the view `open()` returns to `peer`, unless a transfer to it is
+   * already under way (the engine re-emits its snapshot request meanwhile).
+   */
+  start(group: GroupId, peer: NodeId, term: Term, open: () => SnapshotReader): void {
+    const key = `${group}\u0000${peer}`;
+    if (this.transfers.has(key)) return;
+    let reader: SnapshotReader;
+    try {
+      reader = open();
+    } catch (err) {
+      this.opts.logger.warn('could not open a snapshot view', { group, peer, err: (err as Error).message });
+      this.opts.onDone(group, peer, false);
+      return;
+    }
+    const t: Transfer = { group, peer, term, reader, cancelled: false, timer: undefined, wake: undefined };
+    this.transfers.set(key, t);
+    this.opts.logger.info('streaming a snapshot', { group, peer, index: reader.meta.index });
+    this.run(t)
+      .catch((err: Error) => {
+        this.opts.logger.warn('snapshot transfer failed', { group, peer, err: err.message });
+        return false;
+      })
+      .then((ok) => {
+        this.transfers.delete(key);
+        if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
+        t.reader.close();
+        if (!t.cancelled) this.opts.onDone(group, peer, ok);
+      });
+  }
+
+  /** Abandons the transfers of `group` (leadership lost), or all of them; their views are closed. */
+  cancel(group?: GroupId): void {
+    for (const t of this.transfers.values()) {
+      if (group !== undefined && t.group !== group) continue;
+      t.cancelled = true;
+      t.wake?.();
+    }
+  }
+
+  private async run(t: Transfer): Promise<boolean> {
+    const { clock, chunkBytes, timeoutMs } = this.opts;
+    const deadline = clock.now() + timeoutMs;
+    const meta = t.reader.meta;
+    let seq = 0;
+    let cur = t.reader.next(chunkBytes) ?? new Uint8Array(0);
+    let nxt = t.reader.next(chunkBytes);
+    let failures = 0;
+    for (;;) {
+      if (t.cancelled) return false;
+      if (clock.now() > deadline) {
+        this.opts.logger.warn('snapshot transfer timed out', { group: t.group, peer: t.peer, seq, timeoutMs });
+        return false;
+      }
+      const chunk: SnapshotChunk = {
+        group: t.group,
+        leader: this.opts.self,
+        term: t.term,
+        index: meta.index,
+        seq,
+        data: cur,
+        last: nxt === undefined,
+      };
+      if (seq === 0) chunk.meta = meta;
+      const frame = encodeSnapshotChunk(chunk, { maxBytes: this.opts.transport.maxFrameBytes });
+      this.opts.onChunk?.();
+      let answer: Uint8Array;
+      try {
+        answer = await this.opts.transport.request(t.peer, Protocols.snapshot, frame);
+      } catch (err) {
+        failures++;
+        const wait = Math.min(1000, this.opts.retryMs * 2 ** Math.min(failures - 1, 10));
+        this.opts.logger.debug('snapshot chunk failed; retrying', {
+          peer: t.peer,
+          seq,
+          wait,
+          err: (err as Error).message,
+        });
+        await this.sleep(t, wait);
+        continue;
+      }
+      if (t.cancelled) return false;
+      const ack = decodeSnapshotAck(answer, { maxBytes: this.opts.transport.maxFrameBytes });
+      switch (ack.status) {
+        case 'installed':
+          return true;
+        case 'unknownTransfer':
+          // The follower lost the transfer (it restarted): the engine asks for a new one.
+          return false;
+        case 'refused':
+          this.opts.logger.warn('follower refused a snapshot', { group: t.group, peer: t.peer, reason: ack.reason });
+          return false;
+        case 'next':
+          if (ack.nextSeq === seq + 1) {
+            if (nxt === undefined) return false; // acknowledged the last chunk without installing: give up
+            failures = 0;
+            seq++;
+            cur = nxt;
+            nxt = t.reader.next(chunkBytes);
+          } else if (ack.nextSeq !== seq) {
+            // Only the chunk in flight is kept: any other answer means the follower lost track.
+            return false;
+          }
+          break;
+        default: {
+          const never: never = ack;
+          throw new Error(`unknown snapshot ack ${String(never)}`);
+        }
+      }
+    }
+  }
+
+  private sleep(t: Transfer, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      t.wake = () => {
+        if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
+        t.timer = undefined;
+        t.wake = undefined;
+        resolve();
+      };
+      t.timer = this.opts.clock.setTimeout(() => t.wake?.(), ms);
+    });
+  }
+}

@@ -1,0 +1,138 @@
+import { type NodeId, Protocols, decodeSnapshotChunk } from '@cohort/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, MachineDisk, cmd, until } from './cluster.js';
+import { MemoryNodeStore } from './memory-node-store.js';
+
+let cluster: Cluster | undefined;
+afterEach(() => {
+  cluster?.stop();
+  cluster = undefined;
+});
+
+/** Small markers and chunks, so a short log is compacted and a snapshot takes many chunks. */
+const OPTIONS = { snapshotEntries: 20, compactionMarginEntries: 5, snapshotChunkBytes: 64, snapshotRetryMs: 5 };
+
+/** Records the seq of every snapshot chunk request each node sends; `fail` may drop one (before or after delivery). */
+function watchChunks(
+  c: Cluster,
+  fail: (seq: number, attempt: number) => 'request' | 'response' | undefined = () => undefined,
+): number[] {
+  const seqs: number[] = [];
+  for (const id of c.ids) {
+    const t = c.hub.nodes.get(id)!;
+    const request = t.request.bind(t);
+    const attempts = new Map<number, number>();
+    t.request = async (peer: NodeId, protocol, frame) => {
+      if (protocol !== Protocols.snapshot) return request(peer, protocol, frame);
+      const { seq } = decodeSnapshotChunk(frame);
+      seqs.push(seq);
+      const n = (attempts.get(seq) ?? 0) + 1;
+      attempts.set(seq, n);
+      const drop = fail(seq, n);
+      if (drop === 'request') throw new Error(`chunk ${seq} lost`);
+      const answer = await request(peer, protocol, frame);
+      if (drop === 'response') throw new Error(`answer to chunk ${seq} lost`);
+      return answer;
+    };
+  }
+  return seqs;
+}
+
+async function writeKeys(c: Cluster, leader: NodeId, from: number, to: number): Promise<void> {
+  for (let i = from; i < to; i++) await c.node(leader).host.propose('p0', cmd(`k${i}=${i}`));
+}
+
+describe('streamed snapshots', () => {
+  it('a wiped follower catches up by a streamed snapshot while writes continue', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const seqs = watchChunks(c);
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    // Wipe the follower: a new empty store and machine.
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    let writing = true;
+    const more = (async () => {
+      for (let i = 80; writing && i < 400; i++) await c.node(leader).host.propose('p0', cmd(`k${i}=${i}`));
+    })();
+    await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0);
+    writing = false;
+    await more;
+    const want = c.node(leader).sms.get('p0')!.map;
+    await until('the follower holds every key', () => wiped.sms.get('p0')!.map.size === want.size);
+    expect(new Map(wiped.sms.get('p0')!.map)).toEqual(new Map(want));
+    // The state came in many chunks, never as a Raft message, and the log got a metadata-only marker.
+    expect(seqs.filter((s) => s === 0).length).toBeGreaterThanOrEqual(1);
+    expect(Math.max(...seqs)).toBeGreaterThan(3);
+    expect(c.node(leader).host.stats().snapshotsSent).toBeGreaterThanOrEqual(1);
+    const marker = wiped.store.storage('p0').snapshot();
+    expect(marker.meta.index).toBeGreaterThan(0);
+    expect(marker.data.length).toBe(0);
+    // The leader closed every view it opened.
+    const sm = c.node(leader).sms.get('p0')!;
+    await until('views closed', () => sm.viewsClosed === sm.viewsOpened);
+  });
+
+  it('a lost chunk or a lost answer resumes from the last acknowledged chunk, not from the start', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const seqs = watchChunks(c, (seq, attempt) => {
+      if (seq === 2 && attempt === 1) return 'request';
+      if (seq === 4 && attempt === 1) return 'response';
+      return undefined;
+    });
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    c.hub.down.add(follower);
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    c.hub.down.delete(follower);
+    const f = c.node(follower);
+    await until('the follower installs a snapshot', () => f.sms.get('p0')!.installs > 0);
+    await until('the follower holds every key', () => f.sms.get('p0')!.map.size === 80);
+    // One transfer: chunk 0 sent once; chunks 2 and 4 sent twice (the lost request, the lost answer); no restart.
+    const first = seqs.indexOf(0);
+    const transfer = seqs.slice(first);
+    expect(transfer.filter((s) => s === 0)).toHaveLength(1);
+    expect(transfer.filter((s) => s === 2)).toHaveLength(2);
+    expect(transfer.filter((s) => s === 4)).toHaveLength(2);
+    const chunks = Math.max(...transfer) + 1;
+    expect(transfer).toHaveLength(chunks + 2);
+    expect(c.node(leader).host.stats().snapshotChunksSent).toBe(seqs.length);
+    // The resent chunk 4 was written once: the follower's state is exact.
+    expect(f.sms.get('p0')!.installs).toBe(1);
+  });
+
+  it('a node that died between installing a snapshot and writing its marker repairs its log at start', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    c.hub.down.add(follower);
+    await writeKeys(c, leader, 0, 60);
+    const f = c.node(follower);
+    f.host.stop();
+    c.hub.down.delete(follower);
+    // The install committed (the machine's disk holds the leader's state) but the log never got its marker.
+    const src = c.node(leader).disks.get('p0')!;
+    const disk = new MachineDisk();
+    disk.map = new Map(src.map);
+    disk.applied = src.applied;
+    const at = disk.applied.index;
+    expect(f.store.storage('p0').lastIndex()).toBeLessThan(at);
+    const restarted = c.start(follower, f.store, new Map([['p0', disk]]));
+    // Repaired before the engine started: the log's snapshot is the machine's applied position.
+    expect(f.store.storage('p0').snapshot().meta.index).toBe(at);
+    expect(f.store.storage('p0').lastIndex()).toBeGreaterThanOrEqual(at);
+    await writeKeys(c, leader, 60, 70);
+    await until('the repaired follower applies new writes', () => restarted.sms.get('p0')!.map.get('k69') === '69');
+    // Nothing at or below the repaired position was applied again; the state matches the leader's.
+    expect(restarted.sms.get('p0')!.appliedIndexes.every((i) => i > at)).toBe(true);
+    const want = c.node(leader).sms.get('p0')!.map;
+    await until('the follower holds every key', () => restarted.sms.get('p0')!.map.size === want.size);
+    expect(new Map(restarted.sms.get('p0')!.map)).toEqual(new Map(want));
+  });
+});
