@@ -1,12 +1,14 @@
-import { type Logger, type NodeStore, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
-import { KvReplica, KvService } from '@cohort/kv';
+import { type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
+import { KvReplica, KvService, KvStateMachine } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
+import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from './http-server.js';
 import { instrumentKv } from './instrumented-kv.js';
 import type { KvApi, NodeStatus } from './kv-api.js';
+import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
@@ -41,11 +43,13 @@ export class CohortNode {
 
   constructor(
     readonly options: NodeOptions,
-    private readonly openStore: (dataDir: string) => NodeStore,
+    private readonly openStore: (dataDir: string) => DurableNodeStore,
     private readonly log: Logger,
   ) {}
 
-  private store: NodeStore | undefined;
+  private store: DurableNodeStore | undefined;
+  private replica: KvReplica | undefined;
+  private maintenance: KvMaintenance | undefined;
 
   status(): NodeStatus {
     const s = this.host!.status(KV_GROUP);
@@ -56,6 +60,8 @@ export class CohortNode {
       leader: s.leader,
       commit: s.commit,
       applied: s.applied,
+      keys: this.replica?.kv.size ?? 0,
+      ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
     };
   }
 
@@ -84,7 +90,10 @@ export class CohortNode {
       requestTimeoutMs,
     });
     this.host = host;
-    const replica = new KvReplica();
+    // The group's rows live in the node's store, next to its log.
+    const sm = new KvStateMachine(this.store, KV_GROUP);
+    const replica = new KvReplica(sm);
+    this.replica = replica;
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
@@ -117,8 +126,20 @@ export class CohortNode {
     });
     const r = splitHostPort(node.clientAddress);
     const respPort = await this.resp.listen(r.port, r.host);
+    this.maintenance = startKvMaintenance({
+      group: host.replicated(KV_GROUP),
+      service,
+      sm,
+      transport,
+      clock: systemClock,
+      metrics,
+      logger: this.log.child({ component: 'kv' }),
+      replicas: cluster.initialMembers.map((m) => m.id),
+      consistencyCheckMs: this.options.consistencyCheckMs,
+    });
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http'),
+      admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),
       logger: this.log.child({ component: 'http' }),
@@ -140,6 +161,7 @@ export class CohortNode {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.allSettled([this.resp?.close(), this.http?.close()]);
+      this.maintenance?.stop();
       await this.membership?.leave();
       this.host?.stop();
       await this.transport?.stop().catch((err: Error) => this.log.warn('transport stop failed', { err: err.message }));
