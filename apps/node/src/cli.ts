@@ -84,6 +84,7 @@ program
   .option('--snapshot-bytes <n>', 'bytes of log entries between snapshots (default 104857600)')
   .option('--max-log-bytes <n>', 'refuse writes while the uncompacted log holds this many bytes (default 524288000)')
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
+  .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
   .action((flags: StartFlags) => start(flags));
 

@@ -1,4 +1,4 @@
-import { type Logger, type NodeStore, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
+import { type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
 import { KvReplica, KvService, KvStateMachine } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from './http-server.js';
 import { instrumentKv } from './instrumented-kv.js';
 import type { KvApi, NodeStatus } from './kv-api.js';
+import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
@@ -42,11 +43,13 @@ export class CohortNode {
 
   constructor(
     readonly options: NodeOptions,
-    private readonly openStore: (dataDir: string) => NodeStore,
+    private readonly openStore: (dataDir: string) => DurableNodeStore,
     private readonly log: Logger,
   ) {}
 
-  private store: NodeStore | undefined;
+  private store: DurableNodeStore | undefined;
+  private replica: KvReplica | undefined;
+  private maintenance: KvMaintenance | undefined;
 
   status(): NodeStatus {
     const s = this.host!.status(KV_GROUP);
@@ -57,6 +60,8 @@ export class CohortNode {
       leader: s.leader,
       commit: s.commit,
       applied: s.applied,
+      keys: this.replica?.kv.size ?? 0,
+      ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
     };
   }
 
@@ -85,10 +90,10 @@ export class CohortNode {
       requestTimeoutMs,
     });
     this.host = host;
-    // The KV rows live in the node's store, so a restart resumes from the applied index kept with them.
-    const store = this.store;
-    const durable = typeof (store as Partial<DurableNodeStore>).kv === 'function';
-    const replica = new KvReplica(durable ? new KvStateMachine(store as DurableNodeStore) : new KvStateMachine());
+    // The group's rows live in the node's store, next to its log.
+    const sm = new KvStateMachine(this.store, KV_GROUP);
+    const replica = new KvReplica(sm);
+    this.replica = replica;
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
@@ -121,8 +126,20 @@ export class CohortNode {
     });
     const r = splitHostPort(node.clientAddress);
     const respPort = await this.resp.listen(r.port, r.host);
+    this.maintenance = startKvMaintenance({
+      group: host.replicated(KV_GROUP),
+      service,
+      sm,
+      transport,
+      clock: systemClock,
+      metrics,
+      logger: this.log.child({ component: 'kv' }),
+      replicas: cluster.initialMembers.map((m) => m.id),
+      consistencyCheckMs: this.options.consistencyCheckMs,
+    });
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http'),
+      admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),
       logger: this.log.child({ component: 'http' }),
@@ -144,6 +161,7 @@ export class CohortNode {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.allSettled([this.resp?.close(), this.http?.close()]);
+      this.maintenance?.stop();
       await this.membership?.leave();
       this.host?.stop();
       await this.transport?.stop().catch((err: Error) => this.log.warn('transport stop failed', { err: err.message }));

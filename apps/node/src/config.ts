@@ -19,6 +19,7 @@ export interface StartFlags {
   snapshotBytes?: string;
   maxLogBytes?: string;
   requestTimeoutMs?: string;
+  consistencyCheckMs?: string;
   logLevel?: string;
 }
 
@@ -114,5 +115,9 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   const requestTimeoutMs =
     flags.requestTimeoutMs === undefined ? 5000 : integer('--request-timeout-ms', flags.requestTimeoutMs);
   if (requestTimeoutMs <= 0) throw new ConfigError(`--request-timeout-ms must be above 0, got ${requestTimeoutMs}`);
-  return { config, logLevel, requestTimeoutMs };
+  const consistencyCheckMs =
+    flags.consistencyCheckMs === undefined ? 600_000 : integer('--consistency-check-ms', flags.consistencyCheckMs);
+  if (consistencyCheckMs < 0)
+    throw new ConfigError(`--consistency-check-ms must be 0 (never) or above, got ${consistencyCheckMs}`);
+  return { config, logLevel, requestTimeoutMs, consistencyCheckMs };
 }

@@ -1,7 +1,7 @@
 import { ErrorCode, type Logger } from '@cohort/core';
-import type { KvResponse } from '@cohort/kv';
+import type { ClientSession, Expiry, KvClientWrite, KvResponse } from '@cohort/kv';
 import { type FastifyInstance, type FastifyReply, fastify } from 'fastify';
-import type { KvApi } from './kv-api.js';
+import type { AdminApi, KvApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 
 /** Options of {@link createHttpServer}. */
@@ -11,6 +11,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** The member list served at `GET /v1/members`, when membership runs. */
   members?: () => unknown[];
+  /** The admin operations (`POST /v1/admin/...`), when the node runs them. */
+  admin?: AdminApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
 }
@@ -34,6 +36,23 @@ function sendFailure(reply: FastifyReply, res: Extract<KvResponse, { type: 'fail
     .send({ error: { code: res.code, message: res.message, ...(res.leaderId ? { leader: res.leaderId } : {}) } });
 }
 
+/** The largest `Idempotency-Key` accepted, in characters. */
+const MAX_IDEMPOTENCY_KEY = 256;
+
+/**
+ * The session of a write sent with `Idempotency-Key: <key>`: the key names
+ * the session and the write is its only one, so every node maps a retry to
+ * the same (clientId, seq) and the write applies once. Undefined without the
+ * header; a string naming the problem when the header is malformed.
+ */
+function idempotencySession(header: string | string[] | undefined): ClientSession | string | undefined {
+  if (header === undefined) return undefined;
+  if (Array.isArray(header) || header.length === 0 || header.length > MAX_IDEMPOTENCY_KEY) {
+    return `Idempotency-Key must be one value of 1 to ${MAX_IDEMPOTENCY_KEY} characters`;
+  }
+  return { clientId: `http:${header}`, seq: 1, lowWater: 0 };
+}
+
 const keyParams = {
   type: 'object',
   properties: { key: { type: 'string', minLength: 1, maxLength: 65536 } },
@@ -41,9 +60,14 @@ const keyParams = {
 } as const;
 
 /**
- * The HTTP/JSON front end: `GET|PUT|DELETE /v1/kv/:key`, `GET /v1/status`,
- * `GET /metrics` (Prometheus) and `GET /healthz`. Keys and values are UTF-8
- * strings; PUT takes `{"value": "..."}` or a text/plain body.
+ * The HTTP/JSON front end: `GET|PUT|DELETE /v1/kv/:key`, `POST
+ * /v1/kv/:key/incr` (`{"by": n}` optional; answers the new value as a
+ * decimal string), `GET /v1/status`,
+ * `GET /metrics` (Prometheus), `GET /healthz` and
+ * `POST /v1/admin/consistency-check`. Keys and values are UTF-8
+ * strings; PUT takes `{"value": "...", "ttlMs": n}` (ttlMs optional) or a
+ * text/plain body. A write sent with an `Idempotency-Key` header applies once
+ * however often it is retried, through any node.
  */
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   const app = fastify({ bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024 });
@@ -54,13 +78,27 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   app.get('/v1/status', async () => api.status());
   const { members } = opts;
   if (members) app.get('/v1/members', async () => ({ members: members() }));
+  const { admin } = opts;
+  if (admin) {
+    app.post('/v1/admin/consistency-check', async (_req, reply) => {
+      try {
+        return await admin.checkConsistency();
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        const code = typeof e.code === 'string' ? e.code : ErrorCode.Internal;
+        return reply
+          .code(STATUS[code as ErrorCode] ?? 500)
+          .send({ error: { code, message: `consistency check failed: ${String(e.message ?? err)}` } });
+      }
+    });
+  }
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.metrics.registry.contentType);
     return opts.metrics.registry.metrics();
   });
 
   app.get<{ Params: { key: string } }>('/v1/kv/:key', { schema: { params: keyParams } }, async (req, reply) => {
-    const res = await api.execute({ kind: 'read', op: 'get', keys: [enc.encode(req.params.key)], now: Date.now() });
+    const res = await api.execute({ kind: 'read', op: 'get', keys: [enc.encode(req.params.key)] });
     if (res.type === 'nil')
       return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `key '${req.params.key}' not found` } });
     if (res.type === 'bulk') return { key: req.params.key, value: Buffer.from(res.value).toString('utf8') };
@@ -73,43 +111,72 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     { schema: { params: keyParams } },
     async (req, reply) => {
       const body = req.body;
-      const value =
-        typeof body === 'string'
-          ? body
-          : typeof body === 'object' && body !== null && typeof (body as { value?: unknown }).value === 'string'
-            ? (body as { value: string }).value
-            : undefined;
+      const json = typeof body === 'object' && body !== null ? (body as { value?: unknown; ttlMs?: unknown }) : {};
+      const value = typeof body === 'string' ? body : typeof json.value === 'string' ? json.value : undefined;
       if (value === undefined) {
         return reply.code(400).send({
           error: {
             code: 'BAD_REQUEST',
-            message: 'send the value as {"value": "..."} (application/json) or as a text/plain body',
+            message: 'send the value as {"value": "...", "ttlMs": 60000} (application/json) or as a text/plain body',
           },
         });
       }
-      const res = await api.execute({
-        kind: 'write',
-        command: {
-          op: 'set',
-          key: enc.encode(req.params.key),
-          value: enc.encode(value),
-          condition: 'always',
-          expiresAt: 0,
-          returnOld: false,
-          now: Date.now(),
-        },
-      });
+      let expiry: Expiry = { kind: 'none' };
+      if (json.ttlMs !== undefined) {
+        if (typeof json.ttlMs !== 'number' || !Number.isSafeInteger(json.ttlMs) || json.ttlMs <= 0) {
+          return reply.code(400).send({
+            error: {
+              code: 'BAD_REQUEST',
+              message: `ttlMs must be a whole number of milliseconds above 0, got ${JSON.stringify(json.ttlMs)}`,
+            },
+          });
+        }
+        expiry = { kind: 'in', ms: json.ttlMs };
+      }
+      const write: KvClientWrite = {
+        op: 'set',
+        key: enc.encode(req.params.key),
+        value: enc.encode(value),
+        condition: 'always',
+        expiry,
+        returnOld: false,
+      };
+      const session = idempotencySession(req.headers['idempotency-key']);
+      if (typeof session === 'string')
+        return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
+      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
       if (res.type === 'ok') return { ok: true };
       if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
       return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
     },
   );
 
+  app.post<{ Params: { key: string }; Body: unknown }>(
+    '/v1/kv/:key/incr',
+    { schema: { params: keyParams } },
+    async (req, reply) => {
+      const by = typeof req.body === 'object' && req.body !== null ? (req.body as { by?: unknown }).by : undefined;
+      if (by !== undefined && (typeof by !== 'number' || !Number.isSafeInteger(by))) {
+        return reply.code(400).send({
+          error: { code: 'BAD_REQUEST', message: `by must be a whole number, got ${JSON.stringify(by)}` },
+        });
+      }
+      const session = idempotencySession(req.headers['idempotency-key']);
+      if (typeof session === 'string')
+        return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
+      const write: KvClientWrite = { op: 'incr', key: enc.encode(req.params.key), delta: BigInt(by ?? 1) };
+      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
+      if (res.type === 'int') return { key: req.params.key, value: res.value.toString() };
+      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
+      return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+    },
+  );
+
   app.delete<{ Params: { key: string } }>('/v1/kv/:key', { schema: { params: keyParams } }, async (req, reply) => {
-    const res = await api.execute({
-      kind: 'write',
-      command: { op: 'del', keys: [enc.encode(req.params.key)], now: Date.now() },
-    });
+    const session = idempotencySession(req.headers['idempotency-key']);
+    if (typeof session === 'string') return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
+    const write: KvClientWrite = { op: 'del', keys: [enc.encode(req.params.key)] };
+    const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
     if (res.type === 'int') return { deleted: Number(res.value) };
     if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
     return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });

@@ -9,7 +9,7 @@ export function instrumentKv(api: KvApi, metrics: NodeMetrics, frontend: 'resp' 
       const end = metrics.latency.startTimer({ frontend, kind: req.kind });
       const res = await api.execute(req);
       end();
-      const command = req.kind === 'write' ? req.command.op : req.op;
+      const command = req.kind === 'write' ? req.write.op : req.op;
       const outcome = res.type === 'failure' ? res.code : res.type === 'error' ? 'error' : 'ok';
       metrics.requests.inc({ frontend, command, outcome });
       return res;

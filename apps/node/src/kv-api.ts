@@ -1,5 +1,5 @@
 import type { LogIndex, NodeId, Term } from '@cohort/core';
-import type { KvRequest, KvResponse } from '@cohort/kv';
+import type { ConsistencyReport, KvClientRequest, KvResponse } from '@cohort/kv';
 
 /** What `/v1/status` and INFO report about this node. */
 export interface NodeStatus {
@@ -10,6 +10,26 @@ export interface NodeStatus {
   leader: NodeId;
   commit: LogIndex;
   applied: LogIndex;
+  /** Rows this replica's state machine holds, expired ones the sweeper has not deleted yet included. */
+  keys?: number;
+  /** The consistency checks this node ran, when it runs them. */
+  consistency?: ConsistencyStatus;
+}
+
+/** What a node reports of the consistency checks it ran. */
+export interface ConsistencyStatus {
+  checks: number;
+  mismatches: number;
+  /** The last check's verdict and index. */
+  last?: Pick<ConsistencyReport, 'verdict' | 'index' | 'checkedAt'>;
+  /** The last mismatch: the group and key range whose replicas disagree. */
+  lastMismatch?: Pick<ConsistencyReport, 'group' | 'index' | 'keyRange' | 'replicas' | 'checkedAt'>;
+}
+
+/** The admin operations the HTTP front end exposes. */
+export interface AdminApi {
+  /** Runs a consistency check of the group's replicas now. */
+  checkConsistency(): Promise<ConsistencyReport>;
 }
 
 /**
@@ -17,6 +37,6 @@ export interface NodeStatus {
  * served linearizably, by this node when it leads, or forwarded to the leader.
  */
 export interface KvApi {
-  execute(req: KvRequest): Promise<KvResponse>;
+  execute(req: KvClientRequest): Promise<KvResponse>;
   status(): NodeStatus;
 }

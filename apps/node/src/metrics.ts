@@ -20,6 +20,14 @@ export class NodeMetrics {
     registers: [this.registry],
   });
 
+  /** Consistency checks by verdict (`consistent`, `inconsistent`, `incomplete`). */
+  readonly consistencyChecks = new Counter({
+    name: 'cohort_consistency_checks_total',
+    help: 'Consistency checks of the replicas run by this node, by verdict; any inconsistent one needs an operator',
+    labelNames: ['verdict'] as const,
+    registers: [this.registry],
+  });
+
   constructor(status: () => NodeStatus, hostStats?: () => HostStats) {
     collectDefaultMetrics({ register: this.registry });
     const gauge = (name: string, help: string, read: (s: NodeStatus) => number): void => {

@@ -8,6 +8,8 @@ export interface NodeOptions {
   requestTimeoutMs: number;
   /** @default 'info' */
   logLevel: LogLevel;
+  /** How often the leader checks that the replicas agree (a digest of the rows at one log index); 0 for never. @default 600000 */
+  consistencyCheckMs: number;
 }
 
 /** The single replication group of this version of the node. */

@@ -1,7 +1,7 @@
-import type { Logger, NodeStore } from '@cohort/core';
-import { type LogLimits, SqliteNodeStore } from '@cohort/storage';
+import type { Logger } from '@cohort/core';
+import { type DurableNodeStore, type LogLimits, SqliteNodeStore } from '@cohort/storage';
 
 /** Opens the node's durable store, `<dataDir>/cohort.db` (SQLite, WAL, synchronous=FULL), with the log's bounds. */
-export function openStore(dataDir: string, logger: Logger, limits: LogLimits): NodeStore {
+export function openStore(dataDir: string, logger: Logger, limits: LogLimits): DurableNodeStore {
   return SqliteNodeStore.openDir(dataDir, { logger, limits });
 }

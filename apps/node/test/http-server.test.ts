@@ -45,4 +45,42 @@ describe('HTTP API', () => {
     expect(text).toMatch(/cohort_requests_total\{frontend="http",command="set",outcome="ok"\} [1-9]/);
     expect(text).toMatch(/cohort_raft_is_leader 1/);
   });
+
+  it('maps an Idempotency-Key to one session and write, and takes a ttlMs on PUT', async () => {
+    const before = kv.requests.length;
+    const headers = { 'idempotency-key': 'order-42' };
+    const put = await app.inject({ method: 'PUT', url: '/v1/kv/o', headers, payload: { value: 'v', ttlMs: 60000 } });
+    expect(put.statusCode).toBe(200);
+    expect(kv.requests[before]).toMatchObject({
+      kind: 'write',
+      write: { op: 'set', expiry: { kind: 'in', ms: 60000 } },
+      session: { clientId: 'http:order-42', seq: 1, lowWater: 0 },
+    });
+    const del = await app.inject({ method: 'DELETE', url: '/v1/kv/o' });
+    expect(del.statusCode).toBe(200);
+    expect(kv.requests.at(-1)).not.toHaveProperty('session');
+  });
+
+  it('refuses a bad ttlMs or Idempotency-Key with 400 and what to send', async () => {
+    const ttl = await app.inject({ method: 'PUT', url: '/v1/kv/x', payload: { value: 'v', ttlMs: -5 } });
+    expect(ttl.statusCode).toBe(400);
+    expect(ttl.json().error.message).toMatch(/ttlMs must be a whole number of milliseconds above 0, got -5/);
+    const key = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/x',
+      headers: { 'idempotency-key': 'k'.repeat(300) },
+      payload: { value: 'v' },
+    });
+    expect(key.statusCode).toBe(400);
+    expect(key.json().error.message).toMatch(/Idempotency-Key must be one value of 1 to 256 characters/);
+  });
+
+  it('increments a key by POST /v1/kv/:key/incr, answering the value as a decimal string', async () => {
+    expect((await app.inject({ method: 'POST', url: '/v1/kv/n/incr' })).json()).toEqual({ key: 'n', value: '1' });
+    const by = await app.inject({ method: 'POST', url: '/v1/kv/n/incr', payload: { by: -3 } });
+    expect(by.json()).toEqual({ key: 'n', value: '-2' });
+    const bad = await app.inject({ method: 'POST', url: '/v1/kv/n/incr', payload: { by: 'two' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/by must be a whole number/);
+  });
 });

@@ -7,9 +7,10 @@ import { LocalKv } from './helpers/local-kv.js';
 
 let server: RespServer;
 let port: number;
+const kv = new LocalKv();
 
 beforeAll(async () => {
-  server = new RespServer({ api: new LocalKv(), logger: silentLogger, limits: { maxBulkBytes: 1024 } });
+  server = new RespServer({ api: kv, logger: silentLogger, limits: { maxBulkBytes: 1024 } });
   port = await server.listen(0, '127.0.0.1');
 });
 afterAll(async () => {
@@ -122,5 +123,86 @@ describe('RESP server', () => {
     );
     expect(text).toBe('+OK\r\n$3\r\napp\r\n+OK\r\n-ERR DB index is out of range\r\n+OK\r\n');
     expect(closed).toBe(true);
+  });
+
+  it('gives each connection its own session, each write the next seq, acknowledging the replies it sent', async () => {
+    const a = new Redis({ port, host: '127.0.0.1' });
+    const b = new Redis({ port, host: '127.0.0.1' });
+    try {
+      const from = kv.requests.length;
+      await a.set('s1', '1');
+      await a.get('s1');
+      await a.incr('s2');
+      await b.del('s1');
+      const writes = kv.requests.slice(from).flatMap((r) => (r.kind === 'write' && r.session ? [r.session] : []));
+      expect(writes).toHaveLength(3);
+      const [w1, w2, w3] = writes;
+      expect(w1!.clientId).toMatch(/^[0-9a-f]{32}$/);
+      expect(w2!.clientId).toBe(w1!.clientId);
+      expect(w3!.clientId).not.toBe(w1!.clientId);
+      expect([w1!.seq, w1!.lowWater, w2!.seq, w2!.lowWater]).toEqual([1, 0, 2, 1]);
+      expect([w3!.seq, w3!.lowWater]).toEqual([1, 0]);
+    } finally {
+      a.disconnect();
+      b.disconnect();
+    }
+  });
+
+  it('parses SET expiry options as Redis 7 does', async () => {
+    const r = new Redis({ port, host: '127.0.0.1' });
+    try {
+      expect(await r.set('e1', 'v', 'EX', 100)).toBe('OK');
+      expect(await r.ttl('e1')).toBe(100);
+      expect(await r.set('e2', 'v', 'PXAT', Date.now() + 50_000)).toBe('OK');
+      expect(await r.pttl('e2')).toBeGreaterThan(40_000);
+      await expect(r.set('e3', 'v', 'EX', 0)).rejects.toThrow("ERR invalid expire time in 'set' command");
+      await expect(r.set('e3', 'v', 'EX', '9223372036854775')).rejects.toThrow(
+        "ERR invalid expire time in 'set' command",
+      );
+      await expect(r.set('e3', 'v', 'EX', 'soon')).rejects.toThrow('ERR value is not an integer or out of range');
+      await expect(r.call('set', 'e3', 'v', 'KEEPTTL', 'EX', '10')).rejects.toThrow('ERR syntax error');
+      await expect(r.call('set', 'e3', 'v', 'PX', '10', 'KEEPTTL')).rejects.toThrow('ERR syntax error');
+      await expect(r.call('set', 'e3', 'v', 'EX', '10', 'PX', '10')).rejects.toThrow('ERR syntax error');
+    } finally {
+      r.disconnect();
+    }
+  });
+
+  it('answers EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST and KEEPTTL as Redis 7 does', async () => {
+    const r = new Redis({ port, host: '127.0.0.1' });
+    try {
+      await r.set('x', '1');
+      expect(await r.expire('x', 100)).toBe(1);
+      expect(await r.ttl('x')).toBe(100);
+      expect(await r.call('expire', 'x', '50', 'GT')).toBe(0);
+      expect(await r.call('expire', 'x', '50', 'LT')).toBe(1);
+      expect(await r.call('expire', 'x', '500', 'NX')).toBe(0);
+      expect(await r.pexpire('x', 200_000)).toBe(1);
+      expect(await r.pttl('x')).toBeGreaterThan(199_000);
+      expect(await r.set('x', '2', 'KEEPTTL')).toBe('OK');
+      expect(await r.pttl('x')).toBeGreaterThan(199_000);
+      expect(await r.persist('x')).toBe(1);
+      expect(await r.persist('x')).toBe(0);
+      expect(await r.ttl('x')).toBe(-1);
+      expect(await r.expireat('x', Math.floor(Date.now() / 1000) + 1000)).toBe(1);
+      expect(await r.ttl('x')).toBeGreaterThan(990);
+      // A deadline already past deletes the key.
+      expect(await r.pexpireat('x', Date.now() - 1)).toBe(1);
+      expect(await r.exists('x')).toBe(0);
+      expect(await r.expire('missing', 10)).toBe(0);
+      await expect(r.call('expire', 'x', '10', 'NX', 'XX')).rejects.toThrow(
+        'ERR NX and XX, GT or LT options at the same time are not compatible',
+      );
+      await expect(r.call('expire', 'x', '10', 'GT', 'LT')).rejects.toThrow(
+        'ERR GT and LT options at the same time are not compatible',
+      );
+      await expect(r.call('expire', 'x', '10', 'SOON')).rejects.toThrow('ERR Unsupported option SOON');
+      await expect(r.call('expire', 'x', 'ten')).rejects.toThrow('ERR value is not an integer or out of range');
+      await expect(r.call('expire', 'x', '9223372036854775')).rejects.toThrow(
+        "ERR invalid expire time in 'expire' command",
+      );
+    } finally {
+      r.disconnect();
+    }
   });
 });

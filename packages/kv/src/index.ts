@@ -24,3 +24,27 @@ export {
 } from './request.js';
 export { KvReplica } from './replica.js';
 export { KvService, type KvServiceOptions } from './kv-service.js';
+export {
+  type ClientSession,
+  type Deadline,
+  type Expiry,
+  InvalidExpireError,
+  type KvClientRequest,
+  type KvClientWrite,
+  deadline,
+  toCommand,
+} from './client-request.js';
+export { ExpirySweeper, type ExpirySweeperOptions, type SweeperStats } from './expiry-sweeper.js';
+export {
+  ConsistencyChecker,
+  type ConsistencyCheckerOptions,
+  type ConsistencyReport,
+  DIGEST_PROTOCOL,
+  type DigestSource,
+  type KeyRange,
+  type ReplicaDigest,
+  decodeDigestRequest,
+  decodeDigestResponse,
+  encodeDigestRequest,
+  encodeDigestResponse,
+} from './consistency-check.js';

@@ -2,11 +2,14 @@ import {
   type Clock,
   CohortError,
   ErrorCode,
+  InternalError,
+  type LogIndex,
   type Logger,
   type NodeId,
   Protocols,
   type ReplicatedGroup,
   type Transport,
+  UnavailableError,
   decodeForwardRequest,
   decodeForwardResponse,
   encodeForwardRequest,
@@ -14,7 +17,8 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { NotLeaderError } from '@cohort/core';
-import { encodeCommand } from './command.js';
+import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
+import { type KvCommand, encodeCommand } from './command.js';
 import type { KvReplica } from './replica.js';
 import {
   type KvRequest,
@@ -36,6 +40,17 @@ export interface KvServiceOptions {
   logger?: Logger;
   /** How long a request may wait for a leader, forwarding included. @default 5000 */
   requestTimeoutMs?: number;
+  /**
+   * Wall-clock Unix milliseconds. The leader stamps each write with it when it
+   * proposes, so every replica applies the write at the same time, and
+   * evaluates expiry of reads with it. @default Date.now
+   */
+  wallClock?: () => number;
+}
+
+/** Whether a command carries a client session, so that applying it twice is impossible and a retry is safe. */
+function carriesSession(command: KvCommand): boolean {
+  return command.session !== undefined;
 }
 
 function failure(err: unknown): KvResponse {
@@ -47,6 +62,15 @@ function failure(err: unknown): KvResponse {
   return { type: 'failure', code: ErrorCode.Internal, message: String((err as Error)?.message ?? err) };
 }
 
+/** The command of `req` at the leader's wall-clock `now`, a relative deadline counted from it. */
+function stamp(req: Extract<KvRequest, { kind: 'write' }>, now: number): KvCommand {
+  const cmd = req.command;
+  const shift = req.relativeTo === undefined ? 0 : now - req.relativeTo;
+  if (shift !== 0 && cmd.op === 'set' && cmd.expiresAt !== 0) return { ...cmd, now, expiresAt: cmd.expiresAt + shift };
+  if (shift !== 0 && cmd.op === 'expire') return { ...cmd, now, deadline: cmd.deadline + shift };
+  return { ...cmd, now };
+}
+
 /**
  * Serves KV requests linearizably on one group: on the leader, writes are
  * proposed and answered once applied, reads wait for a ReadIndex round; on a
@@ -56,10 +80,12 @@ function failure(err: unknown): KvResponse {
 export class KvService {
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly wallClock: () => number;
 
   constructor(private readonly opts: KvServiceOptions) {
     this.log = (opts.logger ?? silentLogger).child({ group: opts.group.id });
     this.timeoutMs = opts.requestTimeoutMs ?? 5000;
+    this.wallClock = opts.wallClock ?? Date.now;
   }
 
   /** Answers requests other nodes forward to this one. */
@@ -80,27 +106,68 @@ export class KvService {
     });
   }
 
+  /**
+   * Serves a request wherever the leader is, retrying while leadership moves,
+   * until the request timeout. A client request's relative expiry times
+   * become deadlines here, at this node's wall clock; the leader stamps the
+   * write's own time when it proposes. A request already in wire form
+   * (`KvRequest`, as a forwarding node or a test client builds it) is routed
+   * as it is, its time restamped by the leader too.
+   */
+  async execute(req: KvClientRequest | KvRequest): Promise<KvResponse> {
+    if (req.kind === 'read') return this.route({ kind: 'read', op: req.op, keys: req.keys, now: 0 });
+    if ('command' in req) return this.route(req);
+    const now = this.wallClock();
+    let command: KvCommand;
+    try {
+      command = toCommand(req.write, now, req.session);
+    } catch (err) {
+      if (err instanceof InvalidExpireError) return { type: 'error', message: err.message };
+      throw err;
+    }
+    return this.route(isRelative(req.write) ? { kind: 'write', command, relativeTo: now } : { kind: 'write', command });
+  }
+
+  /** Proposes the expiry sweeper's delete of `keys`, each only if still expired when it applies. */
+  deleteExpired(keys: Uint8Array[]): Promise<KvResponse> {
+    return this.execute({ kind: 'write', write: { op: 'delExpired', keys } });
+  }
+
+  /**
+   * Proposes a checksum entry, so every replica records a digest of its rows
+   * at the same index; resolves with that index. Throws `UnavailableError`
+   * when it could not be proposed within the request timeout.
+   */
+  async checksum(): Promise<LogIndex> {
+    const res = await this.execute({ kind: 'write', write: { op: 'checksum' } });
+    if (res.type === 'int') return Number(res.value);
+    if (res.type === 'failure') throw new UnavailableError(`checksum not proposed: ${res.code} ${res.message}`);
+    throw new InternalError(`checksum answered ${res.type}, not its log index`);
+  }
+
   /** Serves `req` wherever the leader is, retrying while leadership moves, until the request timeout. */
-  async execute(req: KvRequest): Promise<KvResponse> {
+  private async route(req: KvRequest): Promise<KvResponse> {
     const deadline = this.opts.clock.now() + this.timeoutMs;
+    // A write in a session applies once however often it is sent: retrying it after a lost leader is safe.
+    const idempotent = req.kind === 'read' || carriesSession(req.command);
     let last: KvResponse = { type: 'failure', code: ErrorCode.NotLeader, message: 'no leader is known' };
     for (let attempt = 0; this.opts.clock.now() < deadline; attempt++) {
       const status = this.opts.group.status();
       if (status.role === 'leader') last = await this.local(req);
-      else if (status.leader !== '') last = await this.forward(status.leader, req);
+      else if (status.leader !== '') last = await this.forward(status.leader, req, deadline);
       else
         last = { type: 'failure', code: ErrorCode.NotLeader, message: 'no leader is known; an election is under way' };
-      // "Not the leader" is safe to retry (nothing was applied); so is any failed read. A write that
-      // may have reached a leader is not retried: the client decides, knowing it may have applied.
+      // "Not the leader" is safe to retry (nothing was applied), and so is a dropped proposal (refused or
+      // replaced in the log). A write outside a session that may have reached a leader is not retried:
+      // the client decides, knowing it may have applied.
       if (last.type !== 'failure') return last;
-      // A dropped proposal was refused or replaced in the log: certainly not applied either.
       const retry =
         last.code === ErrorCode.NotLeader ||
         last.code === ErrorCode.ProposalDropped ||
-        (req.kind === 'read' && last.code === ErrorCode.Unavailable);
+        (idempotent && (last.code === ErrorCode.Unavailable || last.code === ErrorCode.Timeout));
       if (!retry) return last;
-      // The injected clock, not the runtime's timers: the simulator runs this loop in simulated time.
-      await new Promise<void>((r) => this.opts.clock.setTimeout(r, Math.min(20 * 2 ** attempt, 200)));
+      const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));
+      await new Promise<void>((r) => this.opts.clock.setTimeout(r, pause));
     }
     return last;
   }
@@ -108,22 +175,22 @@ export class KvService {
   /** Serves `req` on this node, which must lead the group. */
   private async local(req: KvRequest): Promise<KvResponse> {
     try {
-      if (req.kind === 'write') {
-        return await this.opts.group.propose<KvResult>(encodeCommand(req.command));
-      }
+      // The leader's clock is the time of the write and of the read, whichever node took the request.
+      const now = this.wallClock();
+      if (req.kind === 'write') return await this.opts.group.propose<KvResult>(encodeCommand(stamp(req, now)));
       await this.opts.group.read();
       const kv = this.opts.replica.kv;
       switch (req.op) {
         case 'get': {
-          const v = kv.get(req.keys[0] ?? new Uint8Array(), req.now);
+          const v = kv.get(req.keys[0] ?? new Uint8Array(), now);
           return v ? { type: 'bulk', value: v } : { type: 'nil' };
         }
         case 'mget':
-          return { type: 'array', values: req.keys.map((k) => kv.get(k, req.now) ?? null) };
+          return { type: 'array', values: req.keys.map((k) => kv.get(k, now) ?? null) };
         case 'exists':
-          return { type: 'int', value: BigInt(req.keys.filter((k) => kv.has(k, req.now)).length) };
+          return { type: 'int', value: BigInt(req.keys.filter((k) => kv.has(k, now)).length) };
         case 'pttl':
-          return { type: 'int', value: BigInt(kv.ttl(req.keys[0] ?? new Uint8Array(), req.now)) };
+          return { type: 'int', value: BigInt(kv.ttl(req.keys[0] ?? new Uint8Array(), now)) };
         default: {
           const never: never = req.op;
           throw new Error(`unknown read ${String(never)}`);
@@ -134,10 +201,10 @@ export class KvService {
     }
   }
 
-  private async forward(leader: NodeId, req: KvRequest): Promise<KvResponse> {
+  private async forward(leader: NodeId, req: KvRequest, deadline: number): Promise<KvResponse> {
     try {
       const frame = encodeForwardRequest({ group: this.opts.group.id, op: encodeRequest(req) });
-      const signal = AbortSignal.timeout(this.timeoutMs);
+      const signal = AbortSignal.timeout(Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
       const answer = decodeForwardResponse(await this.opts.transport.request(leader, Protocols.kv, frame, { signal }));
       if (!answer.ok) {
         const res: KvResponse = { type: 'failure', code: answer.code, message: answer.message };

@@ -8,6 +8,7 @@ import {
   emptyConfState,
 } from '@cohort/core';
 import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
+import { KvSnapshotPb } from './generated/kv-command.js';
 import type { KvResult } from './result.js';
 import { KvStateMachine } from './state-machine.js';
 
@@ -73,8 +74,14 @@ export class KvReplica implements DurableStateMachine<KvResult> {
   restore(data: Uint8Array): void {
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (buf.length < 12 || !buf.subarray(0, 4).equals(MAGIC)) {
-      // An image of the format before state lived on disk.
-      this.kv.restoreLegacy({ meta: { index: 0, term: 0, confState: this.confState }, data });
+      // An image of the format before state lived on disk; it carries its applied index.
+      let index = 0;
+      try {
+        index = Number(KvSnapshotPb.decode(data).appliedIndex);
+      } catch {
+        // restoreLegacy reports the malformed image.
+      }
+      this.kv.restoreLegacy({ meta: { index, term: 0, confState: this.confState }, data });
       return;
     }
     const meta = { index: buf.readUInt32BE(4), term: buf.readUInt32BE(8), confState: this.confState };

@@ -8,7 +8,16 @@ export type KvReadOp = 'get' | 'mget' | 'exists' | 'pttl';
 
 /** A client request, as served locally or forwarded to the leader. */
 export type KvRequest =
-  | { kind: 'write'; command: KvCommand }
+  | {
+      kind: 'write';
+      command: KvCommand;
+      /**
+       * Set when the command's deadline came from a relative time to live,
+       * reckoned from this wall-clock time: the leader moves the deadline by
+       * its own clock's difference, so a TTL counts from the leader's time.
+       */
+      relativeTo?: number;
+    }
   | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; now: number };
 
 /** A request's outcome: a command result, an array of values, or a failure with a core error code. */
@@ -31,7 +40,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
       kind: KvRequestPb.Kind.WRITE,
       command: encodeCommand(req.command),
       keys: [],
-      now: 0n,
+      now: BigInt(req.relativeTo ?? 0),
     });
   }
   return KvRequestPb.encode({
@@ -50,7 +59,11 @@ export function decodeRequest(data: Uint8Array): KvRequest {
   } catch (err) {
     throw new CodecError(`KV request of ${data.length} bytes does not decode: ${(err as Error).message}`);
   }
-  if (pb.kind === KvRequestPb.Kind.WRITE) return { kind: 'write', command: decodeCommand(pb.command) };
+  if (pb.kind === KvRequestPb.Kind.WRITE) {
+    const req: KvRequest = { kind: 'write', command: decodeCommand(pb.command) };
+    if (pb.now !== 0n) req.relativeTo = Number(pb.now);
+    return req;
+  }
   const op = (Object.keys(READ_KINDS) as KvReadOp[]).find((k) => READ_KINDS[k] === pb.kind);
   if (op === undefined) throw new CodecError(`KV request has unknown kind ${String(pb.kind)}`);
   return { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };

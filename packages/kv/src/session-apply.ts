@@ -18,17 +18,20 @@ export const DUPLICATE_ACKNOWLEDGED: KvResult = {
 export function applySessionCommand(kv: PartitionKv, cmd: KvCommand, index: number, now: number): KvResult {
   const s = cmd.session;
   if (!s) return applyOp(kv, cmd, index, now);
-  const stored = kv.response(s.clientId, s.seq);
+  const mark = kv.session(s.clientId)?.lowWater ?? 0;
+  // Responses are kept only above the mark: at or below it, the client has its answer.
+  const stored = s.seq > mark ? kv.response(s.clientId, s.seq) : undefined;
   let result: KvResult;
   if (stored) {
     result = decodeResponse(stored) as KvResult;
-  } else if (s.seq <= (kv.session(s.clientId)?.lowWater ?? 0)) {
+  } else if (s.seq <= mark) {
     result = DUPLICATE_ACKNOWLEDGED;
   } else {
     result = applyOp(kv, cmd, index, now);
-    kv.saveResponse(s.clientId, s.seq, encodeResponse(result), now);
+    kv.saveResponse(s.clientId, s.seq, encodeResponse(result), now, s.lowWater);
+    return result;
   }
-  if (s.lowWater > 0) kv.raiseLowWater(s.clientId, s.lowWater, now);
+  if (s.lowWater > mark) kv.raiseLowWater(s.clientId, s.lowWater, now);
   return result;
 }
 

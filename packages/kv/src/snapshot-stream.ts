@@ -95,6 +95,8 @@ export class KvSnapshotWriter implements SnapshotWriter {
   ) {}
 
   write(seq: number, chunk: Uint8Array): void {
+    // A chunk sent again after a lost acknowledgement was already written: nothing to do.
+    if (seq < this.expected) return;
     if (seq !== this.expected) {
       throw new StorageError(
         `partition ${this.partition}: snapshot at ${this.meta.index}: chunk ${seq} arrived, expected chunk ${this.expected}`,

@@ -9,6 +9,9 @@ import type { KvResult } from './result.js';
 import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
 import { KvSnapshotReader, KvSnapshotWriter } from './snapshot-stream.js';
 
+/** Idle sessions are swept on log indexes that are multiples of this. */
+const SWEEP_EVERY = 16;
+
 /** Options of {@link KvStateMachine}. */
 export interface KvStateMachineOptions {
   /**
@@ -17,8 +20,8 @@ export interface KvStateMachineOptions {
    */
   sessionTtlMs?: number;
   /**
-   * Idle sessions dropped at most per applied command, so expiry never stalls apply.
-   * @default 16
+   * Idle sessions dropped at most per sweep (on every 16th log index), so expiry never stalls apply.
+   * @default 64
    */
   sessionSweepBatch?: number;
   /**
@@ -58,7 +61,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     this.store = store ?? (this.privateStore as MemoryNodeStore);
     this.kv = this.store.kv(partition);
     this.sessionTtl = opts.sessionTtlMs ?? 3_600_000;
-    this.sweepBatch = opts.sessionSweepBatch ?? 16;
+    this.sweepBatch = opts.sessionSweepBatch ?? 64;
     this.digestHistory = opts.digestHistory ?? 16;
   }
 
@@ -97,6 +100,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
         () => {
           let applied = this.kv.applied();
           let logTime = this.kv.logTime();
+          const before = applied.index;
           for (; to < entries.length && checksumAt === undefined; to++) {
             const e = entries[to] as Entry;
             if (e.index <= applied.index) {
@@ -109,7 +113,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
             if (out.checksum) checksumAt = e.index;
             applied = { index: e.index, term: e.term, confState };
           }
-          this.kv.setApplied(applied, logTime);
+          if (applied.index > before) this.kv.setApplied(applied, logTime);
         },
         { durable: false },
       );
@@ -204,7 +208,8 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     // Log time only moves forward, whatever a new leader's clock says.
     const now = Math.max(logTime, cmd.now);
     const value = applySessionCommand(this.kv, cmd, e.index, now);
-    sweepIdleSessions(this.kv, now - this.sessionTtl, this.sweepBatch);
+    // Swept at log positions every replica shares, whatever its batching or restarts.
+    if (e.index % SWEEP_EVERY === 0) sweepIdleSessions(this.kv, now - this.sessionTtl, this.sweepBatch);
     return { outcome: { ok: true, value }, logTime: now, checksum: cmd.op === 'checksum' };
   }
 

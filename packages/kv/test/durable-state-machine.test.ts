@@ -2,7 +2,7 @@ import { CodecError, type Entry } from '@cohort/core';
 import { MemoryNodeStore, type SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvSnapshotChunkPb, KvSnapshotPb } from '../src/generated/kv-command.js';
-import { DUPLICATE_ACKNOWLEDGED, type KvCommand, KvReplica, type KvStateMachine } from '../src/index.js';
+import { DUPLICATE_ACKNOWLEDGED, type KvCommand, KvReplica, KvStateMachine } from '../src/index.js';
 import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
 
 const incr = (key: string, now: number, session?: { clientId: string; seq: number; lowWater: number }): KvCommand =>
@@ -127,6 +127,9 @@ describe.each([
     h.sm.applyBatch([entry(2, incr('n', 900, { clientId: 'new', seq: 1, lowWater: 0 }))], CONF);
     expect(h.store.kv('p1').session('old')).toBeDefined();
     h.sm.applyBatch([entry(3, setCmd('x', 'y', 1500))], CONF);
+    // Sweeps happen at log indexes every replica shares (multiples of 16).
+    expect(h.store.kv('p1').session('old')).toBeDefined();
+    h.sm.applyBatch([entry(16, setCmd('x', 'y', 1500))], CONF);
     expect(h.store.kv('p1').session('old')).toBeUndefined();
     expect(h.store.kv('p1').session('new')).toBeDefined();
   });
@@ -261,7 +264,7 @@ describe.each([
     expect(text(peer.get(b('key-0007'), 3000))).toBe('v'.repeat(7));
   });
 
-  it('refuses a corrupt chunk, a chunk from a newer format and chunks out of order', () => {
+  it('refuses a corrupt chunk, a chunk from a newer format and chunks out of order; ignores a resent chunk', () => {
     h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('b', '2'))], CONF);
     const reader = h.sm.openSnapshot();
     const chunk = reader.next(1 << 20) as Uint8Array;
@@ -281,6 +284,13 @@ describe.each([
     w2.abort();
     expect(peer.appliedIndex).toBe(0);
     expect(peer.size).toBe(0);
+    // A chunk resent after a lost acknowledgement is written once.
+    const w3 = peer.receiveSnapshot(reader.meta);
+    w3.write(0, chunk);
+    w3.write(0, chunk);
+    w3.commit();
+    expect(peer.size).toBe(2);
+    expect(peer.digest()).toBe(h.sm.digest());
   });
 
   it('restores an image of the format before state lived on disk', () => {
@@ -305,6 +315,55 @@ describe.each([
   });
 });
 
+describe('KvStateMachine on either store', () => {
+  it('computes the same digest from the same entries on SQLite and in memory', () => {
+    const mem = memoryMachine();
+    const disk = sqliteMachine();
+    try {
+      const entries: Entry[] = [];
+      for (let i = 1; i <= 50; i++) {
+        entries.push(
+          entry(
+            i,
+            setCmd(`k${i % 13}`, `v${i}`, 1000 + i, {
+              expiresAt: i % 3 ? 0 : 5000,
+              session: { clientId: `c${i % 4}`, seq: i, lowWater: i - 8 },
+            }),
+          ),
+        );
+      }
+      entries.push(entry(51, { op: 'checksum', now: 2000 }));
+      mem.sm.applyBatch(entries, CONF);
+      disk.sm.applyBatch(entries, CONF);
+      expect(mem.sm.digestAt(51)).toBe(disk.sm.digestAt(51));
+    } finally {
+      mem.cleanup();
+      disk.cleanup();
+    }
+  });
+});
+
+describe('KvStateMachine on a simulated disk', () => {
+  it('loses an unsynced batch whole in a crash and reaches the same state when the log replays it', () => {
+    const store = new MemoryNodeStore({ autoSync: false });
+    let sm = new KvStateMachine(store, 'p1');
+    const entries = [1, 2, 3, 4].map((i) => entry(i, incr('n', 1000 + i, { clientId: 'c', seq: i, lowWater: 0 })));
+    sm.applyBatch(entries.slice(0, 2), CONF);
+    // The host's next log write is synced: it makes the apply transaction before it durable too.
+    store.writeSync([{ group: 'p1', entries: [entries[0] as Entry] }], { sync: true });
+    sm.applyBatch(entries.slice(2), CONF);
+    const before = sm.digest();
+    store.crash();
+    sm = new KvStateMachine(store, 'p1');
+    expect(sm.appliedIndex).toBe(2);
+    expect(text(sm.get(b('n'), 0))).toBe('2');
+    // Replayed from the log (with an entry the machine already applied): the same state, applied once.
+    sm.applyBatch(entries.slice(1), CONF);
+    expect(sm.digest()).toBe(before);
+    expect(text(sm.get(b('n'), 0))).toBe('4');
+  });
+});
+
 describe('KvReplica (the whole-image seam)', () => {
   it('round-trips its state through snapshot and restore', () => {
     const a = new KvReplica();
@@ -315,6 +374,12 @@ describe('KvReplica (the whole-image seam)', () => {
     b2.restore(a.snapshot());
     expect(b2.kv.appliedIndex).toBe(3);
     expect(b2.kv.digest()).toBe(a.kv.digest());
+    const old = new KvReplica();
+    old.restore(
+      KvSnapshotPb.encode({ version: 1, appliedIndex: 9n, keys: [b('x')], values: [b('y')], expiresAt: [0n] }),
+    );
+    expect(old.kv.appliedIndex).toBe(9);
+    expect(text(old.kv.get(b('x'), 0))).toBe('y');
     expect(b2.apply(entry(4, incr('n', 1000, { clientId: 'c', seq: 1, lowWater: 0 })))).toEqual({
       type: 'int',
       value: 1n,

@@ -2,7 +2,7 @@ import { MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core'
 import { RaftHost } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KvReplica, type KvRequest, KvService } from '../src/index.js';
+import { type KvClientRequest, KvReplica, KvService } from '../src/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const IDS = ['a', 'b', 'c'];
@@ -15,6 +15,9 @@ interface Node {
 
 let nodes = new Map<NodeId, Node>();
 let hub = new MemoryHub();
+
+/** Each node's wall clock: real time plus a per-node offset the test may change. */
+const offsets = new Map<NodeId, number>();
 
 function startCluster(): void {
   hub = new MemoryHub();
@@ -39,6 +42,7 @@ function startCluster(): void {
       transport,
       clock: systemClock,
       requestTimeoutMs: 1500,
+      wallClock: () => Date.now() + (offsets.get(id) ?? 0),
     });
     service.start();
     nodes.set(id, { host, service, replica });
@@ -47,6 +51,7 @@ function startCluster(): void {
 
 afterEach(() => {
   for (const n of nodes.values()) n.host.stop();
+  offsets.clear();
 });
 
 async function leader(among = IDS): Promise<NodeId> {
@@ -59,11 +64,18 @@ async function leader(among = IDS): Promise<NodeId> {
   }
 }
 
-const set = (k: string, v: string): KvRequest => ({
+const set = (k: string, v: string, ttlMs?: number): KvClientRequest => ({
   kind: 'write',
-  command: { op: 'set', key: b(k), value: b(v), condition: 'always', expiresAt: 0, returnOld: false, now: Date.now() },
+  write: {
+    op: 'set',
+    key: b(k),
+    value: b(v),
+    condition: 'always',
+    expiry: ttlMs === undefined ? { kind: 'none' } : { kind: 'in', ms: ttlMs },
+    returnOld: false,
+  },
 });
-const get = (k: string): KvRequest => ({ kind: 'read', op: 'get', keys: [b(k)], now: Date.now() });
+const get = (k: string): KvClientRequest => ({ kind: 'read', op: 'get', keys: [b(k)] });
 
 describe('KvService', () => {
   it('serves writes and linearizable reads through any node, followers forwarding to the leader', async () => {
@@ -74,7 +86,7 @@ describe('KvService', () => {
     // The read through the other follower sees the write (it is linearizable, not a local stale read).
     expect(await nodes.get(followers[1]!)!.service.execute(get('x'))).toEqual({ type: 'bulk', value: b('1') });
     expect(await nodes.get(l)!.service.execute(get('missing'))).toEqual({ type: 'nil' });
-    const del: KvRequest = { kind: 'write', command: { op: 'del', keys: [b('x'), b('y')], now: Date.now() } };
+    const del: KvClientRequest = { kind: 'write', write: { op: 'del', keys: [b('x'), b('y')] } };
     expect(await nodes.get(followers[1]!)!.service.execute(del)).toEqual({ type: 'int', value: 1n });
   });
 
@@ -99,5 +111,51 @@ describe('KvService', () => {
     const res = await nodes.get(l)!.service.execute(set('z', '1'));
     expect(res.type).toBe('failure');
     expect(res.type === 'failure' && ['TIMEOUT', 'NOT_LEADER'].includes(res.code)).toBe(true);
+  });
+
+  it("evaluates expiry at the leader's clock, whichever node serves the client", async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    // The follower's clock runs an hour behind: by its own reading the key would live an hour longer.
+    offsets.set(follower, -3_600_000);
+    expect(await nodes.get(l)!.service.execute(set('t', '1', 60_000))).toEqual({ type: 'ok' });
+    const pttl = await nodes.get(follower)!.service.execute({ kind: 'read', op: 'pttl', keys: [b('t')] });
+    expect(pttl.type === 'int' && pttl.value > 0n && pttl.value <= 60_000n).toBe(true);
+    // A time to live sent through the follower counts from the leader's time too.
+    expect(await nodes.get(follower)!.service.execute(set('u', '1', 60_000))).toEqual({ type: 'ok' });
+    const ttlU = await nodes.get(l)!.service.execute({ kind: 'read', op: 'pttl', keys: [b('u')] });
+    expect(ttlU.type === 'int' && ttlU.value > 55_000n && ttlU.value <= 60_000n).toBe(true);
+    // The leader's clock moves past the deadline: the key is gone for every client.
+    offsets.set(l, 61_000);
+    expect(await nodes.get(follower)!.service.execute(get('t'))).toEqual({ type: 'nil' });
+    expect(await nodes.get(l)!.service.execute(get('t'))).toEqual({ type: 'nil' });
+  });
+
+  it("answers Redis' error for an expiry out of range, proposing nothing", async () => {
+    startCluster();
+    const l = await leader();
+    const applied = nodes.get(l)!.host.status('p0').applied;
+    expect(await nodes.get(l)!.service.execute(set('big', '1', Number.MAX_SAFE_INTEGER))).toEqual({
+      type: 'error',
+      message: "ERR invalid expire time in 'set' command",
+    });
+    expect(nodes.get(l)!.host.status('p0').applied).toBe(applied);
+  });
+
+  it('applies a write retried in its session once, through any node, answering the first reply', async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    const incr: KvClientRequest = {
+      kind: 'write',
+      write: { op: 'incr', key: b('n'), delta: 5n },
+      session: { clientId: 'c1', seq: 1, lowWater: 0 },
+    };
+    expect(await nodes.get(follower)!.service.execute(incr)).toEqual({ type: 'int', value: 5n });
+    expect(await nodes.get(l)!.service.execute(incr)).toEqual({ type: 'int', value: 5n });
+    const next: KvClientRequest = { ...incr, session: { clientId: 'c1', seq: 2, lowWater: 1 } };
+    expect(await nodes.get(follower)!.service.execute(next)).toEqual({ type: 'int', value: 10n });
+    expect(await nodes.get(l)!.service.execute(get('n'))).toEqual({ type: 'bulk', value: b('10') });
   });
 });

@@ -26,6 +26,9 @@ function main(): number {
         `  group ${g.group}: entries ${g.firstIndex}..${g.lastIndex}, commit ${g.commit}, term ${g.term}, snapshot ${g.snapshotIndex}, ${g.entriesChecked} checked\n`,
       );
     }
+    for (const [partition, rows] of Object.entries(report.kvRows)) {
+      process.stdout.write(`  partition ${partition}: ${rows} KV rows checked\n`);
+    }
     for (const f of report.findings) process.stdout.write(`  ${f.severity}: ${f.message}\n`);
   }
   return report.ok ? 0 : 1;

@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { checkKvPartitions } from './check-kv.js';
 import { chunkCrc, entryCrc, groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { SCHEMA_VERSION } from './schema.js';
 import type { GroupRowDb } from './sqlite-load.js';
@@ -37,13 +38,16 @@ export interface CheckReport {
   schemaVersion: number;
   wal: WalReport;
   groups: GroupCheck[];
+  /** KV rows whose CRC was verified, per partition (databases at the current schema version). */
+  kvRows: Record<string, number>;
   findings: CheckFinding[];
 }
 
 /**
  * Checks a node's data without starting it: the WAL, SQLite's
  * `integrity_check`, every group row's and entry's CRC-32C, log contiguity,
- * `commit <= last index`, and that every snapshot has all its chunks intact.
+ * `commit <= last index`, that every snapshot has all its chunks intact, and
+ * the CRC-32C of every KV row, session and stored response.
  * `path` is a data directory (holding `cohort.db`) or the database file itself.
  * Opens the database read-only and never changes it.
  */
@@ -56,6 +60,7 @@ export function checkDataDir(path: string): CheckReport {
     schemaVersion: 0,
     wal: scanWal(`${file}-wal`),
     groups: [],
+    kvRows: {},
     findings,
   };
   if (!existsSync(file)) {
@@ -91,6 +96,9 @@ export function checkDataDir(path: string): CheckReport {
         });
       }
       checkGroups(db, report);
+      if (report.schemaVersion === SCHEMA_VERSION) {
+        report.kvRows = Object.fromEntries(checkKvPartitions(db, file, findings));
+      }
     }
   } catch (err) {
     findings.push({ severity: 'error', message: `${file}: ${(err as Error).message}` });

@@ -3,6 +3,18 @@ import type { AppliedState, ClientSession } from './types.js';
 
 const NO_EXPIRY = -1;
 
+const seeds = new Map<string, number>();
+
+/** The CRC of a partition name, the start of every row's CRC: computed once per name. */
+function seed(partition: string): number {
+  let c = seeds.get(partition);
+  if (c === undefined) {
+    c = crc32cString(partition, 0);
+    if (seeds.size < 65_536) seeds.set(partition, c);
+  }
+  return c;
+}
+
 /** CRC-32C of a KV row over its partition name, key, value, revisions and expiry (-1 for none). */
 export function kvRowCrc(
   partition: string,
@@ -12,7 +24,7 @@ export function kvRowCrc(
   modifyRevision: number,
   expiresAt: number | undefined | null,
 ): number {
-  let c = crc32cString(partition, 0);
+  let c = seed(partition);
   c = crc32c(key, crc32cNumber(key.length, c));
   c = crc32c(value, crc32cNumber(value.length, c));
   c = crc32cNumber(createRevision, c);
@@ -20,21 +32,35 @@ export function kvRowCrc(
   return crc32cNumber(expiresAt ?? NO_EXPIRY, c);
 }
 
+const clientSeeds = new Map<string, number>();
+
+/** The CRC of a partition name and client id, the start of a session's CRCs: memoized for recent clients. */
+function clientSeed(partition: string, clientId: string): number {
+  const k = `${partition}\u0000${clientId}`;
+  let c = clientSeeds.get(k);
+  if (c === undefined) {
+    c = crc32cString(clientId, seed(partition));
+    if (clientSeeds.size >= 4096) clientSeeds.clear();
+    clientSeeds.set(k, c);
+  }
+  return c;
+}
+
 /** CRC-32C of a session row. */
 export function sessionCrc(partition: string, s: ClientSession): number {
-  const c = crc32cString(s.clientId, crc32cString(partition, 0));
+  const c = clientSeed(partition, s.clientId);
   return crc32cNumber(s.lastActive, crc32cNumber(s.lowWater, c));
 }
 
 /** CRC-32C of a stored session response. */
 export function responseCrc(partition: string, clientId: string, seq: number, response: Uint8Array): number {
-  const c = crc32cNumber(seq, crc32cString(clientId, crc32cString(partition, 0)));
+  const c = crc32cNumber(seq, clientSeed(partition, clientId));
   return crc32c(response, c);
 }
 
 /** CRC-32C of a partition's row: its current generation, applied state and log time. */
 export function partitionCrc(partition: string, generation: number, applied: AppliedState, logTime: number): number {
-  let c = crc32cNumber(logTime, crc32cNumber(generation, crc32cString(partition, 0)));
+  let c = crc32cNumber(logTime, crc32cNumber(generation, seed(partition)));
   c = crc32cNumber(applied.index, c);
   c = crc32cNumber(applied.term, c);
   return crc32cString(JSON.stringify(applied.confState), c);

@@ -1,6 +1,7 @@
 import { StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import { hexKey, responseCrc } from './kv-checksums.js';
+import { cloneMeta } from './log-rules.js';
 import {
   type MemSource,
   checkedRecord,
@@ -26,7 +27,7 @@ export class MemoryKvView implements KvView {
     private readonly src: MemSource,
     p: MemPartition | undefined,
   ) {
-    this.applied = structuredClone(p?.applied ?? { index: 0, term: 0, confState: emptyConfState() });
+    this.applied = cloneMeta(p?.applied ?? { index: 0, term: 0, confState: emptyConfState() });
     this.logTime = p?.logTime ?? 0;
     this.kv = new Map(p?.kv);
     this.keys = [...this.kv.keys()].sort();

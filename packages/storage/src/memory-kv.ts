@@ -1,6 +1,7 @@
 import { StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import { hexKey, responseCrc } from './kv-checksums.js';
+import { cloneMeta } from './log-rules.js';
 import {
   type MemSource,
   checkedRecord,
@@ -98,7 +99,7 @@ export class MemoryPartitionKv implements PartitionKv {
 
   applied(): AppliedState {
     const a = this.part()?.applied;
-    return a ? structuredClone(a) : { index: 0, term: 0, confState: emptyConfState() };
+    return a ? cloneMeta(a) : { index: 0, term: 0, confState: emptyConfState() };
   }
 
   logTime(): number {
@@ -106,7 +107,7 @@ export class MemoryPartitionKv implements PartitionKv {
   }
 
   setApplied(state: AppliedState, logTime?: number): void {
-    const copy = structuredClone(state);
+    const copy = cloneMeta(state);
     this.write((p) => {
       p.applied = copy;
       if (logTime !== undefined) p.logTime = logTime;
@@ -123,13 +124,18 @@ export class MemoryPartitionKv implements PartitionKv {
     return s && checkedResponse(this.src, clientId, seq, s);
   }
 
-  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number): void {
+  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater = 0): void {
     const old = this.part()?.sessions.get(clientId);
     const s = old ? checkedSession(this.src, clientId, old) : { clientId, lowWater: 0, lastActive: logTime };
-    const responses = new Map(old?.responses);
+    const mark = Math.max(s.lowWater, lowWater);
+    const responses = new Map([...(old?.responses ?? [])].filter(([n]) => n > mark));
     const copy = response.slice();
-    responses.set(seq, { response: copy, crc: responseCrc(this.partition, clientId, seq, copy) });
-    const next = memSession(this.partition, { ...s, lastActive: Math.max(s.lastActive, logTime) }, responses);
+    if (seq > mark) responses.set(seq, { response: copy, crc: responseCrc(this.partition, clientId, seq, copy) });
+    const next = memSession(
+      this.partition,
+      { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) },
+      responses,
+    );
     this.write((p) => p.sessions.set(clientId, next));
   }
 
@@ -162,7 +168,7 @@ export class MemoryPartitionKv implements PartitionKv {
   beginInstall(): KvInstaller {
     return new MemoryKvInstaller(this.src, (kv, sessions, applied, logTime) => {
       const generation = (this.part()?.generation ?? 0) + 1;
-      const appliedCopy = structuredClone(applied);
+      const appliedCopy = cloneMeta(applied);
       // Each application gets its own maps: the live and durable states must never share a mutable one.
       this.hooks.apply((s) => {
         s.partitions.set(this.partition, {

@@ -11,7 +11,6 @@ import type {
   Term,
 } from '@cohort/core';
 import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
-import { entryCrc, entryTypeCode } from './checksums.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, joinChunks, makeStats, splitChunks } from './chunks.js';
 import {
   type LogPosition,
@@ -23,6 +22,7 @@ import {
   logFullError,
   planBatch,
 } from './log-rules.js';
+import { MemoryEntryCrcs } from './memory-entry-crcs.js';
 import { MemoryPartitionKv } from './memory-kv.js';
 import {
   type MemGroup,
@@ -108,7 +108,7 @@ export class MemoryNodeStore implements DurableNodeStore {
   private readonly chunkBytes: number;
   private readonly name: string;
   /** CRC of every stored entry, computed when written and checked on every read. */
-  private readonly crcs = new WeakMap<Entry, number>();
+  private readonly crcs: MemoryEntryCrcs;
   /** The last entry of the newest log write, before and after it is synced. */
   private unsyncedLogWrite: { group: GroupId; index: LogIndex } | undefined;
   private syncedLogWrite: { group: GroupId; index: LogIndex } | undefined;
@@ -118,12 +118,13 @@ export class MemoryNodeStore implements DurableNodeStore {
     this.autoSync = opts.autoSync ?? true;
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.name = opts.name ?? 'memory';
+    this.crcs = new MemoryEntryCrcs(this.name);
   }
 
   group(group: GroupId): RaftLogReader {
     return new MemoryLogReader(
       () => this.readGroup(group),
-      (e) => this.checkEntry(group, e),
+      (e) => this.crcs.check(group, e),
     );
   }
 
@@ -147,7 +148,7 @@ export class MemoryNodeStore implements DurableNodeStore {
       ...p,
       entries: p.entries?.map((e) => {
         const c = copyEntry(e);
-        this.crcs.set(c, entryCrc(p.group, c.index, c.term, entryTypeCode(c.type), c.data));
+        this.crcs.stamp(p.group, c);
         return c;
       }),
       snapshot: p.snapshot && {
@@ -288,26 +289,12 @@ export class MemoryNodeStore implements DurableNodeStore {
    * `group` (live and durable), so that reading it throws `StorageError`.
    */
   corruptEntry(group: GroupId, index: LogIndex): void {
-    const damage = (s: MemState): void => {
-      const g = s.groups.get(group);
-      const e = g?.entries[index - g.compactIndex - 1];
-      if (!g || !e) return;
-      const bad = { ...e, data: e.data.slice() };
-      const crc = this.crcs.get(e) ?? entryCrc(group, e.index, e.term, entryTypeCode(e.type), e.data);
-      if (bad.data.length > 0) {
-        bad.data[0] = (bad.data[0] as number) ^ 0xff;
-        this.crcs.set(bad, crc);
-      } else {
-        this.crcs.set(bad, (crc ^ 1) >>> 0);
-      }
-      g.entries[index - g.compactIndex - 1] = bad;
-    };
     const g = this.live.groups.get(group);
     if (!g || index <= g.compactIndex || index > lastIndexOf(g)) {
       throw new StorageError(`${this.name}: group ${group}: no entry ${index} to corrupt`);
     }
-    damage(this.live);
-    damage(this.durable);
+    this.crcs.damage(this.live, group, index);
+    this.crcs.damage(this.durable, group, index);
   }
 
   transaction<T>(fn: () => T, opts: TransactionOptions = {}): T {
@@ -382,16 +369,6 @@ export class MemoryNodeStore implements DurableNodeStore {
       live: () => this.live,
       apply: (op, sync) => this.apply(op, sync),
     });
-  }
-
-  /** Throws `StorageError` when a stored entry's bytes no longer match the CRC taken when it was written. */
-  private checkEntry(group: GroupId, e: Entry): void {
-    const crc = this.crcs.get(e);
-    if (crc !== undefined && crc !== entryCrc(group, e.index, e.term, entryTypeCode(e.type), e.data)) {
-      throw new StorageError(
-        `${this.name}: group ${group}: entry ${e.index} is corrupt (checksum mismatch); the node must not serve from this log`,
-      );
-    }
   }
 
   private readGroup(group: GroupId): MemGroup {

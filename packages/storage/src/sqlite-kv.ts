@@ -40,6 +40,14 @@ export class SqlitePartitionKv implements PartitionKv {
   private readonly src: RowSource;
   /** The current generation's id, once known; 0 while the partition has no row. */
   private gen: number | undefined;
+  /** Rows of the current generation, once counted; kept up to date by put and delete. */
+  private rows: number | undefined;
+  /**
+   * The session last read (CRC checked) or written: a write with a session
+   * reads it twice (the retry check, then the response save). Only this
+   * object writes the partition, so the copy stays exact.
+   */
+  private lastSession: ClientSession | undefined;
 
   constructor(
     db: Database.Database,
@@ -54,6 +62,8 @@ export class SqlitePartitionKv implements PartitionKv {
   /** Forgets the cached generation (after a rolled-back transaction that may have created it). */
   forget(): void {
     this.gen = undefined;
+    this.rows = undefined;
+    this.lastSession = undefined;
   }
 
   get(key: Uint8Array): KvRecord | undefined {
@@ -64,13 +74,17 @@ export class SqlitePartitionKv implements PartitionKv {
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
     const gen = this.writeGen();
     const k = blob(key);
-    const create = (this.st.createRev.get(gen, k) as number | undefined) ?? opts.revision;
+    const existing = this.st.createRev.get(gen, k) as number | undefined;
+    const create = existing ?? opts.revision;
+    if (existing === undefined && this.rows !== undefined) this.rows++;
     const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt);
     this.st.put.run(gen, k, blob(value), create, opts.revision, opts.expiresAt ?? null, crc);
   }
 
   delete(key: Uint8Array): boolean {
-    return this.st.del.run(this.readGen(), blob(key)).changes > 0;
+    const deleted = this.st.del.run(this.readGen(), blob(key)).changes > 0;
+    if (deleted && this.rows !== undefined) this.rows--;
+    return deleted;
   }
 
   scan(opts: KvScanOptions = {}): KvRecord[] {
@@ -84,7 +98,9 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   count(): number {
-    return this.st.count.get(this.readGen()) as number;
+    // Counted once (a scan of the primary key), then maintained: a status call stays O(1).
+    if (this.rows === undefined) this.rows = this.st.count.get(this.readGen()) as number;
+    return this.rows;
   }
 
   expired(nowMs: number, limit: number): Uint8Array[] {
@@ -108,8 +124,11 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   session(clientId: string): ClientSession | undefined {
+    if (this.lastSession?.clientId === clientId) return { ...this.lastSession };
     const r = this.st.session.get(this.readGen(), clientId) as SessionRow | undefined;
-    return r && toSession(this.src, r);
+    if (!r) return undefined;
+    this.lastSession = toSession(this.src, r);
+    return { ...this.lastSession };
   }
 
   response(clientId: string, seq: number): Uint8Array | undefined {
@@ -117,17 +136,16 @@ export class SqlitePartitionKv implements PartitionKv {
     return r && toResponse(this.src, clientId, r).response;
   }
 
-  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number): void {
+  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater = 0): void {
     const gen = this.writeGen();
     const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
-    this.putSession(gen, { ...s, lastActive: Math.max(s.lastActive, logTime) });
-    this.st.putResponse.run(
-      gen,
-      clientId,
-      seq,
-      blob(response),
-      responseCrc(this.src.partition, clientId, seq, response),
-    );
+    const mark = Math.max(s.lowWater, lowWater);
+    if (mark > s.lowWater) this.st.delResponsesUpTo.run(gen, clientId, mark);
+    this.putSession(gen, { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) });
+    if (seq > mark) {
+      const crc = responseCrc(this.src.partition, clientId, seq, response);
+      this.st.putResponse.run(gen, clientId, seq, blob(response), crc);
+    }
   }
 
   raiseLowWater(clientId: string, lowWater: number, logTime: number): void {
@@ -146,6 +164,7 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   dropSession(clientId: string): void {
+    if (this.lastSession?.clientId === clientId) this.lastSession = undefined;
     const gen = this.readGen();
     this.st.delSession.run(gen, clientId);
     this.st.delResponses.run(gen, clientId);
@@ -178,11 +197,14 @@ export class SqlitePartitionKv implements PartitionKv {
       );
     }, true);
     this.gen = staging;
+    this.rows = undefined;
+    this.lastSession = undefined;
     purgeGeneration(this.st, old, this.run);
   }
 
   private putSession(gen: number, s: ClientSession): void {
     this.st.putSession.run(gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s));
+    this.lastSession = { ...s };
   }
 
   /** The current generation for reading; 0 (no rows) when the partition was never written. */

@@ -176,8 +176,12 @@ export interface PartitionKv {
   session(clientId: string): ClientSession | undefined;
   /** The stored response of `(clientId, seq)`, if kept. */
   response(clientId: string, seq: number): Uint8Array | undefined;
-  /** Stores the response of an applied `(clientId, seq)`, creating the session, and marks it active at `logTime`. */
-  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number): void;
+  /**
+   * Stores the response of an applied `(clientId, seq)`, creating the
+   * session, and marks it active at `logTime`; with `lowWater`, also raises
+   * the low-water mark as {@link raiseLowWater} does, in the same write.
+   */
+  saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater?: number): void;
   /** Raises the session's low-water mark (never lowers it), dropping the responses at or below it. */
   raiseLowWater(clientId: string, lowWater: number, logTime: number): void;
   /** Up to `limit` sessions last active before `logTime`, oldest first. */

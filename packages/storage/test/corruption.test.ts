@@ -53,6 +53,39 @@ describe('SqliteNodeStore detects corruption', () => {
     expect(errorsOf(dir)).toEqual(['p1:3:entry 3 fails its CRC32C check']);
   });
 
+  it('reports a corrupt KV row, session or applied state by partition and key, and never serves the row', () => {
+    const store = SqliteNodeStore.open(file);
+    const kv = store.kv('p7');
+    store.transaction(() => {
+      kv.put(enc.encode('ok'), enc.encode('v'), { revision: 1 });
+      kv.put(enc.encode('hurt'), enc.encode('v'), { revision: 1 });
+      kv.saveResponse('c1', 1, enc.encode('r'), 5);
+      kv.setApplied({
+        index: 1,
+        term: 1,
+        confState: { voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      });
+    });
+    store.close();
+    expect(checkDataDir(dir).kvRows).toEqual({ p7: 2 });
+    expect(errorsOf(dir)).toEqual([]);
+    tamper("UPDATE kv SET mod_rev = 2 WHERE key = CAST('hurt' AS BLOB); UPDATE sessions SET low_water = 3");
+    expect(errorsOf(dir)).toEqual([
+      `p7::${file}: partition p7: KV row for key 68757274 fails its CRC32C check`,
+      `p7::${file}: partition p7: session of client c1 is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+    ]);
+    const reopened = SqliteNodeStore.open(file);
+    expect(() => reopened.kv('p7').get(enc.encode('hurt'))).toThrow(
+      `${file}: partition p7: KV row for key 68757274 is corrupt`,
+    );
+    expect(reopened.kv('p7').get(enc.encode('ok'))).toBeDefined();
+    reopened.close();
+    tamper('UPDATE kv_partitions SET applied_index = 5');
+    expect(errorsOf(dir)).toContain(
+      `p7::${file}: partition p7: applied state row is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+    );
+  });
+
   it('refuses to open when a recent entry is corrupt', () => {
     const store = SqliteNodeStore.open(file);
     store.writeSync([{ group: 'p1', entries: marked(1, 5) }]);

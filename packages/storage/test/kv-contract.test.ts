@@ -85,15 +85,19 @@ describe.each([
       kv.put(bytes('k'), bytes('v1'), { revision: 3 });
       kv.setApplied(at(3, 2));
     });
+    expect(kv.count()).toBe(1);
     expect(() =>
       store.transaction(() => {
         kv.put(bytes('k'), bytes('v2'), { revision: 4 });
+        kv.put(bytes('new'), bytes('v'), { revision: 4 });
+        expect(kv.count()).toBe(2);
         kv.setApplied(at(4, 2));
         throw new Error('apply failed');
       }),
     ).toThrow('apply failed');
     expect(kv.applied()).toEqual(at(3, 2));
     expect(text(kv.get(bytes('k'))?.value)).toBe('v1');
+    expect(kv.count()).toBe(1);
     store.transaction(
       () => {
         store.kv('p1').put(bytes('k'), bytes('v3'), { revision: 5 });
@@ -153,6 +157,13 @@ describe.each([
     expect(text(kv2.response('c1', 3))).toBe('r3');
     kv2.raiseLowWater('c1', 1, 130);
     expect(kv2.session('c1')).toEqual({ clientId: 'c1', lowWater: 2, lastActive: 130 });
+    // Saving a response can raise the mark in the same write; a response at or below it is not kept.
+    kv2.saveResponse('c1', 5, bytes('r5'), 140, 3);
+    expect(kv2.session('c1')).toEqual({ clientId: 'c1', lowWater: 3, lastActive: 140 });
+    expect(kv2.response('c1', 3)).toBeUndefined();
+    expect(text(kv2.response('c1', 5))).toBe('r5');
+    kv2.saveResponse('c1', 4, bytes('r4'), 150, 4);
+    expect(kv2.response('c1', 4)).toBeUndefined();
     expect(kv2.idleSessions(120, 10)).toEqual(['c2']);
     expect(kv2.idleSessions(1000, 10)).toEqual(['c2', 'c1']);
     expect(kv2.idleSessions(1000, 1)).toEqual(['c2']);

@@ -13,12 +13,14 @@ import { BenchCluster, type BenchNode, type LogLine, type Memory, poll } from '.
 import { type PhaseResult, client, closedLoop, keyOf, loadKeys, round, valueFor } from './load.ts';
 
 const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-bytes B] [--snapshot-entries N]
-             [--json FILE] [--keep]
+             [--wipe] [--json FILE] [--keep]
   --keys N             keys to load before the measured phases (default 1000000)
   --connections N      RESP connections of the put and get phases (default 64)
   --seconds S          length of each measured phase (default 10)
   --value-bytes B      value size (default 100)
   --snapshot-entries N passed to every node (default: the node's own default)
+  --wipe               the catching-up follower restarts with its data deleted (default: it was down while
+                       the leader compacted its log past it)
   --json FILE          also write the JSON report to FILE
   --keep               keep the data directories`;
 
@@ -43,6 +45,7 @@ function parse() {
       'snapshot-entries': { type: 'string' },
       json: { type: 'string' },
       keep: { type: 'boolean' },
+      wipe: { type: 'boolean' },
       help: { type: 'boolean' },
     },
     // pnpm passes a literal `--` before the script's arguments.
@@ -155,17 +158,37 @@ try {
   const restartToServingMs = Date.now() - restartAt;
   log(`${restarted.id} restarted and serving in ${restartToServingMs} ms`);
 
-  // A follower wiped and restarted catches up by snapshot while puts continue through the leader.
+  // A follower catches up by snapshot while puts continue through the leader: by default one that was down
+  // while the leader compacted its log past it; with --wipe, one whose data directory was deleted.
   leader = await cluster.leader();
   conns = open(leader, CONNECTIONS);
   const wiped = followers().find((n) => n !== restarted) ?? followers()[0]!;
+  if (!o.wipe) {
+    const behind = (await cluster.status(wiped))?.applied ?? 0;
+    await cluster.kill(wiped);
+    const since = Date.now();
+    const compacted = poll('the leader to compact its log past the stopped follower', 600_000, async () =>
+      snapshotEvents(leader, /snapshot taken/, since).some((e) => Number(e.compactTo ?? e.index ?? 0) > behind)
+        ? true
+        : undefined,
+    );
+    const down = await closedLoop(
+      'puts, follower down',
+      conns,
+      600,
+      put,
+      compacted.catch(() => undefined),
+    );
+    phases.push(down);
+    log(`${wiped.id} down from index ${behind}; ${JSON.stringify(down)}`);
+  }
   let caught: () => void = () => {};
   const caughtPromise = new Promise<void>((resolve) => {
     caught = resolve;
   });
   const during = closedLoop('puts, follower catching up', conns, 600, put, caughtPromise);
   await new Promise((r) => setTimeout(r, 500));
-  await cluster.wipe(wiped);
+  if (o.wipe) await cluster.wipe(wiped);
   const wipeAt = Date.now();
   cluster.start(wiped);
   const catchTarget = (await cluster.status(leader))!.commit;
@@ -219,6 +242,7 @@ try {
     restartToServingMs,
     wipedFollower: {
       node: wiped.id,
+      mode: o.wipe ? 'wiped' : 'down while the log was compacted past it',
       catchUpMs,
       peakRssMB: mb(peak.rss),
       hwmMB: mb(Math.max(peak.hwm, finalWipedHwm)),
@@ -252,7 +276,7 @@ try {
     ],
     ['restart to serving', `${restartToServingMs} ms`],
     [
-      'wiped follower catch-up',
+      `${o.wipe ? 'wiped' : 'lagging'} follower catch-up`,
       `${catchUpMs ?? 'did not finish'} ms (snapshot installed after ${report.snapshots.installOnWipedFollowerMs ?? '?'} ms), peak RSS ${report.wipedFollower.peakRssMB} MB`,
     ],
     [

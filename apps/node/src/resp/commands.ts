@@ -1,4 +1,4 @@
-import type { KvCommand, KvResponse } from '@cohort/kv';
+import type { ClientSession, ExpireFlag, Expiry, KvClientWrite, KvReadOp, KvResponse } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 
@@ -7,6 +7,8 @@ export interface Session {
   name: string;
   /** Set by QUIT: close once the reply is written. */
   closing: boolean;
+  /** The connection's session for exactly-once writes: each write takes the next `seq`. */
+  writes: ClientSession;
 }
 
 type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Promise<Reply>;
@@ -44,8 +46,13 @@ function toReply(res: KvResponse): Reply {
   }
 }
 
-async function write(api: KvApi, command: KvCommand): Promise<Reply> {
-  return toReply(await api.execute({ kind: 'write', command }));
+async function write(api: KvApi, session: Session, write: KvClientWrite): Promise<Reply> {
+  const s = session.writes;
+  s.seq++;
+  const res = await api.execute({ kind: 'write', write, session: { ...s } });
+  // Commands of a connection run one at a time and their replies go out in order: all before this one are answered.
+  s.lowWater = s.seq;
+  return toReply(res);
 }
 
 function parseInteger(arg: Buffer): bigint | undefined {
@@ -56,35 +63,88 @@ function parseInteger(arg: Buffer): bigint | undefined {
 }
 
 function incrBy(sign: bigint, fixed?: bigint): Handler {
-  return (args, api) => {
+  return (args, api, session) => {
     const delta = fixed ?? parseInteger(args[2]!);
     if (delta === undefined) return NOT_INTEGER;
-    return write(api, { op: 'incr', key: args[1]!, delta: sign * delta, now: Date.now() });
+    return write(api, session, { op: 'incr', key: args[1]!, delta: sign * delta });
   };
 }
 
-function setCommand(args: Buffer[], api: KvApi): Reply | Promise<Reply> {
-  const now = Date.now();
+const INVALID_SET_EXPIRE = errorReply("ERR invalid expire time in 'set' command");
+
+function setCommand(args: Buffer[], api: KvApi, session: Session): Reply | Promise<Reply> {
   let condition: 'always' | 'nx' | 'xx' = 'always';
-  let expiresAt = 0;
+  let expiry: Expiry = { kind: 'none' };
+  let keepTtl = false;
   let returnOld = false;
   for (let i = 3; i < args.length; i++) {
     const opt = args[i]!.toString('latin1').toUpperCase();
     if (opt === 'NX' && condition === 'always') condition = 'nx';
     else if (opt === 'XX' && condition === 'always') condition = 'xx';
     else if (opt === 'GET') returnOld = true;
-    else if ((opt === 'EX' || opt === 'PX') && expiresAt === 0 && i + 1 < args.length) {
+    else if (opt === 'KEEPTTL' && expiry.kind === 'none' && !keepTtl) keepTtl = true;
+    else if (['EX', 'PX', 'EXAT', 'PXAT'].includes(opt) && expiry.kind === 'none' && !keepTtl && i + 1 < args.length) {
       const n = parseInteger(args[++i]!);
       if (n === undefined) return NOT_INTEGER;
-      if (n <= 0n) return errorReply("ERR invalid expire time in 'set' command");
-      expiresAt = now + Number(opt === 'EX' ? n * 1000n : n);
+      // Redis 7: a time of 0 or less, or one whose milliseconds overflow, is an invalid expire time.
+      if (n <= 0n) return INVALID_SET_EXPIRE;
+      const ms = opt === 'EX' || opt === 'EXAT' ? n * 1000n : n;
+      if (ms > BigInt(Number.MAX_SAFE_INTEGER)) return INVALID_SET_EXPIRE;
+      expiry = opt === 'EX' || opt === 'PX' ? { kind: 'in', ms: Number(ms) } : { kind: 'at', ms: Number(ms) };
     } else return SYNTAX;
   }
-  return write(api, { op: 'set', key: args[1]!, value: args[2]!, condition, expiresAt, returnOld, now });
+  return write(api, session, {
+    op: 'set',
+    key: args[1]!,
+    value: args[2]!,
+    condition,
+    expiry: keepTtl ? { kind: 'keep' } : expiry,
+    returnOld,
+  });
 }
 
-async function read(api: KvApi, op: 'get' | 'mget' | 'exists' | 'pttl', keys: Buffer[]): Promise<Reply> {
-  return toReply(await api.execute({ kind: 'read', op, keys, now: Date.now() }));
+/**
+ * EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with Redis 7's NX, XX, GT and LT:
+ * `unit` is the milliseconds of one unit, `absolute` whether the time is a
+ * Unix time rather than a time from now.
+ */
+function expireCommand(name: string, unit: 1n | 1000n, absolute: boolean): Handler {
+  return (args, api, session) => {
+    // Redis 7 reads the options before the time.
+    const seen = new Set<ExpireFlag>();
+    for (const arg of args.slice(3)) {
+      const opt = arg.toString('latin1').toUpperCase();
+      const flag = ({ NX: 'nx', XX: 'xx', GT: 'gt', LT: 'lt' } as const)[opt as 'NX' | 'XX' | 'GT' | 'LT'];
+      if (flag === undefined) return errorReply(`ERR Unsupported option ${arg.toString()}`);
+      seen.add(flag);
+    }
+    if (seen.has('nx') && seen.size > 1) {
+      return errorReply('ERR NX and XX, GT or LT options at the same time are not compatible');
+    }
+    if (seen.has('gt') && seen.has('lt'))
+      return errorReply('ERR GT and LT options at the same time are not compatible');
+    // GT already implies XX (a key without expiry counts as an infinite deadline); XX with LT needs both checks.
+    if (seen.has('xx') && seen.has('lt')) return errorReply('ERR XX and LT together are not supported by this server');
+    const flag: ExpireFlag = seen.has('gt') ? 'gt' : ([...seen][0] ?? 'always');
+    const n = parseInteger(args[2]!);
+    if (n === undefined) return NOT_INTEGER;
+    const ms = n * unit;
+    // Redis 7: a time whose milliseconds overflow is an invalid expire time (the bound here: a safe JS integer).
+    if (ms > BigInt(Number.MAX_SAFE_INTEGER) || ms < -BigInt(Number.MAX_SAFE_INTEGER)) {
+      return errorReply(`ERR invalid expire time in '${name}' command`);
+    }
+    return write(api, session, {
+      op: 'expire',
+      key: args[1]!,
+      deadline: { kind: absolute ? 'at' : 'in', ms: Number(ms) },
+      flag,
+      command: name,
+    });
+  };
+}
+
+async function read(api: KvApi, op: KvReadOp, keys: Buffer[]): Promise<Reply> {
+  return toReply(await api.execute({ kind: 'read', op, keys }));
 }
 
 function info(api: KvApi): Reply {
@@ -134,16 +194,21 @@ const COMMANDS: Record<string, Spec> = {
     },
   },
   set: { arity: -3, run: setCommand },
-  del: { arity: -2, run: (args, api) => write(api, { op: 'del', keys: args.slice(1), now: Date.now() }) },
+  del: { arity: -2, run: (args, api, session) => write(api, session, { op: 'del', keys: args.slice(1) }) },
   mset: {
     arity: -3,
-    run: (args, api) => {
+    run: (args, api, session) => {
       if (args.length % 2 === 0) return errorReply("ERR wrong number of arguments for 'mset' command");
       const keys = args.filter((_, i) => i % 2 === 1);
       const values = args.filter((_, i) => i > 0 && i % 2 === 0);
-      return write(api, { op: 'mset', keys, values, now: Date.now() });
+      return write(api, session, { op: 'mset', keys, values });
     },
   },
+  expire: { arity: -3, run: expireCommand('expire', 1000n, false) },
+  pexpire: { arity: -3, run: expireCommand('pexpire', 1n, false) },
+  expireat: { arity: -3, run: expireCommand('expireat', 1000n, true) },
+  pexpireat: { arity: -3, run: expireCommand('pexpireat', 1n, true) },
+  persist: { arity: 2, run: (args, api, session) => write(api, session, { op: 'persist', key: args[1]! }) },
   incr: { arity: 2, run: incrBy(1n, 1n) },
   decr: { arity: 2, run: incrBy(-1n, 1n) },
   incrby: { arity: 3, run: incrBy(1n) },

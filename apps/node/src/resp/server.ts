@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from '@cohort/core';
 import type { KvApi } from '../kv-api.js';
@@ -61,7 +62,12 @@ export class RespServer {
     socket.setNoDelay(true);
     const log = this.options.logger.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
     const parser = new RespParser(this.options.limits);
-    const session: Session = { name: '', closing: false };
+    const session: Session = {
+      name: '',
+      closing: false,
+      // A random 128-bit id: a connection's writes are one session, apart from every other connection's.
+      writes: { clientId: randomBytes(16).toString('hex'), seq: 0, lowWater: 0 },
+    };
     let queue: Buffer[][] = [];
     let running: Promise<void> | null = null;
     let broken = false;

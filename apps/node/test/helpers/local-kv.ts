@@ -1,26 +1,36 @@
-import { type KvRequest, type KvResponse, KvStateMachine, encodeCommand } from '@cohort/kv';
+import { type KvClientRequest, type KvResponse, KvStateMachine, encodeCommand, toCommand } from '@cohort/kv';
 import type { KvApi, NodeStatus } from '../../src/kv-api.js';
 
 /** A single-node KvApi over a real state machine, with no replication: for front-end tests. */
 export class LocalKv implements KvApi {
   readonly sm = new KvStateMachine();
+  /** Every request the front end sent, in order. */
+  readonly requests: KvClientRequest[] = [];
   private index = 0;
 
-  async execute(req: KvRequest): Promise<KvResponse> {
+  async execute(req: KvClientRequest): Promise<KvResponse> {
+    this.requests.push(req);
     // Yield like a real round trip would, so ordering bugs show.
     await new Promise((r) => setImmediate(r));
-    if (req.kind === 'write') return this.sm.apply(++this.index, encodeCommand(req.command));
+    const now = Date.now();
+    if (req.kind === 'write') {
+      try {
+        return this.sm.apply(++this.index, encodeCommand(toCommand(req.write, now, req.session)));
+      } catch (err) {
+        return { type: 'error', message: (err as Error).message };
+      }
+    }
     switch (req.op) {
       case 'get': {
-        const v = this.sm.get(req.keys[0]!, req.now);
+        const v = this.sm.get(req.keys[0]!, now);
         return v ? { type: 'bulk', value: v } : { type: 'nil' };
       }
       case 'mget':
-        return { type: 'array', values: req.keys.map((k) => this.sm.get(k, req.now) ?? null) };
+        return { type: 'array', values: req.keys.map((k) => this.sm.get(k, now) ?? null) };
       case 'exists':
-        return { type: 'int', value: BigInt(req.keys.filter((k) => this.sm.has(k, req.now)).length) };
+        return { type: 'int', value: BigInt(req.keys.filter((k) => this.sm.has(k, now)).length) };
       case 'pttl':
-        return { type: 'int', value: BigInt(this.sm.ttl(req.keys[0]!, req.now)) };
+        return { type: 'int', value: BigInt(this.sm.ttl(req.keys[0]!, now)) };
     }
   }
 

@@ -56,6 +56,8 @@ export class RaftCluster {
   private nextId: number;
   private lastLeader: NodeId = '';
   private transfer: { to: NodeId; until: number } | undefined;
+  /** The node whose disk the run damaged, if any. */
+  private damaged: NodeId | undefined;
   /** A host stopped on an error it could not handle: the run fails with it. */
   private failure: RunFailedError | undefined;
 
@@ -96,6 +98,25 @@ export class RaftCluster {
   check(): void {
     if (this.invariants.violation) throw this.invariants.violation;
     if (this.failure) throw this.failure;
+    const d = this.damaged === undefined ? undefined : this.nodes.get(this.damaged);
+    if (d?.corruption && d.up) {
+      // Corrupt storage stops a node loudly; it never serves from a bad log.
+      this.failure = new RunFailedError(
+        this.position(),
+        new Error(`${d.id} read a corrupt entry and kept running: ${d.corruption.message}`),
+      );
+      throw this.failure;
+    }
+  }
+
+  /** Whether the run may damage a node's disk now: one node per run, so a majority can stay up. */
+  mayDamage(): boolean {
+    return this.damaged === undefined;
+  }
+
+  /** Records that `id`'s disk was damaged (a torn write or a corrupt entry). */
+  markDamaged(id: NodeId): void {
+    this.damaged = id;
   }
 
   private createNode(id: NodeId): SimRaftNode {

@@ -1,4 +1,4 @@
-import type { Entry, LogIndex, NodeId, RaftLogReader } from '@cohort/core';
+import { type Entry, type LogIndex, type Message, type NodeId, type RaftLogReader, StorageError } from '@cohort/core';
 import { type EngineFactory, type RaftOptions, RawNode, type ReadState, type Ready, rawNodeEngine } from '@cohort/raft';
 
 /** What a node's engine did in one Ready, reported before the host persists and applies it. */
@@ -18,6 +18,8 @@ export interface EngineMutations {
   readsWithoutReadIndex?: boolean;
   /** Entries are handed to the host to apply as soon as they are appended, before they commit. @default false */
   applyBeforeCommit?: boolean;
+  /** A corrupt entry met while stepping a message is ignored, as if the host logged it and ran on. @default false */
+  ignoreCorruptReads?: boolean;
 }
 
 /**
@@ -42,6 +44,13 @@ export function observedEngineFactory(
     let handed: LogIndex = options.applied ?? 0;
     return {
       ...engine,
+      step(m: Message): void {
+        try {
+          rn.step(m);
+        } catch (err) {
+          if (!(mutations.ignoreCorruptReads && err instanceof StorageError)) throw err;
+        }
+      },
       readIndex(context: Uint8Array): void {
         const s = rn.status();
         if (mutations.readsWithoutReadIndex && s.role === 'leader') {

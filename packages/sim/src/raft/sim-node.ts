@@ -5,7 +5,9 @@ import {
   type LogIndex,
   type NodeId,
   ProposalDroppedError,
+  type Random,
   type SeededRandom,
+  StorageError,
   type Term,
   emptyConfState,
 } from '@cohort/core';
@@ -91,6 +93,10 @@ export class SimRaftNode {
   catchUpTarget: LogIndex = 0;
   installedSnapshot = false;
   incarnation = 0;
+  /** The corrupt entry a read of this node's log met, if any (its host must stop). */
+  corruption: StorageError | undefined;
+  /** Stopped for good on a corrupt log: it never restarts. */
+  failed = false;
   private readonly diskRandom: SeededRandom;
 
   constructor(
@@ -120,22 +126,35 @@ export class SimRaftNode {
     this.launch(peers ?? []);
   }
 
-  /** Stops the process abruptly: its timers, connections and unsynced writes are lost. */
-  crash(): void {
+  /**
+   * Stops the process abruptly: its timers, connections and unsynced writes
+   * are lost; with `tornLastWrite` its last durable log write is torn too.
+   */
+  crash(tornLastWrite = false): void {
     const p = this.proc;
     if (!p) return;
     if (p.disk.busy) this.env.coverage.crashMidWrite++;
     this.proc = undefined;
     p.clock.halt();
     p.transport.crash();
-    p.disk.crash();
+    p.disk.crash(tornLastWrite);
     this.role = 'follower';
     this.lead = '';
   }
 
+  /** Damages one entry of the node's log on disk (up or down); false when the log holds none. */
+  corruptEntry(random: Random): boolean {
+    const reader = this.store.group(GROUP);
+    const first = reader.firstIndex();
+    const last = reader.lastIndex();
+    if (last < first) return false;
+    this.store.corruptEntry(GROUP, random.int(first, last));
+    return true;
+  }
+
   /** Starts a new process over what is on disk. */
   restart(): void {
-    if (this.proc) return;
+    if (this.proc || this.failed) return;
     this.incarnation++;
     const reader = this.store.group(GROUP);
     const snap = reader.snapshot();
@@ -147,7 +166,26 @@ export class SimRaftNode {
     this.applied = resume.index;
     this.term = hs.term;
     this.env.invariants.onRestart(this.id, hs, resume.index, reader.lastIndex());
-    this.launch([]);
+    try {
+      this.launch([]);
+    } catch (err) {
+      // A corrupt entry met while starting: the process refuses to run.
+      if (!(err instanceof StorageError) || !this.corruption) throw err;
+      this.stopLoudly();
+    }
+  }
+
+  /** The host met a corrupt entry and stopped (or refused to start): the node stays down for good. */
+  private stopLoudly(): void {
+    this.env.coverage.corruptionStop++;
+    this.failed = true;
+    this.crash();
+  }
+
+  /** The host stopped on an error: expected after a corrupt read, a failure of the run otherwise. */
+  private onHostFatal(err: Error): void {
+    if (err instanceof StorageError && this.corruption) this.stopLoudly();
+    else this.env.onFatal(this.id, err);
   }
 
   /** Leaves the cluster for good (after its removal committed). */
@@ -160,6 +198,8 @@ export class SimRaftNode {
     const clock = new SimClock(env.scheduler, { rate: this.clockRate });
     const transport = new SimTransport(this.id, env.network, clock, env.ids, {
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      // Every write carries a session, so a forward delivered twice must still apply once.
+      duplicateRequests: true,
       onDeliver: (_from, f) => {
         if (f.kind === 'frame') env.trace.mix3(1, f.bytes.length, f.bytes[f.bytes.length - 1] ?? 0);
       },
@@ -168,6 +208,9 @@ export class SimRaftNode {
     const disk = new SimDisk(this.store, env.scheduler, () => lo + this.diskRandom.next() * (hi - lo), {
       onDurable: (_group, hs) => env.invariants.onDurable(this.id, hs),
       onCompacted: (_group, compactTo) => env.invariants.onCompact(this.id, compactTo),
+      onCorruption: (err) => {
+        this.corruption ??= err;
+      },
     });
     const proc: Process = { clock, transport, disk, host: undefined as unknown as RaftHost, rn: undefined };
     this.proc = proc;
@@ -195,7 +238,7 @@ export class SimRaftNode {
       compactionMarginEntries: env.snapshotKeep,
     });
     proc.host = host;
-    host.onFatal = (err) => env.onFatal(this.id, err);
+    host.onFatal = (err) => this.onHostFatal(err);
     // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
     const replica = new KvReplica(new KvStateMachine(this.store, KV_PARTITION));
     host.addGroup(

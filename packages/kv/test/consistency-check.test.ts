@@ -1,0 +1,66 @@
+import { CodecError, MemoryHub, type NodeId, systemClock } from '@cohort/core';
+import { describe, expect, it } from 'vitest';
+import {
+  ConsistencyChecker,
+  decodeDigestRequest,
+  decodeDigestResponse,
+  encodeDigestRequest,
+  encodeDigestResponse,
+} from '../src/index.js';
+
+const IDS = ['a', 'b', 'c'];
+
+/** Three checkers over one hub; `digests[node]` is what that replica recorded at index 7. */
+function cluster(digests: Record<NodeId, string | undefined>, applied: Record<NodeId, number> = {}) {
+  const hub = new MemoryHub();
+  const checkers = IDS.map((id) => {
+    const c = new ConsistencyChecker({
+      group: 'p0',
+      transport: hub.transport(id),
+      clock: systemClock,
+      replicas: () => IDS,
+      waitMs: 200,
+      local: {
+        appliedIndex: () => applied[id] ?? 7,
+        digestAt: (i) => (i === 7 ? digests[id] : undefined),
+      },
+      proposeChecksum: async () => 7,
+    });
+    c.start();
+    return c;
+  });
+  return { hub, checkers };
+}
+
+describe('ConsistencyChecker', () => {
+  it('reports every replica digest at the checksum index, consistent when they agree', async () => {
+    const { checkers } = cluster({ a: 'aa01', b: 'aa01', c: 'aa01' });
+    const report = await checkers[1]!.check();
+    expect(report).toMatchObject({ group: 'p0', index: 7, verdict: 'consistent', keyRange: { start: '', end: '' } });
+    expect(report.replicas).toEqual(IDS.map((node) => ({ node, digest: 'aa01' })));
+    expect(checkers[1]!.mismatches).toBe(0);
+  });
+
+  it('calls a difference inconsistent and counts it; a replica without an answer makes the check incomplete', async () => {
+    const { checkers } = cluster({ a: 'aa01', b: 'aa01', c: 'bb02' });
+    const bad = await checkers[0]!.check();
+    expect(bad.verdict).toBe('inconsistent');
+    expect(checkers[0]!.mismatches).toBe(1);
+    expect(checkers[0]!.lastMismatch?.index).toBe(7);
+
+    const { checkers: lagging } = cluster({ a: 'aa01', b: 'aa01', c: 'aa01' }, { c: 3 });
+    const report = await lagging[0]!.check();
+    expect(report.verdict).toBe('incomplete');
+    expect(report.replicas[2]).toEqual({ node: 'c', digest: null, error: 'applied only up to 3 of 7' });
+  });
+
+  it('refuses frames of another wire version or a malformed length', () => {
+    const req = encodeDigestRequest('p0', 42, 1000);
+    expect(decodeDigestRequest(req)).toEqual({ group: 'p0', index: 42, waitMs: 1000 });
+    const v2 = Uint8Array.from(req);
+    v2[0] = 2;
+    expect(() => decodeDigestRequest(v2)).toThrow(CodecError);
+    expect(() => decodeDigestRequest(req.subarray(0, 5))).toThrow(/malformed/);
+    expect(decodeDigestResponse(encodeDigestResponse(undefined, 'no digest'))).toEqual({ error: 'no digest' });
+  });
+});
