@@ -1,35 +1,38 @@
 import {
-  type Clock,
   type Entry,
   type GroupId,
   type GroupMessage,
   type GroupWrite,
-  type HardState,
   type LogIndex,
   type Logger,
   type NodeId,
-  type NodeStore,
   NotLeaderError,
   ProposalDroppedError,
   Protocols,
-  type Random,
   type ReplicatedGroup,
   type SnapshotMeta,
   StorageError,
   type Term,
   type TimerHandle,
-  type Transport,
   UnavailableError,
   decodeRaftBatch,
   encodeRaftBatch,
   silentLogger,
 } from '@cohort/core';
-import { decodeConfChange } from '../confchange/codec.js';
 import { newMessage } from '../message.js';
 import type { Ready, StateRole } from '../types.js';
+import { applyEntries } from './apply-entries.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
-import type { EngineFactory, RaftEngine } from './engine.js';
 import { startGroup } from './group-startup.js';
+import type { Group } from './group.js';
+import {
+  type GroupStatus,
+  type HostFaults,
+  type HostStats,
+  type RaftHostOptions,
+  type SizedStore,
+  sizedStore,
+} from './host-options.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
 import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
@@ -37,144 +40,6 @@ import { SnapshotSender } from './snapshot-sender.js';
 
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
-
-/**
- * Deliberate misbehaviour, for tests only: the simulator turns one on to
- * prove its checks catch a host that breaks linearizability or safety.
- * Never set in production.
- */
-export interface HostFaults {
-  /** `read()` resolves at once, without a ReadIndex round (stale reads become possible). @default false */
-  readsWithoutReadIndex?: boolean;
-  /** Entries are applied as soon as they are appended, before they commit. @default false */
-  applyBeforeCommit?: boolean;
-}
-
-/** Options of {@link RaftHost}. */
-export interface RaftHostOptions {
-  id: NodeId;
-  store: NodeStore;
-  transport: Transport;
-  clock: Clock;
-  random: Random;
-  /** Builds each group's engine. @default rawNodeFactory (RawNode) */
-  createEngine?: EngineFactory;
-  logger?: Logger;
-  /** Milliseconds per engine tick (the heartbeat interval). @default 100 */
-  tickMs?: number;
-  /** Ticks without a leader before an election, at least; the engine randomizes in [electionTicks, electionTicksMax]. @default 5 */
-  electionTicks?: number;
-  /** The longest election timeout in ticks. @default 2 * electionTicks - 1 */
-  electionTicksMax?: number;
-  /** Ticks between heartbeats. @default 1 */
-  heartbeatTicks?: number;
-  /** How long a proposal or read may wait before it fails with TimeoutError. @default 5000 */
-  requestTimeoutMs?: number;
-  /** Durably applied entries past the last snapshot marker that trigger a new marker and compaction. @default 10000 */
-  snapshotEntries?: number;
-  /**
-   * Bytes of log past the last marker that trigger a new marker and compaction (needs a store
-   * reporting `stats`, as the storage package's do; the store's own policy also triggers).
-   * @default 104857600 (100 MiB)
-   */
-  snapshotBytes?: number;
-  /**
-   * Bytes the log may hold before proposals are refused with ProposalDroppedError (needs a store
-   * reporting `stats`); the store's own `admitProposal` bound applies as well.
-   * @default undefined (the store's bound only)
-   */
-  maxLogBytes?: number;
-  /** Entries kept in the log behind a marker, so slow followers catch up without a snapshot. @default min(1000, snapshotEntries / 2) */
-  compactionMarginEntries?: number;
-  /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
-  snapshotChunkBytes?: number;
-  /** A snapshot transfer not finished after this long is abandoned (the engine asks again later). @default 600000 (10 min) */
-  snapshotTimeoutMs?: number;
-  /** First wait before resending a failed snapshot chunk; doubles up to a second. @default 50 */
-  snapshotRetryMs?: number;
-  /** Consecutive failed sends of one chunk before the transfer is abandoned (the engine asks again later). @default 10 */
-  snapshotRetries?: number;
-  /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
-  faults?: HostFaults;
-}
-
-/** What {@link RaftHost.status} reports for one group. */
-export interface GroupStatus {
-  group: GroupId;
-  role: StateRole;
-  term: number;
-  /** The known leader; '' when none. */
-  leader: NodeId;
-  commit: LogIndex;
-  applied: LogIndex;
-  /** First index still in the log (entries before it are in the snapshot). */
-  firstIndex: LogIndex;
-  lastIndex: LogIndex;
-}
-
-/**
- * What a store may add to core's NodeStore to size the log (the storage
- * package's stores do): the host then snapshots when the store's policy says
- * so and refuses proposals while the log is over its byte bound.
- */
-interface SizedStore {
-  stats(group: GroupId): { shouldSnapshot: boolean; bytes?: number; bytesSinceSnapshot?: number };
-  admitProposal(group: GroupId, bytes: number): void;
-}
-
-function sizedStore(store: NodeStore): SizedStore | undefined {
-  const s = store as Partial<SizedStore>;
-  return typeof s.stats === 'function' && typeof s.admitProposal === 'function' ? (s as SizedStore) : undefined;
-}
-
-/** Counters of a host since it started, for metrics. */
-export interface HostStats {
-  /** Ready rounds processed (each one store write at most). */
-  rounds: number;
-  /** `store.write` calls. */
-  storeWrites: number;
-  /** Milliseconds spent in `store.write` (durable writes, fsync included). */
-  storeWriteMs: number;
-  /** Entries persisted. */
-  entriesPersisted: number;
-  /** Entries applied to state machines. */
-  entriesApplied: number;
-  /** Raft messages handed to the transport. */
-  messagesSent: number;
-  /** Frames the transport refused or failed to deliver. */
-  sendFailures: number;
-  /** Raft frames received and stepped. */
-  framesReceived: number;
-  /** Snapshot markers saved locally (each followed by log compaction). */
-  snapshotsTaken: number;
-  /** Snapshots installed from a leader's stream. */
-  snapshotsRestored: number;
-  /** Snapshot transfers this node finished as leader. */
-  snapshotsSent: number;
-  /** Snapshot chunk requests sent (retries included). */
-  snapshotChunksSent: number;
-}
-
-interface Group {
-  id: GroupId;
-  engine: RaftEngine;
-  sm: DurableStateMachine<unknown>;
-  pending: PendingWork<unknown>;
-  /** The machine's applied position (index, term, membership after it). */
-  applied: SnapshotMeta;
-  /** The applied position as of the start of the last completed store write: durable. Compaction stops there. */
-  durable: SnapshotMeta;
-  /** Index of the log's latest snapshot marker. */
-  snapshotIndex: LogIndex;
-  role: StateRole;
-  lead: NodeId;
-  /** A hard state whose only change is the commit index, not yet written. */
-  deferredHardState?: HardState | undefined;
-  /** Reads waiting for the next ReadIndex round. */
-  readBatch: string[];
-  /** Reads of each round in flight, by the round's context. */
-  readRounds: Map<string, string[]>;
-}
 
 /**
  * Drives Raft engines, one per group, against a durable NodeStore, a
@@ -690,55 +555,13 @@ export class RaftHost {
       }
       ents = [...ents, ...early];
     }
-    this.applyEntries(g, ents);
+    this.counters.entriesApplied += applyEntries(g, ents, this.log);
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
       g.readRounds.delete(round);
     }
     g.pending.releaseReads(g.applied.index);
-  }
-
-  /**
-   * Applies entries past the machine's applied index in one `applyBatch`
-   * (re-delivered ones are skipped, so a restart is idempotent); membership
-   * changes go to the engine first, in order, and the machine records the
-   * resulting membership with its applied index.
-   */
-  private applyEntries(g: Group, all: Entry[]): void {
-    const ents: Entry[] = [];
-    let next = g.applied.index + 1;
-    for (const e of all) {
-      if (e.index < next) continue; // re-delivered: the machine holds it already
-      if (e.index > next) {
-        throw new Error(`invariant: group ${g.id} was handed entry ${e.index} to apply after ${next - 1}`);
-      }
-      ents.push(e);
-      next++;
-    }
-    const last = ents[ents.length - 1];
-    if (last === undefined) return;
-    let confState = g.applied.confState;
-    let changed = false;
-    for (const e of ents) {
-      if (e.type !== 'confChange') continue;
-      confState = g.engine.applyConfChange(decodeConfChange(e.data));
-      changed = true;
-    }
-    if (!changed && g.applied.confState.voters.length === 0) confState = g.engine.status().confState;
-    const outcomes = g.sm.applyBatch(ents, confState);
-    g.applied = { index: last.index, term: last.term, confState };
-    this.counters.entriesApplied += ents.length;
-    ents.forEach((e, i) => {
-      const out = outcomes[i];
-      if (out === undefined) g.pending.applied(e.index, e.term, undefined);
-      else if (out.ok) g.pending.applied(e.index, e.term, out.value);
-      else {
-        // A command every replica rejects alike (bad bytes) fails its proposer; the log moves on.
-        this.log.warn('entry failed to apply', { group: g.id, index: e.index, err: out.error.message });
-        g.pending.failed(e.index, out.error);
-      }
-    });
   }
 
   /**

@@ -1,0 +1,27 @@
+import type { GroupId, HardState, LogIndex, NodeId, SnapshotMeta } from '@cohort/core';
+import type { StateRole } from '../types.js';
+import type { DurableStateMachine } from './durable-state-machine.js';
+import type { RaftEngine } from './engine.js';
+import type { PendingWork } from './pending.js';
+
+/** What the host keeps for one hosted group. */
+export interface Group {
+  id: GroupId;
+  engine: RaftEngine;
+  sm: DurableStateMachine<unknown>;
+  pending: PendingWork<unknown>;
+  /** The machine's applied position (index, term, membership after it). */
+  applied: SnapshotMeta;
+  /** The applied position as of the start of the last completed store write: durable. Compaction stops there. */
+  durable: SnapshotMeta;
+  /** Index of the log's latest snapshot marker. */
+  snapshotIndex: LogIndex;
+  role: StateRole;
+  lead: NodeId;
+  /** A hard state whose only change is the commit index, not yet written. */
+  deferredHardState?: HardState | undefined;
+  /** Reads waiting for the next ReadIndex round. */
+  readBatch: string[];
+  /** Reads of each round in flight, by the round's context. */
+  readRounds: Map<string, string[]>;
+}

@@ -1,0 +1,120 @@
+import type { Clock, GroupId, LogIndex, Logger, NodeId, NodeStore, Random, Transport } from '@cohort/core';
+import type { StateRole } from '../types.js';
+import type { EngineFactory } from './engine.js';
+
+/**
+ * Deliberate misbehaviour, for tests only: the simulator turns one on to
+ * prove its checks catch a host that breaks linearizability or safety.
+ * Never set in production.
+ */
+export interface HostFaults {
+  /** `read()` resolves at once, without a ReadIndex round (stale reads become possible). @default false */
+  readsWithoutReadIndex?: boolean;
+  /** Entries are applied as soon as they are appended, before they commit. @default false */
+  applyBeforeCommit?: boolean;
+}
+
+/** Options of {@link RaftHost}. */
+export interface RaftHostOptions {
+  id: NodeId;
+  store: NodeStore;
+  transport: Transport;
+  clock: Clock;
+  random: Random;
+  /** Builds each group's engine. @default rawNodeFactory (RawNode) */
+  createEngine?: EngineFactory;
+  logger?: Logger;
+  /** Milliseconds per engine tick (the heartbeat interval). @default 100 */
+  tickMs?: number;
+  /** Ticks without a leader before an election, at least; the engine randomizes in [electionTicks, electionTicksMax]. @default 5 */
+  electionTicks?: number;
+  /** The longest election timeout in ticks. @default 2 * electionTicks - 1 */
+  electionTicksMax?: number;
+  /** Ticks between heartbeats. @default 1 */
+  heartbeatTicks?: number;
+  /** How long a proposal or read may wait before it fails with TimeoutError. @default 5000 */
+  requestTimeoutMs?: number;
+  /** Durably applied entries past the last snapshot marker that trigger a new marker and compaction. @default 10000 */
+  snapshotEntries?: number;
+  /**
+   * Bytes of log past the last marker that trigger a new marker and compaction (needs a store
+   * reporting `stats`, as the storage package's do; the store's own policy also triggers).
+   * @default 104857600 (100 MiB)
+   */
+  snapshotBytes?: number;
+  /**
+   * Bytes the log may hold before proposals are refused with ProposalDroppedError (needs a store
+   * reporting `stats`); the store's own `admitProposal` bound applies as well.
+   * @default undefined (the store's bound only)
+   */
+  maxLogBytes?: number;
+  /** Entries kept in the log behind a marker, so slow followers catch up without a snapshot. @default min(1000, snapshotEntries / 2) */
+  compactionMarginEntries?: number;
+  /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
+  snapshotChunkBytes?: number;
+  /** A snapshot transfer not finished after this long is abandoned (the engine asks again later). @default 600000 (10 min) */
+  snapshotTimeoutMs?: number;
+  /** First wait before resending a failed snapshot chunk; doubles up to a second. @default 50 */
+  snapshotRetryMs?: number;
+  /** Consecutive failed sends of one chunk before the transfer is abandoned (the engine asks again later). @default 10 */
+  snapshotRetries?: number;
+  /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
+  faults?: HostFaults;
+}
+
+/** What {@link RaftHost.status} reports for one group. */
+export interface GroupStatus {
+  group: GroupId;
+  role: StateRole;
+  term: number;
+  /** The known leader; '' when none. */
+  leader: NodeId;
+  commit: LogIndex;
+  applied: LogIndex;
+  /** First index still in the log (entries before it are in the snapshot). */
+  firstIndex: LogIndex;
+  lastIndex: LogIndex;
+}
+
+/**
+ * What a store may add to core's NodeStore to size the log (the storage
+ * package's stores do): the host then snapshots when the store's policy says
+ * so and refuses proposals while the log is over its byte bound.
+ */
+export interface SizedStore {
+  stats(group: GroupId): { shouldSnapshot: boolean; bytes?: number; bytesSinceSnapshot?: number };
+  admitProposal(group: GroupId, bytes: number): void;
+}
+
+export function sizedStore(store: NodeStore): SizedStore | undefined {
+  const s = store as Partial<SizedStore>;
+  return typeof s.stats === 'function' && typeof s.admitProposal === 'function' ? (s as SizedStore) : undefined;
+}
+
+/** Counters of a host since it started, for metrics. */
+export interface HostStats {
+  /** Ready rounds processed (each one store write at most). */
+  rounds: number;
+  /** `store.write` calls. */
+  storeWrites: number;
+  /** Milliseconds spent in `store.write` (durable writes, fsync included). */
+  storeWriteMs: number;
+  /** Entries persisted. */
+  entriesPersisted: number;
+  /** Entries applied to state machines. */
+  entriesApplied: number;
+  /** Raft messages handed to the transport. */
+  messagesSent: number;
+  /** Frames the transport refused or failed to deliver. */
+  sendFailures: number;
+  /** Raft frames received and stepped. */
+  framesReceived: number;
+  /** Snapshot markers saved locally (each followed by log compaction). */
+  snapshotsTaken: number;
+  /** Snapshots installed from a leader's stream. */
+  snapshotsRestored: number;
+  /** Snapshot transfers this node finished as leader. */
+  snapshotsSent: number;
+  /** Snapshot chunk requests sent (retries included). */
+  snapshotChunksSent: number;
+}
