@@ -22,6 +22,8 @@ export interface GroupStart {
   restoredLegacy: boolean;
   /** A marker was written at the machine's applied index: it had installed a snapshot whose marker was lost. */
   repaired: boolean;
+  /** The repair's durable write, when there was one: a failure stops the host like any failed write. */
+  repairWrite?: Promise<void>;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -51,10 +53,11 @@ export function startGroup(store: NodeStore, group: GroupId, sm: DurableStateMac
     restoredLegacy = true;
   }
   let repaired = false;
+  let repairWrite: Promise<void> | undefined;
   if (applied.index > inner.lastIndex()) {
     // The store applies a write to its readers when it is issued; the engine reads nothing before the
     // host's first round, whose write the store queues after this one.
-    void store.write([{ group, snapshot: { meta: applied, data: EMPTY } }]).catch(() => undefined);
+    repairWrite = store.write([{ group, snapshot: { meta: applied, data: EMPTY } }]);
     if (inner.lastIndex() < applied.index) {
       throw new StorageError(
         `group ${group}: could not record the state machine's applied index ${applied.index} as the log's snapshot (the log ends at ${inner.lastIndex()})`,
@@ -68,13 +71,15 @@ export function startGroup(store: NodeStore, group: GroupId, sm: DurableStateMac
       `group ${group}: the state machine is at index ${applied.index} but the log was compacted through ${snap.meta.index}; its state was lost. Wipe this node's data directory so a leader sends it a snapshot`,
     );
   }
-  return {
+  const start: GroupStart = {
     reader: applied.index > snap.meta.index ? withMembership(inner, applied.confState) : inner,
     applied,
     snapshot: snap.meta,
     restoredLegacy,
     repaired,
   };
+  if (repairWrite) start.repairWrite = repairWrite;
+  return start;
 }
 
 /** `reader`, reporting `confState` as the membership to start with: the machine recorded it with its applied index. */

@@ -131,6 +131,10 @@ export class RaftHost {
   addGroup(group: GroupId, sm: DurableStateMachine<unknown>, voters: NodeId[]): void {
     if (this.groups.has(group)) throw new Error(`group ${group} is already hosted`);
     const start = startGroup(this.opts.store, group, sm);
+    start.repairWrite?.catch((err: Error) => {
+      this.log.error('could not write the repair marker', { group, err: err.message });
+      this.fatal('writing the repair marker', err);
+    });
     const reader = start.reader;
     const fresh = reader.lastIndex() === 0 && reader.initialState().hardState.term === 0;
     const engine = (this.opts.createEngine ?? rawNodeFactory)(

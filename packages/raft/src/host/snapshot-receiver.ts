@@ -153,7 +153,11 @@ export class SnapshotReceiver {
     meta: SnapshotMeta,
   ): void {
     this.done.set(group, { leader: id.leader, term: id.term, index: id.index });
-    this.opts.logger.info('installed a streamed snapshot', { group, leader: id.leader, index: meta.index });
+    this.opts.logger.info('restored a snapshot from the leader (streamed)', {
+      group,
+      leader: id.leader,
+      index: meta.index,
+    });
     g.installed(id.leader, id.term, meta);
   }
 }
