@@ -33,7 +33,7 @@ describe('the checks can fail', () => {
       reads: 'safe' as const,
       clients: 6,
       actionEveryMs: 800,
-      cluster: { mutations: { readsWithoutReadIndex: true }, raft: { checkQuorum: false } },
+      cluster: { hostFaults: { readsWithoutReadIndex: true }, raft: { checkQuorum: false } },
     };
     let failure: { seed: number; message: string } | undefined;
     for (let seed = 1; seed <= 40 && !failure; seed++) {
@@ -54,7 +54,7 @@ describe('the checks can fail', () => {
   it('a host applying entries before they commit is caught by state machine safety', async () => {
     let caught: unknown;
     try {
-      await runSeed(3, { simMs: 20_000, cluster: { mutations: { applyBeforeCommit: true } } });
+      await runSeed(3, { simMs: 20_000, cluster: { hostFaults: { applyBeforeCommit: true } } });
     } catch (e) {
       caught = e;
     }

@@ -1,5 +1,5 @@
 import type { NodeId, SeededRandom, Term } from '@cohort/core';
-import type { RaftOptions } from '@cohort/raft';
+import type { HostFaults, RaftOptions } from '@cohort/raft';
 import { InvariantViolationError, RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
 import { Scheduler } from '../scheduler.js';
@@ -29,6 +29,8 @@ export interface ClusterConfig {
   links: Partial<LinkFaults>;
   /** Deliberate bugs in what the hosts are told, for tests proving the checks fail. @default {} */
   mutations?: EngineMutations;
+  /** The hosts' test-only fault switches (RaftHostOptions.faults), for tests proving the checks fail. @default {} */
+  hostFaults?: HostFaults;
 }
 
 /** The independent random streams of a run: adding a consumer to one never shifts another. */
@@ -136,6 +138,7 @@ export class RaftCluster {
         snapshotKeep: this.config.snapshotKeep,
         diskLatencyMs: this.config.diskLatencyMs,
         mutations: this.config.mutations ?? {},
+        hostFaults: this.config.hostFaults ?? {},
         onLeader: (n, t) => this.onLeader(n, t),
         onFatal: (n, err) => this.onFatal(n, err),
       },

@@ -12,7 +12,7 @@ import {
   emptyConfState,
 } from '@cohort/core';
 import { KvReplica, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
-import { RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
+import { type HostFaults, RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
 import type { SimNetwork } from '../network.js';
@@ -57,6 +57,8 @@ export interface NodeEnv {
   diskLatencyMs: [number, number];
   /** Deliberate bugs in what the host is told (tests only). */
   mutations: EngineMutations;
+  /** The host's test-only fault switches. */
+  hostFaults: HostFaults;
   /** Reports that `id` became leader of `term`. */
   onLeader(id: NodeId, term: Term): void;
   /** Reports that `id`'s host stopped on an error it could not handle. */
@@ -148,10 +150,9 @@ export class SimRaftNode {
     const first = reader.firstIndex();
     const last = reader.lastIndex();
     if (last < first) return false;
-    // A restart resumes from the machine's applied index and never reads the entries below it again:
-    // damage one it will read when it can.
-    const unapplied = Math.max(first, this.store.kv(KV_PARTITION).applied().index + 1);
-    this.store.corruptEntry(GROUP, random.int(unapplied <= last ? unapplied : first, last));
+    // Half the time one of the last few entries (the ones about to be applied or sent), else anywhere.
+    const lo = random.next() < 0.5 ? Math.max(first, last - 4) : first;
+    this.store.corruptEntry(GROUP, random.int(lo, last));
     return true;
   }
 
@@ -162,13 +163,13 @@ export class SimRaftNode {
     const reader = this.store.group(GROUP);
     const snap = reader.snapshot();
     const hs = reader.initialState().hardState;
-    // The host resumes from the state machine's own applied position, not from the snapshot.
-    const at = this.store.kv(KV_PARTITION).applied();
-    const resume = at.index > snap.meta.index ? at : snap.meta;
-    this.lastConf = resume.confState;
-    this.applied = resume.index;
+    // The host resumes from the state machine's own durable applied index, which may be past the snapshot.
+    const machine = this.store.kv(KV_PARTITION).applied();
+    const at = machine.index > snap.meta.index ? machine : snap.meta;
+    this.lastConf = at.confState;
+    this.applied = at.index;
     this.term = hs.term;
-    this.env.invariants.onRestart(this.id, hs, resume.index, reader.lastIndex());
+    this.env.invariants.onRestart(this.id, hs, at.index, reader.lastIndex());
     try {
       this.launch([]);
     } catch (err) {
@@ -239,16 +240,16 @@ export class SimRaftNode {
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       snapshotEntries: env.snapshotEvery,
       compactionMarginEntries: env.snapshotKeep,
+      // Small chunks, so a snapshot streams in many acknowledged requests that the network can lose.
+      ...(env.raft.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: env.raft.snapshotChunkBytes }),
+      snapshotRetryMs: 50,
+      faults: env.hostFaults,
     });
     proc.host = host;
     host.onFatal = (err) => this.onHostFatal(err);
     // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
     const replica = new KvReplica(new KvStateMachine(this.store, KV_PARTITION));
-    host.addGroup(
-      GROUP,
-      new ObservedMachine(replica, { onApply: (e) => this.onApply(e), onSkip: (i) => this.onSkip(i) }),
-      voters,
-    );
+    host.addGroup(GROUP, new ObservedMachine(replica, (e) => this.onApply(e)), voters);
     host.start();
     const service = new KvService({
       group: host.replicated(GROUP),
@@ -256,6 +257,8 @@ export class SimRaftNode {
       transport,
       clock,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      // The node's own drifting clock stands for its wall clock: the leader stamps writes with it.
+      wallClock: () => Math.floor(clock.now()),
     });
     service.start();
     transport.handleRequest(CLIENT_PROTOCOL, async (_from, frame) =>
@@ -286,19 +289,14 @@ export class SimRaftNode {
     }
   }
 
+  /** An entry the state machine is about to apply: a command, a leader's no-op or a membership change. */
   private onApply(e: Entry): void {
     this.env.invariants.onApply(this.id, e);
     this.env.trace.mix3(2, e.index, e.term);
     this.applied = e.index;
-  }
-
-  /** A no-op or membership change: the state machine only hears its index, the checker needs the entry. */
-  private onSkip(index: LogIndex): void {
-    const e = this.store.group(GROUP).entries(index, index + 1, Number.POSITIVE_INFINITY)[0];
-    if (e === undefined) throw new Error(`${this.id}: entry ${index} applied but not in the log`);
-    this.onApply(e);
     if (e.type === 'confChange') {
       this.env.coverage.confChange++;
+      // The host applies a batch's changes to the engine before the machine sees the batch.
       if (this.conf.votersOutgoing.length > 0) this.env.coverage.jointConfig++;
     }
   }
