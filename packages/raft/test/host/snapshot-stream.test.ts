@@ -106,6 +106,26 @@ describe('streamed snapshots', () => {
     expect(f.sms.get('p0')!.installs).toBe(1);
   });
 
+  it('a transfer to a follower that does not answer is abandoned, its view closed, and retried later', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, snapshotRetries: 2 });
+    const c = cluster;
+    const seqs = watchChunks(c, () => 'request');
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    c.hub.down.add(follower);
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    // Raft messages reach the follower again; its snapshot requests never do.
+    c.hub.down.delete(follower);
+    const sm = c.node(leader).sms.get('p0')!;
+    // The engine keeps asking; each transfer gives up after its retries and releases its view.
+    await until('two transfers were tried and abandoned', () => sm.viewsOpened >= 2 && seqs.length >= 6);
+    expect(sm.viewsClosed).toBeGreaterThanOrEqual(sm.viewsOpened - 1);
+    expect(seqs.every((s) => s === 0)).toBe(true);
+    expect(c.node(follower).sms.get('p0')!.installs).toBe(0);
+    expect(c.node(leader).host.stats().snapshotsSent).toBe(0);
+  });
+
   it('a node that died between installing a snapshot and writing its marker repairs its log at start', async () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
     const c = cluster;
