@@ -7,6 +7,8 @@ import { storeLimits } from './raft-settings.js';
 
 /** Exit status for bad usage or configuration. */
 const EXIT_USAGE = 2;
+/** Exit status when the node's storage failed (a failed write, or data failing its checksum). */
+const EXIT_STORAGE = 3;
 
 function fail(message: string, code = EXIT_USAGE): never {
   process.stderr.write(`cohort: ${message}\n`);
@@ -32,6 +34,10 @@ async function start(flags: StartFlags): Promise<void> {
     log,
   );
   let stopping = false;
+  node.onFatal = () => {
+    stopping = true;
+    node.stop().finally(() => process.exit(EXIT_STORAGE));
+  };
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;

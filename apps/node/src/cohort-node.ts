@@ -40,6 +40,12 @@ export class CohortNode {
   private http: FastifyInstance | undefined;
   private membership: MembershipHost | undefined;
   private stopping: Promise<void> | undefined;
+  /**
+   * Called once the node stopped serving because its storage failed (a
+   * failed write, or an entry, row or chunk failing its checksum). The
+   * binary exits on it; the data directory must not be served again.
+   */
+  onFatal: ((err: Error) => void) | undefined;
 
   constructor(
     readonly options: NodeOptions,
@@ -90,6 +96,15 @@ export class CohortNode {
       requestTimeoutMs,
     });
     this.host = host;
+    host.onFatal = (err) => {
+      this.log.error('the node stops serving: its storage cannot be trusted', {
+        err: err.message,
+        dataDir: node.dataDir,
+        recovery:
+          'stop this node, move its data directory aside and start it again with an empty one: it catches up from the healthy replicas by snapshot',
+      });
+      this.onFatal?.(err);
+    };
     // The group's rows live in the node's store, next to its log.
     const sm = new KvStateMachine(this.store, KV_GROUP);
     const replica = new KvReplica(sm);
@@ -103,6 +118,7 @@ export class CohortNode {
       clock: systemClock,
       logger: this.log.child({ component: 'kv' }),
       requestTimeoutMs,
+      onStorageFailure: (err) => host.fail('serving a read', err),
     });
     service.start();
     await transport.start();

@@ -16,7 +16,7 @@ import {
   encodeForwardResponse,
   silentLogger,
 } from '@cohort/core';
-import { NotLeaderError } from '@cohort/core';
+import { NotLeaderError, StorageError } from '@cohort/core';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, encodeCommand } from './command.js';
 import type { KvReplica } from './replica.js';
@@ -46,6 +46,12 @@ export interface KvServiceOptions {
    * evaluates expiry of reads with it. @default Date.now
    */
   wallClock?: () => number;
+  /**
+   * Called when serving a request met damaged storage (a row failing its
+   * checksum): the replica must stop serving; the node hands over its
+   * leaderships and stops. The request itself fails with the storage error.
+   */
+  onStorageFailure?: (err: StorageError) => void;
 }
 
 /** Whether a command carries a client session, so that applying it twice is impossible and a retry is safe. */
@@ -197,6 +203,10 @@ export class KvService {
         }
       }
     } catch (err) {
+      if (err instanceof StorageError) {
+        this.log.error('a read met damaged storage; this replica stops serving', { err: err.message });
+        this.opts.onStorageFailure?.(err);
+      }
       return failure(err);
     }
   }

@@ -9,6 +9,8 @@ export interface EngineStatus {
   commit: LogIndex;
   lastIndex: LogIndex;
   confState: ConfState;
+  /** On a leader, the highest index known replicated on each peer (self included); absent elsewhere. */
+  match?: Record<NodeId, LogIndex>;
 }
 
 /**
@@ -34,6 +36,8 @@ export interface RaftEngine {
   reportSnapshot(id: NodeId, ok: boolean): void;
   /** Starts an election now. */
   campaign(): void;
+  /** On a leader, hands leadership to `to` (a voter), which campaigns once it has caught up. */
+  transferLeadership(to: NodeId): void;
   status(): EngineStatus;
 }
 

@@ -386,12 +386,64 @@ export class RaftHost {
     for (const [g, at] of marks) if (at.index > g.durable.index) g.durable = at;
   }
 
-  /** A durable write failed: nothing this node would say next can be trusted, so it stops loudly. */
+  /**
+   * Stops the host because this node's storage failed (a write failed, or
+   * a read met a corrupt entry or row): nothing it would say next can be
+   * trusted. Each group it leads is first handed to its most caught-up voter,
+   * so the group elects a new leader at once instead of after a timeout.
+   * Then `onFatal` is called.
+   */
+  fail(what: string, err: Error): void {
+    this.fatal(what, err);
+  }
+
   private fatal(what: string, err: Error): void {
     if (!this.running) return;
     this.log.error('storage failed; the Raft host stops', { what, err: err.message });
+    this.handOverLeadership();
     this.stop();
     this.onFatal?.(err);
+  }
+
+  /**
+   * Best effort, without the store: asks each group's engine to transfer
+   * leadership and sends only the resulting `timeoutNow` messages (they
+   * depend on nothing unpersisted). A target not yet caught up never gets one;
+   * the group then elects after its timeout as it would anyway.
+   */
+  private handOverLeadership(): void {
+    const out: GroupMessage[] = [];
+    for (const g of this.groups.values()) {
+      const s = g.engine.status();
+      if (s.role !== 'leader' || s.match === undefined) continue;
+      let best: NodeId | undefined;
+      let bestMatch = -1;
+      for (const id of s.confState.voters) {
+        const m = s.match[id] ?? -1;
+        if (id !== this.opts.id && m > bestMatch) {
+          best = id;
+          bestMatch = m;
+        }
+      }
+      if (best === undefined) continue;
+      try {
+        g.engine.transferLeadership(best);
+        // A Ready still in flight (the round that failed) makes ready() throw: then no handover is sent.
+        if (g.engine.hasReady()) {
+          for (const message of g.engine.ready().messages) {
+            if (message.type === 'timeoutNow') out.push({ group: g.id, message });
+          }
+        }
+        this.log.warn('handing leadership over before stopping', {
+          group: g.id,
+          to: best,
+          caughtUp: bestMatch === s.lastIndex,
+        });
+      } catch (e) {
+        this.log.warn('leadership handover failed', { group: g.id, err: (e as Error).message });
+      }
+    }
+    if (out.length > 0) this.send(out);
   }
 
   /** Starts one ReadIndex round per group for the reads queued since the last one. */

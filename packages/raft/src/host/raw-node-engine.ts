@@ -1,6 +1,6 @@
 import { type LogIndex, NotLeaderError, type Term } from '@cohort/core';
 import { RawNode } from '../raw-node.js';
-import type { EngineFactory, RaftEngine } from './engine.js';
+import type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
 
 /** Adapts a {@link RawNode} to the host's {@link RaftEngine}. */
 export function rawNodeEngine(rn: RawNode): RaftEngine {
@@ -23,9 +23,10 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     reportUnreachable: (id) => rn.reportUnreachable(id),
     reportSnapshot: (id, ok) => rn.reportSnapshot(id, ok),
     campaign: () => rn.campaign(),
+    transferLeadership: (to) => rn.transferLeadership(to),
     status() {
       const s = rn.status();
-      return {
+      const out: EngineStatus = {
         term: s.term,
         lead: s.lead,
         role: s.role,
@@ -33,6 +34,11 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
         lastIndex: s.lastIndex,
         confState: s.confState,
       };
+      if (s.role === 'leader') {
+        out.match = {};
+        for (const [id, pr] of Object.entries(s.progress)) out.match[id] = pr.match;
+      }
+      return out;
     },
   };
 }
