@@ -20,6 +20,12 @@ function int(name: string): (v: string) => number {
   };
 }
 
+function share(v: string): number {
+  const x = Number(v);
+  if (!(x >= 0 && x <= 1)) throw new InvalidArgumentError('--disk-fault-share must be between 0 and 1');
+  return x;
+}
+
 const WEEK_MS = 7 * 24 * 3_600_000;
 
 const program = new Command()
@@ -39,6 +45,7 @@ const program = new Command()
       .choices(['mixed', 'safe', 'lease'])
       .default('mixed'),
   )
+  .option('--disk-fault-share <x>', 'share of the seeds that damage a disk (0 to 1; default 0.25)', share)
   .option('--no-progress', 'no progress bar');
 
 program.parse();
@@ -50,11 +57,13 @@ const opts = program.opts<{
   simSeconds?: number;
   faults: boolean;
   reads: 'mixed' | 'safe' | 'lease';
+  diskFaultShare?: number;
   progress: boolean;
 }>();
 
 const run: RunOptions = { faults: opts.faults, reads: opts.reads };
 if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
+if (opts.diskFaultShare !== undefined) run.diskFaultShare = opts.diskFaultShare;
 
 if (opts.seed !== undefined) {
   try {

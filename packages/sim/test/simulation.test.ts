@@ -4,6 +4,7 @@ import {
   type Coverage,
   InvariantViolationError,
   LinearizabilityViolationError,
+  RunFailedError,
   missingCoverage,
   runSeed,
   runSeeds,
@@ -26,14 +27,16 @@ describe('simulation replay', () => {
 describe('the checks can fail', () => {
   it('a host serving reads without ReadIndex is caught by the linearizability checker, with a replayable seed', async () => {
     // Without check-quorum a leader cut off from the others keeps leading, so its reads go stale at once;
-    // ReadIndex keeps a correct host linearizable in that setting too.
+    // ReadIndex keeps a correct host linearizable in that setting too. More clients and faults make it quick.
     const options = {
       simMs: 20_000,
       reads: 'safe' as const,
-      cluster: { mutations: { readsWithoutReadIndex: true }, raft: { checkQuorum: false } },
+      clients: 6,
+      actionEveryMs: 800,
+      cluster: { hostFaults: { readsWithoutReadIndex: true }, raft: { checkQuorum: false } },
     };
     let failure: { seed: number; message: string } | undefined;
-    for (let seed = 1; seed <= 30 && !failure; seed++) {
+    for (let seed = 1; seed <= 40 && !failure; seed++) {
       try {
         await runSeed(seed, options);
       } catch (e) {
@@ -51,13 +54,31 @@ describe('the checks can fail', () => {
   it('a host applying entries before they commit is caught by state machine safety', async () => {
     let caught: unknown;
     try {
-      await runSeed(3, { simMs: 20_000, cluster: { mutations: { applyBeforeCommit: true } } });
+      await runSeed(3, { simMs: 20_000, cluster: { hostFaults: { applyBeforeCommit: true } } });
     } catch (e) {
       caught = e;
     }
     expect(caught).toBeInstanceOf(InvariantViolationError);
     expect((caught as InvariantViolationError).property).toBe('state machine safety');
     expect((caught as InvariantViolationError).at.seed).toBe(3);
+  });
+
+  it('a host that reads a corrupt entry and runs on is caught, with a replayable seed', async () => {
+    // Every seed damages a disk; the engine seam swallows the store's checksum error, as a careless host would.
+    const options = { simMs: 20_000, diskFaultShare: 1, cluster: { mutations: { ignoreCorruptReads: true } } };
+    let failure: RunFailedError | undefined;
+    for (let seed = 1; seed <= 40 && !failure; seed++) {
+      try {
+        await runSeed(seed, options);
+      } catch (e) {
+        expect(e).toBeInstanceOf(RunFailedError);
+        failure = e as RunFailedError;
+      }
+    }
+    const f = failure as RunFailedError;
+    expect(f.message).toMatch(/read a corrupt entry and kept running/);
+    expect(f.message).toContain(`pnpm sim --seed ${f.at.seed} --sim-seconds 20 --disk-fault-share 1`);
+    await expect(runSeed(f.at.seed, options)).rejects.toThrow(f.message);
   });
 });
 

@@ -15,6 +15,7 @@ import {
   type Random,
   type ReplicatedGroup,
   type SnapshotMeta,
+  StorageError,
   type Term,
   type TimerHandle,
   type Transport,
@@ -467,6 +468,11 @@ export class RaftHost {
       try {
         g.engine.step(message);
       } catch (err) {
+        // A corrupt log met while answering (an append read back from disk): never serve from it.
+        if (err instanceof StorageError) {
+          this.fatal('reading the log', err);
+          return;
+        }
         this.log.warn('engine refused a message', { from, group, type: message.type, err: (err as Error).message });
       }
     }

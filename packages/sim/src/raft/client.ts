@@ -20,10 +20,10 @@ export interface ClientOptions {
   /** Attempts per operation before giving up (its outcome stays unknown). */
   maxAttempts: number;
   /**
-   * Retry a write whose outcome is unknown (timed out, connection lost). Only
-   * sound when the KV applies a retried write once (sessions); without, such
-   * a write is given up on and stays in the history with unknown outcome.
-   * @default false
+   * Retry a write whose outcome is unknown (timed out, connection lost) with
+   * the same session sequence number, which the KV applies once. When false,
+   * such a write is given up on and stays in the history with unknown outcome.
+   * @default true
    */
   retryWrites?: boolean;
 }
@@ -37,13 +37,17 @@ function notApplied(res: KvResponse): boolean {
  * A KV client of the simulated cluster, as an application reaches a node
  * over RESP or HTTP: it sends a request to some node, which serves it through
  * the production `KvService` (forwarding to the leader). One operation at a
- * time; retried on another node when it surely did not apply; operations it
- * gives up on stay in the history with unknown outcome.
+ * time. Every write carries the client's session (client id, sequence
+ * number), so a write whose outcome is unknown is retried on another node
+ * with the same sequence number and takes effect once; operations given up
+ * on after `maxAttempts` stay in the history with unknown outcome.
  */
 export class SimClient {
   readonly address: NodeId;
   private readonly transport: SimTransport;
   private op: KvOperation | undefined;
+  /** The session sequence number of the current operation's write (one per operation). */
+  private seq = 0;
   /** Counts attempts across operations, so a late answer to an old attempt is recognised. */
   private attemptId = 0;
   private attempts = 0;
@@ -61,6 +65,8 @@ export class SimClient {
     const clock = new SimClock(cluster.scheduler);
     this.transport = new SimTransport(this.address, cluster.network, clock, cluster.ids, {
       requestTimeoutMs: options.attemptTimeoutMs,
+      // Writes carry a session: a request delivered twice must apply once.
+      duplicateRequests: true,
     });
   }
 
@@ -97,6 +103,7 @@ export class SimClient {
     let input: KvInput = { op: 'get', key };
     if (write) input = counterKeys.includes(key) ? { op: 'incr', key } : { op: 'set', key, value };
     this.op = { client: this.index, input, output: undefined, call: this.now, ret: Number.POSITIVE_INFINITY };
+    this.seq++;
     this.history.push(this.op);
     this.attempts = 0;
     this.attempt();
@@ -104,6 +111,8 @@ export class SimClient {
 
   private request(input: KvInput): KvRequest {
     const key = encodeText(input.key);
+    // One operation at a time: every earlier one was answered or given up on, so its reply may go.
+    const session = { clientId: this.address, seq: this.seq, lowWater: this.seq - 1 };
     // Commands carry wall-clock milliseconds (for expiry); simulated time starts at 0.
     const now = Math.floor(this.now);
     switch (input.op) {
@@ -118,10 +127,11 @@ export class SimClient {
             expiresAt: 0,
             returnOld: false,
             now,
+            session,
           },
         };
       case 'incr':
-        return { kind: 'write', command: { op: 'incr', key, delta: 1n, now } };
+        return { kind: 'write', command: { op: 'incr', key, delta: 1n, now, session } };
       case 'get':
         return { kind: 'read', op: 'get', keys: [key], now };
       default: {
@@ -170,7 +180,7 @@ export class SimClient {
   }
 
   private retryOrGiveUp(op: KvOperation, surelyNotApplied: boolean): void {
-    const safe = surelyNotApplied || op.input.op === 'get' || this.options.retryWrites === true;
+    const safe = surelyNotApplied || op.input.op === 'get' || this.options.retryWrites !== false;
     if (!safe || this.attempts >= this.options.maxAttempts) {
       // Give up: the outcome stays unknown (ret = Infinity).
       this.finish();

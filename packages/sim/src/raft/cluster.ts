@@ -1,5 +1,5 @@
 import type { NodeId, SeededRandom, Term } from '@cohort/core';
-import type { RaftOptions } from '@cohort/raft';
+import type { HostFaults, RaftOptions } from '@cohort/raft';
 import { InvariantViolationError, RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
 import { Scheduler } from '../scheduler.js';
@@ -29,6 +29,8 @@ export interface ClusterConfig {
   links: Partial<LinkFaults>;
   /** Deliberate bugs in what the hosts are told, for tests proving the checks fail. @default {} */
   mutations?: EngineMutations;
+  /** The hosts' test-only fault switches (RaftHostOptions.faults), for tests proving the checks fail. @default {} */
+  hostFaults?: HostFaults;
 }
 
 /** The independent random streams of a run: adding a consumer to one never shifts another. */
@@ -56,6 +58,8 @@ export class RaftCluster {
   private nextId: number;
   private lastLeader: NodeId = '';
   private transfer: { to: NodeId; until: number } | undefined;
+  /** The node whose disk the run damaged, if any. */
+  private damaged: NodeId | undefined;
   /** A host stopped on an error it could not handle: the run fails with it. */
   private failure: RunFailedError | undefined;
 
@@ -96,6 +100,25 @@ export class RaftCluster {
   check(): void {
     if (this.invariants.violation) throw this.invariants.violation;
     if (this.failure) throw this.failure;
+    const d = this.damaged === undefined ? undefined : this.nodes.get(this.damaged);
+    if (d?.corruption && d.up) {
+      // Corrupt storage stops a node loudly; it never serves from a bad log.
+      this.failure = new RunFailedError(
+        this.position(),
+        new Error(`${d.id} read a corrupt entry and kept running: ${d.corruption.message}`),
+      );
+      throw this.failure;
+    }
+  }
+
+  /** Whether the run may damage a node's disk now: one node per run, so a majority can stay up. */
+  mayDamage(): boolean {
+    return this.damaged === undefined;
+  }
+
+  /** Records that `id`'s disk was damaged (a torn write or a corrupt entry). */
+  markDamaged(id: NodeId): void {
+    this.damaged = id;
   }
 
   private createNode(id: NodeId): SimRaftNode {
@@ -115,6 +138,7 @@ export class RaftCluster {
         snapshotKeep: this.config.snapshotKeep,
         diskLatencyMs: this.config.diskLatencyMs,
         mutations: this.config.mutations ?? {},
+        hostFaults: this.config.hostFaults ?? {},
         onLeader: (n, t) => this.onLeader(n, t),
         onFatal: (n, err) => this.onFatal(n, err),
       },

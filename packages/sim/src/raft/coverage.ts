@@ -11,6 +11,9 @@ export const COVERAGE_KINDS = [
   'confChange',
   'crashRestart',
   'crashMidWrite',
+  'tornWrite',
+  'corruptEntry',
+  'corruptionStop',
 ] as const;
 
 export type CoverageKind = (typeof COVERAGE_KINDS)[number];

@@ -1,5 +1,5 @@
-import type { Entry, LogIndex, NodeId, RaftLogReader } from '@cohort/core';
-import { type EngineFactory, type RaftOptions, RawNode, type ReadState, type Ready, rawNodeEngine } from '@cohort/raft';
+import { type Message, type NodeId, type RaftLogReader, StorageError } from '@cohort/core';
+import { type EngineFactory, type RaftOptions, RawNode, type Ready, rawNodeEngine } from '@cohort/raft';
 
 /** What a node's engine did in one Ready, reported before the host persists and applies it. */
 export interface ReadyObserver {
@@ -9,15 +9,14 @@ export interface ReadyObserver {
 }
 
 /**
- * Deliberate bugs in what the host is told (a mutation test of the host's
- * seam): a correct run sets none; tests turn one on to show the checks catch
- * a host that serves reads or applies entries too early.
+ * Deliberate bugs at the host's engine seam (a mutation test): a correct run
+ * sets none; a test turns one on to show the checks catch such a host. The
+ * host's own test-only switches (`RaftHostOptions.faults`) cover reads
+ * without ReadIndex and applying before commit.
  */
 export interface EngineMutations {
-  /** A leader confirms every ReadIndex round at once, at its commit index, without asking a quorum. @default false */
-  readsWithoutReadIndex?: boolean;
-  /** Entries are handed to the host to apply as soon as they are appended, before they commit. @default false */
-  applyBeforeCommit?: boolean;
+  /** A corrupt entry met while stepping a message is ignored, as if the host logged it and ran on. @default false */
+  ignoreCorruptReads?: boolean;
 }
 
 /**
@@ -36,46 +35,19 @@ export function observedEngineFactory(
     const rn = bootstrapPeers ? RawNode.bootstrap(opts, storage, bootstrapPeers) : new RawNode(opts, storage);
     observer.onEngine(rn);
     const engine = rawNodeEngine(rn);
-    let fakeReads: ReadState[] = [];
-    let inFlight = false;
-    /** The last index handed to the host to apply. */
-    let handed: LogIndex = options.applied ?? 0;
     return {
       ...engine,
-      readIndex(context: Uint8Array): void {
-        const s = rn.status();
-        if (mutations.readsWithoutReadIndex && s.role === 'leader') {
-          fakeReads.push({ index: s.commit, context });
-          return;
+      step(m: Message): void {
+        try {
+          rn.step(m);
+        } catch (err) {
+          if (!(mutations.ignoreCorruptReads && err instanceof StorageError)) throw err;
         }
-        rn.readIndex(context);
       },
-      hasReady: () => rn.hasReady() || (fakeReads.length > 0 && !inFlight),
       ready(): Ready {
-        let rd = rn.ready();
-        inFlight = true;
-        if (fakeReads.length > 0) {
-          rd = { ...rd, readStates: [...rd.readStates, ...fakeReads] };
-          fakeReads = [];
-        }
-        if (rd.snapshot && rd.snapshot.meta.index > handed) handed = rd.snapshot.meta.index;
-        for (const e of rd.committedEntries) if (e.index > handed) handed = e.index;
-        if (mutations.applyBeforeCommit) {
-          const early: Entry[] = [];
-          for (const e of rd.entries) {
-            if (e.index === handed + 1) {
-              early.push(e);
-              handed = e.index;
-            }
-          }
-          if (early.length > 0) rd = { ...rd, committedEntries: [...rd.committedEntries, ...early] };
-        }
+        const rd = rn.ready();
         observer.onReady(rd);
         return rd;
-      },
-      advance(): void {
-        inFlight = false;
-        rn.advance();
       },
     };
   };

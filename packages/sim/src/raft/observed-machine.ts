@@ -1,19 +1,15 @@
-import type { ConfState, Entry, LogIndex, Snapshot, SnapshotMeta } from '@cohort/core';
+import type { ConfState, Entry, Snapshot, SnapshotMeta } from '@cohort/core';
 import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
 
-/** What a node's state machine applies, in order. */
-export interface ApplyObserver {
-  /** `entry` is about to be applied (a command) or recorded (a no-op or membership change). */
-  onApply(entry: Entry): void;
-  /** The entry at `index` carried no command; the observer looks it up in the log. */
-  onSkip(index: LogIndex): void;
-}
-
-/** Wraps the production state machine so every applied entry is reported first. */
+/**
+ * Wraps the production durable state machine so that every entry of a batch
+ * (commands, leader no-ops, membership changes) is reported to `onApply`, in
+ * log order, before the machine applies it.
+ */
 export class ObservedMachine<R> implements DurableStateMachine<R> {
   constructor(
     private readonly inner: DurableStateMachine<R>,
-    private readonly observer: ApplyObserver,
+    private readonly onApply: (entry: Entry) => void,
   ) {}
 
   applied(): AppliedState {
@@ -21,10 +17,7 @@ export class ObservedMachine<R> implements DurableStateMachine<R> {
   }
 
   applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<R> | undefined)[] {
-    for (const e of entries) {
-      if (e.type === 'normal' && e.data.length > 0) this.observer.onApply(e);
-      else this.observer.onSkip(e.index);
-    }
+    for (const e of entries) this.onApply(e);
     return this.inner.applyBatch(entries, confState);
   }
 

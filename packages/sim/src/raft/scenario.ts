@@ -2,7 +2,7 @@ import type { ConfChange, NodeId, SeededRandom } from '@cohort/core';
 import type { RaftCluster } from './cluster.js';
 
 /** Fault and operation kinds the scenario injects, for the run summary. */
-export type FaultKind = 'crash' | 'partition' | 'oneWayCut' | 'linkChange' | 'confChange' | 'transfer';
+export type FaultKind = 'crash' | 'partition' | 'oneWayCut' | 'linkChange' | 'confChange' | 'transfer' | 'diskFault';
 
 type ActionKind = FaultKind | 'heal';
 
@@ -15,6 +15,8 @@ const WEIGHTS: Record<ActionKind, number> = {
   confChange: 25,
   transfer: 12,
   heal: 13,
+  // Last, so adding it left the other kinds' random streams as they were.
+  diskFault: 10,
 };
 
 /**
@@ -31,6 +33,7 @@ export class Scenario {
     linkChange: 0,
     confChange: 0,
     transfer: 0,
+    diskFault: 0,
   };
   private partitionGen = 0;
   private readonly removing = new Set<NodeId>();
@@ -39,15 +42,24 @@ export class Scenario {
   private readonly streams = new Map<ActionKind, SeededRandom>();
   /** The stream of the action being taken. */
   private random: SeededRandom;
+  /**
+   * Whether this seed damages a disk (a quarter of the seeds by default): a damaged node
+   * stops for good, so damaging one in every seed would leave most runs a
+   * node short.
+   */
+  private readonly diskFaults: boolean;
 
   constructor(
     private readonly cluster: RaftCluster,
     random: SeededRandom,
     /** Mean simulated ms between actions (of all kinds together). */
     private readonly actionEveryMs: number,
+    /** Share of the seeds that damage a disk. */
+    diskFaultShare = 0.25,
   ) {
     for (const k of Object.keys(WEIGHTS) as ActionKind[]) this.streams.set(k, random.fork());
     this.random = random;
+    this.diskFaults = random.next() < diskFaultShare;
   }
 
   private get sched() {
@@ -127,6 +139,9 @@ export class Scenario {
       case 'heal':
         this.heal();
         break;
+      case 'diskFault':
+        this.diskFault();
+        break;
       default: {
         const never: never = kind;
         throw new Error(`unknown action ${String(never)}`);
@@ -144,7 +159,13 @@ export class Scenario {
     if (!n) return;
     this.faults.crash++;
     c.trace.mixString(`crash ${n.id}`);
-    n.crash();
+    // Sometimes the crash tears the last write the disk acknowledged.
+    const torn = this.diskFaults && c.mayDamage() && this.random.next() < 0.3;
+    if (torn) {
+      c.markDamaged(n.id);
+      c.coverage.tornWrite++;
+    }
+    n.crash(torn);
     this.sched.after(this.random.int(200, 8000), () => {
       if (!c.nodes.has(n.id) || n.up) return;
       n.restart();
@@ -190,6 +211,18 @@ export class Scenario {
   private heal(): void {
     this.cluster.network.heal();
     this.cluster.markLaggards(10);
+  }
+
+  /** Damages one log entry on a node's disk: reading it must fail its checksum and stop the node. */
+  private diskFault(): void {
+    const c = this.cluster;
+    if (!this.diskFaults || !c.mayDamage()) return;
+    const n = this.pick([...c.nodes.values()]);
+    if (!n || !n.corruptEntry(this.random)) return;
+    this.faults.diskFault++;
+    c.markDamaged(n.id);
+    c.coverage.corruptEntry++;
+    c.trace.mixString(`corrupt ${n.id}`);
   }
 
   private linkChange(): void {

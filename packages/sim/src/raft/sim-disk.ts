@@ -8,6 +8,7 @@ import type {
   RaftLogReader,
   Snapshot,
 } from '@cohort/core';
+import { StorageError } from '@cohort/core';
 import type { MemoryNodeStore } from '@cohort/storage';
 import type { Scheduler } from '../scheduler.js';
 
@@ -17,6 +18,8 @@ export interface DiskObserver {
   onDurable(group: GroupId, hardState: HardState): void;
   /** A snapshot the application took is durable and the log is compacted up to `compactTo`. */
   onCompacted(group: GroupId, compactTo: LogIndex): void;
+  /** A read met a corrupt entry (its checksum failed); the store threw `err` instead of serving it. */
+  onCorruption(err: StorageError): void;
 }
 
 /**
@@ -48,7 +51,23 @@ export class SimDisk implements NodeStore {
   }
 
   group(group: GroupId): RaftLogReader {
-    return this.store.group(group);
+    const reader = this.store.group(group);
+    const observer = this.observer;
+    return {
+      initialState: () => reader.initialState(),
+      entries(lo: LogIndex, hi: LogIndex, maxBytes: number) {
+        try {
+          return reader.entries(lo, hi, maxBytes);
+        } catch (err) {
+          if (err instanceof StorageError) observer.onCorruption(err);
+          throw err;
+        }
+      },
+      term: (i) => reader.term(i),
+      firstIndex: () => reader.firstIndex(),
+      lastIndex: () => reader.lastIndex(),
+      snapshot: () => reader.snapshot(),
+    };
   }
 
   write(batch: GroupWrite[]): Promise<void> {
@@ -73,10 +92,14 @@ export class SimDisk implements NodeStore {
 
   close(): void {}
 
-  /** The process died: writes in flight never complete, and the store loses what was not synced. */
-  crash(): void {
+  /**
+   * The process died: writes in flight never complete, and the store loses
+   * what was not synced; with `tornLastWrite` the last durable log write is
+   * torn too (its last entry fails its checksum from now on).
+   */
+  crash(tornLastWrite = false): void {
     this.dead = true;
-    this.store.crash();
+    this.store.crash({ tornLastWrite });
   }
 
   private io(write: () => void, group: GroupId, done?: () => void): Promise<void> {

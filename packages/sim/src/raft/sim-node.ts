@@ -5,12 +5,14 @@ import {
   type LogIndex,
   type NodeId,
   ProposalDroppedError,
+  type Random,
   type SeededRandom,
+  StorageError,
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { KvReplica, KvService, decodeRequest, encodeResponse } from '@cohort/kv';
-import { RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
+import { KvReplica, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
+import { type HostFaults, RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
 import type { SimNetwork } from '../network.js';
@@ -28,6 +30,9 @@ export const GROUP = 'p0';
 
 /** Where a simulated node serves its clients (the role of the RESP and HTTP front ends). */
 export const CLIENT_PROTOCOL = '/cohort/sim-client/1';
+
+/** The partition of the node's store holding the group's KV rows. */
+const KV_PARTITION = 'kv';
 
 /** Local milliseconds the host, the KV service and the transport give a request. */
 const REQUEST_TIMEOUT_MS = 1_000;
@@ -52,6 +57,8 @@ export interface NodeEnv {
   diskLatencyMs: [number, number];
   /** Deliberate bugs in what the host is told (tests only). */
   mutations: EngineMutations;
+  /** The host's test-only fault switches. */
+  hostFaults: HostFaults;
   /** Reports that `id` became leader of `term`. */
   onLeader(id: NodeId, term: Term): void;
   /** Reports that `id`'s host stopped on an error it could not handle. */
@@ -88,6 +95,10 @@ export class SimRaftNode {
   catchUpTarget: LogIndex = 0;
   installedSnapshot = false;
   incarnation = 0;
+  /** The corrupt entry a read of this node's log met, if any (its host must stop). */
+  corruption: StorageError | undefined;
+  /** Stopped for good on a corrupt log: it never restarts. */
+  failed = false;
   private readonly diskRandom: SeededRandom;
 
   constructor(
@@ -117,31 +128,68 @@ export class SimRaftNode {
     this.launch(peers ?? []);
   }
 
-  /** Stops the process abruptly: its timers, connections and unsynced writes are lost. */
-  crash(): void {
+  /**
+   * Stops the process abruptly: its timers, connections and unsynced writes
+   * are lost; with `tornLastWrite` its last durable log write is torn too.
+   */
+  crash(tornLastWrite = false): void {
     const p = this.proc;
     if (!p) return;
     if (p.disk.busy) this.env.coverage.crashMidWrite++;
     this.proc = undefined;
     p.clock.halt();
     p.transport.crash();
-    p.disk.crash();
+    p.disk.crash(tornLastWrite);
     this.role = 'follower';
     this.lead = '';
   }
 
+  /** Damages one entry of the node's log on disk (up or down); false when the log holds none. */
+  corruptEntry(random: Random): boolean {
+    const reader = this.store.group(GROUP);
+    const first = reader.firstIndex();
+    const last = reader.lastIndex();
+    if (last < first) return false;
+    // Half the time one of the last few entries (the ones about to be applied or sent), else anywhere.
+    const lo = random.next() < 0.5 ? Math.max(first, last - 4) : first;
+    this.store.corruptEntry(GROUP, random.int(lo, last));
+    return true;
+  }
+
   /** Starts a new process over what is on disk. */
   restart(): void {
-    if (this.proc) return;
+    if (this.proc || this.failed) return;
     this.incarnation++;
     const reader = this.store.group(GROUP);
     const snap = reader.snapshot();
     const hs = reader.initialState().hardState;
-    this.lastConf = snap.meta.confState;
-    this.applied = snap.meta.index;
+    // The host resumes from the state machine's own durable applied index, which may be past the snapshot.
+    const machine = this.store.kv(KV_PARTITION).applied();
+    const at = machine.index > snap.meta.index ? machine : snap.meta;
+    this.lastConf = at.confState;
+    this.applied = at.index;
     this.term = hs.term;
-    this.env.invariants.onRestart(this.id, hs, snap.meta.index, reader.lastIndex());
-    this.launch([]);
+    this.env.invariants.onRestart(this.id, hs, at.index, reader.lastIndex());
+    try {
+      this.launch([]);
+    } catch (err) {
+      // A corrupt entry met while starting: the process refuses to run.
+      if (!(err instanceof StorageError) || !this.corruption) throw err;
+      this.stopLoudly();
+    }
+  }
+
+  /** The host met a corrupt entry and stopped (or refused to start): the node stays down for good. */
+  private stopLoudly(): void {
+    this.env.coverage.corruptionStop++;
+    this.failed = true;
+    this.crash();
+  }
+
+  /** The host stopped on an error: expected after a corrupt read, a failure of the run otherwise. */
+  private onHostFatal(err: Error): void {
+    if (err instanceof StorageError && this.corruption) this.stopLoudly();
+    else this.env.onFatal(this.id, err);
   }
 
   /** Leaves the cluster for good (after its removal committed). */
@@ -154,6 +202,8 @@ export class SimRaftNode {
     const clock = new SimClock(env.scheduler, { rate: this.clockRate });
     const transport = new SimTransport(this.id, env.network, clock, env.ids, {
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      // Every write carries a session, so a forward delivered twice must still apply once.
+      duplicateRequests: true,
       onDeliver: (_from, f) => {
         if (f.kind === 'frame') env.trace.mix3(1, f.bytes.length, f.bytes[f.bytes.length - 1] ?? 0);
       },
@@ -162,6 +212,9 @@ export class SimRaftNode {
     const disk = new SimDisk(this.store, env.scheduler, () => lo + this.diskRandom.next() * (hi - lo), {
       onDurable: (_group, hs) => env.invariants.onDurable(this.id, hs),
       onCompacted: (_group, compactTo) => env.invariants.onCompact(this.id, compactTo),
+      onCorruption: (err) => {
+        this.corruption ??= err;
+      },
     });
     const proc: Process = { clock, transport, disk, host: undefined as unknown as RaftHost, rn: undefined };
     this.proc = proc;
@@ -187,15 +240,16 @@ export class SimRaftNode {
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       snapshotEntries: env.snapshotEvery,
       compactionMarginEntries: env.snapshotKeep,
+      // Small chunks, so a snapshot streams in many acknowledged requests that the network can lose.
+      ...(env.raft.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: env.raft.snapshotChunkBytes }),
+      snapshotRetryMs: 50,
+      faults: env.hostFaults,
     });
     proc.host = host;
-    host.onFatal = (err) => env.onFatal(this.id, err);
-    const replica = new KvReplica();
-    host.addGroup(
-      GROUP,
-      new ObservedMachine(replica, { onApply: (e) => this.onApply(e), onSkip: (i) => this.onSkip(i) }),
-      voters,
-    );
+    host.onFatal = (err) => this.onHostFatal(err);
+    // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
+    const replica = new KvReplica(new KvStateMachine(this.store, KV_PARTITION));
+    host.addGroup(GROUP, new ObservedMachine(replica, (e) => this.onApply(e)), voters);
     host.start();
     const service = new KvService({
       group: host.replicated(GROUP),
@@ -203,6 +257,8 @@ export class SimRaftNode {
       transport,
       clock,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      // The node's own drifting clock stands for its wall clock: the leader stamps writes with it.
+      wallClock: () => Math.floor(clock.now()),
     });
     service.start();
     transport.handleRequest(CLIENT_PROTOCOL, async (_from, frame) =>
@@ -233,19 +289,14 @@ export class SimRaftNode {
     }
   }
 
+  /** An entry the state machine is about to apply: a command, a leader's no-op or a membership change. */
   private onApply(e: Entry): void {
     this.env.invariants.onApply(this.id, e);
     this.env.trace.mix3(2, e.index, e.term);
     this.applied = e.index;
-  }
-
-  /** A no-op or membership change: the state machine only hears its index, the checker needs the entry. */
-  private onSkip(index: LogIndex): void {
-    const e = this.store.group(GROUP).entries(index, index + 1, Number.POSITIVE_INFINITY)[0];
-    if (e === undefined) throw new Error(`${this.id}: entry ${index} applied but not in the log`);
-    this.onApply(e);
     if (e.type === 'confChange') {
       this.env.coverage.confChange++;
+      // The host applies a batch's changes to the engine before the machine sees the batch.
       if (this.conf.votersOutgoing.length > 0) this.env.coverage.jointConfig++;
     }
   }
