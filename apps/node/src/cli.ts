@@ -85,7 +85,8 @@ program
     'founding members, id=host:port comma-separated, this node included (default: just this node)',
   )
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
-  .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it (default 500 to 1000)')
+  .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it unless set (default 500)')
+  .option('--election-timeout-max-ms <n>', 'maximum election timeout (default twice the minimum: 1000)')
   .option('--snapshot-entries <n>', 'applied entries between snapshots (default 10000)')
   .option('--snapshot-bytes <n>', 'bytes of log entries between snapshots (default 104857600)')
   .option('--max-log-bytes <n>', 'refuse writes while the uncompacted log holds this many bytes (default 524288000)')

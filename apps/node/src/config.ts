@@ -15,6 +15,7 @@ export interface StartFlags {
   peers?: string;
   heartbeatMs?: string;
   electionTimeoutMs?: string;
+  electionTimeoutMaxMs?: string;
   snapshotEntries?: string;
   snapshotBytes?: string;
   maxLogBytes?: string;
@@ -103,6 +104,9 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     const min = integer('--election-timeout-ms', flags.electionTimeoutMs);
     raft.electionTimeoutMinMs = min;
     raft.electionTimeoutMaxMs = 2 * min;
+  }
+  if (flags.electionTimeoutMaxMs !== undefined) {
+    raft.electionTimeoutMaxMs = integer('--election-timeout-max-ms', flags.electionTimeoutMaxMs);
   }
   if (flags.snapshotEntries !== undefined)
     raft.snapshotIntervalEntries = integer('--snapshot-entries', flags.snapshotEntries);

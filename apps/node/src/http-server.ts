@@ -36,6 +36,11 @@ function sendFailure(reply: FastifyReply, res: Extract<KvResponse, { type: 'fail
     .send({ error: { code: res.code, message: res.message, ...(res.leaderId ? { leader: res.leaderId } : {}) } });
 }
 
+const ttlQuery = {
+  type: 'object',
+  properties: { ttl: { type: 'string', enum: ['true', 'false'] } },
+} as const;
+
 /** The largest `Idempotency-Key` accepted, in characters. */
 const MAX_IDEMPOTENCY_KEY = 256;
 
@@ -97,14 +102,26 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     return opts.metrics.registry.metrics();
   });
 
-  app.get<{ Params: { key: string } }>('/v1/kv/:key', { schema: { params: keyParams } }, async (req, reply) => {
-    const res = await api.execute({ kind: 'read', op: 'get', keys: [enc.encode(req.params.key)] });
-    if (res.type === 'nil')
-      return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `key '${req.params.key}' not found` } });
-    if (res.type === 'bulk') return { key: req.params.key, value: Buffer.from(res.value).toString('utf8') };
-    if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
-    return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
-  });
+  app.get<{ Params: { key: string }; Querystring: { ttl?: string } }>(
+    '/v1/kv/:key',
+    { schema: { params: keyParams, querystring: ttlQuery } },
+    async (req, reply) => {
+      const key = enc.encode(req.params.key);
+      const res = await api.execute({ kind: 'read', op: 'get', keys: [key] });
+      if (res.type === 'nil')
+        return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `key '${req.params.key}' not found` } });
+      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
+      if (res.type !== 'bulk') {
+        return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+      }
+      const body = { key: req.params.key, value: Buffer.from(res.value).toString('utf8') };
+      if (req.query.ttl !== 'true') return body;
+      // A second linearizable read: the key may have changed between the two.
+      const ttl = await api.execute({ kind: 'read', op: 'pttl', keys: [key] });
+      if (ttl.type === 'failure' || ttl.type === 'error') return sendFailure(reply, ttl);
+      return { ...body, ttlMs: ttl.type === 'int' ? Number(ttl.value) : null };
+    },
+  );
 
   app.put<{ Params: { key: string }; Body: unknown }>(
     '/v1/kv/:key',

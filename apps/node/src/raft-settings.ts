@@ -12,17 +12,28 @@ export function storeLimits(raft: RaftConfig): Required<LogLimits> {
 }
 
 /** The timing and snapshot options of the Raft host, from the `raft` section of the configuration. */
-export type HostSettings = Required<Pick<RaftHostOptions, 'tickMs' | 'electionTicks' | 'snapshotEntries'>>;
+export type HostSettings = Required<
+  Pick<
+    RaftHostOptions,
+    'tickMs' | 'electionTicks' | 'electionTicksMax' | 'snapshotEntries' | 'snapshotBytes' | 'maxLogBytes'
+  >
+>;
 
 /**
  * Maps the configured times onto the host's ticks: one tick per heartbeat
- * interval; the election timeout in whole ticks, at least two.
+ * interval; the election timeout range in whole ticks (the engine randomizes
+ * in [min, max]), the minimum at least two ticks. The snapshot triggers and
+ * the log bound are the store's too (see {@link storeLimits}).
  */
 export function hostSettings(raft: RaftConfig): HostSettings {
+  const ticks = (ms: number): number => Math.max(2, Math.round(ms / raft.heartbeatIntervalMs));
+  const electionTicks = ticks(raft.electionTimeoutMinMs);
   return {
     tickMs: raft.heartbeatIntervalMs,
-    // The engine randomizes the timeout in [electionTicks, 2 x electionTicks) ticks.
-    electionTicks: Math.max(2, Math.round(raft.electionTimeoutMinMs / raft.heartbeatIntervalMs)),
+    electionTicks,
+    electionTicksMax: Math.max(electionTicks, ticks(raft.electionTimeoutMaxMs)),
     snapshotEntries: raft.snapshotIntervalEntries,
+    snapshotBytes: raft.snapshotIntervalBytes,
+    maxLogBytes: raft.maxLogSizeBytes,
   };
 }

@@ -79,7 +79,26 @@ describe('cohort start configuration', () => {
       maxLogBytes: '8192',
     });
     expect(storeLimits(o.config.raft)).toEqual({ snapshotEntries: 20, snapshotBytes: 4096, maxLogBytes: 8192 });
-    expect(hostSettings(o.config.raft)).toEqual({ tickMs: 50, electionTicks: 6, snapshotEntries: 20 });
+    expect(hostSettings(o.config.raft)).toEqual({
+      tickMs: 50,
+      electionTicks: 6,
+      electionTicksMax: 12,
+      snapshotEntries: 20,
+      snapshotBytes: 4096,
+      maxLogBytes: 8192,
+    });
+    // The maximum election timeout is its own field, not twice the minimum.
+    const range = loadNodeOptions({
+      id: 'n1',
+      heartbeatMs: '50',
+      electionTimeoutMs: '300',
+      electionTimeoutMaxMs: '450',
+    });
+    expect(range.config.raft).toMatchObject({ electionTimeoutMinMs: 300, electionTimeoutMaxMs: 450 });
+    expect(hostSettings(range.config.raft)).toMatchObject({ electionTicks: 6, electionTicksMax: 9 });
+    expect(() => loadNodeOptions({ id: 'n1', electionTimeoutMs: '600', electionTimeoutMaxMs: '500' })).toThrow(
+      /raft.electionTimeoutMaxMs: 500 is less than electionTimeoutMinMs \(600\)/,
+    );
     const dir = mkdtempSync(join(tmpdir(), 'cohort-limits-'));
     const store: NodeStore = openStore(dir, silentLogger, storeLimits(o.config.raft));
     try {

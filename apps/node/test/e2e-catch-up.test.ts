@@ -11,7 +11,7 @@ afterAll(async () => {
 });
 
 describe('a follower the log was compacted past', () => {
-  it('catches up by snapshot while writes continue, to the same rows as the leader', async (ctx) => {
+  it('catches up by a streamed snapshot while writes continue, to the same rows as the leader', async (ctx) => {
     // Small snapshot thresholds from the config flags, so compaction happens within a second of writes.
     cluster = await Cluster.create(3, [
       '--heartbeat-ms',
@@ -45,25 +45,30 @@ describe('a follower the log was compacted past', () => {
         }
       }),
     );
-    await poll('100 writes', 10_000, async () => (written >= 100 ? true : undefined));
-    await c.kill(follower);
-    const behind = written;
-    // The leader compacts past what the follower has: catching up now takes a snapshot.
-    await poll('the leader to compact its log', 15_000, async () =>
-      (leader.log.match(/snapshot taken/g)?.length ?? 0) >= 3 && written > behind + 300 ? true : undefined,
-    );
-    c.start(follower);
-    const writtenAtRestart = written;
-    const target = (await c.status(leader))!.commit;
-    await poll(`${follower.id} to apply ${target}`, 20_000, async () => {
-      const s = await c.status(follower);
-      return s && s.applied >= target ? s : undefined;
-    });
-    expect(follower.log).toMatch(/restored a snapshot from the leader/);
-    // Writes went on while the follower caught up.
-    expect(written).toBeGreaterThan(writtenAtRestart);
-    stop = true;
-    await writes;
+    try {
+      await poll('100 writes', 10_000, async () => (written >= 100 ? true : undefined));
+      await c.kill(follower);
+      const behind = written;
+      // The leader compacts past what the follower has: catching up now takes a snapshot.
+      await poll('the leader to compact its log', 15_000, async () =>
+        (leader.log.match(/log compacted behind a snapshot marker/g)?.length ?? 0) >= 3 && written > behind + 300
+          ? true
+          : undefined,
+      );
+      c.start(follower);
+      const writtenAtRestart = written;
+      const target = (await c.status(leader))!.commit;
+      await poll(`${follower.id} to apply ${target}`, 20_000, async () => {
+        const s = await c.status(follower);
+        return s && s.applied >= target ? s : undefined;
+      });
+      expect(follower.log).toMatch(/installed a streamed snapshot/);
+      // Writes went on while the follower caught up.
+      expect(written).toBeGreaterThan(writtenAtRestart);
+    } finally {
+      stop = true;
+      await writes;
+    }
     expect(failed).toBe(0);
 
     // The follower holds the same rows as the leader once it applied the last write.

@@ -56,6 +56,10 @@ describe('HTTP API', () => {
       write: { op: 'set', expiry: { kind: 'in', ms: 60000 } },
       session: { clientId: 'http:order-42', seq: 1, lowWater: 0 },
     });
+    const got = (await app.inject({ method: 'GET', url: '/v1/kv/o?ttl=true' })).json();
+    expect(got.value).toBe('v');
+    expect(got.ttlMs).toBeGreaterThan(59_000);
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/o' })).json()).toEqual({ key: 'o', value: 'v' });
     const del = await app.inject({ method: 'DELETE', url: '/v1/kv/o' });
     expect(del.statusCode).toBe(200);
     expect(kv.requests.at(-1)).not.toHaveProperty('session');

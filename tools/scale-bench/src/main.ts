@@ -168,7 +168,9 @@ try {
     await cluster.kill(wiped);
     const since = Date.now();
     const compacted = poll('the leader to compact its log past the stopped follower', 600_000, async () =>
-      snapshotEvents(leader, /snapshot taken/, since).some((e) => Number(e.compactTo ?? e.index ?? 0) > behind)
+      snapshotEvents(leader, /snapshot taken|log compacted behind a snapshot marker/, since).some(
+        (e) => Number(e.compactTo ?? e.index ?? 0) > behind,
+      )
         ? true
         : undefined,
     );
@@ -216,9 +218,11 @@ try {
   log(`${wiped.id} caught up in ${catchUpMs} ms; puts meanwhile ${JSON.stringify(duringResult)}`);
 
   const taken = cluster.nodes.flatMap((n) =>
-    snapshotEvents(n, /snapshot taken/).map((e): LogLine => ({ ...e, node: n.id })),
+    snapshotEvents(n, /snapshot taken|log compacted behind a snapshot marker/).map(
+      (e): LogLine => ({ ...e, node: n.id }),
+    ),
   );
-  const restoredAt = snapshotEvents(wiped, /restored a snapshot/, wipeAt)[0]?.time;
+  const restoredAt = snapshotEvents(wiped, /restored a snapshot|installed a streamed snapshot/, wipeAt)[0]?.time;
   const putsAtScale = phases.find((p) => p.name.startsWith(`puts, ${KEYS}`))!;
   const emptyPuts = phases[0]!;
   const report = {
