@@ -646,7 +646,11 @@ export class RaftHost {
     await this.opts.store.saveSnapshot(g.id, { meta: at, data: EMPTY }, compactTo);
     g.snapshotIndex = at.index;
     this.counters.snapshotsTaken++;
-    this.log.info('snapshot taken: a metadata-only marker; log compacted', { group: g.id, index: at.index, compactTo });
+    this.log.info('snapshot taken: log compacted behind a snapshot marker', {
+      group: g.id,
+      index: at.index,
+      compactTo,
+    });
   }
 
   /** The engine asked for a snapshot to `peer`: stream a consistent view of the machine to it. */

@@ -153,7 +153,7 @@ export class SnapshotReceiver {
     meta: SnapshotMeta,
   ): void {
     this.done.set(group, { leader: id.leader, term: id.term, index: id.index });
-    this.opts.logger.info('restored a snapshot from the leader (streamed)', {
+    this.opts.logger.info('restored a snapshot from the leader: installed a streamed snapshot', {
       group,
       leader: id.leader,
       index: meta.index,

@@ -102,9 +102,11 @@ export class SnapshotSender {
 
   private async run(t: Transfer): Promise<boolean> {
     const { clock, chunkBytes, timeoutMs } = this.opts;
-    const deadline = clock.now() + timeoutMs;
+    const started = clock.now();
+    const deadline = started + timeoutMs;
     const meta = t.reader.meta;
     let seq = 0;
+    let bytes = 0;
     let cur = t.reader.next(chunkBytes) ?? new Uint8Array(0);
     let nxt = t.reader.next(chunkBytes);
     let failures = 0;
@@ -154,6 +156,15 @@ export class SnapshotSender {
       const ack = decodeSnapshotAck(answer, { maxBytes: this.opts.transport.maxFrameBytes });
       switch (ack.status) {
         case 'installed':
+          bytes += cur.length;
+          this.opts.logger.info('snapshot sent', {
+            group: t.group,
+            peer: t.peer,
+            index: meta.index,
+            bytes,
+            chunks: seq + 1,
+            ms: Math.round(clock.now() - started),
+          });
           return true;
         case 'unknownTransfer':
           // The follower lost the transfer (it restarted): the engine asks for a new one.
@@ -166,6 +177,7 @@ export class SnapshotSender {
             if (nxt === undefined) return false; // acknowledged the last chunk without installing: give up
             failures = 0;
             seq++;
+            bytes += cur.length;
             cur = nxt;
             nxt = t.reader.next(chunkBytes);
           } else if (ack.nextSeq !== seq) {
