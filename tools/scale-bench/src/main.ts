@@ -222,6 +222,11 @@ try {
       (e): LogLine => ({ ...e, node: n.id }),
     ),
   );
+  // Taking a snapshot is only a marker now; its data is produced while it streams to a follower.
+  const sent = cluster.nodes.flatMap((n) =>
+    snapshotEvents(n, /snapshot sent/).map((e): LogLine => ({ ...e, node: n.id })),
+  );
+  const lastSent = sent.at(-1);
   const restoredAt = snapshotEvents(wiped, /restored a snapshot|installed a streamed snapshot/, wipeAt)[0]?.time;
   const putsAtScale = phases.find((p) => p.name.startsWith(`puts, ${KEYS}`))!;
   const emptyPuts = phases[0]!;
@@ -239,6 +244,16 @@ try {
             index: taken.at(-1)!.index ?? null,
             bytes: taken.at(-1)!.bytes ?? null,
             durationMs: taken.at(-1)!.durationMs ?? null,
+          }
+        : null,
+      lastSent: lastSent
+        ? {
+            from: lastSent.node,
+            to: lastSent.peer ?? null,
+            index: lastSent.index ?? null,
+            bytes: lastSent.bytes ?? null,
+            chunks: lastSent.chunks ?? null,
+            durationMs: lastSent.ms ?? null,
           }
         : null,
       installOnWipedFollowerMs: restoredAt === undefined ? null : restoredAt - wipeAt,
@@ -276,7 +291,13 @@ try {
     ]),
     [
       'snapshots',
-      `${taken.length} taken; last ${report.snapshots.last?.bytes ?? '?'} bytes at index ${report.snapshots.last?.index ?? '?'}, took ${report.snapshots.last?.durationMs ?? '?'} ms`,
+      `${taken.length} taken (metadata-only markers; the last at index ${report.snapshots.last?.index ?? '?'})`,
+    ],
+    [
+      'snapshot streamed',
+      report.snapshots.lastSent
+        ? `${report.snapshots.lastSent.bytes} bytes in ${report.snapshots.lastSent.chunks} chunks at index ${report.snapshots.lastSent.index}, ${report.snapshots.lastSent.durationMs} ms`
+        : 'none sent',
     ],
     ['restart to serving', `${restartToServingMs} ms`],
     [
