@@ -106,7 +106,8 @@ export class CohortNode {
       this.onFatal?.(err);
     };
     // The group's rows live in the node's store, next to its log.
-    const sm = new KvStateMachine(this.store, KV_GROUP);
+    // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
+    const sm = new KvStateMachine(this.store, KV_GROUP, { defer: (fn) => systemClock.defer(fn) });
     const replica = new KvReplica(sm);
     this.replica = replica;
     // A node joining an existing cluster starts without founding voters and waits to be added.

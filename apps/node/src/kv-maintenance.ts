@@ -48,7 +48,11 @@ export function startKvMaintenance(o: KvMaintenanceOptions): KvMaintenance {
     group: o.group.id,
     transport: o.transport,
     clock: o.clock,
-    local: { appliedIndex: () => o.sm.appliedIndex, digestAt: (index) => o.sm.digestAt(index) },
+    local: {
+      appliedIndex: () => o.sm.appliedIndex,
+      digestAt: (index) => o.sm.digestAt(index),
+      digestPending: (index) => o.sm.digestPending(index),
+    },
     replicas: () => o.replicas,
     proposeChecksum: () => o.service.checksum(),
     logger: o.logger,

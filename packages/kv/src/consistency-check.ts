@@ -23,6 +23,8 @@ export interface DigestSource {
   appliedIndex(): LogIndex;
   /** The digest (hex) of the rows recorded when the checksum entry at `index` applied here; undefined if none was. */
   digestAt(index: LogIndex): string | undefined;
+  /** Whether the digest at `index` is still being computed (a large partition is hashed over many turns). */
+  digestPending?(index: LogIndex): boolean;
 }
 
 /** The key range a check covered (the whole group today: `''` to `''` is every key). */
@@ -63,7 +65,11 @@ export interface ConsistencyCheckerOptions {
   replicas: () => NodeId[];
   /** Proposes a checksum command through the group (from any node); resolves with its log index. */
   proposeChecksum: () => Promise<LogIndex>;
-  /** How long a replica may take to apply the checksum entry before it counts as not answering. @default 5000 */
+  /**
+   * How long a replica may take to apply the checksum entry and hash its rows
+   * (about 5 s per million keys) before it counts as not answering.
+   * @default 60000
+   */
   waitMs?: number;
   /** Wall-clock Unix milliseconds. @default Date.now */
   wallClock?: () => number;
@@ -143,7 +149,7 @@ export class ConsistencyChecker {
 
   constructor(private readonly opts: ConsistencyCheckerOptions) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'consistency', group: opts.group });
-    this.waitMs = opts.waitMs ?? 5000;
+    this.waitMs = opts.waitMs ?? 60_000;
     this.wallClock = opts.wallClock ?? Date.now;
   }
 
@@ -219,7 +225,11 @@ export class ConsistencyChecker {
   /** This replica's digest at `index`, waiting up to `waitMs` for it to apply that far, as an answer frame. */
   private async answer(index: LogIndex, waitMs: number): Promise<Uint8Array> {
     const deadline = this.opts.clock.now() + waitMs;
-    while (this.opts.local.appliedIndex() < index && this.opts.clock.now() < deadline) {
+    const local = this.opts.local;
+    while (
+      (local.appliedIndex() < index || local.digestPending?.(index) === true) &&
+      this.opts.clock.now() < deadline
+    ) {
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, 10));
     }
     const applied = this.opts.local.appliedIndex();

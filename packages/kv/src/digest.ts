@@ -11,6 +11,19 @@ const PAGE = 256;
  * exactly when their states agree. Reads the view page by page.
  */
 export function digestView(view: KvView): string {
+  const steps = digestSteps(view);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * {@link digestView} one page at a time: each `next()` reads and hashes one
+ * page; the last returns the digest. Lets a caller spread a large digest
+ * over many turns of the event loop.
+ */
+export function* digestSteps(view: KvView): Generator<void, string, void> {
   const h = createHash('sha256');
   const num = (n: number): void => {
     const b = Buffer.alloc(8);
@@ -35,6 +48,7 @@ export function digestView(view: KvView): string {
     const last = page.at(-1);
     if (!last || page.length < PAGE) break;
     afterKey = last.key;
+    yield;
   }
   h.update('sessions');
   let afterClient: string | undefined;
@@ -53,6 +67,7 @@ export function digestView(view: KvView): string {
     const last = page.at(-1);
     if (!last || page.length < PAGE) break;
     afterClient = last.clientId;
+    yield;
   }
   return h.digest('hex');
 }

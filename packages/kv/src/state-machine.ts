@@ -3,7 +3,7 @@ import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, S
 import { type DurableNodeStore, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
 import { isExpired } from './apply-op.js';
 import { type KvCommand, decodeCommand } from './command.js';
-import { digestView } from './digest.js';
+import { digestSteps, digestView } from './digest.js';
 import { installLegacy } from './legacy-snapshot.js';
 import type { KvResult } from './result.js';
 import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
@@ -29,7 +29,17 @@ export interface KvStateMachineOptions {
    * @default 16
    */
   digestHistory?: number;
+  /**
+   * Runs the next slice of a `checksum` entry's digest (production: the
+   * node clock's `defer`), so a digest of a large partition never blocks
+   * the event loop; `digestAt` is undefined until it is done. Absent, the
+   * digest is computed in full while the entry applies (tests, simulation).
+   */
+  defer?: (fn: () => void) => void;
 }
+
+/** Pages of a digest hashed per slice when digests are spread over turns. */
+const DIGEST_PAGES_PER_SLICE = 16;
 
 /**
  * The replicated key-value state machine of one partition, on disk: applies
@@ -44,6 +54,9 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   private readonly sweepBatch: number;
   private readonly digestHistory: number;
   private readonly digests = new Map<LogIndex, string>();
+  /** Indexes whose digest is still being computed, slice by slice. */
+  private readonly pendingDigests = new Set<LogIndex>();
+  private readonly defer: ((fn: () => void) => void) | undefined;
   private readonly store: DurableNodeStore;
   /** A private in-memory store nobody else syncs: the machine syncs it after each batch so it never grows a backlog. */
   private readonly privateStore: MemoryNodeStore | undefined;
@@ -63,6 +76,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     this.sessionTtl = opts.sessionTtlMs ?? 3_600_000;
     this.sweepBatch = opts.sessionSweepBatch ?? 64;
     this.digestHistory = opts.digestHistory ?? 16;
+    this.defer = opts.defer;
   }
 
   applied(): AppliedState {
@@ -214,7 +228,43 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   }
 
   private recordDigest(index: LogIndex): void {
-    this.digests.set(index, this.digest());
+    const defer = this.defer;
+    if (defer === undefined) {
+      this.keepDigest(index, this.digest());
+      return;
+    }
+    // The view is taken now, right after the entry's transaction: the digest is of exactly that index.
+    const view = this.kv.openView();
+    const steps = digestSteps(view);
+    this.pendingDigests.add(index);
+    const slice = (): void => {
+      try {
+        for (let i = 0; i < DIGEST_PAGES_PER_SLICE; i++) {
+          const r = steps.next();
+          if (r.done) {
+            view.close();
+            this.pendingDigests.delete(index);
+            this.keepDigest(index, r.value);
+            return;
+          }
+        }
+      } catch (err) {
+        view.close();
+        this.pendingDigests.delete(index);
+        throw err;
+      }
+      defer(slice);
+    };
+    slice();
+  }
+
+  /** Whether the digest of the `checksum` entry at `index` is still being computed. */
+  digestPending(index: LogIndex): boolean {
+    return this.pendingDigests.has(index);
+  }
+
+  private keepDigest(index: LogIndex, digest: string): void {
+    this.digests.set(index, digest);
     while (this.digests.size > this.digestHistory) {
       const oldest = this.digests.keys().next().value as LogIndex;
       this.digests.delete(oldest);

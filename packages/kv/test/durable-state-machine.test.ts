@@ -225,6 +225,29 @@ describe.each([
     expect(h.sm.digestAt(24)).toBeUndefined();
   });
 
+  it('hashes a checksum entry slice by slice when given a scheduler, to the digest of exactly its index', () => {
+    const queued: (() => void)[] = [];
+    const sliced = new KvStateMachine(h.store, 'sliced', { defer: (fn) => queued.push(fn) });
+    const entries: Entry[] = [];
+    for (let i = 1; i <= 4500; i++) entries.push(entry(i, setCmd(`k${String(i).padStart(5, '0')}`, 'v', 1000 + i)));
+    entries.push(entry(4501, { op: 'checksum', now: 20_000 }));
+    sliced.applyBatch(entries, CONF);
+    // Pending until its slices run; writes after the entry do not change it.
+    expect(sliced.digestAt(4501)).toBeUndefined();
+    expect(sliced.digestPending(4501)).toBe(true);
+    sliced.applyBatch([entry(4502, setCmd('k00001', 'changed', 20_001))], CONF);
+    let slices = 0;
+    while (queued.length > 0) {
+      queued.shift()?.();
+      slices++;
+    }
+    expect(slices).toBeGreaterThanOrEqual(1);
+    expect(sliced.digestPending(4501)).toBe(false);
+    const peer = h.peer();
+    peer.applyBatch(entries, CONF);
+    expect(sliced.digestAt(4501)).toBe(peer.digestAt(4501));
+  });
+
   it('streams a snapshot taken while writes continue that equals the state at its index', () => {
     const batch: Entry[] = [];
     for (let i = 1; i <= 300; i++) {
