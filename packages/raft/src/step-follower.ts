@@ -112,7 +112,13 @@ function handleAppendEntries(r: Raft, m: Message): void {
 }
 
 function handleHeartbeat(r: Raft, m: Message): void {
-  r.raftLog.commitTo(m.commit);
+  // A heartbeat's commit is min(match, committed): the leader vouches that our log equals its own up to
+  // there. A commit past our last index means we lost entries we acknowledged (our storage was wiped or
+  // replaced), so the leader's view of our log is wrong and so may be its claim about the entries we still
+  // hold: take no commit from this heartbeat (committing less is always safe). We answer as usual; the
+  // leader's next probe is rejected below its match, it learns of the loss (leaderHandleReject), and the
+  // append path, which checks log matching, moves our commit again.
+  if (m.commit <= r.raftLog.lastIndex()) r.raftLog.commitTo(m.commit);
   // The answer below backs the leader's lease: refuse votes for an election timeout even if this node
   // stops following the leader meanwhile (e.g. the host makes it campaign), see lease.ts.
   if (r.opts.readOnlyOption === 'leaseBased')

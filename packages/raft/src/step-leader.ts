@@ -104,10 +104,36 @@ function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
   // Fast backtracking: the follower's hint (and its term) lets us skip a whole term at once.
   let nextProbe = m.rejectHint;
   if (m.rejectTerm > 0) nextProbe = r.raftLog.findConflictByTerm(m.rejectHint, m.rejectTerm).index;
+  if (lostAcknowledgedEntries(m, pr)) {
+    r.lostEntries++;
+    r.lastLostEntries = { id: m.from, match: pr.match, hint: m.rejectHint };
+    pr.forgetMatch(Math.min(m.index, nextProbe + 1));
+    r.sendAppend(m.from);
+    return;
+  }
   if (pr.maybeDecrTo(m.index, nextProbe)) {
     if (pr.state === 'replicate') pr.becomeProbe();
     r.sendAppend(m.from);
   }
+}
+
+/**
+ * Whether rejection `m` says the follower no longer holds entries it acknowledged: its storage was wiped
+ * or replaced while this leader kept its match. etcd ignores every rejection below match as stale, which
+ * leaves such a follower refused forever (our heartbeats carry a commit past its log, our probes start
+ * past its log, and no snapshot is ever sent). We depart from etcd for a rejection that cannot be stale:
+ * - in probe state only one append is outstanding, and we take only the answer to it (`m.index` is
+ *   `next - 1`); that probe left after match was recorded, at or above match (`next > match`);
+ * - a follower still holding its acknowledged entries answers such a probe with a hint of at least match:
+ *   its log equals ours through match and terms never decrease along a log, so findConflictByTerm stops
+ *   at match or later.
+ * So a hint below match on the answer to the current probe means the entries are gone. A rejection
+ * merely reordered or from an older probe fails the first test and takes the ordinary path (ignored when
+ * at or below match, as in etcd); only a duplicate of an old rejection at exactly the current probe index
+ * can pass, and believing it costs a resend from the hint, never safety: a lower match only delays commits.
+ */
+function lostAcknowledgedEntries(m: Message, pr: Progress): boolean {
+  return pr.state === 'probe' && m.index === pr.next - 1 && m.index >= pr.match && m.rejectHint < pr.match;
 }
 
 function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
