@@ -177,5 +177,5 @@ describe('a follower whose data directory was wiped', () => {
     expect(report.verdict).toBe('consistent');
     expect(report.replicas).toHaveLength(3);
     expect(new Set(report.replicas.map((r) => r.digest)).size).toBe(1);
-  }, 30_000);
+  }, 60_000);
 });

@@ -171,6 +171,10 @@ function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.msgAppFlowPaused = false;
   // A tick from the future is no heartbeat of ours: never let it stretch the lease.
   if (m.index > pr.leaseAckTick && m.index <= r.ticks) pr.leaseAckTick = m.index;
+  // A follower refusing the heartbeat's commit (at most its match) holds less than it acknowledged. Probing
+  // it is always safe, and its answer to the probe decides (lostAcknowledgedEntries); without this, an idle
+  // leader would never probe a caught-up follower whose storage was replaced.
+  if (m.reject && pr.state === 'replicate') pr.becomeProbe();
   if (pr.match < r.raftLog.lastIndex() || pr.state === 'probe') r.sendAppend(m.from);
   if (m.context.length === 0) return;
   const acks = r.readOnly.recvAck(m.from, m.context);

@@ -45,7 +45,7 @@ const reject = (index: number, hint: number, term: number): Message =>
   msg({ type: 'appResp', from: 'b', to: 'a', term, index, reject: true, rejectHint: hint, rejectTerm: 1 });
 
 describe('a follower whose storage was wiped', () => {
-  it('a follower told by a heartbeat to commit past its last index answers it and takes no commit from it', () => {
+  it('a follower told by a heartbeat to commit past its last index takes no commit from it and answers, flagging it', () => {
     // b holds 1..5, commit 3; the leader believes b acknowledged far more than b now holds.
     const rn = new RawNode(
       { id: 'b', electionTick: 10, heartbeatTick: 1, random: new SeededRandom(1) },
@@ -55,7 +55,7 @@ describe('a follower whose storage was wiped', () => {
     expect(rn.status().commit).toBe(3);
     expect(rn.status().lead).toBe('a');
     const resp = rn.ready().messages.find((m) => m.type === 'heartbeatResp');
-    expect(resp).toMatchObject({ to: 'a', term: 2, index: 7 });
+    expect(resp).toMatchObject({ to: 'a', term: 2, index: 7, reject: true, rejectHint: 5 });
   });
 
   it('a candidate told by a heartbeat to commit past its last index follows the leader without committing', () => {
@@ -79,6 +79,7 @@ describe('a follower whose storage was wiped', () => {
     );
     rn.step(msg({ type: 'heartbeat', from: 'a', to: 'b', term: 1, commit: 5 }));
     expect(rn.status().commit).toBe(5);
+    expect(rn.ready().messages.find((m) => m.type === 'heartbeatResp')?.reject).toBe(false);
   });
 
   it('a leader learns a follower lost acknowledged entries from a rejection of its probe below match, and probes from the hint', () => {
@@ -142,6 +143,26 @@ describe('a follower whose storage was wiped', () => {
     expect(progressOf(net, 'a', 'c').match).toBe(a.rn.status().lastIndex);
     expect(a.rn.status().lostEntries).toBe(1);
     expect(a.rn.status().lastLostEntries).toEqual({ id: 'c', match, hint: 3 });
+  });
+
+  it('an idle leader probes a follower that refuses a heartbeat commit, so a wiped follower catches up without writes', () => {
+    const net = group(20);
+    snapshotOf(net.node('a'));
+    const match = progressOf(net, 'a', 'c').match;
+    wipe(net, 'c');
+    net.tickAll(3);
+    const c = net.node('c');
+    expect(c.readies.some((rd) => rd.snapshot !== undefined)).toBe(true);
+    expect(appliedData(c)).toEqual(appliedData(net.node('a')));
+    expect(net.node('a').rn.status().lastLostEntries).toEqual({ id: 'c', match, hint: 3 });
+    // A refused heartbeat alone changes nothing but the progress state: the probe's answer decides.
+    const b = progressOf(net, 'a', 'b');
+    const a = net.node('a').rn;
+    a.step(msg({ type: 'heartbeatResp', from: 'b', to: 'a', term: a.status().term, reject: true, rejectHint: 3 }));
+    expect(progressOf(net, 'a', 'b')).toMatchObject({ match: b.match, state: 'probe' });
+    net.stabilize();
+    expect(progressOf(net, 'a', 'b')).toMatchObject({ match: b.match, state: 'replicate' });
+    expect(a.status().lostEntries).toBe(1);
   });
 
   it('a wiped follower catches up from the log when the leader still holds the entries it lost', () => {
