@@ -591,7 +591,8 @@ export class RaftHost {
       this.onLeaderChange?.(g.id, g.lead, g.role);
     }
     // A leader that finds a follower's storage replaced probes it at once: that Ready carries messages.
-    if (rd.messages.length > 0) this.logLostEntries(g);
+    // (Leaders only, and once per round: reading the status costs a few allocations.)
+    if (g.role === 'leader' && rd.messages.length > 0) this.logLostEntries(g);
     if (rd.snapshot) {
       // Only a streamed snapshot the machine already committed reaches the engine (see SnapshotReceiver).
       const at = g.sm.applied();
