@@ -119,9 +119,10 @@ function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
 
 /**
  * Whether rejection `m` says the follower no longer holds entries it acknowledged: its storage was wiped
- * or replaced while this leader kept its match. etcd ignores every rejection below match as stale, which
- * leaves such a follower refused forever (our heartbeats carry a commit past its log, our probes start
- * past its log, and no snapshot is ever sent). We depart from etcd for a rejection that cannot be stale:
+ * or replaced while this leader kept its match. etcd never probes below match (a rejection at or below it
+ * is stale, and backtracking stops at match + 1), which leaves such a follower stuck (our probes start
+ * past its log and, while the entry at match is in our log, no snapshot is ever sent). We depart from
+ * etcd for a rejection that cannot be stale:
  * - in probe state only one append is outstanding, and we take only the answer to it (`m.index` is
  *   `next - 1`); that probe left after match was recorded, at or above match (`next > match`);
  * - a follower still holding its acknowledged entries answers such a probe with a hint of at least match:
