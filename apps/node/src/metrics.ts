@@ -78,5 +78,10 @@ export class NodeMetrics {
     counter('cohort_raft_send_failures_total', 'Raft frames that could not be delivered', (s) => s.sendFailures);
     counter('cohort_raft_snapshots_taken_total', 'Snapshots taken locally', (s) => s.snapshotsTaken);
     counter('cohort_raft_snapshots_restored_total', 'Snapshots installed from a leader', (s) => s.snapshotsRestored);
+    counter(
+      'cohort_raft_followers_lost_entries_total',
+      'Followers found, as leader, to have lost entries they acknowledged (storage wiped or replaced)',
+      (s) => s.followersLostEntries,
+    );
   }
 }

@@ -108,8 +108,12 @@ export interface Message {
   index: LogIndex;
   entries: Entry[];
   commit: LogIndex;
+  /**
+   * On an answer: refused. A refused heartbeatResp says the follower's log ends before the heartbeat's
+   * commit: it lost entries it acknowledged (its storage was wiped or replaced).
+   */
   reject: boolean;
-  /** On a rejected append: the follower's hint for fast backtracking. */
+  /** On a rejected append: the follower's hint for fast backtracking; on a refused heartbeat: its last index. */
   rejectHint: LogIndex;
   /** Term of the follower's entry at `rejectHint`, so the leader can skip a whole term. */
   rejectTerm: Term;

@@ -4,6 +4,6 @@ export type * from './types.js';
 export { decodeConfChange, encodeConfChange } from './confchange/codec.js';
 export { MemoryStorage } from './memory-storage.js';
 export { RawNode } from './raw-node.js';
-export type { ProgressStatus, Status } from './status.js';
+export type { LostEntries, ProgressStatus, Status } from './status.js';
 export type { ProgressState } from './tracker/progress.js';
 export * from './host/index.js';

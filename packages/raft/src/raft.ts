@@ -18,6 +18,7 @@ import { applyChangeResult } from './membership.js';
 import { NONE, TRANSFER_CONTEXT, isTransferContext, newMessage, voteRespType } from './message.js';
 import { type ResolvedOptions, resolveOptions } from './options.js';
 import { ReadOnly } from './read-only.js';
+import type { LostEntries } from './status.js';
 import { stepCandidate, stepFollower } from './step-follower.js';
 import { releasePendingReadIndexMessages, stepLeader } from './step-leader.js';
 import { ProgressTracker } from './tracker/progress-tracker.js';
@@ -75,6 +76,10 @@ export class Raft {
    */
   voteQuietUntil = 0;
   receipt: SnapshotReceipt | undefined;
+  /** How many times, as leader, this node found a follower had lost entries it acknowledged (see status). */
+  lostEntries = 0;
+  /** The latest such finding. */
+  lastLostEntries: LostEntries | undefined;
   pendingBroadcast: 'none' | 'entries' | 'commit' = 'none';
 
   constructor(options: RaftOptions, storage: RaftLogReader) {

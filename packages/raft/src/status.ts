@@ -14,6 +14,19 @@ export interface ProgressStatus {
   inflight: number;
 }
 
+/**
+ * A follower found, by a leader, to have lost entries it had acknowledged: its storage was wiped or
+ * replaced. Its acknowledgements may have counted toward commits, so this is worth an operator's look.
+ */
+export interface LostEntries {
+  /** The follower. */
+  id: NodeId;
+  /** What the leader had recorded as replicated on it. */
+  match: LogIndex;
+  /** The follower's reject hint: about where its log now ends. Probing resumed from here. */
+  hint: LogIndex;
+}
+
 /** A point-in-time view of a node's engine. */
 export interface Status {
   id: NodeId;
@@ -29,6 +42,13 @@ export interface Status {
   confState: ConfState;
   /** The node leadership is being transferred to, or ''. */
   leadTransferee: NodeId;
+  /**
+   * How many times this node, as leader, found a follower had lost entries it acknowledged (since the
+   * engine started; it never decreases). Hosts log each increase with {@link lastLostEntries}.
+   */
+  lostEntries: number;
+  /** The latest such finding, if any. */
+  lastLostEntries: LostEntries | undefined;
 }
 
 /** Reads a {@link Status} off the engine. */
@@ -58,5 +78,7 @@ export function statusOf(r: Raft): Status {
     progress,
     confState: toConfState(r.trk.config),
     leadTransferee: r.leadTransferee,
+    lostEntries: r.lostEntries,
+    lastLostEntries: r.lastLostEntries,
   };
 }

@@ -112,13 +112,29 @@ function handleAppendEntries(r: Raft, m: Message): void {
 }
 
 function handleHeartbeat(r: Raft, m: Message): void {
-  r.raftLog.commitTo(m.commit);
+  // A heartbeat's commit is min(match, committed): the leader vouches that our log equals its own up to
+  // there. A commit past our last index means we lost entries we acknowledged (our storage was wiped or
+  // replaced), so the leader's view of our log is wrong and so may be its claim about the entries we still
+  // hold: take no commit from this heartbeat (committing less is always safe). We answer, flagging the
+  // answer: the leader probes us, our rejection below its match tells it of the loss
+  // (lostAcknowledgedEntries in step-leader.ts), and the append path, which checks log matching, moves
+  // our commit again.
+  const lost = m.commit > r.raftLog.lastIndex();
+  if (!lost) r.raftLog.commitTo(m.commit);
   // The answer below backs the leader's lease: refuse votes for an election timeout even if this node
   // stops following the leader meanwhile (e.g. the host makes it campaign), see lease.ts.
   if (r.opts.readOnlyOption === 'leaseBased')
     r.voteQuietUntil = Math.max(r.voteQuietUntil, r.ticks + r.opts.electionTick);
   // Echo the send tick: the leader's lease rests on when the heartbeat left, not when this answer arrives.
-  r.send(newMessage({ type: 'heartbeatResp', to: m.from, index: m.index, context: m.context }));
+  r.send(
+    newMessage({
+      type: 'heartbeatResp',
+      to: m.from,
+      index: m.index,
+      context: m.context,
+      ...(lost ? { reject: true, rejectHint: r.raftLog.lastIndex() } : {}),
+    }),
+  );
 }
 
 /** Reassembles `snap` chunks in order; applies the snapshot only once the last chunk arrives. */

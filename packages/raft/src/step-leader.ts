@@ -104,10 +104,37 @@ function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
   // Fast backtracking: the follower's hint (and its term) lets us skip a whole term at once.
   let nextProbe = m.rejectHint;
   if (m.rejectTerm > 0) nextProbe = r.raftLog.findConflictByTerm(m.rejectHint, m.rejectTerm).index;
+  if (lostAcknowledgedEntries(m, pr)) {
+    r.lostEntries++;
+    r.lastLostEntries = { id: m.from, match: pr.match, hint: m.rejectHint };
+    pr.forgetMatch(Math.min(m.index, nextProbe + 1));
+    r.sendAppend(m.from);
+    return;
+  }
   if (pr.maybeDecrTo(m.index, nextProbe)) {
     if (pr.state === 'replicate') pr.becomeProbe();
     r.sendAppend(m.from);
   }
+}
+
+/**
+ * Whether rejection `m` says the follower no longer holds entries it acknowledged: its storage was wiped
+ * or replaced while this leader kept its match. etcd never probes below match (a rejection at or below it
+ * is stale, and backtracking stops at match + 1), which leaves such a follower stuck (our probes start
+ * past its log and, while the entry at match is in our log, no snapshot is ever sent). We depart from
+ * etcd for a rejection that cannot be stale:
+ * - in probe state only one append is outstanding, and we take only the answer to it (`m.index` is
+ *   `next - 1`); that probe left after match was recorded, at or above match (`next > match`);
+ * - a follower still holding its acknowledged entries answers such a probe with a hint of at least match:
+ *   its log equals ours through match and terms never decrease along a log, so findConflictByTerm stops
+ *   at match or later.
+ * So a hint below match on the answer to the current probe means the entries are gone. A rejection
+ * merely reordered or from an older probe fails the first test and takes the ordinary path (ignored when
+ * at or below match, as in etcd); only a duplicate of an old rejection at exactly the current probe index
+ * can pass, and believing it costs a resend from the hint, never safety: a lower match only delays commits.
+ */
+function lostAcknowledgedEntries(m: Message, pr: Progress): boolean {
+  return pr.state === 'probe' && m.index === pr.next - 1 && m.index >= pr.match && m.rejectHint < pr.match;
 }
 
 function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
@@ -145,6 +172,10 @@ function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.msgAppFlowPaused = false;
   // A tick from the future is no heartbeat of ours: never let it stretch the lease.
   if (m.index > pr.leaseAckTick && m.index <= r.ticks) pr.leaseAckTick = m.index;
+  // A follower refusing the heartbeat's commit (at most its match) holds less than it acknowledged. Probing
+  // it is always safe, and its answer to the probe decides (lostAcknowledgedEntries); without this, an idle
+  // leader would never probe a caught-up follower whose storage was replaced.
+  if (m.reject && pr.state === 'replicate') pr.becomeProbe();
   if (pr.match < r.raftLog.lastIndex() || pr.state === 'probe') r.sendAppend(m.from);
   if (m.context.length === 0) return;
   const acks = r.readOnly.recvAck(m.from, m.context);

@@ -1,4 +1,5 @@
 import type { ConfChange, ConfState, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
+import type { LostEntries } from '../status.js';
 import type { RaftOptions, Ready, StateRole } from '../types.js';
 
 /** What the host reads of an engine's state for status reports. */
@@ -11,6 +12,13 @@ export interface EngineStatus {
   confState: ConfState;
   /** On a leader, the highest index known replicated on each peer (self included); absent elsewhere. */
   match?: Record<NodeId, LogIndex>;
+  /**
+   * How many times this node, as leader, found a follower had lost entries it acknowledged (its storage
+   * was wiped or replaced); never decreases. The host logs each increase. Absent: the engine does not tell.
+   */
+  lostEntries?: number;
+  /** The latest such finding. */
+  lastLostEntries?: LostEntries;
 }
 
 /**

@@ -24,4 +24,6 @@ export interface Group {
   readBatch: string[];
   /** Reads of each round in flight, by the round's context. */
   readRounds: Map<string, string[]>;
+  /** The engine's `lostEntries` count already logged. */
+  lostEntriesLogged: number;
 }

@@ -117,4 +117,6 @@ export interface HostStats {
   snapshotsSent: number;
   /** Snapshot chunk requests sent (retries included). */
   snapshotChunksSent: number;
+  /** Followers found, as leader, to have lost entries they acknowledged (storage wiped or replaced). */
+  followersLostEntries: number;
 }

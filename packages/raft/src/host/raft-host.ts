@@ -80,6 +80,7 @@ export class RaftHost {
     snapshotsRestored: 0,
     snapshotsSent: 0,
     snapshotChunksSent: 0,
+    followersLostEntries: 0,
   };
   /** Called once the host stopped because its store failed (after logging it). */
   onFatal: ((err: Error) => void) | undefined;
@@ -163,6 +164,7 @@ export class RaftHost {
       lead: s.lead,
       readBatch: [],
       readRounds: new Map(),
+      lostEntriesLogged: s.lostEntries ?? 0,
     });
     this.log.info('group added', {
       group,
@@ -588,6 +590,9 @@ export class RaftHost {
       }
       this.onLeaderChange?.(g.id, g.lead, g.role);
     }
+    // A leader that finds a follower's storage replaced probes it at once: that Ready carries messages.
+    // (Leaders only, and once per round: reading the status costs a few allocations.)
+    if (g.role === 'leader' && rd.messages.length > 0) this.logLostEntries(g);
     if (rd.snapshot) {
       // Only a streamed snapshot the machine already committed reaches the engine (see SnapshotReceiver).
       const at = g.sm.applied();
@@ -618,6 +623,21 @@ export class RaftHost {
       g.readRounds.delete(round);
     }
     g.pending.releaseReads(g.applied.index);
+  }
+
+  /** Logs what the engine found since the last call: followers that lost entries they had acknowledged. */
+  private logLostEntries(g: Group): void {
+    const s = g.engine.status();
+    const count = s.lostEntries ?? 0;
+    if (count <= g.lostEntriesLogged) return;
+    this.counters.followersLostEntries += count - g.lostEntriesLogged;
+    g.lostEntriesLogged = count;
+    const last = s.lastLostEntries;
+    if (last === undefined) return;
+    this.log.warn(
+      `follower ${last.id} lost acknowledged entries (match ${last.match}, now ${last.hint}): its storage was replaced`,
+      { group: g.id, follower: last.id, match: last.match, now: last.hint, times: count },
+    );
   }
 
   /**

@@ -33,7 +33,9 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
         commit: s.commit,
         lastIndex: s.lastIndex,
         confState: s.confState,
+        lostEntries: s.lostEntries,
       };
+      if (s.lastLostEntries) out.lastLostEntries = s.lastLostEntries;
       if (s.role === 'leader') {
         out.match = {};
         for (const [id, pr] of Object.entries(s.progress)) out.match[id] = pr.match;

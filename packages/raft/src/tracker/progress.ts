@@ -106,6 +106,18 @@ export class Progress {
     return true;
   }
 
+  /**
+   * The follower lost entries it had acknowledged (its storage was wiped or replaced, see
+   * `lostAcknowledgedEntries` in step-leader.ts): nothing is known to be stored on it any more, so match
+   * drops to 0 (the hint is the follower's guess, not an acknowledgement), and probing resumes at `next`.
+   */
+  forgetMatch(next: LogIndex): void {
+    this.resetState('probe');
+    this.match = 0;
+    this.next = Math.max(next, 1);
+    this.sentCommit = 0;
+  }
+
   /** Whether the leader must hold back appends to this follower. */
   isPaused(): boolean {
     switch (this.state) {

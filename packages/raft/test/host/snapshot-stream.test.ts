@@ -1,4 +1,4 @@
-import { type NodeId, Protocols, decodeSnapshotChunk } from '@cohort/core';
+import { type Logger, type NodeId, Protocols, decodeSnapshotChunk } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, MachineDisk, cmd, until } from './cluster.js';
 import { MemoryNodeStore } from './memory-node-store.js';
@@ -38,6 +38,18 @@ function watchChunks(
   return seqs;
 }
 
+/** A logger keeping every warning (with the node it came from) in `warnings`. */
+function recordingLogger(warnings: string[], fields: Record<string, unknown> = {}): Logger {
+  const drop = (): void => {};
+  return {
+    debug: drop,
+    info: drop,
+    warn: (msg) => warnings.push(`${String(fields.node ?? '')}: ${msg}`),
+    error: drop,
+    child: (more) => recordingLogger(warnings, { ...fields, ...more }),
+  };
+}
+
 async function writeKeys(c: Cluster, leader: NodeId, from: number, to: number): Promise<void> {
   for (let i = from; i < to; i++) await c.node(leader).host.propose('p0', cmd(`k${i}=${i}`));
 }
@@ -74,6 +86,37 @@ describe('streamed snapshots', () => {
     // The leader closed every view it opened.
     const sm = c.node(leader).sms.get('p0')!;
     await until('views closed', () => sm.viewsClosed === sm.viewsOpened);
+  });
+
+  it('a leader finds a wiped follower lost what it acknowledged, logs it, and streams it a snapshot', async () => {
+    const warnings: string[] = [];
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, logger: recordingLogger(warnings) });
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    await until('the follower applied every key', () => c.node(follower).sms.get('p0')!.map.size === 80);
+    // The follower is down for a while (the leader's sends to it fail, so it probes once it is back), and
+    // no writes meanwhile: the leader still holds the entry at the follower's match when it probes there.
+    c.hub.down.add(follower);
+    c.node(follower).host.stop();
+    await until('the leader to notice', () => c.node(leader).host.stats().sendFailures > 0);
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    c.hub.down.delete(follower);
+    await until('the leader finds the loss', () => c.node(leader).host.stats().followersLostEntries > 0);
+    expect(warnings).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^${leader}: follower ${follower} lost acknowledged entries \\(match \\d+, now 3\\): its storage was replaced$`,
+        ),
+      ),
+    );
+    await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0);
+    await writeKeys(c, leader, 80, 90);
+    await until('the follower holds every key', () => wiped.sms.get('p0')!.map.size === 90);
+    expect(c.node(leader).host.stats().followersLostEntries).toBe(1);
+    expect(warnings.filter((w) => w.includes('engine refused a message'))).toEqual([]);
   });
 
   it('a lost chunk or a lost answer resumes from the last acknowledged chunk, not from the start', async () => {
