@@ -13,8 +13,8 @@ afterAll(async () => {
 });
 
 // What the Raft host logs: the leader after compacting, the follower after installing a streamed snapshot.
-const COMPACTED = /snapshot taken: a metadata-only marker; log compacted/g;
-const INSTALLED = /restored a snapshot from the leader \(streamed\)/;
+const COMPACTED = /snapshot taken: log compacted behind a snapshot marker/g;
+const INSTALLED = /restored a snapshot from the leader: installed a streamed snapshot/;
 
 /** Small snapshot thresholds from the config flags, so compaction happens within a second of writes. */
 const FAST_SNAPSHOTS = [

@@ -57,9 +57,9 @@ describe('a node that missed compacted entries', () => {
     clients.push(direct);
     expect(await direct.mget('s0', 's75', 's149')).toEqual(['v0', 'v75', 'v149']);
     // The leader logged that it compacted: the node could only have caught up from a snapshot.
-    expect(leader.log).toMatch(/snapshot taken: a metadata-only marker; log compacted/);
+    expect(leader.log).toMatch(/snapshot taken: log compacted behind a snapshot marker/);
     // One snapshot per interval of 20 entries, not one per round.
-    expect(leader.log.match(/snapshot taken: a metadata-only marker; log compacted/g)!.length).toBeLessThanOrEqual(10);
-    expect(lagging.log).toMatch(/restored a snapshot from the leader \(streamed\)/);
+    expect(leader.log.match(/snapshot taken: log compacted behind a snapshot marker/g)!.length).toBeLessThanOrEqual(10);
+    expect(lagging.log).toMatch(/restored a snapshot from the leader: installed a streamed snapshot/);
   }, 90_000);
 });
