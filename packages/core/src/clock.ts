@@ -31,3 +31,26 @@ export const systemClock: Clock = {
     setImmediate(fn);
   },
 };
+
+/** An `AbortSignal` that fires after `ms` of `clock` time, and a way to disarm it once the call it bounds is over. */
+export interface ClockSignal {
+  signal: AbortSignal;
+  /** Cancels the pending timer (call it when the bounded call ends, however it ends). */
+  clear(): void;
+}
+
+/**
+ * An abort signal driven by an injected {@link Clock} instead of the
+ * runtime's timers, so a simulated node times its network calls out in
+ * simulated time. Aborts with an `Error` named `TimeoutError`, as
+ * `AbortSignal.timeout` does.
+ */
+export function clockSignal(clock: Clock, ms: Millis): ClockSignal {
+  const ac = new AbortController();
+  const handle = clock.setTimeout(() => {
+    const err = new Error(`timed out after ${Math.round(ms)} ms`);
+    err.name = 'TimeoutError';
+    ac.abort(err);
+  }, ms);
+  return { signal: ac.signal, clear: () => clock.clearTimeout(handle) };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NotLeaderError, SeededRandom } from '../src/index.js';
+import { NotLeaderError, SeededRandom, clockSignal } from '../src/index.js';
 
 describe('SeededRandom', () => {
   it('replays the same stream from the same seed', () => {
@@ -30,5 +30,33 @@ describe('errors', () => {
     expect(e.code).toBe('NOT_LEADER');
     expect(e.leaderId).toBe('n2');
     expect(e.message).toContain('n2');
+  });
+});
+
+describe('clockSignal', () => {
+  it('aborts with a TimeoutError when the injected clock fires, and never once cleared', () => {
+    const timers: { fn: () => void; ms: number; live: boolean }[] = [];
+    const clock = {
+      now: () => 0,
+      setTimeout: (fn: () => void, ms: number) => {
+        const t = { fn, ms, live: true };
+        timers.push(t);
+        return t;
+      },
+      clearTimeout: (h: object) => {
+        (h as { live: boolean }).live = false;
+      },
+      defer: (fn: () => void) => fn(),
+    };
+    const fired = clockSignal(clock, 250);
+    expect(timers[0]?.ms).toBe(250);
+    expect(fired.signal.aborted).toBe(false);
+    timers[0]?.fn();
+    expect(fired.signal.aborted).toBe(true);
+    expect((fired.signal.reason as Error).name).toBe('TimeoutError');
+    const cleared = clockSignal(clock, 100);
+    cleared.clear();
+    expect(timers[1]?.live).toBe(false);
+    expect(cleared.signal.aborted).toBe(false);
   });
 });

@@ -6,6 +6,7 @@ import {
   type Logger,
   type NodeId,
   type Transport,
+  clockSignal,
   silentLogger,
 } from '@cohort/core';
 
@@ -202,17 +203,21 @@ export class ConsistencyChecker {
 
   private async digestOf(node: NodeId, index: LogIndex): Promise<ReplicaDigest> {
     try {
-      const frame =
-        node === this.opts.transport.self
-          ? await this.answer(index, this.waitMs)
-          : await this.opts.transport.request(
-              node,
-              DIGEST_PROTOCOL,
-              encodeDigestRequest(this.opts.group, index, this.waitMs),
-              {
-                signal: AbortSignal.timeout(this.waitMs + 1000),
-              },
-            );
+      let frame: Uint8Array;
+      if (node === this.opts.transport.self) frame = await this.answer(index, this.waitMs);
+      else {
+        const timer = clockSignal(this.opts.clock, this.waitMs + 1000);
+        try {
+          frame = await this.opts.transport.request(
+            node,
+            DIGEST_PROTOCOL,
+            encodeDigestRequest(this.opts.group, index, this.waitMs),
+            { signal: timer.signal },
+          );
+        } finally {
+          timer.clear();
+        }
+      }
       const res = decodeDigestResponse(frame);
       return res.digest !== undefined
         ? { node, digest: res.digest }

@@ -16,7 +16,7 @@ import {
   encodeForwardResponse,
   silentLogger,
 } from '@cohort/core';
-import { NotLeaderError, StorageError } from '@cohort/core';
+import { NotLeaderError, StorageError, clockSignal } from '@cohort/core';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, encodeCommand } from './command.js';
 import type { KvReplica } from './replica.js';
@@ -214,8 +214,14 @@ export class KvService {
   private async forward(leader: NodeId, req: KvRequest, deadline: number): Promise<KvResponse> {
     try {
       const frame = encodeForwardRequest({ group: this.opts.group.id, op: encodeRequest(req) });
-      const signal = AbortSignal.timeout(Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
-      const answer = decodeForwardResponse(await this.opts.transport.request(leader, Protocols.kv, frame, { signal }));
+      const timer = clockSignal(this.opts.clock, Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
+      let raw: Uint8Array;
+      try {
+        raw = await this.opts.transport.request(leader, Protocols.kv, frame, { signal: timer.signal });
+      } finally {
+        timer.clear();
+      }
+      const answer = decodeForwardResponse(raw);
       if (!answer.ok) {
         const res: KvResponse = { type: 'failure', code: answer.code, message: answer.message };
         if (answer.leaderId) res.leaderId = answer.leaderId;
