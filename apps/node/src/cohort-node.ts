@@ -1,5 +1,5 @@
 import { type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
-import { KvReplica, KvService, KvStateMachine } from '@cohort/kv';
+import { KvService, KvStateMachine } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
@@ -54,7 +54,7 @@ export class CohortNode {
   ) {}
 
   private store: DurableNodeStore | undefined;
-  private replica: KvReplica | undefined;
+  private machine: KvStateMachine | undefined;
   private maintenance: KvMaintenance | undefined;
 
   status(): NodeStatus {
@@ -66,7 +66,7 @@ export class CohortNode {
       leader: s.leader,
       commit: s.commit,
       applied: s.applied,
-      keys: this.replica?.kv.size ?? 0,
+      keys: this.machine?.size ?? 0,
       ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
     };
   }
@@ -108,13 +108,12 @@ export class CohortNode {
     // The group's rows live in the node's store, next to its log.
     // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
     const sm = new KvStateMachine(this.store, KV_GROUP, { defer: (fn) => systemClock.defer(fn) });
-    const replica = new KvReplica(sm);
-    this.replica = replica;
+    this.machine = sm;
     // A node joining an existing cluster starts without founding voters and waits to be added.
-    host.addGroup(KV_GROUP, replica, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
+    host.addGroup(KV_GROUP, sm, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
       group: host.replicated(KV_GROUP),
-      replica,
+      machine: sm,
       transport,
       clock: systemClock,
       logger: this.log.child({ component: 'kv' }),

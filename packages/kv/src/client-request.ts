@@ -116,12 +116,14 @@ function toOp(write: KvClientWrite, now: number): KvOp {
       return { op: 'incr', key: write.key, delta: write.delta, now };
     case 'mset':
       return { op: 'mset', keys: write.keys, values: write.values, now };
-    case 'expire': {
-      const d = write.deadline;
-      const at = d.kind === 'at' ? d.ms : now + d.ms;
-      if (!Number.isSafeInteger(d.ms) || !Number.isSafeInteger(at)) throw new InvalidExpireError(write.command);
-      return { op: 'expire', key: write.key, deadline: at, flag: write.flag, now };
-    }
+    case 'expire':
+      return {
+        op: 'expire',
+        key: write.key,
+        deadline: deadline(write.deadline, now, write.command),
+        flag: write.flag,
+        now,
+      };
     case 'persist':
       return { op: 'persist', key: write.key, now };
     case 'delExpired':

@@ -22,7 +22,6 @@ export {
   encodeRequest,
   encodeResponse,
 } from './request.js';
-export { KvReplica } from './replica.js';
 export { KvService, type KvServiceOptions } from './kv-service.js';
 export {
   type ClientSession,

@@ -19,7 +19,6 @@ import {
 import { NotLeaderError, StorageError, clockSignal } from '@cohort/core';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, encodeCommand } from './command.js';
-import type { KvReplica } from './replica.js';
 import {
   type KvRequest,
   type KvResponse,
@@ -29,12 +28,14 @@ import {
   encodeResponse,
 } from './request.js';
 import type { KvResult } from './result.js';
+import type { KvStateMachine } from './state-machine.js';
 
 /** Options of {@link KvService}. */
 export interface KvServiceOptions {
   /** The group whose state machine this service serves (Raft or any other engine). */
   group: ReplicatedGroup;
-  replica: KvReplica;
+  /** This replica's state machine of the group, which reads are served from. */
+  machine: KvStateMachine;
   transport: Transport;
   clock: Clock;
   logger?: Logger;
@@ -185,7 +186,7 @@ export class KvService {
       const now = this.wallClock();
       if (req.kind === 'write') return await this.opts.group.propose<KvResult>(encodeCommand(stamp(req, now)));
       await this.opts.group.read();
-      const kv = this.opts.replica.kv;
+      const kv = this.opts.machine;
       switch (req.op) {
         case 'get': {
           const v = kv.get(req.keys[0] ?? new Uint8Array(), now);

@@ -2,7 +2,7 @@ import { CodecError, type Entry } from '@cohort/core';
 import { MemoryNodeStore, type SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvSnapshotChunkPb, KvSnapshotPb } from '../src/generated/kv-command.js';
-import { DUPLICATE_ACKNOWLEDGED, type KvCommand, KvReplica, KvStateMachine } from '../src/index.js';
+import { DUPLICATE_ACKNOWLEDGED, type KvCommand, KvStateMachine } from '../src/index.js';
 import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
 
 const incr = (key: string, now: number, session?: { clientId: string; seq: number; lowWater: number }): KvCommand =>
@@ -384,28 +384,5 @@ describe('KvStateMachine on a simulated disk', () => {
     sm.applyBatch(entries.slice(1), CONF);
     expect(sm.digest()).toBe(before);
     expect(text(sm.get(b('n'), 0))).toBe('4');
-  });
-});
-
-describe('KvReplica (the whole-image seam)', () => {
-  it('round-trips its state through snapshot and restore', () => {
-    const a = new KvReplica();
-    a.apply(entry(1, setCmd('k', 'v')));
-    a.apply(entry(2, incr('n', 1000, { clientId: 'c', seq: 1, lowWater: 0 })));
-    a.skip(3);
-    const b2 = new KvReplica();
-    b2.restore(a.snapshot());
-    expect(b2.kv.appliedIndex).toBe(3);
-    expect(b2.kv.digest()).toBe(a.kv.digest());
-    const old = new KvReplica();
-    old.restore(
-      KvSnapshotPb.encode({ version: 1, appliedIndex: 9n, keys: [b('x')], values: [b('y')], expiresAt: [0n] }),
-    );
-    expect(old.kv.appliedIndex).toBe(9);
-    expect(text(old.kv.get(b('x'), 0))).toBe('y');
-    expect(b2.apply(entry(4, incr('n', 1000, { clientId: 'c', seq: 1, lowWater: 0 })))).toEqual({
-      type: 'int',
-      value: 1n,
-    });
   });
 });

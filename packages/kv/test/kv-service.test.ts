@@ -2,7 +2,7 @@ import { MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core'
 import { RaftHost } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type KvClientRequest, KvReplica, KvService } from '../src/index.js';
+import { type KvClientRequest, KvService, KvStateMachine } from '../src/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const IDS = ['a', 'b', 'c'];
@@ -10,7 +10,7 @@ const IDS = ['a', 'b', 'c'];
 interface Node {
   host: RaftHost;
   service: KvService;
-  replica: KvReplica;
+  machine: KvStateMachine;
 }
 
 let nodes = new Map<NodeId, Node>();
@@ -33,19 +33,19 @@ function startCluster(): void {
       tickMs: 10,
       electionTicks: 5,
     });
-    const replica = new KvReplica();
-    host.addGroup('p0', replica, IDS);
+    const machine = new KvStateMachine();
+    host.addGroup('p0', machine, IDS);
     host.start();
     const service = new KvService({
       group: host.replicated('p0'),
-      replica,
+      machine,
       transport,
       clock: systemClock,
       requestTimeoutMs: 1500,
       wallClock: () => Date.now() + (offsets.get(id) ?? 0),
     });
     service.start();
-    nodes.set(id, { host, service, replica });
+    nodes.set(id, { host, service, machine });
   });
 }
 

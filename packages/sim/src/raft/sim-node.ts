@@ -11,7 +11,7 @@ import {
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { KvReplica, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
+import { KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
 import { type HostFaults, RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
@@ -75,7 +75,7 @@ interface Process {
 }
 
 /**
- * A simulated node: the production `RaftHost`, `KvReplica` and `KvService`,
+ * A simulated node: the production `RaftHost`, `KvStateMachine` and `KvService`,
  * composed as `apps/node` composes them, over a simulated clock (with the
  * node's drift), network and disk. Its disk is storage's `MemoryNodeStore`
  * without auto-sync, so a crash loses what was not yet durable. The node
@@ -248,12 +248,12 @@ export class SimRaftNode {
     proc.host = host;
     host.onFatal = (err) => this.onHostFatal(err);
     // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
-    const replica = new KvReplica(new KvStateMachine(this.store, KV_PARTITION));
-    host.addGroup(GROUP, new ObservedMachine(replica, (e) => this.onApply(e)), voters);
+    const machine = new KvStateMachine(this.store, KV_PARTITION);
+    host.addGroup(GROUP, new ObservedMachine(machine, (e) => this.onApply(e)), voters);
     host.start();
     const service = new KvService({
       group: host.replicated(GROUP),
-      replica,
+      machine,
       transport,
       clock,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
