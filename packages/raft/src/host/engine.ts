@@ -10,8 +10,6 @@ export interface EngineStatus {
   commit: LogIndex;
   lastIndex: LogIndex;
   confState: ConfState;
-  /** On a leader, the highest index known replicated on each peer (self included); absent elsewhere. */
-  match?: Record<NodeId, LogIndex>;
   /**
    * How many times this node, as leader, found a follower had lost entries it acknowledged (its storage
    * was wiped or replaced); never decreases. The host logs each increase. Absent: the engine does not tell.
@@ -46,6 +44,8 @@ export interface RaftEngine {
   campaign(): void;
   /** On a leader, hands leadership to `to` (a voter), which campaigns once it has caught up. */
   transferLeadership(to: NodeId): void;
+  /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */
+  matchIndexes(): Record<NodeId, LogIndex> | undefined;
   status(): EngineStatus;
 }
 

@@ -416,12 +416,13 @@ export class RaftHost {
   private handOverLeadership(): void {
     const out: GroupMessage[] = [];
     for (const g of this.groups.values()) {
+      const match = g.engine.matchIndexes();
+      if (match === undefined) continue;
       const s = g.engine.status();
-      if (s.role !== 'leader' || s.match === undefined) continue;
       let best: NodeId | undefined;
       let bestMatch = -1;
       for (const id of s.confState.voters) {
-        const m = s.match[id] ?? -1;
+        const m = match[id] ?? -1;
         if (id !== this.opts.id && m > bestMatch) {
           best = id;
           bestMatch = m;

@@ -1,4 +1,4 @@
-import { type LogIndex, NotLeaderError, type Term } from '@cohort/core';
+import { type LogIndex, type NodeId, NotLeaderError, type Term } from '@cohort/core';
 import { RawNode } from '../raw-node.js';
 import type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
 
@@ -36,11 +36,14 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
         lostEntries: s.lostEntries,
       };
       if (s.lastLostEntries) out.lastLostEntries = s.lastLostEntries;
-      if (s.role === 'leader') {
-        out.match = {};
-        for (const [id, pr] of Object.entries(s.progress)) out.match[id] = pr.match;
-      }
       return out;
+    },
+    matchIndexes() {
+      const s = rn.status();
+      if (s.role !== 'leader') return undefined;
+      const match: Record<NodeId, LogIndex> = {};
+      for (const [id, pr] of Object.entries(s.progress)) match[id] = pr.match;
+      return match;
     },
   };
 }

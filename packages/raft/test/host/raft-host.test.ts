@@ -1,4 +1,4 @@
-import { NotLeaderError, ProposalDroppedError, TimeoutError, decodeRaftBatch } from '@cohort/core';
+import { NotLeaderError, ProposalDroppedError, StorageError, TimeoutError, decodeRaftBatch } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EngineFactory, rawNodeFactory } from '../../src/index.js';
 import { Cluster, cmd, until } from './cluster.js';
@@ -171,5 +171,28 @@ describe('RaftHost', () => {
     (leader.store as SizedStore).full = false;
     await leader.host.propose('p0', cmd('again=1'));
     expect(leader.sms.get('p0')!.map.has('no')).toBe(false);
+  });
+});
+
+describe('RaftHost.fail', () => {
+  it('hands leadership to a caught-up voter before stopping, so the group does not wait out an election timeout', async () => {
+    // Elections take 500-1000 ms here; a handover makes the new leader in one round trip.
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { electionTicks: 50 });
+    const c = cluster;
+    const old = await until('a leader', () => c.leader(), 10_000);
+    await c.node(old).host.propose('p0', cmd('x=1'));
+    const others = c.ids.filter((id) => id !== old);
+    await until('the followers apply x=1', () => others.every((id) => c.node(id).sms.get('p0')!.map.get('x') === '1'));
+    let fatal: Error | undefined;
+    c.node(old).host.onFatal = (err) => {
+      fatal = err;
+    };
+    const failedAt = Date.now();
+    c.node(old).host.fail('reading a row', new StorageError('row k fails its CRC32C check'));
+    expect(fatal?.message).toBe('row k fails its CRC32C check');
+    const next = await until('a new leader', () => c.leader('p0', others), 2000);
+    expect(others).toContain(next);
+    expect(Date.now() - failedAt).toBeLessThan(450);
+    await expect(c.node(old).host.propose('p0', cmd('y=2'))).rejects.toThrow();
   });
 });
