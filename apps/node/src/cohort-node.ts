@@ -1,4 +1,4 @@
-import { type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
+import { CorruptStateError, type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
 import { KvService, KvStateMachine } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
@@ -66,7 +66,8 @@ export class CohortNode {
       leader: s.leader,
       commit: s.commit,
       applied: s.applied,
-      keys: this.machine?.size ?? 0,
+      repairing: s.repairing,
+      keys: s.repairing ? 0 : (this.machine?.size ?? 0),
       ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
     };
   }
@@ -118,7 +119,8 @@ export class CohortNode {
       clock: systemClock,
       logger: this.log.child({ component: 'kv' }),
       requestTimeoutMs,
-      onStorageFailure: (err) => host.fail('serving a read', err),
+      onStorageFailure: (err) =>
+        err instanceof CorruptStateError ? host.repair(KV_GROUP, err) : host.fail('serving a read', err),
     });
     service.start();
     await transport.start();

@@ -10,6 +10,8 @@ export interface NodeStatus {
   leader: NodeId;
   commit: LogIndex;
   applied: LogIndex;
+  /** This replica found its copy of the data corrupt and is restoring it from a healthy replica; it serves nothing meanwhile. */
+  repairing?: boolean;
   /** Rows this replica's state machine holds, expired ones the sweeper has not deleted yet included. */
   keys?: number;
   /** The consistency checks this node ran, when it runs them. */

@@ -83,5 +83,15 @@ export class NodeMetrics {
       'Followers found, as leader, to have lost entries they acknowledged (storage wiped or replaced)',
       (s) => s.followersLostEntries,
     );
+    counter(
+      'cohort_replica_repairs_total',
+      'Times this node found its copy of a partition corrupt and began restoring it from a healthy replica',
+      (s) => s.replicaRepairs,
+    );
+    counter(
+      'cohort_replica_repairs_done_total',
+      'Repairs finished: the partition was restored from a healthy replica and serves again',
+      (s) => s.replicaRepairsDone,
+    );
   }
 }

@@ -58,8 +58,24 @@ export class StaleTermError extends CohortError {
 
 /** Durable storage failed or holds corrupt data; the message names the file, group and index. */
 export class StorageError extends CohortError {
-  override readonly name = 'StorageError';
+  override readonly name: string = 'StorageError';
   readonly code = ErrorCode.Storage;
+}
+
+/**
+ * A replicated state machine's stored state failed its checksum (a KV row,
+ * session or applied-state row), while the log is intact: the state can be
+ * rebuilt from a healthy replica's snapshot plus this node's own log.
+ */
+export class CorruptStateError extends StorageError {
+  override readonly name: string = 'CorruptStateError';
+  constructor(
+    message: string,
+    /** The partition (state machine) whose state is corrupt. */
+    readonly partition: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Configuration is invalid; the message says which field and how to fix it. */

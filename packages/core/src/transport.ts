@@ -12,6 +12,8 @@ export const Protocols = {
   kv: '/cohort/kv/1',
   /** Snapshot streaming between the hosts of one group: acknowledged, resumable chunks. */
   snapshot: '/cohort/snapshot/1',
+  /** A replica whose state is corrupt asks a healthy one to stream it a snapshot. */
+  snapshotPull: '/cohort/snapshot-pull/1',
 } as const;
 export type ProtocolId = (typeof Protocols)[keyof typeof Protocols] | (string & {});
 

@@ -16,7 +16,7 @@ import {
   encodeForwardResponse,
   silentLogger,
 } from '@cohort/core';
-import { NotLeaderError, StorageError, clockSignal } from '@cohort/core';
+import { CorruptStateError, NotLeaderError, StorageError, clockSignal } from '@cohort/core';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, encodeCommand } from './command.js';
 import {
@@ -48,9 +48,11 @@ export interface KvServiceOptions {
    */
   wallClock?: () => number;
   /**
-   * Called when serving a request met damaged storage (a row failing its
-   * checksum): the replica must stop serving; the node hands over its
-   * leaderships and stops. The request itself fails with the storage error.
+   * Called when serving a request met damaged storage. A `CorruptStateError`
+   * (a KV row failing its checksum) means the replica restores its state from
+   * a healthy one (the host's `repair`), and the request fails with a
+   * retryable UNAVAILABLE; any other storage error means the replica must
+   * stop serving (the host's `fail`), and the request fails with it.
    */
   onStorageFailure?: (err: StorageError) => void;
 }
@@ -204,6 +206,17 @@ export class KvService {
         }
       }
     } catch (err) {
+      if (err instanceof CorruptStateError) {
+        this.log.error('a read met corrupt state; this replica restores it from a healthy replica', {
+          err: err.message,
+        });
+        this.opts.onStorageFailure?.(err);
+        return failure(
+          new UnavailableError(
+            'this replica found its copy of the data corrupt and is restoring it; retry the request',
+          ),
+        );
+      }
       if (err instanceof StorageError) {
         this.log.error('a read met damaged storage; this replica stops serving', { err: err.message });
         this.opts.onStorageFailure?.(err);

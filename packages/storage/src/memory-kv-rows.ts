@@ -1,4 +1,4 @@
-import { StorageError } from '@cohort/core/errors';
+import { CorruptStateError } from '@cohort/core/errors';
 import { hexKey, kvRowCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import type { MemRow, MemSession } from './memory-state.js';
 import type { ClientSession, KvRecord } from './types.js';
@@ -13,8 +13,9 @@ export interface MemSource {
 export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
   const r = row.record;
   if (kvRowCrc(src.partition, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt) !== row.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.name}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   const out: KvRecord = {
@@ -31,8 +32,9 @@ export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
 export function checkedSession(src: MemSource, clientId: string, s: MemSession): ClientSession {
   const out = { clientId, lowWater: s.lowWater, lastActive: s.lastActive };
   if (sessionCrc(src.partition, out) !== s.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.name}: partition ${src.partition}: session of client ${clientId} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   return out;
@@ -43,8 +45,9 @@ export function checkedResponse(src: MemSource, clientId: string, seq: number, s
   const r = s.responses.get(seq);
   if (!r) return undefined;
   if (responseCrc(src.partition, clientId, seq, r.response) !== r.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.name}: partition ${src.partition}: stored response ${seq} of client ${clientId} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   return r.response.slice();

@@ -1,5 +1,5 @@
 import type { ConfState } from '@cohort/core';
-import { StorageError } from '@cohort/core/errors';
+import { CorruptStateError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import type Database from 'better-sqlite3';
 import { partitionCrc } from './kv-checksums.js';
@@ -50,8 +50,9 @@ export function readPartition(
   }
   const applied = { index: r.applied_index, term: r.applied_term, confState };
   if (partitionCrc(src.partition, r.generation, applied, r.log_time) !== r.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: applied state row is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   return { generation: r.generation, applied, logTime: r.log_time };

@@ -1,4 +1,4 @@
-import { StorageError } from '@cohort/core/errors';
+import { CorruptStateError } from '@cohort/core/errors';
 import { hexKey, kvRowCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import type { ClientSession, KvRecord, SessionRecord, SessionResponse } from './types.js';
 
@@ -41,8 +41,9 @@ export const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffse
 /** Verifies a row's CRC and turns it into a record; a mismatch throws `StorageError`. */
 export function toRecord(src: RowSource, r: KvRow): KvRecord {
   if (kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at) !== r.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   const rec: KvRecord = {
@@ -59,8 +60,9 @@ export function toRecord(src: RowSource, r: KvRow): KvRecord {
 export function toSession(src: RowSource, r: SessionRow): ClientSession {
   const s: ClientSession = { clientId: r.client_id, lowWater: r.low_water, lastActive: r.last_active };
   if (sessionCrc(src.partition, s) !== r.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: session of client ${r.client_id} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   return s;
@@ -69,8 +71,9 @@ export function toSession(src: RowSource, r: SessionRow): ClientSession {
 /** Verifies a stored response's CRC. */
 export function toResponse(src: RowSource, clientId: string, r: ResponseRow): SessionResponse {
   if (responseCrc(src.partition, clientId, r.seq, r.response) !== r.crc) {
-    throw new StorageError(
+    throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: stored response ${r.seq} of client ${clientId} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
+      src.partition,
     );
   }
   return { seq: r.seq, response: view(r.response) };

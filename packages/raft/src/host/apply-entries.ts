@@ -1,37 +1,67 @@
-import type { Entry, Logger } from '@cohort/core';
+import { CorruptStateError, type Entry, type Logger, UnavailableError } from '@cohort/core';
 import { decodeConfChange } from '../confchange/codec.js';
 import type { Group } from './group.js';
 
 /**
- * Applies the entries of `all` past the machine's applied index in one
- * `applyBatch` (re-delivered ones are skipped, so a restart is idempotent);
- * membership changes go to the engine first, in order, and the machine
- * records the resulting membership with its applied index. Resolves or fails
- * the proposals waiting on them. Returns how many entries were applied.
+ * Applies the committed entries of `all` that the group has not applied yet.
+ *
+ * Membership changes go to the engine first, in order, once each (tracked by
+ * `confApplied`, which can run ahead of the machine). The entries past the
+ * machine's applied index then go to the machine in one `applyBatch`
+ * (re-delivered ones are skipped, so a restart is idempotent), and the
+ * machine records the resulting membership with its applied index. Resolves
+ * or fails the proposals waiting on them.
+ *
+ * While the group repairs its state (see `replica-repair.ts`) the machine is
+ * not called: its state is being replaced by a healthy replica's snapshot,
+ * and the entries applied meanwhile are replayed from the log once it
+ * arrives. A machine that reports its state corrupt while applying starts
+ * such a repair through `onCorrupt`; its transaction was rolled back, so the
+ * batch is replayed later like the rest. Returns how many entries the
+ * machine applied.
  */
-export function applyEntries(g: Group, all: Entry[], log: Logger): number {
-  const ents: Entry[] = [];
-  let next = g.applied.index + 1;
-  for (const e of all) {
-    if (e.index < next) continue; // re-delivered: the machine holds it already
-    if (e.index > next) {
-      throw new Error(`invariant: group ${g.id} was handed entry ${e.index} to apply after ${next - 1}`);
-    }
-    ents.push(e);
-    next++;
-  }
-  const last = ents[ents.length - 1];
-  if (last === undefined) return 0;
-  let confState = g.applied.confState;
+export function applyEntries(g: Group, all: Entry[], log: Logger, onCorrupt: (err: CorruptStateError) => void): number {
+  const fresh: Entry[] = [];
   let changed = false;
-  for (const e of ents) {
-    if (e.type !== 'confChange') continue;
-    confState = g.engine.applyConfChange(decodeConfChange(e.data));
-    changed = true;
+  for (const e of all) {
+    if (e.index <= g.confApplied) continue; // re-delivered
+    if (e.index !== g.confApplied + 1) {
+      throw new Error(`invariant: group ${g.id} was handed entry ${e.index} to apply after ${g.confApplied}`);
+    }
+    if (e.type === 'confChange') {
+      g.engine.applyConfChange(decodeConfChange(e.data));
+      changed = true;
+    }
+    g.confApplied = e.index;
+    fresh.push(e);
+  }
+  if (fresh.length === 0) return 0;
+  if (g.repair !== undefined) {
+    failWaiting(g, fresh);
+    return 0;
+  }
+  const ents = fresh.filter((e) => e.index > g.applied.index);
+  const last = ents[ents.length - 1];
+  if (last === undefined) {
+    // The machine holds them already (it installed a newer snapshot): their outcomes are unknown here.
+    failWaiting(g, fresh);
+    return 0;
+  }
+  if (ents[0]?.index !== g.applied.index + 1) {
+    throw new Error(`invariant: group ${g.id} would apply entry ${ents[0]?.index} after ${g.applied.index}`);
   }
   // A machine that never recorded a membership takes the engine's.
-  if (!changed && g.applied.confState.voters.length === 0) confState = g.engine.status().confState;
-  const outcomes = g.sm.applyBatch(ents, confState);
+  const confState =
+    changed || g.applied.confState.voters.length === 0 ? g.engine.status().confState : g.applied.confState;
+  let outcomes: ReturnType<typeof g.sm.applyBatch>;
+  try {
+    outcomes = g.sm.applyBatch(ents, confState);
+  } catch (err) {
+    if (!(err instanceof CorruptStateError)) throw err;
+    onCorrupt(err);
+    failWaiting(g, fresh);
+    return 0;
+  }
   g.applied = { index: last.index, term: last.term, confState };
   ents.forEach((e, i) => {
     const out = outcomes[i];
@@ -44,4 +74,16 @@ export function applyEntries(g: Group, all: Entry[], log: Logger): number {
     }
   });
   return ents.length;
+}
+
+/** Entries this replica commits without applying: whoever waits on them may retry (sessions make a retry safe). */
+function failWaiting(g: Group, ents: Entry[]): void {
+  for (const e of ents) {
+    g.pending.failed(
+      e.index,
+      new UnavailableError(
+        `group ${g.id}: entry ${e.index} was committed, but this replica is restoring its state and cannot give its result; retry`,
+      ),
+    );
+  }
 }

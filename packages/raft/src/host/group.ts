@@ -3,6 +3,7 @@ import type { StateRole } from '../types.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
 import type { RaftEngine } from './engine.js';
 import type { PendingWork } from './pending.js';
+import type { RepairState } from './replica-repair.js';
 
 /** What the host keeps for one hosted group. */
 export interface Group {
@@ -12,6 +13,14 @@ export interface Group {
   pending: PendingWork<unknown>;
   /** The machine's applied position (index, term, membership after it). */
   applied: SnapshotMeta;
+  /**
+   * The last committed entry whose membership change (if any) the engine has
+   * applied: the engine's applied index. Ahead of `applied` while the machine
+   * repairs, behind it after the machine installed a newer snapshot.
+   */
+  confApplied: LogIndex;
+  /** Set while the machine's state is being restored from a healthy replica. */
+  repair?: RepairState | undefined;
   /** The applied position as of the start of the last completed store write: durable. Compaction stops there. */
   durable: SnapshotMeta;
   /** Index of the log's latest snapshot marker. */

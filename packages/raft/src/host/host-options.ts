@@ -58,6 +58,8 @@ export interface RaftHostOptions {
   snapshotRetryMs?: number;
   /** Consecutive failed sends of one chunk before the transfer is abandoned (the engine asks again later). @default 10 */
   snapshotRetries?: number;
+  /** A replica restoring corrupt state asks the next healthy replica when no snapshot chunk came for this long. @default 5000 */
+  repairRetryMs?: number;
   /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
   faults?: HostFaults;
 }
@@ -74,6 +76,8 @@ export interface GroupStatus {
   /** First index still in the log (entries before it are in the snapshot). */
   firstIndex: LogIndex;
   lastIndex: LogIndex;
+  /** The machine's state is being restored from a healthy replica: the group serves nothing here meanwhile. */
+  repairing: boolean;
 }
 
 /**
@@ -119,4 +123,8 @@ export interface HostStats {
   snapshotChunksSent: number;
   /** Followers found, as leader, to have lost entries they acknowledged (storage wiped or replaced). */
   followersLostEntries: number;
+  /** Repairs started: this node's state machine data failed a checksum and is restored from a healthy replica. */
+  replicaRepairs: number;
+  /** Repairs finished: the state was restored and the group serves again. */
+  replicaRepairsDone: number;
 }

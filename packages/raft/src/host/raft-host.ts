@@ -1,4 +1,5 @@
 import {
+  type CorruptStateError,
   type Entry,
   type GroupId,
   type GroupMessage,
@@ -35,6 +36,7 @@ import {
 } from './host-options.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
+import { ReplicaRepairs } from './replica-repair.js';
 import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
 import { SnapshotSender } from './snapshot-sender.js';
 
@@ -58,6 +60,7 @@ export class RaftHost {
   private readonly faults: HostFaults;
   private readonly sender: SnapshotSender;
   private readonly receiver: SnapshotReceiver;
+  private readonly repairs: ReplicaRepairs;
   private readonly sized: SizedStore | undefined;
   private tickTimer: TimerHandle | undefined;
   private scheduled = false;
@@ -81,6 +84,8 @@ export class RaftHost {
     snapshotsSent: 0,
     snapshotChunksSent: 0,
     followersLostEntries: 0,
+    replicaRepairs: 0,
+    replicaRepairsDone: 0,
   };
   /** Called once the host stopped because its store failed (after logging it). */
   onFatal: ((err: Error) => void) | undefined;
@@ -108,6 +113,7 @@ export class RaftHost {
       retryMs: opts.snapshotRetryMs ?? 50,
       maxRetries: opts.snapshotRetries ?? 10,
       onDone: (group, peer, ok) => this.snapshotSent(group, peer, ok),
+      onCorrupt: (group, err) => this.repair(group, err),
       onChunk: () => {
         this.counters.snapshotChunksSent++;
       },
@@ -118,6 +124,29 @@ export class RaftHost {
       maxFrameBytes: maxFrame,
       idleMs: Math.max(10 * this.tickMs * (opts.electionTicks ?? 5), 30_000),
       group: (id) => this.receivingGroup(id),
+    });
+    this.repairs = new ReplicaRepairs({
+      self: opts.id,
+      transport: opts.transport,
+      clock: opts.clock,
+      log: this.log,
+      retryMs: opts.repairRetryMs ?? 5000,
+      group: (id) => this.groups.get(id),
+      running: () => this.running,
+      receiving: (group) => this.receiver.receiving(group),
+      handOver: (g) => this.handOver(g),
+      stream: (g, peer) => this.sender.start(g.id, peer, g.engine.status().term, () => g.sm.openSnapshot()),
+      firstIndex: (group) => this.opts.store.group(group).firstIndex(),
+      replay: (g, lo, hi) => this.replay(g, lo, hi),
+      logMatches: (g, meta) => this.logMatches(g, meta),
+      schedule: () => this.schedule(),
+      onStarted: (group) => {
+        this.counters.replicaRepairs++;
+        this.receiver.forget(group);
+      },
+      onRestored: () => {
+        this.counters.replicaRepairsDone++;
+      },
     });
   }
 
@@ -157,6 +186,7 @@ export class RaftHost {
       sm,
       pending: new PendingWork(),
       applied: start.applied,
+      confApplied: start.applied.index,
       // What the machine reports may not be fsynced yet; the marker is.
       durable: start.snapshot,
       snapshotIndex: start.snapshot.index,
@@ -183,6 +213,7 @@ export class RaftHost {
     this.running = true;
     this.opts.transport.handle(Protocols.raft, (from, frame) => this.receive(from, frame));
     this.opts.transport.handleRequest(Protocols.snapshot, async (from, frame) => this.receiver.handle(from, frame));
+    this.repairs.start();
     this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.tickMs);
   }
 
@@ -193,6 +224,7 @@ export class RaftHost {
     this.flushDeferred();
     this.sender.cancel();
     this.receiver.abortAll();
+    this.repairs.stop(this.groups.values());
     for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
   }
 
@@ -230,7 +262,19 @@ export class RaftHost {
       applied: g.applied.index,
       firstIndex: reader.firstIndex(),
       lastIndex: reader.lastIndex(),
+      repairing: g.repair !== undefined,
     };
+  }
+
+  /**
+   * `group`'s state machine found its own data corrupt (a checksum failed)
+   * while its log is intact: the replica stops serving the group, hands over
+   * its leadership, and restores the state from a healthy replica's snapshot
+   * plus its own log, without stopping (see {@link ReplicaRepairs}).
+   */
+  repair(group: GroupId, err: CorruptStateError): void {
+    const g = this.groups.get(group);
+    if (g !== undefined) this.repairs.begin(g, err);
   }
 
   /**
@@ -276,6 +320,11 @@ export class RaftHost {
     const g = this.groupOf(group);
     const s = g.engine.status();
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
+    if (g.repair !== undefined) {
+      return Promise.reject(
+        new UnavailableError(`group ${group}: this replica is restoring its state from a healthy replica; retry`),
+      );
+    }
     // Test-only fault: serve at once, as a leader that lost its leadership unknowingly would.
     if (this.faults.readsWithoutReadIndex) return Promise.resolve();
     const ctx = `${this.opts.id}/${++this.readCounter}`;
@@ -416,19 +465,9 @@ export class RaftHost {
   private handOverLeadership(): void {
     const out: GroupMessage[] = [];
     for (const g of this.groups.values()) {
-      const match = g.engine.matchIndexes();
-      if (match === undefined) continue;
-      const s = g.engine.status();
-      let best: NodeId | undefined;
-      let bestMatch = -1;
-      for (const id of s.confState.voters) {
-        const m = match[id] ?? -1;
-        if (id !== this.opts.id && m > bestMatch) {
-          best = id;
-          bestMatch = m;
-        }
-      }
-      if (best === undefined) continue;
+      const to = this.handoverTarget(g);
+      if (to === undefined) continue;
+      const { best, bestMatch, s } = to;
       try {
         g.engine.transferLeadership(best);
         // A Ready still in flight (the round that failed) makes ready() throw: then no handover is sent.
@@ -447,6 +486,68 @@ export class RaftHost {
       }
     }
     if (out.length > 0) this.send(out);
+  }
+
+  /** The voter `g`'s leadership should go to (the most caught up), when this node leads it. */
+  private handoverTarget(
+    g: Group,
+  ): { best: NodeId; bestMatch: number; s: ReturnType<Group['engine']['status']> } | undefined {
+    const match = g.engine.matchIndexes();
+    if (match === undefined) return undefined;
+    const s = g.engine.status();
+    let best: NodeId | undefined;
+    let bestMatch = -1;
+    for (const id of s.confState.voters) {
+      const m = match[id] ?? -1;
+      if (id !== this.opts.id && m > bestMatch) {
+        best = id;
+        bestMatch = m;
+      }
+    }
+    return best === undefined ? undefined : { best, bestMatch, s };
+  }
+
+  /** While running: hands `g`'s leadership to its most caught-up voter (the engine sends `timeoutNow` once it is caught up). */
+  private handOver(g: Group): void {
+    const to = this.handoverTarget(g);
+    if (to === undefined) return;
+    try {
+      g.engine.transferLeadership(to.best);
+      this.log.warn('handing leadership over: this replica cannot serve the group', { group: g.id, to: to.best });
+    } catch (err) {
+      this.log.warn('leadership handover failed', { group: g.id, err: (err as Error).message });
+    }
+    this.schedule();
+  }
+
+  private logMatches(g: Group, meta: SnapshotMeta): boolean {
+    const reader = this.opts.store.group(g.id);
+    if (meta.index > reader.lastIndex() || meta.index < reader.firstIndex() - 1) return false;
+    try {
+      return reader.term(meta.index) === meta.term;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Re-applies the log's committed entries `[lo, hi)` to a machine that restored an older snapshot; returns how many. */
+  private replay(g: Group, lo: LogIndex, hi: LogIndex): number {
+    const ents = this.opts.store.group(g.id).entries(lo, hi, Number.MAX_SAFE_INTEGER);
+    const last = ents[ents.length - 1];
+    if (last === undefined || ents[0]?.index !== lo || last.index !== hi - 1) {
+      throw new StorageError(`group ${g.id}: the log lacks entries ${lo}..${hi - 1} to replay after a repair`);
+    }
+    const confState = g.engine.status().confState;
+    try {
+      g.sm.applyBatch(ents, confState);
+    } catch (err) {
+      if ((err as Error).name !== 'CorruptStateError') throw err;
+      this.repairs.begin(g, err as CorruptStateError);
+      return 0;
+    }
+    g.applied = { index: last.index, term: last.term, confState };
+    this.counters.entriesApplied += ents.length;
+    return ents.length;
   }
 
   /** Starts one ReadIndex round per group for the reads queued since the last one. */
@@ -603,6 +704,8 @@ export class RaftHost {
         );
       }
       if (at.index > g.applied.index) g.applied = at;
+      // The engine restored its membership from the snapshot: later changes are applied to it anew.
+      g.confApplied = rd.snapshot.meta.index;
       g.snapshotIndex = Math.max(g.snapshotIndex, rd.snapshot.meta.index);
     }
     let ents = rd.committedEntries;
@@ -617,7 +720,7 @@ export class RaftHost {
       }
       ents = [...ents, ...early];
     }
-    this.counters.entriesApplied += applyEntries(g, ents, this.log);
+    this.counters.entriesApplied += applyEntries(g, ents, this.log, (err) => this.repairs.begin(g, err));
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
@@ -696,8 +799,18 @@ export class RaftHost {
     return {
       machine: g.sm,
       term: () => g.engine.status().term,
-      appliedIndex: () => g.applied.index,
+      // A repairing machine holds nothing worth keeping: every snapshot replaces it.
+      appliedIndex: () => (g.repair !== undefined ? -1 : g.applied.index),
+      refuses: (meta, from) => this.repairs.refuses(g, meta, from),
       installed: (leader, term, meta) => {
+        if (g.repair !== undefined) {
+          this.counters.snapshotsRestored++;
+          const matches = this.logMatches(g, meta);
+          this.repairs.finish(g, leader, meta);
+          // The log holds the snapshot's entry: the engine has nothing to reset; the machine catches up from the log.
+          if (matches) return;
+          // Else the leader sent it because this replica's log is behind: the engine resets its log to it, as below.
+        }
         const at = g.sm.applied();
         if (at.index > g.applied.index) {
           g.applied = at;

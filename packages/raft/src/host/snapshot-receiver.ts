@@ -19,6 +19,8 @@ export interface ReceivingGroup {
   term(): Term;
   /** The machine's applied index as the host knows it. */
   appliedIndex(): LogIndex;
+  /** Why a snapshot at `meta` cannot be installed now (it is refused), or undefined. */
+  refuses?(meta: SnapshotMeta, from: NodeId): string | undefined;
   /** The machine now holds the snapshot at `meta` (or more): the engine resets its log to it. */
   installed(leader: NodeId, term: Term, meta: SnapshotMeta): void;
 }
@@ -83,6 +85,19 @@ export class SnapshotReceiver {
     }
   }
 
+  /**
+   * Forgets the transfers `group` installed, so the same snapshot is
+   * installed again when sent again (the state it left was found corrupt).
+   */
+  forget(group: GroupId): void {
+    this.done.delete(group);
+  }
+
+  /** Whether a transfer for `group` is under way. */
+  receiving(group: GroupId): boolean {
+    return this.incoming.has(group);
+  }
+
   /** Aborts every transfer (the host stops). */
   abortAll(): void {
     for (const t of this.incoming.values()) t.writer.abort();
@@ -105,6 +120,8 @@ export class SnapshotReceiver {
         t.writer.abort();
         this.incoming.delete(c.group);
       }
+      const refusal = g.refuses?.(c.meta, from);
+      if (refusal !== undefined) return { status: 'refused', reason: refusal };
       if (c.meta.index <= g.appliedIndex()) {
         // The machine already holds this state: only the engine's log needs resetting.
         this.finish(c.group, g, { leader: c.leader, term: c.term, index: c.index }, c.meta);

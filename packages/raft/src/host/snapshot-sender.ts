@@ -1,5 +1,6 @@
 import {
   type Clock,
+  CorruptStateError,
   type GroupId,
   type Logger,
   type NodeId,
@@ -29,6 +30,8 @@ export interface SnapshotSenderOptions {
   maxRetries: number;
   /** How a transfer ended: `ok` once the follower installed it. */
   onDone(group: GroupId, peer: NodeId, ok: boolean): void;
+  /** Reading this node's own state met a row failing its checksum: the state must be repaired. */
+  onCorrupt?(group: GroupId, err: CorruptStateError): void;
   /** Counts each chunk request sent (retries included). */
   onChunk?(): void;
 }
@@ -81,6 +84,7 @@ export class SnapshotSender {
     this.run(t)
       .catch((err: Error) => {
         this.opts.logger.warn('snapshot transfer failed', { group, peer, err: err.message });
+        if (err instanceof CorruptStateError) this.opts.onCorrupt?.(group, err);
         return false;
       })
       .then((ok) => {

@@ -1,5 +1,5 @@
 import type { ConfState, Entry, LogIndex, SnapshotMeta } from '@cohort/core';
-import { emptyConfState } from '@cohort/core';
+import { CorruptStateError, emptyConfState } from '@cohort/core';
 import type { ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '../../src/index.js';
 
 /** What a {@link MapMachine} has on its disk: survives restarts; only synced state lands here. */
@@ -26,6 +26,8 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
   viewsOpened = 0;
   viewsClosed = 0;
   installs = 0;
+  /** Set to make the next `applyBatch` find its stored state corrupt (an install replaces the state and clears it). */
+  corrupt = false;
 
   constructor(readonly disk: MachineDisk = new MachineDisk()) {
     this.map = new Map(disk.map);
@@ -43,6 +45,7 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
   }
 
   applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<LogIndex> | undefined)[] {
+    if (this.corrupt) throw new CorruptStateError('map machine: a row fails its checksum', 'map');
     const out: (ApplyOutcome<LogIndex> | undefined)[] = [];
     for (const e of entries) {
       if (e.index !== this.at.index + 1) throw new Error(`applyBatch: entry ${e.index} after ${this.at.index}`);
@@ -101,6 +104,7 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
         for (const [k, v] of aside) this.map.set(k, v);
         this.at = meta;
         this.installs++;
+        this.corrupt = false;
         // An install is one durable transaction.
         this.sync();
       },

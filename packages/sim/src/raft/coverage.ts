@@ -14,6 +14,8 @@ export const COVERAGE_KINDS = [
   'tornWrite',
   'corruptEntry',
   'corruptionStop',
+  'corruptRow',
+  'stateRepaired',
 ] as const;
 
 export type CoverageKind = (typeof COVERAGE_KINDS)[number];

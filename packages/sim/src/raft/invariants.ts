@@ -178,6 +178,16 @@ export class RaftInvariants {
     v.lastApplied = index;
   }
 
+  /**
+   * The node's state machine replaced its state with a snapshot at `index`
+   * streamed from another replica (a follower catching up, or a replica
+   * repairing corrupt state): it applies from `index + 1` on.
+   */
+  onStateRestored(id: NodeId, index: LogIndex): void {
+    this.checks++;
+    this.view(id).lastApplied = index;
+  }
+
   /** The node dropped log entries up to `index` into its own snapshot. */
   onCompact(id: NodeId, index: LogIndex): void {
     const v = this.view(id);

@@ -10,6 +10,8 @@ export class ObservedMachine<R> implements DurableStateMachine<R> {
   constructor(
     private readonly inner: DurableStateMachine<R>,
     private readonly onApply: (entry: Entry) => void,
+    /** A received snapshot replaced the machine's state. */
+    private readonly onInstall: (meta: SnapshotMeta) => void = () => {},
   ) {}
 
   applied(): AppliedState {
@@ -26,7 +28,15 @@ export class ObservedMachine<R> implements DurableStateMachine<R> {
   }
 
   receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {
-    return this.inner.receiveSnapshot(meta);
+    const w = this.inner.receiveSnapshot(meta);
+    return {
+      write: (seq, chunk) => w.write(seq, chunk),
+      commit: () => {
+        w.commit();
+        this.onInstall(meta);
+      },
+      abort: () => w.abort(),
+    };
   }
 
   restoreLegacy(snapshot: Snapshot): void {

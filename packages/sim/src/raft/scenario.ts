@@ -213,12 +213,22 @@ export class Scenario {
     this.cluster.markLaggards(10);
   }
 
-  /** Damages one log entry on a node's disk: reading it must fail its checksum and stop the node. */
+  /** Damages a node's disk: a log entry (reading it must fail its checksum and stop the node) or a KV row (the node must repair it). */
   private diskFault(): void {
     const c = this.cluster;
     if (!this.diskFaults || !c.mayDamage()) return;
     const n = this.pick([...c.nodes.values()]);
-    if (!n || !n.corruptEntry(this.random)) return;
+    if (!n) return;
+    if (this.random.next() < 0.4) {
+      // A damaged KV row: the node restores its state from a healthy replica and keeps serving.
+      if (!n.corruptKvRow(this.random)) return;
+      this.faults.diskFault++;
+      c.markDamaged(n.id);
+      c.coverage.corruptRow++;
+      c.trace.mixString(`corrupt row ${n.id}`);
+      return;
+    }
+    if (!n.corruptEntry(this.random)) return;
     this.faults.diskFault++;
     c.markDamaged(n.id);
     c.coverage.corruptEntry++;

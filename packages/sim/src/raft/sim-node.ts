@@ -1,6 +1,7 @@
 import {
   type ConfChange,
   type ConfState,
+  CorruptStateError,
   type Entry,
   type LogIndex,
   type NodeId,
@@ -156,6 +157,31 @@ export class SimRaftNode {
     return true;
   }
 
+  /**
+   * Damages one KV row of the node's state on disk (its log stays intact):
+   * reading it must fail its checksum, and the node must restore its state
+   * from a healthy replica without stopping. False when it holds no row.
+   */
+  corruptKvRow(random: Random): boolean {
+    let rows: { key: Uint8Array }[];
+    try {
+      rows = this.store.kv(KV_PARTITION).scan({ limit: 16 });
+    } catch {
+      return false; // already damaged
+    }
+    const row = rows[random.int(0, rows.length - 1)];
+    if (row === undefined) return false;
+    this.store.corruptKvRow(KV_PARTITION, row.key);
+    return true;
+  }
+
+  /** The state machine replaced its state with a streamed snapshot. */
+  private onInstall(index: LogIndex): void {
+    this.env.invariants.onStateRestored(this.id, index);
+    this.applied = index;
+    if (this.proc?.host.status(GROUP).repairing) this.env.coverage.stateRepaired++;
+  }
+
   /** Starts a new process over what is on disk. */
   restart(): void {
     if (this.proc || this.failed) return;
@@ -249,7 +275,15 @@ export class SimRaftNode {
     host.onFatal = (err) => this.onHostFatal(err);
     // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
     const machine = new KvStateMachine(this.store, KV_PARTITION);
-    host.addGroup(GROUP, new ObservedMachine(machine, (e) => this.onApply(e)), voters);
+    host.addGroup(
+      GROUP,
+      new ObservedMachine(
+        machine,
+        (e) => this.onApply(e),
+        (meta) => this.onInstall(meta.index),
+      ),
+      voters,
+    );
     host.start();
     const service = new KvService({
       group: host.replicated(GROUP),
@@ -259,6 +293,10 @@ export class SimRaftNode {
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       // The node's own drifting clock stands for its wall clock: the leader stamps writes with it.
       wallClock: () => Math.floor(clock.now()),
+      // A corrupt KV row is repaired from a healthy replica; the node keeps running.
+      onStorageFailure: (err) => {
+        if (err instanceof CorruptStateError) host.repair(GROUP, err);
+      },
     });
     service.start();
     transport.handleRequest(CLIENT_PROTOCOL, async (_from, frame) =>
