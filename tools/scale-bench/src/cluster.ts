@@ -39,6 +39,9 @@ export interface Status {
 export interface Memory {
   rss: number;
   hwm: number;
+  /** Anonymous resident memory (heaps: V8's and native), and file-backed resident memory. */
+  anon?: number;
+  file?: number;
 }
 
 const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
@@ -183,7 +186,12 @@ export class BenchCluster {
     try {
       const text = readFileSync(`/proc/${pid}/status`, 'utf8');
       const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
-      return { rss: kb('VmRSS') * 1024, hwm: kb('VmHWM') * 1024 };
+      return {
+        rss: kb('VmRSS') * 1024,
+        hwm: kb('VmHWM') * 1024,
+        anon: kb('RssAnon') * 1024,
+        file: (kb('RssFile') + kb('RssShmem')) * 1024,
+      };
     } catch {
       return undefined;
     }

@@ -93,11 +93,13 @@ async function caughtUp(node: BenchNode, index: number, ms: number): Promise<voi
   });
 }
 
-function memories(): Record<string, { rssMB: number | null; hwmMB: number | null }> {
-  const out: Record<string, { rssMB: number | null; hwmMB: number | null }> = {};
+type MemoryReport = { rssMB: number | null; hwmMB: number | null; anonMB: number | null; fileMB: number | null };
+
+function memories(): Record<string, MemoryReport> {
+  const out: Record<string, MemoryReport> = {};
   for (const n of cluster.nodes) {
     const m = cluster.memory(n);
-    out[n.id] = { rssMB: mb(m?.rss), hwmMB: mb(m?.hwm) };
+    out[n.id] = { rssMB: mb(m?.rss), hwmMB: mb(m?.hwm), anonMB: mb(m?.anon), fileMB: mb(m?.file) };
   }
   return out;
 }
