@@ -5,21 +5,13 @@
 // histogram, which keeps whole milliseconds.
 import autocannon from 'autocannon';
 import { benchmarkKey } from './resp-load.ts';
-import { latencySummary } from './stats.ts';
+import { type RunResult, latencySummary } from './stats.ts';
 
 /** The HTTP API a system serves. */
 export type HttpApi = 'cohort' | 'etcd';
 
 /** What one HTTP run measured. */
-export interface HttpRun {
-  ops: number;
-  errors: number;
-  seconds: number;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  firstError?: string;
-}
+export type HttpRun = Omit<RunResult, 'stage' | 'workload' | 'system' | 'round'>;
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 

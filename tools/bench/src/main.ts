@@ -80,11 +80,12 @@ async function shutdown(): Promise<void> {
   if (!opts.keep) rmSync(root, { recursive: true, force: true });
   else log(`data kept in ${root}`);
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`\nbench: ${signal}: stopping every system\n`);
+    // After a hangup the terminal may be gone: say nothing, clean up.
+    if (signal !== 'SIGHUP') process.stderr.write(`\nbench: ${signal}: stopping every system\n`);
     void shutdown().finally(() => process.exit(130));
   });
 }

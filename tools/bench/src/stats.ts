@@ -1,26 +1,22 @@
 // The pure part of the comparison: percentiles of one run, medians over
 // rounds, ratios between systems, and the text table.
+import type { PhaseResult } from '@cohort/scale-bench/load';
 
 /** A system the comparison runs. */
 export type SystemName = 'cohort' | 'etcd' | 'redis';
 
 export const SYSTEM_TITLES: Record<SystemName, string> = { cohort: 'Cohort', etcd: 'etcd', redis: 'Redis' };
 
-/** Throughput and latency of one measured run of one workload against one system. */
-export interface RunResult {
+/**
+ * Throughput and latency of one measured run of one workload against one
+ * system. `errors` counts failed operations over HTTP; redis-benchmark stops at
+ * the first error reply, so a failed RESP run counts 1.
+ */
+export interface RunResult extends Omit<PhaseResult, 'name' | 'maxMs'> {
   stage: string;
   workload: string;
   system: SystemName;
   round: number;
-  /** Successful operations. */
-  ops: number;
-  /** Failed operations (non-2xx answers, errors, timeouts); redis-benchmark only says whether there were any. */
-  errors: number;
-  seconds: number;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  firstError?: string;
 }
 
 /** The medians over rounds of one workload against one system. */

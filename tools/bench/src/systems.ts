@@ -98,6 +98,17 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
   clearTimeout(timer);
 }
 
+/** A system run from an installed binary, its data under `root`. */
+abstract class Installed {
+  protected readonly root: string;
+  protected readonly binary: string;
+
+  constructor(root: string, binary: string) {
+    this.root = root;
+    this.binary = binary;
+  }
+}
+
 /** A 3-node Cohort cluster of the built `cohort` binary, through its leader. */
 export class CohortSystem implements System {
   readonly name = 'cohort';
@@ -179,19 +190,11 @@ const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const ETCD_TXN_OPS = 128;
 
 /** A 3-member etcd cluster (v3 API through its JSON gateway), through its leader. */
-export class EtcdSystem implements System {
+export class EtcdSystem extends Installed implements System {
   readonly name = 'etcd';
   readonly http = 'etcd';
   readonly resp = false;
   private members: EtcdMember[] = [];
-
-  private readonly root: string;
-  private readonly binary: string;
-
-  constructor(root: string, binary: string) {
-    this.root = root;
-    this.binary = binary;
-  }
 
   async start(): Promise<void> {
     for (let i = 1; i <= 3; i++) {
@@ -335,21 +338,13 @@ export class EtcdSystem implements System {
 }
 
 /** A single Redis with `appendonly yes`, `appendfsync always`, no RDB snapshots. */
-export class RedisSystem implements System {
+export class RedisSystem extends Installed implements System {
   readonly name = 'redis';
   readonly http = undefined;
   readonly resp = true;
   private port = 0;
   private child: ChildProcess | undefined;
   private readonly stderr: string[] = [];
-
-  private readonly root: string;
-  private readonly binary: string;
-
-  constructor(root: string, binary: string) {
-    this.root = root;
-    this.binary = binary;
-  }
 
   async start(): Promise<void> {
     this.port = await freePort();
@@ -380,6 +375,8 @@ export class RedisSystem implements System {
     this.child.stdout?.resume();
     tail(this.child, this.stderr);
     const probe = new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    // Refused connections until it listens: the poll below retries them.
+    probe.on('error', () => {});
     try {
       await poll('redis-server to answer PING', 30_000, async () => {
         if (!running(this.child)) throw new Error(`redis-server exited: ${this.stderr.join('\n')}`);
