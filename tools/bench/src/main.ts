@@ -41,13 +41,13 @@ const skipped: string[] = [];
 function need(binary: string, what: string): string | undefined {
   const path = findBinary(binary);
   if (path) return path;
-  const msg = `${binary} is not installed: ${INSTALL[binary]} (Debian, Ubuntu); ${what}`;
+  const missing = `${binary} is not installed: ${INSTALL[binary]} (Debian, Ubuntu)`;
   if (opts.requireAll) {
-    process.stderr.write(`bench: ${msg}\n`);
+    process.stderr.write(`bench: ${missing}; --require-all: stopping\n`);
     process.exit(1);
   }
-  skipped.push(msg);
-  process.stderr.write(`bench: ${msg}\n`);
+  skipped.push(`${missing}; ${what}`);
+  process.stderr.write(`bench: ${missing}; ${what}\n`);
   return undefined;
 }
 if (!CohortSystem.built()) {
@@ -258,7 +258,7 @@ try {
     runs: results,
   };
   const file = writeReport(report);
-  out.push('', `JSON report: ${file}`, `took ${Math.round((Date.now() - startedAt) / 60_000)} min`);
+  out.push('', `JSON report: ${file}`, `took ${((Date.now() - startedAt) / 60_000).toFixed(1)} min`);
   process.stdout.write(`\n${out.join('\n')}\n`);
   if (failed.length > 0) exitCode = 1;
 } catch (err) {
