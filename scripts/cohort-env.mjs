@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The entry point behind `npm start` and `npm test`. It runs on whatever Node
-// the machine has (20 is enough) and brings in the rest from the npm registry:
+// The entry point behind `npm start`, `npm test` and `npm run bench:compare`.
+// It runs on whatever Node the machine has (20 is enough) and brings in the
+// rest from the npm registry:
 //   1. .tooling/: pnpm and a Node 24 binary (libp2p 3, better-sqlite3 13 and
 //      vitest need Node >= 22), installed once with `npm ci`;
 //   2. the workspace's packages, with `pnpm install --frozen-lockfile`, skipped
@@ -112,6 +113,16 @@ function summarize() {
   process.stdout.write(`\ntests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
 }
 
+/** Builds the `cohort` binary and what it needs, then runs Node 24 with `args`; returns its exit status. */
+function buildAndRun(args) {
+  must(pnpm(['exec', 'turbo', 'run', 'build', '--filter=@cohort/node...', '--output-logs=errors-only']), 'build');
+  // Ctrl-C reaches the child too (same process group); it shuts down and we
+  // exit with its status instead of dying first.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
+  return run(join(nodeBin, 'node'), args, { env: env() });
+}
+
 const [task = 'test', ...rest] = process.argv.slice(2);
 ensureTooling();
 if (task === 'pnpm') {
@@ -145,16 +156,13 @@ switch (task) {
     break;
   }
   case 'start':
-    must(pnpm(['exec', 'turbo', 'run', 'build', '--filter=@cohort/node...', '--output-logs=errors-only']), 'build');
-    // Ctrl-C reaches the cluster too (same process group); it shuts down and we
-    // exit with its status instead of dying first.
-    process.on('SIGINT', () => {});
-    process.on('SIGTERM', () => {});
-    process.exit(
-      run(join(nodeBin, 'node'), [join(root, 'apps', 'node', 'dist', 'cli.js'), 'dev', ...rest], { env: env() }),
-    );
+    process.exit(buildAndRun([join(root, 'apps', 'node', 'dist', 'cli.js'), 'dev', ...rest]));
+    break;
+  case 'bench:compare':
+    // Cohort against etcd and Redis on this machine (tools/bench/README.md).
+    process.exit(buildAndRun(['--no-warnings', join(root, 'tools', 'bench', 'src', 'main.ts'), ...rest]));
     break;
   default:
-    log(`unknown task ${task}; use start, test, setup or pnpm`);
+    log(`unknown task ${task}; use start, test, setup, bench:compare or pnpm`);
     process.exit(2);
 }

@@ -46,7 +46,8 @@ export interface Memory {
 
 const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
 
-async function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   const addr = s.address();

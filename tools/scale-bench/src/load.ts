@@ -96,8 +96,16 @@ export function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
+/** Which keys {@link loadKeys} writes: `[from, count)`, named by `key`. */
+export interface KeyRange {
+  /** The first key's number. @default 0 */
+  from?: number;
+  /** The name of key `i`. @default keyOf */
+  key?: (i: number) => string;
+}
+
 /**
- * Loads keys `[0, count)` with pipelined MSETs of `batch` keys, `depth`
+ * Loads keys `[from, count)` with pipelined MSETs of `batch` keys, `depth`
  * commands in flight on each client. Resolves with keys per second.
  */
 export async function loadKeys(
@@ -107,9 +115,12 @@ export async function loadKeys(
   batch = 100,
   depth = 8,
   onProgress?: (loaded: number) => void,
+  range: KeyRange = {},
 ): Promise<number> {
+  const key = range.key ?? keyOf;
+  const first = range.from ?? 0;
   const started = performance.now();
-  let next = 0;
+  let next = first;
   let loaded = 0;
   let reported = 0;
   const worker = async (r: Redis): Promise<void> => {
@@ -118,7 +129,7 @@ export async function loadKeys(
       if (from >= count) return;
       next = Math.min(count, from + batch);
       const args: string[] = [];
-      for (let i = from; i < next; i++) args.push(keyOf(i), valueFor(i, valueBytes));
+      for (let i = from; i < next; i++) args.push(key(i), valueFor(i, valueBytes));
       await r.mset(...args);
       loaded += args.length / 2;
       if (onProgress && loaded - reported >= 100_000) {
@@ -128,5 +139,5 @@ export async function loadKeys(
     }
   };
   await Promise.all(clients.flatMap((r) => Array.from({ length: depth }, () => worker(r))));
-  return Math.round(count / ((performance.now() - started) / 1000));
+  return Math.round((count - first) / ((performance.now() - started) / 1000));
 }

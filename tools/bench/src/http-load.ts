@@ -1,0 +1,99 @@
+// HTTP load with autocannon, the same way against Cohort and etcd: a random
+// key of the key space per request, 100-byte values, keep-alive connections,
+// one request in flight per connection. Latencies are taken from autocannon's
+// per-response event (hrtime, fractions of a millisecond) rather than its
+// histogram, which keeps whole milliseconds.
+import autocannon from 'autocannon';
+import { benchmarkKey } from './resp-load.ts';
+import { type RunResult, latencySummary } from './stats.ts';
+
+/** The HTTP API a system serves. */
+export type HttpApi = 'cohort' | 'etcd';
+
+/** What one HTTP run measured. */
+export type HttpRun = Omit<RunResult, 'stage' | 'workload' | 'system' | 'round'>;
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+/**
+ * The request of a put or a linearizable get of key `i`: Cohort's `PUT|GET
+ * /v1/kv/:key` (JSON body `{"value": ...}`), or etcd's v3 JSON gateway
+ * `POST /v3/kv/put|range` (base64 key and value; a range is linearizable
+ * unless it asks for `serializable`).
+ */
+export function httpRequest(
+  api: HttpApi,
+  op: 'put' | 'get',
+  i: number,
+  value: string,
+): { method: 'GET' | 'PUT' | 'POST'; path: string; body?: string } {
+  const key = benchmarkKey(i);
+  if (api === 'cohort') {
+    return op === 'put'
+      ? { method: 'PUT', path: `/v1/kv/${key}`, body: JSON.stringify({ value }) }
+      : { method: 'GET', path: `/v1/kv/${key}` };
+  }
+  return op === 'put'
+    ? { method: 'POST', path: '/v3/kv/put', body: JSON.stringify({ key: b64(key), value: b64(value) }) }
+    : { method: 'POST', path: '/v3/kv/range', body: JSON.stringify({ key: b64(key) }) };
+}
+
+/** A value of `bytes` bytes. */
+export function filler(bytes: number): string {
+  return 'x'.repeat(bytes);
+}
+
+/** Runs `op` on random keys below `keySpace` against `url` for `seconds` at `connections`. */
+export async function runHttp(
+  url: string,
+  api: HttpApi,
+  op: 'put' | 'get',
+  connections: number,
+  seconds: number,
+  keySpace: number,
+  valueBytes: number,
+): Promise<HttpRun> {
+  const value = filler(valueBytes);
+  let firstError: string | undefined;
+  let settle: (r: autocannon.Result) => void = () => {};
+  let fail: (e: unknown) => void = () => {};
+  const done = new Promise<autocannon.Result>((res, rej) => {
+    settle = res;
+    fail = rej;
+  });
+  const opts: autocannon.Options = {
+    url,
+    connections,
+    duration: seconds,
+    timeout: 10,
+    headers: { 'content-type': 'application/json' },
+    requests: [
+      {
+        setupRequest: (req) => ({ ...req, ...httpRequest(api, op, Math.floor(Math.random() * keySpace), value) }),
+        onResponse: (status, body) => {
+          if ((status < 200 || status > 299) && firstError === undefined) firstError = `HTTP ${status}: ${body}`;
+        },
+      },
+    ],
+  };
+  const instance = autocannon(opts, (err, result) => (err ? fail(err) : settle(result)));
+  const latencies: number[] = [];
+  let failed = 0;
+  instance.on('response', (_client, statusCode, _bytes, ms) => {
+    if (statusCode >= 200 && statusCode <= 299) latencies.push(ms);
+    else failed++;
+  });
+  instance.on('reqError', (err) => {
+    firstError ??= String((err as Error)?.message ?? err);
+  });
+  const result = await done;
+  const run: HttpRun = {
+    ops: latencies.length,
+    errors: failed + result.errors,
+    seconds: result.duration,
+    opsPerSec: Math.round(latencies.length / result.duration),
+    ...latencySummary(latencies),
+  };
+  if (firstError !== undefined) run.firstError = firstError.slice(0, 300);
+  return run;
+}

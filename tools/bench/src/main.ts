@@ -1,0 +1,273 @@
+// `npm run bench:compare`: Cohort against a 3-node etcd cluster and a single
+// Redis with appendfsync always, on this machine, the same workloads through
+// the same load generators, over alternating rounds. See README.md.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CommanderError } from 'commander';
+import { type Options, parseOptions } from './args.ts';
+import { runHttp } from './http-load.ts';
+import { type PlannedRun, type Workload, checkTargets, keysLabel, schedule, workloads } from './plan.ts';
+import { Progress } from './progress.ts';
+import { runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
+import {
+  type RunResult,
+  SYSTEM_TITLES,
+  type SystemName,
+  comparisonTable,
+  formatMs,
+  formatRate,
+  formatTable,
+  round,
+  summarize,
+} from './stats.ts';
+import { CohortSystem, EtcdSystem, INSTALL, RedisSystem, type System, findBinary } from './systems.ts';
+
+let opts: Options;
+try {
+  opts = parseOptions(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.code === 'commander.helpDisplayed' ? 0 : 2);
+  throw err;
+}
+
+const progress = new Progress();
+const log = (line: string): void => progress.log(line);
+
+// Which systems can run here.
+const available: SystemName[] = ['cohort'];
+const skipped: string[] = [];
+function need(binary: string, what: string): string | undefined {
+  const path = findBinary(binary);
+  if (path) return path;
+  const missing = `${binary} is not installed: ${INSTALL[binary]} (Debian, Ubuntu)`;
+  if (opts.requireAll) {
+    process.stderr.write(`bench: ${missing}; --require-all: stopping\n`);
+    process.exit(1);
+  }
+  skipped.push(`${missing}; ${what}`);
+  process.stderr.write(`bench: ${missing}; ${what}\n`);
+  return undefined;
+}
+if (!CohortSystem.built()) {
+  process.stderr.write('bench: the cohort binary is not built: run `pnpm turbo run build --filter=@cohort/node...`\n');
+  process.exit(1);
+}
+const etcdBin = opts.systems.includes('etcd') ? need('etcd', 'skipping etcd') : undefined;
+const benchmarkBin = need('redis-benchmark', 'skipping the RESP workloads');
+const redisBin = opts.systems.includes('redis') && benchmarkBin ? need('redis-server', 'skipping Redis') : undefined;
+if (etcdBin) available.push('etcd');
+if (redisBin) available.push('redis');
+
+const list = workloads(opts).filter((w) => w.protocol === 'http' || benchmarkBin !== undefined);
+const stages = [{ label: keysLabel(opts.smallKeys), from: 0, keys: opts.smallKeys }];
+if (opts.keys > 0) stages.push({ label: keysLabel(opts.keys), from: opts.smallKeys, keys: opts.keys });
+const plan: PlannedRun[] = stages.flatMap((s) => schedule(s.label, opts.rounds, list, available));
+const warmups = plan.filter((r) => r.round === 1).length;
+const estimate = plan.length * (opts.seconds + 0.5) + warmups * Math.max(opts.warmup, 1) + 20 + (opts.keys / 1e6) * 150;
+
+const root = mkdtempSync(join(tmpdir(), 'cohort-bench-compare-'));
+const systems = new Map<SystemName, System>();
+systems.set('cohort', new CohortSystem(join(root, 'cohort')));
+if (etcdBin) systems.set('etcd', new EtcdSystem(join(root, 'etcd'), etcdBin));
+if (redisBin) systems.set('redis', new RedisSystem(join(root, 'redis'), redisBin));
+
+let stopping = false;
+async function shutdown(): Promise<void> {
+  progress.stop();
+  await Promise.all([...systems.values()].map((s) => s.stop().catch(() => {})));
+  if (!opts.keep) rmSync(root, { recursive: true, force: true });
+  else log(`data kept in ${root}`);
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    // After a hangup the terminal may be gone: say nothing, clean up.
+    if (signal !== 'SIGHUP') process.stderr.write(`\nbench: ${signal}: stopping every system\n`);
+    void shutdown().finally(() => process.exit(130));
+  });
+}
+
+const results: RunResult[] = [];
+const loads: { stage: string; system: SystemName; keys: number; keysPerSec: number }[] = [];
+/** The last measured rate of each RESP (stage, workload, system): it sizes the next round's run. */
+const respRate = new Map<string, number>();
+const keyOfRun = (r: PlannedRun): string => `${r.stage}/${r.workload.workload}/${r.system}`;
+
+async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
+  const system = systems.get(run.system)!;
+  const w: Workload = run.workload;
+  const base = { stage: run.stage, workload: w.workload, system: run.system, round: run.round };
+  if (w.protocol === 'http') {
+    const url = await system.httpUrl();
+    const api = system.http!;
+    if (run.round === 1 && opts.warmup > 0)
+      await runHttp(url, api, w.op, w.connections, opts.warmup, keySpace, opts.valueBytes);
+    const r = await runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes);
+    return { ...base, ...r };
+  }
+  const spec = {
+    port: await system.respPort(),
+    op: w.op === 'put' ? ('set' as const) : ('get' as const),
+    connections: w.connections,
+    pipeline: w.pipeline,
+    keySpace,
+    valueBytes: opts.valueBytes,
+    timeoutSeconds: opts.seconds * 5 + 30,
+  };
+  let requests: number;
+  const known = respRate.get(keyOfRun(run));
+  if (known === undefined) {
+    const sized = await sizeRedisBenchmark(spec, opts.seconds, run.round === 1 ? opts.warmup : 0);
+    if (sized.error !== undefined)
+      return {
+        ...base,
+        ops: 0,
+        errors: 1,
+        seconds: 0,
+        opsPerSec: 0,
+        p50Ms: Number.NaN,
+        p99Ms: Number.NaN,
+        firstError: sized.error,
+      };
+    requests = sized.requests;
+  } else {
+    requests = Math.max(1000, Math.round(known * opts.seconds));
+  }
+  const r = await runRedisBenchmark({ ...spec, requests });
+  if (r.error === undefined) respRate.set(keyOfRun(run), r.opsPerSec);
+  const result: RunResult = {
+    ...base,
+    ops: r.error === undefined ? r.requests : 0,
+    errors: r.error === undefined ? 0 : 1,
+    seconds: round(r.seconds),
+    opsPerSec: Math.round(r.opsPerSec),
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+  };
+  if (r.error !== undefined) result.firstError = r.error;
+  return result;
+}
+
+function writeReport(report: unknown): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const file = opts.json
+    ? resolve(opts.json)
+    : join(here, '..', 'results', `compare-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
+}
+
+let exitCode = 0;
+try {
+  const startedAt = Date.now();
+  log(
+    `systems: ${available.map((s) => SYSTEM_TITLES[s]).join(', ')}; ${stages.map((s) => `${s.label} keys`).join(', then ')}; ` +
+      `${opts.rounds} round(s) of ${plan.length / stages.length / opts.rounds} runs of ${opts.seconds} s; about ${Math.ceil(estimate / 60)} min`,
+  );
+  log(
+    `machine: ${cpus().length} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}; data in ${root}`,
+  );
+  await Promise.all(
+    [...systems.values()].map(async (s) => {
+      await s.start();
+      log(`${SYSTEM_TITLES[s.name]} started`);
+    }),
+  );
+  const durability: Partial<Record<SystemName, string>> = {};
+  for (const s of systems.values()) durability[s.name] = await s.durability();
+
+  progress.start(plan.length + stages.length * systems.size);
+  for (const stage of stages) {
+    for (const s of systems.values()) {
+      const loading = `${stage.label}: loading ${SYSTEM_TITLES[s.name]}`;
+      progress.step(loading);
+      const keysPerSec = await s.load(stage.from, stage.keys, opts.valueBytes, (n) =>
+        progress.step(`${loading}, ${n} keys`),
+      );
+      // The load went through: the first and last keys hold what was written.
+      await s.check(stage.from, opts.valueBytes);
+      await s.check(stage.keys - 1, opts.valueBytes);
+      loads.push({ stage: stage.label, system: s.name, keys: stage.keys - stage.from, keysPerSec });
+      log(`${SYSTEM_TITLES[s.name]}: ${stage.keys - stage.from} keys loaded at ${formatRate(keysPerSec)}`);
+      progress.advance();
+    }
+    for (const run of plan.filter((r) => r.stage === stage.label)) {
+      const label = `${stage.label} round ${run.round}: ${run.workload.title}, ${SYSTEM_TITLES[run.system]}`;
+      progress.step(label);
+      const r = await measure(run, stage.keys);
+      results.push(r);
+      log(
+        `${label}: ${formatRate(r.opsPerSec)} p50 ${formatMs(r.p50Ms)} p99 ${formatMs(r.p99Ms)} ms` +
+          (r.errors > 0 ? `, ${r.errors} errors (${r.firstError ?? '?'})` : ''),
+      );
+      progress.advance();
+    }
+  }
+  progress.stop();
+
+  const summaries = summarize(results);
+  const rows = stages.flatMap((s) => list.map((w) => ({ ...w, stage: s.label })));
+  const targets = checkTargets(summaries, list);
+  const out: string[] = [];
+  out.push(
+    `Medians over ${opts.rounds} round(s) of ${opts.seconds} s runs; ${opts.valueBytes}-byte values, random keys; ` +
+      'ops/s, p50 and p99 latency (ms). HTTP: autocannon; RESP: redis-benchmark.',
+    '',
+    comparisonTable(rows, summaries),
+    '',
+    'Durability as run:',
+    ...[...systems.keys()].map((s) => `  ${SYSTEM_TITLES[s]}: ${durability[s]}`),
+  );
+  if (targets.length > 0) {
+    out.push(
+      '',
+      formatTable(
+        ['keys', 'target', 'measured', 'met'],
+        targets.map((t) => [t.stage, t.target, t.measured, t.met ? 'yes' : 'NO']),
+        3,
+      ),
+    );
+  }
+  if (skipped.length > 0) out.push('', 'Skipped:', ...skipped.map((s) => `  ${s}`));
+  const failed = results.filter((r) => r.errors > 0);
+  if (failed.length > 0)
+    out.push(
+      '',
+      'Runs with errors:',
+      ...failed.map(
+        (r) =>
+          `  ${r.stage} round ${r.round} ${r.workload} ${r.system}: ${r.errors} errors, first: ${r.firstError ?? '?'}`,
+      ),
+    );
+  const report = {
+    startedAt: new Date(startedAt).toISOString(),
+    durationSeconds: Math.round((Date.now() - startedAt) / 1000),
+    machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, loadAverageAtEnd: loadavg() },
+    options: opts,
+    durability,
+    skipped,
+    loads,
+    summaries,
+    targets,
+    runs: results,
+  };
+  const file = writeReport(report);
+  out.push('', `JSON report: ${file}`, `took ${((Date.now() - startedAt) / 60_000).toFixed(1)} min`);
+  process.stdout.write(`\n${out.join('\n')}\n`);
+  if (failed.length > 0) exitCode = 1;
+} catch (err) {
+  log(`failed: ${(err as Error).stack ?? err}`);
+  exitCode = 1;
+} finally {
+  if (!stopping) {
+    stopping = true;
+    await shutdown();
+  }
+}
+process.exit(exitCode);
