@@ -28,10 +28,16 @@ export interface GroupState {
   snapMeta: SnapshotMeta;
   snapSize: number;
   snapChunks: number;
+  /** Counts snapshot installs: a snapshot being written is void once another was installed (it deleted the rows). */
+  snapEpoch: number;
   /** Bytes of entry data in the log, and after the snapshot's index. */
   bytes: number;
   bytesSinceSnapshot: number;
-  /** The most recent entries, contiguous and ending at `lastIndex` (or empty). */
+  /**
+   * The most recent entries, contiguous and ending at `lastIndex` (or empty);
+   * it holds every entry the writer has not committed yet, so what lies
+   * before it is on disk.
+   */
   tail: Entry[];
   tailBytes: number;
 }
@@ -48,6 +54,7 @@ export function newGroupState(name: string): GroupState {
     snapMeta: { index: 0, term: 0, confState: emptyConfState() },
     snapSize: 0,
     snapChunks: 0,
+    snapEpoch: 0,
     bytes: 0,
     bytesSinceSnapshot: 0,
     tail: [],
@@ -116,19 +123,27 @@ export class SqliteLogReader implements RaftLogReader {
       }
       return out;
     }
+    // Below the tail from the table (committed rows), the rest from the tail.
+    const dbHi = Math.min(hi, tailStart);
     let expect = lo;
-    for (const row of this.src.rows(s.gid, lo, hi)) {
+    for (const row of this.src.rows(s.gid, lo, dbHi)) {
       const e = decodeEntryRow(this.src.file, s.name, row);
       if (e.index !== expect) {
         throw new StorageError(`${this.src.file}: group ${s.name}: entry ${expect} is missing from the log`);
       }
       expect++;
       size += e.data.length;
-      if (out.length > 0 && size > maxBytes) break;
+      if (out.length > 0 && size > maxBytes) return out;
       out.push(e);
     }
-    if (out.length === 0 || (expect < hi && size <= maxBytes)) {
+    if (out.length === 0 || expect < dbHi) {
       throw new StorageError(`${this.src.file}: group ${s.name}: entry ${expect} is missing from the log`);
+    }
+    for (let i = dbHi; i < hi; i++) {
+      const e = s.tail[i - tailStart] as Entry;
+      size += e.data.length;
+      if (size > maxBytes) break;
+      out.push(e);
     }
     return out;
   }

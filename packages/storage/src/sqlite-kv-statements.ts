@@ -13,7 +13,7 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     updPartition: p(
       'UPDATE kv_partitions SET generation = ?, applied_index = ?, applied_term = ?, conf_state = ?, log_time = ?, crc = ? WHERE name = ?',
     ),
-    insGeneration: p('INSERT INTO kv_generations (name, status) VALUES (?, ?)'),
+    insGeneration: p('INSERT INTO kv_generations (gen_id, name, status) VALUES (?, ?, ?)'),
     setGenerationStatus: p('UPDATE kv_generations SET status = ? WHERE gen_id = ?'),
     delGeneration: p('DELETE FROM kv_generations WHERE gen_id = ?'),
     generationsWithStatus: p('SELECT gen_id FROM kv_generations WHERE status <> ?').pluck(),
@@ -29,6 +29,9 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     expired: p(
       'SELECT key FROM kv WHERE gen_id = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key LIMIT ?',
     ).pluck(),
+    expiredAt: p(
+      'SELECT key, expires_at FROM kv WHERE gen_id = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key LIMIT ?',
+    ),
     session: p('SELECT client_id, low_water, last_active, crc FROM sessions WHERE gen_id = ? AND client_id = ?'),
     putSession: p('INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)'),
     delSession: p('DELETE FROM sessions WHERE gen_id = ? AND client_id = ?'),
@@ -41,6 +44,9 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     idle: p(
       'SELECT client_id FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
     ).pluck(),
+    idleAt: p(
+      'SELECT client_id, last_active FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
+    ),
     response: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq = ?'),
     responses: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? ORDER BY seq'),
     putResponse: p('INSERT OR REPLACE INTO session_responses VALUES (?, ?, ?, ?, ?)'),
@@ -73,12 +79,14 @@ export type KvStatements = Record<
   | 'rowsAfter'
   | 'count'
   | 'expired'
+  | 'expiredAt'
   | 'session'
   | 'putSession'
   | 'delSession'
   | 'sessionsAfter'
   | 'sessionsFirst'
   | 'idle'
+  | 'idleAt'
   | 'response'
   | 'responses'
   | 'putResponse'

@@ -2,14 +2,10 @@ import { StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import type Database from 'better-sqlite3';
 import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
+import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
-import {
-  BATCH_ROWS,
-  type RunTransaction,
-  kvStatements,
-  purgeGeneration,
-  readPartition,
-} from './sqlite-kv-partition.js';
+import { KvOverlay, type RecordUndo, type Tagged, responseKey, rowKey } from './sqlite-kv-overlay.js';
+import { BATCH_ROWS, type RunTransaction, kvStatements, readPartition } from './sqlite-kv-partition.js';
 import {
   type KvRow,
   type ResponseRow,
@@ -19,9 +15,11 @@ import {
   toRecord,
   toResponse,
   toSession,
+  view,
 } from './sqlite-kv-rows.js';
 import type { KvStatements } from './sqlite-kv-statements.js';
 import { SqliteKvView } from './sqlite-kv-view.js';
+import type { Op } from './sqlite-ops.js';
 import type {
   AppliedState,
   ClientSession,
@@ -34,10 +32,36 @@ import type {
   SessionRecord,
 } from './types.js';
 
-/** One partition's KV data, sessions and applied state in the node's SQLite file. */
+/** What a partition needs from its store: transactions whose writes go to the store's writer. */
+export interface PartitionHost {
+  /** Runs `fn` as one transaction (joining an open one); its ops go to the writer as one job. */
+  run: RunTransaction;
+  /** Adds a write to the open transaction. */
+  emit(op: Op): void;
+  /** The seq of the open transaction's job. */
+  seq(): number;
+  /** Records how to undo an in-memory change if the open transaction rolls back. */
+  undo: RecordUndo;
+  /** A new generation id. */
+  newGeneration(): number;
+  /** Blocks until the writer committed everything queued. */
+  barrier(): void;
+  /** Queues the purge of a generation (after everything queued). */
+  purge(generation: number): void;
+  /** Runs `fn` in a read transaction of the store's connection (one consistent snapshot). */
+  read<T>(fn: () => T): T;
+}
+
+/**
+ * One partition's KV data, sessions and applied state in the node's SQLite
+ * file. Writes go to the store's writer as statements; until it reports them
+ * committed, a {@link KvOverlay} holds what they changed and every read
+ * merges it over the database, so reads see every write at once.
+ */
 export class SqlitePartitionKv implements PartitionKv {
   private readonly st: KvStatements;
   private readonly src: RowSource;
+  private readonly ov = new KvOverlay();
   /** The current generation's id, once known; 0 while the partition has no row. */
   private gen: number | undefined;
   /** Rows of the current generation, once counted; kept up to date by put and delete. */
@@ -53,7 +77,7 @@ export class SqlitePartitionKv implements PartitionKv {
     db: Database.Database,
     file: string,
     partition: string,
-    private readonly run: RunTransaction,
+    private readonly host: PartitionHost,
   ) {
     this.st = kvStatements(db);
     this.src = { file, partition };
@@ -66,65 +90,121 @@ export class SqlitePartitionKv implements PartitionKv {
     this.lastSession = undefined;
   }
 
+  /** Jobs up to `upTo` committed: their rows are on disk now. */
+  committed(upTo: number): void {
+    this.ov.release(upTo);
+  }
+
   get(key: Uint8Array): KvRecord | undefined {
+    const o = this.ov.rows.get(rowKey(key));
+    if (o !== undefined) return o.v && copyRecord(o.v);
     const r = this.st.get.get(this.readGen(), blob(key)) as KvRow | undefined;
     return r && toRecord(this.src, r);
   }
 
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
-    const gen = this.writeGen();
-    const k = blob(key);
-    const existing = this.st.createRev.get(gen, k) as number | undefined;
-    const create = existing ?? opts.revision;
-    if (existing === undefined && this.rows !== undefined) this.rows++;
-    const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt);
-    this.st.put.run(gen, k, blob(value), create, opts.revision, opts.expiresAt ?? null, crc);
+    this.host.run(() => {
+      const gen = this.writeGen();
+      const existing = this.get(key)?.createRevision;
+      const create = existing ?? opts.revision;
+      if (existing === undefined && this.rows !== undefined) this.rows++;
+      const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt);
+      const rec: KvRecord = {
+        key: key.slice(),
+        value: value.slice(),
+        createRevision: create,
+        modifyRevision: opts.revision,
+      };
+      if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
+      this.host.emit(['put', gen, rec.key, rec.value, create, opts.revision, opts.expiresAt ?? null, crc]);
+      this.ov.set(this.ov.rows, rowKey(key), rec, this.host.seq(), this.host.undo);
+    }, true);
   }
 
   delete(key: Uint8Array): boolean {
-    const deleted = this.st.del.run(this.readGen(), blob(key)).changes > 0;
-    if (deleted && this.rows !== undefined) this.rows--;
-    return deleted;
+    if (this.get(key) === undefined) return false;
+    this.host.run(() => {
+      this.host.emit(['del', this.readGen(), key.slice()]);
+      this.ov.set(this.ov.rows, rowKey(key), undefined, this.host.seq(), this.host.undo);
+      if (this.rows !== undefined) this.rows--;
+    }, true);
+    return true;
   }
 
   scan(opts: KvScanOptions = {}): KvRecord[] {
+    const limit = opts.limit ?? -1;
+    const pending = [...this.ov.rows.values()].filter((o) => inRange(rowKeyBytes(o), opts));
     const rows = this.st.scan.all({
       gen: this.readGen(),
       start: opts.start ? blob(opts.start) : Buffer.alloc(0),
       end: opts.end ? blob(opts.end) : null,
-      limit: opts.limit ?? -1,
+      // At most one stored row per pending key is replaced or hidden.
+      limit: limit < 0 ? -1 : limit + pending.length,
     }) as KvRow[];
-    return rows.map((r) => toRecord(this.src, r));
+    const out = rows.map((r) => toRecord(this.src, r));
+    if (pending.length === 0) return limit < 0 ? out : out.slice(0, limit);
+    const merged = out.filter((r) => !this.ov.rows.has(rowKey(r.key)));
+    for (const o of pending) if (o.v) merged.push(copyRecord(o.v));
+    merged.sort((a, b) => Buffer.compare(blob(a.key), blob(b.key)));
+    return limit < 0 ? merged : merged.slice(0, limit);
   }
 
   count(): number {
     // Counted once (a scan of the primary key), then maintained: a status call stays O(1).
-    if (this.rows === undefined) this.rows = this.st.count.get(this.readGen()) as number;
+    if (this.rows === undefined) {
+      const gen = this.readGen();
+      this.rows = this.host.read(() => {
+        // Stored rows, corrected key by key for what is pending, all within one read snapshot.
+        let n = this.st.count.get(gen) as number;
+        for (const [k, o] of this.ov.rows) {
+          const stored = this.st.createRev.get(gen, Buffer.from(k, 'latin1')) !== undefined;
+          n += (o.v ? 1 : 0) - (stored ? 1 : 0);
+        }
+        return n;
+      });
+    }
     return this.rows;
   }
 
   expired(nowMs: number, limit: number): Uint8Array[] {
-    return (this.st.expired.all(this.readGen(), nowMs, limit) as Buffer[]).map(
-      (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
-    );
+    const pending = this.ov.rows.size;
+    const stored = (
+      this.st.expiredAt.all(this.readGen(), nowMs, limit + pending) as { key: Buffer; expires_at: number }[]
+    ).map((r) => ({ key: view(r.key), at: r.expires_at }));
+    if (pending === 0) return stored.slice(0, limit).map((r) => r.key);
+    const merged = stored.filter((r) => !this.ov.rows.has(rowKey(r.key)));
+    for (const o of this.ov.rows.values()) {
+      if (o.v?.expiresAt !== undefined && o.v.expiresAt <= nowMs)
+        merged.push({ key: o.v.key.slice(), at: o.v.expiresAt });
+    }
+    merged.sort((a, b) => a.at - b.at || Buffer.compare(blob(a.key), blob(b.key)));
+    return merged.slice(0, limit).map((r) => r.key);
   }
 
   applied(): AppliedState {
+    const o = this.ov.partition.get('');
+    if (o !== undefined) return cloneMeta(o.v.applied);
     return readPartition(this.st, this.src)?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
   }
 
   logTime(): number {
+    const o = this.ov.partition.get('');
+    if (o !== undefined) return o.v.logTime;
     return readPartition(this.st, this.src)?.logTime ?? 0;
   }
 
   setApplied(state: AppliedState, logTime?: number): void {
-    const gen = this.writeGen();
-    const time = logTime ?? this.logTime();
-    this.st.updPartition.run(...partitionValues(this.src.partition, gen, state, time).slice(1), this.src.partition);
+    this.host.run(() => {
+      const gen = this.writeGen();
+      const time = logTime ?? this.logTime();
+      this.setPartition(gen, state, time);
+    }, true);
   }
 
   session(clientId: string): ClientSession | undefined {
     if (this.lastSession?.clientId === clientId) return { ...this.lastSession };
+    const o = this.ov.sessions.get(clientId);
+    if (o !== undefined) return o.v.session && { ...o.v.session };
     const r = this.st.session.get(this.readGen(), clientId) as SessionRow | undefined;
     if (!r) return undefined;
     this.lastSession = toSession(this.src, r);
@@ -132,84 +212,138 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   response(clientId: string, seq: number): Uint8Array | undefined {
+    const o = this.ov.sessions.get(clientId);
+    if (o !== undefined) {
+      // Responses at or below the low-water mark were deleted with it; a dropped session's, with it.
+      const s = o.v.session;
+      if (s === undefined || seq <= s.lowWater) return undefined;
+      const pending = this.ov.responses.get(responseKey(clientId, seq));
+      if (pending !== undefined) return pending.v;
+      if (o.v.hideStored) return undefined;
+    }
     const r = this.st.response.get(this.readGen(), clientId, seq) as ResponseRow | undefined;
     return r && toResponse(this.src, clientId, r).response;
   }
 
   saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater = 0): void {
-    const gen = this.writeGen();
-    const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
-    const mark = Math.max(s.lowWater, lowWater);
-    if (mark > s.lowWater) this.st.delResponsesUpTo.run(gen, clientId, mark);
-    this.putSession(gen, { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) });
-    if (seq > mark) {
-      const crc = responseCrc(this.src.partition, clientId, seq, response);
-      this.st.putResponse.run(gen, clientId, seq, blob(response), crc);
-    }
+    this.host.run(() => {
+      const gen = this.writeGen();
+      const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
+      const mark = Math.max(s.lowWater, lowWater);
+      if (mark > s.lowWater) this.host.emit(['delResponsesUpTo', gen, clientId, mark]);
+      this.putSession(gen, { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) });
+      if (seq > mark) {
+        const copy = response.slice();
+        const crc = responseCrc(this.src.partition, clientId, seq, copy);
+        this.host.emit(['putResponse', gen, clientId, seq, copy, crc]);
+        this.ov.set(this.ov.responses, responseKey(clientId, seq), copy, this.host.seq(), this.host.undo);
+      }
+    }, true);
   }
 
   raiseLowWater(clientId: string, lowWater: number, logTime: number): void {
-    const gen = this.writeGen();
-    const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
-    if (lowWater > s.lowWater) this.st.delResponsesUpTo.run(gen, clientId, lowWater);
-    this.putSession(gen, {
-      clientId,
-      lowWater: Math.max(s.lowWater, lowWater),
-      lastActive: Math.max(s.lastActive, logTime),
-    });
+    this.host.run(() => {
+      const gen = this.writeGen();
+      const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
+      if (lowWater > s.lowWater) this.host.emit(['delResponsesUpTo', gen, clientId, lowWater]);
+      this.putSession(gen, {
+        clientId,
+        lowWater: Math.max(s.lowWater, lowWater),
+        lastActive: Math.max(s.lastActive, logTime),
+      });
+    }, true);
   }
 
   idleSessions(logTime: number, limit: number): string[] {
-    return this.st.idle.all(this.readGen(), logTime, limit) as string[];
+    const pending = this.ov.sessions.size;
+    const stored = (
+      this.st.idleAt.all(this.readGen(), logTime, limit + pending) as { client_id: string; last_active: number }[]
+    ).map((r) => ({ id: r.client_id, at: r.last_active }));
+    if (pending === 0) return stored.slice(0, limit).map((r) => r.id);
+    const merged = stored.filter((r) => !this.ov.sessions.has(r.id));
+    for (const [id, o] of this.ov.sessions) {
+      if (o.v.session !== undefined && o.v.session.lastActive < logTime)
+        merged.push({ id, at: o.v.session.lastActive });
+    }
+    merged.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return merged.slice(0, limit).map((r) => r.id);
   }
 
   dropSession(clientId: string): void {
-    if (this.lastSession?.clientId === clientId) this.lastSession = undefined;
-    const gen = this.readGen();
-    this.st.delSession.run(gen, clientId);
-    this.st.delResponses.run(gen, clientId);
+    this.host.run(() => {
+      if (this.lastSession?.clientId === clientId) this.lastSession = undefined;
+      const gen = this.readGen();
+      this.host.emit(['delSession', gen, clientId]);
+      this.host.emit(['delResponses', gen, clientId]);
+      this.ov.set(
+        this.ov.sessions,
+        clientId,
+        { session: undefined, hideStored: true },
+        this.host.seq(),
+        this.host.undo,
+      );
+    }, true);
   }
 
   beginInstall(): KvInstaller {
-    let staging = 0;
-    this.run(() => {
-      staging = Number(this.st.insGeneration.run(this.src.partition, GENERATION_STAGING).lastInsertRowid);
-    }, true);
-    return new SqliteKvInstaller(this.st, this.src, staging, this.run, (applied, logTime) =>
+    const staging = this.host.newGeneration();
+    this.host.run(() => this.host.emit(['insGeneration', staging, this.src.partition, GENERATION_STAGING]), true);
+    return new SqliteKvInstaller(this.src, staging, this.host, (applied, logTime) =>
       this.switchTo(staging, applied, logTime),
     );
   }
 
   openView(): KvView {
+    // The view reads the file: everything written so far must be in it.
+    this.host.barrier();
     return SqliteKvView.open(this.src);
   }
 
   /** Makes `staging` the current generation with `applied`, durably, then purges the old one. */
   private switchTo(staging: number, applied: AppliedState, logTime: number): void {
     let old = 0;
-    this.run(() => {
+    this.host.run(() => {
       old = this.writeGen();
-      this.st.setGenerationStatus.run(GENERATION_RETIRED, old);
-      this.st.setGenerationStatus.run(GENERATION_CURRENT, staging);
-      this.st.updPartition.run(
-        ...partitionValues(this.src.partition, staging, applied, logTime).slice(1),
-        this.src.partition,
-      );
+      this.host.emit(['setGenerationStatus', GENERATION_RETIRED, old]);
+      this.host.emit(['setGenerationStatus', GENERATION_CURRENT, staging]);
+      this.setPartition(staging, applied, logTime);
     }, true);
+    // Durable before it returns (the installer's contract); the overlay of the old generation is moot then.
+    this.host.barrier();
+    this.ov.clear();
     this.gen = staging;
     this.rows = undefined;
     this.lastSession = undefined;
-    purgeGeneration(this.st, old, this.run);
+    this.host.purge(old);
+  }
+
+  private setPartition(gen: number, applied: AppliedState, logTime: number): void {
+    this.host.emit([
+      'updPartition',
+      ...partitionValues(this.src.partition, gen, applied, logTime).slice(1),
+      this.src.partition,
+    ]);
+    this.ov.set(
+      this.ov.partition,
+      '',
+      { generation: gen, applied: cloneMeta(applied), logTime },
+      this.host.seq(),
+      this.host.undo,
+    );
   }
 
   private putSession(gen: number, s: ClientSession): void {
-    this.st.putSession.run(gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s));
+    this.host.emit(['putSession', gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s)]);
+    const hideStored = this.ov.sessions.get(s.clientId)?.v.hideStored ?? false;
+    this.ov.set(this.ov.sessions, s.clientId, { session: { ...s }, hideStored }, this.host.seq(), this.host.undo);
     this.lastSession = { ...s };
   }
 
   /** The current generation for reading; 0 (no rows) when the partition was never written. */
   private readGen(): number {
-    if (this.gen === undefined) this.gen = readPartition(this.st, this.src)?.generation;
+    if (this.gen === undefined) {
+      this.gen = this.ov.partition.get('')?.v.generation ?? readPartition(this.st, this.src)?.generation;
+    }
     return this.gen ?? 0;
   }
 
@@ -217,13 +351,39 @@ export class SqlitePartitionKv implements PartitionKv {
   private writeGen(): number {
     const gen = this.readGen();
     if (gen !== 0) return gen;
-    const created = Number(this.st.insGeneration.run(this.src.partition, GENERATION_CURRENT).lastInsertRowid);
-    this.st.insPartition.run(
+    const created = this.host.newGeneration();
+    this.host.emit(['insGeneration', created, this.src.partition, GENERATION_CURRENT]);
+    this.host.emit([
+      'insPartition',
       ...partitionValues(this.src.partition, created, { index: 0, term: 0, confState: emptyConfState() }, 0),
+    ]);
+    this.ov.set(
+      this.ov.partition,
+      '',
+      { generation: created, applied: { index: 0, term: 0, confState: emptyConfState() }, logTime: 0 },
+      this.host.seq(),
+      this.host.undo,
     );
     this.gen = created;
     return created;
   }
+}
+
+function copyRecord(r: KvRecord): KvRecord {
+  return { ...r };
+}
+
+function rowKeyBytes(o: Tagged<KvRecord | undefined>): Uint8Array | undefined {
+  return o.v?.key;
+}
+
+/** Whether a pending row (a tombstone's key is unknown here: it counts as in range) falls in the scan's range. */
+function inRange(key: Uint8Array | undefined, opts: KvScanOptions): boolean {
+  if (key === undefined) return true;
+  const k = blob(key);
+  if (opts.start && Buffer.compare(k, blob(opts.start)) < 0) return false;
+  if (opts.end && Buffer.compare(k, blob(opts.end)) >= 0) return false;
+  return true;
 }
 
 /** The column values of a `kv_partitions` row. */
@@ -252,10 +412,9 @@ class SqliteKvInstaller implements KvInstaller {
   private done = false;
 
   constructor(
-    private readonly st: KvStatements,
     private readonly src: RowSource,
     private readonly gen: number,
-    private readonly run: RunTransaction,
+    private readonly host: PartitionHost,
     private readonly switchTo: (applied: AppliedState, logTime: number) => void,
   ) {}
 
@@ -284,7 +443,7 @@ class SqliteKvInstaller implements KvInstaller {
     this.done = true;
     this.rows = [];
     this.sessions = [];
-    purgeGeneration(this.st, this.gen, this.run);
+    this.host.purge(this.gen);
   }
 
   private flush(): void {
@@ -294,30 +453,23 @@ class SqliteKvInstaller implements KvInstaller {
     this.buffered = 0;
     const p = this.src.partition;
     // Not fsynced: the commit's durable transaction makes every flush before it durable (WAL order).
-    this.run(() => {
+    this.host.run(() => {
       for (const r of rows) {
         const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt);
-        this.st.put.run(
-          this.gen,
-          blob(r.key),
-          blob(r.value),
-          r.createRevision,
-          r.modifyRevision,
-          r.expiresAt ?? null,
-          crc,
-        );
+        this.host.emit(['put', this.gen, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt ?? null, crc]);
       }
       for (const s of sessions) {
         const session = { clientId: s.clientId, lowWater: s.lowWater, lastActive: s.lastActive };
-        this.st.putSession.run(this.gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(p, session));
+        this.host.emit(['putSession', this.gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(p, session)]);
         for (const x of s.responses) {
-          this.st.putResponse.run(
+          this.host.emit([
+            'putResponse',
             this.gen,
             s.clientId,
             x.seq,
-            blob(x.response),
+            x.response,
             responseCrc(p, s.clientId, x.seq, x.response),
-          );
+          ]);
         }
       }
     }, false);

@@ -3,21 +3,30 @@ import { chunkCrc, entryCrc, entryTypeCode, groupRowCrc, snapshotRowCrc } from '
 import { splitChunks } from './chunks.js';
 import { type WritePlan, cloneMeta } from './log-rules.js';
 import type { GroupState } from './sqlite-group.js';
-import type { Statements } from './sqlite-statements.js';
+import type { Op } from './sqlite-ops.js';
+
+/** What a {@link SqliteLogWriter} needs from its store. */
+export interface LogWriterHost {
+  /** Adds a statement to the job being built. */
+  emit(op: Op): void;
+  /** A new snapshot row id. */
+  newSnapshotId(): number;
+  /** The term at `index` as the working state `s` sees it (cache, then table). */
+  termAt(s: GroupState, index: LogIndex): Term;
+  /** Bytes of entry data in [lo, hi] as the working state `s` sees it (cache, then table). */
+  sum(s: GroupState, lo: LogIndex, hi: LogIndex): number;
+}
 
 /**
- * The SQL side of a {@link SqliteNodeStore} write: applies plans to the
- * tables inside the caller's transaction and mirrors each change in the
- * group's working state (bounds, byte counters, cached tail).
+ * The SQL side of a {@link SqliteNodeStore} write: turns plans into
+ * statements for the store's writer and mirrors each change in the group's
+ * working state (bounds, byte counters, cached tail) at once. The tail keeps
+ * every entry appended: the store trims it once the writer committed them.
  */
 export class SqliteLogWriter {
   constructor(
-    private readonly st: Statements,
+    private readonly host: LogWriterHost,
     private readonly chunkBytes: number,
-    private readonly cacheEntries: number,
-    private readonly cacheBytes: number,
-    /** The term at `index` as the working state `s` sees it (cache, then table). */
-    private readonly termAt: (s: GroupState, index: LogIndex) => Term,
   ) {}
 
   writePlan(s: GroupState, plan: WritePlan): void {
@@ -25,15 +34,17 @@ export class SqliteLogWriter {
       const snap = plan.snapshot;
       const meta = cloneMeta(snap.meta);
       const confJson = JSON.stringify(meta.confState);
-      const sid = Number(this.st.insSnap.run(s.gid, meta.index, meta.term, confJson).lastInsertRowid);
+      const sid = this.host.newSnapshotId();
+      this.host.emit(['insSnap', sid, s.gid, meta.index, meta.term, confJson]);
       const chunks = splitChunks(snap.data, this.chunkBytes);
-      chunks.forEach((c, seq) => this.st.insChunk.run(sid, seq, c, chunkCrc(sid, seq, c)));
-      this.st.completeSnap.run(
+      chunks.forEach((c, seq) => this.host.emit(['insChunk', sid, seq, c, chunkCrc(sid, seq, c)]));
+      this.host.emit([
+        'completeSnap',
         snap.data.length,
         chunks.length,
         snapshotRowCrc(s.gid, meta, confJson, snap.data.length, chunks.length),
         sid,
-      );
+      ]);
       this.installSnapshot(s, sid, meta, snap.data.length, chunks.length);
       this.replaceLog(s, meta);
     }
@@ -46,9 +57,9 @@ export class SqliteLogWriter {
     const first = (entries[0] as Entry).index;
     if (first <= s.lastIndex) {
       // An entry at an existing index conflicts: the log is cut from there (Raft §5.3).
-      s.bytes -= this.sum(s.gid, first, s.lastIndex);
-      s.bytesSinceSnapshot -= this.sum(s.gid, Math.max(first, s.snapMeta.index + 1), s.lastIndex);
-      this.st.delFrom.run(s.gid, first);
+      s.bytes -= this.host.sum(s, first, s.lastIndex);
+      s.bytesSinceSnapshot -= this.host.sum(s, Math.max(first, s.snapMeta.index + 1), s.lastIndex);
+      this.host.emit(['delFrom', s.gid, first]);
       const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : first;
       if (first <= tailStart) {
         s.tail = [];
@@ -57,10 +68,17 @@ export class SqliteLogWriter {
         for (const e of s.tail.splice(first - tailStart)) s.tailBytes -= e.data.length;
       }
     }
-    const ins = this.st.insEntry;
     for (const e of entries) {
       const code = entryTypeCode(e.type);
-      ins.run(s.gid, e.index, e.term, code, e.data, entryCrc(s.name, e.index, e.term, code, e.data));
+      this.host.emit([
+        'insEntry',
+        s.gid,
+        e.index,
+        e.term,
+        code,
+        e.data,
+        entryCrc(s.name, e.index, e.term, code, e.data),
+      ]);
       s.bytes += e.data.length;
       if (e.index > s.snapMeta.index) s.bytesSinceSnapshot += e.data.length;
       // The cache keeps the caller's entry (as etcd's MemoryStorage does): entries are immutable once written.
@@ -68,17 +86,12 @@ export class SqliteLogWriter {
       s.tailBytes += e.data.length;
     }
     s.lastIndex = (entries[entries.length - 1] as Entry).index;
-    let drop = 0;
-    while (s.tail.length - drop > 1 && (s.tail.length - drop > this.cacheEntries || s.tailBytes > this.cacheBytes)) {
-      s.tailBytes -= (s.tail[drop] as Entry).data.length;
-      drop++;
-    }
-    if (drop > 0) s.tail = s.tail.slice(drop);
   }
 
   installSnapshot(s: GroupState, sid: number, meta: SnapshotMeta, size: number, chunks: number): void {
-    this.st.delOldChunks.run(s.gid, sid);
-    this.st.delOldSnaps.run(s.gid, sid);
+    this.host.emit(['delOldChunks', s.gid, sid]);
+    this.host.emit(['delOldSnaps', s.gid, sid]);
+    s.snapEpoch++;
     s.snapId = sid;
     s.snapMeta = meta;
     s.snapSize = size;
@@ -87,7 +100,7 @@ export class SqliteLogWriter {
 
   /** The log becomes empty at the snapshot's index. */
   replaceLog(s: GroupState, meta: SnapshotMeta): void {
-    this.st.delUpTo.run(s.gid, Number.MAX_SAFE_INTEGER);
+    this.host.emit(['delUpTo', s.gid, Number.MAX_SAFE_INTEGER]);
     s.compactIndex = meta.index;
     s.compactTerm = meta.term;
     s.lastIndex = meta.index;
@@ -99,9 +112,9 @@ export class SqliteLogWriter {
 
   compactState(s: GroupState, index: LogIndex): void {
     if (index <= s.compactIndex) return;
-    s.compactTerm = this.termAt(s, index);
-    s.bytes -= this.sum(s.gid, s.compactIndex + 1, index);
-    this.st.delUpTo.run(s.gid, index);
+    s.compactTerm = this.host.termAt(s, index);
+    s.bytes -= this.host.sum(s, s.compactIndex + 1, index);
+    this.host.emit(['delUpTo', s.gid, index]);
     s.compactIndex = index;
     const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : index + 1;
     if (index >= tailStart) {
@@ -119,11 +132,17 @@ export class SqliteLogWriter {
       lastIndex: s.lastIndex,
       snapId: s.snapId,
     });
-    this.st.updGroup.run(hs.term, hs.vote, hs.commit, s.compactIndex, s.compactTerm, s.lastIndex, s.snapId, crc, s.gid);
-  }
-
-  sum(gid: number, lo: LogIndex, hi: LogIndex): number {
-    if (lo > hi) return 0;
-    return this.st.sumBytes.get(gid, lo, hi) as number;
+    this.host.emit([
+      'updGroup',
+      hs.term,
+      hs.vote,
+      hs.commit,
+      s.compactIndex,
+      s.compactTerm,
+      s.lastIndex,
+      s.snapId,
+      crc,
+      s.gid,
+    ]);
   }
 }

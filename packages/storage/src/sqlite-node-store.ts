@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { GroupId, GroupWrite, LogIndex, Logger, RaftLogReader, Snapshot, SnapshotMeta } from '@cohort/core';
+import type { Entry, GroupId, GroupWrite, LogIndex, Logger, RaftLogReader, Snapshot, SnapshotMeta } from '@cohort/core';
 import { StorageError } from '@cohort/core/errors';
 import { silentLogger } from '@cohort/core/logger';
 import Database from 'better-sqlite3';
@@ -18,10 +18,12 @@ import {
   positionOf,
 } from './sqlite-group.js';
 import { purgeAbandonedGenerations } from './sqlite-kv-partition.js';
-import { SqlitePartitionKv } from './sqlite-kv.js';
+import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
+import type { Job, Op } from './sqlite-ops.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
+import { InlineWriteQueue, ThreadWriteQueue, type WriteQueue } from './sqlite-write-queue.js';
 import {
   type DurableNodeStore,
   type LogLimits,
@@ -60,12 +62,50 @@ export interface SqliteNodeStoreOptions {
   quickCheck?: boolean;
   /** @default silentLogger */
   logger?: Logger;
+  /**
+   * Where writes run. `inline`: on the caller's thread, a write is durable
+   * when the call returns (tools, tests, recovery). `thread`: on a writer
+   * thread with its own connection, which commits everything queued while
+   * the previous fsync ran at once (group commit); the caller's thread keeps
+   * serving meanwhile, and `write` resolves once durable.
+   * @default 'inline'
+   */
+  writer?: 'inline' | 'thread';
+  /**
+   * A test hook of the `thread` writer: while this file exists, the writer
+   * holds each commit before it starts, as a stalled fsync would.
+   */
+  commitGate?: string;
+}
+
+/** The transaction being built by {@link SqliteNodeStore.transaction}. */
+interface OpenTransaction {
+  ops: Op[];
+  durable: boolean;
+  /** Undoes its in-memory changes, in reverse order, if it rolls back. */
+  undo: (() => void)[];
+  /** Generations to purge once it is queued. */
+  purges: number[];
+}
+
+/** Entries a queued job appended to a group: the tail keeps them until the writer committed the job. */
+interface Pin {
+  seq: number;
+  group: GroupId;
+  from: LogIndex;
 }
 
 /**
  * The durable {@link DurableNodeStore}: one SQLite file per node in WAL mode
- * with `synchronous=FULL`, so a `write` is on disk when it returns. Every
- * entry, hard state and snapshot chunk carries a CRC-32C checked on read.
+ * with `synchronous=FULL`; a `write` resolves once on disk. Every entry,
+ * hard state and snapshot chunk carries a CRC-32C checked on read.
+ *
+ * Every write becomes a job of statements for one writer (the caller's
+ * thread, or a writer thread: see {@link SqliteNodeStoreOptions.writer}),
+ * run in order. The in-memory state moves at once: group states (bounds,
+ * hard state, a tail of recent entries that holds every entry not yet
+ * committed) and each partition's overlay of uncommitted KV rows, so reads
+ * on this thread see every write before the writer committed it.
  */
 export class SqliteNodeStore implements DurableNodeStore {
   private readonly states = new Map<GroupId, GroupState>();
@@ -76,9 +116,22 @@ export class SqliteNodeStore implements DurableNodeStore {
   private readonly st: Statements;
   private readonly w: SqliteLogWriter;
   private readonly src: (group: GroupId) => GroupSource;
-  /** Runs a function in a transaction (nested calls become savepoints); built once, as building it per write costs. */
-  private readonly inTxn: (fn: () => unknown) => unknown;
+  /** Runs a function in a read transaction: one consistent snapshot of the file. */
+  private readonly inRead: (fn: () => unknown) => unknown;
   private readonly partitions = new Map<string, SqlitePartitionKv>();
+  private readonly host: PartitionHost;
+  private queue: WriteQueue;
+  /** The last job queued. */
+  private seq = 0;
+  /** The last job the writer committed. */
+  private committedSeq = 0;
+  private tx: OpenTransaction | undefined;
+  /** Ops of the log write being built. */
+  private building: Op[] | undefined;
+  private readonly pins: Pin[] = [];
+  private nextGid = 1;
+  private nextSid = 1;
+  private nextGen = 1;
   private closed = false;
 
   private constructor(
@@ -91,10 +144,31 @@ export class SqliteNodeStore implements DurableNodeStore {
     this.cacheEntries = opts.cacheEntries ?? 1024;
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
     this.st = prepareStatements(db);
-    this.w = new SqliteLogWriter(this.st, this.chunkBytes, this.cacheEntries, this.cacheBytes, (s, index) =>
-      new SqliteLogReader({ ...this.src(s.name), state: () => s }).term(index),
+    this.w = new SqliteLogWriter(
+      {
+        emit: (op) => this.emitLog(op),
+        newSnapshotId: () => this.nextSid++,
+        termAt: (s, index) => new SqliteLogReader({ ...this.src(s.name), state: () => s }).term(index),
+        sum: (s, lo, hi) => this.sumBytes(s, lo, hi),
+      },
+      this.chunkBytes,
     );
-    this.inTxn = db.transaction((fn: () => unknown) => fn());
+    this.inRead = db.transaction((fn: () => unknown) => fn());
+    this.queue = new InlineWriteQueue(db, file);
+    this.queue.onCommitted = (upTo) => this.committed(upTo);
+    this.host = {
+      run: (fn, durable) => this.transaction(fn, { durable }),
+      emit: (op) => this.openTx().ops.push(op),
+      seq: () => this.seq + 1,
+      undo: (fn) => this.openTx().undo.push(fn),
+      newGeneration: () => this.nextGen++,
+      barrier: () => this.queue.barrier(),
+      purge: (gen) => {
+        if (this.tx) this.tx.purges.push(gen);
+        else this.submit({ seq: 0, durable: false, ops: [], purge: gen });
+      },
+      read: <T>(fn: () => T) => this.inRead(fn) as T,
+    };
     const st = this.st;
     this.src = (group) => ({
       file,
@@ -133,8 +207,18 @@ export class SqliteNodeStore implements DurableNodeStore {
       }
       migrate(db, file);
       const store = new SqliteNodeStore(db, file, opts);
-      purgeAbandonedGenerations(db, (fn, durable) => store.transaction(fn, { durable }));
+      const inTxn = db.transaction((fn: () => void) => fn());
+      purgeAbandonedGenerations(db, (fn) => inTxn(fn));
       for (const s of loadGroups(db, file, log, store.cacheEntries)) store.states.set(s.name, s);
+      store.nextGid = (db.prepare('SELECT coalesce(max(gid), 0) FROM groups').pluck().get() as number) + 1;
+      store.nextSid = (db.prepare('SELECT coalesce(max(sid), 0) FROM snapshots').pluck().get() as number) + 1;
+      store.nextGen = (db.prepare('SELECT coalesce(max(gen_id), 0) FROM kv_generations').pluck().get() as number) + 1;
+      if (opts.writer === 'thread') {
+        // A checkpoint now, so the writer thread starts from a short WAL.
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        store.queue = new ThreadWriteQueue(file, opts.commitGate === undefined ? {} : { commitGate: opts.commitGate });
+        store.queue.onCommitted = (upTo) => store.committed(upTo);
+      }
       return store;
     } catch (err) {
       db.close();
@@ -161,25 +245,31 @@ export class SqliteNodeStore implements DurableNodeStore {
 
   write(batch: GroupWrite[]): Promise<void> {
     try {
-      this.writeSync(batch);
-      return Promise.resolve();
+      return this.queue.done(this.writeLog(batch));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
   writeSync(batch: GroupWrite[]): void {
+    this.writeLog(batch);
+    this.queue.barrier();
+  }
+
+  /** Queues a log write; returns its job's seq. */
+  private writeLog(batch: GroupWrite[]): number {
     this.assertOpen();
     const plans = planBatch(batch, (g) => positionOf(this.state(g)), this.file);
-    this.commit((work) => {
+    return this.commit((work) => {
       for (const plan of plans) this.w.writePlan(work(plan.group), plan);
-    });
+    }, true);
   }
 
   saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
     try {
-      this.saveSnapshotSync(group, snapshot, compactTo);
-      return Promise.resolve();
+      const sink = this.snapshotSink(group, snapshot.meta);
+      sink.write(snapshot.data);
+      return this.queue.done(sink.queueFinish(compactTo));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -192,26 +282,45 @@ export class SqliteNodeStore implements DurableNodeStore {
   }
 
   beginSnapshot(group: GroupId, meta: SnapshotMeta): SnapshotSink {
+    const sink = this.snapshotSink(group, meta);
+    return {
+      write: (data) => sink.write(data),
+      finish: (compactTo) => {
+        sink.queueFinish(compactTo);
+        this.queue.barrier();
+      },
+      abort: () => sink.abort(),
+    };
+  }
+
+  /** A snapshot sink whose finish queues the durable install and returns its job's seq. */
+  private snapshotSink(
+    group: GroupId,
+    meta: SnapshotMeta,
+  ): { write(data: Uint8Array): void; queueFinish(compactTo: LogIndex): number; abort(): void } {
     this.assertOpen();
     const snapMeta = cloneMeta(meta);
     const confJson = JSON.stringify(snapMeta.confState);
-    let sid = 0;
+    const sid = this.nextSid++;
     let seq = 0;
     let size = 0;
-    const insert = (chunk: Uint8Array): void => {
-      this.st.insChunk.run(sid, seq, chunk, chunkCrc(sid, seq, chunk));
+    let epoch = 0;
+    const insert = (chunk: Uint8Array): Op => {
+      const op: Op = ['insChunk', sid, seq, chunk, chunkCrc(sid, seq, chunk)];
       seq++;
       size += chunk.length;
+      return op;
     };
     // The staging row stays `complete = 0` until finish; open discards such rows as unsynced.
     this.commit((work) => {
       const s = work(group);
-      sid = Number(this.st.insSnap.run(s.gid, snapMeta.index, snapMeta.term, confJson).lastInsertRowid);
-    });
+      epoch = s.snapEpoch;
+      this.emitLog(['insSnap', sid, s.gid, snapMeta.index, snapMeta.term, confJson]);
+    }, false);
     let pendingChunk: Uint8Array | undefined;
     const rechunker = new Rechunker(this.chunkBytes, (c) => {
       // Hold one chunk back so the last one lands in finish's transaction.
-      if (pendingChunk) this.inTxn(() => insert(pendingChunk as Uint8Array));
+      if (pendingChunk) this.submit({ seq: 0, durable: false, ops: [insert(pendingChunk)] });
       pendingChunk = c;
     });
     let done = false;
@@ -223,44 +332,45 @@ export class SqliteNodeStore implements DurableNodeStore {
         assertActive();
         rechunker.write(data);
       },
-      finish: (compactIndex) => {
+      queueFinish: (compactIndex) => {
         assertActive();
         done = true;
         rechunker.flush();
         checkSnapshotSave(this.file, group, positionOf(this.state(group)), snapMeta, compactIndex);
-        this.commit((work) => {
-          if (pendingChunk) insert(pendingChunk);
+        return this.commit((work) => {
+          if (pendingChunk) this.emitLog(insert(pendingChunk));
           const s = work(group);
-          const completed = this.st.completeSnap.run(
-            size,
-            seq,
-            snapshotRowCrc(s.gid, snapMeta, confJson, size, seq),
-            sid,
-          );
-          if (completed?.changes !== 1) {
+          if (s.snapEpoch !== epoch) {
             throw new StorageError(
               `${this.file}: group ${group}: a newer snapshot replaced this one while it was written`,
             );
           }
+          this.emitLog(['completeSnap', size, seq, snapshotRowCrc(s.gid, snapMeta, confJson, size, seq), sid]);
           this.w.installSnapshot(s, sid, snapMeta, size, seq);
           if (snapMeta.index > s.lastIndex) this.w.replaceLog(s, snapMeta);
           else this.w.compactState(s, compactIndex);
-          s.bytesSinceSnapshot = this.w.sum(s.gid, snapMeta.index + 1, s.lastIndex);
+          s.bytesSinceSnapshot = this.sumBytes(s, snapMeta.index + 1, s.lastIndex);
           this.w.saveRow(s);
-        });
+        }, true);
       },
       abort: () => {
         if (done) return;
         done = true;
-        this.inTxn(() => {
-          this.st.delSnapChunks.run(sid);
-          this.st.delSnap.run(sid);
+        this.submit({
+          seq: 0,
+          durable: false,
+          ops: [
+            ['delSnapChunks', sid],
+            ['delSnap', sid],
+          ],
         });
       },
     };
   }
 
   openSnapshot(group: GroupId): SnapshotSource | undefined {
+    // Chunks are read from the file: a snapshot just written must be in it.
+    this.queue.barrier();
     const s = this.state(group);
     if (s.snapId === 0) return undefined;
     const chunks = this.readChunks(s);
@@ -281,7 +391,7 @@ export class SqliteNodeStore implements DurableNodeStore {
       const s = work(group);
       this.w.compactState(s, index);
       this.w.saveRow(s);
-    });
+    }, true);
   }
 
   stats(group: GroupId): LogStats {
@@ -307,7 +417,7 @@ export class SqliteNodeStore implements DurableNodeStore {
     this.assertOpen();
     let kv = this.partitions.get(partition);
     if (!kv) {
-      kv = new SqlitePartitionKv(this.db, this.file, partition, (fn, durable) => this.transaction(fn, { durable }));
+      kv = new SqlitePartitionKv(this.db, this.file, partition, this.host);
       this.partitions.set(partition, kv);
     }
     return kv;
@@ -315,25 +425,40 @@ export class SqliteNodeStore implements DurableNodeStore {
 
   transaction<T>(fn: () => T, opts: TransactionOptions = {}): T {
     this.assertOpen();
-    if (this.db.inTransaction) return fn();
-    const relaxed = opts.durable === false;
-    // WAL order: a later synchronous=FULL commit makes this one durable too.
-    if (relaxed) this.db.pragma('synchronous = NORMAL');
+    if (this.tx) return fn();
+    if (this.building) throw new StorageError(`${this.file}: a transaction cannot start inside a log write`);
+    const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], purges: [] };
+    this.tx = tx;
     try {
-      return this.inTxn(fn) as T;
+      const result = fn();
+      this.tx = undefined;
+      if (tx.ops.length > 0) this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
+      return result;
     } catch (err) {
+      this.tx = undefined;
+      for (let i = tx.undo.length - 1; i >= 0; i--) (tx.undo[i] as () => void)();
       // A rolled-back transaction may have created a partition's first generation.
       for (const kv of this.partitions.values()) kv.forget();
+      tx.purges = [];
       throw err;
     } finally {
-      if (relaxed) this.db.pragma('synchronous = FULL');
+      for (const gen of tx.purges) this.submit({ seq: 0, durable: false, ops: [], purge: gen });
     }
+  }
+
+  /** Blocks until the writer committed every write queued so far (tools, tests); throws if it failed. */
+  flush(): void {
+    this.queue.barrier();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.db.close();
+    try {
+      this.queue.close();
+    } finally {
+      this.db.close();
+    }
   }
 
   /** The underlying connection, for tests and the integrity checker. */
@@ -351,29 +476,105 @@ export class SqliteNodeStore implements DurableNodeStore {
   }
 
   /**
-   * Runs `fn` in one transaction over working copies of the groups it touches;
-   * the copies replace the cached states only once the commit (and its fsync) succeeded.
+   * Builds one job over working copies of the groups it touches and queues
+   * it; the copies replace the cached states once it is queued (with the
+   * inline writer: once it committed). Returns the job's seq.
    */
-  private commit(fn: (work: (group: GroupId) => GroupState) => void): void {
+  private commit(fn: (work: (group: GroupId) => GroupState) => void, durable: boolean): number {
+    this.assertOpen();
+    if (this.tx || this.building) throw new StorageError(`${this.file}: a log write cannot run inside a transaction`);
     const copies = new Map<GroupId, GroupState>();
+    const firstNew = new Map<GroupId, LogIndex>();
+    const ops: Op[] = [];
     const work = (group: GroupId): GroupState => {
       let c = copies.get(group);
       if (!c) {
         c = cloneGroupState(this.state(group));
         if (c.gid === 0) {
-          c.gid = Number(this.st.insGroup.run(group, 0).lastInsertRowid);
+          c.gid = this.nextGid++;
+          ops.push(['insGroup', c.gid, group, 0]);
         }
         copies.set(group, c);
+        firstNew.set(group, c.lastIndex + 1);
       }
       return c;
     };
+    this.building = ops;
     try {
-      this.inTxn(() => fn(work));
-    } catch (err) {
-      if (err instanceof StorageError) throw err;
-      throw new StorageError(`${this.file}: write failed: ${(err as Error).message}`);
+      fn(work);
+    } finally {
+      this.building = undefined;
     }
-    for (const [group, c] of copies) this.states.set(group, c);
+    const seq = this.submit({ seq: 0, durable, ops });
+    for (const [group, c] of copies) {
+      this.states.set(group, c);
+      // Entries this job appended stay in the tail until it commits.
+      const tailStart = c.tail.length > 0 ? (c.tail[0] as Entry).index : c.lastIndex + 1;
+      const from = Math.max(tailStart, Math.min(firstNew.get(group) as LogIndex, c.lastIndex + 1));
+      if (seq > this.committedSeq && from <= c.lastIndex) this.pins.push({ seq, group, from });
+      this.trimTail(c);
+    }
+    return seq;
+  }
+
+  /** Queues a job as the next one (its seq is assigned here) and returns its seq. */
+  private submit(job: Job): number {
+    this.assertOpen();
+    job.seq = this.seq + 1;
+    this.queue.submit(job);
+    this.seq = job.seq;
+    return job.seq;
+  }
+
+  private emitLog(op: Op): void {
+    if (!this.building) throw new StorageError(`${this.file}: a log statement outside a log write`);
+    this.building.push(op);
+  }
+
+  private openTx(): OpenTransaction {
+    if (!this.tx) throw new StorageError(`${this.file}: a KV write outside a transaction`);
+    return this.tx;
+  }
+
+  /** The writer committed jobs up to `upTo`: what they wrote is in the file now. */
+  private committed(upTo: number): void {
+    this.committedSeq = upTo;
+    for (const kv of this.partitions.values()) kv.committed(upTo);
+    let n = 0;
+    while (n < this.pins.length && (this.pins[n] as Pin).seq <= upTo) n++;
+    if (n === 0) return;
+    const released = this.pins.splice(0, n);
+    for (const group of new Set(released.map((p) => p.group))) {
+      const s = this.states.get(group);
+      if (s) this.trimTail(s);
+    }
+  }
+
+  /** Drops the oldest cached entries past the cache's bounds, but never one a queued job still writes. */
+  private trimTail(s: GroupState): void {
+    let pinFrom = Number.POSITIVE_INFINITY;
+    for (const p of this.pins) if (p.group === s.name && p.from < pinFrom) pinFrom = p.from;
+    let drop = 0;
+    while (
+      s.tail.length - drop > 1 &&
+      (s.tail.length - drop > this.cacheEntries || s.tailBytes > this.cacheBytes) &&
+      (s.tail[drop] as Entry).index < pinFrom
+    ) {
+      s.tailBytes -= (s.tail[drop] as Entry).data.length;
+      drop++;
+    }
+    if (drop > 0) s.tail = s.tail.slice(drop);
+  }
+
+  /** Bytes of entry data in [lo, hi]: the tail from memory, what lies before it from the file (committed). */
+  private sumBytes(s: GroupState, lo: LogIndex, hi: LogIndex): number {
+    if (lo > hi) return 0;
+    const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : s.lastIndex + 1;
+    let n = 0;
+    for (let i = Math.max(lo, tailStart); i <= hi; i++) n += (s.tail[i - tailStart] as Entry).data.length;
+    const dbHi = Math.min(hi, tailStart - 1);
+    if (lo <= dbHi) n += this.st.sumBytes.get(s.gid, lo, dbHi) as number;
+    return n;
   }
 
   private readChunks(s: GroupState): (count: number) => Generator<Uint8Array> {
@@ -394,6 +595,7 @@ export class SqliteNodeStore implements DurableNodeStore {
 
   private readSnapshotData(s: GroupState): Uint8Array {
     if (s.snapId === 0) return new Uint8Array(0);
+    this.queue.barrier();
     const out = new Uint8Array(s.snapSize);
     let off = 0;
     for (const c of this.readChunks(s)(s.snapChunks)) {

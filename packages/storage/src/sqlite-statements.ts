@@ -5,7 +5,7 @@ export function prepareStatements(db: Database.Database): Statements {
   const p = (sql: string): Database.Statement => db.prepare(sql);
   return {
     insGroup: p(
-      "INSERT INTO groups (name, term, vote, commit_index, compact_index, compact_term, last_index, snap_id, crc) VALUES (?, 0, '', 0, 0, 0, 0, 0, ?)",
+      "INSERT INTO groups (gid, name, term, vote, commit_index, compact_index, compact_term, last_index, snap_id, crc) VALUES (?, ?, 0, '', 0, 0, 0, 0, 0, ?)",
     ),
     updGroup: p(
       'UPDATE groups SET term = ?, vote = ?, commit_index = ?, compact_index = ?, compact_term = ?, last_index = ?, snap_id = ?, crc = ? WHERE gid = ?',
@@ -17,7 +17,7 @@ export function prepareStatements(db: Database.Database): Statements {
     range: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx >= ? AND idx < ? ORDER BY idx'),
     at: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx = ?'),
     insSnap: p(
-      'INSERT INTO snapshots (gid, idx, term, conf_state, size, chunks, complete, crc) VALUES (?, ?, ?, ?, 0, 0, 0, 0)',
+      'INSERT INTO snapshots (sid, gid, idx, term, conf_state, size, chunks, complete, crc) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0)',
     ),
     completeSnap: p('UPDATE snapshots SET size = ?, chunks = ?, complete = 1, crc = ? WHERE sid = ?'),
     insChunk: p('INSERT INTO snapshot_chunks (sid, seq, data, crc) VALUES (?, ?, ?, ?)'),

@@ -8,7 +8,7 @@ import {
 } from '@cohort/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DurableNodeStore } from '../src/types.js';
-import { type StoreHarness, ent, ents, memoryHarness, sqliteHarness } from './harness.js';
+import { type StoreHarness, ent, ents, memoryHarness, sqliteHarness, sqliteThreadHarness } from './harness.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -18,6 +18,7 @@ const conf = (voters: string[]) => ({ ...emptyConfState(), voters });
 describe.each([
   ['MemoryNodeStore', memoryHarness],
   ['SqliteNodeStore', sqliteHarness],
+  ['SqliteNodeStore (writer thread)', sqliteThreadHarness],
 ])('%s honours the node store contract', (_name, make) => {
   let h: StoreHarness;
   let store: DurableNodeStore;

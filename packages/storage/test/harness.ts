@@ -36,14 +36,23 @@ export function memoryHarness(): StoreHarness {
 }
 
 export function sqliteHarness(): StoreHarness {
+  return sqliteHarnessWith('inline');
+}
+
+/** The SQLite store with its writes on a writer thread. */
+export function sqliteThreadHarness(): StoreHarness {
+  return sqliteHarnessWith('thread');
+}
+
+function sqliteHarnessWith(writer: 'inline' | 'thread'): StoreHarness {
   const dir = mkdtempSync(join(tmpdir(), 'cohort-storage-'));
   let n = 0;
   const files = new Map<DurableNodeStore, { file: string; opts: HarnessOptions }>();
   return {
-    name: 'SqliteNodeStore',
+    name: writer === 'inline' ? 'SqliteNodeStore' : 'SqliteNodeStore (writer thread)',
     open: (o = {}) => {
       const file = join(dir, `node-${n++}.db`);
-      const s = SqliteNodeStore.open(file, o);
+      const s = SqliteNodeStore.open(file, { ...o, writer });
       files.set(s, { file, opts: o });
       return s;
     },
@@ -51,7 +60,7 @@ export function sqliteHarness(): StoreHarness {
       const info = files.get(store);
       if (!info) throw new Error('unknown store');
       store.close();
-      const s = SqliteNodeStore.open(info.file, info.opts);
+      const s = SqliteNodeStore.open(info.file, { ...info.opts, writer });
       files.set(s, info);
       return s;
     },

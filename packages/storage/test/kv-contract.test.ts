@@ -1,9 +1,10 @@
 import { StorageError, emptyConfState } from '@cohort/core';
+import type Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import type { AppliedState, DurableNodeStore, KvRecord } from '../src/types.js';
-import { type StoreHarness, memoryHarness, sqliteHarness } from './harness.js';
+import { type StoreHarness, memoryHarness, sqliteHarness, sqliteThreadHarness } from './harness.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const text = (b: Uint8Array | undefined): string => new TextDecoder().decode(b);
@@ -17,15 +18,18 @@ const at = (index: number, term = 1, voters = ['n1']): AppliedState => ({
 /** Damages the stored value of one row behind the store's back. */
 function corruptRow(store: DurableNodeStore, partition: string, key: Uint8Array): void {
   if (store instanceof MemoryNodeStore) store.corruptKvRow(partition, key);
-  else
+  else {
+    (store as SqliteNodeStore).flush();
     (store as SqliteNodeStore).database
       .prepare('UPDATE kv SET value = ? WHERE key = ?')
       .run(Buffer.from('tampered'), Buffer.from(key));
+  }
 }
 
 describe.each([
   ['MemoryNodeStore', memoryHarness],
   ['SqliteNodeStore', sqliteHarness],
+  ['SqliteNodeStore (writer thread)', sqliteThreadHarness],
 ])('%s honours the KV store contract', (_name, make) => {
   let h: StoreHarness;
   let store: DurableNodeStore;
@@ -255,6 +259,7 @@ describe.each([
     expect(kv2.count()).toBe(2501);
     if (store instanceof SqliteNodeStore) {
       // The old generation's rows are gone, not just hidden.
+      store.flush();
       expect(store.database.prepare('SELECT count(*) FROM kv').pluck().get()).toBe(2501);
       expect(store.database.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(1);
     }
@@ -298,27 +303,29 @@ describe('SqliteNodeStore KV specifics', () => {
     expect(keys(store.kv('p1').scan())).toEqual(['keep']);
   });
 
-  it('commits a non-durable transaction with synchronous=NORMAL and restores FULL after', () => {
-    const seen: number[] = [];
-    store.transaction(
-      () => {
-        seen.push(store.database.pragma('synchronous', { simple: true }) as number);
-        store.kv('p1').put(bytes('k'), bytes('v'), { revision: 1 });
-      },
-      { durable: false },
-    );
-    // 1 = NORMAL, 2 = FULL
-    expect(seen).toEqual([1]);
-    expect(store.database.pragma('synchronous', { simple: true })).toBe(2);
+  it('commits a non-durable transaction with synchronous=NORMAL and a durable one with FULL', () => {
+    const db = store.database;
+    const seen: string[] = [];
+    const pragma = db.pragma.bind(db);
+    db.pragma = ((source: string, opts?: Database.PragmaOptions) => {
+      if (source.startsWith('synchronous =')) seen.push(source);
+      return pragma(source, opts);
+    }) as typeof db.pragma;
+    store.transaction(() => store.kv('p1').put(bytes('k'), bytes('v'), { revision: 1 }), { durable: false });
+    expect(seen).toEqual(['synchronous = NORMAL']);
     expect(() =>
       store.transaction(
         () => {
+          store.kv('p1').put(bytes('x'), bytes('v'), { revision: 2 });
           throw new Error('boom');
         },
         { durable: false },
       ),
     ).toThrow('boom');
-    expect(store.database.pragma('synchronous', { simple: true })).toBe(2);
+    expect(store.kv('p1').get(bytes('x'))).toBeUndefined();
+    store.transaction(() => store.kv('p1').put(bytes('k'), bytes('w'), { revision: 3 }));
+    expect(seen).toEqual(['synchronous = NORMAL', 'synchronous = FULL']);
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
   });
 
   it('detects a corrupt applied-state row', () => {

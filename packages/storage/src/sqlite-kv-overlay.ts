@@ -1,0 +1,91 @@
+import type { AppliedState, ClientSession, KvRecord } from './types.js';
+
+/** A value written by job `seq`, not yet reported committed. */
+export interface Tagged<T> {
+  v: T;
+  seq: number;
+}
+
+/** A session as the pending writes left it. */
+export interface PendingSession {
+  /** Undefined: dropped. */
+  session: ClientSession | undefined;
+  /** The session was dropped since the last commit: none of the client's stored responses on disk count. */
+  hideStored: boolean;
+}
+
+/** The partition row as the pending writes left it. */
+export interface PendingPartition {
+  generation: number;
+  applied: AppliedState;
+  logTime: number;
+}
+
+/** Records how to undo an overlay change if the transaction making it rolls back. */
+export type RecordUndo = (undo: () => void) => void;
+
+/**
+ * What a partition's writes changed that the writer thread has not committed
+ * yet: the latest value per key (tombstones included), per session, per
+ * stored response and of the partition row, each tagged with the job that
+ * wrote it. Reads merge it over the database; an entry goes once its job
+ * commits, unless a later job rewrote it. Keys in no entry are stable on
+ * disk: every pending write has one.
+ */
+export class KvOverlay {
+  /** By key bytes as a latin1 string; undefined: deleted. */
+  readonly rows = new Map<string, Tagged<KvRecord | undefined>>();
+  readonly sessions = new Map<string, Tagged<PendingSession>>();
+  /** By {@link responseKey}; responses are only added (removals follow from the session's low-water mark). */
+  readonly responses = new Map<string, Tagged<Uint8Array>>();
+  readonly partition = new Map<'', Tagged<PendingPartition>>();
+  /** Keys each job wrote, in job order. */
+  private readonly bySeq = new Map<number, [Map<string, Tagged<unknown>>, string][]>();
+
+  get empty(): boolean {
+    return this.rows.size === 0 && this.sessions.size === 0 && this.responses.size === 0 && this.partition.size === 0;
+  }
+
+  set<K extends string, T>(map: Map<K, Tagged<T>>, key: K, v: T, seq: number, undo: RecordUndo): void {
+    const prev = map.get(key);
+    map.set(key, { v, seq });
+    undo(() => {
+      if (prev === undefined) map.delete(key);
+      else map.set(key, prev);
+    });
+    let keys = this.bySeq.get(seq);
+    if (keys === undefined) {
+      keys = [];
+      this.bySeq.set(seq, keys);
+    }
+    keys.push([map as Map<string, Tagged<unknown>>, key]);
+  }
+
+  /** Drops what jobs up to `upTo` wrote, where no later job rewrote it: the database holds it now. */
+  release(upTo: number): void {
+    for (const [seq, keys] of this.bySeq) {
+      if (seq > upTo) break;
+      for (const [map, key] of keys) if (map.get(key)?.seq === seq) map.delete(key);
+      this.bySeq.delete(seq);
+    }
+  }
+
+  /** Forgets everything (once every job committed). */
+  clear(): void {
+    this.rows.clear();
+    this.sessions.clear();
+    this.responses.clear();
+    this.partition.clear();
+    this.bySeq.clear();
+  }
+}
+
+/** A key's overlay map key. */
+export function rowKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+/** A stored response's overlay map key. */
+export function responseKey(clientId: string, seq: number): string {
+  return `${seq}:${clientId}`;
+}

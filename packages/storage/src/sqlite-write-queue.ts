@@ -1,0 +1,203 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
+import { StorageError } from '@cohort/core/errors';
+import type Database from 'better-sqlite3';
+import { type Job, JobRunner } from './sqlite-ops.js';
+import {
+  CTRL_CLOSED,
+  CTRL_COMMITTED,
+  CTRL_FAILED,
+  CTRL_SLOTS,
+  type ToMain,
+  type ToWriter,
+  type WriterData,
+} from './sqlite-writer-protocol.js';
+
+/**
+ * Where a store's writes go, in submission order. Jobs commit in seq order;
+ * `onCommitted(upTo)` reports each step.
+ */
+export interface WriteQueue {
+  /** Queues a job (the inline queue runs it before returning, and throws if it fails). */
+  submit(job: Job): void;
+  /** Resolves once job `seq` (and every job before it) committed; rejects if the writer failed. */
+  done(seq: number): Promise<void>;
+  /** Blocks until every submitted job committed; throws if the writer failed. For rare operations. */
+  barrier(): void;
+  /** Whether submitted jobs are still uncommitted. */
+  readonly pending: boolean;
+  /** Called (on the store's thread) each time jobs up to `upTo` committed. */
+  onCommitted: (upTo: number) => void;
+  close(): void;
+}
+
+/** Runs each job on the caller's connection before `submit` returns (tools, tests, recovery). */
+export class InlineWriteQueue implements WriteQueue {
+  private readonly runner: JobRunner;
+  onCommitted: (upTo: number) => void = () => {};
+  readonly pending = false;
+
+  constructor(
+    db: Database.Database,
+    private readonly file: string,
+  ) {
+    this.runner = new JobRunner(db);
+  }
+
+  submit(job: Job): void {
+    try {
+      this.runner.run([job]);
+    } catch (err) {
+      throw writeFailed(this.file, err);
+    }
+    this.onCommitted(job.seq);
+  }
+
+  done(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  barrier(): void {}
+
+  close(): void {}
+}
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Options of {@link ThreadWriteQueue}. */
+export interface ThreadWriteQueueOptions {
+  /** See {@link JobRunnerOptions.commitGate}. */
+  commitGate?: string;
+}
+
+/** Hands jobs to the writer thread ({@link sqlite-writer-worker}), which owns its own connection. */
+export class ThreadWriteQueue implements WriteQueue {
+  private readonly worker: Worker;
+  private readonly port: MessagePort;
+  private readonly ctrl: BigInt64Array;
+  private submitted = 0;
+  private committed = 0;
+  private failure: StorageError | undefined;
+  private waiters: Waiter[] = [];
+  private closed = false;
+  onCommitted: (upTo: number) => void = () => {};
+
+  constructor(
+    private readonly file: string,
+    opts: ThreadWriteQueueOptions = {},
+  ) {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const sab = new SharedArrayBuffer(CTRL_SLOTS * 8);
+    this.ctrl = new BigInt64Array(sab);
+    const data: WriterData = { file, ctrl: sab, port: port2 };
+    if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
+    this.worker = new Worker(workerUrl(), { workerData: data, transferList: [port2] });
+    this.worker.unref();
+    this.worker.on('error', (err) => this.failed(`the writer thread failed: ${err.message}`));
+    this.worker.on('exit', (code) => {
+      if (!this.closed) this.failed(`the writer thread exited (code ${code})`);
+    });
+    this.port.on('message', (m: ToMain) => this.handle(m));
+    this.port.unref();
+  }
+
+  get pending(): boolean {
+    return this.committed < this.submitted;
+  }
+
+  submit(job: Job): void {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new StorageError(`${this.file}: the store is closed`);
+    // Keeps the process alive while writes are in flight.
+    if (!this.pending) this.port.ref();
+    this.submitted = job.seq;
+    const msg: ToWriter = { type: 'jobs', jobs: [job] };
+    this.port.postMessage(msg);
+  }
+
+  done(seq: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (seq <= this.committed) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  barrier(): void {
+    while (this.pending) {
+      if (this.failure) throw this.failure;
+      const m = receiveMessageOnPort(this.port);
+      if (m !== undefined) {
+        this.handle(m.message as ToMain);
+        continue;
+      }
+      if (Atomics.load(this.ctrl, CTRL_FAILED) === 1n) {
+        // The failure message is on its way: take it on the next pass.
+        Atomics.wait(this.ctrl, CTRL_CLOSED, 0n, 10);
+        continue;
+      }
+      const at = Atomics.load(this.ctrl, CTRL_COMMITTED);
+      if (Number(at) < this.submitted) Atomics.wait(this.ctrl, CTRL_COMMITTED, at, 100);
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    try {
+      if (!this.failure) this.barrier();
+    } catch {
+      // The failure was reported to whoever waited on the writes.
+    }
+    this.closed = true;
+    const msg: ToWriter = { type: 'close' };
+    this.port.postMessage(msg);
+    const deadline = Date.now() + 5_000;
+    while (Atomics.load(this.ctrl, CTRL_CLOSED) !== 1n && Date.now() < deadline && !this.failure) {
+      Atomics.wait(this.ctrl, CTRL_COMMITTED, Atomics.load(this.ctrl, CTRL_COMMITTED), 50);
+    }
+    this.port.close();
+    if (Atomics.load(this.ctrl, CTRL_CLOSED) !== 1n) void this.worker.terminate();
+  }
+
+  private handle(m: ToMain): void {
+    if (m.type === 'failed') {
+      this.failed(m.message);
+      return;
+    }
+    if (m.upTo <= this.committed) return;
+    this.committed = m.upTo;
+    if (!this.pending) this.port.unref();
+    this.onCommitted(m.upTo);
+    let n = 0;
+    while (n < this.waiters.length && (this.waiters[n] as Waiter).seq <= m.upTo) n++;
+    if (n === 0) return;
+    const ready = this.waiters.splice(0, n);
+    for (const w of ready) w.resolve();
+  }
+
+  private failed(message: string): void {
+    if (this.failure || this.closed) return;
+    this.failure = writeFailed(this.file, new Error(message));
+    this.port.unref();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(this.failure);
+  }
+}
+
+function writeFailed(file: string, err: unknown): StorageError {
+  if (err instanceof StorageError) return err;
+  return new StorageError(`${file}: write failed: ${(err as Error).message}`);
+}
+
+/** The writer thread's module: next to this one when built; from dist when this runs as TypeScript (tests). */
+function workerUrl(): URL {
+  const here = new URL('./sqlite-writer-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  return new URL('../dist/sqlite-writer-worker.js', import.meta.url);
+}
