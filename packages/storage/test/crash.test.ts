@@ -20,8 +20,10 @@ interface Writer {
   stderr: string;
 }
 
-function spawnWriter(dir: string, cacheDir: string): Writer {
-  const child = spawn(process.execPath, ['--no-warnings', writer, dir, String(GROUPS)], {
+type Mode = 'inline' | 'thread';
+
+function spawnWriter(dir: string, cacheDir: string, mode: Mode): Writer {
+  const child = spawn(process.execPath, ['--no-warnings', writer, dir, String(GROUPS), mode], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, NODE_COMPILE_CACHE: cacheDir },
   });
@@ -93,23 +95,27 @@ function parentCheck(dir: string, acked: Map<string, Acked>): string | undefined
   }
 }
 
-describe('SqliteNodeStore under SIGKILL', () => {
-  it(`keeps every write acknowledged as synced across ${CYCLES} kills at random moments`, async () => {
+describe.each([
+  ['inline', CYCLES],
+  // Writes in flight on the writer thread when the kill lands: fewer cycles, as each runs longer.
+  ['thread', Math.ceil(CYCLES / 8)],
+] as [Mode, number][])('SqliteNodeStore (%s writer) under SIGKILL', (mode, cycles) => {
+  it(`keeps every write acknowledged as synced across ${cycles} kills at random moments`, async () => {
     const { dir, cleanup } = tempDir();
     const cache = tempDir();
     const rng = new SeededRandom(SEED);
     const acked = new Map<string, Acked>();
-    let next = spawnWriter(dir, cache.dir);
+    let next = spawnWriter(dir, cache.dir, mode);
     try {
-      for (let cycle = 1; cycle <= CYCLES; cycle++) {
+      for (let cycle = 1; cycle <= cycles; cycle++) {
         try {
           const w = next;
           await w.ready;
-          next = spawnWriter(dir, cache.dir);
+          next = spawnWriter(dir, cache.dir, mode);
           // Each writer first checks, after the previous kill, that every acknowledged write survived.
           await runAndKill(w, rng.nextU32(), cycle, rng.int(0, 4 * GROUPS), acked);
           // The parent checks too, now and then, with SQLite's quick_check on open.
-          if (cycle % 25 === 0 || cycle === CYCLES) expect(parentCheck(dir, acked)).toBeUndefined();
+          if (cycle % 25 === 0 || cycle === cycles) expect(parentCheck(dir, acked)).toBeUndefined();
         } catch (err) {
           (err as Error).message += ` [replay: COHORT_STORAGE_CRASH_SEED=${SEED}, failed at cycle ${cycle}]`;
           throw err;

@@ -52,6 +52,8 @@ export interface ProcNode {
   resp: number;
   http: number;
   child?: ChildProcess;
+  /** Environment variables added to the process's own when it starts. */
+  env?: Record<string, string>;
   /** The node's stderr (its JSON log), kept for failure messages. */
   log: string;
 }
@@ -97,7 +99,10 @@ export class ProcCluster {
       `127.0.0.1:${node.http}`,
       ...this.extraArgs,
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...node.env },
+    });
     child.stderr?.on('data', (d: Buffer) => {
       node.log += d.toString();
       if (node.log.length > 200_000) node.log = node.log.slice(-100_000);
