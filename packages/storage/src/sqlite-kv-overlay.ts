@@ -36,8 +36,11 @@ export class KvOverlay {
   /** By key bytes as a latin1 string; undefined: deleted. */
   readonly rows = new Map<string, Tagged<KvRecord | undefined>>();
   readonly sessions = new Map<string, Tagged<PendingSession>>();
-  /** By {@link responseKey}; responses are only added (removals follow from the session's low-water mark). */
-  readonly responses = new Map<string, Tagged<Uint8Array>>();
+  /**
+   * By {@link responseKey}; undefined: dropped with its session. Those at or
+   * below the session's low-water mark are deleted too: reads check the mark.
+   */
+  readonly responses = new Map<string, Tagged<Uint8Array | undefined>>();
   readonly partition = new Map<'', Tagged<PendingPartition>>();
   /** Keys each job wrote, in job order. */
   private readonly bySeq = new Map<number, [Map<string, Tagged<unknown>>, string][]>();
@@ -87,5 +90,10 @@ export function rowKey(key: Uint8Array): string {
 
 /** A stored response's overlay map key. */
 export function responseKey(clientId: string, seq: number): string {
-  return `${seq}:${clientId}`;
+  return `${clientId}\u0000${seq}`;
+}
+
+/** Whether an overlay response key belongs to `clientId`. */
+export function isResponseOf(key: string, clientId: string): boolean {
+  return key.length > clientId.length && key.startsWith(clientId) && key.charCodeAt(clientId.length) === 0;
 }

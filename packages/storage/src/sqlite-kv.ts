@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
-import { KvOverlay, type RecordUndo, type Tagged, responseKey, rowKey } from './sqlite-kv-overlay.js';
+import { KvOverlay, type RecordUndo, type Tagged, isResponseOf, responseKey, rowKey } from './sqlite-kv-overlay.js';
 import { BATCH_ROWS, type RunTransaction, kvStatements, readPartition } from './sqlite-kv-partition.js';
 import {
   type KvRow,
@@ -275,6 +275,9 @@ export class SqlitePartitionKv implements PartitionKv {
       const gen = this.readGen();
       this.host.emit(['delSession', gen, clientId]);
       this.host.emit(['delResponses', gen, clientId]);
+      for (const k of this.ov.responses.keys()) {
+        if (isResponseOf(k, clientId)) this.ov.set(this.ov.responses, k, undefined, this.host.seq(), this.host.undo);
+      }
       this.ov.set(
         this.ov.sessions,
         clientId,

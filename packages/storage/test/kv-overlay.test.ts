@@ -1,0 +1,178 @@
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { emptyConfState } from '@cohort/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MemoryNodeStore } from '../src/memory-node-store.js';
+import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import type { DurableNodeStore, PartitionKv } from '../src/types.js';
+import { tempDir } from './harness.js';
+
+// Keys that sort in byte order, not string order: the empty key, a NUL suffix, a 0xff byte.
+const KEYS = [[], [0x61], [0x61, 0x00], [0x61, 0x62], [0x62], [0xff], [0x00], [0x7a, 0x7a]].map(
+  (k) => new Uint8Array(k),
+);
+const CLIENTS = ['c0', 'c1', 'c2'];
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+type Cmd =
+  | { op: 'put'; key: number; value: number; expiresAt: number | undefined }
+  | { op: 'del'; key: number }
+  | { op: 'save'; client: number; seq: number; lowWater: number; time: number }
+  | { op: 'raise'; client: number; lowWater: number; time: number }
+  | { op: 'drop'; client: number }
+  | { op: 'applied'; index: number; time: number | undefined };
+
+interface Txn {
+  cmds: Cmd[];
+  durable: boolean;
+  /** Throws after its commands: everything it did rolls back. */
+  fails: boolean;
+  /** What happens to the writer thread's commits after it. */
+  then: 'hold' | 'release' | 'flush' | 'none';
+}
+
+const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+  fc.record({
+    op: fc.constant('put' as const),
+    key: fc.nat(KEYS.length - 1),
+    value: fc.nat(9),
+    expiresAt: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }),
+  }),
+  fc.record({ op: fc.constant('del' as const), key: fc.nat(KEYS.length - 1) }),
+  fc.record({
+    op: fc.constant('save' as const),
+    client: fc.nat(CLIENTS.length - 1),
+    seq: fc.integer({ min: 1, max: 8 }),
+    lowWater: fc.nat(5),
+    time: fc.nat(30),
+  }),
+  fc.record({
+    op: fc.constant('raise' as const),
+    client: fc.nat(CLIENTS.length - 1),
+    lowWater: fc.nat(8),
+    time: fc.nat(30),
+  }),
+  fc.record({ op: fc.constant('drop' as const), client: fc.nat(CLIENTS.length - 1) }),
+  fc.record({
+    op: fc.constant('applied' as const),
+    index: fc.integer({ min: 1, max: 100 }),
+    time: fc.option(fc.nat(30), { nil: undefined }),
+  }),
+);
+
+const txn: fc.Arbitrary<Txn> = fc.record({
+  cmds: fc.array(cmd, { minLength: 1, maxLength: 6 }),
+  durable: fc.boolean(),
+  fails: fc.nat(9).map((n) => n < 2),
+  then: fc.constantFrom('hold', 'release', 'flush', 'none', 'none'),
+});
+
+function run(kv: PartitionKv, c: Cmd, revision: number): void {
+  switch (c.op) {
+    case 'put':
+      kv.put(KEYS[c.key] as Uint8Array, enc(`v${c.value}`), {
+        revision,
+        ...(c.expiresAt === undefined ? {} : { expiresAt: c.expiresAt }),
+      });
+      return;
+    case 'del':
+      kv.delete(KEYS[c.key] as Uint8Array);
+      return;
+    case 'save':
+      kv.saveResponse(CLIENTS[c.client] as string, c.seq, enc(`r${c.seq}@${revision}`), c.time, c.lowWater);
+      return;
+    case 'raise':
+      kv.raiseLowWater(CLIENTS[c.client] as string, c.lowWater, c.time);
+      return;
+    case 'drop':
+      kv.dropSession(CLIENTS[c.client] as string);
+      return;
+    case 'applied':
+      kv.setApplied({ index: c.index, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } }, c.time);
+      return;
+  }
+}
+
+/** Everything a reader can ask a partition, in a form `toEqual` compares. */
+function reads(kv: PartitionKv): unknown {
+  const text = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
+  const rec = (r: ReturnType<PartitionKv['get']>): unknown =>
+    r && { key: text(r.key), value: text(r.value), c: r.createRevision, m: r.modifyRevision, x: r.expiresAt };
+  return {
+    get: KEYS.map((k) => rec(kv.get(k))),
+    scan: kv.scan().map(rec),
+    scanLimited: kv.scan({ limit: 3 }).map(rec),
+    scanRange: kv.scan({ start: KEYS[1], end: KEYS[4], limit: 2 }).map(rec),
+    scanFrom: kv.scan({ start: KEYS[3] }).map(rec),
+    count: kv.count(),
+    expired: [0, 10, 20, 31].map((t) => kv.expired(t, 3).map((k) => text(k))),
+    sessions: CLIENTS.map((c) => kv.session(c)),
+    responses: CLIENTS.map((c) => Array.from({ length: 8 }, (_, i) => text(kv.response(c, i + 1)))),
+    idle: [0, 15, 31].map((t) => kv.idleSessions(t, 2)),
+    applied: kv.applied(),
+    logTime: kv.logTime(),
+  };
+}
+
+describe('SqliteNodeStore reads merge the writes its writer has not committed yet', () => {
+  it('answers every read like the in-memory store, whatever is pending, committing or committed', () => {
+    fc.assert(
+      fc.property(fc.array(txn, { minLength: 1, maxLength: 14 }), (txns) => {
+        const { dir, cleanup } = tempDir();
+        const gate = join(dir, 'gate');
+        const stores: [string, DurableNodeStore][] = [
+          ['memory', new MemoryNodeStore()],
+          ['inline', SqliteNodeStore.open(join(dir, 'inline.db'), { quickCheck: false })],
+          [
+            'thread',
+            SqliteNodeStore.open(join(dir, 'thread.db'), { quickCheck: false, writer: 'thread', commitGate: gate }),
+          ],
+        ];
+        try {
+          let revision = 0;
+          for (const t of txns) {
+            revision++;
+            for (const [, store] of stores) {
+              const kv = store.kv('p');
+              try {
+                store.transaction(
+                  () => {
+                    for (const c of t.cmds) run(kv, c, revision);
+                    if (t.fails) throw new Error('rolled back');
+                  },
+                  { durable: t.durable },
+                );
+              } catch (err) {
+                if ((err as Error).message !== 'rolled back') throw err;
+              }
+            }
+            if (t.then === 'hold') writeFileSync(gate, '');
+            if (t.then === 'release' || t.then === 'flush') rmSync(gate, { force: true });
+            if (t.then === 'flush') (stores[2]?.[1] as SqliteNodeStore).flush();
+            const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
+            for (const [name, store] of stores.slice(1)) expect([name, reads(store.kv('p'))]).toEqual([name, want]);
+          }
+          // And the same once it all committed, from a reopened file.
+          rmSync(gate, { force: true });
+          const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
+          for (const [name, store] of stores.slice(1)) {
+            store.close();
+            const reopened = SqliteNodeStore.open(join(dir, `${name}.db`), { quickCheck: false });
+            try {
+              expect([name, reads(reopened.kv('p'))]).toEqual([name, want]);
+            } finally {
+              reopened.close();
+            }
+          }
+        } finally {
+          rmSync(gate, { force: true });
+          for (const [, store] of stores) store.close();
+          expect(existsSync(gate)).toBe(false);
+          cleanup();
+        }
+      }),
+      { numRuns: 25 },
+    );
+  }, 120_000);
+});
