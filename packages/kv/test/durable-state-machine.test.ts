@@ -3,7 +3,17 @@ import { MemoryNodeStore, type SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvSnapshotChunkPb, KvSnapshotPb } from '../src/generated/kv-command.js';
 import { DUPLICATE_ACKNOWLEDGED, type KvCommand, KvStateMachine } from '../src/index.js';
-import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
+import {
+  CONF,
+  type MachineHarness,
+  b,
+  entry,
+  memoryMachine,
+  setCmd,
+  sqliteMachine,
+  sqliteThreadMachine,
+  text,
+} from './harness.js';
 
 const incr = (key: string, now: number, session?: { clientId: string; seq: number; lowWater: number }): KvCommand =>
   session ? { op: 'incr', key: b(key), delta: 1n, now, session } : { op: 'incr', key: b(key), delta: 1n, now };
@@ -25,6 +35,7 @@ function transfer(from: KvStateMachine, to: KvStateMachine, maxBytes: number, be
 describe.each([
   ['MemoryNodeStore', memoryMachine],
   ['SqliteNodeStore', sqliteMachine],
+  ['SqliteNodeStore (writer thread)', sqliteThreadMachine],
 ])('KvStateMachine on %s', (_name, make) => {
   let h: MachineHarness;
   beforeEach(() => {
@@ -56,10 +67,13 @@ describe.each([
   it('rolls back a whole batch, applied position included, when storage fails mid-batch', () => {
     h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('bad', 'x'))], CONF);
     if (h.store instanceof MemoryNodeStore) h.store.corruptKvRow('p1', b('bad'));
-    else
+    else {
+      // Damaged on disk once the writer committed it (until then reads come from memory).
+      (h.store as SqliteNodeStore).flush();
       (h.store as SqliteNodeStore).database
         .prepare("UPDATE kv SET value = x'00' WHERE key = ?")
         .run(Buffer.from('bad'));
+    }
     expect(() => h.sm.applyBatch([entry(3, setCmd('a', '2')), entry(4, setCmd('bad', 'y'))], CONF)).toThrow(
       /partition p1: KV row for key 626164 is corrupt/,
     );

@@ -36,11 +36,16 @@ export const memoryMachine: MakeHarness = (opts = {}) => {
   return h;
 };
 
-export const sqliteMachine: MakeHarness = (opts = {}) => {
+export const sqliteMachine: MakeHarness = (opts = {}) => sqliteMachineWith('inline', opts);
+
+/** The SQLite store writing on its writer thread, as the node runs it. */
+export const sqliteThreadMachine: MakeHarness = (opts = {}) => sqliteMachineWith('thread', opts);
+
+function sqliteMachineWith(writer: 'inline' | 'thread', opts: KvStateMachineOptions): MachineHarness {
   const dir = mkdtempSync(join(tmpdir(), 'cohort-kv-'));
   const stores: DurableNodeStore[] = [];
   const open = (name: string): DurableNodeStore => {
-    const s = SqliteNodeStore.open(join(dir, name), { quickCheck: false });
+    const s = SqliteNodeStore.open(join(dir, name), { quickCheck: false, writer });
     stores.push(s);
     return s;
   };
@@ -61,7 +66,7 @@ export const sqliteMachine: MakeHarness = (opts = {}) => {
   };
   h.sm = new KvStateMachine(h.store, 'p1', opts);
   return h;
-};
+}
 
 const enc = new TextEncoder();
 /** UTF-8 bytes. */
