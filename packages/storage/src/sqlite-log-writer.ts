@@ -15,6 +15,8 @@ export interface LogWriterHost {
   termAt(s: GroupState, index: LogIndex): Term;
   /** Bytes of entry data in [lo, hi] as the working state `s` sees it (cache, then table). */
   sum(s: GroupState, lo: LogIndex, hi: LogIndex): number;
+  /** Entries from `first` on are (re)written by the job being built. */
+  appended(s: GroupState, first: LogIndex): void;
 }
 
 /**
@@ -55,6 +57,7 @@ export class SqliteLogWriter {
 
   private append(s: GroupState, entries: Entry[]): void {
     const first = (entries[0] as Entry).index;
+    this.host.appended(s, first);
     if (first <= s.lastIndex) {
       // An entry at an existing index conflicts: the log is cut from there (Raft §5.3).
       s.bytes -= this.host.sum(s, first, s.lastIndex);

@@ -128,6 +128,8 @@ export class SqliteNodeStore implements DurableNodeStore {
   private tx: OpenTransaction | undefined;
   /** Ops of the log write being built. */
   private building: Op[] | undefined;
+  /** The first index each group's entries are written from in the log write being built. */
+  private appendedFrom: Map<GroupId, LogIndex> | undefined;
   private readonly pins: Pin[] = [];
   private nextGid = 1;
   private nextSid = 1;
@@ -150,6 +152,10 @@ export class SqliteNodeStore implements DurableNodeStore {
         newSnapshotId: () => this.nextSid++,
         termAt: (s, index) => new SqliteLogReader({ ...this.src(s.name), state: () => s }).term(index),
         sum: (s, lo, hi) => this.sumBytes(s, lo, hi),
+        appended: (s, first) => {
+          const cur = this.appendedFrom?.get(s.name);
+          if (cur === undefined || first < cur) this.appendedFrom?.set(s.name, first);
+        },
       },
       this.chunkBytes,
     );
@@ -484,7 +490,7 @@ export class SqliteNodeStore implements DurableNodeStore {
     this.assertOpen();
     if (this.tx || this.building) throw new StorageError(`${this.file}: a log write cannot run inside a transaction`);
     const copies = new Map<GroupId, GroupState>();
-    const firstNew = new Map<GroupId, LogIndex>();
+    const appendedFrom = new Map<GroupId, LogIndex>();
     const ops: Op[] = [];
     const work = (group: GroupId): GroupState => {
       let c = copies.get(group);
@@ -495,23 +501,23 @@ export class SqliteNodeStore implements DurableNodeStore {
           ops.push(['insGroup', c.gid, group, 0]);
         }
         copies.set(group, c);
-        firstNew.set(group, c.lastIndex + 1);
       }
       return c;
     };
     this.building = ops;
+    this.appendedFrom = appendedFrom;
     try {
       fn(work);
     } finally {
       this.building = undefined;
+      this.appendedFrom = undefined;
     }
     const seq = this.submit({ seq: 0, durable, ops });
     for (const [group, c] of copies) {
       this.states.set(group, c);
-      // Entries this job appended stay in the tail until it commits.
-      const tailStart = c.tail.length > 0 ? (c.tail[0] as Entry).index : c.lastIndex + 1;
-      const from = Math.max(tailStart, Math.min(firstNew.get(group) as LogIndex, c.lastIndex + 1));
-      if (seq > this.committedSeq && from <= c.lastIndex) this.pins.push({ seq, group, from });
+      // Entries this job (re)wrote stay in the tail until it commits: the file holds no or older rows there.
+      const from = appendedFrom.get(group);
+      if (from !== undefined && seq > this.committedSeq) this.pins.push({ seq, group, from });
       this.trimTail(c);
     }
     return seq;

@@ -1,0 +1,88 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { StorageError } from '@cohort/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import { ent, ents, tempDir } from './harness.js';
+
+const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+describe('SqliteNodeStore with its writer thread', () => {
+  let dir: string;
+  let cleanup: () => void;
+  let gate: string;
+  let store: SqliteNodeStore;
+  const open = (): SqliteNodeStore =>
+    SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', commitGate: gate, cacheEntries: 4 });
+
+  beforeEach(() => {
+    ({ dir, cleanup } = tempDir());
+    gate = join(dir, 'gate');
+    store = open();
+  });
+  afterEach(() => {
+    rmSync(gate, { force: true });
+    store.close();
+    cleanup();
+  });
+
+  it('resolves a write only once its commit is done, in order, and serves reads meanwhile', async () => {
+    await store.write([{ group: 'g', entries: ents(1, 3, 1), hardState: { term: 1, vote: 'n1', commit: 0 } }]);
+    writeFileSync(gate, '');
+    const done: number[] = [];
+    const w1 = store.write([{ group: 'g', entries: ents(4, 10, 1) }]).then(() => done.push(1));
+    const w2 = store.write([{ group: 'g', hardState: { term: 2, vote: 'n2', commit: 3 } }]).then(() => done.push(2));
+    // A turn of the event loop passes with both writes held; reads see them already.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toEqual([]);
+    const g = store.group('g');
+    expect(g.lastIndex()).toBe(10);
+    expect(g.entries(1, 11, Number.MAX_SAFE_INTEGER).map((e) => text(e.data))).toEqual(
+      Array.from({ length: 10 }, (_, i) => `e${i + 1}`),
+    );
+    expect(g.initialState().hardState).toEqual({ term: 2, vote: 'n2', commit: 3 });
+    rmSync(gate);
+    await Promise.all([w1, w2]);
+    expect(done).toEqual([1, 2]);
+  });
+
+  it('keeps serving a suffix rewritten while the older one is not committed yet, past the cache bound', async () => {
+    await store.write([{ group: 'g', entries: ents(1, 8, 1) }]);
+    writeFileSync(gate, '');
+    // Entries 5..8 of term 1 are on disk; 5..12 of term 2 replace them in a held commit.
+    const w = store.write([
+      { group: 'g', entries: ents(5, 12, 2).map((e) => ({ ...e, data: ent(e.index, 2, `t2-${e.index}`).data })) },
+    ]);
+    const g = store.group('g');
+    expect(g.entries(1, 13, Number.MAX_SAFE_INTEGER).map((e) => `${e.term}:${text(e.data)}`)).toEqual([
+      ...[1, 2, 3, 4].map((i) => `1:e${i}`),
+      ...[5, 6, 7, 8, 9, 10, 11, 12].map((i) => `2:t2-${i}`),
+    ]);
+    expect(g.term(6)).toBe(2);
+    // e1..e4, then t2-5..t2-9 and t2-10..t2-12.
+    expect(store.stats('g').bytes).toBe(4 * 2 + 5 * 4 + 3 * 5);
+    rmSync(gate);
+    await w;
+    store.close();
+    store = open();
+    expect(
+      store
+        .group('g')
+        .entries(1, 13, Number.MAX_SAFE_INTEGER)
+        .map((e) => e.term),
+    ).toEqual([...Array(4).fill(1), ...Array(8).fill(2)]);
+  });
+
+  it('rejects the write, and every one after it, with the reason when the writer fails', async () => {
+    await store.write([{ group: 'g', entries: ents(1, 2, 1) }]);
+    // Pulled from under the writer: its next insert fails.
+    store.database.exec('DROP TABLE entries');
+    await expect(store.write([{ group: 'g', entries: ents(3, 3, 1) }])).rejects.toThrow(
+      /node\.db: write failed: no such table: entries/,
+    );
+    await expect(store.write([{ group: 'g', entries: ents(4, 4, 1) }])).rejects.toBeInstanceOf(StorageError);
+    expect(() =>
+      store.transaction(() => store.kv('p').put(new Uint8Array([1]), new Uint8Array([1]), { revision: 1 })),
+    ).toThrow(/write failed/);
+  });
+});
