@@ -29,7 +29,7 @@ interface Txn {
   /** Throws after its commands: everything it did rolls back. */
   fails: boolean;
   /** What happens to the writer thread's commits after it. */
-  then: 'hold' | 'release' | 'flush' | 'none';
+  after: 'hold' | 'release' | 'flush' | 'none';
 }
 
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
@@ -65,7 +65,7 @@ const txn: fc.Arbitrary<Txn> = fc.record({
   cmds: fc.array(cmd, { minLength: 1, maxLength: 6 }),
   durable: fc.boolean(),
   fails: fc.nat(9).map((n) => n < 2),
-  then: fc.constantFrom('hold', 'release', 'flush', 'none', 'none'),
+  after: fc.constantFrom('hold', 'release', 'flush', 'none', 'none'),
 });
 
 function run(kv: PartitionKv, c: Cmd, revision: number): void {
@@ -147,9 +147,9 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
                 if ((err as Error).message !== 'rolled back') throw err;
               }
             }
-            if (t.then === 'hold') writeFileSync(gate, '');
-            if (t.then === 'release' || t.then === 'flush') rmSync(gate, { force: true });
-            if (t.then === 'flush') (stores[2]?.[1] as SqliteNodeStore).flush();
+            if (t.after === 'hold') writeFileSync(gate, '');
+            if (t.after === 'release' || t.after === 'flush') rmSync(gate, { force: true });
+            if (t.after === 'flush') (stores[2]?.[1] as SqliteNodeStore).flush();
             const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
             for (const [name, store] of stores.slice(1)) expect([name, reads(store.kv('p'))]).toEqual([name, want]);
           }
