@@ -46,6 +46,8 @@ export interface PartitionHost {
   newGeneration(): number;
   /** Blocks until the writer committed everything queued. */
   barrier(): void;
+  /** Blocks while more than a few jobs wait for the writer, so a bulk load never queues without bound. */
+  throttle(): void;
   /** Queues the purge of a generation (after everything queued). */
   purge(generation: number): void;
   /** Runs `fn` in a read transaction of the store's connection (one consistent snapshot). */
@@ -456,6 +458,7 @@ class SqliteKvInstaller implements KvInstaller {
     this.buffered = 0;
     const p = this.src.partition;
     // Not fsynced: the commit's durable transaction makes every flush before it durable (WAL order).
+    this.host.throttle();
     this.host.run(() => {
       for (const r of rows) {
         const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt);

@@ -37,6 +37,9 @@ import {
 } from './types.js';
 import { scanWal } from './wal-scan.js';
 
+/** Jobs of a bulk load (a snapshot install) that may wait for the writer at once. */
+const MAX_BULK_BACKLOG = 4;
+
 /** Options of {@link SqliteNodeStore.open}. */
 export interface SqliteNodeStoreOptions {
   limits?: LogLimits;
@@ -169,6 +172,7 @@ export class SqliteNodeStore implements DurableNodeStore {
       undo: (fn) => this.openTx().undo.push(fn),
       newGeneration: () => this.nextGen++,
       barrier: () => this.queue.barrier(),
+      throttle: () => this.queue.barrier(this.seq - MAX_BULK_BACKLOG),
       purge: (gen) => {
         if (this.tx) this.tx.purges.push(gen);
         else this.submit({ seq: 0, durable: false, ops: [], purge: gen });
@@ -326,7 +330,10 @@ export class SqliteNodeStore implements DurableNodeStore {
     let pendingChunk: Uint8Array | undefined;
     const rechunker = new Rechunker(this.chunkBytes, (c) => {
       // Hold one chunk back so the last one lands in finish's transaction.
-      if (pendingChunk) this.submit({ seq: 0, durable: false, ops: [insert(pendingChunk)] });
+      if (pendingChunk) {
+        this.queue.barrier(this.seq - MAX_BULK_BACKLOG);
+        this.submit({ seq: 0, durable: false, ops: [insert(pendingChunk)] });
+      }
       pendingChunk = c;
     });
     let done = false;

@@ -23,8 +23,11 @@ export interface WriteQueue {
   submit(job: Job): void;
   /** Resolves once job `seq` (and every job before it) committed; rejects if the writer failed. */
   done(seq: number): Promise<void>;
-  /** Blocks until every submitted job committed; throws if the writer failed. For rare operations. */
-  barrier(): void;
+  /**
+   * Blocks until every submitted job up to `upTo` (all by default) committed;
+   * throws if the writer failed. For rare operations, and to bound a backlog.
+   */
+  barrier(upTo?: number): void;
   /** Whether submitted jobs are still uncommitted. */
   readonly pending: boolean;
   /** Called (on the store's thread) each time jobs up to `upTo` committed. */
@@ -127,8 +130,9 @@ export class ThreadWriteQueue implements WriteQueue {
     return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
   }
 
-  barrier(): void {
-    while (this.pending) {
+  barrier(upTo = this.submitted): void {
+    const target = Math.min(upTo, this.submitted);
+    while (this.committed < target) {
       if (this.failure) throw this.failure;
       const m = receiveMessageOnPort(this.port);
       if (m !== undefined) {
@@ -141,7 +145,7 @@ export class ThreadWriteQueue implements WriteQueue {
         continue;
       }
       const at = Atomics.load(this.ctrl, CTRL_COMMITTED);
-      if (Number(at) < this.submitted) Atomics.wait(this.ctrl, CTRL_COMMITTED, at, 100);
+      if (Number(at) < target) Atomics.wait(this.ctrl, CTRL_COMMITTED, at, 100);
     }
     if (this.failure) throw this.failure;
   }

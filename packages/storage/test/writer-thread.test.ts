@@ -1,6 +1,6 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { StorageError } from '@cohort/core';
+import { StorageError, emptyConfState } from '@cohort/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { ent, ents, tempDir } from './harness.js';
@@ -71,6 +71,18 @@ describe('SqliteNodeStore with its writer thread', () => {
         .entries(1, 13, Number.MAX_SAFE_INTEGER)
         .map((e) => e.term),
     ).toEqual([...Array(4).fill(1), ...Array(8).fill(2)]);
+  });
+
+  it('installs a snapshot larger than its bounded backlog of jobs', () => {
+    const kv = store.kv('p');
+    const installer = kv.beginInstall();
+    const enc = new TextEncoder();
+    for (let i = 0; i < 8000; i++)
+      installer.put({ key: enc.encode(`k${i}`), value: enc.encode(`v${i}`), createRevision: 1, modifyRevision: 1 });
+    installer.commit({ index: 5, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } });
+    expect(kv.count()).toBe(8000);
+    expect(text(kv.get(enc.encode('k7999'))?.value ?? new Uint8Array())).toBe('v7999');
+    expect(kv.applied().index).toBe(5);
   });
 
   it('rejects the write, and every one after it, with the reason when the writer fails', async () => {
