@@ -94,7 +94,11 @@ export class RawNode {
     this.raft.hup('election');
   }
 
-  /** Proposes `data` for the log. Throws `ProposalDroppedError` when it cannot be accepted now. */
+  /**
+   * Proposes `data` for the log. Throws `ProposalDroppedError` when it cannot be accepted now.
+   * `data` becomes part of the log: do not modify it afterwards (`Ready` entries share it, and a
+   * store may keep them without a copy).
+   */
   propose(data: Uint8Array): void {
     this.stepLocal(
       newMessage({ type: 'prop', from: this.raft.id, entries: [{ term: 0, index: 0, type: 'normal', data }] }),
