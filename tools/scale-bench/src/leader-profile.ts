@@ -1,8 +1,8 @@
 // Profiles the leader of a fresh 3-node cluster under HTTP puts: every node
 // runs with `node --cpu-prof`, puts go to the leader at `--connections`
 // keep-alive connections for `--seconds`, then the nodes stop (SIGTERM, so
-// they write their profiles) and the leader's top self-time frames are
-// printed. Not a test: `pnpm turbo run build`, then
+// they write their profiles) and the leader's top self-time frames during the
+// load (startup left out) are printed. Not a test: `pnpm turbo run build`, then
 // `pnpm --filter @cohort/scale-bench profile-leader -- --seconds 10`.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -84,6 +84,9 @@ try {
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const latencies: number[] = [];
   let errors = 0;
+  // The profile's clock is the monotonic one of process.hrtime: the summary covers the load only, not startup.
+  const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+  const fromUs = nowUs();
   const until = performance.now() + SECONDS * 1000;
   let seq = 0;
   await Promise.all(
@@ -96,6 +99,7 @@ try {
       }
     }),
   );
+  const toUs = nowUs();
   agent.destroy();
   const sorted = Float64Array.from(latencies).sort();
   const q = (x: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))] ?? 0);
@@ -107,7 +111,7 @@ try {
   const file = readdirSync(profiles).find((f) => f.startsWith('CPU.') && f.includes(`.${pid}.`));
   if (!file) throw new Error(`no profile of the leader (pid ${pid}) in ${profiles}`);
   process.stdout.write(
-    `${join(profiles, file)}\n${formatTop(JSON.parse(readFileSync(join(profiles, file), 'utf8')) as CpuProfile, TOP)}\n`,
+    `${join(profiles, file)}\n${formatTop(JSON.parse(readFileSync(join(profiles, file), 'utf8')) as CpuProfile, TOP, { fromUs, toUs })}\n`,
   );
 } finally {
   await cluster.stopAll();

@@ -27,6 +27,12 @@ export interface CpuProfile {
   timeDeltas: number[];
 }
 
+/** A part of a profile, in its clock's microseconds (on Linux, `process.hrtime` of the profiled machine). */
+export interface ProfileWindow {
+  fromUs: number;
+  toUs: number;
+}
+
 /** One merged frame: self time in milliseconds, its share of the profile and its samples. */
 export interface FrameTime {
   frame: string;
@@ -49,7 +55,7 @@ function where(f: CallFrame): string {
  * times the median gap: a longer one means the process was not running (a busy machine descheduled it),
  * which says nothing about the frame it happened to stop in.
  */
-export function topFrames(p: CpuProfile): FrameTime[] {
+export function topFrames(p: CpuProfile, window?: ProfileWindow): FrameTime[] {
   const byId = new Map<number, string>();
   for (const n of p.nodes) byId.set(n.id, `${n.callFrame.functionName || '(anonymous)'}${where(n.callFrame)}`);
   const gaps = p.timeDeltas.slice(1, p.samples.length + 1);
@@ -57,7 +63,10 @@ export function topFrames(p: CpuProfile): FrameTime[] {
   const cap = 4 * (sorted[sorted.length >> 1] ?? 0);
   const self = new Map<string, { us: number; samples: number }>();
   let total = 0;
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i] ?? 0;
+    if (window && (at < window.fromUs || at > window.toUs)) continue;
     const us = Math.min(gaps[i] ?? 0, cap);
     const frame = byId.get(p.samples[i] as number) ?? '(unknown)';
     const t = self.get(frame) ?? { us: 0, samples: 0 };
@@ -71,10 +80,14 @@ export function topFrames(p: CpuProfile): FrameTime[] {
     .sort((a, b) => b.selfMs - a.selfMs);
 }
 
-/** The first `n` frames as a table, with the profile's length. */
-export function formatTop(p: CpuProfile, n: number): string {
-  const rows = topFrames(p).slice(0, n);
-  const lines = [`profile: ${((p.endTime - p.startTime) / 1e6).toFixed(1)} s, ${p.samples.length} samples`];
+/** The first `n` frames as a table, with the length of the profile (or of the window). */
+export function formatTop(p: CpuProfile, n: number, window?: ProfileWindow): string {
+  const all = topFrames(p, window);
+  const rows = all.slice(0, n);
+  const from = Math.max(p.startTime, window?.fromUs ?? p.startTime);
+  const to = Math.min(p.endTime, window?.toUs ?? p.endTime);
+  const samples = all.reduce((k, r) => k + r.samples, 0);
+  const lines = [`profile${window ? ' window' : ''}: ${((to - from) / 1e6).toFixed(1)} s, ${samples} samples`];
   lines.push('  self ms  self %  samples  frame');
   for (const r of rows) {
     const cells = [
