@@ -2,7 +2,6 @@ import type { ConfChange, ConfState, NodeId } from '@cohort/core';
 import { type ChangeResult, Changer } from './confchange/changer.js';
 import { NONE, newMessage } from './message.js';
 import type { Raft } from './raft.js';
-import { toConfState } from './tracker/progress-tracker.js';
 
 /* Membership: applying committed conf changes to the tracker, and what a leader does about them. */
 
@@ -38,7 +37,7 @@ export function applyChangeResult(r: Raft, result: ChangeResult): void {
 
 function switchToConfig(r: Raft, result: ChangeResult): ConfState {
   applyChangeResult(r, result);
-  const cs = toConfState(r.trk.config);
+  const cs = r.trk.confState();
   if (r.state !== 'leader') return cs;
   if (!r.trk.isVoter(r.id)) {
     // A removed (or demoted) leader steps down, handing off to an up-to-date voter if there is one.

@@ -139,10 +139,12 @@ export class Raft {
     const pr = this.trk.progress.get(to);
     if (!pr || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
-    let prevTerm: Term;
+    // The follower needs entries we compacted: a snapshot instead (checked without throwing, since a
+    // lagging follower is asked again on every broadcast and heartbeat response).
+    const prevTerm = this.raftLog.termOrUndefined(prevIndex);
+    if (prevTerm === undefined) return this.sendSnapshot(to, pr);
     let ents: Entry[];
     try {
-      prevTerm = this.raftLog.term(prevIndex);
       ents = this.raftLog.entries(pr.next, this.opts.maxSizePerMsg);
     } catch (e) {
       if (e instanceof CompactedError) return this.sendSnapshot(to, pr);

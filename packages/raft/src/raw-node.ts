@@ -26,10 +26,6 @@ interface InFlightReady {
   committedEntries: Entry[];
 }
 
-function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}
-
 /**
  * The engine's public face (etcd's RawNode). Drive it with `tick()`, `step()`
  * and the propose calls; whenever `hasReady()`, take `ready()`, persist its
@@ -98,7 +94,11 @@ export class RawNode {
     this.raft.hup('election');
   }
 
-  /** Proposes `data` for the log. Throws `ProposalDroppedError` when it cannot be accepted now. */
+  /**
+   * Proposes `data` for the log. Throws `ProposalDroppedError` when it cannot be accepted now.
+   * `data` becomes part of the log: do not modify it afterwards (`Ready` entries share it, and a
+   * store may keep them without a copy).
+   */
   propose(data: Uint8Array): void {
     this.stepLocal(
       newMessage({ type: 'prop', from: this.raft.id, entries: [{ term: 0, index: 0, type: 'normal', data }] }),
@@ -173,14 +173,28 @@ export class RawNode {
     return this.raft.opts.asyncStorageWrites ? log.stableIndex() : log.lastIndex();
   }
 
-  /** Whether there is work for the host (always false while a `Ready` awaits `advance()`). */
+  /** Whether the role or leader differs from what the last `Ready` reported. */
+  private softChanged(): boolean {
+    const r = this.raft;
+    return r.lead !== this.prevSoft.lead || r.state !== this.prevSoft.role;
+  }
+
+  /** Whether term, vote or commit differ from what the last `Ready` reported. */
+  private hardChanged(): boolean {
+    const r = this.raft;
+    const p = this.prevHard;
+    return r.term !== p.term || r.vote !== p.vote || r.raftLog.committed !== p.commit;
+  }
+
+  /**
+   * Whether there is work for the host (always false while a `Ready` awaits `advance()`).
+   * Cheap enough to call on every turn: it compares fields and builds nothing.
+   */
   hasReady(): boolean {
     if (this.inFlight) return false;
     const r = this.raft;
     r.flushBroadcast();
-    const soft = this.softState();
-    if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) return true;
-    if (!sameHardState(r.hardState(), this.prevHard)) return true;
+    if (this.softChanged() || this.hardChanged()) return true;
     const u = r.raftLog.unstable;
     if (u.snapshot || u.entries.length > 0) return true;
     if (r.msgs.length > 0 || r.readStates.length > 0) return true;
@@ -193,10 +207,9 @@ export class RawNode {
     const r = this.raft;
     r.flushBroadcast();
     const u = r.raftLog.unstable;
-    const entries = [...u.entries];
+    // A copy: the unstable log grows in place while the host persists this batch.
+    const entries = u.entries.slice();
     const committedEntries = r.raftLog.nextCommittedEntries(this.committedLimit(), Number.MAX_SAFE_INTEGER);
-    const hs = r.hardState();
-    const soft = this.softState();
     const rd: Ready = {
       entries,
       committedEntries,
@@ -205,28 +218,31 @@ export class RawNode {
       mustSync:
         entries.length > 0 ||
         u.snapshot !== undefined ||
-        hs.term !== this.prevHard.term ||
-        hs.vote !== this.prevHard.vote,
+        r.term !== this.prevHard.term ||
+        r.vote !== this.prevHard.vote,
     };
-    if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) {
+    if (this.softChanged()) {
+      const soft = this.softState();
       rd.softState = soft;
       this.prevSoft = soft;
     }
-    if (!sameHardState(hs, this.prevHard)) {
+    if (this.hardChanged()) {
+      const hs = r.hardState();
       rd.hardState = hs;
       this.prevHard = hs;
     }
-    if (u.snapshot) rd.snapshot = u.snapshot;
+    const f: InFlightReady = { committedEntries };
+    if (u.snapshot) {
+      rd.snapshot = u.snapshot;
+      f.snapshotIndex = u.snapshot.meta.index;
+    }
     r.msgs = [];
     r.readStates = [];
     const last = entries[entries.length - 1];
+    if (last) f.lastEntry = { index: last.index, term: last.term };
     const lastCommitted = committedEntries[committedEntries.length - 1];
-    this.inFlight = {
-      committedEntries,
-      ...(last ? { lastEntry: { index: last.index, term: last.term } } : {}),
-      ...(u.snapshot ? { snapshotIndex: u.snapshot.meta.index } : {}),
-      ...(lastCommitted ? { lastCommitted: lastCommitted.index } : {}),
-    };
+    if (lastCommitted) f.lastCommitted = lastCommitted.index;
+    this.inFlight = f;
     return rd;
   }
 

@@ -1,6 +1,5 @@
 import type { ConfState, LogIndex, NodeId, Term } from '@cohort/core';
 import type { Raft } from './raft.js';
-import { toConfState } from './tracker/progress-tracker.js';
 import type { ProgressState } from './tracker/progress.js';
 import type { StateRole } from './types.js';
 
@@ -76,7 +75,7 @@ export function statusOf(r: Raft): Status {
     applied: r.raftLog.applied,
     lastIndex: r.raftLog.lastIndex(),
     progress,
-    confState: toConfState(r.trk.config),
+    confState: r.trk.confState(),
     leadTransferee: r.leadTransferee,
     lostEntries: r.lostEntries,
     lastLostEntries: r.lastLostEntries,

@@ -25,7 +25,8 @@ export interface ReadState {
 /**
  * A batch of work for the host. The host persists (`hardState`, `entries`,
  * `snapshot`: durably when `mustSync`), then sends `messages`, applies
- * `committedEntries`, and calls `advance()`.
+ * `committedEntries`, and calls `advance()`. Its entries are the engine's own
+ * objects, shared with its log and its messages: read them, never modify them.
  */
 export interface Ready {
   softState?: SoftState;

@@ -23,6 +23,17 @@ function committedAfterProposal(net: Network, leader: string, data: string): boo
 }
 
 describe('membership', () => {
+  it("a status's membership is the caller's own copy: changing it changes nothing in the engine", () => {
+    const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: false });
+    net.elect('a');
+    const cs = net.node('a').rn.status().confState;
+    cs.voters.push('z');
+    cs.learners.push('y');
+    expect(net.node('a').rn.status().confState).toMatchObject({ voters: ['a', 'b', 'c'], learners: [] });
+    change(net, 'a', cc([{ type: 'addLearner', nodeId: 'd' }]));
+    expect(net.node('a').rn.status().confState).toMatchObject({ voters: ['a', 'b', 'c'], learners: ['d'] });
+  });
+
   it('adds a voter that catches up and then counts toward the quorum', () => {
     const net = Network.bootstrapped(['a', 'b', 'c'], { checkQuorum: false });
     net.elect('a');

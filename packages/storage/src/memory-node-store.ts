@@ -17,7 +17,6 @@ import {
   checkCompact,
   checkSnapshotSave,
   cloneMeta,
-  copyEntry,
   limitSize,
   logFullError,
   planBatch,
@@ -28,10 +27,12 @@ import {
   type MemGroup,
   type MemState,
   appendTo,
+  clearEntries,
   cloneMemState,
   compactTo,
   emptyMemGroup,
   emptyMemState,
+  entryBytes,
   lastIndexOf,
   memGroup,
   termOf,
@@ -141,34 +142,41 @@ export class MemoryNodeStore implements DurableNodeStore {
     }
   }
 
+  /**
+   * Like {@link write}, done when it returns. The store keeps the written
+   * entries themselves, not copies: they, and their `data`, must not be
+   * modified once handed over (the engine's entries never are). A modified
+   * one fails its checksum when read, as a damaged disk would.
+   */
   writeSync(batch: GroupWrite[], opts: MemoryWriteOptions = {}): void {
     this.assertOpen();
     const plans = planBatch(batch, (g) => this.position(g), this.name);
-    const copied = plans.map((p) => ({
-      ...p,
-      entries: p.entries?.map((e) => {
-        const c = copyEntry(e);
-        this.crcs.stamp(p.group, c);
-        return c;
-      }),
-      snapshot: p.snapshot && {
-        meta: cloneMeta(p.snapshot.meta),
-        chunks: splitChunks(p.snapshot.data, this.chunkBytes),
-      },
-    }));
-    for (const p of copied) {
+    const stored = plans.map((p) => {
+      if (p.entries) for (const e of p.entries) this.crcs.stamp(p.group, e);
+      return {
+        group: p.group,
+        hardState: p.hardState,
+        // The list is copied (the caller may reuse it), its entries are not.
+        entries: p.entries?.slice(),
+        snapshot: p.snapshot && {
+          meta: cloneMeta(p.snapshot.meta),
+          chunks: splitChunks(p.snapshot.data, this.chunkBytes),
+        },
+      };
+    });
+    for (const p of stored) {
       const last = p.entries?.at(-1);
       if (last) this.unsyncedLogWrite = { group: p.group, index: last.index };
     }
     this.apply((s) => {
-      for (const p of copied) {
+      for (const p of stored) {
         const g = memGroup(s, p.group);
         if (p.snapshot) {
           g.snapMeta = p.snapshot.meta;
           g.snapChunks = p.snapshot.chunks;
           g.compactIndex = p.snapshot.meta.index;
           g.compactTerm = p.snapshot.meta.term;
-          g.entries = [];
+          clearEntries(g);
         }
         if (p.entries) appendTo(g, p.entries);
         if (p.hardState) g.hardState = p.hardState;
@@ -215,7 +223,7 @@ export class MemoryNodeStore implements DurableNodeStore {
           if (snapMeta.index > lastIndexOf(g)) {
             g.compactIndex = snapMeta.index;
             g.compactTerm = snapMeta.term;
-            g.entries = [];
+            clearEntries(g);
           } else {
             compactTo(g, compactIndex);
           }
@@ -252,12 +260,7 @@ export class MemoryNodeStore implements DurableNodeStore {
 
   stats(group: GroupId): LogStats {
     const g = this.readGroup(group);
-    let bytes = 0;
-    let since = 0;
-    for (const e of g.entries) {
-      bytes += e.data.length;
-      if (e.index > g.snapMeta.index) since += e.data.length;
-    }
+    const { bytes, since } = entryBytes(g, g.snapMeta.index);
     return makeStats(
       {
         compactIndex: g.compactIndex,

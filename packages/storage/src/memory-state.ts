@@ -13,6 +13,12 @@ export interface MemGroup {
   compactTerm: Term;
   /** entries[k].index === compactIndex + 1 + k */
   entries: Entry[];
+  /**
+   * Running totals of the entries' data bytes: `sizes[k]` counts every entry up to `entries[k]` since the
+   * group began, `sizeBase` those compacted away; so `stats()` costs no walk over the log.
+   */
+  sizes: number[];
+  sizeBase: number;
 }
 
 /** A stored KV row with its CRC; never mutated (a write replaces it). */
@@ -52,6 +58,8 @@ export function emptyMemGroup(): MemGroup {
     compactIndex: 0,
     compactTerm: 0,
     entries: [],
+    sizes: [],
+    sizeBase: 0,
   };
 }
 
@@ -63,7 +71,7 @@ export function emptyMemState(): MemState {
 export function cloneMemState(s: MemState): MemState {
   const groups = new Map<string, MemGroup>();
   for (const [id, g] of s.groups)
-    groups.set(id, { ...g, entries: g.entries.slice(), snapChunks: g.snapChunks.slice() });
+    groups.set(id, { ...g, entries: g.entries.slice(), sizes: g.sizes.slice(), snapChunks: g.snapChunks.slice() });
   const partitions = new Map<string, MemPartition>();
   for (const [id, p] of s.partitions) partitions.set(id, clonePartition(p));
   return { groups, partitions };
@@ -119,14 +127,40 @@ export function termOf(g: MemGroup, i: LogIndex): Term {
 /** Truncates the log from `entries[0].index` and appends (entries already validated). */
 export function appendTo(g: MemGroup, entries: Entry[]): void {
   const first = (entries[0] as Entry).index;
-  g.entries.length = first - g.compactIndex - 1;
-  for (const e of entries) g.entries.push(e);
+  const keep = first - g.compactIndex - 1;
+  g.entries.length = keep;
+  g.sizes.length = keep;
+  let total = keep > 0 ? (g.sizes[keep - 1] as number) : g.sizeBase;
+  for (const e of entries) {
+    g.entries.push(e);
+    total += e.data.length;
+    g.sizes.push(total);
+  }
 }
 
 /** Drops entries up to `index` (validated: compactIndex <= index <= lastIndex). */
 export function compactTo(g: MemGroup, index: LogIndex): void {
   if (index <= g.compactIndex) return;
+  const drop = index - g.compactIndex;
   g.compactTerm = termOf(g, index);
-  g.entries = g.entries.slice(index - g.compactIndex);
+  g.sizeBase = g.sizes[drop - 1] as number;
+  g.entries = g.entries.slice(drop);
+  g.sizes = g.sizes.slice(drop);
   g.compactIndex = index;
+}
+
+/** Drops every entry: a snapshot past the end of the log replaces it. */
+export function clearEntries(g: MemGroup): void {
+  g.entries = [];
+  g.sizes = [];
+  g.sizeBase = 0;
+}
+
+/** Data bytes of the entries held, and of those past `afterIndex`. */
+export function entryBytes(g: MemGroup, afterIndex: LogIndex): { bytes: number; since: number } {
+  const n = g.entries.length;
+  const end = n > 0 ? (g.sizes[n - 1] as number) : g.sizeBase;
+  const k = Math.min(n, Math.max(0, afterIndex - g.compactIndex));
+  const before = k > 0 ? (g.sizes[k - 1] as number) : g.sizeBase;
+  return { bytes: end - g.sizeBase, since: end - before };
 }

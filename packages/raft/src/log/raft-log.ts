@@ -46,33 +46,41 @@ export class RaftLog {
     return this.term(this.lastIndex());
   }
 
-  /** Term of entry `i`: 0 past the end; throws `CompactedError` before the snapshot. */
-  term(i: LogIndex): Term {
+  /**
+   * Term of entry `i`: 0 past the end, undefined before the snapshot (compacted).
+   * The engine's own lookups use this: a compacted index is an expected outcome
+   * (a lagging follower, a stale hint), not an exception to build and catch.
+   */
+  termOrUndefined(i: LogIndex): Term | undefined {
     const u = this.unstable.maybeTerm(i);
     if (u !== undefined) return u;
     if (i > this.lastIndex()) return 0;
-    if (i < this.firstIndex() - 1) throw new CompactedError(`log index ${i} is compacted`);
-    return this.storage.term(i);
+    if (i < this.firstIndex() - 1) return undefined;
+    try {
+      return this.storage.term(i);
+    } catch (e) {
+      // The storage's own view of its compaction point wins.
+      if (e instanceof CompactedError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Term of entry `i`: 0 past the end; throws `CompactedError` before the snapshot. */
+  term(i: LogIndex): Term {
+    const t = this.termOrUndefined(i);
+    if (t === undefined) throw new CompactedError(`log index ${i} is compacted`);
+    return t;
   }
 
   /** Like {@link term} but 0 for compacted indexes. */
   termOrZero(i: LogIndex): Term {
-    try {
-      return this.term(i);
-    } catch (e) {
-      if (e instanceof CompactedError) return 0;
-      throw e;
-    }
+    return this.termOrUndefined(i) ?? 0;
   }
 
+  /** Whether entry `i` exists with term `t` (false past the end and for compacted indexes). */
   matchTerm(i: LogIndex, t: Term): boolean {
-    try {
-      if (i > this.lastIndex()) return false;
-      return this.term(i) === t;
-    } catch (e) {
-      if (e instanceof CompactedError) return false;
-      throw e;
-    }
+    if (i > this.lastIndex()) return false;
+    return this.termOrUndefined(i) === t;
   }
 
   /** Whether a candidate with this last entry is at least as up to date as this log (§5.4.1). */
@@ -93,13 +101,8 @@ export class RaftLog {
    */
   findConflictByTerm(index: LogIndex, term: Term): { index: LogIndex; term: Term } {
     for (let i = Math.min(index, this.lastIndex()); i >= 0; i--) {
-      let t: Term;
-      try {
-        t = this.term(i);
-      } catch (e) {
-        if (e instanceof CompactedError) return { index: i, term: 0 };
-        throw e;
-      }
+      const t = this.termOrUndefined(i);
+      if (t === undefined) return { index: i, term: 0 };
       if (t <= term) return { index: i, term: t };
     }
     return { index: 0, term: 0 };

@@ -47,9 +47,29 @@ export function toConfState(c: TrackerConfig): ConfState {
 
 /** Membership, per-peer progress and the votes of the current election. */
 export class ProgressTracker {
+  /** Replaced, never modified in place, on a membership change (the changer works on a copy). */
   config: TrackerConfig = emptyTrackerConfig();
   progress = new Map<NodeId, Progress>();
   readonly votes = new Map<NodeId, boolean>();
+  private confStateOf: { config: TrackerConfig; cs: ConfState } | undefined;
+
+  /**
+   * The membership's persisted form, a fresh copy for the caller. The sorted lists are computed once
+   * per config: a host reads the status (and so this) on every proposal.
+   */
+  confState(): ConfState {
+    if (this.confStateOf?.config !== this.config) {
+      this.confStateOf = { config: this.config, cs: toConfState(this.config) };
+    }
+    const cs = this.confStateOf.cs;
+    return {
+      voters: cs.voters.slice(),
+      votersOutgoing: cs.votersOutgoing.slice(),
+      learners: cs.learners.slice(),
+      learnersNext: cs.learnersNext.slice(),
+      autoLeave: cs.autoLeave,
+    };
+  }
 
   isJoint(): boolean {
     return this.config.voters.outgoing.size > 0;

@@ -1,0 +1,119 @@
+// Profiles the leader of a fresh 3-node cluster under HTTP puts: every node
+// runs with `node --cpu-prof`, puts go to the leader at `--connections`
+// keep-alive connections for `--seconds`, then the nodes stop (SIGTERM, so
+// they write their profiles) and the leader's top self-time frames during the
+// load (startup left out) are printed. Not a test: `pnpm turbo run build`, then
+// `pnpm --filter @cohort/scale-bench profile-leader -- --seconds 10`.
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchCluster } from './cluster.ts';
+import { round } from './load.ts';
+import { type CpuProfile, formatTop } from './profile-top.ts';
+
+const USAGE = `usage: profile-leader [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
+  --connections N  HTTP keep-alive connections putting to the leader (default 64)
+  --seconds S      length of the load (default 10)
+  --value-bytes B  value size (default 100)
+  --top N          frames to print (default 15)
+  --out DIR        keep the profiles in DIR (default: a temporary directory, deleted)`;
+
+const { values: o } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '64' },
+    seconds: { type: 'string', default: '10' },
+    'value-bytes': { type: 'string', default: '100' },
+    top: { type: 'string', default: '15' },
+    out: { type: 'string' },
+    help: { type: 'boolean' },
+  },
+  args: process.argv.slice(2).filter((a) => a !== '--'),
+});
+if (o.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const num = (name: string, v: string): number => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    process.stderr.write(`profile-leader: --${name} must be a whole number above 0, got '${v}'\n${USAGE}\n`);
+    process.exit(2);
+  }
+  return n;
+};
+const CONNECTIONS = num('connections', o.connections);
+const SECONDS = num('seconds', o.seconds);
+const VALUE = 'x'.repeat(num('value-bytes', o['value-bytes']));
+const TOP = num('top', o.top);
+
+const root = mkdtempSync(join(tmpdir(), 'cohort-profile-'));
+const profiles = o.out ?? join(root, 'profiles');
+// Children inherit the environment: each node writes CPU-<pid>-....cpuprofile on exit.
+process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profiles}`.trim();
+const cluster = await BenchCluster.create(root, 3, ['--log-level', 'warn']);
+
+function put(agent: Agent, port: number, key: string): Promise<number> {
+  const body = JSON.stringify({ value: VALUE });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        agent,
+        host: '127.0.0.1',
+        port,
+        method: 'PUT',
+        path: `/v1/kv/${key}`,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        timeout: 5000,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+try {
+  cluster.startAll();
+  const leader = await cluster.leader(60_000);
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  const latencies: number[] = [];
+  let errors = 0;
+  // The profile's clock is the monotonic one of process.hrtime: the summary covers the load only, not startup.
+  const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+  const fromUs = nowUs();
+  const until = performance.now() + SECONDS * 1000;
+  let seq = 0;
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async () => {
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        const status = await put(agent, leader.http, `k${seq++ % 10_000}`).catch(() => 0);
+        if (status === 200) latencies.push(performance.now() - t0);
+        else errors++;
+      }
+    }),
+  );
+  const toUs = nowUs();
+  agent.destroy();
+  const sorted = Float64Array.from(latencies).sort();
+  const q = (x: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))] ?? 0);
+  process.stderr.write(
+    `leader ${leader.id}: ${latencies.length} puts in ${SECONDS} s = ${Math.round(latencies.length / SECONDS)}/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${errors} errors\n`,
+  );
+  const pid = leader.child?.pid;
+  await cluster.stopAll();
+  const file = readdirSync(profiles).find((f) => f.startsWith('CPU.') && f.includes(`.${pid}.`));
+  if (!file) throw new Error(`no profile of the leader (pid ${pid}) in ${profiles}`);
+  process.stdout.write(
+    `${join(profiles, file)}\n${formatTop(JSON.parse(readFileSync(join(profiles, file), 'utf8')) as CpuProfile, TOP, { fromUs, toUs })}\n`,
+  );
+} finally {
+  await cluster.stopAll();
+  rmSync(root, { recursive: true, force: true });
+}
