@@ -25,7 +25,9 @@ export interface ReplicatedGroup {
   /**
    * Proposes `data`; resolves with the state machine's result once applied on
    * this replica. Rejects with `NotLeaderError` (naming the leader when
-   * known), `ProposalDroppedError` or `TimeoutError`.
+   * known), `ProposalDroppedError` or `TimeoutError`. A proposal refused
+   * before it is appended comes back already rejected, so a caller proposing
+   * several in one turn can stop at the first one refused and keep its order.
    */
   propose<R>(data: Uint8Array): Promise<R>;
   /**

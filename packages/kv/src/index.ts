@@ -17,8 +17,12 @@ export {
   type KvReadOp,
   type KvRequest,
   type KvResponse,
+  decodeBatchResponse,
+  decodeForwardedRequest,
   decodeRequest,
   decodeResponse,
+  encodeBatchRequest,
+  encodeBatchResponse,
   encodeRequest,
   encodeResponse,
 } from './request.js';

@@ -22,8 +22,11 @@ import { type KvCommand, encodeCommand } from './command.js';
 import {
   type KvRequest,
   type KvResponse,
-  decodeRequest,
+  decodeBatchResponse,
+  decodeForwardedRequest,
   decodeResponse,
+  encodeBatchRequest,
+  encodeBatchResponse,
   encodeRequest,
   encodeResponse,
 } from './request.js';
@@ -57,10 +60,17 @@ export interface KvServiceOptions {
   onStorageFailure?: (err: StorageError) => void;
 }
 
-/** Whether a command carries a client session, so that applying it twice is impossible and a retry is safe. */
-function carriesSession(command: KvCommand): boolean {
-  return command.session !== undefined;
+type WriteRequest = Extract<KvRequest, { kind: 'write' }>;
+type ReadRequest = Extract<KvRequest, { kind: 'read' }>;
+
+/** Whether serving `req` twice answers as serving it once: a read, or a write in a client session. */
+function idempotent(req: KvRequest): boolean {
+  return req.kind === 'read' || req.command.session !== undefined;
 }
+
+/** Markers of a proposal still waiting, and of one refused at once. */
+const PROPOSED = Promise.resolve('proposed' as const);
+const REFUSED = 'refused' as const;
 
 function failure(err: unknown): KvResponse {
   if (err instanceof CohortError) {
@@ -72,7 +82,7 @@ function failure(err: unknown): KvResponse {
 }
 
 /** The command of `req` at the leader's wall-clock `now`, a relative deadline counted from it. */
-function stamp(req: Extract<KvRequest, { kind: 'write' }>, now: number): KvCommand {
+function stamp(req: WriteRequest, now: number): KvCommand {
   const cmd = req.command;
   const shift = req.relativeTo === undefined ? 0 : now - req.relativeTo;
   if (shift !== 0 && cmd.op === 'set' && cmd.expiresAt !== 0) return { ...cmd, now, expiresAt: cmd.expiresAt + shift };
@@ -106,7 +116,11 @@ export class KvService {
         if (fwd.group !== this.opts.group.id)
           throw new NotLeaderError(undefined, undefined, `group ${fwd.group} is not served here`);
         // Forwarded requests are served here or refused: never forwarded again, so they cannot loop.
-        res = await this.local(decodeRequest(fwd.op));
+        const req = decodeForwardedRequest(fwd.op);
+        if (Array.isArray(req)) {
+          return encodeForwardResponse({ ok: true, result: encodeBatchResponse(await this.localAll(req)) });
+        }
+        [res] = (await this.localAll([req])) as [KvResponse];
       } catch (err) {
         this.log.debug('forwarded request failed', { from, err: (err as Error).message });
         res = failure(err);
@@ -124,17 +138,45 @@ export class KvService {
    * as it is, its time restamped by the leader too.
    */
   async execute(req: KvClientRequest | KvRequest): Promise<KvResponse> {
-    if (req.kind === 'read') return this.route({ kind: 'read', op: req.op, keys: req.keys, now: 0 });
-    if ('command' in req) return this.route(req);
-    const now = this.wallClock();
-    let command: KvCommand;
-    try {
-      command = toCommand(req.write, now, req.session);
-    } catch (err) {
-      if (err instanceof InvalidExpireError) return { type: 'error', message: err.message };
-      throw err;
+    const [res] = await this.executeAll([req]);
+    return res!;
+  }
+
+  /**
+   * Serves a client's pipeline: the answers are those of serving each request
+   * after the one before it was answered, in the order of `reqs`, with as few
+   * Raft rounds as that allows. Each run of consecutive writes is proposed at
+   * once (one round for the run); reads right after a run are served as soon
+   * as its writes are applied, with no ReadIndex round of their own (see
+   * {@link localAll}); reads before the first write share one ReadIndex round.
+   * A later write is proposed only once the reads before it were served, so a
+   * read never sees a write that follows it.
+   *
+   * While leadership moves, the pipeline is retried from its first failed
+   * request on, until the request timeout (see {@link routeAll} for what is
+   * retried). A retry never reorders writes: a proposal refused at once ends
+   * its run, and an entry dropped from the log takes the later entries of its
+   * run with it, so no write after a failed one applied before it.
+   */
+  async executeAll(reqs: (KvClientRequest | KvRequest)[]): Promise<KvResponse[]> {
+    const out: KvResponse[] = new Array(reqs.length);
+    const items: KvRequest[] = [];
+    const at: number[] = [];
+    reqs.forEach((req, i) => {
+      const r = this.wire(req);
+      if ('type' in r) out[i] = r;
+      else {
+        items.push(r);
+        at.push(i);
+      }
+    });
+    if (items.length > 0) {
+      const res = await this.routeAll(items);
+      res.forEach((r, k) => {
+        out[at[k]!] = r;
+      });
     }
-    return this.route(isRelative(req.write) ? { kind: 'write', command, relativeTo: now } : { kind: 'write', command });
+    return out;
   }
 
   /** Proposes the expiry sweeper's delete of `keys`, each only if still expired when it applies. */
@@ -154,80 +196,183 @@ export class KvService {
     throw new InternalError(`checksum answered ${res.type}, not its log index`);
   }
 
-  /** Serves `req` wherever the leader is, retrying while leadership moves, until the request timeout. */
-  private async route(req: KvRequest): Promise<KvResponse> {
+  /** `req` in wire form, its relative deadline reckoned from this node's wall clock; or the error it gets at once. */
+  private wire(req: KvClientRequest | KvRequest): KvRequest | KvResponse {
+    if (req.kind === 'read') return { kind: 'read', op: req.op, keys: req.keys, now: 0 };
+    if ('command' in req) return req;
+    const now = this.wallClock();
+    let command: KvCommand;
+    try {
+      command = toCommand(req.write, now, req.session);
+    } catch (err) {
+      if (err instanceof InvalidExpireError) return { type: 'error', message: err.message };
+      throw err;
+    }
+    return isRelative(req.write) ? { kind: 'write', command, relativeTo: now } : { kind: 'write', command };
+  }
+
+  /**
+   * Serves `items` wherever the leader is, retrying while leadership moves,
+   * until the request timeout; a retry starts at the first failed request.
+   */
+  private async routeAll(items: KvRequest[]): Promise<KvResponse[]> {
     const deadline = this.opts.clock.now() + this.timeoutMs;
-    // A write in a session applies once however often it is sent: retrying it after a lost leader is safe.
-    const idempotent = req.kind === 'read' || carriesSession(req.command);
-    let last: KvResponse = { type: 'failure', code: ErrorCode.NotLeader, message: 'no leader is known' };
+    const out: KvResponse[] = items.map(() => ({
+      type: 'failure',
+      code: ErrorCode.NotLeader,
+      message: 'no leader is known',
+    }));
+    let from = 0;
     for (let attempt = 0; this.opts.clock.now() < deadline; attempt++) {
+      const rest = from === 0 ? items : items.slice(from);
       const status = this.opts.group.status();
-      if (status.role === 'leader') last = await this.local(req);
-      else if (status.leader !== '') last = await this.forward(status.leader, req, deadline);
-      else
-        last = { type: 'failure', code: ErrorCode.NotLeader, message: 'no leader is known; an election is under way' };
+      let part: KvResponse[];
+      if (status.role === 'leader') part = await this.localAll(rest);
+      else if (status.leader !== '') part = await this.forward(status.leader, rest, deadline);
+      else {
+        const none: KvResponse = {
+          type: 'failure',
+          code: ErrorCode.NotLeader,
+          message: 'no leader is known; an election is under way',
+        };
+        part = rest.map(() => none);
+      }
+      part.forEach((r, k) => {
+        out[from + k] = r;
+      });
+      const k = part.findIndex((r) => r.type === 'failure');
+      if (k < 0) return out;
       // "Not the leader" is safe to retry (nothing was applied), and so is a dropped proposal (refused or
-      // replaced in the log). A write outside a session that may have reached a leader is not retried:
-      // the client decides, knowing it may have applied.
-      if (last.type !== 'failure') return last;
+      // replaced in the log; the writes after it were dropped with it). A write outside a session that may
+      // have reached a leader is not retried: the client decides, knowing it may have applied. A write in
+      // a session applies once however often it is sent, so retrying it after a lost leader is safe.
+      const last = part[k] as Extract<KvResponse, { type: 'failure' }>;
       const retry =
         last.code === ErrorCode.NotLeader ||
         last.code === ErrorCode.ProposalDropped ||
-        (idempotent && (last.code === ErrorCode.Unavailable || last.code === ErrorCode.Timeout));
-      if (!retry) return last;
+        ((last.code === ErrorCode.Unavailable || last.code === ErrorCode.Timeout) && rest.slice(k).every(idempotent));
+      if (!retry) return out;
+      from += k;
       const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, pause));
     }
-    return last;
+    return out;
   }
 
-  /** Serves `req` on this node, which must lead the group. */
-  private async local(req: KvRequest): Promise<KvResponse> {
-    try {
-      // The leader's clock is the time of the write and of the read, whichever node took the request.
-      const now = this.wallClock();
-      if (req.kind === 'write') return await this.opts.group.propose<KvResult>(encodeCommand(stamp(req, now)));
-      await this.opts.group.read();
-      const kv = this.opts.machine;
-      switch (req.op) {
-        case 'get': {
-          const v = kv.get(req.keys[0] ?? new Uint8Array(), now);
-          return v ? { type: 'bulk', value: v } : { type: 'nil' };
-        }
-        case 'mget':
-          return { type: 'array', values: req.keys.map((k) => kv.get(k, now) ?? null) };
-        case 'exists':
-          return { type: 'int', value: BigInt(req.keys.filter((k) => kv.has(k, now)).length) };
-        case 'pttl':
-          return { type: 'int', value: BigInt(kv.ttl(req.keys[0] ?? new Uint8Array(), now)) };
-        default: {
-          const never: never = req.op;
-          throw new Error(`unknown read ${String(never)}`);
-        }
+  /**
+   * Serves `items` in order on this node, which must lead the group, run by
+   * run: a run of writes is proposed in one turn (one Raft round) and awaited;
+   * a run of reads is served from the state machine. Reads after a run of
+   * writes need no ReadIndex round: the writes were proposed after the reads
+   * arrived, so once one of them is committed, every write committed before
+   * the reads arrived precedes it in the log (Raft's log matching and leader
+   * completeness) and is applied here too; the reads are linearized at that
+   * commit. The first run with a failure ends the pipeline: the requests
+   * after it get its failure and were not served.
+   */
+  private async localAll(items: KvRequest[]): Promise<KvResponse[]> {
+    const out: KvResponse[] = [];
+    let wrote = false;
+    for (let i = 0; i < items.length; ) {
+      const kind = items[i]!.kind;
+      let j = i + 1;
+      while (j < items.length && items[j]!.kind === kind) j++;
+      const run = items.slice(i, j);
+      const res = kind === 'write' ? await this.proposeRun(run) : await this.readRun(run, wrote);
+      out.push(...res);
+      const failed = res.find((r) => r.type === 'failure');
+      if (failed) {
+        while (out.length < items.length) out.push(failed);
+        return out;
       }
+      wrote ||= kind === 'write';
+      i = j;
+    }
+    return out;
+  }
+
+  /**
+   * Proposes `run` in one turn, so its entries share one Raft round, and
+   * waits until each is applied. A proposal refused at once (not the leader,
+   * a full log) ends the run there: nothing after it is proposed, so the
+   * run's writes apply in order or not at all past the failed one.
+   */
+  private async proposeRun(run: KvRequest[]): Promise<KvResponse[]> {
+    // The leader's clock is the time of the write, whichever node took the request.
+    const now = this.wallClock();
+    const answers: Promise<KvResponse>[] = [];
+    for (const req of run) {
+      let p: Promise<KvResult>;
+      try {
+        p = this.opts.group.propose<KvResult>(encodeCommand(stamp(req as WriteRequest, now)));
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      answers.push(p.then((r): KvResponse => r, failure));
+      // A promise already rejected settles the race first (its reaction is queued before the marker's).
+      if (run.length > 1 && (await Promise.race([p, PROPOSED]).catch(() => REFUSED)) === REFUSED) break;
+    }
+    const res = await Promise.all(answers);
+    const failed = res.find((r) => r.type === 'failure');
+    while (failed && res.length < run.length) res.push(failed);
+    return res;
+  }
+
+  /** Serves the reads of `run` after one ReadIndex round, or at once after writes of the same pipeline. */
+  private async readRun(run: KvRequest[], afterWrites: boolean): Promise<KvResponse[]> {
+    try {
+      // The leader's clock is the time of the read, whichever node took the request.
+      const now = this.wallClock();
+      if (!afterWrites) await this.opts.group.read();
+      return run.map((req) => this.serveRead(req as ReadRequest, now));
     } catch (err) {
       if (err instanceof CorruptStateError) {
         this.log.error('a read met corrupt state; this replica restores it from a healthy replica', {
           err: err.message,
         });
         this.opts.onStorageFailure?.(err);
-        return failure(
+        const res = failure(
           new UnavailableError(
             'this replica found its copy of the data corrupt and is restoring it; retry the request',
           ),
         );
+        return run.map(() => res);
       }
       if (err instanceof StorageError) {
         this.log.error('a read met damaged storage; this replica stops serving', { err: err.message });
         this.opts.onStorageFailure?.(err);
       }
-      return failure(err);
+      const res = failure(err);
+      return run.map(() => res);
     }
   }
 
-  private async forward(leader: NodeId, req: KvRequest, deadline: number): Promise<KvResponse> {
+  private serveRead(req: ReadRequest, now: number): KvResponse {
+    const kv = this.opts.machine;
+    switch (req.op) {
+      case 'get': {
+        const v = kv.get(req.keys[0] ?? new Uint8Array(), now);
+        return v ? { type: 'bulk', value: v } : { type: 'nil' };
+      }
+      case 'mget':
+        return { type: 'array', values: req.keys.map((k) => kv.get(k, now) ?? null) };
+      case 'exists':
+        return { type: 'int', value: BigInt(req.keys.filter((k) => kv.has(k, now)).length) };
+      case 'pttl':
+        return { type: 'int', value: BigInt(kv.ttl(req.keys[0] ?? new Uint8Array(), now)) };
+      default: {
+        const never: never = req.op;
+        throw new Error(`unknown read ${String(never)}`);
+      }
+    }
+  }
+
+  /** Forwards `items` to `leader` (one request, or a pipeline in one frame) and returns its answers. */
+  private async forward(leader: NodeId, items: KvRequest[], deadline: number): Promise<KvResponse[]> {
     try {
-      const frame = encodeForwardRequest({ group: this.opts.group.id, op: encodeRequest(req) });
+      // One request goes as one, which every version of the protocol serves.
+      const op = items.length === 1 ? encodeRequest(items[0]!) : encodeBatchRequest(items);
+      const frame = encodeForwardRequest({ group: this.opts.group.id, op });
       const timer = clockSignal(this.opts.clock, Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
       let raw: Uint8Array;
       try {
@@ -239,17 +384,20 @@ export class KvService {
       if (!answer.ok) {
         const res: KvResponse = { type: 'failure', code: answer.code, message: answer.message };
         if (answer.leaderId) res.leaderId = answer.leaderId;
-        return res;
+        return items.map(() => res);
       }
-      return decodeResponse(answer.result);
+      return items.length === 1 ? [decodeResponse(answer.result)] : decodeBatchResponse(answer.result, items.length);
     } catch (err) {
       this.log.debug('forwarding failed', { leader, err: (err as Error).message });
-      if (err instanceof CohortError) return failure(err);
-      return {
-        type: 'failure',
-        code: ErrorCode.Unavailable,
-        message: `leader ${leader} unreachable: ${(err as Error).message}`,
-      };
+      const res: KvResponse =
+        err instanceof CohortError
+          ? failure(err)
+          : {
+              type: 'failure',
+              code: ErrorCode.Unavailable,
+              message: `leader ${leader} unreachable: ${(err as Error).message}`,
+            };
+      return items.map(() => res);
     }
   }
 }

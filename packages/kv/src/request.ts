@@ -41,6 +41,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
       command: encodeCommand(req.command),
       keys: [],
       now: BigInt(req.relativeTo ?? 0),
+      requests: [],
     });
   }
   return KvRequestPb.encode({
@@ -48,7 +49,34 @@ export function encodeRequest(req: KvRequest): Uint8Array {
     command: new Uint8Array(),
     keys: req.keys,
     now: BigInt(req.now),
+    requests: [],
   });
+}
+
+/**
+ * Encodes a client's pipeline for the `/cohort/kv/1` protocol: the leader
+ * serves the requests in order, as {@link KvService.executeAll} does.
+ */
+export function encodeBatchRequest(reqs: KvRequest[]): Uint8Array {
+  return KvRequestPb.encode({
+    kind: KvRequestPb.Kind.BATCH,
+    command: new Uint8Array(),
+    keys: [],
+    now: 0n,
+    requests: reqs.map(encodeRequest),
+  });
+}
+
+/** Decodes a forwarded request or pipeline (an array); throws `CodecError` on malformed bytes. */
+export function decodeForwardedRequest(data: Uint8Array): KvRequest | KvRequest[] {
+  let pb: KvRequestPb;
+  try {
+    pb = KvRequestPb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV request of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+  if (pb.kind !== KvRequestPb.Kind.BATCH) return fromPb(pb);
+  return pb.requests.map((r) => decodeRequest(r));
 }
 
 /** Decodes a forwarded request; throws `CodecError` on malformed bytes. */
@@ -59,6 +87,10 @@ export function decodeRequest(data: Uint8Array): KvRequest {
   } catch (err) {
     throw new CodecError(`KV request of ${data.length} bytes does not decode: ${(err as Error).message}`);
   }
+  return fromPb(pb);
+}
+
+function fromPb(pb: KvRequestPb): KvRequest {
   if (pb.kind === KvRequestPb.Kind.WRITE) {
     const req: KvRequest = { kind: 'write', command: decodeCommand(pb.command) };
     if (pb.now !== 0n) req.relativeTo = Number(pb.now);
@@ -82,6 +114,7 @@ export function encodeResponse(res: KvResponse): Uint8Array {
     present: [],
     code: '',
     leaderId: '',
+    responses: [],
   };
   switch (res.type) {
     case 'ok':
@@ -118,6 +151,45 @@ export function encodeResponse(res: KvResponse): Uint8Array {
     }
   }
   return KvResponsePb.encode(pb);
+}
+
+/** Encodes the answers to a forwarded pipeline, in its order. */
+export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
+  return KvResponsePb.encode({
+    type: KvResponsePb.Type.BATCH,
+    int: 0n,
+    value: new Uint8Array(),
+    message: '',
+    values: [],
+    present: [],
+    code: '',
+    leaderId: '',
+    responses: res.map(encodeResponse),
+  });
+}
+
+/**
+ * Decodes the answer to a forwarded pipeline of `count` requests: its
+ * answers, or one failure standing for all of them (a leader that could not
+ * serve the pipeline at all). Throws `CodecError` on malformed bytes or a
+ * count that differs.
+ */
+export function decodeBatchResponse(data: Uint8Array, count: number): KvResponse[] {
+  let pb: KvResponsePb;
+  try {
+    pb = KvResponsePb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV response of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+  if (pb.type !== KvResponsePb.Type.BATCH) {
+    const one = decodeResponse(data);
+    if (one.type !== 'failure') throw new CodecError(`KV pipeline of ${count} answered one ${one.type}`);
+    return Array.from({ length: count }, () => one);
+  }
+  if (pb.responses.length !== count) {
+    throw new CodecError(`KV pipeline of ${count} requests got ${pb.responses.length} answers`);
+  }
+  return pb.responses.map((r) => decodeResponse(r));
 }
 
 /** Decodes a forwarded response; throws `CodecError` on malformed bytes. */

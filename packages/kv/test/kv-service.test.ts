@@ -1,8 +1,15 @@
-import { MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core';
+import {
+  MemoryHub,
+  type NodeId,
+  ProposalDroppedError,
+  type ReplicatedGroup,
+  SeededRandom,
+  systemClock,
+} from '@cohort/core';
 import { RaftHost } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type KvClientRequest, KvService, KvStateMachine } from '../src/index.js';
+import { type KvClientRequest, KvService, KvStateMachine, decodeCommand } from '../src/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const IDS = ['a', 'b', 'c'];
@@ -157,5 +164,102 @@ describe('KvService', () => {
     const next: KvClientRequest = { ...incr, session: { clientId: 'c1', seq: 2, lowWater: 1 } };
     expect(await nodes.get(follower)!.service.execute(next)).toEqual({ type: 'int', value: 10n });
     expect(await nodes.get(l)!.service.execute(get('n'))).toEqual({ type: 'bulk', value: b('10') });
+  });
+});
+
+/** Every request of `reqs` in client session `clientId`, writes numbered from 1. */
+function inSession(clientId: string, reqs: KvClientRequest[]): KvClientRequest[] {
+  let seq = 0;
+  return reqs.map((r) => (r.kind === 'write' ? { ...r, session: { clientId, seq: ++seq, lowWater: 0 } } : r));
+}
+
+const incr = (k: string): KvClientRequest => ({ kind: 'write', write: { op: 'incr', key: b(k), delta: 1n } });
+
+describe('KvService pipelines', () => {
+  it('answers in order, each read seeing the writes before it and none after, through leader and follower', async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    for (const [id, c] of [
+      [l, 'L'],
+      [follower, 'F'],
+    ] as const) {
+      const res = await nodes
+        .get(id)!
+        .service.executeAll(
+          inSession(c, [
+            get(`${c}a`),
+            set(`${c}a`, '1'),
+            incr(`${c}n`),
+            get(`${c}a`),
+            set(`${c}a`, '2'),
+            set(`${c}a`, 'x'.repeat(3)),
+            get(`${c}a`),
+            incr(`${c}a`),
+            incr(`${c}n`),
+            get(`${c}n`),
+          ]),
+        );
+      expect(res).toEqual([
+        { type: 'nil' },
+        { type: 'ok' },
+        { type: 'int', value: 1n },
+        { type: 'bulk', value: b('1') },
+        { type: 'ok' },
+        { type: 'ok' },
+        { type: 'bulk', value: b('xxx') },
+        // An error in one command leaves the others as they are.
+        { type: 'error', message: 'ERR value is not an integer or out of range' },
+        { type: 'int', value: 2n },
+        { type: 'bulk', value: b('2') },
+      ]);
+    }
+  });
+
+  it('proposes a run of writes in one round, forwarded from a follower in one frame', async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    // Let the election's rounds settle.
+    await nodes.get(l)!.service.execute(set('warm', '1'));
+    for (const via of [l, follower]) {
+      const before = nodes.get(l)!.host.stats();
+      const writes = Array.from({ length: 100 }, (_, i) => set(`${via}-${i}`, `${i}`));
+      const res = await nodes.get(via)!.service.executeAll(inSession(`pipe-${via}`, [...writes, get(`${via}-99`)]));
+      expect(res.slice(0, 100).every((r) => r.type === 'ok')).toBe(true);
+      expect(res[100]).toEqual({ type: 'bulk', value: b('99') });
+      const after = nodes.get(l)!.host.stats();
+      expect(after.entriesPersisted - before.entriesPersisted).toBe(100);
+      // One write of all 100 entries (and of commit indexes on ticks): not one per entry.
+      expect(after.storeWrites - before.storeWrites).toBeLessThanOrEqual(10);
+    }
+  });
+});
+
+describe('KvService pipelines over a group that refuses a proposal', () => {
+  it('proposes nothing after a refused write and retries from it, in order', async () => {
+    const proposed: string[] = [];
+    let refuse = true;
+    const machine = new KvStateMachine();
+    let index = 0;
+    const group: ReplicatedGroup = {
+      id: 'p0',
+      status: () => ({ group: 'p0', role: 'leader', term: 1, leader: 'a', commit: index, applied: index }),
+      read: async () => {},
+      propose: <R>(data: Uint8Array): Promise<R> => {
+        const cmd = decodeCommand(data);
+        const key = cmd.op === 'set' ? new TextDecoder().decode(cmd.key) : cmd.op;
+        if (key === 'k2' && refuse) {
+          refuse = false;
+          return Promise.reject(new ProposalDroppedError('log full'));
+        }
+        proposed.push(key);
+        return new Promise<R>((resolve) => setImmediate(() => resolve(machine.apply(++index, data) as R)));
+      },
+    };
+    const service = new KvService({ group, machine, transport: new MemoryHub().transport('a'), clock: systemClock });
+    const res = await service.executeAll(inSession('c', [set('k1', '1'), set('k2', '2'), set('k3', '3'), get('k3')]));
+    expect(res).toEqual([{ type: 'ok' }, { type: 'ok' }, { type: 'ok' }, { type: 'bulk', value: b('3') }]);
+    expect(proposed).toEqual(['k1', 'k2', 'k3']);
   });
 });

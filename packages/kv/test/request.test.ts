@@ -3,8 +3,12 @@ import { describe, expect, it } from 'vitest';
 import {
   type KvRequest,
   type KvResponse,
+  decodeBatchResponse,
+  decodeForwardedRequest,
   decodeRequest,
   decodeResponse,
+  encodeBatchRequest,
+  encodeBatchResponse,
   encodeRequest,
   encodeResponse,
 } from '../src/index.js';
@@ -36,6 +40,28 @@ describe('forwarded KV requests and responses', () => {
       { type: 'failure', code: 'TIMEOUT', message: 'timed out' },
     ];
     for (const res of responses) expect(decodeResponse(encodeResponse(res))).toEqual(res);
+  });
+
+  it('round-trip a pipeline, in order; a lone failure answers for all of it', () => {
+    const reqs: KvRequest[] = [
+      { kind: 'read', op: 'get', keys: [b('a')], now: 0 },
+      {
+        kind: 'write',
+        command: { op: 'incr', key: b('n'), delta: 2n, now: 5, session: { clientId: 'c', seq: 3, lowWater: 2 } },
+        relativeTo: 4,
+      },
+      { kind: 'read', op: 'exists', keys: [b('a'), b('n')], now: 0 },
+    ];
+    expect(decodeForwardedRequest(encodeBatchRequest(reqs))).toEqual(reqs);
+    expect(decodeForwardedRequest(encodeRequest(reqs[1]!))).toEqual(reqs[1]);
+    const answers: KvResponse[] = [{ type: 'nil' }, { type: 'int', value: 2n }, { type: 'int', value: 1n }];
+    expect(decodeBatchResponse(encodeBatchResponse(answers), 3)).toEqual(answers);
+    const failure: KvResponse = { type: 'failure', code: 'NOT_LEADER', message: 'not the leader' };
+    expect(decodeBatchResponse(encodeResponse(failure), 2)).toEqual([failure, failure]);
+    expect(() => decodeBatchResponse(encodeBatchResponse(answers), 2)).toThrow(CodecError);
+    expect(() => decodeBatchResponse(encodeResponse({ type: 'ok' }), 2)).toThrow(CodecError);
+    // The lone-request decoder refuses a pipeline.
+    expect(() => decodeRequest(encodeBatchRequest(reqs))).toThrow(CodecError);
   });
 
   it('refuse malformed frames with a CodecError', () => {

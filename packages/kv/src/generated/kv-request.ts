@@ -17,6 +17,7 @@ export interface KvRequestPb {
   command: Uint8Array
   keys: Uint8Array[]
   now: bigint
+  requests: Uint8Array[]
 }
 
 export namespace KvRequestPb {
@@ -25,7 +26,8 @@ export namespace KvRequestPb {
     GET = 'GET',
     MGET = 'MGET',
     EXISTS = 'EXISTS',
-    PTTL = 'PTTL'
+    PTTL = 'PTTL',
+    BATCH = 'BATCH'
   }
 
   enum __KindValues {
@@ -33,7 +35,8 @@ export namespace KvRequestPb {
     GET = 1,
     MGET = 2,
     EXISTS = 3,
-    PTTL = 4
+    PTTL = 4,
+    BATCH = 5
   }
 
   export namespace Kind {
@@ -73,6 +76,13 @@ export namespace KvRequestPb {
           w.uint64(obj.now)
         }
 
+        if (obj.requests != null) {
+          for (const value of obj.requests) {
+            w.uint32(42)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -81,7 +91,8 @@ export namespace KvRequestPb {
           kind: Kind.WRITE,
           command: uint8ArrayAlloc(0),
           keys: [],
-          now: 0n
+          now: 0n,
+          requests: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -108,6 +119,14 @@ export namespace KvRequestPb {
             }
             case 4: {
               obj.now = reader.uint64()
+              break
+            }
+            case 5: {
+              if (opts.limits?.requests != null && obj.requests.length === opts.limits.requests) {
+                throw new MaxLengthError('Decode error - map field "requests" had too many elements')
+              }
+
+              obj.requests.push(reader.bytes())
               break
             }
             default: {
@@ -142,6 +161,7 @@ export interface KvResponsePb {
   present: boolean[]
   code: string
   leaderId: string
+  responses: Uint8Array[]
 }
 
 export namespace KvResponsePb {
@@ -152,7 +172,8 @@ export namespace KvResponsePb {
     BULK = 'BULK',
     ERROR = 'ERROR',
     ARRAY = 'ARRAY',
-    FAILURE = 'FAILURE'
+    FAILURE = 'FAILURE',
+    BATCH = 'BATCH'
   }
 
   enum __TypeValues {
@@ -162,7 +183,8 @@ export namespace KvResponsePb {
     BULK = 3,
     ERROR = 4,
     ARRAY = 5,
-    FAILURE = 6
+    FAILURE = 6,
+    BATCH = 7
   }
 
   export namespace Type {
@@ -224,6 +246,13 @@ export namespace KvResponsePb {
           w.string(obj.leaderId)
         }
 
+        if (obj.responses != null) {
+          for (const value of obj.responses) {
+            w.uint32(74)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -236,7 +265,8 @@ export namespace KvResponsePb {
           values: [],
           present: [],
           code: '',
-          leaderId: ''
+          leaderId: '',
+          responses: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -283,6 +313,14 @@ export namespace KvResponsePb {
             }
             case 8: {
               obj.leaderId = reader.string()
+              break
+            }
+            case 9: {
+              if (opts.limits?.responses != null && obj.responses.length === opts.limits.responses) {
+                throw new MaxLengthError('Decode error - map field "responses" had too many elements')
+              }
+
+              obj.responses.push(reader.bytes())
               break
             }
             default: {
