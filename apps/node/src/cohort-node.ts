@@ -133,7 +133,11 @@ export class CohortNode {
     });
     const membership = this.membership;
 
-    const api: KvApi = { execute: (req) => service.execute(req), status: () => this.status() };
+    const api: KvApi = {
+      execute: (req) => service.execute(req),
+      executeAll: (reqs) => service.executeAll(reqs),
+      status: () => this.status(),
+    };
     const metrics = new NodeMetrics(
       () => this.status(),
       () => host.stats(),

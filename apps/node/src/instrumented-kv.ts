@@ -1,17 +1,31 @@
+import type { KvClientRequest, KvResponse } from '@cohort/kv';
 import type { KvApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 
-/** Wraps a {@link KvApi} so every request of `frontend` is counted and timed. */
+/** Wraps a {@link KvApi} so every request of `frontend` is counted and timed (a pipeline's, each from its start). */
 export function instrumentKv(api: KvApi, metrics: NodeMetrics, frontend: 'resp' | 'http'): KvApi {
+  const count = (req: KvClientRequest, res: KvResponse): void => {
+    const command = req.kind === 'write' ? req.write.op : req.op;
+    const outcome = res.type === 'failure' ? res.code : res.type === 'error' ? 'error' : 'ok';
+    metrics.requests.inc({ frontend, command, outcome });
+  };
   return {
     status: () => api.status(),
     async execute(req) {
       const end = metrics.latency.startTimer({ frontend, kind: req.kind });
       const res = await api.execute(req);
       end();
-      const command = req.kind === 'write' ? req.write.op : req.op;
-      const outcome = res.type === 'failure' ? res.code : res.type === 'error' ? 'error' : 'ok';
-      metrics.requests.inc({ frontend, command, outcome });
+      count(req, res);
+      return res;
+    },
+    async executeAll(reqs) {
+      const start = performance.now();
+      const res = await api.executeAll(reqs);
+      const seconds = (performance.now() - start) / 1000;
+      reqs.forEach((req, i) => {
+        metrics.latency.observe({ frontend, kind: req.kind }, seconds);
+        count(req, res[i]!);
+      });
       return res;
     },
   };

@@ -40,5 +40,11 @@ export interface AdminApi {
  */
 export interface KvApi {
   execute(req: KvClientRequest): Promise<KvResponse>;
+  /**
+   * Serves a pipeline: answers each request as if it was sent once the one
+   * before it was answered (a read sees the writes before it and none after
+   * it), in order, sharing Raft rounds where that allows.
+   */
+  executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]>;
   status(): NodeStatus;
 }

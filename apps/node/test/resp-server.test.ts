@@ -69,11 +69,17 @@ describe('RESP server', () => {
   it('answers pipelined commands in order, a read seeing the writes before it', async () => {
     const redis = new Redis({ port, host: '127.0.0.1' });
     try {
+      await redis.ping();
+      const from = kv.pipelines.length;
       const p = redis.pipeline();
       for (let i = 0; i < 200; i++) p.set(`p${i}`, `${i}`).get(`p${i}`);
       const results = await p.exec();
       expect(results).toHaveLength(400);
       for (let i = 0; i < 200; i++) expect(results![2 * i + 1]).toEqual([null, `${i}`]);
+      // The pipeline reached the KV service in batches, not one command at a time.
+      const sizes = kv.pipelines.slice(from);
+      expect(sizes.reduce((a, n) => a + n, 0)).toBe(400);
+      expect(sizes.length).toBeLessThan(40);
     } finally {
       redis.disconnect();
     }

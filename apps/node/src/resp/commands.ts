@@ -1,17 +1,36 @@
-import type { ClientSession, ExpireFlag, Expiry, KvClientWrite, KvReadOp, KvResponse } from '@cohort/kv';
+import type {
+  ClientSession,
+  ExpireFlag,
+  Expiry,
+  KvClientRequest,
+  KvClientWrite,
+  KvReadOp,
+  KvResponse,
+} from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 
 /** Per-connection state the commands may change. */
 export interface Session {
   name: string;
-  /** Set by QUIT: close once the reply is written. */
+  /** Set by QUIT: close once the reply is written, and run nothing after it. */
   closing: boolean;
-  /** The connection's session for exactly-once writes: each write takes the next `seq`. */
+  /**
+   * The connection's session for exactly-once writes: each write takes the
+   * next `seq`; `lowWater` is the highest seq whose reply (and every one
+   * before it) came back, which whoever runs the requests raises.
+   */
   writes: ClientSession;
 }
 
-type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Promise<Reply>;
+/**
+ * What a command comes to: its reply at once (PING, a syntax error, CLIENT
+ * SETNAME), or a request for the KV service and how its answer becomes the
+ * reply.
+ */
+export type Planned = { reply: Reply } | { request: KvClientRequest; answer: (res: KvResponse) => Reply };
+
+type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Planned;
 
 interface Spec {
   /** Redis arity: n > 0 exactly n words (command included), n < 0 at least -n. */
@@ -22,7 +41,8 @@ interface Spec {
 const SYNTAX = errorReply('ERR syntax error');
 const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
 
-function toReply(res: KvResponse): Reply {
+/** A KV answer as a RESP reply. */
+export function toReply(res: KvResponse): Reply {
   switch (res.type) {
     case 'ok':
       return OK;
@@ -46,13 +66,11 @@ function toReply(res: KvResponse): Reply {
   }
 }
 
-async function write(api: KvApi, session: Session, write: KvClientWrite): Promise<Reply> {
+/** `write` as the connection's next write in its session. */
+function write(_api: KvApi, session: Session, write: KvClientWrite): Planned {
   const s = session.writes;
   s.seq++;
-  const res = await api.execute({ kind: 'write', write, session: { ...s } });
-  // Commands of a connection run one at a time and their replies go out in order: all before this one are answered.
-  s.lowWater = s.seq;
-  return toReply(res);
+  return { request: { kind: 'write', write, session: { ...s } }, answer: toReply };
 }
 
 function parseInteger(arg: Buffer): bigint | undefined {
@@ -72,7 +90,7 @@ function incrBy(sign: bigint, fixed?: bigint): Handler {
 
 const INVALID_SET_EXPIRE = errorReply("ERR invalid expire time in 'set' command");
 
-function setCommand(args: Buffer[], api: KvApi, session: Session): Reply | Promise<Reply> {
+function setCommand(args: Buffer[], api: KvApi, session: Session): Reply | Planned {
   let condition: 'always' | 'nx' | 'xx' = 'always';
   let expiry: Expiry = { kind: 'none' };
   let keepTtl = false;
@@ -143,8 +161,8 @@ function expireCommand(name: string, unit: 1n | 1000n, absolute: boolean): Handl
   };
 }
 
-async function read(api: KvApi, op: KvReadOp, keys: Buffer[]): Promise<Reply> {
-  return toReply(await api.execute({ kind: 'read', op, keys }));
+function read(op: KvReadOp, keys: Buffer[], answer: (res: KvResponse) => Reply = toReply): Planned {
+  return { request: { kind: 'read', op, keys }, answer };
 }
 
 function info(api: KvApi): Reply {
@@ -181,17 +199,18 @@ const COMMANDS: Record<string, Spec> = {
           : { t: 'simple', s: 'PONG' },
   },
   echo: { arity: 2, run: (args) => ({ t: 'bulk', v: args[1]! }) },
-  get: { arity: 2, run: (args, api) => read(api, 'get', [args[1]!]) },
-  mget: { arity: -2, run: (args, api) => read(api, 'mget', args.slice(1)) },
-  exists: { arity: -2, run: (args, api) => read(api, 'exists', args.slice(1)) },
-  pttl: { arity: 2, run: (args, api) => read(api, 'pttl', [args[1]!]) },
+  get: { arity: 2, run: (args) => read('get', [args[1]!]) },
+  mget: { arity: -2, run: (args) => read('mget', args.slice(1)) },
+  exists: { arity: -2, run: (args) => read('exists', args.slice(1)) },
+  pttl: { arity: 2, run: (args) => read('pttl', [args[1]!]) },
   ttl: {
     arity: 2,
-    run: async (args, api) => {
-      const r = await read(api, 'pttl', [args[1]!]);
-      if (r.t !== 'int' || Number(r.n) < 0) return r;
-      return { t: 'int', n: Math.round(Number(r.n) / 1000) };
-    },
+    run: (args) =>
+      read('pttl', [args[1]!], (res) => {
+        const r = toReply(res);
+        if (r.t !== 'int' || Number(r.n) < 0) return r;
+        return { t: 'int', n: Math.round(Number(r.n) / 1000) };
+      }),
   },
   set: { arity: -3, run: setCommand },
   del: { arity: -2, run: (args, api, session) => write(api, session, { op: 'del', keys: args.slice(1) }) },
@@ -261,8 +280,13 @@ const COMMANDS: Record<string, Spec> = {
 /** The names of the commands this server answers. */
 export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
 
-/** Runs one command and returns its reply; failures of the node become error replies, never exceptions. */
-export async function runCommand(args: Buffer[], api: KvApi, session: Session): Promise<Reply> {
+/**
+ * What one command comes to (see {@link Planned}). Commands are planned in
+ * the connection's order: a write takes its session's next sequence number
+ * here, and QUIT or CLIENT SETNAME change the session here. Never throws:
+ * a bad command plans its error reply.
+ */
+export function planCommand(args: Buffer[], api: KvApi, session: Session): Planned {
   const name = args[0]!.toString().toLowerCase();
   const spec = COMMANDS[name];
   if (spec === undefined) {
@@ -270,16 +294,26 @@ export async function runCommand(args: Buffer[], api: KvApi, session: Session): 
       .slice(1, 21)
       .map((a) => `'${a.toString().slice(0, 128)}' `)
       .join('');
-    return errorReply(`ERR unknown command '${args[0]!.toString().slice(0, 128)}', with args beginning with: ${rest}`);
+    return {
+      reply: errorReply(
+        `ERR unknown command '${args[0]!.toString().slice(0, 128)}', with args beginning with: ${rest}`,
+      ),
+    };
   }
   if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
-    return errorReply(`ERR wrong number of arguments for '${name}' command`);
+    return { reply: errorReply(`ERR wrong number of arguments for '${name}' command`) };
   }
   try {
-    return await spec.run(args, api, session);
+    const planned = spec.run(args, api, session);
+    return 't' in planned ? { reply: planned } : planned;
   } catch (err) {
-    const e = err as { code?: unknown; message?: unknown };
-    const code = typeof e.code === 'string' ? e.code : 'ERR';
-    return errorReply(`${code} ${String(e.message ?? err)}`);
+    return { reply: errorOf(err) };
   }
+}
+
+/** An exception as an error reply: its code word when it has one. */
+export function errorOf(err: unknown): Reply {
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : 'ERR';
+  return errorReply(`${code} ${String(e.message ?? err)}`);
 }

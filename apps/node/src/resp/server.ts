@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from '@cohort/core';
 import type { KvApi } from '../kv-api.js';
-import { type Session, runCommand } from './commands.js';
+import type { Session } from './commands.js';
 import { type RespLimits, RespParser } from './parser.js';
+import { Pipeline, type PipelineLimits } from './pipeline.js';
 import { encodeReply, errorReply } from './reply.js';
 
 /** Options of {@link RespServer}. */
@@ -11,13 +12,16 @@ export interface RespServerOptions {
   api: KvApi;
   logger: Logger;
   limits?: Partial<RespLimits>;
+  /** Bounds of each connection's pipeline (see {@link Pipeline}). */
+  pipeline?: Partial<PipelineLimits>;
 }
 
 /**
  * The Redis-protocol front end. Each connection parses its bytes as they
- * come, runs commands one after another (so a pipelined read sees the writes
- * before it) and writes the replies in order; a protocol error closes that
- * connection only.
+ * come and hands its commands to a {@link Pipeline}, which runs them in order
+ * (a pipeline's writes sharing Raft rounds, each read seeing exactly the
+ * writes before it) and writes the replies in order; a protocol error closes
+ * that connection only.
  */
 export class RespServer {
   private readonly server: Server;
@@ -68,56 +72,46 @@ export class RespServer {
       // A random 128-bit id: a connection's writes are one session, apart from every other connection's.
       writes: { clientId: randomBytes(16).toString('hex'), seq: 0, lowWater: 0 },
     };
-    let queue: Buffer[][] = [];
-    let running: Promise<void> | null = null;
     let broken = false;
-
-    const drain = async (): Promise<void> => {
-      while (queue.length > 0 && !socket.destroyed) {
-        const batch = queue;
-        queue = [];
-        for (const args of batch) {
-          const reply = await runCommand(args, this.options.api, session);
-          if (socket.destroyed) return;
-          socket.write(encodeReply(reply));
-          if (session.closing) {
-            socket.end();
-            return;
-          }
-        }
-      }
-    };
-    const kick = (): void => {
-      if (running !== null || queue.length === 0) return;
-      // Reading pauses while a batch runs: a client cannot queue unbounded work.
-      socket.pause();
-      running = drain().finally(() => {
-        running = null;
-        if (socket.destroyed || session.closing || broken) return;
-        socket.resume();
-        kick();
-      });
-    };
+    const pipeline = new Pipeline({
+      api: this.options.api,
+      session,
+      limits: this.options.pipeline ?? {},
+      reply: (replies) => {
+        if (socket.destroyed) return;
+        socket.cork();
+        for (const r of replies) socket.write(encodeReply(r));
+        socket.uncork();
+      },
+      pause: (paused) => {
+        if (paused) socket.pause();
+        else if (!broken && !session.closing) socket.resume();
+      },
+      // A client that does not read its replies gets no more work done until it does.
+      writable: () => !socket.writableNeedDrain,
+      close: () => socket.end(),
+    });
 
     socket.on('data', (chunk: Buffer) => {
       if (session.closing || broken) return;
       const { commands, error } = parser.push(chunk);
-      queue.push(...commands);
+      for (const args of commands) pipeline.push(args);
       if (error) {
         log.debug('protocol error', { err: error.message });
         broken = true;
         socket.pause();
         // Replies to the commands before the bad bytes still go out first.
-        void (async () => {
-          if (running) await running;
-          await drain();
-          if (!socket.destroyed) socket.end(encodeReply(errorReply(`ERR Protocol error: ${error.message}`)));
-        })();
-        return;
+        void pipeline.drained().then(() => {
+          if (!socket.destroyed && !session.closing)
+            socket.end(encodeReply(errorReply(`ERR Protocol error: ${error.message}`)));
+        });
       }
-      kick();
     });
+    socket.on('drain', () => pipeline.kick());
     socket.on('error', (err) => log.debug('connection error', { err: err.message }));
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      pipeline.stop();
+    });
   }
 }

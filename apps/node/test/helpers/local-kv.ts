@@ -6,7 +6,17 @@ export class LocalKv implements KvApi {
   readonly sm = new KvStateMachine();
   /** Every request the front end sent, in order. */
   readonly requests: KvClientRequest[] = [];
+  /** The size of each pipeline the front end sent (`executeAll`). */
+  readonly pipelines: number[] = [];
   private index = 0;
+
+  /** Serves the pipeline one request after another. */
+  async executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]> {
+    this.pipelines.push(reqs.length);
+    const out: KvResponse[] = [];
+    for (const req of reqs) out.push(await this.execute(req));
+    return out;
+  }
 
   async execute(req: KvClientRequest): Promise<KvResponse> {
     this.requests.push(req);

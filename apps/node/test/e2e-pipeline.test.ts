@@ -1,0 +1,111 @@
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ProcCluster as Cluster, type ProcCluster, type ProcNode } from './helpers/processes.js';
+
+const clients: Redis[] = [];
+let cluster: ProcCluster | undefined;
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await cluster?.killAll();
+});
+
+function redis(node: ProcNode): Redis {
+  const r = new Redis({ port: node.resp, host: '127.0.0.1', maxRetriesPerRequest: 1, commandTimeout: 10_000 });
+  clients.push(r);
+  return r;
+}
+
+/** The leader's Raft host counters, from its Prometheus metrics. */
+async function counters(node: ProcNode): Promise<{ rounds: number; storeWrites: number; entries: number }> {
+  const text = await (
+    await fetch(`http://127.0.0.1:${node.http}/metrics`, { signal: AbortSignal.timeout(2000) })
+  ).text();
+  const read = (name: string): number => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    if (!m) throw new Error(`metric ${name} missing`);
+    return Number(m[1]);
+  };
+  return {
+    rounds: read('cohort_raft_ready_rounds_total'),
+    storeWrites: read('cohort_raft_store_writes_total'),
+    entries: read('cohort_raft_entries_persisted_total'),
+  };
+}
+
+type Cmd = ['set', string, string] | ['incr', string] | ['get', string];
+
+/**
+ * 200 commands: runs of SETs and INCRs, each followed by a GET of a key the
+ * run wrote (or of a key no write touches yet), and the replies a server
+ * running them one by one gives.
+ */
+function mixed(prefix: string): { cmds: Cmd[]; expected: (string | number | null)[] } {
+  const model = new Map<string, string>();
+  const cmds: Cmd[] = [];
+  const expected: (string | number | null)[] = [];
+  for (let i = 0; cmds.length < 200; i++) {
+    const key = `${prefix}:k${i % 13}`;
+    let c: Cmd;
+    if (i % 10 === 9) c = ['get', i % 20 === 19 ? `${prefix}:n` : key];
+    else if (i % 3 === 0) c = ['incr', `${prefix}:n`];
+    else c = ['set', key, `v${i}`];
+    cmds.push(c);
+    if (c[0] === 'set') {
+      model.set(c[1], c[2]);
+      expected.push('OK');
+    } else if (c[0] === 'incr') {
+      const n = Number(model.get(c[1]) ?? '0') + 1;
+      model.set(c[1], String(n));
+      expected.push(n);
+    } else expected.push(model.get(c[1]) ?? null);
+  }
+  return { cmds, expected };
+}
+
+async function run(r: Redis, cmds: Cmd[]): Promise<unknown[]> {
+  const p = r.pipeline();
+  for (const c of cmds) {
+    if (c[0] === 'set') p.set(c[1], c[2]);
+    else if (c[0] === 'incr') p.incr(c[1]);
+    else p.get(c[1]);
+  }
+  const results = (await p.exec()) ?? [];
+  return results.map(([err, v]) => (err ? `error: ${err.message}` : v));
+}
+
+describe('pipelined RESP commands on three cohort processes', () => {
+  it('come back in order with read-your-writes, in far fewer Raft rounds than commands', async (ctx) => {
+    // A slow heartbeat keeps its own rounds out of the counts.
+    cluster = await Cluster.create(3, ['--heartbeat-ms', '200', '--election-timeout-ms', '1000']);
+    const c = cluster;
+    ctx.onTestFailed(() => {
+      for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
+    });
+    c.startAll();
+    const leader = await c.leader(c.nodes, 30_000);
+    const follower = c.nodes.find((n) => n !== leader)!;
+
+    for (const [via, name] of [
+      [leader, 'leader'],
+      [follower, 'follower'],
+    ] as const) {
+      const r = redis(via);
+      await r.ping();
+      const { cmds, expected } = mixed(name);
+      const before = await counters(leader);
+      const replies = await run(r, cmds);
+      const after = await counters(leader);
+      expect(replies).toEqual(expected);
+      const writes = cmds.filter((x) => x[0] !== 'get').length;
+      const runs = cmds.filter((x, i) => x[0] !== 'get' && (i === 0 || cmds[i - 1]![0] === 'get')).length;
+      expect(after.entries - before.entries).toBe(writes);
+      process.stdout.write(
+        `pipeline of ${cmds.length} (${writes} writes in ${runs} runs) via the ${name}: ${after.rounds - before.rounds} Ready rounds, ${after.storeWrites - before.storeWrites} store writes on the leader\n`,
+      );
+      // One command at a time takes two or more rounds each; here each run of writes shares its rounds.
+      expect(after.storeWrites - before.storeWrites).toBeLessThanOrEqual(runs + 5);
+      expect(after.rounds - before.rounds).toBeLessThan(cmds.length / 2);
+    }
+  }, 60_000);
+});
