@@ -26,7 +26,8 @@ let hub = new MemoryHub();
 /** Each node's wall clock: real time plus a per-node offset the test may change. */
 const offsets = new Map<NodeId, number>();
 
-function startCluster(): void {
+/** Starts the three nodes; `timeouts` are the hosts' proposal and read timeout and the services' request timeout. */
+function startCluster(timeouts: { hostMs?: number; serviceMs?: number } = {}): void {
   hub = new MemoryHub();
   nodes = new Map();
   IDS.forEach((id, i) => {
@@ -39,6 +40,7 @@ function startCluster(): void {
       random: new SeededRandom(7 + i),
       tickMs: 10,
       electionTicks: 5,
+      ...(timeouts.hostMs !== undefined ? { requestTimeoutMs: timeouts.hostMs } : {}),
     });
     const machine = new KvStateMachine();
     host.addGroup('p0', machine, IDS);
@@ -48,7 +50,7 @@ function startCluster(): void {
       machine,
       transport,
       clock: systemClock,
-      requestTimeoutMs: 1500,
+      requestTimeoutMs: timeouts.serviceMs ?? 1500,
       wallClock: () => Date.now() + (offsets.get(id) ?? 0),
     });
     service.start();
@@ -233,6 +235,31 @@ describe('KvService pipelines', () => {
       // One write of all 100 entries (and of commit indexes on ticks): not one per entry.
       expect(after.storeWrites - before.storeWrites).toBeLessThanOrEqual(10);
     }
+  });
+});
+
+describe('KvService pipelines across a leader change', () => {
+  it('answers every request in order, retrying from the first that failed', async () => {
+    // The cut-off leader's proposals time out soon; the pipeline has time to find the next leader.
+    startCluster({ hostMs: 300, serviceMs: 5000 });
+    const old = await leader();
+    const via = IDS.find((id) => id !== old)!;
+    const applied = nodes.get(old)!.host.status('p0').applied;
+    // Runs of SETs of one key, each run followed by a GET: a reordered retry would show in the GETs.
+    const reqs = inSession(
+      'moving',
+      Array.from({ length: 160 }, (_, i) => (i % 8 === 7 ? get('k') : set('k', `v${i}`))),
+    );
+    const pending = nodes.get(via)!.service.executeAll(reqs);
+    // The leader is cut off once part of the pipeline applied, with the next run in flight.
+    while (nodes.get(old)!.host.status('p0').applied < applied + 20) await new Promise((r) => setImmediate(r));
+    hub.down.add(old);
+    const res = await pending;
+    const now = await leader(IDS.filter((id) => id !== old));
+    res.forEach((r, i) => {
+      expect(r).toEqual(i % 8 === 7 ? { type: 'bulk', value: b(`v${i - 1}`) } : { type: 'ok' });
+    });
+    expect(await nodes.get(now)!.service.execute(get('k'))).toEqual({ type: 'bulk', value: b('v158') });
   });
 });
 
