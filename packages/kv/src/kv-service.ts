@@ -228,7 +228,7 @@ export class KvService {
       const status = this.opts.group.status();
       let part: KvResponse[];
       if (status.role === 'leader') part = await this.localAll(rest);
-      else if (status.leader !== '') part = await this.forward(status.leader, rest, deadline);
+      else if (status.leader !== '') part = await this.forwardAll(status.leader, rest, deadline);
       else {
         const none: KvResponse = {
           type: 'failure',
@@ -365,6 +365,25 @@ export class KvService {
         throw new Error(`unknown read ${String(never)}`);
       }
     }
+  }
+
+  /**
+   * Forwards `items` to `leader` as one pipeline. A leader of an older build,
+   * which cannot decode a pipeline (it answers CODEC and serves none of it),
+   * gets the requests one at a time, in order, until one fails.
+   */
+  private async forwardAll(leader: NodeId, items: KvRequest[], deadline: number): Promise<KvResponse[]> {
+    const res = await this.forward(leader, items, deadline);
+    const first = res[0];
+    if (items.length === 1 || first?.type !== 'failure' || first.code !== ErrorCode.Codec) return res;
+    const out: KvResponse[] = [];
+    for (const item of items) {
+      const [r] = (await this.forward(leader, [item], deadline)) as [KvResponse];
+      out.push(r);
+      if (r.type === 'failure') break;
+    }
+    while (out.length < items.length) out.push(out[out.length - 1]!);
+    return out;
   }
 
   /** Forwards `items` to `leader` (one request, or a pipeline in one frame) and returns its answers. */

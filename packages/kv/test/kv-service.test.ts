@@ -2,14 +2,25 @@ import {
   MemoryHub,
   type NodeId,
   ProposalDroppedError,
+  Protocols,
   type ReplicatedGroup,
   SeededRandom,
+  decodeForwardRequest,
+  encodeForwardResponse,
   systemClock,
 } from '@cohort/core';
 import { RaftHost } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type KvClientRequest, KvService, KvStateMachine, decodeCommand } from '../src/index.js';
+import {
+  type KvClientRequest,
+  type KvResponse,
+  KvService,
+  KvStateMachine,
+  decodeCommand,
+  decodeRequest,
+  encodeResponse,
+} from '../src/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const IDS = ['a', 'b', 'c'];
@@ -288,5 +299,59 @@ describe('KvService pipelines over a group that refuses a proposal', () => {
     const res = await service.executeAll(inSession('c', [set('k1', '1'), set('k2', '2'), set('k3', '3'), get('k3')]));
     expect(res).toEqual([{ type: 'ok' }, { type: 'ok' }, { type: 'ok' }, { type: 'bulk', value: b('3') }]);
     expect(proposed).toEqual(['k1', 'k2', 'k3']);
+  });
+});
+
+describe('KvService pipelines through a follower whose leader runs an older build', () => {
+  it('forwards the requests one at a time, in order, when the leader cannot decode a pipeline', async () => {
+    const hub = new MemoryHub();
+    const served: string[] = [];
+    // The leader of an older build: it decodes one request per frame, and answers CODEC to a pipeline.
+    const old = hub.transport('old');
+    const rows = new Map<string, Uint8Array>();
+    old.handleRequest(Protocols.kv, async (_from, frame) => {
+      let res: KvResponse;
+      try {
+        const req = decodeRequest(decodeForwardRequest(frame).op);
+        const key = new TextDecoder().decode(
+          req.kind === 'write' && req.command.op === 'set'
+            ? req.command.key
+            : req.kind === 'read'
+              ? req.keys[0]!
+              : new Uint8Array(),
+        );
+        served.push(`${req.kind} ${key}`);
+        if (req.kind === 'write' && req.command.op === 'set') {
+          rows.set(key, req.command.value);
+          res = { type: 'ok' };
+        } else {
+          const v = rows.get(key);
+          res = v ? { type: 'bulk', value: v } : { type: 'nil' };
+        }
+      } catch (err) {
+        res = { type: 'failure', code: 'CODEC', message: (err as Error).message };
+      }
+      return encodeForwardResponse({ ok: true, result: encodeResponse(res) });
+    });
+    const group: ReplicatedGroup = {
+      id: 'p0',
+      status: () => ({ group: 'p0', role: 'follower', term: 1, leader: 'old', commit: 0, applied: 0 }),
+      read: () => Promise.reject(new Error('not the leader')),
+      propose: () => Promise.reject(new Error('not the leader')),
+    };
+    const service = new KvService({
+      group,
+      machine: new KvStateMachine(),
+      transport: hub.transport('new'),
+      clock: systemClock,
+    });
+    const res = await service.executeAll(inSession('c', [set('a', '1'), get('a'), set('a', '2'), get('a')]));
+    expect(res).toEqual([
+      { type: 'ok' },
+      { type: 'bulk', value: b('1') },
+      { type: 'ok' },
+      { type: 'bulk', value: b('2') },
+    ]);
+    expect(served).toEqual(['write a', 'read a', 'write a', 'read a']);
   });
 });
