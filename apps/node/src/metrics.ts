@@ -30,7 +30,11 @@ export class NodeMetrics {
     name: 'cohort_raft_proposal_phase_seconds',
     help: 'Time from a proposal on the leader to each phase: persisted locally, committed, applied, replied',
     labelNames: ['phase'] as const,
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    // Fine around a few milliseconds, where an fsync and a loopback round trip fall.
+    buckets: [
+      0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+      0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+    ],
     registers: [this.registry],
   });
   private readonly phase = {
