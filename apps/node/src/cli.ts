@@ -90,6 +90,12 @@ program
   .option('--snapshot-entries <n>', 'applied entries between snapshots (default 10000)')
   .option('--snapshot-bytes <n>', 'bytes of log entries between snapshots (default 104857600)')
   .option('--max-log-bytes <n>', 'refuse writes while the uncompacted log holds this many bytes (default 524288000)')
+  .option('--max-append-bytes <n>', 'most bytes of entries in one append to a follower (default 1048576)')
+  .option('--max-inflight-appends <n>', 'most appends in flight to one follower (default 256)')
+  .option(
+    '--max-inflight-bytes <n>',
+    'most bytes of entries in flight to one follower, at least --max-append-bytes (default 33554432)',
+  )
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')

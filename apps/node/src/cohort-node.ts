@@ -142,8 +142,14 @@ export class CohortNode {
       () => this.status(),
       () => host.stats(),
     );
+    host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
+    let leading = false;
+    host.onLeaderChange = (group, _leader, role) => {
+      if (group === KV_GROUP) leading = role === 'leader';
+    };
+    const isLeading = (): boolean => leading;
     this.resp = new RespServer({
-      api: instrumentKv(api, metrics, 'resp'),
+      api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
     });
     const r = splitHostPort(node.clientAddress);
@@ -160,7 +166,7 @@ export class CohortNode {
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
     this.http = createHttpServer({
-      api: instrumentKv(api, metrics, 'http'),
+      api: instrumentKv(api, metrics, 'http', isLeading),
       admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),

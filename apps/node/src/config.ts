@@ -19,6 +19,9 @@ export interface StartFlags {
   snapshotEntries?: string;
   snapshotBytes?: string;
   maxLogBytes?: string;
+  maxAppendBytes?: string;
+  maxInflightAppends?: string;
+  maxInflightBytes?: string;
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
   logLevel?: string;
@@ -112,6 +115,11 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     raft.snapshotIntervalEntries = integer('--snapshot-entries', flags.snapshotEntries);
   if (flags.snapshotBytes !== undefined) raft.snapshotIntervalBytes = integer('--snapshot-bytes', flags.snapshotBytes);
   if (flags.maxLogBytes !== undefined) raft.maxLogSizeBytes = integer('--max-log-bytes', flags.maxLogBytes);
+  if (flags.maxAppendBytes !== undefined) raft.maxAppendBytes = integer('--max-append-bytes', flags.maxAppendBytes);
+  if (flags.maxInflightAppends !== undefined)
+    raft.maxInflightAppends = integer('--max-inflight-appends', flags.maxInflightAppends);
+  if (flags.maxInflightBytes !== undefined)
+    raft.maxInflightBytes = integer('--max-inflight-bytes', flags.maxInflightBytes);
   const config: CohortConfig = parseConfig(raw);
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;
   if (!LEVELS.includes(logLevel))

@@ -11,11 +11,19 @@ export function storeLimits(raft: RaftConfig): Required<LogLimits> {
   };
 }
 
-/** The timing and snapshot options of the Raft host, from the `raft` section of the configuration. */
+/** The timing, snapshot and replication-flow options of the Raft host, from the `raft` section of the configuration. */
 export type HostSettings = Required<
   Pick<
     RaftHostOptions,
-    'tickMs' | 'electionTicks' | 'electionTicksMax' | 'snapshotEntries' | 'snapshotBytes' | 'maxLogBytes'
+    | 'tickMs'
+    | 'electionTicks'
+    | 'electionTicksMax'
+    | 'snapshotEntries'
+    | 'snapshotBytes'
+    | 'maxLogBytes'
+    | 'maxAppendBytes'
+    | 'maxInflightAppends'
+    | 'maxInflightBytes'
   >
 >;
 
@@ -23,7 +31,8 @@ export type HostSettings = Required<
  * Maps the configured times onto the host's ticks: one tick per heartbeat
  * interval; the election timeout range in whole ticks (the engine randomizes
  * in [min, max]), the minimum at least two ticks. The snapshot triggers and
- * the log bound are the store's too (see {@link storeLimits}).
+ * the log bound are the store's too (see {@link storeLimits}). Appends to a
+ * follower are bounded in bytes per message and in messages and bytes in flight.
  */
 export function hostSettings(raft: RaftConfig): HostSettings {
   const ticks = (ms: number): number => Math.max(2, Math.round(ms / raft.heartbeatIntervalMs));
@@ -35,5 +44,8 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     snapshotEntries: raft.snapshotIntervalEntries,
     snapshotBytes: raft.snapshotIntervalBytes,
     maxLogBytes: raft.maxLogSizeBytes,
+    maxAppendBytes: raft.maxAppendBytes,
+    maxInflightAppends: raft.maxInflightAppends,
+    maxInflightBytes: raft.maxInflightBytes,
   };
 }

@@ -77,6 +77,9 @@ describe('cohort start configuration', () => {
       snapshotEntries: '20',
       snapshotBytes: '4096',
       maxLogBytes: '8192',
+      maxAppendBytes: '65536',
+      maxInflightAppends: '32',
+      maxInflightBytes: '1048576',
     });
     expect(storeLimits(o.config.raft)).toEqual({ snapshotEntries: 20, snapshotBytes: 4096, maxLogBytes: 8192 });
     expect(hostSettings(o.config.raft)).toEqual({
@@ -86,7 +89,19 @@ describe('cohort start configuration', () => {
       snapshotEntries: 20,
       snapshotBytes: 4096,
       maxLogBytes: 8192,
+      maxAppendBytes: 65536,
+      maxInflightAppends: 32,
+      maxInflightBytes: 1048576,
     });
+    // Appends are bounded by default, as etcd's are.
+    expect(hostSettings(loadNodeOptions({ id: 'n1' }).config.raft)).toMatchObject({
+      maxAppendBytes: 1024 * 1024,
+      maxInflightAppends: 256,
+      maxInflightBytes: 32 * 1024 * 1024,
+    });
+    expect(() => loadNodeOptions({ id: 'n1', maxAppendBytes: '4096', maxInflightBytes: '1024' })).toThrow(
+      /raft.maxInflightBytes: 1024 is less than maxAppendBytes \(4096\)/,
+    );
     // The maximum election timeout is its own field, not twice the minimum.
     const range = loadNodeOptions({
       id: 'n1',

@@ -67,6 +67,12 @@ describe('three cohort processes', () => {
     expect(metric('cohort_raft_entries_applied_total')).toBeGreaterThanOrEqual(100);
     expect(metric('cohort_raft_store_writes_total')).toBeGreaterThan(0);
     expect(metric('cohort_raft_is_leader')).toBe(1);
+    // Each phase of the leader's proposals is timed: the 100 forwarded SETs and the INCRs included,
+    // and the replies of the 30 INCRs that arrived at the leader itself.
+    for (const phase of ['persisted', 'committed', 'applied'])
+      expect(metric(`cohort_raft_proposal_phase_seconds_count\\{phase="${phase}"\\}`)).toBeGreaterThan(0);
+    expect(metric('cohort_raft_proposal_phase_seconds_count\\{phase="replied"\\}')).toBeGreaterThan(0);
+    expect(metric('cohort_raft_messages_sent_before_write_total')).toBeGreaterThan(0);
 
     // SIGKILL the leader: the two others elect a new one within a few election timeouts.
     await c.kill(leader);

@@ -46,6 +46,31 @@ describe('HTTP API', () => {
     expect(text).toMatch(/cohort_raft_is_leader 1/);
   });
 
+  it('exports the phases of the proposals made as leader as histograms: persisted, committed, applied, replied', async () => {
+    const m = new NodeMetrics(() => kv.status());
+    const api = instrumentKv(kv, m, 'http', () => true);
+    m.observeProposal({ proposed: 10, persisted: 12, committed: 11, applied: 13 });
+    const bytes = (t: string) => new TextEncoder().encode(t);
+    await api.execute({
+      kind: 'write',
+      write: {
+        op: 'set',
+        key: bytes('ph'),
+        value: bytes('v'),
+        condition: 'always',
+        expiry: { kind: 'none' },
+        returnOld: false,
+      },
+    });
+    const text = await m.registry.metrics();
+    const count = (phase: string) =>
+      Number(new RegExp(`cohort_raft_proposal_phase_seconds_count\\{phase="${phase}"\\} (\\S+)`).exec(text)?.[1]);
+    for (const phase of ['persisted', 'committed', 'applied', 'replied']) expect(count(phase)).toBe(1);
+    // 2 ms from the proposal to its local write: in the 0.002 bucket, not the 0.001 one.
+    expect(text).toContain('cohort_raft_proposal_phase_seconds_bucket{le="0.001",phase="persisted"} 0');
+    expect(text).toContain('cohort_raft_proposal_phase_seconds_bucket{le="0.002",phase="persisted"} 1');
+  });
+
   it('maps an Idempotency-Key to one session and write, and takes a ttlMs on PUT', async () => {
     const before = kv.requests.length;
     const headers = { 'idempotency-key': 'order-42' };

@@ -6,6 +6,8 @@ export interface ConfigIssue {
   message: string;
 }
 
+const MAX_APPEND_BYTES = 8 * 1024 * 1024;
+
 const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/;
 
 /** The rules that span fields, after the shape is known to be right. */
@@ -58,6 +60,21 @@ export function checkConfigRules(config: CohortConfig): ConfigIssue[] {
       'raft.electionTimeoutMaxMs',
       `${raft.electionTimeoutMaxMs} is less than electionTimeoutMinMs (${raft.electionTimeoutMinMs}); ` +
         `set it to at least ${raft.electionTimeoutMinMs} (twice the minimum spreads elections best)`,
+    );
+  }
+
+  // An append message travels in one transport frame (16 MiB), next to the round's other messages.
+  if (raft.maxAppendBytes > MAX_APPEND_BYTES) {
+    add(
+      'raft.maxAppendBytes',
+      `${raft.maxAppendBytes} is over ${MAX_APPEND_BYTES} (8 MiB): an append must fit a transport frame; lower it`,
+    );
+  }
+  if (raft.maxInflightBytes < raft.maxAppendBytes) {
+    add(
+      'raft.maxInflightBytes',
+      `${raft.maxInflightBytes} is less than maxAppendBytes (${raft.maxAppendBytes}); ` +
+        `set it to at least ${raft.maxAppendBytes}, or lower maxAppendBytes`,
     );
   }
 

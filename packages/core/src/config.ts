@@ -93,6 +93,23 @@ export interface RaftConfig {
    * @default 524288000 (500 MiB)
    */
   maxLogSizeBytes: number;
+  /**
+   * Most bytes of entries in one append message to a follower (one entry always fits), as etcd's
+   * MaxSizePerMsg; at most 8 MiB, so a message fits a transport frame.
+   * @default 1048576 (1 MiB)
+   */
+  maxAppendBytes: number;
+  /**
+   * Most append messages in flight to one follower while it keeps up, as etcd's MaxInflightMsgs.
+   * @default 256
+   */
+  maxInflightAppends: number;
+  /**
+   * Most bytes of entries in flight to one follower, as etcd's MaxInflightBytes; at least
+   * `maxAppendBytes`. The default stays under the transport's 64 MiB send queue per peer.
+   * @default 33554432 (32 MiB)
+   */
+  maxInflightBytes: number;
 }
 
 /** The whole configuration of a node, with every default filled in. */
@@ -102,7 +119,10 @@ export interface CohortConfig {
   raft: RaftConfig;
 }
 
-/** Seed defaults for Raft: 100 ms heartbeats, 500-1000 ms elections, snapshots every 10,000 entries or 100 MiB. */
+/**
+ * Seed defaults for Raft: 100 ms heartbeats, 500-1000 ms elections, snapshots every 10,000 entries or
+ * 100 MiB; appends of at most 1 MiB, 256 of them or 32 MiB in flight per follower.
+ */
 export const DEFAULT_RAFT_CONFIG: Readonly<RaftConfig> = Object.freeze({
   heartbeatIntervalMs: 100,
   electionTimeoutMinMs: 500,
@@ -110,6 +130,9 @@ export const DEFAULT_RAFT_CONFIG: Readonly<RaftConfig> = Object.freeze({
   snapshotIntervalEntries: 10_000,
   snapshotIntervalBytes: 100 * 1024 * 1024,
   maxLogSizeBytes: 500 * 1024 * 1024,
+  maxAppendBytes: 1024 * 1024,
+  maxInflightAppends: 256,
+  maxInflightBytes: 32 * 1024 * 1024,
 });
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -150,6 +173,9 @@ const schema = z.strictObject({
       snapshotIntervalEntries: positiveInt.default(DEFAULT_RAFT_CONFIG.snapshotIntervalEntries),
       snapshotIntervalBytes: positiveInt.default(DEFAULT_RAFT_CONFIG.snapshotIntervalBytes),
       maxLogSizeBytes: positiveInt.default(DEFAULT_RAFT_CONFIG.maxLogSizeBytes),
+      maxAppendBytes: positiveInt.default(DEFAULT_RAFT_CONFIG.maxAppendBytes),
+      maxInflightAppends: positiveInt.default(DEFAULT_RAFT_CONFIG.maxInflightAppends),
+      maxInflightBytes: positiveInt.default(DEFAULT_RAFT_CONFIG.maxInflightBytes),
     })
     .default({ ...DEFAULT_RAFT_CONFIG }),
 });

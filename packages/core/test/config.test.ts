@@ -36,7 +36,7 @@ function withRaft(raft: Record<string, unknown>): Record<string, unknown> {
 }
 
 describe('parseConfig defaults', () => {
-  it('fills the seed defaults for Raft: 100 ms heartbeat, 500-1000 ms elections, 10,000 entries / 100 MB, 500 MB log', () => {
+  it('fills the seed defaults for Raft: 100 ms heartbeat, 500-1000 ms elections, 10,000 entries / 100 MB, 500 MB log, bounded appends', () => {
     const c = parseConfig(three);
     expect(c.raft).toEqual({
       heartbeatIntervalMs: 100,
@@ -45,6 +45,9 @@ describe('parseConfig defaults', () => {
       snapshotIntervalEntries: 10_000,
       snapshotIntervalBytes: 100 * 1024 * 1024,
       maxLogSizeBytes: 500 * 1024 * 1024,
+      maxAppendBytes: 1024 * 1024,
+      maxInflightAppends: 256,
+      maxInflightBytes: 32 * 1024 * 1024,
     });
     expect(c.raft).toEqual(DEFAULT_RAFT_CONFIG);
     expect(c.cluster.bootstrap).toBe(true);
@@ -91,6 +94,16 @@ describe('parseConfig validation', () => {
     expect(msg).toContain('raft.electionTimeoutMaxMs');
     expect(msg).toContain('700');
     expect(msg).toContain('at least 800');
+  });
+
+  it('refuses an append bound over a frame, and an in-flight byte bound below one append', () => {
+    const big = errorOf(withRaft({ maxAppendBytes: 9 * 1024 * 1024, maxInflightBytes: 64 * 1024 * 1024 }));
+    expect(big).toContain('raft.maxAppendBytes');
+    expect(big).toContain('8 MiB');
+    const low = errorOf(withRaft({ maxAppendBytes: 2048, maxInflightBytes: 1024 }));
+    expect(low).toContain('raft.maxInflightBytes');
+    expect(low).toContain('at least 2048');
+    expect(() => parseConfig(withRaft({ maxAppendBytes: 2048, maxInflightBytes: 2048 }))).not.toThrow();
   });
 
   it('refuses non-numeric, fractional and non-positive timings', () => {

@@ -266,6 +266,11 @@ export class RawNode {
     r.onApplied();
   }
 
+  /** The highest log index known committed (cheap: no status snapshot). */
+  commitIndex(): LogIndex {
+    return this.raft.raftLog.committed;
+  }
+
   /** A snapshot of the engine's state, for introspection, tests and the simulator. */
   status(): Status {
     return statusOf(this.raft);

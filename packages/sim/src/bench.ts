@@ -7,7 +7,8 @@ import { encodeText } from './text-codec.js';
 
 /**
  * Figures of the simulator: simulated speed of a 5-node cluster under faults,
- * wall time of 500 seeds, and engine throughput without faults.
+ * wall time of 500 seeds, simulated single-client put latency, and engine
+ * throughput without faults.
  */
 
 async function simSpeed5(): Promise<void> {
@@ -86,7 +87,63 @@ async function throughput(batch: number): Promise<void> {
   );
 }
 
+/**
+ * Simulated latency of one client's puts, one after another, on a 3-node cluster without faults, with a
+ * fixed disk latency and link delay: what a write costs in fsyncs and network hops, free of CPU noise.
+ */
+async function putLatency(diskMs: number, linkMs: number): Promise<void> {
+  const config = seedConfig(new SeededRandom(7));
+  const cluster = new RaftCluster(
+    7,
+    {
+      ...config,
+      voters: 3,
+      tickSkew: 0,
+      snapshotEvery: 5_000,
+      diskLatencyMs: [diskMs, diskMs],
+      raft: { ...config.raft, maxSizePerMsg: 64 * 1024, maxInflightMsgs: 256, readOnlyOption: 'safe' },
+      links: { minDelay: linkMs, maxDelay: linkMs, dropRate: 0, dupRate: 0, spikeRate: 0 },
+    },
+    RaftCluster.randoms(new SeededRandom(7)),
+  );
+  const sched = cluster.scheduler;
+  await cluster.run(5_000);
+  const group = cluster.leader()?.host?.replicated(GROUP);
+  if (!group) throw new Error('no leader elected in 5 simulated seconds');
+  const took: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const t0 = sched.now();
+    let done = false;
+    const command = encodeCommand({
+      op: 'set',
+      key: encodeText(`k${i}`),
+      value: encodeText('v'),
+      condition: 'always',
+      expiresAt: 0,
+      returnOld: false,
+      now: Math.floor(t0),
+    });
+    group.propose(command).then(
+      () => {
+        done = true;
+      },
+      () => {
+        done = true;
+      },
+    );
+    while (!done) await cluster.run(sched.now() + 0.05);
+    took.push(sched.now() - t0);
+  }
+  took.sort((a, b) => a - b);
+  const at = (q: number) => (took[Math.floor(q * (took.length - 1))] as number).toFixed(2);
+  console.log(
+    `single-client puts, 3 nodes, disk ${diskMs} ms, link ${linkMs} ms one way: p50 ${at(0.5)} ms, p99 ${at(0.99)} ms (simulated time)`,
+  );
+}
+
 await simSpeed5();
+await putLatency(1, 0);
+await putLatency(2, 1);
 await throughput(1);
 await throughput(64);
 if (!process.argv.includes('--quick')) await fiveHundredSeeds();

@@ -44,6 +44,8 @@ export interface RaftEngine {
   campaign(): void;
   /** On a leader, hands leadership to `to` (a voter), which campaigns once it has caught up. */
   transferLeadership(to: NodeId): void;
+  /** The highest index known committed, read cheaply; absent: the host reads `status().commit`. */
+  commitIndex?(): LogIndex;
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */
   matchIndexes(): Record<NodeId, LogIndex> | undefined;
   status(): EngineStatus;
@@ -52,5 +54,9 @@ export interface RaftEngine {
 /**
  * Creates an engine over a group's durable log: a restart when `bootstrapPeers`
  * is undefined, else a brand-new member of a group founded by those voters.
+ * The host passes `asyncStorageWrites: true` and relies on it: a leader's
+ * appends leave before its own write is durable, so the engine must count the
+ * leader toward a commit only once `advance()` reports its entries durable,
+ * and hand out for applying only entries durable locally.
  */
 export type EngineFactory = (options: RaftOptions, storage: RaftLogReader, bootstrapPeers?: NodeId[]) => RaftEngine;

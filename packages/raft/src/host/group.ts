@@ -1,4 +1,4 @@
-import type { GroupId, HardState, LogIndex, NodeId, SnapshotMeta } from '@cohort/core';
+import type { GroupId, HardState, LogIndex, NodeId, SnapshotMeta, Term } from '@cohort/core';
 import type { StateRole } from '../types.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
 import type { RaftEngine } from './engine.js';
@@ -27,6 +27,9 @@ export interface Group {
   snapshotIndex: LogIndex;
   role: StateRole;
   lead: NodeId;
+  /** Term and vote of the last hard state handed to the store (durable once no round is in flight). */
+  term: Term;
+  vote: NodeId;
   /** A hard state whose only change is the commit index, not yet written. */
   deferredHardState?: HardState | undefined;
   /** Reads waiting for the next ReadIndex round. */

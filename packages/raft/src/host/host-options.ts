@@ -48,6 +48,21 @@ export interface RaftHostOptions {
    * @default undefined (the store's bound only)
    */
   maxLogBytes?: number;
+  /**
+   * Most bytes of entries in one append message (etcd's MaxSizePerMsg; one entry always fits).
+   * @default the engine's (1 MiB)
+   */
+  maxAppendBytes?: number;
+  /**
+   * Most append messages in flight to one follower while it keeps up (etcd's MaxInflightMsgs).
+   * @default the engine's (256)
+   */
+  maxInflightAppends?: number;
+  /**
+   * Most bytes of entries in flight to one follower (etcd's MaxInflightBytes); 0 leaves it unbounded.
+   * @default the engine's (0)
+   */
+  maxInflightBytes?: number;
   /** Entries kept in the log behind a marker, so slow followers catch up without a snapshot. @default min(1000, snapshotEntries / 2) */
   compactionMarginEntries?: number;
   /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
@@ -109,6 +124,8 @@ export interface HostStats {
   entriesApplied: number;
   /** Raft messages handed to the transport. */
   messagesSent: number;
+  /** Of those, the appends and heartbeats a leader sent before its own write of the round was durable. */
+  messagesSentBeforeWrite: number;
   /** Frames the transport refused or failed to deliver. */
   sendFailures: number;
   /** Raft frames received and stepped. */
@@ -127,4 +144,19 @@ export interface HostStats {
   replicaRepairs: number;
   /** Repairs finished: the state was restored and the group serves again. */
   replicaRepairsDone: number;
+}
+
+/**
+ * When a proposal this node made as leader reached each phase, in milliseconds
+ * of the host's clock; reported once it is applied (see `RaftHost.onProposalTiming`).
+ */
+export interface ProposalTiming {
+  /** `propose` was called. */
+  proposed: number;
+  /** Its entry was durable in this node's log. */
+  persisted: number;
+  /** This node learned it committed (a quorum holds it durably; this node may not yet). */
+  committed: number;
+  /** The state machine applied it and its proposer's promise was resolved. */
+  applied: number;
 }

@@ -1,4 +1,5 @@
 import { type LogIndex, ProposalDroppedError, type Term, TimeoutError } from '@cohort/core';
+import type { ProposalTiming } from './host-options.js';
 
 interface Waiter<R> {
   resolve(value: R): void;
@@ -8,7 +9,19 @@ interface Waiter<R> {
 
 interface Proposal<R> extends Waiter<R> {
   term: Term;
+  /** When it was proposed, found durable locally and found committed (the clock's milliseconds). */
+  proposed: number;
+  persisted?: number;
+  committed?: number;
 }
+
+/** Where the proposals' phase times go: `record` is undefined while nobody listens. */
+export interface PhaseClock {
+  now(): number;
+  record(): ((t: ProposalTiming) => void) | undefined;
+}
+
+export type ProposalPhase = 'persisted' | 'committed';
 
 interface Read extends Waiter<void> {
   /** The read index once the leader confirmed it; undefined while the round runs. */
@@ -22,17 +35,47 @@ interface Read extends Waiter<void> {
 export class PendingWork<R> {
   private readonly proposals = new Map<LogIndex, Proposal<R>>();
   private readonly reads = new Map<string, Read>();
+  /** The highest index stamped with each phase. */
+  private readonly stamped = { persisted: 0, committed: 0 };
+
+  constructor(private readonly clock: PhaseClock = { now: () => 0, record: () => undefined }) {}
 
   get size(): number {
     return this.proposals.size + this.reads.size;
+  }
+
+  /** Whether some proposal waits. */
+  get hasProposals(): boolean {
+    return this.proposals.size > 0;
   }
 
   addProposal(index: LogIndex, term: Term, deadline: number): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       // A proposal at an index already waited on means the earlier one lost its entry to a new leader.
       this.proposals.get(index)?.reject(new ProposalDroppedError(`entry ${index} was replaced by a newer leader's`));
-      this.proposals.set(index, { term, deadline, resolve, reject });
+      this.proposals.set(index, { term, deadline, resolve, reject, proposed: this.clock.now() });
     });
+  }
+
+  /**
+   * The log reached `phase` up to `upTo`: this node's log is durable there (a write of the entries
+   * from `from` on completed), or the group committed there. Stamps the proposals waiting in that
+   * range that were not stamped yet.
+   */
+  reached(phase: ProposalPhase, upTo: LogIndex, from = this.stamped[phase] + 1): void {
+    // A write from below the mark replaced entries there (a new leader's): stamp from its start.
+    if (upTo < from) return;
+    this.stamped[phase] = upTo;
+    if (this.proposals.size === 0 || this.clock.record() === undefined) return;
+    const now = this.clock.now();
+    if (upTo - from < this.proposals.size) {
+      for (let i = from; i <= upTo; i++) {
+        const p = this.proposals.get(i);
+        if (p !== undefined) p[phase] ??= now;
+      }
+    } else {
+      for (const [i, p] of this.proposals) if (i >= from && i <= upTo) p[phase] ??= now;
+    }
   }
 
   /** The entry at `index` with `term` was applied with `result`. */
@@ -40,8 +83,16 @@ export class PendingWork<R> {
     const p = this.proposals.get(index);
     if (p === undefined) return;
     this.proposals.delete(index);
-    if (p.term === term) p.resolve(result);
-    else p.reject(new ProposalDroppedError(`entry ${index} of term ${p.term} was replaced by one of term ${term}`));
+    if (p.term !== term) {
+      p.reject(new ProposalDroppedError(`entry ${index} of term ${p.term} was replaced by one of term ${term}`));
+      return;
+    }
+    p.resolve(result);
+    const record = this.clock.record();
+    if (record === undefined) return;
+    const now = this.clock.now();
+    // A phase the host did not see on its own (the commit moved inside another call) is dated by the apply.
+    record({ proposed: p.proposed, persisted: p.persisted ?? now, committed: p.committed ?? now, applied: now });
   }
 
   /** The entry at `index` could not be applied; its proposer gets `err`. */

@@ -21,7 +21,7 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { newMessage } from '../message.js';
-import type { Ready, StateRole } from '../types.js';
+import type { Message, Ready, StateRole } from '../types.js';
 import { applyEntries } from './apply-entries.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
 import { startGroup } from './group-startup.js';
@@ -30,6 +30,7 @@ import {
   type GroupStatus,
   type HostFaults,
   type HostStats,
+  type ProposalTiming,
   type RaftHostOptions,
   type SizedStore,
   sizedStore,
@@ -44,10 +45,24 @@ const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
 
 /**
+ * Messages a leader may send before its own write of the round is durable
+ * (Raft thesis §10.2.1): its appends and heartbeats. The engine counts the
+ * leader toward a commit only once the write is durable. Everything else
+ * (votes, every response) depends on this node's durable state and waits.
+ */
+function sendsBeforeWrite(m: Message): boolean {
+  return m.type === 'app' || m.type === 'heartbeat';
+}
+
+/**
  * Drives Raft engines, one per group, against a durable NodeStore, a
- * Transport and a Clock. Each round persists the work of every group in one
- * `store.write` (group commit) before any message of the round leaves, then
- * sends, applies committed entries and advances.
+ * Transport and a Clock. Each round takes one Ready of every group and
+ * persists them in one `store.write` (group commit). A leader's appends and
+ * heartbeats leave before that write completes, unless the round changes the
+ * term or vote; every other message waits for it (term and vote are durable
+ * before anything that depends on them, a follower acknowledges only what it
+ * holds durably). Committed entries are applied as the round starts: the
+ * engine hands out only entries durable locally.
  */
 export class RaftHost {
   private readonly groups = new Map<GroupId, Group>();
@@ -77,6 +92,7 @@ export class RaftHost {
     entriesPersisted: 0,
     entriesApplied: 0,
     messagesSent: 0,
+    messagesSentBeforeWrite: 0,
     sendFailures: 0,
     framesReceived: 0,
     snapshotsTaken: 0,
@@ -91,6 +107,11 @@ export class RaftHost {
   onFatal: ((err: Error) => void) | undefined;
   /** Called when a group's leader or role changes. */
   onLeaderChange: ((group: GroupId, leader: NodeId, role: StateRole) => void) | undefined;
+  /**
+   * Called for each proposal this node made as leader, once applied, with when it reached each
+   * phase by the host's clock (for latency histograms). Unset, the host keeps no phase times.
+   */
+  onProposalTiming: ((group: GroupId, timing: ProposalTiming) => void) | undefined;
 
   constructor(private readonly opts: RaftHostOptions) {
     this.log = (opts.logger ?? silentLogger).child({ node: opts.id });
@@ -166,25 +187,36 @@ export class RaftHost {
       this.fatal('writing the repair marker', err);
     });
     const reader = start.reader;
-    const fresh = reader.lastIndex() === 0 && reader.initialState().hardState.term === 0;
-    const engine = (this.opts.createEngine ?? rawNodeFactory)(
+    const hs = reader.initialState().hardState;
+    const fresh = reader.lastIndex() === 0 && hs.term === 0;
+    const o = this.opts;
+    const engine = (o.createEngine ?? rawNodeFactory)(
       {
-        id: this.opts.id,
-        electionTick: this.opts.electionTicks ?? 5,
-        ...(this.opts.electionTicksMax !== undefined ? { electionTickMax: this.opts.electionTicksMax } : {}),
-        heartbeatTick: this.opts.heartbeatTicks ?? 1,
-        random: this.opts.random,
+        id: o.id,
+        electionTick: o.electionTicks ?? 5,
+        ...(o.electionTicksMax !== undefined ? { electionTickMax: o.electionTicksMax } : {}),
+        heartbeatTick: o.heartbeatTicks ?? 1,
+        random: o.random,
         applied: start.applied.index,
+        // This host sends a leader's appends while its own write is in flight (see rounds()).
+        asyncStorageWrites: true,
+        ...(o.maxAppendBytes !== undefined ? { maxSizePerMsg: o.maxAppendBytes } : {}),
+        ...(o.maxInflightAppends !== undefined ? { maxInflightMsgs: o.maxInflightAppends } : {}),
+        ...(o.maxInflightBytes !== undefined ? { maxInflightBytes: o.maxInflightBytes } : {}),
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
     );
     const s = engine.status();
+    const record = (t: ProposalTiming) => this.onProposalTiming?.(group, t);
     this.groups.set(group, {
       id: group,
       engine,
       sm,
-      pending: new PendingWork(),
+      pending: new PendingWork({
+        now: () => this.opts.clock.now(),
+        record: () => (this.onProposalTiming === undefined ? undefined : record),
+      }),
       applied: start.applied,
       confApplied: start.applied.index,
       // What the machine reports may not be fsynced yet; the marker is.
@@ -192,6 +224,8 @@ export class RaftHost {
       snapshotIndex: start.snapshot.index,
       role: s.role,
       lead: s.lead,
+      term: hs.term,
+      vote: hs.vote,
       readBatch: [],
       readRounds: new Map(),
       lostEntriesLogged: s.lostEntries ?? 0,
@@ -372,6 +406,7 @@ export class RaftHost {
       return;
     }
     this.counters.framesReceived++;
+    let last: Group | undefined;
     for (const { group, message } of batch) {
       const g = this.groups.get(group);
       if (g === undefined) {
@@ -398,8 +433,20 @@ export class RaftHost {
         }
         this.log.warn('engine refused a message', { from, group, type: message.type, err: (err as Error).message });
       }
+      // Acknowledgements may commit while this node's own write is still in flight.
+      if (g !== last) {
+        if (last !== undefined) this.noteCommit(last);
+        last = g;
+      }
     }
+    if (last !== undefined) this.noteCommit(last);
     this.schedule();
+  }
+
+  /** Dates the proposals of `g` that the engine now knows committed. */
+  private noteCommit(g: Group): void {
+    if (!g.pending.hasProposals) return;
+    g.pending.reached('committed', g.engine.commitIndex?.() ?? g.engine.status().commit);
   }
 
   /** Coalesces the work of everything that happens in one turn of the event loop into one round. */
@@ -567,9 +614,10 @@ export class RaftHost {
   }
 
   /**
-   * Runs rounds until no group has work: persist all groups (one write,
-   * awaited), send, apply, advance. One round at a time: work that arrives
-   * while a write is in flight waits for the next round.
+   * Runs rounds until no group has work: take one Ready of each group; send
+   * the leaders' appends and heartbeats, apply the committed entries; persist
+   * all groups (one write, awaited); send the rest; advance. One round at a
+   * time: work that arrives while a write is in flight waits for the next round.
    */
   private processReady(): void {
     if (this.busy) {
@@ -593,6 +641,8 @@ export class RaftHost {
     for (let rounds = 0; rounds < 16 && this.running; rounds++) {
       const work: { g: Group; rd: Ready }[] = [];
       const batch: GroupWrite[] = [];
+      const early: GroupMessage[] = [];
+      const late: GroupMessage[] = [];
       for (const g of this.groups.values()) {
         if (!g.engine.hasReady()) continue;
         const rd = g.engine.ready();
@@ -609,21 +659,61 @@ export class RaftHost {
           g.deferredHardState = rd.hardState;
         }
         if (w.hardState || w.entries || w.snapshot) batch.push(w);
+        // The previous round's write completed, so the term and vote last handed to the store are
+        // durable. A Ready that changes them (a term/vote change always goes into this write) sends
+        // nothing before the write: every message of it is sent under the new term or vote.
+        const hs = rd.hardState;
+        const termOrVoteChanged = hs !== undefined && (hs.term !== g.term || hs.vote !== g.vote);
+        if (hs !== undefined) {
+          g.term = hs.term;
+          g.vote = hs.vote;
+        }
+        for (const message of rd.messages) {
+          const gm = { group: g.id, message };
+          if (!termOrVoteChanged && sendsBeforeWrite(message)) early.push(gm);
+          else late.push(gm);
+        }
       }
       if (work.length === 0) return;
       this.counters.rounds++;
-      // Durable before any message of this round leaves (Raft §5: persist before responding).
+      if (early.length > 0) {
+        this.send(early);
+        if (batch.length > 0) this.counters.messagesSentBeforeWrite += early.length;
+      }
+      // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
+      // so they apply, and their proposers hear back, while this round's write is in flight.
+      let replies = false;
+      for (const { g, rd } of work) {
+        const pending = g.pending.hasProposals;
+        this.applyReady(g, rd);
+        if (pending && rd.committedEntries.length > 0) replies = true;
+      }
       if (batch.length > 0) {
+        // Let the appends and the replies reach their sockets before a store that blocks the event
+        // loop while it syncs does so.
+        if (early.length > 0 || replies) {
+          await new Promise<void>((resolve) => this.opts.clock.defer(resolve));
+          if (!this.running) return;
+        }
         const t = this.opts.clock.now();
         await this.durableWrite(batch);
         this.counters.storeWriteMs += this.opts.clock.now() - t;
-        for (const w of batch) this.counters.entriesPersisted += w.entries?.length ?? 0;
+        for (const w of batch) {
+          const n = w.entries?.length ?? 0;
+          this.counters.entriesPersisted += n;
+          if (n === 0) continue;
+          const g = this.groups.get(w.group);
+          const first = (w.entries as Entry[])[0] as Entry;
+          if (g?.pending.hasProposals) g.pending.reached('persisted', first.index + n - 1, first.index);
+        }
         if (!this.running) return;
       }
-      this.send(work.flatMap(({ g, rd }) => rd.messages.map((message) => ({ group: g.id, message }))));
-      for (const { g, rd } of work) {
-        this.applyReady(g, rd);
+      // Durable now: votes, acknowledgements and everything sent under a new term or vote.
+      this.send(late);
+      for (const { g } of work) {
+        // Tells the engine the entries are durable: a leader counts itself toward the commit from here.
         g.engine.advance();
+        this.noteCommit(g);
       }
       for (const { g } of work) await this.maybeCompact(g);
       this.startReadRounds();

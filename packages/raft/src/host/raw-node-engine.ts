@@ -23,6 +23,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     reportUnreachable: (id) => rn.reportUnreachable(id),
     reportSnapshot: (id, ok) => rn.reportSnapshot(id, ok),
     campaign: () => rn.campaign(),
+    commitIndex: () => rn.commitIndex(),
     transferLeadership: (to) => rn.transferLeadership(to),
     status() {
       const s = rn.status();
