@@ -8,6 +8,12 @@ import { type DurableNodeStore, type LogLimits, SqliteNodeStore } from '@cohort/
 export const COMMIT_GATE_ENV = 'COHORT_TEST_COMMIT_GATE';
 
 /**
+ * A diagnostic: `inline` runs the store's writes on the event loop instead of
+ * the writer thread (for comparing the two; never faster under load).
+ */
+export const WRITER_ENV = 'COHORT_STORE_WRITER';
+
+/**
  * Opens the node's durable store, `<dataDir>/cohort.db` (SQLite, WAL,
  * synchronous=FULL), with the log's bounds. Its writes run on a writer
  * thread, so the event loop keeps serving while a commit waits on the disk.
@@ -15,10 +21,12 @@ export const COMMIT_GATE_ENV = 'COHORT_TEST_COMMIT_GATE';
 export function openStore(dataDir: string, logger: Logger, limits: LogLimits): DurableNodeStore {
   const gate = process.env[COMMIT_GATE_ENV];
   if (gate) logger.warn('test hook: commits wait while this file exists', { file: gate });
+  const writer = process.env[WRITER_ENV] === 'inline' ? 'inline' : 'thread';
+  if (writer === 'inline') logger.warn(`${WRITER_ENV}=inline: the store writes on the event loop`);
   return SqliteNodeStore.openDir(dataDir, {
     logger,
     limits,
-    writer: 'thread',
+    writer,
     ...(gate ? { commitGate: gate } : {}),
   });
 }

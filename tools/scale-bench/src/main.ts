@@ -93,13 +93,48 @@ async function caughtUp(node: BenchNode, index: number, ms: number): Promise<voi
   });
 }
 
-type MemoryReport = { rssMB: number | null; hwmMB: number | null; anonMB: number | null; fileMB: number | null };
+type MemoryReport = {
+  rssMB: number | null;
+  hwmMB: number | null;
+  anonMB: number | null;
+  fileMB: number | null;
+  /** The main thread's JS heap in use and the memory of its Buffers, from the node's metrics. */
+  heapMB?: number | null;
+  heapTotalMB?: number | null;
+  /** V8's young and old generations as committed (their share of `heapTotalMB`). */
+  newSpaceMB?: number | null;
+  oldSpaceMB?: number | null;
+  buffersMB?: number | null;
+};
 
-function memories(): Record<string, MemoryReport> {
+/** A gauge's value from a node's Prometheus text. */
+async function gauge(node: BenchNode, name: string): Promise<number | undefined> {
+  try {
+    const text = await (
+      await fetch(`http://127.0.0.1:${node.http}/metrics`, { signal: AbortSignal.timeout(2000) })
+    ).text();
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function memories(): Promise<Record<string, MemoryReport>> {
   const out: Record<string, MemoryReport> = {};
   for (const n of cluster.nodes) {
     const m = cluster.memory(n);
-    out[n.id] = { rssMB: mb(m?.rss), hwmMB: mb(m?.hwm), anonMB: mb(m?.anon), fileMB: mb(m?.file) };
+    out[n.id] = {
+      rssMB: mb(m?.rss),
+      hwmMB: mb(m?.hwm),
+      anonMB: mb(m?.anon),
+      fileMB: mb(m?.file),
+      heapMB: mb(await gauge(n, 'nodejs_heap_size_used_bytes')),
+      heapTotalMB: mb(await gauge(n, 'nodejs_heap_size_total_bytes')),
+      newSpaceMB: mb(await gauge(n, 'nodejs_heap_space_size_total_bytes\\{space="new"\\}')),
+      oldSpaceMB: mb(await gauge(n, 'nodejs_heap_space_size_total_bytes\\{space="old"\\}')),
+      buffersMB: mb(await gauge(n, 'nodejs_external_memory_bytes')),
+    };
   }
   return out;
 }
@@ -131,14 +166,14 @@ try {
   const loadRate = await loadKeys(open(leader, 8), KEYS, VALUE_BYTES, 100, 8, (n) => log(`  ${n} keys loaded`));
   const loaded = (await cluster.status(leader))!.commit;
   await Promise.all(cluster.nodes.map((n) => caughtUp(n, loaded, 120_000)));
-  const afterLoad = memories();
+  const afterLoad = await memories();
   log(`loaded at ${loadRate} keys/s; memory ${JSON.stringify(afterLoad)}`);
 
   phases.push(await closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put));
   log(`puts: ${JSON.stringify(phases.at(-1))}`);
   phases.push(await closedLoop(`gets, ${KEYS} keys`, conns, SECONDS, (r) => r.get(keyOf(random(KEYS)))));
   log(`gets: ${JSON.stringify(phases.at(-1))}`);
-  const afterLoadPhases = memories();
+  const afterLoadPhases = await memories();
 
   // Restart to serving: a follower stops cleanly and starts again; serving = it answers a GET and has
   // applied everything committed before it stopped.
@@ -237,7 +272,7 @@ try {
     clusterReadyMs: readyMs,
     loadKeysPerSec: loadRate,
     phases,
-    memory: { afterLoad, afterPhases: afterLoadPhases, end: memories() },
+    memory: { afterLoad, afterPhases: afterLoadPhases, end: await memories() },
     snapshots: {
       taken: taken.length,
       last: taken.at(-1)
