@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_RUNTIME_FLAGS } from './runtime-flags.js';
 
 /** Options of {@link runDevCluster}. */
 export interface DevClusterOptions {
@@ -96,7 +97,7 @@ export async function runDevCluster(o: DevClusterOptions): Promise<number> {
     const logFile = join(root, `${id}.log`);
     const log = createWriteStream(logFile, { flags: 'a' });
     const args = ['start', '--id', id, '--data-dir', join(root, id), '--peers', peers, '--resp', resp, '--http', http];
-    const child = spawn(process.execPath, [cli, ...args, '--log-level', o.logLevel], {
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, cli, ...args, '--log-level', o.logLevel], {
       stdio: ['ignore', 'inherit', 'pipe'],
     });
     child.stderr?.pipe(log);

@@ -3,6 +3,7 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_RUNTIME_FLAGS } from '@cohort/node';
 
 /** The built `cohort` binary of apps/node (`pnpm turbo run build` first). */
 export const CLI: string = fileURLToPath(new URL('./cli.js', import.meta.resolve('@cohort/node')));
@@ -100,6 +101,7 @@ export class BenchCluster {
     const child = spawn(
       process.execPath,
       [
+        ...NODE_RUNTIME_FLAGS,
         CLI,
         'start',
         '--id',

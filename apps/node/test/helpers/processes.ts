@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeStatus } from '../../src/kv-api.js';
+import { NODE_RUNTIME_FLAGS } from '../../src/runtime-flags.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -99,7 +100,7 @@ export class ProcCluster {
       `127.0.0.1:${node.http}`,
       ...this.extraArgs,
     ];
-    const child = spawn(process.execPath, args, {
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...node.env },
     });
