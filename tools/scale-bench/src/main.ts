@@ -107,33 +107,39 @@ type MemoryReport = {
   buffersMB?: number | null;
 };
 
-/** A gauge's value from a node's Prometheus text. */
-async function gauge(node: BenchNode, name: string): Promise<number | undefined> {
+/** A node's metrics as `name{labels}` → value (empty when it does not answer). */
+async function metricsOf(node: BenchNode): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
   try {
     const text = await (
       await fetch(`http://127.0.0.1:${node.http}/metrics`, { signal: AbortSignal.timeout(2000) })
     ).text();
-    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
-    return m ? Number(m[1]) : undefined;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('#')) continue;
+      const at = line.lastIndexOf(' ');
+      if (at > 0) out.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
   } catch {
-    return undefined;
+    // Not running: no figures.
   }
+  return out;
 }
 
 async function memories(): Promise<Record<string, MemoryReport>> {
   const out: Record<string, MemoryReport> = {};
   for (const n of cluster.nodes) {
     const m = cluster.memory(n);
+    const g = await metricsOf(n);
     out[n.id] = {
       rssMB: mb(m?.rss),
       hwmMB: mb(m?.hwm),
       anonMB: mb(m?.anon),
       fileMB: mb(m?.file),
-      heapMB: mb(await gauge(n, 'nodejs_heap_size_used_bytes')),
-      heapTotalMB: mb(await gauge(n, 'nodejs_heap_size_total_bytes')),
-      newSpaceMB: mb(await gauge(n, 'nodejs_heap_space_size_total_bytes\\{space="new"\\}')),
-      oldSpaceMB: mb(await gauge(n, 'nodejs_heap_space_size_total_bytes\\{space="old"\\}')),
-      buffersMB: mb(await gauge(n, 'nodejs_external_memory_bytes')),
+      heapMB: mb(g.get('nodejs_heap_size_used_bytes')),
+      heapTotalMB: mb(g.get('nodejs_heap_size_total_bytes')),
+      newSpaceMB: mb(g.get('nodejs_heap_space_size_total_bytes{space="new"}')),
+      oldSpaceMB: mb(g.get('nodejs_heap_space_size_total_bytes{space="old"}')),
+      buffersMB: mb(g.get('nodejs_external_memory_bytes')),
     };
   }
   return out;

@@ -40,7 +40,8 @@ export function applyEntries(g: Group, all: Entry[], log: Logger, onCorrupt: (er
     failWaiting(g, fresh);
     return 0;
   }
-  const ents = fresh.filter((e) => e.index > g.applied.index);
+  // Usually all of them: only a machine that installed a newer snapshot holds some already.
+  const ents = (fresh[0] as Entry).index > g.applied.index ? fresh : fresh.filter((e) => e.index > g.applied.index);
   const last = ents[ents.length - 1];
   if (last === undefined) {
     // The machine holds them already (it installed a newer snapshot): their outcomes are unknown here.

@@ -1,5 +1,5 @@
 import {
-  type CorruptStateError,
+  CorruptStateError,
   type Entry,
   type GroupId,
   type GroupMessage,
@@ -588,8 +588,8 @@ export class RaftHost {
     try {
       g.sm.applyBatch(ents, confState);
     } catch (err) {
-      if ((err as Error).name !== 'CorruptStateError') throw err;
-      this.repairs.begin(g, err as CorruptStateError);
+      if (!(err instanceof CorruptStateError)) throw err;
+      this.repairs.begin(g, err);
       return 0;
     }
     g.applied = { index: last.index, term: last.term, confState };

@@ -223,7 +223,8 @@ export class ReplicaRepairs {
     if (g === undefined || !this.h.running())
       return { status: 'refused', reason: `group ${req.group} is not served here` };
     if (g.repair !== undefined) return { status: 'refused', reason: `group ${req.group} is repairing here too` };
-    if (!g.engine.status().confState.voters.includes(from) && !g.engine.status().confState.learners.includes(from)) {
+    const { voters, learners } = g.engine.status().confState;
+    if (!voters.includes(from) && !learners.includes(from)) {
       return { status: 'refused', reason: `${from} is not a member of group ${req.group}` };
     }
     this.h.stream(g, from);
