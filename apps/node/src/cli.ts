@@ -96,6 +96,10 @@ program
     '--max-inflight-bytes <n>',
     'most bytes of entries in flight to one follower, at least --max-append-bytes (default 33554432)',
   )
+  .option(
+    '--snapshot-rate <n>',
+    'bytes per second one snapshot transfer sends to a catching-up follower; 0 for no limit (default 16777216)',
+  )
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')

@@ -22,6 +22,7 @@ export interface StartFlags {
   maxAppendBytes?: string;
   maxInflightAppends?: string;
   maxInflightBytes?: string;
+  snapshotRate?: string;
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
   logLevel?: string;
@@ -120,6 +121,7 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     raft.maxInflightAppends = integer('--max-inflight-appends', flags.maxInflightAppends);
   if (flags.maxInflightBytes !== undefined)
     raft.maxInflightBytes = integer('--max-inflight-bytes', flags.maxInflightBytes);
+  if (flags.snapshotRate !== undefined) raft.snapshotRateBytes = integer('--snapshot-rate', flags.snapshotRate);
   const config: CohortConfig = parseConfig(raw);
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;
   if (!LEVELS.includes(logLevel))

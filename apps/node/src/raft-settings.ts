@@ -24,6 +24,7 @@ export type HostSettings = Required<
     | 'maxAppendBytes'
     | 'maxInflightAppends'
     | 'maxInflightBytes'
+    | 'snapshotBytesPerSec'
   >
 >;
 
@@ -32,7 +33,8 @@ export type HostSettings = Required<
  * interval; the election timeout range in whole ticks (the engine randomizes
  * in [min, max]), the minimum at least two ticks. The snapshot triggers and
  * the log bound are the store's too (see {@link storeLimits}). Appends to a
- * follower are bounded in bytes per message and in messages and bytes in flight.
+ * follower are bounded in bytes per message and in messages and bytes in flight,
+ * and snapshot transfers in bytes per second.
  */
 export function hostSettings(raft: RaftConfig): HostSettings {
   const ticks = (ms: number): number => Math.max(2, Math.round(ms / raft.heartbeatIntervalMs));
@@ -47,5 +49,6 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     maxAppendBytes: raft.maxAppendBytes,
     maxInflightAppends: raft.maxInflightAppends,
     maxInflightBytes: raft.maxInflightBytes,
+    snapshotBytesPerSec: raft.snapshotRateBytes,
   };
 }

@@ -80,6 +80,7 @@ describe('cohort start configuration', () => {
       maxAppendBytes: '65536',
       maxInflightAppends: '32',
       maxInflightBytes: '1048576',
+      snapshotRate: '0',
     });
     expect(storeLimits(o.config.raft)).toEqual({ snapshotEntries: 20, snapshotBytes: 4096, maxLogBytes: 8192 });
     expect(hostSettings(o.config.raft)).toEqual({
@@ -92,13 +93,18 @@ describe('cohort start configuration', () => {
       maxAppendBytes: 65536,
       maxInflightAppends: 32,
       maxInflightBytes: 1048576,
+      snapshotBytesPerSec: 0,
     });
     // Appends are bounded by default, as etcd's are.
     expect(hostSettings(loadNodeOptions({ id: 'n1' }).config.raft)).toMatchObject({
       maxAppendBytes: 1024 * 1024,
       maxInflightAppends: 256,
       maxInflightBytes: 32 * 1024 * 1024,
+      snapshotBytesPerSec: 16 * 1024 * 1024,
     });
+    expect(() => loadNodeOptions({ id: 'n1', snapshotRate: '-1' })).toThrow(
+      /raft.snapshotRateBytes.*must be 0 \(no limit\) or above/,
+    );
     expect(() => loadNodeOptions({ id: 'n1', maxAppendBytes: '4096', maxInflightBytes: '1024' })).toThrow(
       /raft.maxInflightBytes: 1024 is less than maxAppendBytes \(4096\)/,
     );

@@ -45,6 +45,9 @@ export interface Memory {
   file?: number;
 }
 
+/** Linux's USER_HZ: `/proc/<pid>/stat` counts CPU time in these ticks. */
+const CLOCK_TICKS = 100;
+
 const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
 
 /** A TCP port free on 127.0.0.1 right now. */
@@ -180,6 +183,23 @@ export class BenchCluster {
       const [id] = [...ids];
       return ids.size === 1 && id ? this.nodes.find((n) => n.id === id) : undefined;
     });
+  }
+
+  /**
+   * CPU seconds (user + system, all threads) the node's process has used so far
+   * (Linux `/proc/<pid>/stat`); undefined when it is not running.
+   */
+  cpuSeconds(node: BenchNode): number | undefined {
+    const pid = node.child?.pid;
+    if (pid === undefined || node.child?.exitCode !== null) return undefined;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) start at the state, field 3.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      return undefined;
+    }
   }
 
   /** The node's memory now; undefined when it is not running. */

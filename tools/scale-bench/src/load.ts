@@ -12,6 +12,11 @@ export interface PhaseResult {
   maxMs: number;
   /** The first error seen, to tell a failure mode from a slow run. */
   firstError?: string;
+  /**
+   * CPU each process used during the phase, in cores (CPU seconds per second):
+   * one entry per node, and `bench` for the load generator.
+   */
+  cpu?: Record<string, number>;
 }
 
 /** A RESP client that gives up fast instead of queueing while a node is down. */

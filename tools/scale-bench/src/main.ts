@@ -149,6 +149,30 @@ function snapshotEvents(node: BenchNode, msg: RegExp, since = 0): LogLine[] {
   return node.events.filter((e) => msg.test(e.msg) && e.time >= since);
 }
 
+/**
+ * Runs `phase` and records the CPU each node and this load generator used
+ * meanwhile, in cores: on a small machine the nodes and the generator share
+ * the cores, so a phase's rate is bounded by what the others take.
+ */
+async function withCpu(phase: () => Promise<PhaseResult>): Promise<PhaseResult> {
+  const before = new Map(cluster.nodes.map((n) => [n.id, cluster.cpuSeconds(n)]));
+  const benchBefore = process.cpuUsage();
+  const started = performance.now();
+  const result = await phase();
+  const seconds = (performance.now() - started) / 1000;
+  const cpu: Record<string, number> = {};
+  for (const n of cluster.nodes) {
+    const b = before.get(n.id);
+    const a = cluster.cpuSeconds(n);
+    // A node started during the phase counts from its start; one stopped during it has no figure.
+    if (a !== undefined) cpu[n.id] = round((a - (b ?? 0)) / seconds);
+  }
+  const used = process.cpuUsage(benchBefore);
+  cpu.bench = round((used.user + used.system) / 1e6 / seconds);
+  result.cpu = cpu;
+  return result;
+}
+
 const random = (n: number): number => Math.floor(Math.random() * n);
 
 try {
@@ -175,7 +199,7 @@ try {
   const afterLoad = await memories();
   log(`loaded at ${loadRate} keys/s; memory ${JSON.stringify(afterLoad)}`);
 
-  phases.push(await closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put));
+  phases.push(await withCpu(() => closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put)));
   log(`puts: ${JSON.stringify(phases.at(-1))}`);
   phases.push(await closedLoop(`gets, ${KEYS} keys`, conns, SECONDS, (r) => r.get(keyOf(random(KEYS)))));
   log(`gets: ${JSON.stringify(phases.at(-1))}`);
@@ -231,7 +255,7 @@ try {
   const caughtPromise = new Promise<void>((resolve) => {
     caught = resolve;
   });
-  const during = closedLoop('puts, follower catching up', conns, 600, put, caughtPromise);
+  const during = withCpu(() => closedLoop('puts, follower catching up', conns, 600, put, caughtPromise));
   await new Promise((r) => setTimeout(r, 500));
   if (o.wipe) await cluster.wipe(wiped);
   const wipeAt = Date.now();
@@ -326,7 +350,13 @@ try {
     ['load', `${KEYS} keys at ${loadRate} keys/s`],
     ...phases.map((p): [string, string] => [
       p.name,
-      `${p.opsPerSec} ops/s  p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  max ${p.maxMs} ms  errors ${p.errors}`,
+      `${p.opsPerSec} ops/s  p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  max ${p.maxMs} ms  errors ${p.errors}${
+        p.cpu
+          ? `  cpu ${Object.entries(p.cpu)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')}`
+          : ''
+      }`,
     ]),
     ...Object.entries(report.memory.afterPhases).map(([id, m]): [string, string] => [
       `RSS ${id}${id === leader.id ? ' (leader)' : ''}`,

@@ -67,6 +67,12 @@ export interface RaftHostOptions {
   compactionMarginEntries?: number;
   /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
   snapshotChunkBytes?: number;
+  /**
+   * Most bytes of state per second one snapshot transfer sends, so that a
+   * follower catching up does not starve the writes; 0 leaves it unlimited.
+   * @default 0
+   */
+  snapshotBytesPerSec?: number;
   /** A snapshot transfer not finished after this long is abandoned (the engine asks again later). @default 600000 (10 min) */
   snapshotTimeoutMs?: number;
   /** First wait before resending a failed snapshot chunk; doubles up to a second. @default 50 */

@@ -133,6 +133,7 @@ export class RaftHost {
       timeoutMs: opts.snapshotTimeoutMs ?? 600_000,
       retryMs: opts.snapshotRetryMs ?? 50,
       maxRetries: opts.snapshotRetries ?? 10,
+      maxBytesPerSec: opts.snapshotBytesPerSec ?? 0,
       onDone: (group, peer, ok) => this.snapshotSent(group, peer, ok),
       onCorrupt: (group, err) => this.repair(group, err),
       onChunk: () => {

@@ -28,6 +28,13 @@ export interface SnapshotSenderOptions {
   retryMs: number;
   /** Consecutive failed sends of one chunk before the transfer is abandoned. */
   maxRetries: number;
+  /**
+   * Most bytes of state per second one transfer sends (0: unlimited). Reading
+   * and installing a snapshot costs CPU and disk on both ends; pacing it keeps
+   * that from starving the writes the group serves meanwhile.
+   * @default 0
+   */
+  maxBytesPerSec?: number;
   /** How a transfer ended: `ok` once the follower installed it. */
   onDone(group: GroupId, peer: NodeId, ok: boolean): void;
   /** Reading this node's own state met a row failing its checksum: the state must be repaired. */
@@ -107,7 +114,8 @@ export class SnapshotSender {
   private async run(t: Transfer): Promise<boolean> {
     const { clock, chunkBytes, timeoutMs } = this.opts;
     const started = clock.now();
-    const deadline = started + timeoutMs;
+    // Time spent pacing (see maxBytesPerSec) does not count toward the timeout.
+    let deadline = started + timeoutMs;
     const meta = t.reader.meta;
     let seq = 0;
     let bytes = 0;
@@ -183,6 +191,8 @@ export class SnapshotSender {
             seq++;
             bytes += cur.length;
             cur = nxt;
+            deadline += await this.pace(t, started, bytes);
+            if (t.cancelled) return false;
             nxt = t.reader.next(chunkBytes);
           } else if (ack.nextSeq !== seq) {
             // Only the chunk in flight is kept: any other answer means the follower lost track.
@@ -195,6 +205,16 @@ export class SnapshotSender {
         }
       }
     }
+  }
+
+  /** Waits until `bytes` sent since `started` are within the transfer's rate; returns the milliseconds waited. */
+  private async pace(t: Transfer, started: number, bytes: number): Promise<number> {
+    const rate = this.opts.maxBytesPerSec ?? 0;
+    if (rate <= 0) return 0;
+    const wait = started + (bytes * 1000) / rate - this.opts.clock.now();
+    if (wait < 1) return 0;
+    await this.sleep(t, wait);
+    return wait;
   }
 
   private sleep(t: Transfer, ms: number): Promise<void> {

@@ -88,6 +88,37 @@ describe('streamed snapshots', () => {
     await until('views closed', () => sm.viewsClosed === sm.viewsOpened);
   });
 
+  it('a transfer is paced to its byte rate, and the pauses do not count toward its timeout', async () => {
+    // 64-byte chunks at 1,280 bytes/s: one chunk per 50 ms at most. The timeout is shorter than the whole
+    // paced transfer, so it must not count the pauses.
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, snapshotBytesPerSec: 1280, snapshotTimeoutMs: 300 });
+    const c = cluster;
+    const sent: { seq: number; at: number }[] = [];
+    for (const id of c.ids) {
+      const t = c.hub.nodes.get(id)!;
+      const request = t.request.bind(t);
+      t.request = async (peer: NodeId, protocol, frame) => {
+        if (protocol === Protocols.snapshot) sent.push({ seq: decodeSnapshotChunk(frame).seq, at: performance.now() });
+        return request(peer, protocol, frame);
+      };
+    }
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0, 10_000);
+    const first = sent.findIndex((s) => s.seq === 0);
+    const transfer = sent.slice(first);
+    const last = transfer.at(-1)!;
+    expect(last.seq).toBeGreaterThan(8);
+    // Chunk k leaves no earlier than k x 50 ms after the first (a millisecond of timer slack allowed).
+    for (const s of transfer) expect(s.at - transfer[0]!.at).toBeGreaterThanOrEqual(s.seq * 50 - 1);
+    expect(last.at - transfer[0]!.at).toBeGreaterThan(300);
+    expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
+  });
+
   it('a leader finds a wiped follower lost what it acknowledged, logs it, and streams it a snapshot', async () => {
     const warnings: string[] = [];
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, logger: recordingLogger(warnings) });
