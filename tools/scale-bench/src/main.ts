@@ -13,7 +13,7 @@ import { BenchCluster, type BenchNode, type LogLine, type Memory, poll } from '.
 import { type PhaseResult, client, closedLoop, keyOf, loadKeys, round, valueFor } from './load.ts';
 
 const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-bytes B] [--snapshot-entries N]
-             [--wipe] [--json FILE] [--keep]
+             [--wipe] [--json FILE] [--keep] [--node-args="ARGS"]
   --keys N             keys to load before the measured phases (default 1000000)
   --connections N      RESP connections of the put and get phases (default 64)
   --seconds S          length of each measured phase (default 10)
@@ -22,7 +22,9 @@ const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-
   --wipe               the catching-up follower restarts with its data deleted (default: it was down while
                        the leader compacted its log past it)
   --json FILE          also write the JSON report to FILE
-  --keep               keep the data directories`;
+  --keep               keep the data directories
+  --node-args="ARGS"   more arguments for every \`cohort start\`, split on spaces (write it with \`=\`,
+                       for example --node-args="--snapshot-rate 0 --max-inflight-bytes 4194304")`;
 
 function positive(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -45,6 +47,7 @@ function parse() {
       'snapshot-entries': { type: 'string' },
       json: { type: 'string' },
       keep: { type: 'boolean' },
+      'node-args': { type: 'string' },
       wipe: { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -78,6 +81,7 @@ const log = (line: string): void => {
 const mb = (bytes: number | undefined): number | null => (bytes === undefined ? null : round(bytes / MB));
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-scale-bench-'));
+if (o['node-args'] !== undefined) nodeArgs.push(...o['node-args'].split(' ').filter((a) => a !== ''));
 const cluster = await BenchCluster.create(root, 3, nodeArgs);
 const clients: Redis[] = [];
 const open = (node: BenchNode, n: number): Redis[] => {
