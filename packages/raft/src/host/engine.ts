@@ -1,4 +1,4 @@
-import type { ConfChange, ConfState, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
+import type { ConfChange, ConfState, GroupId, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
 import type { LostEntries } from '../status.js';
 import type { RaftOptions, Ready, StateRole } from '../types.js';
 
@@ -71,4 +71,10 @@ export interface RaftEngine {
  * leader toward a commit only once `advance()` reports its entries durable,
  * and hand out for applying only entries durable locally.
  */
-export type EngineFactory = (options: RaftOptions, storage: RaftLogReader, bootstrapPeers?: NodeId[]) => RaftEngine;
+export type EngineFactory = (
+  options: RaftOptions,
+  storage: RaftLogReader,
+  bootstrapPeers?: NodeId[],
+  /** The group the engine runs (a factory shared by many groups may tell them apart). */
+  group?: GroupId,
+) => RaftEngine;

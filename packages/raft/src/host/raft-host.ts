@@ -226,6 +226,7 @@ export class RaftHost {
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
+      group,
     );
     const s = engine.status();
     const record = (t: ProposalTiming) => this.onProposalTiming?.(group, t);
