@@ -23,7 +23,7 @@ import type { Raft } from './raft.js';
 export interface QuiesceHeartbeat {
   term: Term;
   commit: LogIndex;
-  /** Every other member (voters and learners). */
+  /** The other members holding the whole log (voters and learners; those down and behind are left out). */
   peers: NodeId[];
 }
 
@@ -57,8 +57,11 @@ export function mayQuiesce(r: Raft, down: (id: NodeId) => boolean): boolean {
 export function quiesceLeader(r: Raft, down: (id: NodeId) => boolean): QuiesceHeartbeat | undefined {
   if (!mayQuiesce(r, down)) return undefined;
   r.quiescent = true;
+  // Only to followers holding the whole log: a heartbeat never carries a commit index past what
+  // its follower is known to hold (a follower down and behind hears from the leader when it wakes).
+  const last = r.raftLog.lastIndex();
   const peers: NodeId[] = [];
-  for (const id of r.trk.progress.keys()) if (id !== r.id) peers.push(id);
+  for (const [id, pr] of r.trk.progress) if (id !== r.id && pr.match === last) peers.push(id);
   return { term: r.term, commit: r.raftLog.committed, peers };
 }
 

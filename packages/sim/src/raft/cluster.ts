@@ -102,7 +102,7 @@ export class RaftCluster {
     this.network = new SimNetwork<SimFrame>(this.scheduler, randoms.network, config.links);
     this.invariants = new RaftInvariants(() => this.position());
     this.extraGroups = Array.from({ length: config.groups ?? 0 }, (_, i) => `g${i + 1}`);
-    for (const g of this.extraGroups) this.groupInvariants.set(g, new RaftInvariants(() => this.position()));
+    for (const g of this.extraGroups) this.groupInvariants.set(g, new RaftInvariants(() => this.position(), g));
     const founders: NodeId[] = [];
     for (let i = 1; i <= config.voters; i++) founders.push(`n${i}`);
     this.nextId = config.voters + 1;

@@ -45,10 +45,18 @@ export class RaftInvariants {
    */
   violation: InvariantViolationError | undefined;
 
-  constructor(private readonly where: () => RunPosition) {}
+  constructor(
+    private readonly where: () => RunPosition,
+    /** The group checked, named in violations when the run has several. */
+    private readonly group?: string,
+  ) {}
 
   private fail(property: string, detail: string): never {
-    const err = new InvariantViolationError(property, detail, this.where());
+    const err = new InvariantViolationError(
+      property,
+      this.group === undefined ? detail : `group ${this.group}: ${detail}`,
+      this.where(),
+    );
     this.violation ??= err;
     throw err;
   }
