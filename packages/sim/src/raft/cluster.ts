@@ -55,6 +55,8 @@ export interface ClusterConfig {
   quiesce?: boolean;
   /** How long the simulated liveness source takes to report a change. @default 600 */
   livenessDelayMs?: number;
+  /** Hosts coalesce heartbeats (RaftHostOptions.coalesceHeartbeats). @default true */
+  coalesceHeartbeats?: boolean;
 }
 
 /** The independent random streams of a run: adding a consumer to one never shifts another. */
@@ -165,6 +167,7 @@ export class RaftCluster {
         extraGroups: this.extraGroups,
         invariantsOf: (g) => this.groupInvariants.get(g) as RaftInvariants,
         quiesce: this.config.quiesce ?? false,
+        coalesceHeartbeats: this.config.coalesceHeartbeats ?? true,
         coverage: this.coverage,
         trace: this.trace,
         raft: this.config.raft,

@@ -56,6 +56,8 @@ export interface NodeEnv {
   invariantsOf(group: GroupId): RaftInvariants;
   /** Hosts quiesce idle groups (the cluster feeds them liveness reports). */
   quiesce: boolean;
+  /** Hosts coalesce heartbeats. */
+  coalesceHeartbeats: boolean;
   coverage: Coverage;
   trace: TraceHash;
   /** Engine options every node gets (id, random and applied are the host's). */
@@ -306,6 +308,7 @@ export class SimRaftNode {
       faults: env.hostFaults,
       quiesce: env.quiesce,
       quiesceAfterTicks: 3,
+      coalesceHeartbeats: env.coalesceHeartbeats,
     });
     proc.host = host;
     host.onFatal = (err) => this.onHostFatal(err);
