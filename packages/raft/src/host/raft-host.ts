@@ -443,27 +443,47 @@ export class RaftHost {
   /** Sends the queued coalesced heartbeats: one frame per peer. */
   private flushHeartbeats(): void {
     if (this.heartbeatsOut.size === 0) return;
-    const maxBytes = this.opts.transport.maxFrameBytes;
     for (const [peer, out] of this.heartbeatsOut) {
-      let frame: Uint8Array;
-      try {
-        frame = encodeRaftHeartbeats({ heartbeats: out.heartbeats, responses: out.responses }, { maxBytes });
-      } catch (err) {
-        this.log.error('coalesced heartbeats larger than a frame; dropped', { to: peer, err: (err as Error).message });
-        continue;
-      }
-      const n = out.heartbeats.length + out.responses.length;
-      this.counters.heartbeatFramesSent++;
-      this.counters.heartbeatsCoalesced += n;
-      this.counters.messagesSent += n;
-      const groups = out.groups;
-      this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
-        this.counters.sendFailures++;
-        this.log.debug('raft send failed', { peer, err: (err as Error).message });
-        for (const group of groups) this.groups.get(group)?.engine.reportUnreachable(peer);
-      });
+      this.sendHeartbeats(peer, out.heartbeats, out.responses, out.groups);
     }
     this.heartbeatsOut.clear();
+  }
+
+  /** One frame of heartbeats and answers to `peer`, or halves of it while it is over the frame limit. */
+  private sendHeartbeats(
+    peer: NodeId,
+    heartbeats: CoalescedHeartbeat[],
+    responses: CoalescedHeartbeatResponse[],
+    groups: GroupId[],
+  ): void {
+    const n = heartbeats.length + responses.length;
+    let frame: Uint8Array;
+    try {
+      frame = encodeRaftHeartbeats({ heartbeats, responses }, { maxBytes: this.opts.transport.maxFrameBytes });
+    } catch (err) {
+      if (n <= 1) {
+        this.log.error('a heartbeat larger than a frame; dropped', { to: peer, err: (err as Error).message });
+        return;
+      }
+      if (heartbeats.length > 0 && responses.length > 0) {
+        this.sendHeartbeats(peer, heartbeats, [], groups);
+        this.sendHeartbeats(peer, [], responses, groups);
+      } else {
+        const h = Math.ceil(heartbeats.length / 2);
+        const r = Math.ceil(responses.length / 2);
+        this.sendHeartbeats(peer, heartbeats.slice(0, h), responses.slice(0, r), groups);
+        this.sendHeartbeats(peer, heartbeats.slice(h), responses.slice(r), groups);
+      }
+      return;
+    }
+    this.counters.heartbeatFramesSent++;
+    this.counters.heartbeatsCoalesced += n;
+    this.counters.messagesSent += n;
+    this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
+      this.counters.sendFailures++;
+      this.log.debug('raft send failed', { peer, err: (err as Error).message });
+      for (const group of groups) this.groups.get(group)?.engine.reportUnreachable(peer);
+    });
   }
 
   /**
@@ -651,7 +671,9 @@ export class RaftHost {
         this.log.debug('raft heartbeat for a group not hosted here', { from, group: hb.group });
         continue;
       }
-      if (hb.quiesce && g.repair === undefined && g.engine.quiesceFollower?.(from, hb.term, hb.commit)) {
+      // A leader reported down gets no follower to quiesce: no later report would wake it.
+      const mayQuiesce = hb.quiesce && g.repair === undefined && !this.down.has(from);
+      if (mayQuiesce && g.engine.quiesceFollower?.(from, hb.term, hb.commit)) {
         if (!g.quiescent) this.noteQuiesced(g);
         continue;
       }

@@ -95,4 +95,38 @@ describe('RaftHost coalesced heartbeats and quiescence', () => {
     await expect(c.node(old).host.readIndex('p0')).rejects.toThrow();
     await until('the cut-off leader steps down', () => !c.node(old).host.isLeader('p0'));
   });
+
+  it("a follower told its leader is down does not quiesce on that leader's word", async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { quiesce: true });
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const [told, other] = c.ids.filter((id) => id !== leader) as [string, string];
+    c.node(told).host.peerDown(leader);
+    await c.node(leader).host.propose('p0', cmd('v=1'));
+    await until('the other follower quiescent', () => c.node(other).host.status('p0').quiescent);
+    // No later report would wake it: it keeps its election clock running.
+    for (let i = 0; i < 20; i++) {
+      expect(c.node(told).host.status('p0').quiescent).toBe(false);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+
+  it('splits coalesced heartbeats over several frames when one would pass the frame limit', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], GROUPS, { tickMs: 20 });
+    const c = cluster;
+    // About a dozen heartbeats per frame.
+    for (const id of c.ids) (c.hub.nodes.get(id) as unknown as { maxFrameBytes: number }).maxFrameBytes = 256;
+    for (const g of GROUPS) await until(`a leader of ${g}`, () => c.leader(g));
+    const terms = () => GROUPS.map((g) => c.node(c.leader(g) as string).host.status(g).term);
+    const before = terms();
+    const frames = c.ids.reduce((n, id) => n + c.node(id).host.stats().heartbeatFramesSent, 0);
+    await new Promise((r) => setTimeout(r, 300));
+    // Leaders kept their terms: every group's heartbeats arrived.
+    expect(terms()).toEqual(before);
+    const s = c.ids.map((id) => c.node(id).host.stats());
+    const sent = s.reduce((n, x) => n + x.heartbeatFramesSent, 0) - frames;
+    const carried = s.reduce((n, x) => n + x.heartbeatsCoalesced, 0);
+    expect(sent).toBeGreaterThan(0);
+    expect(carried / s.reduce((n, x) => n + x.heartbeatFramesSent, 0)).toBeLessThan(20);
+  });
 });
