@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 // The built package, as in seed-batch.ts: `pnpm test` builds first.
-import { runSeeds } from '../dist/index.js';
+import { runSeed, runSeeds } from '../dist/index.js';
 
 /**
  * Many groups per node with quiescence: idle groups stop ticking on every replica and wake on
@@ -25,4 +25,13 @@ describe('quiescent groups under faults', () => {
     }
     expect(lease.coverage.leaseRead).toBeGreaterThan(100);
   }, 240_000);
+
+  it('replay exactly from their seed', async () => {
+    const a = await runSeed(7, OPTIONS);
+    const b = await runSeed(7, OPTIONS);
+    expect(b.traceHash).toBe(a.traceHash);
+    expect(b.events).toBe(a.events);
+    expect(b.coverage).toEqual(a.coverage);
+    expect(a.coverage.groupQuiesced).toBeGreaterThan(0);
+  });
 });
