@@ -12,11 +12,14 @@ import {
   decodeForwardRequest,
   decodeForwardResponse,
   decodeRaftBatch,
+  decodeRaftFrame,
+  decodeRaftHeartbeats,
   decodeRaftMessage,
   encodeConfChange,
   encodeForwardRequest,
   encodeForwardResponse,
   encodeRaftBatch,
+  encodeRaftHeartbeats,
   encodeRaftMessage,
   errorFromForwardResponse,
   forwardResponseFromError,
@@ -97,6 +100,88 @@ describe('raft message codec', () => {
     const frame = encodeConfChange({ transition: 'auto', changes: [], context: new Uint8Array() });
     expect(openEnvelope(frame).kind).toBe('confChange');
     expect(codecErrorOf(() => decodeRaftMessage(frame)).message).toMatch(/carries confChange/);
+  });
+});
+
+describe('coalesced heartbeats codec', () => {
+  const heartbeat = fc.record({
+    group: groupId,
+    term: fc.nat(),
+    commit: fc.nat(),
+    tick: fc.nat(),
+    context: fc.uint8Array({ maxLength: 16 }),
+    quiesce: fc.boolean(),
+  });
+  const response = fc.record({
+    group: groupId,
+    term: fc.nat(),
+    tick: fc.nat(),
+    reject: fc.boolean(),
+    rejectHint: fc.nat(),
+    context: fc.uint8Array({ maxLength: 16 }),
+  });
+
+  it('round-trips the heartbeats and answers of many groups in one frame', () => {
+    fc.assert(
+      fc.property(fc.array(heartbeat, { maxLength: 20 }), fc.array(response, { maxLength: 20 }), (hs, rs) => {
+        const h = { heartbeats: hs, responses: rs };
+        const frame = encodeRaftHeartbeats(h);
+        expect(decodeRaftHeartbeats(frame)).toEqual(h);
+        expect(decodeRaftFrame(frame)).toEqual({ kind: 'heartbeats', heartbeats: h });
+      }),
+    );
+  });
+
+  it('decodeRaftFrame reads batches too, and refuses other kinds by name', () => {
+    const frame = encodeRaftBatch([]);
+    expect(decodeRaftFrame(frame)).toEqual({ kind: 'batch', messages: [] });
+    expect(
+      codecErrorOf(() => decodeRaftFrame(encodeForwardRequest({ group: 'p0', op: new Uint8Array(1) }))).message,
+    ).toMatch(/forwardRequest/);
+    expect(
+      codecErrorOf(() => decodeRaftBatch(encodeRaftHeartbeats({ heartbeats: [], responses: [] }))).message,
+    ).toMatch(/raftHeartbeats/);
+  });
+
+  it('costs a few bytes per group: far less than a full heartbeat message', () => {
+    const n = 1000;
+    const heartbeats = Array.from({ length: n }, (_, i) => ({
+      group: `p${i}`,
+      term: 7,
+      commit: 123_456,
+      tick: 98_765,
+      context: new Uint8Array(0),
+      quiesce: false,
+    }));
+    const coalesced = encodeRaftHeartbeats({ heartbeats, responses: [] }).byteLength;
+    const full = encodeRaftBatch(
+      heartbeats.map((h) => ({
+        group: h.group,
+        message: {
+          type: 'heartbeat' as const,
+          from: '12D3KooWAbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh',
+          to: '12D3KooWZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210zyxwvuts',
+          term: h.term,
+          logTerm: 0,
+          index: h.tick,
+          entries: [],
+          commit: h.commit,
+          reject: false,
+          rejectHint: 0,
+          rejectTerm: 0,
+          snapOffset: 0,
+          snapDone: false,
+          context: h.context,
+        },
+      })),
+    ).byteLength;
+    expect(coalesced / n).toBeLessThan(20);
+    expect(coalesced * 5).toBeLessThan(full);
+  });
+
+  it('refuses to encode negative or fractional numbers', () => {
+    const h = { group: 'p0', term: -1, commit: 0, tick: 0, context: new Uint8Array(0), quiesce: false };
+    expect(() => encodeRaftHeartbeats({ heartbeats: [h], responses: [] })).toThrow(CodecError);
   });
 });
 

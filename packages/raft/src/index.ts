@@ -3,6 +3,7 @@ export const PACKAGE = '@cohort/raft';
 export type * from './types.js';
 export { decodeConfChange, encodeConfChange } from './confchange/codec.js';
 export { MemoryStorage } from './memory-storage.js';
+export type { QuiesceHeartbeat } from './quiesce.js';
 export { RawNode } from './raw-node.js';
 export type { LostEntries, ProgressStatus, Status } from './status.js';
 export type { ProgressState } from './tracker/progress.js';

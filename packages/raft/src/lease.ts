@@ -32,7 +32,8 @@ export function leaseBase(r: Raft): number {
  * the lease up for the rest of its term.
  */
 export function leaseHolds(r: Raft): boolean {
-  if (r.leaseRevoked || r.leadTransferee !== NONE) return false;
+  // A quiescent leader's ticks stand still: no lease is measured by them (it wakes to serve).
+  if (r.quiescent || r.leaseRevoked || r.leadTransferee !== NONE) return false;
   const base = leaseBase(r);
   return base > 0 && r.ticks < base + r.opts.electionTick - LEASE_MARGIN_TICKS;
 }

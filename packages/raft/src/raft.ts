@@ -17,6 +17,7 @@ import { RaftLog, entrySize } from './log/raft-log.js';
 import { applyChangeResult } from './membership.js';
 import { NONE, TRANSFER_CONTEXT, isTransferContext, newMessage, voteRespType } from './message.js';
 import { type ResolvedOptions, resolveOptions } from './options.js';
+import { wake } from './quiesce.js';
 import { ReadOnly } from './read-only.js';
 import type { LostEntries } from './status.js';
 import { stepCandidate, stepFollower } from './step-follower.js';
@@ -81,6 +82,10 @@ export class Raft {
   /** The latest such finding. */
   lastLostEntries: LostEntries | undefined;
   pendingBroadcast: 'none' | 'entries' | 'commit' = 'none';
+  /** The host stopped ticking this idle group (quiesce.ts); any step, tick or campaign wakes it. */
+  quiescent = false;
+  /** Heartbeat acknowledgements sent at or before this tick never back the lease (set on waking, quiesce.ts). */
+  leaseFloorTick = 0;
 
   constructor(options: RaftOptions, storage: RaftLogReader) {
     this.opts = resolveOptions(options);
@@ -317,6 +322,7 @@ export class Raft {
   // ---- ticks ---------------------------------------------------------------
 
   tick(): void {
+    wake(this);
     this.ticks++;
     if (this.state === 'leader') this.tickHeartbeat();
     else this.tickElection();
@@ -368,6 +374,7 @@ export class Raft {
 
   /** Starts an election if this node may (pre-vote first when enabled, unless a transfer forces it). */
   hup(kind: 'election' | 'transfer'): void {
+    wake(this);
     if (this.state === 'leader' || !this.promotable()) return;
     if (this.hasUnappliedConfChanges()) return;
     if (kind === 'transfer') this.campaign('transfer');
@@ -423,6 +430,7 @@ export class Raft {
    * accepted (the caller throws it for local proposals, drops it otherwise).
    */
   step(m: Message): ProposalDroppedError | undefined {
+    wake(this);
     if (m.term === 0) {
       // Local or forwarded request (prop, readIndex): no term to compare.
     } else if (m.term > this.term) {

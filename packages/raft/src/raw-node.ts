@@ -14,6 +14,7 @@ import {
 import { encodeConfChange } from './confchange/codec.js';
 import { applyConfChange } from './membership.js';
 import { isKnownMessageType, newMessage } from './message.js';
+import { type QuiesceHeartbeat, quiesceFollower, quiesceLeader, wake } from './quiesce.js';
 import { Raft } from './raft.js';
 import { type Status, statusOf } from './status.js';
 import type { RaftOptions, Ready, SoftState } from './types.js';
@@ -264,6 +265,35 @@ export class RawNode {
     }
     if (r.opts.asyncStorageWrites) r.onPersisted(r.raftLog.stableIndex());
     r.onApplied();
+  }
+
+  /**
+   * On an idle leader (see quiesce.ts): stops the group's clock and returns what the host tells
+   * every follower in a quiesce heartbeat; undefined (and nothing changes) when the group is not
+   * idle. Followers in `down` (the liveness source says so) need not hold the whole log.
+   */
+  quiesce(down: (id: NodeId) => boolean = () => false): QuiesceHeartbeat | undefined {
+    if (this.inFlight) return undefined;
+    return quiesceLeader(this.raft, down);
+  }
+
+  /**
+   * A quiesce heartbeat from `from` for (`term`, `commit`): true when this follower quiesced (no
+   * answer is due); false when it does not hold exactly that, and the host steps it as a heartbeat.
+   */
+  quiesceFollower(from: NodeId, term: Term, commit: LogIndex): boolean {
+    if (this.inFlight) return false;
+    return quiesceFollower(this.raft, from, term, commit);
+  }
+
+  /** Wakes a quiescent engine; returns whether it was quiescent. Steps, ticks and campaigns wake it too. */
+  wake(): boolean {
+    return wake(this.raft);
+  }
+
+  /** Whether the host stopped ticking this group (see {@link quiesce}). */
+  isQuiescent(): boolean {
+    return this.raft.quiescent;
   }
 
   /** The highest log index known committed (cheap: no status snapshot). */

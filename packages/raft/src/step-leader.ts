@@ -171,7 +171,8 @@ function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
   pr.msgAppFlowPaused = false;
   // A tick from the future is no heartbeat of ours: never let it stretch the lease.
-  if (m.index > pr.leaseAckTick && m.index <= r.ticks) pr.leaseAckTick = m.index;
+  // Nor one sent before the leader last woke from quiescence (quiesce.ts).
+  if (m.index > pr.leaseAckTick && m.index <= r.ticks && m.index > r.leaseFloorTick) pr.leaseAckTick = m.index;
   // A follower refusing the heartbeat's commit (at most its match) holds less than it acknowledged. Probing
   // it is always safe, and its answer to the probe decides (lostAcknowledgedEntries); without this, an idle
   // leader would never probe a caught-up follower whose storage was replaced.

@@ -26,6 +26,14 @@ function share(v: string): number {
   return x;
 }
 
+function range(v: string): [number, number] {
+  const [lo, hi] = v.split(',').map(Number);
+  if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || (lo as number) < 0 || (hi as number) < (lo as number)) {
+    throw new InvalidArgumentError('--client-think-ms must be min,max in milliseconds (0 <= min <= max)');
+  }
+  return [lo as number, hi as number];
+}
+
 const WEEK_MS = 7 * 24 * 3_600_000;
 
 const program = new Command()
@@ -46,6 +54,13 @@ const program = new Command()
       .default('mixed'),
   )
   .option('--disk-fault-share <x>', 'share of the seeds that damage a disk (0 to 1; default 0.25)', share)
+  .option(
+    '--groups <n>',
+    "Raft groups per node besides the clients' one, written by a background load",
+    int('--groups'),
+  )
+  .option('--quiesce', 'hosts quiesce idle groups, told of peers down and up by a simulated liveness source')
+  .option('--client-think-ms <min,max>', 'pause of clients between operations (default 20,400)', range)
   .option('--no-progress', 'no progress bar');
 
 program.parse();
@@ -58,12 +73,18 @@ const opts = program.opts<{
   faults: boolean;
   reads: 'mixed' | 'safe' | 'lease';
   diskFaultShare?: number;
+  groups?: number;
+  quiesce?: boolean;
+  clientThinkMs?: [number, number];
   progress: boolean;
 }>();
 
 const run: RunOptions = { faults: opts.faults, reads: opts.reads };
 if (opts.simSeconds !== undefined) run.simMs = opts.simSeconds * 1000;
 if (opts.diskFaultShare !== undefined) run.diskFaultShare = opts.diskFaultShare;
+if (opts.groups !== undefined) run.groups = opts.groups;
+if (opts.quiesce) run.quiesce = true;
+if (opts.clientThinkMs !== undefined) run.clientThinkMs = opts.clientThinkMs;
 
 if (opts.seed !== undefined) {
   try {
@@ -110,7 +131,8 @@ if (opts.seed !== undefined) {
   console.log(formatSummary(summary, performance.now() - started, process.exitCode !== 1));
   // A read mode that rules out a kind of read does not count it as missing.
   const ruledOut = opts.reads === 'safe' ? 'leaseRead' : opts.reads === 'lease' ? 'readIndexServed' : '';
-  const goals = COVERAGE_KINDS.filter((k) => k !== ruledOut);
+  const quiesceOnly = run.quiesce ? [] : ['groupQuiesced', 'groupWoke', 'livenessReport'];
+  const goals = COVERAGE_KINDS.filter((k) => k !== ruledOut && !quiesceOnly.includes(k));
   const missing = missingCoverage(summary.coverage, Object.fromEntries(goals.map((k) => [k, 1])));
   if (process.exitCode !== 1 && missing.length > 0 && summary.seeds >= 50) {
     console.error(`coverage never reached: ${missing.join(', ')}`);

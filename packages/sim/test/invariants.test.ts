@@ -32,6 +32,17 @@ describe('RaftInvariants', () => {
     expectViolation(() => inv.onLeader('n3', 4), 'election safety');
   });
 
+  it('allows another vote after a restart in a term whose vote never became durable, but not after a durable one', () => {
+    const inv = new RaftInvariants(at);
+    // Cast, then the node crashed before the write completed: the vote was never sent.
+    inv.onHardState('n1', { term: 3, vote: 'n2', commit: 0 });
+    inv.onRestart('n1', { term: 2, vote: '', commit: 0 }, 0);
+    inv.onHardState('n1', { term: 3, vote: 'n1', commit: 0 });
+    inv.onDurable('n1', { term: 3, vote: 'n1', commit: 0 });
+    inv.onRestart('n1', { term: 3, vote: 'n1', commit: 0 }, 0);
+    expectViolation(() => inv.onHardState('n1', { term: 3, vote: 'n3', commit: 0 }), 'one vote per term');
+  });
+
   it('catches a second vote in one term, even after a restart', () => {
     const inv = new RaftInvariants(at);
     inv.onHardState('n1', { term: 2, vote: 'n2', commit: 0 });

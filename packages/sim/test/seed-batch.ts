@@ -15,6 +15,10 @@ const SIM_MS = 20_000;
 const MINIMUM: Coverage = {
   ...(Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 10])) as Coverage),
   corruptionStop: 5,
+  // These batches run one group without quiescence (quiesce-seeds.test.ts covers it).
+  groupQuiesced: 0,
+  groupWoke: 0,
+  livenessReport: 0,
 };
 
 /**

@@ -21,7 +21,8 @@ export type PayloadKindName =
   | 'forwardRequest'
   | 'forwardResponse'
   | 'snapshotChunk'
-  | 'snapshotAck';
+  | 'snapshotAck'
+  | 'raftHeartbeats';
 
 /** Options of every decoder and encoder. */
 export interface CodecOptions {
@@ -40,6 +41,7 @@ const toPb: Record<PayloadKindName, PayloadKind> = {
   forwardResponse: PayloadKind.FORWARD_RESPONSE,
   snapshotChunk: PayloadKind.SNAPSHOT_CHUNK,
   snapshotAck: PayloadKind.SNAPSHOT_ACK,
+  raftHeartbeats: PayloadKind.RAFT_HEARTBEATS,
 };
 
 const fromPb = new Map<PayloadKind, PayloadKindName>(

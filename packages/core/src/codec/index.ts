@@ -19,13 +19,20 @@ export {
   forwardResponseFromError,
 } from './forward-codec.js';
 export {
+  type CoalescedHeartbeat,
+  type CoalescedHeartbeatResponse,
   decodeConfChange,
   decodeRaftBatch,
+  decodeRaftFrame,
+  decodeRaftHeartbeats,
   decodeRaftMessage,
   encodeConfChange,
   encodeRaftBatch,
+  encodeRaftHeartbeats,
   encodeRaftMessage,
   type GroupMessage,
+  type RaftFrame,
+  type RaftHeartbeats,
 } from './raft-codec.js';
 export {
   decodeSnapshotAck,

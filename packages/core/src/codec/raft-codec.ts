@@ -10,7 +10,7 @@ import type {
   MessageType,
   Snapshot,
 } from '../raft-types.js';
-import { type CodecOptions, guard, guardEncode, openEnvelopeOf, sealEnvelope } from './envelope.js';
+import { type CodecOptions, guard, guardEncode, openEnvelope, openEnvelopeOf, sealEnvelope } from './envelope.js';
 import * as pb from './generated/cohort-wire.js';
 
 /** A Raft message with the group it belongs to (multi-Raft: groups share connections). */
@@ -91,6 +91,99 @@ export function encodeRaftBatch(messages: readonly GroupMessage[], options: Code
 export function decodeRaftBatch(bytes: Uint8Array, options: CodecOptions = {}): GroupMessage[] {
   const payload = openEnvelopeOf('raftBatch', bytes, options);
   return guard('a raft batch', () => pb.RaftBatch.decode(payload).messages.map(groupMessageFromPb));
+}
+
+/**
+ * A leader's heartbeat of one group, as coalesced per peer: the sender and
+ * receiver are the frame's, so only what differs per group travels.
+ */
+export interface CoalescedHeartbeat {
+  group: GroupId;
+  term: number;
+  commit: number;
+  /** The leader's tick when sent (a heartbeat message's `index`). */
+  tick: number;
+  /** A ReadIndex round's context; empty when none. */
+  context: Uint8Array;
+  /** The group is idle: a follower holding exactly `commit` at `term` stops ticking it and does not answer. */
+  quiesce: boolean;
+}
+
+/** A follower's answer to a {@link CoalescedHeartbeat} (a heartbeatResp message). */
+export interface CoalescedHeartbeatResponse {
+  group: GroupId;
+  term: number;
+  tick: number;
+  reject: boolean;
+  rejectHint: number;
+  context: Uint8Array;
+}
+
+/** Every heartbeat and heartbeat response one node sends another in one round. */
+export interface RaftHeartbeats {
+  heartbeats: CoalescedHeartbeat[];
+  responses: CoalescedHeartbeatResponse[];
+}
+
+/** Encodes coalesced heartbeats as one frame (payload kind `raftHeartbeats`). */
+export function encodeRaftHeartbeats(h: RaftHeartbeats, options: CodecOptions = {}): Uint8Array {
+  for (const b of h.heartbeats) {
+    uint(b.term, 'heartbeat.term');
+    uint(b.commit, 'heartbeat.commit');
+    uint(b.tick, 'heartbeat.tick');
+  }
+  for (const r of h.responses) {
+    uint(r.term, 'heartbeatResponse.term');
+    uint(r.tick, 'heartbeatResponse.tick');
+    uint(r.rejectHint, 'heartbeatResponse.rejectHint');
+  }
+  const payload = guardEncode('raft heartbeats', () => pb.RaftHeartbeats.encode(h));
+  return sealEnvelope('raftHeartbeats', payload, options);
+}
+
+/** Decodes a frame written by {@link encodeRaftHeartbeats}. */
+export function decodeRaftHeartbeats(bytes: Uint8Array, options: CodecOptions = {}): RaftHeartbeats {
+  return heartbeatsFromPayload(openEnvelopeOf('raftHeartbeats', bytes, options));
+}
+
+function heartbeatsFromPayload(payload: Uint8Array): RaftHeartbeats {
+  return guard('raft heartbeats', () => {
+    const d = pb.RaftHeartbeats.decode(payload);
+    return {
+      heartbeats: d.heartbeats.map((b) => ({
+        group: b.group,
+        term: b.term,
+        commit: b.commit,
+        tick: b.tick,
+        context: b.context,
+        quiesce: b.quiesce,
+      })),
+      responses: d.responses.map((r) => ({
+        group: r.group,
+        term: r.term,
+        tick: r.tick,
+        reject: r.reject,
+        rejectHint: r.rejectHint,
+        context: r.context,
+      })),
+    };
+  });
+}
+
+/** What a frame of the Raft protocol carries: a batch of messages, or coalesced heartbeats. */
+export type RaftFrame =
+  | { kind: 'batch'; messages: GroupMessage[] }
+  | { kind: 'heartbeats'; heartbeats: RaftHeartbeats };
+
+/** Decodes either frame of the Raft protocol ({@link encodeRaftBatch} or {@link encodeRaftHeartbeats}). */
+export function decodeRaftFrame(bytes: Uint8Array, options: CodecOptions = {}): RaftFrame {
+  const env = openEnvelope(bytes, options);
+  if (env.kind === 'raftHeartbeats') return { kind: 'heartbeats', heartbeats: heartbeatsFromPayload(env.payload) };
+  if (env.kind !== 'raftBatch') throw new CodecError(`cannot decode a raft frame: the frame carries ${env.kind}`);
+  return {
+    kind: 'batch',
+    messages: guard('a raft batch', () => pb.RaftBatch.decode(env.payload).messages.map(groupMessageFromPb)),
+  };
 }
 
 /** Encodes a membership change, as carried in the data of a `confChange` entry. */

@@ -1,4 +1,4 @@
-import type { ConfChange, ConfState, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
+import type { ConfChange, ConfState, GroupId, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
 import type { LostEntries } from '../status.js';
 import type { RaftOptions, Ready, StateRole } from '../types.js';
 
@@ -49,6 +49,18 @@ export interface RaftEngine {
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */
   matchIndexes(): Record<NodeId, LogIndex> | undefined;
   status(): EngineStatus;
+  /**
+   * Quiescence (optional: an engine without it never quiesces). On an idle leader: stops its clock
+   * and returns what to tell the followers; undefined when not idle. `down`: peers the liveness
+   * source reports down, which need not be caught up.
+   */
+  quiesce?(down: (id: NodeId) => boolean): { term: Term; commit: LogIndex; peers: NodeId[] } | undefined;
+  /** A quiesce heartbeat arrived: true when this follower quiesced, false to step it as a heartbeat. */
+  quiesceFollower?(from: NodeId, term: Term, commit: LogIndex): boolean;
+  /** Wakes a quiescent engine; true when it was quiescent. */
+  wake?(): boolean;
+  /** Whether the engine is quiescent (the host does not tick it). */
+  isQuiescent?(): boolean;
 }
 
 /**
@@ -59,4 +71,10 @@ export interface RaftEngine {
  * leader toward a commit only once `advance()` reports its entries durable,
  * and hand out for applying only entries durable locally.
  */
-export type EngineFactory = (options: RaftOptions, storage: RaftLogReader, bootstrapPeers?: NodeId[]) => RaftEngine;
+export type EngineFactory = (
+  options: RaftOptions,
+  storage: RaftLogReader,
+  bootstrapPeers?: NodeId[],
+  /** The group the engine runs (a factory shared by many groups may tell them apart). */
+  group?: GroupId,
+) => RaftEngine;

@@ -38,4 +38,10 @@ export interface Group {
   readRounds: Map<string, string[]>;
   /** The engine's `lostEntries` count already logged. */
   lostEntriesLogged: number;
+  /** The host last saw the engine quiescent (it does not tick it). */
+  quiescent: boolean;
+  /** Consecutive ticks the group was idle as leader (nothing pending, commit unchanged). */
+  idleTicks: number;
+  /** The commit index at the last tick, to tell idle ticks. */
+  idleCommit: LogIndex;
 }

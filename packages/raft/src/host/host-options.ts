@@ -81,6 +81,23 @@ export interface RaftHostOptions {
   snapshotRetries?: number;
   /** A replica restoring corrupt state asks the next healthy replica when no snapshot chunk came for this long. @default 5000 */
   repairRetryMs?: number;
+  /**
+   * Quiescence: a leader whose group has been idle for `quiesceAfterTicks` ticks (fully replicated
+   * and applied, nothing pending) stops ticking it and tells its followers to stop too, so an idle
+   * group sends no heartbeats and runs no election timer. Followers then notice a dead leader only
+   * through {@link RaftHost.peerDown}: turn it on only where a liveness source feeds the host.
+   * @default false
+   */
+  quiesce?: boolean;
+  /** Idle ticks before a leader quiesces its group. @default electionTicks */
+  quiesceAfterTicks?: number;
+  /**
+   * Heartbeats and their answers travel coalesced: one frame per peer per round carries the
+   * (group, term, commit, tick) of every group the two nodes share. Off: one full Raft message
+   * each (the older wire form, which every build still reads).
+   * @default true
+   */
+  coalesceHeartbeats?: boolean;
   /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
   faults?: HostFaults;
 }
@@ -99,6 +116,8 @@ export interface GroupStatus {
   lastIndex: LogIndex;
   /** The machine's state is being restored from a healthy replica: the group serves nothing here meanwhile. */
   repairing: boolean;
+  /** The group is quiescent here: idle, not ticked, sending no heartbeats. */
+  quiescent?: boolean;
 }
 
 /**
@@ -150,6 +169,14 @@ export interface HostStats {
   replicaRepairs: number;
   /** Repairs finished: the state was restored and the group serves again. */
   replicaRepairsDone: number;
+  /** Times a group went quiescent here (as leader or follower). */
+  groupsQuiesced: number;
+  /** Times a quiescent group woke here. */
+  groupsWoken: number;
+  /** Frames of coalesced heartbeats sent. */
+  heartbeatFramesSent: number;
+  /** Heartbeats and answers carried in those frames (quiesce heartbeats included). */
+  heartbeatsCoalesced: number;
 }
 
 /**

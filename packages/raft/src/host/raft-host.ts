@@ -1,4 +1,6 @@
 import {
+  type CoalescedHeartbeat,
+  type CoalescedHeartbeatResponse,
   CorruptStateError,
   type Entry,
   type GroupId,
@@ -10,14 +12,16 @@ import {
   NotLeaderError,
   ProposalDroppedError,
   Protocols,
+  type RaftHeartbeats,
   type ReplicatedGroup,
   type SnapshotMeta,
   StorageError,
   type Term,
   type TimerHandle,
   UnavailableError,
-  decodeRaftBatch,
+  decodeRaftFrame,
   encodeRaftBatch,
+  encodeRaftHeartbeats,
   silentLogger,
 } from '@cohort/core';
 import { newMessage } from '../message.js';
@@ -102,7 +106,20 @@ export class RaftHost {
     followersLostEntries: 0,
     replicaRepairs: 0,
     replicaRepairsDone: 0,
+    groupsQuiesced: 0,
+    groupsWoken: 0,
+    heartbeatFramesSent: 0,
+    heartbeatsCoalesced: 0,
   };
+  private readonly quiesceAfterTicks: number;
+  private readonly coalesce: boolean;
+  /** Peers the liveness source reports down (see {@link peerDown}). */
+  private readonly down = new Set<NodeId>();
+  private readonly isDown = (id: NodeId): boolean => this.down.has(id);
+  /** Coalesced heartbeats and answers waiting to leave, per peer. */
+  private readonly heartbeatsOut = new Map<NodeId, RaftHeartbeats & { groups: GroupId[] }>();
+  /** Called when a group goes quiescent here (`true`) or wakes (`false`). */
+  onQuiescence: ((group: GroupId, quiescent: boolean) => void) | undefined;
   /** Called once the host stopped because its store failed (after logging it). */
   onFatal: ((err: Error) => void) | undefined;
   /** Called when a group's leader or role changes. */
@@ -122,6 +139,8 @@ export class RaftHost {
     this.sized = sizedStore(opts.store);
     this.margin = opts.compactionMarginEntries ?? Math.min(1000, Math.floor(this.snapshotEntries / 2));
     this.faults = opts.faults ?? {};
+    this.quiesceAfterTicks = opts.quiesce ? Math.max(1, opts.quiesceAfterTicks ?? opts.electionTicks ?? 5) : 0;
+    this.coalesce = opts.coalesceHeartbeats ?? true;
     const maxFrame = opts.transport.maxFrameBytes;
     this.sender = new SnapshotSender({
       self: opts.id,
@@ -207,6 +226,7 @@ export class RaftHost {
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
+      group,
     );
     const s = engine.status();
     const record = (t: ProposalTiming) => this.onProposalTiming?.(group, t);
@@ -230,6 +250,9 @@ export class RaftHost {
       readBatch: [],
       readRounds: new Map(),
       lostEntriesLogged: s.lostEntries ?? 0,
+      quiescent: false,
+      idleTicks: 0,
+      idleCommit: s.commit,
     });
     this.log.info('group added', {
       group,
@@ -298,7 +321,169 @@ export class RaftHost {
       firstIndex: reader.firstIndex(),
       lastIndex: reader.lastIndex(),
       repairing: g.repair !== undefined,
+      quiescent: g.engine.isQuiescent?.() ?? false,
     };
+  }
+
+  /** How many hosted groups are quiescent here. */
+  quiescentGroups(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.engine.isQuiescent?.()) n++;
+    return n;
+  }
+
+  /**
+   * The liveness source (SWIM on a node, the failure schedule in the simulator) reports `node`
+   * down or unreachable. A quiescent group led by `node` wakes here, so its election timer runs
+   * again; a quiescent group this node leads with `node` as a member wakes, so check-quorum runs
+   * again. Groups may quiesce again without `node` caught up while it stays down.
+   */
+  peerDown(node: NodeId): void {
+    if (node === this.opts.id || this.down.has(node)) return;
+    this.down.add(node);
+    this.wakeWhere((g) => (g.role === 'leader' ? this.hasMember(g, node) : g.engine.status().lead === node));
+  }
+
+  /** The liveness source reports `node` up again: quiescent groups this node leads with it as a member wake to catch it up. */
+  peerUp(node: NodeId): void {
+    if (!this.down.delete(node)) return;
+    this.wakeWhere((g) => g.role === 'leader' && this.hasMember(g, node));
+  }
+
+  private hasMember(g: Group, node: NodeId): boolean {
+    const cs = g.engine.status().confState;
+    return cs.voters.includes(node) || cs.learners.includes(node) || cs.votersOutgoing.includes(node);
+  }
+
+  private wakeWhere(pred: (g: Group) => boolean): void {
+    if (!this.running) return;
+    let woke = false;
+    for (const g of this.groups.values()) {
+      if (!g.engine.isQuiescent?.() || !pred(g)) continue;
+      g.engine.wake?.();
+      this.noteWake(g);
+      woke = true;
+    }
+    if (woke) this.schedule();
+  }
+
+  /** Records that `g`'s engine woke, if it did (any step, proposal, read or campaign wakes it). */
+  private noteWake(g: Group): void {
+    if (!g.quiescent || g.engine.isQuiescent?.()) return;
+    g.quiescent = false;
+    g.idleTicks = 0;
+    this.counters.groupsWoken++;
+    this.onQuiescence?.(g.id, false);
+  }
+
+  private noteQuiesced(g: Group): void {
+    g.quiescent = true;
+    g.idleTicks = 0;
+    this.counters.groupsQuiesced++;
+    this.onQuiescence?.(g.id, true);
+  }
+
+  /**
+   * An idle leader quiesces its group: it stops ticking it and queues a quiesce heartbeat for
+   * every follower. Idle: nothing pending here for `quiesceAfterTicks` ticks with the commit
+   * index unchanged, and the engine agrees (see quiesce.ts).
+   */
+  private maybeQuiesce(g: Group): boolean {
+    const commit = g.engine.commitIndex?.() ?? g.engine.status().commit;
+    const busy =
+      g.pending.size > 0 ||
+      g.readBatch.length > 0 ||
+      g.readRounds.size > 0 ||
+      g.repair !== undefined ||
+      g.deferredHardState !== undefined ||
+      commit !== g.idleCommit;
+    g.idleCommit = commit;
+    if (busy) {
+      g.idleTicks = 0;
+      return false;
+    }
+    if (++g.idleTicks < this.quiesceAfterTicks || g.engine.hasReady()) return false;
+    const hb = g.engine.quiesce?.(this.isDown);
+    if (hb === undefined) return false;
+    this.noteQuiesced(g);
+    for (const peer of hb.peers) {
+      this.queueHeartbeat(peer, g.id, {
+        group: g.id,
+        term: hb.term,
+        commit: hb.commit,
+        tick: 0,
+        context: EMPTY,
+        quiesce: true,
+      });
+    }
+    return true;
+  }
+
+  private outbox(peer: NodeId): RaftHeartbeats & { groups: GroupId[] } {
+    let out = this.heartbeatsOut.get(peer);
+    if (out === undefined) {
+      out = { heartbeats: [], responses: [], groups: [] };
+      this.heartbeatsOut.set(peer, out);
+    }
+    return out;
+  }
+
+  private queueHeartbeat(peer: NodeId, group: GroupId, hb: CoalescedHeartbeat): void {
+    const out = this.outbox(peer);
+    out.heartbeats.push(hb);
+    out.groups.push(group);
+  }
+
+  private queueHeartbeatResponse(peer: NodeId, group: GroupId, r: CoalescedHeartbeatResponse): void {
+    const out = this.outbox(peer);
+    out.responses.push(r);
+    out.groups.push(group);
+  }
+
+  /** Sends the queued coalesced heartbeats: one frame per peer. */
+  private flushHeartbeats(): void {
+    if (this.heartbeatsOut.size === 0) return;
+    for (const [peer, out] of this.heartbeatsOut) {
+      this.sendHeartbeats(peer, out.heartbeats, out.responses, out.groups);
+    }
+    this.heartbeatsOut.clear();
+  }
+
+  /** One frame of heartbeats and answers to `peer`, or halves of it while it is over the frame limit. */
+  private sendHeartbeats(
+    peer: NodeId,
+    heartbeats: CoalescedHeartbeat[],
+    responses: CoalescedHeartbeatResponse[],
+    groups: GroupId[],
+  ): void {
+    const n = heartbeats.length + responses.length;
+    let frame: Uint8Array;
+    try {
+      frame = encodeRaftHeartbeats({ heartbeats, responses }, { maxBytes: this.opts.transport.maxFrameBytes });
+    } catch (err) {
+      if (n <= 1) {
+        this.log.error('a heartbeat larger than a frame; dropped', { to: peer, err: (err as Error).message });
+        return;
+      }
+      if (heartbeats.length > 0 && responses.length > 0) {
+        this.sendHeartbeats(peer, heartbeats, [], groups);
+        this.sendHeartbeats(peer, [], responses, groups);
+      } else {
+        const h = Math.ceil(heartbeats.length / 2);
+        const r = Math.ceil(responses.length / 2);
+        this.sendHeartbeats(peer, heartbeats.slice(0, h), responses.slice(0, r), groups);
+        this.sendHeartbeats(peer, heartbeats.slice(h), responses.slice(r), groups);
+      }
+      return;
+    }
+    this.counters.heartbeatFramesSent++;
+    this.counters.heartbeatsCoalesced += n;
+    this.counters.messagesSent += n;
+    this.opts.transport.send(peer, Protocols.raft, frame).catch((err: Error) => {
+      this.counters.sendFailures++;
+      this.log.debug('raft send failed', { peer, err: (err as Error).message });
+      for (const group of groups) this.groups.get(group)?.engine.reportUnreachable(peer);
+    });
   }
 
   /**
@@ -325,9 +510,12 @@ export class RaftHost {
     let at: { index: LogIndex; term: number };
     try {
       this.admit(group, data.length);
+      // Wakes a quiescent group.
       at = g.engine.propose(data);
     } catch (err) {
       return Promise.reject(err);
+    } finally {
+      this.noteWake(g);
     }
     this.schedule();
     return g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs) as Promise<R>;
@@ -362,6 +550,8 @@ export class RaftHost {
     }
     // Test-only fault: serve at once, as a leader that lost its leadership unknowingly would.
     if (this.faults.readsWithoutReadIndex) return Promise.resolve();
+    // A quiescent leader serves no read by its lease: it wakes, and its round (or lease) starts afresh.
+    if (g.engine.wake?.()) this.noteWake(g);
     const ctx = `${this.opts.id}/${++this.readCounter}`;
     const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
     // Reads arriving in the same turn share one ReadIndex round (started in processReady): every one
@@ -373,7 +563,9 @@ export class RaftHost {
 
   /** Starts an election for `group` on this node now. */
   campaign(group: GroupId): void {
-    this.groupOf(group).engine.campaign();
+    const g = this.groupOf(group);
+    g.engine.campaign();
+    this.noteWake(g);
     this.schedule();
   }
 
@@ -386,7 +578,14 @@ export class RaftHost {
   private onTick(): void {
     if (!this.running) return;
     const now = this.opts.clock.now();
+    const quiesce = this.quiesceAfterTicks > 0;
     for (const g of this.groups.values()) {
+      if (g.quiescent) {
+        // Woken by something the host did not see (a membership change proposed on the engine).
+        if (g.engine.isQuiescent?.()) continue;
+        this.noteWake(g);
+      }
+      if (quiesce && g.role === 'leader' && this.maybeQuiesce(g)) continue;
       g.engine.tick();
       g.pending.expire(now);
     }
@@ -394,19 +593,26 @@ export class RaftHost {
     // Commit indexes reach the disk within a tick even when nothing else is written.
     this.flushDeferred();
     this.processReady();
+    // The quiesce heartbeats, when no round sent them with the tick's other heartbeats.
+    this.flushHeartbeats();
     this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.tickMs);
   }
 
   private receive(from: NodeId, frame: Uint8Array): void {
     if (!this.running) return;
-    let batch: GroupMessage[];
+    let decoded: ReturnType<typeof decodeRaftFrame>;
     try {
-      batch = decodeRaftBatch(frame, { maxBytes: this.opts.transport.maxFrameBytes });
+      decoded = decodeRaftFrame(frame, { maxBytes: this.opts.transport.maxFrameBytes });
     } catch (err) {
       this.log.warn('dropped an undecodable raft frame', { from, err: (err as Error).message });
       return;
     }
     this.counters.framesReceived++;
+    if (decoded.kind === 'heartbeats') {
+      this.receiveHeartbeats(from, decoded.heartbeats);
+      return;
+    }
+    const batch = decoded.messages;
     let last: Group | undefined;
     for (const { group, message } of batch) {
       const g = this.groups.get(group);
@@ -424,16 +630,7 @@ export class RaftHost {
         this.log.warn('raft snap message dropped: snapshots are streamed', { from, group });
         continue;
       }
-      try {
-        g.engine.step(message);
-      } catch (err) {
-        // A corrupt log met while answering (an append read back from disk): never serve from it.
-        if (err instanceof StorageError) {
-          this.fatal('reading the log', err);
-          return;
-        }
-        this.log.warn('engine refused a message', { from, group, type: message.type, err: (err as Error).message });
-      }
+      if (!this.stepEngine(g, from, message)) return;
       // Acknowledgements may commit while this node's own write is still in flight.
       if (g !== last) {
         if (last !== undefined) this.noteCommit(last);
@@ -441,6 +638,71 @@ export class RaftHost {
       }
     }
     if (last !== undefined) this.noteCommit(last);
+    this.schedule();
+  }
+
+  /** Steps `message` into `g`'s engine (waking it if quiescent); false when the host stopped on a storage failure. */
+  private stepEngine(g: Group, from: NodeId, message: Message): boolean {
+    try {
+      g.engine.step(message);
+    } catch (err) {
+      // A corrupt log met while answering (an append read back from disk): never serve from it.
+      if (err instanceof StorageError) {
+        this.fatal('reading the log', err);
+        return false;
+      }
+      this.log.warn('engine refused a message', {
+        from,
+        group: g.id,
+        type: message.type,
+        err: (err as Error).message,
+      });
+    }
+    this.noteWake(g);
+    return true;
+  }
+
+  /** Fans a peer's coalesced heartbeats and answers out to each group's engine, as the messages they stand for. */
+  private receiveHeartbeats(from: NodeId, h: RaftHeartbeats): void {
+    const to = this.opts.id;
+    for (const hb of h.heartbeats) {
+      const g = this.groups.get(hb.group);
+      if (g === undefined) {
+        this.log.debug('raft heartbeat for a group not hosted here', { from, group: hb.group });
+        continue;
+      }
+      // A leader reported down gets no follower to quiesce: no later report would wake it.
+      const mayQuiesce = hb.quiesce && g.repair === undefined && !this.down.has(from);
+      if (mayQuiesce && g.engine.quiesceFollower?.(from, hb.term, hb.commit)) {
+        if (!g.quiescent) this.noteQuiesced(g);
+        continue;
+      }
+      const m = newMessage({
+        type: 'heartbeat',
+        from,
+        to,
+        term: hb.term,
+        commit: hb.commit,
+        index: hb.tick,
+        context: hb.context,
+      });
+      if (!this.stepEngine(g, from, m)) return;
+    }
+    for (const r of h.responses) {
+      const g = this.groups.get(r.group);
+      if (g === undefined) continue;
+      const m = newMessage({
+        type: 'heartbeatResp',
+        from,
+        to,
+        term: r.term,
+        index: r.tick,
+        reject: r.reject,
+        rejectHint: r.rejectHint,
+        context: r.context,
+      });
+      if (!this.stepEngine(g, from, m)) return;
+    }
     this.schedule();
   }
 
@@ -726,9 +988,32 @@ export class RaftHost {
   private send(messages: GroupMessage[]): void {
     const byPeer = new Map<NodeId, GroupMessage[]>();
     for (const gm of messages) {
-      if (gm.message.type === 'snap') {
+      const m = gm.message;
+      if (m.type === 'snap') {
         // The engine asks for a snapshot: the host streams the machine's state instead of the message.
-        this.streamSnapshot(gm.group, gm.message.to, gm.message.term);
+        this.streamSnapshot(gm.group, m.to, m.term);
+        continue;
+      }
+      if (this.coalesce && m.type === 'heartbeat') {
+        this.queueHeartbeat(m.to, gm.group, {
+          group: gm.group,
+          term: m.term,
+          commit: m.commit,
+          tick: m.index,
+          context: m.context,
+          quiesce: false,
+        });
+        continue;
+      }
+      if (this.coalesce && m.type === 'heartbeatResp') {
+        this.queueHeartbeatResponse(m.to, gm.group, {
+          group: gm.group,
+          term: m.term,
+          tick: m.index,
+          reject: m.reject,
+          rejectHint: m.rejectHint,
+          context: m.context,
+        });
         continue;
       }
       const list = byPeer.get(gm.message.to);
@@ -747,6 +1032,7 @@ export class RaftHost {
         });
       }
     }
+    this.flushHeartbeats();
   }
 
   private frames(list: GroupMessage[]): Uint8Array[] {

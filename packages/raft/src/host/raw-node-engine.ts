@@ -25,6 +25,10 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     campaign: () => rn.campaign(),
     commitIndex: () => rn.commitIndex(),
     transferLeadership: (to) => rn.transferLeadership(to),
+    quiesce: (down) => rn.quiesce(down),
+    quiesceFollower: (from, term, commit) => rn.quiesceFollower(from, term, commit),
+    wake: () => rn.wake(),
+    isQuiescent: () => rn.isQuiescent(),
     status() {
       const s = rn.status();
       const out: EngineStatus = {

@@ -1,5 +1,6 @@
-import { MemoryHub, type NodeId, SeededRandom, systemClock } from '@cohort/core';
+import { type GroupMessage, MemoryHub, type NodeId, SeededRandom, decodeRaftFrame, systemClock } from '@cohort/core';
 import { RaftHost, type RaftHostOptions } from '../../src/index.js';
+import { newMessage } from '../../src/message.js';
 import { MachineDisk, MapMachine } from './map-machine.js';
 import { MemoryNodeStore } from './memory-node-store.js';
 
@@ -15,6 +16,44 @@ export interface TestNode {
 }
 
 export const GROUPS = ['p0'];
+
+/** The Raft messages a frame from `from` to `to` stands for: a batch's, or coalesced heartbeats expanded (quiesce heartbeats left out). */
+export function raftMessages(from: NodeId, to: NodeId, frame: Uint8Array): GroupMessage[] {
+  const f = decodeRaftFrame(frame);
+  if (f.kind === 'batch') return f.messages;
+  const out: GroupMessage[] = [];
+  for (const h of f.heartbeats.heartbeats) {
+    if (h.quiesce) continue;
+    out.push({
+      group: h.group,
+      message: newMessage({
+        type: 'heartbeat',
+        from,
+        to,
+        term: h.term,
+        commit: h.commit,
+        index: h.tick,
+        context: h.context,
+      }),
+    });
+  }
+  for (const r of f.heartbeats.responses) {
+    out.push({
+      group: r.group,
+      message: newMessage({
+        type: 'heartbeatResp',
+        from,
+        to,
+        term: r.term,
+        index: r.tick,
+        reject: r.reject,
+        rejectHint: r.rejectHint,
+        context: r.context,
+      }),
+    });
+  }
+  return out;
+}
 
 /** Three (or more) hosts over in-memory stores and transports with 10 ms ticks. */
 export class Cluster {

@@ -1,7 +1,7 @@
-import { type GroupMessage, type NodeId, Protocols, decodeRaftBatch } from '@cohort/core';
+import { type GroupMessage, type NodeId, Protocols } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EngineFactory, type ProposalTiming, rawNodeFactory } from '../../src/index.js';
-import { Cluster, cmd, until } from './cluster.js';
+import { Cluster, cmd, raftMessages, until } from './cluster.js';
 import { GatedStore } from './gated-store.js';
 
 let cluster: Cluster | undefined;
@@ -29,8 +29,8 @@ function watch(c: Cluster): Watch {
   const w: Watch = { violations: [], appendsAhead: 0, sent: [] };
   for (const id of c.ids) {
     const store = c.node(id).store as GatedStore;
-    c.hub.nodes.get(id)!.onSend = (_to, frame) => {
-      for (const { group, message: m } of decodeRaftBatch(frame)) {
+    c.hub.nodes.get(id)!.onSend = (to, frame) => {
+      for (const { group, message: m } of raftMessages(id, to, frame)) {
         w.sent.push({ from: id, message: m });
         const d = store.durable(group);
         const hs = d.hardState;
@@ -76,7 +76,7 @@ function onReceived(c: Cluster, to: NodeId, seen: (from: NodeId, m: GroupMessage
   const handler = t.handlers.get(Protocols.raft)!;
   t.handlers.set(Protocols.raft, (from, frame) => {
     handler(from, frame);
-    for (const { message } of decodeRaftBatch(frame)) seen(from, message);
+    for (const { message } of raftMessages(from, to, frame)) seen(from, message);
   });
 }
 

@@ -1,7 +1,7 @@
-import { NotLeaderError, ProposalDroppedError, StorageError, TimeoutError, decodeRaftBatch } from '@cohort/core';
+import { NotLeaderError, ProposalDroppedError, StorageError, TimeoutError } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EngineFactory, rawNodeFactory } from '../../src/index.js';
-import { Cluster, cmd, until } from './cluster.js';
+import { Cluster, cmd, raftMessages, until } from './cluster.js';
 import { MemoryNodeStore } from './memory-node-store.js';
 
 let cluster: Cluster | undefined;
@@ -78,8 +78,8 @@ describe('RaftHost', () => {
     const violations: string[] = [];
     for (const id of c.ids) {
       const node = c.node(id);
-      c.hub.nodes.get(id)!.onSend = (_to, frame) => {
-        for (const { group, message } of decodeRaftBatch(frame)) {
+      c.hub.nodes.get(id)!.onSend = (to, frame) => {
+        for (const { group, message } of raftMessages(id, to, frame)) {
           const hs = node.store.storage(group).initialState().hardState;
           // Terms go out only once written (persist-order.test.ts holds writes open to check durability).
           // Pre-votes carry the term a node would campaign in, which it has not taken (§9.6).

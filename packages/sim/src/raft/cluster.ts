@@ -1,4 +1,5 @@
-import type { NodeId, SeededRandom, Term } from '@cohort/core';
+import type { GroupId, NodeId, SeededRandom, Term } from '@cohort/core';
+import { encodeCommand } from '@cohort/kv';
 import type { HostFaults, RaftOptions } from '@cohort/raft';
 import { InvariantViolationError, RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
@@ -9,6 +10,20 @@ import { type Coverage, emptyCoverage } from './coverage.js';
 import { RaftInvariants } from './invariants.js';
 import type { EngineMutations } from './observed-engine.js';
 import { SimRaftNode } from './sim-node.js';
+
+/** A plain KV set, as the group load writes it to an extra group. */
+function groupWrite(key: string, value: string): Uint8Array {
+  const enc = new TextEncoder();
+  return encodeCommand({
+    op: 'set',
+    key: enc.encode(key),
+    value: enc.encode(value),
+    condition: 'always',
+    expiresAt: 0,
+    returnOld: false,
+    now: 0,
+  });
+}
 
 /** The shape of one simulated Raft cluster; `seedConfig` picks every field from the seed (ranges below). */
 export interface ClusterConfig {
@@ -31,6 +46,17 @@ export interface ClusterConfig {
   mutations?: EngineMutations;
   /** The hosts' test-only fault switches (RaftHostOptions.faults), for tests proving the checks fail. @default {} */
   hostFaults?: HostFaults;
+  /** Raft groups each node hosts besides the clients' group (written by the cluster's group load). @default 0 */
+  groups?: number;
+  /**
+   * Hosts quiesce idle groups; each node's host hears of peers going down and up from the
+   * failure state (crashes, removals, partitions), `livenessDelayMs` after it changed. @default false
+   */
+  quiesce?: boolean;
+  /** How long the simulated liveness source takes to report a change. @default 600 */
+  livenessDelayMs?: number;
+  /** Hosts coalesce heartbeats (RaftHostOptions.coalesceHeartbeats). @default true */
+  coalesceHeartbeats?: boolean;
 }
 
 /** The independent random streams of a run: adding a consumer to one never shifts another. */
@@ -53,6 +79,11 @@ export class RaftCluster {
   readonly coverage: Coverage = emptyCoverage();
   readonly trace = new TraceHash();
   readonly nodes = new Map<NodeId, SimRaftNode>();
+  /** The groups besides GROUP, and their own invariant checkers. */
+  readonly extraGroups: GroupId[];
+  readonly groupInvariants = new Map<GroupId, RaftInvariants>();
+  /** Since when each (node, peer) pair's liveness differs from what the node's host was told. */
+  private readonly livenessChanged = new Map<string, number>();
   /** Nodes removed from the group, stopped for good. */
   readonly retired = new Set<NodeId>();
   private nextId: number;
@@ -72,6 +103,8 @@ export class RaftCluster {
   ) {
     this.network = new SimNetwork<SimFrame>(this.scheduler, randoms.network, config.links);
     this.invariants = new RaftInvariants(() => this.position());
+    this.extraGroups = Array.from({ length: config.groups ?? 0 }, (_, i) => `g${i + 1}`);
+    for (const g of this.extraGroups) this.groupInvariants.set(g, new RaftInvariants(() => this.position(), g));
     const founders: NodeId[] = [];
     for (let i = 1; i <= config.voters; i++) founders.push(`n${i}`);
     this.nextId = config.voters + 1;
@@ -99,6 +132,7 @@ export class RaftCluster {
   /** Throws the first invariant violation or host failure of the run, if any. */
   check(): void {
     if (this.invariants.violation) throw this.invariants.violation;
+    for (const inv of this.groupInvariants.values()) if (inv.violation) throw inv.violation;
     if (this.failure) throw this.failure;
     const d = this.damaged === undefined ? undefined : this.nodes.get(this.damaged);
     if (d?.corruption && d.up) {
@@ -130,6 +164,10 @@ export class RaftCluster {
         network: this.network,
         ids: this.ids,
         invariants: this.invariants,
+        extraGroups: this.extraGroups,
+        invariantsOf: (g) => this.groupInvariants.get(g) as RaftInvariants,
+        quiesce: this.config.quiesce ?? false,
+        coalesceHeartbeats: this.config.coalesceHeartbeats ?? true,
         coverage: this.coverage,
         trace: this.trace,
         raft: this.config.raft,
@@ -140,6 +178,10 @@ export class RaftCluster {
         mutations: this.config.mutations ?? {},
         hostFaults: this.config.hostFaults ?? {},
         onLeader: (n, t) => this.onLeader(n, t),
+        onExtraLeader: (g, n, t) => {
+          (this.groupInvariants.get(g) as RaftInvariants).onLeader(n, t);
+          this.trace.mixString(`${g} ${n}`);
+        },
         onFatal: (n, err) => this.onFatal(n, err),
       },
       this.randoms.nodes.fork(),
@@ -232,6 +274,67 @@ export class RaftCluster {
         n.catchUpTarget = 0;
       }
     }
+  }
+
+  /**
+   * The simulated liveness source (SWIM on a real node): polled every 100 ms, it tells each up
+   * node's host of a peer that crashed, was removed, or is cut off from it either way, and of
+   * one that came back, once the change has lasted `livenessDelayMs`.
+   */
+  startLiveness(): void {
+    if (!this.config.quiesce) return;
+    const delay = this.config.livenessDelayMs ?? 600;
+    const poll = (): void => {
+      const now = this.scheduler.now();
+      const all = [...this.nodes.keys(), ...this.retired];
+      for (const n of this.nodes.values()) {
+        if (!n.up) continue;
+        for (const peer of all) {
+          if (peer === n.id) continue;
+          const p = this.nodes.get(peer);
+          const down = !p?.up || this.network.isCut(n.id, peer) || this.network.isCut(peer, n.id);
+          const key = `${n.id}>${peer}`;
+          if (down === n.reportedDown(peer)) {
+            this.livenessChanged.delete(key);
+            continue;
+          }
+          const since = this.livenessChanged.get(key);
+          if (since === undefined) {
+            this.livenessChanged.set(key, now);
+          } else if (now - since >= delay) {
+            this.livenessChanged.delete(key);
+            if (n.reportLiveness(peer, down)) {
+              this.coverage.livenessReport++;
+              this.trace.mixString(`${key} ${down ? 'down' : 'up'}`);
+            }
+          }
+        }
+      }
+      this.scheduler.after(100, poll);
+    };
+    this.scheduler.after(100, poll);
+  }
+
+  /**
+   * Writes (and now and then reads) the extra groups at their leaders, `meanGapMs` apart on
+   * average, so groups wake from quiescence and go quiescent again while faults happen.
+   */
+  startGroupLoad(random: SeededRandom, meanGapMs: number): void {
+    if (this.extraGroups.length === 0) return;
+    let seq = 0;
+    const next = (): void => {
+      const g = this.extraGroups[random.int(0, this.extraGroups.length - 1)] as GroupId;
+      const read = random.next() < 0.3;
+      for (const n of this.nodes.values()) {
+        const host = n.host;
+        if (!n.up || host === undefined || !host.isLeader(g)) continue;
+        if (read) host.readIndex(g).catch(() => {});
+        else host.propose(g, groupWrite(`k${seq % 4}`, `v${seq++}`)).catch(() => {});
+        break;
+      }
+      this.scheduler.after(random.int(meanGapMs / 4, (meanGapMs * 7) / 4), next);
+    };
+    this.scheduler.after(random.int(0, meanGapMs), next);
   }
 
   /** Builds the per-concern random streams of a seed, in a fixed order. */

@@ -16,6 +16,10 @@ export const COVERAGE_KINDS = [
   'corruptionStop',
   'corruptRow',
   'stateRepaired',
+  // Runs with quiescence (ClusterConfig.quiesce) only.
+  'groupQuiesced',
+  'groupWoke',
+  'livenessReport',
 ] as const;
 
 export type CoverageKind = (typeof COVERAGE_KINDS)[number];

@@ -27,7 +27,10 @@ const TERM_BITS = 0x100000;
  */
 export class RaftInvariants {
   private readonly leaders = new Map<Term, NodeId>();
+  /** Each node's durable vote per term (`id/term`): what survives a crash and what any voteResp rests on. */
   private readonly votes = new Map<string, NodeId>();
+  /** Votes each node's engine cast in its current incarnation, durable or not yet (`id/term`). */
+  private readonly castVotes = new Map<NodeId, Map<number, NodeId>>();
   /** Prefix hash of every (index, term) any node ever held. */
   private readonly prefixes = new Map<number, number>();
   /** Prefix hash at each index some node reported committed. */
@@ -45,10 +48,18 @@ export class RaftInvariants {
    */
   violation: InvariantViolationError | undefined;
 
-  constructor(private readonly where: () => RunPosition) {}
+  constructor(
+    private readonly where: () => RunPosition,
+    /** The group checked, named in violations when the run has several. */
+    private readonly group?: string,
+  ) {}
 
   private fail(property: string, detail: string): never {
-    const err = new InvariantViolationError(property, detail, this.where());
+    const err = new InvariantViolationError(
+      property,
+      this.group === undefined ? detail : `group ${this.group}: ${detail}`,
+      this.where(),
+    );
     this.violation ??= err;
     throw err;
   }
@@ -90,12 +101,23 @@ export class RaftInvariants {
   onHardState(id: NodeId, hs: HardState): void {
     this.checks++;
     if (hs.vote !== '') {
-      const k = `${id}/${hs.term}`;
-      const prev = this.votes.get(k);
+      // Against its durable votes (across restarts) and those of this incarnation. A vote lost in a
+      // crash before it was durable was never sent (the host answers once the vote is durable): the
+      // restarted node may cast another in that term.
+      const prev = this.votes.get(`${id}/${hs.term}`);
       if (prev !== undefined && prev !== hs.vote) {
-        this.fail('one vote per term', `${id} voted for ${prev} and then ${hs.vote} in term ${hs.term}`);
+        this.fail('one vote per term', `${id} voted for ${prev} (durably) and then ${hs.vote} in term ${hs.term}`);
       }
-      this.votes.set(k, hs.vote);
+      let cast = this.castVotes.get(id);
+      if (cast === undefined) {
+        cast = new Map();
+        this.castVotes.set(id, cast);
+      }
+      const before = cast.get(hs.term);
+      if (before !== undefined && before !== hs.vote) {
+        this.fail('one vote per term', `${id} voted for ${before} and then ${hs.vote} in term ${hs.term}`);
+      }
+      cast.set(hs.term, hs.vote);
     }
     const v = this.view(id);
     if (hs.commit < v.commit) this.fail('commit monotonic', `${id} commit went from ${v.commit} back to ${hs.commit}`);
@@ -111,6 +133,14 @@ export class RaftInvariants {
 
   /** The node's hard state reached disk. */
   onDurable(id: NodeId, hs: HardState): void {
+    if (hs.vote !== '') {
+      const k = `${id}/${hs.term}`;
+      const prev = this.votes.get(k);
+      if (prev !== undefined && prev !== hs.vote) {
+        this.fail('one vote per term', `${id} durably voted for ${prev} and then ${hs.vote} in term ${hs.term}`);
+      }
+      this.votes.set(k, hs.vote);
+    }
     const v = this.view(id);
     if (hs.commit < v.durableCommit) {
       this.fail('commit monotonic', `${id} durable commit went from ${v.durableCommit} back to ${hs.commit}`);
@@ -123,6 +153,8 @@ export class RaftInvariants {
    * its log ending at `lastIndex` (entries it appended but never made durable are gone).
    */
   onRestart(id: NodeId, hs: HardState, snapIndex: LogIndex, lastIndex?: LogIndex): void {
+    this.castVotes.delete(id);
+    if (hs.vote !== '') this.votes.set(`${id}/${hs.term}`, hs.vote);
     const v = this.view(id);
     if (hs.commit < v.durableCommit) {
       this.fail('durability', `${id} restarted with commit ${hs.commit} below its durable ${v.durableCommit}`);

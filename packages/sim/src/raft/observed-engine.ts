@@ -1,11 +1,11 @@
-import { type Message, type NodeId, type RaftLogReader, StorageError } from '@cohort/core';
+import { type GroupId, type Message, type NodeId, type RaftLogReader, StorageError } from '@cohort/core';
 import { type EngineFactory, type RaftOptions, RawNode, type Ready, rawNodeEngine } from '@cohort/raft';
 
 /** What a node's engine did in one Ready, reported before the host persists and applies it. */
 export interface ReadyObserver {
   /** The engine was created (at start or restart); the simulator drives membership changes through it. */
-  onEngine(rn: RawNode): void;
-  onReady(rd: Ready): void;
+  onEngine(rn: RawNode, group: GroupId): void;
+  onReady(rd: Ready, group: GroupId): void;
 }
 
 /**
@@ -29,11 +29,11 @@ export function observedEngineFactory(
   observer: ReadyObserver,
   mutations: EngineMutations = {},
 ): EngineFactory {
-  return (options: RaftOptions, storage: RaftLogReader, bootstrapPeers?: NodeId[]) => {
+  return (options: RaftOptions, storage: RaftLogReader, bootstrapPeers?: NodeId[], group = '') => {
     // The host's own options (id, ticks, random, applied) win over the seed's.
     const opts: RaftOptions = { ...raft, ...options };
     const rn = bootstrapPeers ? RawNode.bootstrap(opts, storage, bootstrapPeers) : new RawNode(opts, storage);
-    observer.onEngine(rn);
+    observer.onEngine(rn, group);
     const engine = rawNodeEngine(rn);
     return {
       ...engine,
@@ -46,7 +46,7 @@ export function observedEngineFactory(
       },
       ready(): Ready {
         const rd = rn.ready();
-        observer.onReady(rd);
+        observer.onReady(rd, group);
         return rd;
       },
     };

@@ -25,6 +25,12 @@ export interface RunOptions {
   faults?: boolean;
   /** How reads are served: 'mixed' (a quarter of the seeds by lease), or every seed 'safe' (ReadIndex) or 'lease'. @default 'mixed' */
   reads?: 'mixed' | 'safe' | 'lease';
+  /** Extra Raft groups per node, written by a background load (ClusterConfig.groups). @default 0 */
+  groups?: number;
+  /** Hosts quiesce idle groups, with liveness reports from the failure state (ClusterConfig.quiesce). @default false */
+  quiesce?: boolean;
+  /** Clients pause this long between operations, uniform in [min, max] simulated ms. @default [20, 400] */
+  clientThinkMs?: [number, number];
   /** Overrides of the seed's randomly chosen cluster shape (engine options field by field). */
   cluster?: Partial<Omit<ClusterConfig, 'raft'>> & { raft?: Partial<ClusterConfig['raft']> };
 }
@@ -57,6 +63,9 @@ export function replayCommandFor(seed: number, options: RunOptions): string {
   if (options.diskFaultShare !== undefined && options.diskFaultShare !== 0.25) {
     cmd += ` --disk-fault-share ${options.diskFaultShare}`;
   }
+  if (options.groups) cmd += ` --groups ${options.groups}`;
+  if (options.quiesce) cmd += ' --quiesce';
+  if (options.clientThinkMs) cmd += ` --client-think-ms ${options.clientThinkMs.join(',')}`;
   return cmd;
 }
 
@@ -109,8 +118,11 @@ export async function runSeed(seed: number, options: RunOptions = {}): Promise<S
   const randoms = RaftCluster.randoms(root);
   const faultRandom = root.fork();
   const clientRandom = root.fork();
+  const loadRandom = root.fork();
   const seeded = seedConfig(configRandom);
   const config: ClusterConfig = { ...seeded, ...options.cluster, raft: { ...seeded.raft, ...options.cluster?.raft } };
+  if (options.groups !== undefined) config.groups = options.groups;
+  if (options.quiesce !== undefined) config.quiesce = options.quiesce;
   if (options.reads === 'lease') {
     config.raft = { ...config.raft, readOnlyOption: 'leaseBased', checkQuorum: true };
     config.tickSkew = 0;
@@ -123,13 +135,15 @@ export async function runSeed(seed: number, options: RunOptions = {}): Promise<S
   const settleMs = options.settleMs ?? 6_000;
   const scenario = new Scenario(cluster, faultRandom, options.actionEveryMs ?? 1_500, options.diskFaultShare);
   if (options.faults !== false) scenario.start();
+  cluster.startLiveness();
+  cluster.startGroupLoad(loadRandom, 1_000);
   const history: KvOperation[] = [];
   const clients: SimClient[] = [];
   for (let i = 0; i < (options.clients ?? 3); i++) {
     const c = new SimClient(i + 1, cluster, clientRandom.fork(), history, {
       registerKeys: ['a', 'b'],
       counterKeys: ['n'],
-      thinkMs: [20, 400],
+      thinkMs: options.clientThinkMs ?? [20, 400],
       attemptTimeoutMs: 1_500,
       maxAttempts: 4,
     });

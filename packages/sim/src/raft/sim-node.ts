@@ -3,6 +3,7 @@ import {
   type ConfState,
   CorruptStateError,
   type Entry,
+  type GroupId,
   type LogIndex,
   type NodeId,
   ProposalDroppedError,
@@ -35,6 +36,11 @@ export const CLIENT_PROTOCOL = '/cohort/sim-client/1';
 /** The partition of the node's store holding the group's KV rows. */
 const KV_PARTITION = 'kv';
 
+/** The partition of the node's store holding an extra group's KV rows. */
+export function extraPartition(group: GroupId): string {
+  return `kv-${group}`;
+}
+
 /** Local milliseconds the host, the KV service and the transport give a request. */
 const REQUEST_TIMEOUT_MS = 1_000;
 
@@ -44,6 +50,14 @@ export interface NodeEnv {
   network: SimNetwork<SimFrame>;
   ids: RequestIds;
   invariants: RaftInvariants;
+  /** Groups each node hosts besides GROUP (no clients; the cluster's group load writes to them). */
+  extraGroups: GroupId[];
+  /** The invariant checker of an extra group. */
+  invariantsOf(group: GroupId): RaftInvariants;
+  /** Hosts quiesce idle groups (the cluster feeds them liveness reports). */
+  quiesce: boolean;
+  /** Hosts coalesce heartbeats. */
+  coalesceHeartbeats: boolean;
   coverage: Coverage;
   trace: TraceHash;
   /** Engine options every node gets (id, random and applied are the host's). */
@@ -62,6 +76,8 @@ export interface NodeEnv {
   hostFaults: HostFaults;
   /** Reports that `id` became leader of `term`. */
   onLeader(id: NodeId, term: Term): void;
+  /** Reports that `id` became leader of `term` in an extra group. */
+  onExtraLeader(group: GroupId, id: NodeId, term: Term): void;
   /** Reports that `id`'s host stopped on an error it could not handle. */
   onFatal(id: NodeId, err: Error): void;
 }
@@ -73,6 +89,10 @@ interface Process {
   disk: SimDisk;
   host: RaftHost;
   rn: RawNode | undefined;
+  /** Role and term of each extra group, as its Readies report them. */
+  extra: Map<GroupId, { role: StateRole; term: Term }>;
+  /** What the liveness source last told this process's host, per peer (true: down). */
+  reported: Map<NodeId, boolean>;
 }
 
 /**
@@ -196,6 +216,14 @@ export class SimRaftNode {
     this.applied = at.index;
     this.term = hs.term;
     this.env.invariants.onRestart(this.id, hs, at.index, reader.lastIndex());
+    for (const g of this.env.extraGroups) {
+      const r = this.store.group(g);
+      const m = this.store.kv(extraPartition(g)).applied();
+      const s = r.snapshot().meta;
+      this.env
+        .invariantsOf(g)
+        .onRestart(this.id, r.initialState().hardState, Math.max(m.index, s.index), r.lastIndex());
+    }
     try {
       this.launch([]);
     } catch (err) {
@@ -236,13 +264,21 @@ export class SimRaftNode {
     });
     const [lo, hi] = env.diskLatencyMs;
     const disk = new SimDisk(this.store, env.scheduler, () => lo + this.diskRandom.next() * (hi - lo), {
-      onDurable: (_group, hs) => env.invariants.onDurable(this.id, hs),
-      onCompacted: (_group, compactTo) => env.invariants.onCompact(this.id, compactTo),
+      onDurable: (group, hs) => this.invariantsOf(group).onDurable(this.id, hs),
+      onCompacted: (group, compactTo) => this.invariantsOf(group).onCompact(this.id, compactTo),
       onCorruption: (err) => {
         this.corruption ??= err;
       },
     });
-    const proc: Process = { clock, transport, disk, host: undefined as unknown as RaftHost, rn: undefined };
+    const proc: Process = {
+      clock,
+      transport,
+      disk,
+      host: undefined as unknown as RaftHost,
+      rn: undefined,
+      extra: new Map(),
+      reported: new Map(),
+    };
     this.proc = proc;
     const host = new RaftHost({
       id: this.id,
@@ -253,10 +289,10 @@ export class SimRaftNode {
       createEngine: observedEngineFactory(
         env.raft,
         {
-          onEngine: (rn) => {
-            proc.rn = rn;
+          onEngine: (rn, group) => {
+            if (group === GROUP) proc.rn = rn;
           },
-          onReady: (rd) => this.onReady(rd),
+          onReady: (rd, group) => (group === GROUP ? this.onReady(rd) : this.onExtraReady(proc, group, rd)),
         },
         env.mutations,
       ),
@@ -270,9 +306,16 @@ export class SimRaftNode {
       ...(env.raft.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: env.raft.snapshotChunkBytes }),
       snapshotRetryMs: 50,
       faults: env.hostFaults,
+      quiesce: env.quiesce,
+      quiesceAfterTicks: 3,
+      coalesceHeartbeats: env.coalesceHeartbeats,
     });
     proc.host = host;
     host.onFatal = (err) => this.onHostFatal(err);
+    host.onQuiescence = (_group, quiescent) => {
+      if (quiescent) env.coverage.groupQuiesced++;
+      else env.coverage.groupWoke++;
+    };
     // The KV rows live in the node's store, beside the log: a crash loses the rows not yet synced too.
     const machine = new KvStateMachine(this.store, KV_PARTITION);
     host.addGroup(
@@ -284,6 +327,21 @@ export class SimRaftNode {
       ),
       voters,
     );
+    for (const g of env.extraGroups) {
+      const inv = env.invariantsOf(g);
+      host.addGroup(
+        g,
+        new ObservedMachine(
+          new KvStateMachine(this.store, extraPartition(g)),
+          (e) => {
+            inv.onApply(this.id, e);
+            env.trace.mix3(3, e.index, e.term);
+          },
+          (meta) => inv.onStateRestored(this.id, meta.index),
+        ),
+        voters,
+      );
+    }
     host.start();
     const service = new KvService({
       group: host.replicated(GROUP),
@@ -325,6 +383,49 @@ export class SimRaftNode {
       this.role = rd.softState.role;
       if (this.role === 'leader' && !wasLeader) this.env.onLeader(this.id, this.term);
     }
+  }
+
+  private invariantsOf(group: GroupId): RaftInvariants {
+    return group === GROUP ? this.env.invariants : this.env.invariantsOf(group);
+  }
+
+  /** An extra group's Ready: its invariants see it as GROUP's see its own. */
+  private onExtraReady(proc: Process, group: GroupId, rd: Ready): void {
+    const inv = this.env.invariantsOf(group);
+    if (rd.snapshot) inv.onSnapshot(this.id, rd.snapshot.meta.index, rd.snapshot.meta.term);
+    if (rd.entries.length > 0) inv.onAppend(this.id, rd.entries);
+    let st = proc.extra.get(group);
+    if (st === undefined) {
+      st = { role: 'follower', term: 0 };
+      proc.extra.set(group, st);
+    }
+    if (rd.hardState) {
+      st.term = rd.hardState.term;
+      inv.onHardState(this.id, rd.hardState);
+    }
+    if (rd.softState) {
+      const was = st.role;
+      st.role = rd.softState.role;
+      if (st.role === 'leader' && was !== 'leader') this.env.onExtraLeader(group, this.id, st.term);
+    }
+  }
+
+  /**
+   * The liveness source's view of `peer` from this node (down: crashed, retired or cut off either
+   * way), told to the host when it changed: what SWIM's detector would say, after its delay.
+   */
+  reportLiveness(peer: NodeId, down: boolean): boolean {
+    const p = this.proc;
+    if (!p || peer === this.id || (p.reported.get(peer) ?? false) === down) return false;
+    p.reported.set(peer, down);
+    if (down) p.host.peerDown(peer);
+    else p.host.peerUp(peer);
+    return true;
+  }
+
+  /** What this process's host was last told of `peer` (true: down). */
+  reportedDown(peer: NodeId): boolean {
+    return this.proc?.reported.get(peer) ?? false;
   }
 
   /** An entry the state machine is about to apply: a command, a leader's no-op or a membership change. */

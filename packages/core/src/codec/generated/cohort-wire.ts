@@ -113,7 +113,8 @@ export enum PayloadKind {
   FORWARD_REQUEST = 'FORWARD_REQUEST',
   FORWARD_RESPONSE = 'FORWARD_RESPONSE',
   SNAPSHOT_CHUNK = 'SNAPSHOT_CHUNK',
-  SNAPSHOT_ACK = 'SNAPSHOT_ACK'
+  SNAPSHOT_ACK = 'SNAPSHOT_ACK',
+  RAFT_HEARTBEATS = 'RAFT_HEARTBEATS'
 }
 
 enum __PayloadKindValues {
@@ -124,7 +125,8 @@ enum __PayloadKindValues {
   FORWARD_REQUEST = 4,
   FORWARD_RESPONSE = 5,
   SNAPSHOT_CHUNK = 6,
-  SNAPSHOT_ACK = 7
+  SNAPSHOT_ACK = 7,
+  RAFT_HEARTBEATS = 8
 }
 
 export namespace PayloadKind {
@@ -929,6 +931,323 @@ export namespace RaftBatch {
 
   export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RaftBatch>): RaftBatch => {
     return decodeMessage(buf, RaftBatch.codec(), opts)
+  }
+}
+
+export interface Heartbeat {
+  group: string
+  term: number
+  commit: number
+  tick: number
+  context: Uint8Array
+  quiesce: boolean
+}
+
+export namespace Heartbeat {
+  let _codec: Codec<Heartbeat>
+
+  export const codec = (): Codec<Heartbeat> => {
+    if (_codec == null) {
+      _codec = message<Heartbeat>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.group != null && obj.group !== '')) {
+          w.uint32(10)
+          w.string(obj.group)
+        }
+
+        if ((obj.term != null && obj.term !== 0)) {
+          w.uint32(16)
+          w.uint64Number(obj.term)
+        }
+
+        if ((obj.commit != null && obj.commit !== 0)) {
+          w.uint32(24)
+          w.uint64Number(obj.commit)
+        }
+
+        if ((obj.tick != null && obj.tick !== 0)) {
+          w.uint32(32)
+          w.uint64Number(obj.tick)
+        }
+
+        if ((obj.context != null && obj.context.byteLength > 0)) {
+          w.uint32(42)
+          w.bytes(obj.context)
+        }
+
+        if ((obj.quiesce != null && obj.quiesce !== false)) {
+          w.uint32(48)
+          w.bool(obj.quiesce)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          group: '',
+          term: 0,
+          commit: 0,
+          tick: 0,
+          context: uint8ArrayAlloc(0),
+          quiesce: false
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.group = reader.string()
+              break
+            }
+            case 2: {
+              obj.term = reader.uint64Number()
+              break
+            }
+            case 3: {
+              obj.commit = reader.uint64Number()
+              break
+            }
+            case 4: {
+              obj.tick = reader.uint64Number()
+              break
+            }
+            case 5: {
+              obj.context = reader.bytes()
+              break
+            }
+            case 6: {
+              obj.quiesce = reader.bool()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<Heartbeat>): Uint8Array => {
+    return encodeMessage(obj, Heartbeat.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Heartbeat => {
+    return decodeMessage(buf, Heartbeat.codec(), opts)
+  }
+}
+
+export interface HeartbeatResponse {
+  group: string
+  term: number
+  tick: number
+  reject: boolean
+  rejectHint: number
+  context: Uint8Array
+}
+
+export namespace HeartbeatResponse {
+  let _codec: Codec<HeartbeatResponse>
+
+  export const codec = (): Codec<HeartbeatResponse> => {
+    if (_codec == null) {
+      _codec = message<HeartbeatResponse>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.group != null && obj.group !== '')) {
+          w.uint32(10)
+          w.string(obj.group)
+        }
+
+        if ((obj.term != null && obj.term !== 0)) {
+          w.uint32(16)
+          w.uint64Number(obj.term)
+        }
+
+        if ((obj.tick != null && obj.tick !== 0)) {
+          w.uint32(24)
+          w.uint64Number(obj.tick)
+        }
+
+        if ((obj.reject != null && obj.reject !== false)) {
+          w.uint32(32)
+          w.bool(obj.reject)
+        }
+
+        if ((obj.rejectHint != null && obj.rejectHint !== 0)) {
+          w.uint32(40)
+          w.uint64Number(obj.rejectHint)
+        }
+
+        if ((obj.context != null && obj.context.byteLength > 0)) {
+          w.uint32(50)
+          w.bytes(obj.context)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          group: '',
+          term: 0,
+          tick: 0,
+          reject: false,
+          rejectHint: 0,
+          context: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.group = reader.string()
+              break
+            }
+            case 2: {
+              obj.term = reader.uint64Number()
+              break
+            }
+            case 3: {
+              obj.tick = reader.uint64Number()
+              break
+            }
+            case 4: {
+              obj.reject = reader.bool()
+              break
+            }
+            case 5: {
+              obj.rejectHint = reader.uint64Number()
+              break
+            }
+            case 6: {
+              obj.context = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<HeartbeatResponse>): Uint8Array => {
+    return encodeMessage(obj, HeartbeatResponse.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<HeartbeatResponse>): HeartbeatResponse => {
+    return decodeMessage(buf, HeartbeatResponse.codec(), opts)
+  }
+}
+
+export interface RaftHeartbeats {
+  heartbeats: Heartbeat[]
+  responses: HeartbeatResponse[]
+}
+
+export namespace RaftHeartbeats {
+  let _codec: Codec<RaftHeartbeats>
+
+  export const codec = (): Codec<RaftHeartbeats> => {
+    if (_codec == null) {
+      _codec = message<RaftHeartbeats>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.heartbeats != null) {
+          for (const value of obj.heartbeats) {
+            w.uint32(10)
+            Heartbeat.codec().encode(value, w)
+          }
+        }
+
+        if (obj.responses != null) {
+          for (const value of obj.responses) {
+            w.uint32(18)
+            HeartbeatResponse.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          heartbeats: [],
+          responses: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.heartbeats != null && obj.heartbeats.length === opts.limits.heartbeats) {
+                throw new MaxLengthError('Decode error - map field "heartbeats" had too many elements')
+              }
+
+              obj.heartbeats.push(Heartbeat.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.heartbeats$
+              }))
+              break
+            }
+            case 2: {
+              if (opts.limits?.responses != null && obj.responses.length === opts.limits.responses) {
+                throw new MaxLengthError('Decode error - map field "responses" had too many elements')
+              }
+
+              obj.responses.push(HeartbeatResponse.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.responses$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<RaftHeartbeats>): Uint8Array => {
+    return encodeMessage(obj, RaftHeartbeats.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RaftHeartbeats>): RaftHeartbeats => {
+    return decodeMessage(buf, RaftHeartbeats.codec(), opts)
   }
 }
 
