@@ -1,6 +1,6 @@
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
-import { type Planned, type Session, errorOf, planCommand } from './commands.js';
+import { type Planned, type Session, errorOf, needsBarrier, planCommand } from './commands.js';
 import type { Reply } from './reply.js';
 
 /** How much one connection may have queued and in flight. */
@@ -119,7 +119,13 @@ export class Pipeline {
       const planned: Planned[] = [];
       const requests: KvClientRequest[] = [];
       let bytes = 0;
-      for (const q of batch) {
+      for (const [i, q] of batch.entries()) {
+        if (i > 0 && needsBarrier(q.args, this.opts.session)) {
+          // EXEC needs the revisions its WATCH is reading: it starts the next batch.
+          this.queue.unshift(...batch.slice(i));
+          batch.length = i;
+          break;
+        }
         const p = planCommand(q.args, this.opts.api, this.opts.session);
         planned.push(p);
         bytes += q.bytes;

@@ -6,6 +6,7 @@ import type { Session } from './commands.js';
 import { type RespLimits, RespParser } from './parser.js';
 import { Pipeline, type PipelineLimits } from './pipeline.js';
 import { encodeReply, errorReply } from './reply.js';
+import { ScanCursors } from './scan-cursors.js';
 
 /** Options of {@link RespServer}. */
 export interface RespServerOptions {
@@ -27,6 +28,7 @@ export class RespServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private connections = 0;
+  private readonly cursors = new ScanCursors();
 
   constructor(private readonly options: RespServerOptions) {
     this.server = createServer((socket) => this.accept(socket));
@@ -71,6 +73,10 @@ export class RespServer {
       closing: false,
       // A random 128-bit id: a connection's writes are one session, apart from every other connection's.
       writes: { clientId: randomBytes(16).toString('hex'), seq: 0, lowWater: 0 },
+      cursors: this.cursors,
+      multi: undefined,
+      watched: [],
+      watching: 0,
     };
     let broken = false;
     const pipeline = new Pipeline({
