@@ -1,6 +1,6 @@
 import type { KvClientWrite, KvResponse } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
-import { ADMIN_COMMANDS } from './admin-commands.js';
+import { ADMIN_COMMANDS, describeCommands } from './admin-commands.js';
 import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
 import { type Handler, type Planned, type Queued, type Session, toReply } from './plan.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
@@ -128,6 +128,11 @@ export function commandSpec(name: string): CommandSpec | undefined {
   return Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
 }
 
+describeCommands(
+  (name) => commandSpec(name)?.arity,
+  () => COMMAND_NAMES,
+);
+
 /** Whether `args` must wait for the replies before it: an EXEC while a WATCH's revisions are being read. */
 export function needsBarrier(args: Buffer[], session: Session): boolean {
   return session.watching > 0 && args[0]!.toString('latin1').toLowerCase() === 'exec';
@@ -148,6 +153,7 @@ function refuse(session: Session, reply: Reply): Planned {
 export function planCommand(args: Buffer[], api: KvApi, session: Session): Planned {
   const name = args[0]!.toString().toLowerCase();
   const spec = commandSpec(name);
+  session.lastCommand = spec === undefined ? session.lastCommand : name;
   if (spec === undefined) {
     const rest = args
       .slice(1, 21)

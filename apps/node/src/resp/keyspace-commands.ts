@@ -99,7 +99,7 @@ const scan: Handler = (args, _api, session) => {
   }
   let after: Uint8Array = new Uint8Array();
   if (cursor !== 0n) {
-    const resume = session.cursors.resume(cursor);
+    const resume = session.server.cursors.resume(cursor);
     if (resume === undefined) return errorReply('ERR invalid cursor');
     after = resume;
   }
@@ -112,7 +112,7 @@ const scan: Handler = (args, _api, session) => {
     (res) => {
       if (res.type !== 'array') return toReply(res);
       const [next, ...keys] = res.values;
-      const id = next === null || next === undefined ? 0n : session.cursors.issue(next);
+      const id = next === null || next === undefined ? 0n : session.server.cursors.issue(next);
       return {
         t: 'array',
         items: [

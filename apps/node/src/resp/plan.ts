@@ -1,7 +1,7 @@
 import type { ClientSession, KvClientRequest, KvClientWrite, KvReadOp, KvResponse, KvResult } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
-import { NIL, OK, type Reply, errorReply } from './reply.js';
-import type { ScanCursors } from './scan-cursors.js';
+import type { ServerState } from './clients.js';
+import { NIL, OK, type Protocol, type Reply, errorReply } from './reply.js';
 
 /** A command queued between MULTI and EXEC: its reply as it stands (PING, a syntax error), or its KV write or read and how its answer becomes its reply. */
 export type Queued = { reply: Reply } | { write: KvClientWrite; answer: (res: KvResponse) => Reply };
@@ -17,8 +17,14 @@ export interface Session {
    * before it) came back, which whoever runs the requests raises.
    */
   writes: ClientSession;
-  /** The node's SCAN cursors, shared by its connections. */
-  cursors: ScanCursors;
+  /** The connection's client id (CLIENT ID, HELLO). */
+  id: number;
+  /** The protocol replies are written in: 2 until HELLO 3. */
+  proto: Protocol;
+  /** The last command run, for CLIENT LIST ('' before any). */
+  lastCommand: string;
+  /** What the server's connections share: SCAN cursors, the client list, the config. */
+  server: ServerState;
   /** Between MULTI and EXEC: the queued commands, and whether one was refused (EXEC then aborts). */
   multi: { queued: Queued[]; failed: boolean } | undefined;
   /** WATCHed keys and the revision each had when watched (0: absent), in WATCH order. */
@@ -91,4 +97,20 @@ export function read(
   args?: Uint8Array[],
 ): Planned {
   return { request: args === undefined ? { kind: 'read', op, keys } : { kind: 'read', op, keys, args }, answer };
+}
+
+/** A new connection's session on `server`, with `clientId` as its exactly-once session id. */
+export function newSession(server: ServerState, clientId: string): Session {
+  return {
+    id: server.clients.nextId(),
+    name: '',
+    closing: false,
+    writes: { clientId, seq: 0, lowWater: 0 },
+    proto: 2,
+    lastCommand: '',
+    server,
+    multi: undefined,
+    watched: [],
+    watching: 0,
+  };
 }
