@@ -125,8 +125,11 @@ export function readResult(
       return { type: 'int', value: BigInt(ttl(kv, one, now)) };
     case 'pexpiretime':
       return { type: 'int', value: BigInt(expireTime(kv, one, now)) };
-    case 'keys':
-      return { type: 'list', items: keys(kv, args[0], now).map((value) => ({ type: 'bulk', value })) };
+    case 'keys': {
+      // Redis: `*` is every key, the empty one included (which the glob `*` does not match).
+      const pattern = args[0] !== undefined && !(args[0].length === 1 && args[0][0] === 0x2a) ? args[0] : undefined;
+      return { type: 'list', items: keys(kv, pattern, now).map((value) => ({ type: 'bulk', value })) };
+    }
     case 'scan': {
       const [after, pattern, count, type] = args;
       // SCAN TYPE: every key is a string.

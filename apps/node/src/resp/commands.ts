@@ -1,6 +1,7 @@
-import type { KvClientWrite, KvResponse } from '@cohort/kv';
+import { CROSSSLOT_MESSAGE, type KvClientWrite, type KvResponse, routeKeys } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { ADMIN_COMMANDS, describeCommands } from './admin-commands.js';
+import { COMMAND_DOCS } from './command-docs.js';
 import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
 import { type Handler, type Planned, type Queued, type Session, toReply } from './plan.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
@@ -138,6 +139,17 @@ export function needsBarrier(args: Buffer[], session: Session): boolean {
   return session.watching > 0 && args[0]!.toString('latin1').toLowerCase() === 'exec';
 }
 
+/** The keys of `args` by the command's key positions (COMMAND INFO's first, last, step). */
+function commandKeys(name: string, args: Buffer[]): Buffer[] {
+  const doc = COMMAND_DOCS[name];
+  if (doc === undefined || doc.keys[0] === 0) return [];
+  const [first, lastSpec, step] = doc.keys;
+  const last = lastSpec < 0 ? args.length + lastSpec : Math.min(lastSpec, args.length - 1);
+  const keys: Buffer[] = [];
+  for (let i = first; i <= last; i += step) keys.push(args[i]!);
+  return keys;
+}
+
 function refuse(session: Session, reply: Reply): Planned {
   // Redis: an error found while queueing aborts the transaction at EXEC.
   if (session.multi) session.multi.failed = true;
@@ -174,6 +186,19 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     }
     return refuse(session, errorReply(`ERR ${message}`));
   }
+  // Multi-key commands and transactions run on one group: their keys must route together.
+  const keys = commandKeys(name, args);
+  const txKeys = session.multi && !spec.control ? (session.multi.keys ?? []) : [];
+  const route = routeKeys(
+    name === 'exec' ? [...(session.multi?.keys ?? []), ...session.watched.map((w) => w.key)] : [...txKeys, ...keys],
+  );
+  if ('crossSlot' in route) {
+    if (name !== 'exec') return refuse(session, errorReply(CROSSSLOT_MESSAGE));
+    session.multi = undefined;
+    session.watched = [];
+    return { reply: errorReply(`EXECABORT Transaction discarded because of: ${CROSSSLOT_MESSAGE}`) };
+  }
+  if (session.multi && !spec.control) session.multi.keys = [...txKeys, ...keys];
   let planned: Planned;
   try {
     const p = spec.run(args, api, session);

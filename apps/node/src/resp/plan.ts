@@ -26,7 +26,7 @@ export interface Session {
   /** What the server's connections share: SCAN cursors, the client list, the config. */
   server: ServerState;
   /** Between MULTI and EXEC: the queued commands, and whether one was refused (EXEC then aborts). */
-  multi: { queued: Queued[]; failed: boolean } | undefined;
+  multi: { queued: Queued[]; failed: boolean; keys?: Buffer[] } | undefined;
   /** WATCHed keys and the revision each had when watched (0: absent), in WATCH order. */
   watched: { key: Uint8Array; revision: number }[];
   /** WATCHes whose revisions are still being read: an EXEC waits for them in a batch of its own. */

@@ -441,6 +441,7 @@ export const SEQUENCES: Sequence[] = [
       c('MSET', '@a1', '1', '@a2', '2', '@b1', '3', '@x', '4', '@h?llo', '5', '@hallo', '6', '@hbllo', '7'),
       c('MSET', '@[x]', '8', '@*', '9', '@k/slash', '10'),
       c('SET', BINARY, 'bin'),
+      c('SET', '', 'the empty key'),
       c('DBSIZE'),
       { cmd: ['KEYS', '*'], norm: { sorted: true } },
       { cmd: ['KEYS', '{keyspace}a*'], norm: { sorted: true } },
