@@ -131,12 +131,14 @@ export function readResult(
       return { type: 'list', items: keys(kv, pattern, now).map((value) => ({ type: 'bulk', value })) };
     }
     case 'scan': {
-      const [after, pattern, count, type] = args;
+      const [from, pattern, count, type] = args;
+      // The first argument is empty to start, or a 1 byte and the key to resume after (the empty key included).
+      const after = from !== undefined && from.length > 0 ? from.subarray(1) : undefined;
       // SCAN TYPE: every key is a string.
       const typeName = type === undefined || type.length === 0 ? 'string' : Buffer.from(type).toString().toLowerCase();
       const page = scan(
         kv,
-        after === undefined || after.length === 0 ? undefined : after,
+        after,
         pattern === undefined || pattern.length === 0 ? undefined : pattern,
         Math.max(1, Number(count === undefined ? 10 : Buffer.from(count).toString()) || 10),
         now,

@@ -9,7 +9,8 @@ import type { KvResult } from './result.js';
  * modify revision, 0 when absent) an array; `exists`, `pttl`, `pexpiretime`
  * (-2 absent, -1 no expiry) and `dbsize` an integer; `randomkey` a bulk or nil; `scan` an array whose first
  * value is the key to resume after (nil when done) and the rest the keys
- * (args: resume-after key, pattern, count, type).
+ * (args: empty to start or a 1 byte and the key to resume after, pattern,
+ * count, type).
  */
 export type KvReadOp =
   | 'get'

@@ -101,7 +101,7 @@ const scan: Handler = (args, _api, session) => {
   if (cursor !== 0n) {
     const resume = session.server.cursors.resume(cursor);
     if (resume === undefined) return errorReply('ERR invalid cursor');
-    after = resume;
+    after = Buffer.concat([Buffer.from([1]), resume]);
   }
   // A pattern of `*` matches everything (Redis skips matching then too).
   const match = pattern === undefined || (pattern.length === 1 && pattern[0] === 0x2a) ? new Uint8Array() : pattern;
