@@ -82,16 +82,37 @@ describe('RESP3 (HELLO 3) with node-redis', () => {
     }
   });
 
+  it('serves WATCH, MULTI and EXEC pipelined in one write: EXEC waits for the revisions its WATCH reads', async () => {
+    const raw = await RawClient.connect(port);
+    const fresh = await RawClient.connect(port);
+    try {
+      const served = await raw.pipeline([['SET', 'pw', '1'], ['WATCH', 'pw'], ['MULTI'], ['INCR', 'pw'], ['EXEC']]);
+      expect(served.map(String)).toEqual(['+OK\r\n', '+OK\r\n', '+OK\r\n', '+QUEUED\r\n', '*1\r\n:2\r\n']);
+      const aborted = await fresh.pipeline([
+        ['WATCH', 'pw'],
+        ['SET', 'pw', '9'],
+        ['MULTI'],
+        ['INCR', 'pw'],
+        ['EXEC'],
+        ['GET', 'pw'],
+      ]);
+      expect(aborted.map(String)).toEqual(['+OK\r\n', '+OK\r\n', '+OK\r\n', '+QUEUED\r\n', '*-1\r\n', '$1\r\n9\r\n']);
+    } finally {
+      raw.close();
+      fresh.close();
+    }
+  });
+
   it('writes each reply in the protocol in force when its command ran, in one pipelined write', async () => {
     const raw = await RawClient.connect(port);
     try {
-      const [before, hello, after, back, last] = await Promise.all([
-        raw.call(['GET', 'missing']),
-        raw.call(['HELLO', '3']),
-        raw.call(['GET', 'missing']),
-        raw.call(['HELLO', '2']),
-        raw.call(['GET', 'missing']),
-      ]);
+      const [before, hello, after, back, last] = (await raw.pipeline([
+        ['GET', 'missing'],
+        ['HELLO', '3'],
+        ['GET', 'missing'],
+        ['HELLO', '2'],
+        ['GET', 'missing'],
+      ])) as [Buffer, Buffer, Buffer, Buffer, Buffer];
       expect(before.toString()).toBe('$-1\r\n');
       expect(hello.toString()).toMatch(/^%7\r\n/);
       expect(after.toString()).toBe('_\r\n');

@@ -338,7 +338,7 @@ export const ADMIN_COMMANDS: Record<string, Spec> = {
       return db === 0n ? OK : errorReply('ERR DB index is out of range');
     },
   },
-  hello: { arity: -1, control: true, run: hello },
+  hello: { arity: -1, run: hello },
   client: { arity: -2, run: container('client', CLIENT_SUBS) },
   config: { arity: -2, run: container('config', CONFIG_SUBS) },
   info: { arity: -1, run: info },

@@ -111,6 +111,22 @@ export class RawClient {
     });
   }
 
+  /** Sends `cmds` in one write (so the server reads them together) and resolves with their replies. */
+  pipeline(cmds: (string | Buffer)[][], ms = 10_000): Promise<Buffer[]> {
+    if (this.closed) return Promise.reject(new Error('connection closed'));
+    const replies = cmds.map(
+      () =>
+        new Promise<Buffer>((resolve, reject) => {
+          this.waiting.push({ resolve, reject });
+        }),
+    );
+    const timer = setTimeout(() => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`no reply to a pipeline in ${ms} ms`));
+    }, ms);
+    this.socket.write(Buffer.concat(cmds.map(encodeCommand)));
+    return Promise.all(replies).finally(() => clearTimeout(timer));
+  }
+
   close(): void {
     this.socket.destroy();
   }
