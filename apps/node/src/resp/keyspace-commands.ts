@@ -1,4 +1,4 @@
-import type { ExpireFlag } from '@cohort/kv';
+import type { Deadline, ExpireFlag } from '@cohort/kv';
 import { NOT_INTEGER, SYNTAX, invalidExpire, parseInteger, word } from './args.js';
 import { type Handler, onResult, read, toReply, write } from './plan.js';
 import { NIL, type Reply, errorReply } from './reply.js';
@@ -43,15 +43,11 @@ function expire(name: string, unit: 1n | 1000n, absolute: boolean): Handler {
     const ms = n * unit;
     // Redis refuses a deadline past the largest 64-bit integer; Cohort's bound is the largest exact JavaScript number.
     const base = absolute ? 0n : BigInt(Date.now());
-    if (ms + base > BigInt(Number.MAX_SAFE_INTEGER) || ms < -BigInt(Number.MAX_SAFE_INTEGER))
-      return invalidExpire(name);
-    return write(session, {
-      op: 'expire',
-      key: args[1]!,
-      deadline: { kind: absolute ? 'at' : 'in', ms: Number(ms) },
-      flag,
-      command: name,
-    });
+    if (ms + base > BigInt(Number.MAX_SAFE_INTEGER)) return invalidExpire(name);
+    // Any deadline before the epoch is in the past: it deletes the key, and compares below every real one.
+    const deadline: Deadline =
+      ms + base < 0n ? { kind: 'at', ms: -1 } : { kind: absolute ? 'at' : 'in', ms: Number(ms) };
+    return write(session, { op: 'expire', key: args[1]!, deadline, flag, command: name });
   };
 }
 
