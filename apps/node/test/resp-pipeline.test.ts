@@ -1,8 +1,10 @@
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
 import { describe, expect, it } from 'vitest';
 import type { KvApi, NodeStatus } from '../src/kv-api.js';
+import { newServerState } from '../src/resp/clients.js';
 import type { Session } from '../src/resp/commands.js';
 import { Pipeline, type PipelineLimits } from '../src/resp/pipeline.js';
+import { newSession } from '../src/resp/plan.js';
 import type { Reply } from '../src/resp/reply.js';
 
 const cmd = (line: string): Buffer[] => line.split(' ').map((w) => Buffer.from(w));
@@ -34,7 +36,7 @@ class HeldKv implements KvApi {
 
 function setup(limits: Partial<PipelineLimits> = {}) {
   const api = new HeldKv();
-  const session: Session = { name: '', closing: false, writes: { clientId: 'c', seq: 0, lowWater: 0 } };
+  const session: Session = newSession(newServerState(), 'c');
   const replies: Reply[][] = [];
   const pauses: boolean[] = [];
   let closed = false;

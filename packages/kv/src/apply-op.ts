@@ -1,12 +1,28 @@
 import type { PartitionKv } from '@cohort/storage';
 import type { KvRecord } from '@cohort/storage';
-import type { ExpireFlag, KvOp } from './command.js';
+import type { ExpireFlag, KvOp, WatchedKey } from './command.js';
+import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
+import { decimal, readResult } from './reads.js';
 import type { KvResult } from './result.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-const INTEGER = /^-?(0|[1-9][0-9]*)$/;
+/** Redis' `string2ll`: no sign on zero (`-0` is not an integer), no leading zeros or plus sign. */
+const INTEGER = /^(0|-?[1-9][0-9]*)$/;
 const NOT_INTEGER: KvResult = { type: 'error', message: 'ERR value is not an integer or out of range' };
+const NOT_FLOAT: KvResult = { type: 'error', message: 'ERR value is not a valid float' };
+const TOO_LONG: KvResult = { type: 'error', message: 'ERR string exceeds maximum allowed size (proto-max-bulk-len)' };
+const OK: KvResult = { type: 'ok' };
+const NIL: KvResult = { type: 'nil' };
+const ZERO: KvResult = { type: 'int', value: 0n };
+const ONE: KvResult = { type: 'int', value: 1n };
+
+/**
+ * The largest value APPEND and SETRANGE may make (Redis' `proto-max-bulk-len`
+ * is 512 MiB; Cohort's is the RESP front end's largest bulk string), so a
+ * value written can always be read back.
+ */
+export const MAX_VALUE_BYTES = 16 * 1024 * 1024;
 
 /** Whether `rec` is expired at log time `now`. */
 export function isExpired(rec: KvRecord, now: number): boolean {
@@ -23,6 +39,18 @@ function current(kv: PartitionKv, key: Uint8Array, now: number): KvRecord | unde
   if (!isExpired(rec, now)) return rec;
   kv.delete(key);
   return undefined;
+}
+
+/** Whether every watched key still has the revision it had when watched (0: absent). */
+function unchanged(kv: PartitionKv, watch: WatchedKey[], now: number): boolean {
+  return watch.every((w) => (current(kv, w.key, now)?.modifyRevision ?? 0) === w.revision);
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 function put(kv: PartitionKv, key: Uint8Array, value: Uint8Array, revision: number, expiresAt?: number): void {
@@ -42,6 +70,8 @@ function expireAllowed(flag: ExpireFlag, current: number | undefined, deadline: 
       return current !== undefined && deadline > current;
     case 'lt':
       return current === undefined || deadline < current;
+    case 'xxlt':
+      return current !== undefined && deadline < current;
     default: {
       const never: never = flag;
       throw new Error(`unknown expire flag ${String(never)}`);
@@ -58,7 +88,9 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
   switch (cmd.op) {
     case 'set': {
       const old = current(kv, cmd.key, now);
-      if ((cmd.condition === 'nx' && old) || (cmd.condition === 'xx' && !old)) return { type: 'nil' };
+      // Redis 7: with GET the answer is the old value whether or not NX/XX let the write happen.
+      const answer: KvResult = cmd.returnOld ? (old ? { type: 'bulk', value: old.value } : NIL) : OK;
+      if ((cmd.condition === 'nx' && old) || (cmd.condition === 'xx' && !old)) return cmd.returnOld ? answer : NIL;
       const expiresAt = cmd.keepTtl ? old?.expiresAt : cmd.expiresAt === 0 ? undefined : cmd.expiresAt;
       if (expiresAt !== undefined && expiresAt <= now) {
         // Redis: SET with a deadline already past stores nothing visible; keep the replicas' state minimal.
@@ -66,8 +98,7 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       } else {
         put(kv, cmd.key, cmd.value, index, expiresAt);
       }
-      if (cmd.returnOld) return old ? { type: 'bulk', value: old.value } : { type: 'nil' };
-      return { type: 'ok' };
+      return answer;
     }
     case 'del': {
       let n = 0n;
@@ -94,10 +125,91 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       return { type: 'int', value: next };
     }
     case 'mset':
+      if (cmd.nx && cmd.keys.some((key) => current(kv, key, now))) return ZERO;
       cmd.keys.forEach((key, i) => {
         put(kv, key, cmd.values[i] as Uint8Array, index);
       });
-      return { type: 'ok' };
+      return cmd.nx ? ONE : OK;
+    case 'append': {
+      const old = current(kv, cmd.key, now);
+      const value = old ? concat(old.value, cmd.value) : cmd.value;
+      if (value.length > MAX_VALUE_BYTES) return TOO_LONG;
+      put(kv, cmd.key, value, index, old?.expiresAt);
+      return { type: 'int', value: BigInt(value.length) };
+    }
+    case 'setrange': {
+      const old = current(kv, cmd.key, now);
+      // Redis: an empty value changes nothing (and creates no key), whatever the offset.
+      if (cmd.value.length === 0) return { type: 'int', value: BigInt(old?.value.length ?? 0) };
+      const end = cmd.offset + cmd.value.length;
+      if (end > MAX_VALUE_BYTES) return TOO_LONG;
+      const value = new Uint8Array(Math.max(end, old?.value.length ?? 0));
+      if (old) value.set(old.value);
+      value.set(cmd.value, cmd.offset);
+      put(kv, cmd.key, value, index, old?.expiresAt);
+      return { type: 'int', value: BigInt(value.length) };
+    }
+    case 'getdel': {
+      const old = current(kv, cmd.key, now);
+      if (!old) return NIL;
+      kv.delete(cmd.key);
+      return { type: 'bulk', value: old.value };
+    }
+    case 'getex': {
+      const old = current(kv, cmd.key, now);
+      if (!old) return NIL;
+      if (cmd.expiry === 'at' && cmd.deadline <= now) kv.delete(cmd.key);
+      else if (cmd.expiry === 'at') put(kv, cmd.key, old.value, index, cmd.deadline);
+      else if (cmd.expiry === 'persist' && old.expiresAt !== undefined) put(kv, cmd.key, old.value, index);
+      return { type: 'bulk', value: old.value };
+    }
+    case 'incrbyfloat': {
+      const old = current(kv, cmd.key, now);
+      const base = old ? parseLongDouble(Buffer.from(old.value).toString('latin1')) : parseLongDouble('0');
+      const incr = parseLongDouble(Buffer.from(cmd.increment).toString('latin1'));
+      if (base === undefined || incr === undefined) return NOT_FLOAT;
+      const sum = addLongDouble(base, incr);
+      if (sum === undefined) return { type: 'error', message: 'ERR increment would produce NaN or Infinity' };
+      const value = new TextEncoder().encode(formatLongDouble(sum));
+      put(kv, cmd.key, value, index, old?.expiresAt);
+      return { type: 'bulk', value };
+    }
+    case 'rename': {
+      const old = current(kv, cmd.key, now);
+      if (!old) return { type: 'error', message: 'ERR no such key' };
+      const same = Buffer.compare(cmd.key, cmd.dest) === 0;
+      if (cmd.nx) {
+        if (same || current(kv, cmd.dest, now)) return ZERO;
+      } else if (same) return OK;
+      // The destination is a new key: its create revision is this write, not the old destination's.
+      kv.delete(cmd.dest);
+      put(kv, cmd.dest, old.value, index, old.expiresAt);
+      kv.delete(cmd.key);
+      return cmd.nx ? ONE : OK;
+    }
+    case 'copy': {
+      if (Buffer.compare(cmd.key, cmd.dest) === 0) {
+        return { type: 'error', message: 'ERR source and destination objects are the same' };
+      }
+      const old = current(kv, cmd.key, now);
+      if (!old) return ZERO;
+      if (current(kv, cmd.dest, now) && !cmd.replace) return ZERO;
+      kv.delete(cmd.dest);
+      put(kv, cmd.dest, old.value, index, old.expiresAt);
+      return ONE;
+    }
+    case 'flush':
+      for (;;) {
+        const page = kv.scan({ limit: 1024 });
+        if (page.length === 0) return OK;
+        for (const rec of page) kv.delete(rec.key);
+      }
+    case 'read':
+      // RANDOMKEY starts from a point the entry fixes, so every replica answers alike.
+      return readResult(kv, cmd.read, cmd.keys, cmd.args, now, decimal(index));
+    case 'exec':
+      if (!unchanged(kv, cmd.watch, now)) return { type: 'list', items: null };
+      return { type: 'list', items: cmd.ops.map((op) => applyOp(kv, op, index, now)) };
     case 'expire': {
       const old = current(kv, cmd.key, now);
       if (!old || !expireAllowed(cmd.flag, old.expiresAt, cmd.deadline)) return { type: 'int', value: 0n };

@@ -1,4 +1,5 @@
-import type { ExpireFlag, KvCommand, KvOp, SetCondition } from './command.js';
+import type { ExpireFlag, KvCommand, KvOp, SetCondition, WatchedKey } from './command.js';
+import type { ExecRead } from './reads.js';
 import type { KvReadOp } from './request.js';
 
 /**
@@ -37,7 +38,20 @@ export type KvClientWrite =
     }
   | { op: 'del'; keys: Uint8Array[] }
   | { op: 'incr'; key: Uint8Array; delta: bigint }
-  | { op: 'mset'; keys: Uint8Array[]; values: Uint8Array[] }
+  | { op: 'mset'; keys: Uint8Array[]; values: Uint8Array[]; nx?: boolean }
+  | { op: 'append'; key: Uint8Array; value: Uint8Array }
+  | { op: 'setrange'; key: Uint8Array; offset: number; value: Uint8Array }
+  | { op: 'getdel'; key: Uint8Array }
+  /** GETEX: `keep` the expiry, `persist` (drop it), or a new deadline; `command` names it in errors. */
+  | { op: 'getex'; key: Uint8Array; expiry: Expiry | { kind: 'keep' } | { kind: 'persist' } }
+  | { op: 'incrbyfloat'; key: Uint8Array; increment: Uint8Array }
+  | { op: 'rename'; key: Uint8Array; dest: Uint8Array; nx: boolean }
+  | { op: 'copy'; key: Uint8Array; dest: Uint8Array; replace: boolean }
+  | { op: 'flush' }
+  /** MULTI/EXEC: the queued writes, applied in one log entry, unless a watched key changed since its revision was read. */
+  | { op: 'exec'; writes: KvClientWrite[]; watch: WatchedKey[] }
+  /** A read queued in an EXEC (only there). */
+  | { op: 'read'; read: ExecRead; keys: Uint8Array[]; args?: Uint8Array[] }
   /** EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT: `command` names it in errors. A deadline already past deletes the key. */
   | { op: 'expire'; key: Uint8Array; deadline: Deadline; flag: ExpireFlag; command: string }
   | { op: 'persist'; key: Uint8Array }
@@ -49,7 +63,7 @@ export type KvClientWrite =
 /** A request as the front ends hand it to {@link KvService.execute}. */
 export type KvClientRequest =
   | { kind: 'write'; write: KvClientWrite; session?: ClientSession }
-  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[] };
+  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; args?: Uint8Array[] };
 
 /** Why a client's write cannot become a command; the message is Redis' own. */
 export class InvalidExpireError extends Error {
@@ -82,7 +96,17 @@ export function deadline(expiry: Expiry, now: number, command: string): number {
 
 /** Whether `write` states its deadline relative to the time it is served. */
 export function isRelative(write: KvClientWrite): boolean {
-  return (write.op === 'set' && write.expiry.kind === 'in') || (write.op === 'expire' && write.deadline.kind === 'in');
+  switch (write.op) {
+    case 'set':
+    case 'getex':
+      return write.expiry.kind === 'in';
+    case 'expire':
+      return write.deadline.kind === 'in';
+    case 'exec':
+      return write.writes.some(isRelative);
+    default:
+      return false;
+  }
 }
 
 /**
@@ -115,7 +139,33 @@ function toOp(write: KvClientWrite, now: number): KvOp {
     case 'incr':
       return { op: 'incr', key: write.key, delta: write.delta, now };
     case 'mset':
-      return { op: 'mset', keys: write.keys, values: write.values, now };
+      return write.nx
+        ? { op: 'mset', keys: write.keys, values: write.values, nx: true, now }
+        : { op: 'mset', keys: write.keys, values: write.values, now };
+    case 'append':
+      return { op: 'append', key: write.key, value: write.value, now };
+    case 'setrange':
+      return { op: 'setrange', key: write.key, offset: write.offset, value: write.value, now };
+    case 'getdel':
+      return { op: 'getdel', key: write.key, now };
+    case 'getex': {
+      const e = write.expiry;
+      if (e.kind === 'keep' || e.kind === 'persist')
+        return { op: 'getex', key: write.key, expiry: e.kind, deadline: 0, now };
+      return { op: 'getex', key: write.key, expiry: 'at', deadline: deadline(e, now, 'getex'), now };
+    }
+    case 'incrbyfloat':
+      return { op: 'incrbyfloat', key: write.key, increment: write.increment, now };
+    case 'rename':
+      return { op: 'rename', key: write.key, dest: write.dest, nx: write.nx, now };
+    case 'copy':
+      return { op: 'copy', key: write.key, dest: write.dest, replace: write.replace, now };
+    case 'flush':
+      return { op: 'flush', now };
+    case 'read':
+      return { op: 'read', read: write.read, keys: write.keys, args: write.args ?? [], now };
+    case 'exec':
+      return { op: 'exec', ops: write.writes.map((w) => toOp(w, now)), watch: write.watch, now };
     case 'expire':
       return {
         op: 'expire',

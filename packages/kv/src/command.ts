@@ -1,11 +1,29 @@
 import { CodecError } from '@cohort/core';
 import { KvCommandPb } from './generated/kv-command.js';
+import type { ExecRead } from './reads.js';
+
+/** The reads an EXEC may hold, by their number in `KvRequestPb.Kind`. */
+const EXEC_READS: Record<ExecRead, number> = {
+  get: 1,
+  mget: 2,
+  exists: 3,
+  pttl: 4,
+  pexpiretime: 6,
+  keys: 7,
+  scan: 8,
+  dbsize: 9,
+  randomkey: 10,
+};
 
 /** SET's condition: `always`, `nx` (only when absent) or `xx` (only when present). */
 export type SetCondition = 'always' | 'nx' | 'xx';
 
-/** EXPIRE's condition (Redis 7): `nx` no expiry yet, `xx` has one, `gt`/`lt` the new deadline is later/earlier. */
-export type ExpireFlag = 'always' | 'nx' | 'xx' | 'gt' | 'lt';
+/**
+ * EXPIRE's condition (Redis 7): `nx` no expiry yet, `xx` has one, `gt`/`lt`
+ * the new deadline is later/earlier (no expiry counts as infinite), `xxlt`
+ * both XX and LT.
+ */
+export type ExpireFlag = 'always' | 'nx' | 'xx' | 'gt' | 'lt' | 'xxlt';
 
 /**
  * A write's place in its client's session: a retried `(clientId, seq)` returns
@@ -39,7 +57,33 @@ export type KvOp =
     }
   | { op: 'del'; keys: Uint8Array[]; now: number }
   | { op: 'incr'; key: Uint8Array; delta: bigint; now: number }
-  | { op: 'mset'; keys: Uint8Array[]; values: Uint8Array[]; now: number }
+  /** MSET, or MSETNX with `nx` (nothing is set when any key exists; answers 0 or 1). */
+  | { op: 'mset'; keys: Uint8Array[]; values: Uint8Array[]; nx?: boolean; now: number }
+  /** APPEND: answers the new length; keeps the key's expiry. */
+  | { op: 'append'; key: Uint8Array; value: Uint8Array; now: number }
+  /** SETRANGE: overwrites from `offset`, zero-padding; answers the new length; keeps the key's expiry. */
+  | { op: 'setrange'; key: Uint8Array; offset: number; value: Uint8Array; now: number }
+  /** GETDEL: answers the value and deletes the key. */
+  | { op: 'getdel'; key: Uint8Array; now: number }
+  /** GETEX: answers the value; `persist` drops the expiry, `at` sets `deadline` (one at or before `now` deletes the key). */
+  | { op: 'getex'; key: Uint8Array; expiry: 'keep' | 'persist' | 'at'; deadline: number; now: number }
+  /** INCRBYFLOAT: `increment` as the client wrote it (a valid float); answers the new value as Redis prints it. */
+  | { op: 'incrbyfloat'; key: Uint8Array; increment: Uint8Array; now: number }
+  /** RENAME, or RENAMENX with `nx`: moves the value and its expiry. */
+  | { op: 'rename'; key: Uint8Array; dest: Uint8Array; nx: boolean; now: number }
+  /** COPY: the value and its expiry; `replace` overwrites an existing destination. Answers 0 or 1. */
+  | { op: 'copy'; key: Uint8Array; dest: Uint8Array; replace: boolean; now: number }
+  /** FLUSHDB: deletes every key of the partition. */
+  | { op: 'flush'; now: number }
+  /**
+   * MULTI/EXEC: `ops` applied in order in this one entry, their answers a
+   * list (an error answer does not stop the rest, as in Redis). With
+   * `watch`, nothing is applied and the answer is a nil list when any
+   * watched key's revision differs from the one seen (0: absent).
+   */
+  | { op: 'exec'; ops: KvOp[]; watch: WatchedKey[]; now: number }
+  /** A read queued in an EXEC (only there), answered from the state as the entry applies. */
+  | { op: 'read'; read: ExecRead; keys: Uint8Array[]; args: Uint8Array[]; now: number }
   /** EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT: a deadline at or before `now` deletes the key. Answers 0 or 1. */
   | { op: 'expire'; key: Uint8Array; deadline: number; flag: ExpireFlag; now: number }
   /** PERSIST: removes the key's expiry. Answers 0 or 1. */
@@ -49,14 +93,26 @@ export type KvOp =
   /** Records a digest of the partition at this entry's index, for the consistency checker. */
   | { op: 'checksum'; now: number };
 
+/** A key WATCHed before EXEC, with the revision it had then (0 when absent). */
+export interface WatchedKey {
+  key: Uint8Array;
+  revision: number;
+}
+
 /** A KV write as stored in one log entry: an operation and, for exactly-once, its session. */
 export type KvCommand = KvOp & { session?: KvSession };
 
 const CONDITIONS: SetCondition[] = ['always', 'nx', 'xx'];
-const EXPIRE_FLAGS: ExpireFlag[] = ['always', 'nx', 'xx', 'gt', 'lt'];
+const EXPIRE_FLAGS: ExpireFlag[] = ['always', 'nx', 'xx', 'gt', 'lt', 'xxlt'];
+
+const GETEX_EXPIRY = ['keep', 'persist', 'at'] as const;
 
 /** Encodes a command as the bytes of one log entry (protobuf `KvCommandPb`). */
 export function encodeCommand(cmd: KvCommand): Uint8Array {
+  return KvCommandPb.encode(toPb(cmd));
+}
+
+function toPb(cmd: KvCommand): KvCommandPb {
   const pb: KvCommandPb = {
     op: KvCommandPb.Op.SET,
     keys: [],
@@ -69,6 +125,10 @@ export function encodeCommand(cmd: KvCommand): Uint8Array {
     expireFlag: 0,
     keepTtl: false,
     deadline: 0n,
+    offset: 0n,
+    batch: [],
+    revisions: [],
+    read: 0,
   };
   if (cmd.session) {
     pb.session = {
@@ -99,6 +159,61 @@ export function encodeCommand(cmd: KvCommand): Uint8Array {
       pb.op = KvCommandPb.Op.MSET;
       pb.keys = cmd.keys;
       pb.values = cmd.values;
+      pb.condition = cmd.nx ? 1 : 0;
+      break;
+    case 'append':
+      pb.op = KvCommandPb.Op.APPEND;
+      pb.keys = [cmd.key];
+      pb.values = [cmd.value];
+      break;
+    case 'setrange':
+      pb.op = KvCommandPb.Op.SETRANGE;
+      pb.keys = [cmd.key];
+      pb.values = [cmd.value];
+      pb.offset = BigInt(cmd.offset);
+      break;
+    case 'getdel':
+      pb.op = KvCommandPb.Op.GETDEL;
+      pb.keys = [cmd.key];
+      break;
+    case 'getex':
+      pb.op = KvCommandPb.Op.GETEX;
+      pb.keys = [cmd.key];
+      pb.expireFlag = GETEX_EXPIRY.indexOf(cmd.expiry);
+      pb.deadline = BigInt(cmd.deadline);
+      break;
+    case 'incrbyfloat':
+      pb.op = KvCommandPb.Op.INCRBYFLOAT;
+      pb.keys = [cmd.key];
+      pb.values = [cmd.increment];
+      break;
+    case 'rename':
+      pb.op = KvCommandPb.Op.RENAME;
+      pb.keys = [cmd.key, cmd.dest];
+      pb.condition = cmd.nx ? 1 : 0;
+      break;
+    case 'copy':
+      pb.op = KvCommandPb.Op.COPY;
+      pb.keys = [cmd.key, cmd.dest];
+      pb.condition = cmd.replace ? 1 : 0;
+      break;
+    case 'flush':
+      pb.op = KvCommandPb.Op.FLUSH;
+      break;
+    case 'read':
+      pb.op = KvCommandPb.Op.READ;
+      pb.read = EXEC_READS[cmd.read];
+      pb.keys = cmd.keys;
+      pb.values = cmd.args;
+      break;
+    case 'exec':
+      pb.op = KvCommandPb.Op.EXEC;
+      pb.batch = cmd.ops.map((op) => {
+        if (op.op === 'exec') throw new Error('an EXEC cannot hold an EXEC');
+        return KvCommandPb.encode(toPb(op));
+      });
+      pb.keys = cmd.watch.map((w) => w.key);
+      pb.revisions = cmd.watch.map((w) => BigInt(w.revision));
       break;
     case 'expire':
       pb.op = KvCommandPb.Op.EXPIRE;
@@ -122,7 +237,7 @@ export function encodeCommand(cmd: KvCommand): Uint8Array {
       throw new Error(`unknown command ${String(never)}`);
     }
   }
-  return KvCommandPb.encode(pb);
+  return pb;
 }
 
 /** Decodes a log entry's bytes; throws `CodecError` when they are not a valid command. */
@@ -142,7 +257,13 @@ export function decodeCommand(data: Uint8Array): KvCommand {
   };
 }
 
-function decodeOp(pb: KvCommandPb): KvOp {
+function oneValue(pb: KvCommandPb, what: string): Uint8Array {
+  const value = pb.values[0];
+  if (pb.values.length !== 1 || value === undefined) throw new CodecError(`KV ${what} command needs exactly one value`);
+  return value;
+}
+
+function decodeOp(pb: KvCommandPb, nested = false): KvOp {
   const now = Number(pb.now);
   const one = (what: string): Uint8Array => {
     const key = pb.keys[0];
@@ -177,7 +298,57 @@ function decodeOp(pb: KvCommandPb): KvOp {
       if (pb.keys.length !== pb.values.length) {
         throw new CodecError(`KV mset command has ${pb.keys.length} keys but ${pb.values.length} values`);
       }
-      return { op: 'mset', keys: pb.keys, values: pb.values, now };
+      return pb.condition === 1
+        ? { op: 'mset', keys: pb.keys, values: pb.values, nx: true, now }
+        : { op: 'mset', keys: pb.keys, values: pb.values, now };
+    case KvCommandPb.Op.APPEND:
+      return { op: 'append', key: one('append'), value: oneValue(pb, 'append'), now };
+    case KvCommandPb.Op.SETRANGE:
+      return { op: 'setrange', key: one('setrange'), offset: Number(pb.offset), value: oneValue(pb, 'setrange'), now };
+    case KvCommandPb.Op.GETDEL:
+      return { op: 'getdel', key: one('getdel'), now };
+    case KvCommandPb.Op.GETEX: {
+      const expiry = GETEX_EXPIRY[pb.expireFlag];
+      if (expiry === undefined) throw new CodecError(`KV getex command has unknown expiry ${pb.expireFlag}`);
+      return { op: 'getex', key: one('getex'), expiry, deadline: Number(pb.deadline), now };
+    }
+    case KvCommandPb.Op.INCRBYFLOAT:
+      return { op: 'incrbyfloat', key: one('incrbyfloat'), increment: oneValue(pb, 'incrbyfloat'), now };
+    case KvCommandPb.Op.RENAME:
+    case KvCommandPb.Op.COPY: {
+      const [key, dest] = pb.keys;
+      if (pb.keys.length !== 2 || key === undefined || dest === undefined) {
+        throw new CodecError(`KV rename or copy command needs two keys, got ${pb.keys.length}`);
+      }
+      return pb.op === KvCommandPb.Op.RENAME
+        ? { op: 'rename', key, dest, nx: pb.condition === 1, now }
+        : { op: 'copy', key, dest, replace: pb.condition === 1, now };
+    }
+    case KvCommandPb.Op.FLUSH:
+      return { op: 'flush', now };
+    case KvCommandPb.Op.READ: {
+      if (!nested) throw new CodecError('KV read command outside an exec command');
+      const read = (Object.keys(EXEC_READS) as ExecRead[]).find((r) => EXEC_READS[r] === pb.read);
+      if (read === undefined) throw new CodecError(`KV read command has unknown read ${pb.read}`);
+      return { op: 'read', read, keys: pb.keys, args: pb.values, now };
+    }
+    case KvCommandPb.Op.EXEC: {
+      if (nested) throw new CodecError('KV exec command holds an exec command');
+      if (pb.keys.length !== pb.revisions.length) {
+        throw new CodecError(`KV exec command watches ${pb.keys.length} keys with ${pb.revisions.length} revisions`);
+      }
+      const ops = pb.batch.map((b) => {
+        let inner: KvCommandPb;
+        try {
+          inner = KvCommandPb.decode(b);
+        } catch (err) {
+          throw new CodecError(`KV exec command holds a command that does not decode: ${(err as Error).message}`);
+        }
+        return decodeOp(inner, true);
+      });
+      const watch = pb.keys.map((key, i) => ({ key, revision: Number(pb.revisions[i]) }));
+      return { op: 'exec', ops, watch, now };
+    }
     case KvCommandPb.Op.EXPIRE: {
       const flag = EXPIRE_FLAGS[pb.expireFlag];
       if (flag === undefined) throw new CodecError(`KV expire command has unknown flag ${pb.expireFlag}`);

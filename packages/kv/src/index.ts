@@ -6,9 +6,14 @@ export {
   type KvOp,
   type KvSession,
   type SetCondition,
+  type WatchedKey,
   decodeCommand,
   encodeCommand,
 } from './command.js';
+export { MAX_VALUE_BYTES } from './apply-op.js';
+export { globMatch } from './glob.js';
+export type { ExecRead } from './reads.js';
+export { CROSSSLOT_MESSAGE, type Route, groupOfKey, routeKeys } from './routing.js';
 export { DUPLICATE_ACKNOWLEDGED } from './session-apply.js';
 export { KV_SNAPSHOT_FORMAT } from './snapshot-codec.js';
 export type { KvResult } from './result.js';

@@ -18,7 +18,7 @@ import {
 } from '@cohort/core';
 import { CorruptStateError, NotLeaderError, StorageError, clockSignal } from '@cohort/core';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
-import { type KvCommand, encodeCommand } from './command.js';
+import { type KvCommand, type KvOp, encodeCommand } from './command.js';
 import {
   type KvRequest,
   type KvResponse,
@@ -83,11 +83,29 @@ function failure(err: unknown): KvResponse {
 
 /** The command of `req` at the leader's wall-clock `now`, a relative deadline counted from it. */
 function stamp(req: WriteRequest, now: number): KvCommand {
-  const cmd = req.command;
   const shift = req.relativeTo === undefined ? 0 : now - req.relativeTo;
-  if (shift !== 0 && cmd.op === 'set' && cmd.expiresAt !== 0) return { ...cmd, now, expiresAt: cmd.expiresAt + shift };
-  if (shift !== 0 && cmd.op === 'expire') return { ...cmd, now, deadline: cmd.deadline + shift };
-  return { ...cmd, now };
+  return { ...shifted(req.command, shift), now };
+}
+
+/**
+ * `op` with its deadlines moved by `shift` ms. Only deadlines that came from
+ * a relative time are ever stamped with a `relativeTo`; within an EXEC,
+ * absolute deadlines move too (by the forwarding delay, a few ms).
+ */
+function shifted<T extends KvOp>(op: T, shift: number): T {
+  if (shift === 0) return op;
+  switch (op.op) {
+    case 'set':
+      return op.expiresAt === 0 ? op : { ...op, expiresAt: op.expiresAt + shift };
+    case 'expire':
+      return { ...op, deadline: op.deadline + shift };
+    case 'getex':
+      return op.expiry === 'at' ? { ...op, deadline: op.deadline + shift } : op;
+    case 'exec':
+      return { ...op, ops: op.ops.map((o) => shifted(o, shift)) };
+    default:
+      return op;
+  }
 }
 
 /**
@@ -198,7 +216,11 @@ export class KvService {
 
   /** `req` in wire form, its relative deadline reckoned from this node's wall clock; or the error it gets at once. */
   private wire(req: KvClientRequest | KvRequest): KvRequest | KvResponse {
-    if (req.kind === 'read') return { kind: 'read', op: req.op, keys: req.keys, now: 0 };
+    if (req.kind === 'read') {
+      const read: KvRequest = { kind: 'read', op: req.op, keys: req.keys, now: 0 };
+      if (req.args !== undefined) read.args = req.args;
+      return read;
+    }
     if ('command' in req) return req;
     const now = this.wallClock();
     let command: KvCommand;
@@ -348,23 +370,10 @@ export class KvService {
   }
 
   private serveRead(req: ReadRequest, now: number): KvResponse {
-    const kv = this.opts.machine;
-    switch (req.op) {
-      case 'get': {
-        const v = kv.get(req.keys[0] ?? new Uint8Array(), now);
-        return v ? { type: 'bulk', value: v } : { type: 'nil' };
-      }
-      case 'mget':
-        return { type: 'array', values: req.keys.map((k) => kv.get(k, now) ?? null) };
-      case 'exists':
-        return { type: 'int', value: BigInt(req.keys.filter((k) => kv.has(k, now)).length) };
-      case 'pttl':
-        return { type: 'int', value: BigInt(kv.ttl(req.keys[0] ?? new Uint8Array(), now)) };
-      default: {
-        const never: never = req.op;
-        throw new Error(`unknown read ${String(never)}`);
-      }
-    }
+    const res = this.opts.machine.read(req.op, req.keys, req.args ?? [], now);
+    if (res.type !== 'list') return res;
+    // Reads answer their lists of values as arrays (nil for absent).
+    return { type: 'array', values: (res.items ?? []).map((r) => (r.type === 'bulk' ? r.value : null)) };
   }
 
   /**

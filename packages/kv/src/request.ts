@@ -3,8 +3,26 @@ import { type KvCommand, decodeCommand, encodeCommand } from './command.js';
 import { KvRequestPb, KvResponsePb } from './generated/kv-request.js';
 import type { KvResult } from './result.js';
 
-/** A read served from the state machine after a linearizable ReadIndex round. */
-export type KvReadOp = 'get' | 'mget' | 'exists' | 'pttl';
+/**
+ * A read served from the state machine after a linearizable ReadIndex round:
+ * `get` a bulk or nil; `mget`, `keys` and `revisions` (WATCH: each key's
+ * modify revision, 0 when absent) an array; `exists`, `pttl`, `pexpiretime`
+ * (-2 absent, -1 no expiry) and `dbsize` an integer; `randomkey` a bulk or nil; `scan` an array whose first
+ * value is the key to resume after (nil when done) and the rest the keys
+ * (args: empty to start or a 1 byte and the key to resume after, pattern,
+ * count, type).
+ */
+export type KvReadOp =
+  | 'get'
+  | 'mget'
+  | 'exists'
+  | 'pttl'
+  | 'pexpiretime'
+  | 'keys'
+  | 'scan'
+  | 'dbsize'
+  | 'randomkey'
+  | 'revisions';
 
 /** A client request, as served locally or forwarded to the leader. */
 export type KvRequest =
@@ -18,7 +36,7 @@ export type KvRequest =
        */
       relativeTo?: number;
     }
-  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; now: number };
+  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; args?: Uint8Array[]; now: number };
 
 /** A request's outcome: a command result, an array of values, or a failure with a core error code. */
 export type KvResponse =
@@ -31,6 +49,12 @@ const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
   mget: KvRequestPb.Kind.MGET,
   exists: KvRequestPb.Kind.EXISTS,
   pttl: KvRequestPb.Kind.PTTL,
+  pexpiretime: KvRequestPb.Kind.PEXPIRETIME,
+  keys: KvRequestPb.Kind.KEYS,
+  scan: KvRequestPb.Kind.SCAN,
+  dbsize: KvRequestPb.Kind.DBSIZE,
+  randomkey: KvRequestPb.Kind.RANDOMKEY,
+  revisions: KvRequestPb.Kind.REVISIONS,
 };
 
 /** Encodes a request for the `/cohort/kv/1` protocol. */
@@ -42,6 +66,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
       keys: [],
       now: BigInt(req.relativeTo ?? 0),
       requests: [],
+      args: [],
     });
   }
   return KvRequestPb.encode({
@@ -50,6 +75,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
     keys: req.keys,
     now: BigInt(req.now),
     requests: [],
+    args: req.args ?? [],
   });
 }
 
@@ -64,6 +90,7 @@ export function encodeBatchRequest(reqs: KvRequest[]): Uint8Array {
     keys: [],
     now: 0n,
     requests: reqs.map(encodeRequest),
+    args: [],
   });
 }
 
@@ -98,7 +125,9 @@ function fromPb(pb: KvRequestPb): KvRequest {
   }
   const op = (Object.keys(READ_KINDS) as KvReadOp[]).find((k) => READ_KINDS[k] === pb.kind);
   if (op === undefined) throw new CodecError(`KV request has unknown kind ${String(pb.kind)}`);
-  return { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };
+  const req: KvRequest = { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };
+  if (pb.args.length > 0) req.args = pb.args;
+  return req;
 }
 
 const CODES = new Set<string>(Object.values(ErrorCode));
@@ -138,6 +167,11 @@ export function encodeResponse(res: KvResponse): Uint8Array {
       pb.type = KvResponsePb.Type.ARRAY;
       pb.values = res.values.map((v) => v ?? new Uint8Array());
       pb.present = res.values.map((v) => v !== null);
+      break;
+    case 'list':
+      pb.type = KvResponsePb.Type.LIST;
+      if (res.items === null) pb.present = [false];
+      else pb.responses = res.items.map(encodeResponse);
       break;
     case 'failure':
       pb.type = KvResponsePb.Type.FAILURE;
@@ -192,6 +226,13 @@ export function decodeBatchResponse(data: Uint8Array, count: number): KvResponse
   return pb.responses.map((r) => decodeResponse(r));
 }
 
+/** Decodes one answer inside a list: a command's result, never a failure or an array. */
+function decodeResult(data: Uint8Array): KvResult {
+  const r = decodeResponse(data);
+  if (r.type === 'failure' || r.type === 'array') throw new CodecError(`KV list holds a ${r.type} answer`);
+  return r;
+}
+
 /** Decodes a forwarded response; throws `CodecError` on malformed bytes. */
 export function decodeResponse(data: Uint8Array): KvResponse {
   let pb: KvResponsePb;
@@ -214,6 +255,9 @@ export function decodeResponse(data: Uint8Array): KvResponse {
     case KvResponsePb.Type.ARRAY:
       if (pb.present.length !== pb.values.length) throw new CodecError('KV array response: values and presence differ');
       return { type: 'array', values: pb.values.map((v, i) => (pb.present[i] ? v : null)) };
+    case KvResponsePb.Type.LIST:
+      if (pb.present.length === 1 && pb.present[0] === false) return { type: 'list', items: null };
+      return { type: 'list', items: pb.responses.map((r) => decodeResult(r)) };
     case KvResponsePb.Type.FAILURE: {
       if (!CODES.has(pb.code)) throw new CodecError(`KV failure response has unknown code '${pb.code}'`);
       const res: KvResponse = { type: 'failure', code: pb.code as ErrorCode, message: pb.message };

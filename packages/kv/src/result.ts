@@ -9,4 +9,6 @@ export type KvResult =
   | { type: 'int'; value: bigint }
   | { type: 'bulk'; value: Uint8Array }
   /** A command that failed on the data (for example INCR of a non-integer). */
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  /** The answers of an EXEC, in order; null when a watched key changed and nothing ran. */
+  | { type: 'list'; items: KvResult[] | null };

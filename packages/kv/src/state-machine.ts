@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { ConfState, Entry, LogIndex, Snapshot, SnapshotMeta } from '@cohort/core';
 import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
 import { type DurableNodeStore, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
@@ -5,6 +6,8 @@ import { isExpired } from './apply-op.js';
 import { type KvCommand, decodeCommand } from './command.js';
 import { digestSteps, digestView } from './digest.js';
 import { installLegacy } from './legacy-snapshot.js';
+import { decimal, readResult, revision } from './reads.js';
+import type { KvReadOp } from './request.js';
 import type { KvResult } from './result.js';
 import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
 import { KvSnapshotReader, KvSnapshotWriter } from './snapshot-stream.js';
@@ -182,6 +185,17 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     const rec = this.kv.get(key);
     if (!rec || isExpired(rec, now)) return -2;
     return rec.expiresAt === undefined ? -1 : rec.expiresAt - now;
+  }
+
+  /**
+   * A read at log time `now` (see `KvReadOp`); RANDOMKEY starts from a
+   * random point. Arrays of values are lists of bulk or nil results.
+   */
+  read(op: KvReadOp, keys: Uint8Array[], args: Uint8Array[], now: number): KvResult {
+    if (op === 'revisions') {
+      return { type: 'list', items: keys.map((k) => ({ type: 'bulk', value: decimal(revision(this.kv, k, now)) })) };
+    }
+    return readResult(this.kv, op, keys, args, now, randomBytes(8));
   }
 
   /** Up to `limit` keys expired at `now`, earliest first: what the leader's sweeper proposes to delete. */

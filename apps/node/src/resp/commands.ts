@@ -1,314 +1,232 @@
-import type {
-  ClientSession,
-  ExpireFlag,
-  Expiry,
-  KvClientRequest,
-  KvClientWrite,
-  KvReadOp,
-  KvResponse,
-} from '@cohort/kv';
+import { CROSSSLOT_MESSAGE, type KvClientWrite, type KvResponse, routeKeys } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
+import { ADMIN_COMMANDS, describeCommands } from './admin-commands.js';
+import { COMMAND_DOCS } from './command-docs.js';
+import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
+import { type Handler, type Planned, type Queued, type Session, toReply } from './plan.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
+import { STRING_COMMANDS } from './string-commands.js';
 
-/** Per-connection state the commands may change. */
-export interface Session {
-  name: string;
-  /** Set by QUIT: close once the reply is written, and run nothing after it. */
-  closing: boolean;
-  /**
-   * The connection's session for exactly-once writes: each write takes the
-   * next `seq`; `lowWater` is the highest seq whose reply (and every one
-   * before it) came back, which whoever runs the requests raises.
-   */
-  writes: ClientSession;
-}
+export { type Planned, type Session, toReply } from './plan.js';
 
-/**
- * What a command comes to: its reply at once (PING, a syntax error, CLIENT
- * SETNAME), or a request for the KV service and how its answer becomes the
- * reply.
- */
-export type Planned = { reply: Reply } | { request: KvClientRequest; answer: (res: KvResponse) => Reply };
-
-type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Planned;
-
-interface Spec {
-  /** Redis arity: n > 0 exactly n words (command included), n < 0 at least -n. */
+/** A command: its Redis arity (n words exactly, command included; -n at least n) and handler. */
+export interface CommandSpec {
   arity: number;
   run: Handler;
+  /** Answered at once even inside MULTI (EXEC, DISCARD, WATCH, ...): never queued. */
+  control?: boolean;
 }
 
-const SYNTAX = errorReply('ERR syntax error');
-const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
+const QUEUED: Reply = { t: 'simple', s: 'QUEUED' };
 
-/** A KV answer as a RESP reply. */
-export function toReply(res: KvResponse): Reply {
-  switch (res.type) {
-    case 'ok':
+/** MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis 7's replies and errors). */
+const TRANSACTION_COMMANDS: Record<string, CommandSpec> = {
+  multi: {
+    arity: 1,
+    control: true,
+    run: (_args, _api, session) => {
+      if (session.multi) return errorReply('ERR MULTI calls can not be nested');
+      session.multi = { queued: [], failed: false };
       return OK;
-    case 'nil':
-      return NIL;
-    case 'int':
-      return { t: 'int', n: res.value };
-    case 'bulk':
-      return { t: 'bulk', v: res.value };
-    case 'error':
-      return errorReply(res.message);
-    case 'array':
-      return { t: 'array', items: res.values.map((v) => ({ t: 'bulk', v })) };
-    case 'failure':
-      // The first word of a RESP error is its code, as in `-NOT_LEADER ...`.
-      return errorReply(`${res.code} ${res.message}`);
-    default: {
-      const never: never = res;
-      throw new Error(`unknown response ${String(never)}`);
-    }
-  }
-}
-
-/** `write` as the connection's next write in its session. */
-function write(_api: KvApi, session: Session, write: KvClientWrite): Planned {
-  const s = session.writes;
-  s.seq++;
-  return { request: { kind: 'write', write, session: { ...s } }, answer: toReply };
-}
-
-function parseInteger(arg: Buffer): bigint | undefined {
-  const s = arg.toString('latin1');
-  if (!/^-?(0|[1-9][0-9]{0,18})$/.test(s)) return undefined;
-  const n = BigInt(s);
-  return n >= -(2n ** 63n) && n < 2n ** 63n ? n : undefined;
-}
-
-function incrBy(sign: bigint, fixed?: bigint): Handler {
-  return (args, api, session) => {
-    const delta = fixed ?? parseInteger(args[2]!);
-    if (delta === undefined) return NOT_INTEGER;
-    return write(api, session, { op: 'incr', key: args[1]!, delta: sign * delta });
-  };
-}
-
-const INVALID_SET_EXPIRE = errorReply("ERR invalid expire time in 'set' command");
-
-function setCommand(args: Buffer[], api: KvApi, session: Session): Reply | Planned {
-  let condition: 'always' | 'nx' | 'xx' = 'always';
-  let expiry: Expiry = { kind: 'none' };
-  let keepTtl = false;
-  let returnOld = false;
-  for (let i = 3; i < args.length; i++) {
-    const opt = args[i]!.toString('latin1').toUpperCase();
-    if (opt === 'NX' && condition === 'always') condition = 'nx';
-    else if (opt === 'XX' && condition === 'always') condition = 'xx';
-    else if (opt === 'GET') returnOld = true;
-    else if (opt === 'KEEPTTL' && expiry.kind === 'none' && !keepTtl) keepTtl = true;
-    else if (['EX', 'PX', 'EXAT', 'PXAT'].includes(opt) && expiry.kind === 'none' && !keepTtl && i + 1 < args.length) {
-      const n = parseInteger(args[++i]!);
-      if (n === undefined) return NOT_INTEGER;
-      // Redis 7: a time of 0 or less, or one whose milliseconds overflow, is an invalid expire time.
-      if (n <= 0n) return INVALID_SET_EXPIRE;
-      const ms = opt === 'EX' || opt === 'EXAT' ? n * 1000n : n;
-      if (ms > BigInt(Number.MAX_SAFE_INTEGER)) return INVALID_SET_EXPIRE;
-      expiry = opt === 'EX' || opt === 'PX' ? { kind: 'in', ms: Number(ms) } : { kind: 'at', ms: Number(ms) };
-    } else return SYNTAX;
-  }
-  return write(api, session, {
-    op: 'set',
-    key: args[1]!,
-    value: args[2]!,
-    condition,
-    expiry: keepTtl ? { kind: 'keep' } : expiry,
-    returnOld,
-  });
-}
+    },
+  },
+  discard: {
+    arity: 1,
+    control: true,
+    run: (_args, _api, session) => {
+      if (!session.multi) return errorReply('ERR DISCARD without MULTI');
+      session.multi = undefined;
+      session.watched = [];
+      return OK;
+    },
+  },
+  watch: {
+    arity: -2,
+    control: true,
+    run: (args, _api, session) => {
+      if (session.multi) return errorReply('ERR WATCH inside MULTI is not allowed');
+      const keys = args.slice(1);
+      session.watching++;
+      return {
+        request: { kind: 'read', op: 'revisions', keys },
+        answer: (res) => {
+          session.watching--;
+          if (res.type !== 'array') return toReply(res);
+          keys.forEach((key, i) => {
+            if (!session.watched.some((w) => Buffer.compare(w.key, key) === 0)) {
+              session.watched.push({ key, revision: Number(Buffer.from(res.values[i] ?? '0').toString()) });
+            }
+          });
+          return OK;
+        },
+      };
+    },
+  },
+  unwatch: {
+    arity: 1,
+    control: true,
+    run: (_args, _api, session) => {
+      session.watched = [];
+      return OK;
+    },
+  },
+  exec: { arity: 1, control: true, run: exec },
+};
 
 /**
- * EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with Redis 7's NX, XX, GT and LT:
- * `unit` is the milliseconds of one unit, `absolute` whether the time is a
- * Unix time rather than a time from now.
+ * EXEC: the queued commands as one replicated entry (one `exec` write in
+ * the connection's session), so they apply atomically on every replica, or
+ * EXECABORT when one was refused while queued. Each answer becomes the reply
+ * its command would have had; a watched key that changed answers a nil array.
  */
-function expireCommand(name: string, unit: 1n | 1000n, absolute: boolean): Handler {
-  return (args, api, session) => {
-    // Redis 7 reads the options before the time.
-    const seen = new Set<ExpireFlag>();
-    for (const arg of args.slice(3)) {
-      const opt = arg.toString('latin1').toUpperCase();
-      const flag = ({ NX: 'nx', XX: 'xx', GT: 'gt', LT: 'lt' } as const)[opt as 'NX' | 'XX' | 'GT' | 'LT'];
-      if (flag === undefined) return errorReply(`ERR Unsupported option ${arg.toString()}`);
-      seen.add(flag);
-    }
-    if (seen.has('nx') && seen.size > 1) {
-      return errorReply('ERR NX and XX, GT or LT options at the same time are not compatible');
-    }
-    if (seen.has('gt') && seen.has('lt'))
-      return errorReply('ERR GT and LT options at the same time are not compatible');
-    // GT already implies XX (a key without expiry counts as an infinite deadline); XX with LT needs both checks.
-    if (seen.has('xx') && seen.has('lt')) return errorReply('ERR XX and LT together are not supported by this server');
-    const flag: ExpireFlag = seen.has('gt') ? 'gt' : ([...seen][0] ?? 'always');
-    const n = parseInteger(args[2]!);
-    if (n === undefined) return NOT_INTEGER;
-    const ms = n * unit;
-    // Redis 7: a time whose milliseconds overflow is an invalid expire time (the bound here: a safe JS integer).
-    if (ms > BigInt(Number.MAX_SAFE_INTEGER) || ms < -BigInt(Number.MAX_SAFE_INTEGER)) {
-      return errorReply(`ERR invalid expire time in '${name}' command`);
-    }
-    return write(api, session, {
-      op: 'expire',
-      key: args[1]!,
-      deadline: { kind: absolute ? 'at' : 'in', ms: Number(ms) },
-      flag,
-      command: name,
-    });
+function exec(_args: Buffer[], _api: KvApi, session: Session): Reply | Planned {
+  const multi = session.multi;
+  if (!multi) return errorReply('ERR EXEC without MULTI');
+  const watch = session.watched;
+  session.multi = undefined;
+  session.watched = [];
+  if (multi.failed) return errorReply('EXECABORT Transaction discarded because of previous errors.');
+  const writes: KvClientWrite[] = [];
+  for (const q of multi.queued) if ('write' in q) writes.push(q.write);
+  if (writes.length === 0 && watch.length === 0) {
+    return { t: 'array', items: multi.queued.map((q) => ('reply' in q ? q.reply : NIL)) };
+  }
+  return {
+    request: { kind: 'write', write: { op: 'exec', writes, watch } },
+    answer: (res: KvResponse): Reply => {
+      if (res.type !== 'list') return toReply(res);
+      if (res.items === null) return { t: 'array', items: null };
+      let k = 0;
+      return {
+        t: 'array',
+        items: multi.queued.map((q) => {
+          if ('reply' in q) return q.reply;
+          const r = res.items![k++]!;
+          return q.answer(r.type === 'list' ? asArray(r.items ?? []) : r);
+        }),
+      };
+    },
   };
 }
 
-function read(op: KvReadOp, keys: Buffer[], answer: (res: KvResponse) => Reply = toReply): Planned {
-  return { request: { kind: 'read', op, keys }, answer };
+/** A read's list of values inside an EXEC, as the array its command's answer takes outside one. */
+function asArray(items: { type: string; value?: unknown }[]): KvResponse {
+  return { type: 'array', values: items.map((r) => (r.type === 'bulk' ? (r.value as Uint8Array) : null)) };
 }
 
-function info(api: KvApi): Reply {
-  const s = api.status();
-  const lines = [
-    '# Server',
-    'redis_version:7.0.0',
-    'cohort_version:0.1.0',
-    `cohort_node_id:${s.id}`,
-    '',
-    '# Persistence',
-    'loading:0',
-    '',
-    '# Replication',
-    `role:${s.role === 'leader' ? 'master' : 'slave'}`,
-    `raft_role:${s.role}`,
-    `raft_leader:${s.leader}`,
-    `raft_term:${s.term}`,
-    `raft_commit_index:${s.commit}`,
-    `raft_applied_index:${s.applied}`,
-    '',
-  ];
-  return { t: 'bulk', v: lines.join('\r\n') };
-}
-
-const COMMANDS: Record<string, Spec> = {
-  ping: {
-    arity: -1,
-    run: (args) =>
-      args.length > 2
-        ? errorReply("ERR wrong number of arguments for 'ping' command")
-        : args[1]
-          ? { t: 'bulk', v: args[1] }
-          : { t: 'simple', s: 'PONG' },
-  },
-  echo: { arity: 2, run: (args) => ({ t: 'bulk', v: args[1]! }) },
-  get: { arity: 2, run: (args) => read('get', [args[1]!]) },
-  mget: { arity: -2, run: (args) => read('mget', args.slice(1)) },
-  exists: { arity: -2, run: (args) => read('exists', args.slice(1)) },
-  pttl: { arity: 2, run: (args) => read('pttl', [args[1]!]) },
-  ttl: {
-    arity: 2,
-    run: (args) =>
-      read('pttl', [args[1]!], (res) => {
-        const r = toReply(res);
-        if (r.t !== 'int' || Number(r.n) < 0) return r;
-        return { t: 'int', n: Math.round(Number(r.n) / 1000) };
-      }),
-  },
-  set: { arity: -3, run: setCommand },
-  del: { arity: -2, run: (args, api, session) => write(api, session, { op: 'del', keys: args.slice(1) }) },
-  mset: {
-    arity: -3,
-    run: (args, api, session) => {
-      if (args.length % 2 === 0) return errorReply("ERR wrong number of arguments for 'mset' command");
-      const keys = args.filter((_, i) => i % 2 === 1);
-      const values = args.filter((_, i) => i > 0 && i % 2 === 0);
-      return write(api, session, { op: 'mset', keys, values });
-    },
-  },
-  expire: { arity: -3, run: expireCommand('expire', 1000n, false) },
-  pexpire: { arity: -3, run: expireCommand('pexpire', 1n, false) },
-  expireat: { arity: -3, run: expireCommand('expireat', 1000n, true) },
-  pexpireat: { arity: -3, run: expireCommand('pexpireat', 1n, true) },
-  persist: { arity: 2, run: (args, api, session) => write(api, session, { op: 'persist', key: args[1]! }) },
-  incr: { arity: 2, run: incrBy(1n, 1n) },
-  decr: { arity: 2, run: incrBy(-1n, 1n) },
-  incrby: { arity: 3, run: incrBy(1n) },
-  decrby: { arity: 3, run: incrBy(-1n) },
-  // redis-cli asks for command docs at start; an empty list keeps it happy.
-  command: { arity: -1, run: () => ({ t: 'array', items: [] }) },
-  quit: {
-    arity: -1,
-    run: (_args, _api, session) => {
-      session.closing = true;
-      return OK;
-    },
-  },
-  select: { arity: 2, run: (args) => (args[1]!.toString() === '0' ? OK : errorReply('ERR DB index is out of range')) },
-  hello: {
-    arity: -1,
-    run: (args, api) => {
-      const version = args[1]?.toString();
-      if (version !== undefined && version !== '2')
-        return errorReply('NOPROTO sorry, this protocol version is not supported');
-      const s = api.status();
-      const pairs: [string, Reply][] = [
-        ['server', { t: 'bulk', v: 'cohort' }],
-        ['version', { t: 'bulk', v: '0.1.0' }],
-        ['proto', { t: 'int', n: 2 }],
-        ['id', { t: 'bulk', v: s.id }],
-        ['mode', { t: 'bulk', v: 'standalone' }],
-        ['role', { t: 'bulk', v: s.role === 'leader' ? 'master' : 'replica' }],
-        ['modules', { t: 'array', items: [] }],
-      ];
-      return { t: 'array', items: pairs.flatMap(([k, v]) => [{ t: 'bulk', v: k }, v]) };
-    },
-  },
-  client: {
-    arity: -2,
-    run: (args, _api, session) => {
-      const sub = args[1]!.toString().toLowerCase();
-      if (sub === 'setname' && args.length === 3) {
-        session.name = args[2]!.toString();
-        return OK;
-      }
-      if (sub === 'getname') return session.name ? { t: 'bulk', v: session.name } : NIL;
-      if (sub === 'setinfo' || sub === 'no-evict' || sub === 'no-touch') return OK;
-      return errorReply(`ERR unknown subcommand '${sub}'. Try CLIENT HELP.`);
-    },
-  },
-  info: { arity: -1, run: (_args, api) => info(api) },
+const COMMANDS: Record<string, CommandSpec> = {
+  ...STRING_COMMANDS,
+  ...KEYSPACE_COMMANDS,
+  ...TRANSACTION_COMMANDS,
+  ...ADMIN_COMMANDS,
 };
 
 /** The names of the commands this server answers. */
 export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
 
+/** The command table (COMMAND INFO and COMMAND DOCS read it). */
+export function commandSpec(name: string): CommandSpec | undefined {
+  return Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+}
+
+describeCommands(
+  (name) => commandSpec(name)?.arity,
+  () => COMMAND_NAMES,
+);
+
+/** Whether `args` must wait for the replies before it: an EXEC while a WATCH's revisions are being read. */
+export function needsBarrier(args: Buffer[], session: Session): boolean {
+  return session.watching > 0 && args[0]!.toString('latin1').toLowerCase() === 'exec';
+}
+
+/** The keys of `args` by the command's key positions (COMMAND INFO's first, last, step). */
+function commandKeys(name: string, args: Buffer[]): Buffer[] {
+  const doc = COMMAND_DOCS[name];
+  if (doc === undefined || doc.keys[0] === 0) return [];
+  const [first, lastSpec, step] = doc.keys;
+  const last = lastSpec < 0 ? args.length + lastSpec : Math.min(lastSpec, args.length - 1);
+  const keys: Buffer[] = [];
+  for (let i = first; i <= last; i += step) keys.push(args[i]!);
+  return keys;
+}
+
+function refuse(session: Session, reply: Reply): Planned {
+  // Redis: an error found while queueing aborts the transaction at EXEC.
+  if (session.multi) session.multi.failed = true;
+  return { reply };
+}
+
 /**
  * What one command comes to (see {@link Planned}). Commands are planned in
  * the connection's order: a write takes its session's next sequence number
- * here, and QUIT or CLIENT SETNAME change the session here. Never throws:
- * a bad command plans its error reply.
+ * here; inside MULTI a command is queued (its reply `QUEUED`) and runs at
+ * EXEC. Never throws: a bad command plans its error reply.
  */
 export function planCommand(args: Buffer[], api: KvApi, session: Session): Planned {
   const name = args[0]!.toString().toLowerCase();
-  const spec = COMMANDS[name];
+  const spec = commandSpec(name);
+  session.lastCommand = spec === undefined ? session.lastCommand : name;
   if (spec === undefined) {
     const rest = args
       .slice(1, 21)
       .map((a) => `'${a.toString().slice(0, 128)}' `)
       .join('');
-    return {
-      reply: errorReply(
-        `ERR unknown command '${args[0]!.toString().slice(0, 128)}', with args beginning with: ${rest}`,
-      ),
-    };
+    return refuse(
+      session,
+      errorReply(`ERR unknown command '${args[0]!.toString().slice(0, 128)}', with args beginning with: ${rest}`),
+    );
   }
   if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
-    return { reply: errorReply(`ERR wrong number of arguments for '${name}' command`) };
+    const message = `wrong number of arguments for '${name}' command`;
+    if (name === 'exec') {
+      // Redis: an EXEC refused discards the transaction (if any) and says why.
+      session.multi = undefined;
+      session.watched = [];
+      return { reply: errorReply(`EXECABORT Transaction discarded because of: ${message}`) };
+    }
+    return refuse(session, errorReply(`ERR ${message}`));
   }
+  // Multi-key commands and transactions run on one group: their keys must route together.
+  const keys = commandKeys(name, args);
+  const txKeys = session.multi && !spec.control ? (session.multi.keys ?? []) : [];
+  const route = routeKeys(
+    name === 'exec' ? [...(session.multi?.keys ?? []), ...session.watched.map((w) => w.key)] : [...txKeys, ...keys],
+  );
+  if ('crossSlot' in route) {
+    if (name !== 'exec') return refuse(session, errorReply(CROSSSLOT_MESSAGE));
+    session.multi = undefined;
+    session.watched = [];
+    return { reply: errorReply(`EXECABORT Transaction discarded because of: ${CROSSSLOT_MESSAGE}`) };
+  }
+  if (session.multi && !spec.control) session.multi.keys = [...txKeys, ...keys];
+  let planned: Planned;
   try {
-    const planned = spec.run(args, api, session);
-    return 't' in planned ? { reply: planned } : planned;
+    const p = spec.run(args, api, session);
+    planned = 't' in p ? { reply: p } : p;
   } catch (err) {
-    return { reply: errorOf(err) };
+    planned = { reply: errorOf(err) };
   }
+  if (session.multi && !spec.control) {
+    session.multi.queued.push(queued(planned));
+    return { reply: QUEUED };
+  }
+  if ('request' in planned && planned.request.kind === 'write') {
+    const s = session.writes;
+    s.seq++;
+    return { ...planned, request: { ...planned.request, session: { ...s } } };
+  }
+  return planned;
+}
+
+function queued(planned: Planned): Queued {
+  if ('reply' in planned) return planned;
+  const req = planned.request;
+  if (req.kind === 'write') return { write: req.write, answer: planned.answer };
+  const read: KvClientWrite =
+    req.args === undefined
+      ? { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions'>, keys: req.keys }
+      : { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions'>, keys: req.keys, args: req.args };
+  return { write: read, answer: planned.answer };
 }
 
 /** An exception as an error reply: its code word when it has one. */

@@ -1,7 +1,7 @@
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
-import { type Planned, type Session, errorOf, planCommand } from './commands.js';
-import type { Reply } from './reply.js';
+import { type Planned, type Session, errorOf, needsBarrier, planCommand } from './commands.js';
+import type { Protocol, Reply } from './reply.js';
 
 /** How much one connection may have queued and in flight. */
 export interface PipelineLimits {
@@ -27,7 +27,7 @@ export interface PipelineOptions {
   api: KvApi;
   session: Session;
   /** Takes the replies of a batch, in the order of its commands. */
-  reply(replies: Reply[]): void;
+  reply(replies: Reply[], protos: Protocol[]): void;
   /** The connection should stop reading (`true`) or read again (`false`). */
   pause(paused: boolean): void;
   /** Whether replies may be sent now; when false, no batch starts until {@link Pipeline.kick}. @default always */
@@ -117,11 +117,20 @@ export class Pipeline {
     while (!this.running && !this.stopped && this.queue.length > 0 && (this.opts.writable?.() ?? true)) {
       const batch = this.take();
       const planned: Planned[] = [];
+      // The protocol each reply is written in: HELLO changes it from its own reply on.
+      const protos: Protocol[] = [];
       const requests: KvClientRequest[] = [];
       let bytes = 0;
-      for (const q of batch) {
+      for (const [i, q] of batch.entries()) {
+        if (i > 0 && needsBarrier(q.args, this.opts.session)) {
+          // EXEC needs the revisions its WATCH is reading: it starts the next batch.
+          this.queue.unshift(...batch.slice(i));
+          batch.length = i;
+          break;
+        }
         const p = planCommand(q.args, this.opts.api, this.opts.session);
         planned.push(p);
+        protos.push(this.opts.session.proto);
         bytes += q.bytes;
         if ('request' in p) requests.push(p.request);
         if (this.opts.session.closing) break;
@@ -136,17 +145,18 @@ export class Pipeline {
         );
       }
       if (requests.length === 0) {
-        this.finish(planned, [], bytes);
+        this.finish(planned, [], bytes, protos);
         continue;
       }
       this.running = true;
       this.opts.api.executeAll(requests).then(
-        (answers) => this.finish(planned, answers, bytes),
+        (answers) => this.finish(planned, answers, bytes, protos),
         (err: unknown) =>
           this.finish(
             planned,
             requests.map(() => err),
             bytes,
+            protos,
           ),
       );
     }
@@ -166,7 +176,7 @@ export class Pipeline {
   }
 
   /** Hands over the replies of a batch, raises the low-water mark, and starts the next batch. */
-  private finish(planned: Planned[], answers: (KvResponse | unknown)[], bytes: number): void {
+  private finish(planned: Planned[], answers: (KvResponse | unknown)[], bytes: number, protos: Protocol[]): void {
     const replies: Reply[] = [];
     let k = 0;
     for (const p of planned) {
@@ -187,7 +197,7 @@ export class Pipeline {
     this.running = false;
     this.settle(planned.length, bytes);
     if (!this.stopped) {
-      this.opts.reply(replies);
+      this.opts.reply(replies, protos);
       if (this.opts.session.closing) {
         this.stopped = true;
         this.opts.close?.();

@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from '@cohort/core';
 import type { KvApi } from '../kv-api.js';
-import type { Session } from './commands.js';
-import { type RespLimits, RespParser } from './parser.js';
+import { type ClientEntry, type ServerState, newServerState } from './clients.js';
+import { DEFAULT_RESP_LIMITS, type RespLimits, RespParser } from './parser.js';
 import { Pipeline, type PipelineLimits } from './pipeline.js';
+import { newSession } from './plan.js';
 import { encodeReply, errorReply } from './reply.js';
 
 /** Options of {@link RespServer}. */
@@ -27,9 +28,14 @@ export class RespServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private connections = 0;
+  private readonly state: ServerState;
 
   constructor(private readonly options: RespServerOptions) {
     this.server = createServer((socket) => this.accept(socket));
+    this.state = newServerState({
+      databases: '1',
+      'proto-max-bulk-len': String({ ...DEFAULT_RESP_LIMITS, ...options.limits }.maxBulkBytes),
+    });
   }
 
   /** Starts listening; resolves with the bound port. */
@@ -39,6 +45,10 @@ export class RespServer {
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
         const addr = this.server.address();
+        if (typeof addr === 'object' && addr) {
+          this.state.config.port = String(addr.port);
+          this.state.config.bind = addr.address;
+        }
         resolve(typeof addr === 'object' && addr ? addr.port : port);
       });
     });
@@ -66,21 +76,28 @@ export class RespServer {
     socket.setNoDelay(true);
     const log = this.options.logger.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
     const parser = new RespParser(this.options.limits);
-    const session: Session = {
-      name: '',
-      closing: false,
-      // A random 128-bit id: a connection's writes are one session, apart from every other connection's.
-      writes: { clientId: randomBytes(16).toString('hex'), seq: 0, lowWater: 0 },
+    // A random 128-bit id: a connection's writes are one session, apart from every other connection's.
+    const session = newSession(this.state, randomBytes(16).toString('hex'));
+    const now = Date.now();
+    const client: ClientEntry = {
+      session,
+      addr: `${socket.remoteAddress}:${socket.remotePort}`,
+      laddr: `${socket.localAddress}:${socket.localPort}`,
+      created: now,
+      lastActive: now,
+      kill: () => socket.destroy(),
     };
+    this.state.clients.add(client);
     let broken = false;
     const pipeline = new Pipeline({
       api: this.options.api,
       session,
       limits: this.options.pipeline ?? {},
-      reply: (replies) => {
+      reply: (replies, protos) => {
         if (socket.destroyed) return;
+        client.lastActive = Date.now();
         socket.cork();
-        for (const r of replies) socket.write(encodeReply(r));
+        replies.forEach((r, i) => socket.write(encodeReply(r, protos[i])));
         socket.uncork();
       },
       pause: (paused) => {
@@ -111,6 +128,7 @@ export class RespServer {
     socket.on('error', (err) => log.debug('connection error', { err: err.message }));
     socket.on('close', () => {
       this.sockets.delete(socket);
+      this.state.clients.remove(session.id);
       pipeline.stop();
     });
   }

@@ -30,18 +30,10 @@ export class LocalKv implements KvApi {
         return { type: 'error', message: (err as Error).message };
       }
     }
-    switch (req.op) {
-      case 'get': {
-        const v = this.sm.get(req.keys[0]!, now);
-        return v ? { type: 'bulk', value: v } : { type: 'nil' };
-      }
-      case 'mget':
-        return { type: 'array', values: req.keys.map((k) => this.sm.get(k, now) ?? null) };
-      case 'exists':
-        return { type: 'int', value: BigInt(req.keys.filter((k) => this.sm.has(k, now)).length) };
-      case 'pttl':
-        return { type: 'int', value: BigInt(this.sm.ttl(req.keys[0]!, now)) };
-    }
+    const res = this.sm.read(req.op, req.keys, req.args ?? [], now);
+    if (res.type !== 'list') return res;
+    // Reads answer their lists of values as arrays, as KvService does.
+    return { type: 'array', values: (res.items ?? []).map((r) => (r.type === 'bulk' ? r.value : null)) };
   }
 
   status(): NodeStatus {

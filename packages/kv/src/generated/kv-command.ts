@@ -25,6 +25,10 @@ export interface KvCommandPb {
   keepTtl: boolean
   session?: KvSessionPb
   deadline: bigint
+  offset: bigint
+  batch: Uint8Array[]
+  revisions: bigint[]
+  read: number
 }
 
 export namespace KvCommandPb {
@@ -36,7 +40,17 @@ export namespace KvCommandPb {
     EXPIRE = 'EXPIRE',
     PERSIST = 'PERSIST',
     DEL_EXPIRED = 'DEL_EXPIRED',
-    CHECKSUM = 'CHECKSUM'
+    CHECKSUM = 'CHECKSUM',
+    APPEND = 'APPEND',
+    SETRANGE = 'SETRANGE',
+    GETDEL = 'GETDEL',
+    GETEX = 'GETEX',
+    INCRBYFLOAT = 'INCRBYFLOAT',
+    RENAME = 'RENAME',
+    COPY = 'COPY',
+    FLUSH = 'FLUSH',
+    EXEC = 'EXEC',
+    READ = 'READ'
   }
 
   enum __OpValues {
@@ -47,7 +61,17 @@ export namespace KvCommandPb {
     EXPIRE = 4,
     PERSIST = 5,
     DEL_EXPIRED = 6,
-    CHECKSUM = 7
+    CHECKSUM = 7,
+    APPEND = 8,
+    SETRANGE = 9,
+    GETDEL = 10,
+    GETEX = 11,
+    INCRBYFLOAT = 12,
+    RENAME = 13,
+    COPY = 14,
+    FLUSH = 15,
+    EXEC = 16,
+    READ = 17
   }
 
   export namespace Op {
@@ -129,6 +153,30 @@ export namespace KvCommandPb {
           w.sint64(obj.deadline)
         }
 
+        if ((obj.offset != null && obj.offset !== 0n)) {
+          w.uint32(104)
+          w.uint64(obj.offset)
+        }
+
+        if (obj.batch != null) {
+          for (const value of obj.batch) {
+            w.uint32(114)
+            w.bytes(value)
+          }
+        }
+
+        if (obj.revisions != null) {
+          for (const value of obj.revisions) {
+            w.uint32(120)
+            w.uint64(value)
+          }
+        }
+
+        if ((obj.read != null && obj.read !== 0)) {
+          w.uint32(128)
+          w.uint32(obj.read)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -144,7 +192,11 @@ export namespace KvCommandPb {
           now: 0n,
           expireFlag: 0,
           keepTtl: false,
-          deadline: 0n
+          deadline: 0n,
+          offset: 0n,
+          batch: [],
+          revisions: [],
+          read: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -209,6 +261,30 @@ export namespace KvCommandPb {
             }
             case 12: {
               obj.deadline = reader.sint64()
+              break
+            }
+            case 13: {
+              obj.offset = reader.uint64()
+              break
+            }
+            case 14: {
+              if (opts.limits?.batch != null && obj.batch.length === opts.limits.batch) {
+                throw new MaxLengthError('Decode error - map field "batch" had too many elements')
+              }
+
+              obj.batch.push(reader.bytes())
+              break
+            }
+            case 15: {
+              if (opts.limits?.revisions != null && obj.revisions.length === opts.limits.revisions) {
+                throw new MaxLengthError('Decode error - map field "revisions" had too many elements')
+              }
+
+              obj.revisions.push(reader.uint64())
+              break
+            }
+            case 16: {
+              obj.read = reader.uint32()
               break
             }
             default: {

@@ -18,6 +18,7 @@ export interface KvRequestPb {
   keys: Uint8Array[]
   now: bigint
   requests: Uint8Array[]
+  args: Uint8Array[]
 }
 
 export namespace KvRequestPb {
@@ -27,7 +28,13 @@ export namespace KvRequestPb {
     MGET = 'MGET',
     EXISTS = 'EXISTS',
     PTTL = 'PTTL',
-    BATCH = 'BATCH'
+    BATCH = 'BATCH',
+    PEXPIRETIME = 'PEXPIRETIME',
+    KEYS = 'KEYS',
+    SCAN = 'SCAN',
+    DBSIZE = 'DBSIZE',
+    RANDOMKEY = 'RANDOMKEY',
+    REVISIONS = 'REVISIONS'
   }
 
   enum __KindValues {
@@ -36,7 +43,13 @@ export namespace KvRequestPb {
     MGET = 2,
     EXISTS = 3,
     PTTL = 4,
-    BATCH = 5
+    BATCH = 5,
+    PEXPIRETIME = 6,
+    KEYS = 7,
+    SCAN = 8,
+    DBSIZE = 9,
+    RANDOMKEY = 10,
+    REVISIONS = 11
   }
 
   export namespace Kind {
@@ -83,6 +96,13 @@ export namespace KvRequestPb {
           }
         }
 
+        if (obj.args != null) {
+          for (const value of obj.args) {
+            w.uint32(50)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -92,7 +112,8 @@ export namespace KvRequestPb {
           command: uint8ArrayAlloc(0),
           keys: [],
           now: 0n,
-          requests: []
+          requests: [],
+          args: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -127,6 +148,14 @@ export namespace KvRequestPb {
               }
 
               obj.requests.push(reader.bytes())
+              break
+            }
+            case 6: {
+              if (opts.limits?.args != null && obj.args.length === opts.limits.args) {
+                throw new MaxLengthError('Decode error - map field "args" had too many elements')
+              }
+
+              obj.args.push(reader.bytes())
               break
             }
             default: {
@@ -173,7 +202,8 @@ export namespace KvResponsePb {
     ERROR = 'ERROR',
     ARRAY = 'ARRAY',
     FAILURE = 'FAILURE',
-    BATCH = 'BATCH'
+    BATCH = 'BATCH',
+    LIST = 'LIST'
   }
 
   enum __TypeValues {
@@ -184,7 +214,8 @@ export namespace KvResponsePb {
     ERROR = 4,
     ARRAY = 5,
     FAILURE = 6,
-    BATCH = 7
+    BATCH = 7,
+    LIST = 8
   }
 
   export namespace Type {

@@ -1,0 +1,116 @@
+import type { ClientSession, KvClientRequest, KvClientWrite, KvReadOp, KvResponse, KvResult } from '@cohort/kv';
+import type { KvApi } from '../kv-api.js';
+import type { ServerState } from './clients.js';
+import { NIL, OK, type Protocol, type Reply, errorReply } from './reply.js';
+
+/** A command queued between MULTI and EXEC: its reply as it stands (PING, a syntax error), or its KV write or read and how its answer becomes its reply. */
+export type Queued = { reply: Reply } | { write: KvClientWrite; answer: (res: KvResponse) => Reply };
+
+/** Per-connection state the commands may change. */
+export interface Session {
+  name: string;
+  /** Set by QUIT: close once the reply is written, and run nothing after it. */
+  closing: boolean;
+  /**
+   * The connection's session for exactly-once writes: each write takes the
+   * next `seq`; `lowWater` is the highest seq whose reply (and every one
+   * before it) came back, which whoever runs the requests raises.
+   */
+  writes: ClientSession;
+  /** The connection's client id (CLIENT ID, HELLO). */
+  id: number;
+  /** The protocol replies are written in: 2 until HELLO 3. */
+  proto: Protocol;
+  /** The last command run, for CLIENT LIST ('' before any). */
+  lastCommand: string;
+  /** What the server's connections share: SCAN cursors, the client list, the config. */
+  server: ServerState;
+  /** Between MULTI and EXEC: the queued commands, and whether one was refused (EXEC then aborts). */
+  multi: { queued: Queued[]; failed: boolean; keys?: Buffer[] } | undefined;
+  /** WATCHed keys and the revision each had when watched (0: absent), in WATCH order. */
+  watched: { key: Uint8Array; revision: number }[];
+  /** WATCHes whose revisions are still being read: an EXEC waits for them in a batch of its own. */
+  watching: number;
+}
+
+/**
+ * What a command comes to: its reply at once (PING, a syntax error, CLIENT
+ * SETNAME), or a request for the KV service and how its answer becomes the
+ * reply. A handler's write has no session yet: {@link planCommand} gives it
+ * the connection's next one, or queues it inside MULTI.
+ */
+export type Planned = { reply: Reply } | { request: KvClientRequest; answer: (res: KvResponse) => Reply };
+
+/** A command's handler: its arguments (name first), already checked against its arity. */
+export type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Planned;
+
+/** A result of a command (inside EXEC, too) as a RESP reply. */
+export function resultReply(res: KvResult): Reply {
+  switch (res.type) {
+    case 'ok':
+      return OK;
+    case 'nil':
+      return NIL;
+    case 'int':
+      return { t: 'int', n: res.value };
+    case 'bulk':
+      return { t: 'bulk', v: res.value };
+    case 'error':
+      return errorReply(res.message);
+    case 'list':
+      return { t: 'array', items: res.items === null ? null : res.items.map(resultReply) };
+    default: {
+      const never: never = res;
+      throw new Error(`unknown result ${String(never)}`);
+    }
+  }
+}
+
+/** A KV answer as a RESP reply. */
+export function toReply(res: KvResponse): Reply {
+  switch (res.type) {
+    case 'array':
+      return { t: 'array', items: res.values.map((v) => ({ t: 'bulk', v })) };
+    case 'failure':
+      // The first word of a RESP error is its code, as in `-NOT_LEADER ...`.
+      return errorReply(`${res.code} ${res.message}`);
+    default:
+      return resultReply(res);
+  }
+}
+
+/** `answer` applied to a successful result; a failure (no leader, a timeout) stays the failure's error. */
+export function onResult(answer: (res: KvResult) => Reply): (res: KvResponse) => Reply {
+  return (res) => (res.type === 'failure' || res.type === 'array' ? toReply(res) : answer(res));
+}
+
+/** A write, answered by `answer`. */
+export function write(_session: Session, w: KvClientWrite, answer: (res: KvResponse) => Reply = toReply): Planned {
+  return { request: { kind: 'write', write: w }, answer };
+}
+
+/** A linearizable read. */
+export function read(
+  op: KvReadOp,
+  keys: Buffer[],
+  answer: (res: KvResponse) => Reply = toReply,
+  args?: Uint8Array[],
+): Planned {
+  return { request: args === undefined ? { kind: 'read', op, keys } : { kind: 'read', op, keys, args }, answer };
+}
+
+/** A new connection's session on `server`, with `clientId` as its exactly-once session id. */
+export function newSession(server: ServerState, clientId: string): Session {
+  return {
+    id: server.clients.nextId(),
+    name: '',
+    closing: false,
+    writes: { clientId, seq: 0, lowWater: 0 },
+    proto: 2,
+    lastCommand: '',
+    server,
+    multi: undefined,
+    watched: [],
+    watching: 0,
+  };
+}
