@@ -30,6 +30,7 @@ import { applyEntries } from './apply-entries.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
 import { startGroup } from './group-startup.js';
 import type { Group } from './group.js';
+import { heartbeatMessage, heartbeatResponseMessage } from './heartbeats.js';
 import {
   type GroupStatus,
   type HostFaults,
@@ -677,30 +678,13 @@ export class RaftHost {
         if (!g.quiescent) this.noteQuiesced(g);
         continue;
       }
-      const m = newMessage({
-        type: 'heartbeat',
-        from,
-        to,
-        term: hb.term,
-        commit: hb.commit,
-        index: hb.tick,
-        context: hb.context,
-      });
+      const m = heartbeatMessage(from, to, hb);
       if (!this.stepEngine(g, from, m)) return;
     }
     for (const r of h.responses) {
       const g = this.groups.get(r.group);
       if (g === undefined) continue;
-      const m = newMessage({
-        type: 'heartbeatResp',
-        from,
-        to,
-        term: r.term,
-        index: r.tick,
-        reject: r.reject,
-        rejectHint: r.rejectHint,
-        context: r.context,
-      });
+      const m = heartbeatResponseMessage(from, to, r);
       if (!this.stepEngine(g, from, m)) return;
     }
     this.schedule();

@@ -1,6 +1,6 @@
 import { type GroupMessage, MemoryHub, type NodeId, SeededRandom, decodeRaftFrame, systemClock } from '@cohort/core';
+import { heartbeatMessage, heartbeatResponseMessage } from '../../src/host/heartbeats.js';
 import { RaftHost, type RaftHostOptions } from '../../src/index.js';
-import { newMessage } from '../../src/message.js';
 import { MachineDisk, MapMachine } from './map-machine.js';
 import { MemoryNodeStore } from './memory-node-store.js';
 
@@ -23,35 +23,9 @@ export function raftMessages(from: NodeId, to: NodeId, frame: Uint8Array): Group
   if (f.kind === 'batch') return f.messages;
   const out: GroupMessage[] = [];
   for (const h of f.heartbeats.heartbeats) {
-    if (h.quiesce) continue;
-    out.push({
-      group: h.group,
-      message: newMessage({
-        type: 'heartbeat',
-        from,
-        to,
-        term: h.term,
-        commit: h.commit,
-        index: h.tick,
-        context: h.context,
-      }),
-    });
+    if (!h.quiesce) out.push({ group: h.group, message: heartbeatMessage(from, to, h) });
   }
-  for (const r of f.heartbeats.responses) {
-    out.push({
-      group: r.group,
-      message: newMessage({
-        type: 'heartbeatResp',
-        from,
-        to,
-        term: r.term,
-        index: r.tick,
-        reject: r.reject,
-        rejectHint: r.rejectHint,
-        context: r.context,
-      }),
-    });
-  }
+  for (const r of f.heartbeats.responses) out.push({ group: r.group, message: heartbeatResponseMessage(from, to, r) });
   return out;
 }
 
