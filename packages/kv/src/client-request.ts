@@ -1,4 +1,4 @@
-import type { ExpireFlag, KvCommand, KvOp, SetCondition } from './command.js';
+import type { ExpireFlag, KvCommand, KvCompare, KvOp, SetCondition } from './command.js';
 import type { KvReadOp } from './request.js';
 
 /**
@@ -44,12 +44,26 @@ export type KvClientWrite =
   /** The expiry sweeper's delete: each key only if still expired when it applies. */
   | { op: 'delExpired'; keys: Uint8Array[] }
   /** Records a digest of the rows at this write's log index, for the consistency checker. */
-  | { op: 'checksum' };
+  | { op: 'checksum' }
+  /** Puts or deletes one key if `compare` holds when the write applies (compare-and-swap; `always` for a plain write). */
+  | {
+      op: 'cond';
+      key: Uint8Array;
+      compare: KvCompare;
+      action: { kind: 'put'; value: Uint8Array; expiry: Expiry } | { kind: 'del' };
+    };
 
 /** A request as the front ends hand it to {@link KvService.execute}. */
 export type KvClientRequest =
   | { kind: 'write'; write: KvClientWrite; session?: ClientSession }
-  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[] };
+  | {
+      kind: 'read';
+      op: KvReadOp;
+      /** `range`: the first key (inclusive) and, when present, the end (exclusive). */
+      keys: Uint8Array[];
+      /** `range`: the most records answered. */
+      limit?: number;
+    };
 
 /** Why a client's write cannot become a command; the message is Redis' own. */
 export class InvalidExpireError extends Error {
@@ -82,7 +96,11 @@ export function deadline(expiry: Expiry, now: number, command: string): number {
 
 /** Whether `write` states its deadline relative to the time it is served. */
 export function isRelative(write: KvClientWrite): boolean {
-  return (write.op === 'set' && write.expiry.kind === 'in') || (write.op === 'expire' && write.deadline.kind === 'in');
+  return (
+    (write.op === 'set' && write.expiry.kind === 'in') ||
+    (write.op === 'expire' && write.deadline.kind === 'in') ||
+    (write.op === 'cond' && write.action.kind === 'put' && write.action.expiry.kind === 'in')
+  );
 }
 
 /**
@@ -130,6 +148,17 @@ function toOp(write: KvClientWrite, now: number): KvOp {
       return { op: 'delExpired', keys: write.keys, now };
     case 'checksum':
       return { op: 'checksum', now };
+    case 'cond':
+      return {
+        op: 'cond',
+        key: write.key,
+        compare: write.compare,
+        action:
+          write.action.kind === 'del'
+            ? { kind: 'del' }
+            : { kind: 'put', value: write.action.value, expiresAt: deadline(write.action.expiry, now, 'put') },
+        now,
+      };
     default: {
       const never: never = write;
       throw new Error(`unknown write ${String(never)}`);

@@ -87,6 +87,9 @@ function stamp(req: WriteRequest, now: number): KvCommand {
   const shift = req.relativeTo === undefined ? 0 : now - req.relativeTo;
   if (shift !== 0 && cmd.op === 'set' && cmd.expiresAt !== 0) return { ...cmd, now, expiresAt: cmd.expiresAt + shift };
   if (shift !== 0 && cmd.op === 'expire') return { ...cmd, now, deadline: cmd.deadline + shift };
+  if (shift !== 0 && cmd.op === 'cond' && cmd.action.kind === 'put' && cmd.action.expiresAt !== 0) {
+    return { ...cmd, now, action: { ...cmd.action, expiresAt: cmd.action.expiresAt + shift } };
+  }
   return { ...cmd, now };
 }
 
@@ -197,8 +200,27 @@ export class KvService {
   }
 
   /** `req` in wire form, its relative deadline reckoned from this node's wall clock; or the error it gets at once. */
+  /**
+   * Serves a read from this replica's state machine as it stands, without
+   * asking the leader: a stale read, as of the applied index it reports
+   * (`revision` of a range). Expiry is judged by this node's wall clock.
+   */
+  readLocal(req: Extract<KvClientRequest, { kind: 'read' }>): KvResponse {
+    const wire = this.wire(req) as ReadRequest;
+    try {
+      return this.serveRead(wire, this.wallClock());
+    } catch (err) {
+      if (err instanceof StorageError) this.opts.onStorageFailure?.(err);
+      return failure(err);
+    }
+  }
+
   private wire(req: KvClientRequest | KvRequest): KvRequest | KvResponse {
-    if (req.kind === 'read') return { kind: 'read', op: req.op, keys: req.keys, now: 0 };
+    if (req.kind === 'read') {
+      const read: KvRequest = { kind: 'read', op: req.op, keys: req.keys, now: 0 };
+      if (req.limit !== undefined) read.limit = req.limit;
+      return read;
+    }
     if ('command' in req) return req;
     const now = this.wallClock();
     let command: KvCommand;
@@ -360,6 +382,10 @@ export class KvService {
         return { type: 'int', value: BigInt(req.keys.filter((k) => kv.has(k, now)).length) };
       case 'pttl':
         return { type: 'int', value: BigInt(kv.ttl(req.keys[0] ?? new Uint8Array(), now)) };
+      case 'range': {
+        const { records, more } = kv.range(req.keys[0] ?? new Uint8Array(), req.keys[1], req.limit ?? 0, now);
+        return { type: 'range', records, more, revision: kv.appliedIndex };
+      }
       default: {
         const never: never = req.op;
         throw new Error(`unknown read ${String(never)}`);

@@ -1,10 +1,16 @@
 import { CodecError, ErrorCode, type NodeId } from '@cohort/core';
+import type { KvRecord } from '@cohort/storage';
 import { type KvCommand, decodeCommand, encodeCommand } from './command.js';
+import { KvRowPb } from './generated/kv-command.js';
 import { KvRequestPb, KvResponsePb } from './generated/kv-request.js';
 import type { KvResult } from './result.js';
 
-/** A read served from the state machine after a linearizable ReadIndex round. */
-export type KvReadOp = 'get' | 'mget' | 'exists' | 'pttl';
+/**
+ * A read served from the state machine after a linearizable ReadIndex round.
+ * `range` answers the records (revisions and version included) of the keys
+ * in `[keys[0], keys[1])`, at most `limit`.
+ */
+export type KvReadOp = 'get' | 'mget' | 'exists' | 'pttl' | 'range';
 
 /** A client request, as served locally or forwarded to the leader. */
 export type KvRequest =
@@ -18,19 +24,53 @@ export type KvRequest =
        */
       relativeTo?: number;
     }
-  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; now: number };
+  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; now: number; limit?: number };
 
 /** A request's outcome: a command result, an array of values, or a failure with a core error code. */
 export type KvResponse =
   | KvResult
   | { type: 'array'; values: (Uint8Array | null)[] }
-  | { type: 'failure'; code: ErrorCode; message: string; leaderId?: NodeId };
+  | { type: 'failure'; code: ErrorCode; message: string; leaderId?: NodeId }
+  /** A `range` read: the records in key order, whether the limit cut it short, and the applied index it was served at. */
+  | { type: 'range'; records: KvRecord[]; more: boolean; revision: number };
+
+/** Encodes a record as a `KvRowPb`. */
+export function encodeRecord(r: KvRecord): Uint8Array {
+  return KvRowPb.encode({
+    key: r.key,
+    value: r.value,
+    createRevision: BigInt(r.createRevision),
+    modifyRevision: BigInt(r.modifyRevision),
+    expiresAt: BigInt(r.expiresAt ?? 0),
+    version: BigInt(r.version),
+  });
+}
+
+/** Decodes a `KvRowPb`; throws `CodecError` on malformed bytes. */
+export function decodeRecord(data: Uint8Array): KvRecord {
+  let pb: KvRowPb;
+  try {
+    pb = KvRowPb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV record of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+  const r: KvRecord = {
+    key: pb.key,
+    value: pb.value,
+    createRevision: Number(pb.createRevision),
+    modifyRevision: Number(pb.modifyRevision),
+    version: Number(pb.version),
+  };
+  if (pb.expiresAt !== 0n) r.expiresAt = Number(pb.expiresAt);
+  return r;
+}
 
 const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
   get: KvRequestPb.Kind.GET,
   mget: KvRequestPb.Kind.MGET,
   exists: KvRequestPb.Kind.EXISTS,
   pttl: KvRequestPb.Kind.PTTL,
+  range: KvRequestPb.Kind.RANGE,
 };
 
 /** Encodes a request for the `/cohort/kv/1` protocol. */
@@ -42,6 +82,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
       keys: [],
       now: BigInt(req.relativeTo ?? 0),
       requests: [],
+      limit: 0,
     });
   }
   return KvRequestPb.encode({
@@ -50,6 +91,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
     keys: req.keys,
     now: BigInt(req.now),
     requests: [],
+    limit: req.limit ?? 0,
   });
 }
 
@@ -64,6 +106,7 @@ export function encodeBatchRequest(reqs: KvRequest[]): Uint8Array {
     keys: [],
     now: 0n,
     requests: reqs.map(encodeRequest),
+    limit: 0,
   });
 }
 
@@ -98,7 +141,9 @@ function fromPb(pb: KvRequestPb): KvRequest {
   }
   const op = (Object.keys(READ_KINDS) as KvReadOp[]).find((k) => READ_KINDS[k] === pb.kind);
   if (op === undefined) throw new CodecError(`KV request has unknown kind ${String(pb.kind)}`);
-  return { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };
+  const read: KvRequest = { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };
+  if (op === 'range') read.limit = pb.limit;
+  return read;
 }
 
 const CODES = new Set<string>(Object.values(ErrorCode));
@@ -115,6 +160,9 @@ export function encodeResponse(res: KvResponse): Uint8Array {
     code: '',
     leaderId: '',
     responses: [],
+    rows: [],
+    succeeded: false,
+    more: false,
   };
   switch (res.type) {
     case 'ok':
@@ -145,6 +193,18 @@ export function encodeResponse(res: KvResponse): Uint8Array {
       pb.message = res.message;
       pb.leaderId = res.leaderId ?? '';
       break;
+    case 'cond':
+      pb.type = KvResponsePb.Type.COND;
+      pb.succeeded = res.succeeded;
+      pb.int = BigInt(res.revision);
+      pb.rows = res.record ? [encodeRecord(res.record)] : [];
+      break;
+    case 'range':
+      pb.type = KvResponsePb.Type.RANGE;
+      pb.more = res.more;
+      pb.int = BigInt(res.revision);
+      pb.rows = res.records.map(encodeRecord);
+      break;
     default: {
       const never: never = res;
       throw new Error(`unknown response ${String(never)}`);
@@ -165,6 +225,9 @@ export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
     code: '',
     leaderId: '',
     responses: res.map(encodeResponse),
+    rows: [],
+    succeeded: false,
+    more: false,
   });
 }
 
@@ -220,6 +283,15 @@ export function decodeResponse(data: Uint8Array): KvResponse {
       if (pb.leaderId !== '') res.leaderId = pb.leaderId;
       return res;
     }
+    case KvResponsePb.Type.COND: {
+      if (pb.rows.length > 1) throw new CodecError(`KV cond response has ${pb.rows.length} records`);
+      const res: KvResponse = { type: 'cond', succeeded: pb.succeeded, revision: Number(pb.int) };
+      const row = pb.rows[0];
+      if (row !== undefined) res.record = decodeRecord(row);
+      return res;
+    }
+    case KvResponsePb.Type.RANGE:
+      return { type: 'range', records: pb.rows.map(decodeRecord), more: pb.more, revision: Number(pb.int) };
     default:
       throw new CodecError(`KV response has unknown type ${String(pb.type)}`);
   }

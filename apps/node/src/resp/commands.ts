@@ -59,6 +59,10 @@ export function toReply(res: KvResponse): Reply {
     case 'failure':
       // The first word of a RESP error is its code, as in `-NOT_LEADER ...`.
       return errorReply(`${res.code} ${res.message}`);
+    case 'cond':
+    case 'range':
+      // Answers of the HTTP API's conditional writes and range reads, which no RESP command sends.
+      return errorReply(`ERR ${res.type} answers have no RESP form`);
     default: {
       const never: never = res;
       throw new Error(`unknown response ${String(never)}`);

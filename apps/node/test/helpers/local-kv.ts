@@ -41,6 +41,10 @@ export class LocalKv implements KvApi {
         return { type: 'int', value: BigInt(req.keys.filter((k) => this.sm.has(k, now)).length) };
       case 'pttl':
         return { type: 'int', value: BigInt(this.sm.ttl(req.keys[0]!, now)) };
+      case 'range': {
+        const { records, more } = this.sm.range(req.keys[0]!, req.keys[1], req.limit ?? 0, now);
+        return { type: 'range', records, more, revision: this.sm.appliedIndex };
+      }
     }
   }
 

@@ -25,6 +25,10 @@ export interface KvCommandPb {
   keepTtl: boolean
   session?: KvSessionPb
   deadline: bigint
+  compare: number
+  compareNumber: bigint
+  compareValue: Uint8Array
+  condDelete: boolean
 }
 
 export namespace KvCommandPb {
@@ -36,7 +40,8 @@ export namespace KvCommandPb {
     EXPIRE = 'EXPIRE',
     PERSIST = 'PERSIST',
     DEL_EXPIRED = 'DEL_EXPIRED',
-    CHECKSUM = 'CHECKSUM'
+    CHECKSUM = 'CHECKSUM',
+    COND = 'COND'
   }
 
   enum __OpValues {
@@ -47,7 +52,8 @@ export namespace KvCommandPb {
     EXPIRE = 4,
     PERSIST = 5,
     DEL_EXPIRED = 6,
-    CHECKSUM = 7
+    CHECKSUM = 7,
+    COND = 30
   }
 
   export namespace Op {
@@ -129,6 +135,26 @@ export namespace KvCommandPb {
           w.sint64(obj.deadline)
         }
 
+        if ((obj.compare != null && obj.compare !== 0)) {
+          w.uint32(240)
+          w.uint32(obj.compare)
+        }
+
+        if ((obj.compareNumber != null && obj.compareNumber !== 0n)) {
+          w.uint32(248)
+          w.uint64(obj.compareNumber)
+        }
+
+        if ((obj.compareValue != null && obj.compareValue.byteLength > 0)) {
+          w.uint32(258)
+          w.bytes(obj.compareValue)
+        }
+
+        if ((obj.condDelete != null && obj.condDelete !== false)) {
+          w.uint32(264)
+          w.bool(obj.condDelete)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -144,7 +170,11 @@ export namespace KvCommandPb {
           now: 0n,
           expireFlag: 0,
           keepTtl: false,
-          deadline: 0n
+          deadline: 0n,
+          compare: 0,
+          compareNumber: 0n,
+          compareValue: uint8ArrayAlloc(0),
+          condDelete: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -209,6 +239,22 @@ export namespace KvCommandPb {
             }
             case 12: {
               obj.deadline = reader.sint64()
+              break
+            }
+            case 30: {
+              obj.compare = reader.uint32()
+              break
+            }
+            case 31: {
+              obj.compareNumber = reader.uint64()
+              break
+            }
+            case 32: {
+              obj.compareValue = reader.bytes()
+              break
+            }
+            case 33: {
+              obj.condDelete = reader.bool()
               break
             }
             default: {
@@ -502,6 +548,7 @@ export interface KvRowPb {
   createRevision: bigint
   modifyRevision: bigint
   expiresAt: bigint
+  version: bigint
 }
 
 export namespace KvRowPb {
@@ -539,6 +586,11 @@ export namespace KvRowPb {
           w.uint64(obj.expiresAt)
         }
 
+        if ((obj.version != null && obj.version !== 0n)) {
+          w.uint32(48)
+          w.uint64(obj.version)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -548,7 +600,8 @@ export namespace KvRowPb {
           value: uint8ArrayAlloc(0),
           createRevision: 0n,
           modifyRevision: 0n,
-          expiresAt: 0n
+          expiresAt: 0n,
+          version: 0n
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -575,6 +628,10 @@ export namespace KvRowPb {
             }
             case 5: {
               obj.expiresAt = reader.uint64()
+              break
+            }
+            case 6: {
+              obj.version = reader.uint64()
               break
             }
             default: {

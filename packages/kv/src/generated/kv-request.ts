@@ -18,6 +18,7 @@ export interface KvRequestPb {
   keys: Uint8Array[]
   now: bigint
   requests: Uint8Array[]
+  limit: number
 }
 
 export namespace KvRequestPb {
@@ -27,7 +28,8 @@ export namespace KvRequestPb {
     MGET = 'MGET',
     EXISTS = 'EXISTS',
     PTTL = 'PTTL',
-    BATCH = 'BATCH'
+    BATCH = 'BATCH',
+    RANGE = 'RANGE'
   }
 
   enum __KindValues {
@@ -36,7 +38,8 @@ export namespace KvRequestPb {
     MGET = 2,
     EXISTS = 3,
     PTTL = 4,
-    BATCH = 5
+    BATCH = 5,
+    RANGE = 30
   }
 
   export namespace Kind {
@@ -83,6 +86,11 @@ export namespace KvRequestPb {
           }
         }
 
+        if ((obj.limit != null && obj.limit !== 0)) {
+          w.uint32(240)
+          w.uint32(obj.limit)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -92,7 +100,8 @@ export namespace KvRequestPb {
           command: uint8ArrayAlloc(0),
           keys: [],
           now: 0n,
-          requests: []
+          requests: [],
+          limit: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -129,6 +138,10 @@ export namespace KvRequestPb {
               obj.requests.push(reader.bytes())
               break
             }
+            case 30: {
+              obj.limit = reader.uint32()
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -162,6 +175,9 @@ export interface KvResponsePb {
   code: string
   leaderId: string
   responses: Uint8Array[]
+  rows: Uint8Array[]
+  succeeded: boolean
+  more: boolean
 }
 
 export namespace KvResponsePb {
@@ -173,7 +189,9 @@ export namespace KvResponsePb {
     ERROR = 'ERROR',
     ARRAY = 'ARRAY',
     FAILURE = 'FAILURE',
-    BATCH = 'BATCH'
+    BATCH = 'BATCH',
+    COND = 'COND',
+    RANGE = 'RANGE'
   }
 
   enum __TypeValues {
@@ -184,7 +202,9 @@ export namespace KvResponsePb {
     ERROR = 4,
     ARRAY = 5,
     FAILURE = 6,
-    BATCH = 7
+    BATCH = 7,
+    COND = 30,
+    RANGE = 31
   }
 
   export namespace Type {
@@ -253,6 +273,23 @@ export namespace KvResponsePb {
           }
         }
 
+        if (obj.rows != null) {
+          for (const value of obj.rows) {
+            w.uint32(242)
+            w.bytes(value)
+          }
+        }
+
+        if ((obj.succeeded != null && obj.succeeded !== false)) {
+          w.uint32(248)
+          w.bool(obj.succeeded)
+        }
+
+        if ((obj.more != null && obj.more !== false)) {
+          w.uint32(256)
+          w.bool(obj.more)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -266,7 +303,10 @@ export namespace KvResponsePb {
           present: [],
           code: '',
           leaderId: '',
-          responses: []
+          responses: [],
+          rows: [],
+          succeeded: false,
+          more: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -321,6 +361,22 @@ export namespace KvResponsePb {
               }
 
               obj.responses.push(reader.bytes())
+              break
+            }
+            case 30: {
+              if (opts.limits?.rows != null && obj.rows.length === opts.limits.rows) {
+                throw new MaxLengthError('Decode error - map field "rows" had too many elements')
+              }
+
+              obj.rows.push(reader.bytes())
+              break
+            }
+            case 31: {
+              obj.succeeded = reader.bool()
+              break
+            }
+            case 32: {
+              obj.more = reader.bool()
               break
             }
             default: {

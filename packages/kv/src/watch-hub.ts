@@ -1,0 +1,157 @@
+import type { LogIndex } from '@cohort/core';
+import type { KvRecord } from '@cohort/storage';
+
+/** One change of one key, as a watcher sees it; `revision` is the log index of the write. */
+export interface KvEvent {
+  type: 'put' | 'delete';
+  key: Uint8Array;
+  revision: LogIndex;
+  /** A put: the key's record after it. A delete: absent. */
+  record?: KvRecord;
+}
+
+/** What the state machine tells its listener as it applies. */
+export interface KvEventListener {
+  /** The changes of the entries up to `applied`, in log order (called after their batch's transaction). */
+  applied(events: KvEvent[], applied: LogIndex): void;
+  /** The partition was replaced by a snapshot at `index`: the changes before it are unknown. */
+  reset(index: LogIndex): void;
+}
+
+/** Which keys a watch follows: one key, or every key starting with a prefix. */
+export type WatchFilter = { key: Uint8Array } | { prefix: Uint8Array };
+
+/** A live watch: `cancel` stops it. */
+export interface WatchHandle {
+  cancel(): void;
+}
+
+/** Options of {@link WatchHub}. */
+export interface WatchHubOptions {
+  /** The index applied when the hub starts: the history holds the changes after it. */
+  applied: LogIndex;
+  /** Events kept for watches that start in the past. @default 10000 */
+  capacity?: number;
+}
+
+/** Why a watch cannot start where it asked: the history no longer holds that revision. */
+export interface Compacted {
+  compacted: true;
+  /** The oldest revision a watch may start from. */
+  oldest: LogIndex;
+}
+
+interface Watcher {
+  matches(key: Uint8Array): boolean;
+  send(events: KvEvent[]): void;
+  reset(oldest: LogIndex): void;
+}
+
+function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
+  if (key.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
+  return true;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && startsWith(a, b);
+}
+
+/** Whether `key` is one a watch with `filter` follows. */
+export function watchMatches(filter: WatchFilter, key: Uint8Array): boolean {
+  return 'key' in filter ? sameBytes(key, filter.key) : startsWith(key, filter.prefix);
+}
+
+/**
+ * The changes one replica applied, for watches: a bounded history of recent
+ * events, so a watch may start at a past revision (a client resuming from
+ * the last one it saw), and live delivery as entries apply. Every change
+ * after `oldest - 1` is held; older ones were dropped (capacity) or never
+ * seen (before the process started, or replaced by a snapshot).
+ */
+export class WatchHub implements KvEventListener {
+  private readonly capacity: number;
+  private history: KvEvent[] = [];
+  private head = 0;
+  private first: LogIndex;
+  private last: LogIndex;
+  private readonly watchers = new Set<Watcher>();
+
+  constructor(opts: WatchHubOptions) {
+    this.capacity = opts.capacity ?? 10_000;
+    this.first = opts.applied + 1;
+    this.last = opts.applied;
+  }
+
+  /** The oldest revision a watch may start from. */
+  get oldest(): LogIndex {
+    return this.first;
+  }
+
+  /** The last applied index this hub heard of. */
+  get appliedIndex(): LogIndex {
+    return this.last;
+  }
+
+  applied(events: KvEvent[], applied: LogIndex): void {
+    this.last = Math.max(this.last, applied);
+    if (events.length === 0) return;
+    for (const e of events) this.history.push(e);
+    const held = this.history.length - this.head;
+    if (held > this.capacity) {
+      const drop = held - this.capacity;
+      // Keep whole revisions: a revision is complete in the history or absent from it.
+      let cut = this.head + drop;
+      const lastDropped = (this.history[cut - 1] as KvEvent).revision;
+      while (cut < this.history.length && (this.history[cut] as KvEvent).revision === lastDropped) cut++;
+      this.first = lastDropped + 1;
+      this.head = cut;
+      if (this.head > 4096 && this.head * 2 > this.history.length) {
+        this.history = this.history.slice(this.head);
+        this.head = 0;
+      }
+    }
+    for (const w of this.watchers) {
+      const mine = events.filter((e) => w.matches(e.key));
+      if (mine.length > 0) w.send(mine);
+    }
+  }
+
+  reset(index: LogIndex): void {
+    this.history = [];
+    this.head = 0;
+    this.first = index + 1;
+    this.last = Math.max(this.last, index);
+    for (const w of this.watchers) w.reset(this.first);
+  }
+
+  /**
+   * Starts a watch of `filter` from revision `from`: `send` gets the held
+   * events at or after it at once (when any), then each new batch as it
+   * applies; `reset` is called if a snapshot replaces the partition (the
+   * watch is over then). Answers {@link Compacted} when the history no
+   * longer reaches back to `from`.
+   */
+  watch(
+    filter: WatchFilter,
+    from: LogIndex,
+    send: (events: KvEvent[]) => void,
+    reset: (oldest: LogIndex) => void,
+  ): WatchHandle | Compacted {
+    if (from < this.first) return { compacted: true, oldest: this.first };
+    const w: Watcher = { matches: (k) => watchMatches(filter, k), send, reset };
+    const past: KvEvent[] = [];
+    for (let i = this.head; i < this.history.length; i++) {
+      const e = this.history[i] as KvEvent;
+      if (e.revision >= from && w.matches(e.key)) past.push(e);
+    }
+    if (past.length > 0) send(past);
+    this.watchers.add(w);
+    return { cancel: () => this.watchers.delete(w) };
+  }
+
+  /** Watches running now. */
+  get watching(): number {
+    return this.watchers.size;
+  }
+}

@@ -1,0 +1,229 @@
+import { crc32c } from '@cohort/storage';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KvSnapshotBodyPb, KvSnapshotChunkPb } from '../src/generated/kv-command.js';
+import {
+  type KvCommand,
+  type KvCompare,
+  type KvEvent,
+  type KvResult,
+  WatchHub,
+  decodeCommand,
+  decodeResponse,
+  encodeCommand,
+  encodeResponse,
+} from '../src/index.js';
+import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
+
+const put = (key: string, value: string, compare: KvCompare = { kind: 'always' }, now = 1000): KvCommand => ({
+  op: 'cond',
+  key: b(key),
+  compare,
+  action: { kind: 'put', value: b(value), expiresAt: 0 },
+  now,
+});
+const del = (key: string, compare: KvCompare = { kind: 'always' }): KvCommand => ({
+  op: 'cond',
+  key: b(key),
+  compare,
+  action: { kind: 'del' },
+  now: 1000,
+});
+
+describe.each([
+  ['MemoryNodeStore', memoryMachine],
+  ['SqliteNodeStore', sqliteMachine],
+])('conditional writes on %s', (_name, make) => {
+  let h: MachineHarness;
+  beforeEach(() => {
+    h = make();
+  });
+  afterEach(() => h.cleanup());
+
+  const apply = (index: number, cmd: KvCommand): Extract<KvResult, { type: 'cond' }> => {
+    const r = h.sm.apply(index, encodeCommand(cmd));
+    if (r.type !== 'cond') throw new Error(`expected a cond result, got ${r.type}`);
+    return r;
+  };
+
+  it('puts only when the key is absent, and counts versions from the create revision', () => {
+    const first = apply(1, put('k', 'a', { kind: 'absent' }));
+    expect(first).toMatchObject({
+      succeeded: true,
+      revision: 1,
+      record: { createRevision: 1, modifyRevision: 1, version: 1 },
+    });
+    const again = apply(2, put('k', 'b', { kind: 'absent' }));
+    expect(again.succeeded).toBe(false);
+    expect(text(again.record?.value)).toBe('a');
+    expect(apply(3, put('k', 'c')).record).toMatchObject({ createRevision: 1, modifyRevision: 3, version: 2 });
+  });
+
+  it('swaps on mod revision, version and value, and answers the current record when the comparison fails', () => {
+    apply(1, put('k', 'a'));
+    const stale = apply(2, put('k', 'x', { kind: 'modRevision', value: 7 }));
+    expect(stale).toMatchObject({ succeeded: false, revision: 2, record: { modifyRevision: 1, version: 1 } });
+    expect(text(h.sm.get(b('k'), 0))).toBe('a');
+    expect(apply(3, put('k', 'b', { kind: 'modRevision', value: 1 })).succeeded).toBe(true);
+    expect(apply(4, put('k', 'x', { kind: 'version', value: 1 })).succeeded).toBe(false);
+    expect(apply(5, put('k', 'c', { kind: 'version', value: 2 })).record).toMatchObject({ version: 3 });
+    expect(apply(6, put('k', 'x', { kind: 'value', value: b('b') })).succeeded).toBe(false);
+    expect(apply(7, put('k', 'd', { kind: 'value', value: b('c') })).succeeded).toBe(true);
+    expect(text(h.sm.get(b('k'), 0))).toBe('d');
+    // A missing key has mod revision and version 0, as in etcd; its value never matches.
+    expect(apply(8, put('n', 'v', { kind: 'value', value: b('') })).succeeded).toBe(false);
+    expect(apply(9, put('n', 'v', { kind: 'version', value: 0 })).succeeded).toBe(true);
+  });
+
+  it('deletes conditionally, answering the deleted record', () => {
+    apply(1, put('k', 'a'));
+    expect(apply(2, del('k', { kind: 'modRevision', value: 9 }))).toMatchObject({
+      succeeded: false,
+      record: { version: 1 },
+    });
+    expect(h.sm.get(b('k'), 0)).toBeDefined();
+    const gone = apply(3, del('k', { kind: 'version', value: 1 }));
+    expect(gone).toMatchObject({ succeeded: true, record: { modifyRevision: 1 } });
+    expect(h.sm.get(b('k'), 0)).toBeUndefined();
+    expect(apply(4, del('k'))).toEqual({ type: 'cond', succeeded: true, revision: 4 });
+    // Written again, the key starts a new life.
+    expect(apply(5, put('k', 'b')).record).toMatchObject({ createRevision: 5, version: 1 });
+  });
+
+  it('treats an expired key as absent', () => {
+    h.sm.apply(1, encodeCommand(setCmd('k', 'a', 1000, { expiresAt: 1500 })));
+    expect(apply(2, put('k', 'b', { kind: 'absent' }, 2000)).succeeded).toBe(true);
+  });
+
+  it('ranges over keys in byte order with a limit, skipping expired keys', () => {
+    for (const [i, k] of ['a/1', 'a/2', 'a/3', 'b'].entries()) apply(i + 1, put(k, k));
+    h.sm.apply(5, encodeCommand(setCmd('a/0', 'gone', 1000, { expiresAt: 1500 })));
+    const page = h.sm.range(b('a/'), b('a0'), 2, 2000);
+    expect(page.records.map((r) => text(r.key))).toEqual(['a/1', 'a/2']);
+    expect(page.more).toBe(true);
+    const rest = h.sm.range(b('a/2\u0000'), b('a0'), 2, 2000);
+    expect(rest.records.map((r) => text(r.key))).toEqual(['a/3']);
+    expect(rest.more).toBe(false);
+    expect(h.sm.range(b(''), undefined, 0, 2000).records).toHaveLength(4);
+  });
+
+  it('tells its listener of every change after each batch', () => {
+    const seen: KvEvent[] = [];
+    let applied = 0;
+    h.sm.setEventListener({
+      applied: (events, index) => {
+        seen.push(...events);
+        applied = index;
+      },
+      reset: () => undefined,
+    });
+    h.sm.applyBatch(
+      [entry(1, put('k', 'a')), entry(2, setCmd('j', 'x')), entry(3, del('k')), entry(4, del('k'))],
+      CONF,
+    );
+    expect(applied).toBe(4);
+    expect(seen.map((e) => [e.type, text(e.key), e.revision, e.record?.version])).toEqual([
+      ['put', 'k', 1, 1],
+      ['put', 'j', 2, 1],
+      ['delete', 'k', 3, undefined],
+    ]);
+  });
+});
+
+describe('cond commands and results on the wire', () => {
+  it('round-trips every comparison and both actions', () => {
+    for (const cmd of [
+      put('k', 'v'),
+      put('k', 'v', { kind: 'absent' }),
+      put('k', 'v', { kind: 'modRevision', value: 12 }),
+      put('k', 'v', { kind: 'version', value: 3 }),
+      del('k', { kind: 'value', value: b('old') }),
+    ]) {
+      expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
+    }
+    const res: KvResult = {
+      type: 'cond',
+      succeeded: false,
+      revision: 9,
+      record: { key: b('k'), value: b('v'), createRevision: 2, modifyRevision: 5, version: 3, expiresAt: 77 },
+    };
+    expect(decodeResponse(encodeResponse(res))).toEqual(res);
+  });
+});
+
+describe('snapshot formats', () => {
+  it('installs a format 2 snapshot (rows without a version) at version 1, and refuses a newer format', () => {
+    const h = memoryMachine();
+    const body = KvSnapshotBodyPb.encode({
+      rows: [{ key: b('k'), value: b('v'), createRevision: 3n, modifyRevision: 4n, expiresAt: 0n, version: 0n }],
+      sessions: [],
+      logTime: 10n,
+    });
+    const chunk = KvSnapshotChunkPb.encode({ version: 2, body, crc: crc32c(body) });
+    const meta = { index: 4, term: 1, confState: CONF };
+    const w = h.sm.receiveSnapshot(meta);
+    w.write(0, chunk);
+    w.commit();
+    expect(h.store.kv('p1').get(b('k'))).toMatchObject({ createRevision: 3, modifyRevision: 4, version: 1 });
+    const newer = KvSnapshotChunkPb.encode({ version: 4, body, crc: crc32c(body) });
+    const w2 = h.sm.receiveSnapshot(meta);
+    expect(() => w2.write(0, newer)).toThrow('snapshot format 4 is newer than this build reads (3); upgrade the node');
+    w2.abort();
+    h.cleanup();
+  });
+});
+
+describe('WatchHub', () => {
+  const ev = (key: string, revision: number): KvEvent => ({ type: 'put', key: b(key), revision });
+
+  it('replays held events from a revision, then delivers live ones matching the filter', () => {
+    const hub = new WatchHub({ applied: 0 });
+    hub.applied([ev('a/1', 1), ev('b', 2), ev('a/2', 3)], 3);
+    const got: number[] = [];
+    const w = hub.watch(
+      { prefix: b('a/') },
+      2,
+      (es) => got.push(...es.map((e) => e.revision)),
+      () => undefined,
+    );
+    expect('cancel' in w).toBe(true);
+    hub.applied([ev('a/3', 4), ev('c', 5)], 5);
+    expect(got).toEqual([3, 4]);
+    if ('cancel' in w) w.cancel();
+    hub.applied([ev('a/4', 6)], 6);
+    expect(got).toEqual([3, 4]);
+  });
+
+  it('answers the oldest revision it holds for a watch that starts before it', () => {
+    const hub = new WatchHub({ applied: 10, capacity: 2 });
+    expect(
+      hub.watch(
+        { key: b('k') },
+        5,
+        () => undefined,
+        () => undefined,
+      ),
+    ).toEqual({ compacted: true, oldest: 11 });
+    hub.applied([ev('k', 11), ev('k', 12), ev('k', 13)], 13);
+    expect(hub.oldest).toBe(12);
+    expect(
+      hub.watch(
+        { key: b('k') },
+        11,
+        () => undefined,
+        () => undefined,
+      ),
+    ).toEqual({ compacted: true, oldest: 12 });
+    let resetAt = 0;
+    hub.watch(
+      { key: b('k') },
+      12,
+      () => undefined,
+      (oldest) => {
+        resetAt = oldest;
+      },
+    );
+    hub.reset(40);
+    expect(resetAt).toBe(41);
+    expect(hub.oldest).toBe(41);
+  });
+});
