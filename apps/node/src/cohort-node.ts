@@ -1,13 +1,14 @@
 import { CorruptStateError, type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
-import { KvService, KvStateMachine } from '@cohort/kv';
+import { KvService, KvStateMachine, WatchHub } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from './http-server.js';
+import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
-import type { KvApi, NodeStatus } from './kv-api.js';
+import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
@@ -110,6 +111,9 @@ export class CohortNode {
     // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
     const sm = new KvStateMachine(this.store, KV_GROUP, { defer: (fn) => systemClock.defer(fn) });
     this.machine = sm;
+    // Watches see every change this replica applies from now on, and a bounded history of them.
+    const hub = new WatchHub({ applied: sm.appliedIndex });
+    sm.setEventListener(hub);
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, sm, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
@@ -165,8 +169,29 @@ export class CohortNode {
       replicas: cluster.initialMembers.map((m) => m.id),
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
+    const reads: ReadApi = {
+      stale: (req) => service.readLocal(req),
+      lease: (req) => service.leaseRead(req),
+    };
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
+      reads,
+      watch: new WatchSource(hub),
+      cluster: () => {
+        const s = this.status();
+        const conf = sm.applied().confState;
+        return {
+          id: s.id,
+          role: s.role,
+          leader: s.leader,
+          term: s.term,
+          commit: s.commit,
+          applied: s.applied,
+          voters: [...conf.voters],
+          learners: [...conf.learners],
+          members: memberViews(membership),
+        };
+      },
       admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),

@@ -215,6 +215,36 @@ export class KvService {
     }
   }
 
+  /**
+   * Serves a read on this node, the leader, under its lease (no ReadIndex
+   * round); on a follower, answers NOT_LEADER naming the leader, for the
+   * client to send the read there.
+   */
+  async leaseRead(req: Extract<KvClientRequest, { kind: 'read' }>): Promise<KvResponse> {
+    const { group } = this.opts;
+    const s = group.status();
+    if (s.role !== 'leader') {
+      return failure(
+        new NotLeaderError(
+          s.leader || undefined,
+          undefined,
+          `lease reads are served by the leader only; the leader is ${s.leader || 'not known'}`,
+        ),
+      );
+    }
+    if (group.leaseRead === undefined) {
+      return failure(new UnavailableError('this node serves no lease reads; read with consistency=linearizable'));
+    }
+    try {
+      const now = this.wallClock();
+      await group.leaseRead();
+      return this.serveRead(this.wire(req) as ReadRequest, now);
+    } catch (err) {
+      if (err instanceof StorageError) this.opts.onStorageFailure?.(err);
+      return failure(err);
+    }
+  }
+
   private wire(req: KvClientRequest | KvRequest): KvRequest | KvResponse {
     if (req.kind === 'read') {
       const read: KvRequest = { kind: 'read', op: req.op, keys: req.keys, now: 0 };

@@ -22,6 +22,11 @@ export class LocalKv implements KvApi {
     this.requests.push(req);
     // Yield like a real round trip would, so ordering bugs show.
     await new Promise((r) => setImmediate(r));
+    return this.serve(req);
+  }
+
+  /** Serves `req` now. */
+  serve(req: KvClientRequest): KvResponse {
     const now = Date.now();
     if (req.kind === 'write') {
       try {
