@@ -1,6 +1,6 @@
 import { silentLogger } from '@cohort/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WatchHub } from '@cohort/kv';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpServer } from '../src/http-server.js';
 import { WatchSource } from '../src/http-watch.js';
 import { instrumentKv } from '../src/instrumented-kv.js';
