@@ -4,6 +4,7 @@ export type * from './types.js';
 export { decodeConfChange, encodeConfChange } from './confchange/codec.js';
 export { MemoryStorage } from './memory-storage.js';
 export { RawNode } from './raw-node.js';
+export type { LeaseRead } from './lease.js';
 export type { LostEntries, ProgressStatus, Status } from './status.js';
 export type { ProgressState } from './tracker/progress.js';
 export * from './host/index.js';

@@ -41,6 +41,9 @@ import { ReplicaRepairs } from './replica-repair.js';
 import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
 import { SnapshotSender } from './snapshot-sender.js';
 
+/** Tick times a group keeps for lease reads (a lease rests on a tick at most an election timeout old). */
+const TICK_TIMES = 256;
+
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
 
@@ -197,6 +200,7 @@ export class RaftHost {
         electionTick: o.electionTicks ?? 5,
         ...(o.electionTicksMax !== undefined ? { electionTickMax: o.electionTicksMax } : {}),
         heartbeatTick: o.heartbeatTicks ?? 1,
+        ...(o.leaseReads ? { readOnlyOption: 'leaseOnRequest' as const, checkQuorum: true } : {}),
         random: o.random,
         applied: start.applied.index,
         // This host sends a leader's appends while its own write is in flight (see rounds()).
@@ -230,7 +234,10 @@ export class RaftHost {
       readBatch: [],
       readRounds: new Map(),
       lostEntriesLogged: s.lostEntries ?? 0,
+      ticks: 1,
+      tickTimes: [],
     });
+    (this.groups.get(group) as Group).tickTimes[1] = this.opts.clock.now();
     this.log.info('group added', {
       group,
       fresh,
@@ -275,6 +282,7 @@ export class RaftHost {
       id: group,
       propose: <R>(data: Uint8Array) => this.propose<R>(group, data),
       read: () => this.readIndex(group),
+      ...(this.opts.leaseReads ? { leaseRead: () => this.leaseRead(group) } : {}),
       status: () => this.status(group),
     };
   }
@@ -371,6 +379,48 @@ export class RaftHost {
     return done;
   }
 
+  /**
+   * Resolves once this node, the leader of `group`, may serve a read under its
+   * lease, with no ReadIndex round: the engine reports a lease (a quorum
+   * acknowledged a heartbeat recently enough, see lease.ts) and, by the
+   * monotonic clock, less than the lease's span of ticks has passed since the
+   * tick it rests on, both when asked and once the commit index it reads at
+   * is applied. Rejects with `NotLeaderError`, or `UnavailableError` when no
+   * lease holds (the caller reads with a ReadIndex round instead).
+   */
+  leaseRead(group: GroupId): Promise<void> {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
+    if (g.repair !== undefined) {
+      return Promise.reject(
+        new UnavailableError(`group ${group}: this replica is restoring its state from a healthy replica; retry`),
+      );
+    }
+    const lease = g.engine.leaseRead?.();
+    const until = lease && this.leaseUntil(g, lease.base, lease.span);
+    const expired = (): UnavailableError =>
+      new UnavailableError(
+        `group ${group}: the leader's lease does not hold now (no quorum acknowledged a heartbeat within the lease, or this node was stalled); read with consistency=linearizable`,
+      );
+    if (lease === undefined || until === undefined || this.opts.clock.now() >= until) return Promise.reject(expired());
+    const check = (): void => {
+      if (this.opts.clock.now() >= until) throw expired();
+    };
+    if (g.applied.index >= lease.index) return Promise.resolve();
+    const ctx = `${this.opts.id}/l${++this.readCounter}`;
+    const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
+    g.pending.readConfirmed(ctx, lease.index);
+    return done.then(check);
+  }
+
+  /** The monotonic time the lease resting on tick `base` ends at; undefined when that tick is too old to know. */
+  private leaseUntil(g: Group, base: number, span: number): number | undefined {
+    if (base > g.ticks || g.ticks - base >= TICK_TIMES) return undefined;
+    const at = g.tickTimes[base % TICK_TIMES];
+    return at === undefined ? undefined : at + span * this.tickMs;
+  }
+
   /** Starts an election for `group` on this node now. */
   campaign(group: GroupId): void {
     this.groupOf(group).engine.campaign();
@@ -388,6 +438,10 @@ export class RaftHost {
     const now = this.opts.clock.now();
     for (const g of this.groups.values()) {
       g.engine.tick();
+      // When the engine's tick count became this value (a heartbeat carrying it leaves after): lease reads
+      // measure the lease from it by the monotonic clock.
+      g.ticks++;
+      g.tickTimes[g.ticks % TICK_TIMES] = this.opts.clock.now();
       g.pending.expire(now);
     }
     this.receiver.expire(now);
