@@ -1,4 +1,11 @@
-import { CorruptStateError, type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
+import {
+  CorruptStateError,
+  type Entry,
+  type Logger,
+  checkDataDirWritable,
+  systemClock,
+  systemRandom,
+} from '@cohort/core';
 import { KvService, KvStateMachine, WatchHub } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
@@ -78,6 +85,7 @@ export class CohortNode {
     const { requestTimeoutMs } = this.options;
     checkDataDirWritable(node.dataDir);
     this.store = this.openStore(node.dataDir);
+    const store = this.store;
     const transport = createLibp2pTransport({
       self: node.id,
       listen: node.peerAddress,
@@ -176,7 +184,7 @@ export class CohortNode {
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,
-      watch: new WatchSource(hub),
+      watch: new WatchSource(hub, (lo, hi) => readLog(store, lo, hi)),
       cluster: () => {
         const s = this.status();
         const conf = sm.applied().confState;
@@ -223,4 +231,17 @@ export class CohortNode {
     })();
     return this.stopping;
   }
+}
+
+/** The KV group's log entries in `[lo, hi)`, or undefined when the log no longer (or not yet) holds them all. */
+function readLog(store: DurableNodeStore, lo: number, hi: number): Entry[] | undefined {
+  const log = store.group(KV_GROUP);
+  if (lo < log.firstIndex() || hi - 1 > log.lastIndex()) return undefined;
+  const out: Entry[] = [];
+  try {
+    for (let at = lo; at < hi; at = (out.at(-1)?.index ?? at) + 1) out.push(...log.entries(at, hi, 1 << 20));
+  } catch {
+    return undefined; // Compacted meanwhile.
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 import type { Logger } from '@cohort/core';
-import type { Compacted, KvEvent, WatchFilter, WatchHandle } from '@cohort/kv';
+import type { Entry } from '@cohort/core';
+import { type Compacted, type KvEvent, type WatchFilter, type WatchHandle, eventsFromEntries } from '@cohort/kv';
 import type { FastifyReply } from 'fastify';
 import { ApiError, type Encoding, recordJson, toText } from './http-codec.js';
 
@@ -20,11 +21,30 @@ const MAX_BUFFERED = 8 * 1024 * 1024;
 /** A comment line this often keeps idle connections (and proxies) open. */
 const KEEPALIVE_MS = 15_000;
 
+/** The most log entries read to serve a watch from before the history. */
+const MAX_LOG_ENTRIES = 100_000;
+
 /** The watches of one HTTP server: where their events come from, and the streams to end when it closes. */
 export class WatchSource {
   private readonly streams = new Set<() => void>();
 
-  constructor(readonly hub: WatchHubLike) {}
+  /**
+   * @param hub the changes applied since the process started, and live ones
+   * @param log the log entries in `[lo, hi)` while the log still holds them
+   *   (undefined when compacted): a watch from before the history is served
+   *   from them when they tell its events
+   */
+  constructor(
+    readonly hub: WatchHubLike,
+    private readonly log?: (lo: number, hi: number) => Entry[] | undefined,
+  ) {}
+
+  /** The events of `filter` in revisions `[from, to)` told by the log, or undefined when it cannot tell them. */
+  fromLog(filter: WatchFilter, from: number, to: number): KvEvent[] | undefined {
+    if (this.log === undefined || to - from > MAX_LOG_ENTRIES) return undefined;
+    const entries = this.log(from, to);
+    return entries && eventsFromEntries(entries, filter);
+  }
 
   /** Ends every open stream (the server is closing). */
   closeAll(): void {
@@ -45,7 +65,9 @@ export class WatchSource {
 
 function eventJson(e: KvEvent, encoding: Encoding, now: number): Record<string, unknown> {
   if (e.type === 'put' && e.record) return { type: 'put', ...recordJson(e.record, encoding, now) };
-  return { type: e.type, key: toText(e.key, encoding), modRevision: e.revision };
+  const out: Record<string, unknown> = { type: e.type, key: toText(e.key, encoding), modRevision: e.revision };
+  if (e.value !== undefined) out.value = toText(e.value, encoding);
+  return out;
 }
 
 /** One SSE message per event; the id is the revision, so a client resumes from the last id plus one. */
@@ -71,8 +93,10 @@ export function serveWatch(
   opts: { filter: WatchFilter; from: number | undefined; encoding: Encoding; logger: Logger },
 ): void {
   const { hub } = source;
-  const from = opts.from ?? hub.appliedIndex + 1;
-  if (from < hub.oldest) {
+  let from = opts.from ?? hub.appliedIndex + 1;
+  // Before the history, the log may still tell the events; read at once, so none is missed before the watch starts.
+  const early = from < hub.oldest ? source.fromLog(opts.filter, from, hub.oldest) : [];
+  if (early === undefined) {
     throw new ApiError(
       410,
       'COMPACTED',
@@ -89,6 +113,8 @@ export function serveWatch(
     'x-cohort-applied-index': String(hub.appliedIndex),
   });
   res.write(`: watching from revision ${from}\n\n`);
+  if (early.length > 0) res.write(frame(early, opts.encoding));
+  from = Math.max(from, hub.oldest);
   const live: { handle?: WatchHandle; keepalive?: NodeJS.Timeout } = {};
   let ended = false;
   const end = (last?: string): void => {

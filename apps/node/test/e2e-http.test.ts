@@ -211,6 +211,10 @@ describe('the HTTP API v1 on three cohort processes', () => {
     expect((await resumed.until(3))[2]!.data).toMatchObject({ key: 'w/3', value: 'three' });
     resumed.close();
 
+    // Before its history, the restarted node serves a watch from its log when no entry there touches the watched keys.
+    const quiet = await Watch.open(f1, `prefix=zz/&fromRevision=${rev}`);
+    expect(quiet).toBeInstanceOf(Watch);
+    (quiet as Watch).close();
     // A revision this node no longer holds answers 410 with the oldest it can watch from.
     const gone = await Watch.open(f1, 'prefix=w/&fromRevision=1');
     expect(gone).toMatchObject({ status: 410, body: { error: { code: 'COMPACTED' } } });

@@ -61,6 +61,7 @@ export {
   type WatchHandle,
   WatchHub,
   type WatchHubOptions,
+  eventsFromEntries,
   watchMatches,
 } from './watch-hub.js';
 export { compareHolds } from './apply-op.js';

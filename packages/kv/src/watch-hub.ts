@@ -1,5 +1,6 @@
-import type { LogIndex } from '@cohort/core';
+import type { Entry, LogIndex } from '@cohort/core';
 import type { KvRecord } from '@cohort/storage';
+import { type KvCommand, decodeCommand } from './command.js';
 
 /** One change of one key, as a watcher sees it; `revision` is the log index of the write. */
 export interface KvEvent {
@@ -8,6 +9,8 @@ export interface KvEvent {
   revision: LogIndex;
   /** A put: the key's record after it. A delete: absent. */
   record?: KvRecord;
+  /** A put decoded from a log entry ({@link eventsFromEntries}), without a record: the value written. */
+  value?: Uint8Array;
 }
 
 /** What the state machine tells its listener as it applies. */
@@ -153,5 +156,70 @@ export class WatchHub implements KvEventListener {
   /** Watches running now. */
   get watching(): number {
     return this.watchers.size;
+  }
+}
+
+/**
+ * The changes of keys matching `filter` made by log entries (in index
+ * order), decoded from the entries alone: a SET without condition and MSET
+ * become put events (with their values and mod revisions; create revision
+ * and version are not known from an entry). Undefined when an entry touches
+ * a matching key in a way whose outcome depends on the state it applied to
+ * (a conditional write, a delete, an increment, an expiry, a write in a
+ * client session, which may be a retry): the events cannot be told then.
+ */
+export function eventsFromEntries(entries: Entry[], filter: WatchFilter): KvEvent[] | undefined {
+  const out: KvEvent[] = [];
+  for (const e of entries) {
+    if (e.type !== 'normal' || e.data.length === 0) continue;
+    let cmd: KvCommand;
+    try {
+      cmd = decodeCommand(e.data);
+    } catch {
+      continue; // Applied as a failure: it changed nothing.
+    }
+    const touched = commandKeys(cmd).filter((k) => watchMatches(filter, k));
+    if (touched.length === 0) continue;
+    if (cmd.session !== undefined) return undefined;
+    if (
+      cmd.op === 'set' &&
+      cmd.condition === 'always' &&
+      !cmd.keepTtl &&
+      (cmd.expiresAt === 0 || cmd.expiresAt > cmd.now)
+    ) {
+      out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.value });
+      continue;
+    }
+    if (cmd.op === 'mset') {
+      cmd.keys.forEach((key, i) => {
+        if (watchMatches(filter, key))
+          out.push({ type: 'put', key, revision: e.index, value: cmd.values[i] as Uint8Array });
+      });
+      continue;
+    }
+    return undefined;
+  }
+  return out;
+}
+
+/** The keys a command may write. */
+function commandKeys(cmd: KvCommand): Uint8Array[] {
+  switch (cmd.op) {
+    case 'set':
+    case 'incr':
+    case 'expire':
+    case 'persist':
+    case 'cond':
+      return [cmd.key];
+    case 'del':
+    case 'mset':
+    case 'delExpired':
+      return cmd.keys;
+    case 'checksum':
+      return [];
+    default: {
+      const never: never = cmd;
+      throw new Error(`unknown command ${String(never)}`);
+    }
   }
 }

@@ -11,6 +11,7 @@ import {
   decodeResponse,
   encodeCommand,
   encodeResponse,
+  eventsFromEntries,
 } from '../src/index.js';
 import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
 
@@ -169,6 +170,27 @@ describe('snapshot formats', () => {
     expect(() => w2.write(0, newer)).toThrow('snapshot format 4 is newer than this build reads (3); upgrade the node');
     w2.abort();
     h.cleanup();
+  });
+});
+
+describe('events decoded from log entries', () => {
+  it('tells puts of unconditional writes, skips other keys, and gives up on writes whose outcome needs the state', () => {
+    const entries = [
+      entry(1, setCmd('w/a', '1')),
+      entry(2, setCmd('x', '2')),
+      entry(3, { op: 'mset', keys: [b('w/b'), b('y')], values: [b('3'), b('4')], now: 1000 }),
+      entry(4, put('y', 'cas')),
+    ];
+    const events = eventsFromEntries(entries, { prefix: b('w/') });
+    expect(events?.map((e) => [e.type, text(e.key), e.revision, text(e.value)])).toEqual([
+      ['put', 'w/a', 1, '1'],
+      ['put', 'w/b', 3, '3'],
+    ]);
+    expect(eventsFromEntries([...entries, entry(5, del('w/a'))], { prefix: b('w/') })).toBeUndefined();
+    expect(
+      eventsFromEntries([entry(1, setCmd('w/a', '1', 1000, { condition: 'nx' }))], { key: b('w/a') }),
+    ).toBeUndefined();
+    expect(eventsFromEntries([entry(1, setCmd('w/a', '1'))], { key: b('other') })).toEqual([]);
   });
 });
 
