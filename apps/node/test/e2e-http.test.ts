@@ -219,5 +219,11 @@ describe('the HTTP API v1 on three cohort processes', () => {
     const gone = await Watch.open(f1, 'prefix=w/&fromRevision=1');
     expect(gone).toMatchObject({ status: 410, body: { error: { code: 'COMPACTED' } } });
     expect((gone as Answer).body.error.oldestRevision).toBeGreaterThan(1);
+
+    // A node with a watch open stops cleanly on SIGTERM: the stream ends, the process exits 0.
+    const open = await Watch.open(f2, 'prefix=w/');
+    expect(open).toBeInstanceOf(Watch);
+    expect(await c.terminate(f2)).toBe(0);
+    await poll('the watch stream to end', 5000, async () => ((open as Watch).ended ? true : undefined));
   }, 90_000);
 });

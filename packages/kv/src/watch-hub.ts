@@ -35,6 +35,13 @@ export interface WatchHubOptions {
   applied: LogIndex;
   /** Events kept for watches that start in the past. @default 10000 */
   capacity?: number;
+  /** Bytes of keys and values those events may hold; the oldest go first past it. @default 64 MiB */
+  capacityBytes?: number;
+}
+
+/** Bytes an event is counted for: its key and value, and a fixed overhead. */
+function eventBytes(e: KvEvent): number {
+  return e.key.length + (e.record?.value.length ?? e.value?.length ?? 0) + 64;
 }
 
 /** Why a watch cannot start where it asked: the history no longer holds that revision. */
@@ -74,6 +81,8 @@ export function watchMatches(filter: WatchFilter, key: Uint8Array): boolean {
  */
 export class WatchHub implements KvEventListener {
   private readonly capacity: number;
+  private readonly capacityBytes: number;
+  private bytes = 0;
   private history: KvEvent[] = [];
   private head = 0;
   private first: LogIndex;
@@ -82,6 +91,7 @@ export class WatchHub implements KvEventListener {
 
   constructor(opts: WatchHubOptions) {
     this.capacity = opts.capacity ?? 10_000;
+    this.capacityBytes = opts.capacityBytes ?? 64 * 1024 * 1024;
     this.first = opts.applied + 1;
     this.last = opts.applied;
   }
@@ -99,14 +109,24 @@ export class WatchHub implements KvEventListener {
   applied(events: KvEvent[], applied: LogIndex): void {
     this.last = Math.max(this.last, applied);
     if (events.length === 0) return;
-    for (const e of events) this.history.push(e);
+    for (const e of events) {
+      this.history.push(e);
+      this.bytes += eventBytes(e);
+    }
     const held = this.history.length - this.head;
-    if (held > this.capacity) {
-      const drop = held - this.capacity;
+    if (held > this.capacity || this.bytes > this.capacityBytes) {
+      let cut = this.head + Math.max(0, held - this.capacity);
+      for (let i = this.head; i < cut; i++) this.bytes -= eventBytes(this.history[i] as KvEvent);
+      while (this.bytes > this.capacityBytes && cut < this.history.length) {
+        this.bytes -= eventBytes(this.history[cut] as KvEvent);
+        cut++;
+      }
       // Keep whole revisions: a revision is complete in the history or absent from it.
-      let cut = this.head + drop;
       const lastDropped = (this.history[cut - 1] as KvEvent).revision;
-      while (cut < this.history.length && (this.history[cut] as KvEvent).revision === lastDropped) cut++;
+      while (cut < this.history.length && (this.history[cut] as KvEvent).revision === lastDropped) {
+        this.bytes -= eventBytes(this.history[cut] as KvEvent);
+        cut++;
+      }
       this.first = lastDropped + 1;
       this.head = cut;
       if (this.head > 4096 && this.head * 2 > this.history.length) {
@@ -123,6 +143,7 @@ export class WatchHub implements KvEventListener {
   reset(index: LogIndex): void {
     this.history = [];
     this.head = 0;
+    this.bytes = 0;
     this.first = index + 1;
     this.last = Math.max(this.last, index);
     for (const w of this.watchers) w.reset(this.first);

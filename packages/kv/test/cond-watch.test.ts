@@ -248,4 +248,17 @@ describe('WatchHub', () => {
     expect(resetAt).toBe(41);
     expect(hub.oldest).toBe(41);
   });
+
+  it('bounds the bytes its history holds, dropping whole revisions', () => {
+    const hub = new WatchHub({ applied: 0, capacityBytes: 2 * (64 + 1 + 100) });
+    const big = (key: string, revision: number): KvEvent => ({
+      type: 'put',
+      key: b(key),
+      revision,
+      value: new Uint8Array(100),
+    });
+    hub.applied([big('a', 1), big('b', 2), big('c', 2), big('d', 3)], 3);
+    // Four events of 165 bytes do not fit in 330: a and b go, and c with b, its revision.
+    expect(hub.oldest).toBe(3);
+  });
 });
