@@ -204,6 +204,8 @@ const DEFAULT_LIMIT = 1000;
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   const app = fastify({
     bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024,
+    // An unknown field is refused, not dropped: a misspelt condition must never turn a CAS into a plain write.
+    ajv: { customOptions: { removeAdditional: false } },
     // Keys may be any bytes, which the router refuses as URLs: key routes are routed by their prefix alone.
     rewriteUrl: (req) => {
       const url = req.url ?? '/';

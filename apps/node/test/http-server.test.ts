@@ -226,6 +226,11 @@ describe('HTTP API', () => {
       prev: { value: 'c' },
     });
     expect((await app.inject({ method: 'DELETE', url: '/v1/kv/cas' })).json()).toMatchObject({ deleted: 0 });
+    // A misspelt condition is refused, never dropped (which would make the write unconditional).
+    const typo = await app.inject({ method: 'PUT', url: '/v1/kv/cas', payload: { value: 'x', ifModRevison: 1 } });
+    expect(typo.statusCode).toBe(400);
+    expect(typo.json().error.message).toMatch(/additional properties/);
+    expect((await app.inject({ method: 'DELETE', url: '/v1/kv/cas?ifVersoin=9' })).statusCode).toBe(400);
     const two = await app.inject({
       method: 'PUT',
       url: '/v1/kv/cas',

@@ -113,30 +113,38 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       return;
     }
     const kv = this.kv;
-    const events = (): KvEvent[] => this.pending;
-    const revision = (): number => this.applying;
+    // Every method bound once (this is the apply path): puts and deletes also record their events.
+    const methods = new Map<PropertyKey, unknown>([
+      [
+        'put',
+        (key: Uint8Array, value: Uint8Array, opts: Parameters<PartitionKv['put']>[2]) => {
+          kv.put(key, value, opts);
+          const record = kv.get(key);
+          this.pending.push(
+            record
+              ? { type: 'put', key: record.key, revision: this.applying, record }
+              : { type: 'put', key, revision: this.applying },
+          );
+        },
+      ],
+      [
+        'delete',
+        (key: Uint8Array) => {
+          const existed = kv.delete(key);
+          if (existed) this.pending.push({ type: 'delete', key: key.slice(), revision: this.applying });
+          return existed;
+        },
+      ],
+    ]);
     this.observed = new Proxy(kv, {
       get(target, prop) {
-        if (prop === 'put') {
-          return (key: Uint8Array, value: Uint8Array, opts: Parameters<PartitionKv['put']>[2]) => {
-            target.put(key, value, opts);
-            const record = target.get(key);
-            events().push(
-              record
-                ? { type: 'put', key: record.key, revision: revision(), record }
-                : { type: 'put', key, revision: revision() },
-            );
-          };
-        }
-        if (prop === 'delete') {
-          return (key: Uint8Array) => {
-            const existed = target.delete(key);
-            if (existed) events().push({ type: 'delete', key: key.slice(), revision: revision() });
-            return existed;
-          };
-        }
+        const known = methods.get(prop);
+        if (known !== undefined) return known;
         const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
+        if (typeof v !== 'function') return v;
+        const bound = v.bind(target);
+        methods.set(prop, bound);
+        return bound;
       },
     });
   }
