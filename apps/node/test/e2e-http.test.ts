@@ -178,6 +178,24 @@ describe('the HTTP API v1 on three cohort processes', () => {
       error: { code: 'NOT_FOUND', message: expect.any(String) },
     });
     expect((await call(f1, 'PATCH', '/v1/kv/a/b')).status).toBe(405);
+    // The remaining routes: increments, status, members, health, metrics, the consistency check.
+    expect((await call(f1, 'POST', '/v1/kv/counters/a/incr', { by: 5 })).body).toEqual({
+      key: 'counters/a',
+      value: '5',
+    });
+    expect((await call(f2, 'POST', '/v1/kv/counters/a/incr')).body.value).toBe('6');
+    expect((await call(f1, 'POST', '/v1/kv/r/0/incr')).body.error.code).toBe('COMMAND');
+    expect((await call(f2, 'GET', '/v1/status')).body).toMatchObject({ id: f2.id, leader: leader.id });
+    expect((await call(f2, 'GET', '/healthz')).body).toEqual({ ok: true });
+    const members = await poll('gossip to list every node', 10_000, async () => {
+      const m = (await call(f2, 'GET', '/v1/members')).body.members as { id: string }[];
+      return m.length === 3 ? m : undefined;
+    });
+    expect(members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    const metrics = await fetch(`http://127.0.0.1:${f1.http}/metrics`);
+    expect(await metrics.text()).toMatch(/cohort_requests_total\{frontend="http",command="cond",outcome="ok"\}/);
+    const check = await call(leader, 'POST', '/v1/admin/consistency-check');
+    expect(check.body.verdict).toBe('consistent');
 
     // A watch of a prefix through a follower, from a revision in the past.
     const w1 = await Watch.open(f1, `prefix=w/&fromRevision=${rev}`);
