@@ -237,8 +237,10 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   });
 
   app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split('?')[0] ?? '/';
-    const allowed = [...new Set(registered.filter((r) => r.matches(path)).map((r) => r.method))].filter(
+    // The router saw a key route's rewritten path; the answer names the path the client sent.
+    const routed = req.url.split('?')[0] ?? '/';
+    const path = req.originalUrl.split('?')[0] ?? '/';
+    const allowed = [...new Set(registered.filter((r) => r.matches(routed)).map((r) => r.method))].filter(
       (m) => m !== 'HEAD',
     );
     if (allowed.length > 0) {
@@ -265,7 +267,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
 
   const consistencyOf = (q: KvQuery): Consistency => q.consistency ?? 'linearizable';
 
-  /** Serves a read in the asked mode; sets `X-Cohort-Applied-Index` for lease and stale reads. */
+  /** Serves a read in the asked mode; sets `X-Cohort-Applied-Index` to the applied index it was served at. */
   const read = async (
     req: Extract<KvClientRequest, { kind: 'read' }>,
     mode: Consistency,

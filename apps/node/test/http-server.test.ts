@@ -277,4 +277,37 @@ describe('HTTP API', () => {
     }
     expect(Object.keys(doc.paths[kvPath])).toEqual(expect.arrayContaining(['get', 'put', 'delete', 'post']));
   });
+
+  it('streams a watch as server-sent events: base64 keys, Last-Event-ID resumes after the last id', async () => {
+    const address = await app.listen({ port: 0, host: '127.0.0.1' });
+    const key = Buffer.from([0xfe, 0x00, 0x77]).toString('base64');
+    const first = (
+      await app.inject({ method: 'PUT', url: '/v1/kv/%FE%00w?encoding=base64', payload: { value: 'AQ==' } })
+    ).json();
+    const second = (
+      await app.inject({ method: 'PUT', url: '/v1/kv/%FE%00w?encoding=base64', payload: { value: 'Ag==' } })
+    ).json();
+    const abort = new AbortController();
+    const res = await fetch(`${address}/v1/watch?key=${encodeURIComponent(key)}&encoding=base64`, {
+      headers: { 'last-event-id': String(first.modRevision) },
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('\n\nid: ') && !/id: \d+\nevent: put\ndata: .*\n\n/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    abort.abort();
+    const [, id, data] = /id: (\d+)\nevent: put\ndata: (.*)\n/.exec(text) ?? [];
+    // Resumed after the first write: the second is the first event sent.
+    expect(Number(id)).toBe(second.modRevision);
+    expect(JSON.parse(data as string)).toMatchObject({ type: 'put', key, value: 'Ag==', version: 2 });
+    const both = await fetch(`${address}/v1/watch?key=a&prefix=b`);
+    expect(both.status).toBe(400);
+    expect((await both.json()).error.message).toMatch(/exactly one of key and prefix/);
+  });
 });
