@@ -308,6 +308,8 @@ describe('HTTP API', () => {
     expect(JSON.parse(data as string)).toMatchObject({ type: 'put', key, value: 'Ag==', version: 2 });
     const both = await fetch(`${address}/v1/watch?key=a&prefix=b`);
     expect(both.status).toBe(400);
-    expect((await both.json()).error.message).toMatch(/exactly one of key and prefix/);
+    expect(((await both.json()) as { error: { message: string } }).error.message).toMatch(
+      /exactly one of key and prefix/,
+    );
   });
 });
