@@ -398,7 +398,8 @@ export class RaftHost {
       );
     }
     const lease = g.engine.leaseRead?.();
-    const until = lease && this.leaseUntil(g, lease.base, lease.span);
+    // The host counts the engine's ticks to know when each was reached; should the counts ever differ, no lease.
+    const until = lease && lease.ticks === g.ticks ? this.leaseUntil(g, lease.base, lease.span) : undefined;
     const expired = (): UnavailableError =>
       new UnavailableError(
         `group ${group}: the leader's lease does not hold now (no quorum acknowledged a heartbeat within the lease, or this node was stalled); read with consistency=linearizable`,
