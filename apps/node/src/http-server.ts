@@ -206,6 +206,10 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024,
     // An unknown field is refused, not dropped: a misspelt condition must never turn a CAS into a plain write.
     ajv: { customOptions: { removeAdditional: false } },
+    // Errors the router meets before any route (a malformed URL) answer in the API's shape too.
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, 400, 'BAD_REQUEST', `${err.message}: percent-escape the path as %XX`);
+    },
     // Keys may be any bytes, which the router refuses as URLs: key routes are routed by their prefix alone.
     rewriteUrl: (req) => {
       const url = req.url ?? '/';
@@ -258,6 +262,14 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; code?: string }, _req, reply) => {
     if (err instanceof ApiError) return sendError(reply, err.status, err.code, err.message, err.details);
     const status = err.statusCode ?? 500;
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendError(
+        reply,
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `${err.message}: send application/json, or text/plain for a value as text`,
+      );
+    }
     if (status >= 500) {
       opts.logger.error('http request failed', { err: err.message });
       return sendError(reply, status, ErrorCode.Internal, err.message);

@@ -164,6 +164,23 @@ describe('HTTP API', () => {
     expect(missing.json()).toEqual({
       error: { code: 'NOT_FOUND', message: expect.stringMatching(/no route GET \/v2\/nothing/) },
     });
+    const badUrl = await app.inject({ method: 'GET', url: '/v1/%zz' });
+    expect(badUrl.statusCode).toBe(400);
+    expect(badUrl.json().error).toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/not a valid url/),
+    });
+    const media = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/a',
+      payload: '<v/>',
+      headers: { 'content-type': 'application/xml' },
+    });
+    expect(media.statusCode).toBe(415);
+    expect(media.json().error).toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message: expect.stringMatching(/text\/plain/),
+    });
     const method = await app.inject({ method: 'PATCH', url: '/v1/kv/a/b' });
     expect(method.statusCode).toBe(405);
     expect(method.headers.allow).toMatch(/GET/);
