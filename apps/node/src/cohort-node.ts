@@ -1,6 +1,7 @@
 import {
   CorruptStateError,
   type Entry,
+  ErrorCode,
   type Logger,
   checkDataDirWritable,
   systemClock,
@@ -178,7 +179,15 @@ export class CohortNode {
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
     const reads: ReadApi = {
-      stale: (req) => service.readLocal(req),
+      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+      stale: (req) =>
+        host.status(KV_GROUP).repairing
+          ? {
+              type: 'failure',
+              code: ErrorCode.Unavailable,
+              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
+            }
+          : service.readLocal(req),
       lease: (req) => service.leaseRead(req),
     };
     this.http = createHttpServer({

@@ -107,6 +107,20 @@ describe.each([
     expect(h.sm.range(b(''), undefined, 0, 2000).records).toHaveLength(4);
   });
 
+  it('tells its listener when a snapshot replaces the partition', () => {
+    const resets: number[] = [];
+    const peer = make();
+    peer.sm.setEventListener({ applied: () => undefined, reset: (index) => resets.push(index) });
+    apply(1, put('k', 'a'));
+    const reader = h.sm.openSnapshot();
+    const writer = peer.sm.receiveSnapshot(reader.meta);
+    for (let c = reader.next(1 << 20), seq = 0; c; c = reader.next(1 << 20)) writer.write(seq++, c);
+    reader.close();
+    writer.commit();
+    expect(resets).toEqual([1]);
+    peer.cleanup();
+  });
+
   it('tells its listener of every change after each batch', () => {
     const seen: KvEvent[] = [];
     let applied = 0;
