@@ -182,8 +182,8 @@ export class WatchHub implements KvEventListener {
 
 /**
  * The changes of keys matching `filter` made by log entries (in index
- * order), decoded from the entries alone: a SET without condition and MSET
- * become put events (with their values and mod revisions; create revision
+ * order), decoded from the entries alone: a SET or a `cond` put without
+ * condition and MSET become put events (with their values and mod revisions; create revision
  * and version are not known from an entry). Undefined when an entry touches
  * a matching key in a way whose outcome depends on the state it applied to
  * (a conditional write, a delete, an increment, an expiry, a write in a
@@ -209,6 +209,15 @@ export function eventsFromEntries(entries: Entry[], filter: WatchFilter): KvEven
       (cmd.expiresAt === 0 || cmd.expiresAt > cmd.now)
     ) {
       out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.value });
+      continue;
+    }
+    if (
+      cmd.op === 'cond' &&
+      cmd.compare.kind === 'always' &&
+      cmd.action.kind === 'put' &&
+      (cmd.action.expiresAt === 0 || cmd.action.expiresAt > cmd.now)
+    ) {
+      out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.action.value });
       continue;
     }
     if (cmd.op === 'mset') {

@@ -194,13 +194,18 @@ describe('events decoded from log entries', () => {
       entry(2, setCmd('x', '2')),
       entry(3, { op: 'mset', keys: [b('w/b'), b('y')], values: [b('3'), b('4')], now: 1000 }),
       entry(4, put('y', 'cas')),
+      entry(5, put('w/c', 'plain')),
     ];
     const events = eventsFromEntries(entries, { prefix: b('w/') });
     expect(events?.map((e) => [e.type, text(e.key), e.revision, text(e.value)])).toEqual([
       ['put', 'w/a', 1, '1'],
       ['put', 'w/b', 3, '3'],
+      ['put', 'w/c', 5, 'plain'],
     ]);
-    expect(eventsFromEntries([...entries, entry(5, del('w/a'))], { prefix: b('w/') })).toBeUndefined();
+    expect(eventsFromEntries([...entries, entry(6, del('w/a'))], { prefix: b('w/') })).toBeUndefined();
+    expect(
+      eventsFromEntries([entry(1, put('w/a', 'v', { kind: 'version', value: 1 }))], { key: b('w/a') }),
+    ).toBeUndefined();
     expect(
       eventsFromEntries([entry(1, setCmd('w/a', '1', 1000, { condition: 'nx' }))], { key: b('w/a') }),
     ).toBeUndefined();
