@@ -442,7 +442,7 @@ export class RaftHost {
       // When the engine's tick count became this value (a heartbeat carrying it leaves after): lease reads
       // measure the lease from it by the monotonic clock.
       g.ticks++;
-      g.tickTimes[g.ticks % TICK_TIMES] = this.opts.clock.now();
+      g.tickTimes[g.ticks % TICK_TIMES] = now;
       g.pending.expire(now);
     }
     this.receiver.expire(now);
