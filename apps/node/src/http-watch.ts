@@ -154,4 +154,5 @@ export function serveWatch(
   live.keepalive = setInterval(() => write(': keepalive\n\n'), KEEPALIVE_MS);
   live.keepalive.unref();
   res.on('close', () => end());
+  res.on('error', () => end());
 }

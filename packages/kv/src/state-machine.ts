@@ -205,7 +205,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     if (this.listener) {
       const events = this.pending;
       this.pending = [];
-      this.listener.applied(events, this.kv.applied().index);
+      this.tell(() => this.listener?.applied(events, this.kv.applied().index));
     }
     return outcomes;
   }
@@ -301,7 +301,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       write: (seq, chunk) => writer.write(seq, chunk),
       commit: () => {
         writer.commit();
-        this.listener?.reset(meta.index);
+        this.tell(() => this.listener?.reset(meta.index));
       },
       abort: () => writer.abort(),
     };
@@ -316,7 +316,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       throw err;
     }
     installer.commit(snapshot.meta, 0);
-    this.listener?.reset(snapshot.meta.index);
+    this.tell(() => this.listener?.reset(snapshot.meta.index));
   }
 
   private applyEntry(
@@ -368,6 +368,15 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       defer(slice);
     };
     slice();
+  }
+
+  /** Calls the listener; what it throws never reaches the apply path (the entries are applied regardless). */
+  private tell(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // The listener's own failure (a watcher's connection) is its business.
+    }
   }
 
   /** Whether the digest of the `checksum` entry at `index` is still being computed. */

@@ -136,7 +136,13 @@ export class WatchHub implements KvEventListener {
     }
     for (const w of this.watchers) {
       const mine = events.filter((e) => w.matches(e.key));
-      if (mine.length > 0) w.send(mine);
+      if (mine.length === 0) continue;
+      try {
+        w.send(mine);
+      } catch {
+        // A watcher that cannot take its events is dropped; the entries applied regardless.
+        this.watchers.delete(w);
+      }
     }
   }
 
@@ -146,7 +152,14 @@ export class WatchHub implements KvEventListener {
     this.bytes = 0;
     this.first = index + 1;
     this.last = Math.max(this.last, index);
-    for (const w of this.watchers) w.reset(this.first);
+    for (const w of [...this.watchers]) {
+      this.watchers.delete(w);
+      try {
+        w.reset(this.first);
+      } catch {
+        // Dropped either way.
+      }
+    }
   }
 
   /**

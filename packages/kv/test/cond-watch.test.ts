@@ -234,6 +234,29 @@ describe('WatchHub', () => {
     expect(got).toEqual([3, 4]);
   });
 
+  it('drops a watcher that throws, and delivers to the others', () => {
+    const hub = new WatchHub({ applied: 0 });
+    const got: number[] = [];
+    hub.watch(
+      { key: b('k') },
+      1,
+      () => {
+        throw new Error('connection gone');
+      },
+      () => undefined,
+    );
+    hub.watch(
+      { key: b('k') },
+      1,
+      (es) => got.push(...es.map((e) => e.revision)),
+      () => undefined,
+    );
+    hub.applied([ev('k', 1)], 1);
+    hub.applied([ev('k', 2)], 2);
+    expect(got).toEqual([1, 2]);
+    expect(hub.watching).toBe(1);
+  });
+
   it('answers the oldest revision it holds for a watch that starts before it', () => {
     const hub = new WatchHub({ applied: 10, capacity: 2 });
     expect(
