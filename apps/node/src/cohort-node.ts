@@ -1,13 +1,22 @@
-import { CorruptStateError, type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
-import { KvService, KvStateMachine } from '@cohort/kv';
+import {
+  CorruptStateError,
+  type Entry,
+  ErrorCode,
+  type Logger,
+  checkDataDirWritable,
+  systemClock,
+  systemRandom,
+} from '@cohort/core';
+import { KvService, KvStateMachine, WatchHub } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from './http-server.js';
+import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
-import type { KvApi, NodeStatus } from './kv-api.js';
+import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
@@ -77,6 +86,7 @@ export class CohortNode {
     const { requestTimeoutMs } = this.options;
     checkDataDirWritable(node.dataDir);
     this.store = this.openStore(node.dataDir);
+    const store = this.store;
     const transport = createLibp2pTransport({
       self: node.id,
       listen: node.peerAddress,
@@ -110,6 +120,9 @@ export class CohortNode {
     // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
     const sm = new KvStateMachine(this.store, KV_GROUP, { defer: (fn) => systemClock.defer(fn) });
     this.machine = sm;
+    // Watches see every change this replica applies from now on, and a bounded history of them.
+    const hub = new WatchHub({ applied: sm.appliedIndex });
+    sm.setEventListener(hub);
     // A node joining an existing cluster starts without founding voters and waits to be added.
     host.addGroup(KV_GROUP, sm, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
     const service = new KvService({
@@ -165,8 +178,37 @@ export class CohortNode {
       replicas: cluster.initialMembers.map((m) => m.id),
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
+    const reads: ReadApi = {
+      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+      stale: (req) =>
+        host.status(KV_GROUP).repairing
+          ? {
+              type: 'failure',
+              code: ErrorCode.Unavailable,
+              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
+            }
+          : service.readLocal(req),
+      lease: (req) => service.leaseRead(req),
+    };
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
+      reads,
+      watch: new WatchSource(hub, (lo, hi) => readLog(store, lo, hi)),
+      cluster: () => {
+        const s = this.status();
+        const conf = sm.applied().confState;
+        return {
+          id: s.id,
+          role: s.role,
+          leader: s.leader,
+          term: s.term,
+          commit: s.commit,
+          applied: s.applied,
+          voters: [...conf.voters],
+          learners: [...conf.learners],
+          members: memberViews(membership),
+        };
+      },
       admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),
@@ -198,4 +240,17 @@ export class CohortNode {
     })();
     return this.stopping;
   }
+}
+
+/** The KV group's log entries in `[lo, hi)`, or undefined when the log no longer (or not yet) holds them all. */
+function readLog(store: DurableNodeStore, lo: number, hi: number): Entry[] | undefined {
+  const log = store.group(KV_GROUP);
+  if (lo < log.firstIndex() || hi - 1 > log.lastIndex()) return undefined;
+  const out: Entry[] = [];
+  try {
+    for (let at = lo; at < hi; at = (out.at(-1)?.index ?? at) + 1) out.push(...log.entries(at, hi, 1 << 20));
+  } catch {
+    return undefined; // Compacted meanwhile.
+  }
+  return out;
 }

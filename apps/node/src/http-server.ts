@@ -1,7 +1,22 @@
 import { ErrorCode, type Logger } from '@cohort/core';
-import type { ClientSession, Expiry, KvClientWrite, KvResponse } from '@cohort/kv';
-import { type FastifyInstance, type FastifyReply, fastify } from 'fastify';
-import type { AdminApi, KvApi } from './kv-api.js';
+import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvResponse } from '@cohort/kv';
+import type { KvRecord } from '@cohort/storage';
+import swagger from '@fastify/swagger';
+import { type FastifyInstance, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
+import {
+  ApiError,
+  type Encoding,
+  badRequest,
+  compareKeys,
+  fromText,
+  keyFromPath,
+  prefixEnd,
+  recordJson,
+  successor,
+  toText,
+} from './http-codec.js';
+import { type WatchSource, serveWatch } from './http-watch.js';
+import type { AdminApi, ClusterView, KvApi, ReadApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 
 /** Options of {@link createHttpServer}. */
@@ -13,11 +28,30 @@ export interface HttpServerOptions {
   members?: () => unknown[];
   /** The admin operations (`POST /v1/admin/...`), when the node runs them. */
   admin?: AdminApi;
+  /** Reads that skip the linearizable path (`?consistency=lease|stale`); without it they answer 501. */
+  reads?: ReadApi;
+  /** The changes this replica applies, for `GET /v1/watch`; without it the route answers 501. */
+  watch?: WatchSource;
+  /** What `GET /v1/cluster` reports; without it the route answers from `api.status()`. */
+  cluster?: () => ClusterView;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
 }
 
-const enc = new TextEncoder();
+/** The API's error codes for HTTP statuses the framework answers itself. */
+const STATUS_CODES: Record<number, string> = {
+  400: 'BAD_REQUEST',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  406: 'NOT_ACCEPTABLE',
+  410: 'COMPACTED',
+  411: 'LENGTH_REQUIRED',
+  412: 'PRECONDITION_FAILED',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  431: 'HEADERS_TOO_LARGE',
+};
 
 /** HTTP status for a failure code: 503 for "try again" conditions, 504 for timeouts. */
 const STATUS: Partial<Record<ErrorCode, number>> = {
@@ -29,17 +63,24 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.Codec]: 400,
 };
 
-function sendFailure(reply: FastifyReply, res: Extract<KvResponse, { type: 'failure' | 'error' }>): FastifyReply {
-  if (res.type === 'error') return reply.code(409).send({ error: { code: 'COMMAND', message: res.message } });
-  return reply
-    .code(STATUS[res.code] ?? 500)
-    .send({ error: { code: res.code, message: res.message, ...(res.leaderId ? { leader: res.leaderId } : {}) } });
+function sendError(
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  details: Record<string, unknown> = {},
+): FastifyReply {
+  return reply.code(status).send({ error: { code, message, ...details } });
 }
 
-const ttlQuery = {
-  type: 'object',
-  properties: { ttl: { type: 'string', enum: ['true', 'false'] } },
-} as const;
+/** A failure or a command error from the KV service as an API error. */
+function failureError(res: KvResponse): ApiError {
+  if (res.type === 'error') return new ApiError(409, 'COMMAND', res.message);
+  if (res.type === 'failure') {
+    return new ApiError(STATUS[res.code] ?? 500, res.code, res.message, res.leaderId ? { leader: res.leaderId } : {});
+  }
+  return new ApiError(500, ErrorCode.Internal, `unexpected reply ${res.type}`);
+}
 
 /** The largest `Idempotency-Key` accepted, in characters. */
 const MAX_IDEMPOTENCY_KEY = 256;
@@ -47,164 +88,579 @@ const MAX_IDEMPOTENCY_KEY = 256;
 /**
  * The session of a write sent with `Idempotency-Key: <key>`: the key names
  * the session and the write is its only one, so every node maps a retry to
- * the same (clientId, seq) and the write applies once. Undefined without the
- * header; a string naming the problem when the header is malformed.
+ * the same (clientId, seq) and the write applies once. Undefined without the header.
  */
-function idempotencySession(header: string | string[] | undefined): ClientSession | string | undefined {
+function idempotencySession(header: string | string[] | undefined): ClientSession | undefined {
   if (header === undefined) return undefined;
   if (Array.isArray(header) || header.length === 0 || header.length > MAX_IDEMPOTENCY_KEY) {
-    return `Idempotency-Key must be one value of 1 to ${MAX_IDEMPOTENCY_KEY} characters`;
+    throw badRequest(`Idempotency-Key must be one value of 1 to ${MAX_IDEMPOTENCY_KEY} characters`);
   }
   return { clientId: `http:${header}`, seq: 1, lowWater: 0 };
 }
 
-const keyParams = {
+type Consistency = 'linearizable' | 'lease' | 'stale';
+
+const ERROR_SCHEMA = {
   type: 'object',
-  properties: { key: { type: 'string', minLength: 1, maxLength: 65536 } },
-  required: ['key'],
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      required: ['code', 'message'],
+      additionalProperties: true,
+    },
+  },
+  required: ['error'],
 } as const;
 
+const encodingQuery = {
+  type: 'string',
+  enum: ['utf8', 'base64'],
+  description: 'How keys and values are written in JSON: UTF-8 text (default) or base64',
+} as const;
+const consistencyQuery = {
+  type: 'string',
+  enum: ['linearizable', 'lease', 'stale'],
+  description:
+    'linearizable (default): a ReadIndex round with the leader; lease: served by the leader under its lease; stale: served by this replica as of its applied index',
+} as const;
+const conditionQuery = {
+  ifModRevision: {
+    type: 'integer',
+    minimum: 0,
+    description: 'only if the key was last written at this revision (0: absent)',
+  },
+  ifVersion: { type: 'integer', minimum: 0, description: 'only if the key has this version (0: absent)' },
+  ifValue: { type: 'string', description: 'only if the key holds this value (in the request encoding)' },
+  ifAbsent: { type: 'boolean', description: 'only if the key does not exist' },
+} as const;
+
+const keyPath = {
+  type: 'object',
+  properties: { '*': { type: 'string', description: 'the key, percent-encoded; / allowed, encoded or not' } },
+} as const;
+
+interface KvQuery {
+  encoding?: Encoding;
+  consistency?: Consistency;
+  ifModRevision?: number;
+  ifVersion?: number;
+  ifValue?: string;
+  ifAbsent?: boolean;
+}
+
+interface PutBody {
+  value: string;
+  ttlMs?: number;
+  ifModRevision?: number;
+  ifVersion?: number;
+  ifValue?: string;
+  ifAbsent?: boolean;
+}
+
+/** The comparison of a conditional write from its `if*` fields (at most one). */
+function compareOf(c: KvQuery | PutBody, encoding: Encoding): KvCompare {
+  const given: KvCompare[] = [];
+  if (c.ifModRevision !== undefined) given.push({ kind: 'modRevision', value: c.ifModRevision });
+  if (c.ifVersion !== undefined) given.push({ kind: 'version', value: c.ifVersion });
+  if (c.ifValue !== undefined) given.push({ kind: 'value', value: fromText(c.ifValue, encoding, 'ifValue') });
+  if (c.ifAbsent === true) given.push({ kind: 'absent' });
+  if (given.length > 1) throw badRequest('give at most one of ifModRevision, ifVersion, ifValue and ifAbsent');
+  return given[0] ?? { kind: 'always' };
+}
+
+/** The routes as registered, for 405 answers: a method and a matcher of the path. */
+interface Registered {
+  method: string;
+  matches: (path: string) => boolean;
+}
+
+function routeMatcher(url: string): (path: string) => boolean {
+  const pattern = url
+    .split('/')
+    .map((seg) => (seg === '*' ? '.*' : seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  const re = new RegExp(`^${pattern.replace(/\/\.\*$/, '(?:/.*)?')}$`);
+  return (path) => re.test(path);
+}
+
+/** Path prefix of the key routes: the rest of the path is the key. */
+const KV_PREFIX = '/v1/kv/';
+/** The path the router sees for every key route: the key itself never goes through the router, which refuses bytes that are not UTF-8. */
+const KV_ROUTE = '/v1/kv/*';
+
+/** The most keys one range read answers. */
+const MAX_LIMIT = 10_000;
+const DEFAULT_LIMIT = 1000;
+
 /**
- * The HTTP/JSON front end: `GET|PUT|DELETE /v1/kv/:key`, `POST
- * /v1/kv/:key/incr` (`{"by": n}` optional; answers the new value as a
- * decimal string), `GET /v1/status`,
- * `GET /metrics` (Prometheus), `GET /healthz` and
- * `POST /v1/admin/consistency-check`. Keys and values are UTF-8
- * strings; PUT takes `{"value": "...", "ttlMs": n}` (ttlMs optional) or a
- * text/plain body. A write sent with an `Idempotency-Key` header applies once
- * however often it is retried, through any node.
+ * The HTTP/JSON API v1 (see the README's HTTP API section and
+ * `GET /v1/openapi.json`): keys of any bytes under `/v1/kv/*` with etcd-style
+ * revisions, compare-and-swap and conditional delete, range reads with a
+ * cursor, watches as server-sent events, read modes, the cluster's state,
+ * status, health and Prometheus metrics. Every error answers
+ * `{"error": {"code", "message"}}`, the router's 404 and 405 included.
  */
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
-  const app = fastify({ bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024 });
+  const app = fastify({
+    bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024,
+    // An unknown field is refused, not dropped: a misspelt condition must never turn a CAS into a plain write.
+    ajv: { customOptions: { removeAdditional: false } },
+    // Errors the router meets before any route (a malformed URL) answer in the API's shape too.
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, 400, 'BAD_REQUEST', `${err.message}: percent-escape the path as %XX`);
+    },
+    // Keys may be any bytes, which the router refuses as URLs: key routes are routed by their prefix alone.
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/';
+      if (!url.startsWith(KV_PREFIX)) return url;
+      const q = url.indexOf('?');
+      const query = q < 0 ? '' : url.slice(q);
+      const rest = (q < 0 ? url : url.slice(0, q)).slice(KV_PREFIX.length);
+      return `${KV_PREFIX}${rest.endsWith('/incr') ? 'key/incr' : 'key'}${query}`;
+    },
+  });
   const { api } = opts;
+  const registered: Registered[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) registered.push({ method, matches: routeMatcher(route.url) });
+  });
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
-  app.get('/healthz', async () => ({ ok: true }));
-  app.get('/v1/status', async () => api.status());
-  const { members } = opts;
-  if (members) app.get('/v1/members', async () => ({ members: members() }));
-  const { admin } = opts;
-  if (admin) {
-    app.post('/v1/admin/consistency-check', async (_req, reply) => {
-      try {
-        return await admin.checkConsistency();
-      } catch (err) {
-        const e = err as { code?: unknown; message?: unknown };
-        const code = typeof e.code === 'string' ? e.code : ErrorCode.Internal;
-        return reply
-          .code(STATUS[code as ErrorCode] ?? 500)
-          .send({ error: { code, message: `consistency check failed: ${String(e.message ?? err)}` } });
-      }
-    });
-  }
-  app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', opts.metrics.registry.contentType);
-    return opts.metrics.registry.metrics();
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Cohort HTTP API',
+        version: '1',
+        description:
+          'A distributed, strongly consistent key-value store. Keys and values are bytes: UTF-8 text in JSON by default, base64 with ?encoding=base64. Errors answer {"error": {"code", "message"}}.',
+      },
+    },
   });
 
-  app.get<{ Params: { key: string }; Querystring: { ttl?: string } }>(
-    '/v1/kv/:key',
-    { schema: { params: keyParams, querystring: ttlQuery } },
-    async (req, reply) => {
-      const key = enc.encode(req.params.key);
-      const res = await api.execute({ kind: 'read', op: 'get', keys: [key] });
-      if (res.type === 'nil')
-        return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `key '${req.params.key}' not found` } });
-      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
-      if (res.type !== 'bulk') {
-        return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
-      }
-      const body = { key: req.params.key, value: Buffer.from(res.value).toString('utf8') };
-      if (req.query.ttl !== 'true') return body;
-      // A second linearizable read: the key may have changed between the two.
-      const ttl = await api.execute({ kind: 'read', op: 'pttl', keys: [key] });
-      if (ttl.type === 'failure' || ttl.type === 'error') return sendFailure(reply, ttl);
-      return { ...body, ttlMs: ttl.type === 'int' ? Number(ttl.value) : null };
-    },
-  );
-
-  app.put<{ Params: { key: string }; Body: unknown }>(
-    '/v1/kv/:key',
-    { schema: { params: keyParams } },
-    async (req, reply) => {
-      const body = req.body;
-      const json = typeof body === 'object' && body !== null ? (body as { value?: unknown; ttlMs?: unknown }) : {};
-      const value = typeof body === 'string' ? body : typeof json.value === 'string' ? json.value : undefined;
-      if (value === undefined) {
-        return reply.code(400).send({
-          error: {
-            code: 'BAD_REQUEST',
-            message: 'send the value as {"value": "...", "ttlMs": 60000} (application/json) or as a text/plain body',
-          },
-        });
-      }
-      let expiry: Expiry = { kind: 'none' };
-      if (json.ttlMs !== undefined) {
-        if (typeof json.ttlMs !== 'number' || !Number.isSafeInteger(json.ttlMs) || json.ttlMs <= 0) {
-          return reply.code(400).send({
-            error: {
-              code: 'BAD_REQUEST',
-              message: `ttlMs must be a whole number of milliseconds above 0, got ${JSON.stringify(json.ttlMs)}`,
-            },
-          });
-        }
-        expiry = { kind: 'in', ms: json.ttlMs };
-      }
-      const write: KvClientWrite = {
-        op: 'set',
-        key: enc.encode(req.params.key),
-        value: enc.encode(value),
-        condition: 'always',
-        expiry,
-        returnOld: false,
-      };
-      const session = idempotencySession(req.headers['idempotency-key']);
-      if (typeof session === 'string')
-        return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
-      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
-      if (res.type === 'ok') return { ok: true };
-      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
-      return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
-    },
-  );
-
-  app.post<{ Params: { key: string }; Body: unknown }>(
-    '/v1/kv/:key/incr',
-    { schema: { params: keyParams } },
-    async (req, reply) => {
-      const by = typeof req.body === 'object' && req.body !== null ? (req.body as { by?: unknown }).by : undefined;
-      if (by !== undefined && (typeof by !== 'number' || !Number.isSafeInteger(by))) {
-        return reply.code(400).send({
-          error: { code: 'BAD_REQUEST', message: `by must be a whole number, got ${JSON.stringify(by)}` },
-        });
-      }
-      const session = idempotencySession(req.headers['idempotency-key']);
-      if (typeof session === 'string')
-        return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
-      const write: KvClientWrite = { op: 'incr', key: enc.encode(req.params.key), delta: BigInt(by ?? 1) };
-      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
-      if (res.type === 'int') return { key: req.params.key, value: res.value.toString() };
-      if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
-      return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
-    },
-  );
-
-  app.delete<{ Params: { key: string } }>('/v1/kv/:key', { schema: { params: keyParams } }, async (req, reply) => {
-    const session = idempotencySession(req.headers['idempotency-key']);
-    if (typeof session === 'string') return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: session } });
-    const write: KvClientWrite = { op: 'del', keys: [enc.encode(req.params.key)] };
-    const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
-    if (res.type === 'int') return { deleted: Number(res.value) };
-    if (res.type === 'failure' || res.type === 'error') return sendFailure(reply, res);
-    return reply.code(500).send({ error: { code: ErrorCode.Internal, message: `unexpected reply ${res.type}` } });
+  app.setNotFoundHandler((req, reply) => {
+    // The router saw a key route's rewritten path; the answer names the path the client sent.
+    const routed = req.url.split('?')[0] ?? '/';
+    const path = req.originalUrl.split('?')[0] ?? '/';
+    const allowed = [...new Set(registered.filter((r) => r.matches(routed)).map((r) => r.method))].filter(
+      (m) => m !== 'HEAD',
+    );
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(
+        reply,
+        405,
+        'METHOD_NOT_ALLOWED',
+        `${req.method} is not allowed on ${path}; use ${allowed.join(', ')}`,
+      );
+    }
+    return sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${path}; see GET /v1/openapi.json`);
   });
 
-  app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; code?: string }, _req, reply) => {
+    if (err instanceof ApiError) return sendError(reply, err.status, err.code, err.message, err.details);
     const status = err.statusCode ?? 500;
-    if (status >= 500) opts.logger.error('http request failed', { err: err.message });
-    return reply
-      .code(status)
-      .send({ error: { code: status < 500 ? 'BAD_REQUEST' : ErrorCode.Internal, message: err.message } });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendError(
+        reply,
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `${err.message}: send application/json, or text/plain for a value as text`,
+      );
+    }
+    if (status >= 500) {
+      opts.logger.error('http request failed', { err: err.message });
+      return sendError(reply, status, ErrorCode.Internal, err.message);
+    }
+    return sendError(reply, status, STATUS_CODES[status] ?? 'BAD_REQUEST', err.message);
+  });
+
+  const consistencyOf = (q: KvQuery): Consistency => q.consistency ?? 'linearizable';
+
+  /** Serves a read in the asked mode; sets `X-Cohort-Applied-Index` to the applied index it was served at. */
+  const read = async (
+    req: Extract<KvClientRequest, { kind: 'read' }>,
+    mode: Consistency,
+    reply: FastifyReply,
+  ): Promise<Extract<KvResponse, { type: 'range' }>> => {
+    let res: KvResponse;
+    if (mode === 'linearizable') res = await api.execute(req);
+    else if (!opts.reads) throw new ApiError(501, 'NOT_IMPLEMENTED', `consistency=${mode} is not served by this node`);
+    else res = mode === 'stale' ? opts.reads.stale(req) : await opts.reads.lease(req);
+    if (res.type !== 'range') throw failureError(res);
+    reply.header('x-cohort-applied-index', String(res.revision));
+    return res;
+  };
+
+  // Routes load after the OpenAPI plugin, so it sees every one of them.
+  void app.register(async (app) => {
+    app.get('/healthz', { schema: { summary: 'Liveness: the process serves HTTP' } }, async () => ({ ok: true }));
+    app.get(
+      '/v1/status',
+      { schema: { summary: "This node's role, term, leader, commit and applied indexes" } },
+      async () => api.status(),
+    );
+    app.get(
+      '/v1/cluster',
+      { schema: { summary: 'The group: members, leader, term, commit and applied indexes' } },
+      async () => {
+        if (opts.cluster) return opts.cluster();
+        const s = api.status();
+        return { ...s, members: [] };
+      },
+    );
+    const { members } = opts;
+    if (members) {
+      app.get('/v1/members', { schema: { summary: 'The members this node knows by gossip' } }, async () => ({
+        members: members(),
+      }));
+    }
+    const { admin } = opts;
+    if (admin) {
+      app.post(
+        '/v1/admin/consistency-check',
+        { schema: { summary: "Runs a consistency check of the group's replicas now" } },
+        async () => {
+          try {
+            return await admin.checkConsistency();
+          } catch (err) {
+            const e = err as { code?: unknown; message?: unknown };
+            const code = typeof e.code === 'string' ? e.code : ErrorCode.Internal;
+            throw new ApiError(
+              STATUS[code as ErrorCode] ?? 500,
+              code,
+              `consistency check failed: ${String(e.message ?? err)}`,
+            );
+          }
+        },
+      );
+    }
+    app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) => {
+      reply.header('content-type', opts.metrics.registry.contentType);
+      return opts.metrics.registry.metrics();
+    });
+    app.get('/v1/openapi.json', { schema: { summary: 'This document', hide: false } }, async () => app.swagger());
+
+    const keyOf = (req: FastifyRequest): Uint8Array => keyFromPath(req.originalUrl, KV_PREFIX);
+
+    app.get<{ Querystring: KvQuery & { ttl?: string } }>(
+      KV_ROUTE,
+      {
+        schema: {
+          summary: "Reads one key's record",
+          params: keyPath,
+          querystring: {
+            type: 'object',
+            properties: {
+              encoding: encodingQuery,
+              consistency: consistencyQuery,
+              ttl: {
+                type: 'string',
+                enum: ['true', 'false'],
+                description: 'ignored: ttlMs is always answered for a key that expires',
+              },
+            },
+            additionalProperties: false,
+          },
+          response: { 404: ERROR_SCHEMA },
+        },
+      },
+      async (req, reply) => {
+        const key = keyOf(req);
+        const encoding = req.query.encoding ?? 'utf8';
+        const res = await read(
+          { kind: 'read', op: 'range', keys: [key, successor(key)], limit: 1 },
+          consistencyOf(req.query),
+          reply,
+        );
+        const rec = res.records[0];
+        if (!rec)
+          throw new ApiError(404, 'NOT_FOUND', `key '${toText(key, encoding)}' not found`, { revision: res.revision });
+        const body = recordJson(rec, encoding, Date.now());
+        return req.query.consistency === 'stale' ? { ...body, appliedIndex: res.revision } : body;
+      },
+    );
+
+    const putBody = {
+      type: 'object',
+      properties: {
+        value: { type: 'string', description: 'the value (in the request encoding)' },
+        ttlMs: { type: 'integer', minimum: 1, description: 'time to live in milliseconds' },
+        ...conditionQuery,
+      },
+      required: ['value'],
+      additionalProperties: false,
+    } as const;
+
+    /** Runs a conditional write and answers it: 200 with the outcome, or 412 with the key's current record. */
+    const condWrite = async (
+      req: FastifyRequest,
+      reply: FastifyReply,
+      write: Extract<KvClientWrite, { op: 'cond' }>,
+      encoding: Encoding,
+    ): Promise<{ succeeded: true; revision: number; record?: KvRecord }> => {
+      const session = idempotencySession(req.headers['idempotency-key']);
+      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
+      if (res.type !== 'cond') throw failureError(res);
+      if (!res.succeeded) {
+        throw new ApiError(
+          412,
+          'PRECONDITION_FAILED',
+          `the condition on key '${toText(write.key, encoding)}' does not hold`,
+          {
+            revision: res.revision,
+            current: res.record ? recordJson(res.record, encoding, Date.now()) : null,
+          },
+        );
+      }
+      reply.header('x-cohort-revision', String(res.revision));
+      return res.record
+        ? { succeeded: true, revision: res.revision, record: res.record }
+        : { succeeded: true, revision: res.revision };
+    };
+
+    app.put<{ Querystring: KvQuery; Body: PutBody | string }>(
+      KV_ROUTE,
+      {
+        schema: {
+          summary:
+            'Writes a key; with an if* condition, a compare-and-swap (412 with the current record when it fails)',
+          params: keyPath,
+          querystring: {
+            type: 'object',
+            properties: { encoding: encodingQuery, ...conditionQuery },
+            additionalProperties: false,
+          },
+          body: {
+            content: {
+              'application/json': { schema: putBody },
+              'text/plain': { schema: { type: 'string', description: 'the value as text' } },
+            },
+          },
+          response: { 412: ERROR_SCHEMA },
+        },
+      },
+      async (req, reply) => {
+        const encoding = req.query.encoding ?? 'utf8';
+        const key = keyOf(req);
+        const body: PutBody = typeof req.body === 'string' ? { value: req.body } : req.body;
+        if (body === undefined || body === null) {
+          throw badRequest(
+            'send the value as {"value": "...", "ttlMs": 60000} (application/json) or as a text/plain body',
+          );
+        }
+        const fromBody = compareOf(body, encoding);
+        const fromQuery = compareOf(req.query, encoding);
+        if (fromBody.kind !== 'always' && fromQuery.kind !== 'always') {
+          throw badRequest('give the condition in the body or in the query, not both');
+        }
+        const value =
+          typeof req.body === 'string' ? new TextEncoder().encode(req.body) : fromText(body.value, encoding, 'value');
+        const write: KvClientWrite = {
+          op: 'cond',
+          key,
+          compare: fromBody.kind !== 'always' ? fromBody : fromQuery,
+          action: {
+            kind: 'put',
+            value,
+            expiry: body.ttlMs === undefined ? { kind: 'none' } : { kind: 'in', ms: body.ttlMs },
+          },
+        };
+        const out = await condWrite(req, reply, write, encoding);
+        return {
+          ...(out.record ? recordJson(out.record, encoding, Date.now()) : { key: toText(key, encoding) }),
+          revision: out.revision,
+        };
+      },
+    );
+
+    app.delete<{ Querystring: KvQuery }>(
+      KV_ROUTE,
+      {
+        schema: {
+          summary: 'Deletes a key; with an if* condition, only if it holds (412 with the current record when it fails)',
+          params: keyPath,
+          querystring: {
+            type: 'object',
+            properties: { encoding: encodingQuery, ...conditionQuery },
+            additionalProperties: false,
+          },
+        },
+      },
+      async (req, reply) => {
+        const encoding = req.query.encoding ?? 'utf8';
+        const write: KvClientWrite = {
+          op: 'cond',
+          key: keyOf(req),
+          compare: compareOf(req.query, encoding),
+          action: { kind: 'del' },
+        };
+        const out = await condWrite(req, reply, write, encoding);
+        return out.record
+          ? { deleted: 1, revision: out.revision, prev: recordJson(out.record, encoding, Date.now()) }
+          : { deleted: 0, revision: out.revision };
+      },
+    );
+
+    app.post<{ Querystring: { encoding?: Encoding }; Body: { by?: number } | undefined }>(
+      KV_ROUTE,
+      {
+        schema: {
+          summary:
+            'POST /v1/kv/<key>/incr: adds `by` (default 1) to an integer value; answers the new value as a decimal string',
+          params: keyPath,
+          querystring: { type: 'object', properties: { encoding: encodingQuery }, additionalProperties: false },
+          body: {
+            type: 'object',
+            properties: { by: { type: 'integer', description: 'the increment, default 1' } },
+            additionalProperties: false,
+          },
+        },
+        // No body at all increments by 1.
+        preValidation: async (req) => {
+          if (req.body === undefined || req.body === null) req.body = {};
+        },
+      },
+      async (req) => {
+        const encoding = req.query.encoding ?? 'utf8';
+        const path = req.originalUrl.split('?')[0] as string;
+        if (!path.endsWith('/incr')) {
+          throw new ApiError(
+            405,
+            'METHOD_NOT_ALLOWED',
+            `POST is allowed on ${KV_PREFIX}<key>/incr only; use GET, PUT or DELETE on a key`,
+          );
+        }
+        const key = keyFromPath(path.slice(0, -'/incr'.length), KV_PREFIX);
+        const by = req.body?.by ?? 1;
+        if (!Number.isSafeInteger(by)) throw badRequest(`by must be a whole number, got ${JSON.stringify(by)}`);
+        const session = idempotencySession(req.headers['idempotency-key']);
+        const write: KvClientWrite = { op: 'incr', key, delta: BigInt(by) };
+        const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
+        if (res.type !== 'int') throw failureError(res);
+        return { key: toText(key, encoding), value: res.value.toString() };
+      },
+    );
+
+    interface RangeQuery {
+      prefix?: string;
+      start?: string;
+      end?: string;
+      after?: string;
+      limit?: number;
+      encoding?: Encoding;
+      consistency?: Consistency;
+    }
+    app.get<{ Querystring: RangeQuery }>(
+      '/v1/kv',
+      {
+        schema: {
+          summary: 'Reads the keys of a prefix or of a range [start, end), in byte order, a page at a time',
+          querystring: {
+            type: 'object',
+            properties: {
+              prefix: { type: 'string', description: 'every key starting with it (in the request encoding)' },
+              start: { type: 'string', description: 'the first key (inclusive)' },
+              end: { type: 'string', description: 'the end of the range (exclusive); the last key when absent' },
+              after: { type: 'string', description: 'the cursor: the `next` of the previous page' },
+              limit: {
+                type: 'integer',
+                minimum: 1,
+                maximum: MAX_LIMIT,
+                description: `keys per page, default ${DEFAULT_LIMIT}`,
+              },
+              encoding: encodingQuery,
+              consistency: consistencyQuery,
+            },
+            additionalProperties: false,
+          },
+        },
+      },
+      async (req, reply) => {
+        const q = req.query;
+        const encoding = q.encoding ?? 'utf8';
+        if (q.prefix !== undefined && (q.start !== undefined || q.end !== undefined)) {
+          throw badRequest('give either prefix, or start and end, not both');
+        }
+        let start: Uint8Array;
+        let end: Uint8Array | undefined;
+        if (q.prefix !== undefined) {
+          start = fromText(q.prefix, encoding, 'prefix');
+          end = prefixEnd(start);
+        } else {
+          start = q.start === undefined ? new Uint8Array() : fromText(q.start, encoding, 'start');
+          end = q.end === undefined ? undefined : fromText(q.end, encoding, 'end');
+        }
+        if (q.after !== undefined) {
+          const next = successor(fromText(q.after, encoding, 'after'));
+          if (compareKeys(next, start) > 0) start = next;
+        }
+        const limit = q.limit ?? DEFAULT_LIMIT;
+        const keys = end === undefined ? [start] : [start, end];
+        const empty = end !== undefined && compareKeys(start, end) >= 0;
+        const res = empty
+          ? { records: [], more: false, revision: 0 }
+          : await read({ kind: 'read', op: 'range', keys, limit }, q.consistency ?? 'linearizable', reply);
+        const now = Date.now();
+        const last = res.records.at(-1);
+        const body: Record<string, unknown> = {
+          kvs: res.records.map((r) => recordJson(r, encoding, now)),
+          more: res.more,
+          revision: res.revision,
+        };
+        if (res.more && last) body.next = toText(last.key, encoding);
+        if (q.consistency === 'stale') body.appliedIndex = res.revision;
+        return body;
+      },
+    );
+
+    app.get<{ Querystring: { key?: string; prefix?: string; fromRevision?: number; encoding?: Encoding } }>(
+      '/v1/watch',
+      {
+        schema: {
+          summary:
+            'Watches a key or a prefix as server-sent events (event put or delete, id = the revision); resume with fromRevision = last id + 1 or Last-Event-ID; 410 when the revision is no longer held',
+          querystring: {
+            type: 'object',
+            properties: {
+              key: { type: 'string' },
+              prefix: { type: 'string' },
+              fromRevision: {
+                type: 'integer',
+                minimum: 1,
+                description: 'the first revision to send; live changes only when absent',
+              },
+              encoding: encodingQuery,
+            },
+            additionalProperties: false,
+          },
+          response: { 410: ERROR_SCHEMA },
+        },
+      },
+      async (req, reply) => {
+        const q = req.query;
+        const encoding = q.encoding ?? 'utf8';
+        if ((q.key === undefined) === (q.prefix === undefined)) throw badRequest('give exactly one of key and prefix');
+        if (!opts.watch) throw new ApiError(501, 'NOT_IMPLEMENTED', 'watches are not served by this node');
+        const filter =
+          q.key !== undefined
+            ? { key: fromText(q.key, encoding, 'key') }
+            : { prefix: fromText(q.prefix as string, encoding, 'prefix') };
+        let from = q.fromRevision;
+        const last = req.headers['last-event-id'];
+        if (typeof last === 'string' && /^[0-9]+$/.test(last)) from = Math.max(from ?? 0, Number(last) + 1);
+        serveWatch(opts.watch, reply, { filter, from, encoding, logger: opts.logger });
+        return reply;
+      },
+    );
+  });
+
+  // Watch streams end when the server closes, so a node stops without waiting for its watchers.
+  app.addHook('preClose', (done) => {
+    opts.watch?.closeAll();
+    done();
   });
   return app;
 }

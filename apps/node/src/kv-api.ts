@@ -1,6 +1,9 @@
 import type { LogIndex, NodeId, Term } from '@cohort/core';
 import type { ConsistencyReport, KvClientRequest, KvResponse } from '@cohort/kv';
 
+/** A read request as the front ends send it. */
+export type KvReadRequest = Extract<KvClientRequest, { kind: 'read' }>;
+
 /** What `/v1/status` and INFO report about this node. */
 export interface NodeStatus {
   id: NodeId;
@@ -47,4 +50,32 @@ export interface KvApi {
    */
   executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]>;
   status(): NodeStatus;
+}
+
+/** Reads that skip the linearizable path. */
+export interface ReadApi {
+  /** Served by this replica from its state machine as it stands; the answer reports the applied index. */
+  stale(req: KvReadRequest): KvResponse;
+  /**
+   * Served by the leader without a ReadIndex round while its lease holds,
+   * checked against the monotonic clock when the read is served; a follower
+   * forwards nothing and answers NOT_LEADER naming the leader.
+   */
+  lease(req: KvReadRequest): Promise<KvResponse>;
+}
+
+/** What `GET /v1/cluster` reports. */
+export interface ClusterView {
+  /** This node. */
+  id: NodeId;
+  role: string;
+  leader: NodeId;
+  term: Term;
+  commit: LogIndex;
+  applied: LogIndex;
+  /** The group's voters and learners, as of this replica's applied configuration. */
+  voters: NodeId[];
+  learners: NodeId[];
+  /** The members this node knows by gossip (address, state). */
+  members: unknown[];
 }

@@ -25,6 +25,7 @@ export type HostSettings = Required<
     | 'maxInflightAppends'
     | 'maxInflightBytes'
     | 'snapshotBytesPerSec'
+    | 'leaseReads'
   >
 >;
 
@@ -50,5 +51,6 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     maxInflightAppends: raft.maxInflightAppends,
     maxInflightBytes: raft.maxInflightBytes,
     snapshotBytesPerSec: raft.snapshotRateBytes,
+    leaseReads: raft.leaseReads,
   };
 }

@@ -94,6 +94,7 @@ describe('cohort start configuration', () => {
       maxInflightAppends: 32,
       maxInflightBytes: 1048576,
       snapshotBytesPerSec: 0,
+      leaseReads: false,
     });
     // Appends are bounded by default, as etcd's are.
     expect(hostSettings(loadNodeOptions({ id: 'n1' }).config.raft)).toMatchObject({

@@ -1,13 +1,23 @@
 import { silentLogger } from '@cohort/core';
+import { WatchHub } from '@cohort/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpServer } from '../src/http-server.js';
+import { WatchSource } from '../src/http-watch.js';
 import { instrumentKv } from '../src/instrumented-kv.js';
 import { NodeMetrics } from '../src/metrics.js';
 import { LocalKv } from './helpers/local-kv.js';
 
 const kv = new LocalKv();
+const hub = new WatchHub({ applied: 0, capacity: 1000 });
+kv.sm.setEventListener(hub);
 const metrics = new NodeMetrics(() => kv.status());
-const app = createHttpServer({ api: instrumentKv(kv, metrics, 'http'), metrics, logger: silentLogger });
+const app = createHttpServer({
+  api: instrumentKv(kv, metrics, 'http'),
+  metrics,
+  logger: silentLogger,
+  reads: { stale: (req) => kv.serve(req), lease: async (req) => kv.serve(req) },
+  watch: new WatchSource(hub),
+});
 
 beforeAll(async () => {
   await app.ready();
@@ -20,10 +30,19 @@ describe('HTTP API', () => {
   it('PUT then GET then DELETE a key', async () => {
     const put = await app.inject({ method: 'PUT', url: '/v1/kv/greeting', payload: { value: 'héllo' } });
     expect(put.statusCode).toBe(200);
+    const rev = put.json().revision;
+    expect(put.json()).toEqual({
+      key: 'greeting',
+      value: 'héllo',
+      createRevision: rev,
+      modRevision: rev,
+      version: 1,
+      revision: rev,
+    });
     const got = await app.inject({ method: 'GET', url: '/v1/kv/greeting' });
-    expect(got.json()).toEqual({ key: 'greeting', value: 'héllo' });
+    expect(got.json()).toEqual({ key: 'greeting', value: 'héllo', createRevision: rev, modRevision: rev, version: 1 });
     const del = await app.inject({ method: 'DELETE', url: '/v1/kv/greeting' });
-    expect(del.json()).toEqual({ deleted: 1 });
+    expect(del.json()).toMatchObject({ deleted: 1, prev: { key: 'greeting', version: 1 } });
     expect((await app.inject({ method: 'GET', url: '/v1/kv/greeting' })).statusCode).toBe(404);
   });
 
@@ -35,14 +54,15 @@ describe('HTTP API', () => {
   it('refuses a body without a value with 400 and a message saying what to send', async () => {
     const res = await app.inject({ method: 'PUT', url: '/v1/kv/x', payload: { nope: 1 } });
     expect(res.statusCode).toBe(400);
-    expect(res.json().error.message).toMatch(/"value"/);
+    expect(res.json().error).toMatchObject({ code: 'BAD_REQUEST' });
+    expect(res.json().error.message).toMatch(/value/);
   });
 
   it('reports status, health and Prometheus metrics', async () => {
     expect((await app.inject({ method: 'GET', url: '/v1/status' })).json()).toMatchObject({ id: 'n1', role: 'leader' });
     expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    expect(text).toMatch(/cohort_requests_total\{frontend="http",command="set",outcome="ok"\} [1-9]/);
+    expect(text).toMatch(/cohort_requests_total\{frontend="http",command="cond",outcome="ok"\} [1-9]/);
     expect(text).toMatch(/cohort_raft_is_leader 1/);
   });
 
@@ -78,13 +98,12 @@ describe('HTTP API', () => {
     expect(put.statusCode).toBe(200);
     expect(kv.requests[before]).toMatchObject({
       kind: 'write',
-      write: { op: 'set', expiry: { kind: 'in', ms: 60000 } },
+      write: { op: 'cond', action: { kind: 'put', expiry: { kind: 'in', ms: 60000 } } },
       session: { clientId: 'http:order-42', seq: 1, lowWater: 0 },
     });
-    const got = (await app.inject({ method: 'GET', url: '/v1/kv/o?ttl=true' })).json();
+    const got = (await app.inject({ method: 'GET', url: '/v1/kv/o' })).json();
     expect(got.value).toBe('v');
     expect(got.ttlMs).toBeGreaterThan(59_000);
-    expect((await app.inject({ method: 'GET', url: '/v1/kv/o' })).json()).toEqual({ key: 'o', value: 'v' });
     const del = await app.inject({ method: 'DELETE', url: '/v1/kv/o' });
     expect(del.statusCode).toBe(200);
     expect(kv.requests.at(-1)).not.toHaveProperty('session');
@@ -93,7 +112,10 @@ describe('HTTP API', () => {
   it('refuses a bad ttlMs or Idempotency-Key with 400 and what to send', async () => {
     const ttl = await app.inject({ method: 'PUT', url: '/v1/kv/x', payload: { value: 'v', ttlMs: -5 } });
     expect(ttl.statusCode).toBe(400);
-    expect(ttl.json().error.message).toMatch(/ttlMs must be a whole number of milliseconds above 0, got -5/);
+    expect(ttl.json().error).toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/ttlMs must be >= 1/),
+    });
     const key = await app.inject({
       method: 'PUT',
       url: '/v1/kv/x',
@@ -110,6 +132,201 @@ describe('HTTP API', () => {
     expect(by.json()).toEqual({ key: 'n', value: '-2' });
     const bad = await app.inject({ method: 'POST', url: '/v1/kv/n/incr', payload: { by: 'two' } });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().error.message).toMatch(/by must be a whole number/);
+    expect(bad.json().error.message).toMatch(/by must be integer/);
+  });
+
+  it('addresses keys of any bytes: a / in the path, percent-escapes of any byte, base64 in JSON', async () => {
+    await app.inject({ method: 'PUT', url: '/v1/kv/a/b', payload: { value: 'slash' } });
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/a%2Fb' })).json()).toMatchObject({
+      key: 'a/b',
+      value: 'slash',
+    });
+    const bin = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/%FF%00k?encoding=base64',
+      payload: { value: Buffer.from([0, 1, 254]).toString('base64') },
+    });
+    expect(bin.statusCode).toBe(200);
+    const got = (await app.inject({ method: 'GET', url: '/v1/kv/%ff%00k?encoding=base64' })).json();
+    expect(got.key).toBe(Buffer.from([0xff, 0, 0x6b]).toString('base64'));
+    expect(got.value).toBe('AAH+');
+    const badB64 = await app.inject({ method: 'PUT', url: '/v1/kv/x?encoding=base64', payload: { value: '!!' } });
+    expect(badB64.json().error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/base64/) });
+    const badEscape = await app.inject({ method: 'GET', url: '/v1/kv/a%zz' });
+    expect(badEscape.statusCode).toBe(400);
+    expect(badEscape.json().error.message).toMatch(/'%zz'/);
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/' })).json().error.message).toMatch(/key is empty/);
+  });
+
+  it('answers every error in one shape: the router 404 and 405, schema failures, unknown query fields', async () => {
+    const missing = await app.inject({ method: 'GET', url: '/v2/nothing' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toEqual({
+      error: { code: 'NOT_FOUND', message: expect.stringMatching(/no route GET \/v2\/nothing/) },
+    });
+    const badUrl = await app.inject({ method: 'GET', url: '/v1/%zz' });
+    expect(badUrl.statusCode).toBe(400);
+    expect(badUrl.json().error).toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/not a valid url/),
+    });
+    const media = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/a',
+      payload: '<v/>',
+      headers: { 'content-type': 'application/xml' },
+    });
+    expect(media.statusCode).toBe(415);
+    expect(media.json().error).toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message: expect.stringMatching(/text\/plain/),
+    });
+    const method = await app.inject({ method: 'PATCH', url: '/v1/kv/a/b' });
+    expect(method.statusCode).toBe(405);
+    expect(method.headers.allow).toMatch(/GET/);
+    expect(method.json().error.code).toBe('METHOD_NOT_ALLOWED');
+    const post = await app.inject({ method: 'POST', url: '/v1/status' });
+    expect(post.statusCode).toBe(405);
+    const schema = await app.inject({ method: 'PUT', url: '/v1/kv/x', payload: { value: { a: 1 } } });
+    expect(schema.json().error).toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/value must be string/),
+    });
+    const extra = await app.inject({ method: 'GET', url: '/v1/kv/x?consistency=sometimes' });
+    expect(extra.statusCode).toBe(400);
+    const json = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/x',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"value": ',
+    });
+    expect(json.statusCode).toBe(400);
+    expect(json.json().error.code).toBe('BAD_REQUEST');
+  });
+
+  it('swaps and deletes on mod revision, version, value or absence; 412 with the current record when it fails', async () => {
+    const created = (
+      await app.inject({ method: 'PUT', url: '/v1/kv/cas', payload: { value: 'a', ifAbsent: true } })
+    ).json();
+    expect(created).toMatchObject({ value: 'a', version: 1 });
+    const again = await app.inject({ method: 'PUT', url: '/v1/kv/cas', payload: { value: 'b', ifAbsent: true } });
+    expect(again.statusCode).toBe(412);
+    expect(again.json().error).toMatchObject({ code: 'PRECONDITION_FAILED', current: { value: 'a', version: 1 } });
+    const stale = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/cas',
+      payload: { value: 'b', ifModRevision: created.modRevision - 1 },
+    });
+    expect(stale.statusCode).toBe(412);
+    const swapped = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/cas',
+      payload: { value: 'b', ifModRevision: created.modRevision },
+    });
+    expect(swapped.json()).toMatchObject({ value: 'b', version: 2, createRevision: created.createRevision });
+    expect(
+      (
+        await app.inject({
+          method: 'PUT',
+          url: '/v1/kv/cas?ifVersion=2',
+          payload: 'c',
+          headers: { 'content-type': 'text/plain' },
+        })
+      ).json(),
+    ).toMatchObject({ value: 'c', version: 3 });
+    expect(
+      (await app.inject({ method: 'PUT', url: '/v1/kv/cas', payload: { value: 'd', ifValue: 'x' } })).statusCode,
+    ).toBe(412);
+    expect((await app.inject({ method: 'DELETE', url: '/v1/kv/cas?ifValue=x' })).statusCode).toBe(412);
+    expect((await app.inject({ method: 'DELETE', url: '/v1/kv/cas?ifVersion=3' })).json()).toMatchObject({
+      deleted: 1,
+      prev: { value: 'c' },
+    });
+    expect((await app.inject({ method: 'DELETE', url: '/v1/kv/cas' })).json()).toMatchObject({ deleted: 0 });
+    // A misspelt condition is refused, never dropped (which would make the write unconditional).
+    const typo = await app.inject({ method: 'PUT', url: '/v1/kv/cas', payload: { value: 'x', ifModRevison: 1 } });
+    expect(typo.statusCode).toBe(400);
+    expect(typo.json().error.message).toMatch(/additional properties/);
+    expect((await app.inject({ method: 'DELETE', url: '/v1/kv/cas?ifVersoin=9' })).statusCode).toBe(400);
+    const two = await app.inject({
+      method: 'PUT',
+      url: '/v1/kv/cas',
+      payload: { value: 'e', ifAbsent: true, ifVersion: 0 },
+    });
+    expect(two.json().error.message).toMatch(/at most one of/);
+  });
+
+  it('reads a prefix or a range a page at a time with a cursor, in every read mode', async () => {
+    for (const k of ['r/1', 'r/2', 'r/3', 'r0', 's'])
+      await app.inject({ method: 'PUT', url: `/v1/kv/${k}`, payload: { value: k } });
+    const first = await app.inject({ method: 'GET', url: '/v1/kv?prefix=r/&limit=2' });
+    expect(first.json()).toMatchObject({ more: true, next: 'r/2' });
+    expect(first.json().kvs.map((r: { key: string }) => r.key)).toEqual(['r/1', 'r/2']);
+    const rest = (await app.inject({ method: 'GET', url: '/v1/kv?prefix=r/&limit=2&after=r/2' })).json();
+    expect(rest.kvs.map((r: { key: string }) => r.key)).toEqual(['r/3']);
+    expect(rest.more).toBe(false);
+    expect(rest).not.toHaveProperty('next');
+    const range = (await app.inject({ method: 'GET', url: '/v1/kv?start=r/2&end=s' })).json();
+    expect(range.kvs.map((r: { key: string }) => r.key)).toEqual(['r/2', 'r/3', 'r0']);
+    const stale = await app.inject({ method: 'GET', url: '/v1/kv?prefix=r/&consistency=stale' });
+    expect(stale.headers['x-cohort-applied-index']).toBe(String(kv.sm.appliedIndex));
+    expect(stale.json().appliedIndex).toBe(kv.sm.appliedIndex);
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/s?consistency=lease' })).json().value).toBe('s');
+    const both = await app.inject({ method: 'GET', url: '/v1/kv?prefix=r&start=a' });
+    expect(both.json().error.message).toMatch(/either prefix, or start and end/);
+  });
+
+  it('describes every route in an OpenAPI 3 document', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/v1/openapi.json' })).json();
+    expect(doc.openapi).toMatch(/^3\./);
+    const kvPath = Object.keys(doc.paths).find((p: string) => p.startsWith('/v1/kv/')) as string;
+    expect(kvPath).toBeDefined();
+    for (const path of [
+      '/v1/kv',
+      '/v1/watch',
+      '/v1/cluster',
+      '/v1/status',
+      '/v1/openapi.json',
+      '/healthz',
+      '/metrics',
+    ]) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+    expect(Object.keys(doc.paths[kvPath])).toEqual(expect.arrayContaining(['get', 'put', 'delete', 'post']));
+  });
+
+  it('streams a watch as server-sent events: base64 keys, Last-Event-ID resumes after the last id', async () => {
+    const address = await app.listen({ port: 0, host: '127.0.0.1' });
+    const key = Buffer.from([0xfe, 0x00, 0x77]).toString('base64');
+    const first = (
+      await app.inject({ method: 'PUT', url: '/v1/kv/%FE%00w?encoding=base64', payload: { value: 'AQ==' } })
+    ).json();
+    const second = (
+      await app.inject({ method: 'PUT', url: '/v1/kv/%FE%00w?encoding=base64', payload: { value: 'Ag==' } })
+    ).json();
+    const abort = new AbortController();
+    const res = await fetch(`${address}/v1/watch?key=${encodeURIComponent(key)}&encoding=base64`, {
+      headers: { 'last-event-id': String(first.modRevision) },
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('\n\nid: ') && !/id: \d+\nevent: put\ndata: .*\n\n/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    abort.abort();
+    const [, id, data] = /id: (\d+)\nevent: put\ndata: (.*)\n/.exec(text) ?? [];
+    // Resumed after the first write: the second is the first event sent.
+    expect(Number(id)).toBe(second.modRevision);
+    expect(JSON.parse(data as string)).toMatchObject({ type: 'put', key, value: 'Ag==', version: 2 });
+    const both = await fetch(`${address}/v1/watch?key=a&prefix=b`);
+    expect(both.status).toBe(400);
+    expect(((await both.json()) as { error: { message: string } }).error.message).toMatch(
+      /exactly one of key and prefix/,
+    );
   });
 });

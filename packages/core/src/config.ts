@@ -117,6 +117,13 @@ export interface RaftConfig {
    * @default 16777216 (16 MiB/s)
    */
   snapshotRateBytes: number;
+  /**
+   * Voters back the leader's lease so the leader can serve lease reads
+   * (HTTP `?consistency=lease`) without a ReadIndex round. Elections after a
+   * restart wait an election timeout longer.
+   * @default false
+   */
+  leaseReads: boolean;
 }
 
 /** The whole configuration of a node, with every default filled in. */
@@ -141,6 +148,7 @@ export const DEFAULT_RAFT_CONFIG: Readonly<RaftConfig> = Object.freeze({
   maxInflightAppends: 256,
   maxInflightBytes: 32 * 1024 * 1024,
   snapshotRateBytes: 16 * 1024 * 1024,
+  leaseReads: false,
 });
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -189,6 +197,7 @@ const schema = z.strictObject({
         .int({ message: 'must be a whole number' })
         .nonnegative({ message: 'must be 0 (no limit) or above' })
         .default(DEFAULT_RAFT_CONFIG.snapshotRateBytes),
+      leaseReads: z.boolean().default(DEFAULT_RAFT_CONFIG.leaseReads),
     })
     .default({ ...DEFAULT_RAFT_CONFIG }),
 });

@@ -35,5 +35,13 @@ export interface ReplicatedGroup {
    * machine (ReadIndex confirmed and applied). Rejects like {@link propose}.
    */
   read(): Promise<void>;
+  /**
+   * Resolves once this replica, the leader, may serve a read under its
+   * lease, without a ReadIndex round: the lease holds by the monotonic clock
+   * now and everything committed when the lease was checked is applied.
+   * Rejects with `NotLeaderError`, or `UnavailableError` when the lease does
+   * not hold. Absent: the engine serves no lease reads.
+   */
+  leaseRead?(): Promise<void>;
   status(): ReplicatedGroupStatus;
 }

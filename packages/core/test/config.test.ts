@@ -36,7 +36,7 @@ function withRaft(raft: Record<string, unknown>): Record<string, unknown> {
 }
 
 describe('parseConfig defaults', () => {
-  it('fills the seed defaults for Raft: 100 ms heartbeat, 500-1000 ms elections, 10,000 entries / 100 MB, 500 MB log, bounded appends, paced snapshots', () => {
+  it('fills the seed defaults for Raft: 100 ms heartbeat, 500-1000 ms elections, 10,000 entries / 100 MB, 500 MB log, bounded appends, paced snapshots, no lease reads', () => {
     const c = parseConfig(three);
     expect(c.raft).toEqual({
       heartbeatIntervalMs: 100,
@@ -49,6 +49,7 @@ describe('parseConfig defaults', () => {
       maxInflightAppends: 256,
       maxInflightBytes: 32 * 1024 * 1024,
       snapshotRateBytes: 16 * 1024 * 1024,
+      leaseReads: false,
     });
     expect(c.raft).toEqual(DEFAULT_RAFT_CONFIG);
     expect(c.cluster.bootstrap).toBe(true);

@@ -1,13 +1,14 @@
 // The KV state machine on SQLite: apply throughput (with and without
 // exactly-once sessions), point reads, a snapshot streamed and installed
 // while the source keeps applying, the digest, and reopening to the applied
-// index. Run: `pnpm run bench` (COHORT_BENCH_KEYS sets the dataset size).
+// index. Run: `pnpm run bench` (COHORT_BENCH_KEYS sets the dataset size;
+// COHORT_BENCH_WATCH=1 applies with a watch history listening, as a node does).
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry } from '@cohort/core';
 import { SqliteNodeStore } from '@cohort/storage';
-import { KvStateMachine, encodeCommand } from '../dist/index.js';
+import { KvStateMachine, WatchHub, encodeCommand } from '../dist/index.js';
 
 const KEYS = Number(process.env.COHORT_BENCH_KEYS ?? 200_000);
 const BATCH = 64;
@@ -22,6 +23,7 @@ function run(sessions: boolean): void {
   const file = join(dir, 'node.db');
   const store = SqliteNodeStore.open(file);
   const sm = new KvStateMachine(store, 'p0');
+  if (process.env.COHORT_BENCH_WATCH === '1') sm.setEventListener(new WatchHub({ applied: 0 }));
   let index = 0;
   const next = (): Entry => {
     index++;

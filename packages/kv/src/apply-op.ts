@@ -1,6 +1,6 @@
 import type { PartitionKv } from '@cohort/storage';
 import type { KvRecord } from '@cohort/storage';
-import type { ExpireFlag, KvOp, WatchedKey } from './command.js';
+import type { ExpireFlag, KvCompare, KvOp, WatchedKey } from './command.js';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
 import { decimal, readResult } from './reads.js';
 import type { KvResult } from './result.js';
@@ -75,6 +75,27 @@ function expireAllowed(flag: ExpireFlag, current: number | undefined, deadline: 
     default: {
       const never: never = flag;
       throw new Error(`unknown expire flag ${String(never)}`);
+    }
+  }
+}
+
+/** Whether a conditional write's comparison holds for the key's current record. */
+export function compareHolds(compare: KvCompare, rec: KvRecord | undefined): boolean {
+  switch (compare.kind) {
+    case 'always':
+      return true;
+    case 'absent':
+      return rec === undefined;
+    case 'modRevision':
+      // etcd: a missing key has mod revision 0.
+      return (rec?.modifyRevision ?? 0) === compare.value;
+    case 'version':
+      return (rec?.version ?? 0) === compare.value;
+    case 'value':
+      return rec !== undefined && Buffer.compare(Buffer.from(rec.value), Buffer.from(compare.value)) === 0;
+    default: {
+      const never: never = compare;
+      throw new Error(`unknown comparison ${String(never)}`);
     }
   }
 }
@@ -237,6 +258,25 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
     }
     case 'checksum':
       return { type: 'int', value: BigInt(index) };
+    case 'cond': {
+      const old = current(kv, cmd.key, now);
+      if (!compareHolds(cmd.compare, old)) {
+        return old
+          ? { type: 'cond', succeeded: false, revision: index, record: old }
+          : { type: 'cond', succeeded: false, revision: index };
+      }
+      if (cmd.action.kind === 'del') {
+        if (!old) return { type: 'cond', succeeded: true, revision: index };
+        kv.delete(cmd.key);
+        return { type: 'cond', succeeded: true, revision: index, record: old };
+      }
+      const { expiresAt } = cmd.action;
+      put(kv, cmd.key, cmd.action.value, index, expiresAt === 0 ? undefined : expiresAt);
+      const rec = kv.get(cmd.key);
+      return rec
+        ? { type: 'cond', succeeded: true, revision: index, record: rec }
+        : { type: 'cond', succeeded: true, revision: index };
+    }
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${String(never)}`);

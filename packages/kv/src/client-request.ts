@@ -1,4 +1,4 @@
-import type { ExpireFlag, KvCommand, KvOp, SetCondition, WatchedKey } from './command.js';
+import type { ExpireFlag, KvCommand, KvCompare, KvOp, SetCondition, WatchedKey } from './command.js';
 import type { ExecRead } from './reads.js';
 import type { KvReadOp } from './request.js';
 
@@ -58,12 +58,28 @@ export type KvClientWrite =
   /** The expiry sweeper's delete: each key only if still expired when it applies. */
   | { op: 'delExpired'; keys: Uint8Array[] }
   /** Records a digest of the rows at this write's log index, for the consistency checker. */
-  | { op: 'checksum' };
+  | { op: 'checksum' }
+  /** Puts or deletes one key if `compare` holds when the write applies (compare-and-swap; `always` for a plain write). */
+  | {
+      op: 'cond';
+      key: Uint8Array;
+      compare: KvCompare;
+      action: { kind: 'put'; value: Uint8Array; expiry: Expiry } | { kind: 'del' };
+    };
 
 /** A request as the front ends hand it to {@link KvService.execute}. */
 export type KvClientRequest =
   | { kind: 'write'; write: KvClientWrite; session?: ClientSession }
-  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; args?: Uint8Array[] };
+  | {
+      kind: 'read';
+      op: KvReadOp;
+      /** `range`: the first key (inclusive) and, when present, the end (exclusive). */
+      keys: Uint8Array[];
+      /** Arguments other than keys (see `KvReadOp`). */
+      args?: Uint8Array[];
+      /** `range`: the most records answered. */
+      limit?: number;
+    };
 
 /** Why a client's write cannot become a command; the message is Redis' own. */
 export class InvalidExpireError extends Error {
@@ -104,6 +120,8 @@ export function isRelative(write: KvClientWrite): boolean {
       return write.deadline.kind === 'in';
     case 'exec':
       return write.writes.some(isRelative);
+    case 'cond':
+      return write.action.kind === 'put' && write.action.expiry.kind === 'in';
     default:
       return false;
   }
@@ -180,6 +198,17 @@ function toOp(write: KvClientWrite, now: number): KvOp {
       return { op: 'delExpired', keys: write.keys, now };
     case 'checksum':
       return { op: 'checksum', now };
+    case 'cond':
+      return {
+        op: 'cond',
+        key: write.key,
+        compare: write.compare,
+        action:
+          write.action.kind === 'del'
+            ? { kind: 'del' }
+            : { kind: 'put', value: write.action.value, expiresAt: deadline(write.action.expiry, now, 'put') },
+        now,
+      };
     default: {
       const never: never = write;
       throw new Error(`unknown write ${String(never)}`);

@@ -26,6 +26,21 @@ export type SetCondition = 'always' | 'nx' | 'xx';
 export type ExpireFlag = 'always' | 'nx' | 'xx' | 'gt' | 'lt' | 'xxlt';
 
 /**
+ * What a conditional write ({@link KvOp} `cond`) compares, as etcd's
+ * transactions do: the key is absent, or its mod revision, version or value
+ * equals the given one.
+ */
+export type KvCompare =
+  | { kind: 'always' }
+  | { kind: 'absent' }
+  | { kind: 'modRevision'; value: number }
+  | { kind: 'version'; value: number }
+  | { kind: 'value'; value: Uint8Array };
+
+/** What a conditional write does when its comparison holds: put a value (expiry 0 for none) or delete the key. */
+export type KvCondAction = { kind: 'put'; value: Uint8Array; expiresAt: number } | { kind: 'del' };
+
+/**
  * A write's place in its client's session: a retried `(clientId, seq)` returns
  * the stored response instead of applying again; every sequence number at or
  * below `lowWater` was acknowledged to the client, so its response may go.
@@ -91,7 +106,9 @@ export type KvOp =
   /** The leader's expiry sweeper: deletes each key only if it is still expired at `now`. */
   | { op: 'delExpired'; keys: Uint8Array[]; now: number }
   /** Records a digest of the partition at this entry's index, for the consistency checker. */
-  | { op: 'checksum'; now: number };
+  | { op: 'checksum'; now: number }
+  /** Compare-and-swap or conditional delete of one key, decided when the entry applies. Answers a `cond` result. */
+  | { op: 'cond'; key: Uint8Array; compare: KvCompare; action: KvCondAction; now: number };
 
 /** A key WATCHed before EXEC, with the revision it had then (0 when absent). */
 export interface WatchedKey {
@@ -106,6 +123,7 @@ const CONDITIONS: SetCondition[] = ['always', 'nx', 'xx'];
 const EXPIRE_FLAGS: ExpireFlag[] = ['always', 'nx', 'xx', 'gt', 'lt', 'xxlt'];
 
 const GETEX_EXPIRY = ['keep', 'persist', 'at'] as const;
+const COMPARES: KvCompare['kind'][] = ['always', 'absent', 'modRevision', 'version', 'value'];
 
 /** Encodes a command as the bytes of one log entry (protobuf `KvCommandPb`). */
 export function encodeCommand(cmd: KvCommand): Uint8Array {
@@ -129,6 +147,10 @@ function toPb(cmd: KvCommand): KvCommandPb {
     batch: [],
     revisions: [],
     read: 0,
+    compare: 0,
+    compareNumber: 0n,
+    compareValue: new Uint8Array(),
+    condDelete: false,
   };
   if (cmd.session) {
     pb.session = {
@@ -232,6 +254,20 @@ function toPb(cmd: KvCommand): KvCommandPb {
     case 'checksum':
       pb.op = KvCommandPb.Op.CHECKSUM;
       break;
+    case 'cond': {
+      pb.op = KvCommandPb.Op.COND;
+      pb.keys = [cmd.key];
+      const c = cmd.compare;
+      pb.compare = COMPARES.indexOf(c.kind);
+      if (c.kind === 'modRevision' || c.kind === 'version') pb.compareNumber = BigInt(c.value);
+      if (c.kind === 'value') pb.compareValue = c.value;
+      if (cmd.action.kind === 'del') pb.condDelete = true;
+      else {
+        pb.values = [cmd.action.value];
+        pb.expiresAt = BigInt(cmd.action.expiresAt);
+      }
+      break;
+    }
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${String(never)}`);
@@ -360,6 +396,33 @@ function decodeOp(pb: KvCommandPb, nested = false): KvOp {
       return { op: 'delExpired', keys: pb.keys, now };
     case KvCommandPb.Op.CHECKSUM:
       return { op: 'checksum', now };
+    case KvCommandPb.Op.COND: {
+      const kind = COMPARES[pb.compare];
+      let compare: KvCompare;
+      switch (kind) {
+        case 'always':
+        case 'absent':
+          compare = { kind };
+          break;
+        case 'modRevision':
+        case 'version':
+          compare = { kind, value: Number(pb.compareNumber) };
+          break;
+        case 'value':
+          compare = { kind, value: pb.compareValue };
+          break;
+        default:
+          throw new CodecError(`KV cond command has unknown comparison ${pb.compare}`);
+      }
+      let action: KvCondAction;
+      if (pb.condDelete) action = { kind: 'del' };
+      else {
+        const value = pb.values[0];
+        if (value === undefined || pb.values.length !== 1) throw new CodecError('KV cond put needs exactly one value');
+        action = { kind: 'put', value, expiresAt: Number(pb.expiresAt) };
+      }
+      return { op: 'cond', key: one('cond'), compare, action, now };
+    }
     default:
       throw new CodecError(`KV command has unknown op ${String(pb.op)}`);
   }

@@ -43,6 +43,7 @@ export function* digestSteps(view: KvView): Generator<void, string, void> {
       bytes(r.value);
       num(r.createRevision);
       num(r.modifyRevision);
+      num(r.version);
       num(r.expiresAt ?? -1);
     }
     const last = page.at(-1);

@@ -3,6 +3,8 @@ export const PACKAGE = '@cohort/kv';
 export {
   type ExpireFlag,
   type KvCommand,
+  type KvCompare,
+  type KvCondAction,
   type KvOp,
   type KvSession,
   type SetCondition,
@@ -56,3 +58,16 @@ export {
   encodeDigestRequest,
   encodeDigestResponse,
 } from './consistency-check.js';
+export {
+  type Compacted,
+  type KvEvent,
+  type KvEventListener,
+  type WatchFilter,
+  type WatchHandle,
+  WatchHub,
+  type WatchHubOptions,
+  eventsFromEntries,
+  watchMatches,
+} from './watch-hub.js';
+export { compareHolds } from './apply-op.js';
+export { decodeRecord, encodeRecord } from './request.js';

@@ -103,6 +103,10 @@ function shifted<T extends KvOp>(op: T, shift: number): T {
       return op.expiry === 'at' ? { ...op, deadline: op.deadline + shift } : op;
     case 'exec':
       return { ...op, ops: op.ops.map((o) => shifted(o, shift)) };
+    case 'cond':
+      return op.action.kind === 'put' && op.action.expiresAt !== 0
+        ? { ...op, action: { ...op.action, expiresAt: op.action.expiresAt + shift } }
+        : op;
     default:
       return op;
   }
@@ -215,10 +219,56 @@ export class KvService {
   }
 
   /** `req` in wire form, its relative deadline reckoned from this node's wall clock; or the error it gets at once. */
+  /**
+   * Serves a read from this replica's state machine as it stands, without
+   * asking the leader: a stale read, as of the applied index it reports
+   * (`revision` of a range). Expiry is judged by this node's wall clock.
+   */
+  readLocal(req: Extract<KvClientRequest, { kind: 'read' }>): KvResponse {
+    const wire = this.wire(req) as ReadRequest;
+    try {
+      return this.serveRead(wire, this.wallClock());
+    } catch (err) {
+      if (err instanceof StorageError) this.opts.onStorageFailure?.(err);
+      return failure(err);
+    }
+  }
+
+  /**
+   * Serves a read on this node, the leader, under its lease (no ReadIndex
+   * round); on a follower, answers NOT_LEADER naming the leader, for the
+   * client to send the read there.
+   */
+  async leaseRead(req: Extract<KvClientRequest, { kind: 'read' }>): Promise<KvResponse> {
+    const { group } = this.opts;
+    const s = group.status();
+    if (s.role !== 'leader') {
+      return failure(
+        new NotLeaderError(
+          s.leader || undefined,
+          undefined,
+          `lease reads are served by the leader only; the leader is ${s.leader || 'not known'}`,
+        ),
+      );
+    }
+    if (group.leaseRead === undefined) {
+      return failure(new UnavailableError('this node serves no lease reads; read with consistency=linearizable'));
+    }
+    try {
+      const now = this.wallClock();
+      await group.leaseRead();
+      return this.serveRead(this.wire(req) as ReadRequest, now);
+    } catch (err) {
+      if (err instanceof StorageError) this.opts.onStorageFailure?.(err);
+      return failure(err);
+    }
+  }
+
   private wire(req: KvClientRequest | KvRequest): KvRequest | KvResponse {
     if (req.kind === 'read') {
       const read: KvRequest = { kind: 'read', op: req.op, keys: req.keys, now: 0 };
       if (req.args !== undefined) read.args = req.args;
+      if (req.limit !== undefined) read.limit = req.limit;
       return read;
     }
     if ('command' in req) return req;
@@ -370,7 +420,12 @@ export class KvService {
   }
 
   private serveRead(req: ReadRequest, now: number): KvResponse {
-    const res = this.opts.machine.read(req.op, req.keys, req.args ?? [], now);
+    const kv = this.opts.machine;
+    if (req.op === 'range') {
+      const { records, more } = kv.range(req.keys[0] ?? new Uint8Array(), req.keys[1], req.limit ?? 0, now);
+      return { type: 'range', records, more, revision: kv.appliedIndex };
+    }
+    const res = kv.read(req.op, req.keys, req.args ?? [], now);
     if (res.type !== 'list') return res;
     // Reads answer their lists of values as arrays (nil for absent).
     return { type: 'array', values: (res.items ?? []).map((r) => (r.type === 'bulk' ? r.value : null)) };

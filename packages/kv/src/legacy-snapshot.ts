@@ -35,8 +35,8 @@ export function installLegacy(partition: string, snapshot: Snapshot, installer: 
     const value = pb.values[i] as Uint8Array;
     installer.put(
       expiresAt === 0
-        ? { key, value, createRevision: revision, modifyRevision: revision }
-        : { key, value, createRevision: revision, modifyRevision: revision, expiresAt },
+        ? { key, value, createRevision: revision, modifyRevision: revision, version: 1 }
+        : { key, value, createRevision: revision, modifyRevision: revision, version: 1, expiresAt },
     );
   });
 }

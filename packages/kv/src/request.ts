@@ -1,5 +1,7 @@
 import { CodecError, ErrorCode, type NodeId } from '@cohort/core';
+import type { KvRecord } from '@cohort/storage';
 import { type KvCommand, decodeCommand, encodeCommand } from './command.js';
+import { KvRowPb } from './generated/kv-command.js';
 import { KvRequestPb, KvResponsePb } from './generated/kv-request.js';
 import type { KvResult } from './result.js';
 
@@ -10,7 +12,8 @@ import type { KvResult } from './result.js';
  * (-2 absent, -1 no expiry) and `dbsize` an integer; `randomkey` a bulk or nil; `scan` an array whose first
  * value is the key to resume after (nil when done) and the rest the keys
  * (args: empty to start or a 1 byte and the key to resume after, pattern,
- * count, type).
+ * count, type). `range` answers the records (revisions and version included)
+ * of the keys in `[keys[0], keys[1])`, at most `limit`.
  */
 export type KvReadOp =
   | 'get'
@@ -22,7 +25,8 @@ export type KvReadOp =
   | 'scan'
   | 'dbsize'
   | 'randomkey'
-  | 'revisions';
+  | 'revisions'
+  | 'range';
 
 /** A client request, as served locally or forwarded to the leader. */
 export type KvRequest =
@@ -36,13 +40,46 @@ export type KvRequest =
        */
       relativeTo?: number;
     }
-  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; args?: Uint8Array[]; now: number };
+  | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; args?: Uint8Array[]; now: number; limit?: number };
 
 /** A request's outcome: a command result, an array of values, or a failure with a core error code. */
 export type KvResponse =
   | KvResult
   | { type: 'array'; values: (Uint8Array | null)[] }
-  | { type: 'failure'; code: ErrorCode; message: string; leaderId?: NodeId };
+  | { type: 'failure'; code: ErrorCode; message: string; leaderId?: NodeId }
+  /** A `range` read: the records in key order, whether the limit cut it short, and the applied index it was served at. */
+  | { type: 'range'; records: KvRecord[]; more: boolean; revision: number };
+
+/** Encodes a record as a `KvRowPb`. */
+export function encodeRecord(r: KvRecord): Uint8Array {
+  return KvRowPb.encode({
+    key: r.key,
+    value: r.value,
+    createRevision: BigInt(r.createRevision),
+    modifyRevision: BigInt(r.modifyRevision),
+    expiresAt: BigInt(r.expiresAt ?? 0),
+    version: BigInt(r.version),
+  });
+}
+
+/** Decodes a `KvRowPb`; throws `CodecError` on malformed bytes. */
+export function decodeRecord(data: Uint8Array): KvRecord {
+  let pb: KvRowPb;
+  try {
+    pb = KvRowPb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV record of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+  const r: KvRecord = {
+    key: pb.key,
+    value: pb.value,
+    createRevision: Number(pb.createRevision),
+    modifyRevision: Number(pb.modifyRevision),
+    version: Number(pb.version),
+  };
+  if (pb.expiresAt !== 0n) r.expiresAt = Number(pb.expiresAt);
+  return r;
+}
 
 const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
   get: KvRequestPb.Kind.GET,
@@ -55,6 +92,7 @@ const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
   dbsize: KvRequestPb.Kind.DBSIZE,
   randomkey: KvRequestPb.Kind.RANDOMKEY,
   revisions: KvRequestPb.Kind.REVISIONS,
+  range: KvRequestPb.Kind.RANGE,
 };
 
 /** Encodes a request for the `/cohort/kv/1` protocol. */
@@ -67,6 +105,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
       now: BigInt(req.relativeTo ?? 0),
       requests: [],
       args: [],
+      limit: 0,
     });
   }
   return KvRequestPb.encode({
@@ -76,6 +115,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
     now: BigInt(req.now),
     requests: [],
     args: req.args ?? [],
+    limit: req.limit ?? 0,
   });
 }
 
@@ -91,6 +131,7 @@ export function encodeBatchRequest(reqs: KvRequest[]): Uint8Array {
     now: 0n,
     requests: reqs.map(encodeRequest),
     args: [],
+    limit: 0,
   });
 }
 
@@ -127,6 +168,7 @@ function fromPb(pb: KvRequestPb): KvRequest {
   if (op === undefined) throw new CodecError(`KV request has unknown kind ${String(pb.kind)}`);
   const req: KvRequest = { kind: 'read', op, keys: pb.keys, now: Number(pb.now) };
   if (pb.args.length > 0) req.args = pb.args;
+  if (op === 'range') req.limit = pb.limit;
   return req;
 }
 
@@ -144,6 +186,9 @@ export function encodeResponse(res: KvResponse): Uint8Array {
     code: '',
     leaderId: '',
     responses: [],
+    rows: [],
+    succeeded: false,
+    more: false,
   };
   switch (res.type) {
     case 'ok':
@@ -179,6 +224,18 @@ export function encodeResponse(res: KvResponse): Uint8Array {
       pb.message = res.message;
       pb.leaderId = res.leaderId ?? '';
       break;
+    case 'cond':
+      pb.type = KvResponsePb.Type.COND;
+      pb.succeeded = res.succeeded;
+      pb.int = BigInt(res.revision);
+      pb.rows = res.record ? [encodeRecord(res.record)] : [];
+      break;
+    case 'range':
+      pb.type = KvResponsePb.Type.RANGE;
+      pb.more = res.more;
+      pb.int = BigInt(res.revision);
+      pb.rows = res.records.map(encodeRecord);
+      break;
     default: {
       const never: never = res;
       throw new Error(`unknown response ${String(never)}`);
@@ -199,6 +256,9 @@ export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
     code: '',
     leaderId: '',
     responses: res.map(encodeResponse),
+    rows: [],
+    succeeded: false,
+    more: false,
   });
 }
 
@@ -229,7 +289,8 @@ export function decodeBatchResponse(data: Uint8Array, count: number): KvResponse
 /** Decodes one answer inside a list: a command's result, never a failure or an array. */
 function decodeResult(data: Uint8Array): KvResult {
   const r = decodeResponse(data);
-  if (r.type === 'failure' || r.type === 'array') throw new CodecError(`KV list holds a ${r.type} answer`);
+  if (r.type === 'failure' || r.type === 'array' || r.type === 'range')
+    throw new CodecError(`KV list holds a ${r.type} answer`);
   return r;
 }
 
@@ -264,6 +325,15 @@ export function decodeResponse(data: Uint8Array): KvResponse {
       if (pb.leaderId !== '') res.leaderId = pb.leaderId;
       return res;
     }
+    case KvResponsePb.Type.COND: {
+      if (pb.rows.length > 1) throw new CodecError(`KV cond response has ${pb.rows.length} records`);
+      const res: KvResponse = { type: 'cond', succeeded: pb.succeeded, revision: Number(pb.int) };
+      const row = pb.rows[0];
+      if (row !== undefined) res.record = decodeRecord(row);
+      return res;
+    }
+    case KvResponsePb.Type.RANGE:
+      return { type: 'range', records: pb.rows.map(decodeRecord), more: pb.more, revision: Number(pb.int) };
     default:
       throw new CodecError(`KV response has unknown type ${String(pb.type)}`);
   }

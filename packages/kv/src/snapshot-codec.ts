@@ -2,8 +2,14 @@ import { CodecError } from '@cohort/core';
 import { type KvRecord, type SessionRecord, crc32c } from '@cohort/storage';
 import { KvSnapshotBodyPb, KvSnapshotChunkPb } from './generated/kv-command.js';
 
-/** The snapshot chunk format this build writes and the newest it reads. */
-export const KV_SNAPSHOT_FORMAT = 2;
+/**
+ * The snapshot chunk format this build writes and the newest it reads. 3
+ * added each row's version; format 2 (rows without one) still installs, its
+ * rows at version 1.
+ */
+export const KV_SNAPSHOT_FORMAT = 3;
+/** The oldest streamed format this build reads. */
+const OLDEST_FORMAT = 2;
 
 /** What one snapshot chunk carries. */
 export interface SnapshotChunk {
@@ -22,6 +28,7 @@ export function encodeChunk(chunk: SnapshotChunk): Uint8Array {
       createRevision: BigInt(r.createRevision),
       modifyRevision: BigInt(r.modifyRevision),
       expiresAt: BigInt(r.expiresAt ?? 0),
+      version: BigInt(r.version),
     })),
     sessions: chunk.sessions.map((s) => ({
       clientId: s.clientId,
@@ -53,7 +60,7 @@ export function decodeChunk(partition: string, seq: number, data: Uint8Array): S
       `${where}: snapshot format ${env.version} is newer than this build reads (${KV_SNAPSHOT_FORMAT}); upgrade the node`,
     );
   }
-  if (env.version < KV_SNAPSHOT_FORMAT) {
+  if (env.version < OLDEST_FORMAT) {
     throw new CodecError(`${where}: snapshot format ${env.version} is not a streamed format this build reads`);
   }
   if (crc32c(env.body) !== env.crc) {
@@ -71,6 +78,7 @@ export function decodeChunk(partition: string, seq: number, data: Uint8Array): S
         value: r.value,
         createRevision: Number(r.createRevision),
         modifyRevision: Number(r.modifyRevision),
+        version: env.version < 3 || r.version === 0n ? 1 : Number(r.version),
       };
       if (r.expiresAt !== 0n) rec.expiresAt = Number(r.expiresAt);
       return rec;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ConfState, Entry, LogIndex, Snapshot, SnapshotMeta } from '@cohort/core';
 import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
-import { type DurableNodeStore, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
+import { type DurableNodeStore, type KvRecord, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
 import { isExpired } from './apply-op.js';
 import { type KvCommand, decodeCommand } from './command.js';
 import { digestSteps, digestView } from './digest.js';
@@ -11,6 +11,17 @@ import type { KvReadOp } from './request.js';
 import type { KvResult } from './result.js';
 import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
 import { KvSnapshotReader, KvSnapshotWriter } from './snapshot-stream.js';
+import type { KvEvent, KvEventListener } from './watch-hub.js';
+
+/** Rows a range without a limit reads per scan. */
+const RANGE_PAGE = 1024;
+
+/** The smallest key after `key` in byte order. */
+function successor(key: Uint8Array): Uint8Array {
+  const next = new Uint8Array(key.length + 1);
+  next.set(key);
+  return next;
+}
 
 /** Idle sessions are swept on log indexes that are multiples of this. */
 const SWEEP_EVERY = 16;
@@ -63,6 +74,14 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   private readonly store: DurableNodeStore;
   /** A private in-memory store nobody else syncs: the machine syncs it after each batch so it never grows a backlog. */
   private readonly privateStore: MemoryNodeStore | undefined;
+  /** Told of every change as batches apply (watches); see {@link setEventListener}. */
+  private listener: KvEventListener | undefined;
+  /** The partition as commands see it while a listener is set: its puts and deletes are recorded as events. */
+  private observed: PartitionKv | undefined;
+  /** Events of the batch being applied. */
+  private pending: KvEvent[] = [];
+  /** The index of the entry being applied (the revision of its events). */
+  private applying = 0;
 
   /**
    * @param store the node's store; without one, a fresh in-memory store (tests and tools)
@@ -84,6 +103,53 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
 
   applied(): AppliedState {
     return this.kv.applied();
+  }
+
+  /**
+   * Tells `listener` of every key change as entries apply (after each
+   * batch's transaction), and of a snapshot replacing the partition.
+   */
+  setEventListener(listener: KvEventListener | undefined): void {
+    this.listener = listener;
+    if (listener === undefined) {
+      this.observed = undefined;
+      return;
+    }
+    const kv = this.kv;
+    // Every method bound once (this is the apply path): puts and deletes also record their events.
+    const methods = new Map<PropertyKey, unknown>([
+      [
+        'put',
+        (key: Uint8Array, value: Uint8Array, opts: Parameters<PartitionKv['put']>[2]) => {
+          kv.put(key, value, opts);
+          const record = kv.get(key);
+          this.pending.push(
+            record
+              ? { type: 'put', key: record.key, revision: this.applying, record }
+              : { type: 'put', key, revision: this.applying },
+          );
+        },
+      ],
+      [
+        'delete',
+        (key: Uint8Array) => {
+          const existed = kv.delete(key);
+          if (existed) this.pending.push({ type: 'delete', key: key.slice(), revision: this.applying });
+          return existed;
+        },
+      ],
+    ]);
+    this.observed = new Proxy(kv, {
+      get(target, prop) {
+        const known = methods.get(prop);
+        if (known !== undefined) return known;
+        const v = Reflect.get(target, prop, target);
+        if (typeof v !== 'function') return v;
+        const bound = v.bind(target);
+        methods.set(prop, bound);
+        return bound;
+      },
+    });
   }
 
   /** The index of the last entry applied. */
@@ -110,6 +176,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<KvResult> | undefined)[] {
     const outcomes: (ApplyOutcome<KvResult> | undefined)[] = [];
     let from = 0;
+    this.pending = [];
     while (from < entries.length) {
       let checksumAt: LogIndex | undefined;
       let to = from;
@@ -138,6 +205,11 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       from = to;
     }
     this.privateStore?.sync();
+    if (this.listener) {
+      const events = this.pending;
+      this.pending = [];
+      this.tell(() => this.listener?.applied(events, this.kv.applied().index));
+    }
     return outcomes;
   }
 
@@ -188,14 +260,44 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   }
 
   /**
-   * A read at log time `now` (see `KvReadOp`); RANDOMKEY starts from a
+   * A read at log time `now` (see `KvReadOp`; `range` is {@link range}); RANDOMKEY starts from a
    * random point. Arrays of values are lists of bulk or nil results.
    */
-  read(op: KvReadOp, keys: Uint8Array[], args: Uint8Array[], now: number): KvResult {
+  read(op: Exclude<KvReadOp, 'range'>, keys: Uint8Array[], args: Uint8Array[], now: number): KvResult {
     if (op === 'revisions') {
       return { type: 'list', items: keys.map((k) => ({ type: 'bulk', value: decimal(revision(this.kv, k, now)) })) };
     }
     return readResult(this.kv, op, keys, args, now, randomBytes(8));
+  }
+
+  /** The record of `key` (revisions, version, expiry) if present and not expired at `now`. */
+  record(key: Uint8Array, now: number): KvRecord | undefined {
+    const rec = this.kv.get(key);
+    return rec && !isExpired(rec, now) ? rec : undefined;
+  }
+
+  /**
+   * Up to `limit` records (0: no limit) of keys in `[start, end)` (to the last
+   * key without `end`) not expired at `now`, in byte order; `more` when keys
+   * in the range remain past the limit.
+   */
+  range(
+    start: Uint8Array,
+    end: Uint8Array | undefined,
+    limit: number,
+    now: number,
+  ): { records: KvRecord[]; more: boolean } {
+    const out: KvRecord[] = [];
+    let from = start;
+    for (;;) {
+      const want = limit > 0 ? limit + 1 - out.length : RANGE_PAGE;
+      const page = this.kv.scan(end === undefined ? { start: from, limit: want } : { start: from, end, limit: want });
+      for (const r of page) if (!isExpired(r, now)) out.push(r);
+      const last = page.at(-1);
+      if (limit > 0 && out.length > limit) return { records: out.slice(0, limit), more: true };
+      if (last === undefined || page.length < want) return { records: out, more: false };
+      from = successor(last.key);
+    }
   }
 
   /** Up to `limit` keys expired at `now`, earliest first: what the leader's sweeper proposes to delete. */
@@ -208,7 +310,15 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   }
 
   receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {
-    return new KvSnapshotWriter(this.partition, meta, this.kv.beginInstall());
+    const writer = new KvSnapshotWriter(this.partition, meta, this.kv.beginInstall());
+    return {
+      write: (seq, chunk) => writer.write(seq, chunk),
+      commit: () => {
+        writer.commit();
+        this.tell(() => this.listener?.reset(meta.index));
+      },
+      abort: () => writer.abort(),
+    };
   }
 
   restoreLegacy(snapshot: Snapshot): void {
@@ -220,6 +330,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       throw err;
     }
     installer.commit(snapshot.meta, 0);
+    this.tell(() => this.listener?.reset(snapshot.meta.index));
   }
 
   private applyEntry(
@@ -235,7 +346,8 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     }
     // Log time only moves forward, whatever a new leader's clock says.
     const now = Math.max(logTime, cmd.now);
-    const value = applySessionCommand(this.kv, cmd, e.index, now);
+    this.applying = e.index;
+    const value = applySessionCommand(this.observed ?? this.kv, cmd, e.index, now);
     // Swept at log positions every replica shares, whatever its batching or restarts.
     if (e.index % SWEEP_EVERY === 0) sweepIdleSessions(this.kv, now - this.sessionTtl, this.sweepBatch);
     return { outcome: { ok: true, value }, logTime: now, checksum: cmd.op === 'checksum' };
@@ -270,6 +382,15 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       defer(slice);
     };
     slice();
+  }
+
+  /** Calls the listener; what it throws never reaches the apply path (the entries are applied regardless). */
+  private tell(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // The listener's own failure (a watcher's connection) is its business.
+    }
   }
 
   /** Whether the digest of the `checksum` entry at `index` is still being computed. */

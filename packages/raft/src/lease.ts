@@ -1,3 +1,4 @@
+import type { LogIndex } from '@cohort/core';
 import { NONE } from './message.js';
 import { jointCommitted } from './quorum/joint.js';
 import type { Raft } from './raft.js';
@@ -32,8 +33,39 @@ export function leaseBase(r: Raft): number {
  * the lease up for the rest of its term.
  */
 export function leaseHolds(r: Raft): boolean {
+  return leaseTicks(r) !== undefined;
+}
+
+/** A leader's lease as {@link Raft.leaseRead} reports it. */
+export interface LeaseRead {
+  /** The commit index a read under the lease is served at (once applied). */
+  index: LogIndex;
+  /** The tick the lease rests on (the newest heartbeat send tick a quorum acknowledged). */
+  base: number;
+  /** The lease holds while the leader's tick count is below `base + span`. */
+  span: number;
+  /** The leader's tick count now. */
+  ticks: number;
+}
+
+/**
+ * The lease a read may be served under without a ReadIndex round, when one
+ * holds (see {@link leaseHolds}) and the leader committed an entry of its
+ * term (§6.4: only then is its commit index the latest); else undefined.
+ * Needs a `readOnlyOption` other than 'safe', so that voters back leases.
+ */
+export function leaseRead(r: Raft): LeaseRead | undefined {
+  if (r.state !== 'leader' || r.opts.readOnlyOption === 'safe') return undefined;
+  if (r.raftLog.termOrZero(r.raftLog.committed) !== r.term) return undefined;
+  const base = leaseTicks(r);
+  if (base === undefined) return undefined;
+  return { index: r.raftLog.committed, base, span: r.opts.electionTick - LEASE_MARGIN_TICKS, ticks: r.ticks };
+}
+
+/** The lease's base tick while it holds; undefined when it does not. */
+function leaseTicks(r: Raft): number | undefined {
   // A quiescent leader's ticks stand still: no lease is measured by them (it wakes to serve).
-  if (r.quiescent || r.leaseRevoked || r.leadTransferee !== NONE) return false;
+  if (r.quiescent || r.leaseRevoked || r.leadTransferee !== NONE) return undefined;
   const base = leaseBase(r);
-  return base > 0 && r.ticks < base + r.opts.electionTick - LEASE_MARGIN_TICKS;
+  return base > 0 && r.ticks < base + r.opts.electionTick - LEASE_MARGIN_TICKS ? base : undefined;
 }

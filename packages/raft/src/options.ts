@@ -14,7 +14,7 @@ export interface ResolvedOptions {
   maxUncommittedEntriesSize: number;
   preVote: boolean;
   checkQuorum: boolean;
-  readOnlyOption: 'safe' | 'leaseBased';
+  readOnlyOption: 'safe' | 'leaseBased' | 'leaseOnRequest';
   asyncStorageWrites: boolean;
   snapshotChunkBytes: number;
   applied: LogIndex;
@@ -47,11 +47,13 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
   if (!o.random) throw new ConfigError('random is required (inject a SeededRandom in tests, systemRandom in hosts)');
   const checkQuorum = o.checkQuorum ?? true;
   const readOnlyOption = o.readOnlyOption ?? 'safe';
-  if (readOnlyOption !== 'safe' && readOnlyOption !== 'leaseBased') {
-    throw new ConfigError(`readOnlyOption must be 'safe' or 'leaseBased', got ${String(readOnlyOption)}`);
+  if (readOnlyOption !== 'safe' && readOnlyOption !== 'leaseBased' && readOnlyOption !== 'leaseOnRequest') {
+    throw new ConfigError(
+      `readOnlyOption must be 'safe', 'leaseBased' or 'leaseOnRequest', got ${String(readOnlyOption)}`,
+    );
   }
-  if (readOnlyOption === 'leaseBased' && !checkQuorum) {
-    throw new ConfigError("readOnlyOption 'leaseBased' needs checkQuorum: true (the lease rests on it)");
+  if (readOnlyOption !== 'safe' && !checkQuorum) {
+    throw new ConfigError(`readOnlyOption '${readOnlyOption}' needs checkQuorum: true (the lease rests on it)`);
   }
   return {
     id: o.id,

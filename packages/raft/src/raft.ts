@@ -98,8 +98,7 @@ export class Raft {
     );
     if (hardState.term !== 0 || hardState.vote !== NONE || hardState.commit !== 0) this.loadState(hardState);
     // A node that never had a term never answered a heartbeat, so it backs no lease.
-    if (this.opts.readOnlyOption === 'leaseBased' && hardState.term > 0)
-      this.voteQuietUntil = this.opts.electionTick + 1;
+    if (this.opts.readOnlyOption !== 'safe' && hardState.term > 0) this.voteQuietUntil = this.opts.electionTick + 1;
     if (this.opts.applied > 0) this.raftLog.appliedTo(Math.min(this.opts.applied, this.raftLog.committed));
     this.becomeFollower(this.term, NONE);
   }

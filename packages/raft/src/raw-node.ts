@@ -12,6 +12,7 @@ import {
   type Term,
 } from '@cohort/core';
 import { encodeConfChange } from './confchange/codec.js';
+import { type LeaseRead, leaseRead } from './lease.js';
 import { applyConfChange } from './membership.js';
 import { isKnownMessageType, newMessage } from './message.js';
 import { type QuiesceHeartbeat, quiesceFollower, quiesceLeader, wake } from './quiesce.js';
@@ -294,6 +295,11 @@ export class RawNode {
   /** Whether the host stopped ticking this group (see {@link quiesce}). */
   isQuiescent(): boolean {
     return this.raft.quiescent;
+  }
+
+  /** The lease a read may be served under now, without a ReadIndex round; undefined when none holds (lease.ts). */
+  leaseRead(): LeaseRead | undefined {
+    return leaseRead(this.raft);
   }
 
   /** The highest log index known committed (cheap: no status snapshot). */

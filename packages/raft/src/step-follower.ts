@@ -123,8 +123,7 @@ function handleHeartbeat(r: Raft, m: Message): void {
   if (!lost) r.raftLog.commitTo(m.commit);
   // The answer below backs the leader's lease: refuse votes for an election timeout even if this node
   // stops following the leader meanwhile (e.g. the host makes it campaign), see lease.ts.
-  if (r.opts.readOnlyOption === 'leaseBased')
-    r.voteQuietUntil = Math.max(r.voteQuietUntil, r.ticks + r.opts.electionTick);
+  if (r.opts.readOnlyOption !== 'safe') r.voteQuietUntil = Math.max(r.voteQuietUntil, r.ticks + r.opts.electionTick);
   // Echo the send tick: the leader's lease rests on when the heartbeat left, not when this answer arrives.
   r.send(
     newMessage({

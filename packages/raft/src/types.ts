@@ -62,8 +62,13 @@ export interface RaftOptions {
   preVote?: boolean;
   /** Leader steps down without hearing from a quorum for an election timeout. @default true */
   checkQuorum?: boolean;
-  /** Read-only mode: 'safe' (ReadIndex, quorum-confirmed) or 'leaseBased' (needs checkQuorum). @default 'safe' */
-  readOnlyOption?: 'safe' | 'leaseBased';
+  /**
+   * Read-only mode: 'safe' (ReadIndex, quorum-confirmed), 'leaseBased' (ReadIndex answered under the
+   * leader's lease while it holds) or 'leaseOnRequest' (ReadIndex stays quorum-confirmed; voters back the
+   * lease and the leader serves lease reads asked for through `RawNode.leaseRead`). Both lease modes need
+   * checkQuorum. @default 'safe'
+   */
+  readOnlyOption?: 'safe' | 'leaseBased' | 'leaseOnRequest';
   /** The host's durable writes complete asynchronously (leader counts itself only once durable). @default false */
   asyncStorageWrites?: boolean;
   /** Snapshot chunk size for InstallSnapshot. @default 1 MiB */

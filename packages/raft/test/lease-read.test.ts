@@ -232,3 +232,39 @@ describe('vote refusal backing the lease', () => {
     expect(ask()).toBe(true);
   });
 });
+
+describe('lease reads on request', () => {
+  const onRequest = (ids: string[]): Network =>
+    new Network(ids, { checkQuorum: true, readOnlyOption: 'leaseOnRequest', electionTick: ELECTION });
+
+  it('report the lease to the host while ReadIndex stays quorum-confirmed', () => {
+    const net = onRequest(['a', 'b', 'c']);
+    const commit = freshLeader(net, 'a');
+    const a = net.node('a').rn;
+    const lease = a.leaseRead();
+    expect(lease).toMatchObject({ index: commit, span: LEASE_TICKS });
+    expect(lease!.ticks - lease!.base).toBeLessThan(LEASE_TICKS);
+    // A ReadIndex read is not answered under the lease: it takes a round of heartbeats.
+    net.drop = () => true;
+    a.readIndex(bytes('safe'));
+    net.stabilize();
+    expect(readStates(net, 'a')).toEqual([]);
+    expect(net.node('b').rn.leaseRead()).toBeUndefined();
+  });
+
+  it('lapse electionTick - 2 ticks after the newest acknowledged heartbeat', () => {
+    const net = onRequest(['a', 'b', 'c']);
+    freshLeader(net, 'a');
+    net.isolate('a');
+    net.tick('a', LEASE_TICKS - 1);
+    expect(net.node('a').rn.leaseRead()).toBeDefined();
+    net.tick('a', 1);
+    expect(net.node('a').rn.leaseRead()).toBeUndefined();
+  });
+
+  it('are refused by a node in safe mode', () => {
+    const net = new Network(['a', 'b', 'c'], { checkQuorum: true, electionTick: ELECTION });
+    freshLeader(net, 'a');
+    expect(net.node('a').rn.leaseRead()).toBeUndefined();
+  });
+});

@@ -34,7 +34,7 @@ export function checkKvPartitions(db: Database.Database, file: string, findings:
     });
   }
   const names = db.prepare('SELECT name FROM kv_partitions ORDER BY name').pluck().all() as string[];
-  const rowsOf = db.prepare('SELECT key, value, create_rev, mod_rev, expires_at, crc FROM kv WHERE gen_id = ?');
+  const rowsOf = db.prepare('SELECT * FROM kv WHERE gen_id = ?'); // a schema 4 file has no version column
   const sessionsOf = db.prepare('SELECT client_id, low_water, last_active, crc FROM sessions WHERE gen_id = ?');
   const responsesOf = db.prepare('SELECT client_id, seq, response, crc FROM session_responses WHERE gen_id = ?');
   for (const partition of names) {

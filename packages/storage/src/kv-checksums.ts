@@ -15,7 +15,12 @@ function seed(partition: string): number {
   return c;
 }
 
-/** CRC-32C of a KV row over its partition name, key, value, revisions and expiry (-1 for none). */
+/**
+ * CRC-32C of a KV row over its partition name, key, value, revisions, expiry
+ * (-1 for none) and version. A version of 1 adds nothing, so the rows written
+ * before versions were stored (schema 4, where every row reads as version 1)
+ * keep their checksums: migration 5 adds the column without rewriting rows.
+ */
 export function kvRowCrc(
   partition: string,
   key: Uint8Array,
@@ -23,13 +28,15 @@ export function kvRowCrc(
   createRevision: number,
   modifyRevision: number,
   expiresAt: number | undefined | null,
+  version = 1,
 ): number {
   let c = seed(partition);
   c = crc32c(key, crc32cNumber(key.length, c));
   c = crc32c(value, crc32cNumber(value.length, c));
   c = crc32cNumber(createRevision, c);
   c = crc32cNumber(modifyRevision, c);
-  return crc32cNumber(expiresAt ?? NO_EXPIRY, c);
+  c = crc32cNumber(expiresAt ?? NO_EXPIRY, c);
+  return version === 1 ? c : crc32cNumber(version, c);
 }
 
 const clientSeeds = new Map<string, number>();

@@ -12,7 +12,7 @@ export interface MemSource {
 /** Verifies a stored row's CRC and returns a copy of its record. */
 export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
   const r = row.record;
-  if (kvRowCrc(src.partition, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt) !== row.crc) {
+  if (kvRowCrc(src.partition, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version) !== row.crc) {
     throw new CorruptStateError(
       `${src.name}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
       src.partition,
@@ -23,6 +23,7 @@ export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
     value: r.value.slice(),
     createRevision: r.createRevision,
     modifyRevision: r.modifyRevision,
+    version: r.version,
   };
   if (r.expiresAt !== undefined) out.expiresAt = r.expiresAt;
   return out;
@@ -55,8 +56,8 @@ export function checkedResponse(src: MemSource, clientId: string, seq: number, s
 
 /** A stored row for `record` with its CRC. */
 export function memRow(partition: string, record: KvRecord): MemRow {
-  const { key, value, createRevision, modifyRevision, expiresAt } = record;
-  return { record, crc: kvRowCrc(partition, key, value, createRevision, modifyRevision, expiresAt) };
+  const { key, value, createRevision, modifyRevision, expiresAt, version } = record;
+  return { record, crc: kvRowCrc(partition, key, value, createRevision, modifyRevision, expiresAt, version) };
 }
 
 /** A stored session with its CRC. */

@@ -98,6 +98,7 @@ export class MemoryKvInstaller implements KvInstaller {
       value: record.value.slice(),
       createRevision: record.createRevision,
       modifyRevision: record.modifyRevision,
+      version: record.version,
     };
     if (record.expiresAt !== undefined) copy.expiresAt = record.expiresAt;
     this.kv.set(hexKey(record.key), memRow(this.src.partition, copy));

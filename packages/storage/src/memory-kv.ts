@@ -56,6 +56,7 @@ export class MemoryPartitionKv implements PartitionKv {
       value: value.slice(),
       createRevision: old ? old.record.createRevision : opts.revision,
       modifyRevision: opts.revision,
+      version: old ? old.record.version + 1 : 1,
     };
     if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
     const row = memRow(this.partition, rec);

@@ -82,6 +82,12 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   // applied state stored with the data, a CRC on every row, and sessions that
   // keep a response per sequence number above a low-water mark.
   (db) => migrateToGenerations(db),
+  // 5: each key's version (writes since its creation, as etcd's). Rows written
+  // before read as version 1, whose checksum is the one they carry already
+  // (kvRowCrc), so no row is rewritten.
+  (db) => {
+    db.exec('ALTER TABLE kv ADD COLUMN version INTEGER NOT NULL DEFAULT 1');
+  },
 ];
 
 /** Migration 4: moves version 3's `kv` and `sessions` rows into the generation layout, computing their CRCs. */

@@ -10,6 +10,8 @@ export interface KvRow {
   mod_rev: number;
   expires_at: number | null;
   crc: number;
+  /** Absent in a schema 4 file (read by the data directory check before migrating): version 1. */
+  version?: number;
 }
 
 /** A `sessions` row. */
@@ -40,7 +42,7 @@ export const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffse
 
 /** Verifies a row's CRC and turns it into a record; a mismatch throws `StorageError`. */
 export function toRecord(src: RowSource, r: KvRow): KvRecord {
-  if (kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at) !== r.crc) {
+  if (kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1) !== r.crc) {
     throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
       src.partition,
@@ -51,6 +53,7 @@ export function toRecord(src: RowSource, r: KvRow): KvRecord {
     value: view(r.value),
     createRevision: r.create_rev,
     modifyRevision: r.mod_rev,
+    version: r.version ?? 1,
   };
   if (r.expires_at !== null) rec.expiresAt = r.expires_at;
   return rec;

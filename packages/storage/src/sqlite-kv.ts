@@ -107,18 +107,20 @@ export class SqlitePartitionKv implements PartitionKv {
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
     this.host.run(() => {
       const gen = this.writeGen();
-      const existing = this.get(key)?.createRevision;
-      const create = existing ?? opts.revision;
+      const existing = this.get(key);
+      const create = existing?.createRevision ?? opts.revision;
+      const version = existing === undefined ? 1 : existing.version + 1;
       if (existing === undefined && this.rows !== undefined) this.rows++;
-      const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt);
+      const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version);
       const rec: KvRecord = {
         key: key.slice(),
         value: value.slice(),
         createRevision: create,
         modifyRevision: opts.revision,
+        version,
       };
       if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
-      this.host.emit(['put', gen, rec.key, rec.value, create, opts.revision, opts.expiresAt ?? null, crc]);
+      this.host.emit(['put', gen, rec.key, rec.value, create, opts.revision, opts.expiresAt ?? null, crc, version]);
       this.ov.set(this.ov.rows, rowKey(key), rec, this.host.seq(), this.host.undo);
     }, true);
   }
@@ -461,8 +463,18 @@ class SqliteKvInstaller implements KvInstaller {
     this.host.throttle();
     this.host.run(() => {
       for (const r of rows) {
-        const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt);
-        this.host.emit(['put', this.gen, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt ?? null, crc]);
+        const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version);
+        this.host.emit([
+          'put',
+          this.gen,
+          r.key,
+          r.value,
+          r.createRevision,
+          r.modifyRevision,
+          r.expiresAt ?? null,
+          crc,
+          r.version,
+        ]);
       }
       for (const s of sessions) {
         const session = { clientId: s.clientId, lowWater: s.lowWater, lastActive: s.lastActive };

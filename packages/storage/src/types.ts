@@ -62,6 +62,8 @@ export interface KvRecord {
   createRevision: number;
   /** Revision (log index) of the last write to the key. */
   modifyRevision: number;
+  /** Writes to the key since it was created (1 after the creating write), as etcd's version. */
+  version: number;
   /** Expiry time in ms since the epoch (log time), when the key has one. */
   expiresAt?: number;
 }
@@ -130,7 +132,7 @@ export interface KvView {
  * {@link commit} switches to it in O(1).
  */
 export interface KvInstaller {
-  /** Adds a row (with its revisions); rows may come in any order. */
+  /** Adds a row (with its revisions and version); rows may come in any order. */
   put(record: KvRecord): void;
   /** Adds a session and its stored responses. */
   putSession(session: SessionRecord): void;
@@ -151,7 +153,7 @@ export interface KvInstaller {
  */
 export interface PartitionKv {
   get(key: Uint8Array): KvRecord | undefined;
-  /** Writes `key`; keeps the create revision of an existing key. */
+  /** Writes `key`; keeps the create revision of an existing key and adds one to its version (1 when new). */
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void;
   /** Removes `key`; returns whether it existed. */
   delete(key: Uint8Array): boolean;

@@ -51,13 +51,18 @@ describe.each([
     store.kv('p2').put(bytes('a'), bytes('other'), { revision: 1 });
     store = h.reopen(store);
     const kv2 = store.kv('p1');
-    expect(kv2.get(bytes('b'))).toMatchObject({ createRevision: 5, modifyRevision: 7 });
+    expect(kv2.get(bytes('b'))).toMatchObject({ createRevision: 5, modifyRevision: 7, version: 2 });
+    expect(kv2.get(bytes('a'))).toMatchObject({ createRevision: 6, modifyRevision: 6, version: 1 });
     expect(text(kv2.get(bytes('b'))?.value)).toBe('3');
     expect(kv2.get(bytes('a'))?.expiresAt).toBe(1000);
     expect(kv2.get(bytes('b'))?.expiresAt).toBeUndefined();
     expect(keys(kv2.scan())).toEqual(['a', 'b', '\ufffd']);
     expect(keys(kv2.scan({ start: bytes('b') }))).toEqual(['b', '\ufffd']);
     expect(keys(kv2.scan({ end: bytes('b') }))).toEqual(['a']);
+    // A key deleted and written again starts over, as in etcd.
+    kv2.delete(bytes('b'));
+    kv2.put(bytes('b'), bytes('4'), { revision: 9 });
+    expect(kv2.get(bytes('b'))).toMatchObject({ createRevision: 9, modifyRevision: 9, version: 1 });
     expect(kv2.scan({ limit: 2 })).toHaveLength(2);
     expect(kv2.count()).toBe(3);
     expect(kv2.delete(bytes('a'))).toBe(true);
@@ -229,6 +234,7 @@ describe.each([
         value: bytes(`${i}`),
         createRevision: 3,
         modifyRevision: 40,
+        version: 6,
         expiresAt: 5000,
       });
     }
@@ -242,16 +248,16 @@ describe.each([
     expect(kv.count()).toBe(1);
     expect(kv.applied()).toEqual(at(1));
     installer.commit(at(40, 3, ['n1', 'n2', 'n3']), 999);
-    expect(() => installer.put({ key: bytes('x'), value: bytes('y'), createRevision: 1, modifyRevision: 1 })).toThrow(
-      StorageError,
-    );
+    expect(() =>
+      installer.put({ key: bytes('x'), value: bytes('y'), createRevision: 1, modifyRevision: 1, version: 1 }),
+    ).toThrow(StorageError);
     store = h.reopen(store);
     const kv2 = store.kv('p1');
     expect(kv2.applied()).toEqual(at(40, 3, ['n1', 'n2', 'n3']));
     expect(kv2.logTime()).toBe(999);
     expect(kv2.count()).toBe(2500);
     expect(kv2.get(bytes('old'))).toBeUndefined();
-    expect(kv2.get(bytes('n7'))).toMatchObject({ createRevision: 3, modifyRevision: 40, expiresAt: 5000 });
+    expect(kv2.get(bytes('n7'))).toMatchObject({ createRevision: 3, modifyRevision: 40, version: 6, expiresAt: 5000 });
     expect(kv2.session('old-client')).toBeUndefined();
     expect(kv2.session('c9')).toEqual({ clientId: 'c9', lowWater: 4, lastActive: 77 });
     expect(text(kv2.response('c9', 5))).toBe('r5');
@@ -269,7 +275,7 @@ describe.each([
     const kv = store.kv('p1');
     kv.put(bytes('keep'), bytes('v'), { revision: 1 });
     const installer = kv.beginInstall();
-    installer.put({ key: bytes('drop'), value: bytes('v'), createRevision: 1, modifyRevision: 1 });
+    installer.put({ key: bytes('drop'), value: bytes('v'), createRevision: 1, modifyRevision: 1, version: 1 });
     installer.abort();
     expect(keys(kv.scan())).toEqual(['keep']);
     store = h.reopen(store);
@@ -294,7 +300,7 @@ describe('SqliteNodeStore KV specifics', () => {
     kv.put(bytes('keep'), bytes('v'), { revision: 1 });
     const installer = kv.beginInstall();
     for (let i = 0; i < 1500; i++)
-      installer.put({ key: bytes(`s${i}`), value: bytes('v'), createRevision: 1, modifyRevision: 1 });
+      installer.put({ key: bytes(`s${i}`), value: bytes('v'), createRevision: 1, modifyRevision: 1, version: 1 });
     // No commit, no abort: the process dies here.
     expect(store.database.prepare('SELECT count(*) FROM kv').pluck().get()).toBeGreaterThan(1);
     store = h.reopen(store) as SqliteNodeStore;

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import { emptyConfState } from '@cohort/core/raft-types';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { entryCrc, groupRowCrc } from '../src/checksums.js';
-import { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from '../src/schema.js';
+import { kvRowCrc, partitionCrc } from '../src/kv-checksums.js';
+import { GENERATION_CURRENT, MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from '../src/schema.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { tempDir } from './harness.js';
 
@@ -87,6 +89,42 @@ describe('schema migrations', () => {
       /partition p2: KV row for key 61 is corrupt/,
     );
     expect(() => store.database.prepare('SELECT * FROM kv_v3').all()).toThrow(/no such table/);
+    store.close();
+  });
+
+  it('upgrades a version 4 data directory: its rows read as version 1 with the checksums they carry, then count writes', () => {
+    const db = new Database(file);
+    migrate(db, file, 4);
+    const conf = emptyConfState();
+    db.prepare('INSERT INTO kv_generations (gen_id, name, status) VALUES (1, ?, ?)').run('p1', GENERATION_CURRENT);
+    const applied = { index: 9, term: 2, confState: conf };
+    db.prepare('INSERT INTO kv_partitions VALUES (?, 1, 9, 2, ?, 1234, ?)').run(
+      'p1',
+      JSON.stringify(conf),
+      partitionCrc('p1', 1, applied, 1234),
+    );
+    const a = Buffer.from('a');
+    const v = Buffer.from('old');
+    db.prepare('INSERT INTO kv VALUES (1, ?, ?, 3, 8, NULL, ?)').run(a, v, kvRowCrc('p1', a, v, 3, 8, null));
+    db.close();
+
+    const enc = new TextEncoder();
+    let store = SqliteNodeStore.open(file);
+    expect(schemaVersion(store.database)).toBe(SCHEMA_VERSION);
+    let kv = store.kv('p1');
+    expect(kv.applied()).toEqual(applied);
+    expect(kv.get(enc.encode('a'))).toMatchObject({ createRevision: 3, modifyRevision: 8, version: 1 });
+    kv.put(enc.encode('a'), enc.encode('new'), { revision: 10 });
+    kv.put(enc.encode('b'), enc.encode('x'), { revision: 11 });
+    store.close();
+    store = SqliteNodeStore.open(file);
+    kv = store.kv('p1');
+    expect(kv.get(enc.encode('a'))).toMatchObject({ createRevision: 3, modifyRevision: 10, version: 2 });
+    expect(kv.get(enc.encode('b'))).toMatchObject({ createRevision: 11, modifyRevision: 11, version: 1 });
+    // The version is under the row's checksum.
+    store.flush();
+    store.database.prepare("UPDATE kv SET version = 7 WHERE key = x'61'").run();
+    expect(() => store.kv('p1').get(enc.encode('a'))).toThrow(/KV row for key 61 is corrupt/);
     store.close();
   });
 

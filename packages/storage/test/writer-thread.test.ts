@@ -78,7 +78,13 @@ describe('SqliteNodeStore with its writer thread', () => {
     const installer = kv.beginInstall();
     const enc = new TextEncoder();
     for (let i = 0; i < 8000; i++)
-      installer.put({ key: enc.encode(`k${i}`), value: enc.encode(`v${i}`), createRevision: 1, modifyRevision: 1 });
+      installer.put({
+        key: enc.encode(`k${i}`),
+        value: enc.encode(`v${i}`),
+        createRevision: 1,
+        modifyRevision: 1,
+        version: 1,
+      });
     installer.commit({ index: 5, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } });
     expect(kv.count()).toBe(8000);
     expect(text(kv.get(enc.encode('k7999'))?.value ?? new Uint8Array())).toBe('v7999');

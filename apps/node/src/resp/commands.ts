@@ -224,8 +224,8 @@ function queued(planned: Planned): Queued {
   if (req.kind === 'write') return { write: req.write, answer: planned.answer };
   const read: KvClientWrite =
     req.args === undefined
-      ? { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions'>, keys: req.keys }
-      : { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions'>, keys: req.keys, args: req.args };
+      ? { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions' | 'range'>, keys: req.keys }
+      : { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions' | 'range'>, keys: req.keys, args: req.args };
   return { write: read, answer: planned.answer };
 }
 

@@ -59,6 +59,9 @@ export function resultReply(res: KvResult): Reply {
       return errorReply(res.message);
     case 'list':
       return { t: 'array', items: res.items === null ? null : res.items.map(resultReply) };
+    case 'cond':
+      // The answer of the HTTP API's conditional writes, which no RESP command sends.
+      return errorReply('ERR cond answers have no RESP form');
     default: {
       const never: never = res;
       throw new Error(`unknown result ${String(never)}`);
@@ -74,6 +77,9 @@ export function toReply(res: KvResponse): Reply {
     case 'failure':
       // The first word of a RESP error is its code, as in `-NOT_LEADER ...`.
       return errorReply(`${res.code} ${res.message}`);
+    case 'range':
+      // The answer of the HTTP API's range reads, which no RESP command sends.
+      return errorReply('ERR range answers have no RESP form');
     default:
       return resultReply(res);
   }
@@ -81,7 +87,7 @@ export function toReply(res: KvResponse): Reply {
 
 /** `answer` applied to a successful result; a failure (no leader, a timeout) stays the failure's error. */
 export function onResult(answer: (res: KvResult) => Reply): (res: KvResponse) => Reply {
-  return (res) => (res.type === 'failure' || res.type === 'array' ? toReply(res) : answer(res));
+  return (res) => (res.type === 'failure' || res.type === 'array' || res.type === 'range' ? toReply(res) : answer(res));
 }
 
 /** A write, answered by `answer`. */

@@ -22,6 +22,11 @@ export class LocalKv implements KvApi {
     this.requests.push(req);
     // Yield like a real round trip would, so ordering bugs show.
     await new Promise((r) => setImmediate(r));
+    return this.serve(req);
+  }
+
+  /** Serves `req` now. */
+  serve(req: KvClientRequest): KvResponse {
     const now = Date.now();
     if (req.kind === 'write') {
       try {
@@ -29,6 +34,10 @@ export class LocalKv implements KvApi {
       } catch (err) {
         return { type: 'error', message: (err as Error).message };
       }
+    }
+    if (req.op === 'range') {
+      const { records, more } = this.sm.range(req.keys[0]!, req.keys[1], req.limit ?? 0, now);
+      return { type: 'range', records, more, revision: this.sm.appliedIndex };
     }
     const res = this.sm.read(req.op, req.keys, req.args ?? [], now);
     if (res.type !== 'list') return res;

@@ -29,6 +29,10 @@ export interface KvCommandPb {
   batch: Uint8Array[]
   revisions: bigint[]
   read: number
+  compare: number
+  compareNumber: bigint
+  compareValue: Uint8Array
+  condDelete: boolean
 }
 
 export namespace KvCommandPb {
@@ -50,7 +54,8 @@ export namespace KvCommandPb {
     COPY = 'COPY',
     FLUSH = 'FLUSH',
     EXEC = 'EXEC',
-    READ = 'READ'
+    READ = 'READ',
+    COND = 'COND'
   }
 
   enum __OpValues {
@@ -71,7 +76,8 @@ export namespace KvCommandPb {
     COPY = 14,
     FLUSH = 15,
     EXEC = 16,
-    READ = 17
+    READ = 17,
+    COND = 30
   }
 
   export namespace Op {
@@ -177,6 +183,26 @@ export namespace KvCommandPb {
           w.uint32(obj.read)
         }
 
+        if ((obj.compare != null && obj.compare !== 0)) {
+          w.uint32(240)
+          w.uint32(obj.compare)
+        }
+
+        if ((obj.compareNumber != null && obj.compareNumber !== 0n)) {
+          w.uint32(248)
+          w.uint64(obj.compareNumber)
+        }
+
+        if ((obj.compareValue != null && obj.compareValue.byteLength > 0)) {
+          w.uint32(258)
+          w.bytes(obj.compareValue)
+        }
+
+        if ((obj.condDelete != null && obj.condDelete !== false)) {
+          w.uint32(264)
+          w.bool(obj.condDelete)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -196,7 +222,11 @@ export namespace KvCommandPb {
           offset: 0n,
           batch: [],
           revisions: [],
-          read: 0
+          read: 0,
+          compare: 0,
+          compareNumber: 0n,
+          compareValue: uint8ArrayAlloc(0),
+          condDelete: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -285,6 +315,22 @@ export namespace KvCommandPb {
             }
             case 16: {
               obj.read = reader.uint32()
+              break
+            }
+            case 30: {
+              obj.compare = reader.uint32()
+              break
+            }
+            case 31: {
+              obj.compareNumber = reader.uint64()
+              break
+            }
+            case 32: {
+              obj.compareValue = reader.bytes()
+              break
+            }
+            case 33: {
+              obj.condDelete = reader.bool()
               break
             }
             default: {
@@ -578,6 +624,7 @@ export interface KvRowPb {
   createRevision: bigint
   modifyRevision: bigint
   expiresAt: bigint
+  version: bigint
 }
 
 export namespace KvRowPb {
@@ -615,6 +662,11 @@ export namespace KvRowPb {
           w.uint64(obj.expiresAt)
         }
 
+        if ((obj.version != null && obj.version !== 0n)) {
+          w.uint32(48)
+          w.uint64(obj.version)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -624,7 +676,8 @@ export namespace KvRowPb {
           value: uint8ArrayAlloc(0),
           createRevision: 0n,
           modifyRevision: 0n,
-          expiresAt: 0n
+          expiresAt: 0n,
+          version: 0n
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -651,6 +704,10 @@ export namespace KvRowPb {
             }
             case 5: {
               obj.expiresAt = reader.uint64()
+              break
+            }
+            case 6: {
+              obj.version = reader.uint64()
               break
             }
             default: {

@@ -19,6 +19,7 @@ export interface KvRequestPb {
   now: bigint
   requests: Uint8Array[]
   args: Uint8Array[]
+  limit: number
 }
 
 export namespace KvRequestPb {
@@ -34,7 +35,8 @@ export namespace KvRequestPb {
     SCAN = 'SCAN',
     DBSIZE = 'DBSIZE',
     RANDOMKEY = 'RANDOMKEY',
-    REVISIONS = 'REVISIONS'
+    REVISIONS = 'REVISIONS',
+    RANGE = 'RANGE'
   }
 
   enum __KindValues {
@@ -49,7 +51,8 @@ export namespace KvRequestPb {
     SCAN = 8,
     DBSIZE = 9,
     RANDOMKEY = 10,
-    REVISIONS = 11
+    REVISIONS = 11,
+    RANGE = 30
   }
 
   export namespace Kind {
@@ -103,6 +106,11 @@ export namespace KvRequestPb {
           }
         }
 
+        if ((obj.limit != null && obj.limit !== 0)) {
+          w.uint32(240)
+          w.uint32(obj.limit)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -113,7 +121,8 @@ export namespace KvRequestPb {
           keys: [],
           now: 0n,
           requests: [],
-          args: []
+          args: [],
+          limit: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -158,6 +167,10 @@ export namespace KvRequestPb {
               obj.args.push(reader.bytes())
               break
             }
+            case 30: {
+              obj.limit = reader.uint32()
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -191,6 +204,9 @@ export interface KvResponsePb {
   code: string
   leaderId: string
   responses: Uint8Array[]
+  rows: Uint8Array[]
+  succeeded: boolean
+  more: boolean
 }
 
 export namespace KvResponsePb {
@@ -203,7 +219,9 @@ export namespace KvResponsePb {
     ARRAY = 'ARRAY',
     FAILURE = 'FAILURE',
     BATCH = 'BATCH',
-    LIST = 'LIST'
+    LIST = 'LIST',
+    COND = 'COND',
+    RANGE = 'RANGE'
   }
 
   enum __TypeValues {
@@ -215,7 +233,9 @@ export namespace KvResponsePb {
     ARRAY = 5,
     FAILURE = 6,
     BATCH = 7,
-    LIST = 8
+    LIST = 8,
+    COND = 30,
+    RANGE = 31
   }
 
   export namespace Type {
@@ -284,6 +304,23 @@ export namespace KvResponsePb {
           }
         }
 
+        if (obj.rows != null) {
+          for (const value of obj.rows) {
+            w.uint32(242)
+            w.bytes(value)
+          }
+        }
+
+        if ((obj.succeeded != null && obj.succeeded !== false)) {
+          w.uint32(248)
+          w.bool(obj.succeeded)
+        }
+
+        if ((obj.more != null && obj.more !== false)) {
+          w.uint32(256)
+          w.bool(obj.more)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -297,7 +334,10 @@ export namespace KvResponsePb {
           present: [],
           code: '',
           leaderId: '',
-          responses: []
+          responses: [],
+          rows: [],
+          succeeded: false,
+          more: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -352,6 +392,22 @@ export namespace KvResponsePb {
               }
 
               obj.responses.push(reader.bytes())
+              break
+            }
+            case 30: {
+              if (opts.limits?.rows != null && obj.rows.length === opts.limits.rows) {
+                throw new MaxLengthError('Decode error - map field "rows" had too many elements')
+              }
+
+              obj.rows.push(reader.bytes())
+              break
+            }
+            case 31: {
+              obj.succeeded = reader.bool()
+              break
+            }
+            case 32: {
+              obj.more = reader.bool()
               break
             }
             default: {

@@ -1,4 +1,5 @@
 import type { ConfChange, ConfState, GroupId, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
+import type { LeaseRead } from '../lease.js';
 import type { LostEntries } from '../status.js';
 import type { RaftOptions, Ready, StateRole } from '../types.js';
 
@@ -44,6 +45,8 @@ export interface RaftEngine {
   campaign(): void;
   /** On a leader, hands leadership to `to` (a voter), which campaigns once it has caught up. */
   transferLeadership(to: NodeId): void;
+  /** On a leader whose lease holds, the lease a read may be served under; absent: the engine has no leases. */
+  leaseRead?(): LeaseRead | undefined;
   /** The highest index known committed, read cheaply; absent: the host reads `status().commit`. */
   commitIndex?(): LogIndex;
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */

@@ -32,6 +32,10 @@ export interface Group {
   vote: NodeId;
   /** A hard state whose only change is the commit index, not yet written. */
   deferredHardState?: HardState | undefined;
+  /** The engine's tick count (it starts at 1 and grows by one per tick). */
+  ticks: number;
+  /** The monotonic time each recent tick count was reached, at `ticks % 256`. */
+  tickTimes: number[];
   /** Reads waiting for the next ReadIndex round. */
   readBatch: string[];
   /** Reads of each round in flight, by the round's context. */

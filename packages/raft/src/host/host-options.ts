@@ -30,6 +30,13 @@ export interface RaftHostOptions {
   electionTicks?: number;
   /** The longest election timeout in ticks. @default 2 * electionTicks - 1 */
   electionTicksMax?: number;
+  /**
+   * Voters back the leader's lease and the leader serves lease reads on
+   * request ({@link RaftHost.leaseRead}); ReadIndex reads still confirm with a
+   * quorum. Costs elections an election timeout after a restart, as etcd's
+   * lease reads do. @default false
+   */
+  leaseReads?: boolean;
   /** Ticks between heartbeats. @default 1 */
   heartbeatTicks?: number;
   /** How long a proposal or read may wait before it fails with TimeoutError. @default 5000 */

@@ -46,6 +46,9 @@ import { ReplicaRepairs } from './replica-repair.js';
 import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
 import { SnapshotSender } from './snapshot-sender.js';
 
+/** Tick times a group keeps for lease reads (a lease rests on a tick at most an election timeout old). */
+const TICK_TIMES = 256;
+
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
 
@@ -217,6 +220,7 @@ export class RaftHost {
         electionTick: o.electionTicks ?? 5,
         ...(o.electionTicksMax !== undefined ? { electionTickMax: o.electionTicksMax } : {}),
         heartbeatTick: o.heartbeatTicks ?? 1,
+        ...(o.leaseReads ? { readOnlyOption: 'leaseOnRequest' as const, checkQuorum: true } : {}),
         random: o.random,
         applied: start.applied.index,
         // This host sends a leader's appends while its own write is in flight (see rounds()).
@@ -254,7 +258,10 @@ export class RaftHost {
       quiescent: false,
       idleTicks: 0,
       idleCommit: s.commit,
+      ticks: 1,
+      tickTimes: [],
     });
+    (this.groups.get(group) as Group).tickTimes[1] = this.opts.clock.now();
     this.log.info('group added', {
       group,
       fresh,
@@ -299,6 +306,7 @@ export class RaftHost {
       id: group,
       propose: <R>(data: Uint8Array) => this.propose<R>(group, data),
       read: () => this.readIndex(group),
+      ...(this.opts.leaseReads ? { leaseRead: () => this.leaseRead(group) } : {}),
       status: () => this.status(group),
     };
   }
@@ -562,6 +570,49 @@ export class RaftHost {
     return done;
   }
 
+  /**
+   * Resolves once this node, the leader of `group`, may serve a read under its
+   * lease, with no ReadIndex round: the engine reports a lease (a quorum
+   * acknowledged a heartbeat recently enough, see lease.ts) and, by the
+   * monotonic clock, less than the lease's span of ticks has passed since the
+   * tick it rests on, both when asked and once the commit index it reads at
+   * is applied. Rejects with `NotLeaderError`, or `UnavailableError` when no
+   * lease holds (the caller reads with a ReadIndex round instead).
+   */
+  leaseRead(group: GroupId): Promise<void> {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
+    if (g.repair !== undefined) {
+      return Promise.reject(
+        new UnavailableError(`group ${group}: this replica is restoring its state from a healthy replica; retry`),
+      );
+    }
+    const lease = g.engine.leaseRead?.();
+    // The host counts the engine's ticks to know when each was reached; should the counts ever differ, no lease.
+    const until = lease && lease.ticks === g.ticks ? this.leaseUntil(g, lease.base, lease.span) : undefined;
+    const expired = (): UnavailableError =>
+      new UnavailableError(
+        `group ${group}: the leader's lease does not hold now (no quorum acknowledged a heartbeat within the lease, or this node was stalled); read with consistency=linearizable`,
+      );
+    if (lease === undefined || until === undefined || this.opts.clock.now() >= until) return Promise.reject(expired());
+    const check = (): void => {
+      if (this.opts.clock.now() >= until) throw expired();
+    };
+    if (g.applied.index >= lease.index) return Promise.resolve();
+    const ctx = `${this.opts.id}/l${++this.readCounter}`;
+    const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
+    g.pending.readConfirmed(ctx, lease.index);
+    return done.then(check);
+  }
+
+  /** The monotonic time the lease resting on tick `base` ends at; undefined when that tick is too old to know. */
+  private leaseUntil(g: Group, base: number, span: number): number | undefined {
+    if (base > g.ticks || g.ticks - base >= TICK_TIMES) return undefined;
+    const at = g.tickTimes[base % TICK_TIMES];
+    return at === undefined ? undefined : at + span * this.tickMs;
+  }
+
   /** Starts an election for `group` on this node now. */
   campaign(group: GroupId): void {
     const g = this.groupOf(group);
@@ -588,6 +639,10 @@ export class RaftHost {
       }
       if (quiesce && g.role === 'leader' && this.maybeQuiesce(g)) continue;
       g.engine.tick();
+      // When the engine's tick count became this value (a heartbeat carrying it leaves after): lease reads
+      // measure the lease from it by the monotonic clock.
+      g.ticks++;
+      g.tickTimes[g.ticks % TICK_TIMES] = now;
       g.pending.expire(now);
     }
     this.receiver.expire(now);

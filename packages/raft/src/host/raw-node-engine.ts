@@ -24,6 +24,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     reportSnapshot: (id, ok) => rn.reportSnapshot(id, ok),
     campaign: () => rn.campaign(),
     commitIndex: () => rn.commitIndex(),
+    leaseRead: () => rn.leaseRead(),
     transferLeadership: (to) => rn.transferLeadership(to),
     quiesce: (down) => rn.quiesce(down),
     quiesceFollower: (from, term, commit) => rn.quiesceFollower(from, term, commit),

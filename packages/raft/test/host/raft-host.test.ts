@@ -1,4 +1,4 @@
-import { NotLeaderError, ProposalDroppedError, StorageError, TimeoutError } from '@cohort/core';
+import { NotLeaderError, ProposalDroppedError, StorageError, TimeoutError, systemClock } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EngineFactory, rawNodeFactory } from '../../src/index.js';
 import { Cluster, cmd, raftMessages, until } from './cluster.js';
@@ -190,5 +190,54 @@ describe('RaftHost.fail', () => {
     expect(others).toContain(next);
     expect(Date.now() - failedAt).toBeLessThan(450);
     await expect(c.node(old).host.propose('p0', cmd('y=2'))).rejects.toThrow();
+  });
+});
+
+/** Polls an async condition until it holds, or fails after `ms`. */
+async function eventually(what: string, cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const settles = (p: Promise<void>, ok: boolean): Promise<boolean> =>
+  p.then(
+    () => ok,
+    () => !ok,
+  );
+
+describe('RaftHost lease reads', () => {
+  it('serves a read under the leader lease, refuses it on a follower, and checks the lease against the monotonic clock', async () => {
+    // The hosts' clock: the system's, plus a jump that stands for a stalled event loop (time passes, no tick runs).
+    let jump = 0;
+    const clock = { ...systemClock, now: () => systemClock.now() + jump };
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { leaseReads: true, clock });
+    const c = cluster;
+    const id = await until('a leader', () => c.leader());
+    const leader = c.node(id);
+    await leader.host.propose('p0', cmd('lease=1'));
+    await eventually('a lease read', () => settles(leader.host.leaseRead('p0'), true));
+    expect(leader.sms.get('p0')!.map.get('lease')).toBe('1');
+    expect(leader.host.replicated('p0').leaseRead).toBeDefined();
+    const follower = c.node(c.ids.find((n) => n !== id)!);
+    await expect(follower.host.leaseRead('p0')).rejects.toBeInstanceOf(NotLeaderError);
+    // An election timeout passes by the clock while no tick ran: the engine still counts its lease, the clock does not.
+    jump += 10 * 5;
+    await expect(leader.host.leaseRead('p0')).rejects.toThrow(/lease does not hold/);
+    jump = 0;
+    // Cut off from its followers, the leader's lease lapses within an election timeout.
+    await eventually('a lease read again', () => settles(leader.host.leaseRead('p0'), true));
+    c.hub.down.add(id);
+    await eventually('the isolated leader refuses lease reads', () => settles(leader.host.leaseRead('p0'), false));
+  });
+
+  it('offers no lease reads unless configured', async () => {
+    cluster = new Cluster(['a', 'b', 'c']);
+    const c = cluster;
+    const id = await until('a leader', () => c.leader());
+    expect(c.node(id).host.replicated('p0').leaseRead).toBeUndefined();
+    await expect(c.node(id).host.leaseRead('p0')).rejects.toThrow(/lease does not hold/);
   });
 });

@@ -1,0 +1,100 @@
+import type { KvRecord } from '@cohort/storage';
+
+/** How keys and values travel in JSON: UTF-8 text (the default) or base64 (`?encoding=base64`). */
+export type Encoding = 'utf8' | 'base64';
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/** A request the API refuses, with the status and code of its answer. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export function badRequest(message: string): ApiError {
+  return new ApiError(400, 'BAD_REQUEST', message);
+}
+
+/** Bytes as JSON text in `encoding`. UTF-8 text of bytes that are not UTF-8 is lossy: ask for base64. */
+export function toText(bytes: Uint8Array, encoding: Encoding): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(encoding);
+}
+
+/** JSON text in `encoding` as bytes; `what` names the field in the error. */
+export function fromText(text: string, encoding: Encoding, what: string): Uint8Array {
+  if (encoding === 'utf8') return new TextEncoder().encode(text);
+  if (!BASE64.test(text))
+    throw badRequest(`${what} is not valid base64 (standard alphabet, padded), as ?encoding=base64 asks`);
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+/**
+ * The key bytes of a request path after `prefix`: percent-escapes decoded to
+ * bytes (any bytes, `%2F` and a literal `/` alike), other characters as
+ * UTF-8; the query string is not part of it.
+ */
+export function keyFromPath(url: string, prefix: string): Uint8Array {
+  const q = url.indexOf('?');
+  const path = (q < 0 ? url : url.slice(0, q)).slice(prefix.length);
+  const out: number[] = [];
+  for (let i = 0; i < path.length; ) {
+    const c = path[i] as string;
+    if (c === '%') {
+      const hex = path.slice(i + 1, i + 3);
+      if (!HEX.test(hex)) throw badRequest(`the key's escape '%${hex}' at byte ${i} is not % and two hex digits`);
+      out.push(Number.parseInt(hex, 16));
+      i += 3;
+      continue;
+    }
+    const cp = path.codePointAt(i) as number;
+    const ch = String.fromCodePoint(cp);
+    for (const b of Buffer.from(ch, 'utf8')) out.push(b);
+    i += ch.length;
+  }
+  if (out.length === 0) throw badRequest('the key is empty: address a key as /v1/kv/<key>, percent-encoded');
+  return new Uint8Array(out);
+}
+
+/** The JSON form of a key's record; `ttlMs` counted from `now` when the key expires. */
+export function recordJson(r: KvRecord, encoding: Encoding, now: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    key: toText(r.key, encoding),
+    value: toText(r.value, encoding),
+    createRevision: r.createRevision,
+    modRevision: r.modifyRevision,
+    version: r.version,
+  };
+  if (r.expiresAt !== undefined) out.ttlMs = Math.max(0, r.expiresAt - now);
+  return out;
+}
+
+/** The first key after every key starting with `prefix` (undefined: no such key, the prefix is all 0xff). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
+  const end = prefix.slice();
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.slice(0, i + 1);
+    }
+  }
+  return undefined;
+}
+
+/** The smallest key after `key` in byte order. */
+export function successor(key: Uint8Array): Uint8Array {
+  const next = new Uint8Array(key.length + 1);
+  next.set(key);
+  return next;
+}
+
+/** Byte order of keys. */
+export function compareKeys(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}

@@ -1,0 +1,289 @@
+import type { Entry, LogIndex } from '@cohort/core';
+import type { KvRecord } from '@cohort/storage';
+import { type KvCommand, type KvOp, decodeCommand } from './command.js';
+
+/** One change of one key, as a watcher sees it; `revision` is the log index of the write. */
+export interface KvEvent {
+  type: 'put' | 'delete';
+  key: Uint8Array;
+  revision: LogIndex;
+  /** A put: the key's record after it. A delete: absent. */
+  record?: KvRecord;
+  /** A put decoded from a log entry ({@link eventsFromEntries}), without a record: the value written. */
+  value?: Uint8Array;
+}
+
+/** What the state machine tells its listener as it applies. */
+export interface KvEventListener {
+  /** The changes of the entries up to `applied`, in log order (called after their batch's transaction). */
+  applied(events: KvEvent[], applied: LogIndex): void;
+  /** The partition was replaced by a snapshot at `index`: the changes before it are unknown. */
+  reset(index: LogIndex): void;
+}
+
+/** Which keys a watch follows: one key, or every key starting with a prefix. */
+export type WatchFilter = { key: Uint8Array } | { prefix: Uint8Array };
+
+/** A live watch: `cancel` stops it. */
+export interface WatchHandle {
+  cancel(): void;
+}
+
+/** Options of {@link WatchHub}. */
+export interface WatchHubOptions {
+  /** The index applied when the hub starts: the history holds the changes after it. */
+  applied: LogIndex;
+  /** Events kept for watches that start in the past. @default 10000 */
+  capacity?: number;
+  /** Bytes of keys and values those events may hold; the oldest go first past it. @default 64 MiB */
+  capacityBytes?: number;
+}
+
+/** Bytes an event is counted for: its key and value, and a fixed overhead. */
+function eventBytes(e: KvEvent): number {
+  return e.key.length + (e.record?.value.length ?? e.value?.length ?? 0) + 64;
+}
+
+/** Why a watch cannot start where it asked: the history no longer holds that revision. */
+export interface Compacted {
+  compacted: true;
+  /** The oldest revision a watch may start from. */
+  oldest: LogIndex;
+}
+
+interface Watcher {
+  matches(key: Uint8Array): boolean;
+  send(events: KvEvent[]): void;
+  reset(oldest: LogIndex): void;
+}
+
+function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
+  if (key.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
+  return true;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && startsWith(a, b);
+}
+
+/** Whether `key` is one a watch with `filter` follows. */
+export function watchMatches(filter: WatchFilter, key: Uint8Array): boolean {
+  return 'key' in filter ? sameBytes(key, filter.key) : startsWith(key, filter.prefix);
+}
+
+/**
+ * The changes one replica applied, for watches: a bounded history of recent
+ * events, so a watch may start at a past revision (a client resuming from
+ * the last one it saw), and live delivery as entries apply. Every change
+ * after `oldest - 1` is held; older ones were dropped (capacity) or never
+ * seen (before the process started, or replaced by a snapshot).
+ */
+export class WatchHub implements KvEventListener {
+  private readonly capacity: number;
+  private readonly capacityBytes: number;
+  private bytes = 0;
+  private history: KvEvent[] = [];
+  private head = 0;
+  private first: LogIndex;
+  private last: LogIndex;
+  private readonly watchers = new Set<Watcher>();
+
+  constructor(opts: WatchHubOptions) {
+    this.capacity = opts.capacity ?? 10_000;
+    this.capacityBytes = opts.capacityBytes ?? 64 * 1024 * 1024;
+    this.first = opts.applied + 1;
+    this.last = opts.applied;
+  }
+
+  /** The oldest revision a watch may start from. */
+  get oldest(): LogIndex {
+    return this.first;
+  }
+
+  /** The last applied index this hub heard of. */
+  get appliedIndex(): LogIndex {
+    return this.last;
+  }
+
+  applied(events: KvEvent[], applied: LogIndex): void {
+    this.last = Math.max(this.last, applied);
+    if (events.length === 0) return;
+    for (const e of events) {
+      this.history.push(e);
+      this.bytes += eventBytes(e);
+    }
+    const held = this.history.length - this.head;
+    if (held > this.capacity || this.bytes > this.capacityBytes) {
+      let cut = this.head + Math.max(0, held - this.capacity);
+      for (let i = this.head; i < cut; i++) this.bytes -= eventBytes(this.history[i] as KvEvent);
+      while (this.bytes > this.capacityBytes && cut < this.history.length) {
+        this.bytes -= eventBytes(this.history[cut] as KvEvent);
+        cut++;
+      }
+      // Keep whole revisions: a revision is complete in the history or absent from it.
+      const lastDropped = (this.history[cut - 1] as KvEvent).revision;
+      while (cut < this.history.length && (this.history[cut] as KvEvent).revision === lastDropped) {
+        this.bytes -= eventBytes(this.history[cut] as KvEvent);
+        cut++;
+      }
+      this.first = lastDropped + 1;
+      this.head = cut;
+      if (this.head > 4096 && this.head * 2 > this.history.length) {
+        this.history = this.history.slice(this.head);
+        this.head = 0;
+      }
+    }
+    for (const w of this.watchers) {
+      const mine = events.filter((e) => w.matches(e.key));
+      if (mine.length === 0) continue;
+      try {
+        w.send(mine);
+      } catch {
+        // A watcher that cannot take its events is dropped; the entries applied regardless.
+        this.watchers.delete(w);
+      }
+    }
+  }
+
+  reset(index: LogIndex): void {
+    this.history = [];
+    this.head = 0;
+    this.bytes = 0;
+    this.first = index + 1;
+    this.last = Math.max(this.last, index);
+    for (const w of [...this.watchers]) {
+      this.watchers.delete(w);
+      try {
+        w.reset(this.first);
+      } catch {
+        // Dropped either way.
+      }
+    }
+  }
+
+  /**
+   * Starts a watch of `filter` from revision `from`: `send` gets the held
+   * events at or after it at once (when any), then each new batch as it
+   * applies; `reset` is called if a snapshot replaces the partition (the
+   * watch is over then). Answers {@link Compacted} when the history no
+   * longer reaches back to `from`.
+   */
+  watch(
+    filter: WatchFilter,
+    from: LogIndex,
+    send: (events: KvEvent[]) => void,
+    reset: (oldest: LogIndex) => void,
+  ): WatchHandle | Compacted {
+    if (from < this.first) return { compacted: true, oldest: this.first };
+    const w: Watcher = { matches: (k) => watchMatches(filter, k), send, reset };
+    const past: KvEvent[] = [];
+    for (let i = this.head; i < this.history.length; i++) {
+      const e = this.history[i] as KvEvent;
+      if (e.revision >= from && w.matches(e.key)) past.push(e);
+    }
+    if (past.length > 0) send(past);
+    this.watchers.add(w);
+    return { cancel: () => this.watchers.delete(w) };
+  }
+
+  /** Watches running now. */
+  get watching(): number {
+    return this.watchers.size;
+  }
+}
+
+/**
+ * The changes of keys matching `filter` made by log entries (in index
+ * order), decoded from the entries alone: a SET or a `cond` put without
+ * condition and MSET become put events (with their values and mod revisions; create revision
+ * and version are not known from an entry). Undefined when an entry touches
+ * a matching key in a way whose outcome depends on the state it applied to
+ * (a conditional write, a delete, an increment, an expiry, FLUSHDB, an
+ * EXEC, a write in a client session, which may be a retry): the events cannot be told then.
+ */
+export function eventsFromEntries(entries: Entry[], filter: WatchFilter): KvEvent[] | undefined {
+  const out: KvEvent[] = [];
+  for (const e of entries) {
+    if (e.type !== 'normal' || e.data.length === 0) continue;
+    let cmd: KvCommand;
+    try {
+      cmd = decodeCommand(e.data);
+    } catch {
+      continue; // Applied as a failure: it changed nothing.
+    }
+    const keys = commandKeys(cmd);
+    if (keys === undefined) return undefined;
+    if (!keys.some((k) => watchMatches(filter, k))) continue;
+    if (cmd.session !== undefined) return undefined;
+    if (
+      cmd.op === 'set' &&
+      cmd.condition === 'always' &&
+      !cmd.keepTtl &&
+      (cmd.expiresAt === 0 || cmd.expiresAt > cmd.now)
+    ) {
+      out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.value });
+      continue;
+    }
+    if (
+      cmd.op === 'cond' &&
+      cmd.compare.kind === 'always' &&
+      cmd.action.kind === 'put' &&
+      (cmd.action.expiresAt === 0 || cmd.action.expiresAt > cmd.now)
+    ) {
+      out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.action.value });
+      continue;
+    }
+    if (cmd.op === 'mset') {
+      cmd.keys.forEach((key, i) => {
+        if (watchMatches(filter, key))
+          out.push({ type: 'put', key, revision: e.index, value: cmd.values[i] as Uint8Array });
+      });
+      continue;
+    }
+    return undefined;
+  }
+  return out;
+}
+
+/** The keys a command may write; undefined when it may write any key (FLUSHDB, or one inside an EXEC). */
+function commandKeys(cmd: KvOp): Uint8Array[] | undefined {
+  switch (cmd.op) {
+    case 'set':
+    case 'incr':
+    case 'expire':
+    case 'persist':
+    case 'cond':
+    case 'append':
+    case 'setrange':
+    case 'getdel':
+    case 'getex':
+    case 'incrbyfloat':
+      return [cmd.key];
+    case 'rename':
+    case 'copy':
+      return [cmd.key, cmd.dest];
+    case 'del':
+    case 'mset':
+    case 'delExpired':
+      return cmd.keys;
+    case 'checksum':
+    case 'read':
+      return [];
+    case 'exec': {
+      const keys: Uint8Array[] = [];
+      for (const op of cmd.ops) {
+        const k = commandKeys(op);
+        if (k === undefined) return undefined;
+        keys.push(...k);
+      }
+      return keys;
+    }
+    case 'flush':
+      return undefined;
+    default: {
+      const never: never = cmd;
+      throw new Error(`unknown command ${String(never)}`);
+    }
+  }
+}

@@ -1,0 +1,324 @@
+import { crc32c } from '@cohort/storage';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KvSnapshotBodyPb, KvSnapshotChunkPb } from '../src/generated/kv-command.js';
+import {
+  type KvCommand,
+  type KvCompare,
+  type KvEvent,
+  type KvResult,
+  WatchHub,
+  decodeCommand,
+  decodeResponse,
+  encodeCommand,
+  encodeResponse,
+  eventsFromEntries,
+} from '../src/index.js';
+import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
+
+const put = (key: string, value: string, compare: KvCompare = { kind: 'always' }, now = 1000): KvCommand => ({
+  op: 'cond',
+  key: b(key),
+  compare,
+  action: { kind: 'put', value: b(value), expiresAt: 0 },
+  now,
+});
+const del = (key: string, compare: KvCompare = { kind: 'always' }): KvCommand => ({
+  op: 'cond',
+  key: b(key),
+  compare,
+  action: { kind: 'del' },
+  now: 1000,
+});
+
+describe.each([
+  ['MemoryNodeStore', memoryMachine],
+  ['SqliteNodeStore', sqliteMachine],
+])('conditional writes on %s', (_name, make) => {
+  let h: MachineHarness;
+  beforeEach(() => {
+    h = make();
+  });
+  afterEach(() => h.cleanup());
+
+  const apply = (index: number, cmd: KvCommand): Extract<KvResult, { type: 'cond' }> => {
+    const r = h.sm.apply(index, encodeCommand(cmd));
+    if (r.type !== 'cond') throw new Error(`expected a cond result, got ${r.type}`);
+    return r;
+  };
+
+  it('puts only when the key is absent, and counts versions from the create revision', () => {
+    const first = apply(1, put('k', 'a', { kind: 'absent' }));
+    expect(first).toMatchObject({
+      succeeded: true,
+      revision: 1,
+      record: { createRevision: 1, modifyRevision: 1, version: 1 },
+    });
+    const again = apply(2, put('k', 'b', { kind: 'absent' }));
+    expect(again.succeeded).toBe(false);
+    expect(text(again.record?.value)).toBe('a');
+    expect(apply(3, put('k', 'c')).record).toMatchObject({ createRevision: 1, modifyRevision: 3, version: 2 });
+  });
+
+  it('swaps on mod revision, version and value, and answers the current record when the comparison fails', () => {
+    apply(1, put('k', 'a'));
+    const stale = apply(2, put('k', 'x', { kind: 'modRevision', value: 7 }));
+    expect(stale).toMatchObject({ succeeded: false, revision: 2, record: { modifyRevision: 1, version: 1 } });
+    expect(text(h.sm.get(b('k'), 0))).toBe('a');
+    expect(apply(3, put('k', 'b', { kind: 'modRevision', value: 1 })).succeeded).toBe(true);
+    expect(apply(4, put('k', 'x', { kind: 'version', value: 1 })).succeeded).toBe(false);
+    expect(apply(5, put('k', 'c', { kind: 'version', value: 2 })).record).toMatchObject({ version: 3 });
+    expect(apply(6, put('k', 'x', { kind: 'value', value: b('b') })).succeeded).toBe(false);
+    expect(apply(7, put('k', 'd', { kind: 'value', value: b('c') })).succeeded).toBe(true);
+    expect(text(h.sm.get(b('k'), 0))).toBe('d');
+    // A missing key has mod revision and version 0, as in etcd; its value never matches.
+    expect(apply(8, put('n', 'v', { kind: 'value', value: b('') })).succeeded).toBe(false);
+    expect(apply(9, put('n', 'v', { kind: 'version', value: 0 })).succeeded).toBe(true);
+  });
+
+  it('deletes conditionally, answering the deleted record', () => {
+    apply(1, put('k', 'a'));
+    expect(apply(2, del('k', { kind: 'modRevision', value: 9 }))).toMatchObject({
+      succeeded: false,
+      record: { version: 1 },
+    });
+    expect(h.sm.get(b('k'), 0)).toBeDefined();
+    const gone = apply(3, del('k', { kind: 'version', value: 1 }));
+    expect(gone).toMatchObject({ succeeded: true, record: { modifyRevision: 1 } });
+    expect(h.sm.get(b('k'), 0)).toBeUndefined();
+    expect(apply(4, del('k'))).toEqual({ type: 'cond', succeeded: true, revision: 4 });
+    // Written again, the key starts a new life.
+    expect(apply(5, put('k', 'b')).record).toMatchObject({ createRevision: 5, version: 1 });
+  });
+
+  it('treats an expired key as absent', () => {
+    h.sm.apply(1, encodeCommand(setCmd('k', 'a', 1000, { expiresAt: 1500 })));
+    expect(apply(2, put('k', 'b', { kind: 'absent' }, 2000)).succeeded).toBe(true);
+  });
+
+  it('ranges over keys in byte order with a limit, skipping expired keys', () => {
+    for (const [i, k] of ['a/1', 'a/2', 'a/3', 'b'].entries()) apply(i + 1, put(k, k));
+    h.sm.apply(5, encodeCommand(setCmd('a/0', 'gone', 1000, { expiresAt: 1500 })));
+    const page = h.sm.range(b('a/'), b('a0'), 2, 2000);
+    expect(page.records.map((r) => text(r.key))).toEqual(['a/1', 'a/2']);
+    expect(page.more).toBe(true);
+    const rest = h.sm.range(b('a/2\u0000'), b('a0'), 2, 2000);
+    expect(rest.records.map((r) => text(r.key))).toEqual(['a/3']);
+    expect(rest.more).toBe(false);
+    expect(h.sm.range(b(''), undefined, 0, 2000).records).toHaveLength(4);
+  });
+
+  it('tells its listener when a snapshot replaces the partition', () => {
+    const resets: number[] = [];
+    const peer = make();
+    peer.sm.setEventListener({ applied: () => undefined, reset: (index) => resets.push(index) });
+    apply(1, put('k', 'a'));
+    const reader = h.sm.openSnapshot();
+    const writer = peer.sm.receiveSnapshot(reader.meta);
+    for (let c = reader.next(1 << 20), seq = 0; c; c = reader.next(1 << 20)) writer.write(seq++, c);
+    reader.close();
+    writer.commit();
+    expect(resets).toEqual([1]);
+    peer.cleanup();
+  });
+
+  it('tells its listener of every change after each batch', () => {
+    const seen: KvEvent[] = [];
+    let applied = 0;
+    h.sm.setEventListener({
+      applied: (events, index) => {
+        seen.push(...events);
+        applied = index;
+      },
+      reset: () => undefined,
+    });
+    h.sm.applyBatch(
+      [entry(1, put('k', 'a')), entry(2, setCmd('j', 'x')), entry(3, del('k')), entry(4, del('k'))],
+      CONF,
+    );
+    expect(applied).toBe(4);
+    expect(seen.map((e) => [e.type, text(e.key), e.revision, e.record?.version])).toEqual([
+      ['put', 'k', 1, 1],
+      ['put', 'j', 2, 1],
+      ['delete', 'k', 3, undefined],
+    ]);
+  });
+});
+
+describe('cond commands and results on the wire', () => {
+  it('round-trips every comparison and both actions', () => {
+    for (const cmd of [
+      put('k', 'v'),
+      put('k', 'v', { kind: 'absent' }),
+      put('k', 'v', { kind: 'modRevision', value: 12 }),
+      put('k', 'v', { kind: 'version', value: 3 }),
+      del('k', { kind: 'value', value: b('old') }),
+    ]) {
+      expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
+    }
+    const res: KvResult = {
+      type: 'cond',
+      succeeded: false,
+      revision: 9,
+      record: { key: b('k'), value: b('v'), createRevision: 2, modifyRevision: 5, version: 3, expiresAt: 77 },
+    };
+    expect(decodeResponse(encodeResponse(res))).toEqual(res);
+  });
+});
+
+describe('snapshot formats', () => {
+  it('installs a format 2 snapshot (rows without a version) at version 1, and refuses a newer format', () => {
+    const h = memoryMachine();
+    const body = KvSnapshotBodyPb.encode({
+      rows: [{ key: b('k'), value: b('v'), createRevision: 3n, modifyRevision: 4n, expiresAt: 0n, version: 0n }],
+      sessions: [],
+      logTime: 10n,
+    });
+    const chunk = KvSnapshotChunkPb.encode({ version: 2, body, crc: crc32c(body) });
+    const meta = { index: 4, term: 1, confState: CONF };
+    const w = h.sm.receiveSnapshot(meta);
+    w.write(0, chunk);
+    w.commit();
+    expect(h.store.kv('p1').get(b('k'))).toMatchObject({ createRevision: 3, modifyRevision: 4, version: 1 });
+    const newer = KvSnapshotChunkPb.encode({ version: 4, body, crc: crc32c(body) });
+    const w2 = h.sm.receiveSnapshot(meta);
+    expect(() => w2.write(0, newer)).toThrow('snapshot format 4 is newer than this build reads (3); upgrade the node');
+    w2.abort();
+    h.cleanup();
+  });
+});
+
+describe('events decoded from log entries', () => {
+  it('tells puts of unconditional writes, skips other keys, and gives up on writes whose outcome needs the state', () => {
+    const entries = [
+      entry(1, setCmd('w/a', '1')),
+      entry(2, setCmd('x', '2')),
+      entry(3, { op: 'mset', keys: [b('w/b'), b('y')], values: [b('3'), b('4')], now: 1000 }),
+      entry(4, put('y', 'cas')),
+      entry(5, put('w/c', 'plain')),
+    ];
+    const events = eventsFromEntries(entries, { prefix: b('w/') });
+    expect(events?.map((e) => [e.type, text(e.key), e.revision, text(e.value)])).toEqual([
+      ['put', 'w/a', 1, '1'],
+      ['put', 'w/b', 3, '3'],
+      ['put', 'w/c', 5, 'plain'],
+    ]);
+    expect(eventsFromEntries([...entries, entry(6, del('w/a'))], { prefix: b('w/') })).toBeUndefined();
+    expect(
+      eventsFromEntries([entry(1, put('w/a', 'v', { kind: 'version', value: 1 }))], { key: b('w/a') }),
+    ).toBeUndefined();
+    expect(
+      eventsFromEntries([entry(1, setCmd('w/a', '1', 1000, { condition: 'nx' }))], { key: b('w/a') }),
+    ).toBeUndefined();
+    expect(eventsFromEntries([entry(1, setCmd('w/a', '1'))], { key: b('other') })).toEqual([]);
+  });
+
+  it('tells RENAME, COPY and EXEC apart by the keys they touch, and never tells FLUSHDB', () => {
+    const filter = { prefix: b('w/') };
+    const rename: KvCommand = { op: 'rename', key: b('x'), dest: b('w/x'), nx: false, now: 1000 };
+    const copy: KvCommand = { op: 'copy', key: b('x'), dest: b('y'), replace: true, now: 1000 };
+    const exec = (key: string): KvCommand => ({
+      op: 'exec',
+      ops: [{ op: 'append', key: b(key), value: b('1'), now: 1000 }],
+      watch: [],
+      now: 1000,
+    });
+    // The destination matches: what it holds now depends on the state the entry applied to.
+    expect(eventsFromEntries([entry(1, rename)], filter)).toBeUndefined();
+    expect(eventsFromEntries([entry(1, copy)], filter)).toEqual([]);
+    expect(eventsFromEntries([entry(1, exec('other'))], filter)).toEqual([]);
+    expect(eventsFromEntries([entry(1, exec('w/a'))], filter)).toBeUndefined();
+    expect(eventsFromEntries([entry(1, { op: 'flush', now: 1000 })], { key: b('nothing-here') })).toBeUndefined();
+  });
+});
+
+describe('WatchHub', () => {
+  const ev = (key: string, revision: number): KvEvent => ({ type: 'put', key: b(key), revision });
+
+  it('replays held events from a revision, then delivers live ones matching the filter', () => {
+    const hub = new WatchHub({ applied: 0 });
+    hub.applied([ev('a/1', 1), ev('b', 2), ev('a/2', 3)], 3);
+    const got: number[] = [];
+    const w = hub.watch(
+      { prefix: b('a/') },
+      2,
+      (es) => got.push(...es.map((e) => e.revision)),
+      () => undefined,
+    );
+    expect('cancel' in w).toBe(true);
+    hub.applied([ev('a/3', 4), ev('c', 5)], 5);
+    expect(got).toEqual([3, 4]);
+    if ('cancel' in w) w.cancel();
+    hub.applied([ev('a/4', 6)], 6);
+    expect(got).toEqual([3, 4]);
+  });
+
+  it('drops a watcher that throws, and delivers to the others', () => {
+    const hub = new WatchHub({ applied: 0 });
+    const got: number[] = [];
+    hub.watch(
+      { key: b('k') },
+      1,
+      () => {
+        throw new Error('connection gone');
+      },
+      () => undefined,
+    );
+    hub.watch(
+      { key: b('k') },
+      1,
+      (es) => got.push(...es.map((e) => e.revision)),
+      () => undefined,
+    );
+    hub.applied([ev('k', 1)], 1);
+    hub.applied([ev('k', 2)], 2);
+    expect(got).toEqual([1, 2]);
+    expect(hub.watching).toBe(1);
+  });
+
+  it('answers the oldest revision it holds for a watch that starts before it', () => {
+    const hub = new WatchHub({ applied: 10, capacity: 2 });
+    expect(
+      hub.watch(
+        { key: b('k') },
+        5,
+        () => undefined,
+        () => undefined,
+      ),
+    ).toEqual({ compacted: true, oldest: 11 });
+    hub.applied([ev('k', 11), ev('k', 12), ev('k', 13)], 13);
+    expect(hub.oldest).toBe(12);
+    expect(
+      hub.watch(
+        { key: b('k') },
+        11,
+        () => undefined,
+        () => undefined,
+      ),
+    ).toEqual({ compacted: true, oldest: 12 });
+    let resetAt = 0;
+    hub.watch(
+      { key: b('k') },
+      12,
+      () => undefined,
+      (oldest) => {
+        resetAt = oldest;
+      },
+    );
+    hub.reset(40);
+    expect(resetAt).toBe(41);
+    expect(hub.oldest).toBe(41);
+  });
+
+  it('bounds the bytes its history holds, dropping whole revisions', () => {
+    const hub = new WatchHub({ applied: 0, capacityBytes: 2 * (64 + 1 + 100) });
+    const big = (key: string, revision: number): KvEvent => ({
+      type: 'put',
+      key: b(key),
+      revision,
+      value: new Uint8Array(100),
+    });
+    hub.applied([big('a', 1), big('b', 2), big('c', 2), big('d', 3)], 3);
+    // Four events of 165 bytes do not fit in 330: a and b go, and c with b, its revision.
+    expect(hub.oldest).toBe(3);
+  });
+});
