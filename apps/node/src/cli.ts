@@ -84,6 +84,10 @@ program
     '--peers <list>',
     'founding members, id=host:port comma-separated, this node included (default: just this node)',
   )
+  .option(
+    '--join',
+    'join a running cluster instead of founding one: the node waits until a member adds it (cohort cluster add <id>); --peers lists the members to contact and this node',
+  )
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
   .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it unless set (default 500)')
   .option('--election-timeout-max-ms <n>', 'maximum election timeout (default twice the minimum: 1000)')

@@ -69,6 +69,10 @@ export class CohortNode {
       repairing: s.repairing,
       keys: s.repairing ? 0 : (this.machine?.size ?? 0),
       ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
+      quorum: s.quorum,
+      voters: s.voters,
+      learners: s.learners,
+      votersOutgoing: s.votersOutgoing,
     };
   }
 
@@ -130,6 +134,8 @@ export class CohortNode {
       address: node.advertiseAddress ?? node.peerAddress,
       seeds: cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
       logger: this.log,
+      // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag.
+      tags: { http: node.httpAddress },
     });
     const membership = this.membership;
 
@@ -162,7 +168,10 @@ export class CohortNode {
       clock: systemClock,
       metrics,
       logger: this.log.child({ component: 'kv' }),
-      replicas: cluster.initialMembers.map((m) => m.id),
+      replicas: () => {
+        const s = host.status(KV_GROUP);
+        return [...s.voters, ...s.learners];
+      },
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
     this.http = createHttpServer({
@@ -170,6 +179,12 @@ export class CohortNode {
       admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),
+      ops: {
+        status: () => this.status(),
+        members: () => memberViews(membership),
+        changeMembership: (change) => host.changeMembership(KV_GROUP, change),
+        transferLeadership: (to) => host.transferLeadership(KV_GROUP, to),
+      },
       logger: this.log.child({ component: 'http' }),
     });
     const h = splitHostPort(node.httpAddress);

@@ -3,6 +3,7 @@ import type { ClientSession, Expiry, KvClientWrite, KvResponse } from '@cohort/k
 import { type FastifyInstance, type FastifyReply, fastify } from 'fastify';
 import type { AdminApi, KvApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
+import { type OpsApi, registerOpsRoutes } from './ops-routes.js';
 
 /** Options of {@link createHttpServer}. */
 export interface HttpServerOptions {
@@ -13,6 +14,8 @@ export interface HttpServerOptions {
   members?: () => unknown[];
   /** The admin operations (`POST /v1/admin/...`), when the node runs them. */
   admin?: AdminApi;
+  /** Readiness, cluster view and membership administration (see {@link registerOpsRoutes}). */
+  ops?: OpsApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
 }
@@ -23,6 +26,7 @@ const enc = new TextEncoder();
 const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.NotLeader]: 503,
   [ErrorCode.NoQuorum]: 503,
+  [ErrorCode.ClusterDown]: 503,
   [ErrorCode.Unavailable]: 503,
   [ErrorCode.ProposalDropped]: 503,
   [ErrorCode.Timeout]: 504,
@@ -81,6 +85,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/v1/status', async () => api.status());
+  if (opts.ops) registerOpsRoutes(app, opts.ops);
   const { members } = opts;
   if (members) app.get('/v1/members', async () => ({ members: members() }));
   const { admin } = opts;

@@ -1,4 +1,4 @@
-import type { LogIndex, NodeId, Term } from '@cohort/core';
+import type { LogIndex, NodeId, QuorumStatus, Term } from '@cohort/core';
 import type { ConsistencyReport, KvClientRequest, KvResponse } from '@cohort/kv';
 
 /** What `/v1/status` and INFO report about this node. */
@@ -16,6 +16,12 @@ export interface NodeStatus {
   keys?: number;
   /** The consistency checks this node ran, when it runs them. */
   consistency?: ConsistencyStatus;
+  /** Whether this node reaches a quorum now (what `/readyz` answers from). */
+  quorum?: QuorumStatus;
+  /** The group's voters and learners as this node applied them; the previous voters while a change is joint. */
+  voters?: NodeId[];
+  learners?: NodeId[];
+  votersOutgoing?: NodeId[];
 }
 
 /** What a node reports of the consistency checks it ran. */

@@ -1,5 +1,6 @@
 import {
   type Clock,
+  ClusterDownError,
   CohortError,
   ErrorCode,
   InternalError,
@@ -12,6 +13,7 @@ import {
   UnavailableError,
   decodeForwardRequest,
   decodeForwardResponse,
+  describeQuorumLoss,
   encodeForwardRequest,
   encodeForwardResponse,
   silentLogger,
@@ -227,7 +229,11 @@ export class KvService {
       const rest = from === 0 ? items : items.slice(from);
       const status = this.opts.group.status();
       let part: KvResponse[];
-      if (status.role === 'leader') part = await this.localAll(rest);
+      if (status.quorum?.state === 'lost') {
+        // No leader for about an election timeout and too few voters answer: say so now, not at the timeout.
+        const down = failure(new ClusterDownError(describeQuorumLoss(status.quorum)));
+        part = rest.map(() => down);
+      } else if (status.role === 'leader') part = await this.localAll(rest);
       else if (status.leader !== '') part = await this.forwardAll(status.leader, rest, deadline);
       else {
         const none: KvResponse = {
@@ -250,7 +256,12 @@ export class KvService {
       const retry =
         last.code === ErrorCode.NotLeader ||
         last.code === ErrorCode.ProposalDropped ||
-        ((last.code === ErrorCode.Unavailable || last.code === ErrorCode.Timeout) && rest.slice(k).every(idempotent));
+        ((last.code === ErrorCode.Unavailable ||
+          last.code === ErrorCode.Timeout ||
+          // A leader cut off from the others says CLUSTERDOWN; the rest may have elected another one. This
+          // node's own view decides on the next attempt (above): lost here too, the answer is final.
+          last.code === ErrorCode.ClusterDown) &&
+          rest.slice(k).every(idempotent));
       if (!retry) return out;
       from += k;
       const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));

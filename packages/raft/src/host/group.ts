@@ -38,4 +38,8 @@ export interface Group {
   readRounds: Map<string, string[]>;
   /** The engine's `lostEntries` count already logged. */
   lostEntriesLogged: number;
+  /** The host tick at which a message of this group last came from each peer. */
+  heard: Map<NodeId, number>;
+  /** The host tick at which this replica last had a reachable leader (itself leading a quorum, or a leader it heard from). */
+  healthyAt: number;
 }

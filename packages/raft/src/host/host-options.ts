@@ -1,4 +1,14 @@
-import type { Clock, GroupId, LogIndex, Logger, NodeId, NodeStore, Random, Transport } from '@cohort/core';
+import type {
+  Clock,
+  GroupId,
+  LogIndex,
+  Logger,
+  NodeId,
+  NodeStore,
+  QuorumStatus,
+  Random,
+  Transport,
+} from '@cohort/core';
 import type { StateRole } from '../types.js';
 import type { EngineFactory } from './engine.js';
 
@@ -81,6 +91,14 @@ export interface RaftHostOptions {
   snapshotRetries?: number;
   /** A replica restoring corrupt state asks the next healthy replica when no snapshot chunk came for this long. @default 5000 */
   repairRetryMs?: number;
+  /**
+   * How long a peer counts as reachable after its last message, and how long a replica may be
+   * without a reachable leader before it reports the quorum lost (see `GroupStatus.quorum`) and
+   * refuses requests with ClusterDownError instead of letting them wait for the request timeout.
+   * Counted in ticks (rounded up), so an event loop that stalls does not make peers look lost.
+   * @default (electionTicksMax + 1) * tickMs: about the longest election timeout
+   */
+  quorumWindowMs?: number;
   /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
   faults?: HostFaults;
 }
@@ -99,6 +117,13 @@ export interface GroupStatus {
   lastIndex: LogIndex;
   /** The machine's state is being restored from a healthy replica: the group serves nothing here meanwhile. */
   repairing: boolean;
+  /** Whether this replica reaches a quorum now, by when it last heard from each voter. */
+  quorum: QuorumStatus;
+  /** The group's membership as this replica applied it. */
+  voters: NodeId[];
+  learners: NodeId[];
+  /** The previous voters, while a membership change is under way (joint consensus); empty otherwise. */
+  votersOutgoing: NodeId[];
 }
 
 /**

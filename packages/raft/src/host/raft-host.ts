@@ -1,4 +1,6 @@
 import {
+  ClusterDownError,
+  type ConfState,
   CorruptStateError,
   type Entry,
   type GroupId,
@@ -10,6 +12,7 @@ import {
   NotLeaderError,
   ProposalDroppedError,
   Protocols,
+  type QuorumStatus,
   type ReplicatedGroup,
   type SnapshotMeta,
   StorageError,
@@ -17,6 +20,7 @@ import {
   type TimerHandle,
   UnavailableError,
   decodeRaftBatch,
+  describeQuorumLoss,
   encodeRaftBatch,
   silentLogger,
 } from '@cohort/core';
@@ -35,6 +39,7 @@ import {
   type SizedStore,
   sizedStore,
 } from './host-options.js';
+import { type MembershipChange, type MembershipView, checkTransfer, planMembershipChange } from './membership-admin.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
 import { ReplicaRepairs } from './replica-repair.js';
@@ -69,6 +74,10 @@ export class RaftHost {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly requestTimeoutMs: number;
+  /** The quorum window in ticks (see `RaftHostOptions.quorumWindowMs`). */
+  private readonly quorumWindow: number;
+  /** Ticks since the host started: the quorum window is counted in them, so a stalled event loop is no lost peer. */
+  private ticks = 0;
   private readonly snapshotEntries: number;
   private readonly snapshotBytes: number;
   private readonly margin: number;
@@ -117,6 +126,11 @@ export class RaftHost {
     this.log = (opts.logger ?? silentLogger).child({ node: opts.id });
     this.tickMs = opts.tickMs ?? 100;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
+    const electionTicks = opts.electionTicks ?? 5;
+    this.quorumWindow =
+      opts.quorumWindowMs === undefined
+        ? (opts.electionTicksMax ?? 2 * electionTicks - 1) + 1
+        : Math.max(1, Math.ceil(opts.quorumWindowMs / this.tickMs));
     this.snapshotEntries = opts.snapshotEntries ?? 10_000;
     this.snapshotBytes = opts.snapshotBytes ?? 100 * MIB;
     this.sized = sizedStore(opts.store);
@@ -230,6 +244,9 @@ export class RaftHost {
       readBatch: [],
       readRounds: new Map(),
       lostEntriesLogged: s.lostEntries ?? 0,
+      heard: new Map(),
+      // A starting replica gets one window to find its leader before it reports the quorum lost.
+      healthyAt: this.ticks,
     });
     this.log.info('group added', {
       group,
@@ -288,6 +305,7 @@ export class RaftHost {
     const g = this.groupOf(group);
     const s = g.engine.status();
     const reader = this.opts.store.group(group);
+    const cs = s.confState;
     return {
       group,
       role: s.role,
@@ -298,7 +316,48 @@ export class RaftHost {
       firstIndex: reader.firstIndex(),
       lastIndex: reader.lastIndex(),
       repairing: g.repair !== undefined,
+      quorum: this.quorumOf(g, s),
+      voters: [...cs.voters],
+      learners: [...cs.learners],
+      votersOutgoing: [...cs.votersOutgoing],
     };
+  }
+
+  /**
+   * Whether `g` reaches a quorum from here, by when this replica last heard
+   * from each voter (see {@link QuorumStatus}). A leader hears from every
+   * live follower each heartbeat; a follower hears from its leader, and,
+   * while no leader is known, from the voters answering its (pre-)votes.
+   * Notes when the replica last had a reachable leader.
+   */
+  private quorumOf(g: Group, s: ReturnType<Group['engine']['status']>): QuorumStatus {
+    const now = this.ticks;
+    const window = this.quorumWindow;
+    const self = this.opts.id;
+    const alive = (id: NodeId): boolean => id === self || now - (g.heard.get(id) ?? Number.NEGATIVE_INFINITY) <= window;
+    const majority = (ids: NodeId[]): boolean => ids.filter(alive).length > ids.length / 2;
+    const cs = s.confState;
+    const quorumOk =
+      cs.voters.length > 0 && majority(cs.voters) && (cs.votersOutgoing.length === 0 || majority(cs.votersOutgoing));
+    const healthy = s.role === 'leader' ? quorumOk : s.lead !== '' && alive(s.lead);
+    if (healthy) g.healthyAt = now;
+    const leaderlessMs = healthy ? 0 : now - g.healthyAt;
+    const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])].sort();
+    return {
+      self,
+      state: healthy ? 'ok' : leaderlessMs >= window && !quorumOk && voters.length > 0 ? 'lost' : 'electing',
+      voters,
+      unreachable: voters.filter((v) => !alive(v)),
+      needed: Math.floor(cs.voters.length / 2) + 1,
+      leaderlessMs: leaderlessMs * this.tickMs,
+      windowMs: window * this.tickMs,
+    };
+  }
+
+  /** The error for a request to `g` while its quorum is lost from here; undefined while it is not. */
+  private clusterDown(g: Group): ClusterDownError | undefined {
+    const q = this.quorumOf(g, g.engine.status());
+    return q.state === 'lost' ? new ClusterDownError(describeQuorumLoss(q)) : undefined;
   }
 
   /**
@@ -321,6 +380,8 @@ export class RaftHost {
     const g = this.groupOf(group);
     // The engine's live state, not the last Ready's: a follower names the leader as soon as it knows it.
     const s = g.engine.status();
+    const down = this.clusterDown(g);
+    if (down) return Promise.reject(down);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     let at: { index: LogIndex; term: number };
     try {
@@ -354,6 +415,8 @@ export class RaftHost {
   readIndex(group: GroupId): Promise<void> {
     const g = this.groupOf(group);
     const s = g.engine.status();
+    const down = this.clusterDown(g);
+    if (down) return Promise.reject(down);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     if (g.repair !== undefined) {
       return Promise.reject(
@@ -371,6 +434,80 @@ export class RaftHost {
     return done;
   }
 
+  /**
+   * Changes `group`'s membership: adds a learner, promotes a learner to
+   * voter, or removes a member, as one Raft conf change (a single change is
+   * applied directly; the engine runs joint consensus for several). This node
+   * must lead the group. Rejects with MembershipRefusedError, before proposing
+   * anything, a change that would leave fewer reachable voters than a quorum
+   * or cannot be safe now (see {@link planMembershipChange}); resolves with
+   * the membership once the change is applied here.
+   */
+  async changeMembership(group: GroupId, change: MembershipChange): Promise<ConfState> {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    const down = this.clusterDown(g);
+    if (down) throw down;
+    if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
+    const cc = planMembershipChange(this.membershipView(g), change);
+    const at = g.engine.proposeConfChange({ transition: 'auto', changes: [cc], context: EMPTY });
+    this.log.info('membership change proposed', { group, change: cc, index: at.index });
+    this.schedule();
+    await g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs);
+    const cs = g.engine.status().confState;
+    return { ...cs, voters: [...cs.voters], learners: [...cs.learners], votersOutgoing: [...cs.votersOutgoing] };
+  }
+
+  /**
+   * Hands `group`'s leadership (this node must lead it) to the voter `to`,
+   * which campaigns once its log has caught up. Resolves with the new leader
+   * once this node sees it lead; rejects with MembershipRefusedError when `to`
+   * cannot lead, UnavailableError when the transfer did not finish within
+   * the request timeout.
+   */
+  async transferLeadership(group: GroupId, to: NodeId): Promise<NodeId> {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
+    checkTransfer(this.membershipView(g), to);
+    g.engine.transferLeadership(to);
+    this.log.info('leadership transfer requested', { group, to });
+    this.schedule();
+    const deadline = this.opts.clock.now() + this.requestTimeoutMs;
+    const retryEvery = this.opts.electionTicks ?? 5;
+    for (let tick = 1; ; tick++) {
+      const now = g.engine.status();
+      if (now.lead === to) return to;
+      // The engine abandons a transfer after an election timeout (the target may not have applied the
+      // latest membership yet, and so not campaigned): ask again while this node still leads.
+      if (tick % retryEvery === 0 && now.role === 'leader') {
+        g.engine.transferLeadership(to);
+        this.schedule();
+      }
+      if (this.opts.clock.now() >= deadline || !this.running) {
+        throw new UnavailableError(
+          `leadership did not move to ${to} within ${this.requestTimeoutMs} ms (leader now: ${now.lead || 'none'}); check that ${to} is up and caught up, then retry`,
+        );
+      }
+      await new Promise<void>((r) => this.opts.clock.setTimeout(r, this.tickMs));
+    }
+  }
+
+  /** What the leader of `g` knows for judging a membership change. */
+  private membershipView(g: Group): MembershipView {
+    const s = g.engine.status();
+    const reachable = new Set<NodeId>([this.opts.id]);
+    for (const [id, at] of g.heard) if (this.ticks - at <= this.quorumWindow) reachable.add(id);
+    return {
+      self: this.opts.id,
+      confState: s.confState,
+      reachable,
+      match: g.engine.matchIndexes() ?? {},
+      lastIndex: s.lastIndex,
+      maxLag: 1000,
+    };
+  }
+
   /** Starts an election for `group` on this node now. */
   campaign(group: GroupId): void {
     this.groupOf(group).engine.campaign();
@@ -386,9 +523,13 @@ export class RaftHost {
   private onTick(): void {
     if (!this.running) return;
     const now = this.opts.clock.now();
+    this.ticks++;
     for (const g of this.groups.values()) {
       g.engine.tick();
       g.pending.expire(now);
+      // Whoever waits on a group that lost its quorum hears so now, not at the request timeout.
+      const down = this.clusterDown(g);
+      if (down && g.pending.size > 0) g.pending.failAll(down);
     }
     this.receiver.expire(now);
     // Commit indexes reach the disk within a tick even when nothing else is written.
@@ -418,6 +559,7 @@ export class RaftHost {
         this.log.warn('raft message claims another sender; dropped', { from, claimed: message.from, group });
         continue;
       }
+      g.heard.set(from, this.ticks);
       if (message.type === 'snap') {
         // Snapshots travel on their own stream (Protocols.snapshot); an image inside a Raft message
         // would reset the log without the state that goes with it.

@@ -1,0 +1,168 @@
+import {
+  ClusterDownError,
+  CohortError,
+  type ConfState,
+  ErrorCode,
+  type NodeId,
+  NotLeaderError,
+  describeQuorumLoss,
+} from '@cohort/core';
+import { type MembershipChange, MembershipRefusedError } from '@cohort/raft';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { NodeStatus } from './kv-api.js';
+import type { MemberView } from './membership-service.js';
+
+/** The node's operations as the HTTP front end exposes them (`/readyz`, `/v1/cluster`, `/v1/admin/cluster/*`). */
+export interface OpsApi {
+  status(): NodeStatus;
+  /** The members SWIM knows, with their tags (`http`: the member's HTTP address). */
+  members(): MemberView[];
+  changeMembership(change: MembershipChange): Promise<ConfState>;
+  transferLeadership(to: NodeId): Promise<NodeId>;
+}
+
+/** Why this node cannot serve linearizable requests now, or undefined when it can. */
+export function notReady(s: NodeStatus): { code: string; message: string } | undefined {
+  if (s.repairing) {
+    return { code: ErrorCode.Unavailable, message: 'this replica is restoring its data from a healthy replica' };
+  }
+  const q = s.quorum;
+  if (q === undefined || q.state === 'ok') return undefined;
+  if (q.voters.length === 0) {
+    return {
+      code: ErrorCode.Unavailable,
+      message: `node ${s.id} is not a member of the group yet: add it from a member (cohort cluster add ${s.id})`,
+    };
+  }
+  if (q.state === 'lost') return { code: ErrorCode.ClusterDown, message: describeQuorumLoss(q) };
+  const reach = q.voters.filter((v) => !q.unreachable.includes(v));
+  return {
+    code: ErrorCode.NotLeader,
+    message: `no leader is known for ${q.leaderlessMs} ms: an election is under way (reachable voters ${reach.join(', ')}; a quorum needs ${q.needed})`,
+  };
+}
+
+const nodeBody = {
+  type: 'object',
+  properties: { node: { type: 'string', minLength: 1, maxLength: 256 } },
+  required: ['node'],
+  additionalProperties: false,
+} as const;
+
+/** The HTTP address (`host:port`) of member `id`, from its SWIM tags. */
+function httpOf(ops: OpsApi, id: NodeId): string | undefined {
+  return ops.members().find((m) => m.id === id)?.tags.http;
+}
+
+function fail(reply: FastifyReply, ops: OpsApi, err: unknown): FastifyReply {
+  if (err instanceof MembershipRefusedError) {
+    return reply.code(409).send({ error: { code: 'REFUSED', message: err.message } });
+  }
+  if (err instanceof NotLeaderError) {
+    const leader = err.leaderId;
+    const leaderHttp = leader ? httpOf(ops, leader) : undefined;
+    return reply.code(503).send({
+      error: {
+        code: ErrorCode.NotLeader,
+        message: leader
+          ? `this node does not lead the group; send it to the leader ${leader}${leaderHttp ? ` at ${leaderHttp}` : ''}`
+          : 'no leader is known: an election is under way; retry in a moment',
+        ...(leader ? { leader } : {}),
+        ...(leaderHttp ? { leaderHttp } : {}),
+      },
+    });
+  }
+  if (err instanceof ClusterDownError) {
+    return reply.code(503).send({ error: { code: err.code, message: err.message } });
+  }
+  if (err instanceof CohortError) {
+    const status = err.code === ErrorCode.Timeout || err.code === ErrorCode.Unavailable ? 503 : 500;
+    return reply.code(status).send({ error: { code: err.code, message: err.message } });
+  }
+  return reply.code(500).send({ error: { code: ErrorCode.Internal, message: String((err as Error)?.message ?? err) } });
+}
+
+/** The membership of the group with each member's addresses, as `/v1/cluster` and the admin operations answer it. */
+function clusterView(ops: OpsApi): Record<string, unknown> {
+  const s = ops.status();
+  const swim = new Map(ops.members().map((m) => [m.id, m]));
+  const describe = (id: NodeId, role: string) => {
+    const m = swim.get(id);
+    return {
+      id,
+      role,
+      ...(id === s.leader ? { leader: true } : {}),
+      ...(m ? { state: m.state, peer: m.address, ...(m.tags.http ? { http: m.tags.http } : {}) } : {}),
+      ...(s.quorum ? { reachable: !s.quorum.unreachable.includes(id) } : {}),
+    };
+  };
+  return {
+    id: s.id,
+    leader: s.leader,
+    ...(s.leader && httpOf(ops, s.leader) ? { leaderHttp: httpOf(ops, s.leader) } : {}),
+    term: s.term,
+    members: [
+      ...(s.voters ?? []).map((id) => describe(id, 'voter')),
+      ...(s.learners ?? []).map((id) => describe(id, 'learner')),
+    ],
+    ...(s.votersOutgoing && s.votersOutgoing.length > 0 ? { votersOutgoing: s.votersOutgoing } : {}),
+    ...(s.quorum ? { quorum: s.quorum } : {}),
+  };
+}
+
+/**
+ * Registers the operations routes:
+ * - `GET /readyz`: 200 when this node can serve linearizable requests now (a
+ *   leader is known and reachable, and the leader reaches a quorum); else 503
+ *   with why not (`CLUSTERDOWN` naming the unreachable voters, an election
+ *   under way, a replica restoring its data, a node not yet added).
+ * - `GET /v1/cluster`: the group's voters and learners with their addresses,
+ *   the leader and the quorum as this node sees it.
+ * - `POST /v1/admin/cluster/{add,promote,remove,transfer-leader}` with
+ *   `{"node": "<id>"}`: add a learner, promote a learner to voter, remove a
+ *   member, move the leadership. On the leader only: another node answers 503
+ *   NOT_LEADER naming the leader and its HTTP address. A change that would
+ *   leave fewer reachable voters than a quorum answers 409 REFUSED with why.
+ */
+export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
+  app.get('/readyz', async (_req, reply) => {
+    const s = ops.status();
+    const why = notReady(s);
+    if (why === undefined) return { ready: true, id: s.id, role: s.role, leader: s.leader };
+    return reply.code(503).send({ ready: false, id: s.id, role: s.role, leader: s.leader, error: why });
+  });
+
+  app.get('/v1/cluster', async () => clusterView(ops));
+
+  const change = (op: MembershipChange['op']) => async (req: { body: unknown }, reply: FastifyReply) => {
+    const node = (req.body as { node: string }).node;
+    if (op === 'addLearner') {
+      const m = ops.members().find((x) => x.id === node);
+      if (m?.state !== 'alive') {
+        return reply.code(409).send({
+          error: {
+            code: 'REFUSED',
+            message: `${node} is ${m ? m.state : 'unknown'} to the cluster's membership: start it first with \`cohort start --id ${node} --join --peers <the members>,${node}=<host:port> ...\` and retry once \`cohort members\` shows it alive`,
+          },
+        });
+      }
+    }
+    try {
+      await ops.changeMembership({ op, node } as MembershipChange);
+      return clusterView(ops);
+    } catch (err) {
+      return fail(reply, ops, err);
+    }
+  };
+  app.post('/v1/admin/cluster/add', { schema: { body: nodeBody } }, change('addLearner'));
+  app.post('/v1/admin/cluster/promote', { schema: { body: nodeBody } }, change('promote'));
+  app.post('/v1/admin/cluster/remove', { schema: { body: nodeBody } }, change('remove'));
+  app.post('/v1/admin/cluster/transfer-leader', { schema: { body: nodeBody } }, async (req, reply) => {
+    try {
+      const leader = await ops.transferLeadership((req.body as { node: string }).node);
+      return { ...clusterView(ops), leader };
+    } catch (err) {
+      return fail(reply, ops, err);
+    }
+  });
+}
