@@ -1,5 +1,13 @@
-import { CorruptStateError, type Logger, checkDataDirWritable, systemClock, systemRandom } from '@cohort/core';
-import { KvService, KvStateMachine } from '@cohort/kv';
+import {
+  CorruptStateError,
+  type Logger,
+  NotLeaderError,
+  UnavailableError,
+  checkDataDirWritable,
+  systemClock,
+  systemRandom,
+} from '@cohort/core';
+import { type KvClientRequest, KvService, KvStateMachine } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
@@ -12,6 +20,7 @@ import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
+import { RestoreRefusedError } from './ops-routes.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 
@@ -20,6 +29,78 @@ export function splitHostPort(address: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
   if (!m) throw new Error(`address '${address}' is not host:port`);
   return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** Keys written per pipeline while restoring a backup (one Raft round each). */
+const RESTORE_BATCH = 256;
+
+/**
+ * Writes a backup's rows through the log on the leader, a pipeline of
+ * RESTORE_BATCH sets at a time. Refused when the group holds keys, unless
+ * `force` (the backup's keys then replace theirs; other keys stay). Keys
+ * whose deadline passed are skipped; the others keep their deadline.
+ */
+async function restoreRows(
+  host: RaftHost,
+  sm: KvStateMachine,
+  service: KvService,
+  rows: AsyncIterable<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]>,
+  force: boolean,
+): Promise<{ keys: number; expired: number }> {
+  const s = host.status(KV_GROUP);
+  if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
+  await host.readIndex(KV_GROUP);
+  if (sm.size > 0 && !force) {
+    throw new RestoreRefusedError(
+      `the cluster holds ${sm.size} keys: restore into a new, empty cluster, or pass --force to write the backup's keys over the existing ones (keys not in the backup stay)`,
+    );
+  }
+  let keys = 0;
+  let expired = 0;
+  let batch: KvClientRequest[] = [];
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const res = await service.executeAll(batch);
+    const bad = res.find((r) => r.type === 'failure' || r.type === 'error');
+    if (bad) {
+      const why = bad.type === 'failure' ? `${bad.code} ${bad.message}` : bad.message;
+      throw new UnavailableError(
+        `restore stopped after ${keys} keys: ${why}; once the cluster is healthy, run the restore again with --force (writing a key twice is harmless)`,
+      );
+    }
+    keys += batch.length;
+    batch = [];
+  };
+  try {
+    for await (const chunk of rows) {
+      const now = Date.now();
+      for (const r of chunk) {
+        if (r.expiresAt !== undefined && r.expiresAt <= now) {
+          expired++;
+          continue;
+        }
+        batch.push({
+          kind: 'write',
+          write: {
+            op: 'set',
+            key: r.key,
+            value: r.value,
+            condition: 'always',
+            expiry: r.expiresAt === undefined ? { kind: 'none' } : { kind: 'at', ms: r.expiresAt },
+            returnOld: false,
+          },
+        });
+        if (batch.length >= RESTORE_BATCH) await flush();
+      }
+    }
+    await flush();
+  } catch (err) {
+    if (keys > 0 && err instanceof Error && !(err instanceof UnavailableError)) {
+      err.message = `${err.message} (${keys} keys were written before; run the restore again with --force once fixed)`;
+    }
+    throw err;
+  }
+  return { keys, expired };
 }
 
 /** The addresses a started node actually listens on. */
@@ -184,6 +265,14 @@ export class CohortNode {
         members: () => memberViews(membership),
         changeMembership: (change) => host.changeMembership(KV_GROUP, change),
         transferLeadership: (to) => host.transferLeadership(KV_GROUP, to),
+        openBackup: async () => {
+          const s = host.status(KV_GROUP);
+          if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
+          // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
+          await host.readIndex(KV_GROUP);
+          return { group: KV_GROUP, reader: sm.openSnapshot() };
+        },
+        restore: (rows, force) => restoreRows(host, sm, service, rows, force),
       },
       logger: this.log.child({ component: 'http' }),
     });

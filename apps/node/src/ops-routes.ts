@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import {
   ClusterDownError,
   CohortError,
@@ -7,8 +8,9 @@ import {
   NotLeaderError,
   describeQuorumLoss,
 } from '@cohort/core';
-import { type MembershipChange, MembershipRefusedError } from '@cohort/raft';
+import { type MembershipChange, MembershipRefusedError, type SnapshotReader } from '@cohort/raft';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { BACKUP_CONTENT_TYPE, BackupFormatError, backupFrame, backupHeader, readBackup } from './backup-format.js';
 import type { NodeStatus } from './kv-api.js';
 import type { MemberView } from './membership-service.js';
 
@@ -19,6 +21,22 @@ export interface OpsApi {
   members(): MemberView[];
   changeMembership(change: MembershipChange): Promise<ConfState>;
   transferLeadership(to: NodeId): Promise<NodeId>;
+  /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
+  openBackup(): Promise<{ group: string; reader: SnapshotReader }>;
+  /**
+   * On the leader: writes the backup's keys through the log (values, and expiry deadlines not yet
+   * passed). Refused with RestoreRefusedError when the group holds keys and `force` is not set.
+   * Resolves with how many keys were written, and how many skipped because they had expired.
+   */
+  restore(
+    rows: AsyncIterable<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]>,
+    force: boolean,
+  ): Promise<{ keys: number; expired: number }>;
+}
+
+/** A restore refused before anything was written: the message says why and what to do. */
+export class RestoreRefusedError extends Error {
+  override readonly name = 'RestoreRefusedError';
 }
 
 /** Why this node cannot serve linearizable requests now, or undefined when it can. */
@@ -55,7 +73,7 @@ function httpOf(ops: OpsApi, id: NodeId): string | undefined {
 }
 
 function fail(reply: FastifyReply, ops: OpsApi, err: unknown): FastifyReply {
-  if (err instanceof MembershipRefusedError) {
+  if (err instanceof MembershipRefusedError || err instanceof RestoreRefusedError) {
     return reply.code(409).send({ error: { code: 'REFUSED', message: err.message } });
   }
   if (err instanceof NotLeaderError) {
@@ -133,6 +151,64 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
   });
 
   app.get('/v1/cluster', async () => clusterView(ops));
+
+  app.get('/v1/admin/backup', async (_req, reply) => {
+    let opened: Awaited<ReturnType<OpsApi['openBackup']>>;
+    try {
+      opened = await ops.openBackup();
+    } catch (err) {
+      return fail(reply, ops, err);
+    }
+    const { group, reader } = opened;
+    const id = ops.status().id;
+    async function* body(): AsyncGenerator<Uint8Array> {
+      try {
+        yield backupHeader(group, reader.meta, id);
+        for (;;) {
+          const chunk = reader.next(1024 * 1024);
+          if (chunk === undefined) break;
+          yield backupFrame(chunk);
+          // Let the socket drain and the node serve others between chunks.
+          await new Promise((r) => setImmediate(r));
+        }
+        yield backupFrame(new Uint8Array(0));
+      } finally {
+        reader.close();
+      }
+    }
+    reply.header('content-type', BACKUP_CONTENT_TYPE);
+    reply.header('x-cohort-backup-index', String(reader.meta.index));
+    return reply.send(Readable.from(body()));
+  });
+
+  // The backup arrives as a stream: it is read chunk by chunk, never whole.
+  app.addContentTypeParser(BACKUP_CONTENT_TYPE, (_req, payload, done) => done(null, payload));
+  app.post<{ Querystring: { force?: string } }>(
+    '/v1/admin/restore',
+    { schema: { querystring: { type: 'object', properties: { force: { type: 'string', enum: ['true', 'false'] } } } } },
+    async (req, reply) => {
+      if (req.headers['content-type'] !== BACKUP_CONTENT_TYPE) {
+        return reply.code(400).send({
+          error: {
+            code: 'BAD_REQUEST',
+            message: `send the backup file as ${BACKUP_CONTENT_TYPE} (cohort restore <file>)`,
+          },
+        });
+      }
+      const stream = req.body as AsyncIterable<Uint8Array>;
+      async function* rows(): AsyncGenerator<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]> {
+        for await (const item of readBackup(stream)) if (item.type === 'chunk') yield item.chunk.rows;
+      }
+      try {
+        return { restored: await ops.restore(rows(), req.query.force === 'true') };
+      } catch (err) {
+        if (err instanceof BackupFormatError) {
+          return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: err.message } });
+        }
+        return fail(reply, ops, err);
+      }
+    },
+  );
 
   const change = (op: MembershipChange['op']) => async (req: { body: unknown }, reply: FastifyReply) => {
     const node = (req.body as { node: string }).node;

@@ -30,7 +30,7 @@ async function timed(
   method: string,
   path: string,
   body?: unknown,
-): Promise<{ ms: number; status: number; code?: string; message?: string }> {
+): Promise<{ ms: number; status: number; code: string | undefined; message: string | undefined }> {
   const t = performance.now();
   const res = await fetch(`http://127.0.0.1:${n.http}${path}`, {
     method,

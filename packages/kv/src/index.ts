@@ -10,7 +10,7 @@ export {
   encodeCommand,
 } from './command.js';
 export { DUPLICATE_ACKNOWLEDGED } from './session-apply.js';
-export { KV_SNAPSHOT_FORMAT } from './snapshot-codec.js';
+export { KV_SNAPSHOT_FORMAT, type SnapshotChunk, decodeChunk } from './snapshot-codec.js';
 export type { KvResult } from './result.js';
 export { KvStateMachine, type KvStateMachineOptions } from './state-machine.js';
 export {
