@@ -31,6 +31,19 @@ export function splitHostPort(address: string): { host: string; port: number } {
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+const enc = new TextEncoder();
+
+/** The peer address a membership change carries in its context (`{"address": "host:port"}`), if any. */
+function memberAddress(context: Uint8Array): string | undefined {
+  if (context.length === 0) return undefined;
+  try {
+    const v = JSON.parse(new TextDecoder().decode(context)) as { address?: unknown };
+    return typeof v.address === 'string' ? v.address : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Keys written per pipeline while restoring a backup (one Raft round each). */
 const RESTORE_BATCH = 256;
 
@@ -230,6 +243,14 @@ export class CohortNode {
       () => host.stats(),
     );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
+    host.onConfChange = (_group, cc) => {
+      const address = memberAddress(cc.context);
+      for (const c of cc.changes) {
+        if (c.type !== 'removeNode' && address !== undefined && c.nodeId !== node.id)
+          transport.addPeer(c.nodeId, address);
+      }
+      this.log.info('membership changed', { changes: cc.changes, ...(address ? { address } : {}) });
+    };
     let leading = false;
     host.onLeaderChange = (group, _leader, role) => {
       if (group === KV_GROUP) leading = role === 'leader';
@@ -263,7 +284,12 @@ export class CohortNode {
       ops: {
         status: () => this.status(),
         members: () => memberViews(membership),
-        changeMembership: (change) => host.changeMembership(KV_GROUP, change),
+        changeMembership: (change, address) => {
+          if (address === undefined) return host.changeMembership(KV_GROUP, change);
+          // The leader dials the new member at once; the others learn its address as they apply the change.
+          transport.addPeer(change.node, address);
+          return host.changeMembership(KV_GROUP, change, enc.encode(JSON.stringify({ address })));
+        },
         transferLeadership: (to) => host.transferLeadership(KV_GROUP, to),
         openBackup: async () => {
           const s = host.status(KV_GROUP);

@@ -470,7 +470,7 @@ export function registerOpsCommands(program: Command): void {
       'add',
       'add <node> as a learner: it receives the data but does not vote. Start it first with `cohort start --join`',
       'add',
-      'cohort cluster add n4',
+      'cohort cluster add n4 --address 127.0.0.1:7004',
     ],
     [
       'promote',
@@ -492,12 +492,17 @@ export function registerOpsCommands(program: Command): void {
     ],
   ];
   for (const [name, description, path, ex] of ops) {
-    example(
-      targetOptions(cluster.command(`${name} <node>`).description(description).option('--json', 'print the raw JSON')),
-      ex,
-    ).action(
-      run(async (node: string, o: Target & { json?: boolean }) => {
-        const out = await admin(o, `/v1/admin/cluster/${path}`, { node }, `cluster ${name} ${node}`);
+    const cmd = cluster.command(`${name} <node>`).description(description).option('--json', 'print the raw JSON');
+    if (name === 'add') {
+      cmd.option(
+        '--address <host:port>',
+        "the new node's peer address (its --listen or --advertise); every member learns it with the change",
+      );
+    }
+    example(targetOptions(cmd), ex).action(
+      run(async (node: string, o: Target & { json?: boolean; address?: string }) => {
+        const body = o.address === undefined ? { node } : { node, address: o.address };
+        const out = await admin(o, `/v1/admin/cluster/${path}`, body, `cluster ${name} ${node}`);
         if (o.json) {
           say(JSON.stringify(out, null, 2));
           return;

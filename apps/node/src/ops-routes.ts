@@ -19,7 +19,8 @@ export interface OpsApi {
   status(): NodeStatus;
   /** The members SWIM knows, with their tags (`http`: the member's HTTP address). */
   members(): MemberView[];
-  changeMembership(change: MembershipChange): Promise<ConfState>;
+  /** `address`: a new member's peer address, which every replica learns with the change. */
+  changeMembership(change: MembershipChange, address?: string): Promise<ConfState>;
   transferLeadership(to: NodeId): Promise<NodeId>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
   openBackup(): Promise<{ group: string; reader: SnapshotReader }>;
@@ -63,6 +64,16 @@ export function notReady(s: NodeStatus): { code: string; message: string } | und
 const nodeBody = {
   type: 'object',
   properties: { node: { type: 'string', minLength: 1, maxLength: 256 } },
+  required: ['node'],
+  additionalProperties: false,
+} as const;
+
+const addBody = {
+  type: 'object',
+  properties: {
+    node: { type: 'string', minLength: 1, maxLength: 256 },
+    address: { type: 'string', pattern: '^(\\[[^\\]]+\\]|[^\\s:/\\[\\]]+):[0-9]{1,5}$' },
+  },
   required: ['node'],
   additionalProperties: false,
 } as const;
@@ -211,26 +222,29 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
   );
 
   const change = (op: MembershipChange['op']) => async (req: { body: unknown }, reply: FastifyReply) => {
-    const node = (req.body as { node: string }).node;
-    if (op === 'addLearner') {
+    const { node, address } = req.body as { node: string; address?: string };
+    let peer = address;
+    if (op === 'addLearner' && peer === undefined) {
+      // Without an address, the membership must know the node already.
       const m = ops.members().find((x) => x.id === node);
       if (m?.state !== 'alive') {
         return reply.code(409).send({
           error: {
             code: 'REFUSED',
-            message: `${node} is ${m ? m.state : 'unknown'} to the cluster's membership: start it first with \`cohort start --id ${node} --join --peers <the members>,${node}=<host:port> ...\` and retry once \`cohort members\` shows it alive`,
+            message: `${node} is ${m ? m.state : 'unknown'} to the cluster's membership: start it with \`cohort start --id ${node} --join --peers <a member>,${node}=<host:port> ...\` and pass its peer address (cohort cluster add ${node} --address <host:port>)`,
           },
         });
       }
+      peer = m.address;
     }
     try {
-      await ops.changeMembership({ op, node } as MembershipChange);
+      await ops.changeMembership({ op, node } as MembershipChange, op === 'addLearner' ? peer : undefined);
       return clusterView(ops);
     } catch (err) {
       return fail(reply, ops, err);
     }
   };
-  app.post('/v1/admin/cluster/add', { schema: { body: nodeBody } }, change('addLearner'));
+  app.post('/v1/admin/cluster/add', { schema: { body: addBody } }, change('addLearner'));
   app.post('/v1/admin/cluster/promote', { schema: { body: nodeBody } }, change('promote'));
   app.post('/v1/admin/cluster/remove', { schema: { body: nodeBody } }, change('remove'));
   app.post('/v1/admin/cluster/transfer-leader', { schema: { body: nodeBody } }, async (req, reply) => {

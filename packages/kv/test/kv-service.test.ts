@@ -135,6 +135,11 @@ describe('KvService', () => {
     expect(res.type === 'failure' && res.code).toBe('CLUSTERDOWN');
     for (const id of IDS.filter((id) => id !== l)) expect(res.type === 'failure' && res.message).toContain(id);
     expect(Date.now() - t).toBeLessThan(1000);
+    // A read, which may be retried, answers at once too: the quorum stays lost.
+    const t2 = Date.now();
+    const read = await nodes.get(l)!.service.execute(get('z'));
+    expect(read.type === 'failure' && read.code).toBe('CLUSTERDOWN');
+    expect(Date.now() - t2).toBeLessThan(200);
   });
 
   it("evaluates expiry at the leader's clock, whichever node serves the client", async () => {

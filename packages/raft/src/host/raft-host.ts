@@ -1,5 +1,6 @@
 import {
   ClusterDownError,
+  type ConfChange,
   type ConfState,
   CorruptStateError,
   type Entry,
@@ -114,6 +115,11 @@ export class RaftHost {
   };
   /** Called once the host stopped because its store failed (after logging it). */
   onFatal: ((err: Error) => void) | undefined;
+  /**
+   * Called as each committed membership change of a group is applied here (before the entries after
+   * it), with its context: a node learns a new member's address from it before messages flow.
+   */
+  onConfChange: ((group: GroupId, cc: ConfChange) => void) | undefined;
   /** Called when a group's leader or role changes. */
   onLeaderChange: ((group: GroupId, leader: NodeId, role: StateRole) => void) | undefined;
   /**
@@ -441,16 +447,17 @@ export class RaftHost {
    * must lead the group. Rejects with MembershipRefusedError, before proposing
    * anything, a change that would leave fewer reachable voters than a quorum
    * or cannot be safe now (see {@link planMembershipChange}); resolves with
-   * the membership once the change is applied here.
+   * the membership once the change is applied here. `context` travels with the change to every
+   * replica (see {@link onConfChange}).
    */
-  async changeMembership(group: GroupId, change: MembershipChange): Promise<ConfState> {
+  async changeMembership(group: GroupId, change: MembershipChange, context: Uint8Array = EMPTY): Promise<ConfState> {
     const g = this.groupOf(group);
     const s = g.engine.status();
     const down = this.clusterDown(g);
     if (down) throw down;
     if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
     const cc = planMembershipChange(this.membershipView(g), change);
-    const at = g.engine.proposeConfChange({ transition: 'auto', changes: [cc], context: EMPTY });
+    const at = g.engine.proposeConfChange({ transition: 'auto', changes: [cc], context });
     this.log.info('membership change proposed', { group, change: cc, index: at.index });
     this.schedule();
     await g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs);
@@ -953,7 +960,13 @@ export class RaftHost {
       }
       ents = [...ents, ...early];
     }
-    this.counters.entriesApplied += applyEntries(g, ents, this.log, (err) => this.repairs.begin(g, err));
+    this.counters.entriesApplied += applyEntries(
+      g,
+      ents,
+      this.log,
+      (err) => this.repairs.begin(g, err),
+      (cc) => this.onConfChange?.(g.id, cc),
+    );
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
