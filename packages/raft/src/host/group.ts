@@ -40,6 +40,6 @@ export interface Group {
   lostEntriesLogged: number;
   /** The host tick at which a message of this group last came from each peer. */
   heard: Map<NodeId, number>;
-  /** The host tick at which this replica last had a reachable leader (itself leading a quorum, or a leader it heard from). */
+  /** The last host tick with evidence of a live leader (this replica leading a quorum it heard from, or a message from its leader). */
   healthyAt: number;
 }

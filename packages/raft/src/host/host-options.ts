@@ -18,7 +18,10 @@ import type { EngineFactory } from './engine.js';
  * Never set in production.
  */
 export interface HostFaults {
-  /** `read()` resolves at once, without a ReadIndex round (stale reads become possible). @default false */
+  /**
+   * `read()` resolves at once, without a ReadIndex round (stale reads become possible), and the host
+   * never reports its quorum lost (it trusts its leadership unchecked). @default false
+   */
   readsWithoutReadIndex?: boolean;
   /** Entries are applied as soon as they are appended, before they commit. @default false */
   applyBeforeCommit?: boolean;

@@ -346,12 +346,28 @@ export class RaftHost {
     const quorumOk =
       cs.voters.length > 0 && majority(cs.voters) && (cs.votersOutgoing.length === 0 || majority(cs.votersOutgoing));
     const healthy = s.role === 'leader' ? quorumOk : s.lead !== '' && alive(s.lead);
-    if (healthy) g.healthyAt = now;
+    // The last tick with evidence of a live leader: the leader's own quorum heard (the quorum-th most
+    // recent voter), or the follower's last message from its leader. The window counts from there, so a
+    // replica whose peers died says so about one window after it last heard from them.
+    const heardAt = (id: NodeId): number => (id === self ? now : (g.heard.get(id) ?? Number.NEGATIVE_INFINITY));
+    const quorumAt = (ids: NodeId[]): number =>
+      ids.length === 0
+        ? Number.POSITIVE_INFINITY
+        : (ids.map(heardAt).sort((a, b) => b - a)[Math.floor(ids.length / 2)] as number);
+    const evidence =
+      s.role === 'leader'
+        ? Math.min(quorumAt(cs.voters), quorumAt(cs.votersOutgoing))
+        : s.lead !== ''
+          ? heardAt(s.lead)
+          : Number.NEGATIVE_INFINITY;
+    if (Number.isFinite(evidence) && evidence > g.healthyAt) g.healthyAt = evidence;
     const leaderlessMs = healthy ? 0 : now - g.healthyAt;
     const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])].sort();
+    // Test-only fault: a host that trusts its leadership unchecked never finds its quorum lost either.
+    const lost = leaderlessMs >= window && !quorumOk && voters.length > 0 && !this.faults.readsWithoutReadIndex;
     return {
       self,
-      state: healthy ? 'ok' : leaderlessMs >= window && !quorumOk && voters.length > 0 ? 'lost' : 'electing',
+      state: healthy ? 'ok' : lost ? 'lost' : 'electing',
       voters,
       unreachable: voters.filter((v) => !alive(v)),
       needed: Math.floor(cs.voters.length / 2) + 1,
