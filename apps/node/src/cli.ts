@@ -3,6 +3,7 @@ import { ConfigError } from '@cohort/core';
 import { Command, CommanderError } from 'commander';
 import { type StartFlags, loadNodeOptions } from './config.js';
 import { createLogger } from './logger.js';
+import { addEnvVars, registerOpsCommands } from './ops-cli.js';
 import { storeLimits } from './raft-settings.js';
 
 /** Exit status for bad usage or configuration. */
@@ -84,6 +85,10 @@ program
     '--peers <list>',
     'founding members, id=host:port comma-separated, this node included (default: just this node)',
   )
+  .option(
+    '--join',
+    'join a running cluster instead of founding one: the node waits until a member adds it (cohort cluster add <id>); --peers lists the members to contact and this node',
+  )
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
   .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it unless set (default 500)')
   .option('--election-timeout-max-ms <n>', 'maximum election timeout (default twice the minimum: 1000)')
@@ -103,6 +108,18 @@ program
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
+  .addHelpText(
+    'after',
+    `
+Example (a 3-node cluster, one command per node; n2 and n3 alike):
+  $ cohort start --id n1 --data-dir ./n1 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \\
+      --resp 127.0.0.1:6380 --http 127.0.0.1:8080
+Joining a running cluster as n4, then adding it from any machine:
+  $ cohort start --id n4 --data-dir ./n4 --join --peers n1=127.0.0.1:7001,n4=127.0.0.1:7004 --http 127.0.0.1:8083
+  $ cohort cluster add n4 && cohort cluster promote n4
+Every flag can come from the environment: COHORT_<FLAG> (COHORT_DATA_DIR, COHORT_PEERS, ...), the listen
+addresses from COHORT_HTTP_LISTEN and COHORT_RESP_LISTEN.`,
+  )
   .action((flags: StartFlags) => start(flags));
 
 program
@@ -114,6 +131,13 @@ program
   .option('--http-port <port>', 'HTTP port of the first node', '8080')
   .option('--peer-port <port>', 'peer port of the first node', '7001')
   .option('--log-level <level>', 'log level of the nodes', 'info')
+  .addHelpText(
+    'after',
+    `
+Example:
+  $ cohort dev                  # n1..n3: RESP 6380-6382, HTTP 8080-8082
+  $ cohort dev --nodes 5 --dir /tmp/cohort-dev`,
+  )
   .action(async (o: Record<string, string>) => {
     const n = Number(o.nodes);
     if (!Number.isInteger(n) || n < 1 || n > 9) fail(`--nodes must be 1..9, got ${o.nodes}`);
@@ -130,36 +154,17 @@ program
   });
 
 program
-  .command('members')
-  .description("print a node's view of cluster membership (GET /v1/members)")
-  .option('--http <host:port>', 'HTTP address of the node to ask', '127.0.0.1:8080')
-  .option('--json', 'print the raw JSON')
-  .action(async (o: { http: string; json?: boolean }) => {
-    const res = await fetch(`http://${o.http}/v1/members`, { signal: AbortSignal.timeout(5000) }).catch((err: Error) =>
-      fail(`cannot reach ${o.http}: ${err.message}`, 1),
-    );
-    if (!res.ok) fail(`${o.http} answered ${res.status}`, 1);
-    const body = (await res.json()) as {
-      members: { id: string; address: string; state: string; incarnation: number }[];
-    };
-    if (o.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-    else {
-      for (const m of body.members) {
-        process.stdout.write(
-          `${m.id.padEnd(12)} ${m.state.padEnd(8)} inc=${String(m.incarnation).padEnd(6)} ${m.address}\n`,
-        );
-      }
-    }
-  });
-
-program
   .command('check <dataDir>')
   .description("verify a stopped node's data directory (checksums, log continuity, snapshots)")
   .option('--json', 'print the full report as JSON')
+  .addHelpText('after', '\nExample:\n  $ cohort check ./.cohort-dev/n1')
   .action(async (dataDir: string, o: { json?: boolean }) => {
     const { checkDataDir } = await import('./check.js');
     process.exit(checkDataDir(dataDir, o.json === true));
   });
+
+registerOpsCommands(program);
+addEnvVars(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,11 +3,13 @@ import {
   type Entry,
   ErrorCode,
   type Logger,
+  NotLeaderError,
+  UnavailableError,
   checkDataDirWritable,
   systemClock,
   systemRandom,
 } from '@cohort/core';
-import { KvService, KvStateMachine, WatchHub } from '@cohort/kv';
+import { type KvClientRequest, KvService, KvStateMachine, WatchHub } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
@@ -21,6 +23,7 @@ import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
+import { RestoreRefusedError } from './ops-routes.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 
@@ -29,6 +32,91 @@ export function splitHostPort(address: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
   if (!m) throw new Error(`address '${address}' is not host:port`);
   return { host: m[1]!, port: Number(m[2]) };
+}
+
+const enc = new TextEncoder();
+
+/** The peer address a membership change carries in its context (`{"address": "host:port"}`), if any. */
+function memberAddress(context: Uint8Array): string | undefined {
+  if (context.length === 0) return undefined;
+  try {
+    const v = JSON.parse(new TextDecoder().decode(context)) as { address?: unknown };
+    return typeof v.address === 'string' ? v.address : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keys written per pipeline while restoring a backup (one Raft round each). */
+const RESTORE_BATCH = 256;
+
+/**
+ * Writes a backup's rows through the log on the leader, a pipeline of
+ * RESTORE_BATCH sets at a time. Refused when the group holds keys, unless
+ * `force` (the backup's keys then replace theirs; other keys stay). Keys
+ * whose deadline passed are skipped; the others keep their deadline.
+ */
+async function restoreRows(
+  host: RaftHost,
+  sm: KvStateMachine,
+  service: KvService,
+  rows: AsyncIterable<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]>,
+  force: boolean,
+): Promise<{ keys: number; expired: number }> {
+  const s = host.status(KV_GROUP);
+  if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
+  await host.readIndex(KV_GROUP);
+  if (sm.size > 0 && !force) {
+    throw new RestoreRefusedError(
+      `the cluster holds ${sm.size} keys: restore into a new, empty cluster, or pass --force to write the backup's keys over the existing ones (keys not in the backup stay)`,
+    );
+  }
+  let keys = 0;
+  let expired = 0;
+  let batch: KvClientRequest[] = [];
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const res = await service.executeAll(batch);
+    const bad = res.find((r) => r.type === 'failure' || r.type === 'error');
+    if (bad) {
+      const why = bad.type === 'failure' ? `${bad.code} ${bad.message}` : bad.message;
+      throw new UnavailableError(
+        `restore stopped after ${keys} keys: ${why}; once the cluster is healthy, run the restore again with --force (writing a key twice is harmless)`,
+      );
+    }
+    keys += batch.length;
+    batch = [];
+  };
+  try {
+    for await (const chunk of rows) {
+      const now = Date.now();
+      for (const r of chunk) {
+        if (r.expiresAt !== undefined && r.expiresAt <= now) {
+          expired++;
+          continue;
+        }
+        batch.push({
+          kind: 'write',
+          write: {
+            op: 'set',
+            key: r.key,
+            value: r.value,
+            condition: 'always',
+            expiry: r.expiresAt === undefined ? { kind: 'none' } : { kind: 'at', ms: r.expiresAt },
+            returnOld: false,
+          },
+        });
+        if (batch.length >= RESTORE_BATCH) await flush();
+      }
+    }
+    await flush();
+  } catch (err) {
+    if (keys > 0 && err instanceof Error && !(err instanceof UnavailableError)) {
+      err.message = `${err.message} (${keys} keys were written before; run the restore again with --force once fixed)`;
+    }
+    throw err;
+  }
+  return { keys, expired };
 }
 
 /** The addresses a started node actually listens on. */
@@ -78,6 +166,10 @@ export class CohortNode {
       repairing: s.repairing,
       keys: s.repairing ? 0 : (this.machine?.size ?? 0),
       ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
+      quorum: s.quorum,
+      voters: s.voters,
+      learners: s.learners,
+      votersOutgoing: s.votersOutgoing,
     };
   }
 
@@ -143,6 +235,8 @@ export class CohortNode {
       address: node.advertiseAddress ?? node.peerAddress,
       seeds: cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
       logger: this.log,
+      // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag.
+      tags: { http: node.httpAddress },
     });
     const membership = this.membership;
 
@@ -156,6 +250,14 @@ export class CohortNode {
       () => host.stats(),
     );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
+    host.onConfChange = (_group, cc) => {
+      const address = memberAddress(cc.context);
+      for (const c of cc.changes) {
+        if (c.type !== 'removeNode' && address !== undefined && c.nodeId !== node.id)
+          transport.addPeer(c.nodeId, address);
+      }
+      this.log.info('membership changed', { changes: cc.changes, ...(address ? { address } : {}) });
+    };
     let leading = false;
     host.onLeaderChange = (group, _leader, role) => {
       if (group === KV_GROUP) leading = role === 'leader';
@@ -175,7 +277,10 @@ export class CohortNode {
       clock: systemClock,
       metrics,
       logger: this.log.child({ component: 'kv' }),
-      replicas: cluster.initialMembers.map((m) => m.id),
+      replicas: () => {
+        const s = host.status(KV_GROUP);
+        return [...s.voters, ...s.learners];
+      },
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
     const reads: ReadApi = {
@@ -194,24 +299,28 @@ export class CohortNode {
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,
       watch: new WatchSource(hub, (lo, hi) => readLog(store, lo, hi)),
-      cluster: () => {
-        const s = this.status();
-        const conf = sm.applied().confState;
-        return {
-          id: s.id,
-          role: s.role,
-          leader: s.leader,
-          term: s.term,
-          commit: s.commit,
-          applied: s.applied,
-          voters: [...conf.voters],
-          learners: [...conf.learners],
-          members: memberViews(membership),
-        };
-      },
       admin: this.maintenance.admin,
       metrics,
       members: () => memberViews(membership),
+      ops: {
+        status: () => this.status(),
+        members: () => memberViews(membership),
+        changeMembership: (change, address) => {
+          if (address === undefined) return host.changeMembership(KV_GROUP, change);
+          // The leader dials the new member at once; the others learn its address as they apply the change.
+          transport.addPeer(change.node, address);
+          return host.changeMembership(KV_GROUP, change, enc.encode(JSON.stringify({ address })));
+        },
+        transferLeadership: (to) => host.transferLeadership(KV_GROUP, to),
+        openBackup: async () => {
+          const s = host.status(KV_GROUP);
+          if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
+          // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
+          await host.readIndex(KV_GROUP);
+          return { group: KV_GROUP, reader: sm.openSnapshot() };
+        },
+        restore: (rows, force) => restoreRows(host, sm, service, rows, force),
+      },
       logger: this.log.child({ component: 'http' }),
     });
     const h = splitHostPort(node.httpAddress);

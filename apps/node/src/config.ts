@@ -13,6 +13,7 @@ export interface StartFlags {
   resp?: string;
   http?: string;
   peers?: string;
+  join?: boolean;
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   electionTimeoutMaxMs?: string;
@@ -97,6 +98,7 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.http !== undefined) node.httpAddress = flags.http;
   if (flags.advertise !== undefined) node.advertiseAddress = flags.advertise;
   if (flags.peers !== undefined) cluster.initialMembers = parsePeers(flags.peers);
+  if (flags.join) cluster.bootstrap = false;
   if (flags.listen !== undefined) node.peerAddress = flags.listen;
   else if (node.peerAddress === undefined && Array.isArray(cluster.initialMembers)) {
     // Listen where the member list says this node is.

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { type Interface, createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { NODE_RUNTIME_FLAGS } from './runtime-flags.js';
 
@@ -21,8 +22,17 @@ interface DevNode {
   resp: string;
   http: string;
   logFile: string;
+  args: string[];
   child: ChildProcess;
   exited: boolean;
+}
+
+interface StatusView {
+  id: string;
+  role: string;
+  term: number;
+  leader: string;
+  quorum?: { state: string; unreachable: string[] };
 }
 
 const say = (line: string): void => {
@@ -37,26 +47,49 @@ function lastLines(file: string, n: number): string {
   }
 }
 
-async function waitForLeader(nodes: DevNode[], ms: number): Promise<string | undefined> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline && nodes.every((n) => !n.exited)) {
-    for (const n of nodes) {
-      try {
-        const s = (await (await fetch(`http://${n.http}/v1/status`)).json()) as { leader?: string };
-        if (s.leader) return s.leader;
-      } catch {
-        // Not listening yet.
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200));
+async function statusOf(n: DevNode): Promise<StatusView | undefined> {
+  if (n.exited) return undefined;
+  try {
+    const res = await fetch(`http://${n.http}/v1/status`, { signal: AbortSignal.timeout(1000) });
+    return (await res.json()) as StatusView;
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /**
- * Runs a local cluster of `cohort start` child processes until SIGINT or
- * SIGTERM, then stops them all and resolves with the exit status. A second
- * run on the same directory reuses the data.
+ * The cluster's state as the running nodes report it: the leader one of them
+ * says it is (or most of them name), else why there is none.
+ */
+function summarize(views: StatusView[]): { key: string; line: string } {
+  const leading = views.find((v) => v.role === 'leader');
+  if (leading) return { key: `leader ${leading.id} ${leading.term}`, line: `${leading.id} (term ${leading.term})` };
+  const lost = views.find((v) => v.quorum?.state === 'lost');
+  if (lost && views.every((v) => v.quorum?.state !== 'ok')) {
+    const unreachable = lost.quorum?.unreachable ?? [];
+    return {
+      key: `lost ${unreachable.join(',')}`,
+      line: `none: the cluster lost its quorum (${unreachable.join(', ')} unreachable); restart them: ${unreachable
+        .map((id) => `"restart ${id}"`)
+        .join(', ')}`,
+    };
+  }
+  return { key: 'electing', line: 'none yet: an election is under way' };
+}
+
+const HELP = `commands (type here, then Enter):
+  status             each node's role, term and leader
+  kill <id|leader>   SIGKILL a node (the others keep running)
+  restart <id>       start a node that exited, on its data
+  quit               stop every node (as Ctrl-C)`;
+
+/**
+ * Runs a local cluster of `cohort start` child processes until SIGINT,
+ * SIGTERM or `quit`, then stops them all and resolves with the exit status.
+ * A node that dies leaves the others running: the launcher says so and how
+ * to restart it (`restart <id>` on its standard input), and prints each
+ * leader change as it sees it. A second run on the same directory reuses the
+ * data.
  */
 export async function runDevCluster(o: DevClusterOptions): Promise<number> {
   const root = resolve(o.dir);
@@ -70,10 +103,14 @@ export async function runDevCluster(o: DevClusterOptions): Promise<number> {
   const done = new Promise<number>((r) => {
     resolveDone = r;
   });
+  const watcher: { timer?: ReturnType<typeof setInterval> } = {};
+  let input: Interface | undefined;
 
   const stopAll = (code: number): void => {
     if (stopping) return;
     stopping = true;
+    if (watcher.timer) clearInterval(watcher.timer);
+    input?.close();
     say('stopping the cluster...');
     for (const n of nodes) if (!n.exited) n.child.kill('SIGTERM');
     const killer = setTimeout(() => {
@@ -91,42 +128,124 @@ export async function runDevCluster(o: DevClusterOptions): Promise<number> {
   process.on('SIGINT', () => stopAll(0));
   process.on('SIGTERM', () => stopAll(0));
 
+  const spawnNode = (node: Omit<DevNode, 'child' | 'exited'> & Partial<DevNode>): DevNode => {
+    const log = createWriteStream(node.logFile, { flags: 'a' });
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, cli, ...node.args], {
+      stdio: ['ignore', 'inherit', 'pipe'],
+    });
+    child.stderr?.pipe(log);
+    const n = node as DevNode;
+    n.child = child;
+    n.exited = false;
+    child.on('exit', (code, signal) => {
+      n.exited = true;
+      if (stopping) return;
+      const alive = nodes.filter((x) => !x.exited).map((x) => x.id);
+      say(
+        `node ${n.id} exited (${signal ?? `code ${code}`}); ${alive.length > 0 ? `${alive.join(', ')} keep running` : 'no node is running'}.`,
+      );
+      if (signal === null) {
+        say(`last lines of ${n.logFile}:`);
+        say(lastLines(n.logFile, 5));
+      }
+      say(`restart it: type "restart ${n.id}" and Enter`);
+    });
+    return n;
+  };
+
   ids.forEach((id, i) => {
     const resp = `127.0.0.1:${o.respPort + i}`;
     const http = `127.0.0.1:${o.httpPort + i}`;
     const logFile = join(root, `${id}.log`);
-    const log = createWriteStream(logFile, { flags: 'a' });
     const args = ['start', '--id', id, '--data-dir', join(root, id), '--peers', peers, '--resp', resp, '--http', http];
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, cli, ...args, '--log-level', o.logLevel], {
-      stdio: ['ignore', 'inherit', 'pipe'],
-    });
-    child.stderr?.pipe(log);
-    const node: DevNode = { id, resp, http, logFile, child, exited: false };
-    child.on('exit', (code, signal) => {
-      node.exited = true;
-      if (!stopping) {
-        say(`node ${id} exited (${signal ?? `code ${code}`}); last lines of ${logFile}:`);
-        say(lastLines(logFile, 5));
-        stopAll(1);
-      }
-    });
-    nodes.push(node);
+    args.push('--log-level', o.logLevel);
+    nodes.push(spawnNode({ id, resp, http, logFile, args }));
   });
+
+  const find = (id: string): DevNode | undefined => nodes.find((n) => n.id === id);
+  const command = async (line: string): Promise<void> => {
+    const [cmd, arg] = line.trim().split(/\s+/);
+    if (!cmd) return;
+    if (cmd === 'quit' || cmd === 'exit') return stopAll(0);
+    if (cmd === 'status') {
+      for (const n of nodes) {
+        const s = await statusOf(n);
+        say(
+          `  ${n.id}  ${n.exited ? 'exited' : s ? `${s.role.padEnd(12)} term ${s.term}  leader ${s.leader || 'none'}` : 'not answering'}`,
+        );
+      }
+      return;
+    }
+    if (cmd === 'kill' && arg) {
+      let target = find(arg);
+      if (arg === 'leader') {
+        const views = (await Promise.all(nodes.map(statusOf))).filter((v): v is StatusView => v !== undefined);
+        target = find(views.find((v) => v.role === 'leader')?.id ?? '');
+      }
+      if (!target) return say(`no node ${arg} is known${arg === 'leader' ? ' to lead right now' : ''}`);
+      if (target.exited) return say(`${target.id} is not running`);
+      say(`killing ${target.id} (SIGKILL)`);
+      target.child.kill('SIGKILL');
+      return;
+    }
+    if (cmd === 'restart' && arg) {
+      const target = find(arg);
+      if (!target) return say(`no node ${arg}; the nodes are ${ids.join(', ')}`);
+      if (!target.exited) return say(`${target.id} is running`);
+      spawnNode(target);
+      say(`restarted ${target.id} on its data`);
+      return;
+    }
+    say(HELP);
+  };
 
   say(`cohort dev: ${o.nodes} nodes, data in ${root}`);
   for (const n of nodes) say(`  ${n.id}  RESP ${n.resp}  HTTP http://${n.http}  log ${n.logFile}`);
-  let leader = await waitForLeader(nodes, 15_000);
-  if (!leader && !stopping) {
-    say(`no leader yet after 15 s (a busy machine starts nodes slowly); still waiting. Logs: ${root}`);
-    leader = await waitForLeader(nodes, 120_000);
-  }
-  if (leader) {
-    const first = nodes[0]!;
-    say(`leader: ${leader}`);
-    say(`try:  redis-cli -p ${first.resp.split(':')[1]} set a 1   |   curl http://${first.http}/v1/kv/a`);
-    say('Ctrl-C stops all nodes.');
-  } else if (!stopping) {
-    say(`no leader after 135 s; see the node logs in ${root}`);
-  }
+
+  // Commands come on standard input, when there is one.
+  input = createInterface({ input: process.stdin, terminal: false });
+  input.on('line', (line) => {
+    command(line).catch((err: Error) => say(`command failed: ${err.message}`));
+  });
+  // Without a terminal or a pipe, standard input ends at once: the nodes keep running until a signal.
+  input.on('close', () => {
+    input = undefined;
+  });
+
+  let shown: string | undefined;
+  let started = false;
+  const started15 = Date.now();
+  const watch = async (): Promise<void> => {
+    const views = (await Promise.all(nodes.map(statusOf))).filter((v): v is StatusView => v !== undefined);
+    if (stopping || views.length === 0) return;
+    const { key, line } = summarize(views);
+    if (!started) {
+      if (!key.startsWith('leader')) {
+        if (Date.now() - started15 > 15_000 && shown !== 'slow') {
+          shown = 'slow';
+          say(`no leader yet after 15 s (a busy machine starts nodes slowly); still waiting. Logs: ${root}`);
+        }
+        return;
+      }
+      started = true;
+      shown = key;
+      const first = nodes[0]!;
+      say(`leader: ${line}`);
+      say(`try:  redis-cli -p ${first.resp.split(':')[1]} set a 1   |   curl http://${first.http}/v1/kv/a`);
+      say('Ctrl-C stops all nodes; type "help" for commands (kill leader, restart <id>, status).');
+      return;
+    }
+    if (key === shown) return;
+    shown = key;
+    say(`leader: ${line}`);
+  };
+  let busy = false;
+  watcher.timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    watch().finally(() => {
+      busy = false;
+    });
+  }, 250);
   return done;
 }

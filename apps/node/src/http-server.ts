@@ -16,8 +16,9 @@ import {
   toText,
 } from './http-codec.js';
 import { type WatchSource, serveWatch } from './http-watch.js';
-import type { AdminApi, ClusterView, KvApi, ReadApi } from './kv-api.js';
+import type { AdminApi, KvApi, ReadApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
+import { CLUSTER_SUMMARY, type OpsApi, registerOpsRoutes } from './ops-routes.js';
 
 /** Options of {@link createHttpServer}. */
 export interface HttpServerOptions {
@@ -32,8 +33,8 @@ export interface HttpServerOptions {
   reads?: ReadApi;
   /** The changes this replica applies, for `GET /v1/watch`; without it the route answers 501. */
   watch?: WatchSource;
-  /** What `GET /v1/cluster` reports; without it the route answers from `api.status()`. */
-  cluster?: () => ClusterView;
+  /** Readiness, cluster view and membership administration (see {@link registerOpsRoutes}); without it `GET /v1/cluster` answers from `api.status()`. */
+  ops?: OpsApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
 }
@@ -57,6 +58,7 @@ const STATUS_CODES: Record<number, string> = {
 const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.NotLeader]: 503,
   [ErrorCode.NoQuorum]: 503,
+  [ErrorCode.ClusterDown]: 503,
   [ErrorCode.Unavailable]: 503,
   [ErrorCode.ProposalDropped]: 503,
   [ErrorCode.Timeout]: 504,
@@ -302,15 +304,13 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
       { schema: { summary: "This node's role, term, leader, commit and applied indexes" } },
       async () => api.status(),
     );
-    app.get(
-      '/v1/cluster',
-      { schema: { summary: 'The group: members, leader, term, commit and applied indexes' } },
-      async () => {
-        if (opts.cluster) return opts.cluster();
+    if (opts.ops) registerOpsRoutes(app, opts.ops);
+    else {
+      app.get('/v1/cluster', { schema: { summary: CLUSTER_SUMMARY } }, async () => {
         const s = api.status();
         return { ...s, members: [] };
-      },
-    );
+      });
+    }
     const { members } = opts;
     if (members) {
       app.get('/v1/members', { schema: { summary: 'The members this node knows by gossip' } }, async () => ({

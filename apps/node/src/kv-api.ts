@@ -1,4 +1,4 @@
-import type { LogIndex, NodeId, Term } from '@cohort/core';
+import type { LogIndex, NodeId, QuorumStatus, Term } from '@cohort/core';
 import type { ConsistencyReport, KvClientRequest, KvResponse } from '@cohort/kv';
 
 /** A read request as the front ends send it. */
@@ -19,6 +19,12 @@ export interface NodeStatus {
   keys?: number;
   /** The consistency checks this node ran, when it runs them. */
   consistency?: ConsistencyStatus;
+  /** Whether this node reaches a quorum now (what `/readyz` answers from). */
+  quorum?: QuorumStatus;
+  /** The group's voters and learners as this node applied them; the previous voters while a change is joint. */
+  voters?: NodeId[];
+  learners?: NodeId[];
+  votersOutgoing?: NodeId[];
 }
 
 /** What a node reports of the consistency checks it ran. */
@@ -62,20 +68,4 @@ export interface ReadApi {
    * forwards nothing and answers NOT_LEADER naming the leader.
    */
   lease(req: KvReadRequest): Promise<KvResponse>;
-}
-
-/** What `GET /v1/cluster` reports. */
-export interface ClusterView {
-  /** This node. */
-  id: NodeId;
-  role: string;
-  leader: NodeId;
-  term: Term;
-  commit: LogIndex;
-  applied: LogIndex;
-  /** The group's voters and learners, as of this replica's applied configuration. */
-  voters: NodeId[];
-  learners: NodeId[];
-  /** The members this node knows by gossip (address, state). */
-  members: unknown[];
 }

@@ -18,8 +18,8 @@ export interface KvMaintenanceOptions {
   clock: Clock;
   metrics: NodeMetrics;
   logger: Logger;
-  /** The group's replicas, this node included. */
-  replicas: NodeId[];
+  /** The group's replicas now, this node included. */
+  replicas: () => NodeId[];
   /** How often the leader runs a consistency check; 0 for never. */
   consistencyCheckMs: number;
 }
@@ -53,7 +53,7 @@ export function startKvMaintenance(o: KvMaintenanceOptions): KvMaintenance {
       digestAt: (index) => o.sm.digestAt(index),
       digestPending: (index) => o.sm.digestPending(index),
     },
-    replicas: () => o.replicas,
+    replicas: o.replicas,
     proposeChecksum: () => o.service.checksum(),
     logger: o.logger,
   });

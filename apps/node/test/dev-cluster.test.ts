@@ -15,7 +15,7 @@ afterAll(() => {
 });
 
 describe('cohort dev', () => {
-  it('starts three nodes, prints their addresses and the leader, and stops them all on SIGINT', async () => {
+  it('starts three nodes, prints the leader, survives a killed leader (printing the failover), restarts it, and stops them all on SIGINT', async () => {
     // Node K listens on base + K - 1: each base starts a run of three free ports.
     const resp = await freeRun(3);
     const http = await freeRun(3);
@@ -23,7 +23,7 @@ describe('cohort dev', () => {
     dev = spawn(
       process.execPath,
       [CLI, 'dev', '--dir', dir, '--resp-port', String(resp), '--http-port', String(http), '--peer-port', String(peer)],
-      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+      { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
     );
     let out = '';
     dev.stdout?.on('data', (d: Buffer) => {
@@ -42,6 +42,36 @@ describe('cohort dev', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(put.status).toBe(200);
+
+    // Kill the leader from the launcher's prompt: the others keep running and elect another.
+    const first = /leader: (n[123]) \(term (\d+)\)/.exec(out)!;
+    const old = first[1]!;
+    dev.stdin?.write('kill leader\n');
+    await poll('the exit notice', 15_000, async () =>
+      new RegExp(`node ${old} exited \\(SIGKILL\\); n\\d, n\\d keep running`).test(out) ? true : undefined,
+    );
+    expect(out).toContain(`restart it: type "restart ${old}"`);
+    const next = await poll('a new leader printed', 30_000, async () => {
+      const m = /leader: (n[123]) \(term (\d+)\)/g;
+      const all = [...out.matchAll(m)];
+      const last = all[all.length - 1];
+      return last && last[1] !== old ? last[1] : undefined;
+    });
+    expect(next).not.toBe(old);
+    expect(dev.exitCode).toBe(null);
+    dev.stdin?.write(`restart ${old}\n`);
+    await poll('the restart notice', 10_000, async () =>
+      out.includes(`restarted ${old} on its data`) ? true : undefined,
+    );
+    const oldHttp = http + Number(old.slice(1)) - 1;
+    await poll(`${old} serving again`, 30_000, async () => {
+      try {
+        const res = await fetch(`http://127.0.0.1:${oldHttp}/v1/kv/dev`, { signal: AbortSignal.timeout(2000) });
+        return res.status === 200 ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    });
 
     dev.kill('SIGINT');
     expect(await exited).toBe(0);

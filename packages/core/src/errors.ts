@@ -8,6 +8,7 @@ import type { NodeId } from './ids.js';
 export const ErrorCode = {
   NotLeader: 'NOT_LEADER',
   NoQuorum: 'NO_QUORUM',
+  ClusterDown: 'CLUSTERDOWN',
   Timeout: 'TIMEOUT',
   StaleTerm: 'STALE_TERM',
   Storage: 'STORAGE',
@@ -42,6 +43,18 @@ export class NotLeaderError extends CohortError {
 export class NoQuorumError extends CohortError {
   override readonly name = 'NoQuorumError';
   readonly code = ErrorCode.NoQuorum;
+}
+
+/**
+ * The group has lost its quorum as this node sees it: no leader is reachable
+ * and too few voters answered within about an election timeout. The message
+ * names the voters this node cannot reach. Answered at once instead of
+ * waiting for the request timeout; a write already proposed may still apply
+ * if the cluster recovers (retry it in the same session to be sure).
+ */
+export class ClusterDownError extends CohortError {
+  override readonly name = 'ClusterDownError';
+  readonly code = ErrorCode.ClusterDown;
 }
 
 /** An operation did not complete in time; it may or may not have taken effect. */

@@ -13,6 +13,45 @@ export interface ReplicatedGroupStatus {
   leader: NodeId;
   commit: LogIndex;
   applied: LogIndex;
+  /** Whether this replica can reach a quorum, when the engine tells (see {@link QuorumStatus}). */
+  quorum?: QuorumStatus;
+}
+
+/**
+ * Whether a replica can reach its group's quorum, as it last heard from the
+ * other voters:
+ * - `ok`: this replica leads and heard from a quorum of voters within the
+ *   window, or it heard from a leader within the window;
+ * - `electing`: no leader is known, but a quorum answered (or the window since
+ *   the last leader has not passed yet): an election is under way;
+ * - `lost`: no leader for at least the window, and too few voters answered
+ *   within it: requests cannot be served until voters come back.
+ */
+export interface QuorumStatus {
+  state: 'ok' | 'electing' | 'lost';
+  /** The replica reporting. */
+  self: NodeId;
+  /** The voters (both configurations' while a membership change is under way), sorted. */
+  voters: NodeId[];
+  /** Voters, this replica excluded, not heard from within the window, sorted. */
+  unreachable: NodeId[];
+  /** How many voters a quorum needs (of the incoming configuration; both must agree while joint). */
+  needed: number;
+  /** Milliseconds since this replica last had a reachable leader (0 while it has one). */
+  leaderlessMs: number;
+  /** The window: about the longest election timeout. */
+  windowMs: number;
+}
+
+/** Why a replica cannot serve requests when `q` is lost: names the voters it cannot reach. */
+export function describeQuorumLoss(q: QuorumStatus): string {
+  const self = q.self;
+  const reach = q.voters.filter((v) => !q.unreachable.includes(v));
+  return (
+    `no quorum: node ${self} cannot reach ${q.unreachable.join(', ') || 'enough voters'} ` +
+    `(voters ${q.voters.join(', ')}; a quorum needs ${q.needed}, reachable ${reach.length === 0 ? 'none' : reach.join(', ')}) ` +
+    `and has had no leader for ${q.leaderlessMs} ms; start or reconnect the unreachable members`
+  );
 }
 
 /**

@@ -17,7 +17,7 @@ export { globMatch } from './glob.js';
 export type { ExecRead } from './reads.js';
 export { CROSSSLOT_MESSAGE, type Route, groupOfKey, routeKeys } from './routing.js';
 export { DUPLICATE_ACKNOWLEDGED } from './session-apply.js';
-export { KV_SNAPSHOT_FORMAT } from './snapshot-codec.js';
+export { KV_SNAPSHOT_FORMAT, type SnapshotChunk, decodeChunk } from './snapshot-codec.js';
 export type { KvResult } from './result.js';
 export { KvStateMachine, type KvStateMachineOptions } from './state-machine.js';
 export {

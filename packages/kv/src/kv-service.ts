@@ -1,5 +1,6 @@
 import {
   type Clock,
+  ClusterDownError,
   CohortError,
   ErrorCode,
   InternalError,
@@ -12,6 +13,7 @@ import {
   UnavailableError,
   decodeForwardRequest,
   decodeForwardResponse,
+  describeQuorumLoss,
   encodeForwardRequest,
   encodeForwardResponse,
   silentLogger,
@@ -299,6 +301,13 @@ export class KvService {
       const rest = from === 0 ? items : items.slice(from);
       const status = this.opts.group.status();
       let part: KvResponse[];
+      if (status.quorum?.state === 'lost') {
+        // No leader for about an election timeout and too few voters answer: say so now, not at the
+        // timeout. Final: no retry, whatever another node said before.
+        const down = failure(new ClusterDownError(describeQuorumLoss(status.quorum)));
+        for (let k = from; k < items.length; k++) out[k] = down;
+        return out;
+      }
       if (status.role === 'leader') part = await this.localAll(rest);
       else if (status.leader !== '') part = await this.forwardAll(status.leader, rest, deadline);
       else {
@@ -322,7 +331,12 @@ export class KvService {
       const retry =
         last.code === ErrorCode.NotLeader ||
         last.code === ErrorCode.ProposalDropped ||
-        ((last.code === ErrorCode.Unavailable || last.code === ErrorCode.Timeout) && rest.slice(k).every(idempotent));
+        ((last.code === ErrorCode.Unavailable ||
+          last.code === ErrorCode.Timeout ||
+          // A leader cut off from the others says CLUSTERDOWN; the rest may have elected another one. This
+          // node's own view decides on the next attempt (above): lost here too, the answer is final.
+          last.code === ErrorCode.ClusterDown) &&
+          rest.slice(k).every(idempotent));
       if (!retry) return out;
       from += k;
       const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));
@@ -450,6 +464,30 @@ export class KvService {
     return out;
   }
 
+  /** A signal aborted once the group reports its quorum lost (checked every 50 ms until cleared). */
+  private watchQuorum(): { signal: AbortSignal; aborted: Promise<never>; clear: () => void } {
+    const ac = new AbortController();
+    const aborted = new Promise<never>((_, reject) => {
+      ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true });
+    });
+    // Only awaited while a request is in flight; unobserved otherwise.
+    aborted.catch(() => {});
+    let handle: ReturnType<Clock['setTimeout']> | undefined;
+    const check = (): void => {
+      if (this.opts.group.status().quorum?.state === 'lost') ac.abort(new Error('the quorum is lost'));
+      else handle = this.opts.clock.setTimeout(check, 50);
+    };
+    handle = this.opts.clock.setTimeout(check, 50);
+    return {
+      signal: ac.signal,
+      aborted,
+      clear: () => {
+        if (handle !== undefined) this.opts.clock.clearTimeout(handle);
+        handle = undefined;
+      },
+    };
+  }
+
   /** Forwards `items` to `leader` (one request, or a pipeline in one frame) and returns its answers. */
   private async forward(leader: NodeId, items: KvRequest[], deadline: number): Promise<KvResponse[]> {
     try {
@@ -457,11 +495,28 @@ export class KvService {
       const op = items.length === 1 ? encodeRequest(items[0]!) : encodeBatchRequest(items);
       const frame = encodeForwardRequest({ group: this.opts.group.id, op });
       const timer = clockSignal(this.opts.clock, Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
+      // A leader that died may leave the request hanging on a dead connection: stop waiting once this
+      // node finds the quorum lost, and say so, rather than at the request timeout.
+      const watch = this.watchQuorum();
       let raw: Uint8Array;
       try {
-        raw = await this.opts.transport.request(leader, Protocols.kv, frame, { signal: timer.signal });
+        const sent = this.opts.transport.request(leader, Protocols.kv, frame, {
+          signal: AbortSignal.any([timer.signal, watch.signal]),
+        });
+        // A transport may not notice the abort while it dials: stop waiting for it regardless (its late
+        // failure is then nobody's to hear).
+        sent.catch(() => {});
+        raw = await Promise.race([sent, watch.aborted]);
+      } catch (err) {
+        const q = this.opts.group.status().quorum;
+        if (watch.signal.aborted && q?.state === 'lost') {
+          const down = failure(new ClusterDownError(describeQuorumLoss(q)));
+          return items.map(() => down);
+        }
+        throw err;
       } finally {
         timer.clear();
+        watch.clear();
       }
       const answer = decodeForwardResponse(raw);
       if (!answer.ok) {

@@ -55,6 +55,8 @@ export interface ProcNode {
   child?: ChildProcess;
   /** Environment variables added to the process's own when it starts. */
   env?: Record<string, string>;
+  /** Flags added to this node's `cohort start` (after the cluster's). */
+  args?: string[];
   /** The node's stderr (its JSON log), kept for failure messages. */
   log: string;
 }
@@ -99,6 +101,7 @@ export class ProcCluster {
       '--http',
       `127.0.0.1:${node.http}`,
       ...this.extraArgs,
+      ...(node.args ?? []),
     ];
     const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -109,6 +112,14 @@ export class ProcCluster {
       if (node.log.length > 200_000) node.log = node.log.slice(-100_000);
     });
     node.child = child;
+  }
+
+  /** Adds a node `id` with fresh ports and data directory (not started). */
+  async addNode(id: string, args: string[] = []): Promise<ProcNode> {
+    const [peer, resp, http] = (await freePorts(3)) as [number, number, number];
+    const node: ProcNode = { id, dataDir: join(this.root, id), peer, resp, http, log: '', args };
+    this.nodes.push(node);
+    return node;
   }
 
   startAll(): void {

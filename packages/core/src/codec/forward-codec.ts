@@ -1,4 +1,5 @@
 import {
+  ClusterDownError,
   CodecError,
   CohortError,
   CompactedError,
@@ -98,6 +99,8 @@ export function errorFromForwardResponse(res: Extract<ForwardResponse, { ok: fal
       return new NotLeaderError(res.leaderId, res.leaderAddress, res.message);
     case ErrorCode.NoQuorum:
       return new NoQuorumError(res.message);
+    case ErrorCode.ClusterDown:
+      return new ClusterDownError(res.message);
     case ErrorCode.Timeout:
       return new TimeoutError(res.message);
     case ErrorCode.StaleTerm:

@@ -1,4 +1,4 @@
-import { CorruptStateError, type Entry, type Logger, UnavailableError } from '@cohort/core';
+import { type ConfChange, CorruptStateError, type Entry, type Logger, UnavailableError } from '@cohort/core';
 import { decodeConfChange } from '../confchange/codec.js';
 import type { Group } from './group.js';
 
@@ -20,7 +20,13 @@ import type { Group } from './group.js';
  * batch is replayed later like the rest. Returns how many entries the
  * machine applied.
  */
-export function applyEntries(g: Group, all: Entry[], log: Logger, onCorrupt: (err: CorruptStateError) => void): number {
+export function applyEntries(
+  g: Group,
+  all: Entry[],
+  log: Logger,
+  onCorrupt: (err: CorruptStateError) => void,
+  onConfChange?: (cc: ConfChange) => void,
+): number {
   const fresh: Entry[] = [];
   let changed = false;
   for (const e of all) {
@@ -29,8 +35,10 @@ export function applyEntries(g: Group, all: Entry[], log: Logger, onCorrupt: (er
       throw new Error(`invariant: group ${g.id} was handed entry ${e.index} to apply after ${g.confApplied}`);
     }
     if (e.type === 'confChange') {
-      g.engine.applyConfChange(decodeConfChange(e.data));
+      const cc = decodeConfChange(e.data);
+      g.engine.applyConfChange(cc);
       changed = true;
+      onConfChange?.(cc);
     }
     g.confApplied = e.index;
     fresh.push(e);

@@ -30,6 +30,11 @@ export interface RaftEngine {
   step(m: Message): void;
   /** Appends `data` as a new entry when leader; returns its position, or throws (ProposalDroppedError, NotLeaderError). */
   propose(data: Uint8Array): { index: LogIndex; term: Term };
+  /**
+   * Appends a membership change as a new entry when leader (one at a time); returns its position,
+   * or throws (ProposalDroppedError, NotLeaderError).
+   */
+  proposeConfChange(cc: ConfChange): { index: LogIndex; term: Term };
   /** Starts a ReadIndex round; its result comes back as a `ReadState` carrying `context`. */
   readIndex(context: Uint8Array): void;
   /** Applies a committed membership change; returns the resulting configuration. */

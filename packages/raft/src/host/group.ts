@@ -48,4 +48,8 @@ export interface Group {
   idleTicks: number;
   /** The commit index at the last tick, to tell idle ticks. */
   idleCommit: LogIndex;
+  /** The host tick at which a message of this group last came from each peer. */
+  heard: Map<NodeId, number>;
+  /** The last host tick with evidence of a live leader (this replica leading a quorum it heard from, or a message from its leader). */
+  healthyAt: number;
 }

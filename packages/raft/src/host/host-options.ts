@@ -1,4 +1,14 @@
-import type { Clock, GroupId, LogIndex, Logger, NodeId, NodeStore, Random, Transport } from '@cohort/core';
+import type {
+  Clock,
+  GroupId,
+  LogIndex,
+  Logger,
+  NodeId,
+  NodeStore,
+  QuorumStatus,
+  Random,
+  Transport,
+} from '@cohort/core';
 import type { StateRole } from '../types.js';
 import type { EngineFactory } from './engine.js';
 
@@ -8,7 +18,10 @@ import type { EngineFactory } from './engine.js';
  * Never set in production.
  */
 export interface HostFaults {
-  /** `read()` resolves at once, without a ReadIndex round (stale reads become possible). @default false */
+  /**
+   * `read()` resolves at once, without a ReadIndex round (stale reads become possible), and the host
+   * never reports its quorum lost (it trusts its leadership unchecked). @default false
+   */
   readsWithoutReadIndex?: boolean;
   /** Entries are applied as soon as they are appended, before they commit. @default false */
   applyBeforeCommit?: boolean;
@@ -105,6 +118,14 @@ export interface RaftHostOptions {
    * @default true
    */
   coalesceHeartbeats?: boolean;
+  /**
+   * How long a peer counts as reachable after its last message, and how long a replica may be
+   * without a reachable leader before it reports the quorum lost (see `GroupStatus.quorum`) and
+   * refuses requests with ClusterDownError instead of letting them wait for the request timeout.
+   * Counted in ticks (rounded up), so an event loop that stalls does not make peers look lost.
+   * @default (electionTicksMax + 1) * tickMs: about the longest election timeout
+   */
+  quorumWindowMs?: number;
   /** Test-only misbehaviour; see {@link HostFaults}. @default {} */
   faults?: HostFaults;
 }
@@ -125,6 +146,13 @@ export interface GroupStatus {
   repairing: boolean;
   /** The group is quiescent here: idle, not ticked, sending no heartbeats. */
   quiescent?: boolean;
+  /** Whether this replica reaches a quorum now, by when it last heard from each voter. */
+  quorum: QuorumStatus;
+  /** The group's membership as this replica applied it. */
+  voters: NodeId[];
+  learners: NodeId[];
+  /** The previous voters, while a membership change is under way (joint consensus); empty otherwise. */
+  votersOutgoing: NodeId[];
 }
 
 /**

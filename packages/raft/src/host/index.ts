@@ -10,3 +10,10 @@ export type {
   SnapshotReader,
   SnapshotWriter,
 } from './durable-state-machine.js';
+export {
+  type MembershipChange,
+  type MembershipView,
+  MembershipRefusedError,
+  checkTransfer,
+  planMembershipChange,
+} from './membership-admin.js';

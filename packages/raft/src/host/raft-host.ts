@@ -1,6 +1,9 @@
 import {
+  ClusterDownError,
   type CoalescedHeartbeat,
   type CoalescedHeartbeatResponse,
+  type ConfChange,
+  type ConfState,
   CorruptStateError,
   type Entry,
   type GroupId,
@@ -12,6 +15,7 @@ import {
   NotLeaderError,
   ProposalDroppedError,
   Protocols,
+  type QuorumStatus,
   type RaftHeartbeats,
   type ReplicatedGroup,
   type SnapshotMeta,
@@ -20,6 +24,7 @@ import {
   type TimerHandle,
   UnavailableError,
   decodeRaftFrame,
+  describeQuorumLoss,
   encodeRaftBatch,
   encodeRaftHeartbeats,
   silentLogger,
@@ -40,6 +45,7 @@ import {
   type SizedStore,
   sizedStore,
 } from './host-options.js';
+import { type MembershipChange, type MembershipView, checkTransfer, planMembershipChange } from './membership-admin.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
 import { ReplicaRepairs } from './replica-repair.js';
@@ -77,6 +83,10 @@ export class RaftHost {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly requestTimeoutMs: number;
+  /** The quorum window in ticks (see `RaftHostOptions.quorumWindowMs`). */
+  private readonly quorumWindow: number;
+  /** Ticks since the host started: the quorum window is counted in them, so a stalled event loop is no lost peer. */
+  private ticks = 0;
   private readonly snapshotEntries: number;
   private readonly snapshotBytes: number;
   private readonly margin: number;
@@ -126,6 +136,11 @@ export class RaftHost {
   onQuiescence: ((group: GroupId, quiescent: boolean) => void) | undefined;
   /** Called once the host stopped because its store failed (after logging it). */
   onFatal: ((err: Error) => void) | undefined;
+  /**
+   * Called as each committed membership change of a group is applied here (before the entries after
+   * it), with its context: a node learns a new member's address from it before messages flow.
+   */
+  onConfChange: ((group: GroupId, cc: ConfChange) => void) | undefined;
   /** Called when a group's leader or role changes. */
   onLeaderChange: ((group: GroupId, leader: NodeId, role: StateRole) => void) | undefined;
   /**
@@ -138,6 +153,11 @@ export class RaftHost {
     this.log = (opts.logger ?? silentLogger).child({ node: opts.id });
     this.tickMs = opts.tickMs ?? 100;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
+    const electionTicks = opts.electionTicks ?? 5;
+    this.quorumWindow =
+      opts.quorumWindowMs === undefined
+        ? (opts.electionTicksMax ?? 2 * electionTicks - 1) + 1
+        : Math.max(1, Math.ceil(opts.quorumWindowMs / this.tickMs));
     this.snapshotEntries = opts.snapshotEntries ?? 10_000;
     this.snapshotBytes = opts.snapshotBytes ?? 100 * MIB;
     this.sized = sizedStore(opts.store);
@@ -260,6 +280,9 @@ export class RaftHost {
       idleCommit: s.commit,
       ticks: 1,
       tickTimes: [],
+      heard: new Map(),
+      // A starting replica gets one window to find its leader before it reports the quorum lost.
+      healthyAt: this.ticks,
     });
     (this.groups.get(group) as Group).tickTimes[1] = this.opts.clock.now();
     this.log.info('group added', {
@@ -320,6 +343,7 @@ export class RaftHost {
     const g = this.groupOf(group);
     const s = g.engine.status();
     const reader = this.opts.store.group(group);
+    const cs = s.confState;
     return {
       group,
       role: s.role,
@@ -331,6 +355,10 @@ export class RaftHost {
       lastIndex: reader.lastIndex(),
       repairing: g.repair !== undefined,
       quiescent: g.engine.isQuiescent?.() ?? false,
+      quorum: this.quorumOf(g, s),
+      voters: [...cs.voters],
+      learners: [...cs.learners],
+      votersOutgoing: [...cs.votersOutgoing],
     };
   }
 
@@ -496,6 +524,63 @@ export class RaftHost {
   }
 
   /**
+   * Whether `g` reaches a quorum from here, by when this replica last heard
+   * from each voter (see {@link QuorumStatus}). A leader hears from every
+   * live follower each heartbeat; a follower hears from its leader, and,
+   * while no leader is known, from the voters answering its (pre-)votes.
+   * Notes when the replica last had a reachable leader.
+   */
+  private quorumOf(g: Group, s: ReturnType<Group['engine']['status']>): QuorumStatus {
+    const now = this.ticks;
+    const window = this.quorumWindow;
+    const self = this.opts.id;
+    // A quiescent group exchanges no messages: its peers count as heard unless the liveness source
+    // reported them down (see peerDown), which also wakes the group.
+    const quiet = g.quiescent;
+    const heardAt = (id: NodeId): number =>
+      id === self || (quiet && !this.down.has(id)) ? now : (g.heard.get(id) ?? Number.NEGATIVE_INFINITY);
+    const alive = (id: NodeId): boolean => now - heardAt(id) <= window;
+    const majority = (ids: NodeId[]): boolean => ids.filter(alive).length > ids.length / 2;
+    const cs = s.confState;
+    const quorumOk =
+      cs.voters.length > 0 && majority(cs.voters) && (cs.votersOutgoing.length === 0 || majority(cs.votersOutgoing));
+    const healthy = s.role === 'leader' ? quorumOk : s.lead !== '' && alive(s.lead);
+    // The last tick with evidence of a live leader: the leader's own quorum heard (the quorum-th most
+    // recent voter), or the follower's last message from its leader. The window counts from there, so a
+    // replica whose peers died says so about one window after it last heard from them.
+    const quorumAt = (ids: NodeId[]): number =>
+      ids.length === 0
+        ? Number.POSITIVE_INFINITY
+        : (ids.map(heardAt).sort((a, b) => b - a)[Math.floor(ids.length / 2)] as number);
+    const evidence =
+      s.role === 'leader'
+        ? Math.min(quorumAt(cs.voters), quorumAt(cs.votersOutgoing))
+        : s.lead !== ''
+          ? heardAt(s.lead)
+          : Number.NEGATIVE_INFINITY;
+    if (Number.isFinite(evidence) && evidence > g.healthyAt) g.healthyAt = evidence;
+    const leaderlessMs = healthy ? 0 : now - g.healthyAt;
+    const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])].sort();
+    // Test-only fault: a host that trusts its leadership unchecked never finds its quorum lost either.
+    const lost = leaderlessMs >= window && !quorumOk && voters.length > 0 && !this.faults.readsWithoutReadIndex;
+    return {
+      self,
+      state: healthy ? 'ok' : lost ? 'lost' : 'electing',
+      voters,
+      unreachable: voters.filter((v) => !alive(v)),
+      needed: Math.floor(cs.voters.length / 2) + 1,
+      leaderlessMs: leaderlessMs * this.tickMs,
+      windowMs: window * this.tickMs,
+    };
+  }
+
+  /** The error for a request to `g` while its quorum is lost from here; undefined while it is not. */
+  private clusterDown(g: Group): ClusterDownError | undefined {
+    const q = this.quorumOf(g, g.engine.status());
+    return q.state === 'lost' ? new ClusterDownError(describeQuorumLoss(q)) : undefined;
+  }
+
+  /**
    * `group`'s state machine found its own data corrupt (a checksum failed)
    * while its log is intact: the replica stops serving the group, hands over
    * its leadership, and restores the state from a healthy replica's snapshot
@@ -515,6 +600,8 @@ export class RaftHost {
     const g = this.groupOf(group);
     // The engine's live state, not the last Ready's: a follower names the leader as soon as it knows it.
     const s = g.engine.status();
+    const down = this.clusterDown(g);
+    if (down) return Promise.reject(down);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     let at: { index: LogIndex; term: number };
     try {
@@ -551,6 +638,8 @@ export class RaftHost {
   readIndex(group: GroupId): Promise<void> {
     const g = this.groupOf(group);
     const s = g.engine.status();
+    const down = this.clusterDown(g);
+    if (down) return Promise.reject(down);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     if (g.repair !== undefined) {
       return Promise.reject(
@@ -613,6 +702,81 @@ export class RaftHost {
     return at === undefined ? undefined : at + span * this.tickMs;
   }
 
+  /**
+   * Changes `group`'s membership: adds a learner, promotes a learner to
+   * voter, or removes a member, as one Raft conf change (a single change is
+   * applied directly; the engine runs joint consensus for several). This node
+   * must lead the group. Rejects with MembershipRefusedError, before proposing
+   * anything, a change that would leave fewer reachable voters than a quorum
+   * or cannot be safe now (see {@link planMembershipChange}); resolves with
+   * the membership once the change is applied here. `context` travels with the change to every
+   * replica (see {@link onConfChange}).
+   */
+  async changeMembership(group: GroupId, change: MembershipChange, context: Uint8Array = EMPTY): Promise<ConfState> {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    const down = this.clusterDown(g);
+    if (down) throw down;
+    if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
+    const cc = planMembershipChange(this.membershipView(g), change);
+    const at = g.engine.proposeConfChange({ transition: 'auto', changes: [cc], context });
+    this.log.info('membership change proposed', { group, change: cc, index: at.index });
+    this.schedule();
+    await g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs);
+    const cs = g.engine.status().confState;
+    return { ...cs, voters: [...cs.voters], learners: [...cs.learners], votersOutgoing: [...cs.votersOutgoing] };
+  }
+
+  /**
+   * Hands `group`'s leadership (this node must lead it) to the voter `to`,
+   * which campaigns once its log has caught up. Resolves with the new leader
+   * once this node sees it lead; rejects with MembershipRefusedError when `to`
+   * cannot lead, UnavailableError when the transfer did not finish within
+   * the request timeout.
+   */
+  async transferLeadership(group: GroupId, to: NodeId): Promise<NodeId> {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
+    checkTransfer(this.membershipView(g), to);
+    g.engine.transferLeadership(to);
+    this.log.info('leadership transfer requested', { group, to });
+    this.schedule();
+    const deadline = this.opts.clock.now() + this.requestTimeoutMs;
+    const retryEvery = this.opts.electionTicks ?? 5;
+    for (let tick = 1; ; tick++) {
+      const now = g.engine.status();
+      if (now.lead === to) return to;
+      // The engine abandons a transfer after an election timeout (the target may not have applied the
+      // latest membership yet, and so not campaigned): ask again while this node still leads.
+      if (tick % retryEvery === 0 && now.role === 'leader') {
+        g.engine.transferLeadership(to);
+        this.schedule();
+      }
+      if (this.opts.clock.now() >= deadline || !this.running) {
+        throw new UnavailableError(
+          `leadership did not move to ${to} within ${this.requestTimeoutMs} ms (leader now: ${now.lead || 'none'}); check that ${to} is up and caught up, then retry`,
+        );
+      }
+      await new Promise<void>((r) => this.opts.clock.setTimeout(r, this.tickMs));
+    }
+  }
+
+  /** What the leader of `g` knows for judging a membership change. */
+  private membershipView(g: Group): MembershipView {
+    const s = g.engine.status();
+    const reachable = new Set<NodeId>([this.opts.id]);
+    for (const [id, at] of g.heard) if (this.ticks - at <= this.quorumWindow) reachable.add(id);
+    return {
+      self: this.opts.id,
+      confState: s.confState,
+      reachable,
+      match: g.engine.matchIndexes() ?? {},
+      lastIndex: s.lastIndex,
+      maxLag: 1000,
+    };
+  }
+
   /** Starts an election for `group` on this node now. */
   campaign(group: GroupId): void {
     const g = this.groupOf(group);
@@ -631,6 +795,7 @@ export class RaftHost {
     if (!this.running) return;
     const now = this.opts.clock.now();
     const quiesce = this.quiesceAfterTicks > 0;
+    this.ticks++;
     for (const g of this.groups.values()) {
       if (g.quiescent) {
         // Woken by something the host did not see (a membership change proposed on the engine).
@@ -644,6 +809,11 @@ export class RaftHost {
       g.ticks++;
       g.tickTimes[g.ticks % TICK_TIMES] = now;
       g.pending.expire(now);
+      // Whoever waits on a group that lost its quorum hears so now, not at the request timeout.
+      if (g.pending.size > 0) {
+        const down = this.clusterDown(g);
+        if (down) g.pending.failAll(down);
+      }
     }
     this.receiver.expire(now);
     // Commit indexes reach the disk within a tick even when nothing else is written.
@@ -680,6 +850,7 @@ export class RaftHost {
         this.log.warn('raft message claims another sender; dropped', { from, claimed: message.from, group });
         continue;
       }
+      g.heard.set(from, this.ticks);
       if (message.type === 'snap') {
         // Snapshots travel on their own stream (Protocols.snapshot); an image inside a Raft message
         // would reset the log without the state that goes with it.
@@ -728,6 +899,7 @@ export class RaftHost {
         continue;
       }
       // A leader reported down gets no follower to quiesce: no later report would wake it.
+      g.heard.set(from, this.ticks);
       const mayQuiesce = hb.quiesce && g.repair === undefined && !this.down.has(from);
       if (mayQuiesce && g.engine.quiesceFollower?.(from, hb.term, hb.commit)) {
         if (!g.quiescent) this.noteQuiesced(g);
@@ -739,6 +911,7 @@ export class RaftHost {
     for (const r of h.responses) {
       const g = this.groups.get(r.group);
       if (g === undefined) continue;
+      g.heard.set(from, this.ticks);
       const m = heartbeatResponseMessage(from, to, r);
       if (!this.stepEngine(g, from, m)) return;
     }
@@ -1136,7 +1309,13 @@ export class RaftHost {
       }
       ents = [...ents, ...early];
     }
-    this.counters.entriesApplied += applyEntries(g, ents, this.log, (err) => this.repairs.begin(g, err));
+    this.counters.entriesApplied += applyEntries(
+      g,
+      ents,
+      this.log,
+      (err) => this.repairs.begin(g, err),
+      (cc) => this.onConfChange?.(g.id, cc),
+    );
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);

@@ -15,6 +15,13 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
       const after = rn.status();
       return { index: after.lastIndex, term: after.term };
     },
+    proposeConfChange(cc) {
+      const before = rn.status();
+      if (before.role !== 'leader') throw new NotLeaderError(before.lead || undefined);
+      rn.proposeConfChange(cc);
+      const after = rn.status();
+      return { index: after.lastIndex, term: after.term };
+    },
     readIndex: (ctx) => rn.readIndex(ctx),
     applyConfChange: (cc) => rn.applyConfChange(cc),
     hasReady: () => rn.hasReady(),

@@ -48,7 +48,13 @@ export class Cluster {
    * Starts (or restarts) `id` on `store`; its machines come back from `disks`
    * (what they had synced), or start empty with new disks.
    */
-  start(id: NodeId, store: MemoryNodeStore, disks = new Map<string, MachineDisk>()): TestNode {
+  start(
+    id: NodeId,
+    store: MemoryNodeStore,
+    disks = new Map<string, MachineDisk>(),
+    /** The founding voters a new store bootstraps with; [] starts a node that waits to be added. */
+    voters: NodeId[] = this.ids,
+  ): TestNode {
     const host = new RaftHost({
       id,
       store,
@@ -70,7 +76,7 @@ export class Cluster {
       const sm = new MapMachine(disk);
       sms.set(g, sm);
       store.onDurable.push(() => sm.sync());
-      host.addGroup(g, sm, this.ids);
+      host.addGroup(g, sm, voters);
     }
     host.start();
     const node = { id, host, store, sms, disks };

@@ -35,6 +35,12 @@ describe('RaftHost coalesced heartbeats and quiescence', () => {
     expect(carried).toBeGreaterThan(frames * 5);
     // Ticks every 20 ms on 3 nodes, each sending to 2 peers at most twice a tick (heartbeats, answers): bounded by the nodes, not the groups.
     expect(frames).toBeLessThan(3 * 2 * 2 * 55);
+    // A quiet second carries nothing but coalesced heartbeats: they alone keep each leader's quorum heard.
+    for (const g of GROUPS) {
+      const leader = c.leader(g) as string;
+      expect(c.node(leader).host.status(g).quorum).toMatchObject({ state: 'ok', unreachable: [] });
+      for (const id of c.ids) expect(c.node(id).host.status(g).quorum.state).toBe('ok');
+    }
   });
 
   it('idle groups go quiescent on every replica and send nothing; a proposal wakes its group only', async () => {
@@ -43,6 +49,14 @@ describe('RaftHost coalesced heartbeats and quiescence', () => {
     for (const g of GROUPS) await until(`a leader of ${g}`, () => c.leader(g));
     await until('every group quiescent on every node', () => allQuiescent(c));
     expect(await framesDuring(c, 200)).toBe(0);
+    // Silent for longer than the quorum window, quiescent groups still count their peers live.
+    const window = c.node('a').host.status('g0').quorum.windowMs;
+    await new Promise((r) => setTimeout(r, window + 100));
+    for (const g of GROUPS) {
+      const leader = c.leader(g) as string;
+      expect(c.node(leader).host.status(g).quorum).toMatchObject({ state: 'ok', unreachable: [] });
+      for (const id of c.ids) expect(c.node(id).host.status(g).quorum.state).toBe('ok');
+    }
     const leader = c.leader('g3') as string;
     await c.node(leader).host.propose('g3', cmd('x=1'));
     for (const id of c.ids) expect(c.node(id).host.status('g5').quiescent).toBe(true);
