@@ -76,15 +76,18 @@ export class BenchCluster {
   readonly nodes: BenchNode[] = [];
   readonly root: string;
   readonly args: string[];
+  /** Node and V8 flags put before the script, after the ones every node runs with. */
+  readonly runtimeFlags: string[];
 
-  private constructor(root: string, args: string[]) {
+  private constructor(root: string, args: string[], runtimeFlags: string[]) {
     this.root = root;
     this.args = args;
+    this.runtimeFlags = runtimeFlags;
   }
 
-  /** Picks free ports for `n` nodes; `args` are extra `cohort start` flags. */
-  static async create(root: string, n: number, args: string[]): Promise<BenchCluster> {
-    const c = new BenchCluster(root, args);
+  /** Picks free ports for `n` nodes; `args` are extra `cohort start` flags, `runtimeFlags` extra Node flags. */
+  static async create(root: string, n: number, args: string[], runtimeFlags: string[] = []): Promise<BenchCluster> {
+    const c = new BenchCluster(root, args, runtimeFlags);
     for (let i = 1; i <= n; i++) {
       c.nodes.push({
         id: `n${i}`,
@@ -105,6 +108,7 @@ export class BenchCluster {
       process.execPath,
       [
         ...NODE_RUNTIME_FLAGS,
+        ...this.runtimeFlags,
         CLI,
         'start',
         '--id',

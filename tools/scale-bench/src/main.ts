@@ -13,7 +13,7 @@ import { BenchCluster, type BenchNode, type LogLine, type Memory, poll } from '.
 import { type PhaseResult, client, closedLoop, keyOf, loadKeys, round, valueFor } from './load.ts';
 
 const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-bytes B] [--snapshot-entries N]
-             [--wipe] [--json FILE] [--keep] [--node-args="ARGS"]
+             [--wipe] [--json FILE] [--keep] [--node-args="ARGS"] [--node-flags="FLAGS"]
   --keys N             keys to load before the measured phases (default 1000000)
   --connections N      RESP connections of the put and get phases (default 64)
   --seconds S          length of each measured phase (default 10)
@@ -24,7 +24,9 @@ const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-
   --json FILE          also write the JSON report to FILE
   --keep               keep the data directories
   --node-args="ARGS"   more arguments for every \`cohort start\`, split on spaces (write it with \`=\`,
-                       for example --node-args="--snapshot-rate 0 --max-inflight-bytes 4194304")`;
+                       for example --node-args="--snapshot-rate 0 --max-inflight-bytes 4194304")
+  --node-flags="FLAGS" more Node/V8 flags for every node process, after the ones it always runs with
+                       (for example --node-flags="--max-semi-space-size=8")`;
 
 function positive(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -48,6 +50,7 @@ function parse() {
       json: { type: 'string' },
       keep: { type: 'boolean' },
       'node-args': { type: 'string' },
+      'node-flags': { type: 'string' },
       wipe: { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -82,7 +85,8 @@ const mb = (bytes: number | undefined): number | null => (bytes === undefined ? 
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-scale-bench-'));
 if (o['node-args'] !== undefined) nodeArgs.push(...o['node-args'].split(' ').filter((a) => a !== ''));
-const cluster = await BenchCluster.create(root, 3, nodeArgs);
+const nodeFlags = (o['node-flags'] ?? '').split(' ').filter((a) => a !== '');
+const cluster = await BenchCluster.create(root, 3, nodeArgs, nodeFlags);
 const clients: Redis[] = [];
 const open = (node: BenchNode, n: number): Redis[] => {
   const made = Array.from({ length: n }, () => client(node.resp));
@@ -302,7 +306,7 @@ try {
   const putsAtScale = phases.find((p) => p.name.startsWith(`puts, ${KEYS}`))!;
   const emptyPuts = phases[0]!;
   const report = {
-    config: { keys: KEYS, connections: CONNECTIONS, seconds: SECONDS, valueBytes: VALUE_BYTES, nodeArgs },
+    config: { keys: KEYS, connections: CONNECTIONS, seconds: SECONDS, valueBytes: VALUE_BYTES, nodeArgs, nodeFlags },
     clusterReadyMs: readyMs,
     loadKeysPerSec: loadRate,
     phases,
