@@ -83,4 +83,14 @@ export interface ReplicatedGroup {
    */
   leaseRead?(): Promise<void>;
   status(): ReplicatedGroupStatus;
+  /**
+   * This replica's role and the leader it knows, read cheaply (a request checks them each time).
+   * Absent: read from {@link status}.
+   */
+  leadership?(): { role: GroupRole; leader: NodeId };
+  /**
+   * The quorum status while this replica finds the quorum lost (see {@link QuorumStatus}); undefined
+   * while it is not, read cheaply. Absent: read from {@link status}.
+   */
+  quorumLost?(): QuorumStatus | undefined;
 }

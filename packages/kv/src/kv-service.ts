@@ -8,7 +8,9 @@ import {
   type Logger,
   type NodeId,
   Protocols,
+  type QuorumStatus,
   type ReplicatedGroup,
+  type ReplicatedGroupStatus,
   type Transport,
   UnavailableError,
   decodeForwardRequest,
@@ -299,15 +301,17 @@ export class KvService {
     let from = 0;
     for (let attempt = 0; this.opts.clock.now() < deadline; attempt++) {
       const rest = from === 0 ? items : items.slice(from);
-      const status = this.opts.group.status();
+      const group = this.opts.group;
+      const lost = group.quorumLost ? group.quorumLost() : lostQuorum(group.status());
       let part: KvResponse[];
-      if (status.quorum?.state === 'lost') {
+      if (lost !== undefined) {
         // No leader for about an election timeout and too few voters answer: say so now, not at the
         // timeout. Final: no retry, whatever another node said before.
-        const down = failure(new ClusterDownError(describeQuorumLoss(status.quorum)));
+        const down = failure(new ClusterDownError(describeQuorumLoss(lost)));
         for (let k = from; k < items.length; k++) out[k] = down;
         return out;
       }
+      const status = group.leadership ? group.leadership() : group.status();
       if (status.role === 'leader') part = await this.localAll(rest);
       else if (status.leader !== '') part = await this.forwardAll(status.leader, rest, deadline);
       else {
@@ -538,4 +542,9 @@ export class KvService {
       return items.map(() => res);
     }
   }
+}
+
+/** The quorum status in `s` when it says the quorum is lost. */
+function lostQuorum(s: ReplicatedGroupStatus): QuorumStatus | undefined {
+  return s.quorum?.state === 'lost' ? s.quorum : undefined;
 }

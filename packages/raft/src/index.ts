@@ -6,6 +6,6 @@ export { MemoryStorage } from './memory-storage.js';
 export type { QuiesceHeartbeat } from './quiesce.js';
 export { RawNode } from './raw-node.js';
 export type { LeaseRead } from './lease.js';
-export type { LostEntries, ProgressStatus, Status } from './status.js';
+export type { BasicStatus, LostEntries, ProgressStatus, Status } from './status.js';
 export type { ProgressState } from './tracker/progress.js';
 export * from './host/index.js';

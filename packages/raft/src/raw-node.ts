@@ -17,7 +17,7 @@ import { applyConfChange } from './membership.js';
 import { isKnownMessageType, newMessage } from './message.js';
 import { type QuiesceHeartbeat, quiesceFollower, quiesceLeader, wake } from './quiesce.js';
 import { Raft } from './raft.js';
-import { type Status, statusOf } from './status.js';
+import { type BasicStatus, type Status, statusOf } from './status.js';
 import type { RaftOptions, Ready, SoftState } from './types.js';
 
 /** What a handed-out `Ready` covered, so `advance()` can acknowledge exactly that. */
@@ -310,6 +310,12 @@ export class RawNode {
   /** A snapshot of the engine's state, for introspection, tests and the simulator. */
   status(): Status {
     return statusOf(this.raft);
+  }
+
+  /** Term, leader, role and last index: what a request checks, without the copies {@link status} makes. */
+  basicStatus(): BasicStatus {
+    const r = this.raft;
+    return { term: r.term, lead: r.lead, role: r.state, lastIndex: r.raftLog.lastIndex() };
   }
 }
 

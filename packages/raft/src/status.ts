@@ -26,6 +26,14 @@ export interface LostEntries {
   hint: LogIndex;
 }
 
+/** The part of {@link Status} a request checks on its hot path, read without copying progress or configuration. */
+export interface BasicStatus {
+  term: Term;
+  lead: NodeId;
+  role: StateRole;
+  lastIndex: LogIndex;
+}
+
 /** A point-in-time view of a node's engine. */
 export interface Status {
   id: NodeId;

@@ -1,6 +1,6 @@
 import type { ConfChange, ConfState, GroupId, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
 import type { LeaseRead } from '../lease.js';
-import type { LostEntries } from '../status.js';
+import type { BasicStatus, LostEntries } from '../status.js';
 import type { RaftOptions, Ready, StateRole } from '../types.js';
 
 /** What the host reads of an engine's state for status reports. */
@@ -57,6 +57,8 @@ export interface RaftEngine {
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */
   matchIndexes(): Record<NodeId, LogIndex> | undefined;
   status(): EngineStatus;
+  /** Term, leader, role and last index, read cheaply; absent: the host reads them from `status()`. */
+  basicStatus?(): BasicStatus;
   /**
    * Quiescence (optional: an engine without it never quiesces). On an idle leader: stops its clock
    * and returns what to tell the followers; undefined when not idle. `down`: peers the liveness

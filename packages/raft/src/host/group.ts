@@ -50,6 +50,8 @@ export interface Group {
   idleCommit: LogIndex;
   /** The host tick at which a message of this group last came from each peer. */
   heard: Map<NodeId, number>;
+  /** When the quorum was last found not lost (host tick, liveness reports then); see `RaftHost.quorumLost`. */
+  quorumOkAt: { tick: number; reports: number };
   /** The last host tick with evidence of a live leader (this replica leading a quorum it heard from, or a message from its leader). */
   healthyAt: number;
 }

@@ -30,6 +30,7 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { newMessage } from '../message.js';
+import type { BasicStatus } from '../status.js';
 import type { Message, Ready, StateRole } from '../types.js';
 import { applyEntries } from './apply-entries.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
@@ -87,6 +88,8 @@ export class RaftHost {
   private readonly quorumWindow: number;
   /** Ticks since the host started: the quorum window is counted in them, so a stalled event loop is no lost peer. */
   private ticks = 0;
+  /** Liveness reports (peerDown, peerUp) so far: a group's cached quorum check holds only until the next. */
+  private livenessReports = 0;
   private readonly snapshotEntries: number;
   private readonly snapshotBytes: number;
   private readonly margin: number;
@@ -281,6 +284,7 @@ export class RaftHost {
       ticks: 1,
       tickTimes: [],
       heard: new Map(),
+      quorumOkAt: { tick: -1, reports: 0 },
       // A starting replica gets one window to find its leader before it reports the quorum lost.
       healthyAt: this.ticks,
     });
@@ -331,12 +335,22 @@ export class RaftHost {
       read: () => this.readIndex(group),
       ...(this.opts.leaseReads ? { leaseRead: () => this.leaseRead(group) } : {}),
       status: () => this.status(group),
+      quorumLost: () => this.quorumLost(this.groupOf(group)),
+      leadership: () => {
+        const b = this.basic(this.groupOf(group));
+        return { role: b.role, leader: b.lead };
+      },
     };
+  }
+
+  /** Term, leader, role and last index of `g`'s engine, read cheaply when the engine can. */
+  private basic(g: Group): BasicStatus {
+    return g.engine.basicStatus?.() ?? g.engine.status();
   }
 
   /** Whether this node leads `group`. */
   isLeader(group: GroupId): boolean {
-    return this.groupOf(group).engine.status().role === 'leader';
+    return this.basic(this.groupOf(group)).role === 'leader';
   }
 
   status(group: GroupId): GroupStatus {
@@ -378,12 +392,14 @@ export class RaftHost {
   peerDown(node: NodeId): void {
     if (node === this.opts.id || this.down.has(node)) return;
     this.down.add(node);
+    this.livenessReports++;
     this.wakeWhere((g) => (g.role === 'leader' ? this.hasMember(g, node) : g.engine.status().lead === node));
   }
 
   /** The liveness source reports `node` up again: quiescent groups this node leads with it as a member wake to catch it up. */
   peerUp(node: NodeId): void {
     if (!this.down.delete(node)) return;
+    this.livenessReports++;
     this.wakeWhere((g) => g.role === 'leader' && this.hasMember(g, node));
   }
 
@@ -576,8 +592,21 @@ export class RaftHost {
 
   /** The error for a request to `g` while its quorum is lost from here; undefined while it is not. */
   private clusterDown(g: Group): ClusterDownError | undefined {
+    const q = this.quorumLost(g);
+    return q === undefined ? undefined : new ClusterDownError(describeQuorumLoss(q));
+  }
+
+  /**
+   * `g`'s quorum status while it is lost from here; undefined while it is not. The window is counted in
+   * ticks, so a group found not lost stays so until the next tick (or a liveness report): requests in
+   * between skip the check.
+   */
+  private quorumLost(g: Group): QuorumStatus | undefined {
+    if (g.quorumOkAt.tick === this.ticks && g.quorumOkAt.reports === this.livenessReports) return undefined;
     const q = this.quorumOf(g, g.engine.status());
-    return q.state === 'lost' ? new ClusterDownError(describeQuorumLoss(q)) : undefined;
+    if (q.state === 'lost') return q;
+    g.quorumOkAt = { tick: this.ticks, reports: this.livenessReports };
+    return undefined;
   }
 
   /**
@@ -599,7 +628,7 @@ export class RaftHost {
   propose<R>(group: GroupId, data: Uint8Array): Promise<R> {
     const g = this.groupOf(group);
     // The engine's live state, not the last Ready's: a follower names the leader as soon as it knows it.
-    const s = g.engine.status();
+    const s = this.basic(g);
     const down = this.clusterDown(g);
     if (down) return Promise.reject(down);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
@@ -637,7 +666,7 @@ export class RaftHost {
    */
   readIndex(group: GroupId): Promise<void> {
     const g = this.groupOf(group);
-    const s = g.engine.status();
+    const s = this.basic(g);
     const down = this.clusterDown(g);
     if (down) return Promise.reject(down);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
@@ -670,7 +699,7 @@ export class RaftHost {
    */
   leaseRead(group: GroupId): Promise<void> {
     const g = this.groupOf(group);
-    const s = g.engine.status();
+    const s = this.basic(g);
     if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.lead || undefined));
     if (g.repair !== undefined) {
       return Promise.reject(

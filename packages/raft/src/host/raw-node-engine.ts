@@ -8,18 +8,18 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     tick: () => rn.tick(),
     step: (m) => rn.step(m),
     propose(data: Uint8Array): { index: LogIndex; term: Term } {
-      const before = rn.status();
+      const before = rn.basicStatus();
       if (before.role !== 'leader') throw new NotLeaderError(before.lead || undefined);
       rn.propose(data);
       // A leader appends a proposal to its own log at once, so the new last entry is ours.
-      const after = rn.status();
+      const after = rn.basicStatus();
       return { index: after.lastIndex, term: after.term };
     },
     proposeConfChange(cc) {
-      const before = rn.status();
+      const before = rn.basicStatus();
       if (before.role !== 'leader') throw new NotLeaderError(before.lead || undefined);
       rn.proposeConfChange(cc);
-      const after = rn.status();
+      const after = rn.basicStatus();
       return { index: after.lastIndex, term: after.term };
     },
     readIndex: (ctx) => rn.readIndex(ctx),
@@ -37,6 +37,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     quiesceFollower: (from, term, commit) => rn.quiesceFollower(from, term, commit),
     wake: () => rn.wake(),
     isQuiescent: () => rn.isQuiescent(),
+    basicStatus: () => rn.basicStatus(),
     status() {
       const s = rn.status();
       const out: EngineStatus = {
