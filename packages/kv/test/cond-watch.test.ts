@@ -169,7 +169,9 @@ describe('snapshot formats', () => {
   it('installs a format 2 snapshot (rows without a version) at version 1, and refuses a newer format', () => {
     const h = memoryMachine();
     const body = KvSnapshotBodyPb.encode({
-      rows: [{ key: b('k'), value: b('v'), createRevision: 3n, modifyRevision: 4n, expiresAt: 0n, version: 0n, type: 0 }],
+      rows: [
+        { key: b('k'), value: b('v'), createRevision: 3n, modifyRevision: 4n, expiresAt: 0n, version: 0n, type: 0 },
+      ],
       sessions: [],
       logTime: 10n,
     });

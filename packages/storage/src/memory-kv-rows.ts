@@ -13,8 +13,16 @@ export interface MemSource {
 export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
   const r = row.record;
   if (
-    kvRowCrc(src.partition, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version, typeCode(r.type)) !==
-    row.crc
+    kvRowCrc(
+      src.partition,
+      r.key,
+      r.value,
+      r.createRevision,
+      r.modifyRevision,
+      r.expiresAt,
+      r.version,
+      typeCode(r.type),
+    ) !== row.crc
   ) {
     throw new CorruptStateError(
       `${src.name}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,

@@ -44,7 +44,10 @@ export const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffse
 
 /** Verifies a row's CRC and turns it into a record; a mismatch throws `StorageError`. */
 export function toRecord(src: RowSource, r: KvRow): KvRecord {
-  if (kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1, r.type ?? 0) !== r.crc) {
+  if (
+    kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1, r.type ?? 0) !==
+    r.crc
+  ) {
     throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
       src.partition,

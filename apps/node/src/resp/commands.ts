@@ -104,9 +104,9 @@ function exec(_args: Buffer[], _api: KvApi, session: Session): Reply | Planned {
         items: multi.queued.map((q) => {
           if ('reply' in q) return q.reply;
           const r = res.items![k++]!;
-          // A hash or list read keeps its list (nested, integers): its answer reads it as it is.
-          const collection = q.write.op === 'read' && q.write.read === 'collection';
-          return q.answer(r.type === 'list' && !collection ? asArray(r.items ?? []) : r);
+          // A string or keyspace read's list is the array it answers outside EXEC; a hash or list command's is its reply.
+          const valuesRead = q.write.op === 'read' && q.write.read !== 'collection';
+          return q.answer(r.type === 'list' && valuesRead ? asArray(r.items ?? []) : r);
         }),
       };
     },

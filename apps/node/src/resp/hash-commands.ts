@@ -82,7 +82,13 @@ const hscan: Handler = (args) => {
     [],
     onResult((r) => {
       if (r.type !== 'list' || r.items === null) return toReply(r);
-      const page = (items: Reply[]): Reply => ({ t: 'array', items: [{ t: 'bulk', v: '0' }, { t: 'array', items }] });
+      const page = (items: Reply[]): Reply => ({
+        t: 'array',
+        items: [
+          { t: 'bulk', v: '0' },
+          { t: 'array', items },
+        ],
+      });
       if (r.items.length === 0) return page([]);
       if (optionError) return optionError;
       const out: Reply[] = [];

@@ -49,9 +49,7 @@ const lpos: Handler = (args) => {
       const n = parseInteger(value);
       if (n === undefined) return NOT_INTEGER;
       if (n === -(2n ** 63n)) {
-        return errorReply(
-          'ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807',
-        );
+        return errorReply('ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807');
       }
       if (n === 0n) {
         return errorReply(

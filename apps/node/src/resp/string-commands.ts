@@ -134,7 +134,9 @@ const getrange: Handler = (args) => {
   return read(
     'get',
     [args[1]!],
-    onResult((r) => (r.type === 'bulk' ? { t: 'bulk', v: range(r.value, start, end) } : r.type === 'error' ? toReply(r) : EMPTY)),
+    onResult((r) =>
+      r.type === 'bulk' ? { t: 'bulk', v: range(r.value, start, end) } : r.type === 'error' ? toReply(r) : EMPTY,
+    ),
   );
 };
 
