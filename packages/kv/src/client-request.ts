@@ -1,5 +1,5 @@
-import type { ExpireFlag, KvCommand, KvCompare, KvOp, SetCondition, WatchedKey } from './command.js';
 import type { CollectionWrite } from './collections.js';
+import type { ExpireFlag, KvCommand, KvCompare, KvOp, SetCondition, WatchedKey } from './command.js';
 import type { ExecRead } from './reads.js';
 import type { KvReadOp } from './request.js';
 

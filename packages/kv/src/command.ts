@@ -1,6 +1,6 @@
 import { CodecError } from '@cohort/core';
-import { KvCommandPb } from './generated/kv-command.js';
 import { COLLECTION_WRITES, type CollectionWrite } from './collections.js';
+import { KvCommandPb } from './generated/kv-command.js';
 import type { ExecRead } from './reads.js';
 
 /** The reads an EXEC may hold, by their number in `KvRequestPb.Kind`. */

@@ -1,7 +1,7 @@
 import { CodecError } from '@cohort/core';
 import { type KvRecord, type SessionRecord, crc32c, typeCode } from '@cohort/storage';
-import { rowType } from './request.js';
 import { KvSnapshotBodyPb, KvSnapshotChunkPb } from './generated/kv-command.js';
+import { rowType } from './request.js';
 
 /**
  * The snapshot chunk format this build writes and the newest it reads. 4
