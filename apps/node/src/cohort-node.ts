@@ -263,9 +263,23 @@ export class CohortNode {
       if (group === KV_GROUP) leading = role === 'leader';
     };
     const isLeading = (): boolean => leading;
+    const reads: ReadApi = {
+      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+      stale: (req) =>
+        host.status(KV_GROUP).repairing
+          ? {
+              type: 'failure',
+              code: ErrorCode.Unavailable,
+              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
+            }
+          : service.readLocal(req),
+      lease: (req) => service.leaseRead(req),
+    };
     this.resp = new RespServer({
       api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
+      reads,
+      leaseReads: raft.leaseReads,
     });
     const r = splitHostPort(node.clientAddress);
     const respPort = await this.resp.listen(r.port, r.host);
@@ -283,18 +297,6 @@ export class CohortNode {
       },
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
-    const reads: ReadApi = {
-      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
-      stale: (req) =>
-        host.status(KV_GROUP).repairing
-          ? {
-              type: 'failure',
-              code: ErrorCode.Unavailable,
-              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
-            }
-          : service.readLocal(req),
-      lease: (req) => service.leaseRead(req),
-    };
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,

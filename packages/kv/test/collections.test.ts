@@ -4,15 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeItems, encodeItems } from '../src/collections.js';
 import { digestView } from '../src/digest.js';
 import { type KvCommand, type KvResult, type KvStateMachine, decodeCommand, encodeCommand } from '../src/index.js';
-import {
-  CONF,
-  type MachineHarness,
-  b,
-  memoryMachine,
-  setCmd,
-  sqliteMachine,
-  sqliteThreadMachine,
-} from './harness.js';
+import { CONF, type MachineHarness, b, memoryMachine, setCmd, sqliteMachine, sqliteThreadMachine } from './harness.js';
 
 const coll = (name: string, keys: string[], args: string[], now = 1000): KvCommand =>
   ({ op: 'collection', name, keys: keys.map(b), args: args.map(b), now }) as KvCommand;

@@ -1,4 +1,5 @@
 import { COLLECTION_DOCS } from './collection-docs.js';
+import { READ_MODE_DOCS } from './read-modes.js';
 
 /**
  * What COMMAND INFO and COMMAND DOCS say of each command, as Redis 7 says
@@ -38,6 +39,7 @@ const doc = (
 
 export const COMMAND_DOCS: Record<string, CommandDoc> = {
   ...COLLECTION_DOCS,
+  ...READ_MODE_DOCS,
   get: doc(RF, ONE, 'string', '1.0.0', 'Returns the string value of a key.'),
   set: doc(
     W,

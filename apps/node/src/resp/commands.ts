@@ -6,6 +6,7 @@ import { HASH_COMMANDS } from './hash-commands.js';
 import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
 import { LIST_COMMANDS } from './list-commands.js';
 import { type Handler, type Planned, type Queued, type Session, toReply } from './plan.js';
+import { READ_MODE_COMMANDS } from './read-modes.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 import { STRING_COMMANDS } from './string-commands.js';
 
@@ -123,6 +124,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   ...KEYSPACE_COMMANDS,
   ...HASH_COMMANDS,
   ...LIST_COMMANDS,
+  ...READ_MODE_COMMANDS,
   ...TRANSACTION_COMMANDS,
   ...ADMIN_COMMANDS,
 };

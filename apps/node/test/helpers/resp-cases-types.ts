@@ -403,4 +403,9 @@ export const TYPE_SEQUENCES: Sequence[] = [
       c('EXEC'),
     ],
   },
+  {
+    // Standalone Redis refuses READONLY and READWRITE (no cluster support); both check the arity first.
+    name: 'read-modes',
+    steps: [c('READONLY', 'x'), c('READWRITE', 'x')],
+  },
 ];
