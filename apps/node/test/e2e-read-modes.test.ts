@@ -39,6 +39,18 @@ describe('RESP read modes on three cohort processes', () => {
     expect(await onLeader.get('k')).toBe('v1');
     expect(await onLeader.lrange('l', 0, -1)).toEqual(['a', 'b']);
     expect(await onLeader.mget('k', 'none')).toEqual(['v1', null]);
+    // The HTTP API shows a hash or list by its type, fields and items.
+    await onLeader.hset('h', 'f', '1', 'g', '');
+    const http = async (key: string): Promise<unknown> =>
+      (await fetch(`http://127.0.0.1:${leader.http}/v1/kv/${key}`, { signal: AbortSignal.timeout(5000) })).json();
+    expect(await http('l')).toMatchObject({ key: 'l', type: 'list', items: ['a', 'b'], version: 1 });
+    expect(await http('h')).toMatchObject({
+      type: 'hash',
+      fields: [
+        ['f', '1'],
+        ['g', ''],
+      ],
+    });
 
     // A follower's READONLY connection reads its own state; a pipeline still reads what it wrote before.
     const stale = client(follower);
