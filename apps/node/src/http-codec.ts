@@ -65,15 +65,15 @@ export function keyFromPath(url: string, prefix: string): Uint8Array {
 
 /**
  * The JSON form of a key's record; `ttlMs` counted from `now` when the key
- * expires. A hash (written over RESP) has `type: "hash"` and its `fields` as
- * [field, value] pairs in order instead of a value; a list `type: "list"`
- * and its `items`.
+ * expires. A hash (written over RESP) has `kind: "hash"` and its `fields` as
+ * [field, value] pairs in order instead of a value; a list `kind: "list"`
+ * and its `items` (`kind`, not `type`: a watch event's `type` is put or delete).
  */
 export function recordJson(r: KvRecord, encoding: Encoding, now: number): Record<string, unknown> {
   const out: Record<string, unknown> = { key: toText(r.key, encoding) };
   if (r.type === undefined) out.value = toText(r.value, encoding);
   else {
-    out.type = r.type;
+    out.kind = r.type;
     const items = decodeItems(r.value).map((i) => toText(i, encoding));
     if (r.type === 'list') out.items = items;
     else out.fields = items.flatMap((f, i) => (i % 2 === 0 ? [[f, items[i + 1]]] : []));

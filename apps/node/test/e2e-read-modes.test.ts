@@ -43,9 +43,9 @@ describe('RESP read modes on three cohort processes', () => {
     await onLeader.hset('h', 'f', '1', 'g', '');
     const http = async (key: string): Promise<unknown> =>
       (await fetch(`http://127.0.0.1:${leader.http}/v1/kv/${key}`, { signal: AbortSignal.timeout(5000) })).json();
-    expect(await http('l')).toMatchObject({ key: 'l', type: 'list', items: ['a', 'b'], version: 1 });
+    expect(await http('l')).toMatchObject({ key: 'l', kind: 'list', items: ['a', 'b'], version: 1 });
     expect(await http('h')).toMatchObject({
-      type: 'hash',
+      kind: 'hash',
       fields: [
         ['f', '1'],
         ['g', ''],
