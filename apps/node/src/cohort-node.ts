@@ -26,6 +26,7 @@ import { KV_GROUP, type NodeOptions } from './node-config.js';
 import { RestoreRefusedError } from './ops-routes.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
+import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
 export function splitHostPort(address: string): { host: string; port: number } {
@@ -60,7 +61,7 @@ async function restoreRows(
   host: RaftHost,
   sm: KvStateMachine,
   service: KvService,
-  rows: AsyncIterable<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]>,
+  rows: AsyncIterable<RestoreRow[]>,
   force: boolean,
 ): Promise<{ keys: number; expired: number }> {
   const s = host.status(KV_GROUP);
@@ -77,9 +78,14 @@ async function restoreRows(
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const res = await service.executeAll(batch);
-    const bad = res.find((r) => r.type === 'failure' || r.type === 'error');
+    const bad = restoreFailure(res);
     if (bad) {
-      const why = bad.type === 'failure' ? `${bad.code} ${bad.message}` : bad.message;
+      const why =
+        bad.type === 'failure'
+          ? `${bad.code} ${bad.message}`
+          : bad.type === 'error'
+            ? bad.message
+            : 'a hash or list was refused';
       throw new UnavailableError(
         `restore stopped after ${keys} keys: ${why}; once the cluster is healthy, run the restore again with --force (writing a key twice is harmless)`,
       );
@@ -95,17 +101,7 @@ async function restoreRows(
           expired++;
           continue;
         }
-        batch.push({
-          kind: 'write',
-          write: {
-            op: 'set',
-            key: r.key,
-            value: r.value,
-            condition: 'always',
-            expiry: r.expiresAt === undefined ? { kind: 'none' } : { kind: 'at', ms: r.expiresAt },
-            returnOld: false,
-          },
-        });
+        batch.push(restoreWrite(r));
         if (batch.length >= RESTORE_BATCH) await flush();
       }
     }
