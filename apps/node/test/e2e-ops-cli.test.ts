@@ -159,6 +159,7 @@ describe('cohort CLI against a running cluster', () => {
       retryStrategy: () => null,
     });
     expect(await restoredRedis.hgetall('key1')).toEqual({ f: '1', g: '' });
+    expect(await cohort(['kv', 'get', 'key1', ...at(f)])).toMatchObject({ code: 0, stdout: '[["f","1"],["g",""]]\n' });
     expect(await restoredRedis.lrange('key2', 0, -1)).toEqual(['a', 'b', 'a']);
     expect(await restoredRedis.ttl('key2')).toBeGreaterThan(3000);
     restoredRedis.disconnect();
