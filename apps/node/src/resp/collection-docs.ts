@@ -34,6 +34,7 @@ export const COLLECTION_DOCS: Record<string, CommandDoc> = {
   hstrlen: doc(RF, ONE, 'hash', '3.2.0', 'Returns the length of the value of a field.'),
   hincrby: doc(WF, ONE, 'hash', '2.0.0', 'Increments the integer value of a field in a hash by a number.'),
   hincrbyfloat: doc(WF, ONE, 'hash', '2.6.0', 'Increments the floating point value of a field by a number.'),
+  hrandfield: doc(R, ONE, 'hash', '6.2.0', 'Returns one or more random fields from a hash.'),
   hscan: doc(R, ONE, 'hash', '2.8.0', 'Iterates over fields and values of a hash.'),
   lpush: doc(
     WF,

@@ -103,6 +103,69 @@ const hscan: Handler = (args) => {
   );
 };
 
+const LONG_MAX = 2n ** 63n - 1n;
+
+/**
+ * HRANDFIELD key [count [WITHVALUES]] as Redis 7 answers it: a positive
+ * count distinct fields (the whole hash, in order, when the count reaches
+ * its size), a negative one that many with repetitions. Random picks use
+ * this node's `Math.random` (a read: nothing replicated depends on them).
+ */
+const hrandfield: Handler = (args, _api, session) => {
+  if (args.length === 2) {
+    return collectionRead(
+      'hgetall',
+      args[1]!,
+      [],
+      onResult((r) => {
+        if (r.type !== 'list' || r.items === null) return toReply(r);
+        if (r.items.length === 0) return { t: 'bulk', v: null };
+        return toReply(r.items[2 * Math.floor((Math.random() * r.items.length) / 2)]!);
+      }),
+    );
+  }
+  const count = parseInteger(args[2]!);
+  if (count === undefined) return NOT_INTEGER;
+  if (count < -LONG_MAX) {
+    return errorReply('ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807');
+  }
+  if (args.length > 4 || (args.length === 4 && word(args[3]) !== 'WITHVALUES')) return SYNTAX;
+  const withValues = args.length === 4;
+  if (withValues && (count < -LONG_MAX / 2n || count > LONG_MAX / 2n)) return errorReply('ERR value is out of range');
+  return collectionRead(
+    'hgetall',
+    args[1]!,
+    [],
+    onResult((r) => {
+      if (r.type !== 'list' || r.items === null) return toReply(r);
+      const size = r.items.length / 2;
+      const want = count < 0n ? -count : count;
+      if (size === 0 || want === 0n) return { t: 'array', items: [] };
+      let picks: number[];
+      if (count < 0n || want === 1n) {
+        // With repetitions; a count this large would not fit in a reply anyway.
+        if (want > 1_048_576n) return errorReply('ERR the count is larger than Cohort answers (1048576)');
+        picks = Array.from({ length: Number(want) }, () => Math.floor(Math.random() * size));
+      } else if (want >= BigInt(size)) {
+        picks = Array.from({ length: size }, (_, i) => i);
+      } else {
+        const all = Array.from({ length: size }, (_, i) => i);
+        for (let i = all.length - 1; i > 0; i--) {
+          const j = Math.floor(Math.random() * (i + 1));
+          [all[i], all[j]] = [all[j]!, all[i]!];
+        }
+        picks = all.slice(0, Number(want));
+      }
+      const field = (i: number): Reply => toReply(r.items![2 * i]!);
+      const value = (i: number): Reply => toReply(r.items![2 * i + 1]!);
+      if (!withValues) return { t: 'array', items: picks.map(field) };
+      if (session.proto === 3)
+        return { t: 'array', items: picks.map((i) => ({ t: 'array', items: [field(i), value(i)] })) };
+      return { t: 'array', items: picks.flatMap((i) => [field(i), value(i)]) };
+    }),
+  );
+};
+
 /** The hash commands: name, Redis arity (n words exactly, or at least -n), handler. */
 export const HASH_COMMANDS: Record<string, { arity: number; run: Handler }> = {
   hset: { arity: -4, run: hset('hset') },
@@ -130,4 +193,5 @@ export const HASH_COMMANDS: Record<string, { arity: number; run: Handler }> = {
     run: (args, _api, session) => collectionWrite(session, 'hincrbyfloat', [args[1]!], [args[2]!, args[3]!]),
   },
   hscan: { arity: -3, run: hscan },
+  hrandfield: { arity: -2, run: hrandfield },
 };
