@@ -13,9 +13,10 @@ const bulk = (s: string): KvResponse => ({ type: 'bulk', value: enc(s) });
 const key = (r: KvClientRequest): string => (r.kind === 'read' ? Buffer.from(r.keys[0]!).toString() : 'w');
 
 /** A node whose every path logs what it served, in the order served. */
-function node(leaseHolds: boolean) {
+function node(leaseHolds: boolean, role = 'leader') {
   const log: string[] = [];
   const api = {
+    status: () => ({ role }),
     executeAll: async (reqs: KvClientRequest[]) => {
       await new Promise((r) => setTimeout(r, 5));
       log.push(`linearizable ${reqs.map(key).join(',')}`);
@@ -62,8 +63,18 @@ describe('RESP read modes', () => {
     expect(n.log).toEqual(['linearizable w', 'stale b', 'stale c', 'linearizable w', 'lease e']);
 
     const noLease = node(false);
-    const [r] = await executeWithModes(noLease.api, noLease.reads, [get('x')], ['lease']);
-    expect(r).toEqual(bulk('linearizable x'));
-    expect(noLease.log).toEqual(['lease x', 'linearizable x']);
+    const [r, r2] = await executeWithModes(noLease.api, noLease.reads, [get('x'), get('y')], ['lease', 'lease']);
+    expect([r, r2]).toEqual([bulk('linearizable x'), bulk('linearizable y')]);
+    expect(noLease.log).toEqual(['lease x', 'lease y', 'linearizable x,y']);
+
+    // A follower forwards its reads with the rest of the pipeline, lease or not.
+    const follower = node(true, 'follower');
+    await executeWithModes(
+      follower.api,
+      follower.reads,
+      [get('p'), get('q'), set('r')],
+      ['lease', 'lease', 'linearizable'],
+    );
+    expect(follower.log).toEqual(['linearizable p,q,w']);
   });
 });

@@ -31,14 +31,19 @@ export function readModeOf(req: KvClientRequest, readOnly: boolean, lease: boole
  * Serves `requests` in order, each read in its mode: consecutive
  * linearizable requests go to {@link KvApi.executeAll} together; consecutive
  * stale or lease reads are served once everything before them is answered.
- * A lease read that fails (no lease, not the leader) is served linearizably.
+ * Lease reads are served linearizably on a node that does not lead, and
+ * those the lease did not cover (it lapsed, leadership moved) are too, together.
  */
 export async function executeWithModes(
   api: KvApi,
   reads: ReadApi,
   requests: KvClientRequest[],
-  modes: ReadMode[],
+  requested: ReadMode[],
 ): Promise<KvResponse[]> {
+  let modes = requested;
+  if (modes.includes('lease') && api.status().role !== 'leader') {
+    modes = modes.map((m) => (m === 'lease' ? 'linearizable' : m));
+  }
   if (modes.every((m) => m === 'linearizable')) return api.executeAll(requests);
   const out: KvResponse[] = [];
   let i = 0;
@@ -49,16 +54,19 @@ export async function executeWithModes(
     const run = requests.slice(i, j);
     if (plain) out.push(...(await api.executeAll(run)));
     else {
-      out.push(
-        ...(await Promise.all(
-          run.map(async (req, k): Promise<KvResponse> => {
-            const read = req as KvReadRequest;
-            if (modes[i + k] === 'stale') return reads.stale(read);
-            const res = await reads.lease(read);
-            return res.type === 'failure' ? ((await api.executeAll([req]))[0] as KvResponse) : res;
-          }),
-        )),
+      const answers = await Promise.all(
+        run.map((req, k) =>
+          modes[i + k] === 'stale' ? reads.stale(req as KvReadRequest) : reads.lease(req as KvReadRequest),
+        ),
       );
+      const missed = answers.flatMap((a, k) => (a.type === 'failure' && modes[i + k] === 'lease' ? [k] : []));
+      if (missed.length > 0) {
+        const retried = await api.executeAll(missed.map((k) => run[k]!));
+        missed.forEach((k, n) => {
+          answers[k] = retried[n]!;
+        });
+      }
+      out.push(...answers);
     }
     i = j;
   }
