@@ -1,7 +1,7 @@
 import { CodecError } from '@cohort/core';
 import type { KvRecord, KvView } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decodeItems, encodeItems } from '../src/collections.js';
+import { applyCollection, decodeItems, encodeItems } from '../src/collections.js';
 import { digestView } from '../src/digest.js';
 import { type KvCommand, type KvResult, type KvStateMachine, decodeCommand, encodeCommand } from '../src/index.js';
 import { CONF, type MachineHarness, b, memoryMachine, setCmd, sqliteMachine, sqliteThreadMachine } from './harness.js';
@@ -95,6 +95,23 @@ describe.each([
     expect(read(peer, 'hgetall', 'h')).toEqual(['f', '42', 'g', '2']);
     expect(read(peer, 'lrange', 'l', '0', '-1')).toEqual(['c']);
     expect(read(peer, 'type', 'l')).toBe('list');
+  });
+
+  it('refuses to grow a collection past the value limit and changes nothing, LMOVE included', () => {
+    const kv = h.store.kv('p1');
+    const push = (name: 'rpush' | 'lmove', keys: string[], args: string[], index: number): KvResult =>
+      h.store.transaction(() => applyCollection(kv, name, keys.map(b), args.map(b), index, 1000, 12));
+    expect(push('rpush', ['a'], ['12345'], 1)).toEqual({ type: 'int', value: 1n });
+    expect(push('rpush', ['a'], ['123456'], 2)).toEqual({
+      type: 'error',
+      message: 'ERR the list would exceed the largest value Cohort stores (12 bytes encoded)',
+    });
+    expect(push('rpush', ['b'], ['1234', '1234'], 3)).toEqual({ type: 'int', value: 2n });
+    // Moving a's element to b would make b 16 bytes: neither list changes.
+    expect(push('lmove', ['a', 'b'], ['left', 'right'], 4)).toMatchObject({ type: 'error' });
+    expect(read(h.sm, 'lrange', 'a', '0', '-1')).toEqual(['12345']);
+    expect(read(h.sm, 'lrange', 'b', '0', '-1')).toEqual(['1234', '1234']);
+    expect(kv.get(b('a'))?.modifyRevision).toBe(1);
   });
 
   it('answers WRONGTYPE across types and deletes a collection it empties, keeping an expiry while it lives', () => {
