@@ -26,6 +26,7 @@ import { KV_GROUP, type NodeOptions } from './node-config.js';
 import { RestoreRefusedError } from './ops-routes.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
+import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
 export function splitHostPort(address: string): { host: string; port: number } {
@@ -60,7 +61,7 @@ async function restoreRows(
   host: RaftHost,
   sm: KvStateMachine,
   service: KvService,
-  rows: AsyncIterable<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]>,
+  rows: AsyncIterable<RestoreRow[]>,
   force: boolean,
 ): Promise<{ keys: number; expired: number }> {
   const s = host.status(KV_GROUP);
@@ -77,9 +78,14 @@ async function restoreRows(
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const res = await service.executeAll(batch);
-    const bad = res.find((r) => r.type === 'failure' || r.type === 'error');
+    const bad = restoreFailure(res);
     if (bad) {
-      const why = bad.type === 'failure' ? `${bad.code} ${bad.message}` : bad.message;
+      const why =
+        bad.type === 'failure'
+          ? `${bad.code} ${bad.message}`
+          : bad.type === 'error'
+            ? bad.message
+            : 'a hash or list was refused';
       throw new UnavailableError(
         `restore stopped after ${keys} keys: ${why}; once the cluster is healthy, run the restore again with --force (writing a key twice is harmless)`,
       );
@@ -95,17 +101,7 @@ async function restoreRows(
           expired++;
           continue;
         }
-        batch.push({
-          kind: 'write',
-          write: {
-            op: 'set',
-            key: r.key,
-            value: r.value,
-            condition: 'always',
-            expiry: r.expiresAt === undefined ? { kind: 'none' } : { kind: 'at', ms: r.expiresAt },
-            returnOld: false,
-          },
-        });
+        batch.push(restoreWrite(r));
         if (batch.length >= RESTORE_BATCH) await flush();
       }
     }
@@ -263,9 +259,23 @@ export class CohortNode {
       if (group === KV_GROUP) leading = role === 'leader';
     };
     const isLeading = (): boolean => leading;
+    const reads: ReadApi = {
+      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+      stale: (req) =>
+        host.status(KV_GROUP).repairing
+          ? {
+              type: 'failure',
+              code: ErrorCode.Unavailable,
+              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
+            }
+          : service.readLocal(req),
+      lease: (req) => service.leaseRead(req),
+    };
     this.resp = new RespServer({
       api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
+      reads,
+      leaseReads: raft.leaseReads,
     });
     const r = splitHostPort(node.clientAddress);
     const respPort = await this.resp.listen(r.port, r.host);
@@ -283,18 +293,6 @@ export class CohortNode {
       },
       consistencyCheckMs: this.options.consistencyCheckMs,
     });
-    const reads: ReadApi = {
-      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
-      stale: (req) =>
-        host.status(KV_GROUP).repairing
-          ? {
-              type: 'failure',
-              code: ErrorCode.Unavailable,
-              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
-            }
-          : service.readLocal(req),
-      lease: (req) => service.leaseRead(req),
-    };
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,

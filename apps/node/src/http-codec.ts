@@ -1,3 +1,4 @@
+import { decodeItems } from '@cohort/kv';
 import type { KvRecord } from '@cohort/storage';
 
 /** How keys and values travel in JSON: UTF-8 text (the default) or base64 (`?encoding=base64`). */
@@ -62,15 +63,22 @@ export function keyFromPath(url: string, prefix: string): Uint8Array {
   return new Uint8Array(out);
 }
 
-/** The JSON form of a key's record; `ttlMs` counted from `now` when the key expires. */
+/**
+ * The JSON form of a key's record; `ttlMs` counted from `now` when the key
+ * expires. A hash (written over RESP) has `kind: "hash"` and its `fields` as
+ * [field, value] pairs in order instead of a value; a list `kind: "list"`
+ * and its `items` (`kind`, not `type`: a watch event's `type` is put or delete).
+ */
 export function recordJson(r: KvRecord, encoding: Encoding, now: number): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    key: toText(r.key, encoding),
-    value: toText(r.value, encoding),
-    createRevision: r.createRevision,
-    modRevision: r.modifyRevision,
-    version: r.version,
-  };
+  const out: Record<string, unknown> = { key: toText(r.key, encoding) };
+  if (r.type === undefined) out.value = toText(r.value, encoding);
+  else {
+    out.kind = r.type;
+    const items = decodeItems(r.value).map((i) => toText(i, encoding));
+    if (r.type === 'list') out.items = items;
+    else out.fields = items.flatMap((f, i) => (i % 2 === 0 ? [[f, items[i + 1]]] : []));
+  }
+  Object.assign(out, { createRevision: r.createRevision, modRevision: r.modifyRevision, version: r.version });
   if (r.expiresAt !== undefined) out.ttlMs = Math.max(0, r.expiresAt - now);
   return out;
 }

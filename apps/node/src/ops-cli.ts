@@ -269,7 +269,7 @@ export function registerOpsCommands(program: Command): void {
       const body = await readJson(res, `get ${key}`);
       if (res.status === 404) throw new CliError(`key '${key}' does not exist`, EXIT.notFound);
       if (!res.ok) throw apiError(res.status, body, `get ${key}`);
-      say(o.json ? JSON.stringify(body) : String(body.value));
+      say(o.json ? JSON.stringify(body) : shownValue(body));
     }),
   );
   example(
@@ -361,7 +361,7 @@ export function registerOpsCommands(program: Command): void {
           };
           if (!Array.isArray(page.kvs)) throw new CliError('range: the node answered without a kvs list', EXIT.failed);
           for (const r of page.kvs) {
-            say(o.json ? JSON.stringify(r) : o.keysOnly ? r.key : `${r.key}\t${r.value}`);
+            say(o.json ? JSON.stringify(r) : o.keysOnly ? r.key : `${r.key}\t${shownValue(r)}`);
           }
           left -= page.kvs.length;
           if (!page.more || left <= 0 || page.next === undefined) break;
@@ -631,4 +631,11 @@ export function addEnvVars(program: Command): void {
     for (const sub of cmd.commands) visit(sub, top);
   };
   for (const cmd of program.commands) visit(cmd, cmd.name());
+}
+
+/** A record's value as the CLI prints it: a hash's fields or a list's items (written over RESP) as JSON. */
+function shownValue(r: { value?: unknown; kind?: unknown; fields?: unknown; items?: unknown }): string {
+  if (r.kind === 'hash') return JSON.stringify(r.fields);
+  if (r.kind === 'list') return JSON.stringify(r.items);
+  return String(r.value);
 }

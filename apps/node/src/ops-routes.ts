@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { BACKUP_CONTENT_TYPE, BackupFormatError, backupFrame, backupHeader, readBackup } from './backup-format.js';
 import type { NodeStatus } from './kv-api.js';
 import type { MemberView } from './membership-service.js';
+import type { RestoreRow } from './restore-write.js';
 
 /** The node's operations as the HTTP front end exposes them (`/readyz`, `/v1/cluster`, `/v1/admin/cluster/*`). */
 export interface OpsApi {
@@ -29,10 +30,7 @@ export interface OpsApi {
    * passed). Refused with RestoreRefusedError when the group holds keys and `force` is not set.
    * Resolves with how many keys were written, and how many skipped because they had expired.
    */
-  restore(
-    rows: AsyncIterable<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]>,
-    force: boolean,
-  ): Promise<{ keys: number; expired: number }>;
+  restore(rows: AsyncIterable<RestoreRow[]>, force: boolean): Promise<{ keys: number; expired: number }>;
 }
 
 /** A restore refused before anything was written: the message says why and what to do. */
@@ -228,7 +226,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
         });
       }
       const stream = req.body as AsyncIterable<Uint8Array>;
-      async function* rows(): AsyncGenerator<{ key: Uint8Array; value: Uint8Array; expiresAt?: number }[]> {
+      async function* rows(): AsyncGenerator<RestoreRow[]> {
         for await (const item of readBackup(stream)) if (item.type === 'chunk') yield item.chunk.rows;
       }
       try {

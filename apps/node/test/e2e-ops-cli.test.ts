@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { type Server, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 import { CLI, ProcCluster, type ProcNode, poll } from './helpers/processes.js';
@@ -113,6 +114,13 @@ describe('cohort CLI against a running cluster', () => {
       });
       expect(res.status).toBe(200);
     }
+    // Two of them become a hash and a list (with an expiry): they come back as such.
+    const redis = new Redis({ port: n1.resp, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null });
+    await redis.del('key1', 'key2');
+    await redis.hset('key1', 'f', '1', 'g', '');
+    await redis.rpush('key2', 'a', 'b', 'a');
+    await redis.expire('key2', 3600);
+    redis.disconnect();
     const file = join(tmp, 'one.backup');
     const backup = await cohort(['backup', file, ...at(c.nodes[1]!)]);
     expect(backup.stderr).toBe('');
@@ -144,6 +152,17 @@ describe('cohort CLI against a running cluster', () => {
     expect(restored).toMatchObject({ code: 0 });
     expect(restored.stdout).toContain('restored 300 keys');
     expect(await cohort(['kv', 'get', 'key299', ...at(f)])).toMatchObject({ code: 0, stdout: 'v299\n' });
+    const restoredRedis = new Redis({
+      port: f.resp,
+      host: '127.0.0.1',
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    expect(await restoredRedis.hgetall('key1')).toEqual({ f: '1', g: '' });
+    expect(await cohort(['kv', 'get', 'key1', ...at(f)])).toMatchObject({ code: 0, stdout: '[["f","1"],["g",""]]\n' });
+    expect(await restoredRedis.lrange('key2', 0, -1)).toEqual(['a', 'b', 'a']);
+    expect(await restoredRedis.ttl('key2')).toBeGreaterThan(3000);
+    restoredRedis.disconnect();
     const ttl = (await (await fetch(`http://127.0.0.1:${f.http}/v1/kv/key0?ttl=true`)).json()) as { ttlMs: number };
     expect(ttl.ttlMs).toBeGreaterThan(3_000_000);
     // Forced into the now non-empty cluster: the same keys again.

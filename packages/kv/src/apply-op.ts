@@ -1,5 +1,6 @@
 import type { PartitionKv } from '@cohort/storage';
-import type { KvRecord } from '@cohort/storage';
+import type { KvCollectionType, KvRecord } from '@cohort/storage';
+import { WRONGTYPE, applyCollection } from './collections.js';
 import type { ExpireFlag, KvCompare, KvOp, WatchedKey } from './command.js';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
 import { decimal, readResult } from './reads.js';
@@ -53,8 +54,28 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-function put(kv: PartitionKv, key: Uint8Array, value: Uint8Array, revision: number, expiresAt?: number): void {
-  kv.put(key, value, expiresAt === undefined ? { revision } : { revision, expiresAt });
+function put(
+  kv: PartitionKv,
+  key: Uint8Array,
+  value: Uint8Array,
+  revision: number,
+  expiresAt?: number,
+  type?: KvCollectionType,
+): void {
+  const opts: { revision: number; expiresAt?: number; type?: KvCollectionType } = { revision };
+  if (expiresAt !== undefined) opts.expiresAt = expiresAt;
+  if (type !== undefined) opts.type = type;
+  kv.put(key, value, opts);
+}
+
+/** A string command's view of `key`: its live record, or WRONGTYPE when it holds a hash or list. */
+function currentString(kv: PartitionKv, key: Uint8Array, now: number): KvRecord | undefined | KvResult {
+  const rec = current(kv, key, now);
+  return rec?.type !== undefined ? WRONGTYPE : rec;
+}
+
+function isResult(x: KvRecord | KvResult | undefined): x is KvResult {
+  return x !== undefined && 'type' in x && !('key' in x);
 }
 
 /** EXPIRE's flag check (Redis 7): a key without expiry counts as an infinite deadline. */
@@ -109,6 +130,8 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
   switch (cmd.op) {
     case 'set': {
       const old = current(kv, cmd.key, now);
+      // SET replaces a hash or list, but SET ... GET cannot answer one's value.
+      if (cmd.returnOld && old?.type !== undefined) return WRONGTYPE;
       // Redis 7: with GET the answer is the old value whether or not NX/XX let the write happen.
       const answer: KvResult = cmd.returnOld ? (old ? { type: 'bulk', value: old.value } : NIL) : OK;
       if ((cmd.condition === 'nx' && old) || (cmd.condition === 'xx' && !old)) return cmd.returnOld ? answer : NIL;
@@ -132,7 +155,8 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       return { type: 'int', value: n };
     }
     case 'incr': {
-      const old = current(kv, cmd.key, now);
+      const old = currentString(kv, cmd.key, now);
+      if (isResult(old)) return old;
       const text = old ? Buffer.from(old.value).toString('latin1') : '0';
       if (!INTEGER.test(text) || text.length > 20) return NOT_INTEGER;
       const base = BigInt(text);
@@ -152,14 +176,16 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       });
       return cmd.nx ? ONE : OK;
     case 'append': {
-      const old = current(kv, cmd.key, now);
+      const old = currentString(kv, cmd.key, now);
+      if (isResult(old)) return old;
       const value = old ? concat(old.value, cmd.value) : cmd.value;
       if (value.length > MAX_VALUE_BYTES) return TOO_LONG;
       put(kv, cmd.key, value, index, old?.expiresAt);
       return { type: 'int', value: BigInt(value.length) };
     }
     case 'setrange': {
-      const old = current(kv, cmd.key, now);
+      const old = currentString(kv, cmd.key, now);
+      if (isResult(old)) return old;
       // Redis: an empty value changes nothing (and creates no key), whatever the offset.
       if (cmd.value.length === 0) return { type: 'int', value: BigInt(old?.value.length ?? 0) };
       const end = cmd.offset + cmd.value.length;
@@ -171,13 +197,15 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       return { type: 'int', value: BigInt(value.length) };
     }
     case 'getdel': {
-      const old = current(kv, cmd.key, now);
+      const old = currentString(kv, cmd.key, now);
+      if (isResult(old)) return old;
       if (!old) return NIL;
       kv.delete(cmd.key);
       return { type: 'bulk', value: old.value };
     }
     case 'getex': {
-      const old = current(kv, cmd.key, now);
+      const old = currentString(kv, cmd.key, now);
+      if (isResult(old)) return old;
       if (!old) return NIL;
       if (cmd.expiry === 'at' && cmd.deadline <= now) kv.delete(cmd.key);
       else if (cmd.expiry === 'at') put(kv, cmd.key, old.value, index, cmd.deadline);
@@ -185,7 +213,8 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       return { type: 'bulk', value: old.value };
     }
     case 'incrbyfloat': {
-      const old = current(kv, cmd.key, now);
+      const old = currentString(kv, cmd.key, now);
+      if (isResult(old)) return old;
       const base = old ? parseLongDouble(Buffer.from(old.value).toString('latin1')) : parseLongDouble('0');
       const incr = parseLongDouble(Buffer.from(cmd.increment).toString('latin1'));
       if (base === undefined || incr === undefined) return NOT_FLOAT;
@@ -204,7 +233,7 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       } else if (same) return OK;
       // The destination is a new key: its create revision is this write, not the old destination's.
       kv.delete(cmd.dest);
-      put(kv, cmd.dest, old.value, index, old.expiresAt);
+      put(kv, cmd.dest, old.value, index, old.expiresAt, old.type);
       kv.delete(cmd.key);
       return cmd.nx ? ONE : OK;
     }
@@ -216,7 +245,7 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       if (!old) return ZERO;
       if (current(kv, cmd.dest, now) && !cmd.replace) return ZERO;
       kv.delete(cmd.dest);
-      put(kv, cmd.dest, old.value, index, old.expiresAt);
+      put(kv, cmd.dest, old.value, index, old.expiresAt, old.type);
       return ONE;
     }
     case 'flush':
@@ -235,13 +264,13 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       const old = current(kv, cmd.key, now);
       if (!old || !expireAllowed(cmd.flag, old.expiresAt, cmd.deadline)) return { type: 'int', value: 0n };
       if (cmd.deadline <= now) kv.delete(cmd.key);
-      else put(kv, cmd.key, old.value, index, cmd.deadline);
+      else put(kv, cmd.key, old.value, index, cmd.deadline, old.type);
       return { type: 'int', value: 1n };
     }
     case 'persist': {
       const old = current(kv, cmd.key, now);
       if (!old || old.expiresAt === undefined) return { type: 'int', value: 0n };
-      put(kv, cmd.key, old.value, index);
+      put(kv, cmd.key, old.value, index, undefined, old.type);
       return { type: 'int', value: 1n };
     }
     case 'delExpired': {
@@ -277,6 +306,10 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
         ? { type: 'cond', succeeded: true, revision: index, record: rec }
         : { type: 'cond', succeeded: true, revision: index };
     }
+    case 'collection':
+      // An expired key is deleted first: the collection written is a new key.
+      for (const key of cmd.keys) current(kv, key, now);
+      return applyCollection(kv, cmd.name, cmd.keys, cmd.args, index, now, MAX_VALUE_BYTES);
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${String(never)}`);

@@ -1,3 +1,4 @@
+import type { CollectionWrite } from './collections.js';
 import type { ExpireFlag, KvCommand, KvCompare, KvOp, SetCondition, WatchedKey } from './command.js';
 import type { ExecRead } from './reads.js';
 import type { KvReadOp } from './request.js';
@@ -65,7 +66,9 @@ export type KvClientWrite =
       key: Uint8Array;
       compare: KvCompare;
       action: { kind: 'put'; value: Uint8Array; expiry: Expiry } | { kind: 'del' };
-    };
+    }
+  /** A hash or list write: `keys` its key (LMOVE: source, destination), `args` checked as `collections.ts` expects. */
+  | { op: 'collection'; name: CollectionWrite; keys: Uint8Array[]; args: Uint8Array[] };
 
 /** A request as the front ends hand it to {@link KvService.execute}. */
 export type KvClientRequest =
@@ -209,6 +212,8 @@ function toOp(write: KvClientWrite, now: number): KvOp {
             : { kind: 'put', value: write.action.value, expiresAt: deadline(write.action.expiry, now, 'put') },
         now,
       };
+    case 'collection':
+      return { op: 'collection', name: write.name, keys: write.keys, args: write.args, now };
     default: {
       const never: never = write;
       throw new Error(`unknown write ${String(never)}`);

@@ -1,4 +1,5 @@
 import { CodecError } from '@cohort/core';
+import { COLLECTION_WRITES, type CollectionWrite } from './collections.js';
 import { KvCommandPb } from './generated/kv-command.js';
 import type { ExecRead } from './reads.js';
 
@@ -13,6 +14,7 @@ const EXEC_READS: Record<ExecRead, number> = {
   scan: 8,
   dbsize: 9,
   randomkey: 10,
+  collection: 12,
 };
 
 /** SET's condition: `always`, `nx` (only when absent) or `xx` (only when present). */
@@ -108,7 +110,9 @@ export type KvOp =
   /** Records a digest of the partition at this entry's index, for the consistency checker. */
   | { op: 'checksum'; now: number }
   /** Compare-and-swap or conditional delete of one key, decided when the entry applies. Answers a `cond` result. */
-  | { op: 'cond'; key: Uint8Array; compare: KvCompare; action: KvCondAction; now: number };
+  | { op: 'cond'; key: Uint8Array; compare: KvCompare; action: KvCondAction; now: number }
+  /** A hash or list write (see `collections.ts`): `keys` its key (LMOVE: source, destination), `args` as the front end checked them. */
+  | { op: 'collection'; name: CollectionWrite; keys: Uint8Array[]; args: Uint8Array[]; now: number };
 
 /** A key WATCHed before EXEC, with the revision it had then (0 when absent). */
 export interface WatchedKey {
@@ -268,6 +272,11 @@ function toPb(cmd: KvCommand): KvCommandPb {
       }
       break;
     }
+    case 'collection':
+      pb.op = KvCommandPb.Op.COLLECTION;
+      pb.keys = cmd.keys;
+      pb.values = [new TextEncoder().encode(cmd.name), ...cmd.args];
+      break;
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${String(never)}`);
@@ -422,6 +431,15 @@ function decodeOp(pb: KvCommandPb, nested = false): KvOp {
         action = { kind: 'put', value, expiresAt: Number(pb.expiresAt) };
       }
       return { op: 'cond', key: one('cond'), compare, action, now };
+    }
+    case KvCommandPb.Op.COLLECTION: {
+      const [first, ...args] = pb.values;
+      const name = COLLECTION_WRITES.find((w) => first !== undefined && w === Buffer.from(first).toString('latin1'));
+      if (name === undefined) throw new CodecError('KV collection command names no known hash or list write');
+      if (pb.keys.length !== (name === 'lmove' ? 2 : 1)) {
+        throw new CodecError(`KV ${name} command has ${pb.keys.length} keys`);
+      }
+      return { op: 'collection', name, keys: pb.keys, args, now };
     }
     default:
       throw new CodecError(`KV command has unknown op ${String(pb.op)}`);

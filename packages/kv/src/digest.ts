@@ -6,7 +6,7 @@ const PAGE = 256;
 
 /**
  * SHA-256 over a view's applied index, then every row (key, value,
- * revisions, expiry) in key order, then every session with its responses,
+ * revisions, expiry, type) in key order, then every session with its responses,
  * each field length-prefixed. Replicas at the same applied index agree on it
  * exactly when their states agree. Reads the view page by page.
  */
@@ -45,6 +45,8 @@ export function* digestSteps(view: KvView): Generator<void, string, void> {
       num(r.modifyRevision);
       num(r.version);
       num(r.expiresAt ?? -1);
+      // A string adds nothing, so a string-only state digests as before types existed.
+      if (r.type !== undefined) bytes(Buffer.from(r.type));
     }
     const last = page.at(-1);
     if (!last || page.length < PAGE) break;

@@ -444,7 +444,7 @@ export class KvService {
       return { type: 'range', records, more, revision: kv.appliedIndex };
     }
     const res = kv.read(req.op, req.keys, req.args ?? [], now);
-    if (res.type !== 'list') return res;
+    if (res.type !== 'list' || req.op === 'collection') return res;
     // Reads answer their lists of values as arrays (nil for absent).
     return { type: 'array', values: (res.items ?? []).map((r) => (r.type === 'bulk' ? r.value : null)) };
   }

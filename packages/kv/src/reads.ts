@@ -1,5 +1,6 @@
 import type { PartitionKv } from '@cohort/storage';
 import { isExpired } from './apply-op.js';
+import { COLLECTION_READS, WRONGTYPE, readCollection } from './collections.js';
 import { globMatch } from './glob.js';
 import type { KvReadOp } from './request.js';
 import type { KvResult } from './result.js';
@@ -48,6 +49,7 @@ export function scan(
   pattern: Uint8Array | undefined,
   count: number,
   now: number,
+  type?: string,
 ): { keys: Uint8Array[]; next?: Uint8Array } {
   // The first key after `after` in byte order is `after` followed by a zero byte.
   const rows =
@@ -55,7 +57,12 @@ export function scan(
       ? kv.scan({ limit: count })
       : kv.scan({ start: Buffer.concat([after, new Uint8Array(1)]), limit: count });
   const keys = rows
-    .filter((r) => !isExpired(r, now) && (pattern === undefined || globMatch(pattern, r.key)))
+    .filter(
+      (r) =>
+        !isExpired(r, now) &&
+        (type === undefined || (r.type ?? 'string') === type) &&
+        (pattern === undefined || globMatch(pattern, r.key)),
+    )
     .map((r) => r.key);
   const last = rows[rows.length - 1];
   return rows.length < count || last === undefined ? { keys } : { keys, next: last.key };
@@ -115,10 +122,17 @@ export function readResult(
     v === undefined ? { type: 'nil' } : { type: 'bulk', value: v };
   const one = ks[0] ?? new Uint8Array();
   switch (op) {
-    case 'get':
+    case 'get': {
+      const rec = kv.get(one);
+      if (rec && !isExpired(rec, now) && rec.type !== undefined) return WRONGTYPE;
       return bulkOrNil(liveValue(kv, one, now));
+    }
     case 'mget':
-      return { type: 'list', items: ks.map((k) => bulkOrNil(liveValue(kv, k, now))) };
+      // MGET answers nil for a hash or list, as for an absent key.
+      return {
+        type: 'list',
+        items: ks.map((k) => bulkOrNil(kv.get(k)?.type === undefined ? liveValue(kv, k, now) : undefined)),
+      };
     case 'exists':
       return { type: 'int', value: BigInt(ks.filter((k) => liveValue(kv, k, now) !== undefined).length) };
     case 'pttl':
@@ -134,16 +148,17 @@ export function readResult(
       const [from, pattern, count, type] = args;
       // The first argument is empty to start, or a 1 byte and the key to resume after (the empty key included).
       const after = from !== undefined && from.length > 0 ? from.subarray(1) : undefined;
-      // SCAN TYPE: every key is a string.
-      const typeName = type === undefined || type.length === 0 ? 'string' : Buffer.from(type).toString().toLowerCase();
+      // SCAN TYPE: a key of another type is looked at but not answered (as in Redis).
+      const typeName = type === undefined || type.length === 0 ? undefined : Buffer.from(type).toString().toLowerCase();
       const page = scan(
         kv,
         after,
         pattern === undefined || pattern.length === 0 ? undefined : pattern,
         Math.max(1, Number(count === undefined ? 10 : Buffer.from(count).toString()) || 10),
         now,
+        typeName,
       );
-      const found = typeName === 'string' ? page.keys : [];
+      const found = page.keys;
       return {
         type: 'list',
         items: [bulkOrNil(page.next), ...found.map((value): KvResult => ({ type: 'bulk', value }))],
@@ -153,6 +168,12 @@ export function readResult(
       return { type: 'int', value: BigInt(kv.count()) };
     case 'randomkey':
       return bulkOrNil(keyFrom(kv, seed, now));
+    case 'collection': {
+      const [first, ...rest] = args;
+      const name = COLLECTION_READS.find((r) => first !== undefined && r === Buffer.from(first).toString('latin1'));
+      if (name === undefined) return { type: 'error', message: 'ERR unknown hash or list read' };
+      return readCollection(kv, name, one, rest, now);
+    }
     default: {
       const never: never = op;
       throw new Error(`unknown read ${String(never)}`);

@@ -1,5 +1,5 @@
 import { CodecError, ErrorCode, type NodeId } from '@cohort/core';
-import type { KvRecord } from '@cohort/storage';
+import { type KvCollectionType, type KvRecord, typeCode, typeOfCode } from '@cohort/storage';
 import { type KvCommand, decodeCommand, encodeCommand } from './command.js';
 import { KvRowPb } from './generated/kv-command.js';
 import { KvRequestPb, KvResponsePb } from './generated/kv-request.js';
@@ -26,7 +26,9 @@ export type KvReadOp =
   | 'dbsize'
   | 'randomkey'
   | 'revisions'
-  | 'range';
+  | 'range'
+  /** A hash or list read, or TYPE: args[0] names it (see `CollectionRead`), the rest are its arguments; keys its key. */
+  | 'collection';
 
 /** A client request, as served locally or forwarded to the leader. */
 export type KvRequest =
@@ -59,6 +61,7 @@ export function encodeRecord(r: KvRecord): Uint8Array {
     modifyRevision: BigInt(r.modifyRevision),
     expiresAt: BigInt(r.expiresAt ?? 0),
     version: BigInt(r.version),
+    type: typeCode(r.type),
   });
 }
 
@@ -78,7 +81,20 @@ export function decodeRecord(data: Uint8Array): KvRecord {
     version: Number(pb.version),
   };
   if (pb.expiresAt !== 0n) r.expiresAt = Number(pb.expiresAt);
+  if (pb.type !== 0) r.type = rowType(pb.type);
   return r;
+}
+
+/** A non-string row's type from its code (not 0); throws `CodecError` on one this build does not know. */
+export function rowType(code: number): KvCollectionType {
+  let type: KvCollectionType | undefined;
+  try {
+    type = typeOfCode(code);
+  } catch (err) {
+    throw new CodecError(`KV row has ${(err as Error).message}; upgrade the node`);
+  }
+  if (type === undefined) throw new CodecError('KV row type 0 is a string, not a collection');
+  return type;
 }
 
 const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
@@ -93,6 +109,7 @@ const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
   randomkey: KvRequestPb.Kind.RANDOMKEY,
   revisions: KvRequestPb.Kind.REVISIONS,
   range: KvRequestPb.Kind.RANGE,
+  collection: KvRequestPb.Kind.COLLECTION,
 };
 
 /** Encodes a request for the `/cohort/kv/1` protocol. */

@@ -1,13 +1,14 @@
 import { CodecError } from '@cohort/core';
-import { type KvRecord, type SessionRecord, crc32c } from '@cohort/storage';
+import { type KvRecord, type SessionRecord, crc32c, typeCode } from '@cohort/storage';
 import { KvSnapshotBodyPb, KvSnapshotChunkPb } from './generated/kv-command.js';
+import { rowType } from './request.js';
 
 /**
- * The snapshot chunk format this build writes and the newest it reads. 3
- * added each row's version; format 2 (rows without one) still installs, its
- * rows at version 1.
+ * The snapshot chunk format this build writes and the newest it reads. 4
+ * added each row's type (hash, list); 3 added each row's version. Formats 2
+ * and 3 still install: their rows are strings, format 2's at version 1.
  */
-export const KV_SNAPSHOT_FORMAT = 3;
+export const KV_SNAPSHOT_FORMAT = 4;
 /** The oldest streamed format this build reads. */
 const OLDEST_FORMAT = 2;
 
@@ -29,6 +30,7 @@ export function encodeChunk(chunk: SnapshotChunk): Uint8Array {
       modifyRevision: BigInt(r.modifyRevision),
       expiresAt: BigInt(r.expiresAt ?? 0),
       version: BigInt(r.version),
+      type: typeCode(r.type),
     })),
     sessions: chunk.sessions.map((s) => ({
       clientId: s.clientId,
@@ -81,6 +83,7 @@ export function decodeChunk(partition: string, seq: number, data: Uint8Array): S
         version: env.version < 3 || r.version === 0n ? 1 : Number(r.version),
       };
       if (r.expiresAt !== 0n) rec.expiresAt = Number(r.expiresAt);
+      if (env.version >= 4 && r.type !== 0) rec.type = rowType(r.type);
       return rec;
     }),
     sessions: body.sessions.map((s) => {

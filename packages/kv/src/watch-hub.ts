@@ -266,6 +266,7 @@ function commandKeys(cmd: KvOp): Uint8Array[] | undefined {
     case 'del':
     case 'mset':
     case 'delExpired':
+    case 'collection':
       return cmd.keys;
     case 'checksum':
     case 'read':

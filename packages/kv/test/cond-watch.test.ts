@@ -169,7 +169,9 @@ describe('snapshot formats', () => {
   it('installs a format 2 snapshot (rows without a version) at version 1, and refuses a newer format', () => {
     const h = memoryMachine();
     const body = KvSnapshotBodyPb.encode({
-      rows: [{ key: b('k'), value: b('v'), createRevision: 3n, modifyRevision: 4n, expiresAt: 0n, version: 0n }],
+      rows: [
+        { key: b('k'), value: b('v'), createRevision: 3n, modifyRevision: 4n, expiresAt: 0n, version: 0n, type: 0 },
+      ],
       sessions: [],
       logTime: 10n,
     });
@@ -179,9 +181,9 @@ describe('snapshot formats', () => {
     w.write(0, chunk);
     w.commit();
     expect(h.store.kv('p1').get(b('k'))).toMatchObject({ createRevision: 3, modifyRevision: 4, version: 1 });
-    const newer = KvSnapshotChunkPb.encode({ version: 4, body, crc: crc32c(body) });
+    const newer = KvSnapshotChunkPb.encode({ version: 5, body, crc: crc32c(body) });
     const w2 = h.sm.receiveSnapshot(meta);
-    expect(() => w2.write(0, newer)).toThrow('snapshot format 4 is newer than this build reads (3); upgrade the node');
+    expect(() => w2.write(0, newer)).toThrow('snapshot format 5 is newer than this build reads (4); upgrade the node');
     w2.abort();
     h.cleanup();
   });

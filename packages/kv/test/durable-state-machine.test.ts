@@ -316,7 +316,7 @@ describe.each([
     const env = KvSnapshotChunkPb.decode(chunk);
     const newer = KvSnapshotChunkPb.encode({ ...env, version: 99 });
     const w2 = peer.receiveSnapshot(reader.meta);
-    expect(() => w2.write(0, newer)).toThrow('snapshot format 99 is newer than this build reads (3); upgrade the node');
+    expect(() => w2.write(0, newer)).toThrow('snapshot format 99 is newer than this build reads (4); upgrade the node');
     expect(() => w2.write(1, chunk)).toThrow(/chunk 1 arrived, expected chunk 0/);
     w2.abort();
     expect(peer.appliedIndex).toBe(0);

@@ -20,6 +20,8 @@ function seed(partition: string): number {
  * (-1 for none) and version. A version of 1 adds nothing, so the rows written
  * before versions were stored (schema 4, where every row reads as version 1)
  * keep their checksums: migration 5 adds the column without rewriting rows.
+ * The type code (0 a string, 1 a hash, 2 a list) likewise adds nothing when
+ * 0, so migration 6 rewrites no row either.
  */
 export function kvRowCrc(
   partition: string,
@@ -29,6 +31,7 @@ export function kvRowCrc(
   modifyRevision: number,
   expiresAt: number | undefined | null,
   version = 1,
+  type = 0,
 ): number {
   let c = seed(partition);
   c = crc32c(key, crc32cNumber(key.length, c));
@@ -36,7 +39,8 @@ export function kvRowCrc(
   c = crc32cNumber(createRevision, c);
   c = crc32cNumber(modifyRevision, c);
   c = crc32cNumber(expiresAt ?? NO_EXPIRY, c);
-  return version === 1 ? c : crc32cNumber(version, c);
+  if (version !== 1) c = crc32cNumber(version, c);
+  return type === 0 ? c : crc32cNumber(type + 0x7479_7065, c);
 }
 
 const clientSeeds = new Map<string, number>();

@@ -1,7 +1,7 @@
 import { CorruptStateError } from '@cohort/core/errors';
 import { hexKey, kvRowCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import type { MemRow, MemSession } from './memory-state.js';
-import type { ClientSession, KvRecord } from './types.js';
+import { type ClientSession, type KvRecord, typeCode } from './types.js';
 
 /** Where a partition lives, for error messages and row checks. */
 export interface MemSource {
@@ -12,7 +12,18 @@ export interface MemSource {
 /** Verifies a stored row's CRC and returns a copy of its record. */
 export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
   const r = row.record;
-  if (kvRowCrc(src.partition, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version) !== row.crc) {
+  if (
+    kvRowCrc(
+      src.partition,
+      r.key,
+      r.value,
+      r.createRevision,
+      r.modifyRevision,
+      r.expiresAt,
+      r.version,
+      typeCode(r.type),
+    ) !== row.crc
+  ) {
     throw new CorruptStateError(
       `${src.name}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
       src.partition,
@@ -26,6 +37,7 @@ export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
     version: r.version,
   };
   if (r.expiresAt !== undefined) out.expiresAt = r.expiresAt;
+  if (r.type !== undefined) out.type = r.type;
   return out;
 }
 
@@ -56,8 +68,11 @@ export function checkedResponse(src: MemSource, clientId: string, seq: number, s
 
 /** A stored row for `record` with its CRC. */
 export function memRow(partition: string, record: KvRecord): MemRow {
-  const { key, value, createRevision, modifyRevision, expiresAt, version } = record;
-  return { record, crc: kvRowCrc(partition, key, value, createRevision, modifyRevision, expiresAt, version) };
+  const { key, value, createRevision, modifyRevision, expiresAt, version, type } = record;
+  return {
+    record,
+    crc: kvRowCrc(partition, key, value, createRevision, modifyRevision, expiresAt, version, typeCode(type)),
+  };
 }
 
 /** A stored session with its CRC. */

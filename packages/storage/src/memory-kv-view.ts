@@ -101,6 +101,7 @@ export class MemoryKvInstaller implements KvInstaller {
       version: record.version,
     };
     if (record.expiresAt !== undefined) copy.expiresAt = record.expiresAt;
+    if (record.type !== undefined) copy.type = record.type;
     this.kv.set(hexKey(record.key), memRow(this.src.partition, copy));
   }
 

@@ -59,6 +59,7 @@ export class MemoryPartitionKv implements PartitionKv {
       version: old ? old.record.version + 1 : 1,
     };
     if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
+    if (opts.type !== undefined) rec.type = opts.type;
     const row = memRow(this.partition, rec);
     this.write((p) => p.kv.set(k, row));
   }

@@ -88,6 +88,11 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   (db) => {
     db.exec('ALTER TABLE kv ADD COLUMN version INTEGER NOT NULL DEFAULT 1');
   },
+  // 6: each key's Redis type (0 a string, 1 a hash, 2 a list). Rows written
+  // before are strings, whose checksum does not cover a type 0 (kvRowCrc).
+  (db) => {
+    db.exec('ALTER TABLE kv ADD COLUMN type INTEGER NOT NULL DEFAULT 0');
+  },
 ];
 
 /** Migration 4: moves version 3's `kv` and `sessions` rows into the generation layout, computing their CRCs. */

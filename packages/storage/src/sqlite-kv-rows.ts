@@ -1,6 +1,6 @@
 import { CorruptStateError } from '@cohort/core/errors';
 import { hexKey, kvRowCrc, responseCrc, sessionCrc } from './kv-checksums.js';
-import type { ClientSession, KvRecord, SessionRecord, SessionResponse } from './types.js';
+import { type ClientSession, type KvRecord, type SessionRecord, type SessionResponse, typeOfCode } from './types.js';
 
 /** A `kv` row as SQLite returns it. */
 export interface KvRow {
@@ -12,6 +12,8 @@ export interface KvRow {
   crc: number;
   /** Absent in a schema 4 file (read by the data directory check before migrating): version 1. */
   version?: number;
+  /** Absent before schema 6: 0, a string. */
+  type?: number;
 }
 
 /** A `sessions` row. */
@@ -42,7 +44,10 @@ export const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffse
 
 /** Verifies a row's CRC and turns it into a record; a mismatch throws `StorageError`. */
 export function toRecord(src: RowSource, r: KvRow): KvRecord {
-  if (kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1) !== r.crc) {
+  if (
+    kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1, r.type ?? 0) !==
+    r.crc
+  ) {
     throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
       src.partition,
@@ -56,6 +61,8 @@ export function toRecord(src: RowSource, r: KvRow): KvRecord {
     version: r.version ?? 1,
   };
   if (r.expires_at !== null) rec.expiresAt = r.expires_at;
+  const type = r.type ? typeOfCode(r.type) : undefined;
+  if (type !== undefined) rec.type = type;
   return rec;
 }
 

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 
-const ROW = 'key, value, create_rev, mod_rev, expires_at, crc, version';
+const ROW = 'key, value, create_rev, mod_rev, expires_at, crc, version, type';
 
 /** Prepares the statements of the KV tables on one connection. */
 export function prepareKvStatements(db: Database.Database): KvStatements {
@@ -19,7 +19,7 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     generationsWithStatus: p('SELECT gen_id FROM kv_generations WHERE status <> ?').pluck(),
     get: p(`SELECT ${ROW} FROM kv WHERE gen_id = ? AND key = ?`),
     createRev: p('SELECT create_rev FROM kv WHERE gen_id = ? AND key = ?').pluck(),
-    put: p(`INSERT OR REPLACE INTO kv (gen_id, ${ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    put: p(`INSERT OR REPLACE INTO kv (gen_id, ${ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     del: p('DELETE FROM kv WHERE gen_id = ? AND key = ?'),
     scan: p(
       `SELECT ${ROW} FROM kv WHERE gen_id = @gen AND key >= @start AND (@end IS NULL OR key < @end) ORDER BY key LIMIT @limit`,

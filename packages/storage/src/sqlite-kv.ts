@@ -31,6 +31,7 @@ import type {
   PartitionKv,
   SessionRecord,
 } from './types.js';
+import { typeCode } from './types.js';
 
 /** What a partition needs from its store: transactions whose writes go to the store's writer. */
 export interface PartitionHost {
@@ -111,7 +112,8 @@ export class SqlitePartitionKv implements PartitionKv {
       const create = existing?.createRevision ?? opts.revision;
       const version = existing === undefined ? 1 : existing.version + 1;
       if (existing === undefined && this.rows !== undefined) this.rows++;
-      const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version);
+      const type = typeCode(opts.type);
+      const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version, type);
       const rec: KvRecord = {
         key: key.slice(),
         value: value.slice(),
@@ -120,7 +122,19 @@ export class SqlitePartitionKv implements PartitionKv {
         version,
       };
       if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
-      this.host.emit(['put', gen, rec.key, rec.value, create, opts.revision, opts.expiresAt ?? null, crc, version]);
+      if (opts.type !== undefined) rec.type = opts.type;
+      this.host.emit([
+        'put',
+        gen,
+        rec.key,
+        rec.value,
+        create,
+        opts.revision,
+        opts.expiresAt ?? null,
+        crc,
+        version,
+        type,
+      ]);
       this.ov.set(this.ov.rows, rowKey(key), rec, this.host.seq(), this.host.undo);
     }, true);
   }
@@ -463,7 +477,8 @@ class SqliteKvInstaller implements KvInstaller {
     this.host.throttle();
     this.host.run(() => {
       for (const r of rows) {
-        const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version);
+        const type = typeCode(r.type);
+        const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version, type);
         this.host.emit([
           'put',
           this.gen,
@@ -474,6 +489,7 @@ class SqliteKvInstaller implements KvInstaller {
           r.expiresAt ?? null,
           crc,
           r.version,
+          type,
         ]);
       }
       for (const s of sessions) {

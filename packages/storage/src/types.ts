@@ -54,10 +54,31 @@ export interface SnapshotSource {
 /** Where a partition's state machine stands: its last applied entry and the membership after it (index 0: never applied). */
 export type AppliedState = SnapshotMeta;
 
+/**
+ * The Redis type of a key other than a string: its collection is encoded in
+ * the row's value (see `@cohort/kv`'s collection codec). Absent: a string.
+ */
+export type KvCollectionType = 'hash' | 'list';
+
+/** A row's type as stored: 0 a string, 1 a hash, 2 a list. */
+export function typeCode(type: KvCollectionType | undefined): number {
+  return type === undefined ? 0 : type === 'hash' ? 1 : 2;
+}
+
+/** The type a stored code stands for; throws on a code this build does not know. */
+export function typeOfCode(code: number | undefined): KvCollectionType | undefined {
+  if (code === undefined || code === 0) return undefined;
+  if (code === 1) return 'hash';
+  if (code === 2) return 'list';
+  throw new Error(`unknown KV row type ${code}`);
+}
+
 /** One key of a partition's KV data, with etcd-style revisions. */
 export interface KvRecord {
   key: Uint8Array;
   value: Uint8Array;
+  /** The key's type when not a string; the value then holds the encoded collection. */
+  type?: KvCollectionType;
   /** Revision (log index) that created the key. */
   createRevision: number;
   /** Revision (log index) of the last write to the key. */
@@ -74,6 +95,8 @@ export interface KvPutOptions {
   revision: number;
   /** Expiry in ms since the epoch; absent means the key never expires. */
   expiresAt?: number;
+  /** The key's type when not a string (a put replaces the type, as it replaces the value). */
+  type?: KvCollectionType;
 }
 
 /** A key range for {@link PartitionKv.scan}: `start` inclusive, `end` exclusive, byte order. */

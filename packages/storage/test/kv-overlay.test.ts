@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
-import type { DurableNodeStore, PartitionKv } from '../src/types.js';
+import type { DurableNodeStore, KvCollectionType, PartitionKv } from '../src/types.js';
 import { tempDir } from './harness.js';
 
 // Keys that sort in byte order, not string order: the empty key, a NUL suffix, a 0xff byte.
@@ -16,7 +16,7 @@ const CLIENTS = ['c0', 'c1', 'c2'];
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 type Cmd =
-  | { op: 'put'; key: number; value: number; expiresAt: number | undefined }
+  | { op: 'put'; key: number; value: number; expiresAt: number | undefined; type: KvCollectionType | undefined }
   | { op: 'del'; key: number }
   | { op: 'save'; client: number; seq: number; lowWater: number; time: number }
   | { op: 'raise'; client: number; lowWater: number; time: number }
@@ -38,6 +38,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
     key: fc.nat(KEYS.length - 1),
     value: fc.nat(9),
     expiresAt: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }),
+    type: fc.constantFrom(undefined, 'hash' as const, 'list' as const),
   }),
   fc.record({ op: fc.constant('del' as const), key: fc.nat(KEYS.length - 1) }),
   fc.record({
@@ -74,6 +75,7 @@ function run(kv: PartitionKv, c: Cmd, revision: number): void {
       kv.put(KEYS[c.key] as Uint8Array, enc(`v${c.value}`), {
         revision,
         ...(c.expiresAt === undefined ? {} : { expiresAt: c.expiresAt }),
+        ...(c.type === undefined ? {} : { type: c.type }),
       });
       return;
     case 'del':
@@ -98,7 +100,15 @@ function run(kv: PartitionKv, c: Cmd, revision: number): void {
 function reads(kv: PartitionKv): unknown {
   const text = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
   const rec = (r: ReturnType<PartitionKv['get']>): unknown =>
-    r && { key: text(r.key), value: text(r.value), c: r.createRevision, m: r.modifyRevision, x: r.expiresAt };
+    r && {
+      key: text(r.key),
+      value: text(r.value),
+      c: r.createRevision,
+      m: r.modifyRevision,
+      x: r.expiresAt,
+      v: r.version,
+      t: r.type,
+    };
   return {
     get: KEYS.map((k) => rec(kv.get(k))),
     scan: kv.scan().map(rec),

@@ -128,6 +128,46 @@ describe('schema migrations', () => {
     store.close();
   });
 
+  it('upgrades a version 5 data directory: its rows read as strings with the checksums they carry; a row type is checksummed', () => {
+    const db = new Database(file);
+    migrate(db, file, 5);
+    const conf = emptyConfState();
+    db.prepare('INSERT INTO kv_generations (gen_id, name, status) VALUES (1, ?, ?)').run('p1', GENERATION_CURRENT);
+    const applied = { index: 9, term: 2, confState: conf };
+    db.prepare('INSERT INTO kv_partitions VALUES (?, 1, 9, 2, ?, 1234, ?)').run(
+      'p1',
+      JSON.stringify(conf),
+      partitionCrc('p1', 1, applied, 1234),
+    );
+    const a = Buffer.from('a');
+    const v = Buffer.from('old');
+    db.prepare('INSERT INTO kv VALUES (1, ?, ?, 3, 8, NULL, ?, 2)').run(a, v, kvRowCrc('p1', a, v, 3, 8, null, 2));
+    db.close();
+
+    const enc = new TextEncoder();
+    let store = SqliteNodeStore.open(file);
+    expect(schemaVersion(store.database)).toBe(SCHEMA_VERSION);
+    let kv = store.kv('p1');
+    const old = kv.get(enc.encode('a'));
+    expect(old).toMatchObject({ createRevision: 3, modifyRevision: 8, version: 2 });
+    expect(old?.type).toBeUndefined();
+    kv.put(enc.encode('h'), enc.encode('fields'), { revision: 10, type: 'hash' });
+    kv.put(enc.encode('l'), enc.encode('items'), { revision: 11, type: 'list', expiresAt: 99_999 });
+    store.close();
+    store = SqliteNodeStore.open(file);
+    kv = store.kv('p1');
+    expect(kv.get(enc.encode('h'))).toMatchObject({ type: 'hash', version: 1 });
+    expect(kv.get(enc.encode('l'))).toMatchObject({ type: 'list', expiresAt: 99_999 });
+    expect(kv.scan().map((r) => r.type)).toEqual([undefined, 'hash', 'list']);
+    // A put without a type makes the key a string again.
+    kv.put(enc.encode('h'), enc.encode('s'), { revision: 12 });
+    expect(kv.get(enc.encode('h'))?.type).toBeUndefined();
+    store.flush();
+    store.database.prepare("UPDATE kv SET type = 1 WHERE key = x'6c'").run();
+    expect(() => store.kv('p1').get(enc.encode('l'))).toThrow(/KV row for key 6c is corrupt/);
+    store.close();
+  });
+
   it('refuses a database written by a newer schema', () => {
     const db = new Database(file);
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);

@@ -1,3 +1,6 @@
+import { COLLECTION_DOCS } from './collection-docs.js';
+import { READ_MODE_DOCS } from './read-modes.js';
+
 /**
  * What COMMAND INFO and COMMAND DOCS say of each command, as Redis 7 says
  * it: flags, the key positions (first, last, step; 0 0 0 for none; a
@@ -35,6 +38,8 @@ const doc = (
 });
 
 export const COMMAND_DOCS: Record<string, CommandDoc> = {
+  ...COLLECTION_DOCS,
+  ...READ_MODE_DOCS,
   get: doc(RF, ONE, 'string', '1.0.0', 'Returns the string value of a key.'),
   set: doc(
     W,

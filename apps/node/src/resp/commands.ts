@@ -2,8 +2,11 @@ import { CROSSSLOT_MESSAGE, type KvClientWrite, type KvResponse, routeKeys } fro
 import type { KvApi } from '../kv-api.js';
 import { ADMIN_COMMANDS, describeCommands } from './admin-commands.js';
 import { COMMAND_DOCS } from './command-docs.js';
+import { HASH_COMMANDS } from './hash-commands.js';
 import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
+import { LIST_COMMANDS } from './list-commands.js';
 import { type Handler, type Planned, type Queued, type Session, toReply } from './plan.js';
+import { READ_MODE_COMMANDS } from './read-modes.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 import { STRING_COMMANDS } from './string-commands.js';
 
@@ -102,7 +105,9 @@ function exec(_args: Buffer[], _api: KvApi, session: Session): Reply | Planned {
         items: multi.queued.map((q) => {
           if ('reply' in q) return q.reply;
           const r = res.items![k++]!;
-          return q.answer(r.type === 'list' ? asArray(r.items ?? []) : r);
+          // A string or keyspace read's list is the array it answers outside EXEC; a hash or list command's is its reply.
+          const valuesRead = q.write.op === 'read' && q.write.read !== 'collection';
+          return q.answer(r.type === 'list' && valuesRead ? asArray(r.items ?? []) : r);
         }),
       };
     },
@@ -117,6 +122,9 @@ function asArray(items: { type: string; value?: unknown }[]): KvResponse {
 const COMMANDS: Record<string, CommandSpec> = {
   ...STRING_COMMANDS,
   ...KEYSPACE_COMMANDS,
+  ...HASH_COMMANDS,
+  ...LIST_COMMANDS,
+  ...READ_MODE_COMMANDS,
   ...TRANSACTION_COMMANDS,
   ...ADMIN_COMMANDS,
 };

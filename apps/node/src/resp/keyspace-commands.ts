@@ -1,7 +1,7 @@
 import type { Deadline, ExpireFlag } from '@cohort/kv';
 import { NOT_INTEGER, SYNTAX, invalidExpire, parseInteger, word } from './args.js';
 import { type Handler, onResult, read, toReply, write } from './plan.js';
-import { NIL, type Reply, errorReply } from './reply.js';
+import { NIL, errorReply } from './reply.js';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
@@ -65,7 +65,7 @@ function ttl(op: 'pttl' | 'pexpiretime', seconds: boolean): Handler {
 }
 
 /** Redis' `strtoul` for SCAN cursors: digits (a sign allowed, `-n` wrapping), no leading space, no overflow. */
-function parseCursor(arg: Buffer): bigint | undefined {
+export function parseCursor(arg: Buffer): bigint | undefined {
   // An empty cursor is 0 to strtoul.
   const m = /^([+-]?)([0-9]*)$/.exec(arg.toString('latin1'));
   if (!m) return undefined;
@@ -141,9 +141,6 @@ const copy: Handler = (args, _api, session) => {
   return write(session, { op: 'copy', key: args[1]!, dest: args[2]!, replace });
 };
 
-const STRING: Reply = { t: 'simple', s: 'string' };
-const NONE: Reply = { t: 'simple', s: 'none' };
-
 /** The keyspace commands: name, Redis arity (n words exactly, or at least -n), handler. */
 export const KEYSPACE_COMMANDS: Record<string, { arity: number; run: Handler }> = {
   del: { arity: -2, run: (args, _api, session) => write(session, { op: 'del', keys: args.slice(1) }) },
@@ -153,9 +150,10 @@ export const KEYSPACE_COMMANDS: Record<string, { arity: number; run: Handler }> 
     arity: 2,
     run: (args) =>
       read(
-        'exists',
+        'collection',
         [args[1]!],
-        onResult((r) => (r.type === 'int' && r.value > 0n ? STRING : NONE)),
+        onResult((r) => (r.type === 'bulk' ? { t: 'simple', s: Buffer.from(r.value).toString('latin1') } : toReply(r))),
+        [new TextEncoder().encode('type')],
       ),
   },
   rename: {

@@ -1,6 +1,7 @@
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
-import type { KvApi } from '../kv-api.js';
+import type { KvApi, ReadApi } from '../kv-api.js';
 import { type Planned, type Session, errorOf, needsBarrier, planCommand } from './commands.js';
+import { type ReadMode, executeWithModes, readModeOf } from './read-modes.js';
 import type { Protocol, Reply } from './reply.js';
 
 /** How much one connection may have queued and in flight. */
@@ -35,6 +36,10 @@ export interface PipelineOptions {
   /** The reply to QUIT was handed over: close the connection. */
   close?(): void;
   limits?: Partial<PipelineLimits>;
+  /** Stale and lease reads (READONLY, `raft.leaseReads`); without it every read is linearizable. */
+  reads?: ReadApi;
+  /** Whether the leader serves reads under its lease (`raft.leaseReads`). @default false */
+  leaseReads?: boolean;
 }
 
 interface Queued {
@@ -120,6 +125,7 @@ export class Pipeline {
       // The protocol each reply is written in: HELLO changes it from its own reply on.
       const protos: Protocol[] = [];
       const requests: KvClientRequest[] = [];
+      const modes: ReadMode[] = [];
       let bytes = 0;
       for (const [i, q] of batch.entries()) {
         if (i > 0 && needsBarrier(q.args, this.opts.session)) {
@@ -132,7 +138,10 @@ export class Pipeline {
         planned.push(p);
         protos.push(this.opts.session.proto);
         bytes += q.bytes;
-        if ('request' in p) requests.push(p.request);
+        if ('request' in p) {
+          requests.push(p.request);
+          modes.push(readModeOf(p.request, this.opts.session.readOnly === true, this.opts.leaseReads === true));
+        }
         if (this.opts.session.closing) break;
       }
       if (this.opts.session.closing) {
@@ -149,7 +158,8 @@ export class Pipeline {
         continue;
       }
       this.running = true;
-      this.opts.api.executeAll(requests).then(
+      const reads = this.opts.reads;
+      (reads ? executeWithModes(this.opts.api, reads, requests, modes) : this.opts.api.executeAll(requests)).then(
         (answers) => this.finish(planned, answers, bytes, protos),
         (err: unknown) =>
           this.finish(

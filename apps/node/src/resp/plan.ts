@@ -31,6 +31,8 @@ export interface Session {
   watched: { key: Uint8Array; revision: number }[];
   /** WATCHes whose revisions are still being read: an EXEC waits for them in a batch of its own. */
   watching: number;
+  /** Set by READONLY, cleared by READWRITE: this node serves the connection's reads from its own state (see read-modes.ts). */
+  readOnly?: boolean;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from '@cohort/core';
-import type { KvApi } from '../kv-api.js';
+import type { KvApi, ReadApi } from '../kv-api.js';
 import { type ClientEntry, type ServerState, newServerState } from './clients.js';
 import { DEFAULT_RESP_LIMITS, type RespLimits, RespParser } from './parser.js';
 import { Pipeline, type PipelineLimits } from './pipeline.js';
@@ -15,6 +15,10 @@ export interface RespServerOptions {
   limits?: Partial<RespLimits>;
   /** Bounds of each connection's pipeline (see {@link Pipeline}). */
   pipeline?: Partial<PipelineLimits>;
+  /** Stale reads (READONLY) and lease reads; without it every read is linearizable. */
+  reads?: ReadApi;
+  /** Whether the leader serves reads under its lease (`raft.leaseReads`). @default false */
+  leaseReads?: boolean;
 }
 
 /**
@@ -93,6 +97,8 @@ export class RespServer {
       api: this.options.api,
       session,
       limits: this.options.pipeline ?? {},
+      ...(this.options.reads ? { reads: this.options.reads } : {}),
+      leaseReads: this.options.leaseReads ?? false,
       reply: (replies, protos) => {
         if (socket.destroyed) return;
         client.lastActive = Date.now();

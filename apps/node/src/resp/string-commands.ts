@@ -1,6 +1,6 @@
 import { type Expiry, type KvClientWrite, MAX_VALUE_BYTES } from '@cohort/kv';
 import { NOT_INTEGER, SYNTAX, expireOption, parseInteger, word } from './args.js';
-import { type Handler, type Planned, type Session, onResult, read, write } from './plan.js';
+import { type Handler, type Planned, type Session, onResult, read, toReply, write } from './plan.js';
 import { type Reply, errorReply } from './reply.js';
 
 const EXPIRE_OPTIONS = ['EX', 'PX', 'EXAT', 'PXAT'];
@@ -134,7 +134,9 @@ const getrange: Handler = (args) => {
   return read(
     'get',
     [args[1]!],
-    onResult((r) => (r.type === 'bulk' ? { t: 'bulk', v: range(r.value, start, end) } : EMPTY)),
+    onResult((r) =>
+      r.type === 'bulk' ? { t: 'bulk', v: range(r.value, start, end) } : r.type === 'error' ? toReply(r) : EMPTY,
+    ),
   );
 };
 
@@ -201,7 +203,7 @@ export const STRING_COMMANDS: Record<string, { arity: number; run: Handler }> = 
       read(
         'get',
         [args[1]!],
-        onResult((r) => ({ t: 'int', n: r.type === 'bulk' ? r.value.length : 0 })),
+        onResult((r) => (r.type === 'error' ? toReply(r) : { t: 'int', n: r.type === 'bulk' ? r.value.length : 0 })),
       ),
   },
   getrange: { arity: 4, run: getrange },

@@ -1,3 +1,5 @@
+import { TYPE_SEQUENCES } from './resp-cases-types.js';
+
 /**
  * Command sequences the differential test runs against Redis 7 and Cohort,
  * reply by reply. In a step, an argument starting with `@` is a key: `@` is
@@ -726,4 +728,5 @@ export const SEQUENCES: Sequence[] = [
       c('QUIT'),
     ],
   },
+  ...TYPE_SEQUENCES,
 ];

@@ -55,6 +55,7 @@ export namespace KvCommandPb {
     FLUSH = 'FLUSH',
     EXEC = 'EXEC',
     READ = 'READ',
+    COLLECTION = 'COLLECTION',
     COND = 'COND'
   }
 
@@ -77,6 +78,7 @@ export namespace KvCommandPb {
     FLUSH = 15,
     EXEC = 16,
     READ = 17,
+    COLLECTION = 18,
     COND = 30
   }
 
@@ -625,6 +627,7 @@ export interface KvRowPb {
   modifyRevision: bigint
   expiresAt: bigint
   version: bigint
+  type: number
 }
 
 export namespace KvRowPb {
@@ -667,6 +670,11 @@ export namespace KvRowPb {
           w.uint64(obj.version)
         }
 
+        if ((obj.type != null && obj.type !== 0)) {
+          w.uint32(56)
+          w.uint32(obj.type)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -677,7 +685,8 @@ export namespace KvRowPb {
           createRevision: 0n,
           modifyRevision: 0n,
           expiresAt: 0n,
-          version: 0n
+          version: 0n,
+          type: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -708,6 +717,10 @@ export namespace KvRowPb {
             }
             case 6: {
               obj.version = reader.uint64()
+              break
+            }
+            case 7: {
+              obj.type = reader.uint32()
               break
             }
             default: {

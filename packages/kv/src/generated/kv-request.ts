@@ -36,6 +36,7 @@ export namespace KvRequestPb {
     DBSIZE = 'DBSIZE',
     RANDOMKEY = 'RANDOMKEY',
     REVISIONS = 'REVISIONS',
+    COLLECTION = 'COLLECTION',
     RANGE = 'RANGE'
   }
 
@@ -52,6 +53,7 @@ export namespace KvRequestPb {
     DBSIZE = 9,
     RANDOMKEY = 10,
     REVISIONS = 11,
+    COLLECTION = 12,
     RANGE = 30
   }
 
