@@ -105,6 +105,7 @@ program
     '--snapshot-rate <n>',
     'bytes per second one snapshot transfer sends to a catching-up follower; 0 for no limit (default 16777216)',
   )
+  .option('--quiesce', 'idle groups stop heartbeats; peer failures come from the failure detector (default off)')
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')

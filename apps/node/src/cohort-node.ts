@@ -233,6 +233,8 @@ export class CohortNode {
       logger: this.log,
       // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag.
       tags: { http: node.httpAddress },
+      // Quiescent groups send no heartbeats: a failed peer is known from the failure detector.
+      onLiveness: (id, up) => (up ? host.peerUp(id) : host.peerDown(id)),
     });
     const membership = this.membership;
 

@@ -24,6 +24,7 @@ export interface StartFlags {
   maxInflightAppends?: string;
   maxInflightBytes?: string;
   snapshotRate?: string;
+  quiesce?: boolean;
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
   logLevel?: string;
@@ -124,6 +125,7 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.maxInflightBytes !== undefined)
     raft.maxInflightBytes = integer('--max-inflight-bytes', flags.maxInflightBytes);
   if (flags.snapshotRate !== undefined) raft.snapshotRateBytes = integer('--snapshot-rate', flags.snapshotRate);
+  if (flags.quiesce) raft.quiesce = true;
   const config: CohortConfig = parseConfig(raw);
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;
   if (!LEVELS.includes(logLevel))

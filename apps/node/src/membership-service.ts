@@ -20,6 +20,11 @@ export interface MembershipServiceOptions {
   logger: Logger;
   /** @default {} */
   tags?: Record<string, string>;
+  /**
+   * Told when the failure detector finds a member failed or gone (`up` false) and when it is back
+   * (`up` true); after events were dropped, of every member's state as the member list has it.
+   */
+  onLiveness?: (id: string, up: boolean) => void;
 }
 
 /**
@@ -54,8 +59,16 @@ export function startMembership(opts: MembershipServiceOptions): MembershipHost 
   void (async () => {
     for await (const e of events) {
       if (e.type === 'PartitionDetected') log.warn('membership: partition status changed', { status: e.status });
-      else if (e.type === 'EventsDropped') log.warn('membership: event log fell behind', { dropped: e.count });
-      else log.info(`membership: ${e.type}`, 'id' in e ? { id: e.id } : { id: e.member.id });
+      else if (e.type === 'EventsDropped') {
+        log.warn('membership: event log fell behind', { dropped: e.count });
+        // A dropped event must not hide a failure: tell the state of every member as the list has it.
+        for (const m of host.members()) if (m.id !== host.self) opts.onLiveness?.(m.id, m.state === 'alive');
+      } else {
+        log.info(`membership: ${e.type}`, 'id' in e ? { id: e.id } : { id: e.member.id });
+        if (e.type === 'NodeFailed' || e.type === 'NodeLeft') opts.onLiveness?.(e.id, false);
+        else if (e.type === 'NodeRecovered') opts.onLiveness?.(e.id, true);
+        else if (e.type === 'NodeJoined') opts.onLiveness?.(e.member.id, true);
+      }
     }
   })();
   return host;

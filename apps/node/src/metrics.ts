@@ -134,5 +134,17 @@ export class NodeMetrics {
       'Repairs finished: the partition was restored from a healthy replica and serves again',
       (s) => s.replicaRepairsDone,
     );
+    counter('cohort_raft_groups_quiesced_total', 'Times a group went quiescent here', (s) => s.groupsQuiesced);
+    counter('cohort_raft_groups_woken_total', 'Times a quiescent group woke here', (s) => s.groupsWoken);
+    counter(
+      'cohort_raft_heartbeat_frames_sent_total',
+      'Frames of coalesced heartbeats sent (one per peer per round for all shared groups)',
+      (s) => s.heartbeatFramesSent,
+    );
+    counter(
+      'cohort_raft_heartbeats_coalesced_total',
+      'Heartbeats and answers carried in coalesced frames',
+      (s) => s.heartbeatsCoalesced,
+    );
   }
 }

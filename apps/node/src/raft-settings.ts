@@ -26,6 +26,7 @@ export type HostSettings = Required<
     | 'maxInflightBytes'
     | 'snapshotBytesPerSec'
     | 'leaseReads'
+    | 'quiesce'
   >
 >;
 
@@ -52,5 +53,6 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     maxInflightBytes: raft.maxInflightBytes,
     snapshotBytesPerSec: raft.snapshotRateBytes,
     leaseReads: raft.leaseReads,
+    quiesce: raft.quiesce,
   };
 }

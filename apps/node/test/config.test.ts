@@ -95,6 +95,7 @@ describe('cohort start configuration', () => {
       maxInflightBytes: 1048576,
       snapshotBytesPerSec: 0,
       leaseReads: false,
+      quiesce: false,
     });
     // Appends are bounded by default, as etcd's are.
     expect(hostSettings(loadNodeOptions({ id: 'n1' }).config.raft)).toMatchObject({

@@ -124,6 +124,14 @@ export interface RaftConfig {
    * @default false
    */
   leaseReads: boolean;
+  /**
+   * Idle groups go quiescent: once a group is idle and fully replicated its leader stops heartbeats
+   * and every replica stops its election clock, so an idle group costs no messages. A replica then
+   * learns that a peer failed from the membership's failure detector (SWIM), which wakes the groups
+   * it shared with that peer.
+   * @default false
+   */
+  quiesce: boolean;
 }
 
 /** The whole configuration of a node, with every default filled in. */
@@ -149,6 +157,7 @@ export const DEFAULT_RAFT_CONFIG: Readonly<RaftConfig> = Object.freeze({
   maxInflightBytes: 32 * 1024 * 1024,
   snapshotRateBytes: 16 * 1024 * 1024,
   leaseReads: false,
+  quiesce: false,
 });
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -198,6 +207,7 @@ const schema = z.strictObject({
         .nonnegative({ message: 'must be 0 (no limit) or above' })
         .default(DEFAULT_RAFT_CONFIG.snapshotRateBytes),
       leaseReads: z.boolean().default(DEFAULT_RAFT_CONFIG.leaseReads),
+      quiesce: z.boolean().default(DEFAULT_RAFT_CONFIG.quiesce),
     })
     .default({ ...DEFAULT_RAFT_CONFIG }),
 });

@@ -50,6 +50,7 @@ describe('parseConfig defaults', () => {
       maxInflightBytes: 32 * 1024 * 1024,
       snapshotRateBytes: 16 * 1024 * 1024,
       leaseReads: false,
+      quiesce: false,
     });
     expect(c.raft).toEqual(DEFAULT_RAFT_CONFIG);
     expect(c.cluster.bootstrap).toBe(true);
