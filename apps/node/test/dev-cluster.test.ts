@@ -36,10 +36,18 @@ describe('cohort dev', () => {
     await poll('the leader line', 45_000, async () => (/leader: n[123]/.test(out) ? true : undefined));
     expect(out).toMatch(new RegExp(`n1 +RESP 127\\.0\\.0\\.1:${resp} +HTTP http://127\\.0\\.0\\.1:${http}`));
     expect(out).toMatch(new RegExp(`redis-cli -p ${resp} set a 1`));
-    const put = await fetch(`http://127.0.0.1:${http + 1}/v1/kv/dev`, {
-      method: 'PUT',
-      body: JSON.stringify({ value: 'ok' }),
-      headers: { 'content-type': 'application/json' },
+    // The leader is known once a node reports it; the second node may still be opening its HTTP port.
+    const put = await poll('a write through the second node', 15_000, async () => {
+      try {
+        return await fetch(`http://127.0.0.1:${http + 1}/v1/kv/dev`, {
+          method: 'PUT',
+          body: JSON.stringify({ value: 'ok' }),
+          headers: { 'content-type': 'application/json' },
+          signal: AbortSignal.timeout(5000),
+        });
+      } catch {
+        return undefined;
+      }
     });
     expect(put.status).toBe(200);
 

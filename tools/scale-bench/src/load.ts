@@ -135,7 +135,7 @@ export async function loadKeys(
       next = Math.min(count, from + batch);
       const args: string[] = [];
       for (let i = from; i < next; i++) args.push(key(i), valueFor(i, valueBytes));
-      await r.mset(...args);
+      await msetRetrying(r, args);
       loaded += args.length / 2;
       if (onProgress && loaded - reported >= 100_000) {
         reported = loaded;
@@ -145,4 +145,22 @@ export async function loadKeys(
   };
   await Promise.all(clients.flatMap((r) => Array.from({ length: depth }, () => worker(r))));
   return Math.round((count - first) / ((performance.now() - started) / 1000));
+}
+
+/**
+ * MSET, sent again while the cluster answers that it did not apply it (a leader change dropped the
+ * proposal, or the node is not the leader for a moment): an MSET sets the same values however often
+ * it applies, so a retry is safe. Other errors, and ten refusals in a row, end the load.
+ */
+async function msetRetrying(r: Redis, args: string[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await r.mset(...args);
+      return;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (attempt >= 10 || !/^(PROPOSAL_DROPPED|NOT_LEADER|UNAVAILABLE)/.test(message)) throw err;
+      await new Promise((res) => setTimeout(res, 100 * attempt));
+    }
+  }
 }
