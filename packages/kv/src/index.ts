@@ -16,7 +16,20 @@ export { MAX_VALUE_BYTES } from './apply-op.js';
 export { decodeItems, encodeItems } from './collections.js';
 export { globMatch } from './glob.js';
 export type { ExecRead } from './reads.js';
-export { CROSSSLOT_MESSAGE, type Route, groupOfKey, routeKeys } from './routing.js';
+export {
+  CROSSSLOT_MESSAGE,
+  MAX_PARTITIONS,
+  type Route,
+  type RouteSplit,
+  SINGLE_PARTITION,
+  SLOTS,
+  SlotMap,
+  crc16,
+  groupOfKey,
+  partitionGroup,
+  routeKeys,
+  slotOfKey,
+} from './routing.js';
 export { DUPLICATE_ACKNOWLEDGED } from './session-apply.js';
 export { KV_SNAPSHOT_FORMAT, type SnapshotChunk, decodeChunk } from './snapshot-codec.js';
 export type { KvResult } from './result.js';
