@@ -89,6 +89,11 @@ program
     '--join',
     'join a running cluster instead of founding one: the node waits until a member adds it (cohort cluster add <id>); --peers lists the members to contact and this node',
   )
+  .option(
+    '--partitions <n>',
+    'partitions of the key space, each its own Raft group; fixed when the cluster is created (default 1)',
+  )
+  .option('--replicas <n>', 'replicas of each partition, at most the founding members (default min(3, members))')
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
   .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it unless set (default 500)')
   .option('--election-timeout-max-ms <n>', 'maximum election timeout (default twice the minimum: 1000)')

@@ -14,6 +14,8 @@ export interface StartFlags {
   http?: string;
   peers?: string;
   join?: boolean;
+  partitions?: string;
+  replicas?: string;
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   electionTimeoutMaxMs?: string;
@@ -100,6 +102,8 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.advertise !== undefined) node.advertiseAddress = flags.advertise;
   if (flags.peers !== undefined) cluster.initialMembers = parsePeers(flags.peers);
   if (flags.join) cluster.bootstrap = false;
+  if (flags.partitions !== undefined) cluster.partitions = integer('--partitions', flags.partitions);
+  if (flags.replicas !== undefined) cluster.replicationFactor = integer('--replicas', flags.replicas);
   if (flags.listen !== undefined) node.peerAddress = flags.listen;
   else if (node.peerAddress === undefined && Array.isArray(cluster.initialMembers)) {
     // Listen where the member list says this node is.

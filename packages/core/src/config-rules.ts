@@ -119,5 +119,8 @@ export function checkConfigRules(config: CohortConfig): ConfigIssue[] {
       `${cluster.replicationFactor} is more than the ${members.length} initial member(s); lower it or add members`,
     );
   }
+  if (cluster.partitions > 16384) {
+    add('cluster.partitions', `${cluster.partitions} is more than the 16384 slots of the key space; use 1 to 16384`);
+  }
   return issues;
 }

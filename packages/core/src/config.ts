@@ -59,6 +59,13 @@ export interface ClusterConfig {
    * @default min(3, initialMembers.length)
    */
   replicationFactor: number;
+  /**
+   * Partitions of the key space (its 16,384 slots in contiguous ranges),
+   * each replicated by its own Raft group; set when the cluster is created
+   * and fixed for its data directory afterwards (1 to 16,384).
+   * @default 1
+   */
+  partitions: number;
 }
 
 /** Raft timing and log bounds. */
@@ -188,8 +195,9 @@ const schema = z.strictObject({
       bootstrap: z.boolean().default(true),
       initialMembers: z.array(memberSchema).optional(),
       replicationFactor: positiveInt.optional(),
+      partitions: positiveInt.default(1),
     })
-    .default({ bootstrap: true }),
+    .default({ bootstrap: true, partitions: 1 }),
   raft: z
     .strictObject({
       heartbeatIntervalMs: positiveInt.default(DEFAULT_RAFT_CONFIG.heartbeatIntervalMs),
@@ -249,6 +257,7 @@ export function parseConfig(input: unknown): CohortConfig {
     bootstrap: c.bootstrap,
     initialMembers,
     replicationFactor: c.replicationFactor ?? Math.min(3, initialMembers.length),
+    partitions: c.partitions,
   };
   const config: CohortConfig = { node, cluster, raft };
   const issues = checkConfigRules(config);

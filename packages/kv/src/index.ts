@@ -47,7 +47,7 @@ export {
   encodeRequest,
   encodeResponse,
 } from './request.js';
-export { KvService, type KvServiceOptions } from './kv-service.js';
+export { KvService, type KvServiceOptions, MAX_FORWARD_HOPS, serveForwardedRequests } from './kv-service.js';
 export {
   type ClientSession,
   type Deadline,

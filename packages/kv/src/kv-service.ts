@@ -41,8 +41,12 @@ import type { KvStateMachine } from './state-machine.js';
 export interface KvServiceOptions {
   /** The group whose state machine this service serves (Raft or any other engine). */
   group: ReplicatedGroup;
-  /** This replica's state machine of the group, which reads are served from. */
-  machine: KvStateMachine;
+  /**
+   * This replica's state machine of the group, which reads are served from;
+   * absent on a node that holds no replica of the group, which forwards
+   * every request to a replica (see {@link serveForwarded}).
+   */
+  machine?: KvStateMachine;
   transport: Transport;
   clock: Clock;
   logger?: Logger;
@@ -70,6 +74,41 @@ type ReadRequest = Extract<KvRequest, { kind: 'read' }>;
 /** Whether serving `req` twice answers as serving it once: a read, or a write in a client session. */
 function idempotent(req: KvRequest): boolean {
   return req.kind === 'read' || req.command.session !== undefined;
+}
+
+/**
+ * The most times a request is forwarded from node to node: from the node a
+ * client reached to a replica of the group (when that node holds none), to
+ * its leader, and once more while leadership moves. Past it, a request is
+ * refused rather than forwarded again, so nodes that disagree on the leader
+ * cannot bounce it forever.
+ */
+export const MAX_FORWARD_HOPS = 3;
+
+/**
+ * Answers the requests other nodes forward on `transport` (`/cohort/kv/1`),
+ * each by the service of its group that `serviceOf` names; a group served by
+ * none is refused with NOT_LEADER. One node registers this once for all the
+ * groups it serves.
+ */
+export function serveForwardedRequests(
+  transport: Transport,
+  serviceOf: (group: string) => Pick<KvService, 'serveForwarded'> | undefined,
+): void {
+  transport.handleRequest(Protocols.kv, async (from, frame) => {
+    let fwd: ReturnType<typeof decodeForwardRequest>;
+    try {
+      fwd = decodeForwardRequest(frame, { maxBytes: transport.maxFrameBytes });
+    } catch (err) {
+      return encodeForwardResponse({ ok: true, result: encodeResponse(failure(err)) });
+    }
+    const service = serviceOf(fwd.group);
+    if (service === undefined) {
+      const res = failure(new NotLeaderError(undefined, undefined, `group ${fwd.group} is not served here`));
+      return encodeForwardResponse({ ok: true, result: encodeResponse(res) });
+    }
+    return service.serveForwarded(from, fwd.op, fwd.hops ?? 0);
+  });
 }
 
 /** Markers of a proposal still waiting, and of one refused at once. */
@@ -133,26 +172,44 @@ export class KvService {
     this.wallClock = opts.wallClock ?? Date.now;
   }
 
-  /** Answers requests other nodes forward to this one. */
+  /** Answers requests other nodes forward to this one (the only group served on this transport). */
   start(): void {
-    this.opts.transport.handleRequest(Protocols.kv, async (from, frame) => {
-      let res: KvResponse;
-      try {
-        const fwd = decodeForwardRequest(frame, { maxBytes: this.opts.transport.maxFrameBytes });
-        if (fwd.group !== this.opts.group.id)
-          throw new NotLeaderError(undefined, undefined, `group ${fwd.group} is not served here`);
-        // Forwarded requests are served here or refused: never forwarded again, so they cannot loop.
-        const req = decodeForwardedRequest(fwd.op);
-        if (Array.isArray(req)) {
-          return encodeForwardResponse({ ok: true, result: encodeBatchResponse(await this.localAll(req)) });
-        }
-        [res] = (await this.localAll([req])) as [KvResponse];
-      } catch (err) {
-        this.log.debug('forwarded request failed', { from, err: (err as Error).message });
-        res = failure(err);
-      }
-      return encodeForwardResponse({ ok: true, result: encodeResponse(res) });
-    });
+    serveForwardedRequests(this.opts.transport, (group) => (group === this.opts.group.id ? this : undefined));
+  }
+
+  /**
+   * Serves a request another node forwarded (`hops` nodes forwarded it
+   * before that one): here when this node leads the group; else on to the
+   * leader this node knows, one hop more, up to {@link MAX_FORWARD_HOPS}
+   * (a node that is no replica of the group forwards to a replica, which
+   * forwards to its leader); past it, or with no leader known, refused with
+   * NOT_LEADER, which the first node retries while leadership moves.
+   */
+  async serveForwarded(from: NodeId, op: Uint8Array, hops: number): Promise<Uint8Array> {
+    let res: KvResponse;
+    try {
+      const req = decodeForwardedRequest(op);
+      const items = Array.isArray(req) ? req : [req];
+      const s = this.opts.group.status();
+      let answers: KvResponse[];
+      if (s.role === 'leader' || s.leader === '' || s.leader === from) answers = await this.localAll(items);
+      else if (hops + 1 >= MAX_FORWARD_HOPS) {
+        const refused = failure(
+          new NotLeaderError(
+            s.leader,
+            undefined,
+            `the request was forwarded ${hops + 1} times without reaching the leader of ${this.opts.group.id} (at most ${MAX_FORWARD_HOPS} hops); its leadership is moving: retry`,
+          ),
+        );
+        answers = items.map(() => refused);
+      } else answers = await this.forwardAll(s.leader, items, this.opts.clock.now() + this.timeoutMs, hops + 1);
+      if (Array.isArray(req)) return encodeForwardResponse({ ok: true, result: encodeBatchResponse(answers) });
+      res = answers[0]!;
+    } catch (err) {
+      this.log.debug('forwarded request failed', { from, err: (err as Error).message });
+      res = failure(err);
+    }
+    return encodeForwardResponse({ ok: true, result: encodeResponse(res) });
   }
 
   /**
@@ -439,6 +496,9 @@ export class KvService {
 
   private serveRead(req: ReadRequest, now: number): KvResponse {
     const kv = this.opts.machine;
+    if (kv === undefined) {
+      throw new UnavailableError(`this node holds no replica of ${this.opts.group.id}: read from one of its replicas`);
+    }
     if (req.op === 'range') {
       const { records, more } = kv.range(req.keys[0] ?? new Uint8Array(), req.keys[1], req.limit ?? 0, now);
       return { type: 'range', records, more, revision: kv.appliedIndex };
@@ -454,13 +514,13 @@ export class KvService {
    * which cannot decode a pipeline (it answers CODEC and serves none of it),
    * gets the requests one at a time, in order, until one fails.
    */
-  private async forwardAll(leader: NodeId, items: KvRequest[], deadline: number): Promise<KvResponse[]> {
-    const res = await this.forward(leader, items, deadline);
+  private async forwardAll(leader: NodeId, items: KvRequest[], deadline: number, hops = 0): Promise<KvResponse[]> {
+    const res = await this.forward(leader, items, deadline, hops);
     const first = res[0];
     if (items.length === 1 || first?.type !== 'failure' || first.code !== ErrorCode.Codec) return res;
     const out: KvResponse[] = [];
     for (const item of items) {
-      const [r] = (await this.forward(leader, [item], deadline)) as [KvResponse];
+      const [r] = (await this.forward(leader, [item], deadline, hops)) as [KvResponse];
       out.push(r);
       if (r.type === 'failure') break;
     }
@@ -493,11 +553,13 @@ export class KvService {
   }
 
   /** Forwards `items` to `leader` (one request, or a pipeline in one frame) and returns its answers. */
-  private async forward(leader: NodeId, items: KvRequest[], deadline: number): Promise<KvResponse[]> {
+  private async forward(leader: NodeId, items: KvRequest[], deadline: number, hops: number): Promise<KvResponse[]> {
     try {
       // One request goes as one, which every version of the protocol serves.
       const op = items.length === 1 ? encodeRequest(items[0]!) : encodeBatchRequest(items);
-      const frame = encodeForwardRequest({ group: this.opts.group.id, op });
+      const frame = encodeForwardRequest(
+        hops > 0 ? { group: this.opts.group.id, op, hops } : { group: this.opts.group.id, op },
+      );
       const timer = clockSignal(this.opts.clock, Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
       // A leader that died may leave the request hanging on a dead connection: stop waiting once this
       // node finds the quorum lost, and say so, rather than at the request timeout.

@@ -22,6 +22,8 @@ import * as pb from './generated/cohort-wire.js';
 export interface ForwardRequest {
   group: GroupId;
   op: Uint8Array;
+  /** How many nodes forwarded it before the sender (0 or absent: the node the client reached sent it). */
+  hops?: number;
 }
 
 /** The leader's answer to a {@link ForwardRequest}: the result bytes, or a wire error with a leader hint. */
@@ -33,15 +35,19 @@ const knownCodes = new Set<string>(Object.values(ErrorCode));
 
 /** Encodes a forwarded command. */
 export function encodeForwardRequest(req: ForwardRequest, options: CodecOptions = {}): Uint8Array {
-  return sealEnvelope('forwardRequest', pb.ForwardRequest.encode(req), options);
+  return sealEnvelope(
+    'forwardRequest',
+    pb.ForwardRequest.encode({ group: req.group, op: req.op, hops: req.hops ?? 0 }),
+    options,
+  );
 }
 
 /** Decodes a frame written by {@link encodeForwardRequest}. */
 export function decodeForwardRequest(bytes: Uint8Array, options: CodecOptions = {}): ForwardRequest {
   const payload = openEnvelopeOf('forwardRequest', bytes, options);
   return guard('a forward request', () => {
-    const { group, op } = pb.ForwardRequest.decode(payload);
-    return { group, op };
+    const { group, op, hops } = pb.ForwardRequest.decode(payload);
+    return hops > 0 ? { group, op, hops } : { group, op };
   });
 }
 

@@ -1451,6 +1451,7 @@ export namespace ConfChange {
 export interface ForwardRequest {
   group: string
   op: Uint8Array
+  hops: number
 }
 
 export namespace ForwardRequest {
@@ -1473,13 +1474,19 @@ export namespace ForwardRequest {
           w.bytes(obj.op)
         }
 
+        if ((obj.hops != null && obj.hops !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.hops)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           group: '',
-          op: uint8ArrayAlloc(0)
+          op: uint8ArrayAlloc(0),
+          hops: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1494,6 +1501,10 @@ export namespace ForwardRequest {
             }
             case 2: {
               obj.op = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.hops = reader.uint32()
               break
             }
             default: {
