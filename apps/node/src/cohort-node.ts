@@ -1,20 +1,36 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import {
+  ConfigError,
   CorruptStateError,
   type Entry,
   ErrorCode,
   type Logger,
+  type NodeId,
   NotLeaderError,
+  type ReplicatedGroup,
   UnavailableError,
   checkDataDirWritable,
   systemClock,
   systemRandom,
 } from '@cohort/core';
-import { type KvClientRequest, KvService, KvStateMachine, WatchHub } from '@cohort/kv';
+import {
+  type KvClientRequest,
+  KvService,
+  KvStateMachine,
+  SlotMap,
+  WatchHub,
+  partitionGroup,
+  serveDigestRequests,
+  serveForwardedRequests,
+} from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
+import { NodeClusterView } from './cluster-view.js';
+import { ApiError } from './http-codec.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
@@ -24,6 +40,8 @@ import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
 import { RestoreRefusedError } from './ops-routes.js';
+import { type PartitionLayout, loadLayout } from './partition-layout.js';
+import { PartitionedKv } from './partitioned-kv.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
@@ -122,9 +140,26 @@ export interface NodeAddresses {
   http: string;
 }
 
+/** One partition on this node: its group, and its state machine and watch hub when this node replicates it. */
+interface LocalPartition {
+  index: number;
+  group: string;
+  service: KvService;
+  /** Absent when this node holds no replica of the partition (it forwards to one). */
+  sm?: KvStateMachine;
+  hub?: WatchHub;
+  maintenance?: KvMaintenance;
+  replicas: NodeId[];
+}
+
+/** How often a node hands the leadership of a partition it leads to the partition's preferred replica. */
+const BALANCE_MS = 2000;
+
 /**
- * One cohort node: SQLite store, libp2p transport, a Raft host with the KV
- * state machine, and the RESP and HTTP front ends.
+ * One cohort node: SQLite store, libp2p transport, a Raft host with one
+ * group per partition of the key space (each with its KV state machine on
+ * its own partition of the store), and the RESP and HTTP front ends, which
+ * route each request to its partition.
  */
 export class CohortNode {
   private host: RaftHost | undefined;
@@ -133,6 +168,7 @@ export class CohortNode {
   private http: FastifyInstance | undefined;
   private membership: MembershipHost | undefined;
   private stopping: Promise<void> | undefined;
+  private balancer: ReturnType<typeof setInterval> | undefined;
   /**
    * Called once the node stopped serving because its storage failed (a
    * failed write, or an entry, row or chunk failing its checksum). The
@@ -147,11 +183,20 @@ export class CohortNode {
   ) {}
 
   private store: DurableNodeStore | undefined;
-  private machine: KvStateMachine | undefined;
-  private maintenance: KvMaintenance | undefined;
+  private parts: LocalPartition[] = [];
+  private layout: PartitionLayout | undefined;
+
+  /** The first partition's group (`p0`): what the node status, the admin operations and backups are about. */
+  private get first(): LocalPartition {
+    return this.parts[0]!;
+  }
 
   status(): NodeStatus {
-    const s = this.host!.status(KV_GROUP);
+    const p0 = this.first;
+    const s = this.host!.status(p0.group);
+    let keys = 0;
+    for (const p of this.parts) keys += p.sm !== undefined && !this.host!.status(p.group).repairing ? p.sm.size : 0;
+    const maintenance = p0.maintenance;
     return {
       id: this.options.config.node.id,
       role: s.role,
@@ -160,19 +205,54 @@ export class CohortNode {
       commit: s.commit,
       applied: s.applied,
       repairing: s.repairing,
-      keys: s.repairing ? 0 : (this.machine?.size ?? 0),
-      ...(this.maintenance ? { consistency: this.maintenance.consistency() } : {}),
+      keys: s.repairing ? 0 : keys,
+      ...(maintenance ? { consistency: maintenance.consistency() } : {}),
       quorum: s.quorum,
       voters: s.voters,
       learners: s.learners,
       votersOutgoing: s.votersOutgoing,
+      ...(this.parts.length > 1 ? { partitions: this.parts.length } : {}),
     };
+  }
+
+  /** Per partition: its slots, replicas, leader, term and watermarks, as this node sees them (`GET /v1/partitions`). */
+  partitions(): PartitionStatus[] {
+    const map = new SlotMap(this.parts.length);
+    return this.parts.map((p): PartitionStatus => {
+      const [first, last] = map.slotRange(p.index);
+      const base = { partition: p.index, group: p.group, slots: { first, last } };
+      if (p.sm === undefined) return { ...base, replicas: p.replicas, local: false };
+      const s = this.host!.status(p.group);
+      return {
+        ...base,
+        replicas: [...s.voters],
+        learners: [...s.learners],
+        local: true,
+        role: s.role,
+        leader: s.leader,
+        term: s.term,
+        commit: s.commit,
+        applied: s.applied,
+        ...(s.quiescent !== undefined ? { quiescent: s.quiescent } : {}),
+        ...(s.quorum ? { quorum: s.quorum.state } : {}),
+      };
+    });
   }
 
   async start(): Promise<NodeAddresses> {
     const { node, cluster, raft } = this.options.config;
     const { requestTimeoutMs } = this.options;
     checkDataDirWritable(node.dataDir);
+    const members = cluster.initialMembers.map((m) => m.id);
+    const hadData = existsSync(join(node.dataDir, 'cohort.db'));
+    const layout = loadLayout(node.dataDir, members, cluster.partitions, cluster.replicationFactor, hadData);
+    this.layout = layout;
+    const partitioned = layout.partitions > 1;
+    if (partitioned && !cluster.bootstrap) {
+      throw new ConfigError(
+        'joining a cluster with several partitions is not supported yet: start the node as a founding member (--peers lists it) instead of with --join',
+      );
+    }
     this.store = this.openStore(node.dataDir);
     const store = this.store;
     const transport = createLibp2pTransport({
@@ -204,43 +284,73 @@ export class CohortNode {
       });
       this.onFatal?.(err);
     };
-    // The group's rows live in the node's store, next to its log.
-    // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
-    const sm = new KvStateMachine(this.store, KV_GROUP, { defer: (fn) => systemClock.defer(fn) });
-    this.machine = sm;
-    // Watches see every change this replica applies from now on, and a bounded history of them.
-    const hub = new WatchHub({ applied: sm.appliedIndex });
-    sm.setEventListener(hub);
-    // A node joining an existing cluster starts without founding voters and waits to be added.
-    host.addGroup(KV_GROUP, sm, cluster.bootstrap ? cluster.initialMembers.map((m) => m.id) : []);
-    const service = new KvService({
-      group: host.replicated(KV_GROUP),
-      machine: sm,
-      transport,
-      clock: systemClock,
-      logger: this.log.child({ component: 'kv' }),
-      requestTimeoutMs,
-      onStorageFailure: (err) =>
-        err instanceof CorruptStateError ? host.repair(KV_GROUP, err) : host.fail('serving a read', err),
-    });
-    service.start();
+    // Membership says which replicas are alive: a node that holds no replica of a partition forwards to a live one.
+    let alive = (_id: NodeId): boolean => true;
+    const fresh: string[] = [];
+    for (const [index, replicas] of layout.replicas.entries()) {
+      const group = partitionGroup(index);
+      // One partition is served by every node (a joining node waits to be added); of several, a node serves its own.
+      if (partitioned && !replicas.includes(node.id)) {
+        const service = new KvService({
+          group: remoteGroup(group, replicas, (id) => alive(id)),
+          transport,
+          clock: systemClock,
+          logger: this.log.child({ component: 'kv' }),
+          requestTimeoutMs,
+        });
+        this.parts.push({ index, group, service, replicas });
+        continue;
+      }
+      // The group's rows live in the node's store, next to its log.
+      // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
+      const sm = new KvStateMachine(this.store, group, { defer: (fn) => systemClock.defer(fn) });
+      // Watches see every change this replica applies from now on, and a bounded history of them.
+      const hub = new WatchHub({ applied: sm.appliedIndex });
+      sm.setEventListener(hub);
+      const isFresh = store.group(group).lastIndex() === 0;
+      // A node joining an existing cluster starts without founding voters and waits to be added.
+      host.addGroup(group, sm, cluster.bootstrap ? replicas : []);
+      if (isFresh && replicas[0] === node.id) fresh.push(group);
+      const service = new KvService({
+        group: host.replicated(group),
+        machine: sm,
+        transport,
+        clock: systemClock,
+        logger: this.log.child({ component: 'kv' }),
+        requestTimeoutMs,
+        onStorageFailure: (err) =>
+          err instanceof CorruptStateError ? host.repair(group, err) : host.fail('serving a read', err),
+      });
+      this.parts.push({ index, group, service, sm, hub, replicas });
+    }
+    const byGroup = new Map(this.parts.map((p) => [p.group, p]));
+    serveForwardedRequests(transport, (group) => byGroup.get(group)?.service);
     await transport.start();
     host.start();
+    // Leaders start spread: each partition's preferred replica campaigns at once in a new cluster.
+    if (partitioned) for (const group of fresh) host.campaign(group);
     this.membership = startMembership({
       transport,
       address: node.advertiseAddress ?? node.peerAddress,
       seeds: cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
       logger: this.log,
-      // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag.
-      tags: { http: node.httpAddress },
+      // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag,
+      // and cluster-aware clients are redirected to a partition leader's RESP address by `resp`.
+      tags: { http: node.httpAddress, resp: node.clientAddress },
       // Quiescent groups send no heartbeats: a failed peer is known from the failure detector.
       onLiveness: (id, up) => (up ? host.peerUp(id) : host.peerDown(id)),
     });
     const membership = this.membership;
+    alive = (id) => id === node.id || membership.members().some((m) => m.id === id && m.state === 'alive');
 
+    const slots = new SlotMap(layout.partitions);
+    const router = new PartitionedKv(
+      slots,
+      this.parts.map((p) => p.service),
+    );
     const api: KvApi = {
-      execute: (req) => service.execute(req),
-      executeAll: (reqs) => service.executeAll(reqs),
+      execute: (req) => router.execute(req),
+      executeAll: (reqs) => router.executeAll(reqs),
       status: () => this.status(),
     };
     const metrics = new NodeMetrics(
@@ -248,78 +358,163 @@ export class CohortNode {
       () => host.stats(),
     );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
-    host.onConfChange = (_group, cc) => {
+    host.onConfChange = (group, cc) => {
       const address = memberAddress(cc.context);
       for (const c of cc.changes) {
         if (c.type !== 'removeNode' && address !== undefined && c.nodeId !== node.id)
           transport.addPeer(c.nodeId, address);
       }
-      this.log.info('membership changed', { changes: cc.changes, ...(address ? { address } : {}) });
+      this.log.info('membership changed', { group, changes: cc.changes, ...(address ? { address } : {}) });
     };
+    const p0 = this.first;
     let leading = false;
     host.onLeaderChange = (group, _leader, role) => {
-      if (group === KV_GROUP) leading = role === 'leader';
+      if (group === p0.group) leading = role === 'leader';
     };
     const isLeading = (): boolean => leading;
-    const reads: ReadApi = {
-      // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
-      stale: (req) =>
-        host.status(KV_GROUP).repairing
-          ? {
-              type: 'failure',
-              code: ErrorCode.Unavailable,
-              message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
-            }
-          : service.readLocal(req),
-      lease: (req) => service.leaseRead(req),
-    };
+    if (partitioned) this.balancer = setInterval(() => this.balanceLeaders(), BALANCE_MS);
+    this.balancer?.unref();
+
+    let respAddress = node.clientAddress;
+    const configured = new Map(
+      cluster.initialMembers.map((m) => [
+        m.id,
+        { peer: m.peerAddress, ...(m.clientAddress !== undefined ? { resp: m.clientAddress } : {}) },
+      ]),
+    );
+    const view = new NodeClusterView({
+      self: node.id,
+      slots,
+      layout,
+      resp: () => respAddress,
+      peer: node.advertiseAddress ?? node.peerAddress,
+      configured,
+      members: () => memberViews(membership),
+      partition: (i) => {
+        const p = this.parts[i]!;
+        if (p.sm === undefined) {
+          // No replica here: what the layout says, the leader unknown.
+          return { leader: '', term: 0, applied: 0, replicas: p.replicas };
+        }
+        const s = host.status(p.group);
+        return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
+      },
+    });
+    const sm0 = p0.sm!;
+    const reads: ReadApi = partitioned
+      ? router.reads()
+      : {
+          // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+          stale: (req) =>
+            host.status(p0.group).repairing
+              ? {
+                  type: 'failure',
+                  code: ErrorCode.Unavailable,
+                  message:
+                    'this replica is restoring its copy of the data from a healthy replica; read from another node',
+                }
+              : p0.service.readLocal(req),
+          lease: (req) => p0.service.leaseRead(req),
+        };
     this.resp = new RespServer({
       api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
       reads,
       leaseReads: raft.leaseReads,
+      cluster: view,
     });
     const r = splitHostPort(node.clientAddress);
     const respPort = await this.resp.listen(r.port, r.host);
-    this.maintenance = startKvMaintenance({
-      group: host.replicated(KV_GROUP),
-      service,
-      sm,
-      transport,
-      clock: systemClock,
-      metrics,
-      logger: this.log.child({ component: 'kv' }),
-      replicas: () => {
-        const s = host.status(KV_GROUP);
-        return [...s.voters, ...s.learners];
-      },
-      consistencyCheckMs: this.options.consistencyCheckMs,
-    });
+    respAddress = `${r.host}:${respPort}`;
+    // The expiry sweeper and the consistency checker run per partition this node replicates.
+    for (const p of this.parts) {
+      if (p.sm === undefined) continue;
+      const group = p.group;
+      p.maintenance = startKvMaintenance({
+        group: host.replicated(group),
+        service: p.service,
+        sm: p.sm,
+        transport,
+        clock: systemClock,
+        metrics,
+        logger: this.log.child({ component: 'kv', group }),
+        replicas: () => {
+          const s = host.status(group);
+          return [...s.voters, ...s.learners];
+        },
+        consistencyCheckMs: this.options.consistencyCheckMs,
+        serveDigests: false,
+      });
+    }
+    serveDigestRequests(transport, (group) => byGroup.get(group)?.maintenance?.checker);
+    const sources = new Map<string, WatchSource>();
+    const sourceOf = (p: LocalPartition): WatchSource | undefined => {
+      if (p.hub === undefined) return undefined;
+      let s = sources.get(p.group);
+      if (s === undefined) {
+        s = new WatchSource(p.hub, (lo, hi) => readLog(store, p.group, lo, hi));
+        sources.set(p.group, s);
+      }
+      return s;
+    };
+    const unsupported = (what: string) =>
+      new RestoreRefusedError(
+        `${what} of a cluster with several partitions is not supported yet (it would cover partition p0 alone)`,
+      );
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,
-      watch: new WatchSource(hub, (lo, hi) => readLog(store, lo, hi)),
-      admin: this.maintenance.admin,
+      watch: {
+        of: (filter) => {
+          if ('prefix' in filter && partitioned) {
+            throw new ApiError(
+              501,
+              'NOT_IMPLEMENTED',
+              `prefix watches span the ${layout.partitions} partitions of this cluster and are not served yet; watch single keys (key=...)`,
+            );
+          }
+          const p = 'key' in filter ? this.parts[slots.partitionOfKey(filter.key)]! : p0;
+          const s = sourceOf(p);
+          if (s === undefined) {
+            throw new ApiError(
+              501,
+              'NOT_IMPLEMENTED',
+              `this node holds no replica of ${p.group}, the key's partition: watch it on one of ${p.replicas.join(', ')}`,
+            );
+          }
+          return s;
+        },
+        closeAll: () => {
+          for (const s of sources.values()) s.closeAll();
+        },
+      },
+      admin: p0.maintenance!.admin,
       metrics,
       members: () => memberViews(membership),
+      partitions: () => this.partitions(),
       ops: {
         status: () => this.status(),
         members: () => memberViews(membership),
         changeMembership: (change, address) => {
-          if (address === undefined) return host.changeMembership(KV_GROUP, change);
+          if (partitioned) return Promise.reject(unsupported('changing the membership'));
+          if (address === undefined) return host.changeMembership(p0.group, change);
           // The leader dials the new member at once; the others learn its address as they apply the change.
           transport.addPeer(change.node, address);
-          return host.changeMembership(KV_GROUP, change, enc.encode(JSON.stringify({ address })));
+          return host.changeMembership(p0.group, change, enc.encode(JSON.stringify({ address })));
         },
-        transferLeadership: (to) => host.transferLeadership(KV_GROUP, to),
+        transferLeadership: (to) => host.transferLeadership(p0.group, to),
         openBackup: async () => {
-          const s = host.status(KV_GROUP);
+          if (partitioned) throw unsupported('a backup');
+          const s = host.status(p0.group);
           if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
           // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
-          await host.readIndex(KV_GROUP);
-          return { group: KV_GROUP, reader: sm.openSnapshot() };
+          await host.readIndex(p0.group);
+          return { group: p0.group, reader: sm0.openSnapshot() };
         },
-        restore: (rows, force) => restoreRows(host, sm, service, rows, force),
+        restore: (rows, force) => {
+          if (partitioned) return Promise.reject(unsupported('a restore'));
+          return restoreRows(host, sm0, p0.service, rows, force);
+        },
       },
       logger: this.log.child({ component: 'http' }),
     });
@@ -332,15 +527,47 @@ export class CohortNode {
       resp: `${r.host}:${respPort}`,
       http: `${h.host}:${httpPort}`,
     };
-    this.log.info('node started', { id: node.id, ...addresses, members: cluster.initialMembers });
+    this.log.info('node started', {
+      id: node.id,
+      ...addresses,
+      members: cluster.initialMembers,
+      partitions: layout.partitions,
+      ...(partitioned ? { replicas: layout.replicationFactor } : {}),
+    });
     return addresses;
+  }
+
+  /**
+   * Hands the leadership of each partition this node leads to the
+   * partition's preferred replica (the first of its replicas in the layout)
+   * when that one is alive, so leaders stay spread over the nodes.
+   */
+  private balanceLeaders(): void {
+    const host = this.host;
+    const membership = this.membership;
+    if (host === undefined || membership === undefined || this.stopping) return;
+    const self = this.options.config.node.id;
+    const members = membership.members();
+    for (const p of this.parts) {
+      if (p.sm === undefined) continue;
+      const s = host.status(p.group);
+      const preferred = this.layout?.replicas[p.index]?.[0];
+      if (s.role !== 'leader' || preferred === undefined || preferred === self || !s.voters.includes(preferred))
+        continue;
+      if (!members.some((m) => m.id === preferred && m.state === 'alive')) continue;
+      host.transferLeadership(p.group, preferred).then(
+        () => this.log.info('partition leadership handed to its preferred replica', { group: p.group, to: preferred }),
+        (err: Error) => this.log.debug('leadership hand-over failed', { group: p.group, err: err.message }),
+      );
+    }
   }
 
   /** Stops accepting clients, lets in-flight replies finish, then stops Raft, the transport and the store. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      if (this.balancer !== undefined) clearInterval(this.balancer);
       await Promise.allSettled([this.resp?.close(), this.http?.close()]);
-      this.maintenance?.stop();
+      for (const p of this.parts) p.maintenance?.stop();
       await this.membership?.leave();
       this.host?.stop();
       await this.transport?.stop().catch((err: Error) => this.log.warn('transport stop failed', { err: err.message }));
@@ -351,9 +578,51 @@ export class CohortNode {
   }
 }
 
-/** The KV group's log entries in `[lo, hi)`, or undefined when the log no longer (or not yet) holds them all. */
-function readLog(store: DurableNodeStore, lo: number, hi: number): Entry[] | undefined {
-  const log = store.group(KV_GROUP);
+/** What `GET /v1/partitions` answers for one partition. */
+export interface PartitionStatus {
+  partition: number;
+  group: string;
+  slots: { first: number; last: number };
+  replicas: NodeId[];
+  learners?: NodeId[];
+  /** Whether this node replicates the partition (the fields below are its replica's view). */
+  local: boolean;
+  role?: string;
+  leader?: NodeId;
+  term?: number;
+  commit?: number;
+  applied?: number;
+  quiescent?: boolean;
+  quorum?: string;
+}
+
+/**
+ * A partition this node holds no replica of, as a group the KV service
+ * forwards every request of: to a live replica (the first alive in the
+ * layout's order), which serves it when it leads and forwards it to its
+ * leader otherwise (see `KvService.serveForwarded`).
+ */
+function remoteGroup(group: string, replicas: NodeId[], alive: (id: NodeId) => boolean): ReplicatedGroup {
+  const refuse = (): Promise<never> =>
+    Promise.reject(new NotLeaderError(undefined, undefined, `this node holds no replica of ${group}`));
+  return {
+    id: group,
+    propose: refuse,
+    read: refuse,
+    status: () => ({
+      group,
+      role: 'follower',
+      term: 0,
+      leader: replicas.find(alive) ?? replicas[0] ?? '',
+      commit: 0,
+      applied: 0,
+    }),
+  };
+}
+
+/** A group's log entries in `[lo, hi)`, or undefined when the log no longer (or not yet) holds them all. */
+function readLog(store: DurableNodeStore, group: string, lo: number, hi: number): Entry[] | undefined {
+  const log = store.group(group);
   if (lo < log.firstIndex() || hi - 1 > log.lastIndex()) return undefined;
   const out: Entry[] = [];
   try {

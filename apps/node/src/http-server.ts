@@ -1,5 +1,5 @@
 import { ErrorCode, type Logger } from '@cohort/core';
-import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvResponse } from '@cohort/kv';
+import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvResponse, WatchFilter } from '@cohort/kv';
 import type { KvRecord } from '@cohort/storage';
 import swagger from '@fastify/swagger';
 import { type FastifyInstance, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
@@ -15,7 +15,7 @@ import {
   successor,
   toText,
 } from './http-codec.js';
-import { type WatchSource, serveWatch } from './http-watch.js';
+import { WatchSource, serveWatch } from './http-watch.js';
 import type { AdminApi, KvApi, ReadApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 import { CLUSTER_SUMMARY, type OpsApi, registerOpsRoutes } from './ops-routes.js';
@@ -31,12 +31,24 @@ export interface HttpServerOptions {
   admin?: AdminApi;
   /** Reads that skip the linearizable path (`?consistency=lease|stale`); without it they answer 501. */
   reads?: ReadApi;
-  /** The changes this replica applies, for `GET /v1/watch`; without it the route answers 501. */
-  watch?: WatchSource;
+  /**
+   * The changes this replica applies, for `GET /v1/watch`: one source, or a
+   * router naming each watch's source (it throws an ApiError for a watch it
+   * cannot serve); without it the route answers 501.
+   */
+  watch?: WatchSource | WatchRouter;
+  /** Per partition: slots, replicas, leader, term and watermarks, for `GET /v1/partitions`. */
+  partitions?: () => unknown[];
   /** Readiness, cluster view and membership administration (see {@link registerOpsRoutes}); without it `GET /v1/cluster` answers from `api.status()`. */
   ops?: OpsApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
+}
+
+/** The watch sources of a node with several partitions: a key's partition serves its watch. */
+export interface WatchRouter {
+  of(filter: WatchFilter): WatchSource;
+  closeAll(): void;
 }
 
 /** The API's error codes for HTTP statuses the framework answers itself. */
@@ -310,6 +322,19 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
         const s = api.status();
         return { ...s, members: [] };
       });
+    }
+    const { partitions } = opts;
+    if (partitions) {
+      app.get(
+        '/v1/partitions',
+        {
+          schema: {
+            summary:
+              "Per partition: its slots, replicas, leader, term, commit and applied indexes, as this node's replicas see them",
+          },
+        },
+        async () => ({ partitions: partitions() }),
+      );
     }
     const { members } = opts;
     if (members) {
@@ -651,7 +676,8 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
         let from = q.fromRevision;
         const last = req.headers['last-event-id'];
         if (typeof last === 'string' && /^[0-9]+$/.test(last)) from = Math.max(from ?? 0, Number(last) + 1);
-        serveWatch(opts.watch, reply, { filter, from, encoding, logger: opts.logger });
+        const source = opts.watch instanceof WatchSource ? opts.watch : opts.watch.of(filter);
+        serveWatch(source, reply, { filter, from, encoding, logger: opts.logger });
         return reply;
       },
     );

@@ -25,6 +25,8 @@ export interface NodeStatus {
   voters?: NodeId[];
   learners?: NodeId[];
   votersOutgoing?: NodeId[];
+  /** The key space's partitions, when more than one (the fields above are about the first, p0). */
+  partitions?: number;
 }
 
 /** What a node reports of the consistency checks it ran. */

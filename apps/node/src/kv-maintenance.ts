@@ -22,11 +22,19 @@ export interface KvMaintenanceOptions {
   replicas: () => NodeId[];
   /** How often the leader runs a consistency check; 0 for never. */
   consistencyCheckMs: number;
+  /**
+   * Register the digest protocol's handler for this group alone. A node
+   * checking several groups registers one handler for all (`serveDigestRequests`) instead.
+   * @default true
+   */
+  serveDigests?: boolean;
 }
 
 /** The node's background work on its KV group, and the admin operations over it. */
 export interface KvMaintenance {
   admin: AdminApi;
+  /** The group's consistency checker (answers other nodes' digest requests). */
+  checker: ConsistencyChecker;
   consistency(): ConsistencyStatus;
   stop(): void;
 }
@@ -57,7 +65,7 @@ export function startKvMaintenance(o: KvMaintenanceOptions): KvMaintenance {
     proposeChecksum: () => o.service.checksum(),
     logger: o.logger,
   });
-  checker.start();
+  if (o.serveDigests ?? true) checker.start();
   sweeper.start();
 
   const check = async (): Promise<ConsistencyReport> => {
@@ -78,6 +86,7 @@ export function startKvMaintenance(o: KvMaintenanceOptions): KvMaintenance {
 
   return {
     admin: { checkConsistency: check },
+    checker,
     consistency(): ConsistencyStatus {
       const status: ConsistencyStatus = { checks: checker.checks, mismatches: checker.mismatches };
       const last = checker.last;

@@ -55,6 +55,27 @@ export interface ConsistencyReport {
   checkedAt: number;
 }
 
+/**
+ * Answers the digest requests other nodes send on `transport`, each by the
+ * checker of its group that `checkerOf` names. One node registers this once
+ * for all the groups it checks.
+ */
+export function serveDigestRequests(
+  transport: Transport,
+  checkerOf: (group: string) => Pick<ConsistencyChecker, 'answerRequest'> | undefined,
+): void {
+  transport.handleRequest(DIGEST_PROTOCOL, async (_from, frame) => {
+    try {
+      const req = decodeDigestRequest(frame);
+      const checker = checkerOf(req.group);
+      if (checker === undefined) return encodeDigestResponse(undefined, `group ${req.group} is not here`);
+      return checker.answerRequest(req.index, req.waitMs);
+    } catch (err) {
+      return encodeDigestResponse(undefined, (err as Error).message);
+    }
+  });
+}
+
 /** Options of {@link ConsistencyChecker}. */
 export interface ConsistencyCheckerOptions {
   group: GroupId;
@@ -154,17 +175,14 @@ export class ConsistencyChecker {
     this.wallClock = opts.wallClock ?? Date.now;
   }
 
-  /** Answers other nodes' digest requests for this group. */
+  /** Answers other nodes' digest requests for this group (the only group checked on this transport). */
   start(): void {
-    this.opts.transport.handleRequest(DIGEST_PROTOCOL, async (_from, frame) => {
-      try {
-        const req = decodeDigestRequest(frame);
-        if (req.group !== this.opts.group) return encodeDigestResponse(undefined, `group ${req.group} is not here`);
-        return this.answer(req.index, Math.min(req.waitMs, this.waitMs));
-      } catch (err) {
-        return encodeDigestResponse(undefined, (err as Error).message);
-      }
-    });
+    serveDigestRequests(this.opts.transport, (group) => (group === this.opts.group ? this : undefined));
+  }
+
+  /** Answers a digest request for this group: this replica's digest at `index`, waiting up to `waitMs` for it. */
+  answerRequest(index: LogIndex, waitMs: number): Promise<Uint8Array> {
+    return this.answer(index, Math.min(waitMs, this.waitMs));
   }
 
   /** Runs one check: proposes a checksum, gathers every replica's digest at its index, compares. */

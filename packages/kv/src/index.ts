@@ -71,6 +71,7 @@ export {
   decodeDigestResponse,
   encodeDigestRequest,
   encodeDigestResponse,
+  serveDigestRequests,
 } from './consistency-check.js';
 export {
   type Compacted,

@@ -1,3 +1,4 @@
+import type { ClusterView } from './cluster-commands.js';
 import type { Session } from './plan.js';
 import { ScanCursors } from './scan-cursors.js';
 
@@ -22,6 +23,8 @@ export interface ServerState {
   config: Record<string, string>;
   /** Unix ms when the server started (INFO uptime). */
   startedAt: number;
+  /** The cluster's layout and leaders (CLUSTER commands, MOVED), when the server runs in a node. */
+  cluster?: ClusterView;
 }
 
 /** The connections of a RESP server by client id (ids grow from 1, as Redis numbers them). */

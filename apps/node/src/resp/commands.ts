@@ -1,6 +1,7 @@
 import { CROSSSLOT_MESSAGE, type KvClientWrite, type KvResponse, routeKeys } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { ADMIN_COMMANDS, describeCommands } from './admin-commands.js';
+import { CLUSTER_COMMANDS } from './cluster-commands.js';
 import { COMMAND_DOCS } from './command-docs.js';
 import { HASH_COMMANDS } from './hash-commands.js';
 import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
@@ -127,6 +128,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   ...READ_MODE_COMMANDS,
   ...TRANSACTION_COMMANDS,
   ...ADMIN_COMMANDS,
+  ...CLUSTER_COMMANDS,
 };
 
 /** The names of the commands this server answers. */
@@ -157,6 +159,9 @@ function commandKeys(name: string, args: Buffer[]): Buffer[] {
   for (let i = first; i <= last; i += step) keys.push(args[i]!);
   return keys;
 }
+
+/** Multi-key reads a node splits over the partitions for a plain connection (see `Session.cluster`). */
+const FAN_OUT_READS = new Set(['mget', 'exists']);
 
 function refuse(session: Session, reply: Reply): Planned {
   // Redis: an error found while queueing aborts the transaction at EXEC.
@@ -194,18 +199,29 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     }
     return refuse(session, errorReply(`ERR ${message}`));
   }
-  // Multi-key commands and transactions run on one group: their keys must route together.
+  // Multi-key commands and transactions run on one partition: their keys must route together.
   const keys = commandKeys(name, args);
   const txKeys = session.multi && !spec.control ? (session.multi.keys ?? []) : [];
+  const cluster = session.server.cluster;
   const route = routeKeys(
     name === 'exec' ? [...(session.multi?.keys ?? []), ...session.watched.map((w) => w.key)] : [...txKeys, ...keys],
+    cluster?.slots,
   );
   if ('crossSlot' in route) {
-    if (name !== 'exec') return refuse(session, errorReply(CROSSSLOT_MESSAGE));
-    session.multi = undefined;
-    session.watched = [];
-    return { reply: errorReply(`EXECABORT Transaction discarded because of: ${CROSSSLOT_MESSAGE}`) };
+    // A plain connection's reads of keys in several slots are split over the partitions and merged.
+    const fanOut = !session.multi && !session.cluster && FAN_OUT_READS.has(name);
+    if (!fanOut) {
+      if (name !== 'exec') return refuse(session, errorReply(CROSSSLOT_MESSAGE));
+      session.multi = undefined;
+      session.watched = [];
+      return { reply: errorReply(`EXECABORT Transaction discarded because of: ${CROSSSLOT_MESSAGE}`) };
+    }
+  } else if (session.cluster && cluster && route.slot !== undefined && name !== 'exec') {
+    // A cluster-aware client goes to the partition's leader itself.
+    const to = cluster.redirect(route.group);
+    if (to !== undefined) return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
   }
+  if (name === 'readonly') session.cluster = true;
   if (session.multi && !spec.control) session.multi.keys = [...txKeys, ...keys];
   let planned: Planned;
   try {

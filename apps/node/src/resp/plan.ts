@@ -33,6 +33,13 @@ export interface Session {
   watching: number;
   /** Set by READONLY, cleared by READWRITE: this node serves the connection's reads from its own state (see read-modes.ts). */
   readOnly?: boolean;
+  /**
+   * Whether the connection is cluster-aware: it asked for the cluster's
+   * layout (CLUSTER SLOTS, SHARDS or NODES) or sent READONLY. It then gets
+   * `MOVED` for a key whose partition another node leads, and CROSSSLOT for
+   * every multi-key command spanning slots (see `planCommand`).
+   */
+  cluster: boolean;
 }
 
 /**
@@ -120,5 +127,6 @@ export function newSession(server: ServerState, clientId: string): Session {
     multi: undefined,
     watched: [],
     watching: 0,
+    cluster: false,
   };
 }

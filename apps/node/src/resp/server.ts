@@ -3,6 +3,7 @@ import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from '@cohort/core';
 import type { KvApi, ReadApi } from '../kv-api.js';
 import { type ClientEntry, type ServerState, newServerState } from './clients.js';
+import type { ClusterView } from './cluster-commands.js';
 import { DEFAULT_RESP_LIMITS, type RespLimits, RespParser } from './parser.js';
 import { Pipeline, type PipelineLimits } from './pipeline.js';
 import { newSession } from './plan.js';
@@ -19,6 +20,8 @@ export interface RespServerOptions {
   reads?: ReadApi;
   /** Whether the leader serves reads under its lease (`raft.leaseReads`). @default false */
   leaseReads?: boolean;
+  /** The cluster's layout and leaders, for the CLUSTER commands and MOVED redirects. */
+  cluster?: ClusterView;
 }
 
 /**
@@ -40,6 +43,7 @@ export class RespServer {
       databases: '1',
       'proto-max-bulk-len': String({ ...DEFAULT_RESP_LIMITS, ...options.limits }.maxBulkBytes),
     });
+    if (options.cluster) this.state.cluster = options.cluster;
   }
 
   /** Starts listening; resolves with the bound port. */

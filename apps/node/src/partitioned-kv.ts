@@ -1,0 +1,280 @@
+import {
+  CROSSSLOT_MESSAGE,
+  type KvClientRequest,
+  type KvClientWrite,
+  type KvResponse,
+  type SlotMap,
+  routeKeys,
+} from '@cohort/kv';
+import type { KvReadRequest, ReadApi } from './kv-api.js';
+
+type KvRecord = Extract<KvResponse, { type: 'range' }>['records'][number];
+
+/** What the router needs of one partition: the KV service of its group on this node. */
+export interface PartitionService {
+  executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]>;
+  readLocal(req: KvReadRequest): KvResponse;
+  leaseRead(req: KvReadRequest): Promise<KvResponse>;
+}
+
+/** The keys a write touches (its `key`, `dest` and `keys`; an EXEC's queued writes and watched keys). */
+export function writeKeys(w: KvClientWrite): Uint8Array[] {
+  if (w.op === 'exec') return [...w.writes.flatMap(writeKeys), ...w.watch.map((x) => x.key)];
+  const out: Uint8Array[] = [];
+  const fields = w as unknown as Record<string, unknown>;
+  if (fields.key instanceof Uint8Array) out.push(fields.key);
+  if (fields.dest instanceof Uint8Array) out.push(fields.dest);
+  if (Array.isArray(fields.keys)) for (const k of fields.keys) if (k instanceof Uint8Array) out.push(k);
+  return out;
+}
+
+/** One part of a request: the partition it goes to and the request it sends there. */
+interface Part {
+  partition: number;
+  req: KvClientRequest;
+}
+
+/** Where a request goes: whole to one partition, in parts to several (merged by `merge`), or answered at once. */
+type Plan =
+  | { partition: number }
+  | { parts: Part[]; merge: (answers: KvResponse[]) => KvResponse }
+  | { answer: KvResponse };
+
+const compare = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b);
+
+/** The first failure among `answers`, if any. */
+function failed(answers: KvResponse[]): KvResponse | undefined {
+  return answers.find((a) => a.type === 'failure' || a.type === 'error');
+}
+
+/**
+ * Range reads of several partitions merged in key order: the first `limit`
+ * keys of the union. Each partition answered its own first `limit` keys
+ * from the same start, so no key of the union's first `limit` is missing;
+ * `more` when any partition had more or the union is longer. The revision
+ * is the highest of the partitions' (revisions are per partition).
+ */
+export function mergeRanges(answers: KvResponse[], limit: number): KvResponse {
+  const bad = failed(answers);
+  if (bad) return bad;
+  const records: KvRecord[] = [];
+  let more = false;
+  let revision = 0;
+  for (const a of answers) {
+    if (a.type !== 'range') return a;
+    records.push(...a.records);
+    more ||= a.more;
+    revision = Math.max(revision, a.revision);
+  }
+  records.sort((x, y) => compare(x.key, y.key));
+  if (limit > 0 && records.length > limit) {
+    records.length = limit;
+    more = true;
+  }
+  return { type: 'range', records, more, revision };
+}
+
+/**
+ * SCAN pages of several partitions merged: each partition examined its rows
+ * after the same cursor key up to its own `next`; the merged page ends at the
+ * smallest `next` (every partition is covered up to it), with the keys found
+ * up to it, in key order; none when no partition has more.
+ */
+export function mergeScans(answers: KvResponse[]): KvResponse {
+  const bad = failed(answers);
+  if (bad) return bad;
+  let next: Uint8Array | null = null;
+  const keys: Uint8Array[] = [];
+  for (const a of answers) {
+    if (a.type !== 'array') return a;
+    const [n, ...found] = a.values;
+    if (n !== null && n !== undefined && (next === null || compare(n, next) < 0)) next = n;
+    for (const k of found) if (k !== null) keys.push(k);
+  }
+  keys.sort(compare);
+  const page = next === null ? keys : keys.filter((k) => compare(k, next!) <= 0);
+  return { type: 'array', values: [next, ...page] };
+}
+
+/** Integer answers summed (EXISTS, DBSIZE). */
+function sumInts(answers: KvResponse[]): KvResponse {
+  const bad = failed(answers);
+  if (bad) return bad;
+  let n = 0n;
+  for (const a of answers) {
+    if (a.type !== 'int') return a;
+    n += a.value;
+  }
+  return { type: 'int', value: n };
+}
+
+/** Arrays of values placed back at the positions of the keys each partition served (MGET, WATCH's revisions). */
+function placeValues(splits: number[][], total: number): (answers: KvResponse[]) => KvResponse {
+  return (answers) => {
+    const bad = failed(answers);
+    if (bad) return bad;
+    const values: (Uint8Array | null)[] = new Array(total).fill(null);
+    for (let s = 0; s < splits.length; s++) {
+      const a = answers[s]!;
+      if (a.type !== 'array') return a;
+      splits[s]!.forEach((at, i) => {
+        values[at] = a.values[i] ?? null;
+      });
+    }
+    return { type: 'array', values };
+  };
+}
+
+/** Arrays concatenated (KEYS, in key order). */
+function concatValues(answers: KvResponse[]): KvResponse {
+  const bad = failed(answers);
+  if (bad) return bad;
+  const values: Uint8Array[] = [];
+  for (const a of answers) {
+    if (a.type !== 'array') return a;
+    for (const v of a.values) if (v !== null) values.push(v);
+  }
+  values.sort(compare);
+  return { type: 'array', values };
+}
+
+/** The first partition's answer that is a key (RANDOMKEY), else its nil. */
+function firstKey(answers: KvResponse[]): KvResponse {
+  const bad = failed(answers);
+  if (bad) return bad;
+  const found = answers.filter((a) => a.type === 'bulk');
+  return found.length === 0 ? answers[0]! : found[Math.floor(Math.random() * found.length)]!;
+}
+
+/** The first answer, once every partition answered without failing (FLUSHDB on every partition). */
+function allOk(answers: KvResponse[]): KvResponse {
+  return failed(answers) ?? answers[0]!;
+}
+
+/**
+ * Serves requests over the partitions of the key space: each request goes to
+ * the partition of its keys (its group's KV service, which serves it on this
+ * node when it leads the group and forwards it to the leader otherwise).
+ * Reads of keys in several partitions (MGET, EXISTS, WATCH) are split and
+ * their answers merged in key order; reads of the whole key space (ranges,
+ * SCAN, KEYS, DBSIZE, RANDOMKEY) and FLUSHDB go to every partition. A write
+ * whose keys span partitions is refused with CROSSSLOT.
+ *
+ * A pipeline keeps its order within each partition (a read sees the writes
+ * before it to its keys); the partitions' parts run side by side, as a
+ * cluster-aware client's pipeline runs on several nodes at once.
+ */
+export class PartitionedKv {
+  constructor(
+    readonly slots: SlotMap,
+    private readonly parts: readonly PartitionService[],
+  ) {
+    if (parts.length !== slots.partitions) {
+      throw new Error(`${parts.length} partition services for ${slots.partitions} partitions`);
+    }
+  }
+
+  execute(req: KvClientRequest): Promise<KvResponse> {
+    return this.executeAll([req]).then((r) => r[0]!);
+  }
+
+  async executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]> {
+    if (this.parts.length === 1) return this.parts[0]!.executeAll(reqs);
+    const plans = reqs.map((r) => this.plan(r));
+    // Each partition's sub-pipeline, in request order; `slot` says where each of its answers goes.
+    const queues = this.parts.map(() => ({ reqs: [] as KvClientRequest[], slot: [] as [number, number][] }));
+    plans.forEach((p, i) => {
+      if ('answer' in p) return;
+      const parts: Part[] = 'partition' in p ? [{ partition: p.partition, req: reqs[i]! }] : p.parts;
+      parts.forEach((part, k) => {
+        const q = queues[part.partition]!;
+        q.reqs.push(part.req);
+        q.slot.push([i, k]);
+      });
+    });
+    const collected: KvResponse[][] = plans.map(() => []);
+    await Promise.all(
+      queues.map(async (q, partition) => {
+        if (q.reqs.length === 0) return;
+        const answers = await this.parts[partition]!.executeAll(q.reqs);
+        answers.forEach((a, j) => {
+          const [i, k] = q.slot[j]!;
+          collected[i]![k] = a;
+        });
+      }),
+    );
+    return plans.map((p, i) => {
+      if ('answer' in p) return p.answer;
+      if ('partition' in p) return collected[i]![0]!;
+      return p.merge(collected[i]!);
+    });
+  }
+
+  /** Reads served by this node's replicas as they stand (stale), merged across partitions like linearizable ones. */
+  readonly stale = (req: KvReadRequest): KvResponse => {
+    const p = this.plan(req);
+    if ('answer' in p) return p.answer;
+    if ('partition' in p) return this.parts[p.partition]!.readLocal(req);
+    return p.merge(p.parts.map((part) => this.parts[part.partition]!.readLocal(part.req as KvReadRequest)));
+  };
+
+  /** Lease reads on the leaders of the partitions; a partition this node does not lead answers NOT_LEADER. */
+  readonly lease = async (req: KvReadRequest): Promise<KvResponse> => {
+    const p = this.plan(req);
+    if ('answer' in p) return p.answer;
+    if ('partition' in p) return this.parts[p.partition]!.leaseRead(req);
+    const answers = await Promise.all(
+      p.parts.map((part) => this.parts[part.partition]!.leaseRead(part.req as KvReadRequest)),
+    );
+    return p.merge(answers);
+  };
+
+  /** The reads that skip the linearizable path, for the HTTP API. */
+  reads(): ReadApi {
+    return { stale: this.stale, lease: this.lease };
+  }
+
+  private everyPartition(req: KvClientRequest, merge: (answers: KvResponse[]) => KvResponse): Plan {
+    return { parts: this.parts.map((_, partition) => ({ partition, req })), merge };
+  }
+
+  private plan(req: KvClientRequest): Plan {
+    if (req.kind === 'write') {
+      const keys = writeKeys(req.write);
+      if (keys.length === 0) return this.everyPartition(req, allOk);
+      const partition = this.slots.partitionOfKey(keys[0]!);
+      if (keys.some((k) => this.slots.partitionOfKey(k) !== partition)) {
+        return { answer: { type: 'error', message: CROSSSLOT_MESSAGE } };
+      }
+      return { partition };
+    }
+    switch (req.op) {
+      case 'range':
+        return this.everyPartition(req, (answers) => mergeRanges(answers, req.limit ?? 0));
+      case 'scan':
+        return this.everyPartition(req, mergeScans);
+      case 'keys':
+        return this.everyPartition(req, concatValues);
+      case 'dbsize':
+        return this.everyPartition(req, sumInts);
+      case 'randomkey':
+        return this.everyPartition(req, firstKey);
+      default:
+        break;
+    }
+    const route = routeKeys(req.keys, this.slots);
+    if (!('crossSlot' in route)) return { partition: route.group };
+    if (route.splits.length === 1) return { partition: route.splits[0]!.group };
+    const parts = route.splits.map(
+      (s): Part => ({ partition: s.group, req: { ...req, keys: s.indexes.map((i) => req.keys[i]!) } }),
+    );
+    const merge =
+      req.op === 'exists'
+        ? sumInts
+        : placeValues(
+            route.splits.map((s) => s.indexes),
+            req.keys.length,
+          );
+    return { parts, merge };
+  }
+}
