@@ -729,4 +729,19 @@ export const SEQUENCES: Sequence[] = [
     ],
   },
   ...TYPE_SEQUENCES,
+  {
+    // A standalone Redis refuses the cluster commands' arguments as Cohort does (their answers differ:
+    // Redis here has cluster support disabled; the e2e partition test checks them against redis-cli).
+    name: 'cluster-arguments',
+    steps: [
+      c('CLUSTER'),
+      c('CLUSTER', 'NOSUCH'),
+      c('CLUSTER', 'KEYSLOT'),
+      c('CLUSTER', 'KEYSLOT', 'a', 'b'),
+      c('CLUSTER', 'INFO', 'x'),
+      c('CLUSTER', 'SLOTS', 'x'),
+      c('READONLY', 'x'),
+      c('READWRITE', 'x'),
+    ],
+  },
 ];

@@ -1,0 +1,185 @@
+import { spawnSync } from 'node:child_process';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, ProcCluster, poll } from './helpers/processes.js';
+
+/** What `GET /v1/partitions` answers for one partition. */
+interface Partition {
+  partition: number;
+  slots: { first: number; last: number };
+  replicas: string[];
+  leader: string;
+  term: number;
+}
+
+const PARTITIONS = 4;
+const KEYS = 300;
+const clients: (Redis | Cluster)[] = [];
+let cluster: ProcCluster | undefined;
+const hasRedisCli = spawnSync('redis-cli', ['--version']).status === 0;
+
+function plain(port: number): Redis {
+  const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => null });
+  clients.push(r);
+  return r;
+}
+
+async function partitions(http: number): Promise<Partition[] | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${http}/v1/partitions`, { signal: AbortSignal.timeout(1000) });
+    return ((await res.json()) as { partitions: Partition[] }).partitions;
+  } catch {
+    return undefined;
+  }
+}
+
+beforeAll(async () => {
+  cluster = await ProcCluster.create(3, [
+    '--partitions',
+    String(PARTITIONS),
+    '--heartbeat-ms',
+    '50',
+    '--election-timeout-ms',
+    '300',
+  ]);
+  cluster.startAll();
+  const c = cluster;
+  // Every node sees a leader for every partition, the same one, and the leaders are spread over the nodes.
+  await poll('a leader for every partition, agreed by every node, on more than one node', 45_000, async () => {
+    const views = await Promise.all(c.nodes.map((n) => partitions(n.http)));
+    if (views.some((v) => v === undefined || v.some((p) => !p.leader))) return undefined;
+    const leaders = views[0]!.map((p) => p.leader);
+    if (!views.every((v) => v!.every((p, i) => p.leader === leaders[i]))) return undefined;
+    return new Set(leaders).size > 1 ? true : undefined;
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await cluster?.killAll();
+});
+
+describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
+  it('lays the slots out over the partitions and answers the Redis Cluster commands', async () => {
+    const c = cluster!;
+    const view = (await partitions(c.nodes[0]!.http))!;
+    expect(view.map((p) => p.slots)).toEqual([
+      { first: 0, last: 4095 },
+      { first: 4096, last: 8191 },
+      { first: 8192, last: 12287 },
+      { first: 12288, last: 16383 },
+    ]);
+    for (const p of view) expect([...p.replicas].sort()).toEqual(['n1', 'n2', 'n3']);
+    const r = plain(c.nodes[1]!.resp);
+    // CLUSTER SLOTS covers every slot exactly once, each range's master being its partition's leader.
+    const slots = (await r.call('CLUSTER', 'SLOTS')) as [number, number, ...[string, number, string][]][];
+    const covered = new Uint8Array(16384);
+    for (const [lo, hi] of slots) for (let s = lo; s <= hi; s++) covered[s]!++;
+    expect(covered.every((n) => n === 1)).toBe(true);
+    const byPort = new Map(c.nodes.map((n) => [n.resp, n.id]));
+    expect(slots.map((s) => byPort.get(s[2]![1]))).toEqual(view.map((p) => p.leader));
+    expect(slots.every((s) => s.length === 5)).toBe(true);
+    expect(await r.call('CLUSTER', 'KEYSLOT', 'foo')).toBe(12182);
+    expect(await r.call('CLUSTER', 'KEYSLOT', '{user1000}.following')).toBe(3443);
+    expect(String(await r.call('CLUSTER', 'INFO'))).toMatch(/cluster_state:ok\r\ncluster_slots_assigned:16384/);
+    const nodes = String(await r.call('CLUSTER', 'NODES'))
+      .trim()
+      .split('\n');
+    expect(nodes).toHaveLength(3);
+    expect(nodes.filter((l) => l.includes('myself')).length).toBe(1);
+  });
+
+  it('serves a cluster-aware client at the partition leaders and a plain client through any node', async () => {
+    const c = cluster!;
+    const aware = new Cluster([{ host: '127.0.0.1', port: c.nodes[0]!.resp }], {
+      redisOptions: { connectTimeout: 2000 },
+      slotsRefreshTimeout: 2000,
+    });
+    clients.push(aware);
+    const keys = Array.from({ length: KEYS }, (_, i) => `key:${i}`);
+    const slotsOf = await Promise.all(keys.map((k) => aware.call('CLUSTER', 'KEYSLOT', k) as Promise<number>));
+    // The keys fall in every partition.
+    expect(new Set(slotsOf.map((s) => Math.floor((s * PARTITIONS) / 16384))).size).toBe(PARTITIONS);
+    expect(await Promise.all(keys.map((k, i) => aware.set(k, `a${i}`)))).toEqual(keys.map(() => 'OK'));
+    expect(await Promise.all(keys.map((k) => aware.get(k)))).toEqual(keys.map((_, i) => `a${i}`));
+
+    // A plain client writes through one node and reads through another; MGET spans every slot.
+    const writer = plain(c.nodes[1]!.resp);
+    const w = writer.pipeline();
+    for (const [i, k] of keys.entries()) w.set(`plain:${k}`, `p${i}`);
+    expect((await w.exec())!.map(([err, v]) => err ?? v)).toEqual(keys.map(() => 'OK'));
+    const reader = plain(c.nodes[2]!.resp);
+    expect(await reader.mget(...keys.map((k) => `plain:${k}`))).toEqual(keys.map((_, i) => `p${i}`));
+    expect(await reader.mget(...keys, 'no-such-key')).toEqual([...keys.map((_, i) => `a${i}`), null]);
+    expect(await reader.exists(keys[0]!, keys[1]!, 'no-such-key', `plain:${keys[2]}`)).toBe(3);
+    expect(await reader.dbsize()).toBe(2 * KEYS);
+
+    // Writes of keys in several slots are refused, as Redis Cluster refuses them; keys sharing a hash tag are not.
+    await expect(writer.mset('key:0', 'x', 'key:1', 'y')).rejects.toThrow(
+      "CROSSSLOT Keys in request don't hash to the same slot",
+    );
+    expect(await writer.mset('{t}a', '1', '{t}b', '2')).toBe('OK');
+    expect(await aware.mget('{t}a', '{t}b')).toEqual(['1', '2']);
+    // A connection that asked for the layout is cluster-aware: CROSSSLOT for a read across slots too, and
+    // MOVED to the leader for a key of a partition another node leads. (ioredis asks on a connection of its
+    // own: its connections to each node stay plain, and are served wherever they send.)
+    const view = (await partitions(c.nodes[0]!.http))!;
+    const asked = plain(c.nodes[0]!.resp);
+    await asked.call('CLUSTER', 'SLOTS');
+    await expect(asked.mget('key:0', 'key:1')).rejects.toThrow(/CROSSSLOT/);
+    const elsewhere = keys.findIndex((_, i) => view[Math.floor((slotsOf[i]! * PARTITIONS) / 16384)]!.leader !== 'n1');
+    const leader = c.nodes.find((n) => n.id === view[Math.floor((slotsOf[elsewhere]! * PARTITIONS) / 16384)]!.leader)!;
+    await expect(asked.get(keys[elsewhere]!)).rejects.toThrow(`MOVED ${slotsOf[elsewhere]} 127.0.0.1:${leader.resp}`);
+    expect(await plain(c.nodes[0]!.resp).get(keys[elsewhere]!)).toBe(`a${elsewhere}`);
+  });
+
+  it('pages HTTP range reads over every partition in key order', async () => {
+    const c = cluster!;
+    const got: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const q = new URLSearchParams({ prefix: 'plain:', limit: '128', ...(after ? { after } : {}) });
+      const res = await fetch(`http://127.0.0.1:${c.nodes[2]!.http}/v1/kv?${q}`);
+      const body = (await res.json()) as { kvs: { key: string }[]; more: boolean; next?: string };
+      got.push(...body.kvs.map((r) => r.key));
+      if (!body.more) break;
+      after = body.next;
+    }
+    const want = Array.from({ length: KEYS }, (_, i) => `plain:key:${i}`).sort();
+    expect(got).toEqual(want);
+    const one = await fetch(`http://127.0.0.1:${c.nodes[0]!.http}/v1/kv/${encodeURIComponent('key:7')}`);
+    expect(((await one.json()) as { value: string }).value).toBe('a7');
+    const watch = await fetch(`http://127.0.0.1:${c.nodes[0]!.http}/v1/watch?prefix=key`);
+    expect(watch.status).toBe(501);
+  });
+
+  it.skipIf(!hasRedisCli)('lets redis-cli -c follow a MOVED to the partition leader', async () => {
+    const c = cluster!;
+    const view = (await partitions(c.nodes[0]!.http))!;
+    // Ask a node that does not lead key:1's partition.
+    const slot = (await plain(c.nodes[0]!.resp).call('CLUSTER', 'KEYSLOT', 'key:1')) as number;
+    const p = view[Math.floor((slot * PARTITIONS) / 16384)]!;
+    const other = c.nodes.find((n) => n.id !== p.leader)!;
+    const leader = c.nodes.find((n) => n.id === p.leader)!;
+    const out = spawnSync('redis-cli', ['-c', '-p', String(other.resp)], {
+      input: 'READONLY\nSET key:1 moved\nGET key:1\n',
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    expect(out.stdout).toContain(`Redirected to slot [${slot}] located at 127.0.0.1:${leader.resp}`);
+    expect(out.stdout.trim().split('\n').at(-1)).toBe('moved');
+  });
+
+  it('refuses to start on a data directory created with another partition count', async () => {
+    const c = cluster!;
+    const n3 = c.nodes[2]!;
+    await c.kill(n3);
+    const res = spawnSync(
+      process.execPath,
+      [CLI, 'start', '--id', 'n3', '--data-dir', n3.dataDir, '--partitions', '2', '--resp', '127.0.0.1:0'],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(/created with 4 partition\(s\), not 2.*--partitions 4/);
+  });
+});
