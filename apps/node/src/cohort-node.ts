@@ -186,13 +186,21 @@ export class CohortNode {
   private parts: LocalPartition[] = [];
   private layout: PartitionLayout | undefined;
 
-  /** The first partition's group (`p0`): what the node status, the admin operations and backups are about. */
-  private get first(): LocalPartition {
-    return this.parts[0]!;
+  /**
+   * The first partition this node replicates (`p0` unless it holds no
+   * replica of it): what the node status and the admin operations are about.
+   */
+  private get first(): LocalPartition | undefined {
+    return this.parts.find((p) => p.sm !== undefined);
   }
 
   status(): NodeStatus {
     const p0 = this.first;
+    if (p0 === undefined) {
+      // A node of a partitioned cluster that replicates no partition: it forwards every request.
+      const id = this.options.config.node.id;
+      return { id, role: 'none', term: 0, leader: '', commit: 0, applied: 0, keys: 0, partitions: this.parts.length };
+    }
     const s = this.host!.status(p0.group);
     let keys = 0;
     for (const p of this.parts) keys += p.sm !== undefined && !this.host!.status(p.group).repairing ? p.sm.size : 0;
@@ -366,10 +374,12 @@ export class CohortNode {
       }
       this.log.info('membership changed', { group, changes: cc.changes, ...(address ? { address } : {}) });
     };
-    const p0 = this.first;
+    // p0 always lives here with one partition (every node replicates it); of several, each node serves its own.
+    const p0 = this.parts[0]!;
+    const first = this.first;
     let leading = false;
     host.onLeaderChange = (group, _leader, role) => {
-      if (group === p0.group) leading = role === 'leader';
+      if (group === first?.group) leading = role === 'leader';
     };
     const isLeading = (): boolean => leading;
     if (partitioned) this.balancer = setInterval(() => this.balanceLeaders(), BALANCE_MS);
@@ -400,7 +410,7 @@ export class CohortNode {
         return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
       },
     });
-    const sm0 = p0.sm!;
+    const sm0 = p0.sm;
     const reads: ReadApi = partitioned
       ? router.reads()
       : {
@@ -488,7 +498,7 @@ export class CohortNode {
           for (const s of sources.values()) s.closeAll();
         },
       },
-      admin: p0.maintenance!.admin,
+      ...(first?.maintenance ? { admin: first.maintenance.admin } : {}),
       metrics,
       members: () => memberViews(membership),
       partitions: () => this.partitions(),
@@ -502,9 +512,10 @@ export class CohortNode {
           transport.addPeer(change.node, address);
           return host.changeMembership(p0.group, change, enc.encode(JSON.stringify({ address })));
         },
-        transferLeadership: (to) => host.transferLeadership(p0.group, to),
+        transferLeadership: (to) =>
+          partitioned ? Promise.reject(unsupported('a leadership transfer')) : host.transferLeadership(p0.group, to),
         openBackup: async () => {
-          if (partitioned) throw unsupported('a backup');
+          if (partitioned || sm0 === undefined) throw unsupported('a backup');
           const s = host.status(p0.group);
           if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
           // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
@@ -512,7 +523,7 @@ export class CohortNode {
           return { group: p0.group, reader: sm0.openSnapshot() };
         },
         restore: (rows, force) => {
-          if (partitioned) return Promise.reject(unsupported('a restore'));
+          if (partitioned || sm0 === undefined) return Promise.reject(unsupported('a restore'));
           return restoreRows(host, sm0, p0.service, rows, force);
         },
       },

@@ -96,6 +96,15 @@ export function mergeScans(answers: KvResponse[]): KvResponse {
   return { type: 'array', values: [next, ...page] };
 }
 
+/** Whether the range `[keys[0], keys[1])` holds one key at most: the end is the start followed by a zero byte. */
+function oneKey(keys: Uint8Array[]): boolean {
+  const [start, end] = keys;
+  if (start === undefined || end === undefined || end.length !== start.length + 1 || end[start.length] !== 0) {
+    return false;
+  }
+  return Buffer.compare(start, end.subarray(0, start.length)) === 0;
+}
+
 /** Integer answers summed (EXISTS, DBSIZE). */
 function sumInts(answers: KvResponse[]): KvResponse {
   const bad = failed(answers);
@@ -250,6 +259,8 @@ export class PartitionedKv {
     }
     switch (req.op) {
       case 'range':
+        // A range of one key (`[key, key + 0x00)`, as the HTTP API reads a key) is that key's partition's.
+        if (oneKey(req.keys)) return { partition: this.slots.partitionOfKey(req.keys[0]!) };
         return this.everyPartition(req, (answers) => mergeRanges(answers, req.limit ?? 0));
       case 'scan':
         return this.everyPartition(req, mergeScans);

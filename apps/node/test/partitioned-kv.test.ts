@@ -155,6 +155,9 @@ describe('PartitionedKv', () => {
       start = `${got.at(-1)}\0`;
     }
     expect(got).toEqual(all);
+    // A range of one key goes to its partition alone.
+    const one = await kv.execute({ kind: 'read', op: 'range', keys: [b('k07'), b('k07\0')], limit: 1 });
+    expect(one.type === 'range' && one.revision).toBe(10 + partitionOf('k07'));
     // Stale reads merge the same way.
     const stale = kv.stale({ kind: 'read', op: 'range', keys: [b('')], limit: 3 });
     expect(stale.type === 'range' && stale.records.map((r) => Buffer.from(r.key).toString())).toEqual(all.slice(0, 3));
