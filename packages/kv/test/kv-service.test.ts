@@ -6,6 +6,8 @@ import {
   type ReplicatedGroup,
   SeededRandom,
   decodeForwardRequest,
+  decodeForwardResponse,
+  encodeForwardRequest,
   encodeForwardResponse,
   systemClock,
 } from '@cohort/core';
@@ -17,8 +19,11 @@ import {
   type KvResponse,
   KvService,
   KvStateMachine,
+  MAX_FORWARD_HOPS,
   decodeCommand,
   decodeRequest,
+  decodeResponse,
+  encodeRequest,
   encodeResponse,
 } from '../src/index.js';
 
@@ -362,5 +367,44 @@ describe('KvService pipelines through a follower whose leader runs an older buil
       { type: 'bulk', value: b('2') },
     ]);
     expect(served).toEqual(['write a', 'read a', 'write a', 'read a']);
+  });
+});
+
+describe('KvService forwarding hops', () => {
+  it('serves a node holding no replica through a follower, which forwards on to its leader', async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    // Node d replicates nothing: its service sends every request to the follower, which is one hop from the leader.
+    const transport = hub.transport('d');
+    const remote: ReplicatedGroup = {
+      id: 'p0',
+      propose: () => Promise.reject(new Error('no replica here')),
+      read: () => Promise.reject(new Error('no replica here')),
+      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: follower, commit: 0, applied: 0 }),
+    };
+    const d = new KvService({ group: remote, transport, clock: systemClock, requestTimeoutMs: 1500 });
+    expect(await d.execute(set('hop', 'v'))).toEqual({ type: 'ok' });
+    expect(await d.execute(get('hop'))).toEqual({ type: 'bulk', value: b('v') });
+    expect(await nodes.get(l)!.service.execute(get('hop'))).toEqual({ type: 'bulk', value: b('v') });
+  });
+
+  it('refuses a request forwarded too many times instead of forwarding it again', async () => {
+    startCluster();
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    const op = encodeRequest({ kind: 'read', op: 'get', keys: [b('x')], now: 0 });
+    const ask = async (hops: number): Promise<KvResponse> => {
+      const frame = encodeForwardRequest({ group: 'p0', op, hops });
+      const answer = decodeForwardResponse(await hub.transport('d').request(follower, Protocols.kv, frame));
+      if (!answer.ok) throw new Error(answer.message);
+      return decodeResponse(answer.result);
+    };
+    expect(await ask(MAX_FORWARD_HOPS - 2)).toEqual({ type: 'nil' });
+    const refused = await ask(MAX_FORWARD_HOPS - 1);
+    expect(refused).toMatchObject({ type: 'failure', code: 'NOT_LEADER', leaderId: l });
+    expect(refused.type === 'failure' && refused.message).toMatch(
+      /forwarded 3 times without reaching the leader of p0 \(at most 3 hops\)/,
+    );
   });
 });
