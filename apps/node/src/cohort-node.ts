@@ -16,6 +16,7 @@ import {
 } from '@cohort/core';
 import {
   type KvClientRequest,
+  type KvResponse,
   KvService,
   KvStateMachine,
   SlotMap,
@@ -354,7 +355,13 @@ export class CohortNode {
     const slots = new SlotMap(layout.partitions);
     const router = new PartitionedKv(
       slots,
-      this.parts.map((p) => p.service),
+      this.parts.map((p) => ({
+        executeAll: (reqs) => p.service.executeAll(reqs),
+        // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+        readLocal: (req) =>
+          p.sm !== undefined && host.status(p.group).repairing ? restoring() : p.service.readLocal(req),
+        leaseRead: (req) => p.service.leaseRead(req),
+      })),
     );
     const api: KvApi = {
       execute: (req) => router.execute(req),
@@ -415,15 +422,7 @@ export class CohortNode {
       ? router.reads()
       : {
           // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
-          stale: (req) =>
-            host.status(p0.group).repairing
-              ? {
-                  type: 'failure',
-                  code: ErrorCode.Unavailable,
-                  message:
-                    'this replica is restoring its copy of the data from a healthy replica; read from another node',
-                }
-              : p0.service.readLocal(req),
+          stale: (req) => (host.status(p0.group).repairing ? restoring() : p0.service.readLocal(req)),
           lease: (req) => p0.service.leaseRead(req),
         };
     this.resp = new RespServer({
@@ -628,6 +627,15 @@ function remoteGroup(group: string, replicas: NodeId[], alive: (id: NodeId) => b
       commit: 0,
       applied: 0,
     }),
+  };
+}
+
+/** The answer of a stale read on a replica restoring its corrupt copy of a partition. */
+function restoring(): KvResponse {
+  return {
+    type: 'failure',
+    code: ErrorCode.Unavailable,
+    message: 'this replica is restoring its copy of the data from a healthy replica; read from another node',
   };
 }
 
