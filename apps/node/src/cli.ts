@@ -137,16 +137,21 @@ program
   .option('--http-port <port>', 'HTTP port of the first node', '8080')
   .option('--peer-port <port>', 'peer port of the first node', '7001')
   .option('--log-level <level>', 'log level of the nodes', 'info')
+  .option('--partitions <n>', 'partitions of the key space, for a new cluster', '1')
   .addHelpText(
     'after',
     `
 Example:
   $ cohort dev                  # n1..n3: RESP 6380-6382, HTTP 8080-8082
-  $ cohort dev --nodes 5 --dir /tmp/cohort-dev`,
+  $ cohort dev --nodes 5 --dir /tmp/cohort-dev
+  $ cohort dev --partitions 4   # then: redis-cli -c -p 6380, or ioredis' Redis.Cluster`,
   )
   .action(async (o: Record<string, string>) => {
     const n = Number(o.nodes);
     if (!Number.isInteger(n) || n < 1 || n > 9) fail(`--nodes must be 1..9, got ${o.nodes}`);
+    const partitions = Number(o.partitions);
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > 16384)
+      fail(`--partitions must be 1..16384, got ${o.partitions}`);
     const { runDevCluster } = await import('./dev-cluster.js');
     const code = await runDevCluster({
       dir: o.dir!,
@@ -155,6 +160,7 @@ Example:
       httpPort: Number(o.httpPort),
       peerPort: Number(o.peerPort),
       logLevel: o.logLevel!,
+      partitions,
     });
     process.exit(code);
   });

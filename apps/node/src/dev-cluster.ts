@@ -15,6 +15,8 @@ export interface DevClusterOptions {
   httpPort: number;
   peerPort: number;
   logLevel: string;
+  /** Partitions of the key space (`--partitions`); 1 when absent. */
+  partitions?: number;
 }
 
 interface DevNode {
@@ -159,6 +161,7 @@ export async function runDevCluster(o: DevClusterOptions): Promise<number> {
     const logFile = join(root, `${id}.log`);
     const args = ['start', '--id', id, '--data-dir', join(root, id), '--peers', peers, '--resp', resp, '--http', http];
     args.push('--log-level', o.logLevel);
+    if (o.partitions !== undefined) args.push('--partitions', String(o.partitions));
     nodes.push(spawnNode({ id, resp, http, logFile, args }));
   });
 
