@@ -1,0 +1,105 @@
+import { SlotMap } from '@cohort/kv';
+import { describe, expect, it } from 'vitest';
+import type { KvApi } from '../src/kv-api.js';
+import { newServerState } from '../src/resp/clients.js';
+import type { ClusterReplica, ClusterView } from '../src/resp/cluster-commands.js';
+import { type Planned, type Session, planCommand } from '../src/resp/commands.js';
+import { newSession } from '../src/resp/plan.js';
+import { encodeReply } from '../src/resp/reply.js';
+
+const cmd = (...words: string[]): Buffer[] => words.map((w) => Buffer.from(w));
+const api = {} as KvApi;
+
+// Three nodes, four partitions: p0 and p3 led by n1 (this node), p1 by n2, p2 by n3.
+const LEADERS = ['n1', 'n2', 'n3', 'n1'];
+const PORT: Record<string, number> = { n1: 7001, n2: 7002, n3: 7003 };
+
+const view: ClusterView = {
+  slots: new SlotMap(4),
+  myId: () => 'a'.repeat(40),
+  redirect: (p) => (LEADERS[p] === 'n1' ? undefined : `127.0.0.1:${PORT[LEADERS[p]!]}`),
+  replicas: (p) =>
+    [LEADERS[p]!, ...['n1', 'n2', 'n3'].filter((n) => n !== LEADERS[p])].map(
+      (n, i): ClusterReplica => ({
+        id: n.repeat(20),
+        host: '127.0.0.1',
+        port: PORT[n]!,
+        leader: i === 0,
+        alive: true,
+        offset: 0,
+      }),
+    ),
+  epoch: (p) => p + 1,
+  nodes: () =>
+    ['n1', 'n2', 'n3'].map((n) => ({
+      id: n.repeat(20),
+      host: '127.0.0.1',
+      port: PORT[n]!,
+      busPort: PORT[n]! + 100,
+      self: n === 'n1',
+      alive: true,
+    })),
+};
+
+function session(): Session {
+  const server = newServerState();
+  server.cluster = view;
+  return newSession(server, 'c');
+}
+
+/** The reply `planned` answers at once, as RESP2 text. */
+function text(planned: Planned): string {
+  if (!('reply' in planned)) throw new Error('the command went to the KV service');
+  return encodeReply(planned.reply).toString();
+}
+
+// foo: slot 12182 (p2, led by n3); hello: 866 (p0, led here); bar: 5061 (p1, led by n2).
+describe('cluster-aware connections', () => {
+  it('are plain until they ask for the layout: served here, their MGET split over slots', () => {
+    const s = session();
+    expect('request' in planCommand(cmd('GET', 'foo'), api, s)).toBe(true);
+    expect('request' in planCommand(cmd('MGET', 'foo', 'bar'), api, s)).toBe(true);
+    expect(text(planCommand(cmd('MSET', 'foo', '1', 'bar', '2'), api, s))).toMatch(/^-CROSSSLOT/);
+  });
+
+  it('get MOVED to the leader once they asked CLUSTER SLOTS, and CROSSSLOT for reads across slots', () => {
+    const s = session();
+    const slots = text(planCommand(cmd('CLUSTER', 'SLOTS'), api, s));
+    expect(slots.startsWith('*4\r\n*5\r\n:0\r\n:4095\r\n')).toBe(true);
+    expect(text(planCommand(cmd('GET', 'foo'), api, s))).toBe('-MOVED 12182 127.0.0.1:7003\r\n');
+    expect('request' in planCommand(cmd('GET', 'hello'), api, s)).toBe(true);
+    expect(text(planCommand(cmd('MGET', 'foo', 'bar'), api, s))).toMatch(/^-CROSSSLOT/);
+    expect(text(planCommand(cmd('MGET', '{foo}a', '{foo}b'), api, s))).toMatch(/^-MOVED 12182 /);
+  });
+
+  it('abort a transaction whose queued command belongs to another node', () => {
+    const s = session();
+    planCommand(cmd('READONLY'), api, s);
+    expect(s.cluster).toBe(true);
+    planCommand(cmd('MULTI'), api, s);
+    expect(text(planCommand(cmd('SET', 'hello', '1'), api, s))).toBe('+QUEUED\r\n');
+    // Keys of a transaction share a slot, whoever leads it.
+    expect(text(planCommand(cmd('SET', 'bar', '1'), api, s))).toMatch(/^-CROSSSLOT/);
+    expect(text(planCommand(cmd('EXEC'), api, s))).toMatch(/^-EXECABORT/);
+    planCommand(cmd('MULTI'), api, s);
+    expect(text(planCommand(cmd('SET', 'bar', '1'), api, s))).toBe('-MOVED 5061 127.0.0.1:7002\r\n');
+    expect(text(planCommand(cmd('EXEC'), api, s))).toMatch(/^-EXECABORT/);
+  });
+
+  it('see the layout as Redis Cluster shows it', () => {
+    const s = session();
+    expect(text(planCommand(cmd('CLUSTER', 'KEYSLOT', 'foo'), api, s))).toBe(':12182\r\n');
+    expect(text(planCommand(cmd('CLUSTER', 'MYID'), api, s))).toBe(`$40\r\n${'a'.repeat(40)}\r\n`);
+    const nodes = text(planCommand(cmd('CLUSTER', 'NODES'), api, s))
+      .split('\r\n')[1]!
+      .split('\n');
+    expect(nodes[0]).toBe(`${'n1'.repeat(20)} 127.0.0.1:7001@7101 myself,master - 0 0 4 connected 0-4095 12288-16383`);
+    expect(nodes[1]).toBe(`${'n2'.repeat(20)} 127.0.0.1:7002@7102 master - 0 0 2 connected 4096-8191`);
+    const info = text(planCommand(cmd('CLUSTER', 'INFO'), api, s));
+    expect(info).toContain('cluster_state:ok\r\n');
+    expect(info).toContain('cluster_size:3\r\n');
+    const shards = text(planCommand(cmd('CLUSTER', 'SHARDS'), api, s));
+    expect(shards).toContain('$4\r\nrole\r\n$6\r\nmaster\r\n');
+    expect(shards).toContain('$4\r\nrole\r\n$7\r\nreplica\r\n');
+  });
+});
