@@ -251,6 +251,16 @@ export class PartitionedKv {
     if (req.kind === 'write') {
       const keys = writeKeys(req.write);
       if (keys.length === 0) return this.everyPartition(req, allOk);
+      if (req.write.op === 'exec' && req.write.writes.some((w) => writeKeys(w).length === 0)) {
+        // FLUSHDB beside keyed commands in one transaction would flush the keys' partition alone.
+        return {
+          answer: {
+            type: 'error',
+            message:
+              'ERR a transaction with FLUSHDB and keyed commands spans every partition of this cluster; run FLUSHDB outside it',
+          },
+        };
+      }
       const partition = this.slots.partitionOfKey(keys[0]!);
       if (keys.some((k) => this.slots.partitionOfKey(k) !== partition)) {
         return { answer: { type: 'error', message: CROSSSLOT_MESSAGE } };

@@ -130,6 +130,16 @@ describe('PartitionedKv', () => {
     for (const p of parts) expect(p.rows.size).toBe(0);
   });
 
+  it('refuses a transaction mixing FLUSHDB with keyed commands', async () => {
+    const { kv, parts } = router();
+    const res = await kv.execute({
+      kind: 'write',
+      write: { op: 'exec', writes: [{ op: 'del', keys: [b('foo')] }, { op: 'flush' }], watch: [] },
+    });
+    expect(res).toMatchObject({ type: 'error', message: expect.stringMatching(/FLUSHDB .* every partition/) });
+    for (const p of parts) expect(p.seen).toHaveLength(0);
+  });
+
   it('refuses a write whose keys span partitions', async () => {
     const { kv, parts } = router();
     const res = await kv.execute({
