@@ -170,6 +170,7 @@ export class CohortNode {
   private membership: MembershipHost | undefined;
   private stopping: Promise<void> | undefined;
   private balancer: ReturnType<typeof setInterval> | undefined;
+  private announcer: ReturnType<typeof setInterval> | undefined;
   /**
    * Called once the node stopped serving because its storage failed (a
    * failed write, or an entry, row or chunk failing its checksum). The
@@ -185,6 +186,8 @@ export class CohortNode {
 
   private store: DurableNodeStore | undefined;
   private parts: LocalPartition[] = [];
+  /** The leader of a partition this node holds no replica of, as its leader announces it by gossip. */
+  private leaderHint: (p: number) => { leader: NodeId; term: number } | undefined = () => undefined;
   private layout: PartitionLayout | undefined;
 
   /**
@@ -230,7 +233,11 @@ export class CohortNode {
     return this.parts.map((p): PartitionStatus => {
       const [first, last] = map.slotRange(p.index);
       const base = { partition: p.index, group: p.group, slots: { first, last } };
-      if (p.sm === undefined) return { ...base, replicas: p.replicas, local: false };
+      if (p.sm === undefined) {
+        // No replica here: the leader as its gossip announces it, if it did.
+        const h = this.leaderHint(p.index);
+        return { ...base, replicas: p.replicas, local: false, ...(h ? { leader: h.leader, term: h.term } : {}) };
+      }
       const s = this.host!.status(p.group);
       return {
         ...base,
@@ -301,7 +308,12 @@ export class CohortNode {
       // One partition is served by every node (a joining node waits to be added); of several, a node serves its own.
       if (partitioned && !replicas.includes(node.id)) {
         const service = new KvService({
-          group: remoteGroup(group, replicas, (id) => alive(id)),
+          group: remoteGroup(
+            group,
+            replicas,
+            (id) => alive(id),
+            () => this.leaderHint(index),
+          ),
           transport,
           clock: systemClock,
           logger: this.log.child({ component: 'kv' }),
@@ -351,6 +363,15 @@ export class CohortNode {
     });
     const membership = this.membership;
     alive = (id) => id === node.id || membership.members().some((m) => m.id === id && m.state === 'alive');
+    this.leaderHint = (p) => {
+      let best: { leader: NodeId; term: number } | undefined;
+      for (const m of membership.members()) {
+        if (m.state !== 'alive') continue;
+        const term = leadsTag(m.tags.leads).get(p);
+        if (term !== undefined && (best === undefined || term > best.term)) best = { leader: m.id, term };
+      }
+      return best;
+    };
 
     const slots = new SlotMap(layout.partitions);
     const router = new PartitionedKv(
@@ -388,6 +409,22 @@ export class CohortNode {
     host.onLeaderChange = (group, _leader, role) => {
       if (group === first?.group) leading = role === 'leader';
     };
+    // With fewer replicas than nodes, each node gossips the partitions it leads (`leads`: partition:term,...),
+    // so a node holding no replica of a partition finds its leader; checked every 500 ms, sent when changed.
+    let announced = '';
+    const announceLeads = (): void => {
+      const leads = this.parts
+        .filter((p) => p.sm !== undefined && host.status(p.group).role === 'leader')
+        .map((p) => `${p.index}:${host.status(p.group).term}`)
+        .join(',');
+      if (leads === announced || !membership.isRunning) return;
+      announced = leads;
+      membership.setTags({ http: node.httpAddress, resp: node.clientAddress, leads });
+    };
+    if (partitioned && layout.replicationFactor < members.length) {
+      this.announcer = setInterval(announceLeads, 500);
+      this.announcer.unref();
+    }
     const isLeading = (): boolean => leading;
     if (partitioned) this.balancer = setInterval(() => this.balanceLeaders(), BALANCE_MS);
     this.balancer?.unref();
@@ -410,8 +447,9 @@ export class CohortNode {
       partition: (i) => {
         const p = this.parts[i]!;
         if (p.sm === undefined) {
-          // No replica here: what the layout says, the leader unknown.
-          return { leader: '', term: 0, applied: 0, replicas: p.replicas };
+          // No replica here: the layout's replicas, the leader as gossip announces it.
+          const h = this.leaderHint(i);
+          return { leader: h?.leader ?? '', term: h?.term ?? 0, applied: 0, replicas: p.replicas };
         }
         const s = host.status(p.group);
         return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
@@ -576,6 +614,7 @@ export class CohortNode {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.balancer !== undefined) clearInterval(this.balancer);
+      if (this.announcer !== undefined) clearInterval(this.announcer);
       await Promise.allSettled([this.resp?.close(), this.http?.close()]);
       for (const p of this.parts) p.maintenance?.stop();
       await this.membership?.leave();
@@ -612,7 +651,12 @@ export interface PartitionStatus {
  * layout's order), which serves it when it leads and forwards it to its
  * leader otherwise (see `KvService.serveForwarded`).
  */
-function remoteGroup(group: string, replicas: NodeId[], alive: (id: NodeId) => boolean): ReplicatedGroup {
+function remoteGroup(
+  group: string,
+  replicas: NodeId[],
+  alive: (id: NodeId) => boolean,
+  hint: () => { leader: NodeId } | undefined,
+): ReplicatedGroup {
   const refuse = (): Promise<never> =>
     Promise.reject(new NotLeaderError(undefined, undefined, `this node holds no replica of ${group}`));
   return {
@@ -623,11 +667,21 @@ function remoteGroup(group: string, replicas: NodeId[], alive: (id: NodeId) => b
       group,
       role: 'follower',
       term: 0,
-      leader: replicas.find(alive) ?? replicas[0] ?? '',
+      leader: hint()?.leader ?? replicas.find(alive) ?? replicas[0] ?? '',
       commit: 0,
       applied: 0,
     }),
   };
+}
+
+/** A `leads` membership tag (`partition:term,...`) as partition to term. */
+function leadsTag(tag: string | undefined): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const part of (tag ?? '').split(',')) {
+    const [p, t] = part.split(':');
+    if (p && t && /^\d+$/.test(p) && /^\d+$/.test(t)) out.set(Number(p), Number(t));
+  }
+  return out;
 }
 
 /** The answer of a stale read on a replica restoring its corrupt copy of a partition. */

@@ -20,6 +20,8 @@ const hasRedisCli = spawnSync('redis-cli', ['--version']).status === 0;
 
 function plain(port: number): Redis {
   const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => null });
+  // Nodes are killed under open connections: their errors fail the commands, not the test run.
+  r.on('error', () => {});
   clients.push(r);
   return r;
 }
@@ -95,6 +97,7 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
       redisOptions: { connectTimeout: 2000 },
       slotsRefreshTimeout: 2000,
     });
+    aware.on('error', () => {});
     clients.push(aware);
     const keys = Array.from({ length: KEYS }, (_, i) => `key:${i}`);
     const slotsOf = await Promise.all(keys.map((k) => aware.call('CLUSTER', 'KEYSLOT', k) as Promise<number>));
@@ -181,5 +184,64 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     );
     expect(res.status).not.toBe(0);
     expect(res.stderr).toMatch(/created with 4 partition\(s\), not 2.*--partitions 4/);
+  });
+});
+
+describe('a cluster of 4 nodes with 4 partitions of 3 replicas', () => {
+  let four: ProcCluster | undefined;
+  afterAll(async () => {
+    await four?.killAll();
+  });
+
+  it('serves every key through a node holding no replica of its partition, and redirects to leaders it learnt by gossip', async () => {
+    four = await ProcCluster.create(4, [
+      '--partitions',
+      '4',
+      '--replicas',
+      '3',
+      '--heartbeat-ms',
+      '50',
+      '--election-timeout-ms',
+      '300',
+    ]);
+    const c = four;
+    c.startAll();
+    // Round-robin over n1..n4: p0 on n1-n3, p1 on n2-n4, p2 on n3,n4,n1, p3 on n4,n1,n2; each node misses one.
+    const leaders = await poll('a leader for every partition, known to every node', 45_000, async () => {
+      const views = await Promise.all(c.nodes.map((n) => partitions(n.http)));
+      if (views.some((v) => v === undefined)) return undefined;
+      const replicaViews = views.map((v) => v!.map((p) => (p as Partition & { local: boolean }).local));
+      expect(replicaViews.map((v) => v.filter((x) => !x).length)).toEqual([1, 1, 1, 1]);
+      const known = views[0]!.map((p, i) => p.leader || views.find((v) => v![i]!.leader)?.[i]?.leader);
+      return known.every(Boolean) ? (known as string[]) : undefined;
+    });
+    const keys = Array.from({ length: 100 }, (_, i) => `four:${i}`);
+    // Each node writes a quarter of the keys; every node reads them all, MGET across slots included.
+    await Promise.all(
+      c.nodes.map(async (n, k) => {
+        const r = plain(n.resp);
+        for (let i = k; i < keys.length; i += 4) expect(await r.set(keys[i]!, `v${i}`)).toBe('OK');
+      }),
+    );
+    for (const n of c.nodes) {
+      expect(await plain(n.resp).mget(...keys)).toEqual(keys.map((_, i) => `v${i}`));
+    }
+    // The node holding no replica of p0 redirects a cluster-aware connection to p0's leader, as gossip told it.
+    const outsider = c.nodes[3]!;
+    const leader = await poll("p0's leader as the node outside p0 knows it", 10_000, async () => {
+      const v = await partitions(outsider.http);
+      return v?.[0]?.leader || undefined;
+    }).catch(async (err) => {
+      const m = await fetch(`http://127.0.0.1:${outsider.http}/v1/members`).then((r) => r.json());
+      throw new Error(
+        `${err.message}; members: ${JSON.stringify(m)}; views ${JSON.stringify(await partitions(c.nodes[0]!.http))}`,
+      );
+    });
+    expect(leader).toBe(leaders[0]);
+    const asked = plain(outsider.resp);
+    await asked.call('CLUSTER', 'SLOTS');
+    const port = c.nodes.find((n) => n.id === leader)!.resp;
+    // hello: slot 866, in p0.
+    await expect(asked.get('hello')).rejects.toThrow(`MOVED 866 127.0.0.1:${port}`);
   });
 });
