@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type NodeId } from '@cohort/core';
 import { partitionGroup } from '@cohort/kv';
@@ -70,12 +70,32 @@ export function loadLayout(
         '(or cluster.partitions in the config file), or with an empty data directory for a new cluster',
     );
   }
-  if (!existsSync(file)) {
-    const tmp = `${file}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(layout, null, 2)}\n`);
-    renameSync(tmp, file);
-  }
+  if (!existsSync(file)) writeDurably(dataDir, file, `${JSON.stringify(layout, null, 2)}\n`);
   return layout;
+}
+
+/**
+ * Writes `text` to `file` durably before the store is created: a temporary
+ * file fsynced, renamed, and the directory fsynced, so a data directory
+ * never holds a store without the layout it was created with (which would
+ * read as data from before layouts, one partition).
+ */
+function writeDurably(dir: string, file: string, text: string): void {
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** The group ids of a layout's partitions. */
