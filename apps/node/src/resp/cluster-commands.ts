@@ -1,6 +1,6 @@
 import { type SlotMap, slotOfKey } from '@cohort/kv';
 import type { CommandSpec } from './commands.js';
-import { OK, type Reply, errorReply } from './reply.js';
+import { type Reply, errorReply } from './reply.js';
 
 /** One replica of a partition as the Redis Cluster commands show it. */
 export interface ClusterReplica {
@@ -171,11 +171,10 @@ function info(view: ClusterView): string {
 }
 
 /**
- * CLUSTER KEYSLOT, SLOTS, SHARDS, NODES, INFO, MYID, and READONLY/READWRITE.
- * Asking for the layout (SLOTS, SHARDS, NODES) or sending READONLY makes a
- * connection cluster-aware (`Session.cluster`; see `planCommand`); reads
- * are served linearizably by the leader either way. Without a cluster view
- * (a server outside a node) only CLUSTER KEYSLOT answers.
+ * CLUSTER KEYSLOT, SLOTS, SHARDS, NODES, INFO and MYID. Asking for the
+ * layout (SLOTS, SHARDS, NODES) or sending READONLY (read-modes.ts) makes a
+ * connection cluster-aware (`Session.cluster`; see `planCommand`). Without a
+ * cluster view (a server outside a node) only CLUSTER KEYSLOT answers.
  */
 export const CLUSTER_COMMANDS: Record<string, CommandSpec> = {
   cluster: {
@@ -223,12 +222,4 @@ export const CLUSTER_COMMANDS: Record<string, CommandSpec> = {
       }
     },
   },
-  readonly: {
-    arity: 1,
-    run: (_args, _api, session) => {
-      session.cluster = true;
-      return OK;
-    },
-  },
-  readwrite: { arity: 1, run: () => OK },
 };

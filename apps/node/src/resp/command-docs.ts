@@ -229,18 +229,4 @@ export const COMMAND_DOCS: Record<string, CommandDoc> = {
   config: doc([], NONE, 'server', '2.0.0', 'A container for server configuration commands.'),
   info: doc(['loading', 'stale'], NONE, 'server', '1.0.0', 'Returns information and statistics about the server.'),
   cluster: doc([], NONE, 'cluster', '3.0.0', 'A container for Redis Cluster commands.'),
-  readonly: doc(
-    ['loading', 'stale', 'fast'],
-    NONE,
-    'cluster',
-    '3.0.0',
-    'Enables read-only queries for a connection to a Redis Cluster replica node.',
-  ),
-  readwrite: doc(
-    ['loading', 'stale', 'fast'],
-    NONE,
-    'cluster',
-    '3.0.0',
-    'Enables read-write queries for a connection to a Redis Cluster replica node.',
-  ),
 };

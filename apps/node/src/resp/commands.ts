@@ -216,8 +216,15 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
       session.watched = [];
       return { reply: errorReply(`EXECABORT Transaction discarded because of: ${CROSSSLOT_MESSAGE}`) };
     }
-  } else if (session.cluster && cluster && route.slot !== undefined && name !== 'exec') {
-    // A cluster-aware client goes to the partition's leader itself.
+  } else if (
+    session.cluster &&
+    cluster &&
+    route.slot !== undefined &&
+    name !== 'exec' &&
+    !(session.readOnly && COMMAND_DOCS[name]?.flags.includes('readonly'))
+  ) {
+    // A cluster-aware client goes to the partition's leader itself; after READONLY, its reads are this
+    // replica's to serve (see read-modes.ts), as a Redis Cluster replica serves them.
     const to = cluster.redirect(route.group);
     if (to !== undefined) return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
   }
