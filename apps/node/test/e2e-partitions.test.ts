@@ -165,7 +165,7 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     const other = c.nodes.find((n) => n.id !== p.leader)!;
     const leader = c.nodes.find((n) => n.id === p.leader)!;
     const out = spawnSync('redis-cli', ['-c', '-p', String(other.resp)], {
-      input: 'READONLY\nSET key:1 moved\nGET key:1\n',
+      input: 'CLUSTER MYID\nCLUSTER NODES\nSET key:1 moved\nGET key:1\n',
       encoding: 'utf8',
       timeout: 10_000,
     });

@@ -74,7 +74,7 @@ describe('cluster-aware connections', () => {
 
   it('abort a transaction whose queued command belongs to another node', () => {
     const s = session();
-    planCommand(cmd('READONLY'), api, s);
+    planCommand(cmd('CLUSTER', 'NODES'), api, s);
     expect(s.cluster).toBe(true);
     planCommand(cmd('MULTI'), api, s);
     expect(text(planCommand(cmd('SET', 'hello', '1'), api, s))).toBe('+QUEUED\r\n');
@@ -84,6 +84,16 @@ describe('cluster-aware connections', () => {
     planCommand(cmd('MULTI'), api, s);
     expect(text(planCommand(cmd('SET', 'bar', '1'), api, s))).toBe('-MOVED 5061 127.0.0.1:7002\r\n');
     expect(text(planCommand(cmd('EXEC'), api, s))).toMatch(/^-EXECABORT/);
+  });
+
+  it('stay plain after READONLY alone (a read mode), and serve their reads here after it', () => {
+    const s = session();
+    planCommand(cmd('READONLY'), api, s);
+    expect(s.cluster).toBe(false);
+    expect('request' in planCommand(cmd('SET', 'foo', '1'), api, s)).toBe(true);
+    planCommand(cmd('CLUSTER', 'SLOTS'), api, s);
+    expect('request' in planCommand(cmd('GET', 'foo'), api, s)).toBe(true);
+    expect(text(planCommand(cmd('SET', 'foo', '1'), api, s))).toBe('-MOVED 12182 127.0.0.1:7003\r\n');
   });
 
   it('see the layout as Redis Cluster shows it', () => {

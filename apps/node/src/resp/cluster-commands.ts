@@ -172,8 +172,8 @@ function info(view: ClusterView): string {
 
 /**
  * CLUSTER KEYSLOT, SLOTS, SHARDS, NODES, INFO and MYID. Asking for the
- * layout (SLOTS, SHARDS, NODES) or sending READONLY (read-modes.ts) makes a
- * connection cluster-aware (`Session.cluster`; see `planCommand`). Without a
+ * layout (SLOTS, SHARDS, NODES) makes a connection cluster-aware
+ * (`Session.cluster`; see `planCommand`). Without a
  * cluster view (a server outside a node) only CLUSTER KEYSLOT answers.
  */
 export const CLUSTER_COMMANDS: Record<string, CommandSpec> = {

@@ -228,7 +228,6 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     const to = cluster.redirect(route.group);
     if (to !== undefined) return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
   }
-  if (name === 'readonly') session.cluster = true;
   if (session.multi && !spec.control) session.multi.keys = [...txKeys, ...keys];
   let planned: Planned;
   try {

@@ -35,7 +35,7 @@ export interface Session {
   readOnly?: boolean;
   /**
    * Whether the connection is cluster-aware: it asked for the cluster's
-   * layout (CLUSTER SLOTS, SHARDS or NODES) or sent READONLY. It then gets
+   * layout (CLUSTER SLOTS, SHARDS or NODES). It then gets
    * `MOVED` for a key whose partition another node leads, and CROSSSLOT for
    * every multi-key command spanning slots (see `planCommand`).
    */
