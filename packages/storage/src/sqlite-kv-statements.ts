@@ -21,9 +21,11 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     createRev: p('SELECT create_rev FROM kv WHERE gen_id = ? AND key = ?').pluck(),
     put: p(`INSERT OR REPLACE INTO kv (gen_id, ${ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     del: p('DELETE FROM kv WHERE gen_id = ? AND key = ?'),
-    scan: p(
-      `SELECT ${ROW} FROM kv WHERE gen_id = @gen AND key >= @start AND (@end IS NULL OR key < @end) ORDER BY key LIMIT @limit`,
-    ),
+    // Two statements, not one with `(@end IS NULL OR key < @end)`: with the OR, SQLite bounds the index
+    // walk by the start only, so a scan whose range ends before its limit is reached (a point read of
+    // [key, key + 0x00) asking for 2 rows) read every row up to the end of the partition.
+    scan: p(`SELECT ${ROW} FROM kv WHERE gen_id = @gen AND key >= @start ORDER BY key LIMIT @limit`),
+    scanTo: p(`SELECT ${ROW} FROM kv WHERE gen_id = @gen AND key >= @start AND key < @end ORDER BY key LIMIT @limit`),
     rowsAfter: p(`SELECT ${ROW} FROM kv WHERE gen_id = ? AND key > ? ORDER BY key LIMIT ?`),
     count: p('SELECT count(*) FROM kv WHERE gen_id = ?').pluck(),
     expired: p(
@@ -76,6 +78,7 @@ export type KvStatements = Record<
   | 'put'
   | 'del'
   | 'scan'
+  | 'scanTo'
   | 'rowsAfter'
   | 'count'
   | 'expired'

@@ -59,7 +59,7 @@ export class SqliteKvView implements KvView {
     // The empty key sorts first, so "after" an absent key starts at it inclusively.
     const rows = (
       afterKey === undefined
-        ? this.st.scan.all({ gen: this.gen, start: Buffer.alloc(0), end: null, limit })
+        ? this.st.scan.all({ gen: this.gen, start: Buffer.alloc(0), limit })
         : this.st.rowsAfter.all(this.gen, blob(afterKey), limit)
     ) as KvRow[];
     return rows.map((r) => toRecord(this.src, r));

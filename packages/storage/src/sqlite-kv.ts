@@ -152,13 +152,15 @@ export class SqlitePartitionKv implements PartitionKv {
   scan(opts: KvScanOptions = {}): KvRecord[] {
     const limit = opts.limit ?? -1;
     const pending = [...this.ov.rows.values()].filter((o) => inRange(rowKeyBytes(o), opts));
-    const rows = this.st.scan.all({
+    const params = {
       gen: this.readGen(),
       start: opts.start ? blob(opts.start) : Buffer.alloc(0),
-      end: opts.end ? blob(opts.end) : null,
       // At most one stored row per pending key is replaced or hidden.
       limit: limit < 0 ? -1 : limit + pending.length,
-    }) as KvRow[];
+    };
+    const rows = (
+      opts.end ? this.st.scanTo.all({ ...params, end: blob(opts.end) }) : this.st.scan.all(params)
+    ) as KvRow[];
     const out = rows.map((r) => toRecord(this.src, r));
     if (pending.length === 0) return limit < 0 ? out : out.slice(0, limit);
     const merged = out.filter((r) => !this.ov.rows.has(rowKey(r.key)));

@@ -1,5 +1,6 @@
-// Profiles the leader of a fresh 3-node cluster under HTTP puts: every node
-// runs with `node --cpu-prof`, puts go to the leader at `--connections`
+// Profiles the leader of a fresh 3-node cluster under HTTP puts (or linearizable
+// gets with `--workload get`): every node runs with `node --cpu-prof`, requests go
+// to the leader at `--connections`
 // keep-alive connections for `--seconds`, then the nodes stop (SIGTERM, so
 // they write their profiles) and the leader's top self-time frames during the
 // load (startup left out) are printed. Not a test: `pnpm turbo run build`, then
@@ -13,8 +14,9 @@ import { BenchCluster } from './cluster.ts';
 import { round } from './load.ts';
 import { type CpuProfile, formatTop } from './profile-top.ts';
 
-const USAGE = `usage: profile-leader [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
-  --connections N  HTTP keep-alive connections putting to the leader (default 64)
+const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
+  --workload W     put: PUT /v1/kv/k<n>; get: linearizable GET of the keys a short put run wrote first (default put)
+  --connections N  HTTP keep-alive connections to the leader (default 64)
   --seconds S      length of the load (default 10)
   --value-bytes B  value size (default 100)
   --top N          frames to print (default 15)
@@ -22,6 +24,7 @@ const USAGE = `usage: profile-leader [--connections N] [--seconds S] [--value-by
 
 const { values: o } = parseArgs({
   options: {
+    workload: { type: 'string', default: 'put' },
     connections: { type: 'string', default: '64' },
     seconds: { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '100' },
@@ -47,6 +50,11 @@ const CONNECTIONS = num('connections', o.connections);
 const SECONDS = num('seconds', o.seconds);
 const VALUE = 'x'.repeat(num('value-bytes', o['value-bytes']));
 const TOP = num('top', o.top);
+const WORKLOAD = o.workload;
+if (WORKLOAD !== 'put' && WORKLOAD !== 'get') {
+  process.stderr.write(`profile-leader: --workload must be put or get, got '${WORKLOAD}'\n${USAGE}\n`);
+  process.exit(2);
+}
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-profile-'));
 const profiles = o.out ?? join(root, 'profiles');
@@ -54,17 +62,18 @@ const profiles = o.out ?? join(root, 'profiles');
 process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profiles}`.trim();
 const cluster = await BenchCluster.create(root, 3, ['--log-level', 'warn']);
 
-function put(agent: Agent, port: number, key: string): Promise<number> {
-  const body = JSON.stringify({ value: VALUE });
+function send(agent: Agent, port: number, key: string, method: 'PUT' | 'GET'): Promise<number> {
+  const body = method === 'PUT' ? JSON.stringify({ value: VALUE }) : '';
   return new Promise((resolve, reject) => {
     const req = request(
       {
         agent,
         host: '127.0.0.1',
         port,
-        method: 'PUT',
+        method,
         path: `/v1/kv/${key}`,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers:
+          method === 'PUT' ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
         timeout: 5000,
       },
       (res) => {
@@ -74,7 +83,7 @@ function put(agent: Agent, port: number, key: string): Promise<number> {
     );
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', reject);
-    req.end(body);
+    req.end(method === 'PUT' ? body : undefined);
   });
 }
 
@@ -82,6 +91,15 @@ try {
   cluster.startAll();
   const leader = await cluster.leader(60_000);
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  if (WORKLOAD === 'get') {
+    // The keys the gets read, written first (outside the measured window).
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        while (next < 10_000) await send(agent, leader.http, `k${next++}`, 'PUT');
+      }),
+    );
+  }
   const latencies: number[] = [];
   let errors = 0;
   // The profile's clock is the monotonic one of process.hrtime: the summary covers the load only, not startup.
@@ -93,7 +111,9 @@ try {
     Array.from({ length: CONNECTIONS }, async () => {
       while (performance.now() < until) {
         const t0 = performance.now();
-        const status = await put(agent, leader.http, `k${seq++ % 10_000}`).catch(() => 0);
+        const status = await send(agent, leader.http, `k${seq++ % 10_000}`, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(
+          () => 0,
+        );
         if (status === 200) latencies.push(performance.now() - t0);
         else errors++;
       }
@@ -104,7 +124,7 @@ try {
   const sorted = Float64Array.from(latencies).sort();
   const q = (x: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))] ?? 0);
   process.stderr.write(
-    `leader ${leader.id}: ${latencies.length} puts in ${SECONDS} s = ${Math.round(latencies.length / SECONDS)}/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${errors} errors\n`,
+    `leader ${leader.id}: ${latencies.length} ${WORKLOAD}s in ${SECONDS} s = ${Math.round(latencies.length / SECONDS)}/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${errors} errors\n`,
   );
   const pid = leader.child?.pid;
   await cluster.stopAll();
