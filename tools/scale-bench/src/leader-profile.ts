@@ -10,12 +10,14 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { BenchCluster } from './cluster.ts';
 import { round } from './load.ts';
 import { type CpuProfile, formatTop } from './profile-top.ts';
 
 const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
-  --workload W     put: PUT /v1/kv/k<n>; get: linearizable GET of the keys a short put run wrote first (default put)
+  --workload W     put: PUT /v1/kv/k<n>; get: linearizable GET of the keys a short put run wrote first;
+                   resp-get: the same over RESP, one ioredis connection per --connections (default put)
   --connections N  HTTP keep-alive connections to the leader (default 64)
   --seconds S      length of the load (default 10)
   --value-bytes B  value size (default 100)
@@ -51,8 +53,8 @@ const SECONDS = num('seconds', o.seconds);
 const VALUE = 'x'.repeat(num('value-bytes', o['value-bytes']));
 const TOP = num('top', o.top);
 const WORKLOAD = o.workload;
-if (WORKLOAD !== 'put' && WORKLOAD !== 'get') {
-  process.stderr.write(`profile-leader: --workload must be put or get, got '${WORKLOAD}'\n${USAGE}\n`);
+if (WORKLOAD !== 'put' && WORKLOAD !== 'get' && WORKLOAD !== 'resp-get') {
+  process.stderr.write(`profile-leader: --workload must be put, get or resp-get, got '${WORKLOAD}'\n${USAGE}\n`);
   process.exit(2);
 }
 
@@ -91,7 +93,7 @@ try {
   cluster.startAll();
   const leader = await cluster.leader(60_000);
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  if (WORKLOAD === 'get') {
+  if (WORKLOAD !== 'put') {
     // The keys the gets read, written first (outside the measured window).
     let next = 0;
     await Promise.all(
@@ -107,18 +109,28 @@ try {
   const fromUs = nowUs();
   const until = performance.now() + SECONDS * 1000;
   let seq = 0;
+  const clients =
+    WORKLOAD === 'resp-get'
+      ? Array.from({ length: CONNECTIONS }, () => new Redis({ port: leader.resp, host: '127.0.0.1' }))
+      : [];
   await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
+    Array.from({ length: CONNECTIONS }, async (_, c) => {
       while (performance.now() < until) {
         const t0 = performance.now();
-        const status = await send(agent, leader.http, `k${seq++ % 10_000}`, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(
-          () => 0,
-        );
+        const key = `k${seq++ % 10_000}`;
+        const status =
+          WORKLOAD === 'resp-get'
+            ? await (clients[c] as Redis).get(key).then(
+                (v) => (v === null ? 404 : 200),
+                () => 0,
+              )
+            : await send(agent, leader.http, key, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(() => 0);
         if (status === 200) latencies.push(performance.now() - t0);
         else errors++;
       }
     }),
   );
+  for (const r of clients) r.disconnect();
   const toUs = nowUs();
   agent.destroy();
   const sorted = Float64Array.from(latencies).sort();
