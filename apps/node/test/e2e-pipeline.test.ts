@@ -1,6 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ProcCluster as Cluster, type ProcCluster, type ProcNode } from './helpers/processes.js';
+import { ProcCluster as Cluster, type ProcCluster, type ProcNode, redisClient } from './helpers/processes.js';
 
 const clients: Redis[] = [];
 let cluster: ProcCluster | undefined;
@@ -10,11 +10,7 @@ afterAll(async () => {
   await cluster?.killAll();
 });
 
-function redis(node: ProcNode): Redis {
-  const r = new Redis({ port: node.resp, host: '127.0.0.1', maxRetriesPerRequest: 1, commandTimeout: 10_000 });
-  clients.push(r);
-  return r;
-}
+const redis = (node: ProcNode): Redis => redisClient(node, clients);
 
 /** The leader's Raft host counters, from its Prometheus metrics. */
 async function counters(node: ProcNode): Promise<{ rounds: number; storeWrites: number; entries: number }> {

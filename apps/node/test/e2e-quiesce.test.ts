@@ -1,6 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ProcCluster, type ProcNode, poll } from './helpers/processes.js';
+import { ProcCluster, type ProcNode, poll, redisClient } from './helpers/processes.js';
 
 const FAST = ['--heartbeat-ms', '50', '--election-timeout-ms', '300', '--quiesce'];
 
@@ -11,11 +11,7 @@ afterAll(async () => {
   await cluster?.killAll();
 });
 
-function redis(node: ProcNode): Redis {
-  const r = new Redis({ port: node.resp, host: '127.0.0.1', maxRetriesPerRequest: 1, commandTimeout: 10_000 });
-  clients.push(r);
-  return r;
-}
+const redis = (node: ProcNode): Redis => redisClient(node, clients);
 
 /** A node's quiescence counters, from its Prometheus metrics. */
 async function quiescence(node: ProcNode): Promise<{ quiesced: number; woken: number } | undefined> {

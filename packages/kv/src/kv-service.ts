@@ -10,7 +10,6 @@ import {
   Protocols,
   type QuorumStatus,
   type ReplicatedGroup,
-  type ReplicatedGroupStatus,
   type Transport,
   UnavailableError,
   decodeForwardRequest,
@@ -359,7 +358,7 @@ export class KvService {
     for (let attempt = 0; this.opts.clock.now() < deadline; attempt++) {
       const rest = from === 0 ? items : items.slice(from);
       const group = this.opts.group;
-      const lost = group.quorumLost ? group.quorumLost() : lostQuorum(group.status());
+      const lost = this.quorumLost();
       let part: KvResponse[];
       if (lost !== undefined) {
         // No leader for about an election timeout and too few voters answer: say so now, not at the
@@ -528,6 +527,14 @@ export class KvService {
     return out;
   }
 
+  /** The group's quorum status while this replica finds the quorum lost; undefined while it is not. */
+  private quorumLost(): QuorumStatus | undefined {
+    const group = this.opts.group;
+    if (group.quorumLost) return group.quorumLost();
+    const q = group.status().quorum;
+    return q?.state === 'lost' ? q : undefined;
+  }
+
   /** A signal aborted once the group reports its quorum lost (checked every 50 ms until cleared). */
   private watchQuorum(): { signal: AbortSignal; aborted: Promise<never>; clear: () => void } {
     const ac = new AbortController();
@@ -538,7 +545,7 @@ export class KvService {
     aborted.catch(() => {});
     let handle: ReturnType<Clock['setTimeout']> | undefined;
     const check = (): void => {
-      if (this.opts.group.status().quorum?.state === 'lost') ac.abort(new Error('the quorum is lost'));
+      if (this.quorumLost() !== undefined) ac.abort(new Error('the quorum is lost'));
       else handle = this.opts.clock.setTimeout(check, 50);
     };
     handle = this.opts.clock.setTimeout(check, 50);
@@ -574,8 +581,8 @@ export class KvService {
         sent.catch(() => {});
         raw = await Promise.race([sent, watch.aborted]);
       } catch (err) {
-        const q = this.opts.group.status().quorum;
-        if (watch.signal.aborted && q?.state === 'lost') {
+        const q = this.quorumLost();
+        if (watch.signal.aborted && q !== undefined) {
           const down = failure(new ClusterDownError(describeQuorumLoss(q)));
           return items.map(() => down);
         }
@@ -604,9 +611,4 @@ export class KvService {
       return items.map(() => res);
     }
   }
-}
-
-/** The quorum status in `s` when it says the quorum is lost. */
-function lostQuorum(s: ReplicatedGroupStatus): QuorumStatus | undefined {
-  return s.quorum?.state === 'lost' ? s.quorum : undefined;
 }

@@ -8,6 +8,19 @@ import { GENERATION_CURRENT, MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion 
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { tempDir } from './harness.js';
 
+/** Partition p1 in generation 1, marked current, applied at (9, 2): as every older schema version stores it. */
+function currentPartition(db: Database.Database) {
+  const conf = emptyConfState();
+  db.prepare('INSERT INTO kv_generations (gen_id, name, status) VALUES (1, ?, ?)').run('p1', GENERATION_CURRENT);
+  const applied = { index: 9, term: 2, confState: conf };
+  db.prepare('INSERT INTO kv_partitions VALUES (?, 1, 9, 2, ?, 1234, ?)').run(
+    'p1',
+    JSON.stringify(conf),
+    partitionCrc('p1', 1, applied, 1234),
+  );
+  return applied;
+}
+
 describe('schema migrations', () => {
   let dir: string;
   let cleanup: () => void;
@@ -95,14 +108,7 @@ describe('schema migrations', () => {
   it('upgrades a version 4 data directory: its rows read as version 1 with the checksums they carry, then count writes', () => {
     const db = new Database(file);
     migrate(db, file, 4);
-    const conf = emptyConfState();
-    db.prepare('INSERT INTO kv_generations (gen_id, name, status) VALUES (1, ?, ?)').run('p1', GENERATION_CURRENT);
-    const applied = { index: 9, term: 2, confState: conf };
-    db.prepare('INSERT INTO kv_partitions VALUES (?, 1, 9, 2, ?, 1234, ?)').run(
-      'p1',
-      JSON.stringify(conf),
-      partitionCrc('p1', 1, applied, 1234),
-    );
+    const applied = currentPartition(db);
     const a = Buffer.from('a');
     const v = Buffer.from('old');
     db.prepare('INSERT INTO kv VALUES (1, ?, ?, 3, 8, NULL, ?)').run(a, v, kvRowCrc('p1', a, v, 3, 8, null));
@@ -131,14 +137,7 @@ describe('schema migrations', () => {
   it('upgrades a version 5 data directory: its rows read as strings with the checksums they carry; a row type is checksummed', () => {
     const db = new Database(file);
     migrate(db, file, 5);
-    const conf = emptyConfState();
-    db.prepare('INSERT INTO kv_generations (gen_id, name, status) VALUES (1, ?, ?)').run('p1', GENERATION_CURRENT);
-    const applied = { index: 9, term: 2, confState: conf };
-    db.prepare('INSERT INTO kv_partitions VALUES (?, 1, 9, 2, ?, 1234, ?)').run(
-      'p1',
-      JSON.stringify(conf),
-      partitionCrc('p1', 1, applied, 1234),
-    );
+    currentPartition(db);
     const a = Buffer.from('a');
     const v = Buffer.from('old');
     db.prepare('INSERT INTO kv VALUES (1, ?, ?, 3, 8, NULL, ?, 2)').run(a, v, kvRowCrc('p1', a, v, 3, 8, null, 2));

@@ -1,23 +1,7 @@
 import type { CommandDoc } from './command-docs.js';
+import { ONE, R, RF, TWO, W, WF, WR, WRF, doc } from './doc-helpers.js';
 
 /** COMMAND INFO and COMMAND DOCS of the hash and list commands, as Redis 7 describes them. */
-
-const W = ['write', 'denyoom'];
-const WF = ['write', 'denyoom', 'fast'];
-const WR = ['write'];
-const WRF = ['write', 'fast'];
-const R = ['readonly'];
-const RF = ['readonly', 'fast'];
-const ONE: [number, number, number] = [1, 1, 1];
-const TWO: [number, number, number] = [1, 2, 1];
-
-const doc = (
-  flags: string[],
-  keys: [number, number, number],
-  group: string,
-  since: string,
-  summary: string,
-): CommandDoc => ({ flags, keys, group, since, summary });
 
 export const COLLECTION_DOCS: Record<string, CommandDoc> = {
   hset: doc(WF, ONE, 'hash', '2.0.0', 'Creates or modifies the value of a field in a hash.'),

@@ -1,4 +1,5 @@
 import { COLLECTION_DOCS } from './collection-docs.js';
+import { ALL, NONE, ONE, R, RF, W, WF, doc } from './doc-helpers.js';
 import { READ_MODE_DOCS } from './read-modes.js';
 
 /**
@@ -14,28 +15,6 @@ export interface CommandDoc {
   since: string;
   summary: string;
 }
-
-const W = ['write', 'denyoom'];
-const WF = ['write', 'denyoom', 'fast'];
-const R = ['readonly'];
-const RF = ['readonly', 'fast'];
-const ONE: [number, number, number] = [1, 1, 1];
-const ALL: [number, number, number] = [1, -1, 1];
-const NONE: [number, number, number] = [0, 0, 0];
-
-const doc = (
-  flags: string[],
-  keys: [number, number, number],
-  group: string,
-  since: string,
-  summary: string,
-): CommandDoc => ({
-  flags,
-  keys,
-  group,
-  since,
-  summary,
-});
 
 export const COMMAND_DOCS: Record<string, CommandDoc> = {
   ...COLLECTION_DOCS,

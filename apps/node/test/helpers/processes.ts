@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import type { NodeStatus } from '../../src/kv-api.js';
 import { NODE_RUNTIME_FLAGS } from '../../src/runtime-flags.js';
 
@@ -184,4 +185,11 @@ export async function poll<T>(what: string, ms: number, fn: () => Promise<T | un
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** An ioredis client of `node`'s RESP port (one retry, 10 s per command), added to `clients` to disconnect at the end. */
+export function redisClient(node: ProcNode, clients: Redis[]): Redis {
+  const r = new Redis({ port: node.resp, host: '127.0.0.1', maxRetriesPerRequest: 1, commandTimeout: 10_000 });
+  clients.push(r);
+  return r;
 }
