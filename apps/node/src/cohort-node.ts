@@ -31,7 +31,6 @@ import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { NodeClusterView } from './cluster-view.js';
-import { ApiError } from './http-codec.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
@@ -43,6 +42,7 @@ import { KV_GROUP, type NodeOptions } from './node-config.js';
 import { RestoreRefusedError } from './ops-routes.js';
 import { type PartitionLayout, loadLayout } from './partition-layout.js';
 import { PartitionedKv } from './partitioned-kv.js';
+import { PartitionedWatch } from './partitioned-watch.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
@@ -383,6 +383,10 @@ export class CohortNode {
           p.sm !== undefined && host.status(p.group).repairing ? restoring() : p.service.readLocal(req),
         leaseRead: (req) => p.service.leaseRead(req),
       })),
+      (partition) => {
+        const p = this.parts[partition]!;
+        return p.sm !== undefined && host.status(p.group).role === 'leader';
+      },
     );
     const api: KvApi = {
       execute: (req) => router.execute(req),
@@ -508,33 +512,27 @@ export class CohortNode {
       new RestoreRefusedError(
         `${what} of a cluster with several partitions is not supported yet (it would cover partition p0 alone)`,
       );
+    const watch = partitioned
+      ? new PartitionedWatch({
+          slots,
+          local: (p) => sourceOf(this.parts[p]!),
+          replicas: (p) => {
+            // The nodes holding partition p, those membership believes alive first.
+            const members = new Map(memberViews(membership).map((m) => [m.id, m]));
+            const holders = this.parts[p]!.replicas.filter((id) => id !== node.id);
+            const address = (id: NodeId) => members.get(id)?.tags.http;
+            const alive = (id: NodeId) => members.get(id)?.state === 'alive';
+            return [...holders.filter(alive), ...holders.filter((id) => !alive(id))]
+              .map(address)
+              .filter((a): a is string => a !== undefined);
+          },
+          logger: this.log.child({ component: 'watch' }),
+        })
+      : sourceOf(p0);
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,
-      watch: {
-        of: (filter) => {
-          if ('prefix' in filter && partitioned) {
-            throw new ApiError(
-              501,
-              'NOT_IMPLEMENTED',
-              `prefix watches span the ${layout.partitions} partitions of this cluster and are not served yet; watch single keys (key=...)`,
-            );
-          }
-          const p = 'key' in filter ? this.parts[slots.partitionOfKey(filter.key)]! : p0;
-          const s = sourceOf(p);
-          if (s === undefined) {
-            throw new ApiError(
-              501,
-              'NOT_IMPLEMENTED',
-              `this node holds no replica of ${p.group}, the key's partition: watch it on one of ${p.replicas.join(', ')}`,
-            );
-          }
-          return s;
-        },
-        closeAll: () => {
-          for (const s of sources.values()) s.closeAll();
-        },
-      },
+      ...(watch ? { watch } : {}),
       ...(first?.maintenance ? { admin: first.maintenance.admin } : {}),
       metrics,
       members: () => memberViews(membership),

@@ -1,5 +1,5 @@
 import { ErrorCode, type Logger } from '@cohort/core';
-import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvResponse, WatchFilter } from '@cohort/kv';
+import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvResponse } from '@cohort/kv';
 import type { KvRecord } from '@cohort/storage';
 import swagger from '@fastify/swagger';
 import { type FastifyInstance, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
@@ -19,6 +19,7 @@ import { WatchSource, serveWatch } from './http-watch.js';
 import type { AdminApi, KvApi, ReadApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 import { CLUSTER_SUMMARY, type OpsApi, registerOpsRoutes } from './ops-routes.js';
+import type { WatchRequest } from './partitioned-watch.js';
 
 /** Options of {@link createHttpServer}. */
 export interface HttpServerOptions {
@@ -45,9 +46,9 @@ export interface HttpServerOptions {
   bodyLimit?: number;
 }
 
-/** The watch sources of a node with several partitions: a key's partition serves its watch. */
+/** The watches of a node with several partitions (see `PartitionedWatch`). */
 export interface WatchRouter {
-  of(filter: WatchFilter): WatchSource;
+  serve(reply: FastifyReply, req: WatchRequest): Promise<void>;
   closeAll(): void;
 }
 
@@ -636,17 +637,28 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
           revision: res.revision,
         };
         if (res.more && last) body.next = toText(last.key, encoding);
+        // Revisions are per partition: a watch of the same prefix resumes from each partition's own.
+        if ('revisions' in res && res.revisions) body.resume = res.revisions.join('.');
         if (q.consistency === 'stale') body.appliedIndex = res.revision;
         return body;
       },
     );
 
-    app.get<{ Querystring: { key?: string; prefix?: string; fromRevision?: number; encoding?: Encoding } }>(
+    app.get<{
+      Querystring: {
+        key?: string;
+        prefix?: string;
+        fromRevision?: number;
+        resume?: string;
+        partition?: number;
+        encoding?: Encoding;
+      };
+    }>(
       '/v1/watch',
       {
         schema: {
           summary:
-            'Watches a key or a prefix as server-sent events (event put or delete, id = the revision); resume with fromRevision = last id + 1 or Last-Event-ID; 410 when the revision is no longer held',
+            "Watches a key or a prefix as server-sent events (event put or delete, id = the revision); resume with fromRevision = last id + 1 or Last-Event-ID; 410 when the revision is no longer held. With several partitions a prefix watch spans them all: each event names its partition and its id is a resume token (every partition's last revision, joined by dots), given back as resume or Last-Event-ID",
           querystring: {
             type: 'object',
             properties: {
@@ -656,6 +668,18 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
                 type: 'integer',
                 minimum: 1,
                 description: 'the first revision to send; live changes only when absent',
+              },
+              resume: {
+                type: 'string',
+                pattern: '^[0-9]+(\\.[0-9]+)*$',
+                description:
+                  'resume after this id (the last event id received, or the resume token of a range read): a revision, or one per partition joined by dots',
+              },
+              partition: {
+                type: 'integer',
+                minimum: 0,
+                description:
+                  'watch the prefix in this partition only (a node relays the partitions it does not replicate so)',
               },
               encoding: encodingQuery,
             },
@@ -673,11 +697,22 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
           q.key !== undefined
             ? { key: fromText(q.key, encoding, 'key') }
             : { prefix: fromText(q.prefix as string, encoding, 'prefix') };
-        let from = q.fromRevision;
         const last = req.headers['last-event-id'];
-        if (typeof last === 'string' && /^[0-9]+$/.test(last)) from = Math.max(from ?? 0, Number(last) + 1);
-        const source = opts.watch instanceof WatchSource ? opts.watch : opts.watch.of(filter);
-        serveWatch(source, reply, { filter, from, encoding, logger: opts.logger });
+        const resume = q.resume ?? (typeof last === 'string' && last !== '' ? last : undefined);
+        if (opts.watch instanceof WatchSource) {
+          let from = q.fromRevision;
+          if (resume !== undefined && /^[0-9]+$/.test(resume)) from = Math.max(from ?? 0, Number(resume) + 1);
+          serveWatch(opts.watch, reply, { filter, from, encoding, logger: opts.logger });
+          return reply;
+        }
+        await opts.watch.serve(reply, {
+          filter,
+          encoding,
+          text: q.key !== undefined ? { key: q.key } : { prefix: q.prefix as string },
+          ...(q.fromRevision !== undefined ? { fromRevision: q.fromRevision } : {}),
+          ...(resume !== undefined ? { resume } : {}),
+          ...(q.partition !== undefined ? { partition: q.partition } : {}),
+        });
         return reply;
       },
     );

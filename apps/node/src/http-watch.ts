@@ -70,63 +70,149 @@ function eventJson(e: KvEvent, encoding: Encoding, now: number): Record<string, 
   return out;
 }
 
-/** One SSE message per event; the id is the revision, so a client resumes from the last id plus one. */
-function frame(events: KvEvent[], encoding: Encoding): string {
-  const now = Date.now();
-  let out = '';
-  for (const e of events)
-    out += `id: ${e.revision}\nevent: ${e.type}\ndata: ${JSON.stringify(eventJson(e, encoding, now))}\n\n`;
-  return out;
+/** One event of a watch, ready to frame: its revision in its partition, its type and its JSON. */
+export interface FeedEvent {
+  revision: number;
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** The last frame of a feed that ended on its own: `compacted` (resume from the oldest revision) or `error`. */
+export interface FeedEnd {
+  event: 'compacted' | 'error';
+  data: Record<string, unknown>;
 }
 
 /**
- * Serves a watch as server-sent events on `reply`: the held events from
- * `from` (live changes only when absent), then each change as it applies.
- * Answers 410 COMPACTED (with the oldest revision held) when `from` is older
- * than the history; a stream is ended with a `compacted` event if a
- * snapshot replaces the replica's data, and with an `error` event if the
- * client does not read its events.
+ * One partition's part of a watch: opened (so a revision no longer held is
+ * refused before the stream starts), holding its events until started.
  */
-export function serveWatch(
+export interface WatchFeed {
+  /** The revision up to which the watcher has its events: the feed sends those after it. */
+  readonly position: number;
+  /** Sends held and future events to `send`; `end` once if the feed ends on its own. */
+  start(send: (events: FeedEvent[]) => void, end: (why: FeedEnd) => void): void;
+  cancel(): void;
+}
+
+/** 410 COMPACTED for a watch from `from`, older than what `oldest` starts. */
+export function compactedError(from: number, oldest: number, extra: Record<string, unknown> = {}): ApiError {
+  return new ApiError(
+    410,
+    'COMPACTED',
+    `revision ${from} is no longer held by this node; the oldest it can watch from is ${oldest}: read the current state (GET /v1/kv) and watch from its revision + 1`,
+    { oldestRevision: oldest, ...extra },
+  );
+}
+
+/**
+ * Opens a watch of `filter` on this replica's changes: the held events from
+ * `from` (live changes only when absent; the log tells those before the
+ * history while it holds them), then each change as it applies. Throws 410
+ * COMPACTED when `from` is older than both; the feed ends with `compacted` if
+ * a snapshot later replaces the replica's data.
+ */
+export function openLocalFeed(
   source: WatchSource,
-  reply: FastifyReply,
-  opts: { filter: WatchFilter; from: number | undefined; encoding: Encoding; logger: Logger },
-): void {
+  filter: WatchFilter,
+  from: number | undefined,
+  encoding: Encoding,
+): WatchFeed {
   const { hub } = source;
-  let from = opts.from ?? hub.appliedIndex + 1;
+  const first = from ?? hub.appliedIndex + 1;
   // Before the history, the log may still tell the events; read at once, so none is missed before the watch starts.
-  const early = from < hub.oldest ? source.fromLog(opts.filter, from, hub.oldest) : [];
-  if (early === undefined) {
-    throw new ApiError(
-      410,
-      'COMPACTED',
-      `revision ${from} is no longer held by this node; the oldest it can watch from is ${hub.oldest}: read the current state (GET /v1/kv) and watch from its revision + 1`,
-      { oldestRevision: hub.oldest },
-    );
-  }
+  const early = first < hub.oldest ? source.fromLog(filter, first, hub.oldest) : [];
+  if (early === undefined) throw compactedError(first, hub.oldest);
+  const held: KvEvent[] = [...early];
+  let send: ((events: FeedEvent[]) => void) | undefined;
+  let end: ((why: FeedEnd) => void) | undefined;
+  let ended: FeedEnd | undefined;
+  const convert = (events: KvEvent[]): FeedEvent[] => {
+    const now = Date.now();
+    return events.map((e) => ({ revision: e.revision, type: e.type, data: eventJson(e, encoding, now) }));
+  };
+  const w = hub.watch(
+    filter,
+    Math.max(first, hub.oldest),
+    (events) => (send ? send(convert(events)) : held.push(...events)),
+    (oldest) => {
+      const why: FeedEnd = {
+        event: 'compacted',
+        data: {
+          code: 'COMPACTED',
+          message: 'this replica installed a snapshot; resume from the oldest revision',
+          oldestRevision: oldest,
+        },
+      };
+      if (end) end(why);
+      else ended = why;
+    },
+  );
+  if ('compacted' in w) throw compactedError(first, w.oldest);
+  return {
+    position: first - 1,
+    start(s, e) {
+      send = s;
+      end = e;
+      if (held.length > 0) s(convert(held.splice(0)));
+      if (ended) e(ended);
+    },
+    cancel: () => w.cancel(),
+  };
+}
+
+/** How {@link streamFeeds} names events: by revision (one partition), or by every partition's position (several). */
+export interface StreamOptions {
+  /** Several partitions: each event's id is the position of every feed, joined by dots, and its data names its partition. */
+  composite: boolean;
+  logger: Logger;
+  /** Registers the stream's end with whoever ends streams on close; returns its unregistration. */
+  track: (end: () => void) => () => void;
+  /** Response headers besides the event-stream ones. */
+  headers?: Record<string, string>;
+}
+
+/** The resume token of positions `at`: the revisions, one per partition, joined by dots. */
+export function resumeToken(at: readonly number[]): string {
+  return at.join('.');
+}
+
+/**
+ * Serves `feeds` as server-sent events on `reply`. One feed: an event's id
+ * is its revision, so a client resumes from the last id plus one. Several
+ * (a prefix over partitions, whose revisions are separate): an event's id is
+ * the resume token, every partition's last revision sent, and the stream
+ * opens with the token it starts from, so a client that saw no event can
+ * resume as well. A watcher that does not read its events has its stream
+ * ended with an `error` event.
+ */
+export function streamFeeds(reply: FastifyReply, feeds: WatchFeed[], opts: StreamOptions): void {
+  const at = feeds.map((f) => f.position);
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
     connection: 'keep-alive',
-    'x-cohort-applied-index': String(hub.appliedIndex),
+    ...opts.headers,
   });
-  res.write(`: watching from revision ${from}\n\n`);
-  if (early.length > 0) res.write(frame(early, opts.encoding));
-  from = Math.max(from, hub.oldest);
-  const live: { handle?: WatchHandle; keepalive?: NodeJS.Timeout } = {};
+  res.write(
+    opts.composite
+      ? `: watching ${feeds.length} partitions after revisions ${resumeToken(at)}\nid: ${resumeToken(at)}\n\n`
+      : `: watching from revision ${at[0]! + 1}\n\n`,
+  );
   let ended = false;
+  const timer: { keepalive?: NodeJS.Timeout } = {};
   const end = (last?: string): void => {
     if (ended) return;
     ended = true;
-    live.handle?.cancel();
-    if (live.keepalive) clearInterval(live.keepalive);
+    for (const f of feeds) f.cancel();
+    if (timer.keepalive) clearInterval(timer.keepalive);
     untrack();
     if (last && !res.destroyed) res.write(last);
     res.end();
   };
-  const untrack = source.track(() => end());
+  const untrack = opts.track(() => end());
   const write = (chunk: string): void => {
     if (ended) return;
     res.write(chunk);
@@ -137,22 +223,46 @@ export function serveWatch(
       );
     }
   };
-  const w = hub.watch(
-    opts.filter,
-    from,
-    (events) => write(frame(events, opts.encoding)),
-    (oldest) =>
-      end(
-        `event: compacted\ndata: ${JSON.stringify({ code: 'COMPACTED', message: 'this replica installed a snapshot; resume from the oldest revision', oldestRevision: oldest })}\n\n`,
-      ),
-  );
-  if ('compacted' in w) {
-    end(`event: compacted\ndata: ${JSON.stringify({ code: 'COMPACTED', oldestRevision: w.oldest })}\n\n`);
-    return;
-  }
-  live.handle = w;
-  live.keepalive = setInterval(() => write(': keepalive\n\n'), KEEPALIVE_MS);
-  live.keepalive.unref();
+  feeds.forEach((feed, p) => {
+    feed.start(
+      (events) => {
+        let out = '';
+        for (const e of events) {
+          at[p] = e.revision;
+          const id = opts.composite ? resumeToken(at) : String(e.revision);
+          const data = opts.composite ? { ...e.data, partition: p } : e.data;
+          out += `id: ${id}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
+        }
+        write(out);
+      },
+      (why) =>
+        end(
+          `event: ${why.event}\ndata: ${JSON.stringify(opts.composite ? { ...why.data, partition: p } : why.data)}\n\n`,
+        ),
+    );
+  });
+  if (ended) return;
+  timer.keepalive = setInterval(() => write(': keepalive\n\n'), KEEPALIVE_MS);
+  timer.keepalive.unref();
   res.on('close', () => end());
   res.on('error', () => end());
+}
+
+/**
+ * Serves a watch of one replica's changes as server-sent events on `reply`
+ * (see {@link openLocalFeed} and {@link streamFeeds}): 410 COMPACTED (with
+ * the oldest revision held) when `from` is older than the history.
+ */
+export function serveWatch(
+  source: WatchSource,
+  reply: FastifyReply,
+  opts: { filter: WatchFilter; from: number | undefined; encoding: Encoding; logger: Logger },
+): void {
+  const feed = openLocalFeed(source, opts.filter, opts.from, opts.encoding);
+  streamFeeds(reply, [feed], {
+    composite: false,
+    logger: opts.logger,
+    track: (end) => source.track(end),
+    headers: { 'x-cohort-applied-index': String(source.hub.appliedIndex) },
+  });
 }

@@ -60,18 +60,20 @@ export function mergeRanges(answers: KvResponse[], limit: number): KvResponse {
   const records: KvRecord[] = [];
   let more = false;
   let revision = 0;
+  const revisions: number[] = [];
   for (const a of answers) {
     if (a.type !== 'range') return a;
     records.push(...a.records);
     more ||= a.more;
     revision = Math.max(revision, a.revision);
+    revisions.push(a.revision);
   }
   records.sort((x, y) => compare(x.key, y.key));
   if (limit > 0 && records.length > limit) {
     records.length = limit;
     more = true;
   }
-  return { type: 'range', records, more, revision };
+  return { type: 'range', records, more, revision, revisions };
 }
 
 /**
@@ -147,17 +149,17 @@ function concatValues(answers: KvResponse[]): KvResponse {
   return { type: 'array', values };
 }
 
-/** The first partition's answer that is a key (RANDOMKEY), else its nil. */
+/** The answer of a partition that had a key (RANDOMKEY), else nil. */
 function firstKey(answers: KvResponse[]): KvResponse {
   const bad = failed(answers);
   if (bad) return bad;
   const found = answers.filter((a) => a.type === 'bulk');
-  return found.length === 0 ? answers[0]! : found[Math.floor(Math.random() * found.length)]!;
+  return found.length === 0 ? { type: 'nil' } : found[Math.floor(Math.random() * found.length)]!;
 }
 
-/** The first answer, once every partition answered without failing (FLUSHDB on every partition). */
+/** OK, once every partition answered without failing (FLUSHDB on every partition). */
 function allOk(answers: KvResponse[]): KvResponse {
-  return failed(answers) ?? answers[0]!;
+  return failed(answers) ?? answers[0] ?? { type: 'ok' };
 }
 
 /**
@@ -174,9 +176,14 @@ function allOk(answers: KvResponse[]): KvResponse {
  * cluster-aware client's pipeline runs on several nodes at once.
  */
 export class PartitionedKv {
+  /**
+   * @param leads whether this node leads a partition now: a keyspace-wide
+   *   command with `scope: 'node'` (a cluster-aware client's) covers those alone
+   */
   constructor(
     readonly slots: SlotMap,
     private readonly parts: readonly PartitionService[],
+    private readonly leads: (partition: number) => boolean = () => true,
   ) {
     if (parts.length !== slots.partitions) {
       throw new Error(`${parts.length} partition services for ${slots.partitions} partitions`);
@@ -188,7 +195,7 @@ export class PartitionedKv {
   }
 
   async executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]> {
-    if (this.parts.length === 1) return this.parts[0]!.executeAll(reqs);
+    if (this.parts.length === 1 && !reqs.some((r) => r.scope === 'node')) return this.parts[0]!.executeAll(reqs);
     const plans = reqs.map((r) => this.plan(r));
     // Each partition's sub-pipeline, in request order; `slot` says where each of its answers goes.
     const queues = this.parts.map(() => ({ reqs: [] as KvClientRequest[], slot: [] as [number, number][] }));
@@ -243,8 +250,14 @@ export class PartitionedKv {
     return { stale: this.stale, lease: this.lease };
   }
 
+  /** `req` on every partition, or with `scope: 'node'` on those this node leads (none: `merge` of no answers). */
   private everyPartition(req: KvClientRequest, merge: (answers: KvResponse[]) => KvResponse): Plan {
-    return { parts: this.parts.map((_, partition) => ({ partition, req })), merge };
+    const parts: Part[] = [];
+    for (let partition = 0; partition < this.parts.length; partition++) {
+      if (req.scope === 'node' && !this.leads(partition)) continue;
+      parts.push({ partition, req });
+    }
+    return parts.length === 0 ? { answer: merge([]) } : { parts, merge };
   }
 
   private plan(req: KvClientRequest): Plan {

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createParser } from 'eventsource-parser';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ProcCluster, poll } from './helpers/processes.js';
@@ -24,6 +25,44 @@ function plain(port: number): Redis {
   r.on('error', () => {});
   clients.push(r);
   return r;
+}
+
+interface WatchEvent {
+  id: string;
+  event: string;
+  data: { key: string; value?: string; partition: number; modRevision: number };
+}
+
+/** A watch read with fetch: its status, and its events as they arrive. */
+async function openWatch(http: number, query: string, headers: Record<string, string> = {}) {
+  const abort = new AbortController();
+  const res = await fetch(`http://127.0.0.1:${http}/v1/watch?${query}`, { signal: abort.signal, headers });
+  const events: WatchEvent[] = [];
+  let lastId = '';
+  const parser = createParser({
+    onId: (id) => {
+      lastId = id;
+    },
+    onEvent: (m) => events.push({ id: m.id ?? '', event: m.event ?? 'message', data: JSON.parse(m.data) }),
+  });
+  if (res.status === 200) {
+    void (async () => {
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk));
+      } catch {
+        // Closed by the test.
+      }
+    })();
+  }
+  return {
+    status: res.status,
+    body: res.status === 200 ? undefined : ((await res.json()) as unknown),
+    events,
+    lastId: () => lastId,
+    until: (n: number) => poll(`${n} watch events`, 15_000, async () => (events.length >= n ? events : undefined)),
+    close: () => abort.abort(),
+  };
 }
 
 async function partitions(http: number): Promise<Partition[] | undefined> {
@@ -134,6 +173,29 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     const leader = c.nodes.find((n) => n.id === view[Math.floor((slotsOf[elsewhere]! * PARTITIONS) / 16384)]!.leader)!;
     await expect(asked.get(keys[elsewhere]!)).rejects.toThrow(`MOVED ${slotsOf[elsewhere]} 127.0.0.1:${leader.resp}`);
     expect(await plain(c.nodes[0]!.resp).get(keys[elsewhere]!)).toBe(`a${elsewhere}`);
+
+    // Keyspace-wide commands answer per node on cluster-aware connections, as Redis Cluster nodes answer for
+    // their own slots: each node covers the partitions it leads, so the nodes together cover each key once.
+    const partitionOf = (i: number) => Math.floor((slotsOf[i]! * PARTITIONS) / 16384);
+    const total = 2 * KEYS + 2;
+    let sizes = 0;
+    for (const n of c.nodes) {
+      const mine = keys.filter((_, i) => view[partitionOf(i)]!.leader === n.id).sort();
+      const conn = plain(n.resp);
+      await conn.call('CLUSTER', 'SHARDS');
+      sizes += await conn.dbsize();
+      expect((await conn.keys('key:*')).sort()).toEqual(mine);
+      const scanned: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, found] = await conn.scan(cursor, 'MATCH', 'key:*', 'COUNT', 50);
+        scanned.push(...found);
+        cursor = next;
+      } while (cursor !== '0');
+      expect(scanned.sort()).toEqual(mine);
+    }
+    expect(sizes).toBe(total);
+    expect(await reader.dbsize()).toBe(total);
   });
 
   it('pages HTTP range reads over every partition in key order', async () => {
@@ -152,8 +214,10 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     expect(got).toEqual(want);
     const one = await fetch(`http://127.0.0.1:${c.nodes[0]!.http}/v1/kv/${encodeURIComponent('key:7')}`);
     expect(((await one.json()) as { value: string }).value).toBe('a7');
-    const watch = await fetch(`http://127.0.0.1:${c.nodes[0]!.http}/v1/watch?prefix=key`);
-    expect(watch.status).toBe(501);
+    // Revisions are per partition: a prefix watch resumes from a token of every partition's, not from one revision.
+    const byRevision = await openWatch(c.nodes[0]!.http, 'prefix=key&fromRevision=1');
+    expect(byRevision.status).toBe(400);
+    expect((byRevision.body as { error: { message: string } }).error.message).toMatch(/resume=<token>/);
   });
 
   it.skipIf(!hasRedisCli)('lets redis-cli -c follow a MOVED to the partition leader', async () => {
@@ -236,5 +300,44 @@ describe('a cluster of 4 nodes with 4 partitions of 3 replicas', () => {
     const port = c.nodes.find((n) => n.id === leader)!.resp;
     // hello: slot 866, in p0.
     await expect(asked.get('hello')).rejects.toThrow(`MOVED 866 127.0.0.1:${port}`);
-  });
+
+    // A prefix watch spans every partition. Through n4, p0's part is relayed from one of its replicas. It
+    // starts where a range read of the prefix stood (its resume token: one revision per partition).
+    const range = (await (await fetch(`http://127.0.0.1:${outsider.http}/v1/kv?prefix=four:`)).json()) as {
+      resume: string;
+      kvs: unknown[];
+    };
+    expect(range.kvs).toHaveLength(keys.length);
+    expect(range.resume.split('.')).toHaveLength(4);
+    const w = await openWatch(outsider.http, `prefix=four:&resume=${range.resume}`);
+    expect(w.status).toBe(200);
+    const writer = plain(c.nodes[0]!.resp);
+    for (const [i, k] of keys.entries()) await writer.set(k, `w${i}`);
+    const seen = await w.until(keys.length);
+    expect(new Set(seen.map((e) => e.data.partition))).toEqual(new Set([0, 1, 2, 3]));
+    expect(seen.map((e) => e.data.key).sort()).toEqual([...keys].sort());
+    for (const e of seen) expect(e.data.value).toBe(`w${keys.indexOf(e.data.key)}`);
+    // Each event's id is the resume token after it: resuming from the 50th, through another node, sends the
+    // events after it (in every partition) and none before, then the new ones.
+    const mid = seen[49]!;
+    w.close();
+    for (const [i, k] of keys.entries()) await writer.set(k, `x${i}`);
+    const resumed = await openWatch(c.nodes[1]!.http, 'prefix=four:', { 'last-event-id': mid.id });
+    const again = await resumed.until(keys.length - 50 + keys.length);
+    resumed.close();
+    const text = (e: WatchEvent) => `${e.data.key}=${e.data.value}`;
+    expect(
+      again
+        .filter((e) => e.data.value?.startsWith('w'))
+        .map(text)
+        .sort(),
+    ).toEqual(seen.slice(50).map(text).sort());
+    expect(
+      again
+        .filter((e) => e.data.value?.startsWith('x'))
+        .map((e) => e.data.value)
+        .sort(),
+    ).toEqual(keys.map((_, i) => `x${i}`).sort());
+    expect(again).toHaveLength(keys.length - 50 + keys.length);
+  }, 90_000);
 });

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { KvReadRequest } from '../src/kv-api.js';
 import { LAYOUT_FILE, loadLayout, placePartitions } from '../src/partition-layout.js';
 import { type PartitionService, PartitionedKv, mergeRanges, mergeScans, writeKeys } from '../src/partitioned-kv.js';
+import { parseResumeToken } from '../src/partitioned-watch.js';
 
 const enc = new TextEncoder();
 const b = (s: string) => Buffer.from(s);
@@ -128,6 +129,29 @@ describe('PartitionedKv', () => {
     expect(await kv.execute({ kind: 'read', op: 'dbsize', keys: [] })).toEqual({ type: 'int', value: 4n });
     expect(await kv.execute({ kind: 'write', write: { op: 'flush' } })).toEqual({ type: 'ok' });
     for (const p of parts) expect(p.rows.size).toBe(0);
+  });
+
+  it('keeps keyspace-wide commands of node scope to the partitions this node leads', async () => {
+    const parts = [0, 1, 2, 3].map((i) => new FakePartition(i));
+    const leads = new Set([1, 3]);
+    const kv = new PartitionedKv(map, parts, (p) => leads.has(p));
+    await kv.executeAll(KEYS.map((k, i) => set(k, `v${i}`)));
+    expect(await kv.execute({ kind: 'read', op: 'dbsize', keys: [], scope: 'node' })).toEqual({
+      type: 'int',
+      value: 2n,
+    });
+    expect(await kv.execute({ kind: 'read', op: 'dbsize', keys: [] })).toEqual({ type: 'int', value: 4n });
+    expect(await kv.execute({ kind: 'write', write: { op: 'flush' }, scope: 'node' })).toEqual({ type: 'ok' });
+    expect(parts.map((p) => p.rows.size)).toEqual([1, 0, 1, 0]);
+    // Leading nothing: the answers of an empty node.
+    leads.clear();
+    expect(await kv.execute({ kind: 'read', op: 'dbsize', keys: [], scope: 'node' })).toEqual({
+      type: 'int',
+      value: 0n,
+    });
+    expect(await kv.execute({ kind: 'read', op: 'randomkey', keys: [], scope: 'node' })).toEqual({ type: 'nil' });
+    expect(await kv.execute({ kind: 'write', write: { op: 'flush' }, scope: 'node' })).toEqual({ type: 'ok' });
+    expect(parts.map((p) => p.rows.size)).toEqual([1, 0, 1, 0]);
   });
 
   it('refuses a transaction mixing FLUSHDB with keyed commands', async () => {
@@ -265,4 +289,10 @@ describe('partition layout', () => {
 
 it('routes keys with hash tags together', () => {
   expect(slotOfKey(enc.encode('{foo}bar'))).toBe(slotOfKey(enc.encode('foo')));
+});
+
+it('reads a resume token of every partition, and refuses one of another partition count', () => {
+  expect(parseResumeToken('12.0.40.7', 4)).toEqual([12, 0, 40, 7]);
+  expect(() => parseResumeToken('12.0.40', 4)).toThrow(/not a resume token of this cluster's 4 partitions/);
+  expect(() => parseResumeToken('12.a.40.7', 4)).toThrow(/not a resume token/);
 });

@@ -70,11 +70,21 @@ export type KvClientWrite =
   /** A hash or list write: `keys` its key (LMOVE: source, destination), `args` checked as `collections.ts` expects. */
   | { op: 'collection'; name: CollectionWrite; keys: Uint8Array[]; args: Uint8Array[] };
 
+/**
+ * Which partitions a keyspace-wide command (SCAN, KEYS, DBSIZE, RANDOMKEY,
+ * FLUSHDB) covers when the key space is partitioned: the whole cluster
+ * (absent: what a plain client sees), or `node`, the partitions the serving
+ * node leads, as a Redis Cluster node answers for its own slots (what a
+ * cluster-aware client sees).
+ */
+export type KeyspaceScope = 'node';
+
 /** A request as the front ends hand it to {@link KvService.execute}. */
 export type KvClientRequest =
-  | { kind: 'write'; write: KvClientWrite; session?: ClientSession }
+  | { kind: 'write'; write: KvClientWrite; session?: ClientSession; scope?: KeyspaceScope }
   | {
       kind: 'read';
+      scope?: KeyspaceScope;
       op: KvReadOp;
       /** `range`: the first key (inclusive) and, when present, the end (exclusive). */
       keys: Uint8Array[];

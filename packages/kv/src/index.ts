@@ -53,6 +53,7 @@ export {
   type Deadline,
   type Expiry,
   InvalidExpireError,
+  type KeyspaceScope,
   type KvClientRequest,
   type KvClientWrite,
   deadline,

@@ -49,8 +49,13 @@ export type KvResponse =
   | KvResult
   | { type: 'array'; values: (Uint8Array | null)[] }
   | { type: 'failure'; code: ErrorCode; message: string; leaderId?: NodeId }
-  /** A `range` read: the records in key order, whether the limit cut it short, and the applied index it was served at. */
-  | { type: 'range'; records: KvRecord[]; more: boolean; revision: number };
+  /**
+   * A `range` read: the records in key order, whether the limit cut it short,
+   * and the applied index it was served at; a range merged from several
+   * partitions also carries each partition's index (`revisions[p]`), since
+   * revisions are per partition, and `revision` is the highest of them.
+   */
+  | { type: 'range'; records: KvRecord[]; more: boolean; revision: number; revisions?: number[] };
 
 /** Encodes a record as a `KvRowPb`. */
 export function encodeRecord(r: KvRecord): Uint8Array {

@@ -163,6 +163,13 @@ function commandKeys(name: string, args: Buffer[]): Buffer[] {
 /** Multi-key reads a node splits over the partitions for a plain connection (see `Session.cluster`). */
 const FAN_OUT_READS = new Set(['mget', 'exists']);
 
+/**
+ * Commands over the whole key space: a cluster-aware client (one that asked
+ * for the slot map) gets this node's part, as from a Redis Cluster node, and
+ * asks every node; a plain client gets the whole cluster's.
+ */
+const KEYSPACE_WIDE = new Set(['scan', 'keys', 'dbsize', 'randomkey', 'flushdb']);
+
 function refuse(session: Session, reply: Reply): Planned {
   // Redis: an error found while queueing aborts the transaction at EXEC.
   if (session.multi) session.multi.failed = true;
@@ -239,6 +246,9 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
   if (session.multi && !spec.control) {
     session.multi.queued.push(queued(planned));
     return { reply: QUEUED };
+  }
+  if (session.cluster && 'request' in planned && KEYSPACE_WIDE.has(name)) {
+    planned = { ...planned, request: { ...planned.request, scope: 'node' } };
   }
   if ('request' in planned && planned.request.kind === 'write') {
     const s = session.writes;
