@@ -1,0 +1,7 @@
+export {
+  type AcceptorStore,
+  type VPaxosHostOptions,
+  VPaxosHost,
+  type VpObserver,
+  type VpStateMachine,
+} from './vpaxos-host.js';

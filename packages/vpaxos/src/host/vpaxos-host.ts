@@ -1,0 +1,448 @@
+import {
+  type Clock,
+  CodecError,
+  type GroupId,
+  type Logger,
+  type NodeId,
+  type ReplicatedGroup,
+  type ReplicatedGroupStatus,
+  type TimerHandle,
+  type Transport,
+  UnavailableError,
+  silentLogger,
+} from '@cohort/core';
+import {
+  type MasterMessage,
+  VP_MASTER_PROTOCOL,
+  VP_PROTOCOL,
+  decodeMasterMessage,
+  decodeMessage,
+  encodeMasterMessage,
+  encodeMessage,
+} from '../codec.js';
+import { type AcceptorState, NOOP, type Ready, VPaxosEngine } from '../engine.js';
+import { NotPrimaryError, QuorumNotReachedError, StaleBallotError, VpTimeoutError } from '../errors.js';
+import type { Ballot, Message, Proposal, Slot, Vote } from '../types.js';
+
+/**
+ * Where a replica keeps its acceptor state. `save` resolves once the promise
+ * and votes are durable (fsynced): the host sends no 1b or 2b before that.
+ */
+export interface AcceptorStore {
+  loadAcceptor(group: GroupId): AcceptorState | Promise<AcceptorState>;
+  saveAcceptor(group: GroupId, maxBallot: Ballot | undefined, votes: Vote[]): void | Promise<void>;
+}
+
+/** The state machine chosen values are applied to, in slot order (the KV state machine's `apply(index, data)`). */
+export interface VpStateMachine<R = unknown> {
+  apply(slot: Slot, data: Uint8Array): R;
+}
+
+/** Hooks the simulator checks its invariants through; production leaves them out. */
+export interface VpObserver {
+  /** A message leaves this replica (after what it rests on is durable). */
+  onSend?(to: NodeId, msg: Message): void;
+  /** The acceptor state reached disk. */
+  onDurable?(maxBallot: Ballot | undefined, votes: Vote[]): void;
+  /** This replica became the active primary of `ballot`. */
+  onActivated?(ballot: Ballot): void;
+  /** As the active primary of `ballot` with these acceptors, this replica found these values chosen. */
+  onChosen?(ballot: Ballot, acceptors: NodeId[], entries: Proposal[]): void;
+  /** A chosen value was applied here. */
+  onApply?(slot: Slot, value: Uint8Array): void;
+  /** A lease read is served at `index` (everything chosen up to it is applied). */
+  onLeaseRead?(ballot: Ballot, index: Slot): void;
+  /** A lagging backup received chosen values from the primary. */
+  onCatchUp?(count: number): void;
+}
+
+/** Options of a {@link VPaxosHost}. */
+export interface VPaxosHostOptions<R> {
+  group: GroupId;
+  transport: Transport;
+  clock: Clock;
+  store: AcceptorStore;
+  machine: VpStateMachine<R>;
+  /** The configuration master's node id (on the transport). */
+  master: NodeId;
+  /** This run of the process; a restart must change it (the master then replaces a restarted primary). */
+  incarnation: number;
+  /** Heartbeat and retransmission period of a primary, local ms. @default 50 */
+  heartbeatMs?: number;
+  /** How often the replica tells the master it is alive, local ms. @default 100 */
+  aliveMs?: number;
+  /** How long a proposal or read waits before it fails, local ms. @default 1000 */
+  requestTimeoutMs?: number;
+  /** Lease duration for lease reads, local ms; 0: no lease reads. @default 0 */
+  leaseMs?: number;
+  /** The address of a node, for the not-primary error. */
+  addressOf?: (id: NodeId) => string | undefined;
+  logger?: Logger;
+  observer?: VpObserver;
+}
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+  timer: TimerHandle;
+}
+
+/**
+ * Drives one replica's {@link VPaxosEngine} against an acceptor store, a
+ * Transport and a Clock (injected, so the simulator runs this class as the
+ * binary would). Each turn takes the engine's Ready, makes the acceptor state
+ * durable, then sends, then applies chosen values in slot order and answers
+ * proposals and reads.
+ */
+export class VPaxosHost<R = unknown> implements ReplicatedGroup {
+  readonly id: GroupId;
+  private engine: VPaxosEngine | undefined;
+  private readonly opts: Required<Omit<VPaxosHostOptions<R>, 'addressOf' | 'logger' | 'observer'>> &
+    Pick<VPaxosHostOptions<R>, 'addressOf' | 'observer'>;
+  private readonly logger: Logger;
+  private applied: Slot = 0;
+  private readonly proposals = new Map<Slot, Waiter<R>>();
+  private readonly reads = new Map<number, Waiter<void>>();
+  /** Reads confirmed, waiting for the state machine to reach their index. */
+  private readonly waitingApply: { index: Slot; done: () => void }[] = [];
+  private nextReadId = 1;
+  /** When each heartbeat round was sent (local clock), for the lease. */
+  private readonly roundSent = new Map<number, number>();
+  private leaseUntil = Number.NEGATIVE_INFINITY;
+  private scheduled = false;
+  private running = false;
+  private stopped = false;
+  private tickTimer: TimerHandle | undefined;
+  private aliveTimer: TimerHandle | undefined;
+  /** The active configuration the master last announced. */
+  private config: { ballot: Ballot; primary: NodeId; acceptors: NodeId[] } | undefined;
+
+  constructor(options: VPaxosHostOptions<R>) {
+    this.id = options.group;
+    this.opts = {
+      heartbeatMs: 50,
+      aliveMs: 100,
+      requestTimeoutMs: 1_000,
+      leaseMs: 0,
+      ...options,
+    };
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  /** Loads the acceptor state, registers the transport handlers and starts the timers. */
+  async start(): Promise<void> {
+    const state = await this.opts.store.loadAcceptor(this.id);
+    this.engine = new VPaxosEngine({ id: this.opts.transport.self, state });
+    const t = this.opts.transport;
+    t.handle(VP_PROTOCOL, (from, frame) => this.onFrame(from, frame));
+    t.handle(VP_MASTER_PROTOCOL, (from, frame) => this.onMasterFrame(from, frame));
+    this.onTick();
+    this.onAlive();
+    this.schedule();
+  }
+
+  /** Stops the timers and fails every waiting request. */
+  stop(): void {
+    this.stopped = true;
+    if (this.tickTimer) this.opts.clock.clearTimeout(this.tickTimer);
+    if (this.aliveTimer) this.opts.clock.clearTimeout(this.aliveTimer);
+    this.failAll(new UnavailableError('replica stopped'));
+  }
+
+  /** The engine (for status and tests). */
+  get node(): VPaxosEngine {
+    if (!this.engine) throw new Error('host not started');
+    return this.engine;
+  }
+
+  /** Counters of messages ignored for their ballot. */
+  get stats(): VPaxosEngine['stats'] {
+    return this.node.stats;
+  }
+
+  // ---- ReplicatedGroup ----
+
+  propose<T>(data: Uint8Array): Promise<T> {
+    if (data.length === 0) return Promise.reject(new RangeError('an empty command is reserved for no-ops'));
+    let slot: Slot;
+    try {
+      slot = this.node.propose(data);
+    } catch (e) {
+      return Promise.reject(this.withAddress(e));
+    }
+    this.schedule();
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.opts.clock.setTimeout(() => {
+        this.proposals.delete(slot);
+        const missing = this.engine?.lagging(slot) ?? [];
+        const ballot = this.engine?.leading()?.ballot ?? 0;
+        reject(
+          missing.length > 0
+            ? new QuorumNotReachedError(ballot, missing)
+            : new VpTimeoutError(`slot ${slot} not applied within ${this.opts.requestTimeoutMs} ms`),
+        );
+      }, this.opts.requestTimeoutMs);
+      this.proposals.set(slot, { resolve: resolve as (v: R) => void, reject, timer });
+    });
+  }
+
+  read(): Promise<void> {
+    const id = this.nextReadId++;
+    try {
+      this.node.read(id);
+    } catch (e) {
+      return Promise.reject(this.withAddress(e));
+    }
+    this.schedule();
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.opts.clock.setTimeout(() => {
+        this.reads.delete(id);
+        const missing = this.engine?.silent(this.nextReadId) ?? [];
+        reject(
+          missing.length > 0
+            ? new QuorumNotReachedError(this.engine?.leading()?.ballot ?? 0, missing)
+            : new VpTimeoutError(`read not confirmed within ${this.opts.requestTimeoutMs} ms`),
+        );
+      }, this.opts.requestTimeoutMs);
+      this.reads.set(id, { resolve, reject, timer });
+    });
+  }
+
+  /**
+   * Serves a read under the primary's lease: checked against the monotonic
+   * clock now. The lease runs from when the last heartbeat round every
+   * acceptor answered was sent; no new primary can be activated until the
+   * master waited the lease and the clock drift out.
+   */
+  leaseRead(): Promise<void> {
+    const e = this.node;
+    if (this.opts.leaseMs <= 0) return Promise.reject(new UnavailableError('lease reads are off (leaseMs = 0)'));
+    if (!e.isActive()) return Promise.reject(this.withAddress(new NotPrimaryError(e.knownPrimary().id || undefined)));
+    if (!(this.opts.clock.now() < this.leaseUntil)) {
+      return Promise.reject(new UnavailableError('the primary lease does not hold now; use a linearizable read'));
+    }
+    const index = e.committed();
+    const ballot = e.leading()?.ballot ?? 0;
+    return new Promise<void>((resolve) => {
+      this.afterApplied(index, () => {
+        this.opts.observer?.onLeaseRead?.(ballot, index);
+        resolve();
+      });
+    });
+  }
+
+  status(): ReplicatedGroupStatus {
+    const e = this.node;
+    const lead = e.leading();
+    const known = e.knownPrimary();
+    return {
+      group: this.id,
+      role: e.isActive() ? 'leader' : lead ? 'candidate' : 'follower',
+      term: Math.max(e.promised(), lead?.ballot ?? 0),
+      leader: e.isActive() ? this.opts.transport.self : known.id === this.opts.transport.self ? '' : known.id,
+      commit: e.committed(),
+      applied: this.applied,
+    };
+  }
+
+  // ---- Inputs ----
+
+  private onFrame(from: NodeId, frame: Uint8Array): void {
+    if (this.stopped) return;
+    let decoded: { group: GroupId; msg: Message };
+    try {
+      decoded = decodeMessage(frame);
+    } catch (e) {
+      this.logger.warn('vpaxos: dropped a malformed frame', { from, error: String(e) });
+      return;
+    }
+    if (decoded.group !== this.id) return;
+    this.node.step(from, decoded.msg);
+    this.schedule();
+  }
+
+  private onMasterFrame(from: NodeId, frame: Uint8Array): void {
+    if (this.stopped || from !== this.opts.master) return;
+    let decoded: { group: GroupId; msg: MasterMessage };
+    try {
+      decoded = decodeMasterMessage(frame);
+    } catch (e) {
+      if (!(e instanceof CodecError)) throw e;
+      this.logger.warn('vpaxos: dropped a malformed master frame', { error: e.message });
+      return;
+    }
+    if (decoded.group !== this.id) return;
+    const m = decoded.msg;
+    const e = this.node;
+    if (m.type === 'newBallot') {
+      try {
+        e.startBallot(m);
+      } catch (err) {
+        if (!(err instanceof StaleBallotError)) throw err;
+        e.stats.unknownIgnored++;
+      }
+    } else if (m.type === 'activated') {
+      if (!this.config || m.ballot > this.config.ballot) this.config = { ...m };
+      if (m.primary === this.opts.transport.self) {
+        const wasActive = e.isActive();
+        e.activate(m.ballot);
+        if (!wasActive && e.isActive()) this.opts.observer?.onActivated?.(m.ballot);
+      }
+    }
+    this.schedule();
+  }
+
+  private onTick(): void {
+    if (this.stopped) return;
+    const e = this.node;
+    e.tick();
+    const lead = e.leading();
+    // `complete` may be lost: repeat it until the master activates the ballot.
+    if (lead?.phase === 'complete') this.toMaster({ type: 'complete', ballot: lead.ballot });
+    this.schedule();
+    this.tickTimer = this.opts.clock.setTimeout(() => this.onTick(), this.opts.heartbeatMs);
+  }
+
+  private onAlive(): void {
+    if (this.stopped) return;
+    const e = this.node;
+    this.toMaster({
+      type: 'alive',
+      incarnation: this.opts.incarnation,
+      activeBallot: e.isActive() ? (e.leading()?.ballot ?? 0) : 0,
+    });
+    this.aliveTimer = this.opts.clock.setTimeout(() => this.onAlive(), this.opts.aliveMs);
+  }
+
+  // ---- The turn ----
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    this.opts.clock.defer(() => {
+      this.scheduled = false;
+      void this.run();
+    });
+  }
+
+  private async run(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    try {
+      while (!this.stopped && this.node.hasReady()) {
+        const rd = this.node.ready();
+        await this.handle(rd);
+      }
+    } catch (e) {
+      this.logger.error('vpaxos: host stopped on an error', { error: String(e) });
+      this.stop();
+      throw e;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async handle(rd: Ready): Promise<void> {
+    const obs = this.opts.observer;
+    if (rd.persist.maxBallot !== undefined || rd.persist.votes.length > 0) {
+      await this.opts.store.saveAcceptor(this.id, rd.persist.maxBallot, rd.persist.votes);
+      if (this.stopped) return;
+      obs?.onDurable?.(rd.persist.maxBallot, rd.persist.votes);
+    }
+    if (rd.deposed) {
+      this.leaseUntil = Number.NEGATIVE_INFINITY;
+      this.roundSent.clear();
+      this.failAll(this.withAddress(rd.deposed));
+    }
+    const now = this.opts.clock.now();
+    for (const r of rd.rounds) this.roundSent.set(r, now);
+    if (rd.confirmedRound !== undefined) {
+      const sent = this.roundSent.get(rd.confirmedRound);
+      if (sent !== undefined) this.leaseUntil = Math.max(this.leaseUntil, sent + this.opts.leaseMs);
+      for (const r of this.roundSent.keys()) if (r <= rd.confirmedRound) this.roundSent.delete(r);
+    }
+    const self = this.opts.transport.self;
+    for (const { to, msg } of rd.messages) {
+      obs?.onSend?.(to, msg);
+      if (msg.type === 'catchUpResp') obs?.onCatchUp?.(msg.votes.length);
+      if (to === self) {
+        // The replica is an acceptor of its own ballot: its own vote counts once durable, as any other.
+        this.opts.clock.defer(() => {
+          if (this.stopped) return;
+          this.node.step(self, msg);
+          this.schedule();
+        });
+      } else {
+        this.opts.transport.send(to, VP_PROTOCOL, encodeMessage(this.id, msg)).catch(() => {});
+      }
+    }
+    if (rd.complete !== undefined) this.toMaster({ type: 'complete', ballot: rd.complete });
+    if (rd.committed.length > 0) {
+      const lead = this.node.leading();
+      if (lead?.phase === 'active') obs?.onChosen?.(lead.ballot, lead.acceptors, rd.committed);
+      this.applyCommitted(rd.committed);
+    }
+    for (const r of rd.reads) {
+      const w = this.reads.get(r.id);
+      if (!w) continue;
+      this.reads.delete(r.id);
+      this.afterApplied(r.index, () => {
+        this.opts.clock.clearTimeout(w.timer);
+        w.resolve();
+      });
+    }
+  }
+
+  private applyCommitted(entries: Proposal[]): void {
+    const obs = this.opts.observer;
+    for (const e of entries) {
+      if (e.slot !== this.applied + 1) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied}`);
+      const result = e.value.length === NOOP.length ? undefined : this.opts.machine.apply(e.slot, e.value);
+      this.applied = e.slot;
+      obs?.onApply?.(e.slot, e.value);
+      const w = this.proposals.get(e.slot);
+      if (w) {
+        this.proposals.delete(e.slot);
+        this.opts.clock.clearTimeout(w.timer);
+        w.resolve(result as R);
+      }
+    }
+    while (this.waitingApply.length > 0 && (this.waitingApply[0] as { index: Slot }).index <= this.applied) {
+      (this.waitingApply.shift() as { done: () => void }).done();
+    }
+  }
+
+  private afterApplied(index: Slot, done: () => void): void {
+    if (index <= this.applied) {
+      done();
+      return;
+    }
+    // Indexes come in non-decreasing order (the commit only grows).
+    this.waitingApply.push({ index, done });
+  }
+
+  private failAll(err: Error): void {
+    for (const w of this.proposals.values()) {
+      this.opts.clock.clearTimeout(w.timer);
+      w.reject(err);
+    }
+    this.proposals.clear();
+    for (const w of this.reads.values()) {
+      this.opts.clock.clearTimeout(w.timer);
+      w.reject(err);
+    }
+    this.reads.clear();
+  }
+
+  private withAddress(e: unknown): Error {
+    if (e instanceof NotPrimaryError && e.primaryId !== undefined && e.primaryAddress === undefined) {
+      const address = this.opts.addressOf?.(e.primaryId);
+      if (address !== undefined) return new NotPrimaryError(e.primaryId, address);
+    }
+    return e instanceof Error ? e : new Error(String(e));
+  }
+
+  private toMaster(m: MasterMessage): void {
+    this.opts.transport.send(this.opts.master, VP_MASTER_PROTOCOL, encodeMasterMessage(this.id, m)).catch(() => {});
+  }
+}

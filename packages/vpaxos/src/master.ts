@@ -1,0 +1,157 @@
+import type { GroupId, NodeId } from '@cohort/core';
+import type { Ballot, Configuration } from './types.js';
+
+/** Options of a {@link ConfigMaster}. */
+export interface MasterOptions {
+  /** Failures a group must survive: a configuration needs at least f+1 acceptors. */
+  f: number;
+  /**
+   * Primaries serve reads under leases of this many milliseconds (0: no
+   * leases). The master then waits `leaseMs + maxDriftMs` after a `complete`
+   * before activating, so the previous primary's lease has run out. @default 0
+   */
+  leaseMs?: number;
+  /** The most a lease can outlast its duration through clock drift, in milliseconds. @default 0 */
+  maxDriftMs?: number;
+}
+
+/** The configuration master's commands: what a meta group's log would carry. */
+export type MasterCommand =
+  /** Start `ballot` with `config`; Phase 1 will read the configuration of `prevBallot`, which must be the active ballot. */
+  | { type: 'newBallot'; group: GroupId; ballot: Ballot; prevBallot: Ballot; config: Omit<Configuration, 'ballot'> }
+  /** The primary of `ballot` finished Phase 1 and the Phase 2 of the safe values. */
+  | { type: 'complete'; group: GroupId; ballot: Ballot }
+  /** Make the completed `ballot` the active one (after the lease wait, when there is one). */
+  | { type: 'activate'; group: GroupId; ballot: Ballot };
+
+/** What a command did. */
+export type MasterResult =
+  | { ok: true; type: 'newBallot'; prevConfig: Configuration | undefined }
+  /** Activate after this many milliseconds (the lease wait; 0 without leases). */
+  | { ok: true; type: 'complete'; activateAfterMs: number }
+  | { ok: true; type: 'activate'; config: Configuration }
+  | { ok: false; reason: string };
+
+/** One group's state at the master. */
+export interface GroupConfigState {
+  /** The active ballot's configuration (its primary serves), if any. */
+  active: Configuration | undefined;
+  /** The ballot being set up, if any: not active, so it has no effect yet. */
+  next: (Configuration & { prevBallot: Ballot; completed: boolean }) | undefined;
+  /** The highest ballot ever issued (ballots never repeat). */
+  maxBallot: Ballot;
+}
+
+/**
+ * Vertical Paxos' configuration master as a pure state machine: commands in,
+ * results and state out, so a Raft group (the meta group) can replicate it.
+ * For a Raft reader: it plays the part of elections and membership changes
+ * together. It picks each ballot's primary and acceptors, and a ballot does
+ * nothing until the master activates it, which it does only after the new
+ * primary reported `complete` (Phase 1 over the previous configuration and
+ * Phase 2 of the safe values done). Only the active ballot may be the
+ * previous ballot of a new one, so an abandoned ballot never matters.
+ */
+export class ConfigMaster {
+  private readonly groups = new Map<GroupId, GroupConfigState>();
+  readonly f: number;
+  private readonly leaseMs: number;
+  private readonly maxDriftMs: number;
+
+  constructor(options: MasterOptions) {
+    if (!Number.isSafeInteger(options.f) || options.f < 0)
+      throw new RangeError(`f must be a non-negative integer, got ${options.f}`);
+    this.f = options.f;
+    this.leaseMs = options.leaseMs ?? 0;
+    this.maxDriftMs = options.maxDriftMs ?? 0;
+  }
+
+  /** A group's state (a copy). */
+  state(group: GroupId): GroupConfigState {
+    const g = this.groups.get(group);
+    return g
+      ? {
+          active: g.active && copyConfig(g.active),
+          next: g.next && { ...g.next, acceptors: [...g.next.acceptors] },
+          maxBallot: g.maxBallot,
+        }
+      : { active: undefined, next: undefined, maxBallot: 0 };
+  }
+
+  /** Applies one command. Refusals change nothing and say why. */
+  apply(cmd: MasterCommand): MasterResult {
+    let g = this.groups.get(cmd.group);
+    if (!g) {
+      g = { active: undefined, next: undefined, maxBallot: 0 };
+      this.groups.set(cmd.group, g);
+    }
+    switch (cmd.type) {
+      case 'newBallot': {
+        const { acceptors, primary } = cmd.config;
+        const distinct = new Set(acceptors);
+        if (distinct.size !== acceptors.length) {
+          return refuse(`group ${cmd.group}: ballot ${cmd.ballot} lists an acceptor twice (${acceptors.join(', ')})`);
+        }
+        if (distinct.size < this.f + 1) {
+          return refuse(
+            `group ${cmd.group}: ballot ${cmd.ballot} has ${distinct.size} replica(s); tolerating f=${this.f} failure(s) needs at least ${this.f + 1}`,
+          );
+        }
+        if (!distinct.has(primary)) {
+          return refuse(`group ${cmd.group}: primary ${primary} of ballot ${cmd.ballot} is not one of its acceptors`);
+        }
+        if (cmd.ballot <= g.maxBallot) {
+          return refuse(`group ${cmd.group}: ballot ${cmd.ballot} is not above the highest issued, ${g.maxBallot}`);
+        }
+        const active = g.active?.ballot ?? 0;
+        if (cmd.prevBallot !== active) {
+          return refuse(`group ${cmd.group}: previous ballot ${cmd.prevBallot} is not the active ballot ${active}`);
+        }
+        g.maxBallot = cmd.ballot;
+        g.next = {
+          ballot: cmd.ballot,
+          primary,
+          acceptors: [...acceptors],
+          prevBallot: cmd.prevBallot,
+          completed: false,
+        };
+        return { ok: true, type: 'newBallot', prevConfig: g.active && copyConfig(g.active) };
+      }
+      case 'complete': {
+        if (g.next === undefined || g.next.ballot !== cmd.ballot) {
+          return refuse(
+            `group ${cmd.group}: complete for ballot ${cmd.ballot} refused: the next ballot is ${g.next?.ballot ?? 'none'}`,
+          );
+        }
+        g.next.completed = true;
+        // With leases, the previous primary may still serve reads until its lease ran out.
+        const wait = this.leaseMs > 0 && g.active !== undefined ? this.leaseMs + this.maxDriftMs : 0;
+        return { ok: true, type: 'complete', activateAfterMs: wait };
+      }
+      case 'activate': {
+        const n = g.next;
+        if (n === undefined || n.ballot !== cmd.ballot || !n.completed) {
+          return refuse(
+            `group ${cmd.group}: ballot ${cmd.ballot} cannot be activated: it is not the completed next ballot`,
+          );
+        }
+        g.active = { ballot: n.ballot, primary: n.primary, acceptors: n.acceptors };
+        g.next = undefined;
+        return { ok: true, type: 'activate', config: copyConfig(g.active) };
+      }
+    }
+  }
+
+  /** Whether `node` is the active primary of `group`. */
+  isActivePrimary(group: GroupId, node: NodeId): boolean {
+    return this.groups.get(group)?.active?.primary === node;
+  }
+}
+
+function refuse(reason: string): MasterResult {
+  return { ok: false, reason };
+}
+
+function copyConfig(c: Configuration): Configuration {
+  return { ballot: c.ballot, primary: c.primary, acceptors: [...c.acceptors] };
+}

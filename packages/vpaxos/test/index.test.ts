@@ -1,8 +1,0 @@
-import { describe, expect, it } from 'vitest';
-import { PACKAGE } from '../src/index.js';
-
-describe('@cohort/vpaxos', () => {
-  it('names itself', () => {
-    expect(PACKAGE).toBe('@cohort/vpaxos');
-  });
-});

@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigMaster } from '../src/master.js';
+
+const G = 'p1';
+
+function started(m: ConfigMaster): void {
+  expect(
+    m.apply({ type: 'newBallot', group: G, ballot: 1, prevBallot: 0, config: { primary: 'a', acceptors: ['a', 'b'] } })
+      .ok,
+  ).toBe(true);
+  expect(m.apply({ type: 'complete', group: G, ballot: 1 }).ok).toBe(true);
+  expect(m.apply({ type: 'activate', group: G, ballot: 1 }).ok).toBe(true);
+}
+
+describe('configuration master', () => {
+  it('newBallot: a configuration with fewer than f+1 replicas is refused with the reason', () => {
+    const m = new ConfigMaster({ f: 1 });
+    const r = m.apply({
+      type: 'newBallot',
+      group: G,
+      ballot: 1,
+      prevBallot: 0,
+      config: { primary: 'a', acceptors: ['a'] },
+    });
+    expect(r).toEqual({ ok: false, reason: expect.stringContaining('needs at least 2') });
+    expect(m.state(G).next).toBeUndefined();
+  });
+
+  it('newBallot: the primary must be an acceptor, ballots only grow, the previous ballot must be the active one', () => {
+    const m = new ConfigMaster({ f: 1 });
+    expect(
+      m.apply({
+        type: 'newBallot',
+        group: G,
+        ballot: 1,
+        prevBallot: 0,
+        config: { primary: 'c', acceptors: ['a', 'b'] },
+      }).ok,
+    ).toBe(false);
+    started(m);
+    expect(
+      m.apply({
+        type: 'newBallot',
+        group: G,
+        ballot: 1,
+        prevBallot: 1,
+        config: { primary: 'a', acceptors: ['a', 'b'] },
+      }).ok,
+    ).toBe(false);
+    const r = m.apply({
+      type: 'newBallot',
+      group: G,
+      ballot: 3,
+      prevBallot: 0,
+      config: { primary: 'a', acceptors: ['a', 'b'] },
+    });
+    expect(r).toEqual({ ok: false, reason: expect.stringContaining('not the active ballot 1') });
+  });
+
+  it('complete: refused for a ballot that is not the next ballot', () => {
+    const m = new ConfigMaster({ f: 1 });
+    started(m);
+    expect(
+      m.apply({
+        type: 'newBallot',
+        group: G,
+        ballot: 2,
+        prevBallot: 1,
+        config: { primary: 'b', acceptors: ['b', 'c'] },
+      }).ok,
+    ).toBe(true);
+    expect(
+      m.apply({
+        type: 'newBallot',
+        group: G,
+        ballot: 3,
+        prevBallot: 1,
+        config: { primary: 'c', acceptors: ['c', 'b'] },
+      }).ok,
+    ).toBe(true);
+    const r = m.apply({ type: 'complete', group: G, ballot: 2 });
+    expect(r).toEqual({ ok: false, reason: expect.stringContaining('the next ballot is 3') });
+  });
+
+  it('activation: only a completed next ballot is activated; an abandoned ballot never becomes active', () => {
+    const m = new ConfigMaster({ f: 1 });
+    started(m);
+    m.apply({ type: 'newBallot', group: G, ballot: 2, prevBallot: 1, config: { primary: 'b', acceptors: ['b', 'c'] } });
+    expect(m.apply({ type: 'activate', group: G, ballot: 2 }).ok).toBe(false);
+    // Ballot 2 is abandoned for 3; its previous ballot is still 1, the active one.
+    m.apply({ type: 'newBallot', group: G, ballot: 3, prevBallot: 1, config: { primary: 'c', acceptors: ['c', 'd'] } });
+    m.apply({ type: 'complete', group: G, ballot: 3 });
+    expect(m.apply({ type: 'activate', group: G, ballot: 2 }).ok).toBe(false);
+    expect(m.apply({ type: 'activate', group: G, ballot: 3 })).toEqual({
+      ok: true,
+      type: 'activate',
+      config: { ballot: 3, primary: 'c', acceptors: ['c', 'd'] },
+    });
+    expect(m.isActivePrimary(G, 'c')).toBe(true);
+    expect(m.isActivePrimary(G, 'a')).toBe(false);
+  });
+
+  it('leases: the master waits lease + max drift after complete before activating a new primary', () => {
+    const m = new ConfigMaster({ f: 1, leaseMs: 400, maxDriftMs: 40 });
+    const first = m.apply({
+      type: 'newBallot',
+      group: G,
+      ballot: 1,
+      prevBallot: 0,
+      config: { primary: 'a', acceptors: ['a', 'b'] },
+    });
+    expect(first.ok).toBe(true);
+    // No previous primary: nothing to wait for.
+    expect(m.apply({ type: 'complete', group: G, ballot: 1 })).toEqual({
+      ok: true,
+      type: 'complete',
+      activateAfterMs: 0,
+    });
+    m.apply({ type: 'activate', group: G, ballot: 1 });
+    m.apply({ type: 'newBallot', group: G, ballot: 2, prevBallot: 1, config: { primary: 'b', acceptors: ['b', 'c'] } });
+    expect(m.apply({ type: 'complete', group: G, ballot: 2 })).toEqual({
+      ok: true,
+      type: 'complete',
+      activateAfterMs: 440,
+    });
+  });
+});
