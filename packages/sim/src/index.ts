@@ -34,3 +34,4 @@ export {
 export { type EventHandle, Scheduler, drainMicrotasks } from './scheduler.js';
 export { TraceHash, hashBytes } from './trace.js';
 export * as swim from './swim/index.js';
+export * as vpaxos from './vpaxos/index.js';

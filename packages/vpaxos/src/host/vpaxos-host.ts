@@ -50,7 +50,7 @@ export interface VpObserver {
   onChosen?(ballot: Ballot, acceptors: NodeId[], entries: Proposal[]): void;
   /** A chosen value was applied here. */
   onApply?(slot: Slot, value: Uint8Array): void;
-  /** A lease read is served at `index` (everything chosen up to it is applied). */
+  /** A lease read was checked and takes effect at `index` (served once that is applied). */
   onLeaseRead?(ballot: Ballot, index: Slot): void;
   /** A lagging backup received chosen values from the primary. */
   onCatchUp?(count: number): void;
@@ -116,6 +116,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   private aliveTimer: TimerHandle | undefined;
   /** The active configuration the master last announced. */
   private config: { ballot: Ballot; primary: NodeId; acceptors: NodeId[] } | undefined;
+  /** The error the host stopped on, if it did. */
+  failure: Error | undefined;
 
   constructor(options: VPaxosHostOptions<R>) {
     this.id = options.group;
@@ -223,12 +225,9 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     }
     const index = e.committed();
     const ballot = e.leading()?.ballot ?? 0;
-    return new Promise<void>((resolve) => {
-      this.afterApplied(index, () => {
-        this.opts.observer?.onLeaseRead?.(ballot, index);
-        resolve();
-      });
-    });
+    // The read takes effect now (its linearization point): it returns the state up to the commit of now.
+    this.opts.observer?.onLeaseRead?.(ballot, index);
+    return new Promise<void>((resolve) => this.afterApplied(index, resolve));
   }
 
   status(): ReplicatedGroupStatus {
@@ -334,9 +333,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
         await this.handle(rd);
       }
     } catch (e) {
+      // A store that cannot write (or a bug): stop rather than answer from state that is not durable.
+      this.failure = e instanceof Error ? e : new Error(String(e));
       this.logger.error('vpaxos: host stopped on an error', { error: String(e) });
       this.stop();
-      throw e;
     } finally {
       this.running = false;
     }

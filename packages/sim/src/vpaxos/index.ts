@@ -1,0 +1,16 @@
+/** Vertical Paxos II under simulation: a group of production hosts, the master as a reliable process, invariants. */
+export { VP_COVERAGE_KINDS, type VpCoverage, type VpCoverageKind, missingVpCoverage } from './coverage.js';
+export { type VpClusterConfig, VpCluster, maxDriftMs } from './cluster.js';
+export { VpInvariants } from './invariants.js';
+export { SimAcceptorStore } from './sim-acceptor-store.js';
+export { SimMaster } from './sim-master.js';
+export { MASTER_ID, SimKv, SimVpNode, VP_GROUP } from './sim-vp-node.js';
+export {
+  type VpBatchSummary,
+  type VpRunOptions,
+  type VpSeedResult,
+  runVpSeed,
+  runVpSeeds,
+  vpReplayCommand,
+  vpSeedConfig,
+} from './run.js';

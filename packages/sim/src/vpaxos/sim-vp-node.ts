@@ -1,0 +1,111 @@
+import type { NodeId } from '@cohort/core';
+import { VPaxosHost, type VpObserver, type VpStateMachine } from '@cohort/vpaxos';
+import { SimClock } from '../clock.js';
+import type { SimNetwork } from '../network.js';
+import type { Scheduler } from '../scheduler.js';
+import type { TraceHash } from '../trace.js';
+import { type RequestIds, type SimFrame, SimTransport } from '../transport/sim-transport.js';
+import { SimAcceptorStore, type VpMutations } from './sim-acceptor-store.js';
+
+/** The group every simulated Vertical Paxos replica runs. */
+export const VP_GROUP = 'vp0';
+/** The configuration master's node id on the simulated network. */
+export const MASTER_ID = 'master';
+
+/** The commands the simulated KV state machine applies (text: `set\0key\0value` or `incr\0key`). */
+export class SimKv implements VpStateMachine<string> {
+  readonly data = new Map<string, string>();
+
+  apply(_slot: number, bytes: Uint8Array): string {
+    const [op, key, value] = new TextDecoder().decode(bytes).split('\0') as [string, string, string | undefined];
+    if (op === 'set') {
+      this.data.set(key, value ?? '');
+      return 'ok';
+    }
+    const cur = this.data.get(key) ?? '0';
+    if (!/^-?(0|[1-9][0-9]*)$/.test(cur)) return 'error';
+    const next = String(BigInt(cur) + 1n);
+    this.data.set(key, next);
+    return next;
+  }
+
+  get(key: string): string {
+    return this.data.get(key) ?? '';
+  }
+}
+
+/** What a simulated replica shares with its cluster. */
+export interface VpNodeEnv {
+  scheduler: Scheduler;
+  network: SimNetwork<SimFrame>;
+  ids: RequestIds;
+  trace: TraceHash;
+  observer: (id: NodeId) => VpObserver;
+  leaseMs: number;
+  heartbeatMs: number;
+  diskLatency: () => number;
+  mutations: VpMutations;
+}
+
+/**
+ * One simulated replica: the production {@link VPaxosHost} over a simulated
+ * clock (possibly drifting), transport and acceptor store. A crash halts the
+ * clock and transport and loses the store's writes in flight; the state
+ * machine is rebuilt on restart by replaying the chosen values.
+ */
+export class SimVpNode {
+  up = false;
+  incarnation = 0;
+  readonly store: SimAcceptorStore;
+  host: VPaxosHost<string> | undefined;
+  machine = new SimKv();
+  private clock: SimClock | undefined;
+  private transport: SimTransport | undefined;
+
+  constructor(
+    readonly id: NodeId,
+    private readonly env: VpNodeEnv,
+    private readonly clockRate: number,
+  ) {
+    this.store = new SimAcceptorStore(env.scheduler, env.diskLatency, env.mutations);
+  }
+
+  async start(): Promise<void> {
+    this.incarnation++;
+    this.up = true;
+    this.machine = new SimKv();
+    const env = this.env;
+    const clock = new SimClock(env.scheduler, { rate: this.clockRate });
+    const transport = new SimTransport(this.id, env.network, clock, env.ids, {
+      onDeliver: (from, f) => {
+        if (f.kind === 'frame') env.trace.mix3(from.length, f.bytes.length, f.bytes[f.bytes.length - 1] ?? 0);
+      },
+    });
+    this.clock = clock;
+    this.transport = transport;
+    this.host = new VPaxosHost<string>({
+      group: VP_GROUP,
+      transport,
+      clock,
+      store: this.store,
+      machine: this.machine,
+      master: MASTER_ID,
+      incarnation: this.incarnation,
+      heartbeatMs: env.heartbeatMs,
+      requestTimeoutMs: 1_000,
+      leaseMs: env.leaseMs,
+      observer: env.observer(this.id),
+      addressOf: (id) => `${id}.sim:7000`,
+    });
+    await this.host.start();
+  }
+
+  crash(): void {
+    if (!this.up) return;
+    this.up = false;
+    this.clock?.halt();
+    this.transport?.crash();
+    this.host?.stop();
+    this.store.crash();
+  }
+}

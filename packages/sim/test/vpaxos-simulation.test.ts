@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+// The built package, as the Raft batches (see seed-batch.ts): `pnpm test` builds first.
+import { InvariantViolationError, vpaxos } from '../dist/index.js';
+
+const { VP_COVERAGE_KINDS, missingVpCoverage, runVpSeed, runVpSeeds } = vpaxos;
+
+describe('Vertical Paxos simulation', () => {
+  it('seeds 1-30 keep every invariant and linearizability, and reach every sometimes-assertion', async () => {
+    // Any violation rejects with its seed and the command that replays it.
+    const s = await runVpSeeds(1, 30);
+    expect(s.seeds).toBe(30);
+    // Sometimes-assertions: a slot chosen, a failover completed, a lease waited out before a new
+    // primary was activated, a lagging backup caught up, three failovers in one run (and more).
+    expect(missingVpCoverage(s.coverage)).toEqual([]);
+    expect(VP_COVERAGE_KINDS).toContain('threeFailovers');
+    expect(s.ops.completed).toBeGreaterThan(30 * 100);
+  }, 120_000);
+
+  it('replays a seed exactly: same trace hash, events and coverage', async () => {
+    const a = await runVpSeed(7);
+    const b = await runVpSeed(7);
+    expect(b.traceHash).toBe(a.traceHash);
+    expect(b.events).toBe(a.events);
+    expect(b.coverage).toEqual(a.coverage);
+    expect(b.ops).toEqual(a.ops);
+    expect((await runVpSeed(8)).traceHash).not.toBe(a.traceHash);
+  });
+});
+
+describe('the Vertical Paxos checks can fail', () => {
+  async function violation(seed: number, options: Parameters<typeof runVpSeed>[1]): Promise<InvariantViolationError> {
+    const err = await runVpSeed(seed, options).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InvariantViolationError);
+    const v = err as InvariantViolationError;
+    expect(v.message).toContain(`seed ${seed}`);
+    expect(v.message).toContain(`pnpm --filter @cohort/sim sim:vpaxos --seed ${seed}`);
+    return v;
+  }
+
+  it('a store acknowledging votes before they are durable: chosen only with every acceptor', async () => {
+    const v = await violation(1, { mutations: { ackBeforeDurable: true } });
+    expect(v.property).toBe('chosen only with every acceptor');
+  });
+
+  it('an acceptor forgetting its promise in a crash: no vote below maxBallot', async () => {
+    const v = await violation(26, { mutations: { forgetPromises: true } });
+    expect(v.property).toBe('no vote below maxBallot');
+  });
+
+  it('a master activating without waiting out the lease: lease read not stale', async () => {
+    const v = await violation(19, { mutations: { skipLeaseWait: true }, reads: 'lease' });
+    expect(v.property).toBe('lease read not stale');
+  });
+});
