@@ -10,6 +10,13 @@ export {
   type GroupCheck,
   checkDataDir,
 } from './check-data-dir.js';
+export {
+  type AcceptorStateStore,
+  type StoredAcceptorState,
+  type StoredVote,
+  acceptorRowCrc,
+  voteRowCrc,
+} from './acceptor-state.js';
 export { crc32c } from './crc32c.js';
 export {
   type MemoryCrashOptions,

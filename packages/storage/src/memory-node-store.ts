@@ -11,6 +11,12 @@ import type {
   Term,
 } from '@cohort/core';
 import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
+import {
+  type AcceptorStateStore,
+  type StoredAcceptorState,
+  type StoredVote,
+  checkAcceptorWrite,
+} from './acceptor-state.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, joinChunks, makeStats, splitChunks } from './chunks.js';
 import {
   type LogPosition,
@@ -96,7 +102,7 @@ const EMPTY_GROUP: MemGroup = emptyMemGroup();
  * live state (what reads see) and a durable one; a write is durable once
  * synced, and {@link crash} throws away every write that was not.
  */
-export class MemoryNodeStore implements DurableNodeStore {
+export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
   private live: MemState = emptyMemState();
   private durable: MemState = emptyMemState();
   /** Ops applied to `live` but not yet to `durable`. */
@@ -319,6 +325,41 @@ export class MemoryNodeStore implements DurableNodeStore {
       this.live = cloneMemState(this.durable);
       for (const op of this.pending) op(this.live);
       throw err;
+    }
+  }
+
+  /** The Vertical Paxos acceptor state of `group`, as reads see it (durable, unless `autoSync` is off). */
+  loadAcceptor(group: GroupId): StoredAcceptorState {
+    this.assertOpen();
+    const a = this.live.acceptors.get(group);
+    return {
+      maxBallot: a?.maxBallot ?? 0,
+      votes: a ? [...a.votes.values()].sort((x, y) => x.slot - y.slot).map((v) => ({ ...v })) : [],
+    };
+  }
+
+  /**
+   * Stores an acceptor's promise (never lowered) and votes, as the SQLite
+   * store does; durable when this returns unless `autoSync` is off, in which
+   * case `crash()` before `sync()` loses them.
+   */
+  saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[]): Promise<void> {
+    try {
+      checkAcceptorWrite(this.name, group, maxBallot, votes);
+      if (this.txn) throw new StorageError(`${this.name}: an acceptor write cannot run inside a transaction`);
+      const copies = votes.map((v) => ({ ...v }));
+      this.apply((s) => {
+        let a = s.acceptors.get(group);
+        if (!a) {
+          a = { maxBallot: 0, votes: new Map() };
+          s.acceptors.set(group, a);
+        }
+        if (maxBallot !== undefined && maxBallot > a.maxBallot) a.maxBallot = maxBallot;
+        for (const v of copies) a.votes.set(v.slot, v);
+      });
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 

@@ -1,6 +1,7 @@
 import type { Entry, HardState, LogIndex, SnapshotMeta, Term } from '@cohort/core';
 import { CompactedError, UnavailableError } from '@cohort/core/errors';
 import { emptyConfState, emptyHardState } from '@cohort/core/raft-types';
+import type { StoredVote } from './acceptor-state.js';
 import type { AppliedState, KvRecord } from './types.js';
 
 /** One group's state in a {@link MemoryNodeStore}. */
@@ -48,6 +49,8 @@ export interface MemPartition {
 export interface MemState {
   groups: Map<string, MemGroup>;
   partitions: Map<string, MemPartition>;
+  /** Vertical Paxos acceptor state per group: the promise and the votes by slot (votes are immutable). */
+  acceptors: Map<string, { maxBallot: number; votes: Map<number, StoredVote> }>;
 }
 
 export function emptyMemGroup(): MemGroup {
@@ -64,7 +67,7 @@ export function emptyMemGroup(): MemGroup {
 }
 
 export function emptyMemState(): MemState {
-  return { groups: new Map(), partitions: new Map() };
+  return { groups: new Map(), partitions: new Map(), acceptors: new Map() };
 }
 
 /** A copy sharing only immutable pieces (entries, records, chunks). */
@@ -74,7 +77,9 @@ export function cloneMemState(s: MemState): MemState {
     groups.set(id, { ...g, entries: g.entries.slice(), sizes: g.sizes.slice(), snapChunks: g.snapChunks.slice() });
   const partitions = new Map<string, MemPartition>();
   for (const [id, p] of s.partitions) partitions.set(id, clonePartition(p));
-  return { groups, partitions };
+  const acceptors = new Map<string, { maxBallot: number; votes: Map<number, StoredVote> }>();
+  for (const [id, a] of s.acceptors) acceptors.set(id, { maxBallot: a.maxBallot, votes: new Map(a.votes) });
+  return { groups, partitions, acceptors };
 }
 
 export function memGroup(s: MemState, id: string): MemGroup {

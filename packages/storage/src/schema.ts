@@ -93,6 +93,27 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   (db) => {
     db.exec('ALTER TABLE kv ADD COLUMN type INTEGER NOT NULL DEFAULT 0');
   },
+  // 7: Vertical Paxos acceptor state per group: the promise (`max_ballot`,
+  // never lowered) and one vote per slot (the value, its ballot, whether it is
+  // known chosen), each row with a CRC. New tables only.
+  (db) => {
+    db.exec(`
+      CREATE TABLE vp_acceptors (
+        name TEXT PRIMARY KEY,
+        max_ballot INTEGER NOT NULL,
+        crc INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE vp_votes (
+        name TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        ballot INTEGER NOT NULL,
+        chosen INTEGER NOT NULL,
+        value BLOB NOT NULL,
+        crc INTEGER NOT NULL,
+        PRIMARY KEY (name, slot)
+      ) WITHOUT ROWID;
+    `);
+  },
 ];
 
 /** Migration 4: moves version 3's `kv` and `sessions` rows into the generation layout, computing their CRCs. */

@@ -3,6 +3,14 @@ import type { Entry, GroupId, GroupWrite, LogIndex, Logger, RaftLogReader, Snaps
 import { StorageError } from '@cohort/core/errors';
 import { silentLogger } from '@cohort/core/logger';
 import Database from 'better-sqlite3';
+import {
+  type AcceptorStateStore,
+  type StoredAcceptorState,
+  type StoredVote,
+  acceptorRowCrc,
+  checkAcceptorWrite,
+  voteRowCrc,
+} from './acceptor-state.js';
 import { DATA_FILE_NAME } from './check-data-dir.js';
 import { chunkCrc, snapshotRowCrc } from './checksums.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, makeStats } from './chunks.js';
@@ -110,7 +118,7 @@ interface Pin {
  * committed) and each partition's overlay of uncommitted KV rows, so reads
  * on this thread see every write before the writer committed it.
  */
-export class SqliteNodeStore implements DurableNodeStore {
+export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private readonly states = new Map<GroupId, GroupState>();
   private readonly limits: ResolvedLogLimits;
   private readonly chunkBytes: number;
@@ -273,6 +281,61 @@ export class SqliteNodeStore implements DurableNodeStore {
     return this.commit((work) => {
       for (const plan of plans) this.w.writePlan(work(plan.group), plan);
     }, true);
+  }
+
+  /**
+   * The Vertical Paxos acceptor state of `group` (migration 7's tables); a
+   * row failing its CRC throws a `StorageError` naming the file, group and slot.
+   */
+  loadAcceptor(group: GroupId): StoredAcceptorState {
+    this.assertOpen();
+    return this.inRead(() => {
+      const a = this.st.vpAcceptor.get(group) as { max_ballot: number; crc: number } | undefined;
+      if (a && acceptorRowCrc(group, a.max_ballot) !== a.crc) {
+        throw new StorageError(`${this.file}: group ${group}: the acceptor's promise row fails its checksum`);
+      }
+      const votes: StoredVote[] = [];
+      for (const r of this.st.vpVotes.iterate(group) as IterableIterator<{
+        slot: number;
+        ballot: number;
+        chosen: number;
+        value: Buffer;
+        crc: number;
+      }>) {
+        const v: StoredVote = {
+          slot: r.slot,
+          ballot: r.ballot,
+          chosen: r.chosen === 1,
+          value: new Uint8Array(r.value),
+        };
+        if (voteRowCrc(group, v) !== r.crc) {
+          throw new StorageError(`${this.file}: group ${group}: the vote at slot ${r.slot} fails its checksum`);
+        }
+        votes.push(v);
+      }
+      return { maxBallot: a?.max_ballot ?? 0, votes };
+    }) as StoredAcceptorState;
+  }
+
+  /**
+   * Stores an acceptor's promise (never lowered) and votes in one fsynced
+   * commit; resolves once durable, so a 1b or 2b reply may leave after it.
+   */
+  saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[]): Promise<void> {
+    try {
+      this.assertOpen();
+      checkAcceptorWrite(this.file, group, maxBallot, votes);
+      if (this.tx || this.building)
+        throw new StorageError(`${this.file}: an acceptor write cannot run inside a transaction`);
+      const ops: Op[] = [];
+      if (maxBallot !== undefined) ops.push(['vpPromise', group, maxBallot, acceptorRowCrc(group, maxBallot)]);
+      for (const v of votes) {
+        ops.push(['vpVote', group, v.slot, v.ballot, v.chosen ? 1 : 0, v.value, voteRowCrc(group, v)]);
+      }
+      return this.queue.done(this.submit({ seq: 0, durable: true, ops }));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {

@@ -26,6 +26,15 @@ export function prepareStatements(db: Database.Database): Statements {
     delOldSnaps: p('DELETE FROM snapshots WHERE gid = ? AND sid <> ?'),
     delSnap: p('DELETE FROM snapshots WHERE sid = ?'),
     delSnapChunks: p('DELETE FROM snapshot_chunks WHERE sid = ?'),
+    // Vertical Paxos acceptor state (migration 7): a promise is never lowered.
+    vpPromise: p(
+      'INSERT INTO vp_acceptors (name, max_ballot, crc) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET max_ballot = excluded.max_ballot, crc = excluded.crc WHERE excluded.max_ballot > vp_acceptors.max_ballot',
+    ),
+    vpVote: p(
+      'INSERT INTO vp_votes (name, slot, ballot, chosen, value, crc) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, slot) DO UPDATE SET ballot = excluded.ballot, chosen = excluded.chosen, value = excluded.value, crc = excluded.crc',
+    ),
+    vpAcceptor: p('SELECT max_ballot, crc FROM vp_acceptors WHERE name = ?'),
+    vpVotes: p('SELECT slot, ballot, chosen, value, crc FROM vp_votes WHERE name = ? ORDER BY slot'),
   };
 }
 
@@ -47,4 +56,8 @@ export interface Statements {
   delOldSnaps: Database.Statement;
   delSnap: Database.Statement;
   delSnapChunks: Database.Statement;
+  vpPromise: Database.Statement;
+  vpVote: Database.Statement;
+  vpAcceptor: Database.Statement;
+  vpVotes: Database.Statement;
 }

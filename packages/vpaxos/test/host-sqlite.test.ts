@@ -1,0 +1,123 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryHub, type MemoryTransport, systemClock } from '@cohort/core';
+import { SqliteNodeStore } from '@cohort/storage';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VP_MASTER_PROTOCOL, VP_PROTOCOL, decodeMessage, encodeMasterMessage, encodeMessage } from '../src/codec.js';
+import { NotPrimaryError } from '../src/errors.js';
+import { VPaxosHost } from '../src/host/vpaxos-host.js';
+import type { Message } from '../src/types.js';
+
+const G = 'vp1';
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+async function waitFor(cond: () => boolean, what: string, ms = 3_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Applies `set` commands, returning the slot. */
+const machine = { apply: (slot: number) => slot };
+
+describe('VPaxosHost over SQLite', () => {
+  let dir: string;
+  let hub: MemoryHub;
+  let master: MemoryTransport;
+  let peer: MemoryTransport;
+  const received: { from: string; msg: Message }[] = [];
+  const hosts: VPaxosHost[] = [];
+  const stores: SqliteNodeStore[] = [];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vpaxos-host-'));
+    hub = new MemoryHub();
+    master = hub.transport('m');
+    peer = hub.transport('z');
+    received.length = 0;
+    peer.handle(VP_PROTOCOL, (from, frame) => received.push({ from, msg: decodeMessage(frame).msg }));
+    master.handle(VP_MASTER_PROTOCOL, () => {});
+  });
+  afterEach(() => {
+    for (const h of hosts.splice(0)) h.stop();
+    for (const s of stores.splice(0)) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(id: string, onSave?: () => void): Promise<{ host: VPaxosHost<number>; store: SqliteNodeStore }> {
+    const store = SqliteNodeStore.open(join(dir, `${id}.db`));
+    stores.push(store);
+    const acceptorStore = {
+      loadAcceptor: (g: string) => store.loadAcceptor(g),
+      saveAcceptor: async (...args: Parameters<SqliteNodeStore['saveAcceptor']>) => {
+        await store.saveAcceptor(...args);
+        onSave?.();
+      },
+    };
+    const host = new VPaxosHost<number>({
+      group: G,
+      transport: hub.transport(id),
+      clock: systemClock,
+      store: acceptorStore,
+      machine,
+      master: 'm',
+      incarnation: 1,
+      addressOf: (n) => `${n}.test:7000`,
+    });
+    hosts.push(host);
+    await host.start();
+    return { host, store };
+  }
+
+  const toMaster = (to: string, m: Parameters<typeof encodeMasterMessage>[1]): Promise<void> =>
+    master.send(to, VP_MASTER_PROTOCOL, encodeMasterMessage(G, m));
+
+  it('a primary serves only after activation; writes apply once every acceptor stored them; a backup names the primary', async () => {
+    const a = await start('a');
+    const b = await start('b');
+    await expect(a.host.propose(enc('x'))).rejects.toBeInstanceOf(NotPrimaryError);
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await expect(a.host.propose(enc('x'))).rejects.toBeInstanceOf(NotPrimaryError);
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    expect(await a.host.propose(enc('x'))).toBe(1);
+    expect(b.store.loadAcceptor(G).votes.map((v) => v.slot)).toEqual([1]);
+    await a.host.read();
+    const err = await b.host.propose(enc('y')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotPrimaryError);
+    expect((err as NotPrimaryError).primaryAddress).toBe('a.test:7000');
+  });
+
+  it('a 1b leaves only once the promise is durable, and a restarted acceptor keeps its promise', async () => {
+    let saved = 0;
+    let sentBeforeSave = false;
+    const b = await start('b', () => saved++);
+    const t = hub.nodes.get('b') as MemoryTransport;
+    t.onSend = (to, frame) => {
+      if (to === 'z' && decodeMessage(frame).msg.type === 'p1b' && saved === 0) sentBeforeSave = true;
+    };
+    await peer.send('b', VP_PROTOCOL, encodeMessage(G, { type: 'p1a', ballot: 5, prevBallot: 1, from: 1 }));
+    await waitFor(() => received.some((r) => r.msg.type === 'p1b'), 'the 1b');
+    expect(sentBeforeSave).toBe(false);
+    b.host.stop();
+    b.store.close();
+    stores.splice(stores.indexOf(b.store), 1);
+    hub.nodes.delete('b');
+
+    const b2 = await start('b');
+    expect(b2.host.node.promised()).toBe(5);
+    await peer.send(
+      'b',
+      VP_PROTOCOL,
+      encodeMessage(G, { type: 'p2a', ballot: 1, entries: [{ slot: 1, value: enc('late') }], commit: 0, round: 1 }),
+    );
+    await waitFor(() => received.some((r) => r.msg.type === 'reject'), 'the reject');
+    expect(received.find((r) => r.msg.type === 'reject')?.msg).toEqual({ type: 'reject', ballot: 1, maxBallot: 5 });
+    expect(b2.store.loadAcceptor(G).votes).toEqual([]);
+    expect(b2.host.stats.staleIgnored.p2a).toBe(1);
+  });
+});
