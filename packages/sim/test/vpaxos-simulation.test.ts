@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 // The built package, as the Raft batches (see seed-batch.ts): `pnpm test` builds first.
-import { InvariantViolationError, vpaxos } from '../dist/index.js';
+import { InvariantViolationError, LinearizabilityViolationError, vpaxos } from '../dist/index.js';
 
 const { VP_COVERAGE_KINDS, missingVpCoverage, runVpSeed, runVpSeeds } = vpaxos;
 
@@ -53,5 +53,14 @@ describe('the Vertical Paxos checks can fail', () => {
   it('a master activating without waiting out the lease: lease read not stale', async () => {
     const v = await violation(19, { mutations: { skipLeaseWait: true }, reads: 'lease' });
     expect(v.property).toBe('lease read not stale');
+  });
+
+  it('clients reading from a replica that only believes it is primary: caught by the linearizability checker', async () => {
+    const err = await runVpSeed(9, { mutations: { unconfirmedReads: true }, reads: 'safe' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(LinearizabilityViolationError);
+    expect((err as Error).message).toContain('pnpm --filter @cohort/sim sim:vpaxos --seed 9 --reads safe');
   });
 });

@@ -181,11 +181,12 @@ export class VPaxosEngine {
     return p.acceptors.filter((a) => (p.match.get(a) ?? 0) < slot);
   }
 
-  /** Acceptors that did not answer heartbeat `round` yet. */
-  silent(round: number): NodeId[] {
+  /** Acceptors that did not answer heartbeat `round` (default: the latest round) yet. */
+  silent(round?: number): NodeId[] {
     const p = this.primary;
     if (!p) return [];
-    return p.acceptors.filter((a) => (p.answered.get(a) ?? 0) < round);
+    const r = round ?? p.round;
+    return p.acceptors.filter((a) => (p.answered.get(a) ?? 0) < r);
   }
 
   hasReady(): boolean {
@@ -235,12 +236,16 @@ export class VPaxosEngine {
    * nothing can have been chosen and Phase 1 is skipped.
    */
   startBallot(a: BallotAssignment): void {
-    if (a.ballot < this.maxBallot || (this.primary !== undefined && a.ballot <= this.primary.ballot)) {
+    // A ballot this replica already promised is one it led before (ballots have one primary): it must
+    // not start it again (after a restart it would not know which values it proposed in it).
+    if (a.ballot <= this.maxBallot || (this.primary !== undefined && a.ballot <= this.primary.ballot)) {
       throw new StaleBallotError(a.ballot, Math.max(this.maxBallot, this.primary?.ballot ?? 0));
     }
     if (!a.acceptors.includes(this.id))
       throw new RangeError(`primary ${this.id} is not an acceptor of ballot ${a.ballot}`);
     if (this.primary) this.stepDown(new StaleBallotError(this.primary.ballot, a.ballot));
+    // The primary promises its own ballot first, durably before anything of the ballot leaves.
+    this.promise(a.ballot);
     this.primary = {
       ballot: a.ballot,
       prevBallot: a.prevBallot,

@@ -253,3 +253,23 @@ describe('reads', () => {
     expect(rd.rounds).toEqual([2]);
   });
 });
+
+describe('ballots', () => {
+  it('a primary promises its own ballot durably before anything of it leaves', () => {
+    const e = new VPaxosEngine({ id: 'a' });
+    e.startBallot({ ballot: 3, prevBallot: 2, prevAcceptors: ['b'], acceptors: ['a', 'b'] });
+    const rd = e.ready();
+    expect(rd.persist.maxBallot).toBe(3);
+    expect(rd.messages.map((m) => m.msg.type)).toEqual(['p1a']);
+  });
+
+  it('a restarted primary cannot lead the same ballot again (it would not know what it proposed in it)', () => {
+    const h = running(['x']);
+    h.e('b').startBallot({ ballot: 2, prevBallot: 1, prevAcceptors: ['a', 'b'], acceptors: ['b', 'c'] });
+    h.pump();
+    const b = h.restart('b');
+    expect(() => b.startBallot({ ballot: 2, prevBallot: 1, prevAcceptors: ['a', 'b'], acceptors: ['b', 'c'] })).toThrow(
+      StaleBallotError,
+    );
+  });
+});

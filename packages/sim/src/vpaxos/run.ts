@@ -135,7 +135,11 @@ class VpClient {
       try {
         if (input.op === 'get') {
           const lease = this.leaseReads && this.random.next() < 0.7;
-          await (lease ? host.leaseRead() : host.read());
+          if (this.cluster.config.mutations?.unconfirmedReads) {
+            if (!host.node.isActive()) throw new NotPrimaryError(host.node.knownPrimary().id || undefined);
+          } else {
+            await (lease ? host.leaseRead() : host.read());
+          }
           if (lease) this.cluster.coverage.leaseRead++;
           else this.cluster.coverage.linearizableRead++;
           op.output = node.machine.get(input.key);

@@ -11,6 +11,8 @@ export interface VpMutations {
   forgetPromises?: boolean;
   /** The master activates a new primary without waiting out the previous lease. */
   skipLeaseWait?: boolean;
+  /** Clients read from a replica that believes it is the active primary, with no confirmation or lease. */
+  unconfirmedReads?: boolean;
 }
 
 /**

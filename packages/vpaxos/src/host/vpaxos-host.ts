@@ -199,7 +199,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     return new Promise<void>((resolve, reject) => {
       const timer = this.opts.clock.setTimeout(() => {
         this.reads.delete(id);
-        const missing = this.engine?.silent(this.nextReadId) ?? [];
+        const missing = this.engine?.silent() ?? [];
         reject(
           missing.length > 0
             ? new QuorumNotReachedError(this.engine?.leading()?.ballot ?? 0, missing)
