@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryHub, type MemoryTransport, systemClock } from '@cohort/core';
+import { KvStateMachine, encodeCommand } from '@cohort/kv';
 import { SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VP_MASTER_PROTOCOL, VP_PROTOCOL, decodeMessage, encodeMasterMessage, encodeMessage } from '../src/codec.js';
@@ -47,8 +48,13 @@ describe('VPaxosHost over SQLite', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function start(id: string, onSave?: () => void): Promise<{ host: VPaxosHost<number>; store: SqliteNodeStore }> {
+  async function start(
+    id: string,
+    onSave?: () => void,
+    kv = false,
+  ): Promise<{ host: VPaxosHost<unknown>; store: SqliteNodeStore; kv: KvStateMachine | undefined }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
+    const kvMachine = kv ? new KvStateMachine(store, 'vp') : undefined;
     stores.push(store);
     const acceptorStore = {
       loadAcceptor: (g: string) => store.loadAcceptor(g),
@@ -57,19 +63,19 @@ describe('VPaxosHost over SQLite', () => {
         onSave?.();
       },
     };
-    const host = new VPaxosHost<number>({
+    const host = new VPaxosHost<unknown>({
       group: G,
       transport: hub.transport(id),
       clock: systemClock,
       store: acceptorStore,
-      machine,
+      machine: kvMachine ?? machine,
       master: 'm',
       incarnation: 1,
       addressOf: (n) => `${n}.test:7000`,
     });
     hosts.push(host);
     await host.start();
-    return { host, store };
+    return { host, store, kv: kvMachine };
   }
 
   const toMaster = (to: string, m: Parameters<typeof encodeMasterMessage>[1]): Promise<void> =>
@@ -119,5 +125,37 @@ describe('VPaxosHost over SQLite', () => {
     expect(received.find((r) => r.msg.type === 'reject')?.msg).toEqual({ type: 'reject', ballot: 1, maxBallot: 5 });
     expect(b2.store.loadAcceptor(G).votes).toEqual([]);
     expect(b2.host.stats.staleIgnored.p2a).toBe(1);
+  });
+
+  it('applies chosen commands through the KV state machine, which resumes from its applied slot after a restart', async () => {
+    const set = (k: string, v: string): Uint8Array =>
+      encodeCommand({
+        op: 'set',
+        key: enc(k),
+        value: enc(v),
+        condition: 'always',
+        expiresAt: 0,
+        returnOld: false,
+        now: 0,
+      });
+    const a = await start('a', undefined, true);
+    const b = await start('b', undefined, true);
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    expect(await a.host.propose(set('k1', 'v1'))).toEqual({ type: 'ok' });
+    expect(await a.host.propose(set('k2', 'v2'))).toEqual({ type: 'ok' });
+    await waitFor(() => b.host.status().applied === 2, 'the backup applying both');
+    expect(b.kv?.applied().index).toBe(2);
+    b.host.stop();
+    b.store.close();
+    stores.splice(stores.indexOf(b.store), 1);
+    hub.nodes.delete('b');
+    const b2 = await start('b', undefined, true);
+    expect(b2.host.status().applied).toBe(2);
+    expect(b2.host.status().commit).toBe(2);
+    expect(await a.host.propose(set('k3', 'v3'))).toEqual({ type: 'ok' });
+    await waitFor(() => b2.kv?.applied().index === 3, 'the restarted backup applying slot 3 only');
   });
 });

@@ -36,6 +36,8 @@ export interface AcceptorStore {
 /** The state machine chosen values are applied to, in slot order (the KV state machine's `apply(index, data)`). */
 export interface VpStateMachine<R = unknown> {
   apply(slot: Slot, data: Uint8Array): R;
+  /** Where a durable machine's state stands (the KV state machine's `applied()`): the host resumes after it. */
+  applied?(): { index: Slot };
 }
 
 /** Hooks the simulator checks its invariants through; production leaves them out. */
@@ -134,7 +136,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   /** Loads the acceptor state, registers the transport handlers and starts the timers. */
   async start(): Promise<void> {
     const state = await this.opts.store.loadAcceptor(this.id);
-    this.engine = new VPaxosEngine({ id: this.opts.transport.self, state });
+    this.applied = this.opts.machine.applied?.().index ?? 0;
+    this.engine = new VPaxosEngine({ id: this.opts.transport.self, state, applied: this.applied });
     const t = this.opts.transport;
     t.handle(VP_PROTOCOL, (from, frame) => this.onFrame(from, frame));
     t.handle(VP_MASTER_PROTOCOL, (from, frame) => this.onMasterFrame(from, frame));
