@@ -18,7 +18,7 @@ describe('Vertical Paxos acceptor state in SQLite (migration 7)', () => {
   });
   afterEach(() => cleanup());
 
-  it('migration 7 adds the acceptor tables to a version 6 database, keeping what it held', () => {
+  it('migration 7 adds the acceptor tables to a version 6 database', () => {
     const db = new Database(file);
     migrate(db, file, 6);
     db.close();
@@ -45,6 +45,18 @@ describe('Vertical Paxos acceptor state in SQLite (migration 7)', () => {
       { slot: 2, ballot: 5, value: bytes('b'), chosen: false },
     ]);
     expect(store.loadAcceptor('vp2').maxBallot).toBe(9);
+    store.close();
+  });
+
+  it('the writer thread stores the acceptor state as the inline writer does', async () => {
+    let store = SqliteNodeStore.open(file, { writer: 'thread' });
+    await store.saveAcceptor('vp1', 3, [{ slot: 1, ballot: 3, value: bytes('t'), chosen: true }]);
+    store.close();
+    store = SqliteNodeStore.open(file);
+    expect(store.loadAcceptor('vp1')).toEqual({
+      maxBallot: 3,
+      votes: [{ slot: 1, ballot: 3, value: bytes('t'), chosen: true }],
+    });
     store.close();
   });
 
