@@ -200,7 +200,10 @@ describe('SqliteNodeStore detects corruption', () => {
     it('refuses a WAL whose middle frame is damaged (acknowledged commits follow it)', () => {
       const { wal, frameSize, frames } = crashImage();
       flipByteAt(wal, 32 + Math.floor(frames / 2) * frameSize + 100);
-      expect(() => SqliteNodeStore.open(file)).toThrow(/is damaged and [2-9] committed transaction\(s\) follow it/);
+      // Two or more: how many depends on the transactions the schema migrations wrote before the log.
+      expect(() => SqliteNodeStore.open(file)).toThrow(
+        /is damaged and ([2-9]|[1-9]\d+) committed transaction\(s\) follow it/,
+      );
       expect(errorsOf(dir)[0]).toMatch(/SQLite would drop acknowledged writes/);
     });
 
