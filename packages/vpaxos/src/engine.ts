@@ -243,6 +243,10 @@ export class VPaxosEngine {
     }
     if (!a.acceptors.includes(this.id))
       throw new RangeError(`primary ${this.id} is not an acceptor of ballot ${a.ballot}`);
+    if (a.prevBallot !== 0 && a.prevAcceptors.length === 0) {
+      // Skipping Phase 1 is safe only when no ballot was ever active.
+      throw new RangeError(`ballot ${a.ballot}: previous ballot ${a.prevBallot} has no acceptors to read`);
+    }
     if (this.primary) this.stepDown(new StaleBallotError(this.primary.ballot, a.ballot));
     // The primary promises its own ballot first, durably before anything of the ballot leaves.
     this.promise(a.ballot);
@@ -263,7 +267,7 @@ export class VPaxosEngine {
       commitSent: 0,
       reads: [],
     };
-    if (a.prevBallot === 0 || a.prevAcceptors.length === 0) {
+    if (a.prevBallot === 0) {
       this.beginPhase2([]);
     } else {
       this.sendPhase1();

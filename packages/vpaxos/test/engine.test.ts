@@ -182,6 +182,8 @@ describe('primary', () => {
       StaleBallotError,
     );
     expect(() => e.startBallot({ ballot: 6, prevBallot: 0, prevAcceptors: [], acceptors: ['b'] })).toThrow(RangeError);
+    // Phase 1 is skipped only when no ballot was ever active.
+    expect(() => e.startBallot({ ballot: 6, prevBallot: 2, prevAcceptors: [], acceptors: ['a'] })).toThrow(RangeError);
   });
 
   it('messages of an unknown ballot are ignored and counted', () => {

@@ -280,8 +280,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       try {
         e.startBallot(m);
       } catch (err) {
-        if (!(err instanceof StaleBallotError)) throw err;
+        if (!(err instanceof StaleBallotError || err instanceof RangeError)) throw err;
+        // A repeated or outdated newBallot, or a malformed one: the master retries with a new ballot.
         e.stats.unknownIgnored++;
+        this.logger.warn('vpaxos: refused a newBallot', { ballot: m.ballot, reason: err.message });
       }
     } else if (m.type === 'activated') {
       if (!this.config || m.ballot > this.config.ballot) this.config = { ...m };
