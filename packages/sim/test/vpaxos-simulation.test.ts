@@ -14,6 +14,8 @@ describe('Vertical Paxos simulation', () => {
     expect(missingVpCoverage(s.coverage)).toEqual([]);
     expect(VP_COVERAGE_KINDS).toContain('threeFailovers');
     expect(s.ops.completed).toBeGreaterThan(30 * 100);
+    // Exploration: runs reach several depths of reconfiguration.
+    expect(Object.values(s.depth.ballots).filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
   it('replays a seed exactly: same trace hash, events and coverage', async () => {

@@ -174,6 +174,12 @@ export class VPaxosEngine {
     return { ...this.leader };
   }
 
+  /** Slots this primary proposed and has not found chosen yet (0 on a backup). */
+  inFlight(): number {
+    const p = this.primary;
+    return p && p.nextSlot > 0 ? Math.max(0, p.nextSlot - 1 - this.commit) : 0;
+  }
+
   /** Acceptors whose votes do not yet reach `slot` (those a write waits for). */
   lagging(slot: Slot): NodeId[] {
     const p = this.primary;

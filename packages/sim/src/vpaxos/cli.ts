@@ -49,6 +49,8 @@ async function main(): Promise<void> {
   });
   console.log(`${s.seeds} seeds, ${s.ops.completed}/${s.ops.total} ops completed, ${Math.round(s.wallMs)} ms`);
   for (const k of VP_COVERAGE_KINDS) console.log(`  ${k}: ${s.coverage[k]}`);
+  console.log(`  seeds by activated ballots: ${JSON.stringify(s.depth.ballots)}`);
+  console.log(`  seeds by chosen slots: ${JSON.stringify(s.depth.slots)}`);
   // Without leases there are no lease reads or lease waits to reach.
   const missing = missingVpCoverage(s.coverage).filter(
     (k) => o.reads !== 'safe' || (k !== 'leaseRead' && k !== 'leaseWaitThenActivated'),

@@ -175,6 +175,31 @@ export class VpCluster {
     return n?.up ? n : undefined;
   }
 
+  /**
+   * Polls for the exploration states every 100 ms (reads only: a run's
+   * behaviour does not depend on it): every backup caught up with the primary
+   * at once, and proposals in flight while every acceptor is up and reachable.
+   */
+  startExploration(): void {
+    const poll = (): void => {
+      this.scheduler.after(100, poll);
+      const p = this.activePrimary();
+      const engine = p?.host?.node;
+      if (!p || !engine?.isActive()) return;
+      const acceptors = engine.leading()?.acceptors ?? [];
+      const nodes = acceptors.map((a) => this.nodes.get(a));
+      const reachable = nodes.every(
+        (n) => n?.up === true && !this.network.isCut(p.id, n.id) && !this.network.isCut(n.id, p.id),
+      );
+      const commit = engine.committed();
+      if (commit > 0 && acceptors.length > 1 && nodes.every((n) => (n?.host?.status().applied ?? 0) >= commit)) {
+        this.coverage.allBackupsCaughtUp++;
+      }
+      if (reachable && engine.inFlight() > 0) this.coverage.quorumHealthyInFlight++;
+    };
+    this.scheduler.after(100, poll);
+  }
+
   /** Counts ignored stale messages into coverage at the end of a run. */
   countStale(): void {
     for (const n of this.nodes.values()) {

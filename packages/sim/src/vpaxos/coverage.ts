@@ -10,7 +10,25 @@ export const VP_COVERAGE_KINDS = [
   'ballotAbandoned',
   'staleMessageIgnored',
   'crashRestart',
+  // Exploration: every backup of the active configuration applied the primary's commit at once;
+  // proposals in flight while every acceptor was up and reachable.
+  'allBackupsCaughtUp',
+  'quorumHealthyInFlight',
 ] as const;
+
+/** Buckets of how deep a run went: activated ballots and chosen slots. */
+export const DEPTH_BUCKETS = ['1', '2-3', '4-7', '8-15', '16-63', '64-255', '256+'] as const;
+
+/** The bucket of a count (0 counts as 1). */
+export function depthBucket(n: number): (typeof DEPTH_BUCKETS)[number] {
+  if (n <= 1) return '1';
+  if (n <= 3) return '2-3';
+  if (n <= 7) return '4-7';
+  if (n <= 15) return '8-15';
+  if (n <= 63) return '16-63';
+  if (n <= 255) return '64-255';
+  return '256+';
+}
 
 export type VpCoverageKind = (typeof VP_COVERAGE_KINDS)[number];
 export type VpCoverage = Record<VpCoverageKind, number>;

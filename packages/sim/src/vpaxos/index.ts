@@ -1,5 +1,12 @@
 /** Vertical Paxos II under simulation: a group of production hosts, the master as a reliable process, invariants. */
-export { VP_COVERAGE_KINDS, type VpCoverage, type VpCoverageKind, missingVpCoverage } from './coverage.js';
+export {
+  DEPTH_BUCKETS,
+  VP_COVERAGE_KINDS,
+  type VpCoverage,
+  type VpCoverageKind,
+  depthBucket,
+  missingVpCoverage,
+} from './coverage.js';
 export { type VpClusterConfig, VpCluster, maxDriftMs } from './cluster.js';
 export { VpInvariants } from './invariants.js';
 export { SimAcceptorStore } from './sim-acceptor-store.js';

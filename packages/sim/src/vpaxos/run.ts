@@ -5,9 +5,11 @@ import { checkLinearizable } from '../lin/checker.js';
 import type { KvInput, KvOperation } from '../lin/history.js';
 import { kvModel, prunedKvHistory } from '../lin/model.js';
 import { VpCluster, type VpClusterConfig } from './cluster.js';
-import { type VpCoverage, addVpCoverage, emptyVpCoverage } from './coverage.js';
+import { DEPTH_BUCKETS, type VpCoverage, addVpCoverage, depthBucket, emptyVpCoverage } from './coverage.js';
 import type { VpMutations } from './sim-acceptor-store.js';
-import type { SimVpNode } from './sim-vp-node.js';
+import { type SimVpNode, VP_GROUP } from './sim-vp-node.js';
+
+type DepthBucket = (typeof DEPTH_BUCKETS)[number];
 
 /** Options of one seeded Vertical Paxos run. */
 export interface VpRunOptions {
@@ -33,6 +35,8 @@ export interface VpSeedResult {
   events: number;
   traceHash: string;
   failovers: number;
+  /** How deep the run went: the highest ballot activated and the highest slot chosen, bucketed. */
+  depth: { ballots: DepthBucket; slots: DepthBucket };
   coverage: VpCoverage;
   ops: { total: number; completed: number; unknown: number };
   invariantChecks: number;
@@ -223,6 +227,7 @@ export async function runVpSeed(seed: number, options: VpRunOptions = {}): Promi
   const simMs = options.simMs ?? DEFAULT_SIM_MS;
   const settleMs = options.settleMs ?? 4_000;
   await cluster.startAll();
+  cluster.startExploration();
   if (options.faults !== false) startFaults(cluster, faultRandom, simMs);
   const history: KvOperation[] = [];
   const clients: VpClient[] = [];
@@ -254,6 +259,10 @@ export async function runVpSeed(seed: number, options: VpRunOptions = {}): Promi
     events: cluster.scheduler.executed,
     traceHash: cluster.trace.digest(),
     failovers: cluster.failovers,
+    depth: {
+      ballots: depthBucket(cluster.master.master.state(VP_GROUP).active?.ballot ?? 0),
+      slots: depthBucket(cluster.invariants.maxChosen),
+    },
     coverage: cluster.coverage,
     ops: { total: history.length, completed, unknown: history.length - completed },
     invariantChecks: cluster.invariants.checks,
@@ -268,6 +277,12 @@ export interface VpBatchSummary {
   events: number;
   coverage: VpCoverage;
   ops: { total: number; completed: number; unknown: number };
+  /** Seeds per depth bucket of activated ballots and of chosen slots. */
+  depth: { ballots: Record<DepthBucket, number>; slots: Record<DepthBucket, number> };
+}
+
+function emptyBuckets(): Record<DepthBucket, number> {
+  return Object.fromEntries(DEPTH_BUCKETS.map((b) => [b, 0])) as Record<DepthBucket, number>;
 }
 
 /** Runs seeds `first .. first+count-1`; rejects at the first violation. */
@@ -283,6 +298,7 @@ export async function runVpSeeds(
     events: 0,
     coverage: emptyVpCoverage(),
     ops: { total: 0, completed: 0, unknown: 0 },
+    depth: { ballots: emptyBuckets(), slots: emptyBuckets() },
   };
   for (let seed = first; seed < first + count; seed++) {
     const r = await runVpSeed(seed, options);
@@ -290,6 +306,8 @@ export async function runVpSeeds(
     s.wallMs += r.wallMs;
     s.events += r.events;
     addVpCoverage(s.coverage, r.coverage);
+    s.depth.ballots[r.depth.ballots]++;
+    s.depth.slots[r.depth.slots]++;
     s.ops.total += r.ops.total;
     s.ops.completed += r.ops.completed;
     s.ops.unknown += r.ops.unknown;
