@@ -236,12 +236,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   status(): ReplicatedGroupStatus {
     const e = this.node;
     const lead = e.leading();
-    const known = e.knownPrimary();
     return {
       group: this.id,
       role: e.isActive() ? 'leader' : lead ? 'candidate' : 'follower',
       term: Math.max(e.promised(), lead?.ballot ?? 0),
-      leader: e.isActive() ? this.opts.transport.self : known.id === this.opts.transport.self ? '' : known.id,
+      leader: e.isActive() ? this.opts.transport.self : this.primaryHint(),
       commit: e.committed(),
       applied: this.applied,
     };
@@ -437,6 +436,15 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       w.reject(err);
     }
     this.reads.clear();
+  }
+
+  /** The primary this replica last heard from, or the one the master announced last ('' when none). */
+  private primaryHint(): NodeId {
+    const self = this.opts.transport.self;
+    const known = this.node.knownPrimary();
+    if (known.id !== '' && known.id !== self) return known.id;
+    const announced = this.config?.primary ?? '';
+    return announced === self ? '' : announced;
   }
 
   private withAddress(e: unknown): Error {
