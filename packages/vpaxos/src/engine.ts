@@ -128,6 +128,8 @@ export class VPaxosEngine {
   /** The primary this replica last heard from, and its ballot. */
   private leader: { ballot: Ballot; id: NodeId } = { ballot: 0, id: '' };
   private readonly maxBatch: number;
+  /** The slot a CatchUp request last asked from. */
+  private catchUpAsked: Slot = 0;
   readonly stats: EngineStats = { staleIgnored: {}, unknownIgnored: 0 };
   private out: Ready = emptyReady();
 
@@ -433,7 +435,12 @@ export class VPaxosEngine {
       this.markChosen(v);
     }
     this.advanceCommit();
-    if (this.commit < m.commit) this.send(from, { type: 'catchUpReq', ballot: m.ballot, from: this.commit + 1 });
+    // Ask once per gap, and again on each heartbeat round while it lasts (the answer may be lost),
+    // not on every p2a of a busy primary.
+    if (this.commit < m.commit && (m.round > 0 || this.catchUpAsked !== this.commit + 1)) {
+      this.catchUpAsked = this.commit + 1;
+      this.send(from, { type: 'catchUpReq', ballot: m.ballot, from: this.commit + 1 });
+    }
     this.send(from, { type: 'p2b', ballot: m.ballot, match: this.matchAt(m.ballot), round: m.round });
   }
 
