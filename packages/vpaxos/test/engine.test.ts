@@ -220,6 +220,19 @@ describe('catch-up', () => {
   });
 });
 
+describe('catch-up requests', () => {
+  it('are sent once per gap on p2a, and again on each heartbeat round while the gap lasts', () => {
+    const e = new VPaxosEngine({ id: 'b' });
+    const asks = (): number => e.ready().messages.filter((m) => m.msg.type === 'catchUpReq').length;
+    e.step('a', { type: 'p2a', ballot: 1, entries: [], commit: 5, round: 0 });
+    expect(asks()).toBe(1);
+    e.step('a', { type: 'p2a', ballot: 1, entries: [{ slot: 9, value: enc('x') }], commit: 5, round: 0 });
+    expect(asks()).toBe(0);
+    e.step('a', { type: 'p2a', ballot: 1, entries: [], commit: 5, round: 3 });
+    expect(asks()).toBe(1);
+  });
+});
+
 describe('reads', () => {
   it('a linearizable read is confirmed only after every acceptor answered its round', () => {
     const h = running(['x']);
