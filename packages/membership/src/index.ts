@@ -13,8 +13,10 @@ export {
   type MembershipEvent,
   type Subscription,
 } from './events.js';
+export type { JoinBackoffOptions } from './join-backoff.js';
 export type { SwimMessage } from './messages.js';
 export type { PartitionOptions, PartitionStatus } from './partition-detector.js';
+export type { PhiAccrualOptions } from './phi-accrual.js';
 export { type Outgoing, type StateChange, Swim, type SwimOptions, type SwimOutput, type SwimStats } from './swim.js';
 export { filterByAllTags, filterByTag, type TagLimits, validateTags } from './tags.js';
 export type { Member, MemberState, MemberUpdate, Tags } from './types.js';

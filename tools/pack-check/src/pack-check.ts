@@ -74,6 +74,11 @@ export interface PackCheckOptions {
   readonly keep?: boolean;
   /** Skip the TypeScript check. @default false */
   readonly skipTypes?: boolean;
+  /**
+   * Folder under `root` whose `<example>/src/main.ts` files are copied into the scratch project, type-checked
+   * with the smoke file and run with Node against the packed packages. @default 'examples'
+   */
+  readonly examplesDir?: string | undefined;
 }
 
 export interface PackCheckResult {
@@ -83,6 +88,8 @@ export interface PackCheckResult {
   readonly scratch: string;
   /** What the Node ESM import printed: entry point -> number of exported names. */
   readonly exportCounts: Record<string, number>;
+  /** The examples run against the packed packages, by name, with what they printed. */
+  readonly examples: Record<string, string>;
 }
 
 const WORKSPACE_ONLY_RANGE = /^(workspace|catalog|link|file|portal):/;
@@ -333,7 +340,29 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
     problems.push(`importing the entry points from Node ESM failed: ${(err as { stderr?: string }).stderr ?? err}`);
   }
 
-  // TypeScript: one file importing every entry point, type-checked against the packed declarations.
+  // The examples, as a user who copied one would run it.
+  const examples: Record<string, string> = {};
+  const examplesDir = options.examplesDir === undefined ? 'examples' : options.examplesDir;
+  const exampleFiles: string[] = [];
+  if (examplesDir && existsSync(join(root, examplesDir))) {
+    await mkdir(join(scratch, 'examples'), { recursive: true });
+    for (const name of (await readdir(join(root, examplesDir))).sort()) {
+      const main = join(root, examplesDir, name, 'src', 'main.ts');
+      if (!existsSync(main)) continue;
+      const file = posix.join('examples', `${name}.ts`);
+      await writeFile(join(scratch, file), await readFile(main));
+      exampleFiles.push(file);
+      try {
+        const { stdout } = await run(process.execPath, [file], { cwd: scratch, timeout: 30_000 });
+        examples[name] = stdout;
+      } catch (err) {
+        const e = err as { stderr?: string; killed?: boolean };
+        problems.push(`example ${name} failed against the packed packages: ${e.killed ? 'timed out' : e.stderr}`);
+      }
+    }
+  }
+
+  // TypeScript: one file importing every entry point, and the examples, type-checked against the packed declarations.
   if (!options.skipTypes) {
     const ts = [
       ...entries.map((e, i) => `import * as m${i} from ${JSON.stringify(e)};`),
@@ -354,8 +383,10 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
             strict: true,
             noEmit: true,
             skipLibCheck: false,
+            // What Node runs as is: types only, erased.
+            erasableSyntaxOnly: true,
           },
-          files: ['smoke.ts'],
+          files: ['smoke.ts', ...exampleFiles],
         },
         null,
         2,
@@ -377,7 +408,7 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
   }
 
   if (!options.keep) await rm(scratch, { recursive: true, force: true });
-  return { problems, packages: packed, scratch, exportCounts };
+  return { problems, packages: packed, scratch, exportCounts, examples };
 }
 
 /** Relative path for messages. */
@@ -390,6 +421,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const result = await packCheck({ keep });
   for (const pkg of result.packages)
     console.log(`${pkg.name}@${pkg.version}: ${pkg.files.size} files, ${entryPoints(pkg.manifest).join(', ')}`);
+  for (const [name, out] of Object.entries(result.examples)) console.log(`example ${name}: ${out.trim()}`);
   if (keep) console.log(`scratch project kept at ${result.scratch}`);
   for (const problem of result.problems) console.error(`problem: ${problem}`);
   console.log(

@@ -25,6 +25,10 @@ describe('the packages of this workspace, packed', () => {
       '@cohort/transport',
       '@cohort/vpaxos',
     ]);
+    // The examples ran against the tarballs, outside the workspace.
+    expect(Object.keys(result.examples).sort()).toEqual(['raft-counter', 'service-discovery']);
+    expect(JSON.parse(result.examples['raft-counter'] ?? '')).toEqual({ n1: 6, n2: 6, n3: 6 });
+    expect(result.examples['service-discovery']).toContain('api-1 failed');
     // Workspace ranges were rewritten to the siblings' versions.
     const kv = result.packages.find((p) => p.name === '@cohort/kv');
     expect(kv?.manifest.dependencies?.['@cohort/core']).toBe(
@@ -91,7 +95,7 @@ describe('the check', () => {
     );
     await writeFile(join(pkg, 'dist', 'index.d.ts'), 'export declare const x: string;\n');
 
-    const { problems } = await packCheck({ root, skipTypes: true });
+    const { problems } = await packCheck({ root, skipTypes: true, examplesDir: undefined });
     const text = problems.join('\n');
     expect(text).toContain('@cohort/bad: exports["./gone"] names ./dist/gone.js, not in the tarball');
     expect(text).toContain(
