@@ -14,7 +14,15 @@ export {
   type Subscription,
 } from './events.js';
 export type { JoinBackoffOptions } from './join-backoff.js';
-export type { SwimMessage } from './messages.js';
+export type {
+  AckMessage,
+  GossipMessage,
+  NackMessage,
+  PingMessage,
+  PingReqMessage,
+  PushPullMessage,
+  SwimMessage,
+} from './messages.js';
 export type { PartitionOptions, PartitionStatus } from './partition-detector.js';
 export type { PhiAccrualOptions } from './phi-accrual.js';
 export { type Outgoing, type StateChange, Swim, type SwimOptions, type SwimOutput, type SwimStats } from './swim.js';
