@@ -90,7 +90,8 @@ function resultFiles() {
   for (const dir of ['packages', 'apps', 'tools', 'examples']) {
     const base = join(root, dir);
     if (!existsSync(base)) continue;
-    for (const name of readdirSync(base)) files.push(join(base, name, RESULTS));
+    for (const e of readdirSync(base, { withFileTypes: true }))
+      if (e.isDirectory()) files.push(join(base, e.name, RESULTS));
   }
   return files;
 }
