@@ -311,39 +311,10 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
     `${JSON.stringify({ name: 'cohort-pack-check-scratch', private: true, type: 'module' }, null, 2)}\n`,
   );
 
-  // Plain Node ESM: every entry point imports, and prints how many names it exports.
-  const exportCounts: Record<string, number> = {};
-  const smokeJs = [
-    'const counts = {};',
-    'const errors = {};',
-    ...entries.map(
-      (e) =>
-        `try { counts[${JSON.stringify(e)}] = Object.keys(await import(${JSON.stringify(e)})).length; } catch (err) { errors[${JSON.stringify(e)}] = String(err); }`,
-    ),
-    'console.log(JSON.stringify({ counts, errors }));',
-    // libp2p and better-sqlite3 keep no handle open after an import; exit anyway so a stray one cannot hang the check.
-    'process.exit(0);',
-  ].join('\n');
-  await writeFile(join(scratch, 'smoke.mjs'), `${smokeJs}\n`);
-  try {
-    const { stdout } = await run(process.execPath, ['smoke.mjs'], { cwd: scratch, timeout: 30_000 });
-    const out = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
-      counts: Record<string, number>;
-      errors: Record<string, string>;
-    };
-    Object.assign(exportCounts, out.counts);
-    for (const e of entries) {
-      if (exportCounts[e] === undefined)
-        problems.push(`${e}: did not import from Node: ${out.errors[e] ?? 'no answer'}`);
-    }
-  } catch (err) {
-    problems.push(`importing the entry points from Node ESM failed: ${(err as { stderr?: string }).stderr ?? err}`);
-  }
-
-  // The examples, as a user who copied one would run it.
+  // The examples, copied as a user would copy one; run and type-checked below.
   const examples: Record<string, string> = {};
   const examplesDir = options.examplesDir === undefined ? 'examples' : options.examplesDir;
-  const exampleFiles: string[] = [];
+  const exampleFiles = new Map<string, string>();
   if (examplesDir && existsSync(join(root, examplesDir))) {
     await mkdir(join(scratch, 'examples'), { recursive: true });
     for (const name of (await readdir(join(root, examplesDir))).sort()) {
@@ -351,7 +322,44 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
       if (!existsSync(main)) continue;
       const file = posix.join('examples', `${name}.ts`);
       await writeFile(join(scratch, file), await readFile(main));
-      exampleFiles.push(file);
+      exampleFiles.set(name, file);
+    }
+  }
+
+  // Plain Node ESM: every entry point imports, and prints how many names it exports.
+  const exportCounts: Record<string, number> = {};
+  const nodeImports = async (): Promise<void> => {
+    const smokeJs = [
+      'const counts = {};',
+      'const errors = {};',
+      ...entries.map(
+        (e) =>
+          `try { counts[${JSON.stringify(e)}] = Object.keys(await import(${JSON.stringify(e)})).length; } catch (err) { errors[${JSON.stringify(e)}] = String(err); }`,
+      ),
+      'console.log(JSON.stringify({ counts, errors }));',
+      // libp2p and better-sqlite3 keep no handle open after an import; exit anyway so a stray one cannot hang the check.
+      'process.exit(0);',
+    ].join('\n');
+    await writeFile(join(scratch, 'smoke.mjs'), `${smokeJs}\n`);
+    try {
+      const { stdout } = await run(process.execPath, ['smoke.mjs'], { cwd: scratch, timeout: 30_000 });
+      const out = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+        counts: Record<string, number>;
+        errors: Record<string, string>;
+      };
+      Object.assign(exportCounts, out.counts);
+      for (const e of entries) {
+        if (exportCounts[e] === undefined)
+          problems.push(`${e}: did not import from Node: ${out.errors[e] ?? 'no answer'}`);
+      }
+    } catch (err) {
+      problems.push(`importing the entry points from Node ESM failed: ${(err as { stderr?: string }).stderr ?? err}`);
+    }
+  };
+
+  // The examples run with Node against the packed packages, one after the other.
+  const runExamples = async (): Promise<void> => {
+    for (const [name, file] of exampleFiles) {
       try {
         const { stdout } = await run(process.execPath, [file], { cwd: scratch, timeout: 30_000 });
         examples[name] = stdout;
@@ -360,10 +368,10 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
         problems.push(`example ${name} failed against the packed packages: ${e.killed ? 'timed out' : e.stderr}`);
       }
     }
-  }
+  };
 
   // TypeScript: one file importing every entry point, and the examples, type-checked against the packed declarations.
-  if (!options.skipTypes) {
+  const typeCheck = async (): Promise<void> => {
     const ts = [
       ...entries.map((e, i) => `import * as m${i} from ${JSON.stringify(e)};`),
       `export const modules = [${entries.map((_, i) => `m${i}`).join(', ')}];`,
@@ -386,7 +394,7 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
             // What Node runs as is: types only, erased.
             erasableSyntaxOnly: true,
           },
-          files: ['smoke.ts', ...exampleFiles],
+          files: ['smoke.ts', ...exampleFiles.values()],
         },
         null,
         2,
@@ -396,7 +404,7 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
     await symlink(await realpath(join(root, 'node_modules', '@types', 'node')), join(modules, '@types', 'node'), 'dir');
     const tsc = join(await realpath(join(root, 'node_modules', 'typescript')), 'bin', 'tsc');
     try {
-      await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: scratch, timeout: 60_000 });
+      await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: scratch, timeout: 120_000 });
     } catch (err) {
       const out = (err as { stdout?: string }).stdout ?? String(err);
       for (const line of out.split('\n').filter((l) => l.includes('error TS'))) {
@@ -405,7 +413,10 @@ export async function packCheck(options: PackCheckOptions = {}): Promise<PackChe
       }
       if (!out.includes('error TS')) problems.push(`tsc --noEmit against the packed types failed: ${out}`);
     }
-  }
+  };
+
+  // tsc is the long part: the imports and the examples run beside it.
+  await Promise.all([options.skipTypes ? undefined : typeCheck(), nodeImports().then(runExamples)]);
 
   if (!options.keep) await rm(scratch, { recursive: true, force: true });
   return { problems, packages: packed, scratch, exportCounts, examples };
