@@ -87,10 +87,11 @@ const RESULTS = 'test-results.json';
 /** Prints one closing line over every package's results: `tests: N passed, N failed`. */
 function resultFiles() {
   const files = [];
-  for (const dir of ['packages', 'apps', 'tools']) {
+  for (const dir of ['packages', 'apps', 'tools', 'examples']) {
     const base = join(root, dir);
     if (!existsSync(base)) continue;
-    for (const name of readdirSync(base)) files.push(join(base, name, RESULTS));
+    for (const e of readdirSync(base, { withFileTypes: true }))
+      if (e.isDirectory()) files.push(join(base, e.name, RESULTS));
   }
   return files;
 }

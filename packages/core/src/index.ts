@@ -11,7 +11,6 @@ export * from './errors.js';
 export * from './ids.js';
 export * from './log-store.js';
 export * from './logger.js';
-export * from './memory-transport.js';
 export * from './raft-types.js';
 export * from './replicated-group.js';
 export * from './random.js';

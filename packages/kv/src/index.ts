@@ -13,7 +13,7 @@ export {
   encodeCommand,
 } from './command.js';
 export { MAX_VALUE_BYTES } from './apply-op.js';
-export { decodeItems, encodeItems } from './collections.js';
+export { COLLECTION_WRITES, type CollectionWrite, decodeItems, encodeItems } from './collections.js';
 export { globMatch } from './glob.js';
 export type { ExecRead } from './reads.js';
 export {

@@ -43,7 +43,7 @@ export interface KvServiceOptions {
   /**
    * This replica's state machine of the group, which reads are served from;
    * absent on a node that holds no replica of the group, which forwards
-   * every request to a replica (see {@link serveForwarded}).
+   * every request to a replica (see {@link serveForwardedRequests}).
    */
   machine?: KvStateMachine;
   transport: Transport;
@@ -230,12 +230,12 @@ export class KvService {
    * Raft rounds as that allows. Each run of consecutive writes is proposed at
    * once (one round for the run); reads right after a run are served as soon
    * as its writes are applied, with no ReadIndex round of their own (see
-   * {@link localAll}); reads before the first write share one ReadIndex round.
+   * `localAll`); reads before the first write share one ReadIndex round.
    * A later write is proposed only once the reads before it were served, so a
    * read never sees a write that follows it.
    *
    * While leadership moves, the pipeline is retried from its first failed
-   * request on, until the request timeout (see {@link routeAll} for what is
+   * request on, until the request timeout (see `routeAll` for what is
    * retried). A retry never reorders writes: a proposal refused at once ends
    * its run, and an entry dropped from the log takes the later entries of its
    * run with it, so no write after a failed one applied before it.

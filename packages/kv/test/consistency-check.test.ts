@@ -1,4 +1,5 @@
-import { CodecError, MemoryHub, type NodeId, systemClock } from '@cohort/core';
+import { CodecError, type NodeId, systemClock } from '@cohort/core';
+import { MemoryHub } from '@cohort/core/testing';
 import { describe, expect, it } from 'vitest';
 import {
   ConsistencyChecker,

@@ -1,5 +1,4 @@
 import {
-  MemoryHub,
   type NodeId,
   ProposalDroppedError,
   Protocols,
@@ -11,6 +10,7 @@ import {
   encodeForwardResponse,
   systemClock,
 } from '@cohort/core';
+import { MemoryHub } from '@cohort/core/testing';
 import { RaftHost } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 import type { Random } from '@cohort/core';
 
-/** Options of {@link joinBackoffDelay}. */
+/** Options of `joinBackoffDelay`. */
 export interface JoinBackoffOptions {
   /** First delay. @default 100 */
   readonly baseMs?: number;

@@ -9,7 +9,7 @@ export type PartitionStatus =
     }
   | { readonly kind: 'partitioned'; readonly reachable: number; readonly expected: number; readonly minority: boolean };
 
-/** Options of {@link PartitionDetector}. */
+/** Options of the split-brain detector (`PartitionDetector`). */
 export interface PartitionOptions {
   /** Reachable / expected must be strictly above this to be healthy. @default 0.5 */
   readonly threshold?: number;

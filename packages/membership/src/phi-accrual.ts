@@ -1,4 +1,4 @@
-/** Options of {@link PhiAccrualDetector}. */
+/** Options of the phi accrual failure detector (`PhiAccrualDetector`). */
 export interface PhiAccrualOptions {
   /** How many recent intervals are kept. @default 100 */
   readonly windowSize?: number;

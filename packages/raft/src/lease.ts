@@ -36,7 +36,7 @@ export function leaseHolds(r: Raft): boolean {
   return leaseTicks(r) !== undefined;
 }
 
-/** A leader's lease as {@link Raft.leaseRead} reports it. */
+/** A leader's lease as {@link RawNode.leaseRead} reports it. */
 export interface LeaseRead {
   /** The commit index a read under the lease is served at (once applied). */
   index: LogIndex;

@@ -15,9 +15,10 @@ export { type CheckOptions, type LinearizabilityResult, checkLinearizable } from
 export type { KvInput, KvOperation, Operation } from './lin/history.js';
 export { type Model, kvModel, prunedKvHistory } from './lin/model.js';
 export { type Deliver, type LinkFaults, type NetworkStats, SimNetwork } from './network.js';
-export { type ClusterConfig, RaftCluster } from './raft/cluster.js';
+export { type ClusterConfig, RaftCluster, type RunRandoms } from './raft/cluster.js';
 export type { EngineMutations } from './raft/observed-engine.js';
-export { SimRaftNode } from './raft/sim-node.js';
+export { type NodeEnv, SimRaftNode } from './raft/sim-node.js';
+export type { FaultKind } from './raft/scenario.js';
 export { RequestIds, type SimFrame, SimTransport, type SimTransportOptions } from './transport/sim-transport.js';
 export { COVERAGE_KINDS, type Coverage, type CoverageKind, missingCoverage } from './raft/coverage.js';
 export { RaftInvariants } from './raft/invariants.js';

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryHub, type MemoryTransport, systemClock } from '@cohort/core';
+import { systemClock } from '@cohort/core';
+import { MemoryHub, type MemoryTransport } from '@cohort/core/testing';
 import { KvStateMachine, encodeCommand } from '@cohort/kv';
 import { SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

@@ -613,7 +613,7 @@ export class RaftHost {
    * `group`'s state machine found its own data corrupt (a checksum failed)
    * while its log is intact: the replica stops serving the group, hands over
    * its leadership, and restores the state from a healthy replica's snapshot
-   * plus its own log, without stopping (see {@link ReplicaRepairs}).
+   * plus its own log, without stopping (see `ReplicaRepairs`).
    */
   repair(group: GroupId, err: CorruptStateError): void {
     const g = this.groups.get(group);

@@ -1,4 +1,5 @@
-import { type GroupMessage, MemoryHub, type NodeId, SeededRandom, decodeRaftFrame, systemClock } from '@cohort/core';
+import { type GroupMessage, type NodeId, SeededRandom, decodeRaftFrame, systemClock } from '@cohort/core';
+import { MemoryHub } from '@cohort/core/testing';
 import { heartbeatMessage, heartbeatResponseMessage } from '../../src/host/heartbeats.js';
 import { RaftHost, type RaftHostOptions } from '../../src/index.js';
 import { MachineDisk, MapMachine } from './map-machine.js';

@@ -12,5 +12,5 @@ export {
   stability,
 } from './scenarios.js';
 export { median, percentile } from './stats.js';
-export { type Observation, SwimCluster, type SwimClusterOptions } from './swim-cluster.js';
+export { type Observation, type SimMember, SwimCluster, type SwimClusterOptions } from './swim-cluster.js';
 export { fullTable, spliceTable, swimTable, type TableOptions } from './table.js';

@@ -30,7 +30,7 @@ export interface Observation {
   readonly change: StateChange;
 }
 
-interface SimMember {
+export interface SimMember {
   readonly id: NodeId;
   swim: Swim;
   up: boolean;
