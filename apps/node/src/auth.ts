@@ -23,6 +23,8 @@ export interface AclUser {
   rules: string[];
   /** Key patterns the user may access; `*` for every key (`allkeys`). */
   keys: string[];
+  /** Whether ACL LIST shows `&*` (allchannels) rather than `resetchannels`; Cohort has no Pub/Sub. */
+  allChannels: boolean;
 }
 
 /** A user as the config file states it (`security.users[]`). */
@@ -91,6 +93,7 @@ export class Acl {
   constructor(opts: { requirepass?: string; users?: AclUserConfig[] } = {}) {
     const def = newUser('default');
     def.enabled = true;
+    def.allChannels = true;
     def.rules = ['+@all'];
     def.keys = ['*'];
     if (opts.requirepass !== undefined && opts.requirepass !== '') def.passwords.add(digest(opts.requirepass));
@@ -171,8 +174,8 @@ export class Acl {
     for (const p of user.passwords) parts.push(`#${p}`);
     if (user.keys.includes('*')) parts.push('~*');
     else for (const k of user.keys) parts.push(`~${k}`);
-    parts.push('resetchannels');
-    parts.push(...(user.rules.length === 0 ? ['-@all'] : user.rules));
+    parts.push(user.allChannels ? '&*' : 'resetchannels');
+    parts.push(...(user.rules[0] === '+@all' ? user.rules : ['-@all', ...user.rules]));
     return parts.join(' ');
   }
 }
@@ -195,7 +198,16 @@ export function mayAccess(user: AclUser, keys: readonly Uint8Array[]): boolean {
 }
 
 function newUser(name: string): AclUser {
-  return { name, enabled: false, nopass: false, passwords: new Set(), tokens: new Set(), rules: [], keys: [] };
+  return {
+    name,
+    enabled: false,
+    nopass: false,
+    passwords: new Set(),
+    tokens: new Set(),
+    rules: [],
+    keys: [],
+    allChannels: false,
+  };
 }
 
 function cloneUser(u: AclUser): AclUser {
@@ -233,7 +245,10 @@ function applyRule(user: AclUser, rule: string): string | undefined {
       user.rules = [];
       return undefined;
     case 'allchannels':
+      user.allChannels = true;
+      return undefined;
     case 'resetchannels':
+      user.allChannels = false;
       return undefined;
     case 'reset':
       Object.assign(user, newUser(user.name));
@@ -263,6 +278,7 @@ function applyRule(user: AclUser, rule: string): string | undefined {
       else if (!user.keys.includes('*')) user.keys.push(body);
       return undefined;
     case '&':
+      if (body === '*') user.allChannels = true;
       return undefined;
     case '+':
     case '-': {

@@ -637,8 +637,8 @@ export class CohortNode {
    * `shutdownTimeoutMs` (10 s by default); past it the remaining phases run
    * at once (the binary then exits regardless):
    * 1. stop accepting clients; each RESP connection reads no more commands,
-   *    runs and answers those it has and flushes its replies; HTTP requests in
-   *    flight finish;
+   *    answers the batch it runs (the commands it read but did not start
+   *    answer UNAVAILABLE) and flushes its replies; HTTP requests in flight finish;
    * 2. hand the leadership of every group this node leads to another voter;
    * 3. announce the leave to membership;
    * 4. stop Raft (its storage writes flushed), the transport and the store.
@@ -669,8 +669,13 @@ export class CohortNode {
       };
       if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
-      await phase('clients', total / 2, (ms) => Promise.all([this.resp?.close(ms), this.http?.close()]));
       // A connection still open past its phase is closed as it is.
+      await phase('clients', total / 2, (ms) =>
+        Promise.all([
+          this.resp?.close(ms).then(() => this.log.info('RESP connections closed')),
+          this.http?.close().then(() => this.log.info('HTTP server closed')),
+        ]),
+      );
       await phase('leadership', total / 4, () => this.handOverLeaderships());
       for (const p of this.parts) p.maintenance?.stop();
       await phase('leave', total / 8, async () => this.membership?.leave());

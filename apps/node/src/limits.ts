@@ -67,9 +67,9 @@ export function writeTooLarge(write: KvClientWrite, limits: WriteLimits): string
       case 'append':
         return key(w.key) ?? value(w.value);
       case 'setrange':
-        // Redis' check: the string SETRANGE would make must fit.
-        if (w.offset + w.value.byteLength > limits.maxValueBytes)
-          return 'ERR string exceeds maximum allowed size (max-value-bytes)';
+        // Redis' check and words: the string SETRANGE would make must fit (an empty value writes nothing).
+        if (w.value.byteLength > 0 && w.offset + w.value.byteLength > limits.maxValueBytes)
+          return 'ERR string exceeds maximum allowed size (proto-max-bulk-len)';
         return key(w.key) ?? value(w.value);
       case 'mset':
         for (const k of w.keys) {

@@ -77,6 +77,8 @@ function acl(args: Buffer[], _api: unknown, session: Session): Reply {
     }
     case 'deluser':
       if (args.length < 3) return wrongArgs;
+      if (args.slice(2).some((n) => n.toString() === 'default'))
+        return errorReply("ERR The 'default' user cannot be removed");
       if (a === undefined) return { t: 'int', n: 0 };
       return { t: 'int', n: a.delUsers(args.slice(2).map((n) => n.toString())) };
     default:

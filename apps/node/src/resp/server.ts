@@ -54,6 +54,11 @@ export const DEFAULT_OUTPUT_BUFFER_LIMITS: OutputBufferLimits = {
   softSeconds: 30,
 };
 
+/** The answer to the commands a connection read but had not started when the node began to stop. */
+const SHUTTING_DOWN = errorReply(
+  'UNAVAILABLE the node is shutting down; the command did not run, retry it on another node',
+);
+
 /** Redis' answer to a connection over `maxclients`. */
 const MAX_CLIENTS_REPLY = '-ERR max number of clients reached\r\n';
 
@@ -74,7 +79,7 @@ export class RespServer {
   private readonly state: ServerState;
   /** Set by {@link close}: connections read no more commands, answer those they have, then close. */
   private draining = false;
-  /** Per connection: resolves once its commands so far are answered. */
+  /** Per connection: refuses its commands not started yet and resolves once every command it read is answered. */
   private readonly drains = new Map<Socket, () => Promise<void>>();
   private readonly maxClients: number;
   private readonly outputLimits: OutputBufferLimits;
@@ -133,13 +138,18 @@ export class RespServer {
 
   /**
    * Stops accepting connections; each connection reads no more commands,
-   * runs and answers the ones it has, flushes its replies and closes. After
-   * `timeoutMs` the connections still open are closed as they are.
+   * answers the batch it is running, answers the commands it read but did
+   * not start `-UNAVAILABLE` (they never run), flushes its replies and
+   * closes. After `timeoutMs` the connections still open are closed as they are.
    */
   async close(timeoutMs = 2000): Promise<void> {
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const deadline = setTimeout(() => {
+      this.options.logger.warn('closing RESP connections still open', {
+        connections: this.sockets.size,
+        sockets: this.raw.size,
+      });
       for (const s of this.sockets) s.destroy();
       for (const s of this.raw) s.destroy();
     }, timeoutMs);
@@ -148,7 +158,10 @@ export class RespServer {
       s.pause();
       const drained = this.drains.get(s);
       void (drained ? drained() : Promise.resolve()).then(() => {
-        if (!s.destroyed) s.end();
+        if (s.destroyed) return;
+        s.end();
+        // Read (and drop) to the client's end of the stream, so its close is seen and the socket freed.
+        s.resume();
       });
     }
     await closed;
@@ -250,7 +263,10 @@ export class RespServer {
       close: () => socket.end(),
     });
 
-    this.drains.set(socket, () => pipeline.drained());
+    this.drains.set(socket, () => {
+      pipeline.refuseQueued(SHUTTING_DOWN);
+      return pipeline.drained();
+    });
     socket.on('data', (chunk: Buffer) => {
       if (session.closing || broken || this.draining) return;
       const { commands, error } = parser.push(chunk);
