@@ -138,6 +138,7 @@ program
     'close a RESP client with more unsent replies, or that leaves its replies unread while commands wait, for --output-buffer-soft-seconds (default 33554432)',
   )
   .option('--output-buffer-soft-seconds <n>', 'see --output-buffer-soft-bytes (default 30)')
+  .option('--max-http-requests <n>', 'HTTP requests served at once; more answer 503 BUSY (default 4096)')
   .option('--shutdown-timeout-ms <n>', 'budget of a graceful stop (SIGTERM) before it is forced (default 10000)')
   .addHelpText(
     'after',

@@ -586,6 +586,7 @@ export class CohortNode {
       },
       logger: this.log.child({ component: 'http' }),
       auth: { acl, ...(security.metricsToken !== undefined ? { metricsToken: security.metricsToken } : {}) },
+      maxInFlight: limits.maxHttpRequests,
       ...(security.tls ? { tls: security.tls } : {}),
     });
     const h = splitHostPort(node.httpAddress);

@@ -46,6 +46,7 @@ export interface StartFlags {
   outputBufferHardBytes?: string;
   outputBufferSoftBytes?: string;
   outputBufferSoftSeconds?: string;
+  maxHttpRequests?: string;
   shutdownTimeoutMs?: string;
 }
 
@@ -57,6 +58,7 @@ export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
   outputBufferHardBytes: 256 * 1024 * 1024,
   outputBufferSoftBytes: 32 * 1024 * 1024,
   outputBufferSoftSeconds: 30,
+  maxHttpRequests: 4096,
 };
 
 /** Flags of the `limits` section: flag name, field. */
@@ -69,6 +71,7 @@ const LIMIT_FLAGS: [keyof StartFlags, keyof ClientLimits][] = [
   ['outputBufferHardBytes', 'outputBufferHardBytes'],
   ['outputBufferSoftBytes', 'outputBufferSoftBytes'],
   ['outputBufferSoftSeconds', 'outputBufferSoftSeconds'],
+  ['maxHttpRequests', 'maxHttpRequests'],
 ];
 
 const flagName = (f: string): string => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -50,6 +50,11 @@ export interface HttpServerOptions {
   auth?: HttpAuth;
   /** Serve HTTPS with this certificate chain and key (PEM). */
   tls?: { cert: Buffer; key: Buffer };
+  /**
+   * Requests served at once; one more answers `503 BUSY` with `Retry-After: 1`
+   * at once rather than queueing (watches count while they stream). @default 4096
+   */
+  maxInFlight?: number;
 }
 
 /** The watches of a node with several partitions (see `PartitionedWatch`). */
@@ -249,6 +254,25 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) registered.push({ method, matches: routeMatcher(route.url) });
   });
+  // A bound on the work clients can queue here: past it, a request is refused at once, not buffered.
+  const maxInFlight = opts.maxInFlight ?? 4096;
+  let inFlight = 0;
+  const counted = new WeakSet<FastifyRequest>();
+  app.addHook('onRequest', async (req, reply) => {
+    // Probes are answered whatever the load: a busy node is alive.
+    if (req.url === '/healthz' || req.url === '/readyz') return;
+    if (inFlight >= maxInFlight) {
+      reply.header('retry-after', '1');
+      throw new ApiError(503, 'BUSY', `this node serves ${maxInFlight} HTTP requests at once; retry shortly`);
+    }
+    inFlight++;
+    counted.add(req);
+  });
+  const release = async (req: FastifyRequest): Promise<void> => {
+    if (counted.delete(req)) inFlight--;
+  };
+  app.addHook('onResponse', release);
+  app.addHook('onRequestAbort', release);
   if (opts.auth) registerHttpAuth(app, opts.auth);
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => done(null, body));
 

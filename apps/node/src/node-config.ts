@@ -32,6 +32,8 @@ export interface ClientLimits extends WriteLimits {
   outputBufferSoftBytes: number;
   /** @default 30 */
   outputBufferSoftSeconds: number;
+  /** HTTP requests served at once; past it a request answers 503 BUSY at once. @default 4096 */
+  maxHttpRequests: number;
 }
 
 /** The node's security settings. */

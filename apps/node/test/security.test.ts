@@ -296,6 +296,37 @@ describe('HTTP bearer tokens and TLS', () => {
     }
   });
 
+  it('answers 503 BUSY past its in-flight bound and serves again once a request is done', async () => {
+    let release: (() => void) | undefined;
+    const slow = {
+      ...kv,
+      status: () => kv.status(),
+      executeAll: (reqs: Parameters<LocalKv['executeAll']>[0]) => kv.executeAll(reqs),
+      execute: async (req: Parameters<LocalKv['execute']>[0]) => {
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return kv.execute(req);
+      },
+    };
+    const app = createHttpServer({ api: slow, metrics, logger: silentLogger, maxInFlight: 1 });
+    await app.ready();
+    try {
+      const first = app.inject({ method: 'PUT', url: '/v1/kv/k', payload: { value: 'v' } });
+      await expect.poll(() => release !== undefined).toBe(true);
+      const busy = await app.inject({ method: 'GET', url: '/v1/status' });
+      expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+      expect(busy.statusCode).toBe(503);
+      expect(busy.json().error.code).toBe('BUSY');
+      expect(busy.headers['retry-after']).toBe('1');
+      release!();
+      expect((await first).statusCode).toBe(200);
+      expect((await app.inject({ method: 'GET', url: '/v1/status' })).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('serves RESP and HTTP over TLS from certificate files', async (ctx) => {
     if (!existsSync('/usr/bin/openssl')) ctx.skip();
     const dir = mkdtempSync(join(tmpdir(), 'cohort-tls-'));
