@@ -189,6 +189,10 @@ describe('AUTH and ACL', () => {
     const redis = client(port);
     await redis.connect();
     expect(await err(redis.get('a'))).toBe('NOAUTH Authentication required.');
+    expect(await err(redis.call('HELLO', '3'))).toMatch(
+      /^NOAUTH HELLO must be called with the client already authenticated/,
+    );
+    expect(await err(redis.call('HELLO', '2', 'AUTH', 'default', 'nope'))).toMatch(/^WRONGPASS/);
     expect(await err(redis.auth('wrong'))).toBe('WRONGPASS invalid username-password pair or user is disabled.');
     expect(await redis.auth('s3cret')).toBe('OK');
     expect(await redis.set('a', '1')).toBe('OK');

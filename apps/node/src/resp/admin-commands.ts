@@ -59,6 +59,11 @@ function hello(args: Buffer[], api: KvApi, session: Session): Reply {
       if (!validName(name) && name.length > 0) return BAD_NAME;
     } else return errorReply(`ERR Syntax error in HELLO option '${args[i]!.toString()}'`);
   }
+  if (!session.authenticated) {
+    return errorReply(
+      'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time',
+    );
+  }
   if (name !== undefined) session.name = name.toString();
   session.proto = proto;
   const s = api.status();
