@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ProcCluster, type ProcNode, freePorts, poll, redisClient } from './helpers/processes.js';
+import { ProcCluster, type ProcNode, freePorts, poll } from './helpers/processes.js';
 import { encodeCommand, replyLength } from './helpers/raw-resp.js';
 
 // Heartbeat 50 ms, election timeout 300..600 ms.
@@ -15,6 +15,21 @@ afterAll(async () => {
   for (const c of clients) c.disconnect();
   await cluster?.killAll();
 });
+
+const PASSWORD = 'e2e-password';
+
+/** An ioredis client of `node` that authenticates as the default user. */
+function redisClient(node: ProcNode, list: Redis[]): Redis {
+  const r = new Redis({
+    port: node.resp,
+    host: '127.0.0.1',
+    password: PASSWORD,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 10_000,
+  });
+  list.push(r);
+  return r;
+}
 
 async function members(n: ProcNode): Promise<{ id: string; state: string }[] | undefined> {
   try {
@@ -31,9 +46,21 @@ describe('a cluster with a secret, limits and graceful stops', () => {
     const c = cluster;
     const secret = join(c.root, 'cluster.secret');
     writeFileSync(secret, 'e2e cluster secret, 32 characters or so\n', { mode: 0o600 });
-    for (const n of c.nodes) n.args = ['--cluster-secret-file', secret];
+    for (const n of c.nodes) {
+      n.args = ['--cluster-secret-file', secret, '--requirepass', PASSWORD, '--metrics-token', 'scrape'];
+    }
     c.startAll();
     const leader = await c.leader(c.nodes, 20_000);
+    // The flags reach the front ends: RESP wants AUTH, /metrics its token.
+    const anonymous = new Redis({ port: leader.resp, host: '127.0.0.1', lazyConnect: true, enableReadyCheck: false });
+    clients.push(anonymous);
+    await anonymous.connect();
+    await expect(anonymous.get('x')).rejects.toThrow('NOAUTH Authentication required.');
+    const metrics = (token?: string) =>
+      fetch(`http://127.0.0.1:${leader.http}/metrics`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    expect((await metrics()).status).toBe(401);
+    expect((await metrics('scrape')).status).toBe(200);
+    anonymous.disconnect();
     const redis = redisClient(leader, clients);
     expect(await redis.set('before', '1')).toBe('OK');
 
@@ -99,6 +126,9 @@ describe('a cluster with a secret, limits and graceful stops', () => {
         buf = buf.subarray(len);
       }
     });
+    sock.write(encodeCommand(['AUTH', PASSWORD]));
+    await poll('AUTH answered', 5000, async () => (replies.length === 1 ? true : undefined));
+    expect(replies.splice(0)).toEqual(['+OK']);
     const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
     let sent = 0;
     let open = true;
