@@ -598,6 +598,14 @@ export class CohortNode {
       resp: `${r.host}:${respPort}`,
       http: `${h.host}:${httpPort}`,
     };
+    warnIfExposed(this.log, {
+      resp: r.host,
+      http: h.host,
+      peer: splitHostPort(node.peerAddress).host,
+      respAuth: acl.authRequired,
+      httpAuth: acl.tokensRequired,
+      secret: security.clusterSecret !== undefined,
+    });
     this.log.info('node started', {
       id: node.id,
       ...addresses,
@@ -717,6 +725,31 @@ export class CohortNode {
       );
     }
     await Promise.all(moves);
+  }
+}
+
+/** Whether `host` is a loopback address (only this machine reaches it). */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Warns about a port other machines reach while nothing guards it: no password, no token, no cluster secret. */
+export function warnIfExposed(
+  log: Logger,
+  o: { resp: string; http: string; peer: string; respAuth: boolean; httpAuth: boolean; secret: boolean },
+): void {
+  if (!isLoopback(o.resp) && !o.respAuth) {
+    log.warn('the RESP port is reachable from other machines and needs no AUTH: set --requirepass or users', {
+      host: o.resp,
+    });
+  }
+  if (!isLoopback(o.http) && !o.httpAuth) {
+    log.warn('the HTTP port is reachable from other machines and needs no token: give users tokens', { host: o.http });
+  }
+  if (!isLoopback(o.peer) && !o.secret) {
+    log.warn('the peer port is reachable from other machines without a cluster secret: set --cluster-secret-file', {
+      host: o.peer,
+    });
   }
 }
 

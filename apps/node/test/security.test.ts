@@ -7,6 +7,7 @@ import { silentLogger } from '@cohort/core';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Acl, digest } from '../src/auth.js';
+import { warnIfExposed } from '../src/cohort-node.js';
 import { createHttpServer } from '../src/http-server.js';
 import { limitKv, writeTooLarge } from '../src/limits.js';
 import { NodeMetrics } from '../src/metrics.js';
@@ -390,5 +391,39 @@ describe('HTTP bearer tokens and TLS', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('exposed ports', () => {
+  it('warns about a port other machines reach with nothing guarding it, and only then', () => {
+    const warnings: string[] = [];
+    const log = { ...silentLogger, warn: (msg: string) => warnings.push(msg), child: () => log };
+    const base = {
+      resp: '127.0.0.1',
+      http: '127.0.0.1',
+      peer: '127.0.0.1',
+      respAuth: false,
+      httpAuth: false,
+      secret: false,
+    };
+    warnIfExposed(log, base);
+    expect(warnings).toEqual([]);
+    warnIfExposed(log, { ...base, resp: '0.0.0.0', http: '10.0.0.5', peer: '0.0.0.0' });
+    expect(warnings.map((w) => w.split(':')[0])).toEqual([
+      'the RESP port is reachable from other machines and needs no AUTH',
+      'the HTTP port is reachable from other machines and needs no token',
+      'the peer port is reachable from other machines without a cluster secret',
+    ]);
+    warnings.length = 0;
+    warnIfExposed(log, {
+      ...base,
+      resp: '0.0.0.0',
+      http: '0.0.0.0',
+      peer: '0.0.0.0',
+      respAuth: true,
+      httpAuth: true,
+      secret: true,
+    });
+    expect(warnings).toEqual([]);
   });
 });
