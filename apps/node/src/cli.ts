@@ -42,7 +42,12 @@ async function start(flags: StartFlags): Promise<void> {
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info('shutting down', { signal });
+    log.info('shutting down', { signal, timeoutMs: options.shutdownTimeoutMs });
+    // Past the budget (and a second for the last phase), the process stops as it is.
+    setTimeout(() => {
+      log.error('graceful shutdown took too long; stopping now', { timeoutMs: options.shutdownTimeoutMs });
+      process.exit(1);
+    }, options.shutdownTimeoutMs + 1000).unref();
     node.stop().then(
       () => process.exit(0),
       (err: Error) => {
@@ -114,6 +119,27 @@ program
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
+  .option(
+    '--cluster-secret-file <file>',
+    'file holding the cluster secret (16+ characters, or a libp2p swarm.key); peers without it cannot connect',
+  )
+  .option('--requirepass <password>', 'password of the default user: RESP clients must AUTH (default none)')
+  .option('--metrics-token <token>', 'bearer token GET /metrics requires (default: open)')
+  .option('--tls-cert <file>', 'PEM certificate chain: RESP and HTTP serve TLS (with --tls-key)')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--max-key-bytes <n>', 'longest key a client may write (default 65536)')
+  .option('--max-value-bytes <n>', 'longest value a client may write (default 1048576)')
+  .option('--max-command-bytes <n>', 'most key and value bytes in one write, e.g. an MSET (default 8388608)')
+  .option('--max-clients <n>', 'most RESP connections at once (default 10000)')
+  .option('--max-query-bytes <n>', 'most argument bytes of one RESP command buffered (default 33554432)')
+  .option('--output-buffer-hard-bytes <n>', 'close a RESP client with more unsent replies (default 268435456)')
+  .option(
+    '--output-buffer-soft-bytes <n>',
+    'close a RESP client with more unsent replies, or that leaves its replies unread while commands wait, for --output-buffer-soft-seconds (default 33554432)',
+  )
+  .option('--output-buffer-soft-seconds <n>', 'see --output-buffer-soft-bytes (default 30)')
+  .option('--max-http-requests <n>', 'HTTP requests served at once; more answer 503 BUSY (default 4096)')
+  .option('--shutdown-timeout-ms <n>', 'budget of a graceful stop (SIGTERM) before it is forced (default 10000)')
   .addHelpText(
     'after',
     `

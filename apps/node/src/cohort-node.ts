@@ -30,12 +30,14 @@ import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
+import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
 import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
+import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
 import { KV_GROUP, type NodeOptions } from './node-config.js';
@@ -277,6 +279,7 @@ export class CohortNode {
       dataDir: node.dataDir,
       requestTimeoutMs,
       logger: this.log.child({ component: 'transport' }),
+      ...(this.options.security.clusterSecret ? { clusterSecret: this.options.security.clusterSecret } : {}),
     });
     this.transport = transport;
     for (const m of cluster.initialMembers) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
@@ -351,7 +354,8 @@ export class CohortNode {
     // Leaders start spread: each partition's preferred replica campaigns at once in a new cluster.
     if (partitioned) for (const group of fresh) host.campaign(group);
     this.membership = startMembership({
-      transport,
+      // Gossip moves admitted peers, but admits none by itself.
+      transport: transport.forGossip(),
       address: node.advertiseAddress ?? node.peerAddress,
       seeds: cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
       logger: this.log,
@@ -388,11 +392,20 @@ export class CohortNode {
         return p.sm !== undefined && host.status(p.group).role === 'leader';
       },
     );
-    const api: KvApi = {
-      execute: (req) => router.execute(req),
-      executeAll: (reqs) => router.executeAll(reqs),
-      status: () => this.status(),
-    };
+    // Every client write is checked against the size limits before it is routed or proposed.
+    const api: KvApi = limitKv(
+      {
+        execute: (req) => router.execute(req),
+        executeAll: (reqs) => router.executeAll(reqs),
+        status: () => this.status(),
+      },
+      this.options.limits,
+    );
+    const { security, limits } = this.options;
+    const acl = new Acl({
+      ...(security.requirepass !== undefined ? { requirepass: security.requirepass } : {}),
+      users: security.users,
+    });
     const metrics = new NodeMetrics(
       () => this.status(),
       () => host.stats(),
@@ -473,6 +486,15 @@ export class CohortNode {
       reads,
       leaseReads: raft.leaseReads,
       cluster: view,
+      acl,
+      ...(security.tls ? { tls: security.tls } : {}),
+      maxClients: limits.maxClients,
+      limits: { maxCommandBytes: limits.maxQueryBytes },
+      outputBuffer: {
+        hardBytes: limits.outputBufferHardBytes,
+        softBytes: limits.outputBufferSoftBytes,
+        softSeconds: limits.outputBufferSoftSeconds,
+      },
     });
     const r = splitHostPort(node.clientAddress);
     const respPort = await this.resp.listen(r.port, r.host);
@@ -563,6 +585,9 @@ export class CohortNode {
         },
       },
       logger: this.log.child({ component: 'http' }),
+      auth: { acl, ...(security.metricsToken !== undefined ? { metricsToken: security.metricsToken } : {}) },
+      maxInFlight: limits.maxHttpRequests,
+      ...(security.tls ? { tls: security.tls } : {}),
     });
     const h = splitHostPort(node.httpAddress);
     await this.http.listen({ port: h.port, host: h.host });
@@ -573,6 +598,14 @@ export class CohortNode {
       resp: `${r.host}:${respPort}`,
       http: `${h.host}:${httpPort}`,
     };
+    warnIfExposed(this.log, {
+      resp: r.host,
+      http: h.host,
+      peer: splitHostPort(node.peerAddress).host,
+      respAuth: acl.authRequired,
+      httpAuth: acl.tokensRequired,
+      secret: security.clusterSecret !== undefined,
+    });
     this.log.info('node started', {
       id: node.id,
       ...addresses,
@@ -608,20 +641,115 @@ export class CohortNode {
     }
   }
 
-  /** Stops accepting clients, lets in-flight replies finish, then stops Raft, the transport and the store. */
+  /**
+   * Stops gracefully, in phases, each bounded by what is left of
+   * `shutdownTimeoutMs` (10 s by default); past it the remaining phases run
+   * at once (the binary then exits regardless):
+   * 1. stop accepting clients; each RESP connection reads no more commands,
+   *    answers the batch it runs (the commands it read but did not start
+   *    answer UNAVAILABLE) and flushes its replies; HTTP requests in flight finish;
+   * 2. hand the leadership of every group this node leads to another voter;
+   * 3. announce the leave to membership;
+   * 4. stop Raft (its storage writes flushed), the transport and the store.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      const total = this.options.shutdownTimeoutMs;
+      const deadline = Date.now() + total;
+      const left = (): number => Math.max(0, deadline - Date.now());
+      const phase = async (name: string, cap: number, work: (ms: number) => Promise<unknown>): Promise<void> => {
+        const ms = Math.min(cap, left());
+        const started = Date.now();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), ms);
+        });
+        const outcome = await Promise.race([
+          work(ms).then(
+            () => 'done' as const,
+            () => 'failed' as const,
+          ),
+          timedOut,
+        ]);
+        clearTimeout(timer);
+        const fields = { phase: name, ms: Date.now() - started };
+        if (outcome === 'done') this.log.info('shutdown phase done', fields);
+        else this.log.warn(`shutdown phase ${outcome === 'timeout' ? 'timed out' : 'failed'}`, fields);
+      };
       if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
-      await Promise.allSettled([this.resp?.close(), this.http?.close()]);
+      // A connection still open past its phase is closed as it is.
+      await phase('clients', total / 2, (ms) =>
+        Promise.all([
+          this.resp?.close(ms).then(() => this.log.info('RESP connections closed')),
+          this.http?.close().then(() => this.log.info('HTTP server closed')),
+        ]),
+      );
+      await phase('leadership', total / 4, () => this.handOverLeaderships());
       for (const p of this.parts) p.maintenance?.stop();
-      await this.membership?.leave();
+      await phase('leave', total / 8, async () => this.membership?.leave());
+      if (this.membership?.isRunning) this.membership.stop();
       this.host?.stop();
-      await this.transport?.stop().catch((err: Error) => this.log.warn('transport stop failed', { err: err.message }));
+      await phase('transport', Math.max(left(), 500), async () => this.transport?.stop());
       this.store?.close();
       this.log.info('node stopped', { id: this.options.config.node.id });
     })();
     return this.stopping;
+  }
+
+  /** Hands the leadership of each group this node leads to a live voter (the preferred replica first); resolves once all moved or failed. */
+  private async handOverLeaderships(): Promise<void> {
+    const host = this.host;
+    if (host === undefined) return;
+    const self = this.options.config.node.id;
+    const alive = new Set((this.membership?.members() ?? []).filter((m) => m.state === 'alive').map((m) => m.id));
+    const moves: Promise<void>[] = [];
+    for (const p of this.parts) {
+      if (p.sm === undefined) continue;
+      const s = host.status(p.group);
+      if (s.role !== 'leader') continue;
+      const preferred = this.layout?.replicas[p.index] ?? [];
+      const candidates = s.voters.filter((v) => v !== self);
+      const ordered = [
+        ...preferred.filter((v) => candidates.includes(v) && alive.has(v)),
+        ...candidates.filter((v) => alive.has(v) && !preferred.includes(v)),
+        ...candidates.filter((v) => !alive.has(v)),
+      ];
+      const to = ordered[0];
+      if (to === undefined) continue;
+      moves.push(
+        host.transferLeadership(p.group, to).then(
+          () => this.log.info('leadership handed over for shutdown', { group: p.group, to }),
+          (err: Error) => this.log.warn('leadership hand-over failed', { group: p.group, to, err: err.message }),
+        ),
+      );
+    }
+    await Promise.all(moves);
+  }
+}
+
+/** Whether `host` is a loopback address (only this machine reaches it). */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Warns about a port other machines reach while nothing guards it: no password, no token, no cluster secret. */
+export function warnIfExposed(
+  log: Logger,
+  o: { resp: string; http: string; peer: string; respAuth: boolean; httpAuth: boolean; secret: boolean },
+): void {
+  if (!isLoopback(o.resp) && !o.respAuth) {
+    log.warn('the RESP port is reachable from other machines and needs no AUTH: set --requirepass or users', {
+      host: o.resp,
+    });
+  }
+  if (!isLoopback(o.http) && !o.httpAuth) {
+    log.warn('the HTTP port is reachable from other machines and needs no token: give users tokens', { host: o.http });
+  }
+  if (!isLoopback(o.peer) && !o.secret) {
+    log.warn('the peer port is reachable from other machines without a cluster secret: set --cluster-secret-file', {
+      host: o.peer,
+    });
   }
 }
 

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { type CohortConfig, ConfigError, parseConfig } from '@cohort/core';
+import { clusterSecretFromText } from '@cohort/transport';
+import type { AclUserConfig } from './auth.js';
+import { DEFAULT_WRITE_LIMITS, checkWriteLimits } from './limits.js';
 import type { LogLevel } from './logger.js';
-import type { NodeOptions } from './node-config.js';
+import type { ClientLimits, NodeOptions, SecurityOptions } from './node-config.js';
 
 /** The `cohort start` flags, as commander hands them over (all optional: a config file may supply them). */
 export interface StartFlags {
@@ -30,6 +33,145 @@ export interface StartFlags {
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
   logLevel?: string;
+  clusterSecretFile?: string;
+  requirepass?: string;
+  metricsToken?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxKeyBytes?: string;
+  maxValueBytes?: string;
+  maxCommandBytes?: string;
+  maxClients?: string;
+  maxQueryBytes?: string;
+  outputBufferHardBytes?: string;
+  outputBufferSoftBytes?: string;
+  outputBufferSoftSeconds?: string;
+  maxHttpRequests?: string;
+  shutdownTimeoutMs?: string;
+}
+
+/** Defaults of the `limits` section. */
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  ...DEFAULT_WRITE_LIMITS,
+  maxClients: 10_000,
+  maxQueryBytes: 32 * 1024 * 1024,
+  outputBufferHardBytes: 256 * 1024 * 1024,
+  outputBufferSoftBytes: 32 * 1024 * 1024,
+  outputBufferSoftSeconds: 30,
+  maxHttpRequests: 4096,
+};
+
+/** Flags of the `limits` section: flag name, field. */
+const LIMIT_FLAGS: [keyof StartFlags, keyof ClientLimits][] = [
+  ['maxKeyBytes', 'maxKeyBytes'],
+  ['maxValueBytes', 'maxValueBytes'],
+  ['maxCommandBytes', 'maxCommandBytes'],
+  ['maxClients', 'maxClients'],
+  ['maxQueryBytes', 'maxQueryBytes'],
+  ['outputBufferHardBytes', 'outputBufferHardBytes'],
+  ['outputBufferSoftBytes', 'outputBufferSoftBytes'],
+  ['outputBufferSoftSeconds', 'outputBufferSoftSeconds'],
+  ['maxHttpRequests', 'maxHttpRequests'],
+];
+
+const flagName = (f: string): string => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+function readFileOf(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${what} ${path} cannot be read: ${(err as Error).message}`);
+  }
+}
+
+/** The `limits` section and its flags, checked against each other and the transport's frame size. */
+function loadLimits(raw: unknown, flags: StartFlags): ClientLimits {
+  if (raw !== undefined && (typeof raw !== 'object' || raw === null || Array.isArray(raw))) {
+    throw new ConfigError('"limits" must be an object');
+  }
+  const section = (raw ?? {}) as Record<string, unknown>;
+  const limits: ClientLimits = { ...DEFAULT_CLIENT_LIMITS };
+  for (const [k, v] of Object.entries(section)) {
+    if (!(k in limits)) throw new ConfigError(`limits: unknown field '${k}'; check the spelling or remove it`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+      throw new ConfigError(`limits.${k} must be a whole number above 0, got ${JSON.stringify(v)}`);
+    }
+    (limits as unknown as Record<string, number>)[k] = v;
+  }
+  for (const [flag, field] of LIMIT_FLAGS) {
+    const v = flags[flag];
+    if (typeof v !== 'string') continue;
+    const n = integer(flagName(flag), v);
+    if (n < 1) throw new ConfigError(`${flagName(flag)} must be above 0, got ${n}`);
+    limits[field] = n;
+  }
+  checkWriteLimits(limits);
+  if (limits.maxQueryBytes < limits.maxCommandBytes) {
+    throw new ConfigError(
+      `limits: maxQueryBytes (${limits.maxQueryBytes}) must be at least maxCommandBytes (${limits.maxCommandBytes})`,
+    );
+  }
+  return limits;
+}
+
+/** The `security` section and its flags; secrets and certificates are read from their files here. */
+function loadSecurity(raw: unknown, flags: StartFlags): SecurityOptions {
+  if (raw !== undefined && (typeof raw !== 'object' || raw === null || Array.isArray(raw))) {
+    throw new ConfigError('"security" must be an object');
+  }
+  const s = (raw ?? {}) as Record<string, unknown>;
+  const known = ['clusterSecretFile', 'requirepass', 'users', 'metricsToken', 'tlsCertFile', 'tlsKeyFile'];
+  for (const k of Object.keys(s)) {
+    if (!known.includes(k))
+      throw new ConfigError(`security: unknown field '${k}'; expected one of ${known.join(', ')}`);
+  }
+  const str = (k: string): string | undefined => {
+    const v = s[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '') throw new ConfigError(`security.${k} must be a non-empty string`);
+    return v;
+  };
+  const out: SecurityOptions = { users: [] };
+  const secretFile = flags.clusterSecretFile ?? str('clusterSecretFile');
+  if (secretFile !== undefined) {
+    out.clusterSecret = clusterSecretFromText(
+      readFileOf('the cluster secret file', secretFile).toString('utf8'),
+      secretFile,
+    );
+  }
+  const requirepass = flags.requirepass ?? str('requirepass');
+  if (requirepass !== undefined) out.requirepass = requirepass;
+  const metricsToken = flags.metricsToken ?? str('metricsToken');
+  if (metricsToken !== undefined) out.metricsToken = metricsToken;
+  const cert = flags.tlsCert ?? str('tlsCertFile');
+  const key = flags.tlsKey ?? str('tlsKeyFile');
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError('TLS needs both a certificate and its key: pass --tls-cert and --tls-key');
+  }
+  if (cert !== undefined && key !== undefined) {
+    out.tls = { cert: readFileOf('the TLS certificate', cert), key: readFileOf('the TLS key', key) };
+  }
+  if (s.users !== undefined) {
+    if (!Array.isArray(s.users)) throw new ConfigError('security.users must be an array of users');
+    for (const [i, u] of (s.users as unknown[]).entries()) {
+      const user = u as Record<string, unknown>;
+      const strings = (k: string): boolean =>
+        user[k] === undefined || (Array.isArray(user[k]) && (user[k] as unknown[]).every((x) => typeof x === 'string'));
+      if (
+        typeof u !== 'object' ||
+        u === null ||
+        typeof user.name !== 'string' ||
+        !['passwords', 'tokens', 'commands', 'keys'].every(strings) ||
+        (user.enabled !== undefined && typeof user.enabled !== 'boolean')
+      ) {
+        throw new ConfigError(
+          `security.users[${i}] must be {"name": string, "passwords"?: [..], "tokens"?: [..], "commands"?: [..], "keys"?: [..], "enabled"?: boolean}`,
+        );
+      }
+      out.users.push(user as unknown as AclUserConfig);
+    }
+  }
+  return out;
 }
 
 const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
@@ -91,7 +233,16 @@ function section(raw: Record<string, unknown>, name: string): Record<string, unk
  * `ConfigError` listing every problem.
  */
 export function loadNodeOptions(flags: StartFlags): NodeOptions {
-  const raw: Record<string, unknown> = flags.config ? readJson(flags.config) : {};
+  // The node's own sections; core's schema checks the rest.
+  const {
+    limits: limitsRaw,
+    security: securityRaw,
+    shutdown,
+    ...raw
+  }: Record<string, unknown> = flags.config ? readJson(flags.config) : {};
+  const limits = loadLimits(limitsRaw, flags);
+  const security = loadSecurity(securityRaw, flags);
+  const shutdownRaw = shutdown as { timeoutMs?: unknown } | undefined;
   const node = section(raw, 'node');
   const cluster = section(raw, 'cluster');
   const raft = section(raw, 'raft');
@@ -141,5 +292,14 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     flags.consistencyCheckMs === undefined ? 600_000 : integer('--consistency-check-ms', flags.consistencyCheckMs);
   if (consistencyCheckMs < 0)
     throw new ConfigError(`--consistency-check-ms must be 0 (never) or above, got ${consistencyCheckMs}`);
-  return { config, logLevel, requestTimeoutMs, consistencyCheckMs };
+  let shutdownTimeoutMs = 10_000;
+  if (shutdownRaw?.timeoutMs !== undefined) {
+    if (typeof shutdownRaw.timeoutMs !== 'number') throw new ConfigError('shutdown.timeoutMs must be a number');
+    shutdownTimeoutMs = shutdownRaw.timeoutMs;
+  }
+  if (flags.shutdownTimeoutMs !== undefined)
+    shutdownTimeoutMs = integer('--shutdown-timeout-ms', flags.shutdownTimeoutMs);
+  if (!Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 0)
+    throw new ConfigError(`--shutdown-timeout-ms must be 0 or above, got ${shutdownTimeoutMs}`);
+  return { config, logLevel, requestTimeoutMs, consistencyCheckMs, limits, security, shutdownTimeoutMs };
 }

@@ -3,6 +3,7 @@ import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvRespon
 import type { KvRecord } from '@cohort/storage';
 import swagger from '@fastify/swagger';
 import { type FastifyInstance, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
+import { type HttpAuth, registerHttpAuth } from './http-auth.js';
 import {
   ApiError,
   type Encoding,
@@ -17,6 +18,7 @@ import {
 } from './http-codec.js';
 import { WatchSource, serveWatch } from './http-watch.js';
 import type { AdminApi, KvApi, ReadApi } from './kv-api.js';
+import { isTooLarge } from './limits.js';
 import type { NodeMetrics } from './metrics.js';
 import { CLUSTER_SUMMARY, type OpsApi, registerOpsRoutes } from './ops-routes.js';
 import type { WatchRequest } from './partitioned-watch.js';
@@ -44,6 +46,15 @@ export interface HttpServerOptions {
   ops?: OpsApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
+  /** Bearer tokens of users and of `/metrics`; without it the API is open (bind it to loopback). */
+  auth?: HttpAuth;
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
+  /**
+   * Requests served at once; one more answers `503 BUSY` with `Retry-After: 1`
+   * at once rather than queueing (watches count while they stream). @default 4096
+   */
+  maxInFlight?: number;
 }
 
 /** The watches of a node with several partitions (see `PartitionedWatch`). */
@@ -90,6 +101,7 @@ function sendError(
 
 /** A failure or a command error from the KV service as an API error. */
 function failureError(res: KvResponse): ApiError {
+  if (res.type === 'error' && isTooLarge(res)) return new ApiError(413, 'TOO_LARGE', res.message.replace(/^ERR /, ''));
   if (res.type === 'error') return new ApiError(409, 'COMMAND', res.message);
   if (res.type === 'failure') {
     return new ApiError(STATUS[res.code] ?? 500, res.code, res.message, res.leaderId ? { leader: res.leaderId } : {});
@@ -218,6 +230,7 @@ const DEFAULT_LIMIT = 1000;
  */
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   const app = fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024,
     // An unknown field is refused, not dropped: a misspelt condition must never turn a CAS into a plain write.
     ajv: { customOptions: { removeAdditional: false } },
@@ -241,6 +254,26 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) registered.push({ method, matches: routeMatcher(route.url) });
   });
+  // A bound on the work clients can queue here: past it, a request is refused at once, not buffered.
+  const maxInFlight = opts.maxInFlight ?? 4096;
+  let inFlight = 0;
+  const counted = new WeakSet<FastifyRequest>();
+  app.addHook('onRequest', async (req, reply) => {
+    // Probes are answered whatever the load: a busy node is alive.
+    if (req.url === '/healthz' || req.url === '/readyz') return;
+    if (inFlight >= maxInFlight) {
+      reply.header('retry-after', '1');
+      throw new ApiError(503, 'BUSY', `this node serves ${maxInFlight} HTTP requests at once; retry shortly`);
+    }
+    inFlight++;
+    counted.add(req);
+  });
+  const release = async (req: FastifyRequest): Promise<void> => {
+    if (counted.delete(req)) inFlight--;
+  };
+  app.addHook('onResponse', release);
+  app.addHook('onRequestAbort', release);
+  if (opts.auth) registerHttpAuth(app, opts.auth);
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   void app.register(swagger, {

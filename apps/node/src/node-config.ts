@@ -1,4 +1,6 @@
 import type { CohortConfig } from '@cohort/core';
+import type { AclUserConfig } from './auth.js';
+import type { WriteLimits } from './limits.js';
 import type { LogLevel } from './logger.js';
 
 /** What one `cohort start` runs with: core's validated configuration plus process-level settings. */
@@ -10,6 +12,42 @@ export interface NodeOptions {
   logLevel: LogLevel;
   /** How often the leader checks that the replicas agree (a digest of the rows at one log index); 0 for never. @default 600000 */
   consistencyCheckMs: number;
+  /** Sizes of client writes and bounds of client connections (`limits` in the config file). */
+  limits: ClientLimits;
+  /** Cluster secret, client authentication and TLS (`security` in the config file). */
+  security: SecurityOptions;
+  /** How long a graceful stop (SIGTERM) may take in all before the node stops at once. @default 10000 */
+  shutdownTimeoutMs: number;
+}
+
+/** What clients may send and hold: write sizes, connections, output buffers. */
+export interface ClientLimits extends WriteLimits {
+  /** Most RESP connections open at once (Redis' maxclients). @default 10000 */
+  maxClients: number;
+  /** Most argument bytes of one RESP command the server buffers (client-query-buffer-limit). @default 32 MiB */
+  maxQueryBytes: number;
+  /** A RESP connection whose unsent replies exceed this is closed. @default 256 MiB */
+  outputBufferHardBytes: number;
+  /** ... or stay above this (or unread while commands wait) for `outputBufferSoftSeconds`. @default 32 MiB */
+  outputBufferSoftBytes: number;
+  /** @default 30 */
+  outputBufferSoftSeconds: number;
+  /** HTTP requests served at once; past it a request answers 503 BUSY at once. @default 4096 */
+  maxHttpRequests: number;
+}
+
+/** The node's security settings. */
+export interface SecurityOptions {
+  /** The cluster secret (pre-shared key) read from `clusterSecretFile`: peers without it cannot connect. */
+  clusterSecret?: Uint8Array;
+  /** The default user's password: RESP clients must AUTH. */
+  requirepass?: string;
+  /** ACL users (RESP AUTH user pass, HTTP bearer tokens). */
+  users: AclUserConfig[];
+  /** The token `GET /metrics` requires, when set. */
+  metricsToken?: string;
+  /** Certificate chain and key (PEM) of the RESP and HTTP servers, when they serve TLS. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** The single replication group of this version of the node. */

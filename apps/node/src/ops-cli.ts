@@ -93,7 +93,7 @@ async function call(
 ): Promise<Response> {
   const http = init.http ?? t.http;
   checkAddress(http);
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = authHeader();
   let body: RequestInit['body'] | undefined;
   if (init.raw !== undefined) {
     body = init.raw;
@@ -400,7 +400,9 @@ export function registerOpsCommands(program: Command): void {
         checkAddress(o.http);
         let res: Response;
         try {
-          res = await fetch(`http://${o.http}/v1/watch?${q}`, { headers: { accept: 'text/event-stream' } });
+          res = await fetch(`http://${o.http}/v1/watch?${q}`, {
+            headers: { accept: 'text/event-stream', ...authHeader() },
+          });
         } catch (err) {
           if (attempt >= 5) {
             throw new CliError(
@@ -617,6 +619,12 @@ async function verifyBackup(file: string): Promise<{ keys: number; index: number
  * client commands ask); `cohort dev`'s COHORT_DEV_<FLAG>. Output format and
  * --force flags take none.
  */
+/** The bearer token of `COHORT_TOKEN`, for a node whose HTTP API requires one (`security.users[].tokens`). */
+function authHeader(): Record<string, string> {
+  const token = process.env.COHORT_TOKEN;
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 export function addEnvVars(program: Command): void {
   const skip = new Set(['--json', '--force', '--keys-only', '--help', '--version']);
   const visit = (cmd: Command, top: string): void => {

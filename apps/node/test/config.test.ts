@@ -135,4 +135,48 @@ describe('cohort start configuration', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('reads the limits, security and shutdown sections and their flags, and refuses limits past the frame size', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-sec-config-'));
+    try {
+      const secret = join(dir, 'secret');
+      writeFileSync(secret, 'a cluster secret of some length\n');
+      const file = join(dir, 'n1.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          node: { id: 'n1' },
+          limits: { maxValueBytes: 2048, maxClients: 5 },
+          security: { clusterSecretFile: secret, users: [{ name: 'app', passwords: ['p'], keys: ['app:*'] }] },
+          shutdown: { timeoutMs: 3000 },
+        }),
+      );
+      const o = loadNodeOptions({ config: file, maxKeyBytes: '100', requirepass: 'pw' });
+      expect(o.limits).toMatchObject({
+        maxKeyBytes: 100,
+        maxValueBytes: 2048,
+        maxClients: 5,
+        maxCommandBytes: 8388608,
+      });
+      expect(o.security.clusterSecret).toBeInstanceOf(Uint8Array);
+      expect(o.security.requirepass).toBe('pw');
+      expect(o.security.users.map((u) => u.name)).toEqual(['app']);
+      expect(o.shutdownTimeoutMs).toBe(3000);
+      expect(loadNodeOptions({ id: 'n1' })).toMatchObject({
+        shutdownTimeoutMs: 10000,
+        limits: { maxQueryBytes: 33554432 },
+      });
+      expect(() => loadNodeOptions({ id: 'n1', maxCommandBytes: String(16 * 1024 * 1024) })).toThrow(
+        /must stay below the transport frame size/,
+      );
+      expect(() => loadNodeOptions({ id: 'n1', maxValueBytes: 'big' })).toThrow(
+        /--max-value-bytes must be a whole number/,
+      );
+      expect(() => loadNodeOptions({ id: 'n1', tlsCert: file })).toThrow(/--tls-cert and --tls-key/);
+      writeFileSync(file, JSON.stringify({ node: { id: 'n1' }, security: { requirepas: 'x' } }));
+      expect(() => loadNodeOptions({ config: file })).toThrow(/security: unknown field 'requirepas'/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
 });

@@ -4,6 +4,7 @@
  * subsystem and length-prefixed frames with a size limit.
  */
 export { toHostPort, toMultiaddr } from './address.js';
+export { clusterSecretFromText, MIN_SECRET_CHARS } from './cluster-secret.js';
 export { createLibp2pTransport, Libp2pTransport } from './libp2p-transport.js';
 export type { Libp2pTransportOptions, ResolvedOptions, TransportStats } from './options.js';
 export { loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.js';

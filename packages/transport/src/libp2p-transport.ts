@@ -15,6 +15,7 @@ import {
 } from '@cohort/core';
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
+import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
@@ -130,6 +131,37 @@ export class Libp2pTransport implements Transport {
     if (p2p !== undefined) this.peers.get(peer)!.peerId = peerIdFromString(p2p);
   }
 
+  /**
+   * This transport as a gossip protocol (SWIM) should see it: gossip may
+   * move a peer this node admitted to a new address, but a node that gossip
+   * alone names is not admitted (counted in `gossipRefused`). Peers are
+   * admitted by `addPeer` on this transport: the configured members and
+   * those a membership change adds.
+   */
+  forGossip(): Transport {
+    return {
+      self: this.self,
+      maxFrameBytes: this.maxFrameBytes,
+      addPeer: (peer, address) => {
+        if (peer === this.self) return;
+        if (!this.peers.has(peer)) {
+          this.counters.gossipRefused++;
+          this.options.logger.debug('gossip named a peer that is not admitted; ignored', { peer, address });
+          return;
+        }
+        this.addPeer(peer, address);
+      },
+      // Gossip that a member left does not remove a peer the node admitted (a restarted node comes back).
+      removePeer: () => {},
+      send: (peer, protocol, frame, options) => this.send(peer, protocol, frame, options),
+      request: (peer, protocol, frame, options) => this.request(peer, protocol, frame, options),
+      handle: (protocol, handler) => this.handle(protocol, handler),
+      handleRequest: (protocol, handler) => this.handleRequest(protocol, handler),
+      start: () => this.start(),
+      stop: () => this.stop(),
+    };
+  }
+
   removePeer(peer: NodeId): void {
     const entry = this.peers.get(peer);
     if (entry === undefined) return;
@@ -212,6 +244,9 @@ export class Libp2pTransport implements Transport {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionManager: { inboundConnectionThreshold: 1000 },
+      ...(this.options.clusterSecret !== undefined
+        ? { connectionProtector: preSharedKey({ psk: this.options.clusterSecret }) }
+        : {}),
       start: false,
     });
     this.node = node;
@@ -221,6 +256,7 @@ export class Libp2pTransport implements Transport {
     }
     this.options.logger.info('transport listening', {
       peerId: node.peerId.toString(),
+      privateNetwork: this.options.clusterSecret !== undefined,
       addresses: this.listenAddresses(),
     });
   }

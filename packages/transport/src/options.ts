@@ -48,9 +48,17 @@ export interface Libp2pTransportOptions {
    * @default systemClock
    */
   clock?: Clock;
+  /**
+   * The cluster secret: a libp2p private-network pre-shared key (see
+   * `clusterSecretFromText`). Every connection is then encrypted with it
+   * before any handshake, so a process without it cannot open a connection
+   * to this node, nor this node to it.
+   */
+  clusterSecret?: Uint8Array;
 }
 
-export type ResolvedOptions = Required<Libp2pTransportOptions>;
+export type ResolvedOptions = Required<Omit<Libp2pTransportOptions, 'clusterSecret'>> &
+  Pick<Libp2pTransportOptions, 'clusterSecret'>;
 
 export function resolveOptions(o: Libp2pTransportOptions): ResolvedOptions {
   return {
@@ -65,6 +73,7 @@ export function resolveOptions(o: Libp2pTransportOptions): ResolvedOptions {
     maxRedialMs: o.maxRedialMs ?? 5000,
     logger: o.logger ?? silentLogger,
     clock: o.clock ?? systemClock,
+    ...(o.clusterSecret !== undefined ? { clusterSecret: o.clusterSecret } : {}),
   };
 }
 
@@ -82,6 +91,8 @@ export interface TransportStats {
   rejectedStreams: number;
   /** Dials that failed. */
   dialFailures: number;
+  /** Peers that gossip named but that were not admitted (see `Libp2pTransport.forGossip`). */
+  gossipRefused: number;
 }
 
 export function emptyStats(): TransportStats {
@@ -92,5 +103,6 @@ export function emptyStats(): TransportStats {
     oversizedFrames: 0,
     rejectedStreams: 0,
     dialFailures: 0,
+    gossipRefused: 0,
   };
 }

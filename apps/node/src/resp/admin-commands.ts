@@ -1,6 +1,7 @@
 import { globMatch } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { NOT_INTEGER, SYNTAX, parseInteger, word } from './args.js';
+import { authenticate } from './auth-commands.js';
 import { clientLine } from './clients.js';
 import { COMMAND_DOCS } from './command-docs.js';
 import type { Handler, Session } from './plan.js';
@@ -49,12 +50,19 @@ function hello(args: Buffer[], api: KvApi, session: Session): Reply {
   for (let i = 2; i < args.length; i++) {
     const opt = word(args[i]);
     const more = args.length - 1 - i;
-    // Cohort has no users: AUTH is accepted as Redis' default user without a password accepts it.
-    if (opt === 'AUTH' && more >= 2) i += 2;
-    else if (opt === 'SETNAME' && more >= 1) {
+    if (opt === 'AUTH' && more >= 2) {
+      const auth = authenticate(session, args[i + 1]!.toString(), args[i + 2]!);
+      if (auth.t === 'error') return auth;
+      i += 2;
+    } else if (opt === 'SETNAME' && more >= 1) {
       name = args[++i]!;
       if (!validName(name) && name.length > 0) return BAD_NAME;
     } else return errorReply(`ERR Syntax error in HELLO option '${args[i]!.toString()}'`);
+  }
+  if (!session.authenticated) {
+    return errorReply(
+      'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time',
+    );
   }
   if (name !== undefined) session.name = name.toString();
   session.proto = proto;

@@ -1,3 +1,4 @@
+import type { Acl } from '../auth.js';
 import type { ClusterView } from './cluster-commands.js';
 import type { Session } from './plan.js';
 import { ScanCursors } from './scan-cursors.js';
@@ -25,6 +26,8 @@ export interface ServerState {
   startedAt: number;
   /** The cluster's layout and leaders (CLUSTER commands, MOVED), when the server runs in a node. */
   cluster?: ClusterView;
+  /** The users connections authenticate as (AUTH, ACL); absent: everyone is `default` with every permission. */
+  acl?: Acl;
 }
 
 /** The connections of a RESP server by client id (ids grow from 1, as Redis numbers them). */
@@ -76,7 +79,7 @@ export function clientLine(c: ClientEntry, now: number): string {
     ['tot-mem', 0],
     ['events', 'r'],
     ['cmd', s.lastCommand || 'NULL'],
-    ['user', 'default'],
+    ['user', s.user],
     ['redir', -1],
     ['resp', s.proto],
   ];

@@ -1,6 +1,7 @@
 import { CROSSSLOT_MESSAGE, type KvClientWrite, type KvResponse, routeKeys } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import { ADMIN_COMMANDS, describeCommands } from './admin-commands.js';
+import { AUTH_COMMANDS, refusal } from './auth-commands.js';
 import { CLUSTER_COMMANDS } from './cluster-commands.js';
 import { COMMAND_DOCS } from './command-docs.js';
 import { HASH_COMMANDS } from './hash-commands.js';
@@ -129,6 +130,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   ...TRANSACTION_COMMANDS,
   ...ADMIN_COMMANDS,
   ...CLUSTER_COMMANDS,
+  ...AUTH_COMMANDS,
 };
 
 /** The names of the commands this server answers. */
@@ -208,6 +210,8 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
   }
   // Multi-key commands and transactions run on one partition: their keys must route together.
   const keys = commandKeys(name, args);
+  const denied = refusal(session, name, keys);
+  if (denied !== undefined) return refuse(session, denied);
   const txKeys = session.multi && !spec.control ? (session.multi.keys ?? []) : [];
   const cluster = session.server.cluster;
   const route = routeKeys(

@@ -6,6 +6,12 @@ export interface RespLimits {
   maxArrayLength: number;
   /** Longest inline command or header line, in bytes. @default 64 KiB */
   maxInlineBytes: number;
+  /**
+   * Most argument bytes of one command (Redis' client-query-buffer-limit):
+   * a client sending more is answered a protocol error and closed, so
+   * repeated large arguments are never buffered without bound. @default 32 MiB
+   */
+  maxCommandBytes: number;
 }
 
 /** Defaults of {@link RespLimits}: smaller than Redis' 512 MB bulk limit, which few deployments need. */
@@ -13,6 +19,7 @@ export const DEFAULT_RESP_LIMITS: RespLimits = {
   maxBulkBytes: 16 * 1024 * 1024,
   maxArrayLength: 1024 * 1024,
   maxInlineBytes: 64 * 1024,
+  maxCommandBytes: 32 * 1024 * 1024,
 };
 
 /** The client broke the RESP protocol; the connection is answered `-ERR Protocol error: ...` and closed. */
@@ -37,6 +44,8 @@ export class RespParser {
   /** Bytes needed before parsing can make progress; avoids re-scanning a large bulk arriving in pieces. */
   private need = 0;
   private args: Buffer[] | null = null;
+  /** Argument bytes of the command being read, its complete arguments only. */
+  private argBytes = 0;
   private remaining = 0;
   private readonly limits: RespLimits;
 
@@ -74,6 +83,7 @@ export class RespParser {
         if (this.args !== null && this.remaining === 0) {
           out.push(this.args);
           this.args = null;
+          this.argBytes = 0;
         }
       }
     } catch (err) {
@@ -141,6 +151,11 @@ export class RespParser {
     if (this.buf[lf - 1] !== CR) throw new RespProtocolError('invalid bulk length');
     const len = this.parseInt(pos + 1, lf - 1, 'bulk');
     if (len < 0 || len > this.limits.maxBulkBytes) throw new RespProtocolError('invalid bulk length');
+    if (this.argBytes + len > this.limits.maxCommandBytes) {
+      throw new RespProtocolError(
+        `command of more than ${this.limits.maxCommandBytes} bytes (client-query-buffer-limit)`,
+      );
+    }
     const start = lf + 1;
     const end = start + len;
     if (this.buf.length < end + 2) {
@@ -151,6 +166,7 @@ export class RespParser {
       throw new RespProtocolError('bulk string not terminated by CRLF');
     // Copy, so a small argument does not pin a large input chunk in memory.
     this.args!.push(Buffer.from(this.buf.subarray(start, end)));
+    this.argBytes += len;
     this.remaining--;
     return end + 2;
   }

@@ -68,6 +68,8 @@ export class Pipeline {
   private paused = false;
   private stopped = false;
   private kickQueued = false;
+  /** Set by {@link refuseQueued}: the reply every command not started yet gets. */
+  private refusal: Reply | undefined;
   private idle: (() => void)[] = [];
 
   constructor(private readonly opts: PipelineOptions) {
@@ -117,8 +119,29 @@ export class Pipeline {
     this.queue = [];
   }
 
+  /**
+   * The node is stopping: the batch in flight completes and is answered as
+   * usual; every command queued after it, and any pushed later, is answered
+   * `reply` (in order) without running.
+   */
+  refuseQueued(reply: Reply): void {
+    this.refusal = reply;
+    this.kick();
+  }
+
   /** Starts the next batch when none is in flight (call when the connection may be written again). */
   kick(): void {
+    if (this.refusal !== undefined && !this.running && !this.stopped && this.queue.length > 0) {
+      const refused = this.queue;
+      this.queue = [];
+      this.finish(
+        refused.map(() => ({ reply: this.refusal! })),
+        [],
+        refused.reduce((n, q) => n + q.bytes, 0),
+        refused.map(() => this.opts.session.proto),
+      );
+      return;
+    }
     while (!this.running && !this.stopped && this.queue.length > 0 && (this.opts.writable?.() ?? true)) {
       const batch = this.take();
       const planned: Planned[] = [];

@@ -40,6 +40,10 @@ export interface Session {
    * every multi-key command spanning slots (see `planCommand`).
    */
   cluster: boolean;
+  /** The ACL user the connection runs as (`default` until AUTH). */
+  user: string;
+  /** Whether the connection may run commands: false until AUTH when the server requires it. */
+  authenticated: boolean;
 }
 
 /**
@@ -128,5 +132,7 @@ export function newSession(server: ServerState, clientId: string): Session {
     watched: [],
     watching: 0,
     cluster: false,
+    user: 'default',
+    authenticated: server.acl === undefined || !server.acl.authRequired,
   };
 }

@@ -666,6 +666,23 @@ export const SEQUENCES: Sequence[] = [
     ],
   },
   {
+    name: 'auth-acl',
+    steps: [
+      c('AUTH', 'x'),
+      c('AUTH', 'default', 'anything'),
+      c('AUTH', 'nobody', 'x'),
+      c('AUTH'),
+      c('ACL', 'WHOAMI'),
+      c('ACL', 'USERS'),
+      c('ACL', 'LIST'),
+      c('ACL', 'WHOAMI', 'x'),
+      c('ACL', 'NOSUCH'),
+      c('ACL'),
+      c('ACL', 'DELUSER', 'nobody'),
+      c('ACL', 'DELUSER', 'default'),
+    ],
+  },
+  {
     name: 'connection',
     steps: [
       c('PING'),
