@@ -486,6 +486,7 @@ export class CohortNode {
       reads,
       leaseReads: raft.leaseReads,
       cluster: view,
+      waitForKeys: (keys, ms) => this.waitForKeys(slots, keys, ms),
       acl,
       ...(security.tls ? { tls: security.tls } : {}),
       maxClients: limits.maxClients,
@@ -621,6 +622,39 @@ export class CohortNode {
    * partition's preferred replica (the first of its replicas in the layout)
    * when that one is alive, so leaders stay spread over the nodes.
    */
+  /**
+   * Resolves once one of `keys` changes on this node's replica of its
+   * partition, or after `ms` (at most a second, so a blocked command notices
+   * its connection closing; 100 ms for a key whose partition this node does
+   * not replicate, which it can only poll).
+   */
+  private waitForKeys(slots: SlotMap, keys: Buffer[], ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const handles: { cancel(): void }[] = [];
+      let bound = Math.min(ms, 1000);
+      let done = false;
+      const timer: { t?: NodeJS.Timeout } = {};
+      const wake = () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer.t);
+        for (const h of handles) h.cancel();
+        resolve();
+      };
+      for (const key of keys) {
+        const hub = this.parts[slots.partitionOfKey(key)]?.hub;
+        if (hub === undefined) {
+          bound = Math.min(bound, 100);
+          continue;
+        }
+        const h = hub.watch({ key }, hub.appliedIndex + 1, wake, wake);
+        if ('compacted' in h) bound = 0;
+        else handles.push(h);
+      }
+      if (!done) timer.t = setTimeout(wake, bound);
+    });
+  }
+
   private balanceLeaders(): void {
     const host = this.host;
     const membership = this.membership;

@@ -198,6 +198,31 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     expect(await reader.dbsize()).toBe(total);
   });
 
+  it('blocks BLPOP until a push through another node, keeps the connection in order, and times out', async () => {
+    const c = cluster!;
+    const blocked = plain(c.nodes[1]!.resp);
+    const waiting = blocked.blpop('jobs', 20);
+    // The connection's next command waits behind the blocked one, as in Redis.
+    const next = blocked.incr('after-blpop');
+    const watcher = plain(c.nodes[1]!.resp);
+    await poll('the BLPOP to be blocked', 10_000, async () =>
+      ((await watcher.call('CLIENT', 'LIST')) as string).includes('cmd=blpop') ? true : undefined,
+    );
+    const pusher = plain(c.nodes[2]!.resp);
+    expect(await pusher.get('after-blpop')).toBeNull();
+    const pushed = Date.now();
+    expect(await pusher.rpush('jobs', 'j1', 'j2')).toBe(2);
+    expect(await waiting).toEqual(['jobs', 'j1']);
+    // Woken by the change, not by a timeout.
+    expect(Date.now() - pushed).toBeLessThan(5000);
+    expect(await next).toBe(1);
+    expect(await pusher.lrange('jobs', 0, -1)).toEqual(['j2']);
+    const started = Date.now();
+    expect(await blocked.brpop('no-such-list', 0.3)).toBeNull();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    await expect(blocked.blpop('jobs', 'no-such-list', 1)).rejects.toThrow(/CROSSSLOT/);
+  });
+
   it('pages HTTP range reads over every partition in key order', async () => {
     const c = cluster!;
     const got: string[] = [];

@@ -43,6 +43,7 @@ export const COLLECTION_WRITES = [
   'ltrim',
   'linsert',
   'lmove',
+  'lmpop',
 ] as const;
 export type CollectionWrite = (typeof COLLECTION_WRITES)[number];
 
@@ -288,6 +289,33 @@ export function applyCollection(
   }
 }
 
+/**
+ * LMPOP (and BLPOP, BRPOP, BLMPOP, which retry it while it finds nothing):
+ * pops up to `args[1]` elements from the `args[0]` end (`left`, `right`) of
+ * the first of `keys` holding a list, answering `[key, [elements]]`; nil when
+ * none holds one. The first key holding another type answers WRONGTYPE, as
+ * Redis checks the keys in order.
+ */
+function lmpop(kv: PartitionKv, keys: Uint8Array[], args: Uint8Array[], index: number, now: number): KvResult {
+  const left = text(args[0]) === 'left';
+  const count = int(args[1]);
+  for (const key of keys) {
+    const rec = live(kv, key, now);
+    if (rec === undefined) continue;
+    if (rec.type !== 'list') return WRONGTYPE;
+    const items = decodeItems(rec.value);
+    const popped = left ? items.splice(0, count) : items.splice(-Math.min(count, items.length)).reverse();
+    if (items.length === 0) kv.delete(key);
+    else {
+      const opts: { revision: number; type: KvCollectionType; expiresAt?: number } = { revision: index, type: 'list' };
+      if (rec.expiresAt !== undefined) opts.expiresAt = rec.expiresAt;
+      kv.put(key, encodeItems(items), opts);
+    }
+    return { type: 'list', items: [bulk(key), bulks(popped)] };
+  }
+  return NIL;
+}
+
 /** Thrown before anything is written when a collection would outgrow the value limit. */
 class TooLarge extends Error {}
 
@@ -300,6 +328,7 @@ function applyTo(
   now: number,
   maxBytes: number,
 ): KvResult {
+  if (name === 'lmpop') return lmpop(kv, keys, args, index, now);
   const key = keys[0]!;
   const rec = live(kv, key, now);
   const type: KvCollectionType = name.startsWith('h') ? 'hash' : 'list';

@@ -436,7 +436,7 @@ function decodeOp(pb: KvCommandPb, nested = false): KvOp {
       const [first, ...args] = pb.values;
       const name = COLLECTION_WRITES.find((w) => first !== undefined && w === Buffer.from(first).toString('latin1'));
       if (name === undefined) throw new CodecError('KV collection command names no known hash or list write');
-      if (pb.keys.length !== (name === 'lmove' ? 2 : 1)) {
+      if (name === 'lmpop' ? pb.keys.length === 0 : pb.keys.length !== (name === 'lmove' ? 2 : 1)) {
         throw new CodecError(`KV ${name} command has ${pb.keys.length} keys`);
       }
       return { op: 'collection', name, keys: pb.keys, args, now };

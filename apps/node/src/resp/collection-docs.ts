@@ -1,6 +1,10 @@
 import type { CommandDoc } from './command-docs.js';
 import { ONE, R, RF, TWO, W, WF, WR, WRF, doc } from './doc-helpers.js';
 
+/** Blocking writes (BLPOP ...), and those that may grow a list (BLMOVE ...). */
+const B = ['write', 'noscript', 'blocking'];
+const BD = ['write', 'denyoom', 'noscript', 'blocking'];
+
 /** COMMAND INFO and COMMAND DOCS of the hash and list commands, as Redis 7 describes them. */
 
 export const COLLECTION_DOCS: Record<string, CommandDoc> = {
@@ -41,6 +45,48 @@ export const COLLECTION_DOCS: Record<string, CommandDoc> = {
   linsert: doc(W, ONE, 'list', '2.2.0', 'Inserts an element before or after another element in a list.'),
   lpos: doc(R, ONE, 'list', '6.0.6', 'Returns the index of matching elements in a list.'),
   lmove: doc(W, TWO, 'list', '6.2.0', 'Returns an element after popping it from one list and pushing it to another.'),
+  lmpop: doc(
+    ['write', 'movablekeys'],
+    [0, 0, 0],
+    'list',
+    '7.0.0',
+    'Returns multiple elements from a list after removing them.',
+  ),
+  blpop: doc(
+    B,
+    [1, -2, 1],
+    'list',
+    '2.0.0',
+    'Removes and returns the first element in a list. Blocks until an element is available otherwise.',
+  ),
+  brpop: doc(
+    B,
+    [1, -2, 1],
+    'list',
+    '2.0.0',
+    'Removes and returns the last element in a list. Blocks until an element is available otherwise.',
+  ),
+  blmpop: doc(
+    ['write', 'blocking', 'movablekeys'],
+    [0, 0, 0],
+    'list',
+    '7.0.0',
+    'Pops the first element from one of multiple lists. Blocks until an element is available otherwise.',
+  ),
+  blmove: doc(
+    BD,
+    TWO,
+    'list',
+    '6.2.0',
+    'Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise.',
+  ),
+  brpoplpush: doc(
+    BD,
+    TWO,
+    'list',
+    '2.2.0',
+    'Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise.',
+  ),
   rpoplpush: doc(
     W,
     TWO,

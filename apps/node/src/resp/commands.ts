@@ -146,13 +146,25 @@ describeCommands(
   () => COMMAND_NAMES,
 );
 
-/** Whether `args` must wait for the replies before it: an EXEC while a WATCH's revisions are being read. */
+/** Commands that may block (outside MULTI): each runs in a batch of its own. */
+const BLOCKING = new Set(['blpop', 'brpop', 'blmpop', 'blmove', 'brpoplpush']);
+
+/**
+ * Whether `args` must wait for the replies before it: an EXEC while a
+ * WATCH's revisions are being read, or a command that may block.
+ */
 export function needsBarrier(args: Buffer[], session: Session): boolean {
-  return session.watching > 0 && args[0]!.toString('latin1').toLowerCase() === 'exec';
+  const name = args[0]!.toString('latin1').toLowerCase();
+  return (session.watching > 0 && name === 'exec') || (BLOCKING.has(name) && !session.multi);
 }
 
-/** The keys of `args` by the command's key positions (COMMAND INFO's first, last, step). */
+/** The keys of `args` by the command's key positions (COMMAND INFO's first, last, step); LMPOP's after numkeys. */
 function commandKeys(name: string, args: Buffer[]): Buffer[] {
+  if (name === 'lmpop' || name === 'blmpop') {
+    const at = name === 'lmpop' ? 1 : 2;
+    const n = Number(args[at]?.toString('latin1'));
+    return Number.isSafeInteger(n) && n > 0 ? args.slice(at + 1, at + 1 + n) : [];
+  }
   const doc = COMMAND_DOCS[name];
   if (doc === undefined || doc.keys[0] === 0) return [];
   const [first, lastSpec, step] = doc.keys;

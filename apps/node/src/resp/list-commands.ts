@@ -1,13 +1,17 @@
+import type { KvResponse } from '@cohort/kv';
 import { NOT_INTEGER, SYNTAX, parseInteger, word } from './args.js';
 import { collectionRead, collectionWrite } from './hash-commands.js';
-import type { Handler } from './plan.js';
+import { type Handler, type Planned, type Session, onResult, toReply } from './plan.js';
 import { type Reply, errorReply } from './reply.js';
 
 /**
- * The list commands of Redis 7 (blocking ones excepted: BLPOP, BRPOP,
- * BLMOVE, BRPOPLPUSH and BLMPOP are unknown commands here). A list is one
- * row holding the whole list (see `collections.ts` in @cohort/kv): the front
- * end checks the arguments as Redis does, the state machine answers the rest.
+ * The list commands of Redis 7, blocking ones included. A list is one row
+ * holding the whole list (see `collections.ts` in @cohort/kv): the front end
+ * checks the arguments as Redis does, the state machine answers the rest.
+ * A blocking command (BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH) is its
+ * non-blocking form run again each time one of its keys changes, until it
+ * finds something or its timeout passes (see `Blocking`); inside MULTI it
+ * does not block, as in Redis.
  */
 
 const encoder = new TextEncoder();
@@ -78,6 +82,100 @@ function side(arg: Buffer): Uint8Array | undefined {
   return w === 'LEFT' || w === 'RIGHT' ? encoder.encode(w.toLowerCase()) : undefined;
 }
 
+/** The null array a blocking command answers on timeout (and LMPOP when no list has elements). */
+const NULL_ARRAY: Reply = { t: 'array', items: null };
+
+const FLOAT = /^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$|^[+-]?inf(?:inity)?$/i;
+
+/**
+ * A blocking command's timeout in seconds, parsed as Redis 7 parses it, in
+ * milliseconds (0: wait for ever), or Redis' error. Redis reads a value too
+ * large for its millisecond counter as negative, and so does this.
+ */
+function timeoutOf(arg: Buffer): number | Reply {
+  const text = arg.toString('latin1');
+  if (!FLOAT.test(text)) return errorReply('ERR timeout is not a float or out of range');
+  const ms = Math.ceil(Number(text.replace(/inf(inity)?$/i, 'Infinity')) * 1000);
+  if (ms < 0 || !Number.isFinite(ms) || ms > Number.MAX_SAFE_INTEGER) return errorReply('ERR timeout is negative');
+  return ms;
+}
+
+/** `planned` blocking on `keys` for `ms` (0: for ever) outside MULTI; as it is inside. */
+function blocking(planned: Planned | Reply, keys: Buffer[], ms: number, session: Session): Planned | Reply {
+  if ('t' in planned || 'reply' in planned || session.multi) return planned;
+  return { ...planned, block: { keys, deadline: ms === 0 ? Number.POSITIVE_INFINITY : performance.now() + ms } };
+}
+
+/** LMPOP's answer `[key, [elements]]` as BLPOP answers it: `[key, element]`; nil as the null array. */
+const popPair = (res: KvResponse): Reply =>
+  res.type === 'nil'
+    ? NULL_ARRAY
+    : onResult((r) => {
+        if (r.type !== 'list' || r.items === null) return toReply(r);
+        const [key, popped] = r.items;
+        const first = popped?.type === 'list' ? popped.items?.[0] : undefined;
+        return { t: 'array', items: [toReply(key!), first ? toReply(first) : { t: 'bulk', v: null }] };
+      })(res);
+
+/** LMPOP's answer as it is, nil as the null array. */
+const mpopReply = (res: KvResponse): Reply => (res.type === 'nil' ? NULL_ARRAY : toReply(res));
+
+/** BLPOP and BRPOP: `key [key ...] timeout`. */
+function blockingPop(end: 'left' | 'right'): Handler {
+  return (args, _api, session) => {
+    const ms = timeoutOf(args.at(-1)!);
+    if (typeof ms !== 'number') return ms;
+    const keys = args.slice(1, -1);
+    const planned = collectionWrite(session, 'lmpop', keys, [encoder.encode(end), dec(1n)], popPair);
+    return blocking(planned, keys, ms, session);
+  };
+}
+
+/**
+ * LMPOP and BLMPOP: `[timeout] numkeys key [key ...] LEFT|RIGHT [COUNT count]`,
+ * checked in Redis 7's order (numkeys, the end, the options, then the timeout).
+ */
+function mpop(block: boolean): Handler {
+  return (args, _api, session) => {
+    const at = block ? 2 : 1;
+    const n = parseInteger(args[at]!);
+    if (n === undefined || n < 1n) return errorReply('ERR numkeys should be greater than 0');
+    const where = at + Number(n) + 1;
+    if (n > BigInt(args.length) || where >= args.length) return SYNTAX;
+    const end = side(args[where]!);
+    if (end === undefined) return SYNTAX;
+    let count: bigint | undefined;
+    for (let i = where + 1; i < args.length; i++) {
+      if (word(args[i]) !== 'COUNT' || count !== undefined || i + 1 >= args.length) return SYNTAX;
+      const c = parseInteger(args[++i]!);
+      if (c === undefined || c < 1n) return errorReply('ERR count should be greater than 0');
+      count = c;
+    }
+    const ms = block ? timeoutOf(args[1]!) : 0;
+    if (typeof ms !== 'number') return ms;
+    const keys = args.slice(at + 1, where);
+    const planned = collectionWrite(session, 'lmpop', keys, [end, dec(count ?? 1n)], mpopReply);
+    return block ? blocking(planned, keys, ms, session) : planned;
+  };
+}
+
+/** BLMOVE `source destination LEFT|RIGHT LEFT|RIGHT timeout`, and BRPOPLPUSH `source destination timeout`. */
+function blockingMove(sides?: [string, string]): Handler {
+  return (args, _api, session) => {
+    const from = sides ? encoder.encode(sides[0]) : side(args[3]!);
+    const to = sides ? encoder.encode(sides[1]) : side(args[4]!);
+    if (from === undefined || to === undefined) return SYNTAX;
+    const ms = timeoutOf(args.at(-1)!);
+    if (typeof ms !== 'number') return ms;
+    // Redis: the null array on timeout; inside MULTI, where it does not block, the null bulk string of LMOVE.
+    const inMulti = session.multi !== undefined;
+    const planned = collectionWrite(session, 'lmove', [args[1]!, args[2]!], [from, to], (res) =>
+      res.type === 'nil' && !inMulti ? NULL_ARRAY : toReply(res),
+    );
+    return blocking(planned, [args[1]!], ms, session);
+  };
+}
+
 /** The list commands: name, Redis arity (n words exactly, or at least -n), handler. */
 export const LIST_COMMANDS: Record<string, { arity: number; run: Handler }> = {
   lpush: { arity: -3, run: (args, _api, session) => collectionWrite(session, 'lpush', [args[1]!], args.slice(2)) },
@@ -140,6 +238,12 @@ export const LIST_COMMANDS: Record<string, { arity: number; run: Handler }> = {
       return collectionWrite(session, 'lmove', [args[1]!, args[2]!], [from, to]);
     },
   },
+  lmpop: { arity: -4, run: mpop(false) },
+  blpop: { arity: -3, run: blockingPop('left') },
+  brpop: { arity: -3, run: blockingPop('right') },
+  blmpop: { arity: -5, run: mpop(true) },
+  blmove: { arity: 6, run: blockingMove() },
+  brpoplpush: { arity: 4, run: blockingMove(['right', 'left']) },
   rpoplpush: {
     arity: 3,
     run: (args, _api, session) =>

@@ -40,6 +40,11 @@ export interface PipelineOptions {
   reads?: ReadApi;
   /** Whether the leader serves reads under its lease (`raft.leaseReads`). @default false */
   leaseReads?: boolean;
+  /**
+   * Resolves when one of `keys` may have changed, or after `ms` at most, for
+   * blocked commands (BLPOP ...); it may resolve early. @default a poll every 100 ms
+   */
+  waitForKeys?(keys: Buffer[], ms: number): Promise<void>;
 }
 
 interface Queued {
@@ -164,6 +169,12 @@ export class Pipeline {
         if ('request' in p) {
           requests.push(p.request);
           modes.push(readModeOf(p.request, this.opts.session.readOnly === true, this.opts.leaseReads === true));
+          if (p.block) {
+            // A blocking command runs alone: what follows it waits for its reply.
+            this.queue.unshift(...batch.slice(i + 1));
+            batch.length = i + 1;
+            break;
+          }
         }
         if (this.opts.session.closing) break;
       }
@@ -181,6 +192,11 @@ export class Pipeline {
         continue;
       }
       this.running = true;
+      const only = planned[0]!;
+      if (planned.length === 1 && 'request' in only && only.block) {
+        void this.block(batch[0]!, only, bytes, protos);
+        continue;
+      }
       const reads = this.opts.reads;
       (reads ? executeWithModes(this.opts.api, reads, requests, modes) : this.opts.api.executeAll(requests)).then(
         (answers) => this.finish(planned, answers, bytes, protos),
@@ -192,6 +208,51 @@ export class Pipeline {
             protos,
           ),
       );
+    }
+  }
+
+  /**
+   * Runs a blocking command (see `Blocking`): its request, then, while it
+   * answers nil before its deadline, a wait for a change to its keys (or a
+   * poll) and a linearizable EXISTS of them, and the request again (planned
+   * anew, as the connection's next write) once one of them exists.
+   */
+  private async block(q: Queued, first: Planned, bytes: number, protos: Protocol[]): Promise<void> {
+    if (!('request' in first) || first.block === undefined) throw new Error('not a blocking command');
+    const { keys, deadline } = first.block;
+    let planned: Planned = first;
+    for (;;) {
+      const run = planned as Planned & { request: KvClientRequest };
+      let answer: KvResponse | unknown;
+      try {
+        [answer] = await this.opts.api.executeAll([run.request]);
+      } catch (err) {
+        answer = err;
+      }
+      const nothing = isResponse(answer) && answer.type === 'nil';
+      for (;;) {
+        const left = deadline - performance.now();
+        if (nothing && this.refusal !== undefined && !this.stopped) {
+          // The node is shutting down: the command took nothing, and says so.
+          this.finish([{ reply: this.refusal }], [], bytes, protos);
+          return;
+        }
+        if (!nothing || left <= 0 || this.stopped) {
+          this.finish([run], [answer], bytes, protos);
+          return;
+        }
+        await (this.opts.waitForKeys ?? pollWait)(keys, left);
+        if (this.stopped || this.refusal !== undefined || deadline - performance.now() <= 0) continue;
+        // Look before writing again: an EXISTS costs no log entry.
+        const seen = await this.opts.api.execute({ kind: 'read', op: 'exists', keys }).catch(() => undefined);
+        if (seen?.type === 'int' && seen.value === 0n) continue;
+        break;
+      }
+      planned = planCommand(q.args, this.opts.api, this.opts.session);
+      if (!('request' in planned)) {
+        this.finish([planned], [], bytes, protos);
+        return;
+      }
     }
   }
 
@@ -257,6 +318,13 @@ export class Pipeline {
       for (const resolve of idle) resolve();
     }
   }
+}
+
+/** How long a blocked command waits between looks when nothing tells it of changes to its keys. */
+const POLL_MS = 100;
+
+function pollWait(_keys: Buffer[], ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.min(ms, POLL_MS)));
 }
 
 function isResponse(x: unknown): x is KvResponse {

@@ -52,7 +52,21 @@ export interface Session {
  * reply. A handler's write has no session yet: {@link planCommand} gives it
  * the connection's next one, or queues it inside MULTI.
  */
-export type Planned = { reply: Reply } | { request: KvClientRequest; answer: (res: KvResponse) => Reply };
+export type Planned =
+  | { reply: Reply }
+  | { request: KvClientRequest; answer: (res: KvResponse) => Reply; block?: Blocking };
+
+/**
+ * A blocking command (BLPOP and its kin) outside MULTI: while its request
+ * answers nil it waits for a change to one of `keys` and runs again, until
+ * `deadline` (`performance.now()` ms; Infinity: no timeout); it then answers
+ * its nil. It runs alone, after the commands before it were answered, and
+ * the connection's later commands wait for it, as in Redis.
+ */
+export interface Blocking {
+  keys: Buffer[];
+  deadline: number;
+}
 
 /** A command's handler: its arguments (name first), already checked against its arity. */
 export type Handler = (args: Buffer[], api: KvApi, session: Session) => Reply | Planned;

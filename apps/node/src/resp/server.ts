@@ -22,6 +22,8 @@ export interface RespServerOptions {
   reads?: ReadApi;
   /** Whether the leader serves reads under its lease (`raft.leaseReads`). @default false */
   leaseReads?: boolean;
+  /** Wakes blocked commands (BLPOP ...) when their keys may have changed (see `PipelineOptions`). */
+  waitForKeys?(keys: Buffer[], ms: number): Promise<void>;
   /** The cluster's layout and leaders, for the CLUSTER commands and MOVED redirects. */
   cluster?: ClusterView;
   /** The users clients authenticate as (AUTH, ACL); without it every connection may run every command. */
@@ -239,6 +241,7 @@ export class RespServer {
       limits: this.options.pipeline ?? {},
       ...(this.options.reads ? { reads: this.options.reads } : {}),
       leaseReads: this.options.leaseReads ?? false,
+      ...(this.options.waitForKeys ? { waitForKeys: this.options.waitForKeys } : {}),
       reply: (replies, protos) => {
         if (socket.destroyed) return;
         client.lastActive = Date.now();
