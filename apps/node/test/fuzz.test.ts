@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StartFlags, loadNodeOptions } from '../src/config.js';
 import { createHttpServer } from '../src/http-server.js';
 import { WatchSource } from '../src/http-watch.js';
+import { NodeMetrics } from '../src/metrics.js';
 import { RespParser, RespProtocolError } from '../src/resp/parser.js';
 import { LocalKv } from './helpers/local-kv.js';
 
@@ -213,6 +214,7 @@ describe('HTTP request bodies under fuzzing', () => {
   kv.sm.setEventListener(hub);
   const app = createHttpServer({
     api: kv,
+    metrics: new NodeMetrics(() => kv.status()),
     logger: silentLogger,
     reads: { stale: (req) => kv.serve(req), lease: async (req) => kv.serve(req) },
     watch: new WatchSource(hub),

@@ -49,6 +49,7 @@ console.log(`faults injected: ${FAULT_KINDS.map((k) => `${k} ${report.faults[k]}
 console.log(
   `operations: ${report.recordedOperations} recorded, ${report.checkedOperations} checked; clients: ${report.clientStats.ok} ok, ${report.clientStats.failed} failed, ${report.clientStats.unknown} unknown`,
 );
+console.log(`reads sent to a paused leader, answered after it resumed: ${report.pausedReads}`);
 console.log(
   `disk full: ${report.diskFull.degradedReported} degraded reports, ${report.diskFull.refusedWrites} writes refused, ${report.diskFull.servedReads} reads served`,
 );

@@ -41,6 +41,8 @@ export interface ChaosReport {
   acknowledgedWrites: number;
   lostWrites: string[];
   linearizability: LinearizabilityResult;
+  /** Reads sent to a paused leader and answered once it resumed (checked with the rest). */
+  pausedReads: number;
   /** While a node's disk was full: writes it refused with the disk-full error, reads it served, status reports. */
   diskFull: { refusedWrites: number; servedReads: number; degradedReported: number };
   /** A description of the first violation, if any. */
@@ -82,6 +84,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   });
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const diskFull = { refusedWrites: 0, servedReads: 0, degradedReported: 0 };
+  const paused = { reads: 0, probes: 0 };
   const keys = opts.keys ?? 12;
   let workload: Workload | undefined;
   try {
@@ -95,7 +98,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       if (round.length === 0) round = shuffled([...FAULT_KINDS], random);
       const kind = round.shift() as FaultKind;
       faults[kind]++;
-      await inject(kind, cluster, random, log, diskFull);
+      await inject(kind, { cluster, workload, random, log, diskFull, paused });
       cluster.healAll();
       // Time to recover before the next fault.
       await sleep(800 + random() * 700);
@@ -115,6 +118,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       acknowledgedWrites: workload.acknowledged.size,
       lostWrites: lost,
       linearizability: lin,
+      pausedReads: paused.reads,
       diskFull,
       root,
     };
@@ -129,13 +133,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   }
 }
 
-async function inject(
-  kind: FaultKind,
-  cluster: ChaosCluster,
-  random: () => number,
-  log: (line: string) => void,
-  diskFull: ChaosReport['diskFull'],
-): Promise<void> {
+interface FaultContext {
+  cluster: ChaosCluster;
+  workload: Workload;
+  random: () => number;
+  log: (line: string) => void;
+  diskFull: ChaosReport['diskFull'];
+  paused: { reads: number; probes: number };
+}
+
+async function inject(kind: FaultKind, ctx: FaultContext): Promise<void> {
+  const { cluster, random, log, diskFull } = ctx;
   const leader = (await cluster.leader()) ?? pickOne(cluster.nodes, random);
   const others = (n: ChaosNode): ChaosNode[] => cluster.nodes.filter((o) => o !== n);
   switch (kind) {
@@ -152,11 +160,39 @@ async function inject(
       // Longer than the longest election timeout (1 s) and the lease (300 ms): others elect a new leader
       // meanwhile, and the resumed one must not answer reads from its old lease.
       const ms = 2000 + random() * 1000;
-      log(`SIGSTOP ${leader.id} for ${Math.round(ms)} ms`);
-      cluster.pause(leader);
-      await sleep(ms);
-      cluster.resume(leader);
-      await sleep(1000);
+      log(
+        `SIGSTOP ${leader.id} for ${Math.round(ms)} ms${ctx.paused.probes % 2 === 0 ? ', the others cut from it' : ''}`,
+      );
+      // Connected before the pause; its reads wait in the socket and are served the moment the node resumes.
+      const probe = new Redis({
+        host: '127.0.0.1',
+        port: leader.resp,
+        maxRetriesPerRequest: 0,
+        commandTimeout: ms + 5000,
+        retryStrategy: () => null,
+      });
+      probe.on('error', () => {});
+      // Every other pause also cuts the others' messages to the leader until shortly after it resumes (a GC
+      // pause met by a partition): no higher term reaches it, and only its clock tells it the lease is over.
+      const isolate = ctx.paused.probes % 2 === 0;
+      if (isolate) for (const o of others(leader)) cluster.setFaults(o, { dropTo: [leader.id], diskFull: false });
+      try {
+        await probe.ping();
+        cluster.pause(leader);
+        const reads = ctx.workload.probeReads(probe, 1000 + 100 * ctx.paused.probes++);
+        await sleep(ms);
+        cluster.resume(leader);
+        ctx.paused.reads += await reads;
+        if (isolate) await sleep(300);
+      } catch {
+        // The probe could not connect (the leader just moved): pause anyway.
+        cluster.pause(leader);
+        await sleep(ms);
+        cluster.resume(leader);
+      } finally {
+        probe.disconnect();
+      }
+      await sleep(500);
       return;
     }
     case 'partition': {

@@ -37,6 +37,8 @@ export class Workload {
   readonly stats: WorkloadStats = { ok: 0, failed: 0, unknown: 0 };
   private readonly conns: Redis[][];
   private stopped = false;
+  /** Per client: whether its last operation failed. */
+  private readonly failedLast: boolean[] = [];
   private running: Promise<void>[] = [];
   private readonly opts: WorkloadOptions;
 
@@ -57,6 +59,36 @@ export class Workload {
 
   close(): void {
     for (const row of this.conns) for (const r of row) r.disconnect();
+  }
+
+  /**
+   * GETs every register key through `conn` (a connection to a node about to
+   * be paused, with a timeout longer than the pause), recorded in the history
+   * as client `client`: the node reads them from its socket the moment it is
+   * resumed, before its timers run, which is when a stale lease could answer.
+   */
+  async probeReads(conn: Redis, client: number): Promise<number> {
+    let answered = 0;
+    await Promise.all(
+      Array.from({ length: this.opts.keys }, async (_, k) => {
+        const key = `reg:${k}`;
+        const call = performance.now();
+        try {
+          const v = await conn.get(key);
+          this.history.push({
+            client: client + k,
+            input: { op: 'get', key },
+            output: v ?? '',
+            call,
+            ret: performance.now(),
+          });
+          answered++;
+        } catch {
+          // Refused or timed out: no answer to check.
+        }
+      }),
+    );
+    return answered;
   }
 
   /** One linearizable GET of every register key, recorded in the history (after the faults healed). */
@@ -105,19 +137,28 @@ export class Workload {
     return lost;
   }
 
+  /**
+   * A connection to a node picked at random among those not paused (a paused
+   * node would hold the client for its whole timeout, and few writes would
+   * happen meanwhile for a stale read to miss).
+   */
   private pick(client: number): Redis {
     const row = this.conns[client] as Redis[];
-    return row[Math.floor(this.opts.random() * row.length)] as Redis;
+    const live = row.filter((_, i) => this.opts.nodes[i]?.paused !== true);
+    const from = live.length > 0 ? live : row;
+    return from[Math.floor(this.opts.random() * from.length)] as Redis;
   }
 
   private async client(c: number): Promise<void> {
     let seq = 0;
     while (!this.stopped) {
       seq++;
+      this.failedLast[c] = false;
       const conn = this.pick(c);
       const r = this.opts.random();
       if (r < 0.1) {
         await this.ackWrite(conn, c, seq);
+        if (this.failedLast[c]) await new Promise((r) => setTimeout(r, 20));
         continue;
       }
       const key = `reg:${Math.floor(this.opts.random() * this.opts.keys)}`;
@@ -136,7 +177,7 @@ export class Workload {
             ret: performance.now(),
           });
         } catch (err) {
-          this.noteFailure(err);
+          this.noteFailure(err, c);
           // It may have taken effect at any time since it was sent.
           this.history.push({
             client: c,
@@ -154,9 +195,11 @@ export class Workload {
         } catch {
           // A read that failed changed nothing: it stays out of the history.
           this.stats.failed++;
+          this.failedLast[c] = true;
         }
       }
-      if (this.conns[c]?.every((x) => x.status !== 'ready')) await new Promise((r) => setTimeout(r, 50));
+      // A failure costs the next attempt a short wait, so a client facing a dead node does not spin.
+      if (this.failedLast[c]) await new Promise((r) => setTimeout(r, 20));
     }
   }
 
@@ -168,11 +211,12 @@ export class Workload {
       this.acknowledged.set(key, value);
       this.stats.ok++;
     } catch (err) {
-      this.noteFailure(err);
+      this.noteFailure(err, c);
     }
   }
 
-  private noteFailure(err: unknown): void {
+  private noteFailure(err: unknown, c: number): void {
+    this.failedLast[c] = true;
     if (sentNothing(err)) this.stats.failed++;
     else this.stats.unknown++;
   }
