@@ -22,7 +22,7 @@ describe('chaos on real processes', () => {
   }, 150_000);
 
   it('the check fails when nodes serve reads from local state unchecked (planted stale reads)', async () => {
-    const report = await runChaos({ durationMs: 10_000, seed: 3, staleReads: true });
+    const report = await runChaos({ durationMs: 6_000, seed: 3, staleReads: true });
     expect(report.linearizability.result).toBe('illegal');
   }, 90_000);
 });
