@@ -109,7 +109,9 @@ export function decodeItems(data: Uint8Array): Uint8Array[] {
       mul *= 128;
     }
     if (p + n > data.length)
-      throw new CodecError(`collection encoding of ${data.length} bytes holds an item of ${n} bytes at byte ${p}`);
+      throw new CodecError(
+        `collection encoding of ${data.length} bytes is truncated: an item of ${n} bytes at byte ${p}`,
+      );
     out.push(data.subarray(p, p + n));
     p += n;
   }
