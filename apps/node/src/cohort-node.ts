@@ -32,6 +32,8 @@ import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
+import { DiskGuard } from './disk-guard.js';
+import { type NodeFaults, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
@@ -171,6 +173,9 @@ export class CohortNode {
   private http: FastifyInstance | undefined;
   private membership: MembershipHost | undefined;
   private stopping: Promise<void> | undefined;
+  /** Fault injection (tests on real processes only: see fault-hooks.ts). */
+  private faults: NodeFaults | undefined;
+  private disk: DiskGuard | undefined;
   private balancer: ReturnType<typeof setInterval> | undefined;
   private announcer: ReturnType<typeof setInterval> | undefined;
   /**
@@ -226,6 +231,7 @@ export class CohortNode {
       learners: s.learners,
       votersOutgoing: s.votersOutgoing,
       ...(this.parts.length > 1 ? { partitions: this.parts.length } : {}),
+      ...(this.disk?.isFull ? { degraded: ['disk-full'] } : {}),
     };
   }
 
@@ -273,7 +279,9 @@ export class CohortNode {
     }
     this.store = this.openStore(node.dataDir);
     const store = this.store;
+    this.faults = faultsFromEnv(this.log);
     const transport = createLibp2pTransport({
+      ...(this.faults ? { faultHook: this.faults } : {}),
       self: node.id,
       listen: node.peerAddress,
       dataDir: node.dataDir,
@@ -392,14 +400,32 @@ export class CohortNode {
         return p.sm !== undefined && host.status(p.group).role === 'leader';
       },
     );
+    // Test-only: every read served from this replica's state as it stands, unchecked (see fault-hooks.ts).
+    const staleReads = staleReadsPlanted();
+    if (staleReads) this.log.warn('test fault planted: reads are served from local state without any check');
+    const unchecked = (req: KvClientRequest): KvResponse | undefined =>
+      staleReads && req.kind === 'read' ? router.stale(req) : undefined;
+    // A full disk refuses client writes and keeps serving reads; a leader hands its leadership away.
+    this.disk = new DiskGuard({
+      dataDir: node.dataDir,
+      logger: this.log,
+      ...(this.faults ? { forcedFull: this.faults.diskFull } : {}),
+      onFull: () => this.shedLeadership(),
+    });
     // Every client write is checked against the size limits before it is routed or proposed.
-    const api: KvApi = limitKv(
-      {
-        execute: (req) => router.execute(req),
-        executeAll: (reqs) => router.executeAll(reqs),
-        status: () => this.status(),
-      },
-      this.options.limits,
+    const api: KvApi = this.disk.guard(
+      limitKv(
+        {
+          execute: (req) => {
+            const u = unchecked(req);
+            return u ? Promise.resolve(u) : router.execute(req);
+          },
+          executeAll: (reqs) =>
+            staleReads ? Promise.all(reqs.map((r) => unchecked(r) ?? router.execute(r))) : router.executeAll(reqs),
+          status: () => this.status(),
+        },
+        this.options.limits,
+      ),
     );
     const { security, limits } = this.options;
     const acl = new Acl({
@@ -473,13 +499,15 @@ export class CohortNode {
       },
     });
     const sm0 = p0.sm;
-    const reads: ReadApi = partitioned
-      ? router.reads()
-      : {
-          // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
-          stale: (req) => (host.status(p0.group).repairing ? restoring() : p0.service.readLocal(req)),
-          lease: (req) => p0.service.leaseRead(req),
-        };
+    const reads: ReadApi = staleReads
+      ? { stale: router.stale, lease: (req) => Promise.resolve(router.stale(req)) }
+      : partitioned
+        ? router.reads()
+        : {
+            // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+            stale: (req) => (host.status(p0.group).repairing ? restoring() : p0.service.readLocal(req)),
+            lease: (req) => p0.service.leaseRead(req),
+          };
     this.resp = new RespServer({
       api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
@@ -675,6 +703,23 @@ export class CohortNode {
     }
   }
 
+  /** With a full disk, hands the leadership of each group this node leads to another voter. */
+  private shedLeadership(): void {
+    const host = this.host;
+    if (host === undefined || this.stopping) return;
+    const self = this.options.config.node.id;
+    for (const p of this.parts) {
+      if (p.sm === undefined) continue;
+      const s = host.status(p.group);
+      const to = s.voters.find((v) => v !== self);
+      if (s.role !== 'leader' || to === undefined) continue;
+      host.transferLeadership(p.group, to).then(
+        () => this.log.warn('disk full: leadership handed over', { group: p.group, to }),
+        (err: Error) => this.log.debug('disk full: leadership hand-over failed', { group: p.group, err: err.message }),
+      );
+    }
+  }
+
   /**
    * Stops gracefully, in phases, each bounded by what is left of
    * `shutdownTimeoutMs` (10 s by default); past it the remaining phases run
@@ -688,6 +733,8 @@ export class CohortNode {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.disk?.stop();
+      this.faults?.stop();
       const total = this.options.shutdownTimeoutMs;
       const deadline = Date.now() + total;
       const left = (): number => Math.max(0, deadline - Date.now());

@@ -258,7 +258,11 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.listen !== undefined) node.peerAddress = flags.listen;
   else if (node.peerAddress === undefined && Array.isArray(cluster.initialMembers)) {
     // Listen where the member list says this node is.
-    const self = (cluster.initialMembers as { id?: unknown; peerAddress?: unknown }[]).find((m) => m.id === node.id);
+    // Entries that are not objects are left for parseConfig to report.
+    const self = (cluster.initialMembers as unknown[]).find(
+      (m): m is { peerAddress?: unknown } =>
+        typeof m === 'object' && m !== null && (m as { id?: unknown }).id === node.id,
+    );
     if (typeof self?.peerAddress === 'string') node.peerAddress = self.peerAddress;
   }
   if (flags.heartbeatMs !== undefined) raft.heartbeatIntervalMs = integer('--heartbeat-ms', flags.heartbeatMs);

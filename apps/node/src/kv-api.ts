@@ -27,6 +27,8 @@ export interface NodeStatus {
   votersOutgoing?: NodeId[];
   /** The key space's partitions, when more than one (the fields above are about the first, p0). */
   partitions?: number;
+  /** What this node cannot do now: `disk-full` (it refuses writes and serves reads). */
+  degraded?: string[];
 }
 
 /** What a node reports of the consistency checks it ran. */

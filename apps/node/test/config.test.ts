@@ -60,6 +60,18 @@ describe('cohort start configuration', () => {
     expect(() => loadNodeOptions({ config: '/nonexistent/cohort.json' })).toThrow(/cannot be read/);
   });
 
+  it('refuses a member list holding something other than members with a ConfigError, not a TypeError', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-config-'));
+    try {
+      const file = join(dir, 'bad.json');
+      writeFileSync(file, JSON.stringify({ node: { id: 'n1' }, cluster: { initialMembers: [null, 7] } }));
+      expect(() => loadNodeOptions({ config: file })).toThrow(ConfigError);
+      expect(() => loadNodeOptions({ config: file })).toThrow(/initialMembers/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
   it('the binary prints configuration errors and exits with status 2', () => {
     const res = spawnSync(process.execPath, [CLI, 'start', '--id', 'n1', '--resp', 'nope'], { encoding: 'utf8' });
     expect(res.status).toBe(2);

@@ -1,3 +1,4 @@
+import { CodecError } from '@cohort/core';
 import type { KvCollectionType, KvRecord, PartitionKv } from '@cohort/storage';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
 import type { KvResult } from './result.js';
@@ -93,7 +94,7 @@ function varintSize(n: number): number {
   return s;
 }
 
-/** Decodes {@link encodeItems}' bytes (views into `data`); throws on bytes it did not write. */
+/** Decodes {@link encodeItems}' bytes (views into `data`); throws CodecError on bytes it did not write. */
 export function decodeItems(data: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   let p = 0;
@@ -102,12 +103,16 @@ export function decodeItems(data: Uint8Array): Uint8Array[] {
     let mul = 1;
     for (;;) {
       const b = data[p++];
-      if (b === undefined) throw new Error('truncated collection encoding');
+      if (b === undefined)
+        throw new CodecError(`collection encoding of ${data.length} bytes is truncated at byte ${p - 1}`);
       n += (b & 0x7f) * mul;
       if (b < 0x80) break;
       mul *= 128;
     }
-    if (p + n > data.length) throw new Error('truncated collection encoding');
+    if (p + n > data.length)
+      throw new CodecError(
+        `collection encoding of ${data.length} bytes is truncated: an item of ${n} bytes at byte ${p}`,
+      );
     out.push(data.subarray(p, p + n));
     p += n;
   }

@@ -39,6 +39,7 @@ describe('the collection encoding', () => {
     expect(decodeItems(encodeItems(items)).map((i) => Buffer.from(i).toString('hex'))).toEqual(
       items.map((i) => Buffer.from(i).toString('hex')),
     );
+    expect(() => decodeItems(new Uint8Array([5, 1]))).toThrow(CodecError);
     expect(() => decodeItems(new Uint8Array([5, 1]))).toThrow(/truncated/);
   });
 

@@ -1,4 +1,5 @@
 import { CodecError, SeededRandom } from '@cohort/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeSwim, encodeSwim } from '../src/codec.js';
 import type { SwimMessage } from '../src/messages.js';
@@ -64,5 +65,49 @@ describe('swim codec', () => {
         expect(e, `seed 1234 iteration ${i}`).toBeInstanceOf(CodecError);
       }
     }
+  });
+
+  it('answers JSON bodies shaped almost like its messages, and damaged frames, with a CodecError or a message', () => {
+    const near = fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        fc.integer({ min: -2, max: 8 }),
+        fc.double(),
+        fc.constantFrom('a', 'h:1', 'alive', 'suspect', 'dead', '', '__proto__', 'constructor'),
+        fc.boolean(),
+        fc.constant(null),
+        fc.array(tie('value'), { maxLength: 6 }),
+        fc.dictionary(fc.constantFrom('zone', 'role', '__proto__', 'toString'), tie('value'), { maxKeys: 3 }),
+      ),
+    })).value;
+    const te = new TextEncoder();
+    const valid = fc
+      .constantFrom<SwimMessage>(
+        { type: 'ping', seq: 1, target: 'x', gossip: g },
+        { type: 'ping-req', seq: 4, target: 'y', targetAddress: '10.0.0.1:7', gossip: g },
+        { type: 'push-pull', reply: true, join: false, members: g },
+      )
+      .map(encodeSwim);
+    const damaged = fc
+      .tuple(valid, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }))
+      .map(([f, edits]) => {
+        const out = Uint8Array.from(f);
+        for (const [at, byte] of edits) out[1 + (at % (out.length - 1))] = byte;
+        return out;
+      });
+    const frames = fc.oneof(
+      fc.array(near, { maxLength: 7 }).map((body) => new Uint8Array([1, ...te.encode(JSON.stringify(body))])),
+      damaged,
+    );
+    fc.assert(
+      fc.property(frames, (f) => {
+        try {
+          decodeSwim(f);
+        } catch (e) {
+          expect(e).toBeInstanceOf(CodecError);
+        }
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

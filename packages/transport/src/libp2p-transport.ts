@@ -175,6 +175,10 @@ export class Libp2pTransport implements Transport {
     }
     const entry = this.peers.get(peer);
     if (entry === undefined) return Promise.reject(unknownPeer(peer));
+    if (this.options.faultHook.dropsTo(peer, protocol)) {
+      this.counters.faultDrops++;
+      return Promise.resolve();
+    }
     let sender = entry.senders.get(protocol);
     if (sender === undefined) {
       sender = new FrameSender(
@@ -200,6 +204,10 @@ export class Libp2pTransport implements Transport {
     if (frame.byteLength > this.maxFrameBytes) throw oversizedError(this.maxFrameBytes, frame.byteLength);
     const entry = this.peers.get(peer);
     if (entry === undefined) throw unknownPeer(peer);
+    if (this.options.faultHook.dropsTo(peer, protocol)) {
+      this.counters.faultDrops++;
+      throw new UnavailableError(`request to ${peer} on ${protocol} lost: the link is cut (fault hook)`);
+    }
     let channel = entry.channels.get(protocol);
     if (channel === undefined) {
       channel = new RequestChannel(peer, (signal) => this.openStream(peer, protocol, 'request', signal));

@@ -55,7 +55,25 @@ export interface Libp2pTransportOptions {
    * to this node, nor this node to it.
    */
   clusterSecret?: Uint8Array;
+  /**
+   * A fault-injection hook, for fault tests on real processes only: every
+   * outgoing frame and request for which it answers true is lost, as on a
+   * cut link (a frame silently, a request with UnavailableError).
+   * @default no faults
+   */
+  faultHook?: FaultHook;
 }
+
+/**
+ * Decides per message whether it is lost (see {@link Libp2pTransportOptions.faultHook}).
+ * Cutting both directions between two nodes partitions them; one direction, a one-way cut.
+ */
+export interface FaultHook {
+  /** Whether a message from this node to `peer` on `protocol` is lost. */
+  dropsTo(peer: NodeId, protocol: string): boolean;
+}
+
+const NO_FAULTS: FaultHook = { dropsTo: () => false };
 
 export type ResolvedOptions = Required<Omit<Libp2pTransportOptions, 'clusterSecret'>> &
   Pick<Libp2pTransportOptions, 'clusterSecret'>;
@@ -74,6 +92,7 @@ export function resolveOptions(o: Libp2pTransportOptions): ResolvedOptions {
     logger: o.logger ?? silentLogger,
     clock: o.clock ?? systemClock,
     ...(o.clusterSecret !== undefined ? { clusterSecret: o.clusterSecret } : {}),
+    faultHook: o.faultHook ?? NO_FAULTS,
   };
 }
 
@@ -93,6 +112,8 @@ export interface TransportStats {
   dialFailures: number;
   /** Peers that gossip named but that were not admitted (see `Libp2pTransport.forGossip`). */
   gossipRefused: number;
+  /** Frames and requests lost to the fault hook. */
+  faultDrops: number;
 }
 
 export function emptyStats(): TransportStats {
@@ -104,5 +125,6 @@ export function emptyStats(): TransportStats {
     rejectedStreams: 0,
     dialFailures: 0,
     gossipRefused: 0,
+    faultDrops: 0,
   };
 }

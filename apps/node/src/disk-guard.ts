@@ -1,0 +1,94 @@
+import { statfsSync } from 'node:fs';
+import { ErrorCode, type Logger } from '@cohort/core';
+import type { KvClientRequest, KvResponse } from '@cohort/kv';
+import type { KvApi } from './kv-api.js';
+
+/** Free bytes below which a node's disk counts as full: what is left is kept for replication and compaction. */
+export const DISK_RESERVE_BYTES = 64 * 1024 * 1024;
+
+const CHECK_MS = 500;
+
+/** Options of {@link DiskGuard}. */
+export interface DiskGuardOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Says the disk is full whatever statfs reports (the fault hook of fault tests). */
+  forcedFull?: () => boolean;
+  /** Called when the disk becomes full and every check while it stays full (a leader hands its leadership away). */
+  onFull?: () => void;
+  /** @default DISK_RESERVE_BYTES */
+  reserveBytes?: number;
+}
+
+/**
+ * Watches the free space of the data directory's file system. While it is
+ * below the reserve, the node is degraded: it refuses client writes with a
+ * clear error and keeps serving reads, instead of failing a commit half-way
+ * and stopping (SQLite's "database or disk is full").
+ */
+export class DiskGuard {
+  private full = false;
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  constructor(private readonly opts: DiskGuardOptions) {
+    this.check();
+    this.timer = setInterval(() => this.check(), CHECK_MS);
+    this.timer.unref();
+  }
+
+  /** Whether the disk counts as full now. */
+  get isFull(): boolean {
+    return this.full;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** `api` with client writes refused while the disk is full; reads pass. */
+  guard(api: KvApi): KvApi {
+    const refusal = (): KvResponse => ({
+      type: 'failure',
+      code: ErrorCode.Unavailable,
+      message: `disk full: the file system of ${this.opts.dataDir} has less than ${Math.round((this.opts.reserveBytes ?? DISK_RESERVE_BYTES) / 1048576)} MiB free; this node refuses writes until space is freed (reads are served; other nodes take writes)`,
+    });
+    const refuse = (req: KvClientRequest): KvResponse | undefined =>
+      this.full && req.kind !== 'read' ? refusal() : undefined;
+    return {
+      execute: (req) => {
+        const r = refuse(req);
+        return r ? Promise.resolve(r) : api.execute(req);
+      },
+      executeAll: async (reqs) => {
+        if (!this.full) return api.executeAll(reqs);
+        // Refused writes answer in place; the reads of the pipeline are still served, in order.
+        const reads = reqs.filter((r) => refuse(r) === undefined);
+        const answers = reads.length > 0 ? await api.executeAll(reads) : [];
+        let k = 0;
+        return reqs.map((r) => refuse(r) ?? (answers[k++] as KvResponse));
+      },
+      status: () => api.status(),
+    };
+  }
+
+  private check(): void {
+    const forced = this.opts.forcedFull?.() === true;
+    let free = Number.POSITIVE_INFINITY;
+    if (!forced) {
+      try {
+        const s = statfsSync(this.opts.dataDir);
+        free = s.bavail * s.bsize;
+      } catch {
+        // Not measurable here: count it as not full (writes fail loudly if it is).
+      }
+    }
+    const full = forced || free < (this.opts.reserveBytes ?? DISK_RESERVE_BYTES);
+    if (full !== this.full) {
+      this.full = full;
+      if (full)
+        this.opts.logger.error('disk full: refusing writes, serving reads', { dataDir: this.opts.dataDir, forced });
+      else this.opts.logger.warn('disk space is back: taking writes again', { dataDir: this.opts.dataDir });
+    }
+    if (full) this.opts.onFull?.();
+  }
+}

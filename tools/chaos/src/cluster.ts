@@ -1,0 +1,223 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NODE_RUNTIME_FLAGS } from '@cohort/node';
+
+/** The built `cohort` binary of apps/node (`pnpm turbo run build` first). */
+export const CLI: string = fileURLToPath(new URL('../../../apps/node/dist/cli.js', import.meta.url));
+
+/** One `cohort start` process of the chaos cluster. */
+export interface ChaosNode {
+  id: string;
+  dataDir: string;
+  peer: number;
+  resp: number;
+  http: number;
+  /** The fault control file the node watches (`COHORT_FAULT_FILE`). */
+  faultFile: string;
+  child: ChildProcess | undefined;
+  /** Paused by SIGSTOP and not resumed yet. */
+  paused: boolean;
+  /** The tail of its log (stderr), for failure messages. */
+  log: string;
+}
+
+/** What `/v1/status` answers (the fields the harness reads). */
+export interface Status {
+  id: string;
+  role: string;
+  leader: string;
+  term: number;
+  applied: number;
+  degraded?: string[];
+}
+
+/** The faults one node's control file asks for. */
+export interface FaultState {
+  dropTo: string[];
+  diskFull: boolean;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const addr = s.address();
+  await new Promise((resolve) => s.close(resolve));
+  if (typeof addr !== 'object' || addr === null) throw new Error('no free port');
+  return addr.port;
+}
+
+/** Polls `fn` until it returns a value, failing after `ms` with `what` in the message. */
+export async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Options of {@link ChaosCluster.create}. */
+export interface ClusterOptions {
+  root: string;
+  nodes: number;
+  /** Environment added to every node's (the planted stale-read fault). */
+  env?: Record<string, string>;
+}
+
+/**
+ * A cluster of real `cohort start` processes on 127.0.0.1 with lease reads
+ * on, each watching its own fault control file: the harness kills, pauses
+ * and resumes them by signal and cuts links and fills disks through the files.
+ */
+export class ChaosCluster {
+  readonly nodes: ChaosNode[] = [];
+  private readonly config: string;
+  private readonly opts: ClusterOptions;
+
+  private constructor(opts: ClusterOptions) {
+    this.opts = opts;
+    this.config = join(opts.root, 'cohort.json');
+  }
+
+  static async create(opts: ClusterOptions): Promise<ChaosCluster> {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`pnpm turbo run build\` first`);
+    const c = new ChaosCluster(opts);
+    // The chaos runs read under the leader's lease: a paused leader must not answer from an expired one.
+    writeFileSync(c.config, JSON.stringify({ raft: { leaseReads: true } }));
+    for (let i = 1; i <= opts.nodes; i++) {
+      c.nodes.push({
+        id: `n${i}`,
+        dataDir: join(opts.root, `n${i}`),
+        peer: await freePort(),
+        resp: await freePort(),
+        http: await freePort(),
+        faultFile: join(opts.root, `n${i}.faults.json`),
+        child: undefined,
+        paused: false,
+        log: '',
+      });
+    }
+    for (const n of c.nodes) c.setFaults(n, { dropTo: [], diskFull: false });
+    return c;
+  }
+
+  start(node: ChaosNode): void {
+    const peers = this.nodes.map((n) => `${n.id}=127.0.0.1:${n.peer}`).join(',');
+    const child = spawn(
+      process.execPath,
+      [
+        ...NODE_RUNTIME_FLAGS,
+        CLI,
+        'start',
+        '--config',
+        this.config,
+        '--id',
+        node.id,
+        '--data-dir',
+        node.dataDir,
+        '--peers',
+        peers,
+        '--resp',
+        `127.0.0.1:${node.resp}`,
+        '--http',
+        `127.0.0.1:${node.http}`,
+        '--request-timeout-ms',
+        '3000',
+        '--consistency-check-ms',
+        '0',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, COHORT_FAULT_FILE: node.faultFile, ...this.opts.env },
+      },
+    );
+    child.stderr?.on('data', (d: Buffer) => {
+      node.log += d.toString();
+      if (node.log.length > 200_000) node.log = node.log.slice(-100_000);
+    });
+    node.child = child;
+    node.paused = false;
+  }
+
+  startAll(): void {
+    for (const n of this.nodes) this.start(n);
+  }
+
+  running(node: ChaosNode): boolean {
+    return node.child !== undefined && node.child.exitCode === null && node.child.signalCode === null;
+  }
+
+  /** SIGKILLs `node` (resuming it first if paused) and waits for it to be gone. */
+  async kill(node: ChaosNode): Promise<void> {
+    const child = node.child;
+    if (!child || !this.running(node)) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+    node.paused = false;
+  }
+
+  pause(node: ChaosNode): void {
+    if (!this.running(node)) return;
+    node.child?.kill('SIGSTOP');
+    node.paused = true;
+  }
+
+  resume(node: ChaosNode): void {
+    if (!node.paused) return;
+    if (this.running(node)) node.child?.kill('SIGCONT');
+    node.paused = false;
+  }
+
+  /** Rewrites `node`'s fault control file (atomically: a rename). */
+  setFaults(node: ChaosNode, faults: FaultState): void {
+    const tmp = `${node.faultFile}.tmp`;
+    writeFileSync(tmp, JSON.stringify(faults));
+    renameSync(tmp, node.faultFile);
+  }
+
+  /** Clears every fault: links restored, disks not full, paused nodes resumed, killed nodes restarted. */
+  healAll(): void {
+    for (const n of this.nodes) {
+      this.setFaults(n, { dropTo: [], diskFull: false });
+      this.resume(n);
+      if (!this.running(n)) this.start(n);
+    }
+  }
+
+  async status(node: ChaosNode, timeoutMs = 1000): Promise<Status | undefined> {
+    if (!this.running(node) || node.paused) return undefined;
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.http}/v1/status`, { signal: AbortSignal.timeout(timeoutMs) });
+      return res.ok ? ((await res.json()) as Status) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The node that says it leads, among the running ones (undefined when none does). */
+  async leader(): Promise<ChaosNode | undefined> {
+    const statuses = await Promise.all(this.nodes.map((n) => this.status(n)));
+    const i = statuses.findIndex((s) => s?.role === 'leader');
+    return i < 0 ? undefined : this.nodes[i];
+  }
+
+  /** Waits until every node runs and all agree on one leader. */
+  settled(ms: number): Promise<ChaosNode> {
+    return poll('every node to agree on a leader', ms, async () => {
+      const statuses = await Promise.all(this.nodes.map((n) => this.status(n)));
+      const ids = new Set(statuses.map((s) => s?.leader ?? ''));
+      const [id] = [...ids];
+      return ids.size === 1 && id ? this.nodes.find((n) => n.id === id) : undefined;
+    });
+  }
+
+  async stopAll(): Promise<void> {
+    for (const n of this.nodes) this.resume(n);
+    await Promise.all(this.nodes.map((n) => this.kill(n)));
+  }
+}
