@@ -178,21 +178,34 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     // their own slots: each node covers the partitions it leads, so the nodes together cover each key once.
     const partitionOf = (i: number) => Math.floor((slotsOf[i]! * PARTITIONS) / 16384);
     const total = 2 * KEYS + 2;
+    const perNode = c.nodes.map((n) => ({ id: n.id, conn: plain(n.resp) }));
+    for (const { conn } of perNode) await conn.call('CLUSTER', 'SHARDS');
+    // Leaders may move while the nodes are asked (each hands partitions back to their preferred replica):
+    // take the answers between two identical views of the leaders.
+    const answers = await poll('per-node answers under one view of the leaders', 20_000, async () => {
+      const before = (await partitions(c.nodes[0]!.http))?.map((p) => p.leader);
+      const got = await Promise.all(
+        perNode.map(async ({ conn }) => {
+          const scanned: string[] = [];
+          let cursor = '0';
+          do {
+            const [next, found] = await conn.scan(cursor, 'MATCH', 'key:*', 'COUNT', 50);
+            scanned.push(...found);
+            cursor = next;
+          } while (cursor !== '0');
+          return { size: await conn.dbsize(), keys: (await conn.keys('key:*')).sort(), scanned: scanned.sort() };
+        }),
+      );
+      const after = (await partitions(c.nodes[0]!.http))?.map((p) => p.leader);
+      return before && JSON.stringify(before) === JSON.stringify(after) ? { leaders: before, got } : undefined;
+    });
     let sizes = 0;
-    for (const n of c.nodes) {
-      const mine = keys.filter((_, i) => view[partitionOf(i)]!.leader === n.id).sort();
-      const conn = plain(n.resp);
-      await conn.call('CLUSTER', 'SHARDS');
-      sizes += await conn.dbsize();
-      expect((await conn.keys('key:*')).sort()).toEqual(mine);
-      const scanned: string[] = [];
-      let cursor = '0';
-      do {
-        const [next, found] = await conn.scan(cursor, 'MATCH', 'key:*', 'COUNT', 50);
-        scanned.push(...found);
-        cursor = next;
-      } while (cursor !== '0');
-      expect(scanned.sort()).toEqual(mine);
+    for (const [k, { id }] of perNode.entries()) {
+      const mine = keys.filter((_, i) => answers.leaders[partitionOf(i)] === id).sort();
+      const got = answers.got[k]!;
+      sizes += got.size;
+      expect(got.keys).toEqual(mine);
+      expect(got.scanned).toEqual(mine);
     }
     expect(sizes).toBe(total);
     expect(await reader.dbsize()).toBe(total);
