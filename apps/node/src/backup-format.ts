@@ -69,12 +69,19 @@ export async function* readBackup(
   let header: BackupHeader | undefined;
   let seq = 0;
   let ended = false;
+  let sections = 1;
   for await (const piece of bytes) {
     buf = Buffer.concat([buf, typeof piece === 'string' ? Buffer.from(piece) : piece]);
     for (;;) {
       if (ended) {
-        if (buf.length > 0) throw new BackupFormatError('bytes follow the end of the backup: the file is damaged');
-        break;
+        if (buf.length === 0) break;
+        // A backup of several partitions is one section per partition, each a header line and its chunks.
+        if (buf[0] !== 0x7b) throw new BackupFormatError('bytes follow the end of the backup: the file is damaged');
+        header = undefined;
+        ended = false;
+        seq = 0;
+        sections++;
+        continue;
       }
       if (header === undefined) {
         const nl = buf.indexOf(10);
@@ -111,7 +118,7 @@ export async function* readBackup(
   if (header === undefined) throw new BackupFormatError('not a Cohort backup: it is empty or has no header line');
   if (!ended) {
     throw new BackupFormatError(
-      `the backup is cut short after ${seq} chunks (no end marker): take it again with cohort backup`,
+      `the backup is cut short after ${seq} chunks of section ${sections} (no end marker): take it again with cohort backup`,
     );
   }
 }

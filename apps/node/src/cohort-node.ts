@@ -42,7 +42,7 @@ import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import { NodeMetrics } from './metrics.js';
-import { KV_GROUP, type NodeOptions } from './node-config.js';
+import type { NodeOptions } from './node-config.js';
 import { RestoreRefusedError } from './ops-routes.js';
 import { type PartitionLayout, loadLayout } from './partition-layout.js';
 import { PartitionedKv } from './partitioned-kv.js';
@@ -81,20 +81,21 @@ const RESTORE_BATCH = 256;
  * whose deadline passed are skipped; the others keep their deadline.
  */
 async function restoreRows(
-  host: RaftHost,
-  sm: KvStateMachine,
-  service: KvService,
+  target: {
+    /** The keys the cluster holds now (linearizable). */
+    size(): Promise<number>;
+    executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]>;
+  },
   rows: AsyncIterable<RestoreRow[]>,
   force: boolean,
 ): Promise<{ keys: number; expired: number }> {
-  const s = host.status(KV_GROUP);
-  if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
-  await host.readIndex(KV_GROUP);
-  if (sm.size > 0 && !force) {
+  const size = await target.size();
+  if (size > 0 && !force) {
     throw new RestoreRefusedError(
-      `the cluster holds ${sm.size} keys: restore into a new, empty cluster, or pass --force to write the backup's keys over the existing ones (keys not in the backup stay)`,
+      `the cluster holds ${size} keys: restore into a new, empty cluster, or pass --force to write the backup's keys over the existing ones (keys not in the backup stay)`,
     );
   }
+  const service = target;
   let keys = 0;
   let expired = 0;
   let batch: KvClientRequest[] = [];
@@ -600,17 +601,44 @@ export class CohortNode {
         },
         transferLeadership: (to) =>
           partitioned ? Promise.reject(unsupported('a leadership transfer')) : host.transferLeadership(p0.group, to),
-        openBackup: async () => {
-          if (partitioned || sm0 === undefined) throw unsupported('a backup');
-          const s = host.status(p0.group);
+        openBackup: async (partition) => {
+          if (partitioned && partition === undefined) {
+            throw new RestoreRefusedError(
+              `this cluster has ${layout.partitions} partitions: back each up on its leader with ?partition=<p> (cohort backup does)`,
+            );
+          }
+          const p = this.parts[partition ?? 0];
+          if (p === undefined) {
+            throw new RestoreRefusedError(
+              `partition ${partition} does not exist: this cluster has ${layout.partitions}`,
+            );
+          }
+          if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(p.index)?.leader);
+          const s = host.status(p.group);
           if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
           // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
-          await host.readIndex(p0.group);
-          return { group: p0.group, reader: sm0.openSnapshot() };
+          await host.readIndex(p.group);
+          return { group: p.group, reader: p.sm.openSnapshot() };
         },
         restore: (rows, force) => {
-          if (partitioned || sm0 === undefined) return Promise.reject(unsupported('a restore'));
-          return restoreRows(host, sm0, p0.service, rows, force);
+          if (!partitioned) {
+            if (sm0 === undefined) return Promise.reject(unsupported('a restore'));
+            const s = host.status(p0.group);
+            if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.leader || undefined));
+          }
+          // Each key goes to its partition's leader through the router; the emptiness check is a linearizable DBSIZE.
+          return restoreRows(
+            {
+              size: async () => {
+                const r = await router.execute({ kind: 'read', op: 'dbsize', keys: [] });
+                if (r.type !== 'int') throw new UnavailableError(`the cluster's size is unknown: ${JSON.stringify(r)}`);
+                return Number(r.value);
+              },
+              executeAll: (reqs) => router.executeAll(reqs),
+            },
+            rows,
+            force,
+          );
         },
       },
       logger: this.log.child({ component: 'http' }),

@@ -532,21 +532,37 @@ export function registerOpsCommands(program: Command): void {
     'cohort backup cohort-2026-01-01.backup',
   ).action(
     run(async (file: string, o: Target) => {
-      let res = await call(o, 'GET', '/v1/admin/backup');
-      if (res.status === 503) {
-        const body = await readJson(res, 'backup');
-        const e = (body.error ?? {}) as ApiError;
-        if (e.code !== 'NOT_LEADER' || !e.leaderHttp) throw apiError(res.status, body, 'backup');
-        res = await call(o, 'GET', '/v1/admin/backup', { http: e.leaderHttp });
-      }
-      if (!res.ok || !res.body) throw apiError(res.status, await readJson(res, 'backup'), 'backup');
+      // With several partitions, one section per partition, each taken on its leader.
+      const layout = await call(o, 'GET', '/v1/partitions');
+      const parts = layout.ok ? ((await readJson(layout, 'backup')).partitions as unknown[] | undefined) : undefined;
+      const count = parts && parts.length > 1 ? parts.length : 0;
+      const open = async (partition?: number) => {
+        const path = `/v1/admin/backup${partition === undefined ? '' : `?partition=${partition}`}`;
+        let res = await call(o, 'GET', path);
+        if (res.status === 503) {
+          const body = await readJson(res, 'backup');
+          const e = (body.error ?? {}) as ApiError;
+          if (e.code !== 'NOT_LEADER' || !e.leaderHttp) throw apiError(res.status, body, 'backup');
+          res = await call(o, 'GET', path, { http: e.leaderHttp });
+        }
+        if (!res.ok || !res.body) throw apiError(res.status, await readJson(res, 'backup'), 'backup');
+        return res;
+      };
       const tmp = `${file}.partial`;
       try {
-        await pipeline(Readable.fromWeb(res.body as never), createWriteStream(tmp, { flags: 'wx' }));
+        const out = createWriteStream(tmp, { flags: 'wx' });
+        await new Promise<void>((resolve, reject) => out.once('open', () => resolve()).once('error', reject));
+        for (let p = 0; p < Math.max(count, 1); p++) {
+          const res = await open(count > 0 ? p : undefined);
+          await pipeline(Readable.fromWeb(res.body as never), out, { end: false });
+        }
+        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
         const summary = await verifyBackup(tmp);
         renameSync(tmp, file);
         say(
-          `backup of ${summary.keys} keys at index ${summary.index} written to ${file} (${statSync(file).size} bytes)`,
+          count > 0
+            ? `backup of ${summary.keys} keys in ${count} partitions (each at its own index: ${summary.indexes.join(', ')}) written to ${file} (${statSync(file).size} bytes)`
+            : `backup of ${summary.keys} keys at index ${summary.index} written to ${file} (${statSync(file).size} bytes)`,
         );
       } catch (err) {
         rmSync(tmp, { force: true });
@@ -570,7 +586,7 @@ export function registerOpsCommands(program: Command): void {
     'cohort restore cohort-2026-01-01.backup --http 127.0.0.1:8080',
   ).action(
     run(async (file: string, o: Target & { force?: boolean }) => {
-      let summary: { keys: number; index: number };
+      let summary: { keys: number; index: number; indexes: number[] };
       try {
         summary = await verifyBackup(file);
       } catch (err) {
@@ -593,22 +609,22 @@ export function registerOpsCommands(program: Command): void {
       if (!res.ok) throw apiError(res.status, body, 'restore');
       const r = body.restored as { keys: number; expired: number };
       say(
-        `restored ${r.keys} keys from ${file} (backup at index ${summary.index})${r.expired > 0 ? `; ${r.expired} had expired and were skipped` : ''}`,
+        `restored ${r.keys} keys from ${file} (backup at index ${summary.indexes.join(', ')})${r.expired > 0 ? `; ${r.expired} had expired and were skipped` : ''}`,
       );
     }),
   );
 }
 
 /** Reads a backup file through: header, every chunk's checksum, the end marker. */
-async function verifyBackup(file: string): Promise<{ keys: number; index: number }> {
+async function verifyBackup(file: string): Promise<{ keys: number; index: number; indexes: number[] }> {
   const { readBackup } = await import('./backup-format.js');
   let keys = 0;
-  let index = 0;
+  const indexes: number[] = [];
   for await (const item of readBackup(createReadStream(file))) {
-    if (item.type === 'header') index = item.header.index;
+    if (item.type === 'header') indexes.push(item.header.index);
     else keys += item.chunk.rows.length;
   }
-  return { keys, index };
+  return { keys, index: indexes[0] ?? 0, indexes };
 }
 
 /**

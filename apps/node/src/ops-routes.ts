@@ -24,7 +24,7 @@ export interface OpsApi {
   changeMembership(change: MembershipChange, address?: string): Promise<ConfState>;
   transferLeadership(to: NodeId): Promise<NodeId>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
-  openBackup(): Promise<{ group: string; reader: SnapshotReader }>;
+  openBackup(partition?: number): Promise<{ group: string; reader: SnapshotReader }>;
   /**
    * On the leader: writes the backup's keys through the log (values, and expiry deadlines not yet
    * passed). Refused with RestoreRefusedError when the group holds keys and `force` is not set.
@@ -173,13 +173,23 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
 
   app.get('/v1/cluster', { schema: { summary: CLUSTER_SUMMARY } }, async () => clusterView(ops));
 
-  app.get(
+  app.get<{ Querystring: { partition?: number } }>(
     '/v1/admin/backup',
-    { schema: { summary: 'A consistent backup of the whole dataset, streamed (on the leader)' } },
-    async (_req, reply) => {
+    {
+      schema: {
+        summary:
+          "A consistent backup of the whole dataset, streamed (on the leader); with several partitions, of one partition (?partition=p, on that partition's leader)",
+        querystring: {
+          type: 'object',
+          properties: { partition: { type: 'integer', minimum: 0 } },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
       let opened: Awaited<ReturnType<OpsApi['openBackup']>>;
       try {
-        opened = await ops.openBackup();
+        opened = await ops.openBackup(req.query.partition);
       } catch (err) {
         return fail(reply, ops, err);
       }

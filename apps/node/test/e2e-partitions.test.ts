@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createParser } from 'eventsource-parser';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -234,6 +237,33 @@ describe('a cluster of 3 nodes with 4 partitions of 3 replicas', () => {
     expect(await blocked.brpop('no-such-list', 0.3)).toBeNull();
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     await expect(blocked.blpop('jobs', 'no-such-list', 1)).rejects.toThrow(/CROSSSLOT/);
+  });
+
+  it('backs up every partition on its leader and restores through any node, refusing a non-empty cluster', async () => {
+    const c = cluster!;
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-partitions-backup-'));
+    const file = join(dir, 'all.backup');
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+    const r = plain(c.nodes[0]!.resp);
+    const size = await r.dbsize();
+    await r.hset('backup:h', 'f', 'v');
+    const backup = cli('backup', file, '--http', `127.0.0.1:${c.nodes[2]!.http}`);
+    expect(backup.stderr).toBe('');
+    expect(backup.status).toBe(0);
+    expect(backup.stdout).toMatch(new RegExp(`backup of ${size + 1} keys in ${PARTITIONS} partitions`));
+    const refused = cli('restore', file, '--http', `127.0.0.1:${c.nodes[1]!.http}`);
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toMatch(/holds \d+ keys/);
+    await r.flushdb();
+    expect(await r.dbsize()).toBe(0);
+    const restored = cli('restore', file, '--http', `127.0.0.1:${c.nodes[1]!.http}`);
+    expect(restored.stderr).toBe('');
+    expect(restored.status).toBe(0);
+    expect(await r.dbsize()).toBe(size + 1);
+    expect(await r.hgetall('backup:h')).toEqual({ f: 'v' });
+    expect(await r.get('key:7')).toBe('a7');
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('pages HTTP range reads over every partition in key order', async () => {
