@@ -402,6 +402,14 @@ export class CohortNode {
     // Membership says which replicas are alive: a node that holds no replica of a partition forwards to a live one.
     let alive = (_id: NodeId): boolean => true;
     const fresh: string[] = [];
+    // Forwards carry the partition's epoch in this node's map: a node routing by an older map is refused and waits for its map.
+    const fencing = (index: number) =>
+      partitioned
+        ? {
+            epoch: () => meta.state.partitions[index]?.epoch ?? 0,
+            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, Date.now() + 1000)),
+          }
+        : {};
     const remoteService = (index: number, group: string): KvService =>
       new KvService({
         group: remoteGroup(
@@ -410,6 +418,7 @@ export class CohortNode {
           (id) => alive(id),
           () => this.leaderHint(index),
         ),
+        ...fencing(index),
         transport,
         clock: systemClock,
         logger: this.log.child({ component: 'kv' }),
@@ -433,6 +442,7 @@ export class CohortNode {
       p.service = new KvService({
         group: host.replicated(group),
         machine: sm,
+        ...fencing(index),
         transport,
         clock: systemClock,
         logger: this.log.child({ component: 'kv' }),

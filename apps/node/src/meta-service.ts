@@ -94,6 +94,19 @@ export class MetaService {
     return this.sm.state;
   }
 
+  /** Resolves at the next change of the meta state applied here, or at `until` (ms since the epoch). */
+  changed(until: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, until - Date.now()));
+      const off = this.sm.onChange(done);
+    });
+  }
+
   /** Adds the meta group to the host (before the host starts) and serves meta and placement requests. */
   attach(): void {
     const { host, transport } = this.opts;
