@@ -199,39 +199,72 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
   }, 60_000);
 
   it('refuses a join through an address that does not answer, a node id in use, another cluster: nothing changes', async () => {
-    const [port, peer] = (await freePorts(2)) as [number, number];
+    const [port, ...peers] = (await freePorts(4)) as number[];
+    let next = 0;
     const base = (id: string, dir: string) => [
       '--id',
       id,
       '--data-dir',
       dir,
       '--listen',
-      `127.0.0.1:${peer}`,
+      `127.0.0.1:${peers[next++]}`,
       '--resp',
       '127.0.0.1:0',
       '--http',
       '127.0.0.1:0',
     ];
-    const nowhere = join(cluster.root, 'x1');
-    const r1 = await runToExit([...base('x1', nowhere), '--join', `127.0.0.1:${port}`]);
-    expect(r1.code).toBe(2);
-    expect(r1.stderr).toMatch(/no member answers there/);
-    expect(existsSync(join(nowhere, 'partitions.json'))).toBe(false);
     const n1 = cluster.nodes[0]!;
+    const nowhere = join(cluster.root, 'x1');
     const taken = join(cluster.root, 'x2');
-    const r2 = await runToExit([...base('n2', taken), '--join', `127.0.0.1:${n1.http}`]);
-    expect(r2.code).toBe(2);
-    expect(r2.stderr).toMatch(/node id n2 is already in use/);
     const other = join(cluster.root, 'x3');
     mkdirSync(other, { recursive: true });
     writeFileSync(
       join(other, 'partitions.json'),
       JSON.stringify({ partitions: PARTITIONS, replicationFactor: 3, replicas: [], clusterId: 'another-cluster' }),
     );
-    const r3 = await runToExit([...base('x3', other), '--join', `127.0.0.1:${n1.http}`]);
+    const [r1, r2, r3] = await Promise.all([
+      runToExit([...base('x1', nowhere), '--join', `127.0.0.1:${port}`]),
+      runToExit([...base('n2', taken), '--join', `127.0.0.1:${n1.http}`]),
+      runToExit([...base('x3', other), '--join', `127.0.0.1:${n1.http}`]),
+    ]);
+    expect(r1.code).toBe(2);
+    expect(r1.stderr).toMatch(/no member answers there/);
+    expect(existsSync(join(nowhere, 'partitions.json'))).toBe(false);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toMatch(/node id n2 is already in use/);
+    expect(existsSync(join(taken, 'partitions.json'))).toBe(false);
     expect(r3.code).toBe(2);
     expect(r3.stderr).toMatch(/belongs to cluster another-cluster/);
     const m = (await meta(n1))!;
     expect(Object.keys(m.nodes).sort()).toEqual(['n1', 'n2', 'n3', 'n4', 'n5', 'n6']);
+  }, 60_000);
+  it('cohort leave moves every replica off a node', async () => {
+    const n1 = cluster.nodes[0]!;
+    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [...NODE_RUNTIME_FLAGS, CLI, 'leave', 'n2', '--http', `127.0.0.1:${n1.http}`, '--wait-ms', '40000'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/n2 holds no replica any more/);
+    const m = await poll('every partition settled without n2', 20_000, async () => {
+      const v = await meta(n1);
+      return v && settled(v, 3, ['n2', 'n3']) ? v : undefined;
+    });
+    expect(held(m, 'n2')).toBe(0);
+    // Every key is still served.
+    expect(await plain(n1.resp).get('key:0')).toBe('v0');
   }, 60_000);
 });
