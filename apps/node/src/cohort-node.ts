@@ -250,14 +250,29 @@ export class CohortNode {
     return this.parts.map((p): PartitionStatus => {
       const [first, last] = map.slotRange(p.index);
       const base = { partition: p.index, group: p.group, slots: { first, last } };
+      const epoch = this.meta?.state.partitions[p.index]?.epoch;
       if (p.sm === undefined) {
         // No replica here: the leader as its gossip announces it, if it did.
         const h = this.leaderHint(p.index);
-        return { ...base, replicas: p.replicas, local: false, ...(h ? { leader: h.leader, term: h.term } : {}) };
+        return {
+          ...base,
+          replicas: p.replicas,
+          local: false,
+          ...(epoch !== undefined ? { epoch } : {}),
+          ...(h ? { leader: h.leader, term: h.term } : {}),
+        };
       }
       const s = this.host!.status(p.group);
+      // On the leader: how far each replica is behind its log.
+      const lag =
+        s.match === undefined
+          ? undefined
+          : Object.fromEntries([...s.voters, ...s.learners].map((id) => [id, s.lastIndex - (s.match?.[id] ?? 0)]));
       return {
         ...base,
+        ...(epoch !== undefined ? { epoch } : {}),
+        lastIndex: s.lastIndex,
+        ...(lag !== undefined ? { lag } : {}),
         replicas: [...s.voters],
         learners: [...s.learners],
         local: true,
@@ -1109,6 +1124,11 @@ export interface PartitionStatus {
   learners?: NodeId[];
   /** Whether this node replicates the partition (the fields below are its replica's view). */
   local: boolean;
+  /** The partition's epoch in this node's partition map (bumped by every reconfiguration). */
+  epoch?: number;
+  lastIndex?: number;
+  /** On the leader: entries each replica is behind the leader's log. */
+  lag?: Record<NodeId, number>;
   role?: string;
   leader?: NodeId;
   term?: number;

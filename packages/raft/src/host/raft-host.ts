@@ -396,6 +396,7 @@ export class RaftHost {
       voters: [...cs.voters],
       learners: [...cs.learners],
       votersOutgoing: [...cs.votersOutgoing],
+      ...(s.role === 'leader' ? { match: { ...(g.engine.matchIndexes() ?? {}) } } : {}),
     };
   }
 
