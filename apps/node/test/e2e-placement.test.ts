@@ -120,6 +120,16 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     expect(settled(m, 3)).toBe(true);
     // A partition moved by the first rebalance went through learner, promotion and removal: epoch 1 + 3 per move.
     for (const p of m.partitions) expect((p.epoch - 1) % 3).toBe(0);
+    // GET /v1/partitions shows each partition's epoch, and on the partitions it leads each replica's lag.
+    const res = await fetch(`http://127.0.0.1:${cluster.nodes[0]!.http}/v1/partitions`);
+    const local = (
+      (await res.json()) as { partitions: { epoch?: number; role?: string; lag?: Record<string, number> }[] }
+    ).partitions;
+    local.forEach((p, i) => {
+      expect(p.epoch).toBe(m.partitions[i]!.epoch);
+      if (p.role === 'leader')
+        expect(Object.keys(p.lag ?? {}).sort()).toEqual(m.partitions[i]!.replicas.map((r) => r.node).sort());
+    });
     // Every node applies the same map.
     for (const n of cluster.nodes) {
       const other = await poll(`${n.id}'s map`, 10_000, () => meta(n));
