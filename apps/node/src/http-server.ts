@@ -376,9 +376,28 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     }
     const { members } = opts;
     if (members) {
-      app.get('/v1/members', { schema: { summary: 'The members this node knows by gossip' } }, async () => ({
-        members: members(),
-      }));
+      app.get<{ Querystring: { tag?: string } }>(
+        '/v1/members',
+        {
+          schema: {
+            summary: 'The members this node knows by gossip; ?tag=key:value keeps those with that tag (e.g. zone:a)',
+            querystring: {
+              type: 'object',
+              properties: { tag: { type: 'string', pattern: '^[^:]+:.*$' } },
+              additionalProperties: false,
+            },
+          },
+        },
+        async (req) => {
+          const all = members() as { tags?: Record<string, string> }[];
+          const tag = req.query.tag;
+          if (tag === undefined) return { members: all };
+          const at = tag.indexOf(':');
+          const key = tag.slice(0, at);
+          const value = tag.slice(at + 1);
+          return { members: all.filter((m) => m.tags?.[key] === value) };
+        },
+      );
     }
     const { admin } = opts;
     if (admin) {

@@ -192,7 +192,7 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
 
   it('a sixth node joins through a member and ends up with its share of replicas', async () => {
     const n1 = cluster.nodes[0]!;
-    const n6 = await cluster.addNode('n6', ['--join', `127.0.0.1:${n1.http}`]);
+    const n6 = await cluster.addNode('n6', ['--join', `127.0.0.1:${n1.http}`, '--tag', 'zone=b']);
     cluster.start(n6);
     const m = await poll('n6 registered and holding replicas, every partition settled', 45_000, async () => {
       const v = await meta(n1);
@@ -200,6 +200,14 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
       return v?.nodes.n6 && held(v, 'n6') >= 4 && settled(v, 3, ['n3']) ? v : undefined;
     });
     for (const id of ['n1', 'n2', 'n4', 'n5', 'n6']) expect(held(m, id)).toBeGreaterThanOrEqual(4);
+    // Its tags are registered and gossiped: /v1/members?tag=zone:b finds it.
+    expect((m.nodes.n6 as { tags?: Record<string, string> }).tags).toEqual({ zone: 'b' });
+    const tagged = await poll('n6 found by its zone tag', 10_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${n1.http}/v1/members?tag=zone:b`).catch(() => undefined);
+      const body = (await res?.json()) as { members: { id: string }[] } | undefined;
+      return body?.members.length ? body.members.map((x) => x.id) : undefined;
+    });
+    expect(tagged).toEqual(['n6']);
     // The new node serves every key: through its own replicas or forwarding.
     const r = plain(n6.resp);
     await poll('n6 serves reads and writes', 20_000, async () =>
