@@ -11,6 +11,11 @@ const EXIT_USAGE = 2;
 /** Exit status when the node's storage failed (a failed write, or data failing its checksum). */
 const EXIT_STORAGE = 3;
 
+/** Commander's accumulator of a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 function fail(message: string, code = EXIT_USAGE): never {
   process.stderr.write(`cohort: ${message}\n`);
   process.exit(code);
@@ -91,9 +96,18 @@ program
     'founding members, id=host:port comma-separated, this node included (default: just this node)',
   )
   .option(
-    '--join',
-    'join a running cluster instead of founding one: the node waits until a member adds it (cohort cluster add <id>); --peers lists the members to contact and this node',
+    '--join [host:port]',
+    'join a running cluster instead of founding one. With the HTTP address of a member: the node registers through it and the cluster places replicas on it. Without: it waits until a member adds it (cohort cluster add <id>); --peers lists the members to contact and this node',
   )
+  .option(
+    '--tag <key=value>',
+    'a tag of this node, e.g. zone=a (repeatable); replicas spread across zones',
+    collect,
+    [],
+  )
+  .option('--dead-grace <ms>', 'how long a node stays dead before its replicas are replaced elsewhere (default 30000)')
+  .option('--meta-voters <n>', 'voters of the meta group (node registry and partition map): 3 or 5 (default 3)')
+  .option('--swim-probe-ms <n>', 'failure detector probe interval (default 1000)')
   .option(
     '--partitions <n>',
     'partitions of the key space, each its own Raft group; fixed when the cluster is created (default 1)',

@@ -19,11 +19,13 @@ import {
   type KvResponse,
   KvService,
   KvStateMachine,
+  type MetaState,
   SlotMap,
   WatchHub,
   partitionGroup,
   serveDigestRequests,
   serveForwardedRequests,
+  votersOf,
 } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
@@ -34,17 +36,21 @@ import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
 import { DiskGuard } from './disk-guard.js';
 import { type NodeFaults, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
+import { ApiError } from './http-codec.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
+import { checkClusterId as checkJoinedCluster, joinThrough } from './join-client.js';
 import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
+import type { JoinAnswer, JoinRequest } from './meta-routes.js';
+import { MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { RestoreRefusedError } from './ops-routes.js';
-import { type PartitionLayout, loadLayout } from './partition-layout.js';
+import { type PartitionLayout, loadLayout, readLayout, recordLayout } from './partition-layout.js';
 import { PartitionedKv } from './partitioned-kv.js';
 import { PartitionedWatch } from './partitioned-watch.js';
 import { hostSettings } from './raft-settings.js';
@@ -152,9 +158,9 @@ interface LocalPartition {
   group: string;
   service: KvService;
   /** Absent when this node holds no replica of the partition (it forwards to one). */
-  sm?: KvStateMachine;
-  hub?: WatchHub;
-  maintenance?: KvMaintenance;
+  sm?: KvStateMachine | undefined;
+  hub?: WatchHub | undefined;
+  maintenance?: KvMaintenance | undefined;
   replicas: NodeId[];
 }
 
@@ -197,6 +203,9 @@ export class CohortNode {
   /** The leader of a partition this node holds no replica of, as its leader announces it by gossip. */
   private leaderHint: (p: number) => { leader: NodeId; term: number } | undefined = () => undefined;
   private layout: PartitionLayout | undefined;
+  private meta: MetaService | undefined;
+  /** The watch sources of the partitions replicated here, by group. */
+  private readonly watchSources = new Map<string, WatchSource>();
 
   /**
    * The first partition this node replicates (`p0` unless it holds no
@@ -242,14 +251,29 @@ export class CohortNode {
     return this.parts.map((p): PartitionStatus => {
       const [first, last] = map.slotRange(p.index);
       const base = { partition: p.index, group: p.group, slots: { first, last } };
+      const epoch = this.meta?.state.partitions[p.index]?.epoch;
       if (p.sm === undefined) {
         // No replica here: the leader as its gossip announces it, if it did.
         const h = this.leaderHint(p.index);
-        return { ...base, replicas: p.replicas, local: false, ...(h ? { leader: h.leader, term: h.term } : {}) };
+        return {
+          ...base,
+          replicas: p.replicas,
+          local: false,
+          ...(epoch !== undefined ? { epoch } : {}),
+          ...(h ? { leader: h.leader, term: h.term } : {}),
+        };
       }
       const s = this.host!.status(p.group);
+      // On the leader: how far each replica is behind its log.
+      const lag =
+        s.match === undefined
+          ? undefined
+          : Object.fromEntries([...s.voters, ...s.learners].map((id) => [id, s.lastIndex - (s.match?.[id] ?? 0)]));
       return {
         ...base,
+        ...(epoch !== undefined ? { epoch } : {}),
+        lastIndex: s.lastIndex,
+        ...(lag !== undefined ? { lag } : {}),
         replicas: [...s.voters],
         learners: [...s.learners],
         local: true,
@@ -264,18 +288,52 @@ export class CohortNode {
     });
   }
 
+  /** The replicas of partition `p`: the meta group's map once the cluster was founded, else the recorded layout's voters. */
+  private replicasOf(p: number): NodeId[] {
+    const entry = this.meta?.state.clusterId ? this.meta.state.partitions[p] : undefined;
+    return entry ? entry.replicas.map((r) => r.node) : (this.layout?.replicas[p] ?? []);
+  }
+
+  /** The partition map and registry as the meta group has applied them here (`GET /v1/meta`). */
+  metaState(): MetaState | undefined {
+    return this.meta?.state;
+  }
+
   async start(): Promise<NodeAddresses> {
     const { node, cluster, raft } = this.options.config;
     const { requestTimeoutMs } = this.options;
     checkDataDirWritable(node.dataDir);
     const members = cluster.initialMembers.map((m) => m.id);
     const hadData = existsSync(join(node.dataDir, 'cohort.db'));
-    const layout = loadLayout(node.dataDir, members, cluster.partitions, cluster.replicationFactor, hadData);
+    const joinAddress = this.options.joinAddress;
+    // A node joining through a member asks it first: a refusal or an address that does not answer changes nothing here.
+    const recorded = joinAddress !== undefined ? readLayout(node.dataDir) : undefined;
+    if (joinAddress !== undefined && recorded?.clusterId !== undefined) {
+      await checkJoinedCluster(joinAddress, recorded.clusterId, node.dataDir, this.log);
+    }
+    const joined =
+      joinAddress !== undefined && recorded === undefined
+        ? await joinThrough(joinAddress, this.joinRequest())
+        : undefined;
+    const layout = joined
+      ? recordLayout(node.dataDir, {
+          partitions: joined.partitions,
+          replicationFactor: joined.replicationFactor,
+          replicas: joined.replicas,
+          clusterId: joined.clusterId,
+        })
+      : loadLayout(
+          node.dataDir,
+          members,
+          recorded?.partitions ?? cluster.partitions,
+          cluster.replicationFactor,
+          hadData,
+        );
     this.layout = layout;
     const partitioned = layout.partitions > 1;
-    if (partitioned && !cluster.bootstrap) {
+    if (partitioned && !cluster.bootstrap && joinAddress === undefined) {
       throw new ConfigError(
-        'joining a cluster with several partitions is not supported yet: start the node as a founding member (--peers lists it) instead of with --join',
+        'joining a cluster with several partitions takes the HTTP address of a member: cohort start --join host:port (no manual cohort cluster add)',
       );
     }
     this.store = this.openStore(node.dataDir);
@@ -292,6 +350,7 @@ export class CohortNode {
     });
     this.transport = transport;
     for (const m of cluster.initialMembers) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
+    for (const m of joined?.members ?? []) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
     const host = new RaftHost({
       id: node.id,
       store: this.store,
@@ -312,41 +371,94 @@ export class CohortNode {
       });
       this.onFatal?.(err);
     };
+    // The meta group: registry and partition map, on every node (the first founding members vote).
+    const startedAt = Date.now();
+    const advertised = node.advertiseAddress ?? node.peerAddress;
+    const meta = new MetaService({
+      self: node.id,
+      host,
+      transport,
+      store,
+      log: this.log.child({ component: 'meta' }),
+      ...(cluster.bootstrap
+        ? {
+            bootstrap: {
+              replicationFactor: layout.replicationFactor,
+              members: cluster.initialMembers.map((m) => ({ id: m.id, peerAddress: m.peerAddress })),
+              partitions: layout.replicas,
+            },
+          }
+        : {}),
+      foundingVoters: [...members].sort().slice(0, this.options.metaVoters ?? 3),
+      record: () => ({
+        id: node.id,
+        peerId: transport.peerId,
+        peerAddress: advertised,
+        http: httpAddress,
+        resp: respAddress,
+        tags: { ...(this.options.tags ?? {}) },
+        startedAt,
+      }),
+      membership: () => this.membership,
+      placePartitions: partitioned,
+      deadGraceMs: this.options.deadGraceMs ?? 30_000,
+      metaVoters: this.options.metaVoters ?? 3,
+      intervalMs: this.options.placementIntervalMs ?? 1000,
+      partitionLeader: (p) => {
+        const local = this.parts[p];
+        if (local?.sm !== undefined) {
+          const s = host.status(local.group);
+          if (s.leader) return s.leader;
+        }
+        return this.leaderHint(p)?.leader;
+      },
+    });
+    this.meta = meta;
+    meta.attach();
     // Membership says which replicas are alive: a node that holds no replica of a partition forwards to a live one.
     let alive = (_id: NodeId): boolean => true;
     const fresh: string[] = [];
-    for (const [index, replicas] of layout.replicas.entries()) {
-      const group = partitionGroup(index);
-      // One partition is served by every node (a joining node waits to be added); of several, a node serves its own.
-      if (partitioned && !replicas.includes(node.id)) {
-        const service = new KvService({
-          group: remoteGroup(
-            group,
-            replicas,
-            (id) => alive(id),
-            () => this.leaderHint(index),
-          ),
-          transport,
-          clock: systemClock,
-          logger: this.log.child({ component: 'kv' }),
-          requestTimeoutMs,
-        });
-        this.parts.push({ index, group, service, replicas });
-        continue;
-      }
+    // Forwards carry the partition's epoch in this node's map: a node routing by an older map is refused and waits for its map.
+    const fencing = (index: number) =>
+      partitioned
+        ? {
+            epoch: () => meta.state.partitions[index]?.epoch ?? 0,
+            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, Date.now() + 1000)),
+          }
+        : {};
+    const remoteService = (index: number, group: string): KvService =>
+      new KvService({
+        group: remoteGroup(
+          group,
+          () => this.replicasOf(index),
+          (id) => alive(id),
+          () => this.leaderHint(index),
+        ),
+        ...fencing(index),
+        transport,
+        clock: systemClock,
+        logger: this.log.child({ component: 'kv' }),
+        requestTimeoutMs,
+      });
+    let maintenanceOf: ((p: LocalPartition) => void) | undefined;
+    /** Hosts a replica of partition `index` here (`voters`: its founding voters in a new cluster; none when added later). */
+    const hostPartition = (index: number, voters: NodeId[]): void => {
+      const p = this.parts[index]!;
+      if (p.sm !== undefined) return;
+      const group = p.group;
       // The group's rows live in the node's store, next to its log.
       // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
-      const sm = new KvStateMachine(this.store, group, { defer: (fn) => systemClock.defer(fn) });
+      const sm = new KvStateMachine(store, group, { defer: (fn) => systemClock.defer(fn) });
       // Watches see every change this replica applies from now on, and a bounded history of them.
       const hub = new WatchHub({ applied: sm.appliedIndex });
       sm.setEventListener(hub);
       const isFresh = store.group(group).lastIndex() === 0;
-      // A node joining an existing cluster starts without founding voters and waits to be added.
-      host.addGroup(group, sm, cluster.bootstrap ? replicas : []);
-      if (isFresh && replicas[0] === node.id) fresh.push(group);
-      const service = new KvService({
+      host.addGroup(group, sm, voters);
+      if (isFresh && voters[0] === node.id) fresh.push(group);
+      p.service = new KvService({
         group: host.replicated(group),
         machine: sm,
+        ...fencing(index),
         transport,
         clock: systemClock,
         logger: this.log.child({ component: 'kv' }),
@@ -354,27 +466,91 @@ export class CohortNode {
         onStorageFailure: (err) =>
           err instanceof CorruptStateError ? host.repair(group, err) : host.fail('serving a read', err),
       });
-      this.parts.push({ index, group, service, sm, hub, replicas });
+      p.sm = sm;
+      p.hub = hub;
+      maintenanceOf?.(p);
+    };
+    /** Stops hosting partition `index` here (this node's replica was removed): requests are forwarded from now on. */
+    const dropPartition = (index: number): void => {
+      const p = this.parts[index]!;
+      if (p.sm === undefined) return;
+      p.maintenance?.stop();
+      host.removeGroup(p.group);
+      p.sm.setEventListener(undefined);
+      p.sm = undefined;
+      p.hub = undefined;
+      p.maintenance = undefined;
+      this.watchSources.get(p.group)?.closeAll();
+      this.watchSources.delete(p.group);
+      p.service = remoteService(index, p.group);
+    };
+    const mapped = meta.state.clusterId !== '';
+    for (let index = 0; index < layout.partitions; index++) {
+      const group = partitionGroup(index);
+      const replicas = this.replicasOf(index);
+      this.parts.push({ index, group, service: remoteService(index, group), replicas });
+      // One partition is served by every node (a joining node waits to be added); of several, a node serves its own.
+      if (!partitioned) hostPartition(index, cluster.bootstrap ? replicas : []);
+      else if (replicas.includes(node.id)) hostPartition(index, cluster.bootstrap && !mapped ? replicas : []);
     }
+    // Every node follows the partition map: it hosts the partitions the map gives it a replica of, and only those.
+    const followMap = (state: MetaState): void => {
+      if (!partitioned || state.clusterId === '' || this.stopping) return;
+      state.partitions.forEach((entry, index) => {
+        const p = this.parts[index];
+        if (p === undefined) return;
+        p.replicas = entry.replicas.map((r) => r.node);
+        layout.replicas[index] = votersOf(entry);
+        const mine = p.replicas.includes(node.id);
+        if (mine && p.sm === undefined) {
+          this.log.info('partition placed here', { group: p.group, epoch: entry.epoch });
+          hostPartition(index, []);
+        } else if (!mine && p.sm !== undefined) {
+          this.log.info('partition moved away from here', { group: p.group, epoch: entry.epoch });
+          dropPartition(index);
+        }
+      });
+    };
+    meta.sm.onChange((state) => systemClock.defer(() => followMap(state)));
+    followMap(meta.state as MetaState);
     const byGroup = new Map(this.parts.map((p) => [p.group, p]));
     serveForwardedRequests(transport, (group) => byGroup.get(group)?.service);
     await transport.start();
     host.start();
     // Leaders start spread: each partition's preferred replica campaigns at once in a new cluster.
     if (partitioned) for (const group of fresh) host.campaign(group);
+    const seeds = [
+      ...cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
+      ...(joined?.members ?? []).map((m) => ({ id: m.id, address: m.peerAddress })),
+      ...Object.values(meta.state.nodes).map((n) => ({ id: n.id, address: n.peerAddress })),
+    ].filter((s, i, all) => all.findIndex((o) => o.id === s.id) === i);
     this.membership = startMembership({
       // Gossip moves admitted peers, but admits none by itself.
       transport: transport.forGossip(),
-      address: node.advertiseAddress ?? node.peerAddress,
-      seeds: cluster.initialMembers.map((m) => ({ id: m.id, address: m.peerAddress })),
+      address: advertised,
+      seeds,
       logger: this.log,
       // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag,
       // and cluster-aware clients are redirected to a partition leader's RESP address by `resp`.
-      tags: { http: node.httpAddress, resp: node.clientAddress },
+      tags: { http: node.httpAddress, resp: node.clientAddress, ...(this.options.tags ?? {}) },
+      ...(this.options.swimProbeMs !== undefined
+        ? {
+            config: {
+              probeIntervalMs: this.options.swimProbeMs,
+              probeTimeoutMs: Math.max(10, Math.floor(this.options.swimProbeMs / 2)),
+              gossipIntervalMs: Math.max(10, Math.floor(this.options.swimProbeMs / 5)),
+            },
+          }
+        : {}),
       // Quiescent groups send no heartbeats: a failed peer is known from the failure detector.
       onLiveness: (id, up) => (up ? host.peerUp(id) : host.peerDown(id)),
     });
     const membership = this.membership;
+    // Addresses of members that joined after this node started: from the registry.
+    meta.sm.onChange((state) => {
+      for (const n of Object.values(state.nodes)) if (n.id !== node.id) transport.addPeer(n.id, n.peerAddress);
+    });
+    for (const n of Object.values(meta.state.nodes)) if (n.id !== node.id) transport.addPeer(n.id, n.peerAddress);
     alive = (id) => id === node.id || membership.members().some((m) => m.id === id && m.state === 'alive');
     this.leaderHint = (p) => {
       let best: { leader: NodeId; term: number } | undefined;
@@ -389,13 +565,18 @@ export class CohortNode {
     const slots = new SlotMap(layout.partitions);
     const router = new PartitionedKv(
       slots,
-      this.parts.map((p) => ({
-        executeAll: (reqs) => p.service.executeAll(reqs),
-        // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
-        readLocal: (req) =>
-          p.sm !== undefined && host.status(p.group).repairing ? restoring() : p.service.readLocal(req),
-        leaseRead: (req) => p.service.leaseRead(req),
-      })),
+      this.parts.map((part) => {
+        const i = part.index;
+        return {
+          executeAll: (reqs) => this.parts[i]!.service.executeAll(reqs),
+          // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
+          readLocal: (req) => {
+            const p = this.parts[i]!;
+            return p.sm !== undefined && host.status(p.group).repairing ? restoring() : p.service.readLocal(req);
+          },
+          leaseRead: (req) => this.parts[i]!.service.leaseRead(req),
+        };
+      }),
       (partition) => {
         const p = this.parts[partition]!;
         return p.sm !== undefined && host.status(p.group).role === 'leader';
@@ -448,12 +629,11 @@ export class CohortNode {
     };
     // p0 always lives here with one partition (every node replicates it); of several, each node serves its own.
     const p0 = this.parts[0]!;
-    const first = this.first;
     let leading = false;
     host.onLeaderChange = (group, _leader, role) => {
-      if (group === first?.group) leading = role === 'leader';
+      if (group === this.first?.group) leading = role === 'leader';
     };
-    // With fewer replicas than nodes, each node gossips the partitions it leads (`leads`: partition:term,...),
+    // With several partitions, each node gossips the partitions it leads (`leads`: partition:term,...),
     // so a node holding no replica of a partition finds its leader; checked every 500 ms, sent when changed.
     let announced = '';
     const announceLeads = (): void => {
@@ -463,9 +643,9 @@ export class CohortNode {
         .join(',');
       if (leads === announced || !membership.isRunning) return;
       announced = leads;
-      membership.setTags({ http: node.httpAddress, resp: node.clientAddress, leads });
+      membership.setTags({ http: node.httpAddress, resp: node.clientAddress, ...(this.options.tags ?? {}), leads });
     };
-    if (partitioned && layout.replicationFactor < members.length) {
+    if (partitioned) {
       this.announcer = setInterval(announceLeads, 500);
       this.announcer.unref();
     }
@@ -474,6 +654,7 @@ export class CohortNode {
     this.balancer?.unref();
 
     let respAddress = node.clientAddress;
+    let httpAddress = node.httpAddress;
     const configured = new Map(
       cluster.initialMembers.map((m) => [
         m.id,
@@ -485,13 +666,13 @@ export class CohortNode {
       slots,
       layout,
       resp: () => respAddress,
-      peer: node.advertiseAddress ?? node.peerAddress,
+      peer: advertised,
       configured,
       members: () => memberViews(membership),
       partition: (i) => {
         const p = this.parts[i]!;
         if (p.sm === undefined) {
-          // No replica here: the layout's replicas, the leader as gossip announces it.
+          // No replica here: the map's replicas, the leader as gossip announces it.
           const h = this.leaderHint(i);
           return { leader: h?.leader ?? '', term: h?.term ?? 0, applied: 0, replicas: p.replicas };
         }
@@ -499,7 +680,6 @@ export class CohortNode {
         return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
       },
     });
-    const sm0 = p0.sm;
     const reads: ReadApi = staleReads
       ? { stale: router.stale, lease: (req) => Promise.resolve(router.stale(req)) }
       : partitioned
@@ -530,8 +710,8 @@ export class CohortNode {
     const respPort = await this.resp.listen(r.port, r.host);
     respAddress = `${r.host}:${respPort}`;
     // The expiry sweeper and the consistency checker run per partition this node replicates.
-    for (const p of this.parts) {
-      if (p.sm === undefined) continue;
+    maintenanceOf = (p) => {
+      if (p.sm === undefined || p.maintenance !== undefined) return;
       const group = p.group;
       p.maintenance = startKvMaintenance({
         group: host.replicated(group),
@@ -548,14 +728,16 @@ export class CohortNode {
         consistencyCheckMs: this.options.consistencyCheckMs,
         serveDigests: false,
       });
-    }
+    };
+    for (const p of this.parts) maintenanceOf(p);
     serveDigestRequests(transport, (group) => byGroup.get(group)?.maintenance?.checker);
-    const sources = new Map<string, WatchSource>();
+    const sources = this.watchSources;
     const sourceOf = (p: LocalPartition): WatchSource | undefined => {
-      if (p.hub === undefined) return undefined;
+      const hub = p.hub;
+      if (hub === undefined) return undefined;
       let s = sources.get(p.group);
       if (s === undefined) {
-        s = new WatchSource(p.hub, (lo, hi) => readLog(store, p.group, lo, hi));
+        s = new WatchSource(hub, (lo, hi) => readLog(store, p.group, lo, hi));
         sources.set(p.group, s);
       }
       return s;
@@ -585,10 +767,15 @@ export class CohortNode {
       api: instrumentKv(api, metrics, 'http', isLeading),
       reads,
       ...(watch ? { watch } : {}),
-      ...(first?.maintenance ? { admin: first.maintenance.admin } : {}),
+      ...(this.first?.maintenance ? { admin: this.first.maintenance.admin } : {}),
       metrics,
       members: () => memberViews(membership),
       partitions: () => this.partitions(),
+      meta: {
+        state: () => meta.state,
+        join: (req) => this.admitJoin(req),
+        leave: (id) => this.markLeaving(id),
+      },
       ops: {
         status: () => this.status(),
         members: () => memberViews(membership),
@@ -622,7 +809,7 @@ export class CohortNode {
         },
         restore: (rows, force) => {
           if (!partitioned) {
-            if (sm0 === undefined) return Promise.reject(unsupported('a restore'));
+            if (p0.sm === undefined) return Promise.reject(unsupported('a restore'));
             const s = host.status(p0.group);
             if (s.role !== 'leader') return Promise.reject(new NotLeaderError(s.leader || undefined));
           }
@@ -650,6 +837,8 @@ export class CohortNode {
     await this.http.listen({ port: h.port, host: h.host });
     const httpAddr = this.http.server.address();
     const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : h.port;
+    httpAddress = `${h.host}:${httpPort}`;
+    meta.start();
     const addresses = {
       peer: transport.listenAddresses(),
       resp: `${r.host}:${respPort}`,
@@ -669,8 +858,97 @@ export class CohortNode {
       members: cluster.initialMembers,
       partitions: layout.partitions,
       ...(partitioned ? { replicas: layout.replicationFactor } : {}),
+      ...(joined ? { joined: joined.clusterId } : {}),
     });
     return addresses;
+  }
+
+  /** What this node tells the member it joins through. */
+  private joinRequest(): JoinRequest {
+    const { node } = this.options.config;
+    return {
+      id: node.id,
+      peerAddress: node.advertiseAddress ?? node.peerAddress,
+      http: node.httpAddress,
+      resp: node.clientAddress,
+      tags: { ...(this.options.tags ?? {}) },
+      startedAt: Date.now(),
+    };
+  }
+
+  /**
+   * On a member: admits a joining node, registering it in the meta group.
+   * Refused (and nothing recorded) when the cluster is not founded yet, or
+   * the id is taken by another node (another address, a live node, or one
+   * that still holds replicas).
+   */
+  private async admitJoin(req: JoinRequest): Promise<JoinAnswer> {
+    const meta = this.meta;
+    if (meta === undefined || meta.state.clusterId === '') {
+      throw new ApiError(
+        503,
+        ErrorCode.Unavailable,
+        'the cluster is not founded yet (its meta group has no map); retry shortly',
+      );
+    }
+    const state = meta.state;
+    const existing = state.nodes[req.id];
+    if (existing !== undefined) {
+      const live = this.membership?.members().some((m) => m.id === req.id && m.state === 'alive') ?? false;
+      const holds = state.partitions.filter((p) => p.replicas.some((r) => r.node === req.id)).length;
+      if (existing.peerAddress !== req.peerAddress || live || holds > 0) {
+        throw new ApiError(
+          409,
+          'NODE_ID_IN_USE',
+          `node id ${req.id} is already in use in cluster ${state.clusterId} (registered at ${existing.peerAddress}${live ? ', alive' : ''}${holds > 0 ? `, holding ${holds} replica(s)` : ''}): start the new node with another --id`,
+        );
+      }
+    }
+    const res = await meta.propose({
+      type: 'register',
+      node: {
+        id: req.id,
+        peerAddress: req.peerAddress,
+        http: req.http,
+        resp: req.resp,
+        tags: { ...req.tags },
+        startedAt: req.startedAt,
+      },
+    });
+    if (!res.ok) throw new ApiError(409, 'JOIN_REFUSED', res.reason);
+    this.transport?.addPeer(req.id, req.peerAddress);
+    this.log.info('node admitted to the cluster', { node: req.id, address: req.peerAddress });
+    const after = meta.state;
+    return {
+      clusterId: after.clusterId,
+      partitions: after.partitions.length,
+      replicationFactor: after.replicationFactor,
+      replicas: after.partitions.map((p) => votersOf(p)),
+      members: Object.values(after.nodes).map((n) => ({ id: n.id, peerAddress: n.peerAddress })),
+    };
+  }
+
+  /** Marks `id` as leaving: the placement controller moves its replicas away (`cohort leave`). */
+  private async markLeaving(id: NodeId): Promise<{ node: NodeId; replicas: number }> {
+    const meta = this.meta;
+    if (meta === undefined || meta.state.clusterId === '') {
+      throw new ApiError(503, ErrorCode.Unavailable, 'the cluster is not founded yet; retry shortly');
+    }
+    if (meta.state.nodes[id] === undefined) throw new ApiError(404, 'NOT_FOUND', `${id} is not a registered node`);
+    const others = Object.values(meta.state.nodes).filter((n) => n.id !== id && !n.leaving).length;
+    if (others < meta.state.replicationFactor) {
+      throw new ApiError(
+        409,
+        'REFUSED',
+        `${id} cannot leave: the ${others} other node(s) cannot hold ${meta.state.replicationFactor} replicas of each partition; add a node first`,
+      );
+    }
+    if (!meta.state.nodes[id]!.leaving) {
+      const res = await meta.propose({ type: 'setLeaving', id });
+      if (!res.ok) throw new ApiError(409, 'REFUSED', res.reason);
+    }
+    const replicas = meta.state.partitions.filter((p) => p.replicas.some((r) => r.node === id)).length;
+    return { node: id, replicas };
   }
 
   /**
@@ -787,6 +1065,7 @@ export class CohortNode {
       };
       if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
+      this.meta?.stop();
       // A connection still open past its phase is closed as it is.
       await phase('clients', total / 2, (ms) =>
         Promise.all([
@@ -871,6 +1150,11 @@ export interface PartitionStatus {
   learners?: NodeId[];
   /** Whether this node replicates the partition (the fields below are its replica's view). */
   local: boolean;
+  /** The partition's epoch in this node's partition map (bumped by every reconfiguration). */
+  epoch?: number;
+  lastIndex?: number;
+  /** On the leader: entries each replica is behind the leader's log. */
+  lag?: Record<NodeId, number>;
   role?: string;
   leader?: NodeId;
   term?: number;
@@ -888,7 +1172,7 @@ export interface PartitionStatus {
  */
 function remoteGroup(
   group: string,
-  replicas: NodeId[],
+  replicasOf: () => NodeId[],
   alive: (id: NodeId) => boolean,
   hint: () => { leader: NodeId } | undefined,
 ): ReplicatedGroup {
@@ -902,7 +1186,7 @@ function remoteGroup(
       group,
       role: 'follower',
       term: 0,
-      leader: hint()?.leader ?? replicas.find(alive) ?? replicas[0] ?? '',
+      leader: hint()?.leader ?? replicasOf().find(alive) ?? replicasOf()[0] ?? '',
       commit: 0,
       applied: 0,
     }),

@@ -16,7 +16,11 @@ export interface StartFlags {
   resp?: string;
   http?: string;
   peers?: string;
-  join?: boolean;
+  join?: boolean | string;
+  tag?: string[];
+  deadGrace?: string;
+  metaVoters?: string;
+  swimProbeMs?: string;
   partitions?: string;
   replicas?: string;
   heartbeatMs?: string;
@@ -253,6 +257,15 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.advertise !== undefined) node.advertiseAddress = flags.advertise;
   if (flags.peers !== undefined) cluster.initialMembers = parsePeers(flags.peers);
   if (flags.join) cluster.bootstrap = false;
+  let joinAddress: string | undefined;
+  if (typeof flags.join === 'string') {
+    if (!/^(\[[^\]]+\]|[^\s:/\[\]]+):[0-9]{1,5}$/.test(flags.join)) {
+      throw new ConfigError(
+        `--join: '${flags.join}' is not host:port (the HTTP address of a member, e.g. 127.0.0.1:8080)`,
+      );
+    }
+    joinAddress = flags.join;
+  }
   if (flags.partitions !== undefined) cluster.partitions = integer('--partitions', flags.partitions);
   if (flags.replicas !== undefined) cluster.replicationFactor = integer('--replicas', flags.replicas);
   if (flags.listen !== undefined) node.peerAddress = flags.listen;
@@ -305,5 +318,34 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     shutdownTimeoutMs = integer('--shutdown-timeout-ms', flags.shutdownTimeoutMs);
   if (!Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 0)
     throw new ConfigError(`--shutdown-timeout-ms must be 0 or above, got ${shutdownTimeoutMs}`);
-  return { config, logLevel, requestTimeoutMs, consistencyCheckMs, limits, security, shutdownTimeoutMs };
+  const tags: Record<string, string> = {};
+  for (const t of flags.tag ?? []) {
+    const eq = t.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--tag: '${t}' is not key=value (example: --tag zone=a)`);
+    tags[t.slice(0, eq)] = t.slice(eq + 1);
+  }
+  const deadGraceMs = flags.deadGrace === undefined ? 30_000 : integer('--dead-grace', flags.deadGrace);
+  if (deadGraceMs < 0) throw new ConfigError(`--dead-grace must be 0 or above, got ${deadGraceMs}`);
+  const metaVoters = flags.metaVoters === undefined ? 3 : integer('--meta-voters', flags.metaVoters);
+  if (metaVoters !== 3 && metaVoters !== 5) throw new ConfigError(`--meta-voters must be 3 or 5, got ${metaVoters}`);
+  const extra: Partial<NodeOptions> = {};
+  if (flags.swimProbeMs !== undefined) {
+    extra.swimProbeMs = integer('--swim-probe-ms', flags.swimProbeMs);
+    if (extra.swimProbeMs < 20) throw new ConfigError(`--swim-probe-ms must be at least 20, got ${extra.swimProbeMs}`);
+    extra.placementIntervalMs = Math.min(1000, Math.max(100, extra.swimProbeMs));
+  }
+  if (joinAddress !== undefined) extra.joinAddress = joinAddress;
+  return {
+    config,
+    logLevel,
+    requestTimeoutMs,
+    consistencyCheckMs,
+    limits,
+    security,
+    shutdownTimeoutMs,
+    tags,
+    deadGraceMs,
+    metaVoters,
+    ...extra,
+  };
 }

@@ -19,6 +19,7 @@ import {
 import { WatchSource, serveWatch } from './http-watch.js';
 import type { AdminApi, KvApi, ReadApi } from './kv-api.js';
 import { isTooLarge } from './limits.js';
+import { type MetaApi, registerMetaRoutes } from './meta-routes.js';
 import type { NodeMetrics } from './metrics.js';
 import { CLUSTER_SUMMARY, type OpsApi, registerOpsRoutes } from './ops-routes.js';
 import type { WatchRequest } from './partitioned-watch.js';
@@ -44,6 +45,8 @@ export interface HttpServerOptions {
   partitions?: () => unknown[];
   /** Readiness, cluster view and membership administration (see {@link registerOpsRoutes}); without it `GET /v1/cluster` answers from `api.status()`. */
   ops?: OpsApi;
+  /** The meta group's registry, partition map, join and leave (`/v1/meta`, `/v1/cluster/join`, `/v1/cluster/leave`). */
+  meta?: MetaApi;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
   /** Bearer tokens of users and of `/metrics`; without it the API is open (bind it to loopback). */
@@ -357,6 +360,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
         return { ...s, members: [] };
       });
     }
+    if (opts.meta) registerMetaRoutes(app, opts.meta);
     const { partitions } = opts;
     if (partitions) {
       app.get(
@@ -372,9 +376,28 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     }
     const { members } = opts;
     if (members) {
-      app.get('/v1/members', { schema: { summary: 'The members this node knows by gossip' } }, async () => ({
-        members: members(),
-      }));
+      app.get<{ Querystring: { tag?: string } }>(
+        '/v1/members',
+        {
+          schema: {
+            summary: 'The members this node knows by gossip; ?tag=key:value keeps those with that tag (e.g. zone:a)',
+            querystring: {
+              type: 'object',
+              properties: { tag: { type: 'string', pattern: '^[^:]+:.*$' } },
+              additionalProperties: false,
+            },
+          },
+        },
+        async (req) => {
+          const all = members() as { tags?: Record<string, string> }[];
+          const tag = req.query.tag;
+          if (tag === undefined) return { members: all };
+          const at = tag.indexOf(':');
+          const key = tag.slice(0, at);
+          const value = tag.slice(at + 1);
+          return { members: all.filter((m) => m.tags?.[key] === value) };
+        },
+      );
     }
     const { admin } = opts;
     if (admin) {

@@ -1,5 +1,5 @@
 import type { Logger, Transport } from '@cohort/core';
-import { type Member, MembershipHost, type Seed } from '@cohort/membership';
+import { type Member, MembershipHost, type Seed, type SwimConfig } from '@cohort/membership';
 
 /** What `GET /v1/members` and `cohort members` show for one member. */
 export interface MemberView {
@@ -20,6 +20,8 @@ export interface MembershipServiceOptions {
   logger: Logger;
   /** @default {} */
   tags?: Record<string, string>;
+  /** SWIM tunables (shorter probes in tests). */
+  config?: Partial<SwimConfig>;
   /**
    * Told when the failure detector finds a member failed or gone (`up` false) and when it is back
    * (`up` true); after events were dropped, of every member's state as the member list has it.
@@ -39,6 +41,7 @@ export function startMembership(opts: MembershipServiceOptions): MembershipHost 
     address: opts.address,
     logger: opts.logger,
     tags: opts.tags ?? {},
+    ...(opts.config ? { config: opts.config } : {}),
   });
   host.start();
   const seeds = opts.seeds.filter((s) => s.id !== host.self);

@@ -18,6 +18,18 @@ export interface NodeOptions {
   security: SecurityOptions;
   /** How long a graceful stop (SIGTERM) may take in all before the node stops at once. @default 10000 */
   shutdownTimeoutMs: number;
+  /** The HTTP address of a member to join a running cluster through (`--join host:port`). */
+  joinAddress?: string;
+  /** Operator tags of this node (`--tag key=value`), e.g. zone. @default {} */
+  tags?: Record<string, string>;
+  /** How long a node stays dead before the placement controller replaces its replicas. @default 30000 */
+  deadGraceMs?: number;
+  /** Voters of the meta group at most: 3 or 5. @default 3 */
+  metaVoters?: number;
+  /** How often the meta leader runs the placement controller. @default 1000 */
+  placementIntervalMs?: number;
+  /** The failure detector's probe interval (SWIM). @default 1000 */
+  swimProbeMs?: number;
 }
 
 /** What clients may send and hold: write sizes, connections, output buffers. */

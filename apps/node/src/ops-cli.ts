@@ -254,6 +254,71 @@ export function registerOpsCommands(program: Command): void {
     }),
   );
 
+  example(
+    targetOptions(
+      program
+        .command('leave <node>')
+        .description(
+          'decommission <node>: the cluster moves its replicas (and so its leaderships) to other nodes; waits until it holds none, then it can be stopped',
+        )
+        .option('--no-wait', 'return once the node is marked leaving')
+        .option('--wait-ms <n>', 'how long to wait for its replicas to move', '600000'),
+    ),
+    'cohort leave n4 --http 127.0.0.1:8080   # then stop n4',
+  ).action(
+    run(async (node: string, o: Target & { wait: boolean; waitMs: string }) => {
+      const out = (await json(o, 'POST', '/v1/cluster/leave', { node }, `leave ${node}`)) as { replicas: number };
+      say(`${node} is leaving: ${out.replicas} replica(s) to move`);
+      if (!o.wait) return;
+      const deadline = Date.now() + Number(o.waitMs);
+      for (;;) {
+        const m = (await json(o, 'GET', '/v1/meta')) as {
+          partitions: { replicas: { node: string }[] }[];
+        };
+        const left = m.partitions.filter((p) => p.replicas.some((r) => r.node === node)).length;
+        if (left === 0) {
+          say(`${node} holds no replica any more: stop it now`);
+          return;
+        }
+        if (Date.now() > deadline) {
+          throw new CliError(
+            `${node} still holds ${left} replica(s) after ${o.waitMs} ms; see cohort partitions`,
+            EXIT.unavailable,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }),
+  );
+
+  example(
+    targetOptions(
+      program
+        .command('partitions')
+        .description('the partition map: per partition its replicas (voter or learner), epoch and leader')
+        .option('--json', 'print the raw JSON'),
+    ),
+    'cohort partitions --http 127.0.0.1:8080',
+  ).action(
+    run(async (o: Target & { json?: boolean }) => {
+      const [m, local] = await Promise.all([json(o, 'GET', '/v1/meta'), json(o, 'GET', '/v1/partitions')]);
+      if (o.json) {
+        say(JSON.stringify({ meta: m, partitions: local.partitions }, null, 2));
+        return;
+      }
+      const views = (local.partitions ?? []) as { partition: number; leader?: string; term?: number }[];
+      const map = (m.partitions ?? []) as { replicas: { node: string; role: string }[]; epoch: number }[];
+      say(`cluster ${String(m.clusterId) || '(not founded yet)'}`);
+      map.forEach((p, i) => {
+        const v = views.find((x) => x.partition === i);
+        const replicas = p.replicas.map((r) => (r.role === 'voter' ? r.node : `${r.node} (learner)`)).join(', ');
+        say(
+          `p${i}`.padEnd(6) + `epoch ${String(p.epoch).padEnd(5)} leader ${(v?.leader || '?').padEnd(10)} ${replicas}`,
+        );
+      });
+    }),
+  );
+
   const kv = program.command('kv').description('read and write keys through the HTTP API');
   example(
     targetOptions(

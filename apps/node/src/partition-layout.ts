@@ -13,6 +13,8 @@ export interface PartitionLayout {
   replicationFactor: number;
   /** Per partition, its replicas; the first is its preferred leader. */
   replicas: NodeId[][];
+  /** The cluster a node that joined (`--join`) belongs to. */
+  clusterId?: string;
 }
 
 /** The file in the data directory that records the layout the data was created with. */
@@ -95,6 +97,26 @@ function writeDurably(dir: string, file: string, text: string): void {
     fsyncSync(dfd);
   } finally {
     closeSync(dfd);
+  }
+}
+
+/**
+ * Records the layout a joining node got from the member that admitted it
+ * (the meta group's map at that time), durably; returns it.
+ */
+export function recordLayout(dataDir: string, layout: PartitionLayout): PartitionLayout {
+  writeDurably(dataDir, join(dataDir, LAYOUT_FILE), `${JSON.stringify(layout, null, 2)}\n`);
+  return layout;
+}
+
+/** The layout recorded in `dataDir`, if any (a node restarting after it joined). */
+export function readLayout(dataDir: string): PartitionLayout | undefined {
+  const file = join(dataDir, LAYOUT_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as PartitionLayout;
+  } catch (err) {
+    throw new ConfigError(`${file} cannot be read: ${(err as Error).message}; restore it from a backup of the node`);
   }
 }
 

@@ -143,7 +143,10 @@ describe('a follower whose data directory was wiped', () => {
     expect(readdirSync(follower.dataDir)).toEqual(['peer-key']);
     follower.log = '';
     c.start(follower);
-    const lost = new RegExp(`follower ${follower.id} lost acknowledged entries \\(match (\\d+), now 3\\)`);
+    // Of the KV group p0 (the meta group's replica on the wiped node lost its entries too).
+    const lost = new RegExp(
+      `"group":"p0"[^\\n]*"msg":"follower ${follower.id} lost acknowledged entries \\(match (\\d+), now 3\\)`,
+    );
     const match = await poll(
       'the leader to find the follower lost entries',
       10_000,

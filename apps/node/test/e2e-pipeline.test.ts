@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ProcCluster as Cluster, type ProcCluster, type ProcNode, redisClient } from './helpers/processes.js';
+import { ProcCluster as Cluster, type ProcCluster, type ProcNode, poll, redisClient } from './helpers/processes.js';
 
 const clients: Redis[] = [];
 let cluster: ProcCluster | undefined;
@@ -81,6 +81,13 @@ describe('pipelined RESP commands on three cohort processes', () => {
     c.startAll();
     const leader = await c.leader(c.nodes, 30_000);
     const follower = c.nodes.find((n) => n !== leader)!;
+    // The meta group founds the cluster and registers each node in entries of its own: over before counting.
+    await poll('every node registered in the meta group', 30_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${leader.http}/v1/meta`).catch(() => undefined);
+      const m = (await res?.json()) as { nodes?: Record<string, { startedAt: number }> } | undefined;
+      const nodes = Object.values(m?.nodes ?? {});
+      return nodes.length === 3 && nodes.every((n) => n.startedAt > 0) ? true : undefined;
+    });
 
     for (const [via, name] of [
       [leader, 'leader'],

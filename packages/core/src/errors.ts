@@ -11,6 +11,8 @@ export const ErrorCode = {
   ClusterDown: 'CLUSTERDOWN',
   Timeout: 'TIMEOUT',
   StaleTerm: 'STALE_TERM',
+  /** A request routed with an older partition map than the receiver's (the partition was reconfigured since). */
+  StaleEpoch: 'STALE_EPOCH',
   Storage: 'STORAGE',
   Config: 'CONFIG',
   Codec: 'CODEC',
@@ -67,6 +69,12 @@ export class TimeoutError extends CohortError {
 export class StaleTermError extends CohortError {
   override readonly name = 'StaleTermError';
   readonly code = ErrorCode.StaleTerm;
+}
+
+/** A routed request carried a partition epoch older than the receiver's map: the sender refreshes its map and retries. */
+export class StaleEpochError extends CohortError {
+  override readonly name = 'StaleEpochError';
+  readonly code = ErrorCode.StaleEpoch;
 }
 
 /** Durable storage failed or holds corrupt data; the message names the file, group and index. */

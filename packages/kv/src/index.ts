@@ -87,3 +87,29 @@ export {
 } from './watch-hub.js';
 export { compareHolds } from './apply-op.js';
 export { decodeRecord, encodeRecord } from './request.js';
+export { MetaStateMachine } from './meta/machine.js';
+export {
+  META_FORMAT,
+  type MetaCommand,
+  type MetaResult,
+  type MetaState,
+  type NodeRecord,
+  type PartitionEntry,
+  type Replica,
+  applyMeta,
+  decodeMetaCommand,
+  emptyMeta,
+  encodeMetaCommand,
+  replicaNodes,
+  upgradeMeta,
+  votersOf,
+} from './meta/state.js';
+export {
+  type Liveness,
+  type MemberLiveness,
+  type PlacementAction,
+  type PlacementConfig,
+  type PlacementInput,
+  nodeViews,
+  planPlacement,
+} from './placement/controller.js';

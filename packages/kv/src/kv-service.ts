@@ -19,7 +19,7 @@ import {
   encodeForwardResponse,
   silentLogger,
 } from '@cohort/core';
-import { CorruptStateError, NotLeaderError, StorageError, clockSignal } from '@cohort/core';
+import { CorruptStateError, NotLeaderError, StaleEpochError, StorageError, clockSignal } from '@cohort/core';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, type KvOp, encodeCommand } from './command.js';
 import {
@@ -46,6 +46,18 @@ export interface KvServiceOptions {
    * every request to a replica (see {@link serveForwardedRequests}).
    */
   machine?: KvStateMachine;
+  /**
+   * The group's partition epoch in this node's partition map: forwards carry
+   * it, and a forward carrying an older one is refused as stale (STALE_EPOCH).
+   * Absent (or 0): forwards are not fenced by epoch.
+   */
+  epoch?: () => number;
+  /**
+   * Called when a forward of this node was refused as stale: resolves once
+   * this node's partition map moved on (or it gave up waiting by `deadline`),
+   * and the request is retried.
+   */
+  refreshEpoch?: (deadline: number) => Promise<void>;
   transport: Transport;
   clock: Clock;
   logger?: Logger;
@@ -106,7 +118,7 @@ export function serveForwardedRequests(
       const res = failure(new NotLeaderError(undefined, undefined, `group ${fwd.group} is not served here`));
       return encodeForwardResponse({ ok: true, result: encodeResponse(res) });
     }
-    return service.serveForwarded(from, fwd.op, fwd.hops ?? 0);
+    return service.serveForwarded(from, fwd.op, fwd.hops ?? 0, fwd.epoch);
   });
 }
 
@@ -184,14 +196,23 @@ export class KvService {
    * forwards to its leader); past it, or with no leader known, refused with
    * NOT_LEADER, which the first node retries while leadership moves.
    */
-  async serveForwarded(from: NodeId, op: Uint8Array, hops: number): Promise<Uint8Array> {
+  async serveForwarded(from: NodeId, op: Uint8Array, hops: number, epoch?: number): Promise<Uint8Array> {
     let res: KvResponse;
     try {
       const req = decodeForwardedRequest(op);
       const items = Array.isArray(req) ? req : [req];
       const s = this.opts.group.status();
+      const mine = this.opts.epoch?.() ?? 0;
       let answers: KvResponse[];
-      if (s.role === 'leader' || s.leader === '' || s.leader === from) answers = await this.localAll(items);
+      if (epoch !== undefined && epoch < mine) {
+        // Routed by an older partition map: refused unserved; the sender refreshes its map and retries.
+        const stale = failure(
+          new StaleEpochError(
+            `${from} routed the request with epoch ${epoch} of ${this.opts.group.id}, which is at epoch ${mine} here: the partition was reconfigured; retry with a refreshed partition map`,
+          ),
+        );
+        answers = items.map(() => stale);
+      } else if (s.role === 'leader' || s.leader === '' || s.leader === from) answers = await this.localAll(items);
       else if (hops + 1 >= MAX_FORWARD_HOPS) {
         const refused = failure(
           new NotLeaderError(
@@ -388,8 +409,10 @@ export class KvService {
       // have reached a leader is not retried: the client decides, knowing it may have applied. A write in
       // a session applies once however often it is sent, so retrying it after a lost leader is safe.
       const last = part[k] as Extract<KvResponse, { type: 'failure' }>;
+      if (last.code === ErrorCode.StaleEpoch) await this.opts.refreshEpoch?.(deadline);
       const retry =
         last.code === ErrorCode.NotLeader ||
+        last.code === ErrorCode.StaleEpoch ||
         last.code === ErrorCode.ProposalDropped ||
         ((last.code === ErrorCode.Unavailable ||
           last.code === ErrorCode.Timeout ||
@@ -564,9 +587,13 @@ export class KvService {
     try {
       // One request goes as one, which every version of the protocol serves.
       const op = items.length === 1 ? encodeRequest(items[0]!) : encodeBatchRequest(items);
-      const frame = encodeForwardRequest(
-        hops > 0 ? { group: this.opts.group.id, op, hops } : { group: this.opts.group.id, op },
-      );
+      const epoch = this.opts.epoch?.() ?? 0;
+      const frame = encodeForwardRequest({
+        group: this.opts.group.id,
+        op,
+        ...(hops > 0 ? { hops } : {}),
+        ...(epoch > 0 ? { epoch } : {}),
+      });
       const timer = clockSignal(this.opts.clock, Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
       // A leader that died may leave the request hanging on a dead connection: stop waiting once this
       // node finds the quorum lost, and say so, rather than at the request timeout.

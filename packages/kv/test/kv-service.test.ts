@@ -26,6 +26,7 @@ import {
   encodeRequest,
   encodeResponse,
 } from '../src/index.js';
+import { setCmd } from './harness.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const IDS = ['a', 'b', 'c'];
@@ -41,6 +42,8 @@ let hub = new MemoryHub();
 
 /** Each node's wall clock: real time plus a per-node offset the test may change. */
 const offsets = new Map<NodeId, number>();
+/** Each node's partition epoch (0: forwards not fenced). */
+const epochs = new Map<NodeId, number>();
 
 /** Starts the three nodes; `timeouts` are the hosts' proposal and read timeout and the services' request timeout. */
 function startCluster(timeouts: { hostMs?: number; serviceMs?: number } = {}): void {
@@ -68,6 +71,7 @@ function startCluster(timeouts: { hostMs?: number; serviceMs?: number } = {}): v
       clock: systemClock,
       requestTimeoutMs: timeouts.serviceMs ?? 1500,
       wallClock: () => Date.now() + (offsets.get(id) ?? 0),
+      epoch: () => epochs.get(id) ?? 0,
     });
     service.start();
     nodes.set(id, { host, service, machine });
@@ -77,6 +81,7 @@ function startCluster(timeouts: { hostMs?: number; serviceMs?: number } = {}): v
 afterEach(() => {
   for (const n of nodes.values()) n.host.stop();
   offsets.clear();
+  epochs.clear();
 });
 
 async function leader(among = IDS): Promise<NodeId> {
@@ -406,5 +411,50 @@ describe('KvService forwarding hops', () => {
     expect(refused.type === 'failure' && refused.message).toMatch(
       /forwarded 3 times without reaching the leader of p0 \(at most 3 hops\)/,
     );
+  });
+});
+
+describe('KvService epoch fencing', () => {
+  it('refuses a forward routed by an older partition map unserved; the sender refreshes its map and retries', async () => {
+    startCluster();
+    const l = await leader();
+    for (const id of IDS) epochs.set(id, 5);
+    const transport = hub.transport('d');
+    const remote: ReplicatedGroup = {
+      id: 'p0',
+      propose: () => Promise.reject(new Error('no replica here')),
+      read: () => Promise.reject(new Error('no replica here')),
+      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: l, commit: 0, applied: 0 }),
+    };
+    let epoch = 4;
+    let refreshed = 0;
+    const d = new KvService({
+      group: remote,
+      transport,
+      clock: systemClock,
+      requestTimeoutMs: 1500,
+      epoch: () => epoch,
+      refreshEpoch: async () => {
+        refreshed++;
+        epoch = 5;
+      },
+    });
+    expect(await d.execute(set('fenced', 'v'))).toEqual({ type: 'ok' });
+    expect(refreshed).toBe(1);
+    // Raw: a forward of epoch 4 is refused and not applied; one of epoch 5 (or without an epoch) is served.
+    const ask = async (e: number | undefined, value: string): Promise<KvResponse> => {
+      const op = encodeRequest({ kind: 'write', command: setCmd('raw', value, Date.now()) });
+      const frame = encodeForwardRequest({ group: 'p0', op, ...(e !== undefined ? { epoch: e } : {}) });
+      const answer = decodeForwardResponse(await transport.request(l, Protocols.kv, frame));
+      if (!answer.ok) throw new Error(answer.message);
+      return decodeResponse(answer.result);
+    };
+    const stale = await ask(4, 'old');
+    expect(stale).toMatchObject({ type: 'failure', code: 'STALE_EPOCH' });
+    expect(stale.type === 'failure' && stale.message).toMatch(/epoch 4 of p0, which is at epoch 5 here/);
+    expect(await nodes.get(l)!.service.execute(get('raw'))).toEqual({ type: 'nil' });
+    expect(await ask(5, 'new')).toEqual({ type: 'ok' });
+    expect(await ask(undefined, 'unfenced')).toEqual({ type: 'ok' });
+    expect(await nodes.get(l)!.service.execute(get('raw'))).toEqual({ type: 'bulk', value: b('unfenced') });
   });
 });

@@ -9,6 +9,7 @@ import {
   NoQuorumError,
   NotLeaderError,
   ProposalDroppedError,
+  StaleEpochError,
   StaleTermError,
   StorageError,
   TimeoutError,
@@ -24,6 +25,8 @@ export interface ForwardRequest {
   op: Uint8Array;
   /** How many nodes forwarded it before the sender (0 or absent: the node the client reached sent it). */
   hops?: number;
+  /** The partition's epoch in the sender's partition map (0 or absent: not known, not fenced). */
+  epoch?: number;
 }
 
 /** The leader's answer to a {@link ForwardRequest}: the result bytes, or a wire error with a leader hint. */
@@ -37,7 +40,7 @@ const knownCodes = new Set<string>(Object.values(ErrorCode));
 export function encodeForwardRequest(req: ForwardRequest, options: CodecOptions = {}): Uint8Array {
   return sealEnvelope(
     'forwardRequest',
-    pb.ForwardRequest.encode({ group: req.group, op: req.op, hops: req.hops ?? 0 }),
+    pb.ForwardRequest.encode({ group: req.group, op: req.op, hops: req.hops ?? 0, epoch: BigInt(req.epoch ?? 0) }),
     options,
   );
 }
@@ -46,8 +49,10 @@ export function encodeForwardRequest(req: ForwardRequest, options: CodecOptions 
 export function decodeForwardRequest(bytes: Uint8Array, options: CodecOptions = {}): ForwardRequest {
   const payload = openEnvelopeOf('forwardRequest', bytes, options);
   return guard('a forward request', () => {
-    const { group, op, hops } = pb.ForwardRequest.decode(payload);
-    return hops > 0 ? { group, op, hops } : { group, op };
+    const { group, op, hops, epoch } = pb.ForwardRequest.decode(payload);
+    const req: ForwardRequest = hops > 0 ? { group, op, hops } : { group, op };
+    if (epoch > 0n) req.epoch = Number(epoch);
+    return req;
   });
 }
 
@@ -111,6 +116,8 @@ export function errorFromForwardResponse(res: Extract<ForwardResponse, { ok: fal
       return new TimeoutError(res.message);
     case ErrorCode.StaleTerm:
       return new StaleTermError(res.message);
+    case ErrorCode.StaleEpoch:
+      return new StaleEpochError(res.message);
     case ErrorCode.Storage:
       return new StorageError(res.message);
     case ErrorCode.Config:

@@ -153,6 +153,8 @@ export interface GroupStatus {
   learners: NodeId[];
   /** The previous voters, while a membership change is under way (joint consensus); empty otherwise. */
   votersOutgoing: NodeId[];
+  /** On the leader: the highest index known replicated on each member (itself included). */
+  match?: Record<NodeId, LogIndex>;
 }
 
 /**

@@ -300,6 +300,29 @@ export class RaftHost {
     this.schedule();
   }
 
+  /**
+   * Stops hosting `group` here (this node was removed from it): fails what
+   * waits on it and drops its snapshot transfers; messages for it are
+   * dropped from now on. Its rows stay in the store; a later `addGroup`
+   * resumes from them and the leader brings it up to date. False when not hosted.
+   */
+  removeGroup(group: GroupId): boolean {
+    const g = this.groups.get(group);
+    if (g === undefined) return false;
+    this.groups.delete(group);
+    this.sender.cancel(group);
+    this.receiver.abort(group);
+    this.receiver.forget(group);
+    g.pending.failAll(new UnavailableError(`${group} is no longer hosted on this node`));
+    this.log.info('group removed', { group });
+    return true;
+  }
+
+  /** The groups hosted here. */
+  groupIds(): GroupId[] {
+    return [...this.groups.keys()];
+  }
+
   /** Registers the Raft protocol handler and starts ticking. */
   start(): void {
     if (this.running) return;
@@ -373,6 +396,7 @@ export class RaftHost {
       voters: [...cs.voters],
       learners: [...cs.learners],
       votersOutgoing: [...cs.votersOutgoing],
+      ...(s.role === 'leader' ? { match: { ...(g.engine.matchIndexes() ?? {}) } } : {}),
     };
   }
 

@@ -98,6 +98,12 @@ export class SnapshotReceiver {
     return this.incoming.has(group);
   }
 
+  /** Aborts the transfer of `group`, if one is under way (the group is no longer hosted). */
+  abort(group: GroupId): void {
+    this.incoming.get(group)?.writer.abort();
+    this.incoming.delete(group);
+  }
+
   /** Aborts every transfer (the host stops). */
   abortAll(): void {
     for (const t of this.incoming.values()) t.writer.abort();

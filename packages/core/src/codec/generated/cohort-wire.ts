@@ -1452,6 +1452,7 @@ export interface ForwardRequest {
   group: string
   op: Uint8Array
   hops: number
+  epoch: bigint
 }
 
 export namespace ForwardRequest {
@@ -1479,6 +1480,11 @@ export namespace ForwardRequest {
           w.uint32(obj.hops)
         }
 
+        if ((obj.epoch != null && obj.epoch !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.epoch)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1486,7 +1492,8 @@ export namespace ForwardRequest {
         const obj: any = {
           group: '',
           op: uint8ArrayAlloc(0),
-          hops: 0
+          hops: 0,
+          epoch: 0n
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1505,6 +1512,10 @@ export namespace ForwardRequest {
             }
             case 3: {
               obj.hops = reader.uint32()
+              break
+            }
+            case 4: {
+              obj.epoch = reader.uint64()
               break
             }
             default: {

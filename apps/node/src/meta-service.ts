@@ -1,0 +1,355 @@
+import { randomUUID } from 'node:crypto';
+import { type Logger, type NodeId, NotLeaderError, type Transport } from '@cohort/core';
+import {
+  type MemberLiveness,
+  type MetaCommand,
+  type MetaResult,
+  type MetaState,
+  MetaStateMachine,
+  type NodeRecord,
+  type PlacementAction,
+  type Replica,
+  encodeMetaCommand,
+  partitionGroup,
+  planPlacement,
+  votersOf,
+} from '@cohort/kv';
+import type { MembershipHost } from '@cohort/membership';
+import type { MembershipChange, RaftHost } from '@cohort/raft';
+import type { DurableNodeStore } from '@cohort/storage';
+
+/** The meta group's id. */
+export const META_GROUP = 'meta';
+/** A meta command sent to the meta leader by a node that does not lead the group. */
+const META_PROTOCOL = '/cohort/meta/1';
+/** A partition membership change sent by the meta leader to the partition's leader. */
+const PLACEMENT_PROTOCOL = '/cohort/placement/1';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const json = (v: unknown): Uint8Array => enc.encode(JSON.stringify(v));
+const parse = <T>(b: Uint8Array): T => JSON.parse(dec.decode(b)) as T;
+
+/** What founding a cluster puts in the meta group's first command. */
+export interface MetaBootstrap {
+  replicationFactor: number;
+  members: { id: NodeId; peerAddress: string }[];
+  /** Per partition, its founding voters (the recorded layout). */
+  partitions: NodeId[][];
+}
+
+/** Options of {@link MetaService}. */
+export interface MetaServiceOptions {
+  self: NodeId;
+  host: RaftHost;
+  transport: Transport;
+  store: DurableNodeStore;
+  log: Logger;
+  /** Founding members' settings; absent on a node that joined. */
+  bootstrap?: MetaBootstrap;
+  /** Voters of the meta group in a new cluster (the first founding members by id). */
+  foundingVoters: NodeId[];
+  /** This node as it registers (filled once the transport started). */
+  record: () => NodeRecord;
+  membership: () => MembershipHost | undefined;
+  /** Whether the placement controller moves partition replicas (several partitions). */
+  placePartitions: boolean;
+  deadGraceMs: number;
+  metaVoters: number;
+  intervalMs: number;
+  /** The leader of partition `p` as gossip announces it, if known. */
+  partitionLeader: (p: number) => NodeId | undefined;
+}
+
+type PlacementRequest = { group: string; change: MembershipChange; address?: string };
+type PlacementReply = { ok: true } | { ok: false; leader?: NodeId; reason: string };
+type MetaReply = { result: MetaResult } | { notLeader: true; leader?: NodeId };
+
+/**
+ * The meta group on this node: hosts it, proposes to it (forwarding to its
+ * leader), founds the cluster's registry and partition map once, registers
+ * this node, and on the meta leader runs the placement controller each
+ * round, carrying out its actions through the partition leaders.
+ */
+export class MetaService {
+  readonly sm: MetaStateMachine;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private running = false;
+  private registered = false;
+  private busy = false;
+  /** Partitions (and the meta group, -1) with a change under way. */
+  private readonly inFlight = new Set<number>();
+  /** Each member's state and when this node first saw it in that state. */
+  private readonly seen = new Map<NodeId, MemberLiveness>();
+  private leaderSince: number | undefined;
+  /** The last actions logged, so a repeated refusal is not logged every round. */
+  private lastRefusal = new Map<string, string>();
+
+  constructor(private readonly opts: MetaServiceOptions) {
+    this.sm = new MetaStateMachine(opts.store, META_GROUP);
+  }
+
+  /** The meta state as applied here. */
+  get state(): Readonly<MetaState> {
+    return this.sm.state;
+  }
+
+  /** Resolves at the next change of the meta state applied here, or at `until` (ms since the epoch). */
+  changed(until: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, until - Date.now()));
+      const off = this.sm.onChange(done);
+    });
+  }
+
+  /** Adds the meta group to the host (before the host starts) and serves meta and placement requests. */
+  attach(): void {
+    const { host, transport } = this.opts;
+    const fresh = this.opts.store.group(META_GROUP).lastIndex() === 0;
+    host.addGroup(META_GROUP, this.sm, fresh && this.opts.bootstrap ? this.opts.foundingVoters : []);
+    transport.handleRequest(META_PROTOCOL, async (_from, frame) =>
+      json(await this.serveMeta(parse<MetaCommand>(frame))),
+    );
+    transport.handleRequest(PLACEMENT_PROTOCOL, async (_from, frame) =>
+      json(await this.servePlacement(parse<PlacementRequest>(frame))),
+    );
+  }
+
+  start(): void {
+    this.running = true;
+    this.timer = setInterval(() => void this.round(), this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  private async serveMeta(cmd: MetaCommand): Promise<MetaReply> {
+    const s = this.opts.host.status(META_GROUP);
+    if (s.role !== 'leader') return { notLeader: true, ...(s.leader ? { leader: s.leader } : {}) };
+    return { result: await this.opts.host.propose<MetaResult>(META_GROUP, encodeMetaCommand(cmd)) };
+  }
+
+  /** Proposes `cmd` to the meta group, through its leader; resolves with its result once applied there. */
+  async propose(cmd: MetaCommand): Promise<MetaResult> {
+    const { host, transport, self } = this.opts;
+    let target: NodeId | undefined = host.status(META_GROUP).leader || undefined;
+    for (let hop = 0; hop < 3; hop++) {
+      if (target === undefined) throw new NotLeaderError(undefined, undefined, 'the meta group has no leader now');
+      const reply =
+        target === self
+          ? await this.serveMeta(cmd)
+          : parse<MetaReply>(await transport.request(target, META_PROTOCOL, json(cmd)));
+      if ('result' in reply) return reply.result;
+      target = reply.leader;
+    }
+    throw new NotLeaderError(undefined, undefined, 'the meta group leader moved while proposing');
+  }
+
+  /** One round: found the cluster, register this node, and on the leader, place replicas. */
+  private async round(): Promise<void> {
+    if (!this.running || this.busy) return;
+    this.busy = true;
+    try {
+      const s = this.opts.host.status(META_GROUP);
+      const leading = s.role === 'leader';
+      if (!leading) this.leaderSince = undefined;
+      else this.leaderSince ??= Date.now();
+      if (this.state.clusterId === '') {
+        if (leading && this.opts.bootstrap) await this.found(this.opts.bootstrap);
+        return;
+      }
+      if (!this.registered) await this.register();
+      if (leading) await this.place();
+    } catch (err) {
+      this.opts.log.debug('meta round failed', { err: (err as Error).message });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async found(b: MetaBootstrap): Promise<void> {
+    const clusterId = randomUUID();
+    const res = await this.propose({
+      type: 'bootstrap',
+      clusterId,
+      replicationFactor: b.replicationFactor,
+      nodes: b.members.map((m) => ({ id: m.id, peerAddress: m.peerAddress, tags: {}, startedAt: 0 })),
+      partitions: b.partitions,
+    });
+    if (res.ok) this.opts.log.info('cluster founded: meta group holds the registry and partition map', { clusterId });
+  }
+
+  private async register(): Promise<void> {
+    const res = await this.propose({ type: 'register', node: this.opts.record() });
+    if (res.ok) {
+      this.registered = true;
+      this.opts.log.info('registered in the meta group', { clusterId: this.state.clusterId });
+    } else this.opts.log.error('registration refused', { reason: res.reason });
+  }
+
+  /** The member list with the time each member entered its state as this node saw it. */
+  private members(ms: MembershipHost): Map<NodeId, MemberLiveness> {
+    const now = Date.now();
+    const out = new Map<NodeId, MemberLiveness>();
+    for (const m of ms.members()) {
+      const prev = this.seen.get(m.id);
+      const cur = prev !== undefined && prev.state === m.state ? prev : { state: m.state, since: now };
+      this.seen.set(m.id, cur);
+      out.set(m.id, cur);
+    }
+    out.set(this.opts.self, { state: 'alive', since: 0 });
+    return out;
+  }
+
+  private async place(): Promise<void> {
+    const ms = this.opts.membership();
+    if (ms === undefined) return;
+    const ps = ms.partitionStatus();
+    const minority = ps.kind === 'partitioned' && ps.minority;
+    const status = this.opts.host.status(META_GROUP);
+    const actions = planPlacement({
+      state: this.state as MetaState,
+      members: this.members(ms),
+      now: Date.now(),
+      viewSince: this.leaderSince ?? Date.now(),
+      meta: { voters: status.voters, learners: status.learners },
+      minority,
+      config: { deadGraceMs: this.opts.deadGraceMs, metaVoters: this.opts.metaVoters },
+    }).filter((a) => this.opts.placePartitions || a.type.startsWith('meta'));
+    await Promise.all(actions.map((a) => this.run(a)));
+  }
+
+  private async run(a: PlacementAction): Promise<void> {
+    const key = 'partition' in a ? a.partition : -1;
+    if (this.inFlight.has(key)) return;
+    this.inFlight.add(key);
+    try {
+      if (a.type === 'metaAddLearner' || a.type === 'metaPromote' || a.type === 'metaRemove') {
+        const op = a.type === 'metaAddLearner' ? 'addLearner' : a.type === 'metaPromote' ? 'promote' : 'remove';
+        const address = this.state.nodes[a.node]?.peerAddress;
+        await this.opts.host.changeMembership(
+          META_GROUP,
+          { op, node: a.node },
+          address ? json({ address }) : undefined,
+        );
+        this.opts.log.info('meta group membership changed', { op, node: a.node, reason: a.reason });
+        return;
+      }
+      await this.changePartition(a);
+      const entry = this.state.partitions[a.partition]!;
+      let replicas: Replica[] = entry.replicas.map((r) => ({ ...r }));
+      if (a.type === 'addLearner') replicas.push({ node: a.node, role: 'learner' });
+      else if (a.type === 'promote')
+        replicas = replicas.map((r) => (r.node === a.node ? { node: a.node, role: 'voter' } : r));
+      else replicas = replicas.filter((r) => r.node !== a.node);
+      const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
+      if (!res.ok) throw new Error(res.reason);
+      this.lastRefusal.delete(`${key}`);
+      this.opts.log.info('partition reconfigured', {
+        partition: a.partition,
+        action: a.type,
+        node: a.node,
+        epoch: res.epoch,
+        reason: a.reason,
+      });
+    } catch (err) {
+      const why = (err as Error).message;
+      if (this.lastRefusal.get(`${key}`) !== why) {
+        this.lastRefusal.set(`${key}`, why);
+        this.opts.log.info('placement step not taken now (retried next round)', {
+          action: a.type,
+          node: a.node,
+          key,
+          why,
+        });
+      }
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  /** Makes the Raft membership change of `a` on its partition's leader (any replica points to it). */
+  private async changePartition(a: Extract<PlacementAction, { partition: number }>): Promise<void> {
+    const entry = this.state.partitions[a.partition]!;
+    const req: PlacementRequest = {
+      group: partitionGroup(a.partition),
+      change: { op: a.type, node: a.node },
+      ...(this.state.nodes[a.node] ? { address: this.state.nodes[a.node]!.peerAddress } : {}),
+    };
+    const tried = new Set<NodeId>();
+    const queue = [this.opts.partitionLeader(a.partition), entry.leader, ...votersOf(entry)].filter(
+      (x): x is NodeId => x !== undefined,
+    );
+    let last = 'no replica answered';
+    while (queue.length > 0) {
+      const to = queue.shift()!;
+      if (tried.has(to)) continue;
+      tried.add(to);
+      let reply: PlacementReply;
+      try {
+        reply =
+          to === this.opts.self
+            ? await this.servePlacement(req)
+            : parse<PlacementReply>(await this.opts.transport.request(to, PLACEMENT_PROTOCOL, json(req)));
+      } catch (err) {
+        last = `${to}: ${(err as Error).message}`;
+        continue;
+      }
+      if (reply.ok) return;
+      last = `${to}: ${reply.reason}`;
+      if (reply.leader !== undefined) queue.unshift(reply.leader);
+      else if (reply.reason !== 'not leader') break;
+    }
+    throw new Error(last);
+  }
+
+  /** On a partition's leader: makes a membership change the meta leader asks for (done already counts as done). */
+  private async servePlacement(req: PlacementRequest): Promise<PlacementReply> {
+    const { host, self, transport } = this.opts;
+    if (!host.groupIds().includes(req.group)) return { ok: false, reason: 'not leader' };
+    const s = host.status(req.group);
+    if (s.role !== 'leader')
+      return { ok: false, reason: 'not leader', ...(s.leader && s.leader !== self ? { leader: s.leader } : {}) };
+    const { op, node } = req.change;
+    const voter = s.voters.includes(node);
+    const learner = s.learners.includes(node);
+    if (
+      (op === 'addLearner' && (voter || learner)) ||
+      (op === 'promote' && voter) ||
+      (op === 'remove' && !voter && !learner)
+    ) {
+      return { ok: true };
+    }
+    if (op === 'remove' && node === self) {
+      // A leader does not remove itself: hand the leadership to another voter first, then the next round removes it.
+      const to = s.voters.find((v) => v !== self && this.alive(v));
+      if (to === undefined) return { ok: false, reason: `${self} leads ${req.group} and no other voter is alive` };
+      await host.transferLeadership(req.group, to);
+      return { ok: false, reason: `leadership of ${req.group} moved to ${to} before removing ${self}`, leader: to };
+    }
+    if (req.address !== undefined && node !== self) transport.addPeer(node, req.address);
+    try {
+      await host.changeMembership(req.group, req.change, req.address ? json({ address: req.address }) : undefined);
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message };
+    }
+    return { ok: true };
+  }
+
+  private alive(id: NodeId): boolean {
+    return (
+      this.opts
+        .membership()
+        ?.members()
+        .some((m) => m.id === id && m.state === 'alive') ?? false
+    );
+  }
+}

@@ -1,0 +1,288 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
+import { CLI, ProcCluster, type ProcNode, freePorts, poll } from './helpers/processes.js';
+
+/** `GET /v1/meta`: the registry and the partition map. */
+interface Meta {
+  clusterId: string;
+  replicationFactor: number;
+  nodes: Record<string, { id: string; http?: string; startedAt: number }>;
+  partitions: { replicas: { node: string; role: 'voter' | 'learner' }[]; epoch: number }[];
+}
+
+const PARTITIONS = 8;
+const GRACE_MS = 2000;
+const clients: Redis[] = [];
+let cluster: ProcCluster;
+
+function plain(port: number): Redis {
+  const r = new Redis({
+    port,
+    host: '127.0.0.1',
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => null,
+    commandTimeout: 5000,
+  });
+  // Nodes are killed under open connections: their errors fail the commands, not the test run.
+  r.on('error', () => {});
+  clients.push(r);
+  return r;
+}
+
+async function meta(node: ProcNode): Promise<Meta | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${node.http}/v1/meta`, { signal: AbortSignal.timeout(1000) });
+    return res.ok ? ((await res.json()) as Meta) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether every partition has `r` voters, no learner, and none on `excluded`. */
+function settled(m: Meta, r: number, excluded: string[] = []): boolean {
+  return m.partitions.every(
+    (p) => p.replicas.length === r && p.replicas.every((x) => x.role === 'voter' && !excluded.includes(x.node)),
+  );
+}
+
+const held = (m: Meta, id: string): number => m.partitions.filter((p) => p.replicas.some((r) => r.node === id)).length;
+
+/** Runs `cohort start` with `args` and resolves with its exit code and stderr once it exits. */
+function runToExit(args: string[], ms = 20_000): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`cohort start ${args.join(' ')} did not exit within ${ms} ms: ${stderr.slice(-2000)}`));
+    }, ms);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+beforeAll(async () => {
+  cluster = await ProcCluster.create(5, [
+    '--partitions',
+    String(PARTITIONS),
+    '--replicas',
+    '3',
+    '--heartbeat-ms',
+    '50',
+    '--election-timeout-ms',
+    '300',
+    '--swim-probe-ms',
+    '200',
+    '--dead-grace',
+    String(GRACE_MS),
+  ]);
+  cluster.startAll();
+  const n1 = cluster.nodes[0]!;
+  await poll('the meta group founded and every node registered', 45_000, async () => {
+    const m = await meta(n1);
+    return m?.clusterId && Object.values(m.nodes).every((n) => n.http !== undefined && n.startedAt > 0) ? m : undefined;
+  });
+  // Round-robin puts 4 to 6 replicas on each node: placement evens that out first (4 or 5 each).
+  await poll('the founding map balanced', 45_000, async () => {
+    const m = await meta(n1);
+    if (!m || !settled(m, 3)) return undefined;
+    const counts = cluster.nodes.map((n) => held(m, n.id));
+    return Math.max(...counts) - Math.min(...counts) <= 1 ? m : undefined;
+  });
+}, 60_000);
+
+afterEach((ctx) => {
+  if (ctx.task.result?.state !== 'fail') return;
+  for (const n of cluster.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-4000)}\n`);
+});
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await cluster?.killAll();
+});
+
+describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () => {
+  it('founds the map from the layout: every partition on 3 nodes, each reconfiguration one epoch', async () => {
+    const m = (await meta(cluster.nodes[0]!))!;
+    expect(m.replicationFactor).toBe(3);
+    expect(m.partitions).toHaveLength(PARTITIONS);
+    expect(settled(m, 3)).toBe(true);
+    // A partition moved by the first rebalance went through learner, promotion and removal: epoch 1 + 3 per move.
+    for (const p of m.partitions) expect((p.epoch - 1) % 3).toBe(0);
+    // GET /v1/partitions shows each partition's epoch, and on the partitions it leads each replica's lag.
+    const res = await fetch(`http://127.0.0.1:${cluster.nodes[0]!.http}/v1/partitions`);
+    const local = (
+      (await res.json()) as { partitions: { epoch?: number; role?: string; lag?: Record<string, number> }[] }
+    ).partitions;
+    local.forEach((p, i) => {
+      expect(p.epoch).toBe(m.partitions[i]!.epoch);
+      if (p.role === 'leader')
+        expect(Object.keys(p.lag ?? {}).sort()).toEqual(m.partitions[i]!.replicas.map((r) => r.node).sort());
+    });
+    // Every node applies the same map.
+    for (const n of cluster.nodes) {
+      const other = await poll(`${n.id}'s map`, 10_000, () => meta(n));
+      expect(other.clusterId).toBe(m.clusterId);
+    }
+  });
+
+  it('replaces a SIGKILLed node under write load: 3 live replicas per partition, epochs advanced, no acknowledged write lost', async () => {
+    const [n1, , n3] = cluster.nodes as [ProcNode, ProcNode, ProcNode];
+    const before = (await meta(n1))!;
+    const hit = before.partitions.flatMap((p, i) => (p.replicas.some((r) => r.node === 'n3') ? [i] : []));
+    expect(hit.length).toBeGreaterThan(0);
+    const writer = plain(n1.resp);
+    const acked = new Map<string, string>();
+    let stop = false;
+    let seq = 0;
+    // Four writers through n1 (which stays up): every acknowledged SET must survive the repair.
+    const load = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          const i = seq++;
+          const key = `key:${i}`;
+          const value = `v${i}`;
+          try {
+            if ((await writer.set(key, value)) === 'OK') acked.set(key, value);
+          } catch {
+            // A write to a partition whose leader died may fail: it was not acknowledged.
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+      }),
+    );
+    await poll('some writes acknowledged', 30_000, async () => (acked.size >= 20 ? true : undefined));
+    await cluster.kill(n3);
+    const after = await poll('every partition back to 3 voters, none on n3', 45_000, async () => {
+      const m = await meta(n1);
+      return m && settled(m, 3, ['n3']) ? m : undefined;
+    });
+    await poll('more writes acknowledged after the repair', 30_000, async () => {
+      const n = acked.size;
+      await new Promise((r) => setTimeout(r, 300));
+      return acked.size > n ? true : undefined;
+    });
+    stop = true;
+    await load;
+    // Each repaired partition went through learner -> voter -> removal: three epochs at least.
+    for (const i of hit) expect(after.partitions[i]!.epoch).toBeGreaterThanOrEqual(before.partitions[i]!.epoch + 3);
+    const reader = plain(n1.resp);
+    const keys = [...acked.keys()];
+    for (let at = 0; at < keys.length; at += 200) {
+      const slice = keys.slice(at, at + 200);
+      const values = await reader.mget(...slice);
+      slice.forEach((k, j) => expect(values[j], k).toBe(acked.get(k)));
+    }
+    // And each partition's live replicas hold them: a read on any node, through its own routing.
+    const n4 = cluster.nodes[3]!;
+    const other = plain(n4.resp);
+    expect(await other.get(keys[0]!)).toBe(acked.get(keys[0]!));
+  }, 90_000);
+
+  it('a sixth node joins through a member and ends up with its share of replicas', async () => {
+    const n1 = cluster.nodes[0]!;
+    const n6 = await cluster.addNode('n6', ['--join', `127.0.0.1:${n1.http}`, '--tag', 'zone=b']);
+    cluster.start(n6);
+    const m = await poll('n6 registered and holding replicas, every partition settled', 45_000, async () => {
+      const v = await meta(n1);
+      // 24 replicas over the 5 live nodes: n6 gets 4 or 5.
+      return v?.nodes.n6 && held(v, 'n6') >= 4 && settled(v, 3, ['n3']) ? v : undefined;
+    });
+    for (const id of ['n1', 'n2', 'n4', 'n5', 'n6']) expect(held(m, id)).toBeGreaterThanOrEqual(4);
+    // Its tags are registered and gossiped: /v1/members?tag=zone:b finds it.
+    expect((m.nodes.n6 as { tags?: Record<string, string> }).tags).toEqual({ zone: 'b' });
+    const tagged = await poll('n6 found by its zone tag', 10_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${n1.http}/v1/members?tag=zone:b`).catch(() => undefined);
+      const body = (await res?.json()) as { members: { id: string }[] } | undefined;
+      return body?.members.length ? body.members.map((x) => x.id) : undefined;
+    });
+    expect(tagged).toEqual(['n6']);
+    // The new node serves every key: through its own replicas or forwarding.
+    const r = plain(n6.resp);
+    await poll('n6 serves reads and writes', 20_000, async () =>
+      (await r.set('joined', 'yes').catch(() => '')) === 'OK' ? true : undefined,
+    );
+    expect(await r.get('key:0')).toBe('v0');
+  }, 60_000);
+
+  it('refuses a join through an address that does not answer, a node id in use, another cluster: nothing changes', async () => {
+    const [port, ...peers] = (await freePorts(4)) as number[];
+    let next = 0;
+    const base = (id: string, dir: string) => [
+      '--id',
+      id,
+      '--data-dir',
+      dir,
+      '--listen',
+      `127.0.0.1:${peers[next++]}`,
+      '--resp',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+    ];
+    const n1 = cluster.nodes[0]!;
+    const nowhere = join(cluster.root, 'x1');
+    const taken = join(cluster.root, 'x2');
+    const other = join(cluster.root, 'x3');
+    mkdirSync(other, { recursive: true });
+    writeFileSync(
+      join(other, 'partitions.json'),
+      JSON.stringify({ partitions: PARTITIONS, replicationFactor: 3, replicas: [], clusterId: 'another-cluster' }),
+    );
+    const [r1, r2, r3] = await Promise.all([
+      runToExit([...base('x1', nowhere), '--join', `127.0.0.1:${port}`]),
+      runToExit([...base('n2', taken), '--join', `127.0.0.1:${n1.http}`]),
+      runToExit([...base('x3', other), '--join', `127.0.0.1:${n1.http}`]),
+    ]);
+    expect(r1.code).toBe(2);
+    expect(r1.stderr).toMatch(/no member answers there/);
+    expect(existsSync(join(nowhere, 'partitions.json'))).toBe(false);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toMatch(/node id n2 is already in use/);
+    expect(existsSync(join(taken, 'partitions.json'))).toBe(false);
+    expect(r3.code).toBe(2);
+    expect(r3.stderr).toMatch(/belongs to cluster another-cluster/);
+    const m = (await meta(n1))!;
+    expect(Object.keys(m.nodes).sort()).toEqual(['n1', 'n2', 'n3', 'n4', 'n5', 'n6']);
+  }, 60_000);
+  it('cohort leave moves every replica off a node', async () => {
+    const n1 = cluster.nodes[0]!;
+    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [...NODE_RUNTIME_FLAGS, CLI, 'leave', 'n2', '--http', `127.0.0.1:${n1.http}`, '--wait-ms', '40000'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/n2 holds no replica any more/);
+    const m = await poll('every partition settled without n2', 20_000, async () => {
+      const v = await meta(n1);
+      return v && settled(v, 3, ['n2', 'n3']) ? v : undefined;
+    });
+    expect(held(m, 'n2')).toBe(0);
+    // Every key is still served.
+    expect(await plain(n1.resp).get('key:0')).toBe('v0');
+  }, 60_000);
+});

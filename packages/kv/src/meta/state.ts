@@ -1,0 +1,209 @@
+/**
+ * The meta group's replicated state, as pure data and pure transitions: the
+ * node registry and the partition map. Every node runs the meta group (up to
+ * 3 or 5 of them as voters, the others as learners) and follows the map: a
+ * node hosts a partition's group while the map lists it as a replica.
+ *
+ * Commands carry a type tag and the state a format version, so other
+ * control-plane state (a configuration master) can be added as new command
+ * types and an `ext` section without breaking stored snapshots.
+ */
+import type { NodeId } from '@cohort/core';
+
+/** The snapshot format this code writes; older ones are upgraded on load. */
+export const META_FORMAT = 1;
+
+/** One node of the cluster as it registered. */
+export interface NodeRecord {
+  id: NodeId;
+  /** The node's libp2p peer id, when known. */
+  peerId?: string;
+  /** Where peers reach it (host:port). */
+  peerAddress: string;
+  /** Its HTTP admin/API address and RESP address, when it serves them. */
+  http?: string;
+  resp?: string;
+  /** Operator tags (`--tag key=value`), e.g. zone. */
+  tags: Record<string, string>;
+  /** When the node's process started, ms since the epoch (0 until it registered): the longest-running node wins ties. */
+  startedAt: number;
+  /** Set once the node asked to leave: placement moves its replicas away. */
+  leaving?: boolean;
+}
+
+/** One replica of a partition. */
+export interface Replica {
+  node: NodeId;
+  role: 'voter' | 'learner';
+}
+
+/** One partition of the map. */
+export interface PartitionEntry {
+  replicas: Replica[];
+  /** Bumped by every reconfiguration of the partition (each replica added, promoted or removed). */
+  epoch: number;
+  /** The last leader reported, a hint only. */
+  leader?: NodeId;
+}
+
+/** The whole meta state. */
+export interface MetaState {
+  format: number;
+  /** Empty until the bootstrap command applied. */
+  clusterId: string;
+  replicationFactor: number;
+  nodes: Record<NodeId, NodeRecord>;
+  partitions: PartitionEntry[];
+  /** Sections of other control-plane users, by name (kept and snapshotted as they are). */
+  ext: Record<string, unknown>;
+}
+
+/** The commands of the meta group. */
+export type MetaCommand =
+  | {
+      type: 'bootstrap';
+      clusterId: string;
+      replicationFactor: number;
+      nodes: NodeRecord[];
+      /** Per partition, its voters. */
+      partitions: NodeId[][];
+    }
+  | { type: 'register'; node: NodeRecord }
+  | { type: 'deregister'; id: NodeId }
+  | { type: 'setLeaving'; id: NodeId }
+  | {
+      type: 'reconfigure';
+      partition: number;
+      /** The epoch the change was planned against: the command fails if the partition moved on. */
+      epoch: number;
+      replicas: Replica[];
+    }
+  | { type: 'leaderHint'; partition: number; leader: NodeId }
+  | { type: 'ext'; section: string; value: unknown };
+
+/** What applying a command answers its proposer. */
+export type MetaResult = { ok: true; epoch?: number } | { ok: false; reason: string };
+
+/** A state with nothing in it: a meta group not bootstrapped yet. */
+export function emptyMeta(): MetaState {
+  return { format: META_FORMAT, clusterId: '', replicationFactor: 0, nodes: {}, partitions: [], ext: {} };
+}
+
+const fail = (reason: string): MetaResult => ({ ok: false, reason });
+
+/**
+ * Applies `cmd` to `state` in place (deterministic: no clock, no random)
+ * and says how it went. A refused command changes nothing.
+ */
+export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
+  switch (cmd.type) {
+    case 'bootstrap': {
+      if (state.clusterId !== '') return fail(`the cluster is already bootstrapped as ${state.clusterId}`);
+      state.clusterId = cmd.clusterId;
+      state.replicationFactor = cmd.replicationFactor;
+      for (const n of cmd.nodes) state.nodes[n.id] = { ...n, tags: { ...n.tags } };
+      state.partitions = cmd.partitions.map((voters) => ({
+        replicas: voters.map((node) => ({ node, role: 'voter' as const })),
+        epoch: 1,
+      }));
+      return { ok: true };
+    }
+    case 'register': {
+      const old = state.nodes[cmd.node.id];
+      if (
+        old !== undefined &&
+        old.peerId !== undefined &&
+        cmd.node.peerId !== undefined &&
+        old.peerId !== cmd.node.peerId
+      ) {
+        return fail(`node id ${cmd.node.id} is already in use by another node (peer id ${old.peerId})`);
+      }
+      // A restart re-registers: its addresses, tags and start time (how long it has been running) change.
+      state.nodes[cmd.node.id] = {
+        ...cmd.node,
+        tags: { ...cmd.node.tags },
+        ...(old?.leaving ? { leaving: true } : {}),
+      };
+      return { ok: true };
+    }
+    case 'deregister': {
+      if (state.nodes[cmd.id] === undefined) return fail(`${cmd.id} is not registered`);
+      const holds = state.partitions.findIndex((p) => p.replicas.some((r) => r.node === cmd.id));
+      if (holds >= 0) return fail(`${cmd.id} still holds a replica of partition ${holds}`);
+      delete state.nodes[cmd.id];
+      return { ok: true };
+    }
+    case 'setLeaving': {
+      const n = state.nodes[cmd.id];
+      if (n === undefined) return fail(`${cmd.id} is not registered`);
+      n.leaving = true;
+      return { ok: true };
+    }
+    case 'reconfigure': {
+      const p = state.partitions[cmd.partition];
+      if (p === undefined) return fail(`no partition ${cmd.partition}`);
+      if (p.epoch !== cmd.epoch) return fail(`stale epoch ${cmd.epoch}: partition ${cmd.partition} is at ${p.epoch}`);
+      if (!cmd.replicas.some((r) => r.role === 'voter')) return fail('a partition needs a voter');
+      const replicas = cmd.replicas.map((r) => ({ ...r }));
+      // The leader hint stays while its node is still a replica.
+      const keep = p.leader !== undefined && replicas.some((r) => r.node === p.leader);
+      state.partitions[cmd.partition] = { replicas, epoch: p.epoch + 1, ...(keep ? { leader: p.leader } : {}) };
+      return { ok: true, epoch: p.epoch + 1 };
+    }
+    case 'leaderHint': {
+      const p = state.partitions[cmd.partition];
+      if (p === undefined) return fail(`no partition ${cmd.partition}`);
+      p.leader = cmd.leader;
+      return { ok: true };
+    }
+    case 'ext':
+      state.ext[cmd.section] = cmd.value;
+      return { ok: true };
+    default: {
+      const unknown = cmd as { type?: unknown };
+      return fail(`unknown meta command type ${String(unknown.type)}`);
+    }
+  }
+}
+
+/** A state read from a snapshot or the store, upgraded to the current format; throws on a newer one. */
+export function upgradeMeta(raw: unknown): MetaState {
+  const s = raw as Partial<MetaState>;
+  if (typeof s !== 'object' || s === null || typeof s.format !== 'number') throw new Error('not a meta state');
+  if (s.format > META_FORMAT) {
+    throw new Error(`meta state format ${s.format} is newer than this binary reads (${META_FORMAT}): upgrade the node`);
+  }
+  return {
+    format: META_FORMAT,
+    clusterId: s.clusterId ?? '',
+    replicationFactor: s.replicationFactor ?? 0,
+    nodes: s.nodes ?? {},
+    partitions: s.partitions ?? [],
+    ext: s.ext ?? {},
+  };
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A command as log entry bytes (JSON with its type tag). */
+export function encodeMetaCommand(cmd: MetaCommand): Uint8Array {
+  return enc.encode(JSON.stringify(cmd));
+}
+
+/** Log entry bytes as a command; throws on bytes that are not one. */
+export function decodeMetaCommand(data: Uint8Array): MetaCommand {
+  const v = JSON.parse(dec.decode(data)) as MetaCommand;
+  if (typeof v !== 'object' || v === null || typeof v.type !== 'string') throw new Error('not a meta command');
+  return v;
+}
+
+/** The voters of a partition. */
+export function votersOf(p: PartitionEntry): NodeId[] {
+  return p.replicas.filter((r) => r.role === 'voter').map((r) => r.node);
+}
+
+/** The nodes of a partition, voters and learners. */
+export function replicaNodes(p: PartitionEntry): NodeId[] {
+  return p.replicas.map((r) => r.node);
+}

@@ -1,0 +1,269 @@
+/**
+ * The placement controller: a pure function from what the meta leader
+ * knows (the registry and partition map, the membership view with the time
+ * each member entered its state, the meta group's own configuration) to the
+ * membership changes to make now. It reads no clock and keeps no state: the
+ * caller passes `now` and runs it again each round, so a dropped event can
+ * never hide a failure (the view is rebuilt every round).
+ *
+ * Each partition moves one step per round, each step one Raft membership
+ * change, recorded in the map with a new epoch:
+ *   a voter dead for the grace period, or on a leaving node -> add a learner on a live node;
+ *   a learner on a live node -> promote it (the executor retries until it caught up);
+ *   more voters than the replication factor -> remove one (dead first, then
+ *   leaving, then the most crowded zone, the most loaded node, the newest node);
+ *   a learner on a dead node -> remove it.
+ * With no repair pending, replicas are moved from the most loaded nodes to
+ * the least loaded (a joined node), a few partitions at a time.
+ * Targets are chosen by zone first (a zone the partition does not use yet),
+ * then load, then the longest-running node, then node id.
+ */
+import type { NodeId } from '@cohort/core';
+import { type MetaState, type NodeRecord, type PartitionEntry, votersOf } from '../meta/state.js';
+
+/** A member's state as the failure detector has it. */
+export type Liveness = 'alive' | 'suspect' | 'dead' | 'left';
+
+/** One member of the membership view, with the time (ms) it entered that state. */
+export interface MemberLiveness {
+  state: Liveness;
+  since: number;
+}
+
+/** The controller's settings. */
+export interface PlacementConfig {
+  /** How long a member stays dead (or missing) before its replicas are replaced. */
+  deadGraceMs: number;
+  /** Voters of the meta group at most (3 or 5). */
+  metaVoters: number;
+  /** Partitions being rebalanced at once at most. @default 2 */
+  maxMoves?: number;
+  /** The tag that spreads replicas. @default 'zone' */
+  zoneTag?: string;
+}
+
+/** What the controller decides on. */
+export interface PlacementInput {
+  state: MetaState;
+  /** The membership view by node id, rebuilt from the member list each round. */
+  members: ReadonlyMap<NodeId, MemberLiveness>;
+  now: number;
+  /**
+   * Since when the caller's membership view is complete (it joined, it leads the meta group):
+   * a registered node missing from `members` counts as dead since then.
+   */
+  viewSince: number;
+  /** The meta group's configuration as its leader has it. */
+  meta: { voters: readonly NodeId[]; learners: readonly NodeId[] };
+  /** Whether this node's partition detector says it is in a minority: no decision then. */
+  minority: boolean;
+  config: PlacementConfig;
+}
+
+/** One change to make. `epoch` is the partition's epoch it was planned against. */
+export type PlacementAction =
+  | { type: 'addLearner'; partition: number; epoch: number; node: NodeId; reason: string }
+  | { type: 'promote'; partition: number; epoch: number; node: NodeId; reason: string }
+  | { type: 'remove'; partition: number; epoch: number; node: NodeId; reason: string }
+  | { type: 'metaAddLearner'; node: NodeId; reason: string }
+  | { type: 'metaPromote'; node: NodeId; reason: string }
+  | { type: 'metaRemove'; node: NodeId; reason: string };
+
+/** How each registered node stands this round. */
+interface NodeView {
+  record: NodeRecord;
+  /** Alive (and so a possible target when not leaving). */
+  up: boolean;
+  /** Dead or gone for at least the grace period: its replicas are replaced. */
+  down: boolean;
+  leaving: boolean;
+}
+
+/** The nodes' standing this round, by id (registered nodes only). */
+export function nodeViews(input: PlacementInput): Map<NodeId, NodeView> {
+  const out = new Map<NodeId, NodeView>();
+  for (const record of Object.values(input.state.nodes)) {
+    const m = input.members.get(record.id);
+    const state: Liveness = m?.state ?? 'dead';
+    const since = m?.since ?? input.viewSince;
+    const up = state === 'alive';
+    const down = (state === 'dead' || state === 'left') && input.now - since >= input.config.deadGraceMs;
+    out.set(record.id, { record, up, down, leaving: record.leaving === true });
+  }
+  return out;
+}
+
+/** Orders candidate nodes: older first (longest running), then by id. */
+function byAge(a: NodeRecord, b: NodeRecord): number {
+  return a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** Replicas per node over the whole map (voters and learners). */
+function loads(state: MetaState): Map<NodeId, number> {
+  const out = new Map<NodeId, number>();
+  for (const id of Object.keys(state.nodes)) out.set(id, 0);
+  for (const p of state.partitions) for (const r of p.replicas) out.set(r.node, (out.get(r.node) ?? 0) + 1);
+  return out;
+}
+
+/** Decides this round's actions. */
+export function planPlacement(input: PlacementInput): PlacementAction[] {
+  if (input.minority || input.state.clusterId === '') return [];
+  const views = nodeViews(input);
+  const zoneTag = input.config.zoneTag ?? 'zone';
+  const zoneOf = (id: NodeId): string => views.get(id)?.record.tags[zoneTag] ?? '';
+  const load = loads(input.state);
+  const R = input.state.replicationFactor;
+  const actions: PlacementAction[] = [...planMeta(input, views)];
+  const usable = (id: NodeId): boolean => {
+    const v = views.get(id);
+    return v?.up === true && !v.leaving;
+  };
+  const bad = (id: NodeId): boolean => {
+    const v = views.get(id);
+    return v === undefined || v.down || v.leaving;
+  };
+
+  /** The best live node to hold a new replica of `p`, if any. */
+  const target = (p: PartitionEntry): NodeId | undefined => {
+    const holders = new Set(p.replicas.map((r) => r.node));
+    const zones = new Set(p.replicas.filter((r) => !bad(r.node)).map((r) => zoneOf(r.node)));
+    const candidates = [...views.values()].filter((v) => usable(v.record.id) && !holders.has(v.record.id));
+    candidates.sort(
+      (a, b) =>
+        Number(zones.has(zoneOf(a.record.id))) - Number(zones.has(zoneOf(b.record.id))) ||
+        (load.get(a.record.id) ?? 0) - (load.get(b.record.id) ?? 0) ||
+        byAge(a.record, b.record),
+    );
+    return candidates[0]?.record.id;
+  };
+
+  /** The voter of `p` to remove when it has one too many. */
+  const victim = (p: PartitionEntry): NodeId => {
+    const voters = votersOf(p);
+    const zoneCount = new Map<string, number>();
+    for (const v of voters) zoneCount.set(zoneOf(v), (zoneCount.get(zoneOf(v)) ?? 0) + 1);
+    const rank = (id: NodeId): number[] => {
+      const v = views.get(id);
+      return [
+        v === undefined || v.down ? 0 : 1,
+        v?.leaving ? 0 : 1,
+        v?.up ? 1 : 0,
+        -(zoneCount.get(zoneOf(id)) ?? 0),
+        -(load.get(id) ?? 0),
+        -(v?.record.startedAt ?? 0),
+      ];
+    };
+    const sorted = [...voters].sort((a, b) => {
+      const ra = rank(a);
+      const rb = rank(b);
+      for (let i = 0; i < ra.length; i++) if (ra[i] !== rb[i]) return ra[i]! - rb[i]!;
+      return a < b ? 1 : a > b ? -1 : 0;
+    });
+    return sorted[0]!;
+  };
+
+  let inFlight = 0;
+  const idle: number[] = [];
+  input.state.partitions.forEach((p, partition) => {
+    const { epoch } = p;
+    const voters = votersOf(p);
+    const learner = p.replicas.find((r) => r.role === 'learner');
+    if (learner !== undefined) {
+      inFlight++;
+      if (bad(learner.node) && !usable(learner.node)) {
+        actions.push({
+          type: 'remove',
+          partition,
+          epoch,
+          node: learner.node,
+          reason: 'learner on a dead or leaving node',
+        });
+      } else if (usable(learner.node)) {
+        actions.push({ type: 'promote', partition, epoch, node: learner.node, reason: 'learner catching up' });
+      }
+      return;
+    }
+    if (voters.length > R) {
+      inFlight++;
+      const node = victim(p);
+      actions.push({ type: 'remove', partition, epoch, node, reason: `${voters.length} voters, ${R} wanted` });
+      load.set(node, (load.get(node) ?? 1) - 1);
+      return;
+    }
+    const failing = voters.filter(bad);
+    if (failing.length > 0 || voters.length < R) {
+      const node = target(p);
+      if (node !== undefined) {
+        inFlight++;
+        const why = failing.length > 0 ? `replaces ${failing.join(', ')}` : `${voters.length} voters, ${R} wanted`;
+        actions.push({ type: 'addLearner', partition, epoch, node, reason: why });
+        load.set(node, (load.get(node) ?? 0) + 1);
+      }
+      return;
+    }
+    idle.push(partition);
+  });
+
+  // Rebalance: move a replica from a node above the mean to one below it, a few partitions at a time.
+  const budget = (input.config.maxMoves ?? 2) - inFlight;
+  if (budget <= 0) return actions;
+  let moves = 0;
+  const live = [...views.values()].filter((v) => usable(v.record.id)).map((v) => v.record);
+  if (live.length === 0) return actions;
+  for (const partition of idle) {
+    if (moves >= budget) break;
+    const p = input.state.partitions[partition]!;
+    const holders = new Set(p.replicas.map((r) => r.node));
+    const under = live
+      .filter((n) => !holders.has(n.id))
+      .sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || byAge(a, b))[0];
+    if (under === undefined) continue;
+    const over = votersOf(p).sort((a, b) => (load.get(b) ?? 0) - (load.get(a) ?? 0) || (a < b ? 1 : -1))[0]!;
+    // Only when it narrows the spread: the source ends no lower than the target.
+    if ((load.get(over) ?? 0) - (load.get(under.id) ?? 0) < 2) continue;
+    // Keep the zones spread: the target's zone must not be used by the replicas that stay, unless the source's was.
+    const stay = votersOf(p).filter((v) => v !== over);
+    if (stay.some((v) => zoneOf(v) === zoneOf(under.id)) && zoneOf(under.id) !== zoneOf(over)) continue;
+    actions.push({
+      type: 'addLearner',
+      partition,
+      epoch: p.epoch,
+      node: under.id,
+      reason: `rebalance from ${over} (${load.get(over)} replicas) to ${under.id} (${load.get(under.id)})`,
+    });
+    load.set(under.id, (load.get(under.id) ?? 0) + 1);
+    load.set(over, (load.get(over) ?? 0) - 1);
+    moves++;
+  }
+  return actions;
+}
+
+/** The meta group's own membership: every registered live node a member, up to `metaVoters` of them voters. */
+function planMeta(input: PlacementInput, views: Map<NodeId, NodeView>): PlacementAction[] {
+  const { voters, learners } = input.meta;
+  if (voters.length === 0) return [];
+  const want = input.config.metaVoters;
+  const members = new Set([...voters, ...learners]);
+  const sorted = [...views.values()].sort((a, b) => byAge(a.record, b.record));
+  // One change at a time: the meta group's own configuration changes through its log too.
+  for (const v of sorted) {
+    if (!members.has(v.record.id) && v.up)
+      return [{ type: 'metaAddLearner', node: v.record.id, reason: 'registered node' }];
+  }
+  const healthyVoters = voters.filter((id) => views.get(id)?.down !== true && views.get(id)?.leaving !== true);
+  if (healthyVoters.length < want) {
+    const next = sorted.find((v) => learners.includes(v.record.id) && v.up && !v.leaving);
+    if (next !== undefined)
+      return [{ type: 'metaPromote', node: next.record.id, reason: `${healthyVoters.length} healthy voters` }];
+  }
+  const downVoter = voters.find((id) => views.get(id)?.down === true || views.get(id)?.leaving === true);
+  // A failed voter goes once a healthy one took its place (or the group stays above a quorum without it).
+  if (downVoter !== undefined && voters.length > want) {
+    return [{ type: 'metaRemove', node: downVoter, reason: 'voter dead or leaving' }];
+  }
+  const downLearner = learners.find((id) => views.get(id) === undefined || views.get(id)?.down === true);
+  if (downLearner !== undefined)
+    return [{ type: 'metaRemove', node: downLearner, reason: 'learner dead or deregistered' }];
+  return [];
+}

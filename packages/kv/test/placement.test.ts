@@ -1,0 +1,248 @@
+import { describe, expect, it } from 'vitest';
+import { type MetaState, type NodeRecord, applyMeta, emptyMeta } from '../src/meta/state.js';
+import {
+  type MemberLiveness,
+  type PlacementAction,
+  type PlacementInput,
+  planPlacement,
+} from '../src/placement/controller.js';
+
+const node = (id: string, startedAt: number, tags: Record<string, string> = {}): NodeRecord => ({
+  id,
+  peerAddress: `127.0.0.1:${7000 + startedAt}`,
+  tags,
+  startedAt,
+});
+
+/** A bootstrapped state: `ids` registered (started in order), partitions placed round-robin. */
+function cluster(
+  ids: string[],
+  partitions: number,
+  r = 3,
+  tags: Record<string, Record<string, string>> = {},
+): MetaState {
+  const s = emptyMeta();
+  const placed = Array.from({ length: partitions }, (_, p) =>
+    Array.from({ length: r }, (_, k) => ids[(p + k) % ids.length]!),
+  );
+  const res = applyMeta(s, {
+    type: 'bootstrap',
+    clusterId: 'c1',
+    replicationFactor: r,
+    nodes: ids.map((id, i) => node(id, i + 1, tags[id] ?? {})),
+    partitions: placed,
+  });
+  expect(res.ok).toBe(true);
+  return s;
+}
+
+const alive = (ids: string[], since = 0): Map<string, MemberLiveness> =>
+  new Map(ids.map((id) => [id, { state: 'alive' as const, since }]));
+
+function input(
+  state: MetaState,
+  members: Map<string, MemberLiveness>,
+  over: Partial<PlacementInput> = {},
+): PlacementInput {
+  const ids = Object.keys(state.nodes).sort();
+  return {
+    state,
+    members,
+    now: 100_000,
+    viewSince: 0,
+    meta: { voters: ids.slice(0, 3), learners: ids.slice(3) },
+    minority: false,
+    config: { deadGraceMs: 5000, metaVoters: 3 },
+    ...over,
+  };
+}
+
+/** Applies an action to the map as the executor records it once Raft made the change. */
+function record(state: MetaState, a: PlacementAction): void {
+  if (a.type !== 'addLearner' && a.type !== 'promote' && a.type !== 'remove') return;
+  const p = state.partitions[a.partition]!;
+  let replicas = p.replicas.map((r) => ({ ...r }));
+  if (a.type === 'addLearner') replicas.push({ node: a.node, role: 'learner' });
+  if (a.type === 'promote') replicas = replicas.map((r) => (r.node === a.node ? { node: r.node, role: 'voter' } : r));
+  if (a.type === 'remove') replicas = replicas.filter((r) => r.node !== a.node);
+  const res = applyMeta(state, { type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
+  expect(res).toMatchObject({ ok: true });
+}
+
+/** Runs rounds until no partition action is left (at most `rounds`), applying each. */
+function settle(state: MetaState, make: () => PlacementInput, rounds = 50): number {
+  for (let i = 0; i < rounds; i++) {
+    const acts = planPlacement(make()).filter((a) => !a.type.startsWith('meta'));
+    if (acts.length === 0) return i;
+    for (const a of acts) record(state, a);
+  }
+  throw new Error('placement did not settle');
+}
+
+type PartitionAction = Extract<PlacementAction, { partition: number }>;
+const partitionActions = (acts: PlacementAction[]): PartitionAction[] =>
+  acts.filter((a): a is PartitionAction => 'partition' in a);
+
+describe('meta state', () => {
+  it('bootstraps once, registers nodes and fences reconfigurations by epoch', () => {
+    const s = cluster(['a', 'b', 'c'], 4);
+    expect(
+      applyMeta(s, { type: 'bootstrap', clusterId: 'x', replicationFactor: 3, nodes: [], partitions: [] }),
+    ).toMatchObject({
+      ok: false,
+    });
+    expect(s.partitions.map((p) => p.epoch)).toEqual([1, 1, 1, 1]);
+    const replicas = [...s.partitions[0]!.replicas, { node: 'd', role: 'learner' as const }];
+    expect(applyMeta(s, { type: 'reconfigure', partition: 0, epoch: 1, replicas })).toEqual({ ok: true, epoch: 2 });
+    // A change planned against the old epoch is refused and changes nothing.
+    expect(applyMeta(s, { type: 'reconfigure', partition: 0, epoch: 1, replicas: [] })).toMatchObject({ ok: false });
+    expect(s.partitions[0]!.replicas).toHaveLength(4);
+    expect(applyMeta(s, { type: 'reconfigure', partition: 0, epoch: 2, replicas: [] })).toMatchObject({ ok: false });
+  });
+
+  it('refuses a node id registered by another peer, updates a re-registering node', () => {
+    const s = cluster(['a', 'b', 'c'], 1);
+    expect(applyMeta(s, { type: 'register', node: { ...node('d', 50), peerId: 'P1' } }).ok).toBe(true);
+    expect(applyMeta(s, { type: 'register', node: { ...node('d', 60), peerId: 'P2' } })).toMatchObject({ ok: false });
+    expect(applyMeta(s, { type: 'register', node: { ...node('d', 70), peerId: 'P1', http: 'h' } }).ok).toBe(true);
+    expect(s.nodes.d).toMatchObject({ startedAt: 70, http: 'h' });
+    expect(applyMeta(s, { type: 'deregister', id: 'a' })).toMatchObject({ ok: false });
+    expect(applyMeta(s, { type: 'deregister', id: 'd' }).ok).toBe(true);
+  });
+
+  it('keeps sections of other users and refuses unknown commands', () => {
+    const s = emptyMeta();
+    expect(applyMeta(s, { type: 'ext', section: 'vpaxos', value: { n: 1 } }).ok).toBe(true);
+    expect(s.ext.vpaxos).toEqual({ n: 1 });
+    expect(applyMeta(s, { type: 'nope' } as never)).toMatchObject({ ok: false });
+  });
+});
+
+describe('placement controller', () => {
+  it('does nothing in a healthy, balanced cluster', () => {
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 10);
+    expect(planPlacement(input(s, alive(['a', 'b', 'c', 'd', 'e'])))).toEqual([]);
+  });
+
+  it('waits for the grace period before replacing a dead node', () => {
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 5);
+    const members = alive(['a', 'b', 'c', 'd']);
+    members.set('e', { state: 'dead', since: 97_000 });
+    expect(partitionActions(planPlacement(input(s, members)))).toEqual([]);
+    members.set('e', { state: 'suspect', since: 0 });
+    expect(partitionActions(planPlacement(input(s, members)))).toEqual([]);
+  });
+
+  it('replaces a dead node: learner on a live node, promote, remove the dead replica, one epoch per step', () => {
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 5);
+    const members = alive(['a', 'b', 'c', 'd']);
+    members.set('e', { state: 'dead', since: 90_000 });
+    const first = partitionActions(planPlacement(input(s, members)));
+    const holding = s.partitions.flatMap((p, i) => (p.replicas.some((r) => r.node === 'e') ? [i] : []));
+    expect(first.map((a) => [a.type, a.partition])).toEqual(holding.map((i) => ['addLearner', i]));
+    for (const a of first) expect(a.node).not.toBe('e');
+    settle(s, () => input(s, members));
+    for (const [i, p] of s.partitions.entries()) {
+      expect(p.replicas.map((r) => r.node)).not.toContain('e');
+      expect(p.replicas.filter((r) => r.role === 'voter')).toHaveLength(3);
+      expect(p.epoch).toBe(holding.includes(i) ? 4 : 1);
+    }
+  });
+
+  it('treats a registered node missing from the member list as dead (a dropped event hides nothing)', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 4);
+    // Not before the view is older than the grace period (a fresh leader's view may lack members).
+    expect(partitionActions(planPlacement(input(s, alive(['a', 'b', 'c']), { viewSince: 98_000 })))).toEqual([]);
+    const acts = partitionActions(planPlacement(input(s, alive(['a', 'b', 'c']))));
+    expect(acts.length).toBeGreaterThan(0);
+    expect(acts.every((a) => a.type === 'addLearner' && a.node !== 'd')).toBe(true);
+  });
+
+  it('makes no decision in a minority', () => {
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 5);
+    const members = alive(['a', 'b']);
+    expect(planPlacement(input(s, members, { minority: true }))).toEqual([]);
+  });
+
+  it('does not promote a learner on a node that died, removes it instead', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 1);
+    record(s, { type: 'addLearner', partition: 0, epoch: 1, node: 'd', reason: '' });
+    const members = alive(['a', 'b', 'c']);
+    members.set('d', { state: 'dead', since: 0 });
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ type: 'remove', node: 'd', epoch: 2 }]);
+    members.set('d', { state: 'alive', since: 0 });
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ type: 'promote', node: 'd' }]);
+  });
+
+  it('spreads replicas across zones when replacing', () => {
+    const tags = { a: { zone: 'z1' }, b: { zone: 'z2' }, c: { zone: 'z3' }, d: { zone: 'z1' }, e: { zone: 'z3' } };
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 1, 3, tags);
+    // Partition 0 is on a (z1), b (z2), c (z3); c dies: e (z3) keeps three zones, d (z1) would not.
+    const members = alive(['a', 'b', 'd', 'e']);
+    members.set('c', { state: 'dead', since: 0 });
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ type: 'addLearner', node: 'e' }]);
+  });
+
+  it('breaks ties by the longest-running node, then node id', () => {
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 1);
+    s.nodes.d!.startedAt = 10;
+    s.nodes.e!.startedAt = 9;
+    const members = alive(['a', 'b', 'd', 'e']);
+    members.set('c', { state: 'left', since: 0 });
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ node: 'e' }]);
+    s.nodes.d!.startedAt = 9;
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ node: 'd' }]);
+  });
+
+  it('rebalances replicas towards a joined node, a few partitions at a time', () => {
+    const ids = ['a', 'b', 'c', 'd', 'e'];
+    const s = cluster(ids, 16);
+    applyMeta(s, { type: 'register', node: node('f', 100) });
+    const all = [...ids, 'f'];
+    const first = partitionActions(planPlacement(input(s, alive(all))));
+    expect(first.length).toBe(2);
+    expect(first.every((a) => a.type === 'addLearner' && a.node === 'f')).toBe(true);
+    settle(s, () => input(s, alive(all)), 200);
+    const count = new Map<string, number>();
+    for (const p of s.partitions) {
+      expect(p.replicas.filter((r) => r.role === 'voter')).toHaveLength(3);
+      for (const r of p.replicas) count.set(r.node, (count.get(r.node) ?? 0) + 1);
+    }
+    // 48 replicas over 6 nodes: 8 each, within one.
+    for (const id of all) expect(Math.abs((count.get(id) ?? 0) - 8)).toBeLessThanOrEqual(1);
+  });
+
+  it('moves the replicas of a leaving node away', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 4);
+    applyMeta(s, { type: 'setLeaving', id: 'b' });
+    settle(s, () => input(s, alive(['a', 'b', 'c', 'd'])));
+    for (const p of s.partitions) expect(p.replicas.map((r) => r.node)).not.toContain('b');
+  });
+
+  it('leaves a partition alone when no live node can take a replica', () => {
+    const s = cluster(['a', 'b', 'c'], 2);
+    const members = alive(['a', 'b']);
+    members.set('c', { state: 'dead', since: 0 });
+    expect(partitionActions(planPlacement(input(s, members)))).toEqual([]);
+  });
+
+  it('grows the meta group to three voters as nodes register, and replaces a dead voter', () => {
+    const s = cluster(['a'], 1, 1);
+    applyMeta(s, { type: 'register', node: node('b', 2) });
+    const members = alive(['a', 'b']);
+    const meta = { voters: ['a'], learners: [] as string[] };
+    expect(planPlacement(input(s, members, { meta }))).toMatchObject([{ type: 'metaAddLearner', node: 'b' }]);
+    expect(planPlacement(input(s, members, { meta: { voters: ['a'], learners: ['b'] } }))).toMatchObject([
+      { type: 'metaPromote', node: 'b' },
+    ]);
+    // Four nodes, voters a b c, c dead: d is promoted, then c removed.
+    const t = cluster(['a', 'b', 'c', 'd'], 1);
+    const m2 = alive(['a', 'b', 'd']);
+    m2.set('c', { state: 'dead', since: 0 });
+    const metaActs = (voters: string[], learners: string[]) =>
+      planPlacement(input(t, m2, { meta: { voters, learners } })).filter((a) => a.type.startsWith('meta'));
+    expect(metaActs(['a', 'b', 'c'], ['d'])).toMatchObject([{ type: 'metaPromote', node: 'd' }]);
+    expect(metaActs(['a', 'b', 'c', 'd'], [])).toMatchObject([{ type: 'metaRemove', node: 'c' }]);
+    expect(metaActs(['a', 'b', 'd'], [])).toEqual([]);
+  });
+});
