@@ -100,6 +100,7 @@ export {
   decodeMetaCommand,
   emptyMeta,
   encodeMetaCommand,
+  moveRefusal,
   replicaNodes,
   upgradeMeta,
   votersOf,
@@ -110,6 +111,7 @@ export {
   type PlacementAction,
   type PlacementConfig,
   type PlacementInput,
+  moveQuorumRefusal,
   nodeViews,
   planPlacement,
 } from './placement/controller.js';

@@ -4,6 +4,7 @@ import {
   type MemberLiveness,
   type PlacementAction,
   type PlacementInput,
+  moveQuorumRefusal,
   planPlacement,
 } from '../src/placement/controller.js';
 
@@ -244,5 +245,68 @@ describe('placement controller', () => {
     expect(metaActs(['a', 'b', 'c'], ['d'])).toMatchObject([{ type: 'metaPromote', node: 'd' }]);
     expect(metaActs(['a', 'b', 'c', 'd'], [])).toMatchObject([{ type: 'metaRemove', node: 'c' }]);
     expect(metaActs(['a', 'b', 'd'], [])).toEqual([]);
+  });
+});
+
+describe('operator moves and leader preference', () => {
+  it('carries out a recorded move: learner on the target, promote, remove the source, one epoch per step', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 4);
+    // Partition 0 is on a, b, c.
+    expect(applyMeta(s, { type: 'move', partition: 0, from: 'b', to: 'd' })).toEqual({ ok: true, epoch: 1 });
+    const members = alive(['a', 'b', 'c', 'd']);
+    const steps: string[] = [];
+    for (let i = 0; i < 5 && s.partitions[0]!.move !== undefined; i++) {
+      const acts = partitionActions(planPlacement(input(s, members))).filter((a) => a.partition === 0);
+      expect(acts).toHaveLength(1);
+      steps.push(`${acts[0]!.type} ${acts[0]!.node}`);
+      record(s, acts[0]!);
+    }
+    expect(steps).toEqual(['addLearner d', 'promote d', 'remove b']);
+    expect(s.partitions[0]!.replicas.map((r) => r.node).sort()).toEqual(['a', 'c', 'd']);
+    expect(s.partitions[0]!.epoch).toBe(4);
+    expect(s.partitions[0]!.move).toBeUndefined();
+  });
+
+  it('refuses a move whose target holds the partition, whose source is not a voter, or while another runs', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 4);
+    expect(applyMeta(s, { type: 'move', partition: 0, from: 'a', to: 'c' })).toEqual({
+      ok: false,
+      reason: 'c already holds a replica of partition 0',
+    });
+    expect(applyMeta(s, { type: 'move', partition: 0, from: 'd', to: 'c' })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/d is not a voter of partition 0/),
+    });
+    expect(applyMeta(s, { type: 'move', partition: 0, from: 'a', to: 'x' })).toMatchObject({ ok: false });
+    expect(applyMeta(s, { type: 'move', partition: 0, from: 'a', to: 'd' })).toMatchObject({ ok: true });
+    expect(applyMeta(s, { type: 'move', partition: 0, from: 'b', to: 'd' })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/a move of partition 0 from a to d is under way/),
+    });
+    expect(s.partitions[0]!.epoch).toBe(1);
+  });
+
+  it('refuses a move that would leave the partition below a quorum of live voters, or to a dead target', () => {
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 5);
+    const p = s.partitions[0]!; // a, b, c
+    const up = (ids: string[]) => (id: string) => ids.includes(id);
+    expect(moveQuorumRefusal(p, 0, 'a', 'd', up(['a', 'b', 'c', 'd']))).toBeUndefined();
+    // One voter down: moving that one (or another) still keeps a quorum at each step.
+    expect(moveQuorumRefusal(p, 0, 'c', 'd', up(['a', 'b', 'd']))).toBeUndefined();
+    expect(moveQuorumRefusal(p, 0, 'a', 'd', up(['a', 'b', 'd']))).toBeUndefined();
+    // Two voters down: the partition has no quorum to change with.
+    expect(moveQuorumRefusal(p, 0, 'a', 'd', up(['a', 'd']))).toMatch(
+      /would leave it below a quorum now: 1 live voter\(s\) of 3, a quorum needs 2 \(down: b, c\)/,
+    );
+    expect(moveQuorumRefusal(p, 0, 'a', 'e', up(['a', 'b', 'c']))).toBe('e is not alive: a move needs a live target');
+  });
+
+  it('keeps the preferred leader while it is a voter', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 4);
+    expect(applyMeta(s, { type: 'preferLeader', partition: 0, node: 'd' })).toMatchObject({ ok: false });
+    expect(applyMeta(s, { type: 'preferLeader', partition: 0, node: 'b' })).toMatchObject({ ok: true });
+    const replicas = s.partitions[0]!.replicas.filter((r) => r.node !== 'b');
+    applyMeta(s, { type: 'reconfigure', partition: 0, epoch: 1, replicas });
+    expect(s.partitions[0]!.preferredLeader).toBeUndefined();
   });
 });

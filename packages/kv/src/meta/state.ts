@@ -44,6 +44,10 @@ export interface PartitionEntry {
   epoch: number;
   /** The last leader reported, a hint only. */
   leader?: NodeId;
+  /** The voter an operator asked to lead the partition (`cohort partitions transfer`): leader balancing keeps it there. */
+  preferredLeader?: NodeId;
+  /** A replica move an operator asked for (`cohort partitions move`), until the placement controller completed it. */
+  move?: { from: NodeId; to: NodeId };
 }
 
 /** The whole meta state. */
@@ -79,6 +83,10 @@ export type MetaCommand =
       replicas: Replica[];
     }
   | { type: 'leaderHint'; partition: number; leader: NodeId }
+  /** Records the voter that should lead `partition`. */
+  | { type: 'preferLeader'; partition: number; node: NodeId }
+  /** Records the intent to move `partition`'s replica from `from` to `to` (learner, promote, remove). */
+  | { type: 'move'; partition: number; from: NodeId; to: NodeId }
   | { type: 'ext'; section: string; value: unknown };
 
 /** What applying a command answers its proposer. */
@@ -145,9 +153,23 @@ export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
       if (p.epoch !== cmd.epoch) return fail(`stale epoch ${cmd.epoch}: partition ${cmd.partition} is at ${p.epoch}`);
       if (!cmd.replicas.some((r) => r.role === 'voter')) return fail('a partition needs a voter');
       const replicas = cmd.replicas.map((r) => ({ ...r }));
-      // The leader hint stays while its node is still a replica.
+      // The leader hint stays while its node is still a replica, the preferred leader while it is a voter.
       const keep = p.leader !== undefined && replicas.some((r) => r.node === p.leader);
-      state.partitions[cmd.partition] = { replicas, epoch: p.epoch + 1, ...(keep ? { leader: p.leader } : {}) };
+      const prefer =
+        p.preferredLeader !== undefined && replicas.some((r) => r.node === p.preferredLeader && r.role === 'voter');
+      // A move stays until its target is a voter and its source is gone (or both are gone: nothing left to do).
+      const has = (id: NodeId) => replicas.some((r) => r.node === id);
+      const moved =
+        p.move !== undefined &&
+        ((!has(p.move.from) && replicas.some((r) => r.node === p.move!.to && r.role === 'voter')) ||
+          (!has(p.move.from) && !has(p.move.to)));
+      state.partitions[cmd.partition] = {
+        replicas,
+        epoch: p.epoch + 1,
+        ...(keep ? { leader: p.leader } : {}),
+        ...(prefer ? { preferredLeader: p.preferredLeader } : {}),
+        ...(p.move !== undefined && !moved ? { move: { ...p.move } } : {}),
+      };
       return { ok: true, epoch: p.epoch + 1 };
     }
     case 'leaderHint': {
@@ -155,6 +177,23 @@ export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
       if (p === undefined) return fail(`no partition ${cmd.partition}`);
       p.leader = cmd.leader;
       return { ok: true };
+    }
+    case 'preferLeader': {
+      const p = state.partitions[cmd.partition];
+      if (p === undefined) return fail(`no partition ${cmd.partition}`);
+      if (!votersOf(p).includes(cmd.node)) {
+        return fail(`${cmd.node} is not a voter of partition ${cmd.partition} (voters: ${votersOf(p).join(', ')})`);
+      }
+      p.preferredLeader = cmd.node;
+      return { ok: true, epoch: p.epoch };
+    }
+    case 'move': {
+      const p = state.partitions[cmd.partition];
+      if (p === undefined) return fail(`no partition ${cmd.partition}`);
+      const refusal = moveRefusal(state, cmd.partition, cmd.from, cmd.to);
+      if (refusal !== undefined) return fail(refusal);
+      p.move = { from: cmd.from, to: cmd.to };
+      return { ok: true, epoch: p.epoch };
     }
     case 'ext':
       state.ext[cmd.section] = cmd.value;
@@ -164,6 +203,26 @@ export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
       return fail(`unknown meta command type ${String(unknown.type)}`);
     }
   }
+}
+
+/**
+ * Why moving partition `partition`'s replica from `from` to `to` is refused
+ * by the map alone (liveness aside), or undefined when it may be recorded.
+ */
+export function moveRefusal(state: MetaState, partition: number, from: NodeId, to: NodeId): string | undefined {
+  const p = state.partitions[partition];
+  if (p === undefined) return `no partition ${partition}: the cluster has ${state.partitions.length}`;
+  const voters = votersOf(p);
+  if (!voters.includes(from)) return `${from} is not a voter of partition ${partition} (voters: ${voters.join(', ')})`;
+  if (state.nodes[to] === undefined) return `${to} is not a registered node`;
+  if (state.nodes[to]!.leaving) return `${to} is leaving the cluster`;
+  if (p.replicas.some((r) => r.node === to)) return `${to} already holds a replica of partition ${partition}`;
+  if (p.move !== undefined)
+    return `a move of partition ${partition} from ${p.move.from} to ${p.move.to} is under way; wait for it (cohort partitions)`;
+  const learner = p.replicas.find((r) => r.role === 'learner');
+  if (learner !== undefined)
+    return `partition ${partition} is being reconfigured (learner ${learner.node}); retry once it settled`;
+  return undefined;
 }
 
 /** A state read from a snapshot or the store, upgraded to the current format; throws on a newer one. */

@@ -13,6 +13,8 @@
  *   more voters than the replication factor -> remove one (dead first, then
  *   leaving, then the most crowded zone, the most loaded node, the newest node);
  *   a learner on a dead node -> remove it.
+ * An operator's move (`move` in the map) adds its target as a learner, and
+ * once promoted removes its source (before any other voter).
  * With no repair pending, replicas are moved from the most loaded nodes to
  * the least loaded (a joined node), a few partitions at a time.
  * Targets are chosen by zone first (a zone the partition does not use yet),
@@ -141,6 +143,8 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
   /** The voter of `p` to remove when it has one too many. */
   const victim = (p: PartitionEntry): NodeId => {
     const voters = votersOf(p);
+    // An operator's move removes its source once the target is a voter.
+    if (p.move !== undefined && voters.includes(p.move.from) && voters.includes(p.move.to)) return p.move.from;
     const zoneCount = new Map<string, number>();
     for (const v of voters) zoneCount.set(zoneOf(v), (zoneCount.get(zoneOf(v)) ?? 0) + 1);
     const rank = (id: NodeId): number[] => {
@@ -199,6 +203,15 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
         const why = failing.length > 0 ? `replaces ${failing.join(', ')}` : `${voters.length} voters, ${R} wanted`;
         actions.push({ type: 'addLearner', partition, epoch, node, reason: why });
         load.set(node, (load.get(node) ?? 0) + 1);
+      }
+      return;
+    }
+    if (p.move !== undefined) {
+      const { from, to } = p.move;
+      if (voters.includes(from) && !p.replicas.some((r) => r.node === to) && usable(to)) {
+        inFlight++;
+        actions.push({ type: 'addLearner', partition, epoch, node: to, reason: `operator move from ${from}` });
+        load.set(to, (load.get(to) ?? 0) + 1);
       }
       return;
     }
@@ -266,4 +279,33 @@ function planMeta(input: PlacementInput, views: Map<NodeId, NodeView>): Placemen
   if (downLearner !== undefined)
     return [{ type: 'metaRemove', node: downLearner, reason: 'learner dead or deregistered' }];
   return [];
+}
+
+/**
+ * Why moving a replica of `p` from `from` to `to` is refused given who is
+ * alive now, or undefined: the target must be alive, and the partition must
+ * keep a quorum of live voters through each step (with the target added,
+ * and once the source is removed).
+ */
+export function moveQuorumRefusal(
+  p: PartitionEntry,
+  partition: number,
+  from: NodeId,
+  to: NodeId,
+  alive: (id: NodeId) => boolean,
+): string | undefined {
+  if (!alive(to)) return `${to} is not alive: a move needs a live target`;
+  const voters = votersOf(p);
+  const quorum = (n: number) => Math.floor(n / 2) + 1;
+  const check = (set: NodeId[], step: string): string | undefined => {
+    const live = set.filter(alive);
+    if (live.length >= quorum(set.length)) return undefined;
+    const down = set.filter((v) => !alive(v));
+    return `moving partition ${partition} from ${from} to ${to} would leave it below a quorum ${step}: ${live.length} live voter(s) of ${set.length}, a quorum needs ${quorum(set.length)} (down: ${down.join(', ')})`;
+  };
+  return (
+    check(voters, 'now') ??
+    check([...voters, to], `once ${to} is a voter`) ??
+    check([...voters.filter((v) => v !== from), to], `once ${from} is removed`)
+  );
 }
