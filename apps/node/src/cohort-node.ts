@@ -22,6 +22,8 @@ import {
   type MetaState,
   SlotMap,
   WatchHub,
+  moveQuorumRefusal,
+  moveRefusal,
   partitionGroup,
   serveDigestRequests,
   serveForwardedRequests,
@@ -49,7 +51,7 @@ import type { JoinAnswer, JoinRequest } from './meta-routes.js';
 import { MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
-import { RestoreRefusedError } from './ops-routes.js';
+import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
 import { type PartitionLayout, loadLayout, readLayout, recordLayout } from './partition-layout.js';
 import { PartitionedKv } from './partitioned-kv.js';
 import { PartitionedWatch } from './partitioned-watch.js';
@@ -788,6 +790,8 @@ export class CohortNode {
         },
         transferLeadership: (to) =>
           partitioned ? Promise.reject(unsupported('a leadership transfer')) : host.transferLeadership(p0.group, to),
+        transferPartitionLeadership: (partition, to) => this.transferPartitionLeadership(partition, to),
+        movePartitionReplica: (partition, from, to) => this.movePartitionReplica(partition, from, to),
         openBackup: async (partition) => {
           if (partitioned && partition === undefined) {
             throw new RestoreRefusedError(
@@ -928,6 +932,70 @@ export class CohortNode {
     };
   }
 
+  /** Whether membership believes `id` alive (this node always is). */
+  private isAlive(id: NodeId): boolean {
+    if (id === this.options.config.node.id) return true;
+    return this.membership?.members().some((m) => m.id === id && m.state === 'alive') ?? false;
+  }
+
+  /**
+   * On partition `index`'s leader: records `to` as the partition's preferred
+   * leader in the meta group (so leader balancing keeps it there), then moves
+   * the leadership and resolves once `to` leads. Elsewhere: NotLeaderError
+   * naming the leader. Refused for a target that is not a live voter.
+   */
+  private async transferPartitionLeadership(index: number, to: NodeId): Promise<{ partition: number; leader: NodeId }> {
+    const host = this.host!;
+    const p = this.parts[index];
+    if (p === undefined) {
+      throw new OperationRefusedError(`partition ${index} does not exist: this cluster has ${this.parts.length}`);
+    }
+    const entry = this.meta?.state.clusterId ? this.meta.state.partitions[index] : undefined;
+    const voters = p.sm !== undefined ? host.status(p.group).voters : entry ? votersOf(entry) : p.replicas;
+    if (!voters.includes(to)) {
+      throw new OperationRefusedError(
+        `${to} is not a voter of partition ${index} (voters: ${voters.join(', ')}): move a replica there first (cohort partitions move)`,
+      );
+    }
+    if (!this.isAlive(to)) throw new OperationRefusedError(`${to} is not alive: it cannot take the leadership`);
+    if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(index)?.leader);
+    const s = host.status(p.group);
+    if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
+    if (this.parts.length > 1 && this.meta !== undefined && entry?.preferredLeader !== to) {
+      const res = await this.meta.propose({ type: 'preferLeader', partition: index, node: to });
+      if (!res.ok) throw new OperationRefusedError(res.reason);
+    }
+    if (s.leader === to) return { partition: index, leader: to };
+    const leader = await host.transferLeadership(p.group, to);
+    this.log.info('partition leadership transferred by an operator', { partition: index, to: leader });
+    return { partition: index, leader };
+  }
+
+  /** Records the move of partition `index`'s replica from `from` to `to` in the meta group (placement carries it out). */
+  private async movePartitionReplica(
+    index: number,
+    from: NodeId,
+    to: NodeId,
+  ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }> {
+    if (this.parts.length <= 1) {
+      throw new OperationRefusedError(
+        'this cluster has one partition, one group: change its members with cohort cluster add, promote and remove',
+      );
+    }
+    const meta = this.meta;
+    if (meta === undefined || meta.state.clusterId === '') {
+      throw new UnavailableError('the cluster is not founded yet (its meta group has no map); retry shortly');
+    }
+    const refusal =
+      moveRefusal(meta.state as MetaState, index, from, to) ??
+      moveQuorumRefusal(meta.state.partitions[index]!, index, from, to, (id) => this.isAlive(id));
+    if (refusal !== undefined) throw new OperationRefusedError(refusal);
+    const res = await meta.propose({ type: 'move', partition: index, from, to });
+    if (!res.ok) throw new OperationRefusedError(res.reason);
+    this.log.info('partition replica move recorded', { partition: index, from, to });
+    return { partition: index, from, to, epoch: res.epoch ?? meta.state.partitions[index]!.epoch };
+  }
+
   /** Marks `id` as leaving: the placement controller moves its replicas away (`cohort leave`). */
   private async markLeaving(id: NodeId): Promise<{ node: NodeId; replicas: number }> {
     const meta = this.meta;
@@ -998,7 +1066,8 @@ export class CohortNode {
     for (const p of this.parts) {
       if (p.sm === undefined) continue;
       const s = host.status(p.group);
-      const preferred = this.layout?.replicas[p.index]?.[0];
+      // An operator's choice (cohort partitions transfer) first, else the first replica of the layout.
+      const preferred = this.meta?.state.partitions[p.index]?.preferredLeader ?? this.layout?.replicas[p.index]?.[0];
       if (s.role !== 'leader' || preferred === undefined || preferred === self || !s.voters.includes(preferred))
         continue;
       if (!members.some((m) => m.id === preferred && m.state === 'alive')) continue;

@@ -186,6 +186,14 @@ function example(cmd: Command, ...lines: string[]): Command {
 
 const enc = (key: string): string => encodeURIComponent(key);
 
+function partitionNumber(p: string): number {
+  const n = Number(p.replace(/^p/, ''));
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new CliError(`<partition> must be a partition number (example: 3 or p3), got '${p}'`, EXIT.usage);
+  }
+  return n;
+}
+
 interface MemberRow {
   id: string;
   role: string;
@@ -291,14 +299,17 @@ export function registerOpsCommands(program: Command): void {
     }),
   );
 
+  const partitions = program
+    .command('partitions')
+    .description(
+      'the partition map: per partition its replicas (voter or learner), epoch and leader; transfer a leadership, move a replica',
+    )
+    .option('--json', 'print the raw JSON');
   example(
-    targetOptions(
-      program
-        .command('partitions')
-        .description('the partition map: per partition its replicas (voter or learner), epoch and leader')
-        .option('--json', 'print the raw JSON'),
-    ),
+    targetOptions(partitions),
     'cohort partitions --http 127.0.0.1:8080',
+    'cohort partitions transfer 3 n2',
+    'cohort partitions move 3 --from n1 --to n4',
   ).action(
     run(async (o: Target & { json?: boolean }) => {
       const [m, local] = await Promise.all([json(o, 'GET', '/v1/meta'), json(o, 'GET', '/v1/partitions')]);
@@ -307,15 +318,92 @@ export function registerOpsCommands(program: Command): void {
         return;
       }
       const views = (local.partitions ?? []) as { partition: number; leader?: string; term?: number }[];
-      const map = (m.partitions ?? []) as { replicas: { node: string; role: string }[]; epoch: number }[];
+      const map = (m.partitions ?? []) as {
+        replicas: { node: string; role: string }[];
+        epoch: number;
+        move?: { from: string; to: string };
+      }[];
       say(`cluster ${String(m.clusterId) || '(not founded yet)'}`);
       map.forEach((p, i) => {
         const v = views.find((x) => x.partition === i);
         const replicas = p.replicas.map((r) => (r.role === 'voter' ? r.node : `${r.node} (learner)`)).join(', ');
         say(
-          `p${i}`.padEnd(6) + `epoch ${String(p.epoch).padEnd(5)} leader ${(v?.leader || '?').padEnd(10)} ${replicas}`,
+          `p${i}`.padEnd(6) +
+            `epoch ${String(p.epoch).padEnd(5)} leader ${(v?.leader || '?').padEnd(10)} ${replicas}` +
+            (p.move ? `  (moving ${p.move.from} -> ${p.move.to})` : ''),
         );
       });
+    }),
+  );
+
+  // The parent's --http and --timeout-ms are parsed wherever they appear: the subcommands read them with optsWithGlobals.
+  example(
+    targetOptions(
+      partitions
+        .command('transfer <partition> <node>')
+        .description(
+          "hand partition <partition>'s leadership to its voter <node> (asked of any node); waits until it leads",
+        )
+        .option('--json', 'print the raw JSON'),
+    ),
+    'cohort partitions transfer 3 n2',
+  ).action(
+    run(async (partition: string, node: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { json?: boolean };
+      const p = partitionNumber(partition);
+      const out = await admin(
+        o,
+        '/v1/admin/partitions/transfer-leader',
+        { partition: p, node },
+        `partitions transfer ${p} ${node}`,
+      );
+      say(o.json ? JSON.stringify(out, null, 2) : `p${p}: ${String(out.leader)} leads`);
+    }),
+  );
+  example(
+    targetOptions(
+      partitions
+        .command('move <partition>')
+        .description(
+          "move partition <partition>'s replica from one node to another: the cluster adds it as a learner, promotes it, then removes the source (refused if the target holds it or a quorum would be lost); waits until done",
+        )
+        .requiredOption('--from <node>', 'the node whose replica moves')
+        .requiredOption('--to <node>', 'the node that receives it')
+        .option('--no-wait', 'return once the move is recorded')
+        .option('--wait-ms <n>', 'how long to wait for the move to complete', '120000'),
+    ),
+    'cohort partitions move 3 --from n1 --to n4',
+  ).action(
+    run(async (partition: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { from: string; to: string; wait: boolean; waitMs: string };
+      const p = partitionNumber(partition);
+      const what = `partitions move ${p} --from ${o.from} --to ${o.to}`;
+      const out = await json(o, 'POST', '/v1/admin/partitions/move', { partition: p, from: o.from, to: o.to }, what);
+      say(`p${p}: move from ${o.from} to ${o.to} recorded at epoch ${String(out.epoch)}`);
+      if (!o.wait) return;
+      const deadline = Date.now() + Number(o.waitMs);
+      for (;;) {
+        const m = (await json(o, 'GET', '/v1/meta')) as {
+          partitions: { replicas: { node: string; role: string }[]; epoch: number; move?: unknown }[];
+        };
+        const e = m.partitions[p];
+        const done =
+          e !== undefined &&
+          e.move === undefined &&
+          !e.replicas.some((r) => r.node === o.from) &&
+          e.replicas.some((r) => r.node === o.to && r.role === 'voter');
+        if (done) {
+          say(`p${p}: moved to ${o.to} (epoch ${e.epoch}; replicas ${e.replicas.map((r) => r.node).join(', ')})`);
+          return;
+        }
+        if (Date.now() > deadline) {
+          throw new CliError(
+            `p${p}: the move is not done after ${o.waitMs} ms; see cohort partitions`,
+            EXIT.unavailable,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
     }),
   );
 

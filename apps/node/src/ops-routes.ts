@@ -23,6 +23,20 @@ export interface OpsApi {
   /** `address`: a new member's peer address, which every replica learns with the change. */
   changeMembership(change: MembershipChange, address?: string): Promise<ConfState>;
   transferLeadership(to: NodeId): Promise<NodeId>;
+  /**
+   * Moves partition `partition`'s leadership to its voter `to`, on the partition's leader (elsewhere
+   * NotLeaderError naming it); refused (OperationRefusedError) for a target that is not a live voter.
+   */
+  transferPartitionLeadership(partition: number, to: NodeId): Promise<{ partition: number; leader: NodeId }>;
+  /**
+   * Records in the meta group the move of partition `partition`'s replica from `from` to `to`, which
+   * the placement controller carries out; refused when the target holds it or a quorum would be lost.
+   */
+  movePartitionReplica(
+    partition: number,
+    from: NodeId,
+    to: NodeId,
+  ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
   openBackup(partition?: number): Promise<{ group: string; reader: SnapshotReader }>;
   /**
@@ -36,6 +50,11 @@ export interface OpsApi {
 /** A restore refused before anything was written: the message says why and what to do. */
 export class RestoreRefusedError extends Error {
   override readonly name = 'RestoreRefusedError';
+}
+
+/** An admin operation refused as unsafe or impossible; nothing changed. The message says why. */
+export class OperationRefusedError extends Error {
+  override readonly name = 'OperationRefusedError';
 }
 
 /** Why this node cannot serve linearizable requests now, or undefined when it can. */
@@ -82,7 +101,11 @@ function httpOf(ops: OpsApi, id: NodeId): string | undefined {
 }
 
 function fail(reply: FastifyReply, ops: OpsApi, err: unknown): FastifyReply {
-  if (err instanceof MembershipRefusedError || err instanceof RestoreRefusedError) {
+  if (
+    err instanceof MembershipRefusedError ||
+    err instanceof RestoreRefusedError ||
+    err instanceof OperationRefusedError
+  ) {
     return reply.code(409).send({ error: { code: 'REFUSED', message: err.message } });
   }
   if (err instanceof NotLeaderError) {
@@ -158,6 +181,12 @@ export const CLUSTER_SUMMARY = 'The group: this node, the leader, term, commit a
  *   member, move the leadership. On the leader only: another node answers 503
  *   NOT_LEADER naming the leader and its HTTP address. A change that would
  *   leave fewer reachable voters than a quorum answers 409 REFUSED with why.
+ * - `POST /v1/admin/partitions/transfer-leader` with `{"partition": p, "node": "<id>"}`:
+ *   moves partition p's leadership (any node: one that does not lead p
+ *   answers 503 NOT_LEADER naming p's leader and its HTTP address).
+ * - `POST /v1/admin/partitions/move` with `{"partition": p, "from": "<id>", "to": "<id>"}`:
+ *   records a replica move in the meta group (any node); the placement
+ *   controller adds `to` as a learner, promotes it, then removes `from`.
  */
 export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
   app.get(
@@ -291,6 +320,58 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
       try {
         const leader = await ops.transferLeadership((req.body as { node: string }).node);
         return { ...clusterView(ops), leader };
+      } catch (err) {
+        return fail(reply, ops, err);
+      }
+    },
+  );
+
+  app.post<{ Body: { partition: number; node: string } }>(
+    '/v1/admin/partitions/transfer-leader',
+    {
+      schema: {
+        summary:
+          "Moves a partition's leadership to one of its voters (on the partition's leader; others answer NOT_LEADER naming it)",
+        body: {
+          type: 'object',
+          properties: {
+            partition: { type: 'integer', minimum: 0 },
+            node: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+          required: ['partition', 'node'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        return await ops.transferPartitionLeadership(req.body.partition, req.body.node);
+      } catch (err) {
+        return fail(reply, ops, err);
+      }
+    },
+  );
+  app.post<{ Body: { partition: number; from: string; to: string } }>(
+    '/v1/admin/partitions/move',
+    {
+      schema: {
+        summary:
+          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds, promotes, removes)",
+        body: {
+          type: 'object',
+          properties: {
+            partition: { type: 'integer', minimum: 0 },
+            from: { type: 'string', minLength: 1, maxLength: 256 },
+            to: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+          required: ['partition', 'from', 'to'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        return await ops.movePartitionReplica(req.body.partition, req.body.from, req.body.to);
       } catch (err) {
         return fail(reply, ops, err);
       }

@@ -11,7 +11,39 @@ interface Meta {
   clusterId: string;
   replicationFactor: number;
   nodes: Record<string, { id: string; http?: string; startedAt: number }>;
-  partitions: { replicas: { node: string; role: 'voter' | 'learner' }[]; epoch: number }[];
+  partitions: {
+    replicas: { node: string; role: 'voter' | 'learner' }[];
+    epoch: number;
+    preferredLeader?: string;
+    move?: { from: string; to: string };
+  }[];
+}
+
+/** Runs a `cohort` client command and resolves with its exit code and output. */
+function cohort(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Partition `p`'s leader as node `node` reports it in GET /v1/partitions. */
+async function leaderOf(node: ProcNode, p: number): Promise<string | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${node.http}/v1/partitions`, { signal: AbortSignal.timeout(1000) });
+    const body = (await res.json()) as { partitions: { leader?: string; role?: string }[] };
+    return body.partitions[p]?.leader || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const PARTITIONS = 8;
@@ -136,6 +168,83 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
       expect(other.clusterId).toBe(m.clusterId);
     }
   });
+
+  it('cohort partitions transfer moves a partition leadership through any node, and refuses a non-voter target', async () => {
+    const n1 = cluster.nodes[0]!;
+    const m = (await meta(n1))!;
+    // A partition n1 does not lead, handed to a voter that does not lead it either: n1 redirects to the leader.
+    const pick = await poll('a partition led by another node', 10_000, async () => {
+      for (const [i, p] of m.partitions.entries()) {
+        const leader = await leaderOf(n1, i);
+        const to = p.replicas.find((r) => r.node !== leader && r.node !== 'n1')?.node;
+        if (leader !== undefined && leader !== 'n1' && to !== undefined) return { i, to };
+      }
+      return undefined;
+    });
+    const http = ['--http', `127.0.0.1:${n1.http}`, '--timeout-ms', '10000'];
+    const out = await cohort(['partitions', 'transfer', String(pick.i), pick.to, ...http]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`p${pick.i}: ${pick.to} leads`);
+    const target = cluster.nodes.find((n) => n.id === pick.to)!;
+    expect(await poll('the target reports itself leader', 10_000, () => leaderOf(target, pick.i))).toBe(pick.to);
+    // Recorded as the preferred leader, so leader balancing keeps it there.
+    expect((await meta(n1))!.partitions[pick.i]!.preferredLeader).toBe(pick.to);
+    const outsider = cluster.nodes.find((n) => !m.partitions[pick.i]!.replicas.some((r) => r.node === n.id))!;
+    const refused = await cohort(['partitions', 'transfer', String(pick.i), outsider.id, ...http]);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toMatch(new RegExp(`${outsider.id} is not a voter of partition ${pick.i}`));
+  }, 30_000);
+
+  it('cohort partitions move adds the target as a learner, promotes it, removes the source; refuses a target that holds the partition', async () => {
+    const n1 = cluster.nodes[0]!;
+    const m = (await meta(n1))!;
+    const ids = cluster.nodes.map((n) => n.id);
+    // From a most loaded node to a least loaded one, so the balance stays as it is (no rebalance follows).
+    const byLoad = [...ids].sort((a, b) => held(m, b) - held(m, a));
+    let move: { i: number; from: string; to: string } | undefined;
+    for (const from of byLoad) {
+      for (const to of [...byLoad].reverse()) {
+        const i = m.partitions.findIndex(
+          (p) => p.replicas.some((r) => r.node === from) && !p.replicas.some((r) => r.node === to),
+        );
+        if (i >= 0 && held(m, from) > held(m, to)) move = { i, from, to };
+        if (move) break;
+      }
+      if (move) break;
+    }
+    expect(move).toBeDefined();
+    const { i, from, to } = move!;
+    const http = ['--http', `127.0.0.1:${n1.http}`, '--timeout-ms', '10000'];
+    const holder = m.partitions[i]!.replicas.find((r) => r.node !== from)!.node;
+    const refused = await cohort(['partitions', 'move', String(i), '--from', from, '--to', holder, ...http]);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain(`${holder} already holds a replica of partition ${i}`);
+    const out = await cohort([
+      'partitions',
+      'move',
+      String(i),
+      '--from',
+      from,
+      '--to',
+      to,
+      '--wait-ms',
+      '20000',
+      ...http,
+    ]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`p${i}: moved to ${to}`);
+    const after = (await meta(n1))!;
+    const p = after.partitions[i]!;
+    expect(p.replicas.map((r) => r.node).sort()).toEqual(
+      [...m.partitions[i]!.replicas.map((r) => r.node).filter((x) => x !== from), to].sort(),
+    );
+    expect(p.replicas.every((r) => r.role === 'voter')).toBe(true);
+    // Learner, promotion, removal: one epoch each.
+    expect(p.epoch).toBe(m.partitions[i]!.epoch + 3);
+    expect(p.move).toBeUndefined();
+  }, 40_000);
 
   it('replaces a SIGKILLed node under write load: 3 live replicas per partition, epochs advanced, no acknowledged write lost', async () => {
     const [n1, , n3] = cluster.nodes as [ProcNode, ProcNode, ProcNode];
