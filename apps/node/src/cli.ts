@@ -106,6 +106,10 @@ program
     [],
   )
   .option('--dead-grace <ms>', 'how long a node stays dead before its replicas are replaced elsewhere (default 30000)')
+  .option(
+    '--stuck-after <ms>',
+    'a partition shows stuck in /v1/partitions once entries wait this long with no commit progress (default 10000)',
+  )
   .option('--meta-voters <n>', 'voters of the meta group (node registry and partition map): 3 or 5 (default 3)')
   .option('--swim-probe-ms <n>', 'failure detector probe interval (default 1000)')
   .option(

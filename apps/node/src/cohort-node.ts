@@ -58,6 +58,7 @@ import { PartitionedWatch } from './partitioned-watch.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
+import { StuckDetector } from './stuck-detector.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
 export function splitHostPort(address: string): { host: string; port: number } {
@@ -177,6 +178,8 @@ const BALANCE_MS = 2000;
  */
 export class CohortNode {
   private host: RaftHost | undefined;
+  /** Which partitions wait with no commit progress (`stuck` in GET /v1/partitions). */
+  private readonly stuck: StuckDetector;
   private transport: Libp2pTransport | undefined;
   private resp: RespServer | undefined;
   private http: FastifyInstance | undefined;
@@ -198,7 +201,9 @@ export class CohortNode {
     readonly options: NodeOptions,
     private readonly openStore: (dataDir: string) => DurableNodeStore,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.stuck = new StuckDetector(options.stuckAfterMs ?? 10_000);
+  }
 
   private store: DurableNodeStore | undefined;
   private parts: LocalPartition[] = [];
@@ -286,6 +291,7 @@ export class CohortNode {
         applied: s.applied,
         ...(s.quiescent !== undefined ? { quiescent: s.quiescent } : {}),
         ...(s.quorum ? { quorum: s.quorum.state } : {}),
+        stuck: this.stuck.observe(p.group, s.commit, s.lastIndex, Date.now()),
       };
     });
   }
@@ -639,6 +645,13 @@ export class CohortNode {
     // so a node holding no replica of a partition finds its leader; checked every 500 ms, sent when changed.
     let announced = '';
     const announceLeads = (): void => {
+      // Sampled here too, so a stuck partition is timed from when it started waiting.
+      const now = Date.now();
+      for (const p of this.parts) {
+        if (p.sm === undefined) continue;
+        const s = host.status(p.group);
+        this.stuck.observe(p.group, s.commit, s.lastIndex, now);
+      }
       const leads = this.parts
         .filter((p) => p.sm !== undefined && host.status(p.group).role === 'leader')
         .map((p) => `${p.index}:${host.status(p.group).term}`)
@@ -1231,6 +1244,8 @@ export interface PartitionStatus {
   applied?: number;
   quiescent?: boolean;
   quorum?: string;
+  /** Entries wait past the commit index and the commit has not moved for `stuckAfterMs` (10 s by default). */
+  stuck?: boolean;
 }
 
 /**

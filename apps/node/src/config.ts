@@ -19,6 +19,7 @@ export interface StartFlags {
   join?: boolean | string;
   tag?: string[];
   deadGrace?: string;
+  stuckAfter?: string;
   metaVoters?: string;
   swimProbeMs?: string;
   partitions?: string;
@@ -333,6 +334,10 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     extra.swimProbeMs = integer('--swim-probe-ms', flags.swimProbeMs);
     if (extra.swimProbeMs < 20) throw new ConfigError(`--swim-probe-ms must be at least 20, got ${extra.swimProbeMs}`);
     extra.placementIntervalMs = Math.min(1000, Math.max(100, extra.swimProbeMs));
+  }
+  if (flags.stuckAfter !== undefined) {
+    extra.stuckAfterMs = integer('--stuck-after', flags.stuckAfter);
+    if (extra.stuckAfterMs <= 0) throw new ConfigError(`--stuck-after must be above 0, got ${extra.stuckAfterMs}`);
   }
   if (joinAddress !== undefined) extra.joinAddress = joinAddress;
   return {

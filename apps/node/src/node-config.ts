@@ -30,6 +30,8 @@ export interface NodeOptions {
   placementIntervalMs?: number;
   /** The failure detector's probe interval (SWIM). @default 1000 */
   swimProbeMs?: number;
+  /** How long entries wait past an unmoving commit index before a partition shows `stuck`. @default 10000 */
+  stuckAfterMs?: number;
 }
 
 /** What clients may send and hold: write sizes, connections, output buffers. */

@@ -118,6 +118,8 @@ beforeAll(async () => {
     '200',
     '--dead-grace',
     String(GRACE_MS),
+    '--stuck-after',
+    '1000',
   ]);
   cluster.startAll();
   const n1 = cluster.nodes[0]!;
@@ -394,4 +396,35 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     // Every key is still served.
     expect(await plain(n1.resp).get('key:0')).toBe('v0');
   }, 60_000);
+
+  it('flags a partition stuck in GET /v1/partitions when its proposals wait with no commit progress', async () => {
+    const n1 = cluster.nodes[0]!;
+    const m = (await meta(n1))!;
+    const i = m.partitions.findIndex((p) => p.replicas.some((r) => r.node === 'n1'));
+    const others = m.partitions[i]!.replicas.map((r) => r.node).filter((id) => id !== 'n1');
+    const http = ['--http', `127.0.0.1:${n1.http}`, '--timeout-ms', '10000'];
+    expect((await cohort(['partitions', 'transfer', String(i), 'n1', ...http])).code).toBe(0);
+    const status = async () => {
+      const res = await fetch(`http://127.0.0.1:${n1.http}/v1/partitions`, { signal: AbortSignal.timeout(2000) });
+      return ((await res.json()) as { partitions: { stuck?: boolean; slots: { first: number; last: number } }[] })
+        .partitions[i]!;
+    };
+    const { slots } = await status();
+    expect((await status()).stuck).toBe(false);
+    // Writes to the partition through its leader n1 while its two other replicas are killed: one is appended, never committed.
+    const r = plain(n1.resp);
+    const keys: string[] = [];
+    for (let k = 0; keys.length < 4; k++) {
+      const slot = Number(await r.call('CLUSTER', 'KEYSLOT', `stuck:${k}`));
+      if (slot >= slots.first && slot <= slots.last) keys.push(`stuck:${k}`);
+    }
+    let stop = false;
+    const load = (async () => {
+      for (let k = 0; !stop; k++) await r.set(keys[k % keys.length]!, String(k)).catch(() => {});
+    })();
+    await Promise.all(others.map((id) => cluster.kill(cluster.nodes.find((n) => n.id === id)!)));
+    await poll(`partition ${i} stuck on n1`, 15_000, async () => ((await status()).stuck ? true : undefined));
+    stop = true;
+    await load;
+  }, 30_000);
 });
