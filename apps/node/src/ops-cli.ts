@@ -317,7 +317,12 @@ export function registerOpsCommands(program: Command): void {
         say(JSON.stringify({ meta: m, partitions: local.partitions }, null, 2));
         return;
       }
-      const views = (local.partitions ?? []) as { partition: number; leader?: string; term?: number }[];
+      const views = (local.partitions ?? []) as {
+        partition: number;
+        leader?: string;
+        term?: number;
+        stuck?: boolean;
+      }[];
       const map = (m.partitions ?? []) as {
         replicas: { node: string; role: string }[];
         epoch: number;
@@ -330,7 +335,8 @@ export function registerOpsCommands(program: Command): void {
         say(
           `p${i}`.padEnd(6) +
             `epoch ${String(p.epoch).padEnd(5)} leader ${(v?.leader || '?').padEnd(10)} ${replicas}` +
-            (p.move ? `  (moving ${p.move.from} -> ${p.move.to})` : ''),
+            (p.move ? `  (moving ${p.move.from} -> ${p.move.to})` : '') +
+            (v?.stuck ? '  STUCK: proposals wait with no commit progress' : ''),
         );
       });
     }),

@@ -190,6 +190,13 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     expect(out.stdout).toContain(`p${pick.i}: ${pick.to} leads`);
     const target = cluster.nodes.find((n) => n.id === pick.to)!;
     expect(await poll('the target reports itself leader', 10_000, () => leaderOf(target, pick.i))).toBe(pick.to);
+    // cohort partitions lists it (n1's view: its replica's, or the leader's gossip).
+    await poll('cohort partitions shows the new leader', 10_000, async () => {
+      const list = await cohort(['partitions', ...http]);
+      return list.code === 0 && new RegExp(`^p${pick.i}\\s+epoch \\d+\\s+leader ${pick.to}\\s`, 'm').test(list.stdout)
+        ? true
+        : undefined;
+    });
     // Recorded as the preferred leader, so leader balancing keeps it there.
     expect((await meta(n1))!.partitions[pick.i]!.preferredLeader).toBe(pick.to);
     const outsider = cluster.nodes.find((n) => !m.partitions[pick.i]!.replicas.some((r) => r.node === n.id))!;
