@@ -13,6 +13,12 @@ export const ErrorCode = {
   StaleTerm: 'STALE_TERM',
   /** A request routed with an older partition map than the receiver's (the partition was reconfigured since). */
   StaleEpoch: 'STALE_EPOCH',
+  /**
+   * Forwarding to the node that serves the request is suspended: too many
+   * recent forwards to it failed (unreachable, timed out). The message names
+   * the node and when it is probed again; retry after that.
+   */
+  CircuitOpen: 'CIRCUIT_OPEN',
   Storage: 'STORAGE',
   Config: 'CONFIG',
   Codec: 'CODEC',
@@ -75,6 +81,25 @@ export class StaleTermError extends CohortError {
 export class StaleEpochError extends CohortError {
   override readonly name = 'StaleEpochError';
   readonly code = ErrorCode.StaleEpoch;
+}
+
+/**
+ * This node's circuit breaker to `peer` is open: recent forwards to it failed
+ * (unreachable, timed out), so requests it would forward there are refused at
+ * once until the breaker probes the peer again.
+ */
+export class CircuitOpenError extends CohortError {
+  override readonly name = 'CircuitOpenError';
+  readonly code = ErrorCode.CircuitOpen;
+  constructor(
+    message: string,
+    /** The peer whose circuit is open, when known. */
+    readonly peer?: NodeId,
+    /** In how many ms the peer is probed again, when known. */
+    readonly probeInMs?: number,
+  ) {
+    super(message);
+  }
 }
 
 /** Durable storage failed or holds corrupt data; the message names the file, group and index. */

@@ -49,6 +49,15 @@ export {
 } from './request.js';
 export { KvService, type KvServiceOptions, MAX_FORWARD_HOPS, serveForwardedRequests } from './kv-service.js';
 export {
+  type Admission,
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  type CircuitBreakerStats,
+  CircuitBreakers,
+  type CircuitState,
+  DEFAULT_CIRCUIT_BREAKER,
+} from './circuit-breaker.js';
+export {
   type ClientSession,
   type Deadline,
   type Expiry,

@@ -1,4 +1,5 @@
 import {
+  CircuitOpenError,
   type Clock,
   ClusterDownError,
   CohortError,
@@ -20,6 +21,7 @@ import {
   silentLogger,
 } from '@cohort/core';
 import { CorruptStateError, NotLeaderError, StaleEpochError, StorageError, clockSignal } from '@cohort/core';
+import { type CircuitBreakerOptions, CircuitBreakers } from './circuit-breaker.js';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
 import { type KvCommand, type KvOp, encodeCommand } from './command.js';
 import {
@@ -77,6 +79,14 @@ export interface KvServiceOptions {
    * stop serving (the host's `fail`), and the request fails with it.
    */
   onStorageFailure?: (err: StorageError) => void;
+  /**
+   * The per-peer circuit breakers of forwarding, shared by the services of a
+   * node's groups (a peer failing for one group fails for all). Absent: the
+   * service keeps its own, tuned by `circuitBreaker`.
+   */
+  circuitBreakers?: CircuitBreakers;
+  /** Tuning of the service's own breakers when `circuitBreakers` is absent; see {@link CircuitBreakerOptions}. */
+  circuitBreaker?: Partial<CircuitBreakerOptions>;
 }
 
 type WriteRequest = Extract<KvRequest, { kind: 'write' }>;
@@ -176,11 +186,14 @@ export class KvService {
   private readonly log: Logger;
   private readonly timeoutMs: number;
   private readonly wallClock: () => number;
+  /** The circuit breakers of forwarding, one per peer (see {@link KvServiceOptions.circuitBreakers}). */
+  readonly breakers: CircuitBreakers;
 
   constructor(private readonly opts: KvServiceOptions) {
     this.log = (opts.logger ?? silentLogger).child({ group: opts.group.id });
     this.timeoutMs = opts.requestTimeoutMs ?? 5000;
     this.wallClock = opts.wallClock ?? Date.now;
+    this.breakers = opts.circuitBreakers ?? new CircuitBreakers(opts.circuitBreaker);
   }
 
   /** Answers requests other nodes forward to this one (the only group served on this transport). */
@@ -582,8 +595,30 @@ export class KvService {
     };
   }
 
-  /** Forwards `items` to `leader` (one request, or a pipeline in one frame) and returns its answers. */
+  /**
+   * Forwards `items` to `leader` (one request, or a pipeline in one frame) and
+   * returns its answers. The forward asks the circuit breaker of `leader`
+   * first: while it is open, the answer is CIRCUIT_OPEN at once, sending
+   * nothing. Its outcome feeds the breaker: a transport failure or no answer
+   * in time is a failure of the peer; any answer (NOT_LEADER and STALE_EPOCH
+   * included) is a success; a forward abandoned because this node finds the
+   * quorum lost says nothing of the peer.
+   */
   private async forward(leader: NodeId, items: KvRequest[], deadline: number, hops: number): Promise<KvResponse[]> {
+    const breaker = this.breakers.of(leader);
+    const admitted = breaker.admit(this.opts.clock.now());
+    if (!admitted.ok) {
+      const inMs = Math.max(0, Math.ceil(admitted.probeAt - this.opts.clock.now()));
+      const open = failure(
+        new CircuitOpenError(
+          `forwarding to ${leader} is suspended (circuit open): ${admitted.reason}; it is probed again in ${inMs} ms: try again then`,
+          leader,
+          inMs,
+        ),
+      );
+      return items.map(() => open);
+    }
+    let outcome: 'success' | 'failure' | 'release' = 'release';
     try {
       // One request goes as one, which every version of the protocol serves.
       const op = items.length === 1 ? encodeRequest(items[0]!) : encodeBatchRequest(items);
@@ -607,12 +642,14 @@ export class KvService {
         // failure is then nobody's to hear).
         sent.catch(() => {});
         raw = await Promise.race([sent, watch.aborted]);
+        outcome = 'success';
       } catch (err) {
         const q = this.quorumLost();
         if (watch.signal.aborted && q !== undefined) {
           const down = failure(new ClusterDownError(describeQuorumLoss(q)));
           return items.map(() => down);
         }
+        outcome = 'failure';
         throw err;
       } finally {
         timer.clear();
@@ -636,6 +673,18 @@ export class KvService {
               message: `leader ${leader} unreachable: ${(err as Error).message}`,
             };
       return items.map(() => res);
+    } finally {
+      const now = this.opts.clock.now();
+      if (outcome === 'success') {
+        breaker.success(now, admitted.probe);
+        if (admitted.probe) this.log.info('circuit to peer closed: its probe was answered', { peer: leader });
+      } else if (outcome === 'failure') {
+        const opensBefore = breaker.opens;
+        breaker.failure(now, admitted.probe);
+        if (breaker.opens > opensBefore) {
+          this.log.warn('circuit to peer opened: forwards to it are refused until it is probed', { peer: leader });
+        }
+      } else breaker.release(now, admitted.probe);
     }
   }
 }

@@ -18,6 +18,7 @@ import {
   type KvClientRequest,
   type KvResponse,
   KvService,
+  type KvServiceOptions,
   KvStateMachine,
   MAX_FORWARD_HOPS,
   decodeCommand,
@@ -458,3 +459,101 @@ describe('KvService epoch fencing', () => {
     expect(await nodes.get(l)!.service.execute(get('raw'))).toEqual({ type: 'bulk', value: b('unfenced') });
   });
 });
+
+describe('KvService circuit breaker', () => {
+  /** Node d, holding no replica, forwards everything to `to`; `sent` counts its forwards that reached the transport. */
+  function forwarder(to: NodeId, options: Partial<KvServiceOptions> = {}): { d: KvService; sent: () => number } {
+    const transport = hub.transport('d');
+    let sent = 0;
+    const request = transport.request.bind(transport);
+    transport.request = (peer, protocol, frame) => {
+      sent++;
+      return request(peer, protocol, frame);
+    };
+    const remote: ReplicatedGroup = {
+      id: 'p0',
+      propose: () => Promise.reject(new Error('no replica here')),
+      read: () => Promise.reject(new Error('no replica here')),
+      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: to, commit: 0, applied: 0 }),
+    };
+    const d = new KvService({ group: remote, transport, clock: systemClock, requestTimeoutMs: 1500, ...options });
+    return { d, sent: () => sent };
+  }
+
+  it('opens on failing forwards to an unreachable leader, fails fast, probes after the cooldown and closes once it answers', async () => {
+    startCluster();
+    const l = await leader();
+    const cooldownMs = 300;
+    const { d, sent } = forwarder(l, { circuitBreaker: { minFailures: 3, failureRate: 0.5, cooldownMs } });
+    expect(await d.execute(set('cb', 'v'))).toEqual({ type: 'ok' });
+
+    hub.down.add(l);
+    // A read is retried while its forwards fail, until the third failure opens the circuit.
+    const first = await d.execute(get('cb'));
+    expect(first).toMatchObject({ type: 'failure', code: 'CIRCUIT_OPEN' });
+    expect(first.type === 'failure' && first.message).toMatch(
+      new RegExp(
+        `^forwarding to ${l} is suspended \\(circuit open\\): 3 of its last 4 forwards failed \\(unreachable or timed out\\); it is probed again in \\d+ ms: try again then$`,
+      ),
+    );
+    expect(d.breakers.stats(systemClock.now())).toEqual([{ peer: l, state: 'open', opens: 1, rejections: 1 }]);
+    // Open: answered at once, nothing sent.
+    const before = sent();
+    expect(await d.execute(set('cb', 'w'))).toMatchObject({ type: 'failure', code: 'CIRCUIT_OPEN' });
+    expect(sent()).toBe(before);
+
+    /** Reads through d until the answer is no longer CIRCUIT_OPEN (within 5 s), polling every 20 ms. */
+    const pastOpen = async (): Promise<KvResponse> => {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const res = await d.execute(get('cb'));
+        if (res.type !== 'failure' || res.code !== 'CIRCUIT_OPEN') return res;
+        if (Date.now() > deadline) throw new Error(`still ${res.message}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // After the cooldown, a probe to the peer still down fails: open again for another cooldown.
+    const probed = await waitFor(async () => {
+      const res = await d.execute(get('cb'));
+      return res.type === 'failure' && /the probe after the cooldown failed too/.test(res.message) ? res : undefined;
+    });
+    expect(probed).toMatchObject({ code: 'CIRCUIT_OPEN' });
+    expect(d.breakers.of(l).opens).toBe(2);
+
+    // The peer is back: the next probe is answered, the circuit closes and forwarding resumes.
+    hub.down.delete(l);
+    expect(await pastOpen()).toEqual({ type: 'bulk', value: b('v') });
+    expect(d.breakers.of(l).state(systemClock.now())).toBe('closed');
+    expect(await d.execute(set('cb', 'after'))).toEqual({ type: 'ok' });
+    expect(await d.execute(get('cb'))).toEqual({ type: 'bulk', value: b('after') });
+    expect(d.breakers.of(l).opens).toBe(2);
+  });
+
+  it('counts a STALE_EPOCH answer as the peer answering, not as a failure', async () => {
+    startCluster();
+    const l = await leader();
+    for (const id of IDS) epochs.set(id, 5);
+    // The most sensitive breaker: one failure would open it.
+    const { d, sent } = forwarder(l, {
+      requestTimeoutMs: 300,
+      epoch: () => 4,
+      refreshEpoch: async () => {},
+      circuitBreaker: { minFailures: 1, failureRate: 0 },
+    });
+    const res = await d.execute(set('stale', 'v'));
+    expect(res).toMatchObject({ type: 'failure', code: 'STALE_EPOCH' });
+    expect(sent()).toBeGreaterThan(1);
+    expect(d.breakers.stats(systemClock.now())).toEqual([{ peer: l, state: 'closed', opens: 0, rejections: 0 }]);
+  });
+});
+
+/** Polls `probe` every 20 ms until it returns a value (within 5 s). */
+async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met within 5 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

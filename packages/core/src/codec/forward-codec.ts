@@ -1,4 +1,5 @@
 import {
+  CircuitOpenError,
   ClusterDownError,
   CodecError,
   CohortError,
@@ -118,6 +119,8 @@ export function errorFromForwardResponse(res: Extract<ForwardResponse, { ok: fal
       return new StaleTermError(res.message);
     case ErrorCode.StaleEpoch:
       return new StaleEpochError(res.message);
+    case ErrorCode.CircuitOpen:
+      return new CircuitOpenError(res.message);
     case ErrorCode.Storage:
       return new StorageError(res.message);
     case ErrorCode.Config:
