@@ -15,6 +15,7 @@ import {
   systemRandom,
 } from '@cohort/core';
 import {
+  CircuitBreakers,
   type KvClientRequest,
   type KvResponse,
   KvService,
@@ -434,6 +435,8 @@ export class CohortNode {
             refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, Date.now() + 1000)),
           }
         : {};
+    // One circuit breaker per peer for the forwards of all partitions: a peer failing for one fails for all.
+    const breakers = new CircuitBreakers();
     const remoteService = (index: number, group: string): KvService =>
       new KvService({
         group: remoteGroup(
@@ -447,6 +450,7 @@ export class CohortNode {
         clock: systemClock,
         logger: this.log.child({ component: 'kv' }),
         requestTimeoutMs,
+        circuitBreakers: breakers,
       });
     let maintenanceOf: ((p: LocalPartition) => void) | undefined;
     /** Hosts a replica of partition `index` here (`voters`: its founding voters in a new cluster; none when added later). */
@@ -471,6 +475,7 @@ export class CohortNode {
         clock: systemClock,
         logger: this.log.child({ component: 'kv' }),
         requestTimeoutMs,
+        circuitBreakers: breakers,
         onStorageFailure: (err) =>
           err instanceof CorruptStateError ? host.repair(group, err) : host.fail('serving a read', err),
       });
@@ -626,6 +631,7 @@ export class CohortNode {
       () => this.status(),
       () => host.stats(),
     );
+    metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
     host.onConfChange = (group, cc) => {
       const address = memberAddress(cc.context);

@@ -86,6 +86,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.NotLeader]: 503,
   [ErrorCode.NoQuorum]: 503,
   [ErrorCode.ClusterDown]: 503,
+  [ErrorCode.CircuitOpen]: 503,
   [ErrorCode.Unavailable]: 503,
   [ErrorCode.ProposalDropped]: 503,
   [ErrorCode.Timeout]: 504,

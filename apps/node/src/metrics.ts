@@ -1,3 +1,4 @@
+import type { CircuitBreakerStats, CircuitState } from '@cohort/kv';
 import type { HostStats, ProposalTiming } from '@cohort/raft';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeStatus } from './kv-api.js';
@@ -81,6 +82,49 @@ export class NodeMetrics {
   /** Records a write served as leader whose reply left `seconds` after the request arrived. */
   observeReplied(seconds: number): void {
     this.phase.replied.observe(seconds);
+  }
+
+  /**
+   * The circuit breakers of forwarding, one per peer, read at scrape time:
+   * `cohort_forward_circuit_state{peer}` (0 closed, 1 half-open: its next
+   * forward probes, 2 open: forwards to it refused), and the times each
+   * opened and the forwards it refused at once (CIRCUIT_OPEN).
+   */
+  circuitBreakers(read: () => CircuitBreakerStats[]): void {
+    const level: Record<CircuitState, number> = { closed: 0, 'half-open': 1, open: 2 };
+    new Gauge({
+      name: 'cohort_forward_circuit_state',
+      help: 'State of the circuit breaker of forwarding to each peer: 0 closed, 1 half-open (probing), 2 open (refusing)',
+      labelNames: ['peer'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const b of read()) this.set({ peer: b.peer }, level[b.state]);
+      },
+    });
+    const counter = (name: string, help: string, pick: (b: CircuitBreakerStats) => number): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['peer'] as const,
+        registers: [this.registry],
+        collect() {
+          // The breakers keep the running totals; publish them as they are.
+          this.reset();
+          for (const b of read()) this.inc({ peer: b.peer }, pick(b));
+        },
+      });
+    };
+    counter(
+      'cohort_forward_circuit_opens_total',
+      'Times the circuit breaker of forwarding to a peer opened (too many failed forwards, or a failed probe)',
+      (b) => b.opens,
+    );
+    counter(
+      'cohort_forward_circuit_rejections_total',
+      'Forwards to a peer refused at once with CIRCUIT_OPEN while its circuit breaker was open',
+      (b) => b.rejections,
+    );
   }
 
   /** The Raft host's counters, read at scrape time. */

@@ -1,5 +1,5 @@
 import { silentLogger } from '@cohort/core';
-import { WatchHub } from '@cohort/kv';
+import { CircuitBreakers, type KvResponse, WatchHub } from '@cohort/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpServer } from '../src/http-server.js';
 import { WatchSource } from '../src/http-watch.js';
@@ -328,5 +328,50 @@ describe('HTTP API', () => {
     expect(((await both.json()) as { error: { message: string } }).error.message).toMatch(
       /exactly one of key and prefix/,
     );
+  });
+});
+
+describe('Forwarding circuit breakers', () => {
+  it('answers CIRCUIT_OPEN with 503 and the message naming the peer and its next probe', async () => {
+    const message =
+      'forwarding to n3 is suspended (circuit open): 5 of its last 6 forwards failed (unreachable or timed out); it is probed again in 1840 ms: try again then';
+    class OpenKv extends LocalKv {
+      override async execute(): Promise<KvResponse> {
+        return { type: 'failure', code: 'CIRCUIT_OPEN', message };
+      }
+    }
+    const open = new OpenKv();
+    const m = new NodeMetrics(() => open.status());
+    const server = createHttpServer({ api: open, metrics: m, logger: silentLogger });
+    try {
+      const res = await server.inject({ method: 'GET', url: '/v1/kv/k' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({ error: { code: 'CIRCUIT_OPEN', message } });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('exports each peer breaker state (0 closed, 1 half-open, 2 open), opens and rejections', async () => {
+    const breakers = new CircuitBreakers({ minFailures: 2, cooldownMs: 1000 });
+    const m = new NodeMetrics(() => kv.status());
+    let now = 0;
+    m.circuitBreakers(() => breakers.stats(now));
+    breakers.of('n2').success(0);
+    for (const t of [0, 1]) {
+      breakers.of('n3').admit(t);
+      breakers.of('n3').failure(t);
+    }
+    breakers.of('n3').admit(2);
+    breakers.of('n3').admit(3);
+    let text = await m.registry.metrics();
+    expect(text).toContain('cohort_forward_circuit_state{peer="n2"} 0');
+    expect(text).toContain('cohort_forward_circuit_state{peer="n3"} 2');
+    expect(text).toContain('cohort_forward_circuit_opens_total{peer="n3"} 1');
+    expect(text).toContain('cohort_forward_circuit_rejections_total{peer="n3"} 2');
+    expect(text).toContain('cohort_forward_circuit_rejections_total{peer="n2"} 0');
+    now = 1001;
+    text = await m.registry.metrics();
+    expect(text).toContain('cohort_forward_circuit_state{peer="n3"} 1');
   });
 });
