@@ -423,6 +423,12 @@ export class KvService {
       // a session applies once however often it is sent, so retrying it after a lost leader is safe.
       const last = part[k] as Extract<KvResponse, { type: 'failure' }>;
       if (last.code === ErrorCode.StaleEpoch) await this.opts.refreshEpoch?.(deadline);
+      // Nothing was sent past an open circuit. It is final (answered at once), unless this node has learnt
+      // of another leader meanwhile, which has a breaker of its own: then the request goes there.
+      const moved = (): boolean => {
+        const now = group.leadership ? group.leadership() : group.status();
+        return now.role === 'leader' || (now.leader !== '' && now.leader !== status.leader);
+      };
       const retry =
         last.code === ErrorCode.NotLeader ||
         last.code === ErrorCode.StaleEpoch ||
@@ -432,7 +438,8 @@ export class KvService {
           // A leader cut off from the others says CLUSTERDOWN; the rest may have elected another one. This
           // node's own view decides on the next attempt (above): lost here too, the answer is final.
           last.code === ErrorCode.ClusterDown) &&
-          rest.slice(k).every(idempotent));
+          rest.slice(k).every(idempotent)) ||
+        (last.code === ErrorCode.CircuitOpen && moved());
       if (!retry) return out;
       from += k;
       const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));

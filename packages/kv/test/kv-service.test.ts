@@ -529,6 +529,41 @@ describe('KvService circuit breaker', () => {
     expect(d.breakers.of(l).opens).toBe(2);
   });
 
+  it('sends a request refused by an open circuit to the new leader at once when this node learnt of one', async () => {
+    startCluster();
+    const l = await leader();
+    const transport = hub.transport('d');
+    let to = l;
+    const remote: ReplicatedGroup = {
+      id: 'p0',
+      propose: () => Promise.reject(new Error('no replica here')),
+      read: () => Promise.reject(new Error('no replica here')),
+      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: to, commit: 0, applied: 0 }),
+    };
+    const d = new KvService({
+      group: remote,
+      transport,
+      clock: systemClock,
+      requestTimeoutMs: 1500,
+      circuitBreaker: { minFailures: 3, cooldownMs: 60_000 },
+    });
+    hub.down.add(l);
+    expect(await d.execute(get('moved'))).toMatchObject({ type: 'failure', code: 'CIRCUIT_OPEN' });
+    hub.down.delete(l);
+    // This node learns of another leader just as its circuit to the old one refuses a write: the write goes there.
+    const breaker = d.breakers.of(l);
+    const admit = breaker.admit.bind(breaker);
+    breaker.admit = (now) => {
+      const a = admit(now);
+      if (!a.ok) to = IDS.find((id) => id !== l)!;
+      return a;
+    };
+    expect(await d.execute(set('moved', 'v'))).toEqual({ type: 'ok' });
+    expect(to).not.toBe(l);
+    expect(breaker.rejections).toBe(2);
+    expect(await nodes.get(to)!.service.execute(get('moved'))).toEqual({ type: 'bulk', value: b('v') });
+  });
+
   it('counts a STALE_EPOCH answer as the peer answering, not as a failure', async () => {
     startCluster();
     const l = await leader();
