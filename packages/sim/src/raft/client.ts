@@ -28,9 +28,12 @@ export interface ClientOptions {
   retryWrites?: boolean;
 }
 
-/** Failures that say the write was certainly not applied, so any client may retry it. */
+/** Failures that say the write was certainly not applied, so any client may retry it (an open circuit sent nothing). */
 function notApplied(res: KvResponse): boolean {
-  return res.type === 'failure' && (res.code === ErrorCode.NotLeader || res.code === ErrorCode.ProposalDropped);
+  return (
+    res.type === 'failure' &&
+    (res.code === ErrorCode.NotLeader || res.code === ErrorCode.ProposalDropped || res.code === ErrorCode.CircuitOpen)
+  );
 }
 
 /**
