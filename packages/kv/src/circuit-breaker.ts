@@ -62,6 +62,10 @@ export class CircuitBreaker {
   opens = 0;
   /** Forwards refused at once. */
   rejections = 0;
+  /** Times the circuit closed again (a probe was answered). */
+  closes = 0;
+  /** Called when the circuit opens or closes again. */
+  onChange: ((state: 'open' | 'closed') => void) | undefined;
 
   constructor(
     readonly peer: NodeId,
@@ -102,6 +106,8 @@ export class CircuitBreaker {
       this.current = 'closed';
       this.times.length = 0;
       this.failed.length = 0;
+      this.closes++;
+      this.onChange?.('closed');
       return;
     }
     if (this.current === 'closed') this.record(now, false);
@@ -147,6 +153,7 @@ export class CircuitBreaker {
     this.current = 'open';
     this.probeAt = now + this.opts.cooldownMs;
     this.opens++;
+    this.onChange?.('open');
   }
 }
 
@@ -165,7 +172,11 @@ export interface CircuitBreakerStats {
 export class CircuitBreakers {
   private readonly byPeer = new Map<NodeId, CircuitBreaker>();
 
-  constructor(readonly options: Partial<CircuitBreakerOptions> = {}) {
+  constructor(
+    readonly options: Partial<CircuitBreakerOptions> = {},
+    /** Called when the circuit to a peer opens or closes again. */
+    private readonly onChange?: (peer: NodeId, state: 'open' | 'closed') => void,
+  ) {
     // Validates the options now, not at the first forward.
     new CircuitBreaker('', options);
   }
@@ -175,6 +186,8 @@ export class CircuitBreakers {
     let b = this.byPeer.get(peer);
     if (b === undefined) {
       b = new CircuitBreaker(peer, this.options);
+      const onChange = this.onChange;
+      if (onChange !== undefined) b.onChange = (state) => onChange(peer, state);
       this.byPeer.set(peer, b);
     }
     return b;

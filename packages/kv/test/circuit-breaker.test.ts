@@ -119,8 +119,9 @@ describe('CircuitBreaker', () => {
 });
 
 describe('CircuitBreakers', () => {
-  it('keeps one breaker per peer, shared, and reports each by peer', () => {
-    const all = new CircuitBreakers(opts);
+  it('keeps one breaker per peer, shared, and reports each by peer and each opening and closing', () => {
+    const changes: string[] = [];
+    const all = new CircuitBreakers(opts, (peer, state) => changes.push(`${peer} ${state}`));
     expect(all.of('n3')).toBe(all.of('n3'));
     failed(all.of('n3'), 3);
     all.of('n3').admit(10);
@@ -130,5 +131,9 @@ describe('CircuitBreakers', () => {
       { peer: 'n3', state: 'open', opens: 1, rejections: 1 },
     ]);
     expect(all.stats(1000)[1]!.state).toBe('half-open');
+    expect(all.of('n3').admit(1000)).toEqual({ ok: true, probe: true });
+    all.of('n3').success(1001, true);
+    expect(all.of('n3').closes).toBe(1);
+    expect(changes).toEqual(['n3 open', 'n3 closed']);
   });
 });

@@ -16,6 +16,9 @@ export const COVERAGE_KINDS = [
   'corruptionStop',
   'corruptRow',
   'stateRepaired',
+  // A node's circuit breaker of forwarding to a peer opened, and closed again after an answered probe.
+  'circuitOpened',
+  'circuitClosed',
   // Runs with quiescence (ClusterConfig.quiesce) only.
   'groupQuiesced',
   'groupWoke',

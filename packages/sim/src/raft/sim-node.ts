@@ -13,7 +13,7 @@ import {
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
+import { CircuitBreakers, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
 import { type HostFaults, RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
@@ -43,6 +43,11 @@ export function extraPartition(group: GroupId): string {
 
 /** Local milliseconds the host, the KV service and the transport give a request. */
 const REQUEST_TIMEOUT_MS = 1_000;
+/**
+ * The nodes' circuit breakers of forwarding: more sensitive than the default, so that the few forwards
+ * of a run's clients to a crashed or cut-off leader open them, and a short cooldown, so they close.
+ */
+const BREAKER = { minFailures: 2, failureRate: 0.5, cooldownMs: 300 };
 
 /** What a simulated node shares with its cluster. */
 export interface NodeEnv {
@@ -349,6 +354,11 @@ export class SimRaftNode {
       transport,
       clock,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      // The node's breakers start closed at each start, as a restarted process's do.
+      circuitBreakers: new CircuitBreakers(BREAKER, (_peer, state) => {
+        if (state === 'open') env.coverage.circuitOpened++;
+        else env.coverage.circuitClosed++;
+      }),
       // The node's own drifting clock stands for its wall clock: the leader stamps writes with it.
       wallClock: () => Math.floor(clock.now()),
       // A corrupt KV row is repaired from a healthy replica; the node keeps running.
