@@ -56,6 +56,8 @@ export class CircuitBreaker {
   private current: CircuitState = 'closed';
   /** While open: when the next probe may go. */
   private probeAt = 0;
+  /** When the circuit last opened from closed (a failed probe keeps it). */
+  openedAt = 0;
   /** Why the circuit last opened. */
   private reason = '';
   /** Times the circuit opened (from closed or after a failed probe). */
@@ -146,6 +148,7 @@ export class CircuitBreaker {
   }
 
   private open(now: number): void {
+    if (this.current === 'closed') this.openedAt = now;
     this.reason =
       this.current === 'closed'
         ? `${this.failed.filter(Boolean).length} of its last ${this.failed.length} forwards failed (unreachable or timed out)`

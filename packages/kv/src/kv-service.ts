@@ -87,6 +87,14 @@ export interface KvServiceOptions {
   circuitBreakers?: CircuitBreakers;
   /** Tuning of the service's own breakers when `circuitBreakers` is absent; see {@link CircuitBreakerOptions}. */
   circuitBreaker?: Partial<CircuitBreakerOptions>;
+  /**
+   * For how long after a circuit to the leader opened a request it refuses
+   * keeps waiting (within the request timeout) for the group to elect another
+   * leader, which the request then goes to (nothing was sent, so any request
+   * may be retried); past it, CIRCUIT_OPEN is answered at once. About two
+   * election timeouts rides out a leader's crash. @default 2000
+   */
+  openCircuitWaitMs?: number;
 }
 
 type WriteRequest = Extract<KvRequest, { kind: 'write' }>;
@@ -188,12 +196,14 @@ export class KvService {
   private readonly wallClock: () => number;
   /** The circuit breakers of forwarding, one per peer (see {@link KvServiceOptions.circuitBreakers}). */
   readonly breakers: CircuitBreakers;
+  private readonly openWaitMs: number;
 
   constructor(private readonly opts: KvServiceOptions) {
     this.log = (opts.logger ?? silentLogger).child({ group: opts.group.id });
     this.timeoutMs = opts.requestTimeoutMs ?? 5000;
     this.wallClock = opts.wallClock ?? Date.now;
     this.breakers = opts.circuitBreakers ?? new CircuitBreakers(opts.circuitBreaker);
+    this.openWaitMs = opts.openCircuitWaitMs ?? 2000;
   }
 
   /** Answers requests other nodes forward to this one (the only group served on this transport). */
@@ -423,11 +433,14 @@ export class KvService {
       // a session applies once however often it is sent, so retrying it after a lost leader is safe.
       const last = part[k] as Extract<KvResponse, { type: 'failure' }>;
       if (last.code === ErrorCode.StaleEpoch) await this.opts.refreshEpoch?.(deadline);
-      // Nothing was sent past an open circuit. It is final (answered at once), unless this node has learnt
-      // of another leader meanwhile, which has a breaker of its own: then the request goes there.
-      const moved = (): boolean => {
+      // Nothing was sent past an open circuit: the request goes to another leader once this node learns
+      // of one (it has a breaker of its own). While the circuit opened only lately, the leader may have
+      // crashed and an election be under way: wait for it. Past that, the answer is final, at once.
+      const elsewhere = (): boolean => {
         const now = group.leadership ? group.leadership() : group.status();
-        return now.role === 'leader' || (now.leader !== '' && now.leader !== status.leader);
+        if (now.role === 'leader' || (now.leader !== '' && now.leader !== status.leader)) return true;
+        const b = this.breakers.of(status.leader);
+        return b.state(this.opts.clock.now()) !== 'closed' && this.opts.clock.now() - b.openedAt < this.openWaitMs;
       };
       const retry =
         last.code === ErrorCode.NotLeader ||
@@ -439,7 +452,7 @@ export class KvService {
           // node's own view decides on the next attempt (above): lost here too, the answer is final.
           last.code === ErrorCode.ClusterDown) &&
           rest.slice(k).every(idempotent)) ||
-        (last.code === ErrorCode.CircuitOpen && moved());
+        (last.code === ErrorCode.CircuitOpen && elsewhere());
       if (!retry) return out;
       from += k;
       const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));
