@@ -16,7 +16,7 @@ const MINIMUM: Coverage = {
   ...(Object.fromEntries(COVERAGE_KINDS.map((k) => [k, 10])) as Coverage),
   corruptionStop: 5,
   // A breaker closes only when a later forward probes the same peer (its circuit opened while it led, and it
-  // leads again after the cooldown): 12 and 19 times in these batches.
+  // leads again after the cooldown): 19 and 17 times in these batches.
   circuitClosed: 5,
   // These batches run one group without quiescence (quiesce-seeds.test.ts covers it).
   groupQuiesced: 0,
