@@ -105,13 +105,12 @@ async function restoreRows(
       `the cluster holds ${size} keys: restore into a new, empty cluster, or pass --force to write the backup's keys over the existing ones (keys not in the backup stay)`,
     );
   }
-  const service = target;
   let keys = 0;
   let expired = 0;
   let batch: KvClientRequest[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const res = await service.executeAll(batch);
+    const res = await target.executeAll(batch);
     const bad = restoreFailure(res);
     if (bad) {
       const why =

@@ -90,6 +90,8 @@ export interface FeedEnd {
 export interface WatchFeed {
   /** The revision up to which the watcher has its events: the feed sends those after it. */
   readonly position: number;
+  /** The replica's applied index when the feed opened (the `X-Cohort-Applied-Index` of its stream). */
+  readonly applied: number;
   /** Sends held and future events to `send`; `end` once if the feed ends on its own. */
   start(send: (events: FeedEvent[]) => void, end: (why: FeedEnd) => void): void;
   cancel(): void;
@@ -151,6 +153,7 @@ export function openLocalFeed(
   if ('compacted' in w) throw compactedError(first, w.oldest);
   return {
     position: first - 1,
+    applied: hub.appliedIndex,
     start(s, e) {
       send = s;
       end = e;
@@ -263,6 +266,6 @@ export function serveWatch(
     composite: false,
     logger: opts.logger,
     track: (end) => source.track(end),
-    headers: { 'x-cohort-applied-index': String(source.hub.appliedIndex) },
+    headers: { 'x-cohort-applied-index': String(feed.applied) },
   });
 }

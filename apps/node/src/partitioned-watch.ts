@@ -84,11 +84,15 @@ export class PartitionedWatch {
     const one = req.partition ?? ('key' in req.filter ? slots.partitionOfKey(req.filter.key) : undefined);
     if (one !== undefined) {
       const from = req.fromRevision ?? revisionOf(req.resume);
+      // A relayed watch (`partition`) must be served here; a key's watch is relayed when this node holds no replica.
       const feed =
-        req.partition !== undefined
-          ? this.localFeed(one, req, from, true)
-          : (this.localFeed(one, req, from, false) ?? (await this.remoteFeed(one, req, from)));
-      streamFeeds(reply, [feed!], { composite: false, logger: this.o.logger, track, headers: appliedHeader(feed!) });
+        this.localFeed(one, req, from, req.partition !== undefined) ?? (await this.remoteFeed(one, req, from));
+      streamFeeds(reply, [feed], {
+        composite: false,
+        logger: this.o.logger,
+        track,
+        headers: { 'x-cohort-applied-index': String(feed.applied) },
+      });
       return;
     }
     if (req.fromRevision !== undefined) {
@@ -184,14 +188,12 @@ function revisionOf(resume: string | undefined): number | undefined {
   return Number(resume) + 1;
 }
 
-function appliedHeader(feed: WatchFeed): Record<string, string> {
-  return { 'x-cohort-applied-index': String(feed.position) };
-}
-
 /** A feed of the events another node streams: each event as it sent it; its stream's end ends the feed. */
 function relay(res: Response, abort: AbortController, from: number | undefined): WatchFeed {
   const header = Number(res.headers.get('x-cohort-applied-index'));
-  const position = from !== undefined ? from - 1 : Number.isSafeInteger(header) ? header : 0;
+  const applied = Number.isSafeInteger(header) ? header : 0;
+  // Live from the replica's applied index when no revision was asked for.
+  const position = from !== undefined ? from - 1 : applied;
   const held: FeedEvent[] = [];
   let send: ((events: FeedEvent[]) => void) | undefined;
   let end: ((why: FeedEnd) => void) | undefined;
@@ -233,6 +235,7 @@ function relay(res: Response, abort: AbortController, from: number | undefined):
   })();
   return {
     position,
+    applied,
     start(s, e) {
       send = s;
       end = e;

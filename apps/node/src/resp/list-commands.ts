@@ -101,8 +101,8 @@ function timeoutOf(arg: Buffer): number | Reply {
 }
 
 /** `planned` blocking on `keys` for `ms` (0: for ever) outside MULTI; as it is inside. */
-function blocking(planned: Planned | Reply, keys: Buffer[], ms: number, session: Session): Planned | Reply {
-  if ('t' in planned || 'reply' in planned || session.multi) return planned;
+function blocking(planned: Planned, keys: Buffer[], ms: number, session: Session): Planned {
+  if ('reply' in planned || session.multi) return planned;
   return { ...planned, block: { keys, deadline: ms === 0 ? Number.POSITIVE_INFINITY : performance.now() + ms } };
 }
 
