@@ -14,6 +14,17 @@ export {
 export { type CheckOptions, type LinearizabilityResult, checkLinearizable } from './lin/checker.js';
 export type { KvInput, KvOperation, Operation } from './lin/history.js';
 export { type Model, kvModel, prunedKvHistory } from './lin/model.js';
+export {
+  type MultiKvInput,
+  type MultiKvOperation,
+  type MultiKvOutput,
+  type MultiKvState,
+  type TxnOutcome,
+  type TxnWrite,
+  keysOf,
+  multiKvModel,
+  prunedMultiKvHistory,
+} from './lin/multi-model.js';
 export { type Deliver, type LinkFaults, type NetworkStats, SimNetwork } from './network.js';
 export { type ClusterConfig, RaftCluster, type RunRandoms } from './raft/cluster.js';
 export type { EngineMutations } from './raft/observed-engine.js';
