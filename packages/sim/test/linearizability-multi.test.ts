@@ -18,14 +18,10 @@ function op(client: number, input: MultiKvInput, output: MultiKvOutput | undefin
 }
 const set = (key: string, value: string): MultiKvInput => ({ op: 'set', key, value });
 const get = (key: string): MultiKvInput => ({ op: 'get', key });
-const mset = (...kv: string[]): MultiKvInput => ({
-  op: 'mset',
-  entries: Array.from({ length: kv.length / 2 }, (_, i) => ({
-    key: kv[2 * i] as string,
-    value: kv[2 * i + 1] as string,
-  })),
-});
-const msetnx = (...kv: string[]): MultiKvInput => ({ ...(mset(...kv) as { entries: [] }), op: 'msetnx' });
+const entries = (kv: string[]): { key: string; value: string }[] =>
+  Array.from({ length: kv.length / 2 }, (_, i) => ({ key: kv[2 * i] as string, value: kv[2 * i + 1] as string }));
+const mset = (...kv: string[]): MultiKvInput => ({ op: 'mset', entries: entries(kv) });
+const msetnx = (...kv: string[]): MultiKvInput => ({ op: 'msetnx', entries: entries(kv) });
 const mget = (...keys: string[]): MultiKvInput => ({ op: 'mget', keys });
 const del = (...keys: string[]): MultiKvInput => ({ op: 'del', keys });
 const check = (h: MultiKvOperation[]): string => checkLinearizable(multiKvModel, h).result;
