@@ -310,6 +310,13 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       // An expired key is deleted first: the collection written is a new key.
       for (const key of cmd.keys) current(kv, key, now);
       return applyCollection(kv, cmd.name, cmd.keys, cmd.args, index, now, MAX_VALUE_BYTES);
+    case 'txnPrepare':
+    case 'txnCommit':
+    case 'txnAbort':
+    case 'txnResolve':
+    case 'txnForget':
+      // The state machine applies transaction steps itself (src/txn/apply-txn.ts); nested, they never decode.
+      return { type: 'error', message: `ERR ${cmd.op} cannot be applied here` };
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${String(never)}`);

@@ -1,6 +1,6 @@
 import { CodecError } from '@cohort/core';
 import { COLLECTION_WRITES, type CollectionWrite } from './collections.js';
-import { KvCommandPb } from './generated/kv-command.js';
+import { KvCommandPb, type KvTxnPb } from './generated/kv-command.js';
 import type { ExecRead } from './reads.js';
 
 /** The reads an EXEC may hold, by their number in `KvRequestPb.Kind`. */
@@ -112,7 +112,47 @@ export type KvOp =
   /** Compare-and-swap or conditional delete of one key, decided when the entry applies. Answers a `cond` result. */
   | { op: 'cond'; key: Uint8Array; compare: KvCompare; action: KvCondAction; now: number }
   /** A hash or list write (see `collections.ts`): `keys` its key (LMOVE: source, destination), `args` as the front end checked them. */
-  | { op: 'collection'; name: CollectionWrite; keys: Uint8Array[]; args: Uint8Array[]; now: number };
+  | { op: 'collection'; name: CollectionWrite; keys: Uint8Array[]; args: Uint8Array[]; now: number }
+  /**
+   * A cross-partition transaction's first round on one participant (see
+   * `src/txn/README` in the package docs): lays an intent on every key this
+   * partition's part touches, holding the key's state after each branch as
+   * computed now; or answers a conflict naming another transaction's intent
+   * and lays nothing. On the record partition it also creates the PENDING
+   * record (deadline: log time + `timeoutMs`), unless an ABORTED one exists.
+   */
+  | {
+      op: 'txnPrepare';
+      txn: string;
+      recordPartition: number;
+      /** On the record partition: every participant partition (the record lists them). */
+      participants: number[];
+      compares: TxnCompare[];
+      success: KvOp[];
+      failure: KvOp[];
+      timeoutMs: number;
+      now: number;
+    }
+  /** The commit point, on the record partition: PENDING -> COMMITTED(branch); ABORTED answers aborted. */
+  | { op: 'txnCommit'; txn: string; branch: TxnBranch; now: number }
+  /**
+   * On the record partition: an ABORTED tombstone when there is no record;
+   * PENDING -> ABORTED when `coordinator` or past the record's deadline.
+   */
+  | { op: 'txnAbort'; txn: string; coordinator: boolean; now: number }
+  /** On a participant: applies the branch's intents as one write at this entry's revision (`abort`: drops them). */
+  | { op: 'txnResolve'; txn: string; branch: TxnBranch | 'abort'; now: number }
+  /** On the record partition: drops a committed record once every participant resolved (an aborted one stays as a tombstone). */
+  | { op: 'txnForget'; txn: string; now: number };
+
+/** A transaction's branches, etcd style: `success` when every comparison holds, else `failure`. */
+export type TxnBranch = 'success' | 'failure';
+
+/** A comparison of a transaction on one key, evaluated by the key's partition as it prepares. */
+export interface TxnCompare {
+  key: Uint8Array;
+  compare: KvCompare;
+}
 
 /** A key WATCHed before EXEC, with the revision it had then (0 when absent). */
 export interface WatchedKey {
@@ -277,12 +317,131 @@ function toPb(cmd: KvCommand): KvCommandPb {
       pb.keys = cmd.keys;
       pb.values = [new TextEncoder().encode(cmd.name), ...cmd.args];
       break;
+    case 'txnPrepare':
+      pb.op = KvCommandPb.Op.TXN_PREPARE;
+      pb.txn = {
+        ...txnPb(cmd.txn),
+        recordPartition: cmd.recordPartition,
+        participants: cmd.participants,
+        compares: cmd.compares.map((c) => ({
+          key: c.key,
+          compare: COMPARES.indexOf(c.compare.kind),
+          compareNumber:
+            c.compare.kind === 'modRevision' || c.compare.kind === 'version' ? BigInt(c.compare.value) : 0n,
+          compareValue: c.compare.kind === 'value' ? c.compare.value : new Uint8Array(),
+        })),
+        success: cmd.success.map(nestedOp),
+        failure: cmd.failure.map(nestedOp),
+        timeoutMs: BigInt(cmd.timeoutMs),
+      };
+      break;
+    case 'txnCommit':
+      pb.op = KvCommandPb.Op.TXN_COMMIT;
+      pb.txn = { ...txnPb(cmd.txn), branch: BRANCHES.indexOf(cmd.branch) };
+      break;
+    case 'txnAbort':
+      pb.op = KvCommandPb.Op.TXN_ABORT;
+      pb.txn = { ...txnPb(cmd.txn), coordinator: cmd.coordinator };
+      break;
+    case 'txnResolve':
+      pb.op = KvCommandPb.Op.TXN_RESOLVE;
+      pb.txn = { ...txnPb(cmd.txn), branch: BRANCHES.indexOf(cmd.branch) };
+      break;
+    case 'txnForget':
+      pb.op = KvCommandPb.Op.TXN_FORGET;
+      pb.txn = txnPb(cmd.txn);
+      break;
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${String(never)}`);
     }
   }
   return pb;
+}
+
+/** A branch's number on the wire (0: abort, where a step allows it). */
+const BRANCHES = ['abort', 'success', 'failure'] as const;
+
+function txnPb(id: string): KvTxnPb {
+  return {
+    id,
+    recordPartition: 0,
+    participants: [],
+    compares: [],
+    success: [],
+    failure: [],
+    timeoutMs: 0n,
+    branch: 0,
+    coordinator: false,
+  };
+}
+
+/** An operation nested in a transaction or an EXEC (never a transaction step or an EXEC itself). */
+function nestedOp(op: KvOp): Uint8Array {
+  if (op.op === 'exec' || op.op.startsWith('txn')) throw new Error(`a transaction cannot hold ${op.op}`);
+  return KvCommandPb.encode(toPb(op));
+}
+
+function decodeNested(b: Uint8Array, what: string): KvOp {
+  let inner: KvCommandPb;
+  try {
+    inner = KvCommandPb.decode(b);
+  } catch (err) {
+    throw new CodecError(`KV ${what} command holds a command that does not decode: ${(err as Error).message}`);
+  }
+  return decodeOp(inner, true);
+}
+
+function decodeCompare(kindNumber: number, n: bigint, value: Uint8Array, what: string): KvCompare {
+  const kind = COMPARES[kindNumber];
+  switch (kind) {
+    case 'always':
+    case 'absent':
+      return { kind };
+    case 'modRevision':
+    case 'version':
+      return { kind, value: Number(n) };
+    case 'value':
+      return { kind, value };
+    default:
+      throw new CodecError(`KV ${what} command has unknown comparison ${kindNumber}`);
+  }
+}
+
+function decodeTxn(pb: KvCommandPb): KvOp {
+  const now = Number(pb.now);
+  const t = pb.txn;
+  if (t === undefined || t.id === '') throw new CodecError('KV transaction step has no transaction id');
+  const branch = BRANCHES[t.branch];
+  if (branch === undefined) throw new CodecError(`KV transaction step has unknown branch ${t.branch}`);
+  switch (pb.op) {
+    case KvCommandPb.Op.TXN_PREPARE:
+      return {
+        op: 'txnPrepare',
+        txn: t.id,
+        recordPartition: t.recordPartition,
+        participants: t.participants,
+        compares: t.compares.map((c) => ({
+          key: c.key,
+          compare: decodeCompare(c.compare, c.compareNumber, c.compareValue, 'txnPrepare'),
+        })),
+        success: t.success.map((b) => decodeNested(b, 'txnPrepare')),
+        failure: t.failure.map((b) => decodeNested(b, 'txnPrepare')),
+        timeoutMs: Number(t.timeoutMs),
+        now,
+      };
+    case KvCommandPb.Op.TXN_COMMIT:
+      if (branch === 'abort') throw new CodecError('KV txnCommit command names no branch');
+      return { op: 'txnCommit', txn: t.id, branch, now };
+    case KvCommandPb.Op.TXN_ABORT:
+      return { op: 'txnAbort', txn: t.id, coordinator: t.coordinator, now };
+    case KvCommandPb.Op.TXN_RESOLVE:
+      return { op: 'txnResolve', txn: t.id, branch, now };
+    case KvCommandPb.Op.TXN_FORGET:
+      return { op: 'txnForget', txn: t.id, now };
+    default:
+      throw new CodecError(`KV command has unknown op ${String(pb.op)}`);
+  }
 }
 
 /** Decodes a log entry's bytes; throws `CodecError` when they are not a valid command. */
@@ -441,6 +600,13 @@ function decodeOp(pb: KvCommandPb, nested = false): KvOp {
       }
       return { op: 'collection', name, keys: pb.keys, args, now };
     }
+    case KvCommandPb.Op.TXN_PREPARE:
+    case KvCommandPb.Op.TXN_COMMIT:
+    case KvCommandPb.Op.TXN_ABORT:
+    case KvCommandPb.Op.TXN_RESOLVE:
+    case KvCommandPb.Op.TXN_FORGET:
+      if (nested) throw new CodecError('KV transaction step nested in another command');
+      return decodeTxn(pb);
     default:
       throw new CodecError(`KV command has unknown op ${String(pb.op)}`);
   }

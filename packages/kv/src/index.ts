@@ -8,6 +8,8 @@ export {
   type KvOp,
   type KvSession,
   type SetCondition,
+  type TxnBranch,
+  type TxnCompare,
   type WatchedKey,
   decodeCommand,
   encodeCommand,
@@ -32,7 +34,17 @@ export {
 } from './routing.js';
 export { DUPLICATE_ACKNOWLEDGED } from './session-apply.js';
 export { KV_SNAPSHOT_FORMAT, type SnapshotChunk, decodeChunk } from './snapshot-codec.js';
-export type { KvResult } from './result.js';
+export type { KvResult, TxnStepResult } from './result.js';
+export { TxnCoordinator } from './txn/coordinator.js';
+export { TxnRefusedError } from './txn/errors.js';
+export { RESERVED_PREFIX, isReservedKey } from './txn/keyspace.js';
+export type {
+  TxnCoordinatorOptions,
+  TxnKeyCompare,
+  TxnParticipant,
+  TxnReply,
+  TxnRequest,
+} from './txn/types.js';
 export { KvStateMachine, type KvStateMachineOptions } from './state-machine.js';
 export {
   type KvReadOp,

@@ -105,7 +105,7 @@ export function keyFrom(kv: PartitionKv, from: Uint8Array, now: number): Uint8Ar
 }
 
 /** The reads an EXEC may queue (see `KvReadOp`). */
-export type ExecRead = Exclude<KvReadOp, 'revisions' | 'range'>;
+export type ExecRead = Exclude<KvReadOp, 'revisions' | 'range' | 'txnRecord'>;
 
 const encoder = new TextEncoder();
 

@@ -2,8 +2,8 @@ import { CodecError, ErrorCode, type NodeId } from '@cohort/core';
 import { type KvCollectionType, type KvRecord, typeCode, typeOfCode } from '@cohort/storage';
 import { type KvCommand, decodeCommand, encodeCommand } from './command.js';
 import { KvRowPb } from './generated/kv-command.js';
-import { KvRequestPb, KvResponsePb } from './generated/kv-request.js';
-import type { KvResult } from './result.js';
+import { KvRequestPb, KvResponsePb, KvTxnResultPb } from './generated/kv-request.js';
+import type { KvResult, TxnStepResult } from './result.js';
 
 /**
  * A read served from the state machine after a linearizable ReadIndex round:
@@ -28,7 +28,9 @@ export type KvReadOp =
   | 'revisions'
   | 'range'
   /** A hash or list read, or TYPE: args[0] names it (see `CollectionRead`), the rest are its arguments; keys its key. */
-  | 'collection';
+  | 'collection'
+  /** A transaction record's state (keys[0]: the transaction id as UTF-8): a `txn` result. */
+  | 'txnRecord';
 
 /** A client request, as served locally or forwarded to the leader. */
 export type KvRequest =
@@ -115,6 +117,7 @@ const READ_KINDS: Record<KvReadOp, KvRequestPb.Kind> = {
   revisions: KvRequestPb.Kind.REVISIONS,
   range: KvRequestPb.Kind.RANGE,
   collection: KvRequestPb.Kind.COLLECTION,
+  txnRecord: KvRequestPb.Kind.TXN_RECORD,
 };
 
 /** Encodes a request for the `/cohort/kv/1` protocol. */
@@ -194,6 +197,93 @@ function fromPb(pb: KvRequestPb): KvRequest {
   return req;
 }
 
+/** The outcomes of a transaction step on the wire, by number (8: locked). */
+const OUTCOMES: TxnStepResult['outcome'][] = [
+  'prepared',
+  'conflict',
+  'aborted',
+  'committed',
+  'pending',
+  'missing',
+  'resolved',
+  'forgotten',
+];
+const LOCKED = 8;
+
+function emptyStep(): KvTxnResultPb {
+  return {
+    outcome: 0,
+    txn: '',
+    recordPartition: 0,
+    branch: 0,
+    held: false,
+    success: [],
+    failure: [],
+    deadline: 0n,
+    write: false,
+  };
+}
+
+function encodeStep(step: TxnStepResult): Uint8Array {
+  const pb = { ...emptyStep(), outcome: OUTCOMES.indexOf(step.outcome) };
+  switch (step.outcome) {
+    case 'prepared':
+      pb.held = step.held;
+      pb.success = step.success.map(encodeResponse);
+      pb.failure = step.failure.map(encodeResponse);
+      break;
+    case 'conflict':
+      pb.txn = step.txn;
+      pb.recordPartition = step.recordPartition;
+      break;
+    case 'committed':
+      pb.branch = step.branch === 'success' ? 1 : 2;
+      break;
+    case 'pending':
+      pb.deadline = BigInt(step.deadline);
+      break;
+    default:
+      break;
+  }
+  return KvTxnResultPb.encode(pb);
+}
+
+function txnResult(data: Uint8Array): KvTxnResultPb {
+  try {
+    return KvTxnResultPb.decode(data);
+  } catch (err) {
+    throw new CodecError(`KV transaction result of ${data.length} bytes does not decode: ${(err as Error).message}`);
+  }
+}
+
+function decodeStep(data: Uint8Array): TxnStepResult {
+  const pb = txnResult(data);
+  const outcome = OUTCOMES[pb.outcome];
+  switch (outcome) {
+    case 'prepared':
+      return {
+        outcome,
+        held: pb.held,
+        success: pb.success.map((r) => decodeResult(r)),
+        failure: pb.failure.map((r) => decodeResult(r)),
+      };
+    case 'conflict':
+      return { outcome, txn: pb.txn, recordPartition: pb.recordPartition };
+    case 'committed':
+      if (pb.branch !== 1 && pb.branch !== 2) throw new CodecError(`KV committed transaction has branch ${pb.branch}`);
+      return { outcome, branch: pb.branch === 1 ? 'success' : 'failure' };
+    case 'pending':
+      return { outcome, deadline: Number(pb.deadline) };
+    case 'aborted':
+    case 'missing':
+    case 'resolved':
+    case 'forgotten':
+      return { outcome };
+    default:
+      throw new CodecError(`KV transaction result has unknown outcome ${pb.outcome}`);
+  }
+}
+
 const CODES = new Set<string>(Object.values(ErrorCode));
 
 /** Encodes a response for the `/cohort/kv/1` protocol. */
@@ -211,6 +301,7 @@ export function encodeResponse(res: KvResponse): Uint8Array {
     rows: [],
     succeeded: false,
     more: false,
+    txn: new Uint8Array(),
   };
   switch (res.type) {
     case 'ok':
@@ -258,6 +349,21 @@ export function encodeResponse(res: KvResponse): Uint8Array {
       pb.int = BigInt(res.revision);
       pb.rows = res.records.map(encodeRecord);
       break;
+    case 'txn':
+      pb.type = KvResponsePb.Type.TXN;
+      pb.txn = encodeStep(res.step);
+      break;
+    case 'locked':
+      pb.type = KvResponsePb.Type.LOCKED;
+      pb.txn = KvTxnResultPb.encode({
+        ...emptyStep(),
+        outcome: LOCKED,
+        txn: res.txn,
+        recordPartition: res.recordPartition,
+        deadline: BigInt(res.deadline),
+        write: res.write,
+      });
+      break;
     default: {
       const never: never = res;
       throw new Error(`unknown response ${String(never)}`);
@@ -281,6 +387,7 @@ export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
     rows: [],
     succeeded: false,
     more: false,
+    txn: new Uint8Array(),
   });
 }
 
@@ -356,6 +463,18 @@ export function decodeResponse(data: Uint8Array): KvResponse {
     }
     case KvResponsePb.Type.RANGE:
       return { type: 'range', records: pb.rows.map(decodeRecord), more: pb.more, revision: Number(pb.int) };
+    case KvResponsePb.Type.TXN:
+      return { type: 'txn', step: decodeStep(pb.txn) };
+    case KvResponsePb.Type.LOCKED: {
+      const t = txnResult(pb.txn);
+      return {
+        type: 'locked',
+        txn: t.txn,
+        recordPartition: t.recordPartition,
+        deadline: Number(t.deadline),
+        write: t.write,
+      };
+    }
     default:
       throw new CodecError(`KV response has unknown type ${String(pb.type)}`);
   }

@@ -1,4 +1,25 @@
 import type { KvRecord } from '@cohort/storage';
+import type { TxnBranch } from './command.js';
+
+/**
+ * What a transaction step answers (see `KvOp` `txnPrepare` .. `txnForget`,
+ * and the `txnRecord` read):
+ * - `prepared`: the intents are laid; `held` whether this partition's
+ *   comparisons held, and each branch's answers, one per operation sent;
+ * - `conflict`: a key has another transaction's intent (nothing was laid);
+ * - `aborted`, `committed` (with the branch), `pending` (with its deadline in
+ *   log time), `missing`: the record's state;
+ * - `resolved`, `forgotten`: a resolve or forget applied (idempotent).
+ */
+export type TxnStepResult =
+  | { outcome: 'prepared'; held: boolean; success: KvResult[]; failure: KvResult[] }
+  | { outcome: 'conflict'; txn: string; recordPartition: number }
+  | { outcome: 'aborted' }
+  | { outcome: 'committed'; branch: TxnBranch }
+  | { outcome: 'pending'; deadline: number }
+  | { outcome: 'missing' }
+  | { outcome: 'resolved' }
+  | { outcome: 'forgotten' };
 
 /**
  * What applying a command yields; values, not exceptions, so every replica
@@ -20,4 +41,13 @@ export type KvResult =
    * as deleted by a delete, or as it stands when the comparison failed
    * (absent when there is no such key).
    */
-  | { type: 'cond'; succeeded: boolean; revision: number; record?: KvRecord };
+  | { type: 'cond'; succeeded: boolean; revision: number; record?: KvRecord }
+  /** A transaction step's outcome. */
+  | { type: 'txn'; step: TxnStepResult }
+  /**
+   * The command met a key locked by a transaction's intent and did nothing:
+   * the transaction, its record partition, the intent's deadline (log time)
+   * and whether the intent writes the key. `KvService` resolves it and
+   * serves the command again; it never reaches a client.
+   */
+  | { type: 'locked'; txn: string; recordPartition: number; deadline: number; write: boolean };

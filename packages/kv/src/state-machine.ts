@@ -267,6 +267,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
    * random point. Arrays of values are lists of bulk or nil results.
    */
   read(op: Exclude<KvReadOp, 'range'>, keys: Uint8Array[], args: Uint8Array[], now: number): KvResult {
+    if (op === 'txnRecord') return { type: 'error', message: 'ERR transaction records are not served yet' };
     if (op === 'revisions') {
       return { type: 'list', items: keys.map((k) => ({ type: 'bulk', value: decimal(revision(this.kv, k, now)) })) };
     }

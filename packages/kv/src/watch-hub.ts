@@ -281,6 +281,12 @@ function commandKeys(cmd: KvOp): Uint8Array[] | undefined {
       return keys;
     }
     case 'flush':
+    // A transaction step writes what its intents hold, which the entry alone does not tell.
+    case 'txnPrepare':
+    case 'txnCommit':
+    case 'txnAbort':
+    case 'txnResolve':
+    case 'txnForget':
       return undefined;
     default: {
       const never: never = cmd;

@@ -33,6 +33,7 @@ export interface KvCommandPb {
   compareNumber: bigint
   compareValue: Uint8Array
   condDelete: boolean
+  txn?: KvTxnPb
 }
 
 export namespace KvCommandPb {
@@ -56,7 +57,12 @@ export namespace KvCommandPb {
     EXEC = 'EXEC',
     READ = 'READ',
     COLLECTION = 'COLLECTION',
-    COND = 'COND'
+    COND = 'COND',
+    TXN_PREPARE = 'TXN_PREPARE',
+    TXN_COMMIT = 'TXN_COMMIT',
+    TXN_ABORT = 'TXN_ABORT',
+    TXN_RESOLVE = 'TXN_RESOLVE',
+    TXN_FORGET = 'TXN_FORGET'
   }
 
   enum __OpValues {
@@ -79,7 +85,12 @@ export namespace KvCommandPb {
     EXEC = 16,
     READ = 17,
     COLLECTION = 18,
-    COND = 30
+    COND = 30,
+    TXN_PREPARE = 40,
+    TXN_COMMIT = 41,
+    TXN_ABORT = 42,
+    TXN_RESOLVE = 43,
+    TXN_FORGET = 44
   }
 
   export namespace Op {
@@ -203,6 +214,11 @@ export namespace KvCommandPb {
         if ((obj.condDelete != null && obj.condDelete !== false)) {
           w.uint32(264)
           w.bool(obj.condDelete)
+        }
+
+        if (obj.txn != null) {
+          w.uint32(322)
+          KvTxnPb.codec().encode(obj.txn, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -335,6 +351,12 @@ export namespace KvCommandPb {
               obj.condDelete = reader.bool()
               break
             }
+            case 40: {
+              obj.txn = KvTxnPb.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.txn
+              })
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -355,6 +377,571 @@ export namespace KvCommandPb {
 
   export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvCommandPb>): KvCommandPb => {
     return decodeMessage(buf, KvCommandPb.codec(), opts)
+  }
+}
+
+export interface KvTxnPb {
+  id: string
+  recordPartition: number
+  participants: number[]
+  compares: KvTxnComparePb[]
+  success: Uint8Array[]
+  failure: Uint8Array[]
+  timeoutMs: bigint
+  branch: number
+  coordinator: boolean
+}
+
+export namespace KvTxnPb {
+  let _codec: Codec<KvTxnPb>
+
+  export const codec = (): Codec<KvTxnPb> => {
+    if (_codec == null) {
+      _codec = message<KvTxnPb>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.id != null && obj.id !== '')) {
+          w.uint32(10)
+          w.string(obj.id)
+        }
+
+        if ((obj.recordPartition != null && obj.recordPartition !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.recordPartition)
+        }
+
+        if (obj.participants != null) {
+          for (const value of obj.participants) {
+            w.uint32(24)
+            w.uint32(value)
+          }
+        }
+
+        if (obj.compares != null) {
+          for (const value of obj.compares) {
+            w.uint32(34)
+            KvTxnComparePb.codec().encode(value, w)
+          }
+        }
+
+        if (obj.success != null) {
+          for (const value of obj.success) {
+            w.uint32(42)
+            w.bytes(value)
+          }
+        }
+
+        if (obj.failure != null) {
+          for (const value of obj.failure) {
+            w.uint32(50)
+            w.bytes(value)
+          }
+        }
+
+        if ((obj.timeoutMs != null && obj.timeoutMs !== 0n)) {
+          w.uint32(56)
+          w.uint64(obj.timeoutMs)
+        }
+
+        if ((obj.branch != null && obj.branch !== 0)) {
+          w.uint32(64)
+          w.uint32(obj.branch)
+        }
+
+        if ((obj.coordinator != null && obj.coordinator !== false)) {
+          w.uint32(72)
+          w.bool(obj.coordinator)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          id: '',
+          recordPartition: 0,
+          participants: [],
+          compares: [],
+          success: [],
+          failure: [],
+          timeoutMs: 0n,
+          branch: 0,
+          coordinator: false
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.id = reader.string()
+              break
+            }
+            case 2: {
+              obj.recordPartition = reader.uint32()
+              break
+            }
+            case 3: {
+              if (opts.limits?.participants != null && obj.participants.length === opts.limits.participants) {
+                throw new MaxLengthError('Decode error - map field "participants" had too many elements')
+              }
+
+              obj.participants.push(reader.uint32())
+              break
+            }
+            case 4: {
+              if (opts.limits?.compares != null && obj.compares.length === opts.limits.compares) {
+                throw new MaxLengthError('Decode error - map field "compares" had too many elements')
+              }
+
+              obj.compares.push(KvTxnComparePb.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.compares$
+              }))
+              break
+            }
+            case 5: {
+              if (opts.limits?.success != null && obj.success.length === opts.limits.success) {
+                throw new MaxLengthError('Decode error - map field "success" had too many elements')
+              }
+
+              obj.success.push(reader.bytes())
+              break
+            }
+            case 6: {
+              if (opts.limits?.failure != null && obj.failure.length === opts.limits.failure) {
+                throw new MaxLengthError('Decode error - map field "failure" had too many elements')
+              }
+
+              obj.failure.push(reader.bytes())
+              break
+            }
+            case 7: {
+              obj.timeoutMs = reader.uint64()
+              break
+            }
+            case 8: {
+              obj.branch = reader.uint32()
+              break
+            }
+            case 9: {
+              obj.coordinator = reader.bool()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<KvTxnPb>): Uint8Array => {
+    return encodeMessage(obj, KvTxnPb.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvTxnPb>): KvTxnPb => {
+    return decodeMessage(buf, KvTxnPb.codec(), opts)
+  }
+}
+
+export interface KvTxnComparePb {
+  key: Uint8Array
+  compare: number
+  compareNumber: bigint
+  compareValue: Uint8Array
+}
+
+export namespace KvTxnComparePb {
+  let _codec: Codec<KvTxnComparePb>
+
+  export const codec = (): Codec<KvTxnComparePb> => {
+    if (_codec == null) {
+      _codec = message<KvTxnComparePb>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.key != null && obj.key.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.key)
+        }
+
+        if ((obj.compare != null && obj.compare !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.compare)
+        }
+
+        if ((obj.compareNumber != null && obj.compareNumber !== 0n)) {
+          w.uint32(24)
+          w.uint64(obj.compareNumber)
+        }
+
+        if ((obj.compareValue != null && obj.compareValue.byteLength > 0)) {
+          w.uint32(34)
+          w.bytes(obj.compareValue)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          key: uint8ArrayAlloc(0),
+          compare: 0,
+          compareNumber: 0n,
+          compareValue: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.key = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.compare = reader.uint32()
+              break
+            }
+            case 3: {
+              obj.compareNumber = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.compareValue = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<KvTxnComparePb>): Uint8Array => {
+    return encodeMessage(obj, KvTxnComparePb.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvTxnComparePb>): KvTxnComparePb => {
+    return decodeMessage(buf, KvTxnComparePb.codec(), opts)
+  }
+}
+
+export interface KvTxnValuePb {
+  kind: number
+  value: Uint8Array
+  type: number
+  expiresAt: bigint
+}
+
+export namespace KvTxnValuePb {
+  let _codec: Codec<KvTxnValuePb>
+
+  export const codec = (): Codec<KvTxnValuePb> => {
+    if (_codec == null) {
+      _codec = message<KvTxnValuePb>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.kind != null && obj.kind !== 0)) {
+          w.uint32(8)
+          w.uint32(obj.kind)
+        }
+
+        if ((obj.value != null && obj.value.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.value)
+        }
+
+        if ((obj.type != null && obj.type !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.type)
+        }
+
+        if ((obj.expiresAt != null && obj.expiresAt !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.expiresAt)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          kind: 0,
+          value: uint8ArrayAlloc(0),
+          type: 0,
+          expiresAt: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.kind = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.value = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.type = reader.uint32()
+              break
+            }
+            case 4: {
+              obj.expiresAt = reader.uint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<KvTxnValuePb>): Uint8Array => {
+    return encodeMessage(obj, KvTxnValuePb.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvTxnValuePb>): KvTxnValuePb => {
+    return decodeMessage(buf, KvTxnValuePb.codec(), opts)
+  }
+}
+
+export interface KvTxnIntentPb {
+  txn: string
+  recordPartition: number
+  deadline: bigint
+  success?: KvTxnValuePb
+  failure?: KvTxnValuePb
+}
+
+export namespace KvTxnIntentPb {
+  let _codec: Codec<KvTxnIntentPb>
+
+  export const codec = (): Codec<KvTxnIntentPb> => {
+    if (_codec == null) {
+      _codec = message<KvTxnIntentPb>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.txn != null && obj.txn !== '')) {
+          w.uint32(10)
+          w.string(obj.txn)
+        }
+
+        if ((obj.recordPartition != null && obj.recordPartition !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.recordPartition)
+        }
+
+        if ((obj.deadline != null && obj.deadline !== 0n)) {
+          w.uint32(24)
+          w.uint64(obj.deadline)
+        }
+
+        if (obj.success != null) {
+          w.uint32(34)
+          KvTxnValuePb.codec().encode(obj.success, w)
+        }
+
+        if (obj.failure != null) {
+          w.uint32(42)
+          KvTxnValuePb.codec().encode(obj.failure, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          txn: '',
+          recordPartition: 0,
+          deadline: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.txn = reader.string()
+              break
+            }
+            case 2: {
+              obj.recordPartition = reader.uint32()
+              break
+            }
+            case 3: {
+              obj.deadline = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.success = KvTxnValuePb.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.success
+              })
+              break
+            }
+            case 5: {
+              obj.failure = KvTxnValuePb.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.failure
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<KvTxnIntentPb>): Uint8Array => {
+    return encodeMessage(obj, KvTxnIntentPb.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvTxnIntentPb>): KvTxnIntentPb => {
+    return decodeMessage(buf, KvTxnIntentPb.codec(), opts)
+  }
+}
+
+export interface KvTxnRecordPb {
+  state: number
+  branch: number
+  participants: number[]
+  deadline: bigint
+}
+
+export namespace KvTxnRecordPb {
+  let _codec: Codec<KvTxnRecordPb>
+
+  export const codec = (): Codec<KvTxnRecordPb> => {
+    if (_codec == null) {
+      _codec = message<KvTxnRecordPb>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.state != null && obj.state !== 0)) {
+          w.uint32(8)
+          w.uint32(obj.state)
+        }
+
+        if ((obj.branch != null && obj.branch !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.branch)
+        }
+
+        if (obj.participants != null) {
+          for (const value of obj.participants) {
+            w.uint32(24)
+            w.uint32(value)
+          }
+        }
+
+        if ((obj.deadline != null && obj.deadline !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.deadline)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          state: 0,
+          branch: 0,
+          participants: [],
+          deadline: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.state = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.branch = reader.uint32()
+              break
+            }
+            case 3: {
+              if (opts.limits?.participants != null && obj.participants.length === opts.limits.participants) {
+                throw new MaxLengthError('Decode error - map field "participants" had too many elements')
+              }
+
+              obj.participants.push(reader.uint32())
+              break
+            }
+            case 4: {
+              obj.deadline = reader.uint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<KvTxnRecordPb>): Uint8Array => {
+    return encodeMessage(obj, KvTxnRecordPb.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvTxnRecordPb>): KvTxnRecordPb => {
+    return decodeMessage(buf, KvTxnRecordPb.codec(), opts)
   }
 }
 

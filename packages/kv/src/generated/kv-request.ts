@@ -37,7 +37,8 @@ export namespace KvRequestPb {
     RANDOMKEY = 'RANDOMKEY',
     REVISIONS = 'REVISIONS',
     COLLECTION = 'COLLECTION',
-    RANGE = 'RANGE'
+    RANGE = 'RANGE',
+    TXN_RECORD = 'TXN_RECORD'
   }
 
   enum __KindValues {
@@ -54,7 +55,8 @@ export namespace KvRequestPb {
     RANDOMKEY = 10,
     REVISIONS = 11,
     COLLECTION = 12,
-    RANGE = 30
+    RANGE = 30,
+    TXN_RECORD = 40
   }
 
   export namespace Kind {
@@ -209,6 +211,7 @@ export interface KvResponsePb {
   rows: Uint8Array[]
   succeeded: boolean
   more: boolean
+  txn: Uint8Array
 }
 
 export namespace KvResponsePb {
@@ -223,7 +226,9 @@ export namespace KvResponsePb {
     BATCH = 'BATCH',
     LIST = 'LIST',
     COND = 'COND',
-    RANGE = 'RANGE'
+    RANGE = 'RANGE',
+    TXN = 'TXN',
+    LOCKED = 'LOCKED'
   }
 
   enum __TypeValues {
@@ -237,7 +242,9 @@ export namespace KvResponsePb {
     BATCH = 7,
     LIST = 8,
     COND = 30,
-    RANGE = 31
+    RANGE = 31,
+    TXN = 40,
+    LOCKED = 41
   }
 
   export namespace Type {
@@ -323,6 +330,11 @@ export namespace KvResponsePb {
           w.bool(obj.more)
         }
 
+        if ((obj.txn != null && obj.txn.byteLength > 0)) {
+          w.uint32(322)
+          w.bytes(obj.txn)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -339,7 +351,8 @@ export namespace KvResponsePb {
           responses: [],
           rows: [],
           succeeded: false,
-          more: false
+          more: false,
+          txn: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -412,6 +425,10 @@ export namespace KvResponsePb {
               obj.more = reader.bool()
               break
             }
+            case 40: {
+              obj.txn = reader.bytes()
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -432,5 +449,165 @@ export namespace KvResponsePb {
 
   export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvResponsePb>): KvResponsePb => {
     return decodeMessage(buf, KvResponsePb.codec(), opts)
+  }
+}
+
+export interface KvTxnResultPb {
+  outcome: number
+  txn: string
+  recordPartition: number
+  branch: number
+  held: boolean
+  success: Uint8Array[]
+  failure: Uint8Array[]
+  deadline: bigint
+  write: boolean
+}
+
+export namespace KvTxnResultPb {
+  let _codec: Codec<KvTxnResultPb>
+
+  export const codec = (): Codec<KvTxnResultPb> => {
+    if (_codec == null) {
+      _codec = message<KvTxnResultPb>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.outcome != null && obj.outcome !== 0)) {
+          w.uint32(8)
+          w.uint32(obj.outcome)
+        }
+
+        if ((obj.txn != null && obj.txn !== '')) {
+          w.uint32(18)
+          w.string(obj.txn)
+        }
+
+        if ((obj.recordPartition != null && obj.recordPartition !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.recordPartition)
+        }
+
+        if ((obj.branch != null && obj.branch !== 0)) {
+          w.uint32(32)
+          w.uint32(obj.branch)
+        }
+
+        if ((obj.held != null && obj.held !== false)) {
+          w.uint32(40)
+          w.bool(obj.held)
+        }
+
+        if (obj.success != null) {
+          for (const value of obj.success) {
+            w.uint32(50)
+            w.bytes(value)
+          }
+        }
+
+        if (obj.failure != null) {
+          for (const value of obj.failure) {
+            w.uint32(58)
+            w.bytes(value)
+          }
+        }
+
+        if ((obj.deadline != null && obj.deadline !== 0n)) {
+          w.uint32(64)
+          w.uint64(obj.deadline)
+        }
+
+        if ((obj.write != null && obj.write !== false)) {
+          w.uint32(72)
+          w.bool(obj.write)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          outcome: 0,
+          txn: '',
+          recordPartition: 0,
+          branch: 0,
+          held: false,
+          success: [],
+          failure: [],
+          deadline: 0n,
+          write: false
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.outcome = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.txn = reader.string()
+              break
+            }
+            case 3: {
+              obj.recordPartition = reader.uint32()
+              break
+            }
+            case 4: {
+              obj.branch = reader.uint32()
+              break
+            }
+            case 5: {
+              obj.held = reader.bool()
+              break
+            }
+            case 6: {
+              if (opts.limits?.success != null && obj.success.length === opts.limits.success) {
+                throw new MaxLengthError('Decode error - map field "success" had too many elements')
+              }
+
+              obj.success.push(reader.bytes())
+              break
+            }
+            case 7: {
+              if (opts.limits?.failure != null && obj.failure.length === opts.limits.failure) {
+                throw new MaxLengthError('Decode error - map field "failure" had too many elements')
+              }
+
+              obj.failure.push(reader.bytes())
+              break
+            }
+            case 8: {
+              obj.deadline = reader.uint64()
+              break
+            }
+            case 9: {
+              obj.write = reader.bool()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      })
+    }
+
+    return _codec
+  }
+
+  export const encode = (obj: Partial<KvTxnResultPb>): Uint8Array => {
+    return encodeMessage(obj, KvTxnResultPb.codec())
+  }
+
+  export const decode = (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvTxnResultPb>): KvTxnResultPb => {
+    return decodeMessage(buf, KvTxnResultPb.codec(), opts)
   }
 }
