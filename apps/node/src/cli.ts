@@ -148,6 +148,10 @@ program
   .option('--max-key-bytes <n>', 'longest key a client may write (default 65536)')
   .option('--max-value-bytes <n>', 'longest value a client may write (default 1048576)')
   .option('--max-command-bytes <n>', 'most key and value bytes in one write, e.g. an MSET (default 8388608)')
+  .option(
+    '--max-txn-keys <n>',
+    'most keys of one transaction across partitions (MSET, DEL, EXEC, POST /v1/txn); more are refused (default 1024)',
+  )
   .option('--max-clients <n>', 'most RESP connections at once (default 10000)')
   .option('--max-query-bytes <n>', 'most argument bytes of one RESP command buffered (default 33554432)')
   .option('--output-buffer-hard-bytes <n>', 'close a RESP client with more unsent replies (default 268435456)')

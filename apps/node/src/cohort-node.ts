@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -22,6 +23,7 @@ import {
   KvStateMachine,
   type MetaState,
   SlotMap,
+  TxnCoordinator,
   WatchHub,
   moveQuorumRefusal,
   moveRefusal,
@@ -60,6 +62,7 @@ import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 import { StuckDetector } from './stuck-detector.js';
+import { withFastPath } from './txn-fast-path.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
 export function splitHostPort(address: string): { host: string; port: number } {
@@ -575,6 +578,16 @@ export class CohortNode {
     };
 
     const slots = new SlotMap(layout.partitions);
+    // Transactions across partitions, coordinated from this node; a new id per start, never reused.
+    const coordinator = new TxnCoordinator({
+      slots,
+      partition: (p) => ({ execute: (req) => this.parts[p]!.service.execute(req) }),
+      clock: systemClock,
+      random: Math.random,
+      clientId: `txn:${node.id}:${randomUUID()}`,
+      maxKeys: this.options.limits.maxTxnKeys,
+      maxBytes: this.options.limits.maxCommandBytes,
+    });
     const router = new PartitionedKv(
       slots,
       this.parts.map((part) => {
@@ -593,6 +606,7 @@ export class CohortNode {
         const p = this.parts[partition]!;
         return p.sm !== undefined && host.status(p.group).role === 'leader';
       },
+      coordinator,
     );
     // Test-only: every read served from this replica's state as it stands, unchecked (see fault-hooks.ts).
     const staleReads = staleReadsPlanted();
@@ -783,8 +797,10 @@ export class CohortNode {
           logger: this.log.child({ component: 'watch' }),
         })
       : sourceOf(p0);
+    const httpApi = instrumentKv(api, metrics, 'http', isLeading);
     this.http = createHttpServer({
-      api: instrumentKv(api, metrics, 'http', isLeading),
+      api: httpApi,
+      txn: { txn: withFastPath(coordinator, httpApi, slots), limits },
       reads,
       ...(watch ? { watch } : {}),
       ...(this.first?.maintenance ? { admin: this.first.maintenance.admin } : {}),

@@ -46,6 +46,7 @@ export interface StartFlags {
   maxKeyBytes?: string;
   maxValueBytes?: string;
   maxCommandBytes?: string;
+  maxTxnKeys?: string;
   maxClients?: string;
   maxQueryBytes?: string;
   outputBufferHardBytes?: string;
@@ -71,6 +72,7 @@ const LIMIT_FLAGS: [keyof StartFlags, keyof ClientLimits][] = [
   ['maxKeyBytes', 'maxKeyBytes'],
   ['maxValueBytes', 'maxValueBytes'],
   ['maxCommandBytes', 'maxCommandBytes'],
+  ['maxTxnKeys', 'maxTxnKeys'],
   ['maxClients', 'maxClients'],
   ['maxQueryBytes', 'maxQueryBytes'],
   ['outputBufferHardBytes', 'outputBufferHardBytes'],

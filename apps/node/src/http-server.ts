@@ -23,6 +23,7 @@ import { type MetaApi, registerMetaRoutes } from './meta-routes.js';
 import type { NodeMetrics } from './metrics.js';
 import { CLUSTER_SUMMARY, type OpsApi, registerOpsRoutes } from './ops-routes.js';
 import type { WatchRequest } from './partitioned-watch.js';
+import { type TxnRoutesOptions, registerTxnRoutes } from './txn-routes.js';
 
 /** Options of {@link createHttpServer}. */
 export interface HttpServerOptions {
@@ -47,6 +48,8 @@ export interface HttpServerOptions {
   ops?: OpsApi;
   /** The meta group's registry, partition map, join and leave (`/v1/meta`, `/v1/cluster/join`, `/v1/cluster/leave`). */
   meta?: MetaApi;
+  /** Transactions on any keys (`POST /v1/txn`); without it the route does not exist. */
+  txn?: TxnRoutesOptions;
   /** Largest request body accepted, in bytes. @default 16 MiB */
   bodyLimit?: number;
   /** Bearer tokens of users and of `/metrics`; without it the API is open (bind it to loopback). */
@@ -362,6 +365,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
       });
     }
     if (opts.meta) registerMetaRoutes(app, opts.meta);
+    if (opts.txn) registerTxnRoutes(app, opts.txn);
     const { partitions } = opts;
     if (partitions) {
       app.get(

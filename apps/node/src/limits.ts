@@ -14,12 +14,22 @@ export interface WriteLimits {
   maxValueBytes: number;
   /** Most key and value bytes in one write (one log entry: an MSET, an EXEC). @default 8 MiB */
   maxCommandBytes: number;
+  /**
+   * Most keys one transaction across partitions touches (comparisons and
+   * operations of both branches); a larger one is refused before any intent
+   * is written. @default 1024
+   */
+  maxTxnKeys: number;
 }
+
+/** The limits one write's sizes meet (all but the transaction's key count). */
+export type SizeLimits = Omit<WriteLimits, 'maxTxnKeys'>;
 
 export const DEFAULT_WRITE_LIMITS: WriteLimits = {
   maxKeyBytes: 64 * 1024,
   maxValueBytes: 1024 * 1024,
   maxCommandBytes: 8 * 1024 * 1024,
+  maxTxnKeys: 1024,
 };
 
 /**
@@ -47,7 +57,7 @@ export function checkWriteLimits(l: WriteLimits, maxFrameBytes = DEFAULT_MAX_FRA
 }
 
 /** Why `write` breaks `limits` (a Redis-style error text), or undefined when it fits. */
-export function writeTooLarge(write: KvClientWrite, limits: WriteLimits): string | undefined {
+export function writeTooLarge(write: KvClientWrite, limits: SizeLimits): string | undefined {
   let total = 0;
   const key = (k: Uint8Array): string | undefined => {
     total += k.byteLength;
@@ -146,7 +156,7 @@ function refusal(message: string): KvResponse {
  * write too large is answered an error (`-ERR ... (max-value-bytes)` over
  * RESP) and never proposed; the other requests of a pipeline run as before.
  */
-export function limitKv(api: KvApi, limits: WriteLimits): KvApi {
+export function limitKv(api: KvApi, limits: SizeLimits): KvApi {
   const check = (req: KvClientRequest): KvResponse | undefined => {
     if (req.kind !== 'write') return undefined;
     const bad = writeTooLarge(req.write, limits);

@@ -6,6 +6,8 @@ import {
   type SlotMap,
   routeKeys,
 } from '@cohort/kv';
+import { atomicRead } from './cross-partition-read.js';
+import { type TxnRunner, txnOfWrite } from './cross-partition-txn.js';
 import type { KvReadRequest, ReadApi } from './kv-api.js';
 
 type KvRecord = Extract<KvResponse, { type: 'range' }>['records'][number];
@@ -34,11 +36,16 @@ interface Part {
   req: KvClientRequest;
 }
 
-/** Where a request goes: whole to one partition, in parts to several (merged by `merge`), or answered at once. */
+/**
+ * Where a request goes: whole to one partition, in parts to several (merged
+ * by `merge`), answered at once, or `run` on its own (a transaction across
+ * partitions, an atomic read of several), after the requests before it.
+ */
 type Plan =
   | { partition: number }
   | { parts: Part[]; merge: (answers: KvResponse[]) => KvResponse }
-  | { answer: KvResponse };
+  | { answer: KvResponse }
+  | { run: () => Promise<KvResponse> };
 
 const compare = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b);
 
@@ -167,23 +174,29 @@ function allOk(answers: KvResponse[]): KvResponse {
  * the partition of its keys (its group's KV service, which serves it on this
  * node when it leads the group and forwards it to the leader otherwise).
  * Reads of keys in several partitions (MGET, EXISTS, WATCH) are split and
- * their answers merged in key order; reads of the whole key space (ranges,
- * SCAN, KEYS, DBSIZE, RANDOMKEY) and FLUSHDB go to every partition. A write
- * whose keys span partitions is refused with CROSSSLOT.
+ * their answers merged in key order, as one atomic cut (see `atomicRead`);
+ * reads of the whole key space (ranges, SCAN, KEYS, DBSIZE, RANDOMKEY) and
+ * FLUSHDB go to every partition. A write whose keys span partitions (MSET,
+ * MSETNX, DEL, EXEC) runs as one transaction across them through `txn`, or
+ * is refused with CROSSSLOT without it.
  *
  * A pipeline keeps its order within each partition (a read sees the writes
  * before it to its keys); the partitions' parts run side by side, as a
- * cluster-aware client's pipeline runs on several nodes at once.
+ * cluster-aware client's pipeline runs on several nodes at once. A request
+ * that runs on its own (a transaction, an atomic read) waits for the
+ * requests before it, and the requests after it wait for it.
  */
 export class PartitionedKv {
   /**
    * @param leads whether this node leads a partition now: a keyspace-wide
    *   command with `scope: 'node'` (a cluster-aware client's) covers those alone
+   * @param txn runs writes whose keys span partitions as transactions; without it they answer CROSSSLOT
    */
   constructor(
     readonly slots: SlotMap,
     private readonly parts: readonly PartitionService[],
     private readonly leads: (partition: number) => boolean = () => true,
+    private readonly txn?: TxnRunner,
   ) {
     if (parts.length !== slots.partitions) {
       throw new Error(`${parts.length} partition services for ${slots.partitions} partitions`);
@@ -196,18 +209,40 @@ export class PartitionedKv {
 
   async executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]> {
     if (this.parts.length === 1 && !reqs.some((r) => r.scope === 'node')) return this.parts[0]!.executeAll(reqs);
-    const plans = reqs.map((r) => this.plan(r));
+    const plans = reqs.map((r) => this.plan(r, true));
+    const out: KvResponse[] = new Array(reqs.length);
+    let from = 0;
+    for (let i = 0; i <= plans.length; i++) {
+      const p = plans[i];
+      if (p !== undefined && !('run' in p)) continue;
+      // A request that runs on its own follows the ones before it and precedes the ones after it.
+      if (i > from) await this.runSideBySide(reqs, plans, from, i, out);
+      if (p !== undefined && 'run' in p) out[i] = await p.run();
+      from = i + 1;
+    }
+    return out;
+  }
+
+  /** Requests `[from, to)` of a pipeline, none of which runs on its own: each partition's part as one pipeline, side by side. */
+  private async runSideBySide(
+    reqs: KvClientRequest[],
+    plans: Plan[],
+    from: number,
+    to: number,
+    out: KvResponse[],
+  ): Promise<void> {
     // Each partition's sub-pipeline, in request order; `slot` says where each of its answers goes.
     const queues = this.parts.map(() => ({ reqs: [] as KvClientRequest[], slot: [] as [number, number][] }));
-    plans.forEach((p, i) => {
-      if ('answer' in p) return;
+    for (let i = from; i < to; i++) {
+      const p = plans[i]!;
+      if ('answer' in p || 'run' in p) continue;
       const parts: Part[] = 'partition' in p ? [{ partition: p.partition, req: reqs[i]! }] : p.parts;
       parts.forEach((part, k) => {
         const q = queues[part.partition]!;
         q.reqs.push(part.req);
         q.slot.push([i, k]);
       });
-    });
+    }
     const collected: KvResponse[][] = plans.map(() => []);
     await Promise.all(
       queues.map(async (q, partition) => {
@@ -219,25 +254,28 @@ export class PartitionedKv {
         });
       }),
     );
-    return plans.map((p, i) => {
-      if ('answer' in p) return p.answer;
-      if ('partition' in p) return collected[i]![0]!;
-      return p.merge(collected[i]!);
-    });
+    for (let i = from; i < to; i++) {
+      const p = plans[i]!;
+      if ('answer' in p) out[i] = p.answer;
+      else if ('partition' in p) out[i] = collected[i]![0]!;
+      else if ('parts' in p) out[i] = p.merge(collected[i]!);
+    }
   }
 
   /** Reads served by this node's replicas as they stand (stale), merged across partitions like linearizable ones. */
   readonly stale = (req: KvReadRequest): KvResponse => {
-    const p = this.plan(req);
+    const p = this.plan(req, false);
     if ('answer' in p) return p.answer;
+    if ('run' in p) throw new Error('a read planned to run on its own outside the linearizable path');
     if ('partition' in p) return this.parts[p.partition]!.readLocal(req);
     return p.merge(p.parts.map((part) => this.parts[part.partition]!.readLocal(part.req as KvReadRequest)));
   };
 
   /** Lease reads on the leaders of the partitions; a partition this node does not lead answers NOT_LEADER. */
   readonly lease = async (req: KvReadRequest): Promise<KvResponse> => {
-    const p = this.plan(req);
+    const p = this.plan(req, false);
     if ('answer' in p) return p.answer;
+    if ('run' in p) return p.run();
     if ('partition' in p) return this.parts[p.partition]!.leaseRead(req);
     const answers = await Promise.all(
       p.parts.map((part) => this.parts[part.partition]!.leaseRead(part.req as KvReadRequest)),
@@ -260,7 +298,8 @@ export class PartitionedKv {
     return parts.length === 0 ? { answer: merge([]) } : { parts, merge };
   }
 
-  private plan(req: KvClientRequest): Plan {
+  /** Where `req` goes; `atomic`: a read of keys in several partitions is one atomic cut (linearizable reads only). */
+  private plan(req: KvClientRequest, atomic: boolean): Plan {
     if (req.kind === 'write') {
       const keys = writeKeys(req.write);
       if (keys.length === 0) return this.everyPartition(req, allOk);
@@ -275,10 +314,11 @@ export class PartitionedKv {
         };
       }
       const partition = this.slots.partitionOfKey(keys[0]!);
-      if (keys.some((k) => this.slots.partitionOfKey(k) !== partition)) {
-        return { answer: { type: 'error', message: CROSSSLOT_MESSAGE } };
-      }
-      return { partition };
+      if (keys.every((k) => this.slots.partitionOfKey(k) === partition)) return { partition };
+      const txn = this.txn === undefined ? undefined : txnOfWrite(req.write);
+      if (txn === undefined) return { answer: { type: 'error', message: CROSSSLOT_MESSAGE } };
+      const runner = this.txn!;
+      return { run: () => runner.run(txn.request).then(txn.answer) };
     }
     switch (req.op) {
       case 'range':
@@ -309,6 +349,10 @@ export class PartitionedKv {
             route.splits.map((s) => s.indexes),
             req.keys.length,
           );
+    if (atomic && (req.op === 'mget' || req.op === 'exists')) {
+      const splits = route.splits;
+      return { run: () => atomicRead(req, splits, (p, reqs) => this.parts[p]!.executeAll(reqs), merge) };
+    }
     return { parts, merge };
   }
 }

@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type KvClientRequest, type KvResponse, SlotMap, slotOfKey } from '@cohort/kv';
+import { type KvClientRequest, type KvResponse, SlotMap, type TxnReply, type TxnRequest, slotOfKey } from '@cohort/kv';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ATOMIC_READ_ATTEMPTS } from '../src/cross-partition-read.js';
 import type { KvReadRequest } from '../src/kv-api.js';
 import { LAYOUT_FILE, loadLayout, placePartitions } from '../src/partition-layout.js';
 import { type PartitionService, PartitionedKv, mergeRanges, mergeScans, writeKeys } from '../src/partitioned-kv.js';
@@ -20,6 +21,11 @@ const partitionOf = (k: string) => map.partitionOfKey(enc.encode(k));
 class FakePartition implements PartitionService {
   readonly seen: KvClientRequest[] = [];
   readonly rows = new Map<string, string>();
+  /** Each key's mod revision: this partition's count of writes when it was last written. */
+  readonly revs = new Map<string, number>();
+  private writes = 0;
+  /** Called before each read is served (a test changes rows between the reads of one request). */
+  beforeRead: (req: KvClientRequest) => void = () => {};
 
   constructor(readonly index: number) {}
 
@@ -36,11 +42,16 @@ class FakePartition implements PartitionService {
     return this.serve(req);
   }
 
+  put(key: string, value: string): void {
+    this.rows.set(key, value);
+    this.revs.set(key, ++this.writes);
+  }
+
   private serve(req: KvClientRequest): KvResponse {
     if (req.kind === 'write') {
       const w = req.write;
       if (w.op === 'set') {
-        this.rows.set(Buffer.from(w.key).toString(), Buffer.from(w.value).toString());
+        this.put(Buffer.from(w.key).toString(), Buffer.from(w.value).toString());
         return { type: 'ok' };
       }
       if (w.op === 'flush') {
@@ -49,6 +60,7 @@ class FakePartition implements PartitionService {
       }
       return { type: 'error', message: `unexpected ${w.op}` };
     }
+    this.beforeRead(req);
     const keys = req.keys.map((k) => Buffer.from(k).toString());
     if (req.op !== 'range')
       for (const k of keys) expect(partitionOf(k), `${k} sent to p${this.index}`).toBe(this.index);
@@ -58,6 +70,8 @@ class FakePartition implements PartitionService {
         return { type: 'array', values: keys.map((k) => (this.rows.has(k) ? b(this.rows.get(k)!) : null)) };
       case 'exists':
         return { type: 'int', value: BigInt(keys.filter((k) => this.rows.has(k)).length) };
+      case 'revisions':
+        return { type: 'array', values: keys.map((k) => b(String(this.revs.get(k) ?? 0))) };
       case 'dbsize':
         return { type: 'int', value: BigInt(this.rows.size) };
       case 'range': {
@@ -164,7 +178,7 @@ describe('PartitionedKv', () => {
     for (const p of parts) expect(p.seen).toHaveLength(0);
   });
 
-  it('refuses a write whose keys span partitions', async () => {
+  it('refuses a write whose keys span partitions without a transaction runner', async () => {
     const { kv, parts } = router();
     const res = await kv.execute({
       kind: 'write',
@@ -172,6 +186,75 @@ describe('PartitionedKv', () => {
     });
     expect(res).toEqual({ type: 'error', message: "CROSSSLOT Keys in request don't hash to the same slot" });
     for (const p of parts) expect(p.seen).toHaveLength(0);
+  });
+
+  it('reads keys of several partitions again when a revision moved between its two rounds', async () => {
+    const { kv, parts } = router();
+    await kv.executeAll(KEYS.map((k, i) => set(k, `v${i}`)));
+    // A transaction lands on foo's and bar's partitions between the first read of p2 and the second.
+    let landed = false;
+    let rounds = 0;
+    parts[2]!.beforeRead = (req) => {
+      if (landed || req.kind !== 'read' || req.op !== 'revisions' || ++rounds < 2) return;
+      landed = true;
+      parts[2]!.put('foo', 'new');
+      parts[1]!.put('bar', 'new');
+    };
+    const res = await kv.execute({ kind: 'read', op: 'mget', keys: [b('foo'), b('bar')] });
+    expect(landed).toBe(true);
+    expect(res).toEqual({ type: 'array', values: [b('new'), b('new')] });
+    // Moving at every round, it gives up with TRYAGAIN rather than answer a mix.
+    let n = 0;
+    parts[1]!.beforeRead = (req) => {
+      if (req.kind === 'read' && req.op === 'revisions') parts[1]!.put('bar', `v${n++}`);
+    };
+    const busy = await kv.execute({ kind: 'read', op: 'exists', keys: [b('foo'), b('bar')] });
+    expect(busy).toMatchObject({ type: 'error', message: expect.stringMatching(/^TRYAGAIN /) });
+    expect(n).toBe(2 * ATOMIC_READ_ATTEMPTS);
+  });
+
+  it('runs a write whose keys span partitions as a transaction, in its place in the pipeline', async () => {
+    const parts = [0, 1, 2, 3].map((i) => new FakePartition(i));
+    const sent: TxnRequest[] = [];
+    let reply: TxnReply = { type: 'txn', txn: 't1', succeeded: true, results: [{ type: 'ok' }] };
+    const txn = {
+      run: async (req: TxnRequest): Promise<TxnReply> => {
+        sent.push(req);
+        // Runs after the write before it in the pipeline, before the read after it.
+        if (sent.length === 1) expect(parts[2]!.rows.get('foo')).toBe('1');
+        parts[2]!.put('foo', 'txn');
+        return reply;
+      },
+    };
+    const kv = new PartitionedKv(map, parts, () => true, txn);
+    const mset: KvClientRequest = {
+      kind: 'write',
+      write: { op: 'mset', keys: [b('foo'), b('bar')], values: [b('1'), b('2')] },
+    };
+    const answers = await kv.executeAll([set('foo', '1'), mset, { kind: 'read', op: 'mget', keys: [b('foo')] }]);
+    expect(answers).toEqual([{ type: 'ok' }, { type: 'ok' }, { type: 'array', values: [b('txn')] }]);
+    expect(sent[0]).toEqual({ compares: [], success: [mset.write], failure: [] });
+    // MSETNX compares absence on every key; EXEC compares the WATCHed revisions and answers nil when one moved.
+    reply = { type: 'txn', txn: 't2', succeeded: false, results: [] };
+    const nx = await kv.execute({
+      kind: 'write',
+      write: { op: 'mset', keys: [b('foo'), b('bar')], values: [b('1'), b('2')], nx: true },
+    });
+    expect(nx).toEqual({ type: 'int', value: 0n });
+    expect(sent[1]!.compares.map((c) => c.compare)).toEqual([{ kind: 'absent' }, { kind: 'absent' }]);
+    const exec = await kv.execute({
+      kind: 'write',
+      write: { op: 'exec', writes: [{ op: 'del', keys: [b('hello')] }], watch: [{ key: b('bar'), revision: 7 }] },
+    });
+    expect(exec).toEqual({ type: 'list', items: null });
+    expect(sent[2]!.compares).toEqual([{ key: b('bar'), compare: { kind: 'modRevision', value: 7 } }]);
+    // A write no transaction can split keeps CROSSSLOT.
+    const rename = await kv.execute({
+      kind: 'write',
+      write: { op: 'rename', key: b('foo'), dest: b('bar'), nx: false },
+    });
+    expect(rename).toEqual({ type: 'error', message: "CROSSSLOT Keys in request don't hash to the same slot" });
+    expect(sent).toHaveLength(3);
   });
 
   it('pages a range over every partition in key order', async () => {

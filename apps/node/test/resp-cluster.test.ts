@@ -55,11 +55,40 @@ function text(planned: Planned): string {
 
 // foo: slot 12182 (p2, led by n3); hello: 866 (p0, led here); bar: 5061 (p1, led by n2).
 describe('cluster-aware connections', () => {
-  it('are plain until they ask for the layout: served here, their MGET split over slots', () => {
+  it('are plain until they ask for the layout: served here, their multi-key commands across slots too', () => {
     const s = session();
     expect('request' in planCommand(cmd('GET', 'foo'), api, s)).toBe(true);
     expect('request' in planCommand(cmd('MGET', 'foo', 'bar'), api, s)).toBe(true);
+    expect('request' in planCommand(cmd('MSET', 'foo', '1', 'bar', '2'), api, s)).toBe(true);
+    expect('request' in planCommand(cmd('DEL', 'foo', 'bar'), api, s)).toBe(true);
+    // A command no transaction splits keeps its keys in one slot.
+    expect(text(planCommand(cmd('RENAME', 'foo', 'bar'), api, s))).toMatch(/^-CROSSSLOT/);
+    // Inside MULTI: any keys across the transaction, MSET split over partitions, MSETNX's own keys in one.
+    planCommand(cmd('MULTI'), api, s);
+    expect(text(planCommand(cmd('SET', 'foo', '1'), api, s))).toBe('+QUEUED\r\n');
+    expect(text(planCommand(cmd('MSET', 'hello', '1', 'bar', '2'), api, s))).toBe('+QUEUED\r\n');
+    expect(text(planCommand(cmd('MSETNX', 'hello', '1', 'bar', '2'), api, s))).toMatch(
+      /^-ERR MSETNX inside MULTI has keys in 2 partitions/,
+    );
+    expect(text(planCommand(cmd('EXEC'), api, s))).toMatch(/^-EXECABORT/);
+  });
+
+  it('keep CROSSSLOT once cluster-aware, unless they opt in with CLIENT CROSSSLOT ALLOW', () => {
+    const s = session();
+    expect(text(planCommand(cmd('CLIENT', 'CROSSSLOT'), api, s))).toBe('$5\r\nallow\r\n');
+    planCommand(cmd('CLUSTER', 'SHARDS'), api, s);
+    expect(text(planCommand(cmd('CLIENT', 'CROSSSLOT'), api, s))).toBe('$6\r\nrefuse\r\n');
     expect(text(planCommand(cmd('MSET', 'foo', '1', 'bar', '2'), api, s))).toMatch(/^-CROSSSLOT/);
+    expect(text(planCommand(cmd('CLIENT', 'CROSSSLOT', 'allow'), api, s))).toBe('+OK\r\n');
+    expect('request' in planCommand(cmd('MSET', 'foo', '1', 'bar', '2'), api, s)).toBe(true);
+    // A transaction's first key is served here (else MOVED, as any single key); the next go anywhere.
+    planCommand(cmd('MULTI'), api, s);
+    expect(text(planCommand(cmd('SET', 'hello', '1'), api, s))).toBe('+QUEUED\r\n');
+    expect(text(planCommand(cmd('SET', 'bar', '1'), api, s))).toBe('+QUEUED\r\n');
+    expect('request' in planCommand(cmd('EXEC'), api, s)).toBe(true);
+    expect(text(planCommand(cmd('CLIENT', 'CROSSSLOT', 'DEFAULT'), api, s))).toBe('+OK\r\n');
+    expect(text(planCommand(cmd('DEL', 'foo', 'bar'), api, s))).toMatch(/^-CROSSSLOT/);
+    expect(text(planCommand(cmd('CLIENT', 'CROSSSLOT', 'sometimes'), api, s))).toMatch(/ALLOW, REFUSE or DEFAULT/);
   });
 
   it('get MOVED to the leader once they asked CLUSTER SLOTS, and CROSSSLOT for reads across slots', () => {

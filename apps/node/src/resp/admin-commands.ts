@@ -4,7 +4,7 @@ import { NOT_INTEGER, SYNTAX, parseInteger, word } from './args.js';
 import { authenticate } from './auth-commands.js';
 import { clientLine } from './clients.js';
 import { COMMAND_DOCS } from './command-docs.js';
-import type { Handler, Session } from './plan.js';
+import { type Handler, type Session, crossSlotAllowed } from './plan.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 
 type Spec = { arity: number; run: Handler; control?: boolean };
@@ -240,6 +240,20 @@ const CLIENT_SUBS: Record<string, { arity: number; run: Handler }> = {
     },
   },
   kill: { arity: -3, run: (args, _api, session) => clientKill(args, session) },
+  // Cohort's own: whether this connection's multi-key commands and transactions may span slots (see plan.ts).
+  crossslot: {
+    arity: -2,
+    run: (args, _api, session) => {
+      if (args.length === 2) return bulk(crossSlotAllowed(session) ? 'allow' : 'refuse');
+      if (args.length !== 3) return SYNTAX;
+      const mode = word(args[2]);
+      if (mode === 'ALLOW') session.crossSlot = true;
+      else if (mode === 'REFUSE') session.crossSlot = false;
+      else if (mode === 'DEFAULT') session.crossSlot = undefined;
+      else return errorReply('ERR CLIENT CROSSSLOT takes ALLOW, REFUSE or DEFAULT');
+      return OK;
+    },
+  },
   // Accepted for client libraries that send them on connect; Cohort keeps no such state.
   setinfo: { arity: 4, run: () => OK },
   'no-evict': { arity: 3, run: () => OK },

@@ -7,7 +7,7 @@ import { COMMAND_DOCS } from './command-docs.js';
 import { HASH_COMMANDS } from './hash-commands.js';
 import { KEYSPACE_COMMANDS } from './keyspace-commands.js';
 import { LIST_COMMANDS } from './list-commands.js';
-import { type Handler, type Planned, type Queued, type Session, toReply } from './plan.js';
+import { type Handler, type Planned, type Queued, type Session, crossSlotAllowed, toReply } from './plan.js';
 import { READ_MODE_COMMANDS } from './read-modes.js';
 import { NIL, OK, type Reply, errorReply } from './reply.js';
 import { STRING_COMMANDS } from './string-commands.js';
@@ -174,8 +174,12 @@ function commandKeys(name: string, args: Buffer[]): Buffer[] {
   return keys;
 }
 
-/** Multi-key reads a node splits over the partitions for a plain connection (see `Session.cluster`). */
-const FAN_OUT_READS = new Set(['mget', 'exists']);
+/**
+ * Multi-key commands whose keys may span slots on a connection allowed to
+ * (see `crossSlotAllowed`): reads the node splits over the partitions and
+ * merges, writes it runs as one transaction across the partitions.
+ */
+const CROSS_SLOT_COMMANDS = new Set(['mget', 'exists', 'watch', 'mset', 'msetnx', 'del', 'unlink']);
 
 /**
  * Commands over the whole key space: a cluster-aware client (one that asked
@@ -183,6 +187,31 @@ const FAN_OUT_READS = new Set(['mget', 'exists']);
  * asks every node; a plain client gets the whole cluster's.
  */
 const KEYSPACE_WIDE = new Set(['scan', 'keys', 'dbsize', 'randomkey', 'flushdb']);
+
+/**
+ * Multi-key commands whose keys may span partitions inside MULTI: a
+ * transaction across partitions splits each into one per partition (MSETNX's
+ * all-or-nothing check cannot be split).
+ */
+const SPLIT_IN_MULTI = new Set(['mget', 'exists', 'mset', 'del', 'unlink']);
+
+/**
+ * Why a command of a connection allowed to span slots may not, or undefined:
+ * a command outside {@link CROSS_SLOT_COMMANDS} (RENAME, LMOVE, ...) keeps
+ * its keys in one slot; inside MULTI a command outside
+ * {@link SPLIT_IN_MULTI} keeps them in one partition (the transaction as a
+ * whole may span several).
+ */
+function crossSlotRefusal(name: string, keys: Buffer[], session: Session): string | undefined {
+  if (name === 'exec') return undefined;
+  const own = routeKeys(keys, session.server.cluster?.slots);
+  if (!('crossSlot' in own)) return undefined;
+  if (!CROSS_SLOT_COMMANDS.has(name)) return CROSSSLOT_MESSAGE;
+  if (session.multi && own.splits.length > 1 && !SPLIT_IN_MULTI.has(name)) {
+    return `ERR ${name.toUpperCase()} inside MULTI has keys in ${own.splits.length} partitions; inside a transaction its keys must be in one partition (use a {hash tag}), while the transaction may span partitions`;
+  }
+  return undefined;
+}
 
 function refuse(session: Session, reply: Reply): Planned {
   // Redis: an error found while queueing aborts the transaction at EXEC.
@@ -220,7 +249,7 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     }
     return refuse(session, errorReply(`ERR ${message}`));
   }
-  // Multi-key commands and transactions run on one partition: their keys must route together.
+  // Keys of a multi-key command or transaction share a slot, or span slots where the connection allows it.
   const keys = commandKeys(name, args);
   const denied = refusal(session, name, keys);
   if (denied !== undefined) return refuse(session, denied);
@@ -231,13 +260,12 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     cluster?.slots,
   );
   if ('crossSlot' in route) {
-    // A plain connection's reads of keys in several slots are split over the partitions and merged.
-    const fanOut = !session.multi && !session.cluster && FAN_OUT_READS.has(name);
-    if (!fanOut) {
-      if (name !== 'exec') return refuse(session, errorReply(CROSSSLOT_MESSAGE));
+    const crossing = crossSlotAllowed(session) ? crossSlotRefusal(name, keys, session) : CROSSSLOT_MESSAGE;
+    if (crossing !== undefined) {
+      if (name !== 'exec') return refuse(session, errorReply(crossing));
       session.multi = undefined;
       session.watched = [];
-      return { reply: errorReply(`EXECABORT Transaction discarded because of: ${CROSSSLOT_MESSAGE}`) };
+      return { reply: errorReply(`EXECABORT Transaction discarded because of: ${crossing}`) };
     }
   } else if (
     session.cluster &&
@@ -278,10 +306,12 @@ function queued(planned: Planned): Queued {
   if ('reply' in planned) return planned;
   const req = planned.request;
   if (req.kind === 'write') return { write: req.write, answer: planned.answer };
+  // No RESP command queues a WATCH's revisions, a range or a transaction record read.
+  const op = req.op as Exclude<typeof req.op, 'revisions' | 'range' | 'txnRecord'>;
   const read: KvClientWrite =
     req.args === undefined
-      ? { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions' | 'range'>, keys: req.keys }
-      : { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions' | 'range'>, keys: req.keys, args: req.args };
+      ? { op: 'read', read: op, keys: req.keys }
+      : { op: 'read', read: op, keys: req.keys, args: req.args };
   return { write: read, answer: planned.answer };
 }
 

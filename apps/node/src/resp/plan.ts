@@ -40,6 +40,13 @@ export interface Session {
    * every multi-key command spanning slots (see `planCommand`).
    */
   cluster: boolean;
+  /**
+   * Set by `CLIENT CROSSSLOT ALLOW|REFUSE`: whether this connection's
+   * multi-key commands and transactions may span slots (atomic across
+   * partitions) whether or not it is cluster-aware; undefined: the default,
+   * allowed on a plain connection, CROSSSLOT on a cluster-aware one.
+   */
+  crossSlot?: boolean | undefined;
   /** The ACL user the connection runs as (`default` until AUTH). */
   user: string;
   /** Whether the connection may run commands: false until AUTH when the server requires it. */
@@ -89,6 +96,10 @@ export function resultReply(res: KvResult): Reply {
     case 'cond':
       // The answer of the HTTP API's conditional writes, which no RESP command sends.
       return errorReply('ERR cond answers have no RESP form');
+    case 'txn':
+    case 'locked':
+      // Steps of the commit protocol between nodes; KvService resolves a lock before answering a client.
+      return errorReply(`ERR ${res.type} answers have no RESP form`);
     default: {
       const never: never = res;
       throw new Error(`unknown result ${String(never)}`);
@@ -130,6 +141,11 @@ export function read(
   args?: Uint8Array[],
 ): Planned {
   return { request: args === undefined ? { kind: 'read', op, keys } : { kind: 'read', op, keys, args }, answer };
+}
+
+/** Whether `session` may send multi-key commands and transactions spanning slots (see `Session.crossSlot`). */
+export function crossSlotAllowed(session: Session): boolean {
+  return session.crossSlot ?? !session.cluster;
 }
 
 /** A new connection's session on `server`, with `clientId` as its exactly-once session id. */
