@@ -37,6 +37,9 @@ import {
 } from './request.js';
 import type { KvResult } from './result.js';
 import type { KvStateMachine } from './state-machine.js';
+import { opKeys } from './txn/op-keys.js';
+import { IntentResolver, type IntentResolverOptions, type Resolution, lockedError } from './txn/resolver.js';
+import type { TxnParticipant } from './txn/types.js';
 
 /** Options of {@link KvService}. */
 export interface KvServiceOptions {
@@ -95,6 +98,15 @@ export interface KvServiceOptions {
    * election timeouts rides out a leader's crash. @default 2000
    */
   openCircuitWaitMs?: number;
+  /**
+   * Cross-partition transactions: how this node reaches every partition
+   * (to read, abort and resolve a transaction whose intent a command met),
+   * and how often the leader looks for intents past their deadline that
+   * nobody met (every `resolveEveryMs`, default 1000). Absent: a command
+   * meeting an intent waits for it to go (resolved by others) until the
+   * request timeout, then answers TRYAGAIN.
+   */
+  transactions?: { participant: (p: number) => TxnParticipant; resolveEveryMs?: number; random?: () => number };
 }
 
 type WriteRequest = Extract<KvRequest, { kind: 'write' }>;
@@ -138,6 +150,23 @@ export function serveForwardedRequests(
     }
     return service.serveForwarded(from, fwd.op, fwd.hops ?? 0, fwd.epoch);
   });
+}
+
+/** The keys a read looks at, for the intents it may meet. */
+function readKeys(req: ReadRequest): Uint8Array[] | 'all' | { start: Uint8Array; end: Uint8Array | undefined } {
+  switch (req.op) {
+    case 'keys':
+    case 'scan':
+    case 'dbsize':
+    case 'randomkey':
+      return 'all';
+    case 'range':
+      return { start: req.keys[0] ?? new Uint8Array(), end: req.keys[1] };
+    case 'txnRecord':
+      return [];
+    default:
+      return req.keys;
+  }
 }
 
 /** Markers of a proposal still waiting, and of one refused at once. */
@@ -198,12 +227,75 @@ export class KvService {
   readonly breakers: CircuitBreakers;
   private readonly openWaitMs: number;
 
+  private readonly resolver: IntentResolver | undefined;
+  private sweep: ReturnType<Clock['setTimeout']> | undefined;
+  private sweeping = false;
+
   constructor(private readonly opts: KvServiceOptions) {
     this.log = (opts.logger ?? silentLogger).child({ group: opts.group.id });
     this.timeoutMs = opts.requestTimeoutMs ?? 5000;
     this.wallClock = opts.wallClock ?? Date.now;
     this.breakers = opts.circuitBreakers ?? new CircuitBreakers(opts.circuitBreaker);
     this.openWaitMs = opts.openCircuitWaitMs ?? 2000;
+    const t = opts.transactions;
+    if (t !== undefined) {
+      const o: IntentResolverOptions = {
+        participant: t.participant,
+        local: (req) => this.execute(req),
+        clock: opts.clock,
+        wallClock: this.wallClock,
+      };
+      if (t.random) o.random = t.random;
+      this.resolver = new IntentResolver(o);
+      if (opts.machine) this.scheduleSweep(t.resolveEveryMs ?? 1000);
+    }
+  }
+
+  /** Stops the leader's periodic resolution of stale intents. */
+  close(): void {
+    if (this.sweep !== undefined) this.opts.clock.clearTimeout(this.sweep);
+    this.sweep = undefined;
+    this.sweeping = true;
+  }
+
+  /**
+   * Resolves, on the leader, every intent whose deadline passed and which
+   * nobody met: so no intent outlives its transaction's timeout by more
+   * than about one period. Resolves once done (tests drive it directly).
+   */
+  async resolveStaleIntents(): Promise<number> {
+    const machine = this.opts.machine;
+    if (machine === undefined || this.resolver === undefined || this.opts.group.status().role !== 'leader') return 0;
+    const stale = machine.staleIntents(this.wallClock());
+    const deadline = this.opts.clock.now() + this.timeoutMs;
+    for (const s of stale) {
+      await this.resolver.resolve({ type: 'locked', write: true, ...s }, false, deadline);
+    }
+    return stale.length;
+  }
+
+  private scheduleSweep(every: number): void {
+    if (this.sweeping) return;
+    this.sweep = this.opts.clock.setTimeout(() => {
+      this.resolveStaleIntents()
+        .catch((err) => this.log.debug('resolving stale intents failed', { err: (err as Error).message }))
+        .finally(() => this.scheduleSweep(every));
+    }, every);
+  }
+
+  /**
+   * Gets `lock` out of the way of a command (a read passes a pending
+   * transaction); without transactions configured, waits for others to.
+   */
+  private async meet(
+    lock: Extract<KvResult, { type: 'locked' }>,
+    reader: boolean,
+    deadline: number,
+  ): Promise<Resolution> {
+    if (this.resolver) return this.resolver.resolve(lock, reader, deadline);
+    if (this.opts.clock.now() + 20 >= deadline) return { kind: 'timeout', why: 'it was not resolved in time' };
+    await new Promise<void>((r) => this.opts.clock.setTimeout(r, 20));
+    return { kind: 'retry' };
   }
 
   /** Answers requests other nodes forward to this one (the only group served on this transport). */
@@ -331,7 +423,8 @@ export class KvService {
   readLocal(req: Extract<KvClientRequest, { kind: 'read' }>): KvResponse {
     const wire = this.wire(req) as ReadRequest;
     try {
-      return this.serveRead(wire, this.wallClock());
+      // A stale read: as of this replica's applied state, before any intent (atomic within the partition).
+      return this.serveRead(wire, this.wallClock(), 'all');
     } catch (err) {
       if (err instanceof StorageError) this.opts.onStorageFailure?.(err);
       return failure(err);
@@ -361,7 +454,9 @@ export class KvService {
     try {
       const now = this.wallClock();
       await group.leaseRead();
-      return this.serveRead(this.wire(req) as ReadRequest, now);
+      const res = this.serveRead(this.wire(req) as ReadRequest, now);
+      // A transaction's intent is resolved on the linearizable path.
+      return res.type === 'locked' ? await this.execute(req) : res;
     } catch (err) {
       if (err instanceof StorageError) this.opts.onStorageFailure?.(err);
       return failure(err);
@@ -480,7 +575,7 @@ export class KvService {
       let j = i + 1;
       while (j < items.length && items[j]!.kind === kind) j++;
       const run = items.slice(i, j);
-      const res = kind === 'write' ? await this.proposeRun(run) : await this.readRun(run, wrote);
+      const res = kind === 'write' ? await this.writeRun(run) : await this.readRun(run, wrote);
       out.push(...res);
       const failed = res.find((r) => r.type === 'failure');
       if (failed) {
@@ -491,6 +586,46 @@ export class KvService {
       i = j;
     }
     return out;
+  }
+
+  /**
+   * Proposes a run of writes, getting transaction intents out of the way:
+   * before proposing, an intent on a write's keys (as this leader's state
+   * stands) is resolved first; a write that still met one as it applied
+   * (an intent laid meanwhile) did nothing, and is resolved and proposed
+   * again when it is the run's last write; otherwise it answers TRYAGAIN, as
+   * proposing it again would order it after the writes that followed it.
+   */
+  private async writeRun(run: KvRequest[]): Promise<KvResponse[]> {
+    const deadline = this.opts.clock.now() + this.timeoutMs;
+    const machine = this.opts.machine;
+    if (machine !== undefined) {
+      for (const req of run) {
+        const cmd = (req as WriteRequest).command;
+        // The sweeper's deletes and checksums pass intents; transaction steps touch none.
+        if (cmd.op === 'delExpired' || cmd.op === 'checksum') continue;
+        const keys = opKeys(cmd);
+        for (let lock = machine.writeLock(keys); lock !== undefined; lock = machine.writeLock(keys)) {
+          const r = await this.meet(lock, false, deadline);
+          if (r.kind === 'timeout') break;
+        }
+      }
+    }
+    const res = await this.proposeRun(run);
+    for (let k = 0; k < res.length; k++) {
+      let r = res[k]!;
+      while (r.type === 'locked') {
+        const lock = r;
+        const resolved = k === res.length - 1 ? await this.meet(lock, false, deadline) : undefined;
+        if (resolved === undefined || resolved.kind !== 'retry') {
+          r = lockedError(lock, resolved?.kind === 'timeout' ? resolved.why : 'met as a pipeline applied');
+          break;
+        }
+        [r] = (await this.proposeRun([run[k]!])) as [KvResponse];
+      }
+      res[k] = r;
+    }
+    return res;
   }
 
   /**
@@ -526,7 +661,23 @@ export class KvService {
       // The leader's clock is the time of the read, whichever node took the request.
       const now = this.wallClock();
       if (!afterWrites) await this.opts.group.read();
-      return run.map((req) => this.serveRead(req as ReadRequest, now));
+      const res = run.map((req) => this.serveRead(req as ReadRequest, now));
+      for (let k = 0; k < res.length; k++) {
+        const deadline = this.opts.clock.now() + this.timeoutMs;
+        const pass = new Set<string>();
+        for (let r = res[k]!; r.type === 'locked'; r = res[k]!) {
+          const resolved = await this.meet(r, true, deadline);
+          if (resolved.kind === 'timeout') {
+            res[k] = lockedError(r, resolved.why);
+            break;
+          }
+          if (resolved.kind === 'pass') pass.add(resolved.txn);
+          // Past what was learnt: everything committed before it is applied here.
+          await this.opts.group.read();
+          res[k] = this.serveRead(run[k] as ReadRequest, this.wallClock(), pass);
+        }
+      }
+      return res;
     } catch (err) {
       if (err instanceof CorruptStateError) {
         this.log.error('a read met corrupt state; this replica restores it from a healthy replica', {
@@ -549,10 +700,19 @@ export class KvService {
     }
   }
 
-  private serveRead(req: ReadRequest, now: number): KvResponse {
+  /**
+   * Serves a read from this replica's state machine; a key under a
+   * transaction's intent (not in `pass`) answers `locked` (`pass` `all`: the
+   * state before every intent, for stale reads).
+   */
+  private serveRead(req: ReadRequest, now: number, pass?: ReadonlySet<string> | 'all'): KvResponse {
     const kv = this.opts.machine;
     if (kv === undefined) {
       throw new UnavailableError(`this node holds no replica of ${this.opts.group.id}: read from one of its replicas`);
+    }
+    if (pass !== 'all') {
+      const lock = kv.readLock(readKeys(req), pass);
+      if (lock !== undefined) return lock;
     }
     if (req.op === 'range') {
       const { records, more } = kv.range(req.keys[0] ?? new Uint8Array(), req.keys[1], req.limit ?? 0, now);

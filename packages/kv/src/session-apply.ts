@@ -1,6 +1,6 @@
 import type { PartitionKv } from '@cohort/storage';
 import { applyOp } from './apply-op.js';
-import type { KvCommand } from './command.js';
+import type { KvCommand, KvOp } from './command.js';
 import { decodeResponse, encodeResponse } from './request.js';
 import type { KvResult } from './result.js';
 
@@ -15,9 +15,15 @@ export const DUPLICATE_ACKNOWLEDGED: KvResult = {
  * stored response; a sequence number at or below the client's low-water mark
  * without a stored response is refused. Then raises the low-water mark.
  */
-export function applySessionCommand(kv: PartitionKv, cmd: KvCommand, index: number, now: number): KvResult {
+export function applySessionCommand(
+  kv: PartitionKv,
+  cmd: KvCommand,
+  index: number,
+  now: number,
+  apply: (kv: PartitionKv, op: KvOp, index: number, now: number) => KvResult = applyOp,
+): KvResult {
   const s = cmd.session;
-  if (!s) return applyOp(kv, cmd, index, now);
+  if (!s) return apply(kv, cmd, index, now);
   const mark = kv.session(s.clientId)?.lowWater ?? 0;
   // Responses are kept only above the mark: at or below it, the client has its answer.
   const stored = s.seq > mark ? kv.response(s.clientId, s.seq) : undefined;
@@ -27,7 +33,12 @@ export function applySessionCommand(kv: PartitionKv, cmd: KvCommand, index: numb
   } else if (s.seq <= mark) {
     result = DUPLICATE_ACKNOWLEDGED;
   } else {
-    result = applyOp(kv, cmd, index, now);
+    result = apply(kv, cmd, index, now);
+    // A command that met a transaction's intent did nothing: its retry applies afresh.
+    if (result.type === 'locked') {
+      if (s.lowWater > mark) kv.raiseLowWater(s.clientId, s.lowWater, now);
+      return result;
+    }
     kv.saveResponse(s.clientId, s.seq, encodeResponse(result), now, s.lowWater);
     return result;
   }

@@ -11,6 +11,9 @@ import type { KvReadOp } from './request.js';
 import type { KvResult } from './result.js';
 import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
 import { KvSnapshotReader, KvSnapshotWriter } from './snapshot-stream.js';
+import { IntentCount, type TxnContext, applyTxnAware, intents, lockOf, recordState, viewOf } from './txn/apply-txn.js';
+import { writes } from './txn/intent-codec.js';
+import { isReservedKey } from './txn/keyspace.js';
 import type { KvEvent, KvEventListener } from './watch-hub.js';
 
 /** The seed of reads that use none (all but RANDOMKEY). */
@@ -53,6 +56,13 @@ export interface KvStateMachineOptions {
    * digest is computed in full while the entry applies (tests, simulation).
    */
   defer?: (fn: () => void) => void;
+  /**
+   * Log time (ms) an aborted transaction record, or a participant's note of
+   * an abort that came before its prepare, is kept: past any retry of the
+   * transaction's steps (which go in sessions, so at least `sessionTtlMs`).
+   * @default sessionTtlMs
+   */
+  txnRetentionMs?: number;
 }
 
 /** Pages of a digest hashed per slice when digests are spread over turns. */
@@ -74,6 +84,8 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   /** Indexes whose digest is still being computed, slice by slice. */
   private readonly pendingDigests = new Set<LogIndex>();
   private readonly defer: ((fn: () => void) => void) | undefined;
+  /** Transaction rules' state: the intent count and the retention of aborted records. */
+  private readonly txn: TxnContext;
   private readonly store: DurableNodeStore;
   /** A private in-memory store nobody else syncs: the machine syncs it after each batch so it never grows a backlog. */
   private readonly privateStore: MemoryNodeStore | undefined;
@@ -102,6 +114,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     this.sweepBatch = opts.sessionSweepBatch ?? 64;
     this.digestHistory = opts.digestHistory ?? 16;
     this.defer = opts.defer;
+    this.txn = { intents: new IntentCount(), retentionMs: opts.txnRetentionMs ?? this.sessionTtl };
   }
 
   applied(): AppliedState {
@@ -125,6 +138,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
         'put',
         (key: Uint8Array, value: Uint8Array, opts: Parameters<PartitionKv['put']>[2]) => {
           kv.put(key, value, opts);
+          if (isReservedKey(key)) return;
           const record = kv.get(key);
           this.pending.push(
             record
@@ -137,7 +151,8 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
         'delete',
         (key: Uint8Array) => {
           const existed = kv.delete(key);
-          if (existed) this.pending.push({ type: 'delete', key: key.slice(), revision: this.applying });
+          if (existed && !isReservedKey(key))
+            this.pending.push({ type: 'delete', key: key.slice(), revision: this.applying });
           return existed;
         },
       ],
@@ -167,7 +182,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
 
   /** Number of keys held, including expired keys the sweeper has not deleted yet (DBSIZE). */
   get size(): number {
-    return this.kv.count();
+    return viewOf(this.kv).count();
   }
 
   /**
@@ -183,27 +198,33 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     while (from < entries.length) {
       let checksumAt: LogIndex | undefined;
       let to = from;
-      this.store.transaction(
-        () => {
-          let applied = this.kv.applied();
-          let logTime = this.kv.logTime();
-          const before = applied.index;
-          for (; to < entries.length && checksumAt === undefined; to++) {
-            const e = entries[to] as Entry;
-            if (e.index <= applied.index) {
-              outcomes.push(undefined);
-              continue;
+      try {
+        this.store.transaction(
+          () => {
+            let applied = this.kv.applied();
+            let logTime = this.kv.logTime();
+            const before = applied.index;
+            for (; to < entries.length && checksumAt === undefined; to++) {
+              const e = entries[to] as Entry;
+              if (e.index <= applied.index) {
+                outcomes.push(undefined);
+                continue;
+              }
+              const out = this.applyEntry(e, logTime);
+              logTime = out.logTime;
+              outcomes.push(out.outcome);
+              if (out.checksum) checksumAt = e.index;
+              applied = { index: e.index, term: e.term, confState };
             }
-            const out = this.applyEntry(e, logTime);
-            logTime = out.logTime;
-            outcomes.push(out.outcome);
-            if (out.checksum) checksumAt = e.index;
-            applied = { index: e.index, term: e.term, confState };
-          }
-          if (applied.index > before) this.kv.setApplied(applied, logTime);
-        },
-        { durable: false },
-      );
+            if (applied.index > before) this.kv.setApplied(applied, logTime);
+          },
+          { durable: false },
+        );
+      } catch (err) {
+        // Rolled back: what the transaction steps counted is void.
+        this.txn.intents.reset();
+        throw err;
+      }
       if (checksumAt !== undefined) this.recordDigest(checksumAt);
       from = to;
     }
@@ -246,7 +267,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
 
   /** The value of `key` if present and not expired at `now` (log-time ms). */
   get(key: Uint8Array, now: number): Uint8Array | undefined {
-    const rec = this.kv.get(key);
+    const rec = viewOf(this.kv).get(key);
     return rec && !isExpired(rec, now) ? rec.value : undefined;
   }
 
@@ -257,7 +278,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
 
   /** Remaining time to live of `key` in ms (PTTL): -2 when absent or expired, -1 when it never expires. */
   ttl(key: Uint8Array, now: number): number {
-    const rec = this.kv.get(key);
+    const rec = viewOf(this.kv).get(key);
     if (!rec || isExpired(rec, now)) return -2;
     return rec.expiresAt === undefined ? -1 : rec.expiresAt - now;
   }
@@ -267,17 +288,78 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
    * random point. Arrays of values are lists of bulk or nil results.
    */
   read(op: Exclude<KvReadOp, 'range'>, keys: Uint8Array[], args: Uint8Array[], now: number): KvResult {
-    if (op === 'txnRecord') return { type: 'error', message: 'ERR transaction records are not served yet' };
+    if (op === 'txnRecord') return recordState(this.kv, Buffer.from(keys[0] ?? []).toString('utf8'));
+    const kv = viewOf(this.kv);
     if (op === 'revisions') {
-      return { type: 'list', items: keys.map((k) => ({ type: 'bulk', value: decimal(revision(this.kv, k, now)) })) };
+      return { type: 'list', items: keys.map((k) => ({ type: 'bulk', value: decimal(revision(kv, k, now)) })) };
     }
     // Only RANDOMKEY uses the seed: every other read skips the cost of drawing it (it showed in profiles of GET).
-    return readResult(this.kv, op, keys, args, now, op === 'randomkey' ? randomBytes(8) : NO_SEED);
+    return readResult(kv, op, keys, args, now, op === 'randomkey' ? randomBytes(8) : NO_SEED);
+  }
+
+  /**
+   * The transaction intent a read of `keys` (`all`: a read of any key, such
+   * as SCAN or DBSIZE; a range: its keys) meets, unless its transaction is in
+   * `pass` (found pending, so the read is served from the state before it):
+   * only intents that change their key count. Undefined when none.
+   */
+  readLock(
+    keys: Uint8Array[] | 'all' | { start: Uint8Array; end: Uint8Array | undefined },
+    pass?: ReadonlySet<string>,
+  ): Extract<KvResult, { type: 'locked' }> | undefined {
+    if (Array.isArray(keys) || keys === 'all') return lockOf(this.kv, keys, false, this.txn.intents, pass);
+    if (this.txn.intents.of(this.kv) === 0) return undefined;
+    const { start, end } = keys;
+    for (const { key, intent } of intents(this.kv)) {
+      const inside = Buffer.compare(key, start) >= 0 && (end === undefined || Buffer.compare(key, end) < 0);
+      if (inside && writes(intent) && !pass?.has(intent.txn)) {
+        return {
+          type: 'locked',
+          txn: intent.txn,
+          recordPartition: intent.recordPartition,
+          deadline: intent.deadline,
+          write: true,
+        };
+      }
+    }
+    return undefined;
+  }
+
+  /** The lock a write of `keys` (`all`: FLUSHDB) would meet now: any transaction's intent on them. */
+  writeLock(keys: Uint8Array[] | 'all'): Extract<KvResult, { type: 'locked' }> | undefined {
+    return lockOf(this.kv, keys, true, this.txn.intents);
+  }
+
+  /**
+   * The intents whose deadline (log time) is at or before `now`, one per
+   * transaction: what the leader's resolver finishes when nobody met them.
+   */
+  staleIntents(now: number): { txn: string; recordPartition: number; deadline: number }[] {
+    if (this.txn.intents.of(this.kv) === 0) return [];
+    const out = new Map<string, { txn: string; recordPartition: number; deadline: number }>();
+    for (const { intent } of intents(this.kv)) {
+      if (intent.deadline <= now && !out.has(intent.txn)) {
+        out.set(intent.txn, { txn: intent.txn, recordPartition: intent.recordPartition, deadline: intent.deadline });
+      }
+    }
+    return [...out.values()];
+  }
+
+  /** Every intent of the partition with the key it locks (tests, invariants, tools). */
+  intents(): { key: Uint8Array; txn: string; recordPartition: number; deadline: number; write: boolean }[] {
+    if (this.txn.intents.of(this.kv) === 0) return [];
+    return [...intents(this.kv)].map(({ key, intent }) => ({
+      key,
+      txn: intent.txn,
+      recordPartition: intent.recordPartition,
+      deadline: intent.deadline,
+      write: writes(intent),
+    }));
   }
 
   /** The record of `key` (revisions, version, expiry) if present and not expired at `now`. */
   record(key: Uint8Array, now: number): KvRecord | undefined {
-    const rec = this.kv.get(key);
+    const rec = viewOf(this.kv).get(key);
     return rec && !isExpired(rec, now) ? rec : undefined;
   }
 
@@ -296,7 +378,8 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     let from = start;
     for (;;) {
       const want = limit > 0 ? limit + 1 - out.length : RANGE_PAGE;
-      const page = this.kv.scan(end === undefined ? { start: from, limit: want } : { start: from, end, limit: want });
+      const kv = viewOf(this.kv);
+      const page = kv.scan(end === undefined ? { start: from, limit: want } : { start: from, end, limit: want });
       for (const r of page) if (!isExpired(r, now)) out.push(r);
       const last = page.at(-1);
       if (limit > 0 && out.length > limit) return { records: out.slice(0, limit), more: true };
@@ -320,6 +403,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       write: (seq, chunk) => writer.write(seq, chunk),
       commit: () => {
         writer.commit();
+        this.txn.intents.reset();
         this.tell(() => this.listener?.reset(meta.index));
       },
       abort: () => writer.abort(),
@@ -335,6 +419,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       throw err;
     }
     installer.commit(snapshot.meta, 0);
+    this.txn.intents.reset();
     this.tell(() => this.listener?.reset(snapshot.meta.index));
   }
 
@@ -352,7 +437,9 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     // Log time only moves forward, whatever a new leader's clock says.
     const now = Math.max(logTime, cmd.now);
     this.applying = e.index;
-    const value = applySessionCommand(this.observed ?? this.kv, cmd, e.index, now);
+    const value = applySessionCommand(this.observed ?? this.kv, cmd, e.index, now, (kv, op, index, at) =>
+      applyTxnAware(kv, op, index, at, this.txn),
+    );
     // Swept at log positions every replica shares, whatever its batching or restarts.
     if (e.index % SWEEP_EVERY === 0) sweepIdleSessions(this.kv, now - this.sessionTtl, this.sweepBatch);
     return { outcome: { ok: true, value }, logTime: now, checksum: cmd.op === 'checksum' };

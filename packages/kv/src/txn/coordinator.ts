@@ -85,6 +85,17 @@ export class TxnCoordinator {
       }
       throw err;
     }
+    const fast = fastPath(plan);
+    if (fast !== undefined) {
+      const res = await this.step(fast.partition, fast.exec);
+      if (res.type === 'list') {
+        return res.items === null
+          ? { type: 'txn', txn: '', succeeded: false, results: [] }
+          : { type: 'txn', txn: '', succeeded: true, results: res.items };
+      }
+      if (res.type === 'failure' || res.type === 'error') return res;
+      return { type: 'error', message: `ERR the transaction's EXEC answered ${res.type}` };
+    }
     for (let attempt = 0; ; attempt++) {
       const id = `${this.o.clientId}.${++this.counter}`;
       const out = await this.attempt(id, plan);
@@ -123,49 +134,51 @@ export class TxnCoordinator {
         }).then((r) => toPrepared(r)),
       ),
     );
-    const error = prepared.find((p) => p.kind === 'error');
-    const blocked = prepared.some((p) => p.kind !== 'prepared');
-    if (blocked) {
-      // Nothing committed: abort the record (a tombstone if the record's prepare is still on its way),
-      // then drop this attempt's intents wherever they may be.
+    if (prepared.some((p) => p.kind !== 'prepared')) {
+      // Nothing is committed, and never will be: only this coordinator commits, and it will not. The record
+      // is aborted (a tombstone if its prepare is still on its way) and the intents laid are dropped.
       const abort = await this.step(recordPartition, { op: 'txnAbort', txn: id, coordinator: true, now: 0 });
-      const aborted = abort.type === 'txn' && abort.step.outcome === 'aborted';
-      if (aborted)
-        this.finish(
-          id,
-          plan,
-          'abort',
-          prepared.every((p) => p.kind !== 'unknown'),
-        );
-      const unknown = prepared.find((p) => p.kind === 'unknown');
+      const laid = parts.filter((_, i) => prepared[i]!.kind === 'prepared' || prepared[i]!.kind === 'unknown');
+      const known = prepared.every((p) => p.kind !== 'unknown');
+      if (abort.type === 'txn' && abort.step.outcome === 'aborted') this.finish(id, plan, laid, 'abort', known);
+      const error = prepared.find((p) => p.kind === 'error');
       if (error?.kind === 'error') return { type: 'error', message: error.message };
-      if (unknown?.kind === 'unknown') return unknown.failure;
-      if (!aborted) return unreachable(abort, id);
+      const unknown = prepared.find((p) => p.kind === 'unknown');
+      if (unknown?.kind === 'unknown') return notApplied(id, unknown.failure);
+      if (abort.type === 'failure') return notApplied(id, abort);
       return 'conflict';
     }
     const steps = prepared.map((p) => (p as Extract<Prepared, { kind: 'prepared' }>).step);
-    const branch: TxnBranch = steps.every((s) => s.held) ? 'success' : 'failure';
-    const commit = await this.step(recordPartition, { op: 'txnCommit', txn: id, branch, now: 0 });
-    if (commit.type === 'txn' && commit.step.outcome === 'aborted') {
-      // Aborted by a resolver past the deadline (this coordinator was too slow): nothing applied.
-      this.finish(id, plan, 'abort', true);
+    const wanted: TxnBranch = steps.every((s) => s.held) ? 'success' : 'failure';
+    let outcome = await this.step(recordPartition, { op: 'txnCommit', txn: id, branch: wanted, now: 0 });
+    if (outcome.type === 'failure') {
+      // The commit's outcome is unknown: settle it by aborting; the record partition's log orders the two.
+      const again = await this.step(recordPartition, { op: 'txnAbort', txn: id, coordinator: true, now: 0 });
+      if (again.type !== 'failure') outcome = again;
+    }
+    if (outcome.type !== 'txn') return unreachable(outcome, id);
+    const s = outcome.step;
+    if (s.outcome === 'aborted') {
+      // Aborted by a resolver past the deadline (this coordinator was slow), or by itself above: nothing applied.
+      this.finish(id, plan, parts, 'abort', true);
       return 'conflict';
     }
-    if (commit.type !== 'txn' || commit.step.outcome !== 'committed') return unreachable(commit, id);
-    this.finish(id, plan, commit.step.branch, true);
-    return {
-      type: 'txn',
-      txn: id,
-      succeeded: commit.step.branch === 'success',
-      results: plan.merge(commit.step.branch, steps),
-    };
+    if (s.outcome !== 'committed') return unreachable(outcome, id);
+    this.finish(id, plan, parts, s.branch, true);
+    return { type: 'txn', txn: id, succeeded: s.branch === 'success', results: plan.merge(s.branch, steps) };
   }
 
-  /** Resolves every participant with `branch` in the background, then forgets the record when all did. */
-  private finish(id: string, plan: TxnPlan, branch: TxnBranch | 'abort', forget: boolean): void {
+  /** Resolves `parts` with `branch` in the background, then forgets the record when all did and `forget`. */
+  private finish(
+    id: string,
+    plan: TxnPlan,
+    parts: TxnPlan['parts'],
+    branch: TxnBranch | 'abort',
+    forget: boolean,
+  ): void {
     const job = (async () => {
       const done = await Promise.all(
-        plan.parts.map((p) => this.step(p.partition, { op: 'txnResolve', txn: id, branch, now: 0 })),
+        parts.map((p) => this.step(p.partition, { op: 'txnResolve', txn: id, branch, now: 0 })),
       );
       if (forget && done.every((r) => r.type === 'txn' && r.step.outcome === 'resolved')) {
         await this.step(plan.recordPartition, { op: 'txnForget', txn: id, now: 0 });
@@ -198,6 +211,22 @@ export class TxnCoordinator {
   }
 }
 
+/**
+ * The one-entry form of a transaction on one partition, when it has one: its
+ * comparisons are all on mod revisions (WATCH) and it has no failure branch,
+ * so it is an `exec` (nil when a revision changed).
+ */
+function fastPath(plan: TxnPlan): { partition: number; exec: KvOp } | undefined {
+  const [part, ...more] = plan.parts;
+  if (part === undefined || more.length > 0 || part.failure.length > 0 || !plan.whole) return undefined;
+  const watch: { key: Uint8Array; revision: number }[] = [];
+  for (const c of part.compares) {
+    if (c.compare.kind !== 'modRevision') return undefined;
+    watch.push({ key: c.key, revision: c.compare.value });
+  }
+  return { partition: part.partition, exec: { op: 'exec', ops: part.success, watch, now: 0 } };
+}
+
 function toPrepared(r: KvResponse): Prepared {
   if (r.type === 'txn') {
     const s = r.step;
@@ -208,6 +237,15 @@ function toPrepared(r: KvResponse): Prepared {
   if (r.type === 'failure') return { kind: 'unknown', failure: r };
   if (r.type === 'error') return { kind: 'error', message: r.message };
   return { kind: 'error', message: `ERR a transaction prepare answered ${r.type}` };
+}
+
+/** The answer when a partition could not be reached before the commit: nothing was applied. */
+function notApplied(id: string, f: Failure): TxnReply {
+  return {
+    type: 'failure',
+    code: f.code === ErrorCode.Timeout ? ErrorCode.Timeout : ErrorCode.Unavailable,
+    message: `transaction ${id} was not applied: a partition could not be reached (${f.code}: ${f.message}); retry`,
+  };
 }
 
 /** The answer when a step's outcome could not be learnt: the transaction may or may not apply (resolvers finish it). */

@@ -25,6 +25,8 @@ type Merge = 'one' | 'ok' | 'sum' | 'values';
 export interface TxnPlan {
   recordPartition: number;
   parts: TxnPart[];
+  /** Whether no operation was split (each partition's answers are the operations' answers, in order). */
+  whole: boolean;
   /** The chosen branch's answers in request order, from each part's prepare answers (in `parts` order). */
   merge(branch: TxnBranch, prepared: Extract<TxnStepResult, { outcome: 'prepared' }>[]): KvResult[];
 }
@@ -137,6 +139,7 @@ export function planTxn(
   return {
     recordPartition,
     parts: ordered,
+    whole: [...layout.success, ...layout.failure].every((l) => l.merge === 'one'),
     merge(branch, prepared) {
       const at = new Map(ordered.map((p, i) => [p.partition, prepared[i]!] as const));
       return layout[branch].map(({ pieces, merge }) => {

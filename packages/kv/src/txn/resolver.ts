@@ -1,0 +1,94 @@
+import type { Clock } from '@cohort/core';
+import type { KvRequest, KvResponse } from '../request.js';
+import type { KvResult } from '../result.js';
+import type { TxnParticipant } from './types.js';
+
+type Locked = Extract<KvResult, { type: 'locked' }>;
+
+/** What meeting an intent came to: serve the command again, or (a read) serve it passing the pending transaction. */
+export type Resolution = { kind: 'retry' } | { kind: 'pass'; txn: string } | { kind: 'timeout'; why: string };
+
+/** Options of {@link IntentResolver}. */
+export interface IntentResolverOptions {
+  /** Every partition as this node reaches it (the record partition's, to read and abort records). */
+  participant: (p: number) => TxnParticipant;
+  /** Proposes a write on this partition (its `txnResolve`). */
+  local: (req: KvRequest) => Promise<KvResponse>;
+  clock: Clock;
+  /** Wall-clock Unix ms, to tell when a deadline in log time has passed (the log's own check decides). */
+  wallClock: () => number;
+  /** A float in [0, 1), for the backoff of a write waiting on a pending transaction. */
+  random?: () => number;
+}
+
+/**
+ * Finishes the transaction whose intent a command met, as the leader of the
+ * intent's partition: reads the transaction's record linearizably on its
+ * partition; committed, proposes the resolve of its intents here, aborted
+ * likewise (dropping them); pending, a read may pass (it linearizes before
+ * the commit point) and a write waits with backoff; pending past its
+ * deadline, or missing past the intent's deadline (its coordinator died
+ * before the record was written), aborts the record first. So no intent
+ * blocks a key past its transaction's timeout, whoever meets it.
+ */
+export class IntentResolver {
+  constructor(private readonly o: IntentResolverOptions) {}
+
+  /**
+   * Resolves `lock` for a read (`reader`: a pending transaction is passed) or
+   * a write, giving up at `deadline` (clock ms).
+   */
+  async resolve(lock: Locked, reader: boolean, deadline: number): Promise<Resolution> {
+    const record = this.o.participant(lock.recordPartition);
+    const id = new TextEncoder().encode(lock.txn);
+    for (let attempt = 0; ; attempt++) {
+      const res = await record.execute({ kind: 'read', op: 'txnRecord', keys: [id], now: 0 });
+      if (res.type === 'txn') {
+        const s = res.step;
+        if (s.outcome === 'committed' || s.outcome === 'aborted') {
+          const branch = s.outcome === 'committed' ? s.branch : 'abort';
+          const done = await this.o.local({
+            kind: 'write',
+            command: { op: 'txnResolve', txn: lock.txn, branch, now: 0 },
+          });
+          if (done.type === 'txn') return { kind: 'retry' };
+          if (this.o.clock.now() >= deadline) return { kind: 'timeout', why: describe(done) };
+        } else if (s.outcome === 'pending' && reader) {
+          return { kind: 'pass', txn: lock.txn };
+        } else if (
+          (s.outcome === 'pending' && this.o.wallClock() >= s.deadline) ||
+          (s.outcome === 'missing' && this.o.wallClock() >= lock.deadline)
+        ) {
+          // Its coordinator is presumed dead: abort it (the record partition's log decides whether it may).
+          await record.execute({
+            kind: 'write',
+            command: { op: 'txnAbort', txn: lock.txn, coordinator: false, now: 0 },
+          });
+          continue;
+        } else if (s.outcome === 'missing' && reader) {
+          // Not committed (a commit needs the record): the read linearizes before it.
+          return { kind: 'pass', txn: lock.txn };
+        }
+      }
+      const wait = Math.min(5 * 2 ** attempt, 100) * (0.5 + (this.o.random?.() ?? 0.5));
+      if (this.o.clock.now() + wait >= deadline) {
+        return { kind: 'timeout', why: res.type === 'txn' ? res.step.outcome : describe(res) };
+      }
+      await new Promise<void>((r) => this.o.clock.setTimeout(r, wait));
+    }
+  }
+}
+
+function describe(r: KvResponse): string {
+  if (r.type === 'failure') return `${r.code}: ${r.message}`;
+  if (r.type === 'error') return r.message;
+  return r.type;
+}
+
+/** The answer to a command that met an intent it could not get past in time. */
+export function lockedError(lock: Locked, why: string): KvResult {
+  return {
+    type: 'error',
+    message: `TRYAGAIN the key is locked by transaction ${lock.txn} (record in partition ${lock.recordPartition}), ${why}: retry`,
+  };
+}
