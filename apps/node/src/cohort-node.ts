@@ -62,7 +62,6 @@ import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 import { StuckDetector } from './stuck-detector.js';
-import { withFastPath } from './txn-fast-path.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
 export function splitHostPort(address: string): { host: string; port: number } {
@@ -797,10 +796,10 @@ export class CohortNode {
           logger: this.log.child({ component: 'watch' }),
         })
       : sourceOf(p0);
-    const httpApi = instrumentKv(api, metrics, 'http', isLeading);
     this.http = createHttpServer({
-      api: httpApi,
-      txn: { txn: withFastPath(coordinator, httpApi, slots), limits },
+      api: instrumentKv(api, metrics, 'http', isLeading),
+      // One partition's transactions comparing mod revisions only take the coordinator's one-entry path.
+      txn: { txn: coordinator, limits },
       reads,
       ...(watch ? { watch } : {}),
       ...(this.first?.maintenance ? { admin: this.first.maintenance.admin } : {}),

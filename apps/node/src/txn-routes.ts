@@ -91,10 +91,10 @@ function compareOf(c: CompareBody, encoding: Encoding, at: number): TxnKeyCompar
       compare = { kind: 'value', value: fromText(c.value as string, encoding, `compare[${at}].value`) };
       break;
     case 'version':
-      compare = c.version === 0 ? { kind: 'absent' } : { kind: 'version', value: c.version as number };
+      compare = { kind: 'version', value: c.version as number };
       break;
     case 'modRevision':
-      compare = c.modRevision === 0 ? { kind: 'absent' } : { kind: 'modRevision', value: c.modRevision as number };
+      compare = { kind: 'modRevision', value: c.modRevision as number };
       break;
     case 'exists':
       if (c.exists !== false) {

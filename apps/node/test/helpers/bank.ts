@@ -14,6 +14,9 @@ export interface BankOutcome {
   finalMismatches: string[];
   /** The multi-key linearizability checker's verdict on the whole history. */
   linearizable: string;
+  /** Counts and the faults' times, one line each. */
+  summary(): string;
+  /** The summary, the first bad reads and mismatches, and the tail of each node's log. */
   describe(): string;
 }
 
@@ -22,6 +25,8 @@ export interface BankOptions {
   partitions: number;
   accounts: number;
   durationMs: number;
+  /** SIGKILL and restart nodes meanwhile. @default true */
+  faults?: boolean;
 }
 
 const INITIAL = 100;
@@ -93,6 +98,11 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
   const badReads: string[] = [];
   const notes: string[] = [];
   let reads = 0;
+  /** Answers that applied nothing (nil EXECs, TRYAGAIN, failed comparisons) and errors, by kind. */
+  const counts = new Map<string, number>();
+  const count = (what: string): void => {
+    counts.set(what, (counts.get(what) ?? 0) + 1);
+  };
   const setup = new Rotating(cluster.nodes, 0);
   const t0 = now();
   await setup.r.mset(...accounts.flatMap((a) => [a, String(INITIAL)]));
@@ -104,7 +114,9 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
     ret: now(),
   });
   setup.close();
-  const deadline = now() + o.durationMs;
+  const begun = now();
+  // Clients run for durationMs, and while the faults last, and 2 s after them.
+  let deadline = o.faults === false ? begun + o.durationMs : Number.POSITIVE_INFINITY;
   const pick = (): [string, string, number] => {
     const i = Math.floor(Math.random() * accounts.length);
     const j = (i + 1 + Math.floor(Math.random() * (accounts.length - 1))) % accounts.length;
@@ -122,7 +134,8 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
       try {
         await c.r.watch(from, to);
         vs = await c.r.mget(from, to);
-      } catch {
+      } catch (err) {
+        count(`WATCH/MGET ${String(err).slice(0, 60)}`);
         c.rotate();
         continue;
       }
@@ -149,12 +162,16 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
           .set(mark, '1')
           .exec();
         // Nil: a watched key changed, nothing applied (not recorded: WATCH compares revisions, not values).
-        if (res === null) continue;
+        if (res === null) {
+          count('nil EXEC');
+          continue;
+        }
         if (res.some(([err]) => err !== null)) throw new Error(`EXEC answered ${JSON.stringify(res)}`);
         t.state = 'acked';
         transfers.push(t);
         history.push({ client, input, output: { succeeded: true, values: [] }, call, ret: now() });
       } catch (err) {
+        count(`EXEC ${String(err).slice(0, 60)}`);
         if (NOTHING_APPLIED.test(String(err))) continue;
         transfers.push(t);
         history.push({ client: 1000 + history.length, input, output: undefined, call, ret: INF });
@@ -188,7 +205,8 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
         const read = await post({ success: [{ get: { key: from } }, { get: { key: to } }] });
         if (read.status !== 200) throw new Error(JSON.stringify(read.json));
         [vf, vt] = read.json.results.map((r) => Number(r.value)) as [number, number];
-      } catch {
+      } catch (err) {
+        count(`HTTP read ${String(err).slice(0, 80)}`);
         at++;
         continue;
       }
@@ -214,9 +232,13 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
           history.push({ client, input, output: { succeeded: res.json.succeeded, values: [] }, call, ret: now() });
           continue;
         }
-        if (res.status === 503 && res.json.error?.code === 'TRYAGAIN') continue;
+        if (res.status === 503 && res.json.error?.code === 'TRYAGAIN') {
+          count('HTTP TRYAGAIN');
+          continue;
+        }
         throw new Error(JSON.stringify(res.json));
-      } catch {
+      } catch (err) {
+        count(`HTTP txn ${String(err).slice(0, 80)}`);
         transfers.push(t);
         history.push({ client: 1000 + history.length, input, output: undefined, call, ret: INF });
         at++;
@@ -231,7 +253,8 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
       let values: (string | null)[];
       try {
         values = await c.r.mget(...accounts);
-      } catch {
+      } catch (err) {
+        count(`reader ${String(err).slice(0, 60)}`);
         c.rotate();
         continue;
       }
@@ -251,10 +274,12 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
 
   const faults = async (): Promise<void> => {
     const started = now();
-    const waitUntil = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, started + ms - now())));
-    const upAgain = (n: ProcNode) =>
-      poll(`${n.id} serving again`, 30_000, async () => ((await cluster.status(n)) ? true : undefined));
-    await waitUntil(o.durationMs * 0.15);
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const upAgain = async (n: ProcNode) => {
+      await poll(`${n.id} serving again`, 45_000, async () => ((await cluster.status(n)) ? true : undefined));
+      notes.push(`t=${Math.round(now() - started)}ms ${n.id} serves again`);
+    };
+    await pause(1500);
     // A partition leader (of the second account's partition) ...
     const view = (await fetch(`http://127.0.0.1:${cluster.nodes[0]!.http}/v1/partitions`).then((r) => r.json())) as {
       partitions: { leader: string }[];
@@ -263,31 +288,42 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
     const leader = cluster.nodes.find((n) => n.id === view.partitions[p]!.leader) ?? cluster.nodes[1]!;
     notes.push(`t=${Math.round(now() - started)}ms SIGKILL ${leader.id}, leader of p${p}`);
     await cluster.kill(leader);
-    await waitUntil(o.durationMs * 0.3);
+    await pause(1000);
     cluster.start(leader);
     await upAgain(leader);
-    await waitUntil(o.durationMs * 0.5);
+    await pause(1000);
     // ... then the node the first RESP client's transfers go through: their coordinator.
     const coordinator = cluster.nodes[1]!;
     notes.push(`t=${Math.round(now() - started)}ms SIGKILL ${coordinator.id}, the coordinator of client 1`);
     await cluster.kill(coordinator);
-    await waitUntil(o.durationMs * 0.65);
+    await pause(1000);
     cluster.start(coordinator);
     await upAgain(coordinator);
+    deadline = Math.max(begun + o.durationMs, now() + 2000);
   };
 
-  await Promise.all([respTransfers(1, 1), respTransfers(2, 2), httpTransfers(3, 2), reader(4, 0), faults()]);
+  await Promise.all([
+    respTransfers(1, 1),
+    respTransfers(2, 2),
+    httpTransfers(3, 2),
+    reader(4, 0),
+    o.faults === false ? Promise.resolve() : faults(),
+  ]);
 
   // Every node back: read the balances and the markers of transfers of unknown outcome (reads resolve intents).
   const last = new Rotating(cluster.nodes, 0);
   const finalCall = now();
+  let lastError = '';
   const final = await poll('a final read of every balance', 30_000, async () => {
     try {
       return await last.r.mget(...accounts);
-    } catch {
+    } catch (err) {
+      lastError = String(err);
       last.rotate();
       return undefined;
     }
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}; the last error: ${lastError}\n${notes.join('\n')}`);
   });
   history.push({
     client: 5,
@@ -328,6 +364,13 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
   const verdict = checkLinearizable(multiKvModel, prunedMultiKvHistory(history), { maxSteps: 3_000_000 });
   const acknowledged = transfers.filter((t) => t.state === 'acked').length;
   const unknown = transfers.filter((t) => t.state === 'unknown').length;
+  const applied = transfers.filter((t) => marked.get(t.id)).length;
+  const summary = (): string =>
+    [
+      `${reads} reads, ${transfers.length} transfers (${acknowledged} acknowledged, ${unknown} of unknown outcome, ${applied} applied), ${history.length} operations checked: ${verdict.result}`,
+      ...notes,
+      ...[...counts].map(([what, n]) => `${n} × ${what}`),
+    ].join('\n');
   return {
     reads,
     badReads,
@@ -335,10 +378,10 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
     unknown,
     finalMismatches,
     linearizable: verdict.result === 'unknown' ? `unknown: ${verdict.reason}` : verdict.result,
+    summary,
     describe: () =>
       [
-        `${reads} reads, ${transfers.length} transfers (${acknowledged} acknowledged, ${unknown} unknown), ${history.length} operations`,
-        ...notes,
+        summary(),
         ...badReads.slice(0, 5),
         ...finalMismatches.slice(0, 5),
         ...cluster.nodes.map((n) => `${n.id}: ${n.log.slice(-1500)}`),
