@@ -9,11 +9,12 @@ const MAX_TXN_ITEMS = 10_000;
 
 interface CompareBody {
   key: string;
-  target: 'value' | 'version' | 'modRevision' | 'exists';
-  op?: '=';
+  target: 'value' | 'version' | 'modRevision' | 'createRevision' | 'exists';
+  op?: '=' | '!=' | '<' | '>';
   value?: string;
   version?: number;
   modRevision?: number;
+  createRevision?: number;
   exists?: boolean;
 }
 
@@ -36,11 +37,16 @@ const compareSchema = {
     'holds when the key equals what is given: its value; its version or modRevision (0: the key is absent); exists: false (absent)',
   properties: {
     key: keyField,
-    target: { type: 'string', enum: ['value', 'version', 'modRevision', 'exists'] },
-    op: { type: 'string', enum: ['='], description: 'equality (the only comparison)' },
+    target: { type: 'string', enum: ['value', 'version', 'modRevision', 'createRevision', 'exists'] },
+    op: {
+      type: 'string',
+      enum: ['=', '!=', '<', '>'],
+      description: "'=' (the default) is supported; the others answer 400 for now",
+    },
     value: { type: 'string', description: 'target value: the value (in the request encoding)' },
     version: { type: 'integer', minimum: 0 },
     modRevision: { type: 'integer', minimum: 0 },
+    createRevision: { type: 'integer', minimum: 0, description: 'not supported yet (400)' },
     exists: { type: 'boolean', description: 'target exists: false only (a key that must be absent)' },
   },
   required: ['key', 'target'],
@@ -81,9 +87,16 @@ const txnBodySchema = {
 
 function compareOf(c: CompareBody, encoding: Encoding, at: number): TxnKeyCompare {
   const key = fromText(c.key, encoding, `compare[${at}].key`);
-  const given = ['value', 'version', 'modRevision', 'exists'].filter((f) => c[f as keyof CompareBody] !== undefined);
+  const given = ['value', 'version', 'modRevision', 'createRevision', 'exists'].filter(
+    (f) => c[f as keyof CompareBody] !== undefined,
+  );
   if (given.length !== 1 || given[0] !== c.target) {
     throw badRequest(`compare[${at}] with target '${c.target}' takes the field '${c.target}' and no other value field`);
+  }
+  if (c.op !== undefined && c.op !== '=') {
+    throw badRequest(
+      `compare[${at}]: op '${c.op}' is not supported yet; only '=' is (compare the value or revision read)`,
+    );
   }
   let compare: KvCompare;
   switch (c.target) {
@@ -96,6 +109,10 @@ function compareOf(c: CompareBody, encoding: Encoding, at: number): TxnKeyCompar
     case 'modRevision':
       compare = { kind: 'modRevision', value: c.modRevision as number };
       break;
+    case 'createRevision':
+      throw badRequest(
+        `compare[${at}]: target 'createRevision' is not supported yet; compare modRevision, version or value instead`,
+      );
     case 'exists':
       if (c.exists !== false) {
         throw badRequest(
