@@ -204,7 +204,9 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
         // A transaction of reads only: both balances at one instant.
         const read = await post({ success: [{ get: { key: from } }, { get: { key: to } }] });
         if (read.status !== 200) throw new Error(JSON.stringify(read.json));
-        [vf, vt] = read.json.results.map((r) => Number(r.value)) as [number, number];
+        const values = read.json.results.map((r) => r.value ?? '');
+        history.push({ client, input: { op: 'mget', keys: [from, to] }, output: values, call, ret: now() });
+        [vf, vt] = values.map(Number) as [number, number];
       } catch (err) {
         count(`HTTP read ${String(err).slice(0, 80)}`);
         at++;
@@ -322,8 +324,10 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
       last.rotate();
       return undefined;
     }
-  }).catch((err: Error) => {
-    throw new Error(`${err.message}; the last error: ${lastError}\n${notes.join('\n')}`);
+  }).catch(async (err: Error) => {
+    throw new Error(
+      `${err.message}; the last error: ${lastError}\n${notes.join('\n')}\n${await diagnose(cluster, accounts)}`,
+    );
   });
   history.push({
     client: 5,
@@ -387,4 +391,43 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
         ...cluster.nodes.map((n) => `${n.id}: ${n.log.slice(-1500)}`),
       ].join('\n'),
   };
+}
+
+/** What each node says of the partitions, and how a GET of each account fares through each node. */
+async function diagnose(cluster: ProcCluster, accounts: string[]): Promise<string> {
+  const lines: string[] = [];
+  for (const n of cluster.nodes) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${n.http}/v1/partitions`, { signal: AbortSignal.timeout(3000) });
+      const ps = (
+        (await res.json()) as { partitions: { leader: string; term: number; commit: number; applied: number }[] }
+      ).partitions;
+      lines.push(
+        `${n.id} partitions: ${ps.map((p, i) => `p${i}:${p.leader}@${p.term} ${p.applied}/${p.commit}`).join(' ')}`,
+      );
+    } catch (err) {
+      lines.push(`${n.id} partitions: ${String(err)}`);
+    }
+    const gets = await Promise.all(
+      accounts.map(async (a) => {
+        const t = now();
+        try {
+          const res = await fetch(`http://127.0.0.1:${n.http}/v1/kv/${encodeURIComponent(a)}`, {
+            signal: AbortSignal.timeout(5000),
+          });
+          return `${a}:${res.status}(${Math.round(now() - t)}ms)`;
+        } catch (err) {
+          return `${a}:${String(err).slice(0, 40)}`;
+        }
+      }),
+    );
+    lines.push(`${n.id} gets: ${gets.join(' ')}`);
+    lines.push(
+      ...n.log
+        .split('\n')
+        .filter((l) => /"level":(40|50|60)/.test(l) && !/cannot reach peer|valid hello/.test(l))
+        .slice(-8),
+    );
+  }
+  return lines.join('\n');
 }
