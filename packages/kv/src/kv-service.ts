@@ -23,7 +23,7 @@ import {
 import { CorruptStateError, NotLeaderError, StaleEpochError, StorageError, clockSignal } from '@cohort/core';
 import { type CircuitBreakerOptions, CircuitBreakers } from './circuit-breaker.js';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
-import { type KvCommand, type KvOp, encodeCommand } from './command.js';
+import { type KvCommand, type KvOp, type TxnBranch, encodeCommand } from './command.js';
 import {
   type KvRequest,
   type KvResponse,
@@ -106,7 +106,13 @@ export interface KvServiceOptions {
    * meeting an intent waits for it to go (resolved by others) until the
    * request timeout, then answers TRYAGAIN.
    */
-  transactions?: { participant: (p: number) => TxnParticipant; resolveEveryMs?: number; random?: () => number };
+  transactions?: {
+    participant: (p: number) => TxnParticipant;
+    resolveEveryMs?: number;
+    random?: () => number;
+    /** Told when this node resolved a transaction it met (a reader's or the sweeper's doing). */
+    onResolve?: (txn: string, branch: TxnBranch | 'abort') => void;
+  };
 }
 
 type WriteRequest = Extract<KvRequest, { kind: 'write' }>;
@@ -246,6 +252,7 @@ export class KvService {
         wallClock: this.wallClock,
       };
       if (t.random) o.random = t.random;
+      if (t.onResolve) o.onResolve = t.onResolve;
       this.resolver = new IntentResolver(o);
       if (opts.machine) this.scheduleSweep(t.resolveEveryMs ?? 1000);
     }
