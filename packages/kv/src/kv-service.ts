@@ -609,8 +609,8 @@ export class KvService {
     if (machine !== undefined) {
       for (const req of run) {
         const cmd = (req as WriteRequest).command;
-        // The sweeper's deletes and checksums pass intents; transaction steps touch none.
-        if (cmd.op === 'delExpired' || cmd.op === 'checksum') continue;
+        // The sweeper's deletes and checksums pass intents; a transaction's prepare answers its conflicts itself.
+        if (cmd.op === 'delExpired' || cmd.op === 'checksum' || cmd.op.startsWith('txn')) continue;
         const keys = opKeys(cmd);
         for (let lock = machine.writeLock(keys); lock !== undefined; lock = machine.writeLock(keys)) {
           const r = await this.meet(lock, false, deadline);
