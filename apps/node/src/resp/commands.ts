@@ -278,10 +278,12 @@ function queued(planned: Planned): Queued {
   if ('reply' in planned) return planned;
   const req = planned.request;
   if (req.kind === 'write') return { write: req.write, answer: planned.answer };
+  // No RESP command queues a WATCH's revisions, a range or a transaction record read.
+  const op = req.op as Exclude<typeof req.op, 'revisions' | 'range' | 'txnRecord'>;
   const read: KvClientWrite =
     req.args === undefined
-      ? { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions' | 'range'>, keys: req.keys }
-      : { op: 'read', read: req.op as Exclude<typeof req.op, 'revisions' | 'range'>, keys: req.keys, args: req.args };
+      ? { op: 'read', read: op, keys: req.keys }
+      : { op: 'read', read: op, keys: req.keys, args: req.args };
   return { write: read, answer: planned.answer };
 }
 

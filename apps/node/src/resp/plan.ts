@@ -89,6 +89,10 @@ export function resultReply(res: KvResult): Reply {
     case 'cond':
       // The answer of the HTTP API's conditional writes, which no RESP command sends.
       return errorReply('ERR cond answers have no RESP form');
+    case 'txn':
+    case 'locked':
+      // Steps of the commit protocol between nodes; KvService resolves a lock before answering a client.
+      return errorReply(`ERR ${res.type} answers have no RESP form`);
     default: {
       const never: never = res;
       throw new Error(`unknown result ${String(never)}`);

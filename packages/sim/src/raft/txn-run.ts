@@ -89,7 +89,6 @@ export async function runTxnSeed(seed: number, opts: TxnRunOptions = {}): Promis
   const accounts = [0, 1, 2].map((p) => keysOf(slots, p, 'acct', ACCOUNTS_PER_PARTITION));
   const coverage: TxnCoverage = { committedByReader: 0, abortedByReader: 0, stepCrashes: {} };
   const replay = `COHORT_TXN_SEED=${seed} pnpm --filter @cohort/sim exec vitest run test/txn-simulation.test.ts`;
-  let cluster: RaftCluster | undefined;
   let violation: InvariantViolationError | undefined;
   const fail = (what: string): never => {
     violation ??= new InvariantViolationError('transaction atomicity', what, (cluster as RaftCluster).position());
@@ -122,18 +121,17 @@ export async function runTxnSeed(seed: number, opts: TxnRunOptions = {}): Promis
       if (coverage.stepCrashes[key] !== undefined && stepFaults.next() < 0.8) return;
       crashSoon(coordinator ? node : leaderOf(e.partition), key);
     },
-    onResolve: (node, id, branch) => {
+    onResolve: (_node, id, branch) => {
       // The transaction's coordinator is `node#incarnation.n`: dead when that process is gone.
       const [owner = '', inc = ''] = id.split('.')[0]?.split('#') ?? [];
       const o = cluster?.nodes.get(owner as NodeId);
-      if (o !== undefined && o.up && String(o.incarnation) === inc) return;
-      void node;
+      if (o?.up && String(o.incarnation) === inc) return;
       if (branch === 'abort') coverage.abortedByReader++;
       else coverage.committedByReader++;
     },
   };
   const rootCluster = root.fork();
-  cluster = new RaftCluster(
+  const cluster: RaftCluster = new RaftCluster(
     seed,
     {
       voters: 3,
