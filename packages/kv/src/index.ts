@@ -44,6 +44,7 @@ export type {
   TxnParticipant,
   TxnReply,
   TxnRequest,
+  TxnStepEvent,
 } from './txn/types.js';
 export { KvStateMachine, type KvStateMachineOptions } from './state-machine.js';
 export {

@@ -23,7 +23,7 @@ import {
 import { CorruptStateError, NotLeaderError, StaleEpochError, StorageError, clockSignal } from '@cohort/core';
 import { type CircuitBreakerOptions, CircuitBreakers } from './circuit-breaker.js';
 import { InvalidExpireError, type KvClientRequest, isRelative, toCommand } from './client-request.js';
-import { type KvCommand, type KvOp, encodeCommand } from './command.js';
+import { type KvCommand, type KvOp, type TxnBranch, encodeCommand } from './command.js';
 import {
   type KvRequest,
   type KvResponse,
@@ -106,7 +106,13 @@ export interface KvServiceOptions {
    * meeting an intent waits for it to go (resolved by others) until the
    * request timeout, then answers TRYAGAIN.
    */
-  transactions?: { participant: (p: number) => TxnParticipant; resolveEveryMs?: number; random?: () => number };
+  transactions?: {
+    participant: (p: number) => TxnParticipant;
+    resolveEveryMs?: number;
+    random?: () => number;
+    /** Told when this node resolved a transaction it met (a reader's or the sweeper's doing). */
+    onResolve?: (txn: string, branch: TxnBranch | 'abort') => void;
+  };
 }
 
 type WriteRequest = Extract<KvRequest, { kind: 'write' }>;
@@ -246,6 +252,7 @@ export class KvService {
         wallClock: this.wallClock,
       };
       if (t.random) o.random = t.random;
+      if (t.onResolve) o.onResolve = t.onResolve;
       this.resolver = new IntentResolver(o);
       if (opts.machine) this.scheduleSweep(t.resolveEveryMs ?? 1000);
     }
@@ -602,8 +609,8 @@ export class KvService {
     if (machine !== undefined) {
       for (const req of run) {
         const cmd = (req as WriteRequest).command;
-        // The sweeper's deletes and checksums pass intents; transaction steps touch none.
-        if (cmd.op === 'delExpired' || cmd.op === 'checksum') continue;
+        // The sweeper's deletes and checksums pass intents; a transaction's prepare answers its conflicts itself.
+        if (cmd.op === 'delExpired' || cmd.op === 'checksum' || cmd.op.startsWith('txn')) continue;
         const keys = opKeys(cmd);
         for (let lock = machine.writeLock(keys); lock !== undefined; lock = machine.writeLock(keys)) {
           const r = await this.meet(lock, false, deadline);

@@ -47,3 +47,4 @@ export { type EventHandle, Scheduler, drainMicrotasks } from './scheduler.js';
 export { TraceHash, hashBytes } from './trace.js';
 export * as swim from './swim/index.js';
 export * as vpaxos from './vpaxos/index.js';
+export { type TxnCoverage, type TxnRunOptions, type TxnSeedResult, runTxnSeed } from './raft/txn-run.js';

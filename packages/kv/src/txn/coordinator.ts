@@ -5,7 +5,7 @@ import type { KvRequest, KvResponse } from '../request.js';
 import type { TxnStepResult } from '../result.js';
 import { TxnRefusedError } from './errors.js';
 import { type TxnPlan, planTxn } from './plan.js';
-import type { TxnCoordinatorOptions, TxnReply, TxnRequest } from './types.js';
+import type { TxnCoordinatorOptions, TxnReply, TxnRequest, TxnStepEvent } from './types.js';
 
 /*
  * Two-phase commit over the partitions' own logs (Percolator / CockroachDB
@@ -51,7 +51,10 @@ type Prepared =
  * transactions to be finished by whoever meets their intents.
  */
 export class TxnCoordinator {
-  private readonly o: Required<Omit<TxnCoordinatorOptions, 'wallClock'>> & { wallClock: () => number };
+  private readonly o: Required<Omit<TxnCoordinatorOptions, 'wallClock' | 'observe'>> & {
+    wallClock: () => number;
+    observe: (e: TxnStepEvent) => void;
+  };
   private nextSeq = 1;
   /** Sequence numbers sent and not yet answered: the session's low-water mark stays below the least. */
   private readonly inFlight = new Set<number>();
@@ -60,7 +63,7 @@ export class TxnCoordinator {
   private readonly background = new Set<Promise<void>>();
 
   constructor(opts: TxnCoordinatorOptions) {
-    this.o = { ...DEFAULTS, wallClock: Date.now, ...opts };
+    this.o = { ...DEFAULTS, wallClock: Date.now, observe: () => {}, ...opts };
   }
 
   /**
@@ -197,12 +200,15 @@ export class TxnCoordinator {
     const lowWater = Math.min(seq, ...this.inFlight) - 1;
     const command: KvCommand = { ...op, session: { clientId: this.o.clientId, seq, lowWater } };
     const req: KvRequest = { kind: 'write', command };
+    const event = { txn: 'txn' in op ? op.txn : '', step: op.op as TxnStepEvent['step'], partition };
+    this.o.observe({ ...event, phase: 'send' });
     try {
       return await this.o.partition(partition).execute(req);
     } catch (err) {
       return { type: 'failure', code: ErrorCode.Internal, message: (err as Error).message };
     } finally {
       this.inFlight.delete(seq);
+      this.o.observe({ ...event, phase: 'answer' });
     }
   }
 

@@ -1,4 +1,5 @@
 import type { Clock } from '@cohort/core';
+import type { TxnBranch } from '../command.js';
 import type { KvRequest, KvResponse } from '../request.js';
 import type { KvResult } from '../result.js';
 import type { TxnParticipant } from './types.js';
@@ -19,6 +20,8 @@ export interface IntentResolverOptions {
   wallClock: () => number;
   /** A float in [0, 1), for the backoff of a write waiting on a pending transaction. */
   random?: () => number;
+  /** Told when this node resolved a transaction's intents here (simulation coverage, metrics). */
+  onResolve?: (txn: string, branch: TxnBranch | 'abort') => void;
 }
 
 /**
@@ -51,7 +54,10 @@ export class IntentResolver {
             kind: 'write',
             command: { op: 'txnResolve', txn: lock.txn, branch, now: 0 },
           });
-          if (done.type === 'txn') return { kind: 'retry' };
+          if (done.type === 'txn') {
+            this.o.onResolve?.(lock.txn, branch);
+            return { kind: 'retry' };
+          }
           if (this.o.clock.now() >= deadline) return { kind: 'timeout', why: describe(done) };
         } else if (s.outcome === 'pending' && reader) {
           return { kind: 'pass', txn: lock.txn };

@@ -89,6 +89,19 @@ export interface TxnCoordinatorOptions {
   maxKeys?: number;
   /** The most bytes of keys and values of one transaction. @default 16777216 (16 MiB) */
   maxBytes?: number;
+  /**
+   * Told of each protocol step as it is sent and as its answer arrives
+   * (simulation: crashes at every step; metrics). Must not throw.
+   */
+  observe?: (e: TxnStepEvent) => void;
+}
+
+/** A protocol step of a transaction, as {@link TxnCoordinatorOptions.observe} hears of it. */
+export interface TxnStepEvent {
+  txn: string;
+  step: 'txnPrepare' | 'txnCommit' | 'txnAbort' | 'txnResolve' | 'txnForget' | 'exec';
+  partition: number;
+  phase: 'send' | 'answer';
 }
 
 export type { KvClientWrite };

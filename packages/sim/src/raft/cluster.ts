@@ -9,7 +9,7 @@ import { RequestIds, type SimFrame } from '../transport/sim-transport.js';
 import { type Coverage, emptyCoverage } from './coverage.js';
 import { RaftInvariants } from './invariants.js';
 import type { EngineMutations } from './observed-engine.js';
-import { SimRaftNode } from './sim-node.js';
+import { SimRaftNode, type SimTxnEnv } from './sim-node.js';
 
 /** A plain KV set, as the group load writes it to an extra group. */
 function groupWrite(key: string, value: string): Uint8Array {
@@ -57,6 +57,8 @@ export interface ClusterConfig {
   livenessDelayMs?: number;
   /** Hosts coalesce heartbeats (RaftHostOptions.coalesceHeartbeats). @default true */
   coalesceHeartbeats?: boolean;
+  /** Cross-partition transactions over GROUP and the extra groups (see `NodeEnv.transactions`). */
+  transactions?: SimTxnEnv;
 }
 
 /** The independent random streams of a run: adding a consumer to one never shifts another. */
@@ -177,6 +179,7 @@ export class RaftCluster {
         diskLatencyMs: this.config.diskLatencyMs,
         mutations: this.config.mutations ?? {},
         hostFaults: this.config.hostFaults ?? {},
+        ...(this.config.transactions ? { transactions: this.config.transactions } : {}),
         onLeader: (n, t) => this.onLeader(n, t),
         onExtraLeader: (g, n, t) => {
           (this.groupInvariants.get(g) as RaftInvariants).onLeader(n, t);

@@ -13,7 +13,17 @@ import {
   type Term,
   emptyConfState,
 } from '@cohort/core';
-import { CircuitBreakers, KvService, KvStateMachine, decodeRequest, encodeResponse } from '@cohort/kv';
+import {
+  CircuitBreakers,
+  KvService,
+  KvStateMachine,
+  SlotMap,
+  TxnCoordinator,
+  type TxnStepEvent,
+  decodeRequest,
+  encodeResponse,
+  serveForwardedRequests,
+} from '@cohort/kv';
 import { type HostFaults, RaftHost, type RaftOptions, type RawNode, type Ready, type StateRole } from '@cohort/raft';
 import { MemoryNodeStore } from '@cohort/storage';
 import { SimClock } from '../clock.js';
@@ -79,12 +89,30 @@ export interface NodeEnv {
   mutations: EngineMutations;
   /** The host's test-only fault switches. */
   hostFaults: HostFaults;
+  /**
+   * Cross-partition transactions over GROUP (partition 0) and the extra groups (partitions 1..):
+   * every group gets a `KvService` that resolves the intents it meets, and each process a
+   * `TxnCoordinator`. Absent: GROUP alone is served, as before.
+   */
+  transactions?: SimTxnEnv;
   /** Reports that `id` became leader of `term`. */
   onLeader(id: NodeId, term: Term): void;
   /** Reports that `id` became leader of `term` in an extra group. */
   onExtraLeader(group: GroupId, id: NodeId, term: Term): void;
   /** Reports that `id`'s host stopped on an error it could not handle. */
   onFatal(id: NodeId, err: Error): void;
+}
+
+/** What a node's transactions are told and tell (see {@link NodeEnv.transactions}). */
+export interface SimTxnEnv {
+  /** The coordinators' resolution timeout (log-time ms). */
+  resolveTimeoutMs: number;
+  /** How often each leader resolves intents nobody met. */
+  resolveEveryMs: number;
+  /** A protocol step of a coordinator on `node` was sent or answered. */
+  observe(node: SimRaftNode, e: TxnStepEvent): void;
+  /** `node` resolved transaction `txn` it met (as a reader, a writer or the sweeper). */
+  onResolve(node: SimRaftNode, txn: string, branch: string): void;
 }
 
 /** One run of the node's process, from start or restart to crash. */
@@ -98,6 +126,9 @@ interface Process {
   extra: Map<GroupId, { role: StateRole; term: Term }>;
   /** What the liveness source last told this process's host, per peer (true: down). */
   reported: Map<NodeId, boolean>;
+  services: KvService[];
+  machines: KvStateMachine[];
+  coordinator: TxnCoordinator | undefined;
 }
 
 /**
@@ -238,6 +269,21 @@ export class SimRaftNode {
     }
   }
 
+  /** This process's transaction coordinator (with transactions on), gone when it crashes. */
+  get coordinator(): TxnCoordinator | undefined {
+    return this.proc?.coordinator;
+  }
+
+  /** This process's service of each partition (with transactions on: GROUP, then the extra groups). */
+  get services(): KvService[] {
+    return this.proc?.services ?? [];
+  }
+
+  /** The state machine of each partition on this node's store (GROUP, then the extra groups), up or down. */
+  machines(): KvStateMachine[] {
+    return this.proc?.machines ?? [];
+  }
+
   /** The host met a corrupt entry and stopped (or refused to start): the node stays down for good. */
   private stopLoudly(): void {
     this.env.coverage.corruptionStop++;
@@ -283,6 +329,9 @@ export class SimRaftNode {
       rn: undefined,
       extra: new Map(),
       reported: new Map(),
+      services: [],
+      machines: [],
+      coordinator: undefined,
     };
     this.proc = proc;
     const host = new RaftHost({
@@ -332,12 +381,15 @@ export class SimRaftNode {
       ),
       voters,
     );
+    const machines = [machine];
     for (const g of env.extraGroups) {
       const inv = env.invariantsOf(g);
+      const m = new KvStateMachine(this.store, extraPartition(g));
+      machines.push(m);
       host.addGroup(
         g,
         new ObservedMachine(
-          new KvStateMachine(this.store, extraPartition(g)),
+          m,
           (e) => {
             inv.onApply(this.id, e);
             env.trace.mix3(3, e.index, e.term);
@@ -348,17 +400,39 @@ export class SimRaftNode {
       );
     }
     host.start();
+    proc.machines = machines;
+    const txn = env.transactions;
+    const services: KvService[] = [];
+    const groups = [GROUP, ...env.extraGroups];
+    const breakers = new CircuitBreakers(BREAKER, (_peer, state) => {
+      if (state === 'open') env.coverage.circuitOpened++;
+      else env.coverage.circuitClosed++;
+    });
+    const serviceOf = (p: number): KvService => {
+      const s = services[p];
+      if (s === undefined) throw new Error(`no partition ${p}`);
+      return s;
+    };
+    const txnRandom = txn ? this.random.fork() : undefined;
+    const extra = txn
+      ? {
+          transactions: {
+            participant: serviceOf,
+            resolveEveryMs: txn.resolveEveryMs,
+            random: () => (txnRandom as SeededRandom).next(),
+            onResolve: (id: string, branch: string) => txn.onResolve(this, id, branch),
+          },
+        }
+      : {};
     const service = new KvService({
+      ...extra,
       group: host.replicated(GROUP),
       machine,
       transport,
       clock,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       // The node's breakers start closed at each start, as a restarted process's do.
-      circuitBreakers: new CircuitBreakers(BREAKER, (_peer, state) => {
-        if (state === 'open') env.coverage.circuitOpened++;
-        else env.coverage.circuitClosed++;
-      }),
+      circuitBreakers: breakers,
       // The node's own drifting clock stands for its wall clock: the leader stamps writes with it.
       wallClock: () => Math.floor(clock.now()),
       // A corrupt KV row is repaired from a healthy replica; the node keeps running.
@@ -366,7 +440,38 @@ export class SimRaftNode {
         if (err instanceof CorruptStateError) host.repair(GROUP, err);
       },
     });
-    service.start();
+    services.push(service);
+    if (txn) {
+      env.extraGroups.forEach((g, i) => {
+        services.push(
+          new KvService({
+            ...extra,
+            group: host.replicated(g),
+            machine: machines[i + 1] as KvStateMachine,
+            transport,
+            clock,
+            requestTimeoutMs: REQUEST_TIMEOUT_MS,
+            circuitBreakers: breakers,
+            wallClock: () => Math.floor(clock.now()),
+            onStorageFailure: (err) => {
+              if (err instanceof CorruptStateError) host.repair(g, err);
+            },
+          }),
+        );
+      });
+      proc.services = services;
+      serveForwardedRequests(transport, (group) => services[groups.indexOf(group)]);
+      proc.coordinator = new TxnCoordinator({
+        slots: new SlotMap(groups.length),
+        partition: serviceOf,
+        clock,
+        wallClock: () => Math.floor(clock.now()),
+        random: () => (txnRandom as SeededRandom).next(),
+        clientId: `${this.id}#${this.incarnation}`,
+        resolveTimeoutMs: txn.resolveTimeoutMs,
+        observe: (e) => txn.observe(this, e),
+      });
+    } else service.start();
     transport.handleRequest(CLIENT_PROTOCOL, async (_from, frame) =>
       encodeResponse(await service.execute(decodeRequest(frame))),
     );
