@@ -18,6 +18,7 @@ import {
 import {
   CircuitBreakers,
   type KvClientRequest,
+  type KvRequest,
   type KvResponse,
   KvService,
   KvStateMachine,
@@ -438,6 +439,11 @@ export class CohortNode {
         : {};
     // One circuit breaker per peer for the forwards of all partitions: a peer failing for one fails for all.
     const breakers = new CircuitBreakers();
+    // A command meeting a transaction's intent finishes that transaction through the partitions as this node
+    // reaches them (its record's, the participants'); the leaders resolve intents past their deadline.
+    const transactions = {
+      participant: (p: number) => ({ execute: (req: KvRequest) => this.parts[p]!.service.execute(req) }),
+    };
     const remoteService = (index: number, group: string): KvService =>
       new KvService({
         group: remoteGroup(
@@ -452,6 +458,7 @@ export class CohortNode {
         logger: this.log.child({ component: 'kv' }),
         requestTimeoutMs,
         circuitBreakers: breakers,
+        transactions,
       });
     let maintenanceOf: ((p: LocalPartition) => void) | undefined;
     /** Hosts a replica of partition `index` here (`voters`: its founding voters in a new cluster; none when added later). */
@@ -468,6 +475,7 @@ export class CohortNode {
       const isFresh = store.group(group).lastIndex() === 0;
       host.addGroup(group, sm, voters);
       if (isFresh && voters[0] === node.id) fresh.push(group);
+      p.service.close();
       p.service = new KvService({
         group: host.replicated(group),
         machine: sm,
@@ -477,6 +485,7 @@ export class CohortNode {
         logger: this.log.child({ component: 'kv' }),
         requestTimeoutMs,
         circuitBreakers: breakers,
+        transactions,
         onStorageFailure: (err) =>
           err instanceof CorruptStateError ? host.repair(group, err) : host.fail('serving a read', err),
       });
@@ -496,6 +505,7 @@ export class CohortNode {
       p.maintenance = undefined;
       this.watchSources.get(p.group)?.closeAll();
       this.watchSources.delete(p.group);
+      p.service.close();
       p.service = remoteService(index, p.group);
     };
     const mapped = meta.state.clusterId !== '';
@@ -1176,7 +1186,10 @@ export class CohortNode {
         ]),
       );
       await phase('leadership', total / 4, () => this.handOverLeaderships());
-      for (const p of this.parts) p.maintenance?.stop();
+      for (const p of this.parts) {
+        p.maintenance?.stop();
+        p.service.close();
+      }
       await phase('leave', total / 8, async () => this.membership?.leave());
       if (this.membership?.isRunning) this.membership.stop();
       this.host?.stop();
