@@ -21,16 +21,16 @@ function sameRevisions(a: KvResponse, b: KvResponse): boolean {
 
 /**
  * A read of keys in several partitions (MGET, EXISTS) as one atomic cut
- * with respect to transactions across partitions, by double reading: each
- * partition answers its keys' mod revisions and then the read itself (one
- * pipeline: the read sees the same or a later state), then every partition
- * answers the revisions again. When no revision moved between the two
- * rounds, every key held the value read throughout an instant between them
- * (the end of the first round), so the parts form one cut; a transaction
- * that committed before that instant had laid its intents everywhere, and a
- * read meeting an intent resolves it (a new revision), so it cannot be seen
- * in part. Otherwise it reads again, up to {@link ATOMIC_READ_ATTEMPTS}
- * times, then answers TRYAGAIN.
+ * with respect to transactions across partitions, by reading twice: in each
+ * round every partition answers its keys' mod revisions and then the read
+ * itself (one pipeline: the read sees the same state or a later one). When
+ * no revision moved from one round to the next, every key held the value
+ * the first of the two rounds read throughout an instant between them, so
+ * those parts form one cut: a transaction that committed before that
+ * instant had laid its intents everywhere, and a read meeting an intent of
+ * a decided transaction resolves it first (a new revision), so it cannot be
+ * seen in part. Otherwise the later round becomes the first of the next
+ * pair, up to {@link ATOMIC_READ_ATTEMPTS} rounds, then it answers TRYAGAIN.
  */
 export async function atomicRead(
   req: Extract<KvClientRequest, { kind: 'read' }>,
@@ -39,16 +39,29 @@ export async function atomicRead(
   merge: (answers: KvResponse[]) => KvResponse,
   attempts = ATOMIC_READ_ATTEMPTS,
 ): Promise<KvResponse> {
-  const keysOf = (s: RouteSplit) => s.indexes.map((i) => req.keys[i]!);
-  const revisions = (s: RouteSplit): KvClientRequest => ({ kind: 'read', op: 'revisions', keys: keysOf(s) });
+  const round = async (): Promise<KvResponse[][] | KvResponse> => {
+    const answers = await Promise.all(
+      splits.map((s) => {
+        const keys = s.indexes.map((i) => req.keys[i]!);
+        return pipeline(s.group, [
+          { kind: 'read', op: 'revisions', keys },
+          { ...req, keys },
+        ]);
+      }),
+    );
+    return failed(answers.flat()) ?? answers;
+  };
+  const first = await round();
+  if (!Array.isArray(first)) return first;
+  let previous: KvResponse[][] = first;
   for (let attempt = 0; attempt < attempts; attempt++) {
-    const first = await Promise.all(splits.map((s) => pipeline(s.group, [revisions(s), { ...req, keys: keysOf(s) }])));
-    const bad = failed(first.flat());
-    if (bad) return bad;
-    const second = await Promise.all(splits.map((s) => pipeline(s.group, [revisions(s)])));
-    const bad2 = failed(second.flat());
-    if (bad2) return bad2;
-    if (first.every((answers, i) => sameRevisions(answers[0]!, second[i]![0]!))) return merge(first.map((a) => a[1]!));
+    const next = await round();
+    if (!Array.isArray(next)) return next;
+    const before = previous;
+    if (next.every((answers, i) => sameRevisions(before[i]![0]!, answers[0]!))) {
+      return merge(before.map((answers) => answers[1]!));
+    }
+    previous = next;
   }
   // Redis Cluster's word for "retry later", as the transaction coordinator answers after repeated conflicts.
   return {
