@@ -21,6 +21,7 @@ import {
   KvService,
   KvStateMachine,
   type MetaState,
+  type NodeRecord,
   SlotMap,
   WatchHub,
   moveQuorumRefusal,
@@ -33,7 +34,7 @@ import {
 import type { MembershipHost } from '@cohort/membership';
 import { RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
-import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
+import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
@@ -44,6 +45,7 @@ import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
 import { checkClusterId as checkJoinedCluster, joinThrough } from './join-client.js';
+import { joinProof, joinProofRefusal } from './join-proof.js';
 import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { limitKv } from './limits.js';
@@ -321,7 +323,7 @@ export class CohortNode {
     }
     const joined =
       joinAddress !== undefined && recorded === undefined
-        ? await joinThrough(joinAddress, this.joinRequest())
+        ? await joinThrough(joinAddress, await this.joinRequest())
         : undefined;
     const layout = joined
       ? recordLayout(node.dataDir, {
@@ -358,7 +360,11 @@ export class CohortNode {
     });
     this.transport = transport;
     for (const m of cluster.initialMembers) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
-    for (const m of joined?.members ?? []) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
+    for (const m of joined?.members ?? []) {
+      if (m.id === node.id) continue;
+      transport.addPeer(m.id, m.peerAddress);
+      if (m.peerId !== undefined) transport.pinPeer(m.id, m.peerId);
+    }
     const host = new RaftHost({
       id: node.id,
       store: this.store,
@@ -559,10 +565,16 @@ export class CohortNode {
     });
     const membership = this.membership;
     // Addresses of members that joined after this node started: from the registry.
-    meta.sm.onChange((state) => {
-      for (const n of Object.values(state.nodes)) if (n.id !== node.id) transport.addPeer(n.id, n.peerAddress);
-    });
-    for (const n of Object.values(meta.state.nodes)) if (n.id !== node.id) transport.addPeer(n.id, n.peerAddress);
+    // Registered identities are pinned: only the peer id a node registered with may speak for it.
+    const admit = (nodes: Iterable<NodeRecord>): void => {
+      for (const n of nodes) {
+        if (n.id === node.id) continue;
+        transport.addPeer(n.id, n.peerAddress);
+        if (n.peerId !== undefined) transport.pinPeer(n.id, n.peerId);
+      }
+    };
+    meta.sm.onChange((state) => admit(Object.values(state.nodes)));
+    admit(Object.values(meta.state.nodes));
     alive = (id) => id === node.id || membership.members().some((m) => m.id === id && m.state === 'alive');
     this.leaderHint = (p) => {
       let best: { leader: NodeId; term: number } | undefined;
@@ -886,16 +898,20 @@ export class CohortNode {
   }
 
   /** What this node tells the member it joins through. */
-  private joinRequest(): JoinRequest {
+  private async joinRequest(): Promise<JoinRequest> {
     const { node } = this.options.config;
-    return {
+    const req: JoinRequest = {
       id: node.id,
+      peerId: await localPeerId(node.dataDir),
       peerAddress: node.advertiseAddress ?? node.peerAddress,
       http: node.httpAddress,
       resp: node.clientAddress,
       tags: { ...(this.options.tags ?? {}) },
       startedAt: Date.now(),
     };
+    const secret = this.options.security.clusterSecret;
+    if (secret !== undefined) req.proof = joinProof(secret, req);
+    return req;
   }
 
   /**
@@ -913,8 +929,20 @@ export class CohortNode {
         'the cluster is not founded yet (its meta group has no map); retry shortly',
       );
     }
+    const refusal = joinProofRefusal(this.options.security.clusterSecret, req);
+    if (refusal !== undefined) {
+      this.log.warn('refused a join', { node: req.id, peerId: req.peerId, address: req.peerAddress, reason: refusal });
+      throw new ApiError(403, 'JOIN_REFUSED', refusal);
+    }
     const state = meta.state;
     const existing = state.nodes[req.id];
+    if (existing?.peerId !== undefined && existing.peerId !== req.peerId) {
+      throw new ApiError(
+        409,
+        'NODE_ID_IN_USE',
+        `node id ${req.id} is already in use in cluster ${state.clusterId} by another identity (peer id ${existing.peerId}): start the new node with another --id, or with the data directory (peer-key) of that node`,
+      );
+    }
     if (existing !== undefined) {
       const live = this.membership?.members().some((m) => m.id === req.id && m.state === 'alive') ?? false;
       const holds = state.partitions.filter((p) => p.replicas.some((r) => r.node === req.id)).length;
@@ -930,6 +958,7 @@ export class CohortNode {
       type: 'register',
       node: {
         id: req.id,
+        peerId: req.peerId,
         peerAddress: req.peerAddress,
         http: req.http,
         resp: req.resp,
@@ -939,14 +968,19 @@ export class CohortNode {
     });
     if (!res.ok) throw new ApiError(409, 'JOIN_REFUSED', res.reason);
     this.transport?.addPeer(req.id, req.peerAddress);
-    this.log.info('node admitted to the cluster', { node: req.id, address: req.peerAddress });
+    this.transport?.pinPeer(req.id, req.peerId);
+    this.log.info('node admitted to the cluster', { node: req.id, peerId: req.peerId, address: req.peerAddress });
     const after = meta.state;
     return {
       clusterId: after.clusterId,
       partitions: after.partitions.length,
       replicationFactor: after.replicationFactor,
       replicas: after.partitions.map((p) => votersOf(p)),
-      members: Object.values(after.nodes).map((n) => ({ id: n.id, peerAddress: n.peerAddress })),
+      members: Object.values(after.nodes).map((n) => ({
+        id: n.id,
+        peerAddress: n.peerAddress,
+        ...(n.peerId !== undefined ? { peerId: n.peerId } : {}),
+      })),
     };
   }
 

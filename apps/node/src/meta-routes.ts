@@ -5,11 +5,15 @@ import type { FastifyInstance } from 'fastify';
 /** What a node asks a member when it joins (`POST /v1/cluster/join`). */
 export interface JoinRequest {
   id: NodeId;
+  /** The joining node's libp2p peer id: the registry pins it, and peers accept only that identity for `id`. */
+  peerId: string;
   peerAddress: string;
   http: string;
   resp: string;
   tags: Record<string, string>;
   startedAt: number;
+  /** When the cluster has a secret: proof that the joining node holds it (see join-proof.ts). */
+  proof?: string;
 }
 
 /** What a member answers a node it admitted. */
@@ -20,7 +24,7 @@ export interface JoinAnswer {
   /** Per partition, its voters now (the joining node records them as its layout). */
   replicas: NodeId[][];
   /** Every registered node, to dial and to gossip with. */
-  members: { id: NodeId; peerAddress: string }[];
+  members: { id: NodeId; peerAddress: string; peerId?: string }[];
 }
 
 /** The meta group's operations as the HTTP front end exposes them. */
@@ -37,13 +41,15 @@ const joinBody = {
   type: 'object',
   properties: {
     id: { type: 'string', pattern: idPattern },
+    peerId: { type: 'string', pattern: '^[A-Za-z0-9]{16,128}$' },
     peerAddress: { type: 'string', pattern: addressPattern },
     http: { type: 'string', maxLength: 300 },
     resp: { type: 'string', maxLength: 300 },
     tags: { type: 'object', additionalProperties: { type: 'string', maxLength: 256 }, maxProperties: 32 },
     startedAt: { type: 'number', minimum: 0 },
+    proof: { type: 'string', pattern: '^[0-9a-f]{64}$' },
   },
-  required: ['id', 'peerAddress', 'http', 'resp', 'tags', 'startedAt'],
+  required: ['id', 'peerId', 'peerAddress', 'http', 'resp', 'tags', 'startedAt'],
   additionalProperties: false,
 } as const;
 

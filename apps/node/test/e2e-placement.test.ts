@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
-import { CLI, ProcCluster, type ProcNode, freePorts, poll } from './helpers/processes.js';
+import { CLI, ProcCluster, type ProcNode, freePorts, poll, runToExit } from './helpers/processes.js';
 
 /** `GET /v1/meta`: the registry and the partition map. */
 interface Meta {
@@ -82,27 +82,6 @@ function settled(m: Meta, r: number, excluded: string[] = []): boolean {
 }
 
 const held = (m: Meta, id: string): number => m.partitions.filter((p) => p.replicas.some((r) => r.node === id)).length;
-
-/** Runs `cohort start` with `args` and resolves with its exit code and stderr once it exits. */
-function runToExit(args: string[], ms = 20_000): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`cohort start ${args.join(' ')} did not exit within ${ms} ms: ${stderr.slice(-2000)}`));
-    }, ms);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 beforeAll(async () => {
   cluster = await ProcCluster.create(5, [

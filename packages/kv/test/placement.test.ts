@@ -107,6 +107,10 @@ describe('meta state', () => {
     expect(applyMeta(s, { type: 'register', node: { ...node('d', 60), peerId: 'P2' } })).toMatchObject({ ok: false });
     expect(applyMeta(s, { type: 'register', node: { ...node('d', 70), peerId: 'P1', http: 'h' } }).ok).toBe(true);
     expect(s.nodes.d).toMatchObject({ startedAt: 70, http: 'h' });
+    // A registration that names no peer id keeps the pinned one.
+    expect(applyMeta(s, { type: 'register', node: node('d', 80) }).ok).toBe(true);
+    expect(s.nodes.d).toMatchObject({ startedAt: 80, peerId: 'P1' });
+    expect(applyMeta(s, { type: 'register', node: { ...node('d', 90), peerId: 'P2' } })).toMatchObject({ ok: false });
     expect(applyMeta(s, { type: 'deregister', id: 'a' })).toMatchObject({ ok: false });
     expect(applyMeta(s, { type: 'deregister', id: 'd' }).ok).toBe(true);
   });
