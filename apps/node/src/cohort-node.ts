@@ -51,7 +51,7 @@ import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
-import { MetaService } from './meta-service.js';
+import { META_GROUP, MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
@@ -805,6 +805,10 @@ export class CohortNode {
       partitions: () => this.partitions(),
       meta: {
         state: () => meta.state,
+        leader: () => {
+          const s = host.status(META_GROUP);
+          return { leader: s.leader || undefined, term: s.term };
+        },
         join: (req) => this.admitJoin(req),
         leave: (id) => this.markLeaving(id),
       },

@@ -30,6 +30,8 @@ export interface JoinAnswer {
 /** The meta group's operations as the HTTP front end exposes them. */
 export interface MetaApi {
   state(): Readonly<MetaState>;
+  /** The meta group's leader and term as this node sees them (no leader: undefined). */
+  leader(): { leader: NodeId | undefined; term: number };
   join(req: JoinRequest): Promise<JoinAnswer>;
   leave(id: NodeId): Promise<{ node: NodeId; replicas: number }>;
 }
@@ -62,8 +64,16 @@ const joinBody = {
 export function registerMetaRoutes(app: FastifyInstance, meta: MetaApi): void {
   app.get(
     '/v1/meta',
-    { schema: { summary: 'The node registry and the partition map (replicas, roles, epochs) from the meta group' } },
-    async () => meta.state(),
+    {
+      schema: {
+        summary:
+          "The node registry and the partition map (replicas, roles, epochs) from the meta group, with the meta group's leader and term as this node sees them",
+      },
+    },
+    async () => {
+      const { leader, term } = meta.leader();
+      return { ...meta.state(), ...(leader !== undefined ? { leader } : {}), term };
+    },
   );
   app.post<{ Body: JoinRequest }>(
     '/v1/cluster/join',
