@@ -48,6 +48,7 @@ import { checkClusterId as checkJoinedCluster, joinThrough } from './join-client
 import { joinProof, joinProofRefusal } from './join-proof.js';
 import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
+import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
@@ -182,6 +183,8 @@ export class CohortNode {
   private host: RaftHost | undefined;
   /** Which partitions wait with no commit progress (`stuck` in GET /v1/partitions). */
   private readonly stuck: StuckDetector;
+  /** Leader changes and failovers of the groups replicated here, for `GET /v1/partitions` and metrics. */
+  private readonly leaders = new LeaderHistory();
   private transport: Libp2pTransport | undefined;
   private resp: RespServer | undefined;
   private http: FastifyInstance | undefined;
@@ -294,6 +297,7 @@ export class CohortNode {
         ...(s.quiescent !== undefined ? { quiescent: s.quiescent } : {}),
         ...(s.quorum ? { quorum: s.quorum.state } : {}),
         stuck: this.stuck.observe(p.group, s.commit, s.lastIndex, Date.now()),
+        ...this.leaders.watermarks(p.group, Date.now()),
       };
     });
   }
@@ -644,6 +648,7 @@ export class CohortNode {
     );
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
+    this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {
       const address = memberAddress(cc.context);
       for (const c of cc.changes) {
@@ -655,7 +660,8 @@ export class CohortNode {
     // p0 always lives here with one partition (every node replicates it); of several, each node serves its own.
     const p0 = this.parts[0]!;
     let leading = false;
-    host.onLeaderChange = (group, _leader, role) => {
+    host.onLeaderChange = (group, leader, role) => {
+      this.leaders.observe(group, leader, Date.now());
       if (group === this.first?.group) leading = role === 'leader';
     };
     // With several partitions, each node gossips the partitions it leads (`leads`: partition:term,...),
@@ -1289,6 +1295,14 @@ export interface PartitionStatus {
   quorum?: string;
   /** Entries wait past the commit index and the commit has not moved for `stuckAfterMs` (10 s by default). */
   stuck?: boolean;
+  /** How long the current leader has led, as this node knows it (ms). */
+  leaderForMs?: number;
+  /** How long the partition has had no leader this node knows of (ms). */
+  leaderlessForMs?: number;
+  /** The last failover this node saw: from losing the leader to knowing the next one (ms). */
+  lastFailoverMs?: number;
+  /** Leader changes this node saw since it started. */
+  leaderChanges?: number;
 }
 
 /**

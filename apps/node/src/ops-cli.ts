@@ -322,7 +322,11 @@ export function registerOpsCommands(program: Command): void {
         leader?: string;
         term?: number;
         stuck?: boolean;
+        leaderForMs?: number;
+        leaderlessForMs?: number;
+        lastFailoverMs?: number;
       }[];
+      const secs = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 0)} s`;
       const map = (m.partitions ?? []) as {
         replicas: { node: string; role: string }[];
         epoch: number;
@@ -336,6 +340,9 @@ export function registerOpsCommands(program: Command): void {
           `p${i}`.padEnd(6) +
             `epoch ${String(p.epoch).padEnd(5)} leader ${(v?.leader || '?').padEnd(10)} ${replicas}` +
             (p.move ? `  (moving ${p.move.from} -> ${p.move.to})` : '') +
+            (v?.leaderForMs !== undefined ? `  leader for ${secs(v.leaderForMs)}` : '') +
+            (v?.leaderlessForMs !== undefined ? `  NO LEADER for ${secs(v.leaderlessForMs)}` : '') +
+            (v?.lastFailoverMs !== undefined ? `, last failover ${secs(v.lastFailoverMs)}` : '') +
             (v?.stuck ? '  STUCK: proposals wait with no commit progress' : ''),
         );
       });

@@ -260,6 +260,14 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
       }),
     );
     await poll('some writes acknowledged', 30_000, async () => (acked.size >= 20 ? true : undefined));
+    // The partitions n3 leads, as their replicas see them.
+    const views = async (n: ProcNode) =>
+      (
+        (await (await fetch(`http://127.0.0.1:${n.http}/v1/partitions`)).json()) as {
+          partitions: { partition: number; leader?: string; local: boolean; lastFailoverMs?: number }[];
+        }
+      ).partitions;
+    const led = (await views(n3)).filter((p) => p.local && p.leader === 'n3').map((p) => p.partition);
     await cluster.kill(n3);
     const after = await poll('every partition back to 3 voters, none on n3', 45_000, async () => {
       const m = await meta(n1);
@@ -272,6 +280,14 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     });
     stop = true;
     await load;
+    // Each partition n3 led failed over, and a surviving replica timed it.
+    const survivors = cluster.nodes.filter((n) => n !== n3 && n.child?.exitCode === null);
+    const seen = (await Promise.all(survivors.map(views))).flat();
+    for (const i of led) {
+      const timed = seen.filter((p) => p.partition === i && p.local && p.lastFailoverMs !== undefined);
+      expect(timed.length, `p${i}: a survivor's lastFailoverMs`).toBeGreaterThan(0);
+      for (const p of timed) expect(p.lastFailoverMs).toBeLessThan(30_000);
+    }
     // Each repaired partition went through learner -> voter -> removal: three epochs at least.
     for (const i of hit) expect(after.partitions[i]!.epoch).toBeGreaterThanOrEqual(before.partitions[i]!.epoch + 3);
     const reader = plain(n1.resp);
