@@ -27,6 +27,7 @@ import {
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
+  replacementTarget,
   serveDigestRequests,
   serveForwardedRequests,
   votersOf,
@@ -1033,11 +1034,14 @@ export class CohortNode {
     return { partition: index, leader };
   }
 
-  /** Records the move of partition `index`'s replica from `from` to `to` in the meta group (placement carries it out). */
+  /**
+   * Records the move of partition `index`'s replica from `from` to `to` in the meta group (placement
+   * carries it out); without `to`, the replacement target placement would pick.
+   */
   private async movePartitionReplica(
     index: number,
     from: NodeId,
-    to: NodeId,
+    target: NodeId | undefined,
   ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }> {
     if (this.parts.length <= 1) {
       throw new OperationRefusedError(
@@ -1048,6 +1052,7 @@ export class CohortNode {
     if (meta === undefined || meta.state.clusterId === '') {
       throw new UnavailableError('the cluster is not founded yet (its meta group has no map); retry shortly');
     }
+    const to = target ?? this.replacementFor(meta.state as MetaState, index, from);
     const refusal =
       moveRefusal(meta.state as MetaState, index, from, to) ??
       moveQuorumRefusal(meta.state.partitions[index]!, index, from, to, (id) => this.isAlive(id));
@@ -1056,6 +1061,25 @@ export class CohortNode {
     if (!res.ok) throw new OperationRefusedError(res.reason);
     this.log.info('partition replica move recorded', { partition: index, from, to });
     return { partition: index, from, to, epoch: res.epoch ?? meta.state.partitions[index]!.epoch };
+  }
+
+  /** The node a forced replacement of `from`'s replica of partition `index` goes to; refused when there is none. */
+  private replacementFor(state: MetaState, index: number, from: NodeId): NodeId {
+    const p = state.partitions[index];
+    if (p === undefined)
+      throw new OperationRefusedError(`partition ${index} does not exist (${state.partitions.length} partitions)`);
+    if (!p.replicas.some((r) => r.node === from)) {
+      throw new OperationRefusedError(
+        `${from} holds no replica of partition ${index} (replicas: ${p.replicas.map((r) => r.node).join(', ')})`,
+      );
+    }
+    const to = replacementTarget(state, index, from, (id) => this.isAlive(id));
+    if (to === undefined) {
+      throw new OperationRefusedError(
+        `no live node can take ${from}'s replica of partition ${index}: every live node holds one or is leaving; add a node first`,
+      );
+    }
+    return to;
   }
 
   /** Marks `id` as leaving: the placement controller moves its replicas away (`cohort leave`). */

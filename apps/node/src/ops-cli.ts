@@ -373,6 +373,39 @@ export function registerOpsCommands(program: Command): void {
       say(o.json ? JSON.stringify(out, null, 2) : `p${p}: ${String(out.leader)} leads`);
     }),
   );
+  /** Records a move (or, without `to`, a forced replacement), then waits until placement carried it out. */
+  const moveAndWait = async (
+    o: Target & { wait: boolean; waitMs: string },
+    p: number,
+    from: string,
+    to: string | undefined,
+    what: string,
+  ): Promise<void> => {
+    const out = await json(o, 'POST', '/v1/admin/partitions/move', { partition: p, from, ...(to ? { to } : {}) }, what);
+    const target = String(out.to);
+    say(`p${p}: move from ${from} to ${target} recorded at epoch ${String(out.epoch)}`);
+    if (!o.wait) return;
+    const deadline = Date.now() + Number(o.waitMs);
+    for (;;) {
+      const m = (await json(o, 'GET', '/v1/meta')) as {
+        partitions: { replicas: { node: string; role: string }[]; epoch: number; move?: unknown }[];
+      };
+      const e = m.partitions[p];
+      const done =
+        e !== undefined &&
+        e.move === undefined &&
+        !e.replicas.some((r) => r.node === from) &&
+        e.replicas.some((r) => r.node === target && r.role === 'voter');
+      if (done) {
+        say(`p${p}: moved to ${target} (epoch ${e.epoch}; replicas ${e.replicas.map((r) => r.node).join(', ')})`);
+        return;
+      }
+      if (Date.now() > deadline) {
+        throw new CliError(`p${p}: the move is not done after ${o.waitMs} ms; see cohort partitions`, EXIT.unavailable);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  };
   example(
     targetOptions(
       partitions
@@ -390,33 +423,25 @@ export function registerOpsCommands(program: Command): void {
     run(async (partition: string, _o: unknown, cmd: Command) => {
       const o = cmd.optsWithGlobals() as Target & { from: string; to: string; wait: boolean; waitMs: string };
       const p = partitionNumber(partition);
-      const what = `partitions move ${p} --from ${o.from} --to ${o.to}`;
-      const out = await json(o, 'POST', '/v1/admin/partitions/move', { partition: p, from: o.from, to: o.to }, what);
-      say(`p${p}: move from ${o.from} to ${o.to} recorded at epoch ${String(out.epoch)}`);
-      if (!o.wait) return;
-      const deadline = Date.now() + Number(o.waitMs);
-      for (;;) {
-        const m = (await json(o, 'GET', '/v1/meta')) as {
-          partitions: { replicas: { node: string; role: string }[]; epoch: number; move?: unknown }[];
-        };
-        const e = m.partitions[p];
-        const done =
-          e !== undefined &&
-          e.move === undefined &&
-          !e.replicas.some((r) => r.node === o.from) &&
-          e.replicas.some((r) => r.node === o.to && r.role === 'voter');
-        if (done) {
-          say(`p${p}: moved to ${o.to} (epoch ${e.epoch}; replicas ${e.replicas.map((r) => r.node).join(', ')})`);
-          return;
-        }
-        if (Date.now() > deadline) {
-          throw new CliError(
-            `p${p}: the move is not done after ${o.waitMs} ms; see cohort partitions`,
-            EXIT.unavailable,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 300));
-      }
+      await moveAndWait(o, p, o.from, o.to, `partitions move ${p} --from ${o.from} --to ${o.to}`);
+    }),
+  );
+  example(
+    targetOptions(
+      partitions
+        .command('replace <partition> <node>')
+        .description(
+          "force the replacement of <node>'s replica of partition <partition> now, without waiting for the grace period: the cluster picks a live node as placement would (no replica of it, an unused zone, least loaded), adds it as a learner, promotes it and removes <node>'s replica; waits until done",
+        )
+        .option('--no-wait', 'return once the replacement is recorded')
+        .option('--wait-ms <n>', 'how long to wait for it to complete', '120000'),
+    ),
+    'cohort partitions replace 3 n2',
+  ).action(
+    run(async (partition: string, node: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { wait: boolean; waitMs: string };
+      const p = partitionNumber(partition);
+      await moveAndWait(o, p, node, undefined, `partitions replace ${p} ${node}`);
     }),
   );
 

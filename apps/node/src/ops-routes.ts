@@ -31,11 +31,14 @@ export interface OpsApi {
   /**
    * Records in the meta group the move of partition `partition`'s replica from `from` to `to`, which
    * the placement controller carries out; refused when the target holds it or a quorum would be lost.
+   * Without `to`, a replacement is forced: the node picks the target as placement would (a live node
+   * holding no replica of the partition, in an unused zone, least loaded), without waiting for a
+   * grace period to pass.
    */
   movePartitionReplica(
     partition: number,
     from: NodeId,
-    to: NodeId,
+    to: NodeId | undefined,
   ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
   openBackup(partition?: number): Promise<{ group: string; reader: SnapshotReader }>;
@@ -351,12 +354,12 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
       }
     },
   );
-  app.post<{ Body: { partition: number; from: string; to: string } }>(
+  app.post<{ Body: { partition: number; from: string; to?: string } }>(
     '/v1/admin/partitions/move',
     {
       schema: {
         summary:
-          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds, promotes, removes)",
+          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds, promotes, removes); without `to`, forces the replacement of `from`'s replica on a node placement picks",
         body: {
           type: 'object',
           properties: {
@@ -364,7 +367,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
             from: { type: 'string', minLength: 1, maxLength: 256 },
             to: { type: 'string', minLength: 1, maxLength: 256 },
           },
-          required: ['partition', 'from', 'to'],
+          required: ['partition', 'from'],
           additionalProperties: false,
         },
       },

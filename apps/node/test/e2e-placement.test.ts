@@ -232,7 +232,22 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     // Learner, promotion, removal: one epoch each.
     expect(p.epoch).toBe(m.partitions[i]!.epoch + 3);
     expect(p.move).toBeUndefined();
-  }, 40_000);
+    // A forced replacement of the moved replica: the cluster picks a node that holds none (here the source).
+    const notHolder = await cohort(['partitions', 'replace', String(i), from, ...http]);
+    expect(notHolder.code).toBe(5);
+    expect(notHolder.stderr).toContain(`${from} holds no replica of partition ${i}`);
+    const replaced = await cohort(['partitions', 'replace', String(i), to, '--wait-ms', '20000', ...http]);
+    expect(replaced.stderr).toBe('');
+    expect(replaced.code).toBe(0);
+    const picked = /move from \S+ to (\S+) recorded/.exec(replaced.stdout)?.[1];
+    expect(picked).toBeDefined();
+    expect(p.replicas.map((r) => r.node)).not.toContain(picked);
+    expect(replaced.stdout).toContain(`p${i}: moved to ${picked}`);
+    const last = (await meta(n1))!.partitions[i]!;
+    expect(last.replicas.map((r) => r.node).sort()).toEqual(
+      [...p.replicas.map((r) => r.node).filter((x) => x !== to), picked!].sort(),
+    );
+  }, 60_000);
 
   it('replaces a SIGKILLed node under write load: 3 live replicas per partition, epochs advanced, no acknowledged write lost', async () => {
     const [n1, , n3] = cluster.nodes as [ProcNode, ProcNode, ProcNode];

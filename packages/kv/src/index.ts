@@ -124,3 +124,4 @@ export {
   nodeViews,
   planPlacement,
 } from './placement/controller.js';
+export { replacementTarget } from './placement/replacement.js';
