@@ -33,7 +33,7 @@ import {
   votersOf,
 } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
-import { RaftHost } from '@cohort/raft';
+import { type CatchUp, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
@@ -832,6 +832,7 @@ export class CohortNode {
         transferLeadership: (to) =>
           partitioned ? Promise.reject(unsupported('a leadership transfer')) : host.transferLeadership(p0.group, to),
         transferPartitionLeadership: (partition, to) => this.transferPartitionLeadership(partition, to),
+        catchUpReplica: async (partition, to) => this.catchUpReplica(partition, to),
         movePartitionReplica: (partition, from, to) => this.movePartitionReplica(partition, from, to),
         openBackup: async (partition) => {
           if (partitioned && partition === undefined) {
@@ -1032,6 +1033,17 @@ export class CohortNode {
     const leader = await host.transferLeadership(p.group, to);
     this.log.info('partition leadership transferred by an operator', { partition: index, to: leader });
     return { partition: index, leader };
+  }
+
+  /** On partition `index`'s leader: makes its replica on `node` catch up now (see RaftHost.catchUp). */
+  private catchUpReplica(index: number, node: NodeId): { partition: number } & CatchUp {
+    const p = this.parts[index];
+    if (p === undefined) {
+      throw new OperationRefusedError(`partition ${index} does not exist: this cluster has ${this.parts.length}`);
+    }
+    if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(index)?.leader);
+    const out = this.host!.catchUp(p.group, node);
+    return { partition: index, ...out };
   }
 
   /**

@@ -373,6 +373,42 @@ export function registerOpsCommands(program: Command): void {
       say(o.json ? JSON.stringify(out, null, 2) : `p${p}: ${String(out.leader)} leads`);
     }),
   );
+  example(
+    targetOptions(
+      partitions
+        .command('catch-up <partition> <node>')
+        .description(
+          "make <node>'s replica of partition <partition> catch up now (asked of any node, done by the partition's leader): a snapshot when the leader's log no longer holds its next entry, else its missing appends resent",
+        )
+        .option('--json', 'print the raw JSON'),
+    ),
+    'cohort partitions catch-up 3 n2',
+  ).action(
+    run(async (partition: string, node: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { json?: boolean };
+      const p = partitionNumber(partition);
+      const out = await admin(
+        o,
+        '/v1/admin/partitions/catch-up',
+        { partition: p, node },
+        `partitions catch-up ${p} ${node}`,
+      );
+      if (o.json) {
+        say(JSON.stringify(out, null, 2));
+        return;
+      }
+      const behind = Number(out.lastIndex) - Number(out.match);
+      const what =
+        out.action === 'snapshot'
+          ? 'a snapshot is on its way'
+          : out.action === 'probe'
+            ? 'its missing entries are being resent'
+            : 'it is caught up';
+      say(
+        `p${p}: ${node} was ${behind} entries behind (match ${String(out.match)}, last ${String(out.lastIndex)}): ${what}`,
+      );
+    }),
+  );
   /** Records a move (or, without `to`, a forced replacement), then waits until placement carried it out. */
   const moveAndWait = async (
     o: Target & { wait: boolean; waitMs: string },

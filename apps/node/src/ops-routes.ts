@@ -8,7 +8,7 @@ import {
   NotLeaderError,
   describeQuorumLoss,
 } from '@cohort/core';
-import { type MembershipChange, MembershipRefusedError, type SnapshotReader } from '@cohort/raft';
+import { type CatchUp, type MembershipChange, MembershipRefusedError, type SnapshotReader } from '@cohort/raft';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { BACKUP_CONTENT_TYPE, BackupFormatError, backupFrame, backupHeader, readBackup } from './backup-format.js';
 import type { NodeStatus } from './kv-api.js';
@@ -28,6 +28,11 @@ export interface OpsApi {
    * NotLeaderError naming it); refused (OperationRefusedError) for a target that is not a live voter.
    */
   transferPartitionLeadership(partition: number, to: NodeId): Promise<{ partition: number; leader: NodeId }>;
+  /**
+   * On the partition's leader: makes its replica on `node` catch up now (a snapshot streamed when the
+   * leader's log no longer holds its next entry, else its appends resent); NotLeaderError elsewhere.
+   */
+  catchUpReplica(partition: number, node: NodeId): Promise<{ partition: number } & CatchUp>;
   /**
    * Records in the meta group the move of partition `partition`'s replica from `from` to `to`, which
    * the placement controller carries out; refused when the target holds it or a quorum would be lost.
@@ -349,6 +354,31 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
     async (req, reply) => {
       try {
         return await ops.transferPartitionLeadership(req.body.partition, req.body.node);
+      } catch (err) {
+        return fail(reply, ops, err);
+      }
+    },
+  );
+  app.post<{ Body: { partition: number; node: string } }>(
+    '/v1/admin/partitions/catch-up',
+    {
+      schema: {
+        summary:
+          "Makes a partition's replica on a node catch up now: a snapshot when the leader's log no longer holds its next entry, else its appends resent (on the partition's leader; others answer NOT_LEADER naming it)",
+        body: {
+          type: 'object',
+          properties: {
+            partition: { type: 'integer', minimum: 0 },
+            node: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+          required: ['partition', 'node'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        return await ops.catchUpReplica(req.body.partition, req.body.node);
       } catch (err) {
         return fail(reply, ops, err);
       }

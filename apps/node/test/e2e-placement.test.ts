@@ -243,6 +243,17 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     expect(picked).toBeDefined();
     expect(p.replicas.map((r) => r.node)).not.toContain(picked);
     expect(replaced.stdout).toContain(`p${i}: moved to ${picked}`);
+    // An operator's catch-up of the new replica, asked of any node, done by the partition's leader.
+    const caught = await cohort(['partitions', 'catch-up', String(i), picked!, ...http]);
+    expect(caught.stderr).toBe('');
+    expect(caught.stdout).toMatch(
+      new RegExp(
+        `^p${i}: ${picked} was \\d+ entries behind .*: (it is caught up|its missing entries are being resent|a snapshot is on its way)`,
+      ),
+    );
+    const notReplica = await cohort(['partitions', 'catch-up', String(i), to, ...http]);
+    expect(notReplica.code).toBe(5);
+    expect(notReplica.stderr).toContain(`${to} is not a replica of p${i}`);
     const last = (await meta(n1))!.partitions[i]!;
     expect(last.replicas.map((r) => r.node).sort()).toEqual(
       [...p.replicas.map((r) => r.node).filter((x) => x !== to), picked!].sort(),
