@@ -1,6 +1,7 @@
 import { type MultiKvOperation, checkLinearizable, multiKvModel, prunedMultiKvHistory } from '@cohort/sim';
-import { Redis } from 'ioredis';
+import { diagnose } from './cluster-diagnosis.js';
 import { type ProcCluster, type ProcNode, poll } from './processes.js';
+import { Rotating } from './rotating-redis.js';
 import { type TxnAnswer, keysOverPartitions } from './txn-keys.js';
 
 /** What a bank run saw (see {@link runBank}). */
@@ -40,39 +41,6 @@ interface Transfer {
   amount: number;
   /** acked: answered applied; failed: answered not applied; unknown: no answer. */
   state: 'acked' | 'failed' | 'unknown';
-}
-
-/** A RESP connection that moves to the next node when its node fails. */
-class Rotating {
-  private at: number;
-  r: Redis;
-  constructor(
-    private readonly nodes: ProcNode[],
-    start: number,
-  ) {
-    this.at = start;
-    this.r = this.open();
-  }
-  private open(): Redis {
-    const node = this.nodes[this.at % this.nodes.length]!;
-    const r = new Redis({
-      port: node.resp,
-      host: '127.0.0.1',
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      commandTimeout: 8000,
-    });
-    r.on('error', () => {});
-    return r;
-  }
-  rotate(): void {
-    this.r.disconnect();
-    this.at++;
-    this.r = this.open();
-  }
-  close(): void {
-    this.r.disconnect();
-  }
 }
 
 /** Errors after which a transaction surely applied nothing. */
@@ -391,43 +359,4 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
         ...cluster.nodes.map((n) => `${n.id}: ${n.log.slice(-1500)}`),
       ].join('\n'),
   };
-}
-
-/** What each node says of the partitions, and how a GET of each account fares through each node. */
-async function diagnose(cluster: ProcCluster, accounts: string[]): Promise<string> {
-  const lines: string[] = [];
-  for (const n of cluster.nodes) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${n.http}/v1/partitions`, { signal: AbortSignal.timeout(3000) });
-      const ps = (
-        (await res.json()) as { partitions: { leader: string; term: number; commit: number; applied: number }[] }
-      ).partitions;
-      lines.push(
-        `${n.id} partitions: ${ps.map((p, i) => `p${i}:${p.leader}@${p.term} ${p.applied}/${p.commit}`).join(' ')}`,
-      );
-    } catch (err) {
-      lines.push(`${n.id} partitions: ${String(err)}`);
-    }
-    const gets = await Promise.all(
-      accounts.map(async (a) => {
-        const t = now();
-        try {
-          const res = await fetch(`http://127.0.0.1:${n.http}/v1/kv/${encodeURIComponent(a)}`, {
-            signal: AbortSignal.timeout(5000),
-          });
-          return `${a}:${res.status}(${Math.round(now() - t)}ms)`;
-        } catch (err) {
-          return `${a}:${String(err).slice(0, 40)}`;
-        }
-      }),
-    );
-    lines.push(`${n.id} gets: ${gets.join(' ')}`);
-    lines.push(
-      ...n.log
-        .split('\n')
-        .filter((l) => /"level":(40|50|60)/.test(l) && !/cannot reach peer|valid hello/.test(l))
-        .slice(-8),
-    );
-  }
-  return lines.join('\n');
 }
