@@ -21,19 +21,21 @@ import {
   KvService,
   KvStateMachine,
   type MetaState,
+  type NodeRecord,
   SlotMap,
   WatchHub,
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
+  replacementTarget,
   serveDigestRequests,
   serveForwardedRequests,
   votersOf,
 } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
-import { RaftHost } from '@cohort/raft';
+import { type CatchUp, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
-import { type Libp2pTransport, createLibp2pTransport } from '@cohort/transport';
+import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohort/transport';
 import type { FastifyInstance } from 'fastify';
 import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
@@ -44,12 +46,14 @@ import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
 import { instrumentKv } from './instrumented-kv.js';
 import { checkClusterId as checkJoinedCluster, joinThrough } from './join-client.js';
+import { joinProof, joinProofRefusal } from './join-proof.js';
 import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
+import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
-import { MetaService } from './meta-service.js';
+import { META_GROUP, MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
@@ -180,6 +184,8 @@ export class CohortNode {
   private host: RaftHost | undefined;
   /** Which partitions wait with no commit progress (`stuck` in GET /v1/partitions). */
   private readonly stuck: StuckDetector;
+  /** Leader changes and failovers of the groups replicated here, for `GET /v1/partitions` and metrics. */
+  private readonly leaders = new LeaderHistory();
   private transport: Libp2pTransport | undefined;
   private resp: RespServer | undefined;
   private http: FastifyInstance | undefined;
@@ -292,6 +298,7 @@ export class CohortNode {
         ...(s.quiescent !== undefined ? { quiescent: s.quiescent } : {}),
         ...(s.quorum ? { quorum: s.quorum.state } : {}),
         stuck: this.stuck.observe(p.group, s.commit, s.lastIndex, Date.now()),
+        ...this.leaders.watermarks(p.group, Date.now()),
       };
     });
   }
@@ -321,7 +328,7 @@ export class CohortNode {
     }
     const joined =
       joinAddress !== undefined && recorded === undefined
-        ? await joinThrough(joinAddress, this.joinRequest())
+        ? await joinThrough(joinAddress, await this.joinRequest())
         : undefined;
     const layout = joined
       ? recordLayout(node.dataDir, {
@@ -358,7 +365,11 @@ export class CohortNode {
     });
     this.transport = transport;
     for (const m of cluster.initialMembers) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
-    for (const m of joined?.members ?? []) if (m.id !== node.id) transport.addPeer(m.id, m.peerAddress);
+    for (const m of joined?.members ?? []) {
+      if (m.id === node.id) continue;
+      transport.addPeer(m.id, m.peerAddress);
+      if (m.peerId !== undefined) transport.pinPeer(m.id, m.peerId);
+    }
     const host = new RaftHost({
       id: node.id,
       store: this.store,
@@ -559,10 +570,16 @@ export class CohortNode {
     });
     const membership = this.membership;
     // Addresses of members that joined after this node started: from the registry.
-    meta.sm.onChange((state) => {
-      for (const n of Object.values(state.nodes)) if (n.id !== node.id) transport.addPeer(n.id, n.peerAddress);
-    });
-    for (const n of Object.values(meta.state.nodes)) if (n.id !== node.id) transport.addPeer(n.id, n.peerAddress);
+    // Registered identities are pinned: only the peer id a node registered with may speak for it.
+    const admit = (nodes: Iterable<NodeRecord>): void => {
+      for (const n of nodes) {
+        if (n.id === node.id) continue;
+        transport.addPeer(n.id, n.peerAddress);
+        if (n.peerId !== undefined) transport.pinPeer(n.id, n.peerId);
+      }
+    };
+    meta.sm.onChange((state) => admit(Object.values(state.nodes)));
+    admit(Object.values(meta.state.nodes));
     alive = (id) => id === node.id || membership.members().some((m) => m.id === id && m.state === 'alive');
     this.leaderHint = (p) => {
       let best: { leader: NodeId; term: number } | undefined;
@@ -632,6 +649,7 @@ export class CohortNode {
     );
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
+    this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {
       const address = memberAddress(cc.context);
       for (const c of cc.changes) {
@@ -643,7 +661,8 @@ export class CohortNode {
     // p0 always lives here with one partition (every node replicates it); of several, each node serves its own.
     const p0 = this.parts[0]!;
     let leading = false;
-    host.onLeaderChange = (group, _leader, role) => {
+    host.onLeaderChange = (group, leader, role) => {
+      this.leaders.observe(group, leader, Date.now());
       if (group === this.first?.group) leading = role === 'leader';
     };
     // With several partitions, each node gossips the partitions it leads (`leads`: partition:term,...),
@@ -793,6 +812,10 @@ export class CohortNode {
       partitions: () => this.partitions(),
       meta: {
         state: () => meta.state,
+        leader: () => {
+          const s = host.status(META_GROUP);
+          return { leader: s.leader || undefined, term: s.term };
+        },
         join: (req) => this.admitJoin(req),
         leave: (id) => this.markLeaving(id),
       },
@@ -809,6 +832,7 @@ export class CohortNode {
         transferLeadership: (to) =>
           partitioned ? Promise.reject(unsupported('a leadership transfer')) : host.transferLeadership(p0.group, to),
         transferPartitionLeadership: (partition, to) => this.transferPartitionLeadership(partition, to),
+        catchUpReplica: async (partition, to) => this.catchUpReplica(partition, to),
         movePartitionReplica: (partition, from, to) => this.movePartitionReplica(partition, from, to),
         openBackup: async (partition) => {
           if (partitioned && partition === undefined) {
@@ -886,16 +910,20 @@ export class CohortNode {
   }
 
   /** What this node tells the member it joins through. */
-  private joinRequest(): JoinRequest {
+  private async joinRequest(): Promise<JoinRequest> {
     const { node } = this.options.config;
-    return {
+    const req: JoinRequest = {
       id: node.id,
+      peerId: await localPeerId(node.dataDir),
       peerAddress: node.advertiseAddress ?? node.peerAddress,
       http: node.httpAddress,
       resp: node.clientAddress,
       tags: { ...(this.options.tags ?? {}) },
       startedAt: Date.now(),
     };
+    const secret = this.options.security.clusterSecret;
+    if (secret !== undefined) req.proof = joinProof(secret, req);
+    return req;
   }
 
   /**
@@ -913,8 +941,20 @@ export class CohortNode {
         'the cluster is not founded yet (its meta group has no map); retry shortly',
       );
     }
+    const refusal = joinProofRefusal(this.options.security.clusterSecret, req);
+    if (refusal !== undefined) {
+      this.log.warn('refused a join', { node: req.id, peerId: req.peerId, address: req.peerAddress, reason: refusal });
+      throw new ApiError(403, 'JOIN_REFUSED', refusal);
+    }
     const state = meta.state;
     const existing = state.nodes[req.id];
+    if (existing?.peerId !== undefined && existing.peerId !== req.peerId) {
+      throw new ApiError(
+        409,
+        'NODE_ID_IN_USE',
+        `node id ${req.id} is already in use in cluster ${state.clusterId} by another identity (peer id ${existing.peerId}): start the new node with another --id, or with the data directory (peer-key) of that node`,
+      );
+    }
     if (existing !== undefined) {
       const live = this.membership?.members().some((m) => m.id === req.id && m.state === 'alive') ?? false;
       const holds = state.partitions.filter((p) => p.replicas.some((r) => r.node === req.id)).length;
@@ -930,6 +970,7 @@ export class CohortNode {
       type: 'register',
       node: {
         id: req.id,
+        peerId: req.peerId,
         peerAddress: req.peerAddress,
         http: req.http,
         resp: req.resp,
@@ -939,14 +980,19 @@ export class CohortNode {
     });
     if (!res.ok) throw new ApiError(409, 'JOIN_REFUSED', res.reason);
     this.transport?.addPeer(req.id, req.peerAddress);
-    this.log.info('node admitted to the cluster', { node: req.id, address: req.peerAddress });
+    this.transport?.pinPeer(req.id, req.peerId);
+    this.log.info('node admitted to the cluster', { node: req.id, peerId: req.peerId, address: req.peerAddress });
     const after = meta.state;
     return {
       clusterId: after.clusterId,
       partitions: after.partitions.length,
       replicationFactor: after.replicationFactor,
       replicas: after.partitions.map((p) => votersOf(p)),
-      members: Object.values(after.nodes).map((n) => ({ id: n.id, peerAddress: n.peerAddress })),
+      members: Object.values(after.nodes).map((n) => ({
+        id: n.id,
+        peerAddress: n.peerAddress,
+        ...(n.peerId !== undefined ? { peerId: n.peerId } : {}),
+      })),
     };
   }
 
@@ -989,11 +1035,25 @@ export class CohortNode {
     return { partition: index, leader };
   }
 
-  /** Records the move of partition `index`'s replica from `from` to `to` in the meta group (placement carries it out). */
+  /** On partition `index`'s leader: makes its replica on `node` catch up now (see RaftHost.catchUp). */
+  private catchUpReplica(index: number, node: NodeId): { partition: number } & CatchUp {
+    const p = this.parts[index];
+    if (p === undefined) {
+      throw new OperationRefusedError(`partition ${index} does not exist: this cluster has ${this.parts.length}`);
+    }
+    if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(index)?.leader);
+    const out = this.host!.catchUp(p.group, node);
+    return { partition: index, ...out };
+  }
+
+  /**
+   * Records the move of partition `index`'s replica from `from` to `to` in the meta group (placement
+   * carries it out); without `to`, the replacement target placement would pick.
+   */
   private async movePartitionReplica(
     index: number,
     from: NodeId,
-    to: NodeId,
+    target: NodeId | undefined,
   ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }> {
     if (this.parts.length <= 1) {
       throw new OperationRefusedError(
@@ -1004,6 +1064,7 @@ export class CohortNode {
     if (meta === undefined || meta.state.clusterId === '') {
       throw new UnavailableError('the cluster is not founded yet (its meta group has no map); retry shortly');
     }
+    const to = target ?? this.replacementFor(meta.state as MetaState, index, from);
     const refusal =
       moveRefusal(meta.state as MetaState, index, from, to) ??
       moveQuorumRefusal(meta.state.partitions[index]!, index, from, to, (id) => this.isAlive(id));
@@ -1012,6 +1073,25 @@ export class CohortNode {
     if (!res.ok) throw new OperationRefusedError(res.reason);
     this.log.info('partition replica move recorded', { partition: index, from, to });
     return { partition: index, from, to, epoch: res.epoch ?? meta.state.partitions[index]!.epoch };
+  }
+
+  /** The node a forced replacement of `from`'s replica of partition `index` goes to; refused when there is none. */
+  private replacementFor(state: MetaState, index: number, from: NodeId): NodeId {
+    const p = state.partitions[index];
+    if (p === undefined)
+      throw new OperationRefusedError(`partition ${index} does not exist (${state.partitions.length} partitions)`);
+    if (!p.replicas.some((r) => r.node === from)) {
+      throw new OperationRefusedError(
+        `${from} holds no replica of partition ${index} (replicas: ${p.replicas.map((r) => r.node).join(', ')})`,
+      );
+    }
+    const to = replacementTarget(state, index, from, (id) => this.isAlive(id));
+    if (to === undefined) {
+      throw new OperationRefusedError(
+        `no live node can take ${from}'s replica of partition ${index}: every live node holds one or is leaving; add a node first`,
+      );
+    }
+    return to;
   }
 
   /** Marks `id` as leaving: the placement controller moves its replicas away (`cohort leave`). */
@@ -1251,6 +1331,14 @@ export interface PartitionStatus {
   quorum?: string;
   /** Entries wait past the commit index and the commit has not moved for `stuckAfterMs` (10 s by default). */
   stuck?: boolean;
+  /** How long the current leader has led, as this node knows it (ms). */
+  leaderForMs?: number;
+  /** How long the partition has had no leader this node knows of (ms). */
+  leaderlessForMs?: number;
+  /** The last failover this node saw: from losing the leader to knowing the next one (ms). */
+  lastFailoverMs?: number;
+  /** Leader changes this node saw since it started. */
+  leaderChanges?: number;
 }
 
 /**

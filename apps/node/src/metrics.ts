@@ -45,6 +45,18 @@ export class NodeMetrics {
     replied: this.proposalPhases.labels({ phase: 'replied' }),
   };
 
+  /**
+   * Failovers of the groups this node replicates, as it saw them: from knowing no leader after
+   * having one to knowing the next (see leader-history.ts), by group.
+   */
+  readonly failovers = new Histogram({
+    name: 'cohort_partition_failover_seconds',
+    help: 'Failovers seen by this node: from losing the leader of a group to knowing the next one, by group',
+    labelNames: ['group'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30],
+    registers: [this.registry],
+  });
+
   /** Consistency checks by verdict (`consistent`, `inconsistent`, `incomplete`). */
   readonly consistencyChecks = new Counter({
     name: 'cohort_consistency_checks_total',

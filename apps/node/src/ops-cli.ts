@@ -322,7 +322,11 @@ export function registerOpsCommands(program: Command): void {
         leader?: string;
         term?: number;
         stuck?: boolean;
+        leaderForMs?: number;
+        leaderlessForMs?: number;
+        lastFailoverMs?: number;
       }[];
+      const secs = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 0)} s`;
       const map = (m.partitions ?? []) as {
         replicas: { node: string; role: string }[];
         epoch: number;
@@ -336,6 +340,9 @@ export function registerOpsCommands(program: Command): void {
           `p${i}`.padEnd(6) +
             `epoch ${String(p.epoch).padEnd(5)} leader ${(v?.leader || '?').padEnd(10)} ${replicas}` +
             (p.move ? `  (moving ${p.move.from} -> ${p.move.to})` : '') +
+            (v?.leaderForMs !== undefined ? `  leader for ${secs(v.leaderForMs)}` : '') +
+            (v?.leaderlessForMs !== undefined ? `  NO LEADER for ${secs(v.leaderlessForMs)}` : '') +
+            (v?.lastFailoverMs !== undefined ? `, last failover ${secs(v.lastFailoverMs)}` : '') +
             (v?.stuck ? '  STUCK: proposals wait with no commit progress' : ''),
         );
       });
@@ -369,6 +376,75 @@ export function registerOpsCommands(program: Command): void {
   example(
     targetOptions(
       partitions
+        .command('catch-up <partition> <node>')
+        .description(
+          "make <node>'s replica of partition <partition> catch up now (asked of any node, done by the partition's leader): a snapshot when the leader's log no longer holds its next entry, else its missing appends resent",
+        )
+        .option('--json', 'print the raw JSON'),
+    ),
+    'cohort partitions catch-up 3 n2',
+  ).action(
+    run(async (partition: string, node: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { json?: boolean };
+      const p = partitionNumber(partition);
+      const out = await admin(
+        o,
+        '/v1/admin/partitions/catch-up',
+        { partition: p, node },
+        `partitions catch-up ${p} ${node}`,
+      );
+      if (o.json) {
+        say(JSON.stringify(out, null, 2));
+        return;
+      }
+      const behind = Number(out.lastIndex) - Number(out.match);
+      const what =
+        out.action === 'snapshot'
+          ? 'a snapshot is on its way'
+          : out.action === 'probe'
+            ? 'its missing entries are being resent'
+            : 'it is caught up';
+      say(
+        `p${p}: ${node} was ${behind} entries behind (match ${String(out.match)}, last ${String(out.lastIndex)}): ${what}`,
+      );
+    }),
+  );
+  /** Records a move (or, without `to`, a forced replacement), then waits until placement carried it out. */
+  const moveAndWait = async (
+    o: Target & { wait: boolean; waitMs: string },
+    p: number,
+    from: string,
+    to: string | undefined,
+    what: string,
+  ): Promise<void> => {
+    const out = await json(o, 'POST', '/v1/admin/partitions/move', { partition: p, from, ...(to ? { to } : {}) }, what);
+    const target = String(out.to);
+    say(`p${p}: move from ${from} to ${target} recorded at epoch ${String(out.epoch)}`);
+    if (!o.wait) return;
+    const deadline = Date.now() + Number(o.waitMs);
+    for (;;) {
+      const m = (await json(o, 'GET', '/v1/meta')) as {
+        partitions: { replicas: { node: string; role: string }[]; epoch: number; move?: unknown }[];
+      };
+      const e = m.partitions[p];
+      const done =
+        e !== undefined &&
+        e.move === undefined &&
+        !e.replicas.some((r) => r.node === from) &&
+        e.replicas.some((r) => r.node === target && r.role === 'voter');
+      if (done) {
+        say(`p${p}: moved to ${target} (epoch ${e.epoch}; replicas ${e.replicas.map((r) => r.node).join(', ')})`);
+        return;
+      }
+      if (Date.now() > deadline) {
+        throw new CliError(`p${p}: the move is not done after ${o.waitMs} ms; see cohort partitions`, EXIT.unavailable);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  };
+  example(
+    targetOptions(
+      partitions
         .command('move <partition>')
         .description(
           "move partition <partition>'s replica from one node to another: the cluster adds it as a learner, promotes it, then removes the source (refused if the target holds it or a quorum would be lost); waits until done",
@@ -383,33 +459,25 @@ export function registerOpsCommands(program: Command): void {
     run(async (partition: string, _o: unknown, cmd: Command) => {
       const o = cmd.optsWithGlobals() as Target & { from: string; to: string; wait: boolean; waitMs: string };
       const p = partitionNumber(partition);
-      const what = `partitions move ${p} --from ${o.from} --to ${o.to}`;
-      const out = await json(o, 'POST', '/v1/admin/partitions/move', { partition: p, from: o.from, to: o.to }, what);
-      say(`p${p}: move from ${o.from} to ${o.to} recorded at epoch ${String(out.epoch)}`);
-      if (!o.wait) return;
-      const deadline = Date.now() + Number(o.waitMs);
-      for (;;) {
-        const m = (await json(o, 'GET', '/v1/meta')) as {
-          partitions: { replicas: { node: string; role: string }[]; epoch: number; move?: unknown }[];
-        };
-        const e = m.partitions[p];
-        const done =
-          e !== undefined &&
-          e.move === undefined &&
-          !e.replicas.some((r) => r.node === o.from) &&
-          e.replicas.some((r) => r.node === o.to && r.role === 'voter');
-        if (done) {
-          say(`p${p}: moved to ${o.to} (epoch ${e.epoch}; replicas ${e.replicas.map((r) => r.node).join(', ')})`);
-          return;
-        }
-        if (Date.now() > deadline) {
-          throw new CliError(
-            `p${p}: the move is not done after ${o.waitMs} ms; see cohort partitions`,
-            EXIT.unavailable,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 300));
-      }
+      await moveAndWait(o, p, o.from, o.to, `partitions move ${p} --from ${o.from} --to ${o.to}`);
+    }),
+  );
+  example(
+    targetOptions(
+      partitions
+        .command('replace <partition> <node>')
+        .description(
+          "force the replacement of <node>'s replica of partition <partition> now, without waiting for the grace period: the cluster picks a live node as placement would (no replica of it, an unused zone, least loaded), adds it as a learner, promotes it and removes <node>'s replica; waits until done",
+        )
+        .option('--no-wait', 'return once the replacement is recorded')
+        .option('--wait-ms <n>', 'how long to wait for it to complete', '120000'),
+    ),
+    'cohort partitions replace 3 n2',
+  ).action(
+    run(async (partition: string, node: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { wait: boolean; waitMs: string };
+      const p = partitionNumber(partition);
+      await moveAndWait(o, p, node, undefined, `partitions replace ${p} ${node}`);
     }),
   );
 

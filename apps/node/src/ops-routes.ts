@@ -8,7 +8,7 @@ import {
   NotLeaderError,
   describeQuorumLoss,
 } from '@cohort/core';
-import { type MembershipChange, MembershipRefusedError, type SnapshotReader } from '@cohort/raft';
+import { type CatchUp, type MembershipChange, MembershipRefusedError, type SnapshotReader } from '@cohort/raft';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { BACKUP_CONTENT_TYPE, BackupFormatError, backupFrame, backupHeader, readBackup } from './backup-format.js';
 import type { NodeStatus } from './kv-api.js';
@@ -29,13 +29,21 @@ export interface OpsApi {
    */
   transferPartitionLeadership(partition: number, to: NodeId): Promise<{ partition: number; leader: NodeId }>;
   /**
+   * On the partition's leader: makes its replica on `node` catch up now (a snapshot streamed when the
+   * leader's log no longer holds its next entry, else its appends resent); NotLeaderError elsewhere.
+   */
+  catchUpReplica(partition: number, node: NodeId): Promise<{ partition: number } & CatchUp>;
+  /**
    * Records in the meta group the move of partition `partition`'s replica from `from` to `to`, which
    * the placement controller carries out; refused when the target holds it or a quorum would be lost.
+   * Without `to`, a replacement is forced: the node picks the target as placement would (a live node
+   * holding no replica of the partition, in an unused zone, least loaded), without waiting for a
+   * grace period to pass.
    */
   movePartitionReplica(
     partition: number,
     from: NodeId,
-    to: NodeId,
+    to: NodeId | undefined,
   ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
   openBackup(partition?: number): Promise<{ group: string; reader: SnapshotReader }>;
@@ -351,12 +359,37 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
       }
     },
   );
-  app.post<{ Body: { partition: number; from: string; to: string } }>(
+  app.post<{ Body: { partition: number; node: string } }>(
+    '/v1/admin/partitions/catch-up',
+    {
+      schema: {
+        summary:
+          "Makes a partition's replica on a node catch up now: a snapshot when the leader's log no longer holds its next entry, else its appends resent (on the partition's leader; others answer NOT_LEADER naming it)",
+        body: {
+          type: 'object',
+          properties: {
+            partition: { type: 'integer', minimum: 0 },
+            node: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+          required: ['partition', 'node'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        return await ops.catchUpReplica(req.body.partition, req.body.node);
+      } catch (err) {
+        return fail(reply, ops, err);
+      }
+    },
+  );
+  app.post<{ Body: { partition: number; from: string; to?: string } }>(
     '/v1/admin/partitions/move',
     {
       schema: {
         summary:
-          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds, promotes, removes)",
+          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds, promotes, removes); without `to`, forces the replacement of `from`'s replica on a node placement picks",
         body: {
           type: 'object',
           properties: {
@@ -364,7 +397,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
             from: { type: 'string', minLength: 1, maxLength: 256 },
             to: { type: 'string', minLength: 1, maxLength: 256 },
           },
-          required: ['partition', 'from', 'to'],
+          required: ['partition', 'from'],
           additionalProperties: false,
         },
       },

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
-import { CLI, ProcCluster, type ProcNode, freePorts, poll } from './helpers/processes.js';
+import { CLI, ProcCluster, type ProcNode, freePorts, poll, runToExit } from './helpers/processes.js';
 
 /** `GET /v1/meta`: the registry and the partition map. */
 interface Meta {
@@ -82,27 +82,6 @@ function settled(m: Meta, r: number, excluded: string[] = []): boolean {
 }
 
 const held = (m: Meta, id: string): number => m.partitions.filter((p) => p.replicas.some((r) => r.node === id)).length;
-
-/** Runs `cohort start` with `args` and resolves with its exit code and stderr once it exits. */
-function runToExit(args: string[], ms = 20_000): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`cohort start ${args.join(' ')} did not exit within ${ms} ms: ${stderr.slice(-2000)}`));
-    }, ms);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 beforeAll(async () => {
   cluster = await ProcCluster.create(5, [
@@ -253,7 +232,33 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     // Learner, promotion, removal: one epoch each.
     expect(p.epoch).toBe(m.partitions[i]!.epoch + 3);
     expect(p.move).toBeUndefined();
-  }, 40_000);
+    // A forced replacement of the moved replica: the cluster picks a node that holds none (here the source).
+    const notHolder = await cohort(['partitions', 'replace', String(i), from, ...http]);
+    expect(notHolder.code).toBe(5);
+    expect(notHolder.stderr).toContain(`${from} holds no replica of partition ${i}`);
+    const replaced = await cohort(['partitions', 'replace', String(i), to, '--wait-ms', '20000', ...http]);
+    expect(replaced.stderr).toBe('');
+    expect(replaced.code).toBe(0);
+    const picked = /move from \S+ to (\S+) recorded/.exec(replaced.stdout)?.[1];
+    expect(picked).toBeDefined();
+    expect(p.replicas.map((r) => r.node)).not.toContain(picked);
+    expect(replaced.stdout).toContain(`p${i}: moved to ${picked}`);
+    // An operator's catch-up of the new replica, asked of any node, done by the partition's leader.
+    const caught = await cohort(['partitions', 'catch-up', String(i), picked!, ...http]);
+    expect(caught.stderr).toBe('');
+    expect(caught.stdout).toMatch(
+      new RegExp(
+        `^p${i}: ${picked} was \\d+ entries behind .*: (it is caught up|its missing entries are being resent|a snapshot is on its way)`,
+      ),
+    );
+    const notReplica = await cohort(['partitions', 'catch-up', String(i), to, ...http]);
+    expect(notReplica.code).toBe(5);
+    expect(notReplica.stderr).toContain(`${to} is not a replica of p${i}`);
+    const last = (await meta(n1))!.partitions[i]!;
+    expect(last.replicas.map((r) => r.node).sort()).toEqual(
+      [...p.replicas.map((r) => r.node).filter((x) => x !== to), picked!].sort(),
+    );
+  }, 60_000);
 
   it('replaces a SIGKILLed node under write load: 3 live replicas per partition, epochs advanced, no acknowledged write lost', async () => {
     const [n1, , n3] = cluster.nodes as [ProcNode, ProcNode, ProcNode];
@@ -281,6 +286,14 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
       }),
     );
     await poll('some writes acknowledged', 30_000, async () => (acked.size >= 20 ? true : undefined));
+    // The partitions n3 leads, as their replicas see them.
+    const views = async (n: ProcNode) =>
+      (
+        (await (await fetch(`http://127.0.0.1:${n.http}/v1/partitions`)).json()) as {
+          partitions: { partition: number; leader?: string; local: boolean; lastFailoverMs?: number }[];
+        }
+      ).partitions;
+    const led = (await views(n3)).filter((p) => p.local && p.leader === 'n3').map((p) => p.partition);
     await cluster.kill(n3);
     const after = await poll('every partition back to 3 voters, none on n3', 45_000, async () => {
       const m = await meta(n1);
@@ -293,6 +306,14 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     });
     stop = true;
     await load;
+    // Each partition n3 led failed over, and a surviving replica timed it.
+    const survivors = cluster.nodes.filter((n) => n !== n3 && n.child?.exitCode === null);
+    const seen = (await Promise.all(survivors.map(views))).flat();
+    for (const i of led) {
+      const timed = seen.filter((p) => p.partition === i && p.local && p.lastFailoverMs !== undefined);
+      expect(timed.length, `p${i}: a survivor's lastFailoverMs`).toBeGreaterThan(0);
+      for (const p of timed) expect(p.lastFailoverMs).toBeLessThan(30_000);
+    }
     // Each repaired partition went through learner -> voter -> removal: three epochs at least.
     for (const i of hit) expect(after.partitions[i]!.epoch).toBeGreaterThanOrEqual(before.partitions[i]!.epoch + 3);
     const reader = plain(n1.resp);

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ProcCluster, type ProcNode, freePorts, poll } from './helpers/processes.js';
+import { ProcCluster, type ProcNode, freePorts, poll, runToExit } from './helpers/processes.js';
 import { encodeCommand, replyLength } from './helpers/raw-resp.js';
 
 // Heartbeat 50 ms, election timeout 300..600 ms.
@@ -109,6 +109,51 @@ describe('a cluster with a secret, limits and graceful stops', () => {
     expect((await members(n1))?.find((m) => m.id === 'n2')?.state).toBe('alive');
     expect(await redis.set('still', 'ok')).toBe('OK');
     await c.kill(impostor);
+
+    // Joining: the member checks the joiner's proof of the secret and pins the peer id it registers.
+    const [p1, p2] = (await freePorts(2)) as [number, number];
+    const joiner = (id: string, dir: string, port: number, secretFile?: string) => [
+      '--id',
+      id,
+      '--data-dir',
+      join(c.root, dir),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--resp',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--join',
+      `127.0.0.1:${n1.http}`,
+      ...(secretFile ? ['--cluster-secret-file', secretFile] : []),
+    ];
+    const [wrong, none] = await Promise.all([
+      runToExit(joiner('n4', 'join-wrong', p1, wrongSecret)),
+      runToExit(joiner('n4', 'join-none', p2)),
+    ]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/does not prove the cluster secret/);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/requires its cluster secret/);
+    const n4 = await c.addNode('n4', ['--cluster-secret-file', secret, '--join', `127.0.0.1:${n1.http}`]);
+    c.start(n4);
+    const registry = async () =>
+      (await (await fetch(`http://127.0.0.1:${n1.http}/v1/meta`)).json()) as {
+        nodes: Record<string, { peerId?: string }>;
+      };
+    const pinned = await poll(
+      'n4 registered with its peer id',
+      15_000,
+      async () => (await registry()).nodes.n4?.peerId,
+    );
+    expect(pinned).toMatch(/^12D3KooW/);
+    // Another process with the secret but another identity cannot take n4's id.
+    const taker = await runToExit(joiner('n4', 'join-taker', p1, secret));
+    expect(taker.code).toBe(2);
+    expect(taker.stderr).toMatch(/node id n4 is already in use .* by another identity/);
+    expect((await registry()).nodes.n4?.peerId).toBe(pinned);
+    await c.kill(n4);
+    c.nodes.splice(c.nodes.indexOf(n4), 1);
 
     // Pipelined writes to the leader, then SIGTERM: every reply received is OK or a clean error,
     // every OK'd write is readable afterwards, and the leadership was handed over.

@@ -137,3 +137,4 @@ export {
   nodeViews,
   planPlacement,
 } from './placement/controller.js';
+export { replacementTarget } from './placement/replacement.js';

@@ -7,6 +7,7 @@ import {
   moveQuorumRefusal,
   planPlacement,
 } from '../src/placement/controller.js';
+import { replacementTarget } from '../src/placement/replacement.js';
 
 const node = (id: string, startedAt: number, tags: Record<string, string> = {}): NodeRecord => ({
   id,
@@ -107,6 +108,10 @@ describe('meta state', () => {
     expect(applyMeta(s, { type: 'register', node: { ...node('d', 60), peerId: 'P2' } })).toMatchObject({ ok: false });
     expect(applyMeta(s, { type: 'register', node: { ...node('d', 70), peerId: 'P1', http: 'h' } }).ok).toBe(true);
     expect(s.nodes.d).toMatchObject({ startedAt: 70, http: 'h' });
+    // A registration that names no peer id keeps the pinned one.
+    expect(applyMeta(s, { type: 'register', node: node('d', 80) }).ok).toBe(true);
+    expect(s.nodes.d).toMatchObject({ startedAt: 80, peerId: 'P1' });
+    expect(applyMeta(s, { type: 'register', node: { ...node('d', 90), peerId: 'P2' } })).toMatchObject({ ok: false });
     expect(applyMeta(s, { type: 'deregister', id: 'a' })).toMatchObject({ ok: false });
     expect(applyMeta(s, { type: 'deregister', id: 'd' }).ok).toBe(true);
   });
@@ -308,5 +313,23 @@ describe('operator moves and leader preference', () => {
     const replicas = s.partitions[0]!.replicas.filter((r) => r.node !== 'b');
     applyMeta(s, { type: 'reconfigure', partition: 0, epoch: 1, replicas });
     expect(s.partitions[0]!.preferredLeader).toBeUndefined();
+  });
+});
+
+describe('forced replacement target', () => {
+  it('picks a live node without a replica, in an unused zone first, then the least loaded; none when all hold one', () => {
+    // 5 nodes, 5 partitions of 3: p0 on a, b, c.
+    const s = cluster(['a', 'b', 'c', 'd', 'e'], 5, 3, { d: { zone: 'z1' }, e: { zone: 'z2' }, a: { zone: 'z1' } });
+    const everyone = () => true;
+    // Replacing a (zone z1): b and c stay (no zone), so d (z1) and e (z2) are both in unused zones; equal load, d started first.
+    expect(replacementTarget(s, 0, 'a', everyone)).toBe('d');
+    // With d down, e.
+    expect(replacementTarget(s, 0, 'a', (id) => id !== 'd')).toBe('e');
+    // Replacing b: a (z1) stays, so e (z2) beats d (z1).
+    expect(replacementTarget(s, 0, 'b', everyone)).toBe('e');
+    // A leaving node is never a target; with every other node holding p0 or down, there is none.
+    applyMeta(s, { type: 'setLeaving', id: 'e' });
+    expect(replacementTarget(s, 0, 'b', (id) => id !== 'd')).toBeUndefined();
+    expect(replacementTarget(s, 99, 'a', everyone)).toBeUndefined();
   });
 });

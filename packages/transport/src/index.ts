@@ -7,4 +7,4 @@ export { toHostPort, toMultiaddr } from './address.js';
 export { clusterSecretFromText, MIN_SECRET_CHARS } from './cluster-secret.js';
 export { createLibp2pTransport, Libp2pTransport } from './libp2p-transport.js';
 export type { FaultHook, Libp2pTransportOptions, ResolvedOptions, TransportStats } from './options.js';
-export { loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.js';
+export { loadOrCreatePeerKey, localPeerId, PEER_KEY_FILE } from './peer-key.js';

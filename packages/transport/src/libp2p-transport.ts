@@ -132,6 +132,37 @@ export class Libp2pTransport implements Transport {
   }
 
   /**
+   * Pins `peer` (added with `addPeer`) to the libp2p identity `peerId`, as the
+   * cluster's registry records it: from then on only that identity may speak
+   * for `peer`, and connections of another identity that was accepted on first
+   * use are closed. Unknown peers are left alone (gossip cannot admit them).
+   */
+  pinPeer(peer: NodeId, peerId: string): void {
+    const entry = this.peers.get(peer);
+    if (entry === undefined || peer === this.self) return;
+    const pinned = peerIdFromString(peerId);
+    if (entry.peerId?.equals(pinned)) return;
+    if (entry.peerId !== undefined) {
+      this.options.logger.warn(
+        'the registry pins another identity than the one accepted first; closing its connections',
+        {
+          peer,
+          accepted: entry.peerId.toString(),
+          registered: peerId,
+        },
+      );
+      const node = this.node;
+      if (node !== undefined) {
+        for (const c of node.getConnections(entry.peerId))
+          c.abort(new UnavailableError(`${peer} is pinned to ${peerId}`));
+      }
+      closeAll(entry);
+    }
+    entry.peerId = pinned;
+    entry.dialed = undefined;
+  }
+
+  /**
    * This transport as a gossip protocol (SWIM) should see it: gossip may
    * move a peer this node admitted to a new address, but a node that gossip
    * alone names is not admitted (counted in `gossipRefused`). Peers are

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError, StorageError } from '@cohort/core';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 
 /** The file in the data dir that holds this node's libp2p identity. */
 export const PEER_KEY_FILE = 'peer-key';
@@ -42,4 +43,13 @@ export async function loadOrCreatePeerKey(dataDir: string): Promise<PrivateKey> 
     throw new StorageError(`cannot create the peer identity ${file}: ${(err as Error).message}; check the data dir`);
   }
   return key;
+}
+
+/**
+ * The libp2p PeerId (as a string) of the node whose data dir is `dataDir`,
+ * creating its identity on first use: what a joining node registers before
+ * its transport starts.
+ */
+export async function localPeerId(dataDir: string): Promise<string> {
+  return peerIdFromPrivateKey(await loadOrCreatePeerKey(dataDir)).toString();
 }

@@ -234,6 +234,37 @@ describe('libp2p transport', () => {
     await waitFor('b to reach a', () => inA.got.length === 1);
   });
 
+  it('pinPeer replaces an identity accepted on first use: the impostor is cut off, the registered node gets through', async () => {
+    const logger = new RecordingLogger();
+    const a = await cluster.start({ self: 'a' });
+    const b = await cluster.start({ self: 'b', logger });
+    const impostor = await cluster.start({ self: 'a' });
+    // b knows a by address only: whoever claims 'a' first is accepted.
+    b.addPeer('a', addressOf(a));
+    a.addPeer('b', addressOf(b));
+    impostor.addPeer('b', addressOf(b));
+    const inB = inbox();
+    b.handle(Protocols.raft, inB.handler);
+    await impostor.send('b', Protocols.raft, utf8('first'));
+    await waitFor('the impostor accepted on first use', () => inB.got.length === 1);
+    // The registry says who 'a' is.
+    b.pinPeer('a', a.peerId);
+    expect(logger.at('warn').some((m) => m.includes('pins another identity'))).toBe(true);
+    await waitFor('the impostor refused', async () => {
+      await impostor.send('b', Protocols.raft, utf8('still me')).catch(() => undefined);
+      return b.stats().rejectedStreams >= 1;
+    });
+    await waitFor('the registered a', async () => {
+      await a.send('b', Protocols.raft, utf8('the real a')).catch(() => undefined);
+      return inB.got.includes('a:the real a');
+    });
+    expect(inB.got).not.toContain('a:still me');
+    // Pinning the same identity again changes nothing; an unknown peer is not admitted by a pin.
+    b.pinPeer('a', a.peerId);
+    b.pinPeer('z', a.peerId);
+    await expect(b.send('z', Protocols.raft, utf8('x'))).rejects.toThrow('z is not a known peer');
+  });
+
   it('refuses a stream addressed to another node id, without taking that node for the real one', async () => {
     const logger = new RecordingLogger();
     const a = await cluster.start({ self: 'a' });

@@ -66,6 +66,14 @@ export interface ClusterOptions {
   nodes: number;
   /** Environment added to every node's (the planted stale-read fault). */
   env?: Record<string, string>;
+  /** Partitions of the key space (each a Raft group of 3 replicas); 1 keeps one group. @default 1 */
+  partitions?: number;
+}
+
+/** One partition as a node's `/v1/partitions` shows it (the fields the harness reads). */
+export interface PartitionView {
+  partition: number;
+  leader?: string;
 }
 
 /**
@@ -129,6 +137,7 @@ export class ChaosCluster {
         '3000',
         '--consistency-check-ms',
         '0',
+        ...((this.opts.partitions ?? 1) > 1 ? ['--partitions', String(this.opts.partitions), '--replicas', '3'] : []),
       ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -206,14 +215,53 @@ export class ChaosCluster {
     return i < 0 ? undefined : this.nodes[i];
   }
 
-  /** Waits until every node runs and all agree on one leader. */
-  settled(ms: number): Promise<ChaosNode> {
-    return poll('every node to agree on a leader', ms, async () => {
+  /** Waits until every node runs and all agree on one leader (of every partition, when there are several). */
+  async settled(ms: number): Promise<ChaosNode> {
+    const leader = await poll('every node to agree on a leader', ms, async () => {
       const statuses = await Promise.all(this.nodes.map((n) => this.status(n)));
       const ids = new Set(statuses.map((s) => s?.leader ?? ''));
       const [id] = [...ids];
       return ids.size === 1 && id ? this.nodes.find((n) => n.id === id) : undefined;
     });
+    if ((this.opts.partitions ?? 1) > 1) {
+      await poll('every node to agree on the leader of every partition', ms, async () => {
+        const views = await Promise.all(this.nodes.map((n) => this.partitions(n)));
+        if (views.some((v) => v === undefined)) return undefined;
+        const first = (views[0] as PartitionView[]).map((p) => p.leader ?? '');
+        const agreed = first.every((l, i) => l !== '' && views.every((v) => (v as PartitionView[])[i]?.leader === l));
+        return agreed ? true : undefined;
+      });
+    }
+    return leader;
+  }
+
+  /** The partitions as `node` sees them (undefined when it does not answer). */
+  async partitions(node: ChaosNode, timeoutMs = 1000): Promise<PartitionView[] | undefined> {
+    if (!this.running(node) || node.paused) return undefined;
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.http}/v1/partitions`, {
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return res.ok ? ((await res.json()) as { partitions: PartitionView[] }).partitions : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The node `/v1/meta` names as the meta group's leader, asked of the running nodes in turn. */
+  async metaLeader(): Promise<ChaosNode | undefined> {
+    for (const n of this.nodes) {
+      if (!this.running(n) || n.paused) continue;
+      try {
+        const res = await fetch(`http://127.0.0.1:${n.http}/v1/meta`, { signal: AbortSignal.timeout(1000) });
+        const id = res.ok ? ((await res.json()) as { leader?: string }).leader : undefined;
+        const node = this.nodes.find((x) => x.id === id);
+        if (node !== undefined) return node;
+      } catch {
+        // Ask the next one.
+      }
+    }
+    return undefined;
   }
 
   async stopAll(): Promise<void> {

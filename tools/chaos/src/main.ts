@@ -4,10 +4,12 @@
 import { parseArgs } from 'node:util';
 import { FAULT_KINDS, runChaos } from './run.ts';
 
-const USAGE = `usage: chaos [--minutes N] [--nodes N] [--clients N] [--seed N] [--stale-reads] [--keep]
+const USAGE = `usage: chaos [--minutes N] [--nodes N] [--clients N] [--partitions N] [--seed N] [--stale-reads] [--keep]
   --minutes N     how long faults are injected under load (default 1)
   --nodes N       cohort processes (default 3)
   --clients N     concurrent clients (default 6)
+  --partitions N  partitions of the key space, 3 replicas each (default 1); faults alternate between
+                  the meta group's leader and a partition's leader
   --seed N        seed of the fault schedule and the clients (default: the time)
   --stale-reads   plant the test-only stale-read fault in every node (the check must fail)
   --keep          keep the data directories`;
@@ -17,11 +19,14 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '1' },
     nodes: { type: 'string', default: '3' },
     clients: { type: 'string', default: '6' },
+    partitions: { type: 'string', default: '1' },
     seed: { type: 'string' },
     'stale-reads': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
+  // pnpm passes the `--` of `pnpm --filter @cohort/chaos chaos -- --minutes 10` through.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
 });
 if (values.help) {
   console.log(USAGE);
@@ -35,11 +40,14 @@ if (!(minutes > 0)) {
 const seed = values.seed === undefined ? Date.now() % 1_000_000 : Number(values.seed);
 const started = Date.now();
 const stamp = (): string => `${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`;
-console.log(`chaos: ${values.nodes} nodes, ${values.clients} clients, ${minutes} min, seed ${seed}`);
+console.log(
+  `chaos: ${values.nodes} nodes, ${values.partitions} partition(s), ${values.clients} clients, ${minutes} min, seed ${seed}`,
+);
 const report = await runChaos({
   durationMs: minutes * 60_000,
   nodes: Number(values.nodes),
   clients: Number(values.clients),
+  partitions: Number(values.partitions),
   seed,
   staleReads: values['stale-reads'],
   keep: values.keep,
@@ -49,6 +57,11 @@ console.log(`faults injected: ${FAULT_KINDS.map((k) => `${k} ${report.faults[k]}
 console.log(
   `operations: ${report.recordedOperations} recorded, ${report.checkedOperations} checked; clients: ${report.clientStats.ok} ok, ${report.clientStats.failed} failed, ${report.clientStats.unknown} unknown`,
 );
+if (Number(values.partitions) > 1) {
+  console.log(
+    `faults aimed at: the meta leader ${report.targets.meta}, a partition leader ${report.targets.partition}`,
+  );
+}
 console.log(`reads sent to a paused leader, answered after it resumed: ${report.pausedReads}`);
 console.log(
   `disk full: ${report.diskFull.degradedReported} degraded reports, ${report.diskFull.refusedWrites} writes refused, ${report.diskFull.servedReads} reads served`,

@@ -22,6 +22,11 @@ export interface ChaosOptions {
   keys?: number;
   /** @default 1 */
   seed?: number;
+  /**
+   * Partitions of the key space, each a Raft group of 3 replicas, with the meta group placing them.
+   * Faults then take turns between the meta group's leader and the leader of a partition. @default 1
+   */
+  partitions?: number;
   /** Plants the test-only stale-read fault in every node (the check must then fail). @default false */
   staleReads?: boolean;
   /** Keeps the data directories and logs. @default false */
@@ -45,6 +50,8 @@ export interface ChaosReport {
   pausedReads: number;
   /** While a node's disk was full: writes it refused with the disk-full error, reads it served, status reports. */
   diskFull: { refusedWrites: number; servedReads: number; degradedReported: number };
+  /** Whose leader the faults aimed at (partitioned runs): the meta group's, or a partition's. */
+  targets: { meta: number; partition: number };
   /** A description of the first violation, if any. */
   violation?: string;
   root: string;
@@ -80,12 +87,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const cluster = await ChaosCluster.create({
     root,
     nodes: opts.nodes ?? 3,
+    partitions: opts.partitions ?? 1,
     ...(opts.staleReads ? { env: { COHORT_TEST_STALE_READS: '1' } } : {}),
   });
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const diskFull = { refusedWrites: 0, servedReads: 0, degradedReported: 0 };
   const paused = { reads: 0, probes: 0 };
   const keys = opts.keys ?? 12;
+  const targets = { meta: 0, partition: 0 };
   let workload: Workload | undefined;
   try {
     cluster.startAll();
@@ -98,7 +107,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       if (round.length === 0) round = shuffled([...FAULT_KINDS], random);
       const kind = round.shift() as FaultKind;
       faults[kind]++;
-      await inject(kind, { cluster, workload, random, log, diskFull, paused });
+      await inject(kind, {
+        cluster,
+        workload,
+        random,
+        log,
+        diskFull,
+        paused,
+        targets,
+        partitioned: (opts.partitions ?? 1) > 1,
+      });
       cluster.healAll();
       // Time to recover before the next fault.
       await sleep(800 + random() * 700);
@@ -120,6 +138,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       linearizability: lin,
       pausedReads: paused.reads,
       diskFull,
+      targets,
       root,
     };
     if (lin.result !== 'ok') report.violation = describe(lin, pruned);
@@ -140,11 +159,38 @@ interface FaultContext {
   log: (line: string) => void;
   diskFull: ChaosReport['diskFull'];
   paused: { reads: number; probes: number };
+  targets: ChaosReport['targets'];
+  partitioned: boolean;
+}
+
+/**
+ * The node a fault aims at: the leader; with partitions, the meta group's
+ * leader and the leader of a random partition take turns.
+ */
+async function target(ctx: FaultContext): Promise<ChaosNode> {
+  const { cluster, random, targets, log } = ctx;
+  if (!ctx.partitioned) return (await cluster.leader()) ?? pickOne(cluster.nodes, random);
+  if (targets.meta <= targets.partition) {
+    const meta = await cluster.metaLeader();
+    if (meta !== undefined) {
+      targets.meta++;
+      log(`aiming at the meta leader ${meta.id}`);
+      return meta;
+    }
+  }
+  const views = (await Promise.all(cluster.nodes.map((n) => cluster.partitions(n)))).find((v) => v !== undefined);
+  const led = (views ?? []).filter((p) => p.leader);
+  const p = led.length > 0 ? pickOne(led, random) : undefined;
+  const node = cluster.nodes.find((n) => n.id === p?.leader);
+  targets.partition++;
+  if (node === undefined) return pickOne(cluster.nodes, random);
+  log(`aiming at p${p?.partition}'s leader ${node.id}`);
+  return node;
 }
 
 async function inject(kind: FaultKind, ctx: FaultContext): Promise<void> {
   const { cluster, random, log, diskFull } = ctx;
-  const leader = (await cluster.leader()) ?? pickOne(cluster.nodes, random);
+  const leader = await target(ctx);
   const others = (n: ChaosNode): ChaosNode[] => cluster.nodes.filter((o) => o !== n);
   switch (kind) {
     case 'kill': {

@@ -21,6 +21,20 @@ describe('chaos on real processes', () => {
     expect(report.diskFull.servedReads).toBeGreaterThan(0);
   }, 150_000);
 
+  it('a 30 s run on 3 partitions aims every fault kind at the meta leader and at partition leaders, and stays linearizable', async () => {
+    const report = await runChaos({ durationMs: 30_000, seed: 5, partitions: 3, log: (l) => console.log(l) });
+    console.log(
+      `faults: ${FAULT_KINDS.map((k) => `${k} ${report.faults[k]}`).join(', ')}; aimed at the meta leader ${report.targets.meta}, a partition leader ${report.targets.partition}; operations checked ${report.checkedOperations}; acknowledged writes ${report.acknowledgedWrites}`,
+    );
+    expect(report.violation).toBeUndefined();
+    expect(report.linearizability.result).toBe('ok');
+    for (const k of FAULT_KINDS) expect(report.faults[k], k).toBeGreaterThan(0);
+    expect(report.targets.meta).toBeGreaterThan(0);
+    expect(report.targets.partition).toBeGreaterThan(0);
+    expect(report.lostWrites).toEqual([]);
+    expect(report.acknowledgedWrites).toBeGreaterThan(20);
+  }, 120_000);
+
   it('the check fails when nodes serve reads from local state unchecked (planted stale reads)', async () => {
     const report = await runChaos({ durationMs: 6_000, seed: 3, staleReads: true });
     expect(report.linearizability.result).toBe('illegal');

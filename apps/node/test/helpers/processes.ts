@@ -193,3 +193,24 @@ export function redisClient(node: ProcNode, clients: Redis[]): Redis {
   clients.push(r);
   return r;
 }
+
+/** Runs `cohort start` with `args` and resolves with its exit code and stderr once it exits. */
+export function runToExit(args: string[], ms = 20_000): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`cohort start ${args.join(' ')} did not exit within ${ms} ms: ${stderr.slice(-2000)}`));
+    }, ms);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}

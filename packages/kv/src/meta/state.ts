@@ -129,6 +129,8 @@ export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
       // A restart re-registers: its addresses, tags and start time (how long it has been running) change.
       state.nodes[cmd.node.id] = {
         ...cmd.node,
+        // A registration without a peer id (an older node) keeps the pinned one.
+        ...(cmd.node.peerId === undefined && old?.peerId !== undefined ? { peerId: old.peerId } : {}),
         tags: { ...cmd.node.tags },
         ...(old?.leaving ? { leaving: true } : {}),
       };

@@ -130,6 +130,17 @@ export interface RaftHostOptions {
   faults?: HostFaults;
 }
 
+/** What {@link RaftHost.catchUp} did for a lagging replica. */
+export interface CatchUp {
+  peer: NodeId;
+  /** The replica's match index when asked. */
+  match: LogIndex;
+  /** The leader's last index when asked. */
+  lastIndex: LogIndex;
+  /** `snapshot`: its next entry is compacted, a snapshot is streamed; `probe`: appends resent from its match; `caught-up`: nothing to do. */
+  action: 'caught-up' | 'probe' | 'snapshot';
+}
+
 /** What {@link RaftHost.status} reports for one group. */
 export interface GroupStatus {
   group: GroupId;

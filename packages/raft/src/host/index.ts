@@ -1,5 +1,5 @@
 export type { EngineFactory, EngineStatus, RaftEngine } from './engine.js';
-export type { GroupStatus, HostFaults, HostStats, ProposalTiming, RaftHostOptions } from './host-options.js';
+export type { CatchUp, GroupStatus, HostFaults, HostStats, ProposalTiming, RaftHostOptions } from './host-options.js';
 export { RaftHost } from './raft-host.js';
 export { type GroupStart, startGroup } from './group-startup.js';
 export { rawNodeEngine, rawNodeFactory } from './raw-node-engine.js';

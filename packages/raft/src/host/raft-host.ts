@@ -38,6 +38,7 @@ import { startGroup } from './group-startup.js';
 import type { Group } from './group.js';
 import { heartbeatMessage, heartbeatResponseMessage } from './heartbeats.js';
 import {
+  type CatchUp,
   type GroupStatus,
   type HostFaults,
   type HostStats,
@@ -46,7 +47,13 @@ import {
   type SizedStore,
   sizedStore,
 } from './host-options.js';
-import { type MembershipChange, type MembershipView, checkTransfer, planMembershipChange } from './membership-admin.js';
+import {
+  type MembershipChange,
+  MembershipRefusedError,
+  type MembershipView,
+  checkTransfer,
+  planMembershipChange,
+} from './membership-admin.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
 import { ReplicaRepairs } from './replica-repair.js';
@@ -813,6 +820,44 @@ export class RaftHost {
       }
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, this.tickMs));
     }
+  }
+
+  /**
+   * On the leader of `group`, an operator's trigger: makes replica `peer`
+   * catch up now instead of when replication next gets to it. A replica whose
+   * next entry the leader's log no longer holds gets a snapshot streamed at
+   * once; one behind within the log is probed again from its match index (its
+   * missing appends resent); one caught up gets nothing. Answers what was done
+   * with the replica's match index and the leader's last index. Throws
+   * NotLeaderError elsewhere, MembershipRefusedError when `peer` is not a
+   * replica of the group (or is this node).
+   */
+  catchUp(group: GroupId, peer: NodeId): CatchUp {
+    const g = this.groupOf(group);
+    const s = g.engine.status();
+    if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
+    const cs = s.confState;
+    if (peer === this.opts.id || ![...cs.voters, ...cs.learners].includes(peer)) {
+      throw new MembershipRefusedError(
+        `${peer} is not a replica of ${group} to catch up (replicas: ${[...cs.voters, ...cs.learners].join(', ')}; this node leads)`,
+      );
+    }
+    const match = g.engine.matchIndexes()?.[peer] ?? 0;
+    const lastIndex = s.lastIndex;
+    if (match >= lastIndex) return { peer, match, lastIndex, action: 'caught-up' };
+    g.engine.wake?.();
+    this.noteWake(g);
+    let action: CatchUp['action'];
+    if (match + 1 < this.opts.store.group(group).firstIndex()) {
+      this.streamSnapshot(group, peer, s.term);
+      action = 'snapshot';
+    } else {
+      g.engine.reportUnreachable(peer);
+      action = 'probe';
+    }
+    this.log.info('catch-up triggered', { group, peer, match, lastIndex, action });
+    this.schedule();
+    return { peer, match, lastIndex, action };
   }
 
   /** What the leader of `g` knows for judging a membership change. */

@@ -230,3 +230,46 @@ describe('streamed snapshots', () => {
     expect(new Map(restarted.sms.get('p0')!.map)).toEqual(new Map(want));
   });
 });
+
+describe('an operator-triggered catch-up', () => {
+  it('streams a snapshot to a replica the log left behind, probes one behind within the log, leaves a caught-up one', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    const host = c.node(leader).host;
+    await writeKeys(c, leader, 0, 5);
+    await until('the follower applied every key', () => c.node(follower).sms.get('p0')!.map.size === 5);
+    expect(host.catchUp('p0', follower)).toMatchObject({ peer: follower, action: 'caught-up' });
+    // Behind within the log: its appends are resent from its match.
+    c.hub.down.add(follower);
+    await writeKeys(c, leader, 5, 8);
+    const probe = host.catchUp('p0', follower);
+    expect(probe.action).toBe('probe');
+    expect(probe.match).toBeLessThan(probe.lastIndex);
+    c.hub.down.delete(follower);
+    await until('the probed follower caught up', () => c.node(follower).sms.get('p0')!.map.size === 8);
+    // Behind the compacted log: a snapshot at once.
+    c.hub.down.add(follower);
+    await writeKeys(c, leader, 8, 90);
+    await until('the leader compacted past the follower', () => c.node(leader).store.storage('p0').firstIndex() > 20);
+    const sent = host.stats().snapshotsSent;
+    c.hub.down.delete(follower);
+    expect(host.catchUp('p0', follower).action).toBe('snapshot');
+    await until('the follower holds every key', () => c.node(follower).sms.get('p0')!.map.size === 90);
+    expect(host.stats().snapshotsSent).toBeGreaterThan(sent);
+    await until('caught up', () => host.catchUp('p0', follower).action === 'caught-up');
+  });
+
+  it('is refused on a follower (NotLeaderError) and for a node that is not a replica, or the leader itself', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    expect(() => c.node(follower).host.catchUp('p0', leader)).toThrow(
+      expect.objectContaining({ name: 'NotLeaderError' }),
+    );
+    expect(() => c.node(leader).host.catchUp('p0', 'z')).toThrow(/z is not a replica of p0/);
+    expect(() => c.node(leader).host.catchUp('p0', leader)).toThrow(/is not a replica of p0 to catch up/);
+  });
+});
