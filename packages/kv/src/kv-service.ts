@@ -38,7 +38,13 @@ import {
 import type { KvResult } from './result.js';
 import type { KvStateMachine } from './state-machine.js';
 import { opKeys } from './txn/op-keys.js';
-import { IntentResolver, type IntentResolverOptions, type Resolution, lockedError } from './txn/resolver.js';
+import {
+  IntentResolver,
+  type IntentResolverOptions,
+  type Resolution,
+  allPending,
+  lockedError,
+} from './txn/resolver.js';
 import type { TxnParticipant } from './txn/types.js';
 
 /** Options of {@link KvService}. */
@@ -173,6 +179,10 @@ function readKeys(req: ReadRequest): Uint8Array[] | 'all' | { start: Uint8Array;
     default:
       return req.keys;
   }
+}
+
+function isLocked(r: KvResponse): r is Extract<KvResult, { type: 'locked' }> {
+  return r.type === 'locked';
 }
 
 /** Markers of a proposal still waiting, and of one refused at once. */
@@ -668,21 +678,40 @@ export class KvService {
       // The leader's clock is the time of the read, whichever node took the request.
       const now = this.wallClock();
       if (!afterWrites) await this.opts.group.read();
-      const res = run.map((req) => this.serveRead(req as ReadRequest, now));
-      for (let k = 0; k < res.length; k++) {
-        const deadline = this.opts.clock.now() + this.timeoutMs;
-        const pass = new Set<string>();
-        for (let r = res[k]!; r.type === 'locked'; r = res[k]!) {
-          const resolved = await this.meet(r, true, deadline);
+      let res = run.map((req) => this.serveRead(req as ReadRequest, now));
+      // A read meeting a transaction's intent: the transaction is finished, or (pending) passed, and the whole
+      // run served again, so its reads stay one view (a client pairs MGET with the keys' revisions). A run
+      // that passed pending transactions answers only if they are still pending after it was served: it then
+      // linearizes before their commit points.
+      const deadline = this.opts.clock.now() + this.timeoutMs;
+      const pass = new Map<string, number>();
+      for (;;) {
+        const lock = res.find(isLocked);
+        if (lock === undefined) {
+          if (pass.size === 0 || this.opts.transactions === undefined) break;
+          if (await allPending(this.opts.transactions.participant, pass)) break;
+          pass.clear();
+        } else {
+          const resolved = await this.meet(lock, true, deadline);
           if (resolved.kind === 'timeout') {
-            res[k] = lockedError(r, resolved.why);
+            res = res.map((r) =>
+              isLocked(r) ? lockedError(r, r === lock ? resolved.why : 'not resolved in time') : r,
+            );
             break;
           }
-          if (resolved.kind === 'pass') pass.add(resolved.txn);
-          // Past what was learnt: everything committed before it is applied here.
-          await this.opts.group.read();
-          res[k] = this.serveRead(run[k] as ReadRequest, this.wallClock(), pass);
+          if (resolved.kind === 'pass') pass.set(resolved.txn, lock.recordPartition);
         }
+        if (this.opts.clock.now() >= deadline) {
+          const gave = failure(
+            new UnavailableError('the keys read were locked by transactions that did not finish in time: retry'),
+          );
+          return run.map(() => gave);
+        }
+        // Past what was learnt: everything committed before it is applied here.
+        await this.opts.group.read();
+        const at = this.wallClock();
+        const passing = new Set(pass.keys());
+        res = run.map((req) => this.serveRead(req as ReadRequest, at, passing));
       }
       return res;
     } catch (err) {

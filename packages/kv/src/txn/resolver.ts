@@ -6,7 +6,11 @@ import type { TxnParticipant } from './types.js';
 
 type Locked = Extract<KvResult, { type: 'locked' }>;
 
-/** What meeting an intent came to: serve the command again, or (a read) serve it passing the pending transaction. */
+/**
+ * What meeting an intent came to: serve the command again, or (a read) serve
+ * it passing the pending transaction, then check it is still pending
+ * ({@link IntentResolver.pending}) before answering.
+ */
 export type Resolution = { kind: 'retry' } | { kind: 'pass'; txn: string } | { kind: 'timeout'; why: string };
 
 /** Options of {@link IntentResolver}. */
@@ -29,7 +33,8 @@ export interface IntentResolverOptions {
  * intent's partition: reads the transaction's record linearizably on its
  * partition; committed, proposes the resolve of its intents here, aborted
  * likewise (dropping them); pending, a read may pass (it linearizes before
- * the commit point) and a write waits with backoff; pending past its
+ * the commit point, if the record is still pending once the read was
+ * served) and a write waits with backoff; pending past its
  * deadline, or missing past the intent's deadline (its coordinator died
  * before the record was written), aborts the record first. So no intent
  * blocks a key past its transaction's timeout, whoever meets it.
@@ -71,9 +76,6 @@ export class IntentResolver {
             command: { op: 'txnAbort', txn: lock.txn, coordinator: false, now: 0 },
           });
           continue;
-        } else if (s.outcome === 'missing' && reader) {
-          // Not committed (a commit needs the record): the read linearizes before it.
-          return { kind: 'pass', txn: lock.txn };
         }
       }
       const wait = Math.min(5 * 2 ** attempt, 100) * (0.5 + (this.o.random?.() ?? 0.5));
@@ -83,6 +85,19 @@ export class IntentResolver {
       await new Promise<void>((r) => this.o.clock.setTimeout(r, wait));
     }
   }
+}
+
+/** Whether every transaction of `txns` (id to record partition) is still pending: a read that passed them may answer. */
+export async function allPending(
+  participant: (p: number) => TxnParticipant,
+  txns: ReadonlyMap<string, number>,
+): Promise<boolean> {
+  const states = await Promise.all(
+    [...txns].map(([txn, p]) =>
+      participant(p).execute({ kind: 'read', op: 'txnRecord', keys: [new TextEncoder().encode(txn)], now: 0 }),
+    ),
+  );
+  return states.every((r) => r.type === 'txn' && r.step.outcome === 'pending');
 }
 
 function describe(r: KvResponse): string {

@@ -33,7 +33,7 @@ export interface TxnSeedResult {
 export interface TxnRunOptions {
   /** Simulated ms of transactions and faults, before the settling time. @default 12000 */
   simMs?: number;
-  /** Chance that a protocol step's send or answer crashes a node (ten times it for a commit; at most one crash per 2.5 s). @default 0.06 */
+  /** Chance that the step a run waits to crash at crashes when it comes (at most one crash per 2 s). @default 0.5 */
   stepCrashRate?: number;
 }
 
@@ -43,7 +43,19 @@ const RESOLVE_EVERY_MS = 300;
 const INTENT_SLACK_MS = 6_000;
 const ACCOUNTS_PER_PARTITION = 4;
 /** The least simulated time between two crashes or cuts (a leader lost takes about two election timeouts to replace). */
-const CRASH_GAP_MS = 2_500;
+const CRASH_GAP_MS = 2_000;
+/** The protocol steps a run crashes at, in turn: each step as sent and as answered, by coordinator and participant. */
+const STEP_CRASHES: [string, string, string][] = [
+  'txnPrepare',
+  'txnCommit',
+  'txnResolve',
+  'txnAbort',
+  'txnForget',
+].flatMap((step) =>
+  ['send', 'answer'].flatMap((phase) =>
+    ['coordinator', 'participant'].map((who): [string, string, string] => [step, phase, who]),
+  ),
+);
 const PARTITIONS = 3;
 
 const enc = new TextEncoder();
@@ -80,7 +92,7 @@ interface Ran {
  */
 export async function runTxnSeed(seed: number, opts: TxnRunOptions = {}): Promise<TxnSeedResult> {
   const simMs = opts.simMs ?? 12_000;
-  const crashRate = opts.stepCrashRate ?? 0.06;
+  const crashRate = opts.stepCrashRate ?? 0.5;
   const root = new SeededRandom(seed);
   const work = root.fork();
   const faults = root.fork();
@@ -97,15 +109,17 @@ export async function runTxnSeed(seed: number, opts: TxnRunOptions = {}): Promis
   const groupOf = (p: number): string => (p === 0 ? GROUP : `g${p}`);
   const down = (): SimRaftNode[] => [...(cluster?.nodes.values() ?? [])].filter((n) => !n.up);
   let lastCrash = Number.NEGATIVE_INFINITY;
-  const crashSoon = (n: SimRaftNode | undefined, key: string): void => {
+  let target = seed * 4;
+  const crashSoon = (n: SimRaftNode | undefined, key: string): boolean => {
     // One node down at a time, and not too often: the three groups keep a majority and elect leaders.
-    if (n === undefined || !n.up || down().length > 0 || cluster === undefined) return;
-    if (cluster.scheduler.now() < lastCrash + CRASH_GAP_MS) return;
+    if (n === undefined || !n.up || down().length > 0 || cluster === undefined) return false;
+    if (cluster.scheduler.now() < lastCrash + CRASH_GAP_MS) return false;
     lastCrash = cluster.scheduler.now();
     coverage.stepCrashes[key] = (coverage.stepCrashes[key] ?? 0) + 1;
     const c = cluster;
     c.scheduler.after(0, () => n.crash());
     c.scheduler.after(200 + stepFaults.int(0, 800), () => n.restart());
+    return true;
   };
   const leaderOf = (p: number): SimRaftNode | undefined =>
     [...(cluster?.nodes.values() ?? [])].find((n) => n.up && n.host?.isLeader(groupOf(p)));
@@ -113,13 +127,11 @@ export async function runTxnSeed(seed: number, opts: TxnRunOptions = {}): Promis
     resolveTimeoutMs: RESOLVE_TIMEOUT_MS,
     resolveEveryMs: RESOLVE_EVERY_MS,
     observe: (node, e) => {
-      // Commits are rarer than the other steps: they crash more often.
-      if (stepFaults.next() >= crashRate * (e.step === 'txnCommit' ? 10 : 1)) return;
-      const coordinator = stepFaults.next() < 0.5;
-      const key = `${e.step}.${e.phase}.${coordinator ? 'coordinator' : 'participant'}`;
-      // Steps not crashed at yet in this run first.
-      if (coverage.stepCrashes[key] !== undefined && stepFaults.next() < 0.8) return;
-      crashSoon(coordinator ? node : leaderOf(e.partition), key);
+      // The protocol steps take turns: each crash waits for the next step of the list, as sent or as
+      // answered, on the coordinator's side or the participant's; each seed starts further down the list.
+      const [step, phase, who] = STEP_CRASHES[target % STEP_CRASHES.length] as [string, string, string];
+      if (e.step !== step || e.phase !== phase || stepFaults.next() >= crashRate) return;
+      if (crashSoon(who === 'coordinator' ? node : leaderOf(e.partition), `${step}.${phase}.${who}`)) target++;
     },
     onResolve: (_node, id, branch) => {
       // The transaction's coordinator is `node#incarnation.n`: dead when that process is gone.
