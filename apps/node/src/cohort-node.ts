@@ -604,6 +604,8 @@ export class CohortNode {
     };
 
     const slots = new SlotMap(layout.partitions);
+    // Counted in the node's metrics once they exist (below).
+    let countTxnStep = (_step: string): void => {};
     // Transactions across partitions, coordinated from this node; a new id per start, never reused.
     const coordinator = new TxnCoordinator({
       slots,
@@ -613,6 +615,9 @@ export class CohortNode {
       clientId: `txn:${node.id}:${randomUUID()}`,
       maxKeys: this.options.limits.maxTxnKeys,
       maxBytes: this.options.limits.maxCommandBytes,
+      observe: (e) => {
+        if (e.phase === 'send') countTxnStep(e.step);
+      },
     });
     const router = new PartitionedKv(
       slots,
@@ -671,6 +676,7 @@ export class CohortNode {
       () => host.stats(),
     );
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
+    countTxnStep = (step) => metrics.txnSteps.inc({ step });
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
     this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {

@@ -65,6 +65,20 @@ export class NodeMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Steps of the transactions across partitions this node coordinated, as
+   * sent: `txnPrepare` once per participant and attempt, then `txnCommit`
+   * or (a conflict) `txnAbort` once per attempt, so aborts over commits plus
+   * aborts is the rate of attempts retried; `exec` counts one-partition
+   * transactions.
+   */
+  readonly txnSteps = new Counter({
+    name: 'cohort_txn_steps_total',
+    help: 'Steps of transactions across partitions this node coordinated, as sent, by step (txnAbort / (txnCommit + txnAbort): the retry rate)',
+    labelNames: ['step'] as const,
+    registers: [this.registry],
+  });
+
   constructor(status: () => NodeStatus, hostStats?: () => HostStats) {
     collectDefaultMetrics({ register: this.registry });
     const gauge = (name: string, help: string, read: (s: NodeStatus) => number): void => {
