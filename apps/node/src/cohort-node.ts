@@ -834,7 +834,7 @@ export class CohortNode {
     this.http = createHttpServer({
       api: instrumentKv(api, metrics, 'http', isLeading),
       // One partition's transactions comparing mod revisions only take the coordinator's one-entry path.
-      txn: { txn: coordinator, limits },
+      txn: { txn: this.disk.guardTxn(coordinator), limits },
       reads,
       ...(watch ? { watch } : {}),
       ...(this.first?.maintenance ? { admin: this.first.maintenance.admin } : {}),

@@ -1,6 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { ErrorCode, type Logger } from '@cohort/core';
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
+import type { TxnRunner } from './cross-partition-txn.js';
 import type { KvApi } from './kv-api.js';
 
 /** Free bytes below which a node's disk counts as full: what is left is kept for replication and compaction. */
@@ -45,13 +46,28 @@ export class DiskGuard {
     clearInterval(this.timer);
   }
 
-  /** `api` with client writes refused while the disk is full; reads pass. */
-  guard(api: KvApi): KvApi {
-    const refusal = (): KvResponse => ({
+  /** The answer to a client write while the disk is full. */
+  private refusal(): Extract<KvResponse, { type: 'failure' }> {
+    return {
       type: 'failure',
       code: ErrorCode.Unavailable,
       message: `disk full: the file system of ${this.opts.dataDir} has less than ${Math.round((this.opts.reserveBytes ?? DISK_RESERVE_BYTES) / 1048576)} MiB free; this node refuses writes until space is freed (reads are served; other nodes take writes)`,
-    });
+    };
+  }
+
+  /** `runner` with transactions that write refused while the disk is full; those that only read pass. */
+  guardTxn(runner: TxnRunner): TxnRunner {
+    return {
+      run: (req) =>
+        this.full && [...req.success, ...req.failure].some((w) => w.op !== 'read')
+          ? Promise.resolve(this.refusal())
+          : runner.run(req),
+    };
+  }
+
+  /** `api` with client writes refused while the disk is full; reads pass. */
+  guard(api: KvApi): KvApi {
+    const refusal = (): KvResponse => this.refusal();
     const refuse = (req: KvClientRequest): KvResponse | undefined =>
       this.full && req.kind !== 'read' ? refusal() : undefined;
     return {

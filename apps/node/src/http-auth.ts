@@ -29,11 +29,34 @@ function unauthorized(reply: FastifyReply, message: string): ApiError {
   return new ApiError(401, 'UNAUTHORIZED', message);
 }
 
+/** The user each request authenticated as, for checks its route makes once the body is parsed. */
+const requestUsers = new WeakMap<FastifyRequest, AclUser>();
+
+/** The path whose keys are in the body: its route checks them with {@link authorizeKeys}. */
+const TXN_PATH = '/v1/txn';
+
+/**
+ * Throws 403 `NOPERM` unless the user `req` authenticated as may make a
+ * read (`write` false) or a write of every one of `keys`; nothing when the
+ * API is open. For routes whose keys are in the body (`POST /v1/txn`).
+ */
+export function authorizeKeys(req: FastifyRequest, keys: readonly Uint8Array[], write: boolean): void {
+  const user = requestUsers.get(req);
+  if (user === undefined) return;
+  if (!mayRun(user, write ? WRITE : READ)) {
+    throw new ApiError(403, 'NOPERM', `user ${user.name} has no permissions to ${write ? 'write' : 'read'} keys`);
+  }
+  if (!mayAccess(user, keys))
+    throw new ApiError(403, 'NOPERM', `user ${user.name} has no permissions to access this key`);
+}
+
 /** What a request does, for the ACL: a read or a write of the key it names, or an admin operation. */
 function classify(req: FastifyRequest): { command: CommandClass; keys?: Uint8Array[]; allKeys?: boolean } {
   const url = req.originalUrl;
   const path = url.split('?')[0] ?? '/';
   const read = req.method === 'GET' || req.method === 'HEAD';
+  // Its route checks the reads and writes its body names (authorizeKeys).
+  if (path === TXN_PATH && req.method === 'POST') return { command: READ, keys: [] };
   if (path.startsWith(KV_PREFIX)) {
     const key = keyFromPath(path.endsWith('/incr') ? path.slice(0, -'/incr'.length) : path, KV_PREFIX);
     return { command: read ? READ : WRITE, keys: [key] };
@@ -80,6 +103,7 @@ export function registerHttpAuth(app: FastifyInstance, auth: HttpAuth): void {
     }
     const user: AclUser | undefined = acl.byToken(token);
     if (user === undefined) throw unauthorized(reply, 'the bearer token is not valid, or its user is disabled');
+    requestUsers.set(req, user);
     const what = classify(req);
     if (!mayRun(user, what.command)) {
       throw new ApiError(403, 'NOPERM', `user ${user.name} has no permissions to ${req.method} ${path}`);

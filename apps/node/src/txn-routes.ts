@@ -1,8 +1,10 @@
 import type { KvClientWrite, KvCompare, KvResult, TxnKeyCompare, TxnReply, TxnRequest } from '@cohort/kv';
 import type { FastifyInstance } from 'fastify';
 import type { TxnRunner } from './cross-partition-txn.js';
+import { authorizeKeys } from './http-auth.js';
 import { ApiError, type Encoding, badRequest, fromText, toText } from './http-codec.js';
 import { type SizeLimits, writeTooLarge } from './limits.js';
+import { writeKeys } from './partitioned-kv.js';
 
 /** The most comparisons plus operations one `POST /v1/txn` may hold (the key limit of transactions applies too). */
 const MAX_TXN_ITEMS = 10_000;
@@ -225,6 +227,13 @@ export function registerTxnRoutes(app: FastifyInstance, opts: TxnRoutesOptions):
         success: success.map((o, i) => writeOf(o, encoding, `success[${i}]`)),
         failure: failure.map((o, i) => writeOf(o, encoding, `failure[${i}]`)),
       };
+      // The user's permissions: reads of every key, writes when a branch writes.
+      const ops = [...request.success, ...request.failure];
+      authorizeKeys(
+        req,
+        [...request.compares.map((c) => c.key), ...ops.flatMap(writeKeys)],
+        ops.some((w) => w.op !== 'read'),
+      );
       // Checked as one write, as an EXEC's commands are, before anything is proposed.
       const tooLarge = writeTooLarge(
         { op: 'exec', writes: [...request.success, ...request.failure], watch: [] },

@@ -35,6 +35,25 @@ describe('a full disk', () => {
     // In a pipeline, the writes are refused in place and the reads answered in order.
     const answers = await api.executeAll([get('k'), set('k', 'v3'), get('k')]);
     expect(answers.map((a) => a.type)).toEqual(['bulk', 'failure', 'bulk']);
+    // A transaction that writes is refused too; one that only reads passes.
+    const runs: string[] = [];
+    const txn = guard.guardTxn({
+      run: async (req) => {
+        runs.push(req.success.map((w) => w.op).join(','));
+        return { type: 'txn', txn: 't', succeeded: true, results: [] };
+      },
+    });
+    const k = [b('k')];
+    expect(await txn.run({ compares: [], success: [{ op: 'del', keys: k }], failure: [] })).toMatchObject({
+      type: 'failure',
+      code: 'UNAVAILABLE',
+    });
+    expect(
+      await txn.run({ compares: [], success: [{ op: 'read', read: 'mget', keys: k }], failure: [] }),
+    ).toMatchObject({
+      type: 'txn',
+    });
+    expect(runs).toEqual(['read']);
 
     full = false;
     await expect.poll(() => guard?.isFull, { timeout: 3000 }).toBe(false);

@@ -9,6 +9,7 @@ import {
   encodeCommand,
 } from '@cohort/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Acl } from '../src/auth.js';
 import type { TxnRunner } from '../src/cross-partition-txn.js';
 import { createHttpServer } from '../src/http-server.js';
 import { DEFAULT_WRITE_LIMITS } from '../src/limits.js';
@@ -159,5 +160,53 @@ describe('POST /v1/txn', () => {
   it('is described in the OpenAPI document', async () => {
     const doc = (await app.inject({ method: 'GET', url: '/v1/openapi.json' })).json();
     expect(doc.paths['/v1/txn'].post.requestBody).toBeDefined();
+  });
+});
+
+describe('POST /v1/txn with bearer tokens', () => {
+  it("checks the user's permissions on every key the body names, reads and writes apart", async () => {
+    const acl = new Acl({
+      users: [
+        { name: 'reader', tokens: ['read-token'], commands: ['+@read'], keys: ['pub/*'] },
+        { name: 'writer', tokens: ['write-token'], commands: ['+@read', '+@write'], keys: ['pub/*'] },
+      ],
+    });
+    const secured = createHttpServer({
+      api: kv,
+      metrics: new NodeMetrics(() => kv.status()),
+      logger: silentLogger,
+      auth: { acl },
+      txn: { txn: runner, limits: DEFAULT_WRITE_LIMITS },
+    });
+    await secured.ready();
+    const as = async (token: string | undefined, payload: object) => {
+      const res = await secured.inject({
+        method: 'POST',
+        url: '/v1/txn',
+        payload,
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+      return { status: res.statusCode, code: res.json().error?.code };
+    };
+    try {
+      const write = { success: [{ put: { key: 'pub/a', value: '1' } }, { put: { key: 'pub/b', value: '2' } }] };
+      expect(await as(undefined, write)).toEqual({ status: 401, code: 'UNAUTHORIZED' });
+      expect(await as('read-token', write)).toEqual({ status: 403, code: 'NOPERM' });
+      expect(await as('write-token', write)).toEqual({ status: 200, code: undefined });
+      expect(await as('read-token', { success: [{ get: { key: 'pub/a' } }] })).toEqual({
+        status: 200,
+        code: undefined,
+      });
+      // A key outside the user's patterns, in a comparison or in the failure branch alike.
+      const outside = {
+        compare: [{ key: 'secret', target: 'version', version: 0 }],
+        success: [{ get: { key: 'pub/a' } }],
+      };
+      expect(await as('read-token', outside)).toEqual({ status: 403, code: 'NOPERM' });
+      const failure = { success: [{ put: { key: 'pub/a', value: '1' } }], failure: [{ delete: { key: 'secret' } }] };
+      expect(await as('write-token', failure)).toEqual({ status: 403, code: 'NOPERM' });
+    } finally {
+      await secured.close();
+    }
   });
 });
