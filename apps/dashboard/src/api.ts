@@ -25,7 +25,10 @@ export class ApiFailure extends Error {
 }
 
 /** Calls the API (`path` from the root, e.g. `/v1/members`) and answers its JSON body. */
-export async function api<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+export async function api<T>(
+  path: string,
+  init: { method?: string; body?: unknown; timeoutMs?: number } = {},
+): Promise<T> {
   const headers: Record<string, string> = {};
   const token = getToken();
   if (token !== '') headers.authorization = `Bearer ${token}`;
@@ -36,7 +39,7 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
       method: init.method ?? 'GET',
       headers,
       ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
-      signal: AbortSignal.timeout(10_000),
+      signal: AbortSignal.timeout(init.timeoutMs ?? 10_000),
     });
   } catch (err) {
     throw new ApiFailure(0, 'UNREACHABLE', `the node does not answer: ${(err as Error).message}`);

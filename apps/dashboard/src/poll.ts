@@ -31,7 +31,7 @@ export class Poller {
     const errors: Snapshot['errors'] = [];
     const get = async <T>(what: string, path: string): Promise<T | undefined> => {
       try {
-        return await api<T>(path);
+        return await api<T>(path, { timeoutMs: 4000 });
       } catch (err) {
         const e = err as { status?: number; message?: string };
         errors.push({ what, status: e.status ?? 0, message: e.message ?? String(err) });

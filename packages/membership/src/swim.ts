@@ -481,7 +481,8 @@ export class Swim {
     if (!r || !isLive(r.state)) return;
     if (r.state === 'alive' && !this.phiSaysDown(p.target, now - p.sentAt)) {
       this.stats.phiDeferrals += 1;
-      this.held.set(p.target, { sentAt: p.sentAt });
+      // Phi is of the time since the first ping left unanswered: a later failed probe must not restart it.
+      if (!this.held.has(p.target)) this.held.set(p.target, { sentAt: p.sentAt });
       return;
     }
     this.accuse(r, now);

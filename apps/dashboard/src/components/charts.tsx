@@ -73,8 +73,13 @@ function Chart(props: { spec: ChartSpec; samples: MetricsSample[] }) {
       series: [{}, ...spec.series.map((x) => ({ label: x.label, stroke: x.color, width: 1.5, spanGaps: false }))],
     };
     plot.current = new uPlot(opts, columns(spec, []), div);
+    // Follows the width of its grid cell; a change under 2 px is not worth a redraw (and cannot feed back).
+    let width = opts.width;
     const resize = new ResizeObserver(() => {
-      plot.current?.setSize({ width: Math.max(280, div.clientWidth), height: 170 });
+      const w = Math.max(280, div.clientWidth);
+      if (Math.abs(w - width) < 2) return;
+      width = w;
+      plot.current?.setSize({ width: w, height: 170 });
     });
     resize.observe(div);
     return () => {
