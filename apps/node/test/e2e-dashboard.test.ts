@@ -181,6 +181,25 @@ describe('the dashboard at /ui in a real browser (3 cohort processes, 4 partitio
       await page.screenshot({ path: `${OUT}dashboard-after-kill.png`, fullPage: true });
       console.log(`dashboard: showed ${victim.id} dead and new leaders ${followedMs} ms after the SIGKILL`);
       expect(followedMs).toBeLessThan(30_000);
+
+      // An admin action from the page, behind its confirmation: move a partition the entry node leads to the survivor.
+      const survivor = c.nodes.find((n) => n !== entry && n !== victim)!;
+      const mine = (await partitions(entry))!.find((p) => p.leader === entry.id && p.role === 'leader')!;
+      expect(mine, `a partition led by ${entry.id}`).toBeDefined();
+      const row = page.locator(`tr[data-partition="${mine.partition}"]`);
+      await row.locator('select[aria-label="new leader"]').selectOption(survivor.id);
+      await row.getByRole('button', { name: 'transfer leader' }).click();
+      const dialog = page.locator('dialog[data-testid="confirm-dialog"]');
+      await dialog.waitFor({ state: 'visible', timeout: 5000 });
+      expect(await dialog.textContent()).toContain(`to ${survivor.id}`);
+      await dialog.getByRole('button', { name: 'confirm' }).click();
+      await dialog.locator('p.ok').waitFor({ timeout: 15_000 });
+      await dialog.getByRole('button', { name: 'close' }).click();
+      await inPage(
+        `p${mine.partition} led by ${survivor.id} after the transfer`,
+        10_000,
+        `document.querySelector('tr[data-partition="${mine.partition}"]')?.getAttribute('data-leader') === '${survivor.id}'`,
+      );
     },
     90_000,
   );
