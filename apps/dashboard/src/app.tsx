@@ -37,7 +37,7 @@ export function App() {
   const unauthorized = snap?.errors.some((e) => e.status === 401 || e.status === 403) ?? false;
   const unreachable = snap !== undefined && snap.errors.length > 0 && snap.errors.every((e) => e.status === 0);
   const meta = snap?.meta;
-  const metaLeader = meta?.metaLeader !== undefined && meta.metaLeader !== '' ? meta.metaLeader : undefined;
+  const metaLeader = meta?.leader !== undefined && meta.leader !== '' ? meta.leader : undefined;
 
   return (
     <div class="page">
@@ -57,7 +57,7 @@ export function App() {
           {meta && (
             <span data-testid="meta-leader">
               meta leader <b>{metaLeader ?? 'none'}</b>
-              {metaLeader && meta.metaTerm !== undefined ? ` (term ${meta.metaTerm})` : ''}
+              {metaLeader && meta.term !== undefined ? ` (term ${meta.term})` : ''}
             </span>
           )}
           {snap?.status?.degraded?.length ? <span class="bad">degraded: {snap.status.degraded.join(', ')}</span> : null}

@@ -50,8 +50,9 @@ export interface Meta {
     engine?: string;
     move?: { from: string; to: string };
   }[];
-  metaLeader?: string;
-  metaTerm?: number;
+  /** The meta group's leader and term as the node sees them (no leader: absent). */
+  leader?: string;
+  term?: number;
 }
 
 export interface Status {
