@@ -67,7 +67,8 @@ function Chart(props: { spec: ChartSpec; samples: MetricsSample[] }) {
     const opts: uPlot.Options = {
       width: Math.max(280, div.clientWidth || 420),
       height: 170,
-      legend: { show: true },
+      // Series names only: the values under the cursor would add a row of dashes to every chart.
+      legend: { show: true, live: false },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{}, { label: spec.unit, size: 50 }],
       series: [{}, ...spec.series.map((x) => ({ label: x.label, stroke: x.color, width: 1.5, spanGaps: false }))],

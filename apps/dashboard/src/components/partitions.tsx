@@ -52,7 +52,8 @@ function Actions(props: { p: Partition; members: Member[]; onAction: (a: Pending
               title: `Transfer the leadership of p${p.partition}`,
               description: `Moves partition p${p.partition}'s leadership from ${p.leader || 'nobody'} to ${target} and records ${target} as its preferred leader. Writes to p${p.partition} pause for about an election.`,
               method: 'POST',
-              path: '/v1/admin/partitions/transfer-leader',
+              // Sent on to the partition's leader by whichever node serves the page.
+              path: '/v1/admin/partitions/transfer-leader?follow=true',
               body: { partition: p.partition, node: target },
             })
           }
