@@ -28,6 +28,12 @@ export interface Partition {
   quiescent?: boolean;
   quorum?: string;
   stuck?: boolean;
+  /** How long the leader has led, or the partition has had none, as the reporting node knows (ms). */
+  leaderForMs?: number;
+  leaderlessForMs?: number;
+  /** The last failover the reporting node saw, from losing the leader to knowing the next (ms); leader changes it saw. */
+  lastFailoverMs?: number;
+  leaderChanges?: number;
   /** The engine (raft, vpaxos), when the node reports it. */
   engine?: string;
   /** Whose view this is (the partition's leader when it answered). */

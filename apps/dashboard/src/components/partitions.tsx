@@ -2,6 +2,14 @@ import { useState } from 'preact/hooks';
 import type { Member, Meta, Partition } from '../types.js';
 import type { PendingAction } from './confirm-dialog.js';
 
+/** A span of ms as an operator reads it: 850 ms, 12 s, 5 min, 2 h. */
+function duration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min`;
+  return `${Math.round(ms / 3_600_000)} h`;
+}
+
 interface Health {
   leaderless: boolean;
   underReplicated: boolean;
@@ -112,6 +120,7 @@ export function Partitions(props: {
   const factor = meta?.clusterId ? meta.replicationFactor : undefined;
   const engine = (p: Partition): string | undefined => p.engine ?? meta?.partitions[p.partition]?.engine;
   const withEngine = partitions.some((p) => engine(p) !== undefined);
+  const withFailover = partitions.some((p) => p.lastFailoverMs !== undefined || p.leaderChanges !== undefined);
   return (
     <table data-testid="partitions">
       <thead>
@@ -123,6 +132,7 @@ export function Partitions(props: {
           <th>term</th>
           <th>epoch</th>
           {withEngine && <th>engine</th>}
+          {withFailover && <th>last failover</th>}
           <th>commit</th>
           <th>applied</th>
           <th>health</th>
@@ -160,10 +170,19 @@ export function Partitions(props: {
                   </span>
                 ))}
               </td>
-              <td data-testid="leader">{h.leaderless ? <span class="bad">none</span> : <b>{p.leader}</b>}</td>
+              <td data-testid="leader">
+                {h.leaderless ? <span class="bad">none</span> : <b>{p.leader}</b>}
+                {p.leaderForMs !== undefined && !h.leaderless ? <small> for {duration(p.leaderForMs)}</small> : null}
+                {p.leaderlessForMs !== undefined ? <small> for {duration(p.leaderlessForMs)}</small> : null}
+              </td>
               <td class="num">{p.term ?? ''}</td>
               <td class="num">{p.epoch ?? ''}</td>
               {withEngine && <td>{engine(p) ?? ''}</td>}
+              {withFailover && (
+                <td class="num" title={p.leaderChanges !== undefined ? `${p.leaderChanges} leader changes seen` : ''}>
+                  {p.lastFailoverMs !== undefined ? `${p.lastFailoverMs} ms` : ''}
+                </td>
+              )}
               <td class="num">{p.commit ?? ''}</td>
               <td class="num">{p.applied ?? ''}</td>
               <td>{h.why.length === 0 ? <span class="ok">ok</span> : <span class="bad">{h.why.join('; ')}</span>}</td>
