@@ -2,10 +2,12 @@
 
 const TOKEN_KEY = 'cohort.token';
 
+/** The bearer token given for this tab ('' when none). */
 export function getToken(): string {
   return sessionStorage.getItem(TOKEN_KEY) ?? '';
 }
 
+/** Keeps `token` for this tab (sessionStorage), or forgets it when ''. */
 export function setToken(token: string): void {
   if (token === '') sessionStorage.removeItem(TOKEN_KEY);
   else sessionStorage.setItem(TOKEN_KEY, token);

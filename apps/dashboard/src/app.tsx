@@ -10,6 +10,7 @@ import { Poller, type Snapshot } from './poll.js';
 /** How often the page asks the node. */
 const POLL_MS = 1000;
 
+/** The page: polls the node every second and lays out members, partitions, charts and events. */
 export function App() {
   const [snap, setSnap] = useState<Snapshot | undefined>(undefined);
   const [updated, setUpdated] = useState<number | undefined>(undefined);

@@ -100,6 +100,7 @@ function Chart(props: { spec: ChartSpec; samples: MetricsSample[] }) {
   );
 }
 
+/** The four charts of this node's metrics history. */
 export function Charts(props: { samples: MetricsSample[] }) {
   return (
     <div class="charts">

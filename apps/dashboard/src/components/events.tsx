@@ -1,5 +1,6 @@
 import type { ClusterEvent } from '../types.js';
 
+/** The events this node saw, newest first (the last 100 the page holds). */
 export function Events(props: { events: ClusterEvent[] }) {
   const shown = [...props.events].reverse().slice(0, 100);
   if (shown.length === 0) return <p class="muted">no event yet</p>;

@@ -3,6 +3,7 @@ import type { Member, Partition } from '../types.js';
 /** Tags shown in their own columns, not among the others. */
 const OWN_COLUMNS = new Set(['http', 'resp', 'leads']);
 
+/** The members table: SWIM state, incarnation, phi, addresses, partitions led, tags; the meta leader marked. */
 export function Members(props: {
   members?: Member[] | undefined;
   partitions?: Partition[] | undefined;

@@ -106,6 +106,7 @@ function Actions(props: { p: Partition; members: Member[]; onAction: (a: Pending
   );
 }
 
+/** The partitions table as their leaders report them, rows marked when leaderless or short of replicas, with actions. */
 export function Partitions(props: {
   partitions?: Partition[] | undefined;
   members?: Member[] | undefined;
