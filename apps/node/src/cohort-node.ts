@@ -42,6 +42,7 @@ import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohor
 import type { FastifyInstance } from 'fastify';
 import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
+import { type DashboardFeed, startDashboardFeed } from './dashboard-feed.js';
 import { DiskGuard } from './disk-guard.js';
 import { type NodeFaults, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
 import { ApiError } from './http-codec.js';
@@ -61,6 +62,7 @@ import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
 import { type PartitionLayout, loadLayout, readLayout, recordLayout } from './partition-layout.js';
+import { partitionsFromLeaders } from './partition-views.js';
 import { PartitionedKv } from './partitioned-kv.js';
 import { PartitionedWatch } from './partitioned-watch.js';
 import { hostSettings } from './raft-settings.js';
@@ -199,6 +201,8 @@ export class CohortNode {
   private disk: DiskGuard | undefined;
   private balancer: ReturnType<typeof setInterval> | undefined;
   private announcer: ReturnType<typeof setInterval> | undefined;
+  /** The dashboard's metrics history and event log. */
+  private feed: DashboardFeed | undefined;
   /**
    * Called once the node stopped serving because its storage failed (a
    * failed write, or an entry, row or chunk failing its checksum). The
@@ -690,9 +694,19 @@ export class CohortNode {
     // p0 always lives here with one partition (every node replicates it); of several, each node serves its own.
     const p0 = this.parts[0]!;
     let leading = false;
+    const feed = startDashboardFeed(metrics, {
+      members: () => memberViews(membership),
+      partitions: () => (meta.state.clusterId ? meta.state.partitions : []),
+      snapshots: () => {
+        const s = host.stats();
+        return { taken: s.snapshotsTaken, installed: s.snapshotsRestored };
+      },
+    });
+    this.feed = feed;
     host.onLeaderChange = (group, leader, role) => {
       this.leaders.observe(group, leader, Date.now());
       if (group === this.first?.group) leading = role === 'leader';
+      feed.events.leaderChanged(group, leader, host.status(group).term);
     };
     // With several partitions, each node gossips the partitions it leads (`leads`: partition:term,...),
     // so a node holding no replica of a partition finds its leader; checked every 500 ms, sent when changed.
@@ -841,6 +855,15 @@ export class CohortNode {
       metrics,
       members: () => memberViews(membership),
       partitions: () => this.partitions(),
+      partitionsFromLeaders: (authorization) =>
+        partitionsFromLeaders({
+          self: node.id,
+          local: this.partitions(),
+          httpOf: (id) => memberViews(membership).find((m) => m.id === id)?.tags.http,
+          scheme: security.tls ? 'https' : 'http',
+          ...(authorization !== undefined ? { authorization } : {}),
+        }),
+      dashboard: feed.routes,
       meta: {
         state: () => meta.state,
         leader: () => {
@@ -1263,6 +1286,7 @@ export class CohortNode {
       };
       if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
+      this.feed?.stop();
       this.meta?.stop();
       // A connection still open past its phase is closed as it is.
       await phase('clients', total / 2, (ms) =>

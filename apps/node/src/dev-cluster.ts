@@ -235,6 +235,7 @@ export async function runDevCluster(o: DevClusterOptions): Promise<number> {
       const first = nodes[0]!;
       say(`leader: ${line}`);
       say(`try:  redis-cli -p ${first.resp.split(':')[1]} set a 1   |   curl http://${first.http}/v1/kv/a`);
+      say(`dashboard: http://${first.http}/ui/`);
       say('Ctrl-C stops all nodes; type "help" for commands (kill leader, restart <id>, status).');
       return;
     }

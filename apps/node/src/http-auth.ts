@@ -13,6 +13,15 @@ export interface HttpAuth {
 /** Paths anyone may ask: liveness and readiness probes. */
 const OPEN = new Set(['/healthz', '/readyz']);
 const KV_PREFIX = '/v1/kv/';
+
+/**
+ * The dashboard's static files are open: they hold no data, and a browser
+ * cannot send a bearer token when it opens a page. Every request the page
+ * makes for data carries the token it was given.
+ */
+function isDashboardFile(path: string): boolean {
+  return path === '/ui' || path.startsWith('/ui/');
+}
 const READ: CommandClass = { name: 'get', flags: ['readonly'] };
 const WRITE: CommandClass = { name: 'set', flags: ['write'] };
 const ADMIN: CommandClass = { name: 'cluster', flags: [] };
@@ -88,7 +97,7 @@ export function registerHttpAuth(app: FastifyInstance, auth: HttpAuth): void {
   if (!tokens && auth.metricsToken === undefined) return;
   app.addHook('onRequest', async (req, reply) => {
     const path = req.originalUrl.split('?')[0] ?? '/';
-    if (OPEN.has(path)) return;
+    if (OPEN.has(path) || isDashboardFile(path)) return;
     const token = bearer(req);
     if (path === '/metrics') {
       if (auth.metricsToken === undefined) return;

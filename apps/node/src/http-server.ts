@@ -3,6 +3,7 @@ import type { ClientSession, KvClientRequest, KvClientWrite, KvCompare, KvRespon
 import type { KvRecord } from '@cohort/storage';
 import swagger from '@fastify/swagger';
 import { type FastifyInstance, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
+import { type DashboardRoutesOptions, registerDashboardRoutes } from './dashboard-routes.js';
 import { type HttpAuth, registerHttpAuth } from './http-auth.js';
 import {
   ApiError,
@@ -44,6 +45,13 @@ export interface HttpServerOptions {
   watch?: WatchSource | WatchRouter;
   /** Per partition: slots, replicas, leader, term and watermarks, for `GET /v1/partitions`. */
   partitions?: () => unknown[];
+  /**
+   * Per partition as its leader reports it (`GET /v1/partitions?from=leaders`), asking the leaders
+   * with the request's `Authorization` header.
+   */
+  partitionsFromLeaders?: (authorization: string | undefined) => Promise<unknown[]>;
+  /** The web dashboard at `/ui/` and its feeds (metrics history, events). */
+  dashboard?: DashboardRoutesOptions;
   /** Readiness, cluster view and membership administration (see {@link registerOpsRoutes}); without it `GET /v1/cluster` answers from `api.status()`. */
   ops?: OpsApi;
   /** The meta group's registry, partition map, join and leave (`/v1/meta`, `/v1/cluster/join`, `/v1/cluster/leave`). */
@@ -366,17 +374,30 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     }
     if (opts.meta) registerMetaRoutes(app, opts.meta);
     if (opts.txn) registerTxnRoutes(app, opts.txn);
+    if (opts.dashboard) registerDashboardRoutes(app, opts.dashboard);
     const { partitions } = opts;
     if (partitions) {
-      app.get(
+      const fromLeaders = opts.partitionsFromLeaders;
+      app.get<{ Querystring: { from?: 'here' | 'leaders' } }>(
         '/v1/partitions',
         {
           schema: {
             summary:
-              "Per partition: its slots, replicas, leader, term, commit and applied indexes, as this node's replicas see them",
+              "Per partition: its slots, replicas, leader, term, commit and applied indexes, as this node's replicas see them; with ?from=leaders as each partition's leader reports it (with each replica's lag)",
+            querystring: {
+              type: 'object',
+              properties: { from: { type: 'string', enum: ['here', 'leaders'] } },
+              additionalProperties: false,
+            },
           },
         },
-        async () => ({ partitions: partitions() }),
+        async (req) => {
+          if (req.query.from === 'leaders' && fromLeaders) {
+            const auth = req.headers.authorization;
+            return { partitions: await fromLeaders(typeof auth === 'string' ? auth : undefined) };
+          }
+          return { partitions: partitions() };
+        },
       );
     }
     const { members } = opts;

@@ -8,6 +8,8 @@ export interface MemberView {
   state: Member['state'];
   incarnation: number;
   tags: Record<string, string>;
+  /** The failure detector's phi for the member now, when it has a verdict (see `MembershipHost.phi`). */
+  phi?: number;
 }
 
 /** Options of {@link startMembership}. */
@@ -81,6 +83,16 @@ export function startMembership(opts: MembershipServiceOptions): MembershipHost 
 export function memberViews(host: MembershipHost): MemberView[] {
   return host
     .members()
-    .map((m) => ({ id: m.id, address: m.address, state: m.state, incarnation: m.incarnation, tags: { ...m.tags } }))
+    .map((m) => {
+      const phi = host.phi(m.id);
+      return {
+        id: m.id,
+        address: m.address,
+        state: m.state,
+        incarnation: m.incarnation,
+        tags: { ...m.tags },
+        ...(phi !== undefined ? { phi: Math.round(phi * 100) / 100 } : {}),
+      };
+    })
     .sort((a, b) => a.id.localeCompare(b.id));
 }

@@ -334,12 +334,17 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
     },
   );
 
-  app.post<{ Body: { partition: number; node: string } }>(
+  app.post<{ Body: { partition: number; node: string }; Querystring: { follow?: 'true' | 'false' } }>(
     '/v1/admin/partitions/transfer-leader',
     {
       schema: {
         summary:
-          "Moves a partition's leadership to one of its voters (on the partition's leader; others answer NOT_LEADER naming it)",
+          "Moves a partition's leadership to one of its voters (on the partition's leader; others answer NOT_LEADER naming it, or with ?follow=true send it on to the leader once)",
+        querystring: {
+          type: 'object',
+          properties: { follow: { type: 'string', enum: ['true', 'false'] } },
+          additionalProperties: false,
+        },
         body: {
           type: 'object',
           properties: {
@@ -355,7 +360,26 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
       try {
         return await ops.transferPartitionLeadership(req.body.partition, req.body.node);
       } catch (err) {
-        return fail(reply, ops, err);
+        const leaderHttp = err instanceof NotLeaderError && err.leaderId ? httpOf(ops, err.leaderId) : undefined;
+        if (req.query.follow !== 'true' || leaderHttp === undefined) return fail(reply, ops, err);
+        // One hop: the request goes on without ?follow, with the caller's token, and its answer comes back as it is.
+        try {
+          const res = await fetch(`${req.protocol}://${leaderHttp}/v1/admin/partitions/transfer-leader`, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              ...(typeof req.headers.authorization === 'string' ? { authorization: req.headers.authorization } : {}),
+            },
+            body: JSON.stringify(req.body),
+            signal: AbortSignal.timeout(15_000),
+          });
+          return reply
+            .code(res.status)
+            .header('content-type', 'application/json')
+            .send(await res.text());
+        } catch {
+          return fail(reply, ops, err);
+        }
       }
     },
   );

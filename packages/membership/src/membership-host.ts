@@ -158,6 +158,15 @@ export class MembershipHost {
     return this.swim.members();
   }
 
+  /**
+   * The failure detector's phi for member `id` now (see `Swim.phi`): near 0
+   * while its acks come as usual, rising while a probe waits; undefined before
+   * enough acks, for this node and for members not alive or suspect.
+   */
+  phi(id: NodeId): number | undefined {
+    return this.swim.phi(id, this.clock.now());
+  }
+
   /** Live members whose tag `key` is `value`. */
   nodesWithTag(key: string, value: string): Member[] {
     return this.swim.nodesWithTag(key, value);

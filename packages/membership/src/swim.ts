@@ -171,6 +171,24 @@ export class Swim {
     return [...this.table.values()].map(toMember);
   }
 
+  /**
+   * Phi accrual suspicion of member `id` at `now`: how unlikely the wait of
+   * the probe still unanswered by it is (0 waited when none is), against the
+   * round trips of its past acks. Undefined before enough acks (no verdict),
+   * and for a member not alive or suspect (not probed).
+   */
+  phi(id: NodeId, now: number): number | undefined {
+    const r = this.table.get(id);
+    const d = this.detectors.get(id);
+    if (!r || !d || !isLive(r.state) || id === this.self) return undefined;
+    let waited = 0;
+    if (this.probe?.target === id && !this.probe.acked) waited = now - this.probe.sentAt;
+    const h = this.held.get(id);
+    if (h) waited = Math.max(waited, now - h.sentAt);
+    const phi = d.phiOf(waited);
+    return phi === undefined ? undefined : Math.max(0, phi);
+  }
+
   /** One member, if known. */
   member(id: NodeId): Member | undefined {
     const r = this.table.get(id);
@@ -463,7 +481,8 @@ export class Swim {
     if (!r || !isLive(r.state)) return;
     if (r.state === 'alive' && !this.phiSaysDown(p.target, now - p.sentAt)) {
       this.stats.phiDeferrals += 1;
-      this.held.set(p.target, { sentAt: p.sentAt });
+      // Phi is of the time since the first ping left unanswered: a later failed probe must not restart it.
+      if (!this.held.has(p.target)) this.held.set(p.target, { sentAt: p.sentAt });
       return;
     }
     this.accuse(r, now);

@@ -19,6 +19,40 @@ describe('SWIM engine', () => {
     for (const id of live(c)) expect(c.events(id)).toContainEqual({ type: 'NodeFailed', id: 'n3', incarnation: 0 });
   });
 
+  it('a crashed member probed more often than phi takes to cross is still suspected: the first unanswered ping counts', () => {
+    // 3 members, 100 ms probes: each is probed every ~200 ms, well before phi (std floor 100 ms) reaches 8.
+    const c = EngineCluster.full(3, 18, { probeIntervalMs: 100, probeTimeoutMs: 50, gossipIntervalMs: 20 });
+    c.run(5000);
+    c.crash('n2');
+    const crashAt = c.now;
+    const dead = c.runUntil(() => live(c).every((id) => c.stateOf(id, 'n2') === 'dead'), 30_000);
+    expect(dead, 'seed 18').toBe(true);
+    expect(c.now - crashAt, 'seed 18').toBeLessThan(5000);
+  });
+
+  it('phi stays under the threshold while a member acks as usual, crosses it once it stops, and is absent once dead', () => {
+    const c = EngineCluster.full(3, 17);
+    c.run(5000);
+    const n0 = c.swim('n0');
+    let healthy = 0;
+    c.runUntil(() => {
+      healthy = Math.max(healthy, n0.phi('n1', c.now) ?? 0);
+      return false;
+    }, 20_000);
+    expect(n0.phi('n1', c.now), 'seed 17').toBeDefined();
+    expect(healthy, 'seed 17').toBeLessThan(8);
+    expect(n0.phi('n0', c.now)).toBeUndefined();
+    c.crash('n1');
+    let highest = 0;
+    const dead = c.runUntil(() => {
+      highest = Math.max(highest, n0.phi('n1', c.now) ?? 0);
+      return c.stateOf('n0', 'n1') === 'dead';
+    }, 60_000);
+    expect(dead, 'seed 17').toBe(true);
+    expect(highest, 'seed 17').toBeGreaterThanOrEqual(8);
+    expect(n0.phi('n1', c.now)).toBeUndefined();
+  });
+
   it('refutes a suspicion about itself with a higher incarnation that overrides it everywhere', () => {
     const c = EngineCluster.full(4, 12);
     c.run(2000);
