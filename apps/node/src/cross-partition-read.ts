@@ -1,6 +1,6 @@
 import type { KvClientRequest, KvResponse, RouteSplit } from '@cohort/kv';
 
-/** How many times a read of several partitions is tried before it gives up with TRYAGAIN. @default 8 */
+/** Rounds a read of several partitions tries again before it gives up with TRYAGAIN. @default 8 */
 export const ATOMIC_READ_ATTEMPTS = 8;
 
 /** The partitions' services, as the reader needs them: one pipeline to partition `p`. */
@@ -30,7 +30,8 @@ function sameRevisions(a: KvResponse, b: KvResponse): boolean {
  * instant had laid its intents everywhere, and a read meeting an intent of
  * a decided transaction resolves it first (a new revision), so it cannot be
  * seen in part. Otherwise the later round becomes the first of the next
- * pair, up to {@link ATOMIC_READ_ATTEMPTS} rounds, then it answers TRYAGAIN.
+ * pair, up to {@link ATOMIC_READ_ATTEMPTS} more rounds, then it answers TRYAGAIN (`PartitionedKv`
+ * then runs the read as a transaction).
  */
 export async function atomicRead(
   req: Extract<KvClientRequest, { kind: 'read' }>,

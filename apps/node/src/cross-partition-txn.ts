@@ -1,4 +1,4 @@
-import type { KvClientWrite, KvResponse, TxnReply, TxnRequest } from '@cohort/kv';
+import type { KvClientRequest, KvClientWrite, KvResponse, TxnReply, TxnRequest } from '@cohort/kv';
 
 /** What runs transactions across partitions: `@cohort/kv`'s `TxnCoordinator` on this node. */
 export interface TxnRunner {
@@ -55,4 +55,22 @@ export function txnOfWrite(write: KvClientWrite): WriteAsTxn | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * A read of keys in several partitions (MGET, EXISTS) as a transaction of
+ * that one read: its intents hold writers off the keys until it commits,
+ * so it succeeds where double reading keeps meeting writes. Answers as the
+ * read would (the values, or the count).
+ */
+export function readAsTxn(req: Extract<KvClientRequest, { kind: 'read' }>): WriteAsTxn | undefined {
+  if (req.op !== 'mget' && req.op !== 'exists') return undefined;
+  return {
+    request: { compares: [], success: [{ op: 'read', read: req.op, keys: req.keys }], failure: [] },
+    answer: (reply) => {
+      const r = firstResult(reply);
+      if (req.op === 'exists' || r.type !== 'list') return r;
+      return { type: 'array', values: (r.items ?? []).map((i) => (i.type === 'bulk' ? i.value : null)) };
+    },
+  };
 }

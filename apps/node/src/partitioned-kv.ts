@@ -7,7 +7,7 @@ import {
   routeKeys,
 } from '@cohort/kv';
 import { atomicRead } from './cross-partition-read.js';
-import { type TxnRunner, txnOfWrite } from './cross-partition-txn.js';
+import { type TxnRunner, readAsTxn, txnOfWrite } from './cross-partition-txn.js';
 import type { KvReadRequest, ReadApi } from './kv-api.js';
 
 type KvRecord = Extract<KvResponse, { type: 'range' }>['records'][number];
@@ -351,7 +351,19 @@ export class PartitionedKv {
           );
     if (atomic && (req.op === 'mget' || req.op === 'exists')) {
       const splits = route.splits;
-      return { run: () => atomicRead(req, splits, (p, reqs) => this.parts[p]!.executeAll(reqs), merge) };
+      const read = () => atomicRead(req, splits, (p, reqs) => this.parts[p]!.executeAll(reqs), merge);
+      const txn = this.txn === undefined ? undefined : readAsTxn(req);
+      if (txn === undefined) return { run: read };
+      const runner = this.txn!;
+      // Keys always moving under the double reads: the read becomes a transaction, whose intents hold writers off.
+      return {
+        run: async () => {
+          const res = await read();
+          return res.type === 'error' && res.message.startsWith('TRYAGAIN')
+            ? txn.answer(await runner.run(txn.request))
+            : res;
+        },
+      };
     }
     return { parts, merge };
   }

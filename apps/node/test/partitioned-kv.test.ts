@@ -213,6 +213,29 @@ describe('PartitionedKv', () => {
     expect(n).toBe(ATOMIC_READ_ATTEMPTS + 1);
   });
 
+  it('runs a read of several partitions whose keys keep moving as a transaction of that read', async () => {
+    const parts = [0, 1, 2, 3].map((i) => new FakePartition(i));
+    const sent: TxnRequest[] = [];
+    const txn = {
+      run: async (req: TxnRequest): Promise<TxnReply> => {
+        sent.push(req);
+        const values = [{ type: 'bulk' as const, value: b('t1') }, { type: 'nil' as const }];
+        return { type: 'txn', txn: 't', succeeded: true, results: [{ type: 'list', items: values }] };
+      },
+    };
+    const kv = new PartitionedKv(map, parts, () => true, txn);
+    let n = 0;
+    parts[1]!.beforeRead = (req) => {
+      if (req.kind === 'read' && req.op === 'revisions') parts[1]!.put('bar', `v${n++}`);
+    };
+    const res = await kv.execute({ kind: 'read', op: 'mget', keys: [b('foo'), b('bar')] });
+    expect(n).toBe(ATOMIC_READ_ATTEMPTS + 1);
+    expect(sent).toEqual([
+      { compares: [], success: [{ op: 'read', read: 'mget', keys: [b('foo'), b('bar')] }], failure: [] },
+    ]);
+    expect(res).toEqual({ type: 'array', values: [b('t1'), null] });
+  });
+
   it('runs a write whose keys span partitions as a transaction, in its place in the pipeline', async () => {
     const parts = [0, 1, 2, 3].map((i) => new FakePartition(i));
     const sent: TxnRequest[] = [];

@@ -250,12 +250,14 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
       notes.push(`t=${Math.round(now() - started)}ms ${n.id} serves again`);
     };
     await pause(1500);
-    // A partition leader (of the second account's partition) ...
+    // A partition leader (another node than the coordinator killed next, when one leads a partition) ...
+    const coordinator = cluster.nodes[1]!;
     const view = (await fetch(`http://127.0.0.1:${cluster.nodes[0]!.http}/v1/partitions`).then((r) => r.json())) as {
       partitions: { leader: string }[];
     };
-    const p = o.partitions > 1 ? 1 : 0;
-    const leader = cluster.nodes.find((n) => n.id === view.partitions[p]!.leader) ?? cluster.nodes[1]!;
+    const led = view.partitions.findIndex((q) => q.leader !== '' && q.leader !== coordinator.id);
+    const p = led >= 0 ? led : 0;
+    const leader = cluster.nodes.find((n) => n.id === view.partitions[p]!.leader) ?? cluster.nodes[0]!;
     notes.push(`t=${Math.round(now() - started)}ms SIGKILL ${leader.id}, leader of p${p}`);
     await cluster.kill(leader);
     await pause(1000);
@@ -263,7 +265,6 @@ export async function runBank(cluster: ProcCluster, o: BankOptions): Promise<Ban
     await upAgain(leader);
     await pause(1000);
     // ... then the node the first RESP client's transfers go through: their coordinator.
-    const coordinator = cluster.nodes[1]!;
     notes.push(`t=${Math.round(now() - started)}ms SIGKILL ${coordinator.id}, the coordinator of client 1`);
     await cluster.kill(coordinator);
     await pause(1000);
