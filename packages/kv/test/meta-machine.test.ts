@@ -128,7 +128,9 @@ describe('MetaStateMachine', () => {
     );
     expect(sm.state.ext.counter).toBe(1);
     expect(out[2]).toMatchObject({ value: { ok: false, reason: 'only inc' } });
-    expect(out[3]).toMatchObject({ value: { ok: false, reason: expect.stringContaining('no control-plane extension') } });
+    expect(out[3]).toMatchObject({
+      value: { ok: false, reason: expect.stringContaining('no control-plane extension') },
+    });
     store.close();
   });
 });

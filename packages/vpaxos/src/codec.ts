@@ -313,6 +313,7 @@ export function decodeMasterMessage(frame: Uint8Array): { group: GroupId; msg: M
 export function peekGroup(frame: Uint8Array): GroupId {
   const r = new Reader(frame);
   const version = r.u8();
-  if (version !== VP_WIRE_VERSION) throw new CodecError(`vpaxos frame of version ${version}, expected ${VP_WIRE_VERSION}`);
+  if (version !== VP_WIRE_VERSION)
+    throw new CodecError(`vpaxos frame of version ${version}, expected ${VP_WIRE_VERSION}`);
   return r.str();
 }

@@ -129,7 +129,14 @@ describe('configuration master', () => {
     const m = new ConfigMaster({ f: 1 });
     started(m);
     const nb = (ballot: number, acceptors: string[], degraded = true) =>
-      m.apply({ type: 'newBallot', group: G, ballot, prevBallot: 1, config: { primary: acceptors[0]!, acceptors }, degraded });
+      m.apply({
+        type: 'newBallot',
+        group: G,
+        ballot,
+        prevBallot: 1,
+        config: { primary: acceptors[0]!, acceptors },
+        degraded,
+      });
     // A newcomer is no survivor: a degraded ballot holds nothing but the active configuration's acceptors.
     expect(nb(2, ['c'])).toEqual({ ok: false, reason: expect.stringContaining('c is not one') });
     // Without the flag the f+1 rule holds.

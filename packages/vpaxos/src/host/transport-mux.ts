@@ -48,7 +48,7 @@ export class VpTransportMux {
       addPeer: (peer: NodeId, address: string) => t.addPeer(peer, address),
       removePeer: (peer: NodeId) => t.removePeer(peer),
       send: (peer: NodeId, protocol: ProtocolId, frame: Uint8Array, options?: AbortOptions) =>
-        t.send(peer, protocol, frame, options),
+        peer === t.self ? this.deliver(peer, protocol, frame) : t.send(peer, protocol, frame, options),
       request: (peer: NodeId, protocol: ProtocolId, frame: Uint8Array, options?: AbortOptions) =>
         t.request(peer, protocol, frame, options),
       handle: (protocol: ProtocolId, handler: FrameHandler) => {
@@ -62,6 +62,17 @@ export class VpTransportMux {
       start: () => Promise.resolve(),
       stop: () => Promise.resolve(),
     };
+  }
+
+  /**
+   * Hands `frame` to this node's own replica or master, as if it had come
+   * from `from` (a transport does not send to its own node), on a later turn.
+   */
+  deliver(from: NodeId, protocol: ProtocolId, frame: Uint8Array): Promise<void> {
+    return Promise.resolve().then(() => {
+      if (protocol === VP_PROTOCOL) this.route(from, frame, 'vp');
+      else if (protocol === VP_MASTER_PROTOCOL) this.routeMaster(from, frame);
+    });
   }
 
   /** Stops routing `group`'s frames (its replica stopped). */
