@@ -42,7 +42,7 @@ import type { FastifyInstance } from 'fastify';
 import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
 import { DiskGuard } from './disk-guard.js';
-import { type NodeFaults, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
+import { type NodeFaults, crashAfterFailoverBallot, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
 import { ApiError } from './http-codec.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
@@ -678,6 +678,11 @@ export class CohortNode {
       transport,
       membership: () => this.membership,
       log: this.log.child({ component: 'vpaxos-master' }),
+      afterFailoverBallot: () => {
+        if (!crashAfterFailoverBallot()) return;
+        this.log.warn('test fault: the meta leader crashes right after committing a failover ballot');
+        process.kill(process.pid, 'SIGKILL');
+      },
     });
     this.vpMaster.start();
     // Addresses of members that joined after this node started: from the registry.

@@ -100,6 +100,12 @@ export class MetaService {
     return this.opts.host.status(META_GROUP).role === 'leader';
   }
 
+  /** On the meta leader: the voters it has not heard from lately (none elsewhere). */
+  unreachable(): NodeId[] {
+    const s = this.opts.host.status(META_GROUP);
+    return s.role === 'leader' ? s.quorum.unreachable : [];
+  }
+
   /** The meta group's leader as this node knows it ('' when none). */
   leader(): NodeId {
     return this.opts.host.status(META_GROUP).leader;

@@ -28,6 +28,8 @@ export interface VpMasterServiceOptions {
   failAfterMs?: number;
   /** A ballot not completed within this long is abandoned for a new one. @default 5000 */
   ballotTimeoutMs?: number;
+  /** Test-only: called once a failover ballot is committed, before anyone is told (the node may crash there). */
+  afterFailoverBallot?: () => void;
 }
 
 interface Heard {
@@ -53,8 +55,10 @@ export class VpMasterService {
   private readonly heard = new Map<string, Heard>();
   /** When this leader first saw each group's next ballot, and last sent it. */
   private readonly nextSeen = new Map<string, { ballot: Ballot; at: number; sentAt: number }>();
-  /** When this leader first saw each group's active ballot. */
-  private readonly activeSeen = new Map<string, { ballot: Ballot; at: number }>();
+  /** When this leader first saw each group's active ballot, and the primary's incarnation it first heard then. */
+  private readonly activeSeen = new Map<string, { ballot: Ballot; at: number; incarnation?: number }>();
+  /** Replacements whose ballot did not complete, until when they are not picked again. */
+  private readonly shunned = new Map<NodeId, number>();
   private readonly busy = new Set<string>();
   private leaderSince: number | undefined;
   private readonly intervalMs: number;
@@ -186,14 +190,16 @@ export class VpMasterService {
     });
   }
 
-  /** Whether SWIM believes `node` gone. */
+  /** Whether SWIM believes `node` gone, or the meta group's leader (this node) stopped hearing from it. */
   private swimDead(node: NodeId): boolean {
     if (node === this.opts.self) return false;
     const m = this.opts
       .membership()
       ?.members()
       .find((x) => x.id === node);
-    return m !== undefined && (m.state === 'dead' || m.state === 'left');
+    return (
+      (m !== undefined && (m.state === 'dead' || m.state === 'left')) || this.opts.meta.unreachable().includes(node)
+    );
   }
 
   /** Why `node` counts as failed in `group`'s active ballot, or undefined while it is healthy. */
@@ -204,9 +210,12 @@ export class VpMasterService {
     if ((h === undefined || h.at < since) && now - since > this.failAfterMs)
       return `no heartbeat for ${now - since} ms`;
     if (h !== undefined && now - Math.max(h.at, since) > this.failAfterMs) return `no heartbeat for ${now - h.at} ms`;
-    if (primary && h !== undefined && h.activeBallot !== ballot && now - since > this.failAfterMs) {
-      // A restarted primary has lost its activation: it serves nothing until a new ballot.
-      return `it does not serve ballot ${ballot} (restarted)`;
+    const seen = this.activeSeen.get(group);
+    if (primary && h !== undefined && seen?.ballot === ballot) {
+      // A restarted primary has lost its activation (it is not durable): it serves nothing until a new ballot.
+      seen.incarnation ??= h.incarnation;
+      if (h.incarnation !== seen.incarnation)
+        return `it restarted (incarnation ${h.incarnation}) since ballot ${ballot}`;
     }
     return undefined;
   }
@@ -234,8 +243,13 @@ export class VpMasterService {
         await this.activate(partition, group, next.ballot);
         return;
       }
-      const primaryGone = this.failure(group, next.primary, false, next.ballot, now) !== undefined;
-      if (now - seen.at < this.ballotTimeoutMs && !primaryGone) {
+      // A ballot with a failed acceptor cannot complete (Phase 2 writes to every acceptor): abandon it now.
+      const gone = next.acceptors.filter((a) =>
+        active?.acceptors.includes(a)
+          ? this.failure(group, a, false, next.ballot, now) !== undefined
+          : this.swimDead(a),
+      );
+      if (now - seen.at < this.ballotTimeoutMs && gone.length === 0) {
         if (now - seen.sentAt >= 1000) {
           seen.sentAt = now;
           this.send(next.primary, group, {
@@ -248,7 +262,12 @@ export class VpMasterService {
         }
         return;
       }
-      this.note(group, 'vpaxos ballot abandoned (not completed in time)', { ballot: next.ballot });
+      this.note(group, 'vpaxos ballot abandoned', {
+        ballot: next.ballot,
+        why: gone.length > 0 ? `${gone.join(', ')} failed` : `not completed within ${this.ballotTimeoutMs} ms`,
+      });
+      // A replacement that kept the ballot from completing is not picked again for a while.
+      for (const a of next.acceptors) if (!active?.acceptors.includes(a)) this.shunned.set(a, now + 30_000);
     }
     const maxBallot = g?.maxBallot ?? 0;
     if (active === undefined) {
@@ -289,6 +308,7 @@ export class VpMasterService {
         primary,
         acceptors,
         acceptors.length < target,
+        true,
       );
       return;
     }
@@ -315,8 +335,16 @@ export class VpMasterService {
       id === this.opts.self || (ms?.members().some((m) => m.id === id && m.state === 'alive') ?? false);
     const load = new Map<NodeId, number>();
     for (const p of this.state.partitions) for (const r of p.replicas) load.set(r.node, (load.get(r.node) ?? 0) + 1);
+    const now = Date.now();
     return Object.values(this.state.nodes)
-      .filter((n) => !n.leaving && !acceptors.includes(n.id) && alive(n.id))
+      .filter(
+        (n) =>
+          !n.leaving &&
+          !acceptors.includes(n.id) &&
+          alive(n.id) &&
+          !this.swimDead(n.id) &&
+          (this.shunned.get(n.id) ?? 0) < now,
+      )
       .map((n) => n.id)
       .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || (a < b ? -1 : 1))[0];
   }
@@ -330,6 +358,7 @@ export class VpMasterService {
     primary: NodeId,
     acceptors: NodeId[],
     degraded: boolean,
+    failover = false,
   ): Promise<void> {
     const res = await this.master(partition, {
       type: 'newBallot',
@@ -341,6 +370,8 @@ export class VpMasterService {
     });
     if (!res.ok) return;
     this.opts.log.info('vpaxos ballot started', { group, ballot, prevBallot, primary, acceptors, degraded });
+    // (A test hook: a meta leader outside the ballot may crash here; one inside it would take the survivor along.)
+    if (failover && !acceptors.includes(this.opts.self)) this.opts.afterFailoverBallot?.();
     const now = Date.now();
     this.nextSeen.set(group, { ballot, at: now, sentAt: now });
     this.send(primary, group, { type: 'newBallot', ballot, prevBallot, prevAcceptors, acceptors });

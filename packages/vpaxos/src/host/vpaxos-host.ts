@@ -303,6 +303,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     const m = decoded.msg;
     const e = this.node;
     if (m.type === 'newBallot') {
+      // The master repeats a newBallot until the ballot completes: the one this replica leads already is no news.
+      if (e.leading()?.ballot === m.ballot) return;
       try {
         e.startBallot(m);
       } catch (err) {
