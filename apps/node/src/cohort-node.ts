@@ -791,6 +791,8 @@ export class CohortNode {
         if (p.sm === undefined) continue;
         const s = this.gs(p);
         this.stuck.observe(p.group, s.commit, s.lastIndex, now);
+        // A vpaxos primary is sampled here (the Raft host reports its leader changes as they happen).
+        if (p.vp !== undefined) this.leaders.observe(p.group, s.leader, now);
       }
       const leads = this.parts
         .filter((p) => p.sm !== undefined && this.gs(p).role === 'leader')
