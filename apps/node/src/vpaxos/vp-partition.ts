@@ -4,6 +4,7 @@ import {
   type NodeId,
   type ReplicatedGroup,
   type ReplicatedGroupStatus,
+  UnavailableError,
   systemClock,
 } from '@cohort/core';
 import type { KvStateMachine } from '@cohort/kv';
@@ -71,8 +72,11 @@ export class VpPartition implements ReplicatedGroup {
     });
   }
 
-  start(): Promise<void> {
-    return this.host.start();
+  private started = false;
+
+  async start(): Promise<void> {
+    await this.host.start();
+    this.started = true;
   }
 
   stop(): void {
@@ -81,15 +85,18 @@ export class VpPartition implements ReplicatedGroup {
   }
 
   propose<T>(data: Uint8Array): Promise<T> {
+    if (!this.started) return Promise.reject(new UnavailableError(`${this.id}: the replica is starting`));
     return this.host.propose<T>(data);
   }
 
   /** Linearizable: the primary confirms its ballot with every acceptor, then serves once applied up to the commit. */
   read(): Promise<void> {
+    if (!this.started) return Promise.reject(new UnavailableError(`${this.id}: the replica is starting`));
     return this.host.read();
   }
 
   status(): ReplicatedGroupStatus {
+    if (!this.started) return { group: this.id, role: 'follower', term: 0, leader: '', commit: 0, applied: 0 };
     const s = this.host.status();
     if (s.role === 'leader') return s;
     const primary = this.opts.mapped().primary;
@@ -111,7 +118,7 @@ export class VpPartition implements ReplicatedGroup {
       commit: s.commit,
       applied: s.applied,
       firstIndex: 1,
-      lastIndex: Math.max(s.commit, this.host.node.committed()),
+      lastIndex: s.commit,
       repairing: false,
       quorum: {
         state: 'ok',
