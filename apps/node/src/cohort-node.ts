@@ -764,6 +764,12 @@ export class CohortNode {
       () => host.stats(),
     );
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
+    metrics.vpaxosIgnored(() =>
+      this.parts.flatMap((p) => {
+        const st = p.vp?.stats();
+        return st === undefined ? [] : [{ group: p.group, stale: st.staleIgnored, unknown: st.unknownIgnored }];
+      }),
+    );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
     this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {

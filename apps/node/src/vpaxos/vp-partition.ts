@@ -106,6 +106,11 @@ export class VpPartition implements ReplicatedGroup {
     return { ...s, leader };
   }
 
+  /** Messages the engine ignored for their ballot (undefined while starting). */
+  stats(): VPaxosHost['stats'] | undefined {
+    return this.started ? this.host.stats : undefined;
+  }
+
   /** The status in the Raft host's shape, for the node's status pages and routing. */
   groupStatus(): GroupStatus {
     const s = this.status();
