@@ -57,6 +57,8 @@ export class VpMasterService {
   private readonly nextSeen = new Map<string, { ballot: Ballot; at: number; sentAt: number }>();
   /** When this leader first saw each group's active ballot, and the primary's incarnation it first heard then. */
   private readonly activeSeen = new Map<string, { ballot: Ballot; at: number; incarnation?: number }>();
+  /** When each group's active primary last said it serves the active ballot. */
+  private readonly serving = new Map<string, number>();
   /** Replacements whose ballot did not complete, until when they are not picked again. */
   private readonly shunned = new Map<NodeId, number>();
   private readonly busy = new Set<string>();
@@ -90,11 +92,11 @@ export class VpMasterService {
   private onMessage(from: NodeId, group: string, msg: MasterMessage): void {
     if (!this.opts.leading()) return;
     if (msg.type === 'alive') {
-      this.heard.set(`${group}/${from}`, {
-        at: Date.now(),
-        incarnation: msg.incarnation,
-        activeBallot: msg.activeBallot,
-      });
+      const at = Date.now();
+      this.heard.set(`${group}/${from}`, { at, incarnation: msg.incarnation, activeBallot: msg.activeBallot });
+      const active = masterSection(this.state).groups[group]?.active;
+      if (active !== undefined && active.primary === from && active.ballot === msg.activeBallot)
+        this.serving.set(group, at);
     } else if (msg.type === 'complete') {
       void this.serially(group, () => this.complete(group, from, msg.ballot));
     }
@@ -216,6 +218,12 @@ export class VpMasterService {
       seen.incarnation ??= h.incarnation;
       if (h.incarnation !== seen.incarnation)
         return `it restarted (incarnation ${h.incarnation}) since ballot ${ballot}`;
+      // One that restarted before this master first heard it (a whole cluster restarted) says it serves no ballot.
+      // A primary leading the next ballot left the active one on purpose (a reconfiguration): not a failure.
+      const next = masterSection(this.state).groups[group]?.next;
+      const servedAt = Math.max(this.serving.get(group) ?? 0, since);
+      if (next?.primary !== node && now - servedAt > this.failAfterMs)
+        return `it has not served ballot ${ballot} for ${now - servedAt} ms (restarted)`;
     }
     return undefined;
   }
