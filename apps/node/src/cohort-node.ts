@@ -1171,6 +1171,11 @@ export class CohortNode {
     if (p === undefined) {
       throw new OperationRefusedError(`partition ${index} does not exist: this cluster has ${this.parts.length}`);
     }
+    if (p.vp !== undefined) {
+      throw new OperationRefusedError(
+        `partition ${index} is replicated by Vertical Paxos: a lagging backup catches up from its primary by itself`,
+      );
+    }
     if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(index)?.leader);
     const out = this.host!.catchUp(p.group, node);
     return { partition: index, ...out };
