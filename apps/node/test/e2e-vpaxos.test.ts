@@ -183,6 +183,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  // VP_DEBUG=1: each node's Vertical Paxos and warning log lines, and the writers' first errors.
   if (process.env.VP_DEBUG)
     for (const n of cluster?.nodes ?? [])
       console.log(
