@@ -3,10 +3,12 @@ import { type Logger, type NodeId, NotLeaderError, type Transport } from '@cohor
 import {
   type MemberLiveness,
   type MetaCommand,
+  type MetaExtension,
   type MetaResult,
   type MetaState,
   MetaStateMachine,
   type NodeRecord,
+  type PartitionEngine,
   type PlacementAction,
   type Replica,
   encodeMetaCommand,
@@ -36,6 +38,8 @@ export interface MetaBootstrap {
   members: { id: NodeId; peerAddress: string }[];
   /** Per partition, its founding voters (the recorded layout). */
   partitions: NodeId[][];
+  /** Per partition, its engine (absent: raft). */
+  engines?: PartitionEngine[];
 }
 
 /** Options of {@link MetaService}. */
@@ -59,6 +63,8 @@ export interface MetaServiceOptions {
   intervalMs: number;
   /** The leader of partition `p` as gossip announces it, if known. */
   partitionLeader: (p: number) => NodeId | undefined;
+  /** Control-plane users' commands by section (the configuration master's). */
+  extensions?: ReadonlyMap<string, MetaExtension>;
 }
 
 type PlacementRequest = { group: string; change: MembershipChange; address?: string };
@@ -86,7 +92,23 @@ export class MetaService {
   private lastRefusal = new Map<string, string>();
 
   constructor(private readonly opts: MetaServiceOptions) {
-    this.sm = new MetaStateMachine(opts.store, META_GROUP);
+    this.sm = new MetaStateMachine(opts.store, META_GROUP, opts.extensions);
+  }
+
+  /** Whether this node leads the meta group now. */
+  leading(): boolean {
+    return this.opts.host.status(META_GROUP).role === 'leader';
+  }
+
+  /** On the meta leader: the voters it has not heard from lately (none elsewhere). */
+  unreachable(): NodeId[] {
+    const s = this.opts.host.status(META_GROUP);
+    return s.role === 'leader' ? s.quorum.unreachable : [];
+  }
+
+  /** The meta group's leader as this node knows it ('' when none). */
+  leader(): NodeId {
+    return this.opts.host.status(META_GROUP).leader;
   }
 
   /** The meta state as applied here. */
@@ -183,6 +205,7 @@ export class MetaService {
       replicationFactor: b.replicationFactor,
       nodes: b.members.map((m) => ({ id: m.id, peerAddress: m.peerAddress, tags: {}, startedAt: 0 })),
       partitions: b.partitions,
+      ...(b.engines ? { engines: b.engines } : {}),
     });
     if (res.ok) this.opts.log.info('cluster founded: meta group holds the registry and partition map', { clusterId });
   }

@@ -113,9 +113,11 @@ export { MetaStateMachine } from './meta/machine.js';
 export {
   META_FORMAT,
   type MetaCommand,
+  type MetaExtension,
   type MetaResult,
   type MetaState,
   type NodeRecord,
+  type PartitionEngine,
   type PartitionEntry,
   type Replica,
   applyMeta,

@@ -170,6 +170,8 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
   let inFlight = 0;
   const idle: number[] = [];
   input.state.partitions.forEach((p, partition) => {
+    // A Vertical Paxos partition is placed by its configuration master, not by Raft membership changes.
+    if (p.engine === 'vpaxos') return;
     const { epoch } = p;
     const voters = votersOf(p);
     const learner = p.replicas.find((r) => r.role === 'learner');
