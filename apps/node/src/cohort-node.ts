@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -20,6 +21,8 @@ import {
   type KvResponse,
   KvService,
   KvStateMachine,
+  META_GROUP,
+  MetaService,
   type MetaState,
   type NodeRecord,
   SlotMap,
@@ -53,7 +56,6 @@ import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
-import { META_GROUP, MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
@@ -399,6 +401,8 @@ export class CohortNode {
       transport,
       store,
       log: this.log.child({ component: 'meta' }),
+      clock: systemClock,
+      newClusterId: randomUUID,
       ...(cluster.bootstrap
         ? {
             bootstrap: {
@@ -418,7 +422,17 @@ export class CohortNode {
         tags: { ...(this.options.tags ?? {}) },
         startedAt,
       }),
-      membership: () => this.membership,
+      membership: () => {
+        const ms = this.membership;
+        if (ms === undefined) return undefined;
+        return {
+          members: () => ms.members(),
+          minority: () => {
+            const ps = ms.partitionStatus();
+            return ps.kind === 'partitioned' && ps.minority;
+          },
+        };
+      },
       placePartitions: partitioned,
       deadGraceMs: this.options.deadGraceMs ?? 30_000,
       metaVoters: this.options.metaVoters ?? 3,
@@ -442,7 +456,8 @@ export class CohortNode {
       partitioned
         ? {
             epoch: () => meta.state.partitions[index]?.epoch ?? 0,
-            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, Date.now() + 1000)),
+            // The deadline is on the service's clock (systemClock), as the wait is.
+            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, systemClock.now() + 1000)),
           }
         : {};
     // One circuit breaker per peer for the forwards of all partitions: a peer failing for one fails for all.

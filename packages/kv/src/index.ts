@@ -111,6 +111,13 @@ export { compareHolds } from './apply-op.js';
 export { decodeRecord, encodeRecord } from './request.js';
 export { MetaStateMachine } from './meta/machine.js';
 export {
+  META_GROUP,
+  type MembershipView,
+  type MetaBootstrap,
+  MetaService,
+  type MetaServiceOptions,
+} from './meta/meta-service.js';
+export {
   META_FORMAT,
   type MetaCommand,
   type MetaResult,

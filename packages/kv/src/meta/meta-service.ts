@@ -1,22 +1,18 @@
-import { randomUUID } from 'node:crypto';
-import { type Logger, type NodeId, NotLeaderError, type Transport } from '@cohort/core';
+import { type Clock, type Logger, type NodeId, NotLeaderError, type TimerHandle, type Transport } from '@cohort/core';
+import type { MembershipChange, RaftHost } from '@cohort/raft';
+import type { DurableNodeStore } from '@cohort/storage';
+import { type Liveness, type MemberLiveness, type PlacementAction, planPlacement } from '../placement/controller.js';
+import { partitionGroup } from '../routing.js';
+import { MetaStateMachine } from './machine.js';
 import {
-  type MemberLiveness,
   type MetaCommand,
   type MetaResult,
   type MetaState,
-  MetaStateMachine,
   type NodeRecord,
-  type PlacementAction,
   type Replica,
   encodeMetaCommand,
-  partitionGroup,
-  planPlacement,
   votersOf,
-} from '@cohort/kv';
-import type { MembershipHost } from '@cohort/membership';
-import type { MembershipChange, RaftHost } from '@cohort/raft';
-import type { DurableNodeStore } from '@cohort/storage';
+} from './state.js';
 
 /** The meta group's id. */
 export const META_GROUP = 'meta';
@@ -38,6 +34,17 @@ export interface MetaBootstrap {
   partitions: NodeId[][];
 }
 
+/**
+ * What the meta service needs of the membership layer (SWIM's host in the
+ * binary, a simulated failure detector in the simulator).
+ */
+export interface MembershipView {
+  /** Every member known, with its state as the failure detector has it. */
+  members(): readonly { id: NodeId; state: Liveness }[];
+  /** Whether this node's partition detector says it is in a minority: the controller decides nothing then. */
+  minority(): boolean;
+}
+
 /** Options of {@link MetaService}. */
 export interface MetaServiceOptions {
   self: NodeId;
@@ -45,18 +52,30 @@ export interface MetaServiceOptions {
   transport: Transport;
   store: DurableNodeStore;
   log: Logger;
+  /** Times the placement rounds and the waits for a map change (the meta leader's view of time). */
+  clock: Clock;
+  /** A new cluster id, drawn once when the cluster is founded (a random UUID in the binary). */
+  newClusterId: () => string;
   /** Founding members' settings; absent on a node that joined. */
   bootstrap?: MetaBootstrap;
   /** Voters of the meta group in a new cluster (the first founding members by id). */
   foundingVoters: NodeId[];
   /** This node as it registers (filled once the transport started). */
   record: () => NodeRecord;
-  membership: () => MembershipHost | undefined;
+  /** The membership view, once membership runs on this node. */
+  membership: () => MembershipView | undefined;
   /** Whether the placement controller moves partition replicas (several partitions). */
   placePartitions: boolean;
+  /** How long a member stays dead before its replicas are replaced. */
   deadGraceMs: number;
+  /** Voters of the meta group at most (3 or 5). */
   metaVoters: number;
+  /** Milliseconds between placement rounds. */
   intervalMs: number;
+  /** Partitions being rebalanced at once at most (see {@link PlacementConfig}). @default 2 */
+  maxMoves?: number;
+  /** Called with each reconfiguration the meta leader recorded (for logs, metrics and the simulator's coverage). */
+  onReconfigured?: (a: PlacementAction, epoch: number) => void;
   /** The leader of partition `p` as gossip announces it, if known. */
   partitionLeader: (p: number) => NodeId | undefined;
 }
@@ -73,7 +92,7 @@ type MetaReply = { result: MetaResult } | { notLeader: true; leader?: NodeId };
  */
 export class MetaService {
   readonly sm: MetaStateMachine;
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private timer: TimerHandle | undefined;
   private running = false;
   private registered = false;
   private busy = false;
@@ -94,15 +113,19 @@ export class MetaService {
     return this.sm.state;
   }
 
-  /** Resolves at the next change of the meta state applied here, or at `until` (ms since the epoch). */
+  /** Resolves at the next change of the meta state applied here, or at `until` (the injected clock's time). */
   changed(until: number): Promise<void> {
+    const { clock } = this.opts;
     return new Promise((resolve) => {
+      let settled = false;
       const done = (): void => {
-        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        clock.clearTimeout(timer);
         off();
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, until - Date.now()));
+      const timer = clock.setTimeout(done, Math.max(0, until - clock.now()));
       const off = this.sm.onChange(done);
     });
   }
@@ -120,15 +143,22 @@ export class MetaService {
     );
   }
 
+  /** Runs a round every `intervalMs` until {@link stop}. */
   start(): void {
     this.running = true;
-    this.timer = setInterval(() => void this.round(), this.opts.intervalMs);
-    this.timer.unref();
+    const tick = (): void => {
+      if (!this.running) return;
+      void this.round();
+      this.timer = this.opts.clock.setTimeout(tick, this.opts.intervalMs);
+    };
+    this.timer = this.opts.clock.setTimeout(tick, this.opts.intervalMs);
   }
 
+  /** Stops the rounds. */
   stop(): void {
     this.running = false;
-    if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.timer !== undefined) this.opts.clock.clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private async serveMeta(cmd: MetaCommand): Promise<MetaReply> {
@@ -161,7 +191,7 @@ export class MetaService {
       const s = this.opts.host.status(META_GROUP);
       const leading = s.role === 'leader';
       if (!leading) this.leaderSince = undefined;
-      else this.leaderSince ??= Date.now();
+      else this.leaderSince ??= this.opts.clock.now();
       if (this.state.clusterId === '') {
         if (leading && this.opts.bootstrap) await this.found(this.opts.bootstrap);
         return;
@@ -176,7 +206,7 @@ export class MetaService {
   }
 
   private async found(b: MetaBootstrap): Promise<void> {
-    const clusterId = randomUUID();
+    const clusterId = this.opts.newClusterId();
     const res = await this.propose({
       type: 'bootstrap',
       clusterId,
@@ -196,8 +226,8 @@ export class MetaService {
   }
 
   /** The member list with the time each member entered its state as this node saw it. */
-  private members(ms: MembershipHost): Map<NodeId, MemberLiveness> {
-    const now = Date.now();
+  private members(ms: MembershipView): Map<NodeId, MemberLiveness> {
+    const now = this.opts.clock.now();
     const out = new Map<NodeId, MemberLiveness>();
     for (const m of ms.members()) {
       const prev = this.seen.get(m.id);
@@ -212,17 +242,20 @@ export class MetaService {
   private async place(): Promise<void> {
     const ms = this.opts.membership();
     if (ms === undefined) return;
-    const ps = ms.partitionStatus();
-    const minority = ps.kind === 'partitioned' && ps.minority;
+    const minority = ms.minority();
     const status = this.opts.host.status(META_GROUP);
     const actions = planPlacement({
       state: this.state as MetaState,
       members: this.members(ms),
-      now: Date.now(),
-      viewSince: this.leaderSince ?? Date.now(),
+      now: this.opts.clock.now(),
+      viewSince: this.leaderSince ?? this.opts.clock.now(),
       meta: { voters: status.voters, learners: status.learners },
       minority,
-      config: { deadGraceMs: this.opts.deadGraceMs, metaVoters: this.opts.metaVoters },
+      config: {
+        deadGraceMs: this.opts.deadGraceMs,
+        metaVoters: this.opts.metaVoters,
+        ...(this.opts.maxMoves !== undefined ? { maxMoves: this.opts.maxMoves } : {}),
+      },
     }).filter((a) => this.opts.placePartitions || a.type.startsWith('meta'));
     await Promise.all(actions.map((a) => this.run(a)));
   }
@@ -253,6 +286,7 @@ export class MetaService {
       const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
       if (!res.ok) throw new Error(res.reason);
       this.lastRefusal.delete(`${key}`);
+      this.opts.onReconfigured?.(a, res.epoch ?? entry.epoch + 1);
       this.opts.log.info('partition reconfigured', {
         partition: a.partition,
         action: a.type,
