@@ -9,7 +9,6 @@ import {
   type Logger,
   type NodeId,
   NotLeaderError,
-  type ReplicatedGroup,
   UnavailableError,
   checkDataDirWritable,
   systemClock,
@@ -30,6 +29,7 @@ import {
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
+  remoteGroup,
   replacementTarget,
   serveDigestRequests,
   serveForwardedRequests,
@@ -1354,35 +1354,6 @@ export interface PartitionStatus {
   lastFailoverMs?: number;
   /** Leader changes this node saw since it started. */
   leaderChanges?: number;
-}
-
-/**
- * A partition this node holds no replica of, as a group the KV service
- * forwards every request of: to a live replica (the first alive in the
- * layout's order), which serves it when it leads and forwards it to its
- * leader otherwise (see `KvService.serveForwarded`).
- */
-function remoteGroup(
-  group: string,
-  replicasOf: () => NodeId[],
-  alive: (id: NodeId) => boolean,
-  hint: () => { leader: NodeId } | undefined,
-): ReplicatedGroup {
-  const refuse = (): Promise<never> =>
-    Promise.reject(new NotLeaderError(undefined, undefined, `this node holds no replica of ${group}`));
-  return {
-    id: group,
-    propose: refuse,
-    read: refuse,
-    status: () => ({
-      group,
-      role: 'follower',
-      term: 0,
-      leader: hint()?.leader ?? replicasOf().find(alive) ?? replicasOf()[0] ?? '',
-      commit: 0,
-      applied: 0,
-    }),
-  };
 }
 
 /** A `leads` membership tag (`partition:term,...`) as partition to term. */

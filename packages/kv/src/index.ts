@@ -109,6 +109,7 @@ export {
 } from './watch-hub.js';
 export { compareHolds } from './apply-op.js';
 export { decodeRecord, encodeRecord } from './request.js';
+export { remoteGroup } from './remote-group.js';
 export { MetaStateMachine } from './meta/machine.js';
 export {
   META_GROUP,
