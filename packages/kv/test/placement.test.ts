@@ -218,6 +218,29 @@ describe('placement controller', () => {
     for (const id of all) expect(Math.abs((count.get(id) ?? 0) - 8)).toBeLessThanOrEqual(1);
   });
 
+  it('rebalances towards joined nodes when the replicas already cover every zone (from a source in the target zone)', () => {
+    // Three nodes in three zones hold every replica; d and e join in zones z1 and z2. The most loaded
+    // voter of each partition may be in another zone: the move must come from the voter in the target's zone.
+    const zones = { a: { zone: 'z1' }, b: { zone: 'z2' }, c: { zone: 'z3' } };
+    const s = cluster(['a', 'b', 'c'], 4, 3, zones);
+    applyMeta(s, { type: 'register', node: node('d', 100, { zone: 'z1' }) });
+    applyMeta(s, { type: 'register', node: node('e', 101, { zone: 'z2' }) });
+    const all = ['a', 'b', 'c', 'd', 'e'];
+    expect(partitionActions(planPlacement(input(s, alive(all)))).length).toBeGreaterThan(0);
+    settle(s, () => input(s, alive(all)), 200);
+    const count = new Map<string, number>();
+    for (const p of s.partitions) {
+      const voters = p.replicas.filter((r) => r.role === 'voter').map((r) => r.node);
+      expect(voters).toHaveLength(3);
+      // Still one replica per zone.
+      const zoneOf = (id: string) => s.nodes[id]!.tags.zone;
+      expect(new Set(voters.map(zoneOf)).size).toBe(3);
+      for (const r of p.replicas) count.set(r.node, (count.get(r.node) ?? 0) + 1);
+    }
+    expect(count.get('d') ?? 0).toBeGreaterThanOrEqual(2);
+    expect(count.get('e') ?? 0).toBeGreaterThanOrEqual(2);
+  });
+
   it('moves the replicas of a leaving node away', () => {
     const s = cluster(['a', 'b', 'c', 'd'], 4);
     applyMeta(s, { type: 'setLeaving', id: 'b' });
