@@ -267,6 +267,15 @@ export class MetaService {
     try {
       if (a.type === 'metaAddLearner' || a.type === 'metaPromote' || a.type === 'metaRemove') {
         const op = a.type === 'metaAddLearner' ? 'addLearner' : a.type === 'metaPromote' ? 'promote' : 'remove';
+        if (op === 'remove' && a.node === this.opts.self) {
+          // The leader does not remove itself (Raft refuses it): it hands the meta group to another live
+          // voter, whose controller removes this node next (a leaving meta leader would keep its vote).
+          const to = this.opts.host.status(META_GROUP).voters.find((v) => v !== this.opts.self && this.alive(v));
+          if (to === undefined) throw new Error(`${this.opts.self} leads the meta group and no other voter is alive`);
+          await this.opts.host.transferLeadership(META_GROUP, to);
+          this.opts.log.info('meta group leadership handed over before removing this node', { to, reason: a.reason });
+          return;
+        }
         const address = this.state.nodes[a.node]?.peerAddress;
         await this.opts.host.changeMembership(
           META_GROUP,
