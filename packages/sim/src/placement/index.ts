@@ -8,7 +8,7 @@ export {
 export { PLACEMENT_GOALS } from './goals.js';
 export { SimLiveness } from './liveness.js';
 export { PlacementCluster, type PlacementClusterConfig, type Reconfiguration } from './placement-cluster.js';
-export { SimPlacementNode } from './placement-node.js';
+export { type PlacementMutations, SimPlacementNode } from './placement-node.js';
 export {
   EPISODES,
   type Episode,

@@ -10,7 +10,7 @@ import { TraceHash } from '../trace.js';
 import { RequestIds, type SimFrame } from '../transport/sim-transport.js';
 import { type PlacementCoverage, emptyPlacementCoverage } from './coverage.js';
 import { SimLiveness } from './liveness.js';
-import { type ServedForward, SimPlacementNode } from './placement-node.js';
+import { type PlacementMutations, type ServedForward, SimPlacementNode } from './placement-node.js';
 
 /** The shape of one simulated partitioned cluster; `placementConfig` picks it from the seed. */
 export interface PlacementClusterConfig {
@@ -85,6 +85,7 @@ export class PlacementCluster implements ClientCluster {
     private readonly random: SeededRandom,
     private readonly replay: string,
     private readonly logger: Logger = silentLogger,
+    private readonly mutations: PlacementMutations = {},
   ) {
     this.network = new SimNetwork<SimFrame>(this.scheduler, random.fork(), config.links);
     this.slots = new SlotMap(config.partitions);
@@ -194,6 +195,7 @@ export class PlacementCluster implements ClientCluster {
           );
         },
         logger: this.logger,
+        mutations: this.mutations,
       },
       this.random.fork(),
       zone,

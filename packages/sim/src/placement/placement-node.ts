@@ -80,6 +80,16 @@ export interface PlacementNodeEnv {
   onFatal(id: NodeId, err: Error): void;
   /** Where the meta services log (silent in batches). */
   logger: Logger;
+  /** Deliberate bugs, for tests proving the checks fail. */
+  mutations: PlacementMutations;
+}
+
+/** Deliberate bugs in how a node is composed, for tests proving the checks catch them. */
+export interface PlacementMutations {
+  /** Nodes serve forwards without comparing the epoch they carry with their own (no STALE_EPOCH fencing). */
+  unfenced?: boolean;
+  /** The meta services replace a dead node's replicas at once, with no grace period. */
+  noGracePeriod?: boolean;
 }
 
 /** One run of the node's process, from start or restart to crash. */
@@ -236,7 +246,7 @@ export class SimPlacementNode {
       record: () => this.record(startedAt),
       membership: () => env.membershipOf(this.id),
       placePartitions: true,
-      deadGraceMs: env.deadGraceMs,
+      deadGraceMs: env.mutations.noGracePeriod ? 0 : env.deadGraceMs,
       metaVoters: env.metaVoters,
       intervalMs: env.placementIntervalMs,
       partitionLeader: (p) => {
@@ -282,7 +292,7 @@ export class SimPlacementNode {
       return {
         serveForwarded: async (from: NodeId, op: Uint8Array, hops: number, epoch?: number) => {
           const mine = meta.state.partitions[i]?.epoch ?? 0;
-          const out = await svc.serveForwarded(from, op, hops, epoch);
+          const out = await svc.serveForwarded(from, op, hops, env.mutations.unfenced ? undefined : epoch);
           env.onForward({ node: this.id, group, carried: epoch, mine, answers: forwardAnswers(op, out) });
           return out;
         },

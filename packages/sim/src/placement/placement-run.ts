@@ -7,7 +7,7 @@ import { kvModel, prunedKvHistory } from '../lin/model.js';
 import { SimClient } from '../raft/client.js';
 import { type PlacementCoverage, addPlacementCoverage, emptyPlacementCoverage } from './coverage.js';
 import { PlacementCluster, type PlacementClusterConfig } from './placement-cluster.js';
-import type { SimPlacementNode } from './placement-node.js';
+import type { PlacementMutations, SimPlacementNode } from './placement-node.js';
 
 /** Options of one seeded placement run. */
 export interface PlacementRunOptions {
@@ -17,6 +17,8 @@ export interface PlacementRunOptions {
   clients?: number;
   /** Where the meta services log (silent by default; the CLI's `--verbose`). */
   logger?: Logger;
+  /** Deliberate bugs, for tests proving the checks fail. @default {} */
+  mutations?: PlacementMutations;
 }
 
 /** The kinds of episode a seed picks from. */
@@ -122,7 +124,7 @@ export async function runPlacementSeed(seed: number, options: PlacementRunOption
   const faults = root.fork();
   const clientRandom = root.fork();
   const replay = placementReplayCommand(seed, options);
-  const cluster = new PlacementCluster(seed, config, root.fork(), replay, options.logger);
+  const cluster = new PlacementCluster(seed, config, root.fork(), replay, options.logger, options.mutations);
   const history: KvOperation[] = [];
   const { registers, counters } = clientKeys(cluster.slots);
   const clients: SimClient[] = [];
