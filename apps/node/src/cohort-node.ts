@@ -173,7 +173,7 @@ interface LocalPartition {
   replicas: NodeId[];
 }
 
-/** How often a node hands the leadership of a partition it leads to the partition's preferred replica. */
+/** How often a node hands the partitions it leads to their assigned leaders (leaders balanced by count, `assignLeaders`). */
 const BALANCE_MS = 2000;
 
 /**
@@ -196,7 +196,6 @@ export class CohortNode {
   /** Fault injection (tests on real processes only: see fault-hooks.ts). */
   private faults: NodeFaults | undefined;
   private disk: DiskGuard | undefined;
-  private balancer: ReturnType<typeof setInterval> | undefined;
   private announcer: ReturnType<typeof setInterval> | undefined;
   /**
    * Called once the node stopped serving because its storage failed (a
@@ -437,6 +436,8 @@ export class CohortNode {
       deadGraceMs: this.options.deadGraceMs ?? 30_000,
       metaVoters: this.options.metaVoters ?? 3,
       intervalMs: this.options.placementIntervalMs ?? 1000,
+      // Leaders spread by count over the nodes (an operator's preferred leader kept).
+      ...(partitioned ? { balanceLeadersMs: BALANCE_MS } : {}),
       partitionLeader: (p) => {
         const local = this.parts[p];
         if (local?.sm !== undefined) {
@@ -704,8 +705,6 @@ export class CohortNode {
       this.announcer.unref();
     }
     const isLeading = (): boolean => leading;
-    if (partitioned) this.balancer = setInterval(() => this.balanceLeaders(), BALANCE_MS);
-    this.balancer?.unref();
 
     let respAddress = node.clientAddress;
     let httpAddress = node.httpAddress;
@@ -1133,11 +1132,6 @@ export class CohortNode {
   }
 
   /**
-   * Hands the leadership of each partition this node leads to the
-   * partition's preferred replica (the first of its replicas in the layout)
-   * when that one is alive, so leaders stay spread over the nodes.
-   */
-  /**
    * Resolves once one of `keys` changes on this node's replica of its
    * partition, or after `ms` (at most a second, so a blocked command notices
    * its connection closing; 100 ms for a key whose partition this node does
@@ -1168,27 +1162,6 @@ export class CohortNode {
       }
       if (!done) timer.t = setTimeout(wake, bound);
     });
-  }
-
-  private balanceLeaders(): void {
-    const host = this.host;
-    const membership = this.membership;
-    if (host === undefined || membership === undefined || this.stopping) return;
-    const self = this.options.config.node.id;
-    const members = membership.members();
-    for (const p of this.parts) {
-      if (p.sm === undefined) continue;
-      const s = host.status(p.group);
-      // An operator's choice (cohort partitions transfer) first, else the first replica of the layout.
-      const preferred = this.meta?.state.partitions[p.index]?.preferredLeader ?? this.layout?.replicas[p.index]?.[0];
-      if (s.role !== 'leader' || preferred === undefined || preferred === self || !s.voters.includes(preferred))
-        continue;
-      if (!members.some((m) => m.id === preferred && m.state === 'alive')) continue;
-      host.transferLeadership(p.group, preferred).then(
-        () => this.log.info('partition leadership handed to its preferred replica', { group: p.group, to: preferred }),
-        (err: Error) => this.log.debug('leadership hand-over failed', { group: p.group, err: err.message }),
-      );
-    }
   }
 
   /** With a full disk, hands the leadership of each group this node leads to another voter. */
@@ -1245,7 +1218,6 @@ export class CohortNode {
         if (outcome === 'done') this.log.info('shutdown phase done', fields);
         else this.log.warn(`shutdown phase ${outcome === 'timeout' ? 'timed out' : 'failed'}`, fields);
       };
-      if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
       this.meta?.stop();
       // A connection still open past its phase is closed as it is.

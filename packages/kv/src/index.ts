@@ -145,4 +145,5 @@ export {
   nodeViews,
   planPlacement,
 } from './placement/controller.js';
+export { assignLeaders } from './placement/leaders.js';
 export { replacementTarget } from './placement/replacement.js';

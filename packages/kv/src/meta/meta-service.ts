@@ -2,6 +2,7 @@ import { type Clock, type Logger, type NodeId, NotLeaderError, type TimerHandle,
 import type { MembershipChange, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Liveness, type MemberLiveness, type PlacementAction, planPlacement } from '../placement/controller.js';
+import { assignLeaders } from '../placement/leaders.js';
 import { partitionGroup } from '../routing.js';
 import { MetaStateMachine } from './machine.js';
 import {
@@ -74,6 +75,13 @@ export interface MetaServiceOptions {
   intervalMs: number;
   /** Partitions being rebalanced at once at most (see {@link PlacementConfig}). @default 2 */
   maxMoves?: number;
+  /**
+   * Milliseconds between leader-balancing passes, run on every node: each
+   * partition this node leads is handed to the voter {@link assignLeaders}
+   * gives it (about P/N partitions per node), when that one is alive.
+   * Absent: no balancing.
+   */
+  balanceLeadersMs?: number;
   /** Called with each reconfiguration the meta leader recorded (for logs, metrics and the simulator's coverage). */
   onReconfigured?: (a: PlacementAction, epoch: number) => void;
   /** The leader of partition `p` as gossip announces it, if known. */
@@ -93,6 +101,9 @@ type MetaReply = { result: MetaResult } | { notLeader: true; leader?: NodeId };
 export class MetaService {
   readonly sm: MetaStateMachine;
   private timer: TimerHandle | undefined;
+  private balanceTimer: TimerHandle | undefined;
+  /** Partition groups whose leadership this node is handing over. */
+  private readonly transferring = new Set<string>();
   private running = false;
   private registered = false;
   private busy = false;
@@ -152,13 +163,51 @@ export class MetaService {
       this.timer = this.opts.clock.setTimeout(tick, this.opts.intervalMs);
     };
     this.timer = this.opts.clock.setTimeout(tick, this.opts.intervalMs);
+    const every = this.opts.balanceLeadersMs;
+    if (every !== undefined) {
+      const balance = (): void => {
+        if (!this.running) return;
+        this.balanceLeaders();
+        this.balanceTimer = this.opts.clock.setTimeout(balance, every);
+      };
+      this.balanceTimer = this.opts.clock.setTimeout(balance, every);
+    }
   }
 
   /** Stops the rounds. */
   stop(): void {
     this.running = false;
     if (this.timer !== undefined) this.opts.clock.clearTimeout(this.timer);
+    if (this.balanceTimer !== undefined) this.opts.clock.clearTimeout(this.balanceTimer);
     this.timer = undefined;
+    this.balanceTimer = undefined;
+  }
+
+  /**
+   * Hands each partition this node leads to the voter {@link assignLeaders}
+   * assigns it, when that voter is alive here: leaders spread by count, an
+   * operator's preferred leader kept. Every node computes the same
+   * assignment from the map, so no two nodes hand a partition back and forth.
+   */
+  balanceLeaders(): void {
+    const { host, self, log } = this.opts;
+    if (this.state.clusterId === '') return;
+    const assigned = assignLeaders(this.state);
+    const hosted = new Set(host.groupIds());
+    assigned.forEach((to, i) => {
+      const group = partitionGroup(i);
+      if (to === undefined || to === self || !hosted.has(group) || this.transferring.has(group)) return;
+      const s = host.status(group);
+      if (s.role !== 'leader' || !s.voters.includes(to) || !this.alive(to)) return;
+      this.transferring.add(group);
+      host
+        .transferLeadership(group, to)
+        .then(
+          () => log.info('partition leadership handed over (leaders balanced by count)', { group, to }),
+          (err: Error) => log.debug('leadership hand-over failed', { group, to, err: err.message }),
+        )
+        .finally(() => this.transferring.delete(group));
+    });
   }
 
   private async serveMeta(cmd: MetaCommand): Promise<MetaReply> {

@@ -18,6 +18,8 @@ export const PLACEMENT_COVERAGE_KINDS = [
   'isolatedReplaced',
   // A forward routed by an older partition map was refused (STALE_EPOCH).
   'staleRejected',
+  // After the joins, every partition was led by its assigned voter, and every node led at most ceil(P/N)+1.
+  'leadersBalanced',
   // Counts.
   'joined',
   'reconfiguration',

@@ -9,4 +9,5 @@ export const PLACEMENT_GOALS: Partial<PlacementCoverage> = {
   restartNoMove: 1,
   isolatedReplaced: 1,
   staleRejected: 1,
+  leadersBalanced: 1,
 };

@@ -1,5 +1,13 @@
 import { ErrorCode, type GroupId, type Logger, type NodeId, type SeededRandom, silentLogger } from '@cohort/core';
-import { META_GROUP, type MetaState, type PartitionEntry, type PlacementAction, SlotMap, votersOf } from '@cohort/kv';
+import {
+  META_GROUP,
+  type MetaState,
+  type PartitionEntry,
+  type PlacementAction,
+  SlotMap,
+  assignLeaders,
+  votersOf,
+} from '@cohort/kv';
 import type { RaftOptions } from '@cohort/raft';
 import { InvariantViolationError, RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
@@ -180,6 +188,7 @@ export class PlacementCluster implements ClientCluster {
         diskLatencyMs: c.diskLatencyMs,
         deadGraceMs: c.deadGraceMs,
         placementIntervalMs: c.placementIntervalMs,
+        balanceLeadersMs: 1_000,
         metaVoters: c.metaVoters,
         invariantsOf: (g) => this.invariantsOf(g),
         membershipOf: (n) => this.liveness.viewFor(n),
@@ -321,6 +330,25 @@ export class PlacementCluster implements ClientCluster {
       for (const r of p.replicas) if (load.has(r.node)) load.set(r.node, (load.get(r.node) ?? 0) + 1);
     const xs = [...load.values()];
     return xs.length > 0 && Math.max(...xs) - Math.min(...xs) <= 1;
+  }
+
+  /**
+   * Leaders per available node, when every partition is led by the voter
+   * `assignLeaders` assigns it in the latest map (leaders balanced by count);
+   * undefined otherwise.
+   */
+  leaderCounts(): Map<NodeId, number> | undefined {
+    const map = this.latestMap();
+    if (map === undefined) return undefined;
+    const counts = new Map<NodeId, number>();
+    for (const n of this.nodes.values()) if (this.available(n.id)) counts.set(n.id, 0);
+    const assigned = assignLeaders(map);
+    for (let i = 0; i < map.partitions.length; i++) {
+      const to = assigned[i];
+      if (to === undefined || !counts.has(to) || !this.nodes.get(to)?.leads(`p${i}`)) return undefined;
+      counts.set(to, (counts.get(to) ?? 0) + 1);
+    }
+    return counts;
   }
 
   /** Replicas `id` holds in the latest map. */

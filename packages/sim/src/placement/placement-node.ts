@@ -62,6 +62,8 @@ export interface PlacementNodeEnv {
   diskLatencyMs: [number, number];
   deadGraceMs: number;
   placementIntervalMs: number;
+  /** Milliseconds between the meta services' leader-balancing passes. */
+  balanceLeadersMs: number;
   metaVoters: number;
   /** The invariant checker of a group (the meta group and each partition). */
   invariantsOf(group: GroupId): RaftInvariants;
@@ -249,6 +251,7 @@ export class SimPlacementNode {
       deadGraceMs: env.mutations.noGracePeriod ? 0 : env.deadGraceMs,
       metaVoters: env.metaVoters,
       intervalMs: env.placementIntervalMs,
+      balanceLeadersMs: env.balanceLeadersMs,
       partitionLeader: (p) => {
         const group = partitionGroup(p);
         if (!host.groupIds().includes(group)) return undefined;

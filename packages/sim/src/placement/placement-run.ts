@@ -171,6 +171,16 @@ export async function runPlacementSeed(seed: number, options: PlacementRunOption
     }
   }
   await settle('the joins');
+  // Leaders spread by count over the nodes (each leading about P/N partitions), by leadership transfers.
+  const fair = Math.ceil(config.partitions / cluster.upNodes().length) + 1;
+  if (
+    await cluster.runUntil(() => {
+      const counts = cluster.leaderCounts();
+      return counts !== undefined && [...counts.values()].every((c) => c <= fair);
+    }, 20_000)
+  ) {
+    cluster.coverage.leadersBalanced++;
+  }
 
   const episodes: Episode[] = [];
   for (let e = 0; e < (options.episodes ?? 3); e++) {
