@@ -32,11 +32,18 @@ describe('placement under joins, deaths, leaves, restarts and partitions', () =>
   });
 
   it('catches a node that serves forwards routed by an older partition map', async () => {
-    const err = await runPlacementSeed(1, { mutations: { unfenced: true } }).catch((e: unknown) => e);
+    // A forward meets a newer map in a seed or two of ten: the first such seed fails.
+    let err: unknown;
+    for (let seed = 1; seed <= 12 && err === undefined; seed++) {
+      err = await runPlacementSeed(seed, { mutations: { unfenced: true } }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    }
     expect(err).toBeInstanceOf(InvariantViolationError);
     expect((err as InvariantViolationError).property).toBe('stale epoch fencing');
-    expect((err as Error).message).toContain('sim:placement --seed 1');
-  });
+    expect((err as Error).message).toMatch(/sim:placement --seed \d+/);
+  }, 120_000);
 
   it('catches placement that moves data during a restart or a cut-off within the grace period', async () => {
     const err = await runPlacementSeed(1, { mutations: { noGracePeriod: true } }).catch((e: unknown) => e);
