@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -8,7 +9,6 @@ import {
   type Logger,
   type NodeId,
   NotLeaderError,
-  type ReplicatedGroup,
   UnavailableError,
   checkDataDirWritable,
   systemClock,
@@ -20,6 +20,8 @@ import {
   type KvResponse,
   KvService,
   KvStateMachine,
+  META_GROUP,
+  MetaService,
   type MetaState,
   type NodeRecord,
   type PartitionEngine,
@@ -28,6 +30,7 @@ import {
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
+  remoteGroup,
   replacementTarget,
   serveDigestRequests,
   serveForwardedRequests,
@@ -56,7 +59,6 @@ import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
-import { META_GROUP, MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
@@ -180,7 +182,7 @@ interface LocalPartition {
   vp?: VpPartition | undefined;
 }
 
-/** How often a node hands the leadership of a partition it leads to the partition's preferred replica. */
+/** How often a node hands the partitions it leads to their assigned leaders (leaders balanced by count, `assignLeaders`). */
 const BALANCE_MS = 2000;
 
 /**
@@ -203,7 +205,6 @@ export class CohortNode {
   /** Fault injection (tests on real processes only: see fault-hooks.ts). */
   private faults: NodeFaults | undefined;
   private disk: DiskGuard | undefined;
-  private balancer: ReturnType<typeof setInterval> | undefined;
   private announcer: ReturnType<typeof setInterval> | undefined;
   /** The dashboard's metrics history and event log. */
   private feed: DashboardFeed | undefined;
@@ -449,6 +450,8 @@ export class CohortNode {
       transport,
       store,
       log: this.log.child({ component: 'meta' }),
+      clock: systemClock,
+      newClusterId: randomUUID,
       ...(cluster.bootstrap
         ? {
             bootstrap: {
@@ -469,13 +472,25 @@ export class CohortNode {
         tags: { ...(this.options.tags ?? {}) },
         startedAt,
       }),
-      membership: () => this.membership,
       // The Vertical Paxos configuration master is a state machine on the meta group.
       extensions: new Map([[VP_MASTER_SECTION, applyVpMaster]]),
+      membership: () => {
+        const ms = this.membership;
+        if (ms === undefined) return undefined;
+        return {
+          members: () => ms.members(),
+          minority: () => {
+            const ps = ms.partitionStatus();
+            return ps.kind === 'partitioned' && ps.minority;
+          },
+        };
+      },
       placePartitions: partitioned,
       deadGraceMs: this.options.deadGraceMs ?? 30_000,
       metaVoters: this.options.metaVoters ?? 3,
       intervalMs: this.options.placementIntervalMs ?? 1000,
+      // Leaders spread by count over the nodes (an operator's preferred leader kept).
+      ...(partitioned ? { balanceLeadersMs: BALANCE_MS } : {}),
       partitionLeader: (p) => {
         const local = this.parts[p];
         if (local?.sm !== undefined) {
@@ -500,7 +515,8 @@ export class CohortNode {
       partitioned
         ? {
             epoch: () => meta.state.partitions[index]?.epoch ?? 0,
-            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, Date.now() + 1000)),
+            // The deadline is on the service's clock (systemClock), as the wait is.
+            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, systemClock.now() + 1000)),
           }
         : {};
     // One circuit breaker per peer for the forwards of all partitions: a peer failing for one fails for all.
@@ -827,8 +843,6 @@ export class CohortNode {
       this.announcer.unref();
     }
     const isLeading = (): boolean => leading;
-    if (partitioned) this.balancer = setInterval(() => this.balanceLeaders(), BALANCE_MS);
-    this.balancer?.unref();
 
     let respAddress = node.clientAddress;
     let httpAddress = node.httpAddress;
@@ -1276,11 +1290,6 @@ export class CohortNode {
   }
 
   /**
-   * Hands the leadership of each partition this node leads to the
-   * partition's preferred replica (the first of its replicas in the layout)
-   * when that one is alive, so leaders stay spread over the nodes.
-   */
-  /**
    * Resolves once one of `keys` changes on this node's replica of its
    * partition, or after `ms` (at most a second, so a blocked command notices
    * its connection closing; 100 ms for a key whose partition this node does
@@ -1311,27 +1320,6 @@ export class CohortNode {
       }
       if (!done) timer.t = setTimeout(wake, bound);
     });
-  }
-
-  private balanceLeaders(): void {
-    const host = this.host;
-    const membership = this.membership;
-    if (host === undefined || membership === undefined || this.stopping) return;
-    const self = this.options.config.node.id;
-    const members = membership.members();
-    for (const p of this.parts) {
-      if (p.sm === undefined || p.vp !== undefined) continue;
-      const s = host.status(p.group);
-      // An operator's choice (cohort partitions transfer) first, else the first replica of the layout.
-      const preferred = this.meta?.state.partitions[p.index]?.preferredLeader ?? this.layout?.replicas[p.index]?.[0];
-      if (s.role !== 'leader' || preferred === undefined || preferred === self || !s.voters.includes(preferred))
-        continue;
-      if (!members.some((m) => m.id === preferred && m.state === 'alive')) continue;
-      host.transferLeadership(p.group, preferred).then(
-        () => this.log.info('partition leadership handed to its preferred replica', { group: p.group, to: preferred }),
-        (err: Error) => this.log.debug('leadership hand-over failed', { group: p.group, err: err.message }),
-      );
-    }
   }
 
   /** With a full disk, hands the leadership of each group this node leads to another voter. */
@@ -1388,7 +1376,6 @@ export class CohortNode {
         if (outcome === 'done') this.log.info('shutdown phase done', fields);
         else this.log.warn(`shutdown phase ${outcome === 'timeout' ? 'timed out' : 'failed'}`, fields);
       };
-      if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
       this.feed?.stop();
       this.meta?.stop();
@@ -1506,35 +1493,6 @@ export interface PartitionStatus {
   underReplicated?: boolean;
   /** A vpaxos partition's active ballot. */
   ballot?: number;
-}
-
-/**
- * A partition this node holds no replica of, as a group the KV service
- * forwards every request of: to a live replica (the first alive in the
- * layout's order), which serves it when it leads and forwards it to its
- * leader otherwise (see `KvService.serveForwarded`).
- */
-function remoteGroup(
-  group: string,
-  replicasOf: () => NodeId[],
-  alive: (id: NodeId) => boolean,
-  hint: () => { leader: NodeId } | undefined,
-): ReplicatedGroup {
-  const refuse = (): Promise<never> =>
-    Promise.reject(new NotLeaderError(undefined, undefined, `this node holds no replica of ${group}`));
-  return {
-    id: group,
-    propose: refuse,
-    read: refuse,
-    status: () => ({
-      group,
-      role: 'follower',
-      term: 0,
-      leader: hint()?.leader ?? replicasOf().find(alive) ?? replicasOf()[0] ?? '',
-      commit: 0,
-      applied: 0,
-    }),
-  };
 }
 
 /** A `leads` membership tag (`partition:term,...`) as partition to term. */

@@ -1,5 +1,5 @@
 import type { Logger, NodeId, Transport } from '@cohort/core';
-import { type MetaState, partitionGroup, votersOf } from '@cohort/kv';
+import { type MetaService, type MetaState, partitionGroup, votersOf } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
 import {
   type Ballot,
@@ -9,7 +9,6 @@ import {
   type VpTransportMux,
   encodeMasterMessage,
 } from '@cohort/vpaxos';
-import type { MetaService } from '../meta-service.js';
 import { type VpMasterCommand, masterSection, vpaxosReplicas } from './master-extension.js';
 
 /** Options of {@link VpMasterService}. */
