@@ -117,6 +117,15 @@ program
     'partitions of the key space, each its own Raft group; fixed when the cluster is created (default 1)',
   )
   .option('--replicas <n>', 'replicas of each partition, at most the founding members (default min(3, members))')
+  .option(
+    '--partition-engine <engine>',
+    "replication of a new cluster's partitions: raft (2f+1 replicas) or vpaxos (Vertical Paxos II, f+1 replicas, reconfigured by the master on the meta group); needs --partitions 2 or more for vpaxos (default raft)",
+  )
+  .option('--partition-engines <list>', 'per-partition engines of a new cluster, e.g. 1=vpaxos,3=vpaxos')
+  .option(
+    '--min-replicas-to-write <n>',
+    'a vpaxos primary refuses writes while its partition has fewer copies, e.g. after a failover to a lone survivor (default 1)',
+  )
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
   .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it unless set (default 500)')
   .option('--election-timeout-max-ms <n>', 'maximum election timeout (default twice the minimum: 1000)')

@@ -9,7 +9,6 @@ import {
   type Logger,
   type NodeId,
   NotLeaderError,
-  type ReplicatedGroup,
   UnavailableError,
   checkDataDirWritable,
   systemClock,
@@ -22,29 +21,34 @@ import {
   type KvResponse,
   KvService,
   KvStateMachine,
+  META_GROUP,
+  MetaService,
   type MetaState,
   type NodeRecord,
+  type PartitionEngine,
   SlotMap,
   TxnCoordinator,
   WatchHub,
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
+  remoteGroup,
   replacementTarget,
   serveDigestRequests,
   serveForwardedRequests,
   votersOf,
 } from '@cohort/kv';
 import type { MembershipHost } from '@cohort/membership';
-import { type CatchUp, RaftHost } from '@cohort/raft';
+import { type CatchUp, type GroupStatus, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohort/transport';
+import { VpTransportMux } from '@cohort/vpaxos';
 import type { FastifyInstance } from 'fastify';
 import { Acl } from './auth.js';
 import { NodeClusterView } from './cluster-view.js';
 import { type DashboardFeed, startDashboardFeed } from './dashboard-feed.js';
 import { DiskGuard } from './disk-guard.js';
-import { type NodeFaults, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
+import { type NodeFaults, crashAfterFailoverBallot, faultsFromEnv, staleReadsPlanted } from './fault-hooks.js';
 import { ApiError } from './http-codec.js';
 import { createHttpServer } from './http-server.js';
 import { WatchSource } from './http-watch.js';
@@ -57,7 +61,6 @@ import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
-import { META_GROUP, MetaService } from './meta-service.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
@@ -69,6 +72,9 @@ import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 import { StuckDetector } from './stuck-detector.js';
+import { VP_MASTER_SECTION, applyVpMaster, masterSection } from './vpaxos/master-extension.js';
+import { VpMasterService } from './vpaxos/master-service.js';
+import { VpPartition } from './vpaxos/vp-partition.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
 export function splitHostPort(address: string): { host: string; port: number } {
@@ -174,9 +180,11 @@ interface LocalPartition {
   hub?: WatchHub | undefined;
   maintenance?: KvMaintenance | undefined;
   replicas: NodeId[];
+  /** This node's replica of a `vpaxos` partition (absent for raft partitions, replicated by the Raft host). */
+  vp?: VpPartition | undefined;
 }
 
-/** How often a node hands the leadership of a partition it leads to the partition's preferred replica. */
+/** How often a node hands the partitions it leads to their assigned leaders (leaders balanced by count, `assignLeaders`). */
 const BALANCE_MS = 2000;
 
 /**
@@ -199,7 +207,6 @@ export class CohortNode {
   /** Fault injection (tests on real processes only: see fault-hooks.ts). */
   private faults: NodeFaults | undefined;
   private disk: DiskGuard | undefined;
-  private balancer: ReturnType<typeof setInterval> | undefined;
   private announcer: ReturnType<typeof setInterval> | undefined;
   /** The dashboard's metrics history and event log. */
   private feed: DashboardFeed | undefined;
@@ -224,6 +231,7 @@ export class CohortNode {
   private leaderHint: (p: number) => { leader: NodeId; term: number } | undefined = () => undefined;
   private layout: PartitionLayout | undefined;
   private meta: MetaService | undefined;
+  private vpMaster: VpMasterService | undefined;
   /** The watch sources of the partitions replicated here, by group. */
   private readonly watchSources = new Map<string, WatchSource>();
 
@@ -242,9 +250,9 @@ export class CohortNode {
       const id = this.options.config.node.id;
       return { id, role: 'none', term: 0, leader: '', commit: 0, applied: 0, keys: 0, partitions: this.parts.length };
     }
-    const s = this.host!.status(p0.group);
+    const s = this.gs(p0);
     let keys = 0;
-    for (const p of this.parts) keys += p.sm !== undefined && !this.host!.status(p.group).repairing ? p.sm.size : 0;
+    for (const p of this.parts) keys += p.sm !== undefined && !this.gs(p).repairing ? p.sm.size : 0;
     const maintenance = p0.maintenance;
     return {
       id: this.options.config.node.id,
@@ -265,6 +273,40 @@ export class CohortNode {
     };
   }
 
+  /** The engines asked for (`--partition-engine`, `--partition-engines`), for a new cluster of `partitions`. */
+  private wantedEngines(partitions: number): PartitionEngine[] | undefined {
+    const { partitionEngine, partitionEngines } = this.options;
+    for (const k of Object.keys(partitionEngines ?? {})) {
+      if (Number(k) >= partitions) {
+        throw new ConfigError(
+          `--partition-engines names partition ${k}, but the cluster has ${partitions} (0..${partitions - 1})`,
+        );
+      }
+    }
+    const engines = Array.from(
+      { length: partitions },
+      (_, i): PartitionEngine => partitionEngines?.[i] ?? partitionEngine ?? 'raft',
+    );
+    return engines.includes('vpaxos') ? engines : undefined;
+  }
+
+  /** A vpaxos partition's health as the configuration master recorded it. */
+  private vpHealth(index: number): { underReplicated?: boolean; ballot?: number } {
+    const state = this.meta?.state;
+    if (state === undefined) return {};
+    const g = masterSection(state).groups[partitionGroup(index)];
+    const h = masterSection(state).health[partitionGroup(index)];
+    return {
+      ...(h !== undefined ? { underReplicated: h.underReplicated } : {}),
+      ...(g?.active !== undefined ? { ballot: g.active.ballot } : {}),
+    };
+  }
+
+  /** The status of this node's replica of `p`, whichever engine replicates it. */
+  private gs(p: LocalPartition): GroupStatus {
+    return p.vp !== undefined ? p.vp.groupStatus() : this.host!.status(p.group);
+  }
+
   /** Per partition: its slots, replicas, leader, term and watermarks, as this node sees them (`GET /v1/partitions`). */
   partitions(): PartitionStatus[] {
     const map = new SlotMap(this.parts.length);
@@ -283,7 +325,7 @@ export class CohortNode {
           ...(h ? { leader: h.leader, term: h.term } : {}),
         };
       }
-      const s = this.host!.status(p.group);
+      const s = this.gs(p);
       // On the leader: how far each replica is behind its log.
       const lag =
         s.match === undefined
@@ -297,6 +339,7 @@ export class CohortNode {
         replicas: [...s.voters],
         learners: [...s.learners],
         local: true,
+        ...(p.vp !== undefined ? { engine: 'vpaxos' as const, ...this.vpHealth(p.index) } : {}),
         role: s.role,
         leader: s.leader,
         term: s.term,
@@ -350,6 +393,7 @@ export class CohortNode {
           recorded?.partitions ?? cluster.partitions,
           cluster.replicationFactor,
           hadData,
+          this.wantedEngines(recorded?.partitions ?? cluster.partitions),
         );
     this.layout = layout;
     const partitioned = layout.partitions > 1;
@@ -397,6 +441,8 @@ export class CohortNode {
       });
       this.onFatal?.(err);
     };
+    // Vertical Paxos frames of every vpaxos partition here, and of the configuration master, share one transport.
+    const mux = new VpTransportMux(transport);
     // The meta group: registry and partition map, on every node (the first founding members vote).
     const startedAt = Date.now();
     const advertised = node.advertiseAddress ?? node.peerAddress;
@@ -406,12 +452,15 @@ export class CohortNode {
       transport,
       store,
       log: this.log.child({ component: 'meta' }),
+      clock: systemClock,
+      newClusterId: randomUUID,
       ...(cluster.bootstrap
         ? {
             bootstrap: {
               replicationFactor: layout.replicationFactor,
               members: cluster.initialMembers.map((m) => ({ id: m.id, peerAddress: m.peerAddress })),
               partitions: layout.replicas,
+              ...(layout.engines ? { engines: layout.engines } : {}),
             },
           }
         : {}),
@@ -425,15 +474,29 @@ export class CohortNode {
         tags: { ...(this.options.tags ?? {}) },
         startedAt,
       }),
-      membership: () => this.membership,
+      // The Vertical Paxos configuration master is a state machine on the meta group.
+      extensions: new Map([[VP_MASTER_SECTION, applyVpMaster]]),
+      membership: () => {
+        const ms = this.membership;
+        if (ms === undefined) return undefined;
+        return {
+          members: () => ms.members(),
+          minority: () => {
+            const ps = ms.partitionStatus();
+            return ps.kind === 'partitioned' && ps.minority;
+          },
+        };
+      },
       placePartitions: partitioned,
       deadGraceMs: this.options.deadGraceMs ?? 30_000,
       metaVoters: this.options.metaVoters ?? 3,
       intervalMs: this.options.placementIntervalMs ?? 1000,
+      // Leaders spread by count over the nodes (an operator's preferred leader kept).
+      ...(partitioned ? { balanceLeadersMs: BALANCE_MS } : {}),
       partitionLeader: (p) => {
         const local = this.parts[p];
         if (local?.sm !== undefined) {
-          const s = host.status(local.group);
+          const s = this.gs(local);
           if (s.leader) return s.leader;
         }
         return this.leaderHint(p)?.leader;
@@ -441,6 +504,11 @@ export class CohortNode {
     });
     this.meta = meta;
     meta.attach();
+    /** A partition's engine: the map's once the cluster was founded, else the recorded layout's. */
+    const engineOf = (index: number): PartitionEngine =>
+      meta.state.clusterId !== ''
+        ? (meta.state.partitions[index]?.engine ?? 'raft')
+        : (layout.engines?.[index] ?? 'raft');
     // Membership says which replicas are alive: a node that holds no replica of a partition forwards to a live one.
     let alive = (_id: NodeId): boolean => true;
     const fresh: string[] = [];
@@ -449,7 +517,8 @@ export class CohortNode {
       partitioned
         ? {
             epoch: () => meta.state.partitions[index]?.epoch ?? 0,
-            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, Date.now() + 1000)),
+            // The deadline is on the service's clock (systemClock), as the wait is.
+            refreshEpoch: (deadline: number) => meta.changed(Math.min(deadline, systemClock.now() + 1000)),
           }
         : {};
     // One circuit breaker per peer for the forwards of all partitions: a peer failing for one fails for all.
@@ -487,6 +556,51 @@ export class CohortNode {
       // Watches see every change this replica applies from now on, and a bounded history of them.
       const hub = new WatchHub({ applied: sm.appliedIndex });
       sm.setEventListener(hub);
+      if (engineOf(index) === 'vpaxos') {
+        const vp = new VpPartition({
+          group,
+          store,
+          machine: sm,
+          mux,
+          master: () => meta.leader() || undefined,
+          incarnation: startedAt,
+          mapped: () => {
+            const entry = meta.state.partitions[index];
+            return {
+              voters: entry ? votersOf(entry) : [],
+              learners: entry ? entry.replicas.filter((r) => r.role === 'learner').map((r) => r.node) : [],
+              primary: entry?.leader,
+            };
+          },
+          ...(this.options.minReplicasToWrite !== undefined
+            ? { minReplicasToWrite: this.options.minReplicasToWrite }
+            : {}),
+          requestTimeoutMs,
+          log: this.log.child({ component: 'vpaxos', group }),
+        });
+        vp.start().catch((err: Error) => {
+          this.log.error('vpaxos replica failed to start', { group, err: err.message });
+          this.onFatal?.(err);
+        });
+        p.vp = vp;
+        p.service.close();
+        p.service = new KvService({
+          group: vp,
+          machine: sm,
+          ...fencing(index),
+          transport,
+          clock: systemClock,
+          logger: this.log.child({ component: 'kv' }),
+          requestTimeoutMs,
+          circuitBreakers: breakers,
+          transactions,
+          onStorageFailure: (err) => host.fail('serving a read', err),
+        });
+        p.sm = sm;
+        p.hub = hub;
+        maintenanceOf?.(p);
+        return;
+      }
       const isFresh = store.group(group).lastIndex() === 0;
       host.addGroup(group, sm, voters);
       if (isFresh && voters[0] === node.id) fresh.push(group);
@@ -513,7 +627,10 @@ export class CohortNode {
       const p = this.parts[index]!;
       if (p.sm === undefined) return;
       p.maintenance?.stop();
-      host.removeGroup(p.group);
+      if (p.vp !== undefined) {
+        p.vp.stop();
+        p.vp = undefined;
+      } else host.removeGroup(p.group);
       p.sm.setEventListener(undefined);
       p.sm = undefined;
       p.hub = undefined;
@@ -585,6 +702,22 @@ export class CohortNode {
       onLiveness: (id, up) => (up ? host.peerUp(id) : host.peerDown(id)),
     });
     const membership = this.membership;
+    // The configuration master's decisions are taken on the meta leader, from SWIM and the replicas' heartbeats.
+    this.vpMaster = new VpMasterService({
+      self: node.id,
+      meta,
+      leading: () => meta.leading(),
+      mux,
+      transport,
+      membership: () => this.membership,
+      log: this.log.child({ component: 'vpaxos-master' }),
+      afterFailoverBallot: () => {
+        if (!crashAfterFailoverBallot()) return;
+        this.log.warn('test fault: the meta leader crashes right after committing a failover ballot');
+        process.kill(process.pid, 'SIGKILL');
+      },
+    });
+    this.vpMaster.start();
     // Addresses of members that joined after this node started: from the registry.
     // Registered identities are pinned: only the peer id a node registered with may speak for it.
     const admit = (nodes: Iterable<NodeRecord>): void => {
@@ -632,14 +765,14 @@ export class CohortNode {
           // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
           readLocal: (req) => {
             const p = this.parts[i]!;
-            return p.sm !== undefined && host.status(p.group).repairing ? restoring() : p.service.readLocal(req);
+            return p.sm !== undefined && this.gs(p).repairing ? restoring() : p.service.readLocal(req);
           },
           leaseRead: (req) => this.parts[i]!.service.leaseRead(req),
         };
       }),
       (partition) => {
         const p = this.parts[partition]!;
-        return p.sm !== undefined && host.status(p.group).role === 'leader';
+        return p.sm !== undefined && this.gs(p).role === 'leader';
       },
       coordinator,
     );
@@ -681,6 +814,12 @@ export class CohortNode {
     );
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     countTxnStep = (step) => metrics.txnSteps.inc({ step });
+    metrics.vpaxosIgnored(() =>
+      this.parts.flatMap((p) => {
+        const st = p.vp?.stats();
+        return st === undefined ? [] : [{ group: p.group, stale: st.staleIgnored, unknown: st.unknownIgnored }];
+      }),
+    );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
     this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {
@@ -716,12 +855,14 @@ export class CohortNode {
       const now = Date.now();
       for (const p of this.parts) {
         if (p.sm === undefined) continue;
-        const s = host.status(p.group);
+        const s = this.gs(p);
         this.stuck.observe(p.group, s.commit, s.lastIndex, now);
+        // A vpaxos primary is sampled here (the Raft host reports its leader changes as they happen).
+        if (p.vp !== undefined) this.leaders.observe(p.group, s.leader, now);
       }
       const leads = this.parts
-        .filter((p) => p.sm !== undefined && host.status(p.group).role === 'leader')
-        .map((p) => `${p.index}:${host.status(p.group).term}`)
+        .filter((p) => p.sm !== undefined && this.gs(p).role === 'leader')
+        .map((p) => `${p.index}:${this.gs(p).term}`)
         .join(',');
       if (leads === announced || !membership.isRunning) return;
       announced = leads;
@@ -732,8 +873,6 @@ export class CohortNode {
       this.announcer.unref();
     }
     const isLeading = (): boolean => leading;
-    if (partitioned) this.balancer = setInterval(() => this.balanceLeaders(), BALANCE_MS);
-    this.balancer?.unref();
 
     let respAddress = node.clientAddress;
     let httpAddress = node.httpAddress;
@@ -758,7 +897,7 @@ export class CohortNode {
           const h = this.leaderHint(i);
           return { leader: h?.leader ?? '', term: h?.term ?? 0, applied: 0, replicas: p.replicas };
         }
-        const s = host.status(p.group);
+        const s = this.gs(p);
         return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
       },
     });
@@ -796,7 +935,7 @@ export class CohortNode {
       if (p.sm === undefined || p.maintenance !== undefined) return;
       const group = p.group;
       p.maintenance = startKvMaintenance({
-        group: host.replicated(group),
+        group: p.vp ?? host.replicated(group),
         service: p.service,
         sm: p.sm,
         transport,
@@ -804,7 +943,7 @@ export class CohortNode {
         metrics,
         logger: this.log.child({ component: 'kv', group }),
         replicas: () => {
-          const s = host.status(group);
+          const s = this.gs(p);
           return [...s.voters, ...s.learners];
         },
         consistencyCheckMs: this.options.consistencyCheckMs,
@@ -901,10 +1040,11 @@ export class CohortNode {
             );
           }
           if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(p.index)?.leader);
-          const s = host.status(p.group);
+          const s = this.gs(p);
           if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
           // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
-          await host.readIndex(p.group);
+          if (p.vp !== undefined) await p.vp.read();
+          else await host.readIndex(p.group);
           return { group: p.group, reader: p.sm.openSnapshot() };
         },
         restore: (rows, force) => {
@@ -1069,6 +1209,11 @@ export class CohortNode {
       throw new OperationRefusedError(`partition ${index} does not exist: this cluster has ${this.parts.length}`);
     }
     const entry = this.meta?.state.clusterId ? this.meta.state.partitions[index] : undefined;
+    if (entry?.engine === 'vpaxos') {
+      throw new OperationRefusedError(
+        `partition ${index} is replicated by Vertical Paxos: its configuration master picks the primary`,
+      );
+    }
     const voters = p.sm !== undefined ? host.status(p.group).voters : entry ? votersOf(entry) : p.replicas;
     if (!voters.includes(to)) {
       throw new OperationRefusedError(
@@ -1094,6 +1239,11 @@ export class CohortNode {
     const p = this.parts[index];
     if (p === undefined) {
       throw new OperationRefusedError(`partition ${index} does not exist: this cluster has ${this.parts.length}`);
+    }
+    if (p.vp !== undefined) {
+      throw new OperationRefusedError(
+        `partition ${index} is replicated by Vertical Paxos: a lagging backup catches up from its primary by itself`,
+      );
     }
     if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(index)?.leader);
     const out = this.host!.catchUp(p.group, node);
@@ -1172,11 +1322,6 @@ export class CohortNode {
   }
 
   /**
-   * Hands the leadership of each partition this node leads to the
-   * partition's preferred replica (the first of its replicas in the layout)
-   * when that one is alive, so leaders stay spread over the nodes.
-   */
-  /**
    * Resolves once one of `keys` changes on this node's replica of its
    * partition, or after `ms` (at most a second, so a blocked command notices
    * its connection closing; 100 ms for a key whose partition this node does
@@ -1209,34 +1354,13 @@ export class CohortNode {
     });
   }
 
-  private balanceLeaders(): void {
-    const host = this.host;
-    const membership = this.membership;
-    if (host === undefined || membership === undefined || this.stopping) return;
-    const self = this.options.config.node.id;
-    const members = membership.members();
-    for (const p of this.parts) {
-      if (p.sm === undefined) continue;
-      const s = host.status(p.group);
-      // An operator's choice (cohort partitions transfer) first, else the first replica of the layout.
-      const preferred = this.meta?.state.partitions[p.index]?.preferredLeader ?? this.layout?.replicas[p.index]?.[0];
-      if (s.role !== 'leader' || preferred === undefined || preferred === self || !s.voters.includes(preferred))
-        continue;
-      if (!members.some((m) => m.id === preferred && m.state === 'alive')) continue;
-      host.transferLeadership(p.group, preferred).then(
-        () => this.log.info('partition leadership handed to its preferred replica', { group: p.group, to: preferred }),
-        (err: Error) => this.log.debug('leadership hand-over failed', { group: p.group, err: err.message }),
-      );
-    }
-  }
-
   /** With a full disk, hands the leadership of each group this node leads to another voter. */
   private shedLeadership(): void {
     const host = this.host;
     if (host === undefined || this.stopping) return;
     const self = this.options.config.node.id;
     for (const p of this.parts) {
-      if (p.sm === undefined) continue;
+      if (p.sm === undefined || p.vp !== undefined) continue;
       const s = host.status(p.group);
       const to = s.voters.find((v) => v !== self);
       if (s.role !== 'leader' || to === undefined) continue;
@@ -1284,7 +1408,6 @@ export class CohortNode {
         if (outcome === 'done') this.log.info('shutdown phase done', fields);
         else this.log.warn(`shutdown phase ${outcome === 'timeout' ? 'timed out' : 'failed'}`, fields);
       };
-      if (this.balancer !== undefined) clearInterval(this.balancer);
       if (this.announcer !== undefined) clearInterval(this.announcer);
       this.feed?.stop();
       this.meta?.stop();
@@ -1300,6 +1423,8 @@ export class CohortNode {
         p.maintenance?.stop();
         p.service.close();
       }
+      this.vpMaster?.stop();
+      for (const p of this.parts) p.vp?.stop();
       await phase('leave', total / 8, async () => this.membership?.leave());
       if (this.membership?.isRunning) this.membership.stop();
       this.host?.stop();
@@ -1318,7 +1443,7 @@ export class CohortNode {
     const alive = new Set((this.membership?.members() ?? []).filter((m) => m.state === 'alive').map((m) => m.id));
     const moves: Promise<void>[] = [];
     for (const p of this.parts) {
-      if (p.sm === undefined) continue;
+      if (p.sm === undefined || p.vp !== undefined) continue;
       const s = host.status(p.group);
       if (s.role !== 'leader') continue;
       const preferred = this.layout?.replicas[p.index] ?? [];
@@ -1397,35 +1522,12 @@ export interface PartitionStatus {
   lastFailoverMs?: number;
   /** Leader changes this node saw since it started. */
   leaderChanges?: number;
-}
-
-/**
- * A partition this node holds no replica of, as a group the KV service
- * forwards every request of: to a live replica (the first alive in the
- * layout's order), which serves it when it leads and forwards it to its
- * leader otherwise (see `KvService.serveForwarded`).
- */
-function remoteGroup(
-  group: string,
-  replicasOf: () => NodeId[],
-  alive: (id: NodeId) => boolean,
-  hint: () => { leader: NodeId } | undefined,
-): ReplicatedGroup {
-  const refuse = (): Promise<never> =>
-    Promise.reject(new NotLeaderError(undefined, undefined, `this node holds no replica of ${group}`));
-  return {
-    id: group,
-    propose: refuse,
-    read: refuse,
-    status: () => ({
-      group,
-      role: 'follower',
-      term: 0,
-      leader: hint()?.leader ?? replicasOf().find(alive) ?? replicasOf()[0] ?? '',
-      commit: 0,
-      applied: 0,
-    }),
-  };
+  /** `vpaxos` for a Vertical Paxos partition (absent: raft). */
+  engine?: 'vpaxos';
+  /** A vpaxos partition runs on fewer than f+1 copies (after a failover, until a replacement caught up). */
+  underReplicated?: boolean;
+  /** A vpaxos partition's active ballot. */
+  ballot?: number;
 }
 
 /** A `leads` membership tag (`partition:term,...`) as partition to term. */

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type CohortConfig, ConfigError, parseConfig } from '@cohort/core';
+import type { PartitionEngine } from '@cohort/kv';
 import { clusterSecretFromText } from '@cohort/transport';
 import type { AclUserConfig } from './auth.js';
 import { DEFAULT_WRITE_LIMITS, checkWriteLimits } from './limits.js';
@@ -24,6 +25,9 @@ export interface StartFlags {
   swimProbeMs?: string;
   partitions?: string;
   replicas?: string;
+  partitionEngine?: string;
+  partitionEngines?: string;
+  minReplicasToWrite?: string;
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   electionTimeoutMaxMs?: string;
@@ -342,6 +346,7 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     if (extra.stuckAfterMs <= 0) throw new ConfigError(`--stuck-after must be above 0, got ${extra.stuckAfterMs}`);
   }
   if (joinAddress !== undefined) extra.joinAddress = joinAddress;
+  Object.assign(extra, loadEngines(flags));
   return {
     config,
     logLevel,
@@ -355,4 +360,39 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     metaVoters,
     ...extra,
   };
+}
+
+const ENGINES = ['raft', 'vpaxos'] as const;
+
+function engine(flag: string, v: string): PartitionEngine {
+  if (!(ENGINES as readonly string[]).includes(v))
+    throw new ConfigError(`${flag}: '${v}' is not an engine; use ${ENGINES.join(' or ')}`);
+  return v as PartitionEngine;
+}
+
+/** `--partition-engine`, `--partition-engines p=engine,...` and `--min-replicas-to-write`. */
+function loadEngines(
+  flags: StartFlags,
+): Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite'> {
+  const out: Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite'> = {};
+  if (flags.partitionEngine !== undefined) out.partitionEngine = engine('--partition-engine', flags.partitionEngine);
+  if (flags.partitionEngines !== undefined) {
+    const per: Record<number, PartitionEngine> = {};
+    for (const part of flags.partitionEngines.split(',').filter((x) => x.trim() !== '')) {
+      const m = /^\s*([0-9]+)\s*=\s*([a-z]+)\s*$/.exec(part);
+      if (!m) {
+        throw new ConfigError(
+          `--partition-engines: '${part}' is not partition=engine (example: --partition-engines 1=vpaxos,3=vpaxos)`,
+        );
+      }
+      per[Number(m[1])] = engine('--partition-engines', m[2]!);
+    }
+    out.partitionEngines = per;
+  }
+  if (flags.minReplicasToWrite !== undefined) {
+    const n = integer('--min-replicas-to-write', flags.minReplicasToWrite);
+    if (n < 1) throw new ConfigError(`--min-replicas-to-write must be 1 or above, got ${n}`);
+    out.minReplicasToWrite = n;
+  }
+  return out;
 }

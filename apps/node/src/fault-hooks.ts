@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Logger, NodeId } from '@cohort/core';
 import type { FaultHook } from '@cohort/transport';
 
@@ -84,4 +84,26 @@ export function faultsFromEnv(logger: Logger): NodeFaults | undefined {
 /** Whether the planted stale-read fault ({@link STALE_READS_ENV}) is on. */
 export function staleReadsPlanted(): boolean {
   return process.env[STALE_READS_ENV] === '1';
+}
+
+/**
+ * A test-only switch (end-to-end tests of the configuration master): naming a
+ * marker file, the meta leader SIGKILLs itself right after the meta group
+ * committed a failover ballot it takes no part in, before anyone was told of
+ * it, once across the nodes sharing the marker (the first to create it; the
+ * test arms the switch by removing the file). The next meta leader
+ * must carry the failover on from the log. Never set in production.
+ */
+export const CRASH_AFTER_FAILOVER_ENV = 'COHORT_TEST_CRASH_AFTER_FAILOVER_BALLOT';
+
+/** Whether this node should crash now, after a failover ballot (see {@link CRASH_AFTER_FAILOVER_ENV}); true once. */
+export function crashAfterFailoverBallot(): boolean {
+  const marker = process.env[CRASH_AFTER_FAILOVER_ENV];
+  if (marker === undefined || marker === '') return false;
+  try {
+    closeSync(openSync(marker, 'wx'));
+    return true;
+  } catch {
+    return false;
+  }
 }

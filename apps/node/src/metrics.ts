@@ -111,6 +111,29 @@ export class NodeMetrics {
   }
 
   /**
+   * Vertical Paxos messages each replica here ignored, read at scrape time:
+   * `cohort_vpaxos_ignored_messages_total{group,reason,type}`, `reason` being
+   * `stale` (a ballot below the replica's promise) or `unknown` (a ballot it
+   * takes part in none of).
+   */
+  vpaxosIgnored(read: () => { group: string; stale: Partial<Record<string, number>>; unknown: number }[]): void {
+    new Counter({
+      name: 'cohort_vpaxos_ignored_messages_total',
+      help: 'Vertical Paxos messages a replica ignored for their ballot: stale (below its promise) or unknown',
+      labelNames: ['group', 'reason', 'type'] as const,
+      registers: [this.registry],
+      collect() {
+        // The engines keep the running totals; publish them as they are.
+        this.reset();
+        for (const g of read()) {
+          for (const [type, n] of Object.entries(g.stale)) this.inc({ group: g.group, reason: 'stale', type }, n ?? 0);
+          this.inc({ group: g.group, reason: 'unknown', type: 'any' }, g.unknown);
+        }
+      },
+    });
+  }
+
+  /**
    * The circuit breakers of forwarding, one per peer, read at scrape time:
    * `cohort_forward_circuit_state{peer}` (0 closed, 1 half-open: its next
    * forward probes, 2 open: forwards to it refused), and the times each

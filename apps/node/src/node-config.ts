@@ -1,4 +1,5 @@
 import type { CohortConfig } from '@cohort/core';
+import type { PartitionEngine } from '@cohort/kv';
 import type { AclUserConfig } from './auth.js';
 import type { WriteLimits } from './limits.js';
 import type { LogLevel } from './logger.js';
@@ -32,6 +33,15 @@ export interface NodeOptions {
   swimProbeMs?: number;
   /** How long entries wait past an unmoving commit index before a partition shows `stuck`. @default 10000 */
   stuckAfterMs?: number;
+  /**
+   * The replication engine of a new cluster's partitions (`--partition-engine`): `raft` (2f+1 replicas) or
+   * `vpaxos` (Vertical Paxos II, f+1 replicas). @default 'raft'
+   */
+  partitionEngine?: PartitionEngine;
+  /** Per-partition overrides of {@link partitionEngine} (`--partition-engines 1=vpaxos,3=vpaxos`). */
+  partitionEngines?: Record<number, PartitionEngine>;
+  /** A vpaxos primary refuses writes while its configuration has fewer copies (`--min-replicas-to-write`). @default 1 */
+  minReplicasToWrite?: number;
 }
 
 /** What clients may send and hold: write sizes, connections, output buffers. */

@@ -1,7 +1,8 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type NodeId } from '@cohort/core';
-import { partitionGroup } from '@cohort/kv';
+import { type PartitionEngine, partitionGroup } from '@cohort/kv';
+import { vpaxosReplicas } from './vpaxos/master-extension.js';
 
 /**
  * How a cluster's key space is laid out, fixed when the cluster is created:
@@ -15,6 +16,8 @@ export interface PartitionLayout {
   replicas: NodeId[][];
   /** The cluster a node that joined (`--join`) belongs to. */
   clusterId?: string;
+  /** Per partition, its replication engine (absent: every partition is raft). */
+  engines?: PartitionEngine[];
 }
 
 /** The file in the data directory that records the layout the data was created with. */
@@ -48,6 +51,7 @@ export function loadLayout(
   partitions: number,
   replicationFactor: number,
   hadData: boolean,
+  engines?: PartitionEngine[],
 ): PartitionLayout {
   const file = join(dataDir, LAYOUT_FILE);
   let layout: PartitionLayout;
@@ -64,6 +68,18 @@ export function loadLayout(
     // Data from before layouts were recorded: one group, p0.
     const p = hadData ? 1 : partitions;
     layout = { partitions: p, replicationFactor, replicas: placePartitions(members, p, replicationFactor) };
+    if (!hadData && engines?.includes('vpaxos')) {
+      if (p === 1) {
+        throw new ConfigError(
+          'a vpaxos partition needs a cluster of several partitions (--partitions 2 or more): its configuration master lives on the meta group',
+        );
+      }
+      layout.engines = engines;
+      // A vpaxos partition has f+1 replicas where a raft one has 2f+1: the first f+1 of its placement.
+      layout.replicas = layout.replicas.map((r, i) =>
+        engines[i] === 'vpaxos' ? r.slice(0, vpaxosReplicas(replicationFactor)) : r,
+      );
+    }
   }
   if (layout.partitions !== partitions) {
     throw new ConfigError(

@@ -12,6 +12,26 @@ import { CLI } from './helpers/processes.js';
 const PEERS = 'n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003';
 
 describe('cohort start configuration', () => {
+  it('takes the partition engines and min-replicas-to-write, and refuses what is not one with the example', () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    const o = loadNodeOptions({
+      ...base,
+      partitionEngine: 'raft',
+      partitionEngines: '1=vpaxos, 3=vpaxos',
+      minReplicasToWrite: '2',
+    });
+    expect(o).toMatchObject({
+      partitionEngine: 'raft',
+      partitionEngines: { 1: 'vpaxos', 3: 'vpaxos' },
+      minReplicasToWrite: 2,
+    });
+    expect(() => loadNodeOptions({ ...base, partitionEngine: 'paxos' })).toThrow(/raft or vpaxos/);
+    expect(() => loadNodeOptions({ ...base, partitionEngines: '1:vpaxos' })).toThrow(
+      /example: --partition-engines 1=vpaxos/,
+    );
+    expect(() => loadNodeOptions({ ...base, minReplicasToWrite: '0' })).toThrow(/1 or above/);
+  });
+
   it('maps flags onto the core configuration, listening where --peers places this node', () => {
     const o = loadNodeOptions({
       id: 'n2',

@@ -109,13 +109,23 @@ export {
 } from './watch-hub.js';
 export { compareHolds } from './apply-op.js';
 export { decodeRecord, encodeRecord } from './request.js';
+export { remoteGroup } from './remote-group.js';
 export { MetaStateMachine } from './meta/machine.js';
+export {
+  META_GROUP,
+  type MembershipView,
+  type MetaBootstrap,
+  MetaService,
+  type MetaServiceOptions,
+} from './meta/meta-service.js';
 export {
   META_FORMAT,
   type MetaCommand,
+  type MetaExtension,
   type MetaResult,
   type MetaState,
   type NodeRecord,
+  type PartitionEngine,
   type PartitionEntry,
   type Replica,
   applyMeta,
@@ -137,4 +147,5 @@ export {
   nodeViews,
   planPlacement,
 } from './placement/controller.js';
+export { assignLeaders } from './placement/leaders.js';
 export { replacementTarget } from './placement/replacement.js';

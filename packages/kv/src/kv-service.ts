@@ -797,7 +797,15 @@ export class KvService {
     aborted.catch(() => {});
     let handle: ReturnType<Clock['setTimeout']> | undefined;
     const check = (): void => {
-      if (this.quorumLost() !== undefined) ac.abort(new Error('the quorum is lost'));
+      // A timer callback must not throw (it would stop the process): a failing status check ends the wait.
+      let lost: QuorumStatus | undefined;
+      try {
+        lost = this.quorumLost();
+      } catch (err) {
+        ac.abort(err);
+        return;
+      }
+      if (lost !== undefined) ac.abort(new Error('the quorum is lost'));
       else handle = this.opts.clock.setTimeout(check, 50);
     };
     handle = this.opts.clock.setTimeout(check, 50);

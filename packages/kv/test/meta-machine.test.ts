@@ -94,4 +94,43 @@ describe('MetaStateMachine', () => {
     expect(sm.state.clusterId).toBe('');
     store.close();
   });
+
+  it('records each partition engine and refuses a Raft reconfiguration of a vpaxos partition', () => {
+    const { store } = open();
+    const sm = new MetaStateMachine(store);
+    sm.applyBatch([entry(1, { ...boot, engines: ['raft', 'vpaxos'] })], CONF);
+    expect(sm.state.partitions.map((p) => p.engine)).toEqual([undefined, 'vpaxos']);
+    const [res] = sm.applyBatch(
+      [entry(2, { type: 'reconfigure', partition: 1, epoch: 1, replicas: [{ node: 'a', role: 'voter' }] })],
+      CONF,
+    );
+    expect(res).toMatchObject({ ok: true, value: { ok: false, reason: expect.stringContaining('Vertical Paxos') } });
+    store.close();
+  });
+
+  it('hands an extCommand to the extension owning its section, and refuses one no extension owns', () => {
+    const { store } = open();
+    const ext = (state: { ext: Record<string, unknown> }, command: unknown) => {
+      const n = (state.ext.counter as number | undefined) ?? 0;
+      if (command !== 'inc') return { ok: false as const, reason: 'only inc' };
+      state.ext.counter = n + 1;
+      return { ok: true as const };
+    };
+    const sm = new MetaStateMachine(store, 'meta', new Map([['counter', ext]]));
+    const out = sm.applyBatch(
+      [
+        entry(1, boot),
+        entry(2, { type: 'extCommand', section: 'counter', command: 'inc' }),
+        entry(3, { type: 'extCommand', section: 'counter', command: 'dec' }),
+        entry(4, { type: 'extCommand', section: 'other', command: 'inc' }),
+      ],
+      CONF,
+    );
+    expect(sm.state.ext.counter).toBe(1);
+    expect(out[2]).toMatchObject({ value: { ok: false, reason: 'only inc' } });
+    expect(out[3]).toMatchObject({
+      value: { ok: false, reason: expect.stringContaining('no control-plane extension') },
+    });
+    store.close();
+  });
 });

@@ -7,6 +7,7 @@ import {
   moveQuorumRefusal,
   planPlacement,
 } from '../src/placement/controller.js';
+import { assignLeaders } from '../src/placement/leaders.js';
 import { replacementTarget } from '../src/placement/replacement.js';
 
 const node = (id: string, startedAt: number, tags: Record<string, string> = {}): NodeRecord => ({
@@ -218,6 +219,29 @@ describe('placement controller', () => {
     for (const id of all) expect(Math.abs((count.get(id) ?? 0) - 8)).toBeLessThanOrEqual(1);
   });
 
+  it('rebalances towards joined nodes when the replicas already cover every zone (from a source in the target zone)', () => {
+    // Three nodes in three zones hold every replica; d and e join in zones z1 and z2. The most loaded
+    // voter of each partition may be in another zone: the move must come from the voter in the target's zone.
+    const zones = { a: { zone: 'z1' }, b: { zone: 'z2' }, c: { zone: 'z3' } };
+    const s = cluster(['a', 'b', 'c'], 4, 3, zones);
+    applyMeta(s, { type: 'register', node: node('d', 100, { zone: 'z1' }) });
+    applyMeta(s, { type: 'register', node: node('e', 101, { zone: 'z2' }) });
+    const all = ['a', 'b', 'c', 'd', 'e'];
+    expect(partitionActions(planPlacement(input(s, alive(all)))).length).toBeGreaterThan(0);
+    settle(s, () => input(s, alive(all)), 200);
+    const count = new Map<string, number>();
+    for (const p of s.partitions) {
+      const voters = p.replicas.filter((r) => r.role === 'voter').map((r) => r.node);
+      expect(voters).toHaveLength(3);
+      // Still one replica per zone.
+      const zoneOf = (id: string) => s.nodes[id]!.tags.zone;
+      expect(new Set(voters.map(zoneOf)).size).toBe(3);
+      for (const r of p.replicas) count.set(r.node, (count.get(r.node) ?? 0) + 1);
+    }
+    expect(count.get('d') ?? 0).toBeGreaterThanOrEqual(2);
+    expect(count.get('e') ?? 0).toBeGreaterThanOrEqual(2);
+  });
+
   it('moves the replicas of a leaving node away', () => {
     const s = cluster(['a', 'b', 'c', 'd'], 4);
     applyMeta(s, { type: 'setLeaving', id: 'b' });
@@ -331,5 +355,29 @@ describe('forced replacement target', () => {
     applyMeta(s, { type: 'setLeaving', id: 'e' });
     expect(replacementTarget(s, 0, 'b', (id) => id !== 'd')).toBeUndefined();
     expect(replacementTarget(s, 99, 'a', everyone)).toBeUndefined();
+  });
+});
+
+describe('leader assignment by count', () => {
+  it('gives each node about P/N leaderships, the first voter on ties, an operator preference kept', () => {
+    // Round-robin over 3 nodes: the first voter of each partition leads (as founding placed it).
+    expect(assignLeaders(cluster(['a', 'b', 'c'], 4))).toEqual(['a', 'b', 'c', 'a']);
+    // 12 partitions over 6 nodes (6 joined later and each holding replicas): 2 leaderships each.
+    const s = cluster(['a', 'b', 'c', 'd', 'e', 'f'], 12);
+    const counts = new Map<string, number>();
+    for (const l of assignLeaders(s)) counts.set(l!, (counts.get(l!) ?? 0) + 1);
+    expect([...counts.values()].sort()).toEqual([2, 2, 2, 2, 2, 2]);
+    // A joined node holding replicas as a later voter of each still gets its share.
+    const t = cluster(['a', 'b', 'c'], 6);
+    for (const p of t.partitions.slice(0, 4)) p.replicas[2] = { node: 'd', role: 'voter' };
+    applyMeta(t, { type: 'register', node: node('d', 100) });
+    const led = assignLeaders(t).filter((l) => l === 'd').length;
+    expect(led).toBeGreaterThanOrEqual(1);
+    const all = new Map<string, number>();
+    for (const l of assignLeaders(t)) all.set(l!, (all.get(l!) ?? 0) + 1);
+    expect(Math.max(...all.values()) - Math.min(...all.values())).toBeLessThanOrEqual(1);
+    // An operator's preferred leader stays.
+    t.partitions[0]!.preferredLeader = 'd';
+    expect(assignLeaders(t)[0]).toBe('d');
   });
 });

@@ -48,3 +48,4 @@ export { TraceHash, hashBytes } from './trace.js';
 export * as swim from './swim/index.js';
 export * as vpaxos from './vpaxos/index.js';
 export { type TxnCoverage, type TxnRunOptions, type TxnSeedResult, runTxnSeed } from './raft/txn-run.js';
+export * as placement from './placement/index.js';

@@ -304,3 +304,16 @@ export function decodeMasterMessage(frame: Uint8Array): { group: GroupId; msg: M
   r.end();
   return { group, msg };
 }
+
+/**
+ * The group a replica or master frame belongs to, read from its header alone
+ * (a node serving several groups routes each frame to its group's replica).
+ * Throws `CodecError` on a frame of another version or too short.
+ */
+export function peekGroup(frame: Uint8Array): GroupId {
+  const r = new Reader(frame);
+  const version = r.u8();
+  if (version !== VP_WIRE_VERSION)
+    throw new CodecError(`vpaxos frame of version ${version}, expected ${VP_WIRE_VERSION}`);
+  return r.str();
+}

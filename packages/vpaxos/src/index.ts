@@ -35,5 +35,6 @@ export {
   decodeMessage,
   encodeMasterMessage,
   encodeMessage,
+  peekGroup,
 } from './codec.js';
 export * from './host/index.js';

@@ -18,7 +18,20 @@ export interface MasterOptions {
 /** The configuration master's commands: what a meta group's log would carry. */
 export type MasterCommand =
   /** Start `ballot` with `config`; Phase 1 will read the configuration of `prevBallot`, which must be the active ballot. */
-  | { type: 'newBallot'; group: GroupId; ballot: Ballot; prevBallot: Ballot; config: Omit<Configuration, 'ballot'> }
+  | {
+      type: 'newBallot';
+      group: GroupId;
+      ballot: Ballot;
+      prevBallot: Ballot;
+      config: Omit<Configuration, 'ballot'>;
+      /**
+       * A failover to the survivors of the active configuration alone, fewer
+       * than f+1 of them: writes continue on fewer copies (the group is
+       * under-replicated) until a later ballot adds a replacement. Refused
+       * unless every acceptor is one of the active configuration's.
+       */
+      degraded?: boolean;
+    }
   /** The primary of `ballot` finished Phase 1 and the Phase 2 of the safe values. */
   | { type: 'complete'; group: GroupId; ballot: Ballot }
   /** Make the completed `ballot` the active one (after the lease wait, when there is one). */
@@ -66,6 +79,29 @@ export class ConfigMaster {
     this.maxDriftMs = options.maxDriftMs ?? 0;
   }
 
+  /**
+   * Every group's state (copies), as plain data: what a replicated log
+   * snapshots. {@link ConfigMaster.restore} takes it back.
+   */
+  export(): Record<GroupId, GroupConfigState> {
+    const out: Record<GroupId, GroupConfigState> = {};
+    for (const g of this.groups.keys()) out[g] = this.state(g);
+    return out;
+  }
+
+  /** A master holding `groups` (as {@link ConfigMaster.export} gave them). */
+  static restore(options: MasterOptions, groups: Record<GroupId, GroupConfigState>): ConfigMaster {
+    const m = new ConfigMaster(options);
+    for (const [id, g] of Object.entries(groups)) {
+      m.groups.set(id, {
+        active: g.active && copyConfig(g.active),
+        next: g.next && { ...g.next, acceptors: [...g.next.acceptors] },
+        maxBallot: g.maxBallot,
+      });
+    }
+    return m;
+  }
+
   /** A group's state (a copy). */
   state(group: GroupId): GroupConfigState {
     const g = this.groups.get(group);
@@ -92,7 +128,16 @@ export class ConfigMaster {
         if (distinct.size !== acceptors.length) {
           return refuse(`group ${cmd.group}: ballot ${cmd.ballot} lists an acceptor twice (${acceptors.join(', ')})`);
         }
-        if (distinct.size < this.f + 1) {
+        const active = g.active?.ballot ?? 0;
+        if (cmd.degraded === true) {
+          const survivors = new Set(g.active?.acceptors ?? []);
+          const outsider = acceptors.find((a) => !survivors.has(a));
+          if (g.active === undefined || outsider !== undefined || distinct.size === 0) {
+            return refuse(
+              `group ${cmd.group}: degraded ballot ${cmd.ballot} refused: only survivors of the active configuration (${[...survivors].join(', ') || 'none'}) may run on fewer than ${this.f + 1} replicas${outsider ? `, ${outsider} is not one` : ''}`,
+            );
+          }
+        } else if (distinct.size < this.f + 1) {
           return refuse(
             `group ${cmd.group}: ballot ${cmd.ballot} has ${distinct.size} replica(s); tolerating f=${this.f} failure(s) needs at least ${this.f + 1}`,
           );
@@ -103,7 +148,6 @@ export class ConfigMaster {
         if (cmd.ballot <= g.maxBallot) {
           return refuse(`group ${cmd.group}: ballot ${cmd.ballot} is not above the highest issued, ${g.maxBallot}`);
         }
-        const active = g.active?.ballot ?? 0;
         if (cmd.prevBallot !== active) {
           return refuse(`group ${cmd.group}: previous ballot ${cmd.prevBallot} is not the active ballot ${active}`);
         }

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock } from '@cohort/core';
+import { NoQuorumError, systemClock } from '@cohort/core';
 import { MemoryHub, type MemoryTransport } from '@cohort/core/testing';
 import { KvStateMachine, encodeCommand } from '@cohort/kv';
 import { SqliteNodeStore } from '@cohort/storage';
@@ -53,6 +53,7 @@ describe('VPaxosHost over SQLite', () => {
     id: string,
     onSave?: () => void,
     kv = false,
+    extra: { minReplicasToWrite?: number } = {},
   ): Promise<{ host: VPaxosHost<unknown>; store: SqliteNodeStore; kv: KvStateMachine | undefined }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
     const kvMachine = kv ? new KvStateMachine(store, 'vp') : undefined;
@@ -73,6 +74,7 @@ describe('VPaxosHost over SQLite', () => {
       master: 'm',
       incarnation: 1,
       addressOf: (n) => `${n}.test:7000`,
+      ...extra,
     });
     hosts.push(host);
     await host.start();
@@ -97,6 +99,19 @@ describe('VPaxosHost over SQLite', () => {
     const err = await b.host.propose(enc('y')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotPrimaryError);
     expect((err as NotPrimaryError).primaryAddress).toBe('a.test:7000');
+  });
+
+  it('min-replicas-to-write: a primary with fewer copies refuses writes with NO_QUORUM and the reason, and still serves reads', async () => {
+    const a = await start('a', undefined, false, { minReplicasToWrite: 2 });
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    const err = await a.host.propose(enc('x')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NoQuorumError);
+    expect((err as Error).message).toContain('min-replicas-to-write is 2');
+    expect(a.host.node.committed()).toBe(0);
+    await a.host.read();
   });
 
   it('a 1b leaves only once the promise is durable, and a restarted acceptor keeps its promise', async () => {

@@ -124,4 +124,47 @@ describe('configuration master', () => {
       activateAfterMs: 440,
     });
   });
+
+  it('newBallot degraded: the survivors of the active configuration alone may run on fewer than f+1 replicas', () => {
+    const m = new ConfigMaster({ f: 1 });
+    started(m);
+    const nb = (ballot: number, acceptors: string[], degraded = true) =>
+      m.apply({
+        type: 'newBallot',
+        group: G,
+        ballot,
+        prevBallot: 1,
+        config: { primary: acceptors[0]!, acceptors },
+        degraded,
+      });
+    // A newcomer is no survivor: a degraded ballot holds nothing but the active configuration's acceptors.
+    expect(nb(2, ['c'])).toEqual({ ok: false, reason: expect.stringContaining('c is not one') });
+    // Without the flag the f+1 rule holds.
+    expect(nb(2, ['b'], false)).toEqual({ ok: false, reason: expect.stringContaining('needs at least 2') });
+    expect(nb(2, ['b']).ok).toBe(true);
+    expect(m.state(G).next).toMatchObject({ ballot: 2, primary: 'b', acceptors: ['b'] });
+  });
+
+  it('newBallot degraded: refused while no configuration was ever active', () => {
+    const m = new ConfigMaster({ f: 1 });
+    const r = m.apply({
+      type: 'newBallot',
+      group: G,
+      ballot: 1,
+      prevBallot: 0,
+      config: { primary: 'a', acceptors: ['a'] },
+      degraded: true,
+    });
+    expect(r.ok).toBe(false);
+  });
+
+  it('export and restore: a restored master refuses and accepts exactly as the one it was taken from', () => {
+    const m = new ConfigMaster({ f: 1 });
+    started(m);
+    m.apply({ type: 'newBallot', group: G, ballot: 2, prevBallot: 1, config: { primary: 'b', acceptors: ['b', 'c'] } });
+    const r = ConfigMaster.restore({ f: 1 }, JSON.parse(JSON.stringify(m.export())));
+    expect(r.state(G)).toEqual(m.state(G));
+    expect(r.apply({ type: 'complete', group: G, ballot: 3 }).ok).toBe(false);
+    expect(r.apply({ type: 'complete', group: G, ballot: 2 }).ok).toBe(true);
+  });
 });

@@ -1,7 +1,15 @@
 import type { ConfState, Entry, SnapshotMeta } from '@cohort/core';
 import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
 import { type DurableNodeStore, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
-import { type MetaResult, type MetaState, applyMeta, decodeMetaCommand, emptyMeta, upgradeMeta } from './state.js';
+import {
+  type MetaExtension,
+  type MetaResult,
+  type MetaState,
+  applyMeta,
+  decodeMetaCommand,
+  emptyMeta,
+  upgradeMeta,
+} from './state.js';
 
 /** The row of the meta partition that holds the whole state. */
 const STATE_KEY = new TextEncoder().encode('meta/state');
@@ -21,7 +29,15 @@ export class MetaStateMachine implements DurableStateMachine<MetaResult> {
   private current: MetaState;
   private readonly listeners = new Set<(state: MetaState) => void>();
 
-  constructor(store?: DurableNodeStore, partition = 'meta') {
+  /**
+   * @param extensions control-plane users' commands (`extCommand`) by section;
+   *   every node of a cluster registers the same ones.
+   */
+  constructor(
+    store?: DurableNodeStore,
+    partition = 'meta',
+    private readonly extensions: ReadonlyMap<string, MetaExtension> = new Map(),
+  ) {
     if (store === undefined) this.privateStore = new MemoryNodeStore();
     this.store = store ?? (this.privateStore as MemoryNodeStore);
     this.kv = this.store.kv(partition);
@@ -66,7 +82,7 @@ export class MetaStateMachine implements DurableStateMachine<MetaResult> {
             continue;
           }
           try {
-            const result = applyMeta(this.current, decodeMetaCommand(e.data));
+            const result = applyMeta(this.current, decodeMetaCommand(e.data), this.extensions);
             changed ||= result.ok;
             outcomes.push({ ok: true, value: result });
           } catch (err) {

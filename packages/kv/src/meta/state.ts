@@ -37,8 +37,17 @@ export interface Replica {
   role: 'voter' | 'learner';
 }
 
+/**
+ * How a partition is replicated: `raft` (majority quorum, 2f+1 replicas) or
+ * `vpaxos` (Vertical Paxos II primary-backup, f+1 replicas, reconfigured by
+ * the configuration master on the meta group).
+ */
+export type PartitionEngine = 'raft' | 'vpaxos';
+
 /** One partition of the map. */
 export interface PartitionEntry {
+  /** Its replication engine, chosen when the cluster was created. Absent: raft. */
+  engine?: PartitionEngine;
   replicas: Replica[];
   /** Bumped by every reconfiguration of the partition (each replica added, promoted or removed). */
   epoch: number;
@@ -71,6 +80,8 @@ export type MetaCommand =
       nodes: NodeRecord[];
       /** Per partition, its voters. */
       partitions: NodeId[][];
+      /** Per partition, its engine (absent, or absent entries: raft). */
+      engines?: PartitionEngine[];
     }
   | { type: 'register'; node: NodeRecord }
   | { type: 'deregister'; id: NodeId }
@@ -87,7 +98,17 @@ export type MetaCommand =
   | { type: 'preferLeader'; partition: number; node: NodeId }
   /** Records the intent to move `partition`'s replica from `from` to `to` (learner, promote, remove). */
   | { type: 'move'; partition: number; from: NodeId; to: NodeId }
-  | { type: 'ext'; section: string; value: unknown };
+  | { type: 'ext'; section: string; value: unknown }
+  /** A command of the control-plane extension owning `section` (see {@link MetaExtension}). */
+  | { type: 'extCommand'; section: string; command: unknown };
+
+/**
+ * A control-plane user of the meta group (the Vertical Paxos configuration
+ * master): applies its own commands to the state, its `ext[section]` and
+ * whatever else its commands own (a vpaxos partition's replicas), in place,
+ * deterministically, and answers like any command. A refusal changes nothing.
+ */
+export type MetaExtension = (state: MetaState, command: unknown) => MetaResult;
 
 /** What applying a command answers its proposer. */
 export type MetaResult = { ok: true; epoch?: number } | { ok: false; reason: string };
@@ -103,16 +124,21 @@ const fail = (reason: string): MetaResult => ({ ok: false, reason });
  * Applies `cmd` to `state` in place (deterministic: no clock, no random)
  * and says how it went. A refused command changes nothing.
  */
-export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
+export function applyMeta(
+  state: MetaState,
+  cmd: MetaCommand,
+  extensions: ReadonlyMap<string, MetaExtension> = new Map(),
+): MetaResult {
   switch (cmd.type) {
     case 'bootstrap': {
       if (state.clusterId !== '') return fail(`the cluster is already bootstrapped as ${state.clusterId}`);
       state.clusterId = cmd.clusterId;
       state.replicationFactor = cmd.replicationFactor;
       for (const n of cmd.nodes) state.nodes[n.id] = { ...n, tags: { ...n.tags } };
-      state.partitions = cmd.partitions.map((voters) => ({
+      state.partitions = cmd.partitions.map((voters, i) => ({
         replicas: voters.map((node) => ({ node, role: 'voter' as const })),
         epoch: 1,
+        ...(cmd.engines?.[i] === 'vpaxos' ? { engine: 'vpaxos' as const } : {}),
       }));
       return { ok: true };
     }
@@ -154,6 +180,11 @@ export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
       if (p === undefined) return fail(`no partition ${cmd.partition}`);
       if (p.epoch !== cmd.epoch) return fail(`stale epoch ${cmd.epoch}: partition ${cmd.partition} is at ${p.epoch}`);
       if (!cmd.replicas.some((r) => r.role === 'voter')) return fail('a partition needs a voter');
+      if (p.engine === 'vpaxos') {
+        return fail(
+          `partition ${cmd.partition} is replicated by Vertical Paxos: its configuration master changes its replicas`,
+        );
+      }
       const replicas = cmd.replicas.map((r) => ({ ...r }));
       // The leader hint stays while its node is still a replica, the preferred leader while it is a voter.
       const keep = p.leader !== undefined && replicas.some((r) => r.node === p.leader);
@@ -200,6 +231,11 @@ export function applyMeta(state: MetaState, cmd: MetaCommand): MetaResult {
     case 'ext':
       state.ext[cmd.section] = cmd.value;
       return { ok: true };
+    case 'extCommand': {
+      const ext = extensions.get(cmd.section);
+      if (ext === undefined) return fail(`no control-plane extension ${cmd.section} on this node`);
+      return ext(state, cmd.command);
+    }
     default: {
       const unknown = cmd as { type?: unknown };
       return fail(`unknown meta command type ${String(unknown.type)}`);
@@ -219,6 +255,8 @@ export function moveRefusal(state: MetaState, partition: number, from: NodeId, t
   if (state.nodes[to] === undefined) return `${to} is not a registered node`;
   if (state.nodes[to]!.leaving) return `${to} is leaving the cluster`;
   if (p.replicas.some((r) => r.node === to)) return `${to} already holds a replica of partition ${partition}`;
+  if (p.engine === 'vpaxos')
+    return `partition ${partition} is replicated by Vertical Paxos: its configuration master places its replicas`;
   if (p.move !== undefined)
     return `a move of partition ${partition} from ${p.move.from} to ${p.move.to} is under way; wait for it (cohort partitions)`;
   const learner = p.replicas.find((r) => r.role === 'learner');

@@ -170,6 +170,8 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
   let inFlight = 0;
   const idle: number[] = [];
   input.state.partitions.forEach((p, partition) => {
+    // A Vertical Paxos partition is placed by its configuration master, not by Raft membership changes.
+    if (p.engine === 'vpaxos') return;
     const { epoch } = p;
     const voters = votersOf(p);
     const learner = p.replicas.find((r) => r.role === 'learner');
@@ -228,24 +230,37 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
     if (moves >= budget) break;
     const p = input.state.partitions[partition]!;
     const holders = new Set(p.replicas.map((r) => r.node));
-    const under = live
+    const voters = votersOf(p);
+    const targets = live
       .filter((n) => !holders.has(n.id))
-      .sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || byAge(a, b))[0];
-    if (under === undefined) continue;
-    const over = votersOf(p).sort((a, b) => (load.get(b) ?? 0) - (load.get(a) ?? 0) || (a < b ? 1 : -1))[0]!;
-    // Only when it narrows the spread: the source ends no lower than the target.
-    if ((load.get(over) ?? 0) - (load.get(under.id) ?? 0) < 2) continue;
-    // Keep the zones spread: the target's zone must not be used by the replicas that stay, unless the source's was.
-    const stay = votersOf(p).filter((v) => v !== over);
-    if (stay.some((v) => zoneOf(v) === zoneOf(under.id)) && zoneOf(under.id) !== zoneOf(over)) continue;
+      .sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || byAge(a, b));
+    // Sources: live voters (a node down within the grace period keeps its data), most loaded first.
+    const sources = voters.filter(usable).sort((a, b) => (load.get(b) ?? 0) - (load.get(a) ?? 0) || (a < b ? 1 : -1));
+    // The least loaded target that some source can give a replica to: only when it narrows the spread
+    // (the source ends no lower than the target), and keeping the zones spread (the target's zone is not
+    // used by the replicas that stay, unless it is the source's). Trying every source, not only the most
+    // loaded: with replicas spread over every zone, a joined node can only take one from its own zone.
+    let pair: { over: NodeId; under: NodeId } | undefined;
+    for (const under of targets) {
+      for (const over of sources) {
+        if ((load.get(over) ?? 0) - (load.get(under.id) ?? 0) < 2) break;
+        const stay = voters.filter((v) => v !== over);
+        if (stay.some((v) => zoneOf(v) === zoneOf(under.id)) && zoneOf(under.id) !== zoneOf(over)) continue;
+        pair = { over, under: under.id };
+        break;
+      }
+      if (pair !== undefined) break;
+    }
+    if (pair === undefined) continue;
+    const { over, under } = pair;
     actions.push({
       type: 'addLearner',
       partition,
       epoch: p.epoch,
-      node: under.id,
-      reason: `rebalance from ${over} (${load.get(over)} replicas) to ${under.id} (${load.get(under.id)})`,
+      node: under,
+      reason: `rebalance from ${over} (${load.get(over)} replicas) to ${under} (${load.get(under)})`,
     });
-    load.set(under.id, (load.get(under.id) ?? 0) + 1);
+    load.set(under, (load.get(under) ?? 0) + 1);
     load.set(over, (load.get(over) ?? 0) - 1);
     moves++;
   }

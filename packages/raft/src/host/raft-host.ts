@@ -365,7 +365,12 @@ export class RaftHost {
       read: () => this.readIndex(group),
       ...(this.opts.leaseReads ? { leaseRead: () => this.leaseRead(group) } : {}),
       status: () => this.status(group),
-      quorumLost: () => this.quorumLost(this.groupOf(group)),
+      // A handle may outlive its group (removed from this node while a request was in flight): a group
+      // no longer hosted here has no quorum view, and must not throw from its user's timers.
+      quorumLost: () => {
+        const g = this.groups.get(group);
+        return g === undefined ? undefined : this.quorumLost(g);
+      },
       leadership: () => {
         const b = this.basic(this.groupOf(group));
         return { role: b.role, leader: b.lead };

@@ -25,6 +25,17 @@ describe('RaftHost', () => {
     });
   });
 
+  it('a group handle that outlives its group (removed here) reports no quorum loss instead of throwing', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0', 'p1']);
+    const c = cluster;
+    await until('a leader', () => c.leader());
+    const host = c.node('a').host;
+    const handle = host.replicated('p1');
+    expect(host.removeGroup('p1')).toBe(true);
+    // KV services poll this from timers while a forward is in flight: a throw there would stop the process.
+    expect(handle.quorumLost?.()).toBeUndefined();
+  });
+
   it('a follower refuses proposals and reads with NotLeaderError naming the leader', async () => {
     cluster = new Cluster(['a', 'b', 'c']);
     const c = cluster;

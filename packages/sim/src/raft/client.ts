@@ -2,10 +2,23 @@ import { ErrorCode, type NodeId, type SeededRandom } from '@cohort/core';
 import { type KvRequest, type KvResponse, decodeResponse, encodeRequest } from '@cohort/kv';
 import { SimClock } from '../clock.js';
 import type { KvInput, KvOperation } from '../lin/history.js';
+import type { SimNetwork } from '../network.js';
+import type { Scheduler } from '../scheduler.js';
 import { decodeText, encodeText } from '../text-codec.js';
-import { SimTransport } from '../transport/sim-transport.js';
-import type { RaftCluster } from './cluster.js';
+import { type RequestIds, type SimFrame, SimTransport } from '../transport/sim-transport.js';
 import { CLIENT_PROTOCOL } from './sim-node.js';
+
+/** What a client needs of the simulated cluster it talks to (a Raft cluster, a partitioned one). */
+export interface ClientCluster {
+  readonly scheduler: Scheduler;
+  readonly network: SimNetwork<SimFrame>;
+  readonly ids: RequestIds;
+  /** The nodes a client may reach, by id (up or down). */
+  readonly nodes: ReadonlyMap<NodeId, unknown>;
+  nodeIds(): NodeId[];
+  /** A read was answered (for coverage). */
+  readServed(): void;
+}
 
 /** Behaviour of simulated clients. */
 export interface ClientOptions {
@@ -59,7 +72,7 @@ export class SimClient {
 
   constructor(
     readonly index: number,
-    private readonly cluster: RaftCluster,
+    private readonly cluster: ClientCluster,
     private readonly random: SeededRandom,
     private readonly history: KvOperation[],
     private readonly options: ClientOptions,
@@ -169,10 +182,7 @@ export class SimClient {
     }
     op.output = outputOf(op.input, res);
     op.ret = this.now;
-    if (op.input.op === 'get') {
-      if (this.cluster.config.raft.readOnlyOption === 'leaseBased') this.cluster.coverage.leaseRead++;
-      else this.cluster.coverage.readIndexServed++;
-    }
+    if (op.input.op === 'get') this.cluster.readServed();
     this.finish();
   }
 

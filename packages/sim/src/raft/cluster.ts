@@ -241,6 +241,12 @@ export class RaftCluster {
     return best;
   }
 
+  /** A client's read was answered: by lease or by ReadIndex, as the seed reads. */
+  readServed(): void {
+    if (this.config.raft.readOnlyOption === 'leaseBased') this.coverage.leaseRead++;
+    else this.coverage.readIndexServed++;
+  }
+
   /** Ids of every node currently in the simulation (up or down). */
   nodeIds(): NodeId[] {
     return [...this.nodes.keys()];

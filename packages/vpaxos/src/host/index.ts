@@ -5,3 +5,4 @@ export {
   type VpObserver,
   type VpStateMachine,
 } from './vpaxos-host.js';
+export { type MasterInbox, VpTransportMux } from './transport-mux.js';

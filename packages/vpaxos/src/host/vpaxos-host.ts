@@ -3,6 +3,7 @@ import {
   CodecError,
   type GroupId,
   type Logger,
+  NoQuorumError,
   type NodeId,
   type ReplicatedGroup,
   type ReplicatedGroupStatus,
@@ -65,8 +66,23 @@ export interface VPaxosHostOptions<R> {
   clock: Clock;
   store: AcceptorStore;
   machine: VpStateMachine<R>;
-  /** The configuration master's node id (on the transport). */
-  master: NodeId;
+  /**
+   * The configuration master's node id (on the transport), or a function
+   * naming it now (a replicated master moves with its group's leader;
+   * undefined while none is known, and nothing is sent to it).
+   */
+  master: NodeId | (() => NodeId | undefined);
+  /**
+   * Whether a master frame from `from` is taken. @default only from the
+   * current {@link VPaxosHostOptions.master}
+   */
+  acceptMasterFrom?: (from: NodeId) => boolean;
+  /**
+   * Writes are refused (NO_QUORUM, naming the copies there are) while the
+   * active configuration has fewer acceptors than this: after a failover to
+   * a lone survivor, until a replacement caught up. @default 1
+   */
+  minReplicasToWrite?: number;
   /** This run of the process; a restart must change it (the master then replaces a restarted primary). */
   incarnation: number;
   /** Heartbeat and retransmission period of a primary, local ms. @default 50 */
@@ -99,8 +115,10 @@ interface Waiter<T> {
 export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   readonly id: GroupId;
   private engine: VPaxosEngine | undefined;
-  private readonly opts: Required<Omit<VPaxosHostOptions<R>, 'addressOf' | 'logger' | 'observer'>> &
-    Pick<VPaxosHostOptions<R>, 'addressOf' | 'observer'>;
+  private readonly opts: Required<
+    Omit<VPaxosHostOptions<R>, 'addressOf' | 'logger' | 'observer' | 'acceptMasterFrom'>
+  > &
+    Pick<VPaxosHostOptions<R>, 'addressOf' | 'observer' | 'acceptMasterFrom'>;
   private readonly logger: Logger;
   private applied: Slot = 0;
   private readonly proposals = new Map<Slot, Waiter<R>>();
@@ -128,6 +146,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       aliveMs: 100,
       requestTimeoutMs: 1_000,
       leaseMs: 0,
+      minReplicasToWrite: 1,
       ...options,
     };
     this.logger = options.logger ?? silentLogger;
@@ -169,6 +188,14 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
 
   propose<T>(data: Uint8Array): Promise<T> {
     if (data.length === 0) return Promise.reject(new RangeError('an empty command is reserved for no-ops'));
+    const copies = this.node.isActive() ? (this.node.leading()?.acceptors ?? []) : undefined;
+    if (copies !== undefined && copies.length < this.opts.minReplicasToWrite) {
+      return Promise.reject(
+        new NoQuorumError(
+          `group ${this.id} has ${copies.length} copy(ies) now (${copies.join(', ')}) and min-replicas-to-write is ${this.opts.minReplicasToWrite}: writes are refused until a replacement replica caught up; reads are served`,
+        ),
+      );
+    }
     let slot: Slot;
     try {
       slot = this.node.propose(data);
@@ -263,7 +290,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   }
 
   private onMasterFrame(from: NodeId, frame: Uint8Array): void {
-    if (this.stopped || from !== this.opts.master) return;
+    if (this.stopped || !(this.opts.acceptMasterFrom?.(from) ?? from === this.masterId())) return;
     let decoded: { group: GroupId; msg: MasterMessage };
     try {
       decoded = decodeMasterMessage(frame);
@@ -276,6 +303,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     const m = decoded.msg;
     const e = this.node;
     if (m.type === 'newBallot') {
+      // The master repeats a newBallot until the ballot completes: the one this replica leads already is no news.
+      if (e.leading()?.ballot === m.ballot) return;
       try {
         e.startBallot(m);
       } catch (err) {
@@ -455,7 +484,14 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     return e instanceof Error ? e : new Error(String(e));
   }
 
+  private masterId(): NodeId | undefined {
+    const m = this.opts.master;
+    return typeof m === 'function' ? m() : m;
+  }
+
   private toMaster(m: MasterMessage): void {
-    this.opts.transport.send(this.opts.master, VP_MASTER_PROTOCOL, encodeMasterMessage(this.id, m)).catch(() => {});
+    const to = this.masterId();
+    if (to === undefined || to === '') return;
+    this.opts.transport.send(to, VP_MASTER_PROTOCOL, encodeMasterMessage(this.id, m)).catch(() => {});
   }
 }

@@ -1,22 +1,21 @@
-import { randomUUID } from 'node:crypto';
-import { type Logger, type NodeId, NotLeaderError, type Transport } from '@cohort/core';
-import {
-  type MemberLiveness,
-  type MetaCommand,
-  type MetaResult,
-  type MetaState,
-  MetaStateMachine,
-  type NodeRecord,
-  type PlacementAction,
-  type Replica,
-  encodeMetaCommand,
-  partitionGroup,
-  planPlacement,
-  votersOf,
-} from '@cohort/kv';
-import type { MembershipHost } from '@cohort/membership';
+import { type Clock, type Logger, type NodeId, NotLeaderError, type TimerHandle, type Transport } from '@cohort/core';
 import type { MembershipChange, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
+import { type Liveness, type MemberLiveness, type PlacementAction, planPlacement } from '../placement/controller.js';
+import { assignLeaders } from '../placement/leaders.js';
+import { partitionGroup } from '../routing.js';
+import { MetaStateMachine } from './machine.js';
+import {
+  type MetaCommand,
+  type MetaExtension,
+  type MetaResult,
+  type MetaState,
+  type NodeRecord,
+  type PartitionEngine,
+  type Replica,
+  encodeMetaCommand,
+  votersOf,
+} from './state.js';
 
 /** The meta group's id. */
 export const META_GROUP = 'meta';
@@ -36,6 +35,19 @@ export interface MetaBootstrap {
   members: { id: NodeId; peerAddress: string }[];
   /** Per partition, its founding voters (the recorded layout). */
   partitions: NodeId[][];
+  /** Per partition, its engine (absent: raft). */
+  engines?: PartitionEngine[];
+}
+
+/**
+ * What the meta service needs of the membership layer (SWIM's host in the
+ * binary, a simulated failure detector in the simulator).
+ */
+export interface MembershipView {
+  /** Every member known, with its state as the failure detector has it. */
+  members(): readonly { id: NodeId; state: Liveness }[];
+  /** Whether this node's partition detector says it is in a minority: the controller decides nothing then. */
+  minority(): boolean;
 }
 
 /** Options of {@link MetaService}. */
@@ -45,20 +57,41 @@ export interface MetaServiceOptions {
   transport: Transport;
   store: DurableNodeStore;
   log: Logger;
+  /** Times the placement rounds and the waits for a map change (the meta leader's view of time). */
+  clock: Clock;
+  /** A new cluster id, drawn once when the cluster is founded (a random UUID in the binary). */
+  newClusterId: () => string;
   /** Founding members' settings; absent on a node that joined. */
   bootstrap?: MetaBootstrap;
   /** Voters of the meta group in a new cluster (the first founding members by id). */
   foundingVoters: NodeId[];
   /** This node as it registers (filled once the transport started). */
   record: () => NodeRecord;
-  membership: () => MembershipHost | undefined;
+  /** The membership view, once membership runs on this node. */
+  membership: () => MembershipView | undefined;
   /** Whether the placement controller moves partition replicas (several partitions). */
   placePartitions: boolean;
+  /** How long a member stays dead before its replicas are replaced. */
   deadGraceMs: number;
+  /** Voters of the meta group at most (3 or 5). */
   metaVoters: number;
+  /** Milliseconds between placement rounds. */
   intervalMs: number;
+  /** Partitions being rebalanced at once at most (see {@link PlacementConfig}). @default 2 */
+  maxMoves?: number;
+  /**
+   * Milliseconds between leader-balancing passes, run on every node: each
+   * partition this node leads is handed to the voter {@link assignLeaders}
+   * gives it (about P/N partitions per node), when that one is alive.
+   * Absent: no balancing.
+   */
+  balanceLeadersMs?: number;
+  /** Called with each reconfiguration the meta leader recorded (for logs, metrics and the simulator's coverage). */
+  onReconfigured?: (a: PlacementAction, epoch: number) => void;
   /** The leader of partition `p` as gossip announces it, if known. */
   partitionLeader: (p: number) => NodeId | undefined;
+  /** Control-plane users' commands by section (the configuration master's). */
+  extensions?: ReadonlyMap<string, MetaExtension>;
 }
 
 type PlacementRequest = { group: string; change: MembershipChange; address?: string };
@@ -73,7 +106,10 @@ type MetaReply = { result: MetaResult } | { notLeader: true; leader?: NodeId };
  */
 export class MetaService {
   readonly sm: MetaStateMachine;
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private timer: TimerHandle | undefined;
+  private balanceTimer: TimerHandle | undefined;
+  /** Partition groups whose leadership this node is handing over. */
+  private readonly transferring = new Set<string>();
   private running = false;
   private registered = false;
   private busy = false;
@@ -86,7 +122,23 @@ export class MetaService {
   private lastRefusal = new Map<string, string>();
 
   constructor(private readonly opts: MetaServiceOptions) {
-    this.sm = new MetaStateMachine(opts.store, META_GROUP);
+    this.sm = new MetaStateMachine(opts.store, META_GROUP, opts.extensions);
+  }
+
+  /** Whether this node leads the meta group now. */
+  leading(): boolean {
+    return this.opts.host.status(META_GROUP).role === 'leader';
+  }
+
+  /** On the meta leader: the voters it has not heard from lately (none elsewhere). */
+  unreachable(): NodeId[] {
+    const s = this.opts.host.status(META_GROUP);
+    return s.role === 'leader' ? s.quorum.unreachable : [];
+  }
+
+  /** The meta group's leader as this node knows it ('' when none). */
+  leader(): NodeId {
+    return this.opts.host.status(META_GROUP).leader;
   }
 
   /** The meta state as applied here. */
@@ -94,15 +146,19 @@ export class MetaService {
     return this.sm.state;
   }
 
-  /** Resolves at the next change of the meta state applied here, or at `until` (ms since the epoch). */
+  /** Resolves at the next change of the meta state applied here, or at `until` (the injected clock's time). */
   changed(until: number): Promise<void> {
+    const { clock } = this.opts;
     return new Promise((resolve) => {
+      let settled = false;
       const done = (): void => {
-        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        clock.clearTimeout(timer);
         off();
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, until - Date.now()));
+      const timer = clock.setTimeout(done, Math.max(0, until - clock.now()));
       const off = this.sm.onChange(done);
     });
   }
@@ -120,15 +176,60 @@ export class MetaService {
     );
   }
 
+  /** Runs a round every `intervalMs` until {@link stop}. */
   start(): void {
     this.running = true;
-    this.timer = setInterval(() => void this.round(), this.opts.intervalMs);
-    this.timer.unref();
+    const tick = (): void => {
+      if (!this.running) return;
+      void this.round();
+      this.timer = this.opts.clock.setTimeout(tick, this.opts.intervalMs);
+    };
+    this.timer = this.opts.clock.setTimeout(tick, this.opts.intervalMs);
+    const every = this.opts.balanceLeadersMs;
+    if (every !== undefined) {
+      const balance = (): void => {
+        if (!this.running) return;
+        this.balanceLeaders();
+        this.balanceTimer = this.opts.clock.setTimeout(balance, every);
+      };
+      this.balanceTimer = this.opts.clock.setTimeout(balance, every);
+    }
   }
 
+  /** Stops the rounds. */
   stop(): void {
     this.running = false;
-    if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.timer !== undefined) this.opts.clock.clearTimeout(this.timer);
+    if (this.balanceTimer !== undefined) this.opts.clock.clearTimeout(this.balanceTimer);
+    this.timer = undefined;
+    this.balanceTimer = undefined;
+  }
+
+  /**
+   * Hands each partition this node leads to the voter {@link assignLeaders}
+   * assigns it, when that voter is alive here: leaders spread by count, an
+   * operator's preferred leader kept. Every node computes the same
+   * assignment from the map, so no two nodes hand a partition back and forth.
+   */
+  balanceLeaders(): void {
+    const { host, self, log } = this.opts;
+    if (this.state.clusterId === '') return;
+    const assigned = assignLeaders(this.state);
+    const hosted = new Set(host.groupIds());
+    assigned.forEach((to, i) => {
+      const group = partitionGroup(i);
+      if (to === undefined || to === self || !hosted.has(group) || this.transferring.has(group)) return;
+      const s = host.status(group);
+      if (s.role !== 'leader' || !s.voters.includes(to) || !this.alive(to)) return;
+      this.transferring.add(group);
+      host
+        .transferLeadership(group, to)
+        .then(
+          () => log.info('partition leadership handed over (leaders balanced by count)', { group, to }),
+          (err: Error) => log.debug('leadership hand-over failed', { group, to, err: err.message }),
+        )
+        .finally(() => this.transferring.delete(group));
+    });
   }
 
   private async serveMeta(cmd: MetaCommand): Promise<MetaReply> {
@@ -161,7 +262,7 @@ export class MetaService {
       const s = this.opts.host.status(META_GROUP);
       const leading = s.role === 'leader';
       if (!leading) this.leaderSince = undefined;
-      else this.leaderSince ??= Date.now();
+      else this.leaderSince ??= this.opts.clock.now();
       if (this.state.clusterId === '') {
         if (leading && this.opts.bootstrap) await this.found(this.opts.bootstrap);
         return;
@@ -176,13 +277,14 @@ export class MetaService {
   }
 
   private async found(b: MetaBootstrap): Promise<void> {
-    const clusterId = randomUUID();
+    const clusterId = this.opts.newClusterId();
     const res = await this.propose({
       type: 'bootstrap',
       clusterId,
       replicationFactor: b.replicationFactor,
       nodes: b.members.map((m) => ({ id: m.id, peerAddress: m.peerAddress, tags: {}, startedAt: 0 })),
       partitions: b.partitions,
+      ...(b.engines ? { engines: b.engines } : {}),
     });
     if (res.ok) this.opts.log.info('cluster founded: meta group holds the registry and partition map', { clusterId });
   }
@@ -196,8 +298,8 @@ export class MetaService {
   }
 
   /** The member list with the time each member entered its state as this node saw it. */
-  private members(ms: MembershipHost): Map<NodeId, MemberLiveness> {
-    const now = Date.now();
+  private members(ms: MembershipView): Map<NodeId, MemberLiveness> {
+    const now = this.opts.clock.now();
     const out = new Map<NodeId, MemberLiveness>();
     for (const m of ms.members()) {
       const prev = this.seen.get(m.id);
@@ -212,17 +314,20 @@ export class MetaService {
   private async place(): Promise<void> {
     const ms = this.opts.membership();
     if (ms === undefined) return;
-    const ps = ms.partitionStatus();
-    const minority = ps.kind === 'partitioned' && ps.minority;
+    const minority = ms.minority();
     const status = this.opts.host.status(META_GROUP);
     const actions = planPlacement({
       state: this.state as MetaState,
       members: this.members(ms),
-      now: Date.now(),
-      viewSince: this.leaderSince ?? Date.now(),
+      now: this.opts.clock.now(),
+      viewSince: this.leaderSince ?? this.opts.clock.now(),
       meta: { voters: status.voters, learners: status.learners },
       minority,
-      config: { deadGraceMs: this.opts.deadGraceMs, metaVoters: this.opts.metaVoters },
+      config: {
+        deadGraceMs: this.opts.deadGraceMs,
+        metaVoters: this.opts.metaVoters,
+        ...(this.opts.maxMoves !== undefined ? { maxMoves: this.opts.maxMoves } : {}),
+      },
     }).filter((a) => this.opts.placePartitions || a.type.startsWith('meta'));
     await Promise.all(actions.map((a) => this.run(a)));
   }
@@ -234,6 +339,15 @@ export class MetaService {
     try {
       if (a.type === 'metaAddLearner' || a.type === 'metaPromote' || a.type === 'metaRemove') {
         const op = a.type === 'metaAddLearner' ? 'addLearner' : a.type === 'metaPromote' ? 'promote' : 'remove';
+        if (op === 'remove' && a.node === this.opts.self) {
+          // The leader does not remove itself (Raft refuses it): it hands the meta group to another live
+          // voter, whose controller removes this node next (a leaving meta leader would keep its vote).
+          const to = this.opts.host.status(META_GROUP).voters.find((v) => v !== this.opts.self && this.alive(v));
+          if (to === undefined) throw new Error(`${this.opts.self} leads the meta group and no other voter is alive`);
+          await this.opts.host.transferLeadership(META_GROUP, to);
+          this.opts.log.info('meta group leadership handed over before removing this node', { to, reason: a.reason });
+          return;
+        }
         const address = this.state.nodes[a.node]?.peerAddress;
         await this.opts.host.changeMembership(
           META_GROUP,
@@ -253,6 +367,7 @@ export class MetaService {
       const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
       if (!res.ok) throw new Error(res.reason);
       this.lastRefusal.delete(`${key}`);
+      this.opts.onReconfigured?.(a, res.epoch ?? entry.epoch + 1);
       this.opts.log.info('partition reconfigured', {
         partition: a.partition,
         action: a.type,
