@@ -1,6 +1,7 @@
 import type { Entry, LogIndex } from '@cohort/core';
 import type { KvRecord } from '@cohort/storage';
 import { type KvCommand, type KvOp, decodeCommand } from './command.js';
+import { opKeys } from './txn/op-keys.js';
 
 /** One change of one key, as a watcher sees it; `revision` is the log index of the write. */
 export interface KvEvent {
@@ -249,29 +250,11 @@ export function eventsFromEntries(entries: Entry[], filter: WatchFilter): KvEven
 /** The keys a command may write; undefined when it may write any key (FLUSHDB, or one inside an EXEC). */
 function commandKeys(cmd: KvOp): Uint8Array[] | undefined {
   switch (cmd.op) {
-    case 'set':
-    case 'incr':
-    case 'expire':
-    case 'persist':
-    case 'cond':
-    case 'append':
-    case 'setrange':
-    case 'getdel':
-    case 'getex':
-    case 'incrbyfloat':
-      return [cmd.key];
-    case 'rename':
-    case 'copy':
-      return [cmd.key, cmd.dest];
-    case 'del':
-    case 'mset':
-    case 'delExpired':
-    case 'collection':
-      return cmd.keys;
     case 'checksum':
     case 'read':
       return [];
     case 'exec': {
+      // Its watched keys are compared, not written.
       const keys: Uint8Array[] = [];
       for (const op of cmd.ops) {
         const k = commandKeys(op);
@@ -289,8 +272,8 @@ function commandKeys(cmd: KvOp): Uint8Array[] | undefined {
     case 'txnForget':
       return undefined;
     default: {
-      const never: never = cmd;
-      throw new Error(`unknown command ${String(never)}`);
+      const k = opKeys(cmd);
+      return k === 'all' ? undefined : k;
     }
   }
 }
