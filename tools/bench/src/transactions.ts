@@ -19,6 +19,8 @@ const { values: flags } = parseArgs({
     partitions: { type: 'string', default: '16' },
     help: { type: 'boolean', default: false },
   },
+  // pnpm passes the `--` of `pnpm --filter @cohort/bench txn -- --seconds 5` through.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
 });
 if (flags.help) {
   console.log(`usage: node --no-warnings src/transactions.ts [--seconds 5] [--clients 8] [--partitions 16]

@@ -22,6 +22,8 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     force: { type: 'boolean', default: false },
   },
+  // pnpm passes the `--` of `pnpm --filter @cohort/bench vpaxos-vs-raft -- --seconds 10` through.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
 });
 const SECONDS = Number(args.seconds);
 const VALUE = 'v'.repeat(100);
