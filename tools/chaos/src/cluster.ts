@@ -68,12 +68,16 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Partitions of the key space (each a Raft group of 3 replicas); 1 keeps one group. @default 1 */
   partitions?: number;
+  /** Partitions run by Vertical Paxos (2 replicas each, the master on the meta group); needs partitions > 1. */
+  vpaxos?: number[];
 }
 
 /** One partition as a node's `/v1/partitions` shows it (the fields the harness reads). */
 export interface PartitionView {
   partition: number;
   leader?: string;
+  /** `vpaxos` for a Vertical Paxos partition (its leader is the primary). */
+  engine?: string;
 }
 
 /**
@@ -138,6 +142,9 @@ export class ChaosCluster {
         '--consistency-check-ms',
         '0',
         ...((this.opts.partitions ?? 1) > 1 ? ['--partitions', String(this.opts.partitions), '--replicas', '3'] : []),
+        ...(this.opts.vpaxos?.length
+          ? ['--partition-engines', this.opts.vpaxos.map((p) => `${p}=vpaxos`).join(',')]
+          : []),
       ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],

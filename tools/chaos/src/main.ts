@@ -4,12 +4,14 @@
 import { parseArgs } from 'node:util';
 import { FAULT_KINDS, runChaos } from './run.ts';
 
-const USAGE = `usage: chaos [--minutes N] [--nodes N] [--clients N] [--partitions N] [--seed N] [--stale-reads] [--keep]
+const USAGE = `usage: chaos [--minutes N] [--nodes N] [--clients N] [--partitions N] [--vpaxos P,...] [--seed N] [--stale-reads] [--keep]
   --minutes N     how long faults are injected under load (default 1)
   --nodes N       cohort processes (default 3)
   --clients N     concurrent clients (default 6)
   --partitions N  partitions of the key space, 3 replicas each (default 1); faults alternate between
                   the meta group's leader and a partition's leader
+  --vpaxos P,Q    run partitions P, Q by Vertical Paxos (2 replicas; needs --partitions > 1): faults
+                  then also aim at their primary
   --seed N        seed of the fault schedule and the clients (default: the time)
   --stale-reads   plant the test-only stale-read fault in every node (the check must fail)
   --keep          keep the data directories`;
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '3' },
     clients: { type: 'string', default: '6' },
     partitions: { type: 'string', default: '1' },
+    vpaxos: { type: 'string' },
     seed: { type: 'string' },
     'stale-reads': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
@@ -48,6 +51,7 @@ const report = await runChaos({
   nodes: Number(values.nodes),
   clients: Number(values.clients),
   partitions: Number(values.partitions),
+  ...(values.vpaxos ? { vpaxos: values.vpaxos.split(',').map(Number) } : {}),
   seed,
   staleReads: values['stale-reads'],
   keep: values.keep,
@@ -59,7 +63,7 @@ console.log(
 );
 if (Number(values.partitions) > 1) {
   console.log(
-    `faults aimed at: the meta leader ${report.targets.meta}, a partition leader ${report.targets.partition}`,
+    `faults aimed at: the meta leader ${report.targets.meta}, a partition leader ${report.targets.partition}, a Vertical Paxos primary ${report.targets.primary}`,
   );
 }
 console.log(`reads sent to a paused leader, answered after it resumed: ${report.pausedReads}`);

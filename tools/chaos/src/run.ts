@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LinearizabilityResult, checkLinearizable, kvModel, prunedKvHistory } from '@cohort/sim';
 import { Redis } from 'ioredis';
-import { ChaosCluster, type ChaosNode } from './cluster.ts';
+import { ChaosCluster, type ChaosNode, type PartitionView } from './cluster.ts';
 import { Workload, type WorkloadStats } from './workload.ts';
 
 /** The faults the harness injects, one at a time, each healed before the next. */
@@ -27,6 +27,11 @@ export interface ChaosOptions {
    * Faults then take turns between the meta group's leader and the leader of a partition. @default 1
    */
   partitions?: number;
+  /**
+   * Partitions run by Vertical Paxos (2 replicas, reconfigured by the master on the meta group); faults
+   * then also take turns aiming at their primary. Needs `partitions` > 1. @default none
+   */
+  vpaxos?: number[];
   /** Plants the test-only stale-read fault in every node (the check must then fail). @default false */
   staleReads?: boolean;
   /** Keeps the data directories and logs. @default false */
@@ -50,8 +55,8 @@ export interface ChaosReport {
   pausedReads: number;
   /** While a node's disk was full: writes it refused with the disk-full error, reads it served, status reports. */
   diskFull: { refusedWrites: number; servedReads: number; degradedReported: number };
-  /** Whose leader the faults aimed at (partitioned runs): the meta group's, or a partition's. */
-  targets: { meta: number; partition: number };
+  /** Whose leader the faults aimed at (partitioned runs): the meta group's, a Raft partition's, a Vertical Paxos primary. */
+  targets: { meta: number; partition: number; primary: number };
   /** A description of the first violation, if any. */
   violation?: string;
   root: string;
@@ -88,13 +93,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     root,
     nodes: opts.nodes ?? 3,
     partitions: opts.partitions ?? 1,
+    ...(opts.vpaxos?.length ? { vpaxos: opts.vpaxos } : {}),
     ...(opts.staleReads ? { env: { COHORT_TEST_STALE_READS: '1' } } : {}),
   });
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const diskFull = { refusedWrites: 0, servedReads: 0, degradedReported: 0 };
   const paused = { reads: 0, probes: 0 };
   const keys = opts.keys ?? 12;
-  const targets = { meta: 0, partition: 0 };
+  const targets = { meta: 0, partition: 0, primary: 0 };
   let workload: Workload | undefined;
   try {
     cluster.startAll();
@@ -116,6 +122,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         paused,
         targets,
         partitioned: (opts.partitions ?? 1) > 1,
+        vpaxos: (opts.vpaxos?.length ?? 0) > 0,
       });
       cluster.healAll();
       // Time to recover before the next fault.
@@ -161,6 +168,8 @@ interface FaultContext {
   paused: { reads: number; probes: number };
   targets: ChaosReport['targets'];
   partitioned: boolean;
+  /** Whether the cluster has Vertical Paxos partitions. */
+  vpaxos: boolean;
 }
 
 /**
@@ -170,7 +179,14 @@ interface FaultContext {
 async function target(ctx: FaultContext): Promise<ChaosNode> {
   const { cluster, random, targets, log } = ctx;
   if (!ctx.partitioned) return (await cluster.leader()) ?? pickOne(cluster.nodes, random);
-  if (targets.meta <= targets.partition) {
+  const views = (await Promise.all(cluster.nodes.map((n) => cluster.partitions(n)))).find((v) => v !== undefined);
+  const led = (views ?? []).filter((p) => p.leader);
+  const primaries = led.filter((p) => p.engine === 'vpaxos');
+  const raft = led.filter((p) => p.engine !== 'vpaxos');
+  // Turns: the meta leader, a Raft partition's leader, then a Vertical Paxos primary (when there are any).
+  const turn = targets.meta + targets.partition + targets.primary;
+  const kinds = ctx.vpaxos ? 3 : 2;
+  if (turn % kinds === 0) {
     const meta = await cluster.metaLeader();
     if (meta !== undefined) {
       targets.meta++;
@@ -178,13 +194,14 @@ async function target(ctx: FaultContext): Promise<ChaosNode> {
       return meta;
     }
   }
-  const views = (await Promise.all(cluster.nodes.map((n) => cluster.partitions(n)))).find((v) => v !== undefined);
-  const led = (views ?? []).filter((p) => p.leader);
-  const p = led.length > 0 ? pickOne(led, random) : undefined;
+  const primary = turn % kinds === 2 && primaries.length > 0;
+  const pool = primary ? primaries : raft.length > 0 ? raft : led;
+  const p: PartitionView | undefined = pool.length > 0 ? pickOne(pool, random) : undefined;
   const node = cluster.nodes.find((n) => n.id === p?.leader);
-  targets.partition++;
+  if (primary) targets.primary++;
+  else targets.partition++;
   if (node === undefined) return pickOne(cluster.nodes, random);
-  log(`aiming at p${p?.partition}'s leader ${node.id}`);
+  log(`aiming at p${p?.partition}'s ${primary ? 'primary' : 'leader'} ${node.id}`);
   return node;
 }
 
