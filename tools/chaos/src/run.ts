@@ -64,6 +64,13 @@ export interface ChaosReport {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * How long the cluster may take to start (and to settle once healed) before the run fails: a
+ * partitioned cluster elects the meta group and every partition, and the test suite starts it while
+ * other suites load both cores.
+ */
+const SETTLE_MS = 90_000;
+
 /** A small seeded generator (mulberry32). */
 function seeded(seed: number): () => number {
   let a = seed >>> 0;
@@ -104,7 +111,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   let workload: Workload | undefined;
   try {
     cluster.startAll();
-    await cluster.settled(30_000);
+    await cluster.settled(SETTLE_MS);
     workload = new Workload({ nodes: cluster.nodes, clients: opts.clients ?? 6, keys, commandTimeoutMs: 2000, random });
     workload.start();
     const end = performance.now() + opts.durationMs;
@@ -129,7 +136,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       await sleep(800 + random() * 700);
     }
     cluster.healAll();
-    await cluster.settled(30_000);
+    await cluster.settled(SETTLE_MS);
     await workload.stop();
     await workload.finalReads();
     const lost = await workload.lostWrites();

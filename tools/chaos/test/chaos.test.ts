@@ -19,7 +19,7 @@ describe('chaos on real processes', () => {
     expect(report.diskFull.degradedReported).toBeGreaterThan(0);
     expect(report.diskFull.refusedWrites).toBeGreaterThan(0);
     expect(report.diskFull.servedReads).toBeGreaterThan(0);
-  }, 150_000);
+  }, 300_000);
 
   it('a 30 s run on 3 partitions aims every fault kind at the meta leader and at partition leaders, and stays linearizable', async () => {
     const report = await runChaos({ durationMs: 30_000, seed: 5, partitions: 3, log: (l) => console.log(l) });
@@ -33,10 +33,10 @@ describe('chaos on real processes', () => {
     expect(report.targets.partition).toBeGreaterThan(0);
     expect(report.lostWrites).toEqual([]);
     expect(report.acknowledgedWrites).toBeGreaterThan(20);
-  }, 120_000);
+  }, 240_000);
 
   it('the check fails when nodes serve reads from local state unchecked (planted stale reads)', async () => {
     const report = await runChaos({ durationMs: 6_000, seed: 3, staleReads: true });
     expect(report.linearizability.result).toBe('illegal');
-  }, 90_000);
+  }, 150_000);
 });
