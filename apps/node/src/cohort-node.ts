@@ -528,6 +528,16 @@ export class CohortNode {
     const transactions = {
       participant: (p: number) => ({ execute: (req: KvRequest) => this.parts[p]!.service.execute(req) }),
     };
+    // What every partition's KV service shares: fencing by the partition's epoch, forwarding, transactions.
+    const serviceOptions = (index: number) => ({
+      ...fencing(index),
+      transport,
+      clock: systemClock,
+      logger: this.log.child({ component: 'kv' }),
+      requestTimeoutMs,
+      circuitBreakers: breakers,
+      transactions,
+    });
     const remoteService = (index: number, group: string): KvService =>
       new KvService({
         group: remoteGroup(
@@ -536,13 +546,7 @@ export class CohortNode {
           (id) => alive(id),
           () => this.leaderHint(index),
         ),
-        ...fencing(index),
-        transport,
-        clock: systemClock,
-        logger: this.log.child({ component: 'kv' }),
-        requestTimeoutMs,
-        circuitBreakers: breakers,
-        transactions,
+        ...serviceOptions(index),
       });
     let maintenanceOf: ((p: LocalPartition) => void) | undefined;
     /** Hosts a replica of partition `index` here (`voters`: its founding voters in a new cluster; none when added later). */
@@ -587,13 +591,7 @@ export class CohortNode {
         p.service = new KvService({
           group: vp,
           machine: sm,
-          ...fencing(index),
-          transport,
-          clock: systemClock,
-          logger: this.log.child({ component: 'kv' }),
-          requestTimeoutMs,
-          circuitBreakers: breakers,
-          transactions,
+          ...serviceOptions(index),
           onStorageFailure: (err) => host.fail('serving a read', err),
         });
         p.sm = sm;
@@ -608,13 +606,7 @@ export class CohortNode {
       p.service = new KvService({
         group: host.replicated(group),
         machine: sm,
-        ...fencing(index),
-        transport,
-        clock: systemClock,
-        logger: this.log.child({ component: 'kv' }),
-        requestTimeoutMs,
-        circuitBreakers: breakers,
-        transactions,
+        ...serviceOptions(index),
         onStorageFailure: (err) =>
           err instanceof CorruptStateError ? host.repair(group, err) : host.fail('serving a read', err),
       });

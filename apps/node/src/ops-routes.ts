@@ -108,6 +108,17 @@ function httpOf(ops: OpsApi, id: NodeId): string | undefined {
   return ops.members().find((m) => m.id === id)?.tags.http;
 }
 
+/** The body of a per-partition operation on one node (transfer-leader, catch-up). */
+const partitionNodeBody = {
+  type: 'object',
+  properties: {
+    partition: { type: 'integer', minimum: 0 },
+    node: { type: 'string', minLength: 1, maxLength: 256 },
+  },
+  required: ['partition', 'node'],
+  additionalProperties: false,
+} as const;
+
 function fail(reply: FastifyReply, ops: OpsApi, err: unknown): FastifyReply {
   if (
     err instanceof MembershipRefusedError ||
@@ -345,15 +356,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
           properties: { follow: { type: 'string', enum: ['true', 'false'] } },
           additionalProperties: false,
         },
-        body: {
-          type: 'object',
-          properties: {
-            partition: { type: 'integer', minimum: 0 },
-            node: { type: 'string', minLength: 1, maxLength: 256 },
-          },
-          required: ['partition', 'node'],
-          additionalProperties: false,
-        },
+        body: partitionNodeBody,
       },
     },
     async (req, reply) => {
@@ -389,15 +392,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
       schema: {
         summary:
           "Makes a partition's replica on a node catch up now: a snapshot when the leader's log no longer holds its next entry, else its appends resent (on the partition's leader; others answer NOT_LEADER naming it)",
-        body: {
-          type: 'object',
-          properties: {
-            partition: { type: 'integer', minimum: 0 },
-            node: { type: 'string', minLength: 1, maxLength: 256 },
-          },
-          required: ['partition', 'node'],
-          additionalProperties: false,
-        },
+        body: partitionNodeBody,
       },
     },
     async (req, reply) => {

@@ -6,6 +6,7 @@ import { isExpired } from './apply-op.js';
 import { type KvCommand, decodeCommand } from './command.js';
 import { digestSteps, digestView } from './digest.js';
 import { installLegacy } from './legacy-snapshot.js';
+import { withMethods } from './method-proxy.js';
 import { decimal, readResult, revision } from './reads.js';
 import type { KvReadOp } from './request.js';
 import type { KvResult } from './result.js';
@@ -157,17 +158,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
         },
       ],
     ]);
-    this.observed = new Proxy(kv, {
-      get(target, prop) {
-        const known = methods.get(prop);
-        if (known !== undefined) return known;
-        const v = Reflect.get(target, prop, target);
-        if (typeof v !== 'function') return v;
-        const bound = v.bind(target);
-        methods.set(prop, bound);
-        return bound;
-      },
-    });
+    this.observed = withMethods(kv, methods);
   }
 
   /** The index of the last entry applied. */

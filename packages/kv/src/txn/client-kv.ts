@@ -1,4 +1,5 @@
 import type { KvRecord, KvScanOptions, PartitionKv } from '@cohort/storage';
+import { withMethods } from '../method-proxy.js';
 import { RESERVED_END, RESERVED_PREFIX, isReservedKey } from './keyspace.js';
 
 function before(a: Uint8Array, b: Uint8Array): boolean {
@@ -55,15 +56,5 @@ export function clientView(kv: PartitionKv): PartitionKv {
       (nowMs: number, limit: number) => kv.expired(nowMs, limit).filter((k: Uint8Array) => !isReservedKey(k)),
     ],
   ]);
-  return new Proxy(kv, {
-    get(target, prop) {
-      const known = methods.get(prop);
-      if (known !== undefined) return known;
-      const v = Reflect.get(target, prop, target);
-      if (typeof v !== 'function') return v;
-      const bound = v.bind(target);
-      methods.set(prop, bound);
-      return bound;
-    },
-  });
+  return withMethods(kv, methods);
 }
