@@ -804,6 +804,8 @@ export class CohortNode {
       () => this.status(),
       () => host.stats(),
     );
+    const writerStats = store.writerStats?.bind(store);
+    if (writerStats) metrics.storeCounters(writerStats);
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     countTxnStep = (step) => metrics.txnSteps.inc({ step });
     metrics.vpaxosIgnored(() =>

@@ -1,5 +1,6 @@
 import type { CircuitBreakerStats, CircuitState } from '@cohort/kv';
 import type { HostStats, ProposalTiming } from '@cohort/raft';
+import type { WriterStats } from '@cohort/storage';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeStatus } from './kv-api.js';
 
@@ -173,6 +174,38 @@ export class NodeMetrics {
       'cohort_forward_circuit_rejections_total',
       'Forwards to a peer refused at once with CIRCUIT_OPEN while its circuit breaker was open',
       (b) => b.rejections,
+    );
+  }
+
+  /**
+   * The store's commits, read at scrape time: `cohort_storage_commits_total`,
+   * `cohort_storage_commit_jobs_total` and `cohort_storage_commit_seconds_total`
+   * (time on the writer thread, fsyncs included). Against
+   * `cohort_raft_store_write_seconds_total` (the wait seen by the Raft host),
+   * the difference is the hand-off to and from the writer thread.
+   */
+  storeCounters(read: () => WriterStats): void {
+    const counter = (name: string, help: string, pick: (s: WriterStats) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(pick(read()));
+        },
+      });
+    };
+    counter('cohort_storage_commits_total', 'Transactions committed to the node database', (s) => s.commits);
+    counter(
+      'cohort_storage_commit_jobs_total',
+      'Write jobs committed (log writes, apply transactions, acceptor writes); several share a transaction',
+      (s) => s.jobs,
+    );
+    counter(
+      'cohort_storage_commit_seconds_total',
+      'Time the commits took on the writer thread, fsyncs included',
+      (s) => s.commitMs / 1000,
     );
   }
 

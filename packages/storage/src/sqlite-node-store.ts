@@ -41,6 +41,7 @@ import {
   type SnapshotSink,
   type SnapshotSource,
   type TransactionOptions,
+  type WriterStats,
   resolveLimits,
 } from './types.js';
 import { scanWal } from './wal-scan.js';
@@ -267,6 +268,10 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  writerStats(): WriterStats {
+    return { ...this.queue.stats };
   }
 
   writeSync(batch: GroupWrite[]): void {

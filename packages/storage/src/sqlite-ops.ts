@@ -56,14 +56,21 @@ export class JobRunner {
     this.inTxn = db.transaction((fn: () => void) => fn());
   }
 
-  /** Runs `jobs` in order; throws on the first failure (what a failed group held is rolled back). */
-  run(jobs: readonly Job[]): void {
+  /**
+   * Runs `jobs` in order; throws on the first failure (what a failed group held is rolled back).
+   * Returns the number of transactions committed.
+   */
+  run(jobs: readonly Job[]): number {
+    let commits = 0;
     let i = 0;
     while (i < jobs.length) {
       const job = jobs[i] as Job;
       if (job.purge !== undefined) {
         this.gate();
-        purgeGeneration(this.kvStatements(), job.purge, (fn) => this.commit(fn, false));
+        purgeGeneration(this.kvStatements(), job.purge, (fn) => {
+          this.commit(fn, false);
+          commits++;
+        });
         i++;
         continue;
       }
@@ -78,8 +85,10 @@ export class JobRunner {
       this.commit(() => {
         for (const g of group) for (const op of g.ops) this.exec(op);
       }, durable);
+      commits++;
       i = j;
     }
+    return commits;
   }
 
   private commit(fn: () => void, durable: boolean): void {

@@ -13,6 +13,7 @@ import {
   type ToWriter,
   type WriterData,
 } from './sqlite-writer-protocol.js';
+import type { WriterStats } from './types.js';
 
 /**
  * Where a store's writes go, in submission order. Jobs commit in seq order;
@@ -32,6 +33,8 @@ export interface WriteQueue {
   readonly pending: boolean;
   /** Called (on the store's thread) each time jobs up to `upTo` committed. */
   onCommitted: (upTo: number) => void;
+  /** Running totals of the work done, for metrics. */
+  readonly stats: WriterStats;
   close(): void;
 }
 
@@ -48,12 +51,17 @@ export class InlineWriteQueue implements WriteQueue {
     this.runner = new JobRunner(db);
   }
 
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
+
   submit(job: Job): void {
+    const started = performance.now();
     try {
-      this.runner.run([job]);
+      this.stats.commits += this.runner.run([job]);
     } catch (err) {
       throw writeFailed(this.file, err);
     }
+    this.stats.jobs++;
+    this.stats.commitMs += performance.now() - started;
     this.onCommitted(job.seq);
   }
 
@@ -89,6 +97,7 @@ export class ThreadWriteQueue implements WriteQueue {
   private waiters: Waiter[] = [];
   private closed = false;
   onCommitted: (upTo: number) => void = () => {};
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
 
   constructor(
     private readonly file: string,
@@ -173,6 +182,9 @@ export class ThreadWriteQueue implements WriteQueue {
       this.failed(m.message);
       return;
     }
+    this.stats.jobs += m.jobs;
+    this.stats.commits += m.commits;
+    this.stats.commitMs += m.ms;
     if (m.upTo <= this.committed) return;
     this.committed = m.upTo;
     if (!this.pending) this.port.unref();

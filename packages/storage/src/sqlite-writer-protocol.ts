@@ -19,4 +19,7 @@ export const CTRL_CLOSED = 2;
 export const CTRL_SLOTS = 3;
 
 export type ToWriter = { type: 'jobs'; jobs: Job[] } | { type: 'close' };
-export type ToMain = { type: 'committed'; upTo: number } | { type: 'failed'; message: string };
+/** `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions that took `ms` on the writer (fsyncs included). */
+export type ToMain =
+  | { type: 'committed'; upTo: number; jobs: number; commits: number; ms: number }
+  | { type: 'failed'; message: string };

@@ -64,9 +64,11 @@ function handle(first: ToWriter): void {
     if (failed !== undefined) post({ type: 'failed', message: failed });
     else {
       try {
-        (runner as JobRunner).run(jobs);
+        const started = performance.now();
+        const commits = (runner as JobRunner).run(jobs);
+        const ms = performance.now() - started;
         const upTo = (jobs[jobs.length - 1] as Job).seq;
-        post({ type: 'committed', upTo });
+        post({ type: 'committed', upTo, jobs: jobs.length, commits, ms });
         Atomics.store(ctrl, CTRL_COMMITTED, BigInt(upTo));
         Atomics.notify(ctrl, CTRL_COMMITTED);
       } catch (err) {

@@ -263,4 +263,16 @@ export interface DurableNodeStore extends NodeStore {
   kv(partition: string): PartitionKv;
   /** Runs `fn` as one atomic transaction (KV writes of one applied batch); nested calls join the outer one. */
   transaction<T>(fn: () => T, opts?: TransactionOptions): T;
+  /** Running totals of the commits that reached the database, for metrics (stores without a database: absent). */
+  writerStats?(): WriterStats;
+}
+
+/** Running totals of the commits a store made. */
+export interface WriterStats {
+  /** Write jobs committed (log writes, apply transactions, acceptor writes, ...). */
+  jobs: number;
+  /** Transactions committed: group commit puts several jobs in one. */
+  commits: number;
+  /** Time the commits took where they ran (the writer thread), fsyncs included, in ms. */
+  commitMs: number;
 }
