@@ -7,8 +7,9 @@ import {
   encodeForwardResponse,
   forwardResponseFromError,
 } from '@cohort/core';
-import type { Connection, PeerId, Stream } from '@libp2p/interface';
+import type { Connection, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import type { LengthPrefixedStream } from '@libp2p/utils';
+import { FrameDecoder } from './frame-decoder.js';
 import { framed, oversizedError } from './framing.js';
 import { type StreamMode, decodeHello } from './hello.js';
 import type { ResolvedOptions, TransportStats } from './options.js';
@@ -19,6 +20,9 @@ const MAX_IN_FLIGHT_PER_STREAM = 256;
 
 /** How often the same stream refusal is logged as a warning (it is counted every time). */
 const WARN_EVERY_MS = 10_000;
+
+/** Thrown out of a frame callback when the sender is no longer a known peer. */
+class RemovedPeer extends Error {}
 
 /** What the inbound side knows of a peer: the libp2p identity pinned for its NodeId. */
 export interface KnownPeer {
@@ -100,35 +104,70 @@ export class InboundStreams {
     return undefined;
   }
 
-  private async readFrames(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
-    while (true) {
-      let frame: Uint8Array;
-      try {
-        frame = (await lp.read()).subarray();
-      } catch (err) {
-        this.onReadError(protocol, from, lp, err);
-        return;
-      }
-      if (this.ctx.peer(from) === undefined) {
-        this.refuseRemoved(protocol, from, lp);
-        return;
-      }
-      const handler = this.ctx.frameHandler(protocol);
-      if (handler === undefined) {
-        this.ctx.options.logger.warn('dropped a frame: no handler for its protocol', { protocol, from });
-        continue;
-      }
-      if (frame.byteLength > this.maxFrameBytes) {
-        this.onReadError(protocol, from, lp, oversizedError(this.maxFrameBytes, frame.byteLength), true);
-        return;
-      }
-      this.ctx.counters.framesReceived++;
-      try {
-        handler(from, frame);
-      } catch (err) {
-        this.ctx.options.logger.error('frame handler threw', { protocol, from, err: String(err) });
-      }
+  /**
+   * Hands each frame of a frames stream to the protocol's handler as its last
+   * byte arrives (see {@link FrameDecoder}); resolves when the stream ends.
+   */
+  private readFrames(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): Promise<void> {
+    const stream = lp.unwrap();
+    return new Promise<void>((resolve) => {
+      const stop = (): void => {
+        stream.removeEventListener('message', onMessage);
+        stream.removeEventListener('close', onClose);
+        stream.removeEventListener('remoteCloseWrite', onRemoteCloseWrite);
+        resolve();
+      };
+      const decoder = new FrameDecoder(this.maxFrameBytes, (frame) => {
+        if (this.ctx.peer(from) === undefined) throw new RemovedPeer();
+        const handler = this.ctx.frameHandler(protocol);
+        if (handler === undefined) {
+          this.ctx.options.logger.warn('dropped a frame: no handler for its protocol', { protocol, from });
+          return;
+        }
+        this.ctx.counters.framesReceived++;
+        try {
+          handler(from, frame);
+        } catch (err) {
+          this.ctx.options.logger.error('frame handler threw', { protocol, from, err: String(err) });
+        }
+      });
+      const onMessage = (evt: StreamMessageEvent): void => {
+        try {
+          decoder.push(evt.data);
+        } catch (err) {
+          stop();
+          if (err instanceof RemovedPeer) this.refuseRemoved(protocol, from, stream);
+          else this.onFramesError(protocol, from, stream, err);
+        }
+      };
+      const onClose = (): void => stop();
+      const onRemoteCloseWrite = (): void => {
+        // The peer closed its end (between frames, or in the middle of one): close ours so the stream is released.
+        stop();
+        stream.close().catch((e: unknown) => stream.abort(e instanceof Error ? e : new Error(String(e))));
+      };
+      stream.addEventListener('message', onMessage);
+      stream.addEventListener('close', onClose);
+      stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite);
+      if (stream.status !== 'open') stop();
+    });
+  }
+
+  /** Resets a frames stream on a frame over the limit or a malformed length. */
+  private onFramesError(protocol: string, from: NodeId, stream: Stream, err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (/exceeds maxFrameBytes/.test(e.message)) {
+      this.ctx.counters.oversizedFrames++;
+      this.ctx.options.logger.error('reset a stream: frame over the size limit', {
+        protocol,
+        from,
+        maxFrameBytes: this.maxFrameBytes,
+        err: String(e),
+      });
+    } else {
+      this.warnOnce(`malformed:${from}`, 'reset a stream: malformed frame', { protocol, from, err: String(e) });
     }
+    stream.abort(e);
   }
 
   /** Serves the requests of one stream, concurrently, answering each under its id. */
@@ -155,7 +194,7 @@ export class InboundStreams {
         return;
       }
       if (this.ctx.peer(from) === undefined) {
-        this.refuseRemoved(protocol, from, lp);
+        this.refuseRemoved(protocol, from, lp.unwrap());
         return;
       }
       const split = splitId(frame);
@@ -231,11 +270,11 @@ export class InboundStreams {
   }
 
   /** Resets a stream whose peer was removed while it was open. */
-  private refuseRemoved(protocol: string, from: NodeId, lp: LengthPrefixedStream<Stream>): void {
+  private refuseRemoved(protocol: string, from: NodeId, stream: Stream): void {
     const reason = `${from} is not a known peer any more`;
     this.ctx.counters.rejectedStreams++;
     this.warnOnce(reason, `refused a stream: ${reason}`, { protocol, from });
-    lp.unwrap().abort(new UnavailableError(reason));
+    stream.abort(new UnavailableError(reason));
   }
 
   /**

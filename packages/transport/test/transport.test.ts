@@ -35,6 +35,28 @@ describe('libp2p transport', () => {
     expect(b.stats().framesReceived).toBe(20);
   });
 
+  it('streams many times the multiplexer window on one stream, in order (window updates keep it flowing)', async () => {
+    // 40 frames of 500 KB: 20 MB on one stream, far past yamux's receive window (256 KB, up to
+    // 16 MB), which is granted back only once half of it was consumed.
+    const a = await cluster.start({ self: 'a', maxFrameBytes: 1024 * 1024 });
+    const log = new RecordingLogger();
+    const b = await cluster.start({ self: 'b', maxFrameBytes: 1024 * 1024, logger: log });
+    meshAll(a, b);
+    const seen: number[] = [];
+    let bytes = 0;
+    b.handle(Protocols.raft, (_from, frame) => {
+      seen.push(frame[0] as number);
+      bytes += frame.byteLength;
+    });
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < 40; i++) sends.push(a.send('b', Protocols.raft, new Uint8Array(500 * 1024).fill(i)));
+    await Promise.all(sends);
+    await waitFor('40 frames at b', () => seen.length === 40, 20_000);
+    expect(seen).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(bytes).toBe(40 * 500 * 1024);
+    expect(log.lines.filter((l) => l.level === 'error' || l.level === 'warn')).toEqual([]);
+  });
+
   it('answers requests, and carries a handler error back as its typed error', async () => {
     const a = await cluster.start({ self: 'a' });
     const b = await cluster.start({ self: 'b' });
