@@ -72,4 +72,10 @@ export interface NodeStore {
   stats?(group: GroupId): LogStats;
   /** Throws `ProposalDroppedError` while the group's log is over its max size (optional; call before proposing). */
   admitProposal?(group: GroupId, bytes: number): void;
+  /**
+   * True when `write` hands the work to another thread and returns at once:
+   * the caller's thread keeps serving sockets while the disk syncs. A store
+   * that syncs on the caller's thread leaves it unset.
+   */
+  readonly writesOffThread?: boolean;
 }

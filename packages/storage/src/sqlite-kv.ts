@@ -4,7 +4,15 @@ import type Database from 'better-sqlite3';
 import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
-import { KvOverlay, type RecordUndo, type Tagged, isResponseOf, responseKey, rowKey } from './sqlite-kv-overlay.js';
+import {
+  KvOverlay,
+  type PendingPartition,
+  type RecordUndo,
+  type Tagged,
+  isResponseOf,
+  responseKey,
+  rowKey,
+} from './sqlite-kv-overlay.js';
 import { BATCH_ROWS, type RunTransaction, kvStatements, readPartition } from './sqlite-kv-partition.js';
 import {
   type KvRow,
@@ -75,6 +83,19 @@ export class SqlitePartitionKv implements PartitionKv {
    * object writes the partition, so the copy stays exact.
    */
   private lastSession: ClientSession | undefined;
+  /**
+   * The partition row as last read from the file (CRC checked) or written:
+   * every applied batch reads the applied position and log time, and only
+   * this object writes the row.
+   */
+  private lastPartition: PendingPartition | undefined;
+  /**
+   * The row last read from the file for a key without a pending write (or its
+   * absence): a write reads its key twice (the command's check of the current
+   * value, then put's revision bookkeeping). Dropped by every write to the
+   * partition's rows, so it never outlives what it read.
+   */
+  private lastRead: { gen: number; key: string; rec: KvRecord | undefined } | undefined;
 
   constructor(
     db: Database.Database,
@@ -91,6 +112,8 @@ export class SqlitePartitionKv implements PartitionKv {
     this.gen = undefined;
     this.rows = undefined;
     this.lastSession = undefined;
+    this.lastPartition = undefined;
+    this.lastRead = undefined;
   }
 
   /** Jobs up to `upTo` committed: their rows are on disk now. */
@@ -99,16 +122,23 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   get(key: Uint8Array): KvRecord | undefined {
-    const o = this.ov.rows.get(rowKey(key));
+    const rk = rowKey(key);
+    const o = this.ov.rows.get(rk);
     if (o !== undefined) return o.v && copyRecord(o.v);
-    const r = this.st.get.get(this.readGen(), blob(key)) as KvRow | undefined;
-    return r && toRecord(this.src, r);
+    const gen = this.readGen();
+    const last = this.lastRead;
+    if (last !== undefined && last.gen === gen && last.key === rk) return last.rec && copyRecord(last.rec);
+    const r = this.st.get.get(gen, blob(key)) as KvRow | undefined;
+    const rec = r && toRecord(this.src, r);
+    this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
+    return rec;
   }
 
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
     this.host.run(() => {
       const gen = this.writeGen();
       const existing = this.get(key);
+      this.lastRead = undefined;
       const create = existing?.createRevision ?? opts.revision;
       const version = existing === undefined ? 1 : existing.version + 1;
       if (existing === undefined && this.rows !== undefined) this.rows++;
@@ -141,6 +171,7 @@ export class SqlitePartitionKv implements PartitionKv {
 
   delete(key: Uint8Array): boolean {
     if (this.get(key) === undefined) return false;
+    this.lastRead = undefined;
     this.host.run(() => {
       this.host.emit(['del', this.readGen(), key.slice()]);
       this.ov.set(this.ov.rows, rowKey(key), undefined, this.host.seq(), this.host.undo);
@@ -204,13 +235,23 @@ export class SqlitePartitionKv implements PartitionKv {
   applied(): AppliedState {
     const o = this.ov.partition.get('');
     if (o !== undefined) return cloneMeta(o.v.applied);
-    return readPartition(this.st, this.src)?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
+    const row = this.partitionRow();
+    return row ? cloneMeta(row.applied) : { index: 0, term: 0, confState: emptyConfState() };
   }
 
   logTime(): number {
     const o = this.ov.partition.get('');
     if (o !== undefined) return o.v.logTime;
-    return readPartition(this.st, this.src)?.logTime ?? 0;
+    return this.partitionRow()?.logTime ?? 0;
+  }
+
+  /** The partition row as stored (the overlay aside); undefined when the partition was never written. */
+  private partitionRow(): PendingPartition | undefined {
+    if (this.lastPartition === undefined) {
+      const r = readPartition(this.st, this.src);
+      if (r !== undefined) this.lastPartition = { generation: r.generation, applied: r.applied, logTime: r.logTime };
+    }
+    return this.lastPartition;
   }
 
   setApplied(state: AppliedState, logTime?: number): void {
@@ -337,6 +378,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.gen = staging;
     this.rows = undefined;
     this.lastSession = undefined;
+    this.lastRead = undefined;
     this.host.purge(old);
   }
 
@@ -346,6 +388,7 @@ export class SqlitePartitionKv implements PartitionKv {
       ...partitionValues(this.src.partition, gen, applied, logTime).slice(1),
       this.src.partition,
     ]);
+    this.lastPartition = { generation: gen, applied: cloneMeta(applied), logTime };
     this.ov.set(
       this.ov.partition,
       '',
@@ -387,6 +430,11 @@ export class SqlitePartitionKv implements PartitionKv {
       this.host.seq(),
       this.host.undo,
     );
+    this.lastPartition = {
+      generation: created,
+      applied: { index: 0, term: 0, confState: emptyConfState() },
+      logTime: 0,
+    };
     this.gen = created;
     return created;
   }

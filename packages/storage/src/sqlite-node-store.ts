@@ -270,6 +270,10 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     }
   }
 
+  get writesOffThread(): boolean {
+    return this.queue instanceof ThreadWriteQueue;
+  }
+
   writerStats(): WriterStats {
     return { ...this.queue.stats };
   }

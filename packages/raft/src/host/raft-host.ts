@@ -1268,8 +1268,9 @@ export class RaftHost {
       }
       if (batch.length > 0) {
         // Let the appends and the replies reach their sockets before a store that blocks the event
-        // loop while it syncs does so.
-        if (early.length > 0 || replies) {
+        // loop while it syncs does so. A store writing on another thread blocks nothing: its
+        // write starts at once (waiting a turn would only let other work go first).
+        if ((early.length > 0 || replies) && !this.opts.store.writesOffThread) {
           await new Promise<void>((resolve) => this.opts.clock.defer(resolve));
           if (!this.running) return;
         }
