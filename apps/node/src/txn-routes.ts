@@ -36,20 +36,20 @@ const keyField = { type: 'string', description: 'the key (in the request encodin
 const compareSchema = {
   type: 'object',
   description:
-    'holds when the key equals what is given: its value; its version or modRevision (0: the key is absent); exists: false (absent)',
+    "holds when the key's field relates to the given one by op ('=' by default): its value (bytes; an absent key has none, so every value comparison fails), version, modRevision or createRevision (0 for an absent key); or exists: true / false",
   properties: {
     key: keyField,
     target: { type: 'string', enum: ['value', 'version', 'modRevision', 'createRevision', 'exists'] },
     op: {
       type: 'string',
       enum: ['=', '!=', '<', '>'],
-      description: "'=' (the default) is supported; the others answer 400 for now",
+      description: "how the key's field relates to the given one: '=' (the default), '!=', '<' or '>'",
     },
     value: { type: 'string', description: 'target value: the value (in the request encoding)' },
     version: { type: 'integer', minimum: 0 },
     modRevision: { type: 'integer', minimum: 0 },
-    createRevision: { type: 'integer', minimum: 0, description: 'not supported yet (400)' },
-    exists: { type: 'boolean', description: 'target exists: false only (a key that must be absent)' },
+    createRevision: { type: 'integer', minimum: 0 },
+    exists: { type: 'boolean', description: 'target exists: true (the key is present) or false (absent)' },
   },
   required: ['key', 'target'],
   additionalProperties: false,
@@ -95,33 +95,27 @@ function compareOf(c: CompareBody, encoding: Encoding, at: number): TxnKeyCompar
   if (given.length !== 1 || given[0] !== c.target) {
     throw badRequest(`compare[${at}] with target '${c.target}' takes the field '${c.target}' and no other value field`);
   }
-  if (c.op !== undefined && c.op !== '=') {
-    throw badRequest(
-      `compare[${at}]: op '${c.op}' is not supported yet; only '=' is (compare the value or revision read)`,
-    );
+  // '=' stays implicit: the same comparison as a client that never names an operator.
+  const how = c.op === undefined || c.op === '=' ? {} : { op: c.op };
+  if (c.target === 'exists' && c.op !== undefined && c.op !== '=') {
+    throw badRequest(`compare[${at}]: target 'exists' takes no op other than '=' (exists: true or false)`);
   }
   let compare: KvCompare;
   switch (c.target) {
     case 'value':
-      compare = { kind: 'value', value: fromText(c.value as string, encoding, `compare[${at}].value`) };
+      compare = { kind: 'value', value: fromText(c.value as string, encoding, `compare[${at}].value`), ...how };
       break;
     case 'version':
-      compare = { kind: 'version', value: c.version as number };
+      compare = { kind: 'version', value: c.version as number, ...how };
       break;
     case 'modRevision':
-      compare = { kind: 'modRevision', value: c.modRevision as number };
+      compare = { kind: 'modRevision', value: c.modRevision as number, ...how };
       break;
     case 'createRevision':
-      throw badRequest(
-        `compare[${at}]: target 'createRevision' is not supported yet; compare modRevision, version or value instead`,
-      );
+      compare = { kind: 'createRevision', value: c.createRevision as number, ...how };
+      break;
     case 'exists':
-      if (c.exists !== false) {
-        throw badRequest(
-          `compare[${at}]: exists: true is not supported; compare the key's modRevision or value as read instead`,
-        );
-      }
-      compare = { kind: 'absent' };
+      compare = { kind: c.exists ? 'present' : 'absent' };
       break;
     default: {
       const never: never = c.target;

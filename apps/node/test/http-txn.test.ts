@@ -105,6 +105,30 @@ describe('POST /v1/txn', () => {
     expect([a, b].map((k) => Buffer.from(value(k) ?? []).toString())).toEqual(['7', '3']);
   });
 
+  it("compares as etcd does: '!=', '<', '>' on revisions, versions and values, createRevision, exists: true", async () => {
+    const k = 'cmp-key';
+    const holds = async (compare: object[]): Promise<boolean> =>
+      (await post({ compare, success: [{ get: { key: k } }], failure: [{ get: { key: k } }] })).json.succeeded;
+    // Absent: revisions and version are 0, and every value comparison fails.
+    expect(await holds([{ key: k, target: 'exists', exists: true }])).toBe(false);
+    expect(await holds([{ key: k, target: 'createRevision', createRevision: 0 }])).toBe(true);
+    expect(await holds([{ key: k, target: 'version', version: 0, op: '<' }])).toBe(false);
+    expect(await holds([{ key: k, target: 'value', value: 'a', op: '!=' }])).toBe(false);
+    expect((await post({ success: [{ put: { key: k, value: 'm' } }] })).json.succeeded).toBe(true);
+    expect((await post({ success: [{ put: { key: k, value: 'n' } }] })).json.succeeded).toBe(true);
+    await coordinator.settled();
+    expect(await holds([{ key: k, target: 'exists', exists: true }])).toBe(true);
+    expect(await holds([{ key: k, target: 'version', version: 2 }])).toBe(true);
+    expect(await holds([{ key: k, target: 'version', version: 1, op: '>' }])).toBe(true);
+    expect(await holds([{ key: k, target: 'version', version: 2, op: '<' }])).toBe(false);
+    expect(await holds([{ key: k, target: 'version', version: 2, op: '!=' }])).toBe(false);
+    expect(await holds([{ key: k, target: 'createRevision', createRevision: 0, op: '>' }])).toBe(true);
+    expect(await holds([{ key: k, target: 'modRevision', modRevision: 1_000_000, op: '<' }])).toBe(true);
+    expect(await holds([{ key: k, target: 'value', value: 'm', op: '>' }])).toBe(true);
+    expect(await holds([{ key: k, target: 'value', value: 'o', op: '<' }])).toBe(true);
+    expect(await holds([{ key: k, target: 'value', value: 'n', op: '!=' }])).toBe(false);
+  });
+
   it('takes keys and values in base64 with ?encoding=base64', async () => {
     const key = Buffer.from([0xff, 0x00]).toString('base64');
     const res = await post(
@@ -120,9 +144,7 @@ describe('POST /v1/txn', () => {
   it('refuses bad input with 400 and says why, writing nothing', async () => {
     const cases: [unknown, RegExp][] = [
       [{ compare: [{ key: a, target: 'value', version: 1 }] }, /target 'value' takes the field 'value'/],
-      [{ compare: [{ key: a, target: 'exists', exists: true }] }, /exists: true is not supported/],
-      [{ compare: [{ key: a, target: 'createRevision', createRevision: 1 }] }, /'createRevision' is not supported yet/],
-      [{ compare: [{ key: a, target: 'value', value: 'x', op: '>' }] }, /op '>' is not supported yet/],
+      [{ compare: [{ key: a, target: 'exists', exists: true, op: '!=' }] }, /target 'exists' takes no op/],
       [{ compare: [{ key: a, target: 'value', value: 'x', op: '~' }] }, /op/],
       [{ success: [{ put: { key: a } }] }, /value/],
       [{ success: [{ put: { key: a, value: 'x' }, delete: { key: b } }] }, /more than 1|maxProperties/],

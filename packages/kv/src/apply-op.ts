@@ -1,7 +1,7 @@
 import type { PartitionKv } from '@cohort/storage';
 import type { KvCollectionType, KvRecord } from '@cohort/storage';
 import { WRONGTYPE, applyCollection } from './collections.js';
-import type { ExpireFlag, KvCompare, KvOp, WatchedKey } from './command.js';
+import type { CompareOp, ExpireFlag, KvCompare, KvOp, WatchedKey } from './command.js';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
 import { decimal, readResult } from './reads.js';
 import type { KvResult } from './result.js';
@@ -100,20 +100,47 @@ function expireAllowed(flag: ExpireFlag, current: number | undefined, deadline: 
   }
 }
 
-/** Whether a conditional write's comparison holds for the key's current record. */
+/** Whether `a` relates to `b` as `op` says (a negative, zero or positive `a - b` sign). */
+function relates(sign: number, op: CompareOp = '='): boolean {
+  switch (op) {
+    case '=':
+      return sign === 0;
+    case '!=':
+      return sign !== 0;
+    case '<':
+      return sign < 0;
+    case '>':
+      return sign > 0;
+    default: {
+      const never: never = op;
+      throw new Error(`unknown comparison operator ${String(never)}`);
+    }
+  }
+}
+
+/**
+ * Whether a conditional write's comparison holds for the key's current
+ * record, as etcd evaluates it: an absent key has revisions and version 0,
+ * and no value (a value comparison on it fails, whatever its operator).
+ */
 export function compareHolds(compare: KvCompare, rec: KvRecord | undefined): boolean {
   switch (compare.kind) {
     case 'always':
       return true;
     case 'absent':
       return rec === undefined;
+    case 'present':
+      return rec !== undefined;
     case 'modRevision':
-      // etcd: a missing key has mod revision 0.
-      return (rec?.modifyRevision ?? 0) === compare.value;
+      return relates(Math.sign((rec?.modifyRevision ?? 0) - compare.value), compare.op);
+    case 'createRevision':
+      return relates(Math.sign((rec?.createRevision ?? 0) - compare.value), compare.op);
     case 'version':
-      return (rec?.version ?? 0) === compare.value;
+      return relates(Math.sign((rec?.version ?? 0) - compare.value), compare.op);
     case 'value':
-      return rec !== undefined && Buffer.compare(Buffer.from(rec.value), Buffer.from(compare.value)) === 0;
+      return (
+        rec !== undefined && relates(Buffer.compare(Buffer.from(rec.value), Buffer.from(compare.value)), compare.op)
+      );
     default: {
       const never: never = compare;
       throw new Error(`unknown comparison ${String(never)}`);

@@ -27,17 +27,24 @@ export type SetCondition = 'always' | 'nx' | 'xx';
  */
 export type ExpireFlag = 'always' | 'nx' | 'xx' | 'gt' | 'lt' | 'xxlt';
 
+/** How a comparison relates the key's current field to the given one (`=` when absent). */
+export type CompareOp = '=' | '!=' | '<' | '>';
+
 /**
- * What a conditional write ({@link KvOp} `cond`) compares, as etcd's
- * transactions do: the key is absent, or its mod revision, version or value
- * equals the given one.
+ * What a conditional write ({@link KvOp} `cond`) or a transaction compares,
+ * as etcd's transactions do: the key is absent or present, or its mod
+ * revision, create revision, version (each 0 for an absent key) or value (an
+ * absent key has none: every value comparison fails) relates to the given
+ * one by `op` (`=` by default; values compare as bytes).
  */
 export type KvCompare =
   | { kind: 'always' }
   | { kind: 'absent' }
-  | { kind: 'modRevision'; value: number }
-  | { kind: 'version'; value: number }
-  | { kind: 'value'; value: Uint8Array };
+  | { kind: 'present' }
+  | { kind: 'modRevision'; value: number; op?: CompareOp }
+  | { kind: 'createRevision'; value: number; op?: CompareOp }
+  | { kind: 'version'; value: number; op?: CompareOp }
+  | { kind: 'value'; value: Uint8Array; op?: CompareOp };
 
 /** What a conditional write does when its comparison holds: put a value (expiry 0 for none) or delete the key. */
 export type KvCondAction = { kind: 'put'; value: Uint8Array; expiresAt: number } | { kind: 'del' };
@@ -167,7 +174,31 @@ const CONDITIONS: SetCondition[] = ['always', 'nx', 'xx'];
 const EXPIRE_FLAGS: ExpireFlag[] = ['always', 'nx', 'xx', 'gt', 'lt', 'xxlt'];
 
 const GETEX_EXPIRY = ['keep', 'persist', 'at'] as const;
-const COMPARES: KvCompare['kind'][] = ['always', 'absent', 'modRevision', 'version', 'value'];
+const COMPARES: KvCompare['kind'][] = [
+  'always',
+  'absent',
+  'modRevision',
+  'version',
+  'value',
+  'createRevision',
+  'present',
+];
+const COMPARE_OPS: CompareOp[] = ['=', '!=', '<', '>'];
+
+/** A comparison's fields as the codec carries them (COND's and a transaction's alike). */
+function comparePb(c: KvCompare): {
+  compare: number;
+  compareNumber: bigint;
+  compareValue: Uint8Array;
+  compareOp: number;
+} {
+  return {
+    compare: COMPARES.indexOf(c.kind),
+    compareNumber: 'value' in c && typeof c.value === 'number' ? BigInt(c.value) : 0n,
+    compareValue: c.kind === 'value' ? c.value : new Uint8Array(),
+    compareOp: 'op' in c && c.op !== undefined ? COMPARE_OPS.indexOf(c.op) : 0,
+  };
+}
 
 /** Encodes a command as the bytes of one log entry (protobuf `KvCommandPb`). */
 export function encodeCommand(cmd: KvCommand): Uint8Array {
@@ -195,6 +226,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
     compareNumber: 0n,
     compareValue: new Uint8Array(),
     condDelete: false,
+    compareOp: 0,
   };
   if (cmd.session) {
     pb.session = {
@@ -301,10 +333,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
     case 'cond': {
       pb.op = KvCommandPb.Op.COND;
       pb.keys = [cmd.key];
-      const c = cmd.compare;
-      pb.compare = COMPARES.indexOf(c.kind);
-      if (c.kind === 'modRevision' || c.kind === 'version') pb.compareNumber = BigInt(c.value);
-      if (c.kind === 'value') pb.compareValue = c.value;
+      Object.assign(pb, comparePb(cmd.compare));
       if (cmd.action.kind === 'del') pb.condDelete = true;
       else {
         pb.values = [cmd.action.value];
@@ -323,13 +352,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
         ...txnPb(cmd.txn),
         recordPartition: cmd.recordPartition,
         participants: cmd.participants,
-        compares: cmd.compares.map((c) => ({
-          key: c.key,
-          compare: COMPARES.indexOf(c.compare.kind),
-          compareNumber:
-            c.compare.kind === 'modRevision' || c.compare.kind === 'version' ? BigInt(c.compare.value) : 0n,
-          compareValue: c.compare.kind === 'value' ? c.compare.value : new Uint8Array(),
-        })),
+        compares: cmd.compares.map((c) => ({ key: c.key, ...comparePb(c.compare) })),
         success: cmd.success.map(nestedOp),
         failure: cmd.failure.map(nestedOp),
         timeoutMs: BigInt(cmd.timeoutMs),
@@ -392,17 +415,23 @@ function decodeNested(b: Uint8Array, what: string): KvOp {
   return decodeOp(inner, true);
 }
 
-function decodeCompare(kindNumber: number, n: bigint, value: Uint8Array, what: string): KvCompare {
+function decodeCompare(kindNumber: number, n: bigint, value: Uint8Array, opNumber: number, what: string): KvCompare {
   const kind = COMPARES[kindNumber];
+  const op = COMPARE_OPS[opNumber];
+  if (op === undefined) throw new CodecError(`KV ${what} command has unknown comparison operator ${opNumber}`);
+  // '=' is left implicit, as commands written before the operator existed have it.
+  const how = op === '=' ? {} : { op };
   switch (kind) {
     case 'always':
     case 'absent':
+    case 'present':
       return { kind };
     case 'modRevision':
+    case 'createRevision':
     case 'version':
-      return { kind, value: Number(n) };
+      return { kind, value: Number(n), ...how };
     case 'value':
-      return { kind, value };
+      return { kind, value, ...how };
     default:
       throw new CodecError(`KV ${what} command has unknown comparison ${kindNumber}`);
   }
@@ -423,7 +452,7 @@ function decodeTxn(pb: KvCommandPb): KvOp {
         participants: t.participants,
         compares: t.compares.map((c) => ({
           key: c.key,
-          compare: decodeCompare(c.compare, c.compareNumber, c.compareValue, 'txnPrepare'),
+          compare: decodeCompare(c.compare, c.compareNumber, c.compareValue, c.compareOp, 'txnPrepare'),
         })),
         success: t.success.map((b) => decodeNested(b, 'txnPrepare')),
         failure: t.failure.map((b) => decodeNested(b, 'txnPrepare')),
@@ -565,23 +594,7 @@ function decodeOp(pb: KvCommandPb, nested = false): KvOp {
     case KvCommandPb.Op.CHECKSUM:
       return { op: 'checksum', now };
     case KvCommandPb.Op.COND: {
-      const kind = COMPARES[pb.compare];
-      let compare: KvCompare;
-      switch (kind) {
-        case 'always':
-        case 'absent':
-          compare = { kind };
-          break;
-        case 'modRevision':
-        case 'version':
-          compare = { kind, value: Number(pb.compareNumber) };
-          break;
-        case 'value':
-          compare = { kind, value: pb.compareValue };
-          break;
-        default:
-          throw new CodecError(`KV cond command has unknown comparison ${pb.compare}`);
-      }
+      const compare = decodeCompare(pb.compare, pb.compareNumber, pb.compareValue, pb.compareOp, 'cond');
       let action: KvCondAction;
       if (pb.condDelete) action = { kind: 'del' };
       else {

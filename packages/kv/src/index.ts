@@ -3,6 +3,7 @@ export const PACKAGE = '@cohort/kv';
 export {
   type ExpireFlag,
   type KvCommand,
+  type CompareOp,
   type KvCompare,
   type KvCondAction,
   type KvOp,

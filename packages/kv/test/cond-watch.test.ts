@@ -59,6 +59,24 @@ describe.each([
     expect(apply(3, put('k', 'c')).record).toMatchObject({ createRevision: 1, modifyRevision: 3, version: 2 });
   });
 
+  it("compares with '!=', '<' and '>' as etcd does: an absent key has revisions 0 and no value", () => {
+    expect(apply(1, put('k', 'x', { kind: 'value', value: b('a'), op: '!=' })).succeeded).toBe(false);
+    expect(apply(2, put('k', 'x', { kind: 'present' })).succeeded).toBe(false);
+    expect(apply(3, put('k', 'm', { kind: 'createRevision', value: 1, op: '<' })).succeeded).toBe(true);
+    // k: created at 3, value m, version 1.
+    expect(apply(4, put('k', 'n', { kind: 'version', value: 0, op: '>' })).succeeded).toBe(true);
+    expect(apply(5, put('k', 'o', { kind: 'value', value: b('n'), op: '<' })).succeeded).toBe(false);
+    expect(apply(6, put('k', 'o', { kind: 'value', value: b('m'), op: '>' })).succeeded).toBe(true);
+    expect(apply(7, put('k', 'p', { kind: 'modRevision', value: 6, op: '!=' })).succeeded).toBe(false);
+    expect(apply(8, put('k', 'p', { kind: 'createRevision', value: 3 })).record).toMatchObject({
+      createRevision: 3,
+      modifyRevision: 8,
+      version: 4,
+    });
+    expect(apply(9, del('k', { kind: 'present' })).succeeded).toBe(true);
+    expect(apply(10, put('k', 'q', { kind: 'absent' })).succeeded).toBe(true);
+  });
+
   it('swaps on mod revision, version and value, and answers the current record when the comparison fails', () => {
     apply(1, put('k', 'a'));
     const stale = apply(2, put('k', 'x', { kind: 'modRevision', value: 7 }));
@@ -152,6 +170,10 @@ describe('cond commands and results on the wire', () => {
       put('k', 'v', { kind: 'modRevision', value: 12 }),
       put('k', 'v', { kind: 'version', value: 3 }),
       del('k', { kind: 'value', value: b('old') }),
+      put('k', 'v', { kind: 'present' }),
+      put('k', 'v', { kind: 'createRevision', value: 4, op: '<' }),
+      put('k', 'v', { kind: 'modRevision', value: 12, op: '!=' }),
+      del('k', { kind: 'value', value: b('old'), op: '>' }),
     ]) {
       expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
     }

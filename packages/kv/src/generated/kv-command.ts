@@ -33,6 +33,7 @@ export interface KvCommandPb {
   compareNumber: bigint
   compareValue: Uint8Array
   condDelete: boolean
+  compareOp: number
   txn?: KvTxnPb
 }
 
@@ -216,6 +217,11 @@ export namespace KvCommandPb {
           w.bool(obj.condDelete)
         }
 
+        if ((obj.compareOp != null && obj.compareOp !== 0)) {
+          w.uint32(272)
+          w.uint32(obj.compareOp)
+        }
+
         if (obj.txn != null) {
           w.uint32(322)
           KvTxnPb.codec().encode(obj.txn, w)
@@ -244,7 +250,8 @@ export namespace KvCommandPb {
           compare: 0,
           compareNumber: 0n,
           compareValue: uint8ArrayAlloc(0),
-          condDelete: false
+          condDelete: false,
+          compareOp: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -349,6 +356,10 @@ export namespace KvCommandPb {
             }
             case 33: {
               obj.condDelete = reader.bool()
+              break
+            }
+            case 34: {
+              obj.compareOp = reader.uint32()
               break
             }
             case 40: {
@@ -559,6 +570,7 @@ export interface KvTxnComparePb {
   compare: number
   compareNumber: bigint
   compareValue: Uint8Array
+  compareOp: number
 }
 
 export namespace KvTxnComparePb {
@@ -591,6 +603,11 @@ export namespace KvTxnComparePb {
           w.bytes(obj.compareValue)
         }
 
+        if ((obj.compareOp != null && obj.compareOp !== 0)) {
+          w.uint32(40)
+          w.uint32(obj.compareOp)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -599,7 +616,8 @@ export namespace KvTxnComparePb {
           key: uint8ArrayAlloc(0),
           compare: 0,
           compareNumber: 0n,
-          compareValue: uint8ArrayAlloc(0)
+          compareValue: uint8ArrayAlloc(0),
+          compareOp: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -622,6 +640,10 @@ export namespace KvTxnComparePb {
             }
             case 4: {
               obj.compareValue = reader.bytes()
+              break
+            }
+            case 5: {
+              obj.compareOp = reader.uint32()
               break
             }
             default: {

@@ -219,7 +219,7 @@ export class TxnCoordinator {
 
 /**
  * The one-entry form of a transaction on one partition, when it has one: its
- * comparisons are all on mod revisions (WATCH) and it has no failure branch,
+ * comparisons are all mod revision equalities (WATCH) and it has no failure branch,
  * so it is an `exec` (nil when a revision changed).
  */
 function fastPath(plan: TxnPlan): { partition: number; exec: KvOp } | undefined {
@@ -227,7 +227,7 @@ function fastPath(plan: TxnPlan): { partition: number; exec: KvOp } | undefined 
   if (part === undefined || more.length > 0 || part.failure.length > 0 || !plan.whole) return undefined;
   const watch: { key: Uint8Array; revision: number }[] = [];
   for (const c of part.compares) {
-    if (c.compare.kind !== 'modRevision') return undefined;
+    if (c.compare.kind !== 'modRevision' || (c.compare.op ?? '=') !== '=') return undefined;
     watch.push({ key: c.key, revision: c.compare.value });
   }
   return { partition: part.partition, exec: { op: 'exec', ops: part.success, watch, now: 0 } };
