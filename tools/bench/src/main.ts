@@ -23,6 +23,7 @@ import {
   summarize,
 } from './stats.ts';
 import { CohortSystem, EtcdSystem, INSTALL, RedisSystem, type System, findBinary } from './systems.ts';
+import { type WriteCost, medianCost, writeCost } from './write-phases.ts';
 
 let opts: Options;
 try {
@@ -100,12 +101,26 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   const system = systems.get(run.system)!;
   const w: Workload = run.workload;
   const base = { stage: run.stage, workload: w.workload, system: run.system, round: run.round };
+  // Cohort's writes also say where their time went: the leader's counters around the measured part.
+  const cohort = system instanceof CohortSystem && w.op === 'put' ? system : undefined;
+  const costed = async <R extends { ops: number }>(fn: () => Promise<R>): Promise<R & { writeCost?: WriteCost }> => {
+    const before = await cohort?.counters();
+    const r = await fn();
+    const after = await cohort?.counters();
+    if (before === undefined || after === undefined) return r;
+    const cost = writeCost(
+      r.ops,
+      { before: before.leader, after: after.leader },
+      before.nodes.map((b, i) => ({ before: b, after: after.nodes[i] ?? b })),
+    );
+    return cost === undefined ? r : { ...r, writeCost: cost };
+  };
   if (w.protocol === 'http') {
     const url = await system.httpUrl();
     const api = system.http!;
     if (run.round === 1 && opts.warmup > 0)
       await runHttp(url, api, w.op, w.connections, opts.warmup, keySpace, opts.valueBytes);
-    const r = await runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes);
+    const r = await costed(() => runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes));
     return { ...base, ...r };
   }
   const spec = {
@@ -136,7 +151,10 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   } else {
     requests = Math.max(1000, Math.round(known * opts.seconds));
   }
-  const r = await runRedisBenchmark({ ...spec, requests });
+  const r = await costed(async () => {
+    const b = await runRedisBenchmark({ ...spec, requests });
+    return { ...b, ops: b.error === undefined ? b.requests : 0 };
+  });
   if (r.error === undefined) respRate.set(keyOfRun(run), r.opsPerSec);
   const result: RunResult = {
     ...base,
@@ -148,6 +166,7 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     p99Ms: r.p99Ms,
   };
   if (r.error !== undefined) result.firstError = r.error;
+  if (r.writeCost !== undefined) result.writeCost = r.writeCost;
   return result;
 }
 
@@ -224,6 +243,54 @@ try {
     'Durability as run:',
     ...[...systems.keys()].map((s) => `  ${SYSTEM_TITLES[s]}: ${durability[s]}`),
   );
+  const costRows = rows.flatMap((w) => {
+    const c = medianCost(
+      results
+        .filter((r) => r.system === 'cohort' && r.stage === w.stage && r.workload === w.workload)
+        .flatMap((r) => (r.writeCost ? [r.writeCost] : [])),
+    );
+    if (c === undefined) return [];
+    const ms = (x: number): string => (Number.isNaN(x) ? '-' : x.toFixed(2));
+    return [
+      [
+        w.stage,
+        w.title,
+        ms(c.persistedMs),
+        ms(c.committedMs),
+        ms(c.appliedMs),
+        ms(c.repliedMs),
+        c.commitsPerWrite.toFixed(2),
+        ms(c.commitMs),
+        String(c.leaderCpuUs),
+        String(c.clusterCpuUs),
+        String(c.diskBytes),
+      ],
+    ];
+  });
+  if (costRows.length > 0) {
+    out.push(
+      '',
+      "Cohort writes, where the time goes (medians; ms from the leader's proposal to each phase; the leader's store",
+      'commits per write and ms per commit on its writer thread, fsync included; CPU and disk bytes per write):',
+      formatTable(
+        [
+          'keys',
+          'workload',
+          'persisted',
+          'committed',
+          'applied',
+          'replied',
+          'commits/w',
+          'commit ms',
+          'leader CPU us/w',
+          'cluster CPU us/w',
+          'disk B/w',
+        ],
+        costRows,
+        2,
+      ),
+    );
+  }
   if (targets.length > 0) {
     out.push(
       '',

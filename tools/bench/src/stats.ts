@@ -1,6 +1,7 @@
 // The pure part of the comparison: percentiles of one run, medians over
 // rounds, ratios between systems, and the text table.
 import type { PhaseResult } from '@cohort/scale-bench/load';
+import type { WriteCost } from './write-phases.ts';
 
 /** A system the comparison runs. */
 export type SystemName = 'cohort' | 'etcd' | 'redis';
@@ -17,6 +18,8 @@ export interface RunResult extends Omit<PhaseResult, 'name' | 'maxMs'> {
   workload: string;
   system: SystemName;
   round: number;
+  /** Cohort's write runs: where a write's time went (see write-phases.ts). */
+  writeCost?: WriteCost;
 }
 
 /** The medians over rounds of one workload against one system. */

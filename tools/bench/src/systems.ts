@@ -3,12 +3,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants, accessSync, existsSync, mkdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { BenchCluster, CLI, freePort, poll } from '@cohort/scale-bench/cluster';
+import { BenchCluster, type BenchNode, CLI, freePort, poll } from '@cohort/scale-bench/cluster';
 import { loadKeys, valueFor } from '@cohort/scale-bench/load';
 import { Redis } from 'ioredis';
 import type { HttpApi } from './http-load.ts';
 import { benchmarkKey } from './resp-load.ts';
 import type { SystemName } from './stats.ts';
+import { type NodeCounters, parseMetrics } from './write-phases.ts';
 
 /** A system under comparison. */
 export interface System {
@@ -166,6 +167,23 @@ export class CohortSystem implements System {
       });
     }
     return rate;
+  }
+
+  /** The leader's and every node's counters now (see {@link writeCost}). */
+  async counters(): Promise<{ leader: NodeCounters; nodes: NodeCounters[] }> {
+    const cluster = this.cluster;
+    if (!cluster) throw new Error('cohort: not started');
+    const leader = await this.leader();
+    const read = async (n: BenchNode): Promise<NodeCounters> => {
+      const res = await fetch(`http://127.0.0.1:${n.http}/metrics`, { signal: AbortSignal.timeout(5000) });
+      return {
+        ...parseMetrics(res.ok ? await res.text() : ''),
+        cpuSeconds: cluster.cpuSeconds(n) ?? 0,
+        diskBytes: cluster.diskBytesWritten(n) ?? 0,
+      };
+    };
+    const nodes = await Promise.all(cluster.nodes.map(read));
+    return { leader: nodes[cluster.nodes.indexOf(leader)] as NodeCounters, nodes };
   }
 
   async check(i: number, valueBytes: number): Promise<void> {

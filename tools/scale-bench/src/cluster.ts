@@ -206,6 +206,21 @@ export class BenchCluster {
     }
   }
 
+  /**
+   * Bytes the node's process caused to be written to the storage layer so far
+   * (Linux `/proc/<pid>/io` `write_bytes`); undefined when it is not running or unreadable.
+   */
+  diskBytesWritten(node: BenchNode): number | undefined {
+    const pid = node.child?.pid;
+    if (pid === undefined || node.child?.exitCode !== null) return undefined;
+    try {
+      const m = /^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+      return m ? Number(m[1]) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The node's memory now; undefined when it is not running. */
   memory(node: BenchNode): Memory | undefined {
     const pid = node.child?.pid;

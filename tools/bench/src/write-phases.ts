@@ -1,0 +1,131 @@
+// Where a Cohort write's time goes during one run: the leader's proposal
+// phase histograms (propose -> persisted locally -> committed -> applied ->
+// replied), its store's commits (group commit: writes per transaction, time
+// on the writer thread), and what every node spent per write (CPU, bytes
+// written to disk). Read from `/metrics` and `/proc` before and after a run;
+// the arithmetic is pure and tested.
+
+/** The counters read from one node at one moment. */
+export interface NodeCounters {
+  /** `cohort_raft_proposal_phase_seconds` sums and counts by phase. */
+  phaseSum: Record<string, number>;
+  phaseCount: Record<string, number>;
+  /** Store commits (transactions), their jobs and their time on the writer thread (s). */
+  commits: number;
+  commitJobs: number;
+  commitSeconds: number;
+  /** CPU seconds of the process, and bytes it caused to be written to disk. */
+  cpuSeconds: number;
+  diskBytes: number;
+}
+
+/** What one run's writes cost, per write (medians over rounds are taken of these). */
+export interface WriteCost {
+  /** Mean ms from the leader's proposal to each phase. */
+  persistedMs: number;
+  committedMs: number;
+  appliedMs: number;
+  repliedMs: number;
+  /** Leader store commits per write (below 1: group commit), and ms per commit on its writer thread. */
+  commitsPerWrite: number;
+  commitMs: number;
+  /** CPU µs per write on the leader, and summed over every node. */
+  leaderCpuUs: number;
+  clusterCpuUs: number;
+  /** Bytes written to disk per write, summed over every node. */
+  diskBytes: number;
+}
+
+export const PHASES = ['persisted', 'committed', 'applied', 'replied'] as const;
+
+const PHASE_METRIC = 'cohort_raft_proposal_phase_seconds';
+
+/** Reads the phase sums and counts and the store counters from a Prometheus text page. */
+export function parseMetrics(
+  text: string,
+): Pick<NodeCounters, 'phaseSum' | 'phaseCount' | 'commits' | 'commitJobs' | 'commitSeconds'> {
+  const phaseSum: Record<string, number> = {};
+  const phaseCount: Record<string, number> = {};
+  const plain = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line === '') continue;
+    const m = /^([a-z_]+)(?:\{([^}]*)\})? ([0-9.eE+-]+|NaN)$/.exec(line);
+    if (!m) continue;
+    const [, name, labels, value] = m as unknown as [string, string, string | undefined, string];
+    const v = Number(value);
+    if (name === `${PHASE_METRIC}_sum` || name === `${PHASE_METRIC}_count`) {
+      const phase = /phase="([^"]+)"/.exec(labels ?? '')?.[1];
+      if (phase === undefined) continue;
+      const into = name.endsWith('_sum') ? phaseSum : phaseCount;
+      into[phase] = (into[phase] ?? 0) + v;
+    } else if (labels === undefined) {
+      plain.set(name, v);
+    }
+  }
+  return {
+    phaseSum,
+    phaseCount,
+    commits: plain.get('cohort_storage_commits_total') ?? 0,
+    commitJobs: plain.get('cohort_storage_commit_jobs_total') ?? 0,
+    commitSeconds: plain.get('cohort_storage_commit_seconds_total') ?? 0,
+  };
+}
+
+/**
+ * The cost per write of a run that completed `writes` writes, from the
+ * leader's counters and every node's (the leader's among them) before and
+ * after it. Undefined when no write completed.
+ */
+export function writeCost(
+  writes: number,
+  leader: { before: NodeCounters; after: NodeCounters },
+  nodes: { before: NodeCounters; after: NodeCounters }[],
+): WriteCost | undefined {
+  if (writes <= 0) return undefined;
+  const { before: a, after: b } = leader;
+  const phaseMs = (p: string): number => {
+    const n = (b.phaseCount[p] ?? 0) - (a.phaseCount[p] ?? 0);
+    const s = (b.phaseSum[p] ?? 0) - (a.phaseSum[p] ?? 0);
+    return n > 0 ? round((s / n) * 1000, 3) : Number.NaN;
+  };
+  const commits = b.commits - a.commits;
+  const sum = (pick: (c: NodeCounters) => number): number =>
+    nodes.reduce((t, n) => t + pick(n.after) - pick(n.before), 0);
+  return {
+    persistedMs: phaseMs('persisted'),
+    committedMs: phaseMs('committed'),
+    appliedMs: phaseMs('applied'),
+    repliedMs: phaseMs('replied'),
+    commitsPerWrite: round(commits / writes, 3),
+    commitMs: commits > 0 ? round(((b.commitSeconds - a.commitSeconds) / commits) * 1000, 3) : Number.NaN,
+    leaderCpuUs: Math.round(((b.cpuSeconds - a.cpuSeconds) / writes) * 1e6),
+    clusterCpuUs: Math.round((sum((c) => c.cpuSeconds) / writes) * 1e6),
+    diskBytes: Math.round(sum((c) => c.diskBytes) / writes),
+  };
+}
+
+/** The median of each field over `costs` (NaN fields skipped). */
+export function medianCost(costs: readonly WriteCost[]): WriteCost | undefined {
+  if (costs.length === 0) return undefined;
+  const first = costs[0] as WriteCost;
+  const out = { ...first };
+  for (const k of Object.keys(first) as (keyof WriteCost)[]) {
+    const xs = costs
+      .map((c) => c[k])
+      .filter((x) => !Number.isNaN(x))
+      .sort((x, y) => x - y);
+    const mid = xs.length >> 1;
+    out[k] =
+      xs.length === 0
+        ? Number.NaN
+        : xs.length % 2 === 1
+          ? (xs[mid] as number)
+          : ((xs[mid - 1] as number) + (xs[mid] as number)) / 2;
+  }
+  return out;
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { type NodeCounters, medianCost, parseMetrics, writeCost } from '../src/write-phases.ts';
+
+const PAGE = `# HELP cohort_raft_proposal_phase_seconds Time from a proposal
+# TYPE cohort_raft_proposal_phase_seconds histogram
+cohort_raft_proposal_phase_seconds_bucket{le="0.001",phase="persisted"} 3
+cohort_raft_proposal_phase_seconds_sum{phase="persisted"} 0.004
+cohort_raft_proposal_phase_seconds_count{phase="persisted"} 4
+cohort_raft_proposal_phase_seconds_sum{phase="replied"} 0.012
+cohort_raft_proposal_phase_seconds_count{phase="replied"} 4
+cohort_storage_commits_total 10
+cohort_storage_commit_jobs_total 25
+cohort_storage_commit_seconds_total 0.005
+cohort_requests_total{op="put"} 99
+`;
+
+const node = (over: Partial<NodeCounters>): NodeCounters => ({
+  phaseSum: {},
+  phaseCount: {},
+  commits: 0,
+  commitJobs: 0,
+  commitSeconds: 0,
+  cpuSeconds: 0,
+  diskBytes: 0,
+  ...over,
+});
+
+describe('write phases', () => {
+  it('reads the phase sums and counts and the store counters from a metrics page', () => {
+    expect(parseMetrics(PAGE)).toEqual({
+      phaseSum: { persisted: 0.004, replied: 0.012 },
+      phaseCount: { persisted: 4, replied: 4 },
+      commits: 10,
+      commitJobs: 25,
+      commitSeconds: 0.005,
+    });
+    expect(parseMetrics('')).toMatchObject({ commits: 0, phaseSum: {} });
+  });
+
+  it('gives the per-write cost of a run from the counters around it', () => {
+    const before = node({
+      phaseSum: { persisted: 1 },
+      phaseCount: { persisted: 100 },
+      commits: 50,
+      commitSeconds: 0.1,
+    });
+    const after = node({
+      phaseSum: { persisted: 1.2, committed: 0.3 },
+      phaseCount: { persisted: 200, committed: 100 },
+      commits: 100,
+      commitSeconds: 0.15,
+      cpuSeconds: 0.05,
+      diskBytes: 400_000,
+    });
+    const follower = { before: node({ cpuSeconds: 1 }), after: node({ cpuSeconds: 1.03, diskBytes: 300_000 }) };
+    const c = writeCost(100, { before, after }, [{ before, after }, follower]);
+    expect(c).toEqual({
+      persistedMs: 2,
+      committedMs: 3,
+      appliedMs: Number.NaN,
+      repliedMs: Number.NaN,
+      commitsPerWrite: 0.5,
+      commitMs: 1,
+      leaderCpuUs: 500,
+      clusterCpuUs: 800,
+      diskBytes: 7000,
+    });
+    expect(writeCost(0, { before, after }, [])).toBeUndefined();
+  });
+
+  it('takes the median of each field, skipping the runs that lack it', () => {
+    const base = writeCost(1, { before: node({}), after: node({}) }, []);
+    if (!base) throw new Error('no cost');
+    const costs = [1, 5, 3].map((x) => ({ ...base, persistedMs: x, diskBytes: x * 10 }));
+    expect(medianCost(costs)).toMatchObject({ persistedMs: 3, diskBytes: 30, appliedMs: Number.NaN });
+    expect(medianCost([])).toBeUndefined();
+  });
+});
