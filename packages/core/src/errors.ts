@@ -124,6 +124,17 @@ export class CorruptStateError extends StorageError {
   }
 }
 
+/**
+ * The disk is full: a write could not commit for want of space. Not a
+ * failure of the data: the store keeps the write queued and retries it, in
+ * order, until space is freed; meanwhile the node refuses new writes and
+ * serves reads. Retry later or on another node.
+ */
+export class DiskFullError extends CohortError {
+  override readonly name = 'DiskFullError';
+  readonly code = ErrorCode.Unavailable;
+}
+
 /** Configuration is invalid; the message says which field and how to fix it. */
 export class ConfigError extends CohortError {
   override readonly name = 'ConfigError';

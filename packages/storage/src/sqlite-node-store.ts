@@ -41,6 +41,7 @@ import {
   type SnapshotSink,
   type SnapshotSource,
   type TransactionOptions,
+  type WriteStall,
   type WriterStats,
   resolveLimits,
 } from './types.js';
@@ -88,6 +89,12 @@ export interface SqliteNodeStoreOptions {
    * holds each commit before it starts, as a stalled fsync would.
    */
   commitGate?: string;
+  /**
+   * A test hook of the `thread` writer: while this file exists, the database
+   * file may not grow, so commits fail with SQLite's SQLITE_FULL as on a full
+   * disk (and are retried until the file is removed).
+   */
+  diskFullGate?: string;
 }
 
 /** The transaction being built by {@link SqliteNodeStore.transaction}. */
@@ -147,12 +154,14 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private nextSid = 1;
   private nextGen = 1;
   private closed = false;
+  private readonly log: Logger;
 
   private constructor(
     private readonly db: Database.Database,
     readonly file: string,
     opts: SqliteNodeStoreOptions,
   ) {
+    this.log = opts.logger ?? silentLogger;
     this.limits = resolveLimits(opts.limits);
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.cacheEntries = opts.cacheEntries ?? 1024;
@@ -235,8 +244,12 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       if (opts.writer === 'thread') {
         // A checkpoint now, so the writer thread starts from a short WAL.
         db.pragma('wal_checkpoint(TRUNCATE)');
-        store.queue = new ThreadWriteQueue(file, opts.commitGate === undefined ? {} : { commitGate: opts.commitGate });
+        store.queue = new ThreadWriteQueue(file, {
+          ...(opts.commitGate === undefined ? {} : { commitGate: opts.commitGate }),
+          ...(opts.diskFullGate === undefined ? {} : { diskFullGate: opts.diskFullGate }),
+        });
         store.queue.onCommitted = (upTo) => store.committed(upTo);
+        store.queue.onStall = (stall) => store.stalled(stall);
       }
       return store;
     } catch (err) {
@@ -276,6 +289,26 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   writerStats(): WriterStats {
     return { ...this.queue.stats };
+  }
+
+  writeStall(): WriteStall | undefined {
+    return this.queue.stall;
+  }
+
+  watchWriteStall(fn: (stall: WriteStall | undefined) => void): void {
+    this.stallWatchers.push(fn);
+  }
+
+  private readonly stallWatchers: ((stall: WriteStall | undefined) => void)[] = [];
+
+  private stalled(stall: WriteStall | undefined): void {
+    if (stall)
+      this.log.warn('disk full: commits wait for space and are retried in order', {
+        file: this.file,
+        reason: stall.reason,
+      });
+    else this.log.warn('disk space is back: the waiting commits went through', { file: this.file });
+    for (const fn of this.stallWatchers) fn(stall);
   }
 
   writeSync(batch: GroupWrite[]): void {

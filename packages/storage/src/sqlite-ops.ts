@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { purgeGeneration } from './sqlite-kv-partition.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
@@ -31,6 +32,13 @@ export interface JobRunnerOptions {
    * as if the disk stalled on an fsync.
    */
   commitGate?: string;
+  /**
+   * A test hook: while this file exists, the database file may not grow
+   * (`PRAGMA max_page_count` set to its size on the writer's connection), so
+   * a commit that needs a new page fails with SQLite's own SQLITE_FULL, as on
+   * a full disk. Checked before each commit; removing the file lifts the cap.
+   */
+  diskFullGate?: string;
 }
 
 const gateWait = new Int32Array(new SharedArrayBuffer(4));
@@ -57,11 +65,23 @@ export class JobRunner {
   }
 
   /**
-   * Runs `jobs` in order; throws on the first failure (what a failed group held is rolled back).
-   * Returns the number of transactions committed.
+   * Runs `jobs` in order; returns the number of transactions committed. On
+   * the first failure what the failed transaction held is rolled back and
+   * {@link JobsFailed} says how many jobs committed before it: the rest can
+   * be run again, in order (a purge half done is purged again from the start).
    */
   run(jobs: readonly Job[]): number {
-    let commits = 0;
+    const done = { jobs: 0, commits: 0 };
+    try {
+      this.runJobs(jobs, done);
+    } catch (err) {
+      throw new JobsFailed(err as Error, done.jobs, done.commits);
+    }
+    return done.commits;
+  }
+
+  /** Runs `jobs`, counting in `done` the jobs and transactions committed so far. */
+  private runJobs(jobs: readonly Job[], done: { jobs: number; commits: number }): void {
     let i = 0;
     while (i < jobs.length) {
       const job = jobs[i] as Job;
@@ -69,9 +89,9 @@ export class JobRunner {
         this.gate();
         purgeGeneration(this.kvStatements(), job.purge, (fn) => {
           this.commit(fn, false);
-          commits++;
+          done.commits++;
         });
-        i++;
+        done.jobs = ++i;
         continue;
       }
       let j = i;
@@ -85,10 +105,9 @@ export class JobRunner {
       this.commit(() => {
         for (const g of group) for (const op of g.ops) this.exec(op);
       }, durable);
-      commits++;
-      i = j;
+      done.commits++;
+      done.jobs = i = j;
     }
-    return commits;
   }
 
   private commit(fn: () => void, durable: boolean): void {
@@ -114,8 +133,59 @@ export class JobRunner {
 
   private gate(): void {
     const file = this.opts.commitGate;
+    if (file !== undefined) while (existsSync(file)) Atomics.wait(gateWait, 0, 0, 5);
+    this.limitGrowth();
+  }
+
+  private maxPages: number | undefined;
+
+  /** The {@link JobRunnerOptions.diskFullGate} hook: caps the file at its size while the gate file exists. */
+  private limitGrowth(): void {
+    const file = this.opts.diskFullGate;
     if (file === undefined) return;
-    while (existsSync(file)) Atomics.wait(gateWait, 0, 0, 5);
+    const full = existsSync(file);
+    if (full && this.maxPages === undefined) {
+      this.maxPages = this.db.pragma('max_page_count', { simple: true }) as number;
+      const pages = this.db.pragma('page_count', { simple: true }) as number;
+      this.db.pragma(`max_page_count = ${pages}`);
+    } else if (!full && this.maxPages !== undefined) {
+      this.db.pragma(`max_page_count = ${this.maxPages}`);
+      this.maxPages = undefined;
+    }
+  }
+}
+
+/** A {@link JobRunner.run} that failed after its first `jobsDone` jobs committed (in `commits` transactions). */
+export class JobsFailed extends Error {
+  override readonly name = 'JobsFailed';
+  constructor(
+    readonly reason: Error,
+    readonly jobsDone: number,
+    readonly commits: number,
+  ) {
+    super(reason.message);
+  }
+}
+
+/** Free bytes below which an I/O error of a commit counts as the disk being full. */
+const LOW_SPACE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Whether a failed commit failed for want of space, so it may succeed once
+ * space is freed: SQLite's SQLITE_FULL, an ENOSPC, or an I/O error (a failed
+ * write or fsync) while the file system of `file` is nearly full. Anything
+ * else (corruption, other I/O errors) is not.
+ */
+export function isOutOfSpace(err: Error, file: string): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') return true;
+  if (/\bENOSPC\b|no space left on device/i.test(err.message)) return true;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_IOERR')) return false;
+  try {
+    const s = statfsSync(dirname(file));
+    return s.bavail * s.bsize < LOW_SPACE_BYTES;
+  } catch {
+    return false;
   }
 }
 

@@ -1,19 +1,20 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
-import { StorageError } from '@cohort/core/errors';
+import { DiskFullError, StorageError } from '@cohort/core/errors';
 import type Database from 'better-sqlite3';
-import { type Job, JobRunner } from './sqlite-ops.js';
+import { type Job, JobRunner, JobsFailed } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
   CTRL_COMMITTED,
   CTRL_FAILED,
   CTRL_SLOTS,
+  CTRL_STALLED,
   type ToMain,
   type ToWriter,
   type WriterData,
 } from './sqlite-writer-protocol.js';
-import type { WriterStats } from './types.js';
+import type { WriteStall, WriterStats } from './types.js';
 
 /**
  * Where a store's writes go, in submission order. Jobs commit in seq order;
@@ -22,13 +23,21 @@ import type { WriterStats } from './types.js';
 export interface WriteQueue {
   /** Queues a job (the inline queue runs it before returning, and throws if it fails). */
   submit(job: Job): void;
-  /** Resolves once job `seq` (and every job before it) committed; rejects if the writer failed. */
+  /**
+   * Resolves once job `seq` (and every job before it) committed; rejects if the writer failed.
+   * While the disk is full it stays pending: the job is retried until it commits.
+   */
   done(seq: number): Promise<void>;
   /**
    * Blocks until every submitted job up to `upTo` (all by default) committed;
-   * throws if the writer failed. For rare operations, and to bound a backlog.
+   * throws if the writer failed, and `DiskFullError` while a commit waits
+   * for disk space (the jobs stay queued). For rare operations, and to bound a backlog.
    */
   barrier(upTo?: number): void;
+  /** Since when, and why, commits wait for disk space; undefined while they go through. */
+  readonly stall: WriteStall | undefined;
+  /** Called (on the store's thread) when commits start waiting for disk space, and with undefined once they resume. */
+  onStall: (stall: WriteStall | undefined) => void;
   /** Whether submitted jobs are still uncommitted. */
   readonly pending: boolean;
   /** Called (on the store's thread) each time jobs up to `upTo` committed. */
@@ -42,7 +51,10 @@ export interface WriteQueue {
 export class InlineWriteQueue implements WriteQueue {
   private readonly runner: JobRunner;
   onCommitted: (upTo: number) => void = () => {};
+  onStall: (stall: WriteStall | undefined) => void = () => {};
   readonly pending = false;
+  /** The inline queue never waits: a write that finds the disk full throws. */
+  readonly stall = undefined;
 
   constructor(
     db: Database.Database,
@@ -58,7 +70,7 @@ export class InlineWriteQueue implements WriteQueue {
     try {
       this.stats.commits += this.runner.run([job]);
     } catch (err) {
-      throw writeFailed(this.file, err);
+      throw writeFailed(this.file, err instanceof JobsFailed ? err.reason : err);
     }
     this.stats.jobs++;
     this.stats.commitMs += performance.now() - started;
@@ -84,6 +96,8 @@ interface Waiter {
 export interface ThreadWriteQueueOptions {
   /** See {@link JobRunnerOptions.commitGate}. */
   commitGate?: string;
+  /** See {@link JobRunnerOptions.diskFullGate}. */
+  diskFullGate?: string;
 }
 
 /** Hands jobs to the writer thread ({@link sqlite-writer-worker}), which owns its own connection. */
@@ -98,7 +112,9 @@ export class ThreadWriteQueue implements WriteQueue {
   /** Jobs submitted in this turn, not yet posted to the writer. */
   private outbox: Job[] = [];
   private closed = false;
+  private stalled: WriteStall | undefined;
   onCommitted: (upTo: number) => void = () => {};
+  onStall: (stall: WriteStall | undefined) => void = () => {};
   readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
 
   constructor(
@@ -111,6 +127,7 @@ export class ThreadWriteQueue implements WriteQueue {
     this.ctrl = new BigInt64Array(sab);
     const data: WriterData = { file, ctrl: sab, port: port2 };
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
+    if (opts.diskFullGate !== undefined) data.diskFullGate = opts.diskFullGate;
     this.worker = new Worker(workerUrl(), { workerData: data, transferList: [port2] });
     this.worker.unref();
     this.worker.on('error', (err) => this.failed(`the writer thread failed: ${err.message}`));
@@ -123,6 +140,10 @@ export class ThreadWriteQueue implements WriteQueue {
 
   get pending(): boolean {
     return this.committed < this.submitted;
+  }
+
+  get stall(): WriteStall | undefined {
+    return this.stalled;
   }
 
   submit(job: Job): void {
@@ -166,6 +187,8 @@ export class ThreadWriteQueue implements WriteQueue {
         Atomics.wait(this.ctrl, CTRL_CLOSED, 0n, 10);
         continue;
       }
+      // Blocking this thread until space is freed would stop the node: the caller hears why instead.
+      if (Atomics.load(this.ctrl, CTRL_STALLED) === 1n) throw this.fullError();
       const at = Atomics.load(this.ctrl, CTRL_COMMITTED);
       if (Number(at) < target) Atomics.wait(this.ctrl, CTRL_COMMITTED, at, 100);
     }
@@ -195,6 +218,11 @@ export class ThreadWriteQueue implements WriteQueue {
       this.failed(m.message);
       return;
     }
+    if (m.type === 'stalled' || m.type === 'resumed') {
+      this.stalled = m.type === 'stalled' ? { since: Date.now(), reason: m.message } : undefined;
+      this.onStall(this.stalled);
+      return;
+    }
     this.stats.jobs += m.jobs;
     this.stats.commits += m.commits;
     this.stats.commitMs += m.ms;
@@ -207,6 +235,13 @@ export class ThreadWriteQueue implements WriteQueue {
     if (n === 0) return;
     const ready = this.waiters.splice(0, n);
     for (const w of ready) w.resolve();
+  }
+
+  private fullError(): DiskFullError {
+    const reason = this.stalled?.reason ?? 'database or disk is full';
+    return new DiskFullError(
+      `${this.file}: the disk is full (${reason}); the queued writes are kept and retried until space is freed`,
+    );
   }
 
   private failed(message: string): void {

@@ -8,6 +8,7 @@ export interface WriterData {
   ctrl: SharedArrayBuffer;
   port: MessagePort;
   commitGate?: string;
+  diskFullGate?: string;
 }
 
 /** Slot of the last committed job's seq. */
@@ -16,10 +17,19 @@ export const CTRL_COMMITTED = 0;
 export const CTRL_FAILED = 1;
 /** Slot set to 1 once the writer closed its connection. */
 export const CTRL_CLOSED = 2;
-export const CTRL_SLOTS = 3;
+/** Slot set to 1 while a commit waits for disk space (retried with backoff), back to 0 once it committed. */
+export const CTRL_STALLED = 3;
+export const CTRL_SLOTS = 4;
 
 export type ToWriter = { type: 'jobs'; jobs: Job[] } | { type: 'close' };
-/** `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions that took `ms` on the writer (fsyncs included). */
+/**
+ * `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions that took `ms` on the writer (fsyncs included).
+ * `stalled`: the commit after the last one reported failed for want of space (`message`, SQLite's reason); it is retried, with
+ * every job queued behind it, until it commits. `resumed`: it committed (its `committed` report came first).
+ * `failed`: a write failed otherwise; the writer takes no more.
+ */
 export type ToMain =
   | { type: 'committed'; upTo: number; jobs: number; commits: number; ms: number }
+  | { type: 'stalled'; message: string }
+  | { type: 'resumed' }
   | { type: 'failed'; message: string };

@@ -3,17 +3,27 @@
 // port; everything queued while the previous commit (and its fsync) ran is
 // committed together. Progress is posted back and mirrored in a shared
 // counter, so the main thread can also wait for it synchronously.
+//
+// A commit that fails for want of space (SQLITE_FULL, ENOSPC) was rolled back
+// whole: it stays at the head of the backlog and is retried with backoff,
+// together with every job queued behind it and in the same order, until the
+// disk has room again. Any other failure is final.
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { type Job, JobRunner } from './sqlite-ops.js';
+import { type Job, JobRunner, JobsFailed, isOutOfSpace } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
   CTRL_COMMITTED,
   CTRL_FAILED,
+  CTRL_STALLED,
   type ToMain,
   type ToWriter,
   type WriterData,
 } from './sqlite-writer-protocol.js';
+
+/** Backoff of a commit retried for want of space: from this, doubling, up to the next. */
+const RETRY_FIRST_MS = 20;
+const RETRY_MAX_MS = 1000;
 
 const data = workerData as WriterData;
 const port: MessagePort = data.port;
@@ -21,6 +31,11 @@ const ctrl = new BigInt64Array(data.ctrl);
 let runner: JobRunner | undefined;
 let db: Database.Database | undefined;
 let failed: string | undefined;
+/** Jobs received and not committed yet, in order. */
+let backlog: Job[] = [];
+/** The next retry of a commit that found the disk full, and the wait before the one after it. */
+let retry: ReturnType<typeof setTimeout> | undefined;
+let retryMs = RETRY_FIRST_MS;
 
 function post(msg: ToMain): void {
   port.postMessage(msg);
@@ -36,12 +51,17 @@ function fail(message: string): void {
 try {
   db = new Database(data.file, { fileMustExist: true });
   db.pragma('synchronous = FULL');
-  runner = new JobRunner(db, data.commitGate === undefined ? {} : { commitGate: data.commitGate });
+  runner = new JobRunner(db, {
+    ...(data.commitGate === undefined ? {} : { commitGate: data.commitGate }),
+    ...(data.diskFullGate === undefined ? {} : { diskFullGate: data.diskFullGate }),
+  });
 } catch (err) {
   fail(`cannot open the database for writing: ${(err as Error).message}`);
 }
 
 function close(): void {
+  if (retry !== undefined) clearTimeout(retry);
+  retry = undefined;
   try {
     db?.close();
   } finally {
@@ -52,31 +72,69 @@ function close(): void {
 }
 
 function handle(first: ToWriter): void {
-  const jobs: Job[] = [];
   let closing = false;
   for (let m: ToWriter | undefined = first; m !== undefined; ) {
     if (m.type === 'close') closing = true;
-    else jobs.push(...m.jobs);
+    else for (const j of m.jobs) backlog.push(j);
     const next = receiveMessageOnPort(port);
     m = next === undefined ? undefined : (next.message as ToWriter);
   }
-  if (jobs.length > 0) {
-    if (failed !== undefined) post({ type: 'failed', message: failed });
-    else {
-      try {
-        const started = performance.now();
-        const commits = (runner as JobRunner).run(jobs);
-        const ms = performance.now() - started;
-        const upTo = (jobs[jobs.length - 1] as Job).seq;
-        post({ type: 'committed', upTo, jobs: jobs.length, commits, ms });
-        Atomics.store(ctrl, CTRL_COMMITTED, BigInt(upTo));
-        Atomics.notify(ctrl, CTRL_COMMITTED);
-      } catch (err) {
-        fail((err as Error).message);
-      }
-    }
-  }
+  // While a retry is due, what arrived waits behind the commit that found the disk full.
+  if (retry === undefined) commit();
   if (closing) close();
+}
+
+/** Commits the backlog; on a full disk, keeps what did not commit and retries it later. */
+function commit(): void {
+  if (backlog.length === 0) return;
+  if (failed !== undefined) {
+    backlog = [];
+    post({ type: 'failed', message: failed });
+    return;
+  }
+  const jobs = backlog;
+  const started = performance.now();
+  let done = jobs.length;
+  let commits = 0;
+  let error: Error | undefined;
+  try {
+    commits = (runner as JobRunner).run(jobs);
+  } catch (err) {
+    const f = err instanceof JobsFailed ? err : new JobsFailed(err as Error, 0, 0);
+    done = f.jobsDone;
+    commits = f.commits;
+    error = f.reason;
+  }
+  if (done > 0) {
+    const upTo = (jobs[done - 1] as Job).seq;
+    post({ type: 'committed', upTo, jobs: done, commits, ms: performance.now() - started });
+    Atomics.store(ctrl, CTRL_COMMITTED, BigInt(upTo));
+    Atomics.notify(ctrl, CTRL_COMMITTED);
+  }
+  backlog = done === jobs.length ? [] : jobs.slice(done);
+  if (error === undefined) {
+    if (Atomics.load(ctrl, CTRL_STALLED) === 1n) {
+      Atomics.store(ctrl, CTRL_STALLED, 0n);
+      retryMs = RETRY_FIRST_MS;
+      post({ type: 'resumed' });
+    }
+    return;
+  }
+  if (!isOutOfSpace(error, data.file)) {
+    backlog = [];
+    fail(error.message);
+    return;
+  }
+  if (Atomics.load(ctrl, CTRL_STALLED) === 0n) {
+    Atomics.store(ctrl, CTRL_STALLED, 1n);
+    Atomics.notify(ctrl, CTRL_COMMITTED);
+    post({ type: 'stalled', message: error.message });
+  }
+  retry = setTimeout(() => {
+    retry = undefined;
+    commit();
+  }, retryMs);
+  retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
 }
 
 port.on('message', handle);

@@ -265,6 +265,20 @@ export interface DurableNodeStore extends NodeStore {
   transaction<T>(fn: () => T, opts?: TransactionOptions): T;
   /** Running totals of the commits that reached the database, for metrics (stores without a database: absent). */
   writerStats?(): WriterStats;
+  /**
+   * Since when, and why, commits wait for disk space (they are retried, in
+   * order, until space is freed); undefined while they go through. Absent:
+   * the store never waits for space.
+   */
+  writeStall?(): WriteStall | undefined;
+  /** Calls `fn` when commits start waiting for disk space, and with undefined once they resume. */
+  watchWriteStall?(fn: (stall: WriteStall | undefined) => void): void;
+}
+
+/** Commits waiting for disk space: the first failed `since` (ms since the epoch) with SQLite's `reason`. */
+export interface WriteStall {
+  since: number;
+  reason: string;
 }
 
 /** Running totals of the commits a store made. */
