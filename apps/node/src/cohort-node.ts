@@ -269,7 +269,7 @@ export class CohortNode {
       learners: s.learners,
       votersOutgoing: s.votersOutgoing,
       ...(this.parts.length > 1 ? { partitions: this.parts.length } : {}),
-      ...(this.disk?.isFull ? { degraded: ['disk-full'] } : {}),
+      ...(this.disk?.isFull ? { degraded: ['disk-full'], diskFull: this.disk.reason } : {}),
     };
   }
 
@@ -774,12 +774,17 @@ export class CohortNode {
     const unchecked = (req: KvClientRequest): KvResponse | undefined =>
       staleReads && req.kind === 'read' ? router.stale(req) : undefined;
     // A full disk refuses client writes and keeps serving reads; a leader hands its leadership away.
-    this.disk = new DiskGuard({
+    const writeStall = store.writeStall?.bind(store);
+    const disk = new DiskGuard({
       dataDir: node.dataDir,
       logger: this.log,
       ...(this.faults ? { forcedFull: this.faults.diskFull } : {}),
+      ...(writeStall ? { writeStall } : {}),
       onFull: () => this.shedLeadership(),
     });
+    this.disk = disk;
+    // A commit that finds the disk full waits in the store: refuse writes from that moment, not the next check.
+    store.watchWriteStall?.(() => disk.check());
     // Every client write is checked against the size limits before it is routed or proposed.
     const api: KvApi = this.disk.guard(
       limitKv(
@@ -806,6 +811,7 @@ export class CohortNode {
     );
     const writerStats = store.writerStats?.bind(store);
     if (writerStats) metrics.storeCounters(writerStats);
+    metrics.diskFull(() => ({ full: disk.isFull, waitingSince: writeStall?.()?.since }));
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     countTxnStep = (step) => metrics.txnSteps.inc({ step });
     metrics.vpaxosIgnored(() =>

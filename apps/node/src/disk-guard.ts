@@ -1,6 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { ErrorCode, type Logger } from '@cohort/core';
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
+import type { WriteStall } from '@cohort/storage';
 import type { TxnRunner } from './cross-partition-txn.js';
 import type { KvApi } from './kv-api.js';
 
@@ -15,6 +16,12 @@ export interface DiskGuardOptions {
   logger: Logger;
   /** Says the disk is full whatever statfs reports (the fault hook of fault tests). */
   forcedFull?: () => boolean;
+  /**
+   * Whether the store's commits wait for disk space now (a commit failed with
+   * SQLITE_FULL and is retried): the disk is full whatever statfs reports.
+   * Call {@link DiskGuard.check} when it changes, so writes are refused at once.
+   */
+  writeStall?: () => WriteStall | undefined;
   /** Called when the disk becomes full and every check while it stays full (a leader hands its leadership away). */
   onFull?: () => void;
   /** @default DISK_RESERVE_BYTES */
@@ -22,13 +29,15 @@ export interface DiskGuardOptions {
 }
 
 /**
- * Watches the free space of the data directory's file system. While it is
- * below the reserve, the node is degraded: it refuses client writes with a
- * clear error and keeps serving reads, instead of failing a commit half-way
- * and stopping (SQLite's "database or disk is full").
+ * Watches the free space of the data directory's file system, and the
+ * store's commits. While the space is below the reserve, or a commit waits
+ * for space (SQLite's "database or disk is full": the store rolled it back
+ * and retries it, in order, until it goes through), the node is degraded: it
+ * refuses client writes with a clear error and keeps serving reads.
  */
 export class DiskGuard {
   private full = false;
+  private why = '';
   private readonly timer: ReturnType<typeof setInterval>;
 
   constructor(private readonly opts: DiskGuardOptions) {
@@ -42,6 +51,11 @@ export class DiskGuard {
     return this.full;
   }
 
+  /** Why the disk counts as full ('' when it does not). */
+  get reason(): string {
+    return this.full ? this.why : '';
+  }
+
   stop(): void {
     clearInterval(this.timer);
   }
@@ -51,7 +65,7 @@ export class DiskGuard {
     return {
       type: 'failure',
       code: ErrorCode.Unavailable,
-      message: `disk full: the file system of ${this.opts.dataDir} has less than ${Math.round((this.opts.reserveBytes ?? DISK_RESERVE_BYTES) / 1048576)} MiB free; this node refuses writes until space is freed (reads are served; other nodes take writes)`,
+      message: `disk full: ${this.why}; this node refuses writes until space is freed (reads are served; other nodes take writes)`,
     };
   }
 
@@ -87,22 +101,36 @@ export class DiskGuard {
     };
   }
 
-  private check(): void {
+  /** Checks the disk now (on a timer, and when the store's commits start or stop waiting for space). */
+  check(): void {
     const forced = this.opts.forcedFull?.() === true;
+    const stall = this.opts.writeStall?.();
+    const reserve = this.opts.reserveBytes ?? DISK_RESERVE_BYTES;
     let free = Number.POSITIVE_INFINITY;
-    if (!forced) {
+    if (!forced && stall === undefined) {
       try {
         const s = statfsSync(this.opts.dataDir);
         free = s.bavail * s.bsize;
       } catch {
-        // Not measurable here: count it as not full (writes fail loudly if it is).
+        // Not measurable here: count it as not full (a commit that finds the disk full says so).
       }
     }
-    const full = forced || free < (this.opts.reserveBytes ?? DISK_RESERVE_BYTES);
+    const full = forced || stall !== undefined || free < reserve;
+    if (full) {
+      this.why =
+        stall !== undefined
+          ? `the database in ${this.opts.dataDir} cannot grow (${stall.reason}); its pending commit is retried until space is freed`
+          : forced
+            ? `the disk of ${this.opts.dataDir} counts as full (fault injection)`
+            : `the file system of ${this.opts.dataDir} has less than ${Math.round(reserve / 1048576)} MiB free`;
+    }
     if (full !== this.full) {
       this.full = full;
       if (full)
-        this.opts.logger.error('disk full: refusing writes, serving reads', { dataDir: this.opts.dataDir, forced });
+        this.opts.logger.warn('disk full: refusing writes, serving reads', {
+          dataDir: this.opts.dataDir,
+          reason: this.why,
+        });
       else this.opts.logger.warn('disk space is back: taking writes again', { dataDir: this.opts.dataDir });
     }
     if (full) this.opts.onFull?.();

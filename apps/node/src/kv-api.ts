@@ -29,6 +29,8 @@ export interface NodeStatus {
   partitions?: number;
   /** What this node cannot do now: `disk-full` (it refuses writes and serves reads). */
   degraded?: string[];
+  /** While `disk-full`: why (free space under the reserve, or a commit waiting for space with SQLite's reason). */
+  diskFull?: string;
 }
 
 /** What a node reports of the consistency checks it ran. */

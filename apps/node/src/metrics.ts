@@ -209,6 +209,32 @@ export class NodeMetrics {
     );
   }
 
+  /**
+   * The disk, read at scrape time: `cohort_disk_full` (1 while the node
+   * refuses writes because its disk is full) and
+   * `cohort_storage_commit_waiting_for_space_seconds` (how long a commit has
+   * waited for space, retried by the store; 0 when none waits).
+   */
+  diskFull(read: () => { full: boolean; waitingSince: number | undefined }): void {
+    new Gauge({
+      name: 'cohort_disk_full',
+      help: '1 while the node refuses writes because its disk is full (free space under the reserve, or a commit waiting for space)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().full ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'cohort_storage_commit_waiting_for_space_seconds',
+      help: 'How long a commit has waited for disk space (rolled back and retried in order by the store); 0 when none waits',
+      registers: [this.registry],
+      collect() {
+        const since = read().waitingSince;
+        this.set(since === undefined ? 0 : (Date.now() - since) / 1000);
+      },
+    });
+  }
+
   /** The Raft host's counters, read at scrape time. */
   private hostCounters(read: () => HostStats): void {
     const counter = (name: string, help: string, pick: (s: HostStats) => number): void => {

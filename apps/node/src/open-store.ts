@@ -8,6 +8,14 @@ import { type DurableNodeStore, type LogLimits, SqliteNodeStore } from '@cohort/
 export const COMMIT_GATE_ENV = 'COHORT_TEST_COMMIT_GATE';
 
 /**
+ * A test hook: while the file this variable names exists, the database file
+ * may not grow (`PRAGMA max_page_count` on the writer's connection), so
+ * commits fail with SQLite's own SQLITE_FULL as on a full disk; the store
+ * retries them until the file is removed.
+ */
+export const DISK_FULL_GATE_ENV = 'COHORT_TEST_DISK_FULL';
+
+/**
  * A diagnostic: `inline` runs the store's writes on the event loop instead of
  * the writer thread (for comparing the two; never faster under load).
  */
@@ -21,6 +29,8 @@ export const WRITER_ENV = 'COHORT_STORE_WRITER';
 export function openStore(dataDir: string, logger: Logger, limits: LogLimits): DurableNodeStore {
   const gate = process.env[COMMIT_GATE_ENV];
   if (gate) logger.warn('test hook: commits wait while this file exists', { file: gate });
+  const full = process.env[DISK_FULL_GATE_ENV];
+  if (full) logger.warn('test hook: the database cannot grow while this file exists', { file: full });
   const writer = process.env[WRITER_ENV] === 'inline' ? 'inline' : 'thread';
   if (writer === 'inline') logger.warn(`${WRITER_ENV}=inline: the store writes on the event loop`);
   return SqliteNodeStore.openDir(dataDir, {
@@ -28,5 +38,6 @@ export function openStore(dataDir: string, logger: Logger, limits: LogLimits): D
     limits,
     writer,
     ...(gate ? { commitGate: gate } : {}),
+    ...(full ? { diskFullGate: full } : {}),
   });
 }

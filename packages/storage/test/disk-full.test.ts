@@ -63,7 +63,11 @@ describe('SqliteNodeStore on a full disk (SQLite reports SQLITE_FULL)', () => {
       if (w > 400) throw new Error('the database never filled up');
       const lo = next;
       next += 4;
-      writes.push(store.write([{ group: 'g', entries: big(lo, lo + 3, 1, 4096) }]).then(() => resolved.push(lo)));
+      writes.push(
+        store.write([{ group: 'g', entries: big(lo, lo + 3, 1, 4096) }]).then(() => {
+          resolved.push(lo);
+        }),
+      );
       store.transaction(() => kv.put(enc.encode(`k${lo}`), enc.encode(`v${lo}`), { revision: lo }), {
         durable: false,
       });
