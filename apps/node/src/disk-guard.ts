@@ -119,7 +119,7 @@ export class DiskGuard {
     if (full) {
       this.why =
         stall !== undefined
-          ? `the database in ${this.opts.dataDir} cannot grow (${stall.reason}); its pending commit is retried until space is freed`
+          ? `the database in ${this.opts.dataDir} cannot grow (${stall.reason}), its waiting commits are retried in order`
           : forced
             ? `the disk of ${this.opts.dataDir} counts as full (fault injection)`
             : `the file system of ${this.opts.dataDir} has less than ${Math.round(reserve / 1048576)} MiB free`;

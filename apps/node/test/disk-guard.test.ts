@@ -1,5 +1,6 @@
 import { silentLogger } from '@cohort/core';
 import type { KvClientRequest } from '@cohort/kv';
+import type { WriteStall } from '@cohort/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DiskGuard } from '../src/disk-guard.js';
 import { LocalKv } from './helpers/local-kv.js';
@@ -58,5 +59,25 @@ describe('a full disk', () => {
     full = false;
     await expect.poll(() => guard?.isFull, { timeout: 3000 }).toBe(false);
     expect(await api.execute(set('k', 'v4'))).toEqual({ type: 'ok' });
+  });
+
+  it('counts the disk full at once while a commit waits for space, whatever the free space', async () => {
+    const kv = new LocalKv();
+    let stall: WriteStall | undefined;
+    guard = new DiskGuard({ dataDir: '/data/n1', logger: silentLogger, writeStall: () => stall });
+    const api = guard.guard(kv);
+    expect(guard.isFull).toBe(false);
+    stall = { since: Date.now(), reason: 'database or disk is full' };
+    // The store tells the guard when its commits start waiting: no timer in between.
+    guard.check();
+    expect(guard.isFull).toBe(true);
+    expect(guard.reason).toMatch(/cannot grow \(database or disk is full\)/);
+    const refused = await api.execute(set('k', 'v'));
+    expect(refused.type === 'failure' && refused.message).toMatch(/^disk full: .*cannot grow.*refuses writes/);
+    expect(await api.execute(get('k'))).toMatchObject({ type: 'nil' });
+    stall = undefined;
+    guard.check();
+    expect(guard.isFull).toBe(false);
+    expect(await api.execute(set('k', 'v'))).toEqual({ type: 'ok' });
   });
 });
