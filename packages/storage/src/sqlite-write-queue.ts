@@ -209,8 +209,16 @@ export class ThreadWriteQueue implements WriteQueue {
     while (Atomics.load(this.ctrl, CTRL_CLOSED) !== 1n && Date.now() < deadline && !this.failure) {
       Atomics.wait(this.ctrl, CTRL_COMMITTED, Atomics.load(this.ctrl, CTRL_COMMITTED), 50);
     }
+    // What the writer reported before it closed (commits it finished) still counts.
+    for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) {
+      this.handle(m.message as ToMain);
+    }
     this.port.close();
     if (Atomics.load(this.ctrl, CTRL_CLOSED) !== 1n) void this.worker.terminate();
+    // Closed while commits waited for disk space: those writes never happened, and their callers hear so.
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(this.fullError(true));
   }
 
   private handle(m: ToMain): void {
@@ -237,10 +245,13 @@ export class ThreadWriteQueue implements WriteQueue {
     for (const w of ready) w.resolve();
   }
 
-  private fullError(): DiskFullError {
+  /** Why a write waits (or, `closed`, never happened): the disk is full. */
+  private fullError(closed = false): DiskFullError {
     const reason = this.stalled?.reason ?? 'database or disk is full';
     return new DiskFullError(
-      `${this.file}: the disk is full (${reason}); the queued writes are kept and retried until space is freed`,
+      closed
+        ? `${this.file}: the store closed before this write, waiting for disk space (${reason}), committed`
+        : `${this.file}: the disk is full (${reason}); the queued writes are kept and retried until space is freed`,
     );
   }
 

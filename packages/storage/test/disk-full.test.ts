@@ -124,6 +124,32 @@ describe('SqliteNodeStore on a full disk (SQLite reports SQLITE_FULL)', () => {
     }
   });
 
+  it('closed while a commit waits for space, rejects that write and keeps everything committed before it', async () => {
+    await store.write([{ group: 'g', entries: big(1, 2, 1, 100) }]);
+    writeFileSync(gate, '');
+    const outcomes: string[] = [];
+    let next = 3;
+    while (store.writeStall() === undefined) {
+      if (next > 2000) throw new Error('the database never filled up');
+      const lo = next;
+      next += 4;
+      store.write([{ group: 'g', entries: big(lo, lo + 3, 1, 4096) }]).then(
+        () => outcomes.push(`ok ${lo}`),
+        (err: Error) => outcomes.push(`${err.name} ${lo}`),
+      );
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    store.close();
+    await until('every write to be answered', () => outcomes.length === (next - 3) / 4);
+    const firstRefused = outcomes.findIndex((o) => o.startsWith('DiskFullError'));
+    expect(firstRefused).toBeGreaterThanOrEqual(0);
+    // Acknowledged, then refused: never a hole.
+    expect(outcomes.slice(firstRefused).every((o) => o.startsWith('DiskFullError'))).toBe(true);
+    rmSync(gate);
+    store = SqliteNodeStore.open(file, { writer: 'thread', diskFullGate: gate });
+    expect(store.group('g').lastIndex()).toBe(2 + firstRefused * 4);
+  });
+
   it('tells space errors from the others: only SQLITE_FULL, ENOSPC or an I/O error on a nearly full disk wait', () => {
     const sqlite = (code: string, message: string): Error => Object.assign(new Error(message), { code });
     expect(isOutOfSpace(sqlite('SQLITE_FULL', 'database or disk is full'), file)).toBe(true);
