@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,8 @@ export interface ChaosNode {
   http: number;
   /** The fault control file the node watches (`COHORT_FAULT_FILE`). */
   faultFile: string;
+  /** While this file exists the node's database cannot grow (`COHORT_TEST_DISK_FULL`): SQLite fails its commits with SQLITE_FULL. */
+  fullFile: string;
   child: ChildProcess | undefined;
   /** Paused by SIGSTOP and not resumed yet. */
   paused: boolean;
@@ -32,6 +34,8 @@ export interface Status {
   term: number;
   applied: number;
   degraded?: string[];
+  /** While `disk-full`: why (a commit waiting for space says its database "cannot grow"). */
+  diskFull?: string;
 }
 
 /** The faults one node's control file asks for. */
@@ -108,6 +112,7 @@ export class ChaosCluster {
         resp: await freePort(),
         http: await freePort(),
         faultFile: join(opts.root, `n${i}.faults.json`),
+        fullFile: join(opts.root, `n${i}.disk-full`),
         child: undefined,
         paused: false,
         log: '',
@@ -148,7 +153,12 @@ export class ChaosCluster {
       ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
-        env: { ...process.env, COHORT_FAULT_FILE: node.faultFile, ...this.opts.env },
+        env: {
+          ...process.env,
+          COHORT_FAULT_FILE: node.faultFile,
+          COHORT_TEST_DISK_FULL: node.fullFile,
+          ...this.opts.env,
+        },
       },
     );
     child.stderr?.on('data', (d: Buffer) => {
@@ -189,11 +199,18 @@ export class ChaosCluster {
     node.paused = false;
   }
 
-  /** Rewrites `node`'s fault control file (atomically: a rename). */
+  /**
+   * Rewrites `node`'s fault control file (atomically: a rename). A full disk
+   * is both: the node counts its disk full at once (the control file), and
+   * its database stops growing, so its next commits that need space fail
+   * with SQLite's own SQLITE_FULL and wait (the store retries them).
+   */
   setFaults(node: ChaosNode, faults: FaultState): void {
     const tmp = `${node.faultFile}.tmp`;
     writeFileSync(tmp, JSON.stringify(faults));
     renameSync(tmp, node.faultFile);
+    if (faults.diskFull) writeFileSync(node.fullFile, '');
+    else rmSync(node.fullFile, { force: true });
   }
 
   /** Clears every fault: links restored, disks not full, paused nodes resumed, killed nodes restarted. */

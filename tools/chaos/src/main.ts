@@ -68,7 +68,7 @@ if (Number(values.partitions) > 1) {
 }
 console.log(`reads sent to a paused leader, answered after it resumed: ${report.pausedReads}`);
 console.log(
-  `disk full: ${report.diskFull.degradedReported} degraded reports, ${report.diskFull.refusedWrites} writes refused, ${report.diskFull.servedReads} reads served`,
+  `disk full: ${report.diskFull.degradedReported} degraded reports, ${report.diskFull.refusedWrites} writes refused, ${report.diskFull.servedReads} reads served, ${report.diskFull.commitsWaited} commits waited for space`,
 );
 console.log(
   `acknowledged writes read back: ${report.acknowledgedWrites - report.lostWrites.length}/${report.acknowledgedWrites}`,

@@ -53,8 +53,11 @@ export interface ChaosReport {
   linearizability: LinearizabilityResult;
   /** Reads sent to a paused leader and answered once it resumed (checked with the rest). */
   pausedReads: number;
-  /** While a node's disk was full: writes it refused with the disk-full error, reads it served, status reports. */
-  diskFull: { refusedWrites: number; servedReads: number; degradedReported: number };
+  /**
+   * While a node's disk was full: writes it refused with the disk-full error, reads it served, status reports,
+   * and reports of a commit waiting for space (SQLite failed it with SQLITE_FULL; the store retries it).
+   */
+  diskFull: { refusedWrites: number; servedReads: number; degradedReported: number; commitsWaited: number };
   /** Whose leader the faults aimed at (partitioned runs): the meta group's, a Raft partition's, a Vertical Paxos primary. */
   targets: { meta: number; partition: number; primary: number };
   /** A description of the first violation, if any. */
@@ -104,7 +107,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     ...(opts.staleReads ? { env: { COHORT_TEST_STALE_READS: '1' } } : {}),
   });
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
-  const diskFull = { refusedWrites: 0, servedReads: 0, degradedReported: 0 };
+  const diskFull = { refusedWrites: 0, servedReads: 0, degradedReported: 0, commitsWaited: 0 };
   const paused = { reads: 0, probes: 0 };
   const keys = opts.keys ?? 12;
   const targets = { meta: 0, partition: 0, primary: 0 };
@@ -319,11 +322,17 @@ async function probeFullDisk(
   let refused = false;
   let served = false;
   let reported = false;
+  let waited = false;
   try {
     while (performance.now() < end) {
-      if (!reported && (await cluster.status(node))?.degraded?.includes('disk-full')) {
+      const status = waited && reported ? undefined : await cluster.status(node);
+      if (!reported && status?.degraded?.includes('disk-full')) {
         reported = true;
         counts.degradedReported++;
+      }
+      if (!waited && status?.diskFull?.includes('cannot grow')) {
+        waited = true;
+        counts.commitsWaited++;
       }
       if (reported && !refused) {
         try {
