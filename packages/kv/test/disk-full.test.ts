@@ -7,6 +7,7 @@ import { RaftHost } from '@cohort/raft';
 import { SqliteNodeStore } from '@cohort/storage';
 import { afterEach, expect, it } from 'vitest';
 import { type KvClientRequest, KvService, KvStateMachine } from '../src/index.js';
+import { CONF, entry, setCmd } from './harness.js';
 
 const IDS = ['a', 'b', 'c'];
 const enc = new TextEncoder();
@@ -148,3 +149,29 @@ it('a follower whose disk is full acknowledges nothing it could not persist, sta
   const kv = f.store.kv('p0');
   for (const k of acked) expect(kv.get(enc.encode(k))?.value.length, k).toBe(value.length);
 }, 30_000);
+
+it('a checksum entry applied while the disk fills records no digest there, and the entries apply regardless', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cohort-kv-full-'));
+  const gate = join(dir, 'full');
+  const store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', quickCheck: false, diskFullGate: gate });
+  try {
+    const sm = new KvStateMachine(store, 'p0');
+    sm.applyBatch([entry(1, setCmd('a', 'x'))], CONF);
+    store.flush();
+    writeFileSync(gate, '');
+    // One batch too large for the pages left, with a checksum entry at its end: its digest needs a view.
+    const value = 'v'.repeat(16 * 1024);
+    const batch = Array.from({ length: 200 }, (_, i) => entry(i + 2, setCmd(`k${i}`, value)));
+    batch.push(entry(202, { op: 'checksum', now: 2000 }));
+    sm.applyBatch(batch, CONF);
+    expect(store.writeStall()).toBeDefined();
+    expect(sm.digestAt(202)).toBeUndefined();
+    expect(sm.appliedIndex).toBe(202);
+    rmSync(gate);
+    await until('the applied batch to commit', () => store.writeStall() === undefined);
+    store.flush();
+    expect(store.kv('p0').get(enc.encode('k199'))?.value.length).toBe(value.length);
+  } finally {
+    store.close();
+  }
+});

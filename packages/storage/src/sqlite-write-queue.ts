@@ -188,7 +188,15 @@ export class ThreadWriteQueue implements WriteQueue {
         continue;
       }
       // Blocking this thread until space is freed would stop the node: the caller hears why instead.
-      if (Atomics.load(this.ctrl, CTRL_STALLED) === 1n) throw this.fullError();
+      if (Atomics.load(this.ctrl, CTRL_STALLED) === 1n) {
+        // The writer posts its report before it raises the flag: take it first.
+        const late = receiveMessageOnPort(this.port);
+        if (late !== undefined) {
+          this.handle(late.message as ToMain);
+          continue;
+        }
+        throw this.fullError();
+      }
       const at = Atomics.load(this.ctrl, CTRL_COMMITTED);
       if (Number(at) < target) Atomics.wait(this.ctrl, CTRL_COMMITTED, at, 100);
     }

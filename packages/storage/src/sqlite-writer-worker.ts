@@ -126,9 +126,10 @@ function commit(): void {
     return;
   }
   if (Atomics.load(ctrl, CTRL_STALLED) === 0n) {
+    // The message first: whoever sees the flag finds it on the port.
+    post({ type: 'stalled', message: error.message });
     Atomics.store(ctrl, CTRL_STALLED, 1n);
     Atomics.notify(ctrl, CTRL_COMMITTED);
-    post({ type: 'stalled', message: error.message });
   }
   retry = setTimeout(() => {
     retry = undefined;
