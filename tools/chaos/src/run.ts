@@ -234,7 +234,7 @@ async function inject(kind: FaultKind, ctx: FaultContext): Promise<void> {
       // meanwhile, and the resumed one must not answer reads from its old lease.
       const ms = 2000 + random() * 1000;
       log(
-        `SIGSTOP ${leader.id} for ${Math.round(ms)} ms${ctx.paused.probes % 2 === 0 ? ', the others cut from it' : ''}`,
+        `SIGSTOP ${leader.id} for ${Math.round(ms)} ms${ctx.paused.probes % 2 === 1 ? ', the others cut from it' : ''}`,
       );
       // Connected before the pause; its reads wait in the socket and are served the moment the node resumes.
       const probe = new Redis({
@@ -247,7 +247,8 @@ async function inject(kind: FaultKind, ctx: FaultContext): Promise<void> {
       probe.on('error', () => {});
       // Every other pause also cuts the others' messages to the leader until shortly after it resumes (a GC
       // pause met by a partition): no higher term reaches it, and only its clock tells it the lease is over.
-      const isolate = ctx.paused.probes % 2 === 0;
+      // The first pause is a plain one (its reads are answered after it resumes, which the tests expect), then they alternate.
+      const isolate = ctx.paused.probes % 2 === 1;
       if (isolate) for (const o of others(leader)) cluster.setFaults(o, { dropTo: [leader.id], diskFull: false });
       try {
         await probe.ping();
