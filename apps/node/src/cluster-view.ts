@@ -18,6 +18,8 @@ export interface PartitionState {
   applied: number;
   /** The replicas: the group's voters as applied here, else the layout's. */
   replicas: NodeId[];
+  /** When this node leads the partition and hands its leadership over: the voter it goes to. */
+  transferee?: NodeId;
 }
 
 /** Options of {@link NodeClusterView}. */
@@ -88,6 +90,12 @@ export class NodeClusterView implements ClusterView {
     const { leader } = this.o.partition(p);
     if (leader === '' || leader === this.o.self) return undefined;
     return this.respOf(leader);
+  }
+
+  ask(p: number): string | undefined {
+    const { leader, transferee } = this.o.partition(p);
+    if (leader !== this.o.self || transferee === undefined || transferee === this.o.self) return undefined;
+    return this.respOf(transferee);
   }
 
   replicas(p: number): ClusterReplica[] {

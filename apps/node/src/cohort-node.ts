@@ -899,7 +899,13 @@ export class CohortNode {
           return { leader: h?.leader ?? '', term: h?.term ?? 0, applied: 0, replicas: p.replicas };
         }
         const s = this.gs(p);
-        return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
+        return {
+          leader: s.leader,
+          term: s.term,
+          applied: s.applied,
+          replicas: s.voters,
+          ...(s.transferee !== undefined ? { transferee: s.transferee } : {}),
+        };
       },
     });
     const reads: ReadApi = staleReads

@@ -39,6 +39,11 @@ export interface ClusterView {
   myId(): string;
   /** The RESP address (`host:port`) of partition `p`'s leader when it is another node and known; else undefined. */
   redirect(p: number): string | undefined;
+  /**
+   * While this node leads partition `p` and hands its leadership over: the RESP address of the voter
+   * it goes to (an `ASK` redirect's target), else undefined. Absent: no such redirects.
+   */
+  ask?(p: number): string | undefined;
   replicas(p: number): ClusterReplica[];
   /** Partition `p`'s leader term (its Redis Cluster epoch). */
   epoch(p: number): number;
@@ -177,6 +182,15 @@ function info(view: ClusterView): string {
  * cluster view (a server outside a node) only CLUSTER KEYSLOT answers.
  */
 export const CLUSTER_COMMANDS: Record<string, CommandSpec> = {
+  // Redis Cluster's ASKING: the next command is served here even if another node leads its partition
+  // (forwarded, as for a plain connection), instead of answering MOVED (see planCommand).
+  asking: {
+    arity: 1,
+    run: (_args, _api, session) => {
+      session.asking = true;
+      return { t: 'simple', s: 'OK' };
+    },
+  },
   cluster: {
     arity: -2,
     run: (args, _api, session) => {

@@ -19,6 +19,8 @@ export interface EngineStatus {
   lostEntries?: number;
   /** The latest such finding. */
   lastLostEntries?: LostEntries;
+  /** On a leader handing its leadership over: the voter it goes to. Absent: none (or the engine does not tell). */
+  leadTransferee?: NodeId;
 }
 
 /**

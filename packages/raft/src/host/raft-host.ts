@@ -410,6 +410,7 @@ export class RaftHost {
       learners: [...cs.learners],
       votersOutgoing: [...cs.votersOutgoing],
       ...(s.role === 'leader' ? { match: { ...(g.engine.matchIndexes() ?? {}) } } : {}),
+      ...(s.role === 'leader' && s.leadTransferee ? { transferee: s.leadTransferee } : {}),
     };
   }
 

@@ -51,6 +51,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
         lostEntries: s.lostEntries,
       };
       if (s.lastLostEntries) out.lastLostEntries = s.lastLostEntries;
+      if (s.leadTransferee !== '') out.leadTransferee = s.leadTransferee;
       return out;
     },
     matchIndexes() {

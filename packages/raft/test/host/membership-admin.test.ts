@@ -94,7 +94,11 @@ describe('RaftHost membership administration and quorum status', () => {
     expect(cs.voters).not.toContain(victim);
     expect(cs.voters).toHaveLength(3);
     await expect(lead.transferLeadership('p0', victim)).rejects.toBeInstanceOf(MembershipRefusedError);
-    expect(await lead.transferLeadership('p0', 'd')).toBe('d');
+    expect(lead.status('p0').transferee).toBeUndefined();
+    const moving = lead.transferLeadership('p0', 'd');
+    // The status names the voter the leadership goes to while the transfer is under way (RESP's ASK).
+    expect(lead.status('p0').transferee).toBe('d');
+    expect(await moving).toBe('d');
     await until('d leads', () => c.leader('p0', ['d']));
     await d.host.propose('p0', cmd('y=2'));
     expect(d.host.status('p0').quorum.state).toBe('ok');
