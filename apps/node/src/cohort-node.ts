@@ -1302,7 +1302,10 @@ export class CohortNode {
       host: this.host!,
       meta,
       log: this.log,
-      alive: (id) => this.isAlive(id),
+      liveness: (id) =>
+        id === this.options.config.node.id
+          ? 'alive'
+          : (this.membership?.members().find((m) => m.id === id)?.state ?? 'dead'),
       httpOf: (id) =>
         (this.membership ? memberViews(this.membership).find((m) => m.id === id)?.tags.http : undefined) ??
         meta.state.nodes[id]?.http,

@@ -1,5 +1,6 @@
 import { type Logger, type NodeId, UnavailableError } from '@cohort/core';
 import {
+  type Liveness,
   type MetaService,
   type MetaState,
   type RecoveryPlan,
@@ -38,8 +39,8 @@ export interface RecoveryDeps {
   host: RaftHost;
   meta: MetaService;
   log: Logger;
-  /** Whether the failure detector believes `id` alive (this node always is). */
-  alive: (id: NodeId) => boolean;
+  /** `id`'s state as the failure detector has it (this node is alive; an unknown node dead). */
+  liveness: (id: NodeId) => Liveness;
   /** A node's HTTP address (`host:port`), if known. */
   httpOf: (id: NodeId) => string | undefined;
   scheme: 'http' | 'https';
@@ -50,7 +51,7 @@ function localPosition(d: RecoveryDeps, index: number): ReplicaPosition | undefi
   const group = partitionGroup(index);
   if (!d.host.groupIds().includes(group)) return undefined;
   const s = d.host.status(group);
-  return { node: d.self, lastIndex: s.lastIndex, applied: s.applied, commit: s.commit, term: s.term };
+  return { node: d.self, lastIndex: s.lastIndex, applied: s.applied, commit: s.commit, term: s.term, leader: s.leader };
 }
 
 /** Asks `id` for its position in partition `index`'s log (its `GET /v1/partitions`); undefined when it does not answer. */
@@ -76,11 +77,19 @@ async function remotePosition(
         applied?: number;
         commit?: number;
         term?: number;
+        leader?: string;
       }[];
     };
     const p = body.partitions?.find((x) => x.partition === index && x.local);
     if (p?.lastIndex === undefined) return undefined;
-    return { node: id, lastIndex: p.lastIndex, applied: p.applied ?? 0, commit: p.commit ?? 0, term: p.term ?? 0 };
+    return {
+      node: id,
+      lastIndex: p.lastIndex,
+      applied: p.applied ?? 0,
+      commit: p.commit ?? 0,
+      term: p.term ?? 0,
+      leader: p.leader ?? '',
+    };
   } catch {
     return undefined;
   }
@@ -101,7 +110,7 @@ export async function planPartitionRecovery(
   if (state.clusterId === '')
     throw new UnavailableError('the cluster is not founded yet (its meta group has no map); retry shortly');
   const entry = state.partitions[index];
-  const live = (entry?.replicas ?? []).map((r) => r.node).filter(d.alive);
+  const live = (entry?.replicas ?? []).map((r) => r.node).filter((id) => d.liveness(id) === 'alive');
   const positions = await Promise.all(
     live.map((id) =>
       id === d.self ? Promise.resolve(localPosition(d, index)) : remotePosition(d, id, index, authorization),
@@ -111,7 +120,7 @@ export async function planPartitionRecovery(
     state,
     index,
     positions.filter((p): p is ReplicaPosition => p !== undefined),
-    d.alive,
+    d.liveness,
     from,
   );
   if (!decision.ok) throw new RecoveryRefusedError(decision.code, decision.reason);

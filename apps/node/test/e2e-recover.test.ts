@@ -136,7 +136,7 @@ describe('unsafe recovery of a partition that lost its quorum for good', () => {
     // Refused: a partition that still has a quorum (p1 on n2, n3, n4), a survivor that is dead.
     const quorum = await cohort(['partitions', 'recover', '1', '--yes', ...http]);
     expect(quorum.code).toBe(5);
-    expect(quorum.stderr).toMatch(/REFUSED \(QUORUM_ALIVE\): partition 1 still has a quorum of live voters/);
+    expect(quorum.stderr).toMatch(/REFUSED \(QUORUM_ALIVE\): partition 1 still has a quorum of voters not known dead/);
     const dead = await cohort(['partitions', 'recover', '3', '--from', 'n5', '--yes', ...http]);
     expect(dead.code).toBe(5);
     expect(dead.stderr).toMatch(/REFUSED \(SURVIVOR_NOT_LIVE\): n5 is not a live replica of partition 3/);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type MetaState, applyMeta, emptyMeta } from '../src/meta/state.js';
+import type { Liveness } from '../src/placement/controller.js';
 import { type ReplicaPosition, planRecovery } from '../src/placement/recovery.js';
 
 /** Partition 0 on n1, n2, n3 (raft); partition 1 on n1, n2 (vpaxos). */
@@ -31,10 +32,12 @@ const at = (node: string, lastIndex: number, applied: number, commit = applied):
   commit,
   term: 4,
 });
+/** Alive: `ids`; suspect: `suspects`; everyone else dead. */
 const only =
   (...ids: string[]) =>
-  (id: string) =>
-    ids.includes(id);
+  (id: string): Liveness =>
+    ids.includes(id) ? 'alive' : suspects.has(id) ? 'suspect' : 'dead';
+const suspects = new Set<string>();
 
 describe('planRecovery (unsafe recovery of a partition that lost its quorum)', () => {
   it('rebuilds from the live replica with the longest log, then the most applied, and names what is lost', () => {
@@ -48,7 +51,7 @@ describe('planRecovery (unsafe recovery of a partition that lost its quorum)', (
     expect(d.plan.epoch).toBe(1);
     expect(d.plan.dataLoss).toMatch(/n1, n2\) acknowledged after index 40 of n3's log may be gone/);
     expect(d.plan.dataLoss).toMatch(/entries 36\.\.40, not known committed, become committed/);
-    // Of three voters with one live: the one live picked; a 5-way map with two live: the longer log wins.
+    // Of five voters with two live: the longer log wins, then the most applied.
     const s5 = state();
     s5.partitions[0]!.replicas = ['n1', 'n2', 'n3', 'n4', 'n5'].map((node) => ({ node, role: 'voter' as const }));
     const two = planRecovery(s5, 0, [at('n1', 30, 30), at('n2', 31, 20)], only('n1', 'n2'));
@@ -64,13 +67,21 @@ describe('planRecovery (unsafe recovery of a partition that lost its quorum)', (
     expect(d.ok && d.plan.survivor.node).toBe('n1');
   });
 
-  it('is refused while a quorum of voters lives, for a dead or unknown survivor, for vpaxos, and without any survivor', () => {
+  it('is refused while a quorum of voters is not known dead or a replica knows a leader, for a dead or unknown survivor, for vpaxos, and without any survivor', () => {
     const s = state();
     const quorum = planRecovery(s, 0, [at('n1', 9, 9), at('n2', 9, 9)], only('n1', 'n2'));
     expect(quorum).toMatchObject({ ok: false, code: 'QUORUM_ALIVE' });
     expect(!quorum.ok && quorum.reason).toMatch(
-      /still has a quorum of live voters \(n1, n2 of n1, n2, n3; a quorum needs 2\)/,
+      /still has a quorum of voters not known dead \(n1, n2 of n1, n2, n3; a quorum needs 2\)/,
     );
+    // A suspect voter may come back and lead with the one alive: not lost yet.
+    suspects.add('n2');
+    const suspect = planRecovery(s, 0, [at('n1', 9, 9)], only('n1'));
+    suspects.clear();
+    expect(!suspect.ok && suspect.reason).toMatch(/a quorum needs 2; suspect: n2\)/);
+    // A live replica that still hears from a leader: not lost.
+    const led = planRecovery(s, 0, [{ ...at('n3', 9, 9), leader: 'n1' }], only('n3'));
+    expect(led).toMatchObject({ ok: false, code: 'LEADER_KNOWN' });
     expect(planRecovery(s, 0, [at('n3', 9, 9)], only('n3'), 'n1')).toMatchObject({
       ok: false,
       code: 'SURVIVOR_NOT_LIVE',

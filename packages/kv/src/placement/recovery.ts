@@ -1,5 +1,6 @@
 import type { NodeId } from '@cohort/core';
 import { type MetaState, votersOf } from '../meta/state.js';
+import type { Liveness } from './controller.js';
 
 /**
  * The plan of an unsafe recovery: a Raft partition that lost its quorum for
@@ -19,6 +20,8 @@ export interface ReplicaPosition {
   /** The commit index it knows. */
   commit: number;
   term: number;
+  /** The leader it knows now ('' or absent: none). */
+  leader?: NodeId;
 }
 
 /** Why a recovery is refused (wire codes). */
@@ -27,8 +30,10 @@ export const RecoveryRefusal = {
   NoPartition: 'NO_PARTITION',
   /** A Vertical Paxos partition: its configuration master reconfigures it from a surviving replica. */
   Vpaxos: 'VPAXOS_PARTITION',
-  /** A quorum of its voters is alive: it elects a leader by itself, nothing is lost by waiting. */
+  /** A quorum of its voters is not known dead: it may elect a leader by itself, nothing is lost by waiting. */
   QuorumAlive: 'QUORUM_ALIVE',
+  /** A live replica knows a leader of the partition: it is not lost. */
+  LeaderKnown: 'LEADER_KNOWN',
   /** The survivor asked for is not a live replica that answered. */
   SurvivorNotLive: 'SURVIVOR_NOT_LIVE',
   /** No live replica answered: nothing to rebuild from. */
@@ -64,17 +69,21 @@ function byPosition(a: ReplicaPosition, b: ReplicaPosition): number {
 /**
  * Plans the unsafe recovery of partition `partition`. `positions`: what the
  * live replicas reported (replicas that did not answer count as lost);
- * `from`: the survivor an operator picked, else the most up-to-date one.
- * Refused when the partition still has a quorum of live voters, is
+ * `liveness`: each node's state as the failure detector has it; `from`: the
+ * survivor an operator picked, else the most up-to-date one. Refused when
+ * a quorum of the partition's voters is not known dead (a suspect may come
+ * back and lead), a live replica knows a leader, the partition is
  * replicated by Vertical Paxos, or the survivor is not a live replica.
  */
 export function planRecovery(
   state: Readonly<MetaState>,
   partition: number,
   positions: readonly ReplicaPosition[],
-  alive: (id: NodeId) => boolean,
+  liveness: (id: NodeId) => Liveness,
   from?: NodeId,
 ): RecoveryDecision {
+  const alive = (id: NodeId): boolean => liveness(id) === 'alive';
+  const down = (id: NodeId): boolean => liveness(id) === 'dead' || liveness(id) === 'left';
   const p = state.partitions[partition];
   if (p === undefined) {
     return {
@@ -92,16 +101,27 @@ export function planRecovery(
   }
   const voters = votersOf(p);
   const quorum = Math.floor(voters.length / 2) + 1;
-  const liveVoters = voters.filter(alive);
+  const liveVoters = voters.filter((id) => !down(id));
   if (liveVoters.length >= quorum) {
+    const suspect = liveVoters.filter((id) => !alive(id));
     return {
       ok: false,
       code: RecoveryRefusal.QuorumAlive,
-      reason: `partition ${partition} still has a quorum of live voters (${liveVoters.join(', ')} of ${voters.join(', ')}; a quorum needs ${quorum}): it elects a leader by itself; replace a dead replica with cohort partitions replace`,
+      reason: `partition ${partition} still has a quorum of voters not known dead (${liveVoters.join(', ')} of ${voters.join(', ')}; a quorum needs ${quorum}${suspect.length > 0 ? `; suspect: ${suspect.join(', ')}` : ''}): it elects a leader by itself; replace a dead replica with cohort partitions replace`,
     };
   }
   const replicas = p.replicas.map((r) => r.node);
   const live = positions.filter((x) => replicas.includes(x.node) && alive(x.node)).sort(byPosition);
+  // A replica leading itself either holds a quorum of live voters (refused above) or leads the membership a
+  // recovery already forced (asked again after the map could not record it).
+  const led = live.find((x) => x.leader !== undefined && x.leader !== '' && x.leader !== x.node);
+  if (led !== undefined) {
+    return {
+      ok: false,
+      code: RecoveryRefusal.LeaderKnown,
+      reason: `${led.node} knows a leader of partition ${partition}, ${led.leader}: it is not lost; if that leader is gone for good, retry once ${led.node} no longer hears from it (an election timeout)`,
+    };
+  }
   const liveIds = new Set(live.map((x) => x.node));
   const lost = replicas.filter((id) => !liveIds.has(id));
   const survivor = from === undefined ? live[0] : live.find((x) => x.node === from);

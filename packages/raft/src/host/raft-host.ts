@@ -902,8 +902,8 @@ export class RaftHost {
     this.schedule();
     const deadline = this.opts.clock.now() + this.requestTimeoutMs;
     for (;;) {
-      if (g.confApplied >= f.lastIndex) {
-        if (this.basic(g).role === 'leader') return f;
+      if (this.basic(g).role === 'leader') return f;
+      if (!f.forced || g.confApplied >= f.lastIndex) {
         // Refused by the engine until the forced entries are applied and acknowledged: asked again each tick.
         g.engine.campaign();
         this.schedule();
