@@ -79,7 +79,7 @@ describe('unsafe recovery of a partition that lost its quorum for good', () => {
     });
     c.startAll();
     const [n1, n2, , n4, n5] = c.nodes as [ProcNode, ProcNode, ProcNode, ProcNode, ProcNode];
-    const before = await poll('the map founded and every node registered', 40_000, async () => {
+    const before = await poll('the map founded and every node registered', 60_000, async () => {
       const m = await meta(n1);
       return m?.clusterId && Object.values(m.nodes).every((n) => n.http !== undefined && n.startedAt > 0)
         ? m
@@ -133,13 +133,27 @@ describe('unsafe recovery of a partition that lost its quorum for good', () => {
     expect(dry.stderr).toMatch(/not done: run again with --yes/);
     expect((await meta(n1))!.partitions[3]!.epoch).toBe(before.partitions[3]!.epoch);
 
-    // Refused: a partition that still has a quorum (p1 on n2, n3, n4), a survivor that is dead.
-    const quorum = await cohort(['partitions', 'recover', '1', '--yes', ...http]);
-    expect(quorum.code).toBe(5);
-    expect(quorum.stderr).toMatch(/REFUSED \(QUORUM_ALIVE\): partition 1 still has a quorum of voters not known dead/);
-    const dead = await cohort(['partitions', 'recover', '3', '--from', 'n5', '--yes', ...http]);
-    expect(dead.code).toBe(5);
-    expect(dead.stderr).toMatch(/REFUSED \(SURVIVOR_NOT_LIVE\): n5 is not a live replica of partition 3/);
+    // Refused with a closed reason, nothing changed: a partition that still has a quorum (p1 on n2, n3, n4), a
+    // survivor that is dead.
+    const recover = async (body: object) => {
+      const res = await fetch(`http://127.0.0.1:${n2.http}/v1/admin/partitions/recover`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return {
+        status: res.status,
+        error: ((await res.json()) as { error: { reason: string; message: string } }).error,
+      };
+    };
+    const quorum = await recover({ partition: 1, confirm: true });
+    expect(quorum.status).toBe(409);
+    expect(quorum.error.reason).toBe('QUORUM_ALIVE');
+    expect(quorum.error.message).toMatch(/^partition 1 still has a quorum of voters not known dead/);
+    const dead = await recover({ partition: 3, from: 'n5', confirm: true });
+    expect(dead.status).toBe(409);
+    expect(dead.error.reason).toBe('SURVIVOR_NOT_LIVE');
+    expect(dead.error.message).toMatch(/^n5 is not a live replica of partition 3/);
 
     // Asked of n2, carried out by n1.
     const done = await cohort(['partitions', 'recover', '3', '--yes', ...http]);
@@ -183,5 +197,23 @@ describe('unsafe recovery of a partition that lost its quorum for good', () => {
     expect(await other.get(keys[5]!)).toBe('v5');
     expect(await other.get(after)).toBe('yes');
     expect([null, 'unacknowledged']).toContain(await other.get(probe));
-  }, 90_000);
+
+    // A cluster-aware connection (it asked CLUSTER SLOTS) to a node not leading p3 is sent to the leader with
+    // MOVED; after ASKING, its next command is served where it arrived.
+    const aware = await poll('a cluster-aware connection answered MOVED for p3', 10_000, async () => {
+      const leader = (await views(n1))?.find((p) => p.partition === 3)?.leader;
+      const node = c.nodes.slice(0, 3).find((n) => n.id !== leader);
+      if (leader === undefined || node === undefined) return undefined;
+      const r = new Redis({ port: node.resp, host: '127.0.0.1', maxRetriesPerRequest: 0, commandTimeout: 3000 });
+      clients.push(r);
+      await r.call('CLUSTER', 'SLOTS');
+      const moved = await r.call('GET', keys[1]!).then(
+        () => '',
+        (err: Error) => err.message,
+      );
+      return /^MOVED \d+ 127\.0\.0\.1:\d+$/.test(moved) ? r : undefined;
+    });
+    expect(await aware.call('ASKING')).toBe('OK');
+    expect(await aware.call('GET', keys[1]!)).toBe('v1');
+  }, 120_000);
 });
