@@ -86,16 +86,13 @@ export class NodeClusterView implements ClusterView {
     return known.get(id)?.resp;
   }
 
-  redirect(p: number): string | undefined {
-    const { leader } = this.o.partition(p);
-    if (leader === '' || leader === this.o.self) return undefined;
-    return this.respOf(leader);
-  }
-
-  ask(p: number): string | undefined {
+  redirect(p: number): string | { ask: string } | undefined {
     const { leader, transferee } = this.o.partition(p);
-    if (leader !== this.o.self || transferee === undefined || transferee === this.o.self) return undefined;
-    return this.respOf(transferee);
+    if (leader === '') return undefined;
+    if (leader !== this.o.self) return this.respOf(leader);
+    if (transferee === undefined || transferee === this.o.self) return undefined;
+    const ask = this.respOf(transferee);
+    return ask === undefined ? undefined : { ask };
   }
 
   replicas(p: number): ClusterReplica[] {

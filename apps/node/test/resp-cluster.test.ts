@@ -146,7 +146,7 @@ describe('cluster-aware connections', () => {
 
 describe('ASK and TRYAGAIN', () => {
   // p0 is led here; while its leadership goes to n2, cluster-aware connections are sent there once.
-  const handing: ClusterView = { ...view, ask: (p) => (p === 0 ? '127.0.0.1:7002' : undefined) };
+  const handing: ClusterView = { ...view, redirect: (p) => (p === 0 ? { ask: '127.0.0.1:7002' } : view.redirect(p)) };
   function handingSession(): Session {
     const server = newServerState();
     server.cluster = handing;
@@ -192,7 +192,7 @@ describe('ASK and TRYAGAIN', () => {
 });
 
 describe("a node's cluster view", () => {
-  it('names the RESP address of the voter a partition it leads is handed to, and nothing otherwise', () => {
+  it('sends to the leader elsewhere (MOVED), to the voter a partition it leads is handed to (ASK), else serves here', () => {
     const state: PartitionState[] = [
       { leader: 'n1', term: 2, applied: 5, replicas: ['n1', 'n2'], transferee: 'n2' },
       { leader: 'n1', term: 2, applied: 5, replicas: ['n1', 'n2'] },
@@ -210,10 +210,9 @@ describe("a node's cluster view", () => {
       ],
       partition: (p) => state[p]!,
     });
-    expect(v.ask(0)).toBe('127.0.0.1:7002');
-    expect(v.ask(1)).toBeUndefined();
-    // Another node leads p2: that is MOVED's business, not ASK's.
-    expect(v.ask(2)).toBeUndefined();
+    expect(v.redirect(0)).toEqual({ ask: '127.0.0.1:7002' });
+    expect(v.redirect(1)).toBeUndefined();
+    // Another node leads p2: MOVED there, whoever it hands the leadership to.
     expect(v.redirect(2)).toBe('127.0.0.1:7002');
   });
 });

@@ -37,13 +37,12 @@ export interface ClusterView {
   readonly slots: SlotMap;
   /** This node's Redis Cluster id (40 hex digits). */
   myId(): string;
-  /** The RESP address (`host:port`) of partition `p`'s leader when it is another node and known; else undefined. */
-  redirect(p: number): string | undefined;
   /**
-   * While this node leads partition `p` and hands its leadership over: the RESP address of the voter
-   * it goes to (an `ASK` redirect's target), else undefined. Absent: no such redirects.
+   * Where a cluster-aware client should send a command of partition `p`: the RESP address
+   * (`host:port`) of its leader when that is another node and known (MOVED); `{ ask }` while this node
+   * leads it and hands the leadership to the voter at that address (ASK); undefined: here.
    */
-  ask?(p: number): string | undefined;
+  redirect(p: number): string | { ask: string } | undefined;
   replicas(p: number): ClusterReplica[];
   /** Partition `p`'s leader term (its Redis Cluster epoch). */
   epoch(p: number): number;

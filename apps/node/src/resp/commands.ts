@@ -281,12 +281,12 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     // A cluster-aware client goes to the partition's leader itself; after READONLY, its reads are this
     // replica's to serve (see read-modes.ts), as a Redis Cluster replica serves them.
     const to = cluster.redirect(route.group);
-    if (to !== undefined) return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
+    if (typeof to === 'string') return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
     // This node leads but hands the leadership over: a one-time redirect to where it is going (the client
     // sends ASKING there, which serves it, forwarding it here until the transfer is done). Slots never
-    // move between partitions, so the client's slot table stays right: MOVED would be wrong.
-    const ask = session.multi ? undefined : cluster.ask?.(route.group);
-    if (ask !== undefined) return { reply: errorReply(`ASK ${route.slot} ${ask}`) };
+    // move between partitions, so the client's slot table stays right: MOVED would be wrong. Inside MULTI
+    // the command is queued: EXEC reaches the new leader by forwarding.
+    if (to !== undefined && !session.multi) return { reply: errorReply(`ASK ${route.slot} ${to.ask}`) };
   }
   if (session.multi && !spec.control) session.multi.keys = [...txKeys, ...keys];
   let planned: Planned;
