@@ -51,10 +51,11 @@ export interface ForcedConfiguration {
 /**
  * Forces `voters` (which must include this node, and name only members of the
  * log's latest membership) as the group's only members, learners removed.
+ * `applied`: the last entry whose membership change the tracker holds.
  * Throws `ConfigError` for a bad voter list, or a log whose tail holds a
  * membership change that cannot apply.
  */
-export function forceConfiguration(r: Raft, voters: NodeId[]): ForcedConfiguration {
+export function forceConfiguration(r: Raft, voters: NodeId[], applied: LogIndex): ForcedConfiguration {
   if (voters.length === 0) throw new ConfigError('a forced configuration needs at least one voter');
   if (new Set(voters).size !== voters.length) throw new ConfigError(`forced voters contain duplicates: ${voters}`);
   if (!voters.includes(r.id)) {
@@ -68,7 +69,7 @@ export function forceConfiguration(r: Raft, voters: NodeId[]): ForcedConfigurati
   // The membership the whole log leads to: the tracker holds what is applied; the rest of the log,
   // committed by fiat below, is applied before the forced entries.
   let cur: ChangeResult = { config: r.trk.config, progress: r.trk.progress };
-  const tail = log.applied < lastIndex ? log.slice(log.applied + 1, lastIndex + 1, Number.MAX_SAFE_INTEGER) : [];
+  const tail = applied < lastIndex ? log.slice(applied + 1, lastIndex + 1, Number.MAX_SAFE_INTEGER) : [];
   for (const e of tail) {
     if (e.type !== 'confChange') continue;
     try {

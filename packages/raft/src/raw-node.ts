@@ -156,17 +156,19 @@ export class RawNode {
    * force-config.ts). The next `Ready` carries the forced entries and the new hard state; once they
    * are persisted and applied, `campaign()` makes this node lead the forced membership. Entries the
    * lost replicas committed past this node's log are gone. Throws `ConfigError` for a bad voter list,
-   * and refuses while a `Ready` awaits `advance()` or a received snapshot awaits persisting.
+   * and refuses while a received snapshot awaits persisting. It may be called while a `Ready` awaits
+   * `advance()` once that Ready's committed entries are applied (RaftHost applies them before its
+   * write completes): the forced entries come in the next `Ready`.
    */
   forceConfiguration(voters: NodeId[]): ForcedConfiguration {
-    if (this.inFlight)
-      throw new ConfigError('forceConfiguration() called before advance(): advance the last Ready first');
     if (this.raft.raftLog.unstable.snapshot) {
       throw new ConfigError(
         'a received snapshot is not persisted yet: process the next Ready, then force the configuration',
       );
     }
-    return forceConfiguration(this.raft, voters);
+    // The tracker holds the membership changes applied so far, the in-flight Ready's included.
+    const applied = Math.max(this.raft.raftLog.applied, this.inFlight?.lastCommitted ?? 0);
+    return forceConfiguration(this.raft, voters, applied);
   }
 
   /** Tells the leader that `id` could not be reached, so it stops pipelining to it. */

@@ -1,6 +1,6 @@
 import type { ConfChange, ConfChangeSingle } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
-import { MemoryStorage, type RawNode } from '../src/index.js';
+import { MemoryStorage, type RawNode, decodeConfChange } from '../src/index.js';
 import { newMessage } from '../src/message.js';
 import { Network, appliedData, bytes } from './network.js';
 
@@ -165,12 +165,31 @@ describe('forced configuration (unsafe recovery of a group that lost its quorum)
     expect(rn.hasReady()).toBe(false);
   });
 
-  it('is refused while a Ready awaits advance()', () => {
+  it('may be forced while a Ready awaits advance() once its committed entries are applied: the forced ones come next', () => {
     const net = lostQuorum();
-    const rn = net.node('a').rn;
-    rn.propose(bytes('x'));
-    rn.ready();
-    expect(() => rn.forceConfiguration(['a'])).toThrow(/before advance/);
-    rn.advance();
+    const a = net.node('a');
+    a.rn.propose(bytes('x'));
+    // In flight: x to persist. The host persists it, and only then advances.
+    const rd = a.rn.ready();
+    const f = a.rn.forceConfiguration(['a']);
+    expect(f.previousLastIndex).toBe(rd.entries[0]!.index);
+    a.storage.append(rd.entries);
+    if (rd.hardState) a.storage.setHardState(rd.hardState);
+    a.rn.advance();
+    const next = a.rn.ready();
+    expect(next.entries.map((e) => e.index)).toEqual([f.lastIndex - 1, f.lastIndex]);
+    expect(next.hardState).toMatchObject({ term: f.term, commit: f.lastIndex });
+    a.storage.append(next.entries);
+    if (next.hardState) a.storage.setHardState(next.hardState);
+    for (const e of next.committedEntries) {
+      a.applied.push(e);
+      if (e.type === 'confChange') a.rn.applyConfChange(decodeConfChange(e.data));
+    }
+    a.rn.advance();
+    net.stabilize();
+    expect(a.rn.status().confState.voters).toEqual(['a']);
+    net.elect('a');
+    expect(a.rn.status().role).toBe('leader');
+    expect(appliedData(a)).toContain('x');
   });
 });
