@@ -945,7 +945,8 @@ function authHeader(): Record<string, string> {
 }
 
 export function addEnvVars(program: Command): void {
-  const skip = new Set(['--json', '--force', '--keys-only', '--help', '--version']);
+  // Confirmations of what cannot be undone (--force, --yes) are never taken from the environment.
+  const skip = new Set(['--json', '--force', '--yes', '--keys-only', '--help', '--version']);
   const visit = (cmd: Command, top: string): void => {
     for (const opt of cmd.options) {
       if (!opt.long || skip.has(opt.long) || opt.envVar) continue;
