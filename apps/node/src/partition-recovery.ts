@@ -155,15 +155,16 @@ export async function recoverPartitionHere(d: RecoveryDeps, plan: RecoveryPlan):
     },
   );
   const f = await d.host.forceConfiguration(group, [d.self]);
-  const s = d.host.status(group);
-  const replicas: Replica[] = [
-    ...s.voters.map((node) => ({ node, role: 'voter' as const })),
-    ...s.learners.map((node) => ({ node, role: 'learner' as const })),
-  ];
   let epoch: number | undefined;
   let why = '';
-  // Placement may reconfigure the partition meanwhile (a learner added to the forced membership): record what the group has.
+  // Placement may reconfigure the partition meanwhile (a learner added to the forced membership): record what the
+  // group has as each attempt starts.
   for (let attempt = 0; attempt < 3 && epoch === undefined; attempt++) {
+    const now = d.host.status(group);
+    const replicas: Replica[] = [
+      ...now.voters.map((node) => ({ node, role: 'voter' as const })),
+      ...now.learners.map((node) => ({ node, role: 'learner' as const })),
+    ];
     const entry = d.meta.state.partitions[partition]!;
     const res = await d.meta
       .propose({ type: 'reconfigure', partition, epoch: entry.epoch, replicas })
@@ -189,7 +190,7 @@ export async function recoverPartitionHere(d: RecoveryDeps, plan: RecoveryPlan):
     done: true,
     survivor: d.self,
     lost: plan.lost,
-    term: s.term,
+    term: d.host.status(group).term,
     lastIndex: f.previousLastIndex,
     commit: f.previousCommit,
     epoch,
