@@ -56,8 +56,8 @@ afterAll(async () => {
   await cluster?.killAll();
 });
 
-describe('unsafe recovery of a partition that lost its quorum for good', () => {
-  it('cohort partitions recover rebuilds it from its survivor: writes resume, what the survivor held reads back, placement restores 3 replicas', async (ctx) => {
+describe('unsafe recovery of a partition that lost its quorum for good, then Redis Cluster redirects on it', () => {
+  it('cohort partitions recover rebuilds it from its survivor: writes resume, what the survivor held reads back, placement restores 3 replicas; a cluster-aware client gets MOVED, ASK during a hand-over, and is served after ASKING', async (ctx) => {
     // 5 nodes, 5 partitions, 3 replicas: p3 lives on n4, n5 and n1; the meta group's voters are n1, n2, n3.
     const c = await ProcCluster.create(5, [
       '--partitions',
@@ -215,5 +215,41 @@ describe('unsafe recovery of a partition that lost its quorum for good', () => {
     });
     expect(await aware.call('ASKING')).toBe('OK');
     expect(await aware.call('GET', keys[1]!)).toBe('v1');
+
+    // While p3's leader hands its leadership to a voter that cannot take it yet (stopped), a cluster-aware
+    // connection to the leader is sent there once with ASK; after ASKING, that voter serves it once it runs.
+    const leaderId = (await views(n1))!.find((p) => p.partition === 3)!.leader!;
+    const leader = c.nodes.find((n) => n.id === leaderId)!;
+    const target = c.nodes.slice(0, 3).find((n) => n.id !== leaderId)!;
+    const atLeader = new Redis({ port: leader.resp, host: '127.0.0.1', maxRetriesPerRequest: 0, commandTimeout: 5000 });
+    clients.push(atLeader);
+    await atLeader.call('CLUSTER', 'SLOTS');
+    target.child!.kill('SIGSTOP');
+    let asked: string;
+    try {
+      const transfer = fetch(`http://127.0.0.1:${leader.http}/v1/admin/partitions/transfer-leader`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ partition: 3, node: target.id }),
+      }).catch(() => undefined);
+      asked = await poll('ASK while the leadership is handed over', 4_000, async () => {
+        const err = await atLeader.call('GET', keys[2]!).then(
+          () => undefined,
+          (e: Error) => e.message,
+        );
+        return err?.startsWith('ASK') ? err : undefined;
+      });
+      target.child!.kill('SIGCONT');
+      await transfer;
+    } finally {
+      target.child!.kill('SIGCONT');
+    }
+    const slot = Number(await atLeader.call('CLUSTER', 'KEYSLOT', keys[2]!));
+    expect(asked).toBe(`ASK ${slot} 127.0.0.1:${target.resp}`);
+    const atTarget = new Redis({ port: target.resp, host: '127.0.0.1', maxRetriesPerRequest: 0, commandTimeout: 5000 });
+    clients.push(atTarget);
+    await atTarget.call('CLUSTER', 'SLOTS');
+    expect(await atTarget.call('ASKING')).toBe('OK');
+    expect(await atTarget.call('GET', keys[2]!)).toBe('v2');
   }, 120_000);
 });
