@@ -18,6 +18,8 @@ export interface PartitionState {
   applied: number;
   /** The replicas: the group's voters as applied here, else the layout's. */
   replicas: NodeId[];
+  /** When this node leads the partition and hands its leadership over: the voter it goes to. */
+  transferee?: NodeId;
 }
 
 /** Options of {@link NodeClusterView}. */
@@ -84,10 +86,13 @@ export class NodeClusterView implements ClusterView {
     return known.get(id)?.resp;
   }
 
-  redirect(p: number): string | undefined {
-    const { leader } = this.o.partition(p);
-    if (leader === '' || leader === this.o.self) return undefined;
-    return this.respOf(leader);
+  redirect(p: number): string | { ask: string } | undefined {
+    const { leader, transferee } = this.o.partition(p);
+    if (leader === '') return undefined;
+    if (leader !== this.o.self) return this.respOf(leader);
+    if (transferee === undefined || transferee === this.o.self) return undefined;
+    const ask = this.respOf(transferee);
+    return ask === undefined ? undefined : { ask };
   }
 
   replicas(p: number): ClusterReplica[] {

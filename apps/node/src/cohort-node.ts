@@ -65,6 +65,7 @@ import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
 import { OperationRefusedError, RestoreRefusedError } from './ops-routes.js';
 import { type PartitionLayout, loadLayout, readLayout, recordLayout } from './partition-layout.js';
+import { type RecoveryDeps, planPartitionRecovery, recoverPartitionHere } from './partition-recovery.js';
 import { partitionsFromLeaders } from './partition-views.js';
 import { PartitionedKv } from './partitioned-kv.js';
 import { PartitionedWatch } from './partitioned-watch.js';
@@ -898,7 +899,13 @@ export class CohortNode {
           return { leader: h?.leader ?? '', term: h?.term ?? 0, applied: 0, replicas: p.replicas };
         }
         const s = this.gs(p);
-        return { leader: s.leader, term: s.term, applied: s.applied, replicas: s.voters };
+        return {
+          leader: s.leader,
+          term: s.term,
+          applied: s.applied,
+          replicas: s.voters,
+          ...(s.transferee !== undefined ? { transferee: s.transferee } : {}),
+        };
       },
     });
     const reads: ReadApi = staleReads
@@ -1027,6 +1034,9 @@ export class CohortNode {
         transferPartitionLeadership: (partition, to) => this.transferPartitionLeadership(partition, to),
         catchUpReplica: async (partition, to) => this.catchUpReplica(partition, to),
         movePartitionReplica: (partition, from, to) => this.movePartitionReplica(partition, from, to),
+        planPartitionRecovery: (partition, from, authorization) =>
+          planPartitionRecovery(this.recoveryDeps(security.tls ? 'https' : 'http'), partition, from, authorization),
+        recoverPartitionHere: (plan) => recoverPartitionHere(this.recoveryDeps(security.tls ? 'https' : 'http'), plan),
         openBackup: async (partition) => {
           if (partitioned && partition === undefined) {
             throw new RestoreRefusedError(
@@ -1277,6 +1287,30 @@ export class CohortNode {
     if (!res.ok) throw new OperationRefusedError(res.reason);
     this.log.info('partition replica move recorded', { partition: index, from, to });
     return { partition: index, from, to, epoch: res.epoch ?? meta.state.partitions[index]!.epoch };
+  }
+
+  /** What an unsafe recovery of a partition needs of this node; refused in a cluster of one partition. */
+  private recoveryDeps(scheme: 'http' | 'https'): RecoveryDeps {
+    const meta = this.meta;
+    if (this.parts.length <= 1 || meta === undefined) {
+      throw new OperationRefusedError(
+        "this cluster has one partition, one group: its membership is the cluster's (cohort cluster add, promote, remove)",
+      );
+    }
+    return {
+      self: this.options.config.node.id,
+      host: this.host!,
+      meta,
+      log: this.log,
+      liveness: (id) =>
+        id === this.options.config.node.id
+          ? 'alive'
+          : (this.membership?.members().find((m) => m.id === id)?.state ?? 'dead'),
+      httpOf: (id) =>
+        (this.membership ? memberViews(this.membership).find((m) => m.id === id)?.tags.http : undefined) ??
+        meta.state.nodes[id]?.http,
+      scheme,
+    };
   }
 
   /** The node a forced replacement of `from`'s replica of partition `index` goes to; refused when there is none. */

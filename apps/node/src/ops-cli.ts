@@ -42,6 +42,8 @@ interface Target {
 
 interface ApiError {
   code?: string;
+  /** A refusal's closed reason code (e.g. QUORUM_ALIVE), when it has one. */
+  reason?: string;
   message?: string;
   leader?: string;
   leaderHttp?: string;
@@ -65,7 +67,7 @@ function exitFor(status: number, code: string | undefined): number {
 
 function apiError(status: number, body: unknown, what: string): CliError {
   const e = ((body as { error?: ApiError } | undefined)?.error ?? {}) as ApiError;
-  const code = e.code ?? `HTTP ${status}`;
+  const code = `${e.code ?? `HTTP ${status}`}${e.reason ? ` (${e.reason})` : ''}`;
   const hint = e.code ? HINTS[e.code] : undefined;
   const message = `${what}: ${code}: ${e.message ?? 'no details'}${hint && !e.message?.includes('retry') ? ` (${hint})` : ''}`;
   return new CliError(message, exitFor(status, e.code));
@@ -481,6 +483,80 @@ export function registerOpsCommands(program: Command): void {
     }),
   );
 
+  example(
+    targetOptions(
+      partitions
+        .command('recover <partition>')
+        .description(
+          "UNSAFE: rebuild Raft partition <partition>, which lost a quorum of its replicas for good, from its most up-to-date live replica (or --from): that replica becomes its only voter, without consensus, and placement adds replicas back. Writes the lost replicas acknowledged past the survivor's log are gone. Prints the plan; goes ahead only with --yes or when you type the partition number",
+        )
+        .option(
+          '--from <node>',
+          'the live replica to rebuild from (default: the one with the longest log, then the most applied)',
+        )
+        .option('--yes', 'go ahead without asking (the plan is printed first)')
+        .option('--json', 'print the raw JSON'),
+    ),
+    'cohort partitions recover 3',
+    'cohort partitions recover 3 --from n2 --yes',
+  ).action(
+    run(async (partition: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as Target & { from?: string; yes?: boolean; json?: boolean };
+      const p = partitionNumber(partition);
+      const what = `partitions recover ${p}`;
+      const body = { partition: p, ...(o.from ? { from: o.from } : {}) };
+      const planned = await json(o, 'POST', '/v1/admin/partitions/recover', { ...body, confirm: false }, what);
+      const plan = planned.plan as {
+        epoch: number;
+        voters: string[];
+        lost: string[];
+        live: { node: string; lastIndex: number; applied: number; commit: number }[];
+        survivor: { node: string; lastIndex: number; applied: number; commit: number };
+        dataLoss: string;
+      };
+      const at = (x: { lastIndex: number; applied: number; commit: number }): string =>
+        `last index ${x.lastIndex}, applied ${x.applied}, commit ${x.commit}`;
+      if (!o.json) {
+        say(`UNSAFE RECOVERY of partition p${p} (epoch ${plan.epoch}, voters ${plan.voters.join(', ')})`);
+        say(`  lost replicas:  ${plan.lost.join(', ')}`);
+        say(`  rebuild from:   ${plan.survivor.node} (${at(plan.survivor)})`);
+        for (const x of plan.live.filter((l) => l.node !== plan.survivor.node))
+          say(`  also live:      ${x.node} (${at(x)}): dropped, placement re-adds it`);
+        say(`  DATA LOSS:      ${plan.dataLoss}`);
+        say(`  then:           ${plan.survivor.node} becomes the only voter; placement adds replicas back`);
+      }
+      if (!o.yes) {
+        if (o.json) say(JSON.stringify(planned, null, 2));
+        if (!process.stdin.isTTY) {
+          throw new CliError(
+            `not done: run again with --yes to rebuild p${p} from ${plan.survivor.node}`,
+            EXIT.refused,
+          );
+        }
+        const { createInterface } = await import('node:readline/promises');
+        const rl = createInterface({ input: process.stdin, output: process.stdout });
+        const answer = await rl.question(`Type the partition number (${p}) to go ahead: `);
+        rl.close();
+        if (answer.trim() !== String(p)) throw new CliError('not done: the answer did not confirm', EXIT.refused);
+      }
+      // The survivor shown is the one used: if another is now more up to date, the operator asks again.
+      const out = await json(
+        o,
+        'POST',
+        '/v1/admin/partitions/recover',
+        { partition: p, from: plan.survivor.node, confirm: true },
+        what,
+      );
+      if (o.json) {
+        say(JSON.stringify({ plan, result: out }, null, 2));
+        return;
+      }
+      say(
+        `p${p}: rebuilt from ${String(out.survivor)}, its only voter now (term ${String(out.term)}, epoch ${String(out.epoch)}); placement adds replicas back: see cohort partitions`,
+      );
+    }),
+  );
+
   const kv = program.command('kv').description('read and write keys through the HTTP API');
   example(
     targetOptions(
@@ -869,7 +945,8 @@ function authHeader(): Record<string, string> {
 }
 
 export function addEnvVars(program: Command): void {
-  const skip = new Set(['--json', '--force', '--keys-only', '--help', '--version']);
+  // Confirmations of what cannot be undone (--force, --yes) are never taken from the environment.
+  const skip = new Set(['--json', '--force', '--yes', '--keys-only', '--help', '--version']);
   const visit = (cmd: Command, top: string): void => {
     for (const opt of cmd.options) {
       if (!opt.long || skip.has(opt.long) || opt.envVar) continue;

@@ -8,11 +8,13 @@ import {
   NotLeaderError,
   describeQuorumLoss,
 } from '@cohort/core';
+import type { RecoveryPlan, RecoveryRefusal } from '@cohort/kv';
 import { type CatchUp, type MembershipChange, MembershipRefusedError, type SnapshotReader } from '@cohort/raft';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { BACKUP_CONTENT_TYPE, BackupFormatError, backupFrame, backupHeader, readBackup } from './backup-format.js';
 import type { NodeStatus } from './kv-api.js';
 import type { MemberView } from './membership-service.js';
+import type { RecoveryDone } from './partition-recovery.js';
 import type { RestoreRow } from './restore-write.js';
 
 /** The node's operations as the HTTP front end exposes them (`/readyz`, `/v1/cluster`, `/v1/admin/cluster/*`). */
@@ -45,6 +47,13 @@ export interface OpsApi {
     from: NodeId,
     to: NodeId | undefined,
   ): Promise<{ partition: number; from: NodeId; to: NodeId; epoch: number }>;
+  /**
+   * Plans the unsafe recovery of a Raft partition that lost its quorum for good from what its live
+   * replicas report (the most up-to-date one, or `from`); RecoveryRefusedError when refused.
+   */
+  planPartitionRecovery(partition: number, from: NodeId | undefined, authorization?: string): Promise<RecoveryPlan>;
+  /** On the plan's survivor: carries the recovery out (forced membership, then the map's record). */
+  recoverPartitionHere(plan: RecoveryPlan): Promise<RecoveryDone>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
   openBackup(partition?: number): Promise<{ group: string; reader: SnapshotReader }>;
   /**
@@ -63,6 +72,16 @@ export class RestoreRefusedError extends Error {
 /** An admin operation refused as unsafe or impossible; nothing changed. The message says why. */
 export class OperationRefusedError extends Error {
   override readonly name = 'OperationRefusedError';
+}
+
+/** An unsafe recovery refused; `reason` is its closed code (see `RecoveryRefusal`), sent as `error.reason`. */
+export class RecoveryRefusedError extends OperationRefusedError {
+  constructor(
+    readonly reason: RecoveryRefusal,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Why this node cannot serve linearizable requests now, or undefined when it can. */
@@ -125,7 +144,13 @@ function fail(reply: FastifyReply, ops: OpsApi, err: unknown): FastifyReply {
     err instanceof RestoreRefusedError ||
     err instanceof OperationRefusedError
   ) {
-    return reply.code(409).send({ error: { code: 'REFUSED', message: err.message } });
+    return reply.code(409).send({
+      error: {
+        code: 'REFUSED',
+        message: err.message,
+        ...(err instanceof RecoveryRefusedError ? { reason: err.reason } : {}),
+      },
+    });
   }
   if (err instanceof NotLeaderError) {
     const leader = err.leaderId;
@@ -398,6 +423,56 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
     async (req, reply) => {
       try {
         return await ops.catchUpReplica(req.body.partition, req.body.node);
+      } catch (err) {
+        return fail(reply, ops, err);
+      }
+    },
+  );
+  app.post<{ Body: { partition: number; from?: string; confirm?: boolean } }>(
+    '/v1/admin/partitions/recover',
+    {
+      schema: {
+        summary:
+          "UNSAFE: rebuilds a Raft partition that lost its quorum for good from its most up-to-date live replica (or `from`), which becomes its only voter; placement then adds replicas back. Writes the lost replicas acknowledged past the survivor's log are gone. Without `confirm: true`, answers the plan and changes nothing",
+        body: {
+          type: 'object',
+          properties: {
+            partition: { type: 'integer', minimum: 0 },
+            from: { type: 'string', minLength: 1, maxLength: 256 },
+            confirm: { type: 'boolean' },
+          },
+          required: ['partition'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      const auth = typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined;
+      try {
+        const plan = await ops.planPartitionRecovery(req.body.partition, req.body.from, auth);
+        if (req.body.confirm !== true) return { done: false, plan };
+        const survivor = plan.survivor.node;
+        if (survivor === ops.status().id) return await ops.recoverPartitionHere(plan);
+        // Carried out by the survivor, which plans again from what it sees.
+        const http = httpOf(ops, survivor);
+        if (http === undefined) {
+          return reply.code(503).send({
+            error: {
+              code: ErrorCode.Unavailable,
+              message: `the HTTP address of ${survivor} is not known here; ask it directly`,
+            },
+          });
+        }
+        const res = await fetch(`${req.protocol}://${http}/v1/admin/partitions/recover`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(auth !== undefined ? { authorization: auth } : {}) },
+          body: JSON.stringify({ partition: req.body.partition, from: survivor, confirm: true }),
+          signal: AbortSignal.timeout(30_000),
+        });
+        return reply
+          .code(res.status)
+          .header('content-type', 'application/json')
+          .send(await res.text());
       } catch (err) {
         return fail(reply, ops, err);
       }

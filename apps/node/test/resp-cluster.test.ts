@@ -1,10 +1,11 @@
 import { SlotMap } from '@cohort/kv';
 import { describe, expect, it } from 'vitest';
+import { NodeClusterView, type PartitionState } from '../src/cluster-view.js';
 import type { KvApi } from '../src/kv-api.js';
 import { newServerState } from '../src/resp/clients.js';
 import type { ClusterReplica, ClusterView } from '../src/resp/cluster-commands.js';
 import { type Planned, type Session, planCommand } from '../src/resp/commands.js';
-import { newSession } from '../src/resp/plan.js';
+import { newSession, toReply } from '../src/resp/plan.js';
 import { encodeReply } from '../src/resp/reply.js';
 
 const cmd = (...words: string[]): Buffer[] => words.map((w) => Buffer.from(w));
@@ -140,5 +141,78 @@ describe('cluster-aware connections', () => {
     const shards = text(planCommand(cmd('CLUSTER', 'SHARDS'), api, s));
     expect(shards).toContain('$4\r\nrole\r\n$6\r\nmaster\r\n');
     expect(shards).toContain('$4\r\nrole\r\n$7\r\nreplica\r\n');
+  });
+});
+
+describe('ASK and TRYAGAIN', () => {
+  // p0 is led here; while its leadership goes to n2, cluster-aware connections are sent there once.
+  const handing: ClusterView = { ...view, redirect: (p) => (p === 0 ? { ask: '127.0.0.1:7002' } : view.redirect(p)) };
+  function handingSession(): Session {
+    const server = newServerState();
+    server.cluster = handing;
+    return newSession(server, 'c');
+  }
+
+  it("answer ASK to the leadership's target on a cluster-aware connection while this node hands the partition over; plain connections are served", () => {
+    const s = handingSession();
+    expect('request' in planCommand(cmd('SET', 'hello', '1'), api, s)).toBe(true);
+    planCommand(cmd('CLUSTER', 'SLOTS'), api, s);
+    expect(text(planCommand(cmd('SET', 'hello', '1'), api, s))).toBe('-ASK 866 127.0.0.1:7002\r\n');
+    expect(text(planCommand(cmd('GET', 'hello'), api, s))).toBe('-ASK 866 127.0.0.1:7002\r\n');
+    // A partition another node leads is still MOVED; one not being handed over is served.
+    expect(text(planCommand(cmd('GET', 'foo'), api, s))).toBe('-MOVED 12182 127.0.0.1:7003\r\n');
+    expect(s.multi).toBeUndefined();
+    // Inside MULTI the transaction is not aborted for a hand-over: EXEC forwards to the new leader.
+    planCommand(cmd('MULTI'), api, s);
+    expect(text(planCommand(cmd('SET', 'hello', '1'), api, s))).toBe('+QUEUED\r\n');
+    expect('request' in planCommand(cmd('EXEC'), api, s)).toBe(true);
+  });
+
+  it('serve the one command after ASKING where it arrived, instead of MOVED or ASK', () => {
+    const s = handingSession();
+    planCommand(cmd('CLUSTER', 'NODES'), api, s);
+    expect(text(planCommand(cmd('ASKING'), api, s))).toBe('+OK\r\n');
+    expect('request' in planCommand(cmd('GET', 'foo'), api, s)).toBe(true);
+    // Only the next command.
+    expect(text(planCommand(cmd('GET', 'foo'), api, s))).toBe('-MOVED 12182 127.0.0.1:7003\r\n');
+    planCommand(cmd('ASKING'), api, s);
+    expect('request' in planCommand(cmd('SET', 'hello', '1'), api, s)).toBe(true);
+    expect(text(planCommand(cmd('SET', 'hello', '1'), api, s))).toBe('-ASK 866 127.0.0.1:7002\r\n');
+  });
+
+  it('answer TRYAGAIN for a request refused because its partition was reconfigured while it was routed', () => {
+    const reply = toReply({ type: 'failure', code: 'STALE_EPOCH', message: 'epoch 3 is older than 4' });
+    expect(encodeReply(reply).toString()).toMatch(
+      /^-TRYAGAIN the configuration of this key's partition changed while the request was routed \(epoch 3 is older than 4\); nothing was applied: retry\r\n$/,
+    );
+    expect(encodeReply(toReply({ type: 'failure', code: 'NOT_LEADER', message: 'x' })).toString()).toBe(
+      '-NOT_LEADER x\r\n',
+    );
+  });
+});
+
+describe("a node's cluster view", () => {
+  it('sends to the leader elsewhere (MOVED), to the voter a partition it leads is handed to (ASK), else serves here', () => {
+    const state: PartitionState[] = [
+      { leader: 'n1', term: 2, applied: 5, replicas: ['n1', 'n2'], transferee: 'n2' },
+      { leader: 'n1', term: 2, applied: 5, replicas: ['n1', 'n2'] },
+      { leader: 'n2', term: 2, applied: 5, replicas: ['n1', 'n2'], transferee: 'n1' },
+    ];
+    const v = new NodeClusterView({
+      self: 'n1',
+      slots: new SlotMap(3),
+      layout: { partitions: 3, replicationFactor: 2, replicas: [] },
+      resp: () => '127.0.0.1:7001',
+      peer: '127.0.0.1:8001',
+      configured: new Map(),
+      members: () => [
+        { id: 'n2', address: '127.0.0.1:8002', state: 'alive', incarnation: 1, tags: { resp: '127.0.0.1:7002' } },
+      ],
+      partition: (p) => state[p]!,
+    });
+    expect(v.redirect(0)).toEqual({ ask: '127.0.0.1:7002' });
+    expect(v.redirect(1)).toBeUndefined();
+    // Another node leads p2: MOVED there, whoever it hands the leadership to.
+    expect(v.redirect(2)).toBe('127.0.0.1:7002');
   });
 });

@@ -149,4 +149,11 @@ export {
   planPlacement,
 } from './placement/controller.js';
 export { assignLeaders } from './placement/leaders.js';
+export {
+  type RecoveryDecision,
+  type RecoveryPlan,
+  RecoveryRefusal,
+  type ReplicaPosition,
+  planRecovery,
+} from './placement/recovery.js';
 export { replacementTarget } from './placement/replacement.js';

@@ -2,6 +2,7 @@
 export const PACKAGE = '@cohort/raft';
 export type * from './types.js';
 export { decodeConfChange, encodeConfChange } from './confchange/codec.js';
+export type { ForcedConfiguration } from './force-config.js';
 export { MemoryStorage } from './memory-storage.js';
 export type { QuiesceHeartbeat } from './quiesce.js';
 export { RawNode } from './raw-node.js';

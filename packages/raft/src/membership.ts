@@ -1,4 +1,4 @@
-import type { ConfChange, ConfState, NodeId } from '@cohort/core';
+import type { ConfChange, ConfState, LogIndex, NodeId } from '@cohort/core';
 import { type ChangeResult, Changer } from './confchange/changer.js';
 import { NONE, newMessage } from './message.js';
 import type { Raft } from './raft.js';
@@ -7,23 +7,33 @@ import type { Raft } from './raft.js';
 
 /** Applies a committed conf change; returns the new membership. Throws `ConfigError` if it is invalid. */
 export function applyConfChange(r: Raft, cc: ConfChange): ConfState {
-  const changer = new Changer(
-    r.trk.config,
-    r.trk.progress,
+  const result = nextConfig(
+    { config: r.trk.config, progress: r.trk.progress },
+    cc,
     r.raftLog.lastIndex(),
     r.opts.maxInflightMsgs,
     r.opts.maxInflightBytes,
   );
-  let result: ChangeResult;
-  if (cc.changes.length === 0) {
-    result = changer.leaveJoint();
-  } else if (cc.transition !== 'auto' || cc.changes.length > 1) {
-    // Several changes at once, or an explicit request, go through joint consensus (§6).
-    result = changer.enterJoint(cc.transition !== 'explicit', cc.changes);
-  } else {
-    result = changer.simple(cc.changes);
-  }
   return switchToConfig(r, result);
+}
+
+/**
+ * The membership `cc` turns `cur` into, computed aside (nothing live changes). Throws `ConfigError`
+ * if `cc` is invalid in `cur`.
+ */
+export function nextConfig(
+  cur: ChangeResult,
+  cc: ConfChange,
+  lastIndex: LogIndex,
+  maxInflightMsgs: number,
+  maxInflightBytes: number,
+): ChangeResult {
+  const changer = new Changer(cur.config, cur.progress, lastIndex, maxInflightMsgs, maxInflightBytes);
+  if (cc.changes.length === 0) return changer.leaveJoint();
+  // Several changes at once, or an explicit request, go through joint consensus (§6).
+  if (cc.transition !== 'auto' || cc.changes.length > 1)
+    return changer.enterJoint(cc.transition !== 'explicit', cc.changes);
+  return changer.simple(cc.changes);
 }
 
 /** Installs a computed membership in the tracker and derives each peer's learner flag. */

@@ -12,6 +12,7 @@ import {
   type Term,
 } from '@cohort/core';
 import { encodeConfChange } from './confchange/codec.js';
+import { type ForcedConfiguration, forceConfiguration } from './force-config.js';
 import { type LeaseRead, leaseRead } from './lease.js';
 import { applyConfChange } from './membership.js';
 import { isKnownMessageType, newMessage } from './message.js';
@@ -147,6 +148,27 @@ export class RawNode {
   /** Applies a committed conf change (call it when applying a `confChange` entry); returns the new membership. */
   applyConfChange(cc: ConfChange): ConfState {
     return applyConfChange(this.raft, cc);
+  }
+
+  /**
+   * Unsafe recovery of a group that lost its quorum for good: rewrites the membership to `voters`
+   * (this node among them) without consensus, taking this node's whole log as committed (see
+   * force-config.ts). The next `Ready` carries the forced entries and the new hard state; once they
+   * are persisted and applied, `campaign()` makes this node lead the forced membership. Entries the
+   * lost replicas committed past this node's log are gone. Throws `ConfigError` for a bad voter list,
+   * and refuses while a received snapshot awaits persisting. It may be called while a `Ready` awaits
+   * `advance()` once that Ready's committed entries are applied (RaftHost applies them before its
+   * write completes): the forced entries come in the next `Ready`.
+   */
+  forceConfiguration(voters: NodeId[]): ForcedConfiguration {
+    if (this.raft.raftLog.unstable.snapshot) {
+      throw new ConfigError(
+        'a received snapshot is not persisted yet: process the next Ready, then force the configuration',
+      );
+    }
+    // The tracker holds the membership changes applied so far, the in-flight Ready's included.
+    const applied = Math.max(this.raft.raftLog.applied, this.inFlight?.lastCommitted ?? 0);
+    return forceConfiguration(this.raft, voters, applied);
   }
 
   /** Tells the leader that `id` could not be reached, so it stops pipelining to it. */

@@ -37,8 +37,12 @@ export interface ClusterView {
   readonly slots: SlotMap;
   /** This node's Redis Cluster id (40 hex digits). */
   myId(): string;
-  /** The RESP address (`host:port`) of partition `p`'s leader when it is another node and known; else undefined. */
-  redirect(p: number): string | undefined;
+  /**
+   * Where a cluster-aware client should send a command of partition `p`: the RESP address
+   * (`host:port`) of its leader when that is another node and known (MOVED); `{ ask }` while this node
+   * leads it and hands the leadership to the voter at that address (ASK); undefined: here.
+   */
+  redirect(p: number): string | { ask: string } | undefined;
   replicas(p: number): ClusterReplica[];
   /** Partition `p`'s leader term (its Redis Cluster epoch). */
   epoch(p: number): number;
@@ -177,6 +181,15 @@ function info(view: ClusterView): string {
  * cluster view (a server outside a node) only CLUSTER KEYSLOT answers.
  */
 export const CLUSTER_COMMANDS: Record<string, CommandSpec> = {
+  // Redis Cluster's ASKING: the next command is served here even if another node leads its partition
+  // (forwarded, as for a plain connection), instead of answering MOVED (see planCommand).
+  asking: {
+    arity: 1,
+    run: (_args, _api, session) => {
+      session.asking = true;
+      return { t: 'simple', s: 'OK' };
+    },
+  },
   cluster: {
     arity: -2,
     run: (args, _api, session) => {

@@ -216,4 +216,5 @@ export const COMMAND_DOCS: Record<string, CommandDoc> = {
   config: doc([], NONE, 'server', '2.0.0', 'A container for server configuration commands.'),
   info: doc(['loading', 'stale'], NONE, 'server', '1.0.0', 'Returns information and statistics about the server.'),
   cluster: doc([], NONE, 'cluster', '3.0.0', 'A container for Redis Cluster commands.'),
+  asking: doc(['fast'], NONE, 'cluster', '3.0.0', 'Signals that a cluster client is following an -ASK redirect.'),
 };

@@ -227,6 +227,9 @@ function refuse(session: Session, reply: Reply): Planned {
  */
 export function planCommand(args: Buffer[], api: KvApi, session: Session): Planned {
   const name = args[0]!.toString().toLowerCase();
+  // ASKING holds for the one command after it (ASKING itself sets it again).
+  const asking = session.asking === true;
+  session.asking = false;
   const spec = commandSpec(name);
   session.lastCommand = spec === undefined ? session.lastCommand : name;
   if (spec === undefined) {
@@ -272,12 +275,18 @@ export function planCommand(args: Buffer[], api: KvApi, session: Session): Plann
     cluster &&
     route.slot !== undefined &&
     name !== 'exec' &&
+    !asking &&
     !(session.readOnly && COMMAND_DOCS[name]?.flags.includes('readonly'))
   ) {
     // A cluster-aware client goes to the partition's leader itself; after READONLY, its reads are this
     // replica's to serve (see read-modes.ts), as a Redis Cluster replica serves them.
     const to = cluster.redirect(route.group);
-    if (to !== undefined) return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
+    if (typeof to === 'string') return refuse(session, errorReply(`MOVED ${route.slot} ${to}`));
+    // This node leads but hands the leadership over: a one-time redirect to where it is going (the client
+    // sends ASKING there, which serves it, forwarding it here until the transfer is done). Slots never
+    // move between partitions, so the client's slot table stays right: MOVED would be wrong. Inside MULTI
+    // the command is queued: EXEC reaches the new leader by forwarding.
+    if (to !== undefined && !session.multi) return { reply: errorReply(`ASK ${route.slot} ${to.ask}`) };
   }
   if (session.multi && !spec.control) session.multi.keys = [...txKeys, ...keys];
   let planned: Planned;

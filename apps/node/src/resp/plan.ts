@@ -1,3 +1,4 @@
+import { ErrorCode } from '@cohort/core';
 import type { ClientSession, KvClientRequest, KvClientWrite, KvReadOp, KvResponse, KvResult } from '@cohort/kv';
 import type { KvApi } from '../kv-api.js';
 import type { ServerState } from './clients.js';
@@ -40,6 +41,8 @@ export interface Session {
    * every multi-key command spanning slots (see `planCommand`).
    */
   cluster: boolean;
+  /** Set by ASKING for the next command only: it is served here (forwarded if need be), never answered MOVED or ASK. */
+  asking?: boolean;
   /**
    * Set by `CLIENT CROSSSLOT ALLOW|REFUSE`: whether this connection's
    * multi-key commands and transactions may span slots (atomic across
@@ -113,6 +116,13 @@ export function toReply(res: KvResponse): Reply {
     case 'array':
       return { t: 'array', items: res.values.map((v) => ({ t: 'bulk', v })) };
     case 'failure':
+      // A request refused unserved because its partition's configuration changed while it was routed, still
+      // so when the node gave up retrying: Redis Cluster's TRYAGAIN (nothing applied, retry).
+      if (res.code === ErrorCode.StaleEpoch) {
+        return errorReply(
+          `TRYAGAIN the configuration of this key's partition changed while the request was routed (${res.message}); nothing was applied: retry`,
+        );
+      }
       // The first word of a RESP error is its code, as in `-NOT_LEADER ...`.
       return errorReply(`${res.code} ${res.message}`);
     case 'range':

@@ -759,6 +759,7 @@ export const SEQUENCES: Sequence[] = [
       c('CLUSTER', 'SLOTS', 'x'),
       c('READONLY', 'x'),
       c('READWRITE', 'x'),
+      c('ASKING', 'x'),
     ],
   },
 ];

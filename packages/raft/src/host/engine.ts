@@ -1,4 +1,5 @@
 import type { ConfChange, ConfState, GroupId, LogIndex, Message, NodeId, RaftLogReader, Term } from '@cohort/core';
+import type { ForcedConfiguration } from '../force-config.js';
 import type { LeaseRead } from '../lease.js';
 import type { BasicStatus, LostEntries } from '../status.js';
 import type { RaftOptions, Ready, StateRole } from '../types.js';
@@ -18,6 +19,8 @@ export interface EngineStatus {
   lostEntries?: number;
   /** The latest such finding. */
   lastLostEntries?: LostEntries;
+  /** On a leader handing its leadership over: the voter it goes to. Absent: none (or the engine does not tell). */
+  leadTransferee?: NodeId;
 }
 
 /**
@@ -48,6 +51,11 @@ export interface RaftEngine {
   reportSnapshot(id: NodeId, ok: boolean): void;
   /** Starts an election now. */
   campaign(): void;
+  /**
+   * Unsafe recovery: rewrites the membership to `voters` without consensus (see
+   * `RawNode.forceConfiguration`). Absent: the engine cannot, and the host refuses.
+   */
+  forceConfiguration?(voters: NodeId[]): ForcedConfiguration;
   /** On a leader, hands leadership to `to` (a voter), which campaigns once it has caught up. */
   transferLeadership(to: NodeId): void;
   /** On a leader whose lease holds, the lease a read may be served under; absent: the engine has no leases. */

@@ -166,6 +166,8 @@ export interface GroupStatus {
   votersOutgoing: NodeId[];
   /** On the leader: the highest index known replicated on each member (itself included). */
   match?: Record<NodeId, LogIndex>;
+  /** On the leader, while it hands its leadership over: the voter it goes to. */
+  transferee?: NodeId;
 }
 
 /**

@@ -29,6 +29,7 @@ import {
   encodeRaftHeartbeats,
   silentLogger,
 } from '@cohort/core';
+import type { ForcedConfiguration } from '../force-config.js';
 import { newMessage } from '../message.js';
 import type { BasicStatus } from '../status.js';
 import type { Message, Ready, StateRole } from '../types.js';
@@ -409,6 +410,7 @@ export class RaftHost {
       learners: [...cs.learners],
       votersOutgoing: [...cs.votersOutgoing],
       ...(s.role === 'leader' ? { match: { ...(g.engine.matchIndexes() ?? {}) } } : {}),
+      ...(s.role === 'leader' && s.leadTransferee ? { transferee: s.leadTransferee } : {}),
     };
   }
 
@@ -863,6 +865,56 @@ export class RaftHost {
     this.log.info('catch-up triggered', { group, peer, match, lastIndex, action });
     this.schedule();
     return { peer, match, lastIndex, action };
+  }
+
+  /**
+   * Unsafe recovery of `group` after it lost its quorum for good: rewrites
+   * its membership to `voters` (this node among them) without consensus (see
+   * `RawNode.forceConfiguration`), then campaigns once the forced membership
+   * is durable and applied, and resolves once this node leads. Writes the
+   * lost replicas committed past this node's log are gone. Throws
+   * MembershipRefusedError when the engine cannot force a membership or the
+   * replica is restoring its state, ConfigError for a bad voter list,
+   * UnavailableError when it did not lead within the request timeout.
+   */
+  async forceConfiguration(group: GroupId, voters: NodeId[]): Promise<ForcedConfiguration> {
+    const g = this.groupOf(group);
+    if (g.engine.forceConfiguration === undefined) {
+      throw new MembershipRefusedError(`the engine of ${group} cannot force a membership`);
+    }
+    if (g.repair !== undefined) {
+      throw new MembershipRefusedError(
+        `${group} is restoring its state from another replica: it cannot be the survivor`,
+      );
+    }
+    const f = g.engine.forceConfiguration(voters);
+    this.log.warn('membership forced without consensus (unsafe recovery): writes committed past this log are lost', {
+      group,
+      voters,
+      forced: f.forced,
+      before: f.before.voters,
+      term: f.term,
+      previousCommit: f.previousCommit,
+      previousLastIndex: f.previousLastIndex,
+    });
+    g.engine.wake?.();
+    this.noteWake(g);
+    this.schedule();
+    const deadline = this.opts.clock.now() + this.requestTimeoutMs;
+    for (;;) {
+      if (this.basic(g).role === 'leader') return f;
+      if (!f.forced || g.confApplied >= f.lastIndex) {
+        // Refused by the engine until the forced entries are applied and acknowledged: asked again each tick.
+        g.engine.campaign();
+        this.schedule();
+      }
+      if (this.opts.clock.now() >= deadline || !this.running) {
+        throw new UnavailableError(
+          `${group}: the forced membership is recorded but this node did not lead it within ${this.requestTimeoutMs} ms; it campaigns on its election timeout`,
+        );
+      }
+      await new Promise<void>((r) => this.opts.clock.setTimeout(r, this.tickMs));
+    }
   }
 
   /** What the leader of `g` knows for judging a membership change. */

@@ -30,6 +30,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     reportUnreachable: (id) => rn.reportUnreachable(id),
     reportSnapshot: (id, ok) => rn.reportSnapshot(id, ok),
     campaign: () => rn.campaign(),
+    forceConfiguration: (voters) => rn.forceConfiguration(voters),
     commitIndex: () => rn.commitIndex(),
     leaseRead: () => rn.leaseRead(),
     transferLeadership: (to) => rn.transferLeadership(to),
@@ -50,6 +51,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
         lostEntries: s.lostEntries,
       };
       if (s.lastLostEntries) out.lastLostEntries = s.lastLostEntries;
+      if (s.leadTransferee !== '') out.leadTransferee = s.leadTransferee;
       return out;
     },
     matchIndexes() {

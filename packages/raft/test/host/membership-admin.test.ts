@@ -94,7 +94,11 @@ describe('RaftHost membership administration and quorum status', () => {
     expect(cs.voters).not.toContain(victim);
     expect(cs.voters).toHaveLength(3);
     await expect(lead.transferLeadership('p0', victim)).rejects.toBeInstanceOf(MembershipRefusedError);
-    expect(await lead.transferLeadership('p0', 'd')).toBe('d');
+    expect(lead.status('p0').transferee).toBeUndefined();
+    const moving = lead.transferLeadership('p0', 'd');
+    // The status names the voter the leadership goes to while the transfer is under way (RESP's ASK).
+    expect(lead.status('p0').transferee).toBe('d');
+    expect(await moving).toBe('d');
     await until('d leads', () => c.leader('p0', ['d']));
     await d.host.propose('p0', cmd('y=2'));
     expect(d.host.status('p0').quorum.state).toBe('ok');
@@ -119,5 +123,44 @@ describe('RaftHost membership administration and quorum status', () => {
     expect(q.state).toBe('lost');
     expect(q.unreachable).toEqual(others);
     await expect(c.node(leader).host.readIndex('p0')).rejects.toBeInstanceOf(ClusterDownError);
+  });
+});
+
+describe('RaftHost.forceConfiguration (unsafe recovery)', () => {
+  let cluster: Cluster | undefined;
+  afterEach(() => {
+    for (const n of cluster?.nodes.values() ?? []) n.host.stop();
+    cluster = undefined;
+  });
+
+  it('a survivor of a group whose two other voters are gone for good leads it alone, keeps its data, and a restart keeps the membership', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { requestTimeoutMs: 2000 });
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    await c.node(leader).host.propose('p0', cmd('x=1'));
+    const survivor = c.ids.find((id) => id !== leader)!;
+    await until('the survivor applied x', () => c.node(survivor).sms.get('p0')!.map.get('x') === '1');
+    for (const id of c.ids.filter((x) => x !== survivor)) {
+      c.node(id).host.stop();
+      c.hub.down.add(id);
+    }
+    const host = c.node(survivor).host;
+    await expect(host.forceConfiguration('p0', ['z'])).rejects.toThrow(/is not in z/);
+    const f = await host.forceConfiguration('p0', [survivor]);
+    expect(f.forced).toBe(true);
+    expect(f.before.voters).toEqual(['a', 'b', 'c']);
+    const s = host.status('p0');
+    expect(s).toMatchObject({ role: 'leader', voters: [survivor], learners: [] });
+    expect(s.quorum.state).toBe('ok');
+    await host.propose('p0', cmd('y=2'));
+    expect(c.node(survivor).sms.get('p0')!.map.get('x')).toBe('1');
+    // A restart on the same store and machine keeps the forced membership and leads it again.
+    const { store, disks } = c.node(survivor);
+    host.stop();
+    const again = c.start(survivor, store, disks);
+    await until('the survivor leads again', () => again.host.isLeader('p0'));
+    expect(again.host.status('p0').voters).toEqual([survivor]);
+    await again.host.propose('p0', cmd('z=3'));
+    expect(again.sms.get('p0')!.map.get('y')).toBe('2');
   });
 });
