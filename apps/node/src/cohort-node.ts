@@ -579,6 +579,7 @@ export class CohortNode {
           ...(this.options.minReplicasToWrite !== undefined
             ? { minReplicasToWrite: this.options.minReplicasToWrite }
             : {}),
+          readLeaseMs: this.options.vpaxosLease?.readLeaseMs ?? 0,
           requestTimeoutMs,
           log: this.log.child({ component: 'vpaxos', group }),
         });
@@ -695,9 +696,11 @@ export class CohortNode {
     });
     const membership = this.membership;
     // The configuration master's decisions are taken on the meta leader, from SWIM and the replicas' heartbeats.
+    const vpLease = this.options.vpaxosLease;
     this.vpMaster = new VpMasterService({
       self: node.id,
       meta,
+      ...(vpLease ? { lease: { ms: vpLease.readLeaseMs, maxDriftMs: vpLease.maxDriftMs } } : {}),
       leading: () => meta.leading(),
       mux,
       transport,
@@ -914,7 +917,8 @@ export class CohortNode {
       api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
       reads,
-      leaseReads: raft.leaseReads,
+      // Partitions that serve no lease read (raft ones without raft.leaseReads) answer these linearizably.
+      leaseReads: raft.leaseReads || this.options.vpaxosLease !== undefined,
       cluster: view,
       waitForKeys: (keys, ms) => this.waitForKeys(slots, keys, ms),
       acl,

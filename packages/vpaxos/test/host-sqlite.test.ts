@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NoQuorumError, systemClock } from '@cohort/core';
+import { NoQuorumError, UnavailableError, systemClock } from '@cohort/core';
 import { MemoryHub, type MemoryTransport } from '@cohort/core/testing';
 import { KvStateMachine, encodeCommand } from '@cohort/kv';
 import { SqliteNodeStore } from '@cohort/storage';
@@ -53,7 +53,7 @@ describe('VPaxosHost over SQLite', () => {
     id: string,
     onSave?: () => void,
     kv = false,
-    extra: { minReplicasToWrite?: number } = {},
+    extra: { minReplicasToWrite?: number; leaseMs?: number } = {},
   ): Promise<{ host: VPaxosHost<unknown>; store: SqliteNodeStore; kv: KvStateMachine | undefined }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
     const kvMachine = kv ? new KvStateMachine(store, 'vp') : undefined;
@@ -112,6 +112,59 @@ describe('VPaxosHost over SQLite', () => {
     expect((err as Error).message).toContain('min-replicas-to-write is 2');
     expect(a.host.node.committed()).toBe(0);
     await a.host.read();
+  });
+
+  it('lease reads: served under the lease the master granted, refused once renewals stop and the lease ran out on the monotonic clock', async () => {
+    const a = await start('a', undefined, false, { leaseMs: 300 });
+    const b = await start('b');
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    // Activated without a grant (the master runs without leases): linearizable reads only.
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    expect(await a.host.propose(enc('x'))).toBe(1);
+    await new Promise((r) => setTimeout(r, 120)); // two heartbeat rounds confirmed by both acceptors
+    const ungranted = await a.host.leaseRead().catch((e: unknown) => e);
+    expect(ungranted).toBeInstanceOf(UnavailableError);
+    expect((ungranted as Error).message).toContain('granted this primary no read lease');
+    // A later ballot keeping a as primary, activated with a grant of 10 s: a's own 300 ms is the cap.
+    await toMaster('a', {
+      type: 'newBallot',
+      ballot: 2,
+      prevBallot: 1,
+      prevAcceptors: ['a', 'b'],
+      acceptors: ['a', 'b'],
+    });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete of ballot 2');
+    await toMaster('a', { type: 'activated', ballot: 2, primary: 'a', acceptors: ['a', 'b'], leaseMs: 10_000 });
+    await waitFor(() => a.host.node.leading()?.ballot === 2 && a.host.node.isActive(), 'activation of ballot 2');
+    let served = false;
+    await waitFor(() => {
+      void a.host.leaseRead().then(
+        () => {
+          served = true;
+        },
+        () => {},
+      );
+      return served;
+    }, 'a lease read served once a renewal was confirmed');
+    // b stops answering: no renewal is confirmed, and within the 300 ms lease (not the 10 s grant) reads are refused.
+    b.host.stop();
+    const stoppedAt = Date.now();
+    let refused: unknown;
+    await waitFor(
+      () => {
+        void a.host.leaseRead().catch((e: unknown) => {
+          refused = e;
+        });
+        return refused !== undefined;
+      },
+      'the lease running out',
+      2_000,
+    );
+    expect(refused).toBeInstanceOf(UnavailableError);
+    expect((refused as Error).message).toContain('lease does not hold');
+    expect(Date.now() - stoppedAt).toBeLessThan(1_000);
   });
 
   it('a 1b leaves only once the promise is durable, and a restarted acceptor keeps its promise', async () => {

@@ -91,7 +91,12 @@ export interface VPaxosHostOptions<R> {
   aliveMs?: number;
   /** How long a proposal or read waits before it fails, local ms. @default 1000 */
   requestTimeoutMs?: number;
-  /** Lease duration for lease reads, local ms; 0: no lease reads. @default 0 */
+  /**
+   * Lease duration for lease reads, local ms; 0: no lease reads. The primary
+   * uses the smaller of this and the lease the master granted with its
+   * activation (the one the master waits out before activating another
+   * primary). @default 0
+   */
   leaseMs?: number;
   /** The address of a node, for the not-primary error. */
   addressOf?: (id: NodeId) => string | undefined;
@@ -129,6 +134,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   /** When each heartbeat round was sent (local clock), for the lease. */
   private readonly roundSent = new Map<number, number>();
   private leaseUntil = Number.NEGATIVE_INFINITY;
+  /** The ballot whose activation granted {@link grantedLeaseMs}. */
+  private leaseBallot: Ballot = 0;
+  /** The read lease the master granted with this primary's activation (0: none). */
+  private grantedLeaseMs = 0;
   private scheduled = false;
   private running = false;
   private stopped = false;
@@ -250,6 +259,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     const e = this.node;
     if (this.opts.leaseMs <= 0) return Promise.reject(new UnavailableError('lease reads are off (leaseMs = 0)'));
     if (!e.isActive()) return Promise.reject(this.withAddress(new NotPrimaryError(e.knownPrimary().id || undefined)));
+    if (this.leaseMs() <= 0) {
+      return Promise.reject(
+        new UnavailableError('the master granted this primary no read lease (leases are off at the master)'),
+      );
+    }
     if (!(this.opts.clock.now() < this.leaseUntil)) {
       return Promise.reject(new UnavailableError('the primary lease does not hold now; use a linearizable read'));
     }
@@ -258,6 +272,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     // The read takes effect now (its linearization point): it returns the state up to the commit of now.
     this.opts.observer?.onLeaseRead?.(ballot, index);
     return new Promise<void>((resolve) => this.afterApplied(index, resolve));
+  }
+
+  /** The lease this primary may hold: its own setting, capped by the master's grant. */
+  private leaseMs(): number {
+    return Math.min(this.opts.leaseMs, this.grantedLeaseMs);
   }
 
   status(): ReplicatedGroupStatus {
@@ -318,6 +337,12 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       if (m.primary === this.opts.transport.self) {
         const wasActive = e.isActive();
         e.activate(m.ballot);
+        if (e.isActive() && e.leading()?.ballot === m.ballot && this.leaseBallot !== m.ballot) {
+          // A new activation: the lease is earned again, under this ballot's grant.
+          this.leaseBallot = m.ballot;
+          this.grantedLeaseMs = m.leaseMs ?? 0;
+          this.leaseUntil = Number.NEGATIVE_INFINITY;
+        }
         if (!wasActive && e.isActive()) this.opts.observer?.onActivated?.(m.ballot);
       }
     }
@@ -391,7 +416,9 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     for (const r of rd.rounds) this.roundSent.set(r, now);
     if (rd.confirmedRound !== undefined) {
       const sent = this.roundSent.get(rd.confirmedRound);
-      if (sent !== undefined) this.leaseUntil = Math.max(this.leaseUntil, sent + this.opts.leaseMs);
+      // The lease runs from the renewal's send time on this clock: no other node's clock is trusted.
+      const lease = this.leaseMs();
+      if (sent !== undefined && lease > 0) this.leaseUntil = Math.max(this.leaseUntil, sent + lease);
       for (const r of this.roundSent.keys()) if (r <= rd.confirmedRound) this.roundSent.delete(r);
     }
     const self = this.opts.transport.self;
