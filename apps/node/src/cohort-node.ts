@@ -28,7 +28,11 @@ import {
   type PartitionEngine,
   SlotMap,
   TxnCoordinator,
+  VP_MASTER_SECTION,
+  VpMasterService,
   WatchHub,
+  applyVpMaster,
+  masterSection,
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
@@ -72,8 +76,6 @@ import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 import { StuckDetector } from './stuck-detector.js';
-import { VP_MASTER_SECTION, applyVpMaster, masterSection } from './vpaxos/master-extension.js';
-import { VpMasterService } from './vpaxos/master-service.js';
 import { VpPartition } from './vpaxos/vp-partition.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */

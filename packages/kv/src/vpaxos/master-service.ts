@@ -1,6 +1,4 @@
 import { type Clock, type Logger, type NodeId, type TimerHandle, type Transport, systemClock } from '@cohort/core';
-import { type MetaService, type MetaState, partitionGroup, votersOf } from '@cohort/kv';
-import type { MembershipHost } from '@cohort/membership';
 import {
   type Ballot,
   type GroupConfigState,
@@ -11,6 +9,9 @@ import {
   type VpTransportMux,
   encodeMasterMessage,
 } from '@cohort/vpaxos';
+import type { MembershipView, MetaService } from '../meta/meta-service.js';
+import { type MetaState, votersOf } from '../meta/state.js';
+import { partitionGroup } from '../routing.js';
 import { type VpMasterCommand, masterSection, vpaxosReplicas } from './master-extension.js';
 
 /** Options of {@link VpMasterService}. */
@@ -21,7 +22,8 @@ export interface VpMasterServiceOptions {
   leading: () => boolean;
   mux: VpTransportMux;
   transport: Transport;
-  membership: () => MembershipHost | undefined;
+  /** The failure detector's view (SWIM in the binary), once membership runs on this node. */
+  membership: () => Pick<MembershipView, 'members'> | undefined;
   log: Logger;
   /** How often the decision loop runs. @default 200 */
   intervalMs?: number;

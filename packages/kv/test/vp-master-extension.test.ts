@@ -1,6 +1,6 @@
-import { type MetaState, applyMeta, emptyMeta } from '@cohort/kv';
 import type { MasterCommand } from '@cohort/vpaxos';
 import { describe, expect, it } from 'vitest';
+import { type MetaState, applyMeta, emptyMeta } from '../src/meta/state.js';
 import {
   VP_MASTER_SECTION,
   type VpMasterCommand,
