@@ -123,6 +123,7 @@ export {
   vpaxosReplicas,
 } from './vpaxos/master-extension.js';
 export { VpMasterService, type VpMasterServiceOptions } from './vpaxos/master-service.js';
+export { vpStateMachine } from './vpaxos/vp-state-machine.js';
 export {
   META_GROUP,
   type MembershipView,

@@ -5,9 +5,10 @@ import { systemClock } from '@cohort/core';
 import { MemoryHub } from '@cohort/core/testing';
 import { SqliteNodeStore } from '@cohort/storage';
 import { VP_MASTER_PROTOCOL, VPaxosHost, encodeMasterMessage } from '@cohort/vpaxos';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeCommand } from '../src/command.js';
 import { KvStateMachine } from '../src/state-machine.js';
+import { vpStateMachine } from '../src/vpaxos/vp-state-machine.js';
 
 const G = 'vp1';
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -21,28 +22,50 @@ async function waitFor(cond: () => boolean, what: string, ms = 3_000): Promise<v
 }
 
 describe('a Vertical Paxos replica over the KV state machine', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vpaxos-kv-'));
-  const hub = new MemoryHub();
-  const master = hub.transport('m');
-  master.handle(VP_MASTER_PROTOCOL, () => {});
+  let dir: string;
+  let hub: MemoryHub;
+  let master: ReturnType<MemoryHub['transport']>;
   const hosts: VPaxosHost[] = [];
   const stores: SqliteNodeStore[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vpaxos-kv-'));
+    hub = new MemoryHub();
+    master = hub.transport('m');
+    master.handle(VP_MASTER_PROTOCOL, () => {});
+  });
   afterEach(() => {
     for (const h of hosts.splice(0)) h.stop();
     for (const s of stores.splice(0)) s.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Store transactions the KV state machine of each replica opened. */
+  const txns = new Map<string, number>();
+
   async function start(id: string): Promise<{ host: VPaxosHost; store: SqliteNodeStore; kv: KvStateMachine }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
     stores.push(store);
-    const kv = new KvStateMachine(store, 'vp');
+    txns.set(id, 0);
+    // The machine's view of the store counts its transactions.
+    const counted = new Proxy(store, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'transaction' && typeof v === 'function') {
+          return (...args: unknown[]) => {
+            txns.set(id, (txns.get(id) ?? 0) + 1);
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const kv = new KvStateMachine(counted, 'vp');
     const host = new VPaxosHost({
       group: G,
       transport: hub.transport(id),
       clock: systemClock,
       store: { loadAcceptor: (g) => store.loadAcceptor(g), saveAcceptor: (...a) => store.saveAcceptor(...a) },
-      machine: kv,
+      machine: vpStateMachine(kv),
       master: 'm',
       incarnation: 1,
     });
@@ -84,5 +107,31 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
     expect(b2.host.status().commit).toBe(2);
     expect(await a.host.propose(set('k3', 'v3'))).toEqual({ type: 'ok' });
     await waitFor(() => b2.kv.applied().index === 3, 'the restarted backup applying slot 3 only');
+  });
+
+  it('applies consecutive chosen slots in one store transaction, each write answered with its own result', async () => {
+    const a = await start('a');
+    const b = await start('b');
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    const before = { a: txns.get('a') ?? 0, b: txns.get('b') ?? 0 };
+    // 30 proposals of one turn go out in one Phase 2 round and are chosen together.
+    const n = 30;
+    const results = await Promise.all(
+      Array.from({ length: n }, () =>
+        a.host.propose(encodeCommand({ op: 'incr', key: enc('counter'), delta: 1n, now: 0 })),
+      ),
+    );
+    expect(results.map((r) => (r as { type: string; value?: unknown }).value)).toEqual(
+      Array.from({ length: n }, (_, i) => BigInt(i + 1)),
+    );
+    await waitFor(() => b.kv.applied().index === a.kv.applied().index, 'the backup applying them');
+    const usedA = (txns.get('a') ?? 0) - before.a;
+    const usedB = (txns.get('b') ?? 0) - before.b;
+    expect(usedA).toBeGreaterThan(0);
+    expect(usedA).toBeLessThan(n / 3);
+    expect(usedB).toBeLessThan(n / 3);
   });
 });

@@ -7,7 +7,7 @@ import {
   UnavailableError,
   systemClock,
 } from '@cohort/core';
-import type { KvStateMachine } from '@cohort/kv';
+import { type KvStateMachine, vpStateMachine } from '@cohort/kv';
 import type { GroupStatus } from '@cohort/raft';
 import type { AcceptorStateStore, DurableNodeStore } from '@cohort/storage';
 import { VPaxosHost, type VpTransportMux } from '@cohort/vpaxos';
@@ -73,7 +73,8 @@ export class VpPartition implements ReplicatedGroup {
       transport,
       clock: systemClock,
       store: acceptorStore(opts.store),
-      machine: opts.machine,
+      // Consecutive chosen slots are applied in one store transaction.
+      machine: vpStateMachine(opts.machine),
       master: opts.master,
       // Master frames carry facts the meta group committed (a ballot started or activated): any member may relay them.
       acceptMasterFrom: () => true,

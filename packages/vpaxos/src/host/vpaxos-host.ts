@@ -37,6 +37,12 @@ export interface AcceptorStore {
 /** The state machine chosen values are applied to, in slot order (the KV state machine's `apply(index, data)`). */
 export interface VpStateMachine<R = unknown> {
   apply(slot: Slot, data: Uint8Array): R;
+  /**
+   * Applies consecutive chosen values together, in slot order, in one store
+   * transaction (the KV state machine's `applyBatch`), returning each one's
+   * result. Absent: one `apply` per slot.
+   */
+  applyMany?(entries: readonly { slot: Slot; data: Uint8Array }[]): R[];
   /** Where a durable machine's state stands (the KV state machine's `applied()`): the host resumes after it. */
   applied?(): { index: Slot };
 }
@@ -455,9 +461,24 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
 
   private applyCommitted(entries: Proposal[]): void {
     const obs = this.opts.observer;
+    entries.forEach((e, i) => {
+      if (e.slot !== this.applied + 1 + i) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied + i}`);
+    });
+    // The commands of the batch (no-ops carry none) go to the machine together: one store transaction.
+    const commands = entries.filter((e) => e.value.length !== NOOP.length);
+    const machine = this.opts.machine;
+    let batched: Map<Slot, R> | undefined;
+    if (machine.applyMany !== undefined && commands.length > 1) {
+      const results = machine.applyMany(commands.map((e) => ({ slot: e.slot, data: e.value })));
+      batched = new Map(commands.map((e, i) => [e.slot, results[i] as R]));
+    }
     for (const e of entries) {
-      if (e.slot !== this.applied + 1) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied}`);
-      const result = e.value.length === NOOP.length ? undefined : this.opts.machine.apply(e.slot, e.value);
+      const result =
+        e.value.length === NOOP.length
+          ? undefined
+          : batched !== undefined
+            ? batched.get(e.slot)
+            : machine.apply(e.slot, e.value);
       this.applied = e.slot;
       obs?.onApply?.(e.slot, e.value);
       const w = this.proposals.get(e.slot);
