@@ -66,6 +66,8 @@ export class VpMasterService {
   private readonly clock: Clock;
   /** When this leader knew each group's next ballot complete (its lease wait runs from then). */
   private readonly completedSeen = new Map<string, { ballot: Ballot; at: number }>();
+  /** The timer that comes back when a group's lease wait is over (one per group). */
+  private readonly dueTimers = new Map<string, TimerHandle>();
   private readonly heard = new Map<string, Heard>();
   /** When this leader first saw each group's next ballot, and last sent it. */
   private readonly nextSeen = new Map<string, { ballot: Ballot; at: number; sentAt: number }>();
@@ -102,6 +104,8 @@ export class VpMasterService {
   stop(): void {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
+    for (const h of this.dueTimers.values()) this.clock.clearTimeout(h);
+    this.dueTimers.clear();
     this.opts.mux.onMasterMessage(undefined);
   }
 
@@ -187,7 +191,9 @@ export class VpMasterService {
    * back when it is due. A leader that takes over counts from its first look.
    */
   private async activateWhenDue(partition: number, group: string, ballot: Ballot): Promise<void> {
-    const wait = masterSection(this.state).groups[group]?.next?.activateAfterMs ?? 0;
+    const next = masterSection(this.state).groups[group]?.next;
+    if (next?.ballot !== ballot || !next.completed) return; // activated meanwhile, or abandoned
+    const wait = next.activateAfterMs ?? 0;
     let seen = this.completedSeen.get(group);
     if (seen?.ballot !== ballot) {
       seen = { ballot, at: this.clock.now() };
@@ -196,13 +202,17 @@ export class VpMasterService {
     const waited = this.clock.now() - seen.at;
     if (waited < wait) {
       this.note(group, `vpaxos ballot ${ballot} waits out the previous primary's read lease`, { waitMs: wait });
-      const h = this.clock.setTimeout(
-        () => {
-          if (this.opts.leading()) void this.serially(group, () => this.activateWhenDue(partition, group, ballot));
-        },
-        wait - waited + 1,
-      );
-      (h as { unref?: () => void }).unref?.();
+      if (!this.dueTimers.has(group)) {
+        const h = this.clock.setTimeout(
+          () => {
+            this.dueTimers.delete(group);
+            if (this.opts.leading()) void this.serially(group, () => this.activateWhenDue(partition, group, ballot));
+          },
+          wait - waited + 1,
+        );
+        (h as { unref?: () => void }).unref?.();
+        this.dueTimers.set(group, h);
+      }
       return;
     }
     await this.activate(partition, group, ballot, Math.floor(waited));
