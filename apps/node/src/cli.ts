@@ -126,6 +126,14 @@ program
     '--min-replicas-to-write <n>',
     'a vpaxos primary refuses writes while its partition has fewer copies, e.g. after a failover to a lone survivor (default 1)',
   )
+  .option(
+    '--vpaxos-read-lease-ms <n>',
+    'a vpaxos primary serves reads locally under a lease of this many ms, renewed by its heartbeats; a failover of the primary waits it out; the same on every node (default 0: off, every read confirmed with every replica)',
+  )
+  .option(
+    '--vpaxos-lease-max-drift-ms <n>',
+    'the most a lease outlasts its duration by clock drift: the master waits lease + drift before activating a new primary (default a tenth of the lease, at least 50)',
+  )
   .option('--heartbeat-ms <n>', 'heartbeat interval and Raft tick (default 100)')
   .option('--election-timeout-ms <n>', 'minimum election timeout; the maximum is twice it unless set (default 500)')
   .option('--election-timeout-max-ms <n>', 'maximum election timeout (default twice the minimum: 1000)')

@@ -28,7 +28,11 @@ import {
   type PartitionEngine,
   SlotMap,
   TxnCoordinator,
+  VP_MASTER_SECTION,
+  VpMasterService,
   WatchHub,
+  applyVpMaster,
+  masterSection,
   moveQuorumRefusal,
   moveRefusal,
   partitionGroup,
@@ -73,8 +77,6 @@ import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 import { StuckDetector } from './stuck-detector.js';
-import { VP_MASTER_SECTION, applyVpMaster, masterSection } from './vpaxos/master-extension.js';
-import { VpMasterService } from './vpaxos/master-service.js';
 import { VpPartition } from './vpaxos/vp-partition.js';
 
 /** Splits `host:port`; the host may be a bracketed IPv6 address. */
@@ -580,6 +582,7 @@ export class CohortNode {
           ...(this.options.minReplicasToWrite !== undefined
             ? { minReplicasToWrite: this.options.minReplicasToWrite }
             : {}),
+          readLeaseMs: this.options.vpaxosLease?.readLeaseMs ?? 0,
           requestTimeoutMs,
           log: this.log.child({ component: 'vpaxos', group }),
         });
@@ -696,9 +699,11 @@ export class CohortNode {
     });
     const membership = this.membership;
     // The configuration master's decisions are taken on the meta leader, from SWIM and the replicas' heartbeats.
+    const vpLease = this.options.vpaxosLease;
     this.vpMaster = new VpMasterService({
       self: node.id,
       meta,
+      ...(vpLease ? { lease: { ms: vpLease.readLeaseMs, maxDriftMs: vpLease.maxDriftMs } } : {}),
       leading: () => meta.leading(),
       mux,
       transport,
@@ -921,7 +926,8 @@ export class CohortNode {
       api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
       reads,
-      leaseReads: raft.leaseReads,
+      // Partitions that serve no lease read (raft ones without raft.leaseReads) answer these linearizably.
+      leaseReads: raft.leaseReads || this.options.vpaxosLease !== undefined,
       cluster: view,
       waitForKeys: (keys, ms) => this.waitForKeys(slots, keys, ms),
       acl,

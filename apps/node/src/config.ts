@@ -6,6 +6,7 @@ import type { AclUserConfig } from './auth.js';
 import { DEFAULT_WRITE_LIMITS, checkWriteLimits } from './limits.js';
 import type { LogLevel } from './logger.js';
 import type { ClientLimits, NodeOptions, SecurityOptions } from './node-config.js';
+import { loadVpLease } from './vpaxos/lease-config.js';
 
 /** The `cohort start` flags, as commander hands them over (all optional: a config file may supply them). */
 export interface StartFlags {
@@ -28,6 +29,8 @@ export interface StartFlags {
   partitionEngine?: string;
   partitionEngines?: string;
   minReplicasToWrite?: string;
+  vpaxosReadLeaseMs?: string;
+  vpaxosLeaseMaxDriftMs?: string;
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   electionTimeoutMaxMs?: string;
@@ -249,8 +252,10 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     limits: limitsRaw,
     security: securityRaw,
     shutdown,
+    vpaxos: vpaxosRaw,
     ...raw
   }: Record<string, unknown> = flags.config ? readJson(flags.config) : {};
+  const vpaxosLease = loadVpLease(vpaxosRaw, flags);
   const limits = loadLimits(limitsRaw, flags);
   const security = loadSecurity(securityRaw, flags);
   const shutdownRaw = shutdown as { timeoutMs?: unknown } | undefined;
@@ -347,6 +352,7 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   }
   if (joinAddress !== undefined) extra.joinAddress = joinAddress;
   Object.assign(extra, loadEngines(flags));
+  if (vpaxosLease !== undefined) extra.vpaxosLease = vpaxosLease;
   return {
     config,
     logLevel,

@@ -3,6 +3,7 @@ import type { PartitionEngine } from '@cohort/kv';
 import type { AclUserConfig } from './auth.js';
 import type { WriteLimits } from './limits.js';
 import type { LogLevel } from './logger.js';
+import type { VpLeaseOptions } from './vpaxos/lease-config.js';
 
 /** What one `cohort start` runs with: core's validated configuration plus process-level settings. */
 export interface NodeOptions {
@@ -42,6 +43,8 @@ export interface NodeOptions {
   partitionEngines?: Record<number, PartitionEngine>;
   /** A vpaxos primary refuses writes while its configuration has fewer copies (`--min-replicas-to-write`). @default 1 */
   minReplicasToWrite?: number;
+  /** Read leases of vpaxos primaries (`--vpaxos-read-lease-ms`, the config's `vpaxos` section); absent: off. */
+  vpaxosLease?: VpLeaseOptions;
 }
 
 /** What clients may send and hold: write sizes, connections, output buffers. */

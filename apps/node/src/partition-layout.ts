@@ -1,8 +1,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type NodeId } from '@cohort/core';
-import { type PartitionEngine, partitionGroup } from '@cohort/kv';
-import { vpaxosReplicas } from './vpaxos/master-extension.js';
+import { type PartitionEngine, partitionGroup, vpaxosReplicas } from '@cohort/kv';
 
 /**
  * How a cluster's key space is laid out, fixed when the cluster is created:

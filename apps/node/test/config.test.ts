@@ -32,6 +32,36 @@ describe('cohort start configuration', () => {
     expect(() => loadNodeOptions({ ...base, minReplicasToWrite: '0' })).toThrow(/1 or above/);
   });
 
+  it('takes the vpaxos read lease from the config file or its flags (flags win), off by default, and refuses a bad one with the fix', () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    expect(loadNodeOptions(base).vpaxosLease).toBeUndefined();
+    expect(loadNodeOptions({ ...base, vpaxosReadLeaseMs: '2000' }).vpaxosLease).toEqual({
+      readLeaseMs: 2000,
+      maxDriftMs: 200,
+    });
+    expect(loadNodeOptions({ ...base, vpaxosReadLeaseMs: '300' }).vpaxosLease?.maxDriftMs).toBe(50);
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-config-'));
+    try {
+      const file = join(dir, 'cohort.json');
+      writeFileSync(file, JSON.stringify({ node: { id: 'n1' }, vpaxos: { readLeaseMs: 1000, maxDriftMs: 30 } }));
+      expect(loadNodeOptions({ config: file, dataDir: '/tmp/x' }).vpaxosLease).toEqual({
+        readLeaseMs: 1000,
+        maxDriftMs: 30,
+      });
+      expect(loadNodeOptions({ config: file, dataDir: '/tmp/x', vpaxosLeaseMaxDriftMs: '80' }).vpaxosLease).toEqual({
+        readLeaseMs: 1000,
+        maxDriftMs: 80,
+      });
+      writeFileSync(file, JSON.stringify({ node: { id: 'n1' }, vpaxos: { readLease: 1000 } }));
+      expect(() => loadNodeOptions({ config: file, dataDir: '/tmp/x' })).toThrow(/unknown field 'readLease'/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(() => loadNodeOptions({ ...base, vpaxosReadLeaseMs: '20' })).toThrow(/0 \(off\) or 100 to 60000 ms/);
+    expect(() => loadNodeOptions({ ...base, vpaxosReadLeaseMs: 'soon' })).toThrow(/whole number of milliseconds/);
+    expect(() => loadNodeOptions({ ...base, vpaxosLeaseMaxDriftMs: '10' })).toThrow(/without a read lease/);
+  });
+
   it('maps flags onto the core configuration, listening where --peers places this node', () => {
     const o = loadNodeOptions({
       id: 'n2',

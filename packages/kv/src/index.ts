@@ -113,6 +113,18 @@ export { decodeRecord, encodeRecord } from './request.js';
 export { remoteGroup } from './remote-group.js';
 export { MetaStateMachine } from './meta/machine.js';
 export {
+  type FailureReport,
+  VP_MASTER_SECTION,
+  type VpHealth,
+  type VpMasterCommand,
+  type VpMasterSection,
+  applyVpMaster,
+  masterSection,
+  vpaxosReplicas,
+} from './vpaxos/master-extension.js';
+export { VpMasterService, type VpMasterServiceOptions } from './vpaxos/master-service.js';
+export { vpStateMachine } from './vpaxos/vp-state-machine.js';
+export {
   META_GROUP,
   type MembershipView,
   type MetaBootstrap,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 // The built package, as the Raft batches (see seed-batch.ts): `pnpm test` builds first.
 import { InvariantViolationError, LinearizabilityViolationError, vpaxos } from '../dist/index.js';
 
-const { VP_COVERAGE_KINDS, missingVpCoverage, runVpSeed, runVpSeeds } = vpaxos;
+const { VP_COVERAGE_KINDS, VP_META_COVERAGE_KINDS, missingVpCoverage, runVpSeed, runVpSeeds } = vpaxos;
 
 describe('Vertical Paxos simulation', () => {
   it('seeds 1-30 keep every invariant and linearizability, and reach every sometimes-assertion', async () => {
@@ -17,6 +17,29 @@ describe('Vertical Paxos simulation', () => {
     // Exploration: runs reach several depths of reconfiguration.
     expect(Object.values(s.depth.ballots).filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
   }, 120_000);
+
+  it("seeds 1-10 with the master on a simulated meta group (the node's master code) keep every invariant, and its leader killed mid-failover still lets the failover complete", async () => {
+    const s = await runVpSeeds(1, 10, { master: 'meta' });
+    expect(s.seeds).toBe(10);
+    // The meta group's kinds: founded, its leader crashed with a failover ballot pending, and that failover completed.
+    expect(missingVpCoverage(s.coverage, true).filter((k) => VP_META_COVERAGE_KINDS.includes(k as never))).toEqual([]);
+    for (const k of [
+      'slotChosen',
+      'failoverCompleted',
+      'leaseWaitThenActivated',
+      'leaseRead',
+      'threeFailovers',
+    ] as const)
+      expect(s.coverage[k], k).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('replays a seed with the master on the meta group exactly', async () => {
+    const a = await runVpSeed(3, { master: 'meta' });
+    const b = await runVpSeed(3, { master: 'meta' });
+    expect(b.traceHash).toBe(a.traceHash);
+    expect(b.events).toBe(a.events);
+    expect(b.coverage).toEqual(a.coverage);
+  });
 
   it('replays a seed exactly: same trace hash, events and coverage', async () => {
     const a = await runVpSeed(7);

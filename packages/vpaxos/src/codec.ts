@@ -21,8 +21,12 @@ export type MasterMessage =
     }
   /** Primary to master: Phase 1 and the Phase 2 of the safe values are done. */
   | { type: 'complete'; ballot: Ballot }
-  /** Master to the replicas: `ballot` is active with this primary and acceptors. */
-  | { type: 'activated'; ballot: Ballot; primary: NodeId; acceptors: NodeId[] }
+  /**
+   * Master to the replicas: `ballot` is active with this primary and acceptors.
+   * `leaseMs`: the read lease the master granted the primary (the one it waits
+   * out before activating another primary); absent or 0: no lease reads.
+   */
+  | { type: 'activated'; ballot: Ballot; primary: NodeId; acceptors: NodeId[]; leaseMs?: number }
   /** Replica to master: alive, in this incarnation (a restart changes it), primary of `ballot` when active (else 0). */
   | { type: 'alive'; incarnation: number; activeBallot: Ballot };
 
@@ -108,6 +112,9 @@ class Reader {
     const out: string[] = [];
     for (let i = 0; i < n; i++) out.push(this.str());
     return out;
+  }
+  atEnd(): boolean {
+    return this.pos === this.buf.length;
   }
   end(): void {
     if (this.pos !== this.buf.length)
@@ -261,6 +268,8 @@ export function encodeMasterMessage(group: GroupId, m: MasterMessage): Uint8Arra
       w.num(m.ballot);
       w.str(m.primary);
       w.strs(m.acceptors);
+      // A trailing field: a frame without it (no lease granted) reads as before.
+      if (m.leaseMs !== undefined && m.leaseMs > 0) w.num(m.leaseMs);
       break;
     case 'alive':
       w.num(m.incarnation);
@@ -292,7 +301,9 @@ export function decodeMasterMessage(frame: Uint8Array): { group: GroupId; msg: M
     case 'activated': {
       const ballot = r.num();
       const primary = r.str();
-      msg = { type, ballot, primary, acceptors: r.strs() };
+      const acceptors = r.strs();
+      const leaseMs = r.atEnd() ? undefined : r.num();
+      msg = { type, ballot, primary, acceptors, ...(leaseMs !== undefined ? { leaseMs } : {}) };
       break;
     }
     case 'alive': {

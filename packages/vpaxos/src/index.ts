@@ -22,6 +22,7 @@ export {
 export {
   ConfigMaster,
   type GroupConfigState,
+  type LeaseGrant,
   type MasterCommand,
   type MasterOptions,
   type MasterResult,

@@ -6,13 +6,25 @@ export interface MasterOptions {
   /** Failures a group must survive: a configuration needs at least f+1 acceptors. */
   f: number;
   /**
-   * Primaries serve reads under leases of this many milliseconds (0: no
-   * leases). The master then waits `leaseMs + maxDriftMs` after a `complete`
-   * before activating, so the previous primary's lease has run out. @default 0
+   * The read lease granted with an activation that names none (0: no
+   * leases). Before activating a new primary the master then waits
+   * `leaseMs + maxDriftMs` after its `complete`, so the previous primary's
+   * lease has run out. @default 0
    */
   leaseMs?: number;
   /** The most a lease can outlast its duration through clock drift, in milliseconds. @default 0 */
   maxDriftMs?: number;
+}
+
+/**
+ * The read lease an activation grants its primary: the primary serves reads
+ * locally for `ms` of its own clock after a heartbeat round every acceptor
+ * answered, and the master waits `ms + maxDriftMs` of its clock before it
+ * activates another primary.
+ */
+export interface LeaseGrant {
+  ms: number;
+  maxDriftMs: number;
 }
 
 /** The configuration master's commands: what a meta group's log would carry. */
@@ -34,23 +46,34 @@ export type MasterCommand =
     }
   /** The primary of `ballot` finished Phase 1 and the Phase 2 of the safe values. */
   | { type: 'complete'; group: GroupId; ballot: Ballot }
-  /** Make the completed `ballot` the active one (after the lease wait, when there is one). */
-  | { type: 'activate'; group: GroupId; ballot: Ballot };
+  /**
+   * Make the completed `ballot` the active one. `waitedMs`: how long the
+   * proposer waited, on its own clock, since it knew the ballot complete;
+   * refused below the lease wait `complete` set. `lease`: the read lease
+   * granted to the new primary (default: the master's options).
+   */
+  | { type: 'activate'; group: GroupId; ballot: Ballot; waitedMs?: number; lease?: LeaseGrant };
 
 /** What a command did. */
 export type MasterResult =
   | { ok: true; type: 'newBallot'; prevConfig: Configuration | undefined }
   /** Activate after this many milliseconds (the lease wait; 0 without leases). */
   | { ok: true; type: 'complete'; activateAfterMs: number }
-  | { ok: true; type: 'activate'; config: Configuration }
+  | { ok: true; type: 'activate'; config: Configuration; lease: LeaseGrant | undefined }
   | { ok: false; reason: string };
 
 /** One group's state at the master. */
 export interface GroupConfigState {
   /** The active ballot's configuration (its primary serves), if any. */
   active: Configuration | undefined;
-  /** The ballot being set up, if any: not active, so it has no effect yet. */
-  next: (Configuration & { prevBallot: Ballot; completed: boolean }) | undefined;
+  /** The read lease the active ballot's primary was granted (absent: none). */
+  lease?: LeaseGrant | undefined;
+  /**
+   * The ballot being set up, if any: not active, so it has no effect yet.
+   * Once completed, `activateAfterMs` is the lease wait its activation needs
+   * (absent: 0), recorded so a master that takes over waits it too.
+   */
+  next: (Configuration & { prevBallot: Ballot; completed: boolean; activateAfterMs?: number }) | undefined;
   /** The highest ballot ever issued (ballots never repeat). */
   maxBallot: Ballot;
 }
@@ -93,11 +116,7 @@ export class ConfigMaster {
   static restore(options: MasterOptions, groups: Record<GroupId, GroupConfigState>): ConfigMaster {
     const m = new ConfigMaster(options);
     for (const [id, g] of Object.entries(groups)) {
-      m.groups.set(id, {
-        active: g.active && copyConfig(g.active),
-        next: g.next && { ...g.next, acceptors: [...g.next.acceptors] },
-        maxBallot: g.maxBallot,
-      });
+      m.groups.set(id, copyState(g));
     }
     return m;
   }
@@ -105,13 +124,7 @@ export class ConfigMaster {
   /** A group's state (a copy). */
   state(group: GroupId): GroupConfigState {
     const g = this.groups.get(group);
-    return g
-      ? {
-          active: g.active && copyConfig(g.active),
-          next: g.next && { ...g.next, acceptors: [...g.next.acceptors] },
-          maxBallot: g.maxBallot,
-        }
-      : { active: undefined, next: undefined, maxBallot: 0 };
+    return g ? copyState(g) : { active: undefined, next: undefined, maxBallot: 0 };
   }
 
   /** Applies one command. Refusals change nothing and say why. */
@@ -168,8 +181,15 @@ export class ConfigMaster {
           );
         }
         g.next.completed = true;
-        // With leases, the previous primary may still serve reads until its lease ran out.
-        const wait = this.leaseMs > 0 && g.active !== undefined ? this.leaseMs + this.maxDriftMs : 0;
+        // With a lease granted, the active primary may still serve reads until it ran out. Its last
+        // renewal was sent before an acceptor of its configuration promised this ballot in Phase 1,
+        // so waiting it out from now suffices. A ballot keeping the same primary needs no wait.
+        const lease = g.lease;
+        const wait =
+          lease !== undefined && lease.ms > 0 && g.active !== undefined && g.active.primary !== g.next.primary
+            ? lease.ms + lease.maxDriftMs
+            : 0;
+        g.next.activateAfterMs = wait;
         return { ok: true, type: 'complete', activateAfterMs: wait };
       }
       case 'activate': {
@@ -179,9 +199,22 @@ export class ConfigMaster {
             `group ${cmd.group}: ballot ${cmd.ballot} cannot be activated: it is not the completed next ballot`,
           );
         }
+        const wait = n.activateAfterMs ?? 0;
+        if ((cmd.waitedMs ?? 0) < wait) {
+          return refuse(
+            `group ${cmd.group}: ballot ${cmd.ballot} activated after ${cmd.waitedMs ?? 0} ms; the previous primary's read lease needs ${wait} ms`,
+          );
+        }
+        const lease = cmd.lease ?? (this.leaseMs > 0 ? { ms: this.leaseMs, maxDriftMs: this.maxDriftMs } : undefined);
+        if (lease !== undefined && (!(lease.ms >= 0) || !(lease.maxDriftMs >= 0))) {
+          return refuse(
+            `group ${cmd.group}: lease ${lease.ms} ms, drift ${lease.maxDriftMs} ms: both must be 0 or above`,
+          );
+        }
         g.active = { ballot: n.ballot, primary: n.primary, acceptors: n.acceptors };
+        g.lease = lease !== undefined && lease.ms > 0 ? { ...lease } : undefined;
         g.next = undefined;
-        return { ok: true, type: 'activate', config: copyConfig(g.active) };
+        return { ok: true, type: 'activate', config: copyConfig(g.active), lease: g.lease && { ...g.lease } };
       }
     }
   }
@@ -194,6 +227,15 @@ export class ConfigMaster {
 
 function refuse(reason: string): MasterResult {
   return { ok: false, reason };
+}
+
+function copyState(g: GroupConfigState): GroupConfigState {
+  return {
+    active: g.active && copyConfig(g.active),
+    ...(g.lease !== undefined ? { lease: { ...g.lease } } : {}),
+    next: g.next && { ...g.next, acceptors: [...g.next.acceptors] },
+    maxBallot: g.maxBallot,
+  };
 }
 
 function copyConfig(c: Configuration): Configuration {

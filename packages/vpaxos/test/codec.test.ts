@@ -22,6 +22,7 @@ describe('codec', () => {
       { type: 'newBallot', ballot: 2, prevBallot: 1, prevAcceptors: ['a', 'b'], acceptors: ['b', 'c'] },
       { type: 'complete', ballot: 2 },
       { type: 'activated', ballot: 2, primary: 'b', acceptors: ['b', 'c'] },
+      { type: 'activated', ballot: 3, primary: 'c', acceptors: ['c'], leaseMs: 900 },
       { type: 'alive', incarnation: 4, activeBallot: 0 },
     ];
     for (const m of masters) expect(decodeMasterMessage(encodeMasterMessage('g', m))).toEqual({ group: 'g', msg: m });

@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NoQuorumError, systemClock } from '@cohort/core';
+import { NoQuorumError, UnavailableError, systemClock } from '@cohort/core';
 import { MemoryHub, type MemoryTransport } from '@cohort/core/testing';
-import { KvStateMachine, encodeCommand } from '@cohort/kv';
 import { SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VP_MASTER_PROTOCOL, VP_PROTOCOL, decodeMessage, encodeMasterMessage, encodeMessage } from '../src/codec.js';
@@ -52,11 +51,9 @@ describe('VPaxosHost over SQLite', () => {
   async function start(
     id: string,
     onSave?: () => void,
-    kv = false,
-    extra: { minReplicasToWrite?: number } = {},
-  ): Promise<{ host: VPaxosHost<unknown>; store: SqliteNodeStore; kv: KvStateMachine | undefined }> {
+    extra: { minReplicasToWrite?: number; leaseMs?: number } = {},
+  ): Promise<{ host: VPaxosHost<unknown>; store: SqliteNodeStore }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
-    const kvMachine = kv ? new KvStateMachine(store, 'vp') : undefined;
     stores.push(store);
     const acceptorStore = {
       loadAcceptor: (g: string) => store.loadAcceptor(g),
@@ -70,7 +67,7 @@ describe('VPaxosHost over SQLite', () => {
       transport: hub.transport(id),
       clock: systemClock,
       store: acceptorStore,
-      machine: kvMachine ?? machine,
+      machine,
       master: 'm',
       incarnation: 1,
       addressOf: (n) => `${n}.test:7000`,
@@ -78,7 +75,7 @@ describe('VPaxosHost over SQLite', () => {
     });
     hosts.push(host);
     await host.start();
-    return { host, store, kv: kvMachine };
+    return { host, store };
   }
 
   const toMaster = (to: string, m: Parameters<typeof encodeMasterMessage>[1]): Promise<void> =>
@@ -102,7 +99,7 @@ describe('VPaxosHost over SQLite', () => {
   });
 
   it('min-replicas-to-write: a primary with fewer copies refuses writes with NO_QUORUM and the reason, and still serves reads', async () => {
-    const a = await start('a', undefined, false, { minReplicasToWrite: 2 });
+    const a = await start('a', undefined, { minReplicasToWrite: 2 });
     await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a'] });
     await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
     await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a'] });
@@ -112,6 +109,59 @@ describe('VPaxosHost over SQLite', () => {
     expect((err as Error).message).toContain('min-replicas-to-write is 2');
     expect(a.host.node.committed()).toBe(0);
     await a.host.read();
+  });
+
+  it('lease reads: served under the lease the master granted, refused once renewals stop and the lease ran out on the monotonic clock', async () => {
+    const a = await start('a', undefined, { leaseMs: 300 });
+    const b = await start('b');
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    // Activated without a grant (the master runs without leases): linearizable reads only.
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    expect(await a.host.propose(enc('x'))).toBe(1);
+    await new Promise((r) => setTimeout(r, 120)); // two heartbeat rounds confirmed by both acceptors
+    const ungranted = await a.host.leaseRead().catch((e: unknown) => e);
+    expect(ungranted).toBeInstanceOf(UnavailableError);
+    expect((ungranted as Error).message).toContain('granted this primary no read lease');
+    // A later ballot keeping a as primary, activated with a grant of 10 s: a's own 300 ms is the cap.
+    await toMaster('a', {
+      type: 'newBallot',
+      ballot: 2,
+      prevBallot: 1,
+      prevAcceptors: ['a', 'b'],
+      acceptors: ['a', 'b'],
+    });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete of ballot 2');
+    await toMaster('a', { type: 'activated', ballot: 2, primary: 'a', acceptors: ['a', 'b'], leaseMs: 10_000 });
+    await waitFor(() => a.host.node.leading()?.ballot === 2 && a.host.node.isActive(), 'activation of ballot 2');
+    let served = false;
+    await waitFor(() => {
+      void a.host.leaseRead().then(
+        () => {
+          served = true;
+        },
+        () => {},
+      );
+      return served;
+    }, 'a lease read served once a renewal was confirmed');
+    // b stops answering: no renewal is confirmed, and within the 300 ms lease (not the 10 s grant) reads are refused.
+    b.host.stop();
+    const stoppedAt = Date.now();
+    let refused: unknown;
+    await waitFor(
+      () => {
+        void a.host.leaseRead().catch((e: unknown) => {
+          refused = e;
+        });
+        return refused !== undefined;
+      },
+      'the lease running out',
+      2_000,
+    );
+    expect(refused).toBeInstanceOf(UnavailableError);
+    expect((refused as Error).message).toContain('lease does not hold');
+    expect(Date.now() - stoppedAt).toBeLessThan(1_000);
   });
 
   it('a 1b leaves only once the promise is durable, and a restarted acceptor keeps its promise', async () => {
@@ -141,37 +191,5 @@ describe('VPaxosHost over SQLite', () => {
     expect(received.find((r) => r.msg.type === 'reject')?.msg).toEqual({ type: 'reject', ballot: 1, maxBallot: 5 });
     expect(b2.store.loadAcceptor(G).votes).toEqual([]);
     expect(b2.host.stats.staleIgnored.p2a).toBe(1);
-  });
-
-  it('applies chosen commands through the KV state machine, which resumes from its applied slot after a restart', async () => {
-    const set = (k: string, v: string): Uint8Array =>
-      encodeCommand({
-        op: 'set',
-        key: enc(k),
-        value: enc(v),
-        condition: 'always',
-        expiresAt: 0,
-        returnOld: false,
-        now: 0,
-      });
-    const a = await start('a', undefined, true);
-    const b = await start('b', undefined, true);
-    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
-    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.isActive(), 'activation');
-    expect(await a.host.propose(set('k1', 'v1'))).toEqual({ type: 'ok' });
-    expect(await a.host.propose(set('k2', 'v2'))).toEqual({ type: 'ok' });
-    await waitFor(() => b.host.status().applied === 2, 'the backup applying both');
-    expect(b.kv?.applied().index).toBe(2);
-    b.host.stop();
-    b.store.close();
-    stores.splice(stores.indexOf(b.store), 1);
-    hub.nodes.delete('b');
-    const b2 = await start('b', undefined, true);
-    expect(b2.host.status().applied).toBe(2);
-    expect(b2.host.status().commit).toBe(2);
-    expect(await a.host.propose(set('k3', 'v3'))).toEqual({ type: 'ok' });
-    await waitFor(() => b2.kv?.applied().index === 3, 'the restarted backup applying slot 3 only');
   });
 });

@@ -125,6 +125,62 @@ describe('configuration master', () => {
     });
   });
 
+  it('leases: an activation that did not wait out the previous primary lease is refused with the reason', () => {
+    const m = new ConfigMaster({ f: 1, leaseMs: 400, maxDriftMs: 40 });
+    started(m);
+    m.apply({ type: 'newBallot', group: G, ballot: 2, prevBallot: 1, config: { primary: 'b', acceptors: ['b', 'c'] } });
+    m.apply({ type: 'complete', group: G, ballot: 2 });
+    const early = m.apply({ type: 'activate', group: G, ballot: 2, waitedMs: 439 });
+    expect(early).toEqual({ ok: false, reason: expect.stringContaining('needs 440 ms') });
+    expect(m.isActivePrimary(G, 'a')).toBe(true);
+    expect(m.apply({ type: 'activate', group: G, ballot: 2, waitedMs: 440 }).ok).toBe(true);
+    expect(m.isActivePrimary(G, 'b')).toBe(true);
+  });
+
+  it('leases: the wait is recorded with the completed ballot, so a master restored from its state waits it too', () => {
+    const m = new ConfigMaster({ f: 1, leaseMs: 400, maxDriftMs: 40 });
+    started(m);
+    m.apply({ type: 'newBallot', group: G, ballot: 2, prevBallot: 1, config: { primary: 'b', acceptors: ['b', 'c'] } });
+    m.apply({ type: 'complete', group: G, ballot: 2 });
+    // A master without lease options (a meta replica applying the log) still holds the grant and the wait.
+    const restored = ConfigMaster.restore({ f: 1 }, JSON.parse(JSON.stringify(m.export())));
+    expect(restored.state(G).next?.activateAfterMs).toBe(440);
+    expect(restored.state(G).lease).toEqual({ ms: 400, maxDriftMs: 40 });
+    expect(restored.apply({ type: 'activate', group: G, ballot: 2 }).ok).toBe(false);
+    expect(restored.apply({ type: 'activate', group: G, ballot: 2, waitedMs: 500 }).ok).toBe(true);
+  });
+
+  it('leases: the activation records the lease it grants; a ballot keeping the same primary needs no wait', () => {
+    const m = new ConfigMaster({ f: 1 });
+    m.apply({ type: 'newBallot', group: G, ballot: 1, prevBallot: 0, config: { primary: 'a', acceptors: ['a', 'b'] } });
+    m.apply({ type: 'complete', group: G, ballot: 1 });
+    const granted = m.apply({ type: 'activate', group: G, ballot: 1, lease: { ms: 300, maxDriftMs: 30 } });
+    expect(granted).toMatchObject({ ok: true, type: 'activate', lease: { ms: 300, maxDriftMs: 30 } });
+    // A reconfiguration that keeps primary a: a's own lease cannot conflict with itself.
+    m.apply({ type: 'newBallot', group: G, ballot: 2, prevBallot: 1, config: { primary: 'a', acceptors: ['a', 'c'] } });
+    expect(m.apply({ type: 'complete', group: G, ballot: 2 })).toMatchObject({ activateAfterMs: 0 });
+    // Activated without a grant: no lease, so the next primary change waits nothing.
+    expect(m.apply({ type: 'activate', group: G, ballot: 2 })).toMatchObject({ ok: true, lease: undefined });
+    m.apply({ type: 'newBallot', group: G, ballot: 3, prevBallot: 2, config: { primary: 'c', acceptors: ['c', 'a'] } });
+    expect(m.apply({ type: 'complete', group: G, ballot: 3 })).toMatchObject({ activateAfterMs: 0 });
+  });
+
+  it('leases: a primary change after a granted lease waits lease + drift, whatever the master options are', () => {
+    const m = new ConfigMaster({ f: 1 });
+    m.apply({ type: 'newBallot', group: G, ballot: 1, prevBallot: 0, config: { primary: 'a', acceptors: ['a', 'b'] } });
+    m.apply({ type: 'complete', group: G, ballot: 1 });
+    m.apply({ type: 'activate', group: G, ballot: 1, lease: { ms: 300, maxDriftMs: 30 } });
+    m.apply({
+      type: 'newBallot',
+      group: G,
+      ballot: 2,
+      prevBallot: 1,
+      config: { primary: 'b', acceptors: ['b'] },
+      degraded: true,
+    });
+    expect(m.apply({ type: 'complete', group: G, ballot: 2 })).toMatchObject({ activateAfterMs: 330 });
+  });
+
   it('newBallot degraded: the survivors of the active configuration alone may run on fewer than f+1 replicas', () => {
     const m = new ConfigMaster({ f: 1 });
     started(m);

@@ -7,7 +7,7 @@ import {
   UnavailableError,
   systemClock,
 } from '@cohort/core';
-import type { KvStateMachine } from '@cohort/kv';
+import { type KvStateMachine, vpStateMachine } from '@cohort/kv';
 import type { GroupStatus } from '@cohort/raft';
 import type { AcceptorStateStore, DurableNodeStore } from '@cohort/storage';
 import { VPaxosHost, type VpTransportMux } from '@cohort/vpaxos';
@@ -26,6 +26,12 @@ export interface VpPartitionOptions {
   mapped: () => { voters: NodeId[]; learners: NodeId[]; primary: NodeId | undefined };
   /** Writes are refused while the active configuration has fewer copies. @default 1 */
   minReplicasToWrite?: number;
+  /**
+   * The primary serves lease reads for this many ms after a heartbeat round
+   * every acceptor answered, capped by the lease the master granted; 0: every
+   * read is confirmed with every acceptor. @default 0
+   */
+  readLeaseMs?: number;
   requestTimeoutMs: number;
   log: Logger;
 }
@@ -50,6 +56,12 @@ function acceptorStore(store: DurableNodeStore): AcceptorStateStore {
 export class VpPartition implements ReplicatedGroup {
   readonly id: string;
   readonly host: VPaxosHost;
+  /**
+   * Present with a read lease: the primary serves the read locally while its
+   * lease holds by the monotonic clock now (UNAVAILABLE otherwise, and the
+   * caller reads linearizably).
+   */
+  readonly leaseRead?: () => Promise<void>;
   private readonly self: NodeId;
 
   constructor(private readonly opts: VpPartitionOptions) {
@@ -61,15 +73,23 @@ export class VpPartition implements ReplicatedGroup {
       transport,
       clock: systemClock,
       store: acceptorStore(opts.store),
-      machine: opts.machine,
+      // Consecutive chosen slots are applied in one store transaction.
+      machine: vpStateMachine(opts.machine),
       master: opts.master,
       // Master frames carry facts the meta group committed (a ballot started or activated): any member may relay them.
       acceptMasterFrom: () => true,
       incarnation: opts.incarnation,
       requestTimeoutMs: opts.requestTimeoutMs,
       minReplicasToWrite: opts.minReplicasToWrite ?? 1,
+      leaseMs: opts.readLeaseMs ?? 0,
       logger: opts.log,
     });
+    if ((opts.readLeaseMs ?? 0) > 0) {
+      this.leaseRead = () => {
+        if (!this.started) return Promise.reject(new UnavailableError(`${this.id}: the replica is starting`));
+        return this.host.leaseRead();
+      };
+    }
   }
 
   private started = false;

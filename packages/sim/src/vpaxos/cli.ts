@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { VP_COVERAGE_KINDS, missingVpCoverage } from './coverage.js';
+import { VP_COVERAGE_KINDS, VP_META_COVERAGE_KINDS, missingVpCoverage } from './coverage.js';
 import { type VpRunOptions, runVpSeed, runVpSeeds } from './run.js';
 
 function int(name: string): (v: string) => number {
@@ -23,6 +23,14 @@ const program = new Command()
     new Option('--reads <mode>', 'mixed: a third of the seeds read by lease; safe: none; lease: all')
       .choices(['mixed', 'safe', 'lease'])
       .default('mixed'),
+  )
+  .addOption(
+    new Option(
+      '--master <where>',
+      "reliable: one master process that never fails; meta: the node's master on a simulated meta group",
+    )
+      .choices(['reliable', 'meta'])
+      .default('reliable'),
   );
 
 async function main(): Promise<void> {
@@ -33,8 +41,9 @@ async function main(): Promise<void> {
     simSeconds?: number;
     faults: boolean;
     reads: 'mixed' | 'safe' | 'lease';
+    master: 'reliable' | 'meta';
   }>();
-  const options: VpRunOptions = { reads: o.reads };
+  const options: VpRunOptions = { reads: o.reads, master: o.master };
   if (o.simSeconds !== undefined) options.simMs = o.simSeconds * 1000;
   if (!o.faults) options.faults = false;
   if (o.seed !== undefined) {
@@ -48,11 +57,12 @@ async function main(): Promise<void> {
     );
   });
   console.log(`${s.seeds} seeds, ${s.ops.completed}/${s.ops.total} ops completed, ${Math.round(s.wallMs)} ms`);
-  for (const k of VP_COVERAGE_KINDS) console.log(`  ${k}: ${s.coverage[k]}`);
+  const kinds = o.master === 'meta' ? [...VP_COVERAGE_KINDS, ...VP_META_COVERAGE_KINDS] : VP_COVERAGE_KINDS;
+  for (const k of kinds) console.log(`  ${k}: ${s.coverage[k]}`);
   console.log(`  seeds by activated ballots: ${JSON.stringify(s.depth.ballots)}`);
   console.log(`  seeds by chosen slots: ${JSON.stringify(s.depth.slots)}`);
   // Without leases there are no lease reads or lease waits to reach.
-  const missing = missingVpCoverage(s.coverage).filter(
+  const missing = missingVpCoverage(s.coverage, o.master === 'meta').filter(
     (k) => o.reads !== 'safe' || (k !== 'leaseRead' && k !== 'leaseWaitThenActivated'),
   );
   if (missing.length > 0) {

@@ -1,7 +1,9 @@
 import type { NodeId, SeededRandom } from '@cohort/core';
-import type { VpObserver } from '@cohort/vpaxos';
+import { type MetaState, masterSection, partitionGroup } from '@cohort/kv';
+import type { Ballot, Configuration, VpObserver } from '@cohort/vpaxos';
 import { RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
+import { SimLiveness } from '../placement/liveness.js';
 import { Scheduler } from '../scheduler.js';
 import { TraceHash } from '../trace.js';
 import { RequestIds, type SimFrame } from '../transport/sim-transport.js';
@@ -9,6 +11,7 @@ import { type VpCoverage, emptyVpCoverage } from './coverage.js';
 import { VpInvariants } from './invariants.js';
 import type { VpMutations } from './sim-acceptor-store.js';
 import { SimMaster } from './sim-master.js';
+import type { VpMetaEnv } from './sim-meta-master.js';
 import { SimVpNode, VP_GROUP } from './sim-vp-node.js';
 
 /** The shape of one simulated Vertical Paxos group; `vpSeedConfig` picks it from the seed. */
@@ -28,7 +31,19 @@ export interface VpClusterConfig {
   links: Partial<LinkFaults>;
   /** Deliberate bugs, for tests proving the checks fail. @default {} */
   mutations?: VpMutations;
+  /**
+   * Where the configuration master runs: `reliable`, one simulated process
+   * that never fails; `meta`, the binary's master (meta extension and
+   * decision loop) on a simulated Raft meta group of the replicas, which
+   * crash with them. @default 'reliable'
+   */
+  master?: 'reliable' | 'meta';
+  /** With the master on the meta group: the chance that its leader crashes right after committing a failover ballot. */
+  metaLeaderCrashAtFailover?: number;
 }
+
+/** The group the replicas run when the master is on the meta group: its partition 0. */
+const META_VP_GROUP = partitionGroup(0);
 
 /** The most a lease can outlast its duration on a clock running `skew` slow, with a margin. */
 export function maxDriftMs(leaseMs: number, skew: number): number {
@@ -48,8 +63,19 @@ export class VpCluster {
   readonly coverage: VpCoverage = emptyVpCoverage();
   readonly invariants: VpInvariants;
   readonly nodes = new Map<NodeId, SimVpNode>();
-  readonly master: SimMaster;
+  /** The reliable master process (absent when the master runs on the meta group). */
+  readonly master: SimMaster | undefined;
+  /** The replicas' failure detector, with the master on the meta group. */
+  readonly liveness: SimLiveness | undefined;
   failovers = 0;
+  /** The highest activation any meta replica applied, with the master on the meta group. */
+  private metaActive: Configuration | undefined;
+  /** Lease waits recorded with completed ballots (meta group master). */
+  private readonly metaWaits = new Map<Ballot, number>();
+  /** The highest next ballot any meta replica applied. */
+  private metaNext: Ballot = 0;
+  /** A failover ballot whose meta leader was crashed before it was activated. */
+  private metaKilledAt: Ballot | undefined;
   private failure: RunFailedError | undefined;
 
   constructor(
@@ -65,8 +91,48 @@ export class VpCluster {
     );
     const disk = random.fork();
     const skew = random.fork();
+    const metaRandom = random.fork();
     const ids: NodeId[] = [];
     for (let i = 1; i <= config.nodes; i++) ids.push(`n${i}`);
+    const onMeta = config.master === 'meta';
+    this.liveness = onMeta
+      ? new SimLiveness(
+          this.scheduler,
+          this.network,
+          { all: () => ids, up: (id) => this.nodes.get(id)?.up === true, left: () => false },
+          300,
+        )
+      : undefined;
+    const drift = maxDriftMs(config.leaseMs, config.clockSkew);
+    const meta: VpMetaEnv | undefined = onMeta
+      ? {
+          scheduler: this.scheduler,
+          bootstrap: {
+            meta: {
+              // A vpaxos partition has f+1 replicas where a raft one has 2f+1.
+              replicationFactor: 2 * config.f + 1,
+              members: ids.map((id) => ({ id, peerAddress: id })),
+              partitions: [ids.slice(0, config.f + 1)],
+              engines: ['vpaxos'],
+            },
+            voters: ids.slice(0, 3),
+          },
+          membershipOf: (id) => this.liveness!.viewFor(id),
+          diskLatency: () =>
+            config.diskLatencyMs[0] + disk.next() * (config.diskLatencyMs[1] - config.diskLatencyMs[0]),
+          lease: config.leaseMs > 0 ? { ms: config.leaseMs, maxDriftMs: drift } : undefined,
+          failAfterMs: config.failAfterMs,
+          ballotTimeoutMs: 2_500,
+          onMetaState: (_id, state) => this.onMetaState(state),
+          afterFailoverBallot: (id) => this.afterFailoverBallot(id, metaRandom),
+          onFatal: (id, err) => {
+            this.failure ??= new RunFailedError(
+              this.position(),
+              new Error(`${id} stopped: ${err.message}`, { cause: err }),
+            );
+          },
+        }
+      : undefined;
     for (const id of ids) {
       const rate = 1 + (skew.next() * 2 - 1) * config.clockSkew;
       const node = new SimVpNode(
@@ -82,40 +148,115 @@ export class VpCluster {
           mutations: config.mutations ?? {},
           diskLatency: () =>
             config.diskLatencyMs[0] + disk.next() * (config.diskLatencyMs[1] - config.diskLatencyMs[0]),
+          group: onMeta ? META_VP_GROUP : VP_GROUP,
+          ...(meta ? { meta } : {}),
         },
         rate,
+        metaRandom.fork(),
       );
       this.nodes.set(id, node);
     }
-    this.master = new SimMaster(
-      this.scheduler,
-      this.network,
-      this.ids,
-      {
-        nodes: ids,
-        f: config.f,
-        leaseMs: config.leaseMs,
-        maxDriftMs: maxDriftMs(config.leaseMs, config.clockSkew),
-        skipLeaseWait: config.mutations?.skipLeaseWait === true,
-        failAfterMs: config.failAfterMs,
-        ballotTimeoutMs: 2_500,
-      },
-      {
-        onActivated: (c, afterFailure, waited) => {
-          this.trace.mixString(`activated ${c.ballot} ${c.primary} ${c.acceptors.join(',')}`);
-          this.invariants.onMasterActivated(c.ballot);
-          if (afterFailure) {
-            this.coverage.failoverCompleted++;
-            this.failovers++;
-            if (this.failovers === 3) this.coverage.threeFailovers++;
-            if (waited > 0) this.coverage.leaseWaitThenActivated++;
-          }
-        },
-        onAbandoned: () => {
-          this.coverage.ballotAbandoned++;
-        },
-      },
+    this.master = onMeta
+      ? undefined
+      : new SimMaster(
+          this.scheduler,
+          this.network,
+          this.ids,
+          {
+            nodes: ids,
+            f: config.f,
+            leaseMs: config.leaseMs,
+            maxDriftMs: drift,
+            skipLeaseWait: config.mutations?.skipLeaseWait === true,
+            failAfterMs: config.failAfterMs,
+            ballotTimeoutMs: 2_500,
+          },
+          {
+            onActivated: (c, afterFailure, waited) => this.onActivated(c, afterFailure, waited),
+            onAbandoned: () => {
+              this.coverage.ballotAbandoned++;
+            },
+          },
+        );
+  }
+
+  private onActivated(c: Configuration, afterFailure: boolean, waited: number): void {
+    this.trace.mixString(`activated ${c.ballot} ${c.primary} ${c.acceptors.join(',')}`);
+    this.invariants.onMasterActivated(c.ballot);
+    if (afterFailure) {
+      this.coverage.failoverCompleted++;
+      this.failovers++;
+      if (this.failovers === 3) this.coverage.threeFailovers++;
+      if (waited > 0) this.coverage.leaseWaitThenActivated++;
+      if (this.metaKilledAt !== undefined && c.ballot >= this.metaKilledAt) {
+        this.coverage.metaLeaderKilledInFailover++;
+        this.metaKilledAt = undefined;
+      }
+    }
+  }
+
+  /**
+   * A meta replica applied a state: the first to apply an activation reports
+   * it (the master's decision is the committed entry). A change of primary
+   * is a failover; the lease wait is the one recorded with the completion.
+   */
+  private onMetaState(state: Readonly<MetaState>): void {
+    const g = masterSection(state).groups[META_VP_GROUP];
+    if (g === undefined) return;
+    const next = g.next?.ballot ?? 0;
+    if (next > this.metaNext) {
+      // A newer ballot replaced one never activated: that one was abandoned.
+      if (this.metaNext > (g.active?.ballot ?? 0) && this.metaNext > (this.metaActive?.ballot ?? 0))
+        this.coverage.ballotAbandoned++;
+      this.metaNext = next;
+    }
+    if (g.next?.completed && g.next.activateAfterMs !== undefined)
+      this.metaWaits.set(g.next.ballot, g.next.activateAfterMs);
+    const a = g.active;
+    if (a === undefined || (this.metaActive !== undefined && a.ballot <= this.metaActive.ballot)) return;
+    const prev = this.metaActive;
+    this.metaActive = { ballot: a.ballot, primary: a.primary, acceptors: [...a.acceptors] };
+    if (prev === undefined) this.coverage.metaGroupFounded++;
+    this.onActivated(
+      this.metaActive,
+      prev !== undefined && prev.primary !== a.primary,
+      this.metaWaits.get(a.ballot) ?? 0,
     );
+  }
+
+  /** The meta leader `id` committed a failover ballot: it may crash right there (the e2e test's fault). */
+  private afterFailoverBallot(id: NodeId, random: SeededRandom): void {
+    const node = this.nodes.get(id);
+    if (!node?.up || random.next() >= (this.config.metaLeaderCrashAtFailover ?? 0)) return;
+    if (this.upNodes().length <= this.config.f + 1) return;
+    this.crashMetaLeader(node);
+  }
+
+  /** Crashes `node`, the meta leader; a failover ballot pending then is watched until it is activated. */
+  crashMetaLeader(node: SimVpNode): void {
+    const next = node.metaPart?.meta.state && masterSection(node.metaPart.meta.state).groups[META_VP_GROUP]?.next;
+    const active = this.metaActive;
+    if (next !== undefined && active !== undefined && next.primary !== active.primary) {
+      this.metaKilledAt = next.ballot;
+      this.coverage.metaLeaderKilledMidFailover++;
+    }
+    node.crash();
+    this.trace.mixString(`crash meta leader ${node.id}`);
+    this.scheduler.after(300 + Math.floor(this.scheduler.now() % 1_000), () => {
+      this.coverage.crashRestart++;
+      this.liveness?.forget(node.id);
+      void node.start();
+    });
+  }
+
+  /** The up node leading the meta group, if any (master on the meta group). */
+  metaLeader(): SimVpNode | undefined {
+    return this.upNodes().find((n) => n.metaPart?.meta.leading() === true);
+  }
+
+  /** The active configuration as the master has it. */
+  activeConfig(): Configuration | undefined {
+    return this.master ? this.master.master.state(VP_GROUP).active : this.metaActive;
   }
 
   position(): RunPosition {
@@ -144,6 +285,7 @@ export class VpCluster {
 
   async startAll(): Promise<void> {
     for (const n of this.nodes.values()) await n.start();
+    this.liveness?.start();
   }
 
   /** Runs the simulation up to `time`, failing at the first violation or host failure. */
@@ -170,7 +312,7 @@ export class VpCluster {
 
   /** The node the master made active primary, if it is up. */
   activePrimary(): SimVpNode | undefined {
-    const a = this.master.master.state(VP_GROUP).active;
+    const a = this.activeConfig();
     const n = a && this.nodes.get(a.primary);
     return n?.up ? n : undefined;
   }

@@ -16,6 +16,17 @@ export const VP_COVERAGE_KINDS = [
   'quorumHealthyInFlight',
 ] as const;
 
+/**
+ * Reached only with the master on the meta group: the meta group founded the
+ * master; its leader crashed while a failover ballot was pending; and that
+ * failover (or a later one) still completed.
+ */
+export const VP_META_COVERAGE_KINDS = [
+  'metaGroupFounded',
+  'metaLeaderKilledMidFailover',
+  'metaLeaderKilledInFailover',
+] as const;
+
 /** Buckets of how deep a run went: activated ballots and chosen slots. */
 export const DEPTH_BUCKETS = ['1', '2-3', '4-7', '8-15', '16-63', '64-255', '256+'] as const;
 
@@ -30,20 +41,21 @@ export function depthBucket(n: number): (typeof DEPTH_BUCKETS)[number] {
   return '256+';
 }
 
-export type VpCoverageKind = (typeof VP_COVERAGE_KINDS)[number];
+export type VpCoverageKind = (typeof VP_COVERAGE_KINDS)[number] | (typeof VP_META_COVERAGE_KINDS)[number];
+const ALL_KINDS: readonly VpCoverageKind[] = [...VP_COVERAGE_KINDS, ...VP_META_COVERAGE_KINDS];
 export type VpCoverage = Record<VpCoverageKind, number>;
 
 export function emptyVpCoverage(): VpCoverage {
   const c = {} as VpCoverage;
-  for (const k of VP_COVERAGE_KINDS) c[k] = 0;
+  for (const k of ALL_KINDS) c[k] = 0;
   return c;
 }
 
 export function addVpCoverage(a: VpCoverage, b: VpCoverage): void {
-  for (const k of VP_COVERAGE_KINDS) a[k] += b[k];
+  for (const k of ALL_KINDS) a[k] += b[k];
 }
 
-/** The kinds never reached. */
-export function missingVpCoverage(c: VpCoverage): VpCoverageKind[] {
-  return VP_COVERAGE_KINDS.filter((k) => c[k] === 0);
+/** The kinds never reached (with `meta`, the meta group master's kinds too). */
+export function missingVpCoverage(c: VpCoverage, meta = false): VpCoverageKind[] {
+  return (meta ? ALL_KINDS : VP_COVERAGE_KINDS).filter((k) => c[k] === 0);
 }

@@ -1,7 +1,8 @@
-/** Vertical Paxos II under simulation: a group of production hosts, the master as a reliable process, invariants. */
+/** Vertical Paxos II under simulation: a group of production hosts, the master as a reliable process or on a simulated meta group, invariants. */
 export {
   DEPTH_BUCKETS,
   VP_COVERAGE_KINDS,
+  VP_META_COVERAGE_KINDS,
   type VpCoverage,
   type VpCoverageKind,
   depthBucket,
@@ -11,6 +12,7 @@ export { type VpClusterConfig, VpCluster, maxDriftMs } from './cluster.js';
 export { VpInvariants } from './invariants.js';
 export { SimAcceptorStore } from './sim-acceptor-store.js';
 export { SimMaster } from './sim-master.js';
+export { SimMetaPart, type VpMetaEnv } from './sim-meta-master.js';
 export { MASTER_ID, SimKv, SimVpNode, VP_GROUP } from './sim-vp-node.js';
 export {
   type VpBatchSummary,

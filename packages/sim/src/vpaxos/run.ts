@@ -7,7 +7,7 @@ import { kvModel, prunedKvHistory } from '../lin/model.js';
 import { VpCluster, type VpClusterConfig } from './cluster.js';
 import { DEPTH_BUCKETS, type VpCoverage, addVpCoverage, depthBucket, emptyVpCoverage } from './coverage.js';
 import type { VpMutations } from './sim-acceptor-store.js';
-import { type SimVpNode, VP_GROUP } from './sim-vp-node.js';
+import type { SimVpNode } from './sim-vp-node.js';
 
 type DepthBucket = (typeof DEPTH_BUCKETS)[number];
 
@@ -25,6 +25,12 @@ export interface VpRunOptions {
   reads?: 'mixed' | 'safe' | 'lease';
   /** Deliberate bugs, for tests proving the checks fail. */
   mutations?: VpMutations;
+  /**
+   * Where the configuration master runs: a reliable process, or the binary's
+   * master on a simulated meta group of the replicas (crashing with them).
+   * @default 'reliable'
+   */
+  master?: 'reliable' | 'meta';
 }
 
 /** What one seed did. */
@@ -51,6 +57,7 @@ export function vpReplayCommand(seed: number, options: VpRunOptions): string {
   if (options.simMs !== undefined && options.simMs !== DEFAULT_SIM_MS) cmd += ` --sim-seconds ${options.simMs / 1000}`;
   if (options.faults === false) cmd += ' --no-faults';
   if (options.reads !== undefined && options.reads !== 'mixed') cmd += ` --reads ${options.reads}`;
+  if (options.master === 'meta') cmd += ' --master meta';
   return cmd;
 }
 
@@ -66,6 +73,7 @@ export function vpSeedConfig(r: SeededRandom, reads: VpRunOptions['reads']): VpC
     heartbeatMs: 50,
     failAfterMs: r.int(200, 800),
     diskLatencyMs: [0.1 + r.next() * 0.4, 0.5 + r.next() * 4.5],
+    master: 'reliable',
     links: {
       minDelay: 1,
       maxDelay: r.int(3, 20),
@@ -183,7 +191,11 @@ function startFaults(cluster: VpCluster, random: SeededRandom, untilMs: number):
   const act = (): void => {
     if (s.now() >= untilMs) return;
     const r = random.next();
-    if (r < 0.6 && down() < maxDown) {
+    const metaLeader = cluster.metaLeader();
+    if (r < 0.12 && metaLeader !== undefined && down() < maxDown) {
+      // The master on the meta group: its leader crashes, possibly in the middle of a failover.
+      cluster.crashMetaLeader(metaLeader);
+    } else if (r < 0.6 && down() < maxDown) {
       const up = cluster.upNodes();
       const primary = cluster.activePrimary();
       const victim = primary && random.next() < 0.7 ? primary : up[random.int(0, up.length - 1)];
@@ -192,6 +204,7 @@ function startFaults(cluster: VpCluster, random: SeededRandom, untilMs: number):
         cluster.trace.mixString(`crash ${victim.id}`);
         s.after(random.int(300, 3_000), () => {
           cluster.coverage.crashRestart++;
+          cluster.liveness?.forget(victim.id);
           void victim.start();
         });
       }
@@ -219,6 +232,10 @@ export async function runVpSeed(seed: number, options: VpRunOptions = {}): Promi
   const root = new SeededRandom(seed);
   const config = vpSeedConfig(root.fork(), options.reads);
   if (options.mutations) config.mutations = options.mutations;
+  if (options.master === 'meta') {
+    config.master = 'meta';
+    config.metaLeaderCrashAtFailover = 0.5;
+  }
   if (options.faults === false) config.links = { ...config.links, dropRate: 0, dupRate: 0, spikeRate: 0 };
   const replay = vpReplayCommand(seed, options);
   const cluster = new VpCluster(seed, config, root.fork(), replay);
@@ -260,7 +277,7 @@ export async function runVpSeed(seed: number, options: VpRunOptions = {}): Promi
     traceHash: cluster.trace.digest(),
     failovers: cluster.failovers,
     depth: {
-      ballots: depthBucket(cluster.master.master.state(VP_GROUP).active?.ballot ?? 0),
+      ballots: depthBucket(cluster.activeConfig()?.ballot ?? 0),
       slots: depthBucket(cluster.invariants.maxChosen),
     },
     coverage: cluster.coverage,

@@ -90,25 +90,26 @@ export class SimMaster {
       const s = this.master.state(VP_GROUP);
       if (s.active?.ballot === msg.ballot) {
         // A repeated complete whose activation was lost.
-        this.send(from, { type: 'activated', ...s.active });
+        this.send(from, this.activated());
         return;
       }
       if (this.completedAt.has(msg.ballot)) return;
       const r = this.master.apply({ type: 'complete', group: VP_GROUP, ballot: msg.ballot });
       if (!r.ok || r.type !== 'complete') return;
       this.completedAt.set(msg.ballot, now);
-      const wait = this.opts.skipLeaseWait ? 0 : r.activateAfterMs;
-      this.clock.setTimeout(() => this.activate(msg.ballot, wait), wait);
+      const wait = r.activateAfterMs;
+      // The mutation claims the wait it did not do (the check in ConfigMaster trusts the proposer's clock).
+      this.clock.setTimeout(() => this.activate(msg.ballot, wait), this.opts.skipLeaseWait ? 0 : wait);
     }
   }
 
   private activate(ballot: Ballot, waited: number): void {
-    const r = this.master.apply({ type: 'activate', group: VP_GROUP, ballot });
+    const r = this.master.apply({ type: 'activate', group: VP_GROUP, ballot, waitedMs: waited });
     if (!r.ok || r.type !== 'activate') return;
     this.activeIncarnations = new Map(r.config.acceptors.map((a) => [a, this.lastAlive.get(a)?.incarnation ?? 0]));
     this.events.onActivated(r.config, this.failing, waited);
     this.failing = false;
-    for (const n of this.opts.nodes) this.send(n, { type: 'activated', ...r.config });
+    for (const n of this.opts.nodes) this.send(n, this.activated());
   }
 
   private tick(): void {
@@ -118,7 +119,7 @@ export class SimMaster {
     const active = s.active;
     if (active) {
       // Repeat the activation to the primary (it may have been lost).
-      this.send(active.primary, { type: 'activated', ...active });
+      this.send(active.primary, this.activated());
       const failed = active.acceptors.filter(
         (a) => !this.alive(a, now) || this.lastAlive.get(a)?.incarnation !== this.activeIncarnations.get(a),
       );
@@ -163,6 +164,14 @@ export class SimMaster {
     if (!r.ok) return; // too few live replicas: try again on a later tick
     this.nextStarted = now;
     this.send(primary, this.newBallotMessage(ballot, prevBallot, acceptors));
+  }
+
+  /** The active configuration with the lease granted to its primary. */
+  private activated(): MasterMessage {
+    const s = this.master.state(VP_GROUP);
+    const a = s.active;
+    if (a === undefined) throw new Error('no active configuration to announce');
+    return { type: 'activated', ...a, ...(s.lease !== undefined ? { leaseMs: s.lease.ms } : {}) };
   }
 
   private newBallotMessage(ballot: Ballot, prevBallot: Ballot, acceptors: NodeId[]): MasterMessage {

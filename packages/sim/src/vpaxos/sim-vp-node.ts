@@ -1,11 +1,13 @@
-import type { NodeId } from '@cohort/core';
-import { VPaxosHost, type VpObserver, type VpStateMachine } from '@cohort/vpaxos';
+import type { NodeId, SeededRandom } from '@cohort/core';
+import { MemoryNodeStore } from '@cohort/storage';
+import { VPaxosHost, type VpObserver, type VpStateMachine, VpTransportMux } from '@cohort/vpaxos';
 import { SimClock } from '../clock.js';
 import type { SimNetwork } from '../network.js';
 import type { Scheduler } from '../scheduler.js';
 import type { TraceHash } from '../trace.js';
 import { type RequestIds, type SimFrame, SimTransport } from '../transport/sim-transport.js';
 import { SimAcceptorStore, type VpMutations } from './sim-acceptor-store.js';
+import { SimMetaPart, type VpMetaEnv } from './sim-meta-master.js';
 
 /** The group every simulated Vertical Paxos replica runs. */
 export const VP_GROUP = 'vp0';
@@ -45,6 +47,10 @@ export interface VpNodeEnv {
   heartbeatMs: number;
   diskLatency: () => number;
   mutations: VpMutations;
+  /** The group the replicas run (the meta group's master names it `p0`, its partition 0). */
+  group: string;
+  /** With it, every replica also runs the meta group and the configuration master on it (as the binary does). */
+  meta?: VpMetaEnv;
 }
 
 /**
@@ -61,13 +67,19 @@ export class SimVpNode {
   machine = new SimKv();
   private clock: SimClock | undefined;
   private transport: SimTransport | undefined;
+  /** The node's meta group replica and master, when the master runs on the meta group. */
+  metaPart: SimMetaPart | undefined;
+  /** The node's store of the meta group (its log and state), kept across restarts. */
+  private readonly metaStore: MemoryNodeStore;
 
   constructor(
     readonly id: NodeId,
     private readonly env: VpNodeEnv,
     private readonly clockRate: number,
+    private readonly random?: SeededRandom,
   ) {
     this.store = new SimAcceptorStore(env.scheduler, env.diskLatency, env.mutations);
+    this.metaStore = new MemoryNodeStore({ autoSync: false, name: `${id}.meta.mem`, chunkBytes: 4096 });
   }
 
   async start(): Promise<void> {
@@ -83,13 +95,26 @@ export class SimVpNode {
     });
     this.clock = clock;
     this.transport = transport;
+    let master: NodeId | (() => NodeId | undefined) = MASTER_ID;
+    let groupTransport: SimTransport | ReturnType<VpTransportMux['forGroup']> = transport;
+    if (env.meta !== undefined) {
+      if (this.random === undefined) throw new Error('a replica running the meta group needs a random source');
+      // As the binary: the replica and the master share the node's transport through the mux.
+      const mux = new VpTransportMux(transport);
+      groupTransport = mux.forGroup(env.group);
+      const part = new SimMetaPart(this.id, this.metaStore, clock, transport, mux, this.random.fork(), env.meta);
+      this.metaPart = part;
+      master = () => part.meta.leader() || undefined;
+    }
     this.host = new VPaxosHost<string>({
-      group: VP_GROUP,
-      transport,
+      group: env.group,
+      transport: groupTransport,
       clock,
       store: this.store,
       machine: this.machine,
-      master: MASTER_ID,
+      master,
+      // Master frames carry what the meta group committed: any member may relay them (as in the binary).
+      ...(env.meta !== undefined ? { acceptMasterFrom: () => true } : {}),
       incarnation: this.incarnation,
       heartbeatMs: env.heartbeatMs,
       requestTimeoutMs: 1_000,
@@ -98,6 +123,7 @@ export class SimVpNode {
       addressOf: (id) => `${id}.sim:7000`,
     });
     await this.host.start();
+    this.metaPart?.start();
   }
 
   crash(): void {
@@ -106,6 +132,8 @@ export class SimVpNode {
     this.clock?.halt();
     this.transport?.crash();
     this.host?.stop();
+    this.metaPart?.crash();
+    this.metaPart = undefined;
     this.store.crash();
   }
 }

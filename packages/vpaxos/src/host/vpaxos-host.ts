@@ -37,6 +37,12 @@ export interface AcceptorStore {
 /** The state machine chosen values are applied to, in slot order (the KV state machine's `apply(index, data)`). */
 export interface VpStateMachine<R = unknown> {
   apply(slot: Slot, data: Uint8Array): R;
+  /**
+   * Applies consecutive chosen values together, in slot order, in one store
+   * transaction (the KV state machine's `applyBatch`), returning each one's
+   * result. Absent: one `apply` per slot.
+   */
+  applyMany?(entries: readonly { slot: Slot; data: Uint8Array }[]): R[];
   /** Where a durable machine's state stands (the KV state machine's `applied()`): the host resumes after it. */
   applied?(): { index: Slot };
 }
@@ -91,7 +97,12 @@ export interface VPaxosHostOptions<R> {
   aliveMs?: number;
   /** How long a proposal or read waits before it fails, local ms. @default 1000 */
   requestTimeoutMs?: number;
-  /** Lease duration for lease reads, local ms; 0: no lease reads. @default 0 */
+  /**
+   * Lease duration for lease reads, local ms; 0: no lease reads. The primary
+   * uses the smaller of this and the lease the master granted with its
+   * activation (the one the master waits out before activating another
+   * primary). @default 0
+   */
   leaseMs?: number;
   /** The address of a node, for the not-primary error. */
   addressOf?: (id: NodeId) => string | undefined;
@@ -129,6 +140,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   /** When each heartbeat round was sent (local clock), for the lease. */
   private readonly roundSent = new Map<number, number>();
   private leaseUntil = Number.NEGATIVE_INFINITY;
+  /** The ballot whose activation granted {@link grantedLeaseMs}. */
+  private leaseBallot: Ballot = 0;
+  /** The read lease the master granted with this primary's activation (0: none). */
+  private grantedLeaseMs = 0;
   private scheduled = false;
   private running = false;
   private stopped = false;
@@ -250,6 +265,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     const e = this.node;
     if (this.opts.leaseMs <= 0) return Promise.reject(new UnavailableError('lease reads are off (leaseMs = 0)'));
     if (!e.isActive()) return Promise.reject(this.withAddress(new NotPrimaryError(e.knownPrimary().id || undefined)));
+    if (this.leaseMs() <= 0) {
+      return Promise.reject(
+        new UnavailableError('the master granted this primary no read lease (leases are off at the master)'),
+      );
+    }
     if (!(this.opts.clock.now() < this.leaseUntil)) {
       return Promise.reject(new UnavailableError('the primary lease does not hold now; use a linearizable read'));
     }
@@ -258,6 +278,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     // The read takes effect now (its linearization point): it returns the state up to the commit of now.
     this.opts.observer?.onLeaseRead?.(ballot, index);
     return new Promise<void>((resolve) => this.afterApplied(index, resolve));
+  }
+
+  /** The lease this primary may hold: its own setting, capped by the master's grant. */
+  private leaseMs(): number {
+    return Math.min(this.opts.leaseMs, this.grantedLeaseMs);
   }
 
   status(): ReplicatedGroupStatus {
@@ -318,6 +343,12 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       if (m.primary === this.opts.transport.self) {
         const wasActive = e.isActive();
         e.activate(m.ballot);
+        if (e.isActive() && e.leading()?.ballot === m.ballot && this.leaseBallot !== m.ballot) {
+          // A new activation: the lease is earned again, under this ballot's grant.
+          this.leaseBallot = m.ballot;
+          this.grantedLeaseMs = m.leaseMs ?? 0;
+          this.leaseUntil = Number.NEGATIVE_INFINITY;
+        }
         if (!wasActive && e.isActive()) this.opts.observer?.onActivated?.(m.ballot);
       }
     }
@@ -391,7 +422,9 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     for (const r of rd.rounds) this.roundSent.set(r, now);
     if (rd.confirmedRound !== undefined) {
       const sent = this.roundSent.get(rd.confirmedRound);
-      if (sent !== undefined) this.leaseUntil = Math.max(this.leaseUntil, sent + this.opts.leaseMs);
+      // The lease runs from the renewal's send time on this clock: no other node's clock is trusted.
+      const lease = this.leaseMs();
+      if (sent !== undefined && lease > 0) this.leaseUntil = Math.max(this.leaseUntil, sent + lease);
       for (const r of this.roundSent.keys()) if (r <= rd.confirmedRound) this.roundSent.delete(r);
     }
     const self = this.opts.transport.self;
@@ -428,9 +461,24 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
 
   private applyCommitted(entries: Proposal[]): void {
     const obs = this.opts.observer;
+    entries.forEach((e, i) => {
+      if (e.slot !== this.applied + 1 + i) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied + i}`);
+    });
+    // The commands of the batch (no-ops carry none) go to the machine together: one store transaction.
+    const commands = entries.filter((e) => e.value.length !== NOOP.length);
+    const machine = this.opts.machine;
+    let batched: Map<Slot, R> | undefined;
+    if (machine.applyMany !== undefined && commands.length > 1) {
+      const results = machine.applyMany(commands.map((e) => ({ slot: e.slot, data: e.value })));
+      batched = new Map(commands.map((e, i) => [e.slot, results[i] as R]));
+    }
     for (const e of entries) {
-      if (e.slot !== this.applied + 1) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied}`);
-      const result = e.value.length === NOOP.length ? undefined : this.opts.machine.apply(e.slot, e.value);
+      const result =
+        e.value.length === NOOP.length
+          ? undefined
+          : batched !== undefined
+            ? batched.get(e.slot)
+            : machine.apply(e.slot, e.value);
       this.applied = e.slot;
       obs?.onApply?.(e.slot, e.value);
       const w = this.proposals.get(e.slot);

@@ -1,6 +1,7 @@
 import type { NodeId } from '@cohort/core';
-import { type MetaExtension, type MetaResult, type MetaState, type PartitionEntry, partitionGroup } from '@cohort/kv';
 import { ConfigMaster, type GroupConfigState, type MasterCommand } from '@cohort/vpaxos';
+import type { MetaExtension, MetaResult, MetaState, PartitionEntry } from '../meta/state.js';
+import { partitionGroup } from '../routing.js';
 
 /** The meta state's section holding the configuration master. */
 export const VP_MASTER_SECTION = 'vpaxos';

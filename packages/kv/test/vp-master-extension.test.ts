@@ -1,6 +1,6 @@
-import { type MetaState, applyMeta, emptyMeta } from '@cohort/kv';
 import type { MasterCommand } from '@cohort/vpaxos';
 import { describe, expect, it } from 'vitest';
+import { type MetaState, applyMeta, emptyMeta } from '../src/meta/state.js';
 import {
   VP_MASTER_SECTION,
   type VpMasterCommand,
@@ -42,6 +42,42 @@ function activeOn(s: MetaState, ballot: number, primary: string, acceptors: stri
 }
 
 describe('the configuration master on the meta group', () => {
+  it('leases: the lease granted with an activation and the wait a completion needs are in the meta log; an activation that waited less is refused', () => {
+    const s = founded();
+    expect(
+      master(s, {
+        type: 'newBallot',
+        group: 'p1',
+        ballot: 1,
+        prevBallot: 0,
+        config: { primary: 'a', acceptors: ['a', 'b'] },
+      }).ok,
+    ).toBe(true);
+    expect(master(s, { type: 'complete', group: 'p1', ballot: 1 }).ok).toBe(true);
+    const lease = { ms: 1000, maxDriftMs: 100 };
+    expect(master(s, { type: 'activate', group: 'p1', ballot: 1, lease }).ok).toBe(true);
+    expect(masterSection(s).groups.p1?.lease).toEqual(lease);
+    // b takes over from a: the completion records a's lease + drift, which any meta leader must wait out.
+    expect(
+      master(s, {
+        type: 'newBallot',
+        group: 'p1',
+        ballot: 2,
+        prevBallot: 1,
+        config: { primary: 'b', acceptors: ['b'] },
+        degraded: true,
+      }).ok,
+    ).toBe(true);
+    expect(master(s, { type: 'complete', group: 'p1', ballot: 2 }).ok).toBe(true);
+    const replica = JSON.parse(JSON.stringify(s)) as MetaState;
+    expect(masterSection(replica).groups.p1?.next?.activateAfterMs).toBe(1100);
+    const early = master(replica, { type: 'activate', group: 'p1', ballot: 2, waitedMs: 1000, lease });
+    expect(early).toEqual({ ok: false, reason: expect.stringContaining('needs 1100 ms') });
+    expect(replica.partitions[1]?.leader).toBe('a');
+    expect(master(replica, { type: 'activate', group: 'p1', ballot: 2, waitedMs: 1100, lease }).ok).toBe(true);
+    expect(replica.partitions[1]?.leader).toBe('b');
+  });
+
   it('a vpaxos partition has f+1 replicas for the f failures of a raft partition of 2f+1', () => {
     expect([1, 2, 3, 4, 5].map(vpaxosReplicas)).toEqual([1, 1, 2, 2, 3]);
   });

@@ -1,14 +1,17 @@
-import type { Logger, NodeId, Transport } from '@cohort/core';
-import { type MetaService, type MetaState, partitionGroup, votersOf } from '@cohort/kv';
-import type { MembershipHost } from '@cohort/membership';
+import { type Clock, type Logger, type NodeId, type TimerHandle, type Transport, systemClock } from '@cohort/core';
 import {
   type Ballot,
+  type GroupConfigState,
+  type LeaseGrant,
   type MasterCommand,
   type MasterMessage,
   VP_MASTER_PROTOCOL,
   type VpTransportMux,
   encodeMasterMessage,
 } from '@cohort/vpaxos';
+import type { MembershipView, MetaService } from '../meta/meta-service.js';
+import { type MetaState, votersOf } from '../meta/state.js';
+import { partitionGroup } from '../routing.js';
 import { type VpMasterCommand, masterSection, vpaxosReplicas } from './master-extension.js';
 
 /** Options of {@link VpMasterService}. */
@@ -19,7 +22,8 @@ export interface VpMasterServiceOptions {
   leading: () => boolean;
   mux: VpTransportMux;
   transport: Transport;
-  membership: () => MembershipHost | undefined;
+  /** The failure detector's view (SWIM in the binary), once membership runs on this node. */
+  membership: () => Pick<MembershipView, 'members'> | undefined;
   log: Logger;
   /** How often the decision loop runs. @default 200 */
   intervalMs?: number;
@@ -27,6 +31,14 @@ export interface VpMasterServiceOptions {
   failAfterMs?: number;
   /** A ballot not completed within this long is abandoned for a new one. @default 5000 */
   ballotTimeoutMs?: number;
+  /**
+   * The read lease granted to each primary this master activates (absent: no
+   * lease reads). Before activating a different primary the master waits the
+   * previous primary's lease plus drift, as the meta group recorded it.
+   */
+  lease?: LeaseGrant;
+  /** The monotonic clock the loop and every wait run on. @default systemClock */
+  clock?: Clock;
   /** Test-only: called once a failover ballot is committed, before anyone is told (the node may crash there). */
   afterFailoverBallot?: () => void;
 }
@@ -50,7 +62,12 @@ interface Heard {
  * which the new primary's Phase 2 catches up before it reports `complete`.
  */
 export class VpMasterService {
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private timer: TimerHandle | undefined;
+  private readonly clock: Clock;
+  /** When this leader knew each group's next ballot complete (its lease wait runs from then). */
+  private readonly completedSeen = new Map<string, { ballot: Ballot; at: number }>();
+  /** The timer that comes back when a group's lease wait is over (one per group). */
+  private readonly dueTimers = new Map<string, TimerHandle>();
   private readonly heard = new Map<string, Heard>();
   /** When this leader first saw each group's next ballot, and last sent it. */
   private readonly nextSeen = new Map<string, { ballot: Ballot; at: number; sentAt: number }>();
@@ -71,16 +88,24 @@ export class VpMasterService {
     this.intervalMs = opts.intervalMs ?? 200;
     this.failAfterMs = opts.failAfterMs ?? 1500;
     this.ballotTimeoutMs = opts.ballotTimeoutMs ?? 5000;
+    this.clock = opts.clock ?? systemClock;
   }
 
   start(): void {
     this.opts.mux.onMasterMessage((from, group, msg) => this.onMessage(from, group, msg));
-    this.timer = setInterval(() => this.tick(), this.intervalMs);
-    this.timer.unref();
+    const loop = (): void => {
+      this.timer = this.clock.setTimeout(loop, this.intervalMs);
+      (this.timer as { unref?: () => void }).unref?.();
+      this.tick();
+    };
+    loop();
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const h of this.dueTimers.values()) this.clock.clearTimeout(h);
+    this.dueTimers.clear();
     this.opts.mux.onMasterMessage(undefined);
   }
 
@@ -91,13 +116,14 @@ export class VpMasterService {
   private onMessage(from: NodeId, group: string, msg: MasterMessage): void {
     if (!this.opts.leading()) return;
     if (msg.type === 'alive') {
-      const at = Date.now();
+      const at = this.clock.now();
       this.heard.set(`${group}/${from}`, { at, incarnation: msg.incarnation, activeBallot: msg.activeBallot });
       const active = masterSection(this.state).groups[group]?.active;
       if (active !== undefined && active.primary === from && active.ballot === msg.activeBallot)
         this.serving.set(group, at);
     } else if (msg.type === 'complete') {
-      void this.serially(group, () => this.complete(group, from, msg.ballot));
+      const at = this.clock.now();
+      void this.serially(group, () => this.complete(group, from, msg.ballot, at));
     }
   }
 
@@ -139,12 +165,13 @@ export class VpMasterService {
     return this.propose(partition, { op: 'master', partition, command });
   }
 
-  private async complete(group: string, from: NodeId, ballot: Ballot): Promise<void> {
+  /** `at`: when the complete arrived, after the new primary's Phase 1 stopped the old primary's renewals. */
+  private async complete(group: string, from: NodeId, ballot: Ballot, at: number): Promise<void> {
     const partition = partitionIndex(group);
     const g = masterSection(this.state).groups[group];
     if (g?.active?.ballot === ballot) {
       // A repeated complete whose activation was lost.
-      this.send(from, group, { type: 'activated', ...g.active });
+      this.send(from, group, activatedMessage(g));
       return;
     }
     if (g?.next?.ballot !== ballot) return; // an abandoned or unknown ballot: refused, changes nothing
@@ -152,14 +179,57 @@ export class VpMasterService {
       const res = await this.master(partition, { type: 'complete', group, ballot });
       if (!res.ok) return;
     }
-    await this.activate(partition, group, ballot);
+    const seen = this.completedSeen.get(group);
+    if (seen?.ballot !== ballot) this.completedSeen.set(group, { ballot, at });
+    await this.activateWhenDue(partition, group, ballot);
   }
 
-  private async activate(partition: number, group: string, ballot: Ballot): Promise<void> {
-    const res = await this.master(partition, { type: 'activate', group, ballot });
+  /**
+   * Activates the completed next ballot once the previous primary's lease
+   * (recorded with the ballot's completion) ran out, counted on this
+   * leader's clock from when it knew the ballot complete; a timer comes
+   * back when it is due. A leader that takes over counts from its first look.
+   */
+  private async activateWhenDue(partition: number, group: string, ballot: Ballot): Promise<void> {
+    const next = masterSection(this.state).groups[group]?.next;
+    if (next?.ballot !== ballot || !next.completed) return; // activated meanwhile, or abandoned
+    const wait = next.activateAfterMs ?? 0;
+    let seen = this.completedSeen.get(group);
+    if (seen?.ballot !== ballot) {
+      seen = { ballot, at: this.clock.now() };
+      this.completedSeen.set(group, seen);
+    }
+    const waited = this.clock.now() - seen.at;
+    if (waited < wait) {
+      this.note(group, `vpaxos ballot ${ballot} waits out the previous primary's read lease`, { waitMs: wait });
+      if (!this.dueTimers.has(group)) {
+        const h = this.clock.setTimeout(
+          () => {
+            this.dueTimers.delete(group);
+            if (this.opts.leading()) void this.serially(group, () => this.activateWhenDue(partition, group, ballot));
+          },
+          wait - waited + 1,
+        );
+        (h as { unref?: () => void }).unref?.();
+        this.dueTimers.set(group, h);
+      }
+      return;
+    }
+    await this.activate(partition, group, ballot, Math.floor(waited));
+  }
+
+  private async activate(partition: number, group: string, ballot: Ballot, waitedMs: number): Promise<void> {
+    const res = await this.master(partition, {
+      type: 'activate',
+      group,
+      ballot,
+      waitedMs,
+      ...(this.opts.lease !== undefined && this.opts.lease.ms > 0 ? { lease: this.opts.lease } : {}),
+    });
     if (!res.ok) return;
-    const active = masterSection(this.state).groups[group]?.active;
-    if (active === undefined) return;
+    const g = masterSection(this.state).groups[group];
+    const active = g?.active;
+    if (g === undefined || active === undefined) return;
     const entry = this.state.partitions[partition];
     const health = masterSection(this.state).health[group];
     this.opts.log.info('vpaxos ballot activated', {
@@ -168,9 +238,11 @@ export class VpMasterService {
       primary: active.primary,
       acceptors: active.acceptors,
       underReplicated: health?.underReplicated ?? false,
+      leaseMs: g.lease?.ms ?? 0,
+      waitedMs,
     });
     for (const n of new Set([...active.acceptors, ...(entry?.replicas.map((r) => r.node) ?? [])])) {
-      this.send(n, group, { type: 'activated', ...active });
+      this.send(n, group, activatedMessage(g));
     }
   }
 
@@ -179,9 +251,10 @@ export class VpMasterService {
       this.leaderSince = undefined;
       this.nextSeen.clear();
       this.activeSeen.clear();
+      this.completedSeen.clear();
       return;
     }
-    const now = Date.now();
+    const now = this.clock.now();
     this.leaderSince ??= now;
     if (this.state.clusterId === '') return;
     this.state.partitions.forEach((entry, partition) => {
@@ -236,7 +309,7 @@ export class VpMasterService {
       const seen = this.activeSeen.get(group);
       if (seen?.ballot !== active.ballot) this.activeSeen.set(group, { ballot: active.ballot, at: now });
       // The activation may have been lost: repeat it to the primary.
-      this.send(active.primary, group, { type: 'activated', ...active });
+      this.send(active.primary, group, activatedMessage(g!));
     }
     const next = g?.next;
     if (next !== undefined) {
@@ -246,8 +319,8 @@ export class VpMasterService {
         this.nextSeen.set(group, seen);
       }
       if (next.completed) {
-        // Completed, not yet activated (the previous meta leader stopped in between).
-        await this.activate(partition, group, next.ballot);
+        // Completed, not yet activated (waiting out a lease, or the previous meta leader stopped in between).
+        await this.activateWhenDue(partition, group, next.ballot);
         return;
       }
       // A ballot with a failed acceptor cannot complete (Phase 2 writes to every acceptor): abandon it now.
@@ -342,7 +415,7 @@ export class VpMasterService {
       id === this.opts.self || (ms?.members().some((m) => m.id === id && m.state === 'alive') ?? false);
     const load = new Map<NodeId, number>();
     for (const p of this.state.partitions) for (const r of p.replicas) load.set(r.node, (load.get(r.node) ?? 0) + 1);
-    const now = Date.now();
+    const now = this.clock.now();
     return Object.values(this.state.nodes)
       .filter(
         (n) =>
@@ -379,10 +452,22 @@ export class VpMasterService {
     this.opts.log.info('vpaxos ballot started', { group, ballot, prevBallot, primary, acceptors, degraded });
     // (A test hook: a meta leader outside the ballot may crash here; one inside it would take the survivor along.)
     if (failover && !acceptors.includes(this.opts.self)) this.opts.afterFailoverBallot?.();
-    const now = Date.now();
+    const now = this.clock.now();
     this.nextSeen.set(group, { ballot, at: now, sentAt: now });
     this.send(primary, group, { type: 'newBallot', ballot, prevBallot, prevAcceptors, acceptors });
   }
+}
+
+/** The `activated` announcement of `g`'s active ballot, with the lease its primary was granted. */
+function activatedMessage(g: GroupConfigState): MasterMessage {
+  const a = g.active!;
+  return {
+    type: 'activated',
+    ballot: a.ballot,
+    primary: a.primary,
+    acceptors: a.acceptors,
+    ...(g.lease !== undefined ? { leaseMs: g.lease.ms } : {}),
+  };
 }
 
 /** The partition index of group `p<i>`. */

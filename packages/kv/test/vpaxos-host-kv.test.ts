@@ -1,0 +1,137 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '@cohort/core';
+import { MemoryHub } from '@cohort/core/testing';
+import { SqliteNodeStore } from '@cohort/storage';
+import { VP_MASTER_PROTOCOL, VPaxosHost, encodeMasterMessage } from '@cohort/vpaxos';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeCommand } from '../src/command.js';
+import { KvStateMachine } from '../src/state-machine.js';
+import { vpStateMachine } from '../src/vpaxos/vp-state-machine.js';
+
+const G = 'vp1';
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+async function waitFor(cond: () => boolean, what: string, ms = 3_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('a Vertical Paxos replica over the KV state machine', () => {
+  let dir: string;
+  let hub: MemoryHub;
+  let master: ReturnType<MemoryHub['transport']>;
+  const hosts: VPaxosHost[] = [];
+  const stores: SqliteNodeStore[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vpaxos-kv-'));
+    hub = new MemoryHub();
+    master = hub.transport('m');
+    master.handle(VP_MASTER_PROTOCOL, () => {});
+  });
+  afterEach(() => {
+    for (const h of hosts.splice(0)) h.stop();
+    for (const s of stores.splice(0)) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Store transactions the KV state machine of each replica opened. */
+  const txns = new Map<string, number>();
+
+  async function start(id: string): Promise<{ host: VPaxosHost; store: SqliteNodeStore; kv: KvStateMachine }> {
+    const store = SqliteNodeStore.open(join(dir, `${id}.db`));
+    stores.push(store);
+    txns.set(id, 0);
+    // The machine's view of the store counts its transactions.
+    const counted = new Proxy(store, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'transaction' && typeof v === 'function') {
+          return (...args: unknown[]) => {
+            txns.set(id, (txns.get(id) ?? 0) + 1);
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const kv = new KvStateMachine(counted, 'vp');
+    const host = new VPaxosHost({
+      group: G,
+      transport: hub.transport(id),
+      clock: systemClock,
+      store: { loadAcceptor: (g) => store.loadAcceptor(g), saveAcceptor: (...a) => store.saveAcceptor(...a) },
+      machine: vpStateMachine(kv),
+      master: 'm',
+      incarnation: 1,
+    });
+    hosts.push(host);
+    await host.start();
+    return { host, store, kv };
+  }
+
+  const toMaster = (to: string, m: Parameters<typeof encodeMasterMessage>[1]): Promise<void> =>
+    master.send(to, VP_MASTER_PROTOCOL, encodeMasterMessage(G, m));
+
+  it('applies chosen commands through the KV state machine, which resumes from its applied slot after a restart', async () => {
+    const set = (k: string, v: string): Uint8Array =>
+      encodeCommand({
+        op: 'set',
+        key: enc(k),
+        value: enc(v),
+        condition: 'always',
+        expiresAt: 0,
+        returnOld: false,
+        now: 0,
+      });
+    const a = await start('a');
+    const b = await start('b');
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    expect(await a.host.propose(set('k1', 'v1'))).toEqual({ type: 'ok' });
+    expect(await a.host.propose(set('k2', 'v2'))).toEqual({ type: 'ok' });
+    await waitFor(() => b.host.status().applied === 2, 'the backup applying both');
+    expect(b.kv.applied().index).toBe(2);
+    b.host.stop();
+    b.store.close();
+    stores.splice(stores.indexOf(b.store), 1);
+    hub.nodes.delete('b');
+    const b2 = await start('b');
+    expect(b2.host.status().applied).toBe(2);
+    expect(b2.host.status().commit).toBe(2);
+    expect(await a.host.propose(set('k3', 'v3'))).toEqual({ type: 'ok' });
+    await waitFor(() => b2.kv.applied().index === 3, 'the restarted backup applying slot 3 only');
+  });
+
+  it('applies consecutive chosen slots in one store transaction, each write answered with its own result', async () => {
+    const a = await start('a');
+    const b = await start('b');
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    const before = { a: txns.get('a') ?? 0, b: txns.get('b') ?? 0 };
+    // 30 proposals of one turn go out in one Phase 2 round and are chosen together.
+    const n = 30;
+    const results = await Promise.all(
+      Array.from({ length: n }, () =>
+        a.host.propose(encodeCommand({ op: 'incr', key: enc('counter'), delta: 1n, now: 0 })),
+      ),
+    );
+    expect(results.map((r) => (r as { type: string; value?: unknown }).value)).toEqual(
+      Array.from({ length: n }, (_, i) => BigInt(i + 1)),
+    );
+    await waitFor(() => b.kv.applied().index === a.kv.applied().index, 'the backup applying them');
+    const usedA = (txns.get('a') ?? 0) - before.a;
+    const usedB = (txns.get('b') ?? 0) - before.b;
+    expect(usedA).toBeGreaterThan(0);
+    expect(usedA).toBeLessThan(n / 3);
+    expect(usedB).toBeLessThan(n / 3);
+  });
+});
