@@ -16,6 +16,7 @@ import {
 } from '@cohort/core';
 import {
   CircuitBreakers,
+  DISK_FULL_TAG,
   type KvClientRequest,
   type KvRequest,
   type KvResponse,
@@ -870,9 +871,17 @@ export class CohortNode {
         .filter((p) => p.sm !== undefined && this.gs(p).role === 'leader')
         .map((p) => `${p.index}:${this.gs(p).term}`)
         .join(',');
-      if (leads === announced || !membership.isRunning) return;
-      announced = leads;
-      membership.setTags({ http: node.httpAddress, resp: node.clientAddress, ...(this.options.tags ?? {}), leads });
+      // A full disk is gossiped too: placement moves this node's replicas away past the grace period.
+      const full = this.disk?.isFull === true;
+      if (`${leads}|${full}` === announced || !membership.isRunning) return;
+      announced = `${leads}|${full}`;
+      membership.setTags({
+        http: node.httpAddress,
+        resp: node.clientAddress,
+        ...(this.options.tags ?? {}),
+        leads,
+        ...(full ? { [DISK_FULL_TAG]: 'full' } : {}),
+      });
     };
     if (partitioned) {
       this.announcer = setInterval(announceLeads, 500);

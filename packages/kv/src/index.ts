@@ -125,6 +125,7 @@ export {
 export { VpMasterService, type VpMasterServiceOptions } from './vpaxos/master-service.js';
 export { vpStateMachine } from './vpaxos/vp-state-machine.js';
 export {
+  DISK_FULL_TAG,
   META_GROUP,
   type MembershipView,
   type MetaBootstrap,

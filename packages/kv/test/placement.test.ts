@@ -249,6 +249,26 @@ describe('placement controller', () => {
     for (const p of s.partitions) expect(p.replicas.map((r) => r.node)).not.toContain('b');
   });
 
+  it('puts no new replica on a node whose disk is full, and past the grace period moves its replicas away', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 4);
+    // e joined empty; b reports its disk full since t=98,000 (2 s before now, within the 5 s grace).
+    applyMeta(s, { type: 'register', node: node('e', 5) });
+    const members = alive(['a', 'b', 'c', 'd', 'e']);
+    members.set('b', { state: 'alive', since: 0, diskFullSince: 98_000 });
+    const within = partitionActions(planPlacement(input(s, members)));
+    // Nothing moves off b yet, and b is never chosen as a target.
+    expect(within.filter((a) => a.node === 'b')).toEqual([]);
+    // Past the grace period: b's replicas move away, to the others (e first: the least loaded).
+    members.set('b', { state: 'alive', since: 0, diskFullSince: 90_000 });
+    settle(s, () => input(s, members));
+    for (const p of s.partitions) expect(p.replicas.map((r) => r.node)).not.toContain('b');
+    expect(s.partitions.flatMap((p) => p.replicas.map((r) => r.node))).toContain('e');
+    // Its disk freed, b is an ordinary node again: a rebalance may give it replicas.
+    members.set('b', { state: 'alive', since: 0 });
+    settle(s, () => input(s, members));
+    expect(s.partitions.flatMap((p) => p.replicas.map((r) => r.node))).toContain('b');
+  });
+
   it('leaves a partition alone when no live node can take a replica', () => {
     const s = cluster(['a', 'b', 'c'], 2);
     const members = alive(['a', 'b']);

@@ -19,6 +19,13 @@ import {
 
 /** The meta group's id. */
 export const META_GROUP = 'meta';
+
+/**
+ * The membership tag a node gossips while its disk is full (value `full`):
+ * placement puts no new replica there and, past the grace period, moves its
+ * replicas away; leader balancing hands it no leadership.
+ */
+export const DISK_FULL_TAG = 'cohort.disk';
 /** A meta command sent to the meta leader by a node that does not lead the group. */
 const META_PROTOCOL = '/cohort/meta/1';
 /** A partition membership change sent by the meta leader to the partition's leader. */
@@ -44,8 +51,11 @@ export interface MetaBootstrap {
  * binary, a simulated failure detector in the simulator).
  */
 export interface MembershipView {
-  /** Every member known, with its state as the failure detector has it. */
-  members(): readonly { id: NodeId; state: Liveness }[];
+  /**
+   * Every member known, with its state as the failure detector has it and
+   * the tags it gossips ({@link DISK_FULL_TAG} among them).
+   */
+  members(): readonly { id: NodeId; state: Liveness; tags?: Readonly<Record<string, string>> }[];
   /** Whether this node's partition detector says it is in a minority: the controller decides nothing then. */
   minority(): boolean;
 }
@@ -303,7 +313,11 @@ export class MetaService {
     const out = new Map<NodeId, MemberLiveness>();
     for (const m of ms.members()) {
       const prev = this.seen.get(m.id);
-      const cur = prev !== undefined && prev.state === m.state ? prev : { state: m.state, since: now };
+      const full = m.tags?.[DISK_FULL_TAG] === 'full';
+      const diskFullSince = full ? (prev?.diskFullSince ?? now) : undefined;
+      const same = prev !== undefined && prev.state === m.state;
+      const cur: MemberLiveness = { state: m.state, since: same ? prev.since : now };
+      if (diskFullSince !== undefined) cur.diskFullSince = diskFullSince;
       this.seen.set(m.id, cur);
       out.set(m.id, cur);
     }
@@ -459,12 +473,13 @@ export class MetaService {
     return { ok: true };
   }
 
+  /** Whether `id` is alive and may lead (its disk is not full). */
   private alive(id: NodeId): boolean {
     return (
       this.opts
         .membership()
         ?.members()
-        .some((m) => m.id === id && m.state === 'alive') ?? false
+        .some((m) => m.id === id && m.state === 'alive' && m.tags?.[DISK_FULL_TAG] !== 'full') ?? false
     );
   }
 }

@@ -8,7 +8,8 @@
  *
  * Each partition moves one step per round, each step one Raft membership
  * change, recorded in the map with a new epoch:
- *   a voter dead for the grace period, or on a leaving node -> add a learner on a live node;
+ *   a voter dead for the grace period, on a leaving node, or on a node whose
+ *   disk has been full for the grace period -> add a learner on a live node;
  *   a learner on a live node -> promote it (the executor retries until it caught up);
  *   more voters than the replication factor -> remove one (dead first, then
  *   leaving, then the most crowded zone, the most loaded node, the newest node);
@@ -30,6 +31,12 @@ export type Liveness = 'alive' | 'suspect' | 'dead' | 'left';
 export interface MemberLiveness {
   state: Liveness;
   since: number;
+  /**
+   * Since when (ms) the member reports its disk full; undefined while it does
+   * not. Such a node takes no new replica, and past the grace period its
+   * replicas move away as a leaving node's do.
+   */
+  diskFullSince?: number;
 }
 
 /** The controller's settings. */
@@ -78,7 +85,10 @@ interface NodeView {
   up: boolean;
   /** Dead or gone for at least the grace period: its replicas are replaced. */
   down: boolean;
+  /** Leaving, or its disk full for the grace period: its replicas move away. */
   leaving: boolean;
+  /** Reports its disk full: no new replica goes there. */
+  diskFull: boolean;
 }
 
 /** The nodes' standing this round, by id (registered nodes only). */
@@ -90,7 +100,10 @@ export function nodeViews(input: PlacementInput): Map<NodeId, NodeView> {
     const since = m?.since ?? input.viewSince;
     const up = state === 'alive';
     const down = (state === 'dead' || state === 'left') && input.now - since >= input.config.deadGraceMs;
-    out.set(record.id, { record, up, down, leaving: record.leaving === true });
+    const fullSince = m?.diskFullSince;
+    const diskFull = fullSince !== undefined;
+    const drained = fullSince !== undefined && input.now - fullSince >= input.config.deadGraceMs;
+    out.set(record.id, { record, up, down, leaving: record.leaving === true || drained, diskFull });
   }
   return out;
 }
@@ -119,7 +132,7 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
   const actions: PlacementAction[] = [...planMeta(input, views)];
   const usable = (id: NodeId): boolean => {
     const v = views.get(id);
-    return v?.up === true && !v.leaving;
+    return v?.up === true && !v.leaving && !v.diskFull;
   };
   const bad = (id: NodeId): boolean => {
     const v = views.get(id);
