@@ -109,4 +109,77 @@ describe('a node whose disk fills up (SQLite reports SQLITE_FULL on its writer)'
     }
     expect(full.child?.exitCode).toBeNull();
   }, 60_000);
+
+  it('in a partitioned cluster, past the grace period its replicas move to the other nodes', async (ctx) => {
+    await cluster?.killAll();
+    const c = await Cluster.create(4, [
+      '--partitions',
+      '3',
+      '--replicas',
+      '3',
+      '--heartbeat-ms',
+      '50',
+      '--election-timeout-ms',
+      '300',
+      '--swim-probe-ms',
+      '200',
+      '--dead-grace',
+      '1500',
+    ]);
+    cluster = c;
+    const gateOf = (id: string): string => join(c.root, `${id}.full`);
+    for (const n of c.nodes) n.env = { [DISK_FULL_GATE_ENV]: gateOf(n.id) };
+    ctx.onTestFailed(() => {
+      for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-3000)}\n`);
+    });
+    c.startAll();
+    type Meta = { partitions: { replicas: { node: string; role: string }[] }[] };
+    // The map as a node that can write sees it (a full node cannot apply what the meta group commits).
+    const meta = async (skip?: string): Promise<Meta | undefined> => {
+      for (const n of c.nodes) {
+        if (n.id === skip) continue;
+        try {
+          const res = await fetch(`http://127.0.0.1:${n.http}/v1/meta`, { signal: AbortSignal.timeout(1000) });
+          if (res.ok) return (await res.json()) as Meta;
+        } catch {
+          // Try the next node.
+        }
+      }
+      return undefined;
+    };
+    const holders = (m: Meta, id: string): number =>
+      m.partitions.filter((p) => p.replicas.some((r) => r.node === id)).length;
+    // Founded and balanced: 9 replicas on 4 nodes, every node holding some.
+    const founded = await poll('the map placed on every node', 45_000, async () => {
+      const m = await meta();
+      return m && m.partitions.length === 3 && c.nodes.every((n) => holders(m, n.id) > 0) ? m : undefined;
+    });
+    const full = c.nodes.find((n) => holders(founded, n.id) > 0)!;
+    const via = redis(c.nodes.find((n) => n !== full)!.resp);
+    // Writes to every partition fill the node's disk (its commits fail with SQLITE_FULL).
+    writeFileSync(gateOf(full.id), '');
+    await poll(`${full.id} to find its disk full`, 15_000, async () => {
+      for (let i = 0; i < 6; i++) await via.set(`fill{${i}}`, 'x'.repeat(8 * 1024)).catch(() => undefined);
+      return (await c.status(full))?.degraded?.includes('disk-full') ? true : undefined;
+    });
+    // Past the grace period placement moves every replica off it, each partition back on 3 voters.
+    let last: Meta | undefined;
+    ctx.onTestFailed(() => {
+      process.stderr.write(`last map: ${JSON.stringify(last?.partitions)}\n`);
+    });
+    const drained = await poll(`${full.id}'s replicas moved away`, 30_000, async () => {
+      const m = await meta(full.id);
+      last = m;
+      return m &&
+        holders(m, full.id) === 0 &&
+        m.partitions.every((p) => p.replicas.length === 3 && p.replicas.every((r) => r.role === 'voter'))
+        ? m
+        : undefined;
+    });
+    expect(holders(drained, full.id)).toBe(0);
+    // The cluster takes writes on every partition, and the full node is still up.
+    for (let i = 0; i < 6; i++) expect(await via.set(`after{${i}}`, `v${i}`)).toBe('OK');
+    expect(full.child?.exitCode).toBeNull();
+    rmSync(gateOf(full.id));
+  }, 90_000);
 });
