@@ -391,8 +391,10 @@ export class MetaService {
       });
     } catch (err) {
       const why = (err as Error).message;
-      if (this.lastRefusal.get(`${key}`) !== why) {
-        this.lastRefusal.set(`${key}`, why);
+      // Logged once per kind of refusal: the numbers in it (a dial backoff, an index) change every round.
+      const shape = why.replace(/\d+/g, '#');
+      if (this.lastRefusal.get(`${key}`) !== shape) {
+        this.lastRefusal.set(`${key}`, shape);
         this.opts.log.info('placement step not taken now (retried next round)', {
           action: a.type,
           node: a.node,
