@@ -76,6 +76,8 @@ describe('a node whose disk fills up (SQLite reports SQLITE_FULL on its writer)'
     expect(during?.degraded).toContain('disk-full');
     expect((during as { diskFull?: string } | undefined)?.diskFull).toMatch(/cannot grow \(database or disk is full\)/);
     await expect(r.set('refused', 'x')).rejects.toThrow(/UNAVAILABLE disk full: .*cannot grow/);
+    expect(await r.info('persistence')).toMatch(/^aof_last_write_status:err\r?$/m);
+    expect(await r.info('persistence')).toMatch(/^cohort_degraded:disk-full\r?$/m);
     const http = await fetch(`http://127.0.0.1:${full.http}/v1/kv/refused`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },

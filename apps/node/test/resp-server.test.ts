@@ -114,6 +114,7 @@ describe('RESP server', () => {
       expect(info).toMatch(/^role:master$/m);
       expect(info).toMatch(/^raft_leader:n1$/m);
       expect(info).toMatch(/^loading:0$/m);
+      expect(info).toMatch(/^aof_last_write_status:ok\r?$/m);
       // Cohort answers as the Redis version its differential test runs against.
       const hello = (await redis.call('HELLO', '2')) as unknown[];
       expect(hello.slice(0, 6)).toEqual(['server', 'redis', 'version', '7.0.15', 'proto', 2]);

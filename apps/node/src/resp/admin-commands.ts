@@ -295,8 +295,16 @@ function infoSection(name: (typeof INFO_SECTIONS)[number], api: KvApi, session: 
       ];
     case 'clients':
       return ['# Clients', `connected_clients:${session.server.clients.byId.size}`, 'blocked_clients:0'];
-    case 'persistence':
-      return ['# Persistence', 'loading:0'];
+    case 'persistence': {
+      // As Redis says a failed append-only write: `err` while the disk is full (writes refused, reads served).
+      const full = s.degraded?.includes('disk-full') === true;
+      return [
+        '# Persistence',
+        'loading:0',
+        `aof_last_write_status:${full ? 'err' : 'ok'}`,
+        `cohort_degraded:${(s.degraded ?? []).join(',')}`,
+      ];
+    }
     case 'replication':
       return [
         '# Replication',
