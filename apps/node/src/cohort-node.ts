@@ -43,7 +43,7 @@ import {
   serveForwardedRequests,
   votersOf,
 } from '@cohort/kv';
-import type { MembershipHost } from '@cohort/membership';
+import { type MembershipHost, validateTags } from '@cohort/membership';
 import { type CatchUp, type GroupStatus, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohort/transport';
@@ -191,6 +191,8 @@ interface LocalPartition {
 /** How often a node hands the partitions it leads to their assigned leaders (leaders balanced by count, `assignLeaders`). */
 const BALANCE_MS = 2000;
 
+/** Tags a node sets on itself (its addresses, the leaderships it holds); `cohort.*` are reserved too. */
+const RESERVED_TAGS: ReadonlySet<string> = new Set(['http', 'resp', 'leads']);
 /**
  * One cohort node: SQLite store, libp2p transport, a Raft host with one
  * group per partition of the key space (each with its KV state machine on
@@ -235,6 +237,8 @@ export class CohortNode {
   private leaderHint: (p: number) => { leader: NodeId; term: number } | undefined = () => undefined;
   private layout: PartitionLayout | undefined;
   private meta: MetaService | undefined;
+  /** Tags set at run time (`PUT /v1/admin/tags`); undefined: those of the options. */
+  private runtimeTags: Record<string, string> | undefined;
   private vpMaster: VpMasterService | undefined;
   /** The watch sources of the partitions replicated here, by group. */
   private readonly watchSources = new Map<string, WatchSource>();
@@ -475,7 +479,7 @@ export class CohortNode {
         peerAddress: advertised,
         http: httpAddress,
         resp: respAddress,
-        tags: { ...(this.options.tags ?? {}) },
+        tags: { ...this.userTags() },
         startedAt,
       }),
       // The Vertical Paxos configuration master is a state machine on the meta group.
@@ -685,7 +689,7 @@ export class CohortNode {
       logger: this.log,
       // Other nodes and the CLI find a member's HTTP API (the leader's, for admin operations) by this tag,
       // and cluster-aware clients are redirected to a partition leader's RESP address by `resp`.
-      tags: { http: node.httpAddress, resp: node.clientAddress, ...(this.options.tags ?? {}) },
+      tags: { http: node.httpAddress, resp: node.clientAddress, ...this.userTags() },
       ...(this.options.swimProbeMs !== undefined
         ? {
             config: {
@@ -873,12 +877,13 @@ export class CohortNode {
         .join(',');
       // A full disk is gossiped too: placement moves this node's replicas away past the grace period.
       const full = this.disk?.isFull === true;
-      if (`${leads}|${full}` === announced || !membership.isRunning) return;
-      announced = `${leads}|${full}`;
+      const announce = `${leads}|${full}|${JSON.stringify(this.userTags())}`;
+      if (announce === announced || !membership.isRunning) return;
+      announced = announce;
       membership.setTags({
         http: node.httpAddress,
         resp: node.clientAddress,
-        ...(this.options.tags ?? {}),
+        ...this.userTags(),
         leads,
         ...(full ? { [DISK_FULL_TAG]: 'full' } : {}),
       });
@@ -1048,6 +1053,7 @@ export class CohortNode {
           partitioned ? Promise.reject(unsupported('a leadership transfer')) : host.transferLeadership(p0.group, to),
         transferPartitionLeadership: (partition, to) => this.transferPartitionLeadership(partition, to),
         catchUpReplica: async (partition, to) => this.catchUpReplica(partition, to),
+        setTags: (tags) => this.setTags(tags),
         movePartitionReplica: (partition, from, to) => this.movePartitionReplica(partition, from, to),
         planPartitionRecovery: (partition, from, authorization) =>
           planPartitionRecovery(this.recoveryDeps(security.tls ? 'https' : 'http'), partition, from, authorization),
@@ -1137,7 +1143,7 @@ export class CohortNode {
       peerAddress: node.advertiseAddress ?? node.peerAddress,
       http: node.httpAddress,
       resp: node.clientAddress,
-      tags: { ...(this.options.tags ?? {}) },
+      tags: { ...this.userTags() },
       startedAt: Date.now(),
     };
     const secret = this.options.security.clusterSecret;
@@ -1260,6 +1266,40 @@ export class CohortNode {
   }
 
   /** On partition `index`'s leader: makes its replica on `node` catch up now (see RaftHost.catchUp). */
+  /** This node's own tags: those set at run time (`PUT /v1/admin/tags`), else `--tag` and the config file's. */
+  private userTags(): Record<string, string> {
+    return this.runtimeTags ?? this.options.tags ?? {};
+  }
+
+  /**
+   * Replaces this node's own tags until it restarts (the config file keeps them across restarts):
+   * gossiped by SWIM at once (`/v1/members?tag=`), and recorded in the meta group's registry in a
+   * partitioned cluster, where placement reads zones. The tags the node sets itself are refused.
+   */
+  private async setTags(tags: Record<string, string>): Promise<{ id: NodeId; tags: Record<string, string> }> {
+    const { node } = this.options.config;
+    const reserved = Object.keys(tags).filter((k) => RESERVED_TAGS.has(k) || k.startsWith('cohort.'));
+    if (reserved.length > 0) {
+      throw new OperationRefusedError(
+        `the tags ${reserved.join(', ')} are set by the node itself (http, resp, leads and cohort.*); choose other names`,
+      );
+    }
+    try {
+      validateTags({ http: node.httpAddress, resp: node.clientAddress, leads: '', ...tags });
+    } catch (err) {
+      throw new OperationRefusedError((err as Error).message);
+    }
+    this.runtimeTags = { ...tags };
+    const membership = this.membership;
+    // A partitioned node's announcer gossips them within half a second, with the leaderships it holds.
+    if (membership?.isRunning && this.announcer === undefined) {
+      membership.setTags({ http: node.httpAddress, resp: node.clientAddress, ...this.runtimeTags });
+    }
+    if (this.meta !== undefined && this.meta.state.clusterId !== '') await this.meta.updateRecord();
+    this.log.info('tags set', { tags: this.runtimeTags });
+    return { id: node.id, tags: { ...this.runtimeTags } };
+  }
+
   private catchUpReplica(index: number, node: NodeId): { partition: number } & CatchUp {
     const p = this.parts[index];
     if (p === undefined) {

@@ -54,6 +54,12 @@ export interface OpsApi {
   planPartitionRecovery(partition: number, from: NodeId | undefined, authorization?: string): Promise<RecoveryPlan>;
   /** On the plan's survivor: carries the recovery out (forced membership, then the map's record). */
   recoverPartitionHere(plan: RecoveryPlan): Promise<RecoveryDone>;
+  /**
+   * Replaces this node's own tags until it restarts: gossiped at once, and recorded in the meta
+   * registry of a partitioned cluster (placement reads zones there). OperationRefusedError for a tag
+   * the node sets itself or tags over the limits.
+   */
+  setTags(tags: Record<string, string>): Promise<{ id: NodeId; tags: Record<string, string> }>;
   /** On the leader, once it confirmed its leadership: a consistent view of the whole dataset. */
   openBackup(partition?: number): Promise<{ group: string; reader: SnapshotReader }>;
   /**
@@ -423,6 +429,30 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
     async (req, reply) => {
       try {
         return await ops.catchUpReplica(req.body.partition, req.body.node);
+      } catch (err) {
+        return fail(reply, ops, err);
+      }
+    },
+  );
+  app.put<{ Body: { tags: Record<string, string> } }>(
+    '/v1/admin/tags',
+    {
+      schema: {
+        summary:
+          "Replaces this node's own tags (zone, rack, role...) until it restarts (put them in the config file to keep them): gossiped at once and recorded in the meta registry, where placement reads zones",
+        body: {
+          type: 'object',
+          properties: {
+            tags: { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 16 },
+          },
+          required: ['tags'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        return await ops.setTags(req.body.tags);
       } catch (err) {
         return fail(reply, ops, err);
       }

@@ -347,6 +347,31 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
       return body?.members.length ? body.members.map((x) => x.id) : undefined;
     });
     expect(tagged).toEqual(['n6']);
+    // Its tags change at run time (PUT /v1/admin/tags): gossiped and recorded in the registry; the tags a
+    // node sets itself are refused.
+    const put = (tags: Record<string, string>) =>
+      fetch(`http://127.0.0.1:${n6.http}/v1/admin/tags`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tags }),
+      });
+    const set = await put({ zone: 'c', rack: 'r7' });
+    expect(set.status).toBe(200);
+    expect(await set.json()).toEqual({ id: 'n6', tags: { zone: 'c', rack: 'r7' } });
+    await poll('n6 registered and gossiped in zone c', 10_000, async () => {
+      const v = await meta(n1);
+      const res = await fetch(`http://127.0.0.1:${n1.http}/v1/members?tag=zone:c`).catch(() => undefined);
+      const body = (await res?.json()) as { members: { id: string }[] } | undefined;
+      const registered = (v?.nodes.n6 as { tags?: Record<string, string> } | undefined)?.tags;
+      return registered?.zone === 'c' && registered.rack === 'r7' && body?.members.some((x) => x.id === 'n6')
+        ? true
+        : undefined;
+    });
+    const refused = await put({ leads: 'x', 'cohort.disk': 'full' });
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({
+      error: { code: 'REFUSED', message: expect.stringMatching(/leads, cohort\.disk are set by the node itself/) },
+    });
     // The new node serves every key: through its own replicas or forwarding.
     const r = plain(n6.resp);
     await poll('n6 serves reads and writes', 20_000, async () =>

@@ -299,6 +299,16 @@ export class MetaService {
     if (res.ok) this.opts.log.info('cluster founded: meta group holds the registry and partition map', { clusterId });
   }
 
+  /**
+   * Records this node's registry entry again (its addresses and tags as
+   * `record()` gives them now), through the meta leader; placement reads
+   * zones from there. Throws when the meta group refuses it.
+   */
+  async updateRecord(): Promise<void> {
+    const res = await this.propose({ type: 'register', node: this.opts.record() });
+    if (!res.ok) throw new Error(`the meta group refused the registration: ${res.reason}`);
+  }
+
   private async register(): Promise<void> {
     const res = await this.propose({ type: 'register', node: this.opts.record() });
     if (res.ok) {
