@@ -43,6 +43,10 @@ export class RequestChannel {
         { once: true },
       );
     });
+    // The stream may break (rejecting every waiter) while the write below is still pending: the rejection
+    // reaches the caller through `return response`, or is superseded by the write's own error; either way
+    // it must not count as unhandled, which would stop the process.
+    response.catch(() => {});
     try {
       await live.stream.lp.write(withId(id, frame), { signal });
     } catch (err) {
