@@ -185,17 +185,8 @@ export class NodeMetrics {
    * the difference is the hand-off to and from the writer thread.
    */
   storeCounters(read: () => WriterStats): void {
-    const counter = (name: string, help: string, pick: (s: WriterStats) => number): void => {
-      new Counter({
-        name,
-        help,
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          this.inc(pick(read()));
-        },
-      });
-    };
+    const counter = (name: string, help: string, pick: (s: WriterStats) => number): void =>
+      this.runningTotal(name, help, () => pick(read()));
     counter('cohort_storage_commits_total', 'Transactions committed to the node database', (s) => s.commits);
     counter(
       'cohort_storage_commit_jobs_total',
@@ -235,20 +226,23 @@ export class NodeMetrics {
     });
   }
 
+  /** A counter whose running total is kept elsewhere (a host, a store) and published as is at scrape time. */
+  private runningTotal(name: string, help: string, total: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(total());
+      },
+    });
+  }
+
   /** The Raft host's counters, read at scrape time. */
   private hostCounters(read: () => HostStats): void {
-    const counter = (name: string, help: string, pick: (s: HostStats) => number): void => {
-      new Counter({
-        name,
-        help,
-        registers: [this.registry],
-        collect() {
-          // The host keeps the running total; publish it as is.
-          this.reset();
-          this.inc(pick(read()));
-        },
-      });
-    };
+    const counter = (name: string, help: string, pick: (s: HostStats) => number): void =>
+      this.runningTotal(name, help, () => pick(read()));
     counter('cohort_raft_ready_rounds_total', 'Ready rounds processed', (s) => s.rounds);
     counter(
       'cohort_raft_store_writes_total',

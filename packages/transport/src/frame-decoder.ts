@@ -1,6 +1,7 @@
 import { CodecError } from '@cohort/core';
 import * as varint from 'uint8-varint';
 import { Uint8ArrayList } from 'uint8arraylist';
+import { oversizedError } from './framing.js';
 
 /** The longest varint a frame length may take (a length below 2^35). */
 const MAX_LENGTH_BYTES = 5;
@@ -24,8 +25,9 @@ export class FrameDecoder {
 
   /**
    * Takes the next bytes of the stream; calls `onFrame` for every frame they
-   * complete. Throws a `CodecError` on a length over `maxFrameBytes` (as soon
-   * as its prefix arrives) or a malformed prefix; the stream must then be reset.
+   * complete. Throws an `OversizedFrameError` on a length over `maxFrameBytes`
+   * (as soon as its prefix arrives), a `CodecError` on a malformed prefix; the
+   * stream must then be reset.
    */
   push(chunk: Uint8Array | Uint8ArrayList): void {
     this.buffer.append(chunk);
@@ -63,9 +65,7 @@ export class FrameDecoder {
       return undefined;
     }
     const length = varint.decode(this.buffer);
-    if (length > this.maxFrameBytes) {
-      throw new CodecError(`frame of ${length} bytes exceeds maxFrameBytes (${this.maxFrameBytes})`);
-    }
+    if (length > this.maxFrameBytes) throw oversizedError(this.maxFrameBytes, length);
     this.buffer.consume(end + 1);
     return length;
   }

@@ -14,9 +14,12 @@ export function framed(stream: Stream, maxFrameBytes: number): LengthPrefixedStr
   });
 }
 
+/** A frame over the size limit (sent or received). */
+export class OversizedFrameError extends CodecError {}
+
 /** The error for a frame of `bytes` over the limit. */
-export function oversizedError(maxFrameBytes: number, bytes: number): CodecError {
-  return new CodecError(
+export function oversizedError(maxFrameBytes: number, bytes: number): OversizedFrameError {
+  return new OversizedFrameError(
     `frame of ${bytes} bytes exceeds maxFrameBytes (${maxFrameBytes}); split it or raise the limit`,
   );
 }

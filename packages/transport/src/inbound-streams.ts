@@ -10,7 +10,7 @@ import {
 import type { Connection, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import type { LengthPrefixedStream } from '@libp2p/utils';
 import { FrameDecoder } from './frame-decoder.js';
-import { framed, oversizedError } from './framing.js';
+import { OversizedFrameError, framed, oversizedError } from './framing.js';
 import { type StreamMode, decodeHello } from './hello.js';
 import type { ResolvedOptions, TransportStats } from './options.js';
 import { REQUEST_ID_BYTES, splitId, withId } from './request-channel.js';
@@ -156,18 +156,20 @@ export class InboundStreams {
   /** Resets a frames stream on a frame over the limit or a malformed length. */
   private onFramesError(protocol: string, from: NodeId, stream: Stream, err: unknown): void {
     const e = err instanceof Error ? err : new Error(String(err));
-    if (/exceeds maxFrameBytes/.test(e.message)) {
-      this.ctx.counters.oversizedFrames++;
-      this.ctx.options.logger.error('reset a stream: frame over the size limit', {
-        protocol,
-        from,
-        maxFrameBytes: this.maxFrameBytes,
-        err: String(e),
-      });
-    } else {
-      this.warnOnce(`malformed:${from}`, 'reset a stream: malformed frame', { protocol, from, err: String(e) });
-    }
+    if (e instanceof OversizedFrameError) this.reportOversized(protocol, from, e);
+    else this.warnOnce(`malformed:${from}`, 'reset a stream: malformed frame', { protocol, from, err: String(e) });
     stream.abort(e);
+  }
+
+  /** Counts and logs a stream reset for a frame over the size limit. */
+  private reportOversized(protocol: string, from: NodeId, err: unknown): void {
+    this.ctx.counters.oversizedFrames++;
+    this.ctx.options.logger.error('reset a stream: frame over the size limit', {
+      protocol,
+      from,
+      maxFrameBytes: this.maxFrameBytes,
+      err: String(err),
+    });
   }
 
   /** Serves the requests of one stream, concurrently, answering each under its id. */
@@ -254,13 +256,7 @@ export class InboundStreams {
     // overflows the read buffer if it arrived in one piece.
     const tooLong = ['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'StreamBufferError'];
     if (oversized || tooLong.includes(name ?? '')) {
-      this.ctx.counters.oversizedFrames++;
-      this.ctx.options.logger.error('reset a stream: frame over the size limit', {
-        protocol,
-        from,
-        maxFrameBytes: this.maxFrameBytes,
-        err: String(err),
-      });
+      this.reportOversized(protocol, from, err);
     } else if (err instanceof CodecError) {
       this.warnOnce(`malformed:${from}`, 'reset a stream: malformed frame', { protocol, from, err: String(err) });
     } else if (stream.status === 'open') {
