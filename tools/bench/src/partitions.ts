@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchCluster, type BenchNode, poll } from '@cohort/scale-bench/cluster';
 import { Cluster as RedisCluster } from 'ioredis';
+import { latencySummary } from './stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -77,10 +78,6 @@ function clusterClient(c: BenchCluster): RedisCluster {
   );
 }
 
-function percentile(sorted: number[], q: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 interface Throughput {
   partitions: number;
   leadersPerNode: string;
@@ -122,13 +119,11 @@ async function throughput(partitions: number): Promise<Throughput> {
     const secs = (performance.now() - started) / 1000;
     const cpu1 = c.nodes.map((n) => c.cpuSeconds(n) ?? 0);
     for (const r of clients) r.disconnect();
-    lat.sort((a, b) => a - b);
     return {
       partitions,
       leadersPerNode: counts.join('/'),
       writesPerSec: Math.round(lat.length / secs),
-      p50Ms: Number(percentile(lat, 0.5).toFixed(2)),
-      p99Ms: Number(percentile(lat, 0.99).toFixed(2)),
+      ...latencySummary(lat),
       nodeCores: Number((cpu1.reduce((s, x, i) => s + x - cpu0[i]!, 0) / secs).toFixed(2)),
     };
   } finally {

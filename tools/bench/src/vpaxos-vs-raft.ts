@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { SlotMap } from '@cohort/kv';
 import { BenchCluster, type BenchNode, poll } from '@cohort/scale-bench/cluster';
 import { Redis } from 'ioredis';
+import { latencySummary } from './stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -70,10 +71,6 @@ function io(n: BenchNode): { storage: number; syscalls: number } {
   return { storage: field('write_bytes'), syscalls: field('wchar') };
 }
 
-function percentile(sorted: number[], q: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 interface Run {
   engine: string;
   connections: number;
@@ -105,13 +102,11 @@ async function load(c: BenchCluster, engine: string, p: number, connections: num
   const after = c.nodes.map(io);
   for (const r of clients) r.disconnect();
   const d = (k: 'storage' | 'syscalls') => after.reduce((s, a, i) => s + a[k] - before[i]![k], 0);
-  lat.sort((a, b) => a - b);
   return {
     engine,
     connections,
     writesPerSec: Math.round(lat.length / SECONDS),
-    p50Ms: Number(percentile(lat, 0.5).toFixed(2)),
-    p99Ms: Number(percentile(lat, 0.99).toFixed(2)),
+    ...latencySummary(lat),
     storageBytesPerWrite: Math.round(d('storage') / lat.length),
     syscallBytesPerWrite: Math.round(d('syscalls') / lat.length),
   };
