@@ -4,6 +4,7 @@
 // on the writer thread), and what every node spent per write (CPU, bytes
 // written to disk). Read from `/metrics` and `/proc` before and after a run;
 // the arithmetic is pure and tested.
+import { median } from './stats.ts';
 
 /** The counters read from one node at one moment. */
 export interface NodeCounters {
@@ -106,21 +107,11 @@ export function writeCost(
 
 /** The median of each field over `costs` (NaN fields skipped). */
 export function medianCost(costs: readonly WriteCost[]): WriteCost | undefined {
-  if (costs.length === 0) return undefined;
-  const first = costs[0] as WriteCost;
+  const first = costs[0];
+  if (first === undefined) return undefined;
   const out = { ...first };
   for (const k of Object.keys(first) as (keyof WriteCost)[]) {
-    const xs = costs
-      .map((c) => c[k])
-      .filter((x) => !Number.isNaN(x))
-      .sort((x, y) => x - y);
-    const mid = xs.length >> 1;
-    out[k] =
-      xs.length === 0
-        ? Number.NaN
-        : xs.length % 2 === 1
-          ? (xs[mid] as number)
-          : ((xs[mid - 1] as number) + (xs[mid] as number)) / 2;
+    out[k] = median(costs.map((c) => c[k]).filter((x) => !Number.isNaN(x)));
   }
   return out;
 }
