@@ -234,7 +234,7 @@ export class CohortNode {
   private store: DurableNodeStore | undefined;
   private parts: LocalPartition[] = [];
   /** The leader of a partition this node holds no replica of, as its leader announces it by gossip. */
-  private leaderHint: (p: number) => { leader: NodeId; term: number } | undefined = () => undefined;
+  private leaderHint: (p: number) => { leader: NodeId; term?: number } | undefined = () => undefined;
   private layout: PartitionLayout | undefined;
   private meta: MetaService | undefined;
   /** Tags set at run time (`PUT /v1/admin/tags`); undefined: those of the options. */
@@ -330,7 +330,7 @@ export class CohortNode {
           replicas: p.replicas,
           local: false,
           ...(epoch !== undefined ? { epoch } : {}),
-          ...(h ? { leader: h.leader, term: h.term } : {}),
+          ...(h ? { leader: h.leader, ...(h.term !== undefined ? { term: h.term } : {}) } : {}),
         };
       }
       const s = this.gs(p);
@@ -734,13 +734,22 @@ export class CohortNode {
     admit(Object.values(meta.state.nodes));
     alive = (id) => id === node.id || membership.members().some((m) => m.id === id && m.state === 'alive');
     this.leaderHint = (p) => {
-      let best: { leader: NodeId; term: number } | undefined;
+      let best: { leader: NodeId; term?: number } | undefined;
       for (const m of membership.members()) {
         if (m.state !== 'alive') continue;
         const term = leadsTag(m.tags.leads).get(p);
-        if (term !== undefined && (best === undefined || term > best.term)) best = { leader: m.id, term };
+        if (term !== undefined && (best === undefined || term > (best.term ?? 0))) best = { leader: m.id, term };
       }
-      return best;
+      if (best !== undefined) return best;
+      // No live member announces it (gossip still on its way): the partition map's hint, which the
+      // configuration master keeps for a Vertical Paxos partition, while that node is not known dead.
+      const hinted = meta.state.partitions[p]?.leader;
+      if (
+        hinted === undefined ||
+        !membership.members().some((m) => m.id === hinted && (m.state === 'alive' || m.state === 'suspect'))
+      )
+        return undefined;
+      return { leader: hinted };
     };
 
     const slots = new SlotMap(layout.partitions);

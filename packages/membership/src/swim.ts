@@ -58,6 +58,8 @@ export interface SwimStats {
   deathsDeclared: number;
   refutations: number;
   phiDeferrals: number;
+  /** Full-state exchanges started because this node was paused or declared dead, so it missed gossip. */
+  resyncs: number;
 }
 
 interface MemberRecord {
@@ -129,6 +131,10 @@ export class Swim {
   private partitionKind: PartitionStatus['kind'] = 'healthy';
   private lastPartition: PartitionStatus;
   private leaving = false;
+  /** When tick last ran; a gap far beyond any timer means the process was paused (SIGSTOP, a long GC, a VM stall). */
+  private lastTickAt: number | undefined;
+  /** Set when this node learns it was declared dead: it missed the gossip of that time and asks for a full state. */
+  private resyncWanted = false;
   private out: SwimOutput = { messages: [], events: [], changes: [] };
   /** Counters for measurement. */
   readonly stats: SwimStats = {
@@ -137,6 +143,7 @@ export class Swim {
     suspicionsRaised: 0,
     deathsDeclared: 0,
     refutations: 0,
+    resyncs: 0,
     phiDeferrals: 0,
   };
 
@@ -304,6 +311,11 @@ export class Swim {
   /** Advances timers to `now`. */
   tick(now: number): SwimOutput {
     this.start(now);
+    // The host ticks at least once per (stretched) probe period; a much longer gap means this process
+    // stood still, and the updates gossiped meanwhile (tags, deaths, joins) were retransmitted to others only.
+    const paused = this.lastTickAt !== undefined && now - this.lastTickAt > this.pauseGapMs();
+    this.lastTickAt = now;
+    if (paused || this.resyncWanted) this.resync(undefined);
     this.tickProbe(now);
     for (const [seq, r] of this.relays) {
       if (now < r.deadline) continue;
@@ -334,10 +346,13 @@ export class Swim {
     if (message.type === 'push-pull') {
       for (const u of message.members) this.apply(u, now, true);
       if (!message.reply) this.pushPull(from, true);
+      // A full-state exchange: whatever it said about us, this node now holds the sender's view.
+      this.resyncWanted = false;
       this.checkPartition(now);
       return this.flush();
     }
     for (const u of message.gossip) this.apply(u, now, false);
+    if (this.resyncWanted) this.resync(from);
     switch (message.type) {
       case 'ping':
         if (message.target === this.self) {
@@ -663,6 +678,8 @@ export class Swim {
     // SWIM §4.2: refute suspicion (or an older life's state) with a higher incarnation.
     me.incarnation = u.incarnation + 1;
     this.stats.refutations += 1;
+    // Declared dead, this node was left out of the gossip since (memberlist pushes and pulls on a rejoin too).
+    if (u.state === 'dead') this.resyncWanted = true;
     this.queue.enqueue(this.updateOf(me), Priority.Refutation);
   }
 
@@ -700,6 +717,22 @@ export class Swim {
       if (gossip.length === 0) break;
       this.send(peer.id, { type: 'gossip', gossip });
     }
+  }
+
+  /** A push/pull with `to` (or a live member), so a node that missed gossip catches up at once, not at the next anti-entropy round. */
+  private resync(to: NodeId | undefined): void {
+    this.resyncWanted = false;
+    if (this.leaving) return;
+    const peer =
+      to !== undefined && to !== this.self ? to : this.pick((r) => isLive(r.state) && r.id !== this.self, 1)[0]?.id;
+    if (peer === undefined) return;
+    this.stats.resyncs += 1;
+    this.pushPull(peer, false);
+  }
+
+  /** The longest a healthy host leaves between ticks: a probe period at its most stretched, plus one. */
+  private pauseGapMs(): number {
+    return (this.cfg.awarenessMaxMultiplier + 1) * this.cfg.probeIntervalMs;
   }
 
   private pushPull(to: NodeId, reply: boolean): void {

@@ -152,6 +152,27 @@ describe('SWIM engine', () => {
     expect(c.events('n0')).toContainEqual({ type: 'TagsUpdated', id: 'n2', tags: { role: 'kv', zone: 'z1' } });
   });
 
+  it('a member paused past its death catches up at once on what was gossiped meanwhile, not at the next push/pull', () => {
+    // Anti-entropy every 10 minutes: only the resync on waking can bring the missed tags in time.
+    const c = EngineCluster.full(4, 23, { pushPullIntervalMs: 600_000, reconnectIntervalMs: 600_000 });
+    c.run(3000);
+    c.crash('n3');
+    c.emit('n1', c.swim('n1').setTags({ leads: 'p3:7' }, c.now));
+    const dead = c.runUntil(() => ['n0', 'n1', 'n2'].every((id) => c.stateOf(id, 'n3') === 'dead'), 60_000);
+    expect(dead, 'seed 23').toBe(true);
+    // Long enough for every retransmission of the tag update to have been spent on the others.
+    c.run(20_000);
+    expect(c.swim('n3').member('n1')?.tags).toEqual({});
+    c.resume('n3');
+    const resumedAt = c.now;
+    const caughtUp = c.runUntil(() => c.swim('n3').member('n1')?.tags.leads === 'p3:7', 10_000);
+    expect(caughtUp, 'seed 23').toBe(true);
+    expect(c.now - resumedAt, 'seed 23').toBeLessThan(3000);
+    expect(c.swim('n3').stats.resyncs).toBeGreaterThan(0);
+    const back = c.runUntil(() => ['n0', 'n1', 'n2'].every((id) => c.stateOf(id, 'n3') === 'alive'), 10_000);
+    expect(back, 'seed 23').toBe(true);
+  });
+
   it('graceful leave: others see NodeLeft, never NodeFailed', () => {
     const c = EngineCluster.full(5, 20);
     c.run(3000);

@@ -77,6 +77,12 @@ export class EngineCluster {
     if (n) n.up = false;
   }
 
+  /** Wakes a crashed (paused) node: it keeps its state and sees its clock jump to now. */
+  resume(id: string): void {
+    const n = this.nodes.get(id);
+    if (n) n.up = true;
+  }
+
   /** Feeds an engine output into the network. */
   emit(from: string, out: SwimOutput): void {
     const node = this.nodes.get(from);
