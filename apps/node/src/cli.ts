@@ -150,6 +150,10 @@ program
     '--snapshot-rate <n>',
     'bytes per second one snapshot transfer sends to a catching-up follower; 0 for no limit (default 16777216)',
   )
+  .option(
+    '--snapshot-rate-min <n>',
+    'the slowest a snapshot transfer goes while it backs off for the writes served meanwhile; at or above --snapshot-rate the rate is fixed (default 1048576)',
+  )
   .option('--quiesce', 'idle groups stop heartbeats; peer failures come from the failure detector (default off)')
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')

@@ -41,6 +41,7 @@ export interface StartFlags {
   maxInflightAppends?: string;
   maxInflightBytes?: string;
   snapshotRate?: string;
+  snapshotRateMin?: string;
   quiesce?: boolean;
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
@@ -309,6 +310,8 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.maxInflightBytes !== undefined)
     raft.maxInflightBytes = integer('--max-inflight-bytes', flags.maxInflightBytes);
   if (flags.snapshotRate !== undefined) raft.snapshotRateBytes = integer('--snapshot-rate', flags.snapshotRate);
+  if (flags.snapshotRateMin !== undefined)
+    raft.snapshotRateMinBytes = integer('--snapshot-rate-min', flags.snapshotRateMin);
   if (flags.quiesce) raft.quiesce = true;
   const config: CohortConfig = parseConfig(raw);
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;

@@ -25,6 +25,7 @@ export type HostSettings = Required<
     | 'maxInflightAppends'
     | 'maxInflightBytes'
     | 'snapshotBytesPerSec'
+    | 'snapshotMinBytesPerSec'
     | 'leaseReads'
     | 'quiesce'
   >
@@ -52,6 +53,7 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     maxInflightAppends: raft.maxInflightAppends,
     maxInflightBytes: raft.maxInflightBytes,
     snapshotBytesPerSec: raft.snapshotRateBytes,
+    snapshotMinBytesPerSec: raft.snapshotRateMinBytes,
     leaseReads: raft.leaseReads,
     quiesce: raft.quiesce,
   };

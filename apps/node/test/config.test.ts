@@ -156,6 +156,7 @@ describe('cohort start configuration', () => {
       maxInflightAppends: 32,
       maxInflightBytes: 1048576,
       snapshotBytesPerSec: 0,
+      snapshotMinBytesPerSec: 1048576,
       leaseReads: false,
       quiesce: false,
     });
@@ -165,6 +166,10 @@ describe('cohort start configuration', () => {
       maxInflightAppends: 256,
       maxInflightBytes: 32 * 1024 * 1024,
       snapshotBytesPerSec: 16 * 1024 * 1024,
+      snapshotMinBytesPerSec: 1024 * 1024,
+    });
+    expect(hostSettings(loadNodeOptions({ id: 'n1', snapshotRateMin: '4194304' }).config.raft)).toMatchObject({
+      snapshotMinBytesPerSec: 4 * 1024 * 1024,
     });
     expect(() => loadNodeOptions({ id: 'n1', snapshotRate: '-1' })).toThrow(
       /raft.snapshotRateBytes.*must be 0 \(no limit\) or above/,

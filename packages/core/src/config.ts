@@ -125,6 +125,13 @@ export interface RaftConfig {
    */
   snapshotRateBytes: number;
   /**
+   * The slowest a snapshot transfer goes while it adapts to the writes the group serves: it backs off
+   * while their latency is over 1.25x its level before the transfer and speeds up again to
+   * `snapshotRateBytes` while it is not. At or above `snapshotRateBytes` the rate is fixed.
+   * @default 1048576 (1 MiB/s)
+   */
+  snapshotRateMinBytes: number;
+  /**
    * Voters back the leader's lease so the leader can serve lease reads
    * (HTTP `?consistency=lease`) without a ReadIndex round. Elections after a
    * restart wait an election timeout longer.
@@ -163,6 +170,7 @@ export const DEFAULT_RAFT_CONFIG: Readonly<RaftConfig> = Object.freeze({
   maxInflightAppends: 256,
   maxInflightBytes: 32 * 1024 * 1024,
   snapshotRateBytes: 16 * 1024 * 1024,
+  snapshotRateMinBytes: 1024 * 1024,
   leaseReads: false,
   quiesce: false,
 });
@@ -214,6 +222,11 @@ const schema = z.strictObject({
         .int({ message: 'must be a whole number' })
         .nonnegative({ message: 'must be 0 (no limit) or above' })
         .default(DEFAULT_RAFT_CONFIG.snapshotRateBytes),
+      snapshotRateMinBytes: z
+        .number()
+        .int({ message: 'must be a whole number' })
+        .nonnegative({ message: 'must be 0 or above' })
+        .default(DEFAULT_RAFT_CONFIG.snapshotRateMinBytes),
       leaseReads: z.boolean().default(DEFAULT_RAFT_CONFIG.leaseReads),
       quiesce: z.boolean().default(DEFAULT_RAFT_CONFIG.quiesce),
     })

@@ -93,6 +93,14 @@ export interface RaftHostOptions {
    * @default 0
    */
   snapshotBytesPerSec?: number;
+  /**
+   * The slowest a snapshot transfer goes while it adapts to the writes the node serves: it backs
+   * off while their latency is over 1.25x what it was before the transfer, and speeds up again up
+   * to `snapshotBytesPerSec` while it is not (see `SnapshotPacer`). At or above
+   * `snapshotBytesPerSec`, the rate is fixed.
+   * @default snapshotBytesPerSec / 16
+   */
+  snapshotMinBytesPerSec?: number;
   /** A snapshot transfer not finished after this long is abandoned (the engine asks again later). @default 600000 (10 min) */
   snapshotTimeoutMs?: number;
   /** First wait before resending a failed snapshot chunk; doubles up to a second. @default 50 */
@@ -213,6 +221,8 @@ export interface HostStats {
   snapshotsSent: number;
   /** Snapshot chunk requests sent (retries included). */
   snapshotChunksSent: number;
+  /** Times a snapshot transfer slowed down because the writes served meanwhile got slower. */
+  snapshotPaceBackoffs: number;
   /** Followers found, as leader, to have lost entries they acknowledged (storage wiped or replaced). */
   followersLostEntries: number;
   /** Repairs started: this node's state machine data failed a checksum and is restored from a healthy replica. */

@@ -17,3 +17,4 @@ export {
   checkTransfer,
   planMembershipChange,
 } from './membership-admin.js';
+export { SnapshotPacer, type SnapshotPacerOptions } from './snapshot-pacer.js';

@@ -58,6 +58,7 @@ import {
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
 import { ReplicaRepairs } from './replica-repair.js';
+import { SnapshotPacer } from './snapshot-pacer.js';
 import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
 import { SnapshotSender } from './snapshot-sender.js';
 
@@ -103,6 +104,7 @@ export class RaftHost {
   private readonly margin: number;
   private readonly faults: HostFaults;
   private readonly sender: SnapshotSender;
+  private readonly pacer: SnapshotPacer;
   private readonly receiver: SnapshotReceiver;
   private readonly repairs: ReplicaRepairs;
   private readonly sized: SizedStore | undefined;
@@ -128,6 +130,7 @@ export class RaftHost {
     snapshotsRestored: 0,
     snapshotsSent: 0,
     snapshotChunksSent: 0,
+    snapshotPaceBackoffs: 0,
     followersLostEntries: 0,
     replicaRepairs: 0,
     replicaRepairsDone: 0,
@@ -177,6 +180,8 @@ export class RaftHost {
     this.quiesceAfterTicks = opts.quiesce ? Math.max(1, opts.quiesceAfterTicks ?? opts.electionTicks ?? 5) : 0;
     this.coalesce = opts.coalesceHeartbeats ?? true;
     const maxFrame = opts.transport.maxFrameBytes;
+    const rate = opts.snapshotBytesPerSec ?? 0;
+    this.pacer = new SnapshotPacer({ maxBytesPerSec: rate, minBytesPerSec: opts.snapshotMinBytesPerSec ?? rate / 16 });
     this.sender = new SnapshotSender({
       self: opts.id,
       transport: opts.transport,
@@ -187,7 +192,8 @@ export class RaftHost {
       timeoutMs: opts.snapshotTimeoutMs ?? 600_000,
       retryMs: opts.snapshotRetryMs ?? 50,
       maxRetries: opts.snapshotRetries ?? 10,
-      maxBytesPerSec: opts.snapshotBytesPerSec ?? 0,
+      maxBytesPerSec: rate,
+      pacer: this.pacer,
       onDone: (group, peer, ok) => this.snapshotSent(group, peer, ok),
       onCorrupt: (group, err) => this.repair(group, err),
       onChunk: () => {
@@ -265,14 +271,18 @@ export class RaftHost {
       group,
     );
     const s = engine.status();
-    const record = (t: ProposalTiming) => this.onProposalTiming?.(group, t);
+    const record = (t: ProposalTiming) => {
+      // The writes' latency paces snapshot transfers (they must not take the writes' share).
+      this.pacer.observeWrite(t.applied - t.proposed, t.applied);
+      this.onProposalTiming?.(group, t);
+    };
     this.groups.set(group, {
       id: group,
       engine,
       sm,
       pending: new PendingWork({
         now: () => this.opts.clock.now(),
-        record: () => (this.onProposalTiming === undefined ? undefined : record),
+        record: () => (this.onProposalTiming === undefined && !this.pacer.adaptive ? undefined : record),
       }),
       applied: start.applied,
       confApplied: start.applied.index,
@@ -354,7 +364,7 @@ export class RaftHost {
 
   /** A copy of the counters. */
   stats(): HostStats {
-    return { ...this.counters };
+    return { ...this.counters, snapshotPaceBackoffs: this.pacer.stats.backoffs };
   }
 
   /** `group` as a {@link ReplicatedGroup}: what the KV service and other users of a group depend on. */

@@ -13,6 +13,7 @@ import {
   encodeSnapshotChunk,
 } from '@cohort/core';
 import type { SnapshotReader } from './durable-state-machine.js';
+import { SnapshotPacer } from './snapshot-pacer.js';
 
 /** Options of {@link SnapshotSender}. */
 export interface SnapshotSenderOptions {
@@ -35,6 +36,8 @@ export interface SnapshotSenderOptions {
    * @default 0
    */
   maxBytesPerSec?: number;
+  /** Adapts the rate to the writes served meanwhile (see {@link SnapshotPacer}); without it the rate is `maxBytesPerSec`. */
+  pacer?: SnapshotPacer;
   /** How a transfer ended: `ok` once the follower installed it. */
   onDone(group: GroupId, peer: NodeId, ok: boolean): void;
   /** Reading this node's own state met a row failing its checksum: the state must be repaired. */
@@ -62,8 +65,12 @@ interface Transfer {
  */
 export class SnapshotSender {
   private readonly transfers = new Map<string, Transfer>();
+  private readonly pacer: SnapshotPacer;
 
-  constructor(private readonly opts: SnapshotSenderOptions) {}
+  constructor(private readonly opts: SnapshotSenderOptions) {
+    const max = opts.maxBytesPerSec ?? 0;
+    this.pacer = opts.pacer ?? new SnapshotPacer({ maxBytesPerSec: max, minBytesPerSec: max });
+  }
 
   /** Transfers under way. */
   get active(): number {
@@ -88,6 +95,7 @@ export class SnapshotSender {
     const t: Transfer = { group, peer, term, reader, cancelled: false, timer: undefined, wake: undefined };
     this.transfers.set(key, t);
     this.opts.logger.info('streaming a snapshot', { group, peer, index: reader.meta.index });
+    this.pacer.begin();
     this.run(t)
       .catch((err: Error) => {
         this.opts.logger.warn('snapshot transfer failed', { group, peer, err: err.message });
@@ -96,6 +104,7 @@ export class SnapshotSender {
       })
       .then((ok) => {
         this.transfers.delete(key);
+        this.pacer.end();
         if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
         t.reader.close();
         if (!t.cancelled) this.opts.onDone(group, peer, ok);
@@ -141,6 +150,7 @@ export class SnapshotSender {
       const frame = encodeSnapshotChunk(chunk, { maxBytes: this.opts.transport.maxFrameBytes });
       this.opts.onChunk?.();
       let answer: Uint8Array;
+      const sentAt = clock.now();
       try {
         answer = await this.opts.transport.request(t.peer, Protocols.snapshot, frame);
       } catch (err) {
@@ -190,8 +200,9 @@ export class SnapshotSender {
             failures = 0;
             seq++;
             bytes += cur.length;
+            const sentBytes = cur.length;
             cur = nxt;
-            deadline += await this.pace(t, started, bytes);
+            deadline += await this.pace(t, sentAt, sentBytes);
             if (t.cancelled) return false;
             nxt = t.reader.next(chunkBytes);
           } else if (ack.nextSeq !== seq) {
@@ -207,11 +218,12 @@ export class SnapshotSender {
     }
   }
 
-  /** Waits until `bytes` sent since `started` are within the transfer's rate; returns the milliseconds waited. */
-  private async pace(t: Transfer, started: number, bytes: number): Promise<number> {
-    const rate = this.opts.maxBytesPerSec ?? 0;
+  /** Waits until a chunk of `bytes` sent at `sentAt` is within the pacer's rate; returns the milliseconds waited. */
+  private async pace(t: Transfer, sentAt: number, bytes: number): Promise<number> {
+    const clock = this.opts.clock;
+    const rate = this.pacer.rate(clock.now());
     if (rate <= 0) return 0;
-    const wait = started + (bytes * 1000) / rate - this.opts.clock.now();
+    const wait = sentAt + (bytes * 1000) / rate - clock.now();
     if (wait < 1) return 0;
     await this.sleep(t, wait);
     return wait;

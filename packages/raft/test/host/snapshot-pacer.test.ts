@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { SnapshotPacer } from '../../src/host/snapshot-pacer.js';
+
+const MIB = 1024 * 1024;
+
+/** Feeds `n` writes of `ms` each, one per millisecond from `from`; returns the time after the last. */
+function writes(p: SnapshotPacer, from: number, n: number, ms: number): number {
+  for (let i = 0; i < n; i++) p.observeWrite(ms, from + i);
+  return from + n;
+}
+
+describe('SnapshotPacer', () => {
+  it('goes at the configured rate when no write is served, and when it does not adapt', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    p.begin();
+    expect(p.rate(0)).toBe(16 * MIB);
+    const fixed = new SnapshotPacer({ maxBytesPerSec: 4 * MIB, minBytesPerSec: 4 * MIB });
+    expect(fixed.adaptive).toBe(false);
+    writes(fixed, 0, 100, 2);
+    fixed.begin();
+    writes(fixed, 100, 100, 50);
+    expect(fixed.rate(200)).toBe(4 * MIB);
+    expect(new SnapshotPacer({ maxBytesPerSec: 0, minBytesPerSec: 0 }).rate(0)).toBe(0);
+  });
+
+  it('backs off to its floor while writes are slower than before the transfer, and speeds up once they recover', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    // Before the transfer: 2 ms writes.
+    let now = writes(p, 0, 2000, 2);
+    p.begin();
+    // During it: 4 ms writes (2x, above the 1.25x tolerance).
+    const rates: number[] = [];
+    for (let step = 0; step < 8; step++) {
+      now = writes(p, now, 300, 4);
+      rates.push(p.rate(now));
+    }
+    for (let i = 1; i < 4; i++) expect(rates[i]).toBeLessThan(rates[i - 1]!);
+    expect(rates.at(-1)).toBe(MIB);
+    expect(p.stats.backoffs).toBeGreaterThanOrEqual(4);
+    // Writes back at 2.2 ms (within 1.25x): the rate grows again, never above the maximum.
+    let last = p.rate(now);
+    for (let step = 0; step < 40; step++) {
+      now = writes(p, now, 300, 2.2);
+      const r = p.rate(now);
+      expect(r).toBeGreaterThanOrEqual(last);
+      expect(r).toBeLessThanOrEqual(16 * MIB);
+      last = r;
+    }
+    expect(last).toBe(16 * MIB);
+  });
+
+  it('does not let the transfer raise its own bar: the baseline stays what writes took before it', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    let now = writes(p, 0, 2000, 2);
+    p.begin();
+    // A long transfer with writes at 3 ms throughout: still above 1.25 x 2 ms at the end.
+    for (let step = 0; step < 50; step++) {
+      now = writes(p, now, 300, 3);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBe(MIB);
+    p.end();
+  });
+
+  it('returns to full rate once writes stop for a while', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    let now = writes(p, 0, 1000, 2);
+    p.begin();
+    for (let step = 0; step < 6; step++) {
+      now = writes(p, now, 300, 10);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBeLessThan(16 * MIB);
+    expect(p.rate(now + 2000)).toBe(16 * MIB);
+  });
+});
