@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,6 +126,13 @@ export class BenchCluster {
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let partial = '';
+    // COHORT_BENCH_LOG_DIR=<dir> keeps every node's log, one file per node, for reading a run afterwards.
+    const logDir = process.env.COHORT_BENCH_LOG_DIR;
+    if (logDir) {
+      mkdirSync(logDir, { recursive: true });
+      const file = createWriteStream(join(logDir, `${node.id}.log`), { flags: 'a' });
+      child.stderr?.pipe(file);
+    }
     child.stderr?.on('data', (d: Buffer) => {
       const lines = (partial + d.toString()).split('\n');
       partial = lines.pop() ?? '';
