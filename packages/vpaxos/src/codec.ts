@@ -176,6 +176,8 @@ export function encodeMessage(group: GroupId, m: Message): Uint8Array {
       break;
     case 'p1b':
       writeVotes(w, m.votes);
+      // A trailing field: a frame without it (nothing compacted) reads as before.
+      if (m.compacted > 0) w.num(m.compacted);
       break;
     case 'p2a':
       writeProposals(w, m.entries);
@@ -220,9 +222,11 @@ export function decodeMessage(frame: Uint8Array): { group: GroupId; msg: Message
       msg = { type, ballot, prevBallot, from: r.num() };
       break;
     }
-    case 'p1b':
-      msg = { type, ballot, votes: readVotes(r) };
+    case 'p1b': {
+      const votes = readVotes(r);
+      msg = { type, ballot, votes, compacted: r.atEnd() ? 0 : r.num() };
       break;
+    }
     case 'p2a': {
       const entries = readProposals(r);
       const commit = r.num();

@@ -5,10 +5,15 @@ import type { Ballot, Message, MessageType, Proposal, Slot, Vote } from './types
 /** The value a primary proposes for a slot where every value is safe and it has nothing to propose. */
 export const NOOP: Uint8Array = new Uint8Array(0);
 
-/** What a replica's acceptor keeps on disk: its promise and its votes. */
+/** What a replica's acceptor keeps on disk: its promise, its votes, and the slot its votes were compacted through. */
 export interface AcceptorState {
   maxBallot: Ballot;
   votes: Vote[];
+  /**
+   * Every slot up to here is chosen and applied by this replica's state
+   * machine (durably), and its votes there were dropped. @default 0
+   */
+  compacted?: Slot;
 }
 
 /** Options of a {@link VPaxosEngine}. */
@@ -46,8 +51,18 @@ export interface Outbound {
  * in slot order and answer `reads` once applied reaches their index.
  */
 export interface Ready {
-  /** Acceptor state to make durable before any message goes out. */
-  persist: { maxBallot: Ballot | undefined; votes: Vote[] };
+  /**
+   * Acceptor state to make durable before any message goes out. `compactTo`:
+   * drop the votes up to this slot, in the same durable write (the state
+   * machine holds them: the write's fsync also covers the apply before it).
+   */
+  persist: { maxBallot: Ballot | undefined; votes: Vote[]; compactTo: Slot | undefined };
+  /**
+   * Replicas that need this replica's state machine snapshot (they lack
+   * chosen slots this replica compacted): stream it to each, tagged with
+   * `ballot` (the receiver refuses one below its promise).
+   */
+  snapshots: { to: NodeId; ballot: Ballot }[];
   messages: Outbound[];
   /** Chosen values, contiguous from the last applied slot + 1, to apply in order. */
   committed: Proposal[];
@@ -130,15 +145,31 @@ export class VPaxosEngine {
   private readonly maxBatch: number;
   /** The slot a CatchUp request last asked from. */
   private catchUpAsked: Slot = 0;
+  /** Every slot up to here is chosen and applied, and its vote dropped: a replica lacking them gets a snapshot. */
+  private compacted: Slot;
   readonly stats: EngineStats = { staleIgnored: {}, unknownIgnored: 0 };
   private out: Ready = emptyReady();
 
   constructor(options: EngineOptions) {
     this.id = options.id;
     this.maxBallot = options.state?.maxBallot ?? 0;
-    for (const v of options.state?.votes ?? []) this.log.set(v.slot, { ...v });
+    this.compacted = options.state?.compacted ?? 0;
+    const applied = options.applied ?? 0;
+    if (applied < this.compacted) {
+      // The votes below the compaction point are gone: only the state machine held those slots.
+      throw new RangeError(
+        `replica ${options.id}: the state machine is at slot ${applied} but the acceptor compacted its votes through ${this.compacted}; its state was lost`,
+      );
+    }
+    for (const v of options.state?.votes ?? []) if (v.slot > this.compacted) this.log.set(v.slot, { ...v });
+    this.commit = this.compacted;
     this.advanceCommit();
-    this.emitted = Math.min(options.applied ?? 0, this.commit);
+    if (applied > this.commit) {
+      // A snapshot was installed and the compaction that follows it did not reach disk: every applied slot is chosen.
+      this.dropUpTo(applied);
+      this.out.persist.compactTo = applied;
+    }
+    this.emitted = Math.min(applied, this.commit);
     this.maxBatch = options.maxBatch ?? 64;
   }
 
@@ -152,6 +183,16 @@ export class VPaxosEngine {
   /** The contiguous chosen prefix this replica holds. */
   committed(): Slot {
     return this.commit;
+  }
+
+  /** The slot this replica's votes are compacted through (0: none). */
+  compactedThrough(): Slot {
+    return this.compacted;
+  }
+
+  /** Votes this replica holds (above its compaction point). */
+  heldVotes(): number {
+    return this.log.size;
   }
 
   /** This replica's vote at `slot`, if any. */
@@ -202,6 +243,8 @@ export class VPaxosEngine {
     return (
       o.persist.maxBallot !== undefined ||
       o.persist.votes.length > 0 ||
+      o.persist.compactTo !== undefined ||
+      o.snapshots.length > 0 ||
       o.messages.length > 0 ||
       this.commit > this.emitted ||
       o.reads.length > 0 ||
@@ -343,6 +386,63 @@ export class VPaxosEngine {
     this.startRound(p, true);
   }
 
+  // ---- Compaction and snapshots ----
+
+  /**
+   * Drops this acceptor's votes up to `slot` (durably, with the next Ready's
+   * write), once the host's state machine applied them. Slots above the
+   * applied ones are never dropped, so the point is clamped to what was handed
+   * to the host. Returns the compaction point.
+   *
+   * Why this is safe. A slot at or below the point is chosen (the replica
+   * applied it, and only chosen values are applied), so no later ballot can
+   * choose another value there and Phase 1 need not find its vote: a 1b says
+   * how far it is compacted, and a new primary whose commit is below that
+   * receives the snapshot first. Every slot above the point keeps its vote, so
+   * a new primary's Phase 1 over this acceptor still finds every value that
+   * may have been chosen there. CatchUp from a slot at or below the point is
+   * answered with the snapshot, then the chosen slots after it.
+   */
+  compact(slot: Slot): Slot {
+    const to = Math.min(slot, this.emitted, this.commit);
+    if (to <= this.compacted) return this.compacted;
+    this.dropUpTo(to);
+    this.out.persist.compactTo = to;
+    return to;
+  }
+
+  /**
+   * The host's state machine installed a snapshot holding every slot up to
+   * `slot` (all chosen: the sender had applied them): the slots are chosen
+   * here, their votes dropped (durably, in the next Ready). A primary in Phase 1
+   * asks its previous configuration again; a backup reports its new match.
+   */
+  installSnapshot(slot: Slot): void {
+    if (slot <= this.commit) return;
+    this.dropUpTo(slot);
+    this.emitted = Math.max(this.emitted, slot);
+    this.out.persist.compactTo = slot;
+    const p = this.primary;
+    if (p?.phase === 'phase1') {
+      this.sendPhase1();
+    } else if (!p && this.leader.id !== '' && this.leader.ballot === this.maxBallot) {
+      this.send(this.leader.id, {
+        type: 'p2b',
+        ballot: this.leader.ballot,
+        match: this.matchAt(this.leader.ballot),
+        round: 0,
+      });
+    }
+  }
+
+  /** Forgets the votes up to `to` and moves the compaction point (and the commit, which covers it) there. */
+  private dropUpTo(to: Slot): void {
+    for (const s of [...this.log.keys()]) if (s <= to) this.log.delete(s);
+    this.compacted = to;
+    if (this.commit < to) this.commit = to;
+    this.advanceCommit();
+  }
+
   // ---- Messages ----
 
   /** Handles a message from `from`. */
@@ -402,7 +502,9 @@ export class VPaxosEngine {
       if (v.slot >= m.from && (v.chosen || v.ballot >= m.prevBallot)) votes.push({ ...v });
     }
     votes.sort((a, b) => a.slot - b.slot);
-    this.send(from, { type: 'p1b', ballot: m.ballot, votes });
+    this.send(from, { type: 'p1b', ballot: m.ballot, votes, compacted: this.compacted });
+    // The new primary lacks chosen slots whose votes are gone here: it gets them as the state machine's snapshot.
+    if (this.compacted >= m.from && from !== this.id) this.out.snapshots.push({ to: from, ballot: m.ballot });
   }
 
   /**
@@ -421,6 +523,7 @@ export class VPaxosEngine {
     this.promise(m.ballot);
     if (from !== this.id) this.leader = { ballot: m.ballot, id: from };
     for (const e of m.entries) {
+      if (e.slot <= this.compacted) continue; // chosen and applied here already
       const cur = this.log.get(e.slot);
       if (cur?.chosen) continue;
       if (cur && cur.ballot === m.ballot) continue; // a duplicate: one value per slot per ballot
@@ -452,6 +555,11 @@ export class VPaxosEngine {
       else this.stats.unknownIgnored++;
       return;
     }
+    if (m.from <= this.compacted) {
+      // The votes it asks for are compacted: the state machine's snapshot carries them (CatchUp resumes after it).
+      if (from !== this.id) this.out.snapshots.push({ to: from, ballot: p.ballot });
+      return;
+    }
     const votes: Vote[] = [];
     for (let s = m.from; s <= this.commit && votes.length < this.maxBatch; s++) {
       votes.push({ ...(this.log.get(s) as Vote) });
@@ -467,7 +575,7 @@ export class VPaxosEngine {
     }
     this.promise(m.ballot);
     for (const v of m.votes) {
-      if (!v.chosen) continue;
+      if (!v.chosen || v.slot <= this.compacted) continue;
       const cur = this.log.get(v.slot);
       if (cur?.chosen) continue;
       const c: Vote = { slot: v.slot, ballot: v.ballot, value: v.value, chosen: true };
@@ -494,8 +602,14 @@ export class VPaxosEngine {
       return;
     }
     if (p.phase !== 'phase1' || !p.prevAcceptors.includes(from)) return;
+    if (m.compacted > this.commit) {
+      // Slots up to m.compacted are chosen but their votes are gone there: this primary cannot re-propose
+      // them. It waits in Phase 1 for the snapshot the acceptor sends, then asks again (tick resends the 1a).
+      return;
+    }
     const safe: Vote[] = [];
     for (const v of m.votes) {
+      if (v.slot <= this.commit) continue;
       if (v.chosen) {
         const cur = this.log.get(v.slot);
         if (cur?.chosen) continue;
@@ -678,7 +792,8 @@ export class VPaxosEngine {
 
 function emptyReady(): Ready {
   return {
-    persist: { maxBallot: undefined, votes: [] },
+    persist: { maxBallot: undefined, votes: [], compactTo: undefined },
+    snapshots: [],
     messages: [],
     committed: [],
     reads: [],

@@ -50,8 +50,11 @@ export type Message =
    * promise never to vote below `ballot` and to report its votes from slot `from` on.
    */
   | { type: 'p1a'; ballot: Ballot; prevBallot: Ballot; from: Slot }
-  /** Phase 1b: the promise, with the acceptor's votes at `prevBallot` or later and the values it knows chosen. */
-  | { type: 'p1b'; ballot: Ballot; votes: Vote[] }
+  /**
+   * Phase 1b: the promise, with the acceptor's votes at `prevBallot` or later and the values it knows chosen,
+   * above its compaction point `compacted` (every slot up to it is chosen and applied there; its votes are gone).
+   */
+  | { type: 'p1b'; ballot: Ballot; votes: Vote[]; compacted: Slot }
   /**
    * Phase 2a (Raft's AppendEntries): vote for these values in `ballot`; slots up
    * to `commit` are chosen. With no entries it is a heartbeat; `round` numbers

@@ -10,7 +10,8 @@ describe('codec', () => {
   it('round-trips every message', () => {
     const msgs: Message[] = [
       { type: 'p1a', ballot: 3, prevBallot: 2, from: 7 },
-      { type: 'p1b', ballot: 3, votes: [{ slot: 7, ballot: 2, value: v, chosen: false }] },
+      { type: 'p1b', ballot: 3, votes: [{ slot: 7, ballot: 2, value: v, chosen: false }], compacted: 0 },
+      { type: 'p1b', ballot: 3, votes: [{ slot: 9, ballot: 2, value: v, chosen: false }], compacted: 8 },
       { type: 'p2a', ballot: 3, entries: [{ slot: 8, value: v }], commit: 6, round: 4 },
       { type: 'p2b', ballot: 3, match: 8, round: 4 },
       { type: 'reject', ballot: 3, maxBallot: 5 },

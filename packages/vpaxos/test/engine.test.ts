@@ -155,7 +155,7 @@ describe('primary', () => {
     });
     e.step('c', { type: 'p1a', ballot: 4, prevBallot: 3, from: 1 });
     const reply = e.ready().messages[0]?.msg;
-    expect(reply).toEqual({ type: 'p1b', ballot: 4, votes: [] });
+    expect(reply).toEqual({ type: 'p1b', ballot: 4, votes: [], compacted: 0 });
   });
 
   it('a primary deposed by a higher ballot fails its pending work with StaleBallotError', () => {
@@ -189,7 +189,7 @@ describe('primary', () => {
   it('messages of an unknown ballot are ignored and counted', () => {
     const h = running();
     h.e('a').step('b', { type: 'p2b', ballot: 9, match: 100, round: 1 });
-    h.e('a').step('b', { type: 'p1b', ballot: 9, votes: [] });
+    h.e('a').step('b', { type: 'p1b', ballot: 9, votes: [], compacted: 0 });
     expect(h.e('a').stats.unknownIgnored).toBe(2);
     expect(h.e('a').committed()).toBe(0);
   });

@@ -18,6 +18,9 @@ export class Harness {
   readonly reads: { node: NodeId; id: number; index: number }[] = [];
   readonly deposed: { node: NodeId; error: Error }[] = [];
   readonly sent: { from: NodeId; to: NodeId; msg: Message }[] = [];
+  /** Snapshots streamed (the sender's applied values copied to the receiver, which installs them). */
+  readonly snapshots: { from: NodeId; to: NodeId; index: number }[] = [];
+  private snapshotQueue: { from: NodeId; to: NodeId }[] = [];
   /** Nodes whose incoming and outgoing messages are lost. */
   readonly down = new Set<NodeId>();
   /** Drops messages for which this returns true. */
@@ -54,7 +57,13 @@ export class Harness {
       if (i >= 0) d.votes[i] = { ...v };
       else d.votes.push({ ...v });
     }
+    const to = rd.persist.compactTo;
+    if (to !== undefined) {
+      d.votes = d.votes.filter((v) => v.slot > to);
+      d.compacted = Math.max(d.compacted ?? 0, to);
+    }
     this.durable.set(id, d);
+    for (const s of rd.snapshots) this.snapshotQueue.push({ from: id, to: s.to });
     for (const m of rd.messages) this.queue.push({ from: id, to: m.to, msg: m.msg });
     (this.applied.get(id) as Proposal[]).push(...rd.committed);
     if (rd.complete !== undefined) this.completes.push({ node: id, ballot: rd.complete });
@@ -66,6 +75,20 @@ export class Harness {
   pump(max = 10_000): void {
     for (let n = 0; n < max; n++) {
       for (const [id, e] of this.engines) if (e.hasReady()) this.drain(id, e.ready());
+      const snap = this.snapshotQueue.shift();
+      if (snap) {
+        if (this.down.has(snap.from) || this.down.has(snap.to)) continue;
+        const have = this.applied.get(snap.to) as Proposal[];
+        const image = this.applied.get(snap.from) as Proposal[];
+        this.snapshots.push({ ...snap, index: image.length });
+        if (image.length > have.length)
+          this.applied.set(
+            snap.to,
+            image.map((p) => ({ ...p })),
+          );
+        this.e(snap.to).installSnapshot(image.length);
+        continue;
+      }
       const q = this.queue.shift();
       if (!q) return;
       if (this.down.has(q.from) || this.down.has(q.to) || this.filter(q.from, q.to, q.msg)) continue;

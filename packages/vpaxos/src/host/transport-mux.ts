@@ -7,8 +7,18 @@ import {
   type ProtocolId,
   type RequestHandler,
   type Transport,
+  decodeSnapshotChunk,
+  encodeSnapshotAck,
 } from '@cohort/core';
+
+/** A replica's handlers on the shared transport. */
+interface Slot {
+  vp?: FrameHandler;
+  master?: FrameHandler;
+  snapshot?: RequestHandler;
+}
 import { type MasterMessage, VP_MASTER_PROTOCOL, VP_PROTOCOL, decodeMasterMessage, peekGroup } from '../codec.js';
+import { VP_SNAPSHOT_PROTOCOL } from './snapshot-stream.js';
 
 /** Master-bound messages (`alive`, `complete`) as the configuration master receives them. */
 export type MasterInbox = (from: NodeId, group: GroupId, msg: MasterMessage) => void;
@@ -22,7 +32,7 @@ export type MasterInbox = (from: NodeId, group: GroupId, msg: MasterMessage) => 
  * {@link Transport} of its own from {@link VpTransportMux.forGroup}.
  */
 export class VpTransportMux {
-  private readonly replicas = new Map<GroupId, { vp?: FrameHandler; master?: FrameHandler }>();
+  private readonly replicas = new Map<GroupId, Slot>();
   private master: MasterInbox | undefined;
   /** Frames that named no group served here, or could not be read. */
   dropped = 0;
@@ -30,6 +40,7 @@ export class VpTransportMux {
   constructor(private readonly transport: Transport) {
     transport.handle(VP_PROTOCOL, (from, frame) => this.route(from, frame, 'vp'));
     transport.handle(VP_MASTER_PROTOCOL, (from, frame) => this.routeMaster(from, frame));
+    transport.handleRequest(VP_SNAPSHOT_PROTOCOL, (from, frame, options) => this.routeSnapshot(from, frame, options));
   }
 
   /** Where `alive` and `complete` messages go (the configuration master on this node, while it is one). */
@@ -40,7 +51,7 @@ export class VpTransportMux {
   /** A transport for the replica of `group`: its handlers receive that group's frames only. */
   forGroup(group: GroupId): Transport {
     const t = this.transport;
-    const slot: { vp?: FrameHandler; master?: FrameHandler } = {};
+    const slot: Slot = {};
     this.replicas.set(group, slot);
     return {
       self: t.self,
@@ -56,8 +67,9 @@ export class VpTransportMux {
         else if (protocol === VP_MASTER_PROTOCOL) slot.master = handler;
         else throw new RangeError(`a Vertical Paxos replica's transport carries no ${protocol}`);
       },
-      handleRequest: (protocol: ProtocolId, _handler: RequestHandler) => {
-        throw new RangeError(`a Vertical Paxos replica's transport serves no requests (${protocol})`);
+      handleRequest: (protocol: ProtocolId, handler: RequestHandler) => {
+        if (protocol === VP_SNAPSHOT_PROTOCOL) slot.snapshot = handler;
+        else throw new RangeError(`a Vertical Paxos replica's transport serves no ${protocol} requests`);
       },
       start: () => Promise.resolve(),
       stop: () => Promise.resolve(),
@@ -95,6 +107,24 @@ export class VpTransportMux {
       return;
     }
     void handler(from, frame);
+  }
+
+  /** A snapshot chunk goes to its group's replica (the group is in the chunk). */
+  private routeSnapshot(from: NodeId, frame: Uint8Array, options: AbortOptions): Promise<Uint8Array> {
+    let group: GroupId;
+    try {
+      group = decodeSnapshotChunk(frame, { maxBytes: this.transport.maxFrameBytes }).group;
+    } catch (e) {
+      if (!(e instanceof CodecError)) throw e;
+      this.dropped++;
+      return Promise.resolve(encodeSnapshotAck({ status: 'refused', reason: e.message }));
+    }
+    const handler = this.replicas.get(group)?.snapshot;
+    if (handler === undefined) {
+      this.dropped++;
+      return Promise.resolve(encodeSnapshotAck({ status: 'refused', reason: `group ${group} is not served here` }));
+    }
+    return handler(from, frame, options);
   }
 
   private routeMaster(from: NodeId, frame: Uint8Array): void {

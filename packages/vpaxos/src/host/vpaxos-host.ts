@@ -7,6 +7,7 @@ import {
   type NodeId,
   type ReplicatedGroup,
   type ReplicatedGroupStatus,
+  type SnapshotMeta,
   type TimerHandle,
   type Transport,
   UnavailableError,
@@ -24,14 +25,24 @@ import {
 import { type AcceptorState, NOOP, type Ready, VPaxosEngine } from '../engine.js';
 import { NotPrimaryError, QuorumNotReachedError, StaleBallotError, VpTimeoutError } from '../errors.js';
 import type { Ballot, Message, Proposal, Slot, Vote } from '../types.js';
+import {
+  VP_SNAPSHOT_PROTOCOL,
+  type VpSnapshotLimits,
+  type VpSnapshotReader,
+  VpSnapshotReceiver,
+  VpSnapshotSender,
+  type VpSnapshotWriter,
+} from './snapshot-stream.js';
 
 /**
  * Where a replica keeps its acceptor state. `save` resolves once the promise
  * and votes are durable (fsynced): the host sends no 1b or 2b before that.
+ * With `compactTo` the same write drops the votes up to that slot and records
+ * the compaction point (never lowered), which `loadAcceptor` returns.
  */
 export interface AcceptorStore {
   loadAcceptor(group: GroupId): AcceptorState | Promise<AcceptorState>;
-  saveAcceptor(group: GroupId, maxBallot: Ballot | undefined, votes: Vote[]): void | Promise<void>;
+  saveAcceptor(group: GroupId, maxBallot: Ballot | undefined, votes: Vote[], compactTo?: Slot): void | Promise<void>;
 }
 
 /** The state machine chosen values are applied to, in slot order (the KV state machine's `apply(index, data)`). */
@@ -45,6 +56,14 @@ export interface VpStateMachine<R = unknown> {
   applyMany?(entries: readonly { slot: Slot; data: Uint8Array }[]): R[];
   /** Where a durable machine's state stands (the KV state machine's `applied()`): the host resumes after it. */
   applied?(): { index: Slot };
+  /**
+   * A consistent view of the state at the applied slot, streamed to a replica
+   * that lacks slots this one compacted. With `receiveSnapshot`, it turns
+   * acceptor compaction on (a machine that cannot ship its state keeps every vote).
+   */
+  openSnapshot?(): VpSnapshotReader;
+  /** Starts receiving a snapshot; the state stays untouched until its writer commits. */
+  receiveSnapshot?(meta: SnapshotMeta): VpSnapshotWriter;
 }
 
 /** Hooks the simulator checks its invariants through; production leaves them out. */
@@ -63,6 +82,12 @@ export interface VpObserver {
   onLeaseRead?(ballot: Ballot, index: Slot): void;
   /** A lagging backup received chosen values from the primary. */
   onCatchUp?(count: number): void;
+  /** This replica's acceptor compacted its votes through `slot` (durably). */
+  onCompacted?(slot: Slot): void;
+  /** This replica finished streaming its snapshot at `index` to `to`, which installed it. */
+  onSnapshotSent?(to: NodeId, index: Slot): void;
+  /** This replica installed a snapshot holding every slot up to `index`. */
+  onSnapshotInstalled?(index: Slot): void;
 }
 
 /** Options of a {@link VPaxosHost}. */
@@ -104,6 +129,20 @@ export interface VPaxosHostOptions<R> {
    * primary). @default 0
    */
   leaseMs?: number;
+  /**
+   * Applied slots past the acceptor's compaction point that trigger a new
+   * compaction (Raft's snapshot-entries); 0: never compact. Needs a machine
+   * that streams snapshots ({@link VpStateMachine.openSnapshot}). @default 10000
+   */
+  compactSlots?: number;
+  /**
+   * Applied slots kept behind the compaction point, so a backup a little
+   * behind catches up slot by slot rather than by snapshot.
+   * @default min(1000, compactSlots / 2)
+   */
+  compactMarginSlots?: number;
+  /** Chunk size, rate and timeout of snapshot transfers. @default {} (1 MiB chunks, unlimited rate) */
+  snapshot?: VpSnapshotLimits;
   /** The address of a node, for the not-primary error. */
   addressOf?: (id: NodeId) => string | undefined;
   logger?: Logger;
@@ -127,9 +166,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   readonly id: GroupId;
   private engine: VPaxosEngine | undefined;
   private readonly opts: Required<
-    Omit<VPaxosHostOptions<R>, 'addressOf' | 'logger' | 'observer' | 'acceptMasterFrom'>
+    Omit<VPaxosHostOptions<R>, 'addressOf' | 'logger' | 'observer' | 'acceptMasterFrom' | 'compactMarginSlots'>
   > &
-    Pick<VPaxosHostOptions<R>, 'addressOf' | 'observer' | 'acceptMasterFrom'>;
+    Pick<VPaxosHostOptions<R>, 'addressOf' | 'observer' | 'acceptMasterFrom' | 'compactMarginSlots'>;
+  private sender: VpSnapshotSender | undefined;
+  private receiver: VpSnapshotReceiver | undefined;
   private readonly logger: Logger;
   private applied: Slot = 0;
   private readonly proposals = new Map<Slot, Waiter<R>>();
@@ -162,6 +203,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       requestTimeoutMs: 1_000,
       leaseMs: 0,
       minReplicasToWrite: 1,
+      compactSlots: 10_000,
+      snapshot: {},
       ...options,
     };
     this.logger = options.logger ?? silentLogger;
@@ -175,13 +218,72 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     const t = this.opts.transport;
     t.handle(VP_PROTOCOL, (from, frame) => this.onFrame(from, frame));
     t.handle(VP_MASTER_PROTOCOL, (from, frame) => this.onMasterFrame(from, frame));
+    this.startSnapshots();
     this.onTick();
     this.onAlive();
     this.schedule();
   }
 
+  /**
+   * With a machine that streams snapshots: the sender (for replicas that lack
+   * slots compacted here) and the receiver (installs one, then the engine
+   * resumes after it).
+   */
+  private startSnapshots(): void {
+    const m = this.opts.machine;
+    if (m.openSnapshot === undefined || m.receiveSnapshot === undefined) return;
+    const t = this.opts.transport;
+    this.sender = new VpSnapshotSender({
+      group: this.id,
+      transport: t,
+      clock: this.opts.clock,
+      logger: this.logger,
+      limits: this.opts.snapshot,
+      onDone: (peer, ok, index) => {
+        if (ok) this.opts.observer?.onSnapshotSent?.(peer, index);
+      },
+    });
+    const receive = m.receiveSnapshot.bind(m);
+    this.receiver = new VpSnapshotReceiver({
+      group: this.id,
+      clock: this.opts.clock,
+      logger: this.logger,
+      maxFrameBytes: t.maxFrameBytes,
+      idleMs: Math.max(30_000, 20 * this.opts.heartbeatMs),
+      target: {
+        promised: () => this.node.promised(),
+        applied: () => this.applied,
+        receive: (meta) => receive(meta),
+        installed: (index) => this.snapshotInstalled(index),
+      },
+    });
+    const receiver = this.receiver;
+    t.handleRequest(VP_SNAPSHOT_PROTOCOL, (from, frame) =>
+      Promise.resolve(this.stopped ? new Uint8Array(0) : receiver.handle(from, frame)),
+    );
+  }
+
+  /** The state machine holds every slot up to `index` from a snapshot: the engine resumes after it. */
+  private snapshotInstalled(index: Slot): void {
+    if (this.stopped) return;
+    if (index > this.applied) {
+      this.applied = index;
+      this.opts.observer?.onSnapshotInstalled?.(index);
+      this.releaseApplied();
+    }
+    this.node.installSnapshot(index);
+    this.schedule();
+  }
+
+  /** Snapshots this replica installed, and sent that were installed, since it started. */
+  snapshotCounts(): { installed: number; sent: number } {
+    return { installed: this.receiver?.installedCount ?? 0, sent: this.sender?.sent ?? 0 };
+  }
+
   /** Stops the timers and fails every waiting request. */
   stop(): void {
+    this.sender?.cancelAll();
+    this.receiver?.abort();
     this.stopped = true;
     if (this.tickTimer) this.opts.clock.clearTimeout(this.tickTimer);
     if (this.aliveTimer) this.opts.clock.clearTimeout(this.aliveTimer);
@@ -408,10 +510,19 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
 
   private async handle(rd: Ready): Promise<void> {
     const obs = this.opts.observer;
-    if (rd.persist.maxBallot !== undefined || rd.persist.votes.length > 0) {
-      await this.opts.store.saveAcceptor(this.id, rd.persist.maxBallot, rd.persist.votes);
+    const { maxBallot, votes, compactTo } = rd.persist;
+    if (maxBallot !== undefined || votes.length > 0 || compactTo !== undefined) {
+      // A compaction rides the same fsynced write: it also makes the applies before it durable.
+      if (compactTo === undefined) await this.opts.store.saveAcceptor(this.id, maxBallot, votes);
+      else await this.opts.store.saveAcceptor(this.id, maxBallot, votes, compactTo);
       if (this.stopped) return;
-      obs?.onDurable?.(rd.persist.maxBallot, rd.persist.votes);
+      obs?.onDurable?.(maxBallot, votes);
+      if (compactTo !== undefined) obs?.onCompacted?.(compactTo);
+    }
+    for (const s of rd.snapshots) {
+      const m = this.opts.machine;
+      const open = m.openSnapshot?.bind(m);
+      if (this.sender !== undefined && open !== undefined) this.sender.start(s.to, s.ballot, open);
     }
     if (rd.deposed) {
       this.leaseUntil = Number.NEGATIVE_INFINITY;
@@ -447,6 +558,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       const lead = this.node.leading();
       if (lead?.phase === 'active') obs?.onChosen?.(lead.ballot, lead.acceptors, rd.committed);
       this.applyCommitted(rd.committed);
+      this.maybeCompact();
     }
     for (const r of rd.reads) {
       const w = this.reads.get(r.id);
@@ -459,8 +571,24 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     }
   }
 
-  private applyCommitted(entries: Proposal[]): void {
+  /**
+   * Once `compactSlots` slots were applied past the compaction point, the
+   * acceptor drops its votes up to the applied slot less the margin (the next
+   * Ready's write makes it durable, after the applies it rests on).
+   */
+  private maybeCompact(): void {
+    const every = this.opts.compactSlots;
+    if (every <= 0 || this.sender === undefined) return;
+    const e = this.node;
+    const margin = this.opts.compactMarginSlots ?? Math.min(1000, Math.floor(every / 2));
+    if (this.applied - margin - e.compactedThrough() < every) return;
+    e.compact(this.applied - margin);
+  }
+
+  private applyCommitted(all: Proposal[]): void {
     const obs = this.opts.observer;
+    // A snapshot installed while this batch was being persisted already holds its first slots.
+    const entries = all.filter((e) => e.slot > this.applied);
     entries.forEach((e, i) => {
       if (e.slot !== this.applied + 1 + i) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied + i}`);
     });
@@ -488,6 +616,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
         w.resolve(result as R);
       }
     }
+    this.releaseApplied();
+  }
+
+  private releaseApplied(): void {
     while (this.waitingApply.length > 0 && (this.waitingApply[0] as { index: Slot }).index <= this.applied) {
       (this.waitingApply.shift() as { done: () => void }).done();
     }
