@@ -9,10 +9,12 @@ export interface StoredVote {
   chosen: boolean;
 }
 
-/** A Vertical Paxos acceptor's durable state in one group: its promise and its votes. */
+/** A Vertical Paxos acceptor's durable state in one group: its promise, its votes and its compaction point. */
 export interface StoredAcceptorState {
   maxBallot: number;
   votes: StoredVote[];
+  /** Every slot up to here is chosen and applied; its votes were deleted (0: none). */
+  compacted: number;
 }
 
 /**
@@ -23,12 +25,23 @@ export interface StoredAcceptorState {
  */
 export interface AcceptorStateStore {
   loadAcceptor(group: string): StoredAcceptorState;
-  saveAcceptor(group: string, maxBallot: number | undefined, votes: StoredVote[]): Promise<void>;
+  /**
+   * With `compactTo`, the same durable commit deletes the votes up to that
+   * slot (votes given at or below it are not stored) and raises the
+   * compaction point (never lowered). Its fsync also makes durable every
+   * state machine apply committed before it (WAL order).
+   */
+  saveAcceptor(group: string, maxBallot: number | undefined, votes: StoredVote[], compactTo?: number): Promise<void>;
 }
 
 /** CRC of a `vp_acceptors` row. */
 export function acceptorRowCrc(group: string, maxBallot: number): number {
   return crc32cNumber(maxBallot, crc32cString(group, 0));
+}
+
+/** CRC of a `vp_compaction` row. */
+export function compactionRowCrc(group: string, slot: number): number {
+  return crc32cNumber(slot, crc32cString(group, 1));
 }
 
 /** CRC of a `vp_votes` row. */
@@ -46,10 +59,13 @@ export function checkAcceptorWrite(
   group: string,
   maxBallot: number | undefined,
   votes: StoredVote[],
+  compactTo?: number,
 ): void {
   const bad = (what: string): never => {
     throw new StorageError(`${file}: group ${group}: refusing to store ${what}`);
   };
+  if (compactTo !== undefined && (!Number.isSafeInteger(compactTo) || compactTo < 0))
+    bad(`a compaction point ${compactTo}`);
   if (maxBallot !== undefined && (!Number.isSafeInteger(maxBallot) || maxBallot < 0)) bad(`max ballot ${maxBallot}`);
   for (const v of votes) {
     if (!Number.isSafeInteger(v.slot) || v.slot < 1) bad(`a vote at slot ${v.slot}`);

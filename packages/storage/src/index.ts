@@ -15,6 +15,7 @@ export {
   type StoredAcceptorState,
   type StoredVote,
   acceptorRowCrc,
+  compactionRowCrc,
   voteRowCrc,
 } from './acceptor-state.js';
 export { crc32c } from './crc32c.js';

@@ -335,6 +335,7 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
     return {
       maxBallot: a?.maxBallot ?? 0,
       votes: a ? [...a.votes.values()].sort((x, y) => x.slot - y.slot).map((v) => ({ ...v })) : [],
+      compacted: a?.compacted ?? 0,
     };
   }
 
@@ -343,19 +344,23 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
    * store does; durable when this returns unless `autoSync` is off, in which
    * case `crash()` before `sync()` loses them.
    */
-  saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[]): Promise<void> {
+  saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[], compactTo?: number): Promise<void> {
     try {
-      checkAcceptorWrite(this.name, group, maxBallot, votes);
+      checkAcceptorWrite(this.name, group, maxBallot, votes, compactTo);
       if (this.txn) throw new StorageError(`${this.name}: an acceptor write cannot run inside a transaction`);
       const copies = votes.map((v) => ({ ...v }));
       this.apply((s) => {
         let a = s.acceptors.get(group);
         if (!a) {
-          a = { maxBallot: 0, votes: new Map() };
+          a = { maxBallot: 0, votes: new Map(), compacted: 0 };
           s.acceptors.set(group, a);
         }
         if (maxBallot !== undefined && maxBallot > a.maxBallot) a.maxBallot = maxBallot;
-        for (const v of copies) a.votes.set(v.slot, v);
+        for (const v of copies) if (compactTo === undefined || v.slot > compactTo) a.votes.set(v.slot, v);
+        if (compactTo !== undefined) {
+          for (const slot of [...a.votes.keys()]) if (slot <= compactTo) a.votes.delete(slot);
+          if (compactTo > a.compacted) a.compacted = compactTo;
+        }
       });
       return Promise.resolve();
     } catch (err) {

@@ -50,7 +50,7 @@ export interface MemState {
   groups: Map<string, MemGroup>;
   partitions: Map<string, MemPartition>;
   /** Vertical Paxos acceptor state per group: the promise and the votes by slot (votes are immutable). */
-  acceptors: Map<string, { maxBallot: number; votes: Map<number, StoredVote> }>;
+  acceptors: Map<string, { maxBallot: number; votes: Map<number, StoredVote>; compacted: number }>;
 }
 
 export function emptyMemGroup(): MemGroup {
@@ -77,8 +77,9 @@ export function cloneMemState(s: MemState): MemState {
     groups.set(id, { ...g, entries: g.entries.slice(), sizes: g.sizes.slice(), snapChunks: g.snapChunks.slice() });
   const partitions = new Map<string, MemPartition>();
   for (const [id, p] of s.partitions) partitions.set(id, clonePartition(p));
-  const acceptors = new Map<string, { maxBallot: number; votes: Map<number, StoredVote> }>();
-  for (const [id, a] of s.acceptors) acceptors.set(id, { maxBallot: a.maxBallot, votes: new Map(a.votes) });
+  const acceptors = new Map<string, { maxBallot: number; votes: Map<number, StoredVote>; compacted: number }>();
+  for (const [id, a] of s.acceptors)
+    acceptors.set(id, { maxBallot: a.maxBallot, votes: new Map(a.votes), compacted: a.compacted });
   return { groups, partitions, acceptors };
 }
 

@@ -114,6 +114,17 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
       ) WITHOUT ROWID;
     `);
   },
+  // 8: a Vertical Paxos acceptor's compaction point per group: every slot up
+  // to it is chosen and applied, and its votes were deleted. New table only.
+  (db) => {
+    db.exec(`
+      CREATE TABLE vp_compaction (
+        name TEXT PRIMARY KEY,
+        slot INTEGER NOT NULL,
+        crc INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `);
+  },
 ];
 
 /** Migration 4: moves version 3's `kv` and `sessions` rows into the generation layout, computing their CRCs. */

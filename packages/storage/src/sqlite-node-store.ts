@@ -9,6 +9,7 @@ import {
   type StoredVote,
   acceptorRowCrc,
   checkAcceptorWrite,
+  compactionRowCrc,
   voteRowCrc,
 } from './acceptor-state.js';
 import { DATA_FILE_NAME } from './check-data-dir.js';
@@ -355,7 +356,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         }
         votes.push(v);
       }
-      return { maxBallot: a?.max_ballot ?? 0, votes };
+      const c = this.st.vpCompaction.get(group) as { slot: number; crc: number } | undefined;
+      if (c && compactionRowCrc(group, c.slot) !== c.crc) {
+        throw new StorageError(`${this.file}: group ${group}: the acceptor's compaction row fails its checksum`);
+      }
+      return { maxBallot: a?.max_ballot ?? 0, votes, compacted: c?.slot ?? 0 };
     }) as StoredAcceptorState;
   }
 
@@ -363,16 +368,21 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    * Stores an acceptor's promise (never lowered) and votes in one fsynced
    * commit; resolves once durable, so a 1b or 2b reply may leave after it.
    */
-  saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[]): Promise<void> {
+  saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[], compactTo?: number): Promise<void> {
     try {
       this.assertOpen();
-      checkAcceptorWrite(this.file, group, maxBallot, votes);
+      checkAcceptorWrite(this.file, group, maxBallot, votes, compactTo);
       if (this.tx || this.building)
         throw new StorageError(`${this.file}: an acceptor write cannot run inside a transaction`);
       const ops: Op[] = [];
       if (maxBallot !== undefined) ops.push(['vpPromise', group, maxBallot, acceptorRowCrc(group, maxBallot)]);
       for (const v of votes) {
+        if (compactTo !== undefined && v.slot <= compactTo) continue;
         ops.push(['vpVote', group, v.slot, v.ballot, v.chosen ? 1 : 0, v.value, voteRowCrc(group, v)]);
+      }
+      if (compactTo !== undefined && compactTo > 0) {
+        ops.push(['vpCompact', group, compactTo, compactionRowCrc(group, compactTo)]);
+        ops.push(['vpDropVotes', group, compactTo]);
       }
       return this.queue.done(this.submit({ seq: 0, durable: true, ops }));
     } catch (err) {

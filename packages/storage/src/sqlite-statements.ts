@@ -33,6 +33,12 @@ export function prepareStatements(db: Database.Database): Statements {
     vpVote: p(
       'INSERT INTO vp_votes (name, slot, ballot, chosen, value, crc) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, slot) DO UPDATE SET ballot = excluded.ballot, chosen = excluded.chosen, value = excluded.value, crc = excluded.crc',
     ),
+    // Migration 8: the compaction point is never lowered; the votes up to it go in the same commit.
+    vpCompact: p(
+      'INSERT INTO vp_compaction (name, slot, crc) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, crc = excluded.crc WHERE excluded.slot > vp_compaction.slot',
+    ),
+    vpDropVotes: p('DELETE FROM vp_votes WHERE name = ? AND slot <= ?'),
+    vpCompaction: p('SELECT slot, crc FROM vp_compaction WHERE name = ?'),
     vpAcceptor: p('SELECT max_ballot, crc FROM vp_acceptors WHERE name = ?'),
     vpVotes: p('SELECT slot, ballot, chosen, value, crc FROM vp_votes WHERE name = ? ORDER BY slot'),
   };
@@ -58,6 +64,9 @@ export interface Statements {
   delSnapChunks: Database.Statement;
   vpPromise: Database.Statement;
   vpVote: Database.Statement;
+  vpCompact: Database.Statement;
+  vpDropVotes: Database.Statement;
+  vpCompaction: Database.Statement;
   vpAcceptor: Database.Statement;
   vpVotes: Database.Statement;
 }
