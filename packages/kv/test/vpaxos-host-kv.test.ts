@@ -42,7 +42,10 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
   /** Store transactions the KV state machine of each replica opened. */
   const txns = new Map<string, number>();
 
-  async function start(id: string): Promise<{ host: VPaxosHost; store: SqliteNodeStore; kv: KvStateMachine }> {
+  async function start(
+    id: string,
+    compaction: { compactSlots?: number; compactMarginSlots?: number } = {},
+  ): Promise<{ host: VPaxosHost; store: SqliteNodeStore; kv: KvStateMachine }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
     stores.push(store);
     txns.set(id, 0);
@@ -68,6 +71,9 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
       machine: vpStateMachine(kv),
       master: 'm',
       incarnation: 1,
+      ...compaction,
+      // Small chunks: the snapshot below streams in several acknowledged requests.
+      snapshot: { chunkBytes: 64 },
     });
     hosts.push(host);
     await host.start();
@@ -107,6 +113,49 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
     expect(b2.host.status().commit).toBe(2);
     expect(await a.host.propose(set('k3', 'v3'))).toEqual({ type: 'ok' });
     await waitFor(() => b2.kv.applied().index === 3, 'the restarted backup applying slot 3 only');
+  });
+
+  it('compacts acceptor votes behind the applied slot; a replacement acceptor installs the KV snapshot, then applies after it', async () => {
+    const set = (k: string, v: string): Uint8Array =>
+      encodeCommand({
+        op: 'set',
+        key: enc(k),
+        value: enc(v),
+        condition: 'always',
+        expiresAt: 0,
+        returnOld: false,
+        now: 0,
+      });
+    const small = { compactSlots: 4, compactMarginSlots: 0 };
+    const a = await start('a', small);
+    await start('b', small);
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    for (let i = 1; i <= 12; i++) await a.host.propose(set(`k${i}`, `v${i}`));
+    await waitFor(() => a.store.loadAcceptor(G).compacted >= 8, 'the primary compacting its votes');
+    expect(a.store.loadAcceptor(G).votes.length).toBeLessThan(8);
+    // b fails; ballot 2 replaces it by c, which has nothing: the primary's votes for slots 1.. are gone.
+    const c = await start('c', small);
+    await toMaster('a', {
+      type: 'newBallot',
+      ballot: 2,
+      prevBallot: 1,
+      prevAcceptors: ['a', 'b'],
+      acceptors: ['a', 'c'],
+    });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'ballot 2 complete');
+    expect(c.host.snapshotCounts().installed).toBe(1);
+    expect(a.host.snapshotCounts().sent).toBe(1);
+    expect(c.kv.applied().index).toBe(12);
+    expect(new TextDecoder().decode(c.kv.get(enc('k1'), 0))).toBe('v1');
+    expect(c.store.loadAcceptor(G).compacted).toBe(12);
+    await toMaster('a', { type: 'activated', ballot: 2, primary: 'a', acceptors: ['a', 'c'] });
+    await waitFor(() => a.host.node.isActive(), 'activation of ballot 2');
+    expect(await a.host.propose(set('k13', 'v13'))).toEqual({ type: 'ok' });
+    await waitFor(() => c.kv.applied().index === 13, 'the replacement applying slot 13');
+    expect(new TextDecoder().decode(c.kv.get(enc('k13'), 0))).toBe('v13');
   });
 
   it('applies consecutive chosen slots in one store transaction, each write answered with its own result', async () => {

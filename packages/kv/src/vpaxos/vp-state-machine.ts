@@ -7,7 +7,9 @@ import type { KvStateMachine } from '../state-machine.js';
  * The KV state machine as a Vertical Paxos replica applies to it: a chosen
  * value at slot s is the entry at index s, and consecutive chosen values go
  * in one `applyBatch`, one store transaction with the applied index, rather
- * than one transaction per slot.
+ * than one transaction per slot. Its snapshot (the partition's rows and
+ * sessions, streamed from a consistent view) is what a replica lacking
+ * compacted slots installs: the same stream a Raft partition sends.
  */
 export function vpStateMachine(sm: KvStateMachine): VpStateMachine<KvResult> {
   return {
@@ -23,5 +25,7 @@ export function vpStateMachine(sm: KvStateMachine): VpStateMachine<KvResult> {
       });
     },
     applied: () => sm.applied(),
+    openSnapshot: () => sm.openSnapshot(),
+    receiveSnapshot: (meta) => sm.receiveSnapshot(meta),
   };
 }
