@@ -127,6 +127,10 @@ program
     'a vpaxos primary refuses writes while its partition has fewer copies, e.g. after a failover to a lone survivor (default 1)',
   )
   .option(
+    '--vpaxos-compact-slots <n>',
+    'a vpaxos replica drops its acceptor votes once this many slots were applied past its last compaction point; a replica lacking compacted slots receives the partition snapshot (default 10000; 0: keep every vote)',
+  )
+  .option(
     '--vpaxos-read-lease-ms <n>',
     'a vpaxos primary serves reads locally under a lease of this many ms, renewed by its heartbeats; a failover of the primary waits it out; the same on every node (default 0: off, every read confirmed with every replica)',
   )

@@ -334,6 +334,7 @@ export class CohortNode {
         };
       }
       const s = this.gs(p);
+      const acceptor = p.vp?.acceptor();
       // On the leader: how far each replica is behind its log.
       const lag =
         s.match === undefined
@@ -348,6 +349,7 @@ export class CohortNode {
         learners: [...s.learners],
         local: true,
         ...(p.vp !== undefined ? { engine: 'vpaxos' as const, ...this.vpHealth(p.index) } : {}),
+        ...(acceptor !== undefined ? { acceptor } : {}),
         role: s.role,
         leader: s.leader,
         term: s.term,
@@ -588,6 +590,8 @@ export class CohortNode {
             ? { minReplicasToWrite: this.options.minReplicasToWrite }
             : {}),
           readLeaseMs: this.options.vpaxosLease?.readLeaseMs ?? 0,
+          ...(this.options.vpaxosCompactSlots !== undefined ? { compactSlots: this.options.vpaxosCompactSlots } : {}),
+          snapshotBytesPerSec: this.options.config.raft.snapshotRateBytes,
           requestTimeoutMs,
           log: this.log.child({ component: 'vpaxos', group }),
         });
@@ -1626,6 +1630,12 @@ export interface PartitionStatus {
   underReplicated?: boolean;
   /** A vpaxos partition's active ballot. */
   ballot?: number;
+  /**
+   * A vpaxos replica's acceptor: the slot its votes are compacted through,
+   * the votes it holds above it, and the partition snapshots it installed
+   * and sent (that were installed) since the node started.
+   */
+  acceptor?: { compacted: number; votes: number; snapshotsInstalled: number; snapshotsSent: number };
 }
 
 /** A `leads` membership tag (`partition:term,...`) as partition to term. */

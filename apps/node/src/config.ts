@@ -29,6 +29,7 @@ export interface StartFlags {
   partitionEngine?: string;
   partitionEngines?: string;
   minReplicasToWrite?: string;
+  vpaxosCompactSlots?: string;
   vpaxosReadLeaseMs?: string;
   vpaxosLeaseMaxDriftMs?: string;
   heartbeatMs?: string;
@@ -379,11 +380,12 @@ function engine(flag: string, v: string): PartitionEngine {
   return v as PartitionEngine;
 }
 
-/** `--partition-engine`, `--partition-engines p=engine,...` and `--min-replicas-to-write`. */
+/** `--partition-engine`, `--partition-engines p=engine,...`, `--min-replicas-to-write` and `--vpaxos-compact-slots`. */
 function loadEngines(
   flags: StartFlags,
-): Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite'> {
-  const out: Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite'> = {};
+): Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite' | 'vpaxosCompactSlots'> {
+  const out: Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite' | 'vpaxosCompactSlots'> =
+    {};
   if (flags.partitionEngine !== undefined) out.partitionEngine = engine('--partition-engine', flags.partitionEngine);
   if (flags.partitionEngines !== undefined) {
     const per: Record<number, PartitionEngine> = {};
@@ -402,6 +404,11 @@ function loadEngines(
     const n = integer('--min-replicas-to-write', flags.minReplicasToWrite);
     if (n < 1) throw new ConfigError(`--min-replicas-to-write must be 1 or above, got ${n}`);
     out.minReplicasToWrite = n;
+  }
+  if (flags.vpaxosCompactSlots !== undefined) {
+    const n = integer('--vpaxos-compact-slots', flags.vpaxosCompactSlots);
+    if (n < 0) throw new ConfigError(`--vpaxos-compact-slots must be 0 (never) or above, got ${n}`);
+    out.vpaxosCompactSlots = n;
   }
   return out;
 }

@@ -43,6 +43,11 @@ export interface NodeOptions {
   partitionEngines?: Record<number, PartitionEngine>;
   /** A vpaxos primary refuses writes while its configuration has fewer copies (`--min-replicas-to-write`). @default 1 */
   minReplicasToWrite?: number;
+  /**
+   * A vpaxos replica compacts its acceptor votes once this many slots were
+   * applied past its compaction point; 0: never (`--vpaxos-compact-slots`). @default 10000
+   */
+  vpaxosCompactSlots?: number;
   /** Read leases of vpaxos primaries (`--vpaxos-read-lease-ms`, the config's `vpaxos` section); absent: off. */
   vpaxosLease?: VpLeaseOptions;
 }

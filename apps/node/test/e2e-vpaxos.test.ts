@@ -12,6 +12,7 @@ interface Partition {
   replicas: string[];
   local: boolean;
   engine?: 'vpaxos';
+  acceptor?: { compacted: number; votes: number; snapshotsInstalled: number; snapshotsSent: number };
   role?: string;
   leader?: string;
   ballot?: number;
@@ -22,6 +23,8 @@ interface Partition {
 
 /** The vpaxos partition (p3, on n4 and n1; p0..p2 are raft, on three nodes each). */
 const VP = 3;
+/** Applied slots between acceptor compactions: small, so a replacement catches up by snapshot. */
+const COMPACT_SLOTS = 20;
 /** The vpaxos read lease and its drift margin: a failover to another primary waits both out. */
 const LEASE_MS = 1000;
 const DRIFT_MS = 100;
@@ -184,6 +187,9 @@ beforeAll(async () => {
     String(LEASE_MS),
     '--vpaxos-lease-max-drift-ms',
     String(DRIFT_MS),
+    // Acceptors compact their votes every few slots: a replacement lacks compacted slots and gets the snapshot.
+    '--vpaxos-compact-slots',
+    String(COMPACT_SLOTS),
   ]);
   marker = join(cluster.root, 'crash-after-failover');
   writeFileSync(marker, '');
@@ -249,6 +255,16 @@ describe('a vpaxos partition of 2 replicas (f = 1) beside raft partitions of 3',
     await load.stop();
     await checkAcked(backup, load.acked);
     await caughtUp(replacement, backup);
+    // The replacement joined after the survivor had compacted its votes: it caught up by the partition snapshot.
+    const joined = (await partitions(replacement))![VP]!.acceptor!;
+    const survivor = (await partitions(backup))![VP]!.acceptor!;
+    expect(joined.snapshotsInstalled).toBeGreaterThanOrEqual(1);
+    expect(survivor.snapshotsSent).toBeGreaterThanOrEqual(1);
+    // Each acceptor holds a bounded number of votes (the threshold plus the margin kept for slot-by-slot
+    // catch-up, plus any in flight), not one per write.
+    expect(survivor.compacted).toBeGreaterThan(0);
+    expect(survivor.votes).toBeLessThanOrEqual(2 * COMPACT_SLOTS);
+    expect(joined.votes).toBeLessThanOrEqual(2 * COMPACT_SLOTS);
     const dead = c.nodes.filter((n) => !alive(n));
     // With the crash, the meta leader died too (and the meta group carried the failover on); without it, it was the survivor.
     expect(dead.length).toBe(crashed ? 2 : 1);
@@ -262,6 +278,7 @@ describe('a vpaxos partition of 2 replicas (f = 1) beside raft partitions of 3',
     expect(await plain(backup).get(k!)).toBe('x');
     console.log(
       `vpaxos failover: ${load.acked.size} acknowledged writes, ${load.state.unknown} of unknown outcome, ` +
+        `replacement installed ${joined.snapshotsInstalled} snapshot(s) (survivor compacted through ${survivor.compacted}, holds ${survivor.votes} votes), ` +
         `first acknowledged write ${failoverMs} ms after the kill; meta leader ${crashed ? 'crashed after committing the failover ballot' : 'was the survivor (no crash)'}`,
     );
   }, 150_000);

@@ -32,6 +32,10 @@ export interface VpPartitionOptions {
    * read is confirmed with every acceptor. @default 0
    */
   readLeaseMs?: number;
+  /** Applied slots past the compaction point that trigger an acceptor compaction; 0: never. @default 10000 */
+  compactSlots?: number;
+  /** Most bytes per second one snapshot transfer sends (0: unlimited); the Raft partitions' rate. @default 0 */
+  snapshotBytesPerSec?: number;
   requestTimeoutMs: number;
   log: Logger;
 }
@@ -82,6 +86,8 @@ export class VpPartition implements ReplicatedGroup {
       requestTimeoutMs: opts.requestTimeoutMs,
       minReplicasToWrite: opts.minReplicasToWrite ?? 1,
       leaseMs: opts.readLeaseMs ?? 0,
+      ...(opts.compactSlots !== undefined ? { compactSlots: opts.compactSlots } : {}),
+      snapshot: { maxBytesPerSec: opts.snapshotBytesPerSec ?? 0 },
       logger: opts.log,
     });
     if ((opts.readLeaseMs ?? 0) > 0) {
@@ -126,6 +132,19 @@ export class VpPartition implements ReplicatedGroup {
     return { ...s, leader };
   }
 
+  /** The acceptor's compaction point, the votes it holds, and the snapshots installed and sent (undefined while starting). */
+  acceptor(): { compacted: number; votes: number; snapshotsInstalled: number; snapshotsSent: number } | undefined {
+    if (!this.started) return undefined;
+    const e = this.host.node;
+    const n = this.host.snapshotCounts();
+    return {
+      compacted: e.compactedThrough(),
+      votes: e.heldVotes(),
+      snapshotsInstalled: n.installed,
+      snapshotsSent: n.sent,
+    };
+  }
+
   /** Messages the engine ignored for their ballot (undefined while starting). */
   stats(): VPaxosHost['stats'] | undefined {
     return this.started ? this.host.stats : undefined;
@@ -142,7 +161,7 @@ export class VpPartition implements ReplicatedGroup {
       leader: s.leader,
       commit: s.commit,
       applied: s.applied,
-      firstIndex: 1,
+      firstIndex: this.started ? this.host.node.compactedThrough() + 1 : 1,
       lastIndex: s.commit,
       repairing: false,
       quorum: {
