@@ -18,6 +18,8 @@ export function vpStateMachine(sm: KvStateMachine): VpStateMachine<KvResult> {
       const applied = sm.applied();
       const batch: Entry[] = entries.map((e) => ({ index: e.slot, term: applied.term, type: 'normal', data: e.data }));
       return sm.applyBatch(batch, applied.confState).map((out, i) => {
+        // A no-op only moves the applied index.
+        if (out === undefined && entries[i]?.data.length === 0) return undefined;
         if (out === undefined)
           throw new Error(`slot ${entries[i]?.slot} is at or below the applied index ${applied.index}`);
         if (!out.ok) throw out.error;

@@ -31,6 +31,14 @@ const program = new Command()
     )
       .choices(['reliable', 'meta'])
       .default('reliable'),
+  )
+  .addOption(
+    new Option(
+      '--compaction <mode>',
+      'acceptor compaction: mixed (half the seeds, small thresholds), on (every seed), off (acceptors keep every vote)',
+    )
+      .choices(['mixed', 'on', 'off'])
+      .default('mixed'),
   );
 
 async function main(): Promise<void> {
@@ -42,8 +50,9 @@ async function main(): Promise<void> {
     faults: boolean;
     reads: 'mixed' | 'safe' | 'lease';
     master: 'reliable' | 'meta';
+    compaction: 'mixed' | 'on' | 'off';
   }>();
-  const options: VpRunOptions = { reads: o.reads, master: o.master };
+  const options: VpRunOptions = { reads: o.reads, master: o.master, compaction: o.compaction };
   if (o.simSeconds !== undefined) options.simMs = o.simSeconds * 1000;
   if (!o.faults) options.faults = false;
   if (o.seed !== undefined) {
@@ -62,9 +71,9 @@ async function main(): Promise<void> {
   console.log(`  seeds by activated ballots: ${JSON.stringify(s.depth.ballots)}`);
   console.log(`  seeds by chosen slots: ${JSON.stringify(s.depth.slots)}`);
   // Without leases there are no lease reads or lease waits to reach.
-  const missing = missingVpCoverage(s.coverage, o.master === 'meta').filter(
-    (k) => o.reads !== 'safe' || (k !== 'leaseRead' && k !== 'leaseWaitThenActivated'),
-  );
+  const missing = missingVpCoverage(s.coverage, o.master === 'meta')
+    .filter((k) => o.reads !== 'safe' || (k !== 'leaseRead' && k !== 'leaseWaitThenActivated'))
+    .filter((k) => o.compaction !== 'off' || (k !== 'acceptorCompacted' && k !== 'snapshotInstalled'));
   if (missing.length > 0) {
     console.error(`never reached: ${missing.join(', ')}`);
     process.exitCode = 1;

@@ -40,6 +40,11 @@ export interface VpClusterConfig {
   master?: 'reliable' | 'meta';
   /** With the master on the meta group: the chance that its leader crashes right after committing a failover ballot. */
   metaLeaderCrashAtFailover?: number;
+  /**
+   * Applied slots between acceptor compactions (half of them kept as a margin);
+   * 0: acceptors keep every vote and backups catch up slot by slot only. @default 0
+   */
+  compactSlots?: number;
 }
 
 /** The group the replicas run when the master is on the meta group: its partition 0. */
@@ -145,6 +150,7 @@ export class VpCluster {
           observer: (n) => this.observer(n),
           leaseMs: config.leaseMs,
           heartbeatMs: config.heartbeatMs,
+          compactSlots: config.compactSlots ?? 0,
           mutations: config.mutations ?? {},
           diskLatency: () =>
             config.diskLatencyMs[0] + disk.next() * (config.diskLatencyMs[1] - config.diskLatencyMs[0]),
@@ -279,6 +285,13 @@ export class VpCluster {
       onLeaseRead: (ballot, index) => inv.onLeaseRead(id, ballot, index),
       onCatchUp: () => {
         this.coverage.backupCaughtUp++;
+      },
+      onCompacted: () => {
+        this.coverage.acceptorCompacted++;
+      },
+      onSnapshotInstalled: (index) => {
+        this.coverage.snapshotInstalled++;
+        this.trace.mixString(`snapshot ${id} ${index}`);
       },
     };
   }

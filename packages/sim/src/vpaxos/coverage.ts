@@ -14,6 +14,10 @@ export const VP_COVERAGE_KINDS = [
   // proposals in flight while every acceptor was up and reachable.
   'allBackupsCaughtUp',
   'quorumHealthyInFlight',
+  // Compaction (in the seeds that turn it on): an acceptor dropped its votes behind its applied slot,
+  // and a replica lacking compacted slots installed a snapshot.
+  'acceptorCompacted',
+  'snapshotInstalled',
 ] as const;
 
 /**

@@ -13,7 +13,8 @@ export { VpInvariants } from './invariants.js';
 export { SimAcceptorStore } from './sim-acceptor-store.js';
 export { SimMaster } from './sim-master.js';
 export { SimMetaPart, type VpMetaEnv } from './sim-meta-master.js';
-export { MASTER_ID, SimKv, SimVpNode, VP_GROUP } from './sim-vp-node.js';
+export { MASTER_ID, SimVpNode, VP_GROUP } from './sim-vp-node.js';
+export { SimKv, type SimKvImage } from './sim-kv.js';
 export {
   type VpBatchSummary,
   type VpRunOptions,

@@ -31,6 +31,8 @@ export interface VpRunOptions {
    * @default 'reliable'
    */
   master?: 'reliable' | 'meta';
+  /** Acceptor compaction: in half the seeds with a small threshold ('mixed'), in every seed, or never. @default 'mixed' */
+  compaction?: 'mixed' | 'on' | 'off';
 }
 
 /** What one seed did. */
@@ -58,6 +60,7 @@ export function vpReplayCommand(seed: number, options: VpRunOptions): string {
   if (options.faults === false) cmd += ' --no-faults';
   if (options.reads !== undefined && options.reads !== 'mixed') cmd += ` --reads ${options.reads}`;
   if (options.master === 'meta') cmd += ' --master meta';
+  if (options.compaction !== undefined && options.compaction !== 'mixed') cmd += ` --compaction ${options.compaction}`;
   return cmd;
 }
 
@@ -82,6 +85,8 @@ export function vpSeedConfig(r: SeededRandom, reads: VpRunOptions['reads']): VpC
       spikeRate: r.next() * 0.01,
       spikeDelay: 300,
     },
+    // Drawn last, so the fields above stay what they were for every seed. Half the seeds compact often.
+    compactSlots: r.next() < 0.5 ? r.int(2, 12) : 0,
   };
 }
 
@@ -232,6 +237,8 @@ export async function runVpSeed(seed: number, options: VpRunOptions = {}): Promi
   const root = new SeededRandom(seed);
   const config = vpSeedConfig(root.fork(), options.reads);
   if (options.mutations) config.mutations = options.mutations;
+  if (options.compaction === 'off') config.compactSlots = 0;
+  else if (options.compaction === 'on' && !config.compactSlots) config.compactSlots = 4;
   if (options.master === 'meta') {
     config.master = 'meta';
     config.metaLeaderCrashAtFailover = 0.5;

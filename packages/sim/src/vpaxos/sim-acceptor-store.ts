@@ -2,6 +2,7 @@ import type { GroupId } from '@cohort/core';
 import { MemoryNodeStore } from '@cohort/storage';
 import type { AcceptorState, AcceptorStore, Ballot, Vote } from '@cohort/vpaxos';
 import type { Scheduler } from '../scheduler.js';
+import type { SimKvImage } from './sim-kv.js';
 
 /** Deliberate bugs for tests proving the simulator's checks fail. */
 export interface VpMutations {
@@ -30,6 +31,16 @@ export class SimAcceptorStore implements AcceptorStore {
   private epoch = 0;
   /** The groups written, to rebuild the checker's copy after a crash. */
   private readonly groups = new Set<GroupId>();
+  /** The durable compaction point (one group per simulated store), for the checker. */
+  private compacted = 0;
+  /** Reads the replica's state machine now (set by the replica on each start). */
+  machineImage: (() => SimKvImage) | undefined;
+  /**
+   * The state machine as of the last durable write: a write's fsync makes the
+   * applies before it durable too (SQLite's WAL order); a crash restarts the
+   * machine from here.
+   */
+  durableImage: SimKvImage | undefined;
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -42,16 +53,23 @@ export class SimAcceptorStore implements AcceptorStore {
     return this.mutations.forgetPromises ? { ...s, maxBallot: 0 } : s;
   }
 
-  async saveAcceptor(group: GroupId, maxBallot: Ballot | undefined, votes: Vote[]): Promise<void> {
+  async saveAcceptor(group: GroupId, maxBallot: Ballot | undefined, votes: Vote[], compactTo?: number): Promise<void> {
     this.groups.add(group);
-    await this.store.saveAcceptor(group, maxBallot, votes);
+    // What the machine applied before this write starts is durable once it is.
+    const image = this.machineImage?.();
+    await this.store.saveAcceptor(group, maxBallot, votes, compactTo);
     const epoch = this.epoch;
     const synced = new Promise<void>((resolve) => {
       this.scheduler.after(this.latency(), () => {
         if (epoch !== this.epoch) return;
         // The fsync: this write and every one before it are durable.
         this.store.sync();
-        for (const v of votes) this.durable.set(v.slot, { ...v });
+        if (image !== undefined && image.index >= (this.durableImage?.index ?? 0)) this.durableImage = image;
+        for (const v of votes) if (compactTo === undefined || v.slot > compactTo) this.durable.set(v.slot, { ...v });
+        if (compactTo !== undefined && compactTo > this.compacted) {
+          this.compacted = compactTo;
+          for (const s of [...this.durable.keys()]) if (s <= compactTo) this.durable.delete(s);
+        }
         resolve();
       });
     });
@@ -64,11 +82,20 @@ export class SimAcceptorStore implements AcceptorStore {
     this.store.crash();
     // Writes synced by a later sync were made durable with it; rebuild the checker's copy from the store.
     this.durable.clear();
-    for (const g of this.groups) for (const v of this.store.loadAcceptor(g).votes) this.durable.set(v.slot, v);
+    for (const g of this.groups) {
+      const s = this.store.loadAcceptor(g);
+      for (const v of s.votes) this.durable.set(v.slot, v);
+      this.compacted = s.compacted;
+    }
   }
 
   /** The synced vote at `slot` (for the invariant checker). */
   durableVote(slot: number): Vote | undefined {
     return this.durable.get(slot);
+  }
+
+  /** The durable compaction point: slots up to it are held by the durable state machine (for the checker). */
+  durableCompacted(): number {
+    return this.compacted;
   }
 }

@@ -1,40 +1,19 @@
 import type { NodeId, SeededRandom } from '@cohort/core';
 import { MemoryNodeStore } from '@cohort/storage';
-import { VPaxosHost, type VpObserver, type VpStateMachine, VpTransportMux } from '@cohort/vpaxos';
+import { VPaxosHost, type VpObserver, VpTransportMux } from '@cohort/vpaxos';
 import { SimClock } from '../clock.js';
 import type { SimNetwork } from '../network.js';
 import type { Scheduler } from '../scheduler.js';
 import type { TraceHash } from '../trace.js';
 import { type RequestIds, type SimFrame, SimTransport } from '../transport/sim-transport.js';
 import { SimAcceptorStore, type VpMutations } from './sim-acceptor-store.js';
+import { SimKv } from './sim-kv.js';
 import { SimMetaPart, type VpMetaEnv } from './sim-meta-master.js';
 
 /** The group every simulated Vertical Paxos replica runs. */
 export const VP_GROUP = 'vp0';
 /** The configuration master's node id on the simulated network. */
 export const MASTER_ID = 'master';
-
-/** The commands the simulated KV state machine applies (text: `set\0key\0value` or `incr\0key`). */
-export class SimKv implements VpStateMachine<string> {
-  readonly data = new Map<string, string>();
-
-  apply(_slot: number, bytes: Uint8Array): string {
-    const [op, key, value] = new TextDecoder().decode(bytes).split('\0') as [string, string, string | undefined];
-    if (op === 'set') {
-      this.data.set(key, value ?? '');
-      return 'ok';
-    }
-    const cur = this.data.get(key) ?? '0';
-    if (!/^-?(0|[1-9][0-9]*)$/.test(cur)) return 'error';
-    const next = String(BigInt(cur) + 1n);
-    this.data.set(key, next);
-    return next;
-  }
-
-  get(key: string): string {
-    return this.data.get(key) ?? '';
-  }
-}
 
 /** What a simulated replica shares with its cluster. */
 export interface VpNodeEnv {
@@ -45,6 +24,8 @@ export interface VpNodeEnv {
   observer: (id: NodeId) => VpObserver;
   leaseMs: number;
   heartbeatMs: number;
+  /** Applied slots between acceptor compactions (0: never). */
+  compactSlots: number;
   diskLatency: () => number;
   mutations: VpMutations;
   /** The group the replicas run (the meta group's master names it `p0`, its partition 0). */
@@ -57,7 +38,8 @@ export interface VpNodeEnv {
  * One simulated replica: the production {@link VPaxosHost} over a simulated
  * clock (possibly drifting), transport and acceptor store. A crash halts the
  * clock and transport and loses the store's writes in flight; the state
- * machine is rebuilt on restart by replaying the chosen values.
+ * machine restarts from its image as of the last durable write, and replays
+ * the chosen values after it.
  */
 export class SimVpNode {
   up = false;
@@ -85,7 +67,9 @@ export class SimVpNode {
   async start(): Promise<void> {
     this.incarnation++;
     this.up = true;
-    this.machine = new SimKv();
+    this.machine = new SimKv(this.store.durableImage);
+    const machine = this.machine;
+    this.store.machineImage = () => machine.image();
     const env = this.env;
     const clock = new SimClock(env.scheduler, { rate: this.clockRate });
     const transport = new SimTransport(this.id, env.network, clock, env.ids, {
@@ -119,6 +103,10 @@ export class SimVpNode {
       heartbeatMs: env.heartbeatMs,
       requestTimeoutMs: 1_000,
       leaseMs: env.leaseMs,
+      compactSlots: env.compactSlots,
+      // Small chunks and margins: a snapshot streams in several requests, and compaction runs often.
+      compactMarginSlots: Math.floor(env.compactSlots / 2),
+      snapshot: { chunkBytes: 64, timeoutMs: 5_000, maxRetries: 5 },
       observer: env.observer(this.id),
       addressOf: (id) => `${id}.sim:7000`,
     });

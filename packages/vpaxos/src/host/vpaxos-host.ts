@@ -51,9 +51,11 @@ export interface VpStateMachine<R = unknown> {
   /**
    * Applies consecutive chosen values together, in slot order, in one store
    * transaction (the KV state machine's `applyBatch`), returning each one's
-   * result. Absent: one `apply` per slot.
+   * result. A no-op (empty `data`, a gap a new primary filled) only moves the
+   * applied slot, so {@link applied} names the last slot applied, no-ops
+   * included; its result is undefined. Absent: one `apply` per command.
    */
-  applyMany?(entries: readonly { slot: Slot; data: Uint8Array }[]): R[];
+  applyMany?(entries: readonly { slot: Slot; data: Uint8Array }[]): (R | undefined)[];
   /** Where a durable machine's state stands (the KV state machine's `applied()`): the host resumes after it. */
   applied?(): { index: Slot };
   /**
@@ -581,8 +583,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     if (every <= 0 || this.sender === undefined) return;
     const e = this.node;
     const margin = this.opts.compactMarginSlots ?? Math.min(1000, Math.floor(every / 2));
-    if (this.applied - margin - e.compactedThrough() < every) return;
-    e.compact(this.applied - margin);
+    // Never past what the machine itself says it holds: its snapshot must cover every compacted slot.
+    const held = Math.min(this.applied, this.opts.machine.applied?.().index ?? this.applied);
+    if (held - margin - e.compactedThrough() < every) return;
+    e.compact(held - margin);
   }
 
   private applyCommitted(all: Proposal[]): void {
@@ -592,13 +596,12 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     entries.forEach((e, i) => {
       if (e.slot !== this.applied + 1 + i) throw new Error(`vpaxos: slot ${e.slot} applied after ${this.applied + i}`);
     });
-    // The commands of the batch (no-ops carry none) go to the machine together: one store transaction.
-    const commands = entries.filter((e) => e.value.length !== NOOP.length);
+    // The batch goes to the machine together, no-ops included (they move its applied slot): one store transaction.
     const machine = this.opts.machine;
-    let batched: Map<Slot, R> | undefined;
-    if (machine.applyMany !== undefined && commands.length > 1) {
-      const results = machine.applyMany(commands.map((e) => ({ slot: e.slot, data: e.value })));
-      batched = new Map(commands.map((e, i) => [e.slot, results[i] as R]));
+    let batched: Map<Slot, R | undefined> | undefined;
+    if (machine.applyMany !== undefined && entries.length > 0) {
+      const results = machine.applyMany(entries.map((e) => ({ slot: e.slot, data: e.value })));
+      batched = new Map(entries.map((e, i) => [e.slot, results[i]]));
     }
     for (const e of entries) {
       const result =
