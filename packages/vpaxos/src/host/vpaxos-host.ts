@@ -251,7 +251,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       clock: this.opts.clock,
       logger: this.logger,
       maxFrameBytes: t.maxFrameBytes,
-      idleMs: Math.max(30_000, 20 * this.opts.heartbeatMs),
+      idleMs: Math.max(10_000, 20 * this.opts.heartbeatMs),
       target: {
         promised: () => this.node.promised(),
         applied: () => this.applied,
