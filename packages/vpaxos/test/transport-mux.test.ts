@@ -1,6 +1,8 @@
+import { decodeSnapshotAck, encodeSnapshotAck, encodeSnapshotChunk } from '@cohort/core';
 import { MemoryHub } from '@cohort/core/testing';
 import { describe, expect, it } from 'vitest';
 import { VP_MASTER_PROTOCOL, VP_PROTOCOL, encodeMasterMessage, encodeMessage } from '../src/codec.js';
+import { VP_SNAPSHOT_PROTOCOL } from '../src/host/snapshot-stream.js';
 import { VpTransportMux } from '../src/host/transport-mux.js';
 
 async function until(cond: () => boolean): Promise<void> {
@@ -47,5 +49,34 @@ describe('VpTransportMux', () => {
     await t.send('a', VP_MASTER_PROTOCOL, encodeMasterMessage('p1', { type: 'complete', ballot: 3 }));
     await until(() => got.length === 1);
     expect(got).toEqual(['complete from a']);
+  });
+
+  it("routes a snapshot chunk request to its group's replica, and refuses one for a group not served here", async () => {
+    const hub = new MemoryHub();
+    const mux = new VpTransportMux(hub.transport('a'));
+    const peer = hub.transport('b');
+    mux.forGroup('p1').handleRequest(VP_SNAPSHOT_PROTOCOL, async () => encodeSnapshotAck({ status: 'installed' }));
+    const chunk = (group: string): Uint8Array =>
+      encodeSnapshotChunk({
+        group,
+        leader: 'b',
+        term: 1,
+        index: 5,
+        seq: 0,
+        data: new Uint8Array(0),
+        last: true,
+        meta: {
+          index: 5,
+          term: 0,
+          confState: { voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+        },
+      });
+    expect(decodeSnapshotAck(await peer.request('a', VP_SNAPSHOT_PROTOCOL, chunk('p1')))).toEqual({
+      status: 'installed',
+    });
+    expect(decodeSnapshotAck(await peer.request('a', VP_SNAPSHOT_PROTOCOL, chunk('p9')))).toMatchObject({
+      status: 'refused',
+      reason: 'group p9 is not served here',
+    });
   });
 });
