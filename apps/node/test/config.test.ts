@@ -32,6 +32,14 @@ describe('cohort start configuration', () => {
     expect(() => loadNodeOptions({ ...base, minReplicasToWrite: '0' })).toThrow(/1 or above/);
   });
 
+  it('takes the vpaxos compaction threshold (0: never), default unset (the host keeps 10000), and refuses a negative one', () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    expect(loadNodeOptions(base).vpaxosCompactSlots).toBeUndefined();
+    expect(loadNodeOptions({ ...base, vpaxosCompactSlots: '20' }).vpaxosCompactSlots).toBe(20);
+    expect(loadNodeOptions({ ...base, vpaxosCompactSlots: '0' }).vpaxosCompactSlots).toBe(0);
+    expect(() => loadNodeOptions({ ...base, vpaxosCompactSlots: '-1' })).toThrow(/--vpaxos-compact-slots/);
+  });
+
   it('takes the vpaxos read lease from the config file or its flags (flags win), off by default, and refuses a bad one with the fix', () => {
     const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
     expect(loadNodeOptions(base).vpaxosLease).toBeUndefined();
