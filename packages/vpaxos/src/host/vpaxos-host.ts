@@ -11,6 +11,7 @@ import {
   type TimerHandle,
   type Transport,
   UnavailableError,
+  encodeSnapshotAck,
   silentLogger,
 } from '@cohort/core';
 import {
@@ -133,8 +134,9 @@ export interface VPaxosHostOptions<R> {
   leaseMs?: number;
   /**
    * Applied slots past the acceptor's compaction point that trigger a new
-   * compaction (Raft's snapshot-entries); 0: never compact. Needs a machine
-   * that streams snapshots ({@link VpStateMachine.openSnapshot}). @default 10000
+   * compaction (Raft's snapshot-entries); 0: never compact. Needs a durable
+   * machine ({@link VpStateMachine.applied}) that streams snapshots
+   * ({@link VpStateMachine.openSnapshot}). @default 10000
    */
   compactSlots?: number;
   /**
@@ -261,7 +263,11 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     });
     const receiver = this.receiver;
     t.handleRequest(VP_SNAPSHOT_PROTOCOL, (from, frame) =>
-      Promise.resolve(this.stopped ? new Uint8Array(0) : receiver.handle(from, frame)),
+      Promise.resolve(
+        this.stopped
+          ? encodeSnapshotAck({ status: 'refused', reason: `the replica of ${this.id} stopped` })
+          : receiver.handle(from, frame),
+      ),
     );
   }
 
@@ -580,7 +586,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
    */
   private maybeCompact(): void {
     const every = this.opts.compactSlots;
-    if (every <= 0 || this.sender === undefined) return;
+    // A machine that restarts empty (no `applied`) replays every vote: it must keep them all.
+    if (every <= 0 || this.sender === undefined || this.opts.machine.applied === undefined) return;
     const e = this.node;
     const margin = this.opts.compactMarginSlots ?? Math.min(1000, Math.floor(every / 2));
     // Never past what the machine itself says it holds: its snapshot must cover every compacted slot.
