@@ -15,6 +15,7 @@ export {
   type MembershipView,
   MembershipRefusedError,
   checkTransfer,
+  planJointChange,
   planMembershipChange,
 } from './membership-admin.js';
 export { SnapshotPacer, type SnapshotPacerOptions } from './snapshot-pacer.js';

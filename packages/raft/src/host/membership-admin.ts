@@ -28,12 +28,12 @@ export interface MembershipView {
 
 const list = (ids: Iterable<NodeId>): string => [...ids].sort().join(', ') || 'none';
 
-function quorumCheck(what: string, voters: NodeId[], reachable: ReadonlySet<NodeId>): void {
+function quorumCheck(what: string, voters: NodeId[], reachable: ReadonlySet<NodeId>, leaves = 'would leave'): void {
   const up = voters.filter((v) => reachable.has(v));
   const needed = Math.floor(voters.length / 2) + 1;
   if (up.length < needed) {
     throw new MembershipRefusedError(
-      `${what} would leave voters ${list(voters)}, of which only ${list(up)} ${up.length === 1 ? 'is' : 'are'} reachable; ` +
+      `${what} ${leaves} voters ${list(voters)}, of which only ${list(up)} ${up.length === 1 ? 'is' : 'are'} reachable; ` +
         `a quorum needs ${needed}. Bring the unreachable voters back first`,
     );
   }
@@ -47,6 +47,11 @@ function quorumCheck(what: string, voters: NodeId[], reachable: ReadonlySet<Node
  * unreachable or behind.
  */
 export function planMembershipChange(view: MembershipView, change: MembershipChange): ConfChangeSingle {
+  return judge(view, change, false);
+}
+
+/** One change judged against `view`; `joint`: part of a joint change, whose quorums are judged as a whole. */
+function judge(view: MembershipView, change: MembershipChange, joint: boolean): ConfChangeSingle {
   const { confState: cs, reachable, self } = view;
   const { node } = change;
   if (cs.votersOutgoing.length > 0) {
@@ -80,20 +85,21 @@ export function planMembershipChange(view: MembershipView, change: MembershipCha
           `learner ${node} is ${lag} entries behind the leader (at most ${view.maxLag} allowed); retry once it has caught up`,
         );
       }
-      quorumCheck(`promoting ${node}`, [...cs.voters, node], reachable);
+      if (!joint) quorumCheck(`promoting ${node}`, [...cs.voters, node], reachable);
       return { type: 'addVoter', nodeId: node };
     }
     case 'remove': {
       if (!isVoter && !isLearner) throw new MembershipRefusedError(`${node} is not a member of the group`);
-      if (node === self) {
+      if (node === self && !joint) {
         throw new MembershipRefusedError(
           `${node} leads the group; move the leadership first (cohort cluster transfer-leader <voter>), then remove it`,
         );
       }
       if (isVoter) {
         const rest = cs.voters.filter((v) => v !== node);
-        if (rest.length === 0) throw new MembershipRefusedError(`${node} is the last voter; a group needs one`);
-        quorumCheck(`removing ${node}`, rest, reachable);
+        if (rest.length === 0 && !joint)
+          throw new MembershipRefusedError(`${node} is the last voter; a group needs one`);
+        if (!joint) quorumCheck(`removing ${node}`, rest, reachable);
       }
       return { type: 'removeNode', nodeId: node };
     }
@@ -102,6 +108,46 @@ export function planMembershipChange(view: MembershipView, change: MembershipCha
       throw new Error(`unknown membership change ${JSON.stringify(never)}`);
     }
   }
+}
+
+/**
+ * The Raft conf changes that perform `changes` together, as one joint
+ * consensus transition (§6: the old and the new voters each keep a quorum
+ * throughout), or a MembershipRefusedError saying why it must not run now.
+ * Each change is judged as {@link planMembershipChange} judges it alone (a
+ * learner to promote must be reachable and caught up), and besides: the
+ * configuration is not joint already, no node is named twice, and the
+ * outgoing voters (today's) and the incoming ones (after all the changes)
+ * each have a reachable quorum. Unlike a single change, the leader may
+ * remove itself here: it leads the joint configuration as an outgoing voter
+ * and steps down once the group left it (etcd's rule), handing off to an
+ * up-to-date voter. A single change is planned as {@link planMembershipChange} does.
+ */
+export function planJointChange(view: MembershipView, changes: readonly MembershipChange[]): ConfChangeSingle[] {
+  if (changes.length === 0) throw new MembershipRefusedError('no membership change given');
+  const only = changes[0];
+  if (changes.length === 1 && only !== undefined) return [planMembershipChange(view, only)];
+  const { confState: cs, reachable } = view;
+  const named = new Set<NodeId>();
+  for (const c of changes) {
+    if (named.has(c.node)) {
+      throw new MembershipRefusedError(`${c.node} is named by more than one change; give each node one change`);
+    }
+    named.add(c.node);
+  }
+  // Each judged against today's configuration (the nodes differ, so no change alters another's premise);
+  // quorums are judged on the whole transition below, and the leader may be among the removed.
+  const ccs = changes.map((c) => judge(view, c, true));
+  const incoming = new Set(cs.voters);
+  for (const cc of ccs) {
+    if (cc.type === 'addVoter') incoming.add(cc.nodeId);
+    else incoming.delete(cc.nodeId);
+  }
+  const what = changes.map((c) => `${c.op} ${c.node}`).join(' + ');
+  if (incoming.size === 0) throw new MembershipRefusedError(`${what} would remove every voter; a group needs one`);
+  quorumCheck(what, cs.voters, reachable, 'needs a quorum of the outgoing');
+  quorumCheck(what, [...incoming], reachable, 'needs a quorum of the incoming');
+  return ccs;
 }
 
 /** Refuses a leadership transfer to `to` that cannot succeed, saying why. */

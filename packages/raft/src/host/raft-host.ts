@@ -53,7 +53,7 @@ import {
   MembershipRefusedError,
   type MembershipView,
   checkTransfer,
-  planMembershipChange,
+  planJointChange,
 } from './membership-admin.js';
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
@@ -781,27 +781,63 @@ export class RaftHost {
 
   /**
    * Changes `group`'s membership: adds a learner, promotes a learner to
-   * voter, or removes a member, as one Raft conf change (a single change is
-   * applied directly; the engine runs joint consensus for several). This node
-   * must lead the group. Rejects with MembershipRefusedError, before proposing
-   * anything, a change that would leave fewer reachable voters than a quorum
-   * or cannot be safe now (see {@link planMembershipChange}); resolves with
-   * the membership once the change is applied here. `context` travels with the change to every
-   * replica (see {@link onConfChange}).
+   * voter, or removes a member. One change is one Raft conf change, applied
+   * directly. Several (an array, e.g. promote a caught-up learner and remove
+   * the voter it replaces) go through one joint configuration (§6) that the
+   * leader leaves on its own once it is applied: the group never runs with
+   * both voters outside a joint configuration, and the promise resolves once
+   * the group left it (the final configuration is applied here). This node
+   * must lead the group. Rejects with MembershipRefusedError, before
+   * proposing anything, what would leave fewer reachable voters than a
+   * quorum (the outgoing and the incoming voters, for a joint change) or
+   * cannot be safe now (see `planMembershipChange`,
+   * {@link planJointChange}); with UnavailableError when the group did not
+   * leave the joint configuration within the request timeout (its leader
+   * still leaves it). A joint change may remove the leader: it leads the
+   * joint configuration and steps down once the group left it. `context`
+   * travels with the change to every replica (see {@link onConfChange}).
    */
-  async changeMembership(group: GroupId, change: MembershipChange, context: Uint8Array = EMPTY): Promise<ConfState> {
+  async changeMembership(
+    group: GroupId,
+    change: MembershipChange | readonly MembershipChange[],
+    context: Uint8Array = EMPTY,
+  ): Promise<ConfState> {
     const g = this.groupOf(group);
     const s = g.engine.status();
     const down = this.clusterDown(g);
     if (down) throw down;
     if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
-    const cc = planMembershipChange(this.membershipView(g), change);
-    const at = g.engine.proposeConfChange({ transition: 'auto', changes: [cc], context });
-    this.log.info('membership change proposed', { group, change: cc, index: at.index });
+    const ccs = planJointChange(this.membershipView(g), 'op' in change ? [change] : change);
+    const deadline = this.opts.clock.now() + this.requestTimeoutMs;
+    const at = g.engine.proposeConfChange({ transition: 'auto', changes: ccs, context });
+    const joint = ccs.length > 1;
+    this.log.info(joint ? 'joint membership change proposed' : 'membership change proposed', {
+      group,
+      ...(joint ? { changes: ccs } : { change: ccs[0] }),
+      index: at.index,
+    });
     this.schedule();
-    await g.pending.addProposal(at.index, at.term, this.opts.clock.now() + this.requestTimeoutMs);
+    await g.pending.addProposal(at.index, at.term, deadline);
+    if (joint) await this.leftJoint(g, deadline);
     const cs = g.engine.status().confState;
     return { ...cs, voters: [...cs.voters], learners: [...cs.learners], votersOutgoing: [...cs.votersOutgoing] };
+  }
+
+  /** Resolves once `g` applied a configuration that is not joint (checked each tick), or rejects at `deadline`. */
+  private async leftJoint(g: Group, deadline: number): Promise<void> {
+    for (;;) {
+      const cs = g.engine.status().confState;
+      if (cs.votersOutgoing.length === 0) {
+        this.log.info('joint configuration left', { group: g.id, voters: cs.voters, learners: cs.learners });
+        return;
+      }
+      if (this.opts.clock.now() >= deadline || !this.running) {
+        throw new UnavailableError(
+          `${g.id} entered the joint configuration ${cs.votersOutgoing.join(', ')} -> ${cs.voters.join(', ')} but did not leave it within ${this.requestTimeoutMs} ms; its leader leaves it on its own once it can commit (check the group's status), so retry no change before then`,
+        );
+      }
+      await new Promise<void>((r) => this.opts.clock.setTimeout(r, this.tickMs));
+    }
   }
 
   /**

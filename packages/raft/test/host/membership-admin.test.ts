@@ -1,6 +1,13 @@
-import { ClusterDownError, NotLeaderError, emptyConfState } from '@cohort/core';
+import { ClusterDownError, type NodeId, NotLeaderError, emptyConfState } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MembershipRefusedError, type MembershipView, checkTransfer, planMembershipChange } from '../../src/index.js';
+import {
+  type MembershipChange,
+  MembershipRefusedError,
+  type MembershipView,
+  checkTransfer,
+  planJointChange,
+  planMembershipChange,
+} from '../../src/index.js';
 import { Cluster, cmd, until } from './cluster.js';
 import { MemoryNodeStore } from './memory-node-store.js';
 
@@ -64,6 +71,99 @@ describe('planMembershipChange', () => {
   });
 });
 
+describe('planJointChange', () => {
+  const refused = (v: MembershipView, cs: MembershipChange[]): string => {
+    try {
+      planJointChange(v, cs);
+    } catch (err) {
+      expect(err).toBeInstanceOf(MembershipRefusedError);
+      return (err as Error).message;
+    }
+    throw new Error('not refused');
+  };
+  const replace: MembershipChange[] = [
+    { op: 'promote', node: 'd' },
+    { op: 'remove', node: 'c' },
+  ];
+
+  it('turns a replacement into the conf changes of one joint transition', () => {
+    expect(planJointChange(view(), replace)).toEqual([
+      { type: 'addVoter', nodeId: 'd' },
+      { type: 'removeNode', nodeId: 'c' },
+    ]);
+    // A single change is planned as planMembershipChange plans it (the leader may not remove itself).
+    expect(planJointChange(view(), [{ op: 'remove', node: 'c' }])).toEqual([{ type: 'removeNode', nodeId: 'c' }]);
+    expect(refused(view(), [{ op: 'remove', node: 'a' }])).toMatch(/transfer-leader/);
+  });
+
+  it('lets a joint change remove the leader, which leads the joint configuration and then steps down', () => {
+    expect(
+      planJointChange(view(), [
+        { op: 'promote', node: 'd' },
+        { op: 'remove', node: 'a' },
+      ]),
+    ).toEqual([
+      { type: 'addVoter', nodeId: 'd' },
+      { type: 'removeNode', nodeId: 'a' },
+    ]);
+  });
+
+  it('replaces a dead voter: the outgoing and the incoming voters each keep a reachable quorum', () => {
+    const cDown = view({ reachable: new Set(['a', 'b', 'd']) });
+    expect(planJointChange(cDown, replace)).toHaveLength(2);
+    // Replacing a live voter while another is down would leave the incoming voters a, c, d with c down: still 2 of 3.
+    expect(
+      planJointChange(cDown, [
+        { op: 'promote', node: 'd' },
+        { op: 'remove', node: 'b' },
+      ]),
+    ).toHaveLength(2);
+    const bcDown = view({ reachable: new Set(['a', 'd']) });
+    expect(refused(bcDown, replace)).toMatch(
+      /promote d \+ remove c needs a quorum of the outgoing voters a, b, c, of which only a is reachable; a quorum needs 2/,
+    );
+    const fiveVoters = view({
+      confState: { ...emptyConfState(), voters: ['a', 'b', 'c', 'e', 'f'], learners: ['d'] },
+      reachable: new Set(['a', 'b', 'c', 'd']),
+    });
+    // Outgoing a..f: a, b, c of 5 reachable; incoming a, b, d, e, f without c: a, b, d of 5 reachable.
+    expect(planJointChange(fiveVoters, replace)).toHaveLength(2);
+    expect(
+      refused(fiveVoters, [
+        { op: 'promote', node: 'd' },
+        { op: 'remove', node: 'b' },
+        { op: 'remove', node: 'c' },
+      ]),
+    ).toMatch(/needs a quorum of the incoming voters a, d, e, f, of which only a, d are reachable; a quorum needs 3/);
+  });
+
+  it('refuses what a single change refuses, a node named twice, and an empty request', () => {
+    expect(refused(view(), [])).toMatch(/no membership change given/);
+    expect(
+      refused(view(), [
+        { op: 'promote', node: 'd' },
+        { op: 'remove', node: 'd' },
+      ]),
+    ).toMatch(/d is named by more than one change/);
+    expect(refused(view({ match: { d: 50 } }), replace)).toMatch(/50 entries behind/);
+    expect(refused(view({ reachable: new Set(['a', 'b', 'c']) }), replace)).toMatch(/learner d is not reachable/);
+    expect(
+      refused(view(), [
+        { op: 'promote', node: 'e' },
+        { op: 'remove', node: 'c' },
+      ]),
+    ).toMatch(/cohort cluster add e/);
+    expect(
+      refused(view(), [
+        { op: 'promote', node: 'd' },
+        { op: 'remove', node: 'z' },
+      ]),
+    ).toMatch(/z is not a member/);
+    const joint = view({ confState: { ...view().confState, votersOutgoing: ['a', 'b', 'c'] } });
+    expect(refused(joint, replace)).toMatch(/under way/);
+  });
+});
+
 describe('RaftHost membership administration and quorum status', () => {
   let cluster: Cluster | undefined;
   afterEach(() => {
@@ -102,6 +202,106 @@ describe('RaftHost membership administration and quorum status', () => {
     await until('d leads', () => c.leader('p0', ['d']));
     await d.host.propose('p0', cmd('y=2'));
     expect(d.host.status('p0').quorum.state).toBe('ok');
+  });
+
+  /** A 3-voter group a, b, c with `d` a caught-up learner; each node's configurations as it applied them. */
+  async function withLearner(): Promise<{ c: Cluster; leader: NodeId; configs: Map<NodeId, string[]> }> {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0']);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const lead = c.node(leader).host;
+    await lead.propose('p0', cmd('x=1'));
+    c.start('d', new MemoryNodeStore(), undefined, []);
+    const configs = new Map<NodeId, string[]>();
+    for (const n of c.nodes.values()) {
+      const seen: string[] = [];
+      configs.set(n.id, seen);
+      n.host.onConfChange = (group) => {
+        const s = n.host.status(group);
+        seen.push(`${s.votersOutgoing.length > 0 ? `${s.votersOutgoing.join('')}&` : ''}${s.voters.join('')}`);
+      };
+    }
+    await lead.changeMembership('p0', { op: 'addLearner', node: 'd' });
+    await until('the learner is caught up', () => c.node('d').host.status('p0').applied >= lead.status('p0').commit);
+    return { c, leader, configs };
+  }
+
+  it('replaces a voter with a caught-up learner in one joint change, never running 4 voters outside it', async () => {
+    const { c, leader, configs } = await withLearner();
+    const lead = c.node(leader).host;
+    const victim = c.ids.find((id) => id !== leader)!;
+    const rest = c.ids.filter((id) => id !== victim);
+    const cs = await lead.changeMembership('p0', [
+      { op: 'promote', node: 'd' },
+      { op: 'remove', node: victim },
+    ]);
+    // Resolved once the joint configuration was left: the final one is applied here.
+    expect(cs.votersOutgoing).toEqual([]);
+    expect(cs.voters).toEqual([...rest, 'd'].sort());
+    expect(cs.learners).toEqual([]);
+    const final = [...rest, 'd'].sort().join('');
+    for (const id of [...rest, 'd']) {
+      await until(`${id} applied the final configuration`, () => configs.get(id)!.at(-1) === final);
+      // Learner added, joint (old & new), final: every 4-member set of voters was joint.
+      expect(configs.get(id)!.slice(-2)).toEqual([`abc&${final}`, final]);
+    }
+    expect(lead.status('p0').role).toBe('leader');
+    await lead.propose('p0', cmd('y=2'));
+    await until('d applied y', () => c.node('d').sms.get('p0')!.map.get('y') === '2');
+  });
+
+  it('a joint change that removes the leader resolves once left, and the group elects a leader among the new voters', async () => {
+    const { c, leader } = await withLearner();
+    const lead = c.node(leader).host;
+    const cs = await lead.changeMembership('p0', [
+      { op: 'promote', node: 'd' },
+      { op: 'remove', node: leader },
+    ]);
+    expect(cs.voters).not.toContain(leader);
+    expect(cs.votersOutgoing).toEqual([]);
+    const voters = [...c.ids.filter((id) => id !== leader), 'd'];
+    const next = await until('a leader among the new voters', () => c.leader('p0', voters));
+    await c.node(next).host.propose('p0', cmd('y=2'));
+    for (const id of voters) await until(`${id} applied y`, () => c.node(id).sms.get('p0')!.map.get('y') === '2');
+    expect(lead.status('p0').role).not.toBe('leader');
+  });
+
+  it('refuses a joint change before proposing anything: off the leader, while another runs, or without a quorum', async () => {
+    const { c, leader } = await withLearner();
+    const lead = c.node(leader).host;
+    const follower = c.ids.find((id) => id !== leader)!;
+    const replace: MembershipChange[] = [
+      { op: 'promote', node: 'd' },
+      { op: 'remove', node: follower },
+    ];
+    await expect(c.node(follower).host.changeMembership('p0', replace)).rejects.toBeInstanceOf(NotLeaderError);
+    await expect(lead.changeMembership('p0', [])).rejects.toThrow(/no membership change given/);
+    const before = lead.status('p0').lastIndex;
+    // The second is judged while the first's joint configuration is under way (or its entry not yet applied).
+    const first = lead.changeMembership('p0', replace);
+    await expect(
+      lead.changeMembership('p0', [
+        { op: 'addLearner', node: 'e' },
+        { op: 'remove', node: 'd' },
+      ]),
+    ).rejects.toThrow(/under way|not yet applied/);
+    await first;
+    // The joint entry and the leave entry, nothing from the refused change.
+    expect(lead.status('p0').lastIndex).toBe(before + 2);
+    // Voters now leader, other, d: with other silent, a change leaving the voters leader and other is refused.
+    const other = c.ids.find((id) => id !== leader && id !== follower)!;
+    c.hub.down.add(other);
+    await until('the leader misses the silent voter', () => lead.status('p0').quorum.unreachable.includes(other));
+    await expect(
+      lead.changeMembership('p0', [
+        { op: 'addLearner', node: follower },
+        { op: 'remove', node: 'd' },
+      ]),
+    ).rejects.toThrow(
+      new RegExp(
+        `needs a quorum of the incoming voters ${[leader, other].sort().join(', ')}, of which only ${leader} is reachable`,
+      ),
+    );
   });
 
   it('reports the quorum lost and refuses requests once the other voters are silent for a window', async () => {
