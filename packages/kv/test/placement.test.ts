@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type MetaState, type NodeRecord, applyMeta, emptyMeta } from '../src/meta/state.js';
+import { type MetaState, type NodeRecord, applyMeta, emptyMeta, votersOf } from '../src/meta/state.js';
+import { changesLeft, membershipChanges, replicasAfter } from '../src/placement/action-changes.js';
 import {
   type MemberLiveness,
   type PlacementAction,
@@ -60,14 +61,17 @@ function input(
   };
 }
 
-/** Applies an action to the map as the executor records it once Raft made the change. */
+/**
+ * Applies an action to the map as the executor records it once Raft made the change, checking that a
+ * partition never records more voters than its replication factor (a replacement is one joint change).
+ */
 function record(state: MetaState, a: PlacementAction): void {
-  if (a.type !== 'addLearner' && a.type !== 'promote' && a.type !== 'remove') return;
+  if (!('partition' in a)) return;
   const p = state.partitions[a.partition]!;
-  let replicas = p.replicas.map((r) => ({ ...r }));
-  if (a.type === 'addLearner') replicas.push({ node: a.node, role: 'learner' });
-  if (a.type === 'promote') replicas = replicas.map((r) => (r.node === a.node ? { node: r.node, role: 'voter' } : r));
-  if (a.type === 'remove') replicas = replicas.filter((r) => r.node !== a.node);
+  const replicas = replicasAfter(p.replicas, membershipChanges(a));
+  expect(replicas.filter((r) => r.role === 'voter').length).toBeLessThanOrEqual(
+    Math.max(state.replicationFactor, votersOf(p).length),
+  );
   const res = applyMeta(state, { type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
   expect(res).toMatchObject({ ok: true });
 }
@@ -140,7 +144,7 @@ describe('placement controller', () => {
     expect(partitionActions(planPlacement(input(s, members)))).toEqual([]);
   });
 
-  it('replaces a dead node: learner on a live node, promote, remove the dead replica, one epoch per step', () => {
+  it('replaces a dead node: learner on a live node, then one joint change promotes it and removes the dead replica', () => {
     const s = cluster(['a', 'b', 'c', 'd', 'e'], 5);
     const members = alive(['a', 'b', 'c', 'd']);
     members.set('e', { state: 'dead', since: 90_000 });
@@ -148,11 +152,23 @@ describe('placement controller', () => {
     const holding = s.partitions.flatMap((p, i) => (p.replicas.some((r) => r.node === 'e') ? [i] : []));
     expect(first.map((a) => [a.type, a.partition])).toEqual(holding.map((i) => ['addLearner', i]));
     for (const a of first) expect(a.node).not.toBe('e');
+    for (const a of first) record(s, a);
+    const second = partitionActions(planPlacement(input(s, members)));
+    expect(second.map((a) => [a.type, a.partition, a.type === 'replace' ? a.remove : ''])).toEqual(
+      holding.map((i) => ['replace', i, 'e']),
+    );
+    // Promote and remove in one Raft change: a joint configuration, never four voters on their own.
+    const learner = first[0]!.node;
+    expect(membershipChanges(second[0]!)).toEqual([
+      { op: 'promote', node: learner },
+      { op: 'remove', node: 'e' },
+    ]);
     settle(s, () => input(s, members));
     for (const [i, p] of s.partitions.entries()) {
       expect(p.replicas.map((r) => r.node)).not.toContain('e');
       expect(p.replicas.filter((r) => r.role === 'voter')).toHaveLength(3);
-      expect(p.epoch).toBe(holding.includes(i) ? 4 : 1);
+      // One epoch for the learner, one for the replacement.
+      expect(p.epoch).toBe(holding.includes(i) ? 3 : 1);
     }
   });
 
@@ -178,7 +194,12 @@ describe('placement controller', () => {
     members.set('d', { state: 'dead', since: 0 });
     expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ type: 'remove', node: 'd', epoch: 2 }]);
     members.set('d', { state: 'alive', since: 0 });
-    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ type: 'promote', node: 'd' }]);
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([{ type: 'replace', node: 'd' }]);
+    // Below the replication factor (a voter removed meanwhile), a live learner is promoted alone.
+    record(s, { type: 'remove', partition: 0, epoch: 2, node: 'c', reason: '' });
+    expect(partitionActions(planPlacement(input(s, members)))).toMatchObject([
+      { type: 'promote', node: 'd', epoch: 3 },
+    ]);
   });
 
   it('spreads replicas across zones when replacing', () => {
@@ -285,20 +306,26 @@ describe('placement controller', () => {
     expect(planPlacement(input(s, members, { meta: { voters: ['a'], learners: ['b'] } }))).toMatchObject([
       { type: 'metaPromote', node: 'b' },
     ]);
-    // Four nodes, voters a b c, c dead: d is promoted, then c removed.
+    // Four nodes, voters a b c, c dead: d replaces c in one joint change.
     const t = cluster(['a', 'b', 'c', 'd'], 1);
     const m2 = alive(['a', 'b', 'd']);
     m2.set('c', { state: 'dead', since: 0 });
     const metaActs = (voters: string[], learners: string[]) =>
       planPlacement(input(t, m2, { meta: { voters, learners } })).filter((a) => a.type.startsWith('meta'));
-    expect(metaActs(['a', 'b', 'c'], ['d'])).toMatchObject([{ type: 'metaPromote', node: 'd' }]);
+    const replace = metaActs(['a', 'b', 'c'], ['d']);
+    expect(replace).toMatchObject([{ type: 'metaReplace', node: 'd', remove: 'c' }]);
+    expect(membershipChanges(replace[0]!)).toEqual([
+      { op: 'promote', node: 'd' },
+      { op: 'remove', node: 'c' },
+    ]);
+    // A group left with one voter too many (an earlier single promotion) still removes the dead one.
     expect(metaActs(['a', 'b', 'c', 'd'], [])).toMatchObject([{ type: 'metaRemove', node: 'c' }]);
     expect(metaActs(['a', 'b', 'd'], [])).toEqual([]);
   });
 });
 
 describe('operator moves and leader preference', () => {
-  it('carries out a recorded move: learner on the target, promote, remove the source, one epoch per step', () => {
+  it('carries out a recorded move: learner on the target, then promote it and remove the source in one joint change', () => {
     const s = cluster(['a', 'b', 'c', 'd'], 4);
     // Partition 0 is on a, b, c.
     expect(applyMeta(s, { type: 'move', partition: 0, from: 'b', to: 'd' })).toEqual({ ok: true, epoch: 1 });
@@ -307,12 +334,16 @@ describe('operator moves and leader preference', () => {
     for (let i = 0; i < 5 && s.partitions[0]!.move !== undefined; i++) {
       const acts = partitionActions(planPlacement(input(s, members))).filter((a) => a.partition === 0);
       expect(acts).toHaveLength(1);
-      steps.push(`${acts[0]!.type} ${acts[0]!.node}`);
+      steps.push(
+        membershipChanges(acts[0]!)
+          .map((c) => `${c.op} ${c.node}`)
+          .join(' + '),
+      );
       record(s, acts[0]!);
     }
-    expect(steps).toEqual(['addLearner d', 'promote d', 'remove b']);
+    expect(steps).toEqual(['addLearner d', 'promote d + remove b']);
     expect(s.partitions[0]!.replicas.map((r) => r.node).sort()).toEqual(['a', 'c', 'd']);
-    expect(s.partitions[0]!.epoch).toBe(4);
+    expect(s.partitions[0]!.epoch).toBe(3);
     expect(s.partitions[0]!.move).toBeUndefined();
   });
 
@@ -357,6 +388,29 @@ describe('operator moves and leader preference', () => {
     const replicas = s.partitions[0]!.replicas.filter((r) => r.node !== 'b');
     applyMeta(s, { type: 'reconfigure', partition: 0, epoch: 1, replicas });
     expect(s.partitions[0]!.preferredLeader).toBeUndefined();
+  });
+});
+
+describe('placement actions as membership changes', () => {
+  it('records a replacement as the learner made a voter and the voter gone, and remakes only what is left', () => {
+    const a: PlacementAction = { type: 'replace', partition: 0, epoch: 2, node: 'd', remove: 'b', reason: '' };
+    const changes = membershipChanges(a);
+    const before = [
+      { node: 'a', role: 'voter' as const },
+      { node: 'b', role: 'voter' as const },
+      { node: 'c', role: 'voter' as const },
+      { node: 'd', role: 'learner' as const },
+    ];
+    expect(replicasAfter(before, changes)).toEqual([
+      { node: 'a', role: 'voter' },
+      { node: 'c', role: 'voter' },
+      { node: 'd', role: 'voter' },
+    ]);
+    expect(before).toHaveLength(4);
+    // Asked again: nothing left once both are made, the removal alone after a single promotion.
+    expect(changesLeft(changes, ['a', 'b', 'c'], ['d'])).toEqual(changes);
+    expect(changesLeft(changes, ['a', 'c', 'd'], [])).toEqual([]);
+    expect(changesLeft(changes, ['a', 'b', 'c', 'd'], [])).toEqual([{ op: 'remove', node: 'b' }]);
   });
 });
 

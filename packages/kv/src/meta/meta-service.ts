@@ -1,6 +1,7 @@
 import { type Clock, type Logger, type NodeId, NotLeaderError, type TimerHandle, type Transport } from '@cohort/core';
 import type { MembershipChange, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
+import { changesLeft, membershipChanges, replicasAfter } from '../placement/action-changes.js';
 import { type Liveness, type MemberLiveness, type PlacementAction, planPlacement } from '../placement/controller.js';
 import { assignLeaders } from '../placement/leaders.js';
 import { partitionGroup } from '../routing.js';
@@ -12,7 +13,6 @@ import {
   type MetaState,
   type NodeRecord,
   type PartitionEngine,
-  type Replica,
   encodeMetaCommand,
   votersOf,
 } from './state.js';
@@ -104,7 +104,13 @@ export interface MetaServiceOptions {
   extensions?: ReadonlyMap<string, MetaExtension>;
 }
 
-type PlacementRequest = { group: string; change: MembershipChange; address?: string };
+/**
+ * A membership change the meta leader asks a partition's leader to make:
+ * `change` alone, or `changes` made together as one joint change (a
+ * replacement). An older node reads `change` only and fails on `changes`
+ * (the meta leader retries each round), so it never makes half a replacement.
+ */
+type PlacementRequest = { group: string; change?: MembershipChange; changes?: MembershipChange[]; address?: string };
 type PlacementReply = { ok: true } | { ok: false; leader?: NodeId; reason: string };
 type MetaReply = { result: MetaResult } | { notLeader: true; leader?: NodeId };
 
@@ -361,33 +367,39 @@ export class MetaService {
     if (this.inFlight.has(key)) return;
     this.inFlight.add(key);
     try {
-      if (a.type === 'metaAddLearner' || a.type === 'metaPromote' || a.type === 'metaRemove') {
-        const op = a.type === 'metaAddLearner' ? 'addLearner' : a.type === 'metaPromote' ? 'promote' : 'remove';
-        if (op === 'remove' && a.node === this.opts.self) {
-          // The leader does not remove itself (Raft refuses it): it hands the meta group to another live
-          // voter, whose controller removes this node next (a leaving meta leader would keep its vote).
-          const to = this.opts.host.status(META_GROUP).voters.find((v) => v !== this.opts.self && this.alive(v));
+      const changes = membershipChanges(a);
+      const ops = changes.map((c) => `${c.op} ${c.node}`).join(' + ');
+      if (
+        a.type === 'metaAddLearner' ||
+        a.type === 'metaPromote' ||
+        a.type === 'metaReplace' ||
+        a.type === 'metaRemove'
+      ) {
+        if (changes.some((c) => c.op === 'remove' && c.node === this.opts.self)) {
+          // The leader does not remove itself: it hands the meta group to another live voter that stays,
+          // whose controller removes this node next (a leaving meta leader would keep its vote).
+          const to = this.opts.host
+            .status(META_GROUP)
+            .voters.find((v) => v !== this.opts.self && this.alive(v) && !changes.some((c) => c.node === v));
           if (to === undefined) throw new Error(`${this.opts.self} leads the meta group and no other voter is alive`);
           await this.opts.host.transferLeadership(META_GROUP, to);
           this.opts.log.info('meta group leadership handed over before removing this node', { to, reason: a.reason });
           return;
         }
         const address = this.state.nodes[a.node]?.peerAddress;
-        await this.opts.host.changeMembership(
-          META_GROUP,
-          { op, node: a.node },
-          address ? json({ address }) : undefined,
+        await this.opts.host.changeMembership(META_GROUP, changes, address ? json({ address }) : undefined);
+        this.opts.log.info(
+          changes.length > 1 ? 'meta group voter replaced (one joint change)' : 'meta group membership changed',
+          {
+            changes: ops,
+            reason: a.reason,
+          },
         );
-        this.opts.log.info('meta group membership changed', { op, node: a.node, reason: a.reason });
         return;
       }
-      await this.changePartition(a);
+      await this.changePartition(a, changes);
       const entry = this.state.partitions[a.partition]!;
-      let replicas: Replica[] = entry.replicas.map((r) => ({ ...r }));
-      if (a.type === 'addLearner') replicas.push({ node: a.node, role: 'learner' });
-      else if (a.type === 'promote')
-        replicas = replicas.map((r) => (r.node === a.node ? { node: a.node, role: 'voter' } : r));
-      else replicas = replicas.filter((r) => r.node !== a.node);
+      const replicas = replicasAfter(entry.replicas, changes);
       const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
       if (!res.ok) throw new Error(res.reason);
       this.lastRefusal.delete(`${key}`);
@@ -396,6 +408,7 @@ export class MetaService {
         partition: a.partition,
         action: a.type,
         node: a.node,
+        ...(a.type === 'replace' ? { removed: a.remove, joint: ops } : {}),
         epoch: res.epoch,
         reason: a.reason,
       });
@@ -417,12 +430,16 @@ export class MetaService {
     }
   }
 
-  /** Makes the Raft membership change of `a` on its partition's leader (any replica points to it). */
-  private async changePartition(a: Extract<PlacementAction, { partition: number }>): Promise<void> {
+  /** Makes the Raft membership change(s) of `a` on its partition's leader (any replica points to it). */
+  private async changePartition(
+    a: Extract<PlacementAction, { partition: number }>,
+    changes: MembershipChange[],
+  ): Promise<void> {
     const entry = this.state.partitions[a.partition]!;
+    const only = changes.length === 1 ? changes[0] : undefined;
     const req: PlacementRequest = {
       group: partitionGroup(a.partition),
-      change: { op: a.type, node: a.node },
+      ...(only !== undefined ? { change: only } : { changes }),
       ...(this.state.nodes[a.node] ? { address: this.state.nodes[a.node]!.peerAddress } : {}),
     };
     const tried = new Set<NodeId>();
@@ -459,26 +476,23 @@ export class MetaService {
     const s = host.status(req.group);
     if (s.role !== 'leader')
       return { ok: false, reason: 'not leader', ...(s.leader && s.leader !== self ? { leader: s.leader } : {}) };
-    const { op, node } = req.change;
-    const voter = s.voters.includes(node);
-    const learner = s.learners.includes(node);
-    if (
-      (op === 'addLearner' && (voter || learner)) ||
-      (op === 'promote' && voter) ||
-      (op === 'remove' && !voter && !learner)
-    ) {
-      return { ok: true };
-    }
-    if (op === 'remove' && node === self) {
-      // A leader does not remove itself: hand the leadership to another voter first, then the next round removes it.
-      const to = s.voters.find((v) => v !== self && this.alive(v));
+    const wanted = req.changes ?? (req.change !== undefined ? [req.change] : []);
+    const left = changesLeft(wanted, s.voters, s.learners);
+    if (left.length === 0) return { ok: true };
+    if (left.some((c) => c.op === 'remove' && c.node === self)) {
+      // A leader does not remove itself: hand the leadership to another voter that stays, then the meta
+      // leader asks the new one (it follows the hint in this round).
+      const to = s.voters.find((v) => v !== self && this.alive(v) && !left.some((c) => c.node === v));
       if (to === undefined) return { ok: false, reason: `${self} leads ${req.group} and no other voter is alive` };
       await host.transferLeadership(req.group, to);
       return { ok: false, reason: `leadership of ${req.group} moved to ${to} before removing ${self}`, leader: to };
     }
-    if (req.address !== undefined && node !== self) transport.addPeer(node, req.address);
+    // The address is that of the node the action is about (the learner added or promoted).
+    const node = wanted[0]?.node;
+    if (req.address !== undefined && node !== undefined && node !== self) transport.addPeer(node, req.address);
     try {
-      await host.changeMembership(req.group, req.change, req.address ? json({ address: req.address }) : undefined);
+      const context = req.address ? json({ address: req.address }) : undefined;
+      await host.changeMembership(req.group, left.length === 1 ? left[0]! : left, context);
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
     }

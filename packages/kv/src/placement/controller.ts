@@ -10,12 +10,17 @@
  * change, recorded in the map with a new epoch:
  *   a voter dead for the grace period, on a leaving node, or on a node whose
  *   disk has been full for the grace period -> add a learner on a live node;
- *   a learner on a live node -> promote it (the executor retries until it caught up);
- *   more voters than the replication factor -> remove one (dead first, then
- *   leaving, then the most crowded zone, the most loaded node, the newest node);
+ *   a learner on a live node, the partition at its replication factor ->
+ *   replace a voter by it: promote it and remove the voter in one joint
+ *   change (dead first, then leaving, then the most crowded zone, the most
+ *   loaded node, the newest node), so the group never runs with one voter
+ *   too many or a dead voter kept beside it (the executor retries until the
+ *   learner caught up);
+ *   a learner on a live node, fewer voters than the replication factor -> promote it;
+ *   more voters than the replication factor -> remove one (chosen as above);
  *   a learner on a dead node -> remove it.
- * An operator's move (`move` in the map) adds its target as a learner, and
- * once promoted removes its source (before any other voter).
+ * An operator's move (`move` in the map) adds its target as a learner, then
+ * replaces its source by it.
  * With no repair pending, replicas are moved from the most loaded nodes to
  * the least loaded (a joined node), a few partitions at a time.
  * Targets are chosen by zone first (a zone the partition does not use yet),
@@ -69,13 +74,19 @@ export interface PlacementInput {
   config: PlacementConfig;
 }
 
-/** One change to make. `epoch` is the partition's epoch it was planned against. */
+/**
+ * One change to make. `epoch` is the partition's epoch it was planned
+ * against. A `replace` promotes the learner `node` and removes the voter
+ * `remove` in one joint configuration change.
+ */
 export type PlacementAction =
   | { type: 'addLearner'; partition: number; epoch: number; node: NodeId; reason: string }
   | { type: 'promote'; partition: number; epoch: number; node: NodeId; reason: string }
+  | { type: 'replace'; partition: number; epoch: number; node: NodeId; remove: NodeId; reason: string }
   | { type: 'remove'; partition: number; epoch: number; node: NodeId; reason: string }
   | { type: 'metaAddLearner'; node: NodeId; reason: string }
   | { type: 'metaPromote'; node: NodeId; reason: string }
+  | { type: 'metaReplace'; node: NodeId; remove: NodeId; reason: string }
   | { type: 'metaRemove'; node: NodeId; reason: string };
 
 /** How each registered node stands this round. */
@@ -153,13 +164,21 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
     return candidates[0]?.record.id;
   };
 
-  /** The voter of `p` to remove when it has one too many. */
-  const victim = (p: PartitionEntry): NodeId => {
+  /**
+   * The voter of `p` to remove when it has one too many, or when `incoming` (a learner) replaces one;
+   * the incoming learner counts in its zone but is never chosen.
+   */
+  const victim = (p: PartitionEntry, incoming?: NodeId): NodeId => {
     const voters = votersOf(p);
-    // An operator's move removes its source once the target is a voter.
-    if (p.move !== undefined && voters.includes(p.move.from) && voters.includes(p.move.to)) return p.move.from;
+    const replacing = incoming ?? '';
+    // An operator's move replaces its source by its target (or removes the source once the target is a voter).
+    if (p.move !== undefined && voters.includes(p.move.from) && [...voters, replacing].includes(p.move.to)) {
+      return p.move.from;
+    }
     const zoneCount = new Map<string, number>();
-    for (const v of voters) zoneCount.set(zoneOf(v), (zoneCount.get(zoneOf(v)) ?? 0) + 1);
+    for (const v of incoming === undefined ? voters : [...voters, incoming]) {
+      zoneCount.set(zoneOf(v), (zoneCount.get(zoneOf(v)) ?? 0) + 1);
+    }
     const rank = (id: NodeId): number[] => {
       const v = views.get(id);
       return [
@@ -198,8 +217,26 @@ export function planPlacement(input: PlacementInput): PlacementAction[] {
           node: learner.node,
           reason: 'learner on a dead or leaving node',
         });
+      } else if (usable(learner.node) && voters.length >= R) {
+        // One joint change: the group never holds R + 1 voters, nor keeps a failed voter beside the new one.
+        const remove = victim(p, learner.node);
+        actions.push({
+          type: 'replace',
+          partition,
+          epoch,
+          node: learner.node,
+          remove,
+          reason: `learner ${learner.node} replaces voter ${remove}${p.move?.from === remove ? ' (operator move)' : ''}`,
+        });
+        load.set(remove, (load.get(remove) ?? 1) - 1);
       } else if (usable(learner.node)) {
-        actions.push({ type: 'promote', partition, epoch, node: learner.node, reason: 'learner catching up' });
+        actions.push({
+          type: 'promote',
+          partition,
+          epoch,
+          node: learner.node,
+          reason: `${voters.length} voters, ${R} wanted`,
+        });
       }
       return;
     }
@@ -293,12 +330,23 @@ function planMeta(input: PlacementInput, views: Map<NodeId, NodeView>): Placemen
       return [{ type: 'metaAddLearner', node: v.record.id, reason: 'registered node' }];
   }
   const healthyVoters = voters.filter((id) => views.get(id)?.down !== true && views.get(id)?.leaving !== true);
+  const downVoter = voters.find((id) => views.get(id)?.down === true || views.get(id)?.leaving === true);
   if (healthyVoters.length < want) {
     const next = sorted.find((v) => learners.includes(v.record.id) && v.up && !v.leaving);
+    // At its size already, the group swaps the failed voter for the learner in one joint change.
+    if (next !== undefined && downVoter !== undefined && voters.length >= want) {
+      return [
+        {
+          type: 'metaReplace',
+          node: next.record.id,
+          remove: downVoter,
+          reason: `${healthyVoters.length} healthy voters: ${next.record.id} replaces ${downVoter}`,
+        },
+      ];
+    }
     if (next !== undefined)
       return [{ type: 'metaPromote', node: next.record.id, reason: `${healthyVoters.length} healthy voters` }];
   }
-  const downVoter = voters.find((id) => views.get(id)?.down === true || views.get(id)?.leaving === true);
   // A failed voter goes once a healthy one took its place (or the group stays above a quorum without it).
   if (downVoter !== undefined && voters.length > want) {
     return [{ type: 'metaRemove', node: downVoter, reason: 'voter dead or leaving' }];

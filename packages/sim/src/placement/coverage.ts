@@ -22,6 +22,8 @@ export const PLACEMENT_COVERAGE_KINDS = [
   'leadersBalanced',
   // Counts.
   'joined',
+  // A learner replaced a partition voter in one joint configuration change.
+  'jointReplaced',
   'reconfiguration',
   'metaLeaderChange',
   'readServed',

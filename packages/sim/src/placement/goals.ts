@@ -10,4 +10,5 @@ export const PLACEMENT_GOALS: Partial<PlacementCoverage> = {
   isolatedReplaced: 1,
   staleRejected: 1,
   leadersBalanced: 1,
+  jointReplaced: 1,
 };

@@ -195,6 +195,7 @@ export class PlacementCluster implements ClientCluster {
         alive: (o, p) => this.liveness.alive(o, p),
         onMetaState: (n, inc, state) => this.onMetaState(n, inc, state),
         onReconfigured: (n, a, epoch) => this.onReconfigured(n, a, epoch),
+        onConfApplied: (n, g, voters, outgoing) => this.onConfApplied(n, g, voters, outgoing),
         onForward: (f) => this.onForward(f),
         onLeader: (g, n, term) => this.onLeader(g, n, term),
         onFatal: (n, err) => {
@@ -401,7 +402,20 @@ export class PlacementCluster implements ClientCluster {
   private onReconfigured(by: NodeId, action: PlacementAction, epoch: number): void {
     this.reconfigurations.push({ time: this.scheduler.now(), by, action, epoch });
     this.coverage.reconfiguration++;
+    if (action.type === 'replace') this.coverage.jointReplaced++;
     this.trace.mixString(`${by} ${action.type} ${'partition' in action ? action.partition : -1} ${action.node}`);
+  }
+
+  /**
+   * A partition group never runs more voters than the replication factor outside a joint configuration:
+   * a replacement promotes its learner and removes the replaced voter in one joint change.
+   */
+  private onConfApplied(id: NodeId, group: GroupId, voters: readonly NodeId[], outgoing: readonly NodeId[]): void {
+    if (group === META_GROUP || outgoing.length > 0 || voters.length <= this.config.replication) return;
+    this.fail(
+      'a replacement is one joint change',
+      `${id} applied a configuration of ${group} with voters ${voters.join(', ')} outside a joint configuration (replication ${this.config.replication})`,
+    );
   }
 
   /** A served forward: one routed with an older epoch than the replica's must be refused, never applied. */

@@ -75,6 +75,8 @@ export interface PlacementNodeEnv {
   onMetaState(id: NodeId, incarnation: number, state: Readonly<MetaState>): void;
   /** The meta leader on `id` recorded a reconfiguration. */
   onReconfigured(id: NodeId, a: PlacementAction, epoch: number): void;
+  /** `id` applied a membership change of `group`: the configuration it now has (`votersOutgoing` non-empty while joint). */
+  onConfApplied(id: NodeId, group: GroupId, voters: readonly NodeId[], votersOutgoing: readonly NodeId[]): void;
   /** A forward this node served. */
   onForward(f: ServedForward): void;
   /** `id` became leader of `group` in `term`. */
@@ -233,6 +235,10 @@ export class SimPlacementNode {
       coalesceHeartbeats: true,
     });
     host.onFatal = (err) => env.onFatal(this.id, err);
+    host.onConfChange = (group) => {
+      const s = host.status(group);
+      env.onConfApplied(this.id, group, s.voters, s.votersOutgoing);
+    };
     const startedAt = env.scheduler.now();
     const incarnation = this.incarnation;
     const meta = new MetaService({
