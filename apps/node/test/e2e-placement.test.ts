@@ -81,6 +81,8 @@ function settled(m: Meta, r: number, excluded: string[] = []): boolean {
   );
 }
 
+const equalJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
 const held = (m: Meta, id: string): number => m.partitions.filter((p) => p.replicas.some((r) => r.node === id)).length;
 
 beforeAll(async () => {
@@ -131,8 +133,9 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     expect(m.replicationFactor).toBe(3);
     expect(m.partitions).toHaveLength(PARTITIONS);
     expect(settled(m, 3)).toBe(true);
-    // A partition moved by the first rebalance went through learner, promotion and removal: epoch 1 + 3 per move.
-    for (const p of m.partitions) expect((p.epoch - 1) % 3).toBe(0);
+    // A partition moved by the first rebalance went through a learner, then one joint change promoting it and
+    // removing the source: epoch 1 + 2 per move.
+    for (const p of m.partitions) expect((p.epoch - 1) % 2).toBe(0);
     // GET /v1/partitions shows each partition's epoch, and on the partitions it leads each replica's lag.
     const res = await fetch(`http://127.0.0.1:${cluster.nodes[0]!.http}/v1/partitions`);
     const local = (
@@ -184,7 +187,7 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
     expect(refused.stderr).toMatch(new RegExp(`${outsider.id} is not a voter of partition ${pick.i}`));
   }, 30_000);
 
-  it('cohort partitions move adds the target as a learner, promotes it, removes the source; refuses a target that holds the partition', async () => {
+  it('cohort partitions move adds the target as a learner, then promotes it and removes the source in one joint change; refuses a target that holds the partition', async () => {
     const n1 = cluster.nodes[0]!;
     const m = (await meta(n1))!;
     const ids = cluster.nodes.map((n) => n.id);
@@ -229,9 +232,30 @@ describe('the meta group and placement (5 nodes, 8 partitions, 3 replicas)', () 
       [...m.partitions[i]!.replicas.map((r) => r.node).filter((x) => x !== from), to].sort(),
     );
     expect(p.replicas.every((r) => r.role === 'voter')).toBe(true);
-    // Learner, promotion, removal: one epoch each.
-    expect(p.epoch).toBe(m.partitions[i]!.epoch + 3);
+    // Learner, then the replacement: one epoch each.
+    expect(p.epoch).toBe(m.partitions[i]!.epoch + 2);
     expect(p.move).toBeUndefined();
+    // The partition's leader made the promotion and the removal one joint change and left it; the target applied it.
+    const joint = [
+      { type: 'addVoter', nodeId: to },
+      { type: 'removeNode', nodeId: from },
+    ];
+    const lines = (n: ProcNode) =>
+      n.log
+        .split('\n')
+        .filter((l) => l.startsWith('{') && l.includes(`"p${i}"`))
+        .map((l) => JSON.parse(l) as { msg: string; group?: string; changes?: unknown });
+    const proposed = cluster.nodes.filter((n) =>
+      lines(n).some(
+        (l) => l.msg === 'joint membership change proposed' && l.group === `p${i}` && equalJson(l.changes, joint),
+      ),
+    );
+    expect(proposed).toHaveLength(1);
+    expect(lines(proposed[0]!).some((l) => l.msg === 'joint configuration left' && l.group === `p${i}`)).toBe(true);
+    const target = cluster.nodes.find((n) => n.id === to)!;
+    expect(
+      lines(target).some((l) => l.msg === 'membership changed' && l.group === `p${i}` && equalJson(l.changes, joint)),
+    ).toBe(true);
     // A forced replacement of the moved replica: the cluster picks a node that holds none (here the source).
     const notHolder = await cohort(['partitions', 'replace', String(i), from, ...http]);
     expect(notHolder.code).toBe(5);

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { type MetaState, type NodeRecord, applyMeta, emptyMeta, votersOf } from '../src/meta/state.js';
-import { changesLeft, membershipChanges, replicasAfter } from '../src/placement/action-changes.js';
+import {
+  changesLeft,
+  membershipChanges,
+  replicasAfter,
+  replicasOf,
+  sameConfig,
+} from '../src/placement/action-changes.js';
 import {
   type MemberLiveness,
   type PlacementAction,
@@ -411,6 +417,29 @@ describe('placement actions as membership changes', () => {
     expect(changesLeft(changes, ['a', 'b', 'c'], ['d'])).toEqual(changes);
     expect(changesLeft(changes, ['a', 'c', 'd'], [])).toEqual([]);
     expect(changesLeft(changes, ['a', 'b', 'c', 'd'], [])).toEqual([{ op: 'remove', node: 'b' }]);
+  });
+
+  it("records a group's configuration as replicas in the map's order, and tells when they differ", () => {
+    const before = [
+      { node: 'a', role: 'voter' as const },
+      { node: 'b', role: 'voter' as const },
+      { node: 'c', role: 'voter' as const },
+      { node: 'd', role: 'learner' as const },
+    ];
+    expect(sameConfig(before, { voters: ['c', 'b', 'a'], learners: ['d'] })).toBe(true);
+    // A change another meta leader made but never recorded: d promoted, c (not b) removed.
+    const group = { voters: ['a', 'b', 'd'], learners: [] };
+    expect(sameConfig(before, group)).toBe(false);
+    expect(replicasOf(before, group)).toEqual([
+      { node: 'a', role: 'voter' },
+      { node: 'b', role: 'voter' },
+      { node: 'd', role: 'voter' },
+    ]);
+    expect(replicasOf(before, { voters: ['a', 'e'], learners: ['f'] })).toEqual([
+      { node: 'a', role: 'voter' },
+      { node: 'e', role: 'voter' },
+      { node: 'f', role: 'learner' },
+    ]);
   });
 });
 

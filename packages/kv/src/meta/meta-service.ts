@@ -1,7 +1,14 @@
 import { type Clock, type Logger, type NodeId, NotLeaderError, type TimerHandle, type Transport } from '@cohort/core';
 import type { MembershipChange, RaftHost } from '@cohort/raft';
 import type { DurableNodeStore } from '@cohort/storage';
-import { changesLeft, membershipChanges, replicasAfter } from '../placement/action-changes.js';
+import {
+  type GroupConfig,
+  changesLeft,
+  membershipChanges,
+  replicasAfter,
+  replicasOf,
+  sameConfig,
+} from '../placement/action-changes.js';
 import { type Liveness, type MemberLiveness, type PlacementAction, planPlacement } from '../placement/controller.js';
 import { assignLeaders } from '../placement/leaders.js';
 import { partitionGroup } from '../routing.js';
@@ -35,6 +42,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 const json = (v: unknown): Uint8Array => enc.encode(JSON.stringify(v));
 const parse = <T>(b: Uint8Array): T => JSON.parse(dec.decode(b)) as T;
+const list = (ids: readonly NodeId[]): string => [...ids].sort().join(', ') || 'none';
 
 /** What founding a cluster puts in the meta group's first command. */
 export interface MetaBootstrap {
@@ -109,9 +117,25 @@ export interface MetaServiceOptions {
  * `change` alone, or `changes` made together as one joint change (a
  * replacement). An older node reads `change` only and fails on `changes`
  * (the meta leader retries each round), so it never makes half a replacement.
+ * `expect`: the group's configuration as the map has it; a leader whose
+ * group differs (a change made but never recorded, by a meta leader that
+ * lost its leadership) makes nothing and answers its configuration in
+ * `differs`, which the map then records, so the map and the group never
+ * drift apart further.
  */
-type PlacementRequest = { group: string; change?: MembershipChange; changes?: MembershipChange[]; address?: string };
-type PlacementReply = { ok: true } | { ok: false; leader?: NodeId; reason: string };
+type PlacementRequest = {
+  group: string;
+  change?: MembershipChange;
+  changes?: MembershipChange[];
+  address?: string;
+  expect?: GroupConfig;
+};
+/** `config`: the group's configuration once the change is made (absent from older nodes). */
+type PlacementReply =
+  | { ok: true; config?: GroupConfig }
+  | { ok: false; leader?: NodeId; reason: string; differs?: GroupConfig };
+/** What asking for a partition change came to: made (or found made), or refused as the group differs from the map. */
+type PartitionOutcome = { made: true; config?: GroupConfig } | { made: false; config: GroupConfig; reason: string };
 type MetaReply = { result: MetaResult } | { notLeader: true; leader?: NodeId };
 
 /**
@@ -397,9 +421,25 @@ export class MetaService {
         );
         return;
       }
-      await this.changePartition(a, changes);
+      const outcome = await this.changePartition(a, changes);
       const entry = this.state.partitions[a.partition]!;
-      const replicas = replicasAfter(entry.replicas, changes);
+      if (!outcome.made) {
+        // The group is not what the map says: record what it is; the next round plans from there.
+        const replicas = replicasOf(entry.replicas, outcome.config);
+        const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
+        if (!res.ok) throw new Error(res.reason);
+        this.opts.log.warn("partition map set to its Raft group's configuration (they differed)", {
+          partition: a.partition,
+          replicas: replicas.map((r) => `${r.node}${r.role === 'learner' ? ' (learner)' : ''}`),
+          epoch: res.epoch,
+          why: outcome.reason,
+        });
+        return;
+      }
+      const replicas =
+        outcome.config !== undefined
+          ? replicasOf(entry.replicas, outcome.config)
+          : replicasAfter(entry.replicas, changes);
       const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
       if (!res.ok) throw new Error(res.reason);
       this.lastRefusal.delete(`${key}`);
@@ -434,13 +474,17 @@ export class MetaService {
   private async changePartition(
     a: Extract<PlacementAction, { partition: number }>,
     changes: MembershipChange[],
-  ): Promise<void> {
+  ): Promise<PartitionOutcome> {
     const entry = this.state.partitions[a.partition]!;
     const only = changes.length === 1 ? changes[0] : undefined;
     const req: PlacementRequest = {
       group: partitionGroup(a.partition),
       ...(only !== undefined ? { change: only } : { changes }),
       ...(this.state.nodes[a.node] ? { address: this.state.nodes[a.node]!.peerAddress } : {}),
+      expect: {
+        voters: votersOf(entry),
+        learners: entry.replicas.filter((r) => r.role === 'learner').map((r) => r.node),
+      },
     };
     const tried = new Set<NodeId>();
     const queue = [this.opts.partitionLeader(a.partition), entry.leader, ...votersOf(entry)].filter(
@@ -461,7 +505,8 @@ export class MetaService {
         last = `${to}: ${(err as Error).message}`;
         continue;
       }
-      if (reply.ok) return;
+      if (reply.ok) return reply.config !== undefined ? { made: true, config: reply.config } : { made: true };
+      if (reply.differs !== undefined) return { made: false, config: reply.differs, reason: `${to}: ${reply.reason}` };
       last = `${to}: ${reply.reason}`;
       if (reply.leader !== undefined) queue.unshift(reply.leader);
       else if (reply.reason !== 'not leader') break;
@@ -477,8 +522,16 @@ export class MetaService {
     if (s.role !== 'leader')
       return { ok: false, reason: 'not leader', ...(s.leader && s.leader !== self ? { leader: s.leader } : {}) };
     const wanted = req.changes ?? (req.change !== undefined ? [req.change] : []);
+    const config: GroupConfig = { voters: s.voters, learners: s.learners };
     const left = changesLeft(wanted, s.voters, s.learners);
-    if (left.length === 0) return { ok: true };
+    if (left.length === 0) return { ok: true, config };
+    if (req.expect !== undefined && !sameConfig(replicasOf([], req.expect), config)) {
+      return {
+        ok: false,
+        reason: `${req.group} has voters ${list(config.voters)} and learners ${list(config.learners)}, the map voters ${list(req.expect.voters)} and learners ${list(req.expect.learners)}: nothing changed`,
+        differs: config,
+      };
+    }
     if (left.some((c) => c.op === 'remove' && c.node === self)) {
       // A leader does not remove itself: hand the leadership to another voter that stays, then the meta
       // leader asks the new one (it follows the hint in this round).
@@ -492,11 +545,11 @@ export class MetaService {
     if (req.address !== undefined && node !== undefined && node !== self) transport.addPeer(node, req.address);
     try {
       const context = req.address ? json({ address: req.address }) : undefined;
-      await host.changeMembership(req.group, left.length === 1 ? left[0]! : left, context);
+      const cs = await host.changeMembership(req.group, left.length === 1 ? left[0]! : left, context);
+      return { ok: true, config: { voters: cs.voters, learners: cs.learners } };
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
     }
-    return { ok: true };
   }
 
   /** Whether `id` is alive and may lead (its disk is not full). */

@@ -66,3 +66,38 @@ export function changesLeft(
     return voter || learner;
   });
 }
+
+/** A Raft group's configuration as its leader has it (`voters`: the incoming ones while joint). */
+export interface GroupConfig {
+  voters: readonly string[];
+  learners: readonly string[];
+}
+
+/** Whether the replicas `replicas` name the configuration `config` (same voters, same learners). */
+export function sameConfig(replicas: readonly Replica[], config: GroupConfig): boolean {
+  const of = (role: Replica['role']) =>
+    replicas
+      .filter((r) => r.role === role)
+      .map((r) => r.node)
+      .sort()
+      .join(',');
+  return of('voter') === [...config.voters].sort().join(',') && of('learner') === [...config.learners].sort().join(',');
+}
+
+/**
+ * The replicas that name `config`, in the order of `before` for the nodes it
+ * keeps (with their role now), then the new voters and learners.
+ */
+export function replicasOf(before: readonly Replica[], config: GroupConfig): Replica[] {
+  const role = (node: string): Replica['role'] | undefined =>
+    config.voters.includes(node) ? 'voter' : config.learners.includes(node) ? 'learner' : undefined;
+  const out: Replica[] = [];
+  for (const r of before) {
+    const now = role(r.node);
+    if (now !== undefined) out.push({ node: r.node, role: now });
+  }
+  for (const node of [...config.voters, ...config.learners]) {
+    if (!out.some((r) => r.node === node)) out.push({ node, role: role(node)! });
+  }
+  return out;
+}

@@ -360,8 +360,8 @@ function planMeta(input: PlacementInput, views: Map<NodeId, NodeView>): Placemen
 /**
  * Why moving a replica of `p` from `from` to `to` is refused given who is
  * alive now, or undefined: the target must be alive, and the partition must
- * keep a quorum of live voters through each step (with the target added,
- * and once the source is removed).
+ * keep a quorum of live voters through the joint change that replaces the
+ * source by the target (among today's voters, and among the voters after).
  */
 export function moveQuorumRefusal(
   p: PartitionEntry,
@@ -379,9 +379,5 @@ export function moveQuorumRefusal(
     const down = set.filter((v) => !alive(v));
     return `moving partition ${partition} from ${from} to ${to} would leave it below a quorum ${step}: ${live.length} live voter(s) of ${set.length}, a quorum needs ${quorum(set.length)} (down: ${down.join(', ')})`;
   };
-  return (
-    check(voters, 'now') ??
-    check([...voters, to], `once ${to} is a voter`) ??
-    check([...voters.filter((v) => v !== from), to], `once ${from} is removed`)
-  );
+  return check(voters, 'now') ?? check([...voters.filter((v) => v !== from), to], `once ${to} replaced ${from}`);
 }

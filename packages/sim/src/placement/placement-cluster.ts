@@ -321,6 +321,16 @@ export class PlacementCluster implements ClientCluster {
     });
   }
 
+  /** Partition `i`'s Raft group as a voter of the latest map that leads it has it, for failure messages. */
+  groupView(i: number): string {
+    const p = this.latestMap()?.partitions[i];
+    const leader = (p === undefined ? [] : votersOf(p)).map((v) => this.nodes.get(v)).find((n) => n?.leads(`p${i}`));
+    const s = leader?.host?.status(`p${i}`);
+    if (leader === undefined || s === undefined) return `p${i}: no leader among the map's voters`;
+    const out = s.votersOutgoing.length > 0 ? ` (joint, outgoing ${s.votersOutgoing.join(',')})` : '';
+    return `p${i}: ${leader.id} leads voters ${s.voters.join(',')}${out} learners ${s.learners.join(',') || '-'}`;
+  }
+
   /** Whether the replicas are spread evenly: loads of the available, non-leaving nodes differ by at most one. */
   balanced(): boolean {
     const map = this.latestMap();

@@ -150,7 +150,7 @@ export async function runPlacementSeed(seed: number, options: PlacementRunOption
         `the cluster did not settle within ${SETTLE_TIMEOUT_MS} ms after ${what} (every partition at ${config.replication} voters on available nodes): ${parts?.join(' ') ?? 'no map'}; up: ${cluster
           .upNodes()
           .map((n) => n.id)
-          .join(',')}`,
+          .join(',')}; groups: ${map?.partitions.map((_, i) => cluster.groupView(i)).join('; ') ?? '-'}`,
         cluster.position(),
       );
     }
