@@ -449,7 +449,7 @@ export function registerOpsCommands(program: Command): void {
       partitions
         .command('move <partition>')
         .description(
-          "move partition <partition>'s replica from one node to another: the cluster adds it as a learner, promotes it, then removes the source (refused if the target holds it or a quorum would be lost); waits until done",
+          "move partition <partition>'s replica from one node to another: the cluster adds it as a learner, then promotes it and removes the source in one joint change (refused if the target holds it or a quorum would be lost); waits until done",
         )
         .requiredOption('--from <node>', 'the node whose replica moves')
         .requiredOption('--to <node>', 'the node that receives it')
@@ -469,7 +469,7 @@ export function registerOpsCommands(program: Command): void {
       partitions
         .command('replace <partition> <node>')
         .description(
-          "force the replacement of <node>'s replica of partition <partition> now, without waiting for the grace period: the cluster picks a live node as placement would (no replica of it, an unused zone, least loaded), adds it as a learner, promotes it and removes <node>'s replica; waits until done",
+          "force the replacement of <node>'s replica of partition <partition> now, without waiting for the grace period: the cluster picks a live node as placement would (no replica of it, an unused zone, least loaded), adds it as a learner, then promotes it and removes <node>'s replica in one joint change; waits until done",
         )
         .option('--no-wait', 'return once the replacement is recorded')
         .option('--wait-ms <n>', 'how long to wait for it to complete', '120000'),

@@ -236,7 +236,8 @@ export const CLUSTER_SUMMARY = 'The group: this node, the leader, term, commit a
  *   answers 503 NOT_LEADER naming p's leader and its HTTP address).
  * - `POST /v1/admin/partitions/move` with `{"partition": p, "from": "<id>", "to": "<id>"}`:
  *   records a replica move in the meta group (any node); the placement
- *   controller adds `to` as a learner, promotes it, then removes `from`.
+ *   controller adds `to` as a learner, then promotes it and removes `from` in
+ *   one joint change.
  */
 export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
   app.get(
@@ -513,7 +514,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
     {
       schema: {
         summary:
-          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds, promotes, removes); without `to`, forces the replacement of `from`'s replica on a node placement picks",
+          "Moves a partition's replica from one node to another (recorded in the meta group; placement adds a learner, then promotes it and removes the source in one joint change); without `to`, forces the replacement of `from`'s replica on a node placement picks",
         body: {
           type: 'object',
           properties: {
