@@ -106,6 +106,11 @@ export interface MetaServiceOptions {
   balanceLeadersMs?: number;
   /** Called with each reconfiguration the meta leader recorded (for logs, metrics and the simulator's coverage). */
   onReconfigured?: (a: PlacementAction, epoch: number) => void;
+  /**
+   * Called when the meta leader set a partition's replicas in the map to its Raft group's configuration,
+   * as the group's leader found them different (a change made but never recorded).
+   */
+  onMapCorrected?: (partition: number, epoch: number) => void;
   /** The leader of partition `p` as gossip announces it, if known. */
   partitionLeader: (p: number) => NodeId | undefined;
   /** Control-plane users' commands by section (the configuration master's). */
@@ -428,6 +433,7 @@ export class MetaService {
         const replicas = replicasOf(entry.replicas, outcome.config);
         const res = await this.propose({ type: 'reconfigure', partition: a.partition, epoch: a.epoch, replicas });
         if (!res.ok) throw new Error(res.reason);
+        this.opts.onMapCorrected?.(a.partition, res.epoch ?? entry.epoch + 1);
         this.opts.log.warn("partition map set to its Raft group's configuration (they differed)", {
           partition: a.partition,
           replicas: replicas.map((r) => `${r.node}${r.role === 'learner' ? ' (learner)' : ''}`),

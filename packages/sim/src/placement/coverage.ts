@@ -24,6 +24,8 @@ export const PLACEMENT_COVERAGE_KINDS = [
   'joined',
   // A learner replaced a partition voter in one joint configuration change.
   'jointReplaced',
+  // The map was set to a partition group's configuration, which a change made but never recorded had left different.
+  'mapCorrected',
   'reconfiguration',
   'metaLeaderChange',
   'readServed',

@@ -196,6 +196,10 @@ export class PlacementCluster implements ClientCluster {
         onMetaState: (n, inc, state) => this.onMetaState(n, inc, state),
         onReconfigured: (n, a, epoch) => this.onReconfigured(n, a, epoch),
         onConfApplied: (n, g, voters, outgoing) => this.onConfApplied(n, g, voters, outgoing),
+        onMapCorrected: (n, partition, epoch) => {
+          this.coverage.mapCorrected++;
+          this.trace.mixString(`${n} corrected ${partition} ${epoch}`);
+        },
         onForward: (f) => this.onForward(f),
         onLeader: (g, n, term) => this.onLeader(g, n, term),
         onFatal: (n, err) => {

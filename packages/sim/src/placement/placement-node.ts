@@ -75,6 +75,8 @@ export interface PlacementNodeEnv {
   onMetaState(id: NodeId, incarnation: number, state: Readonly<MetaState>): void;
   /** The meta leader on `id` recorded a reconfiguration. */
   onReconfigured(id: NodeId, a: PlacementAction, epoch: number): void;
+  /** The meta leader on `id` set partition `partition`'s replicas in the map to its group's configuration. */
+  onMapCorrected(id: NodeId, partition: number, epoch: number): void;
   /** `id` applied a membership change of `group`: the configuration it now has (`votersOutgoing` non-empty while joint). */
   onConfApplied(id: NodeId, group: GroupId, voters: readonly NodeId[], votersOutgoing: readonly NodeId[]): void;
   /** A forward this node served. */
@@ -264,6 +266,7 @@ export class SimPlacementNode {
         return host.status(group).leader || undefined;
       },
       onReconfigured: (a, epoch) => env.onReconfigured(this.id, a, epoch),
+      onMapCorrected: (partition, epoch) => env.onMapCorrected(this.id, partition, epoch),
     });
     const metaApplied = meta.sm.applied().index;
     this.restartInvariants(META_GROUP, Math.max(metaApplied, this.store.group(META_GROUP).snapshot().meta.index));
