@@ -70,8 +70,9 @@ describe('unsafe recovery of a partition that lost its quorum for good, then Red
       '300',
       '--swim-probe-ms',
       '200',
+      // Long enough that a node slow to start on a busy machine is not replaced before the test begins.
       '--dead-grace',
-      '1000',
+      '3000',
     ]);
     cluster = c;
     ctx.onTestFailed(() => {
