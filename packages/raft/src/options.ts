@@ -16,6 +16,7 @@ export interface ResolvedOptions {
   checkQuorum: boolean;
   readOnlyOption: 'safe' | 'leaseBased' | 'leaseOnRequest';
   asyncStorageWrites: boolean;
+  maxOutstandingReadies: number;
   snapshotChunkBytes: number;
   applied: LogIndex;
 }
@@ -55,6 +56,12 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
   if (readOnlyOption !== 'safe' && !checkQuorum) {
     throw new ConfigError(`readOnlyOption '${readOnlyOption}' needs checkQuorum: true (the lease rests on it)`);
   }
+  const maxOutstandingReadies = positiveInt('maxOutstandingReadies', o.maxOutstandingReadies ?? 1);
+  if (maxOutstandingReadies > 1 && !o.asyncStorageWrites) {
+    throw new ConfigError(
+      `maxOutstandingReadies (${maxOutstandingReadies}) above 1 needs asyncStorageWrites: true (the leader must count itself only once durable)`,
+    );
+  }
   return {
     id: o.id,
     electionTick,
@@ -69,6 +76,7 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
     checkQuorum,
     readOnlyOption,
     asyncStorageWrites: o.asyncStorageWrites ?? false,
+    maxOutstandingReadies,
     snapshotChunkBytes: positiveInt('snapshotChunkBytes', o.snapshotChunkBytes ?? MIB),
     applied: nonNegativeInt('applied', o.applied ?? 0),
   };

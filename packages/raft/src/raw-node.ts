@@ -23,6 +23,8 @@ import type { RaftOptions, Ready, SoftState } from './types.js';
 
 /** What a handed-out `Ready` covered, so `advance()` can acknowledge exactly that. */
 interface InFlightReady {
+  /** Carried only messages that depend on nothing unpersisted (see {@link RawNode.ready}): not counted by the cap. */
+  light?: boolean;
   lastEntry?: { index: LogIndex; term: Term };
   snapshotIndex?: LogIndex;
   lastCommitted?: LogIndex;
@@ -33,14 +35,25 @@ interface InFlightReady {
  * The engine's public face (etcd's RawNode). Drive it with `tick()`, `step()`
  * and the propose calls; whenever `hasReady()`, take `ready()`, persist its
  * `hardState`/`entries`/`snapshot` (durably if `mustSync`), send its
- * `messages`, apply its `committedEntries`, then call `advance()`. No other
- * `ready()` may be taken before `advance()`.
+ * `messages`, apply its `committedEntries`, then call `advance()`.
+ *
+ * By default no other `ready()` may be taken before `advance()`. With
+ * `maxOutstandingReadies` above 1 (and `asyncStorageWrites`), up to that many
+ * Readies may be out at once: each carries only entries, committed entries and
+ * snapshot no earlier one carried, and its own hard state; the host persists
+ * them in the order taken, and each `advance()` acknowledges the oldest one.
+ * A Ready carrying a snapshot is the last one out until it is acknowledged.
+ * While the cap is reached, a Ready may still be taken for the messages that
+ * depend on nothing unpersisted but the term and vote (a leader's appends and
+ * heartbeats, heartbeat answers), so a group stays alive while its writes
+ * stall; it carries nothing else and is acknowledged in turn like any other.
  */
 export class RawNode {
   private readonly raft: Raft;
   private prevSoft: SoftState;
   private prevHard: HardState;
-  private inFlight: InFlightReady | undefined;
+  /** Readies handed out and not yet acknowledged, oldest first. */
+  private readonly outstanding: InFlightReady[] = [];
 
   /** Restarts (or starts) a node from what `storage` holds; the membership comes from its conf state. */
   constructor(options: RaftOptions, storage: RaftLogReader) {
@@ -166,8 +179,8 @@ export class RawNode {
         'a received snapshot is not persisted yet: process the next Ready, then force the configuration',
       );
     }
-    // The tracker holds the membership changes applied so far, the in-flight Ready's included.
-    const applied = Math.max(this.raft.raftLog.applied, this.inFlight?.lastCommitted ?? 0);
+    // The tracker holds the membership changes applied so far, the outstanding Readies' included.
+    const applied = this.applying();
     return forceConfiguration(this.raft, voters, applied);
   }
 
@@ -210,40 +223,102 @@ export class RawNode {
     return r.term !== p.term || r.vote !== p.vote || r.raftLog.committed !== p.commit;
   }
 
+  /** The highest index handed out for applying: the applied index, or past it the last outstanding Ready's. */
+  private applying(): LogIndex {
+    const applied = this.raft.raftLog.applied;
+    for (let i = this.outstanding.length - 1; i >= 0; i--) {
+      const c = this.outstanding[i]?.lastCommitted;
+      if (c !== undefined) return Math.max(applied, c);
+    }
+    return applied;
+  }
+
   /**
-   * Whether there is work for the host (always false while a `Ready` awaits `advance()`).
-   * Cheap enough to call on every turn: it compares fields and builds nothing.
+   * Why no further full `Ready` may be taken now, or undefined when one may: the cap of outstanding
+   * Readies is reached, or an outstanding one carries a snapshot (everything after it waits until the
+   * snapshot is acknowledged: the simplest rule that keeps the log reset by it in one piece).
+   */
+  private blocked(): { why: string; light: boolean } | undefined {
+    const n = this.outstanding.length;
+    if (n === 0) return undefined;
+    if (this.outstanding.some((f) => f.snapshotIndex !== undefined)) {
+      return {
+        why: 'ready() called while a Ready carrying a snapshot awaits advance(): advance it first',
+        light: false,
+      };
+    }
+    const max = this.raft.opts.maxOutstandingReadies;
+    if (max === 1)
+      return { why: 'ready() called again before advance(): advance the previous Ready first', light: false };
+    let full = 0;
+    for (const f of this.outstanding) if (!f.light) full++;
+    if (full < max) return undefined;
+    return {
+      why: `ready() called with ${full} Readies awaiting advance() (maxOutstandingReadies) and nothing that may leave before them: advance the oldest first`,
+      light: true,
+    };
+  }
+
+  /**
+   * Whether a light Ready has something to carry: messages that may leave before the outstanding
+   * writes (§10.2.1: a leader's appends; heartbeats and their answers vouch for the term only), which
+   * they may only while the term and vote are those already handed to the host.
+   */
+  private hasLightWork(): boolean {
+    const r = this.raft;
+    if (r.term !== this.prevHard.term || r.vote !== this.prevHard.vote) return false;
+    return r.msgs.some(independentOfWrites);
+  }
+
+  /**
+   * Whether there is work for the host (false while no further `Ready` may be taken: see
+   * `maxOutstandingReadies`). Cheap enough to call on every turn: it compares fields and builds nothing.
    */
   hasReady(): boolean {
-    if (this.inFlight) return false;
+    const b = this.blocked();
+    if (b !== undefined) {
+      if (!b.light) return false;
+      this.raft.flushBroadcast();
+      return this.hasLightWork();
+    }
     const r = this.raft;
     r.flushBroadcast();
     if (this.softChanged() || this.hardChanged()) return true;
     const u = r.raftLog.unstable;
-    if (u.snapshot || u.entries.length > 0) return true;
+    if (u.nextSnapshot() || u.hasNextEntries()) return true;
     if (r.msgs.length > 0 || r.readStates.length > 0) return true;
-    return Math.min(r.raftLog.committed, this.committedLimit()) > r.raftLog.applied;
+    return Math.min(r.raftLog.committed, this.committedLimit()) > this.applying();
   }
 
   /** Takes the pending work. Call `advance()` once it is persisted, sent and applied. */
   ready(): Ready {
-    if (this.inFlight) throw new Error('ready() called again before advance(): advance the previous Ready first');
+    const b = this.blocked();
+    if (b !== undefined) {
+      if (b.light) {
+        this.raft.flushBroadcast();
+        if (this.hasLightWork()) return this.lightReady();
+      }
+      throw new Error(b.why);
+    }
     const r = this.raft;
     r.flushBroadcast();
     const u = r.raftLog.unstable;
-    // A copy: the unstable log grows in place while the host persists this batch.
-    const entries = u.entries.slice();
-    const committedEntries = r.raftLog.nextCommittedEntries(this.committedLimit(), Number.MAX_SAFE_INTEGER);
+    // A copy: the unstable log grows in place while the host persists this batch. Only entries no
+    // outstanding Ready carries: those are being written already.
+    const entries = u.nextEntries();
+    const snapshot = u.nextSnapshot();
+    const committedEntries = r.raftLog.nextCommittedEntries(
+      this.committedLimit(),
+      Number.MAX_SAFE_INTEGER,
+      this.applying(),
+    );
     const rd: Ready = {
       entries,
       committedEntries,
       messages: r.msgs,
       readStates: r.readStates,
       mustSync:
-        entries.length > 0 ||
-        u.snapshot !== undefined ||
-        r.term !== this.prevHard.term ||
-        r.vote !== this.prevHard.vote,
+        entries.length > 0 || snapshot !== undefined || r.term !== this.prevHard.term || r.vote !== this.prevHard.vote,
     };
     if (this.softChanged()) {
       const soft = this.softState();
@@ -256,25 +331,39 @@ export class RawNode {
       this.prevHard = hs;
     }
     const f: InFlightReady = { committedEntries };
-    if (u.snapshot) {
-      rd.snapshot = u.snapshot;
-      f.snapshotIndex = u.snapshot.meta.index;
+    if (snapshot) {
+      rd.snapshot = snapshot;
+      f.snapshotIndex = snapshot.meta.index;
     }
+    u.acceptInProgress();
     r.msgs = [];
     r.readStates = [];
     const last = entries[entries.length - 1];
     if (last) f.lastEntry = { index: last.index, term: last.term };
     const lastCommitted = committedEntries[committedEntries.length - 1];
     if (lastCommitted) f.lastCommitted = lastCommitted.index;
-    this.inFlight = f;
+    this.outstanding.push(f);
     return rd;
   }
 
-  /** Acknowledges the last `Ready`: its entries and snapshot are durable and its committed entries applied. */
+  /** A Ready of only the messages that may leave before the outstanding writes; the rest stay queued. */
+  private lightReady(): Ready {
+    const r = this.raft;
+    const messages: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of r.msgs) (independentOfWrites(m) ? messages : rest).push(m);
+    r.msgs = rest;
+    this.outstanding.push({ light: true, committedEntries: [] });
+    return { entries: [], committedEntries: [], messages, readStates: [], mustSync: false };
+  }
+
+  /**
+   * Acknowledges the oldest outstanding `Ready`: its entries and snapshot are durable and its
+   * committed entries applied (and so are those of every Ready taken before it).
+   */
   advance(): void {
-    const f = this.inFlight;
+    const f = this.outstanding.shift();
     if (!f) return;
-    this.inFlight = undefined;
     const r = this.raft;
     if (f.snapshotIndex !== undefined) {
       r.raftLog.unstable.stableSnapTo(f.snapshotIndex);
@@ -296,7 +385,7 @@ export class RawNode {
    * idle. Followers in `down` (the liveness source says so) need not hold the whole log.
    */
   quiesce(down: (id: NodeId) => boolean = () => false): QuiesceHeartbeat | undefined {
-    if (this.inFlight) return undefined;
+    if (this.outstanding.length > 0) return undefined;
     return quiesceLeader(this.raft, down);
   }
 
@@ -305,7 +394,7 @@ export class RawNode {
    * answer is due); false when it does not hold exactly that, and the host steps it as a heartbeat.
    */
   quiesceFollower(from: NodeId, term: Term, commit: LogIndex): boolean {
-    if (this.inFlight) return false;
+    if (this.outstanding.length > 0) return false;
     return quiesceFollower(this.raft, from, term, commit);
   }
 
@@ -339,6 +428,11 @@ export class RawNode {
     const r = this.raft;
     return { term: r.term, lead: r.lead, role: r.state, lastIndex: r.raftLog.lastIndex() };
   }
+}
+
+/** Messages that depend on no unpersisted state but the term and vote (see {@link RawNode.ready}). */
+function independentOfWrites(m: Message): boolean {
+  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'heartbeatResp';
 }
 
 /** Boundary check of a peer's message: structure only, the engine asserts the rest. */

@@ -71,6 +71,12 @@ export interface RaftOptions {
   readOnlyOption?: 'safe' | 'leaseBased' | 'leaseOnRequest';
   /** The host's durable writes complete asynchronously (leader counts itself only once durable). @default false */
   asyncStorageWrites?: boolean;
+  /**
+   * How many `Ready`s may be out at once, awaiting `advance()` (acknowledged oldest first). Above 1 a
+   * host may take the next Ready while the previous one's write is in flight: each carries only the
+   * entries and committed entries no earlier one carried. @default 1
+   */
+  maxOutstandingReadies?: number;
   /** Snapshot chunk size for InstallSnapshot. @default 1 MiB */
   snapshotChunkBytes?: number;
   /** Last applied index when restarting. @default 0 */

@@ -32,7 +32,7 @@ describe('the checks can fail', () => {
       simMs: 20_000,
       reads: 'safe' as const,
       clients: 6,
-      actionEveryMs: 800,
+      actionEveryMs: 500,
       cluster: { hostFaults: { readsWithoutReadIndex: true }, raft: { checkQuorum: false } },
     };
     let failure: { seed: number; message: string } | undefined;

@@ -30,6 +30,13 @@ export interface Group {
   /** Term and vote of the last hard state handed to the store (durable once no round is in flight). */
   term: Term;
   vote: NodeId;
+  /**
+   * Rounds in flight whose write changes this group's term or vote: while any is, every message of
+   * the group waits for its round's write (term and vote are durable before anything sent under them).
+   */
+  termVoteWrites: number;
+  /** A log compaction of this group is under way (one at a time). */
+  compacting: boolean;
   /** A hard state whose only change is the commit index, not yet written. */
   deferredHardState?: HardState | undefined;
   /** The engine's tick count (it starts at 1 and grows by one per tick). */

@@ -83,6 +83,13 @@ export interface RaftHostOptions {
    * @default the engine's (0)
    */
   maxInflightBytes?: number;
+  /**
+   * Most Ready rounds of one group whose store write is in flight at once: the host takes the next
+   * round (sends the leader's new appends, heartbeats and their answers, submits the next write)
+   * without waiting for the previous write to complete. 1 runs one round at a time.
+   * @default 4
+   */
+  maxOutstandingReadies?: number;
   /** Entries kept in the log behind a marker, so slow followers catch up without a snapshot. @default min(1000, snapshotEntries / 2) */
   compactionMarginEntries?: number;
   /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
@@ -197,9 +204,11 @@ export function sizedStore(store: NodeStore): SizedStore | undefined {
 export interface HostStats {
   /** Ready rounds processed (each one store write at most). */
   rounds: number;
+  /** Of those, rounds taken while an earlier round's store write was still in flight. */
+  roundsOverlapped: number;
   /** `store.write` calls. */
   storeWrites: number;
-  /** Milliseconds spent in `store.write` (durable writes, fsync included). */
+  /** Milliseconds spent in `store.write` (durable writes, fsync included; overlapping writes each count in full). */
   storeWriteMs: number;
   /** Entries persisted. */
   entriesPersisted: number;
@@ -207,7 +216,7 @@ export interface HostStats {
   entriesApplied: number;
   /** Raft messages handed to the transport. */
   messagesSent: number;
-  /** Of those, the appends and heartbeats a leader sent before its own write of the round was durable. */
+  /** Of those, the appends, heartbeats and heartbeat answers sent before the writes of their round and earlier rounds were durable. */
   messagesSentBeforeWrite: number;
   /** Frames the transport refused or failed to deliver. */
   sendFailures: number;

@@ -69,24 +69,40 @@ const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
 
 /**
- * Messages a leader may send before its own write of the round is durable
- * (Raft thesis §10.2.1): its appends and heartbeats. The engine counts the
- * leader toward a commit only once the write is durable. Everything else
- * (votes, every response) depends on this node's durable state and waits.
+ * Messages that may leave before the writes of their round and of earlier
+ * rounds are durable, provided the group's term and vote are durable: a
+ * leader's appends and heartbeats (Raft thesis §10.2.1; the engine counts the
+ * leader toward a commit only once its write is durable) and a follower's
+ * heartbeat answers (they vouch for the term only, never for log entries).
+ * Everything else (votes, append answers) depends on this node's durable
+ * state and waits for its round's write.
  */
 function sendsBeforeWrite(m: Message): boolean {
-  return m.type === 'app' || m.type === 'heartbeat';
+  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'heartbeatResp';
+}
+
+/** One Ready round: a Ready of each group with work, written in one store write. */
+interface Round {
+  work: { g: Group; rd: Ready }[];
+  batch: GroupWrite[];
+  /** Messages that leave once this round's write (and every earlier one) is durable. */
+  late: GroupMessage[];
+  /** Groups whose term or vote this round's write changes. */
+  termVote: Group[];
 }
 
 /**
  * Drives Raft engines, one per group, against a durable NodeStore, a
  * Transport and a Clock. Each round takes one Ready of every group and
- * persists them in one `store.write` (group commit). A leader's appends and
- * heartbeats leave before that write completes, unless the round changes the
- * term or vote; every other message waits for it (term and vote are durable
- * before anything that depends on them, a follower acknowledges only what it
- * holds durably). Committed entries are applied as the round starts: the
- * engine hands out only entries durable locally.
+ * persists them in one `store.write` (group commit). Rounds are pipelined:
+ * the next round is taken while earlier writes are in flight (up to
+ * `maxOutstandingReadies` per group), and rounds complete in the order taken,
+ * as the store's writes do. A leader's appends and heartbeats, and a
+ * follower's heartbeat answers, leave at once unless a write in flight changes
+ * the group's term or vote; every other message waits for its round's write
+ * (term and vote are durable before anything that depends on them, a follower
+ * acknowledges only what it holds durably). Committed entries are applied as
+ * the round starts: the engine hands out only entries durable locally.
  */
 export class RaftHost {
   private readonly groups = new Map<GroupId, Group>();
@@ -118,6 +134,7 @@ export class RaftHost {
   private readCounter = 0;
   private readonly counters: HostStats = {
     rounds: 0,
+    roundsOverlapped: 0,
     storeWrites: 0,
     storeWriteMs: 0,
     entriesPersisted: 0,
@@ -262,6 +279,7 @@ export class RaftHost {
         applied: start.applied.index,
         // This host sends a leader's appends while its own write is in flight (see rounds()).
         asyncStorageWrites: true,
+        maxOutstandingReadies: o.maxOutstandingReadies ?? 4,
         ...(o.maxAppendBytes !== undefined ? { maxSizePerMsg: o.maxAppendBytes } : {}),
         ...(o.maxInflightAppends !== undefined ? { maxInflightMsgs: o.maxInflightAppends } : {}),
         ...(o.maxInflightBytes !== undefined ? { maxInflightBytes: o.maxInflightBytes } : {}),
@@ -293,6 +311,8 @@ export class RaftHost {
       lead: s.lead,
       term: hs.term,
       vote: hs.vote,
+      termVoteWrites: 0,
+      compacting: false,
       readBatch: [],
       readRounds: new Map(),
       lostEntriesLogged: s.lostEntries ?? 0,
@@ -1193,7 +1213,8 @@ export class RaftHost {
       const { best, bestMatch, s } = to;
       try {
         g.engine.transferLeadership(best);
-        // A Ready still in flight (the round that failed) makes ready() throw: then no handover is sent.
+        // With no further Ready allowed (rounds in flight up to the cap), ready() would throw: then no
+        // handover is sent.
         if (g.engine.hasReady()) {
           for (const message of g.engine.ready().messages) {
             if (message.type === 'timeoutNow') out.push({ group: g.id, message });
@@ -1291,9 +1312,10 @@ export class RaftHost {
 
   /**
    * Runs rounds until no group has work: take one Ready of each group; send
-   * the leaders' appends and heartbeats, apply the committed entries; persist
-   * all groups (one write, awaited); send the rest; advance. One round at a
-   * time: work that arrives while a write is in flight waits for the next round.
+   * what may leave before the write (see sendsBeforeWrite), apply the
+   * committed entries; submit one write for all groups; then, once that write
+   * and every earlier one are durable, send the rest and advance. Rounds
+   * overlap: the next one is taken while earlier writes are in flight.
    */
   private processReady(): void {
     if (this.busy) {
@@ -1312,49 +1334,22 @@ export class RaftHost {
       });
   }
 
+  /** Rounds taken whose completion (late messages, advance) has not run yet. */
+  private roundsInFlight = 0;
+  /** Completes rounds in the order taken: each link waits for the previous one and for its own write. */
+  private roundsTail: Promise<void> = Promise.resolve();
+
   private async rounds(): Promise<void> {
     this.startReadRounds();
     for (let rounds = 0; rounds < 16 && this.running; rounds++) {
-      const work: { g: Group; rd: Ready }[] = [];
-      const batch: GroupWrite[] = [];
-      const early: GroupMessage[] = [];
-      const late: GroupMessage[] = [];
-      for (const g of this.groups.values()) {
-        if (!g.engine.hasReady()) continue;
-        const rd = g.engine.ready();
-        work.push({ g, rd });
-        const w: GroupWrite = { group: g.id };
-        if (rd.entries.length > 0) w.entries = rd.entries;
-        if (rd.snapshot) w.snapshot = rd.snapshot;
-        if (rd.mustSync || w.entries || w.snapshot) {
-          const hs = rd.hardState ?? g.deferredHardState;
-          if (hs) w.hardState = hs;
-          g.deferredHardState = undefined;
-        } else if (rd.hardState) {
-          // Only the commit index moved: Raft needs no durable commit, so it rides the next write.
-          g.deferredHardState = rd.hardState;
-        }
-        if (w.hardState || w.entries || w.snapshot) batch.push(w);
-        // The previous round's write completed, so the term and vote last handed to the store are
-        // durable. A Ready that changes them (a term/vote change always goes into this write) sends
-        // nothing before the write: every message of it is sent under the new term or vote.
-        const hs = rd.hardState;
-        const termOrVoteChanged = hs !== undefined && (hs.term !== g.term || hs.vote !== g.vote);
-        if (hs !== undefined) {
-          g.term = hs.term;
-          g.vote = hs.vote;
-        }
-        for (const message of rd.messages) {
-          const gm = { group: g.id, message };
-          if (!termOrVoteChanged && sendsBeforeWrite(message)) early.push(gm);
-          else late.push(gm);
-        }
-      }
-      if (work.length === 0) return;
+      const round = this.takeRound();
+      if (round === undefined) return;
       this.counters.rounds++;
+      if (this.roundsInFlight > 0) this.counters.roundsOverlapped++;
+      const { work, batch, early } = round;
       if (early.length > 0) {
         this.send(early);
-        if (batch.length > 0) this.counters.messagesSentBeforeWrite += early.length;
+        if (batch.length > 0 || this.roundsInFlight > 0) this.counters.messagesSentBeforeWrite += early.length;
       }
       // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
       // so they apply, and their proposers hear back, while this round's write is in flight.
@@ -1364,6 +1359,12 @@ export class RaftHost {
         this.applyReady(g, rd);
         if (pending && rd.committedEntries.length > 0) replies = true;
       }
+      if (batch.length === 0 && this.roundsInFlight === 0) {
+        // Nothing to write and nothing earlier in flight: what it sends depends on nothing unwritten.
+        this.completeRound(round);
+        continue;
+      }
+      let written: Promise<void> | undefined;
       if (batch.length > 0) {
         // Let the appends and the replies reach their sockets before a store that blocks the event
         // loop while it syncs does so. A store writing on another thread blocks nothing: its
@@ -1373,30 +1374,107 @@ export class RaftHost {
           if (!this.running) return;
         }
         const t = this.opts.clock.now();
-        await this.durableWrite(batch);
-        this.counters.storeWriteMs += this.opts.clock.now() - t;
-        for (const w of batch) {
-          const n = w.entries?.length ?? 0;
-          this.counters.entriesPersisted += n;
-          if (n === 0) continue;
-          const g = this.groups.get(w.group);
-          const first = (w.entries as Entry[])[0] as Entry;
-          if (g?.pending.hasProposals) g.pending.reached('persisted', first.index + n - 1, first.index);
-        }
-        if (!this.running) return;
+        // Submitted in round order: the store completes its writes in submission order.
+        written = this.durableWrite(batch).then(() => {
+          this.counters.storeWriteMs += this.opts.clock.now() - t;
+        });
+        // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
+        written.catch(() => {});
       }
-      // Durable now: votes, acknowledgements and everything sent under a new term or vote.
-      this.send(late);
-      for (const { g } of work) {
-        // Tells the engine the entries are durable: a leader counts itself toward the commit from here.
-        g.engine.advance();
-        this.noteCommit(g);
-      }
-      for (const { g } of work) await this.maybeCompact(g);
-      this.startReadRounds();
+      this.roundsInFlight++;
+      this.roundsTail = this.roundsTail
+        .then(() => written)
+        .then(() => {
+          this.roundsInFlight--;
+          if (!this.running) return;
+          this.completeRound(round);
+          // Advancing may free a slot or let the leader commit: take the next round.
+          this.schedule();
+        })
+        .catch((err: Error) => this.fatal('writing a Ready round', err));
     }
     // Still busy: yield to I/O and continue on the next turn.
     this.again = true;
+  }
+
+  /** Takes one Ready of each group with work and sorts its messages; undefined when no group has work. */
+  private takeRound(): (Round & { early: GroupMessage[] }) | undefined {
+    const work: { g: Group; rd: Ready }[] = [];
+    const batch: GroupWrite[] = [];
+    const early: GroupMessage[] = [];
+    const late: GroupMessage[] = [];
+    const termVote: Group[] = [];
+    for (const g of this.groups.values()) {
+      if (!g.engine.hasReady()) continue;
+      const rd = g.engine.ready();
+      work.push({ g, rd });
+      const w: GroupWrite = { group: g.id };
+      if (rd.entries.length > 0) w.entries = rd.entries;
+      if (rd.snapshot) w.snapshot = rd.snapshot;
+      if (rd.mustSync || w.entries || w.snapshot) {
+        const hs = rd.hardState ?? g.deferredHardState;
+        if (hs) w.hardState = hs;
+        g.deferredHardState = undefined;
+      } else if (rd.hardState) {
+        // Only the commit index moved: Raft needs no durable commit, so it rides the next write.
+        g.deferredHardState = rd.hardState;
+      }
+      if (w.hardState || w.entries || w.snapshot) batch.push(w);
+      // The term and vote last handed to the store are durable once no write in flight changes them.
+      // A Ready that changes them (a term/vote change always goes into this round's write) sends
+      // nothing before that write, and neither does any later Ready of the group while it is in
+      // flight: every message of them is sent under the new term or vote.
+      const hs = rd.hardState;
+      if (hs !== undefined && (hs.term !== g.term || hs.vote !== g.vote)) {
+        g.term = hs.term;
+        g.vote = hs.vote;
+        g.termVoteWrites++;
+        termVote.push(g);
+      }
+      const held = g.termVoteWrites > 0;
+      for (const message of rd.messages) {
+        const gm = { group: g.id, message };
+        if (!held && sendsBeforeWrite(message)) early.push(gm);
+        else late.push(gm);
+      }
+    }
+    if (work.length === 0) return undefined;
+    return { work, batch, late, termVote, early };
+  }
+
+  /**
+   * The round's write and every earlier one are durable: send what waited for them (votes,
+   * acknowledgements and everything sent under a new term or vote) and advance its Readies.
+   */
+  private completeRound(round: Round): void {
+    for (const w of round.batch) {
+      const n = w.entries?.length ?? 0;
+      this.counters.entriesPersisted += n;
+      if (n === 0) continue;
+      const g = this.groups.get(w.group);
+      const first = (w.entries as Entry[])[0] as Entry;
+      if (g?.pending.hasProposals) g.pending.reached('persisted', first.index + n - 1, first.index);
+    }
+    for (const g of round.termVote) g.termVoteWrites--;
+    this.send(round.late);
+    for (const { g } of round.work) {
+      // Tells the engine the entries are durable: a leader counts itself toward the commit from here.
+      g.engine.advance();
+      this.noteCommit(g);
+    }
+    for (const { g } of round.work) this.compact(g);
+    this.startReadRounds();
+  }
+
+  /** Runs {@link maybeCompact} for `g` unless one is under way. */
+  private compact(g: Group): void {
+    if (g.compacting) return;
+    g.compacting = true;
+    this.maybeCompact(g)
+      .catch((err: Error) => this.fatal('compacting the log', err))
+      .finally(() => {
+        g.compacting = false;
+      });
   }
 
   private send(messages: GroupMessage[]): void {

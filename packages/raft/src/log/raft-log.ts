@@ -170,9 +170,12 @@ export class RaftLog {
     return this.unstable.offset - 1;
   }
 
-  /** Committed entries not yet applied, up to `maxIndex` and about `maxBytes`. */
-  nextCommittedEntries(maxIndex: LogIndex, maxBytes: number): Entry[] {
-    const lo = Math.max(this.applied + 1, this.firstIndex());
+  /**
+   * Committed entries after `applying` (by default the applied index: entries handed out for
+   * applying and not acknowledged yet are skipped), up to `maxIndex` and about `maxBytes`.
+   */
+  nextCommittedEntries(maxIndex: LogIndex, maxBytes: number, applying: LogIndex = this.applied): Entry[] {
+    const lo = Math.max(applying + 1, this.applied + 1, this.firstIndex());
     const hi = Math.min(this.committed, maxIndex);
     if (hi < lo) return [];
     return this.slice(lo, hi + 1, maxBytes);

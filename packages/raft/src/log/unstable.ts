@@ -2,15 +2,45 @@ import type { Entry, LogIndex, Snapshot, Term } from '@cohort/core';
 
 /**
  * Entries (and possibly a snapshot) the engine holds that the host has not yet
- * persisted. `entries[i]` has index `offset + i`.
+ * persisted. `entries[i]` has index `offset + i`. Entries from `offset` up to
+ * `offsetInProgress` (and the snapshot, when `snapshotInProgress`) were handed
+ * to the host in a `Ready` whose write is not acknowledged yet: the next
+ * `Ready` carries only what follows them.
  */
 export class Unstable {
   snapshot: Snapshot | undefined;
   entries: Entry[] = [];
   offset: LogIndex;
+  /** First index not yet handed to the host (`offset <= offsetInProgress <= offset + entries.length`). */
+  offsetInProgress: LogIndex;
+  /** The snapshot was handed to the host and is not acknowledged yet. */
+  snapshotInProgress = false;
 
   constructor(offset: LogIndex) {
     this.offset = offset;
+    this.offsetInProgress = offset;
+  }
+
+  /** Entries not yet handed to the host. */
+  nextEntries(): Entry[] {
+    const from = this.offsetInProgress - this.offset;
+    return from >= this.entries.length ? [] : this.entries.slice(from);
+  }
+
+  /** Whether some entry has not been handed to the host yet. */
+  hasNextEntries(): boolean {
+    return this.offsetInProgress < this.offset + this.entries.length;
+  }
+
+  /** The snapshot when it has not been handed to the host yet. */
+  nextSnapshot(): Snapshot | undefined {
+    return this.snapshotInProgress ? undefined : this.snapshot;
+  }
+
+  /** Marks everything held now as handed to the host (a `Ready` carries it). */
+  acceptInProgress(): void {
+    this.offsetInProgress = this.offset + this.entries.length;
+    this.snapshotInProgress = this.snapshot !== undefined;
   }
 
   maybeFirstIndex(): LogIndex | undefined {
@@ -38,16 +68,22 @@ export class Unstable {
     if (gt === undefined || gt !== t || i < this.offset) return;
     this.entries = this.entries.slice(i + 1 - this.offset);
     this.offset = i + 1;
+    this.offsetInProgress = Math.max(this.offsetInProgress, this.offset);
   }
 
   stableSnapTo(i: LogIndex): void {
-    if (this.snapshot && this.snapshot.meta.index === i) this.snapshot = undefined;
+    if (this.snapshot && this.snapshot.meta.index === i) {
+      this.snapshot = undefined;
+      this.snapshotInProgress = false;
+    }
   }
 
   restore(s: Snapshot): void {
     this.offset = s.meta.index + 1;
+    this.offsetInProgress = this.offset;
     this.entries = [];
     this.snapshot = s;
+    this.snapshotInProgress = false;
   }
 
   /** Appends `ents`, first dropping any suffix they overwrite (§5.3: a conflicting suffix is replaced). */
@@ -61,9 +97,13 @@ export class Unstable {
     } else if (after <= this.offset) {
       // Replaces everything unstable; the host overwrites from `after` on disk.
       this.offset = after;
+      this.offsetInProgress = after;
       this.entries = [...ents];
     } else {
       this.entries = [...this.entries.slice(0, after - this.offset), ...ents];
+      // Entries handed out from `after` on were replaced: the new ones go out in the next Ready (the
+      // store overwrites the old ones, its writes applying in order).
+      this.offsetInProgress = Math.min(this.offsetInProgress, after);
     }
   }
 

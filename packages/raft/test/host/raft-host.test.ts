@@ -51,13 +51,16 @@ describe('RaftHost', () => {
     await expect(c.node(follower).host.readIndex('p0')).rejects.toBeInstanceOf(NotLeaderError);
   });
 
-  it('a read index resolves only after the writes before it are applied on the leader', async () => {
+  it('a read index resolves only after the writes committed before it are applied on the leader', async () => {
     cluster = new Cluster(['a', 'b', 'c']);
     const c = cluster;
     const leader = c.node(await until('a leader', () => c.leader()));
+    const target = leader.host.status('p0').lastIndex + 20;
     const writes = Array.from({ length: 20 }, (_, i) => leader.host.propose('p0', cmd(`k${i}=${i}`)));
+    // Writes still in flight when a read arrives are concurrent with it: it may or may not see them.
+    // Once they are committed, it must.
+    await until('the writes are committed', () => leader.host.status('p0').commit >= target);
     await leader.host.readIndex('p0');
-    // Every write proposed before the read is visible once the read may be served.
     expect(leader.sms.get('p0')!.map.get('k19')).toBe('19');
     await Promise.all(writes);
   });
