@@ -245,6 +245,11 @@ export class NodeMetrics {
       this.runningTotal(name, help, () => pick(read()));
     counter('cohort_raft_ready_rounds_total', 'Ready rounds processed', (s) => s.rounds);
     counter(
+      'cohort_raft_ready_rounds_overlapped_total',
+      "Ready rounds taken while an earlier round's store write was still in flight (pipelined)",
+      (s) => s.roundsOverlapped,
+    );
+    counter(
       'cohort_raft_store_writes_total',
       'Durable store writes (one per round at most: group commit)',
       (s) => s.storeWrites,
@@ -259,7 +264,7 @@ export class NodeMetrics {
     counter('cohort_raft_messages_sent_total', 'Raft messages handed to the transport', (s) => s.messagesSent);
     counter(
       'cohort_raft_messages_sent_before_write_total',
-      'Appends and heartbeats the leader sent while its own store write was in flight',
+      'Appends, heartbeats and heartbeat answers sent while store writes of their round or earlier ones were in flight',
       (s) => s.messagesSentBeforeWrite,
     );
     counter('cohort_raft_send_failures_total', 'Raft frames that could not be delivered', (s) => s.sendFailures);

@@ -23,7 +23,7 @@ import type { RaftOptions, Ready, SoftState } from './types.js';
 
 /** What a handed-out `Ready` covered, so `advance()` can acknowledge exactly that. */
 interface InFlightReady {
-  /** Carried only messages that depend on nothing unpersisted (see {@link RawNode.ready}): not counted by the cap. */
+  /** Carried no entries, snapshot or committed entries: nothing for `advance()` to acknowledge, not counted by the cap. */
   light?: boolean;
   lastEntry?: { index: LogIndex; term: Term };
   snapshotIndex?: LogIndex;
@@ -342,6 +342,7 @@ export class RawNode {
     if (last) f.lastEntry = { index: last.index, term: last.term };
     const lastCommitted = committedEntries[committedEntries.length - 1];
     if (lastCommitted) f.lastCommitted = lastCommitted.index;
+    if (!last && !lastCommitted && !snapshot) f.light = true;
     this.outstanding.push(f);
     return rd;
   }

@@ -72,9 +72,10 @@ export interface RaftOptions {
   /** The host's durable writes complete asynchronously (leader counts itself only once durable). @default false */
   asyncStorageWrites?: boolean;
   /**
-   * How many `Ready`s may be out at once, awaiting `advance()` (acknowledged oldest first). Above 1 a
-   * host may take the next Ready while the previous one's write is in flight: each carries only the
-   * entries and committed entries no earlier one carried. @default 1
+   * How many `Ready`s carrying entries, a snapshot or committed entries may be out at once, awaiting
+   * `advance()` (acknowledged oldest first; Readies of only messages or hard state are not counted).
+   * Above 1 a host may take the next Ready while the previous one's write is in flight: each carries
+   * only the entries and committed entries no earlier one carried. Needs `asyncStorageWrites`. @default 1
    */
   maxOutstandingReadies?: number;
   /** Snapshot chunk size for InstallSnapshot. @default 1 MiB */

@@ -84,9 +84,9 @@ export interface RaftHostOptions {
    */
   maxInflightBytes?: number;
   /**
-   * Most Ready rounds of one group whose store write is in flight at once: the host takes the next
-   * round (sends the leader's new appends, heartbeats and their answers, submits the next write)
-   * without waiting for the previous write to complete. 1 runs one round at a time.
+   * Most Ready rounds of one group carrying entries (to write or to apply) in flight at once: the host
+   * takes the next round (sends the leader's new appends, heartbeats and their answers, submits the
+   * next write) without waiting for the previous write to complete. 1 runs one round at a time.
    * @default 4
    */
   maxOutstandingReadies?: number;
