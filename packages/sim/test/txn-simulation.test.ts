@@ -4,7 +4,9 @@ import { type TxnSeedResult, runTxnSeed } from '../dist/index.js';
 
 /** Replays one seed alone: `COHORT_TXN_SEED=N`. */
 const only = process.env.COHORT_TXN_SEED;
-const SEEDS = only === undefined ? [1, 2, 3, 4, 5, 6] : [Number(only)];
+// Seeds whose crashes together reach every protocol step (each seed walks the list from its own start;
+// how far it gets in its simulated time depends on the hosts' timing).
+const SEEDS = only === undefined ? [1, 2, 3, 4, 5, 13] : [Number(only)];
 
 describe('cross-partition transactions under crashes at every protocol step and a lossy network', () => {
   it('apply all or nothing, leave no intent behind, and are finished by readers when their coordinator died', async () => {
