@@ -279,6 +279,15 @@ try {
   let catchUpMs: number | null = null;
   try {
     await caughtUp(wiped, catchTarget, Math.max(120_000, KEYS / 2));
+    // Past the index of the wipe is not caught up while writes go on: the follower must also have
+    // applied what the leader committed meanwhile (the last poll's commit), from the log or another snapshot.
+    let behind = (await cluster.status(leader))?.commit ?? catchTarget;
+    await poll(`${wiped.id} to apply what the leader commits`, Math.max(120_000, KEYS / 2), async () => {
+      const [f, l] = await Promise.all([cluster.status(wiped), cluster.status(leader)]);
+      const done = f !== undefined && f.applied >= behind;
+      if (l !== undefined) behind = l.commit;
+      return done ? true : undefined;
+    });
     catchUpMs = Date.now() - wipeAt;
   } catch (err) {
     log(`wiped follower did not catch up: ${(err as Error).message}`);

@@ -1641,7 +1641,12 @@ export class RaftHost {
     // A marker never gets ahead of the stored commit index.
     this.flushDeferred([g]);
     const reader = this.opts.store.group(g.id);
-    const compactTo = Math.max(at.index - this.margin, reader.firstIndex() - 1);
+    // A follower receiving a snapshot continues from the log after its index: that part is kept until the
+    // transfer ends (bounded by the transfer timeout). Compacting it would send the follower another
+    // snapshot the moment it installed this one, and a slow transfer would never catch up.
+    const sending = this.sender.sendingIndex(g.id);
+    const keepFrom = sending === undefined ? at.index - this.margin : Math.min(at.index - this.margin, sending);
+    const compactTo = Math.max(keepFrom, reader.firstIndex() - 1);
     await this.opts.store.saveSnapshot(g.id, { meta: at, data: EMPTY }, compactTo);
     g.snapshotIndex = at.index;
     this.counters.snapshotsTaken++;

@@ -15,8 +15,8 @@ export interface SnapshotPacerOptions {
   quietAfterMs?: number;
 }
 
-/** A write latency average reacting within tens of writes (EWMA weight of the newest). */
-const FAST = 0.05;
+/** The write latency now: an average over about the last hundred writes (EWMA weight of the newest). */
+const FAST = 0.02;
 /** The long-run latency: what the node's writes take without a transfer (the baseline). */
 const SLOW = 0.002;
 
@@ -37,7 +37,7 @@ export class SnapshotPacer {
   private fast: number | undefined;
   private slow: number | undefined;
   private lastWriteAt = Number.NEGATIVE_INFINITY;
-  /** The latency the writes had when the transfers began (or the best seen since). */
+  /** The latency the writes had before the transfers began (fixed while they run). */
   private baseline: number | undefined;
   private current: number;
   private lastAdjustAt = Number.NEGATIVE_INFINITY;
@@ -91,8 +91,9 @@ export class SnapshotPacer {
     }
     if (now - this.lastAdjustAt < this.adjustEveryMs) return this.current;
     this.lastAdjustAt = now;
-    // Writes that started during the transfer have no earlier level: the best seen stands for it.
-    this.baseline = this.baseline === undefined ? this.fast : Math.min(this.baseline, this.fast);
+    // Writes that started during the transfer have no earlier level: their first average stands for it.
+    // Never ratcheted down to a lull's: a dip would then make every normal write look slow.
+    this.baseline ??= this.fast;
     if (this.fast > this.baseline * this.tolerance) {
       this.current = Math.max(min, this.current / 2);
       this.stats.backoffs++;

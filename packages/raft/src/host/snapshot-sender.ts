@@ -111,6 +111,18 @@ export class SnapshotSender {
       });
   }
 
+  /**
+   * The lowest snapshot index a transfer of `group` is sending, if any: the log after it must stay
+   * until the follower has it, or it would need another snapshot as soon as this one is installed.
+   */
+  sendingIndex(group: GroupId): number | undefined {
+    let low: number | undefined;
+    for (const t of this.transfers.values()) {
+      if (t.group === group && (low === undefined || t.reader.meta.index < low)) low = t.reader.meta.index;
+    }
+    return low;
+  }
+
   /** Abandons the transfers of `group` (leadership lost), or all of them; their views are closed. */
   cancel(group?: GroupId): void {
     for (const t of this.transfers.values()) {

@@ -119,6 +119,35 @@ describe('streamed snapshots', () => {
     expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
   });
 
+  it('the log after a snapshot being sent is kept until the transfer ends: a slow transfer needs no second snapshot', async () => {
+    // 64-byte chunks at 1,280 bytes/s: the transfer takes over half a second, while the leader takes three
+    // more snapshots (every 20 entries). Compacting past the transfer's index would leave the follower, once it
+    // installed it, behind the log again: another snapshot, and at a slow enough rate never caught up.
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, snapshotBytesPerSec: 1280 });
+    const c = cluster;
+    const seqs = watchChunks(c);
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    await until('the transfer started', () => seqs.length > 0, 10_000);
+    const taken = c.node(leader).host.stats().snapshotsTaken;
+    await writeKeys(c, leader, 80, 160);
+    expect(c.node(leader).host.stats().snapshotsTaken).toBeGreaterThanOrEqual(taken + 3);
+    expect(wiped.sms.get('p0')!.installs, 'the writes ran during the transfer').toBe(0);
+    await until('the follower applied every key', () => wiped.sms.get('p0')!.map.size === 160, 10_000);
+    expect(wiped.sms.get('p0')!.installs).toBe(1);
+    expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
+    // Once the transfer ended the log is compacted again.
+    await writeKeys(c, leader, 160, 200);
+    await until(
+      'the leader compacted past the old transfer',
+      () => c.node(leader).store.storage('p0').firstIndex() > 150,
+    );
+  });
+
   it('a leader finds a wiped follower lost what it acknowledged, logs it, and streams it a snapshot', async () => {
     const warnings: string[] = [];
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, logger: recordingLogger(warnings) });
