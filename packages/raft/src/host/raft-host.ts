@@ -121,6 +121,8 @@ export class RaftHost {
   private readonly faults: HostFaults;
   private readonly sender: SnapshotSender;
   private readonly pacer: SnapshotPacer;
+  /** Followers that installed a snapshot and catch up from the log after it, until the time given. */
+  private readonly catchingUp = new Map<string, { group: GroupId; peer: NodeId; until: number }>();
   private readonly receiver: SnapshotReceiver;
   private readonly repairs: ReplicaRepairs;
   private readonly sized: SizedStore | undefined;
@@ -1641,12 +1643,7 @@ export class RaftHost {
     // A marker never gets ahead of the stored commit index.
     this.flushDeferred([g]);
     const reader = this.opts.store.group(g.id);
-    // A follower receiving a snapshot continues from the log after its index: that part is kept until the
-    // transfer ends (bounded by the transfer timeout). Compacting it would send the follower another
-    // snapshot the moment it installed this one, and a slow transfer would never catch up.
-    const sending = this.sender.sendingIndex(g.id);
-    const keepFrom = sending === undefined ? at.index - this.margin : Math.min(at.index - this.margin, sending);
-    const compactTo = Math.max(keepFrom, reader.firstIndex() - 1);
+    const compactTo = Math.max(this.compactionPoint(g, at.index, reader.firstIndex()), reader.firstIndex() - 1);
     await this.opts.store.saveSnapshot(g.id, { meta: at, data: EMPTY }, compactTo);
     g.snapshotIndex = at.index;
     this.counters.snapshotsTaken++;
@@ -1655,6 +1652,35 @@ export class RaftHost {
       index: at.index,
       compactTo,
     });
+  }
+
+  /**
+   * How far the log of `g` may be compacted for a marker at `at`: the margin behind it, but (on the leader)
+   * never past what a follower that just installed a snapshot still needs from the log to catch up, nor past
+   * the index of a snapshot being sent (the follower continues from the log after it). Without that, a follower whose catch-up takes
+   * longer than the log takes to grow by `snapshotEntries` (a large state under steady writes) is sent
+   * another snapshot each time it installs one and never catches up. The hold is bounded: once the log
+   * holds more than `snapshotBytes`, it is compacted as usual and a laggard gets a snapshot.
+   */
+  private compactionPoint(g: Group, at: LogIndex, firstIndex: LogIndex): LogIndex {
+    const usual = at - this.margin;
+    let keep = usual;
+    const sending = this.sender.sendingIndex(g.id);
+    if (sending !== undefined) keep = Math.min(keep, sending);
+    const matches = g.engine.matchIndexes() ?? {};
+    const now = this.opts.clock.now();
+    for (const [key, hold] of this.catchingUp) {
+      if (hold.group !== g.id) continue;
+      const match = matches[hold.peer];
+      // Caught up, gone (no longer tracked, or behind the log already: it needs a snapshot anyway), or too slow.
+      if (match === undefined || match >= usual || match < firstIndex - 1 || now > hold.until) {
+        this.catchingUp.delete(key);
+        continue;
+      }
+      keep = Math.min(keep, match);
+    }
+    if (keep < usual && (this.sized?.stats(g.id).bytes ?? 0) > this.snapshotBytes) return usual;
+    return keep;
   }
 
   /** The engine asked for a snapshot to `peer`: stream a consistent view of the machine to it. */
@@ -1666,7 +1692,15 @@ export class RaftHost {
   }
 
   private snapshotSent(group: GroupId, peer: NodeId, ok: boolean): void {
-    if (ok) this.counters.snapshotsSent++;
+    if (ok) {
+      this.counters.snapshotsSent++;
+      // The follower now catches up from the log after the snapshot: compaction leaves it that (see compactionPoint).
+      this.catchingUp.set(`${group}\u0000${peer}`, {
+        group,
+        peer,
+        until: this.opts.clock.now() + (this.opts.snapshotTimeoutMs ?? 600_000),
+      });
+    }
     const g = this.groups.get(group);
     if (g === undefined || !this.running) return;
     g.engine.reportSnapshot(peer, ok);

@@ -54,6 +54,8 @@ interface Transfer {
   cancelled: boolean;
   timer: TimerHandle | undefined;
   wake: (() => void) | undefined;
+  /** When the next chunk may leave by the pace (the schedule carries over, so timer rounding never adds up to a faster rate). */
+  due: number | undefined;
 }
 
 /**
@@ -92,7 +94,16 @@ export class SnapshotSender {
       this.opts.onDone(group, peer, false);
       return;
     }
-    const t: Transfer = { group, peer, term, reader, cancelled: false, timer: undefined, wake: undefined };
+    const t: Transfer = {
+      group,
+      peer,
+      term,
+      reader,
+      cancelled: false,
+      timer: undefined,
+      wake: undefined,
+      due: undefined,
+    };
     this.transfers.set(key, t);
     this.opts.logger.info('streaming a snapshot', { group, peer, index: reader.meta.index });
     this.pacer.begin();
@@ -235,8 +246,9 @@ export class SnapshotSender {
     const clock = this.opts.clock;
     const rate = this.pacer.rate(clock.now());
     if (rate <= 0) return 0;
-    const wait = sentAt + (bytes * 1000) / rate - clock.now();
-    if (wait < 1) return 0;
+    t.due = Math.max(t.due ?? sentAt, sentAt) + (bytes * 1000) / rate;
+    const wait = t.due - clock.now();
+    if (wait <= 0) return 0;
     await this.sleep(t, wait);
     return wait;
   }
