@@ -49,6 +49,7 @@ describe('parseConfig defaults', () => {
       maxInflightAppends: 256,
       maxInflightBytes: 32 * 1024 * 1024,
       snapshotRateBytes: 16 * 1024 * 1024,
+      snapshotRateMinBytes: 1024 * 1024,
       leaseReads: false,
       quiesce: false,
     });
