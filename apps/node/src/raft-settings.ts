@@ -26,6 +26,7 @@ export type HostSettings = Required<
     | 'maxInflightBytes'
     | 'snapshotBytesPerSec'
     | 'snapshotMinBytesPerSec'
+    | 'maxOutstandingReadies'
     | 'leaseReads'
     | 'quiesce'
   >
@@ -56,5 +57,9 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     snapshotMinBytesPerSec: raft.snapshotRateMinBytes,
     leaseReads: raft.leaseReads,
     quiesce: raft.quiesce,
+    // One Ready round at a time in the binary for now: with pipelined rounds a leader whose disk is full keeps
+    // heartbeating and so keeps its groups while it cannot apply (the others should take the writes), and a
+    // watch resumed after a restart was seen to replay an event. The library and the simulator run 4.
+    maxOutstandingReadies: 1,
   };
 }
