@@ -89,7 +89,8 @@ async function leader(among = IDS): Promise<NodeId> {
   const deadline = Date.now() + 5000;
   for (;;) {
     const l = among.find((id) => nodes.get(id)!.host.isLeader('p0'));
-    if (l) return l;
+    // Elected, and every other node of `among` running has heard of it (a follower forwards to it).
+    if (l && among.every((id) => id === l || !nodes.has(id) || nodes.get(id)!.host.status('p0').leader === l)) return l;
     if (Date.now() > deadline) throw new Error('no leader elected in 5 s');
     await new Promise((r) => setTimeout(r, 5));
   }
