@@ -200,7 +200,13 @@ export class RaftHost {
     this.coalesce = opts.coalesceHeartbeats ?? true;
     const maxFrame = opts.transport.maxFrameBytes;
     const rate = opts.snapshotBytesPerSec ?? 0;
-    this.pacer = new SnapshotPacer({ maxBytesPerSec: rate, minBytesPerSec: opts.snapshotMinBytesPerSec ?? rate / 16 });
+    this.pacer = new SnapshotPacer({
+      maxBytesPerSec: rate,
+      minBytesPerSec: opts.snapshotMinBytesPerSec ?? rate / 16,
+      onBackoff: () => {
+        this.counters.snapshotPaceBackoffs++;
+      },
+    });
     this.sender = new SnapshotSender({
       self: opts.id,
       transport: opts.transport,
@@ -386,7 +392,7 @@ export class RaftHost {
 
   /** A copy of the counters. */
   stats(): HostStats {
-    return { ...this.counters, snapshotPaceBackoffs: this.pacer.stats.backoffs };
+    return { ...this.counters };
   }
 
   /** `group` as a {@link ReplicatedGroup}: what the KV service and other users of a group depend on. */

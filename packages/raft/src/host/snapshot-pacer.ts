@@ -13,6 +13,8 @@ export interface SnapshotPacerOptions {
   adjustEveryMs?: number;
   /** Writes older than this no longer say anything about the load: the transfer goes at full rate. @default 1000 */
   quietAfterMs?: number;
+  /** Called each time the rate is cut (for the host's counters). */
+  onBackoff?: () => void;
 }
 
 /** The write latency now: an average over about the last hundred writes (EWMA weight of the newest). */
@@ -42,15 +44,12 @@ export class SnapshotPacer {
   private current: number;
   private lastAdjustAt = Number.NEGATIVE_INFINITY;
   private active = 0;
-  /** Counters for measurement. */
-  readonly stats = { backoffs: 0, lowestBytesPerSec: 0 };
 
   constructor(private readonly opts: SnapshotPacerOptions) {
     this.tolerance = opts.tolerance ?? 1.25;
     this.adjustEveryMs = opts.adjustEveryMs ?? 250;
     this.quietAfterMs = opts.quietAfterMs ?? 1000;
     this.current = opts.maxBytesPerSec;
-    this.stats.lowestBytesPerSec = opts.maxBytesPerSec;
   }
 
   /** Whether the rate adapts at all (a limit, and a floor below it). */
@@ -96,11 +95,10 @@ export class SnapshotPacer {
     this.baseline ??= this.fast;
     if (this.fast > this.baseline * this.tolerance) {
       this.current = Math.max(min, this.current / 2);
-      this.stats.backoffs++;
+      this.opts.onBackoff?.();
     } else {
       this.current = Math.min(max, this.current + max / 16);
     }
-    this.stats.lowestBytesPerSec = Math.min(this.stats.lowestBytesPerSec, this.current);
     return this.current;
   }
 }
