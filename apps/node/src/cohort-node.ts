@@ -1241,6 +1241,19 @@ export class CohortNode {
   }
 
   /**
+   * Whether `id` may still be running: alive, or only suspected (a suspicion is refuted or confirmed
+   * within the suspicion timeout). A hand-over to a suspected voter is tried: the engine gives it up
+   * after an election timeout if the voter does not answer, so refusing it would only turn a slow
+   * node's hiccup into an operator error.
+   */
+  private notDead(id: NodeId): boolean {
+    if (id === this.options.config.node.id) return true;
+    return (
+      this.membership?.members().some((m) => m.id === id && (m.state === 'alive' || m.state === 'suspect')) ?? false
+    );
+  }
+
+  /**
    * On partition `index`'s leader: records `to` as the partition's preferred
    * leader in the meta group (so leader balancing keeps it there), then moves
    * the leadership and resolves once `to` leads. Elsewhere: NotLeaderError
@@ -1264,7 +1277,8 @@ export class CohortNode {
         `${to} is not a voter of partition ${index} (voters: ${voters.join(', ')}): move a replica there first (cohort partitions move)`,
       );
     }
-    if (!this.isAlive(to)) throw new OperationRefusedError(`${to} is not alive: it cannot take the leadership`);
+    if (!this.notDead(to))
+      throw new OperationRefusedError(`${to} is declared dead or has left: it cannot take the leadership`);
     if (p.sm === undefined) throw new NotLeaderError(this.leaderHint(index)?.leader);
     const s = host.status(p.group);
     if (s.role !== 'leader') throw new NotLeaderError(s.leader || undefined);
