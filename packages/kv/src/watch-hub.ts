@@ -53,6 +53,8 @@ export interface Compacted {
 }
 
 interface Watcher {
+  /** The first revision the watch asked for: nothing before it is sent, even live. */
+  from: LogIndex;
   matches(key: Uint8Array): boolean;
   send(events: KvEvent[]): void;
   reset(oldest: LogIndex): void;
@@ -136,7 +138,9 @@ export class WatchHub implements KvEventListener {
       }
     }
     for (const w of this.watchers) {
-      const mine = events.filter((e) => w.matches(e.key));
+      // A watch may start past what this replica applied (a client resuming after this node restarted
+      // and before it re-applied what it had applied before): what applies below its start is not its.
+      const mine = events.filter((e) => e.revision >= w.from && w.matches(e.key));
       if (mine.length === 0) continue;
       try {
         w.send(mine);
@@ -177,7 +181,7 @@ export class WatchHub implements KvEventListener {
     reset: (oldest: LogIndex) => void,
   ): WatchHandle | Compacted {
     if (from < this.first) return { compacted: true, oldest: this.first };
-    const w: Watcher = { matches: (k) => watchMatches(filter, k), send, reset };
+    const w: Watcher = { from, matches: (k) => watchMatches(filter, k), send, reset };
     const past: KvEvent[] = [];
     for (let i = this.head; i < this.history.length; i++) {
       const e = this.history[i] as KvEvent;

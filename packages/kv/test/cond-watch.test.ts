@@ -276,6 +276,21 @@ describe('WatchHub', () => {
     expect(got).toEqual([3, 4]);
   });
 
+  it('never sends a watch a revision before its start, even one applied after it began (a replica re-applying after a restart)', () => {
+    // Restarted with revision 5 applied durably; the client had seen up to 8 (applied, not yet durable, before the crash).
+    const hub = new WatchHub({ applied: 5 });
+    const got: number[] = [];
+    hub.watch(
+      { prefix: b('w/') },
+      9,
+      (es) => got.push(...es.map((e) => e.revision)),
+      () => undefined,
+    );
+    hub.applied([ev('w/1', 6), ev('w/1', 8)], 8);
+    hub.applied([ev('w/2', 9), ev('w/3', 10)], 10);
+    expect(got).toEqual([9, 10]);
+  });
+
   it('drops a watcher that throws, and delivers to the others', () => {
     const hub = new WatchHub({ applied: 0 });
     const got: number[] = [];
