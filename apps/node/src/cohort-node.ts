@@ -6,6 +6,7 @@ import {
   CorruptStateError,
   type Entry,
   ErrorCode,
+  type GroupId,
   type Logger,
   type NodeId,
   NotLeaderError,
@@ -1470,19 +1471,49 @@ export class CohortNode {
     });
   }
 
-  /** With a full disk, hands the leadership of each group this node leads to another voter. */
-  private shedLeadership(): void {
+  /**
+   * The Raft groups this node leads whose leadership it can hand over, each with the voters to offer it
+   * to, best first: the partition's preferred replicas that are alive, then the other live voters, then
+   * the rest. The meta group is one of them: a node that cannot write (a full disk) or is stopping must
+   * not keep placement waiting on it. Vertical Paxos partitions are excluded (their master picks the primary).
+   */
+  private handOverTargets(): { group: GroupId; to: NodeId[] }[] {
     const host = this.host;
-    if (host === undefined || this.stopping) return;
+    if (host === undefined) return [];
     const self = this.options.config.node.id;
+    const alive = new Set((this.membership?.members() ?? []).filter((m) => m.state === 'alive').map((m) => m.id));
+    const order = (voters: readonly NodeId[], preferred: readonly NodeId[]): NodeId[] => {
+      const candidates = voters.filter((v) => v !== self);
+      return [
+        ...preferred.filter((v) => candidates.includes(v) && alive.has(v)),
+        ...candidates.filter((v) => alive.has(v) && !preferred.includes(v)),
+        ...candidates.filter((v) => !alive.has(v)),
+      ];
+    };
+    const out: { group: GroupId; to: NodeId[] }[] = [];
     for (const p of this.parts) {
       if (p.sm === undefined || p.vp !== undefined) continue;
       const s = host.status(p.group);
-      const to = s.voters.find((v) => v !== self);
-      if (s.role !== 'leader' || to === undefined) continue;
-      host.transferLeadership(p.group, to).then(
-        () => this.log.warn('disk full: leadership handed over', { group: p.group, to }),
-        (err: Error) => this.log.debug('disk full: leadership hand-over failed', { group: p.group, err: err.message }),
+      if (s.role === 'leader') out.push({ group: p.group, to: order(s.voters, this.layout?.replicas[p.index] ?? []) });
+    }
+    if (this.meta !== undefined && host.groupIds().includes(META_GROUP)) {
+      const s = host.status(META_GROUP);
+      if (s.role === 'leader') out.push({ group: META_GROUP, to: order(s.voters, []) });
+    }
+    return out.filter((t) => t.to.length > 0);
+  }
+
+  /** With a full disk, hands the leadership of each group this node leads (the meta group's too) to another voter. */
+  private shedLeadership(): void {
+    const host = this.host;
+    if (host === undefined || this.stopping) return;
+    for (const {
+      group,
+      to: [to],
+    } of this.handOverTargets()) {
+      host.transferLeadership(group, to!).then(
+        () => this.log.warn('disk full: leadership handed over', { group, to }),
+        (err: Error) => this.log.debug('disk full: leadership hand-over failed', { group, err: err.message }),
       );
     }
   }
@@ -1555,30 +1586,14 @@ export class CohortNode {
   private async handOverLeaderships(): Promise<void> {
     const host = this.host;
     if (host === undefined) return;
-    const self = this.options.config.node.id;
-    const alive = new Set((this.membership?.members() ?? []).filter((m) => m.state === 'alive').map((m) => m.id));
-    const moves: Promise<void>[] = [];
-    for (const p of this.parts) {
-      if (p.sm === undefined || p.vp !== undefined) continue;
-      const s = host.status(p.group);
-      if (s.role !== 'leader') continue;
-      const preferred = this.layout?.replicas[p.index] ?? [];
-      const candidates = s.voters.filter((v) => v !== self);
-      const ordered = [
-        ...preferred.filter((v) => candidates.includes(v) && alive.has(v)),
-        ...candidates.filter((v) => alive.has(v) && !preferred.includes(v)),
-        ...candidates.filter((v) => !alive.has(v)),
-      ];
-      const to = ordered[0];
-      if (to === undefined) continue;
-      moves.push(
-        host.transferLeadership(p.group, to).then(
-          () => this.log.info('leadership handed over for shutdown', { group: p.group, to }),
-          (err: Error) => this.log.warn('leadership hand-over failed', { group: p.group, to, err: err.message }),
+    await Promise.all(
+      this.handOverTargets().map(({ group, to: [to] }) =>
+        host.transferLeadership(group, to!).then(
+          () => this.log.info('leadership handed over for shutdown', { group, to }),
+          (err: Error) => this.log.warn('leadership hand-over failed', { group, to, err: err.message }),
         ),
-      );
-    }
-    await Promise.all(moves);
+      ),
+    );
   }
 }
 

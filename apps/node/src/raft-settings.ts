@@ -57,9 +57,9 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     snapshotMinBytesPerSec: raft.snapshotRateMinBytes,
     leaseReads: raft.leaseReads,
     quiesce: raft.quiesce,
-    // One Ready round at a time in the binary for now: with pipelined rounds a leader whose disk is full keeps
-    // heartbeating and so keeps its groups while it cannot apply (the others should take the writes), and a
-    // watch resumed after a restart was seen to replay an event. The library and the simulator run 4.
-    maxOutstandingReadies: 1,
+    // Up to 4 Ready rounds in flight: the leader sends entries proposed during its own fsync at once, and a
+    // node whose writes stall (a slow or full disk) keeps heartbeating; a full disk hands its leaderships
+    // over (DiskGuard), which works because a TimeoutNow leaves before the stalled writes.
+    maxOutstandingReadies: 4,
   };
 }

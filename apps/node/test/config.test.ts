@@ -167,7 +167,7 @@ describe('cohort start configuration', () => {
       snapshotMinBytesPerSec: 1048576,
       leaseReads: false,
       quiesce: false,
-      maxOutstandingReadies: 1,
+      maxOutstandingReadies: 4,
     });
     // Appends are bounded by default, as etcd's are.
     expect(hostSettings(loadNodeOptions({ id: 'n1' }).config.raft)).toMatchObject({

@@ -33,6 +33,19 @@ export function isTransferContext(ctx: Uint8Array): boolean {
   return ctx.length === TRANSFER_CONTEXT.length && ctx.every((b, i) => b === TRANSFER_CONTEXT[i]);
 }
 
+/**
+ * Messages that depend on no unpersisted state but the term and vote, so they may leave before the
+ * writes of their Ready (and of earlier ones) are durable, provided the term and vote are durable:
+ * a leader's appends and heartbeats (Raft thesis §10.2.1: the leader counts itself toward a commit
+ * only once its own write is durable), its TimeoutNow (sent to a voter whose acknowledged, durable log
+ * already matches the leader's: the leader's own unwritten copy decides nothing), and a follower's
+ * heartbeat answers (they vouch for the term only, never for log entries). Everything else (votes,
+ * append answers) depends on this node's durable state and waits for its write.
+ */
+export function independentOfWrites(m: Message): boolean {
+  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'heartbeatResp' || m.type === 'timeoutNow';
+}
+
 /** The response type matching a vote request type. */
 export function voteRespType(t: MessageType): MessageType {
   return t === 'preVote' ? 'preVoteResp' : 'voteResp';

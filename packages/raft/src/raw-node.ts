@@ -15,7 +15,7 @@ import { encodeConfChange } from './confchange/codec.js';
 import { type ForcedConfiguration, forceConfiguration } from './force-config.js';
 import { type LeaseRead, leaseRead } from './lease.js';
 import { applyConfChange } from './membership.js';
-import { isKnownMessageType, newMessage } from './message.js';
+import { independentOfWrites, isKnownMessageType, newMessage } from './message.js';
 import { type QuiesceHeartbeat, quiesceFollower, quiesceLeader, wake } from './quiesce.js';
 import { Raft } from './raft.js';
 import { type BasicStatus, type Status, statusOf } from './status.js';
@@ -429,11 +429,6 @@ export class RawNode {
     const r = this.raft;
     return { term: r.term, lead: r.lead, role: r.state, lastIndex: r.raftLog.lastIndex() };
   }
-}
-
-/** Messages that depend on no unpersisted state but the term and vote (see {@link RawNode.ready}). */
-function independentOfWrites(m: Message): boolean {
-  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'heartbeatResp';
 }
 
 /** Boundary check of a peer's message: structure only, the engine asserts the rest. */

@@ -30,7 +30,7 @@ import {
   silentLogger,
 } from '@cohort/core';
 import type { ForcedConfiguration } from '../force-config.js';
-import { newMessage } from '../message.js';
+import { independentOfWrites, newMessage } from '../message.js';
 import type { BasicStatus } from '../status.js';
 import type { Message, Ready, StateRole } from '../types.js';
 import { applyEntries } from './apply-entries.js';
@@ -67,19 +67,6 @@ const TICK_TIMES = 256;
 
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
-
-/**
- * Messages that may leave before the writes of their round and of earlier
- * rounds are durable, provided the group's term and vote are durable: a
- * leader's appends and heartbeats (Raft thesis §10.2.1; the engine counts the
- * leader toward a commit only once its write is durable) and a follower's
- * heartbeat answers (they vouch for the term only, never for log entries).
- * Everything else (votes, append answers) depends on this node's durable
- * state and waits for its round's write.
- */
-function sendsBeforeWrite(m: Message): boolean {
-  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'heartbeatResp';
-}
 
 /** One Ready round: a Ready of each group with work, written in one store write. */
 interface Round {
@@ -1320,7 +1307,7 @@ export class RaftHost {
 
   /**
    * Runs rounds until no group has work: take one Ready of each group; send
-   * what may leave before the write (see sendsBeforeWrite), apply the
+   * what may leave before the write (see independentOfWrites in message.ts), apply the
    * committed entries; submit one write for all groups; then, once that write
    * and every earlier one are durable, send the rest and advance. Rounds
    * overlap: the next one is taken while earlier writes are in flight.
@@ -1442,7 +1429,7 @@ export class RaftHost {
       const held = g.termVoteWrites > 0;
       for (const message of rd.messages) {
         const gm = { group: g.id, message };
-        if (!held && sendsBeforeWrite(message)) early.push(gm);
+        if (!held && independentOfWrites(message)) early.push(gm);
         else late.push(gm);
       }
     }

@@ -110,4 +110,29 @@ describe('pipelined Ready rounds', () => {
     await until('and acknowledges x', () => acks() > 0);
     expect(w.violations).toEqual([]);
   });
+
+  it('a leader whose writes are all blocked (every round it may hold out in flight) still hands its leadership over', async () => {
+    cluster = gated();
+    const c = cluster;
+    const w = watch(c);
+    const leader = await settled(c);
+    const [to] = c.ids.filter((id) => id !== leader) as [NodeId];
+    store(c, leader).hold();
+    // More proposals than rounds the leader may have in flight: its rounds are all taken, none completes.
+    const first = c.node(leader).host.status('p0').lastIndex + 1;
+    const writes = Array.from({ length: 8 }, (_, i) => c.node(leader).host.propose('p0', cmd(`k${i}=1`)));
+    for (const p of writes) p.catch(() => undefined);
+    await until('the leader has rounds in flight up to its cap', () => store(c, leader).requested('p0', first));
+    await until('the followers hold every entry', () =>
+      c.ids.filter((id) => id !== leader).every((id) => c.node(id).host.status('p0').lastIndex >= first + 7),
+    );
+    const timeouts = counter(w, leader, to, 'timeoutNow');
+    // The TimeoutNow depends on the target's durable log, not the leader's: it leaves before the blocked writes.
+    const moved = c.node(leader).host.transferLeadership('p0', to);
+    await until('the leader sent TimeoutNow', () => timeouts() > 0);
+    expect(await moved).toBe(to);
+    expect(store(c, leader).inFlight).toBeGreaterThan(0);
+    store(c, leader).release();
+    expect(w.violations).toEqual([]);
+  });
 });
