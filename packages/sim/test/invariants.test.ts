@@ -32,6 +32,23 @@ describe('RaftInvariants', () => {
     expectViolation(() => inv.onLeader('n3', 4), 'election safety');
   });
 
+  it('reads whole Readies of an engine observed at its seam: two nodes stepping up in one term are caught', () => {
+    const inv = new RaftInvariants(at, 'meta');
+    const ready = (term: number, role: 'leader' | 'follower') => ({
+      entries: [],
+      committedEntries: [],
+      messages: [],
+      readStates: [],
+      mustSync: true,
+      hardState: { term, vote: '', commit: 0 },
+      softState: { lead: role === 'leader' ? 'x' : '', role },
+    });
+    inv.onReady('n1', ready(2, 'leader'));
+    inv.onReady('n1', ready(2, 'leader'));
+    inv.onReady('n2', ready(2, 'follower'));
+    expectViolation(() => inv.onReady('n2', ready(2, 'leader')), 'election safety');
+  });
+
   it('allows another vote after a restart in a term whose vote never became durable, but not after a durable one', () => {
     const inv = new RaftInvariants(at);
     // Cast, then the node crashed before the write completed: the vote was never sent.

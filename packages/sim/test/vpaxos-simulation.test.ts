@@ -21,6 +21,8 @@ describe('Vertical Paxos simulation', () => {
   it("seeds 1-10 with the master on a simulated meta group (the node's master code) keep every invariant, and its leader killed mid-failover still lets the failover complete", async () => {
     const s = await runVpSeeds(1, 10, { master: 'meta' });
     expect(s.seeds).toBe(10);
+    // The meta group is checked as every Raft group is (election safety, log matching, leader completeness, votes).
+    expect(s.metaInvariantChecks).toBeGreaterThan(1000);
     // The meta group's kinds: founded, its leader crashed with a failover ballot pending, and that failover completed.
     expect(missingVpCoverage(s.coverage, true).filter((k) => VP_META_COVERAGE_KINDS.includes(k as never))).toEqual([]);
     for (const k of [

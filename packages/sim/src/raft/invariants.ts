@@ -1,4 +1,5 @@
 import type { Entry, HardState, LogIndex, NodeId, Term } from '@cohort/core';
+import type { Ready } from '@cohort/raft';
 import { InvariantViolationError, type RunPosition } from '../errors.js';
 import { hashBytes } from '../trace.js';
 
@@ -39,6 +40,8 @@ export class RaftInvariants {
   /** Hash of the entry applied at each index. */
   private readonly applied = new Map<LogIndex, number>();
   private readonly logs = new Map<NodeId, LogView>();
+  /** Whether each node's engine last said it leads, and its term: {@link onReady} reports a step up once. */
+  private readonly roles = new Map<NodeId, { leader: boolean; term: Term }>();
   /** Checks performed, for reports. */
   checks = 0;
   /**
@@ -75,6 +78,30 @@ export class RaftInvariants {
 
   private lastIndex(v: LogView): LogIndex {
     return v.base + v.chains.length - 1;
+  }
+
+  /**
+   * Checks one Ready of `id`'s engine as a whole, for a group observed at its engine seam only (the
+   * simulated meta group): the snapshot and entries it hands to storage, its hard state, and its
+   * step up to leader.
+   */
+  onReady(id: NodeId, rd: Ready): void {
+    if (rd.snapshot) this.onSnapshot(id, rd.snapshot.meta.index, rd.snapshot.meta.term);
+    if (rd.entries.length > 0) this.onAppend(id, rd.entries);
+    let st = this.roles.get(id);
+    if (st === undefined) {
+      st = { leader: false, term: 0 };
+      this.roles.set(id, st);
+    }
+    if (rd.hardState) {
+      st.term = rd.hardState.term;
+      this.onHardState(id, rd.hardState);
+    }
+    if (rd.softState) {
+      const was = st.leader;
+      st.leader = rd.softState.role === 'leader';
+      if (st.leader && !was) this.onLeader(id, st.term);
+    }
   }
 
   /** §5.2 Election Safety: at most one leader per term. */
@@ -154,6 +181,7 @@ export class RaftInvariants {
    */
   onRestart(id: NodeId, hs: HardState, snapIndex: LogIndex, lastIndex?: LogIndex): void {
     this.castVotes.delete(id);
+    this.roles.delete(id);
     if (hs.vote !== '') this.votes.set(`${id}/${hs.term}`, hs.vote);
     const v = this.view(id);
     if (hs.commit < v.durableCommit) {

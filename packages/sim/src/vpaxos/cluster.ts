@@ -4,6 +4,7 @@ import type { Ballot, Configuration, VpObserver } from '@cohort/vpaxos';
 import { RunFailedError, type RunPosition } from '../errors.js';
 import { type LinkFaults, SimNetwork } from '../network.js';
 import { SimLiveness } from '../placement/liveness.js';
+import { RaftInvariants } from '../raft/invariants.js';
 import { Scheduler } from '../scheduler.js';
 import { TraceHash } from '../trace.js';
 import { RequestIds, type SimFrame } from '../transport/sim-transport.js';
@@ -67,6 +68,8 @@ export class VpCluster {
   readonly trace = new TraceHash();
   readonly coverage: VpCoverage = emptyVpCoverage();
   readonly invariants: VpInvariants;
+  /** The meta group's Raft safety checks (with `--master meta`). */
+  readonly metaInvariants: RaftInvariants;
   readonly nodes = new Map<NodeId, SimVpNode>();
   /** The reliable master process (absent when the master runs on the meta group). */
   readonly master: SimMaster | undefined;
@@ -109,6 +112,7 @@ export class VpCluster {
         )
       : undefined;
     const drift = maxDriftMs(config.leaseMs, config.clockSkew);
+    this.metaInvariants = new RaftInvariants(() => this.position(), 'meta');
     const meta: VpMetaEnv | undefined = onMeta
       ? {
           scheduler: this.scheduler,
@@ -129,6 +133,7 @@ export class VpCluster {
           failAfterMs: config.failAfterMs,
           ballotTimeoutMs: 2_500,
           onMetaState: (_id, state) => this.onMetaState(state),
+          invariants: this.metaInvariants,
           afterFailoverBallot: (id) => this.afterFailoverBallot(id, metaRandom),
           onFatal: (id, err) => {
             this.failure ??= new RunFailedError(
@@ -309,6 +314,7 @@ export class VpCluster {
 
   private check(): void {
     if (this.invariants.violation) throw this.invariants.violation;
+    if (this.metaInvariants.violation) throw this.metaInvariants.violation;
     if (this.failure) throw this.failure;
     for (const n of this.nodes.values()) {
       const f = n.host?.failure;

@@ -47,7 +47,10 @@ export interface VpSeedResult {
   depth: { ballots: DepthBucket; slots: DepthBucket };
   coverage: VpCoverage;
   ops: { total: number; completed: number; unknown: number };
+  /** Checks of the Vertical Paxos invariants, plus the meta group's Raft ones with `--master meta`. */
   invariantChecks: number;
+  /** Of those, the meta group's Raft safety checks (0 without `--master meta`). */
+  metaInvariantChecks: number;
   config: VpClusterConfig;
 }
 
@@ -289,7 +292,8 @@ export async function runVpSeed(seed: number, options: VpRunOptions = {}): Promi
     },
     coverage: cluster.coverage,
     ops: { total: history.length, completed, unknown: history.length - completed },
-    invariantChecks: cluster.invariants.checks,
+    invariantChecks: cluster.invariants.checks + cluster.metaInvariants.checks,
+    metaInvariantChecks: cluster.metaInvariants.checks,
     config,
   };
 }
@@ -301,6 +305,8 @@ export interface VpBatchSummary {
   events: number;
   coverage: VpCoverage;
   ops: { total: number; completed: number; unknown: number };
+  /** The meta group's Raft safety checks over every seed. */
+  metaInvariantChecks: number;
   /** Seeds per depth bucket of activated ballots and of chosen slots. */
   depth: { ballots: Record<DepthBucket, number>; slots: Record<DepthBucket, number> };
 }
@@ -322,6 +328,7 @@ export async function runVpSeeds(
     events: 0,
     coverage: emptyVpCoverage(),
     ops: { total: 0, completed: 0, unknown: 0 },
+    metaInvariantChecks: 0,
     depth: { ballots: emptyBuckets(), slots: emptyBuckets() },
   };
   for (let seed = first; seed < first + count; seed++) {
@@ -335,6 +342,7 @@ export async function runVpSeeds(
     s.ops.total += r.ops.total;
     s.ops.completed += r.ops.completed;
     s.ops.unknown += r.ops.unknown;
+    s.metaInvariantChecks += r.metaInvariantChecks;
     onSeed(r);
   }
   return s;

@@ -1,5 +1,6 @@
 import { type Logger, type NodeId, type SeededRandom, silentLogger } from '@cohort/core';
 import {
+  META_GROUP,
   type MembershipView,
   type MetaBootstrap,
   MetaService,
@@ -12,6 +13,8 @@ import { RaftHost } from '@cohort/raft';
 import type { MemoryNodeStore } from '@cohort/storage';
 import type { LeaseGrant, VpTransportMux } from '@cohort/vpaxos';
 import type { SimClock } from '../clock.js';
+import type { RaftInvariants } from '../raft/invariants.js';
+import { observedEngineFactory } from '../raft/observed-engine.js';
 import { SimDisk } from '../raft/sim-disk.js';
 import type { Scheduler } from '../scheduler.js';
 import type { SimTransport } from '../transport/sim-transport.js';
@@ -33,6 +36,8 @@ export interface VpMetaEnv {
   /** The meta leader on `id` committed a failover ballot (it may crash here, as the e2e test's fault does). */
   afterFailoverBallot(id: NodeId): void;
   onFatal(id: NodeId, err: Error): void;
+  /** The meta group's Raft safety checks, fed by every replica's engine and disk. */
+  invariants: RaftInvariants;
   logger?: Logger;
 }
 
@@ -60,9 +65,10 @@ export class SimMetaPart {
     env: VpMetaEnv,
   ) {
     const log = env.logger ?? silentLogger;
+    const inv = env.invariants;
     this.disk = new SimDisk(store, env.scheduler, env.diskLatency, {
-      onDurable: () => {},
-      onCompacted: () => {},
+      onDurable: (_group, hs) => inv.onDurable(id, hs),
+      onCompacted: (_group, compactTo) => inv.onCompact(id, compactTo),
       onCorruption: () => {},
     });
     this.host = new RaftHost({
@@ -71,6 +77,11 @@ export class SimMetaPart {
       transport,
       clock,
       random: random.fork(),
+      // The production engine, each Ready checked before the host persists it (the host's options win).
+      createEngine: observedEngineFactory(
+        { electionTick: 10, heartbeatTick: 1 },
+        { onEngine: () => {}, onReady: (rd) => inv.onReady(id, rd) },
+      ),
       tickMs: 100,
       electionTicks: 10,
       heartbeatTicks: 1,
@@ -101,6 +112,14 @@ export class SimMetaPart {
       extensions: new Map([[VP_MASTER_SECTION, applyVpMaster]]),
     });
     this.meta = meta;
+    // What this replica's store holds of the meta group when it (re)starts.
+    const r = store.group(META_GROUP);
+    inv.onRestart(
+      id,
+      r.initialState().hardState,
+      Math.max(meta.sm.applied().index, r.snapshot().meta.index),
+      r.lastIndex(),
+    );
     meta.attach();
     meta.sm.onChange((state) => env.onMetaState(id, state));
     this.master = new VpMasterService({
