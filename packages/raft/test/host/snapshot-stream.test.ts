@@ -113,8 +113,10 @@ describe('streamed snapshots', () => {
     const transfer = sent.slice(first);
     const last = transfer.at(-1)!;
     expect(last.seq).toBeGreaterThan(8);
-    // Chunk k leaves no earlier than k x 50 ms after the first (a millisecond of timer slack allowed).
-    for (const s of transfer) expect(s.at - transfer[0]!.at).toBeGreaterThanOrEqual(s.seq * 50 - 1);
+    // Chunk k leaves no earlier than (k - 1) x 50 ms after the first: the pace is kept from the moment the
+    // sender took the first chunk, which a loaded machine may put a few milliseconds before this wrapper saw it
+    // (one chunk's time of slack). An unpaced transfer sends them all within a few milliseconds.
+    for (const s of transfer) expect(s.at - transfer[0]!.at).toBeGreaterThanOrEqual((s.seq - 1) * 50);
     expect(last.at - transfer[0]!.at).toBeGreaterThan(300);
     expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
   });
