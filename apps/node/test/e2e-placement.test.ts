@@ -107,7 +107,7 @@ beforeAll(async () => {
   ]);
   cluster.startAll();
   const n1 = cluster.nodes[0]!;
-  await poll('the meta group founded and every node registered', 45_000, async () => {
+  await poll('the meta group founded and every node registered', 60_000, async () => {
     const m = await meta(n1);
     return m?.clusterId && Object.values(m.nodes).every((n) => n.http !== undefined && n.startedAt > 0) ? m : undefined;
   });
@@ -118,7 +118,7 @@ beforeAll(async () => {
     const counts = cluster.nodes.map((n) => held(m, n.id));
     return Math.max(...counts) - Math.min(...counts) <= 1 ? m : undefined;
   });
-}, 90_000);
+}, 120_000);
 
 afterEach((ctx) => {
   if (ctx.task.result?.state !== 'fail') return;
@@ -485,10 +485,11 @@ describe('the meta group and placement (5 nodes, 16 partitions, 3 replicas)', ()
       join(other, 'partitions.json'),
       JSON.stringify({ partitions: PARTITIONS, replicationFactor: 3, replicas: [], clusterId: 'another-cluster' }),
     );
+    // Three processes start at once beside the cluster's six: on a loaded machine loading them takes most of the time.
     const [r1, r2, r3] = await Promise.all([
-      runToExit([...base('x1', nowhere), '--join', `127.0.0.1:${port}`]),
-      runToExit([...base('n2', taken), '--join', `127.0.0.1:${n1.http}`]),
-      runToExit([...base('x3', other), '--join', `127.0.0.1:${n1.http}`]),
+      runToExit([...base('x1', nowhere), '--join', `127.0.0.1:${port}`], 40_000),
+      runToExit([...base('n2', taken), '--join', `127.0.0.1:${n1.http}`], 40_000),
+      runToExit([...base('x3', other), '--join', `127.0.0.1:${n1.http}`], 40_000),
     ]);
     expect(r1.code).toBe(2);
     expect(r1.stderr).toMatch(/no member answers there/);
