@@ -483,4 +483,17 @@ describe('leader assignment by count', () => {
     t.partitions[0]!.preferredLeader = 'd';
     expect(assignLeaders(t)[0]).toBe('d');
   });
+
+  it('gives a node joined into 16 partitions on 4 nodes its share of leaderships (P/N rounded down), the last voter of each replica it took', () => {
+    const s = cluster(['a', 'b', 'c', 'd'], 16);
+    applyMeta(s, { type: 'register', node: node('e', 100) });
+    // Rebalancing handed it 10 of the 48 replicas, each as the partition's last voter (never first on ties).
+    for (const p of s.partitions.slice(0, 10)) p.replicas[2] = { node: 'e', role: 'voter' };
+    const counts = new Map<string, number>();
+    for (const l of assignLeaders(s)) counts.set(l!, (counts.get(l!) ?? 0) + 1);
+    expect(counts.get('e')).toBe(Math.floor(16 / 5));
+    expect(Math.max(...counts.values())).toBeLessThanOrEqual(Math.ceil(16 / 5));
+    // Only voters lead: e leads partitions it holds.
+    assignLeaders(s).forEach((l, i) => expect(s.partitions[i]!.replicas.map((r) => r.node)).toContain(l));
+  });
 });
