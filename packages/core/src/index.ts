@@ -14,4 +14,5 @@ export * from './logger.js';
 export * from './raft-types.js';
 export * from './replicated-group.js';
 export * from './random.js';
+export * from './snapshot-pacer.js';
 export * from './transport.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SnapshotPacer } from '../../src/host/snapshot-pacer.js';
+import { SnapshotPacer } from '../src/snapshot-pacer.js';
 
 const MIB = 1024 * 1024;
 
@@ -44,6 +44,7 @@ describe('SnapshotPacer', () => {
     for (let i = 1; i < 4; i++) expect(rates[i]).toBeLessThan(rates[i - 1]!);
     expect(rates.at(-1)).toBe(MIB);
     expect(backoffs).toBeGreaterThanOrEqual(4);
+    expect(p.backoffs).toBe(backoffs);
     // Writes back at 2.2 ms (within 1.25x): the rate grows again, never above the maximum.
     let last = p.rate(now);
     for (let step = 0; step < 40; step++) {
@@ -79,5 +80,29 @@ describe('SnapshotPacer', () => {
     }
     expect(p.rate(now)).toBeLessThan(16 * MIB);
     expect(p.rate(now + 2000)).toBe(16 * MIB);
+  });
+
+  it('serves overlapping transfers: the baseline stays frozen until the last one ends, then learns the new level', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    let now = writes(p, 0, 2000, 2);
+    p.begin();
+    p.begin();
+    now = writes(p, now, 300, 3);
+    p.end();
+    // One transfer still runs: 3 ms writes stay above 1.25 x 2 ms.
+    for (let step = 0; step < 6; step++) {
+      now = writes(p, now, 300, 3);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBeLessThan(16 * MIB);
+    p.end();
+    // Without transfers the long-run level learns that writes now take 3 ms: the next transfer is measured by it.
+    now = writes(p, now, 4000, 3);
+    p.begin();
+    for (let step = 0; step < 6; step++) {
+      now = writes(p, now, 300, 3);
+      expect(p.rate(now)).toBe(16 * MIB);
+    }
+    expect(p.backoffs).toBeGreaterThan(0);
   });
 });

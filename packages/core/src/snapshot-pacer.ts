@@ -1,0 +1,120 @@
+/** Options of {@link SnapshotPacer}. */
+export interface SnapshotPacerOptions {
+  /** The fastest a transfer may go, in bytes per second (the configured snapshot rate); 0: unlimited, no pacing. */
+  maxBytesPerSec: number;
+  /**
+   * The slowest it goes however slow the writes get. At or above `maxBytesPerSec`
+   * the rate is fixed at the maximum (no adaptation).
+   */
+  minBytesPerSec: number;
+  /** Writes slower than their latency before the transfer times this slow it down. @default 1.25 */
+  tolerance?: number;
+  /** Time between two adjustments, so the effect of one shows before the next. @default 250 */
+  adjustEveryMs?: number;
+  /** Writes older than this no longer say anything about the load: the transfer goes at full rate. @default 1000 */
+  quietAfterMs?: number;
+  /** Called each time the rate is cut (for the host's counters; {@link SnapshotPacer.backoffs} counts them too). */
+  onBackoff?: () => void;
+}
+
+/** The write latency now: an average over about the last hundred writes (EWMA weight of the newest). */
+const FAST = 0.02;
+/** The long-run latency: what the node's writes take without a transfer (the baseline). */
+const SLOW = 0.002;
+
+/**
+ * Paces snapshot transfers by the writes the node serves meanwhile, so a
+ * follower's catch-up takes the spare capacity, not the writes' share: the
+ * rate backs off (multiplicatively) while the write latency is above the
+ * tolerance times its level before the transfers started, and grows back
+ * (additively) while it is not, between a floor and the configured rate. With
+ * closed-loop clients throughput is clients / latency, so holding the latency
+ * within 1.25x holds throughput at 80% or more. No writes: full rate.
+ *
+ * Pure: it reads no clock; the host passes its injected clock's `now` with
+ * each call, so the simulator paces in simulated time. One pacer may serve
+ * several transfers and groups of a node (the Raft host shares one between
+ * its groups); each host feeds it the latency of the writes it completes.
+ *
+ * @example
+ * ```ts
+ * const pacer = new SnapshotPacer({ maxBytesPerSec: 16 << 20, minBytesPerSec: 1 << 20 });
+ * pacer.observeWrite(appliedAt - proposedAt, appliedAt); // each completed write
+ * pacer.begin(); // a transfer starts
+ * const bytesPerSec = pacer.rate(clock.now()); // before each chunk
+ * pacer.end(); // it ended
+ * ```
+ */
+export class SnapshotPacer {
+  private readonly tolerance: number;
+  private readonly adjustEveryMs: number;
+  private readonly quietAfterMs: number;
+  private fast: number | undefined;
+  private slow: number | undefined;
+  private lastWriteAt = Number.NEGATIVE_INFINITY;
+  /** The latency the writes had before the transfers began (fixed while they run). */
+  private baseline: number | undefined;
+  private current: number;
+  private lastAdjustAt = Number.NEGATIVE_INFINITY;
+  private active = 0;
+  /** Times the rate was cut since the pacer was made. */
+  backoffs = 0;
+
+  constructor(private readonly opts: SnapshotPacerOptions) {
+    this.tolerance = opts.tolerance ?? 1.25;
+    this.adjustEveryMs = opts.adjustEveryMs ?? 250;
+    this.quietAfterMs = opts.quietAfterMs ?? 1000;
+    this.current = opts.maxBytesPerSec;
+  }
+
+  /** Whether the rate adapts at all (a limit, and a floor below it). */
+  get adaptive(): boolean {
+    return this.opts.maxBytesPerSec > 0 && this.opts.minBytesPerSec < this.opts.maxBytesPerSec;
+  }
+
+  /** A client write took `latencyMs` from proposal to reply. */
+  observeWrite(latencyMs: number, now: number): void {
+    this.lastWriteAt = now;
+    this.fast = this.fast === undefined ? latencyMs : this.fast + FAST * (latencyMs - this.fast);
+    // The long-run level learns only while no transfer runs: a transfer must not raise its own bar.
+    if (this.active === 0) this.slow = this.slow === undefined ? latencyMs : this.slow + SLOW * (latencyMs - this.slow);
+  }
+
+  /** A transfer starts. */
+  begin(): void {
+    if (this.active++ === 0) {
+      this.baseline = this.slow ?? this.fast;
+      this.current = this.opts.maxBytesPerSec;
+      this.lastAdjustAt = Number.NEGATIVE_INFINITY;
+    }
+  }
+
+  /** A transfer ended. */
+  end(): void {
+    this.active = Math.max(0, this.active - 1);
+  }
+
+  /** The rate the next chunk goes at, in bytes per second (0: unlimited). */
+  rate(now: number): number {
+    if (!this.adaptive) return this.opts.maxBytesPerSec;
+    const { maxBytesPerSec: max, minBytesPerSec: min } = this.opts;
+    if (now - this.lastWriteAt > this.quietAfterMs || this.fast === undefined) {
+      // Nothing to protect.
+      this.current = max;
+      return max;
+    }
+    if (now - this.lastAdjustAt < this.adjustEveryMs) return this.current;
+    this.lastAdjustAt = now;
+    // Writes that started during the transfer have no earlier level: their first average stands for it.
+    // Never ratcheted down to a lull's: a dip would then make every normal write look slow.
+    this.baseline ??= this.fast;
+    if (this.fast > this.baseline * this.tolerance) {
+      this.current = Math.max(min, this.current / 2);
+      this.backoffs++;
+      this.opts.onBackoff?.();
+    } else {
+      this.current = Math.min(max, this.current + max / 16);
+    }
+    return this.current;
+  }
+}
