@@ -5,6 +5,7 @@ import {
   type NodeId,
   type SnapshotAck,
   type SnapshotMeta,
+  SnapshotPacer,
   type TimerHandle,
   type Transport,
   decodeSnapshotAck,
@@ -42,6 +43,13 @@ export interface VpSnapshotLimits {
   chunkBytes?: number;
   /** Most bytes of state per second one transfer sends (0: unlimited), so catch-up does not starve writes. @default 0 */
   maxBytesPerSec?: number;
+  /**
+   * The slowest a transfer goes while it backs off for the writes served
+   * meanwhile (their latency over 1.25x its level before the transfer; see
+   * `SnapshotPacer`); at or above `maxBytesPerSec` the rate is fixed.
+   * @default maxBytesPerSec / 16 (as the Raft host's)
+   */
+  minBytesPerSec?: number;
   /** A transfer not finished after this long is abandoned (the engine asks again). @default 600000 */
   timeoutMs?: number;
   /** Consecutive failed sends of one chunk before the transfer is abandoned. @default 10 */
@@ -53,6 +61,14 @@ interface Transfer {
   cancelled: boolean;
   timer: TimerHandle | undefined;
   wake: (() => void) | undefined;
+  /** When the chunks sent so far are within the rate (local ms). */
+  due: number | undefined;
+}
+
+/** The pacer a replica's transfers go by when none is shared with it: its own, over its limits. */
+export function vpSnapshotPacer(limits: VpSnapshotLimits): SnapshotPacer {
+  const max = limits.maxBytesPerSec ?? 0;
+  return new SnapshotPacer({ maxBytesPerSec: max, minBytesPerSec: limits.minBytesPerSec ?? max / 16 });
 }
 
 /**
@@ -63,8 +79,11 @@ interface Transfer {
  */
 export class VpSnapshotSender {
   private readonly transfers = new Map<NodeId, Transfer>();
+  private readonly pacer: SnapshotPacer;
   /** Transfers that ended with the peer's install. */
   sent = 0;
+  /** Times the pacer cut the rate while pacing this sender's chunks (the writes served meanwhile were slow). */
+  paceBackoffs = 0;
 
   constructor(
     private readonly opts: {
@@ -73,9 +92,16 @@ export class VpSnapshotSender {
       clock: Clock;
       logger: Logger;
       limits: VpSnapshotLimits;
+      /**
+       * Adapts the rate to the writes served meanwhile; may be shared with the
+       * node's other replicas. @default one over `limits` ({@link vpSnapshotPacer})
+       */
+      pacer?: SnapshotPacer;
       onDone?: (peer: NodeId, ok: boolean, index: Slot) => void;
     },
-  ) {}
+  ) {
+    this.pacer = opts.pacer ?? vpSnapshotPacer(opts.limits);
+  }
 
   /** Streams the view `open()` returns to `peer`, tagged with `ballot`, unless one to it is under way. */
   start(peer: NodeId, ballot: Ballot, open: () => VpSnapshotReader): void {
@@ -91,9 +117,10 @@ export class VpSnapshotSender {
       });
       return;
     }
-    const t: Transfer = { peer, cancelled: false, timer: undefined, wake: undefined };
+    const t: Transfer = { peer, cancelled: false, timer: undefined, wake: undefined, due: undefined };
     this.transfers.set(peer, t);
     this.opts.logger.info('vpaxos: streaming a snapshot', { group: this.opts.group, peer, index: reader.meta.index });
+    this.pacer.begin();
     this.run(t, ballot, reader)
       .catch((err: Error) => {
         this.opts.logger.warn('vpaxos: snapshot transfer failed', { group: this.opts.group, peer, err: err.message });
@@ -101,6 +128,7 @@ export class VpSnapshotSender {
       })
       .then((ok) => {
         this.transfers.delete(peer);
+        this.pacer.end();
         if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
         const index = reader.meta.index;
         reader.close();
@@ -145,6 +173,7 @@ export class VpSnapshotSender {
         { maxBytes: transport.maxFrameBytes },
       );
       let answer: Uint8Array;
+      const sentAt = clock.now();
       try {
         answer = await transport.request(t.peer, VP_SNAPSHOT_PROTOCOL, frame);
       } catch {
@@ -179,8 +208,9 @@ export class VpSnapshotSender {
             failures = 0;
             seq++;
             bytes += cur.length;
+            // Waiting for the rate is not the transfer being slow: it moves the deadline along.
+            deadline += await this.pace(t, sentAt, cur.length);
             cur = nxt;
-            deadline += await this.pace(t, started, bytes);
             if (t.cancelled) return false;
             nxt = reader.next(chunkBytes);
           } else if (ack.nextSeq !== seq) {
@@ -195,11 +225,15 @@ export class VpSnapshotSender {
     }
   }
 
-  /** Waits until `bytes` sent since `started` are within the rate; returns the milliseconds waited. */
-  private async pace(t: Transfer, started: number, bytes: number): Promise<number> {
-    const rate = this.opts.limits.maxBytesPerSec ?? 0;
+  /** Waits until a chunk of `bytes` sent at `sentAt` is within the pacer's rate; returns the milliseconds waited. */
+  private async pace(t: Transfer, sentAt: number, bytes: number): Promise<number> {
+    const clock = this.opts.clock;
+    const before = this.pacer.backoffs;
+    const rate = this.pacer.rate(clock.now());
+    this.paceBackoffs += this.pacer.backoffs - before;
     if (rate <= 0) return 0;
-    const wait = started + (bytes * 1000) / rate - this.opts.clock.now();
+    t.due = Math.max(t.due ?? sentAt, sentAt) + (bytes * 1000) / rate;
+    const wait = t.due - clock.now();
     if (wait < 1) return 0;
     await this.sleep(t, wait);
     return wait;

@@ -8,6 +8,7 @@ import {
   type ReplicatedGroup,
   type ReplicatedGroupStatus,
   type SnapshotMeta,
+  type SnapshotPacer,
   type TimerHandle,
   type Transport,
   UnavailableError,
@@ -33,6 +34,7 @@ import {
   VpSnapshotReceiver,
   VpSnapshotSender,
   type VpSnapshotWriter,
+  vpSnapshotPacer,
 } from './snapshot-stream.js';
 
 /**
@@ -147,6 +149,14 @@ export interface VPaxosHostOptions<R> {
   compactMarginSlots?: number;
   /** Chunk size, rate and timeout of snapshot transfers. @default {} (1 MiB chunks, unlimited rate) */
   snapshot?: VpSnapshotLimits;
+  /**
+   * Paces this replica's snapshot transfers by the latency of the writes
+   * served meanwhile (the primary's, proposal to applied, fed by this host);
+   * pass one to share it between the node's replicas, so a transfer of one
+   * partition backs off for the writes of all. Its rates replace those of
+   * `snapshot`. @default one of this replica's own over `snapshot`'s rates
+   */
+  snapshotPacer?: SnapshotPacer;
   /** The address of a node, for the not-primary error. */
   addressOf?: (id: NodeId) => string | undefined;
   logger?: Logger;
@@ -157,6 +167,12 @@ interface Waiter<T> {
   resolve(v: T): void;
   reject(e: Error): void;
   timer: TimerHandle;
+}
+
+/** A proposal waiting for its slot to be applied. */
+interface Proposed<T> extends Waiter<T> {
+  /** When it was proposed (local clock): its latency paces snapshot transfers. */
+  at: number;
 }
 
 /**
@@ -170,14 +186,18 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   readonly id: GroupId;
   private engine: VPaxosEngine | undefined;
   private readonly opts: Required<
-    Omit<VPaxosHostOptions<R>, 'addressOf' | 'logger' | 'observer' | 'acceptMasterFrom' | 'compactMarginSlots'>
+    Omit<
+      VPaxosHostOptions<R>,
+      'addressOf' | 'logger' | 'observer' | 'acceptMasterFrom' | 'compactMarginSlots' | 'snapshotPacer'
+    >
   > &
     Pick<VPaxosHostOptions<R>, 'addressOf' | 'observer' | 'acceptMasterFrom' | 'compactMarginSlots'>;
+  private readonly pacer: SnapshotPacer;
   private sender: VpSnapshotSender | undefined;
   private receiver: VpSnapshotReceiver | undefined;
   private readonly logger: Logger;
   private applied: Slot = 0;
-  private readonly proposals = new Map<Slot, Waiter<R>>();
+  private readonly proposals = new Map<Slot, Proposed<R>>();
   private readonly reads = new Map<number, Waiter<void>>();
   /** Reads confirmed, waiting for the state machine to reach their index. */
   private readonly waitingApply: { index: Slot; done: () => void }[] = [];
@@ -212,6 +232,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       ...options,
     };
     this.logger = options.logger ?? silentLogger;
+    this.pacer = options.snapshotPacer ?? vpSnapshotPacer(this.opts.snapshot);
   }
 
   /** Loads the acceptor state, registers the transport handlers and starts the timers. */
@@ -243,6 +264,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       clock: this.opts.clock,
       logger: this.logger,
       limits: this.opts.snapshot,
+      pacer: this.pacer,
       onDone: (peer, ok, index) => {
         if (ok) this.opts.observer?.onSnapshotSent?.(peer, index);
       },
@@ -283,9 +305,16 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     this.schedule();
   }
 
-  /** Snapshots this replica installed, and sent that were installed, since it started. */
-  snapshotCounts(): { installed: number; sent: number } {
-    return { installed: this.receiver?.installedCount ?? 0, sent: this.sender?.sent ?? 0 };
+  /**
+   * Snapshots this replica installed, and sent that were installed, since it
+   * started; and the times its transfers backed off for slow writes.
+   */
+  snapshotCounts(): { installed: number; sent: number; paceBackoffs: number } {
+    return {
+      installed: this.receiver?.installedCount ?? 0,
+      sent: this.sender?.sent ?? 0,
+      paceBackoffs: this.sender?.paceBackoffs ?? 0,
+    };
   }
 
   /** Stops the timers and fails every waiting request. */
@@ -328,6 +357,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       return Promise.reject(this.withAddress(e));
     }
     this.schedule();
+    const at = this.opts.clock.now();
     return new Promise<T>((resolve, reject) => {
       const timer = this.opts.clock.setTimeout(() => {
         this.proposals.delete(slot);
@@ -339,7 +369,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
             : new VpTimeoutError(`slot ${slot} not applied within ${this.opts.requestTimeoutMs} ms`),
         );
       }, this.opts.requestTimeoutMs);
-      this.proposals.set(slot, { resolve: resolve as (v: R) => void, reject, timer });
+      this.proposals.set(slot, { resolve: resolve as (v: R) => void, reject, timer, at });
     });
   }
 
@@ -610,6 +640,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       const results = machine.applyMany(entries.map((e) => ({ slot: e.slot, data: e.value })));
       batched = new Map(entries.map((e, i) => [e.slot, results[i]]));
     }
+    const now = this.opts.clock.now();
     for (const e of entries) {
       const result =
         e.value.length === NOOP.length
@@ -623,6 +654,8 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       if (w) {
         this.proposals.delete(e.slot);
         this.opts.clock.clearTimeout(w.timer);
+        // The writes' latency paces snapshot transfers (they must not take the writes' share).
+        this.pacer.observeWrite(now - w.at, now);
         w.resolve(result as R);
       }
     }
