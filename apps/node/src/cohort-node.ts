@@ -10,6 +10,7 @@ import {
   type Logger,
   type NodeId,
   NotLeaderError,
+  SnapshotPacer,
   UnavailableError,
   checkDataDirWritable,
   systemClock,
@@ -454,6 +455,12 @@ export class CohortNode {
     };
     // Vertical Paxos frames of every vpaxos partition here, and of the configuration master, share one transport.
     const mux = new VpTransportMux(transport);
+    // One pacer for the vpaxos replicas here: a partition's writes pause while it catches a replica up,
+    // so its transfer yields to the writes the node's other vpaxos partitions serve meanwhile.
+    const vpPacer = new SnapshotPacer({
+      maxBytesPerSec: this.options.config.raft.snapshotRateBytes,
+      minBytesPerSec: this.options.config.raft.snapshotRateMinBytes,
+    });
     // The meta group: registry and partition map, on every node (the first founding members vote).
     const startedAt = Date.now();
     const advertised = node.advertiseAddress ?? node.peerAddress;
@@ -592,7 +599,7 @@ export class CohortNode {
             : {}),
           readLeaseMs: this.options.vpaxosLease?.readLeaseMs ?? 0,
           ...(this.options.vpaxosCompactSlots !== undefined ? { compactSlots: this.options.vpaxosCompactSlots } : {}),
-          snapshotBytesPerSec: this.options.config.raft.snapshotRateBytes,
+          snapshotPacer: vpPacer,
           requestTimeoutMs,
           log: this.log.child({ component: 'vpaxos', group }),
         });
@@ -1661,10 +1668,17 @@ export interface PartitionStatus {
   ballot?: number;
   /**
    * A vpaxos replica's acceptor: the slot its votes are compacted through,
-   * the votes it holds above it, and the partition snapshots it installed
-   * and sent (that were installed) since the node started.
+   * the votes it holds above it, the partition snapshots it installed and
+   * sent (that were installed) since the node started, and the times its
+   * transfers halved their rate for the slow writes the node served meanwhile.
    */
-  acceptor?: { compacted: number; votes: number; snapshotsInstalled: number; snapshotsSent: number };
+  acceptor?: {
+    compacted: number;
+    votes: number;
+    snapshotsInstalled: number;
+    snapshotsSent: number;
+    snapshotPaceBackoffs: number;
+  };
 }
 
 /** A `leads` membership tag (`partition:term,...`) as partition to term. */

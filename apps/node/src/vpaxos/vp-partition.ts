@@ -4,6 +4,7 @@ import {
   type NodeId,
   type ReplicatedGroup,
   type ReplicatedGroupStatus,
+  SnapshotPacer,
   UnavailableError,
   systemClock,
 } from '@cohort/core';
@@ -34,8 +35,12 @@ export interface VpPartitionOptions {
   readLeaseMs?: number;
   /** Applied slots past the compaction point that trigger an acceptor compaction; 0: never. @default 10000 */
   compactSlots?: number;
-  /** Most bytes per second one snapshot transfer sends (0: unlimited); the Raft partitions' rate. @default 0 */
-  snapshotBytesPerSec?: number;
+  /**
+   * Paces the snapshot transfers by the writes served meanwhile (share one
+   * between the node's vpaxos replicas); its rates are the Raft partitions'
+   * (`--snapshot-rate`, `--snapshot-rate-min`). @default unlimited, no pacing
+   */
+  snapshotPacer?: SnapshotPacer;
   requestTimeoutMs: number;
   log: Logger;
 }
@@ -87,7 +92,7 @@ export class VpPartition implements ReplicatedGroup {
       minReplicasToWrite: opts.minReplicasToWrite ?? 1,
       leaseMs: opts.readLeaseMs ?? 0,
       ...(opts.compactSlots !== undefined ? { compactSlots: opts.compactSlots } : {}),
-      snapshot: { maxBytesPerSec: opts.snapshotBytesPerSec ?? 0 },
+      snapshotPacer: opts.snapshotPacer ?? new SnapshotPacer({ maxBytesPerSec: 0, minBytesPerSec: 0 }),
       logger: opts.log,
     });
     if ((opts.readLeaseMs ?? 0) > 0) {
@@ -132,8 +137,20 @@ export class VpPartition implements ReplicatedGroup {
     return { ...s, leader };
   }
 
-  /** The acceptor's compaction point, the votes it holds, and the snapshots installed and sent (undefined while starting). */
-  acceptor(): { compacted: number; votes: number; snapshotsInstalled: number; snapshotsSent: number } | undefined {
+  /**
+   * The acceptor's compaction point, the votes it holds, the snapshots
+   * installed and sent, and the times its transfers backed off for slow
+   * writes (undefined while starting).
+   */
+  acceptor():
+    | {
+        compacted: number;
+        votes: number;
+        snapshotsInstalled: number;
+        snapshotsSent: number;
+        snapshotPaceBackoffs: number;
+      }
+    | undefined {
     if (!this.started) return undefined;
     const e = this.host.node;
     const n = this.host.snapshotCounts();
@@ -142,6 +159,7 @@ export class VpPartition implements ReplicatedGroup {
       votes: e.heldVotes(),
       snapshotsInstalled: n.installed,
       snapshotsSent: n.sent,
+      snapshotPaceBackoffs: n.paceBackoffs,
     };
   }
 
