@@ -12,7 +12,13 @@ interface Partition {
   replicas: string[];
   local: boolean;
   engine?: 'vpaxos';
-  acceptor?: { compacted: number; votes: number; snapshotsInstalled: number; snapshotsSent: number };
+  acceptor?: {
+    compacted: number;
+    votes: number;
+    snapshotsInstalled: number;
+    snapshotsSent: number;
+    snapshotPaceBackoffs: number;
+  };
   role?: string;
   leader?: string;
   ballot?: number;
@@ -260,6 +266,9 @@ describe('a vpaxos partition of 2 replicas (f = 1) beside raft partitions of 3',
     const survivor = (await partitions(backup))![VP]!.acceptor!;
     expect(joined.snapshotsInstalled).toBeGreaterThanOrEqual(1);
     expect(survivor.snapshotsSent).toBeGreaterThanOrEqual(1);
+    // Its transfer was paced (by the node's shared pacer): the cuts it made are counted, none on the receiver.
+    expect(Number.isInteger(survivor.snapshotPaceBackoffs)).toBe(true);
+    expect(joined.snapshotPaceBackoffs).toBe(0);
     // Each acceptor holds a bounded number of votes (the threshold plus the margin kept for slot-by-slot
     // catch-up, plus any in flight), not one per write.
     expect(survivor.compacted).toBeGreaterThan(0);
@@ -278,7 +287,7 @@ describe('a vpaxos partition of 2 replicas (f = 1) beside raft partitions of 3',
     expect(await plain(backup).get(k!)).toBe('x');
     console.log(
       `vpaxos failover: ${load.acked.size} acknowledged writes, ${load.state.unknown} of unknown outcome, ` +
-        `replacement installed ${joined.snapshotsInstalled} snapshot(s) (survivor compacted through ${survivor.compacted}, holds ${survivor.votes} votes), ` +
+        `replacement installed ${joined.snapshotsInstalled} snapshot(s) (sender backed off ${survivor.snapshotPaceBackoffs} time(s); survivor compacted through ${survivor.compacted}, holds ${survivor.votes} votes), ` +
         `first acknowledged write ${failoverMs} ms after the kill; meta leader ${crashed ? 'crashed after committing the failover ballot' : 'was the survivor (no crash)'}`,
     );
   }, 150_000);
