@@ -281,6 +281,8 @@ interface Incoming {
  */
 export class VpSnapshotReceiver {
   private incoming: Incoming | undefined;
+  /** The last transfer installed: its last chunk resent (the answer was lost) is answered again, as a Raft follower does. */
+  private done: { from: NodeId; ballot: Ballot; index: Slot } | undefined;
   /** Snapshots installed since start. */
   installedCount = 0;
 
@@ -321,6 +323,10 @@ export class VpSnapshotReceiver {
     if (c.term < target.promised()) {
       return { status: 'refused', reason: `stale ballot ${c.term}: this replica promised ${target.promised()}` };
     }
+    const fin = this.done;
+    if (fin !== undefined && fin.from === from && fin.ballot === c.term && fin.index === c.index) {
+      return { status: 'installed' };
+    }
     const now = this.opts.clock.now();
     let t = this.incoming;
     const same = t !== undefined && t.from === from && t.ballot === c.term && t.index === c.index;
@@ -352,6 +358,7 @@ export class VpSnapshotReceiver {
     cur.nextSeq++;
     if (!c.last) return { status: 'next', nextSeq: cur.nextSeq };
     this.incoming = undefined;
+    this.done = { from, ballot: cur.ballot, index: cur.index };
     if (cur.index <= target.applied()) {
       // The machine applied past the snapshot meanwhile: keep its newer state.
       cur.writer.abort();
