@@ -2,6 +2,9 @@ import type { RaftConfig } from '@cohort/core';
 import type { RaftHostOptions } from '@cohort/raft';
 import type { LogLimits } from '@cohort/storage';
 
+/** Bytes in flight to a follower catching up, unless `maxInflightBytes` is lower (see {@link hostSettings}). */
+const CATCH_UP_INFLIGHT_BYTES = 4 * 1024 * 1024;
+
 /** The store's log bounds, from the `raft` section of the configuration. */
 export function storeLimits(raft: RaftConfig): Required<LogLimits> {
   return {
@@ -24,6 +27,8 @@ export type HostSettings = Required<
     | 'maxAppendBytes'
     | 'maxInflightAppends'
     | 'maxInflightBytes'
+    | 'maxCatchUpInflightBytes'
+    | 'maxApplyBytes'
     | 'snapshotBytesPerSec'
     | 'snapshotMinBytesPerSec'
     | 'maxOutstandingReadies'
@@ -37,8 +42,9 @@ export type HostSettings = Required<
  * interval; the election timeout range in whole ticks (the engine randomizes
  * in [min, max]), the minimum at least two ticks. The snapshot triggers and
  * the log bound are the store's too (see {@link storeLimits}). Appends to a
- * follower are bounded in bytes per message and in messages and bytes in flight,
- * and snapshot transfers in bytes per second.
+ * follower are bounded in bytes per message and in messages and bytes in flight
+ * (fewer bytes to one catching up), committed entries applied per round in
+ * bytes, and snapshot transfers in bytes per second.
  */
 export function hostSettings(raft: RaftConfig): HostSettings {
   const ticks = (ms: number): number => Math.max(2, Math.round(ms / raft.heartbeatIntervalMs));
@@ -53,6 +59,11 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     maxAppendBytes: raft.maxAppendBytes,
     maxInflightAppends: raft.maxInflightAppends,
     maxInflightBytes: raft.maxInflightBytes,
+    // A follower catching up (after a snapshot, a restart) gets its backlog through a window of a few appends
+    // and applies it in batches of about one append: the whole in-flight window at once, decoded at both ends
+    // and applied in one transaction, took a catching-up follower past 700 MB and its leader to ~385 MB.
+    maxCatchUpInflightBytes: Math.max(raft.maxAppendBytes, Math.min(raft.maxInflightBytes, CATCH_UP_INFLIGHT_BYTES)),
+    maxApplyBytes: raft.maxAppendBytes,
     snapshotBytesPerSec: raft.snapshotRateBytes,
     snapshotMinBytesPerSec: raft.snapshotRateMinBytes,
     leaseReads: raft.leaseReads,

@@ -163,6 +163,9 @@ describe('cohort start configuration', () => {
       maxAppendBytes: 65536,
       maxInflightAppends: 32,
       maxInflightBytes: 1048576,
+      // A follower catching up: at most maxInflightBytes in flight, applied in batches of an append.
+      maxCatchUpInflightBytes: 1048576,
+      maxApplyBytes: 65536,
       snapshotBytesPerSec: 0,
       snapshotMinBytesPerSec: 1048576,
       leaseReads: false,
@@ -174,6 +177,8 @@ describe('cohort start configuration', () => {
       maxAppendBytes: 1024 * 1024,
       maxInflightAppends: 256,
       maxInflightBytes: 32 * 1024 * 1024,
+      maxCatchUpInflightBytes: 4 * 1024 * 1024,
+      maxApplyBytes: 1024 * 1024,
       snapshotBytesPerSec: 16 * 1024 * 1024,
       snapshotMinBytesPerSec: 1024 * 1024,
     });

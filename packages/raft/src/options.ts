@@ -11,12 +11,16 @@ export interface ResolvedOptions {
   maxSizePerMsg: number;
   maxInflightMsgs: number;
   maxInflightBytes: number;
+  /** 0: as `maxInflightBytes`. */
+  maxCatchUpInflightBytes: number;
   maxUncommittedEntriesSize: number;
   preVote: boolean;
   checkQuorum: boolean;
   readOnlyOption: 'safe' | 'leaseBased' | 'leaseOnRequest';
   asyncStorageWrites: boolean;
   maxOutstandingReadies: number;
+  /** 0: unbounded. */
+  maxCommittedSizePerReady: number;
   snapshotChunkBytes: number;
   applied: LogIndex;
 }
@@ -71,12 +75,14 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
     maxSizePerMsg: nonNegativeInt('maxSizePerMsg', o.maxSizePerMsg ?? MIB),
     maxInflightMsgs: positiveInt('maxInflightMsgs', o.maxInflightMsgs ?? 256),
     maxInflightBytes: nonNegativeInt('maxInflightBytes', o.maxInflightBytes ?? 0),
+    maxCatchUpInflightBytes: nonNegativeInt('maxCatchUpInflightBytes', o.maxCatchUpInflightBytes ?? 0),
     maxUncommittedEntriesSize: nonNegativeInt('maxUncommittedEntriesSize', o.maxUncommittedEntriesSize ?? 0),
     preVote: o.preVote ?? true,
     checkQuorum,
     readOnlyOption,
     asyncStorageWrites: o.asyncStorageWrites ?? false,
     maxOutstandingReadies,
+    maxCommittedSizePerReady: nonNegativeInt('maxCommittedSizePerReady', o.maxCommittedSizePerReady ?? 0),
     snapshotChunkBytes: positiveInt('snapshotChunkBytes', o.snapshotChunkBytes ?? MIB),
     applied: nonNegativeInt('applied', o.applied ?? 0),
   };

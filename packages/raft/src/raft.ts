@@ -141,7 +141,7 @@ export class Raft {
   /** Sends entries from `pr.next` (or a snapshot when they are compacted); false if nothing was sent. */
   maybeSendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
     const pr = this.trk.progress.get(to);
-    if (!pr || pr.isPaused()) return false;
+    if (!pr || pr.isPaused() || this.catchUpWindowFull(pr)) return false;
     const prevIndex = pr.next - 1;
     // The follower needs entries we compacted: a snapshot instead (checked without throwing, since a
     // lagging follower is asked again on every broadcast and heartbeat response).
@@ -171,6 +171,17 @@ export class Raft {
     const last = ents[ents.length - 1];
     pr.sentEntries(last ? last.index : prevIndex, ents.length, bytes);
     return true;
+  }
+
+  /**
+   * Whether `pr` is catching up (in replicate state, it lacks committed entries not sent to it yet: a
+   * follower that keeps up is sent every entry as it is appended) and its smaller window is full.
+   */
+  private catchUpWindowFull(pr: Progress): boolean {
+    const max = this.opts.maxCatchUpInflightBytes;
+    return (
+      max > 0 && pr.state === 'replicate' && pr.next <= this.raftLog.committed && pr.inflights.bytesInFlight() >= max
+    );
   }
 
   sendAppend(to: NodeId): void {

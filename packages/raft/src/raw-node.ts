@@ -307,9 +307,10 @@ export class RawNode {
     // outstanding Ready carries: those are being written already.
     const entries = u.nextEntries();
     const snapshot = u.nextSnapshot();
+    // Bounded in bytes (at least one entry): a follower catching up applies its backlog in batches.
     const committedEntries = r.raftLog.nextCommittedEntries(
       this.committedLimit(),
-      Number.MAX_SAFE_INTEGER,
+      r.opts.maxCommittedSizePerReady || Number.MAX_SAFE_INTEGER,
       this.applying(),
     );
     const rd: Ready = {

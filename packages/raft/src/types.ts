@@ -56,6 +56,14 @@ export interface RaftOptions {
   maxInflightMsgs?: number;
   /** Max bytes of entries in flight per follower (0 = unbounded). @default 0 */
   maxInflightBytes?: number;
+  /**
+   * Max bytes of entries in flight to a follower that is catching up: one in replicate state still
+   * lacking committed entries the leader has not sent it yet (after a snapshot, a restart or a
+   * partition). Such a backlog is read from storage and buffered at both ends, so it gets a smaller
+   * window than a follower that keeps up; at least one append is always in flight. 0 = `maxInflightBytes`.
+   * @default 0
+   */
+  maxCatchUpInflightBytes?: number;
   /** Max bytes of uncommitted entries the leader accepts before dropping proposals (0 = unbounded). @default 0 */
   maxUncommittedEntriesSize?: number;
   /** Pre-vote phase before a real election (§9.6). @default true */
@@ -78,6 +86,12 @@ export interface RaftOptions {
    * only the entries and committed entries no earlier one carried. Needs `asyncStorageWrites`. @default 1
    */
   maxOutstandingReadies?: number;
+  /**
+   * Max bytes of committed entries one `Ready` hands out for applying (etcd's MaxCommittedSizePerReady;
+   * at least one entry): a follower catching up applies its backlog in bounded batches, the rest in the
+   * next Readies. 0 = unbounded. @default 0
+   */
+  maxCommittedSizePerReady?: number;
   /** Snapshot chunk size for InstallSnapshot. @default 1 MiB */
   snapshotChunkBytes?: number;
   /** Last applied index when restarting. @default 0 */

@@ -84,6 +84,21 @@ export interface RaftHostOptions {
    */
   maxInflightBytes?: number;
   /**
+   * Most bytes of entries in flight to a follower catching up (one lacking committed entries not sent to
+   * it yet: after a snapshot, a restart or a partition). The leader reads that backlog from its store
+   * and both ends buffer what is in flight, so it gets a smaller window than a follower that keeps up;
+   * 0 uses `maxInflightBytes`.
+   * @default 4194304 (4 MiB)
+   */
+  maxCatchUpInflightBytes?: number;
+  /**
+   * Most bytes of committed entries applied per Ready round of a group (etcd's MaxCommittedSizePerReady;
+   * at least one entry): a follower catching up applies its backlog in transactions of about this size
+   * instead of one per round's worth of appends. 0 leaves it unbounded.
+   * @default 1048576 (1 MiB)
+   */
+  maxApplyBytes?: number;
+  /**
    * Most Ready rounds of one group carrying entries (to write or to apply) in flight at once: the host
    * takes the next round (sends the leader's new appends, heartbeats and their answers, submits the
    * next write) without waiting for the previous write to complete. 1 runs one round at a time.

@@ -35,6 +35,7 @@ import type { BasicStatus } from '../status.js';
 import type { Message, Ready, StateRole } from '../types.js';
 import { applyEntries } from './apply-entries.js';
 import type { DurableStateMachine } from './durable-state-machine.js';
+import { packBySize } from './frame-packing.js';
 import { startGroup } from './group-startup.js';
 import type { Group } from './group.js';
 import { heartbeatMessage, heartbeatResponseMessage } from './heartbeats.js';
@@ -278,6 +279,8 @@ export class RaftHost {
         ...(o.maxAppendBytes !== undefined ? { maxSizePerMsg: o.maxAppendBytes } : {}),
         ...(o.maxInflightAppends !== undefined ? { maxInflightMsgs: o.maxInflightAppends } : {}),
         ...(o.maxInflightBytes !== undefined ? { maxInflightBytes: o.maxInflightBytes } : {}),
+        maxCatchUpInflightBytes: o.maxCatchUpInflightBytes ?? 4 * MIB,
+        maxCommittedSizePerReady: o.maxApplyBytes ?? MIB,
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
@@ -1522,25 +1525,41 @@ export class RaftHost {
     this.flushHeartbeats();
   }
 
+  /**
+   * The frames carrying `list` to one peer: as few as fit the frame limit, packed by their estimated
+   * size, so that a round of many appends (a follower catching up) is not first encoded whole only to
+   * be refused as too large.
+   */
   private frames(list: GroupMessage[]): Uint8Array[] {
     const maxBytes = this.opts.transport.maxFrameBytes;
-    try {
-      return [encodeRaftBatch(list, { maxBytes })];
-    } catch {
-      const out: Uint8Array[] = [];
-      for (const gm of list) {
+    const out: Uint8Array[] = [];
+    for (const pack of packBySize(list, maxBytes)) {
+      try {
+        out.push(encodeRaftBatch(pack, { maxBytes }));
+        continue;
+      } catch (err) {
+        if (pack.length === 1) {
+          this.logOversized(pack[0] as GroupMessage, err as Error);
+          continue;
+        }
+      }
+      for (const gm of pack) {
         try {
           out.push(encodeRaftBatch([gm], { maxBytes }));
         } catch (err) {
-          this.log.error('raft message larger than a frame; dropped', {
-            to: gm.message.to,
-            type: gm.message.type,
-            err: (err as Error).message,
-          });
+          this.logOversized(gm, err as Error);
         }
       }
-      return out;
     }
+    return out;
+  }
+
+  private logOversized(gm: GroupMessage, err: Error): void {
+    this.log.error('raft message larger than a frame; dropped', {
+      to: gm.message.to,
+      type: gm.message.type,
+      err: err.message,
+    });
   }
 
   private applyReady(g: Group, rd: Ready): void {

@@ -35,6 +35,11 @@ export class Inflights {
     return this.items.length >= this.maxCount || (this.maxBytes > 0 && this.bytes >= this.maxBytes);
   }
 
+  /** Bytes of entries in the appends in flight. */
+  bytesInFlight(): number {
+    return this.bytes;
+  }
+
   count(): number {
     return this.items.length;
   }

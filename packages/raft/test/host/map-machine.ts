@@ -22,6 +22,8 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
   private at: SnapshotMeta;
   /** Entries handed to applyBatch, in order (re-deliveries would show here). */
   readonly appliedIndexes: LogIndex[] = [];
+  /** Per `applyBatch` call: how many entries and bytes of entry data it was handed. */
+  readonly batches: { entries: number; bytes: number }[] = [];
   /** Snapshot views opened (leader side) and writers committed (follower side). */
   viewsOpened = 0;
   viewsClosed = 0;
@@ -47,6 +49,7 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
   applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<LogIndex> | undefined)[] {
     if (this.corrupt) throw new CorruptStateError('map machine: a row fails its checksum', 'map');
     const out: (ApplyOutcome<LogIndex> | undefined)[] = [];
+    this.batches.push({ entries: entries.length, bytes: entries.reduce((n, e) => n + e.data.length, 0) });
     for (const e of entries) {
       if (e.index !== this.at.index + 1) throw new Error(`applyBatch: entry ${e.index} after ${this.at.index}`);
       this.appliedIndexes.push(e.index);

@@ -1,0 +1,36 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, cmd, until } from './cluster.js';
+
+let cluster: Cluster | undefined;
+afterEach(() => {
+  cluster?.stop();
+  cluster = undefined;
+});
+
+describe('RaftHost: a follower catching up', () => {
+  it('applies its backlog in batches of at most maxApplyBytes (at least one entry), all of it and once', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { maxApplyBytes: 200, maxCatchUpInflightBytes: 400 });
+    const c = cluster;
+    const leaderId = await until('a leader', () => c.leader());
+    const lagging = c.ids.find((id) => id !== leaderId) as string;
+    const leader = c.node(leaderId);
+    c.hub.down.add(lagging);
+    // 100 writes of 20 bytes (2000 bytes) committed by the other two while it is cut off.
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        leader.host.propose('p0', cmd(`key${String(i).padStart(4, '0')}=${'v'.repeat(11)}`)),
+      ),
+    );
+    const target = leader.host.status('p0').commit;
+    const sm = c.node(lagging).sms.get('p0')!;
+    const before = sm.batches.length;
+    c.hub.down.delete(lagging);
+    await until('the follower applies the backlog', () => sm.applied().index >= target, 8000);
+    const batches = sm.batches.slice(before);
+    expect(batches.length).toBeGreaterThanOrEqual(10);
+    for (const b of batches) expect(b.entries <= 1 || b.bytes <= 200).toBe(true);
+    expect(sm.map.get('key0099')).toBe('v'.repeat(11));
+    const indexes = sm.appliedIndexes;
+    expect(new Set(indexes).size).toBe(indexes.length);
+  });
+});
