@@ -141,7 +141,9 @@ export class Raft {
   /** Sends entries from `pr.next` (or a snapshot when they are compacted); false if nothing was sent. */
   maybeSendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
     const pr = this.trk.progress.get(to);
-    if (!pr || pr.isPaused() || this.catchUpWindowFull(pr)) return false;
+    if (!pr || pr.isPaused()) return false;
+    const pastWindow = this.catchUpWindowFull(pr);
+    if (pastWindow && !pr.heartbeatAllowance) return false;
     const prevIndex = pr.next - 1;
     // The follower needs entries we compacted: a snapshot instead (checked without throwing, since a
     // lagging follower is asked again on every broadcast and heartbeat response).
@@ -168,6 +170,7 @@ export class Raft {
       }),
     );
     pr.sentCommit = this.raftLog.committed;
+    if (pastWindow) pr.heartbeatAllowance = false;
     const last = ents[ents.length - 1];
     pr.sentEntries(last ? last.index : prevIndex, ents.length, bytes);
     return true;
@@ -175,7 +178,9 @@ export class Raft {
 
   /**
    * Whether `pr` is catching up (in replicate state, it lacks committed entries not sent to it yet: a
-   * follower that keeps up is sent every entry as it is appended) and its smaller window is full.
+   * follower that keeps up is sent every entry as it is appended) and its smaller window is full. A
+   * heartbeat answer lets one append through it (`Progress.heartbeatAllowance`), as far as the
+   * ordinary window allows.
    */
   private catchUpWindowFull(pr: Progress): boolean {
     const max = this.opts.maxCatchUpInflightBytes;

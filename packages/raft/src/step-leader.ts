@@ -170,6 +170,7 @@ function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
 function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
   pr.msgAppFlowPaused = false;
+  if (pr.state === 'replicate') pr.heartbeatAllowance = true;
   // A tick from the future is no heartbeat of ours: never let it stretch the lease.
   // Nor one sent before the leader last woke from quiescence (quiesce.ts).
   if (m.index > pr.leaseAckTick && m.index <= r.ticks && m.index > r.leaseFloorTick) pr.leaseAckTick = m.index;

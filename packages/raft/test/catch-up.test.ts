@@ -88,12 +88,33 @@ describe('a follower catching up', () => {
     net.heal();
     net.tickAll(5);
     // In the synchronous network every append of a Ready is in flight together: the backlog leaves in
-    // Readies of at most three 10-byte appends (without the catch-up window: all of it in one Ready).
+    // Readies of about three 10-byte appends (without the catch-up window: all of it in one Ready).
     const perReady = a.readies
       .slice(before)
       .map((rd) => rd.messages.filter((m) => m.to === 'c' && m.type === 'app' && m.entries.length > 0));
-    expect(Math.max(...perReady.map((ms) => ms.length))).toBe(3);
+    // (A heartbeat answer may let one more through: see the next test.)
+    expect(Math.max(...perReady.map((ms) => ms.length))).toBeLessThanOrEqual(4);
     expect(perReady.filter((ms) => ms.length > 0).length).toBeGreaterThan(5);
+    expect(appliedData(c)).toEqual(appliedData(a));
+    expect(appliedData(c)).toHaveLength(20);
+  });
+
+  it('appends lost from a full catch-up window do not stall it: a heartbeat answer lets one through, whose rejection restarts', () => {
+    const net = lagging({ maxSizePerMsg: 10, maxInflightBytes: 1000, maxCatchUpInflightBytes: 30 });
+    const a = net.node('a');
+    const c = net.node('c');
+    // c is back, but the first appends of its backlog sent in replicate state are lost: they fill its window.
+    let lost = 0;
+    net.drop = (m) => {
+      const replicating = a.rn.status().progress.c?.state === 'replicate';
+      if (m.to === 'c' && m.type === 'app' && m.entries.length > 0 && replicating && lost < 3) {
+        lost++;
+        return true;
+      }
+      return false;
+    };
+    net.tickAll(10);
+    expect(lost).toBe(3);
     expect(appliedData(c)).toEqual(appliedData(a));
     expect(appliedData(c)).toHaveLength(20);
   });

@@ -23,6 +23,13 @@ export class Progress {
   recentActive = false;
   /** In probe state, one append was sent and we wait for its answer (or a heartbeat round). */
   msgAppFlowPaused = false;
+  /**
+   * In replicate state, a heartbeat answer came since the last append sent past the catch-up window: one
+   * more may go (etcd lets one through a full window per heartbeat answer). Appends lost in flight are
+   * never acknowledged, so without it a full window would stall; the one let through reaches the follower
+   * past the gap, whose rejection makes the leader probe again.
+   */
+  heartbeatAllowance = false;
   isLearner: boolean;
   readonly inflights: Inflights;
 
@@ -35,6 +42,7 @@ export class Progress {
 
   private resetState(state: ProgressState): void {
     this.msgAppFlowPaused = false;
+    this.heartbeatAllowance = false;
     this.pendingSnapshot = 0;
     this.snapshotTicks = 0;
     this.state = state;
