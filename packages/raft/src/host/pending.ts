@@ -1,4 +1,4 @@
-import { type LogIndex, ProposalDroppedError, type Term, TimeoutError } from '@cohort/core';
+import { type LogIndex, ProposalDroppedError, type Term, TimeoutError, UnavailableError } from '@cohort/core';
 import type { ProposalTiming } from './host-options.js';
 
 interface Waiter<R> {
@@ -51,10 +51,30 @@ export class PendingWork<R> {
 
   addProposal(index: LogIndex, term: Term, deadline: number): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      // A proposal at an index already waited on means the earlier one lost its entry to a new leader.
-      this.proposals.get(index)?.reject(new ProposalDroppedError(`entry ${index} was replaced by a newer leader's`));
+      // A proposal at an index already waited on means the earlier one lost its entry here to a newer leader's.
+      this.replacedAt(index, term);
       this.proposals.set(index, { term, deadline, resolve, reject, proposed: this.clock.now() });
     });
+  }
+
+  /**
+   * This node's log now holds an entry of `term` at `index` (a newer leader's replaced what was
+   * there): a proposal waiting at that index with another term lost its entry here. Its outcome is
+   * unknown, not dropped: a replica that kept the entry may still lead later and commit it (with five
+   * voters, three that never saw the newer entries can elect one of them), so a retry could apply the
+   * write twice. The answer is UNAVAILABLE at once (a write in a client session may be retried: it
+   * applies once), rather than a timeout later. Only an applied entry of another term at that index
+   * ({@link applied}) proves the proposal dropped.
+   */
+  replacedAt(index: LogIndex, term: Term): void {
+    const p = this.proposals.get(index);
+    if (p === undefined || p.term === term) return;
+    this.proposals.delete(index);
+    p.reject(
+      new UnavailableError(
+        `entry ${index} of term ${p.term} was replaced in this replica's log by one of term ${term} (a new leader's); it may still commit through a replica that kept it: outcome unknown`,
+      ),
+    );
   }
 
   /**

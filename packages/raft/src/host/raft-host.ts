@@ -689,7 +689,10 @@ export class RaftHost {
   /**
    * Proposes `data` to `group`; resolves with the state machine's result once
    * the entry is applied here. Rejects with NotLeaderError (with the leader
-   * when known), ProposalDroppedError or TimeoutError.
+   * when known), ProposalDroppedError (never appended, or an entry of another
+   * term applied at its index: it cannot commit), UnavailableError (its entry
+   * was replaced in this node's log by a newer leader's: outcome unknown, it
+   * may still commit) or TimeoutError.
    */
   propose<R>(group: GroupId, data: Uint8Array): Promise<R> {
     const g = this.groupOf(group);
@@ -1406,6 +1409,8 @@ export class RaftHost {
       if (!g.engine.hasReady()) continue;
       const rd = g.engine.ready();
       work.push({ g, rd });
+      // Entries of a newer leader replacing this node's own: their proposers learn it now, not at their deadline.
+      if (g.pending.hasProposals) for (const e of rd.entries) g.pending.replacedAt(e.index, e.term);
       const w: GroupWrite = { group: g.id };
       if (rd.entries.length > 0) w.entries = rd.entries;
       if (rd.snapshot) w.snapshot = rd.snapshot;

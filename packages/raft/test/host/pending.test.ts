@@ -1,0 +1,36 @@
+import { ProposalDroppedError, UnavailableError } from '@cohort/core';
+import { describe, expect, it } from 'vitest';
+import { PendingWork } from '../../src/host/pending.js';
+
+describe('PendingWork: what a proposal whose entry is replaced hears', () => {
+  it('an entry of another term written over its index: UNAVAILABLE at once (outcome unknown), not dropped', async () => {
+    const pending = new PendingWork<string>();
+    const p = pending.addProposal(5, 2, Number.POSITIVE_INFINITY);
+    const same = pending.addProposal(6, 2, Number.POSITIVE_INFINITY);
+    // The node's own entry at that index again (its own Ready): nothing happens.
+    pending.replacedAt(6, 2);
+    pending.replacedAt(5, 3);
+    const err = await p.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toMatch(/entry 5 of term 2 was replaced .* of term 3 .*outcome unknown/);
+    pending.applied(6, 2, 'ok');
+    expect(await same).toBe('ok');
+    expect(pending.hasProposals).toBe(false);
+  });
+
+  it('a new proposal at an index already waited on: the earlier one hears UNAVAILABLE (its entry may commit elsewhere)', async () => {
+    const pending = new PendingWork<string>();
+    const first = pending.addProposal(7, 2, Number.POSITIVE_INFINITY);
+    const second = pending.addProposal(7, 4, Number.POSITIVE_INFINITY);
+    expect(await first.catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
+    pending.applied(7, 4, 'mine');
+    expect(await second).toBe('mine');
+  });
+
+  it('an entry of another term applied at its index: dropped (it can never commit), safe to retry', async () => {
+    const pending = new PendingWork<string>();
+    const p = pending.addProposal(9, 2, Number.POSITIVE_INFINITY);
+    pending.applied(9, 3, 'theirs');
+    expect(await p.catch((e: unknown) => e)).toBeInstanceOf(ProposalDroppedError);
+  });
+});
