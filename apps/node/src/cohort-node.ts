@@ -66,7 +66,7 @@ import type { KvApi, NodeStatus, ReadApi } from './kv-api.js';
 import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
-import { memberViews, startMembership } from './membership-service.js';
+import { type MemberView, memberViews, startMembership } from './membership-service.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
@@ -1244,8 +1244,7 @@ export class CohortNode {
 
   /** Whether membership believes `id` alive (this node always is). */
   private isAlive(id: NodeId): boolean {
-    if (id === this.options.config.node.id) return true;
-    return this.membership?.members().some((m) => m.id === id && m.state === 'alive') ?? false;
+    return id === this.options.config.node.id || this.memberState(id) === 'alive';
   }
 
   /**
@@ -1255,10 +1254,13 @@ export class CohortNode {
    * node's hiccup into an operator error.
    */
   private notDead(id: NodeId): boolean {
-    if (id === this.options.config.node.id) return true;
-    return (
-      this.membership?.members().some((m) => m.id === id && (m.state === 'alive' || m.state === 'suspect')) ?? false
-    );
+    const state = this.memberState(id);
+    return id === this.options.config.node.id || state === 'alive' || state === 'suspect';
+  }
+
+  /** What membership says of `id` now (undefined: not a member it knows). */
+  private memberState(id: NodeId): MemberView['state'] | undefined {
+    return this.membership?.members().find((m) => m.id === id)?.state;
   }
 
   /**
@@ -1479,46 +1481,37 @@ export class CohortNode {
   }
 
   /**
-   * The Raft groups this node leads whose leadership it can hand over, each with the voters to offer it
-   * to, best first: the partition's preferred replicas that are alive, then the other live voters, then
-   * the rest. The meta group is one of them: a node that cannot write (a full disk) or is stopping must
-   * not keep placement waiting on it. Vertical Paxos partitions are excluded (their master picks the primary).
+   * The Raft groups this node leads whose leadership it can hand over, each with the voter to offer it
+   * to: the partition's preferred replicas that are alive first, then the other live voters, then the
+   * rest. The meta group is one of them: a node that cannot write (a full disk) or is stopping must not
+   * keep placement waiting on it. Vertical Paxos partitions are excluded (their master picks the primary).
    */
-  private handOverTargets(): { group: GroupId; to: NodeId[] }[] {
+  private handOverTargets(): { group: GroupId; to: NodeId }[] {
     const host = this.host;
     if (host === undefined) return [];
     const self = this.options.config.node.id;
-    const alive = new Set((this.membership?.members() ?? []).filter((m) => m.state === 'alive').map((m) => m.id));
-    const order = (voters: readonly NodeId[], preferred: readonly NodeId[]): NodeId[] => {
-      const candidates = voters.filter((v) => v !== self);
-      return [
-        ...preferred.filter((v) => candidates.includes(v) && alive.has(v)),
-        ...candidates.filter((v) => alive.has(v) && !preferred.includes(v)),
-        ...candidates.filter((v) => !alive.has(v)),
-      ];
-    };
-    const out: { group: GroupId; to: NodeId[] }[] = [];
-    for (const p of this.parts) {
-      if (p.sm === undefined || p.vp !== undefined) continue;
-      const s = host.status(p.group);
-      if (s.role === 'leader') out.push({ group: p.group, to: order(s.voters, this.layout?.replicas[p.index] ?? []) });
+    const alive = (v: NodeId): boolean => this.memberState(v) === 'alive';
+    const led: { group: GroupId; preferred: readonly NodeId[] }[] = this.parts
+      .filter((p) => p.sm !== undefined && p.vp === undefined)
+      .map((p) => ({ group: p.group, preferred: this.layout?.replicas[p.index] ?? [] }));
+    if (this.meta !== undefined && host.groupIds().includes(META_GROUP)) led.push({ group: META_GROUP, preferred: [] });
+    const out: { group: GroupId; to: NodeId }[] = [];
+    for (const { group, preferred } of led) {
+      const s = host.status(group);
+      if (s.role !== 'leader') continue;
+      const candidates = s.voters.filter((v) => v !== self);
+      const to = preferred.find((v) => candidates.includes(v) && alive(v)) ?? candidates.find(alive) ?? candidates[0];
+      if (to !== undefined) out.push({ group, to });
     }
-    if (this.meta !== undefined && host.groupIds().includes(META_GROUP)) {
-      const s = host.status(META_GROUP);
-      if (s.role === 'leader') out.push({ group: META_GROUP, to: order(s.voters, []) });
-    }
-    return out.filter((t) => t.to.length > 0);
+    return out;
   }
 
   /** With a full disk, hands the leadership of each group this node leads (the meta group's too) to another voter. */
   private shedLeadership(): void {
     const host = this.host;
     if (host === undefined || this.stopping) return;
-    for (const {
-      group,
-      to: [to],
-    } of this.handOverTargets()) {
-      host.transferLeadership(group, to!).then(
+    for (const { group, to } of this.handOverTargets()) {
+      host.transferLeadership(group, to).then(
         () => this.log.warn('disk full: leadership handed over', { group, to }),
         (err: Error) => this.log.debug('disk full: leadership hand-over failed', { group, err: err.message }),
       );
@@ -1594,8 +1587,8 @@ export class CohortNode {
     const host = this.host;
     if (host === undefined) return;
     await Promise.all(
-      this.handOverTargets().map(({ group, to: [to] }) =>
-        host.transferLeadership(group, to!).then(
+      this.handOverTargets().map(({ group, to }) =>
+        host.transferLeadership(group, to).then(
           () => this.log.info('leadership handed over for shutdown', { group, to }),
           (err: Error) => this.log.warn('leadership hand-over failed', { group, to, err: err.message }),
         ),

@@ -94,6 +94,19 @@ export class SnapshotPacer {
     this.active = Math.max(0, this.active - 1);
   }
 
+  /**
+   * When a transfer's next chunk may leave, once a chunk of `bytes` went at `sentAt`; `due` is when that
+   * chunk itself was due (undefined for a transfer's first). The schedule carries over from chunk to
+   * chunk, so a timer that fires a little early never adds up to a faster rate, and restarts from
+   * `sentAt` after a chunk that left late, so a slow stretch is never made up in a burst. Undefined:
+   * no limit now.
+   */
+  nextDue(due: number | undefined, sentAt: number, bytes: number, now: number): number | undefined {
+    const rate = this.rate(now);
+    if (rate <= 0) return undefined;
+    return Math.max(due ?? sentAt, sentAt) + (bytes * 1000) / rate;
+  }
+
   /** The rate the next chunk goes at, in bytes per second (0: unlimited). */
   rate(now: number): number {
     if (!this.adaptive) return this.opts.maxBytesPerSec;

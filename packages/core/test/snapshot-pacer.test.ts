@@ -105,4 +105,16 @@ describe('SnapshotPacer', () => {
     }
     expect(p.backoffs).toBeGreaterThan(0);
   });
+
+  it('schedules chunks from the previous one due, restarting after a chunk that left late; none without a limit', () => {
+    // A fixed 1,000 bytes/s: a 100-byte chunk is due 100 ms after the one before.
+    const p = new SnapshotPacer({ maxBytesPerSec: 1000, minBytesPerSec: 1000 });
+    const first = p.nextDue(undefined, 0, 100, 0);
+    expect(first).toBe(100);
+    // A timer that fired early sent it at 98: the next is still due at 200, not 198.
+    expect(p.nextDue(first, 98, 100, 98)).toBe(200);
+    // Sent at 500, long after it was due: 600, no burst to make up the stretch.
+    expect(p.nextDue(200, 500, 100, 500)).toBe(600);
+    expect(new SnapshotPacer({ maxBytesPerSec: 0, minBytesPerSec: 0 }).nextDue(undefined, 0, 100, 0)).toBeUndefined();
+  });
 });

@@ -18,4 +18,5 @@ export {
   planJointChange,
   planMembershipChange,
 } from './membership-admin.js';
-export { SnapshotPacer, type SnapshotPacerOptions } from './snapshot-pacer.js';
+// The pacer lives in @cohort/core (the other engines' hosts share it); raft's export of it stays.
+export { SnapshotPacer, type SnapshotPacerOptions } from '@cohort/core';

@@ -19,6 +19,7 @@ import {
   type RaftHeartbeats,
   type ReplicatedGroup,
   type SnapshotMeta,
+  SnapshotPacer,
   StorageError,
   type Term,
   type TimerHandle,
@@ -59,7 +60,6 @@ import {
 import { PendingWork } from './pending.js';
 import { rawNodeFactory } from './raw-node-engine.js';
 import { ReplicaRepairs } from './replica-repair.js';
-import { SnapshotPacer } from './snapshot-pacer.js';
 import { type ReceivingGroup, SnapshotReceiver } from './snapshot-receiver.js';
 import { SnapshotSender } from './snapshot-sender.js';
 
@@ -1542,29 +1542,22 @@ export class RaftHost {
       try {
         out.push(encodeRaftBatch(pack, { maxBytes }));
         continue;
-      } catch (err) {
-        if (pack.length === 1) {
-          this.logOversized(pack[0] as GroupMessage, err as Error);
-          continue;
-        }
+      } catch {
+        // The estimate fell short, or one message is over the limit: one frame per message.
       }
       for (const gm of pack) {
         try {
           out.push(encodeRaftBatch([gm], { maxBytes }));
         } catch (err) {
-          this.logOversized(gm, err as Error);
+          this.log.error('raft message larger than a frame; dropped', {
+            to: gm.message.to,
+            type: gm.message.type,
+            err: (err as Error).message,
+          });
         }
       }
     }
     return out;
-  }
-
-  private logOversized(gm: GroupMessage, err: Error): void {
-    this.log.error('raft message larger than a frame; dropped', {
-      to: gm.message.to,
-      type: gm.message.type,
-      err: err.message,
-    });
   }
 
   private applyReady(g: Group, rd: Ready): void {

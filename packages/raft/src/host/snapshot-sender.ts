@@ -6,6 +6,7 @@ import {
   type NodeId,
   Protocols,
   type SnapshotChunk,
+  SnapshotPacer,
   type Term,
   type TimerHandle,
   type Transport,
@@ -13,7 +14,6 @@ import {
   encodeSnapshotChunk,
 } from '@cohort/core';
 import type { SnapshotReader } from './durable-state-machine.js';
-import { SnapshotPacer } from './snapshot-pacer.js';
 
 /** Options of {@link SnapshotSender}. */
 export interface SnapshotSenderOptions {
@@ -244,10 +244,10 @@ export class SnapshotSender {
   /** Waits until a chunk of `bytes` sent at `sentAt` is within the pacer's rate; returns the milliseconds waited. */
   private async pace(t: Transfer, sentAt: number, bytes: number): Promise<number> {
     const clock = this.opts.clock;
-    const rate = this.pacer.rate(clock.now());
-    if (rate <= 0) return 0;
-    t.due = Math.max(t.due ?? sentAt, sentAt) + (bytes * 1000) / rate;
-    const wait = t.due - clock.now();
+    const due = this.pacer.nextDue(t.due, sentAt, bytes, clock.now());
+    if (due === undefined) return 0;
+    t.due = due;
+    const wait = due - clock.now();
     if (wait <= 0) return 0;
     await this.sleep(t, wait);
     return wait;

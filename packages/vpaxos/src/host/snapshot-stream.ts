@@ -229,12 +229,12 @@ export class VpSnapshotSender {
   private async pace(t: Transfer, sentAt: number, bytes: number): Promise<number> {
     const clock = this.opts.clock;
     const before = this.pacer.backoffs;
-    const rate = this.pacer.rate(clock.now());
+    const due = this.pacer.nextDue(t.due, sentAt, bytes, clock.now());
     this.paceBackoffs += this.pacer.backoffs - before;
-    if (rate <= 0) return 0;
-    t.due = Math.max(t.due ?? sentAt, sentAt) + (bytes * 1000) / rate;
-    const wait = t.due - clock.now();
-    if (wait < 1) return 0;
+    if (due === undefined) return 0;
+    t.due = due;
+    const wait = due - clock.now();
+    if (wait <= 0) return 0;
     await this.sleep(t, wait);
     return wait;
   }
