@@ -78,4 +78,12 @@ export interface NodeStore {
    * that syncs on the caller's thread leaves it unset.
    */
   readonly writesOffThread?: boolean;
+  /**
+   * For a store whose writes commit after `write` or a machine's apply transaction returns (another
+   * thread): undefined when everything queued so far is committed to the file, else a promise that
+   * resolves once it is (not necessarily fsynced; it stays pending while the disk is full). The
+   * host waits on it before handing out more committed entries, so applying never runs ahead of
+   * the writer by more than the Ready rounds in flight. A store that writes on the caller's thread omits it.
+   */
+  settled?(): Promise<void> | undefined;
 }

@@ -288,6 +288,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     return this.queue instanceof ThreadWriteQueue;
   }
 
+  settled(): Promise<void> | undefined {
+    if (!this.queue.pending) return undefined;
+    return this.queue.done(this.seq);
+  }
+
   writerStats(): WriterStats {
     return { ...this.queue.stats };
   }

@@ -123,7 +123,7 @@ export class BenchCluster {
         `127.0.0.1:${node.http}`,
         ...this.args,
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      { stdio: ['ignore', process.env.COHORT_BENCH_LOG_DIR ? 'pipe' : 'ignore', 'pipe'] },
     );
     let partial = '';
     // COHORT_BENCH_LOG_DIR=<dir> keeps every node's log, one file per node, for reading a run afterwards.
@@ -132,6 +132,8 @@ export class BenchCluster {
       mkdirSync(logDir, { recursive: true });
       const file = createWriteStream(join(logDir, `${node.id}.log`), { flags: 'a' });
       child.stderr?.pipe(file);
+      // What the process prints besides its log (for example V8's --trace-gc lines).
+      child.stdout?.pipe(createWriteStream(join(logDir, `${node.id}.out`), { flags: 'a' }));
     }
     child.stderr?.on('data', (d: Buffer) => {
       const lines = (partial + d.toString()).split('\n');

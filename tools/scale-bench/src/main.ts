@@ -4,7 +4,7 @@
 // snapshot size and duration, restart to serving, and a wiped follower
 // catching up while writes continue. Not a test: run `pnpm --filter
 // @cohort/scale-bench bench -- --keys 1000000` after `pnpm turbo run build`.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -271,10 +271,16 @@ try {
   const catchTarget = (await cluster.status(leader))!.commit;
   let peak: Memory = { rss: 0, hwm: 0 };
   let leaderPeak = 0;
+  // With COHORT_BENCH_LOG_DIR, both processes' RSS every 100 ms goes to catch-up-memory.jsonl too.
+  const series = process.env.COHORT_BENCH_LOG_DIR
+    ? createWriteStream(join(process.env.COHORT_BENCH_LOG_DIR, 'catch-up-memory.jsonl'))
+    : undefined;
   const sampler = setInterval(() => {
     const m = cluster.memory(wiped);
+    const l = cluster.memory(leader);
     if (m && m.rss > peak.rss) peak = { rss: m.rss, hwm: Math.max(peak.hwm, m.hwm) };
-    leaderPeak = Math.max(leaderPeak, cluster.memory(leader)?.rss ?? 0);
+    leaderPeak = Math.max(leaderPeak, l?.rss ?? 0);
+    series?.write(`${JSON.stringify({ ms: Date.now() - wipeAt, follower: m?.rss, leader: l?.rss })}\n`);
   }, 100);
   let catchUpMs: number | null = null;
   try {
@@ -294,6 +300,7 @@ try {
     for (const e of wiped.events.slice(-10)) log(`  ${wiped.id}: ${JSON.stringify(e)}`);
   } finally {
     clearInterval(sampler);
+    series?.end();
     caught();
   }
   const duringResult = await during;

@@ -1342,7 +1342,11 @@ export class RaftHost {
 
   private async rounds(): Promise<void> {
     this.startReadRounds();
-    for (let rounds = 0; rounds < 16 && this.running; rounds++) {
+    // Bytes of committed entries applied in this turn: past `maxApplyBytes` the host yields to I/O
+    // first (heartbeats, reads), as a follower catching up applies batch after batch.
+    let appliedBytes = 0;
+    const turnBytes = this.opts.maxApplyBytes === 0 ? Number.POSITIVE_INFINITY : (this.opts.maxApplyBytes ?? MIB);
+    for (let rounds = 0; rounds < 16 && this.running && appliedBytes < turnBytes; rounds++) {
       const round = this.takeRound();
       if (round === undefined) return;
       this.counters.rounds++;
@@ -1355,12 +1359,21 @@ export class RaftHost {
       // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
       // so they apply, and their proposers hear back, while this round's write is in flight.
       let replies = false;
+      let applied = false;
       for (const { g, rd } of work) {
         const pending = g.pending.hasProposals;
         this.applyReady(g, rd);
-        if (pending && rd.committedEntries.length > 0) replies = true;
+        if (rd.committedEntries.length === 0) continue;
+        applied = true;
+        if (pending) replies = true;
+        for (const e of rd.committedEntries) appliedBytes += e.data.length;
       }
-      if (batch.length === 0 && this.roundsInFlight === 0) {
+      // A store that commits the machines' transactions on another thread: the round is acknowledged
+      // (and the engine hands out further committed entries) once they are in the file, so applying
+      // never runs ahead of the writer by more than the rounds in flight. A round that writes waits
+      // for its write anyway, which the store commits after them.
+      const settled = applied && batch.length === 0 ? this.opts.store.settled?.() : undefined;
+      if (batch.length === 0 && this.roundsInFlight === 0 && settled === undefined) {
         // Nothing to write and nothing earlier in flight: what it sends depends on nothing unwritten.
         this.completeRound(round);
         continue;
@@ -1379,12 +1392,13 @@ export class RaftHost {
         written = this.durableWrite(batch).then(() => {
           this.counters.storeWriteMs += this.opts.clock.now() - t;
         });
-        // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
-        written.catch(() => {});
       }
       this.roundsInFlight++;
+      const wait = written ?? settled;
+      // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
+      wait?.catch(() => {});
       this.roundsTail = this.roundsTail
-        .then(() => written)
+        .then(() => wait)
         .then(() => {
           this.roundsInFlight--;
           if (!this.running) return;
