@@ -50,6 +50,8 @@ export async function closedLoop(
   seconds: number,
   op: (r: Redis, n: number) => Promise<unknown>,
   stop?: Promise<unknown>,
+  /** Called with the time (`Date.now()`) each operation succeeded. */
+  onDone?: (at: number) => void,
 ): Promise<PhaseResult> {
   const latencies: number[] = [];
   let errors = 0;
@@ -70,6 +72,7 @@ export async function closedLoop(
         try {
           await op(r, n++);
           latencies.push(performance.now() - t0);
+          onDone?.(Date.now());
         } catch (err) {
           errors++;
           firstError ??= (err as Error).message;

@@ -26,7 +26,7 @@ const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-
   --node-args="ARGS"   more arguments for every \`cohort start\`, split on spaces (write it with \`=\`,
                        for example --node-args="--snapshot-rate 0 --max-inflight-bytes 4194304")
   --node-flags="FLAGS" more Node/V8 flags for every node process, after the ones it always runs with
-                       (for example --node-flags="--max-semi-space-size=8")`;
+                       (for example --node-flags="--max-semi-space-size=4")`;
 
 function positive(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -263,10 +263,19 @@ try {
   const caughtPromise = new Promise<void>((resolve) => {
     caught = resolve;
   });
-  const during = withCpu(() => closedLoop('puts, follower catching up', conns, 600, put, caughtPromise));
+  // Puts completed per second of the catch-up, to tell the snapshot's transfer and install from the log replay after it.
+  const perSecond: number[] = [];
+  let catchUpFrom = Date.now();
+  const during = withCpu(() =>
+    closedLoop('puts, follower catching up', conns, 600, put, caughtPromise, (at) => {
+      const s = Math.floor((at - catchUpFrom) / 1000);
+      if (s >= 0) perSecond[s] = (perSecond[s] ?? 0) + 1;
+    }),
+  );
   await new Promise((r) => setTimeout(r, 500));
   if (o.wipe) await cluster.wipe(wiped);
   const wipeAt = Date.now();
+  catchUpFrom = wipeAt;
   cluster.start(wiped);
   const catchTarget = (await cluster.status(leader))!.commit;
   let peak: Memory = { rss: 0, hwm: 0 };
@@ -320,6 +329,17 @@ try {
   const lastSent = sent.at(-1);
   const restoredAt = snapshotEvents(wiped, /restored a snapshot|installed a streamed snapshot/, wipeAt)[0]?.time;
   const putsAtScale = phases.find((p) => p.name.startsWith(`puts, ${KEYS}`))!;
+  // Whole seconds before the install (the snapshot's transfer and install), and after it until caught up (the log).
+  const rate = (from: number, to: number): number | null => {
+    if (to <= from) return null;
+    let n = 0;
+    for (let i = from; i < to; i++) n += perSecond[i] ?? 0;
+    return Math.round(n / (to - from));
+  };
+  const installSec = restoredAt === undefined ? undefined : Math.floor((restoredAt - wipeAt) / 1000);
+  const caughtSec = catchUpMs === null ? perSecond.length : Math.floor(catchUpMs / 1000);
+  const putsWhileInstalling = installSec === undefined ? null : rate(0, installSec);
+  const putsWhileReplaying = installSec === undefined ? null : rate(installSec + 1, caughtSec);
   const emptyPuts = phases[0]!;
   const report = {
     config: { keys: KEYS, connections: CONNECTIONS, seconds: SECONDS, valueBytes: VALUE_BYTES, nodeArgs, nodeFlags },
@@ -360,6 +380,8 @@ try {
       putsPerSecBefore: putsAtScale.opsPerSec,
       putsPerSecDuring: duringResult.opsPerSec,
       ratio: round(duringResult.opsPerSec / Math.max(1, putsAtScale.opsPerSec)),
+      putsPerSecWhileInstalling: putsWhileInstalling,
+      putsPerSecWhileReplayingLog: putsWhileReplaying,
     },
     targets: {
       p99WithinOneAndHalfOfEmpty: putsAtScale.p99Ms <= 1.5 * emptyPuts.p99Ms,
@@ -403,7 +425,8 @@ try {
     ],
     [
       'puts during catch-up',
-      `${duringResult.opsPerSec} ops/s vs ${putsAtScale.opsPerSec} before (${Math.round(report.wipedFollower.ratio * 100)}%)`,
+      `${duringResult.opsPerSec} ops/s vs ${putsAtScale.opsPerSec} before (${Math.round(report.wipedFollower.ratio * 100)}%); ` +
+        `${putsWhileInstalling ?? '?'} ops/s while the snapshot streamed and installed, ${putsWhileReplaying ?? '?'} while the log replayed`,
     ],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
