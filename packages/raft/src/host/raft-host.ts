@@ -111,6 +111,8 @@ export class RaftHost {
   private readonly pacer: SnapshotPacer;
   /** Followers that installed a snapshot and catch up from the log after it, until the time given. */
   private readonly catchingUp = new Map<string, { group: GroupId; peer: NodeId; until: number }>();
+  /** Snapshot transfers (group and peer) waiting for the writer before their view is opened. */
+  private readonly opening = new Set<string>();
   private readonly receiver: SnapshotReceiver;
   private readonly repairs: ReplicaRepairs;
   private readonly sized: SizedStore | undefined;
@@ -1712,7 +1714,26 @@ export class RaftHost {
     const g = this.groups.get(group);
     // The engine's live role: it may have become leader in the Ready being sent.
     if (g === undefined || g.engine.status().role !== 'leader') return;
-    this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+    const settled = this.opts.store.settled?.();
+    if (settled === undefined) {
+      this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+      return;
+    }
+    // A view reads the file, so opening one waits for the writer to commit what was applied: here, not
+    // blocking the event loop (behind a large job, a log compaction, that wait outlasted an election timeout).
+    const key = `${group}\u0000${peer}`;
+    if (this.opening.has(key)) return;
+    this.opening.add(key);
+    settled
+      .catch(() => {
+        // A failed writer stops the host (see rounds()); the view would fail to open anyway.
+      })
+      .then(() => {
+        this.opening.delete(key);
+        const now = g.engine.status();
+        if (!this.running || now.role !== 'leader' || now.term !== term) return;
+        this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+      });
   }
 
   private snapshotSent(group: GroupId, peer: NodeId, ok: boolean): void {
