@@ -80,10 +80,11 @@ export interface NodeStore {
   readonly writesOffThread?: boolean;
   /**
    * For a store whose writes commit after `write` or a machine's apply transaction returns (another
-   * thread): undefined when everything queued so far is committed to the file, else a promise that
-   * resolves once it is (not necessarily fsynced; it stays pending while the disk is full). The
-   * host waits on it before handing out more committed entries, so applying never runs ahead of
-   * the writer by more than the Ready rounds in flight. A store that writes on the caller's thread omits it.
+   * thread): undefined when at most `slack` of the writes and transactions queued so far are not
+   * committed to the file yet (0 by default: all of them committed), else a promise that resolves
+   * once everything queued so far is (not necessarily fsynced; it stays pending while the disk is
+   * full). The host waits on it before handing out more committed entries once the writer falls
+   * behind, so applying never runs far ahead of it. A store that writes on the caller's thread omits it.
    */
-  settled?(): Promise<void> | undefined;
+  settled?(slack?: number): Promise<void> | undefined;
 }

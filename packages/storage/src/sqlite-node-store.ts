@@ -288,8 +288,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     return this.queue instanceof ThreadWriteQueue;
   }
 
-  settled(): Promise<void> | undefined {
-    if (!this.queue.pending) return undefined;
+  settled(slack = 0): Promise<void> | undefined {
+    if (!this.queue.pending || this.seq - this.committedSeq <= slack) return undefined;
     return this.queue.done(this.seq);
   }
 

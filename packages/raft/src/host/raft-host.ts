@@ -68,6 +68,11 @@ const TICK_TIMES = 256;
 
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
+/**
+ * Uncommitted store jobs (writes, apply transactions) a round that only applied entries may leave behind it
+ * without waiting: a writer keeping up is never waited on, one a backlog outran is.
+ */
+const APPLY_SLACK_JOBS = 8;
 
 /** One Ready round: a Ready of each group with work, written in one store write. */
 interface Round {
@@ -1370,11 +1375,11 @@ export class RaftHost {
         if (pending) replies = true;
         for (const e of rd.committedEntries) appliedBytes += e.data.length;
       }
-      // A store that commits the machines' transactions on another thread: the round is acknowledged
-      // (and the engine hands out further committed entries) once they are in the file, so applying
-      // never runs ahead of the writer by more than the rounds in flight. A round that writes waits
-      // for its write anyway, which the store commits after them.
-      const settled = applied && batch.length === 0 ? this.opts.store.settled?.() : undefined;
+      // A store that commits the machines' transactions on another thread, and has fallen behind by more
+      // than a few jobs (a follower applying a backlog): the round is acknowledged (and the engine hands
+      // out further committed entries) once they are in the file, so applying never runs far ahead of the
+      // writer. A round that writes waits for its write anyway, which the store commits after them.
+      const settled = applied && batch.length === 0 ? this.opts.store.settled?.(APPLY_SLACK_JOBS) : undefined;
       if (batch.length === 0 && this.roundsInFlight === 0 && settled === undefined) {
         // Nothing to write and nothing earlier in flight: what it sends depends on nothing unwritten.
         this.completeRound(round);
