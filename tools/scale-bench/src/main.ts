@@ -26,7 +26,7 @@ const USAGE = `usage: bench [--keys N] [--connections N] [--seconds S] [--value-
   --node-args="ARGS"   more arguments for every \`cohort start\`, split on spaces (write it with \`=\`,
                        for example --node-args="--snapshot-rate 0 --max-inflight-bytes 4194304")
   --node-flags="FLAGS" more Node/V8 flags for every node process, after the ones it always runs with
-                       (for example --node-flags="--max-semi-space-size=4")`;
+                       (for example --node-flags="--max-semi-space-size=8")`;
 
 function positive(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -265,7 +265,7 @@ try {
   });
   // Puts completed per second of the catch-up, to tell the snapshot's transfer and install from the log replay after it.
   const perSecond: number[] = [];
-  let catchUpFrom = Date.now();
+  let catchUpFrom = Number.POSITIVE_INFINITY; // set at the wipe: puts before it count nowhere
   const during = withCpu(() =>
     closedLoop('puts, follower catching up', conns, 600, put, caughtPromise, (at) => {
       const s = Math.floor((at - catchUpFrom) / 1000);
