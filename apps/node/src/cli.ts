@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=16 --heap-growing-percent=50
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
 import { ConfigError } from '@cohort/core';
 import { Command, CommanderError } from 'commander';
 import { type StartFlags, loadNodeOptions } from './config.js';

@@ -78,4 +78,13 @@ export interface NodeStore {
    * that syncs on the caller's thread leaves it unset.
    */
   readonly writesOffThread?: boolean;
+  /**
+   * For a store whose writes commit after `write` or a machine's apply transaction returns (another
+   * thread): undefined when at most `slack` of the writes and transactions queued so far are not
+   * committed to the file yet (0 by default: all of them committed), else a promise that resolves
+   * once everything queued so far is (not necessarily fsynced; it stays pending while the disk is
+   * full). The host waits on it before handing out more committed entries once the writer falls
+   * behind, so applying never runs far ahead of it. A store that writes on the caller's thread omits it.
+   */
+  settled?(slack?: number): Promise<void> | undefined;
 }

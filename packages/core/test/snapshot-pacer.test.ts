@@ -35,7 +35,7 @@ describe('SnapshotPacer', () => {
     // Before the transfer: 2 ms writes.
     let now = writes(p, 0, 2000, 2);
     p.begin();
-    // During it: 4 ms writes (2x, above the 1.25x tolerance).
+    // During it: 4 ms writes (2x, above the 1.15x tolerance).
     const rates: number[] = [];
     for (let step = 0; step < 8; step++) {
       now = writes(p, now, 300, 4);
@@ -45,7 +45,7 @@ describe('SnapshotPacer', () => {
     expect(rates.at(-1)).toBe(MIB);
     expect(backoffs).toBeGreaterThanOrEqual(4);
     expect(p.backoffs).toBe(backoffs);
-    // Writes back at 2.2 ms (within 1.25x): the rate grows again, never above the maximum.
+    // Writes back at 2.2 ms (within 1.15x): the rate grows again, never above the maximum.
     let last = p.rate(now);
     for (let step = 0; step < 40; step++) {
       now = writes(p, now, 300, 2.2);
@@ -57,11 +57,24 @@ describe('SnapshotPacer', () => {
     expect(last).toBe(16 * MIB);
   });
 
+  it('backs off by default once writes are 1.2x slower: a margin under the 80% of throughput a transfer must leave them', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    let now = writes(p, 0, 2000, 2);
+    p.begin();
+    for (let step = 0; step < 8; step++) {
+      now = writes(p, now, 300, 2.4);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBe(MIB);
+    expect(p.backoffs).toBeGreaterThanOrEqual(4);
+    p.end();
+  });
+
   it('does not let the transfer raise its own bar: the baseline stays what writes took before it', () => {
     const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
     let now = writes(p, 0, 2000, 2);
     p.begin();
-    // A long transfer with writes at 3 ms throughout: still above 1.25 x 2 ms at the end.
+    // A long transfer with writes at 3 ms throughout: still above 1.15 x 2 ms at the end.
     for (let step = 0; step < 50; step++) {
       now = writes(p, now, 300, 3);
       p.rate(now);
@@ -89,7 +102,7 @@ describe('SnapshotPacer', () => {
     p.begin();
     now = writes(p, now, 300, 3);
     p.end();
-    // One transfer still runs: 3 ms writes stay above 1.25 x 2 ms.
+    // One transfer still runs: 3 ms writes stay above 1.15 x 2 ms.
     for (let step = 0; step < 6; step++) {
       now = writes(p, now, 300, 3);
       p.rate(now);

@@ -288,6 +288,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     return this.queue instanceof ThreadWriteQueue;
   }
 
+  settled(slack = 0): Promise<void> | undefined {
+    if (!this.queue.pending || this.seq - this.committedSeq <= slack) return undefined;
+    return this.queue.done(this.seq);
+  }
+
   writerStats(): WriterStats {
     return { ...this.queue.stats };
   }

@@ -46,6 +46,26 @@ describe('SqliteNodeStore with its writer thread', () => {
     expect(done).toEqual([1, 2]);
   });
 
+  it('reports what it queued as settled only once the writer committed it, or within a slack of jobs', async () => {
+    expect(store.settled()).toBeUndefined();
+    writeFileSync(gate, '');
+    const w = store.write([{ group: 'g', entries: ents(1, 3, 1) }]);
+    const settled = store.settled();
+    expect(settled).toBeInstanceOf(Promise);
+    // One job behind: within a slack of one, not of none.
+    expect(store.settled(1)).toBeUndefined();
+    let done = false;
+    void settled?.then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    rmSync(gate);
+    await settled;
+    await w;
+    expect(store.settled()).toBeUndefined();
+  });
+
   it('keeps serving a suffix rewritten while the older one is not committed yet, past the cache bound', async () => {
     await store.write([{ group: 'g', entries: ents(1, 8, 1) }]);
     writeFileSync(gate, '');

@@ -68,6 +68,11 @@ const TICK_TIMES = 256;
 
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
+/**
+ * Uncommitted store jobs (writes, apply transactions) a round that only applied entries may leave behind it
+ * without waiting: a writer keeping up is never waited on, one a backlog outran is.
+ */
+const APPLY_SLACK_JOBS = 8;
 
 /** One Ready round: a Ready of each group with work, written in one store write. */
 interface Round {
@@ -111,6 +116,8 @@ export class RaftHost {
   private readonly pacer: SnapshotPacer;
   /** Followers that installed a snapshot and catch up from the log after it, until the time given. */
   private readonly catchingUp = new Map<string, { group: GroupId; peer: NodeId; until: number }>();
+  /** Snapshot transfers (group and peer) waiting for the writer before their view is opened. */
+  private readonly opening = new Set<string>();
   private readonly receiver: SnapshotReceiver;
   private readonly repairs: ReplicaRepairs;
   private readonly sized: SizedStore | undefined;
@@ -1342,7 +1349,11 @@ export class RaftHost {
 
   private async rounds(): Promise<void> {
     this.startReadRounds();
-    for (let rounds = 0; rounds < 16 && this.running; rounds++) {
+    // Bytes of committed entries applied in this turn: past `maxApplyBytes` the host yields to I/O
+    // first (heartbeats, reads), as a follower catching up applies batch after batch.
+    let appliedBytes = 0;
+    const turnBytes = this.opts.maxApplyBytes === 0 ? Number.POSITIVE_INFINITY : (this.opts.maxApplyBytes ?? MIB);
+    for (let rounds = 0; rounds < 16 && this.running && appliedBytes < turnBytes; rounds++) {
       const round = this.takeRound();
       if (round === undefined) return;
       this.counters.rounds++;
@@ -1355,12 +1366,21 @@ export class RaftHost {
       // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
       // so they apply, and their proposers hear back, while this round's write is in flight.
       let replies = false;
+      let applied = false;
       for (const { g, rd } of work) {
         const pending = g.pending.hasProposals;
         this.applyReady(g, rd);
-        if (pending && rd.committedEntries.length > 0) replies = true;
+        if (rd.committedEntries.length === 0) continue;
+        applied = true;
+        if (pending) replies = true;
+        for (const e of rd.committedEntries) appliedBytes += e.data.length;
       }
-      if (batch.length === 0 && this.roundsInFlight === 0) {
+      // A store that commits the machines' transactions on another thread, and has fallen behind by more
+      // than a few jobs (a follower applying a backlog): the round is acknowledged (and the engine hands
+      // out further committed entries) once they are in the file, so applying never runs far ahead of the
+      // writer. A round that writes waits for its write anyway, which the store commits after them.
+      const settled = applied && batch.length === 0 ? this.opts.store.settled?.(APPLY_SLACK_JOBS) : undefined;
+      if (batch.length === 0 && this.roundsInFlight === 0 && settled === undefined) {
         // Nothing to write and nothing earlier in flight: what it sends depends on nothing unwritten.
         this.completeRound(round);
         continue;
@@ -1379,12 +1399,13 @@ export class RaftHost {
         written = this.durableWrite(batch).then(() => {
           this.counters.storeWriteMs += this.opts.clock.now() - t;
         });
-        // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
-        written.catch(() => {});
       }
       this.roundsInFlight++;
+      const wait = written ?? settled;
+      // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
+      wait?.catch(() => {});
       this.roundsTail = this.roundsTail
-        .then(() => written)
+        .then(() => wait)
         .then(() => {
           this.roundsInFlight--;
           if (!this.running) return;
@@ -1698,7 +1719,26 @@ export class RaftHost {
     const g = this.groups.get(group);
     // The engine's live role: it may have become leader in the Ready being sent.
     if (g === undefined || g.engine.status().role !== 'leader') return;
-    this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+    const settled = this.opts.store.settled?.();
+    if (settled === undefined) {
+      this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+      return;
+    }
+    // A view reads the file, so opening one waits for the writer to commit what was applied: here, not
+    // blocking the event loop (behind a large job, a log compaction, that wait outlasted an election timeout).
+    const key = `${group}\u0000${peer}`;
+    if (this.opening.has(key)) return;
+    this.opening.add(key);
+    settled
+      .catch(() => {
+        // A failed writer stops the host (see rounds()); the view would fail to open anyway.
+      })
+      .then(() => {
+        this.opening.delete(key);
+        const now = g.engine.status();
+        if (!this.running || now.role !== 'leader' || now.term !== term) return;
+        this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+      });
   }
 
   private snapshotSent(group: GroupId, peer: NodeId, ok: boolean): void {

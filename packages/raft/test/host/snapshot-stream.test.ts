@@ -2,6 +2,7 @@ import { type Logger, type NodeId, Protocols, decodeSnapshotChunk } from '@cohor
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, MachineDisk, cmd, until } from './cluster.js';
 import { MemoryNodeStore } from './memory-node-store.js';
+import { SettlingStore } from './settling-store.js';
 
 let cluster: Cluster | undefined;
 afterEach(() => {
@@ -86,6 +87,32 @@ describe('streamed snapshots', () => {
     // The leader closed every view it opened.
     const sm = c.node(leader).sms.get('p0')!;
     await until('views closed', () => sm.viewsClosed === sm.viewsOpened);
+  });
+
+  it('a leader whose writer is behind opens the view for a snapshot once it caught up, without blocking meanwhile', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS, 1, () => new SettlingStore());
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const store = c.node(leader).store as SettlingStore;
+    const sm = c.node(leader).sms.get('p0')!;
+    const opened = sm.viewsOpened;
+    store.hold();
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    await until('the snapshot waiting for the writer', () => store.waits > 0);
+    // The leader goes on (heartbeats to both followers) while its writer is behind; no view is open yet.
+    const frames = c.node(leader).host.stats().framesReceived;
+    await until('more frames', () => c.node(leader).host.stats().framesReceived >= frames + 20);
+    expect(sm.viewsOpened).toBe(opened);
+    expect(c.leader()).toBe(leader);
+    store.release();
+    await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0);
+    expect(sm.viewsOpened).toBeGreaterThan(opened);
+    const want = c.node(leader).sms.get('p0')!.map;
+    await until('the follower holds every key', () => wiped.sms.get('p0')!.map.size === want.size);
   });
 
   it('a transfer is paced to its byte rate, and the pauses do not count toward its timeout', async () => {
