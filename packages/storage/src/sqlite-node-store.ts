@@ -86,6 +86,12 @@ export interface SqliteNodeStoreOptions {
    */
   writer?: 'inline' | 'thread';
   /**
+   * With the `thread` writer: how long a transaction that need not be durable (a machine's apply)
+   * waits for the next durable write to cross to the writer and commit with (one message, one
+   * commit); 0 sends it at the end of its turn. @default 2
+   */
+  writerHoldMs?: number;
+  /**
    * A test hook of the `thread` writer: while this file exists, the writer
    * holds each commit before it starts, as a stalled fsync would.
    */
@@ -145,6 +151,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private seq = 0;
   /** The last job the writer committed. */
   private committedSeq = 0;
+  /** Waits handed out by {@link settled}, released early once commits wait for disk space. */
+  private settleWaits: { seq: number; release: () => void }[] = [];
   private tx: OpenTransaction | undefined;
   /** Ops of the log write being built. */
   private building: Op[] | undefined;
@@ -246,6 +254,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         // A checkpoint now, so the writer thread starts from a short WAL.
         db.pragma('wal_checkpoint(TRUNCATE)');
         store.queue = new ThreadWriteQueue(file, {
+          ...(opts.writerHoldMs === undefined ? {} : { holdMs: opts.writerHoldMs }),
           ...(opts.commitGate === undefined ? {} : { commitGate: opts.commitGate }),
           ...(opts.diskFullGate === undefined ? {} : { diskFullGate: opts.diskFullGate }),
         });
@@ -289,8 +298,15 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   }
 
   settled(slack = 0): Promise<void> | undefined {
-    if (!this.queue.pending || this.seq - this.committedSeq <= slack) return undefined;
-    return this.queue.done(this.seq);
+    // On a full disk the writer cannot catch up until space is freed: waiting for it would stall the
+    // caller (the Raft host's rounds, its reads and heartbeats with them) instead of bounding a backlog.
+    if (!this.queue.pending || this.queue.stall !== undefined || this.seq - this.committedSeq <= slack)
+      return undefined;
+    const seq = this.seq;
+    return new Promise<void>((resolve, reject) => {
+      this.settleWaits.push({ seq, release: resolve });
+      this.queue.done(seq).then(resolve, reject);
+    });
   }
 
   writerStats(): WriterStats {
@@ -314,6 +330,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         reason: stall.reason,
       });
     else this.log.warn('disk space is back: the waiting commits went through', { file: this.file });
+    if (stall) {
+      const waits = this.settleWaits;
+      this.settleWaits = [];
+      for (const w of waits) w.release();
+    }
     for (const fn of this.stallWatchers) fn(stall);
   }
 
@@ -672,6 +693,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** The writer committed jobs up to `upTo`: what they wrote is in the file now. */
   private committed(upTo: number): void {
     this.committedSeq = upTo;
+    if (this.settleWaits.length > 0) this.settleWaits = this.settleWaits.filter((w) => w.seq > upTo);
     for (const kv of this.partitions.values()) kv.committed(upTo);
     let n = 0;
     while (n < this.pins.length && (this.pins[n] as Pin).seq <= upTo) n++;

@@ -94,6 +94,11 @@ interface Waiter {
 
 /** Options of {@link ThreadWriteQueue}. */
 export interface ThreadWriteQueueOptions {
+  /**
+   * How long a job that need not be durable (an apply transaction) waits for a durable one to cross
+   * with, in ms; 0 posts it at the end of its turn. @default 2
+   */
+  holdMs?: number;
   /** See {@link JobRunnerOptions.commitGate}. */
   commitGate?: string;
   /** See {@link JobRunnerOptions.diskFullGate}. */
@@ -109,8 +114,13 @@ export class ThreadWriteQueue implements WriteQueue {
   private committed = 0;
   private failure: StorageError | undefined;
   private waiters: Waiter[] = [];
-  /** Jobs submitted in this turn, not yet posted to the writer. */
+  /** Jobs submitted and not yet posted to the writer. */
   private outbox: Job[] = [];
+  /** A post of the outbox is queued for the end of this turn. */
+  private flushQueued = false;
+  /** The outbox holds only jobs that need not be durable: posted when this fires, or with the next durable job. */
+  private holdTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly holdMs: number;
   private closed = false;
   private stalled: WriteStall | undefined;
   onCommitted: (upTo: number) => void = () => {};
@@ -121,6 +131,7 @@ export class ThreadWriteQueue implements WriteQueue {
     private readonly file: string,
     opts: ThreadWriteQueueOptions = {},
   ) {
+    this.holdMs = opts.holdMs ?? 2;
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const sab = new SharedArrayBuffer(CTRL_SLOTS * 8);
@@ -153,13 +164,28 @@ export class ThreadWriteQueue implements WriteQueue {
     if (!this.pending) this.port.ref();
     this.submitted = job.seq;
     // Jobs submitted in one turn (a round's log write, its apply transactions) cross to the
-    // writer in one message: a postMessage costs more than the statements of a small job.
+    // writer in one message: a postMessage costs more than the statements of a small job. A job
+    // that need not be durable (an apply transaction) also waits up to `holdMs` for the next
+    // durable one (the next round's log write): one message and one commit instead of two, which
+    // is what a lone client's write paid twice over (apply, then its next write's log entry).
     this.outbox.push(job);
-    if (this.outbox.length === 1) queueMicrotask(this.flush);
+    if (job.durable || this.holdMs <= 0) {
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(this.flush);
+      }
+    } else if (!this.flushQueued && this.holdTimer === undefined) {
+      this.holdTimer = setTimeout(this.flush, this.holdMs);
+    }
   }
 
   /** Hands the jobs submitted so far to the writer. */
   private readonly flush = (): void => {
+    this.flushQueued = false;
+    if (this.holdTimer !== undefined) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
+    }
     if (this.outbox.length === 0 || this.closed) return;
     const msg: ToWriter = { type: 'jobs', jobs: this.outbox };
     this.outbox = [];

@@ -124,6 +124,36 @@ describe('SqliteNodeStore on a full disk (SQLite reports SQLITE_FULL)', () => {
     }
   });
 
+  it('does not make anyone wait on settled() for a writer stalled on a full disk, and releases the waits taken before', async () => {
+    await store.write([{ group: 'g', entries: big(1, 2, 1, 100), hardState: { term: 1, vote: 'n1', commit: 0 } }]);
+    writeFileSync(gate, '');
+    const waits: Promise<void>[] = [];
+    const writes: Promise<void>[] = [];
+    let next = 3;
+    for (let w = 0; store.writeStall() === undefined; w++) {
+      if (w > 400) throw new Error('the database never filled up');
+      writes.push(store.write([{ group: 'g', entries: big(next, next + 3, 1, 4096) }]));
+      next += 4;
+      const wait = store.settled();
+      if (wait) waits.push(wait);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(waits.length).toBeGreaterThan(0);
+    // The writes stay queued, yet every wait handed out has ended, and no new one is handed out.
+    let released = false;
+    await Promise.race([
+      Promise.all(waits).then(() => {
+        released = true;
+      }),
+      new Promise((r) => setTimeout(r, 2000)),
+    ]);
+    expect(released).toBe(true);
+    expect(store.settled()).toBeUndefined();
+    expect(store.writeStall()).toBeDefined();
+    rmSync(gate);
+    await Promise.all(writes);
+  });
+
   it('closed while a commit waits for space, rejects that write and keeps everything committed before it', async () => {
     await store.write([{ group: 'g', entries: big(1, 2, 1, 100) }]);
     writeFileSync(gate, '');
