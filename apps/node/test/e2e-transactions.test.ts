@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runBank } from './helpers/bank.js';
 import { ProcCluster, poll } from './helpers/processes.js';
 import { type TxnAnswer, keysOverPartitions, partitionOf } from './helpers/txn-keys.js';
@@ -54,6 +54,12 @@ beforeAll(async () => {
     return views.every((v) => v !== undefined) ? true : undefined;
   });
 }, 60_000);
+
+afterEach((ctx) => {
+  // A failure here has so far been one of timing in the cluster's first seconds: say what the nodes went through.
+  if (ctx.task.result?.state === 'fail')
+    console.log(`nodes' warnings and leadership changes:\n${cluster?.notableLog()}`);
+});
 
 afterAll(async () => {
   for (const c of clients) c.disconnect();

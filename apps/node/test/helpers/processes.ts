@@ -146,6 +146,31 @@ export class ProcCluster {
   }
 
   /** SIGKILLs every node and removes the cluster's temp data (call once, at the end). */
+  /**
+   * The nodes' log lines at warn level or above, and every leadership change, last `lines` of each node,
+   * merged in time order: printed by a test that failed, so a CI log says what the cluster went through.
+   */
+  notableLog(lines = 60): string {
+    const rows: { time: number; line: string }[] = [];
+    for (const n of this.nodes) {
+      const picked: { time: number; line: string }[] = [];
+      for (const line of n.log.split('\n')) {
+        let rec: { level?: number; time?: number; msg?: string };
+        try {
+          rec = JSON.parse(line) as typeof rec;
+        } catch {
+          continue;
+        }
+        if ((rec.level ?? 0) >= 40 || /leader/.test(rec.msg ?? '')) picked.push({ time: rec.time ?? 0, line });
+      }
+      rows.push(...picked.slice(-lines));
+    }
+    return rows
+      .sort((a, b) => a.time - b.time)
+      .map((r) => r.line)
+      .join('\n');
+  }
+
   async killAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => this.kill(n)));
     rmSync(this.root, { recursive: true, force: true });
