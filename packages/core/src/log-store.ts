@@ -83,8 +83,8 @@ export interface NodeStore {
    * thread): undefined when at most `slack` of the writes and transactions queued so far are not
    * committed to the file yet (0 by default: all of them committed), else a promise that resolves
    * once everything queued so far is (not necessarily fsynced), or once commits start waiting for
-   * disk space (undefined meanwhile: a writer that cannot move is not waited on). The host waits on it before handing out more committed entries once the writer falls
-   * behind, so applying never runs far ahead of it. A store that writes on the caller's thread omits it.
+   * disk space (undefined meanwhile: a writer that cannot move is not waited on). The host waits on
+   * it before it opens a snapshot view, off the event loop. A store that writes on the caller's thread omits it.
    */
   settled?(slack?: number): Promise<void> | undefined;
 }

@@ -1393,11 +1393,10 @@ export class RaftHost {
         });
       }
       this.roundsInFlight++;
-      const wait = written;
       // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
-      wait?.catch(() => {});
+      written?.catch(() => {});
       this.roundsTail = this.roundsTail
-        .then(() => wait)
+        .then(() => written)
         .then(() => {
           this.roundsInFlight--;
           if (!this.running) return;
