@@ -255,6 +255,11 @@ export class NodeMetrics {
       (s) => s.storeWrites,
     );
     counter(
+      'cohort_raft_apply_pauses_total',
+      "Times applying paused until the store's writer thread caught up with the applied transactions",
+      (s) => s.applyPauses,
+    );
+    counter(
       'cohort_raft_store_write_seconds_total',
       'Time spent in durable store writes',
       (s) => s.storeWriteMs / 1000,

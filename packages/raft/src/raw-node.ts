@@ -54,6 +54,8 @@ export class RawNode {
   private prevHard: HardState;
   /** Readies handed out and not yet acknowledged, oldest first. */
   private readonly outstanding: InFlightReady[] = [];
+  /** While set, Readies carry no committed entries (see {@link pauseApplying}). */
+  private applyPaused = false;
 
   /** Restarts (or starts) a node from what `storage` holds; the membership comes from its conf state. */
   constructor(options: RaftOptions, storage: RaftLogReader) {
@@ -287,7 +289,7 @@ export class RawNode {
     const u = r.raftLog.unstable;
     if (u.nextSnapshot() || u.hasNextEntries()) return true;
     if (r.msgs.length > 0 || r.readStates.length > 0) return true;
-    return Math.min(r.raftLog.committed, this.committedLimit()) > this.applying();
+    return !this.applyPaused && Math.min(r.raftLog.committed, this.committedLimit()) > this.applying();
   }
 
   /** Takes the pending work. Call `advance()` once it is persisted, sent and applied. */
@@ -308,11 +310,13 @@ export class RawNode {
     const entries = u.nextEntries();
     const snapshot = u.nextSnapshot();
     // Bounded in bytes (at least one entry): a follower catching up applies its backlog in batches.
-    const committedEntries = r.raftLog.nextCommittedEntries(
-      this.committedLimit(),
-      r.opts.maxCommittedSizePerReady || Number.MAX_SAFE_INTEGER,
-      this.applying(),
-    );
+    const committedEntries = this.applyPaused
+      ? []
+      : r.raftLog.nextCommittedEntries(
+          this.committedLimit(),
+          r.opts.maxCommittedSizePerReady || Number.MAX_SAFE_INTEGER,
+          this.applying(),
+        );
     const rd: Ready = {
       entries,
       committedEntries,
@@ -413,6 +417,17 @@ export class RawNode {
   /** The lease a read may be served under now, without a ReadIndex round; undefined when none holds (lease.ts). */
   leaseRead(): LeaseRead | undefined {
     return leaseRead(this.raft);
+  }
+
+  /**
+   * Holds back committed entries (true) or hands them out again (false). Everything else goes on
+   * while paused: entries are appended, acknowledged and committed, messages and snapshots flow; only
+   * applying waits. An application whose applied state is written behind the engine (another thread)
+   * pauses while that backlog is too large, so a follower catching up cannot outrun its disk and
+   * buffer the difference in memory, without holding back its acknowledgements.
+   */
+  pauseApplying(paused: boolean): void {
+    this.applyPaused = paused;
   }
 
   /** The highest log index known committed (cheap: no status snapshot). */

@@ -33,6 +33,25 @@ describe('a follower catching up', () => {
     expect(new Set(indexes).size).toBe(indexes.length);
   });
 
+  it('while applying is paused, it still appends, acknowledges and learns the commit, and applies everything once resumed', () => {
+    const net = lagging({ maxCommittedSizePerReady: 25 });
+    const a = net.node('a');
+    const c = net.node('c');
+    c.rn.pauseApplying(true);
+    net.heal();
+    net.tickAll(3);
+    // c holds the backlog and knows it committed (the leader counts c's acknowledgements), yet applied none of it.
+    expect(c.rn.status().commit).toBe(a.rn.status().commit);
+    expect(a.rn.status().progress.c?.match).toBe(a.rn.status().lastIndex);
+    expect(appliedData(c)).toHaveLength(0);
+    expect(c.rn.hasReady()).toBe(false);
+    c.rn.pauseApplying(false);
+    expect(c.rn.hasReady()).toBe(true);
+    net.tickAll(3);
+    expect(appliedData(c)).toEqual(appliedData(a));
+    expect(appliedData(c)).toHaveLength(20);
+  });
+
   it('with pipelined Readies, each outstanding Ready carries its own bounded slice of the committed entries', () => {
     const net = lagging({ maxCommittedSizePerReady: 25, asyncStorageWrites: true, maxOutstandingReadies: 3 });
     const a = net.node('a');

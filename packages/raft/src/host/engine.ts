@@ -60,6 +60,11 @@ export interface RaftEngine {
   transferLeadership(to: NodeId): void;
   /** On a leader whose lease holds, the lease a read may be served under; absent: the engine has no leases. */
   leaseRead?(): LeaseRead | undefined;
+  /**
+   * Holds back committed entries from the next Readies (true) or hands them out again (false);
+   * nothing else stops. Absent: the engine cannot, and the host never pauses it.
+   */
+  pauseApplying?(paused: boolean): void;
   /** The highest index known committed, read cheaply; absent: the host reads `status().commit`. */
   commitIndex?(): LogIndex;
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */

@@ -99,6 +99,15 @@ export interface RaftHostOptions {
    */
   maxApplyBytes?: number;
   /**
+   * For a store whose machines' transactions commit on another thread (`NodeStore.settled`): most bytes
+   * of committed entries applied before the host checks that the writer caught up with them. When it
+   * has not, the groups stop applying (the engines' `pauseApplying`) until it has; appends,
+   * acknowledgements, commits, heartbeats and reads go on meanwhile. Bounds what a follower catching up
+   * holds in memory while its disk is slower than its network. 0 never pauses.
+   * @default 4194304 (4 MiB)
+   */
+  maxUnsettledApplyBytes?: number;
+  /**
    * Most Ready rounds of one group carrying entries (to write or to apply) in flight at once: the host
    * takes the next round (sends the leader's new appends, heartbeats and their answers, submits the
    * next write) without waiting for the previous write to complete. 1 runs one round at a time.
@@ -223,6 +232,8 @@ export interface HostStats {
   roundsOverlapped: number;
   /** `store.write` calls. */
   storeWrites: number;
+  /** Times applying paused until the store's writer caught up with the machines' transactions (maxUnsettledApplyBytes). */
+  applyPauses: number;
   /** Milliseconds spent in `store.write` (durable writes, fsync included; overlapping writes each count in full). */
   storeWriteMs: number;
   /** Entries persisted. */

@@ -128,6 +128,7 @@ export class RaftHost {
     rounds: 0,
     roundsOverlapped: 0,
     storeWrites: 0,
+    applyPauses: 0,
     storeWriteMs: 0,
     entriesPersisted: 0,
     entriesApplied: 0,
@@ -289,6 +290,7 @@ export class RaftHost {
       group,
     );
     const s = engine.status();
+    if (this.applyPaused) engine.pauseApplying?.(true);
     const record = (t: ProposalTiming) => {
       // The writes' latency paces snapshot transfers (they must not take the writes' share).
       this.pacer.observeWrite(t.applied - t.proposed, t.applied);
@@ -1361,6 +1363,7 @@ export class RaftHost {
       // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
       // so they apply, and their proposers hear back, while this round's write is in flight.
       let replies = false;
+      const appliedBefore = appliedBytes;
       for (const { g, rd } of work) {
         const pending = g.pending.hasProposals;
         this.applyReady(g, rd);
@@ -1368,10 +1371,11 @@ export class RaftHost {
         if (pending) replies = true;
         for (const e of rd.committedEntries) appliedBytes += e.data.length;
       }
-      // A round is not held until the store's writer caught up with the machines' transactions
-      // (settled()): that also held every later round's messages, a follower's acknowledgements
-      // included, so under a slow disk clients' writes waited on apply transactions (e2e-transactions
-      // timed out in 3 of 10 runs beside a disk-filling loop, in none of 9 without the wait).
+      // A round is never held until the store's writer caught up with the machines' transactions: that
+      // also held every later round's messages, a follower's acknowledgements included, so under a slow
+      // disk clients' writes waited on apply transactions (e2e-transactions timed out in 3 of 10 runs
+      // beside a disk-filling loop, in none of 9 without the wait). Applying pauses instead.
+      this.noteApplied(appliedBytes - appliedBefore);
       if (batch.length === 0 && this.roundsInFlight === 0) {
         // Nothing to write and nothing earlier in flight: what it sends depends on nothing unwritten.
         this.completeRound(round);
@@ -1408,6 +1412,38 @@ export class RaftHost {
     }
     // Still busy: yield to I/O and continue on the next turn.
     this.again = true;
+  }
+
+  /** Bytes applied since the writer was last known caught up with the machines' transactions. */
+  private unsettledApplyBytes = 0;
+  /** Whether the groups' applying is paused until the writer catches up (see maxUnsettledApplyBytes). */
+  private applyPaused = false;
+
+  /**
+   * Counts bytes applied; past `maxUnsettledApplyBytes`, asks the store whether its writer caught up
+   * with the transactions queued so far and, when not, pauses every group's applying until it has.
+   */
+  private noteApplied(bytes: number): void {
+    if (bytes === 0 || this.applyPaused) return;
+    const budget = this.opts.maxUnsettledApplyBytes ?? 4 * MIB;
+    this.unsettledApplyBytes += bytes;
+    if (budget === 0 || this.unsettledApplyBytes < budget) return;
+    const settled = this.opts.store.settled?.();
+    this.unsettledApplyBytes = 0;
+    if (settled === undefined) return;
+    this.setApplyPaused(true);
+    this.counters.applyPauses++;
+    const resume = () => {
+      this.setApplyPaused(false);
+      if (this.running) this.schedule();
+    };
+    // A writer that failed fails the writes too (fatal there); applying resumes either way.
+    settled.then(resume, resume);
+  }
+
+  private setApplyPaused(paused: boolean): void {
+    this.applyPaused = paused;
+    for (const g of this.groups.values()) g.engine.pauseApplying?.(paused);
   }
 
   /** Takes one Ready of each group with work and sorts its messages; undefined when no group has work. */

@@ -32,6 +32,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     campaign: () => rn.campaign(),
     forceConfiguration: (voters) => rn.forceConfiguration(voters),
     commitIndex: () => rn.commitIndex(),
+    pauseApplying: (paused) => rn.pauseApplying(paused),
     leaseRead: () => rn.leaseRead(),
     transferLeadership: (to) => rn.transferLeadership(to),
     quiesce: (down) => rn.quiesce(down),

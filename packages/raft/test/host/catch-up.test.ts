@@ -48,4 +48,35 @@ describe('RaftHost: a follower catching up', () => {
     expect(store.waits).toBe(0);
     store.release();
   });
+
+  it('pauses applying, not acknowledging, while its writer is behind: commits go on, and the backlog applies once it caught up', async () => {
+    const opts = { maxApplyBytes: 100, maxUnsettledApplyBytes: 200 };
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], opts, 1, () => new SettlingStore());
+    const c = cluster;
+    const leaderId = await until('a leader', () => c.leader());
+    const [slow, down] = c.ids.filter((id) => id !== leaderId) as [string, string];
+    const leader = c.node(leaderId);
+    // The leader's only quorum is with the slow follower: every commit needs its acknowledgement.
+    c.hub.down.add(down);
+    const store = c.node(slow).store as SettlingStore;
+    const sm = c.node(slow).sms.get('p0')!;
+    const from = sm.applied().index;
+    store.hold();
+    // 60 writes of 20 bytes (1,200 bytes), each committed before the next is proposed.
+    for (let i = 0; i < 60; i++) {
+      await leader.host.propose('p0', cmd(`key${String(i).padStart(4, '0')}=${'v'.repeat(11)}`));
+    }
+    const target = leader.host.status('p0').commit;
+    expect(store.waits).toBeGreaterThan(0);
+    expect(c.node(slow).host.stats().applyPauses).toBeGreaterThan(0);
+    // Paused past the budget (200 bytes, one more batch at most), far short of the 1,200 committed.
+    const held = sm.applied().index;
+    expect(held).toBeLessThan(target);
+    expect(held - from).toBeLessThanOrEqual(20);
+    store.release();
+    await until('the follower applies the backlog', () => sm.applied().index >= target, 8000);
+    expect(sm.map.get('key0059')).toBe('v'.repeat(11));
+    const indexes = sm.appliedIndexes;
+    expect(new Set(indexes).size).toBe(indexes.length);
+  });
 });
