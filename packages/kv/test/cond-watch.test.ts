@@ -125,6 +125,20 @@ describe.each([
     expect(h.sm.range(b(''), undefined, 0, 2000).records).toHaveLength(4);
   });
 
+  it('reads a range of one key, [k, k + 0x00), as that key alone: present, absent, expired, or a neighbour', () => {
+    for (const [i, k] of ['a', 'a/1', 'a\u0000', 'b'].entries()) apply(i + 1, put(k, k));
+    h.sm.apply(5, encodeCommand(setCmd('c', 'gone', 1000, { expiresAt: 1500 })));
+    const one = (k: string) => h.sm.range(b(k), b(`${k}\u0000`), 1, 2000);
+    expect(one('a')).toEqual({ records: [expect.objectContaining({ key: b('a'), value: b('a') })], more: false });
+    expect(one('a').records[0]).toMatchObject({ createRevision: 1, modifyRevision: 1, version: 1 });
+    expect(one('a/').records).toEqual([]);
+    expect(one('c').records).toEqual([]);
+    expect(one('zz').records).toEqual([]);
+    // The same answers as the scan of a wider range cut to the key.
+    expect(h.sm.range(b('a'), b('a\u0000\u0000'), 0, 2000).records.map((r) => text(r.key))).toEqual(['a', 'a\u0000']);
+    expect(one('a\u0000').records.map((r) => text(r.key))).toEqual(['a\u0000']);
+  });
+
   it('tells its listener when a snapshot replaces the partition', () => {
     const resets: number[] = [];
     const peer = make();

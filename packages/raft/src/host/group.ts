@@ -47,6 +47,8 @@ export interface Group {
   readBatch: string[];
   /** Reads of each round in flight, by the round's context. */
   readRounds: Map<string, string[]>;
+  /** When (host clock, ms) the newest round in flight started. */
+  readRoundAt: number;
   /** The engine's `lostEntries` count already logged. */
   lostEntriesLogged: number;
   /** The host last saw the engine quiescent (it does not tick it). */

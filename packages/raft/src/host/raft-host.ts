@@ -317,6 +317,7 @@ export class RaftHost {
       compacting: false,
       readBatch: [],
       readRounds: new Map(),
+      readRoundAt: 0,
       lostEntriesLogged: s.lostEntries ?? 0,
       quiescent: false,
       idleTicks: 0,
@@ -1299,10 +1300,19 @@ export class RaftHost {
     return ents.length;
   }
 
-  /** Starts one ReadIndex round per group for the reads queued since the last one. */
+  /**
+   * Starts one ReadIndex round per group for the reads queued since the last one, unless a round is
+   * in flight: reads arriving meanwhile wait for it to end and share the next (a round costs a
+   * heartbeat to every follower and their answers, a socket write each way on every node). A round
+   * in flight longer than a heartbeat interval (its messages lost) holds no one back.
+   */
   private startReadRounds(): void {
+    const now = this.opts.clock.now();
+    const patience = this.tickMs * (this.opts.heartbeatTicks ?? 1);
     for (const g of this.groups.values()) {
       if (g.readBatch.length === 0) continue;
+      if (g.readRounds.size > 0 && now - g.readRoundAt < patience) continue;
+      g.readRoundAt = now;
       const reads = g.readBatch;
       g.readBatch = [];
       const round = `${this.opts.id}/r${++this.readCounter}`;
@@ -1661,6 +1671,8 @@ export class RaftHost {
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
       g.readRounds.delete(round);
     }
+    // The reads that waited for the round just ended start theirs.
+    if (rd.readStates.length > 0 && g.readRounds.size === 0 && g.readBatch.length > 0) this.schedule();
     g.pending.releaseReads(g.applied.index);
   }
 

@@ -86,6 +86,35 @@ describe('RaftHost', () => {
     expect(rounds).toBe(1);
   });
 
+  it('reads arriving while a ReadIndex round is in flight wait for it and share the next one', async () => {
+    let rounds = 0;
+    const createEngine: EngineFactory = (o, storage, peers) => {
+      const engine = rawNodeFactory(o, storage, peers);
+      return {
+        ...engine,
+        readIndex(ctx: Uint8Array): void {
+          rounds++;
+          engine.readIndex(ctx);
+        },
+      };
+    };
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { createEngine });
+    const c = cluster;
+    const leader = c.node(await until('a leader', () => c.leader()));
+    await leader.host.propose('p0', cmd('r=1'));
+    rounds = 0;
+    // One read per turn of the event loop for 30 turns; a round takes several turns (a heartbeat to
+    // each follower, their answers), so one round per turn would be 30.
+    const reads: Promise<void>[] = [];
+    for (let i = 0; i < 30; i++) {
+      reads.push(leader.host.readIndex('p0'));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(reads);
+    expect(rounds).toBeGreaterThan(1);
+    expect(rounds).toBeLessThanOrEqual(15);
+  });
+
   it('persists the work of every group of a round in one store write (group commit)', async () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0', 'p1']);
     const c = cluster;
