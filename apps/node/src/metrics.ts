@@ -255,6 +255,11 @@ export class NodeMetrics {
       (s) => s.storeWrites,
     );
     counter(
+      'cohort_raft_read_index_rounds_total',
+      'ReadIndex rounds started: each confirms the leadership for the batch of linearizable reads that waited for it',
+      (s) => s.readRounds,
+    );
+    counter(
       'cohort_raft_apply_pauses_total',
       "Times applying paused until the store's writer thread caught up with the applied transactions",
       (s) => s.applyPauses,

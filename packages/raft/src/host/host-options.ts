@@ -232,6 +232,8 @@ export interface HostStats {
   roundsOverlapped: number;
   /** `store.write` calls. */
   storeWrites: number;
+  /** ReadIndex rounds started (each a heartbeat to every follower, or a request to the leader, for a batch of reads). */
+  readRounds: number;
   /** Times applying paused until the store's writer caught up with the machines' transactions (maxUnsettledApplyBytes). */
   applyPauses: number;
   /** Milliseconds spent in `store.write` (durable writes, fsync included; overlapping writes each count in full). */

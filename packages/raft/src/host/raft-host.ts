@@ -129,6 +129,7 @@ export class RaftHost {
     roundsOverlapped: 0,
     storeWrites: 0,
     applyPauses: 0,
+    readRounds: 0,
     storeWriteMs: 0,
     entriesPersisted: 0,
     entriesApplied: 0,
@@ -1319,6 +1320,7 @@ export class RaftHost {
       try {
         g.engine.readIndex(new TextEncoder().encode(round));
         g.readRounds.set(round, reads);
+        this.counters.readRounds++;
       } catch (err) {
         for (const ctx of reads) g.pending.failRead(ctx, err as Error);
       }
