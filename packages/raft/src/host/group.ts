@@ -47,7 +47,9 @@ export interface Group {
   readBatch: string[];
   /** Reads of each round in flight, by the round's context. */
   readRounds: Map<string, string[]>;
-  /** When (host clock, ms) the newest round in flight started. */
+  /** The newest ReadIndex round started, until it ends (its answer also ends every earlier one). */
+  readRoundOpen: string | undefined;
+  /** When (host clock, ms) it started. */
   readRoundAt: number;
   /** The engine's `lostEntries` count already logged. */
   lostEntriesLogged: number;

@@ -318,6 +318,7 @@ export class RaftHost {
       compacting: false,
       readBatch: [],
       readRounds: new Map(),
+      readRoundOpen: undefined,
       readRoundAt: 0,
       lostEntriesLogged: s.lostEntries ?? 0,
       quiescent: false,
@@ -1305,14 +1306,15 @@ export class RaftHost {
    * Starts one ReadIndex round per group for the reads queued since the last one, unless a round is
    * in flight: reads arriving meanwhile wait for it to end and share the next (a round costs a
    * heartbeat to every follower and their answers, a socket write each way on every node). A round
-   * in flight longer than a heartbeat interval (its messages lost) holds no one back.
+   * in flight longer than a heartbeat interval (its heartbeats lost: the next tick's carry it again)
+   * holds no one back.
    */
   private startReadRounds(): void {
     const now = this.opts.clock.now();
     const patience = this.tickMs * (this.opts.heartbeatTicks ?? 1);
     for (const g of this.groups.values()) {
       if (g.readBatch.length === 0) continue;
-      if (g.readRounds.size > 0 && now - g.readRoundAt < patience) continue;
+      if (g.readRoundOpen !== undefined && now - g.readRoundAt < patience) continue;
       g.readRoundAt = now;
       const reads = g.readBatch;
       g.readBatch = [];
@@ -1320,6 +1322,7 @@ export class RaftHost {
       try {
         g.engine.readIndex(new TextEncoder().encode(round));
         g.readRounds.set(round, reads);
+        g.readRoundOpen = round;
         this.counters.readRounds++;
       } catch (err) {
         for (const ctx of reads) g.pending.failRead(ctx, err as Error);
@@ -1626,6 +1629,8 @@ export class RaftHost {
       g.lead = rd.softState.lead;
       g.role = rd.softState.role;
       this.log.info('leadership changed', { group: g.id, role: g.role, leader: g.lead });
+      // A round of a former leadership is never answered: the next one need not wait for it.
+      g.readRoundOpen = undefined;
       if (wasLeader && g.role !== 'leader') {
         g.readRounds.clear();
         g.pending.failReads(new NotLeaderError(g.lead || undefined));
@@ -1672,9 +1677,10 @@ export class RaftHost {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
       g.readRounds.delete(round);
+      if (round === g.readRoundOpen) g.readRoundOpen = undefined;
     }
     // The reads that waited for the round just ended start theirs.
-    if (rd.readStates.length > 0 && g.readRounds.size === 0 && g.readBatch.length > 0) this.schedule();
+    if (rd.readStates.length > 0 && g.readRoundOpen === undefined && g.readBatch.length > 0) this.schedule();
     g.pending.releaseReads(g.applied.index);
   }
 
