@@ -30,6 +30,8 @@ interface Txn {
   fails: boolean;
   /** What happens to the writer thread's commits after it. */
   after: 'hold' | 'release' | 'flush' | 'none';
+  /** Then a snapshot of these keys (by index into KEYS) replaces the partition's state. */
+  install: number[] | undefined;
 }
 
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
@@ -67,7 +69,23 @@ const txn: fc.Arbitrary<Txn> = fc.record({
   durable: fc.boolean(),
   fails: fc.nat(9).map((n) => n < 2),
   after: fc.constantFrom('hold', 'release', 'flush', 'none', 'none'),
+  install: fc.option(fc.uniqueArray(fc.nat(KEYS.length - 1), { maxLength: 4 }), { nil: undefined, freq: 6 }),
 });
+
+/** Replaces the partition's state with `keys` (values naming the revision), as a snapshot install does. */
+function install(kv: PartitionKv, keys: number[], revision: number): void {
+  const installer = kv.beginInstall();
+  for (const k of keys) {
+    installer.put({
+      key: KEYS[k] as Uint8Array,
+      value: enc(`s${revision}`),
+      createRevision: revision,
+      modifyRevision: revision,
+      version: 1,
+    });
+  }
+  installer.commit({ index: 1000 + revision, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } }, revision);
+}
 
 function run(kv: PartitionKv, c: Cmd, revision: number): void {
   switch (c.op) {
@@ -160,6 +178,11 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
             if (t.after === 'hold') writeFileSync(gate, '');
             if (t.after === 'release' || t.after === 'flush') rmSync(gate, { force: true });
             if (t.after === 'flush') (stores[2]?.[1] as SqliteNodeStore).flush();
+            if (t.install !== undefined) {
+              // An install waits for the writer: let it commit.
+              rmSync(gate, { force: true });
+              for (const [, store] of stores) install(store.kv('p'), t.install, revision);
+            }
             const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
             for (const [name, store] of stores.slice(1)) expect([name, reads(store.kv('p'))]).toEqual([name, want]);
           }
