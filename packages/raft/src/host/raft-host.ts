@@ -1378,19 +1378,20 @@ export class RaftHost {
       // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
       // so they apply, and their proposers hear back, while this round's write is in flight.
       let replies = false;
-      const appliedBefore = appliedBytes;
+      let roundBytes = 0;
       for (const { g, rd } of work) {
         const pending = g.pending.hasProposals;
         this.applyReady(g, rd);
         if (rd.committedEntries.length === 0) continue;
         if (pending) replies = true;
-        for (const e of rd.committedEntries) appliedBytes += e.data.length;
+        for (const e of rd.committedEntries) roundBytes += e.data.length;
       }
+      appliedBytes += roundBytes;
       // A round is never held until the store's writer caught up with the machines' transactions: that
       // also held every later round's messages, a follower's acknowledgements included, so under a slow
       // disk clients' writes waited on apply transactions (e2e-transactions timed out in 3 of 10 runs
       // beside a disk-filling loop, in none of 9 without the wait). Applying pauses instead.
-      this.noteApplied(appliedBytes - appliedBefore);
+      this.noteApplied(roundBytes);
       if (batch.length === 0 && this.roundsInFlight === 0) {
         // Nothing to write and nothing earlier in flight: what it sends depends on nothing unwritten.
         this.completeRound(round);
