@@ -17,6 +17,26 @@ export interface PhaseResult {
    * one entry per node, and `bench` for the load generator.
    */
   cpu?: Record<string, number>;
+  /**
+   * Where the phase's time went, from the nodes' metrics before and after it: on the leader, the
+   * p50/p99 of each proposal phase (upper bucket bounds, ms); on every node, GC, the writer's commits and
+   * checkpoints, and the event loop's longest delay.
+   */
+  where?: {
+    leaderPhasesMs: Record<string, { p50: number | null; p99: number | null }>;
+    nodes: Record<
+      string,
+      {
+        gcMs: number;
+        commits: number;
+        commitMsMean: number | null;
+        loopLagMaxMs: number | null;
+        checkpoints: number;
+        checkpointMs: number;
+        walFrames: number | null;
+      }
+    >;
+  };
 }
 
 /** A RESP client that gives up fast instead of queueing while a node is down. */

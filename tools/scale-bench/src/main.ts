@@ -181,6 +181,71 @@ async function withCpu(phase: () => Promise<PhaseResult>): Promise<PhaseResult> 
   return result;
 }
 
+/** Upper bound (ms) of the bucket holding quantile `q` of a histogram's counts between two scrapes. */
+function bucketQuantile(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  prefix: string,
+  q: number,
+): number | null {
+  const buckets: [number, number][] = [];
+  for (const [k, v] of after) {
+    if (!k.startsWith(prefix)) continue;
+    const le = /le="([^"]+)"/.exec(k)?.[1];
+    if (le === undefined) continue;
+    buckets.push([le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), v - (before.get(k) ?? 0)]);
+  }
+  buckets.sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total <= 0) return null;
+  const bound = buckets.find(([, n]) => n >= q * total)?.[0] ?? null;
+  return bound === null || !Number.isFinite(bound) ? null : round(bound * 1000);
+}
+
+/** Runs `phase` and adds where its time went (see `PhaseResult.where`), from metrics scraped around it. */
+async function withWhere(leader: BenchNode, phase: () => Promise<PhaseResult>): Promise<PhaseResult> {
+  const scrape = () => Promise.all(cluster.nodes.map((n) => metricsOf(n)));
+  const before = await scrape();
+  const result = await phase();
+  const after = await scrape();
+  const sum = (m: Map<string, number>, prefix: string): number => {
+    let s = 0;
+    for (const [k, v] of m) if (k.startsWith(prefix)) s += v;
+    return s;
+  };
+  const nodes: NonNullable<PhaseResult['where']>['nodes'] = {};
+  cluster.nodes.forEach((n, i) => {
+    const b = before[i]!;
+    const a = after[i]!;
+    const commits = sum(a, 'cohort_storage_commits_total') - sum(b, 'cohort_storage_commits_total');
+    const commitS = sum(a, 'cohort_storage_commit_seconds_total') - sum(b, 'cohort_storage_commit_seconds_total');
+    const lag = a.get('nodejs_eventloop_lag_max_seconds');
+    nodes[n.id] = {
+      gcMs: round((sum(a, 'nodejs_gc_duration_seconds_sum') - sum(b, 'nodejs_gc_duration_seconds_sum')) * 1000),
+      commits,
+      commitMsMean: commits > 0 ? round((commitS * 1000) / commits) : null,
+      loopLagMaxMs: lag === undefined ? null : round(lag * 1000),
+      checkpoints: sum(a, 'cohort_storage_checkpoints_total') - sum(b, 'cohort_storage_checkpoints_total'),
+      checkpointMs: round(
+        (sum(a, 'cohort_storage_checkpoint_seconds_total') - sum(b, 'cohort_storage_checkpoint_seconds_total')) * 1000,
+      ),
+      walFrames: a.get('cohort_storage_wal_frames') ?? null,
+    };
+  });
+  const li = cluster.nodes.indexOf(leader);
+  const leaderPhasesMs: NonNullable<PhaseResult['where']>['leaderPhasesMs'] = {};
+  for (const ph of ['persisted', 'committed', 'applied', 'replied']) {
+    const prefix = 'cohort_raft_proposal_phase_seconds_bucket{';
+    const only = (m: Map<string, number>) =>
+      new Map([...m].filter(([k]) => k.startsWith(prefix) && k.includes(`phase="${ph}"`)));
+    const b = only(before[li]!);
+    const a = only(after[li]!);
+    leaderPhasesMs[ph] = { p50: bucketQuantile(b, a, prefix, 0.5), p99: bucketQuantile(b, a, prefix, 0.99) };
+  }
+  result.where = { leaderPhasesMs, nodes };
+  return result;
+}
+
 const random = (n: number): number => Math.floor(Math.random() * n);
 
 try {
@@ -202,7 +267,7 @@ try {
   // baseline the 1M-key p99 is compared with.
   const warm = await closedLoop('warm-up', conns, Math.min(3, SECONDS), put);
   log(`warm-up: ${warm.ops} puts, p99 ${warm.p99Ms} ms (not counted)`);
-  phases.push(await closedLoop('puts, empty store', conns, SECONDS, put));
+  phases.push(await withWhere(leader, () => closedLoop('puts, empty store', conns, SECONDS, put)));
   log(`puts on an empty store: ${JSON.stringify(phases.at(-1))}`);
 
   log(`loading ${KEYS} keys of ${VALUE_BYTES} bytes`);
@@ -212,7 +277,7 @@ try {
   const afterLoad = await memories();
   log(`loaded at ${loadRate} keys/s; memory ${JSON.stringify(afterLoad)}`);
 
-  phases.push(await withCpu(() => closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put)));
+  phases.push(await withWhere(leader, () => withCpu(() => closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put))));
   log(`puts: ${JSON.stringify(phases.at(-1))}`);
   phases.push(await closedLoop(`gets, ${KEYS} keys`, conns, SECONDS, (r) => r.get(keyOf(random(KEYS)))));
   log(`gets: ${JSON.stringify(phases.at(-1))}`);
@@ -409,6 +474,21 @@ try {
           : ''
       }`,
     ]),
+    ...phases
+      .filter((p) => p.where !== undefined)
+      .map((p): [string, string] => {
+        const w = p.where!;
+        const ph = Object.entries(w.leaderPhasesMs)
+          .map(([k, v]) => `${k} ${v.p50}/${v.p99}`)
+          .join(', ');
+        const nodes = Object.entries(w.nodes)
+          .map(
+            ([id, n]) =>
+              `${id} gc ${n.gcMs} ms, ${n.commits} commits of ${n.commitMsMean} ms, ${n.checkpoints} checkpoints (${n.checkpointMs} ms, WAL ${n.walFrames} frames), lag max ${n.loopLagMaxMs} ms`,
+          )
+          .join('; ');
+        return [`  where (${p.name})`, `leader p50/p99 ms: ${ph}; ${nodes}`];
+      }),
     ...Object.entries(report.memory.afterPhases).map(([id, m]): [string, string] => [
       `RSS ${id}${id === leader.id ? ' (leader)' : ''}`,
       `${m.rssMB} MB (peak ${m.hwmMB} MB)`,
