@@ -17,7 +17,8 @@ import { type CpuProfile, formatTop } from './profile-top.ts';
 
 const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
   --workload W     put: PUT /v1/kv/k<n>; get: linearizable GET of the keys a short put run wrote first;
-                   resp-get: the same over RESP, one ioredis connection per --connections (default put)
+                   resp-get: the same over RESP, one ioredis connection per --connections; resp-set: SET of a
+                   random one of 1M keys over RESP, as the scale benchmark's puts (default put)
   --connections N  HTTP keep-alive connections to the leader (default 64)
   --seconds S      length of the load (default 10)
   --value-bytes B  value size (default 100)
@@ -53,8 +54,10 @@ const SECONDS = num('seconds', o.seconds);
 const VALUE = 'x'.repeat(num('value-bytes', o['value-bytes']));
 const TOP = num('top', o.top);
 const WORKLOAD = o.workload;
-if (WORKLOAD !== 'put' && WORKLOAD !== 'get' && WORKLOAD !== 'resp-get') {
-  process.stderr.write(`profile-leader: --workload must be put, get or resp-get, got '${WORKLOAD}'\n${USAGE}\n`);
+if (WORKLOAD !== 'put' && WORKLOAD !== 'get' && WORKLOAD !== 'resp-get' && WORKLOAD !== 'resp-set') {
+  process.stderr.write(
+    `profile-leader: --workload must be put, get, resp-get or resp-set, got '${WORKLOAD}'\n${USAGE}\n`,
+  );
   process.exit(2);
 }
 
@@ -93,7 +96,7 @@ try {
   cluster.startAll();
   const leader = await cluster.leader(60_000);
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  if (WORKLOAD !== 'put') {
+  if (WORKLOAD === 'get' || WORKLOAD === 'resp-get') {
     // The keys the gets read, written first (outside the measured window).
     let next = 0;
     await Promise.all(
@@ -110,7 +113,7 @@ try {
   const until = performance.now() + SECONDS * 1000;
   let seq = 0;
   const clients =
-    WORKLOAD === 'resp-get'
+    WORKLOAD === 'resp-get' || WORKLOAD === 'resp-set'
       ? Array.from({ length: CONNECTIONS }, () => new Redis({ port: leader.resp, host: '127.0.0.1' }))
       : [];
   await Promise.all(
@@ -119,12 +122,17 @@ try {
         const t0 = performance.now();
         const key = `k${seq++ % 10_000}`;
         const status =
-          WORKLOAD === 'resp-get'
-            ? await (clients[c] as Redis).get(key).then(
-                (v) => (v === null ? 404 : 200),
+          WORKLOAD === 'resp-set'
+            ? await (clients[c] as Redis).set(`key:${Math.floor(Math.random() * 1_000_000)}`, VALUE).then(
+                () => 200,
                 () => 0,
               )
-            : await send(agent, leader.http, key, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(() => 0);
+            : WORKLOAD === 'resp-get'
+              ? await (clients[c] as Redis).get(key).then(
+                  (v) => (v === null ? 404 : 200),
+                  () => 0,
+                )
+              : await send(agent, leader.http, key, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(() => 0);
         if (status === 200) latencies.push(performance.now() - t0);
         else errors++;
       }

@@ -19,8 +19,8 @@ export interface PhaseResult {
   cpu?: Record<string, number>;
   /**
    * Where the phase's time went, from the nodes' metrics before and after it: on the leader, the
-   * p50/p99 of each proposal phase (upper bucket bounds, ms); on every node, GC, the writer's commits and
-   * checkpoints, and the event loop's longest delay.
+   * p50/p99 of each proposal phase (upper bucket bounds, ms); on every node, GC, the writer's commits
+   * and the event loop's longest delay.
    */
   where?: {
     leaderPhasesMs: Record<string, { p50: number | null; p99: number | null }>;
@@ -31,9 +31,6 @@ export interface PhaseResult {
         commits: number;
         commitMsMean: number | null;
         loopLagMaxMs: number | null;
-        checkpoints: number;
-        checkpointMs: number;
-        walFrames: number | null;
       }
     >;
   };

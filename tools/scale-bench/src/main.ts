@@ -225,11 +225,6 @@ async function withWhere(leader: BenchNode, phase: () => Promise<PhaseResult>): 
       commits,
       commitMsMean: commits > 0 ? round((commitS * 1000) / commits) : null,
       loopLagMaxMs: lag === undefined ? null : round(lag * 1000),
-      checkpoints: sum(a, 'cohort_storage_checkpoints_total') - sum(b, 'cohort_storage_checkpoints_total'),
-      checkpointMs: round(
-        (sum(a, 'cohort_storage_checkpoint_seconds_total') - sum(b, 'cohort_storage_checkpoint_seconds_total')) * 1000,
-      ),
-      walFrames: a.get('cohort_storage_wal_frames') ?? null,
     };
   });
   const li = cluster.nodes.indexOf(leader);
@@ -457,7 +452,9 @@ try {
       p99WithinOneAndHalfOfEmpty: putsAtScale.p99Ms <= 1.5 * emptyPuts.p99Ms,
       leaderRssUnder300MB: (afterLoadPhases[leader.id]?.rssMB ?? Number.POSITIVE_INFINITY) < 300,
       restartUnder5s: restartToServingMs < 5000,
-      writesKeep80PercentDuringCatchUp: duringResult.opsPerSec >= 0.8 * putsAtScale.opsPerSec,
+      // The issue's wording: while a follower installs a snapshot (its transfer and install), not the log replay after.
+      writesKeep80PercentWhileInstalling:
+        putsWhileInstalling !== null && putsWhileInstalling >= 0.8 * putsAtScale.opsPerSec,
     },
   };
 
@@ -484,7 +481,7 @@ try {
         const nodes = Object.entries(w.nodes)
           .map(
             ([id, n]) =>
-              `${id} gc ${n.gcMs} ms, ${n.commits} commits of ${n.commitMsMean} ms, ${n.checkpoints} checkpoints (${n.checkpointMs} ms, WAL ${n.walFrames} frames), lag max ${n.loopLagMaxMs} ms`,
+              `${id} gc ${n.gcMs} ms, ${n.commits} commits of ${n.commitMsMean} ms, lag max ${n.loopLagMaxMs} ms`,
           )
           .join('; ');
         return [`  where (${p.name})`, `leader p50/p99 ms: ${ph}; ${nodes}`];
