@@ -272,6 +272,12 @@ try {
   const afterLoad = await memories();
   log(`loaded at ${loadRate} keys/s; memory ${JSON.stringify(afterLoad)}`);
 
+  // The first seconds after the load still carry it: the log of its large MSET entries is compacted and its WAL
+  // checkpointed. Measured and reported, but the target compares the next phase, the store at 1M keys settled.
+  phases.push(
+    await withWhere(leader, () => closedLoop(`puts, ${KEYS} keys, right after the load`, conns, SECONDS, put)),
+  );
+  log(`puts right after the load: ${JSON.stringify(phases.at(-1))}`);
   phases.push(await withWhere(leader, () => withCpu(() => closedLoop(`puts, ${KEYS} keys`, conns, SECONDS, put))));
   log(`puts: ${JSON.stringify(phases.at(-1))}`);
   phases.push(await closedLoop(`gets, ${KEYS} keys`, conns, SECONDS, (r) => r.get(keyOf(random(KEYS)))));
@@ -393,7 +399,7 @@ try {
   );
   const lastSent = sent.at(-1);
   const restoredAt = snapshotEvents(wiped, /restored a snapshot|installed a streamed snapshot/, wipeAt)[0]?.time;
-  const putsAtScale = phases.find((p) => p.name.startsWith(`puts, ${KEYS}`))!;
+  const putsAtScale = phases.find((p) => p.name === `puts, ${KEYS} keys`)!;
   // Whole seconds before the install (the snapshot's transfer and install), and after it until caught up (the log).
   const rate = (from: number, to: number): number | null => {
     if (to <= from) return null;
