@@ -50,6 +50,7 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
       'SELECT client_id, last_active FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
     ),
     response: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq = ?'),
+    maxResponseSeq: p('SELECT max(seq) FROM session_responses WHERE gen_id = ? AND client_id = ?'),
     responses: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? ORDER BY seq'),
     putResponse: p('INSERT OR REPLACE INTO session_responses VALUES (?, ?, ?, ?, ?)'),
     delResponsesUpTo: p('DELETE FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq <= ?'),
@@ -91,6 +92,7 @@ export type KvStatements = Record<
   | 'idle'
   | 'idleAt'
   | 'response'
+  | 'maxResponseSeq'
   | 'responses'
   | 'putResponse'
   | 'delResponsesUpTo'

@@ -63,6 +63,9 @@ export interface PartitionHost {
   read<T>(fn: () => T): T;
 }
 
+/** Sessions a partition keeps in memory (see `SqlitePartitionKv.sessionCache`): one per RESP connection in use, with room. */
+const SESSION_CACHE_SIZE = 4096;
+
 /**
  * One partition's KV data, sessions and applied state in the node's SQLite
  * file. Writes go to the store's writer as statements; until it reports them
@@ -78,11 +81,16 @@ export class SqlitePartitionKv implements PartitionKv {
   /** Rows of the current generation, once counted; kept up to date by put and delete. */
   private rows: number | undefined;
   /**
-   * The session last read (CRC checked) or written: a write with a session
-   * reads it twice (the retry check, then the response save). Only this
-   * object writes the partition, so the copy stays exact.
+   * Sessions as last read (CRC checked) or written, up to
+   * {@link SESSION_CACHE_SIZE} (the oldest entry goes first): a write with a
+   * session reads its row twice (the retry check, then the response save), and
+   * each RESP connection has one, written on every write of the connection.
+   * With each, `maxSeq` when known: no response is stored above it, so the
+   * retry check of a new sequence number (every write but a retry) needs no
+   * read. Only this object writes the partition, so the copies stay exact; a
+   * rolled-back transaction or an installed snapshot drops them all.
    */
-  private lastSession: ClientSession | undefined;
+  private readonly sessionCache = new Map<string, { s: ClientSession; maxSeq: number | undefined }>();
   /**
    * The partition row as last read from the file (CRC checked) or written:
    * every applied batch reads the applied position and log time, and only
@@ -111,7 +119,7 @@ export class SqlitePartitionKv implements PartitionKv {
   forget(): void {
     this.gen = undefined;
     this.rows = undefined;
-    this.lastSession = undefined;
+    this.sessionCache.clear();
     this.lastPartition = undefined;
     this.lastRead = undefined;
   }
@@ -263,16 +271,23 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   session(clientId: string): ClientSession | undefined {
-    if (this.lastSession?.clientId === clientId) return { ...this.lastSession };
+    const cached = this.sessionCache.get(clientId);
+    if (cached !== undefined) return { ...cached.s };
     const o = this.ov.sessions.get(clientId);
     if (o !== undefined) return o.v.session && { ...o.v.session };
-    const r = this.st.session.get(this.readGen(), clientId) as SessionRow | undefined;
+    const gen = this.readGen();
+    const r = this.st.session.get(gen, clientId) as SessionRow | undefined;
     if (!r) return undefined;
-    this.lastSession = toSession(this.src, r);
-    return { ...this.lastSession };
+    const read = toSession(this.src, r);
+    // Nothing of this session is pending (the overlay has no entry): the file holds all its responses.
+    const max = this.st.maxResponseSeq.pluck().get(gen, clientId) as number | null;
+    this.cacheSession(read, max ?? 0);
+    return { ...read };
   }
 
   response(clientId: string, seq: number): Uint8Array | undefined {
+    const max = this.sessionCache.get(clientId)?.maxSeq;
+    if (max !== undefined && seq > max) return undefined;
     const o = this.ov.sessions.get(clientId);
     if (o !== undefined) {
       // Responses at or below the low-water mark were deleted with it; a dropped session's, with it.
@@ -289,15 +304,23 @@ export class SqlitePartitionKv implements PartitionKv {
   saveResponse(clientId: string, seq: number, response: Uint8Array, logTime: number, lowWater = 0): void {
     this.host.run(() => {
       const gen = this.writeGen();
-      const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
+      const known = this.session(clientId);
+      const s = known ?? { clientId, lowWater: 0, lastActive: logTime };
       const mark = Math.max(s.lowWater, lowWater);
       if (mark > s.lowWater) this.host.emit(['delResponsesUpTo', gen, clientId, mark]);
-      this.putSession(gen, { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) });
+      // A new session has no responses stored.
+      this.putSession(
+        gen,
+        { clientId, lowWater: mark, lastActive: Math.max(s.lastActive, logTime) },
+        known === undefined ? 0 : undefined,
+      );
       if (seq > mark) {
         const copy = response.slice();
         const crc = responseCrc(this.src.partition, clientId, seq, copy);
         this.host.emit(['putResponse', gen, clientId, seq, copy, crc]);
         this.ov.set(this.ov.responses, responseKey(clientId, seq), copy, this.host.seq(), this.host.undo);
+        const cached = this.sessionCache.get(clientId);
+        if (cached?.maxSeq !== undefined && seq > cached.maxSeq) cached.maxSeq = seq;
       }
     }, true);
   }
@@ -305,13 +328,14 @@ export class SqlitePartitionKv implements PartitionKv {
   raiseLowWater(clientId: string, lowWater: number, logTime: number): void {
     this.host.run(() => {
       const gen = this.writeGen();
-      const s = this.session(clientId) ?? { clientId, lowWater: 0, lastActive: logTime };
+      const known = this.session(clientId);
+      const s = known ?? { clientId, lowWater: 0, lastActive: logTime };
       if (lowWater > s.lowWater) this.host.emit(['delResponsesUpTo', gen, clientId, lowWater]);
-      this.putSession(gen, {
-        clientId,
-        lowWater: Math.max(s.lowWater, lowWater),
-        lastActive: Math.max(s.lastActive, logTime),
-      });
+      this.putSession(
+        gen,
+        { clientId, lowWater: Math.max(s.lowWater, lowWater), lastActive: Math.max(s.lastActive, logTime) },
+        known === undefined ? 0 : undefined,
+      );
     }, true);
   }
 
@@ -332,7 +356,7 @@ export class SqlitePartitionKv implements PartitionKv {
 
   dropSession(clientId: string): void {
     this.host.run(() => {
-      if (this.lastSession?.clientId === clientId) this.lastSession = undefined;
+      this.sessionCache.delete(clientId);
       const gen = this.readGen();
       this.host.emit(['delSession', gen, clientId]);
       this.host.emit(['delResponses', gen, clientId]);
@@ -377,7 +401,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.ov.clear();
     this.gen = staging;
     this.rows = undefined;
-    this.lastSession = undefined;
+    this.sessionCache.clear();
     this.lastRead = undefined;
     this.host.purge(old);
   }
@@ -398,11 +422,22 @@ export class SqlitePartitionKv implements PartitionKv {
     );
   }
 
-  private putSession(gen: number, s: ClientSession): void {
+  private putSession(gen: number, s: ClientSession, maxSeq?: number): void {
     this.host.emit(['putSession', gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s)]);
     const hideStored = this.ov.sessions.get(s.clientId)?.v.hideStored ?? false;
     this.ov.set(this.ov.sessions, s.clientId, { session: { ...s }, hideStored }, this.host.seq(), this.host.undo);
-    this.lastSession = { ...s };
+    this.cacheSession({ ...s }, maxSeq ?? this.sessionCache.get(s.clientId)?.maxSeq);
+  }
+
+  /**
+   * Keeps `s` (a copy the caller gives up) as the latest of its session, with the highest sequence number
+   * of a response it has stored (undefined: not known), dropping the oldest entry past the bound.
+   */
+  private cacheSession(s: ClientSession, maxSeq: number | undefined): void {
+    const cache = this.sessionCache;
+    cache.delete(s.clientId);
+    cache.set(s.clientId, { s, maxSeq });
+    if (cache.size > SESSION_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
   }
 
   /** The current generation for reading; 0 (no rows) when the partition was never written. */
