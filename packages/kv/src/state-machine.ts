@@ -225,7 +225,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
             }
             if (applied.index > before) this.kv.setApplied(applied, logTime);
           },
-          { durable: false },
+          { durable: false, snapshotReads: true },
         );
       } catch (err) {
         // Rolled back: what the transaction steps counted is void.

@@ -154,6 +154,10 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** Waits handed out by {@link settled}, released early once commits wait for disk space. */
   private settleWaits: { seq: number; release: () => void }[] = [];
   private tx: OpenTransaction | undefined;
+  /** A transaction with `snapshotReads` runs: its reads share one read transaction of this connection. */
+  private snapshotReads = false;
+  /** Commits reported while it ran, taken once it ended. */
+  private committedLater: number | undefined;
   /** Ops of the log write being built. */
   private building: Op[] | undefined;
   /** The first index each group's entries are written from in the log write being built. */
@@ -584,7 +588,21 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], purges: [] };
     this.tx = tx;
     try {
-      const result = fn();
+      let result: T;
+      if (opts.snapshotReads === true && this.queue instanceof ThreadWriteQueue) {
+        // This connection only reads: one read transaction for all of `fn`'s reads instead of one per
+        // statement, each of which locked the WAL index and, after any commit of the writer, started over
+        // with an empty page cache. What the writer reports committed meanwhile is taken once it ended, so
+        // the overlay keeps those rows and the reads stay exact.
+        this.snapshotReads = true;
+        try {
+          result = this.inRead(fn) as T;
+        } finally {
+          this.snapshotReads = false;
+        }
+      } else {
+        result = fn();
+      }
       this.tx = undefined;
       if (tx.ops.length > 0) this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
       return result;
@@ -597,6 +615,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       throw err;
     } finally {
       for (const gen of tx.purges) this.submit({ seq: 0, durable: false, ops: [], purge: gen });
+      const upTo = this.committedLater;
+      if (upTo !== undefined) {
+        this.committedLater = undefined;
+        this.committed(upTo);
+      }
     }
   }
 
@@ -692,6 +715,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   /** The writer committed jobs up to `upTo`: what they wrote is in the file now. */
   private committed(upTo: number): void {
+    if (this.snapshotReads) {
+      // Inside a snapshot-reads transaction (a barrier ran in it): its reads predate these commits.
+      this.committedLater = Math.max(this.committedLater ?? 0, upTo);
+      return;
+    }
     this.committedSeq = upTo;
     if (this.settleWaits.length > 0) this.settleWaits = this.settleWaits.filter((w) => w.seq > upTo);
     for (const kv of this.partitions.values()) kv.committed(upTo);

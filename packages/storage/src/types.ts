@@ -227,6 +227,13 @@ export interface TransactionOptions {
    * @default true
    */
   durable?: boolean;
+  /**
+   * Whether every read inside sees one snapshot of the store (one read transaction, with a store that
+   * writes on another thread), which costs less than a snapshot per read: for a batch that reads and
+   * writes rows and opens no view. Reads still see the transaction's own writes and every earlier one.
+   * @default false
+   */
+  snapshotReads?: boolean;
 }
 
 /**

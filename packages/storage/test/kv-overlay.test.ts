@@ -32,6 +32,10 @@ interface Txn {
   after: 'hold' | 'release' | 'flush' | 'none';
   /** Then a snapshot of these keys (by index into KEYS) replaces the partition's state. */
   install: number[] | undefined;
+  /** Its reads share one read transaction (see `TransactionOptions.snapshotReads`). */
+  snapshotReads: boolean;
+  /** Halfway through its commands, the writer thread commits everything queued (reported while it runs). */
+  flushInside: boolean;
 }
 
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
@@ -70,6 +74,8 @@ const txn: fc.Arbitrary<Txn> = fc.record({
   fails: fc.nat(9).map((n) => n < 2),
   after: fc.constantFrom('hold', 'release', 'flush', 'none', 'none'),
   install: fc.option(fc.uniqueArray(fc.nat(KEYS.length - 1), { maxLength: 4 }), { nil: undefined, freq: 6 }),
+  snapshotReads: fc.boolean(),
+  flushInside: fc.nat(3).map((n) => n === 0),
 });
 
 /** Replaces the partition's state with `keys` (values naming the revision), as a snapshot install does. */
@@ -161,15 +167,28 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
           let revision = 0;
           for (const t of txns) {
             revision++;
+            // What each store answers halfway through the transaction, after its writer committed meanwhile.
+            const inside: unknown[] = [];
             for (const [, store] of stores) {
               const kv = store.kv('p');
               try {
                 store.transaction(
                   () => {
-                    for (const c of t.cmds) run(kv, c, revision);
+                    t.cmds.forEach((c, i) => {
+                      if (t.flushInside && i === Math.floor(t.cmds.length / 2)) {
+                        // A read first, so a snapshot-reads transaction has taken its snapshot.
+                        kv.scan();
+                        if (store instanceof SqliteNodeStore) {
+                          rmSync(gate, { force: true });
+                          store.flush();
+                        }
+                        inside.push(reads(kv));
+                      }
+                      run(kv, c, revision);
+                    });
                     if (t.fails) throw new Error('rolled back');
                   },
-                  { durable: t.durable },
+                  { durable: t.durable, snapshotReads: t.snapshotReads },
                 );
               } catch (err) {
                 if ((err as Error).message !== 'rolled back') throw err;
@@ -185,6 +204,7 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
             }
             const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
             for (const [name, store] of stores.slice(1)) expect([name, reads(store.kv('p'))]).toEqual([name, want]);
+            stores.forEach(([name], i) => expect([name, inside[i]]).toEqual([name, inside[0]]));
           }
           // And the same once it all committed, from a reopened file.
           rmSync(gate, { force: true });
