@@ -143,17 +143,38 @@ async function readJson(res: Response, what: string): Promise<Record<string, unk
 }
 
 /** Sends an admin request, following a NOT_LEADER answer to the leader it names once. */
-async function admin(t: Target, path: string, body: unknown, what: string): Promise<Record<string, unknown>> {
-  let res = await call(t, 'POST', path, { body });
-  let out = await readJson(res, what);
-  const e = (out.error ?? {}) as ApiError;
-  if (res.status === 503 && e.code === 'NOT_LEADER' && e.leaderHttp) {
-    res = await call(t, 'POST', path, { body, http: e.leaderHttp });
-    out = await readJson(res, what);
+/**
+ * POSTs an admin request, following the answer's redirect to the leader once. With `untilLeader` (for
+ * requests that may run twice, such as a leadership transfer, which ends once the target leads), while no
+ * leader is known (NOT_LEADER naming none: an election is under way) it asks again every 200 ms until
+ * `--timeout-ms` has passed.
+ */
+async function admin(
+  t: Target,
+  path: string,
+  body: unknown,
+  what: string,
+  untilLeader = false,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutOf(t);
+  for (;;) {
+    let res = await call(t, 'POST', path, { body });
+    let out = await readJson(res, what);
+    let e = (out.error ?? {}) as ApiError;
+    if (res.status === 503 && e.code === 'NOT_LEADER' && e.leaderHttp) {
+      res = await call(t, 'POST', path, { body, http: e.leaderHttp });
+      out = await readJson(res, what);
+      e = (out.error ?? {}) as ApiError;
+    }
+    if (res.ok) return out;
+    const electing = untilLeader && res.status === 503 && e.code === 'NOT_LEADER' && !e.leaderHttp;
+    if (!electing || Date.now() + ELECTION_RETRY_MS > deadline) throw apiError(res.status, out, what);
+    await new Promise((r) => setTimeout(r, ELECTION_RETRY_MS));
   }
-  if (!res.ok) throw apiError(res.status, out, what);
-  return out;
 }
+
+/** How long an admin command waits before asking again while an election is under way. */
+const ELECTION_RETRY_MS = 200;
 
 const say = (s: string): void => {
   process.stdout.write(`${s}\n`);
@@ -371,6 +392,7 @@ export function registerOpsCommands(program: Command): void {
         '/v1/admin/partitions/transfer-leader',
         { partition: p, node },
         `partitions transfer ${p} ${node}`,
+        true,
       );
       say(o.json ? JSON.stringify(out, null, 2) : `p${p}: ${String(out.leader)} leads`);
     }),

@@ -554,12 +554,18 @@ describe('the meta group and placement (5 nodes, 16 partitions, 3 replicas)', ()
       if (slot >= slots.first && slot <= slots.last) keys.push(`stuck:${k}`);
     }
     let stop = false;
+    // A failed write waits before the next: once the connection is closed every command fails at once, and a
+    // loop of those would never let a timer run (the test's own deadline included) and hang the test run.
     const load = (async () => {
-      for (let k = 0; !stop; k++) await r.set(keys[k % keys.length]!, String(k)).catch(() => {});
+      for (let k = 0; !stop; k++)
+        await r.set(keys[k % keys.length]!, String(k)).catch(() => new Promise((w) => setTimeout(w, 20)));
     })();
-    await Promise.all(others.map((id) => cluster.kill(cluster.nodes.find((n) => n.id === id)!)));
-    await poll(`partition ${i} stuck on n1`, 15_000, async () => ((await status()).stuck ? true : undefined));
-    stop = true;
+    try {
+      await Promise.all(others.map((id) => cluster.kill(cluster.nodes.find((n) => n.id === id)!)));
+      await poll(`partition ${i} stuck on n1`, 15_000, async () => ((await status()).stuck ? true : undefined));
+    } finally {
+      stop = true;
+    }
     await load;
   }, 30_000);
 });
