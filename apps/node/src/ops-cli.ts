@@ -142,7 +142,6 @@ async function readJson(res: Response, what: string): Promise<Record<string, unk
   }
 }
 
-/** Sends an admin request, following a NOT_LEADER answer to the leader it names once. */
 /**
  * POSTs an admin request, following the answer's redirect to the leader once. With `untilLeader` (for
  * requests that may run twice, such as a leadership transfer, which ends once the target leads), while no

@@ -116,23 +116,29 @@ try {
     WORKLOAD === 'resp-get' || WORKLOAD === 'resp-set'
       ? Array.from({ length: CONNECTIONS }, () => new Redis({ port: leader.resp, host: '127.0.0.1' }))
       : [];
+  /** One request of the workload; its HTTP-like status (0: failed). */
+  const once = (client: Redis | undefined, key: string): Promise<number> => {
+    switch (WORKLOAD) {
+      case 'resp-set':
+        return (client as Redis).set(`key:${Math.floor(Math.random() * 1_000_000)}`, VALUE).then(
+          () => 200,
+          () => 0,
+        );
+      case 'resp-get':
+        return (client as Redis).get(key).then(
+          (v) => (v === null ? 404 : 200),
+          () => 0,
+        );
+      default:
+        return send(agent, leader.http, key, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(() => 0);
+    }
+  };
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async (_, c) => {
       while (performance.now() < until) {
         const t0 = performance.now();
         const key = `k${seq++ % 10_000}`;
-        const status =
-          WORKLOAD === 'resp-set'
-            ? await (clients[c] as Redis).set(`key:${Math.floor(Math.random() * 1_000_000)}`, VALUE).then(
-                () => 200,
-                () => 0,
-              )
-            : WORKLOAD === 'resp-get'
-              ? await (clients[c] as Redis).get(key).then(
-                  (v) => (v === null ? 404 : 200),
-                  () => 0,
-                )
-              : await send(agent, leader.http, key, WORKLOAD === 'get' ? 'GET' : 'PUT').catch(() => 0);
+        const status = await once(clients[c], key);
         if (status === 200) latencies.push(performance.now() - t0);
         else errors++;
       }

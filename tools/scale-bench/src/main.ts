@@ -181,16 +181,19 @@ async function withCpu(phase: () => Promise<PhaseResult>): Promise<PhaseResult> 
   return result;
 }
 
-/** Upper bound (ms) of the bucket holding quantile `q` of a histogram's counts between two scrapes. */
+/**
+ * Upper bound (ms) of the bucket holding quantile `q` of a histogram's counts between two scrapes; `bucket`
+ * picks the histogram's `_bucket` series (one label set).
+ */
 function bucketQuantile(
   before: Map<string, number>,
   after: Map<string, number>,
-  prefix: string,
+  bucket: (key: string) => boolean,
   q: number,
 ): number | null {
   const buckets: [number, number][] = [];
   for (const [k, v] of after) {
-    if (!k.startsWith(prefix)) continue;
+    if (!bucket(k)) continue;
     const le = /le="([^"]+)"/.exec(k)?.[1];
     if (le === undefined) continue;
     buckets.push([le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), v - (before.get(k) ?? 0)]);
@@ -229,13 +232,12 @@ async function withWhere(leader: BenchNode, phase: () => Promise<PhaseResult>): 
   });
   const li = cluster.nodes.indexOf(leader);
   const leaderPhasesMs: NonNullable<PhaseResult['where']>['leaderPhasesMs'] = {};
+  const b = before[li]!;
+  const a = after[li]!;
   for (const ph of ['persisted', 'committed', 'applied', 'replied']) {
-    const prefix = 'cohort_raft_proposal_phase_seconds_bucket{';
-    const only = (m: Map<string, number>) =>
-      new Map([...m].filter(([k]) => k.startsWith(prefix) && k.includes(`phase="${ph}"`)));
-    const b = only(before[li]!);
-    const a = only(after[li]!);
-    leaderPhasesMs[ph] = { p50: bucketQuantile(b, a, prefix, 0.5), p99: bucketQuantile(b, a, prefix, 0.99) };
+    const bucket = (k: string) =>
+      k.startsWith('cohort_raft_proposal_phase_seconds_bucket{') && k.includes(`phase="${ph}"`);
+    leaderPhasesMs[ph] = { p50: bucketQuantile(b, a, bucket, 0.5), p99: bucketQuantile(b, a, bucket, 0.99) };
   }
   result.where = { leaderPhasesMs, nodes };
   return result;
