@@ -1097,7 +1097,7 @@ export class CohortNode {
           // Confirmed leadership, and everything committed before it applied here: the view holds every acknowledged write.
           if (p.vp !== undefined) await p.vp.read();
           else await host.readIndex(p.group);
-          return { group: p.group, reader: p.sm.openSnapshot() };
+          return { group: p.group, reader: await p.sm.openSnapshot() };
         },
         restore: (rows, force) => {
           if (!partitioned) {

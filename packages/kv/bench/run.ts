@@ -18,7 +18,7 @@ const enc = new TextEncoder();
 const value = new Uint8Array(100).fill(97);
 const mb = (n: number): string => `${(n / 1e6).toFixed(0)} MB`;
 
-function run(sessions: boolean): void {
+async function run(sessions: boolean): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'cohort-kv-bench-'));
   const file = join(dir, 'node.db');
   const store = SqliteNodeStore.open(file);
@@ -63,7 +63,7 @@ function run(sessions: boolean): void {
     for (let i = 0; i < 20_000; i++) sm.get(enc.encode(`key:${String(1 + ((i * 7919) % KEYS)).padStart(8, '0')}`), 0);
     console.log(`point reads: ${((20_000 / (performance.now() - t)) * 1000).toFixed(0)}/s`);
     const rssBefore = process.memoryUsage().rss;
-    const reader = sm.openSnapshot();
+    const reader = await sm.openSnapshot();
     const peerStore = SqliteNodeStore.open(join(dir, 'peer.db'));
     const peer = new KvStateMachine(peerStore, 'p0');
     const writer = peer.receiveSnapshot(reader.meta);
@@ -100,5 +100,5 @@ function run(sessions: boolean): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-run(false);
-run(true);
+await run(false);
+await run(true);

@@ -413,8 +413,12 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     return this.kv.expired(now, limit);
   }
 
-  openSnapshot(): SnapshotReader {
-    return new KvSnapshotReader(this.kv.openView());
+  /**
+   * A snapshot of the partition for a transfer, read from a copy of it (made aside by the store), so a
+   * transfer paced over minutes holds nothing open in the store; at the applied position once copied.
+   */
+  async openSnapshot(): Promise<SnapshotReader> {
+    return new KvSnapshotReader(await this.kv.openDetachedView());
   }
 
   receiveSnapshot(meta: SnapshotMeta): SnapshotWriter {

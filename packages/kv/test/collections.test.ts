@@ -18,8 +18,8 @@ const texts = (r: KvResult): unknown =>
         ? Number(r.value)
         : r;
 
-function transfer(from: KvStateMachine, to: KvStateMachine): void {
-  const reader = from.openSnapshot();
+async function transfer(from: KvStateMachine, to: KvStateMachine): Promise<void> {
+  const reader = await from.openSnapshot();
   const writer = to.receiveSnapshot(reader.meta);
   let seq = 0;
   for (let c = reader.next(256); c; c = reader.next(256)) writer.write(seq++, c);
@@ -81,7 +81,7 @@ describe.each([
   const read = (sm: KvStateMachine, name: string, key: string, ...args: string[]): unknown =>
     texts(sm.read('collection', [b(key)], [b(name), ...args.map(b)], 1000));
 
-  it('keeps a type on the row, carries it through a snapshot, and the digest covers it', () => {
+  it('keeps a type on the row, carries it through a snapshot, and the digest covers it', async () => {
     expect(texts(apply(1, coll('hset', ['h'], ['f', '1', 'g', '2'])))).toBe(2);
     expect(texts(apply(2, coll('rpush', ['l'], ['a', 'b', 'c'])))).toBe(3);
     expect(texts(apply(3, coll('hincrby', ['h'], ['f', '41'])))).toBe(42);
@@ -91,7 +91,7 @@ describe.each([
     expect(h.store.kv('p1').get(b('l'))).toMatchObject({ type: 'list', createRevision: 2, version: 2 });
     expect(read(h.sm, 'type', 's')).toBe('string');
     const peer = h.peer();
-    transfer(h.sm, peer);
+    await transfer(h.sm, peer);
     expect(peer.digest()).toBe(h.sm.digest());
     expect(read(peer, 'hgetall', 'h')).toEqual(['f', '42', 'g', '2']);
     expect(read(peer, 'lrange', 'l', '0', '-1')).toEqual(['c']);

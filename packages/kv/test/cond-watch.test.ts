@@ -139,12 +139,12 @@ describe.each([
     expect(one('a\u0000').records.map((r) => text(r.key))).toEqual(['a\u0000']);
   });
 
-  it('tells its listener when a snapshot replaces the partition', () => {
+  it('tells its listener when a snapshot replaces the partition', async () => {
     const resets: number[] = [];
     const peer = make();
     peer.sm.setEventListener({ applied: () => undefined, reset: (index) => resets.push(index) });
     apply(1, put('k', 'a'));
-    const reader = h.sm.openSnapshot();
+    const reader = await h.sm.openSnapshot();
     const writer = peer.sm.receiveSnapshot(reader.meta);
     for (let c = reader.next(1 << 20), seq = 0; c; c = reader.next(1 << 20)) writer.write(seq++, c);
     reader.close();

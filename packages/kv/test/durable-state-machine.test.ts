@@ -19,8 +19,13 @@ const incr = (key: string, now: number, session?: { clientId: string; seq: numbe
   session ? { op: 'incr', key: b(key), delta: 1n, now, session } : { op: 'incr', key: b(key), delta: 1n, now };
 
 /** Reads every chunk of a machine's snapshot into another machine. */
-function transfer(from: KvStateMachine, to: KvStateMachine, maxBytes: number, between?: () => void): number {
-  const reader = from.openSnapshot();
+async function transfer(
+  from: KvStateMachine,
+  to: KvStateMachine,
+  maxBytes: number,
+  between?: () => void,
+): Promise<number> {
+  const reader = await from.openSnapshot();
   const writer = to.receiveSnapshot(reader.meta);
   let seq = 0;
   for (let c = reader.next(maxBytes); c; c = reader.next(maxBytes)) {
@@ -262,7 +267,7 @@ describe.each([
     expect(sliced.digestAt(4501)).toBe(peer.digestAt(4501));
   });
 
-  it('streams a snapshot taken while writes continue that equals the state at its index', () => {
+  it('streams a snapshot taken while writes continue that equals the state at its index', async () => {
     const batch: Entry[] = [];
     for (let i = 1; i <= 300; i++) {
       batch.push(
@@ -279,7 +284,7 @@ describe.each([
     const atIndex = h.sm.digestAt(301);
     const peer = h.peer();
     let next = 302;
-    const chunks = transfer(h.sm, peer, 1024, () => {
+    const chunks = await transfer(h.sm, peer, 1024, () => {
       // The leader keeps applying while the follower receives.
       h.sm.applyBatch(
         [entry(next, setCmd(`key-${String(next % 300).padStart(4, '0')}`, 'changed', 2000 + next))],
@@ -301,9 +306,9 @@ describe.each([
     expect(text(peer.get(b('key-0007'), 3000))).toBe('v'.repeat(7));
   });
 
-  it('refuses a corrupt chunk, a chunk from a newer format and chunks out of order; ignores a resent chunk', () => {
+  it('refuses a corrupt chunk, a chunk from a newer format and chunks out of order; ignores a resent chunk', async () => {
     h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('b', '2'))], CONF);
-    const reader = h.sm.openSnapshot();
+    const reader = await h.sm.openSnapshot();
     const chunk = reader.next(1 << 20) as Uint8Array;
     reader.close();
     const peer = h.peer();

@@ -210,14 +210,14 @@ describe.each([
     });
   });
 
-  it('a snapshot carries intents and records, and the digest covers them', () => {
+  it('a snapshot carries intents and records, and the digest covers them', async () => {
     apply(set('a', '1'));
     const before = h.sm.digest();
     apply(prepare('t1', [set('a', '2')], { record: true }));
     const withIntent = h.sm.digest();
     expect(withIntent).not.toBe(before);
     const peer = h.peer();
-    const reader = h.sm.openSnapshot();
+    const reader = await h.sm.openSnapshot();
     const writer = peer.receiveSnapshot(reader.meta);
     let seq = 0;
     for (let c = reader.next(1 << 20); c; c = reader.next(1 << 20)) writer.write(seq++, c);

@@ -29,13 +29,18 @@ export class SqliteKvView implements KvView {
     private readonly gen: number,
     readonly applied: AppliedState,
     readonly logTime: number,
+    private readonly onClose: (() => void) | undefined,
   ) {}
 
-  /** Opens a view of `src.partition` in `src.file` as of now (the last committed transaction). */
-  static open(src: RowSource): SqliteKvView {
+  /**
+   * Opens a view of `src.partition` in `src.file` as of now (the last committed transaction); with
+   * `image`, of the partition's copy in that file instead (errors still name `src.file`, whose bytes
+   * the copy holds), and `onClose` runs once the view is closed.
+   */
+  static open(src: RowSource, image?: { file: string; onClose: () => void }): SqliteKvView {
     let db: Database.Database;
     try {
-      db = new Database(src.file, { readonly: true, fileMustExist: true });
+      db = new Database(image?.file ?? src.file, { readonly: true, fileMustExist: true });
     } catch (err) {
       throw new StorageError(
         `${src.file}: partition ${src.partition}: cannot open a read view: ${(err as Error).message}`,
@@ -47,7 +52,7 @@ export class SqliteKvView implements KvView {
       db.prepare('BEGIN').run();
       const p = readPartition(st, src);
       const applied = p?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
-      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0);
+      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0, image?.onClose);
     } catch (err) {
       db.close();
       throw err;
@@ -78,7 +83,11 @@ export class SqliteKvView implements KvView {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.db.close();
+    try {
+      this.db.close();
+    } finally {
+      this.onClose?.();
+    }
   }
 
   private assertOpen(): void {

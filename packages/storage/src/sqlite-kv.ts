@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
+import { copyPartitionImage, removeImage } from './sqlite-kv-image.js';
 import {
   KvOverlay,
   type PendingPartition,
@@ -385,6 +386,18 @@ export class SqlitePartitionKv implements PartitionKv {
     // The view reads the file: everything written so far must be in it.
     this.host.barrier();
     return SqliteKvView.open(this.src);
+  }
+
+  async openDetachedView(): Promise<KvView> {
+    // The copy reads the file: everything written so far must be in it.
+    this.host.barrier();
+    const image = await copyPartitionImage(this.src.file, this.src.partition);
+    try {
+      return SqliteKvView.open(this.src, { file: image, onClose: () => removeImage(image) });
+    } catch (err) {
+      removeImage(image);
+      throw err;
+    }
   }
 
   /** Makes `staging` the current generation with `applied`, durably, then purges the old one. */

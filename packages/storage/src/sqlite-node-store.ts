@@ -26,6 +26,7 @@ import {
   newGroupState,
   positionOf,
 } from './sqlite-group.js';
+import { removeStaleImages } from './sqlite-kv-image.js';
 import { purgeAbandonedGenerations } from './sqlite-kv-partition.js';
 import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
@@ -228,6 +229,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    */
   static open(file: string, opts: SqliteNodeStoreOptions = {}): SqliteNodeStore {
     const log = opts.logger ?? silentLogger;
+    const stale = removeStaleImages(file);
+    if (stale > 0) log.info('removed partition images left by an earlier run', { file, images: stale });
     const wal = scanWal(`${file}-wal`);
     if (wal.corruption) throw new StorageError(wal.corruption);
     if (wal.unsyncedTailBytes > 0) {

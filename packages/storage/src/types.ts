@@ -215,8 +215,19 @@ export interface PartitionKv {
   dropSession(clientId: string): void;
   /** Starts building a replacement state (a snapshot being installed). */
   beginInstall(): KvInstaller;
-  /** A consistent view of the partition as of now. */
+  /**
+   * A consistent view of the partition as of now. While it is open the store cannot
+   * checkpoint past it (see {@link KvView}): for reads that end soon.
+   */
   openView(): KvView;
+  /**
+   * A consistent view of the partition as of about now (at or after every write made before the
+   * call), that costs the store nothing however long it stays open: the SQLite store copies the
+   * partition aside on a worker thread first (seconds for a million rows, in one short read
+   * transaction) and the view reads the copy. For readers that take long, such as a snapshot streamed
+   * to a follower at a paced rate.
+   */
+  openDetachedView(): Promise<KvView>;
 }
 
 /** Options of {@link DurableNodeStore.transaction}. */

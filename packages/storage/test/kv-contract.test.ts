@@ -87,6 +87,26 @@ describe.each([
     view.close();
   });
 
+  it('detects a corrupt row read through a detached view, naming the store rather than its copy', async () => {
+    const kv = store.kv('p1');
+    kv.put(bytes('bad'), bytes('v'), { revision: 1 });
+    corruptRow(store, 'p1', bytes('bad'));
+    const view = await kv.openDetachedView();
+    try {
+      expect(() => view.rows(undefined, 10)).toThrow(/partition p1: KV row for key 626164 is corrupt/);
+      expect(() => view.rows(undefined, 10)).not.toThrow(/-image-/);
+    } finally {
+      view.close();
+    }
+  });
+
+  it('gives an empty detached view of a partition never written', async () => {
+    const view = await store.kv('p9').openDetachedView();
+    expect(view.applied.index).toBe(0);
+    expect(view.rows(undefined, 10)).toEqual([]);
+    view.close();
+  });
+
   it('records the applied state in the same transaction as the data, all or nothing', () => {
     const kv = store.kv('p1');
     expect(kv.applied()).toEqual({ index: 0, term: 0, confState: emptyConfState() });
@@ -182,7 +202,10 @@ describe.each([
     expect(store.kv('p2').session('c1')).toBeUndefined();
   });
 
-  it('gives a view that stays at its instant while writes continue, paged in key order', () => {
+  it.each([
+    ['openView', false],
+    ['openDetachedView', true],
+  ])('gives a view (%s) that stays at its instant while writes continue, paged in key order', async (_, detached) => {
     const kv = store.kv('p1');
     store.transaction(() => {
       for (let i = 0; i < 25; i++) kv.put(bytes(`k${String(i).padStart(2, '0')}`), bytes(`v${i}`), { revision: i + 1 });
@@ -190,7 +213,7 @@ describe.each([
       kv.saveResponse('c2', 1, bytes('x'), 10);
       kv.setApplied(at(25), 500);
     });
-    const view = kv.openView();
+    const view = detached ? await kv.openDetachedView() : kv.openView();
     store.transaction(() => {
       kv.put(bytes('k00'), bytes('changed'), { revision: 26 });
       kv.delete(bytes('k24'));

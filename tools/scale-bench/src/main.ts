@@ -455,6 +455,8 @@ try {
       ratio: round(duringResult.opsPerSec / Math.max(1, putsAtScale.opsPerSec)),
       putsPerSecWhileInstalling: putsWhileInstalling,
       putsPerSecWhileReplayingLog: putsWhileReplaying,
+      /** Puts completed in each second from the wipe, to see where in the transfer the rate went. */
+      putsPerSecond: Array.from(perSecond, (n) => n ?? 0),
     },
     targets: {
       p99WithinOneAndHalfOfEmpty: putsAtScale.p99Ms <= 1.5 * emptyPuts.p99Ms,

@@ -25,8 +25,13 @@ export interface DurableStateMachine<R = unknown> {
    * outcome per entry, `undefined` for entries without a command.
    */
   applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<R> | undefined)[];
-  /** A consistent view of the state at the applied position, for a snapshot; applying continues meanwhile. */
-  openSnapshot(): SnapshotReader;
+  /**
+   * A consistent view of the state at the applied position (or, when it takes a while to open, at the
+   * position then: never before the one at the call), for a snapshot; applying continues meanwhile.
+   * A transfer reads it at a paced rate for as long as it takes: a view that costs the store while
+   * open should be a copy.
+   */
+  openSnapshot(): SnapshotReader | Promise<SnapshotReader>;
   /** Starts receiving a snapshot; the current state stays untouched until `commit`. */
   receiveSnapshot(meta: SnapshotMeta): SnapshotWriter;
   /**

@@ -110,7 +110,7 @@ export class RaftHost {
   private readonly sender: SnapshotSender;
   private readonly pacer: SnapshotPacer;
   /** Followers that installed a snapshot and catch up from the log after it, until the time given. */
-  private readonly catchingUp = new Map<string, { group: GroupId; peer: NodeId; until: number }>();
+  private readonly catchingUp = new Map<string, { group: GroupId; peer: NodeId; index: LogIndex; until: number }>();
   /** Snapshot transfers (group and peer) waiting for the writer before their view is opened. */
   private readonly opening = new Set<string>();
   private readonly receiver: SnapshotReceiver;
@@ -211,7 +211,7 @@ export class RaftHost {
       maxRetries: opts.snapshotRetries ?? 10,
       maxBytesPerSec: rate,
       pacer: this.pacer,
-      onDone: (group, peer, ok) => this.snapshotSent(group, peer, ok),
+      onDone: (group, peer, ok, index) => this.snapshotSent(group, peer, ok, index ?? 0),
       onCorrupt: (group, err) => this.repair(group, err),
       onChunk: () => {
         this.counters.snapshotChunksSent++;
@@ -234,7 +234,8 @@ export class RaftHost {
       running: () => this.running,
       receiving: (group) => this.receiver.receiving(group),
       handOver: (g) => this.handOver(g),
-      stream: (g, peer) => this.sender.start(g.id, peer, g.engine.status().term, () => g.sm.openSnapshot()),
+      stream: (g, peer) =>
+        this.sender.start(g.id, peer, g.engine.status().term, () => g.sm.openSnapshot(), g.sm.applied().index),
       firstIndex: (group) => this.opts.store.group(group).firstIndex(),
       replay: (g, lo, hi) => this.replay(g, lo, hi),
       logMatches: (g, meta) => this.logMatches(g, meta),
@@ -1750,7 +1751,10 @@ export class RaftHost {
     const now = this.opts.clock.now();
     for (const [key, hold] of this.catchingUp) {
       if (hold.group !== g.id) continue;
-      const match = matches[hold.peer];
+      const tracked = matches[hold.peer];
+      // Until the follower's first answer after the install the leader's match for it is still the old one
+      // (nothing, for a wiped follower): the snapshot's index stands for it meanwhile.
+      const match = tracked === undefined ? undefined : Math.max(tracked, hold.index);
       // Caught up, gone (no longer tracked, or behind the log already: it needs a snapshot anyway), or too slow.
       if (match === undefined || match >= usual || match < firstIndex - 1 || now > hold.until) {
         this.catchingUp.delete(key);
@@ -1769,7 +1773,7 @@ export class RaftHost {
     if (g === undefined || g.engine.status().role !== 'leader') return;
     const settled = this.opts.store.settled?.();
     if (settled === undefined) {
-      this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+      this.sender.start(group, peer, term, () => g.sm.openSnapshot(), g.sm.applied().index);
       return;
     }
     // A view reads the file, so opening one waits for the writer to commit what was applied: here, not
@@ -1785,17 +1789,18 @@ export class RaftHost {
         this.opening.delete(key);
         const now = g.engine.status();
         if (!this.running || now.role !== 'leader' || now.term !== term) return;
-        this.sender.start(group, peer, term, () => g.sm.openSnapshot());
+        this.sender.start(group, peer, term, () => g.sm.openSnapshot(), g.sm.applied().index);
       });
   }
 
-  private snapshotSent(group: GroupId, peer: NodeId, ok: boolean): void {
+  private snapshotSent(group: GroupId, peer: NodeId, ok: boolean, index: LogIndex): void {
     if (ok) {
       this.counters.snapshotsSent++;
       // The follower now catches up from the log after the snapshot: compaction leaves it that (see compactionPoint).
       this.catchingUp.set(`${group}\u0000${peer}`, {
         group,
         peer,
+        index,
         until: this.opts.clock.now() + (this.opts.snapshotTimeoutMs ?? 600_000),
       });
     }

@@ -38,8 +38,8 @@ export interface SnapshotSenderOptions {
   maxBytesPerSec?: number;
   /** Adapts the rate to the writes served meanwhile (see {@link SnapshotPacer}); without it the rate is `maxBytesPerSec`. */
   pacer?: SnapshotPacer;
-  /** How a transfer ended: `ok` once the follower installed it. */
-  onDone(group: GroupId, peer: NodeId, ok: boolean): void;
+  /** How a transfer ended: `ok` once the follower installed it; `index`: the snapshot's, when a view was open. */
+  onDone(group: GroupId, peer: NodeId, ok: boolean, index?: number): void;
   /** Reading this node's own state met a row failing its checksum: the state must be repaired. */
   onCorrupt?(group: GroupId, err: CorruptStateError): void;
   /** Counts each chunk request sent (retries included). */
@@ -50,7 +50,10 @@ interface Transfer {
   group: GroupId;
   peer: NodeId;
   term: Term;
-  reader: SnapshotReader;
+  /** Undefined while the view opens. */
+  reader: SnapshotReader | undefined;
+  /** The index the view will be at or after, while it opens. */
+  floor: number;
   cancelled: boolean;
   timer: TimerHandle | undefined;
   wake: (() => void) | undefined;
@@ -82,54 +85,88 @@ export class SnapshotSender {
   /**
    * Streams the view `open()` returns to `peer`, unless a transfer to it is
    * already under way (the engine re-emits its snapshot request meanwhile).
+   * `floor`: an index the view will be at or after (the applied index now),
+   * which {@link sendingIndex} reports while a view that opens asynchronously
+   * (a copy of the state made aside) is not open yet.
    */
-  start(group: GroupId, peer: NodeId, term: Term, open: () => SnapshotReader): void {
+  start(
+    group: GroupId,
+    peer: NodeId,
+    term: Term,
+    open: () => SnapshotReader | Promise<SnapshotReader>,
+    floor = 0,
+  ): void {
     const key = `${group}\u0000${peer}`;
     if (this.transfers.has(key)) return;
-    let reader: SnapshotReader;
+    let opening: SnapshotReader | Promise<SnapshotReader>;
     try {
-      reader = open();
+      opening = open();
     } catch (err) {
-      this.opts.logger.warn('could not open a snapshot view', { group, peer, err: (err as Error).message });
-      this.opts.onDone(group, peer, false);
+      this.openFailed(group, peer, err);
       return;
     }
     const t: Transfer = {
       group,
       peer,
       term,
-      reader,
+      reader: undefined,
+      floor,
       cancelled: false,
       timer: undefined,
       wake: undefined,
       due: undefined,
     };
     this.transfers.set(key, t);
-    this.opts.logger.info('streaming a snapshot', { group, peer, index: reader.meta.index });
-    this.pacer.begin();
-    this.run(t)
-      .catch((err: Error) => {
-        this.opts.logger.warn('snapshot transfer failed', { group, peer, err: err.message });
-        if (err instanceof CorruptStateError) this.opts.onCorrupt?.(group, err);
-        return false;
-      })
-      .then((ok) => {
+    const stream = (reader: SnapshotReader): void => {
+      t.reader = reader;
+      if (t.cancelled) {
         this.transfers.delete(key);
-        this.pacer.end();
-        if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
-        t.reader.close();
-        if (!t.cancelled) this.opts.onDone(group, peer, ok);
-      });
+        reader.close();
+        return;
+      }
+      this.opts.logger.info('streaming a snapshot', { group, peer, index: reader.meta.index });
+      this.pacer.begin();
+      this.run(t, reader)
+        .catch((err: Error) => {
+          this.opts.logger.warn('snapshot transfer failed', { group, peer, err: err.message });
+          if (err instanceof CorruptStateError) this.opts.onCorrupt?.(group, err);
+          return false;
+        })
+        .then((ok) => {
+          this.transfers.delete(key);
+          this.pacer.end();
+          if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
+          reader.close();
+          if (!t.cancelled) this.opts.onDone(group, peer, ok, reader.meta.index);
+        });
+    };
+    if (!(opening instanceof Promise)) {
+      stream(opening);
+      return;
+    }
+    opening.then(stream, (err: unknown) => {
+      this.transfers.delete(key);
+      if (!t.cancelled) this.openFailed(group, peer, err);
+    });
+  }
+
+  private openFailed(group: GroupId, peer: NodeId, err: unknown): void {
+    this.opts.logger.warn('could not open a snapshot view', { group, peer, err: (err as Error).message });
+    if (err instanceof CorruptStateError) this.opts.onCorrupt?.(group, err);
+    this.opts.onDone(group, peer, false);
   }
 
   /**
    * The lowest snapshot index a transfer of `group` is sending, if any: the log after it must stay
    * until the follower has it, or it would need another snapshot as soon as this one is installed.
+   * A view still opening counts at its floor.
    */
   sendingIndex(group: GroupId): number | undefined {
     let low: number | undefined;
     for (const t of this.transfers.values()) {
-      if (t.group === group && (low === undefined || t.reader.meta.index < low)) low = t.reader.meta.index;
+      if (t.group !== group) continue;
+      const at = t.reader?.meta.index ?? t.floor;
+      if (low === undefined || at < low) low = at;
     }
     return low;
   }
@@ -143,16 +180,16 @@ export class SnapshotSender {
     }
   }
 
-  private async run(t: Transfer): Promise<boolean> {
+  private async run(t: Transfer, reader: SnapshotReader): Promise<boolean> {
     const { clock, chunkBytes, timeoutMs } = this.opts;
     const started = clock.now();
     // Time spent pacing (see maxBytesPerSec) does not count toward the timeout.
     let deadline = started + timeoutMs;
-    const meta = t.reader.meta;
+    const meta = reader.meta;
     let seq = 0;
     let bytes = 0;
-    let cur = t.reader.next(chunkBytes) ?? new Uint8Array(0);
-    let nxt = t.reader.next(chunkBytes);
+    let cur = reader.next(chunkBytes) ?? new Uint8Array(0);
+    let nxt = reader.next(chunkBytes);
     let failures = 0;
     for (;;) {
       if (t.cancelled) return false;
@@ -227,7 +264,7 @@ export class SnapshotSender {
             cur = nxt;
             deadline += await this.pace(t, sentAt, sentBytes);
             if (t.cancelled) return false;
-            nxt = t.reader.next(chunkBytes);
+            nxt = reader.next(chunkBytes);
           } else if (ack.nextSeq !== seq) {
             // Only the chunk in flight is kept: any other answer means the follower lost track.
             return false;

@@ -26,10 +26,17 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
   readonly batches: { entries: number; bytes: number }[] = [];
   /** Snapshot views opened (leader side) and writers committed (follower side). */
   viewsOpened = 0;
+  /** Calls of `openSnapshot` (a view behind {@link copyGate} opens later). */
+  viewsRequested = 0;
   viewsClosed = 0;
   installs = 0;
   /** Set to make the next `applyBatch` find its stored state corrupt (an install replaces the state and clears it). */
   corrupt = false;
+  /**
+   * While set, a view opens asynchronously once this settles, at the state then (as a store that copies
+   * the state aside before a transfer reads it).
+   */
+  copyGate: Promise<void> | undefined;
 
   constructor(readonly disk: MachineDisk = new MachineDisk()) {
     this.map = new Map(disk.map);
@@ -69,7 +76,14 @@ export class MapMachine implements DurableStateMachine<LogIndex> {
     return out;
   }
 
-  openSnapshot(): SnapshotReader {
+  openSnapshot(): SnapshotReader | Promise<SnapshotReader> {
+    this.viewsRequested++;
+    const gate = this.copyGate;
+    if (gate !== undefined) return gate.then(() => this.view());
+    return this.view();
+  }
+
+  private view(): SnapshotReader {
     this.viewsOpened++;
     const rows = [...this.map];
     const meta = this.at;

@@ -177,6 +177,73 @@ describe('streamed snapshots', () => {
     );
   });
 
+  it('a view that opens asynchronously holds the log from the applied index of the request until it opens', async () => {
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const sm = c.node(leader).sms.get('p0')!;
+    let open!: () => void;
+    sm.copyGate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const opened = sm.viewsOpened;
+    const requested = sm.viewsRequested;
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    await until('the leader asked for a view', () => sm.viewsRequested > requested);
+    const floor = sm.applied().index;
+    // Three markers' worth of writes while the view is still opening: the log after the floor stays.
+    const taken = c.node(leader).host.stats().snapshotsTaken;
+    await writeKeys(c, leader, 80, 160);
+    expect(c.node(leader).host.stats().snapshotsTaken).toBeGreaterThanOrEqual(taken + 3);
+    expect(sm.viewsOpened).toBe(opened);
+    expect(c.node(leader).store.storage('p0').firstIndex()).toBeLessThanOrEqual(floor + 1);
+    sm.copyGate = undefined;
+    open();
+    await until('the follower applied every key', () => wiped.sms.get('p0')!.map.size === 160, 10_000);
+    // One snapshot, taken when the view opened (after the writes), then the log.
+    expect(wiped.sms.get('p0')!.installs).toBe(1);
+    expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
+    expect(sm.viewsOpened).toBe(opened + 1);
+  });
+
+  it('the log after an installed snapshot is kept until the follower answers again, however long that takes', async () => {
+    // Until the follower's first answer after the install, the leader's match for it is the old one (none: it
+    // was wiped); compacting meanwhile by that match would leave it behind the log again.
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const seqs = watchChunks(c);
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    // Once the transfer runs, the follower's Raft messages are lost (its snapshot answers still arrive).
+    const t = c.hub.nodes.get(follower)!;
+    const send = t.send.bind(t);
+    let mute = false;
+    t.send = async (peer, protocol, frame) => {
+      if (mute) throw new Error('lost');
+      return send(peer, protocol, frame);
+    };
+    await until('the transfer started', () => seqs.length > 0, 10_000);
+    mute = true;
+    await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0, 10_000);
+    const installedAt = wiped.sms.get('p0')!.applied().index;
+    const taken = c.node(leader).host.stats().snapshotsTaken;
+    await writeKeys(c, leader, 80, 160);
+    expect(c.node(leader).host.stats().snapshotsTaken).toBeGreaterThanOrEqual(taken + 3);
+    expect(c.node(leader).store.storage('p0').firstIndex()).toBeLessThanOrEqual(installedAt + 1);
+    mute = false;
+    await until('the follower applied every key', () => wiped.sms.get('p0')!.map.size === 160, 10_000);
+    expect(wiped.sms.get('p0')!.installs).toBe(1);
+    expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
+  });
+
   it('a leader finds a wiped follower lost what it acknowledged, logs it, and streams it a snapshot', async () => {
     const warnings: string[] = [];
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, logger: recordingLogger(warnings) });

@@ -23,7 +23,7 @@ export class ObservedMachine<R> implements DurableStateMachine<R> {
     return this.inner.applyBatch(entries, confState);
   }
 
-  openSnapshot(): SnapshotReader {
+  openSnapshot(): SnapshotReader | Promise<SnapshotReader> {
     return this.inner.openSnapshot();
   }
 

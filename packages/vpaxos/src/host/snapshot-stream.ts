@@ -103,38 +103,59 @@ export class VpSnapshotSender {
     this.pacer = opts.pacer ?? vpSnapshotPacer(opts.limits);
   }
 
-  /** Streams the view `open()` returns to `peer`, tagged with `ballot`, unless one to it is under way. */
-  start(peer: NodeId, ballot: Ballot, open: () => VpSnapshotReader): void {
+  /**
+   * Streams the view `open()` returns to `peer`, tagged with `ballot`, unless one to it is under way.
+   * A view may open asynchronously (a copy of the state made aside); the transfer counts as under way meanwhile.
+   */
+  start(peer: NodeId, ballot: Ballot, open: () => VpSnapshotReader | Promise<VpSnapshotReader>): void {
     if (this.transfers.has(peer)) return;
-    let reader: VpSnapshotReader;
-    try {
-      reader = open();
-    } catch (err) {
+    const failed = (err: unknown): void => {
       this.opts.logger.warn('vpaxos: could not open a snapshot view', {
         group: this.opts.group,
         peer,
         err: String(err),
       });
+    };
+    let opening: VpSnapshotReader | Promise<VpSnapshotReader>;
+    try {
+      opening = open();
+    } catch (err) {
+      failed(err);
       return;
     }
     const t: Transfer = { peer, cancelled: false, timer: undefined, wake: undefined, due: undefined };
     this.transfers.set(peer, t);
-    this.opts.logger.info('vpaxos: streaming a snapshot', { group: this.opts.group, peer, index: reader.meta.index });
-    this.pacer.begin();
-    this.run(t, ballot, reader)
-      .catch((err: Error) => {
-        this.opts.logger.warn('vpaxos: snapshot transfer failed', { group: this.opts.group, peer, err: err.message });
-        return false;
-      })
-      .then((ok) => {
+    const stream = (reader: VpSnapshotReader): void => {
+      if (t.cancelled) {
         this.transfers.delete(peer);
-        this.pacer.end();
-        if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
-        const index = reader.meta.index;
         reader.close();
-        if (ok) this.sent++;
-        if (!t.cancelled) this.opts.onDone?.(peer, ok, index);
-      });
+        return;
+      }
+      this.opts.logger.info('vpaxos: streaming a snapshot', { group: this.opts.group, peer, index: reader.meta.index });
+      this.pacer.begin();
+      this.run(t, ballot, reader)
+        .catch((err: Error) => {
+          this.opts.logger.warn('vpaxos: snapshot transfer failed', { group: this.opts.group, peer, err: err.message });
+          return false;
+        })
+        .then((ok) => {
+          this.transfers.delete(peer);
+          this.pacer.end();
+          if (t.timer !== undefined) this.opts.clock.clearTimeout(t.timer);
+          const index = reader.meta.index;
+          reader.close();
+          if (ok) this.sent++;
+          if (!t.cancelled) this.opts.onDone?.(peer, ok, index);
+        });
+    };
+    if (!(opening instanceof Promise)) {
+      stream(opening);
+      return;
+    }
+    opening.then(stream, (err: unknown) => {
+      this.transfers.delete(peer);
+      failed(err);
+    });
   }
 
   /** Abandons every transfer (the replica stops). */

@@ -66,7 +66,7 @@ export interface VpStateMachine<R = unknown> {
    * that lacks slots this one compacted. With `receiveSnapshot`, it turns
    * acceptor compaction on (a machine that cannot ship its state keeps every vote).
    */
-  openSnapshot?(): VpSnapshotReader;
+  openSnapshot?(): VpSnapshotReader | Promise<VpSnapshotReader>;
   /** Starts receiving a snapshot; the state stays untouched until its writer commits. */
   receiveSnapshot?(meta: SnapshotMeta): VpSnapshotWriter;
 }

@@ -1,0 +1,91 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { StorageError } from '@cohort/core/errors';
+
+/** What the image thread is asked to copy (its `workerData`). */
+export interface ImageRequest {
+  /** The node's database. */
+  source: string;
+  /** The image file to create. */
+  image: string;
+  partition: string;
+}
+
+/** What the image thread answers. */
+export type ImageResult = { ok: true; rows: number; generation: number } | { ok: false; message: string };
+
+/** The infix of an image's file name: `<database>-image-<pid>-<n>`, beside the database. */
+const IMAGE_INFIX = '-image-';
+let made = 0;
+
+/** The thread's module: next to this one when built; from dist when this runs as TypeScript (tests). */
+function workerUrl(): URL {
+  const here = new URL('./sqlite-kv-image-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  return new URL('../dist/sqlite-kv-image-worker.js', import.meta.url);
+}
+
+/**
+ * Copies `partition`'s current state (rows, sessions, applied position) out
+ * of the database `source` into a new image file beside it, on a worker
+ * thread, and returns the image's path. The caller owns the file: delete it
+ * when done ({@link removeImage}); one left by a crash goes with
+ * {@link removeStaleImages}.
+ */
+export function copyPartitionImage(source: string, partition: string): Promise<string> {
+  const image = `${source}${IMAGE_INFIX}${process.pid}-${++made}`;
+  const fail = (message: string): StorageError => {
+    removeImage(image);
+    return new StorageError(
+      `${source}: partition ${partition}: cannot copy the partition aside for a snapshot: ${message}`,
+    );
+  };
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const worker = new Worker(workerUrl(), { workerData: { source, image, partition } satisfies ImageRequest });
+    // A copy under way never keeps the process alive; a file it leaves is removed at the next open.
+    worker.unref();
+    worker.once('message', (r: ImageResult) => {
+      settled = true;
+      if (r.ok) resolve(image);
+      else reject(fail(r.message));
+    });
+    worker.once('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(fail(err.message));
+    });
+    worker.once('exit', (code) => {
+      if (settled) return;
+      settled = true;
+      reject(fail(`the copying thread exited with code ${code}`));
+    });
+  });
+}
+
+/** Deletes an image (and a journal SQLite may have left beside it). */
+export function removeImage(image: string): void {
+  rmSync(image, { force: true });
+  rmSync(`${image}-journal`, { force: true });
+}
+
+/** Deletes every image of the database `file` left by an earlier process; returns how many. */
+export function removeStaleImages(file: string): number {
+  const prefix = `${basename(file)}${IMAGE_INFIX}`;
+  let n = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(file));
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    rmSync(join(dirname(file), name), { force: true });
+    n++;
+  }
+  return n;
+}
