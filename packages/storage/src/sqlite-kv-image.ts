@@ -1,5 +1,5 @@
-import { readdirSync, rmSync } from 'node:fs';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -70,6 +70,14 @@ export function copyPartitionImage(source: string, partition: string): Promise<s
 export function removeImage(image: string): void {
   rmSync(image, { force: true });
   rmSync(`${image}-journal`, { force: true });
+}
+
+/**
+ * Deletes an image off the event loop (freeing the blocks of a file of a hundred megabytes and more
+ * takes a while); one that stays, for a failure here, is removed at the store's next open.
+ */
+export function discardImage(image: string): void {
+  for (const f of [image, `${image}-journal`]) rm(f, { force: true }).catch(() => {});
 }
 
 /** Deletes every image of the database `file` left by an earlier process; returns how many. */

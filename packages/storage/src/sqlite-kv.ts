@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
-import { copyPartitionImage, removeImage } from './sqlite-kv-image.js';
+import { copyPartitionImage, discardImage, removeImage } from './sqlite-kv-image.js';
 import {
   KvOverlay,
   type PendingPartition,
@@ -393,7 +393,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.host.barrier();
     const image = await copyPartitionImage(this.src.file, this.src.partition);
     try {
-      return SqliteKvView.open(this.src, { file: image, onClose: () => removeImage(image) });
+      return SqliteKvView.open(this.src, { file: image, onClose: () => discardImage(image) });
     } catch (err) {
       removeImage(image);
       throw err;

@@ -69,7 +69,9 @@ describe.each(['inline', 'thread'] as const)('a detached view of a partition (wr
     } finally {
       view.close();
     }
-    // Closing it deletes its copy.
+    // Closing it deletes its copy (off the event loop).
+    const deadline = Date.now() + 5000;
+    while (images(t.dir).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     expect(images(t.dir)).toEqual([]);
   });
 
