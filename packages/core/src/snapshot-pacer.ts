@@ -19,6 +19,8 @@ export interface SnapshotPacerOptions {
 
 /** The write latency now: an average over about the last hundred writes (EWMA weight of the newest). */
 const FAST = 0.02;
+/** Writes since the last adjustment that make their mean the measure of it (else the recent average is). */
+const MIN_WINDOW = 20;
 /** The long-run latency: what the node's writes take without a transfer (the baseline). */
 const SLOW = 0.002;
 
@@ -57,6 +59,9 @@ export class SnapshotPacer {
   private baseline: number | undefined;
   private current: number;
   private lastAdjustAt = Number.NEGATIVE_INFINITY;
+  /** The writes completed since the last adjustment: their summed latency and count. */
+  private windowSum = 0;
+  private windowCount = 0;
   private active = 0;
   /** Times the rate was cut since the pacer was made. */
   backoffs = 0;
@@ -76,6 +81,8 @@ export class SnapshotPacer {
   /** A client write took `latencyMs` from proposal to reply. */
   observeWrite(latencyMs: number, now: number): void {
     this.lastWriteAt = now;
+    this.windowSum += latencyMs;
+    this.windowCount++;
     this.fast = this.fast === undefined ? latencyMs : this.fast + FAST * (latencyMs - this.fast);
     // The long-run level learns only while no transfer runs: a transfer must not raise its own bar.
     if (this.active === 0) this.slow = this.slow === undefined ? latencyMs : this.slow + SLOW * (latencyMs - this.slow);
@@ -87,6 +94,8 @@ export class SnapshotPacer {
       this.baseline = this.slow ?? this.fast;
       this.current = this.opts.maxBytesPerSec;
       this.lastAdjustAt = Number.NEGATIVE_INFINITY;
+      this.windowSum = 0;
+      this.windowCount = 0;
     }
   }
 
@@ -119,15 +128,21 @@ export class SnapshotPacer {
     }
     if (now - this.lastAdjustAt < this.adjustEveryMs) return this.current;
     this.lastAdjustAt = now;
+    // The mean of every write since the last adjustment, stalls included: the recent average alone
+    // forgets a stall within a few dozen writes, and a transfer whose cost comes as stalls between
+    // fast stretches would run on at a rate that takes a quarter of the writes' throughput.
+    const level = this.windowCount >= MIN_WINDOW ? this.windowSum / this.windowCount : this.fast;
+    this.windowSum = 0;
+    this.windowCount = 0;
     // Writes that started during the transfer have no earlier level: their first average stands for it.
     // Never ratcheted down to a lull's: a dip would then make every normal write look slow.
     this.baseline ??= this.fast;
-    if (this.fast > this.baseline * this.tolerance) {
+    if (level > this.baseline * this.tolerance) {
       this.current = Math.max(min, this.current / 2);
       this.backoffs++;
       this.opts.onBackoff?.();
     } else {
-      this.current = Math.min(max, this.current + max / 16);
+      this.current = Math.min(max, this.current + max / 32);
     }
     return this.current;
   }

@@ -70,6 +70,22 @@ describe('SnapshotPacer', () => {
     p.end();
   });
 
+  it('backs off for stalls between fast stretches: each adjustment weighs every write since the last', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    let now = writes(p, 0, 2000, 2);
+    p.begin();
+    p.rate(now);
+    for (let step = 0; step < 8; step++) {
+      // A stall of ten 40 ms writes, then 290 writes at 2 ms: the recent average is back at 2 ms by the
+      // time the rate is adjusted, but these 300 writes took 3.3 ms on average (1.6x).
+      now = writes(p, now, 10, 40);
+      now = writes(p, now, 290, 2);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBe(MIB);
+    expect(p.backoffs).toBeGreaterThanOrEqual(4);
+  });
+
   it('does not let the transfer raise its own bar: the baseline stays what writes took before it', () => {
     const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
     let now = writes(p, 0, 2000, 2);
