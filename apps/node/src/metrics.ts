@@ -180,9 +180,7 @@ export class NodeMetrics {
   /**
    * The store's commits, read at scrape time: `cohort_storage_commits_total`,
    * `cohort_storage_commit_jobs_total` and `cohort_storage_commit_seconds_total`
-   * (time on the writer thread, fsyncs included); the checkpointer thread's
-   * `cohort_storage_checkpoints_total`, `..._checkpoint_seconds_total`,
-   * `..._checkpoint_failures_total` and `cohort_storage_wal_frames`. Against
+   * (time on the writer thread, fsyncs included). Against
    * `cohort_raft_store_write_seconds_total` (the wait seen by the Raft host),
    * the difference is the hand-off to and from the writer thread.
    */
@@ -200,29 +198,6 @@ export class NodeMetrics {
       'Time the commits took on the writer thread, fsyncs included',
       (s) => s.commitMs / 1000,
     );
-    counter(
-      'cohort_storage_checkpoints_total',
-      "WAL checkpoints run by the checkpointer thread, off the writer's commits",
-      (s) => s.checkpoints,
-    );
-    counter(
-      'cohort_storage_checkpoint_seconds_total',
-      'Time the checkpointer thread spent copying WAL pages into the database file, fsyncs included',
-      (s) => s.checkpointMs / 1000,
-    );
-    counter(
-      'cohort_storage_checkpoint_failures_total',
-      'Checkpoints that failed (the pages stay in the WAL and are copied by a later one)',
-      (s) => s.checkpointFailures,
-    );
-    new Gauge({
-      name: 'cohort_storage_wal_frames',
-      help: 'Frames (pages) in the WAL when the checkpointer last ran',
-      registers: [this.registry],
-      collect() {
-        this.set(read().walFrames);
-      },
-    });
   }
 
   /**

@@ -93,13 +93,6 @@ export interface SqliteNodeStoreOptions {
    */
   writerHoldMs?: number;
   /**
-   * With the `thread` writer: checkpoints (WAL pages copied back into the database file) run on a
-   * thread of their own, at most this often (ms) while writes go on, instead of inside the commit
-   * that crosses SQLite's threshold, which held that commit and every write queued behind it; 0
-   * keeps SQLite's automatic checkpoints in the writer's commits. @default 100
-   */
-  checkpointIntervalMs?: number;
-  /**
    * A test hook of the `thread` writer: while this file exists, the writer
    * holds each commit before it starts, as a stalled fsync would.
    */
@@ -271,7 +264,6 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
           ...(opts.writerHoldMs === undefined ? {} : { holdMs: opts.writerHoldMs }),
           ...(opts.commitGate === undefined ? {} : { commitGate: opts.commitGate }),
           ...(opts.diskFullGate === undefined ? {} : { diskFullGate: opts.diskFullGate }),
-          ...(opts.checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs: opts.checkpointIntervalMs }),
         });
         store.queue.onCommitted = (upTo) => store.committed(upTo);
         store.queue.onStall = (stall) => store.stalled(stall);

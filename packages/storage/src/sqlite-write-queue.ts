@@ -5,18 +5,11 @@ import { DiskFullError, StorageError } from '@cohort/core/errors';
 import type Database from 'better-sqlite3';
 import { type Job, JobRunner, JobsFailed } from './sqlite-ops.js';
 import {
-  CKPT_CLOSED,
-  CKPT_COUNT,
-  CKPT_FAILURES,
-  CKPT_MICROS,
-  CKPT_STOP,
-  CKPT_WAL_FRAMES,
   CTRL_CLOSED,
   CTRL_COMMITTED,
   CTRL_FAILED,
   CTRL_SLOTS,
   CTRL_STALLED,
-  type CheckpointerData,
   type ToMain,
   type ToWriter,
   type WriterData,
@@ -70,7 +63,7 @@ export class InlineWriteQueue implements WriteQueue {
     this.runner = new JobRunner(db);
   }
 
-  readonly stats: WriterStats = noStats();
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
 
   submit(job: Job): void {
     const started = performance.now();
@@ -110,32 +103,11 @@ export interface ThreadWriteQueueOptions {
   commitGate?: string;
   /** See {@link JobRunnerOptions.diskFullGate}. */
   diskFullGate?: string;
-  /**
-   * Checkpoints run on a thread of their own, at most this often (ms) while commits go on, so
-   * that no commit waits for one; the writer checkpoints itself only past a WAL of
-   * {@link BACKSTOP_CHECKPOINT_PAGES} pages. 0: the writer checkpoints inside its commits, at
-   * SQLite's default 1,000 pages. @default 100
-   */
-  checkpointIntervalMs?: number;
-}
-
-/**
- * WAL pages past which the writer checkpoints itself although a checkpointer thread runs (16 MiB at
- * 4 KiB pages). Besides a backstop should the thread fall behind, this restarts the WAL: SQLite
- * rewinds it only when a write begins with every frame copied back, which a checkpoint running
- * beside a busy writer seldom leaves; the writer's own checkpoint, right after its commit, copies
- * the few frames the thread has not and leaves none behind.
- */
-export const BACKSTOP_CHECKPOINT_PAGES = 4_000;
-
-function noStats(): WriterStats {
-  return { jobs: 0, commits: 0, commitMs: 0, checkpoints: 0, checkpointMs: 0, checkpointFailures: 0, walFrames: 0 };
 }
 
 /** Hands jobs to the writer thread ({@link sqlite-writer-worker}), which owns its own connection. */
 export class ThreadWriteQueue implements WriteQueue {
   private readonly worker: Worker;
-  private readonly checkpointer: Worker | undefined;
   private readonly port: MessagePort;
   private readonly ctrl: BigInt64Array;
   private submitted = 0;
@@ -153,7 +125,7 @@ export class ThreadWriteQueue implements WriteQueue {
   private stalled: WriteStall | undefined;
   onCommitted: (upTo: number) => void = () => {};
   onStall: (stall: WriteStall | undefined) => void = () => {};
-  private readonly totals: WriterStats = noStats();
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
 
   constructor(
     private readonly file: string,
@@ -167,9 +139,7 @@ export class ThreadWriteQueue implements WriteQueue {
     const data: WriterData = { file, ctrl: sab, port: port2 };
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
     if (opts.diskFullGate !== undefined) data.diskFullGate = opts.diskFullGate;
-    const intervalMs = opts.checkpointIntervalMs ?? 100;
-    if (intervalMs > 0) data.autoCheckpointPages = BACKSTOP_CHECKPOINT_PAGES;
-    this.worker = new Worker(workerUrl('sqlite-writer-worker.js'), { workerData: data, transferList: [port2] });
+    this.worker = new Worker(workerUrl(), { workerData: data, transferList: [port2] });
     this.worker.unref();
     this.worker.on('error', (err) => this.failed(`the writer thread failed: ${err.message}`));
     this.worker.on('exit', (code) => {
@@ -177,28 +147,6 @@ export class ThreadWriteQueue implements WriteQueue {
     });
     this.port.on('message', (m: ToMain) => this.handle(m));
     this.port.unref();
-    if (intervalMs > 0) {
-      const ckpt: CheckpointerData = { file, ctrl: sab, intervalMs };
-      this.checkpointer = new Worker(workerUrl('sqlite-checkpointer-worker.js'), {
-        workerData: ckpt,
-        // It allocates next to nothing: small heaps keep its memory off the node's RSS.
-        resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 1 },
-      });
-      this.checkpointer.unref();
-      // Never fatal: without it the writer's backstop checkpoints still bound the WAL.
-      this.checkpointer.on('error', () => Atomics.add(this.ctrl, CKPT_FAILURES, 1n));
-    }
-  }
-
-  get stats(): WriterStats {
-    const c = this.ctrl;
-    return {
-      ...this.totals,
-      checkpoints: Number(Atomics.load(c, CKPT_COUNT)),
-      checkpointMs: Number(Atomics.load(c, CKPT_MICROS)) / 1000,
-      checkpointFailures: Number(Atomics.load(c, CKPT_FAILURES)),
-      walFrames: Number(Atomics.load(c, CKPT_WAL_FRAMES)),
-    };
   }
 
   get pending(): boolean {
@@ -301,24 +249,10 @@ export class ThreadWriteQueue implements WriteQueue {
     }
     this.port.close();
     if (Atomics.load(this.ctrl, CTRL_CLOSED) !== 1n) void this.worker.terminate();
-    this.stopCheckpointer();
     // Closed while commits waited for disk space: those writes never happened, and their callers hear so.
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.reject(this.fullError(true));
-  }
-
-  /** Stops the checkpointer and waits (a checkpoint in progress finishes first) for its connection to close. */
-  private stopCheckpointer(): void {
-    if (this.checkpointer === undefined) return;
-    Atomics.store(this.ctrl, CKPT_STOP, 1n);
-    Atomics.notify(this.ctrl, CKPT_STOP);
-    Atomics.notify(this.ctrl, CTRL_COMMITTED);
-    const deadline = Date.now() + 5_000;
-    while (Atomics.load(this.ctrl, CKPT_CLOSED) !== 1n && Date.now() < deadline) {
-      Atomics.wait(this.ctrl, CKPT_CLOSED, 0n, 50);
-    }
-    if (Atomics.load(this.ctrl, CKPT_CLOSED) !== 1n) void this.checkpointer.terminate();
   }
 
   private handle(m: ToMain): void {
@@ -331,9 +265,9 @@ export class ThreadWriteQueue implements WriteQueue {
       this.onStall(this.stalled);
       return;
     }
-    this.totals.jobs += m.jobs;
-    this.totals.commits += m.commits;
-    this.totals.commitMs += m.ms;
+    this.stats.jobs += m.jobs;
+    this.stats.commits += m.commits;
+    this.stats.commitMs += m.ms;
     if (m.upTo <= this.committed) return;
     this.committed = m.upTo;
     if (!this.pending) this.port.unref();
@@ -370,9 +304,9 @@ function writeFailed(file: string, err: unknown): StorageError {
   return new StorageError(`${file}: write failed: ${(err as Error).message}`);
 }
 
-/** A worker thread's module: next to this one when built; from dist when this runs as TypeScript (tests). */
-function workerUrl(name: string): URL {
-  const here = new URL(`./${name}`, import.meta.url);
+/** The writer thread's module: next to this one when built; from dist when this runs as TypeScript (tests). */
+function workerUrl(): URL {
+  const here = new URL('./sqlite-writer-worker.js', import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
-  return new URL(`../dist/${name}`, import.meta.url);
+  return new URL('../dist/sqlite-writer-worker.js', import.meta.url);
 }

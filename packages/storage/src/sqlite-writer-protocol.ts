@@ -9,8 +9,6 @@ export interface WriterData {
   port: MessagePort;
   commitGate?: string;
   diskFullGate?: string;
-  /** SQLite's automatic checkpoint threshold for the writer's commits, when a checkpointer thread does the usual ones. */
-  autoCheckpointPages?: number;
 }
 
 /** Slot of the last committed job's seq. */
@@ -21,25 +19,7 @@ export const CTRL_FAILED = 1;
 export const CTRL_CLOSED = 2;
 /** Slot set to 1 while a commit waits for disk space (retried with backoff), back to 0 once it committed. */
 export const CTRL_STALLED = 3;
-/** Set to 1 to stop the checkpointer thread (it shares this buffer to wait on `CTRL_COMMITTED`). */
-export const CKPT_STOP = 4;
-/** Set to 1 once the checkpointer closed its connection. */
-export const CKPT_CLOSED = 5;
-/** Checkpoints the checkpointer ran, their total time in microseconds, and the ones that failed. */
-export const CKPT_COUNT = 6;
-export const CKPT_MICROS = 7;
-export const CKPT_FAILURES = 8;
-/** Frames in the WAL when the last checkpoint ran. */
-export const CKPT_WAL_FRAMES = 9;
-export const CTRL_SLOTS = 10;
-
-/** What the checkpointer thread starts with: the writer's control buffer (see the slots above). */
-export interface CheckpointerData {
-  file: string;
-  ctrl: SharedArrayBuffer;
-  /** Least time between two checkpoints, in ms. */
-  intervalMs: number;
-}
+export const CTRL_SLOTS = 4;
 
 export type ToWriter = { type: 'jobs'; jobs: Job[] } | { type: 'close' };
 /**

@@ -51,7 +51,6 @@ function fail(message: string): void {
 try {
   db = new Database(data.file, { fileMustExist: true });
   db.pragma('synchronous = FULL');
-  if (data.autoCheckpointPages !== undefined) db.pragma(`wal_autocheckpoint = ${data.autoCheckpointPages}`);
   runner = new JobRunner(db, {
     ...(data.commitGate === undefined ? {} : { commitGate: data.commitGate }),
     ...(data.diskFullGate === undefined ? {} : { diskFullGate: data.diskFullGate }),

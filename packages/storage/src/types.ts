@@ -307,13 +307,4 @@ export interface WriterStats {
   commits: number;
   /** Time the commits took where they ran (the writer thread), fsyncs included, in ms. */
   commitMs: number;
-  /**
-   * Checkpoints (WAL pages copied into the database file) run off the writer's commits, their total
-   * time in ms, the ones that failed (retried later; nothing is lost), and the WAL's frames when
-   * the last one ran. Zero when the store checkpoints inside its commits (SQLite's default).
-   */
-  checkpoints: number;
-  checkpointMs: number;
-  checkpointFailures: number;
-  walFrames: number;
 }

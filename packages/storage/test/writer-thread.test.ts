@@ -1,4 +1,4 @@
-import { rmSync, statSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError, emptyConfState } from '@cohort/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -149,64 +149,4 @@ describe('SqliteNodeStore with its writer thread', () => {
       store.transaction(() => store.kv('p').put(new Uint8Array([1]), new Uint8Array([1]), { revision: 1 })),
     ).toThrow(/write failed/);
   });
-
-  describe('checkpoints', () => {
-    const file = (): string => join(dir, 'node.db');
-    const walBytes = (): number => statSync(`${file()}-wal`).size;
-    /** Twelve durable writes of 1 MiB each (about 3,000 pages). */
-    const writeMiBs = async (s: SqliteNodeStore): Promise<void> => {
-      for (let i = 0; i < 12; i++) await s.write([{ group: 'g', entries: ents(i * 16 + 1, i * 16 + 16, 1, 65_536) }]);
-    };
-    const reopenedHoldsAll = (): void => {
-      store.close();
-      store = SqliteNodeStore.open(file());
-      expect(store.group('g').lastIndex()).toBe(192);
-      expect(
-        store
-          .group('g')
-          .entries(190, 193, Number.MAX_SAFE_INTEGER)
-          .map((e) => e.data[0]),
-      ).toEqual([190, 191, 192]);
-    };
-
-    it('runs them on a thread of its own, and the WAL stays short while writes go on', async () => {
-      store.close();
-      store = SqliteNodeStore.open(file(), { writer: 'thread', checkpointIntervalMs: 5 });
-      await writeMiBs(store);
-      await poll(() => store.writerStats().checkpoints >= 2);
-      const stats = store.writerStats();
-      expect(stats.checkpointFailures).toBe(0);
-      expect(stats.checkpointMs).toBeGreaterThan(0);
-      // Restarted behind the checkpoints: far from the 12 MiB written.
-      expect(walBytes()).toBeLessThan(8 * 1024 * 1024);
-      reopenedHoldsAll();
-    });
-
-    it("leaves them out of the writer's commits: with the checkpointer asleep, the WAL grows past SQLite's 1,000 pages", async () => {
-      store.close();
-      store = SqliteNodeStore.open(file(), { writer: 'thread', checkpointIntervalMs: 60_000 });
-      await writeMiBs(store);
-      expect(walBytes()).toBeGreaterThan(10 * 1024 * 1024);
-      expect(store.writerStats().checkpoints).toBeLessThanOrEqual(1);
-      reopenedHoldsAll();
-    });
-
-    it('with an interval of 0, the writer checkpoints inside its commits as SQLite does by default', async () => {
-      store.close();
-      store = SqliteNodeStore.open(file(), { writer: 'thread', checkpointIntervalMs: 0 });
-      await writeMiBs(store);
-      expect(walBytes()).toBeLessThan(8 * 1024 * 1024);
-      expect(store.writerStats().checkpoints).toBe(0);
-      reopenedHoldsAll();
-    });
-  });
 });
-
-/** Polls `cond` every 10 ms, failing after 5 s. */
-async function poll(cond: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met within 5 s');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
