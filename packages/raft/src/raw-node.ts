@@ -192,11 +192,19 @@ export class RawNode {
     if (this.raft.state === 'leader' && pr?.state === 'replicate') pr.becomeProbe();
   }
 
-  /** Tells the leader whether sending a snapshot to `id` succeeded. */
-  reportSnapshot(id: NodeId, ok: boolean): void {
+  /**
+   * Tells the leader whether sending a snapshot to `id` succeeded; `index`: the index of the snapshot the
+   * follower installed, when the application sent a later one than the engine asked for (a state it streams
+   * as of its applied index): probing resumes after it, not after the older snapshot, whose entries the log
+   * may no longer hold.
+   */
+  reportSnapshot(id: NodeId, ok: boolean, index?: LogIndex): void {
     const pr = this.raft.trk.progress.get(id);
     if (this.raft.state !== 'leader' || pr?.state !== 'snapshot') return;
     if (!ok) pr.pendingSnapshot = 0;
+    else if (index !== undefined && index > pr.pendingSnapshot && index <= this.raft.raftLog.lastIndex()) {
+      pr.pendingSnapshot = index;
+    }
     pr.becomeProbe();
     // Wait for the next heartbeat response before probing again.
     pr.msgAppFlowPaused = true;

@@ -28,6 +28,25 @@ describe('snapshots', () => {
     expect(net.node('c').storage.snapshot().meta.index).toBe(net.node('a').storage.snapshot().meta.index);
   });
 
+  it('a snapshot the host streamed at a later index than the engine asked for resumes probing after that index', () => {
+    const net = laggingFollower(16);
+    net.heal();
+    // The host streams the state itself: the engine's chunks never arrive.
+    net.drop = (m) => m.type === 'snap';
+    net.tick('a');
+    net.stabilize();
+    const a = net.node('a').rn;
+    expect(a.status().progress.c?.state).toBe('snapshot');
+    const asked = net.node('a').storage.snapshot().meta.index;
+    // Writes go on meanwhile: the host's view of the state is at a later index.
+    for (let i = 0; i < 5; i++) a.propose(bytes(`during-${i}`));
+    net.stabilize();
+    const later = a.status().commit;
+    expect(later).toBeGreaterThan(asked);
+    a.reportSnapshot('c', true, later);
+    expect(a.status().progress.c).toMatchObject({ state: 'probe', next: later + 1 });
+  });
+
   it('a follower applies a snapshot only once its last chunk arrives', () => {
     const net = laggingFollower(10);
     net.heal();

@@ -47,8 +47,11 @@ export interface RaftEngine {
   advance(): void;
   /** Tells the leader a message to `id` could not be delivered, so it probes instead of streaming. */
   reportUnreachable(id: NodeId): void;
-  /** Tells the leader how a snapshot stream to `id` ended (`ok`: the follower installed it). */
-  reportSnapshot(id: NodeId, ok: boolean): void;
+  /**
+   * Tells the leader how a snapshot stream to `id` ended (`ok`: the follower installed it); `index`: the
+   * index of the snapshot the follower installed, when the host streamed a later state than the engine asked for.
+   */
+  reportSnapshot(id: NodeId, ok: boolean, index?: LogIndex): void;
   /** Starts an election now. */
   campaign(): void;
   /**

@@ -1806,7 +1806,7 @@ export class RaftHost {
     }
     const g = this.groups.get(group);
     if (g === undefined || !this.running) return;
-    g.engine.reportSnapshot(peer, ok);
+    g.engine.reportSnapshot(peer, ok, ok ? index : undefined);
     this.schedule();
   }
 

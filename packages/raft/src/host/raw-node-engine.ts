@@ -28,7 +28,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     ready: () => rn.ready(),
     advance: () => rn.advance(),
     reportUnreachable: (id) => rn.reportUnreachable(id),
-    reportSnapshot: (id, ok) => rn.reportSnapshot(id, ok),
+    reportSnapshot: (id, ok, index) => rn.reportSnapshot(id, ok, index),
     campaign: () => rn.campaign(),
     forceConfiguration: (voters) => rn.forceConfiguration(voters),
     commitIndex: () => rn.commitIndex(),
