@@ -142,7 +142,7 @@ export class SnapshotPacer {
       this.backoffs++;
       this.opts.onBackoff?.();
     } else {
-      this.current = Math.min(max, this.current + max / 32);
+      this.current = Math.min(max, this.current + max / 16);
     }
     return this.current;
   }
