@@ -6,8 +6,10 @@
 // the database (an open read transaction stops SQLite's checkpoints from
 // getting past it, so a transfer of minutes would grow the WAL by gigabytes).
 //
-// The image is scratch: no journal, no fsync. A crash leaves a file that the
-// store deletes when it next opens.
+// The image is scratch: no journal, no fsync (`synchronous = OFF` here touches
+// only this file; the node's database keeps `synchronous = FULL`, and nothing
+// acknowledged depends on the image). A crash leaves a file that the store
+// deletes when it next opens.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { migrate } from './schema.js';
@@ -22,20 +24,16 @@ function copy(): ImageResult {
     db.pragma('synchronous = OFF');
     migrate(db, req.image);
     db.prepare('ATTACH DATABASE ? AS src').run(req.source);
-    let rows = 0;
-    let generation = 0;
     db.transaction(() => {
       // The read transaction on the source starts here: the partition row and its rows are one instant.
       const p = db.prepare('SELECT generation FROM src.kv_partitions WHERE name = ?').get(req.partition) as
         | { generation: number }
         | undefined;
       if (p === undefined) return;
-      generation = p.generation;
+      const generation = p.generation;
       db.prepare('INSERT INTO main.kv_generations SELECT * FROM src.kv_generations WHERE gen_id = ?').run(generation);
       db.prepare('INSERT INTO main.kv_partitions SELECT * FROM src.kv_partitions WHERE name = ?').run(req.partition);
-      rows = db
-        .prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? ORDER BY key')
-        .run(generation).changes;
+      db.prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? ORDER BY key').run(generation);
       db.prepare('INSERT INTO main.sessions SELECT * FROM src.sessions WHERE gen_id = ? ORDER BY client_id').run(
         generation,
       );
@@ -44,7 +42,7 @@ function copy(): ImageResult {
       ).run(generation);
     })();
     db.exec('DETACH DATABASE src');
-    return { ok: true, rows, generation };
+    return { ok: true };
   } finally {
     db.close();
   }

@@ -1,9 +1,9 @@
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { StorageError } from '@cohort/core/errors';
+import { workerModuleUrl } from './sqlite-write-queue.js';
 
 /** What the image thread is asked to copy (its `workerData`). */
 export interface ImageRequest {
@@ -15,18 +15,11 @@ export interface ImageRequest {
 }
 
 /** What the image thread answers. */
-export type ImageResult = { ok: true; rows: number; generation: number } | { ok: false; message: string };
+export type ImageResult = { ok: true } | { ok: false; message: string };
 
 /** The infix of an image's file name: `<database>-image-<pid>-<n>`, beside the database. */
 const IMAGE_INFIX = '-image-';
 let made = 0;
-
-/** The thread's module: next to this one when built; from dist when this runs as TypeScript (tests). */
-function workerUrl(): URL {
-  const here = new URL('./sqlite-kv-image-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  return new URL('../dist/sqlite-kv-image-worker.js', import.meta.url);
-}
 
 /**
  * Copies `partition`'s current state (rows, sessions, applied position) out
@@ -45,7 +38,9 @@ export function copyPartitionImage(source: string, partition: string): Promise<s
   };
   return new Promise((resolve, reject) => {
     let settled = false;
-    const worker = new Worker(workerUrl(), { workerData: { source, image, partition } satisfies ImageRequest });
+    const worker = new Worker(workerModuleUrl('sqlite-kv-image-worker.js'), {
+      workerData: { source, image, partition } satisfies ImageRequest,
+    });
     // A copy under way never keeps the process alive; a file it leaves is removed at the next open.
     worker.unref();
     worker.once('message', (r: ImageResult) => {
@@ -66,10 +61,9 @@ export function copyPartitionImage(source: string, partition: string): Promise<s
   });
 }
 
-/** Deletes an image (and a journal SQLite may have left beside it). */
+/** Deletes an image (it has no journal: the copy runs with `journal_mode = OFF`). */
 export function removeImage(image: string): void {
   rmSync(image, { force: true });
-  rmSync(`${image}-journal`, { force: true });
 }
 
 /**
@@ -77,7 +71,7 @@ export function removeImage(image: string): void {
  * takes a while); one that stays, for a failure here, is removed at the store's next open.
  */
 export function discardImage(image: string): void {
-  for (const f of [image, `${image}-journal`]) rm(f, { force: true }).catch(() => {});
+  rm(image, { force: true }).catch(() => {});
 }
 
 /** Deletes every image of the database `file` left by an earlier process; returns how many. */

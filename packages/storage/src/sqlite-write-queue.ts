@@ -139,7 +139,7 @@ export class ThreadWriteQueue implements WriteQueue {
     const data: WriterData = { file, ctrl: sab, port: port2 };
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
     if (opts.diskFullGate !== undefined) data.diskFullGate = opts.diskFullGate;
-    this.worker = new Worker(workerUrl(), { workerData: data, transferList: [port2] });
+    this.worker = new Worker(workerModuleUrl('sqlite-writer-worker.js'), { workerData: data, transferList: [port2] });
     this.worker.unref();
     this.worker.on('error', (err) => this.failed(`the writer thread failed: ${err.message}`));
     this.worker.on('exit', (code) => {
@@ -304,9 +304,12 @@ function writeFailed(file: string, err: unknown): StorageError {
   return new StorageError(`${file}: write failed: ${(err as Error).message}`);
 }
 
-/** The writer thread's module: next to this one when built; from dist when this runs as TypeScript (tests). */
-function workerUrl(): URL {
-  const here = new URL('./sqlite-writer-worker.js', import.meta.url);
+/**
+ * A worker thread's module of this package (`name`, a `.js` file): next to this one when built; from
+ * dist when this runs as TypeScript (tests).
+ */
+export function workerModuleUrl(name: string): URL {
+  const here = new URL(`./${name}`, import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
-  return new URL('../dist/sqlite-writer-worker.js', import.meta.url);
+  return new URL(`../dist/${name}`, import.meta.url);
 }
