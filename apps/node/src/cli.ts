@@ -147,6 +147,10 @@ program
   .option('--max-append-bytes <n>', 'most bytes of entries in one append to a follower (default 1048576)')
   .option('--max-inflight-appends <n>', 'most appends in flight to one follower (default 256)')
   .option(
+    '--commit-notice-delay-ms <n>',
+    'how long a new commit index waits for the next append to carry it to followers; 0 sends it at once (default 5)',
+  )
+  .option(
     '--max-inflight-bytes <n>',
     'most bytes of entries in flight to one follower, at least --max-append-bytes (default 33554432)',
   )

@@ -40,6 +40,7 @@ export interface StartFlags {
   maxLogBytes?: string;
   maxAppendBytes?: string;
   maxInflightAppends?: string;
+  commitNoticeDelayMs?: string;
   maxInflightBytes?: string;
   snapshotRate?: string;
   snapshotRateMin?: string;
@@ -313,6 +314,9 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.snapshotRate !== undefined) raft.snapshotRateBytes = integer('--snapshot-rate', flags.snapshotRate);
   if (flags.snapshotRateMin !== undefined)
     raft.snapshotRateMinBytes = integer('--snapshot-rate-min', flags.snapshotRateMin);
+  if (flags.commitNoticeDelayMs !== undefined) {
+    raft.commitNoticeDelayMs = integer('--commit-notice-delay-ms', flags.commitNoticeDelayMs);
+  }
   if (flags.quiesce) raft.quiesce = true;
   const config: CohortConfig = parseConfig(raw);
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;

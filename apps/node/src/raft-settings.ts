@@ -40,6 +40,7 @@ export type HostSettings = Required<
     | 'maxOutstandingReadies'
     | 'leaseReads'
     | 'quiesce'
+    | 'commitNoticeDelayMs'
   >
 >;
 
@@ -74,6 +75,7 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     snapshotMinBytesPerSec: raft.snapshotRateMinBytes,
     leaseReads: raft.leaseReads,
     quiesce: raft.quiesce,
+    commitNoticeDelayMs: raft.commitNoticeDelayMs,
     // Up to 4 Ready rounds in flight: the leader sends entries proposed during its own fsync at once, and a
     // node whose writes stall (a slow or full disk) keeps heartbeating; a full disk hands its leaderships
     // over (DiskGuard), which works because a TimeoutNow leaves before the stalled writes.

@@ -151,6 +151,7 @@ describe('cohort start configuration', () => {
       maxInflightAppends: '32',
       maxInflightBytes: '1048576',
       snapshotRate: '0',
+      commitNoticeDelayMs: '0',
     });
     expect(storeLimits(o.config.raft)).toEqual({ snapshotEntries: 20, snapshotBytes: 4096, maxLogBytes: 8192 });
     expect(hostSettings(o.config.raft)).toEqual({
@@ -170,6 +171,7 @@ describe('cohort start configuration', () => {
       snapshotMinBytesPerSec: 1048576,
       leaseReads: false,
       quiesce: false,
+      commitNoticeDelayMs: 0,
       maxOutstandingReadies: 4,
     });
     // Appends are bounded by default, as etcd's are.

@@ -50,6 +50,7 @@ describe('parseConfig defaults', () => {
       maxInflightBytes: 32 * 1024 * 1024,
       snapshotRateBytes: 16 * 1024 * 1024,
       snapshotRateMinBytes: 1024 * 1024,
+      commitNoticeDelayMs: 5,
       leaseReads: false,
       quiesce: false,
     });
@@ -108,6 +109,13 @@ describe('parseConfig validation', () => {
     expect(low).toContain('raft.maxInflightBytes');
     expect(low).toContain('at least 2048');
     expect(() => parseConfig(withRaft({ maxAppendBytes: 2048, maxInflightBytes: 2048 }))).not.toThrow();
+  });
+
+  it('refuses a negative or fractional commit notice delay, and one past a second', () => {
+    expect(errorOf(withRaft({ commitNoticeDelayMs: -1 }))).toMatch(/raft\.commitNoticeDelayMs.*0 \(send at once\)/);
+    expect(errorOf(withRaft({ commitNoticeDelayMs: 2.5 }))).toMatch(/raft\.commitNoticeDelayMs.*whole number/);
+    expect(errorOf(withRaft({ commitNoticeDelayMs: 5000 }))).toMatch(/raft\.commitNoticeDelayMs.*at most 1000/);
+    expect(parseConfig(withRaft({ commitNoticeDelayMs: 0 })).raft.commitNoticeDelayMs).toBe(0);
   });
 
   it('refuses non-numeric, fractional and non-positive timings', () => {

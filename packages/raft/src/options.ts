@@ -18,6 +18,7 @@ export interface ResolvedOptions {
   checkQuorum: boolean;
   readOnlyOption: 'safe' | 'leaseBased' | 'leaseOnRequest';
   asyncStorageWrites: boolean;
+  deferCommitNotice: boolean;
   maxOutstandingReadies: number;
   /** 0: unbounded. */
   maxCommittedSizePerReady: number;
@@ -81,6 +82,7 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
     checkQuorum,
     readOnlyOption,
     asyncStorageWrites: o.asyncStorageWrites ?? false,
+    deferCommitNotice: o.deferCommitNotice ?? false,
     maxOutstandingReadies,
     maxCommittedSizePerReady: nonNegativeInt('maxCommittedSizePerReady', o.maxCommittedSizePerReady ?? 0),
     snapshotChunkBytes: positiveInt('snapshotChunkBytes', o.snapshotChunkBytes ?? MIB),

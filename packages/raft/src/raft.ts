@@ -251,8 +251,33 @@ export class Raft {
       while (this.maybeSendAppend(id, false)) {
         /* keep sending */
       }
-      // An empty append tells the commit index to a follower no append has told yet.
-      if (kind === 'commit' && pr.sentCommit < this.raftLog.committed) this.sendAppend(id);
+      // An empty append tells the commit index to a follower no append has told yet (unless deferred:
+      // the host flushes what is still owed after a delay, see flushCommitNotice).
+      if (kind === 'commit' && pr.sentCommit < this.raftLog.committed && !this.opts.deferCommitNotice) {
+        this.sendAppend(id);
+      }
+    });
+  }
+
+  /**
+   * On a leader, the commit index some follower that keeps up (replicate state) has not been sent yet;
+   * 0 when none is owed. With `deferCommitNotice` the host flushes it after a delay.
+   */
+  commitNoticeOwed(): LogIndex {
+    if (this.state !== 'leader') return 0;
+    const committed = this.raftLog.committed;
+    for (const [id, pr] of this.trk.progress) {
+      if (id !== this.id && pr.state === 'replicate' && pr.sentCommit < committed) return committed;
+    }
+    return 0;
+  }
+
+  /** Sends an append (empty unless entries are due) to each follower in replicate state not yet told commit index `upTo`. */
+  flushCommitNotice(upTo: LogIndex): void {
+    if (this.state !== 'leader') return;
+    const target = Math.min(upTo, this.raftLog.committed);
+    this.forEachPeer((id, pr) => {
+      if (pr.state === 'replicate' && pr.sentCommit < target) this.sendAppend(id);
     });
   }
 
@@ -551,7 +576,9 @@ export class Raft {
   onPersisted(index: LogIndex): void {
     if (this.state !== 'leader') return;
     const pr = this.trk.progress.get(this.id);
-    if (pr?.maybeUpdate(index) && this.maybeCommit()) this.bcastAppend();
+    if (!pr?.maybeUpdate(index) || !this.maybeCommit()) return;
+    if (this.opts.deferCommitNotice) this.requestBroadcast('commit');
+    else this.bcastAppend();
   }
 
   /** Called as the application reports entries applied: auto-leave a joint config once its entry is applied. */

@@ -443,6 +443,22 @@ export class RawNode {
     return this.raft.raftLog.committed;
   }
 
+  /**
+   * With `deferCommitNotice`: on a leader, the commit index some follower that keeps up has not been
+   * told yet (0 when none). The host calls {@link flushCommitNotice} with it after a short delay.
+   */
+  commitNoticeOwed(): LogIndex {
+    return this.raft.commitNoticeOwed();
+  }
+
+  /**
+   * Tells commit index `upTo` (capped at the current one) to every follower that keeps up and was not
+   * sent it yet, by an append (empty unless entries are due); the messages come in the next Ready.
+   */
+  flushCommitNotice(upTo: LogIndex): void {
+    this.raft.flushCommitNotice(upTo);
+  }
+
   /** A snapshot of the engine's state, for introspection, tests and the simulator. */
   status(): Status {
     return statusOf(this.raft);

@@ -80,6 +80,14 @@ export interface RaftOptions {
   /** The host's durable writes complete asynchronously (leader counts itself only once durable). @default false */
   asyncStorageWrites?: boolean;
   /**
+   * A commit index that moved is not sent at once in an append of its own: it rides the next append or
+   * heartbeat, and the host sends what is still owed after a short delay of its choosing
+   * (`RawNode.commitNoticeOwed`, `RawNode.flushCommitNotice`). Saves a message each way per follower
+   * and write when writes come one at a time; followers learn commits up to that delay later.
+   * @default false
+   */
+  deferCommitNotice?: boolean;
+  /**
    * How many `Ready`s carrying entries, a snapshot or committed entries may be out at once, awaiting
    * `advance()` (acknowledged oldest first; Readies of only messages or hard state are not counted).
    * Above 1 a host may take the next Ready while the previous one's write is in flight: each carries

@@ -68,6 +68,13 @@ export interface RaftEngine {
    * nothing else stops. Absent: the engine cannot, and the host never pauses it.
    */
   pauseApplying?(paused: boolean): void;
+  /**
+   * Commit notices (with `deferCommitNotice`): on a leader, the commit index some follower was not told
+   * yet (0: none). Absent: the engine sends commit indexes at once.
+   */
+  commitNoticeOwed?(): LogIndex;
+  /** Tells commit index `upTo` to the followers not told it yet (messages in the next Ready). */
+  flushCommitNotice?(upTo: LogIndex): void;
   /** The highest index known committed, read cheaply; absent: the host reads `status().commit`. */
   commitIndex?(): LogIndex;
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */

@@ -4,6 +4,7 @@ import {
   type CoalescedHeartbeatResponse,
   type ConfChange,
   type ConfState,
+  ConfigError,
   CorruptStateError,
   type Entry,
   type GroupId,
@@ -117,6 +118,12 @@ export class RaftHost {
   private readonly repairs: ReplicaRepairs;
   private readonly sized: SizedStore | undefined;
   private tickTimer: TimerHandle | undefined;
+  /** See {@link RaftHostOptions.commitNoticeDelayMs}. */
+  private readonly commitNoticeDelayMs: number;
+  /** Groups whose leader owes followers a commit index, with the index owed when noticed. */
+  private noticesDue = new Map<Group, LogIndex>();
+  /** Fires {@link flushCommitNotices} while `noticesDue` holds a group. */
+  private noticeTimer: TimerHandle | undefined;
   private scheduled = false;
   private running = false;
   /** A round is under way (its store write may be in flight). */
@@ -177,6 +184,10 @@ export class RaftHost {
   constructor(private readonly opts: RaftHostOptions) {
     this.log = (opts.logger ?? silentLogger).child({ node: opts.id });
     this.tickMs = opts.tickMs ?? 100;
+    this.commitNoticeDelayMs = opts.commitNoticeDelayMs ?? 5;
+    if (!(this.commitNoticeDelayMs >= 0)) {
+      throw new ConfigError(`commitNoticeDelayMs must be 0 or more, got ${this.commitNoticeDelayMs}`);
+    }
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     const electionTicks = opts.electionTicks ?? 5;
     this.quorumWindow =
@@ -286,6 +297,7 @@ export class RaftHost {
         ...(o.maxInflightBytes !== undefined ? { maxInflightBytes: o.maxInflightBytes } : {}),
         maxCatchUpInflightBytes: o.maxCatchUpInflightBytes ?? 4 * MIB,
         maxCommittedSizePerReady: o.maxApplyBytes ?? MIB,
+        deferCommitNotice: this.commitNoticeDelayMs > 0,
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
@@ -381,6 +393,9 @@ export class RaftHost {
   stop(): void {
     this.running = false;
     if (this.tickTimer !== undefined) this.opts.clock.clearTimeout(this.tickTimer);
+    if (this.noticeTimer !== undefined) this.opts.clock.clearTimeout(this.noticeTimer);
+    this.noticeTimer = undefined;
+    this.noticesDue.clear();
     this.flushDeferred();
     this.sender.cancel();
     this.receiver.abortAll();
@@ -1154,6 +1169,37 @@ export class RaftHost {
     g.pending.reached('committed', g.engine.commitIndex?.() ?? g.engine.status().commit);
   }
 
+  /**
+   * Notes a commit index `g`'s leader owes followers (see {@link RaftHostOptions.commitNoticeDelayMs}):
+   * unless an append carries it first, {@link flushCommitNotices} sends it once the delay is over.
+   */
+  private noteCommitNotice(g: Group): void {
+    if (this.commitNoticeDelayMs === 0 || this.noticesDue.has(g)) return;
+    const owed = g.engine.commitNoticeOwed?.() ?? 0;
+    if (owed === 0) return;
+    this.noticesDue.set(g, owed);
+    this.noticeTimer ??= this.opts.clock.setTimeout(() => this.flushCommitNotices(), this.commitNoticeDelayMs);
+  }
+
+  /** Sends each commit index still owed since {@link noteCommitNotice} noted it; notes newer ones for later. */
+  private flushCommitNotices(): void {
+    this.noticeTimer = undefined;
+    if (!this.running) return;
+    const due = this.noticesDue;
+    this.noticesDue = new Map();
+    for (const [g, upTo] of due) {
+      if (this.groups.get(g.id) !== g) continue;
+      g.engine.flushCommitNotice?.(upTo);
+      // A commit that came after the noting gets a delay of its own (an append may still carry it).
+      const owed = g.engine.commitNoticeOwed?.() ?? 0;
+      if (owed > upTo) this.noticesDue.set(g, owed);
+    }
+    if (this.noticesDue.size > 0) {
+      this.noticeTimer = this.opts.clock.setTimeout(() => this.flushCommitNotices(), this.commitNoticeDelayMs);
+    }
+    this.schedule();
+  }
+
   /** Coalesces the work of everything that happens in one turn of the event loop into one round. */
   private schedule(): void {
     if (this.scheduled || !this.running) return;
@@ -1474,6 +1520,7 @@ export class RaftHost {
       if (!g.engine.hasReady()) continue;
       const rd = g.engine.ready();
       work.push({ g, rd });
+      this.noteCommitNotice(g);
       // Entries of a newer leader replacing this node's own: their proposers learn it now, not at their deadline.
       if (g.pending.hasProposals) for (const e of rd.entries) g.pending.replacedAt(e.index, e.term);
       const w: GroupWrite = { group: g.id };

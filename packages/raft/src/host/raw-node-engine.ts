@@ -32,6 +32,8 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     campaign: () => rn.campaign(),
     forceConfiguration: (voters) => rn.forceConfiguration(voters),
     commitIndex: () => rn.commitIndex(),
+    commitNoticeOwed: () => rn.commitNoticeOwed(),
+    flushCommitNotice: (upTo) => rn.flushCommitNotice(upTo),
     pauseApplying: (paused) => rn.pauseApplying(paused),
     leaseRead: () => rn.leaseRead(),
     transferLeadership: (to) => rn.transferLeadership(to),

@@ -57,6 +57,8 @@ export interface ClusterConfig {
   livenessDelayMs?: number;
   /** Hosts coalesce heartbeats (RaftHostOptions.coalesceHeartbeats). @default true */
   coalesceHeartbeats?: boolean;
+  /** How long leaders let a commit index wait for an append to carry it (RaftHostOptions.commitNoticeDelayMs). @default 5 */
+  commitNoticeDelayMs?: number;
   /** Cross-partition transactions over GROUP and the extra groups (see `NodeEnv.transactions`). */
   transactions?: SimTxnEnv;
 }
@@ -170,6 +172,7 @@ export class RaftCluster {
         invariantsOf: (g) => this.groupInvariants.get(g) as RaftInvariants,
         quiesce: this.config.quiesce ?? false,
         coalesceHeartbeats: this.config.coalesceHeartbeats ?? true,
+        commitNoticeDelayMs: this.config.commitNoticeDelayMs ?? 5,
         coverage: this.coverage,
         trace: this.trace,
         raft: this.config.raft,

@@ -98,6 +98,8 @@ export function seedConfig(r: SeededRandom): ClusterConfig {
       spikeRate: r.next() * 0.02,
       spikeDelay: 500,
     },
+    // Drawn last, so the draws above stay as they were for every seed.
+    commitNoticeDelayMs: r.next() < 0.3 ? 0 : r.int(1, 20),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { ConfChange, NodeId, SeededRandom } from '@cohort/core';
 import type { RaftCluster } from './cluster.js';
+import type { SimRaftNode } from './sim-node.js';
 
 /** Fault and operation kinds the scenario injects, for the run summary. */
 export type FaultKind = 'crash' | 'partition' | 'oneWayCut' | 'linkChange' | 'confChange' | 'transfer' | 'diskFault';
@@ -157,6 +158,28 @@ export class Scenario {
     if (down + 1 > Math.floor((ids.length - 1) / 2) && this.random.next() > 0.1) return;
     const n = this.pick(c.upNodes());
     if (!n) return;
+    const r = this.random;
+    // Half the crashes wait (up to 40 ms) for a moment the node's disk is writing, so crashes land in
+    // the middle of a Ready round often, however rarely the load makes a node write.
+    if (r.next() < 0.5 || n.diskBusy) {
+      this.crashNode(n);
+      return;
+    }
+    let tries = 40;
+    const poll = () => {
+      if (this.stopped || !n.up || !c.nodes.has(n.id)) return;
+      if (!n.diskBusy && --tries > 0) {
+        this.sched.after(1, poll);
+        return;
+      }
+      this.random = r;
+      this.crashNode(n);
+    };
+    this.sched.after(1, poll);
+  }
+
+  private crashNode(n: SimRaftNode): void {
+    const c = this.cluster;
     this.faults.crash++;
     c.trace.mixString(`crash ${n.id}`);
     // Sometimes the crash tears the last write the disk acknowledged.

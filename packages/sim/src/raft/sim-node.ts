@@ -73,6 +73,8 @@ export interface NodeEnv {
   quiesce: boolean;
   /** Hosts coalesce heartbeats. */
   coalesceHeartbeats: boolean;
+  /** RaftHostOptions.commitNoticeDelayMs. */
+  commitNoticeDelayMs: number;
   coverage: Coverage;
   trace: TraceHash;
   /** Engine options every node gets (id, random and applied are the host's). */
@@ -178,6 +180,11 @@ export class SimRaftNode {
 
   get up(): boolean {
     return this.proc !== undefined;
+  }
+
+  /** Whether the node is up with a disk write under way (a crash now lands mid-round). */
+  get diskBusy(): boolean {
+    return this.proc?.disk.busy ?? false;
   }
 
   /** Starts the node: a founding member bootstraps with `peers`, a joining one starts empty. */
@@ -363,6 +370,7 @@ export class SimRaftNode {
       quiesce: env.quiesce,
       quiesceAfterTicks: 3,
       coalesceHeartbeats: env.coalesceHeartbeats,
+      commitNoticeDelayMs: env.commitNoticeDelayMs,
     });
     proc.host = host;
     host.onFatal = (err) => this.onHostFatal(err);
