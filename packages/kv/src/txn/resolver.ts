@@ -83,6 +83,12 @@ export class IntentResolver {
         return { kind: 'timeout', why: res.type === 'txn' ? res.step.outcome : describe(res) };
       }
       await new Promise<void>((r) => this.o.clock.setTimeout(r, wait));
+      // No record: either its prepare has not reached the record partition yet, or the transaction
+      // finished and its coordinator forgot the record once every intent was resolved, this one
+      // included (the intent met was read before its resolve applied here). Only serving the command
+      // again tells which: waiting on the record alone waited out the intent's deadline for an intent
+      // long gone (a cross-partition MGET or MSET right after another timed out at 5 s).
+      if (res.type === 'txn' && res.step.outcome === 'missing') return { kind: 'retry' };
     }
   }
 }
