@@ -263,6 +263,8 @@ export class KvService {
       };
       if (t.random) o.random = t.random;
       if (t.onResolve) o.onResolve = t.onResolve;
+      const machine = opts.machine;
+      if (machine) o.holds = (txn) => machine.intents().some((i) => i.txn === txn);
       this.resolver = new IntentResolver(o);
       if (opts.machine) this.scheduleSweep(t.resolveEveryMs ?? 1000);
     }

@@ -24,6 +24,12 @@ export interface IntentResolverOptions {
   wallClock: () => number;
   /** A float in [0, 1), for the backoff of a write waiting on a pending transaction. */
   random?: () => number;
+  /**
+   * Whether this partition (as this node's machine stands) still holds an intent of `txn`; absent: assumed
+   * held. Asked when the transaction's record is missing, which it also is once the transaction finished
+   * and every intent was resolved.
+   */
+  holds?: (txn: string) => boolean;
   /** Told when this node resolved a transaction's intents here (simulation coverage, metrics). */
   onResolve?: (txn: string, branch: TxnBranch | 'abort') => void;
 }
@@ -85,10 +91,12 @@ export class IntentResolver {
       await new Promise<void>((r) => this.o.clock.setTimeout(r, wait));
       // No record: either its prepare has not reached the record partition yet, or the transaction
       // finished and its coordinator forgot the record once every intent was resolved, this one
-      // included (the intent met was read before its resolve applied here). Only serving the command
-      // again tells which: waiting on the record alone waited out the intent's deadline for an intent
-      // long gone (a cross-partition MGET or MSET right after another timed out at 5 s).
-      if (res.type === 'txn' && res.step.outcome === 'missing') return { kind: 'retry' };
+      // included (the command met it before its resolve applied here). Waiting on the record alone
+      // waited out the intent's deadline for an intent long gone (a cross-partition MGET or MSET right
+      // after another timed out at 5 s): once the intent is gone, the command is served again.
+      if (res.type === 'txn' && res.step.outcome === 'missing' && this.o.holds?.(lock.txn) === false) {
+        return { kind: 'retry' };
+      }
     }
   }
 }
