@@ -18,9 +18,6 @@ const MINIMUM: Coverage = {
   // A breaker closes only when a later forward probes the same peer (its circuit opened while it led, and it
   // leads again after the cooldown): 19 and 17 times in these batches.
   circuitClosed: 5,
-  // A laggard counts only if it was marked at its restart and installs a snapshot before it reaches its
-  // target (most catch up from the log): 8 and 19 times in these batches.
-  catchUpBySnapshot: 5,
   // These batches run one group without quiescence (quiesce-seeds.test.ts covers it).
   groupQuiesced: 0,
   groupWoke: 0,

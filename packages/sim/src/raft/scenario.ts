@@ -189,7 +189,10 @@ export class Scenario {
       c.coverage.tornWrite++;
     }
     n.crash(torn);
-    this.sched.after(this.random.int(200, 8000), () => {
+    // A fifth of the crashes keep the node down long enough for the log it needs to be compacted away,
+    // so it catches up by snapshot (the calm at the end restarts a node still down).
+    const downMs = this.random.next() < 0.2 ? this.random.int(6000, 12_000) : this.random.int(200, 8000);
+    this.sched.after(downMs, () => {
       if (!c.nodes.has(n.id) || n.up) return;
       n.restart();
       c.coverage.crashRestart++;
