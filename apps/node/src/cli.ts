@@ -1,10 +1,8 @@
 #!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
-import { ConfigError } from '@cohort/core';
+import { ConfigError } from '@cohort/core/errors';
 import { Command, CommanderError } from 'commander';
-import { type StartFlags, loadNodeOptions } from './config.js';
-import { createLogger } from './logger.js';
+import type { StartFlags } from './config.js';
 import { addEnvVars, registerOpsCommands } from './ops-cli.js';
-import { storeLimits } from './raft-settings.js';
 
 /** Exit status for bad usage or configuration. */
 const EXIT_USAGE = 2;
@@ -22,6 +20,9 @@ function fail(message: string, code = EXIT_USAGE): never {
 }
 
 async function start(flags: StartFlags): Promise<void> {
+  // The configuration's schema and the node's modules load only here: the client commands (`kv get`,
+  // `status`, ...) start in a fraction of the time without libp2p, SQLite and the schema.
+  const { loadNodeOptions } = await import('./config.js');
   let options: ReturnType<typeof loadNodeOptions>;
   try {
     options = loadNodeOptions(flags);
@@ -31,7 +32,12 @@ async function start(flags: StartFlags): Promise<void> {
     throw err;
   }
   // Loaded only now, so usage and configuration errors answer without loading libp2p and SQLite.
-  const [{ CohortNode }, { openStore }] = await Promise.all([import('./cohort-node.js'), import('./open-store.js')]);
+  const [{ CohortNode }, { openStore }, { createLogger }, { storeLimits }] = await Promise.all([
+    import('./cohort-node.js'),
+    import('./open-store.js'),
+    import('./logger.js'),
+    import('./raft-settings.js'),
+  ]);
   const id = options.config.node.id;
   const log = createLogger(options.logLevel, { node: id });
   const node = new CohortNode(
