@@ -62,6 +62,8 @@ export interface PartitionHost {
   purge(generation: number): void;
   /** Runs `fn` in a read transaction of the store's connection (one consistent snapshot). */
   read<T>(fn: () => T): T;
+  /** Lets the reads of this turn share one read transaction of the store's connection, if it has none open. */
+  scope(): void;
 }
 
 /** Sessions a partition keeps in memory (see `SqlitePartitionKv.sessionCache`): one per RESP connection in use, with room. */
@@ -105,6 +107,13 @@ export class SqlitePartitionKv implements PartitionKv {
    * partition's rows, so it never outlives what it read.
    */
   private lastRead: { gen: number; key: string; rec: KvRecord | undefined } | undefined;
+  /**
+   * At or below the last activity of every session of the current generation
+   * (stored or pending), once known: the idle sweep (every few entries, on
+   * every replica) finds nothing before that log time and skips its query.
+   * Set from each sweep's answer, lowered by every session written.
+   */
+  private idleFloor: number | undefined;
 
   constructor(
     db: Database.Database,
@@ -123,6 +132,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.sessionCache.clear();
     this.lastPartition = undefined;
     this.lastRead = undefined;
+    this.idleFloor = undefined;
   }
 
   /** Jobs up to `upTo` committed: their rows are on disk now. */
@@ -137,6 +147,7 @@ export class SqlitePartitionKv implements PartitionKv {
     const gen = this.readGen();
     const last = this.lastRead;
     if (last !== undefined && last.gen === gen && last.key === rk) return last.rec && copyRecord(last.rec);
+    this.host.scope();
     const r = this.st.get.get(gen, blob(key)) as KvRow | undefined;
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
@@ -341,18 +352,26 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   idleSessions(logTime: number, limit: number): string[] {
+    if (this.idleFloor !== undefined && logTime <= this.idleFloor) return [];
+    const idle = this.idleSessionsRead(logTime, limit);
+    // The oldest activity there is: the first idle session's, or, with none, at least `logTime`.
+    this.idleFloor = idle[0]?.at ?? logTime;
+    return idle.map((r) => r.id);
+  }
+
+  private idleSessionsRead(logTime: number, limit: number): { id: string; at: number }[] {
     const pending = this.ov.sessions.size;
     const stored = (
       this.st.idleAt.all(this.readGen(), logTime, limit + pending) as { client_id: string; last_active: number }[]
     ).map((r) => ({ id: r.client_id, at: r.last_active }));
-    if (pending === 0) return stored.slice(0, limit).map((r) => r.id);
+    if (pending === 0) return stored.slice(0, limit);
     const merged = stored.filter((r) => !this.ov.sessions.has(r.id));
     for (const [id, o] of this.ov.sessions) {
       if (o.v.session !== undefined && o.v.session.lastActive < logTime)
         merged.push({ id, at: o.v.session.lastActive });
     }
     merged.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return merged.slice(0, limit).map((r) => r.id);
+    return merged.slice(0, limit);
   }
 
   dropSession(clientId: string): void {
@@ -416,6 +435,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.rows = undefined;
     this.sessionCache.clear();
     this.lastRead = undefined;
+    this.idleFloor = undefined;
     this.host.purge(old);
   }
 
@@ -436,6 +456,7 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   private putSession(gen: number, s: ClientSession, maxSeq?: number): void {
+    if (this.idleFloor !== undefined && s.lastActive < this.idleFloor) this.idleFloor = s.lastActive;
     this.host.emit(['putSession', gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s)]);
     const hideStored = this.ov.sessions.get(s.clientId)?.v.hideStored ?? false;
     this.ov.set(this.ov.sessions, s.clientId, { session: { ...s }, hideStored }, this.host.seq(), this.host.undo);

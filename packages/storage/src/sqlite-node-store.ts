@@ -157,8 +157,14 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private tx: OpenTransaction | undefined;
   /** A transaction with `snapshotReads` runs: its reads share one read transaction of this connection. */
   private snapshotReads = false;
-  /** Commits reported while it ran, taken once it ended. */
+  /** Commits reported while it (or a read scope) ran, taken once it ended. */
   private committedLater: number | undefined;
+  /** A read scope is open: this turn's reads share one read transaction (see {@link enterReadScope}). */
+  private readScope = false;
+  /** Read transactions (`inRead`) running: a read scope under them cannot end before they do. */
+  private readDepth = 0;
+  private readonly beginRead: Database.Statement;
+  private readonly endRead: Database.Statement;
   /** Ops of the log write being built. */
   private building: Op[] | undefined;
   /** The first index each group's entries are written from in the log write being built. */
@@ -194,7 +200,17 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       },
       this.chunkBytes,
     );
-    this.inRead = db.transaction((fn: () => unknown) => fn());
+    const inRead = db.transaction((fn: () => unknown) => fn());
+    this.inRead = (fn) => {
+      this.readDepth++;
+      try {
+        return inRead(fn);
+      } finally {
+        this.readDepth--;
+      }
+    };
+    this.beginRead = db.prepare('BEGIN');
+    this.endRead = db.prepare('COMMIT');
     this.queue = new InlineWriteQueue(db, file);
     this.queue.onCommitted = (upTo) => this.committed(upTo);
     this.host = {
@@ -210,6 +226,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         else this.submit({ seq: 0, durable: false, ops: [], purge: gen });
       },
       read: <T>(fn: () => T) => this.inRead(fn) as T,
+      scope: () => this.enterReadScope(),
     };
     const st = this.st;
     this.src = (group) => ({
@@ -588,6 +605,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.assertOpen();
     if (this.tx) return fn();
     if (this.building) throw new StorageError(`${this.file}: a transaction cannot start inside a log write`);
+    // A read scope covers runs of reads only: a transaction reads the file as it is now.
+    this.endReadScope();
     const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], purges: [] };
     this.tx = tx;
     try {
@@ -633,6 +652,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   close(): void {
     if (this.closed) return;
+    this.endReadScope();
     this.closed = true;
     try {
       this.queue.close();
@@ -716,8 +736,57 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     return this.tx;
   }
 
+  /**
+   * Opens a read transaction on this connection that the point reads of
+   * this turn of the event loop share, closed by a `setImmediate`. Each
+   * statement outside a transaction takes and drops a WAL read lock (two
+   * `fcntl` calls on the shared-memory file); the reads a ReadIndex round
+   * releases together (one per waiting client) pay that once instead. A
+   * transaction (a write, an apply) ends the scope before it starts. Until
+   * the writer reports a commit, the overlay holds every row the scope's
+   * snapshot may lack, so the reads stay exact; a commit report ends the
+   * scope (or, inside a read transaction, is taken once that ended, as in a
+   * `snapshotReads` transaction), so reads after it start from the file as
+   * it is. Only with the writer thread: an inline writer commits on this
+   * connection.
+   */
+  private enterReadScope(): void {
+    if (this.readScope || this.closed || this.tx !== undefined || !(this.queue instanceof ThreadWriteQueue)) return;
+    if (this.db.inTransaction) return;
+    this.beginRead.run();
+    this.readScope = true;
+    setImmediate(this.endReadScope);
+  }
+
+  /** Ends the read scope, unless a read transaction runs in it; true once none is open. */
+  private readonly endReadScope = (): boolean => {
+    if (!this.readScope) return true;
+    if (this.readDepth > 0 || this.snapshotReads) return false;
+    if (this.db.inTransaction) {
+      try {
+        this.endRead.run();
+      } catch {
+        // A statement of this connection still runs (an iterator left open): the snapshot stays, and
+        // commit reports wait with it, until a later turn ends it.
+        if (!this.closed) setImmediate(this.endReadScope);
+        return false;
+      }
+    }
+    this.readScope = false;
+    const upTo = this.committedLater;
+    if (upTo !== undefined) {
+      this.committedLater = undefined;
+      this.committed(upTo);
+    }
+    return true;
+  };
+
   /** The writer committed jobs up to `upTo`: what they wrote is in the file now. */
   private committed(upTo: number): void {
+    if (this.readScope && !this.endReadScope()) {
+      this.committedLater = Math.max(this.committedLater ?? 0, upTo);
+      return;
+    }
     if (this.snapshotReads) {
       // Inside a snapshot-reads transaction (a barrier ran in it): its reads predate these commits.
       this.committedLater = Math.max(this.committedLater ?? 0, upTo);

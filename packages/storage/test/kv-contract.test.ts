@@ -202,6 +202,33 @@ describe.each([
     expect(store.kv('p2').session('c1')).toBeUndefined();
   });
 
+  it('finds every idle session, sweep after sweep, whatever was written between them', () => {
+    const kv = store.kv('p1');
+    kv.saveResponse('c1', 1, bytes('r1'), 100);
+    kv.saveResponse('c2', 1, bytes('r2'), 200);
+    expect(kv.idleSessions(50, 10)).toEqual([]);
+    expect(kv.idleSessions(100, 10)).toEqual([]);
+    // A session written with an activity older than any swept before (log time is the writer's to give).
+    kv.saveResponse('c3', 1, bytes('r3'), 40);
+    expect(kv.idleSessions(50, 10)).toEqual(['c3']);
+    expect(kv.idleSessions(150, 10)).toEqual(['c3', 'c1']);
+    kv.dropSession('c3');
+    expect(kv.idleSessions(150, 10)).toEqual(['c1']);
+    kv.raiseLowWater('c1', 1, 300);
+    expect(kv.idleSessions(250, 10)).toEqual(['c2']);
+    expect(kv.idleSessions(20, 10)).toEqual([]);
+    expect(() =>
+      store.transaction(() => {
+        kv.saveResponse('c4', 1, bytes('r4'), 5);
+        expect(kv.idleSessions(20, 10)).toEqual(['c4']);
+        throw new Error('rolled back');
+      }),
+    ).toThrow('rolled back');
+    expect(kv.idleSessions(20, 10)).toEqual([]);
+    kv.saveResponse('c5', 1, bytes('r5'), 6);
+    expect(kv.idleSessions(20, 10)).toEqual(['c5']);
+  });
+
   it.each([
     ['openView', false],
     ['openDetachedView', true],
