@@ -149,4 +149,28 @@ describe('SqliteNodeStore with its writer thread', () => {
       store.transaction(() => store.kv('p').put(new Uint8Array([1]), new Uint8Array([1]), { revision: 1 })),
     ).toThrow(/write failed/);
   });
+  it('lets the reads of one turn share a read transaction, ended by a commit report, a transaction or the next turn', async () => {
+    const kv = store.kv('p');
+    const key = (i: number): Uint8Array => new TextEncoder().encode(`k${i}`);
+    store.transaction(() => kv.put(key(1), key(1), { revision: 1 }));
+    store.flush();
+    // A read of the file (no pending write of its key) opens the scope; the next turn closes it.
+    expect(kv.get(key(2))).toBeUndefined();
+    expect(store.database.inTransaction).toBe(true);
+    expect(text(kv.get(key(1))?.value ?? new Uint8Array())).toBe('k1');
+    await new Promise((r) => setImmediate(r));
+    expect(store.database.inTransaction).toBe(false);
+    // A transaction ends it first: its reads see the file as it is.
+    expect(kv.get(key(2))).toBeUndefined();
+    store.transaction(() => kv.put(key(2), key(2), { revision: 2 }));
+    expect(store.database.inTransaction).toBe(false);
+    // While the scope holds its snapshot, the writer commits: the rows stay served from the overlay until
+    // the report, which ends the scope, and the file serves them after it.
+    expect(kv.get(key(3))).toBeUndefined();
+    expect(store.database.inTransaction).toBe(true);
+    store.flush();
+    expect(store.database.inTransaction).toBe(false);
+    expect(text(kv.get(key(2))?.value ?? new Uint8Array())).toBe('k2');
+    expect(kv.count()).toBe(2);
+  });
 });
