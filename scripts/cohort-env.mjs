@@ -7,7 +7,7 @@
 //   2. the workspace's packages, with `pnpm install --frozen-lockfile`, skipped
 //      when node_modules already matches the lockfile;
 //   3. the task itself, with Node 24 first on PATH so every script uses it.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
@@ -70,6 +70,33 @@ function env() {
 function pnpm(args) {
   return run(join(nodeBin, 'node'), [pnpmJs, ...args], { env: env() });
 }
+
+/** `pnpm(args)` without blocking: resolves with its exit status. */
+function pnpmAsync(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(nodeBin, 'node'), [pnpmJs, ...args], { stdio: 'inherit', cwd: root, env: env() });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+/**
+ * The packages whose suites run beside the others in a lane of their own, one
+ * at a time: `@cohort/node` (its end-to-end files, the longest suite by far)
+ * and small suites that fill the lane to about the other's length. Given two
+ * lanes of `--concurrency=2`, turbo started the node suite only once most
+ * others had run, and it then ran alone for minutes.
+ */
+const NODE_LANE = [
+  '@cohort/node',
+  '@cohort/core',
+  '@cohort/membership',
+  '@cohort/vpaxos',
+  '@cohort/pack-check',
+  '@cohort/bench',
+  '@cohort/example-raft-counter',
+  '@cohort/example-service-discovery',
+];
 
 function ensureWorkspace() {
   const stamp = join(root, 'node_modules', '.cohort-stamp');
@@ -138,20 +165,23 @@ switch (task) {
     must(pnpm(['exec', 'biome', 'check', 'scripts', 'package.json', 'turbo.json', 'biome.json']), 'lint of root files');
     must(pnpm(['exec', 'turbo', 'run', 'build', 'lint', 'typecheck', ...rest]), 'build, lint and typecheck');
     for (const f of resultFiles()) rmSync(f, { force: true });
-    const code = pnpm([
-      'exec',
-      'turbo',
-      'run',
-      'test',
+    const reporters = ['--', '--reporter=default', '--reporter=json', `--outputFile.json=${RESULTS}`];
+    let code;
+    if (rest.length > 0) {
       // Two packages' suites at a time: several of them start real processes
       // and clusters, and this machine has two cores.
-      '--concurrency=2',
-      ...rest,
-      '--',
-      '--reporter=default',
-      '--reporter=json',
-      `--outputFile.json=${RESULTS}`,
-    ]);
+      code = pnpm(['exec', 'turbo', 'run', 'test', '--concurrency=2', ...rest, ...reporters]);
+    } else {
+      // The same two at a time, as two lanes (see NODE_LANE). `--only`: everything was built above, and
+      // two turbo runs restoring the same build outputs would write files the other's tests are reading.
+      const lane = (filters) =>
+        pnpmAsync(['exec', 'turbo', 'run', 'test', '--only', '--concurrency=1', ...filters, ...reporters]);
+      const codes = await Promise.all([
+        lane(NODE_LANE.map((p) => `--filter=${p}`)),
+        lane(NODE_LANE.map((p) => `--filter=!${p}`)),
+      ]);
+      code = codes.find((c) => c !== 0) ?? 0;
+    }
     summarize();
     must(code, 'tests');
     break;
