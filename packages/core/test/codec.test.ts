@@ -260,6 +260,19 @@ describe('forwarding codec', () => {
         expect(decodeForwardRequest(encodeForwardRequest({ group, op }))).toEqual({ group, op });
       }),
     );
+    fc.assert(
+      fc.property(
+        groupId,
+        fc.uint8Array({ maxLength: 100 }),
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: 2 ** 40 }),
+        fc.integer({ min: 1, max: 2 ** 32 - 1 }),
+        (group, op, hops, epoch, timeoutMs) => {
+          const req = { group, op, hops, epoch, timeoutMs };
+          expect(decodeForwardRequest(encodeForwardRequest(req))).toEqual(req);
+        },
+      ),
+    );
   });
 
   it('round-trips results and errors with leader hints', () => {

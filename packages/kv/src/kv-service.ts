@@ -139,6 +139,13 @@ function idempotent(req: KvRequest): boolean {
 export const MAX_FORWARD_HOPS = 3;
 
 /**
+ * A node serving a forwarded request answers this much (at most; a tenth of
+ * the sender's wait if that is less) before the sender stops waiting, so the
+ * answer, even one saying time ran out, reaches it in time.
+ */
+const FORWARD_MARGIN_MS = 100;
+
+/**
  * Answers the requests other nodes forward on `transport` (`/cohort/kv/1`),
  * each by the service of its group that `serviceOf` names; a group served by
  * none is refused with NOT_LEADER. One node registers this once for all the
@@ -160,7 +167,7 @@ export function serveForwardedRequests(
       const res = failure(new NotLeaderError(undefined, undefined, `group ${fwd.group} is not served here`));
       return encodeForwardResponse({ ok: true, result: encodeResponse(res) });
     }
-    return service.serveForwarded(from, fwd.op, fwd.hops ?? 0, fwd.epoch);
+    return service.serveForwarded(from, fwd.op, fwd.hops ?? 0, fwd.epoch, fwd.timeoutMs);
   });
 }
 
@@ -330,8 +337,20 @@ export class KvService {
    * forwards to its leader); past it, or with no leader known, refused with
    * NOT_LEADER, which the first node retries while leadership moves.
    */
-  async serveForwarded(from: NodeId, op: Uint8Array, hops: number, epoch?: number): Promise<Uint8Array> {
+  async serveForwarded(
+    from: NodeId,
+    op: Uint8Array,
+    hops: number,
+    epoch?: number,
+    timeoutMs?: number,
+  ): Promise<Uint8Array> {
     let res: KvResponse;
+    // Served within what the sender waits (less a margin for the answer's way back), when it said.
+    const budget =
+      timeoutMs !== undefined && timeoutMs > 0
+        ? Math.min(this.timeoutMs, Math.max(1, timeoutMs - Math.min(FORWARD_MARGIN_MS, timeoutMs / 10)))
+        : this.timeoutMs;
+    const deadline = this.opts.clock.now() + budget;
     try {
       const req = decodeForwardedRequest(op);
       const items = Array.isArray(req) ? req : [req];
@@ -346,7 +365,8 @@ export class KvService {
           ),
         );
         answers = items.map(() => stale);
-      } else if (s.role === 'leader' || s.leader === '' || s.leader === from) answers = await this.localAll(items);
+      } else if (s.role === 'leader' || s.leader === '' || s.leader === from)
+        answers = await this.localAll(items, deadline);
       else if (hops + 1 >= MAX_FORWARD_HOPS) {
         const refused = failure(
           new NotLeaderError(
@@ -356,7 +376,7 @@ export class KvService {
           ),
         );
         answers = items.map(() => refused);
-      } else answers = await this.forwardAll(s.leader, items, this.opts.clock.now() + this.timeoutMs, hops + 1);
+      } else answers = await this.forwardAll(s.leader, items, deadline, hops + 1);
       if (Array.isArray(req)) return encodeForwardResponse({ ok: true, result: encodeBatchResponse(answers) });
       res = answers[0]!;
     } catch (err) {
@@ -526,7 +546,7 @@ export class KvService {
         return out;
       }
       const status = group.leadership ? group.leadership() : group.status();
-      if (status.role === 'leader') part = await this.localAll(rest);
+      if (status.role === 'leader') part = await this.localAll(rest, deadline);
       else if (status.leader !== '') part = await this.forwardAll(status.leader, rest, deadline);
       else {
         const none: KvResponse = {
@@ -586,7 +606,7 @@ export class KvService {
    * commit. The first run with a failure ends the pipeline: the requests
    * after it get its failure and were not served.
    */
-  private async localAll(items: KvRequest[]): Promise<KvResponse[]> {
+  private async localAll(items: KvRequest[], deadline = this.opts.clock.now() + this.timeoutMs): Promise<KvResponse[]> {
     const out: KvResponse[] = [];
     let wrote = false;
     for (let i = 0; i < items.length; ) {
@@ -594,7 +614,7 @@ export class KvService {
       let j = i + 1;
       while (j < items.length && items[j]!.kind === kind) j++;
       const run = items.slice(i, j);
-      const res = kind === 'write' ? await this.writeRun(run) : await this.readRun(run, wrote);
+      const res = kind === 'write' ? await this.writeRun(run, deadline) : await this.readRun(run, wrote, deadline);
       out.push(...res);
       const failed = res.find((r) => r.type === 'failure');
       if (failed) {
@@ -615,8 +635,7 @@ export class KvService {
    * again when it is the run's last write; otherwise it answers TRYAGAIN, as
    * proposing it again would order it after the writes that followed it.
    */
-  private async writeRun(run: KvRequest[]): Promise<KvResponse[]> {
-    const deadline = this.opts.clock.now() + this.timeoutMs;
+  private async writeRun(run: KvRequest[], deadline: number): Promise<KvResponse[]> {
     const machine = this.opts.machine;
     if (machine !== undefined) {
       for (const req of run) {
@@ -675,7 +694,7 @@ export class KvService {
   }
 
   /** Serves the reads of `run` after one ReadIndex round, or at once after writes of the same pipeline. */
-  private async readRun(run: KvRequest[], afterWrites: boolean): Promise<KvResponse[]> {
+  private async readRun(run: KvRequest[], afterWrites: boolean, deadline: number): Promise<KvResponse[]> {
     try {
       // The leader's clock is the time of the read, whichever node took the request.
       const now = this.wallClock();
@@ -685,7 +704,6 @@ export class KvService {
       // run served again, so its reads stay one view (a client pairs MGET with the keys' revisions). A run
       // that passed pending transactions answers only if they are still pending after it was served: it then
       // linearizes before their commit points.
-      const deadline = this.opts.clock.now() + this.timeoutMs;
       const pass = new Map<string, number>();
       for (;;) {
         const lock = res.find(isLocked);
@@ -849,13 +867,15 @@ export class KvService {
       // One request goes as one, which every version of the protocol serves.
       const op = items.length === 1 ? encodeRequest(items[0]!) : encodeBatchRequest(items);
       const epoch = this.opts.epoch?.() ?? 0;
+      const waitMs = Math.max(1, Math.ceil(deadline - this.opts.clock.now()));
       const frame = encodeForwardRequest({
         group: this.opts.group.id,
         op,
         ...(hops > 0 ? { hops } : {}),
         ...(epoch > 0 ? { epoch } : {}),
+        timeoutMs: waitMs,
       });
-      const timer = clockSignal(this.opts.clock, Math.max(1, Math.ceil(deadline - this.opts.clock.now())));
+      const timer = clockSignal(this.opts.clock, waitMs);
       // A leader that died may leave the request hanging on a dead connection: stop waiting once this
       // node finds the quorum lost, and say so, rather than at the request timeout.
       const watch = this.watchQuorum();

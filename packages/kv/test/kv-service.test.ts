@@ -1,6 +1,7 @@
 import {
   type NodeId,
   ProposalDroppedError,
+  type ProtocolId,
   Protocols,
   type ReplicatedGroup,
   SeededRandom,
@@ -413,6 +414,64 @@ describe('KvService forwarding hops', () => {
     expect(refused.type === 'failure' && refused.message).toMatch(
       /forwarded 3 times without reaching the leader of p0 \(at most 3 hops\)/,
     );
+  });
+});
+
+describe('KvService forwarded deadlines', () => {
+  /** A transport's `request`, as the service calls it (the in-memory transport ignores the signal). */
+  type Request = (
+    peer: NodeId,
+    protocol: ProtocolId,
+    frame: Uint8Array,
+    opts?: { signal?: AbortSignal },
+  ) => Promise<Uint8Array>;
+  const wrap = (id: NodeId, by: (request: Request) => Request): void => {
+    const t = hub.nodes.get(id)! as unknown as { request: Request };
+    t.request = by(t.request.bind(t));
+  };
+  /** Makes `id`'s requests give up when their signal says so. */
+  const honourSignals = (id: NodeId): void =>
+    wrap(
+      id,
+      (request) => (peer, protocol, frame, opts) =>
+        new Promise<Uint8Array>((resolve, reject) => {
+          opts?.signal?.addEventListener('abort', () => reject(new Error('timed out')), { once: true });
+          request(peer, protocol, frame).then(resolve, reject);
+        }),
+    );
+
+  it('serves a forwarded request within what its sender waits, so the node that did not answer is the one named', async () => {
+    startCluster({ serviceMs: 5000 });
+    const l = await leader();
+    const follower = IDS.find((id) => id !== l)!;
+    // The leader takes forwarded requests and never answers them.
+    hub.nodes.get(l)!.requestHandlers.set(Protocols.kv, () => new Promise(() => {}));
+    honourSignals(follower);
+    const transport = hub.transport('d');
+    honourSignals('d');
+    const remote: ReplicatedGroup = {
+      id: 'p0',
+      propose: () => Promise.reject(new Error('no replica here')),
+      read: () => Promise.reject(new Error('no replica here')),
+      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: follower, commit: 0, applied: 0 }),
+    };
+    const d = new KvService({ group: remote, transport, clock: systemClock, requestTimeoutMs: 800 });
+    const started = Date.now();
+    const res = await d.execute(get('x'));
+    // The follower gave up on the leader before d gave up on the follower (with its own 5 s it would not
+    // have, and d would have blamed the follower, counting a failure against it).
+    expect(res).toMatchObject({ type: 'failure', code: 'UNAVAILABLE' });
+    expect(res.type === 'failure' && res.message).toBe(`leader ${l} unreachable: timed out`);
+    expect(Date.now() - started).toBeLessThan(2000);
+    // The frame says how long its sender waits (the first attempt: the whole request timeout).
+    let seen: number | undefined;
+    wrap('d', (request) => (peer, protocol, frame, opts) => {
+      seen ??= decodeForwardRequest(frame).timeoutMs;
+      return request(peer, protocol, frame, opts);
+    });
+    await d.execute(get('x'));
+    expect(seen).toBeGreaterThan(700);
+    expect(seen).toBeLessThanOrEqual(800);
   });
 });
 

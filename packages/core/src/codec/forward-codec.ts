@@ -28,6 +28,11 @@ export interface ForwardRequest {
   hops?: number;
   /** The partition's epoch in the sender's partition map (0 or absent: not known, not fenced). */
   epoch?: number;
+  /**
+   * How long the sender waits for the answer, in ms from sending it (0 or absent: not known): the
+   * receiver answers within it. Relative, so the nodes' clocks need not agree.
+   */
+  timeoutMs?: number;
 }
 
 /** The leader's answer to a {@link ForwardRequest}: the result bytes, or a wire error with a leader hint. */
@@ -41,7 +46,13 @@ const knownCodes = new Set<string>(Object.values(ErrorCode));
 export function encodeForwardRequest(req: ForwardRequest, options: CodecOptions = {}): Uint8Array {
   return sealEnvelope(
     'forwardRequest',
-    pb.ForwardRequest.encode({ group: req.group, op: req.op, hops: req.hops ?? 0, epoch: BigInt(req.epoch ?? 0) }),
+    pb.ForwardRequest.encode({
+      group: req.group,
+      op: req.op,
+      hops: req.hops ?? 0,
+      epoch: BigInt(req.epoch ?? 0),
+      timeoutMs: req.timeoutMs ?? 0,
+    }),
     options,
   );
 }
@@ -50,9 +61,10 @@ export function encodeForwardRequest(req: ForwardRequest, options: CodecOptions 
 export function decodeForwardRequest(bytes: Uint8Array, options: CodecOptions = {}): ForwardRequest {
   const payload = openEnvelopeOf('forwardRequest', bytes, options);
   return guard('a forward request', () => {
-    const { group, op, hops, epoch } = pb.ForwardRequest.decode(payload);
+    const { group, op, hops, epoch, timeoutMs } = pb.ForwardRequest.decode(payload);
     const req: ForwardRequest = hops > 0 ? { group, op, hops } : { group, op };
     if (epoch > 0n) req.epoch = Number(epoch);
+    if (timeoutMs > 0) req.timeoutMs = timeoutMs;
     return req;
   });
 }

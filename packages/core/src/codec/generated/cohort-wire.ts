@@ -1453,6 +1453,7 @@ export interface ForwardRequest {
   op: Uint8Array
   hops: number
   epoch: bigint
+  timeoutMs: number
 }
 
 export namespace ForwardRequest {
@@ -1485,6 +1486,11 @@ export namespace ForwardRequest {
           w.uint64(obj.epoch)
         }
 
+        if ((obj.timeoutMs != null && obj.timeoutMs !== 0)) {
+          w.uint32(40)
+          w.uint32(obj.timeoutMs)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1493,7 +1499,8 @@ export namespace ForwardRequest {
           group: '',
           op: uint8ArrayAlloc(0),
           hops: 0,
-          epoch: 0n
+          epoch: 0n,
+          timeoutMs: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1516,6 +1523,10 @@ export namespace ForwardRequest {
             }
             case 4: {
               obj.epoch = reader.uint64()
+              break
+            }
+            case 5: {
+              obj.timeoutMs = reader.uint32()
               break
             }
             default: {
