@@ -10,8 +10,12 @@ export interface Tagged<T> {
 export interface PendingSession {
   /** Undefined: dropped. */
   session: ClientSession | undefined;
-  /** The session was dropped since the last commit: none of the client's stored responses on disk count. */
-  hideStored: boolean;
+  /**
+   * The job that dropped the session (0: none pending): until it commits, none of the client's stored
+   * responses on disk count. A later write of the session carries it on; once that job committed, the
+   * responses on disk are those written after the drop, and count again.
+   */
+  hideStored: number;
 }
 
 /** The partition row as the pending writes left it. */
@@ -44,6 +48,8 @@ export class KvOverlay {
   readonly partition = new Map<'', Tagged<PendingPartition>>();
   /** Keys each job wrote, in job order. */
   private readonly bySeq = new Map<number, [Map<string, Tagged<unknown>>, string][]>();
+  /** The last job released: what it and every job before it wrote is in the database. */
+  private releasedUpTo = 0;
 
   get empty(): boolean {
     return this.rows.size === 0 && this.sessions.size === 0 && this.responses.size === 0 && this.partition.size === 0;
@@ -53,7 +59,10 @@ export class KvOverlay {
     const prev = map.get(key);
     map.set(key, { v, seq });
     undo(() => {
-      if (prev === undefined) map.delete(key);
+      // The entry this one replaced comes back while its job is pending; once the job committed (released
+      // meanwhile, its entry being replaced then), the database holds its value, and an entry brought back
+      // would never be released: a session dropped and saved again would hide its own stored responses.
+      if (prev === undefined || prev.seq <= this.releasedUpTo) map.delete(key);
       else map.set(key, prev);
     });
     let keys = this.bySeq.get(seq);
@@ -64,8 +73,14 @@ export class KvOverlay {
     keys.push([map as Map<string, Tagged<unknown>>, key]);
   }
 
+  /** Whether `p` hides the client's stored responses: the job that dropped the session is still pending. */
+  hidesStored(p: PendingSession): boolean {
+    return p.hideStored > this.releasedUpTo;
+  }
+
   /** Drops what jobs up to `upTo` wrote, where no later job rewrote it: the database holds it now. */
   release(upTo: number): void {
+    if (upTo > this.releasedUpTo) this.releasedUpTo = upTo;
     for (const [seq, keys] of this.bySeq) {
       if (seq > upTo) break;
       for (const [map, key] of keys) if (map.get(key)?.seq === seq) map.delete(key);

@@ -307,7 +307,7 @@ export class SqlitePartitionKv implements PartitionKv {
       if (s === undefined || seq <= s.lowWater) return undefined;
       const pending = this.ov.responses.get(responseKey(clientId, seq));
       if (pending !== undefined) return pending.v;
-      if (o.v.hideStored) return undefined;
+      if (this.ov.hidesStored(o.v)) return undefined;
     }
     const r = this.st.response.get(this.readGen(), clientId, seq) as ResponseRow | undefined;
     return r && toResponse(this.src, clientId, r).response;
@@ -386,7 +386,7 @@ export class SqlitePartitionKv implements PartitionKv {
       this.ov.set(
         this.ov.sessions,
         clientId,
-        { session: undefined, hideStored: true },
+        { session: undefined, hideStored: this.host.seq() },
         this.host.seq(),
         this.host.undo,
       );
@@ -458,7 +458,7 @@ export class SqlitePartitionKv implements PartitionKv {
   private putSession(gen: number, s: ClientSession, maxSeq?: number): void {
     if (this.idleFloor !== undefined && s.lastActive < this.idleFloor) this.idleFloor = s.lastActive;
     this.host.emit(['putSession', gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s)]);
-    const hideStored = this.ov.sessions.get(s.clientId)?.v.hideStored ?? false;
+    const hideStored = this.ov.sessions.get(s.clientId)?.v.hideStored ?? 0;
     this.ov.set(this.ov.sessions, s.clientId, { session: { ...s }, hideStored }, this.host.seq(), this.host.undo);
     this.cacheSession({ ...s }, maxSeq ?? this.sessionCache.get(s.clientId)?.maxSeq);
   }

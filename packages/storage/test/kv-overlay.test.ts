@@ -225,7 +225,43 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
           cleanup();
         }
       }),
-      { numRuns: 25 },
+      {
+        numRuns: 25,
+        // Found by this property: a session dropped and saved again by one job, a later transaction writing the
+        // session while that job commits, then rolled back. The drop's hiding of the client's stored responses
+        // outlived the job (its own response, on disk, read as absent), and the rollback brought back the
+        // committed job's entry, which nothing would release.
+        examples: [
+          [
+            [
+              {
+                cmds: [
+                  { op: 'drop', client: 1 },
+                  { op: 'save', client: 1, seq: 2, lowWater: 0, time: 0 },
+                ],
+                durable: false,
+                fails: false,
+                after: 'hold',
+                install: undefined,
+                snapshotReads: false,
+                flushInside: true,
+              },
+              {
+                cmds: [
+                  { op: 'save', client: 1, seq: 1, lowWater: 0, time: 0 },
+                  { op: 'save', client: 0, seq: 1, lowWater: 0, time: 0 },
+                ],
+                durable: false,
+                fails: true,
+                after: 'hold',
+                install: undefined,
+                snapshotReads: false,
+                flushInside: true,
+              },
+            ],
+          ],
+        ],
+      },
     );
   }, 120_000);
 });
