@@ -83,9 +83,9 @@ function pnpmAsync(args) {
 /**
  * The packages whose suites run beside the others in a lane of their own, one
  * at a time: `@cohort/node` (its end-to-end files, the longest suite by far)
- * and small suites that fill the lane to about the other's length. Given two
- * lanes of `--concurrency=2`, turbo started the node suite only once most
- * others had run, and it then ran alone for minutes.
+ * and small suites that fill the lane to about the other's length. In one run
+ * at `--concurrency=2`, turbo started the node suite only once most others
+ * had run, and it then ran alone for minutes.
  */
 const NODE_LANE = [
   '@cohort/node',

@@ -606,7 +606,7 @@ export class KvService {
    * commit. The first run with a failure ends the pipeline: the requests
    * after it get its failure and were not served.
    */
-  private async localAll(items: KvRequest[], deadline = this.opts.clock.now() + this.timeoutMs): Promise<KvResponse[]> {
+  private async localAll(items: KvRequest[], deadline: number): Promise<KvResponse[]> {
     const out: KvResponse[] = [];
     let wrote = false;
     for (let i = 0; i < items.length; ) {

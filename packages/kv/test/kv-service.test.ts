@@ -97,6 +97,16 @@ async function leader(among = IDS): Promise<NodeId> {
   }
 }
 
+/** The group as a node holding no replica of it sees it: every request goes to `leader()`. */
+function noReplica(leader: () => NodeId): ReplicatedGroup {
+  return {
+    id: 'p0',
+    propose: () => Promise.reject(new Error('no replica here')),
+    read: () => Promise.reject(new Error('no replica here')),
+    status: () => ({ group: 'p0', role: 'follower', term: 0, leader: leader(), commit: 0, applied: 0 }),
+  };
+}
+
 const set = (k: string, v: string, ttlMs?: number): KvClientRequest => ({
   kind: 'write',
   write: {
@@ -385,12 +395,7 @@ describe('KvService forwarding hops', () => {
     const follower = IDS.find((id) => id !== l)!;
     // Node d replicates nothing: its service sends every request to the follower, which is one hop from the leader.
     const transport = hub.transport('d');
-    const remote: ReplicatedGroup = {
-      id: 'p0',
-      propose: () => Promise.reject(new Error('no replica here')),
-      read: () => Promise.reject(new Error('no replica here')),
-      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: follower, commit: 0, applied: 0 }),
-    };
+    const remote = noReplica(() => follower);
     const d = new KvService({ group: remote, transport, clock: systemClock, requestTimeoutMs: 1500 });
     expect(await d.execute(set('hop', 'v'))).toEqual({ type: 'ok' });
     expect(await d.execute(get('hop'))).toEqual({ type: 'bulk', value: b('v') });
@@ -449,12 +454,7 @@ describe('KvService forwarded deadlines', () => {
     honourSignals(follower);
     const transport = hub.transport('d');
     honourSignals('d');
-    const remote: ReplicatedGroup = {
-      id: 'p0',
-      propose: () => Promise.reject(new Error('no replica here')),
-      read: () => Promise.reject(new Error('no replica here')),
-      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: follower, commit: 0, applied: 0 }),
-    };
+    const remote = noReplica(() => follower);
     const d = new KvService({ group: remote, transport, clock: systemClock, requestTimeoutMs: 800 });
     const started = Date.now();
     const res = await d.execute(get('x'));
@@ -481,12 +481,7 @@ describe('KvService epoch fencing', () => {
     const l = await leader();
     for (const id of IDS) epochs.set(id, 5);
     const transport = hub.transport('d');
-    const remote: ReplicatedGroup = {
-      id: 'p0',
-      propose: () => Promise.reject(new Error('no replica here')),
-      read: () => Promise.reject(new Error('no replica here')),
-      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: l, commit: 0, applied: 0 }),
-    };
+    const remote = noReplica(() => l);
     let epoch = 4;
     let refreshed = 0;
     const d = new KvService({
@@ -530,12 +525,7 @@ describe('KvService circuit breaker', () => {
       sent++;
       return request(peer, protocol, frame);
     };
-    const remote: ReplicatedGroup = {
-      id: 'p0',
-      propose: () => Promise.reject(new Error('no replica here')),
-      read: () => Promise.reject(new Error('no replica here')),
-      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: to, commit: 0, applied: 0 }),
-    };
+    const remote = noReplica(() => to);
     const d = new KvService({ group: remote, transport, clock: systemClock, requestTimeoutMs: 1500, ...options });
     return { d, sent: () => sent };
   }
@@ -598,12 +588,7 @@ describe('KvService circuit breaker', () => {
     const l = await leader();
     const transport = hub.transport('d');
     let to = l;
-    const remote: ReplicatedGroup = {
-      id: 'p0',
-      propose: () => Promise.reject(new Error('no replica here')),
-      read: () => Promise.reject(new Error('no replica here')),
-      status: () => ({ group: 'p0', role: 'follower', term: 0, leader: to, commit: 0, applied: 0 }),
-    };
+    const remote = noReplica(() => to);
     const d = new KvService({
       group: remote,
       transport,

@@ -15,7 +15,7 @@ export interface PendingSession {
    * responses on disk count. A later write of the session carries it on; once that job committed, the
    * responses on disk are those written after the drop, and count again.
    */
-  hideStored: number;
+  droppedBy: number;
 }
 
 /** The partition row as the pending writes left it. */
@@ -75,7 +75,7 @@ export class KvOverlay {
 
   /** Whether `p` hides the client's stored responses: the job that dropped the session is still pending. */
   hidesStored(p: PendingSession): boolean {
-    return p.hideStored > this.releasedUpTo;
+    return p.droppedBy > this.releasedUpTo;
   }
 
   /** Drops what jobs up to `upTo` wrote, where no later job rewrote it: the database holds it now. */

@@ -386,7 +386,7 @@ export class SqlitePartitionKv implements PartitionKv {
       this.ov.set(
         this.ov.sessions,
         clientId,
-        { session: undefined, hideStored: this.host.seq() },
+        { session: undefined, droppedBy: this.host.seq() },
         this.host.seq(),
         this.host.undo,
       );
@@ -458,8 +458,8 @@ export class SqlitePartitionKv implements PartitionKv {
   private putSession(gen: number, s: ClientSession, maxSeq?: number): void {
     if (this.idleFloor !== undefined && s.lastActive < this.idleFloor) this.idleFloor = s.lastActive;
     this.host.emit(['putSession', gen, s.clientId, s.lowWater, s.lastActive, sessionCrc(this.src.partition, s)]);
-    const hideStored = this.ov.sessions.get(s.clientId)?.v.hideStored ?? 0;
-    this.ov.set(this.ov.sessions, s.clientId, { session: { ...s }, hideStored }, this.host.seq(), this.host.undo);
+    const droppedBy = this.ov.sessions.get(s.clientId)?.v.droppedBy ?? 0;
+    this.ov.set(this.ov.sessions, s.clientId, { session: { ...s }, droppedBy }, this.host.seq(), this.host.undo);
     this.cacheSession({ ...s }, maxSeq ?? this.sessionCache.get(s.clientId)?.maxSeq);
   }
 

@@ -751,8 +751,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    * connection.
    */
   private enterReadScope(): void {
-    if (this.readScope || this.closed || this.tx !== undefined || !(this.queue instanceof ThreadWriteQueue)) return;
-    if (this.db.inTransaction) return;
+    if (this.readScope || this.closed || this.tx !== undefined || this.db.inTransaction) return;
+    if (!(this.queue instanceof ThreadWriteQueue)) return;
     this.beginRead.run();
     this.readScope = true;
     setImmediate(this.endReadScope);
@@ -783,12 +783,9 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   /** The writer committed jobs up to `upTo`: what they wrote is in the file now. */
   private committed(upTo: number): void {
-    if (this.readScope && !this.endReadScope()) {
-      this.committedLater = Math.max(this.committedLater ?? 0, upTo);
-      return;
-    }
-    if (this.snapshotReads) {
-      // Inside a snapshot-reads transaction (a barrier ran in it): its reads predate these commits.
+    // Inside a snapshot-reads transaction (a barrier ran in it), or a read scope that cannot end yet: their
+    // reads predate these commits.
+    if (this.snapshotReads || (this.readScope && !this.endReadScope())) {
       this.committedLater = Math.max(this.committedLater ?? 0, upTo);
       return;
     }
