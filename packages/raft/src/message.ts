@@ -1,4 +1,4 @@
-import type { Message, MessageType, NodeId } from '@cohort/core';
+import type { LogIndex, Message, MessageType, NodeId } from '@cohort/core';
 
 const EMPTY = new Uint8Array(0);
 
@@ -72,4 +72,16 @@ const KNOWN: ReadonlySet<MessageType> = new Set<MessageType>([
 /** Whether `t` names a message type this engine understands. */
 export function isKnownMessageType(t: string): t is MessageType {
   return KNOWN.has(t as MessageType);
+}
+
+/**
+ * Whether append rejection `m` no longer describes this follower's log, whose commit index is now `commit`:
+ * its hint is below that index. A rejection's hint is the follower's last entry whose term could still match
+ * the leader's probe, and entries up to the commit index match every later leader's log, so a rejection made
+ * now never hints below it. One that does was made before the log moved past it (a snapshot installed
+ * between the engine's answer and its sending) and would send the leader back below what it just installed,
+ * into a second snapshot. Dropping it is as safe as losing it on the network.
+ */
+export function obsoleteRejection(m: Message, commit: LogIndex): boolean {
+  return m.type === 'appResp' && m.reject && m.rejectHint < commit;
 }

@@ -123,8 +123,9 @@ function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
  * is stale, and backtracking stops at match + 1), which leaves such a follower stuck (our probes start
  * past its log and, while the entry at match is in our log, no snapshot is ever sent). We depart from
  * etcd for a rejection that cannot be stale:
- * - in probe state only one append is outstanding, and we take only the answer to it (`m.index` is
- *   `next - 1`); that probe left after match was recorded, at or above match (`next > match`);
+ * - in probe state only one append is outstanding, and we take only the answer to it (one was sent since
+ *   the state was entered, and `m.index` is `next - 1`); that probe left after match was recorded, at or
+ *   above match (`next > match`);
  * - a follower still holding its acknowledged entries answers such a probe with a hint of at least match:
  *   its log equals ours through match and terms never decrease along a log, so findConflictByTerm stops
  *   at match or later.
@@ -134,7 +135,9 @@ function leaderHandleReject(r: Raft, m: Message, pr: Progress): void {
  * can pass, and believing it costs a resend from the hint, never safety: a lower match only delays commits.
  */
 function lostAcknowledgedEntries(m: Message, pr: Progress): boolean {
-  return pr.state === 'probe' && m.index === pr.next - 1 && m.index >= pr.match && m.rejectHint < pr.match;
+  return (
+    pr.state === 'probe' && pr.probeSent && m.index === pr.next - 1 && m.index >= pr.match && m.rejectHint < pr.match
+  );
 }
 
 function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { newMessage } from '../src/message.js';
 import { Network, appliedData, bytes, snapshotOf } from './network.js';
 
 function laggingFollower(chunk: number): Network {
@@ -45,6 +46,34 @@ describe('snapshots', () => {
     expect(later).toBeGreaterThan(asked);
     a.reportSnapshot('c', true, later);
     expect(a.status().progress.c).toMatchObject({ state: 'probe', next: later + 1 });
+  });
+
+  it('a rejection that arrives after the snapshot, before any probe, is stale: it does not send the leader back', () => {
+    const net = laggingFollower(16);
+    net.heal();
+    net.drop = (m) => m.type === 'snap';
+    net.tick('a');
+    net.stabilize();
+    const a = net.node('a').rn;
+    const at = a.status().commit;
+    a.reportSnapshot('c', true, at);
+    // The follower's answer to a probe made before its install, at exactly the index probing now resumes from
+    // (the leader's log had not moved), delayed past the install on the network.
+    const stale = newMessage({ type: 'appResp', from: 'c', to: 'a', term: a.status().term, index: at, reject: true });
+    stale.rejectHint = 1;
+    a.step(stale);
+    expect(a.status().progress.c).toMatchObject({ state: 'probe', next: at + 1 });
+    expect(a.hasReady() && a.ready().messages.some((m) => m.type === 'snap')).toBe(false);
+    // Once a probe went out (a heartbeat answer unpauses it), a rejection answers it: a follower that lost the
+    // snapshot again gets another.
+    a.step(newMessage({ type: 'heartbeatResp', from: 'c', to: 'a', term: a.status().term }));
+    const probe = a.ready().messages.find((m) => m.type === 'app' && m.to === 'c');
+    expect(probe?.index).toBe(at);
+    a.advance();
+    const fresh = newMessage({ type: 'appResp', from: 'c', to: 'a', term: a.status().term, index: at, reject: true });
+    fresh.rejectHint = 1;
+    a.step(fresh);
+    expect(a.status().progress.c?.state).toBe('snapshot');
   });
 
   it('a follower applies a snapshot only once its last chunk arrives', () => {

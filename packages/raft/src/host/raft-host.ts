@@ -32,7 +32,7 @@ import {
   silentLogger,
 } from '@cohort/core';
 import type { ForcedConfiguration } from '../force-config.js';
-import { independentOfWrites, newMessage } from '../message.js';
+import { independentOfWrites, newMessage, obsoleteRejection } from '../message.js';
 import type { BasicStatus } from '../status.js';
 import type { Message, Ready, StateRole } from '../types.js';
 import { applyEntries } from './apply-entries.js';
@@ -1596,6 +1596,17 @@ export class RaftHost {
     const byPeer = new Map<NodeId, GroupMessage[]>();
     for (const gm of messages) {
       const m = gm.message;
+      if (m.type === 'appResp' && m.reject) {
+        const g = this.groups.get(gm.group);
+        if (g !== undefined && obsoleteRejection(m, g.engine.commitIndex?.() ?? g.engine.status().commit)) {
+          this.log.debug('dropped an append rejection made before a snapshot install', {
+            group: gm.group,
+            to: m.to,
+            hint: m.rejectHint,
+          });
+          continue;
+        }
+      }
       if (m.type === 'snap') {
         // The engine asks for a snapshot: the host streams the machine's state instead of the message.
         this.streamSnapshot(gm.group, m.to, m.term);

@@ -24,6 +24,12 @@ export class Progress {
   /** In probe state, one append was sent and we wait for its answer (or a heartbeat round). */
   msgAppFlowPaused = false;
   /**
+   * In probe state, an append went out since the state was entered: only then can a rejection at `next - 1`
+   * answer a probe. One arriving before (an answer from before a snapshot, delayed on the network, which
+   * can reject exactly the index the snapshot resumes from) is stale.
+   */
+  probeSent = false;
+  /**
    * In replicate state, a heartbeat answer came since the last append sent past the catch-up window: one
    * more may go (etcd lets one through a full window per heartbeat answer). Appends lost in flight are
    * never acknowledged, so without it a full window would stall; the one let through reaches the follower
@@ -42,6 +48,7 @@ export class Progress {
 
   private resetState(state: ProgressState): void {
     this.msgAppFlowPaused = false;
+    this.probeSent = false;
     this.heartbeatAllowance = false;
     this.pendingSnapshot = 0;
     this.snapshotTicks = 0;
@@ -81,6 +88,7 @@ export class Progress {
       }
     } else if (this.state === 'probe') {
       this.msgAppFlowPaused = true;
+      this.probeSent = true;
     }
   }
 
@@ -108,7 +116,7 @@ export class Progress {
       return true;
     }
     // In probe state only the last probe's rejection counts.
-    if (this.next - 1 !== rejected) return false;
+    if (!this.probeSent || this.next - 1 !== rejected) return false;
     this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1, 1);
     this.msgAppFlowPaused = false;
     return true;

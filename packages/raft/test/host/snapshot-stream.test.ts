@@ -1,4 +1,4 @@
-import { type Logger, type NodeId, Protocols, decodeSnapshotChunk } from '@cohort/core';
+import { type Logger, type NodeId, Protocols, decodeRaftFrame, decodeSnapshotChunk } from '@cohort/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, MachineDisk, cmd, until } from './cluster.js';
 import { MemoryNodeStore } from './memory-node-store.js';
@@ -241,6 +241,58 @@ describe('streamed snapshots', () => {
     mute = false;
     await until('the follower applied every key', () => wiped.sms.get('p0')!.map.size === 160, 10_000);
     expect(wiped.sms.get('p0')!.installs).toBe(1);
+    expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
+  });
+
+  it('an append rejection made before an install is not sent after it: the leader is not sent back into a second snapshot', async () => {
+    // The wiped follower rejects a probe and installs the snapshot before its round sends the rejection
+    // (here forced into one turn: a duplicate of the probe arrives with the last chunk). Sent, the rejection
+    // (hint 3) would reach the leader after the snapshot was reported installed and move it back to index 4,
+    // compacted: a second snapshot.
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
+    const c = cluster;
+    const leader = await until('a leader', () => c.leader());
+    const follower = c.ids.find((id) => id !== leader)!;
+    await writeKeys(c, leader, 0, 80);
+    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const probes: Uint8Array[] = [];
+    c.hub.nodes.get(leader)!.onSend = (to, frame) => {
+      if (to !== follower) return;
+      try {
+        const d = decodeRaftFrame(frame);
+        if (d.kind === 'batch' && d.messages.some(({ message }) => message.type === 'app' && message.index > 3)) {
+          probes.push(Uint8Array.from(frame));
+        }
+      } catch {
+        // Not a Raft frame.
+      }
+    };
+    c.node(follower).host.stop();
+    const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
+    const ft = c.hub.nodes.get(follower)!;
+    const rejections: number[] = [];
+    const send = ft.send.bind(ft);
+    ft.send = async (peer, protocol, frame) => {
+      const d = decodeRaftFrame(frame);
+      // Rejections sent once the follower holds the snapshot.
+      if (d.kind === 'batch' && wiped.sms.get('p0')!.installs > 0) {
+        for (const { message } of d.messages) if (message.reject) rejections.push(message.rejectHint);
+      }
+      return send(peer, protocol, frame);
+    };
+    const chunk = ft.requestHandlers.get(Protocols.snapshot)!;
+    ft.requestHandlers.set(Protocols.snapshot, (from, frame, ctx) => {
+      if (decodeSnapshotChunk(frame).last && probes.length > 0) {
+        // Stepped, not yet answered: the answer waits for the host's next round, after the install below.
+        ft.handlers.get(Protocols.raft)!(from, probes[0] as Uint8Array);
+      }
+      return chunk(from, frame, ctx);
+    });
+    await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0, 10_000);
+    await writeKeys(c, leader, 80, 100);
+    await until('the follower applied every key', () => wiped.sms.get('p0')!.map.size === 100, 10_000);
+    expect(probes.length).toBeGreaterThan(0);
+    expect(rejections).toEqual([]);
     expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
   });
 
