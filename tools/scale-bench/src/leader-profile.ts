@@ -92,6 +92,17 @@ function send(agent: Agent, port: number, key: string, method: 'PUT' | 'GET'): P
   });
 }
 
+/** The leader's `cohort_raft_*` counters (summed over groups), from its /metrics. */
+async function raftCounters(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(cohort_raft_[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$/.exec(line);
+    if (m) out.set(m[1] as string, (out.get(m[1] as string) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
 try {
   cluster.startAll();
   const leader = await cluster.leader(60_000);
@@ -105,6 +116,7 @@ try {
       }),
     );
   }
+  const before = await raftCounters(leader.http);
   const latencies: number[] = [];
   let errors = 0;
   // The profile's clock is the monotonic one of process.hrtime: the summary covers the load only, not startup.
@@ -146,11 +158,19 @@ try {
   );
   for (const r of clients) r.disconnect();
   const toUs = nowUs();
+  const after = await raftCounters(leader.http);
   agent.destroy();
   const sorted = Float64Array.from(latencies).sort();
   const q = (x: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))] ?? 0);
   process.stderr.write(
     `leader ${leader.id}: ${latencies.length} ${WORKLOAD}s in ${SECONDS} s = ${Math.round(latencies.length / SECONDS)}/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${errors} errors\n`,
+  );
+  const per = (name: string): string => {
+    const n = (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    return `${n} (${round(latencies.length / Math.max(1, n))} ${WORKLOAD}s each)`;
+  };
+  process.stderr.write(
+    `leader's Raft work during the load: ${per('cohort_raft_ready_rounds_total')} Ready rounds, ${per('cohort_raft_read_index_rounds_total')} ReadIndex rounds, ${per('cohort_raft_store_writes_total')} store writes, ${per('cohort_raft_messages_sent_total')} messages sent\n`,
   );
   const pid = leader.child?.pid;
   await cluster.stopAll();
