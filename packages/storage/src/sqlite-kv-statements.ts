@@ -46,9 +46,8 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     idle: p(
       'SELECT client_id FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
     ).pluck(),
-    idleAt: p(
-      'SELECT client_id, last_active FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
-    ),
+    // The least recently active sessions, idle or not: the first one not idle bounds every later sweep.
+    idleAt: p('SELECT client_id, last_active FROM sessions WHERE gen_id = ? ORDER BY last_active, client_id LIMIT ?'),
     response: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq = ?'),
     maxResponseSeq: p('SELECT max(seq) FROM session_responses WHERE gen_id = ? AND client_id = ?'),
     responses: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? ORDER BY seq'),

@@ -353,25 +353,31 @@ export class SqlitePartitionKv implements PartitionKv {
 
   idleSessions(logTime: number, limit: number): string[] {
     if (this.idleFloor !== undefined && logTime <= this.idleFloor) return [];
-    const idle = this.idleSessionsRead(logTime, limit);
-    // The oldest activity there is: the first idle session's, or, with none, at least `logTime`.
-    this.idleFloor = idle[0]?.at ?? logTime;
+    const { idle, oldest } = this.idleSessionsRead(logTime, limit);
+    // The oldest activity there is: the first idle session's; with none idle, the oldest session's (none: no
+    // sweep finds anything until a session is written, which lowers the floor to its activity).
+    this.idleFloor = idle[0]?.at ?? oldest;
     return idle.map((r) => r.id);
   }
 
-  private idleSessionsRead(logTime: number, limit: number): { id: string; at: number }[] {
+  private idleSessionsRead(logTime: number, limit: number): { idle: { id: string; at: number }[]; oldest: number } {
     const pending = this.ov.sessions.size;
-    const stored = (
-      this.st.idleAt.all(this.readGen(), logTime, limit + pending) as { client_id: string; last_active: number }[]
+    const rows = (
+      this.st.idleAt.all(this.readGen(), limit + pending) as { client_id: string; last_active: number }[]
     ).map((r) => ({ id: r.client_id, at: r.last_active }));
-    if (pending === 0) return stored.slice(0, limit);
+    // At or below every stored session's activity (a row a pending write replaces included: lower is safe).
+    let oldest = rows[0]?.at ?? Number.POSITIVE_INFINITY;
+    const stored = rows.filter((r) => r.at < logTime);
+    if (pending === 0) return { idle: stored.slice(0, limit), oldest };
     const merged = stored.filter((r) => !this.ov.sessions.has(r.id));
     for (const [id, o] of this.ov.sessions) {
-      if (o.v.session !== undefined && o.v.session.lastActive < logTime)
-        merged.push({ id, at: o.v.session.lastActive });
+      const s = o.v.session;
+      if (s === undefined) continue;
+      if (s.lastActive < oldest) oldest = s.lastActive;
+      if (s.lastActive < logTime) merged.push({ id, at: s.lastActive });
     }
     merged.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return merged.slice(0, limit);
+    return { idle: merged.slice(0, limit), oldest };
   }
 
   dropSession(clientId: string): void {
