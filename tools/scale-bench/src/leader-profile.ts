@@ -20,6 +20,7 @@ const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--s
                    resp-get: the same over RESP, one ioredis connection per --connections; resp-set: SET of a
                    random one of 1M keys over RESP, as the scale benchmark's puts (default put)
   --connections N  HTTP keep-alive connections to the leader (default 64)
+  --pipeline P     RESP workloads: P commands per pipeline on each connection, as redis-benchmark -P (default 1)
   --seconds S      length of the load (default 10)
   --value-bytes B  value size (default 100)
   --top N          frames to print (default 15)
@@ -29,6 +30,7 @@ const { values: o } = parseArgs({
   options: {
     workload: { type: 'string', default: 'put' },
     connections: { type: 'string', default: '64' },
+    pipeline: { type: 'string', default: '1' },
     seconds: { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '100' },
     top: { type: 'string', default: '15' },
@@ -50,6 +52,7 @@ const num = (name: string, v: string): number => {
   return n;
 };
 const CONNECTIONS = num('connections', o.connections);
+const PIPELINE = num('pipeline', o.pipeline);
 const SECONDS = num('seconds', o.seconds);
 const VALUE = 'x'.repeat(num('value-bytes', o['value-bytes']));
 const TOP = num('top', o.top);
@@ -147,10 +150,26 @@ try {
   };
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async (_, c) => {
+      const client = clients[c];
       while (performance.now() < until) {
         const t0 = performance.now();
+        if (client !== undefined && PIPELINE > 1) {
+          const batch = client.pipeline();
+          for (let i = 0; i < PIPELINE; i++) {
+            if (WORKLOAD === 'resp-set') batch.set(`key:${Math.floor(Math.random() * 1_000_000)}`, VALUE);
+            else batch.get(`k${seq++ % 10_000}`);
+          }
+          const results = (await batch.exec().catch(() => null)) ?? [];
+          const ms = performance.now() - t0;
+          for (const [err] of results) {
+            if (err) errors++;
+            else latencies.push(ms);
+          }
+          errors += PIPELINE - results.length;
+          continue;
+        }
         const key = `k${seq++ % 10_000}`;
-        const status = await once(clients[c], key);
+        const status = await once(client, key);
         if (status === 200) latencies.push(performance.now() - t0);
         else errors++;
       }
