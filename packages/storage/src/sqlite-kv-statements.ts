@@ -43,11 +43,10 @@ export function prepareKvStatements(db: Database.Database): KvStatements {
     sessionsFirst: p(
       'SELECT client_id, low_water, last_active, crc FROM sessions WHERE gen_id = ? ORDER BY client_id LIMIT ?',
     ),
-    idle: p(
-      'SELECT client_id FROM sessions WHERE gen_id = ? AND last_active < ? ORDER BY last_active, client_id LIMIT ?',
-    ).pluck(),
     // The least recently active sessions, idle or not: the first one not idle bounds every later sweep.
-    idleAt: p('SELECT client_id, last_active FROM sessions WHERE gen_id = ? ORDER BY last_active, client_id LIMIT ?'),
+    leastActive: p(
+      'SELECT client_id, last_active FROM sessions WHERE gen_id = ? ORDER BY last_active, client_id LIMIT ?',
+    ),
     response: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? AND seq = ?'),
     maxResponseSeq: p('SELECT max(seq) FROM session_responses WHERE gen_id = ? AND client_id = ?'),
     responses: p('SELECT seq, response, crc FROM session_responses WHERE gen_id = ? AND client_id = ? ORDER BY seq'),
@@ -88,8 +87,7 @@ export type KvStatements = Record<
   | 'delSession'
   | 'sessionsAfter'
   | 'sessionsFirst'
-  | 'idle'
-  | 'idleAt'
+  | 'leastActive'
   | 'response'
   | 'maxResponseSeq'
   | 'responses'

@@ -363,7 +363,7 @@ export class SqlitePartitionKv implements PartitionKv {
   private idleSessionsRead(logTime: number, limit: number): { idle: { id: string; at: number }[]; oldest: number } {
     const pending = this.ov.sessions.size;
     const rows = (
-      this.st.idleAt.all(this.readGen(), limit + pending) as { client_id: string; last_active: number }[]
+      this.st.leastActive.all(this.readGen(), limit + pending) as { client_id: string; last_active: number }[]
     ).map((r) => ({ id: r.client_id, at: r.last_active }));
     // At or below every stored session's activity (a row a pending write replaces included: lower is safe).
     let oldest = rows[0]?.at ?? Number.POSITIVE_INFINITY;

@@ -46,7 +46,7 @@ describe('KV statements', () => {
     const db = new Database(':memory:');
     migrate(db, ':memory:');
     const st = prepareKvStatements(db);
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${st.idleAt.source}`).all(1, 10) as { detail: string }[])
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${st.leastActive.source}`).all(1, 10) as { detail: string }[])
       .map((r) => r.detail)
       .join('; ');
     expect(plan).toMatch(/SEARCH sessions USING COVERING INDEX sessions_idle \(gen_id=\?\)/);
@@ -65,10 +65,10 @@ describe('KV statements', () => {
         kv.saveResponse('c2', 1, bytes('r2'), 1500);
       });
       // Count the sweep's reads of the sessions index.
-      const st = (kv as unknown as { st: { idleAt: { all: (...args: unknown[]) => unknown[] } } }).st;
-      const all = st.idleAt.all.bind(st.idleAt);
+      const st = (kv as unknown as { st: { leastActive: { all: (...args: unknown[]) => unknown[] } } }).st;
+      const all = st.leastActive.all.bind(st.leastActive);
       let reads = 0;
-      st.idleAt.all = (...args) => {
+      st.leastActive.all = (...args) => {
         reads++;
         return all(...args);
       };
