@@ -12,6 +12,16 @@ function laggingFollower(chunk: number): Network {
   return net;
 }
 
+/** Leader `a` asked for a snapshot to the lagging `c` and its host streams it: the engine's chunks never arrive. */
+function hostStreamingToC(): Network {
+  const net = laggingFollower(16);
+  net.heal();
+  net.drop = (m) => m.type === 'snap';
+  net.tick('a');
+  net.stabilize();
+  return net;
+}
+
 describe('snapshots', () => {
   it('a follower far behind catches up via a chunked snapshot, then the log', () => {
     const net = laggingFollower(16);
@@ -30,12 +40,7 @@ describe('snapshots', () => {
   });
 
   it('a snapshot the host streamed at a later index than the engine asked for resumes probing after that index', () => {
-    const net = laggingFollower(16);
-    net.heal();
-    // The host streams the state itself: the engine's chunks never arrive.
-    net.drop = (m) => m.type === 'snap';
-    net.tick('a');
-    net.stabilize();
+    const net = hostStreamingToC();
     const a = net.node('a').rn;
     expect(a.status().progress.c?.state).toBe('snapshot');
     const asked = net.node('a').storage.snapshot().meta.index;
@@ -49,11 +54,7 @@ describe('snapshots', () => {
   });
 
   it('a rejection that arrives after the snapshot, before any probe, is stale: it does not send the leader back', () => {
-    const net = laggingFollower(16);
-    net.heal();
-    net.drop = (m) => m.type === 'snap';
-    net.tick('a');
-    net.stabilize();
+    const net = hostStreamingToC();
     const a = net.node('a').rn;
     const at = a.status().commit;
     a.reportSnapshot('c', true, at);

@@ -55,15 +55,21 @@ async function writeKeys(c: Cluster, leader: NodeId, from: number, to: number): 
   for (let i = from; i < to; i++) await c.node(leader).host.propose('p0', cmd(`k${i}=${i}`));
 }
 
+/** Elects a leader, writes 80 keys and waits for its log to be compacted; one of its followers. */
+async function compactedLeader(c: Cluster): Promise<{ leader: NodeId; follower: NodeId }> {
+  const leader = await until('a leader', () => c.leader());
+  const follower = c.ids.find((id) => id !== leader)!;
+  await writeKeys(c, leader, 0, 80);
+  await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+  return { leader, follower };
+}
+
 describe('streamed snapshots', () => {
   it('a wiped follower catches up by a streamed snapshot while writes continue', async () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
     const c = cluster;
     const seqs = watchChunks(c);
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     // Wipe the follower: a new empty store and machine.
     c.node(follower).host.stop();
     const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
@@ -92,10 +98,7 @@ describe('streamed snapshots', () => {
   it('a leader whose writer is behind opens the view for a snapshot once it caught up, without blocking meanwhile', async () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS, 1, () => new SettlingStore());
     const c = cluster;
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     const store = c.node(leader).store as SettlingStore;
     const sm = c.node(leader).sms.get('p0')!;
     const opened = sm.viewsOpened;
@@ -129,10 +132,7 @@ describe('streamed snapshots', () => {
         return request(peer, protocol, frame);
       };
     }
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     c.node(follower).host.stop();
     const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
     await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0, 10_000);
@@ -155,10 +155,7 @@ describe('streamed snapshots', () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, snapshotBytesPerSec: 1280 });
     const c = cluster;
     const seqs = watchChunks(c);
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     c.node(follower).host.stop();
     const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
     await until('the transfer started', () => seqs.length > 0, 10_000);
@@ -180,10 +177,7 @@ describe('streamed snapshots', () => {
   it('a view that opens asynchronously holds the log from the applied index of the request until it opens', async () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
     const c = cluster;
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     const sm = c.node(leader).sms.get('p0')!;
     let open!: () => void;
     sm.copyGate = new Promise((resolve) => {
@@ -216,10 +210,7 @@ describe('streamed snapshots', () => {
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
     const c = cluster;
     const seqs = watchChunks(c);
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     c.node(follower).host.stop();
     const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
     // Once the transfer runs, the follower's Raft messages are lost (its snapshot answers still arrive).
@@ -251,10 +242,7 @@ describe('streamed snapshots', () => {
     // compacted: a second snapshot.
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], OPTIONS);
     const c = cluster;
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     const probes: Uint8Array[] = [];
     c.hub.nodes.get(leader)!.onSend = (to, frame) => {
       if (to !== follower) return;
@@ -300,10 +288,7 @@ describe('streamed snapshots', () => {
     const warnings: string[] = [];
     cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, logger: recordingLogger(warnings) });
     const c = cluster;
-    const leader = await until('a leader', () => c.leader());
-    const follower = c.ids.find((id) => id !== leader)!;
-    await writeKeys(c, leader, 0, 80);
-    await until('the leader compacted its log', () => c.node(leader).store.storage('p0').firstIndex() > 10);
+    const { leader, follower } = await compactedLeader(c);
     await until('the follower applied every key', () => c.node(follower).sms.get('p0')!.map.size === 80);
     // The follower is down for a while (the leader's sends to it fail, so it probes once it is back), and
     // no writes meanwhile: the leader still holds the entry at the follower's match when it probes there.
