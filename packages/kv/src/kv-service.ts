@@ -146,6 +146,15 @@ export const MAX_FORWARD_HOPS = 3;
 const FORWARD_MARGIN_MS = 100;
 
 /**
+ * A request is tried again only with at least this much of its timeout left.
+ * With less, another node could not answer in time (it keeps a tenth of the
+ * wait for the answer's way back): the attempt would time out here, report
+ * the node asked instead of the failure it was about to relay, and count
+ * against that node's circuit breaker. The failure so far is the answer.
+ */
+const MIN_RETRY_MS = 20;
+
+/**
  * Answers the requests other nodes forward on `transport` (`/cohort/kv/1`),
  * each by the service of its group that `serviceOf` names; a group served by
  * none is refused with NOT_LEADER. One node registers this once for all the
@@ -590,6 +599,7 @@ export class KvService {
       if (!retry) return out;
       from += k;
       const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));
+      if (deadline - this.opts.clock.now() - pause < MIN_RETRY_MS) return out;
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, pause));
     }
     return out;

@@ -473,6 +473,31 @@ describe('KvService forwarded deadlines', () => {
     expect(seen).toBeGreaterThan(700);
     expect(seen).toBeLessThanOrEqual(800);
   });
+
+  it('answers the failure it was relayed rather than try again with too little time for an answer', async () => {
+    const hub = new MemoryHub();
+    let asked = 0;
+    // A follower that relays its leader's timeout once 30 ms of d's 300 are left: a retry would have
+    // 10 ms after its pause, and time out here blaming the follower.
+    hub.transport('f').handleRequest(Protocols.kv, async () => {
+      asked++;
+      await new Promise((r) => setTimeout(r, 270));
+      return encodeForwardResponse({ ok: true, result: encodeResponse(unreachable) });
+    });
+    const unreachable: KvResponse = {
+      type: 'failure',
+      code: 'UNAVAILABLE',
+      message: 'leader b unreachable: timed out',
+    };
+    const d = new KvService({
+      group: noReplica(() => 'f'),
+      transport: hub.transport('d'),
+      clock: systemClock,
+      requestTimeoutMs: 300,
+    });
+    expect(await d.execute(get('x'))).toEqual(unreachable);
+    expect(asked).toBe(1);
+  });
 });
 
 describe('KvService epoch fencing', () => {
