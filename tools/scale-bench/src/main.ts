@@ -168,7 +168,8 @@ function snapshotEvents(node: BenchNode, msg: RegExp, since = 0): LogLine[] {
  * the cores, so a phase's rate is bounded by what the others take.
  */
 async function withCpu(phase: () => Promise<PhaseResult>): Promise<PhaseResult> {
-  const before = new Map(cluster.nodes.map((n) => [n.id, cluster.cpuSeconds(n)]));
+  // By process: a node restarted during the phase (the wiped follower) counts from its new process's start.
+  const before = new Map(cluster.nodes.map((n) => [n.id, { pid: n.child?.pid, cpu: cluster.cpuSeconds(n) }]));
   const benchBefore = process.cpuUsage();
   const started = performance.now();
   const result = await phase();
@@ -178,7 +179,8 @@ async function withCpu(phase: () => Promise<PhaseResult>): Promise<PhaseResult> 
     const b = before.get(n.id);
     const a = cluster.cpuSeconds(n);
     // A node started during the phase counts from its start; one stopped during it has no figure.
-    if (a !== undefined) cpu[n.id] = round((a - (b ?? 0)) / seconds);
+    const from = b !== undefined && b.pid === n.child?.pid ? (b.cpu ?? 0) : 0;
+    if (a !== undefined) cpu[n.id] = round((a - from) / seconds);
   }
   const used = process.cpuUsage(benchBefore);
   cpu.bench = round((used.user + used.system) / 1e6 / seconds);
