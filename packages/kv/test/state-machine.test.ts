@@ -50,6 +50,24 @@ describe('KV commands', () => {
   it('reject garbage bytes with a CodecError', () => {
     expect(() => decodeCommand(new Uint8Array([0xff, 0xff, 0xff]))).toThrow(CodecError);
   });
+
+  it('round-trip 64-bit numbers between 2^31 and 2^32 (protobuf varints past a signed 32-bit integer)', () => {
+    // Before the protons-runtime patch (pnpm-workspace.yaml) these wrote one byte of five, and the rest of
+    // the frame from whatever the buffer pool held: a client's compare number could poison a log entry.
+    for (const n of [2 ** 31, 3_000_000_000, 2 ** 32 - 1]) {
+      const cmds: KvCommand[] = [
+        {
+          op: 'cond',
+          key: b('k'),
+          compare: { kind: 'version', value: n, op: '<' },
+          action: { kind: 'put', value: b('v'), expiresAt: n },
+          now: n,
+        },
+        { op: 'persist', key: b('k'), now: 1, session: { clientId: 'c', seq: n, lowWater: n - 1 } },
+      ];
+      for (const cmd of cmds) expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
+    }
+  });
 });
 
 describe('KvStateMachine', () => {
