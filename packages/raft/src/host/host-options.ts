@@ -124,7 +124,7 @@ export interface RaftHostOptions {
   maxOutstandingReadies?: number;
   /** Entries kept in the log behind a marker, so slow followers catch up without a snapshot. @default min(1000, snapshotEntries / 2) */
   compactionMarginEntries?: number;
-  /** Bytes of state per snapshot chunk request (kept under the transport's frame limit). @default 1 MiB */
+  /** Bytes of state per snapshot chunk request (kept under the transport's frame limit); read and encoded in one turn of the event loop. @default 256 KiB */
   snapshotChunkBytes?: number;
   /**
    * Most bytes of state per second one snapshot transfer sends, so that a

@@ -39,7 +39,7 @@ export interface VpSnapshotWriter {
 
 /** Limits of one snapshot transfer. */
 export interface VpSnapshotLimits {
-  /** Bytes of state per chunk request. @default 1 MiB, within the transport's frame limit */
+  /** Bytes of state per chunk request, read and encoded in one turn of the event loop. @default 256 KiB, within the transport's frame limit */
   chunkBytes?: number;
   /** Most bytes of state per second one transfer sends (0: unlimited), so catch-up does not starve writes. @default 0 */
   maxBytesPerSec?: number;
@@ -169,7 +169,7 @@ export class VpSnapshotSender {
   private async run(t: Transfer, ballot: Ballot, reader: VpSnapshotReader): Promise<boolean> {
     const { clock, transport } = this.opts;
     const l = this.opts.limits;
-    const chunkBytes = Math.max(1, Math.min(l.chunkBytes ?? 1024 * 1024, transport.maxFrameBytes - 64 * 1024));
+    const chunkBytes = Math.max(1, Math.min(l.chunkBytes ?? 256 * 1024, transport.maxFrameBytes - 64 * 1024));
     const started = clock.now();
     let deadline = started + (l.timeoutMs ?? 600_000);
     const meta = reader.meta;
