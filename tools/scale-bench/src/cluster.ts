@@ -78,6 +78,8 @@ export class BenchCluster {
   readonly args: string[];
   /** Node and V8 flags put before the script, after the ones every node runs with. */
   readonly runtimeFlags: string[];
+  /** Put before each node's id in the names of its files under COHORT_BENCH_LOG_DIR (two clusters in one run). */
+  logPrefix = '';
 
   private constructor(root: string, args: string[], runtimeFlags: string[]) {
     this.root = root;
@@ -130,10 +132,10 @@ export class BenchCluster {
     const logDir = process.env.COHORT_BENCH_LOG_DIR;
     if (logDir) {
       mkdirSync(logDir, { recursive: true });
-      const file = createWriteStream(join(logDir, `${node.id}.log`), { flags: 'a' });
+      const file = createWriteStream(join(logDir, `${this.logPrefix}${node.id}.log`), { flags: 'a' });
       child.stderr?.pipe(file);
       // What the process prints besides its log (for example V8's --trace-gc lines).
-      child.stdout?.pipe(createWriteStream(join(logDir, `${node.id}.out`), { flags: 'a' }));
+      child.stdout?.pipe(createWriteStream(join(logDir, `${this.logPrefix}${node.id}.out`), { flags: 'a' }));
     }
     child.stderr?.on('data', (d: Buffer) => {
       const lines = (partial + d.toString()).split('\n');

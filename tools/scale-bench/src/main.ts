@@ -223,15 +223,20 @@ async function withWhere(leader: BenchNode, phase: () => Promise<PhaseResult>): 
     for (const [k, v] of m) if (k.startsWith(prefix)) s += v;
     return s;
   };
+  // A counter that went down belongs to a process restarted during the phase: it counts from its start.
+  const grew = (a: Map<string, number>, b: Map<string, number>, prefix: string): number => {
+    const d = sum(a, prefix) - sum(b, prefix);
+    return d >= 0 ? d : sum(a, prefix);
+  };
   const nodes: NonNullable<PhaseResult['where']>['nodes'] = {};
   cluster.nodes.forEach((n, i) => {
     const b = before[i]!;
     const a = after[i]!;
-    const commits = sum(a, 'cohort_storage_commits_total') - sum(b, 'cohort_storage_commits_total');
-    const commitS = sum(a, 'cohort_storage_commit_seconds_total') - sum(b, 'cohort_storage_commit_seconds_total');
+    const commits = grew(a, b, 'cohort_storage_commits_total');
+    const commitS = grew(a, b, 'cohort_storage_commit_seconds_total');
     const lag = a.get('nodejs_eventloop_lag_max_seconds');
     nodes[n.id] = {
-      gcMs: round((sum(a, 'nodejs_gc_duration_seconds_sum') - sum(b, 'nodejs_gc_duration_seconds_sum')) * 1000),
+      gcMs: round(grew(a, b, 'nodejs_gc_duration_seconds_sum') * 1000),
       commits,
       commitMsMean: commits > 0 ? round((commitS * 1000) / commits) : null,
       loopLagMaxMs: lag === undefined ? null : round(lag * 1000),
@@ -311,6 +316,7 @@ try {
   let alternated: Alternated | undefined;
   if (ROUNDS > 0) {
     const empty = await BenchCluster.create(join(root, 'empty'), 3, nodeArgs, nodeFlags);
+    empty.logPrefix = 'empty-';
     const emptyConns: Redis[] = [];
     try {
       empty.startAll();
@@ -391,11 +397,13 @@ try {
   // Puts completed per second of the catch-up, to tell the snapshot's transfer and install from the log replay after it.
   const perSecond: number[] = [];
   let catchUpFrom = Number.POSITIVE_INFINITY; // set at the wipe: puts before it count nowhere
-  const during = withCpu(() =>
-    closedLoop('puts, follower catching up', conns, 600, put, caughtPromise, (at) => {
-      const s = Math.floor((at - catchUpFrom) / 1000);
-      if (s >= 0) perSecond[s] = (perSecond[s] ?? 0) + 1;
-    }),
+  const during = withWhere(leader, () =>
+    withCpu(() =>
+      closedLoop('puts, follower catching up', conns, 600, put, caughtPromise, (at) => {
+        const s = Math.floor((at - catchUpFrom) / 1000);
+        if (s >= 0) perSecond[s] = (perSecond[s] ?? 0) + 1;
+      }),
+    ),
   );
   await new Promise((r) => setTimeout(r, 500));
   if (o.wipe) await cluster.wipe(wiped);
