@@ -598,7 +598,7 @@ export class KvService {
         (last.code === ErrorCode.CircuitOpen && elsewhere());
       if (!retry) return out;
       from += k;
-      const pause = Math.min(20 * 2 ** attempt, 200, Math.max(0, deadline - this.opts.clock.now()));
+      const pause = Math.min(20 * 2 ** attempt, 200);
       if (deadline - this.opts.clock.now() - pause < MIN_RETRY_MS) return out;
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, pause));
     }

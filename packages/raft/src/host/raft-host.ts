@@ -19,6 +19,7 @@ import {
   type QuorumStatus,
   type RaftHeartbeats,
   type ReplicatedGroup,
+  SNAPSHOT_CHUNK_BYTES,
   type SnapshotMeta,
   SnapshotPacer,
   StorageError,
@@ -69,15 +70,6 @@ const TICK_TIMES = 256;
 
 const EMPTY = new Uint8Array(0);
 const MIB = 1024 * 1024;
-/**
- * Bytes of state per snapshot chunk by default. The leader reads and encodes
- * a chunk in one turn of its event loop, and the follower decodes and stores
- * it in one of its own: at 1M keys, 1 MiB chunks took 57 ms of the leader's
- * on average and up to 151 ms (under the profiler: 7.4 s for 130 chunks, two
- * thirds reading rows, a third encoding), a stall in every write it was
- * serving meanwhile.
- */
-const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 
 /** One Ready round: a Ready of each group with work, written in one store write. */
 interface Round {

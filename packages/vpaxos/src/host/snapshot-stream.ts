@@ -3,6 +3,7 @@ import {
   type GroupId,
   type Logger,
   type NodeId,
+  SNAPSHOT_CHUNK_BYTES,
   type SnapshotAck,
   type SnapshotMeta,
   SnapshotPacer,
@@ -169,7 +170,7 @@ export class VpSnapshotSender {
   private async run(t: Transfer, ballot: Ballot, reader: VpSnapshotReader): Promise<boolean> {
     const { clock, transport } = this.opts;
     const l = this.opts.limits;
-    const chunkBytes = Math.max(1, Math.min(l.chunkBytes ?? 256 * 1024, transport.maxFrameBytes - 64 * 1024));
+    const chunkBytes = Math.max(1, Math.min(l.chunkBytes ?? SNAPSHOT_CHUNK_BYTES, transport.maxFrameBytes - 64 * 1024));
     const started = clock.now();
     let deadline = started + (l.timeoutMs ?? 600_000);
     const meta = reader.meta;
