@@ -279,7 +279,7 @@ export function registerOpsRoutes(app: FastifyInstance, ops: OpsApi): void {
         try {
           yield backupHeader(group, reader.meta, id);
           for (;;) {
-            const chunk = reader.next(1024 * 1024);
+            const chunk = await reader.next(1024 * 1024);
             if (chunk === undefined) break;
             yield backupFrame(chunk);
             // Let the socket drain and the node serve others between chunks.

@@ -88,6 +88,11 @@ export class SnapshotPacer {
     return this.opts.maxBytesPerSec > 0 && this.opts.minBytesPerSec < this.opts.maxBytesPerSec;
   }
 
+  /** The write latency (ms) running transfers measure the writes against (they back off above it times the tolerance); undefined when none run. */
+  get baselineMs(): number | undefined {
+    return this.active > 0 ? this.baseline : undefined;
+  }
+
   /** A client write took `latencyMs` from proposal to reply. */
   observeWrite(latencyMs: number, now: number): void {
     this.lastWriteAt = now;

@@ -71,7 +71,7 @@ async function run(sessions: boolean): Promise<void> {
     let seq = 0;
     let bytes = 0;
     let peak = rssBefore;
-    for (let c = reader.next(CHUNK); c; c = reader.next(CHUNK)) {
+    for (let c = await reader.next(CHUNK); c; c = await reader.next(CHUNK)) {
       writer.write(seq++, c);
       bytes += c.length;
       applyN(BATCH);

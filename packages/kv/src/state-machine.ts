@@ -19,6 +19,7 @@ import type { KvReadOp } from './request.js';
 import type { KvResult } from './result.js';
 import { applySessionCommand, sweepIdleSessions } from './session-apply.js';
 import { KvSnapshotReader, KvSnapshotWriter } from './snapshot-stream.js';
+import { WorkerSnapshotReader } from './snapshot-thread.js';
 import { IntentCount, type TxnContext, applyTxnAware, intents, lockOf, recordState, viewOf } from './txn/apply-txn.js';
 import { writes } from './txn/intent-codec.js';
 import { isReservedKey } from './txn/keyspace.js';
@@ -416,8 +417,11 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   /**
    * A snapshot of the partition for a transfer, read from a copy of it (made aside by the store), so a
    * transfer paced over minutes holds nothing open in the store; at the applied position once copied.
+   * A store that keeps the copy in a file has it read and encoded on a worker thread
+   * ({@link WorkerSnapshotReader}); the chunks then cost the event loop nothing to make.
    */
   async openSnapshot(): Promise<SnapshotReader> {
+    if (this.kv.openDetachedImage) return WorkerSnapshotReader.open(await this.kv.openDetachedImage());
     return new KvSnapshotReader(await this.kv.openDetachedView());
   }
 

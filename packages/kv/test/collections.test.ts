@@ -22,7 +22,7 @@ async function transfer(from: KvStateMachine, to: KvStateMachine): Promise<void>
   const reader = await from.openSnapshot();
   const writer = to.receiveSnapshot(reader.meta);
   let seq = 0;
-  for (let c = reader.next(256); c; c = reader.next(256)) writer.write(seq++, c);
+  for (let c = await reader.next(256); c; c = await reader.next(256)) writer.write(seq++, c);
   reader.close();
   writer.commit();
 }

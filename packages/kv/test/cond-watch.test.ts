@@ -146,7 +146,7 @@ describe.each([
     apply(1, put('k', 'a'));
     const reader = await h.sm.openSnapshot();
     const writer = peer.sm.receiveSnapshot(reader.meta);
-    for (let c = reader.next(1 << 20), seq = 0; c; c = reader.next(1 << 20)) writer.write(seq++, c);
+    for (let c = await reader.next(1 << 20), seq = 0; c; c = await reader.next(1 << 20)) writer.write(seq++, c);
     reader.close();
     writer.commit();
     expect(resets).toEqual([1]);

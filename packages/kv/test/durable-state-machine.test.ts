@@ -28,7 +28,7 @@ async function transfer(
   const reader = await from.openSnapshot();
   const writer = to.receiveSnapshot(reader.meta);
   let seq = 0;
-  for (let c = reader.next(maxBytes); c; c = reader.next(maxBytes)) {
+  for (let c = await reader.next(maxBytes); c; c = await reader.next(maxBytes)) {
     writer.write(seq++, c);
     between?.();
   }
@@ -309,7 +309,7 @@ describe.each([
   it('refuses a corrupt chunk, a chunk from a newer format and chunks out of order; ignores a resent chunk', async () => {
     h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('b', '2'))], CONF);
     const reader = await h.sm.openSnapshot();
-    const chunk = reader.next(1 << 20) as Uint8Array;
+    const chunk = (await reader.next(1 << 20)) as Uint8Array;
     reader.close();
     const peer = h.peer();
     const bad = chunk.slice();

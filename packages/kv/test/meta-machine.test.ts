@@ -64,7 +64,7 @@ describe('MetaStateMachine', () => {
     again.store.close();
   });
 
-  it('moves its state by snapshot to another replica', () => {
+  it('moves its state by snapshot to another replica', async () => {
     const a = open();
     const b = open();
     const from = new MetaStateMachine(a.store);
@@ -75,7 +75,7 @@ describe('MetaStateMachine', () => {
     const reader = from.openSnapshot();
     const writer = to.receiveSnapshot(reader.meta);
     let seq = 0;
-    for (let c = reader.next(1 << 20); c; c = reader.next(1 << 20)) writer.write(seq++, c);
+    for (let c = await reader.next(1 << 20); c; c = await reader.next(1 << 20)) writer.write(seq++, c);
     reader.close();
     writer.commit();
     expect(told).toBe(1);

@@ -220,7 +220,7 @@ describe.each([
     const reader = await h.sm.openSnapshot();
     const writer = peer.receiveSnapshot(reader.meta);
     let seq = 0;
-    for (let c = reader.next(1 << 20); c; c = reader.next(1 << 20)) writer.write(seq++, c);
+    for (let c = await reader.next(1 << 20); c; c = await reader.next(1 << 20)) writer.write(seq++, c);
     reader.close();
     writer.commit();
     expect(peer.digest()).toBe(withIntent);

@@ -26,6 +26,7 @@ export {
   type MemoryWriteOptions,
 } from './memory-node-store.js';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
+export { openImageView } from './sqlite-kv-view.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
 export * from './types.js';
 export { type WalReport, scanWal } from './wal-scan.js';

@@ -12,7 +12,7 @@ import {
   toSessionRecord,
 } from './sqlite-kv-rows.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
-import type { AppliedState, KvRecord, KvView, SessionRecord } from './types.js';
+import type { AppliedState, DetachedImage, KvRecord, KvView, SessionRecord } from './types.js';
 
 /**
  * A partition as of one instant: a second, read-only connection holding a
@@ -95,4 +95,12 @@ export class SqliteKvView implements KvView {
       throw new StorageError(`${this.src.file}: partition ${this.src.partition}: the read view is closed`);
     }
   }
+}
+
+/**
+ * Opens a view of a partition's copy made by {@link PartitionKv.openDetachedImage}, on any thread (a
+ * worker streaming a snapshot); closing the view leaves the copy in place for its owner to close.
+ */
+export function openImageView(copy: Pick<DetachedImage, 'source' | 'image'>): KvView {
+  return SqliteKvView.open(copy.source, { file: copy.image, onClose: () => {} });
 }

@@ -32,6 +32,7 @@ import type { Op } from './sqlite-ops.js';
 import type {
   AppliedState,
   ClientSession,
+  DetachedImage,
   KvInstaller,
   KvPutOptions,
   KvRecord,
@@ -414,15 +415,29 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   async openDetachedView(): Promise<KvView> {
+    const copy = await this.openDetachedImage();
+    try {
+      return SqliteKvView.open(this.src, { file: copy.image, onClose: copy.close });
+    } catch (err) {
+      removeImage(copy.image);
+      throw err;
+    }
+  }
+
+  async openDetachedImage(): Promise<DetachedImage> {
     // The copy reads the file: everything written so far must be in it.
     this.host.barrier();
     const image = await copyPartitionImage(this.src.file, this.src.partition);
-    try {
-      return SqliteKvView.open(this.src, { file: image, onClose: () => discardImage(image) });
-    } catch (err) {
-      removeImage(image);
-      throw err;
-    }
+    let closed = false;
+    return {
+      source: { file: this.src.file, partition: this.src.partition },
+      image,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        discardImage(image);
+      },
+    };
   }
 
   /** Makes `staging` the current generation with `applied`, durably, then purges the old one. */

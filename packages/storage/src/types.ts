@@ -228,6 +228,22 @@ export interface PartitionKv {
    * to a follower at a paced rate.
    */
   openDetachedView(): Promise<KvView>;
+  /**
+   * The copy {@link openDetachedView} reads, for a reader on another thread, which opens it with
+   * {@link openImageView}: a snapshot streamed from a worker costs the event loop nothing. Only
+   * stores that keep the copy in a file have it (the SQLite one). The caller closes it when done.
+   */
+  openDetachedImage?(): Promise<DetachedImage>;
+}
+
+/** A copy of a partition's state in a file of its own (see {@link PartitionKv.openDetachedImage}). */
+export interface DetachedImage {
+  /** The node's database the copy was made from (errors name it) and the partition. */
+  readonly source: { readonly file: string; readonly partition: string };
+  /** The copy's file. */
+  readonly image: string;
+  /** Deletes the copy (off the event loop); call it once every view of it is closed. */
+  close(): void;
 }
 
 /** Options of {@link DurableNodeStore.transaction}. */

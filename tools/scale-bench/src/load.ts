@@ -27,6 +27,8 @@ export interface PhaseResult {
     nodes: Record<
       string,
       {
+        /** `leader`, or `wiped` for the follower wiped for the catch-up; absent for the others. */
+        role?: 'leader' | 'wiped';
         gcMs: number;
         commits: number;
         commitMsMean: number | null;

@@ -222,7 +222,11 @@ function bucketQuantile(
 }
 
 /** Runs `phase` and adds where its time went (see `PhaseResult.where`), from metrics scraped around it. */
-async function withWhere(leader: BenchNode, phase: () => Promise<PhaseResult>): Promise<PhaseResult> {
+async function withWhere(
+  leader: BenchNode,
+  phase: () => Promise<PhaseResult>,
+  wiped?: BenchNode,
+): Promise<PhaseResult> {
   const scrape = () => Promise.all(cluster.nodes.map((n) => metricsOf(n)));
   const pids = pidsNow();
   const before = await scrape();
@@ -245,6 +249,7 @@ async function withWhere(leader: BenchNode, phase: () => Promise<PhaseResult>): 
     const commitS = sum(a, 'cohort_storage_commit_seconds_total') - sum(b, 'cohort_storage_commit_seconds_total');
     const lag = a.get('nodejs_eventloop_lag_max_seconds');
     nodes[n.id] = {
+      ...(n === leader ? { role: 'leader' as const } : n === wiped ? { role: 'wiped' as const } : {}),
       gcMs: round((sum(a, 'nodejs_gc_duration_seconds_sum') - sum(b, 'nodejs_gc_duration_seconds_sum')) * 1000),
       commits,
       commitMsMean: commits > 0 ? round((commitS * 1000) / commits) : null,
@@ -409,13 +414,16 @@ try {
   // Puts completed per second of the catch-up, to tell the snapshot's transfer and install from the log replay after it.
   const perSecond: number[] = [];
   let catchUpFrom = Number.POSITIVE_INFINITY; // set at the wipe: puts before it count nowhere
-  const during = withWhere(leader, () =>
-    withCpu(() =>
-      closedLoop('puts, follower catching up', conns, 600, put, caughtPromise, (at) => {
-        const s = Math.floor((at - catchUpFrom) / 1000);
-        if (s >= 0) perSecond[s] = (perSecond[s] ?? 0) + 1;
-      }),
-    ),
+  const during = withWhere(
+    leader,
+    () =>
+      withCpu(() =>
+        closedLoop('puts, follower catching up', conns, 600, put, caughtPromise, (at) => {
+          const s = Math.floor((at - catchUpFrom) / 1000);
+          if (s >= 0) perSecond[s] = (perSecond[s] ?? 0) + 1;
+        }),
+      ),
+    wiped,
   );
   await new Promise((r) => setTimeout(r, 500));
   if (o.wipe) await cluster.wipe(wiped);
@@ -572,7 +580,7 @@ try {
         const nodes = Object.entries(w.nodes)
           .map(
             ([id, n]) =>
-              `${id} gc ${n.gcMs} ms, ${n.commits} commits of ${n.commitMsMean} ms, lag max ${n.loopLagMaxMs} ms`,
+              `${id}${n.role ? ` (${n.role})` : ''} gc ${n.gcMs} ms, ${n.commits} commits of ${n.commitMsMean} ms, lag max ${n.loopLagMaxMs} ms`,
           )
           .join('; ');
         return [`  where (${p.name})`, `leader p50/p99 ms: ${ph}; ${nodes}`];

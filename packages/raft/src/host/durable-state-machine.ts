@@ -45,8 +45,11 @@ export interface DurableStateMachine<R = unknown> {
 export interface SnapshotReader {
   /** The applied position the view is at. */
   readonly meta: SnapshotMeta;
-  /** The next chunk of about `maxBytes` (at least one record), or `undefined` after the last. */
-  next(maxBytes: number): Uint8Array | undefined;
+  /**
+   * The next chunk of about `maxBytes` (at least one record), or `undefined` after the last; a
+   * reader on another thread answers with a promise (in the order asked).
+   */
+  next(maxBytes: number): Uint8Array | undefined | Promise<Uint8Array | undefined>;
   /** Releases the view. */
   close(): void;
 }

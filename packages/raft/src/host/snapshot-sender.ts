@@ -15,6 +15,12 @@ import {
 } from '@cohort/core';
 import type { SnapshotReader } from './durable-state-machine.js';
 
+/** The pace a transfer starts at, for its log line. */
+function paceFields(pacer: SnapshotPacer): Record<string, number> {
+  const baseline = pacer.baselineMs;
+  return pacer.adaptive && baseline !== undefined ? { writeLatencyBaselineMs: Math.round(baseline * 10) / 10 } : {};
+}
+
 /** Options of {@link SnapshotSender}. */
 export interface SnapshotSenderOptions {
   self: NodeId;
@@ -59,6 +65,8 @@ interface Transfer {
   wake: (() => void) | undefined;
   /** When the next chunk may leave by the pace (the schedule carries over, so timer rounding never adds up to a faster rate). */
   due: number | undefined;
+  /** The pacer's back-offs when the transfer began. */
+  backoffs: number;
 }
 
 /**
@@ -115,17 +123,26 @@ export class SnapshotSender {
       timer: undefined,
       wake: undefined,
       due: undefined,
+      backoffs: this.pacer.backoffs,
     };
     this.transfers.set(key, t);
+    // The pace is set against the writes before the transfer, the copy of the state made first included
+    // (it costs the writes too, and must not raise the level they are held to).
+    this.pacer.begin();
     const stream = (reader: SnapshotReader): void => {
       t.reader = reader;
       if (t.cancelled) {
         this.transfers.delete(key);
+        this.pacer.end();
         reader.close();
         return;
       }
-      this.opts.logger.info('streaming a snapshot', { group, peer, index: reader.meta.index });
-      this.pacer.begin();
+      this.opts.logger.info('streaming a snapshot', {
+        group,
+        peer,
+        index: reader.meta.index,
+        ...paceFields(this.pacer),
+      });
       this.run(t, reader)
         .catch((err: Error) => {
           this.opts.logger.warn('snapshot transfer failed', { group, peer, err: err.message });
@@ -146,6 +163,7 @@ export class SnapshotSender {
     }
     opening.then(stream, (err: unknown) => {
       this.transfers.delete(key);
+      this.pacer.end();
       if (!t.cancelled) this.openFailed(group, peer, err);
     });
   }
@@ -188,8 +206,11 @@ export class SnapshotSender {
     const meta = reader.meta;
     let seq = 0;
     let bytes = 0;
-    let cur = reader.next(chunkBytes) ?? new Uint8Array(0);
-    let nxt = reader.next(chunkBytes);
+    // A reader on another thread answers with promises; one on this thread is taken as it is.
+    let got = reader.next(chunkBytes);
+    let cur = (got instanceof Promise ? await got : got) ?? new Uint8Array(0);
+    got = reader.next(chunkBytes);
+    let nxt = got instanceof Promise ? await got : got;
     let failures = 0;
     for (;;) {
       if (t.cancelled) return false;
@@ -246,6 +267,7 @@ export class SnapshotSender {
             bytes,
             chunks: seq + 1,
             ms: Math.round(clock.now() - started),
+            ...(this.pacer.adaptive ? { paceBackoffs: this.pacer.backoffs - t.backoffs } : {}),
           });
           return true;
         case 'unknownTransfer':
@@ -264,7 +286,8 @@ export class SnapshotSender {
             cur = nxt;
             deadline += await this.pace(t, sentAt, sentBytes);
             if (t.cancelled) return false;
-            nxt = reader.next(chunkBytes);
+            got = reader.next(chunkBytes);
+            nxt = got instanceof Promise ? await got : got;
           } else if (ack.nextSeq !== seq) {
             // Only the chunk in flight is kept: any other answer means the follower lost track.
             return false;

@@ -26,8 +26,8 @@ export const VP_SNAPSHOT_PROTOCOL = '/cohort/vpaxos-snapshot/1';
 export interface VpSnapshotReader {
   /** The applied position the view is at: every slot up to `meta.index` is in it. */
   readonly meta: SnapshotMeta;
-  /** The next chunk of about `maxBytes`, or `undefined` after the last. */
-  next(maxBytes: number): Uint8Array | undefined;
+  /** The next chunk of about `maxBytes`, or `undefined` after the last; a promise from a reader on another thread. */
+  next(maxBytes: number): Uint8Array | undefined | Promise<Uint8Array | undefined>;
   close(): void;
 }
 
@@ -126,14 +126,16 @@ export class VpSnapshotSender {
     }
     const t: Transfer = { peer, cancelled: false, timer: undefined, wake: undefined, due: undefined };
     this.transfers.set(peer, t);
+    // The pace is set against the writes before the transfer, the copy of the state made first included.
+    this.pacer.begin();
     const stream = (reader: VpSnapshotReader): void => {
       if (t.cancelled) {
         this.transfers.delete(peer);
+        this.pacer.end();
         reader.close();
         return;
       }
       this.opts.logger.info('vpaxos: streaming a snapshot', { group: this.opts.group, peer, index: reader.meta.index });
-      this.pacer.begin();
       this.run(t, ballot, reader)
         .catch((err: Error) => {
           this.opts.logger.warn('vpaxos: snapshot transfer failed', { group: this.opts.group, peer, err: err.message });
@@ -155,6 +157,7 @@ export class VpSnapshotSender {
     }
     opening.then(stream, (err: unknown) => {
       this.transfers.delete(peer);
+      this.pacer.end();
       failed(err);
     });
   }
@@ -176,8 +179,11 @@ export class VpSnapshotSender {
     const meta = reader.meta;
     let seq = 0;
     let bytes = 0;
-    let cur = reader.next(chunkBytes) ?? new Uint8Array(0);
-    let nxt = reader.next(chunkBytes);
+    // A reader on another thread answers with promises; one on this thread is taken as it is.
+    let got = reader.next(chunkBytes);
+    let cur = (got instanceof Promise ? await got : got) ?? new Uint8Array(0);
+    got = reader.next(chunkBytes);
+    let nxt = got instanceof Promise ? await got : got;
     let failures = 0;
     for (;;) {
       if (t.cancelled || clock.now() > deadline) return false;
@@ -234,7 +240,8 @@ export class VpSnapshotSender {
             deadline += await this.pace(t, sentAt, cur.length);
             cur = nxt;
             if (t.cancelled) return false;
-            nxt = reader.next(chunkBytes);
+            got = reader.next(chunkBytes);
+            nxt = got instanceof Promise ? await got : got;
           } else if (ack.nextSeq !== seq) {
             return false;
           }
