@@ -99,6 +99,24 @@ describe('SnapshotPacer', () => {
     p.end();
   });
 
+  it('keeps the baseline at the long-run level through a disturbance of a few seconds just before a transfer', () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    // 20 s at 2 ms, then 2 s at 4 ms (a node restarting, the copy of the state made for the transfer).
+    let now = writes(p, 0, 20_000, 2);
+    now = writes(p, now, 2000, 4);
+    p.begin();
+    expect(p.baselineMs).toBeGreaterThan(2);
+    expect(p.baselineMs).toBeLessThan(2.5);
+    // Writes at 3 ms during the transfer are 1.5x the long-run level, not below the disturbance's 4 ms.
+    for (let step = 0; step < 8; step++) {
+      now = writes(p, now, 300, 3);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBe(MIB);
+    p.end();
+    expect(p.baselineMs).toBeUndefined();
+  });
+
   it('returns to full rate once writes stop for a while', () => {
     const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
     let now = writes(p, 0, 1000, 2);
@@ -125,8 +143,9 @@ describe('SnapshotPacer', () => {
     }
     expect(p.rate(now)).toBeLessThan(16 * MIB);
     p.end();
-    // Without transfers the long-run level learns that writes now take 3 ms: the next transfer is measured by it.
-    now = writes(p, now, 4000, 3);
+    // Without transfers the long-run level learns that writes now take 3 ms (over its 10 s time constant): the
+    // next transfer is measured by it.
+    now = writes(p, now, 30_000, 3);
     p.begin();
     for (let step = 0; step < 6; step++) {
       now = writes(p, now, 300, 3);

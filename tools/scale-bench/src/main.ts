@@ -270,6 +270,8 @@ async function withWhere(
 }
 
 const random = (n: number): number => Math.floor(Math.random() * n);
+/** `part` as a whole percentage of `whole`. */
+const pct = (part: number, whole: number): string => `${Math.round((part / Math.max(1, whole)) * 100)}%`;
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -469,6 +471,11 @@ try {
   phases.push(duringResult);
   const finalWipedHwm = cluster.memory(wiped)?.hwm ?? 0;
   log(`${wiped.id} caught up in ${catchUpMs} ms; puts meanwhile ${JSON.stringify(duringResult)}`);
+  // The same puts right after the catch-up: with the last round before it, the rates closest in time on
+  // either side of the install, which this machine's drift (up to a fifth within a minute) biases least.
+  const afterCatchUp = await closedLoop(`puts, ${KEYS} keys, after the catch-up`, conns, SECONDS, put);
+  phases.push(afterCatchUp);
+  log(`puts after the catch-up: ${JSON.stringify(afterCatchUp)}`);
 
   const taken = cluster.nodes.flatMap((n) =>
     snapshotEvents(n, /snapshot taken|log compacted behind a snapshot marker/).map(
@@ -492,9 +499,11 @@ try {
   const installSec = restoredAt === undefined ? undefined : Math.floor((restoredAt - wipeAt) / 1000);
   const caughtSec = catchUpMs === null ? perSecond.length : Math.floor(catchUpMs / 1000);
   const putsWhileInstalling = installSec === undefined ? null : rate(0, installSec);
-  // The rate the install is measured against: the alternated rounds' median at scale when they ran, else phase 3's.
+  // The rate the install is measured against: the mean of the puts just before it (the last alternated round at
+  // scale, else phase 3) and just after it. The rounds' median and phase 3 alone are reported too.
   const roundsRate = alternated?.loadedOpsPerSecMedian;
-  const installBase = roundsRate ?? putsAtScale.opsPerSec;
+  const lastBefore = alternated?.rounds.at(-1)?.loaded.opsPerSec ?? putsAtScale.opsPerSec;
+  const installBase = Math.round((lastBefore + afterCatchUp.opsPerSec) / 2);
   const putsWhileReplaying = installSec === undefined ? null : rate(installSec + 1, caughtSec);
   const emptyPuts = phases[0]!;
   const singlePhasesRatio = round(putsAtScale.p99Ms / Math.max(0.001, emptyPuts.p99Ms));
@@ -537,6 +546,10 @@ try {
       leaderPeakRssMB: mb(leaderPeak),
       putsPerSecBefore: putsAtScale.opsPerSec,
       putsPerSecBeforeRoundsMedian: roundsRate ?? null,
+      putsPerSecJustBefore: lastBefore,
+      putsPerSecAfter: afterCatchUp.opsPerSec,
+      /** What the install is measured against: the mean of the two above. */
+      putsPerSecAround: installBase,
       putsPerSecDuring: duringResult.opsPerSec,
       ratio: round(duringResult.opsPerSec / Math.max(1, putsAtScale.opsPerSec)),
       putsPerSecWhileInstalling: putsWhileInstalling,
@@ -552,6 +565,8 @@ try {
       restartUnder5s: restartToServingMs < 5000,
       // The issue's wording: while a follower installs a snapshot (its transfer and install), not the log replay after.
       writesKeep80PercentWhileInstalling: putsWhileInstalling !== null && putsWhileInstalling >= 0.8 * installBase,
+      writesKeep80PercentWhileInstallingOfRounds:
+        putsWhileInstalling !== null && roundsRate !== undefined ? putsWhileInstalling >= 0.8 * roundsRate : null,
       writesKeep80PercentWhileInstallingOfPhase3:
         putsWhileInstalling !== null && putsWhileInstalling >= 0.8 * putsAtScale.opsPerSec,
     },
@@ -620,8 +635,12 @@ try {
       'puts during catch-up',
       `${duringResult.opsPerSec} ops/s vs ${putsAtScale.opsPerSec} before (${Math.round(report.wipedFollower.ratio * 100)}%); ` +
         `${putsWhileInstalling ?? '?'} ops/s while the snapshot streamed and installed${
-          putsWhileInstalling !== null && roundsRate !== undefined
-            ? ` (${Math.round((putsWhileInstalling / roundsRate) * 100)}% of the alternated rounds' median at scale, ${roundsRate} ops/s)`
+          putsWhileInstalling !== null
+            ? ` (${pct(putsWhileInstalling, installBase)} of the puts around it, ${installBase} ops/s: ${lastBefore} just before, ${afterCatchUp.opsPerSec} after${
+                roundsRate !== undefined
+                  ? `; ${pct(putsWhileInstalling, roundsRate)} of the rounds' median, ${roundsRate} ops/s`
+                  : ''
+              })`
             : ''
         }, ${putsWhileReplaying ?? '?'} while the log replayed`,
     ],
