@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants, accessSync, existsSync, mkdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { BenchCluster, type BenchNode, CLI, freePort, poll } from '@cohort/scale-bench/cluster';
+import { BenchCluster, type BenchNode, CLI, freePort, freePorts, poll } from '@cohort/scale-bench/cluster';
 import { loadKeys, valueFor } from '@cohort/scale-bench/load';
 import { Redis } from 'ioredis';
 import type { HttpApi } from './http-load.ts';
@@ -215,12 +215,13 @@ export class EtcdSystem extends Installed implements System {
   private members: EtcdMember[] = [];
 
   async start(): Promise<void> {
+    const ports = await freePorts(6);
     for (let i = 1; i <= 3; i++) {
       this.members.push({
         name: `e${i}`,
         dir: join(this.root, `e${i}`),
-        client: await freePort(),
-        peer: await freePort(),
+        client: ports[2 * i - 2]!,
+        peer: ports[2 * i - 1]!,
         child: undefined,
         stderr: [],
       });

@@ -50,14 +50,34 @@ const CLOCK_TICKS = 100;
 
 const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
 
+/**
+ * `n` distinct TCP ports free on 127.0.0.1 right now: all are held until every one is picked (one at a
+ * time, a port just released may be handed out again: a node once got its RESP port from another's peer port).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const addr = s.address();
+    if (typeof addr !== 'object' || addr === null) throw new Error('no free port');
+    return addr.port;
+  });
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
 /** A TCP port free on 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const addr = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  if (typeof addr !== 'object' || addr === null) throw new Error('no free port');
-  return addr.port;
+  return (await freePorts(1))[0]!;
 }
 
 /** Polls `fn` until it returns a value, failing after `ms` with `what` in the message. */
@@ -90,13 +110,14 @@ export class BenchCluster {
   /** Picks free ports for `n` nodes; `args` are extra `cohort start` flags, `runtimeFlags` extra Node flags. */
   static async create(root: string, n: number, args: string[], runtimeFlags: string[] = []): Promise<BenchCluster> {
     const c = new BenchCluster(root, args, runtimeFlags);
+    const ports = await freePorts(3 * n);
     for (let i = 1; i <= n; i++) {
       c.nodes.push({
         id: `n${i}`,
         dataDir: join(root, `n${i}`),
-        peer: await freePort(),
-        resp: await freePort(),
-        http: await freePort(),
+        peer: ports[3 * i - 3]!,
+        resp: ports[3 * i - 2]!,
+        http: ports[3 * i - 1]!,
         child: undefined,
         events: [],
       });
