@@ -42,6 +42,11 @@ const MIN_WINDOW = 20;
 const SLOW_TAU_MS = 10_000;
 /** Writes are averaged over at least this long before their mean moves the long-run level. */
 const SLOW_BUCKET_MS = 100;
+/**
+ * Fewer writes during a transfer count against it only while they take at least this share of their
+ * latency before it: a load that fell (clients gone) also makes writes faster.
+ */
+const RATE_LATENCY_FLOOR = 0.9;
 
 /**
  * Paces snapshot transfers by the writes the node serves meanwhile, so a
@@ -51,7 +56,9 @@ const SLOW_BUCKET_MS = 100;
  * (additively) while it is not, between a floor and the configured rate. With
  * closed-loop clients throughput is clients / latency, so holding the latency
  * within 1.15x holds throughput at 87% or more (the target is 80%: the margin is for
- * noise in the latency average). No writes: full rate.
+ * noise in the latency average). It backs off too while fewer writes complete than
+ * before by more than the tolerance and they are no faster (what clients that share
+ * the node's cores lose beyond its own latency). No writes: full rate.
  *
  * Pure: it reads no clock; the host passes its injected clock's `now` with
  * each call, so the simulator paces in simulated time. One pacer may serve
@@ -73,6 +80,12 @@ export class SnapshotPacer {
   private readonly quietAfterMs: number;
   private fast: number | undefined;
   private slow: number | undefined;
+  /** The long-run rate of writes (per ms), averaged as {@link slow} is. */
+  private slowRate: number | undefined;
+  /** The rate of writes before the transfers began (fixed while they run). */
+  private baselineRate: number | undefined;
+  /** When the writes of the current window began to count (the last adjustment). */
+  private windowStart: number | undefined;
   /** The writes not yet in the long-run level: their summed latency, count, and when the level last moved. */
   private bucketSum = 0;
   private bucketCount = 0;
@@ -124,8 +137,12 @@ export class SnapshotPacer {
     if (this.slow !== undefined && elapsed < SLOW_BUCKET_MS) return;
     const mean = this.bucketSum / this.bucketCount;
     // The time since the level last moved weighs the bucket: after a quiet spell the old level counts for little.
-    this.slow =
-      this.slow === undefined ? mean : this.slow + (1 - Math.exp(-elapsed / SLOW_TAU_MS)) * (mean - this.slow);
+    const weight = 1 - Math.exp(-elapsed / SLOW_TAU_MS);
+    this.slow = this.slow === undefined ? mean : this.slow + weight * (mean - this.slow);
+    if (elapsed > 0) {
+      const perMs = this.bucketCount / elapsed;
+      this.slowRate = this.slowRate === undefined ? perMs : this.slowRate + weight * (perMs - this.slowRate);
+    }
     this.slowAt = now;
     this.bucketSum = 0;
     this.bucketCount = 0;
@@ -135,6 +152,8 @@ export class SnapshotPacer {
   begin(): void {
     if (this.active++ === 0) {
       this.baseline = this.slow ?? this.fast;
+      this.baselineRate = this.slowRate;
+      this.windowStart = undefined;
       this.bucketSum = 0;
       this.bucketCount = 0;
       this.slowAt = undefined;
@@ -178,12 +197,17 @@ export class SnapshotPacer {
     // forgets a stall within a few dozen writes, and a transfer whose cost comes as stalls between
     // fast stretches would run on at a rate that takes a quarter of the writes' throughput.
     const level = this.windowCount >= MIN_WINDOW ? this.windowSum / this.windowCount : this.fast;
+    const windowRate =
+      this.windowStart !== undefined && now > this.windowStart
+        ? this.windowCount / (now - this.windowStart)
+        : undefined;
     this.windowSum = 0;
     this.windowCount = 0;
+    this.windowStart = now;
     // Writes that started during the transfer have no earlier level: their first average stands for it.
     // Never ratcheted down to a lull's: a dip would then make every normal write look slow.
     this.baseline ??= this.fast;
-    if (level > this.baseline * this.tolerance) {
+    if (level > this.baseline * this.tolerance || this.fewerWrites(windowRate, level)) {
       this.current = Math.max(min, this.current / 2);
       this.backoffs++;
       this.opts.onBackoff?.();
@@ -191,5 +215,18 @@ export class SnapshotPacer {
       this.current = Math.min(max, this.current + max / 16);
     }
     return this.current;
+  }
+
+  /**
+   * Whether fewer writes complete than before the transfer, by more than the tolerance, while they take
+   * no less time. The node's own latency misses part of what a transfer costs its clients: where the
+   * nodes share cores, the receiver's install takes CPU from the node's reading of requests and from the
+   * clients themselves (in the scale benchmark the clients' latency rose 25% with the leader's within
+   * 5%); with clients that wait for each answer, that shows as fewer writes. A load that merely fell
+   * (fewer clients) shows as fewer writes too, but also as faster ones, and is left alone.
+   */
+  private fewerWrites(windowRate: number | undefined, level: number): boolean {
+    if (windowRate === undefined || this.baselineRate === undefined || this.baseline === undefined) return false;
+    return windowRate * this.tolerance < this.baselineRate && level >= this.baseline * RATE_LATENCY_FLOOR;
   }
 }

@@ -9,6 +9,12 @@ function writes(p: SnapshotPacer, from: number, n: number, ms: number): number {
   return from + n;
 }
 
+/** Feeds `n` writes of `ms` each, one every `every` ms from `from`; returns the time after the last. */
+function spaced(p: SnapshotPacer, from: number, n: number, ms: number, every: number): number {
+  for (let i = 0; i < n; i++) p.observeWrite(ms, from + i * every);
+  return from + n * every;
+}
+
 describe('SnapshotPacer', () => {
   it('goes at the configured rate when no write is served, and when it does not adapt', () => {
     const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
@@ -115,6 +121,29 @@ describe('SnapshotPacer', () => {
     expect(p.rate(now)).toBe(MIB);
     p.end();
     expect(p.baselineMs).toBeUndefined();
+  });
+
+  it('backs off while fewer writes complete at the same latency, not when the load merely falls', () => {
+    const slower = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    // 20 s of 2 ms writes, one a millisecond; during the transfer one every 1.3 ms, as slow as before: the
+    // clients lose a quarter of their writes (beyond the node's latency, which stays put).
+    let now = writes(slower, 0, 20_000, 2);
+    slower.begin();
+    for (let step = 0; step < 8; step++) {
+      now = spaced(slower, now, 200, 2, 1.3);
+      slower.rate(now);
+    }
+    expect(slower.rate(now)).toBe(MIB);
+    expect(slower.backoffs).toBeGreaterThanOrEqual(4);
+    // Half the writes, but faster ones (1.6 ms): clients left; the transfer keeps its full rate.
+    const fewer = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    now = writes(fewer, 0, 20_000, 2);
+    fewer.begin();
+    for (let step = 0; step < 8; step++) {
+      now = spaced(fewer, now, 150, 1.6, 2);
+      expect(fewer.rate(now)).toBe(16 * MIB);
+    }
+    expect(fewer.backoffs).toBe(0);
   });
 
   it('returns to full rate once writes stop for a while', () => {

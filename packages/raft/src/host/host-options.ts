@@ -134,8 +134,9 @@ export interface RaftHostOptions {
   snapshotBytesPerSec?: number;
   /**
    * The slowest a snapshot transfer goes while it adapts to the writes the node serves: it backs
-   * off while their latency is over 1.15x what it was before the transfer, and speeds up again up
-   * to `snapshotBytesPerSec` while it is not (see `SnapshotPacer`). At or above
+   * off while their latency is over 1.15x what it was before the transfer, or fewer of them complete
+   * by as much at no lower latency, and speeds up again up to `snapshotBytesPerSec` while neither
+   * holds (see `SnapshotPacer`). At or above
    * `snapshotBytesPerSec`, the rate is fixed.
    * @default snapshotBytesPerSec / 16
    */

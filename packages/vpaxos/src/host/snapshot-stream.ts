@@ -46,7 +46,7 @@ export interface VpSnapshotLimits {
   maxBytesPerSec?: number;
   /**
    * The slowest a transfer goes while it backs off for the writes served
-   * meanwhile (their latency over 1.15x its level before the transfer; see
+   * meanwhile (their latency over 1.15x its level before the transfer, or fewer of them; see
    * `SnapshotPacer`); at or above `maxBytesPerSec` the rate is fixed.
    * @default maxBytesPerSec / 16 (as the Raft host's)
    */
