@@ -121,15 +121,23 @@ export class SnapshotPacer {
 
   /** A client write took `latencyMs` from proposal to reply. */
   observeWrite(latencyMs: number, now: number): void {
+    const gap = now - this.lastWriteAt;
     this.lastWriteAt = now;
     this.windowSum += latencyMs;
     this.windowCount++;
     this.fast = this.fast === undefined ? latencyMs : this.fast + FAST * (latencyMs - this.fast);
     // The long-run level learns only while no transfer runs: a transfer must not raise its own bar.
-    if (this.active === 0) this.learn(latencyMs, now);
+    if (this.active === 0) this.learn(latencyMs, now, gap);
   }
 
-  private learn(latencyMs: number, now: number): void {
+  private learn(latencyMs: number, now: number, gap: number): void {
+    if (gap > this.quietAfterMs) {
+      // A quiet spell says nothing about the writes' rate or latency while they are served (a benchmark's
+      // pause, a client's): the level stands as it was, and a new bucket starts with this write.
+      this.bucketSum = 0;
+      this.bucketCount = 0;
+      this.slowAt = now;
+    }
     this.bucketSum += latencyMs;
     this.bucketCount++;
     this.slowAt ??= now;

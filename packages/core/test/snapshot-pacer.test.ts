@@ -146,6 +146,21 @@ describe('SnapshotPacer', () => {
     expect(fewer.backoffs).toBe(0);
   });
 
+  it("takes the writes' rate before a transfer over the time they were served: a pause does not lower it", () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    // 20 s of writes one a millisecond, a 3 s pause, half a second of writes again.
+    let now = writes(p, 0, 20_000, 2);
+    now = writes(p, now + 3000, 500, 2);
+    p.begin();
+    // One write every 1.3 ms at the same latency: fewer than before the pause, by more than the tolerance.
+    for (let step = 0; step < 8; step++) {
+      now = spaced(p, now, 200, 2, 1.3);
+      p.rate(now);
+    }
+    expect(p.rate(now)).toBe(MIB);
+    p.end();
+  });
+
   it('returns to full rate once writes stop for a while', () => {
     const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
     let now = writes(p, 0, 1000, 2);
