@@ -534,11 +534,16 @@ describe('the meta group and placement (5 nodes, 16 partitions, 3 replicas)', ()
 
   it('flags a partition stuck in GET /v1/partitions when its proposals wait with no commit progress', async () => {
     const n1 = cluster.nodes[0]!;
-    const m = (await meta(n1))!;
-    const i = m.partitions.findIndex((p) => p.replicas.some((r) => r.node === 'n1'));
+    // The tests before move replicas: wait until none is moving (a learner cannot take the leadership).
+    const m = await poll('every partition settled on 3 voters', 20_000, async () => {
+      const v = await meta(n1);
+      return v && settled(v, 3) ? v : undefined;
+    });
+    const i = m.partitions.findIndex((p) => p.replicas.some((r) => r.node === 'n1' && r.role === 'voter'));
     const others = m.partitions[i]!.replicas.map((r) => r.node).filter((id) => id !== 'n1');
     const http = ['--http', `127.0.0.1:${n1.http}`, '--timeout-ms', '10000'];
-    expect((await cohort(['partitions', 'transfer', String(i), 'n1', ...http])).code).toBe(0);
+    const transferred = await cohort(['partitions', 'transfer', String(i), 'n1', ...http]);
+    expect(transferred.code, transferred.stderr).toBe(0);
     const status = async () => {
       const res = await fetch(`http://127.0.0.1:${n1.http}/v1/partitions`, { signal: AbortSignal.timeout(2000) });
       return ((await res.json()) as { partitions: { stuck?: boolean; slots: { first: number; last: number } }[] })
@@ -567,5 +572,5 @@ describe('the meta group and placement (5 nodes, 16 partitions, 3 replicas)', ()
       stop = true;
     }
     await load;
-  }, 30_000);
+  }, 50_000);
 });
