@@ -127,7 +127,8 @@ export interface RaftConfig {
   /**
    * The slowest a snapshot transfer goes while it adapts to the writes the group serves: it backs off
    * while their latency is over 1.15x its level before the transfer (or fewer of them complete by as
-   * much, at no lower latency) and speeds up again to `snapshotRateBytes` while it is not. At or above `snapshotRateBytes` the rate is fixed.
+   * much, at no lower latency) and speeds up again to `snapshotRateBytes` while it is not. At or above
+   * `snapshotRateBytes` the rate is fixed.
    * @default 1048576 (1 MiB/s)
    */
   snapshotRateMinBytes: number;

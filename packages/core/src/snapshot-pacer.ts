@@ -144,7 +144,7 @@ export class SnapshotPacer {
     const elapsed = now - this.slowAt;
     if (this.slow !== undefined && elapsed < SLOW_BUCKET_MS) return;
     const mean = this.bucketSum / this.bucketCount;
-    // The time since the level last moved weighs the bucket: after a quiet spell the old level counts for little.
+    // The time since the level last moved weighs the bucket (a quiet spell is not counted: see above).
     const weight = 1 - Math.exp(-elapsed / SLOW_TAU_MS);
     this.slow = this.slow === undefined ? mean : this.slow + weight * (mean - this.slow);
     if (elapsed > 0) {

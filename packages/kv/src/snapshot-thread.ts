@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CorruptStateError, type SnapshotMeta, StorageError } from '@cohort/core';
 import type { SnapshotReader } from '@cohort/raft';
-import type { DetachedImage } from '@cohort/storage';
+import { type DetachedImage, workerModuleUrl } from '@cohort/storage';
 
 /** What the snapshot thread is started with (its `workerData`). */
 export type SnapshotThreadStart = Pick<DetachedImage, 'source' | 'image'>;
@@ -17,12 +15,6 @@ export type SnapshotThreadReply =
   | { type: 'chunk'; data: Uint8Array }
   | { type: 'end' }
   | { type: 'error'; message: string; corruptPartition?: string };
-
-/** The worker's module: beside this one once built; from the sources (tests), the built one. */
-function workerUrl(): URL {
-  const here = new URL('./snapshot-worker.js', import.meta.url);
-  return existsSync(fileURLToPath(here)) ? here : new URL('../dist/snapshot-worker.js', import.meta.url);
-}
 
 interface Waiter {
   resolve(chunk: Uint8Array | undefined): void;
@@ -48,13 +40,13 @@ export class WorkerSnapshotReader implements SnapshotReader {
     private readonly copy: DetachedImage,
     readonly meta: SnapshotMeta,
   ) {
+    // Made on the thread's `open` message, so every message from here on answers a request.
     worker.on('message', (m: SnapshotThreadReply) => {
-      if (m.type === 'open') return;
       const w = this.waiters.shift();
       if (!w) return;
       if (m.type === 'chunk') w.resolve(m.data);
-      else if (m.type === 'end') w.resolve(undefined);
-      else w.reject(threadError(m));
+      else if (m.type === 'error') w.reject(threadError(m));
+      else w.resolve(undefined);
     });
   }
 
@@ -63,7 +55,7 @@ export class WorkerSnapshotReader implements SnapshotReader {
     return new Promise((resolve, reject) => {
       let worker: Worker;
       try {
-        worker = new Worker(workerUrl(), {
+        worker = new Worker(workerModuleUrl('snapshot-worker.js', import.meta.url), {
           workerData: { source: copy.source, image: copy.image } satisfies SnapshotThreadStart,
         });
       } catch (err) {

@@ -28,5 +28,6 @@ export {
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
 export { openImageView } from './sqlite-kv-view.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
+export { workerModuleUrl } from './sqlite-write-queue.js';
 export * from './types.js';
 export { type WalReport, scanWal } from './wal-scan.js';

@@ -305,11 +305,11 @@ function writeFailed(file: string, err: unknown): StorageError {
 }
 
 /**
- * A worker thread's module of this package (`name`, a `.js` file): next to this one when built; from
- * dist when this runs as TypeScript (tests).
+ * A worker thread's module (`name`, a `.js` file) beside the module `base` (its `import.meta.url`; this
+ * package's by default): next to it when built; from dist when it runs as TypeScript (tests).
  */
-export function workerModuleUrl(name: string): URL {
-  const here = new URL(`./${name}`, import.meta.url);
+export function workerModuleUrl(name: string, base: string = import.meta.url): URL {
+  const here = new URL(`./${name}`, base);
   if (existsSync(fileURLToPath(here))) return here;
-  return new URL(`../dist/${name}`, import.meta.url);
+  return new URL(`../dist/${name}`, base);
 }
