@@ -79,6 +79,7 @@ import { PartitionedWatch } from './partitioned-watch.js';
 import { hostSettings } from './raft-settings.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
+import { startStallWatch } from './stall-watch.js';
 import { StuckDetector } from './stuck-detector.js';
 import { VpPartition } from './vpaxos/vp-partition.js';
 
@@ -216,6 +217,8 @@ export class CohortNode {
   private faults: NodeFaults | undefined;
   private disk: DiskGuard | undefined;
   private announcer: ReturnType<typeof setInterval> | undefined;
+  /** Reports event loop stalls (see {@link startStallWatch}). */
+  private stallWatch: { stop(): void } | undefined;
   /** The dashboard's metrics history and event log. */
   private feed: DashboardFeed | undefined;
   /**
@@ -853,6 +856,22 @@ export class CohortNode {
       }),
     );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
+    // A leader whose loop stalls past the election timeout sends no heartbeat meanwhile: say so, and why.
+    const electionMs = this.options.config.raft.electionTimeoutMinMs;
+    this.stallWatch = startStallWatch({
+      thresholdMs: Math.max(electionMs / 2, 2 * this.options.config.raft.heartbeatIntervalMs),
+      alwaysReportMs: electionMs,
+      onStall: (stall) => metrics.loopStalls.inc({ cause: stall.cause }),
+      leaderOf: () => host.groupIds().filter((g) => host.isLeader(g)),
+      report: (stall, suppressed) => {
+        this.log.warn(
+          stall.leaderOf.length > 0 && stall.stalledMs >= electionMs
+            ? 'event loop stalled past the election timeout while leading: followers may elect another leader'
+            : 'event loop stalled',
+          { ...stall, electionTimeoutMs: electionMs, ...(suppressed > 0 ? { suppressed } : {}) },
+        );
+      },
+    });
     this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {
       const address = memberAddress(cc.context);
@@ -1556,6 +1575,7 @@ export class CohortNode {
         else this.log.warn(`shutdown phase ${outcome === 'timeout' ? 'timed out' : 'failed'}`, fields);
       };
       if (this.announcer !== undefined) clearInterval(this.announcer);
+      this.stallWatch?.stop();
       this.feed?.stop();
       this.meta?.stop();
       // A connection still open past its phase is closed as it is.

@@ -3,6 +3,7 @@ import type { HostStats, ProposalTiming } from '@cohort/raft';
 import type { WriterStats } from '@cohort/storage';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeStatus } from './kv-api.js';
+import type { StallCause } from './stall-watch.js';
 
 /** The node's Prometheus metrics, served on `GET /metrics`. */
 export class NodeMetrics {
@@ -77,6 +78,18 @@ export class NodeMetrics {
     name: 'cohort_txn_steps_total',
     help: 'Steps of transactions across partitions this node coordinated, as sent, by step (txnAbort / (txnCommit + txnAbort): the retry rate)',
     labelNames: ['step'] as const,
+    registers: [this.registry],
+  });
+
+  /**
+   * Stalls of the event loop past the stall watch's threshold (half the
+   * minimum election timeout), by what the main thread did meanwhile (a
+   * {@link StallCause}).
+   */
+  readonly loopStalls = new Counter({
+    name: 'cohort_event_loop_stalls_total',
+    help: 'Event loop stalls of at least half the minimum election timeout, by cause (running, waiting for a CPU, off CPU, mixed)',
+    labelNames: ['cause'] as const,
     registers: [this.registry],
   });
 

@@ -102,3 +102,51 @@ describe('a cluster that lost its quorum says so', () => {
     expect(again.status).toBe(200);
   }, 90_000);
 });
+
+describe('a leader that stalls', () => {
+  it('says when it resumes that its loop stalled past the election timeout, and why; the others elected another', async () => {
+    // The last test's cluster and clients go first.
+    for (const r of clients.splice(0)) r.disconnect();
+    await cluster?.killAll();
+    cluster = await ProcCluster.create(3, FAST);
+    const c = cluster;
+    c.startAll();
+    const leader = await c.leader(c.nodes, 30_000);
+    const pid = leader.child?.pid;
+    expect(pid).toBeTypeOf('number');
+    // Stopped, the leader's thread is neither running nor waiting for a CPU: its stall is off CPU.
+    const stoppedAt = Date.now();
+    process.kill(pid as number, 'SIGSTOP');
+    const others = c.nodes.filter((n) => n !== leader);
+    try {
+      // Stopped past the election timeout (300..600 ms) for sure, and until the others elected another.
+      await c.leader(others, 10_000, leader.id);
+      await poll('a stop of 700 ms', 2_000, async () => (Date.now() - stoppedAt >= 700 ? true : undefined));
+    } finally {
+      process.kill(pid as number, 'SIGCONT');
+    }
+    const line = await poll('the resumed leader reports its stall', 10_000, async () => {
+      // Startup may have stalled too (three nodes starting on a small machine): the line after the stop.
+      for (const l of leader.log.split('\n')) {
+        if (!l.includes('event loop stalled')) continue;
+        const rec = JSON.parse(l) as {
+          time: number;
+          msg: string;
+          cause: string;
+          stalledMs: number;
+          leaderOf: string[];
+        };
+        if (rec.time >= stoppedAt) return rec;
+      }
+      return undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${c.notableLog()}`);
+    });
+    expect(line.msg).toMatch(/past the election timeout while leading/);
+    expect(line.cause).toBe('off CPU');
+    expect(line.stalledMs).toBeGreaterThanOrEqual(300);
+    expect(line.leaderOf.length).toBeGreaterThan(0);
+    // The new leader serves; the old one follows it.
+    await c.leader(c.nodes, 10_000, leader.id);
+  }, 60_000);
+});

@@ -1,0 +1,196 @@
+import { readFileSync } from 'node:fs';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+
+/** Monotonic totals for the main thread, in ms. */
+export interface ThreadTimes {
+  /** Time it ran on a CPU. */
+  runMs: number;
+  /** Time it was ready to run and waited for a CPU (Linux's schedstat); undefined where unknown. */
+  waitMs?: number;
+}
+
+/** What kept the event loop from turning, by the larger share of the stall. */
+export type StallCause = 'running' | 'waiting for a CPU' | 'off CPU' | 'mixed';
+
+/** One stall of the event loop, as {@link StallWatch} reports it. */
+export interface Stall {
+  /** How much longer than its interval the watch's timer took to fire. */
+  stalledMs: number;
+  /** The main thread on a CPU meanwhile: JavaScript, GC on this thread, synchronous calls (SQLite reads). */
+  runningMs: number;
+  /** Ready to run, no CPU free (the machine is oversubscribed); undefined where the OS does not tell. */
+  waitingForCpuMs: number | undefined;
+  /** Neither: asleep in a system call (disk I/O, a lock, a page fault) or the process stopped. */
+  offCpuMs: number;
+  /** Garbage collection pauses that began in the stall (main thread and helpers). */
+  gcMs: number;
+  cause: StallCause;
+  /** Groups this node led as the stall began or ended. */
+  leaderOf: string[];
+}
+
+export interface StallWatchOptions {
+  /** Stalls of at least this are reported. */
+  thresholdMs: number;
+  /** The interval the watch is sampled at: a stall is how much later than this a sample came. */
+  intervalMs: number;
+  /** At most one report per this span; the stalls in between are counted in the next report's `suppressed`. */
+  quietMs: number;
+  /** Stalls at least this long are reported whatever the quiet span (a leader's election timeout). */
+  alwaysReportMs?: number;
+  now(): number;
+  threadTimes(): ThreadTimes;
+  /** GC pauses that began in [from, to) (on the `now` clock), in ms. */
+  gcMsBetween(from: number, to: number): number;
+  /** Every stall over the threshold (metrics), reported or not. */
+  onStall?(stall: Stall): void;
+  /**
+   * The groups this node leads, taken at every sample: a stall is reported
+   * with those led at the sample before it or as it ends (a leader's first
+   * tick after the stall may step it down before the watch's sample does).
+   */
+  leaderOf?(): readonly string[];
+  report(stall: Stall, suppressed: number): void;
+}
+
+/**
+ * Notices the event loop stalling and tells why: on each sample (a timer
+ * every `intervalMs`), a sample later than its interval by `thresholdMs` or
+ * more is a stall, and the main thread's CPU and scheduling times over it say
+ * whether the thread was running (JavaScript, GC, a synchronous call), ready
+ * but without a CPU, or asleep in a system call. A leader that stalls past
+ * its election timeout sends no heartbeat meanwhile, and its followers elect
+ * another. The report waits for the next sample, so that the GC entries of the
+ * stall (delivered to observers after it) are counted.
+ */
+export class StallWatch {
+  private last: { at: number; times: ThreadTimes; leaderOf: readonly string[] } | undefined;
+  private pending: { stall: Stall; from: number; to: number } | undefined;
+  private lastReportAt = Number.NEGATIVE_INFINITY;
+  private suppressed = 0;
+
+  constructor(private readonly opts: StallWatchOptions) {}
+
+  sample(): void {
+    const at = this.opts.now();
+    const times = this.opts.threadTimes();
+    if (this.pending !== undefined) {
+      const { stall, from, to } = this.pending;
+      this.pending = undefined;
+      stall.gcMs = round(this.opts.gcMsBetween(from, to));
+      this.opts.onStall?.(stall);
+      if (
+        at - this.lastReportAt >= this.opts.quietMs ||
+        stall.stalledMs >= (this.opts.alwaysReportMs ?? Number.POSITIVE_INFINITY)
+      ) {
+        this.lastReportAt = at;
+        this.opts.report(stall, this.suppressed);
+        this.suppressed = 0;
+      } else {
+        this.suppressed++;
+      }
+    }
+    const prev = this.last;
+    const leaderOf = this.opts.leaderOf?.() ?? [];
+    this.last = { at, times, leaderOf };
+    if (prev === undefined) return;
+    const stalledMs = at - prev.at - this.opts.intervalMs;
+    if (stalledMs < this.opts.thresholdMs) return;
+    const gap = at - prev.at;
+    const runningMs = clamp(times.runMs - prev.times.runMs, gap);
+    const waiting =
+      times.waitMs !== undefined && prev.times.waitMs !== undefined
+        ? clamp(times.waitMs - prev.times.waitMs, gap - runningMs)
+        : undefined;
+    const offCpuMs = Math.max(0, gap - runningMs - (waiting ?? 0));
+    this.pending = {
+      from: prev.at,
+      to: at,
+      stall: {
+        stalledMs: round(stalledMs),
+        runningMs: round(runningMs),
+        waitingForCpuMs: waiting === undefined ? undefined : round(waiting),
+        offCpuMs: round(offCpuMs),
+        gcMs: 0,
+        cause: causeOf(gap, runningMs, waiting ?? 0, offCpuMs),
+        leaderOf: [...new Set([...prev.leaderOf, ...leaderOf])].sort(),
+      },
+    };
+  }
+}
+
+function causeOf(gap: number, running: number, waiting: number, off: number): StallCause {
+  if (running >= gap / 2) return 'running';
+  if (waiting >= gap / 2) return 'waiting for a CPU';
+  if (off >= gap / 2) return 'off CPU';
+  return 'mixed';
+}
+
+const clamp = (v: number, max: number): number => Math.min(Math.max(0, v), Math.max(0, max));
+const round = (v: number): number => Math.round(v * 10) / 10;
+
+/**
+ * The calling thread's times: Linux's `/proc/thread-self/schedstat` (time on
+ * a CPU and time waiting for one, in ns) where it exists, else the thread's
+ * CPU time alone (`process.threadCpuUsage`, Node 23.9+) or the process's.
+ */
+export function threadTimesReader(): () => ThreadTimes {
+  const schedstat = (): ThreadTimes | undefined => {
+    try {
+      const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ');
+      const runNs = Number(run);
+      const waitNs = Number(wait);
+      return Number.isFinite(runNs) && Number.isFinite(waitNs)
+        ? { runMs: runNs / 1e6, waitMs: waitNs / 1e6 }
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  if (schedstat() !== undefined) return () => schedstat() ?? { runMs: 0 };
+  const p = process as NodeJS.Process & { threadCpuUsage?: () => NodeJS.CpuUsage };
+  const cpu = p.threadCpuUsage?.bind(p) ?? process.cpuUsage.bind(process);
+  return () => {
+    const u = cpu();
+    return { runMs: (u.user + u.system) / 1000 };
+  };
+}
+
+/** Starts a {@link StallWatch} on a timer (unref'd), with GC pauses from a `gc` performance observer. */
+export function startStallWatch(
+  opts: Pick<StallWatchOptions, 'thresholdMs' | 'report' | 'onStall' | 'leaderOf' | 'alwaysReportMs'> & {
+    intervalMs?: number;
+    quietMs?: number;
+  },
+): { stop(): void } {
+  const intervalMs = opts.intervalMs ?? 50;
+  // Recent GC pauses (start on performance.now(), duration); a stall looks back one interval at most.
+  const gcs: { start: number; ms: number }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push({ start: e.startTime, ms: e.duration });
+    const horizon = performance.now() - 60_000;
+    while (gcs.length > 0 && (gcs[0] as { start: number }).start < horizon) gcs.shift();
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const watch = new StallWatch({
+    thresholdMs: opts.thresholdMs,
+    intervalMs,
+    quietMs: opts.quietMs ?? 5_000,
+    now: () => performance.now(),
+    threadTimes: threadTimesReader(),
+    gcMsBetween: (from, to) => gcs.reduce((sum, g) => (g.start >= from && g.start < to ? sum + g.ms : sum), 0),
+    report: opts.report,
+    ...(opts.onStall !== undefined ? { onStall: opts.onStall } : {}),
+    ...(opts.leaderOf !== undefined ? { leaderOf: opts.leaderOf } : {}),
+    ...(opts.alwaysReportMs !== undefined ? { alwaysReportMs: opts.alwaysReportMs } : {}),
+  });
+  watch.sample();
+  const timer = setInterval(() => watch.sample(), intervalMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      observer.disconnect();
+    },
+  };
+}

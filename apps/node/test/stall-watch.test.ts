@@ -1,0 +1,186 @@
+import { describe, expect, it } from 'vitest';
+import { type Stall, StallWatch, type ThreadTimes, threadTimesReader } from '../src/stall-watch.js';
+
+/** A watch over a hand-driven clock and thread times; `step(ms, times)` moves both and samples. */
+function harness(opts: { thresholdMs?: number; quietMs?: number; gcs?: { at: number; ms: number }[] } = {}) {
+  let now = 0;
+  let times: ThreadTimes = { runMs: 0, waitMs: 0 };
+  const reports: { stall: Stall; suppressed: number }[] = [];
+  const stalls: Stall[] = [];
+  const watch = new StallWatch({
+    thresholdMs: opts.thresholdMs ?? 250,
+    intervalMs: 50,
+    quietMs: opts.quietMs ?? 5_000,
+    now: () => now,
+    threadTimes: () => times,
+    gcMsBetween: (from, to) => (opts.gcs ?? []).reduce((s, g) => (g.at >= from && g.at < to ? s + g.ms : s), 0),
+    onStall: (s) => stalls.push(s),
+    report: (stall, suppressed) => reports.push({ stall, suppressed }),
+  });
+  watch.sample();
+  const step = (ms: number, run: number, wait = 0): void => {
+    now += ms;
+    times = { runMs: times.runMs + run, waitMs: (times.waitMs ?? 0) + wait };
+    watch.sample();
+  };
+  return { step, reports, stalls };
+}
+
+describe('StallWatch', () => {
+  it('stays quiet while samples come on time or late by less than the threshold', () => {
+    const h = harness();
+    for (let i = 0; i < 100; i++) h.step(50, 5);
+    h.step(290, 280); // 240 ms late
+    h.step(50, 5);
+    expect(h.reports).toEqual([]);
+    expect(h.stalls).toEqual([]);
+  });
+
+  it('reports a stall at the next sample, with the GC pauses that began in it, as running when the thread was on a CPU', () => {
+    const h = harness({
+      gcs: [
+        { at: 100, ms: 120 },
+        { at: 700, ms: 40 },
+      ],
+    });
+    h.step(50, 5);
+    h.step(650, 600, 10); // 600 ms late: the thread ran 600 of the 650 ms
+    expect(h.reports).toEqual([]);
+    h.step(50, 5);
+    expect(h.reports).toEqual([
+      {
+        stall: {
+          stalledMs: 600,
+          runningMs: 600,
+          waitingForCpuMs: 10,
+          offCpuMs: 40,
+          gcMs: 120,
+          cause: 'running',
+          leaderOf: [],
+        },
+        suppressed: 0,
+      },
+    ]);
+  });
+
+  it('tells a thread that waited for a CPU from one asleep in a system call', () => {
+    const h = harness({ quietMs: 0 });
+    h.step(850, 50, 700);
+    h.step(50, 5);
+    h.step(900, 20, 10);
+    h.step(50, 5);
+    expect(h.reports.map((r) => [r.stall.cause, r.stall.waitingForCpuMs, r.stall.offCpuMs])).toEqual([
+      ['waiting for a CPU', 700, 100],
+      ['off CPU', 10, 870],
+    ]);
+  });
+
+  it('reports at most one stall per quiet span, and counts the others in the next report', () => {
+    const h = harness({ quietMs: 5_000 });
+    h.step(400, 350);
+    h.step(50, 5);
+    for (let i = 0; i < 3; i++) {
+      h.step(500, 450);
+      h.step(50, 5);
+    }
+    expect(h.reports).toHaveLength(1);
+    expect(h.stalls).toHaveLength(4);
+    for (let i = 0; i < 100; i++) h.step(50, 5);
+    h.step(700, 10);
+    h.step(50, 5);
+    expect(h.reports).toHaveLength(2);
+    expect(h.reports[1]).toMatchObject({ suppressed: 3, stall: { stalledMs: 650, cause: 'off CPU' } });
+  });
+
+  it('reports a stall as long as the election timeout even within the quiet span', () => {
+    let now = 0;
+    const reports: Stall[] = [];
+    const watch = new StallWatch({
+      thresholdMs: 250,
+      intervalMs: 50,
+      quietMs: 5_000,
+      alwaysReportMs: 500,
+      now: () => now,
+      threadTimes: () => ({ runMs: 0 }),
+      gcMsBetween: () => 0,
+      report: (s) => reports.push(s),
+    });
+    watch.sample();
+    for (const late of [300, 300, 600, 300]) {
+      now += 50 + late;
+      watch.sample();
+      now += 50;
+      watch.sample();
+    }
+    expect(reports.map((r) => r.stalledMs)).toEqual([300, 600]);
+  });
+
+  it('names the groups it led as the stall began or as it ended', () => {
+    let now = 0;
+    let leading = ['meta'];
+    const reports: Stall[] = [];
+    const watch = new StallWatch({
+      thresholdMs: 250,
+      intervalMs: 50,
+      quietMs: 0,
+      now: () => now,
+      threadTimes: () => ({ runMs: 0 }),
+      gcMsBetween: () => 0,
+      leaderOf: () => leading,
+      report: (s) => reports.push(s),
+    });
+    watch.sample();
+    // Elected for p0 just before the stall, between two samples; deposed of meta by its first tick after it.
+    leading = ['p0'];
+    now += 800;
+    watch.sample();
+    leading = [];
+    now += 50;
+    watch.sample();
+    expect(reports.map((r) => r.leaderOf)).toEqual([['meta', 'p0']]);
+  });
+
+  it('without the time spent waiting for a CPU (no schedstat), counts what did not run as off CPU', () => {
+    let now = 0;
+    let run = 0;
+    const reports: Stall[] = [];
+    const watch = new StallWatch({
+      thresholdMs: 250,
+      intervalMs: 50,
+      quietMs: 0,
+      now: () => now,
+      threadTimes: () => ({ runMs: run }),
+      gcMsBetween: () => 0,
+      report: (s) => reports.push(s),
+    });
+    watch.sample();
+    now += 600;
+    run += 100;
+    watch.sample();
+    now += 50;
+    watch.sample();
+    expect(reports).toEqual([
+      {
+        stalledMs: 550,
+        runningMs: 100,
+        waitingForCpuMs: undefined,
+        offCpuMs: 500,
+        gcMs: 0,
+        cause: 'off CPU',
+        leaderOf: [],
+      },
+    ]);
+  });
+
+  it("reads this thread's times, which grow as it runs", () => {
+    const read = threadTimesReader();
+    const before = read();
+    const until = performance.now() + 30;
+    let x = 0;
+    while (performance.now() < until) x += Math.sqrt(x + 1);
+    const after = read();
+    expect(x).toBeGreaterThan(0);
+    expect(after.runMs - before.runMs).toBeGreaterThan(10);
+    if (process.platform === 'linux') expect(after.waitMs).toBeTypeOf('number');
+  });
+});
