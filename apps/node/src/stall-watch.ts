@@ -36,7 +36,10 @@ export interface StallWatchOptions {
   intervalMs: number;
   /** At most one report per this span; the stalls in between are counted in the next report's `suppressed`. */
   quietMs: number;
-  /** Stalls at least this long are reported whatever the quiet span (a leader's election timeout). */
+  /**
+   * A stall at least this long while the node led a group is reported whatever the quiet span (the
+   * election timeout: its followers may have elected another leader meanwhile).
+   */
   alwaysReportMs?: number;
   now(): number;
   threadTimes(): ThreadTimes;
@@ -79,10 +82,9 @@ export class StallWatch {
       this.pending = undefined;
       stall.gcMs = round(this.opts.gcMsBetween(from, to));
       this.opts.onStall?.(stall);
-      if (
-        at - this.lastReportAt >= this.opts.quietMs ||
-        stall.stalledMs >= (this.opts.alwaysReportMs ?? Number.POSITIVE_INFINITY)
-      ) {
+      const costsLeadership =
+        stall.leaderOf.length > 0 && stall.stalledMs >= (this.opts.alwaysReportMs ?? Number.POSITIVE_INFINITY);
+      if (at - this.lastReportAt >= this.opts.quietMs || costsLeadership) {
         this.lastReportAt = at;
         this.opts.report(stall, this.suppressed);
         this.suppressed = 0;

@@ -92,8 +92,9 @@ describe('StallWatch', () => {
     expect(h.reports[1]).toMatchObject({ suppressed: 3, stall: { stalledMs: 650, cause: 'off CPU' } });
   });
 
-  it('reports a stall as long as the election timeout even within the quiet span', () => {
+  it("reports a leader's stall as long as the election timeout even within the quiet span, not a follower's", () => {
     let now = 0;
+    let leading: string[] = [];
     const reports: Stall[] = [];
     const watch = new StallWatch({
       thresholdMs: 250,
@@ -103,16 +104,29 @@ describe('StallWatch', () => {
       now: () => now,
       threadTimes: () => ({ runMs: 0 }),
       gcMsBetween: () => 0,
+      leaderOf: () => leading,
       report: (s) => reports.push(s),
     });
     watch.sample();
-    for (const late of [300, 300, 600, 300]) {
+    for (const [late, leads] of [
+      [300, []],
+      [600, []],
+      [300, ['p0']],
+      [600, ['p0']],
+      [300, []],
+    ] as const) {
+      leading = [...leads];
+      now += 50;
+      watch.sample();
       now += 50 + late;
       watch.sample();
       now += 50;
       watch.sample();
     }
-    expect(reports.map((r) => r.stalledMs)).toEqual([300, 600]);
+    expect(reports.map((r) => [r.stalledMs, r.leaderOf])).toEqual([
+      [300, []],
+      [600, ['p0']],
+    ]);
   });
 
   it('names the groups it led as the stall began or as it ended', () => {
