@@ -2,6 +2,7 @@ import { StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import type Database from 'better-sqlite3';
 import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
+import { packRows } from './kv-row-pack.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
 import { copyPartitionImage, discardImage, removeImage } from './sqlite-kv-image.js';
@@ -616,21 +617,23 @@ class SqliteKvInstaller implements KvInstaller {
     // Not fsynced: the commit's durable transaction makes every flush before it durable (WAL order).
     this.host.throttle();
     this.host.run(() => {
-      for (const r of rows) {
-        const type = typeCode(r.type);
-        const crc = kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version, type);
-        this.host.emit([
-          'put',
-          this.gen,
-          r.key,
-          r.value,
-          r.createRevision,
-          r.modifyRevision,
-          r.expiresAt ?? null,
-          crc,
-          r.version,
-          type,
-        ]);
+      // One buffer for the batch's rows: a thousand rows as statement arguments cost the writer's
+      // message a structured clone of each (see kv-row-pack.ts).
+      if (rows.length > 0) {
+        const packed = rows.map((r) => {
+          const type = typeCode(r.type);
+          return {
+            key: r.key,
+            value: r.value,
+            createRevision: r.createRevision,
+            modifyRevision: r.modifyRevision,
+            expiresAt: r.expiresAt ?? null,
+            crc: kvRowCrc(p, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.version, type),
+            version: r.version,
+            type,
+          };
+        });
+        this.host.emit(['putRows', this.gen, packRows(packed)]);
       }
       for (const s of sessions) {
         const session = { clientId: s.clientId, lowWater: s.lowWater, lastActive: s.lastActive };

@@ -1,6 +1,7 @@
 import { existsSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
+import { forEachPackedRow } from './kv-row-pack.js';
 import { purgeGeneration } from './sqlite-kv-partition.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
@@ -8,8 +9,12 @@ import { type Statements, prepareStatements } from './sqlite-statements.js';
 /** The write statements a job may run, by name (both statement sets of a connection). */
 export type WriteStatement = keyof Statements | keyof KvStatements;
 
-/** One statement run with positional arguments. */
-export type Op = [statement: WriteStatement, ...args: unknown[]];
+/**
+ * One statement run with positional arguments, or `putRows`: the `put`
+ * statement once per row of a {@link packRows} buffer (a snapshot install's
+ * rows), into generation `gen`.
+ */
+export type Op = [statement: WriteStatement, ...args: unknown[]] | ['putRows', gen: number, rows: Uint8Array];
 
 /**
  * One unit of work for the writer: either statements committed atomically,
@@ -121,6 +126,14 @@ export class JobRunner {
   }
 
   private exec(op: Op): void {
+    if (op[0] === 'putRows') {
+      const [, gen, rows] = op as ['putRows', number, Uint8Array];
+      const put = this.kvStatements().put;
+      forEachPackedRow(rows, (r) =>
+        put.run(gen, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.crc, r.version, r.type),
+      );
+      return;
+    }
     const stmt = this.stmts[op[0]];
     if (stmt === undefined) throw new Error(`unknown statement ${op[0]}`);
     const args = op.slice(1).map(bindable);

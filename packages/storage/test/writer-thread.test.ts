@@ -137,6 +137,34 @@ describe('SqliteNodeStore with its writer thread', () => {
     expect(kv.applied().index).toBe(5);
   });
 
+  it('installs every field of a row as written: types, revisions, versions, expiry, empty values', () => {
+    const kv = store.kv('p');
+    const enc = new TextEncoder();
+    const rows = Array.from({ length: 2500 }, (_, i) => ({
+      key: enc.encode(`k${String(i).padStart(5, '0')}`),
+      value: i % 7 === 0 ? new Uint8Array() : enc.encode(`v${i}`.repeat(1 + (i % 50))),
+      createRevision: 1 + i,
+      modifyRevision: 2 ** 40 + i,
+      version: 1 + (i % 9),
+      ...(i % 3 === 0 ? { expiresAt: 1_700_000_000_000 + i } : {}),
+      ...(i % 5 === 1 ? { type: 'hash' as const } : i % 5 === 2 ? { type: 'list' as const } : {}),
+    }));
+    const installer = kv.beginInstall();
+    for (const r of rows) installer.put(r);
+    installer.commit({ index: 9, term: 2, confState: { ...emptyConfState(), voters: ['n1'] } });
+    // Read back through the CRC check of every row.
+    const got = kv.scan({ limit: 10_000 });
+    expect(got).toHaveLength(rows.length);
+    got.forEach((r, i) => {
+      const want = rows[i] as (typeof rows)[number];
+      expect({ ...r, key: text(r.key), value: Buffer.from(r.value).toString('hex') }).toEqual({
+        ...want,
+        key: text(want.key),
+        value: Buffer.from(want.value).toString('hex'),
+      });
+    });
+  });
+
   it('rejects the write, and every one after it, with the reason when the writer fails', async () => {
     await store.write([{ group: 'g', entries: ents(1, 2, 1) }]);
     // Pulled from under the writer: its next insert fails.
