@@ -862,7 +862,11 @@ export class CohortNode {
       thresholdMs: Math.max(electionMs / 2, 2 * this.options.config.raft.heartbeatIntervalMs),
       alwaysReportMs: electionMs,
       onStall: (stall) => metrics.loopStalls.inc({ cause: stall.cause }),
-      leaderOf: () => host.groupIds().filter((g) => host.isLeader(g)),
+      // Raft groups led here, and Vertical Paxos partitions whose primary this node is.
+      leaderOf: () => [
+        ...host.groupIds().filter((g) => host.isLeader(g)),
+        ...this.parts.filter((p) => p.vp !== undefined && p.vp.status().role === 'leader').map((p) => p.group),
+      ],
       report: (stall, suppressed) => {
         this.log.warn(
           stall.leaderOf.length > 0 && stall.stalledMs >= electionMs
