@@ -856,26 +856,6 @@ export class CohortNode {
       }),
     );
     host.onProposalTiming = (_group, t) => metrics.observeProposal(t);
-    // A leader whose loop stalls past the election timeout sends no heartbeat meanwhile: say so, and why.
-    const electionMs = this.options.config.raft.electionTimeoutMinMs;
-    this.stallWatch = startStallWatch({
-      thresholdMs: Math.max(electionMs / 2, 2 * this.options.config.raft.heartbeatIntervalMs),
-      alwaysReportMs: electionMs,
-      onStall: (stall) => metrics.loopStalls.inc({ cause: stall.cause }),
-      // Raft groups led here, and Vertical Paxos partitions whose primary this node is.
-      leaderOf: () => [
-        ...host.groupIds().filter((g) => host.isLeader(g)),
-        ...this.parts.filter((p) => p.vp !== undefined && p.vp.status().role === 'leader').map((p) => p.group),
-      ],
-      report: (stall, suppressed) => {
-        this.log.warn(
-          stall.leaderOf.length > 0 && stall.stalledMs >= electionMs
-            ? 'event loop stalled past the election timeout while leading: followers may elect another leader'
-            : 'event loop stalled',
-          { ...stall, electionTimeoutMs: electionMs, ...(suppressed > 0 ? { suppressed } : {}) },
-        );
-      },
-    });
     this.leaders.onFailover = (group, ms) => metrics.failovers.labels({ group }).observe(ms / 1000);
     host.onConfChange = (group, cc) => {
       const address = memberAddress(cc.context);
@@ -1166,6 +1146,27 @@ export class CohortNode {
       respAuth: acl.authRequired,
       httpAuth: acl.tokensRequired,
       secret: security.clusterSecret !== undefined,
+    });
+    // A leader whose loop stalls past the election timeout sends no heartbeat meanwhile: say so, and why.
+    // Watched from here on: while three nodes start on a small machine, each start stalls its loop.
+    const electionMs = this.options.config.raft.electionTimeoutMinMs;
+    this.stallWatch = startStallWatch({
+      thresholdMs: Math.max(electionMs / 2, 2 * this.options.config.raft.heartbeatIntervalMs),
+      alwaysReportMs: electionMs,
+      onStall: (stall) => metrics.loopStalls.inc({ cause: stall.cause }),
+      // Raft groups led here, and Vertical Paxos partitions whose primary this node is.
+      leaderOf: () => [
+        ...host.groupIds().filter((g) => host.isLeader(g)),
+        ...this.parts.filter((p) => p.vp !== undefined && p.vp.status().role === 'leader').map((p) => p.group),
+      ],
+      report: (stall, suppressed) => {
+        this.log.warn(
+          stall.leaderOf.length > 0 && stall.stalledMs >= electionMs
+            ? 'event loop stalled past the election timeout while leading: followers may elect another leader'
+            : 'event loop stalled',
+          { ...stall, electionTimeoutMs: electionMs, ...(suppressed > 0 ? { suppressed } : {}) },
+        );
+      },
     });
     this.log.info('node started', {
       id: node.id,

@@ -114,6 +114,17 @@ describe('a leader that stalls', () => {
     const leader = await c.leader(c.nodes, 30_000);
     const pid = leader.child?.pid;
     expect(pid).toBeTypeOf('number');
+    // Its stall watch runs once it started, and samples the groups it leads every 50 ms: a stop within a
+    // sample of the election would find it leading none.
+    await poll('the leader started and leading p0 for 300 ms', 10_000, async () => {
+      if (!leader.log.includes('"node started"')) return undefined;
+      const res = await fetch(`http://127.0.0.1:${leader.http}/v1/partitions`, { signal: AbortSignal.timeout(1000) });
+      const { partitions } = (await res.json()) as {
+        partitions: { partition: number; role?: string; leaderForMs?: number }[];
+      };
+      const p0 = partitions.find((p) => p.partition === 0);
+      return p0?.role === 'leader' && (p0.leaderForMs ?? 0) >= 300 ? true : undefined;
+    });
     // Stopped, the leader's thread is neither running nor waiting for a CPU: its stall is off CPU.
     const stoppedAt = Date.now();
     process.kill(pid as number, 'SIGSTOP');
@@ -142,7 +153,7 @@ describe('a leader that stalls', () => {
     }).catch((err: Error) => {
       throw new Error(`${err.message}\n${c.notableLog()}`);
     });
-    expect(line.msg).toMatch(/past the election timeout while leading/);
+    expect(line.msg, JSON.stringify(line)).toMatch(/past the election timeout while leading/);
     expect(line.cause).toBe('off CPU');
     expect(line.stalledMs).toBeGreaterThanOrEqual(300);
     expect(line.leaderOf.length).toBeGreaterThan(0);
