@@ -166,7 +166,7 @@ export function startStallWatch(
   },
 ): { stop(): void } {
   const intervalMs = opts.intervalMs ?? 50;
-  // Recent GC pauses (start on performance.now(), duration); a stall looks back one interval at most.
+  // GC pauses of the last minute (start on performance.now(), duration): a stall looks back over its own span.
   const gcs: { start: number; ms: number }[] = [];
   const observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) gcs.push({ start: e.startTime, ms: e.duration });

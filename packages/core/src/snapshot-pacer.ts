@@ -119,6 +119,15 @@ export class SnapshotPacer {
     return this.active > 0 ? this.baseline : undefined;
   }
 
+  /**
+   * Fields for a transfer's log line: `writeLatencyBaselineMs`, the latency the writes are held to, while
+   * transfers run on an adaptive pacer; none otherwise.
+   */
+  logFields(): { writeLatencyBaselineMs?: number } {
+    const baseline = this.baselineMs;
+    return this.adaptive && baseline !== undefined ? { writeLatencyBaselineMs: Math.round(baseline * 10) / 10 } : {};
+  }
+
   /** A client write took `latencyMs` from proposal to reply. */
   observeWrite(latencyMs: number, now: number): void {
     const gap = now - this.lastWriteAt;

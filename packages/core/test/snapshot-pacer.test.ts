@@ -198,6 +198,21 @@ describe('SnapshotPacer', () => {
     expect(p.backoffs).toBeGreaterThan(0);
   });
 
+  it("gives a transfer's log line the latency it holds the writes to, only while transfers run on an adaptive pacer", () => {
+    const p = new SnapshotPacer({ maxBytesPerSec: 16 * MIB, minBytesPerSec: MIB });
+    const at = writes(p, 0, 2000, 2.04);
+    expect(p.logFields()).toEqual({});
+    p.begin();
+    p.rate(at);
+    expect(p.logFields()).toEqual({ writeLatencyBaselineMs: 2 });
+    p.end();
+    expect(p.logFields()).toEqual({});
+    const fixed = new SnapshotPacer({ maxBytesPerSec: 4 * MIB, minBytesPerSec: 4 * MIB });
+    writes(fixed, 0, 2000, 2);
+    fixed.begin();
+    expect(fixed.logFields()).toEqual({});
+  });
+
   it('schedules chunks from the previous one due, restarting after a chunk that left late; none without a limit', () => {
     // A fixed 1,000 bytes/s: a 100-byte chunk is due 100 ms after the one before.
     const p = new SnapshotPacer({ maxBytesPerSec: 1000, minBytesPerSec: 1000 });

@@ -15,12 +15,6 @@ import {
 } from '@cohort/core';
 import type { SnapshotReader } from './durable-state-machine.js';
 
-/** The pace a transfer starts at, for its log line. */
-function paceFields(pacer: SnapshotPacer): Record<string, number> {
-  const baseline = pacer.baselineMs;
-  return pacer.adaptive && baseline !== undefined ? { writeLatencyBaselineMs: Math.round(baseline * 10) / 10 } : {};
-}
-
 /** Options of {@link SnapshotSender}. */
 export interface SnapshotSenderOptions {
   self: NodeId;
@@ -141,7 +135,7 @@ export class SnapshotSender {
         group,
         peer,
         index: reader.meta.index,
-        ...paceFields(this.pacer),
+        ...this.pacer.logFields(),
       });
       this.run(t, reader)
         .catch((err: Error) => {

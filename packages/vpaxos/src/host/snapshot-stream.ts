@@ -135,7 +135,12 @@ export class VpSnapshotSender {
         reader.close();
         return;
       }
-      this.opts.logger.info('vpaxos: streaming a snapshot', { group: this.opts.group, peer, index: reader.meta.index });
+      this.opts.logger.info('vpaxos: streaming a snapshot', {
+        group: this.opts.group,
+        peer,
+        index: reader.meta.index,
+        ...this.pacer.logFields(),
+      });
       this.run(t, ballot, reader)
         .catch((err: Error) => {
           this.opts.logger.warn('vpaxos: snapshot transfer failed', { group: this.opts.group, peer, err: err.message });
