@@ -1159,9 +1159,9 @@ export class CohortNode {
         ...host.groupIds().filter((g) => host.isLeader(g)),
         ...this.parts.filter((p) => p.vp !== undefined && p.vp.status().role === 'leader').map((p) => p.group),
       ],
-      report: (stall, suppressed) => {
+      report: (stall, suppressed, leaderAtRisk) => {
         this.log.warn(
-          stall.leaderOf.length > 0 && stall.stalledMs >= electionMs
+          leaderAtRisk
             ? 'event loop stalled past the election timeout while leading: followers may elect another leader'
             : 'event loop stalled',
           { ...stall, electionTimeoutMs: electionMs, ...(suppressed > 0 ? { suppressed } : {}) },

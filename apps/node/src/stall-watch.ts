@@ -53,7 +53,8 @@ export interface StallWatchOptions {
    * tick after the stall may step it down before the watch's sample does).
    */
   leaderOf?(): readonly string[];
-  report(stall: Stall, suppressed: number): void;
+  /** `leaderAtRisk`: a stall of `alwaysReportMs` or more while the node led a group. */
+  report(stall: Stall, suppressed: number, leaderAtRisk: boolean): void;
 }
 
 /**
@@ -82,11 +83,11 @@ export class StallWatch {
       this.pending = undefined;
       stall.gcMs = round(this.opts.gcMsBetween(from, to));
       this.opts.onStall?.(stall);
-      const costsLeadership =
+      const leaderAtRisk =
         stall.leaderOf.length > 0 && stall.stalledMs >= (this.opts.alwaysReportMs ?? Number.POSITIVE_INFINITY);
-      if (at - this.lastReportAt >= this.opts.quietMs || costsLeadership) {
+      if (at - this.lastReportAt >= this.opts.quietMs || leaderAtRisk) {
         this.lastReportAt = at;
-        this.opts.report(stall, this.suppressed);
+        this.opts.report(stall, this.suppressed, leaderAtRisk);
         this.suppressed = 0;
       } else {
         this.suppressed++;

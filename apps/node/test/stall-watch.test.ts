@@ -1,29 +1,47 @@
 import { describe, expect, it } from 'vitest';
 import { type Stall, StallWatch, type ThreadTimes, threadTimesReader } from '../src/stall-watch.js';
 
-/** A watch over a hand-driven clock and thread times; `step(ms, times)` moves both and samples. */
-function harness(opts: { thresholdMs?: number; quietMs?: number; gcs?: { at: number; ms: number }[] } = {}) {
+interface HarnessOptions {
+  thresholdMs?: number;
+  quietMs?: number;
+  alwaysReportMs?: number;
+  gcs?: { at: number; ms: number }[];
+  /** false: the thread's times carry no waiting time (no schedstat). */
+  schedstat?: boolean;
+}
+
+/**
+ * A watch over a hand-driven clock and thread times: `step(ms, run, wait)` moves both and samples;
+ * `lead(groups)` sets the groups the node leads from the next sample on.
+ */
+function harness(opts: HarnessOptions = {}) {
   let now = 0;
-  let times: ThreadTimes = { runMs: 0, waitMs: 0 };
+  let times: ThreadTimes = opts.schedstat === false ? { runMs: 0 } : { runMs: 0, waitMs: 0 };
+  let leading: string[] = [];
   const reports: { stall: Stall; suppressed: number }[] = [];
   const stalls: Stall[] = [];
   const watch = new StallWatch({
     thresholdMs: opts.thresholdMs ?? 250,
     intervalMs: 50,
     quietMs: opts.quietMs ?? 5_000,
+    ...(opts.alwaysReportMs !== undefined ? { alwaysReportMs: opts.alwaysReportMs } : {}),
     now: () => now,
     threadTimes: () => times,
     gcMsBetween: (from, to) => (opts.gcs ?? []).reduce((s, g) => (g.at >= from && g.at < to ? s + g.ms : s), 0),
+    leaderOf: () => leading,
     onStall: (s) => stalls.push(s),
     report: (stall, suppressed) => reports.push({ stall, suppressed }),
   });
   watch.sample();
   const step = (ms: number, run: number, wait = 0): void => {
     now += ms;
-    times = { runMs: times.runMs + run, waitMs: (times.waitMs ?? 0) + wait };
+    times = { runMs: times.runMs + run, ...(times.waitMs !== undefined ? { waitMs: times.waitMs + wait } : {}) };
     watch.sample();
   };
-  return { step, reports, stalls };
+  const lead = (groups: readonly string[]): void => {
+    leading = [...groups];
+  };
+  return { step, lead, reports, stalls };
 }
 
 describe('StallWatch', () => {
@@ -93,21 +111,7 @@ describe('StallWatch', () => {
   });
 
   it("reports a leader's stall as long as the election timeout even within the quiet span, not a follower's", () => {
-    let now = 0;
-    let leading: string[] = [];
-    const reports: Stall[] = [];
-    const watch = new StallWatch({
-      thresholdMs: 250,
-      intervalMs: 50,
-      quietMs: 5_000,
-      alwaysReportMs: 500,
-      now: () => now,
-      threadTimes: () => ({ runMs: 0 }),
-      gcMsBetween: () => 0,
-      leaderOf: () => leading,
-      report: (s) => reports.push(s),
-    });
-    watch.sample();
+    const h = harness({ quietMs: 5_000, alwaysReportMs: 500 });
     for (const [late, leads] of [
       [300, []],
       [600, []],
@@ -115,65 +119,34 @@ describe('StallWatch', () => {
       [600, ['p0']],
       [300, []],
     ] as const) {
-      leading = [...leads];
-      now += 50;
-      watch.sample();
-      now += 50 + late;
-      watch.sample();
-      now += 50;
-      watch.sample();
+      h.lead(leads);
+      h.step(50, 0);
+      h.step(50 + late, 0);
+      h.step(50, 0);
     }
-    expect(reports.map((r) => [r.stalledMs, r.leaderOf])).toEqual([
+    expect(h.reports.map((r) => [r.stall.stalledMs, r.stall.leaderOf])).toEqual([
       [300, []],
       [600, ['p0']],
     ]);
   });
 
   it('names the groups it led as the stall began or as it ended', () => {
-    let now = 0;
-    let leading = ['meta'];
-    const reports: Stall[] = [];
-    const watch = new StallWatch({
-      thresholdMs: 250,
-      intervalMs: 50,
-      quietMs: 0,
-      now: () => now,
-      threadTimes: () => ({ runMs: 0 }),
-      gcMsBetween: () => 0,
-      leaderOf: () => leading,
-      report: (s) => reports.push(s),
-    });
-    watch.sample();
+    const h = harness({ quietMs: 0 });
+    h.lead(['meta']);
+    h.step(50, 0);
     // Elected for p0 just before the stall, between two samples; deposed of meta by its first tick after it.
-    leading = ['p0'];
-    now += 800;
-    watch.sample();
-    leading = [];
-    now += 50;
-    watch.sample();
-    expect(reports.map((r) => r.leaderOf)).toEqual([['meta', 'p0']]);
+    h.lead(['p0']);
+    h.step(800, 0);
+    h.lead([]);
+    h.step(50, 0);
+    expect(h.reports.map((r) => r.stall.leaderOf)).toEqual([['meta', 'p0']]);
   });
 
   it('without the time spent waiting for a CPU (no schedstat), counts what did not run as off CPU', () => {
-    let now = 0;
-    let run = 0;
-    const reports: Stall[] = [];
-    const watch = new StallWatch({
-      thresholdMs: 250,
-      intervalMs: 50,
-      quietMs: 0,
-      now: () => now,
-      threadTimes: () => ({ runMs: run }),
-      gcMsBetween: () => 0,
-      report: (s) => reports.push(s),
-    });
-    watch.sample();
-    now += 600;
-    run += 100;
-    watch.sample();
-    now += 50;
-    watch.sample();
-    expect(reports).toEqual([
+    const h = harness({ quietMs: 0, schedstat: false });
+    h.step(600, 100);
+    h.step(50, 0);
+    expect(h.reports.map((r) => r.stall)).toEqual([
       {
         stalledMs: 550,
         runningMs: 100,

@@ -23,8 +23,10 @@ export interface PackedRow {
   type: number;
 }
 
-/** Bytes a row takes besides its key and value: two lengths, then 37 of revisions, expiry, CRC, version, type. */
-const FIXED = 4 + 4 + 37;
+/** Bytes after a row's value: revisions, expiry, CRC, version, type. */
+const TAIL = 8 + 8 + 8 + 4 + 8 + 1;
+/** Bytes a row takes besides its key and value: the two lengths and the tail. */
+const FIXED = 4 + 4 + TAIL;
 
 /** Packs `rows` into one buffer. */
 export function packRows(rows: readonly PackedRow[]): Uint8Array {
@@ -46,7 +48,7 @@ export function packRows(rows: readonly PackedRow[]): Uint8Array {
     view.setUint32(at + 24, r.crc, true);
     view.setFloat64(at + 28, r.version, true);
     out[at + 36] = r.type;
-    at += 37;
+    at += TAIL;
   }
   return out;
 }
@@ -75,7 +77,7 @@ export function forEachPackedRow(packed: Uint8Array, fn: (row: PackedRow) => voi
     need(at, 4);
     const value = bytes(at + 4, view.getUint32(at, true));
     at += 4 + value.length;
-    need(at, 37);
+    need(at, TAIL);
     const expiresAt = view.getFloat64(at + 16, true);
     fn({
       key,
@@ -87,6 +89,6 @@ export function forEachPackedRow(packed: Uint8Array, fn: (row: PackedRow) => voi
       version: view.getFloat64(at + 28, true),
       type: packed[at + 36] as number,
     });
-    at += 37;
+    at += TAIL;
   }
 }

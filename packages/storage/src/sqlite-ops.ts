@@ -127,7 +127,7 @@ export class JobRunner {
 
   private exec(op: Op): void {
     if (op[0] === 'putRows') {
-      const [, gen, rows] = op as ['putRows', number, Uint8Array];
+      const [, gen, rows] = op;
       const put = this.kvStatements().put;
       forEachPackedRow(rows, (r) =>
         put.run(gen, r.key, r.value, r.createRevision, r.modifyRevision, r.expiresAt, r.crc, r.version, r.type),
