@@ -165,6 +165,26 @@ describe('SqliteNodeStore with its writer thread', () => {
     });
   });
 
+  it('commits keys, values and entries that view pooled or larger buffers as their own bytes', async () => {
+    // Pooled Buffers and slices of one large read, as a request's or a peer message's bytes arrive.
+    const read = new Uint8Array(65_536).map((_, i) => i % 253);
+    const entries = ents(1, 3, 1).map((e, i) => ({ ...e, data: read.subarray(1000 * i, 1000 * i + 300) }));
+    const rows = Array.from({ length: 20 }, (_, i) => ({
+      key: Buffer.from(`key:${String(i).padStart(12, '0')}`),
+      value: i % 2 === 0 ? read.subarray(i * 97, i * 97 + 100) : Buffer.from(`pooled value ${i}`),
+    }));
+    store.transaction(() => {
+      rows.forEach((r, i) => store.kv('p').put(r.key, r.value, { revision: i + 1 }));
+    });
+    await store.write([{ group: 'g', entries, hardState: { term: 1, vote: 'n1', commit: 3 } }]);
+    store.close();
+    store = SqliteNodeStore.open(join(dir, 'node.db'));
+    for (const r of rows) expect(store.kv('p').get(r.key)?.value).toEqual(new Uint8Array(r.value));
+    expect(store.group('g').entries(1, 4, Number.MAX_SAFE_INTEGER).map((e) => Array.from(e.data))).toEqual(
+      entries.map((e) => Array.from(e.data)),
+    );
+  });
+
   it('rejects the write, and every one after it, with the reason when the writer fails', async () => {
     await store.write([{ group: 'g', entries: ents(1, 2, 1) }]);
     // Pulled from under the writer: its next insert fails.

@@ -251,6 +251,7 @@ try {
     );
     if (c === undefined) return [];
     const ms = (x: number): string => (Number.isNaN(x) ? '-' : x.toFixed(2));
+    const us = (x: number): string => (Number.isNaN(x) ? '-' : String(x));
     return [
       [
         w.stage,
@@ -262,6 +263,9 @@ try {
         c.commitsPerWrite.toFixed(2),
         ms(c.commitMs),
         String(c.leaderCpuUs),
+        us(c.leaderMainUs),
+        us(c.leaderWorkersUs),
+        us(c.leaderV8Us),
         String(c.clusterCpuUs),
         String(c.diskBytes),
       ],
@@ -271,7 +275,8 @@ try {
     out.push(
       '',
       "Cohort writes, where the time goes (medians; ms from the leader's proposal to each phase; the leader's store",
-      'commits per write and ms per commit on its writer thread, fsync included; CPU and disk bytes per write):',
+      'commits per write and ms per commit on its writer thread, fsync included; CPU and disk bytes per write; of the',
+      "leader's CPU, its event loop's thread, its worker threads (the store's writer) and V8's helper threads (GC, JIT)):",
       formatTable(
         [
           'keys',
@@ -283,6 +288,9 @@ try {
           'commits/w',
           'commit ms',
           'leader CPU us/w',
+          'loop',
+          'writer',
+          'V8 thr.',
           'cluster CPU us/w',
           'disk B/w',
         ],

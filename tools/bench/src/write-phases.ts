@@ -18,6 +18,11 @@ export interface NodeCounters {
   /** CPU seconds of the process, and bytes it caused to be written to disk. */
   cpuSeconds: number;
   diskBytes: number;
+  /**
+   * CPU seconds of its threads by kind: the event loop's (`main`), worker threads' (the store's writer),
+   * V8's helper threads' (GC, optimizing compilers). Absent where unreadable.
+   */
+  threadCpu?: { main: number; workers: number; v8: number };
 }
 
 /** What one run's writes cost, per write (medians over rounds are taken of these). */
@@ -33,6 +38,10 @@ export interface WriteCost {
   /** CPU µs per write on the leader, and summed over every node. */
   leaderCpuUs: number;
   clusterCpuUs: number;
+  /** Of the leader's: its event loop's thread, its worker threads (the writer), V8's helper threads (NaN if unknown). */
+  leaderMainUs: number;
+  leaderWorkersUs: number;
+  leaderV8Us: number;
   /** Bytes written to disk per write, summed over every node. */
   diskBytes: number;
 }
@@ -90,6 +99,8 @@ export function writeCost(
     return n > 0 ? round((s / n) * 1000, 3) : Number.NaN;
   };
   const commits = b.commits - a.commits;
+  const threadUs = (kind: 'main' | 'workers' | 'v8'): number =>
+    a.threadCpu && b.threadCpu ? Math.round(((b.threadCpu[kind] - a.threadCpu[kind]) / writes) * 1e6) : Number.NaN;
   const sum = (pick: (c: NodeCounters) => number): number =>
     nodes.reduce((t, n) => t + pick(n.after) - pick(n.before), 0);
   return {
@@ -100,6 +111,9 @@ export function writeCost(
     commitsPerWrite: round(commits / writes, 3),
     commitMs: commits > 0 ? round(((b.commitSeconds - a.commitSeconds) / commits) * 1000, 3) : Number.NaN,
     leaderCpuUs: Math.round(((b.cpuSeconds - a.cpuSeconds) / writes) * 1e6),
+    leaderMainUs: threadUs('main'),
+    leaderWorkersUs: threadUs('workers'),
+    leaderV8Us: threadUs('v8'),
     clusterCpuUs: Math.round((sum((c) => c.cpuSeconds) / writes) * 1e6),
     diskBytes: Math.round(sum((c) => c.diskBytes) / writes),
   };

@@ -51,9 +51,13 @@ describe('write phases', () => {
       commitSeconds: 0.15,
       cpuSeconds: 0.05,
       diskBytes: 400_000,
+      threadCpu: { main: 0.03, workers: 0.005, v8: 0.01 },
     });
     const follower = { before: node({ cpuSeconds: 1 }), after: node({ cpuSeconds: 1.03, diskBytes: 300_000 }) };
-    const c = writeCost(100, { before, after }, [{ before, after }, follower]);
+    const c = writeCost(100, { before: { ...before, threadCpu: { main: 0, workers: 0, v8: 0 } }, after }, [
+      { before, after },
+      follower,
+    ]);
     expect(c).toEqual({
       persistedMs: 2,
       committedMs: 3,
@@ -62,9 +66,14 @@ describe('write phases', () => {
       commitsPerWrite: 0.5,
       commitMs: 1,
       leaderCpuUs: 500,
+      leaderMainUs: 300,
+      leaderWorkersUs: 50,
+      leaderV8Us: 100,
       clusterCpuUs: 800,
       diskBytes: 7000,
     });
+    // Threads unread on either side: their split is unknown, not zero.
+    expect(writeCost(100, { before, after }, [])).toMatchObject({ leaderCpuUs: 500, leaderMainUs: Number.NaN });
     expect(writeCost(0, { before, after }, [])).toBeUndefined();
   });
 

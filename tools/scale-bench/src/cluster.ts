@@ -91,6 +91,25 @@ export async function poll<T>(what: string, ms: number, fn: () => Promise<T | un
   }
 }
 
+/** CPU seconds of a node's threads by kind (see {@link BenchCluster.threadCpuSeconds}). */
+export interface ThreadCpu {
+  main: number;
+  workers: number;
+  v8: number;
+  other: number;
+}
+
+/**
+ * The kind of a Node process's thread: `main` is the process's first thread (its id is the process's);
+ * the others by the names Node and V8 give them (`WorkerThread`, `V8Worker`, `V8 DefaultWorke`).
+ */
+export function threadKind(comm: string, first: boolean): keyof ThreadCpu {
+  if (first) return 'main';
+  if (comm === 'WorkerThread') return 'workers';
+  if (comm.startsWith('V8')) return 'v8';
+  return 'other';
+}
+
 /** A cluster of real `cohort start` processes on 127.0.0.1 under `root`. */
 export class BenchCluster {
   readonly nodes: BenchNode[] = [];
@@ -236,6 +255,37 @@ export class BenchCluster {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * CPU seconds (user + system) the node's threads have used so far, by kind, from Linux
+   * `/proc/<pid>/task/<tid>/stat`: `main` (the event loop's thread), `workers` (worker threads: the
+   * store's writer, and a snapshot's reader while one streams), `v8` (V8's helper threads: concurrent
+   * and parallel GC, optimizing compilers) and `other` (libuv's pool, Node's own). Only threads alive
+   * now count: the CPU of one that exited since an earlier reading is missing from the difference.
+   * Undefined when the node is not running.
+   */
+  threadCpuSeconds(node: BenchNode): ThreadCpu | undefined {
+    const pid = node.child?.pid;
+    if (pid === undefined || node.child?.exitCode !== null) return undefined;
+    const out: ThreadCpu = { main: 0, workers: 0, v8: 0, other: 0 };
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return undefined;
+    }
+    for (const tid of tids) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        out[threadKind(comm, tid === String(pid))] += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      } catch {
+        // The thread exited between the listing and the read.
+      }
+    }
+    return out;
   }
 
   /**
