@@ -9,6 +9,8 @@ export interface Options {
   seconds: number;
   /** Length of the warm-up before each workload's first measured run, in seconds (0: none). */
   warmup: number;
+  /** Seconds of load each system gets once, after its first load and before any measured run (see warmUpPlan). */
+  systemWarmup: number;
   httpConnections: number[];
   respConnections: number;
   pipeline: number;
@@ -29,6 +31,7 @@ export const DEFAULTS = {
   rounds: 3,
   seconds: 5,
   warmup: 2,
+  systemWarmup: 30,
   httpConnections: [1, 64],
   respConnections: 50,
   pipeline: 16,
@@ -36,7 +39,7 @@ export const DEFAULTS = {
   keys: 1_000_000,
   valueBytes: 100,
 } as const;
-export const QUICK = { rounds: 1, seconds: 2, warmup: 0.5, keys: 20_000 } as const;
+export const QUICK = { rounds: 1, seconds: 2, warmup: 0.5, systemWarmup: 4, keys: 20_000 } as const;
 
 const SYSTEMS: readonly SystemName[] = ['cohort', 'etcd', 'redis'];
 
@@ -91,6 +94,12 @@ export function program(): Command {
       seconds(0),
     )
     .option(
+      '--system-warmup <s>',
+      `load each system gets once, before its first measured run, so that all run at their steady state (Cohort's ` +
+        `JIT needs tens of seconds), 0 for none (default ${DEFAULTS.systemWarmup})`,
+      seconds(0),
+    )
+    .option(
       '--http-connections <list>',
       `HTTP connections, comma-separated (default ${DEFAULTS.httpConnections.join(',')})`,
       connectionList,
@@ -131,6 +140,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     rounds?: number;
     seconds?: number;
     warmup?: number;
+    systemWarmup?: number;
     httpConnections?: number[];
     respConnections?: number;
     pipeline?: number;
@@ -155,6 +165,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     rounds: o.rounds ?? (quick ? QUICK.rounds : DEFAULTS.rounds),
     seconds: o.seconds ?? (quick ? QUICK.seconds : DEFAULTS.seconds),
     warmup: o.warmup ?? (quick ? QUICK.warmup : DEFAULTS.warmup),
+    systemWarmup: o.systemWarmup ?? (quick ? QUICK.systemWarmup : DEFAULTS.systemWarmup),
     httpConnections: o.httpConnections ?? [...DEFAULTS.httpConnections],
     respConnections: o.respConnections ?? DEFAULTS.respConnections,
     pipeline: o.pipeline ?? DEFAULTS.pipeline,

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { type Options, parseOptions } from './args.ts';
 import { runHttp } from './http-load.ts';
-import { type PlannedRun, type Workload, checkTargets, keysLabel, schedule, workloads } from './plan.ts';
+import { type PlannedRun, type Workload, checkTargets, keysLabel, schedule, warmUpPlan, workloads } from './plan.ts';
 import { Progress } from './progress.ts';
 import { runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
 import {
@@ -66,7 +66,12 @@ const stages = [{ label: keysLabel(opts.smallKeys), from: 0, keys: opts.smallKey
 if (opts.keys > 0) stages.push({ label: keysLabel(opts.keys), from: opts.smallKeys, keys: opts.keys });
 const plan: PlannedRun[] = stages.flatMap((s) => schedule(s.label, opts.rounds, list, available));
 const warmups = plan.filter((r) => r.round === 1).length;
-const estimate = plan.length * (opts.seconds + 0.5) + warmups * Math.max(opts.warmup, 1) + 20 + (opts.keys / 1e6) * 150;
+const estimate =
+  plan.length * (opts.seconds + 0.5) +
+  warmups * Math.max(opts.warmup, 1) +
+  available.length * opts.systemWarmup +
+  20 +
+  (opts.keys / 1e6) * 150;
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-bench-compare-'));
 const systems = new Map<SystemName, System>();
@@ -96,6 +101,28 @@ const loads: { stage: string; system: SystemName; keys: number; keysPerSec: numb
 /** The last measured rate of each RESP (stage, workload, system): it sizes the next round's run. */
 const respRate = new Map<string, number>();
 const keyOfRun = (r: PlannedRun): string => `${r.stage}/${r.workload.workload}/${r.system}`;
+
+/** Runs `name`'s warm-up (see warmUpPlan): unmeasured load on a key space of `keySpace` keys. */
+async function warmUp(name: SystemName, keySpace: number): Promise<void> {
+  const system = systems.get(name)!;
+  for (const { workload: w, seconds } of warmUpPlan(name, list, available, opts.systemWarmup)) {
+    if (w.protocol === 'http') {
+      await runHttp(await system.httpUrl(), system.http!, w.op, w.connections, seconds, keySpace, opts.valueBytes);
+      continue;
+    }
+    const spec = {
+      port: await system.respPort(),
+      op: w.op === 'put' ? ('set' as const) : ('get' as const),
+      connections: w.connections,
+      pipeline: w.pipeline,
+      keySpace,
+      valueBytes: opts.valueBytes,
+      timeoutSeconds: seconds * 5 + 30,
+    };
+    const r = await sizeRedisBenchmark(spec, seconds, seconds);
+    if (r.error !== undefined) throw new Error(`${SYSTEM_TITLES[name]}: warm-up ${w.title}: ${r.error}`);
+  }
+}
 
 async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   const system = systems.get(run.system)!;
@@ -201,7 +228,7 @@ try {
   const durability: Partial<Record<SystemName, string>> = {};
   for (const s of systems.values()) durability[s.name] = await s.durability();
 
-  progress.start(plan.length + stages.length * systems.size);
+  progress.start(plan.length + stages.length * systems.size + (opts.systemWarmup > 0 ? systems.size : 0));
   for (const stage of stages) {
     for (const s of systems.values()) {
       const loading = `${stage.label}: loading ${SYSTEM_TITLES[s.name]}`;
@@ -215,6 +242,14 @@ try {
       loads.push({ stage: stage.label, system: s.name, keys: stage.keys - stage.from, keysPerSec });
       log(`${SYSTEM_TITLES[s.name]}: ${stage.keys - stage.from} keys loaded at ${formatRate(keysPerSec)}`);
       progress.advance();
+    }
+    // Once, after the first load: the clusters keep running (and warm) through the later stages.
+    if (stage === stages[0] && opts.systemWarmup > 0) {
+      for (const s of systems.values()) {
+        progress.step(`${stage.label}: warming up ${SYSTEM_TITLES[s.name]} (${opts.systemWarmup} s)`);
+        await warmUp(s.name, stage.keys);
+        progress.advance();
+      }
     }
     for (const run of plan.filter((r) => r.stage === stage.label)) {
       const label = `${stage.label} round ${run.round}: ${run.workload.title}, ${SYSTEM_TITLES[run.system]}`;

@@ -24,6 +24,7 @@ describe('parseOptions', () => {
       quick: false,
       rounds: DEFAULTS.rounds,
       seconds: DEFAULTS.seconds,
+      systemWarmup: 30,
       httpConnections: [1, 64],
       respConnections: 50,
       pipeline: 16,
@@ -36,7 +37,13 @@ describe('parseOptions', () => {
   });
 
   it('makes --quick one short round, and explicit flags win over it', () => {
-    expect(parse('--quick')).toMatchObject({ quick: true, rounds: 1, seconds: QUICK.seconds, keys: QUICK.keys });
+    expect(parse('--quick')).toMatchObject({
+      quick: true,
+      rounds: 1,
+      seconds: QUICK.seconds,
+      systemWarmup: QUICK.systemWarmup,
+      keys: QUICK.keys,
+    });
     expect(parse('--quick', '--seconds', '4', '--keys', '50000')).toMatchObject({
       rounds: 1,
       seconds: 4,
@@ -51,6 +58,7 @@ describe('parseOptions', () => {
     expect(o.rounds).toBe(5);
     expect(parse('--seconds', '1.5').seconds).toBe(1.5);
     expect(parse('--keys', '0').keys).toBe(0);
+    expect(parse('--system-warmup', '0').systemWarmup).toBe(0);
     expect(parse('--require-all', '--json', 'out.json')).toMatchObject({ requireAll: true, json: 'out.json' });
   });
 

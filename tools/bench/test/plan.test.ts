@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkTargets, keysLabel, schedule, workloads } from '../src/plan.ts';
+import { checkTargets, keysLabel, schedule, warmUpPlan, workloads } from '../src/plan.ts';
 import { parseRedisBenchmarkCsv, redisBenchmarkArgs } from '../src/resp-load.ts';
 import { type RunResult, summarize } from '../src/stats.ts';
 
@@ -34,6 +34,21 @@ describe('workloads and schedule', () => {
     expect(alone.filter((r) => r.system === 'cohort')).toHaveLength(8);
     expect(alone.filter((r) => r.system === 'redis')).toHaveLength(4);
     expect(alone.some((r) => r.system === 'etcd')).toBe(false);
+  });
+
+  it('warms each system up on each kind of request it serves, at the most requests in flight, for an equal share', () => {
+    const names = (s: Parameters<typeof warmUpPlan>[0], available: Parameters<typeof warmUpPlan>[2]) =>
+      warmUpPlan(s, list, available, 30).map((p) => `${p.workload.workload} ${p.seconds}`);
+    expect(names('cohort', ['cohort', 'etcd', 'redis'])).toEqual([
+      'http-put-c64 7.5',
+      'http-get-c64 7.5',
+      'resp-put-c50-P16 7.5',
+      'resp-get-c50-P16 7.5',
+    ]);
+    expect(names('etcd', ['cohort', 'etcd', 'redis'])).toEqual(['http-put-c64 15', 'http-get-c64 15']);
+    expect(names('redis', ['cohort', 'redis'])).toEqual(['resp-put-c50-P16 15', 'resp-get-c50-P16 15']);
+    expect(names('etcd', ['cohort', 'redis'])).toEqual([]);
+    expect(warmUpPlan('cohort', list, ['cohort'], 0)).toEqual([]);
   });
 
   it('labels key counts', () => {
