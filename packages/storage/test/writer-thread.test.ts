@@ -180,9 +180,12 @@ describe('SqliteNodeStore with its writer thread', () => {
     store.close();
     store = SqliteNodeStore.open(join(dir, 'node.db'));
     for (const r of rows) expect(store.kv('p').get(r.key)?.value).toEqual(new Uint8Array(r.value));
-    expect(store.group('g').entries(1, 4, Number.MAX_SAFE_INTEGER).map((e) => Array.from(e.data))).toEqual(
-      entries.map((e) => Array.from(e.data)),
-    );
+    expect(
+      store
+        .group('g')
+        .entries(1, 4, Number.MAX_SAFE_INTEGER)
+        .map((e) => Array.from(e.data)),
+    ).toEqual(entries.map((e) => Array.from(e.data)));
   });
 
   it('rejects the write, and every one after it, with the reason when the writer fails', async () => {
