@@ -33,7 +33,10 @@ describe('cohort dev', () => {
       out += d.toString();
     });
     const exited = new Promise<number | null>((r) => dev!.once('exit', (code) => r(code)));
-    await poll('the leader line', 45_000, async () => (/leader: n[123]/.test(out) ? true : undefined));
+    // The leader line, then the hint under it: two writes, which may reach the pipe apart.
+    await poll('the leader line and the hint', 45_000, async () =>
+      /leader: n[123]/.test(out) && /try: /.test(out) ? true : undefined,
+    );
     expect(out).toMatch(new RegExp(`n1 +RESP 127\\.0\\.0\\.1:${resp} +HTTP http://127\\.0\\.0\\.1:${http}`));
     expect(out).toMatch(new RegExp(`redis-cli -p ${resp} set a 1`));
     // The leader is known once a node reports it; the second node may still be opening its HTTP port.
