@@ -162,10 +162,15 @@ describe('StallWatch', () => {
   it("reads this thread's times, which grow as it runs", () => {
     const read = threadTimesReader();
     const before = read();
-    const until = performance.now() + 30;
+    // Runs until this thread has been on a CPU for 10 ms more (a busy machine may hold it off one for a
+    // while: a fixed 30 ms of wall time once gave it only 9.9 ms), within a deadline.
+    const deadline = performance.now() + 5_000;
     let x = 0;
-    while (performance.now() < until) x += Math.sqrt(x + 1);
-    const after = read();
+    let after = read();
+    while (after.runMs - before.runMs <= 10 && performance.now() < deadline) {
+      for (let i = 0; i < 100_000; i++) x += Math.sqrt(x + 1);
+      after = read();
+    }
     expect(x).toBeGreaterThan(0);
     expect(after.runMs - before.runMs).toBeGreaterThan(10);
     if (process.platform === 'linux') expect(after.waitMs).toBeTypeOf('number');
