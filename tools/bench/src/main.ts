@@ -102,6 +102,19 @@ const loads: { stage: string; system: SystemName; keys: number; keysPerSec: numb
 const respRate = new Map<string, number>();
 const keyOfRun = (r: PlannedRun): string => `${r.stage}/${r.workload.workload}/${r.system}`;
 
+/** redis-benchmark's runs of RESP workload `w` against `port`, for runs of about `seconds`. */
+function respSpec(w: Workload, port: number, keySpace: number, seconds: number) {
+  return {
+    port,
+    op: w.op === 'put' ? ('set' as const) : ('get' as const),
+    connections: w.connections,
+    pipeline: w.pipeline,
+    keySpace,
+    valueBytes: opts.valueBytes,
+    timeoutSeconds: seconds * 5 + 30,
+  };
+}
+
 /** Runs `name`'s warm-up (see warmUpPlan): unmeasured load on a key space of `keySpace` keys. */
 async function warmUp(name: SystemName, keySpace: number): Promise<void> {
   const system = systems.get(name)!;
@@ -110,16 +123,7 @@ async function warmUp(name: SystemName, keySpace: number): Promise<void> {
       await runHttp(await system.httpUrl(), system.http!, w.op, w.connections, seconds, keySpace, opts.valueBytes);
       continue;
     }
-    const spec = {
-      port: await system.respPort(),
-      op: w.op === 'put' ? ('set' as const) : ('get' as const),
-      connections: w.connections,
-      pipeline: w.pipeline,
-      keySpace,
-      valueBytes: opts.valueBytes,
-      timeoutSeconds: seconds * 5 + 30,
-    };
-    const r = await sizeRedisBenchmark(spec, seconds, seconds);
+    const r = await sizeRedisBenchmark(respSpec(w, await system.respPort(), keySpace, seconds), seconds, seconds);
     if (r.error !== undefined) throw new Error(`${SYSTEM_TITLES[name]}: warm-up ${w.title}: ${r.error}`);
   }
 }
@@ -150,15 +154,7 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     const r = await costed(() => runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes));
     return { ...base, ...r };
   }
-  const spec = {
-    port: await system.respPort(),
-    op: w.op === 'put' ? ('set' as const) : ('get' as const),
-    connections: w.connections,
-    pipeline: w.pipeline,
-    keySpace,
-    valueBytes: opts.valueBytes,
-    timeoutSeconds: opts.seconds * 5 + 30,
-  };
+  const spec = respSpec(w, await system.respPort(), keySpace, opts.seconds);
   let requests: number;
   const known = respRate.get(keyOfRun(run));
   if (known === undefined) {

@@ -3,15 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants, accessSync, existsSync, mkdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import {
-  BenchCluster,
-  type BenchNode,
-  CLI,
-  type ThreadCpu,
-  freePort,
-  freePorts,
-  poll,
-} from '@cohort/scale-bench/cluster';
+import { BenchCluster, type BenchNode, CLI, freePort, freePorts, poll } from '@cohort/scale-bench/cluster';
 import { loadKeys, valueFor } from '@cohort/scale-bench/load';
 import { Redis } from 'ioredis';
 import type { HttpApi } from './http-load.ts';
@@ -184,12 +176,13 @@ export class CohortSystem implements System {
     const leader = await this.leader();
     const read = async (n: BenchNode): Promise<NodeCounters> => {
       const res = await fetch(`http://127.0.0.1:${n.http}/metrics`, { signal: AbortSignal.timeout(5000) });
-      return {
+      const counters: NodeCounters = {
         ...parseMetrics(res.ok ? await res.text() : ''),
         cpuSeconds: cluster.cpuSeconds(n) ?? 0,
         diskBytes: cluster.diskBytesWritten(n) ?? 0,
-        ...threadCpu(cluster.threadCpuSeconds(n)),
       };
+      const threads = cluster.threadCpuSeconds(n);
+      return threads === undefined ? counters : { ...counters, threadCpu: threads };
     };
     const nodes = await Promise.all(cluster.nodes.map(read));
     return { leader: nodes[cluster.nodes.indexOf(leader)] as NodeCounters, nodes };
@@ -200,10 +193,6 @@ export class CohortSystem implements System {
     const body = res.ok ? ((await res.json()) as { value?: string }) : undefined;
     expectValue('cohort', i, body?.value ?? `HTTP ${res.status}`, valueBytes);
   }
-}
-
-function threadCpu(t: ThreadCpu | undefined): Pick<NodeCounters, 'threadCpu'> {
-  return t === undefined ? {} : { threadCpu: { main: t.main, workers: t.workers, v8: t.v8 } };
 }
 
 interface EtcdMember {

@@ -91,6 +91,13 @@ export async function poll<T>(what: string, ms: number, fn: () => Promise<T | un
   }
 }
 
+/** User plus system CPU seconds of a Linux `/proc/.../stat` line (a process's or a thread's). */
+function statCpuSeconds(stat: string): number {
+  // Fields after the command name (which may hold spaces) start at the state, field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 /** CPU seconds of a node's threads by kind (see {@link BenchCluster.threadCpuSeconds}). */
 export interface ThreadCpu {
   main: number;
@@ -103,7 +110,7 @@ export interface ThreadCpu {
  * The kind of a Node process's thread: `main` is the process's first thread (its id is the process's);
  * the others by the names Node and V8 give them (`WorkerThread`, `V8Worker`, `V8 DefaultWorke`).
  */
-export function threadKind(comm: string, first: boolean): keyof ThreadCpu {
+function threadKind(comm: string, first: boolean): keyof ThreadCpu {
   if (first) return 'main';
   if (comm === 'WorkerThread') return 'workers';
   if (comm.startsWith('V8')) return 'v8';
@@ -248,10 +255,7 @@ export class BenchCluster {
     const pid = node.child?.pid;
     if (pid === undefined || node.child?.exitCode !== null) return undefined;
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // Fields after the command name (which may hold spaces) start at the state, field 3.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
     } catch {
       return undefined;
     }
@@ -279,8 +283,7 @@ export class BenchCluster {
       try {
         const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
         const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        out[threadKind(comm, tid === String(pid))] += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+        out[threadKind(comm, tid === String(pid))] += statCpuSeconds(stat);
       } catch {
         // The thread exited between the listing and the read.
       }
