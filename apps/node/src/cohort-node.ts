@@ -577,7 +577,9 @@ export class CohortNode {
       const group = p.group;
       // The group's rows live in the node's store, next to its log.
       // Digests for the consistency checker are hashed a slice per turn, so a large partition never stalls the node.
-      const sm = new KvStateMachine(store, group, { defer: (fn) => systemClock.defer(fn) });
+      // A checksum entry's digest runs on a thread of its own (a million rows is seconds of hashing,
+      // on every replica at the same index); in slices of the event loop where the store cannot.
+      const sm = new KvStateMachine(store, group, { defer: (fn) => systemClock.defer(fn), digestThread: {} });
       // Watches see every change this replica applies from now on, and a bounded history of them.
       const hub = new WatchHub({ applied: sm.appliedIndex });
       sm.setEventListener(hub);

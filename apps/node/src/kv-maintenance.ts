@@ -60,6 +60,7 @@ export function startKvMaintenance(o: KvMaintenanceOptions): KvMaintenance {
       appliedIndex: () => o.sm.appliedIndex,
       digestAt: (index) => o.sm.digestAt(index),
       digestPending: (index) => o.sm.digestPending(index),
+      digestFailure: (index) => o.sm.digestFailure(index),
     },
     replicas: o.replicas,
     proposeChecksum: () => o.service.checksum(),

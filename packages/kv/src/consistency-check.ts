@@ -26,6 +26,8 @@ export interface DigestSource {
   digestAt(index: LogIndex): string | undefined;
   /** Whether the digest at `index` is still being computed (a large partition is hashed over many turns). */
   digestPending?(index: LogIndex): boolean;
+  /** Why computing the digest at `index` failed here, if it did. */
+  digestFailure?(index: LogIndex): string | undefined;
 }
 
 /** The key range a check covered (the whole group today: `''` to `''` is every key). */
@@ -93,6 +95,12 @@ export interface ConsistencyCheckerOptions {
    * @default 60000
    */
   waitMs?: number;
+  /**
+   * How long one digest request asks a replica to wait for its digest before it answers that it has
+   * none yet; the checker asks again until `waitMs` ran out. Below the transport's request timeout
+   * (which ends any one request), so a digest that takes longer than it still arrives. @default 2000
+   */
+  requestWaitMs?: number;
   /** Wall-clock Unix milliseconds. @default Date.now */
   wallClock?: () => number;
   logger?: Logger;
@@ -128,25 +136,37 @@ export function decodeDigestRequest(frame: Uint8Array): { group: GroupId; index:
   };
 }
 
-/** Encodes a digest answer: version, found flag, then the digest or why there is none. */
-export function encodeDigestResponse(digest: string | undefined, error: string): Uint8Array {
+/** The answer's flag: no digest here (the body says why). */
+const ANSWER_NONE = 0;
+/** The answer's flag: the body is the digest. */
+const ANSWER_DIGEST = 1;
+/** The answer's flag: no digest yet (still applying or hashing; the body says which): ask again. */
+const ANSWER_NOT_YET = 2;
+
+/**
+ * Encodes a digest answer: version, flag, then the digest or why there is none; with `notYet`, the
+ * replica may still have one later (a node that predates the flag reads it as none).
+ */
+export function encodeDigestResponse(digest: string | undefined, error: string, notYet = false): Uint8Array {
   const body = Buffer.from((digest ?? error).slice(0, MAX_DIGEST_BYTES), 'utf8');
   const out = Buffer.alloc(2 + body.length);
   out.writeUInt8(DIGEST_WIRE_VERSION, 0);
-  out.writeUInt8(digest ? 1 : 0, 1);
+  out.writeUInt8(digest ? ANSWER_DIGEST : notYet ? ANSWER_NOT_YET : ANSWER_NONE, 1);
   body.copy(out, 2);
   return out;
 }
 
 /** Decodes a digest answer; throws `CodecError` on a malformed frame or another version. */
-export function decodeDigestResponse(frame: Uint8Array): { digest?: string; error?: string } {
+export function decodeDigestResponse(frame: Uint8Array): { digest?: string; error?: string; notYet?: boolean } {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (b.length < 2 || b.length > 2 + MAX_DIGEST_BYTES) throw new CodecError(`digest answer of ${b.length} bytes`);
   if (b.readUInt8(0) !== DIGEST_WIRE_VERSION) {
     throw new CodecError(`digest answer has version ${b.readUInt8(0)}; this node reads ${DIGEST_WIRE_VERSION}`);
   }
   const body = b.subarray(2);
-  return b.readUInt8(1) === 1 ? { digest: body.toString('utf8') } : { error: body.toString('utf8') };
+  const flag = b.readUInt8(1);
+  if (flag === ANSWER_DIGEST) return { digest: body.toString('utf8') };
+  return flag === ANSWER_NOT_YET ? { error: body.toString('utf8'), notYet: true } : { error: body.toString('utf8') };
 }
 
 /**
@@ -159,6 +179,7 @@ export function decodeDigestResponse(frame: Uint8Array): { digest?: string; erro
 export class ConsistencyChecker {
   private readonly log: Logger;
   private readonly waitMs: number;
+  private readonly requestWaitMs: number;
   private readonly wallClock: () => number;
   /** The last check's report, if any ran. */
   last: ConsistencyReport | undefined;
@@ -172,6 +193,7 @@ export class ConsistencyChecker {
   constructor(private readonly opts: ConsistencyCheckerOptions) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'consistency', group: opts.group });
     this.waitMs = opts.waitMs ?? 60_000;
+    this.requestWaitMs = Math.min(opts.requestWaitMs ?? 2_000, this.waitMs);
     this.wallClock = opts.wallClock ?? Date.now;
   }
 
@@ -220,28 +242,35 @@ export class ConsistencyChecker {
   }
 
   private async digestOf(node: NodeId, index: LogIndex): Promise<ReplicaDigest> {
-    try {
-      let frame: Uint8Array;
-      if (node === this.opts.transport.self) frame = await this.answer(index, this.waitMs);
-      else {
-        const timer = clockSignal(this.opts.clock, this.waitMs + 1000);
-        try {
-          frame = await this.opts.transport.request(
-            node,
-            DIGEST_PROTOCOL,
-            encodeDigestRequest(this.opts.group, index, this.waitMs),
-            { signal: timer.signal },
-          );
-        } finally {
-          timer.clear();
-        }
+    const deadline = this.opts.clock.now() + this.waitMs;
+    for (;;) {
+      let res: ReturnType<typeof decodeDigestResponse>;
+      try {
+        res = decodeDigestResponse(await this.ask(node, index, Math.max(0, deadline - this.opts.clock.now())));
+      } catch (err) {
+        return { node, digest: null, error: `unreachable: ${(err as Error).message}` };
       }
-      const res = decodeDigestResponse(frame);
-      return res.digest !== undefined
-        ? { node, digest: res.digest }
-        : { node, digest: null, error: res.error ?? 'no digest' };
-    } catch (err) {
-      return { node, digest: null, error: `unreachable: ${(err as Error).message}` };
+      if (res.digest !== undefined) return { node, digest: res.digest };
+      // Still applying or hashing: ask again while the check's wait lasts.
+      if (res.notYet === true && this.opts.clock.now() < deadline) continue;
+      return { node, digest: null, error: res.error ?? 'no digest' };
+    }
+  }
+
+  /** One digest request to `node`, asking it to wait up to `leftMs` (at most `requestWaitMs`) for its digest. */
+  private async ask(node: NodeId, index: LogIndex, leftMs: number): Promise<Uint8Array> {
+    const waitMs = Math.min(leftMs, this.requestWaitMs);
+    if (node === this.opts.transport.self) return this.answer(index, waitMs);
+    const timer = clockSignal(this.opts.clock, waitMs + 1000);
+    try {
+      return await this.opts.transport.request(
+        node,
+        DIGEST_PROTOCOL,
+        encodeDigestRequest(this.opts.group, index, waitMs),
+        { signal: timer.signal },
+      );
+    } finally {
+      timer.clear();
     }
   }
 
@@ -255,11 +284,16 @@ export class ConsistencyChecker {
     ) {
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, 10));
     }
-    const applied = this.opts.local.appliedIndex();
-    if (applied < index) return encodeDigestResponse(undefined, `applied only up to ${applied} of ${index}`);
-    const digest = this.opts.local.digestAt(index);
+    const applied = local.appliedIndex();
+    if (applied < index) return encodeDigestResponse(undefined, `applied only up to ${applied} of ${index}`, true);
+    if (local.digestPending?.(index) === true) {
+      return encodeDigestResponse(undefined, `still computing the digest at ${index}`, true);
+    }
+    const digest = local.digestAt(index);
+    if (digest !== undefined) return encodeDigestResponse(digest, '');
+    const failure = local.digestFailure?.(index);
+    if (failure !== undefined) return encodeDigestResponse(undefined, `digest at ${index} failed: ${failure}`);
     // A replica restored from a snapshot past the index never digested it: it has nothing to compare.
-    if (digest === undefined) return encodeDigestResponse(undefined, `no digest recorded at ${index}`);
-    return encodeDigestResponse(digest, '');
+    return encodeDigestResponse(undefined, `no digest recorded at ${index}`);
   }
 }

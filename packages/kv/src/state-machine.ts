@@ -11,6 +11,7 @@ import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, S
 import { type DurableNodeStore, type KvRecord, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
 import { isExpired } from './apply-op.js';
 import { type KvCommand, decodeCommand } from './command.js';
+import { type DigestThreadOptions, digestOnThread } from './digest-thread.js';
 import { digestSteps, digestView } from './digest.js';
 import { installLegacy } from './legacy-snapshot.js';
 import { withMethods } from './method-proxy.js';
@@ -75,6 +76,13 @@ export interface KvStateMachineOptions {
    */
   defer?: (fn: () => void) => void;
   /**
+   * Computes a `checksum` entry's digest on a worker thread of its own when the store can mark its
+   * writes for one (`PartitionKv.pinView`: the SQLite store with its writer thread), so the event loop
+   * pays nothing for it; the digest is still of exactly the entry's index. Otherwise, or when absent,
+   * as {@link defer} says. `digestAt` is undefined until it is done.
+   */
+  digestThread?: DigestThreadOptions;
+  /**
    * Log time (ms) an aborted transaction record, or a participant's note of
    * an abort that came before its prepare, is kept: past any retry of the
    * transaction's steps (which go in sessions, so at least `sessionTtlMs`).
@@ -101,7 +109,10 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   private readonly digests = new Map<LogIndex, string>();
   /** Indexes whose digest is still being computed, slice by slice. */
   private readonly pendingDigests = new Set<LogIndex>();
+  /** Why the digest at an index could not be computed here (the last few). */
+  private readonly digestFailures = new Map<LogIndex, string>();
   private readonly defer: ((fn: () => void) => void) | undefined;
+  private readonly digestThread: DigestThreadOptions | undefined;
   /** Transaction rules' state: the intent count and the retention of aborted records. */
   private readonly txn: TxnContext;
   private readonly store: DurableNodeStore;
@@ -132,6 +143,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     this.sweepBatch = opts.sessionSweepBatch ?? 64;
     this.digestHistory = opts.digestHistory ?? 16;
     this.defer = opts.defer;
+    this.digestThread = opts.digestThread;
     this.txn = { intents: new IntentCount(), retentionMs: opts.txnRetentionMs ?? this.sessionTtl };
   }
 
@@ -474,6 +486,22 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   }
 
   private recordDigest(index: LogIndex): void {
+    const pin = this.digestThread !== undefined ? this.kv.pinView?.() : undefined;
+    if (pin !== undefined) {
+      this.pendingDigests.add(index);
+      digestOnThread(pin, this.digestThread).then(
+        (d) => {
+          this.pendingDigests.delete(index);
+          if (d.index === index) this.keepDigest(index, d.digest);
+          else this.failDigest(index, `the digest covers index ${d.index}, not ${index}`);
+        },
+        (err: Error) => {
+          this.pendingDigests.delete(index);
+          this.failDigest(index, err.message);
+        },
+      );
+      return;
+    }
     const defer = this.defer;
     if (defer === undefined) {
       this.keepDigest(index, this.digest());
@@ -510,6 +538,18 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       fn();
     } catch {
       // The listener's own failure (a watcher's connection) is its business.
+    }
+  }
+
+  /** Why this replica has no digest of the `checksum` entry at `index`, when computing it failed. */
+  digestFailure(index: LogIndex): string | undefined {
+    return this.digestFailures.get(index);
+  }
+
+  private failDigest(index: LogIndex, why: string): void {
+    this.digestFailures.set(index, why);
+    while (this.digestFailures.size > this.digestHistory) {
+      this.digestFailures.delete(this.digestFailures.keys().next().value as LogIndex);
     }
   }
 

@@ -63,5 +63,77 @@ describe('ConsistencyChecker', () => {
     expect(() => decodeDigestRequest(v2)).toThrow(CodecError);
     expect(() => decodeDigestRequest(req.subarray(0, 5))).toThrow(/malformed/);
     expect(decodeDigestResponse(encodeDigestResponse(undefined, 'no digest'))).toEqual({ error: 'no digest' });
+    expect(decodeDigestResponse(encodeDigestResponse(undefined, 'hashing', true))).toEqual({
+      error: 'hashing',
+      notYet: true,
+    });
+  });
+
+  it('asks a replica again while its digest is still being computed, past any one request timeout', async () => {
+    const hub = new MemoryHub();
+    const started = Date.now();
+    /** Replica c hashes for 600 ms; every request ends after 150 ms, as the transport's timeout ends one. */
+    const ready = (id: NodeId): boolean => id !== 'c' || Date.now() - started >= 600;
+    let asked = 0;
+    const checkers = IDS.map((id) => {
+      const base = hub.transport(id);
+      const transport = Object.assign(Object.create(base) as typeof base, {
+        request: (to: NodeId, protocol: string, frame: Uint8Array) => {
+          if (to === 'c') asked++;
+          return Promise.race([
+            base.request(to, protocol, frame),
+            new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no response in 150 ms')), 150)),
+          ]);
+        },
+      });
+      const c = new ConsistencyChecker({
+        group: 'p0',
+        transport,
+        clock: systemClock,
+        replicas: () => IDS,
+        waitMs: 10_000,
+        requestWaitMs: 50,
+        local: {
+          appliedIndex: () => 7,
+          digestPending: () => !ready(id),
+          digestAt: (i) => (i === 7 && ready(id) ? 'aa01' : undefined),
+        },
+        proposeChecksum: async () => 7,
+      });
+      c.start();
+      return c;
+    });
+    const report = await checkers[0]!.check();
+    expect(report.verdict).toBe('consistent');
+    expect(report.replicas.map((r) => r.digest)).toEqual(['aa01', 'aa01', 'aa01']);
+    expect(asked).toBeGreaterThan(1);
+  });
+
+  it('says why a replica has no digest when computing it failed there', async () => {
+    const hub = new MemoryHub();
+    const checkers = IDS.map((id) => {
+      const c = new ConsistencyChecker({
+        group: 'p0',
+        transport: hub.transport(id),
+        clock: systemClock,
+        replicas: () => IDS,
+        waitMs: 200,
+        local: {
+          appliedIndex: () => 7,
+          digestAt: (i) => (i === 7 && id !== 'b' ? 'aa01' : undefined),
+          digestFailure: (i) => (i === 7 && id === 'b' ? 'the writer stopped waiting for this reader' : undefined),
+        },
+        proposeChecksum: async () => 7,
+      });
+      c.start();
+      return c;
+    });
+    const report = await checkers[0]!.check();
+    expect(report.verdict).toBe('incomplete');
+    expect(report.replicas[1]).toEqual({
+      node: 'b',
+      digest: null,
+      error: 'digest at 7 failed: the writer stopped waiting for this reader',
+    });
   });
 });

@@ -12,7 +12,8 @@ import {
   toSessionRecord,
 } from './sqlite-kv-rows.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
-import type { AppliedState, DetachedImage, KvRecord, KvView, SessionRecord } from './types.js';
+import { abandonPin, awaitPin, takePin } from './sqlite-view-pin.js';
+import type { AppliedState, DetachedImage, KvRecord, KvView, SessionRecord, ViewPin } from './types.js';
 
 /**
  * A partition as of one instant: a second, read-only connection holding a
@@ -38,21 +39,80 @@ export class SqliteKvView implements KvView {
    * the copy holds), and `onClose` runs once the view is closed.
    */
   static open(src: RowSource, image?: { file: string; onClose: () => void }): SqliteKvView {
+    const { db, st } = SqliteKvView.connect(src, image?.file);
+    return SqliteKvView.begin(src, db, st, image?.onClose);
+  }
+
+  /**
+   * Opens a view of exactly the state at `pin` (see {@link PartitionKv.pinView}), on any thread: opens
+   * its connection, waits up to `waitMs` for the store's writer to reach the mark, then takes its
+   * snapshot there. Throws a `StorageError` saying why when it cannot (the writer did not get there in
+   * time, or stopped waiting for this reader).
+   */
+  static openPinned(pin: ViewPin, waitMs: number): SqliteKvView {
+    const src: RowSource = pin.source;
+    let conn: { db: Database.Database; st: KvStatements };
+    try {
+      conn = SqliteKvView.connect(src);
+    } catch (err) {
+      abandonPin(pin.ctrl);
+      throw err;
+    }
+    const { db, st } = conn;
+    const fail = (why: string): StorageError => {
+      db.close();
+      return new StorageError(`${src.file}: partition ${src.partition}: cannot open a pinned read view: ${why}`);
+    };
+    const reached = awaitPin(pin.ctrl, waitMs);
+    if (reached === 'timeout') throw fail(`the writer did not reach the mark within ${waitMs} ms`);
+    if (reached === 'abandoned') throw fail('the writer stopped waiting for this reader');
+    let view: SqliteKvView;
+    try {
+      view = SqliteKvView.begin(src, db, st, undefined);
+    } catch (err) {
+      abandonPin(pin.ctrl);
+      throw err;
+    }
+    if (!takePin(pin.ctrl)) {
+      view.close();
+      throw new StorageError(
+        `${src.file}: partition ${src.partition}: cannot open a pinned read view: the writer stopped waiting for this reader`,
+      );
+    }
+    return view;
+  }
+
+  /** A read-only connection to the file (`file`, else `src.file`) with the KV statements prepared. */
+  private static connect(src: RowSource, file?: string): { db: Database.Database; st: KvStatements } {
     let db: Database.Database;
     try {
-      db = new Database(image?.file ?? src.file, { readonly: true, fileMustExist: true });
+      db = new Database(file ?? src.file, { readonly: true, fileMustExist: true });
     } catch (err) {
       throw new StorageError(
         `${src.file}: partition ${src.partition}: cannot open a read view: ${(err as Error).message}`,
       );
     }
     try {
-      const st = prepareKvStatements(db);
+      return { db, st: prepareKvStatements(db) };
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** Begins the view's read transaction on `db` (closed on failure). */
+  private static begin(
+    src: RowSource,
+    db: Database.Database,
+    st: KvStatements,
+    onClose: (() => void) | undefined,
+  ): SqliteKvView {
+    try {
       // The read transaction's snapshot starts at its first read: the partition row.
       db.prepare('BEGIN').run();
       const p = readPartition(st, src);
       const applied = p?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
-      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0, image?.onClose);
+      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0, onClose);
     } catch (err) {
       db.close();
       throw err;
@@ -103,4 +163,13 @@ export class SqliteKvView implements KvView {
  */
 export function openImageView(copy: Pick<DetachedImage, 'source' | 'image'>): KvView {
   return SqliteKvView.open(copy.source, { file: copy.image, onClose: () => {} });
+}
+
+/**
+ * Opens a view of exactly the state a partition's writes stood at when {@link PartitionKv.pinView}
+ * marked them, on any thread (a worker digesting a partition); waits up to `waitMs` for the writer to
+ * get there. The caller closes it.
+ */
+export function openPinnedView(pin: ViewPin, waitMs = 60_000): KvView {
+  return SqliteKvView.openPinned(pin, waitMs);
 }

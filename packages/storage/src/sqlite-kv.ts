@@ -30,6 +30,7 @@ import {
 import type { KvStatements } from './sqlite-kv-statements.js';
 import { SqliteKvView } from './sqlite-kv-view.js';
 import type { Op } from './sqlite-ops.js';
+import { newPinControl } from './sqlite-view-pin.js';
 import type {
   AppliedState,
   ClientSession,
@@ -41,6 +42,7 @@ import type {
   KvView,
   PartitionKv,
   SessionRecord,
+  ViewPin,
 } from './types.js';
 import { typeCode } from './types.js';
 
@@ -58,6 +60,13 @@ export interface PartitionHost {
   newGeneration(): number;
   /** Blocks until the writer committed everything queued. */
   barrier(): void;
+  /** Resolves once the writer committed everything queued so far (rejects as `barrier` throws). */
+  written(): Promise<void>;
+  /**
+   * Queues a mark (see {@link PartitionKv.pinView}) after everything queued, the open transaction
+   * included; false when the store writes on the caller's thread (no mark can be waited at there).
+   */
+  pin(ctrl: SharedArrayBuffer): boolean;
   /** Blocks while more than a few jobs wait for the writer, so a bulk load never queues without bound. */
   throttle(): void;
   /** Queues the purge of a generation (after everything queued). */
@@ -415,6 +424,12 @@ export class SqlitePartitionKv implements PartitionKv {
     return SqliteKvView.open(this.src);
   }
 
+  pinView(): ViewPin | undefined {
+    const ctrl = newPinControl();
+    if (!this.host.pin(ctrl)) return undefined;
+    return { source: { file: this.src.file, partition: this.src.partition }, ctrl };
+  }
+
   async openDetachedView(): Promise<KvView> {
     const copy = await this.openDetachedImage();
     try {
@@ -426,8 +441,10 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   async openDetachedImage(): Promise<DetachedImage> {
-    // The copy reads the file: everything written so far must be in it.
-    this.host.barrier();
+    // The copy reads the file: everything written so far must be in it. Waited for without blocking
+    // the event loop (the writer's backlog and its fsync can take a while on a busy disk); what commits
+    // meanwhile may be in the copy too, which records the applied position it holds.
+    await this.host.written();
     const image = await copyPartitionImage(this.src.file, this.src.partition);
     let closed = false;
     return {

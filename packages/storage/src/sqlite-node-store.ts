@@ -33,6 +33,7 @@ import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
 import type { Job, Op } from './sqlite-ops.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
+import { abandonPin } from './sqlite-view-pin.js';
 import { InlineWriteQueue, ThreadWriteQueue, type WriteQueue } from './sqlite-write-queue.js';
 import {
   type DurableNodeStore,
@@ -111,8 +112,8 @@ interface OpenTransaction {
   durable: boolean;
   /** Undoes its in-memory changes, in reverse order, if it rolls back. */
   undo: (() => void)[];
-  /** Generations to purge once it is queued. */
-  purges: number[];
+  /** Jobs to queue after its own: purges of generations, marks of views (`pin`). */
+  after: Job[];
 }
 
 /** Entries a queued job appended to a group: the tail keeps them until the writer committed the job. */
@@ -220,9 +221,16 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       undo: (fn) => this.openTx().undo.push(fn),
       newGeneration: () => this.nextGen++,
       barrier: () => this.queue.barrier(),
+      written: () => this.queue.drained(),
+      pin: (ctrl) => {
+        if (!(this.queue instanceof ThreadWriteQueue)) return false;
+        if (this.tx) this.tx.after.push({ seq: 0, durable: false, ops: [], pin: ctrl });
+        else this.submit({ seq: 0, durable: false, ops: [], pin: ctrl });
+        return true;
+      },
       throttle: () => this.queue.barrier(this.seq - MAX_BULK_BACKLOG),
       purge: (gen) => {
-        if (this.tx) this.tx.purges.push(gen);
+        if (this.tx) this.tx.after.push({ seq: 0, durable: false, ops: [], purge: gen });
         else this.submit({ seq: 0, durable: false, ops: [], purge: gen });
       },
       read: <T>(fn: () => T) => this.inRead(fn) as T,
@@ -607,7 +615,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     if (this.building) throw new StorageError(`${this.file}: a transaction cannot start inside a log write`);
     // A read scope covers runs of reads only: a transaction reads the file as it is now.
     this.endReadScope();
-    const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], purges: [] };
+    const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], after: [] };
     this.tx = tx;
     try {
       let result: T;
@@ -633,10 +641,12 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       for (let i = tx.undo.length - 1; i >= 0; i--) (tx.undo[i] as () => void)();
       // A rolled-back transaction may have created a partition's first generation.
       for (const kv of this.partitions.values()) kv.forget();
-      tx.purges = [];
+      // A mark in it never reaches the writer: its reader need not wait for it.
+      for (const job of tx.after) if (job.pin !== undefined) abandonPin(job.pin);
+      tx.after = [];
       throw err;
     } finally {
-      for (const gen of tx.purges) this.submit({ seq: 0, durable: false, ops: [], purge: gen });
+      for (const job of tx.after) this.submit(job);
       const upTo = this.committedLater;
       if (upTo !== undefined) {
         this.committedLater = undefined;

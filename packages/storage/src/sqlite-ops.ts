@@ -5,6 +5,7 @@ import { forEachPackedRow } from './kv-row-pack.js';
 import { purgeGeneration } from './sqlite-kv-partition.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
+import { holdAtPin } from './sqlite-view-pin.js';
 
 /** The write statements a job may run, by name (both statement sets of a connection). */
 export type WriteStatement = keyof Statements | keyof KvStatements;
@@ -28,6 +29,11 @@ export interface Job {
   ops: Op[];
   /** A generation to purge instead of `ops`. */
   purge?: number;
+  /**
+   * A mark instead of `ops` (see `PartitionKv.pinView`): once every job before it committed, the
+   * writer waits for a reader on another thread to take a snapshot there ({@link holdAtPin}).
+   */
+  pin?: SharedArrayBuffer;
 }
 
 /** Options of {@link JobRunner}. */
@@ -90,6 +96,12 @@ export class JobRunner {
     let i = 0;
     while (i < jobs.length) {
       const job = jobs[i] as Job;
+      if (job.pin !== undefined) {
+        // Everything before it committed (a group ends at a mark): the reader's snapshot is exactly that.
+        holdAtPin(job.pin);
+        done.jobs = ++i;
+        continue;
+      }
       if (job.purge !== undefined) {
         this.gate();
         purgeGeneration(this.kvStatements(), job.purge, (fn) => {
@@ -101,7 +113,7 @@ export class JobRunner {
       }
       let j = i;
       let durable = false;
-      while (j < jobs.length && (jobs[j] as Job).purge === undefined) {
+      while (j < jobs.length && (jobs[j] as Job).purge === undefined && (jobs[j] as Job).pin === undefined) {
         durable ||= (jobs[j] as Job).durable;
         j++;
       }

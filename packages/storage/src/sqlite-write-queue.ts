@@ -34,6 +34,11 @@ export interface WriteQueue {
    * for disk space (the jobs stay queued). For rare operations, and to bound a backlog.
    */
   barrier(upTo?: number): void;
+  /**
+   * Resolves once every job submitted so far committed, without blocking: rejects if the writer failed,
+   * and with `DiskFullError` if commits wait for disk space when called (as {@link barrier} throws).
+   */
+  drained(): Promise<void>;
   /** Since when, and why, commits wait for disk space; undefined while they go through. */
   readonly stall: WriteStall | undefined;
   /** Called (on the store's thread) when commits start waiting for disk space, and with undefined once they resume. */
@@ -82,6 +87,10 @@ export class InlineWriteQueue implements WriteQueue {
   }
 
   barrier(): void {}
+
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
 
   close(): void {}
 }
@@ -196,6 +205,13 @@ export class ThreadWriteQueue implements WriteQueue {
     if (this.failure) return Promise.reject(this.failure);
     if (seq <= this.committed) return Promise.resolve();
     return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  drained(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.stalled !== undefined && this.committed < this.submitted) return Promise.reject(this.fullError());
+    this.flush();
+    return this.done(this.submitted);
   }
 
   barrier(upTo = this.submitted): void {

@@ -234,6 +234,24 @@ export interface PartitionKv {
    * stores that keep the copy in a file have it (the SQLite one). The caller closes it when done.
    */
   openDetachedImage?(): Promise<DetachedImage>;
+  /**
+   * Marks this point of the partition's writes (after every write made so far, before any made after
+   * the call) for a reader on another thread, which opens a view of exactly that state with
+   * {@link openPinnedView}: a digest or a scan of a whole partition at one log index that costs the
+   * event loop nothing and stops nothing. The store's writer, once it committed everything before the
+   * mark, waits for the reader to take its snapshot (a few ms; see {@link PinnedViewOptions}) before
+   * it commits what came after. Only a store that writes on a thread of its own has it; undefined when
+   * this store writes on the caller's thread.
+   */
+  pinView?(): ViewPin | undefined;
+}
+
+/** A point in a partition's writes marked by {@link PartitionKv.pinView}, for {@link openPinnedView} on any thread. */
+export interface ViewPin {
+  /** The node's database and the partition. */
+  readonly source: { readonly file: string; readonly partition: string };
+  /** The handshake between the store's writer and the reader (shared between threads). */
+  readonly ctrl: SharedArrayBuffer;
 }
 
 /** A copy of a partition's state in a file of its own (see {@link PartitionKv.openDetachedImage}). */
