@@ -209,6 +209,7 @@ export class ConsistencyChecker {
 
   /** Runs one check: proposes a checksum, gathers every replica's digest at its index, compares. */
   async check(): Promise<ConsistencyReport> {
+    const started = this.opts.clock.now();
     const index = await this.opts.proposeChecksum();
     const replicas = await Promise.all(this.opts.replicas().map((node) => this.digestOf(node, index)));
     const found = new Set(replicas.flatMap((r) => (r.digest === null ? [] : [r.digest])));
@@ -235,7 +236,13 @@ export class ConsistencyChecker {
     } else if (verdict === 'incomplete') {
       this.log.warn('consistency check incomplete: some replicas did not answer', {
         index,
+        ms: this.opts.clock.now() - started,
         missing: replicas.filter((r) => r.digest === null).map((r) => `${r.node}: ${r.error}`),
+      });
+    } else {
+      this.log.info('consistency check passed: every replica has the same rows', {
+        index,
+        ms: this.opts.clock.now() - started,
       });
     }
     return report;

@@ -48,6 +48,26 @@ describe('KvStateMachine with digests on a thread of their own', () => {
     expect(peer.digestAt(1201)).toBe(h.sm.digestAt(1201));
   });
 
+  it('digests two partitions at once, each of exactly its index (a mark never waits for the other digest)', async () => {
+    h = sqliteThreadMachine({ digestThread: { cpuShare: 0.5 } });
+    const other = new KvStateMachine(h.store, 'p2', { digestThread: { cpuShare: 0.5 } });
+    const first = [...rows(4000), entry(4001, { op: 'checksum', now: 30_000 })];
+    const second = [...rows(2000), entry(2001, { op: 'checksum', now: 40_000 })];
+    h.sm.applyBatch(first, CONF);
+    other.applyBatch(second, CONF);
+    h.sm.applyBatch([entry(4002, setCmd('k00002', 'later', 30_001))], CONF);
+    other.applyBatch([entry(2002, setCmd('k00002', 'later', 40_001))], CONF);
+    await until(() => !h?.sm.digestPending(4001) && !other.digestPending(2001));
+    expect(h.sm.digestFailure(4001)).toBeUndefined();
+    expect(other.digestFailure(2001)).toBeUndefined();
+    const ref1 = new KvStateMachine(undefined, 'p1');
+    ref1.applyBatch(first, CONF);
+    const ref2 = new KvStateMachine(undefined, 'p2');
+    ref2.applyBatch(second, CONF);
+    expect(h.sm.digestAt(4001)).toBe(ref1.digestAt(4001));
+    expect(other.digestAt(2001)).toBe(ref2.digestAt(2001));
+  });
+
   it('hashes as the entry applies where the store writes on the caller thread (no mark to pin a view at)', () => {
     h = sqliteMachine({ digestThread: {} });
     h.sm.applyBatch([...rows(10), entry(11, { op: 'checksum', now: 5_000 })], CONF);
