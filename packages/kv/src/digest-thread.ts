@@ -10,6 +10,8 @@ export interface DigestThreadRequest {
   waitMs: number;
   /** The share of one CPU it may take for this digest (0-1]: it rests between bursts to stay within it. */
   cpuShare: number;
+  /** Whether it copies the partition aside at the mark and hashes the copy (see `PinnedViewOptions.copy`). */
+  copy: boolean;
 }
 
 /** The digest thread's answer to request `id`. */
@@ -27,6 +29,13 @@ export interface DigestThreadOptions {
    * once. @default 0.5
    */
   cpuShare?: number;
+  /**
+   * Copy the partition aside at the mark (natively, in one read transaction of a few seconds per
+   * million keys) and hash the copy, instead of hashing the database in a read transaction held for
+   * the whole digest, which keeps SQLite from checkpointing its WAL meanwhile (see
+   * `PinnedViewOptions.copy`). @default true
+   */
+  copy?: boolean;
 }
 
 interface Waiter {
@@ -64,7 +73,13 @@ class DigestThread {
       this.idle = undefined;
       const id = ++this.nextId;
       this.waiting.set(id, { where, resolve, reject });
-      const req: DigestThreadRequest = { id, pin, waitMs: opts.waitMs ?? 60_000, cpuShare: opts.cpuShare ?? 0.5 };
+      const req: DigestThreadRequest = {
+        id,
+        pin,
+        waitMs: opts.waitMs ?? 60_000,
+        cpuShare: opts.cpuShare ?? 0.5,
+        copy: opts.copy ?? true,
+      };
       worker.postMessage(req);
     });
   }

@@ -36,7 +36,7 @@ const errorOf = (id: number, err: unknown): DigestThreadReply => ({
 port.on('message', (req: DigestThreadRequest) => {
   let view: KvView;
   try {
-    view = openPinnedView(req.pin, req.waitMs);
+    view = openPinnedView(req.pin, req.waitMs, { copy: req.copy });
   } catch (err) {
     reply(errorOf(req.id, err));
     return;

@@ -26,7 +26,7 @@ export {
   type MemoryWriteOptions,
 } from './memory-node-store.js';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
-export { openImageView, openPinnedView } from './sqlite-kv-view.js';
+export { type PinnedViewOptions, openImageView, openPinnedView } from './sqlite-kv-view.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
 export { workerModuleUrl } from './sqlite-write-queue.js';
 export * from './types.js';

@@ -11,46 +11,15 @@
 // acknowledged depends on the image). A crash leaves a file that the store
 // deletes when it next opens.
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
-import { migrate } from './schema.js';
+import { copyPartitionTo } from './sqlite-kv-image-copy.js';
 import type { ImageRequest, ImageResult } from './sqlite-kv-image.js';
 
 const req = workerData as ImageRequest;
 
-function copy(): ImageResult {
-  const db = new Database(req.image);
-  try {
-    db.pragma('journal_mode = OFF');
-    db.pragma('synchronous = OFF');
-    migrate(db, req.image);
-    db.prepare('ATTACH DATABASE ? AS src').run(req.source);
-    db.transaction(() => {
-      // The read transaction on the source starts here: the partition row and its rows are one instant.
-      const p = db.prepare('SELECT generation FROM src.kv_partitions WHERE name = ?').get(req.partition) as
-        | { generation: number }
-        | undefined;
-      if (p === undefined) return;
-      const generation = p.generation;
-      db.prepare('INSERT INTO main.kv_generations SELECT * FROM src.kv_generations WHERE gen_id = ?').run(generation);
-      db.prepare('INSERT INTO main.kv_partitions SELECT * FROM src.kv_partitions WHERE name = ?').run(req.partition);
-      db.prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? ORDER BY key').run(generation);
-      db.prepare('INSERT INTO main.sessions SELECT * FROM src.sessions WHERE gen_id = ? ORDER BY client_id').run(
-        generation,
-      );
-      db.prepare(
-        'INSERT INTO main.session_responses SELECT * FROM src.session_responses WHERE gen_id = ? ORDER BY client_id, seq',
-      ).run(generation);
-    })();
-    db.exec('DETACH DATABASE src');
-    return { ok: true };
-  } finally {
-    db.close();
-  }
-}
-
 let result: ImageResult;
 try {
-  result = copy();
+  copyPartitionTo(req.source, req.image, req.partition);
+  result = { ok: true };
 } catch (err) {
   result = { ok: false, message: (err as Error).message };
 }

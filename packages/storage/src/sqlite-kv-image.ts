@@ -1,7 +1,7 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { Worker, threadId } from 'node:worker_threads';
 import { StorageError } from '@cohort/core/errors';
 import { workerModuleUrl } from './sqlite-write-queue.js';
 
@@ -29,7 +29,7 @@ let made = 0;
  * {@link removeStaleImages}.
  */
 export function copyPartitionImage(source: string, partition: string): Promise<string> {
-  const image = `${source}${IMAGE_INFIX}${process.pid}-${++made}`;
+  const image = newImagePath(source);
   const fail = (message: string): StorageError => {
     removeImage(image);
     return new StorageError(
@@ -59,6 +59,11 @@ export function copyPartitionImage(source: string, partition: string): Promise<s
       reject(fail(`the copying thread exited with code ${code}`));
     });
   });
+}
+
+/** A new image's path beside `source`: unique in this process across its threads. */
+export function newImagePath(source: string): string {
+  return `${source}${IMAGE_INFIX}${process.pid}-${threadId}-${++made}`;
 }
 
 /** Deletes an image (it has no journal: the copy runs with `journal_mode = OFF`). */
