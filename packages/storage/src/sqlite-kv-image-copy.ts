@@ -3,6 +3,10 @@ import Database from 'better-sqlite3';
 import { migrate } from './schema.js';
 import { abandonPin, awaitPin, takePin } from './sqlite-view-pin.js';
 
+/** Rows copied per statement when a copy is paced. */
+const PACED_CHUNK_ROWS = 10_000;
+const rest = new Int32Array(new SharedArrayBuffer(4));
+
 /** Where a copy's read snapshot of the source is taken: at a writer's mark (`PartitionKv.pinView`). */
 export interface CopyAt {
   ctrl: SharedArrayBuffer;
@@ -15,9 +19,12 @@ export interface CopyAt {
  * the new file `image` (the same schema, that partition only), on the calling
  * thread, in one read transaction of the source. With `at`, that transaction's
  * snapshot is exactly the state at the writer's mark (the writer waits there
- * until it is taken). The image is scratch: no journal, no fsync.
+ * until it is taken). The image is scratch: no journal, no fsync. With a
+ * `cpuShare` below 1 the rows are copied in chunks with rests between them, so
+ * the copy takes about that share of a CPU (and of the disk's writes), for
+ * longer: the read transaction stays open that much longer.
  */
-export function copyPartitionTo(source: string, image: string, partition: string, at?: CopyAt): void {
+export function copyPartitionTo(source: string, image: string, partition: string, at?: CopyAt, cpuShare = 1): void {
   let db: Database.Database;
   try {
     db = new Database(image);
@@ -47,7 +54,11 @@ export function copyPartitionTo(source: string, image: string, partition: string
       const generation = p.generation;
       db.prepare('INSERT INTO main.kv_generations SELECT * FROM src.kv_generations WHERE gen_id = ?').run(generation);
       db.prepare('INSERT INTO main.kv_partitions SELECT * FROM src.kv_partitions WHERE name = ?').run(partition);
-      db.prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? ORDER BY key').run(generation);
+      if (cpuShare >= 1) {
+        db.prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? ORDER BY key').run(generation);
+      } else {
+        copyRowsPaced(db, generation, Math.max(0.01, cpuShare));
+      }
       db.prepare('INSERT INTO main.sessions SELECT * FROM src.sessions WHERE gen_id = ? ORDER BY client_id').run(
         generation,
       );
@@ -62,5 +73,24 @@ export function copyPartitionTo(source: string, image: string, partition: string
     throw err;
   } finally {
     db.close();
+  }
+}
+
+/** Copies the rows of `generation` in key order, {@link PACED_CHUNK_ROWS} at a time, resting to keep within `share`. */
+function copyRowsPaced(db: Database.Database, generation: number, share: number): void {
+  const first = db.prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? ORDER BY key LIMIT ?');
+  const next = db.prepare('INSERT INTO main.kv SELECT * FROM src.kv WHERE gen_id = ? AND key > ? ORDER BY key LIMIT ?');
+  const last = db.prepare('SELECT key FROM main.kv WHERE gen_id = ? ORDER BY key DESC LIMIT 1').pluck();
+  let after: Buffer | undefined;
+  for (;;) {
+    const started = performance.now();
+    const copied =
+      after === undefined
+        ? first.run(generation, PACED_CHUNK_ROWS).changes
+        : next.run(generation, after, PACED_CHUNK_ROWS).changes;
+    if (copied < PACED_CHUNK_ROWS) return;
+    after = last.get(generation) as Buffer;
+    const busy = performance.now() - started;
+    Atomics.wait(rest, 0, 0, (busy * (1 - share)) / share);
   }
 }

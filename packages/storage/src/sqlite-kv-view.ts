@@ -177,6 +177,11 @@ export interface PinnedViewOptions {
    * The copy is deleted when the view closes. @default false
    */
   copy?: boolean;
+  /**
+   * With `copy`: the share of a CPU the copy may take (0-1]; below 1 it copies in chunks with rests
+   * between them (its read transaction then stays open longer). @default 1
+   */
+  cpuShare?: number;
 }
 
 /**
@@ -189,7 +194,7 @@ export function openPinnedView(pin: ViewPin, waitMs = 60_000, opts: PinnedViewOp
   const src: RowSource = pin.source;
   const image = newImagePath(src.file);
   try {
-    copyPartitionTo(src.file, image, src.partition, { ctrl: pin.ctrl, waitMs });
+    copyPartitionTo(src.file, image, src.partition, { ctrl: pin.ctrl, waitMs }, opts.cpuShare);
   } catch (err) {
     removeImage(image);
     throw new StorageError(

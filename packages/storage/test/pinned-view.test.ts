@@ -68,6 +68,34 @@ describe('a pinned view of a partition (writer thread)', () => {
     },
   );
 
+  it('copies in chunks with rests when the copy is paced, to the same rows', async () => {
+    const kv = store.kv('p');
+    const keys = Array.from({ length: 25_000 }, (_, i) => `k${String(i).padStart(6, '0')}`);
+    store.transaction(() => {
+      keys.forEach((k, i) => kv.put(bytes(k), bytes(`v${i}`), { revision: i + 1 }));
+      kv.setApplied(applied(keys.length));
+    });
+    const pin = kv.pinView?.() as ViewPin;
+    put('k000000', 'later', keys.length + 1);
+    put('zz', 'later', keys.length + 2);
+    await turn();
+    const view = openPinnedView(pin, 5000, { copy: true, cpuShare: 0.5 });
+    try {
+      expect(view.applied.index).toBe(keys.length);
+      const seen: string[] = [];
+      let after: Uint8Array | undefined;
+      for (;;) {
+        const page = view.rows(after, 4096);
+        for (const r of page) seen.push(`${text(r.key)}=${text(r.value)}`);
+        if (page.length < 4096) break;
+        after = page.at(-1)?.key;
+      }
+      expect(seen).toEqual(keys.map((k, i) => `${k}=v${i}`));
+    } finally {
+      view.close();
+    }
+  });
+
   it('places a mark made inside a transaction after that transaction', async () => {
     const kv = store.kv('p');
     let pin: ViewPin | undefined;
