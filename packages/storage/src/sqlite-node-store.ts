@@ -94,6 +94,13 @@ export interface SqliteNodeStoreOptions {
    */
   writerHoldMs?: number;
   /**
+   * The size, in bytes, the WAL file is cut back to whenever SQLite starts it over after a checkpoint
+   * (`PRAGMA journal_size_limit`). A WAL grows past its usual few megabytes while a reader holds an old
+   * snapshot (a snapshot's copy, a consistency check's) and the writes go on; without a limit the file
+   * keeps that size for good. @default 64 MiB
+   */
+  walSizeLimitBytes?: number;
+  /**
    * A test hook of the `thread` writer: while this file exists, the writer
    * holds each commit before it starts, as a stalled fsync would.
    */
@@ -104,6 +111,18 @@ export interface SqliteNodeStoreOptions {
    * disk (and are retried until the file is removed).
    */
   diskFullGate?: string;
+}
+
+/** The default of {@link SqliteNodeStoreOptions.walSizeLimitBytes}. */
+const DEFAULT_WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
+/** A WAL size limit as the pragma takes it; throws on a value that is not a whole number of bytes. */
+function walSizeLimit(bytes: number | undefined): number {
+  const v = bytes ?? DEFAULT_WAL_SIZE_LIMIT;
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new StorageError(`walSizeLimitBytes must be a whole number of bytes, 0 or more; got ${v}`);
+  }
+  return v;
 }
 
 /** The transaction being built by {@link SqliteNodeStore.transaction}. */
@@ -270,6 +289,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      const walLimit = walSizeLimit(opts.walSizeLimitBytes);
+      db.pragma(`journal_size_limit = ${walLimit}`);
       if (opts.quickCheck ?? true) {
         const result = db.pragma('quick_check', { simple: true });
         if (result !== 'ok') throw new StorageError(`${file}: SQLite quick_check failed: ${String(result)}`);
@@ -287,6 +308,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         db.pragma('wal_checkpoint(TRUNCATE)');
         store.queue = new ThreadWriteQueue(file, {
           ...(opts.writerHoldMs === undefined ? {} : { holdMs: opts.writerHoldMs }),
+          walSizeLimitBytes: walLimit,
           ...(opts.commitGate === undefined ? {} : { commitGate: opts.commitGate }),
           ...(opts.diskFullGate === undefined ? {} : { diskFullGate: opts.diskFullGate }),
         });

@@ -108,6 +108,8 @@ export interface ThreadWriteQueueOptions {
    * with, in ms; 0 posts it at the end of its turn. @default 2
    */
   holdMs?: number;
+  /** The writer connection's `journal_size_limit` (see `SqliteNodeStoreOptions.walSizeLimitBytes`). */
+  walSizeLimitBytes?: number;
   /** See {@link JobRunnerOptions.commitGate}. */
   commitGate?: string;
   /** See {@link JobRunnerOptions.diskFullGate}. */
@@ -146,6 +148,7 @@ export class ThreadWriteQueue implements WriteQueue {
     const sab = new SharedArrayBuffer(CTRL_SLOTS * 8);
     this.ctrl = new BigInt64Array(sab);
     const data: WriterData = { file, ctrl: sab, port: port2 };
+    if (opts.walSizeLimitBytes !== undefined) data.walSizeLimitBytes = opts.walSizeLimitBytes;
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
     if (opts.diskFullGate !== undefined) data.diskFullGate = opts.diskFullGate;
     this.worker = new Worker(workerModuleUrl('sqlite-writer-worker.js'), { workerData: data, transferList: [port2] });

@@ -7,6 +7,8 @@ export interface WriterData {
   /** A BigInt64Array's buffer: the slots below. */
   ctrl: SharedArrayBuffer;
   port: MessagePort;
+  /** `PRAGMA journal_size_limit` of the writer's connection (the one that starts the WAL over). */
+  walSizeLimitBytes?: number;
   commitGate?: string;
   diskFullGate?: string;
 }

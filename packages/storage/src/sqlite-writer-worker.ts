@@ -51,6 +51,7 @@ function fail(message: string): void {
 try {
   db = new Database(data.file, { fileMustExist: true });
   db.pragma('synchronous = FULL');
+  if (data.walSizeLimitBytes !== undefined) db.pragma(`journal_size_limit = ${data.walSizeLimitBytes}`);
   runner = new JobRunner(db, {
     ...(data.commitGate === undefined ? {} : { commitGate: data.commitGate }),
     ...(data.diskFullGate === undefined ? {} : { diskFullGate: data.diskFullGate }),
