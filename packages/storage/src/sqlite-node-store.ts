@@ -97,7 +97,8 @@ export interface SqliteNodeStoreOptions {
    * The size, in bytes, the WAL file is cut back to whenever SQLite starts it over after a checkpoint
    * (`PRAGMA journal_size_limit`). A WAL grows past its usual few megabytes while a reader holds an old
    * snapshot (a snapshot's copy, a consistency check's) and the writes go on; without a limit the file
-   * keeps that size for good. @default 64 MiB
+   * keeps that size for good. Above the 5-7 MB a WAL holds in steady use, so the file is cut only
+   * after such a reader. @default 16 MiB
    */
   walSizeLimitBytes?: number;
   /**
@@ -114,7 +115,7 @@ export interface SqliteNodeStoreOptions {
 }
 
 /** The default of {@link SqliteNodeStoreOptions.walSizeLimitBytes}. */
-const DEFAULT_WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+const DEFAULT_WAL_SIZE_LIMIT = 16 * 1024 * 1024;
 
 /** A WAL size limit as the pragma takes it; throws on a value that is not a whole number of bytes. */
 function walSizeLimit(bytes: number | undefined): number {

@@ -51,7 +51,7 @@ describe('the WAL size limit (writer thread)', () => {
     const limited = await grownThenReleased(256 * 1024);
     expect(limited.grown).toBeGreaterThan(4 * 1024 * 1024);
     expect(limited.after).toBeLessThanOrEqual(256 * 1024 + 64 * 1024);
-    // Under the default limit (64 MiB) the same WAL keeps its size.
+    // Under the default limit (16 MiB) a WAL of 4-16 MiB keeps its size.
     const unlimited = await grownThenReleased(undefined);
     expect(unlimited.grown).toBeGreaterThan(4 * 1024 * 1024);
     expect(unlimited.after).toBeGreaterThan(4 * 1024 * 1024);
