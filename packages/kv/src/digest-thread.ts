@@ -10,8 +10,6 @@ export interface DigestThreadRequest {
   waitMs: number;
   /** The share of one CPU it may take for this digest (0-1]: it rests between bursts to stay within it. */
   cpuShare: number;
-  /** Whether it copies the partition aside at the mark and hashes the copy (see `PinnedViewOptions.copy`). */
-  copy: boolean;
 }
 
 /** The digest thread's answer to request `id`. */
@@ -29,13 +27,6 @@ export interface DigestThreadOptions {
    * once. @default 0.5
    */
   cpuShare?: number;
-  /**
-   * Copy the partition aside at the mark (natively, in one read transaction of a few seconds per
-   * million keys) and hash the copy, instead of hashing the database in a read transaction held for
-   * the whole digest, which keeps SQLite from checkpointing its WAL meanwhile (see
-   * `PinnedViewOptions.copy`). @default true
-   */
-  copy?: boolean;
 }
 
 interface Waiter {
@@ -78,7 +69,6 @@ class DigestThread {
         pin,
         waitMs: opts.waitMs ?? 60_000,
         cpuShare: opts.cpuShare ?? 0.5,
-        copy: opts.copy ?? true,
       };
       worker.postMessage(req);
     });

@@ -36,8 +36,8 @@ const errorOf = (id: number, err: unknown): DigestThreadReply => ({
 port.on('message', (req: DigestThreadRequest) => {
   let view: KvView;
   try {
-    // The copy keeps within the digest's share of a CPU too.
-    view = openPinnedView(req.pin, req.waitMs, { copy: req.copy, cpuShare: req.cpuShare });
+    // The view reads a copy made at the mark, within the digest's share of a CPU too.
+    view = openPinnedView(req.pin, req.waitMs, { cpuShare: req.cpuShare });
   } catch (err) {
     reply(errorOf(req.id, err));
     return;

@@ -1,8 +1,10 @@
-import { CodecError, type NodeId, systemClock } from '@cohort/core';
+import { CodecError, type NodeId, type Transport, systemClock } from '@cohort/core';
 import { MemoryHub } from '@cohort/core/testing';
 import { describe, expect, it } from 'vitest';
 import {
   ConsistencyChecker,
+  type ConsistencyCheckerOptions,
+  type DigestSource,
   decodeDigestRequest,
   decodeDigestResponse,
   encodeDigestRequest,
@@ -11,26 +13,37 @@ import {
 
 const IDS = ['a', 'b', 'c'];
 
-/** Three checkers over one hub; `digests[node]` is what that replica recorded at index 7. */
-function cluster(digests: Record<NodeId, string | undefined>, applied: Record<NodeId, number> = {}) {
+/** Three checkers over one hub, each with what `local(id)` says of its replica, the options in `opts`, and its transport passed through `wrap`. */
+function checkers(
+  local: (id: NodeId) => DigestSource,
+  opts: Omit<Partial<ConsistencyCheckerOptions>, 'transport'> & { wrap?: (base: Transport) => Transport } = {},
+): ConsistencyChecker[] {
   const hub = new MemoryHub();
-  const checkers = IDS.map((id) => {
+  const { wrap = (t) => t, ...rest } = opts;
+  return IDS.map((id) => {
     const c = new ConsistencyChecker({
       group: 'p0',
-      transport: hub.transport(id),
+      transport: wrap(hub.transport(id)),
       clock: systemClock,
       replicas: () => IDS,
       waitMs: 200,
-      local: {
-        appliedIndex: () => applied[id] ?? 7,
-        digestAt: (i) => (i === 7 ? digests[id] : undefined),
-      },
+      local: local(id),
       proposeChecksum: async () => 7,
+      ...rest,
     });
     c.start();
     return c;
   });
-  return { hub, checkers };
+}
+
+/** Three checkers; `digests[node]` is what that replica recorded at index 7. */
+function cluster(digests: Record<NodeId, string | undefined>, applied: Record<NodeId, number> = {}) {
+  return {
+    checkers: checkers((id) => ({
+      appliedIndex: () => applied[id] ?? 7,
+      digestAt: (i) => (i === 7 ? digests[id] : undefined),
+    })),
+  };
 }
 
 describe('ConsistencyChecker', () => {
@@ -70,65 +83,44 @@ describe('ConsistencyChecker', () => {
   });
 
   it('asks a replica again while its digest is still being computed, past any one request timeout', async () => {
-    const hub = new MemoryHub();
     const started = Date.now();
     /** Replica c hashes for 600 ms; every request ends after 150 ms, as the transport's timeout ends one. */
     const ready = (id: NodeId): boolean => id !== 'c' || Date.now() - started >= 600;
     let asked = 0;
-    const checkers = IDS.map((id) => {
-      const base = hub.transport(id);
-      const transport = Object.assign(Object.create(base) as typeof base, {
-        request: (to: NodeId, protocol: string, frame: Uint8Array) => {
-          if (to === 'c') asked++;
-          return Promise.race([
-            base.request(to, protocol, frame),
-            new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no response in 150 ms')), 150)),
-          ]);
-        },
-      });
-      const c = new ConsistencyChecker({
-        group: 'p0',
-        transport,
-        clock: systemClock,
-        replicas: () => IDS,
+    const all = checkers(
+      (id) => ({
+        appliedIndex: () => 7,
+        digestPending: () => !ready(id),
+        digestAt: (i) => (i === 7 && ready(id) ? 'aa01' : undefined),
+      }),
+      {
         waitMs: 10_000,
         requestWaitMs: 50,
-        local: {
-          appliedIndex: () => 7,
-          digestPending: () => !ready(id),
-          digestAt: (i) => (i === 7 && ready(id) ? 'aa01' : undefined),
-        },
-        proposeChecksum: async () => 7,
-      });
-      c.start();
-      return c;
-    });
-    const report = await checkers[0]!.check();
+        wrap: (base) =>
+          Object.assign(Object.create(base) as typeof base, {
+            request: (to: NodeId, protocol: string, frame: Uint8Array) => {
+              if (to === 'c') asked++;
+              return Promise.race([
+                base.request(to, protocol, frame),
+                new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no response in 150 ms')), 150)),
+              ]);
+            },
+          }),
+      },
+    );
+    const report = await all[0]!.check();
     expect(report.verdict).toBe('consistent');
     expect(report.replicas.map((r) => r.digest)).toEqual(['aa01', 'aa01', 'aa01']);
     expect(asked).toBeGreaterThan(1);
   });
 
   it('says why a replica has no digest when computing it failed there', async () => {
-    const hub = new MemoryHub();
-    const checkers = IDS.map((id) => {
-      const c = new ConsistencyChecker({
-        group: 'p0',
-        transport: hub.transport(id),
-        clock: systemClock,
-        replicas: () => IDS,
-        waitMs: 200,
-        local: {
-          appliedIndex: () => 7,
-          digestAt: (i) => (i === 7 && id !== 'b' ? 'aa01' : undefined),
-          digestFailure: (i) => (i === 7 && id === 'b' ? 'the writer stopped waiting for this reader' : undefined),
-        },
-        proposeChecksum: async () => 7,
-      });
-      c.start();
-      return c;
-    });
-    const report = await checkers[0]!.check();
+    const all = checkers((id) => ({
+      appliedIndex: () => 7,
+      digestAt: (i) => (i === 7 && id !== 'b' ? 'aa01' : undefined),
+      digestFailure: (i) => (i === 7 && id === 'b' ? 'the writer stopped waiting for this reader' : undefined),
+    }));
+    const report = await all[0]!.check();
     expect(report.verdict).toBe('incomplete');
     expect(report.replicas[1]).toEqual({
       node: 'b',

@@ -14,7 +14,6 @@ import {
   toSessionRecord,
 } from './sqlite-kv-rows.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
-import { abandonPin, awaitPin, takePin } from './sqlite-view-pin.js';
 import type { AppliedState, DetachedImage, KvRecord, KvView, SessionRecord, ViewPin } from './types.js';
 
 /**
@@ -41,80 +40,21 @@ export class SqliteKvView implements KvView {
    * the copy holds), and `onClose` runs once the view is closed.
    */
   static open(src: RowSource, image?: { file: string; onClose: () => void }): SqliteKvView {
-    const { db, st } = SqliteKvView.connect(src, image?.file);
-    return SqliteKvView.begin(src, db, st, image?.onClose);
-  }
-
-  /**
-   * Opens a view of exactly the state at `pin` (see {@link PartitionKv.pinView}), on any thread: opens
-   * its connection, waits up to `waitMs` for the store's writer to reach the mark, then takes its
-   * snapshot there. Throws a `StorageError` saying why when it cannot (the writer did not get there in
-   * time, or stopped waiting for this reader).
-   */
-  static openPinned(pin: ViewPin, waitMs: number): SqliteKvView {
-    const src: RowSource = pin.source;
-    let conn: { db: Database.Database; st: KvStatements };
-    try {
-      conn = SqliteKvView.connect(src);
-    } catch (err) {
-      abandonPin(pin.ctrl);
-      throw err;
-    }
-    const { db, st } = conn;
-    const fail = (why: string): StorageError => {
-      db.close();
-      return new StorageError(`${src.file}: partition ${src.partition}: cannot open a pinned read view: ${why}`);
-    };
-    const reached = awaitPin(pin.ctrl, waitMs);
-    if (reached === 'timeout') throw fail(`the writer did not reach the mark within ${waitMs} ms`);
-    if (reached === 'abandoned') throw fail('the writer stopped waiting for this reader');
-    let view: SqliteKvView;
-    try {
-      view = SqliteKvView.begin(src, db, st, undefined);
-    } catch (err) {
-      abandonPin(pin.ctrl);
-      throw err;
-    }
-    if (!takePin(pin.ctrl)) {
-      view.close();
-      throw new StorageError(
-        `${src.file}: partition ${src.partition}: cannot open a pinned read view: the writer stopped waiting for this reader`,
-      );
-    }
-    return view;
-  }
-
-  /** A read-only connection to the file (`file`, else `src.file`) with the KV statements prepared. */
-  private static connect(src: RowSource, file?: string): { db: Database.Database; st: KvStatements } {
     let db: Database.Database;
     try {
-      db = new Database(file ?? src.file, { readonly: true, fileMustExist: true });
+      db = new Database(image?.file ?? src.file, { readonly: true, fileMustExist: true });
     } catch (err) {
       throw new StorageError(
         `${src.file}: partition ${src.partition}: cannot open a read view: ${(err as Error).message}`,
       );
     }
     try {
-      return { db, st: prepareKvStatements(db) };
-    } catch (err) {
-      db.close();
-      throw err;
-    }
-  }
-
-  /** Begins the view's read transaction on `db` (closed on failure). */
-  private static begin(
-    src: RowSource,
-    db: Database.Database,
-    st: KvStatements,
-    onClose: (() => void) | undefined,
-  ): SqliteKvView {
-    try {
+      const st = prepareKvStatements(db);
       // The read transaction's snapshot starts at its first read: the partition row.
       db.prepare('BEGIN').run();
       const p = readPartition(st, src);
       const applied = p?.applied ?? { index: 0, term: 0, confState: emptyConfState() };
-      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0, onClose);
+      return new SqliteKvView(db, st, src, p?.generation ?? 0, applied, p?.logTime ?? 0, image?.onClose);
     } catch (err) {
       db.close();
       throw err;
@@ -170,16 +110,8 @@ export function openImageView(copy: Pick<DetachedImage, 'source' | 'image'>): Kv
 /** Options of {@link openPinnedView}. */
 export interface PinnedViewOptions {
   /**
-   * Copy the partition aside at the mark (one read transaction of the database, for the seconds the copy
-   * takes) and read the copy, so a slow reader holds nothing in the database: a view of the database
-   * itself keeps SQLite from checkpointing its WAL past it for as long as it is open, and the WAL grows
-   * by every write made meanwhile (~230 MB per node in a 32 s digest of a million keys under load).
-   * The copy is deleted when the view closes. @default false
-   */
-  copy?: boolean;
-  /**
-   * With `copy`: the share of a CPU the copy may take (0-1]; below 1 it copies in chunks with rests
-   * between them (its read transaction then stays open longer). @default 1
+   * The share of a CPU the copy may take (0-1]; below 1 it copies in chunks with rests between them
+   * (its read transaction of the database then stays open longer). @default 1
    */
   cpuShare?: number;
 }
@@ -187,10 +119,13 @@ export interface PinnedViewOptions {
 /**
  * Opens a view of exactly the state a partition's writes stood at when {@link PartitionKv.pinView}
  * marked them, on any thread (a worker digesting a partition); waits up to `waitMs` for the writer to
- * get there. The caller closes it.
+ * get there. The partition is copied aside at the mark (one read transaction of the database, for the
+ * seconds the copy takes) and the view reads the copy, so a slow reader holds nothing in the database:
+ * a view of the database itself would keep SQLite from checkpointing its WAL past it for as long as it
+ * is open (~230 MB of WAL per node in a 32 s digest of a million keys under load). The copy is deleted
+ * when the view closes; the caller closes it.
  */
 export function openPinnedView(pin: ViewPin, waitMs = 60_000, opts: PinnedViewOptions = {}): KvView {
-  if (opts.copy !== true) return SqliteKvView.openPinned(pin, waitMs);
   const src: RowSource = pin.source;
   const image = newImagePath(src.file);
   try {

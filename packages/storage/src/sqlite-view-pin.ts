@@ -22,6 +22,25 @@ export function newPinControl(): SharedArrayBuffer {
 }
 
 /**
+ * Waits up to `waitMs` while the mark's state is `from`; at the deadline voids the mark, unless the
+ * other side moved it on meanwhile. Returns the state it left `from` for (`ABANDONED` when it timed out,
+ * with `timedOut`).
+ */
+function waitWhile(a: Int32Array, from: number, waitMs: number): { state: number; timedOut: boolean } {
+  const deadline = performance.now() + waitMs;
+  for (;;) {
+    const state = Atomics.load(a, 0);
+    if (state !== from) return { state, timedOut: false };
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      if (Atomics.compareExchange(a, 0, from, ABANDONED) === from) return { state: ABANDONED, timedOut: true };
+      continue;
+    }
+    Atomics.wait(a, 0, from, left);
+  }
+}
+
+/**
  * The writer's side, after it committed every job before the mark: tells the reader, then waits up
  * to `waitMs` for it to take its snapshot. Returns how it ended; the writer goes on either way.
  */
@@ -29,17 +48,7 @@ export function holdAtPin(ctrl: SharedArrayBuffer, waitMs = PIN_WRITER_WAIT_MS):
   const a = new Int32Array(ctrl);
   if (Atomics.compareExchange(a, 0, WAITING, REACHED) !== WAITING) return 'abandoned';
   Atomics.notify(a, 0);
-  const deadline = performance.now() + waitMs;
-  for (;;) {
-    const state = Atomics.load(a, 0);
-    if (state !== REACHED) return state === TAKEN ? 'taken' : 'abandoned';
-    const left = deadline - performance.now();
-    if (left <= 0) {
-      if (Atomics.compareExchange(a, 0, REACHED, ABANDONED) === REACHED) return 'abandoned';
-      continue;
-    }
-    Atomics.wait(a, 0, REACHED, left);
-  }
+  return waitWhile(a, REACHED, waitMs).state === TAKEN ? 'taken' : 'abandoned';
 }
 
 /**
@@ -47,19 +56,9 @@ export function holdAtPin(ctrl: SharedArrayBuffer, waitMs = PIN_WRITER_WAIT_MS):
  * mark. Returns `'reached'` (then take the snapshot and call {@link takePin}), or why not.
  */
 export function awaitPin(ctrl: SharedArrayBuffer, waitMs: number): 'reached' | 'timeout' | 'abandoned' {
-  const a = new Int32Array(ctrl);
-  const deadline = performance.now() + waitMs;
-  for (;;) {
-    const state = Atomics.load(a, 0);
-    if (state === REACHED) return 'reached';
-    if (state !== WAITING) return 'abandoned';
-    const left = deadline - performance.now();
-    if (left <= 0) {
-      if (Atomics.compareExchange(a, 0, WAITING, ABANDONED) === WAITING) return 'timeout';
-      continue;
-    }
-    Atomics.wait(a, 0, WAITING, left);
-  }
+  const { state, timedOut } = waitWhile(new Int32Array(ctrl), WAITING, waitMs);
+  if (timedOut) return 'timeout';
+  return state === REACHED ? 'reached' : 'abandoned';
 }
 
 /** The reader took its snapshot: lets the writer go on. False if the writer stopped waiting first (the snapshot may hold later commits). */

@@ -37,36 +37,33 @@ describe('a pinned view of a partition (writer thread)', () => {
     t.cleanup();
   });
 
-  it.each([false, true])(
-    'reads exactly the state at its mark, while the writes queued after it commit (copy: %s)',
-    async (copy) => {
-      put('a', '1', 1);
-      const pin = store.kv('p').pinView?.() as ViewPin;
-      expect(pin).toBeDefined();
-      put('a', '2', 2);
-      put('b', '1', 3);
-      await turn();
-      const view = openPinnedView(pin, 5000, { copy });
-      try {
-        expect(view.applied.index).toBe(1);
-        expect(contents(view)).toEqual(['a=1']);
-        await store.settled();
-        // The writes after the mark are in the file, not in the pinned view.
-        expect(contents(view)).toEqual(['a=1']);
-      } finally {
-        view.close();
-      }
-      // A copy is deleted with its view.
-      expect(readdirSync(t.dir).filter((n) => n.includes('-image-'))).toEqual([]);
-      const now = store.kv('p').openView();
-      try {
-        expect(now.applied.index).toBe(3);
-        expect(contents(now)).toEqual(['a=2', 'b=1']);
-      } finally {
-        now.close();
-      }
-    },
-  );
+  it('reads exactly the state at its mark, while the writes queued after it commit', async () => {
+    put('a', '1', 1);
+    const pin = store.kv('p').pinView?.() as ViewPin;
+    expect(pin).toBeDefined();
+    put('a', '2', 2);
+    put('b', '1', 3);
+    await turn();
+    const view = openPinnedView(pin, 5000);
+    try {
+      expect(view.applied.index).toBe(1);
+      expect(contents(view)).toEqual(['a=1']);
+      await store.settled();
+      // The writes after the mark are in the file, not in the pinned view.
+      expect(contents(view)).toEqual(['a=1']);
+    } finally {
+      view.close();
+    }
+    // A copy is deleted with its view.
+    expect(readdirSync(t.dir).filter((n) => n.includes('-image-'))).toEqual([]);
+    const now = store.kv('p').openView();
+    try {
+      expect(now.applied.index).toBe(3);
+      expect(contents(now)).toEqual(['a=2', 'b=1']);
+    } finally {
+      now.close();
+    }
+  });
 
   it('copies in chunks with rests when the copy is paced, to the same rows', async () => {
     const kv = store.kv('p');
@@ -79,7 +76,7 @@ describe('a pinned view of a partition (writer thread)', () => {
     put('k000000', 'later', keys.length + 1);
     put('zz', 'later', keys.length + 2);
     await turn();
-    const view = openPinnedView(pin, 5000, { copy: true, cpuShare: 0.5 });
+    const view = openPinnedView(pin, 5000, { cpuShare: 0.5 });
     try {
       expect(view.applied.index).toBe(keys.length);
       const seen: string[] = [];
@@ -130,19 +127,16 @@ describe('a pinned view of a partition (writer thread)', () => {
     expect(performance.now() - started).toBeLessThan(10_000);
   });
 
-  it.each([false, true])(
-    'lets the writer go on when no reader takes the mark; a reader coming later is refused (copy: %s)',
-    async (copy) => {
-      put('a', '1', 1);
-      const pin = store.kv('p').pinView?.() as ViewPin;
-      put('a', '2', 2);
-      // The writer waits for the reader a while, then commits what follows the mark.
-      await store.settled();
-      expect(() => openPinnedView(pin, 5000, { copy })).toThrow(StorageError);
-      expect(() => openPinnedView(pin, 5000, { copy })).toThrow(/the writer stopped waiting for this reader/);
-      expect(readdirSync(t.dir).filter((n) => n.includes('-image-'))).toEqual([]);
-    },
-  );
+  it('lets the writer go on when no reader takes the mark; a reader coming later is refused', async () => {
+    put('a', '1', 1);
+    const pin = store.kv('p').pinView?.() as ViewPin;
+    put('a', '2', 2);
+    // The writer waits for the reader a while, then commits what follows the mark.
+    await store.settled();
+    expect(() => openPinnedView(pin, 5000)).toThrow(StorageError);
+    expect(() => openPinnedView(pin, 5000)).toThrow(/the writer stopped waiting for this reader/);
+    expect(readdirSync(t.dir).filter((n) => n.includes('-image-'))).toEqual([]);
+  });
 
   it('voids the mark when its reader gives up before the writer got there', async () => {
     put('a', '1', 1);
