@@ -24,6 +24,7 @@ import { FrameSender, type FramedStream } from './frame-sender.js';
 import { framed, oversizedError } from './framing.js';
 import { type StreamMode, encodeHello } from './hello.js';
 import { InboundStreams, type KnownPeer } from './inbound-streams.js';
+import { noiseCrypto } from './noise-crypto.js';
 import {
   type Libp2pTransportOptions,
   type ResolvedOptions,
@@ -280,7 +281,7 @@ export class Libp2pTransport implements Transport {
       privateKey,
       addresses: { listen: [toMultiaddr(this.options.listen, 'listen').toString()] },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [yamux()],
       connectionManager: { inboundConnectionThreshold: 1000 },
       ...(this.options.clusterSecret !== undefined
