@@ -42,7 +42,10 @@ async function start(flags: StartFlags): Promise<void> {
   const log = createLogger(options.logLevel, { node: id });
   const node = new CohortNode(
     options,
-    (dir) => openStore(dir, log.child({ component: 'storage' }), storeLimits(options.config.raft)),
+    (dir) =>
+      openStore(dir, log.child({ component: 'storage' }), storeLimits(options.config.raft), {
+        ...(options.rowCacheBytes === undefined ? {} : { rowCacheBytes: options.rowCacheBytes }),
+      }),
     log,
   );
   let stopping = false;
@@ -170,6 +173,10 @@ program
   )
   .option('--quiesce', 'idle groups stop heartbeats; peer failures come from the failure detector (default off)')
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
+  .option(
+    '--row-cache-bytes <n>',
+    'bytes of recently used KV rows kept in memory, shared by the partitions; 0 for none (default 16777216)',
+  )
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
   .option(

@@ -47,6 +47,7 @@ export interface StartFlags {
   quiesce?: boolean;
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
+  rowCacheBytes?: string;
   logLevel?: string;
   clusterSecretFile?: string;
   requirepass?: string;
@@ -357,6 +358,12 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
   if (flags.stuckAfter !== undefined) {
     extra.stuckAfterMs = integer('--stuck-after', flags.stuckAfter);
     if (extra.stuckAfterMs <= 0) throw new ConfigError(`--stuck-after must be above 0, got ${extra.stuckAfterMs}`);
+  }
+  if (flags.rowCacheBytes !== undefined) {
+    extra.rowCacheBytes = integer('--row-cache-bytes', flags.rowCacheBytes);
+    if (extra.rowCacheBytes < 0) {
+      throw new ConfigError(`--row-cache-bytes must be 0 (none) or above, got ${extra.rowCacheBytes}`);
+    }
   }
   if (joinAddress !== undefined) extra.joinAddress = joinAddress;
   Object.assign(extra, loadEngines(flags));

@@ -26,6 +26,11 @@ export interface NodeOptions {
   tags?: Record<string, string>;
   /** How long a node stays dead before the placement controller replaces its replicas. @default 30000 */
   deadGraceMs?: number;
+  /**
+   * Bytes of recently read or written KV rows the store keeps in memory, shared by the node's partitions
+   * (`--row-cache-bytes`); 0 for none. @default 16777216 (the store's default)
+   */
+  rowCacheBytes?: number;
   /** Voters of the meta group at most: 3 or 5. @default 3 */
   metaVoters?: number;
   /** How often the meta leader runs the placement controller. @default 1000 */

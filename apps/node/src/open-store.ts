@@ -1,5 +1,5 @@
 import type { Logger } from '@cohort/core';
-import { type DurableNodeStore, type LogLimits, SqliteNodeStore } from '@cohort/storage';
+import { type DurableNodeStore, type LogLimits, SqliteNodeStore, type SqliteNodeStoreOptions } from '@cohort/storage';
 
 /**
  * A test hook: while the file this variable names exists, the store's writer
@@ -26,7 +26,12 @@ export const WRITER_ENV = 'COHORT_STORE_WRITER';
  * synchronous=FULL), with the log's bounds. Its writes run on a writer
  * thread, so the event loop keeps serving while a commit waits on the disk.
  */
-export function openStore(dataDir: string, logger: Logger, limits: LogLimits): DurableNodeStore {
+export function openStore(
+  dataDir: string,
+  logger: Logger,
+  limits: LogLimits,
+  tuning: Pick<SqliteNodeStoreOptions, 'rowCacheBytes'> = {},
+): DurableNodeStore {
   const gate = process.env[COMMIT_GATE_ENV];
   if (gate) logger.warn('test hook: commits wait while this file exists', { file: gate });
   const full = process.env[DISK_FULL_GATE_ENV];
@@ -34,6 +39,7 @@ export function openStore(dataDir: string, logger: Logger, limits: LogLimits): D
   const writer = process.env[WRITER_ENV] === 'inline' ? 'inline' : 'thread';
   if (writer === 'inline') logger.warn(`${WRITER_ENV}=inline: the store writes on the event loop`);
   return SqliteNodeStore.openDir(dataDir, {
+    ...tuning,
     logger,
     limits,
     writer,

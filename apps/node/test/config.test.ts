@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, type NodeStore, silentLogger } from '@cohort/core';
+import type { SqliteNodeStore } from '@cohort/storage';
 import { describe, expect, it } from 'vitest';
 import { loadNodeOptions, parsePeers } from '../src/config.js';
 import { openStore } from '../src/open-store.js';
@@ -38,6 +39,30 @@ describe('cohort start configuration', () => {
     expect(loadNodeOptions({ ...base, vpaxosCompactSlots: '20' }).vpaxosCompactSlots).toBe(20);
     expect(loadNodeOptions({ ...base, vpaxosCompactSlots: '0' }).vpaxosCompactSlots).toBe(0);
     expect(() => loadNodeOptions({ ...base, vpaxosCompactSlots: '-1' })).toThrow(/--vpaxos-compact-slots/);
+  });
+
+  it('takes the row cache size (0: none), default unset (the store keeps 16 MiB), reaches the store, and refuses a bad one', () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    expect(loadNodeOptions(base).rowCacheBytes).toBeUndefined();
+    expect(loadNodeOptions({ ...base, rowCacheBytes: '1048576' }).rowCacheBytes).toBe(1_048_576);
+    expect(loadNodeOptions({ ...base, rowCacheBytes: '0' }).rowCacheBytes).toBe(0);
+    expect(() => loadNodeOptions({ ...base, rowCacheBytes: '-1' })).toThrow(
+      /--row-cache-bytes must be 0 \(none\) or above/,
+    );
+    expect(() => loadNodeOptions({ ...base, rowCacheBytes: 'lots' })).toThrow(/--row-cache-bytes/);
+    // With no cache, a row changed behind the store's back is read from the file (and its checksum fails).
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-row-cache-'));
+    try {
+      const enc = new TextEncoder();
+      const store = openStore(dir, silentLogger, {}, { rowCacheBytes: 0 }) as SqliteNodeStore;
+      store.kv('p1').put(enc.encode('k'), enc.encode('v'), { revision: 1 });
+      store.flush();
+      store.database.prepare("UPDATE kv SET value = x'00'").run();
+      expect(() => store.kv('p1').get(enc.encode('k'))).toThrow(/corrupt/);
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes the vpaxos read lease from the config file or its flags (flags win), off by default, and refuses a bad one with the fix', () => {

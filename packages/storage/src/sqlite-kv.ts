@@ -16,6 +16,7 @@ import {
   rowKey,
 } from './sqlite-kv-overlay.js';
 import { BATCH_ROWS, type RunTransaction, kvStatements, readPartition } from './sqlite-kv-partition.js';
+import type { KvRowCache } from './sqlite-kv-row-cache.js';
 import {
   type KvRow,
   type ResponseRow,
@@ -118,6 +119,13 @@ export class SqlitePartitionKv implements PartitionKv {
    * partition's rows, so it never outlives what it read.
    */
   private lastRead: { gen: number; key: string; rec: KvRecord | undefined } | undefined;
+  /** This partition's prefix in {@link cache}. */
+  private readonly cacheScope: string;
+  /**
+   * Raised whenever this object can no longer vouch for what it cached (a
+   * rolled-back transaction, a new generation): every entry cached before goes stale.
+   */
+  private cacheEpoch = 0;
   /**
    * At or below the last activity of every session of the current generation
    * (stored or pending), once known: the idle sweep (every few entries, on
@@ -131,9 +139,12 @@ export class SqlitePartitionKv implements PartitionKv {
     file: string,
     partition: string,
     private readonly host: PartitionHost,
+    /** Rows last read or written, shared by the store's partitions (see {@link KvRowCache}). */
+    private readonly cache: KvRowCache,
   ) {
     this.st = kvStatements(db);
     this.src = { file, partition };
+    this.cacheScope = cache.scope();
   }
 
   /** Forgets the cached generation (after a rolled-back transaction that may have created it). */
@@ -143,6 +154,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.sessionCache.clear();
     this.lastPartition = undefined;
     this.lastRead = undefined;
+    this.cacheEpoch++;
     this.idleFloor = undefined;
   }
 
@@ -158,10 +170,13 @@ export class SqlitePartitionKv implements PartitionKv {
     const gen = this.readGen();
     const last = this.lastRead;
     if (last !== undefined && last.gen === gen && last.key === rk) return last.rec && copyRecord(last.rec);
+    const cached = this.cache.get(this.cacheScope + rk, this.cacheEpoch);
+    if (cached !== undefined) return cached === null ? undefined : copyRecord(cached);
     this.host.scope();
     const r = this.st.get.get(gen, blob(key)) as KvRow | undefined;
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
+    this.cache.set(this.cacheScope + rk, this.cacheEpoch, rec ? copyRecord(rec) : null);
     return rec;
   }
 
@@ -196,7 +211,9 @@ export class SqlitePartitionKv implements PartitionKv {
         version,
         type,
       ]);
-      this.ov.set(this.ov.rows, rowKey(key), rec, this.host.seq(), this.host.undo);
+      const rk = rowKey(key);
+      this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
+      this.cache.set(this.cacheScope + rk, this.cacheEpoch, { ...rec, key: own(rec.key), value: own(rec.value) });
     }, true);
   }
 
@@ -205,7 +222,9 @@ export class SqlitePartitionKv implements PartitionKv {
     this.lastRead = undefined;
     this.host.run(() => {
       this.host.emit(['del', this.readGen(), key.slice()]);
-      this.ov.set(this.ov.rows, rowKey(key), undefined, this.host.seq(), this.host.undo);
+      const rk = rowKey(key);
+      this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
+      this.cache.set(this.cacheScope + rk, this.cacheEpoch, null);
       if (this.rows !== undefined) this.rows--;
     }, true);
     return true;
@@ -474,6 +493,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.rows = undefined;
     this.sessionCache.clear();
     this.lastRead = undefined;
+    this.cacheEpoch++;
     this.idleFloor = undefined;
     this.host.purge(old);
   }
@@ -550,6 +570,15 @@ export class SqlitePartitionKv implements PartitionKv {
 
 function copyRecord(r: KvRecord): KvRecord {
   return { ...r };
+}
+
+/**
+ * `a` if it has its buffer to itself, else a copy that does: a view into a
+ * larger buffer (a socket read's, Node's Buffer pool) would keep all of it
+ * alive for as long as the cache keeps the row.
+ */
+function own(a: Uint8Array): Uint8Array {
+  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : new Uint8Array(a);
 }
 
 function rowKeyBytes(o: Tagged<KvRecord | undefined>): Uint8Array | undefined {

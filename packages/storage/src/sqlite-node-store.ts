@@ -28,6 +28,7 @@ import {
 } from './sqlite-group.js';
 import { removeStaleImages } from './sqlite-kv-image.js';
 import { purgeAbandonedGenerations } from './sqlite-kv-partition.js';
+import { KvRowCache } from './sqlite-kv-row-cache.js';
 import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
@@ -102,6 +103,13 @@ export interface SqliteNodeStoreOptions {
    */
   walSizeLimitBytes?: number;
   /**
+   * Bytes of KV rows (keys, values and about 160 bytes each besides) kept in
+   * memory as last read or written, shared by the store's partitions: a write
+   * reads the row it replaces and a read its row, and a recently used key is
+   * then not looked up in SQLite. 0 keeps none. @default 16 MiB
+   */
+  rowCacheBytes?: number;
+  /**
    * A test hook of the `thread` writer: while this file exists, the writer
    * holds each commit before it starts, as a stalled fsync would.
    */
@@ -117,11 +125,14 @@ export interface SqliteNodeStoreOptions {
 /** The default of {@link SqliteNodeStoreOptions.walSizeLimitBytes}. */
 const DEFAULT_WAL_SIZE_LIMIT = 16 * 1024 * 1024;
 
-/** A WAL size limit as the pragma takes it; throws on a value that is not a whole number of bytes. */
-function walSizeLimit(bytes: number | undefined): number {
-  const v = bytes ?? DEFAULT_WAL_SIZE_LIMIT;
+/** The default of {@link SqliteNodeStoreOptions.rowCacheBytes}. */
+const DEFAULT_ROW_CACHE_BYTES = 16 * 1024 * 1024;
+
+/** A byte-count option's value (its default when unset); throws on one that is not a whole number of bytes. */
+function wholeBytes(name: string, bytes: number | undefined, dflt: number): number {
+  const v = bytes ?? dflt;
   if (!Number.isSafeInteger(v) || v < 0) {
-    throw new StorageError(`walSizeLimitBytes must be a whole number of bytes, 0 or more; got ${v}`);
+    throw new StorageError(`${name} must be a whole number of bytes, 0 or more; got ${v}`);
   }
   return v;
 }
@@ -167,6 +178,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** Runs a function in a read transaction: one consistent snapshot of the file. */
   private readonly inRead: (fn: () => unknown) => unknown;
   private readonly partitions = new Map<string, SqlitePartitionKv>();
+  private readonly rowCache: KvRowCache;
   private readonly host: PartitionHost;
   private queue: WriteQueue;
   /** The last job queued. */
@@ -207,6 +219,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.cacheEntries = opts.cacheEntries ?? 1024;
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
+    this.rowCache = new KvRowCache(wholeBytes('rowCacheBytes', opts.rowCacheBytes, DEFAULT_ROW_CACHE_BYTES));
     this.st = prepareStatements(db);
     this.w = new SqliteLogWriter(
       {
@@ -290,7 +303,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
-      const walLimit = walSizeLimit(opts.walSizeLimitBytes);
+      const walLimit = wholeBytes('walSizeLimitBytes', opts.walSizeLimitBytes, DEFAULT_WAL_SIZE_LIMIT);
       db.pragma(`journal_size_limit = ${walLimit}`);
       if (opts.quickCheck ?? true) {
         const result = db.pragma('quick_check', { simple: true });
@@ -626,7 +639,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.assertOpen();
     let kv = this.partitions.get(partition);
     if (!kv) {
-      kv = new SqlitePartitionKv(this.db, this.file, partition, this.host);
+      kv = new SqlitePartitionKv(this.db, this.file, partition, this.host, this.rowCache);
       this.partitions.set(partition, kv);
     }
     return kv;

@@ -130,6 +130,9 @@ describe('schema migrations', () => {
     // The version is under the row's checksum.
     store.flush();
     store.database.prepare("UPDATE kv SET version = 7 WHERE key = x'61'").run();
+    // Read from the file, not from the rows this store has cached.
+    store.close();
+    store = SqliteNodeStore.open(file);
     expect(() => store.kv('p1').get(enc.encode('a'))).toThrow(/KV row for key 61 is corrupt/);
     store.close();
   });
@@ -163,6 +166,9 @@ describe('schema migrations', () => {
     expect(kv.get(enc.encode('h'))?.type).toBeUndefined();
     store.flush();
     store.database.prepare("UPDATE kv SET type = 1 WHERE key = x'6c'").run();
+    // Read from the file, not from the rows this store has cached.
+    store.close();
+    store = SqliteNodeStore.open(file);
     expect(() => store.kv('p1').get(enc.encode('l'))).toThrow(/KV row for key 6c is corrupt/);
     store.close();
   });

@@ -20,6 +20,8 @@ export interface Options {
   keys: number;
   valueBytes: number;
   systems: SystemName[];
+  /** Extra `cohort start` flags of every Cohort node (for comparing settings). */
+  cohortFlags: string[];
   requireAll: boolean;
   /** Where the JSON report goes; undefined: the default under tools/bench/results. */
   json: string | undefined;
@@ -118,6 +120,10 @@ export function program(): Command {
         systemList,
       ),
     )
+    .option(
+      '--cohort-flags <flags>',
+      'extra `cohort start` flags for every Cohort node, space-separated, e.g. "--row-cache-bytes 0" (default none)',
+    )
     .option('--require-all', 'fail instead of skipping a system whose binary is not installed')
     .option('--json <file>', 'where to write the JSON report (default tools/bench/results/compare-<time>.json)')
     .option('--keep', 'keep the data directories')
@@ -148,6 +154,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     keys?: number;
     valueBytes?: number;
     systems?: SystemName[];
+    cohortFlags?: string;
     requireAll?: boolean;
     json?: string;
     keep?: boolean;
@@ -173,6 +180,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     keys,
     valueBytes: o.valueBytes ?? DEFAULTS.valueBytes,
     systems: o.systems ?? [...SYSTEMS],
+    cohortFlags: (o.cohortFlags ?? '').split(' ').filter((f) => f !== ''),
     requireAll: o.requireAll === true,
     json: o.json,
     keep: o.keep === true,

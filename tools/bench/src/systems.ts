@@ -117,9 +117,12 @@ export class CohortSystem implements System {
   readonly resp = true;
   private cluster: BenchCluster | undefined;
   private readonly root: string;
+  private readonly flags: string[];
 
-  constructor(root: string) {
+  /** `flags`: extra `cohort start` flags of every node. */
+  constructor(root: string, flags: string[] = []) {
     this.root = root;
+    this.flags = flags;
   }
 
   /** Whether the `cohort` binary has been built. */
@@ -128,7 +131,7 @@ export class CohortSystem implements System {
   }
 
   async start(): Promise<void> {
-    this.cluster = await BenchCluster.create(this.root, 3, ['--log-level', 'warn']);
+    this.cluster = await BenchCluster.create(this.root, 3, ['--log-level', 'warn', ...this.flags]);
     this.cluster.startAll();
     await this.cluster.leader(60_000);
   }
@@ -138,7 +141,8 @@ export class CohortSystem implements System {
   }
 
   async durability(): Promise<string> {
-    return '3 voters; SQLite journal_mode=WAL, synchronous=FULL; a write is acknowledged once a majority wrote it durably';
+    const flags = this.flags.length > 0 ? `; started with ${this.flags.join(' ')}` : '';
+    return `3 voters; SQLite journal_mode=WAL, synchronous=FULL; a write is acknowledged once a majority wrote it durably${flags}`;
   }
 
   private leader() {

@@ -31,6 +31,7 @@ describe('parseOptions', () => {
       keys: 1_000_000,
       valueBytes: 100,
       systems: ['cohort', 'etcd', 'redis'],
+      cohortFlags: [],
       requireAll: false,
       json: undefined,
     });
@@ -60,6 +61,7 @@ describe('parseOptions', () => {
     expect(parse('--keys', '0').keys).toBe(0);
     expect(parse('--system-warmup', '0').systemWarmup).toBe(0);
     expect(parse('--require-all', '--json', 'out.json')).toMatchObject({ requireAll: true, json: 'out.json' });
+    expect(parse('--cohort-flags', ' --row-cache-bytes  0 ').cohortFlags).toEqual(['--row-cache-bytes', '0']);
   });
 
   it('refuses bad values with a message naming them', () => {

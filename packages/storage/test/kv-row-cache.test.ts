@@ -1,0 +1,202 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { emptyConfState } from '@cohort/core';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KvRowCache } from '../src/sqlite-kv-row-cache.js';
+import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import type { KvRecord } from '../src/types.js';
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (b: Uint8Array | undefined): string => new TextDecoder().decode(b);
+const rec = (key: string, value: string): KvRecord => ({
+  key: bytes(key),
+  value: bytes(value),
+  createRevision: 1,
+  modifyRevision: 1,
+  version: 1,
+});
+
+describe('KvRowCache', () => {
+  it('keeps the most recently used rows within its budget of bytes', () => {
+    // 160 bytes of overhead an entry: three 1-byte keys with 1-byte values fit in 3 * 163.
+    const cache = new KvRowCache(3 * 163);
+    cache.set('a', 0, rec('a', '1'));
+    cache.set('b', 0, rec('b', '2'));
+    cache.set('c', 0, null);
+    expect(cache.size).toEqual({ entries: 3, bytes: 3 * 163 - 2 });
+    expect(cache.get('a', 0)?.value).toEqual(bytes('1'));
+    cache.set('d', 0, rec('d', '4'));
+    // 'b' was the least recently used ('a' was read since).
+    expect(cache.get('b', 0)).toBeUndefined();
+    expect(cache.get('a', 0)).not.toBeUndefined();
+    expect(cache.get('c', 0)).toBeNull();
+    expect(cache.get('d', 0)?.value).toEqual(bytes('4'));
+  });
+
+  it('treats entries cached under another epoch as absent and forgets them', () => {
+    const cache = new KvRowCache(1 << 20);
+    cache.set('a', 1, rec('a', '1'));
+    expect(cache.get('a', 2)).toBeUndefined();
+    expect(cache.size.entries).toBe(0);
+    expect(cache.get('a', 1)).toBeUndefined();
+  });
+
+  it('keeps nothing with a budget of 0, nor a row larger than its budget', () => {
+    const none = new KvRowCache(0);
+    none.set('a', 0, rec('a', '1'));
+    expect(none.get('a', 0)).toBeUndefined();
+    const small = new KvRowCache(200);
+    small.set('big', 0, rec('big', 'x'.repeat(100)));
+    expect(small.get('big', 0)).toBeUndefined();
+    expect(small.size).toEqual({ entries: 0, bytes: 0 });
+  });
+
+  it('gives each partition a scope of its own', () => {
+    const cache = new KvRowCache(1 << 20);
+    expect(cache.scope()).not.toBe(cache.scope());
+  });
+});
+
+describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the row cache', (writer) => {
+  let dir: string;
+  let n = 0;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cohort-row-cache-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const open = (file: string, rowCacheBytes?: number): SqliteNodeStore =>
+    SqliteNodeStore.open(file, { writer, ...(rowCacheBytes === undefined ? {} : { rowCacheBytes }) });
+  const newFile = (): string => join(dir, `node-${n++}.db`);
+
+  /** Changes a row's stored value behind the store's back (its checksum no longer matches). */
+  function tamper(store: SqliteNodeStore, key: string): void {
+    store.flush();
+    store.database.prepare('UPDATE kv SET value = ? WHERE key = ?').run(Buffer.from('tampered'), Buffer.from(key));
+  }
+
+  it('answers reads of a row it wrote or read from memory; with rowCacheBytes 0 it reads the file each time', () => {
+    const file = newFile();
+    const first = open(file);
+    first.kv('p1').put(bytes('w'), bytes('written'), { revision: 1 });
+    first.kv('p1').put(bytes('r'), bytes('read'), { revision: 2 });
+    first.close();
+    const again = open(file);
+    try {
+      expect(text(again.kv('p1').get(bytes('r'))?.value)).toBe('read');
+      again.kv('p1').put(bytes('w'), bytes('rewritten'), { revision: 3 });
+      tamper(again, 'w');
+      tamper(again, 'r');
+      expect(text(again.kv('p1').get(bytes('w'))?.value)).toBe('rewritten');
+      expect(text(again.kv('p1').get(bytes('r'))?.value)).toBe('read');
+    } finally {
+      again.close();
+    }
+    const uncached = open(file, 0);
+    try {
+      // Read from the file now, the tampered rows' checksums say so.
+      expect(() => uncached.kv('p1').get(bytes('w'))).toThrow(/KV row for key 77 is corrupt/);
+      expect(() => uncached.kv('p1').get(bytes('r'))).toThrow(/KV row for key 72 is corrupt/);
+    } finally {
+      uncached.close();
+    }
+  });
+
+  it('refuses a row cache size that is not a whole number of bytes', () => {
+    expect(() => open(newFile(), -1)).toThrow(/rowCacheBytes must be a whole number of bytes/);
+    expect(() => open(newFile(), 1.5)).toThrow(/rowCacheBytes/);
+  });
+
+  it('keeps a copy of a key and value given as views into a larger buffer', () => {
+    const store = open(newFile());
+    try {
+      const big = Buffer.alloc(65_536, 0x61);
+      big.write('key', 0);
+      big.write('value', 100);
+      store.kv('p1').put(big.subarray(0, 3), big.subarray(100, 105), { revision: 1 });
+      store.flush();
+      big.fill(0x7a);
+      expect(text(store.kv('p1').get(bytes('key'))?.value)).toBe('value');
+    } finally {
+      store.close();
+    }
+  });
+
+  it('serves no row of a rolled-back transaction, nor of the generation an install replaced', () => {
+    const store = open(newFile());
+    try {
+      const kv = store.kv('p1');
+      kv.put(bytes('a'), bytes('1'), { revision: 1 });
+      expect(() =>
+        store.transaction(() => {
+          kv.put(bytes('a'), bytes('2'), { revision: 2 });
+          kv.delete(bytes('a'));
+          kv.put(bytes('b'), bytes('new'), { revision: 3 });
+          throw new Error('rolled back');
+        }),
+      ).toThrow('rolled back');
+      expect(text(kv.get(bytes('a'))?.value)).toBe('1');
+      expect(kv.get(bytes('b'))).toBeUndefined();
+      const installer = kv.beginInstall();
+      installer.put({ key: bytes('c'), value: bytes('3'), createRevision: 5, modifyRevision: 5, version: 1 });
+      installer.commit({ index: 9, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } });
+      expect(kv.get(bytes('a'))).toBeUndefined();
+      expect(text(kv.get(bytes('c'))?.value)).toBe('3');
+    } finally {
+      store.close();
+    }
+  });
+
+  it('reads what a model of the writes holds, through puts, deletes, rollbacks and evictions', () => {
+    // A budget of a few rows: entries are evicted all the time.
+    const store = open(newFile(), 4 * 200);
+    const model = new Map<string, { value: string; version: number }>();
+    let rev = 0;
+    try {
+      fc.assert(
+        fc.property(
+          fc.array(
+            fc.record({
+              op: fc.constantFrom('put', 'put', 'delete', 'get', 'rollback', 'flush'),
+              key: fc.integer({ min: 0, max: 11 }),
+              value: fc.string({ maxLength: 40 }),
+            }),
+            { maxLength: 60 },
+          ),
+          (ops) => {
+            const kv = store.kv('prop');
+            for (const { op, key, value } of ops) {
+              const name = `k${key}`;
+              const k = bytes(name);
+              if (op === 'put') {
+                kv.put(k, bytes(value), { revision: ++rev });
+                model.set(name, { value, version: (model.get(name)?.version ?? 0) + 1 });
+              } else if (op === 'delete') {
+                kv.delete(k);
+                model.delete(name);
+              } else if (op === 'rollback') {
+                try {
+                  store.transaction(() => {
+                    kv.put(k, bytes(`lost ${value}`), { revision: ++rev });
+                    throw new Error('rolled back');
+                  });
+                } catch {}
+              } else if (op === 'flush') {
+                // The writer commits: reads go past the pending writes, to the cache and the file.
+                store.flush();
+              }
+              const read = kv.get(k);
+              const want = model.get(name);
+              expect(read && { value: text(read.value), version: read.version }).toEqual(want);
+            }
+          },
+        ),
+        { numRuns: 40 },
+      );
+    } finally {
+      store.close();
+    }
+  });
+});
