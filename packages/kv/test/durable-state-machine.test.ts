@@ -78,8 +78,6 @@ describe.each([
       (h.store as SqliteNodeStore).database
         .prepare("UPDATE kv SET value = x'00' WHERE key = ?")
         .run(Buffer.from('bad'));
-      // Met when read from the file (after a restart), not from the rows the store wrote and cached.
-      h.restart();
     }
     expect(() => h.sm.applyBatch([entry(3, setCmd('a', '2')), entry(4, setCmd('bad', 'y'))], CONF)).toThrow(
       /partition p1: KV row for key 626164 is corrupt/,

@@ -12,14 +12,13 @@ interface Entry {
 }
 
 /**
- * The rows of a store's partitions last read or written, up to a budget of
- * bytes shared by all of them (the least recently used goes first): a write
- * reads the row it replaces (its creation revision and version), a
- * linearizable read reads its row, and a hot key need not go to SQLite for
- * either. Only the partition owning a row writes it, and it updates the entry
- * as it does; a partition that cannot vouch for its entries any more (a
- * rolled-back transaction, a new generation) raises its epoch, which makes
- * all of them stale at once. Records are kept as given: callers copy.
+ * The rows of a store's partitions as clients last read them, up to a budget
+ * of bytes shared by all of them (the least recently used goes first), so a
+ * hot key's reads need not go to SQLite. Only the partition owning a row
+ * writes it, and it drops the row's entry as it does; a partition that cannot
+ * vouch for its entries any more (a rolled-back transaction, a new
+ * generation) raises its epoch, which makes all of them stale at once.
+ * Records are kept as given: callers copy.
  */
 export class KvRowCache {
   private readonly entries = new Map<string, Entry>();
@@ -64,6 +63,14 @@ export class KvRowCache {
       this.entries.delete(k);
       this.bytes -= e.bytes;
     }
+  }
+
+  /** Forgets `key`'s row. */
+  drop(key: string): void {
+    const e = this.entries.get(key);
+    if (e === undefined) return;
+    this.entries.delete(key);
+    this.bytes -= e.bytes;
   }
 
   /** Entries and their bytes (stale ones included until met). */

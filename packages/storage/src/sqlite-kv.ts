@@ -76,6 +76,8 @@ export interface PartitionHost {
   read<T>(fn: () => T): T;
   /** Lets the reads of this turn share one read transaction of the store's connection, if it has none open. */
   scope(): void;
+  /** Whether a write transaction is open (its reads are a write's: an apply's). */
+  writing(): boolean;
 }
 
 /** Sessions a partition keeps in memory (see `SqlitePartitionKv.sessionCache`): one per RESP connection in use, with room. */
@@ -139,7 +141,7 @@ export class SqlitePartitionKv implements PartitionKv {
     file: string,
     partition: string,
     private readonly host: PartitionHost,
-    /** Rows last read or written, shared by the store's partitions (see {@link KvRowCache}). */
+    /** Rows clients read last, shared by the store's partitions (see {@link KvRowCache}). */
     private readonly cache: KvRowCache,
   ) {
     this.st = kvStatements(db);
@@ -176,7 +178,8 @@ export class SqlitePartitionKv implements PartitionKv {
     const r = this.st.get.get(gen, blob(key)) as KvRow | undefined;
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
-    this.cache.set(this.cacheScope + rk, this.cacheEpoch, rec ? copyRecord(rec) : null);
+    // A client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
+    if (!this.host.writing()) this.cache.set(this.cacheScope + rk, this.cacheEpoch, rec ? copyRecord(rec) : null);
     return rec;
   }
 
@@ -213,7 +216,7 @@ export class SqlitePartitionKv implements PartitionKv {
       ]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
-      this.cache.set(this.cacheScope + rk, this.cacheEpoch, { ...rec, key: own(rec.key), value: own(rec.value) });
+      this.cache.drop(this.cacheScope + rk);
     }, true);
   }
 
@@ -224,7 +227,7 @@ export class SqlitePartitionKv implements PartitionKv {
       this.host.emit(['del', this.readGen(), key.slice()]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
-      this.cache.set(this.cacheScope + rk, this.cacheEpoch, null);
+      this.cache.drop(this.cacheScope + rk);
       if (this.rows !== undefined) this.rows--;
     }, true);
     return true;
@@ -570,15 +573,6 @@ export class SqlitePartitionKv implements PartitionKv {
 
 function copyRecord(r: KvRecord): KvRecord {
   return { ...r };
-}
-
-/**
- * `a` if it has its buffer to itself, else a copy that does: a view into a
- * larger buffer (a socket read's, Node's Buffer pool) would keep all of it
- * alive for as long as the cache keeps the row.
- */
-function own(a: Uint8Array): Uint8Array {
-  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : new Uint8Array(a);
 }
 
 function rowKeyBytes(o: Tagged<KvRecord | undefined>): Uint8Array | undefined {

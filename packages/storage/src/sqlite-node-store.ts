@@ -104,9 +104,10 @@ export interface SqliteNodeStoreOptions {
   walSizeLimitBytes?: number;
   /**
    * Bytes of KV rows (keys, values and about 160 bytes each besides) kept in
-   * memory as last read or written, shared by the store's partitions: a write
-   * reads the row it replaces and a read its row, and a recently used key is
-   * then not looked up in SQLite. 0 keeps none. @default 16 MiB
+   * memory as clients last read them, shared by the store's partitions: a
+   * read of a recently read key is not looked up in SQLite. A write drops its
+   * key's row; a write's own reads (an apply's) are not kept. 0 keeps none.
+   * @default 16 MiB
    */
   rowCacheBytes?: number;
   /**
@@ -268,6 +269,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       },
       read: <T>(fn: () => T) => this.inRead(fn) as T,
       scope: () => this.enterReadScope(),
+      writing: () => this.tx !== undefined,
     };
     const st = this.st;
     this.src = (group) => ({

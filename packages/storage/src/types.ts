@@ -173,7 +173,7 @@ export interface KvInstaller {
  * The KV data, client sessions and applied state of one partition. Every row
  * carries a CRC-32C checked on each read from the file; a mismatch throws
  * `StorageError` naming the file, partition and key. (A store may answer a
- * read from rows it checked or wrote itself, kept in memory.)
+ * read from rows it read and checked before, kept in memory.)
  */
 export interface PartitionKv {
   get(key: Uint8Array): KvRecord | undefined;
