@@ -288,6 +288,12 @@ const CODES = new Set<string>(Object.values(ErrorCode));
 
 /** Encodes a response for the `/cohort/kv/1` protocol. */
 export function encodeResponse(res: KvResponse): Uint8Array {
+  // The answer of most writes, stored with every session's write on every replica: encoded once.
+  if (res.type === 'ok') return OK_ENCODED.slice();
+  return encodeFields(res);
+}
+
+function encodeFields(res: KvResponse): Uint8Array {
   const pb: KvResponsePb = {
     type: KvResponsePb.Type.OK,
     int: 0n,
@@ -479,3 +485,6 @@ export function decodeResponse(data: Uint8Array): KvResponse {
       throw new CodecError(`KV response has unknown type ${String(pb.type)}`);
   }
 }
+
+/** `{ type: 'ok' }` encoded (a copy is handed out each time: callers may keep or transfer what they get). */
+const OK_ENCODED = encodeFields({ type: 'ok' });

@@ -18,7 +18,9 @@ import { type CpuProfile, formatTop } from './profile-top.ts';
 const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
   --workload W     put: PUT /v1/kv/k<n>; get: linearizable GET of the keys a short put run wrote first;
                    resp-get: the same over RESP, one ioredis connection per --connections; resp-set: SET of a
-                   random one of 1M keys over RESP, as the scale benchmark's puts (default put)
+                   random one of --keyspace keys over RESP, as the scale benchmark's puts (default put)
+  --cohort-flags F extra \`cohort start\` flags of every node, space-separated (default none)
+  --keyspace K     resp-set: how many keys the SETs pick from (default 1000000)
   --connections N  HTTP keep-alive connections to the leader (default 64)
   --pipeline P     RESP workloads: P commands per pipeline on each connection, as redis-benchmark -P (default 1)
   --seconds S      length of the load (default 10)
@@ -31,6 +33,8 @@ const { values: o } = parseArgs({
     workload: { type: 'string', default: 'put' },
     connections: { type: 'string', default: '64' },
     pipeline: { type: 'string', default: '1' },
+    keyspace: { type: 'string', default: '1000000' },
+    'cohort-flags': { type: 'string', default: '' },
     seconds: { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '100' },
     top: { type: 'string', default: '15' },
@@ -53,6 +57,7 @@ const num = (name: string, v: string): number => {
 };
 const CONNECTIONS = num('connections', o.connections);
 const PIPELINE = num('pipeline', o.pipeline);
+const KEYSPACE = num('keyspace', o.keyspace);
 const SECONDS = num('seconds', o.seconds);
 const VALUE = 'x'.repeat(num('value-bytes', o['value-bytes']));
 const TOP = num('top', o.top);
@@ -68,7 +73,11 @@ const root = mkdtempSync(join(tmpdir(), 'cohort-profile-'));
 const profiles = o.out ?? join(root, 'profiles');
 // Children inherit the environment: each node writes CPU-<pid>-....cpuprofile on exit.
 process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profiles}`.trim();
-const cluster = await BenchCluster.create(root, 3, ['--log-level', 'warn']);
+const cluster = await BenchCluster.create(root, 3, [
+  '--log-level',
+  'warn',
+  ...o['cohort-flags'].split(' ').filter((f) => f !== ''),
+]);
 
 function send(agent: Agent, port: number, key: string, method: 'PUT' | 'GET'): Promise<number> {
   const body = method === 'PUT' ? JSON.stringify({ value: VALUE }) : '';
@@ -135,7 +144,7 @@ try {
   const once = (client: Redis | undefined, key: string): Promise<number> => {
     switch (WORKLOAD) {
       case 'resp-set':
-        return (client as Redis).set(`key:${Math.floor(Math.random() * 1_000_000)}`, VALUE).then(
+        return (client as Redis).set(`key:${Math.floor(Math.random() * KEYSPACE)}`, VALUE).then(
           () => 200,
           () => 0,
         );
@@ -156,7 +165,7 @@ try {
         if (client !== undefined && PIPELINE > 1) {
           const batch = client.pipeline();
           for (let i = 0; i < PIPELINE; i++) {
-            if (WORKLOAD === 'resp-set') batch.set(`key:${Math.floor(Math.random() * 1_000_000)}`, VALUE);
+            if (WORKLOAD === 'resp-set') batch.set(`key:${Math.floor(Math.random() * KEYSPACE)}`, VALUE);
             else batch.get(`k${seq++ % 10_000}`);
           }
           const results = (await batch.exec().catch(() => null)) ?? [];
