@@ -27,7 +27,7 @@ export interface NodeOptions {
   /** How long a node stays dead before the placement controller replaces its replicas. @default 30000 */
   deadGraceMs?: number;
   /**
-   * Bytes of recently read or written KV rows the store keeps in memory, shared by the node's partitions
+   * Bytes of KV rows clients recently read that the store keeps in memory, shared by the node's partitions
    * (`--row-cache-bytes`); 0 for none. @default 16777216 (the store's default)
    */
   rowCacheBytes?: number;
