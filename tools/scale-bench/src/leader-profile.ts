@@ -20,6 +20,7 @@ const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--s
                    resp-get: the same over RESP, one ioredis connection per --connections; resp-set: SET of a
                    random one of --keyspace keys over RESP, as the scale benchmark's puts (default put)
   --cohort-flags F extra \`cohort start\` flags of every node, space-separated (default none)
+  --node-flags F   extra Node flags of every node, space-separated, e.g. --trace-gc (default none)
   --keyspace K     resp-set: how many keys the SETs pick from (default 1000000)
   --connections N  HTTP keep-alive connections to the leader (default 64)
   --pipeline P     RESP workloads: P commands per pipeline on each connection, as redis-benchmark -P (default 1)
@@ -35,6 +36,7 @@ const { values: o } = parseArgs({
     pipeline: { type: 'string', default: '1' },
     keyspace: { type: 'string', default: '1000000' },
     'cohort-flags': { type: 'string', default: '' },
+    'node-flags': { type: 'string', default: '' },
     seconds: { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '100' },
     top: { type: 'string', default: '15' },
@@ -73,11 +75,12 @@ const root = mkdtempSync(join(tmpdir(), 'cohort-profile-'));
 const profiles = o.out ?? join(root, 'profiles');
 // Children inherit the environment: each node writes CPU-<pid>-....cpuprofile on exit.
 process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profiles}`.trim();
-const cluster = await BenchCluster.create(root, 3, [
-  '--log-level',
-  'warn',
-  ...o['cohort-flags'].split(' ').filter((f) => f !== ''),
-]);
+const cluster = await BenchCluster.create(
+  root,
+  3,
+  ['--log-level', 'warn', ...o['cohort-flags'].split(' ').filter((f) => f !== '')],
+  o['node-flags'].split(' ').filter((f) => f !== ''),
+);
 
 function send(agent: Agent, port: number, key: string, method: 'PUT' | 'GET'): Promise<number> {
   const body = method === 'PUT' ? JSON.stringify({ value: VALUE }) : '';
