@@ -56,6 +56,54 @@ describe('KvRowCache', () => {
     expect(small.size).toEqual({ entries: 0, bytes: 0 });
   });
 
+  it('evicts exactly as a least-recently-used list of the same budget does, for any gets, sets and drops', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            op: fc.constantFrom('get', 'get', 'set', 'set', 'drop'),
+            key: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
+            value: fc.nat(10),
+            epoch: fc.constantFrom(0, 0, 0, 0, 0, 1),
+          }),
+          { maxLength: 80 },
+        ),
+        (ops) => {
+          // Room for three entries (162 to 172 bytes each): most sets of a fourth key evict one.
+          const budget = 3 * 175;
+          const cache = new KvRowCache(budget);
+          // The model: entries from least to most recently used.
+          let model: { key: string; epoch: number; value: number; bytes: number }[] = [];
+          for (const { op, key, value, epoch } of ops) {
+            const at = model.findIndex((m) => m.key === key);
+            if (op === 'get') {
+              const got = cache.get(key, epoch);
+              const m = model[at];
+              if (m === undefined || m.epoch !== epoch) {
+                expect(got).toBeUndefined();
+                if (m !== undefined) model.splice(at, 1);
+              } else {
+                expect(got?.value.byteLength).toBe(m.value);
+                model.splice(at, 1);
+                model.push(m);
+              }
+            } else if (op === 'set') {
+              cache.set(key, epoch, { ...rec(key, ''), value: new Uint8Array(value) });
+              if (at >= 0) model.splice(at, 1);
+              model.push({ key, epoch, value, bytes: key.length + value + key.length + 160 });
+              while (model.reduce((n, m) => n + m.bytes, 0) > budget) model = model.slice(1);
+            } else {
+              cache.drop(key);
+              if (at >= 0) model.splice(at, 1);
+            }
+            expect(cache.size).toEqual({ entries: model.length, bytes: model.reduce((n, m) => n + m.bytes, 0) });
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it('gives each partition a scope of its own', () => {
     const cache = new KvRowCache(1 << 20);
     expect(cache.scope()).not.toBe(cache.scope());
