@@ -175,7 +175,7 @@ program
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option(
     '--row-cache-bytes <n>',
-    'bytes of KV rows clients recently read kept in memory, shared by the partitions; 0 for none (default 16777216)',
+    'bytes of KV rows clients recently read kept in memory, shared by the partitions, e.g. 16777216 (default 0: none)',
   )
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')

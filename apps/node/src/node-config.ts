@@ -28,7 +28,7 @@ export interface NodeOptions {
   deadGraceMs?: number;
   /**
    * Bytes of KV rows clients recently read that the store keeps in memory, shared by the node's partitions
-   * (`--row-cache-bytes`); 0 for none. @default 16777216 (the store's default)
+   * (`--row-cache-bytes`); 0 for none. @default 0 (the store's default)
    */
   rowCacheBytes?: number;
   /** Voters of the meta group at most: 3 or 5. @default 3 */

@@ -41,7 +41,7 @@ describe('cohort start configuration', () => {
     expect(() => loadNodeOptions({ ...base, vpaxosCompactSlots: '-1' })).toThrow(/--vpaxos-compact-slots/);
   });
 
-  it('takes the row cache size (0: none), default unset (the store keeps 16 MiB), reaches the store, and refuses a bad one', () => {
+  it('takes the row cache size (0: none), default unset (the store keeps none), reaches the store, and refuses a bad one', () => {
     const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
     expect(loadNodeOptions(base).rowCacheBytes).toBeUndefined();
     expect(loadNodeOptions({ ...base, rowCacheBytes: '1048576' }).rowCacheBytes).toBe(1_048_576);
@@ -50,16 +50,21 @@ describe('cohort start configuration', () => {
       /--row-cache-bytes must be 0 \(none\) or above/,
     );
     expect(() => loadNodeOptions({ ...base, rowCacheBytes: 'lots' })).toThrow(/--row-cache-bytes/);
-    // With no cache, a row changed behind the store's back is read from the file (and its checksum fails).
+    // With a cache, a row read once is answered from memory: changed behind the store's back, it reads as before.
     const dir = mkdtempSync(join(tmpdir(), 'cohort-row-cache-'));
     try {
       const enc = new TextEncoder();
-      const store = openStore(dir, silentLogger, {}, { rowCacheBytes: 0 }) as SqliteNodeStore;
+      const store = openStore(dir, silentLogger, {}, { rowCacheBytes: 1_048_576 }) as SqliteNodeStore;
       store.kv('p1').put(enc.encode('k'), enc.encode('v'), { revision: 1 });
       store.flush();
+      expect(store.kv('p1').get(enc.encode('k'))?.value).toEqual(enc.encode('v'));
       store.database.prepare("UPDATE kv SET value = x'00'").run();
-      expect(() => store.kv('p1').get(enc.encode('k'))).toThrow(/corrupt/);
+      expect(store.kv('p1').get(enc.encode('k'))?.value).toEqual(enc.encode('v'));
       store.close();
+      // Without one (the default), the same read goes to the file, whose checksum fails now.
+      const plain = openStore(dir, silentLogger, {}) as SqliteNodeStore;
+      expect(() => plain.kv('p1').get(enc.encode('k'))).toThrow(/corrupt/);
+      plain.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -106,8 +106,9 @@ export interface SqliteNodeStoreOptions {
    * Bytes of KV rows (keys, values and about 160 bytes each besides) kept in
    * memory as clients last read them, shared by the store's partitions: a
    * read of a recently read key is not looked up in SQLite. A write drops its
-   * key's row; a write's own reads (an apply's) are not kept. 0 keeps none.
-   * @default 16 MiB
+   * key's row; a write's own reads (an apply's) are not kept. 0 keeps none:
+   * over a key space read at random it costs more than it saves (see the
+   * README). @default 0
    */
   rowCacheBytes?: number;
   /**
@@ -127,7 +128,7 @@ export interface SqliteNodeStoreOptions {
 const DEFAULT_WAL_SIZE_LIMIT = 16 * 1024 * 1024;
 
 /** The default of {@link SqliteNodeStoreOptions.rowCacheBytes}. */
-const DEFAULT_ROW_CACHE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_ROW_CACHE_BYTES = 0;
 
 /** A byte-count option's value (its default when unset); throws on one that is not a whole number of bytes. */
 function wholeBytes(name: string, bytes: number | undefined, dflt: number): number {

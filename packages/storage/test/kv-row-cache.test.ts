@@ -118,8 +118,9 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const open = (file: string, rowCacheBytes?: number): SqliteNodeStore =>
-    SqliteNodeStore.open(file, { writer, ...(rowCacheBytes === undefined ? {} : { rowCacheBytes }) });
+  /** A store with a row cache of `rowCacheBytes` (1 MiB unless given). */
+  const open = (file: string, rowCacheBytes = 1 << 20): SqliteNodeStore =>
+    SqliteNodeStore.open(file, { writer, rowCacheBytes });
   const newFile = (): string => join(dir, `node-${n++}.db`);
 
   /** Changes a row's stored value behind the store's back (its checksum no longer matches). */
@@ -128,7 +129,7 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     store.database.prepare('UPDATE kv SET value = ? WHERE key = ?').run(Buffer.from('tampered'), Buffer.from(key));
   }
 
-  it('answers reads of a row clients read from memory; a write drops the row; with rowCacheBytes 0 it reads the file', () => {
+  it('answers reads of a row clients read from memory; a write drops the row; by default it keeps none', () => {
     const file = newFile();
     const first = open(file);
     first.kv('p1').put(bytes('w'), bytes('written'), { revision: 1 });
@@ -148,7 +149,8 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     } finally {
       again.close();
     }
-    const uncached = open(file, 0);
+    // The default: no row cache, every read goes to the file.
+    const uncached = SqliteNodeStore.open(file, { writer });
     try {
       expect(() => uncached.kv('p1').get(bytes('r'))).toThrow(/KV row for key 72 is corrupt/);
     } finally {
