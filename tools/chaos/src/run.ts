@@ -303,7 +303,12 @@ async function inject(kind: FaultKind, ctx: FaultContext): Promise<void> {
   }
 }
 
-/** While `node`'s disk is full: its status says so, it refuses a write with the disk-full error and serves a read. */
+/**
+ * While `node`'s disk is full: its status says so, it refuses a write with the disk-full error and serves a read.
+ * The disk stays full for `ms`, and past it (up to {@link PROBE_GRACE_MS} more) until both probes met their answer:
+ * a fault right after another (a kill, a partition) can leave the group without a leader for most of `ms`, and a
+ * read then has nothing to be served by.
+ */
 async function probeFullDisk(
   cluster: ChaosCluster,
   node: ChaosNode,
@@ -311,6 +316,7 @@ async function probeFullDisk(
   ms: number,
 ): Promise<void> {
   const end = performance.now() + ms;
+  const last = end + PROBE_GRACE_MS;
   const r = new Redis({
     host: '127.0.0.1',
     port: node.resp,
@@ -325,7 +331,9 @@ async function probeFullDisk(
   let reported = false;
   let waited = false;
   try {
-    while (performance.now() < end) {
+    for (;;) {
+      const now = performance.now();
+      if (now >= last || (now >= end && refused && served)) break;
       const status = waited && reported ? undefined : await cluster.status(node);
       if (!reported && status?.degraded?.includes('disk-full')) {
         reported = true;
@@ -360,6 +368,9 @@ async function probeFullDisk(
     r.disconnect();
   }
 }
+
+/** How long a full disk may outlast its planned time while the probes wait for their answers. */
+const PROBE_GRACE_MS = 5000;
 
 function pickOne<T>(items: T[], random: () => number): T {
   return items[Math.floor(random() * items.length)] as T;
