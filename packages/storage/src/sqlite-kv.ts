@@ -121,7 +121,7 @@ export class SqlitePartitionKv implements PartitionKv {
    * partition's rows, so it never outlives what it read.
    */
   private lastRead: { gen: number; key: string; rec: KvRecord | undefined } | undefined;
-  /** This partition's prefix in {@link cache}. */
+  /** This partition's prefix in {@link cache} (unused without one). */
   private readonly cacheScope: string;
   /**
    * Raised whenever this object can no longer vouch for what it cached (a
@@ -141,12 +141,15 @@ export class SqlitePartitionKv implements PartitionKv {
     file: string,
     partition: string,
     private readonly host: PartitionHost,
-    /** Rows clients read last, shared by the store's partitions (see {@link KvRowCache}). */
-    private readonly cache: KvRowCache,
+    /**
+     * Rows clients read last, shared by the store's partitions (see {@link KvRowCache}); undefined when the
+     * store keeps none, so reads and writes pay nothing for it.
+     */
+    private readonly cache: KvRowCache | undefined,
   ) {
     this.st = kvStatements(db);
     this.src = { file, partition };
-    this.cacheScope = cache.scope();
+    this.cacheScope = cache?.scope() ?? '';
   }
 
   /** Forgets the cached generation (after a rolled-back transaction that may have created it). */
@@ -172,14 +175,18 @@ export class SqlitePartitionKv implements PartitionKv {
     const gen = this.readGen();
     const last = this.lastRead;
     if (last !== undefined && last.gen === gen && last.key === rk) return last.rec && copyRecord(last.rec);
-    const cached = this.cache.get(this.cacheScope + rk, this.cacheEpoch);
-    if (cached !== undefined) return cached === null ? undefined : copyRecord(cached);
+    const cache = this.cache;
+    const ck = cache === undefined ? '' : this.cacheScope + rk;
+    if (cache !== undefined) {
+      const cached = cache.get(ck, this.cacheEpoch);
+      if (cached !== undefined) return cached === null ? undefined : copyRecord(cached);
+    }
     this.host.scope();
     const r = this.st.get.get(gen, blob(key)) as KvRow | undefined;
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
-    // A client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
-    if (!this.host.writing()) this.cache.set(this.cacheScope + rk, this.cacheEpoch, rec ? copyRecord(rec) : null);
+    // Kept for a client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
+    if (cache !== undefined && !this.host.writing()) cache.set(ck, this.cacheEpoch, rec ? copyRecord(rec) : null);
     return rec;
   }
 
@@ -216,7 +223,7 @@ export class SqlitePartitionKv implements PartitionKv {
       ]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
-      this.cache.drop(this.cacheScope + rk);
+      this.cache?.drop(this.cacheScope + rk);
     }, true);
   }
 
@@ -227,7 +234,7 @@ export class SqlitePartitionKv implements PartitionKv {
       this.host.emit(['del', this.readGen(), key.slice()]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
-      this.cache.drop(this.cacheScope + rk);
+      this.cache?.drop(this.cacheScope + rk);
       if (this.rows !== undefined) this.rows--;
     }, true);
     return true;

@@ -180,7 +180,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** Runs a function in a read transaction: one consistent snapshot of the file. */
   private readonly inRead: (fn: () => unknown) => unknown;
   private readonly partitions = new Map<string, SqlitePartitionKv>();
-  private readonly rowCache: KvRowCache;
+  /** Undefined: the store keeps no rows (`rowCacheBytes` 0). */
+  private readonly rowCache: KvRowCache | undefined;
   private readonly host: PartitionHost;
   private queue: WriteQueue;
   /** The last job queued. */
@@ -221,7 +222,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.cacheEntries = opts.cacheEntries ?? 1024;
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
-    this.rowCache = new KvRowCache(wholeBytes('rowCacheBytes', opts.rowCacheBytes, DEFAULT_ROW_CACHE_BYTES));
+    const rowCacheBytes = wholeBytes('rowCacheBytes', opts.rowCacheBytes, DEFAULT_ROW_CACHE_BYTES);
+    this.rowCache = rowCacheBytes > 0 ? new KvRowCache(rowCacheBytes) : undefined;
     this.st = prepareStatements(db);
     this.w = new SqliteLogWriter(
       {

@@ -129,14 +129,22 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     store.database.prepare('UPDATE kv SET value = ? WHERE key = ?').run(Buffer.from('tampered'), Buffer.from(key));
   }
 
+  /** Runs `fn` on `store`, then closes it. */
+  function withStore(store: SqliteNodeStore, fn: (store: SqliteNodeStore) => void): void {
+    try {
+      fn(store);
+    } finally {
+      store.close();
+    }
+  }
+
   it('answers reads of a row clients read from memory; a write drops the row; by default it keeps none', () => {
     const file = newFile();
     const first = open(file);
     first.kv('p1').put(bytes('w'), bytes('written'), { revision: 1 });
     first.kv('p1').put(bytes('r'), bytes('read'), { revision: 2 });
     first.close();
-    const again = open(file);
-    try {
+    withStore(open(file), (again) => {
       const kv = again.kv('p1');
       expect(text(kv.get(bytes('r'))?.value)).toBe('read');
       expect(text(kv.get(bytes('w'))?.value)).toBe('written');
@@ -146,21 +154,15 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       tamper(again, 'w');
       // The write dropped its row: it is read from the file again, whose checksum fails now.
       expect(() => kv.get(bytes('w'))).toThrow(/KV row for key 77 is corrupt/);
-    } finally {
-      again.close();
-    }
+    });
     // The default: no row cache, every read goes to the file.
-    const uncached = SqliteNodeStore.open(file, { writer });
-    try {
+    withStore(SqliteNodeStore.open(file, { writer }), (uncached) => {
       expect(() => uncached.kv('p1').get(bytes('r'))).toThrow(/KV row for key 72 is corrupt/);
-    } finally {
-      uncached.close();
-    }
+    });
   });
 
   it("keeps no row a write's transaction read", () => {
-    const store = open(newFile());
-    try {
+    withStore(open(newFile()), (store) => {
       const kv = store.kv('p1');
       kv.put(bytes('k'), bytes('v'), { revision: 1 });
       store.flush();
@@ -171,9 +173,7 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       });
       tamper(store, 'k');
       expect(() => kv.get(bytes('k'))).toThrow(/KV row for key 6b is corrupt/);
-    } finally {
-      store.close();
-    }
+    });
   });
 
   it('refuses a row cache size that is not a whole number of bytes', () => {
@@ -182,8 +182,7 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
   });
 
   it('serves no row of a rolled-back transaction, nor of the generation an install replaced', () => {
-    const store = open(newFile());
-    try {
+    withStore(open(newFile()), (store) => {
       const kv = store.kv('p1');
       kv.put(bytes('a'), bytes('1'), { revision: 1 });
       store.flush();
@@ -203,17 +202,14 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       installer.commit({ index: 9, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } });
       expect(kv.get(bytes('a'))).toBeUndefined();
       expect(text(kv.get(bytes('c'))?.value)).toBe('3');
-    } finally {
-      store.close();
-    }
+    });
   });
 
   it('reads what a model of the writes holds, through puts, deletes, rollbacks and evictions', () => {
     // A budget of a few rows: entries are evicted all the time.
-    const store = open(newFile(), 4 * 200);
     const model = new Map<string, { value: string; version: number }>();
     let rev = 0;
-    try {
+    withStore(open(newFile(), 4 * 200), (store) => {
       fc.assert(
         fc.property(
           fc.array(
@@ -254,8 +250,6 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
         ),
         { numRuns: 40 },
       );
-    } finally {
-      store.close();
-    }
+    });
   });
 });
