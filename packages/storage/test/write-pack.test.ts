@@ -36,7 +36,7 @@ describe('packJobBytes', () => {
         );
         const packed = packJobBytes(jobs);
         expect(plain(jobs)).toEqual(before);
-        const total = small.reduce((n, a) => n + (a as Uint8Array).byteLength, 0);
+        const total = small.reduce((n: number, a) => n + (a as Uint8Array).byteLength, 0);
         if (small.length === 0) expect(packed).toBeUndefined();
         else expect(packed?.byteLength).toBe(total);
         for (const j of jobs) {
