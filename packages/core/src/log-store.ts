@@ -79,6 +79,12 @@ export interface NodeStore {
    */
   readonly writesOffThread?: boolean;
   /**
+   * For a store that writes on another thread: hands the writes made so far to that thread now,
+   * rather than when the caller's turn ends (where the writes of one turn cross together). For a
+   * write whose fsync should overlap what the caller does next. Optional; a no-op elsewhere.
+   */
+  startWrites?(): void;
+  /**
    * For a store whose writes commit after `write` or a machine's apply transaction returns (another
    * thread): undefined when at most `slack` of the writes and transactions queued so far are not
    * committed to the file yet (0 by default: all of them committed), else a promise that resolves

@@ -91,7 +91,7 @@ export interface SqliteNodeStoreOptions {
   /**
    * With the `thread` writer: how long a transaction that need not be durable (a machine's apply)
    * waits for the next durable write to cross to the writer and commit with (one message, one
-   * commit); 0 sends it at the end of its turn. @default 2
+   * commit); 0 sends it at the end of its turn. @default 5
    */
   writerHoldMs?: number;
   /**
@@ -368,6 +368,10 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   get writesOffThread(): boolean {
     return this.queue instanceof ThreadWriteQueue;
+  }
+
+  startWrites(): void {
+    this.queue.post();
   }
 
   settled(slack = 0): Promise<void> | undefined {

@@ -1,6 +1,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError, emptyConfState } from '@cohort/core';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { ent, ents, tempDir } from './harness.js';
@@ -90,6 +91,34 @@ describe('SqliteNodeStore with its writer thread', () => {
     store.transaction(() => store.kv('p').put(key, new Uint8Array([2]), { revision: 2 }), { durable: false });
     await store.settled();
     expect(store.writerStats().jobs).toBe(1);
+  });
+
+  it('hands the writes made so far to the writer on startWrites, not at the end of the turn', async () => {
+    await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
+    store.transaction(() => store.kv('p').put(new Uint8Array([9]), new Uint8Array([9]), { revision: 1 }), {
+      durable: false,
+    });
+    const w = store.write([{ group: 'g', entries: ents(2, 2, 1) }]);
+    // This thread stays busy (no microtask runs, no turn ends) while another connection watches the file.
+    const reader = new Database(join(dir, 'node.db'), { readonly: true });
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    const entry = reader.prepare('SELECT count(*) FROM entries WHERE idx = 2').pluck();
+    const watchFor = (ms: number): number => {
+      const deadline = Date.now() + ms;
+      while ((entry.get() as number) === 0 && Date.now() < deadline) Atomics.wait(pause, 0, 0, 5);
+      return entry.get() as number;
+    };
+    try {
+      // Queued for the end of the turn: it does not reach the writer while the turn goes on.
+      expect(watchFor(200)).toBe(0);
+      store.startWrites();
+      expect(watchFor(5_000)).toBe(1);
+      // With the transaction queued before it.
+      expect(reader.prepare('SELECT count(*) FROM kv').pluck().get()).toBe(1);
+    } finally {
+      reader.close();
+    }
+    await w;
   });
 
   it('keeps serving a suffix rewritten while the older one is not committed yet, past the cache bound', async () => {

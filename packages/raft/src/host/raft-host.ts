@@ -69,6 +69,11 @@ import { SnapshotSender } from './snapshot-sender.js';
 const TICK_TIMES = 256;
 
 const EMPTY = new Uint8Array(0);
+
+/** Whether `rd` has a follower of `g` both write entries and apply committed ones. */
+function followsWithApply(g: { role: StateRole }, rd: Ready): boolean {
+  return g.role !== 'leader' && rd.entries.length > 0 && rd.committedEntries.length > 0;
+}
 const MIB = 1024 * 1024;
 
 /** One Ready round: a Ready of each group with work, written in one store write. */
@@ -1423,6 +1428,17 @@ export class RaftHost {
         this.send(early);
         if (batch.length > 0 || this.roundsInFlight > 0) this.counters.messagesSentBeforeWrite += early.length;
       }
+      // A follower whose store writes on another thread hands over the entries of an append before it
+      // applies those the append committed: its acknowledgement waits for that write, whose fsync then
+      // runs while it applies rather than after. (A leader's rounds keep their writes for the end of the
+      // turn, one message for all of them: its own write rarely decides a commit.) A store that syncs
+      // on this thread writes after the apply (below).
+      const offThread = this.opts.store.writesOffThread === true;
+      let written: Promise<void> | undefined;
+      if (offThread && batch.length > 0 && work.some(({ g, rd }) => followsWithApply(g, rd))) {
+        written = this.startWrite(batch);
+        this.opts.store.startWrites?.();
+      }
       // The engine hands out for applying only entries this node holds durably (asyncStorageWrites),
       // so they apply, and their proposers hear back, while this round's write is in flight.
       let replies = false;
@@ -1445,24 +1461,17 @@ export class RaftHost {
         this.completeRound(round);
         continue;
       }
-      let written: Promise<void> | undefined;
-      if (batch.length > 0) {
+      if (batch.length > 0 && written === undefined) {
         // Let the appends and the replies reach their sockets before a store that blocks the event
-        // loop while it syncs does so. A store writing on another thread blocks nothing: its
-        // write starts at once (waiting a turn would only let other work go first).
-        if ((early.length > 0 || replies) && !this.opts.store.writesOffThread) {
+        // loop while it syncs does so. A store writing on another thread blocks nothing: its write
+        // starts at once (waiting a turn would only let other work go first).
+        if ((early.length > 0 || replies) && !offThread) {
           await new Promise<void>((resolve) => this.opts.clock.defer(resolve));
           if (!this.running) return;
         }
-        const t = this.opts.clock.now();
-        // Submitted in round order: the store completes its writes in submission order.
-        written = this.durableWrite(batch).then(() => {
-          this.counters.storeWriteMs += this.opts.clock.now() - t;
-        });
+        written = this.startWrite(batch);
       }
       this.roundsInFlight++;
-      // Handled in the chain below; this keeps an early failure from going unhandled meanwhile.
-      written?.catch(() => {});
       this.roundsTail = this.roundsTail
         .then(() => written)
         .then(() => {
@@ -1476,6 +1485,20 @@ export class RaftHost {
     }
     // Still busy: yield to I/O and continue on the next turn.
     this.again = true;
+  }
+
+  /**
+   * Submits a round's write (rounds submit in order: the store completes its writes in submission
+   * order) and counts its time; the chain that completes the round handles its failure.
+   */
+  private startWrite(batch: GroupWrite[]): Promise<void> {
+    const t = this.opts.clock.now();
+    const written = this.durableWrite(batch).then(() => {
+      this.counters.storeWriteMs += this.opts.clock.now() - t;
+    });
+    // Handled in the round's chain; this keeps an early failure from going unhandled meanwhile.
+    written.catch(() => {});
+    return written;
   }
 
   /** Bytes applied since the writer was last known caught up with the machines' transactions. */

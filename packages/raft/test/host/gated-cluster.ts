@@ -52,12 +52,16 @@ const ELECTION_TICKS: Record<NodeId, number> = { a: 5, b: 30, c: 60 };
  * Three hosts over gated stores whose elections go in a fixed order (by default no check-quorum
  * lease, so a pre-vote is granted as soon as a node times out).
  */
-export function gated(options: Partial<RaftHostOptions> = {}, checkQuorum = false): Cluster {
+export function gated(
+  options: Partial<RaftHostOptions> = {},
+  checkQuorum = false,
+  newStore: () => GatedStore = () => new GatedStore(),
+): Cluster {
   const createEngine: EngineFactory = (o, storage, peers) => {
     const ticks = ELECTION_TICKS[o.id] ?? 30;
     return rawNodeFactory({ ...o, electionTick: ticks, electionTickMax: ticks, checkQuorum }, storage, peers);
   };
-  return new Cluster(['a', 'b', 'c'], ['p0'], { createEngine, ...options }, 1, () => new GatedStore());
+  return new Cluster(['a', 'b', 'c'], ['p0'], { createEngine, ...options }, 1, newStore);
 }
 
 export const store = (c: Cluster, id: NodeId): GatedStore => c.node(id).store as GatedStore;

@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ProposalTiming } from '../../src/index.js';
 import { type Cluster, cmd, until } from './cluster.js';
 import { gated as gatedCluster, onReceived, settled, store, watch } from './gated-cluster.js';
+import { GatedStore } from './gated-store.js';
+import type { MapMachine } from './map-machine.js';
 
 let cluster: Cluster | undefined;
 afterEach(() => {
@@ -15,7 +17,66 @@ function gated(): Cluster {
   return cluster;
 }
 
+/** A gated store that says it writes on another thread, as the node's SQLite store does. */
+class OffThreadStore extends GatedStore {
+  readonly writesOffThread = true;
+}
+
+/**
+ * What `id` did in each synchronous run of its code (a run ends at the next microtask checkpoint): each
+ * store write that carried entries (`w`) and each batch its machine applied (`a`), in order.
+ */
+function runsOf(c: Cluster, id: NodeId): string[] {
+  const runs: string[] = [];
+  let open = false;
+  const note = (what: string): void => {
+    if (!open) {
+      open = true;
+      runs.push('');
+      queueMicrotask(() => {
+        open = false;
+      });
+    }
+    runs[runs.length - 1] += what;
+  };
+  const node = c.node(id);
+  const st = node.store as GatedStore;
+  const write = st.write.bind(st);
+  st.write = (batch) => {
+    if (batch.some((w) => (w.entries?.length ?? 0) > 0)) note('w');
+    return write(batch);
+  };
+  const sm = node.sms.get('p0') as MapMachine;
+  const apply = sm.applyBatch.bind(sm);
+  sm.applyBatch = (entries, confState) => {
+    if (entries.length > 0) note('a');
+    return apply(entries, confState);
+  };
+  return runs;
+}
+
 describe('persistence in parallel with replication', () => {
+  it("a follower whose store writes on another thread hands over an append's entries before it applies what the append committed", async () => {
+    for (const offThread of [true, false]) {
+      cluster?.stop();
+      const c = gatedCluster({}, false, offThread ? () => new OffThreadStore() : undefined);
+      cluster = c;
+      const leader = await settled(c);
+      const runs = c.ids.filter((id) => id !== leader).map((id) => runsOf(c, id));
+      // Waves of concurrent writes: a follower's appends carry new entries and the commit of earlier ones.
+      for (let wave = 0; wave < 10; wave++) {
+        await Promise.all(
+          Array.from({ length: 8 }, (_, i) => c.node(leader).host.propose('p0', cmd(`k${wave}-${i}=1`))),
+        );
+      }
+      const both = runs.flat().filter((r) => r.includes('w') && r.includes('a'));
+      expect(both.length, 'runs that both wrote entries and applied').toBeGreaterThan(0);
+      // Off the thread the write goes first, so its fsync overlaps the apply; a store that syncs on the
+      // caller's thread writes after the apply (its sync would block the apply and the sends).
+      for (const r of both) expect(r.indexOf('w') < r.indexOf('a'), r).toBe(offThread);
+    }
+  });
+
   it("a leader's append reaches the followers before its own write completes, and it counts itself toward a commit only once that write is durable", async () => {
     const c = gated();
     const w = watch(c);

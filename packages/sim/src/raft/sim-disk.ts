@@ -32,6 +32,8 @@ export interface DiskObserver {
  * over the same store.
  */
 export class SimDisk implements NodeStore {
+  /** A write returns at once and completes later, as the node's writer thread does: the host takes the same path. */
+  readonly writesOffThread = true;
   private dead = false;
   /** Writes started and not yet durable. */
   private inFlight = 0;
