@@ -69,12 +69,12 @@ import { SnapshotSender } from './snapshot-sender.js';
 const TICK_TIMES = 256;
 
 const EMPTY = new Uint8Array(0);
+const MIB = 1024 * 1024;
 
 /** Whether `rd` has a follower of `g` both write entries and apply committed ones. */
 function followsWithApply(g: { role: StateRole }, rd: Ready): boolean {
   return g.role !== 'leader' && rd.entries.length > 0 && rd.committedEntries.length > 0;
 }
-const MIB = 1024 * 1024;
 
 /** One Ready round: a Ready of each group with work, written in one store write. */
 interface Round {
