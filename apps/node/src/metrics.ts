@@ -88,7 +88,7 @@ export class NodeMetrics {
    */
   readonly loopStalls = new Counter({
     name: 'cohort_event_loop_stalls_total',
-    help: 'Event loop stalls of at least half the minimum election timeout, by cause (running, waiting for a CPU, off CPU, mixed)',
+    help: 'Event loop stalls of at least half the minimum election timeout, by cause (running, waiting for a CPU, stolen, off CPU, mixed)',
     labelNames: ['cause'] as const,
     registers: [this.registry],
   });

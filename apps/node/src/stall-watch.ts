@@ -9,8 +9,11 @@ export interface ThreadTimes {
   waitMs?: number;
 }
 
-/** What kept the event loop from turning, by the larger share of the stall. */
-export type StallCause = 'running' | 'waiting for a CPU' | 'off CPU' | 'mixed';
+/**
+ * What kept the event loop from turning, by the larger share of the stall. `stolen`: the machine's
+ * hypervisor did not run its virtual CPUs (steal time): neither the node nor the machine's own load.
+ */
+export type StallCause = 'running' | 'waiting for a CPU' | 'stolen' | 'off CPU' | 'mixed';
 
 /** One stall of the event loop, as {@link StallWatch} reports it. */
 export interface Stall {
@@ -20,8 +23,17 @@ export interface Stall {
   runningMs: number;
   /** Ready to run, no CPU free (the machine is oversubscribed); undefined where the OS does not tell. */
   waitingForCpuMs: number | undefined;
-  /** Neither: asleep in a system call (disk I/O, a lock, a page fault) or the process stopped. */
+  /**
+   * Neither: asleep in a system call (disk I/O, a lock, a page fault), the process stopped, or the
+   * machine's virtual CPUs not run by its hypervisor (see `stolenMs`).
+   */
   offCpuMs: number;
+  /**
+   * Of that, the hypervisor's steal time over the stall (per CPU of the machine, from Linux's
+   * `/proc/stat`); undefined where unknown. Close to `offCpuMs`: the machine was not running, the
+   * node was not blocked.
+   */
+  stolenMs: number | undefined;
   /** Garbage collection pauses that began in the stall (main thread and helpers). */
   gcMs: number;
   cause: StallCause;
@@ -43,6 +55,8 @@ export interface StallWatchOptions {
   alwaysReportMs?: number;
   now(): number;
   threadTimes(): ThreadTimes;
+  /** The machine's steal time so far, per CPU, in ms (monotonic); undefined where unknown. */
+  stolenMs?(): number | undefined;
   /** GC pauses that began in [from, to) (on the `now` clock), in ms. */
   gcMsBetween(from: number, to: number): number;
   /** Every stall over the threshold (metrics), reported or not. */
@@ -68,7 +82,7 @@ export interface StallWatchOptions {
  * stall (delivered to observers after it) are counted.
  */
 export class StallWatch {
-  private last: { at: number; times: ThreadTimes; leaderOf: readonly string[] } | undefined;
+  private last: { at: number; times: ThreadTimes; stolen: number | undefined; leaderOf: readonly string[] } | undefined;
   private pending: { stall: Stall; from: number; to: number } | undefined;
   private lastReportAt = Number.NEGATIVE_INFINITY;
   private suppressed = 0;
@@ -78,6 +92,7 @@ export class StallWatch {
   sample(): void {
     const at = this.opts.now();
     const times = this.opts.threadTimes();
+    const stolenTotal = this.opts.stolenMs?.();
     if (this.pending !== undefined) {
       const { stall, from, to } = this.pending;
       this.pending = undefined;
@@ -95,7 +110,7 @@ export class StallWatch {
     }
     const prev = this.last;
     const leaderOf = this.opts.leaderOf?.() ?? [];
-    this.last = { at, times, leaderOf };
+    this.last = { at, times, stolen: stolenTotal, leaderOf };
     if (prev === undefined) return;
     const stalledMs = at - prev.at - this.opts.intervalMs;
     if (stalledMs < this.opts.thresholdMs) return;
@@ -106,6 +121,8 @@ export class StallWatch {
         ? clamp(times.waitMs - prev.times.waitMs, gap - runningMs)
         : undefined;
     const offCpuMs = Math.max(0, gap - runningMs - (waiting ?? 0));
+    const stolen =
+      stolenTotal !== undefined && prev.stolen !== undefined ? clamp(stolenTotal - prev.stolen, offCpuMs) : undefined;
     this.pending = {
       from: prev.at,
       to: at,
@@ -114,17 +131,19 @@ export class StallWatch {
         runningMs: round(runningMs),
         waitingForCpuMs: waiting === undefined ? undefined : round(waiting),
         offCpuMs: round(offCpuMs),
+        stolenMs: stolen === undefined ? undefined : round(stolen),
         gcMs: 0,
-        cause: causeOf(gap, runningMs, waiting ?? 0, offCpuMs),
+        cause: causeOf(gap, runningMs, waiting ?? 0, offCpuMs, stolen ?? 0),
         leaderOf: [...new Set([...prev.leaderOf, ...leaderOf])].sort(),
       },
     };
   }
 }
 
-function causeOf(gap: number, running: number, waiting: number, off: number): StallCause {
+function causeOf(gap: number, running: number, waiting: number, off: number, stolen: number): StallCause {
   if (running >= gap / 2) return 'running';
   if (waiting >= gap / 2) return 'waiting for a CPU';
+  if (stolen >= gap / 2) return 'stolen';
   if (off >= gap / 2) return 'off CPU';
   return 'mixed';
 }
@@ -159,6 +178,31 @@ export function threadTimesReader(): () => ThreadTimes {
   };
 }
 
+/**
+ * The machine's steal time per CPU so far, in ms, from a `/proc/stat` text: the `cpu` line's eighth
+ * value (in USER_HZ ticks, 100 a second on Linux) over the number of `cpuN` lines; undefined if absent.
+ */
+export function stealPerCpuMs(procStat: string): number | undefined {
+  const lines = procStat.split('\n');
+  const total = lines.find((l) => l.startsWith('cpu '));
+  const cpus = lines.filter((l) => /^cpu\d+ /.test(l)).length;
+  const steal = Number(total?.trim().split(/\s+/)[8]);
+  if (total === undefined || cpus === 0 || !Number.isFinite(steal)) return undefined;
+  return (steal * 10) / cpus;
+}
+
+/** Reads {@link stealPerCpuMs} from `/proc/stat`; undefined where there is none (not Linux). */
+export function stealReader(): () => number | undefined {
+  const read = (): number | undefined => {
+    try {
+      return stealPerCpuMs(readFileSync('/proc/stat', 'latin1'));
+    } catch {
+      return undefined;
+    }
+  };
+  return read() === undefined ? () => undefined : read;
+}
+
 /** Starts a {@link StallWatch} on a timer (unref'd), with GC pauses from a `gc` performance observer. */
 export function startStallWatch(
   opts: Pick<StallWatchOptions, 'thresholdMs' | 'report' | 'onStall' | 'leaderOf' | 'alwaysReportMs'> & {
@@ -181,6 +225,7 @@ export function startStallWatch(
     quietMs: opts.quietMs ?? 5_000,
     now: () => performance.now(),
     threadTimes: threadTimesReader(),
+    stolenMs: stealReader(),
     gcMsBetween: (from, to) => gcs.reduce((sum, g) => (g.start >= from && g.start < to ? sum + g.ms : sum), 0),
     report: opts.report,
     ...(opts.onStall !== undefined ? { onStall: opts.onStall } : {}),

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { type Stall, StallWatch, type ThreadTimes, threadTimesReader } from '../src/stall-watch.js';
+import {
+  type Stall,
+  StallWatch,
+  type ThreadTimes,
+  stealPerCpuMs,
+  stealReader,
+  threadTimesReader,
+} from '../src/stall-watch.js';
 
 interface HarnessOptions {
   thresholdMs?: number;
@@ -8,6 +15,8 @@ interface HarnessOptions {
   gcs?: { at: number; ms: number }[];
   /** false: the thread's times carry no waiting time (no schedstat). */
   schedstat?: boolean;
+  /** false: the machine's steal time is unknown (not Linux). */
+  steal?: boolean;
 }
 
 /**
@@ -18,6 +27,7 @@ function harness(opts: HarnessOptions = {}) {
   let now = 0;
   let times: ThreadTimes = opts.schedstat === false ? { runMs: 0 } : { runMs: 0, waitMs: 0 };
   let leading: string[] = [];
+  let stolen = 0;
   const reports: { stall: Stall; suppressed: number }[] = [];
   const stalls: Stall[] = [];
   const watch = new StallWatch({
@@ -27,14 +37,16 @@ function harness(opts: HarnessOptions = {}) {
     ...(opts.alwaysReportMs !== undefined ? { alwaysReportMs: opts.alwaysReportMs } : {}),
     now: () => now,
     threadTimes: () => times,
+    stolenMs: () => (opts.steal === false ? undefined : stolen),
     gcMsBetween: (from, to) => (opts.gcs ?? []).reduce((s, g) => (g.at >= from && g.at < to ? s + g.ms : s), 0),
     leaderOf: () => leading,
     onStall: (s) => stalls.push(s),
     report: (stall, suppressed) => reports.push({ stall, suppressed }),
   });
   watch.sample();
-  const step = (ms: number, run: number, wait = 0): void => {
+  const step = (ms: number, run: number, wait = 0, steal = 0): void => {
     now += ms;
+    stolen += steal;
     times = { runMs: times.runMs + run, ...(times.waitMs !== undefined ? { waitMs: times.waitMs + wait } : {}) };
     watch.sample();
   };
@@ -72,6 +84,7 @@ describe('StallWatch', () => {
           runningMs: 600,
           waitingForCpuMs: 10,
           offCpuMs: 40,
+          stolenMs: 0,
           gcMs: 120,
           cause: 'running',
           leaderOf: [],
@@ -91,6 +104,38 @@ describe('StallWatch', () => {
       ['waiting for a CPU', 700, 100],
       ['off CPU', 10, 870],
     ]);
+  });
+
+  it('tells a machine whose hypervisor did not run it from a thread asleep in a system call', () => {
+    const h = harness({ quietMs: 0 });
+    h.step(900, 20, 10, 800);
+    h.step(50, 5);
+    h.step(900, 20, 10, 100);
+    h.step(50, 5);
+    // Steal past what the thread was off CPU (another CPU's share) counts up to that.
+    h.step(900, 20, 10, 5_000);
+    h.step(50, 5);
+    expect(h.reports.map((r) => [r.stall.cause, r.stall.offCpuMs, r.stall.stolenMs])).toEqual([
+      ['stolen', 870, 800],
+      ['off CPU', 870, 100],
+      ['stolen', 870, 870],
+    ]);
+  });
+
+  it("reads the machine's steal time per CPU from /proc/stat", () => {
+    const stat = [
+      'cpu  7081175 1638 1387626 7181260 183458 0 180286 99034 0 0',
+      'cpu0 3537428 751 667502 3676081 62655 0 66420 49249 0 0',
+      'cpu1 3543747 887 720124 3505178 120803 0 113865 49785 0 0',
+      'intr 1 2 3',
+    ].join('\n');
+    // 99,034 ticks of 10 ms over two CPUs.
+    expect(stealPerCpuMs(stat)).toBe(495_170);
+    expect(stealPerCpuMs('intr 1 2 3\n')).toBeUndefined();
+    expect(stealPerCpuMs('cpu  1 2 3\ncpu0 1 2 3\n')).toBeUndefined();
+    const read = stealReader();
+    if (process.platform === 'linux') expect(read()).toBeTypeOf('number');
+    else expect(read()).toBeUndefined();
   });
 
   it('reports at most one stall per quiet span, and counts the others in the next report', () => {
@@ -143,7 +188,7 @@ describe('StallWatch', () => {
   });
 
   it('without the time spent waiting for a CPU (no schedstat), counts what did not run as off CPU', () => {
-    const h = harness({ quietMs: 0, schedstat: false });
+    const h = harness({ quietMs: 0, schedstat: false, steal: false });
     h.step(600, 100);
     h.step(50, 0);
     expect(h.reports.map((r) => r.stall)).toEqual([
@@ -152,6 +197,7 @@ describe('StallWatch', () => {
         runningMs: 100,
         waitingForCpuMs: undefined,
         offCpuMs: 500,
+        stolenMs: undefined,
         gcMs: 0,
         cause: 'off CPU',
         leaderOf: [],
