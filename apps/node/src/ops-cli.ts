@@ -401,7 +401,7 @@ export function registerOpsCommands(program: Command): void {
       partitions
         .command('catch-up <partition> <node>')
         .description(
-          "make <node>'s replica of partition <partition> catch up now (asked of any node, done by the partition's leader): a snapshot when the leader's log no longer holds its next entry, else its missing appends resent",
+          "make <node>'s replica of partition <partition> catch up now (asked of any node, done by the partition's leader; waits out an election): a snapshot when the leader's log no longer holds its next entry, else its missing appends resent",
         )
         .option('--json', 'print the raw JSON'),
     ),
@@ -410,11 +410,13 @@ export function registerOpsCommands(program: Command): void {
     run(async (partition: string, node: string, _o: unknown, cmd: Command) => {
       const o = cmd.optsWithGlobals() as Target & { json?: boolean };
       const p = partitionNumber(partition);
+      // Idempotent: asked again while the partition elects a leader (a replace or move may have removed it).
       const out = await admin(
         o,
         '/v1/admin/partitions/catch-up',
         { partition: p, node },
         `partitions catch-up ${p} ${node}`,
+        true,
       );
       if (o.json) {
         say(JSON.stringify(out, null, 2));
