@@ -65,7 +65,6 @@ export class KvRowCache {
 
   /** Caches `rec` (null: no row) as `key`'s row at `epoch`. */
   set(key: string, epoch: number, rec: KvRecord | null): void {
-    if (this.budgetBytes === 0) return;
     const old = this.entries.get(key);
     if (old !== undefined) this.remove(old);
     const bytes = key.length + (rec === null ? 0 : rec.value.byteLength + rec.key.byteLength) + ENTRY_OVERHEAD_BYTES;
