@@ -45,6 +45,7 @@ async function start(flags: StartFlags): Promise<void> {
     (dir) =>
       openStore(dir, log.child({ component: 'storage' }), storeLimits(options.config.raft), {
         ...(options.rowCacheBytes === undefined ? {} : { rowCacheBytes: options.rowCacheBytes }),
+        ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }),
       }),
     log,
   );
@@ -176,6 +177,10 @@ program
   .option(
     '--row-cache-bytes <n>',
     'bytes of KV rows clients recently read kept in memory, shared by the partitions, e.g. 16777216 (default 0: none)',
+  )
+  .option(
+    '--read-ahead <mode>',
+    'read the rows of keys about to be applied or read on a thread of their own, so a page the disk must bring never holds the event loop: auto (while reads go to the disk), on or off (default auto)',
   )
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')

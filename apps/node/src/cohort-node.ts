@@ -47,7 +47,7 @@ import {
 } from '@cohort/kv';
 import { type MembershipHost, validateTags } from '@cohort/membership';
 import { type CatchUp, type GroupStatus, RaftHost } from '@cohort/raft';
-import type { DurableNodeStore } from '@cohort/storage';
+import { type DurableNodeStore, SqliteNodeStore } from '@cohort/storage';
 import { type Libp2pTransport, createLibp2pTransport, localPeerId } from '@cohort/transport';
 import { VpTransportMux } from '@cohort/vpaxos';
 import type { FastifyInstance } from 'fastify';
@@ -848,6 +848,8 @@ export class CohortNode {
     );
     const writerStats = store.writerStats?.bind(store);
     if (writerStats) metrics.storeCounters(writerStats);
+    const readAhead = store instanceof SqliteNodeStore ? store.readAhead : undefined;
+    if (readAhead !== undefined) metrics.readAhead(() => readAhead.stats());
     metrics.diskFull(() => ({ full: disk.isFull, waitingSince: writeStall?.()?.since }));
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     countTxnStep = (step) => metrics.txnSteps.inc({ step });

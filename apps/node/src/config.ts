@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { type CohortConfig, ConfigError, parseConfig } from '@cohort/core';
 import type { PartitionEngine } from '@cohort/kv';
+import { READ_AHEAD_MODES, type ReadAheadMode } from '@cohort/storage';
 import { clusterSecretFromText } from '@cohort/transport';
 import type { AclUserConfig } from './auth.js';
 import { DEFAULT_WRITE_LIMITS, checkWriteLimits } from './limits.js';
@@ -48,6 +49,7 @@ export interface StartFlags {
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
   rowCacheBytes?: string;
+  readAhead?: string;
   logLevel?: string;
   clusterSecretFile?: string;
   requirepass?: string;
@@ -364,6 +366,13 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     if (extra.rowCacheBytes < 0) {
       throw new ConfigError(`--row-cache-bytes must be 0 (none) or above, got ${extra.rowCacheBytes}`);
     }
+  }
+  if (flags.readAhead !== undefined) {
+    const mode = flags.readAhead as ReadAheadMode;
+    if (!READ_AHEAD_MODES.includes(mode)) {
+      throw new ConfigError(`--read-ahead must be one of ${READ_AHEAD_MODES.join(', ')}, got ${flags.readAhead}`);
+    }
+    extra.readAhead = mode;
   }
   if (joinAddress !== undefined) extra.joinAddress = joinAddress;
   Object.assign(extra, loadEngines(flags));

@@ -1,6 +1,6 @@
 import type { CircuitBreakerStats, CircuitState } from '@cohort/kv';
 import type { HostStats, ProposalTiming } from '@cohort/raft';
-import type { WriterStats } from '@cohort/storage';
+import type { ReadAheadStats, WriterStats } from '@cohort/storage';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeStatus } from './kv-api.js';
 import type { StallCause } from './stall-watch.js';
@@ -211,6 +211,48 @@ export class NodeMetrics {
       'Time the commits took on the writer thread, fsyncs included',
       (s) => s.commitMs / 1000,
     );
+  }
+
+  /**
+   * The store's read ahead (see `ReadAhead` in @cohort/storage), read at scrape time:
+   * `cohort_storage_read_ahead` (1 while on), `cohort_storage_read_ahead_keys_total{outcome}` (keys
+   * read ahead, or dropped with the thread behind) and `cohort_storage_cold_reads_total{thread}`
+   * (point reads that went to the disk: on the event loop, each of which held it, or on the
+   * read-ahead thread).
+   */
+  readAhead(read: () => ReadAheadStats): void {
+    new Gauge({
+      name: 'cohort_storage_read_ahead',
+      help: '1 while the store reads rows ahead of the event loop on a thread of its own (in auto mode: while reads go to the disk)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().on ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'cohort_storage_read_ahead_keys_total',
+      help: 'Keys the store read ahead of the event loop (read), or dropped because its thread was behind (dropped)',
+      labelNames: ['outcome'] as const,
+      registers: [this.registry],
+      collect() {
+        const s = read();
+        this.reset();
+        this.inc({ outcome: 'read' }, s.read);
+        this.inc({ outcome: 'dropped' }, s.dropped);
+      },
+    });
+    new Counter({
+      name: 'cohort_storage_cold_reads_total',
+      help: 'Point reads of KV rows slow enough to have gone to the disk: on the event loop (loop), each holding it, or on the read-ahead thread (ahead)',
+      labelNames: ['thread'] as const,
+      registers: [this.registry],
+      collect() {
+        const s = read();
+        this.reset();
+        this.inc({ thread: 'loop' }, s.coldHere);
+        this.inc({ thread: 'ahead' }, s.coldThere);
+      },
+    });
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { CohortConfig } from '@cohort/core';
 import type { PartitionEngine } from '@cohort/kv';
+import type { ReadAheadMode } from '@cohort/storage';
 import type { AclUserConfig } from './auth.js';
 import type { WriteLimits } from './limits.js';
 import type { LogLevel } from './logger.js';
@@ -31,6 +32,11 @@ export interface NodeOptions {
    * (`--row-cache-bytes`); 0 for none. @default 0 (the store's default)
    */
   rowCacheBytes?: number;
+  /**
+   * Whether the store reads KV rows ahead of the event loop on a thread of its own (`--read-ahead`):
+   * `auto` while its reads go to the disk, `on`, `off`. @default 'auto'
+   */
+  readAhead?: ReadAheadMode;
   /** Voters of the meta group at most: 3 or 5. @default 3 */
   metaVoters?: number;
   /** How often the meta leader runs the placement controller. @default 1000 */

@@ -41,6 +41,31 @@ describe('cohort start configuration', () => {
     expect(() => loadNodeOptions({ ...base, vpaxosCompactSlots: '-1' })).toThrow(/--vpaxos-compact-slots/);
   });
 
+  it('takes the read-ahead mode, default unset (the store reads ahead while its reads go to the disk), reaches the store, and refuses a bad one', () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    expect(loadNodeOptions(base).readAhead).toBeUndefined();
+    for (const mode of ['auto', 'on', 'off'] as const) {
+      expect(loadNodeOptions({ ...base, readAhead: mode }).readAhead).toBe(mode);
+    }
+    expect(() => loadNodeOptions({ ...base, readAhead: 'always' })).toThrow(
+      /--read-ahead must be one of auto, on, off, got always/,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-read-ahead-'));
+    try {
+      const dflt = openStore(dir, silentLogger, {}) as SqliteNodeStore;
+      expect(dflt.readAhead?.on()).toBe(false);
+      dflt.close();
+      const on = openStore(dir, silentLogger, {}, { readAhead: 'on' }) as SqliteNodeStore;
+      expect(on.readAhead?.on()).toBe(true);
+      on.close();
+      const off = openStore(dir, silentLogger, {}, { readAhead: 'off' }) as SqliteNodeStore;
+      expect(off.readAhead).toBeUndefined();
+      off.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('takes the row cache size (0: none), default unset (the store keeps none), reaches the store, and refuses a bad one', () => {
     const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
     expect(loadNodeOptions(base).rowCacheBytes).toBeUndefined();

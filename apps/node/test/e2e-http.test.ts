@@ -103,6 +103,9 @@ describe('the HTTP API v1 on three cohort processes', () => {
       String(HEARTBEAT_MS),
       '--election-timeout-ms',
       String(ELECTION_MS),
+      // Every row the nodes apply or read is read ahead on the store's thread first (auto: only while reads go to the disk).
+      '--read-ahead',
+      'on',
     ]);
     const c = cluster;
     ctx.onTestFailed(() => {
@@ -192,8 +195,12 @@ describe('the HTTP API v1 on three cohort processes', () => {
       return m.length === 3 ? m : undefined;
     });
     expect(members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
-    const metrics = await fetch(`http://127.0.0.1:${f1.http}/metrics`);
-    expect(await metrics.text()).toMatch(/cohort_requests_total\{frontend="http",command="cond",outcome="ok"\}/);
+    const metrics = await (await fetch(`http://127.0.0.1:${f1.http}/metrics`)).text();
+    expect(metrics).toMatch(/cohort_requests_total\{frontend="http",command="cond",outcome="ok"\}/);
+    // The follower read ahead the rows of the entries it appended, and read them on its thread.
+    expect(metrics).toMatch(/^cohort_storage_read_ahead 1$/m);
+    const readAhead = /^cohort_storage_read_ahead_keys_total\{outcome="read"\} (\d+)$/m.exec(metrics);
+    expect(Number(readAhead?.[1])).toBeGreaterThan(0);
     const check = await call(leader, 'POST', '/v1/admin/consistency-check');
     expect(check.body.verdict).toBe('consistent');
 

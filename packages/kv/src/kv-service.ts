@@ -181,6 +181,16 @@ export function serveForwardedRequests(
 }
 
 /** The keys a read looks at, for the intents it may meet. */
+/** The keys `run`'s reads look up one by one (not ranges or whole partitions). */
+function pointKeys(run: KvRequest[]): Uint8Array[] {
+  const keys: Uint8Array[] = [];
+  for (const req of run) {
+    const k = readKeys(req as ReadRequest);
+    if (Array.isArray(k)) for (const key of k) keys.push(key);
+  }
+  return keys;
+}
+
 function readKeys(req: ReadRequest): Uint8Array[] | 'all' | { start: Uint8Array; end: Uint8Array | undefined } {
   switch (req.op) {
     case 'keys':
@@ -708,7 +718,11 @@ export class KvService {
     try {
       // The leader's clock is the time of the read, whichever node took the request.
       const now = this.wallClock();
-      if (!afterWrites) await this.opts.group.read();
+      if (!afterWrites) {
+        // The read index round takes a network round trip: the rows' pages come into memory meanwhile.
+        this.opts.machine?.prefetchKeys(pointKeys(run));
+        await this.opts.group.read();
+      }
       let res = run.map((req) => this.serveRead(req as ReadRequest, now));
       // A read meeting a transaction's intent: the transaction is finished, or (pending) passed, and the whole
       // run served again, so its reads stay one view (a client pairs MGET with the keys' revisions). A run

@@ -24,6 +24,7 @@ import { WorkerSnapshotReader } from './snapshot-thread.js';
 import { IntentCount, type TxnContext, applyTxnAware, intents, lockOf, recordState, viewOf } from './txn/apply-txn.js';
 import { writes } from './txn/intent-codec.js';
 import { isReservedKey } from './txn/keyspace.js';
+import { opKeys } from './txn/op-keys.js';
 import type { KvEvent, KvEventListener } from './watch-hub.js';
 
 /** The seed of reads that use none (all but RANDOMKEY). */
@@ -47,6 +48,9 @@ function isSuccessor(start: Uint8Array, end: Uint8Array): boolean {
     Buffer.compare(start, end.subarray(0, start.length)) === 0
   );
 }
+
+/** Commands {@link KvStateMachine.prefetch} decoded and kept for their apply, at most. */
+const DECODED_KEPT = 4096;
 
 /** Idle sessions are swept on log indexes that are multiples of this. */
 const SWEEP_EVERY = 16;
@@ -126,6 +130,11 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   private pending: KvEvent[] = [];
   /** The index of the entry being applied (the revision of its events). */
   private applying = 0;
+  /**
+   * Commands decoded by {@link prefetch}, by log index, for the apply to reuse (an index and term
+   * name one entry); dropped when applied, all dropped past {@link DECODED_KEPT}.
+   */
+  private readonly decoded = new Map<LogIndex, { term: number; cmd: KvCommand }>();
 
   /**
    * @param store the node's store; without one, a fresh in-memory store (tests and tools)
@@ -263,6 +272,35 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       this.tell(() => this.listener?.applied(events, this.kv.applied().index));
     }
     return outcomes;
+  }
+
+  /**
+   * Reads ahead the rows the apply of `entries` will read (entries being appended: see
+   * `DurableStateMachine.prefetch`), when the store reads ahead at all.
+   */
+  prefetch(entries: readonly Entry[]): void {
+    this.kv.prefetch?.(() => {
+      const keys: Uint8Array[] = [];
+      if (this.decoded.size + entries.length > DECODED_KEPT) this.decoded.clear();
+      for (const e of entries) {
+        if (e.type !== 'normal' || e.data.length === 0) continue;
+        let cmd: KvCommand;
+        try {
+          cmd = decodeCommand(e.data);
+        } catch {
+          continue; // its apply reports it
+        }
+        this.decoded.set(e.index, { term: e.term, cmd });
+        const k = opKeys(cmd);
+        if (k !== 'all') for (const key of k) keys.push(key);
+      }
+      return keys;
+    });
+  }
+
+  /** Reads ahead the rows of `keys`, which a read waiting for its read index will read. */
+  prefetchKeys(keys: readonly Uint8Array[]): void {
+    this.kv.prefetch?.(() => keys);
   }
 
   /**
@@ -469,10 +507,15 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
   ): { outcome: ApplyOutcome<KvResult> | undefined; logTime: number; checksum: boolean } {
     if (e.type !== 'normal' || e.data.length === 0) return { outcome: undefined, logTime, checksum: false };
     let cmd: KvCommand;
-    try {
-      cmd = decodeCommand(e.data);
-    } catch (err) {
-      return { outcome: { ok: false, error: err as Error }, logTime, checksum: false };
+    const early = this.decoded.get(e.index);
+    if (early !== undefined) this.decoded.delete(e.index);
+    if (early !== undefined && early.term === e.term) cmd = early.cmd;
+    else {
+      try {
+        cmd = decodeCommand(e.data);
+      } catch (err) {
+        return { outcome: { ok: false, error: err as Error }, logTime, checksum: false };
+      }
     }
     // Log time only moves forward, whatever a new leader's clock says.
     const now = Math.max(logTime, cmd.now);

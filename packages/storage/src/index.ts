@@ -28,6 +28,13 @@ export {
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
 export { type PinnedViewOptions, openImageView, openPinnedView } from './sqlite-kv-view.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
+export {
+  READ_AHEAD_MODES,
+  ReadAhead,
+  type ReadAheadMode,
+  type ReadAheadOptions,
+  type ReadAheadStats,
+} from './sqlite-prefetch.js';
 export { workerModuleUrl } from './sqlite-write-queue.js';
 export * from './types.js';
 export { type WalReport, scanWal } from './wal-scan.js';

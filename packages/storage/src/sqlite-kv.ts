@@ -31,6 +31,7 @@ import {
 import type { KvStatements } from './sqlite-kv-statements.js';
 import { SqliteKvView } from './sqlite-kv-view.js';
 import type { Op } from './sqlite-ops.js';
+import type { ReadAhead } from './sqlite-prefetch.js';
 import { newPinControl } from './sqlite-view-pin.js';
 import type {
   AppliedState,
@@ -78,6 +79,8 @@ export interface PartitionHost {
   scope(): void;
   /** Whether a write transaction is open (its reads are a write's: an apply's). */
   writing(): boolean;
+  /** The store's read-ahead thread, if it keeps one (see {@link ReadAhead}). */
+  readonly readAhead: ReadAhead | undefined;
 }
 
 /** Sessions a partition keeps in memory (see `SqlitePartitionKv.sessionCache`): one per RESP connection in use, with room. */
@@ -182,12 +185,24 @@ export class SqlitePartitionKv implements PartitionKv {
       if (cached !== undefined) return cached === null ? undefined : copyRecord(cached);
     }
     this.host.scope();
+    const ahead = this.host.readAhead;
+    const t0 = ahead === undefined ? 0 : performance.now();
     const r = this.st.get.get(gen, blob(key)) as KvRow | undefined;
+    // A read that went to the disk held the event loop: read ahead while they do.
+    if (ahead !== undefined) ahead.readTook(performance.now() - t0);
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
     // Kept for a client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
     if (cache !== undefined && !this.host.writing()) cache.set(ck, this.cacheEpoch, rec ? copyRecord(rec) : null);
     return rec;
+  }
+
+  prefetch(keys: () => Iterable<Uint8Array>): void {
+    const ahead = this.host.readAhead;
+    if (ahead === undefined || !ahead.on()) return;
+    const gen = this.readGen();
+    if (gen === 0) return;
+    for (const key of keys()) ahead.want(gen, key);
   }
 
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {

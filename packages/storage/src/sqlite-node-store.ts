@@ -33,6 +33,7 @@ import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
 import type { Job, Op } from './sqlite-ops.js';
+import { READ_AHEAD_MODES, ReadAhead, type ReadAheadMode, type ReadAheadOptions } from './sqlite-prefetch.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { abandonPin } from './sqlite-view-pin.js';
 import { InlineWriteQueue, ThreadWriteQueue, type WriteQueue } from './sqlite-write-queue.js';
@@ -112,6 +113,13 @@ export interface SqliteNodeStoreOptions {
    */
   rowCacheBytes?: number;
   /**
+   * Whether KV rows the event loop is about to read (the keys of entries being appended, of reads
+   * waiting for their read index) are read first on a thread of its own, so their pages are in
+   * memory when the event loop reads them (see {@link ReadAhead}): `auto` while reads go to the
+   * disk, `on`, `off`; or its options in full. @default 'auto' with the `thread` writer, else 'off'
+   */
+  readAhead?: ReadAheadMode | Omit<ReadAheadOptions, 'logger'>;
+  /**
    * A test hook of the `thread` writer: while this file exists, the writer
    * holds each commit before it starts, as a stalled fsync would.
    */
@@ -182,6 +190,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private readonly partitions = new Map<string, SqlitePartitionKv>();
   /** Undefined: the store keeps no rows (`rowCacheBytes` 0). */
   private readonly rowCache: KvRowCache | undefined;
+  /** Undefined: the store reads nothing ahead (`readAhead` off). */
+  readonly readAhead: ReadAhead | undefined;
   private readonly host: PartitionHost;
   private queue: WriteQueue;
   /** The last job queued. */
@@ -224,6 +234,14 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
     const rowCacheBytes = wholeBytes('rowCacheBytes', opts.rowCacheBytes, DEFAULT_ROW_CACHE_BYTES);
     this.rowCache = rowCacheBytes > 0 ? new KvRowCache(rowCacheBytes) : undefined;
+    const ra = opts.readAhead ?? (opts.writer === 'thread' ? 'auto' : 'off');
+    const raOpts = typeof ra === 'string' ? { mode: ra } : ra;
+    if (!READ_AHEAD_MODES.includes(raOpts.mode)) {
+      throw new StorageError(`readAhead must be one of ${READ_AHEAD_MODES.join(', ')}; got ${String(raOpts.mode)}`);
+    }
+    // A database in memory has no file for another connection to read.
+    this.readAhead =
+      raOpts.mode === 'off' || file === ':memory:' ? undefined : new ReadAhead(file, { ...raOpts, logger: this.log });
     this.st = prepareStatements(db);
     this.w = new SqliteLogWriter(
       {
@@ -273,6 +291,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       read: <T>(fn: () => T) => this.inRead(fn) as T,
       scope: () => this.enterReadScope(),
       writing: () => this.tx !== undefined,
+      readAhead: this.readAhead,
     };
     const st = this.st;
     this.src = (group) => ({
@@ -709,6 +728,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     if (this.closed) return;
     this.endReadScope();
     this.closed = true;
+    this.readAhead?.close();
     try {
       this.queue.close();
     } finally {

@@ -26,6 +26,13 @@ export interface DurableStateMachine<R = unknown> {
    */
   applyBatch(entries: Entry[], confState: ConfState): (ApplyOutcome<R> | undefined)[];
   /**
+   * Advice: `entries` are being written to this replica's log and will be applied once committed (a
+   * commit's fsync or more from now). A machine whose state is on disk may start reading what their
+   * apply will read, off the caller's thread, so the apply finds it in memory. Must change no state
+   * and no outcome; entries it is told of may never be applied (a new leader replaces them).
+   */
+  prefetch?(entries: readonly Entry[]): void;
+  /**
    * A consistent view of the state at the applied position (or, when it takes a while to open, at the
    * position then: never before the one at the call), for a snapshot; applying continues meanwhile.
    * A transfer reads it at a paced rate for as long as it takes: a view that costs the store while

@@ -1548,7 +1548,11 @@ export class RaftHost {
       // Entries of a newer leader replacing this node's own: their proposers learn it now, not at their deadline.
       if (g.pending.hasProposals) for (const e of rd.entries) g.pending.replacedAt(e.index, e.term);
       const w: GroupWrite = { group: g.id };
-      if (rd.entries.length > 0) w.entries = rd.entries;
+      if (rd.entries.length > 0) {
+        w.entries = rd.entries;
+        // Their apply reads the rows they write: a machine on disk reads them ahead while they commit.
+        g.sm.prefetch?.(rd.entries);
+      }
       if (rd.snapshot) w.snapshot = rd.snapshot;
       if (rd.mustSync || w.entries || w.snapshot) {
         const hs = rd.hardState ?? g.deferredHardState;

@@ -1,0 +1,49 @@
+// The read-ahead thread of a SqliteNodeStore: it looks up the KV rows the
+// event loop is about to read (the keys of entries being appended, which
+// their apply reads once committed, and of reads waiting for their read
+// index) on a read-only connection of its own, so the pages they sit on are
+// in the OS page cache when the event loop reads them. It changes nothing and
+// answers nothing but counts: a read here that finds nothing, or finds a row
+// written later, costs only its time.
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import type { PrefetchBatch, PrefetchData, PrefetchReply } from './sqlite-prefetch-protocol.js';
+
+const data = workerData as PrefetchData;
+const port = parentPort;
+
+function reply(msg: PrefetchReply): void {
+  port?.postMessage(msg);
+}
+
+let read: Database.Statement | undefined;
+try {
+  const db = new Database(data.file, { readonly: true, fileMustExist: true });
+  // The value column too: a large value's overflow pages are read with it.
+  read = db.prepare('SELECT value FROM kv WHERE gen_id = ? AND key = ?').pluck();
+} catch (err) {
+  reply({ type: 'failed', message: (err as Error).message });
+}
+
+port?.on('message', (batch: PrefetchBatch) => {
+  if (read === undefined) return;
+  const stmt = read;
+  let at = 0;
+  let cold = 0;
+  let found = 0;
+  try {
+    for (let i = 0; i < batch.lens.length; i++) {
+      const len = batch.lens[i] as number;
+      const key = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset + at, len);
+      at += len;
+      const t0 = performance.now();
+      if (stmt.get(batch.gens[i], key) !== undefined) found++;
+      if (performance.now() - t0 >= data.coldMs) cold++;
+    }
+  } catch (err) {
+    read = undefined;
+    reply({ type: 'failed', message: (err as Error).message });
+    return;
+  }
+  reply({ type: 'done', keys: batch.lens.length, found, cold });
+});
