@@ -59,7 +59,7 @@ describe('cohort start configuration', () => {
       expect(on.readAhead?.on()).toBe(true);
       on.close();
       const off = openStore(dir, silentLogger, {}, { readAhead: 'off' }) as SqliteNodeStore;
-      expect(off.readAhead).toBeUndefined();
+      expect(off.readAhead?.on()).toBe(false);
       off.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -181,12 +181,16 @@ export function serveForwardedRequests(
 }
 
 /** The keys a read looks at, for the intents it may meet. */
-/** The keys `run`'s reads look up one by one (not ranges or whole partitions). */
-function pointKeys(run: KvRequest[]): Uint8Array[] {
+/**
+ * The keys `run`'s reads look up first: each key of a point read, and the start of a range (an HTTP
+ * GET of one key is the range of that key alone); none of a read of the whole partition.
+ */
+function firstKeys(run: KvRequest[]): Uint8Array[] {
   const keys: Uint8Array[] = [];
   for (const req of run) {
     const k = readKeys(req as ReadRequest);
     if (Array.isArray(k)) for (const key of k) keys.push(key);
+    else if (k !== 'all' && k.start.length > 0) keys.push(k.start);
   }
   return keys;
 }
@@ -720,7 +724,7 @@ export class KvService {
       const now = this.wallClock();
       if (!afterWrites) {
         // The read index round takes a network round trip: the rows' pages come into memory meanwhile.
-        this.opts.machine?.prefetchKeys(pointKeys(run));
+        this.opts.machine?.prefetchKeys(firstKeys(run));
         await this.opts.group.read();
       }
       let res = run.map((req) => this.serveRead(req as ReadRequest, now));

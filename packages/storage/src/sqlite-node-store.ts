@@ -190,7 +190,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private readonly partitions = new Map<string, SqlitePartitionKv>();
   /** Undefined: the store keeps no rows (`rowCacheBytes` 0). */
   private readonly rowCache: KvRowCache | undefined;
-  /** Undefined: the store reads nothing ahead (`readAhead` off). */
+  /** The store's read ahead (in `off` mode, only its count of slow reads); undefined for a database in memory. */
   readonly readAhead: ReadAhead | undefined;
   private readonly host: PartitionHost;
   private queue: WriteQueue;
@@ -239,9 +239,9 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     if (!READ_AHEAD_MODES.includes(raOpts.mode)) {
       throw new StorageError(`readAhead must be one of ${READ_AHEAD_MODES.join(', ')}; got ${String(raOpts.mode)}`);
     }
-    // A database in memory has no file for another connection to read.
-    this.readAhead =
-      raOpts.mode === 'off' || file === ':memory:' ? undefined : new ReadAhead(file, { ...raOpts, logger: this.log });
+    // A database in memory has no file for another connection to read. In `off` it only counts the
+    // event loop's reads that went to the disk.
+    this.readAhead = file === ':memory:' ? undefined : new ReadAhead(file, { ...raOpts, logger: this.log });
     this.st = prepareStatements(db);
     this.w = new SqliteLogWriter(
       {

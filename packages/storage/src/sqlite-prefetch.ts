@@ -15,7 +15,7 @@ export const READ_AHEAD_MODES: readonly ReadAheadMode[] = ['auto', 'on', 'off'];
 
 /** Options of {@link ReadAhead}. */
 export interface ReadAheadOptions {
-  /** `auto` or `on`; `off` never reads ahead (a store in `off` keeps none). */
+  /** `auto` or `on`; `off` never reads ahead, and only counts the slow reads it is told of. */
   mode: ReadAheadMode;
   /**
    * Keys sent to the thread and not read yet, at most; keys asked past it are dropped (read ahead is
@@ -136,7 +136,7 @@ export class ReadAhead {
   readTook(ms: number): void {
     if (ms < this.coldMs) return;
     this.counts.coldHere++;
-    this.arm();
+    if (this.opts.mode === 'auto') this.arm();
   }
 
   stats(): ReadAheadStats {

@@ -88,9 +88,10 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     expect(kv.count()).toBe(50);
   });
 
-  it('asks nothing of a store in off mode, nor of one whose writes run on the caller thread', async () => {
-    const { s, kv } = await storeWith(3, 'off');
-    expect(s.readAhead).toBeUndefined();
+  it('asks nothing of a store in off mode (which still counts slow reads), nor of one whose writes run on the caller thread', async () => {
+    const { s, kv } = await storeWith(3, { mode: 'off', coldMs: 0 });
+    // Its puts read their keys' rows first: counted, and nothing turned on.
+    expect(s.readAhead?.stats()).toMatchObject({ coldHere: 3, on: false });
     let called = 0;
     kv.prefetch(() => {
       called++;
@@ -99,7 +100,7 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     expect(called).toBe(0);
     s.close();
     const inline = SqliteNodeStore.open(join(dir, 'inline.db'));
-    expect(inline.readAhead).toBeUndefined();
+    expect(inline.readAhead?.on()).toBe(false);
     inline.close();
   });
 
