@@ -180,7 +180,7 @@ program
   )
   .option(
     '--read-ahead <mode>',
-    'read the rows of keys about to be applied or read on a thread of their own, so a page the disk must bring never holds the event loop: auto (while reads go to the disk), on or off (default auto)',
+    'read the rows of keys about to be applied on a thread of their own first, so a page the disk must bring does not hold the event loop: auto (while reads go to the disk), on or off (default auto)',
   )
   .option('--consistency-check-ms <n>', 'how often the leader checks that replicas agree; 0 for never (default 600000)')
   .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')

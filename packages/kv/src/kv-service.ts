@@ -181,20 +181,6 @@ export function serveForwardedRequests(
 }
 
 /** The keys a read looks at, for the intents it may meet. */
-/**
- * The keys `run`'s reads look up first: each key of a point read, and the start of a range (an HTTP
- * GET of one key is the range of that key alone); none of a read of the whole partition.
- */
-function firstKeys(run: KvRequest[]): Uint8Array[] {
-  const keys: Uint8Array[] = [];
-  for (const req of run) {
-    const k = readKeys(req as ReadRequest);
-    if (Array.isArray(k)) for (const key of k) keys.push(key);
-    else if (k !== 'all' && k.start.length > 0) keys.push(k.start);
-  }
-  return keys;
-}
-
 function readKeys(req: ReadRequest): Uint8Array[] | 'all' | { start: Uint8Array; end: Uint8Array | undefined } {
   switch (req.op) {
     case 'keys':
@@ -722,11 +708,7 @@ export class KvService {
     try {
       // The leader's clock is the time of the read, whichever node took the request.
       const now = this.wallClock();
-      if (!afterWrites) {
-        // The read index round takes a network round trip: the rows' pages come into memory meanwhile.
-        this.opts.machine?.prefetchKeys(firstKeys(run));
-        await this.opts.group.read();
-      }
+      if (!afterWrites) await this.opts.group.read();
       let res = run.map((req) => this.serveRead(req as ReadRequest, now));
       // A read meeting a transaction's intent: the transaction is finished, or (pending) passed, and the whole
       // run served again, so its reads stay one view (a client pairs MGET with the keys' revisions). A run

@@ -298,11 +298,6 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
     });
   }
 
-  /** Reads ahead the rows of `keys`, which a read waiting for its read index will read. */
-  prefetchKeys(keys: readonly Uint8Array[]): void {
-    this.kv.prefetch?.(() => keys);
-  }
-
   /**
    * Applies the entry at `index` holding an encoded command, alone in its
    * batch; throws what the entry's outcome holds on bytes that are not a command.

@@ -133,23 +133,6 @@ describe('KvService', () => {
     expect(await nodes.get(followers[1]!)!.service.execute(del)).toEqual({ type: 'int', value: 1n });
   });
 
-  it("tells the leader's machine the keys a run of reads looks up first, before its read index round", async () => {
-    startCluster();
-    const l = await leader();
-    const told: string[][] = [];
-    const m = nodes.get(l)!.machine;
-    m.prefetchKeys = (keys) => {
-      told.push(keys.map((k) => Buffer.from(k).toString()));
-    };
-    await nodes.get(l)!.service.executeAll([
-      get('a'),
-      { kind: 'read', op: 'mget', keys: [b('b'), b('c')] },
-      { kind: 'read', op: 'range', keys: [b('r/'), b('r0')] },
-      { kind: 'read', op: 'keys', keys: [], args: [b('*')] },
-    ]);
-    expect(told).toEqual([['a', 'b', 'c', 'r/']]);
-  });
-
   it('keeps serving after the leader is cut off, through the new leader', async () => {
     startCluster();
     const old = await leader();

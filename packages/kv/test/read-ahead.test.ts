@@ -76,20 +76,4 @@ describe('KvStateMachine reading ahead the rows of entries being appended', () =
     sm.applyBatch([entry(1, setCmd('x', 'new leader'), 2)], CONF);
     expect(text(sm.get(b('x'), 1000))).toBe('new leader');
   });
-
-  it('serves every read right after prefetching with no change to the state', async () => {
-    const store = open('ahead.db', 'on');
-    const sm = new KvStateMachine(store, 'p1');
-    sm.applyBatch([entry(1, setCmd('k', 'v'))], CONF);
-    await store.settled();
-    sm.prefetchKeys([b('k'), b('missing')]);
-    const ra = store.readAhead as ReadAhead;
-    await until(
-      () => ra.stats().read === 2,
-      () => JSON.stringify(ra.stats()),
-    );
-    expect(ra.stats().found).toBe(1);
-    expect(text(sm.get(b('k'), 1000))).toBe('v');
-    expect(sm.appliedIndex).toBe(1);
-  });
 });

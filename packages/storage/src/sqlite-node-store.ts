@@ -113,8 +113,8 @@ export interface SqliteNodeStoreOptions {
    */
   rowCacheBytes?: number;
   /**
-   * Whether KV rows the event loop is about to read (the keys of entries being appended, of reads
-   * waiting for their read index) are read first on a thread of its own, so their pages are in
+   * Whether KV rows the event loop is about to read (the keys of entries being appended, which their
+   * apply reads) are read first on a thread of its own, so their pages are in
    * memory when the event loop reads them (see {@link ReadAhead}): `auto` while reads go to the
    * disk, `on`, `off`; or its options in full. @default 'auto' with the `thread` writer, else 'off'
    */

@@ -58,9 +58,9 @@ export interface ReadAheadStats {
  * OS page cache, that read waits for the disk on the event loop, and behind a disk busy with other
  * fsyncs it waits for seconds: no heartbeat, acknowledgement or client is served meanwhile (seen
  * with a million keys, on a machine that pages out file pages unused for a minute). The store asks
- * for the keys as soon as it knows them (an entry's as it is appended, which is a commit's fsync
- * before its apply; a read's before its read index round), so the page is in memory by the time
- * the event loop reads it.
+ * for an entry's keys as the entry is appended, a commit's fsync and more before its apply, so the
+ * page is in memory by the time the apply reads it. (Client reads are not read ahead: a read index
+ * round is too little head start, and the thread's lookups cost more CPU than they saved.)
  *
  * In `auto` mode it is on only while reads go to the disk: a read on the event loop, or on the
  * thread, slower than {@link ReadAheadOptions.coldMs} turns it on for

@@ -179,7 +179,7 @@ export interface PartitionKv {
   get(key: Uint8Array): KvRecord | undefined;
   /**
    * Advice that the keys `keys()` lists will be read soon (an entry being appended writes them once
-   * it commits; a read waits for its read index): a store that reads from disk may start bringing
+   * it commits): a store that reads from disk may start bringing
    * their rows into memory off the caller's thread. It calls `keys` only when it reads ahead at all
    * (finding the keys may cost a decode). Changes nothing, answers nothing; a store may ignore it.
    */
