@@ -1,11 +1,14 @@
-// Messages between a SqliteNodeStore and its read-ahead thread (see sqlite-prefetch.ts).
+// Messages between a SqliteNodeStore and its read-ahead thread (see sqlite-prefetch.ts), and what both use.
+import { readFileSync } from 'node:fs';
 
 /** The thread's `workerData`. */
 export interface PrefetchData {
   /** The node's database. */
   file: string;
-  /** A read taking at least this long (ms) counts as one that went to the disk. */
+  /** A read taking at least this long (ms) counts as one that went to the disk... */
   coldMs: number;
+  /** ...if the thread read from storage during its batch (see `ReadAheadOptions.ioCheck`). */
+  ioCheck: boolean;
 }
 
 /**
@@ -22,3 +25,16 @@ export interface PrefetchBatch {
 export type PrefetchReply =
   | { type: 'done'; keys: number; found: number; cold: number }
   | { type: 'failed'; message: string };
+
+/**
+ * The bytes the calling thread has caused to be read from storage (Linux's `/proc/thread-self/io`,
+ * `read_bytes`: page cache misses, not reads served from memory); undefined where unknown.
+ */
+export function threadReadBytes(): number | undefined {
+  try {
+    const m = /^read_bytes: (\d+)$/m.exec(readFileSync('/proc/thread-self/io', 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}

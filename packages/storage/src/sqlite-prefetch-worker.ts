@@ -6,7 +6,12 @@
 // written later, costs only its time.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { PrefetchBatch, PrefetchData, PrefetchReply } from './sqlite-prefetch-protocol.js';
+import {
+  type PrefetchBatch,
+  type PrefetchData,
+  type PrefetchReply,
+  threadReadBytes,
+} from './sqlite-prefetch-protocol.js';
 
 const data = workerData as PrefetchData;
 const port = parentPort;
@@ -30,6 +35,7 @@ port?.on('message', (batch: PrefetchBatch) => {
   let at = 0;
   let cold = 0;
   let found = 0;
+  const io = data.ioCheck ? threadReadBytes() : undefined;
   try {
     for (let i = 0; i < batch.lens.length; i++) {
       const len = batch.lens[i] as number;
@@ -44,5 +50,7 @@ port?.on('message', (batch: PrefetchBatch) => {
     reply({ type: 'failed', message: (err as Error).message });
     return;
   }
+  // Slow reads with nothing read from storage were this thread waiting for a CPU.
+  if (io !== undefined && cold > 0 && (threadReadBytes() ?? io + 1) <= io) cold = 0;
   reply({ type: 'done', keys: batch.lens.length, found, cold });
 });

@@ -1,7 +1,12 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '@cohort/core';
 import { StorageError } from '@cohort/core/errors';
-import type { PrefetchBatch, PrefetchData, PrefetchReply } from './sqlite-prefetch-protocol.js';
+import {
+  type PrefetchBatch,
+  type PrefetchData,
+  type PrefetchReply,
+  threadReadBytes,
+} from './sqlite-prefetch-protocol.js';
 import { workerModuleUrl } from './sqlite-write-queue.js';
 
 /**
@@ -22,8 +27,18 @@ export interface ReadAheadOptions {
    * advice: a thread behind the disk must not queue without bound). @default 4096
    */
   maxKeysInFlight?: number;
-  /** A read taking at least this long (ms) counts as one that went to the disk. @default 0.25 */
+  /**
+   * A read taking at least this long (ms) counts as one that went to the disk, if the thread read from
+   * storage since it last looked (see {@link ReadAheadOptions.ioCheck}). @default 0.25
+   */
   coldMs?: number;
+  /**
+   * Whether a slow read counts only when the thread's storage reads (Linux's
+   * `/proc/thread-self/io`, `read_bytes`) grew since the last slow read: on a busy machine most slow
+   * reads of pages in memory are the thread waiting for a CPU, and without this check `auto` would
+   * stay on with nothing to gain. Where the file is missing every slow read counts. @default true
+   */
+  ioCheck?: boolean;
   /** In `auto`, how long (ms) one read that went to the disk keeps read ahead on. @default 10000 */
   armMs?: number;
   /** In `auto`, how long (ms) the thread may stay unused before it stops. @default 60000 */
@@ -87,6 +102,9 @@ export class ReadAhead {
   private lastUse = 0;
   private idleTimer: ReturnType<typeof setInterval> | undefined;
   private readonly counts = { asked: 0, read: 0, found: 0, dropped: 0, coldHere: 0, coldThere: 0 };
+  /** The event loop's thread's storage reads when last looked at (see {@link ReadAheadOptions.ioCheck}). */
+  private ioSeen: number | undefined;
+  private readonly ioCheck: boolean;
 
   constructor(
     private readonly file: string,
@@ -98,6 +116,9 @@ export class ReadAhead {
     this.idleStopMs = opts.idleStopMs ?? 60_000;
     this.now = opts.now ?? (() => performance.now());
     this.log = opts.logger;
+    this.ioCheck = opts.ioCheck ?? true;
+    // The store is opened on the thread that reads it.
+    if (this.ioCheck) this.ioSeen = threadReadBytes();
     if (!(Number.isSafeInteger(this.max) && this.max > 0)) {
       throw new StorageError(`read ahead: maxKeysInFlight must be a whole number above 0; got ${this.max}`);
     }
@@ -135,6 +156,13 @@ export class ReadAhead {
   /** Reports a read on the event loop that took `ms`: a slow one turns `auto` read ahead on. */
   readTook(ms: number): void {
     if (ms < this.coldMs) return;
+    if (this.ioCheck) {
+      // Slow reads are rare: one look at the thread's I/O each.
+      const io = threadReadBytes();
+      const seen = this.ioSeen;
+      this.ioSeen = io;
+      if (io !== undefined && seen !== undefined && io <= seen) return;
+    }
     this.counts.coldHere++;
     if (this.opts.mode === 'auto') this.arm();
   }
@@ -185,7 +213,7 @@ export class ReadAhead {
 
   private started(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const data: PrefetchData = { file: this.file, coldMs: this.coldMs };
+    const data: PrefetchData = { file: this.file, coldMs: this.coldMs, ioCheck: this.ioCheck };
     const worker = new Worker(workerModuleUrl('sqlite-prefetch-worker.js'), { workerData: data });
     worker.on('message', (m: PrefetchReply) => {
       if (m.type === 'failed') {

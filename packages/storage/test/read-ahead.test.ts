@@ -3,6 +3,7 @@ import type { Logger } from '@cohort/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlitePartitionKv } from '../src/sqlite-kv.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import { threadReadBytes } from '../src/sqlite-prefetch-protocol.js';
 import { ReadAhead, type ReadAheadStats } from '../src/sqlite-prefetch.js';
 import { tempDir } from './harness.js';
 
@@ -89,7 +90,7 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
   });
 
   it('asks nothing of a store in off mode (which still counts slow reads), nor of one whose writes run on the caller thread', async () => {
-    const { s, kv } = await storeWith(3, { mode: 'off', coldMs: 0 });
+    const { s, kv } = await storeWith(3, { mode: 'off', coldMs: 0, ioCheck: false });
     // Its puts read their keys' rows first: counted, and nothing turned on.
     expect(s.readAhead?.stats()).toMatchObject({ coldHere: 3, on: false });
     let called = 0;
@@ -106,8 +107,8 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
 
   it('in auto mode, turns on after an event-loop read that went to the disk, and off again once reads stop doing so', async () => {
     let now = 0;
-    // coldMs 0: every read from the file counts as one that went to the disk.
-    const { s, kv } = await storeWith(3, { mode: 'auto', coldMs: 0, armMs: 100, now: () => now });
+    // coldMs 0 without the I/O check: every read from the file counts as one that went to the disk.
+    const { s, kv } = await storeWith(3, { mode: 'auto', coldMs: 0, ioCheck: false, armMs: 100, now: () => now });
     const ra = s.readAhead as ReadAhead;
     // The puts read their keys' rows first (each new): that armed it, until 100.
     expect(ra.stats().coldHere).toBe(3);
@@ -140,6 +141,28 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     expect(ra.on()).toBe(false);
     ask();
     expect(called).toBe(1);
+  });
+
+  it('in auto mode, does not count a slow read of a page in memory (on Linux: the thread read nothing from storage)', async () => {
+    if (threadReadBytes() === undefined) {
+      console.warn('SKIP: /proc/thread-self/io is missing here (not Linux): every slow read counts');
+      return;
+    }
+    // coldMs 0: every read is slow; the rows were just written, so their pages are in memory.
+    const { s, kv } = await storeWith(20, { mode: 'auto', coldMs: 0 });
+    const ra = s.readAhead as ReadAhead;
+    for (let i = 0; i < 20; i++) expect(kv.get(enc(`k${i}`))).toBeDefined();
+    expect(ra.stats()).toMatchObject({ coldHere: 0, on: false });
+    // The same reads counted without the check.
+    s.close();
+    store = undefined;
+    const again = SqliteNodeStore.open(join(dir, 'node.db'), {
+      writer: 'thread',
+      readAhead: { mode: 'auto', coldMs: 0, ioCheck: false },
+    });
+    store = again;
+    expect(again.kv('p').get(enc('k1'))).toBeDefined();
+    expect(again.readAhead?.stats()).toMatchObject({ coldHere: 1, on: true });
   });
 
   it('drops the keys asked past its bound of keys in flight, rather than queue them', async () => {
