@@ -1,9 +1,9 @@
 // The read-ahead thread of a SqliteNodeStore: it looks up the KV rows the
 // event loop is about to read (the keys of entries being appended, which
-// their apply reads once committed) on a read-only connection of its own, so the pages they sit on are
-// in the OS page cache when the event loop reads them. It changes nothing and
-// answers nothing but counts: a read here that finds nothing, or finds a row
-// written later, costs only its time.
+// their apply reads once committed) on a read-only connection of its own, so
+// the pages they sit on are in the OS page cache when the event loop reads
+// them. It changes nothing and answers nothing but counts: a read here that
+// finds nothing, or finds a row written later, costs only its time.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import {

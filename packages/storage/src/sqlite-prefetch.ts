@@ -39,7 +39,22 @@ export interface ReadAheadOptions {
    * stay on with nothing to gain. Where the file is missing every slow read counts. @default true
    */
   ioCheck?: boolean;
-  /** In `auto`, how long (ms) one read that went to the disk keeps read ahead on. @default 10000 */
+  /**
+   * In `auto`, reads on the event loop that went to the disk within a second that turn read ahead
+   * on: a burst says the pages the applies read are cold, a stray one only that one page was.
+   * @default 8
+   */
+  burstReads?: number;
+  /**
+   * In `auto`, the share of the thread's reads that must go to the disk to keep read ahead on,
+   * reckoned over {@link coldShareWindow} keys: below it the thread's reads cost more than the
+   * waits they spare the event loop (a lookup of a page in memory takes the thread ~10-20 µs of CPU,
+   * a read from the disk holds the event loop 0.25 ms or more). @default 0.02
+   */
+  minColdShare?: number;
+  /** Keys over which {@link minColdShare} is reckoned. @default 256 */
+  coldShareWindow?: number;
+  /** In `auto`, how long (ms) read ahead stays on once turned on (or kept on). @default 10000 */
   armMs?: number;
   /** In `auto`, how long (ms) the thread may stay unused before it stops. @default 60000 */
   idleStopMs?: number;
@@ -77,9 +92,11 @@ export interface ReadAheadStats {
  * page is in memory by the time the apply reads it. (Client reads are not read ahead: a read index
  * round is too little head start, and the thread's lookups cost more CPU than they saved.)
  *
- * In `auto` mode it is on only while reads go to the disk: a read on the event loop, or on the
- * thread, slower than {@link ReadAheadOptions.coldMs} turns it on for
- * {@link ReadAheadOptions.armMs}; with every page in memory it costs one comparison per key.
+ * In `auto` mode it is on only while reads go to the disk: a read slower than
+ * {@link ReadAheadOptions.coldMs} while its thread read from storage ({@link ReadAheadOptions.ioCheck})
+ * counts as cold; a burst of cold reads on the event loop turns read ahead on for
+ * {@link ReadAheadOptions.armMs}, and it stays on while enough of the thread's reads are cold
+ * ({@link ReadAheadOptions.minColdShare}). Off, it costs one comparison per key.
  * Advisory throughout: it changes nothing, a failure only turns it off (logged), and keys asked
  * while the thread is behind are dropped.
  */
@@ -105,6 +122,15 @@ export class ReadAhead {
   /** The event loop's thread's storage reads when last looked at (see {@link ReadAheadOptions.ioCheck}). */
   private ioSeen: number | undefined;
   private readonly ioCheck: boolean;
+  private readonly burstReads: number;
+  private readonly minColdShare: number;
+  private readonly shareWindow: number;
+  /** The event loop's cold reads in the current second: when it began, how many. */
+  private burstFrom = Number.NEGATIVE_INFINITY;
+  private burst = 0;
+  /** The thread's reads and cold reads in the current window. */
+  private windowRead = 0;
+  private windowCold = 0;
 
   constructor(
     private readonly file: string,
@@ -117,16 +143,14 @@ export class ReadAhead {
     this.now = opts.now ?? (() => performance.now());
     this.log = opts.logger;
     this.ioCheck = opts.ioCheck ?? true;
+    this.burstReads = opts.burstReads ?? 8;
+    this.minColdShare = opts.minColdShare ?? 0.02;
+    this.shareWindow = opts.coldShareWindow ?? 256;
     // The store is opened on the thread that reads it.
     if (this.ioCheck) this.ioSeen = threadReadBytes();
     if (!(Number.isSafeInteger(this.max) && this.max > 0)) {
       throw new StorageError(`read ahead: maxKeysInFlight must be a whole number above 0; got ${this.max}`);
     }
-  }
-
-  /** The threshold (ms) above which a read counts as one that went to the disk. */
-  get coldReadMs(): number {
-    return this.coldMs;
   }
 
   /** Whether keys asked now are read ahead. */
@@ -164,7 +188,13 @@ export class ReadAhead {
       if (io !== undefined && seen !== undefined && io <= seen) return;
     }
     this.counts.coldHere++;
-    if (this.opts.mode === 'auto') this.arm();
+    if (this.opts.mode !== 'auto') return;
+    const now = this.now();
+    if (now - this.burstFrom >= 1000) {
+      this.burstFrom = now;
+      this.burst = 0;
+    }
+    if (++this.burst >= this.burstReads) this.arm();
   }
 
   stats(): ReadAheadStats {
@@ -223,9 +253,13 @@ export class ReadAhead {
       this.inFlight -= m.keys;
       this.counts.read += m.keys;
       this.counts.found += m.found;
-      if (m.cold > 0) {
-        this.counts.coldThere += m.cold;
-        this.arm();
+      this.counts.coldThere += m.cold;
+      this.windowRead += m.keys;
+      this.windowCold += m.cold;
+      if (this.windowRead >= this.shareWindow) {
+        if (this.windowCold >= this.windowRead * this.minColdShare) this.arm();
+        this.windowRead = 0;
+        this.windowCold = 0;
       }
     });
     worker.on('error', (err) => this.disable(err.message));

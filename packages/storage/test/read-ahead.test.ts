@@ -108,9 +108,17 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
   it('in auto mode, turns on after an event-loop read that went to the disk, and off again once reads stop doing so', async () => {
     let now = 0;
     // coldMs 0 without the I/O check: every read from the file counts as one that went to the disk.
-    const { s, kv } = await storeWith(3, { mode: 'auto', coldMs: 0, ioCheck: false, armMs: 100, now: () => now });
+    const { s, kv } = await storeWith(3, {
+      mode: 'auto',
+      coldMs: 0,
+      ioCheck: false,
+      burstReads: 2,
+      coldShareWindow: 1,
+      armMs: 100,
+      now: () => now,
+    });
     const ra = s.readAhead as ReadAhead;
-    // The puts read their keys' rows first (each new): that armed it, until 100.
+    // The puts read their keys' rows first (each new): a burst that armed it, until 100.
     expect(ra.stats().coldHere).toBe(3);
     now = 1000;
     let called = 0;
@@ -122,9 +130,12 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     ask();
     expect(ra.on()).toBe(false);
     expect(called).toBe(0);
-    // A read of the file on the event loop (k2 is neither pending nor read before).
+    // A read of the file on the event loop (k2 is neither pending nor read before): one is no burst.
     expect(kv.get(enc('k2'))).toBeDefined();
     expect(ra.stats().coldHere).toBe(4);
+    expect(ra.on()).toBe(false);
+    expect(kv.get(enc('k0'))).toBeDefined();
+    expect(ra.stats().coldHere).toBe(5);
     expect(ra.on()).toBe(true);
     ask();
     expect(called).toBe(1);
@@ -158,11 +169,46 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     store = undefined;
     const again = SqliteNodeStore.open(join(dir, 'node.db'), {
       writer: 'thread',
-      readAhead: { mode: 'auto', coldMs: 0, ioCheck: false },
+      readAhead: { mode: 'auto', coldMs: 0, ioCheck: false, burstReads: 1 },
     });
     store = again;
     expect(again.kv('p').get(enc('k1'))).toBeDefined();
     expect(again.readAhead?.stats()).toMatchObject({ coldHere: 1, on: true });
+  });
+
+  it("in auto mode, stays on only while enough of its thread's reads go to the disk", async () => {
+    for (const threadCold of [true, false]) {
+      let now = 0;
+      // coldMs 0: every read counts as cold; a billion ms: none does.
+      const { s, kv } = await storeWith(20, {
+        mode: 'auto',
+        coldMs: threadCold ? 0 : 1e9,
+        ioCheck: false,
+        burstReads: 1,
+        coldShareWindow: 10,
+        minColdShare: 0.5,
+        armMs: 100,
+        now: () => now,
+      });
+      const ra = s.readAhead as ReadAhead;
+      now = 1000;
+      ra.readTook(2e9); // a read on the event loop that held it: on until 1100
+      expect(ra.on()).toBe(true);
+      kv.prefetch(() => Array.from({ length: 10 }, (_, i) => enc(`k${i}`)));
+      now = 1050;
+      await until(
+        () => ra.stats(),
+        (x) => x.read === 10,
+      );
+      expect(ra.stats().coldThere).toBe(threadCold ? 10 : 0);
+      // Ten cold reads of ten kept it on until 1150; none of ten did not.
+      now = 1120;
+      expect(ra.on(), `thread's reads cold: ${threadCold}`).toBe(threadCold);
+      s.close();
+      store = undefined;
+      cleanup();
+      ({ dir, cleanup } = tempDir());
+    }
   });
 
   it('drops the keys asked past its bound of keys in flight, rather than queue them', async () => {
