@@ -41,9 +41,14 @@ async function members(n: ProcNode): Promise<{ id: string; state: string }[] | u
 }
 
 describe('a cluster with a secret, limits and graceful stops', () => {
-  it('refuses an oversized MSET and keeps committing; refuses a node with the wrong secret; a SIGTERMed leader hands over and loses no reply', async () => {
+  it('refuses an oversized MSET and keeps committing; refuses a node with the wrong secret; a SIGTERMed leader hands over and loses no reply', async (ctx) => {
     cluster = await ProcCluster.create(3, FAST);
     const c = cluster;
+    // A clean-clone CI run once failed here with a forward that timed out (UNAVAILABLE ... timed out after
+    // 4980 ms), step unknown: the nodes' logs say which node stalled and when.
+    ctx.onTestFailed(() => {
+      for (const n of c.nodes) process.stderr.write(`--- ${n.id} log tail ---\n${n.log.slice(-4000)}\n`);
+    });
     const secret = join(c.root, 'cluster.secret');
     writeFileSync(secret, 'e2e cluster secret, 32 characters or so\n', { mode: 0o600 });
     for (const n of c.nodes) {
