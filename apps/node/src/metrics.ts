@@ -229,30 +229,24 @@ export class NodeMetrics {
         this.set(read().on ? 1 : 0);
       },
     });
-    new Counter({
-      name: 'cohort_storage_read_ahead_keys_total',
-      help: 'Keys the store read ahead of the event loop (read), or dropped because its thread was behind (dropped)',
-      labelNames: ['outcome'] as const,
-      registers: [this.registry],
-      collect() {
+    this.runningTotals(
+      'cohort_storage_read_ahead_keys_total',
+      'Keys the store read ahead of the event loop (read), or dropped because its thread was behind (dropped)',
+      'outcome',
+      () => {
         const s = read();
-        this.reset();
-        this.inc({ outcome: 'read' }, s.read);
-        this.inc({ outcome: 'dropped' }, s.dropped);
+        return { read: s.read, dropped: s.dropped };
       },
-    });
-    new Counter({
-      name: 'cohort_storage_cold_reads_total',
-      help: 'Point reads of KV rows slow enough to have gone to the disk: on the event loop (loop), each holding it, or on the read-ahead thread (ahead)',
-      labelNames: ['thread'] as const,
-      registers: [this.registry],
-      collect() {
+    );
+    this.runningTotals(
+      'cohort_storage_cold_reads_total',
+      'Point reads of KV rows slow enough to have gone to the disk: on the event loop (loop), each holding it, or on the read-ahead thread (ahead)',
+      'thread',
+      () => {
         const s = read();
-        this.reset();
-        this.inc({ thread: 'loop' }, s.coldHere);
-        this.inc({ thread: 'ahead' }, s.coldThere);
+        return { loop: s.coldHere, ahead: s.coldThere };
       },
-    });
+    );
   }
 
   /**
@@ -290,6 +284,20 @@ export class NodeMetrics {
       collect() {
         this.reset();
         this.inc(total());
+      },
+    });
+  }
+
+  /** {@link runningTotal} of several totals told apart by one label, its values the keys of `totals()`. */
+  private runningTotals(name: string, help: string, label: string, totals: () => Record<string, number>): void {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [value, n] of Object.entries(totals())) this.inc({ [label]: value }, n);
       },
     });
   }

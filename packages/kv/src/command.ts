@@ -1,4 +1,4 @@
-import { CodecError } from '@cohort/core';
+import { CodecError, type Entry } from '@cohort/core';
 import { COLLECTION_WRITES, type CollectionWrite } from './collections.js';
 import { KvCommandPb, type KvTxnPb } from './generated/kv-command.js';
 import type { ExecRead } from './reads.js';
@@ -622,5 +622,18 @@ function decodeOp(pb: KvCommandPb, nested = false): KvOp {
       return decodeTxn(pb);
     default:
       throw new CodecError(`KV command has unknown op ${String(pb.op)}`);
+  }
+}
+
+/**
+ * The command a log entry carries; undefined for an entry without one (a no-op, a membership change) or
+ * whose bytes are no command (its apply fails it alike on every replica, changing nothing).
+ */
+export function entryCommand(e: Entry): KvCommand | undefined {
+  if (e.type !== 'normal' || e.data.length === 0) return undefined;
+  try {
+    return decodeCommand(e.data);
+  } catch {
+    return undefined;
   }
 }

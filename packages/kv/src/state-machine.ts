@@ -10,7 +10,7 @@ import {
 import type { AppliedState, ApplyOutcome, DurableStateMachine, SnapshotReader, SnapshotWriter } from '@cohort/raft';
 import { type DurableNodeStore, type KvRecord, MemoryNodeStore, type PartitionKv } from '@cohort/storage';
 import { isExpired } from './apply-op.js';
-import { type KvCommand, decodeCommand } from './command.js';
+import { type KvCommand, decodeCommand, entryCommand } from './command.js';
 import { type DigestThreadOptions, digestOnThread } from './digest-thread.js';
 import { digestSteps, digestView } from './digest.js';
 import { installLegacy } from './legacy-snapshot.js';
@@ -283,13 +283,8 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       const keys: Uint8Array[] = [];
       if (this.decoded.size + entries.length > DECODED_KEPT) this.decoded.clear();
       for (const e of entries) {
-        if (e.type !== 'normal' || e.data.length === 0) continue;
-        let cmd: KvCommand;
-        try {
-          cmd = decodeCommand(e.data);
-        } catch {
-          continue; // its apply reports it
-        }
+        const cmd = entryCommand(e);
+        if (cmd === undefined) continue;
         this.decoded.set(e.index, { term: e.term, cmd });
         const k = opKeys(cmd);
         if (k !== 'all') for (const key of k) keys.push(key);

@@ -1,6 +1,6 @@
 import type { Entry, LogIndex } from '@cohort/core';
 import type { KvRecord } from '@cohort/storage';
-import { type KvCommand, type KvOp, decodeCommand } from './command.js';
+import { type KvOp, entryCommand } from './command.js';
 import { opKeys } from './txn/op-keys.js';
 
 /** One change of one key, as a watcher sees it; `revision` is the log index of the write. */
@@ -210,13 +210,8 @@ export class WatchHub implements KvEventListener {
 export function eventsFromEntries(entries: Entry[], filter: WatchFilter): KvEvent[] | undefined {
   const out: KvEvent[] = [];
   for (const e of entries) {
-    if (e.type !== 'normal' || e.data.length === 0) continue;
-    let cmd: KvCommand;
-    try {
-      cmd = decodeCommand(e.data);
-    } catch {
-      continue; // Applied as a failure: it changed nothing.
-    }
+    const cmd = entryCommand(e);
+    if (cmd === undefined) continue;
     const keys = commandKeys(cmd);
     if (keys === undefined) return undefined;
     if (!keys.some((k) => watchMatches(filter, k))) continue;

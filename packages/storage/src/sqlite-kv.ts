@@ -201,8 +201,7 @@ export class SqlitePartitionKv implements PartitionKv {
     const ahead = this.host.readAhead;
     if (ahead === undefined || !ahead.on()) return;
     const gen = this.readGen();
-    if (gen === 0) return;
-    for (const key of keys()) ahead.want(gen, key);
+    if (gen !== 0) ahead.want(gen, keys());
   }
 
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {

@@ -159,18 +159,20 @@ export class ReadAhead {
     return this.opts.mode === 'on' || this.now() < this.armedUntil;
   }
 
-  /** Reads `key` of generation `gen` ahead, if read ahead is on. */
-  want(gen: number, key: Uint8Array): void {
+  /** Reads `keys` of generation `gen` ahead, if read ahead is on. */
+  want(gen: number, keys: Iterable<Uint8Array>): void {
     if (!this.on()) return;
-    this.counts.asked++;
-    if (this.inFlight + this.keys.length >= this.max) {
-      this.counts.dropped++;
-      return;
+    for (const key of keys) {
+      this.counts.asked++;
+      if (this.inFlight + this.keys.length >= this.max) {
+        this.counts.dropped++;
+        continue;
+      }
+      this.gens.push(gen);
+      this.keys.push(key);
+      this.pendingBytes += key.length;
     }
-    this.gens.push(gen);
-    this.keys.push(key);
-    this.pendingBytes += key.length;
-    if (!this.scheduled) {
+    if (this.keys.length > 0 && !this.scheduled) {
       this.scheduled = true;
       // One message per turn: everything asked while this turn runs.
       queueMicrotask(() => this.flush());

@@ -231,13 +231,13 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
   it('turns itself off for good, with a warning, when its thread cannot read the database', async () => {
     const log = recordingLogger();
     ahead = new ReadAhead(join(dir, 'missing.db'), { mode: 'on', logger: log });
-    ahead.want(1, enc('k'));
+    ahead.want(1, [enc('k')]);
     await until(
       () => (ahead as ReadAhead).stats(),
       (x) => !x.on,
     );
     expect(log.warnings).toEqual([expect.stringContaining('read ahead is off')]);
-    ahead.want(1, enc('k'));
+    ahead.want(1, [enc('k')]);
     expect(ahead.stats().asked).toBe(1);
   });
 
