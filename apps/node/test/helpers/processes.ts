@@ -60,11 +60,15 @@ export interface ProcNode {
   args?: string[];
   /** The node's stderr (its JSON log), kept for failure messages. */
   log: string;
+  /** Restarts after another process took its RESP or HTTP port before it bound it. */
+  portRetries?: number;
 }
 
 /** A cluster of real `cohort start` processes on 127.0.0.1 with temp data dirs. */
 export class ProcCluster {
   readonly nodes: ProcNode[] = [];
+  /** Set by {@link killAll}: no node starts again after it. */
+  private stopped = false;
   readonly root = mkdtempSync(join(tmpdir(), 'cohort-e2e-'));
 
   static async create(n: number, extraArgs: string[] = []): Promise<ProcCluster> {
@@ -112,7 +116,27 @@ export class ProcCluster {
       node.log += d.toString();
       if (node.log.length > 200_000) node.log = node.log.slice(-100_000);
     });
+    const from = node.log.length;
+    child.once('close', () => void this.restartOnTakenPort(node, child, node.log.slice(from)));
     node.child = child;
+  }
+
+  /**
+   * Starts `node` again on fresh client ports when it failed to start because another process took its
+   * RESP or HTTP port between {@link freePorts} and its bind (other suites start processes alongside);
+   * a peer port is in every node's `--peers`, so a taken one stays a failure. At most twice per node.
+   */
+  private async restartOnTakenPort(node: ProcNode, child: ChildProcess, log: string): Promise<void> {
+    const port = Number(/EADDRINUSE: address already in use 127\.0\.0\.1:(\d+)/.exec(log)?.[1]);
+    if (this.stopped || node.child !== child || (port !== node.resp && port !== node.http)) return;
+    node.portRetries = (node.portRetries ?? 0) + 1;
+    if (node.portRetries > 2) return;
+    const [resp, http] = (await freePorts(2)) as [number, number];
+    if (this.stopped || node.child !== child) return;
+    node.resp = resp;
+    node.http = http;
+    node.log += `--- harness: port ${port} was taken; starting again on RESP ${resp}, HTTP ${http} ---\n`;
+    this.start(node);
   }
 
   /** Adds a node `id` with fresh ports and data directory (not started). */
@@ -172,6 +196,7 @@ export class ProcCluster {
   }
 
   async killAll(): Promise<void> {
+    this.stopped = true;
     await Promise.all(this.nodes.map((n) => this.kill(n)));
     rmSync(this.root, { recursive: true, force: true });
   }
