@@ -67,6 +67,7 @@ import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { type MemberView, memberViews, startMembership } from './membership-service.js';
+import { mergePipelinedWrites } from './merged-writes.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
@@ -965,7 +966,13 @@ export class CohortNode {
             lease: (req) => p0.service.leaseRead(req),
           };
     this.resp = new RespServer({
-      api: instrumentKv(api, metrics, 'resp', isLeading),
+      // A pipeline's consecutive writes share a log entry; counted and timed per command above that.
+      api: instrumentKv(
+        mergePipelinedWrites(api, slots, { onMerged: (writes, entries) => metrics.mergedWrites(writes, entries) }),
+        metrics,
+        'resp',
+        isLeading,
+      ),
       logger: this.log.child({ component: 'resp' }),
       reads,
       // Partitions that serve no lease read (raft ones without raft.leaseReads) answer these linearizably.

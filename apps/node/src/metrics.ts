@@ -93,6 +93,26 @@ export class NodeMetrics {
     registers: [this.registry],
   });
 
+  /** Pipelined RESP writes proposed together, and the log entries they became (see merged-writes.ts). */
+  private readonly merged = {
+    writes: new Counter({
+      name: 'cohort_resp_merged_writes_total',
+      help: 'Pipelined RESP writes proposed together with others of their connection in one log entry',
+      registers: [this.registry],
+    }),
+    entries: new Counter({
+      name: 'cohort_resp_merged_entries_total',
+      help: 'Log entries holding merged pipelined RESP writes (merged writes over this: writes per entry)',
+      registers: [this.registry],
+    }),
+  };
+
+  /** Counts `writes` pipelined writes proposed as `entries` entries. */
+  mergedWrites(writes: number, entries: number): void {
+    this.merged.writes.inc(writes);
+    this.merged.entries.inc(entries);
+  }
+
   constructor(status: () => NodeStatus, hostStats?: () => HostStats) {
     collectDefaultMetrics({ register: this.registry });
     const gauge = (name: string, help: string, read: (s: NodeStatus) => number): void => {

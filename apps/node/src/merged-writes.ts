@@ -1,0 +1,139 @@
+import type { KvClientRequest, KvClientWrite, KvResponse, SlotMap } from '@cohort/kv';
+import type { KvApi } from './kv-api.js';
+import { writeKeys } from './partitioned-kv.js';
+
+/** How many pipelined writes one merged entry may hold, and how many bytes of keys, values and arguments. */
+export interface MergeLimits {
+  maxWrites: number;
+  maxBytes: number;
+}
+
+/**
+ * 64 writes or 256 KiB: a pipeline of `-P 16` merges whole, and a merged entry stays far
+ * below the limits one command may reach (a value of up to `--max-value-bytes` goes alone).
+ */
+export const DEFAULT_MERGE_LIMITS: MergeLimits = { maxWrites: 64, maxBytes: 256 * 1024 };
+
+/** The writes an EXEC may hold whose answer is the one they get alone (no keyless, internal or nested ones). */
+const MERGEABLE: ReadonlySet<KvClientWrite['op']> = new Set([
+  'set',
+  'del',
+  'incr',
+  'mset',
+  'append',
+  'setrange',
+  'getdel',
+  'getex',
+  'incrbyfloat',
+  'rename',
+  'copy',
+  'expire',
+  'persist',
+  'collection',
+]);
+
+/** Bytes of a write's keys, values and arguments. */
+function writeBytes(w: KvClientWrite): number {
+  let n = 0;
+  for (const k of writeKeys(w)) n += k.byteLength;
+  const f = w as unknown as Record<string, unknown>;
+  for (const one of [f.value, f.increment]) if (one instanceof Uint8Array) n += one.byteLength;
+  for (const list of [f.values, f.args]) {
+    if (Array.isArray(list)) for (const v of list) if (v instanceof Uint8Array) n += v.byteLength;
+  }
+  return n;
+}
+
+/** A write that may share an entry: in a session, of a mergeable kind, its keys in one partition (returned). */
+function partitionOf(req: KvClientRequest, slots: SlotMap): number | undefined {
+  if (req.kind !== 'write' || req.session === undefined || req.scope !== undefined || !MERGEABLE.has(req.write.op)) {
+    return undefined;
+  }
+  const keys = writeKeys(req.write);
+  if (keys.length === 0) return undefined;
+  const p = slots.partitionOfKey(keys[0]!);
+  for (let i = 1; i < keys.length; i++) if (slots.partitionOfKey(keys[i]!) !== p) return undefined;
+  return p;
+}
+
+/**
+ * Wraps a {@link KvApi} so that consecutive writes of one pipeline (one
+ * client session, one partition) are proposed as one log entry: an EXEC of
+ * them in the session of the last, its list of answers handed back one per
+ * write. Each write's answer is the one it gets alone; the writes apply
+ * atomically, one after another, which is one of the orders the pipeline
+ * allowed (nothing of another client's can come between writes the client
+ * sent back to back without waiting for an answer). A failure of the
+ * entry (no leader, a timeout) is every merged write's. Per write, this
+ * saves what each log entry costs on every replica: a proposal, a log row
+ * and its checksum, a decode, and a session's stored answer.
+ *
+ * Exactly-once holds because the merging happens here, where the session's
+ * sequence numbers are handed out, before anything forwards or retries: a
+ * retry sends the same EXEC with the same sequence number, and the numbers
+ * of the other merged writes are never proposed. An EXEC is what every
+ * version of the node applies, so a cluster in the middle of an upgrade
+ * applies these entries alike.
+ */
+export function mergePipelinedWrites(
+  api: KvApi,
+  slots: SlotMap,
+  opts: { limits?: Partial<MergeLimits>; onMerged?: (writes: number, entries: number) => void } = {},
+): KvApi {
+  const limits = { ...DEFAULT_MERGE_LIMITS, ...opts.limits };
+  return {
+    status: () => api.status(),
+    execute: (req) => api.execute(req),
+    async executeAll(reqs) {
+      const sent: KvClientRequest[] = [];
+      // How many of `reqs` each request sent stands for.
+      const spans: number[] = [];
+      let writes = 0;
+      for (let i = 0; i < reqs.length; ) {
+        const first = reqs[i]!;
+        const p = partitionOf(first, slots);
+        let j = i + 1;
+        if (p !== undefined) {
+          const client = (first as Extract<KvClientRequest, { kind: 'write' }>).session!.clientId;
+          let bytes = writeBytes((first as Extract<KvClientRequest, { kind: 'write' }>).write);
+          while (j < reqs.length && j - i < limits.maxWrites) {
+            const next = reqs[j]!;
+            if (partitionOf(next, slots) !== p) break;
+            const w = next as Extract<KvClientRequest, { kind: 'write' }>;
+            if (w.session!.clientId !== client) break;
+            bytes += writeBytes(w.write);
+            if (bytes > limits.maxBytes) break;
+            j++;
+          }
+        }
+        if (j - i < 2) {
+          sent.push(first);
+          spans.push(1);
+          i++;
+          continue;
+        }
+        const run = reqs.slice(i, j) as Extract<KvClientRequest, { kind: 'write' }>[];
+        const last = run[run.length - 1]!;
+        sent.push({
+          kind: 'write',
+          write: { op: 'exec', writes: run.map((r) => r.write), watch: [] },
+          session: { ...last.session! },
+        });
+        spans.push(run.length);
+        writes += run.length;
+        i = j;
+      }
+      if (sent.length === reqs.length) return api.executeAll(reqs);
+      opts.onMerged?.(writes, spans.filter((n) => n > 1).length);
+      const answers = await api.executeAll(sent);
+      const out: KvResponse[] = [];
+      spans.forEach((n, k) => {
+        const a = answers[k]!;
+        if (n === 1) out.push(a);
+        else if (a.type === 'list' && a.items !== null && a.items.length === n) out.push(...a.items);
+        else for (let m = 0; m < n; m++) out.push(a);
+      });
+      return out;
+    },
+  };
+}
