@@ -560,8 +560,11 @@ export class Raft {
     li = this.raftLog.append(es);
     // With synchronous writes the leader's entries are durable before anything it sends; with
     // asynchronous ones it counts itself only once the host reports them persisted.
-    if (!this.opts.asyncStorageWrites) this.trk.progress.get(this.id)?.maybeUpdate(li);
-    this.maybeCommit();
+    // With asynchronous ones nothing a quorum holds changed here: onPersisted commits.
+    if (!this.opts.asyncStorageWrites) {
+      this.trk.progress.get(this.id)?.maybeUpdate(li);
+      this.maybeCommit();
+    }
     return true;
   }
 

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { jointCommitted, jointVoteResult } from '../src/quorum/joint.js';
 import { majorityCommitted, majorityVoteResult } from '../src/quorum/majority.js';
@@ -11,6 +12,16 @@ describe('quorum helpers', () => {
     expect(majorityCommitted(set('a', 'b', 'c'), acked({ a: 5, b: 3, c: 1 }))).toBe(3);
     expect(majorityCommitted(set('a', 'b', 'c', 'd'), acked({ a: 5, b: 4, c: 3, d: 1 }))).toBe(3);
     expect(majorityCommitted(set('a', 'b', 'c'), acked({ a: 5 }))).toBe(0);
+  });
+
+  it('the committed index does not depend on the order the voters acknowledged in', () => {
+    fc.assert(
+      fc.property(fc.array(fc.option(fc.nat(50), { nil: undefined }), { minLength: 1, maxLength: 9 }), (acks) => {
+        const voters = new Set(acks.map((_, i) => `n${i}`));
+        const sorted = acks.map((a) => a ?? 0).sort((a, b) => b - a);
+        expect(majorityCommitted(voters, (id) => acks[Number(id.slice(1))])).toBe(sorted[Math.floor(acks.length / 2)]);
+      }),
+    );
   });
 
   it('a joint config commits only what both majorities hold', () => {

@@ -13,9 +13,15 @@ export const INDEX_MAX = Number.MAX_SAFE_INTEGER;
  */
 export function majorityCommitted(voters: ReadonlySet<NodeId>, acked: (id: NodeId) => LogIndex | undefined): LogIndex {
   if (voters.size === 0) return INDEX_MAX;
+  // Highest first, by insertion: a handful of voters, on every acknowledgement the leader takes.
   const indexes: LogIndex[] = [];
-  for (const id of voters) indexes.push(acked(id) ?? 0);
-  indexes.sort((a, b) => b - a);
+  for (const id of voters) {
+    const v = acked(id) ?? 0;
+    let i = indexes.length;
+    indexes.push(v);
+    for (; i > 0 && (indexes[i - 1] as LogIndex) < v; i--) indexes[i] = indexes[i - 1] as LogIndex;
+    indexes[i] = v;
+  }
   // The (n/2+1)-th highest index is stored on a majority.
   return indexes[Math.floor(voters.size / 2)] ?? 0;
 }
