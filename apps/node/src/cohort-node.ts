@@ -823,6 +823,20 @@ export class CohortNode {
     this.disk = disk;
     // A commit that finds the disk full waits in the store: refuse writes from that moment, not the next check.
     store.watchWriteStall?.(() => disk.check());
+    const metrics = new NodeMetrics(
+      () => this.status(),
+      () => host.stats(),
+    );
+    // A pipeline's consecutive writes to one partition share a log entry, once each passed the limits alone.
+    const merged = mergePipelinedWrites(
+      {
+        execute: (req) => router.execute(req),
+        executeAll: (reqs) => router.executeAll(reqs),
+        status: () => this.status(),
+      },
+      slots,
+      { onMerged: (writes, entries) => metrics.mergedWrites(writes, entries) },
+    );
     // Every client write is checked against the size limits before it is routed or proposed.
     const api: KvApi = this.disk.guard(
       limitKv(
@@ -832,7 +846,7 @@ export class CohortNode {
             return u ? Promise.resolve(u) : router.execute(req);
           },
           executeAll: (reqs) =>
-            staleReads ? Promise.all(reqs.map((r) => unchecked(r) ?? router.execute(r))) : router.executeAll(reqs),
+            staleReads ? Promise.all(reqs.map((r) => unchecked(r) ?? router.execute(r))) : merged.executeAll(reqs),
           status: () => this.status(),
         },
         this.options.limits,
@@ -843,10 +857,6 @@ export class CohortNode {
       ...(security.requirepass !== undefined ? { requirepass: security.requirepass } : {}),
       users: security.users,
     });
-    const metrics = new NodeMetrics(
-      () => this.status(),
-      () => host.stats(),
-    );
     const writerStats = store.writerStats?.bind(store);
     if (writerStats) metrics.storeCounters(writerStats);
     const readAhead = store instanceof SqliteNodeStore ? store.readAhead : undefined;
@@ -966,13 +976,7 @@ export class CohortNode {
             lease: (req) => p0.service.leaseRead(req),
           };
     this.resp = new RespServer({
-      // A pipeline's consecutive writes share a log entry; counted and timed per command above that.
-      api: instrumentKv(
-        mergePipelinedWrites(api, slots, { onMerged: (writes, entries) => metrics.mergedWrites(writes, entries) }),
-        metrics,
-        'resp',
-        isLeading,
-      ),
+      api: instrumentKv(api, metrics, 'resp', isLeading),
       logger: this.log.child({ component: 'resp' }),
       reads,
       // Partitions that serve no lease read (raft ones without raft.leaseReads) answer these linearizably.
