@@ -78,5 +78,13 @@ describe('writes retried across a leader SIGKILL', () => {
     const reader = new Redis({ port: survivors[0]!.resp, host: '127.0.0.1', maxRetriesPerRequest: 1 });
     clients.push(reader);
     expect(await reader.get('counter')).toBe('1000');
+    // The RESP waves of 10 arrive together: the survivors proposed them as merged entries (see merged-writes.ts),
+    // which the kill's retries resent whole.
+    for (const n of survivors) {
+      const text = await (
+        await fetch(`http://127.0.0.1:${n.http}/metrics`, { signal: AbortSignal.timeout(2000) })
+      ).text();
+      expect(Number(/^cohort_resp_merged_writes_total (\S+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
+    }
   }, 60_000);
 });
