@@ -559,8 +559,8 @@ export class Raft {
     }
     li = this.raftLog.append(es);
     // With synchronous writes the leader's entries are durable before anything it sends; with
-    // asynchronous ones it counts itself only once the host reports them persisted.
-    // With asynchronous ones nothing a quorum holds changed here: onPersisted commits.
+    // asynchronous ones it counts itself only once the host reports them persisted (onPersisted
+    // commits then: here nothing a quorum holds changed).
     if (!this.opts.asyncStorageWrites) {
       this.trk.progress.get(this.id)?.maybeUpdate(li);
       this.maybeCommit();
