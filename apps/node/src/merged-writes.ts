@@ -44,9 +44,32 @@ function writeBytes(w: KvClientWrite): number {
   return n;
 }
 
+/**
+ * Whether `w` states an absolute deadline (EXPIREAT, SET ... PXAT, GETEX ... EXAT). An EXEC moves every
+ * deadline of its writes by the forwarding delay when one of them is relative (`shifted` in the KV
+ * service); alone, an absolute one stays as the client stated it, so it is not merged.
+ */
+function absoluteDeadline(w: KvClientWrite): boolean {
+  switch (w.op) {
+    case 'set':
+    case 'getex':
+      return w.expiry.kind === 'at';
+    case 'expire':
+      return w.deadline.kind === 'at';
+    default:
+      return false;
+  }
+}
+
 /** A write that may share an entry: in a session, of a mergeable kind, its keys in one partition (returned). */
 function partitionOf(req: KvClientRequest, slots: SlotMap): number | undefined {
-  if (req.kind !== 'write' || req.session === undefined || req.scope !== undefined || !MERGEABLE.has(req.write.op)) {
+  if (
+    req.kind !== 'write' ||
+    req.session === undefined ||
+    req.scope !== undefined ||
+    !MERGEABLE.has(req.write.op) ||
+    absoluteDeadline(req.write)
+  ) {
     return undefined;
   }
   const keys = writeKeys(req.write);

@@ -98,6 +98,38 @@ describe('merged pipelined writes', () => {
       write: { op: 'del', keys: [b('x'), b('y')] },
       session: { clientId: 'c1', seq: 3, lowWater: 0 },
     };
+    // An absolute deadline stays as stated alone; in an EXEC with a relative one it would move by the forwarding delay.
+    const at: KvClientRequest = {
+      kind: 'write',
+      write: {
+        op: 'set',
+        key: b('{t}8'),
+        value: b('v'),
+        condition: 'always',
+        expiry: { kind: 'at', ms: 4_000_000_000_000 },
+        returnOld: false,
+      },
+      session: { clientId: 'c1', seq: 4, lowWater: 0 },
+    };
+    const expireAt: KvClientRequest = {
+      kind: 'write',
+      write: {
+        op: 'expire',
+        key: b('{t}9'),
+        deadline: { kind: 'at', ms: 4_000_000_000_000 },
+        flag: 'always',
+        command: 'expireat',
+      },
+      session: { clientId: 'c1', seq: 5, lowWater: 0 },
+    };
+    const relative: KvClientRequest = {
+      kind: 'write',
+      write: { op: 'expire', key: b('{t}9'), deadline: { kind: 'in', ms: 10_000 }, flag: 'always', command: 'expire' },
+      session: { clientId: 'c1', seq: 6, lowWater: 0 },
+    };
+    await api.executeAll([set('{t}1'), at, set('{t}2'), expireAt, set('{t}3'), relative]);
+    expect(kinds(inner.sent[0]!)).toEqual(['set', 'set', 'set', 'expire', 'exec2']);
+    inner.sent.length = 0;
     await api.executeAll([
       set('x'),
       set('y'),
