@@ -44,21 +44,30 @@ function writeBytes(w: KvClientWrite): number {
   return n;
 }
 
+/** Relative deadlines this far off (about 35,000 years) or more go alone: their conversion may overflow. */
+const FAR_MS = 2 ** 50;
+
 /**
- * Whether `w` states an absolute deadline (EXPIREAT, SET ... PXAT, GETEX ... EXAT). An EXEC moves every
- * deadline of its writes by the forwarding delay when one of them is relative (`shifted` in the KV
- * service); alone, an absolute one stays as the client stated it, so it is not merged.
+ * Whether `w`'s deadline keeps it out of an EXEC: an absolute one (EXPIREAT, SET ... PXAT, GETEX ...
+ * EXAT), which an EXEC beside a relative one moves by the forwarding delay (`shifted` in the KV
+ * service), while alone it stays as the client stated it; or a relative one so far off that turning it
+ * into a deadline may fail, which fails the whole EXEC, while alone it fails only its own write.
  */
-function absoluteDeadline(w: KvClientWrite): boolean {
+function deadlineAlone(w: KvClientWrite): boolean {
+  let d: { kind: string; ms?: number };
   switch (w.op) {
     case 'set':
     case 'getex':
-      return w.expiry.kind === 'at';
+      d = w.expiry;
+      break;
     case 'expire':
-      return w.deadline.kind === 'at';
+      d = w.deadline;
+      break;
     default:
       return false;
   }
+  if (d.kind === 'at') return true;
+  return d.kind === 'in' && !(Number.isSafeInteger(d.ms) && Math.abs(d.ms as number) < FAR_MS);
 }
 
 /** A write that may share an entry: in a session, of a mergeable kind, its keys in one partition (returned). */
@@ -68,7 +77,7 @@ function partitionOf(req: KvClientRequest, slots: SlotMap): number | undefined {
     req.session === undefined ||
     req.scope !== undefined ||
     !MERGEABLE.has(req.write.op) ||
-    absoluteDeadline(req.write)
+    deadlineAlone(req.write)
   ) {
     return undefined;
   }

@@ -127,8 +127,20 @@ describe('merged pipelined writes', () => {
       write: { op: 'expire', key: b('{t}9'), deadline: { kind: 'in', ms: 10_000 }, flag: 'always', command: 'expire' },
       session: { clientId: 'c1', seq: 6, lowWater: 0 },
     };
-    await api.executeAll([set('{t}1'), at, set('{t}2'), expireAt, set('{t}3'), relative]);
-    expect(kinds(inner.sent[0]!)).toEqual(['set', 'set', 'set', 'expire', 'exec2']);
+    // A relative one too far off to become a deadline fails alone, not the writes beside it.
+    const far: KvClientRequest = {
+      kind: 'write',
+      write: {
+        op: 'expire',
+        key: b('{t}9'),
+        deadline: { kind: 'in', ms: 2 ** 53 - 1 },
+        flag: 'always',
+        command: 'pexpire',
+      },
+      session: { clientId: 'c1', seq: 7, lowWater: 0 },
+    };
+    await api.executeAll([set('{t}1'), at, set('{t}2'), expireAt, set('{t}3'), relative, far, set('{t}4')]);
+    expect(kinds(inner.sent[0]!)).toEqual(['set', 'set', 'set', 'expire', 'exec2', 'expire', 'set']);
     inner.sent.length = 0;
     await api.executeAll([
       set('x'),
