@@ -1,4 +1,4 @@
-import type { KvClientRequest, KvClientWrite, KvResponse, SlotMap } from '@cohort/kv';
+import { type KvClientRequest, type KvClientWrite, type KvResponse, type SlotMap, isReservedKey } from '@cohort/kv';
 import type { KvApi } from './kv-api.js';
 import { writeKeys } from './partitioned-kv.js';
 
@@ -82,7 +82,8 @@ function partitionOf(req: KvClientRequest, slots: SlotMap): number | undefined {
     return undefined;
   }
   const keys = writeKeys(req.write);
-  if (keys.length === 0) return undefined;
+  // A key of the transactions' reserved space is refused as the entry applies: the whole EXEC with it.
+  if (keys.length === 0 || keys.some(isReservedKey)) return undefined;
   const p = slots.partitionOfKey(keys[0]!);
   for (let i = 1; i < keys.length; i++) if (slots.partitionOfKey(keys[i]!) !== p) return undefined;
   return p;

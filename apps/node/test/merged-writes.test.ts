@@ -1,4 +1,4 @@
-import { type KvClientRequest, type KvClientWrite, type KvResponse, SlotMap } from '@cohort/kv';
+import { type KvClientRequest, type KvClientWrite, type KvResponse, RESERVED_PREFIX, SlotMap } from '@cohort/kv';
 import { describe, expect, it } from 'vitest';
 import type { KvApi, NodeStatus } from '../src/kv-api.js';
 import { mergePipelinedWrites } from '../src/merged-writes.js';
@@ -139,8 +139,21 @@ describe('merged pipelined writes', () => {
       },
       session: { clientId: 'c1', seq: 7, lowWater: 0 },
     };
-    await api.executeAll([set('{t}1'), at, set('{t}2'), expireAt, set('{t}3'), relative, far, set('{t}4')]);
-    expect(kinds(inner.sent[0]!)).toEqual(['set', 'set', 'set', 'expire', 'exec2', 'expire', 'set']);
+    // A key of the transactions' reserved space is refused as it applies: alone, not with its neighbours.
+    const reserved: KvClientRequest = {
+      kind: 'write',
+      write: {
+        op: 'set',
+        key: Buffer.concat([RESERVED_PREFIX, b('{t}r')]),
+        value: b('v'),
+        condition: 'always',
+        expiry: { kind: 'none' },
+        returnOld: false,
+      },
+      session: { clientId: 'c1', seq: 8, lowWater: 0 },
+    };
+    await api.executeAll([set('{t}1'), at, set('{t}2'), expireAt, set('{t}3'), relative, far, set('{t}4'), reserved]);
+    expect(kinds(inner.sent[0]!)).toEqual(['set', 'set', 'set', 'expire', 'exec2', 'expire', 'set', 'set']);
     inner.sent.length = 0;
     await api.executeAll([
       set('x'),
