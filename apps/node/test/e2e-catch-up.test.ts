@@ -37,13 +37,14 @@ function writeContinuously(
   failed: () => number;
   stop: () => Promise<void>;
 } {
-  const writer = new Redis({ port: leader.resp, host: '127.0.0.1', maxRetriesPerRequest: 1 });
-  clients.push(writer);
   let written = 0;
   let failed = 0;
   let stop = false;
   const writes = Promise.all(
     Array.from({ length: 4 }, async (_, w) => {
+      // A connection each, one write at a time: each its own log entry (a connection's pipelined writes share one).
+      const writer = new Redis({ port: leader.resp, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+      clients.push(writer);
       for (let i = w; !stop; i += 4) {
         if ((await writer.set(`${prefix}${i}`, 'x'.repeat(100)).catch(() => null)) === 'OK') written++;
         else failed++;

@@ -64,7 +64,11 @@ describe('three cohort processes', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${leader.http}/metrics`)).text();
     const metric = (name: string): number =>
       Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
-    expect(metric('cohort_raft_entries_applied_total')).toBeGreaterThanOrEqual(100);
+    // The 100 pipelined SETs are two entries (up to 64 writes each, merged by the follower that took them), the
+    // INCRs one per connection.
+    expect(metric('cohort_raft_entries_applied_total')).toBeGreaterThanOrEqual(5);
+    const followerMetrics = await (await fetch(`http://127.0.0.1:${others[0]!.http}/metrics`)).text();
+    expect(Number(/^cohort_resp_merged_writes_total (\S+)$/m.exec(followerMetrics)?.[1])).toBeGreaterThanOrEqual(100);
     expect(metric('cohort_raft_store_writes_total')).toBeGreaterThan(0);
     expect(metric('cohort_raft_is_leader')).toBe(1);
     // Each phase of the leader's proposals is timed: the 100 forwarded SETs and the INCRs included,
