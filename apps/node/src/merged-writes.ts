@@ -9,8 +9,8 @@ export interface MergeLimits {
 }
 
 /**
- * 64 writes or 256 KiB: a pipeline of `-P 16` merges whole, and a merged entry stays far
- * below the limits one command may reach (a value of up to `--max-value-bytes` goes alone).
+ * 64 writes or 256 KiB: a pipeline of `-P 16` merges whole, and a merged entry stays far below
+ * the size one command may reach (`--max-command-bytes`); a write past 256 KiB goes alone.
  */
 export const DEFAULT_MERGE_LIMITS: MergeLimits = { maxWrites: 64, maxBytes: 256 * 1024 };
 
