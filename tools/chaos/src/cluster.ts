@@ -24,6 +24,8 @@ export interface ChaosNode {
   paused: boolean;
   /** The tail of its log (stderr), for failure messages. */
   log: string;
+  /** Times it was started again on fresh client ports after finding one taken (see `restartOnTakenPort`). */
+  portRetries?: number;
 }
 
 /** What `/v1/status` answers (the fields the harness reads). */
@@ -93,6 +95,7 @@ export class ChaosCluster {
   readonly nodes: ChaosNode[] = [];
   private readonly config: string;
   private readonly opts: ClusterOptions;
+  private stopped = false;
 
   private constructor(opts: ClusterOptions) {
     this.opts = opts;
@@ -161,12 +164,36 @@ export class ChaosCluster {
         },
       },
     );
+    // What this start logged first: a port taken before it bound shows there.
+    let early = '';
     child.stderr?.on('data', (d: Buffer) => {
-      node.log += d.toString();
+      const text = d.toString();
+      if (early.length < 65_536) early += text;
+      node.log += text;
       if (node.log.length > 200_000) node.log = node.log.slice(-100_000);
     });
+    child.once('close', () => void this.restartOnTakenPort(node, child, early));
     node.child = child;
     node.paused = false;
+  }
+
+  /**
+   * Starts `node` again on fresh RESP and HTTP ports when it exited because
+   * one was taken between {@link freePort} and its bind (other test files
+   * start processes alongside). Its peer port is in every node's `--peers`,
+   * so a taken one stays a failure. At most twice per node.
+   */
+  private async restartOnTakenPort(node: ChaosNode, child: ChildProcess, log: string): Promise<void> {
+    const port = Number(/EADDRINUSE: address already in use 127\.0\.0\.1:(\d+)/.exec(log)?.[1]);
+    if (this.stopped || node.child !== child || (port !== node.resp && port !== node.http)) return;
+    node.portRetries = (node.portRetries ?? 0) + 1;
+    if (node.portRetries > 2) return;
+    const [resp, http] = [await freePort(), await freePort()];
+    if (this.stopped || node.child !== child) return;
+    node.resp = resp;
+    node.http = http;
+    node.log += `--- harness: port ${port} was taken; starting again on RESP ${resp}, HTTP ${http} ---\n`;
+    this.start(node);
   }
 
   startAll(): void {
@@ -241,22 +268,35 @@ export class ChaosCluster {
 
   /** Waits until every node runs and all agree on one leader (of every partition, when there are several). */
   async settled(ms: number): Promise<ChaosNode> {
-    const leader = await poll('every node to agree on a leader', ms, async () => {
-      const statuses = await Promise.all(this.nodes.map((n) => this.status(n)));
-      const ids = new Set(statuses.map((s) => s?.leader ?? ''));
-      const [id] = [...ids];
-      return ids.size === 1 && id ? this.nodes.find((n) => n.id === id) : undefined;
-    });
-    if ((this.opts.partitions ?? 1) > 1) {
-      await poll('every node to agree on the leader of every partition', ms, async () => {
-        const views = await Promise.all(this.nodes.map((n) => this.partitions(n)));
-        if (views.some((v) => v === undefined)) return undefined;
-        const first = (views[0] as PartitionView[]).map((p) => p.leader ?? '');
-        const agreed = first.every((l, i) => l !== '' && views.every((v) => (v as PartitionView[])[i]?.leader === l));
-        return agreed ? true : undefined;
+    try {
+      const leader = await poll('every node to agree on a leader', ms, async () => {
+        const statuses = await Promise.all(this.nodes.map((n) => this.status(n)));
+        const ids = new Set(statuses.map((s) => s?.leader ?? ''));
+        const [id] = [...ids];
+        return ids.size === 1 && id ? this.nodes.find((n) => n.id === id) : undefined;
       });
+      if ((this.opts.partitions ?? 1) > 1) {
+        await poll('every node to agree on the leader of every partition', ms, async () => {
+          const views = await Promise.all(this.nodes.map((n) => this.partitions(n)));
+          if (views.some((v) => v === undefined)) return undefined;
+          const first = (views[0] as PartitionView[]).map((p) => p.leader ?? '');
+          const agreed = first.every((l, i) => l !== '' && views.every((v) => (v as PartitionView[])[i]?.leader === l));
+          return agreed ? true : undefined;
+        });
+      }
+      return leader;
+    } catch (err) {
+      // Each node's state and its log's tail: which one did not come up, or would not follow, and why.
+      const tails = this.nodes.map((n) => {
+        const state = this.running(n)
+          ? n.paused
+            ? 'paused'
+            : 'running'
+          : `exited (${n.child?.exitCode ?? n.child?.signalCode ?? 'never started'})`;
+        return `--- ${n.id}, ${state} ---\n${n.log.slice(-2000)}`;
+      });
+      throw new Error(`${(err as Error).message}\n${tails.join('\n')}`);
     }
-    return leader;
   }
 
   /** The partitions as `node` sees them (undefined when it does not answer). */
@@ -289,6 +329,7 @@ export class ChaosCluster {
   }
 
   async stopAll(): Promise<void> {
+    this.stopped = true;
     for (const n of this.nodes) this.resume(n);
     await Promise.all(this.nodes.map((n) => this.kill(n)));
   }
