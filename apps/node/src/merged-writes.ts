@@ -70,8 +70,17 @@ function deadlineAlone(w: KvClientWrite): boolean {
   return d.kind === 'in' && !(Number.isSafeInteger(d.ms) && Math.abs(d.ms as number) < FAR_MS);
 }
 
-/** A write that may share an entry: in a session, of a mergeable kind, its keys in one partition (returned). */
-function partitionOf(req: KvClientRequest, slots: SlotMap): number | undefined {
+type Write = Extract<KvClientRequest, { kind: 'write' }>;
+
+/** What a write that may share an entry shares it by: its session's client and its keys' partition; and its bytes. */
+interface Mergeable {
+  client: string;
+  partition: number;
+  bytes: number;
+}
+
+/** A write that may share an entry: in a session, of a mergeable kind, its keys in one partition. */
+function mergeable(req: KvClientRequest, slots: SlotMap): Mergeable | undefined {
   if (
     req.kind !== 'write' ||
     req.session === undefined ||
@@ -84,9 +93,9 @@ function partitionOf(req: KvClientRequest, slots: SlotMap): number | undefined {
   const keys = writeKeys(req.write);
   // A key of the transactions' reserved space is refused as the entry applies: the whole EXEC with it.
   if (keys.length === 0 || keys.some(isReservedKey)) return undefined;
-  const p = slots.partitionOfKey(keys[0]!);
-  for (let i = 1; i < keys.length; i++) if (slots.partitionOfKey(keys[i]!) !== p) return undefined;
-  return p;
+  const partition = slots.partitionOfKey(keys[0]!);
+  for (let i = 1; i < keys.length; i++) if (slots.partitionOfKey(keys[i]!) !== partition) return undefined;
+  return { client: req.session.clientId, partition, bytes: writeBytes(req.write) };
 }
 
 /**
@@ -118,46 +127,42 @@ export function mergePipelinedWrites(
     status: () => api.status(),
     execute: (req) => api.execute(req),
     async executeAll(reqs) {
+      const info = reqs.map((r) => mergeable(r, slots));
       const sent: KvClientRequest[] = [];
       // How many of `reqs` each request sent stands for.
       const spans: number[] = [];
-      let writes = 0;
       for (let i = 0; i < reqs.length; ) {
-        const first = reqs[i]!;
-        const p = partitionOf(first, slots);
+        const first = info[i];
         let j = i + 1;
-        if (p !== undefined) {
-          const client = (first as Extract<KvClientRequest, { kind: 'write' }>).session!.clientId;
-          let bytes = writeBytes((first as Extract<KvClientRequest, { kind: 'write' }>).write);
-          while (j < reqs.length && j - i < limits.maxWrites) {
-            const next = reqs[j]!;
-            if (partitionOf(next, slots) !== p) break;
-            const w = next as Extract<KvClientRequest, { kind: 'write' }>;
-            if (w.session!.clientId !== client) break;
-            bytes += writeBytes(w.write);
+        if (first !== undefined) {
+          let bytes = first.bytes;
+          for (; j < reqs.length && j - i < limits.maxWrites; j++) {
+            const next = info[j];
+            if (next === undefined || next.partition !== first.partition || next.client !== first.client) break;
+            bytes += next.bytes;
             if (bytes > limits.maxBytes) break;
-            j++;
           }
         }
-        if (j - i < 2) {
-          sent.push(first);
-          spans.push(1);
-          i++;
+        spans.push(j - i);
+        if (j - i === 1) {
+          sent.push(reqs[i++]!);
           continue;
         }
-        const run = reqs.slice(i, j) as Extract<KvClientRequest, { kind: 'write' }>[];
-        const last = run[run.length - 1]!;
+        // Every one of them was found mergeable: a write in a session.
+        const run = reqs.slice(i, j) as Write[];
+        i = j;
         sent.push({
           kind: 'write',
           write: { op: 'exec', writes: run.map((r) => r.write), watch: [] },
-          session: { ...last.session! },
+          session: { ...run[run.length - 1]!.session! },
         });
-        spans.push(run.length);
-        writes += run.length;
-        i = j;
       }
       if (sent.length === reqs.length) return api.executeAll(reqs);
-      opts.onMerged?.(writes, spans.filter((n) => n > 1).length);
+      const runs = spans.filter((n) => n > 1);
+      opts.onMerged?.(
+        runs.reduce((a, n) => a + n, 0),
+        runs.length,
+      );
       const answers = await api.executeAll(sent);
       const out: KvResponse[] = [];
       spans.forEach((n, k) => {

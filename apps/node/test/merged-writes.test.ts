@@ -1,4 +1,12 @@
-import { type KvClientRequest, type KvClientWrite, type KvResponse, RESERVED_PREFIX, SlotMap } from '@cohort/kv';
+import {
+  type Deadline,
+  type Expiry,
+  type KvClientRequest,
+  type KvClientWrite,
+  type KvResponse,
+  RESERVED_PREFIX,
+  SlotMap,
+} from '@cohort/kv';
 import { describe, expect, it } from 'vitest';
 import type { KvApi, NodeStatus } from '../src/kv-api.js';
 import { mergePipelinedWrites } from '../src/merged-writes.js';
@@ -33,11 +41,23 @@ class RecordingKv implements KvApi {
 }
 
 let seq = 0;
-const set = (key: string, value = 'v', clientId = 'c1'): KvClientRequest => ({
+/** `write` in client `clientId`'s session, at its next sequence number. */
+const sessioned = (write: KvClientWrite, clientId = 'c1', lowWater = 0): KvClientRequest => ({
   kind: 'write',
-  write: { op: 'set', key: b(key), value: b(value), condition: 'always', expiry: { kind: 'none' }, returnOld: false },
-  session: { clientId, seq: ++seq, lowWater: 0 },
+  write,
+  session: { clientId, seq: ++seq, lowWater },
 });
+const setOf = (key: Uint8Array, value = 'v', expiry: Expiry = { kind: 'none' }): KvClientWrite => ({
+  op: 'set',
+  key,
+  value: b(value),
+  condition: 'always',
+  expiry,
+  returnOld: false,
+});
+const set = (key: string, value = 'v', clientId = 'c1'): KvClientRequest => sessioned(setOf(b(key), value), clientId);
+const expire = (key: string, deadline: Deadline, command: string): KvClientRequest =>
+  sessioned({ op: 'expire', key: b(key), deadline, flag: 'always', command });
 const get = (key: string): KvClientRequest => ({ kind: 'read', op: 'get', keys: [b(key)] });
 const kinds = (reqs: KvClientRequest[]): string[] =>
   reqs.map((r) => (r.kind === 'read' ? 'get' : r.write.op === 'exec' ? `exec${r.write.writes.length}` : r.write.op));
@@ -47,11 +67,7 @@ describe('merged pipelined writes', () => {
     const inner = new RecordingKv((w) => (w.op === 'incr' ? { type: 'int', value: 7n } : { type: 'ok' }));
     const merged: [number, number][] = [];
     const api = mergePipelinedWrites(inner, new SlotMap(1), { onMerged: (w, e) => merged.push([w, e]) });
-    const incr: KvClientRequest = {
-      kind: 'write',
-      write: { op: 'incr', key: b('n'), delta: 1n },
-      session: { clientId: 'c1', seq: ++seq, lowWater: 3 },
-    };
+    const incr = sessioned({ op: 'incr', key: b('n'), delta: 1n }, 'c1', 3);
     const reqs = [set('a'), incr, set('b'), get('a'), set('c'), get('c'), set('d'), set('e')];
     const last = reqs[2] as Extract<KvClientRequest, { kind: 'write' }>;
     const answers = await api.executeAll(reqs);
@@ -83,75 +99,17 @@ describe('merged pipelined writes', () => {
     // Keys of one hash tag share a slot; `x` and `y` fall in different partitions of four.
     expect(slots.partitionOfKey(b('x'))).not.toBe(slots.partitionOfKey(b('y')));
     const noSession: KvClientRequest = { kind: 'write', write: { op: 'del', keys: [b('{t}3')] } };
-    const flush: KvClientRequest = {
-      kind: 'write',
-      write: { op: 'flush' },
-      session: { clientId: 'c1', seq: 1, lowWater: 0 },
-    };
-    const multi: KvClientRequest = {
-      kind: 'write',
-      write: { op: 'exec', writes: [{ op: 'del', keys: [b('{t}4')] }], watch: [] },
-      session: { clientId: 'c1', seq: 2, lowWater: 0 },
-    };
-    const spanning: KvClientRequest = {
-      kind: 'write',
-      write: { op: 'del', keys: [b('x'), b('y')] },
-      session: { clientId: 'c1', seq: 3, lowWater: 0 },
-    };
+    const flush = sessioned({ op: 'flush' });
+    const multi = sessioned({ op: 'exec', writes: [{ op: 'del', keys: [b('{t}4')] }], watch: [] });
+    const spanning = sessioned({ op: 'del', keys: [b('x'), b('y')] });
     // An absolute deadline stays as stated alone; in an EXEC with a relative one it would move by the forwarding delay.
-    const at: KvClientRequest = {
-      kind: 'write',
-      write: {
-        op: 'set',
-        key: b('{t}8'),
-        value: b('v'),
-        condition: 'always',
-        expiry: { kind: 'at', ms: 4_000_000_000_000 },
-        returnOld: false,
-      },
-      session: { clientId: 'c1', seq: 4, lowWater: 0 },
-    };
-    const expireAt: KvClientRequest = {
-      kind: 'write',
-      write: {
-        op: 'expire',
-        key: b('{t}9'),
-        deadline: { kind: 'at', ms: 4_000_000_000_000 },
-        flag: 'always',
-        command: 'expireat',
-      },
-      session: { clientId: 'c1', seq: 5, lowWater: 0 },
-    };
-    const relative: KvClientRequest = {
-      kind: 'write',
-      write: { op: 'expire', key: b('{t}9'), deadline: { kind: 'in', ms: 10_000 }, flag: 'always', command: 'expire' },
-      session: { clientId: 'c1', seq: 6, lowWater: 0 },
-    };
+    const at = sessioned(setOf(b('{t}8'), 'v', { kind: 'at', ms: 4_000_000_000_000 }));
+    const expireAt = expire('{t}9', { kind: 'at', ms: 4_000_000_000_000 }, 'expireat');
+    const relative = expire('{t}9', { kind: 'in', ms: 10_000 }, 'expire');
     // A relative one too far off to become a deadline fails alone, not the writes beside it.
-    const far: KvClientRequest = {
-      kind: 'write',
-      write: {
-        op: 'expire',
-        key: b('{t}9'),
-        deadline: { kind: 'in', ms: 2 ** 53 - 1 },
-        flag: 'always',
-        command: 'pexpire',
-      },
-      session: { clientId: 'c1', seq: 7, lowWater: 0 },
-    };
+    const far = expire('{t}9', { kind: 'in', ms: 2 ** 53 - 1 }, 'pexpire');
     // A key of the transactions' reserved space is refused as it applies: alone, not with its neighbours.
-    const reserved: KvClientRequest = {
-      kind: 'write',
-      write: {
-        op: 'set',
-        key: Buffer.concat([RESERVED_PREFIX, b('{t}r')]),
-        value: b('v'),
-        condition: 'always',
-        expiry: { kind: 'none' },
-        returnOld: false,
-      },
-      session: { clientId: 'c1', seq: 8, lowWater: 0 },
-    };
+    const reserved = sessioned(setOf(Buffer.concat([RESERVED_PREFIX, b('{t}r')])));
     await api.executeAll([set('{t}1'), at, set('{t}2'), expireAt, set('{t}3'), relative, far, set('{t}4'), reserved]);
     expect(kinds(inner.sent[0]!)).toEqual(['set', 'set', 'set', 'expire', 'exec2', 'expire', 'set', 'set']);
     inner.sent.length = 0;
