@@ -52,7 +52,12 @@ export interface ReadAheadOptions {
    * a read from the disk holds the event loop 0.25 ms or more). @default 0.02
    */
   minColdShare?: number;
-  /** Keys over which {@link minColdShare} is reckoned. @default 256 */
+  /**
+   * Keys over which {@link minColdShare} is reckoned, or fewer: those read in half of
+   * {@link armMs}, when the thread reads fewer in that time. Cold reads come in bursts (the pages
+   * of a region the OS paged out together), and a short window takes one burst for a cold share:
+   * at 256 keys, a million keys written at random kept read ahead on at 0.14% cold. @default 4096
+   */
   coldShareWindow?: number;
   /** In `auto`, how long (ms) read ahead stays on once turned on (or kept on). @default 10000 */
   armMs?: number;
@@ -79,6 +84,35 @@ export interface ReadAheadStats {
   coldThere: number;
   /** Whether read ahead is on now. */
   on: boolean;
+}
+
+/**
+ * The share of reads that went to the disk, reckoned over windows of `keys` reads, or of what was read
+ * in `ms` when fewer were: `add` says at the end of each window whether `minShare` of its reads or more
+ * were cold.
+ */
+export class ColdShare {
+  private read = 0;
+  private cold = 0;
+  private from = 0;
+
+  constructor(
+    private readonly keys: number,
+    private readonly ms: number,
+    private readonly minShare: number,
+  ) {}
+
+  /** Counts `read` reads at `now`, `cold` of them gone to the disk: true when they end a window cold enough. */
+  add(now: number, read: number, cold: number): boolean {
+    if (this.read === 0) this.from = now;
+    this.read += read;
+    this.cold += cold;
+    if (this.read < this.keys && now - this.from < this.ms) return false;
+    const enough = this.cold >= this.read * this.minShare;
+    this.read = 0;
+    this.cold = 0;
+    return enough;
+  }
 }
 
 /**
@@ -123,14 +157,11 @@ export class ReadAhead {
   private ioSeen: number | undefined;
   private readonly ioCheck: boolean;
   private readonly burstReads: number;
-  private readonly minColdShare: number;
-  private readonly shareWindow: number;
   /** The event loop's cold reads in the current second: when it began, how many. */
   private burstFrom = Number.NEGATIVE_INFINITY;
   private burst = 0;
-  /** The thread's reads and cold reads in the current window. */
-  private windowRead = 0;
-  private windowCold = 0;
+  /** The share of the thread's reads that went to the disk. */
+  private readonly coldShare: ColdShare;
 
   constructor(
     private readonly file: string,
@@ -144,8 +175,7 @@ export class ReadAhead {
     this.log = opts.logger;
     this.ioCheck = opts.ioCheck ?? true;
     this.burstReads = opts.burstReads ?? 8;
-    this.minColdShare = opts.minColdShare ?? 0.02;
-    this.shareWindow = opts.coldShareWindow ?? 256;
+    this.coldShare = new ColdShare(opts.coldShareWindow ?? 4096, this.armMs / 2, opts.minColdShare ?? 0.02);
     // The store is opened on the thread that reads it.
     if (this.ioCheck) this.ioSeen = threadReadBytes();
     if (!(Number.isSafeInteger(this.max) && this.max > 0)) {
@@ -256,13 +286,7 @@ export class ReadAhead {
       this.counts.read += m.keys;
       this.counts.found += m.found;
       this.counts.coldThere += m.cold;
-      this.windowRead += m.keys;
-      this.windowCold += m.cold;
-      if (this.windowRead >= this.shareWindow) {
-        if (this.windowCold >= this.windowRead * this.minColdShare) this.arm();
-        this.windowRead = 0;
-        this.windowCold = 0;
-      }
+      if (this.coldShare.add(this.now(), m.keys, m.cold)) this.arm();
     });
     worker.on('error', (err) => this.disable(err.message));
     worker.on('exit', (code) => {

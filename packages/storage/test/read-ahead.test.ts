@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlitePartitionKv } from '../src/sqlite-kv.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { threadReadBytes } from '../src/sqlite-prefetch-protocol.js';
-import { ReadAhead, type ReadAheadStats } from '../src/sqlite-prefetch.js';
+import { ColdShare, ReadAhead, type ReadAheadStats } from '../src/sqlite-prefetch.js';
 import { tempDir } from './harness.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -209,6 +209,23 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
       cleanup();
       ({ dir, cleanup } = tempDir());
     }
+  });
+
+  it('reckons the share of cold reads over a whole window of keys, or of time when reads are few', () => {
+    // A burst of cold reads is no cold share when the rest of its window is warm.
+    const share = new ColdShare(100, 50, 0.2);
+    expect(share.add(0, 10, 10)).toBe(false);
+    expect(share.add(1, 89, 0)).toBe(false);
+    expect(share.add(2, 1, 0)).toBe(false); // the window ends: 10 of 100
+    // The next window starts empty; 20 of 100 is enough.
+    expect(share.add(3, 80, 0)).toBe(false);
+    expect(share.add(4, 20, 20)).toBe(true);
+    // Few reads: the window ends with its time, here 5 of 10 cold.
+    expect(share.add(10, 5, 5)).toBe(false);
+    expect(share.add(59, 5, 0)).toBe(false);
+    expect(share.add(60, 0, 0)).toBe(true);
+    expect(share.add(200, 3, 0)).toBe(false);
+    expect(share.add(250, 1, 0)).toBe(false);
   });
 
   it('drops the keys asked past its bound of keys in flight, rather than queue them', async () => {
