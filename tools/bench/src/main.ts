@@ -299,6 +299,8 @@ try {
         us(c.leaderV8Us),
         String(c.clusterCpuUs),
         String(c.diskBytes),
+        c.aheadKeysPerWrite.toFixed(2),
+        c.loopColdPer1k.toFixed(1),
       ],
     ];
   });
@@ -307,7 +309,8 @@ try {
       '',
       "Cohort writes, where the time goes (medians; ms from the leader's proposal to each phase; the leader's store",
       'commits per write and ms per commit on its writer thread, fsync included; CPU and disk bytes per write; of the',
-      "leader's CPU, its event loop's thread, its worker threads (the store's writer) and V8's helper threads (GC, JIT)):",
+      "leader's CPU, its event loop's thread, its worker threads (the store's writer) and V8's helper threads (GC, JIT);",
+      'keys read ahead per write and event-loop reads that went to the disk per 1,000 writes, both over every node):',
       formatTable(
         [
           'keys',
@@ -324,6 +327,8 @@ try {
           'V8 thr.',
           'cluster CPU us/w',
           'disk B/w',
+          'ahead/w',
+          'cold/1k',
         ],
         costRows,
         2,

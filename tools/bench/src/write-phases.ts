@@ -15,6 +15,12 @@ export interface NodeCounters {
   commits: number;
   commitJobs: number;
   commitSeconds: number;
+  /**
+   * Keys the store's read-ahead thread read (`cohort_storage_read_ahead_keys_total{outcome="read"}`), and point
+   * reads on the event loop that went to the disk (`cohort_storage_cold_reads_total{thread="loop"}`).
+   */
+  aheadKeys: number;
+  loopColdReads: number;
   /** CPU seconds of the process, and bytes it caused to be written to disk. */
   cpuSeconds: number;
   diskBytes: number;
@@ -44,6 +50,12 @@ export interface WriteCost {
   leaderV8Us: number;
   /** Bytes written to disk per write, summed over every node. */
   diskBytes: number;
+  /**
+   * Keys read ahead per write, summed over every node (about 1 per node per key written while read ahead is
+   * on, 0 while off), and event-loop reads that went to the disk per 1,000 writes, summed over every node.
+   */
+  aheadKeysPerWrite: number;
+  loopColdPer1k: number;
 }
 
 export const PHASES = ['persisted', 'committed', 'applied', 'replied'] as const;
@@ -53,10 +65,15 @@ const PHASE_METRIC = 'cohort_raft_proposal_phase_seconds';
 /** Reads the phase sums and counts and the store counters from a Prometheus text page. */
 export function parseMetrics(
   text: string,
-): Pick<NodeCounters, 'phaseSum' | 'phaseCount' | 'commits' | 'commitJobs' | 'commitSeconds'> {
+): Pick<
+  NodeCounters,
+  'phaseSum' | 'phaseCount' | 'commits' | 'commitJobs' | 'commitSeconds' | 'aheadKeys' | 'loopColdReads'
+> {
   const phaseSum: Record<string, number> = {};
   const phaseCount: Record<string, number> = {};
   const plain = new Map<string, number>();
+  let aheadKeys = 0;
+  let loopColdReads = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith('#') || line === '') continue;
     const m = /^([a-z_]+)(?:\{([^}]*)\})? ([0-9.eE+-]+|NaN)$/.exec(line);
@@ -70,6 +87,10 @@ export function parseMetrics(
       into[phase] = (into[phase] ?? 0) + v;
     } else if (labels === undefined) {
       plain.set(name, v);
+    } else if (name === 'cohort_storage_read_ahead_keys_total' && labels.includes('outcome="read"')) {
+      aheadKeys += v;
+    } else if (name === 'cohort_storage_cold_reads_total' && labels.includes('thread="loop"')) {
+      loopColdReads += v;
     }
   }
   return {
@@ -78,6 +99,8 @@ export function parseMetrics(
     commits: plain.get('cohort_storage_commits_total') ?? 0,
     commitJobs: plain.get('cohort_storage_commit_jobs_total') ?? 0,
     commitSeconds: plain.get('cohort_storage_commit_seconds_total') ?? 0,
+    aheadKeys,
+    loopColdReads,
   };
 }
 
@@ -116,6 +139,8 @@ export function writeCost(
     leaderV8Us: threadUs('v8'),
     clusterCpuUs: Math.round((sum((c) => c.cpuSeconds) / writes) * 1e6),
     diskBytes: Math.round(sum((c) => c.diskBytes) / writes),
+    aheadKeysPerWrite: round(sum((c) => c.aheadKeys) / writes, 2),
+    loopColdPer1k: round((sum((c) => c.loopColdReads) / writes) * 1000, 1),
   };
 }
 

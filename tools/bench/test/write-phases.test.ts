@@ -11,6 +11,10 @@ cohort_raft_proposal_phase_seconds_count{phase="replied"} 4
 cohort_storage_commits_total 10
 cohort_storage_commit_jobs_total 25
 cohort_storage_commit_seconds_total 0.005
+cohort_storage_read_ahead_keys_total{outcome="read"} 120
+cohort_storage_read_ahead_keys_total{outcome="dropped"} 7
+cohort_storage_cold_reads_total{thread="loop"} 3
+cohort_storage_cold_reads_total{thread="ahead"} 9
 cohort_requests_total{op="put"} 99
 `;
 
@@ -20,6 +24,8 @@ const node = (over: Partial<NodeCounters>): NodeCounters => ({
   commits: 0,
   commitJobs: 0,
   commitSeconds: 0,
+  aheadKeys: 0,
+  loopColdReads: 0,
   cpuSeconds: 0,
   diskBytes: 0,
   ...over,
@@ -33,6 +39,8 @@ describe('write phases', () => {
       commits: 10,
       commitJobs: 25,
       commitSeconds: 0.005,
+      aheadKeys: 120,
+      loopColdReads: 3,
     });
     expect(parseMetrics('')).toMatchObject({ commits: 0, phaseSum: {} });
   });
@@ -52,8 +60,12 @@ describe('write phases', () => {
       cpuSeconds: 0.05,
       diskBytes: 400_000,
       threadCpu: { main: 0.03, workers: 0.005, v8: 0.01 },
+      loopColdReads: 5,
     });
-    const follower = { before: node({ cpuSeconds: 1 }), after: node({ cpuSeconds: 1.03, diskBytes: 300_000 }) };
+    const follower = {
+      before: node({ cpuSeconds: 1, aheadKeys: 40, loopColdReads: 2 }),
+      after: node({ cpuSeconds: 1.03, diskBytes: 300_000, aheadKeys: 140, loopColdReads: 2 }),
+    };
     const c = writeCost(100, { before: { ...before, threadCpu: { main: 0, workers: 0, v8: 0 } }, after }, [
       { before, after },
       follower,
@@ -71,6 +83,8 @@ describe('write phases', () => {
       leaderV8Us: 100,
       clusterCpuUs: 800,
       diskBytes: 7000,
+      aheadKeysPerWrite: 1,
+      loopColdPer1k: 50,
     });
     // Threads unread on either side: their split is unknown, not zero.
     expect(writeCost(100, { before, after }, [])).toMatchObject({ leaderCpuUs: 500, leaderMainUs: Number.NaN });
