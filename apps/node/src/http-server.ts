@@ -740,7 +740,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
       {
         schema: {
           summary:
-            "Watches a key or a prefix as server-sent events (event put or delete, id = the revision); resume with fromRevision = last id + 1 or Last-Event-ID; 410 when the revision is no longer held. With several partitions a prefix watch spans them all: each event names its partition and its id is a resume token (every partition's last revision, joined by dots), given back as resume or Last-Event-ID",
+            "Watches a key or a prefix as server-sent events (event put or delete, id = the revision, on the last event of each revision only); resume with fromRevision = last id + 1 or Last-Event-ID; 410 when the revision is no longer held. With several partitions a prefix watch spans them all: each event names its partition and its id is a resume token (every partition's last revision, joined by dots), given back as resume or Last-Event-ID",
           querystring: {
             type: 'object',
             properties: {

@@ -75,6 +75,12 @@ export interface FeedEvent {
   revision: number;
   type: string;
   data: Record<string, unknown>;
+  /**
+   * Whether it is the last event of its revision. The events of one revision (an MSET, a transaction, a
+   * pipeline's merged writes) share it, and a client resumes after a whole revision: only this one carries
+   * the id a client resumes from.
+   */
+  closes: boolean;
 }
 
 /** The last frame of a feed that ended on its own: `compacted` (resume from the oldest revision) or `error`. */
@@ -129,9 +135,15 @@ export function openLocalFeed(
   let send: ((events: FeedEvent[]) => void) | undefined;
   let end: ((why: FeedEnd) => void) | undefined;
   let ended: FeedEnd | undefined;
+  // Each batch holds whole revisions (the hub's, the log's), so the last event of a revision in it is the last.
   const convert = (events: KvEvent[]): FeedEvent[] => {
     const now = Date.now();
-    return events.map((e) => ({ revision: e.revision, type: e.type, data: eventJson(e, encoding, now) }));
+    return events.map((e, i) => ({
+      revision: e.revision,
+      type: e.type,
+      data: eventJson(e, encoding, now),
+      closes: events[i + 1]?.revision !== e.revision,
+    }));
   };
   const w = hub.watch(
     filter,
@@ -186,8 +198,12 @@ export function resumeToken(at: readonly number[]): string {
  * (a prefix over partitions, whose revisions are separate): an event's id is
  * the resume token, every partition's last revision sent, and the stream
  * opens with the token it starts from, so a client that saw no event can
- * resume as well. A watcher that does not read its events has its stream
- * ended with an `error` event.
+ * resume as well. Either way only the last event of a revision carries an id:
+ * a client cut off between two events of one revision keeps the id before
+ * them (as `EventSource` does for an event without one) and gets the whole
+ * revision again, where an id on each would have made it resume past the
+ * rest. A watcher that does not read its events has its stream ended with an
+ * `error` event.
  */
 export function streamFeeds(reply: FastifyReply, feeds: WatchFeed[], opts: StreamOptions): void {
   const at = feeds.map((f) => f.position);
@@ -231,9 +247,13 @@ export function streamFeeds(reply: FastifyReply, feeds: WatchFeed[], opts: Strea
       (events) => {
         let out = '';
         for (const e of events) {
+          const data = opts.composite ? { ...e.data, partition: p } : e.data;
+          if (!e.closes) {
+            out += `event: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
+            continue;
+          }
           at[p] = e.revision;
           const id = opts.composite ? resumeToken(at) : String(e.revision);
-          const data = opts.composite ? { ...e.data, partition: p } : e.data;
           out += `id: ${id}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
         }
         write(out);

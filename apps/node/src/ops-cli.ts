@@ -778,7 +778,7 @@ export function registerOpsCommands(program: Command): void {
               }
               say(
                 ev
-                  ? `${id ?? '-'}\t${String(ev.type ?? type)}\t${String(ev.key ?? (ev.kv as { key?: string } | undefined)?.key ?? '')}\t${String(ev.value ?? (ev.kv as { value?: string } | undefined)?.value ?? '')}`
+                  ? `${id ?? String(ev.modRevision ?? '-')}\t${String(ev.type ?? type)}\t${String(ev.key ?? (ev.kv as { key?: string } | undefined)?.key ?? '')}\t${String(ev.value ?? (ev.kv as { value?: string } | undefined)?.value ?? '')}`
                   : `${id ?? '-'}\t${type}\t${text}`,
               );
             }

@@ -188,8 +188,11 @@ function revisionOf(resume: string | undefined): number | undefined {
   return Number(resume) + 1;
 }
 
-/** A feed of the events another node streams: each event as it sent it; its stream's end ends the feed. */
-function relay(res: Response, abort: AbortController, from: number | undefined): WatchFeed {
+/**
+ * A feed of the events another node streams: each event as it sent it; its stream's end ends the feed.
+ * Exported for tests.
+ */
+export function relay(res: Response, abort: AbortController, from: number | undefined): WatchFeed {
   const header = Number(res.headers.get('x-cohort-applied-index'));
   const applied = Number.isSafeInteger(header) ? header : 0;
   // Live from the replica's applied index when no revision was asked for.
@@ -214,7 +217,10 @@ function relay(res: Response, abort: AbortController, from: number | undefined):
         return finish({ event: 'error', data: { code: 'UNAVAILABLE', message: 'a replica sent a malformed event' } });
       }
       if (m.event === 'compacted' || m.event === 'error') return finish({ event: m.event, data });
-      const e: FeedEvent = { revision: Number(m.id), type: m.event ?? 'message', data };
+      // Only the last event of a revision carries an id (see streamFeeds); the others name it in their data.
+      const closes = m.id !== undefined && m.id !== '';
+      const revision = closes ? Number(m.id) : Number(data.modRevision);
+      const e: FeedEvent = { revision, type: m.event ?? 'message', data, closes };
       if (send) send([e]);
       else held.push(e);
     },

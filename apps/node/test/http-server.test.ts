@@ -329,6 +329,49 @@ describe('HTTP API', () => {
       /exactly one of key and prefix/,
     );
   });
+
+  it('gives an MSET the id of its revision on its last event: a client cut off inside it gets all of it again', async () => {
+    // The test before may have started it.
+    const address = app.server.listening
+      ? `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+      : await app.listen({ port: 0, host: '127.0.0.1' });
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    const mset = kv.serve({
+      kind: 'write',
+      write: { op: 'mset', keys: [bytes('ms:a'), bytes('ms:b')], values: [bytes('1'), bytes('2')] },
+    });
+    expect(mset.type).not.toBe('error');
+    const rev = hub.appliedIndex;
+    kv.serve({ kind: 'write', write: { op: 'mset', keys: [bytes('ms:c')], values: [bytes('3')] } });
+    /** The frames of a prefix watch of `ms:` resumed after `last`, once three arrived: [id, key]. */
+    const watch = async (last: number): Promise<[string | undefined, string][]> => {
+      const abort = new AbortController();
+      const res = await fetch(`${address}/v1/watch?prefix=ms:`, {
+        headers: { 'last-event-id': String(last) },
+        signal: abort.signal,
+      });
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      let text = '';
+      while ((text.match(/\ndata: /g) ?? []).length < 3 || !text.endsWith('\n\n')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      abort.abort();
+      return text
+        .split('\n\n')
+        .filter((b) => b.includes('data: '))
+        .map((b) => [/^id: (\d+)$/m.exec(b)?.[1], (JSON.parse(/^data: (.*)$/m.exec(b)![1]!) as { key: string }).key]);
+    };
+    const expected: [string | undefined, string][] = [
+      [undefined, 'ms:a'],
+      [String(rev), 'ms:b'],
+      [String(rev + 1), 'ms:c'],
+    ];
+    expect(await watch(rev - 1)).toEqual(expected);
+    // A client that read ms:a and was cut off holds the id before the MSET: it resumes with the whole MSET.
+    expect(await watch(rev - 1)).toEqual(expected);
+  });
 });
 
 describe('Forwarding circuit breakers', () => {
