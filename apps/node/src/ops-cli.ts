@@ -718,11 +718,15 @@ export function registerOpsCommands(program: Command): void {
       if (from !== undefined && !/^\d+$/.test(from)) {
         throw new CliError(`--from-revision must be a whole number, got '${from}'`, EXIT.usage);
       }
+      // A prefix watch across partitions names its place by a resume token (every partition's revision,
+      // joined by dots) instead of a revision: the stream's last one, given back when it resumes.
+      let token: string | undefined;
       for (let attempt = 0; ; attempt++) {
         const q = new URLSearchParams();
         if (o.key !== undefined) q.set('key', o.key);
         else q.set('prefix', o.prefix as string);
-        if (from !== undefined) q.set('fromRevision', from);
+        if (token !== undefined) q.set('resume', token);
+        else if (from !== undefined) q.set('fromRevision', from);
         checkAddress(o.http);
         let res: Response;
         try {
@@ -765,8 +769,10 @@ export function registerOpsCommands(program: Command): void {
               else if (line.startsWith('event:')) type = line.slice(6).trim();
               else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
             }
-            if (data.length === 0) continue;
+            // Only the last event of a revision carries an id, and a cross-partition stream opens with one.
             if (id !== undefined && /^\d+$/.test(id)) from = String(BigInt(id) + 1n);
+            else if (id !== undefined && /^\d+(\.\d+)+$/.test(id)) token = id;
+            if (data.length === 0) continue;
             const text = data.join('\n');
             if (o.json) say(text);
             else {
@@ -785,7 +791,9 @@ export function registerOpsCommands(program: Command): void {
           }
         }
         // The stream ended (the node restarted or closed it): resume from the revision after the last seen.
-        process.stderr.write(`cohort: watch connection closed; resuming${from ? ` from revision ${from}` : ''}\n`);
+        process.stderr.write(
+          `cohort: watch connection closed; resuming${token ? ` after ${token}` : from ? ` from revision ${from}` : ''}\n`,
+        );
       }
     }),
   );

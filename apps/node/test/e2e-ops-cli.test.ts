@@ -247,6 +247,20 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
         );
         return;
       }
+      if (url.pathname === '/v1/watch' && url.searchParams.get('prefix') === 't/') {
+        // A prefix across two partitions: ids are resume tokens, the stream opens with its own.
+        watches.push(url);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const [p0, p1] = (url.searchParams.get('resume') ?? '3.5').split('.').map(Number) as [number, number];
+        res.write(`: watching 2 partitions after revisions ${p0}.${p1}\nid: ${p0}.${p1}\n\n`);
+        const put = (key: string, rev: number) => JSON.stringify({ type: 'put', key, value: 'v', modRevision: rev });
+        // Two events of one revision of partition 0 (only the last carries the id), then one of partition 1.
+        res.write(`event: put\ndata: ${put('t/a', p0 + 1)}\n\n`);
+        res.write(`id: ${p0 + 1}.${p1}\nevent: put\ndata: ${put('t/b', p0 + 1)}\n\n`);
+        res.write(`id: ${p0 + 1}.${p1 + 1}\nevent: put\ndata: ${put('t/c', p1 + 1)}\n\n`);
+        setTimeout(() => res.end(), 20);
+        return;
+      }
       if (url.pathname === '/v1/watch') {
         watches.push(url);
         res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -313,5 +327,38 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
     ]);
     expect(watches[1]?.searchParams.get('fromRevision')).toBe('9');
     expect((await cohort(['kv', 'watch', '--http', `127.0.0.1:${port}`])).code).toBe(2);
+  });
+
+  it('watch of a prefix across partitions resumes after the last resume token, printing each revision', async () => {
+    watches.length = 0;
+    const child = spawn(
+      process.execPath,
+      [...NODE_RUNTIME_FLAGS, CLI, 'kv', 'watch', '--prefix', 't/', '--http', `127.0.0.1:${port}`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await poll('six events over two connections', 10_000, async () =>
+        out.split('\n').length > 6 ? true : undefined,
+      );
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(out.split('\n').slice(0, 6)).toEqual([
+      '4\tput\tt/a\tv',
+      '4.5\tput\tt/b\tv',
+      '4.6\tput\tt/c\tv',
+      '5\tput\tt/a\tv',
+      '5.6\tput\tt/b\tv',
+      '5.7\tput\tt/c\tv',
+    ]);
+    expect(watches[0]?.searchParams.get('resume')).toBeNull();
+    expect(watches[1]?.searchParams.get('resume')).toBe('4.6');
+    expect(watches[1]?.searchParams.get('fromRevision')).toBeNull();
   });
 });
