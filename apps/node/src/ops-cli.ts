@@ -721,6 +721,10 @@ export function registerOpsCommands(program: Command): void {
       // A prefix watch across partitions names its place by a resume token (every partition's revision,
       // joined by dots) instead of a revision: the stream's last one, given back when it resumes.
       let token: string | undefined;
+      // Events printed since the last id (only a revision's last event carries one): a stream cut before
+      // it sends their revision again when it resumes, and those already printed are skipped then.
+      let unconfirmed = new Map<string, number>();
+      let replayed = new Map<string, number>();
       for (let attempt = 0; ; attempt++) {
         const q = new URLSearchParams();
         if (o.key !== undefined) q.set('key', o.key);
@@ -774,14 +778,27 @@ export function registerOpsCommands(program: Command): void {
             else if (id !== undefined && /^\d+(\.\d+)+$/.test(id)) token = id;
             if (data.length === 0) continue;
             const text = data.join('\n');
+            let ev: Record<string, unknown> | undefined;
+            try {
+              ev = JSON.parse(text) as Record<string, unknown>;
+            } catch {
+              ev = undefined;
+            }
+            const seen = ev
+              ? [ev.partition, ev.modRevision, ev.type, ev.key ?? (ev.kv as { key?: string } | undefined)?.key].join(
+                  '\u0000',
+                )
+              : text;
+            const again = replayed.get(seen) ?? 0;
+            if (again > 0) replayed.set(seen, again - 1);
+            else if (id === undefined) unconfirmed.set(seen, (unconfirmed.get(seen) ?? 0) + 1);
+            if (id !== undefined) {
+              unconfirmed = new Map();
+              replayed = new Map();
+            }
+            if (again > 0) continue;
             if (o.json) say(text);
             else {
-              let ev: Record<string, unknown> | undefined;
-              try {
-                ev = JSON.parse(text) as Record<string, unknown>;
-              } catch {
-                ev = undefined;
-              }
               say(
                 ev
                   ? `${id ?? String(ev.modRevision ?? '-')}\t${String(ev.type ?? type)}\t${String(ev.key ?? (ev.kv as { key?: string } | undefined)?.key ?? '')}\t${String(ev.value ?? (ev.kv as { value?: string } | undefined)?.value ?? '')}`
@@ -791,6 +808,8 @@ export function registerOpsCommands(program: Command): void {
           }
         }
         // The stream ended (the node restarted or closed it): resume from the revision after the last seen.
+        replayed = unconfirmed;
+        unconfirmed = new Map();
         process.stderr.write(
           `cohort: watch connection closed; resuming${token ? ` after ${token}` : from ? ` from revision ${from}` : ''}\n`,
         );

@@ -256,6 +256,11 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
         const put = (key: string, rev: number) => JSON.stringify({ type: 'put', key, value: 'v', modRevision: rev });
         // Two events of one revision of partition 0 (only the last carries the id), then one of partition 1.
         res.write(`event: put\ndata: ${put('t/a', p0 + 1)}\n\n`);
+        // The first connection drops inside that revision.
+        if (!url.searchParams.has('resume')) {
+          setTimeout(() => res.end(), 20);
+          return;
+        }
         res.write(`id: ${p0 + 1}.${p1}\nevent: put\ndata: ${put('t/b', p0 + 1)}\n\n`);
         res.write(`id: ${p0 + 1}.${p1 + 1}\nevent: put\ndata: ${put('t/c', p1 + 1)}\n\n`);
         setTimeout(() => res.end(), 20);
@@ -329,7 +334,7 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
     expect((await cohort(['kv', 'watch', '--http', `127.0.0.1:${port}`])).code).toBe(2);
   });
 
-  it('watch of a prefix across partitions resumes after the last resume token, printing each revision', async () => {
+  it('watch of a prefix across partitions resumes after its last resume token, printing each event once', async () => {
     watches.length = 0;
     const child = spawn(
       process.execPath,
@@ -343,7 +348,7 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
       out += d.toString();
     });
     try {
-      await poll('six events over two connections', 10_000, async () =>
+      await poll('six events over three connections', 10_000, async () =>
         out.split('\n').length > 6 ? true : undefined,
       );
     } finally {
@@ -357,8 +362,8 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
       '5.6\tput\tt/b\tv',
       '5.7\tput\tt/c\tv',
     ]);
-    expect(watches[0]?.searchParams.get('resume')).toBeNull();
-    expect(watches[1]?.searchParams.get('resume')).toBe('4.6');
+    // Cut after t/a, before its revision's id: resumed from the opening token, t/a comes again and is not printed twice.
+    expect(watches.slice(0, 3).map((u) => u.searchParams.get('resume'))).toEqual([null, '3.5', '4.6']);
     expect(watches[1]?.searchParams.get('fromRevision')).toBeNull();
   });
 });
