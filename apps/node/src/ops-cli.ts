@@ -791,7 +791,7 @@ export function registerOpsCommands(program: Command): void {
               : text;
             const again = replayed.get(seen) ?? 0;
             if (again > 0) replayed.set(seen, again - 1);
-            else if (id === undefined) unconfirmed.set(seen, (unconfirmed.get(seen) ?? 0) + 1);
+            if (id === undefined) unconfirmed.set(seen, (unconfirmed.get(seen) ?? 0) + 1);
             if (id !== undefined) {
               unconfirmed = new Map();
               replayed = new Map();
@@ -808,6 +808,8 @@ export function registerOpsCommands(program: Command): void {
           }
         }
         // The stream ended (the node restarted or closed it): resume from the revision after the last seen.
+        // Printed and still unconfirmed: what this stream sent again, and what it had not sent again yet.
+        for (const [k, n] of replayed) if (n > 0) unconfirmed.set(k, (unconfirmed.get(k) ?? 0) + n);
         replayed = unconfirmed;
         unconfirmed = new Map();
         process.stderr.write(
