@@ -248,13 +248,12 @@ export function streamFeeds(reply: FastifyReply, feeds: WatchFeed[], opts: Strea
         let out = '';
         for (const e of events) {
           const data = opts.composite ? { ...e.data, partition: p } : e.data;
-          if (!e.closes) {
-            out += `event: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
-            continue;
+          let id = '';
+          if (e.closes) {
+            at[p] = e.revision;
+            id = `id: ${opts.composite ? resumeToken(at) : String(e.revision)}\n`;
           }
-          at[p] = e.revision;
-          const id = opts.composite ? resumeToken(at) : String(e.revision);
-          out += `id: ${id}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
+          out += `${id}event: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
         }
         write(out);
       },

@@ -784,15 +784,12 @@ export function registerOpsCommands(program: Command): void {
             } catch {
               ev = undefined;
             }
-            const seen = ev
-              ? [ev.partition, ev.modRevision, ev.type, ev.key ?? (ev.kv as { key?: string } | undefined)?.key].join(
-                  '\u0000',
-                )
-              : text;
+            const key = ev?.key ?? (ev?.kv as { key?: string } | undefined)?.key;
+            const seen = ev ? [ev.partition, ev.modRevision, ev.type, key].join('\u0000') : text;
             const again = replayed.get(seen) ?? 0;
             if (again > 0) replayed.set(seen, again - 1);
             if (id === undefined) unconfirmed.set(seen, (unconfirmed.get(seen) ?? 0) + 1);
-            if (id !== undefined) {
+            else {
               unconfirmed = new Map();
               replayed = new Map();
             }
@@ -801,7 +798,7 @@ export function registerOpsCommands(program: Command): void {
             else {
               say(
                 ev
-                  ? `${id ?? String(ev.modRevision ?? '-')}\t${String(ev.type ?? type)}\t${String(ev.key ?? (ev.kv as { key?: string } | undefined)?.key ?? '')}\t${String(ev.value ?? (ev.kv as { value?: string } | undefined)?.value ?? '')}`
+                  ? `${id ?? String(ev.modRevision ?? '-')}\t${String(ev.type ?? type)}\t${String(key ?? '')}\t${String(ev.value ?? (ev.kv as { value?: string } | undefined)?.value ?? '')}`
                   : `${id ?? '-'}\t${type}\t${text}`,
               );
             }

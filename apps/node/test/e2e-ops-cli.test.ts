@@ -227,6 +227,24 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
   let server: Server;
   let port = 0;
   const watches: URL[] = [];
+  /** Runs `cohort kv watch <args>` until it printed `lines` lines (over as many connections as it takes); those lines. */
+  const watchLines = async (args: string[], lines: number): Promise<string[]> => {
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'kv', 'watch', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await poll(`${lines} lines of cohort kv watch`, 10_000, async () =>
+        out.split('\n').length > lines ? true : undefined,
+      );
+    } finally {
+      child.kill('SIGKILL');
+    }
+    return out.split('\n').slice(0, lines);
+  };
   beforeAll(async () => {
     const keys = Array.from({ length: 5 }, (_, i) => `p/${i}`);
     server = createServer((req, res) => {
@@ -297,64 +315,16 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
   });
 
   it('watch prints events and resumes from the revision after the last one seen', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        ...NODE_RUNTIME_FLAGS,
-        CLI,
-        'kv',
-        'watch',
-        '--prefix',
-        'p/',
-        '--from-revision',
-        '7',
-        '--http',
-        `127.0.0.1:${port}`,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    try {
-      await poll('four events over two connections', 10_000, async () =>
-        out.split('\n').length > 4 ? true : undefined,
-      );
-    } finally {
-      child.kill('SIGKILL');
-    }
-    expect(out.split('\n').slice(0, 4)).toEqual([
-      '7\tput\tp/7\tx7',
-      '8\tput\tp/8\tx8',
-      '9\tput\tp/9\tx9',
-      '10\tput\tp/10\tx10',
-    ]);
+    const out = await watchLines(['--prefix', 'p/', '--from-revision', '7', '--http', `127.0.0.1:${port}`], 4);
+    expect(out).toEqual(['7\tput\tp/7\tx7', '8\tput\tp/8\tx8', '9\tput\tp/9\tx9', '10\tput\tp/10\tx10']);
     expect(watches[1]?.searchParams.get('fromRevision')).toBe('9');
     expect((await cohort(['kv', 'watch', '--http', `127.0.0.1:${port}`])).code).toBe(2);
   });
 
   it('watch of a prefix across partitions resumes after its last resume token, printing each event once', async () => {
     watches.length = 0;
-    const child = spawn(
-      process.execPath,
-      [...NODE_RUNTIME_FLAGS, CLI, 'kv', 'watch', '--prefix', 't/', '--http', `127.0.0.1:${port}`],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    try {
-      await poll('six events over four connections', 10_000, async () =>
-        out.split('\n').length > 6 ? true : undefined,
-      );
-    } finally {
-      child.kill('SIGKILL');
-    }
-    expect(out.split('\n').slice(0, 6)).toEqual([
+    const out = await watchLines(['--prefix', 't/', '--http', `127.0.0.1:${port}`], 6);
+    expect(out).toEqual([
       '4\tput\tt/a\tv',
       '4.5\tput\tt/b\tv',
       '4.6\tput\tt/c\tv',
