@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitedChildrenCpuSeconds } from '@cohort/scale-bench/cluster';
 import { CommanderError } from 'commander';
 import { type Options, parseOptions } from './args.ts';
 import { runHttp } from './http-load.ts';
@@ -12,13 +13,16 @@ import { type PlannedRun, type Workload, checkTargets, keysLabel, schedule, warm
 import { Progress } from './progress.ts';
 import { runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
 import {
+  type OpCpu,
   type RunResult,
   SYSTEM_TITLES,
   type SystemName,
   comparisonTable,
+  cpuTable,
   formatMs,
   formatRate,
   formatTable,
+  opCpu,
   round,
   summarize,
 } from './stats.ts';
@@ -128,6 +132,31 @@ async function warmUp(name: SystemName, keySpace: number): Promise<void> {
   }
 }
 
+/** CPU seconds this process has used so far, every thread: autocannon's, since it runs here. */
+function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/**
+ * Runs `fn` and reads the CPU that `system`'s servers and the load generator used meanwhile: autocannon
+ * runs in this process; redis-benchmark is a child, waited for before `fn` resolves.
+ */
+async function withCpu<R extends { ops: number }>(
+  system: System,
+  generator: 'this process' | 'a child',
+  fn: () => Promise<R>,
+): Promise<R & { cpuPerOp?: OpCpu }> {
+  const load = generator === 'this process' ? ownCpuSeconds : exitedChildrenCpuSeconds;
+  const server0 = system.cpuSeconds();
+  const load0 = load();
+  const r = await fn();
+  const load1 = load();
+  const server1 = system.cpuSeconds();
+  const cpuPerOp = opCpu(r.ops, { before: server0, after: server1 }, { before: load0, after: load1 });
+  return cpuPerOp === undefined ? r : { ...r, cpuPerOp };
+}
+
 async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   const system = systems.get(run.system)!;
   const w: Workload = run.workload;
@@ -151,7 +180,11 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     const api = system.http!;
     if (run.round === 1 && opts.warmup > 0)
       await runHttp(url, api, w.op, w.connections, opts.warmup, keySpace, opts.valueBytes);
-    const r = await costed(() => runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes));
+    const r = await costed(() =>
+      withCpu(system, 'this process', () =>
+        runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes),
+      ),
+    );
     return { ...base, ...r };
   }
   const spec = respSpec(w, await system.respPort(), keySpace, opts.seconds);
@@ -174,10 +207,12 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   } else {
     requests = Math.max(1000, Math.round(known * opts.seconds));
   }
-  const r = await costed(async () => {
-    const b = await runRedisBenchmark({ ...spec, requests });
-    return { ...b, ops: b.error === undefined ? b.requests : 0 };
-  });
+  const r = await costed(() =>
+    withCpu(system, 'a child', async () => {
+      const b = await runRedisBenchmark({ ...spec, requests });
+      return { ...b, ops: b.error === undefined ? b.requests : 0 };
+    }),
+  );
   if (r.error === undefined) respRate.set(keyOfRun(run), r.opsPerSec);
   const result: RunResult = {
     ...base,
@@ -190,6 +225,7 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   };
   if (r.error !== undefined) result.firstError = r.error;
   if (r.writeCost !== undefined) result.writeCost = r.writeCost;
+  if (r.cpuPerOp !== undefined) result.cpuPerOp = r.cpuPerOp;
   return result;
 }
 
@@ -274,6 +310,15 @@ try {
     'Durability as run:',
     ...[...systems.keys()].map((s) => `  ${SYSTEM_TITLES[s]}: ${durability[s]}`),
   );
+  const cpu = cpuTable(rows, summaries);
+  if (cpu !== undefined)
+    out.push(
+      '',
+      "CPU per operation (medians, µs of user + system time over every thread): the system's server processes +",
+      `the load generator (autocannon in the bench's process, redis-benchmark). This machine has ${cpus().length} cores: a`,
+      'system whose run kept them busy could not go faster than cores / (server + load generator) operations a second.',
+      cpu,
+    );
   const costRows = rows.flatMap((w) => {
     const c = medianCost(
       results

@@ -20,6 +20,25 @@ export interface RunResult extends Omit<PhaseResult, 'name' | 'maxMs'> {
   round: number;
   /** Cohort's write runs: where a write's time went (see write-phases.ts). */
   writeCost?: WriteCost;
+  /** CPU per operation over the measured run, when it was read. */
+  cpuPerOp?: OpCpu;
+}
+
+/** CPU µs (user + system, every thread) per operation of a run: the system's server processes, and the load generator. */
+export interface OpCpu {
+  serverUs: number;
+  loadUs: number;
+}
+
+/** CPU per operation from CPU seconds read before and after a run of `ops` operations; undefined when none completed. */
+export function opCpu(
+  ops: number,
+  server: { before: number; after: number },
+  load: { before: number; after: number },
+): OpCpu | undefined {
+  if (ops <= 0) return undefined;
+  const us = (r: { before: number; after: number }): number => Math.round(((r.after - r.before) / ops) * 1e6);
+  return { serverUs: us(server), loadUs: us(load) };
 }
 
 /** The medians over rounds of one workload against one system. */
@@ -34,6 +53,9 @@ export interface Summary {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** Medians of the runs' CPU per operation (see {@link OpCpu}); absent when no run read it. */
+  serverCpuUs?: number;
+  loadCpuUs?: number;
 }
 
 /** The median of `xs` (the mean of the middle two for an even count); NaN when empty. */
@@ -83,6 +105,11 @@ export function summarize(results: readonly RunResult[]): Summary[] {
   }
   return [...groups.values()].map((g) => {
     const rates = g.map((r) => r.opsPerSec);
+    const cpu = g.flatMap((r) => (r.cpuPerOp ? [r.cpuPerOp] : []));
+    const cpuMedians =
+      cpu.length > 0
+        ? { serverCpuUs: median(cpu.map((c) => c.serverUs)), loadCpuUs: median(cpu.map((c) => c.loadUs)) }
+        : {};
     return {
       stage: g[0]!.stage,
       workload: g[0]!.workload,
@@ -94,6 +121,7 @@ export function summarize(results: readonly RunResult[]): Summary[] {
       p50Ms: round(median(g.map((r) => r.p50Ms)), 3),
       p99Ms: round(median(g.map((r) => r.p99Ms)), 3),
       errors: g.reduce((n, r) => n + r.errors, 0),
+      ...cpuMedians,
     };
   });
 }
@@ -142,10 +170,15 @@ export interface WorkloadRow {
   versus: SystemName;
 }
 
+/** The (stage, workload, system) summary of `summaries`. */
+function finder(summaries: readonly Summary[]) {
+  return (r: WorkloadRow, system: SystemName): Summary | undefined =>
+    summaries.find((s) => s.stage === r.stage && s.workload === r.workload && s.system === system);
+}
+
 /** The comparison table: one row per (stage, workload), a cell per system, the ratios of Cohort's throughput. */
 export function comparisonTable(rows: readonly WorkloadRow[], summaries: readonly Summary[]): string {
-  const find = (r: WorkloadRow, system: SystemName): Summary | undefined =>
-    summaries.find((s) => s.stage === r.stage && s.workload === r.workload && s.system === system);
+  const find = finder(summaries);
   const body = rows
     .filter((r) => summaries.some((s) => s.stage === r.stage && s.workload === r.workload))
     .map((r) => {
@@ -163,4 +196,36 @@ export function comparisonTable(rows: readonly WorkloadRow[], summaries: readonl
       ];
     });
   return formatTable(['keys', 'workload', 'Cohort', 'etcd', 'Redis', 'Cohort/etcd', 'Cohort/Redis'], body, 5);
+}
+
+/** One system's CPU cell: `412 + 38` (µs per operation: its servers, the load generator). */
+function formatCpu(s: Summary | undefined): string {
+  if (s?.serverCpuUs === undefined || s.loadCpuUs === undefined) return '-';
+  return `${Math.round(s.serverCpuUs)} + ${Math.round(s.loadCpuUs)}`;
+}
+
+/**
+ * CPU per operation: a row per (stage, workload) that read it, a cell per system (its server processes'
+ * µs, plus the load generator's), and how many times the other system's server CPU Cohort's is.
+ */
+export function cpuTable(rows: readonly WorkloadRow[], summaries: readonly Summary[]): string | undefined {
+  const find = finder(summaries);
+  const body = rows
+    .filter((r) =>
+      summaries.some((s) => s.stage === r.stage && s.workload === r.workload && s.serverCpuUs !== undefined),
+    )
+    .map((r) => {
+      const cohort = find(r, 'cohort');
+      const other = find(r, r.versus);
+      return [
+        r.stage,
+        r.title,
+        formatCpu(cohort),
+        formatCpu(find(r, 'etcd')),
+        formatCpu(find(r, 'redis')),
+        formatRatio(ratio(cohort?.serverCpuUs, other?.serverCpuUs)),
+      ];
+    });
+  if (body.length === 0) return undefined;
+  return formatTable(['keys', 'workload', 'Cohort', 'etcd', 'Redis', 'Cohort server CPU / other'], body, 2);
 }

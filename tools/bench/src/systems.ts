@@ -3,7 +3,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants, accessSync, existsSync, mkdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { BenchCluster, type BenchNode, CLI, freePort, freePorts, poll } from '@cohort/scale-bench/cluster';
+import {
+  BenchCluster,
+  type BenchNode,
+  CLI,
+  freePort,
+  freePorts,
+  pidCpuSeconds,
+  poll,
+} from '@cohort/scale-bench/cluster';
 import { loadKeys, valueFor } from '@cohort/scale-bench/load';
 import { Redis } from 'ioredis';
 import type { HttpApi } from './http-load.ts';
@@ -30,6 +38,8 @@ export interface System {
   load(from: number, to: number, valueBytes: number, onProgress: (loaded: number) => void): Promise<number>;
   /** Throws unless key `i` holds what {@link load} wrote. */
   check(i: number, valueBytes: number): Promise<void>;
+  /** CPU seconds (user + system, every thread) its server processes have used so far, summed. */
+  cpuSeconds(): number;
 }
 
 /** The path of `name` on PATH; undefined when it is not installed. */
@@ -190,6 +200,11 @@ export class CohortSystem implements System {
     };
     const nodes = await Promise.all(cluster.nodes.map(read));
     return { leader: nodes[cluster.nodes.indexOf(leader)] as NodeCounters, nodes };
+  }
+
+  cpuSeconds(): number {
+    const cluster = this.cluster;
+    return cluster ? cluster.nodes.reduce((t, n) => t + (cluster.cpuSeconds(n) ?? 0), 0) : 0;
   }
 
   async check(i: number, valueBytes: number): Promise<void> {
@@ -353,6 +368,10 @@ export class EtcdSystem extends Installed implements System {
     return Math.round((to - from) / ((performance.now() - started) / 1000));
   }
 
+  cpuSeconds(): number {
+    return this.members.reduce((t, m) => t + (pidCpuSeconds(m.child?.pid) ?? 0), 0);
+  }
+
   async check(i: number, valueBytes: number): Promise<void> {
     const res = await this.post<{ kvs?: { value?: string }[] }>(await this.leader(), '/v3/kv/range', {
       key: b64(benchmarkKey(i)),
@@ -443,6 +462,10 @@ export class RedisSystem extends Installed implements System {
 
   load(from: number, to: number, valueBytes: number, onProgress: (loaded: number) => void): Promise<number> {
     return loadOverResp(this.port, from, to, valueBytes, onProgress);
+  }
+
+  cpuSeconds(): number {
+    return pidCpuSeconds(this.child?.pid) ?? 0;
   }
 
   async check(i: number, valueBytes: number): Promise<void> {

@@ -2,12 +2,14 @@ import { describe, expect, it } from 'vitest';
 import {
   type RunResult,
   comparisonTable,
+  cpuTable,
   formatCell,
   formatMs,
   formatRatio,
   formatTable,
   latencySummary,
   median,
+  opCpu,
   percentile,
   ratio,
   summarize,
@@ -142,5 +144,46 @@ describe('formatting', () => {
     expect(lines).toHaveLength(4);
     expect(lines[2]).toMatch(/^10k\s+HTTP put, 1 conn\s+2,000\/s p50 1 p99 2\s+1,000\/s p50 1 p99 2\s+-\s+2\.00x$/);
     expect(lines[3]).toMatch(/RESP SET, 50 conns\s+3,000\/s p50 1 p99 2\s+-\s+60,000\/s p50 1 p99 2\s+0\.05x$/);
+  });
+});
+
+describe('CPU per operation', () => {
+  it('divides the CPU read around a run by its operations, and has none without operations', () => {
+    expect(opCpu(2000, { before: 10, after: 11 }, { before: 3, after: 3.1 })).toEqual({ serverUs: 500, loadUs: 50 });
+    expect(opCpu(0, { before: 10, after: 11 }, { before: 3, after: 3.1 })).toBeUndefined();
+  });
+
+  it('takes medians over the rounds that read it, and leaves it out when none did', () => {
+    const [cohort, etcd] = summarize([
+      run({ system: 'cohort', round: 1, cpuPerOp: { serverUs: 300, loadUs: 40 } }),
+      run({ system: 'cohort', round: 2, cpuPerOp: { serverUs: 500, loadUs: 20 } }),
+      run({ system: 'cohort', round: 3 }),
+      run({ system: 'etcd', round: 1 }),
+    ]);
+    expect(cohort).toMatchObject({ serverCpuUs: 400, loadCpuUs: 30 });
+    expect(etcd).not.toHaveProperty('serverCpuUs');
+  });
+
+  it('puts each system in its column and Cohort over the compared system in the last', () => {
+    const rows = [
+      { stage: '10k', workload: 'http-put-c1', title: 'HTTP put, 1 conn', versus: 'etcd' as const },
+      { stage: '10k', workload: 'resp-put-c50', title: 'RESP SET, 50 conns', versus: 'redis' as const },
+      { stage: '10k', workload: 'never-ran', title: 'left out', versus: 'etcd' as const },
+    ];
+    const table = cpuTable(
+      rows,
+      summarize([
+        run({ system: 'cohort', cpuPerOp: { serverUs: 600, loadUs: 40 } }),
+        run({ system: 'etcd', cpuPerOp: { serverUs: 400, loadUs: 41 } }),
+        run({ workload: 'resp-put-c50', system: 'cohort', cpuPerOp: { serverUs: 450, loadUs: 12 } }),
+        run({ workload: 'resp-put-c50', system: 'redis', cpuPerOp: { serverUs: 15, loadUs: 10 } }),
+      ]),
+    );
+    const lines = table?.split('\n') ?? [];
+    expect(lines[0]).toMatch(/^keys\s+workload\s+Cohort\s+etcd\s+Redis\s+Cohort server CPU \/ other$/);
+    expect(lines).toHaveLength(4);
+    expect(lines[2]).toMatch(/^10k\s+HTTP put, 1 conn\s+600 \+ 40\s+400 \+ 41\s+-\s+1\.50x$/);
+    expect(lines[3]).toMatch(/RESP SET, 50 conns\s+450 \+ 12\s+-\s+15 \+ 10\s+30\.00x$/);
+    expect(cpuTable(rows, summarize([run({})]))).toBeUndefined();
   });
 });

@@ -91,11 +91,35 @@ export async function poll<T>(what: string, ms: number, fn: () => Promise<T | un
   }
 }
 
+/** The fields of a Linux `/proc/.../stat` line after the command name (which may hold spaces): field 3 on. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** User plus system CPU seconds of a Linux `/proc/.../stat` line (a process's or a thread's). */
 function statCpuSeconds(stat: string): number {
-  // Fields after the command name (which may hold spaces) start at the state, field 3.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(stat);
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** User plus system CPU seconds process `pid` has used so far (Linux `/proc`); undefined when it is gone. */
+export function pidCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * User plus system CPU seconds of this process's children that have exited and been waited for
+ * (`cutime` and `cstime` of Linux `/proc/self/stat`): what a child such as a load generator used, read
+ * before its start and after its exit.
+ */
+export function exitedChildrenCpuSeconds(): number {
+  const fields = statFields(readFileSync('/proc/self/stat', 'utf8'));
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
 }
 
 /** CPU seconds of a node's threads by kind (see {@link BenchCluster.threadCpuSeconds}). */
@@ -252,13 +276,8 @@ export class BenchCluster {
    * (Linux `/proc/<pid>/stat`); undefined when it is not running.
    */
   cpuSeconds(node: BenchNode): number | undefined {
-    const pid = node.child?.pid;
-    if (pid === undefined || node.child?.exitCode !== null) return undefined;
-    try {
-      return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    } catch {
-      return undefined;
-    }
+    if (node.child?.exitCode !== null) return undefined;
+    return pidCpuSeconds(node.child?.pid);
   }
 
   /**
