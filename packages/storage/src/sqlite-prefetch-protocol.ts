@@ -23,7 +23,7 @@ export interface PrefetchBatch {
 
 /** The thread's answer to each batch, in order. */
 export type PrefetchReply =
-  | { type: 'done'; keys: number; found: number; cold: number }
+  | { type: 'done'; keys: number; found: number; cold: number; coldMs: number }
   | { type: 'failed'; message: string };
 
 /**

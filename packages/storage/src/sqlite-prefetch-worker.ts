@@ -34,6 +34,7 @@ port?.on('message', (batch: PrefetchBatch) => {
   const stmt = read;
   let at = 0;
   let cold = 0;
+  let coldMs = 0;
   let found = 0;
   const io = data.ioCheck ? threadReadBytes() : undefined;
   try {
@@ -43,7 +44,11 @@ port?.on('message', (batch: PrefetchBatch) => {
       at += len;
       const t0 = performance.now();
       if (stmt.get(batch.gens[i], key) !== undefined) found++;
-      if (performance.now() - t0 >= data.coldMs) cold++;
+      const took = performance.now() - t0;
+      if (took >= data.coldMs) {
+        cold++;
+        coldMs += took;
+      }
     }
   } catch (err) {
     read = undefined;
@@ -51,6 +56,9 @@ port?.on('message', (batch: PrefetchBatch) => {
     return;
   }
   // Slow reads with nothing read from storage were this thread waiting for a CPU.
-  if (io !== undefined && cold > 0 && (threadReadBytes() ?? io + 1) <= io) cold = 0;
-  reply({ type: 'done', keys: batch.lens.length, found, cold });
+  if (io !== undefined && cold > 0 && (threadReadBytes() ?? io + 1) <= io) {
+    cold = 0;
+    coldMs = 0;
+  }
+  reply({ type: 'done', keys: batch.lens.length, found, cold, coldMs });
 });

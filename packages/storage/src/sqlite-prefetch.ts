@@ -40,25 +40,17 @@ export interface ReadAheadOptions {
    */
   ioCheck?: boolean;
   /**
-   * In `auto`, reads on the event loop that went to the disk within a second that turn read ahead
-   * on: a burst says the pages the applies read are cold, a stray one only that one page was.
-   * @default 8
+   * In `auto`, the share of its time the event loop must spend in reads that went to the disk, over
+   * a second, to turn read ahead on; and the share of the time the thread's reads that went to the
+   * disk must take, over half of {@link armMs}, to keep it on (those are waits it spared the event
+   * loop). Below it, reading ahead costs the node more than the waits it spares: each turn's keys
+   * cross to the thread and back (two thread wake-ups), and the lookups take a CPU; measured at a
+   * million keys on two cores, 20-90 µs of CPU per key read ahead on every node, 10-25% of a core
+   * per node under load, while the event loop's cold reads took well under 1% of its time there.
+   * A count of cold reads instead kept read ahead on at 3-10 of them a second, and the writes were
+   * 5-44% slower for it. @default 0.05
    */
-  burstReads?: number;
-  /**
-   * In `auto`, the share of the thread's reads that must go to the disk to keep read ahead on,
-   * reckoned over {@link coldShareWindow} keys: below it the thread's reads cost more than the
-   * waits they spare the event loop (a lookup of a page in memory takes the thread ~10-20 µs of CPU,
-   * a read from the disk holds the event loop 0.25 ms or more). @default 0.02
-   */
-  minColdShare?: number;
-  /**
-   * Keys over which {@link minColdShare} is reckoned, or fewer: those read in half of
-   * {@link armMs}, when the thread reads fewer in that time. Cold reads come in bursts (the pages
-   * of a region the OS paged out together), and a short window takes one burst for a cold share:
-   * at 256 keys, a million keys written at random kept read ahead on at 0.14% cold. @default 4096
-   */
-  coldShareWindow?: number;
+  minColdTime?: number;
   /** In `auto`, how long (ms) read ahead stays on once turned on (or kept on). @default 10000 */
   armMs?: number;
   /** In `auto`, how long (ms) the thread may stay unused before it stops. @default 60000 */
@@ -87,31 +79,30 @@ export interface ReadAheadStats {
 }
 
 /**
- * The share of reads that went to the disk, reckoned over windows of `keys` reads, or of what was read
- * in `ms` when fewer were: `add` says at the end of each window whether `minShare` of its reads or more
- * were cold.
+ * The time reads spent waiting on the disk, reckoned over windows of `ms` starting with the first
+ * read that went there: `add` says whether the window's waits came to `share` of its length. It says
+ * so as soon as they do (a single wait that long is enough), and the next window starts empty.
  */
-export class ColdShare {
-  private read = 0;
-  private cold = 0;
-  private from = 0;
+export class ColdTime {
+  private from = Number.NEGATIVE_INFINITY;
+  private spent = 0;
 
   constructor(
-    private readonly keys: number,
     private readonly ms: number,
-    private readonly minShare: number,
+    private readonly share: number,
   ) {}
 
-  /** Counts `read` reads at `now`, `cold` of them gone to the disk: true when they end a window cold enough. */
-  add(now: number, read: number, cold: number): boolean {
-    if (this.read === 0) this.from = now;
-    this.read += read;
-    this.cold += cold;
-    if (this.read < this.keys && now - this.from < this.ms) return false;
-    const enough = this.cold >= this.read * this.minShare;
-    this.read = 0;
-    this.cold = 0;
-    return enough;
+  /** Counts `coldMs` spent on the disk at `now`: true when the window's waits reached its share. */
+  add(now: number, coldMs: number): boolean {
+    if (coldMs <= 0) return false;
+    if (now - this.from >= this.ms) {
+      this.from = now;
+      this.spent = 0;
+    }
+    this.spent += coldMs;
+    if (this.spent < this.ms * this.share) return false;
+    this.from = Number.NEGATIVE_INFINITY;
+    return true;
   }
 }
 
@@ -126,11 +117,11 @@ export class ColdShare {
  * page is in memory by the time the apply reads it. (Client reads are not read ahead: a read index
  * round is too little head start, and the thread's lookups cost more CPU than they saved.)
  *
- * In `auto` mode it is on only while reads go to the disk: a read slower than
+ * In `auto` mode it is on only while reads spend time on the disk: a read slower than
  * {@link ReadAheadOptions.coldMs} while its thread read from storage ({@link ReadAheadOptions.ioCheck})
- * counts as cold; a burst of cold reads on the event loop turns read ahead on for
- * {@link ReadAheadOptions.armMs}, and it stays on while enough of the thread's reads are cold
- * ({@link ReadAheadOptions.minColdShare}). Off, it costs one comparison per key.
+ * counts as cold; when the event loop's cold reads take {@link ReadAheadOptions.minColdTime} of a
+ * second, read ahead turns on for {@link ReadAheadOptions.armMs}, and it stays on while the thread's
+ * cold reads take that share of their window. Off, it costs one comparison per key.
  * Advisory throughout: it changes nothing, a failure only turns it off (logged), and keys asked
  * while the thread is behind are dropped.
  */
@@ -156,12 +147,10 @@ export class ReadAhead {
   /** The event loop's thread's storage reads when last looked at (see {@link ReadAheadOptions.ioCheck}). */
   private ioSeen: number | undefined;
   private readonly ioCheck: boolean;
-  private readonly burstReads: number;
-  /** The event loop's cold reads in the current second: when it began, how many. */
-  private burstFrom = Number.NEGATIVE_INFINITY;
-  private burst = 0;
-  /** The share of the thread's reads that went to the disk. */
-  private readonly coldShare: ColdShare;
+  /** The time the event loop's reads spent on the disk, over seconds. */
+  private readonly loopCold: ColdTime;
+  /** The time the thread's reads spent on the disk, over half of {@link armMs}. */
+  private readonly threadCold: ColdTime;
 
   constructor(
     private readonly file: string,
@@ -174,8 +163,12 @@ export class ReadAhead {
     this.now = opts.now ?? (() => performance.now());
     this.log = opts.logger;
     this.ioCheck = opts.ioCheck ?? true;
-    this.burstReads = opts.burstReads ?? 8;
-    this.coldShare = new ColdShare(opts.coldShareWindow ?? 4096, this.armMs / 2, opts.minColdShare ?? 0.02);
+    const minColdTime = opts.minColdTime ?? 0.05;
+    if (!(minColdTime >= 0 && minColdTime <= 1)) {
+      throw new StorageError(`read ahead: minColdTime must be a share from 0 to 1; got ${minColdTime}`);
+    }
+    this.loopCold = new ColdTime(1000, minColdTime);
+    this.threadCold = new ColdTime(this.armMs / 2, minColdTime);
     // The store is opened on the thread that reads it.
     if (this.ioCheck) this.ioSeen = threadReadBytes();
     if (!(Number.isSafeInteger(this.max) && this.max > 0)) {
@@ -221,12 +214,7 @@ export class ReadAhead {
     }
     this.counts.coldHere++;
     if (this.opts.mode !== 'auto') return;
-    const now = this.now();
-    if (now - this.burstFrom >= 1000) {
-      this.burstFrom = now;
-      this.burst = 0;
-    }
-    if (++this.burst >= this.burstReads) this.arm();
+    if (this.loopCold.add(this.now(), ms)) this.arm();
   }
 
   stats(): ReadAheadStats {
@@ -286,7 +274,7 @@ export class ReadAhead {
       this.counts.read += m.keys;
       this.counts.found += m.found;
       this.counts.coldThere += m.cold;
-      if (this.coldShare.add(this.now(), m.keys, m.cold)) this.arm();
+      if (this.threadCold.add(this.now(), m.coldMs)) this.arm();
     });
     worker.on('error', (err) => this.disable(err.message));
     worker.on('exit', (code) => {

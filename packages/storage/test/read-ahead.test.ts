@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlitePartitionKv } from '../src/sqlite-kv.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { threadReadBytes } from '../src/sqlite-prefetch-protocol.js';
-import { ColdShare, ReadAhead, type ReadAheadStats } from '../src/sqlite-prefetch.js';
+import { ColdTime, ReadAhead, type ReadAheadStats } from '../src/sqlite-prefetch.js';
 import { tempDir } from './harness.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -107,18 +107,18 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
 
   it('in auto mode, turns on after an event-loop read that went to the disk, and off again once reads stop doing so', async () => {
     let now = 0;
-    // coldMs 0 without the I/O check: every read from the file counts as one that went to the disk.
+    // coldMs 0 without the I/O check: every read from the file counts as one that went to the disk;
+    // minColdTime 0: any time spent there is enough.
     const { s, kv } = await storeWith(3, {
       mode: 'auto',
       coldMs: 0,
       ioCheck: false,
-      burstReads: 2,
-      coldShareWindow: 1,
+      minColdTime: 0,
       armMs: 100,
       now: () => now,
     });
     const ra = s.readAhead as ReadAhead;
-    // The puts read their keys' rows first (each new): a burst that armed it, until 100.
+    // The puts read their keys' rows first (each new): that armed it, until 100.
     expect(ra.stats().coldHere).toBe(3);
     now = 1000;
     let called = 0;
@@ -130,12 +130,9 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     ask();
     expect(ra.on()).toBe(false);
     expect(called).toBe(0);
-    // A read of the file on the event loop (k2 is neither pending nor read before): one is no burst.
+    // A read of the file on the event loop (k2 is neither pending nor read before).
     expect(kv.get(enc('k2'))).toBeDefined();
     expect(ra.stats().coldHere).toBe(4);
-    expect(ra.on()).toBe(false);
-    expect(kv.get(enc('k0'))).toBeDefined();
-    expect(ra.stats().coldHere).toBe(5);
     expect(ra.on()).toBe(true);
     ask();
     expect(called).toBe(1);
@@ -154,6 +151,32 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     expect(called).toBe(1);
   });
 
+  it("in auto mode, turns on once the event loop's reads spend a share of a second on the disk, not at a few short waits", () => {
+    let now = 1000;
+    // The I/O check off: every read of 0.25 ms or more counts as gone to the disk.
+    ahead = new ReadAhead(join(dir, 'none.db'), { mode: 'auto', ioCheck: false, armMs: 100, now: () => now });
+    const ra = ahead;
+    // 5% of a second: 50 ms. A read under 0.25 ms does not count at all.
+    for (let i = 0; i < 100; i++) ra.readTook(0.2);
+    for (let i = 0; i < 4; i++) ra.readTook(10);
+    expect(ra.stats()).toMatchObject({ coldHere: 4, on: false });
+    now = 1500;
+    ra.readTook(10);
+    expect(ra.stats()).toMatchObject({ coldHere: 5, on: true });
+    // Off again after armMs; waits spread over seconds do not add up across them.
+    now = 1700;
+    expect(ra.on()).toBe(false);
+    for (const at of [2000, 3001, 4002, 5003]) {
+      now = at;
+      ra.readTook(40);
+      expect(ra.on(), `at ${at}`).toBe(false);
+    }
+    // One read that held the event loop that long is enough.
+    now = 7000;
+    ra.readTook(60);
+    expect(ra.on()).toBe(true);
+  });
+
   it('in auto mode, does not count a slow read of a page in memory (on Linux: the thread read nothing from storage)', async () => {
     if (threadReadBytes() === undefined) {
       console.warn('SKIP: /proc/thread-self/io is missing here (not Linux): every slow read counts');
@@ -169,24 +192,27 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     store = undefined;
     const again = SqliteNodeStore.open(join(dir, 'node.db'), {
       writer: 'thread',
-      readAhead: { mode: 'auto', coldMs: 0, ioCheck: false, burstReads: 1 },
+      readAhead: { mode: 'auto', coldMs: 0, ioCheck: false, minColdTime: 0 },
     });
     store = again;
     expect(again.kv('p').get(enc('k1'))).toBeDefined();
     expect(again.readAhead?.stats()).toMatchObject({ coldHere: 1, on: true });
   });
 
-  it("in auto mode, stays on only while enough of its thread's reads go to the disk", async () => {
-    for (const threadCold of [true, false]) {
+  it("in auto mode, stays on only while its thread's reads spend enough time on the disk", async () => {
+    // coldMs 0: every read counts as cold; a billion ms: none does. minColdTime 1: all of the 50 ms
+    // window (half of armMs) must go to cold reads, which ten reads of a small table do not take.
+    for (const [coldMs, minColdTime, kept] of [
+      [0, 0, true],
+      [1e9, 0, false],
+      [0, 1, false],
+    ] as const) {
       let now = 0;
-      // coldMs 0: every read counts as cold; a billion ms: none does.
       const { s, kv } = await storeWith(20, {
         mode: 'auto',
-        coldMs: threadCold ? 0 : 1e9,
+        coldMs,
         ioCheck: false,
-        burstReads: 1,
-        coldShareWindow: 10,
-        minColdShare: 0.5,
+        minColdTime,
         armMs: 100,
         now: () => now,
       });
@@ -200,10 +226,10 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
         () => ra.stats(),
         (x) => x.read === 10,
       );
-      expect(ra.stats().coldThere).toBe(threadCold ? 10 : 0);
-      // Ten cold reads of ten kept it on until 1150; none of ten did not.
+      expect(ra.stats().coldThere).toBe(coldMs === 0 ? 10 : 0);
+      // Time the thread spent on cold reads kept it on until 1150; too little, or none, did not.
       now = 1120;
-      expect(ra.on(), `thread's reads cold: ${threadCold}`).toBe(threadCold);
+      expect(ra.on(), `coldMs ${coldMs}, minColdTime ${minColdTime}`).toBe(kept);
       s.close();
       store = undefined;
       cleanup();
@@ -211,21 +237,18 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     }
   });
 
-  it('reckons the share of cold reads over a whole window of keys, or of time when reads are few', () => {
-    // A burst of cold reads is no cold share when the rest of its window is warm.
-    const share = new ColdShare(100, 50, 0.2);
-    expect(share.add(0, 10, 10)).toBe(false);
-    expect(share.add(1, 89, 0)).toBe(false);
-    expect(share.add(2, 1, 0)).toBe(false); // the window ends: 10 of 100
-    // The next window starts empty; 20 of 100 is enough.
-    expect(share.add(3, 80, 0)).toBe(false);
-    expect(share.add(4, 20, 20)).toBe(true);
-    // Few reads: the window ends with its time, here 5 of 10 cold.
-    expect(share.add(10, 5, 5)).toBe(false);
-    expect(share.add(59, 5, 0)).toBe(false);
-    expect(share.add(60, 0, 0)).toBe(true);
-    expect(share.add(200, 3, 0)).toBe(false);
-    expect(share.add(250, 1, 0)).toBe(false);
+  it('reckons the time spent on the disk over windows that start with a cold read', () => {
+    const cold = new ColdTime(100, 0.2); // 20 ms in a 100 ms window
+    expect(cold.add(0, 0)).toBe(false); // no wait: no window starts
+    expect(cold.add(10, 15)).toBe(false);
+    expect(cold.add(109, 4)).toBe(false); // 19 ms, the window (10 to 110) nearly over
+    expect(cold.add(110, 5)).toBe(false); // a new window: 5 ms
+    expect(cold.add(150, 15)).toBe(true); // 20 ms within it
+    // The next window starts empty, with the next wait.
+    expect(cold.add(151, 19)).toBe(false);
+    expect(cold.add(152, 1)).toBe(true);
+    // One wait as long as the share is enough by itself.
+    expect(cold.add(1000, 25)).toBe(true);
   });
 
   it('drops the keys asked past its bound of keys in flight, rather than queue them', async () => {
@@ -271,9 +294,12 @@ describe('read ahead of the KV rows the event loop is about to read', () => {
     expect(ra.on()).toBe(false);
   });
 
-  it('refuses an unknown mode', () => {
+  it('refuses an unknown mode, and a share of time outside 0 to 1', () => {
     expect(() =>
       SqliteNodeStore.open(join(dir, 'bad.db'), { writer: 'thread', readAhead: 'sometimes' as 'on' }),
     ).toThrow(/readAhead must be one of auto, on, off; got sometimes/);
+    expect(() => new ReadAhead(join(dir, 'none.db'), { mode: 'auto', minColdTime: 1.5 })).toThrow(
+      /minColdTime must be a share from 0 to 1; got 1.5/,
+    );
   });
 });
