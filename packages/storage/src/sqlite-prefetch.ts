@@ -45,10 +45,10 @@ export interface ReadAheadOptions {
    * disk must take, over half of {@link armMs}, to keep it on (those are waits it spared the event
    * loop). Below it, reading ahead costs the node more than the waits it spares: each turn's keys
    * cross to the thread and back (two thread wake-ups), and the lookups take a CPU; measured at a
-   * million keys on two cores, 20-90 µs of CPU per key read ahead on every node, 10-25% of a core
-   * per node under load, while the event loop's cold reads took well under 1% of its time there.
-   * A count of cold reads instead kept read ahead on at 3-10 of them a second, and the writes were
-   * 5-44% slower for it. @default 0.05
+   * million keys on two cores, about 20-90 µs of CPU per key read ahead on every node, 4-26% of a
+   * core per node under load, while the event loop met 3-10 cold reads a second there (short of 5%
+   * of a second: this rule left read ahead off). A count of cold reads instead kept it on there,
+   * and the writes were 5-44% slower for it. @default 0.05
    */
   minColdTime?: number;
   /** In `auto`, how long (ms) read ahead stays on once turned on (or kept on). @default 10000 */
