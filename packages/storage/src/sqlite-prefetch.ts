@@ -46,7 +46,7 @@ export interface ReadAheadOptions {
    * loop). Below it, reading ahead costs the node more than the waits it spares: each turn's keys
    * cross to the thread and back (two thread wake-ups), and the lookups take a CPU; measured at a
    * million keys on two cores, about 20-90 µs of CPU per key read ahead on every node, 4-26% of a
-   * core per node under load, while the event loop met 3-10 cold reads a second there (short of 5%
+   * core per node under load, while the event loop met 2-9 cold reads a second there (short of 5%
    * of a second: this rule left read ahead off). A count of cold reads instead kept it on there,
    * and the writes were 5-44% slower for it. @default 0.05
    */
