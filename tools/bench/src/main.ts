@@ -139,15 +139,15 @@ function ownCpuSeconds(): number {
 }
 
 /**
- * Runs `fn` and reads the CPU that `system`'s servers and the load generator used meanwhile: autocannon
- * runs in this process; redis-benchmark is a child, waited for before `fn` resolves.
+ * Runs `fn` and reads the CPU that `system`'s servers and the load generator used meanwhile, the latter
+ * by `load`: {@link ownCpuSeconds} for autocannon, which runs in this process; `exitedChildrenCpuSeconds`
+ * for redis-benchmark, a child waited for before `fn` resolves.
  */
 async function withCpu<R extends { ops: number }>(
   system: System,
-  generator: 'this process' | 'a child',
+  load: () => number,
   fn: () => Promise<R>,
 ): Promise<R & { cpuPerOp?: OpCpu }> {
-  const load = generator === 'this process' ? ownCpuSeconds : exitedChildrenCpuSeconds;
   const server0 = system.cpuSeconds();
   const load0 = load();
   const r = await fn();
@@ -181,7 +181,7 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     if (run.round === 1 && opts.warmup > 0)
       await runHttp(url, api, w.op, w.connections, opts.warmup, keySpace, opts.valueBytes);
     const r = await costed(() =>
-      withCpu(system, 'this process', () =>
+      withCpu(system, ownCpuSeconds, () =>
         runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes),
       ),
     );
@@ -208,7 +208,7 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     requests = Math.max(1000, Math.round(known * opts.seconds));
   }
   const r = await costed(() =>
-    withCpu(system, 'a child', async () => {
+    withCpu(system, exitedChildrenCpuSeconds, async () => {
       const b = await runRedisBenchmark({ ...spec, requests });
       return { ...b, ops: b.error === undefined ? b.requests : 0 };
     }),
