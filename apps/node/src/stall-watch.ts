@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 
 /** Monotonic totals for the main thread, in ms. */
@@ -151,23 +151,50 @@ function causeOf(gap: number, running: number, waiting: number, off: number, sto
 const clamp = (v: number, max: number): number => Math.min(Math.max(0, v), Math.max(0, max));
 const round = (v: number): number => Math.round(v * 10) / 10;
 
+/** Open descriptors of the `/proc` files this module samples, by path: one per file, kept for the thread's life. */
+const procFds = new Map<string, number>();
+
+/**
+ * Reads a Linux `/proc` file's current text, up to `buf`'s size, through a descriptor kept open: the kernel
+ * makes the text anew for each read from offset 0, so a sample costs one system call instead of an open, a
+ * read and a close (the stall watch samples 20 times a second). Undefined where the file cannot be read, or
+ * when its text fills `buf` (it may be cut).
+ */
+export function readProcFile(path: string, buf: Buffer): string | undefined {
+  let fd = procFds.get(path);
+  try {
+    if (fd === undefined) {
+      fd = openSync(path, 'r');
+      procFds.set(path, fd);
+    }
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return n < buf.length ? buf.toString('latin1', 0, n) : undefined;
+  } catch {
+    // Opened again by the next read, if the file is there then.
+    if (fd !== undefined) {
+      procFds.delete(path);
+      try {
+        closeSync(fd);
+      } catch {}
+    }
+    return undefined;
+  }
+}
+
 /**
  * The calling thread's times: Linux's `/proc/thread-self/schedstat` (time on
  * a CPU and time waiting for one, in ns) where it exists, else the thread's
  * CPU time alone (`process.threadCpuUsage`, Node 23.9+) or the process's.
  */
 export function threadTimesReader(): () => ThreadTimes {
+  const buf = Buffer.alloc(256);
   const schedstat = (): ThreadTimes | undefined => {
-    try {
-      const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ');
-      const runNs = Number(run);
-      const waitNs = Number(wait);
-      return Number.isFinite(runNs) && Number.isFinite(waitNs)
-        ? { runMs: runNs / 1e6, waitMs: waitNs / 1e6 }
-        : undefined;
-    } catch {
-      return undefined;
-    }
+    const text = readProcFile('/proc/thread-self/schedstat', buf);
+    if (text === undefined) return undefined;
+    const [run, wait] = text.split(' ');
+    const runNs = Number(run);
+    const waitNs = Number(wait);
+    return Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runMs: runNs / 1e6, waitMs: waitNs / 1e6 } : undefined;
   };
   if (schedstat() !== undefined) return () => schedstat() ?? { runMs: 0 };
   const p = process as NodeJS.Process & { threadCpuUsage?: () => NodeJS.CpuUsage };
@@ -191,14 +218,15 @@ export function stealPerCpuMs(procStat: string): number | undefined {
   return (steal * 10) / cpus;
 }
 
-/** Reads {@link stealPerCpuMs} from `/proc/stat`; undefined where there is none (not Linux). */
+/**
+ * Reads {@link stealPerCpuMs} from `/proc/stat` (its first 64 KiB: the `cpu` lines come first); undefined
+ * where there is none (not Linux), or where that text is longer.
+ */
 export function stealReader(): () => number | undefined {
+  const buf = Buffer.alloc(64 * 1024);
   const read = (): number | undefined => {
-    try {
-      return stealPerCpuMs(readFileSync('/proc/stat', 'latin1'));
-    } catch {
-      return undefined;
-    }
+    const text = readProcFile('/proc/stat', buf);
+    return text === undefined ? undefined : stealPerCpuMs(text);
   };
   return read() === undefined ? () => undefined : read;
 }

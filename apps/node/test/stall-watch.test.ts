@@ -1,8 +1,10 @@
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   type Stall,
   StallWatch,
   type ThreadTimes,
+  readProcFile,
   stealPerCpuMs,
   stealReader,
   threadTimesReader,
@@ -204,6 +206,31 @@ describe('StallWatch', () => {
       },
     ]);
   });
+
+  it.runIf(process.platform === 'linux')(
+    'reads a /proc file anew through one kept descriptor, and refuses text that fills the buffer',
+    () => {
+      const buf = Buffer.alloc(4096);
+      const first = readProcFile('/proc/thread-self/schedstat', buf);
+      expect(first).toMatch(/^\d+ \d+ \d+\n$/);
+      const fds = readdirSync('/proc/self/fd').length;
+      // The same descriptor gives the thread's time as it grows: the kernel makes the text anew for each read.
+      const deadline = performance.now() + 5_000;
+      let x = 0;
+      let later = first;
+      while (later === first && performance.now() < deadline) {
+        for (let i = 0; i < 100_000; i++) x += Math.sqrt(x + 1);
+        later = readProcFile('/proc/thread-self/schedstat', buf);
+      }
+      expect(x).toBeGreaterThan(0);
+      expect(Number(later?.split(' ')[0])).toBeGreaterThan(Number(first?.split(' ')[0]));
+      for (let i = 0; i < 100; i++) readProcFile('/proc/thread-self/schedstat', buf);
+      expect(readdirSync('/proc/self/fd').length).toBe(fds);
+      // Cut text is refused rather than parsed; a file that is not there reads as undefined.
+      expect(readProcFile('/proc/stat', Buffer.alloc(8))).toBeUndefined();
+      expect(readProcFile('/proc/self/no-such-file', buf)).toBeUndefined();
+    },
+  );
 
   it("reads this thread's times, which grow as it runs", () => {
     const read = threadTimesReader();
