@@ -157,10 +157,10 @@ const procFds = new Map<string, number>();
 /**
  * Reads a Linux `/proc` file's current text, up to `buf`'s size, through a descriptor kept open: the kernel
  * makes the text anew for each read from offset 0, so a sample costs one system call instead of an open, a
- * read and a close (the stall watch samples 20 times a second). Undefined where the file cannot be read, or
- * when its text fills `buf` (it may be cut).
+ * read and a close (the stall watch samples 20 times a second). Undefined where the file cannot be read, and
+ * (unless `allowCut`) when its text fills `buf`: it may be cut there.
  */
-export function readProcFile(path: string, buf: Buffer): string | undefined {
+export function readProcFile(path: string, buf: Buffer, allowCut = false): string | undefined {
   let fd = procFds.get(path);
   try {
     if (fd === undefined) {
@@ -168,7 +168,7 @@ export function readProcFile(path: string, buf: Buffer): string | undefined {
       procFds.set(path, fd);
     }
     const n = readSync(fd, buf, 0, buf.length, 0);
-    return n < buf.length ? buf.toString('latin1', 0, n) : undefined;
+    return n < buf.length || allowCut ? buf.toString('latin1', 0, n) : undefined;
   } catch {
     // Opened again by the next read, if the file is there then.
     if (fd !== undefined) {
@@ -219,14 +219,18 @@ export function stealPerCpuMs(procStat: string): number | undefined {
 }
 
 /**
- * Reads {@link stealPerCpuMs} from `/proc/stat` (its first 64 KiB: the `cpu` lines come first); undefined
- * where there is none (not Linux), or where that text is longer.
+ * Reads {@link stealPerCpuMs} from `/proc/stat`: its first `bytes` (64 KiB), where the `cpu` lines come first
+ * (a longer text is cut after them, in its per-interrupt counts); undefined where there is none (not Linux),
+ * or where they do not all fit.
  */
-export function stealReader(): () => number | undefined {
-  const buf = Buffer.alloc(64 * 1024);
+export function stealReader(bytes = 64 * 1024): () => number | undefined {
+  const buf = Buffer.alloc(bytes);
   const read = (): number | undefined => {
-    const text = readProcFile('/proc/stat', buf);
-    return text === undefined ? undefined : stealPerCpuMs(text);
+    const text = readProcFile('/proc/stat', buf, true);
+    if (text === undefined) return undefined;
+    // Cut text holds every `cpuN` line if another kind of line follows them.
+    if (text.length === buf.length && !/\ncpu\d+ [^\n]*\n(?!cpu)/.test(text)) return undefined;
+    return stealPerCpuMs(text);
   };
   return read() === undefined ? () => undefined : read;
 }

@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   type Stall,
@@ -139,6 +139,21 @@ describe('StallWatch', () => {
     if (process.platform === 'linux') expect(read()).toBeTypeOf('number');
     else expect(read()).toBeUndefined();
   });
+
+  it.runIf(process.platform === 'linux')(
+    'reads the steal time from /proc/stat cut after its cpu lines, not inside them',
+    () => {
+      const text = readFileSync('/proc/stat', 'latin1');
+      const lines = text.split('\n');
+      const cpuLines = lines.filter((l) => l.startsWith('cpu'));
+      // The cpu lines come first; the text up to the first character of the next line holds them all.
+      const afterCpu = cpuLines.reduce((n, l) => n + l.length + 1, 0);
+      expect(lines.slice(0, cpuLines.length)).toEqual(cpuLines);
+      expect(stealReader(afterCpu + 1)()).toBeTypeOf('number');
+      // Cut inside the last cpu line, its count of CPUs would be wrong: refused.
+      expect(stealReader(afterCpu - 5)()).toBeUndefined();
+    },
+  );
 
   it('reports at most one stall per quiet span, and counts the others in the next report', () => {
     const h = harness({ quietMs: 5_000 });
