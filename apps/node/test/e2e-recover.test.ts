@@ -232,6 +232,10 @@ describe('unsafe recovery of a partition that lost its quorum for good, then Red
       // A hand-over to a voter that does not answer is given up after an election timeout (300 ms here):
       // ask again while polling, so a loaded machine still meets one.
       let lastTransfer = 0;
+      // What the hand-overs and the reads answered, for the message of a timeout.
+      const seen: string[] = [];
+      const since = Date.now();
+      const note = (what: string) => seen.push(`+${Date.now() - since} ms ${what}`.slice(0, 200));
       asked = await poll('ASK while the leadership is handed over', 15_000, async () => {
         if (Date.now() - lastTransfer > 250) {
           lastTransfer = Date.now();
@@ -240,14 +244,22 @@ describe('unsafe recovery of a partition that lost its quorum for good, then Red
               method: 'POST',
               headers: { 'content-type': 'application/json' },
               body: JSON.stringify({ partition: 3, node: target.id }),
-            }).catch(() => undefined),
+            }).then(
+              async (res) => note(`hand-over: ${res.status} ${await res.text()}`),
+              (e: Error) => note(`hand-over: ${e.message}`),
+            ),
           );
         }
         const err = await atLeader.call('GET', keys[2]!).then(
           () => undefined,
           (e: Error) => e.message,
         );
+        note(`GET: ${err ?? 'served'}`);
         return err?.startsWith('ASK') ? err : undefined;
+      }).catch((err: Error) => {
+        throw new Error(
+          `${err.message}; first answers: ${seen.slice(0, 12).join(' | ')}; last: ${seen.slice(-8).join(' | ')}`,
+        );
       });
       target.child!.kill('SIGCONT');
       await Promise.all(transfers);
