@@ -150,7 +150,7 @@ describe('StallWatch', () => {
       const afterCpu = cpuLines.reduce((n, l) => n + l.length + 1, 0);
       expect(lines.slice(0, cpuLines.length)).toEqual(cpuLines);
       expect(stealReader(afterCpu + 1)()).toBeTypeOf('number');
-      // Cut inside the last cpu line, its count of CPUs would be wrong: refused.
+      // Cut inside the cpu lines, where lines could be missing and the count of CPUs wrong: refused.
       expect(stealReader(afterCpu - 5)()).toBeUndefined();
     },
   );
