@@ -161,6 +161,10 @@ program
     'how long a new commit index waits for the next append to carry it to followers; 0 sends it at once (default 5)',
   )
   .option(
+    '--read-index-hedge-ms <n>',
+    'a linearizable read asks a quorum of followers to confirm the leadership, the rest after this many ms; 0 asks all at once (default 5)',
+  )
+  .option(
     '--max-inflight-bytes <n>',
     'most bytes of entries in flight to one follower, at least --max-append-bytes (default 33554432)',
   )

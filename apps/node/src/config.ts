@@ -42,6 +42,7 @@ export interface StartFlags {
   maxAppendBytes?: string;
   maxInflightAppends?: string;
   commitNoticeDelayMs?: string;
+  readIndexHedgeMs?: string;
   maxInflightBytes?: string;
   snapshotRate?: string;
   snapshotRateMin?: string;
@@ -319,6 +320,9 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     raft.snapshotRateMinBytes = integer('--snapshot-rate-min', flags.snapshotRateMin);
   if (flags.commitNoticeDelayMs !== undefined) {
     raft.commitNoticeDelayMs = integer('--commit-notice-delay-ms', flags.commitNoticeDelayMs);
+  }
+  if (flags.readIndexHedgeMs !== undefined) {
+    raft.readIndexHedgeMs = integer('--read-index-hedge-ms', flags.readIndexHedgeMs);
   }
   if (flags.quiesce) raft.quiesce = true;
   const config: CohortConfig = parseConfig(raw);

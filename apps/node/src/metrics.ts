@@ -343,6 +343,11 @@ export class NodeMetrics {
       (s) => s.readRounds,
     );
     counter(
+      'cohort_raft_read_index_hedges_total',
+      'ReadIndex rounds that asked the rest of the followers after raft.readIndexHedgeMs (the quorum asked first was slow to answer)',
+      (s) => s.readHedges,
+    );
+    counter(
       'cohort_raft_apply_pauses_total',
       "Times applying paused until the store's writer thread caught up with the applied transactions",
       (s) => s.applyPauses,

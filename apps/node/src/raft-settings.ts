@@ -41,6 +41,7 @@ export type HostSettings = Required<
     | 'leaseReads'
     | 'quiesce'
     | 'commitNoticeDelayMs'
+    | 'readIndexHedgeMs'
   >
 >;
 
@@ -76,6 +77,7 @@ export function hostSettings(raft: RaftConfig): HostSettings {
     leaseReads: raft.leaseReads,
     quiesce: raft.quiesce,
     commitNoticeDelayMs: raft.commitNoticeDelayMs,
+    readIndexHedgeMs: raft.readIndexHedgeMs,
     // Up to 4 Ready rounds in flight: the leader sends entries proposed during its own fsync at once, and a
     // node whose writes stall (a slow or full disk) keeps heartbeating; a full disk hands its leaderships
     // over (DiskGuard), which works because a TimeoutNow leaves before the stalled writes.

@@ -207,6 +207,7 @@ describe('cohort start configuration', () => {
       maxInflightBytes: '1048576',
       snapshotRate: '0',
       commitNoticeDelayMs: '0',
+      readIndexHedgeMs: '0',
     });
     expect(storeLimits(o.config.raft)).toEqual({ snapshotEntries: 20, snapshotBytes: 4096, maxLogBytes: 8192 });
     expect(hostSettings(o.config.raft)).toEqual({
@@ -227,6 +228,7 @@ describe('cohort start configuration', () => {
       leaseReads: false,
       quiesce: false,
       commitNoticeDelayMs: 0,
+      readIndexHedgeMs: 0,
       maxOutstandingReadies: 4,
     });
     // Appends are bounded by default, as etcd's are.

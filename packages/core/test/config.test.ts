@@ -51,6 +51,7 @@ describe('parseConfig defaults', () => {
       snapshotRateBytes: 16 * 1024 * 1024,
       snapshotRateMinBytes: 1024 * 1024,
       commitNoticeDelayMs: 5,
+      readIndexHedgeMs: 5,
       leaseReads: false,
       quiesce: false,
     });
@@ -116,6 +117,10 @@ describe('parseConfig validation', () => {
     expect(errorOf(withRaft({ commitNoticeDelayMs: 2.5 }))).toMatch(/raft\.commitNoticeDelayMs.*whole number/);
     expect(errorOf(withRaft({ commitNoticeDelayMs: 5000 }))).toMatch(/raft\.commitNoticeDelayMs.*at most 1000/);
     expect(parseConfig(withRaft({ commitNoticeDelayMs: 0 })).raft.commitNoticeDelayMs).toBe(0);
+    expect(errorOf(withRaft({ readIndexHedgeMs: -1 }))).toMatch(/raft\.readIndexHedgeMs.*0 \(ask every follower/);
+    expect(errorOf(withRaft({ readIndexHedgeMs: 1.5 }))).toMatch(/raft\.readIndexHedgeMs.*whole number/);
+    expect(errorOf(withRaft({ readIndexHedgeMs: 2000 }))).toMatch(/raft\.readIndexHedgeMs.*at most 1000/);
+    expect(parseConfig(withRaft({ readIndexHedgeMs: 0 })).raft.readIndexHedgeMs).toBe(0);
   });
 
   it('refuses non-numeric, fractional and non-positive timings', () => {

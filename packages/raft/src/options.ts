@@ -17,6 +17,7 @@ export interface ResolvedOptions {
   preVote: boolean;
   checkQuorum: boolean;
   readOnlyOption: 'safe' | 'leaseBased' | 'leaseOnRequest';
+  readIndexFanout: 'all' | 'quorum';
   asyncStorageWrites: boolean;
   deferCommitNotice: boolean;
   maxOutstandingReadies: number;
@@ -61,6 +62,10 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
   if (readOnlyOption !== 'safe' && !checkQuorum) {
     throw new ConfigError(`readOnlyOption '${readOnlyOption}' needs checkQuorum: true (the lease rests on it)`);
   }
+  const readIndexFanout = o.readIndexFanout ?? 'all';
+  if (readIndexFanout !== 'all' && readIndexFanout !== 'quorum') {
+    throw new ConfigError(`readIndexFanout must be 'all' or 'quorum', got ${String(readIndexFanout)}`);
+  }
   const maxOutstandingReadies = positiveInt('maxOutstandingReadies', o.maxOutstandingReadies ?? 1);
   if (maxOutstandingReadies > 1 && !o.asyncStorageWrites) {
     throw new ConfigError(
@@ -81,6 +86,7 @@ export function resolveOptions(o: RaftOptions): ResolvedOptions {
     preVote: o.preVote ?? true,
     checkQuorum,
     readOnlyOption,
+    readIndexFanout,
     asyncStorageWrites: o.asyncStorageWrites ?? false,
     deferCommitNotice: o.deferCommitNotice ?? false,
     maxOutstandingReadies,

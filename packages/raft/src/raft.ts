@@ -86,6 +86,8 @@ export class Raft {
   quiescent = false;
   /** Heartbeat acknowledgements sent at or before this tick never back the lease (set on waking, quiesce.ts). */
   leaseFloorTick = 0;
+  /** Heartbeat answers received as leader, counted to order followers by how recently they answered. */
+  heartbeatAnswers = 0;
 
   constructor(options: RaftOptions, storage: RaftLogReader) {
     this.opts = resolveOptions(options);
@@ -279,6 +281,42 @@ export class Raft {
     this.forEachPeer((id, pr) => {
       if (pr.state === 'replicate' && pr.sentCommit < target) this.sendAppend(id);
     });
+  }
+
+  /**
+   * Sends the heartbeats of a ReadIndex round carrying `ctx`: to every follower, or with `readIndexFanout:
+   * 'quorum'` (outside a joint configuration) to the voters that answered a heartbeat most recently, as
+   * many as make a quorum with this node.
+   */
+  sendReadIndexHeartbeats(ctx: Uint8Array): void {
+    const voters = this.trk.config.voters;
+    if (this.opts.readIndexFanout === 'all' || voters.outgoing.size > 0) {
+      this.bcastHeartbeat(ctx);
+      return;
+    }
+    const need = Math.floor(voters.incoming.size / 2) + 1 - (voters.incoming.has(this.id) ? 1 : 0);
+    const asked: { id: NodeId; seq: number }[] = [];
+    for (const id of voters.incoming) {
+      const pr = this.trk.progress.get(id);
+      if (id !== this.id && pr !== undefined) asked.push({ id, seq: pr.heartbeatAnswerSeq });
+    }
+    asked.sort((a, b) => b.seq - a.seq);
+    for (const { id } of asked.slice(0, need)) this.sendHeartbeat(id, ctx);
+  }
+
+  /**
+   * Asks every follower that has not confirmed the newest pending ReadIndex round yet to confirm it;
+   * false when none is pending (or this node does not lead).
+   */
+  hedgeReadIndex(): boolean {
+    if (this.state !== 'leader') return false;
+    const ctx = this.readOnly.lastPendingContext();
+    if (ctx === undefined) return false;
+    const acked = this.readOnly.acksOf(ctx);
+    this.forEachPeer((id) => {
+      if (!acked?.has(id)) this.sendHeartbeat(id, ctx);
+    });
+    return true;
   }
 
   bcastHeartbeat(ctx?: Uint8Array): void {

@@ -459,6 +459,15 @@ export class RawNode {
     this.raft.flushCommitNotice(upTo);
   }
 
+  /**
+   * With `readIndexFanout: 'quorum'`: asks every follower that has not confirmed the newest pending
+   * ReadIndex round yet to confirm it (the ones first asked were slow to answer); the heartbeats come in
+   * the next Ready. False when no round is pending here (the round ended, or this node does not lead).
+   */
+  hedgeReadIndex(): boolean {
+    return this.raft.hedgeReadIndex();
+  }
+
   /** A snapshot of the engine's state, for introspection, tests and the simulator. */
   status(): Status {
     return statusOf(this.raft);

@@ -36,6 +36,11 @@ export class ReadOnly {
     return rs.acks;
   }
 
+  /** Who has acknowledged the pending read `ctx` (undefined when none is pending under it). */
+  acksOf(ctx: Uint8Array): ReadonlySet<NodeId> | undefined {
+    return this.pending.get(contextKey(ctx))?.acks;
+  }
+
   /** Releases the read for `ctx` and every read queued before it (their heartbeats went out earlier). */
   advance(ctx: Uint8Array): { req: Message; index: LogIndex }[] {
     const key = contextKey(ctx);

@@ -172,6 +172,7 @@ function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
 
 function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
+  pr.heartbeatAnswerSeq = ++r.heartbeatAnswers;
   pr.msgAppFlowPaused = false;
   if (pr.state === 'replicate') pr.heartbeatAllowance = true;
   // A tick from the future is no heartbeat of ours: never let it stretch the lease.
@@ -229,7 +230,7 @@ function serveReadIndex(r: Raft, m: Message): void {
   }
   r.readOnly.addRequest(r.raftLog.committed, m);
   r.readOnly.recvAck(r.id, m.context);
-  r.bcastHeartbeat(m.context);
+  r.sendReadIndexHeartbeats(m.context);
 }
 
 function respondToReadIndex(r: Raft, req: Message, index: LogIndex): void {

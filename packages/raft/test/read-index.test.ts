@@ -75,3 +75,150 @@ describe('linearizable reads', () => {
     );
   });
 });
+
+describe("ReadIndex rounds that ask a quorum (readIndexFanout: 'quorum')", () => {
+  /** Heartbeats of the read `ctx` delivered or queued so far, by recipient. */
+  const askedFor = (net: Network, ctx: string): string[] =>
+    [...net.delivered, ...net.pending()]
+      .filter((m) => m.type === 'heartbeat' && text(m.context) === ctx)
+      .map((m) => m.to)
+      .sort();
+
+  /** A leader `a` whose followers last answered heartbeats in the order given (the last one most recently). */
+  function answeredInOrder(ids: string[], order: string[], options = {}): Network {
+    const net = new Network(ids, { readIndexFanout: 'quorum', ...options });
+    net.elect('a');
+    net.node('a').rn.propose(bytes('w'));
+    net.stabilize();
+    for (const id of order) {
+      net.drop = (m) => m.type === 'heartbeat' && m.to !== id;
+      net.tick('a');
+      net.stabilize();
+    }
+    net.heal();
+    return net;
+  }
+
+  it('asks only the follower that answered a heartbeat most recently, and serves the read on its answer', () => {
+    const net = answeredInOrder(['a', 'b', 'c'], ['c', 'b']);
+    net.node('a').rn.readIndex(bytes('r1'));
+    net.stabilize();
+    expect(askedFor(net, 'r1')).toEqual(['b']);
+    expect(readStates(net, 'a')).toEqual([{ index: net.node('a').rn.status().commit, ctx: 'r1' }]);
+
+    // c answers a heartbeat after b: the next round asks c.
+    net.drop = (m) => m.type === 'heartbeat' && m.to !== 'c';
+    net.tick('a');
+    net.stabilize();
+    net.heal();
+    net.node('a').rn.readIndex(bytes('r2'));
+    net.stabilize();
+    expect(askedFor(net, 'r2')).toEqual(['c']);
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r1', 'r2']);
+  });
+
+  it('asks as many followers as make a quorum with the leader: two of four', () => {
+    const net = answeredInOrder(['a', 'b', 'c', 'd', 'e'], ['b', 'e', 'c', 'd']);
+    net.node('a').rn.readIndex(bytes('r'));
+    net.stabilize();
+    expect(askedFor(net, 'r')).toEqual(['c', 'd']);
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+  });
+
+  it('a follower asked that does not answer: no read until the hedge asks the others, which serve it', () => {
+    const net = answeredInOrder(['a', 'b', 'c'], ['c', 'b']);
+    expect(net.node('a').rn.hedgeReadIndex()).toBe(false);
+    const lost: string[] = [];
+    net.drop = (m) => {
+      const cut = m.to === 'b' || m.from === 'b';
+      if (cut && m.type === 'heartbeat' && text(m.context) === 'r') lost.push(m.to);
+      return cut;
+    };
+    net.node('a').rn.readIndex(bytes('r'));
+    net.stabilize();
+    expect(lost).toEqual(['b']);
+    expect(askedFor(net, 'r')).toEqual([]);
+    expect(readStates(net, 'a')).toEqual([]);
+    expect(net.node('a').rn.hedgeReadIndex()).toBe(true);
+    net.stabilize();
+    // b was asked again (it never answered); c's answer completes the quorum.
+    expect(lost).toEqual(['b', 'b']);
+    expect(askedFor(net, 'r')).toEqual(['c']);
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+    expect(net.node('a').rn.hedgeReadIndex()).toBe(false);
+    // A follower never asks: only a leader hedges.
+    expect(net.node('c').rn.hedgeReadIndex()).toBe(false);
+  });
+
+  it('without a hedge, the next heartbeat carries the round to every follower', () => {
+    const net = answeredInOrder(['a', 'b', 'c'], ['c', 'b']);
+    net.drop = (m) => m.to === 'b' || m.from === 'b';
+    net.node('a').rn.readIndex(bytes('r'));
+    net.stabilize();
+    expect(readStates(net, 'a')).toEqual([]);
+    net.tick('a');
+    net.stabilize();
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+  });
+
+  it('never asks a learner, however recently it answered', () => {
+    const net = Network.bootstrapped(['a', 'b', 'c'], { readIndexFanout: 'quorum' });
+    net.add('l', new MemoryStorage());
+    net.elect('a');
+    net.node('a').rn.proposeConfChange({
+      transition: 'auto',
+      changes: [{ type: 'addLearner', nodeId: 'l' }],
+      context: new Uint8Array(0),
+    });
+    net.stabilize();
+    expect(net.node('a').rn.status().confState.learners).toEqual(['l']);
+    for (const id of ['b', 'l']) {
+      net.drop = (m) => m.type === 'heartbeat' && m.to !== id;
+      net.tick('a');
+      net.stabilize();
+    }
+    net.heal();
+    net.node('a').rn.readIndex(bytes('r'));
+    net.stabilize();
+    expect(askedFor(net, 'r')).toEqual(['b']);
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+  });
+
+  it('a joint configuration asks every follower (a quorum of both majorities is needed)', () => {
+    const net = Network.bootstrapped(['a', 'b', 'c'], { readIndexFanout: 'quorum', checkQuorum: false });
+    net.add('d', new MemoryStorage());
+    net.elect('a');
+    net.node('a').rn.proposeConfChange({
+      transition: 'explicit',
+      changes: [
+        { type: 'removeNode', nodeId: 'b' },
+        { type: 'addVoter', nodeId: 'd' },
+      ],
+      context: new Uint8Array(0),
+    });
+    net.stabilize();
+    expect(net.node('a').rn.status().confState.votersOutgoing).toEqual(['a', 'b', 'c']);
+    net.node('a').rn.readIndex(bytes('r'));
+    net.stabilize();
+    expect(askedFor(net, 'r')).toEqual(['b', 'c', 'd']);
+    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+  });
+
+  it("by default ('all') every follower is asked at once; another value is refused", () => {
+    const net = new Network(['a', 'b', 'c']);
+    net.elect('a');
+    net.node('a').rn.propose(bytes('w'));
+    net.stabilize();
+    net.node('a').rn.readIndex(bytes('r'));
+    net.stabilize();
+    expect(askedFor(net, 'r')).toEqual(['b', 'c']);
+    expect(
+      () =>
+        new RawNode(
+          // biome-ignore lint/suspicious/noExplicitAny: an invalid value on purpose
+          { id: 'a', electionTick: 10, heartbeatTick: 1, random: new SeededRandom(1), readIndexFanout: 'some' as any },
+          MemoryStorage.withVoters(['a']),
+        ),
+    ).toThrow(/readIndexFanout must be 'all' or 'quorum', got some/);
+  });
+});

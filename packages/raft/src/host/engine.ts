@@ -75,6 +75,11 @@ export interface RaftEngine {
   commitNoticeOwed?(): LogIndex;
   /** Tells commit index `upTo` to the followers not told it yet (messages in the next Ready). */
   flushCommitNotice?(upTo: LogIndex): void;
+  /**
+   * With ReadIndex rounds that ask only a quorum: asks the other followers to confirm the newest pending
+   * round (messages in the next Ready); false when none is pending. Absent: rounds ask every follower.
+   */
+  hedgeReadIndex?(): boolean;
   /** The highest index known committed, read cheaply; absent: the host reads `status().commit`. */
   commitIndex?(): LogIndex;
   /** On a leader, the highest index known replicated on each peer (itself included); undefined elsewhere. */

@@ -130,6 +130,12 @@ export class RaftHost {
   private noticesDue = new Map<Group, LogIndex>();
   /** Fires {@link flushCommitNotices} while `noticesDue` holds a group. */
   private noticeTimer: TimerHandle | undefined;
+  /** See {@link RaftHostOptions.readIndexHedgeMs}. */
+  private readonly readIndexHedgeMs: number;
+  /** Groups whose open ReadIndex round has asked only a quorum of followers so far. */
+  private readonly hedgesDue = new Set<Group>();
+  /** Fires {@link hedgeReadRounds} while `hedgesDue` holds a group. */
+  private hedgeTimer: TimerHandle | undefined;
   private scheduled = false;
   private running = false;
   /** A round is under way (its store write may be in flight). */
@@ -143,6 +149,7 @@ export class RaftHost {
     storeWrites: 0,
     applyPauses: 0,
     readRounds: 0,
+    readHedges: 0,
     storeWriteMs: 0,
     entriesPersisted: 0,
     entriesApplied: 0,
@@ -193,6 +200,10 @@ export class RaftHost {
     this.commitNoticeDelayMs = opts.commitNoticeDelayMs ?? 5;
     if (!(this.commitNoticeDelayMs >= 0)) {
       throw new ConfigError(`commitNoticeDelayMs must be 0 or more, got ${this.commitNoticeDelayMs}`);
+    }
+    this.readIndexHedgeMs = opts.readIndexHedgeMs ?? 5;
+    if (!(this.readIndexHedgeMs >= 0)) {
+      throw new ConfigError(`readIndexHedgeMs must be 0 or more, got ${this.readIndexHedgeMs}`);
     }
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     const electionTicks = opts.electionTicks ?? 5;
@@ -304,6 +315,7 @@ export class RaftHost {
         maxCatchUpInflightBytes: o.maxCatchUpInflightBytes ?? 4 * MIB,
         maxCommittedSizePerReady: o.maxApplyBytes ?? MIB,
         deferCommitNotice: this.commitNoticeDelayMs > 0,
+        readIndexFanout: this.readIndexHedgeMs > 0 ? 'quorum' : 'all',
       },
       reader,
       fresh && voters.length > 0 ? [...voters].sort() : undefined,
@@ -402,6 +414,9 @@ export class RaftHost {
     if (this.noticeTimer !== undefined) this.opts.clock.clearTimeout(this.noticeTimer);
     this.noticeTimer = undefined;
     this.noticesDue.clear();
+    if (this.hedgeTimer !== undefined) this.opts.clock.clearTimeout(this.hedgeTimer);
+    this.hedgeTimer = undefined;
+    this.hedgesDue.clear();
     this.flushDeferred();
     this.sender.cancel();
     this.receiver.abortAll();
@@ -1187,6 +1202,48 @@ export class RaftHost {
     this.noticeTimer ??= this.opts.clock.setTimeout(() => this.flushCommitNotices(), this.commitNoticeDelayMs);
   }
 
+  /**
+   * Notes that `g`'s ReadIndex round just started asked only a quorum of followers (see
+   * {@link RaftHostOptions.readIndexHedgeMs}): unless it ends first, {@link hedgeReadRounds} asks the rest.
+   */
+  private noteHedge(g: Group): void {
+    if (this.readIndexHedgeMs === 0) return;
+    this.hedgesDue.add(g);
+    this.hedgeTimer ??= this.opts.clock.setTimeout(() => this.hedgeReadRounds(), this.readIndexHedgeMs);
+  }
+
+  /** `g`'s round ended: nothing to hedge (the timer stops once no group waits). */
+  private dropHedge(g: Group): void {
+    if (!this.hedgesDue.delete(g) || this.hedgesDue.size > 0 || this.hedgeTimer === undefined) return;
+    this.opts.clock.clearTimeout(this.hedgeTimer);
+    this.hedgeTimer = undefined;
+  }
+
+  /** Asks every follower to confirm the rounds open for the hedge delay; waits again for the younger ones. */
+  private hedgeReadRounds(): void {
+    this.hedgeTimer = undefined;
+    if (!this.running) return;
+    const now = this.opts.clock.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const g of this.hedgesDue) {
+      if (this.groups.get(g.id) !== g || g.readRoundOpen === undefined) {
+        this.hedgesDue.delete(g);
+        continue;
+      }
+      const left = g.readRoundAt + this.readIndexHedgeMs - now;
+      if (left > 0) {
+        next = Math.min(next, left);
+        continue;
+      }
+      this.hedgesDue.delete(g);
+      if (g.engine.hedgeReadIndex?.()) this.counters.readHedges++;
+    }
+    if (next !== Number.POSITIVE_INFINITY) {
+      this.hedgeTimer = this.opts.clock.setTimeout(() => this.hedgeReadRounds(), next);
+    }
+    this.schedule();
+  }
+
   /** Sends each commit index still owed since {@link noteCommitNotice} noted it; notes newer ones for later. */
   private flushCommitNotices(): void {
     this.noticeTimer = undefined;
@@ -1377,6 +1434,7 @@ export class RaftHost {
         g.readRounds.set(round, reads);
         g.readRoundOpen = round;
         this.counters.readRounds++;
+        this.noteHedge(g);
       } catch (err) {
         for (const ctx of reads) g.pending.failRead(ctx, err as Error);
       }
@@ -1765,7 +1823,10 @@ export class RaftHost {
       const round = new TextDecoder().decode(rs.context);
       for (const ctx of g.readRounds.get(round) ?? []) g.pending.readConfirmed(ctx, rs.index);
       g.readRounds.delete(round);
-      if (round === g.readRoundOpen) g.readRoundOpen = undefined;
+      if (round === g.readRoundOpen) {
+        g.readRoundOpen = undefined;
+        this.dropHedge(g);
+      }
     }
     // The reads that waited for the round just ended start theirs.
     if (rd.readStates.length > 0 && g.readRoundOpen === undefined && g.readBatch.length > 0) this.schedule();

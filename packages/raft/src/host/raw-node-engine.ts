@@ -34,6 +34,7 @@ export function rawNodeEngine(rn: RawNode): RaftEngine {
     commitIndex: () => rn.commitIndex(),
     commitNoticeOwed: () => rn.commitNoticeOwed(),
     flushCommitNotice: (upTo) => rn.flushCommitNotice(upTo),
+    hedgeReadIndex: () => rn.hedgeReadIndex(),
     pauseApplying: (paused) => rn.pauseApplying(paused),
     leaseRead: () => rn.leaseRead(),
     transferLeadership: (to) => rn.transferLeadership(to),

@@ -19,6 +19,12 @@ export class Progress {
   sentCommit: LogIndex = 0;
   /** Leader tick carried by the newest heartbeat this follower answered in this term (0: none); see lease.ts. */
   leaseAckTick = 0;
+  /**
+   * When this follower last answered a heartbeat, as a count of the heartbeat answers this node received
+   * (0: none since it became leader); the most recent answer the highest. ReadIndex rounds with
+   * `readIndexFanout: 'quorum'` ask those that answered most recently.
+   */
+  heartbeatAnswerSeq = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** In probe state, one append was sent and we wait for its answer (or a heartbeat round). */

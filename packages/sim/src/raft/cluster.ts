@@ -59,6 +59,8 @@ export interface ClusterConfig {
   coalesceHeartbeats?: boolean;
   /** How long leaders let a commit index wait for an append to carry it (RaftHostOptions.commitNoticeDelayMs). @default 5 */
   commitNoticeDelayMs?: number;
+  /** How long a leader's ReadIndex round waits for the quorum it asked before asking every follower (RaftHostOptions.readIndexHedgeMs). @default 5 */
+  readIndexHedgeMs?: number;
   /** Cross-partition transactions over GROUP and the extra groups (see `NodeEnv.transactions`). */
   transactions?: SimTxnEnv;
 }
@@ -173,6 +175,7 @@ export class RaftCluster {
         quiesce: this.config.quiesce ?? false,
         coalesceHeartbeats: this.config.coalesceHeartbeats ?? true,
         commitNoticeDelayMs: this.config.commitNoticeDelayMs ?? 5,
+        readIndexHedgeMs: this.config.readIndexHedgeMs ?? 5,
         coverage: this.coverage,
         trace: this.trace,
         raft: this.config.raft,

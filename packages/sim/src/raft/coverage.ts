@@ -4,6 +4,8 @@ export const COVERAGE_KINDS = [
   'snapshotInstall',
   'jointConfig',
   'readIndexServed',
+  // A leader's ReadIndex round asked the rest of the followers after the hedge delay (the quorum asked first was slow).
+  'readHedged',
   'leaseRead',
   'leaderTransfer',
   'catchUpBySnapshot',

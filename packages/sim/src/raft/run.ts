@@ -100,6 +100,7 @@ export function seedConfig(r: SeededRandom): ClusterConfig {
     },
     // Drawn last, so the draws above stay as they were for every seed.
     commitNoticeDelayMs: r.next() < 0.3 ? 0 : r.int(1, 20),
+    readIndexHedgeMs: r.next() < 0.3 ? 0 : r.int(1, 20),
   };
 }
 
@@ -158,6 +159,7 @@ export async function runSeed(seed: number, options: RunOptions = {}): Promise<S
   for (const c of clients) c.stop();
   await cluster.run(simMs + settleMs);
   cluster.checkCatchUp();
+  for (const n of cluster.nodes.values()) n.tallyHedges();
 
   const checked = prunedKvHistory(history);
   const verdict = checkLinearizable(kvModel, checked);

@@ -75,6 +75,8 @@ export interface NodeEnv {
   coalesceHeartbeats: boolean;
   /** RaftHostOptions.commitNoticeDelayMs. */
   commitNoticeDelayMs: number;
+  /** RaftHostOptions.readIndexHedgeMs. */
+  readIndexHedgeMs: number;
   coverage: Coverage;
   trace: TraceHash;
   /** Engine options every node gets (id, random and applied are the host's). */
@@ -159,6 +161,8 @@ export class SimRaftNode {
   /** Stopped for good on a corrupt log: it never restarts. */
   failed = false;
   private readonly diskRandom: SeededRandom;
+  /** The running host's hedged ReadIndex rounds already counted into the coverage. */
+  private hedgesTallied = 0;
 
   constructor(
     readonly id: NodeId,
@@ -200,6 +204,8 @@ export class SimRaftNode {
     const p = this.proc;
     if (!p) return;
     if (p.disk.busy) this.env.coverage.crashMidWrite++;
+    this.tallyHedges();
+    this.hedgesTallied = 0;
     this.proc = undefined;
     p.clock.halt();
     p.transport.crash();
@@ -304,6 +310,13 @@ export class SimRaftNode {
     else this.env.onFatal(this.id, err);
   }
 
+  /** Counts the ReadIndex rounds the running host hedged since the last tally into the coverage. */
+  tallyHedges(): void {
+    const hedges = this.proc?.host.stats().readHedges ?? 0;
+    this.env.coverage.readHedged += hedges - this.hedgesTallied;
+    this.hedgesTallied = hedges;
+  }
+
   /** Leaves the cluster for good (after its removal committed). */
   stop(): void {
     this.crash();
@@ -371,6 +384,7 @@ export class SimRaftNode {
       quiesceAfterTicks: 3,
       coalesceHeartbeats: env.coalesceHeartbeats,
       commitNoticeDelayMs: env.commitNoticeDelayMs,
+      readIndexHedgeMs: env.readIndexHedgeMs,
     });
     proc.host = host;
     host.onFatal = (err) => this.onHostFatal(err);

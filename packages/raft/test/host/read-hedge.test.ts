@@ -1,0 +1,109 @@
+import type { NodeId } from '@cohort/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, cmd, raftMessages, until } from './cluster.js';
+
+let cluster: Cluster | undefined;
+afterEach(() => {
+  cluster?.stop();
+  cluster = undefined;
+});
+
+/**
+ * A cluster whose heartbeats are rare (every 500 ms), so a read confirmed sooner was confirmed by its own
+ * round or its hedge; records the heartbeats the leader sends (with a ReadIndex context or not).
+ */
+async function readCluster(readIndexHedgeMs: number): Promise<{
+  c: Cluster;
+  leader: NodeId;
+  followers: NodeId[];
+  beats: { to: NodeId; read: boolean }[];
+}> {
+  cluster = new Cluster(['a', 'b', 'c'], ['p0'], {
+    tickMs: 50,
+    electionTicks: 20,
+    heartbeatTicks: 10,
+    readIndexHedgeMs,
+  });
+  const c = cluster;
+  const leader = await until('a leader', () => c.leader(), 10_000);
+  await c.node(leader).host.propose('p0', cmd('warm=1'));
+  const beats: { to: NodeId; read: boolean }[] = [];
+  const t = c.hub.nodes.get(leader);
+  if (t === undefined) throw new Error('no transport');
+  t.onSend = (to, frame) => {
+    for (const { message: m } of raftMessages(leader, to, frame)) {
+      if (m.type === 'heartbeat') beats.push({ to, read: m.context.length > 0 });
+    }
+  };
+  return { c, leader, followers: c.ids.filter((id) => id !== leader), beats };
+}
+
+/** How many heartbeats of a ReadIndex round each follower was sent, from `from` in `beats` on. */
+function askedSince(beats: { to: NodeId; read: boolean }[], from: number): Map<NodeId, number> {
+  const out = new Map<NodeId, number>();
+  for (const b of beats.slice(from)) if (b.read) out.set(b.to, (out.get(b.to) ?? 0) + 1);
+  return out;
+}
+
+describe('ReadIndex rounds that ask a quorum, hedged', () => {
+  it('each round asks one follower of two; none is hedged while they answer', async () => {
+    const { c, leader, beats } = await readCluster(100);
+    const host = c.node(leader).host;
+    const before = host.stats();
+    const n0 = beats.length;
+    for (let i = 0; i < 10; i++) await host.readIndex('p0');
+    const after = host.stats();
+    const rounds = after.readRounds - before.readRounds;
+    expect(rounds).toBe(10);
+    expect(after.readHedges - before.readHedges).toBe(0);
+    // A heartbeat that fell due meanwhile carries the newest round to both: at most one more each 500 ms.
+    const asked = [...askedSince(beats, n0).values()].reduce((a, b) => a + b, 0);
+    expect(asked).toBeGreaterThanOrEqual(rounds);
+    expect(asked).toBeLessThan(rounds + 5);
+  });
+
+  it('a follower that stops answering once asked: the hedge asks the other, long before the next heartbeat', async () => {
+    const { c, leader, followers, beats } = await readCluster(20);
+    const [b, other] = followers as [NodeId, NodeId];
+    const host = c.node(leader).host;
+    // Only b answers a heartbeat while the other is cut off: b is the follower the next round asks.
+    c.hub.down.add(other);
+    const n0 = beats.length;
+    await until('a heartbeat to b while the other is cut off', () => beats.slice(n0).some((x) => x.to === b), 3000);
+    const f0 = host.stats().framesReceived;
+    await until("b's answer", () => host.stats().framesReceived > f0, 3000);
+    // The next heartbeat is 500 ms away: b stops answering, the other is back.
+    c.hub.down.delete(other);
+    c.hub.down.add(b);
+    const before = host.stats();
+    const n1 = beats.length;
+    const t0 = performance.now();
+    await host.readIndex('p0');
+    const ms = performance.now() - t0;
+    expect(host.stats().readHedges - before.readHedges).toBe(1);
+    // b was asked, then both (b had not answered).
+    expect(askedSince(beats, n1)).toEqual(
+      new Map([
+        [b, 2],
+        [other, 1],
+      ]),
+    );
+    expect(ms).toBeGreaterThanOrEqual(15);
+    expect(ms).toBeLessThan(300);
+    // The other follower answered last: the next round asks it alone and needs no hedge.
+    const n2 = beats.length;
+    await host.readIndex('p0');
+    expect(host.stats().readHedges - before.readHedges).toBe(1);
+    expect(askedSince(beats, n2)).toEqual(new Map([[other, 1]]));
+  });
+
+  it('with readIndexHedgeMs 0 every round asks both followers at once', async () => {
+    const { c, leader, followers, beats } = await readCluster(0);
+    const host = c.node(leader).host;
+    const n0 = beats.length;
+    for (let i = 0; i < 5; i++) await host.readIndex('p0');
+    const asked = askedSince(beats, n0);
+    for (const f of followers) expect(asked.get(f)).toBeGreaterThanOrEqual(5);
+    expect(host.stats().readHedges).toBe(0);
+  });
+});
