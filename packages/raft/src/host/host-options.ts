@@ -250,7 +250,7 @@ export interface HostStats {
   roundsOverlapped: number;
   /** `store.write` calls. */
   storeWrites: number;
-  /** ReadIndex rounds started (each a heartbeat to every follower, or a request to the leader, for a batch of reads). */
+  /** ReadIndex rounds started (each a heartbeat to a quorum of followers or to every one, or a request to the leader, for a batch of reads). */
   readRounds: number;
   /** Of those, rounds that asked the rest of the followers after the hedge delay ({@link RaftHostOptions.readIndexHedgeMs}). */
   readHedges: number;

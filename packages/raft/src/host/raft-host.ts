@@ -1415,7 +1415,7 @@ export class RaftHost {
   /**
    * Starts one ReadIndex round per group for the reads queued since the last one, unless a round is
    * in flight: reads arriving meanwhile wait for it to end and share the next (a round costs a
-   * heartbeat to every follower and their answers, a socket write each way on every node). A round
+   * heartbeat to each follower asked and their answers, a socket write each way on each node). A round
    * in flight longer than a heartbeat interval (its heartbeats lost: the next tick's carry it again)
    * holds no one back.
    */
