@@ -142,7 +142,7 @@ export interface RaftConfig {
   commitNoticeDelayMs: number;
   /**
    * A leader confirms its leadership for a batch of linearizable reads (a ReadIndex round) by asking
-   * only as many followers as make a quorum with it, those that answered a heartbeat most recently
+   * only as many followers as make a quorum with it, those that answered a round most recently
    * (one of two in a three-node group, halving the messages reads cost); if they have not answered
    * within this many ms, it asks the others too. 0 asks every follower at once, as etcd does.
    * @default 5

@@ -86,8 +86,8 @@ export class Raft {
   quiescent = false;
   /** Heartbeat acknowledgements sent at or before this tick never back the lease (set on waking, quiesce.ts). */
   leaseFloorTick = 0;
-  /** Heartbeat answers received as leader, counted to order followers by how recently they answered. */
-  heartbeatAnswers = 0;
+  /** Answers to pending ReadIndex rounds received as leader, counted to order followers by how recently they answered. */
+  readAnswers = 0;
 
   constructor(options: RaftOptions, storage: RaftLogReader) {
     this.opts = resolveOptions(options);
@@ -285,8 +285,8 @@ export class Raft {
 
   /**
    * Sends the heartbeats of a ReadIndex round carrying `ctx`: to every follower, or with `readIndexFanout:
-   * 'quorum'` (outside a joint configuration) to the voters that answered a heartbeat most recently, as
-   * many as make a quorum with this node.
+   * 'quorum'` (outside a joint configuration) to the voters that answered a pending round most recently
+   * (`Progress.readAnswerSeq`), as many as make a quorum with this node.
    */
   sendReadIndexHeartbeats(ctx: Uint8Array): void {
     const voters = this.trk.config.voters;
@@ -298,7 +298,7 @@ export class Raft {
     const asked: { id: NodeId; seq: number }[] = [];
     for (const id of voters.incoming) {
       const pr = this.trk.progress.get(id);
-      if (id !== this.id && pr !== undefined) asked.push({ id, seq: pr.heartbeatAnswerSeq });
+      if (id !== this.id && pr !== undefined) asked.push({ id, seq: pr.readAnswerSeq });
     }
     asked.sort((a, b) => b.seq - a.seq);
     for (const { id } of asked.slice(0, need)) this.sendHeartbeat(id, ctx);

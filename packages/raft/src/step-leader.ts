@@ -172,7 +172,6 @@ function leaderHandleAck(r: Raft, m: Message, pr: Progress): void {
 
 function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
-  pr.heartbeatAnswerSeq = ++r.heartbeatAnswers;
   pr.msgAppFlowPaused = false;
   if (pr.state === 'replicate') pr.heartbeatAllowance = true;
   // A tick from the future is no heartbeat of ours: never let it stretch the lease.
@@ -186,6 +185,9 @@ function leaderHandleHeartbeatResp(r: Raft, m: Message, pr: Progress): void {
   if (m.context.length === 0) return;
   const acks = r.readOnly.recvAck(m.from, m.context);
   if (!acks) return;
+  // An answer that counts toward a pending round: rounds with readIndexFanout 'quorum' ask this follower
+  // again before one whose answers come after the rounds they were asked for ended (a slow one).
+  pr.readAnswerSeq = ++r.readAnswers;
   const votes = new Map<NodeId, boolean>();
   for (const id of acks) votes.set(id, true);
   if (jointVoteResult(r.trk.config.voters, votes) !== 'won') return;

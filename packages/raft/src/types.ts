@@ -79,7 +79,7 @@ export interface RaftOptions {
   readOnlyOption?: 'safe' | 'leaseBased' | 'leaseOnRequest';
   /**
    * Who a leader asks to confirm a ReadIndex round: 'all' its followers (etcd's way), or 'quorum': only
-   * as many voters as make a quorum with it, those that answered a heartbeat most recently (one follower
+   * as many voters as make a quorum with it, those that answered a pending round most recently (one follower
    * of two, two of four). A joint configuration always asks all. With 'quorum' the host asks the rest
    * when the first ones are slow to answer (`RawNode.hedgeReadIndex`), and the next heartbeat carries the
    * round to everyone anyway. Halves the messages of a three-voter group's reads. @default 'all'

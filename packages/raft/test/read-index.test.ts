@@ -1,4 +1,4 @@
-import { SeededRandom } from '@cohort/core';
+import { type Message, SeededRandom } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage, RawNode } from '../src/index.js';
 import { Network, bytes, text } from './network.js';
@@ -84,49 +84,106 @@ describe("ReadIndex rounds that ask a quorum (readIndexFanout: 'quorum')", () =>
       .map((m) => m.to)
       .sort();
 
-  /** A leader `a` whose followers last answered heartbeats in the order given (the last one most recently). */
-  function answeredInOrder(ids: string[], order: string[], options = {}): Network {
+  let warm = 0;
+  /**
+   * Runs a round that only `ids` can answer (their heartbeats alone get through, after a hedge if the round
+   * asked others first): their answers are then the ones that last counted toward a round.
+   */
+  function answeredBy(net: Network, ids: string[]): void {
+    net.drop = (m) => m.type === 'heartbeat' && m.context.length > 0 && !ids.includes(m.to);
+    const ctx = `warm${++warm}`;
+    net.node('a').rn.readIndex(bytes(ctx));
+    net.stabilize();
+    net.node('a').rn.hedgeReadIndex();
+    net.stabilize();
+    net.heal();
+    expect(readStates(net, 'a').map((r) => r.ctx)).toContain(ctx);
+  }
+
+  /** A leader `a` whose rounds were last answered by the followers of `order`, one round each (or per group). */
+  function answeredInOrder(ids: string[], order: string[][], options = {}): Network {
     const net = new Network(ids, { readIndexFanout: 'quorum', ...options });
     net.elect('a');
     net.node('a').rn.propose(bytes('w'));
     net.stabilize();
-    for (const id of order) {
-      net.drop = (m) => m.type === 'heartbeat' && m.to !== id;
-      net.tick('a');
-      net.stabilize();
-    }
-    net.heal();
+    for (const group of order) answeredBy(net, group);
     return net;
   }
 
-  it('asks only the follower that answered a heartbeat most recently, and serves the read on its answer', () => {
-    const net = answeredInOrder(['a', 'b', 'c'], ['c', 'b']);
+  /** The read states of `a` other than the warm-up rounds'. */
+  const served = (net: Network): string[] =>
+    readStates(net, 'a')
+      .map((r) => r.ctx)
+      .filter((c) => !c.startsWith('warm'));
+
+  it('asks only the follower whose answer last counted toward a round, and serves the read on its answer', () => {
+    const net = answeredInOrder(['a', 'b', 'c'], [['c'], ['b']]);
+    const commit = net.node('a').rn.status().commit;
     net.node('a').rn.readIndex(bytes('r1'));
     net.stabilize();
     expect(askedFor(net, 'r1')).toEqual(['b']);
-    expect(readStates(net, 'a')).toEqual([{ index: net.node('a').rn.status().commit, ctx: 'r1' }]);
+    expect(readStates(net, 'a')).toContainEqual({ index: commit, ctx: 'r1' });
 
-    // c answers a heartbeat after b: the next round asks c.
+    // Heartbeats without a round change nothing, whoever answers them last.
     net.drop = (m) => m.type === 'heartbeat' && m.to !== 'c';
     net.tick('a');
     net.stabilize();
     net.heal();
     net.node('a').rn.readIndex(bytes('r2'));
     net.stabilize();
+    expect(askedFor(net, 'r2')).toEqual(['b']);
+
+    // c answers a round: the next one asks c.
+    answeredBy(net, ['c']);
+    net.node('a').rn.readIndex(bytes('r3'));
+    net.stabilize();
+    expect(askedFor(net, 'r3')).toEqual(['c']);
+    expect(served(net)).toEqual(['r1', 'r2', 'r3']);
+  });
+
+  it('a follower slower than the hedge is not asked first again: its late answer to an ended round does not count', () => {
+    const net = answeredInOrder(['a', 'b', 'c'], [['b']]);
+    // b is slow: its answers are held back until the round they answer has ended.
+    const held: Message[] = [];
+    net.drop = (m) => {
+      if (m.from !== 'b' || m.type !== 'heartbeatResp') return false;
+      held.push(m);
+      return true;
+    };
+    net.node('a').rn.readIndex(bytes('r1'));
+    net.stabilize();
+    expect(askedFor(net, 'r1')).toEqual(['b']);
+    expect(served(net)).toEqual([]);
+    net.node('a').rn.hedgeReadIndex();
+    net.stabilize();
+    expect(askedFor(net, 'r1')).toEqual(['b', 'b', 'c']);
+    expect(served(net)).toEqual(['r1']);
+    net.heal();
+    expect(held.length).toBeGreaterThan(0);
+    for (const m of held) net.node('a').rn.step(m);
+    net.stabilize();
+    net.node('a').rn.readIndex(bytes('r2'));
+    net.stabilize();
     expect(askedFor(net, 'r2')).toEqual(['c']);
-    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r1', 'r2']);
+    expect(served(net)).toEqual(['r1', 'r2']);
   });
 
   it('asks as many followers as make a quorum with the leader: two of four', () => {
-    const net = answeredInOrder(['a', 'b', 'c', 'd', 'e'], ['b', 'e', 'c', 'd']);
+    const net = answeredInOrder(
+      ['a', 'b', 'c', 'd', 'e'],
+      [
+        ['b', 'e'],
+        ['c', 'd'],
+      ],
+    );
     net.node('a').rn.readIndex(bytes('r'));
     net.stabilize();
     expect(askedFor(net, 'r')).toEqual(['c', 'd']);
-    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+    expect(served(net)).toEqual(['r']);
   });
 
   it('a follower asked that does not answer: no read until the hedge asks the others, which serve it', () => {
-    const net = answeredInOrder(['a', 'b', 'c'], ['c', 'b']);
+    const net = answeredInOrder(['a', 'b', 'c'], [['c'], ['b']]);
     expect(net.node('a').rn.hedgeReadIndex()).toBe(false);
     const lost: string[] = [];
     net.drop = (m) => {
@@ -138,27 +195,27 @@ describe("ReadIndex rounds that ask a quorum (readIndexFanout: 'quorum')", () =>
     net.stabilize();
     expect(lost).toEqual(['b']);
     expect(askedFor(net, 'r')).toEqual([]);
-    expect(readStates(net, 'a')).toEqual([]);
+    expect(served(net)).toEqual([]);
     expect(net.node('a').rn.hedgeReadIndex()).toBe(true);
     net.stabilize();
     // b was asked again (it never answered); c's answer completes the quorum.
     expect(lost).toEqual(['b', 'b']);
     expect(askedFor(net, 'r')).toEqual(['c']);
-    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+    expect(served(net)).toEqual(['r']);
     expect(net.node('a').rn.hedgeReadIndex()).toBe(false);
     // A follower never asks: only a leader hedges.
     expect(net.node('c').rn.hedgeReadIndex()).toBe(false);
   });
 
   it('without a hedge, the next heartbeat carries the round to every follower', () => {
-    const net = answeredInOrder(['a', 'b', 'c'], ['c', 'b']);
+    const net = answeredInOrder(['a', 'b', 'c'], [['c'], ['b']]);
     net.drop = (m) => m.to === 'b' || m.from === 'b';
     net.node('a').rn.readIndex(bytes('r'));
     net.stabilize();
-    expect(readStates(net, 'a')).toEqual([]);
+    expect(served(net)).toEqual([]);
     net.tick('a');
     net.stabilize();
-    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+    expect(served(net)).toEqual(['r']);
   });
 
   it('never asks a learner, however recently it answered', () => {
@@ -172,16 +229,21 @@ describe("ReadIndex rounds that ask a quorum (readIndexFanout: 'quorum')", () =>
     });
     net.stabilize();
     expect(net.node('a').rn.status().confState.learners).toEqual(['l']);
-    for (const id of ['b', 'l']) {
-      net.drop = (m) => m.type === 'heartbeat' && m.to !== id;
-      net.tick('a');
-      net.stabilize();
-    }
+    answeredBy(net, ['b']);
+    // A round only the learner hears: its answer is the last one received, but cannot end the round.
+    net.drop = (m) => m.type === 'heartbeat' && m.context.length > 0 && m.to !== 'l';
+    net.node('a').rn.readIndex(bytes('r0'));
+    net.stabilize();
+    net.node('a').rn.hedgeReadIndex();
+    net.stabilize();
+    expect(askedFor(net, 'r0')).toEqual(['l']);
+    expect(served(net)).toEqual([]);
     net.heal();
     net.node('a').rn.readIndex(bytes('r'));
     net.stabilize();
     expect(askedFor(net, 'r')).toEqual(['b']);
-    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+    // b's answer to the newer round ends the older one too.
+    expect(served(net)).toEqual(['r0', 'r']);
   });
 
   it('a joint configuration asks every follower (a quorum of both majorities is needed)', () => {
@@ -201,7 +263,7 @@ describe("ReadIndex rounds that ask a quorum (readIndexFanout: 'quorum')", () =>
     net.node('a').rn.readIndex(bytes('r'));
     net.stabilize();
     expect(askedFor(net, 'r')).toEqual(['b', 'c', 'd']);
-    expect(readStates(net, 'a').map((r) => r.ctx)).toEqual(['r']);
+    expect(served(net)).toEqual(['r']);
   });
 
   it("by default ('all') every follower is asked at once; another value is refused", () => {

@@ -8,8 +8,9 @@ const only = process.env.COHORT_TXN_SEED;
 // how far it gets in its simulated time depends on the hosts' timing, so a change there may need another
 // seed here: the assertion below names the step no seed reached, and a seed starting at that step's block,
 // as 28 starts at txnAbort's, reaches it; 11 replaced 1, which stopped short of txnCommit.answer.participant
-// once forwarded requests carried their sender's wait).
-const SEEDS = only === undefined ? [11, 2, 3, 4, 5, 28] : [Number(only)];
+// once forwarded requests carried their sender's wait, and 6 replaced 11, which stopped short of it once
+// ReadIndex rounds asked one follower of two).
+const SEEDS = only === undefined ? [6, 2, 3, 4, 5, 28] : [Number(only)];
 
 describe('cross-partition transactions under crashes at every protocol step and a lossy network', () => {
   it('apply all or nothing, leave no intent behind, and are finished by readers when their coordinator died', async () => {

@@ -101,7 +101,7 @@ export interface RaftHostOptions {
   commitNoticeDelayMs?: number;
   /**
    * A leader's ReadIndex round (which confirms its leadership for a batch of linearizable reads) asks
-   * only as many followers as make a quorum with it, those that answered a heartbeat most recently: one
+   * only as many followers as make a quorum with it, those that answered a round most recently: one
    * of two in a three-voter group, which halves the messages reads cost. If the round is not confirmed
    * within this many ms, the leader asks the other followers too, so a slow or lost follower delays
    * reads by about this much. 0 asks every follower at once (etcd's behaviour).

@@ -20,11 +20,12 @@ export class Progress {
   /** Leader tick carried by the newest heartbeat this follower answered in this term (0: none); see lease.ts. */
   leaseAckTick = 0;
   /**
-   * When this follower last answered a heartbeat, as a count of the heartbeat answers this node received
-   * (0: none since it became leader); the most recent answer the highest. ReadIndex rounds with
-   * `readIndexFanout: 'quorum'` ask those that answered most recently.
+   * When this follower last answered a ReadIndex round still pending (an answer that counted toward it), as
+   * a count of such answers this node received as leader (0: none); the most recent the highest. Rounds
+   * with `readIndexFanout: 'quorum'` ask those that answered most recently. Answers to rounds already
+   * ended (a slow follower's) and to heartbeats without a round do not count.
    */
-  heartbeatAnswerSeq = 0;
+  readAnswerSeq = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** In probe state, one append was sent and we wait for its answer (or a heartbeat round). */
