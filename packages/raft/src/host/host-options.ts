@@ -103,8 +103,9 @@ export interface RaftHostOptions {
    * A leader's ReadIndex round (which confirms its leadership for a batch of linearizable reads) asks
    * only as many followers as make a quorum with it, those that answered a round most recently: one
    * of two in a three-voter group, which halves the messages reads cost. If the round is not confirmed
-   * within this many ms, the leader asks the other followers too, so a slow or lost follower delays
-   * reads by about this much. 0 asks every follower at once (etcd's behaviour).
+   * within this many ms, the leader asks the other followers too, so a follower that stops answering
+   * delays one round's reads by about this much (the next rounds ask the one that answered). 0 asks every
+   * follower at once (etcd's behaviour).
    * @default 5
    */
   readIndexHedgeMs?: number;
