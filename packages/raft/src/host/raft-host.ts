@@ -1225,6 +1225,7 @@ export class RaftHost {
     if (!this.running) return;
     const now = this.opts.clock.now();
     let next = Number.POSITIVE_INFINITY;
+    let hedged = false;
     for (const g of this.hedgesDue) {
       if (this.groups.get(g.id) !== g || g.readRoundOpen === undefined) {
         this.hedgesDue.delete(g);
@@ -1236,12 +1237,16 @@ export class RaftHost {
         continue;
       }
       this.hedgesDue.delete(g);
-      if (g.engine.hedgeReadIndex?.()) this.counters.readHedges++;
+      if (g.engine.hedgeReadIndex?.()) {
+        this.counters.readHedges++;
+        hedged = true;
+      }
     }
     if (next !== Number.POSITIVE_INFINITY) {
       this.hedgeTimer = this.opts.clock.setTimeout(() => this.hedgeReadRounds(), next);
     }
-    this.schedule();
+    // The hedges' heartbeats leave with the next Ready round; a timer that only waited again needs none.
+    if (hedged) this.schedule();
   }
 
   /** Sends each commit index still owed since {@link noteCommitNotice} noted it; notes newer ones for later. */
