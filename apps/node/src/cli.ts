@@ -180,7 +180,7 @@ program
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option(
     '--row-cache-bytes <n>',
-    'bytes of KV rows clients recently read kept in memory, shared by the partitions, e.g. 16777216 (default 0: none)',
+    'bytes of KV rows clients recently read kept in memory, shared by the partitions; 0 for none (default 16777216: 16 MiB)',
   )
   .option(
     '--read-ahead <mode>',

@@ -861,6 +861,8 @@ export class CohortNode {
     if (writerStats) metrics.storeCounters(writerStats);
     const readAhead = store instanceof SqliteNodeStore ? store.readAhead : undefined;
     if (readAhead !== undefined) metrics.readAhead(() => readAhead.stats());
+    const rowCache = store instanceof SqliteNodeStore ? store.rowCache : undefined;
+    if (rowCache !== undefined) metrics.rowCache(() => rowCache.stats());
     metrics.diskFull(() => ({ full: disk.isFull, waitingSince: writeStall?.()?.since }));
     metrics.circuitBreakers(() => breakers.stats(systemClock.now()));
     countTxnStep = (step) => metrics.txnSteps.inc({ step });

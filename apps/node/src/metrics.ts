@@ -1,6 +1,6 @@
 import type { CircuitBreakerStats, CircuitState } from '@cohort/kv';
 import type { HostStats, ProposalTiming } from '@cohort/raft';
-import type { ReadAheadStats, WriterStats } from '@cohort/storage';
+import type { KvRowCacheStats, ReadAheadStats, WriterStats } from '@cohort/storage';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeStatus } from './kv-api.js';
 import type { StallCause } from './stall-watch.js';
@@ -267,6 +267,38 @@ export class NodeMetrics {
         return { loop: s.coldHere, ahead: s.coldThere };
       },
     );
+  }
+
+  /**
+   * The store's row cache (`--row-cache-bytes`), read at scrape time:
+   * `cohort_storage_row_cache_reads_total{outcome}` (client reads of a KV row
+   * answered from it, `hit`, or from the file, `miss`),
+   * `cohort_storage_row_cache_admitted_total` (misses that cached their row:
+   * a key is cached on its second miss) and `cohort_storage_row_cache_bytes`.
+   */
+  rowCache(read: () => KvRowCacheStats): void {
+    this.runningTotals(
+      'cohort_storage_row_cache_reads_total',
+      'Client reads of KV rows answered from the row cache (hit) or read from the file (miss)',
+      'outcome',
+      () => {
+        const s = read();
+        return { hit: s.hits, miss: s.misses };
+      },
+    );
+    this.runningTotal(
+      'cohort_storage_row_cache_admitted_total',
+      'Rows the row cache took in: a key is cached on its second miss while the first is remembered',
+      () => read().admitted,
+    );
+    new Gauge({
+      name: 'cohort_storage_row_cache_bytes',
+      help: 'Bytes the row cache holds (keys, values and per-row overhead), within --row-cache-bytes',
+      registers: [this.registry],
+      collect() {
+        this.set(read().bytes);
+      },
+    });
   }
 
   /**

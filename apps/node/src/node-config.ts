@@ -29,7 +29,7 @@ export interface NodeOptions {
   deadGraceMs?: number;
   /**
    * Bytes of KV rows clients recently read that the store keeps in memory, shared by the node's partitions
-   * (`--row-cache-bytes`); 0 for none. @default 0 (the store's default)
+   * (`--row-cache-bytes`); 0 for none. @default 16 MiB (`DEFAULT_ROW_CACHE_BYTES`)
    */
   rowCacheBytes?: number;
   /**

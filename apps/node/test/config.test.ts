@@ -6,7 +6,7 @@ import { ConfigError, type NodeStore, silentLogger } from '@cohort/core';
 import type { SqliteNodeStore } from '@cohort/storage';
 import { describe, expect, it } from 'vitest';
 import { loadNodeOptions, parsePeers } from '../src/config.js';
-import { openStore } from '../src/open-store.js';
+import { DEFAULT_ROW_CACHE_BYTES, openStore } from '../src/open-store.js';
 import { hostSettings, storeLimits } from '../src/raft-settings.js';
 import { CLI } from './helpers/processes.js';
 
@@ -66,7 +66,7 @@ describe('cohort start configuration', () => {
     }
   });
 
-  it('takes the row cache size (0: none), default unset (the store keeps none), reaches the store, and refuses a bad one', () => {
+  it('takes the row cache size (0: none), 16 MiB unless given, reaches the store, and refuses a bad one', () => {
     const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
     expect(loadNodeOptions(base).rowCacheBytes).toBeUndefined();
     expect(loadNodeOptions({ ...base, rowCacheBytes: '1048576' }).rowCacheBytes).toBe(1_048_576);
@@ -75,19 +75,27 @@ describe('cohort start configuration', () => {
       /--row-cache-bytes must be 0 \(none\) or above/,
     );
     expect(() => loadNodeOptions({ ...base, rowCacheBytes: 'lots' })).toThrow(/--row-cache-bytes/);
-    // With a cache, a row read once is answered from memory: changed behind the store's back, it reads as before.
     const dir = mkdtempSync(join(tmpdir(), 'cohort-row-cache-'));
     try {
       const enc = new TextEncoder();
       const store = openStore(dir, silentLogger, {}, { rowCacheBytes: 1_048_576 }) as SqliteNodeStore;
-      store.kv('p1').put(enc.encode('k'), enc.encode('v'), { revision: 1 });
+      expect(store.rowCache?.budgetBytes).toBe(1_048_576);
+      const kv = store.kv('p1');
+      kv.put(enc.encode('k'), enc.encode('v'), { revision: 1 });
       store.flush();
-      expect(store.kv('p1').get(enc.encode('k'))?.value).toEqual(enc.encode('v'));
+      // Read twice (another read between), a row is answered from memory: changed behind the store's back, it
+      // reads as before.
+      for (const key of ['k', 'absent', 'k']) kv.get(enc.encode(key));
       store.database.prepare("UPDATE kv SET value = x'00'").run();
-      expect(store.kv('p1').get(enc.encode('k'))?.value).toEqual(enc.encode('v'));
+      expect(kv.get(enc.encode('absent'))).toBeUndefined();
+      expect(kv.get(enc.encode('k'))?.value).toEqual(enc.encode('v'));
       store.close();
-      // Without one (the default), the same read goes to the file, whose checksum fails now.
-      const plain = openStore(dir, silentLogger, {}) as SqliteNodeStore;
+      const byDefault = openStore(dir, silentLogger, {}) as SqliteNodeStore;
+      expect(byDefault.rowCache?.budgetBytes).toBe(DEFAULT_ROW_CACHE_BYTES);
+      byDefault.close();
+      // Without one, the same reads go to the file, whose checksum fails now.
+      const plain = openStore(dir, silentLogger, {}, { rowCacheBytes: 0 }) as SqliteNodeStore;
+      expect(plain.rowCache).toBeUndefined();
       expect(() => plain.kv('p1').get(enc.encode('k'))).toThrow(/corrupt/);
       plain.close();
     } finally {

@@ -192,8 +192,10 @@ export class SqlitePartitionKv implements PartitionKv {
     if (ahead !== undefined) ahead.readTook(performance.now() - t0);
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
-    // Kept for a client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
-    if (cache !== undefined && !this.host.writing()) cache.set(ck, this.cacheEpoch, rec ? copyRecord(rec) : null);
+    // Offered for a client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
+    if (cache !== undefined && !this.host.writing() && cache.admit(ck)) {
+      cache.set(ck, this.cacheEpoch, rec ? copyRecord(rec) : null);
+    }
     return rec;
   }
 

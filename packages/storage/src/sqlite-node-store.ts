@@ -188,8 +188,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** Runs a function in a read transaction: one consistent snapshot of the file. */
   private readonly inRead: (fn: () => unknown) => unknown;
   private readonly partitions = new Map<string, SqlitePartitionKv>();
-  /** Undefined: the store keeps no rows (`rowCacheBytes` 0). */
-  private readonly rowCache: KvRowCache | undefined;
+  /** The rows clients read (its `stats()` for metrics); undefined: the store keeps none (`rowCacheBytes` 0). */
+  readonly rowCache: KvRowCache | undefined;
   /** The store's read ahead (in `off` mode, only its count of slow reads); undefined for a database in memory. */
   readonly readAhead: ReadAhead | undefined;
   private readonly host: PartitionHost;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { emptyConfState } from '@cohort/core';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KvRowCache } from '../src/sqlite-kv-row-cache.js';
+import { ENTRY_OVERHEAD_BYTES, KvRowCache, hashKey } from '../src/sqlite-kv-row-cache.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import type { KvRecord } from '../src/types.js';
 
@@ -20,12 +20,12 @@ const rec = (key: string, value: string): KvRecord => ({
 
 describe('KvRowCache', () => {
   it('keeps the most recently used rows within its budget of bytes', () => {
-    // 160 bytes of overhead an entry: three 1-byte keys with 1-byte values fit in 3 * 163.
-    const cache = new KvRowCache(3 * 163);
+    // Three 1-byte keys with 1-byte values: 3 bytes each besides the overhead (a row-less entry: 1).
+    const cache = new KvRowCache(3 * (ENTRY_OVERHEAD_BYTES + 3));
     cache.set('a', 0, rec('a', '1'));
     cache.set('b', 0, rec('b', '2'));
     cache.set('c', 0, null);
-    expect(cache.size).toEqual({ entries: 3, bytes: 3 * 163 - 2 });
+    expect(cache.size).toEqual({ entries: 3, bytes: 3 * (ENTRY_OVERHEAD_BYTES + 3) - 2 });
     expect(cache.get('a', 0)?.value).toEqual(bytes('1'));
     cache.set('d', 0, rec('d', '4'));
     // 'b' was the least recently used ('a' was read since).
@@ -69,8 +69,8 @@ describe('KvRowCache', () => {
           { maxLength: 80 },
         ),
         (ops) => {
-          // Room for three entries (162 to 172 bytes each): most sets of a fourth key evict one.
-          const budget = 3 * 175;
+          // Room for three entries (2 to 12 bytes each besides the overhead): most sets of a fourth key evict one.
+          const budget = 3 * (ENTRY_OVERHEAD_BYTES + 15);
           const cache = new KvRowCache(budget);
           // The model: entries from least to most recently used.
           let model: { key: string; epoch: number; value: number; bytes: number }[] = [];
@@ -90,7 +90,7 @@ describe('KvRowCache', () => {
             } else if (op === 'set') {
               cache.set(key, epoch, { ...rec(key, ''), value: new Uint8Array(value) });
               if (at >= 0) model.splice(at, 1);
-              model.push({ key, epoch, value, bytes: key.length + value + key.length + 160 });
+              model.push({ key, epoch, value, bytes: key.length + value + key.length + ENTRY_OVERHEAD_BYTES });
               while (model.reduce((n, m) => n + m.bytes, 0) > budget) model = model.slice(1);
             } else {
               cache.drop(key);
@@ -146,10 +146,16 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     first.close();
     withStore(open(file), (again) => {
       const kv = again.kv('p1');
+      // A row is cached on its key's second miss: the first only remembers the key.
       expect(text(kv.get(bytes('r'))?.value)).toBe('read');
       expect(text(kv.get(bytes('w'))?.value)).toBe('written');
+      expect(again.rowCache?.stats()).toMatchObject({ hits: 0, misses: 2, admitted: 0, entries: 0 });
+      expect(text(kv.get(bytes('r'))?.value)).toBe('read');
+      expect(text(kv.get(bytes('w'))?.value)).toBe('written');
+      expect(again.rowCache?.stats()).toMatchObject({ hits: 0, misses: 4, admitted: 2, entries: 2 });
       tamper(again, 'r');
       expect(text(kv.get(bytes('r'))?.value)).toBe('read');
+      expect(again.rowCache?.stats()).toMatchObject({ hits: 1, misses: 4 });
       kv.put(bytes('w'), bytes('rewritten'), { revision: 3 });
       tamper(again, 'w');
       // The write dropped its row: it is read from the file again, whose checksum fails now.
@@ -158,6 +164,26 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     // The default: no row cache, every read goes to the file.
     withStore(SqliteNodeStore.open(file, { writer }), (uncached) => {
       expect(() => uncached.kv('p1').get(bytes('r'))).toThrow(/KV row for key 72 is corrupt/);
+      expect(uncached.rowCache?.stats()).toBeUndefined();
+    });
+  });
+
+  it('caches no row read once; a key read again before its miss is forgotten is cached', () => {
+    const file = newFile();
+    withStore(open(file), (store) => {
+      const kv = store.kv('p1');
+      kv.put(bytes('once'), bytes('1'), { revision: 1 });
+      kv.put(bytes('twice'), bytes('2'), { revision: 2 });
+      store.flush();
+      expect(text(kv.get(bytes('once'))?.value)).toBe('1');
+      expect(text(kv.get(bytes('twice'))?.value)).toBe('2');
+      // Another key between the reads: a read of the key read just before is answered without the cache.
+      expect(kv.get(bytes('absent'))).toBeUndefined();
+      expect(text(kv.get(bytes('twice'))?.value)).toBe('2');
+      tamper(store, 'once');
+      tamper(store, 'twice');
+      expect(() => kv.get(bytes('once'))).toThrow(/KV row for key 6f6e6365 is corrupt/);
+      expect(text(kv.get(bytes('twice'))?.value)).toBe('2');
     });
   });
 
@@ -166,6 +192,9 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       const kv = store.kv('p1');
       kv.put(bytes('k'), bytes('v'), { revision: 1 });
       store.flush();
+      // A client's read remembers the key: a second would cache its row.
+      expect(text(kv.get(bytes('k'))?.value)).toBe('v');
+      expect(kv.get(bytes('other'))).toBeUndefined();
       // An apply reads the row it replaces inside its transaction.
       store.transaction(() => {
         expect(text(kv.get(bytes('k'))?.value)).toBe('v');
@@ -186,7 +215,11 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       const kv = store.kv('p1');
       kv.put(bytes('a'), bytes('1'), { revision: 1 });
       store.flush();
+      // Read twice (another key between): cached.
       expect(text(kv.get(bytes('a'))?.value)).toBe('1');
+      expect(kv.get(bytes('b'))).toBeUndefined();
+      expect(text(kv.get(bytes('a'))?.value)).toBe('1');
+      expect(store.rowCache?.stats()?.entries).toBe(1);
       expect(() =>
         store.transaction(() => {
           kv.put(bytes('a'), bytes('2'), { revision: 2 });
@@ -209,7 +242,7 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     // A budget of a few rows: entries are evicted all the time.
     const model = new Map<string, { value: string; version: number }>();
     let rev = 0;
-    withStore(open(newFile(), 4 * 200), (store) => {
+    withStore(open(newFile(), 4 * (ENTRY_OVERHEAD_BYTES + 40)), (store) => {
       fc.assert(
         fc.property(
           fc.array(
@@ -251,5 +284,64 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
         { numRuns: 40 },
       );
     });
+  });
+});
+
+describe('KvRowCache: admission', () => {
+  it('admits a key on its second miss, then forgets that it missed', () => {
+    const cache = new KvRowCache(1 << 20);
+    expect(cache.admit('a')).toBe(false);
+    expect(cache.admit('b')).toBe(false);
+    expect(cache.admit('a')).toBe(true);
+    expect(cache.admit('a')).toBe(false);
+    expect(cache.stats()).toMatchObject({ hits: 0, misses: 4, admitted: 1 });
+    expect(new KvRowCache(0).admit('a')).toBe(false);
+    expect(new KvRowCache(0).admit('a')).toBe(false);
+  });
+
+  /** A seeded generator of whole numbers below `n` (mulberry32), uniform unlike fast-check's samples. */
+  function uniform(seed: number, n: number): () => number {
+    let a = seed;
+    return () => {
+      a = (a + 0x6d2b79f5) | 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+    };
+  }
+
+  /** Reads `reads` keys drawn by `next` through `cache` as a store does: on a miss, cached if admitted. */
+  function drive(cache: KvRowCache, reads: number, next: () => string): void {
+    for (let i = 0; i < reads; i++) {
+      const key = next();
+      if (cache.get(key, 0) === undefined && cache.admit(key)) cache.set(key, 0, rec(key, 'v'));
+    }
+  }
+
+  it('caches a working set that fits: nearly every read hits', () => {
+    // 2 MiB holds about 3,400 of these rows; 2,000 keys read at random.
+    const cache = new KvRowCache(2 << 20);
+    const next = uniform(7, 2_000);
+    drive(cache, 40_000, () => `key:${next()}`);
+    const s = cache.stats();
+    expect(s.entries).toBeGreaterThan(1_900);
+    expect(s.hits / 40_000).toBeGreaterThan(0.85);
+  });
+
+  it('keeps a key space read at random that does not fit mostly out: few misses cache a row', () => {
+    // About 1,700 rows fit; 1,000,000 keys read at random: a plain LRU cache would cache every miss.
+    const cache = new KvRowCache(1 << 20);
+    const next = uniform(11, 1_000_000);
+    drive(cache, 50_000, () => `key:${next()}`);
+    const s = cache.stats();
+    expect(s.misses).toBeGreaterThan(49_000);
+    expect(s.admitted / s.misses).toBeLessThan(0.01);
+  });
+
+  it('spreads keys that differ in one character over the table', () => {
+    // Sequential keys over 4,096 slots: about as many slots taken as by keys hashed at random (885).
+    const slots = new Set<number>();
+    for (let i = 0; i < 1000; i++) slots.add(hashKey(`0\u0000key:${String(i).padStart(8, '0')}`) & 4095);
+    expect(slots.size).toBeGreaterThan(850);
   });
 });
