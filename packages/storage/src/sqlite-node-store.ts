@@ -104,12 +104,12 @@ export interface SqliteNodeStoreOptions {
    */
   walSizeLimitBytes?: number;
   /**
-   * Bytes of KV rows (keys, values and about 160 bytes each besides) kept in
+   * Bytes of KV rows (keys, values and 600 bytes each besides) kept in
    * memory as clients last read them, shared by the store's partitions: a
-   * read of a recently read key is not looked up in SQLite. A write drops its
-   * key's row; a write's own reads (an apply's) are not kept. 0 keeps none:
-   * over a key space read at random it costs more than it saves (see the
-   * README). @default 0
+   * read of a recently read key is not looked up in SQLite. A key is cached
+   * on its second miss (see {@link KvRowCache}); a write drops its key's row;
+   * a write's own reads (an apply's) are not kept. 0 keeps none (the node
+   * keeps 16 MiB). @default 0
    */
   rowCacheBytes?: number;
   /**
