@@ -22,8 +22,14 @@ interface Entry {
   newer: Entry | undefined;
 }
 
-/** Budget bytes per slot of the admission table: about one slot per entry the budget holds (rounded up to a power of two). */
-const BYTES_PER_SLOT = 512;
+/**
+ * Budget bytes per key the admission filter remembers between two resets:
+ * about as many keys as the budget holds rows (rounded up to a power of two).
+ */
+const BYTES_PER_REMEMBERED_KEY = 512;
+
+/** Bits of the admission filter per key it remembers: with three bits a key, under 0.5% false positives. */
+const FILTER_BITS_PER_KEY = 16;
 
 /** What a cache has done since it was made (running totals). */
 export interface KvRowCacheStats {
@@ -47,6 +53,14 @@ export function hashKey(key: string): number {
   return (h ^ (h >>> 16)) | 0;
 }
 
+function bitSet(bits: Int32Array, i: number): boolean {
+  return ((bits[i >>> 5] ?? 0) & (1 << (i & 31))) !== 0;
+}
+
+function setBit(bits: Int32Array, i: number): void {
+  bits[i >>> 5] = (bits[i >>> 5] ?? 0) | (1 << (i & 31));
+}
+
 /**
  * The rows of a store's partitions as clients last read them, up to a budget
  * of bytes shared by all of them (the least recently used goes first), so a
@@ -63,13 +77,17 @@ export function hashKey(key: string): number {
  * µs to evict one (under 1 µs this way).
  *
  * A row read from the file is cached on its key's second miss
- * ({@link admit}): a table of one 32-bit hash per slot, about one slot per
- * entry the budget holds, remembers keys that missed, each until another
- * miss takes its slot. Over a working set that fits, every key is cached from
- * its second read on; over a key space read at random that does not fit, few
- * are (a key must come back within about as many misses as the cache holds
- * rows, where it would have been evicted unread), so misses do not fill the
- * cache with rows that only the collector sees again.
+ * ({@link admit}): a Bloom filter (three bits a key, TinyLFU's "doorkeeper")
+ * remembers the keys that missed, and is emptied once it took in about as
+ * many keys as the budget holds rows. Over a working set that fits, every
+ * key is cached from its second read on; over a key space read at random that
+ * does not fit, few are (a key must come back within about as many misses as
+ * the cache holds rows, where it would have been evicted unread), so misses
+ * do not fill the cache with rows that only the collector sees again. A table
+ * of one hash a slot, overwritten by the next key to miss there, was tried
+ * first: two keys of a working set sharing a slot took it from each other on
+ * every miss, and neither was ever cached (a quarter of 10,000 keys with 32,768
+ * slots).
  */
 export class KvRowCache {
   private readonly entries = new Map<string, Entry>();
@@ -80,14 +98,22 @@ export class KvRowCache {
   /** The most recently used entry. */
   private newest: Entry | undefined;
 
-  /** Hashes of keys that missed, by slot (0: none). */
+  /** The admission filter's bits (none without a budget). */
   private readonly seen: Int32Array;
+  /** Bit positions are hashes masked by this (a power of two, less one). */
+  private readonly seenMask: number;
+  /** Keys the filter took in since it was last emptied, and how many it takes before it is. */
+  private seenKeys = 0;
+  private readonly seenLimit: number;
   private readonly totals = { hits: 0, misses: 0, admitted: 0 };
 
   constructor(readonly budgetBytes: number) {
-    let slots = 1024;
-    while (slots < budgetBytes / BYTES_PER_SLOT && slots < 1 << 22) slots *= 2;
-    this.seen = new Int32Array(budgetBytes > 0 ? slots : 0);
+    let keys = 1024;
+    while (keys < budgetBytes / BYTES_PER_REMEMBERED_KEY && keys < 1 << 22) keys *= 2;
+    this.seenLimit = keys;
+    const bits = budgetBytes > 0 ? keys * FILTER_BITS_PER_KEY : 0;
+    this.seen = new Int32Array(bits / 32);
+    this.seenMask = bits - 1;
   }
 
   /** A prefix of its own for one partition's keys. */
@@ -113,24 +139,36 @@ export class KvRowCache {
 
   /**
    * Counts a miss of `key` (its row read from the file) and says whether to
-   * cache the row ({@link set}): true if the key missed recently too, else
-   * the key is remembered as having missed.
+   * cache the row ({@link set}): true if the admission filter holds the key
+   * (it missed recently, or a false positive), else the filter takes it in.
    */
   admit(key: string): boolean {
     const t = this.totals;
     t.misses++;
     const seen = this.seen;
     if (seen.length === 0) return false;
-    // 0 marks an empty slot.
-    const h = hashKey(key) || 1;
-    const slot = h & (seen.length - 1);
-    if (seen[slot] !== h) {
-      seen[slot] = h;
-      return false;
+    const h = hashKey(key);
+    // Three bit positions from one 32-bit hash (double hashing): the step is its halves swapped, so its low bits
+    // come from the hash's high ones (a multiple of it would have low bits that follow from the first position's);
+    // odd, so the positions differ.
+    const step = (h >>> 16) | (h << 16) | 1;
+    const mask = this.seenMask;
+    const a = h & mask;
+    const b = (h + step) & mask;
+    const c = (h + 2 * step) & mask;
+    if (bitSet(seen, a) && bitSet(seen, b) && bitSet(seen, c)) {
+      t.admitted++;
+      return true;
     }
-    seen[slot] = 0;
-    t.admitted++;
-    return true;
+    if (this.seenKeys >= this.seenLimit) {
+      seen.fill(0);
+      this.seenKeys = 0;
+    }
+    setBit(seen, a);
+    setBit(seen, b);
+    setBit(seen, c);
+    this.seenKeys++;
+    return false;
   }
 
   /** Caches `rec` (null: no row) as `key`'s row at `epoch`. */

@@ -288,13 +288,22 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
 });
 
 describe('KvRowCache: admission', () => {
-  it('admits a key on its second miss, then forgets that it missed', () => {
+  it('admits a key on its second miss, and forgets the keys that missed once it took in as many as the cache holds rows', () => {
+    // 1 MiB: the filter takes in 2,048 keys before it is emptied.
     const cache = new KvRowCache(1 << 20);
     expect(cache.admit('a')).toBe(false);
     expect(cache.admit('b')).toBe(false);
     expect(cache.admit('a')).toBe(true);
+    expect(cache.admit('a')).toBe(true);
+    expect(cache.stats()).toMatchObject({ hits: 0, misses: 4, admitted: 2 });
+    // 2,000 more keys: 'b' is still remembered.
+    for (let i = 0; i < 2_000; i++) cache.admit(`other ${i}`);
+    expect(cache.admit('b')).toBe(true);
+    // Past 2,048 the filter starts over: 'a' and 'b' missed before it did.
+    for (let i = 2_000; i < 2_100; i++) cache.admit(`other ${i}`);
     expect(cache.admit('a')).toBe(false);
-    expect(cache.stats()).toMatchObject({ hits: 0, misses: 4, admitted: 1 });
+    expect(cache.admit('b')).toBe(false);
+    expect(cache.admit('a')).toBe(true);
     expect(new KvRowCache(0).admit('a')).toBe(false);
     expect(new KvRowCache(0).admit('a')).toBe(false);
   });
@@ -326,6 +335,14 @@ describe('KvRowCache: admission', () => {
     const s = cache.stats();
     expect(s.entries).toBeGreaterThan(1_900);
     expect(s.hits / 40_000).toBeGreaterThan(0.85);
+  });
+
+  it("caches every key of the node's benchmark working set: 10,000 keys with the node's 16 MiB", () => {
+    const cache = new KvRowCache(16 << 20);
+    const next = uniform(3, 10_000);
+    // 20 reads a key on average: every key is read at least twice.
+    drive(cache, 200_000, () => `0\u0000key:${String(next()).padStart(8, '0')}`);
+    expect(cache.stats().entries).toBe(10_000);
   });
 
   it('keeps a key space read at random that does not fit mostly out: few misses cache a row', () => {
