@@ -27,7 +27,7 @@ export {
 } from './memory-node-store.js';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
 export { type PinnedViewOptions, openImageView, openPinnedView } from './sqlite-kv-view.js';
-export { KvRowCache, type KvRowCacheStats } from './sqlite-kv-row-cache.js';
+export type { KvRowCacheStats } from './sqlite-kv-row-cache.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
 export {
   READ_AHEAD_MODES,

@@ -35,7 +35,7 @@ const FILTER_BITS_PER_KEY = 16;
 export interface KvRowCacheStats {
   /** Reads answered from the cache. */
   hits: number;
-  /** Reads offered to the cache after a miss ({@link KvRowCache.offer}). */
+  /** Client reads that missed, their rows read from the file ({@link KvRowCache.admit}). */
   misses: number;
   /** Of those, rows cached (a miss of a key that had missed recently). */
   admitted: number;

@@ -188,8 +188,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** Runs a function in a read transaction: one consistent snapshot of the file. */
   private readonly inRead: (fn: () => unknown) => unknown;
   private readonly partitions = new Map<string, SqlitePartitionKv>();
-  /** The rows clients read (its `stats()` for metrics); undefined: the store keeps none (`rowCacheBytes` 0). */
-  readonly rowCache: KvRowCache | undefined;
+  /** The rows clients read, seen from outside: its budget and `stats()`; undefined: none (`rowCacheBytes` 0). */
+  get rowCache(): Pick<KvRowCache, 'budgetBytes' | 'stats'> | undefined {
+    return this.cachedRows;
+  }
+  private readonly cachedRows: KvRowCache | undefined;
   /** The store's read ahead (in `off` mode, only its count of slow reads); undefined for a database in memory. */
   readonly readAhead: ReadAhead | undefined;
   private readonly host: PartitionHost;
@@ -233,7 +236,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.cacheEntries = opts.cacheEntries ?? 1024;
     this.cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024;
     const rowCacheBytes = wholeBytes('rowCacheBytes', opts.rowCacheBytes, DEFAULT_ROW_CACHE_BYTES);
-    this.rowCache = rowCacheBytes > 0 ? new KvRowCache(rowCacheBytes) : undefined;
+    this.cachedRows = rowCacheBytes > 0 ? new KvRowCache(rowCacheBytes) : undefined;
     const ra = opts.readAhead ?? (opts.writer === 'thread' ? 'auto' : 'off');
     const raOpts = typeof ra === 'string' ? { mode: ra } : ra;
     if (!READ_AHEAD_MODES.includes(raOpts.mode)) {
@@ -667,7 +670,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.assertOpen();
     let kv = this.partitions.get(partition);
     if (!kv) {
-      kv = new SqlitePartitionKv(this.db, this.file, partition, this.host, this.rowCache);
+      kv = new SqlitePartitionKv(this.db, this.file, partition, this.host, this.cachedRows);
       this.partitions.set(partition, kv);
     }
     return kv;
