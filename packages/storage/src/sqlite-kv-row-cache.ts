@@ -195,11 +195,6 @@ export class KvRowCache {
     return { ...this.totals, entries: this.entries.size, bytes: this.bytes };
   }
 
-  /** Entries and their bytes (stale ones included until met). */
-  get size(): { entries: number; bytes: number } {
-    return { entries: this.entries.size, bytes: this.bytes };
-  }
-
   private remove(e: Entry): void {
     this.entries.delete(e.key);
     this.unlink(e);

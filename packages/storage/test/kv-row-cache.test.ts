@@ -25,7 +25,7 @@ describe('KvRowCache', () => {
     cache.set('a', 0, rec('a', '1'));
     cache.set('b', 0, rec('b', '2'));
     cache.set('c', 0, null);
-    expect(cache.size).toEqual({ entries: 3, bytes: 3 * (ENTRY_OVERHEAD_BYTES + 3) - 2 });
+    expect(cache.stats()).toMatchObject({ entries: 3, bytes: 3 * (ENTRY_OVERHEAD_BYTES + 3) - 2 });
     expect(cache.get('a', 0)?.value).toEqual(bytes('1'));
     cache.set('d', 0, rec('d', '4'));
     // 'b' was the least recently used ('a' was read since).
@@ -35,14 +35,14 @@ describe('KvRowCache', () => {
     expect(cache.get('d', 0)?.value).toEqual(bytes('4'));
     cache.drop('d');
     expect(cache.get('d', 0)).toBeUndefined();
-    expect(cache.size.entries).toBe(2);
+    expect(cache.stats().entries).toBe(2);
   });
 
   it('treats entries cached under another epoch as absent and forgets them', () => {
     const cache = new KvRowCache(1 << 20);
     cache.set('a', 1, rec('a', '1'));
     expect(cache.get('a', 2)).toBeUndefined();
-    expect(cache.size.entries).toBe(0);
+    expect(cache.stats().entries).toBe(0);
     expect(cache.get('a', 1)).toBeUndefined();
   });
 
@@ -53,7 +53,7 @@ describe('KvRowCache', () => {
     const small = new KvRowCache(200);
     small.set('big', 0, rec('big', 'x'.repeat(100)));
     expect(small.get('big', 0)).toBeUndefined();
-    expect(small.size).toEqual({ entries: 0, bytes: 0 });
+    expect(small.stats()).toMatchObject({ entries: 0, bytes: 0 });
   });
 
   it('evicts exactly as a least-recently-used list of the same budget does, for any gets, sets and drops', () => {
@@ -96,7 +96,10 @@ describe('KvRowCache', () => {
               cache.drop(key);
               if (at >= 0) model.splice(at, 1);
             }
-            expect(cache.size).toEqual({ entries: model.length, bytes: model.reduce((n, m) => n + m.bytes, 0) });
+            expect(cache.stats()).toMatchObject({
+              entries: model.length,
+              bytes: model.reduce((n, m) => n + m.bytes, 0),
+            });
           }
         },
       ),
