@@ -274,7 +274,9 @@ export class NodeMetrics {
    * `cohort_storage_row_cache_reads_total{outcome}` (client reads of a KV row
    * answered from it, `hit`, or from the file, `miss`),
    * `cohort_storage_row_cache_admitted_total` (misses that cached their row:
-   * a key is cached on its second miss) and `cohort_storage_row_cache_bytes`.
+   * a key is cached on its second miss), `cohort_storage_row_cache_written_total`
+   * (rows writes cached: a cached key's new row, or the row of a key read or
+   * written recently) and `cohort_storage_row_cache_bytes`.
    */
   rowCache(read: () => KvRowCacheStats): void {
     this.runningTotals(
@@ -290,6 +292,11 @@ export class NodeMetrics {
       'cohort_storage_row_cache_admitted_total',
       'Rows the row cache took in: a key is cached on its second miss while the first is remembered',
       () => read().admitted,
+    );
+    this.runningTotal(
+      'cohort_storage_row_cache_written_total',
+      "Rows writes cached: a cached key's new row, or the row of a key read or written recently (every replica applies every write)",
+      () => read().written,
     );
     new Gauge({
       name: 'cohort_storage_row_cache_bytes',

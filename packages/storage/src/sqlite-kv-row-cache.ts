@@ -39,6 +39,8 @@ export interface KvRowCacheStats {
   misses: number;
   /** Of those, rows cached (a miss of a key that had missed recently). */
   admitted: number;
+  /** Rows writes cached ({@link KvRowCache.offer}): a cached key's new row, or a key met recently. */
+  written: number;
   /** Rows in the cache now (stale ones included until met), and their bytes. */
   entries: number;
   bytes: number;
@@ -65,7 +67,7 @@ function setBit(bits: Int32Array, i: number): void {
  * The rows of a store's partitions as clients last read them, up to a budget
  * of bytes shared by all of them (the least recently used goes first), so a
  * hot key's reads need not go to SQLite. Only the partition owning a row
- * writes it, and it drops the row's entry as it does; a partition that cannot
+ * writes it, and it hands the cache the row it wrote ({@link offer}); a partition that cannot
  * vouch for its entries any more (a rolled-back transaction, a new
  * generation) raises its epoch, which makes all of them stale at once.
  * Records are kept as given: callers copy.
@@ -105,7 +107,7 @@ export class KvRowCache {
   /** Keys the filter took in since it was last emptied, and how many it takes before it is. */
   private seenKeys = 0;
   private readonly seenLimit: number;
-  private readonly totals = { hits: 0, misses: 0, admitted: 0 };
+  private readonly totals = { hits: 0, misses: 0, admitted: 0, written: 0 };
 
   constructor(readonly budgetBytes: number) {
     let keys = 1024;
@@ -145,6 +147,32 @@ export class KvRowCache {
   admit(key: string): boolean {
     const t = this.totals;
     t.misses++;
+    if (!this.remembered(key)) return false;
+    t.admitted++;
+    return true;
+  }
+
+  /**
+   * A write of `key` left `rec` (null: no row) as its row at `epoch`: a
+   * cached key's row is replaced, and a key the admission filter holds (read
+   * or written recently) is cached; any other is only remembered. So a key
+   * written again and again (every replica applies every write, reading the
+   * row it replaces first) is read from memory from its third write on, and a
+   * key a client reads keeps its row across writes instead of going back to
+   * the file after each. The row must be what the file will hold once the
+   * write commits: reads meanwhile are the caller's (its overlay), and a write
+   * that rolls back must make the entry stale (a new epoch).
+   */
+  offer(key: string, epoch: number, rec: KvRecord | null): void {
+    if (this.seen.length === 0) return;
+    if (this.entries.has(key) || this.remembered(key)) {
+      this.totals.written++;
+      this.set(key, epoch, rec);
+    }
+  }
+
+  /** Whether the admission filter holds `key`; if not, it takes the key in (emptied first when full). */
+  private remembered(key: string): boolean {
     const seen = this.seen;
     if (seen.length === 0) return false;
     const h = hashKey(key);
@@ -156,10 +184,7 @@ export class KvRowCache {
     const a = h & mask;
     const b = (h + step) & mask;
     const c = (h + 2 * step) & mask;
-    if (bitSet(seen, a) && bitSet(seen, b) && bitSet(seen, c)) {
-      t.admitted++;
-      return true;
-    }
+    if (bitSet(seen, a) && bitSet(seen, b) && bitSet(seen, c)) return true;
     if (this.seenKeys >= this.seenLimit) {
       seen.fill(0);
       this.seenKeys = 0;

@@ -239,7 +239,8 @@ export class SqlitePartitionKv implements PartitionKv {
       ]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
-      this.cache?.drop(this.cacheScope + rk);
+      // The overlay answers reads until the write commits; the cache then has what the file holds.
+      this.cache?.offer(this.cacheScope + rk, this.cacheEpoch, rec);
     }, true);
   }
 
@@ -250,7 +251,7 @@ export class SqlitePartitionKv implements PartitionKv {
       this.host.emit(['del', this.readGen(), key.slice()]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
-      this.cache?.drop(this.cacheScope + rk);
+      this.cache?.offer(this.cacheScope + rk, this.cacheEpoch, null);
       if (this.rows !== undefined) this.rows--;
     }, true);
     return true;

@@ -107,6 +107,29 @@ describe('KvRowCache', () => {
     );
   });
 
+  it('takes in the row a write leaves for a key it holds or met recently, and only remembers any other', () => {
+    const cache = new KvRowCache(1 << 20);
+    cache.offer('a', 0, rec('a', '1'));
+    expect(cache.get('a', 0)).toBeUndefined();
+    cache.offer('a', 0, rec('a', '2'));
+    expect(text(cache.get('a', 0)?.value)).toBe('2');
+    cache.offer('a', 0, null);
+    expect(cache.get('a', 0)).toBeNull();
+    // A key that missed a read is taken in at its first write.
+    expect(cache.admit('b')).toBe(false);
+    cache.offer('b', 1, rec('b', '1'));
+    expect(text(cache.get('b', 1)?.value)).toBe('1');
+    expect(cache.stats()).toMatchObject({ hits: 3, misses: 1, admitted: 0, written: 3, entries: 2 });
+    // A cached key's new row replaces it even after the filter was emptied.
+    for (let i = 0; i < 4_096; i++) cache.admit(`other ${i}`);
+    cache.offer('a', 0, rec('a', '3'));
+    expect(text(cache.get('a', 0)?.value)).toBe('3');
+    const none = new KvRowCache(0);
+    none.offer('a', 0, rec('a', '1'));
+    none.offer('a', 0, rec('a', '1'));
+    expect(none.stats()).toMatchObject({ written: 0, entries: 0 });
+  });
+
   it('gives each partition a scope of its own', () => {
     const cache = new KvRowCache(1 << 20);
     expect(cache.scope()).not.toBe(cache.scope());
@@ -141,7 +164,7 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     }
   }
 
-  it('answers reads of a row clients read from memory; a write drops the row; by default it keeps none', () => {
+  it('answers reads of a row clients read from memory; a write replaces the row; by default it keeps none', () => {
     const file = newFile();
     const first = open(file);
     first.kv('p1').put(bytes('w'), bytes('written'), { revision: 1 });
@@ -160,9 +183,10 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       expect(text(kv.get(bytes('r'))?.value)).toBe('read');
       expect(again.rowCache?.stats()).toMatchObject({ hits: 1, misses: 4 });
       kv.put(bytes('w'), bytes('rewritten'), { revision: 3 });
+      expect(again.rowCache?.stats()).toMatchObject({ written: 1, entries: 2 });
       tamper(again, 'w');
-      // The write dropped its row: it is read from the file again, whose checksum fails now.
-      expect(() => kv.get(bytes('w'))).toThrow(/KV row for key 77 is corrupt/);
+      // The write replaced its cached row with the one it wrote: the file is not read again.
+      expect(kv.get(bytes('w'))).toMatchObject({ value: bytes('rewritten'), version: 2, modifyRevision: 3 });
     });
     // The default: no row cache, every read goes to the file.
     withStore(SqliteNodeStore.open(file, { writer }), (uncached) => {
@@ -173,11 +197,12 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
 
   it('caches no row read once; a key read again before its miss is forgotten is cached', () => {
     const file = newFile();
+    withStore(open(file), (first) => {
+      first.kv('p1').put(bytes('once'), bytes('1'), { revision: 1 });
+      first.kv('p1').put(bytes('twice'), bytes('2'), { revision: 2 });
+    });
     withStore(open(file), (store) => {
       const kv = store.kv('p1');
-      kv.put(bytes('once'), bytes('1'), { revision: 1 });
-      kv.put(bytes('twice'), bytes('2'), { revision: 2 });
-      store.flush();
       expect(text(kv.get(bytes('once'))?.value)).toBe('1');
       expect(text(kv.get(bytes('twice'))?.value)).toBe('2');
       // Another key between the reads: a read of the key read just before is answered without the cache.
@@ -191,10 +216,10 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
   });
 
   it("keeps no row a write's transaction read", () => {
-    withStore(open(newFile()), (store) => {
+    const file = newFile();
+    withStore(open(file), (first) => first.kv('p1').put(bytes('k'), bytes('v'), { revision: 1 }));
+    withStore(open(file), (store) => {
       const kv = store.kv('p1');
-      kv.put(bytes('k'), bytes('v'), { revision: 1 });
-      store.flush();
       // A client's read remembers the key: a second would cache its row.
       expect(text(kv.get(bytes('k'))?.value)).toBe('v');
       expect(kv.get(bytes('other'))).toBeUndefined();
@@ -205,6 +230,39 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
       });
       tamper(store, 'k');
       expect(() => kv.get(bytes('k'))).toThrow(/KV row for key 6b is corrupt/);
+    });
+  });
+
+  it('caches the row a write leaves for a key written or read before; the next write reads it from memory', () => {
+    withStore(open(newFile()), (store) => {
+      const kv = store.kv('p1');
+      // A key's first write only remembers it; its second caches the row it leaves.
+      kv.put(bytes('k'), bytes('1'), { revision: 1 });
+      expect(store.rowCache?.stats()).toMatchObject({ written: 0, entries: 0 });
+      kv.put(bytes('k'), bytes('2'), { revision: 2 });
+      expect(store.rowCache?.stats()).toMatchObject({ written: 1, entries: 1 });
+      tamper(store, 'k');
+      // The third write reads the row it replaces (its version and create revision) from memory, not the file.
+      store.transaction(() => kv.put(bytes('k'), bytes('3'), { revision: 3 }));
+      expect(store.rowCache?.stats()).toMatchObject({ hits: 1, misses: 0, written: 2 });
+      store.flush();
+      expect(kv.get(bytes('k'))).toMatchObject({ value: bytes('3'), createRevision: 1, version: 3 });
+      // A delete leaves no row, cached as such.
+      expect(kv.delete(bytes('k'))).toBe(true);
+      store.flush();
+      expect(kv.get(bytes('k'))).toBeUndefined();
+      // Hits: the get after the third write, the delete's own read of the row, and the get after it.
+      expect(store.rowCache?.stats()).toMatchObject({ hits: 4, misses: 0, written: 3, entries: 1 });
+      // Without a cache, the same writes read the file.
+      const file = newFile();
+      withStore(SqliteNodeStore.open(file, { writer }), (plain) => {
+        plain.kv('p1').put(bytes('k'), bytes('1'), { revision: 1 });
+        plain.kv('p1').put(bytes('k'), bytes('2'), { revision: 2 });
+        tamper(plain, 'k');
+        expect(() => plain.kv('p1').put(bytes('k'), bytes('3'), { revision: 3 })).toThrow(
+          /KV row for key 6b is corrupt/,
+        );
+      });
     });
   });
 
