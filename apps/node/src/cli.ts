@@ -180,7 +180,7 @@ program
   .option('--request-timeout-ms <n>', 'client request timeout (default 5000)')
   .option(
     '--row-cache-bytes <n>',
-    'bytes of KV rows clients recently read kept in memory, shared by the partitions; 0 for none (default 16777216: 16 MiB)',
+    'bytes of KV rows recently read or written kept in memory, shared by the partitions; 0 for none (default 16777216: 16 MiB)',
   )
   .option(
     '--read-ahead <mode>',

@@ -28,7 +28,7 @@ export interface NodeOptions {
   /** How long a node stays dead before the placement controller replaces its replicas. @default 30000 */
   deadGraceMs?: number;
   /**
-   * Bytes of KV rows clients recently read that the store keeps in memory, shared by the node's partitions
+   * Bytes of KV rows recently read or written that the store keeps in memory, shared by the node's partitions
    * (`--row-cache-bytes`); 0 for none. @default 16 MiB (`DEFAULT_ROW_CACHE_BYTES`)
    */
   rowCacheBytes?: number;

@@ -23,9 +23,9 @@ export const WRITER_ENV = 'COHORT_STORE_WRITER';
 
 /**
  * The node's row cache unless `--row-cache-bytes` says otherwise: 16 MiB, about
- * 22,000 rows of 100-byte values. A key is cached on its second miss, so reads
- * at random over a key space far larger than this cache leave it mostly empty
- * (see `KvRowCache` in @cohort/storage).
+ * 22,000 rows of 100-byte values. A key is cached on its second miss or write,
+ * so reads and writes at random over a key space far larger than this cache
+ * leave it mostly empty (see `KvRowCache` in @cohort/storage).
  */
 export const DEFAULT_ROW_CACHE_BYTES = 16 * 1024 * 1024;
 

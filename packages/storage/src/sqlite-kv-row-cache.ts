@@ -198,13 +198,25 @@ export class KvRowCache {
 
   /** Caches `rec` (null: no row) as `key`'s row at `epoch`. */
   set(key: string, epoch: number, rec: KvRecord | null): void {
-    const old = this.entries.get(key);
-    if (old !== undefined) this.remove(old);
     const bytes = key.length + (rec === null ? 0 : rec.value.byteLength + rec.key.byteLength) + ENTRY_OVERHEAD_BYTES;
+    let e = this.entries.get(key);
+    if (e !== undefined && bytes > this.budgetBytes) this.remove(e);
     if (bytes > this.budgetBytes) return;
-    const e: Entry = { key, epoch, rec, bytes, older: undefined, newer: undefined };
-    this.entries.set(key, e);
-    this.append(e);
+    if (e === undefined) {
+      e = { key, epoch, rec, bytes, older: undefined, newer: undefined };
+      this.entries.set(key, e);
+      this.append(e);
+    } else {
+      // A key's new row takes its entry over (a write of a cached key): no new object to outlive the young generation.
+      this.bytes -= e.bytes;
+      e.epoch = epoch;
+      e.rec = rec;
+      e.bytes = bytes;
+      if (e !== this.newest) {
+        this.unlink(e);
+        this.append(e);
+      }
+    }
     this.bytes += bytes;
     while (this.bytes > this.budgetBytes && this.oldest !== undefined) this.remove(this.oldest);
   }

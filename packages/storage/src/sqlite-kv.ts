@@ -145,7 +145,7 @@ export class SqlitePartitionKv implements PartitionKv {
     partition: string,
     private readonly host: PartitionHost,
     /**
-     * Rows clients read last, shared by the store's partitions (see {@link KvRowCache}); undefined when the
+     * Rows read or written last, shared by the store's partitions (see {@link KvRowCache}); undefined when the
      * store keeps none, so reads and writes pay nothing for it.
      */
     private readonly cache: KvRowCache | undefined,

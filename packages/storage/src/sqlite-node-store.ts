@@ -105,10 +105,11 @@ export interface SqliteNodeStoreOptions {
   walSizeLimitBytes?: number;
   /**
    * Bytes of KV rows (keys, values and 600 bytes each besides) kept in
-   * memory as clients last read them, shared by the store's partitions: a
-   * read of a recently read key is not looked up in SQLite. A key is cached
-   * on its second miss (see {@link KvRowCache}); a write drops its key's row;
-   * a write's own reads (an apply's) are not kept. 0 keeps none (the node
+   * memory as last read or written, shared by the store's partitions: a read
+   * of a recently read or written key (an apply's of the row it replaces
+   * included) is not looked up in SQLite. A key is cached on its second miss
+   * or write (see {@link KvRowCache}); a write of a cached key replaces its
+   * row; a write's own reads that miss are not kept. 0 keeps none (the node
    * keeps 16 MiB). @default 0
    */
   rowCacheBytes?: number;
@@ -188,7 +189,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /** Runs a function in a read transaction: one consistent snapshot of the file. */
   private readonly inRead: (fn: () => unknown) => unknown;
   private readonly partitions = new Map<string, SqlitePartitionKv>();
-  /** The rows clients read, seen from outside: its budget and `stats()`; undefined: none (`rowCacheBytes` 0). */
+  /** The rows read or written last, seen from outside: its budget and `stats()`; undefined: none (`rowCacheBytes` 0). */
   get rowCache(): Pick<KvRowCache, 'budgetBytes' | 'stats'> | undefined {
     return this.cachedRows;
   }
