@@ -165,10 +165,10 @@ export class KvRowCache {
    */
   offer(key: string, epoch: number, rec: KvRecord | null): void {
     if (this.seen.length === 0) return;
-    if (this.entries.has(key) || this.remembered(key)) {
-      this.totals.written++;
-      this.set(key, epoch, rec);
-    }
+    const e = this.entries.get(key);
+    if (e === undefined && !this.remembered(key)) return;
+    this.totals.written++;
+    this.keep(key, e, epoch, rec);
   }
 
   /** Whether the admission filter holds `key`; if not, it takes the key in (emptied first when full). */
@@ -198,8 +198,12 @@ export class KvRowCache {
 
   /** Caches `rec` (null: no row) as `key`'s row at `epoch`. */
   set(key: string, epoch: number, rec: KvRecord | null): void {
+    this.keep(key, this.entries.get(key), epoch, rec);
+  }
+
+  /** {@link set}, with `key`'s entry already looked up (`e`; undefined: none). */
+  private keep(key: string, e: Entry | undefined, epoch: number, rec: KvRecord | null): void {
     const bytes = key.length + (rec === null ? 0 : rec.value.byteLength + rec.key.byteLength) + ENTRY_OVERHEAD_BYTES;
-    let e = this.entries.get(key);
     if (e !== undefined && bytes > this.budgetBytes) this.remove(e);
     if (bytes > this.budgetBytes) return;
     if (e === undefined) {
