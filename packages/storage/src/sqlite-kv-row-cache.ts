@@ -64,7 +64,7 @@ function setBit(bits: Int32Array, i: number): void {
 }
 
 /**
- * The rows of a store's partitions as clients last read them, up to a budget
+ * The rows of a store's partitions as last read or written, up to a budget
  * of bytes shared by all of them (the least recently used goes first), so a
  * hot key's reads need not go to SQLite. Only the partition owning a row
  * writes it, and it hands the cache the row it wrote ({@link offer}); a partition that cannot
@@ -223,12 +223,6 @@ export class KvRowCache {
     }
     this.bytes += bytes;
     while (this.bytes > this.budgetBytes && this.oldest !== undefined) this.remove(this.oldest);
-  }
-
-  /** Forgets `key`'s row. */
-  drop(key: string): void {
-    const e = this.entries.get(key);
-    if (e !== undefined) this.remove(e);
   }
 
   /** Hits, misses and admissions so far, and what the cache holds. */
