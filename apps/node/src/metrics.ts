@@ -271,8 +271,9 @@ export class NodeMetrics {
 
   /**
    * The store's row cache (`--row-cache-bytes`), read at scrape time:
-   * `cohort_storage_row_cache_reads_total{outcome}` (client reads of a KV row
-   * answered from it, `hit`, or from the file, `miss`),
+   * `cohort_storage_row_cache_reads_total{outcome}` (reads of a KV row
+   * answered from it, `hit`: clients' and applies' of the row a write
+   * replaces; clients' read from the file, `miss`),
    * `cohort_storage_row_cache_admitted_total` (misses that cached their row:
    * a key is cached on its second miss), `cohort_storage_row_cache_written_total`
    * (rows writes cached: a cached key's new row, or the row of a key read or
@@ -281,7 +282,7 @@ export class NodeMetrics {
   rowCache(read: () => KvRowCacheStats): void {
     this.runningTotals(
       'cohort_storage_row_cache_reads_total',
-      'Client reads of KV rows answered from the row cache (hit) or read from the file (miss)',
+      "Reads of KV rows answered from the row cache (hit: clients' and applies' of the row a write replaces) and clients' reads from the file (miss)",
       'outcome',
       () => {
         const s = read();

@@ -33,11 +33,11 @@ const FILTER_BITS_PER_KEY = 16;
 
 /** What a cache has done since it was made (running totals). */
 export interface KvRowCacheStats {
-  /** Reads answered from the cache. */
+  /** Reads answered from the cache (clients', and a write's of the row it replaces). */
   hits: number;
   /** Client reads that missed, their rows read from the file ({@link KvRowCache.admit}). */
   misses: number;
-  /** Of those, rows cached (a miss of a key that had missed recently). */
+  /** Of those, rows cached (a miss of a key that had missed or been written recently). */
   admitted: number;
   /** Rows writes cached ({@link KvRowCache.offer}): a cached key's new row, or a key met recently. */
   written: number;
