@@ -93,6 +93,25 @@ describe('SqliteNodeStore with its writer thread', () => {
     expect(store.writerStats().jobs).toBe(1);
   });
 
+  it("holds a transaction made after startWrites posted the turn's log write until the next durable write", async () => {
+    store.close();
+    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', writerHoldMs: 60_000 });
+    await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
+    // A follower's round: its log write, handed over at once, then the apply of the entries the append committed.
+    const w = store.write([{ group: 'g', entries: ents(2, 2, 1) }]);
+    store.startWrites();
+    store.transaction(() => store.kv('p').put(new Uint8Array([5]), new Uint8Array([5]), { revision: 1 }), {
+      durable: false,
+    });
+    await w;
+    await new Promise((r) => setTimeout(r, 100));
+    // The end of the turn did not hand the apply over in a message of its own: it waits for the next log write.
+    expect(store.writerStats().jobs).toBe(2);
+    await store.write([{ group: 'g', entries: ents(3, 3, 1) }]);
+    const s = store.writerStats();
+    expect([s.jobs, s.commits]).toEqual([4, 3]);
+  });
+
   it('hands the writes made so far to the writer on startWrites, not at the end of the turn', async () => {
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     store.transaction(() => store.kv('p').put(new Uint8Array([9]), new Uint8Array([9]), { revision: 1 }), {
