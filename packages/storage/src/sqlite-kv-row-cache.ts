@@ -164,7 +164,6 @@ export class KvRowCache {
    * that rolls back must make the entry stale (a new epoch).
    */
   offer(key: string, epoch: number, rec: KvRecord | null): void {
-    if (this.seen.length === 0) return;
     const e = this.entries.get(key);
     if (e === undefined && !this.remembered(key)) return;
     this.totals.written++;
@@ -204,8 +203,10 @@ export class KvRowCache {
   /** {@link set}, with `key`'s entry already looked up (`e`; undefined: none). */
   private keep(key: string, e: Entry | undefined, epoch: number, rec: KvRecord | null): void {
     const bytes = key.length + (rec === null ? 0 : rec.value.byteLength + rec.key.byteLength) + ENTRY_OVERHEAD_BYTES;
-    if (e !== undefined && bytes > this.budgetBytes) this.remove(e);
-    if (bytes > this.budgetBytes) return;
+    if (bytes > this.budgetBytes) {
+      if (e !== undefined) this.remove(e);
+      return;
+    }
     if (e === undefined) {
       e = { key, epoch, rec, bytes, older: undefined, newer: undefined };
       this.entries.set(key, e);
@@ -225,7 +226,7 @@ export class KvRowCache {
     while (this.bytes > this.budgetBytes && this.oldest !== undefined) this.remove(this.oldest);
   }
 
-  /** Hits, misses and admissions so far, and what the cache holds. */
+  /** Hits, misses, admissions and rows writes cached so far, and what the cache holds. */
   stats(): KvRowCacheStats {
     return { ...this.totals, entries: this.entries.size, bytes: this.bytes };
   }
