@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_RUNTIME_FLAGS } from '@cohort/node';
+import { freePorts } from '@cohort/scale-bench/ports';
 
 /** The built `cohort` binary of apps/node (`pnpm turbo run build` first). */
 export const CLI: string = fileURLToPath(new URL('../../../apps/node/dist/cli.js', import.meta.url));
@@ -44,15 +44,6 @@ export interface Status {
 export interface FaultState {
   dropTo: string[];
   diskFull: boolean;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const addr = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  if (typeof addr !== 'object' || addr === null) throw new Error('no free port');
-  return addr.port;
 }
 
 /** Polls `fn` until it returns a value, failing after `ms` with `what` in the message. */
@@ -107,13 +98,17 @@ export class ChaosCluster {
     const c = new ChaosCluster(opts);
     // The chaos runs read under the leader's lease: a paused leader must not answer from an expired one.
     writeFileSync(c.config, JSON.stringify({ raft: { leaseReads: true } }));
+    // Every port at once, all distinct: taken one at a time, a port just released may come back, and a node
+    // given the same port for two listeners exits on its configuration (a CI run's cluster never settled).
+    const ports = await freePorts(3 * opts.nodes);
     for (let i = 1; i <= opts.nodes; i++) {
+      const [peer, resp, http] = ports.slice(3 * (i - 1), 3 * i) as [number, number, number];
       c.nodes.push({
         id: `n${i}`,
         dataDir: join(opts.root, `n${i}`),
-        peer: await freePort(),
-        resp: await freePort(),
-        http: await freePort(),
+        peer,
+        resp,
+        http,
         faultFile: join(opts.root, `n${i}.faults.json`),
         fullFile: join(opts.root, `n${i}.disk-full`),
         child: undefined,
@@ -179,7 +174,7 @@ export class ChaosCluster {
 
   /**
    * Starts `node` again on fresh RESP and HTTP ports when it exited because
-   * one was taken between {@link freePort} and its bind (other test files
+   * one was taken between {@link ChaosCluster.create} picking it and its bind (other test files
    * start processes alongside). Its peer port is in every node's `--peers`,
    * so a taken one stays a failure. At most twice per node.
    */
@@ -188,12 +183,21 @@ export class ChaosCluster {
     if (this.stopped || node.child !== child || (port !== node.resp && port !== node.http)) return;
     node.portRetries = (node.portRetries ?? 0) + 1;
     if (node.portRetries > 2) return;
-    const [resp, http] = [await freePort(), await freePort()];
+    const [resp, http] = (await this.freshPorts(2)) as [number, number];
     if (this.stopped || node.child !== child) return;
     node.resp = resp;
     node.http = http;
     node.log += `--- harness: port ${port} was taken; starting again on RESP ${resp}, HTTP ${http} ---\n`;
     this.start(node);
+  }
+
+  /** `n` ports free now that no node of the cluster was given (a stopped node's are free but still its own). */
+  private async freshPorts(n: number): Promise<number[]> {
+    const given = new Set(this.nodes.flatMap((x) => [x.peer, x.resp, x.http]));
+    for (;;) {
+      const ports = await freePorts(n);
+      if (ports.every((p) => !given.has(p))) return ports;
+    }
   }
 
   startAll(): void {
@@ -293,9 +297,15 @@ export class ChaosCluster {
             ? 'paused'
             : 'running'
           : `exited (${n.child?.exitCode ?? n.child?.signalCode ?? 'never started'})`;
-        return `--- ${n.id}, ${state} ---\n${n.log.slice(-2000)}`;
+        return { n, state, tail: `--- ${n.id}, ${state} ---\n${n.log.slice(-2000)}` };
       });
-      throw new Error(`${(err as Error).message}\n${tails.join('\n')}`);
+      // Last, a line a node: a report cut to its end still says which node was down and its last words.
+      const summary = tails.map(
+        ({ n, state }) => `${n.id} ${state}: ${n.log.trimEnd().split('\n').at(-1)?.slice(0, 300)}`,
+      );
+      throw new Error(
+        `${(err as Error).message}\n${tails.map((t) => t.tail).join('\n')}\n--- in short ---\n${summary.join('\n')}`,
+      );
     }
   }
 

@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_RUNTIME_FLAGS } from '@cohort/node';
+import { freePort, freePorts } from './ports.ts';
+
+export { freePort, freePorts };
 
 /** The built `cohort` binary of apps/node (`pnpm turbo run build` first). */
 export const CLI: string = fileURLToPath(new URL('./cli.js', import.meta.resolve('@cohort/node')));
@@ -49,36 +51,6 @@ export interface Memory {
 const CLOCK_TICKS = 100;
 
 const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
-
-/**
- * `n` distinct TCP ports free on 127.0.0.1 right now: all are held until every one is picked (one at a
- * time, a port just released may be handed out again: a node once got its RESP port from another's peer port).
- */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => {
-    const addr = s.address();
-    if (typeof addr !== 'object' || addr === null) throw new Error('no free port');
-    return addr.port;
-  });
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
-
-/** A TCP port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  return (await freePorts(1))[0]!;
-}
 
 /** Polls `fn` until it returns a value, failing after `ms` with `what` in the message. */
 export async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>, everyMs = 50): Promise<T> {

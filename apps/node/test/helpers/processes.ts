@@ -131,7 +131,7 @@ export class ProcCluster {
     if (this.stopped || node.child !== child || (port !== node.resp && port !== node.http)) return;
     node.portRetries = (node.portRetries ?? 0) + 1;
     if (node.portRetries > 2) return;
-    const [resp, http] = (await freePorts(2)) as [number, number];
+    const [resp, http] = (await this.freshPorts(2)) as [number, number];
     if (this.stopped || node.child !== child) return;
     node.resp = resp;
     node.http = http;
@@ -139,9 +139,21 @@ export class ProcCluster {
     this.start(node);
   }
 
+  /**
+   * `n` ports free now that no node of the cluster was given: a node not started yet, or stopped, holds none
+   * of its ports, and the OS may hand one out again (a node given another's port exits on it).
+   */
+  private async freshPorts(n: number): Promise<number[]> {
+    const given = new Set(this.nodes.flatMap((x) => [x.peer, x.resp, x.http]));
+    for (;;) {
+      const ports = await freePorts(n);
+      if (ports.every((p) => !given.has(p))) return ports;
+    }
+  }
+
   /** Adds a node `id` with fresh ports and data directory (not started). */
   async addNode(id: string, args: string[] = []): Promise<ProcNode> {
-    const [peer, resp, http] = (await freePorts(3)) as [number, number, number];
+    const [peer, resp, http] = (await this.freshPorts(3)) as [number, number, number];
     const node: ProcNode = { id, dataDir: join(this.root, id), peer, resp, http, log: '', args };
     this.nodes.push(node);
     return node;
