@@ -166,8 +166,7 @@ export class KvRowCache {
   offer(key: string, epoch: number, rec: KvRecord | null): void {
     const e = this.entries.get(key);
     if (e === undefined && !this.remembered(key)) return;
-    this.totals.written++;
-    this.keep(key, e, epoch, rec);
+    if (this.keep(key, e, epoch, rec)) this.totals.written++;
   }
 
   /** Whether the admission filter holds `key`; if not, it takes the key in (emptied first when full). */
@@ -200,12 +199,12 @@ export class KvRowCache {
     this.keep(key, this.entries.get(key), epoch, rec);
   }
 
-  /** {@link set}, with `key`'s entry already looked up (`e`; undefined: none). */
-  private keep(key: string, e: Entry | undefined, epoch: number, rec: KvRecord | null): void {
+  /** {@link set}, with `key`'s entry already looked up (`e`; undefined: none); false when the row alone exceeds the budget. */
+  private keep(key: string, e: Entry | undefined, epoch: number, rec: KvRecord | null): boolean {
     const bytes = key.length + (rec === null ? 0 : rec.value.byteLength + rec.key.byteLength) + ENTRY_OVERHEAD_BYTES;
     if (bytes > this.budgetBytes) {
       if (e !== undefined) this.remove(e);
-      return;
+      return false;
     }
     if (e === undefined) {
       e = { key, epoch, rec, bytes, older: undefined, newer: undefined };
@@ -224,6 +223,7 @@ export class KvRowCache {
     }
     this.bytes += bytes;
     while (this.bytes > this.budgetBytes && this.oldest !== undefined) this.remove(this.oldest);
+    return true;
   }
 
   /** Hits, misses, admissions and rows writes cached so far, and what the cache holds. */

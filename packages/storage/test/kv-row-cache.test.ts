@@ -128,6 +128,11 @@ describe('KvRowCache', () => {
     for (let i = 0; i < 4_096; i++) cache.admit(`other ${i}`);
     cache.offer('a', 0, rec('a', '3'));
     expect(text(cache.get('a', 0)?.value)).toBe('3');
+    // A row larger than the whole budget is not kept (nor counted): the key's old row goes with it.
+    const { written } = cache.stats();
+    cache.offer('a', 0, { ...rec('a', '4'), value: new Uint8Array(2 << 20) });
+    expect(cache.get('a', 0)).toBeUndefined();
+    expect(cache.stats().written).toBe(written);
     const none = new KvRowCache(0);
     none.offer('a', 0, rec('a', '1'));
     none.offer('a', 0, rec('a', '1'));
