@@ -185,6 +185,48 @@ const COMPARES: KvCompare['kind'][] = [
 ];
 const COMPARE_OPS: CompareOp[] = ['=', '!=', '<', '>'];
 
+/**
+ * `value`'s number on the wire: its position in `names`. Throws `CodecError`
+ * for a name the codec does not know (a caller's cast or a JavaScript
+ * caller), which would otherwise be written as a number no replica decodes.
+ */
+function codeOf<T>(names: readonly T[], value: T, field: string): number {
+  const code = names.indexOf(value);
+  if (code < 0) throw new CodecError(`KV command has unknown ${field} ${JSON.stringify(value)}`);
+  return code;
+}
+
+/**
+ * `n` for an unsigned 64-bit field: a negative number would be written as
+ * 2^64 - |n| and decoded as that (a SET's expiry of -5 as "never", a version
+ * comparison against -1 as one against 2^64), a fraction or NaN not at all.
+ */
+function unsigned(n: number, field: string): bigint {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new CodecError(`KV command field ${field} must be an integer from 0 to 2^53 - 1, got ${n}`);
+  }
+  return BigInt(n);
+}
+
+/** `n` for a signed 64-bit field (a deadline: one in the past deletes the key). */
+function signed(n: number, field: string): bigint {
+  if (!Number.isSafeInteger(n)) {
+    throw new CodecError(`KV command field ${field} must be an integer within ±(2^53 - 1), got ${n}`);
+  }
+  return BigInt(n);
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** `n` for an unsigned 32-bit field (a partition number). */
+function unsigned32(n: number, field: string): number {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) {
+    throw new CodecError(`KV command field ${field} must be an integer from 0 to 2^32 - 1, got ${n}`);
+  }
+  return n;
+}
+
 /** A comparison's fields as the codec carries them (COND's and a transaction's alike). */
 function comparePb(c: KvCompare): {
   compare: number;
@@ -193,10 +235,10 @@ function comparePb(c: KvCompare): {
   compareOp: number;
 } {
   return {
-    compare: COMPARES.indexOf(c.kind),
-    compareNumber: 'value' in c && typeof c.value === 'number' ? BigInt(c.value) : 0n,
+    compare: codeOf(COMPARES, c.kind, 'comparison'),
+    compareNumber: 'value' in c && typeof c.value === 'number' ? unsigned(c.value, `${c.kind} comparison`) : 0n,
     compareValue: c.kind === 'value' ? c.value : new Uint8Array(),
-    compareOp: 'op' in c && c.op !== undefined ? COMPARE_OPS.indexOf(c.op) : 0,
+    compareOp: 'op' in c && c.op !== undefined ? codeOf(COMPARE_OPS, c.op, 'comparison operator') : 0,
   };
 }
 
@@ -214,7 +256,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
     expiresAt: 0n,
     delta: 0n,
     returnOld: false,
-    now: BigInt(cmd.now),
+    now: unsigned(cmd.now, 'now'),
     expireFlag: 0,
     keepTtl: false,
     deadline: 0n,
@@ -231,16 +273,16 @@ function toPb(cmd: KvCommand): KvCommandPb {
   if (cmd.session) {
     pb.session = {
       clientId: cmd.session.clientId,
-      seq: BigInt(cmd.session.seq),
-      lowWater: BigInt(cmd.session.lowWater),
+      seq: unsigned(cmd.session.seq, 'session.seq'),
+      lowWater: unsigned(cmd.session.lowWater, 'session.lowWater'),
     };
   }
   switch (cmd.op) {
     case 'set':
       pb.keys = [cmd.key];
       pb.values = [cmd.value];
-      pb.condition = CONDITIONS.indexOf(cmd.condition);
-      pb.expiresAt = BigInt(cmd.expiresAt);
+      pb.condition = codeOf(CONDITIONS, cmd.condition, 'set condition');
+      pb.expiresAt = unsigned(cmd.expiresAt, 'expiresAt');
       pb.returnOld = cmd.returnOld;
       pb.keepTtl = cmd.keepTtl ?? false;
       break;
@@ -251,6 +293,9 @@ function toPb(cmd: KvCommand): KvCommandPb {
     case 'incr':
       pb.op = KvCommandPb.Op.INCR;
       pb.keys = [cmd.key];
+      if (typeof cmd.delta !== 'bigint' || cmd.delta < INT64_MIN || cmd.delta > INT64_MAX) {
+        throw new CodecError(`KV command field delta must be a 64-bit integer (a bigint), got ${String(cmd.delta)}`);
+      }
       pb.delta = cmd.delta;
       break;
     case 'mset':
@@ -268,7 +313,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
       pb.op = KvCommandPb.Op.SETRANGE;
       pb.keys = [cmd.key];
       pb.values = [cmd.value];
-      pb.offset = BigInt(cmd.offset);
+      pb.offset = unsigned(cmd.offset, 'offset');
       break;
     case 'getdel':
       pb.op = KvCommandPb.Op.GETDEL;
@@ -277,8 +322,8 @@ function toPb(cmd: KvCommand): KvCommandPb {
     case 'getex':
       pb.op = KvCommandPb.Op.GETEX;
       pb.keys = [cmd.key];
-      pb.expireFlag = GETEX_EXPIRY.indexOf(cmd.expiry);
-      pb.deadline = BigInt(cmd.deadline);
+      pb.expireFlag = codeOf(GETEX_EXPIRY, cmd.expiry, 'getex expiry');
+      pb.deadline = signed(cmd.deadline, 'deadline');
       break;
     case 'incrbyfloat':
       pb.op = KvCommandPb.Op.INCRBYFLOAT;
@@ -301,23 +346,24 @@ function toPb(cmd: KvCommand): KvCommandPb {
     case 'read':
       pb.op = KvCommandPb.Op.READ;
       pb.read = EXEC_READS[cmd.read];
+      if (pb.read === undefined) throw new CodecError(`KV command has unknown read ${JSON.stringify(cmd.read)}`);
       pb.keys = cmd.keys;
       pb.values = cmd.args;
       break;
     case 'exec':
       pb.op = KvCommandPb.Op.EXEC;
       pb.batch = cmd.ops.map((op) => {
-        if (op.op === 'exec') throw new Error('an EXEC cannot hold an EXEC');
+        if (op.op === 'exec') throw new CodecError('KV exec command cannot hold an exec command');
         return KvCommandPb.encode(toPb(op));
       });
       pb.keys = cmd.watch.map((w) => w.key);
-      pb.revisions = cmd.watch.map((w) => BigInt(w.revision));
+      pb.revisions = cmd.watch.map((w) => unsigned(w.revision, 'watched revision'));
       break;
     case 'expire':
       pb.op = KvCommandPb.Op.EXPIRE;
       pb.keys = [cmd.key];
-      pb.deadline = BigInt(cmd.deadline);
-      pb.expireFlag = EXPIRE_FLAGS.indexOf(cmd.flag);
+      pb.deadline = signed(cmd.deadline, 'deadline');
+      pb.expireFlag = codeOf(EXPIRE_FLAGS, cmd.flag, 'expire flag');
       break;
     case 'persist':
       pb.op = KvCommandPb.Op.PERSIST;
@@ -337,7 +383,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
       if (cmd.action.kind === 'del') pb.condDelete = true;
       else {
         pb.values = [cmd.action.value];
-        pb.expiresAt = BigInt(cmd.action.expiresAt);
+        pb.expiresAt = unsigned(cmd.action.expiresAt, 'expiresAt');
       }
       break;
     }
@@ -350,17 +396,17 @@ function toPb(cmd: KvCommand): KvCommandPb {
       pb.op = KvCommandPb.Op.TXN_PREPARE;
       pb.txn = {
         ...txnPb(cmd.txn),
-        recordPartition: cmd.recordPartition,
-        participants: cmd.participants,
+        recordPartition: unsigned32(cmd.recordPartition, 'recordPartition'),
+        participants: cmd.participants.map((p) => unsigned32(p, 'participants')),
         compares: cmd.compares.map((c) => ({ key: c.key, ...comparePb(c.compare) })),
         success: cmd.success.map(nestedOp),
         failure: cmd.failure.map(nestedOp),
-        timeoutMs: BigInt(cmd.timeoutMs),
+        timeoutMs: unsigned(cmd.timeoutMs, 'timeoutMs'),
       };
       break;
     case 'txnCommit':
       pb.op = KvCommandPb.Op.TXN_COMMIT;
-      pb.txn = { ...txnPb(cmd.txn), branch: BRANCHES.indexOf(cmd.branch) };
+      pb.txn = { ...txnPb(cmd.txn), branch: codeOf(BRANCHES, cmd.branch, 'branch') };
       break;
     case 'txnAbort':
       pb.op = KvCommandPb.Op.TXN_ABORT;
@@ -368,7 +414,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
       break;
     case 'txnResolve':
       pb.op = KvCommandPb.Op.TXN_RESOLVE;
-      pb.txn = { ...txnPb(cmd.txn), branch: BRANCHES.indexOf(cmd.branch) };
+      pb.txn = { ...txnPb(cmd.txn), branch: codeOf(BRANCHES, cmd.branch, 'branch') };
       break;
     case 'txnForget':
       pb.op = KvCommandPb.Op.TXN_FORGET;
@@ -401,7 +447,8 @@ function txnPb(id: string): KvTxnPb {
 
 /** An operation nested in a transaction or an EXEC (never a transaction step or an EXEC itself). */
 function nestedOp(op: KvOp): Uint8Array {
-  if (op.op === 'exec' || op.op.startsWith('txn')) throw new Error(`a transaction cannot hold ${op.op}`);
+  if (op.op === 'exec' || op.op.startsWith('txn'))
+    throw new CodecError(`KV transaction cannot hold a ${op.op} command`);
   return KvCommandPb.encode(toPb(op));
 }
 

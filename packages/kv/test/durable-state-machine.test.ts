@@ -232,7 +232,7 @@ describe.each([
       entries.push(
         i === 25
           ? entry(i, { op: 'checksum', now: 1000 + i })
-          : entry(i, incr(`k${i % 7}`, 1000 + i, { clientId: 'c', seq: i, lowWater: i - 3 })),
+          : entry(i, incr(`k${i % 7}`, 1000 + i, { clientId: 'c', seq: i, lowWater: Math.max(0, i - 3) })),
       );
     }
     h.sm.applyBatch(entries, CONF);
@@ -369,7 +369,7 @@ describe('KvStateMachine on either store', () => {
             i,
             setCmd(`k${i % 13}`, `v${i}`, 1000 + i, {
               expiresAt: i % 3 ? 0 : 5000,
-              session: { clientId: `c${i % 4}`, seq: i, lowWater: i - 8 },
+              session: { clientId: `c${i % 4}`, seq: i, lowWater: Math.max(0, i - 8) },
             }),
           ),
         );
