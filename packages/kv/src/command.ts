@@ -448,7 +448,7 @@ function txnPb(id: string): KvTxnPb {
 /** An operation nested in a transaction or an EXEC (never a transaction step or an EXEC itself). */
 function nestedOp(op: KvOp): Uint8Array {
   if (op.op === 'exec' || op.op.startsWith('txn'))
-    throw new CodecError(`KV transaction cannot hold a ${op.op} command`);
+    throw new CodecError(`KV transaction cannot hold an operation of kind ${op.op}`);
   return KvCommandPb.encode(toPb(op));
 }
 

@@ -299,7 +299,7 @@ describe('the KV command codec', () => {
           timeoutMs: 1,
           now: 1,
         },
-        /transaction cannot hold a txnForget command/,
+        /transaction cannot hold an operation of kind txnForget/,
       ],
     ];
     for (const [cmd, message] of refused) {
