@@ -244,6 +244,11 @@ function comparePb(c: KvCompare): {
 
 /** Encodes a command as the bytes of one log entry (protobuf `KvCommandPb`). */
 export function encodeCommand(cmd: KvCommand): Uint8Array {
+  // What the decoder refuses, refused here: a read stands only in an EXEC, a session names its client.
+  if (cmd.op === 'read') throw new CodecError('KV read command stands only inside an exec command');
+  if (cmd.session !== undefined && cmd.session.clientId === '') {
+    throw new CodecError('KV command has a session with an empty client id');
+  }
   return KvCommandPb.encode(toPb(cmd));
 }
 
@@ -300,6 +305,9 @@ function toPb(cmd: KvCommand): KvCommandPb {
       break;
     case 'mset':
       pb.op = KvCommandPb.Op.MSET;
+      if (cmd.keys.length !== cmd.values.length) {
+        throw new CodecError(`KV mset command has ${cmd.keys.length} keys but ${cmd.values.length} values`);
+      }
       pb.keys = cmd.keys;
       pb.values = cmd.values;
       pb.condition = cmd.nx ? 1 : 0;
@@ -352,10 +360,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
       break;
     case 'exec':
       pb.op = KvCommandPb.Op.EXEC;
-      pb.batch = cmd.ops.map((op) => {
-        if (op.op === 'exec') throw new CodecError('KV exec command cannot hold an exec command');
-        return KvCommandPb.encode(toPb(op));
-      });
+      pb.batch = cmd.ops.map((op) => nestedOp(op, 'exec'));
       pb.keys = cmd.watch.map((w) => w.key);
       pb.revisions = cmd.watch.map((w) => unsigned(w.revision, 'watched revision'));
       break;
@@ -399,14 +404,15 @@ function toPb(cmd: KvCommand): KvCommandPb {
         recordPartition: unsigned32(cmd.recordPartition, 'recordPartition'),
         participants: cmd.participants.map((p) => unsigned32(p, 'participants')),
         compares: cmd.compares.map((c) => ({ key: c.key, ...comparePb(c.compare) })),
-        success: cmd.success.map(nestedOp),
-        failure: cmd.failure.map(nestedOp),
+        success: cmd.success.map((op) => nestedOp(op, 'txnPrepare')),
+        failure: cmd.failure.map((op) => nestedOp(op, 'txnPrepare')),
         timeoutMs: unsigned(cmd.timeoutMs, 'timeoutMs'),
       };
       break;
     case 'txnCommit':
       pb.op = KvCommandPb.Op.TXN_COMMIT;
-      pb.txn = { ...txnPb(cmd.txn), branch: codeOf(BRANCHES, cmd.branch, 'branch') };
+      // A commit names the branch taken: 'abort' is no branch (an abort is its own step).
+      pb.txn = { ...txnPb(cmd.txn), branch: codeOf(BRANCHES.slice(1), cmd.branch, 'commit branch') + 1 };
       break;
     case 'txnAbort':
       pb.op = KvCommandPb.Op.TXN_ABORT;
@@ -432,6 +438,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
 const BRANCHES = ['abort', 'success', 'failure'] as const;
 
 function txnPb(id: string): KvTxnPb {
+  if (id === '') throw new CodecError('KV transaction step has no transaction id');
   return {
     id,
     recordPartition: 0,
@@ -446,9 +453,10 @@ function txnPb(id: string): KvTxnPb {
 }
 
 /** An operation nested in a transaction or an EXEC (never a transaction step or an EXEC itself). */
-function nestedOp(op: KvOp): Uint8Array {
-  if (op.op === 'exec' || op.op.startsWith('txn'))
-    throw new CodecError(`KV transaction cannot hold an operation of kind ${op.op}`);
+function nestedOp(op: KvOp, holder: 'exec' | 'txnPrepare'): Uint8Array {
+  if (op.op === 'exec' || op.op.startsWith('txn')) {
+    throw new CodecError(`KV ${holder} command cannot hold a command of kind ${op.op}`);
+  }
   return KvCommandPb.encode(toPb(op));
 }
 

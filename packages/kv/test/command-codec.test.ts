@@ -189,6 +189,16 @@ describe('the KV command codec', () => {
     );
   });
 
+  it('gives back an INCR delta anywhere in the 64-bit range', () => {
+    // Before the second protons-runtime patch (pnpm-workspace.yaml), a negative delta of 2^53 or more whose low 32
+    // bits are zero lost a carry: INCRBY k -9223372036854775808 applied +9223372032559808512 on every replica.
+    const edges = [-(2n ** 63n), -(2n ** 63n) + 1n, -(2n ** 62n), -(2n ** 53n), -(2n ** 53n) - 1n, -(2n ** 32n)];
+    for (const delta of [...edges, ...edges.map((d) => -d - 1n), 0n, -1n]) {
+      const cmd: KvCommand = { op: 'incr', key: new Uint8Array([1]), delta, now: 1 };
+      expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
+    }
+  });
+
   it('covers every kind of command the type allows', () => {
     const seen = new Set<string>();
     fc.assert(
@@ -252,7 +262,9 @@ describe('the KV command codec', () => {
         { op: 'cond', key: set.key, compare: { kind: 'version', value: 1, op: '<=' }, action: { kind: 'del' }, now: 1 },
         /unknown comparison operator "<="/,
       ],
-      [{ op: 'txnCommit', txn: 't', branch: 'maybe', now: 1 }, /unknown branch "maybe"/],
+      [{ op: 'txnCommit', txn: 't', branch: 'maybe', now: 1 }, /unknown commit branch "maybe"/],
+      [{ op: 'txnCommit', txn: 't', branch: 'abort', now: 1 }, /unknown commit branch "abort"/],
+      [{ op: 'txnResolve', txn: 't', branch: 'maybe', now: 1 }, /unknown branch "maybe"/],
       [
         { op: 'exec', ops: [{ op: 'read', read: 'hgetall', keys: [], args: [], now: 1 }], watch: [], now: 1 },
         /unknown read "hgetall"/,
@@ -285,8 +297,21 @@ describe('the KV command codec', () => {
         /recordPartition must be an integer from 0 to 2\^32 - 1/,
       ],
       [{ op: 'incr', key: set.key, delta: 2n ** 63n, now: 1 }, /delta must be a 64-bit integer/],
+      // Shapes the decoder refuses: a read outside an EXEC, an MSET's keys and values unpaired, no client or
+      // transaction id.
+      [{ op: 'read', read: 'get', keys: [set.key], args: [], now: 1 }, /read command stands only inside an exec/],
+      [{ op: 'mset', keys: [set.key, set.key], values: [set.value], now: 1 }, /mset command has 2 keys but 1 values/],
+      [{ ...set, session: { clientId: '', seq: 1, lowWater: 0 } }, /session with an empty client id/],
+      [{ op: 'txnForget', txn: '', now: 1 }, /transaction step has no transaction id/],
       // Nesting the codec has no place for.
-      [{ op: 'exec', ops: [{ op: 'exec', ops: [], watch: [], now: 1 }], watch: [], now: 1 }, /cannot hold an exec/],
+      [
+        { op: 'exec', ops: [{ op: 'txnAbort', txn: 't', coordinator: true, now: 1 }], watch: [], now: 1 },
+        /exec command cannot hold a command of kind txnAbort/,
+      ],
+      [
+        { op: 'exec', ops: [{ op: 'exec', ops: [], watch: [], now: 1 }], watch: [], now: 1 },
+        /exec command cannot hold a command of kind exec/,
+      ],
       [
         {
           op: 'txnPrepare',
@@ -299,7 +324,7 @@ describe('the KV command codec', () => {
           timeoutMs: 1,
           now: 1,
         },
-        /transaction cannot hold an operation of kind txnForget/,
+        /txnPrepare command cannot hold a command of kind txnForget/,
       ],
     ];
     for (const [cmd, message] of refused) {

@@ -1,5 +1,6 @@
 import { CodecError } from '@cohort/core';
 import { describe, expect, it } from 'vitest';
+import { KvCommandPb } from '../src/generated/kv-command.js';
 import {
   type KvCommand,
   type KvOp,
@@ -204,8 +205,11 @@ describe('EXEC', () => {
       now: 1,
     });
     expect(() => decodeCommand(read)).not.toThrow();
-    // The same read as a top-level command.
-    const lone = encodeCommand({ op: 'read', read: 'get', keys: [b('k')], args: [], now: 1 } as KvCommand);
+    // The same read as a top-level command: the encoder does not write one, so its bytes are taken from the EXEC's.
+    expect(() => encodeCommand({ op: 'read', read: 'get', keys: [b('k')], args: [], now: 1 } as KvCommand)).toThrow(
+      CodecError,
+    );
+    const lone = KvCommandPb.decode(read).batch[0] as Uint8Array;
     expect(() => decodeCommand(lone)).toThrow(CodecError);
   });
 });

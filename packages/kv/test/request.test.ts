@@ -42,6 +42,14 @@ describe('forwarded KV requests and responses', () => {
     for (const res of responses) expect(decodeResponse(encodeResponse(res))).toEqual(res);
   });
 
+  it('round-trip integer answers over the whole 64-bit range (an INCR answer forwarded to the node that asked)', () => {
+    // Before the second protons-runtime patch (pnpm-workspace.yaml), a negative number of 2^53 or more whose low 32
+    // bits are zero lost a carry on the way: -2^53 arrived as -2^53 - 2^32, -2^63 as 2^63 - 2^32.
+    for (const value of [-(2n ** 63n), -(2n ** 62n), -(2n ** 53n), -(2n ** 32n), -1n, 2n ** 53n, 2n ** 63n - 1n]) {
+      expect(decodeResponse(encodeResponse({ type: 'int', value }))).toEqual({ type: 'int', value });
+    }
+  });
+
   it('round-trip a pipeline, in order; a lone failure answers for all of it', () => {
     const reqs: KvRequest[] = [
       { kind: 'read', op: 'get', keys: [b('a')], now: 0 },
