@@ -1,13 +1,11 @@
 import type { PartitionKv } from '@cohort/storage';
 import type { KvCollectionType, KvRecord } from '@cohort/storage';
-import { WRONGTYPE, applyCollection } from './collections.js';
+import { INT64_MAX, INT64_MIN, WRONGTYPE, applyCollection } from './collections.js';
 import type { CompareOp, ExpireFlag, KvCompare, KvOp, WatchedKey } from './command.js';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
 import { decimal, readResult } from './reads.js';
 import type { KvResult } from './result.js';
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 /** Redis' `string2ll`: no sign on zero (`-0` is not an integer), no leading zeros or plus sign. */
 const INTEGER = /^(0|-?[1-9][0-9]*)$/;
 const NOT_INTEGER: KvResult = { type: 'error', message: 'ERR value is not an integer or out of range' };

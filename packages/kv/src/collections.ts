@@ -22,8 +22,9 @@ const OK: KvResult = { type: 'ok' };
 const NIL: KvResult = { type: 'nil' };
 const EMPTY_LIST: KvResult = { type: 'list', items: [] };
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
+/** The range of a 64-bit signed integer, as Redis' integers and the log's `incr` deltas have it. */
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
 const INTEGER = /^(0|-?[1-9][0-9]*)$/;
 
 /** The hash and list writes (a {@link KvOp} `collection`'s name). */

@@ -1,5 +1,5 @@
 import { CodecError, type Entry } from '@cohort/core';
-import { COLLECTION_WRITES, type CollectionWrite } from './collections.js';
+import { COLLECTION_WRITES, type CollectionWrite, INT64_MAX, INT64_MIN } from './collections.js';
 import { KvCommandPb, type KvTxnPb } from './generated/kv-command.js';
 import type { ExecRead } from './reads.js';
 
@@ -216,9 +216,6 @@ function signed(n: number, field: string): bigint {
   return BigInt(n);
 }
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
 /** `n` for an unsigned 32-bit field (a partition number). */
 function unsigned32(n: number, field: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) {
@@ -412,7 +409,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
     case 'txnCommit':
       pb.op = KvCommandPb.Op.TXN_COMMIT;
       // A commit names the branch taken: 'abort' is no branch (an abort is its own step).
-      pb.txn = { ...txnPb(cmd.txn), branch: codeOf(BRANCHES.slice(1), cmd.branch, 'commit branch') + 1 };
+      pb.txn = { ...txnPb(cmd.txn), branch: codeOf(COMMIT_BRANCHES, cmd.branch, 'commit branch') + 1 };
       break;
     case 'txnAbort':
       pb.op = KvCommandPb.Op.TXN_ABORT;
@@ -436,6 +433,8 @@ function toPb(cmd: KvCommand): KvCommandPb {
 
 /** A branch's number on the wire (0: abort, where a step allows it). */
 const BRANCHES = ['abort', 'success', 'failure'] as const;
+/** The branches a commit may name: {@link BRANCHES} past 'abort' (its number on the wire, less one). */
+const COMMIT_BRANCHES = BRANCHES.slice(1);
 
 function txnPb(id: string): KvTxnPb {
   if (id === '') throw new CodecError('KV transaction step has no transaction id');
