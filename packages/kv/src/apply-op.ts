@@ -154,6 +154,19 @@ export function compareHolds(compare: KvCompare, rec: KvRecord | undefined): boo
 export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number): KvResult {
   switch (cmd.op) {
     case 'set': {
+      if (
+        cmd.condition === 'always' &&
+        !cmd.returnOld &&
+        !cmd.keepTtl &&
+        (cmd.expiresAt === 0 || cmd.expiresAt > now)
+      ) {
+        // Needs nothing of the old row: a put over whatever the key holds (one expired by now counts as
+        // absent, as `current` would have deleted it), which the store may write without reading it.
+        const opts: { revision: number; expiresAt?: number; now: number } = { revision: index, now };
+        if (cmd.expiresAt !== 0) opts.expiresAt = cmd.expiresAt;
+        kv.put(cmd.key, cmd.value, opts);
+        return OK;
+      }
       const old = current(kv, cmd.key, now);
       // SET replaces a hash or list, but SET ... GET cannot answer one's value.
       if (cmd.returnOld && old?.type !== undefined) return WRONGTYPE;

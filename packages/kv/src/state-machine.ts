@@ -176,14 +176,10 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
       [
         'put',
         (key: Uint8Array, value: Uint8Array, opts: Parameters<PartitionKv['put']>[2]) => {
-          kv.put(key, value, opts);
-          if (isReservedKey(key)) return;
-          const record = kv.get(key);
-          this.pending.push(
-            record
-              ? { type: 'put', key: record.key, revision: this.applying, record }
-              : { type: 'put', key, revision: this.applying },
-          );
+          const record = kv.put(key, value, opts);
+          // Its create revision and version may be worked out only when a watcher reads them.
+          if (!isReservedKey(key)) this.pending.push({ type: 'put', key: record.key, revision: this.applying, record });
+          return record;
         },
       ],
       [

@@ -1,5 +1,5 @@
-import { CodecError, type Entry } from '@cohort/core';
-import { MemoryNodeStore, type SqliteNodeStore } from '@cohort/storage';
+import { CodecError, CorruptStateError, type Entry } from '@cohort/core';
+import { MemoryNodeStore, SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvSnapshotChunkPb, KvSnapshotPb } from '../src/generated/kv-command.js';
 import { DUPLICATE_ACKNOWLEDGED, type KvCommand, KvStateMachine } from '../src/index.js';
@@ -79,11 +79,41 @@ describe.each([
         .prepare("UPDATE kv SET value = x'00' WHERE key = ?")
         .run(Buffer.from('bad'));
     }
-    expect(() => h.sm.applyBatch([entry(3, setCmd('a', '2')), entry(4, setCmd('bad', 'y'))], CONF)).toThrow(
+    // INCR reads the row (a plain SET need not: see the next test).
+    expect(() => h.sm.applyBatch([entry(3, setCmd('a', '2')), entry(4, incr('bad', 0))], CONF)).toThrow(
       /partition p1: KV row for key 626164 is corrupt/,
     );
     expect(h.sm.appliedIndex).toBe(2);
     expect(text(h.sm.get(b('a'), 0))).toBe('1');
+  });
+
+  it('finds a corrupt row a plain SET replaces, and refuses the next batch so the partition is repaired', () => {
+    h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('bad', 'x'))], CONF);
+    if (h.store instanceof MemoryNodeStore) h.store.corruptKvRow('p1', b('bad'));
+    else {
+      (h.store as SqliteNodeStore).flush();
+      (h.store as SqliteNodeStore).database
+        .prepare("UPDATE kv SET value = x'00' WHERE key = ?")
+        .run(Buffer.from('bad'));
+    }
+    const corrupt = /partition p1: KV row for key 626164 (is|was) corrupt/;
+    let applied = 2;
+    try {
+      // The in-memory store checks the row as it replaces it; the SQLite store's writer does, as it writes.
+      h.sm.applyBatch([entry(3, setCmd('bad', 'y'))], CONF);
+      applied = 3;
+      if (h.store instanceof SqliteNodeStore) h.store.flush();
+      h.sm.applyBatch([entry(4, setCmd('a', '2'))], CONF);
+      applied = 4;
+    } catch (err) {
+      expect(err).toBeInstanceOf(CorruptStateError);
+      expect((err as Error).message).toMatch(corrupt);
+    }
+    expect(applied).toBe(h.store instanceof MemoryNodeStore ? 2 : 3);
+    expect(h.sm.appliedIndex).toBe(applied);
+    expect(text(h.sm.get(b('a'), 0))).toBe('1');
+    // The row stays unreadable until the partition is replaced from a healthy replica.
+    expect(() => h.sm.get(b('bad'), 0)).toThrow(corrupt);
   });
 
   it('answers a bad command with an error outcome every replica meets alike', () => {

@@ -48,20 +48,26 @@ export class MemoryPartitionKv implements PartitionKv {
     return r && checkedRecord(this.src, r);
   }
 
-  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
+  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): KvRecord {
     const k = hexKey(key);
-    const old = this.part()?.kv.get(k);
+    const stored = this.part()?.kv.get(k);
+    // The row it replaces is checked as a read of it would be (the SQLite store's writer checks it too).
+    const old = stored && checkedRecord(this.src, stored);
+    // A put over whatever the key holds (`now` given) treats a row expired by then as absent.
+    const live =
+      old !== undefined && (opts.now === undefined || old.expiresAt === undefined || old.expiresAt > opts.now);
     const rec: KvRecord = {
       key: key.slice(),
       value: value.slice(),
-      createRevision: old ? old.record.createRevision : opts.revision,
+      createRevision: live ? old.createRevision : opts.revision,
       modifyRevision: opts.revision,
-      version: old ? old.record.version + 1 : 1,
+      version: live ? old.version + 1 : 1,
     };
     if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
     if (opts.type !== undefined) rec.type = opts.type;
     const row = memRow(this.partition, rec);
     this.write((p) => p.kv.set(k, row));
+    return { ...rec };
   }
 
   delete(key: Uint8Array): boolean {

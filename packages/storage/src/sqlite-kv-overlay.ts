@@ -1,9 +1,12 @@
+import type { OverPut } from './sqlite-kv-over.js';
 import type { AppliedState, ClientSession, KvRecord } from './types.js';
 
 /** A value written by job `seq`, not yet reported committed. */
 export interface Tagged<T> {
   v: T;
   seq: number;
+  /** A row's put over whatever the key held (`v` is its record), until its create revision and version are known. */
+  over?: OverPut;
 }
 
 /** A session as the pending writes left it. */
@@ -55,9 +58,9 @@ export class KvOverlay {
     return this.rows.size === 0 && this.sessions.size === 0 && this.responses.size === 0 && this.partition.size === 0;
   }
 
-  set<K extends string, T>(map: Map<K, Tagged<T>>, key: K, v: T, seq: number, undo: RecordUndo): void {
+  set<K extends string, T>(map: Map<K, Tagged<T>>, key: K, v: T, seq: number, undo: RecordUndo, over?: OverPut): void {
     const prev = map.get(key);
-    map.set(key, { v, seq });
+    map.set(key, over === undefined ? { v, seq } : { v, seq, over });
     undo(() => {
       // The entry this one replaced comes back while its job is pending; once the job committed (released
       // meanwhile, its entry being replaced then), the database holds its value, and an entry brought back

@@ -139,6 +139,11 @@ export class KvRowCache {
     return e.rec;
   }
 
+  /** Whether `key` is cached at `epoch` (counts nothing, moves nothing). */
+  has(key: string, epoch: number): boolean {
+    return this.entries.get(key)?.epoch === epoch;
+  }
+
   /**
    * Counts a miss of `key` (its row read from the file) and says whether to
    * cache the row ({@link set}): true if the admission filter holds the key

@@ -42,12 +42,16 @@ export const view = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.by
 /** A Buffer over a Uint8Array's bytes (no copy), as better-sqlite3 binds blobs. */
 export const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/** Whether a KV row's CRC matches its columns. */
+export function rowCrcHolds(partition: string, r: KvRow): boolean {
+  return (
+    kvRowCrc(partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1, r.type ?? 0) === r.crc
+  );
+}
+
 /** Verifies a row's CRC and turns it into a record; a mismatch throws `StorageError`. */
 export function toRecord(src: RowSource, r: KvRow): KvRecord {
-  if (
-    kvRowCrc(src.partition, r.key, r.value, r.create_rev, r.mod_rev, r.expires_at, r.version ?? 1, r.type ?? 0) !==
-    r.crc
-  ) {
+  if (!rowCrcHolds(src.partition, r)) {
     throw new CorruptStateError(
       `${src.file}: partition ${src.partition}: KV row for key ${hexKey(r.key)} is corrupt (checksum mismatch); restore the partition from a healthy replica's snapshot`,
       src.partition,

@@ -1,11 +1,12 @@
-import { StorageError } from '@cohort/core/errors';
+import { CorruptStateError, StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import type Database from 'better-sqlite3';
-import { kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
+import { hexKey, kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { packRows } from './kv-row-pack.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
 import { copyPartitionImage, discardImage, removeImage } from './sqlite-kv-image.js';
+import { type OverOwner, OverPut } from './sqlite-kv-over.js';
 import {
   KvOverlay,
   type PendingPartition,
@@ -30,7 +31,7 @@ import {
 } from './sqlite-kv-rows.js';
 import type { KvStatements } from './sqlite-kv-statements.js';
 import { SqliteKvView } from './sqlite-kv-view.js';
-import type { Op } from './sqlite-ops.js';
+import { OVER_CORRUPT, OVER_INSERTED, type Op } from './sqlite-ops.js';
 import type { ReadAhead } from './sqlite-prefetch.js';
 import { newPinControl } from './sqlite-view-pin.js';
 import type {
@@ -54,14 +55,16 @@ export interface PartitionHost {
   run: RunTransaction;
   /** Adds a write to the open transaction. */
   emit(op: Op): void;
+  /** Adds the put of a `putOver` op just emitted: it learns what the writer found once that commits. */
+  over(m: OverPut): void;
   /** The seq of the open transaction's job. */
   seq(): number;
   /** Records how to undo an in-memory change if the open transaction rolls back. */
   undo: RecordUndo;
   /** A new generation id. */
   newGeneration(): number;
-  /** Blocks until the writer committed everything queued. */
-  barrier(): void;
+  /** Blocks until the writer committed everything queued (up to job `upTo`, when given). */
+  barrier(upTo?: number): void;
   /** Resolves once the writer committed everything queued so far (rejects as `barrier` throws). */
   written(): Promise<void>;
   /**
@@ -92,7 +95,7 @@ const SESSION_CACHE_SIZE = 4096;
  * committed, a {@link KvOverlay} holds what they changed and every read
  * merges it over the database, so reads see every write at once.
  */
-export class SqlitePartitionKv implements PartitionKv {
+export class SqlitePartitionKv implements PartitionKv, OverOwner {
   private readonly st: KvStatements;
   private readonly src: RowSource;
   private readonly ov = new KvOverlay();
@@ -138,6 +141,11 @@ export class SqlitePartitionKv implements PartitionKv {
    * Set from each sweep's answer, lowered by every session written.
    */
   private idleFloor: number | undefined;
+  /**
+   * Set when the writer found a row corrupt as it replaced it (a put over whatever the key held reads the
+   * old row there, not here): the next applied batch throws it, so the partition is repaired.
+   */
+  private corruption: CorruptStateError | undefined;
 
   constructor(
     db: Database.Database,
@@ -206,13 +214,26 @@ export class SqlitePartitionKv implements PartitionKv {
     if (gen !== 0) ahead.want(gen, keys());
   }
 
-  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
+  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): KvRecord {
+    let written: KvRecord | undefined;
     this.host.run(() => {
       const gen = this.writeGen();
+      const rk = rowKey(key);
+      const now = opts.now;
+      if (now !== undefined) {
+        const prev = this.overBase(gen, rk, opts.revision);
+        if (prev !== false) {
+          written = this.putOver(gen, rk, key, value, opts, now, prev);
+          return;
+        }
+      }
       const existing = this.get(key);
       this.lastRead = undefined;
-      const create = existing?.createRevision ?? opts.revision;
-      const version = existing === undefined ? 1 : existing.version + 1;
+      // A put over whatever the key holds (`now` given) treats a row expired by then as absent.
+      const live =
+        existing !== undefined && (now === undefined || existing.expiresAt === undefined || existing.expiresAt > now);
+      const create = live ? existing.createRevision : opts.revision;
+      const version = live ? existing.version + 1 : 1;
       if (existing === undefined && this.rows !== undefined) this.rows++;
       const type = typeCode(opts.type);
       const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version, type);
@@ -237,11 +258,175 @@ export class SqlitePartitionKv implements PartitionKv {
         version,
         type,
       ]);
-      const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
       // The overlay answers reads until the write commits; the cache then has what the file holds.
       this.cache?.offer(this.cacheScope + rk, this.cacheEpoch, rec);
+      written = copyRecord(rec);
     }, true);
+    return written as KvRecord;
+  }
+
+  /**
+   * Whether a put over whatever `rk` holds at `revision` can go without reading the key's row: false when
+   * memory knows the row (a pending write whose create revision and version are known, the row last
+   * read, a cached row), or when the pending put it would follow has the same revision (two puts of a
+   * key in one EXEC: the file cannot tell them apart, see {@link resolve}). Else the pending put over
+   * the key it follows, or undefined when it follows the file's row.
+   */
+  private overBase(gen: number, rk: string, revision: number): OverPut | undefined | false {
+    const o = this.ov.rows.get(rk);
+    if (o !== undefined) {
+      const head = o.over;
+      return head !== undefined && !head.known && head.revision !== revision ? head : false;
+    }
+    const last = this.lastRead;
+    if (last !== undefined && last.gen === gen && last.key === rk) return false;
+    if (this.cache?.has(this.cacheScope + rk, this.cacheEpoch) === true) return false;
+    return undefined;
+  }
+
+  /**
+   * The put of {@link put} given `now`, with the key's row unread: the writer reads it (it reads that page
+   * to write the row anyway) and reports the create revision and version it wrote; until then the record
+   * returned (and the overlay's) works them out when read ({@link resolve}).
+   */
+  private putOver(
+    gen: number,
+    rk: string,
+    key: Uint8Array,
+    value: Uint8Array,
+    opts: KvPutOptions,
+    now: number,
+    prev: OverPut | undefined,
+  ): KvRecord {
+    const seq = this.host.seq();
+    const m: OverPut = new OverPut(
+      this,
+      key.slice(),
+      value.slice(),
+      opts.revision,
+      opts.expiresAt,
+      now,
+      seq,
+      prev,
+      this.rows !== undefined,
+      () => this.resolveOf(rk, m),
+      opts.type,
+    );
+    const rec = m.record;
+    this.host.emit([
+      'putOver',
+      gen,
+      rec.key,
+      rec.value,
+      opts.revision,
+      opts.expiresAt ?? null,
+      typeCode(opts.type),
+      now,
+      this.src.partition,
+    ]);
+    this.host.over(m);
+    this.lastRead = undefined;
+    this.ov.set(this.ov.rows, rk, rec, seq, this.host.undo, m);
+    return rec;
+  }
+
+  reported(m: OverPut, create: number, version: number, found: number): void {
+    if (found === OVER_CORRUPT && this.corruption === undefined) {
+      this.corruption = new CorruptStateError(
+        `${this.src.file}: partition ${this.src.partition}: KV row for key ${hexKey(m.record.key)} was corrupt (checksum mismatch) when a write replaced it; restore the partition from a healthy replica's snapshot`,
+        this.src.partition,
+      );
+    }
+    if (m.known) return;
+    m.create = create;
+    m.version = version;
+    m.known = true;
+    if (found === OVER_INSERTED) this.inserted(m);
+  }
+
+  /** `m` added a row to the partition: counted, unless the count was taken with it (or is not kept). */
+  private inserted(m: OverPut): void {
+    if (m.counts && this.rows !== undefined) this.rows++;
+  }
+
+  /** Works out `m`'s create revision and version ({@link resolve}); `rk` is its key's. */
+  private resolveOf(rk: string, m: OverPut): void {
+    this.resolve(rk);
+    if (!m.known) {
+      throw new StorageError(
+        `${this.src.file}: partition ${this.src.partition}: the create revision and version written at revision ${m.revision} for key ${hexKey(m.record.key)} are unknown (its write never committed)`,
+      );
+    }
+  }
+
+  /**
+   * Works out the create revision and version of the pending puts over `rk`'s row not known yet: the
+   * chain of them back to a known one, or to the row in the file. The file holds none of the chain when
+   * its row's mod revision is below the chain's first (the chain's revisions increase): the chain
+   * follows that row then. Otherwise the writer committed part of the chain and its report is on its
+   * way: taken ({@link PartitionHost.barrier} up to that part's job), and the rest follows it.
+   */
+  private resolve(rk: string): void {
+    for (;;) {
+      const head = this.ov.rows.get(rk)?.over;
+      if (head === undefined || head.known) return;
+      const chain: OverPut[] = [];
+      let m: OverPut | undefined = head;
+      for (; m !== undefined && !m.known; m = m.prev) chain.push(m);
+      chain.reverse();
+      let base: KvRecord | undefined;
+      if (m !== undefined) {
+        base = {
+          key: m.record.key,
+          value: m.record.value,
+          createRevision: m.create,
+          modifyRevision: m.revision,
+          version: m.version,
+        };
+        if (m.expiresAt !== undefined) base.expiresAt = m.expiresAt;
+      } else {
+        const first = chain[0] as OverPut;
+        base = this.storedRow(head.record.key);
+        if (base !== undefined && base.modifyRevision >= first.revision) {
+          const stored = base.modifyRevision;
+          const at = chain.find((c) => c.revision === stored);
+          if (at === undefined) {
+            throw new StorageError(
+              `${this.src.file}: partition ${this.src.partition}: key ${hexKey(head.record.key)} is stored at revision ${stored}, which none of its pending writes has`,
+            );
+          }
+          this.host.barrier(at.seq);
+          if (!at.known) {
+            throw new StorageError(
+              `${this.src.file}: partition ${this.src.partition}: the writer committed the write of key ${hexKey(head.record.key)} at revision ${stored} without reporting it`,
+            );
+          }
+          continue;
+        }
+      }
+      for (const c of chain) {
+        const existed = base !== undefined;
+        c.learn(base);
+        if (!existed) this.inserted(c);
+        base = {
+          key: c.record.key,
+          value: c.record.value,
+          createRevision: c.create,
+          modifyRevision: c.revision,
+          version: c.version,
+        };
+        if (c.expiresAt !== undefined) base.expiresAt = c.expiresAt;
+      }
+      return;
+    }
+  }
+
+  /** The key's row in the file (CRC checked), past every cache and the overlay. */
+  private storedRow(key: Uint8Array): KvRecord | undefined {
+    this.host.scope();
+    const r = this.st.get.get(this.readGen(), blob(key)) as KvRow | undefined;
+    return r && toRecord(this.src, r);
   }
 
   delete(key: Uint8Array): boolean {
@@ -278,7 +463,11 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   count(): number {
-    // Counted once (a scan of the primary key), then maintained: a status call stays O(1).
+    // Counted once (a scan of the primary key), then maintained: a status call stays O(1). Puts over rows
+    // not read count once what they replaced is known: worked out here for those pending.
+    if (this.rows !== undefined) {
+      for (const [rk, o] of this.ov.rows) if (o.over !== undefined && !o.over.known) this.resolve(rk);
+    }
     if (this.rows === undefined) {
       const gen = this.readGen();
       this.rows = this.host.read(() => {
@@ -290,6 +479,10 @@ export class SqlitePartitionKv implements PartitionKv {
         }
         return n;
       });
+      // That count has every pending put in it: none counts again once what it replaced is known.
+      for (const o of this.ov.rows.values()) {
+        for (let m = o.over; m !== undefined && !m.known; m = m.prev) m.counts = false;
+      }
     }
     return this.rows;
   }
@@ -332,6 +525,7 @@ export class SqlitePartitionKv implements PartitionKv {
   }
 
   setApplied(state: AppliedState, logTime?: number): void {
+    if (this.corruption !== undefined) throw this.corruption;
     this.host.run(() => {
       const gen = this.writeGen();
       const time = logTime ?? this.logTime();
@@ -518,6 +712,7 @@ export class SqlitePartitionKv implements PartitionKv {
     this.ov.clear();
     this.gen = staging;
     this.rows = undefined;
+    this.corruption = undefined;
     this.sessionCache.clear();
     this.lastRead = undefined;
     this.cacheEpoch++;

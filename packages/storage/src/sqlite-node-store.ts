@@ -27,12 +27,13 @@ import {
   positionOf,
 } from './sqlite-group.js';
 import { removeStaleImages } from './sqlite-kv-image.js';
+import type { OverPut } from './sqlite-kv-over.js';
 import { purgeAbandonedGenerations } from './sqlite-kv-partition.js';
 import { KvRowCache } from './sqlite-kv-row-cache.js';
 import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
-import type { Job, Op } from './sqlite-ops.js';
+import { type Job, OVER_RESULT_SLOTS, type Op } from './sqlite-ops.js';
 import { READ_AHEAD_MODES, ReadAhead, type ReadAheadMode, type ReadAheadOptions } from './sqlite-prefetch.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { abandonPin } from './sqlite-view-pin.js';
@@ -156,6 +157,8 @@ interface OpenTransaction {
   undo: (() => void)[];
   /** Jobs to queue after its own: purges of generations, marks of views (`pin`). */
   after: Job[];
+  /** Its `putOver` ops' puts, in op order: each learns what the writer found. */
+  overs: OverPut[];
 }
 
 /** Entries a queued job appended to a group: the tail keeps them until the writer committed the job. */
@@ -209,6 +212,12 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private snapshotReads = false;
   /** Commits reported while it (or a read scope) ran, taken once it ended. */
   private committedLater: number | undefined;
+  /**
+   * Puts over whatever row their key had (`putOver` ops), submitted and not reported yet, in op order:
+   * the writer reports what it found for each, in that order. Taken from {@link awaitingHead} on.
+   */
+  private awaiting: (OverPut | undefined)[] = [];
+  private awaitingHead = 0;
   /** A read scope is open: this turn's reads share one read transaction (see {@link enterReadScope}). */
   private readScope = false;
   /** Read transactions (`inRead`) running: a read scope under them cannot end before they do. */
@@ -273,13 +282,15 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.endRead = db.prepare('COMMIT');
     this.queue = new InlineWriteQueue(db, file);
     this.queue.onCommitted = (upTo) => this.committed(upTo);
+    this.queue.onResolved = (results) => this.resolved(results);
     this.host = {
       run: (fn, durable) => this.transaction(fn, { durable }),
       emit: (op) => this.openTx().ops.push(op),
+      over: (m) => this.openTx().overs.push(m),
       seq: () => this.seq + 1,
       undo: (fn) => this.openTx().undo.push(fn),
       newGeneration: () => this.nextGen++,
-      barrier: () => this.queue.barrier(),
+      barrier: (upTo) => this.queue.barrier(upTo),
       written: () => this.queue.drained(),
       pin: (ctrl) => {
         if (!(this.queue instanceof ThreadWriteQueue)) return false;
@@ -355,6 +366,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
           ...(opts.diskFullGate === undefined ? {} : { diskFullGate: opts.diskFullGate }),
         });
         store.queue.onCommitted = (upTo) => store.committed(upTo);
+        store.queue.onResolved = (results) => store.resolved(results);
         store.queue.onStall = (stall) => store.stalled(stall);
       }
       return store;
@@ -683,7 +695,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     if (this.building) throw new StorageError(`${this.file}: a transaction cannot start inside a log write`);
     // A read scope covers runs of reads only: a transaction reads the file as it is now.
     this.endReadScope();
-    const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], after: [] };
+    const tx: OpenTransaction = { ops: [], durable: opts.durable !== false, undo: [], after: [], overs: [] };
     this.tx = tx;
     try {
       let result: T;
@@ -702,7 +714,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         result = fn();
       }
       this.tx = undefined;
-      if (tx.ops.length > 0) this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
+      if (tx.ops.length > 0) {
+        // Before the job: an inline writer reports what they found as it commits, within submit.
+        for (const m of tx.overs) this.awaiting.push(m);
+        this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
+      }
       return result;
     } catch (err) {
       this.tx = undefined;
@@ -859,6 +875,25 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     }
     return true;
   };
+
+  /** What the writer found for the next `putOver`s it committed ({@link OVER_RESULT_SLOTS} numbers each). */
+  private resolved(results: number[]): void {
+    for (let i = 0; i < results.length; i += OVER_RESULT_SLOTS) {
+      const m = this.awaiting[this.awaitingHead];
+      if (m === undefined) {
+        throw new StorageError(`${this.file}: the writer reported a put over a row that was never submitted`);
+      }
+      this.awaiting[this.awaitingHead++] = undefined;
+      m.owner.reported(m, results[i] as number, results[i + 1] as number, results[i + 2] as number);
+    }
+    if (this.awaitingHead === this.awaiting.length) {
+      this.awaiting = [];
+      this.awaitingHead = 0;
+    } else if (this.awaitingHead > 4096 && this.awaitingHead * 2 > this.awaiting.length) {
+      this.awaiting = this.awaiting.slice(this.awaitingHead);
+      this.awaitingHead = 0;
+    }
+  }
 
   /** The writer committed jobs up to `upTo`: what they wrote is in the file now. */
   private committed(upTo: number): void {

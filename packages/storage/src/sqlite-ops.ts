@@ -1,8 +1,10 @@
 import { existsSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
+import { kvRowCrc } from './kv-checksums.js';
 import { forEachPackedRow } from './kv-row-pack.js';
 import { purgeGeneration } from './sqlite-kv-partition.js';
+import { type KvRow, rowCrcHolds } from './sqlite-kv-rows.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { holdAtPin } from './sqlite-view-pin.js';
@@ -13,9 +15,40 @@ export type WriteStatement = keyof Statements | keyof KvStatements;
 /**
  * One statement run with positional arguments, or `putRows`: the `put`
  * statement once per row of a {@link packRows} buffer (a snapshot install's
- * rows), into generation `gen`.
+ * rows), into generation `gen`; or `putOver` (see {@link PutOver}).
  */
-export type Op = [statement: WriteStatement, ...args: unknown[]] | ['putRows', gen: number, rows: Uint8Array];
+export type Op = [statement: WriteStatement, ...args: unknown[]] | ['putRows', gen: number, rows: Uint8Array] | PutOver;
+
+/**
+ * A put over whatever row the key has (a `SET` that needs nothing of the old
+ * row): the runner reads the row (its page is read to write it anyway),
+ * carries its create revision and version on unless the row expired by `now`
+ * (the write's log time), computes the new row's CRC and writes it. What it
+ * found is reported per op ({@link JobRunner.takeResults}).
+ */
+export type PutOver = [
+  'putOver',
+  gen: number,
+  key: Uint8Array,
+  value: Uint8Array,
+  revision: number,
+  expiresAt: number | null,
+  type: number,
+  now: number,
+  partition: string,
+];
+
+/** What {@link JobRunner.takeResults} gives per `putOver`: its row's create revision, its version, and {@link OVER_INSERTED} or the like. */
+export const OVER_RESULT_SLOTS = 3;
+/** A `putOver` that found a row (expired or not). */
+export const OVER_REPLACED = 0;
+/** A `putOver` that found no row: the partition has one more. */
+export const OVER_INSERTED = 1;
+/**
+ * A `putOver` whose old row failed its CRC: the new row is written with a CRC that fails too (its create
+ * revision and version came from a corrupt row), so the partition reads as corrupt until repaired.
+ */
+export const OVER_CORRUPT = 2;
 
 /**
  * One unit of work for the writer: either statements committed atomically,
@@ -93,6 +126,8 @@ export class JobRunner {
   private readonly stmts: Record<string, Database.Statement>;
   private readonly inTxn: (fn: () => void) => void;
   private sync: 'FULL' | 'NORMAL' = 'FULL';
+  /** {@link OVER_RESULT_SLOTS} numbers per `putOver` committed and not taken yet, in op order. */
+  private results: number[] = [];
 
   constructor(
     private readonly db: Database.Database,
@@ -158,6 +193,16 @@ export class JobRunner {
     }
   }
 
+  /**
+   * What the `putOver`s committed since the last call found ({@link OVER_RESULT_SLOTS} numbers each, in
+   * the order they ran); a rolled-back transaction's are not among them.
+   */
+  takeResults(): number[] {
+    const r = this.results;
+    this.results = [];
+    return r;
+  }
+
   private commit(fn: () => void, durable: boolean): void {
     const want = durable ? 'FULL' : 'NORMAL';
     if (this.sync !== want) {
@@ -165,10 +210,20 @@ export class JobRunner {
       this.db.pragma(`synchronous = ${want}`);
       this.sync = want;
     }
-    this.inTxn(fn);
+    const mark = this.results.length;
+    try {
+      this.inTxn(fn);
+    } catch (err) {
+      this.results.length = mark;
+      throw err;
+    }
   }
 
   private exec(op: Op): void {
+    if (op[0] === 'putOver') {
+      this.putOver(op as PutOver);
+      return;
+    }
     if (op[0] === 'putRows') {
       const [, gen, rows] = op;
       const put = this.kvStatements().put;
@@ -181,6 +236,28 @@ export class JobRunner {
     if (stmt === undefined) throw new Error(`unknown statement ${op[0]}`);
     const args = op.slice(1).map(bindable);
     stmt.run(...args);
+  }
+
+  private putOver(op: PutOver): void {
+    const [, gen, key, value, revision, expiresAt, type, now, partition] = op;
+    const st = this.kvStatements();
+    const k = bindable(key) as Buffer;
+    const v = bindable(value) as Buffer;
+    const old = st.get.get(gen, k) as KvRow | undefined;
+    let create = revision;
+    let version = 1;
+    let found = old === undefined ? OVER_INSERTED : OVER_REPLACED;
+    if (old !== undefined && (old.expires_at === null || old.expires_at > now)) {
+      create = old.create_rev;
+      version = (old.version ?? 1) + 1;
+    }
+    let crc = kvRowCrc(partition, k, v, create, revision, expiresAt ?? undefined, version, type);
+    if (old !== undefined && !rowCrcHolds(partition, old)) {
+      found = OVER_CORRUPT;
+      crc = (crc ^ 1) >>> 0;
+    }
+    st.put.run(gen, k, v, create, revision, expiresAt, crc, version, type);
+    this.results.push(create, version, found);
   }
 
   private kvStatements(): KvStatements {

@@ -47,6 +47,11 @@ export interface WriteQueue {
   readonly pending: boolean;
   /** Called (on the store's thread) each time jobs up to `upTo` committed. */
   onCommitted: (upTo: number) => void;
+  /**
+   * What the `putOver` ops of the jobs about to be reported committed found (`JobRunner.takeResults`), in
+   * the order they were submitted; called before {@link onCommitted} reports those jobs.
+   */
+  onResolved: (results: number[]) => void;
   /** Hands the jobs submitted so far to the writer at once (the inline queue ran them already). */
   post(): void;
   /** Running totals of the work done, for metrics. */
@@ -58,6 +63,7 @@ export interface WriteQueue {
 export class InlineWriteQueue implements WriteQueue {
   private readonly runner: JobRunner;
   onCommitted: (upTo: number) => void = () => {};
+  onResolved: (results: number[]) => void = () => {};
   onStall: (stall: WriteStall | undefined) => void = () => {};
   readonly pending = false;
   /** The inline queue never waits: a write that finds the disk full throws. */
@@ -81,6 +87,8 @@ export class InlineWriteQueue implements WriteQueue {
     }
     this.stats.jobs++;
     this.stats.commitMs += performance.now() - started;
+    const over = this.runner.takeResults();
+    if (over.length > 0) this.onResolved(over);
     this.onCommitted(job.seq);
   }
 
@@ -142,6 +150,7 @@ export class ThreadWriteQueue implements WriteQueue {
   private closed = false;
   private stalled: WriteStall | undefined;
   onCommitted: (upTo: number) => void = () => {};
+  onResolved: (results: number[]) => void = () => {};
   onStall: (stall: WriteStall | undefined) => void = () => {};
   readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
 
@@ -309,6 +318,7 @@ export class ThreadWriteQueue implements WriteQueue {
     this.stats.jobs += m.jobs;
     this.stats.commits += m.commits;
     this.stats.commitMs += m.ms;
+    if (m.over !== undefined) this.onResolved(m.over);
     if (m.upTo <= this.committed) return;
     this.committed = m.upTo;
     if (!this.pending) this.port.unref();

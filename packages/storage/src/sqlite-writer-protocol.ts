@@ -25,13 +25,14 @@ export const CTRL_SLOTS = 4;
 
 export type ToWriter = { type: 'jobs'; jobs: Job[] } | { type: 'close' };
 /**
- * `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions that took `ms` on the writer (fsyncs included).
+ * `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions that took `ms` on the writer (fsyncs included);
+ * `over`, what their `putOver` ops found (`JobRunner.takeResults`), when they had any.
  * `stalled`: the commit after the last one reported failed for want of space (`message`, SQLite's reason); it is retried, with
  * every job queued behind it, until it commits. `resumed`: it committed (its `committed` report came first).
  * `failed`: a write failed otherwise; the writer takes no more.
  */
 export type ToMain =
-  | { type: 'committed'; upTo: number; jobs: number; commits: number; ms: number }
+  | { type: 'committed'; upTo: number; jobs: number; commits: number; ms: number; over?: number[] }
   | { type: 'stalled'; message: string }
   | { type: 'resumed' }
   | { type: 'failed'; message: string };

@@ -108,7 +108,10 @@ function commit(): void {
   }
   if (done > 0) {
     const upTo = (jobs[done - 1] as Job).seq;
-    post({ type: 'committed', upTo, jobs: done, commits, ms: performance.now() - started });
+    const over = (runner as JobRunner).takeResults();
+    const msg: ToMain = { type: 'committed', upTo, jobs: done, commits, ms: performance.now() - started };
+    if (over.length > 0) msg.over = over;
+    post(msg);
     Atomics.store(ctrl, CTRL_COMMITTED, BigInt(upTo));
     Atomics.notify(ctrl, CTRL_COMMITTED);
   }

@@ -97,6 +97,16 @@ export interface KvPutOptions {
   expiresAt?: number;
   /** The key's type when not a string (a put replaces the type, as it replaces the value). */
   type?: KvCollectionType;
+  /**
+   * The write's log time (ms), for a put over whatever the key holds: a row expired by then counts as
+   * absent (the new row starts at version 1, its create revision this write's), as a read-modify-write
+   * that dropped it first would leave it. Given it, a store need not read the old row before the put:
+   * the SQLite store leaves that to its writer thread, which reads the row's page to write it anyway,
+   * and learns the create revision and version from it (the record {@link PartitionKv.put} returns
+   * reads them when first asked). Without it, an existing row's create revision and version carry over
+   * whatever its expiry.
+   */
+  now?: number;
 }
 
 /** A key range for {@link PartitionKv.scan}: `start` inclusive, `end` exclusive, byte order. */
@@ -184,8 +194,12 @@ export interface PartitionKv {
    * (finding the keys may cost a decode). Changes nothing, answers nothing; a store may ignore it.
    */
   prefetch?(keys: () => Iterable<Uint8Array>): void;
-  /** Writes `key`; keeps the create revision of an existing key and adds one to its version (1 when new). */
-  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void;
+  /**
+   * Writes `key`; keeps the create revision of an existing key and adds one to its version (1 when new;
+   * see {@link KvPutOptions.now} for an expired one). Returns the record written, the caller's to keep
+   * (a watch event's); its create revision and version may be worked out only when first read.
+   */
+  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): KvRecord;
   /** Removes `key`; returns whether it existed. */
   delete(key: Uint8Array): boolean;
   /** Keys in byte order within the range. */

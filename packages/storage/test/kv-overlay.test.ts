@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
-import type { DurableNodeStore, KvCollectionType, PartitionKv } from '../src/types.js';
+import type { DurableNodeStore, KvCollectionType, KvRecord, PartitionKv } from '../src/types.js';
 import { tempDir } from './harness.js';
 
 // Keys that sort in byte order, not string order: the empty key, a NUL suffix, a 0xff byte.
@@ -16,7 +16,15 @@ const CLIENTS = ['c0', 'c1', 'c2'];
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 type Cmd =
-  | { op: 'put'; key: number; value: number; expiresAt: number | undefined; type: KvCollectionType | undefined }
+  | {
+      op: 'put';
+      key: number;
+      value: number;
+      expiresAt: number | undefined;
+      type: KvCollectionType | undefined;
+      /** A put over whatever the key holds at this log time (`KvPutOptions.now`). */
+      now: number | undefined;
+    }
   | { op: 'del'; key: number }
   | { op: 'save'; client: number; seq: number; lowWater: number; time: number }
   | { op: 'raise'; client: number; lowWater: number; time: number }
@@ -28,14 +36,19 @@ interface Txn {
   durable: boolean;
   /** Throws after its commands: everything it did rolls back. */
   fails: boolean;
-  /** What happens to the writer thread's commits after it. */
-  after: 'hold' | 'release' | 'flush' | 'none';
+  /**
+   * What happens to the writer thread's commits after it; `post`: the jobs queued go to the writer, which
+   * commits them while this thread waits without taking its reports (they are taken later).
+   */
+  after: 'hold' | 'release' | 'flush' | 'post' | 'none';
   /** Then a snapshot of these keys (by index into KEYS) replaces the partition's state. */
   install: number[] | undefined;
   /** Its reads share one read transaction (see `TransactionOptions.snapshotReads`). */
   snapshotReads: boolean;
   /** Halfway through its commands, the writer thread commits everything queued (reported while it runs). */
   flushInside: boolean;
+  /** Whether every read is compared after it (else the next transaction's puts may follow puts nothing read yet). */
+  check: boolean;
 }
 
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
@@ -45,6 +58,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
     value: fc.nat(9),
     expiresAt: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }),
     type: fc.constantFrom(undefined, 'hash' as const, 'list' as const),
+    now: fc.option(fc.nat(30), { nil: undefined, freq: 2 }),
   }),
   fc.record({ op: fc.constant('del' as const), key: fc.nat(KEYS.length - 1) }),
   fc.record({
@@ -72,10 +86,11 @@ const txn: fc.Arbitrary<Txn> = fc.record({
   cmds: fc.array(cmd, { minLength: 1, maxLength: 6 }),
   durable: fc.boolean(),
   fails: fc.nat(9).map((n) => n < 2),
-  after: fc.constantFrom('hold', 'release', 'flush', 'none', 'none'),
+  after: fc.constantFrom('hold', 'release', 'flush', 'post', 'post', 'none', 'none'),
   install: fc.option(fc.uniqueArray(fc.nat(KEYS.length - 1), { maxLength: 4 }), { nil: undefined, freq: 6 }),
   snapshotReads: fc.boolean(),
   flushInside: fc.nat(3).map((n) => n === 0),
+  check: fc.boolean(),
 });
 
 /** Replaces the partition's state with `keys` (values naming the revision), as a snapshot install does. */
@@ -93,14 +108,18 @@ function install(kv: PartitionKv, keys: number[], revision: number): void {
   installer.commit({ index: 1000 + revision, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } }, revision);
 }
 
-function run(kv: PartitionKv, c: Cmd, revision: number): void {
+/** Runs `c`; a put's record goes to `written`. */
+function run(kv: PartitionKv, c: Cmd, revision: number, written: KvRecord[]): void {
   switch (c.op) {
     case 'put':
-      kv.put(KEYS[c.key] as Uint8Array, enc(`v${c.value}`), {
-        revision,
-        ...(c.expiresAt === undefined ? {} : { expiresAt: c.expiresAt }),
-        ...(c.type === undefined ? {} : { type: c.type }),
-      });
+      written.push(
+        kv.put(KEYS[c.key] as Uint8Array, enc(`v${c.value}`), {
+          revision,
+          ...(c.expiresAt === undefined ? {} : { expiresAt: c.expiresAt }),
+          ...(c.type === undefined ? {} : { type: c.type }),
+          ...(c.now === undefined ? {} : { now: c.now }),
+        }),
+      );
       return;
     case 'del':
       kv.delete(KEYS[c.key] as Uint8Array);
@@ -120,19 +139,22 @@ function run(kv: PartitionKv, c: Cmd, revision: number): void {
   }
 }
 
+const text = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
+
+/** A record in a form `toEqual` compares. */
+const rec = (r: KvRecord | undefined): unknown =>
+  r && {
+    key: text(r.key),
+    value: text(r.value),
+    c: r.createRevision,
+    m: r.modifyRevision,
+    x: r.expiresAt,
+    v: r.version,
+    t: r.type,
+  };
+
 /** Everything a reader can ask a partition, in a form `toEqual` compares. */
 function reads(kv: PartitionKv): unknown {
-  const text = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
-  const rec = (r: ReturnType<PartitionKv['get']>): unknown =>
-    r && {
-      key: text(r.key),
-      value: text(r.value),
-      c: r.createRevision,
-      m: r.modifyRevision,
-      x: r.expiresAt,
-      v: r.version,
-      t: r.type,
-    };
   return {
     get: KEYS.map((k) => rec(kv.get(k))),
     scan: kv.scan().map(rec),
@@ -163,13 +185,17 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
             SqliteNodeStore.open(join(dir, 'thread.db'), { quickCheck: false, writer: 'thread', commitGate: gate }),
           ],
         ];
+        // The records each store's puts returned (those of transactions that committed), read at the end.
+        const kept: KvRecord[][] = stores.map(() => []);
         try {
           let revision = 0;
           for (const t of txns) {
             revision++;
             // What each store answers halfway through the transaction, after its writer committed meanwhile.
             const inside: unknown[] = [];
-            for (const [, store] of stores) {
+            // The records its puts returned, per store; half of them read now, the rest at the end.
+            const written: KvRecord[][] = stores.map(() => []);
+            for (const [s, [, store]] of stores.entries()) {
               const kv = store.kv('p');
               try {
                 store.transaction(
@@ -184,7 +210,7 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
                         }
                         inside.push(reads(kv));
                       }
-                      run(kv, c, revision);
+                      run(kv, c, revision, written[s] as KvRecord[]);
                     });
                     if (t.fails) throw new Error('rolled back');
                   },
@@ -194,18 +220,31 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
                 if ((err as Error).message !== 'rolled back') throw err;
               }
             }
+            if (!t.fails) {
+              const now = written.map((w) => w.filter((_, i) => i % 2 === 0).map(rec));
+              stores.forEach(([name], i) => expect([name, now[i]]).toEqual([name, now[0]]));
+              written.forEach((w, i) => kept[i]?.push(...w));
+            }
             if (t.after === 'hold') writeFileSync(gate, '');
-            if (t.after === 'release' || t.after === 'flush') rmSync(gate, { force: true });
+            if (t.after === 'release' || t.after === 'flush' || t.after === 'post') rmSync(gate, { force: true });
             if (t.after === 'flush') (stores[2]?.[1] as SqliteNodeStore).flush();
+            if (t.after === 'post') {
+              (stores[2]?.[1] as SqliteNodeStore).startWrites();
+              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 15);
+            }
             if (t.install !== undefined) {
               // An install waits for the writer: let it commit.
               rmSync(gate, { force: true });
               for (const [, store] of stores) install(store.kv('p'), t.install, revision);
             }
-            const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
-            for (const [name, store] of stores.slice(1)) expect([name, reads(store.kv('p'))]).toEqual([name, want]);
+            if (t.check) {
+              const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
+              for (const [name, store] of stores.slice(1)) expect([name, reads(store.kv('p'))]).toEqual([name, want]);
+            }
             stores.forEach(([name], i) => expect([name, inside[i]]).toEqual([name, inside[0]]));
           }
+          const records = kept.map((k) => k.map(rec));
+          stores.forEach(([name], i) => expect([name, records[i]]).toEqual([name, records[0]]));
           // And the same once it all committed, from a reopened file.
           rmSync(gate, { force: true });
           const want = reads(stores[0]?.[1].kv('p') as PartitionKv);
@@ -245,6 +284,7 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
                 install: undefined,
                 snapshotReads: false,
                 flushInside: true,
+                check: true,
               },
               {
                 cmds: [
@@ -257,6 +297,7 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
                 install: undefined,
                 snapshotReads: false,
                 flushInside: true,
+                check: true,
               },
             ],
           ],

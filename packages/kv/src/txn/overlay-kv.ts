@@ -50,18 +50,22 @@ export class OverlayKv {
     return this.base.get(key);
   }
 
-  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): void {
+  put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): KvRecord {
     const old = this.get(key);
+    // A put over whatever the key holds (`now` given) treats a row expired by then as absent.
+    const live =
+      old !== undefined && (opts.now === undefined || old.expiresAt === undefined || old.expiresAt > opts.now);
     const rec: KvRecord = {
       key: key.slice(),
       value: value.slice(),
-      createRevision: old?.createRevision ?? opts.revision,
+      createRevision: live ? old.createRevision : opts.revision,
       modifyRevision: opts.revision,
-      version: (old?.version ?? 0) + 1,
+      version: live ? old.version + 1 : 1,
     };
     if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
     if (opts.type !== undefined) rec.type = opts.type;
     this.writes.set(rowId(key), rec);
+    return { ...rec };
   }
 
   delete(key: Uint8Array): boolean {

@@ -1,0 +1,74 @@
+import type { KvRecord } from './types.js';
+
+/** Who learns what the writer found for an {@link OverPut}: the partition that made it. */
+export interface OverOwner {
+  /** The writer committed `m`'s row: `create` and `version` as it wrote them, and what it replaced (`OVER_*`). */
+  reported(m: OverPut, create: number, version: number, found: number): void;
+}
+
+/**
+ * A put over whatever row its key had (`KvPutOptions.now`), made without
+ * reading that row: its create revision and version are unknown until the
+ * writer reports what it found, or until a read works them out first (from
+ * the stored row and the puts before it in the same chain, see
+ * `SqlitePartitionKv`). `record` is the put's record; reading its create
+ * revision or version before either works them out then.
+ */
+export class OverPut {
+  create = 0;
+  version = 0;
+  /** Whether {@link create} and {@link version} hold. */
+  known = false;
+  /** The put's record; its create revision and version are read through this object. */
+  readonly record: KvRecord;
+
+  constructor(
+    readonly owner: OverOwner,
+    key: Uint8Array,
+    value: Uint8Array,
+    readonly revision: number,
+    readonly expiresAt: number | undefined,
+    /** The write's log time: a row expired by then counts as absent. */
+    readonly now: number,
+    /** The job that writes it. */
+    readonly seq: number,
+    /**
+     * The put over the same key before it, while that one's create revision and version were unknown
+     * (undefined: the key's row in the file is what this put replaces, unless the file holds this put's
+     * predecessors already; see `SqlitePartitionKv.resolve`).
+     */
+    readonly prev: OverPut | undefined,
+    /** Whether what it finds (a row or none) changes the partition's maintained row count when learned. */
+    public counts: boolean,
+    resolve: () => void,
+    type?: KvRecord['type'],
+  ) {
+    const m = this;
+    const rec: KvRecord = {
+      key,
+      value,
+      modifyRevision: revision,
+      get createRevision(): number {
+        if (!m.known) resolve();
+        return m.create;
+      },
+      get version(): number {
+        if (!m.known) resolve();
+        return m.version;
+      },
+    };
+    if (expiresAt !== undefined) rec.expiresAt = expiresAt;
+    if (type !== undefined) rec.type = type;
+    this.record = rec;
+  }
+
+  /** Records what the put left: `base` is the row it replaced (undefined: none); false if already known. */
+  learn(base: { createRevision: number; version: number; expiresAt?: number | undefined } | undefined): boolean {
+    if (this.known) return false;
+    const live = base !== undefined && (base.expiresAt === undefined || base.expiresAt > this.now);
+    this.create = live ? base.createRevision : this.revision;
+    this.version = live ? base.version + 1 : 1;
+    this.known = true;
+    return true;
+  }
+}
