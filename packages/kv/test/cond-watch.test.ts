@@ -13,7 +13,17 @@ import {
   encodeResponse,
   eventsFromEntries,
 } from '../src/index.js';
-import { CONF, type MachineHarness, b, entry, memoryMachine, setCmd, sqliteMachine, text } from './harness.js';
+import {
+  CONF,
+  type MachineHarness,
+  b,
+  entry,
+  memoryMachine,
+  setCmd,
+  sqliteMachine,
+  sqliteThreadMachine,
+  text,
+} from './harness.js';
 
 const put = (key: string, value: string, compare: KvCompare = { kind: 'always' }, now = 1000): KvCommand => ({
   op: 'cond',
@@ -373,5 +383,41 @@ describe('WatchHub', () => {
     hub.applied([big('a', 1), big('b', 2), big('c', 2), big('d', 3)], 3);
     // Four events of 165 bytes do not fit in 330: a and b go, and c with b, its revision.
     expect(hub.oldest).toBe(3);
+  });
+});
+
+describe.each([
+  ['MemoryNodeStore', memoryMachine],
+  ['SqliteNodeStore', sqliteMachine],
+  ['SqliteNodeStore (writer thread)', sqliteThreadMachine],
+])('the events of plain SETs on %s', (_name, make) => {
+  it('carry the create revision and version each SET left, read before or after its write committed', () => {
+    const h = make();
+    try {
+      const seen: KvEvent[] = [];
+      h.sm.setEventListener({ applied: (events) => seen.push(...events), reset: () => undefined });
+      // Key k: written, expired (its row still there), written again twice; j: one write, read at once.
+      h.sm.applyBatch([entry(1, setCmd('k', 'a', 1000, { expiresAt: 2000 })), entry(2, setCmd('k', 'b', 1500))], CONF);
+      expect(seen.map((e) => [e.record?.createRevision, e.record?.version])).toEqual([
+        [1, 1],
+        [1, 2],
+      ]);
+      h.sm.applyBatch([entry(3, setCmd('k', 'c', 1600, { expiresAt: 2000 }))], CONF);
+      h.sm.applyBatch([entry(4, setCmd('k', 'd', 2500)), entry(5, setCmd('k', 'e', 2600))], CONF);
+      h.sm.applyBatch([entry(6, setCmd('j', 'x', 2600))], CONF);
+      if ('flush' in h.store) (h.store as { flush(): void }).flush();
+      expect(seen.map((e) => [text(e.key), e.revision, e.record?.createRevision, e.record?.version])).toEqual([
+        ['k', 1, 1, 1],
+        ['k', 2, 1, 2],
+        ['k', 3, 1, 3],
+        // Expired at 2000: the SET at 2500 starts the key over, as Redis' would after dropping it.
+        ['k', 4, 4, 1],
+        ['k', 5, 4, 2],
+        ['j', 6, 6, 1],
+      ]);
+      expect(h.sm.size).toBe(2);
+    } finally {
+      h.cleanup();
+    }
   });
 });

@@ -716,8 +716,16 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       this.tx = undefined;
       if (tx.ops.length > 0) {
         // Before the job: an inline writer reports what they found as it commits, within submit.
-        for (const m of tx.overs) this.awaiting.push(m);
-        this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
+        const list = this.awaiting;
+        const mark = list.length;
+        for (const m of tx.overs) list.push(m);
+        try {
+          this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
+        } catch (err) {
+          // Never committed (nothing of it reported): no report comes for them.
+          if (this.awaiting === list && this.awaitingHead <= mark) list.length = mark;
+          throw err;
+        }
       }
       return result;
     } catch (err) {
