@@ -1,5 +1,12 @@
 import type { KvRecord } from './types.js';
 
+/** What a put over a row takes from it: the row's create revision, version and expiry. */
+export interface OverBase {
+  readonly createRevision: number;
+  readonly version: number;
+  readonly expiresAt?: number | undefined;
+}
+
 /** Who learns what the writer found for an {@link OverPut}: the partition that made it. */
 export interface OverOwner {
   /** The writer committed `m`'s row: `create` and `version` as it wrote them, and what it replaced (`OVER_*`). */
@@ -14,7 +21,7 @@ export interface OverOwner {
  * `SqlitePartitionKv`). `record` is the put's record; reading its create
  * revision or version before either works them out then.
  */
-export class OverPut {
+export class OverPut implements OverBase {
   create = 0;
   version = 0;
   /** Whether {@link create} and {@link version} hold. */
@@ -35,9 +42,10 @@ export class OverPut {
     /**
      * The put over the same key before it, while that one's create revision and version were unknown
      * (undefined: the key's row in the file is what this put replaces, unless the file holds this put's
-     * predecessors already; see `SqlitePartitionKv.resolve`).
+     * predecessors already; see `SqlitePartitionKv.resolve`). Dropped once known ({@link settle}), so a
+     * record kept (a watch event's) holds no chain.
      */
-    readonly prev: OverPut | undefined,
+    public prev: OverPut | undefined,
     /** Whether what it finds (a row or none) changes the partition's maintained row count when learned. */
     public counts: boolean,
     resolve: () => void,
@@ -62,13 +70,24 @@ export class OverPut {
     this.record = rec;
   }
 
+  /** Its create revision, once {@link known} (as the row it leaves, for the put after it). */
+  get createRevision(): number {
+    return this.create;
+  }
+
   /** Records what the put left: `base` is the row it replaced (undefined: none); false if already known. */
-  learn(base: { createRevision: number; version: number; expiresAt?: number | undefined } | undefined): boolean {
+  learn(base: OverBase | undefined): boolean {
     if (this.known) return false;
     const live = base !== undefined && (base.expiresAt === undefined || base.expiresAt > this.now);
-    this.create = live ? base.createRevision : this.revision;
-    this.version = live ? base.version + 1 : 1;
-    this.known = true;
+    this.settle(live ? base.createRevision : this.revision, live ? base.version + 1 : 1);
     return true;
+  }
+
+  /** Records the create revision and version the put left. */
+  settle(create: number, version: number): void {
+    this.create = create;
+    this.version = version;
+    this.known = true;
+    this.prev = undefined;
   }
 }

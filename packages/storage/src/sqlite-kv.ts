@@ -6,7 +6,7 @@ import { packRows } from './kv-row-pack.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
 import { copyPartitionImage, discardImage, removeImage } from './sqlite-kv-image.js';
-import { type OverOwner, OverPut } from './sqlite-kv-over.js';
+import { type OverBase, type OverOwner, OverPut } from './sqlite-kv-over.js';
 import {
   KvOverlay,
   type PendingPartition,
@@ -339,9 +339,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       );
     }
     if (m.known) return;
-    m.create = create;
-    m.version = version;
-    m.known = true;
+    m.settle(create, version);
     if (found === OVER_INSERTED) this.inserted(m);
   }
 
@@ -375,21 +373,13 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       let m: OverPut | undefined = head;
       for (; m !== undefined && !m.known; m = m.prev) chain.push(m);
       chain.reverse();
-      let base: KvRecord | undefined;
-      if (m !== undefined) {
-        base = {
-          key: m.record.key,
-          value: m.record.value,
-          createRevision: m.create,
-          modifyRevision: m.revision,
-          version: m.version,
-        };
-        if (m.expiresAt !== undefined) base.expiresAt = m.expiresAt;
-      } else {
+      let base: OverBase | undefined;
+      if (m !== undefined) base = m;
+      else {
         const first = chain[0] as OverPut;
-        base = this.storedRow(head.record.key);
-        if (base !== undefined && base.modifyRevision >= first.revision) {
-          const stored = base.modifyRevision;
+        const row = this.storedRow(head.record.key);
+        if (row !== undefined && row.modifyRevision >= first.revision) {
+          const stored = row.modifyRevision;
           const at = chain.find((c) => c.revision === stored);
           if (at === undefined) {
             throw new StorageError(
@@ -404,19 +394,13 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
           }
           continue;
         }
+        base = row;
       }
       for (const c of chain) {
         const existed = base !== undefined;
         c.learn(base);
         if (!existed) this.inserted(c);
-        base = {
-          key: c.record.key,
-          value: c.record.value,
-          createRevision: c.create,
-          modifyRevision: c.revision,
-          version: c.version,
-        };
-        if (c.expiresAt !== undefined) base.expiresAt = c.expiresAt;
+        base = c;
       }
       return;
     }
