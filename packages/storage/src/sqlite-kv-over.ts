@@ -18,8 +18,8 @@ export interface OverOwner {
  * reading that row: its create revision and version are unknown until the
  * writer reports what it found, or until a read works them out first (from
  * the stored row and the puts before it in the same chain, see
- * `SqlitePartitionKv`). `record` is the put's record; reading its create
- * revision or version before either works them out then.
+ * `SqlitePartitionKv`). `record` is the put's record: reading its create
+ * revision or version before they are known works them out.
  */
 export class OverPut implements OverBase {
   create = 0;
