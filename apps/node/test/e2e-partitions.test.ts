@@ -33,7 +33,14 @@ function plain(port: number): Redis {
 interface WatchEvent {
   id: string;
   event: string;
-  data: { key: string; value?: string; partition: number; modRevision: number };
+  data: {
+    key: string;
+    value?: string;
+    partition: number;
+    modRevision: number;
+    createRevision?: number;
+    version?: number;
+  };
 }
 
 /** A watch read with fetch: its status, and its events as they arrive. */
@@ -387,6 +394,11 @@ describe('a cluster of 4 nodes with 4 partitions of 3 replicas', () => {
     expect(new Set(seen.map((e) => e.data.partition))).toEqual(new Set([0, 1, 2, 3]));
     expect(seen.map((e) => e.data.key).sort()).toEqual([...keys].sort());
     for (const e of seen) expect(e.data.value).toBe(`w${keys.indexOf(e.data.key)}`);
+    // Each key's second write: its event names the version and create revision it left (worked out when the
+    // event is sent: a plain SET's apply does not read the row it replaces).
+    for (const e of seen) expect([e.data.key, e.data.version]).toEqual([e.data.key, 2]);
+    const created = new Map(seen.map((e) => [e.data.key, e.data.createRevision]));
+    for (const c of created.values()) expect(c).toBeGreaterThan(0);
     // Each event's id is the resume token after it: resuming from the 50th, through another node, sends the
     // events after it (in every partition) and none before, then the new ones.
     const mid = seen[49]!;
@@ -408,6 +420,11 @@ describe('a cluster of 4 nodes with 4 partitions of 3 replicas', () => {
         .map((e) => e.data.value)
         .sort(),
     ).toEqual(keys.map((_, i) => `x${i}`).sort());
+    // The third writes, from the replicas' histories: version 3, the key's create revision kept (an event a
+    // node serves from its log, before its history, names no version).
+    for (const e of again.filter((x) => x.data.value?.startsWith('x') && x.data.version !== undefined)) {
+      expect([e.data.key, e.data.version, e.data.createRevision]).toEqual([e.data.key, 3, created.get(e.data.key)]);
+    }
     expect(again).toHaveLength(keys.length - 50 + keys.length);
   }, 90_000);
 });
