@@ -1,5 +1,4 @@
-import type { PartitionKv } from '@cohort/storage';
-import type { KvCollectionType, KvRecord } from '@cohort/storage';
+import type { KvCollectionType, KvPutOptions, KvRecord, PartitionKv } from '@cohort/storage';
 import { INT64_MAX, INT64_MIN, WRONGTYPE, applyCollection } from './collections.js';
 import type { CompareOp, ExpireFlag, KvCompare, KvOp, WatchedKey } from './command.js';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long-double.js';
@@ -59,10 +58,12 @@ function put(
   revision: number,
   expiresAt?: number,
   type?: KvCollectionType,
+  now?: number,
 ): void {
-  const opts: { revision: number; expiresAt?: number; type?: KvCollectionType } = { revision };
+  const opts: KvPutOptions = { revision };
   if (expiresAt !== undefined) opts.expiresAt = expiresAt;
   if (type !== undefined) opts.type = type;
+  if (now !== undefined) opts.now = now;
   kv.put(key, value, opts);
 }
 
@@ -162,9 +163,7 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
       ) {
         // Needs nothing of the old row: a put over whatever the key holds (one expired by now counts as
         // absent, as `current` would have deleted it), which the store may write without reading it.
-        const opts: { revision: number; expiresAt?: number; now: number } = { revision: index, now };
-        if (cmd.expiresAt !== 0) opts.expiresAt = cmd.expiresAt;
-        kv.put(cmd.key, cmd.value, opts);
+        put(kv, cmd.key, cmd.value, index, cmd.expiresAt === 0 ? undefined : cmd.expiresAt, undefined, now);
         return OK;
       }
       const old = current(kv, cmd.key, now);

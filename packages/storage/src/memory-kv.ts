@@ -23,6 +23,7 @@ import type {
   KvView,
   PartitionKv,
 } from './types.js';
+import { putRevisions } from './types.js';
 
 /** The store's hooks a partition writes through, so its durability model holds. */
 export interface MemHooks {
@@ -53,15 +54,13 @@ export class MemoryPartitionKv implements PartitionKv {
     const stored = this.part()?.kv.get(k);
     // The row it replaces is checked as a read of it would be (the SQLite store's writer checks it too).
     const old = stored && checkedRecord(this.src, stored);
-    // A put over whatever the key holds (`now` given) treats a row expired by then as absent.
-    const live =
-      old !== undefined && (opts.now === undefined || old.expiresAt === undefined || old.expiresAt > opts.now);
+    const { createRevision, version } = putRevisions(old, opts.revision, opts.now);
     const rec: KvRecord = {
       key: key.slice(),
       value: value.slice(),
-      createRevision: live ? old.createRevision : opts.revision,
+      createRevision,
       modifyRevision: opts.revision,
-      version: live ? old.version + 1 : 1,
+      version,
     };
     if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
     if (opts.type !== undefined) rec.type = opts.type;

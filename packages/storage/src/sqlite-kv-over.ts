@@ -1,11 +1,4 @@
-import type { KvRecord } from './types.js';
-
-/** What a put over a row takes from it: the row's create revision, version and expiry. */
-export interface OverBase {
-  readonly createRevision: number;
-  readonly version: number;
-  readonly expiresAt?: number | undefined;
-}
+import { type KvRecord, type ReplacedRow, putRevisions } from './types.js';
 
 /** Who learns what the writer found for an {@link OverPut}: the partition that made it. */
 export interface OverOwner {
@@ -21,7 +14,7 @@ export interface OverOwner {
  * `SqlitePartitionKv`). `record` is the put's record: reading its create
  * revision or version before they are known works them out.
  */
-export class OverPut implements OverBase {
+export class OverPut implements ReplacedRow {
   create = 0;
   version = 0;
   /** Whether {@link create} and {@link version} hold. */
@@ -76,10 +69,10 @@ export class OverPut implements OverBase {
   }
 
   /** Records what the put left: `base` is the row it replaced (undefined: none); false if already known. */
-  learn(base: OverBase | undefined): boolean {
+  learn(base: ReplacedRow | undefined): boolean {
     if (this.known) return false;
-    const live = base !== undefined && (base.expiresAt === undefined || base.expiresAt > this.now);
-    this.settle(live ? base.createRevision : this.revision, live ? base.version + 1 : 1);
+    const r = putRevisions(base, this.revision, this.now);
+    this.settle(r.createRevision, r.version);
     return true;
   }
 

@@ -6,7 +6,7 @@ import { packRows } from './kv-row-pack.js';
 import { cloneMeta } from './log-rules.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
 import { copyPartitionImage, discardImage, removeImage } from './sqlite-kv-image.js';
-import { type OverBase, type OverOwner, OverPut } from './sqlite-kv-over.js';
+import { type OverOwner, OverPut } from './sqlite-kv-over.js';
 import {
   KvOverlay,
   type PendingPartition,
@@ -47,7 +47,7 @@ import type {
   SessionRecord,
   ViewPin,
 } from './types.js';
-import { typeCode } from './types.js';
+import { type ReplacedRow, putRevisions, typeCode } from './types.js';
 
 /** What a partition needs from its store: transactions whose writes go to the store's writer. */
 export interface PartitionHost {
@@ -229,11 +229,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       }
       const existing = this.get(key);
       this.lastRead = undefined;
-      // A put over whatever the key holds (`now` given) treats a row expired by then as absent.
-      const live =
-        existing !== undefined && (now === undefined || existing.expiresAt === undefined || existing.expiresAt > now);
-      const create = live ? existing.createRevision : opts.revision;
-      const version = live ? existing.version + 1 : 1;
+      const { createRevision: create, version } = putRevisions(existing, opts.revision, now);
       if (existing === undefined && this.rows !== undefined) this.rows++;
       const type = typeCode(opts.type);
       const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version, type);
@@ -373,7 +369,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       let m: OverPut | undefined = head;
       for (; m !== undefined && !m.known; m = m.prev) chain.push(m);
       chain.reverse();
-      let base: OverBase | undefined;
+      let base: ReplacedRow | undefined;
       if (m !== undefined) base = m;
       else {
         const first = chain[0] as OverPut;

@@ -8,6 +8,7 @@ import { type KvRow, rowCrcHolds } from './sqlite-kv-rows.js';
 import { type KvStatements, prepareKvStatements } from './sqlite-kv-statements.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { holdAtPin } from './sqlite-view-pin.js';
+import { putRevisions } from './types.js';
 
 /** The write statements a job may run, by name (both statement sets of a connection). */
 export type WriteStatement = keyof Statements | keyof KvStatements;
@@ -244,13 +245,13 @@ export class JobRunner {
     const k = bindable(key) as Buffer;
     const v = bindable(value) as Buffer;
     const old = st.get.get(gen, k) as KvRow | undefined;
-    let create = revision;
-    let version = 1;
+    const replaced = old && {
+      createRevision: old.create_rev,
+      version: old.version ?? 1,
+      expiresAt: old.expires_at ?? undefined,
+    };
+    const { createRevision: create, version } = putRevisions(replaced, revision, now);
     let found = old === undefined ? OVER_INSERTED : OVER_REPLACED;
-    if (old !== undefined && (old.expires_at === null || old.expires_at > now)) {
-      create = old.create_rev;
-      version = (old.version ?? 1) + 1;
-    }
     let crc = kvRowCrc(partition, k, v, create, revision, expiresAt ?? undefined, version, type);
     if (old !== undefined && !rowCrcHolds(partition, old)) {
       found = OVER_CORRUPT;

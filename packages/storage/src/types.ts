@@ -60,6 +60,29 @@ export type AppliedState = SnapshotMeta;
  */
 export type KvCollectionType = 'hash' | 'list';
 
+/** What a put takes from the row it replaces. */
+export interface ReplacedRow {
+  readonly createRevision: number;
+  readonly version: number;
+  readonly expiresAt?: number | undefined;
+}
+
+/**
+ * The create revision and version a put at `revision` leaves over `old` (undefined: no row): `old`'s create
+ * revision and its version plus one, or `revision` and 1 when there is no row, or (`now` given, see
+ * {@link KvPutOptions.now}) the row expired by then.
+ */
+export function putRevisions(
+  old: ReplacedRow | undefined,
+  revision: number,
+  now?: number,
+): { createRevision: number; version: number } {
+  const live = old !== undefined && (now === undefined || old.expiresAt === undefined || old.expiresAt > now);
+  return live
+    ? { createRevision: old.createRevision, version: old.version + 1 }
+    : { createRevision: revision, version: 1 };
+}
+
 /** A row's type as stored: 0 a string, 1 a hash, 2 a list. */
 export function typeCode(type: KvCollectionType | undefined): number {
   return type === undefined ? 0 : type === 'hash' ? 1 : 2;

@@ -1,4 +1,4 @@
-import type { KvPutOptions, KvRecord, KvScanOptions, PartitionKv } from '@cohort/storage';
+import { type KvPutOptions, type KvRecord, type KvScanOptions, type PartitionKv, putRevisions } from '@cohort/storage';
 import { rowId } from './intent-codec.js';
 
 /**
@@ -52,15 +52,13 @@ export class OverlayKv {
 
   put(key: Uint8Array, value: Uint8Array, opts: KvPutOptions): KvRecord {
     const old = this.get(key);
-    // A put over whatever the key holds (`now` given) treats a row expired by then as absent.
-    const live =
-      old !== undefined && (opts.now === undefined || old.expiresAt === undefined || old.expiresAt > opts.now);
+    const { createRevision, version } = putRevisions(old, opts.revision, opts.now);
     const rec: KvRecord = {
       key: key.slice(),
       value: value.slice(),
-      createRevision: live ? old.createRevision : opts.revision,
+      createRevision,
       modifyRevision: opts.revision,
-      version: live ? old.version + 1 : 1,
+      version,
     };
     if (opts.expiresAt !== undefined) rec.expiresAt = opts.expiresAt;
     if (opts.type !== undefined) rec.type = opts.type;
