@@ -69,16 +69,20 @@ describe.each([
     expect(h.store.kv('p1').get(b('b'))).toMatchObject({ createRevision: 3, modifyRevision: 3 });
   });
 
-  it('rolls back a whole batch, applied position included, when storage fails mid-batch', () => {
+  /** Applies SETs of keys a and bad, then damages bad's row where the store keeps it. */
+  const writeThenDamage = (): void => {
     h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('bad', 'x'))], CONF);
     if (h.store instanceof MemoryNodeStore) h.store.corruptKvRow('p1', b('bad'));
     else {
       // Damaged on disk once the writer committed it (until then reads come from memory).
-      (h.store as SqliteNodeStore).flush();
-      (h.store as SqliteNodeStore).database
-        .prepare("UPDATE kv SET value = x'00' WHERE key = ?")
-        .run(Buffer.from('bad'));
+      const store = h.store as SqliteNodeStore;
+      store.flush();
+      store.database.prepare("UPDATE kv SET value = x'00' WHERE key = ?").run(Buffer.from('bad'));
     }
+  };
+
+  it('rolls back a whole batch, applied position included, when storage fails mid-batch', () => {
+    writeThenDamage();
     // INCR reads the row (a plain SET need not: see the next test).
     expect(() => h.sm.applyBatch([entry(3, setCmd('a', '2')), entry(4, incr('bad', 0))], CONF)).toThrow(
       /partition p1: KV row for key 626164 is corrupt/,
@@ -88,14 +92,7 @@ describe.each([
   });
 
   it('finds a corrupt row a plain SET replaces, and refuses the next batch so the partition is repaired', () => {
-    h.sm.applyBatch([entry(1, setCmd('a', '1')), entry(2, setCmd('bad', 'x'))], CONF);
-    if (h.store instanceof MemoryNodeStore) h.store.corruptKvRow('p1', b('bad'));
-    else {
-      (h.store as SqliteNodeStore).flush();
-      (h.store as SqliteNodeStore).database
-        .prepare("UPDATE kv SET value = x'00' WHERE key = ?")
-        .run(Buffer.from('bad'));
-    }
+    writeThenDamage();
     const corrupt = /partition p1: KV row for key 626164 (is|was) corrupt/;
     let applied = 2;
     try {

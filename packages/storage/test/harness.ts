@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Entry, EntryType } from '@cohort/core';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
-import type { DurableNodeStore, LogLimits } from '../src/types.js';
+import type { DurableNodeStore, KvRecord, LogLimits } from '../src/types.js';
 
 /** Options every implementation accepts in the contract suite. */
 export interface HarnessOptions {
@@ -86,4 +86,27 @@ export function ents(lo: number, hi: number, term: number, size?: number): Entry
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'cohort-storage-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Bytes as hex, for comparisons. */
+export const hex = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
+
+/** A record (or its absence) in a form `toEqual` compares. */
+export function comparable(r: KvRecord | undefined): unknown {
+  return (
+    r && {
+      key: hex(r.key),
+      value: hex(r.value),
+      c: r.createRevision,
+      m: r.modifyRevision,
+      x: r.expiresAt,
+      v: r.version,
+      t: r.type,
+    }
+  );
+}
+
+/** Blocks this thread for `ms` without taking any message (a writer thread's reports wait meanwhile). */
+export function blockFor(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import type { DurableNodeStore, KvCollectionType, KvRecord, PartitionKv } from '../src/types.js';
-import { tempDir } from './harness.js';
+import { blockFor, comparable as rec, tempDir, hex as text } from './harness.js';
 
 // Keys that sort in byte order, not string order: the empty key, a NUL suffix, a 0xff byte.
 const KEYS = [[], [0x61], [0x61, 0x00], [0x61, 0x62], [0x62], [0xff], [0x00], [0x7a, 0x7a]].map(
@@ -139,20 +139,6 @@ function run(kv: PartitionKv, c: Cmd, revision: number, written: KvRecord[]): vo
   }
 }
 
-const text = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
-
-/** A record in a form `toEqual` compares. */
-const rec = (r: KvRecord | undefined): unknown =>
-  r && {
-    key: text(r.key),
-    value: text(r.value),
-    c: r.createRevision,
-    m: r.modifyRevision,
-    x: r.expiresAt,
-    v: r.version,
-    t: r.type,
-  };
-
 /** Everything a reader can ask a partition, in a form `toEqual` compares. */
 function reads(kv: PartitionKv): unknown {
   return {
@@ -230,7 +216,7 @@ describe('SqliteNodeStore reads merge the writes its writer has not committed ye
             if (t.after === 'flush') (stores[2]?.[1] as SqliteNodeStore).flush();
             if (t.after === 'post') {
               (stores[2]?.[1] as SqliteNodeStore).startWrites();
-              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 15);
+              blockFor(15);
             }
             if (t.install !== undefined) {
               // An install waits for the writer: let it commit.

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import type { DurableNodeStore, KvRecord, PartitionKv } from '../src/types.js';
-import { tempDir } from './harness.js';
+import { blockFor, comparable as rec, tempDir } from './harness.js';
 
 // Puts over whatever a key holds (`KvPutOptions.now`): the SQLite store with its writer thread writes them
 // without reading the old row, and learns the create revision and version from the writer's report or,
@@ -14,9 +14,6 @@ import { tempDir } from './harness.js';
 
 const KEYS = [new Uint8Array([0x61]), new Uint8Array([0x62])];
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-const wait = (ms: number): void => {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-};
 
 type Cmd =
   | { op: 'over'; key: number; now: number; expiresAt: number | undefined }
@@ -56,17 +53,6 @@ const txn: fc.Arbitrary<Txn> = fc.record({
   fails: fc.nat(9).map((n) => n === 0),
   after: fc.constantFrom('post', 'post', 'flush', 'none', 'none'),
 });
-
-const text = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const rec = (r: KvRecord | undefined): unknown =>
-  r && {
-    key: text(r.key),
-    value: text(r.value),
-    c: r.createRevision,
-    m: r.modifyRevision,
-    x: r.expiresAt,
-    v: r.version,
-  };
 
 /** Runs `c` at `revision`; what it answers (a read's record, a count) goes to `out`, a put's record to `written`. */
 function run(kv: PartitionKv, c: Cmd, revision: number, out: unknown[], written: KvRecord[]): void {
@@ -131,7 +117,7 @@ describe('a put over whatever the key holds (KvPutOptions.now)', () => {
             if (t.after === 'flush') thread.flush();
             if (t.after === 'post') {
               thread.startWrites();
-              wait(5);
+              blockFor(5);
             }
           }
           // The records the puts returned, read only now (most of them learned from the writer's report).
@@ -164,7 +150,7 @@ describe('a put over whatever the key holds (KvPutOptions.now)', () => {
       try {
         while (probe.prepare('SELECT mod_rev FROM kv').pluck().get() !== 2) {
           expect(Date.now()).toBeLessThan(deadline);
-          wait(2);
+          blockFor(2);
         }
       } finally {
         probe.close();
