@@ -67,7 +67,7 @@ import { type KvMaintenance, startKvMaintenance } from './kv-maintenance.js';
 import { LeaderHistory } from './leader-history.js';
 import { limitKv } from './limits.js';
 import { type MemberView, memberViews, startMembership } from './membership-service.js';
-import { mergePipelinedWrites } from './merged-writes.js';
+import { mergeWrites } from './merged-writes.js';
 import type { JoinAnswer, JoinRequest } from './meta-routes.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './node-config.js';
@@ -828,14 +828,18 @@ export class CohortNode {
       () => host.stats(),
     );
     // A pipeline's consecutive writes to one partition share a log entry, once each passed the limits alone.
-    const merged = mergePipelinedWrites(
+    const merged = mergeWrites(
       {
         execute: (req) => router.execute(req),
         executeAll: (reqs) => router.executeAll(reqs),
         status: () => this.status(),
       },
       slots,
-      { onMerged: (writes, entries) => metrics.mergedWrites(writes, entries) },
+      {
+        onMerged: (writes, entries) => metrics.mergedWrites(writes, entries),
+        defer: (fn) => systemClock.defer(fn),
+        onConcurrent: (writes, entries) => metrics.mergedConcurrentWrites(writes, entries),
+      },
     );
     // Every client write is checked against the size limits before it is routed or proposed.
     const api: KvApi = this.disk.guard(
@@ -843,7 +847,7 @@ export class CohortNode {
         {
           execute: (req) => {
             const u = unchecked(req);
-            return u ? Promise.resolve(u) : router.execute(req);
+            return u ? Promise.resolve(u) : merged.execute(req);
           },
           executeAll: (reqs) =>
             staleReads ? Promise.all(reqs.map((r) => unchecked(r) ?? router.execute(r))) : merged.executeAll(reqs),

@@ -63,6 +63,10 @@ function deadlineAlone(w: KvClientWrite): boolean {
     case 'expire':
       d = w.deadline;
       break;
+    case 'cond':
+      if (w.action.kind === 'del') return false;
+      d = w.action.expiry;
+      break;
     default:
       return false;
   }
@@ -98,6 +102,20 @@ function mergeable(req: KvClientRequest, slots: SlotMap): Mergeable | undefined 
   return { client: req.session.clientId, partition, bytes: writeBytes(req.write) };
 }
 
+export interface MergeOptions {
+  limits?: Partial<MergeLimits>;
+  /** Counts pipelined writes proposed together (`writes` of them as `entries` entries). */
+  onMerged?: (writes: number, entries: number) => void;
+  /**
+   * Runs a function once the event loop's current turn is done (the clock's
+   * `defer`). With it, concurrent conditional writes without a session
+   * (HTTP puts and deletes) share entries too; without it they go alone.
+   */
+  defer?: (fn: () => void) => void;
+  /** Counts concurrent conditional writes proposed together. */
+  onConcurrent?: (writes: number, entries: number) => void;
+}
+
 /**
  * Wraps a {@link KvApi} so that consecutive writes of one pipeline (one
  * client session, one partition) are proposed as one log entry: an EXEC of
@@ -117,15 +135,12 @@ function mergeable(req: KvClientRequest, slots: SlotMap): Mergeable | undefined 
  * version of the node applies, so a cluster in the middle of an upgrade
  * applies these entries alike.
  */
-export function mergePipelinedWrites(
-  api: KvApi,
-  slots: SlotMap,
-  opts: { limits?: Partial<MergeLimits>; onMerged?: (writes: number, entries: number) => void } = {},
-): KvApi {
+export function mergeWrites(api: KvApi, slots: SlotMap, opts: MergeOptions = {}): KvApi {
   const limits = { ...DEFAULT_MERGE_LIMITS, ...opts.limits };
+  const concurrent = opts.defer ? new ConcurrentWrites(api, slots, limits, opts.defer, opts.onConcurrent) : undefined;
   return {
     status: () => api.status(),
-    execute: (req) => api.execute(req),
+    execute: (req) => concurrent?.execute(req) ?? api.execute(req),
     async executeAll(reqs) {
       const info = reqs.map((r) => mergeable(r, slots));
       const sent: KvClientRequest[] = [];
@@ -174,4 +189,136 @@ export function mergePipelinedWrites(
       return out;
     },
   };
+}
+
+/** A conditional write without a session, waiting for the end of the turn with its answer's callbacks. */
+interface Waiting {
+  req: Write;
+  write: Extract<KvClientWrite, { op: 'cond' }>;
+  bytes: number;
+  resolve: (res: KvResponse) => void;
+  reject: (err: unknown) => void;
+}
+
+/** The partition of a conditional write without a session that may share an entry with other clients' writes. */
+function concurrentPartition(req: KvClientRequest, slots: SlotMap): number | undefined {
+  if (req.kind !== 'write' || req.session !== undefined || req.scope !== undefined || req.write.op !== 'cond') {
+    return undefined;
+  }
+  if (deadlineAlone(req.write) || isReservedKey(req.write.key)) return undefined;
+  return slots.partitionOfKey(req.write.key);
+}
+
+/**
+ * Concurrent conditional writes without a session (HTTP puts, deletes and
+ * compare-and-swaps, each on its own connection): those that reach the node
+ * in one turn of its event loop are proposed at the end of the turn as one
+ * EXEC per partition (no session: such a write is not exactly-once alone
+ * either), and each is answered as it would be alone. They were all in
+ * flight at once, so applying them one after another in one entry is one of
+ * the orders their clients allowed; two writes of one key never share an
+ * entry (they would share a mod revision, and a compare-and-swap on the
+ * revision the first was answered with would then pass over the second).
+ * A failure of the entry is every write's in it, as it would be for each
+ * write that had waited on the same round alone.
+ */
+class ConcurrentWrites {
+  private waiting = new Map<number, Waiting[]>();
+  private scheduled = false;
+
+  constructor(
+    private readonly api: KvApi,
+    private readonly slots: SlotMap,
+    private readonly limits: MergeLimits,
+    private readonly defer: (fn: () => void) => void,
+    private readonly onMerged: ((writes: number, entries: number) => void) | undefined,
+  ) {}
+
+  /** Takes `req` if it may wait to share an entry; `undefined` when it goes alone. */
+  execute(req: KvClientRequest): Promise<KvResponse> | undefined {
+    const partition = concurrentPartition(req, this.slots);
+    if (partition === undefined) return undefined;
+    const write = (req as Write).write as Waiting['write'];
+    return new Promise((resolve, reject) => {
+      let list = this.waiting.get(partition);
+      if (!list) {
+        list = [];
+        this.waiting.set(partition, list);
+      }
+      const bytes = write.key.byteLength + (write.action.kind === 'put' ? write.action.value.byteLength : 0);
+      list.push({ req: req as Write, write, bytes, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        this.defer(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const lists = [...this.waiting.values()];
+    this.waiting = new Map();
+    let writes = 0;
+    let entries = 0;
+    for (const list of lists) {
+      for (const run of this.runs(list)) {
+        this.send(run);
+        if (run.length > 1) {
+          writes += run.length;
+          entries++;
+        }
+      }
+    }
+    if (entries > 0) this.onMerged?.(writes, entries);
+  }
+
+  /** `list` in runs within the limits, no key twice in one, in order of arrival. */
+  private runs(list: Waiting[]): Waiting[][] {
+    if (list.length === 1) return [list];
+    const runs: Waiting[][] = [];
+    let run: Waiting[] = [];
+    let keys = new Set<string>();
+    let bytes = 0;
+    for (const w of list) {
+      const key = Buffer.from(w.write.key.buffer, w.write.key.byteOffset, w.write.key.byteLength).toString('latin1');
+      if (
+        run.length > 0 &&
+        (run.length >= this.limits.maxWrites || bytes + w.bytes > this.limits.maxBytes || keys.has(key))
+      ) {
+        runs.push(run);
+        run = [];
+        keys = new Set();
+        bytes = 0;
+      }
+      run.push(w);
+      keys.add(key);
+      bytes += w.bytes;
+    }
+    runs.push(run);
+    return runs;
+  }
+
+  private send(run: Waiting[]): void {
+    if (run.length === 1) {
+      const [w] = run as [Waiting];
+      this.api.execute(w.req).then(w.resolve, w.reject);
+      return;
+    }
+    const exec: KvClientRequest = {
+      kind: 'write',
+      write: { op: 'exec', writes: run.map((w) => w.write), watch: [] },
+    };
+    this.api.execute(exec).then(
+      (a) => {
+        if (a.type === 'list' && a.items !== null && a.items.length === run.length) {
+          run.forEach((w, i) => w.resolve(a.items![i]!));
+        } else {
+          for (const w of run) w.resolve(a);
+        }
+      },
+      (err) => {
+        for (const w of run) w.reject(err);
+      },
+    );
+  }
 }

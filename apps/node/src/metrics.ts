@@ -107,6 +107,26 @@ export class NodeMetrics {
     }),
   };
 
+  /** Conditional writes without a session (HTTP) proposed together, and the log entries they became. */
+  private readonly mergedConcurrent = {
+    writes: new Counter({
+      name: 'cohort_merged_conditional_writes_total',
+      help: "Conditional writes without a session (HTTP puts and deletes) proposed together with other clients' in one log entry",
+      registers: [this.registry],
+    }),
+    entries: new Counter({
+      name: 'cohort_merged_conditional_entries_total',
+      help: 'Log entries holding merged conditional writes of several clients (merged writes over this: writes per entry)',
+      registers: [this.registry],
+    }),
+  };
+
+  /** Counts `writes` concurrent conditional writes proposed as `entries` entries. */
+  mergedConcurrentWrites(writes: number, entries: number): void {
+    this.mergedConcurrent.writes.inc(writes);
+    this.mergedConcurrent.entries.inc(entries);
+  }
+
   /** Counts `writes` pipelined writes proposed as `entries` entries. */
   mergedWrites(writes: number, entries: number): void {
     this.merged.writes.inc(writes);

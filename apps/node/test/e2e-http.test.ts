@@ -231,6 +231,32 @@ describe('the HTTP API v1 on three cohort processes', () => {
     const check = await call(leader, 'POST', '/v1/admin/consistency-check');
     expect(check.body.verdict).toBe('consistent');
 
+    // Puts arriving together on many connections share log entries (one revision), each answered with its own
+    // record; puts of one key never share one, so each has a revision of its own and its own version.
+    const burst = await poll('concurrent puts to share an entry', 20_000, async () => {
+      const tag = Math.random().toString(36).slice(2, 8);
+      const answers = await Promise.all([
+        ...Array.from({ length: 24 }, (_, i) => call(leader, 'PUT', `/v1/kv/m/${tag}/${i}`, { value: `v${i}` })),
+        ...Array.from({ length: 8 }, (_, i) => call(f1, 'PUT', `/v1/kv/m/${tag}/same`, { value: `s${i}` })),
+      ]);
+      for (const a of answers) expect(a.status).toBe(200);
+      const distinct = answers.slice(0, 24).map((a) => a.body);
+      const shared = new Set(distinct.map((r) => r.modRevision)).size < distinct.length;
+      return shared ? { distinct, same: answers.slice(24).map((a) => a.body), tag } : undefined;
+    });
+    burst.distinct.forEach((r, i) =>
+      expect(r).toMatchObject({ key: `m/${burst.tag}/${i}`, value: `v${i}`, version: 1 }),
+    );
+    expect(new Set(burst.same.map((r) => r.modRevision)).size).toBe(8);
+    expect(burst.same.map((r) => r.version).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const lastSame = burst.same.reduce((a, r) => (r.modRevision > a.modRevision ? r : a));
+    expect((await call(f2, 'GET', `/v1/kv/m/${burst.tag}/same`)).body).toMatchObject({
+      value: lastSame.value,
+      version: 8,
+    });
+    const merged = await (await fetch(`http://127.0.0.1:${leader.http}/metrics`)).text();
+    expect(counted(merged, 'cohort_merged_conditional_entries_total')).toBeGreaterThan(0);
+
     // A watch of a prefix through a follower, from a revision in the past.
     const w1 = await Watch.open(f1, `prefix=w/&fromRevision=${rev}`);
     if (!(w1 instanceof Watch)) throw new Error(`watch refused: ${JSON.stringify(w1.body)}`);

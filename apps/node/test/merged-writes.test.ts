@@ -9,7 +9,7 @@ import {
 } from '@cohort/kv';
 import { describe, expect, it } from 'vitest';
 import type { KvApi, NodeStatus } from '../src/kv-api.js';
-import { mergePipelinedWrites } from '../src/merged-writes.js';
+import { mergeWrites } from '../src/merged-writes.js';
 import { newServerState } from '../src/resp/clients.js';
 import { Pipeline } from '../src/resp/pipeline.js';
 import { newSession } from '../src/resp/plan.js';
@@ -66,7 +66,7 @@ describe('merged pipelined writes', () => {
   it('sends consecutive writes of one session as one EXEC in the last one’s session, and answers each alone', async () => {
     const inner = new RecordingKv((w) => (w.op === 'incr' ? { type: 'int', value: 7n } : { type: 'ok' }));
     const merged: [number, number][] = [];
-    const api = mergePipelinedWrites(inner, new SlotMap(1), { onMerged: (w, e) => merged.push([w, e]) });
+    const api = mergeWrites(inner, new SlotMap(1), { onMerged: (w, e) => merged.push([w, e]) });
     const incr = sessioned({ op: 'incr', key: b('n'), delta: 1n }, 'c1', 3);
     const reqs = [set('a'), incr, set('b'), get('a'), set('c'), get('c'), set('d'), set('e')];
     const last = reqs[2] as Extract<KvClientRequest, { kind: 'write' }>;
@@ -95,7 +95,7 @@ describe('merged pipelined writes', () => {
   it('leaves alone what may not share an entry: other partitions, sessions, no session, keyless and nested writes', async () => {
     const inner = new RecordingKv();
     const slots = new SlotMap(4);
-    const api = mergePipelinedWrites(inner, slots);
+    const api = mergeWrites(inner, slots);
     // Keys of one hash tag share a slot; `x` and `y` fall in different partitions of four.
     expect(slots.partitionOfKey(b('x'))).not.toBe(slots.partitionOfKey(b('y')));
     const noSession: KvClientRequest = { kind: 'write', write: { op: 'del', keys: [b('{t}3')] } };
@@ -146,7 +146,7 @@ describe('merged pipelined writes', () => {
 
   it('keeps to its limits of writes and bytes', async () => {
     const inner = new RecordingKv();
-    const api = mergePipelinedWrites(inner, new SlotMap(1), { limits: { maxWrites: 2, maxBytes: 100 } });
+    const api = mergeWrites(inner, new SlotMap(1), { limits: { maxWrites: 2, maxBytes: 100 } });
     await api.executeAll([set('a'), set('b'), set('c'), set('d'), set('e')]);
     expect(kinds(inner.sent[0]!)).toEqual(['exec2', 'exec2', 'set']);
     // 1 + 60 bytes, then 1 + 60 more is over 100: each goes alone.
@@ -157,7 +157,7 @@ describe('merged pipelined writes', () => {
 
   it('gives the entry’s failure to every write merged into it', async () => {
     const failure: KvResponse = { type: 'failure', code: 'TIMEOUT', message: 'timed out' };
-    const api = mergePipelinedWrites(
+    const api = mergeWrites(
       {
         execute: () => Promise.reject(new Error('unused')),
         executeAll: async (reqs) =>
@@ -179,7 +179,7 @@ describe('merged pipelined writes', () => {
     const session = newSession(newServerState(), 'c');
     const replies: Reply[][] = [];
     const pipeline = new Pipeline({
-      api: mergePipelinedWrites(inner, new SlotMap(1)),
+      api: mergeWrites(inner, new SlotMap(1)),
       session,
       reply: (r) => replies.push(r),
       pause: () => {},
@@ -200,5 +200,169 @@ describe('merged pipelined writes', () => {
       ],
     ]);
     expect(session.writes.lowWater).toBe(3);
+  });
+});
+
+/** A conditional write (an HTTP put or delete) without a session; `ifVersion` makes it a compare-and-swap. */
+const cond = (
+  key: string | Uint8Array,
+  value?: string,
+  opts: { ifVersion?: number; expiry?: Expiry } = {},
+): KvClientRequest => ({
+  kind: 'write',
+  write: {
+    op: 'cond',
+    key: typeof key === 'string' ? b(key) : key,
+    compare: opts.ifVersion === undefined ? { kind: 'always' } : { kind: 'version', op: '=', value: opts.ifVersion },
+    action:
+      value === undefined ? { kind: 'del' } : { kind: 'put', value: b(value), expiry: opts.expiry ?? { kind: 'none' } },
+  },
+});
+
+/** Answers a conditional write as applied at revision 9 with its key and value; anything else OK. */
+const condAnswer = (w: KvClientWrite): KvResponse =>
+  w.op === 'cond' && w.action.kind === 'put'
+    ? {
+        type: 'cond',
+        succeeded: true,
+        revision: 9,
+        record: { key: w.key, value: w.action.value, createRevision: 9, modifyRevision: 9, version: 1 },
+      }
+    : w.op === 'cond'
+      ? { type: 'cond', succeeded: false, revision: 9 }
+      : { type: 'ok' };
+
+/** A `defer` whose functions run when the test says the turn is over. */
+function turns(): { defer: (fn: () => void) => void; end: () => void } {
+  const due: (() => void)[] = [];
+  return {
+    defer: (fn) => due.push(fn),
+    end: () => {
+      for (const fn of due.splice(0)) fn();
+    },
+  };
+}
+
+describe('merged concurrent conditional writes', () => {
+  it('proposes those of one turn as one EXEC per partition, without a session, and answers each alone', async () => {
+    const inner = new RecordingKv(condAnswer);
+    const slots = new SlotMap(4);
+    const turn = turns();
+    const counted: [number, number][] = [];
+    const api = mergeWrites(inner, slots, { defer: turn.defer, onConcurrent: (w, e) => counted.push([w, e]) });
+    const [here, there] = ['x', 'y'];
+    expect(slots.partitionOfKey(b(here))).not.toBe(slots.partitionOfKey(b(there)));
+    const reqs = [cond(`{${here}}1`, 'a'), cond(`{${there}}1`, 'b'), cond(`{${here}}2`), cond(`{${here}}3`, 'c')];
+    const answers = Promise.all(reqs.map((r) => api.execute(r)));
+    // A pipelined write goes at once, as before; the conditional writes wait for the end of the turn.
+    await api.executeAll([set('p')]);
+    expect(inner.sent.map(kinds)).toEqual([['set']]);
+    turn.end();
+    const got = await answers;
+    expect(inner.sent.slice(1).map(kinds)).toEqual([['exec3'], ['cond']]);
+    const exec = inner.sent[1]![0] as Extract<KvClientRequest, { kind: 'write' }>;
+    expect(exec).toEqual({
+      kind: 'write',
+      write: { op: 'exec', writes: [reqs[0], reqs[2], reqs[3]].map((r) => (r as typeof exec).write), watch: [] },
+    });
+    expect(inner.sent[2]![0]).toBe(reqs[1]);
+    expect(got.map((a) => (a.type === 'cond' ? [a.succeeded, a.record?.value.toString()] : a.type))).toEqual([
+      [true, 'a'],
+      [true, 'b'],
+      [false, undefined],
+      [true, 'c'],
+    ]);
+    expect(counted).toEqual([[3, 1]]);
+    // The next turn starts afresh.
+    const next = api.execute(cond(`{${here}}4`, 'd'));
+    turn.end();
+    expect((await next).type).toBe('cond');
+    expect(kinds(inner.sent[3]!)).toEqual(['cond']);
+  });
+
+  it('never puts two writes of one key in one entry, and keeps to its limits', async () => {
+    const inner = new RecordingKv(condAnswer);
+    const turn = turns();
+    const api = mergeWrites(inner, new SlotMap(1), { defer: turn.defer, limits: { maxWrites: 3, maxBytes: 100 } });
+    const keysOf = (r: KvClientRequest): string[] =>
+      r.kind === 'write' && r.write.op === 'exec'
+        ? r.write.writes.map((w) => (w.op === 'cond' ? w.key.toString() : '?'))
+        : [r.kind === 'write' && r.write.op === 'cond' ? r.write.key.toString() : '?'];
+    const send = async (reqs: KvClientRequest[]): Promise<string[][]> => {
+      const before = inner.sent.length;
+      const answered = Promise.all(reqs.map((r) => api.execute(r)));
+      turn.end();
+      await answered;
+      return inner.sent.slice(before).map((s) => keysOf(s[0]!));
+    };
+    // A compare-and-swap on the revision the first was answered with would pass over the second in one entry.
+    expect(await send([cond('a', '1'), cond('b', '1'), cond('a', '2', { ifVersion: 1 }), cond('c', '1')])).toEqual([
+      ['a', 'b'],
+      ['a', 'c'],
+    ]);
+    expect(await send(['a', 'b', 'c', 'd', 'e'].map((k) => cond(k, 'v')))).toEqual([
+      ['a', 'b', 'c'],
+      ['d', 'e'],
+    ]);
+    // 1 + 60 bytes, then 1 + 60 more is over 100.
+    const big = 'v'.repeat(60);
+    expect(await send([cond('a', big), cond('b', big), cond('c')])).toEqual([['a'], ['b', 'c']]);
+  });
+
+  it('leaves alone writes with a session, an absolute or far deadline or a reserved key, and all of them without a defer', async () => {
+    const inner = new RecordingKv(condAnswer);
+    const turn = turns();
+    const api = mergeWrites(inner, new SlotMap(1), { defer: turn.defer });
+    const idempotent: KvClientRequest = {
+      kind: 'write',
+      write: (cond('s', 'v') as Extract<KvClientRequest, { kind: 'write' }>).write,
+      session: { clientId: 'idem', seq: 1, lowWater: 0 },
+    };
+    const alone = [
+      idempotent,
+      cond('at', 'v', { expiry: { kind: 'at', ms: 4_000_000_000_000 } }),
+      cond('far', 'v', { expiry: { kind: 'in', ms: 2 ** 53 - 1 } }),
+      cond(Buffer.concat([RESERVED_PREFIX, b('r')]), 'v'),
+    ];
+    // Each of those is sent at once, before the turn ends; a relative deadline waits with the rest.
+    const answered = Promise.all(
+      [...alone, cond('in', 'v', { expiry: { kind: 'in', ms: 1000 } }), cond('k', 'v')].map((r) => api.execute(r)),
+    );
+    expect(inner.sent.map(kinds)).toEqual([['cond'], ['cond'], ['cond'], ['cond']]);
+    expect(inner.sent.map((s) => s[0])).toEqual(alone);
+    turn.end();
+    await answered;
+    expect(kinds(inner.sent[4]!)).toEqual(['exec2']);
+    const plain = new RecordingKv(condAnswer);
+    const unmerged = mergeWrites(plain, new SlotMap(1));
+    await Promise.all([cond('a', 'v'), cond('b', 'v')].map((r) => unmerged.execute(r)));
+    expect(plain.sent.map(kinds)).toEqual([['cond'], ['cond']]);
+  });
+
+  it('gives the entry’s failure, or its error, to every write merged into it', async () => {
+    const failure: KvResponse = { type: 'failure', code: 'TIMEOUT', message: 'timed out' };
+    let fail: 'answer' | 'throw' = 'answer';
+    const turn = turns();
+    const api = mergeWrites(
+      {
+        execute: async (req) => {
+          if (fail === 'throw') throw new Error('gone');
+          return req.kind === 'write' && req.write.op === 'exec'
+            ? failure
+            : condAnswer((req as { write: KvClientWrite }).write);
+        },
+        executeAll: () => Promise.reject(new Error('unused')),
+        status: () => new RecordingKv().status(),
+      },
+      new SlotMap(1),
+      { defer: turn.defer },
+    );
+    const answered = Promise.all([cond('a', 'v'), cond('b', 'v')].map((r) => api.execute(r)));
+    turn.end();
+    expect(await answered).toEqual([failure, failure]);
+    fail = 'throw';
+    const thrown = [cond('a', 'v'), cond('b', 'v')].map((r) => api.execute(r).catch((e: Error) => e.message));
+    turn.end();
+    expect(await Promise.all(thrown)).toEqual(['gone', 'gone']);
   });
 });

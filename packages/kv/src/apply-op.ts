@@ -60,11 +60,16 @@ function put(
   type?: KvCollectionType,
   now?: number,
 ): void {
+  kv.put(key, value, putOptions(revision, expiresAt, type, now));
+}
+
+/** The options of a put at `revision`, the optional ones only when given. */
+function putOptions(revision: number, expiresAt?: number, type?: KvCollectionType, now?: number): KvPutOptions {
   const opts: KvPutOptions = { revision };
   if (expiresAt !== undefined) opts.expiresAt = expiresAt;
   if (type !== undefined) opts.type = type;
   if (now !== undefined) opts.now = now;
-  kv.put(key, value, opts);
+  return opts;
 }
 
 /** A string command's view of `key`: its live record, or WRONGTYPE when it holds a hash or list. */
@@ -325,6 +330,18 @@ export function applyOp(kv: PartitionKv, cmd: KvOp, index: number, now: number):
     case 'checksum':
       return { type: 'int', value: BigInt(index) };
     case 'cond': {
+      if (
+        cmd.compare.kind === 'always' &&
+        cmd.action.kind === 'put' &&
+        (cmd.action.expiresAt === 0 || cmd.action.expiresAt > now)
+      ) {
+        // A plain put (an HTTP PUT without a condition): like a plain SET, a put over whatever the key holds.
+        // Its answer carries the record written, whose create revision and version the store works out when
+        // the answer is read (on the node that answers the client; a follower drops its answer unread).
+        const { value, expiresAt } = cmd.action;
+        const rec = kv.put(cmd.key, value, putOptions(index, expiresAt === 0 ? undefined : expiresAt, undefined, now));
+        return { type: 'cond', succeeded: true, revision: index, record: rec };
+      }
       const old = current(kv, cmd.key, now);
       if (!compareHolds(cmd.compare, old)) {
         return old

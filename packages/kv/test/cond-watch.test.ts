@@ -420,4 +420,70 @@ describe.each([
       h.cleanup();
     }
   });
+
+  it('and of plain conditional puts (HTTP), alone or merged in an EXEC: answers and events carry what each left', () => {
+    const h = make();
+    try {
+      const seen: KvEvent[] = [];
+      h.sm.setEventListener({ applied: (events) => seen.push(...events), reset: () => undefined });
+      const plain = (key: string, value: string, now: number, expiresAt = 0): KvCommand => ({
+        op: 'cond',
+        key: b(key),
+        compare: { kind: 'always' },
+        action: { kind: 'put', value: b(value), expiresAt },
+        now,
+      });
+      const exec = (now: number, ...ops: KvCommand[]): KvCommand => ({ op: 'exec', ops, watch: [], now });
+      const answers: KvResult[] = [];
+      const applyAll = (...entries: ReturnType<typeof entry>[]): void => {
+        for (const out of h.sm.applyBatch(entries, CONF)) {
+          if (!out?.ok) throw new Error(`an entry failed: ${String(out && !out.ok && out.error)}`);
+          answers.push(out.value);
+        }
+      };
+      const records = (r: KvResult): [number | undefined, number | undefined, number | undefined][] => {
+        const each = r.type === 'list' ? (r.items ?? []) : [r];
+        return each.map((a) => {
+          if (a.type !== 'cond' || !a.succeeded) throw new Error(`not a put's answer: ${JSON.stringify(a)}`);
+          return [a.record?.modifyRevision, a.record?.createRevision, a.record?.version];
+        });
+      };
+      applyAll(
+        entry(1, exec(1000, plain('k', 'a', 1000, 2000), plain('j', 'x', 1000))),
+        entry(2, plain('k', 'b', 1500, 2000)),
+      );
+      // Read before the writes committed.
+      expect(answers.map(records)).toEqual([
+        [
+          [1, 1, 1],
+          [1, 1, 1],
+        ],
+        [[2, 1, 2]],
+      ]);
+      // k expired at 2000 (its row still there): the put at 2500 starts it over.
+      applyAll(entry(3, plain('k', 'c', 2500)));
+      applyAll(entry(4, exec(2600, plain('k', 'd', 2600), plain('j', 'y', 2600))), entry(5, plain('i', 'z', 2600)));
+      if ('flush' in h.store) (h.store as { flush(): void }).flush();
+      expect(answers.slice(2).map(records)).toEqual([
+        [[3, 3, 1]],
+        [
+          [4, 3, 2],
+          [4, 1, 2],
+        ],
+        [[5, 5, 1]],
+      ]);
+      expect(seen.map((e) => [text(e.key), e.revision, e.record?.createRevision, e.record?.version])).toEqual([
+        ['k', 1, 1, 1],
+        ['j', 1, 1, 1],
+        ['k', 2, 1, 2],
+        ['k', 3, 3, 1],
+        ['k', 4, 3, 2],
+        ['j', 4, 1, 2],
+        ['i', 5, 5, 1],
+      ]);
+      expect(h.sm.size).toBe(3);
+    } finally {
+      h.cleanup();
+    }
+  });
 });

@@ -107,12 +107,12 @@ function send(agent: Agent, port: number, key: string, method: 'PUT' | 'GET'): P
   });
 }
 
-/** The leader's `cohort_raft_*` counters (summed over groups), from its /metrics. */
+/** The leader's `cohort_raft_*` and `cohort_merged_*` counters (summed over groups), from its /metrics. */
 async function raftCounters(port: number): Promise<Map<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
-    const m = /^(cohort_raft_[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$/.exec(line);
+    const m = /^(cohort_(?:raft|merged)_[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$/.exec(line);
     if (m) out.set(m[1] as string, (out.get(m[1] as string) ?? 0) + Number(m[2]));
   }
   return out;
@@ -201,7 +201,7 @@ try {
     return `${n} (${round(latencies.length / Math.max(1, n))} ${WORKLOAD}s each)`;
   };
   process.stderr.write(
-    `leader's Raft work during the load: ${per('cohort_raft_ready_rounds_total')} Ready rounds, ${per('cohort_raft_read_index_rounds_total')} ReadIndex rounds (${(after.get('cohort_raft_read_index_hedges_total') ?? 0) - (before.get('cohort_raft_read_index_hedges_total') ?? 0)} hedged), ${per('cohort_raft_store_writes_total')} store writes, ${per('cohort_raft_messages_sent_total')} messages sent\n`,
+    `leader's Raft work during the load: ${per('cohort_raft_ready_rounds_total')} Ready rounds, ${per('cohort_raft_read_index_rounds_total')} ReadIndex rounds (${(after.get('cohort_raft_read_index_hedges_total') ?? 0) - (before.get('cohort_raft_read_index_hedges_total') ?? 0)} hedged), ${per('cohort_raft_store_writes_total')} store writes, ${per('cohort_raft_messages_sent_total')} messages sent; ${per('cohort_merged_conditional_entries_total')} entries of concurrent puts merged\n`,
   );
   const pid = leader.child?.pid;
   await cluster.stopAll();
