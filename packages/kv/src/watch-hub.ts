@@ -202,48 +202,63 @@ export class WatchHub implements KvEventListener {
  * The changes of keys matching `filter` made by log entries (in index
  * order), decoded from the entries alone: a SET or a `cond` put without
  * condition and MSET become put events (with their values and mod revisions; create revision
- * and version are not known from an entry). Undefined when an entry touches
+ * and version are not known from an entry), and so do those in an EXEC that
+ * watches no key (concurrent HTTP puts merged into one entry). Undefined when an entry touches
  * a matching key in a way whose outcome depends on the state it applied to
  * (a conditional write, a delete, an increment, an expiry, FLUSHDB, an
- * EXEC, a write in a client session, which may be a retry): the events cannot be told then.
+ * EXEC watching keys, a write in a client session, which may be a retry): the events cannot be told then.
  */
 export function eventsFromEntries(entries: Entry[], filter: WatchFilter): KvEvent[] | undefined {
   const out: KvEvent[] = [];
   for (const e of entries) {
     const cmd = entryCommand(e);
     if (cmd === undefined) continue;
-    const keys = commandKeys(cmd);
-    if (keys === undefined) return undefined;
-    if (!keys.some((k) => watchMatches(filter, k))) continue;
-    if (cmd.session !== undefined) return undefined;
-    if (
-      cmd.op === 'set' &&
-      cmd.condition === 'always' &&
-      !cmd.keepTtl &&
-      (cmd.expiresAt === 0 || cmd.expiresAt > cmd.now)
-    ) {
-      out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.value });
+    if (cmd.op === 'exec' && cmd.session === undefined && cmd.watch.length === 0) {
+      for (const op of cmd.ops) if (!putEvents(op, e.index, filter, out)) return undefined;
       continue;
     }
-    if (
-      cmd.op === 'cond' &&
-      cmd.compare.kind === 'always' &&
-      cmd.action.kind === 'put' &&
-      (cmd.action.expiresAt === 0 || cmd.action.expiresAt > cmd.now)
-    ) {
-      out.push({ type: 'put', key: cmd.key, revision: e.index, value: cmd.action.value });
-      continue;
+    if (cmd.session !== undefined && commandKeys(cmd)?.some((k) => watchMatches(filter, k)) !== false) {
+      return undefined;
     }
-    if (cmd.op === 'mset') {
-      cmd.keys.forEach((key, i) => {
-        if (watchMatches(filter, key))
-          out.push({ type: 'put', key, revision: e.index, value: cmd.values[i] as Uint8Array });
-      });
-      continue;
-    }
-    return undefined;
+    if (!putEvents(cmd, e.index, filter, out)) return undefined;
   }
   return out;
+}
+
+/**
+ * Adds to `out` the put events of `cmd` at `revision` for keys matching
+ * `filter`; false when it touches a matching key in a way an entry alone
+ * does not tell.
+ */
+function putEvents(cmd: KvOp, revision: LogIndex, filter: WatchFilter, out: KvEvent[]): boolean {
+  const keys = commandKeys(cmd);
+  if (keys === undefined) return false;
+  if (!keys.some((k) => watchMatches(filter, k))) return true;
+  if (
+    cmd.op === 'set' &&
+    cmd.condition === 'always' &&
+    !cmd.keepTtl &&
+    (cmd.expiresAt === 0 || cmd.expiresAt > cmd.now)
+  ) {
+    out.push({ type: 'put', key: cmd.key, revision, value: cmd.value });
+    return true;
+  }
+  if (
+    cmd.op === 'cond' &&
+    cmd.compare.kind === 'always' &&
+    cmd.action.kind === 'put' &&
+    (cmd.action.expiresAt === 0 || cmd.action.expiresAt > cmd.now)
+  ) {
+    out.push({ type: 'put', key: cmd.key, revision, value: cmd.action.value });
+    return true;
+  }
+  if (cmd.op === 'mset') {
+    cmd.keys.forEach((key, i) => {
+      if (watchMatches(filter, key)) out.push({ type: 'put', key, revision, value: cmd.values[i] as Uint8Array });
+    });
+    return true;
+  }
+  return false;
 }
 
 /** The keys a command may write; undefined when it may write any key (FLUSHDB, or one inside an EXEC). */

@@ -6,7 +6,9 @@ import {
   type KvCompare,
   type KvEvent,
   type KvResult,
+  type KvSession,
   WatchHub,
+  type WatchedKey,
   decodeCommand,
   decodeResponse,
   encodeCommand,
@@ -276,6 +278,50 @@ describe('events decoded from log entries', () => {
     expect(eventsFromEntries([entry(1, exec('other'))], filter)).toEqual([]);
     expect(eventsFromEntries([entry(1, exec('w/a'))], filter)).toBeUndefined();
     expect(eventsFromEntries([entry(1, { op: 'flush', now: 1000 })], { key: b('nothing-here') })).toBeUndefined();
+  });
+
+  it('tells the puts of an EXEC of plain puts (concurrent HTTP puts), unless it watches keys, holds a conditional write of a matching key or is in a session', () => {
+    const filter = { prefix: b('w/') };
+    const merged = (ops: KvCommand[], more: { watch?: WatchedKey[]; session?: KvSession } = {}): KvCommand => ({
+      op: 'exec',
+      ops,
+      watch: more.watch ?? [],
+      now: 1000,
+      ...(more.session ? { session: more.session } : {}),
+    });
+    const plain = [put('w/a', '1'), put('x', '2'), put('w/b', '3'), setCmd('w/c', '4')];
+    expect(
+      eventsFromEntries([entry(1, merged(plain)), entry(2, put('w/a', '5'))], filter)?.map((e) => [
+        text(e.key),
+        e.revision,
+        text(e.value),
+      ]),
+    ).toEqual([
+      ['w/a', 1, '1'],
+      ['w/b', 1, '3'],
+      ['w/c', 1, '4'],
+      ['w/a', 2, '5'],
+    ]);
+    // A compare-and-swap of another key beside them changes nothing watched.
+    expect(eventsFromEntries([entry(1, merged([...plain, put('y', 'v', { kind: 'absent' })]))], filter)).toHaveLength(
+      3,
+    );
+    expect(
+      eventsFromEntries([entry(1, merged([...plain, put('w/d', 'v', { kind: 'absent' })]))], filter),
+    ).toBeUndefined();
+    expect(eventsFromEntries([entry(1, merged([...plain, del('w/d')]))], filter)).toBeUndefined();
+    expect(
+      eventsFromEntries([entry(1, merged(plain, { watch: [{ key: b('x'), revision: 0 }] }))], filter),
+    ).toBeUndefined();
+    expect(
+      eventsFromEntries([entry(1, merged(plain, { session: { clientId: 'c', seq: 1, lowWater: 0 } }))], filter),
+    ).toBeUndefined();
+    expect(
+      eventsFromEntries(
+        [entry(1, merged([put('x', '1')], { session: { clientId: 'c', seq: 1, lowWater: 0 } }))],
+        filter,
+      ),
+    ).toEqual([]);
   });
 });
 
