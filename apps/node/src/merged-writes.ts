@@ -211,10 +211,11 @@ function concurrentPartition(req: KvClientRequest, slots: SlotMap): number | und
 
 /**
  * Concurrent conditional writes without a session (HTTP puts, deletes and
- * compare-and-swaps, each on its own connection): those that reach the node
- * in one turn of its event loop are proposed at the end of the turn as one
- * EXEC per partition (no session: such a write is not exactly-once alone
- * either), and each is answered as it would be alone. They were all in
+ * compare-and-swaps, each on its own connection): while such writes are in
+ * flight, those that reach the node in one turn of its event loop are
+ * proposed at the end of the turn as one EXEC per partition (no session:
+ * such a write is not exactly-once alone either), and each is answered as
+ * it would be alone; one that finds none in flight goes at once. They were all in
  * flight at once, so applying them one after another in one entry is one of
  * the orders their clients allowed; two writes of one key never share an
  * entry (they would share a mod revision, and a compare-and-swap on the
@@ -225,6 +226,8 @@ function concurrentPartition(req: KvClientRequest, slots: SlotMap): number | und
 class ConcurrentWrites {
   private waiting = new Map<number, Waiting[]>();
   private scheduled = false;
+  /** Entries of such writes proposed and not answered yet. */
+  private inFlight = 0;
 
   constructor(
     private readonly api: KvApi,
@@ -238,6 +241,9 @@ class ConcurrentWrites {
   execute(req: KvClientRequest): Promise<KvResponse> | undefined {
     const partition = concurrentPartition(req, this.slots);
     if (partition === undefined) return undefined;
+    // Nothing of the kind in flight or waiting: a lone client's write (which waits for each answer
+    // before it sends the next) goes at once, not a turn later. Writes that find others in flight wait.
+    if (this.inFlight === 0 && !this.scheduled) return this.sent(this.api.execute(req));
     const write = (req as Write).write as Waiting['write'];
     return new Promise((resolve, reject) => {
       let list = this.waiting.get(partition);
@@ -298,17 +304,27 @@ class ConcurrentWrites {
     return runs;
   }
 
+  /** `answer`, counted in flight until it settles. */
+  private sent(answer: Promise<KvResponse>): Promise<KvResponse> {
+    this.inFlight++;
+    const done = (): void => {
+      this.inFlight--;
+    };
+    answer.then(done, done);
+    return answer;
+  }
+
   private send(run: Waiting[]): void {
     if (run.length === 1) {
       const [w] = run as [Waiting];
-      this.api.execute(w.req).then(w.resolve, w.reject);
+      this.sent(this.api.execute(w.req)).then(w.resolve, w.reject);
       return;
     }
     const exec: KvClientRequest = {
       kind: 'write',
       write: { op: 'exec', writes: run.map((w) => w.write), watch: [] },
     };
-    this.api.execute(exec).then(
+    this.sent(this.api.execute(exec)).then(
       (a) => {
         if (a.type === 'list' && a.items !== null && a.items.length === run.length) {
           run.forEach((w, i) => w.resolve(a.items![i]!));

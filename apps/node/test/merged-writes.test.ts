@@ -244,7 +244,7 @@ function turns(): { defer: (fn: () => void) => void; end: () => void } {
 }
 
 describe('merged concurrent conditional writes', () => {
-  it('proposes those of one turn as one EXEC per partition, without a session, and answers each alone', async () => {
+  it('proposes those of one turn that find others in flight as one EXEC per partition, without a session, and answers each alone', async () => {
     const inner = new RecordingKv(condAnswer);
     const slots = new SlotMap(4);
     const turn = turns();
@@ -252,32 +252,50 @@ describe('merged concurrent conditional writes', () => {
     const api = mergeWrites(inner, slots, { defer: turn.defer, onConcurrent: (w, e) => counted.push([w, e]) });
     const [here, there] = ['x', 'y'];
     expect(slots.partitionOfKey(b(here))).not.toBe(slots.partitionOfKey(b(there)));
-    const reqs = [cond(`{${here}}1`, 'a'), cond(`{${there}}1`, 'b'), cond(`{${here}}2`), cond(`{${here}}3`, 'c')];
+    const reqs = [
+      cond(`{${here}}0`, 'first'),
+      cond(`{${here}}1`, 'a'),
+      cond(`{${there}}1`, 'b'),
+      cond(`{${here}}2`),
+      cond(`{${here}}3`, 'c'),
+    ];
     const answers = Promise.all(reqs.map((r) => api.execute(r)));
-    // A pipelined write goes at once, as before; the conditional writes wait for the end of the turn.
+    // The first found nothing in flight and went at once; the others wait for the end of the turn, while a
+    // pipelined write goes at once, as before.
     await api.executeAll([set('p')]);
-    expect(inner.sent.map(kinds)).toEqual([['set']]);
+    expect(inner.sent.map(kinds)).toEqual([['cond'], ['set']]);
+    expect(inner.sent[0]![0]).toBe(reqs[0]);
     turn.end();
     const got = await answers;
-    expect(inner.sent.slice(1).map(kinds)).toEqual([['exec3'], ['cond']]);
-    const exec = inner.sent[1]![0] as Extract<KvClientRequest, { kind: 'write' }>;
+    expect(inner.sent.slice(2).map(kinds)).toEqual([['exec3'], ['cond']]);
+    const exec = inner.sent[2]![0] as Extract<KvClientRequest, { kind: 'write' }>;
     expect(exec).toEqual({
       kind: 'write',
-      write: { op: 'exec', writes: [reqs[0], reqs[2], reqs[3]].map((r) => (r as typeof exec).write), watch: [] },
+      write: { op: 'exec', writes: [reqs[1], reqs[3], reqs[4]].map((r) => (r as typeof exec).write), watch: [] },
     });
-    expect(inner.sent[2]![0]).toBe(reqs[1]);
+    expect(inner.sent[3]![0]).toBe(reqs[2]);
     expect(got.map((a) => (a.type === 'cond' ? [a.succeeded, a.record?.value.toString()] : a.type))).toEqual([
+      [true, 'first'],
       [true, 'a'],
       [true, 'b'],
       [false, undefined],
       [true, 'c'],
     ]);
     expect(counted).toEqual([[3, 1]]);
-    // The next turn starts afresh.
-    const next = api.execute(cond(`{${here}}4`, 'd'));
-    turn.end();
-    expect((await next).type).toBe('cond');
-    expect(kinds(inner.sent[3]!)).toEqual(['cond']);
+  });
+
+  it("sends a lone client's writes at once, each answered before the next comes", async () => {
+    const inner = new RecordingKv(condAnswer);
+    const turn = turns();
+    const api = mergeWrites(inner, new SlotMap(1), { defer: turn.defer });
+    for (const k of ['a', 'b', 'c']) {
+      const answer = api.execute(cond(k, 'v'));
+      expect(
+        inner.sent.at(-1)?.map((r) => (r.kind === 'write' && r.write.op === 'cond' ? `${r.write.key}` : '?')),
+      ).toEqual([k]);
+      expect((await answer).type).toBe('cond');
+    }
+    expect(inner.sent).toHaveLength(3);
   });
 
   it('never puts two writes of one key in one entry, and keeps to its limits', async () => {
@@ -288,12 +306,13 @@ describe('merged concurrent conditional writes', () => {
       r.kind === 'write' && r.write.op === 'exec'
         ? r.write.writes.map((w) => (w.op === 'cond' ? w.key.toString() : '?'))
         : [r.kind === 'write' && r.write.op === 'cond' ? r.write.key.toString() : '?'];
+    /** The entries `reqs` became, sent behind a write in flight (which goes at once). */
     const send = async (reqs: KvClientRequest[]): Promise<string[][]> => {
       const before = inner.sent.length;
-      const answered = Promise.all(reqs.map((r) => api.execute(r)));
+      const answered = Promise.all([cond('opener', 'v'), ...reqs].map((r) => api.execute(r)));
       turn.end();
       await answered;
-      return inner.sent.slice(before).map((s) => keysOf(s[0]!));
+      return inner.sent.slice(before + 1).map((s) => keysOf(s[0]!));
     };
     // A compare-and-swap on the revision the first was answered with would pass over the second in one entry.
     expect(await send([cond('a', '1'), cond('b', '1'), cond('a', '2', { ifVersion: 1 }), cond('c', '1')])).toEqual([
@@ -318,25 +337,27 @@ describe('merged concurrent conditional writes', () => {
       write: (cond('s', 'v') as Extract<KvClientRequest, { kind: 'write' }>).write,
       session: { clientId: 'idem', seq: 1, lowWater: 0 },
     };
+    const opener = cond('o', 'v');
     const alone = [
       idempotent,
       cond('at', 'v', { expiry: { kind: 'at', ms: 4_000_000_000_000 } }),
       cond('far', 'v', { expiry: { kind: 'in', ms: 2 ** 53 - 1 } }),
       cond(Buffer.concat([RESERVED_PREFIX, b('r')]), 'v'),
     ];
-    // Each of those is sent at once, before the turn ends; a relative deadline waits with the rest.
+    // Behind a write in flight, each of those is sent at once; a relative deadline waits with the rest.
     const answered = Promise.all(
-      [...alone, cond('in', 'v', { expiry: { kind: 'in', ms: 1000 } }), cond('k', 'v')].map((r) => api.execute(r)),
+      [opener, ...alone, cond('in', 'v', { expiry: { kind: 'in', ms: 1000 } }), cond('k', 'v')].map((r) =>
+        api.execute(r),
+      ),
     );
-    expect(inner.sent.map(kinds)).toEqual([['cond'], ['cond'], ['cond'], ['cond']]);
-    expect(inner.sent.map((s) => s[0])).toEqual(alone);
+    expect(inner.sent.map((s) => s[0])).toEqual([opener, ...alone]);
     turn.end();
     await answered;
-    expect(kinds(inner.sent[4]!)).toEqual(['exec2']);
+    expect(kinds(inner.sent[5]!)).toEqual(['exec2']);
     const plain = new RecordingKv(condAnswer);
     const unmerged = mergeWrites(plain, new SlotMap(1));
-    await Promise.all([cond('a', 'v'), cond('b', 'v')].map((r) => unmerged.execute(r)));
-    expect(plain.sent.map(kinds)).toEqual([['cond'], ['cond']]);
+    await Promise.all([cond('a', 'v'), cond('b', 'v'), cond('c', 'v')].map((r) => unmerged.execute(r)));
+    expect(plain.sent.map(kinds)).toEqual([['cond'], ['cond'], ['cond']]);
   });
 
   it('gives the entry’s failure, or its error, to every write merged into it', async () => {
@@ -357,12 +378,16 @@ describe('merged concurrent conditional writes', () => {
       new SlotMap(1),
       { defer: turn.defer },
     );
-    const answered = Promise.all([cond('a', 'v'), cond('b', 'v')].map((r) => api.execute(r)));
+    const answered = Promise.all([cond('o', 'v'), cond('a', 'v'), cond('b', 'v')].map((r) => api.execute(r)));
     turn.end();
-    expect(await answered).toEqual([failure, failure]);
+    const [first, ...merged] = await answered;
+    expect(first?.type).toBe('cond');
+    expect(merged).toEqual([failure, failure]);
     fail = 'throw';
-    const thrown = [cond('a', 'v'), cond('b', 'v')].map((r) => api.execute(r).catch((e: Error) => e.message));
+    const thrown = [cond('o', 'v'), cond('a', 'v'), cond('b', 'v')].map((r) =>
+      api.execute(r).catch((e: Error) => e.message),
+    );
     turn.end();
-    expect(await Promise.all(thrown)).toEqual(['gone', 'gone']);
+    expect(await Promise.all(thrown)).toEqual(['gone', 'gone', 'gone']);
   });
 });
