@@ -334,9 +334,17 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
         this.src.partition,
       );
     }
-    if (m.known) return;
-    m.settle(create, version);
-    if (found === OVER_INSERTED) this.inserted(m);
+    if (!m.known) {
+      m.settle(create, version);
+      if (found === OVER_INSERTED) this.inserted(m);
+    }
+    // The file holds the row now: offered to the row cache as a put's row is (so a key written again and again
+    // is cached as before, and its next write is a plain one, read from memory), unless a later write of the
+    // key is pending (it offers its own row, or its report will).
+    const rk = rowKey(m.record.key);
+    if (this.cache !== undefined && found !== OVER_CORRUPT && this.ov.rows.get(rk)?.over === m) {
+      this.cache.offer(this.cacheScope + rk, this.cacheEpoch, copyRecord(m.record));
+    }
   }
 
   /** `m` added a row to the partition: counted, unless the count was taken with it (or is not kept). */

@@ -91,6 +91,11 @@ describe('a put over whatever the key holds (KvPutOptions.now)', () => {
           ['memory', new MemoryNodeStore()],
           ['inline', SqliteNodeStore.open(join(dir, 'inline.db'), { quickCheck: false })],
           ['thread', SqliteNodeStore.open(join(dir, 'thread.db'), { quickCheck: false, writer: 'thread' })],
+          // A row cache of a few rows: keys it holds are written plainly, its rows evicted all the time.
+          [
+            'thread, row cache',
+            SqliteNodeStore.open(join(dir, 'cached.db'), { quickCheck: false, writer: 'thread', rowCacheBytes: 3_000 }),
+          ],
         ];
         const kept: KvRecord[][] = stores.map(() => []);
         try {
@@ -113,12 +118,12 @@ describe('a put over whatever the key holds (KvPutOptions.now)', () => {
             }
             revision += t.cmds.length;
             stores.forEach(([name], i) => expect([name, answers[i]]).toEqual([name, answers[0]]));
-            const thread = stores[2]?.[1] as SqliteNodeStore;
-            if (t.after === 'flush') thread.flush();
-            if (t.after === 'post') {
-              thread.startWrites();
-              blockFor(5);
+            for (const [, store] of stores.slice(2)) {
+              const thread = store as SqliteNodeStore;
+              if (t.after === 'flush') thread.flush();
+              if (t.after === 'post') thread.startWrites();
             }
+            if (t.after === 'post') blockFor(5);
           }
           // The records the puts returned, read only now (most of them learned from the writer's report).
           const records = kept.map((k) => k.map(rec));

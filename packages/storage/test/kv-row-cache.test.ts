@@ -275,6 +275,37 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
     });
   });
 
+  it('caches the row a put over whatever the key holds leaves once the writer reports it, unless a later write of the key is pending', () => {
+    withStore(open(newFile()), (store) => {
+      const kv = store.kv('p1');
+      const now = 1000;
+      // Nothing in memory knows the key: puts over whatever it holds, no row read. The first report only
+      // remembers the key; the second caches the row.
+      kv.put(bytes('k'), bytes('1'), { revision: 1, now });
+      store.flush();
+      expect(store.rowCache?.stats()).toMatchObject({ written: 0, entries: 0 });
+      kv.put(bytes('k'), bytes('2'), { revision: 2, now });
+      store.flush();
+      expect(store.rowCache?.stats()).toMatchObject({ written: 1, entries: 1, misses: 0 });
+      tamper(store, 'k');
+      // The next write is a plain one, reading the row it replaces from memory.
+      const third = kv.put(bytes('k'), bytes('3'), { revision: 3, now });
+      expect(third).toMatchObject({ createRevision: 1, version: 3 });
+      expect(store.rowCache?.stats()).toMatchObject({ hits: 1, misses: 0, written: 2 });
+      store.flush();
+      expect(kv.get(bytes('k'))).toMatchObject({ value: bytes('3'), createRevision: 1, version: 3 });
+      // A key the cache remembers (a read missed it), put over and rewritten before the writer reported the put
+      // over it: the report offers nothing (the file is to hold the later row), the later write's row stays cached.
+      expect(kv.get(bytes('i'))).toBeUndefined();
+      expect(kv.get(bytes('x'))).toBeUndefined();
+      kv.put(bytes('i'), bytes('over'), { revision: 4, now });
+      kv.put(bytes('i'), bytes('plain'), { revision: 5 });
+      store.flush();
+      tamper(store, 'i');
+      expect(kv.get(bytes('i'))).toMatchObject({ value: bytes('plain'), createRevision: 4, version: 2 });
+    });
+  });
+
   it('refuses a row cache size that is not a whole number of bytes', () => {
     expect(() => open(newFile(), -1)).toThrow(/rowCacheBytes must be a whole number of bytes/);
     expect(() => open(newFile(), 1.5)).toThrow(/rowCacheBytes/);
