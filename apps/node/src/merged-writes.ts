@@ -38,6 +38,7 @@ function writeBytes(w: KvClientWrite): number {
   for (const k of writeKeys(w)) n += k.byteLength;
   const f = w as unknown as Record<string, unknown>;
   for (const one of [f.value, f.increment]) if (one instanceof Uint8Array) n += one.byteLength;
+  if (w.op === 'cond' && w.action.kind === 'put') n += w.action.value.byteLength;
   for (const list of [f.values, f.args]) {
     if (Array.isArray(list)) for (const v of list) if (v instanceof Uint8Array) n += v.byteLength;
   }
@@ -251,8 +252,7 @@ class ConcurrentWrites {
         list = [];
         this.waiting.set(partition, list);
       }
-      const bytes = write.key.byteLength + (write.action.kind === 'put' ? write.action.value.byteLength : 0);
-      list.push({ req: req as Write, write, bytes, resolve, reject });
+      list.push({ req: req as Write, write, bytes: writeBytes(write), resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         this.defer(() => this.flush());
