@@ -43,6 +43,13 @@ export interface VpMasterServiceOptions {
   afterFailoverBallot?: () => void;
 }
 
+/** Why the master counts an acceptor of the active ballot failed. */
+interface Failure {
+  reason: string;
+  /** It is up and heard, but lost its activation in a restart (a primary only): its acceptor state is intact. */
+  restarted: boolean;
+}
+
 interface Heard {
   at: number;
   incarnation: number;
@@ -277,25 +284,26 @@ export class VpMasterService {
   }
 
   /** Why `node` counts as failed in `group`'s active ballot, or undefined while it is healthy. */
-  private failure(group: string, node: NodeId, primary: boolean, ballot: Ballot, now: number): string | undefined {
-    if (this.swimDead(node)) return 'SWIM reports it dead';
+  private failure(group: string, node: NodeId, primary: boolean, ballot: Ballot, now: number): Failure | undefined {
+    if (this.swimDead(node)) return { reason: 'SWIM reports it dead', restarted: false };
     const h = this.heard.get(`${group}/${node}`);
     const since = Math.max(this.leaderSince ?? now, this.activeSeen.get(group)?.at ?? now);
     if ((h === undefined || h.at < since) && now - since > this.failAfterMs)
-      return `no heartbeat for ${now - since} ms`;
-    if (h !== undefined && now - Math.max(h.at, since) > this.failAfterMs) return `no heartbeat for ${now - h.at} ms`;
+      return { reason: `no heartbeat for ${now - since} ms`, restarted: false };
+    if (h !== undefined && now - Math.max(h.at, since) > this.failAfterMs)
+      return { reason: `no heartbeat for ${now - h.at} ms`, restarted: false };
     const seen = this.activeSeen.get(group);
     if (primary && h !== undefined && seen?.ballot === ballot) {
       // A restarted primary has lost its activation (it is not durable): it serves nothing until a new ballot.
       seen.incarnation ??= h.incarnation;
       if (h.incarnation !== seen.incarnation)
-        return `it restarted (incarnation ${h.incarnation}) since ballot ${ballot}`;
+        return { reason: `it restarted (incarnation ${h.incarnation}) since ballot ${ballot}`, restarted: true };
       // One that restarted before this master first heard it (a whole cluster restarted) says it serves no ballot.
       // A primary leading the next ballot left the active one on purpose (a reconfiguration): not a failure.
       const next = masterSection(this.state).groups[group]?.next;
       const servedAt = Math.max(this.serving.get(group) ?? 0, since);
       if (next?.primary !== node && now - servedAt > this.failAfterMs)
-        return `it has not served ballot ${ballot} for ${now - servedAt} ms (restarted)`;
+        return { reason: `it has not served ballot ${ballot} for ${now - servedAt} ms (restarted)`, restarted: true };
     }
     return undefined;
   }
@@ -358,14 +366,18 @@ export class VpMasterService {
       await this.newBallot(partition, group, maxBallot + 1, 0, [], acceptors[0]!, acceptors, false);
       return;
     }
-    const failed = new Map<NodeId, string>();
+    const failed = new Map<NodeId, Failure>();
     for (const a of active.acceptors) {
       const why = this.failure(group, a, a === active.primary, active.ballot, now);
       if (why !== undefined) failed.set(a, why);
     }
     if (failed.size > 0) {
-      const survivors = active.acceptors.filter((a) => !failed.has(a));
-      for (const [node, reason] of failed) {
+      let survivors = active.acceptors.filter((a) => !failed.has(a));
+      // None left but a primary that restarted (the lone acceptor of a degraded ballot, say): its votes are
+      // durable, so a new ballot of it resumes the partition, as any survivor's would. Waiting for another
+      // would wait for ever: it stays "restarted" to this ballot.
+      if (survivors.length === 0) survivors = active.acceptors.filter((a) => failed.get(a)!.restarted);
+      for (const [node, { reason }] of failed) {
         const r = await this.propose(partition, {
           op: 'reportFailure',
           partition,
