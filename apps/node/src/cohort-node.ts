@@ -78,6 +78,7 @@ import { partitionsFromLeaders } from './partition-views.js';
 import { PartitionedKv } from './partitioned-kv.js';
 import { PartitionedWatch } from './partitioned-watch.js';
 import { hostSettings } from './raft-settings.js';
+import { isConnectionSession } from './resp/plan.js';
 import { RespServer } from './resp/server.js';
 import { type RestoreRow, restoreFailure, restoreWrite } from './restore-write.js';
 import { startStallWatch } from './stall-watch.js';
@@ -838,7 +839,8 @@ export class CohortNode {
       {
         onMerged: (writes, entries) => metrics.mergedWrites(writes, entries),
         defer: (fn) => systemClock.defer(fn),
-        onConcurrent: (writes, entries) => metrics.mergedConcurrentWrites(writes, entries),
+        onConcurrent: (writes, entries, sessioned) => metrics.mergedConcurrentWrites(writes, entries, sessioned),
+        connectionSession: isConnectionSession,
       },
     );
     // Every client write is checked against the size limits before it is routed or proposed.

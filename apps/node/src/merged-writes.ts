@@ -1,4 +1,12 @@
-import { type KvClientRequest, type KvClientWrite, type KvResponse, type SlotMap, isReservedKey } from '@cohort/kv';
+import { randomUUID } from 'node:crypto';
+import {
+  type ClientSession,
+  type KvClientRequest,
+  type KvClientWrite,
+  type KvResponse,
+  type SlotMap,
+  isReservedKey,
+} from '@cohort/kv';
 import type { KvApi } from './kv-api.js';
 import { writeKeys } from './partitioned-kv.js';
 
@@ -110,11 +118,24 @@ export interface MergeOptions {
   /**
    * Runs a function once the event loop's current turn is done (the clock's
    * `defer`). With it, concurrent conditional writes without a session
-   * (HTTP puts and deletes) share entries too; without it they go alone.
+   * (HTTP puts and deletes), and with `connectionSession` unpipelined writes
+   * of several connections, share entries too; without it they go alone.
    */
   defer?: (fn: () => void) => void;
-  /** Counts concurrent conditional writes proposed together. */
-  onConcurrent?: (writes: number, entries: number) => void;
+  /**
+   * Counts concurrent writes proposed together: conditional writes without
+   * a session (`sessioned` false), or writes of connection sessions (true).
+   */
+  onConcurrent?: (writes: number, entries: number, sessioned: boolean) => void;
+  /**
+   * Whether `session` is a connection's own (a RESP connection's): the node
+   * hands out its sequence numbers and nobody sends one again once it was
+   * answered. With it (and `defer`), single writes of such sessions share
+   * entries with other connections' (in a session of the node's own; see
+   * {@link ConcurrentWrites}). A session a client names (an HTTP
+   * `Idempotency-Key`, which the client may send again) is never one.
+   */
+  connectionSession?: (session: ClientSession) => boolean;
 }
 
 /**
@@ -138,11 +159,16 @@ export interface MergeOptions {
  */
 export function mergeWrites(api: KvApi, slots: SlotMap, opts: MergeOptions = {}): KvApi {
   const limits = { ...DEFAULT_MERGE_LIMITS, ...opts.limits };
-  const concurrent = opts.defer ? new ConcurrentWrites(api, slots, limits, opts.defer, opts.onConcurrent) : undefined;
+  const concurrent = opts.defer
+    ? new ConcurrentWrites(api, slots, limits, opts.defer, opts.onConcurrent, opts.connectionSession)
+    : undefined;
   return {
     status: () => api.status(),
     execute: (req) => concurrent?.execute(req) ?? api.execute(req),
     async executeAll(reqs) {
+      // A batch of one write (an unpipelined client's) may share an entry with other clients' writes.
+      const one = reqs.length === 1 ? concurrent?.execute(reqs[0]!) : undefined;
+      if (one !== undefined) return [await one];
       const info = reqs.map((r) => mergeable(r, slots));
       const sent: KvClientRequest[] = [];
       // How many of `reqs` each request sent stands for.
@@ -192,67 +218,97 @@ export function mergeWrites(api: KvApi, slots: SlotMap, opts: MergeOptions = {})
   };
 }
 
-/** A conditional write without a session, waiting for the end of the turn with its answer's callbacks. */
+/** A write waiting for the end of the turn to share an entry, with its answer's callbacks. */
 interface Waiting {
   req: Write;
-  write: Extract<KvClientWrite, { op: 'cond' }>;
   bytes: number;
   resolve: (res: KvResponse) => void;
   reject: (err: unknown) => void;
 }
 
-/** The partition of a conditional write without a session that may share an entry with other clients' writes. */
-function concurrentPartition(req: KvClientRequest, slots: SlotMap): number | undefined {
-  if (req.kind !== 'write' || req.session !== undefined || req.scope !== undefined || req.write.op !== 'cond') {
-    return undefined;
-  }
-  if (deadlineAlone(req.write) || isReservedKey(req.write.key)) return undefined;
-  return slots.partitionOfKey(req.write.key);
+/** Writes of one partition waiting to share an entry: conditional ones without a session, or connections' own. */
+interface WaitingList {
+  partition: number;
+  sessioned: boolean;
+  writes: Waiting[];
 }
 
 /**
- * Concurrent conditional writes without a session (HTTP puts, deletes and
- * compare-and-swaps, each on its own connection): while such writes are in
- * flight, those that reach the node in one turn of its event loop are
- * proposed at the end of the turn as one EXEC per partition (no session:
- * such a write is not exactly-once alone either), and each is answered as
- * it would be alone; one that finds none in flight goes at once. They were all in
- * flight at once, so applying them one after another in one entry is one of
- * the orders their clients allowed; two writes of one key never share an
- * entry (they would share a mod revision, and a compare-and-swap on the
- * revision the first was answered with would then pass over the second).
- * A failure of the entry is every write's in it, as it would be for each
- * write that had waited on the same round alone.
+ * Where a write that may share an entry with other clients' writes goes: a
+ * conditional write without a session, or a mergeable write of a
+ * connection's own session; its keys in one partition.
+ */
+function concurrentPartition(
+  req: KvClientRequest,
+  slots: SlotMap,
+  connectionSession: ((session: ClientSession) => boolean) | undefined,
+): { partition: number; sessioned: boolean; bytes: number } | undefined {
+  if (req.kind !== 'write' || req.scope !== undefined) return undefined;
+  if (req.session !== undefined) {
+    if (connectionSession === undefined || !connectionSession(req.session)) return undefined;
+    const m = mergeable(req, slots);
+    return m && { partition: m.partition, sessioned: true, bytes: m.bytes };
+  }
+  if (req.write.op !== 'cond' || deadlineAlone(req.write) || isReservedKey(req.write.key)) return undefined;
+  return { partition: slots.partitionOfKey(req.write.key), sessioned: false, bytes: writeBytes(req.write) };
+}
+
+/**
+ * Concurrent writes of different clients, each on its own connection: HTTP
+ * puts, deletes and compare-and-swaps (conditional writes without a
+ * session), and unpipelined RESP writes (each in its connection's session).
+ * While such writes are in flight, those that reach the node in one turn of
+ * its event loop are proposed at the end of the turn as one EXEC per
+ * partition and kind, and each is answered as it would be alone; one that
+ * finds none in flight goes at once. They were all in flight at once, so
+ * applying them one after another in one entry is one of the orders their
+ * clients allowed; two writes of one key never share an entry (they would
+ * share a mod revision, and a compare-and-swap on the revision the first was
+ * answered with would then pass over the second). A failure of the entry is
+ * every write's in it, as it would be for each write that had waited on the
+ * same round alone.
+ *
+ * Conditional writes without a session share an EXEC without one (such a
+ * write is not exactly-once alone either). Connections' writes share an EXEC
+ * in a session of this node's own, with sequence numbers of its own, so the
+ * entry applies once however often the node retries it while leadership
+ * moves, as each write would in its connection's session; the sequence
+ * numbers the connections gave those writes are never proposed, and nobody
+ * sends them again (the connection is answered, and its session is the
+ * node's). Each connection's next write carries its session on as before.
  */
 class ConcurrentWrites {
-  private waiting = new Map<number, Waiting[]>();
+  private waiting = new Map<number, WaitingList>();
   private scheduled = false;
   /** Entries of such writes proposed and not answered yet. */
   private inFlight = 0;
+  /** The session of this node's merged entries of connections' writes: its last sequence number, and those open. */
+  private readonly session = { clientId: `merged:${randomUUID()}`, seq: 0, open: new Set<number>() };
 
   constructor(
     private readonly api: KvApi,
     private readonly slots: SlotMap,
     private readonly limits: MergeLimits,
     private readonly defer: (fn: () => void) => void,
-    private readonly onMerged: ((writes: number, entries: number) => void) | undefined,
+    private readonly onMerged: ((writes: number, entries: number, sessioned: boolean) => void) | undefined,
+    private readonly connectionSession: ((session: ClientSession) => boolean) | undefined,
   ) {}
 
   /** Takes `req` if it may wait to share an entry; `undefined` when it goes alone. */
   execute(req: KvClientRequest): Promise<KvResponse> | undefined {
-    const partition = concurrentPartition(req, this.slots);
-    if (partition === undefined) return undefined;
+    const at = concurrentPartition(req, this.slots, this.connectionSession);
+    if (at === undefined) return undefined;
     // Nothing of the kind in flight or waiting: a lone client's write (which waits for each answer
     // before it sends the next) goes at once, not a turn later. Writes that find others in flight wait.
     if (this.inFlight === 0 && !this.scheduled) return this.sent(this.api.execute(req));
-    const write = (req as Write).write as Waiting['write'];
     return new Promise((resolve, reject) => {
-      let list = this.waiting.get(partition);
+      const slot = at.partition * 2 + (at.sessioned ? 1 : 0);
+      let list = this.waiting.get(slot);
       if (!list) {
-        list = [];
-        this.waiting.set(partition, list);
+        list = { partition: at.partition, sessioned: at.sessioned, writes: [] };
+        this.waiting.set(slot, list);
       }
-      list.push({ req: req as Write, write, bytes: writeBytes(write), resolve, reject });
+      list.writes.push({ req: req as Write, bytes: at.bytes, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         this.defer(() => this.flush());
@@ -264,18 +320,23 @@ class ConcurrentWrites {
     this.scheduled = false;
     const lists = [...this.waiting.values()];
     this.waiting = new Map();
-    let writes = 0;
-    let entries = 0;
+    const counts = [
+      { writes: 0, entries: 0 },
+      { writes: 0, entries: 0 },
+    ];
     for (const list of lists) {
-      for (const run of this.runs(list)) {
-        this.send(run);
+      for (const run of this.runs(list.writes)) {
+        this.send(run, list.sessioned);
         if (run.length > 1) {
-          writes += run.length;
-          entries++;
+          const c = counts[list.sessioned ? 1 : 0]!;
+          c.writes += run.length;
+          c.entries++;
         }
       }
     }
-    if (entries > 0) this.onMerged?.(writes, entries);
+    counts.forEach((c, i) => {
+      if (c.entries > 0) this.onMerged?.(c.writes, c.entries, i === 1);
+    });
   }
 
   /** `list` in runs within the limits, no key twice in one, in order of arrival. */
@@ -286,10 +347,12 @@ class ConcurrentWrites {
     let keys = new Set<string>();
     let bytes = 0;
     for (const w of list) {
-      const key = Buffer.from(w.write.key.buffer, w.write.key.byteOffset, w.write.key.byteLength).toString('latin1');
+      const mine = writeKeys(w.req.write).map((k) =>
+        Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1'),
+      );
       if (
         run.length > 0 &&
-        (run.length >= this.limits.maxWrites || bytes + w.bytes > this.limits.maxBytes || keys.has(key))
+        (run.length >= this.limits.maxWrites || bytes + w.bytes > this.limits.maxBytes || mine.some((k) => keys.has(k)))
       ) {
         runs.push(run);
         run = [];
@@ -297,7 +360,7 @@ class ConcurrentWrites {
         bytes = 0;
       }
       run.push(w);
-      keys.add(key);
+      for (const k of mine) keys.add(k);
       bytes += w.bytes;
     }
     runs.push(run);
@@ -314,17 +377,35 @@ class ConcurrentWrites {
     return answer;
   }
 
-  private send(run: Waiting[]): void {
+  /**
+   * The next sequence number of the node's session, open until `close`: its
+   * low-water mark is below every number still open, whose entry the node
+   * may still send (again).
+   */
+  private nextSession(): { session: ClientSession; close: () => void } {
+    const s = this.session;
+    const seq = ++s.seq;
+    s.open.add(seq);
+    let lowWater = seq - 1;
+    for (const open of s.open) lowWater = Math.min(lowWater, open - 1);
+    return { session: { clientId: s.clientId, seq, lowWater }, close: () => s.open.delete(seq) };
+  }
+
+  private send(run: Waiting[], sessioned: boolean): void {
     if (run.length === 1) {
       const [w] = run as [Waiting];
       this.sent(this.api.execute(w.req)).then(w.resolve, w.reject);
       return;
     }
+    const own = sessioned ? this.nextSession() : undefined;
     const exec: KvClientRequest = {
       kind: 'write',
-      write: { op: 'exec', writes: run.map((w) => w.write), watch: [] },
+      write: { op: 'exec', writes: run.map((w) => w.req.write), watch: [] },
+      ...(own !== undefined ? { session: own.session } : {}),
     };
-    this.sent(this.api.execute(exec)).then(
+    const answer = this.sent(this.api.execute(exec));
+    if (own !== undefined) answer.then(own.close, own.close);
+    answer.then(
       (a) => {
         if (a.type === 'list' && a.items !== null && a.items.length === run.length) {
           run.forEach((w, i) => w.resolve(a.items![i]!));

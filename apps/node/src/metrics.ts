@@ -121,10 +121,28 @@ export class NodeMetrics {
     }),
   };
 
-  /** Counts `writes` concurrent conditional writes proposed as `entries` entries. */
-  mergedConcurrentWrites(writes: number, entries: number): void {
-    this.mergedConcurrent.writes.inc(writes);
-    this.mergedConcurrent.entries.inc(entries);
+  /** Unpipelined writes of several RESP connections proposed together, and the log entries they became. */
+  private readonly mergedConnections = {
+    writes: new Counter({
+      name: 'cohort_merged_connection_writes_total',
+      help: "Unpipelined RESP writes proposed together with other connections' in one log entry",
+      registers: [this.registry],
+    }),
+    entries: new Counter({
+      name: 'cohort_merged_connection_entries_total',
+      help: 'Log entries holding merged writes of several RESP connections (merged writes over this: writes per entry)',
+      registers: [this.registry],
+    }),
+  };
+
+  /**
+   * Counts `writes` concurrent writes proposed as `entries` entries:
+   * conditional ones without a session, or connections' (`sessioned`).
+   */
+  mergedConcurrentWrites(writes: number, entries: number, sessioned: boolean): void {
+    const c = sessioned ? this.mergedConnections : this.mergedConcurrent;
+    c.writes.inc(writes);
+    c.entries.inc(entries);
   }
 
   /** Counts `writes` pipelined writes proposed as `entries` entries. */

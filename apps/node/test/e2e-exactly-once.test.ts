@@ -26,7 +26,7 @@ async function httpIncr(node: ProcNode, key: string, idempotencyKey: string): Pr
 }
 
 describe('writes retried across a leader SIGKILL', () => {
-  it('apply once: 1,000 concurrent INCRs from RESP sessions and HTTP Idempotency-Keys give exactly 1,000', async (ctx) => {
+  it('apply once: 1,000 concurrent INCRs from RESP sessions and HTTP Idempotency-Keys give exactly 1,000, and 8 connections’ unpipelined INCRs 40 each', async (ctx) => {
     cluster = await Cluster.create(3, ['--heartbeat-ms', '50', '--election-timeout-ms', '300', '--log-level', 'info']);
     const c = cluster;
     ctx.onTestFailed(() => {
@@ -71,13 +71,32 @@ describe('writes retried across a leader SIGKILL', () => {
         answered(10);
       }
     });
-    await Promise.all([...respWork, ...Array.from({ length: 16 }, (_, w) => httpWorker(w))]);
+    // And 8 connections sending one INCR at a time, each of a counter of its own, 40 times: the survivors propose
+    // those arriving together as entries in a session of their own (see merged-writes.ts), resent whole too.
+    const single = survivors.flatMap((n) =>
+      [0, 1, 2, 3].map(() => {
+        const r = new Redis({ port: n.resp, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+        clients.push(r);
+        return r;
+      }),
+    );
+    const singleWork = single.map(async (r, i) => {
+      const replies: number[] = [];
+      for (let k = 0; k < 40; k++) {
+        replies.push(await r.incr(`solo:${i}`));
+        answered(1);
+      }
+      // Each applied once, in order: 1 to 40.
+      expect(replies).toEqual(Array.from({ length: 40 }, (_, k) => k + 1));
+    });
+    await Promise.all([...respWork, ...singleWork, ...Array.from({ length: 16 }, (_, w) => httpWorker(w))]);
     await killed;
     expect(leader.child?.signalCode).toBe('SIGKILL');
 
     const reader = new Redis({ port: survivors[0]!.resp, host: '127.0.0.1', maxRetriesPerRequest: 1 });
     clients.push(reader);
     expect(await reader.get('counter')).toBe('1000');
+    expect(await reader.mget(...single.map((_, i) => `solo:${i}`))).toEqual(single.map(() => '40'));
     // The RESP waves of 10 arrive together: the survivors proposed them as merged entries (see merged-writes.ts),
     // which the kill's retries resent whole.
     for (const n of survivors) {
@@ -85,6 +104,7 @@ describe('writes retried across a leader SIGKILL', () => {
         await fetch(`http://127.0.0.1:${n.http}/metrics`, { signal: AbortSignal.timeout(2000) })
       ).text();
       expect(Number(/^cohort_resp_merged_writes_total (\S+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
+      expect(Number(/^cohort_merged_connection_entries_total (\S+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
     }
   }, 60_000);
 });

@@ -38,6 +38,18 @@ async function merged(node: ProcNode): Promise<{ writes: number; entries: number
   return { writes: read('cohort_resp_merged_writes_total'), entries: read('cohort_resp_merged_entries_total') };
 }
 
+/** Entries holding unpipelined writes of several connections that `nodes` proposed, from their metrics. */
+async function connectionEntries(nodes: ProcNode[]): Promise<number> {
+  let n = 0;
+  for (const node of nodes) {
+    const text = await (
+      await fetch(`http://127.0.0.1:${node.http}/metrics`, { signal: AbortSignal.timeout(2000) })
+    ).text();
+    n += Number(/^cohort_merged_connection_entries_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+  }
+  return n;
+}
+
 type Cmd = ['set', string, string] | ['incr', string] | ['get', string];
 
 /**
@@ -154,5 +166,39 @@ describe('pipelined RESP commands on three cohort processes', () => {
     // Which of them share an entry depends on how the pipeline's bytes were read; some did.
     const m1 = await merged(follower);
     expect(m1.entries - m0.entries).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  it('unpipelined writes of many connections share entries, each answered as it would be alone, and apply once', async () => {
+    const c = cluster!;
+    const leader = await c.leader(c.nodes, 10_000);
+    const follower = c.nodes.find((n) => n !== leader)!;
+    // Sixteen connections, half to the leader and half through a follower, each sending one command at a time.
+    const conns = Array.from({ length: 16 }, (_, i) => redis(i % 2 === 0 ? leader : follower));
+    await Promise.all(conns.map((r) => r.ping()));
+    const before = await connectionEntries([leader, follower]);
+    const incrs: number[] = [];
+    const written = new Map<string, string>();
+    let round = 0;
+    // Each round, every connection SETs a key of its own and INCRs one shared counter, one after the other,
+    // all connections at once: until some of their writes shared an entry.
+    await poll('unpipelined writes of several connections sharing an entry', 30_000, async () => {
+      round++;
+      await Promise.all(
+        conns.map(async (r, i) => {
+          const key = `conn:${round}:${i}`;
+          expect(await r.set(key, `v${round}.${i}`)).toBe('OK');
+          written.set(key, `v${round}.${i}`);
+          incrs.push(await r.incr('conn:n'));
+        }),
+      );
+      return (await connectionEntries([leader, follower])) > before ? true : undefined;
+    });
+    // Every INCR got an answer of its own: 1 to n, each once; the counter is n.
+    expect([...incrs].sort((a, b) => a - b)).toEqual(incrs.map((_, i) => i + 1));
+    const check = redis(follower);
+    expect(await check.get('conn:n')).toBe(String(incrs.length));
+    const keys = [...written.keys()];
+    expect(await check.mget(...keys)).toEqual(keys.map((k) => written.get(k)));
+    process.stdout.write(`connection merge: ${round} round(s) of 16 connections until some shared an entry\n`);
   }, 60_000);
 });

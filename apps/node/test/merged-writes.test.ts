@@ -12,7 +12,7 @@ import type { KvApi, NodeStatus } from '../src/kv-api.js';
 import { mergeWrites } from '../src/merged-writes.js';
 import { newServerState } from '../src/resp/clients.js';
 import { Pipeline } from '../src/resp/pipeline.js';
-import { newSession } from '../src/resp/plan.js';
+import { RESP_SESSION_PREFIX, isConnectionSession, newSession } from '../src/resp/plan.js';
 import type { Reply } from '../src/resp/reply.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -389,5 +389,147 @@ describe('merged concurrent conditional writes', () => {
     );
     turn.end();
     expect(await Promise.all(thrown)).toEqual(['gone', 'gone', 'gone']);
+  });
+});
+
+/** A SET of `key` in RESP connection `conn`'s session. */
+const respSet = (conn: string, key: string, value = 'v'): KvClientRequest =>
+  sessioned(setOf(b(key), value), `${RESP_SESSION_PREFIX}${conn}`);
+
+/** A KvApi whose answers the test gives: each request waits until `answer` settles it. */
+class HeldKv implements KvApi {
+  readonly sent: { req: KvClientRequest; settle: (r: KvResponse) => void }[] = [];
+  execute(req: KvClientRequest): Promise<KvResponse> {
+    return new Promise((resolve) => this.sent.push({ req, settle: resolve }));
+  }
+  executeAll(reqs: KvClientRequest[]): Promise<KvResponse[]> {
+    return Promise.all(reqs.map((r) => this.execute(r)));
+  }
+  status(): NodeStatus {
+    return new RecordingKv().status();
+  }
+  /** Answers request `i` as applied: an EXEC with one OK per write, anything else OK. */
+  answer(i: number): void {
+    const { req, settle } = this.sent[i]!;
+    settle(
+      req.kind === 'write' && req.write.op === 'exec'
+        ? { type: 'list', items: req.write.writes.map(() => ({ type: 'ok' }) as const) }
+        : { type: 'ok' },
+    );
+  }
+}
+
+describe('merged writes of several RESP connections', () => {
+  it('proposes single writes of connections that find others in flight as one EXEC per partition in a session of the node’s own, each answered alone', async () => {
+    const inner = new RecordingKv((w) => (w.op === 'incr' ? { type: 'int', value: 5n } : { type: 'ok' }));
+    const slots = new SlotMap(4);
+    const turn = turns();
+    const counted: [number, number, boolean][] = [];
+    const api = mergeWrites(inner, slots, {
+      defer: turn.defer,
+      onConcurrent: (w, e, s) => counted.push([w, e, s]),
+      connectionSession: isConnectionSession,
+    });
+    const [here, there] = ['x', 'y'];
+    const incr = sessioned({ op: 'incr', key: b(`{${here}}n`), delta: 1n }, `${RESP_SESSION_PREFIX}c`);
+    // An HTTP write with an Idempotency-Key: its client may send its session again, so it goes alone.
+    const idempotent = sessioned({ op: 'incr', key: b(`{${here}}i`), delta: 1n }, 'http:key-1');
+    const reqs = [
+      respSet('a', `{${here}}0`),
+      respSet('b', `{${here}}1`, 'one'),
+      incr,
+      respSet('d', `{${there}}1`),
+      idempotent,
+      cond(`{${here}}c`, 'v'),
+      cond(`{${here}}d`, 'v'),
+      respSet('e', `{${here}}2`),
+    ];
+    // Unpipelined RESP writes come as a batch of one (executeAll); HTTP ones alone (execute).
+    const answers = Promise.all(reqs.map((r, i) => (i === 4 || i >= 5 ? api.execute(r) : api.executeAll([r]))));
+    // The first found nothing in flight and went at once; so did the idempotent one; the rest wait for the turn's end.
+    expect(inner.sent.map((s) => s[0])).toEqual([reqs[0], idempotent]);
+    turn.end();
+    const got = (await answers).map((a) => (Array.isArray(a) ? a[0]! : a));
+    const entries = inner.sent.slice(2).map((s) => s[0] as Extract<KvClientRequest, { kind: 'write' }>);
+    expect(entries.map((e) => kinds([e])[0])).toEqual(['exec3', 'set', 'exec2']);
+    // The connections' writes of one partition: one EXEC in the node's session, its first sequence number.
+    expect(entries[0]!.write).toEqual({
+      op: 'exec',
+      writes: [reqs[1], incr, reqs[7]].map((r) => (r as (typeof entries)[0]).write),
+      watch: [],
+    });
+    expect(entries[0]!.session).toMatchObject({ seq: 1, lowWater: 0 });
+    expect(entries[0]!.session!.clientId).toMatch(/^merged:/);
+    // One of another partition alone, in its own session; the HTTP conditional writes in an EXEC without one.
+    expect(entries[1]).toBe(reqs[3]);
+    expect(entries[2]!.session).toBeUndefined();
+    expect(got.map((a) => a.type)).toEqual(['ok', 'ok', 'int', 'ok', 'int', 'ok', 'ok', 'ok']);
+    expect(counted).toEqual([
+      [2, 1, false],
+      [3, 1, true],
+    ]);
+  });
+
+  it('numbers its entries in its own session, the low-water mark below every entry still unanswered', async () => {
+    const inner = new HeldKv();
+    const turn = turns();
+    const api = mergeWrites(inner, new SlotMap(1), { defer: turn.defer, connectionSession: isConnectionSession });
+    const sessionOf = (i: number) => (inner.sent[i]!.req as Extract<KvClientRequest, { kind: 'write' }>).session;
+    /** Two more connections' writes behind those in flight: one entry, sent at the turn's end. */
+    const pair = (k: string) => {
+      const answered = Promise.all([respSet('a', `${k}1`), respSet('b', `${k}2`)].map((r) => api.executeAll([r])));
+      turn.end();
+      return answered;
+    };
+    const opener = api.executeAll([respSet('o', 'o')]);
+    const first = pair('p');
+    const second = pair('q');
+    const third = pair('r');
+    expect(inner.sent.map((s) => kinds([s.req])[0])).toEqual(['set', 'exec2', 'exec2', 'exec2']);
+    expect([1, 2, 3].map((i) => sessionOf(i))).toMatchObject([
+      { seq: 1, lowWater: 0 },
+      { seq: 2, lowWater: 0 },
+      { seq: 3, lowWater: 0 },
+    ]);
+    // The second is answered: the first still is not, so the mark stays below it.
+    inner.answer(2);
+    await second;
+    const fourth = pair('s');
+    expect(sessionOf(4)).toMatchObject({ seq: 4, lowWater: 0 });
+    // The first and the third answered: every entry up to 3 is, the fourth is open.
+    inner.answer(1);
+    inner.answer(3);
+    await Promise.all([first, third]);
+    const fifth = pair('t');
+    expect(sessionOf(5)).toMatchObject({ seq: 5, lowWater: 3 });
+    for (const i of [0, 4, 5]) inner.answer(i);
+    await Promise.all([opener, fourth, fifth]);
+    // Nothing in flight: a connection's write goes at once, in its own session.
+    const alone = respSet('z', 'z');
+    const answer = api.executeAll([alone]);
+    expect(inner.sent.at(-1)!.req).toBe(alone);
+    inner.answer(inner.sent.length - 1);
+    await answer;
+  });
+
+  it('leaves alone what a pipeline merges, and writes that cannot share an entry', async () => {
+    const inner = new RecordingKv();
+    const turn = turns();
+    const api = mergeWrites(inner, new SlotMap(1), { defer: turn.defer, connectionSession: isConnectionSession });
+    const opener = api.executeAll([respSet('o', 'o')]);
+    // Behind a write in flight: a pipeline of two (merged as before), a keyless write, a reserved key, an
+    // absolute deadline, a write outside any connection's session: each at once.
+    const pipelined = [respSet('p', 'p1'), respSet('p', 'p2')];
+    const alone = [
+      sessioned({ op: 'flushall' } as unknown as KvClientWrite, `${RESP_SESSION_PREFIX}f`),
+      sessioned(setOf(Buffer.concat([RESERVED_PREFIX, b('r')])), `${RESP_SESSION_PREFIX}r`),
+      sessioned(setOf(b('at'), 'v', { kind: 'at', ms: 4_000_000_000_000 }), `${RESP_SESSION_PREFIX}t`),
+      set('c1-key'),
+    ];
+    const answered = Promise.all([api.executeAll(pipelined), ...alone.map((r) => api.executeAll([r]))]);
+    expect(inner.sent.slice(1).map(kinds)).toEqual([['exec2'], ['flushall'], ['set'], ['set'], ['set']]);
+    turn.end();
+    await Promise.all([opener, answered]);
+    expect(inner.sent).toHaveLength(6);
   });
 });

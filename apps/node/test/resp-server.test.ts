@@ -147,7 +147,7 @@ describe('RESP server', () => {
       const writes = kv.requests.slice(from).flatMap((r) => (r.kind === 'write' && r.session ? [r.session] : []));
       expect(writes).toHaveLength(3);
       const [w1, w2, w3] = writes;
-      expect(w1!.clientId).toMatch(/^[0-9a-f]{32}$/);
+      expect(w1!.clientId).toMatch(/^resp:[0-9a-f]{32}$/);
       expect(w2!.clientId).toBe(w1!.clientId);
       expect(w3!.clientId).not.toBe(w1!.clientId);
       expect([w1!.seq, w1!.lowWater, w2!.seq, w2!.lowWater]).toEqual([1, 0, 2, 1]);

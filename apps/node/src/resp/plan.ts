@@ -158,6 +158,18 @@ export function crossSlotAllowed(session: Session): boolean {
   return session.crossSlot ?? !session.cluster;
 }
 
+/** What begins the exactly-once session id of every RESP connection (see {@link isConnectionSession}). */
+export const RESP_SESSION_PREFIX = 'resp:';
+
+/**
+ * Whether `session` is a RESP connection's: the node numbers its writes and
+ * nobody sends one of them again once answered (a client that reconnects gets
+ * a new session), so a write of it may share an entry in another session.
+ */
+export function isConnectionSession(session: ClientSession): boolean {
+  return session.clientId.startsWith(RESP_SESSION_PREFIX);
+}
+
 /** A new connection's session on `server`, with `clientId` as its exactly-once session id. */
 export function newSession(server: ServerState, clientId: string): Session {
   return {

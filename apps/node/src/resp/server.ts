@@ -8,7 +8,7 @@ import { type ClientEntry, type ServerState, newServerState } from './clients.js
 import type { ClusterView } from './cluster-commands.js';
 import { DEFAULT_RESP_LIMITS, type RespLimits, RespParser } from './parser.js';
 import { Pipeline, type PipelineLimits } from './pipeline.js';
-import { newSession } from './plan.js';
+import { RESP_SESSION_PREFIX, newSession } from './plan.js';
 import { encodeReply, errorReply } from './reply.js';
 
 /** Options of {@link RespServer}. */
@@ -187,7 +187,7 @@ export class RespServer {
     const log = this.options.logger.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
     const parser = new RespParser(this.options.limits);
     // A random 128-bit id: a connection's writes are one session, apart from every other connection's.
-    const session = newSession(this.state, randomBytes(16).toString('hex'));
+    const session = newSession(this.state, `${RESP_SESSION_PREFIX}${randomBytes(16).toString('hex')}`);
     const now = Date.now();
     const client: ClientEntry = {
       session,
