@@ -201,7 +201,7 @@ try {
     return `${n} (${round(latencies.length / Math.max(1, n))} ${WORKLOAD}s each)`;
   };
   process.stderr.write(
-    `leader's Raft work during the load: ${per('cohort_raft_ready_rounds_total')} Ready rounds, ${per('cohort_raft_read_index_rounds_total')} ReadIndex rounds (${(after.get('cohort_raft_read_index_hedges_total') ?? 0) - (before.get('cohort_raft_read_index_hedges_total') ?? 0)} hedged), ${per('cohort_raft_store_writes_total')} store writes, ${per('cohort_raft_messages_sent_total')} messages sent; ${per('cohort_merged_conditional_entries_total')} entries of concurrent puts merged\n`,
+    `leader's Raft work during the load: ${per('cohort_raft_ready_rounds_total')} Ready rounds, ${per('cohort_raft_read_index_rounds_total')} ReadIndex rounds (${(after.get('cohort_raft_read_index_hedges_total') ?? 0) - (before.get('cohort_raft_read_index_hedges_total') ?? 0)} hedged), ${per('cohort_raft_store_writes_total')} store writes, ${per('cohort_raft_messages_sent_total')} messages sent; ${per('cohort_merged_conditional_entries_total')} entries of concurrent puts merged, ${per('cohort_merged_connection_entries_total')} of several RESP connections' writes\n`,
   );
   const pid = leader.child?.pid;
   await cluster.stopAll();
