@@ -1,5 +1,5 @@
 import type { NodeId } from '@cohort/core';
-import { NotPrimaryError, StaleBallotError } from './errors.js';
+import { AcceptorStateLostError, NotPrimaryError, StaleBallotError } from './errors.js';
 import type { Ballot, Message, MessageType, Proposal, Slot, Vote } from './types.js';
 
 /** The value a primary proposes for a slot where every value is safe and it has nothing to propose. */
@@ -297,6 +297,11 @@ export class VPaxosEngine {
     if (a.prevBallot !== 0 && a.prevAcceptors.length === 0) {
       // Skipping Phase 1 is safe only when no ballot was ever active.
       throw new RangeError(`ballot ${a.ballot}: previous ballot ${a.prevBallot} has no acceptors to read`);
+    }
+    if (a.prevBallot > this.maxBallot && a.prevAcceptors.length === 1 && a.prevAcceptors[0] === this.id) {
+      // The lone acceptor of the previous ballot was its primary, which promised it durably first: a
+      // store without that promise lost its acceptor state, and Phase 1 would read nothing of it.
+      throw new AcceptorStateLostError(a.ballot, a.prevBallot, this.maxBallot);
     }
     if (this.primary) this.stepDown(new StaleBallotError(this.primary.ballot, a.ballot));
     // The primary promises its own ballot first, durably before anything of the ballot leaves.

@@ -66,3 +66,24 @@ export class MasterRefusedError extends CohortError {
     super(reason);
   }
 }
+
+/**
+ * This replica was the only acceptor of the previous ballot, yet its durable
+ * state holds no promise of that ballot (which its primary, this replica,
+ * made before anything of the ballot left): its acceptor state is gone (a
+ * wiped or replaced data directory). Leading a ballot that reads only this
+ * state would drop every value chosen before, so it refuses.
+ */
+export class AcceptorStateLostError extends CohortError {
+  override readonly name = 'AcceptorStateLostError';
+  readonly code = ErrorCode.Storage;
+  constructor(
+    readonly ballot: Ballot,
+    readonly prevBallot: Ballot,
+    readonly maxBallot: Ballot,
+  ) {
+    super(
+      `refusing to lead ballot ${ballot}: this replica was the only acceptor of ballot ${prevBallot} but its store promised no ballot above ${maxBallot}; its acceptor state was lost (data directory wiped or replaced?): restore the data directory, or the partition stays unavailable`,
+    );
+  }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NOOP, VPaxosEngine } from '../src/engine.js';
-import { NotPrimaryError, StaleBallotError } from '../src/errors.js';
+import { AcceptorStateLostError, NotPrimaryError, StaleBallotError } from '../src/errors.js';
 import { Harness, dec, enc } from './harness.js';
 
 /** A group {a, b} whose ballot 1 (led by a) is active and chose `values`. */
@@ -184,6 +184,23 @@ describe('primary', () => {
     expect(() => e.startBallot({ ballot: 6, prevBallot: 0, prevAcceptors: [], acceptors: ['b'] })).toThrow(RangeError);
     // Phase 1 is skipped only when no ballot was ever active.
     expect(() => e.startBallot({ ballot: 6, prevBallot: 2, prevAcceptors: [], acceptors: ['a'] })).toThrow(RangeError);
+  });
+
+  it('the lone acceptor of the previous ballot without its promise of it lost its state, and leads nothing', () => {
+    // Its store says it promised nothing above 1, though it led ballot 2 alone (a wiped data directory).
+    const wiped = new VPaxosEngine({ id: 'a', state: { maxBallot: 1, votes: [] } });
+    expect(() => wiped.startBallot({ ballot: 3, prevBallot: 2, prevAcceptors: ['a'], acceptors: ['a'] })).toThrow(
+      AcceptorStateLostError,
+    );
+    expect(wiped.leading()).toBeUndefined();
+    // With its promise (a plain restart), it leads the next ballot: Phase 1 reads its own votes.
+    const restarted = new VPaxosEngine({ id: 'a', state: { maxBallot: 2, votes: [] } });
+    restarted.startBallot({ ballot: 3, prevBallot: 2, prevAcceptors: ['a'], acceptors: ['a', 'b'] });
+    expect(restarted.leading()?.ballot).toBe(3);
+    // One of several acceptors is not judged: another's state may hold what it lacks.
+    const other = new VPaxosEngine({ id: 'a', state: { maxBallot: 0, votes: [] } });
+    other.startBallot({ ballot: 3, prevBallot: 2, prevAcceptors: ['a', 'b'], acceptors: ['a'] });
+    expect(other.leading()?.ballot).toBe(3);
   });
 
   it('messages of an unknown ballot are ignored and counted', () => {

@@ -1,7 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NoQuorumError, UnavailableError, systemClock } from '@cohort/core';
+import { type Logger, NoQuorumError, UnavailableError, silentLogger, systemClock } from '@cohort/core';
 import { MemoryHub, type MemoryTransport } from '@cohort/core/testing';
 import { SqliteNodeStore } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -51,7 +51,7 @@ describe('VPaxosHost over SQLite', () => {
   async function start(
     id: string,
     onSave?: () => void,
-    extra: { minReplicasToWrite?: number; leaseMs?: number } = {},
+    extra: { minReplicasToWrite?: number; leaseMs?: number; logger?: Logger } = {},
   ): Promise<{ host: VPaxosHost<unknown>; store: SqliteNodeStore }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
     stores.push(store);
@@ -191,5 +191,41 @@ describe('VPaxosHost over SQLite', () => {
     expect(received.find((r) => r.msg.type === 'reject')?.msg).toEqual({ type: 'reject', ballot: 1, maxBallot: 5 });
     expect(b2.store.loadAcceptor(G).votes).toEqual([]);
     expect(b2.host.stats.staleIgnored.p2a).toBe(1);
+  });
+
+  it('the lone acceptor of a ballot restarted leads the next one on its votes; wiped, it refuses and says so', async () => {
+    const errors: string[] = [];
+    const logger: Logger = {
+      ...silentLogger,
+      error: (msg, fields) => errors.push(`${msg}: ${String(fields?.reason)}`),
+      child: () => logger,
+    };
+    const restart = async (wipe: boolean) => {
+      const [old] = hosts.splice(0);
+      old!.stop();
+      for (const st of stores.splice(0)) st.close();
+      hub.nodes.delete('a');
+      if (wipe) for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+      return start('a', undefined, { logger });
+    };
+    // Ballot 1 on a alone, a value chosen.
+    const a = await start('a', undefined, { logger });
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    expect(await a.host.propose(enc('x'))).toBe(1);
+    // Restarted: ballot 2 reads its own votes and completes holding the value.
+    const a2 = await restart(false);
+    await toMaster('a', { type: 'newBallot', ballot: 2, prevBallot: 1, prevAcceptors: ['a'], acceptors: ['a'] });
+    await waitFor(() => a2.host.node.leading()?.phase === 'complete', 'complete of ballot 2');
+    expect(a2.store.loadAcceptor(G).votes.map((v) => v.slot)).toEqual([1]);
+    // Its data directory wiped: ballot 3 would read nothing of what was chosen; refused, loudly, and nothing crashes.
+    const a3 = await restart(true);
+    await toMaster('a', { type: 'newBallot', ballot: 3, prevBallot: 2, prevAcceptors: ['a'], acceptors: ['a'] });
+    await waitFor(() => errors.length > 0, 'the refusal');
+    expect(errors[0]).toContain('its acceptor state was lost');
+    expect(a3.host.node.leading()).toBeUndefined();
+    expect(a3.store.loadAcceptor(G).maxBallot).toBe(0);
   });
 });

@@ -25,7 +25,13 @@ import {
   encodeMessage,
 } from '../codec.js';
 import { type AcceptorState, NOOP, type Ready, VPaxosEngine } from '../engine.js';
-import { NotPrimaryError, QuorumNotReachedError, StaleBallotError, VpTimeoutError } from '../errors.js';
+import {
+  AcceptorStateLostError,
+  NotPrimaryError,
+  QuorumNotReachedError,
+  StaleBallotError,
+  VpTimeoutError,
+} from '../errors.js';
 import type { Ballot, Message, Proposal, Slot, Vote } from '../types.js';
 import {
   VP_SNAPSHOT_PROTOCOL,
@@ -473,6 +479,12 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       try {
         e.startBallot(m);
       } catch (err) {
+        if (err instanceof AcceptorStateLostError) {
+          // Nothing here can mend it: said loudly at each of the master's repeats, the partition waits.
+          e.stats.unknownIgnored++;
+          this.logger.error('vpaxos: refused a newBallot', { ballot: m.ballot, reason: err.message });
+          return;
+        }
         if (!(err instanceof StaleBallotError || err instanceof RangeError)) throw err;
         // A repeated or outdated newBallot, or a malformed one: the master retries with a new ballot.
         e.stats.unknownIgnored++;
