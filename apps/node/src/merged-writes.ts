@@ -320,23 +320,18 @@ class ConcurrentWrites {
     this.scheduled = false;
     const lists = [...this.waiting.values()];
     this.waiting = new Map();
-    const counts = [
-      { writes: 0, entries: 0 },
-      { writes: 0, entries: 0 },
-    ];
     for (const list of lists) {
+      let writes = 0;
+      let entries = 0;
       for (const run of this.runs(list.writes)) {
         this.send(run, list.sessioned);
         if (run.length > 1) {
-          const c = counts[list.sessioned ? 1 : 0]!;
-          c.writes += run.length;
-          c.entries++;
+          writes += run.length;
+          entries++;
         }
       }
+      if (entries > 0) this.onMerged?.(writes, entries, list.sessioned);
     }
-    counts.forEach((c, i) => {
-      if (c.entries > 0) this.onMerged?.(c.writes, c.entries, i === 1);
-    });
   }
 
   /** `list` in runs within the limits, no key twice in one, in order of arrival. */
@@ -386,8 +381,7 @@ class ConcurrentWrites {
     const s = this.session;
     const seq = ++s.seq;
     s.open.add(seq);
-    let lowWater = seq - 1;
-    for (const open of s.open) lowWater = Math.min(lowWater, open - 1);
+    const lowWater = Math.min(...s.open) - 1;
     return { session: { clientId: s.clientId, seq, lowWater }, close: () => s.open.delete(seq) };
   }
 

@@ -464,9 +464,10 @@ describe('merged writes of several RESP connections', () => {
     expect(entries[1]).toBe(reqs[3]);
     expect(entries[2]!.session).toBeUndefined();
     expect(got.map((a) => a.type)).toEqual(['ok', 'ok', 'int', 'ok', 'int', 'ok', 'ok', 'ok']);
+    // Counted per partition and kind, in the order their first writes came.
     expect(counted).toEqual([
-      [2, 1, false],
       [3, 1, true],
+      [2, 1, false],
     ]);
   });
 

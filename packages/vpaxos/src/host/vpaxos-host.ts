@@ -479,16 +479,12 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       try {
         e.startBallot(m);
       } catch (err) {
-        if (err instanceof AcceptorStateLostError) {
-          // Nothing here can mend it: said loudly at each of the master's repeats, the partition waits.
-          e.stats.unknownIgnored++;
-          this.logger.error('vpaxos: refused a newBallot', { ballot: m.ballot, reason: err.message });
-          return;
-        }
-        if (!(err instanceof StaleBallotError || err instanceof RangeError)) throw err;
-        // A repeated or outdated newBallot, or a malformed one: the master retries with a new ballot.
+        const lost = err instanceof AcceptorStateLostError;
+        if (!(lost || err instanceof StaleBallotError || err instanceof RangeError)) throw err;
+        // A repeated or outdated newBallot, or a malformed one: the master retries with a new ballot. A lost
+        // acceptor state nothing here can mend: said as an error at each of the master's repeats.
         e.stats.unknownIgnored++;
-        this.logger.warn('vpaxos: refused a newBallot', { ballot: m.ballot, reason: err.message });
+        this.logger[lost ? 'error' : 'warn']('vpaxos: refused a newBallot', { ballot: m.ballot, reason: err.message });
       }
     } else if (m.type === 'activated') {
       if (!this.config || m.ballot > this.config.ballot) this.config = { ...m };
