@@ -1,45 +1,7 @@
-import type { MasterCommand } from '@cohort/vpaxos';
 import { describe, expect, it } from 'vitest';
-import { type MetaState, applyMeta, emptyMeta } from '../src/meta/state.js';
-import {
-  VP_MASTER_SECTION,
-  type VpMasterCommand,
-  applyVpMaster,
-  masterSection,
-  vpaxosReplicas,
-} from '../src/vpaxos/master-extension.js';
-
-const EXT = new Map([[VP_MASTER_SECTION, applyVpMaster]]);
-
-/** A founded cluster of 3 nodes: p0 raft on all three, p1 vpaxos on a and b. */
-function founded(): MetaState {
-  const s = emptyMeta();
-  const r = applyMeta(s, {
-    type: 'bootstrap',
-    clusterId: 'c',
-    replicationFactor: 3,
-    nodes: ['a', 'b', 'c'].map((id) => ({ id, peerAddress: `${id}:1`, tags: {}, startedAt: 0 })),
-    partitions: [
-      ['a', 'b', 'c'],
-      ['a', 'b'],
-    ],
-    engines: ['raft', 'vpaxos'],
-  });
-  expect(r.ok).toBe(true);
-  return s;
-}
-
-const run = (s: MetaState, command: VpMasterCommand) =>
-  applyMeta(s, { type: 'extCommand', section: VP_MASTER_SECTION, command }, EXT);
-const master = (s: MetaState, command: MasterCommand) => run(s, { op: 'master', partition: 1, command });
-
-function activeOn(s: MetaState, ballot: number, primary: string, acceptors: string[], prevBallot: number) {
-  expect(master(s, { type: 'newBallot', group: 'p1', ballot, prevBallot, config: { primary, acceptors } }).ok).toBe(
-    true,
-  );
-  expect(master(s, { type: 'complete', group: 'p1', ballot }).ok).toBe(true);
-  expect(master(s, { type: 'activate', group: 'p1', ballot }).ok).toBe(true);
-}
+import type { MetaState } from '../src/meta/state.js';
+import { masterSection, vpaxosReplicas } from '../src/vpaxos/master-extension.js';
+import { activeOn, founded, master, run } from './vp-meta.js';
 
 describe('the configuration master on the meta group', () => {
   it('leases: the lease granted with an activation and the wait a completion needs are in the meta log; an activation that waited less is refused', () => {

@@ -1,14 +1,13 @@
 import type { Clock, NodeId, TimerHandle, Transport } from '@cohort/core';
 import { silentLogger } from '@cohort/core';
-import { type MasterCommand, type MasterMessage, type VpTransportMux, decodeMasterMessage } from '@cohort/vpaxos';
+import { type MasterMessage, type VpTransportMux, decodeMasterMessage } from '@cohort/vpaxos';
 import { describe, expect, it } from 'vitest';
 import type { MetaService } from '../src/meta/meta-service.js';
-import { type MetaCommand, type MetaState, applyMeta, emptyMeta } from '../src/meta/state.js';
+import { type MetaCommand, applyMeta } from '../src/meta/state.js';
 import type { Liveness } from '../src/placement/controller.js';
-import { VP_MASTER_SECTION, applyVpMaster, masterSection } from '../src/vpaxos/master-extension.js';
+import { masterSection } from '../src/vpaxos/master-extension.js';
 import { VpMasterService } from '../src/vpaxos/master-service.js';
-
-const EXT = new Map([[VP_MASTER_SECTION, applyVpMaster]]);
+import { EXT, activeOn, founded } from './vp-meta.js';
 
 /** A clock that moves only when the test advances it; due timers run in time order. */
 class ManualClock implements Clock {
@@ -50,19 +49,7 @@ class ManualClock implements Clock {
  */
 function harness() {
   const clock = new ManualClock();
-  const state: MetaState = emptyMeta();
-  const boot = applyMeta(state, {
-    type: 'bootstrap',
-    clusterId: 'c',
-    replicationFactor: 3,
-    nodes: ['a', 'b', 'c'].map((id) => ({ id, peerAddress: `${id}:1`, tags: {}, startedAt: 0 })),
-    partitions: [
-      ['a', 'b', 'c'],
-      ['a', 'b'],
-    ],
-    engines: ['raft', 'vpaxos'],
-  });
-  expect(boot.ok).toBe(true);
+  const state = founded();
   const meta = {
     state,
     propose: async (cmd: MetaCommand) => applyMeta(state, cmd, EXT),
@@ -99,19 +86,12 @@ function harness() {
     intervalMs: 100,
     failAfterMs: 1_000,
   });
-  const master = (command: MasterCommand) =>
-    applyMeta(
-      state,
-      { type: 'extCommand', section: VP_MASTER_SECTION, command: { op: 'master', partition: 1, command } },
-      EXT,
-    );
   return {
     clock,
     state,
     swim,
     sent,
     service,
-    master,
     group: () => masterSection(state).groups.p1!,
     /** A replica's message to the master. */
     from: (node: NodeId, msg: MasterMessage) => inbox!(node, 'p1', msg),
@@ -122,22 +102,8 @@ describe('the configuration master decision loop', () => {
   it('resumes a partition whose only acceptor restarted: a new ballot of it (its votes are durable), not unavailable for ever', async () => {
     const h = harness();
     // Ballot 1 on {a, b}; b failed, so ballot 2 runs degraded on a alone.
-    for (const cmd of [
-      { type: 'newBallot', group: 'p1', ballot: 1, prevBallot: 0, config: { primary: 'a', acceptors: ['a', 'b'] } },
-      { type: 'complete', group: 'p1', ballot: 1 },
-      { type: 'activate', group: 'p1', ballot: 1 },
-      {
-        type: 'newBallot',
-        group: 'p1',
-        ballot: 2,
-        prevBallot: 1,
-        config: { primary: 'a', acceptors: ['a'] },
-        degraded: true,
-      },
-      { type: 'complete', group: 'p1', ballot: 2 },
-      { type: 'activate', group: 'p1', ballot: 2 },
-    ] as MasterCommand[])
-      expect(h.master(cmd).ok).toBe(true);
+    activeOn(h.state, 1, 'a', ['a', 'b'], 0);
+    activeOn(h.state, 2, 'a', ['a'], 1, true);
     // b and c are down: no replacement to add.
     h.swim.set('b', 'dead');
     h.swim.set('c', 'dead');
@@ -178,12 +144,7 @@ describe('the configuration master decision loop', () => {
 
   it('a restarted primary with a live backup is replaced by the backup, as before', async () => {
     const h = harness();
-    for (const cmd of [
-      { type: 'newBallot', group: 'p1', ballot: 1, prevBallot: 0, config: { primary: 'a', acceptors: ['a', 'b'] } },
-      { type: 'complete', group: 'p1', ballot: 1 },
-      { type: 'activate', group: 'p1', ballot: 1 },
-    ] as MasterCommand[])
-      expect(h.master(cmd).ok).toBe(true);
+    activeOn(h.state, 1, 'a', ['a', 'b'], 0);
     h.service.start();
     for (let i = 0; i < 5; i++) {
       h.from('a', { type: 'alive', incarnation: 1, activeBallot: 1 });
