@@ -232,6 +232,9 @@ const condAnswer = (w: KvClientWrite): KvResponse =>
       ? { type: 'cond', succeeded: false, revision: 9 }
       : { type: 'ok' };
 
+/** Lets what is answered now settle (the writes' promises, and what their answers schedule). */
+const settled = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 /** A `defer` whose functions run when the test says the turn is over. */
 function turns(): { defer: (fn: () => void) => void; end: () => void } {
   const due: (() => void)[] = [];
@@ -265,6 +268,8 @@ describe('merged concurrent conditional writes', () => {
     await api.executeAll([set('p')]);
     expect(inner.sent.map(kinds)).toEqual([['cond'], ['set']]);
     expect(inner.sent[0]![0]).toBe(reqs[0]);
+    // The first is answered; those that waited behind it go at the end of the turn.
+    await settled();
     turn.end();
     const got = await answers;
     expect(inner.sent.slice(2).map(kinds)).toEqual([['exec3'], ['cond']]);
@@ -310,6 +315,7 @@ describe('merged concurrent conditional writes', () => {
     const send = async (reqs: KvClientRequest[]): Promise<string[][]> => {
       const before = inner.sent.length;
       const answered = Promise.all([cond('opener', 'v'), ...reqs].map((r) => api.execute(r)));
+      await settled();
       turn.end();
       await answered;
       return inner.sent.slice(before + 1).map((s) => keysOf(s[0]!));
@@ -351,6 +357,7 @@ describe('merged concurrent conditional writes', () => {
       ),
     );
     expect(inner.sent.map((s) => s[0])).toEqual([opener, ...alone]);
+    await settled();
     turn.end();
     await answered;
     expect(kinds(inner.sent[5]!)).toEqual(['exec2']);
@@ -379,6 +386,7 @@ describe('merged concurrent conditional writes', () => {
       { defer: turn.defer },
     );
     const answered = Promise.all([cond('o', 'v'), cond('a', 'v'), cond('b', 'v')].map((r) => api.execute(r)));
+    await settled();
     turn.end();
     const [first, ...merged] = await answered;
     expect(first?.type).toBe('cond');
@@ -387,6 +395,7 @@ describe('merged concurrent conditional writes', () => {
     const thrown = [cond('o', 'v'), cond('a', 'v'), cond('b', 'v')].map((r) =>
       api.execute(r).catch((e: Error) => e.message),
     );
+    await settled();
     turn.end();
     expect(await Promise.all(thrown)).toEqual(['gone', 'gone', 'gone']);
   });
@@ -448,6 +457,7 @@ describe('merged writes of several RESP connections', () => {
     const answers = Promise.all(reqs.map((r, i) => (i === 4 || i >= 5 ? api.execute(r) : api.executeAll([r]))));
     // The first found nothing in flight and went at once; so did the idempotent one; the rest wait for the turn's end.
     expect(inner.sent.map((s) => s[0])).toEqual([reqs[0], idempotent]);
+    await settled();
     turn.end();
     const got = (await answers).map((a) => (Array.isArray(a) ? a[0]! : a));
     const entries = inner.sent.slice(2).map((s) => s[0] as Extract<KvClientRequest, { kind: 'write' }>);
@@ -474,7 +484,12 @@ describe('merged writes of several RESP connections', () => {
   it('numbers its entries in its own session, the low-water mark below every entry still unanswered', async () => {
     const inner = new HeldKv();
     const turn = turns();
-    const api = mergeWrites(inner, new SlotMap(1), { defer: turn.defer, connectionSession: isConnectionSession });
+    // Several entries in flight at once (no bound on them here): each turn's writes go at its end.
+    const api = mergeWrites(inner, new SlotMap(1), {
+      defer: turn.defer,
+      connectionSession: isConnectionSession,
+      maxInFlight: 0,
+    });
     const sessionOf = (i: number) => (inner.sent[i]!.req as Extract<KvClientRequest, { kind: 'write' }>).session;
     /** Two more connections' writes behind those in flight: one entry, sent at the turn's end. */
     const pair = (k: string) => {
@@ -532,5 +547,100 @@ describe('merged writes of several RESP connections', () => {
     turn.end();
     await Promise.all([opener, answered]);
     expect(inner.sent).toHaveLength(6);
+  });
+});
+
+describe('merged concurrent writes, one entry of a partition in flight', () => {
+  it('holds the writes that come while its entry is in flight, over several turns, and sends them as one entry once it is answered', async () => {
+    const inner = new HeldKv();
+    const slots = new SlotMap(4);
+    const turn = turns();
+    const counted: [number, number, boolean][] = [];
+    const api = mergeWrites(inner, slots, {
+      defer: turn.defer,
+      connectionSession: isConnectionSession,
+      onConcurrent: (w, e, s) => counted.push([w, e, s]),
+    });
+    const [here, there] = ['x', 'y'];
+    expect(slots.partitionOfKey(b(here))).not.toBe(slots.partitionOfKey(b(there)));
+    const kindsSent = (): string[] => inner.sent.map((s) => kinds([s.req])[0]!);
+    const opener = api.executeAll([respSet('o', `{${here}}o`)]);
+    expect(kindsSent()).toEqual(['set']);
+    // Two turns of writes behind it, RESP connections' and HTTP's: held while the opener is unanswered...
+    const held = [
+      api.executeAll([respSet('a', `{${here}}a`)]),
+      api.execute(cond(`{${here}}h1`, 'v')),
+      api.executeAll([respSet('b', `{${here}}b`)]),
+    ];
+    turn.end();
+    held.push(api.executeAll([respSet('c', `{${here}}c`)]), api.execute(cond(`{${here}}h2`, 'v')));
+    // ...while another partition's write, with nothing of its own in flight, goes at the end of its turn.
+    const elsewhere = api.executeAll([respSet('d', `{${there}}d`)]);
+    turn.end();
+    expect(kindsSent()).toEqual(['set', 'set']);
+    expect(inner.sent[1]!.req).toMatchObject({ write: { key: b(`{${there}}d`) } });
+    // The opener answered: at the end of that turn both kinds go, each as one entry of all it held, in order.
+    inner.answer(0);
+    await opener;
+    await settled();
+    expect(kindsSent()).toEqual(['set', 'set']);
+    turn.end();
+    expect(kindsSent()).toEqual(['set', 'set', 'exec3', 'exec2']);
+    const keysOf = (i: number): string[] =>
+      (inner.sent[i]!.req as { write: { writes: KvClientWrite[] } }).write.writes.map((w) =>
+        'key' in w ? String(w.key) : '?',
+      );
+    expect(keysOf(2)).toEqual([`{${here}}a`, `{${here}}b`, `{${here}}c`]);
+    expect(keysOf(3)).toEqual([`{${here}}h1`, `{${here}}h2`]);
+    expect(counted).toEqual([
+      [3, 1, true],
+      [2, 1, false],
+    ]);
+    // A write that comes while those two are in flight waits for both (they count as two) and goes alone.
+    const later = api.executeAll([respSet('e', `{${here}}e`)]);
+    turn.end();
+    inner.answer(2);
+    await settled();
+    turn.end();
+    expect(inner.sent).toHaveLength(4);
+    inner.answer(3);
+    await settled();
+    turn.end();
+    expect(kindsSent()).toEqual(['set', 'set', 'exec3', 'exec2', 'set']);
+    for (const i of [1, 4]) inner.answer(i);
+    const answers = await Promise.all([...held, elsewhere, later]);
+    expect(answers.map((a) => (Array.isArray(a) ? a[0]! : a).type)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok']);
+  });
+
+  it('lets as many entries of a partition be in flight as it is told, and refuses a bound that is no whole number', async () => {
+    const inner = new HeldKv();
+    const turn = turns();
+    const api = mergeWrites(inner, new SlotMap(1), {
+      defer: turn.defer,
+      connectionSession: isConnectionSession,
+      maxInFlight: 2,
+    });
+    const opener = api.executeAll([respSet('o', 'o')]);
+    // One in flight, one more allowed: the next turn's writes go at its end.
+    const second = Promise.all(['a', 'b'].map((k) => api.executeAll([respSet(k, k)])));
+    turn.end();
+    expect(inner.sent.map((s) => kinds([s.req])[0])).toEqual(['set', 'exec2']);
+    // Two in flight: the next turn's wait until one is answered.
+    const third = Promise.all(['c', 'd'].map((k) => api.executeAll([respSet(k, k)])));
+    turn.end();
+    expect(inner.sent).toHaveLength(2);
+    inner.answer(1);
+    await second;
+    await settled();
+    turn.end();
+    expect(inner.sent.map((s) => kinds([s.req])[0])).toEqual(['set', 'exec2', 'exec2']);
+    inner.answer(0);
+    inner.answer(2);
+    await Promise.all([opener, third]);
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      expect(() => mergeWrites(inner, new SlotMap(1), { defer: turn.defer, maxInFlight: bad })).toThrow(
+        /maxInFlight must be a whole number/,
+      );
+    }
   });
 });
