@@ -839,6 +839,7 @@ export class CohortNode {
       {
         onMerged: (writes, entries) => metrics.mergedWrites(writes, entries),
         defer: (fn) => systemClock.defer(fn),
+        clock: systemClock,
         onConcurrent: (writes, entries, sessioned) => metrics.mergedConcurrentWrites(writes, entries, sessioned),
         connectionSession: isConnectionSession,
       },

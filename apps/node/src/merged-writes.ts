@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Clock } from '@cohort/core';
 import {
   type ClientSession,
   type KvClientRequest,
@@ -144,7 +145,19 @@ export interface MergeOptions {
    * @default 1
    */
   maxInFlight?: number;
+  /**
+   * The longest a write waits for its partition's entries in flight (see
+   * `maxInFlight`), in ms of `clock`: once the oldest of them is older than
+   * this (a slow round, a leader lost), writes go at the end of their turn as
+   * without the bound, each within its own request timeout. @default 100
+   */
+  maxHoldMs?: number;
+  /** The clock of `maxHoldMs`; without one, a write waits for an entry in flight however long it takes. */
+  clock?: Pick<Clock, 'now' | 'setTimeout'>;
 }
+
+/** The default of {@link MergeOptions.maxHoldMs}: ten times a busy round here, a fiftieth of a request's timeout. */
+export const DEFAULT_MERGE_MAX_HOLD_MS = 100;
 
 /**
  * The default of {@link MergeOptions.maxInFlight}: one entry of a partition's concurrent writes in
@@ -181,8 +194,13 @@ export function mergeWrites(api: KvApi, slots: SlotMap, opts: MergeOptions = {})
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 0) {
     throw new RangeError(`merged writes: maxInFlight must be a whole number, 0 or more; got ${maxInFlight}`);
   }
+  const maxHoldMs = opts.maxHoldMs ?? DEFAULT_MERGE_MAX_HOLD_MS;
+  if (!(maxHoldMs >= 0 && Number.isFinite(maxHoldMs))) {
+    throw new RangeError(`merged writes: maxHoldMs must be a number of ms, 0 or more; got ${maxHoldMs}`);
+  }
+  const hold: Hold = { maxInFlight, maxHoldMs, clock: opts.clock };
   const concurrent = opts.defer
-    ? new ConcurrentWrites(api, slots, limits, opts.defer, opts.onConcurrent, opts.connectionSession, maxInFlight)
+    ? new ConcurrentWrites(api, slots, limits, opts.defer, opts.onConcurrent, opts.connectionSession, hold)
     : undefined;
   return {
     status: () => api.status(),
@@ -248,6 +266,13 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
+/** How long writes wait for their partition's entries in flight (see {@link MergeOptions.maxInFlight}). */
+interface Hold {
+  maxInFlight: number;
+  maxHoldMs: number;
+  clock: Pick<Clock, 'now' | 'setTimeout'> | undefined;
+}
+
 /** Writes of one partition waiting to share an entry: conditional ones without a session, or connections' own. */
 interface WaitingList {
   partition: number;
@@ -282,9 +307,10 @@ function concurrentPartition(
  * While such writes are in flight, those that reach the node meanwhile wait:
  * until the end of the event loop's turn, and while the partition has as many
  * entries of such writes in flight as allowed (`maxInFlight`), until one of
- * them is answered. Then those waiting are proposed, at the end of that turn,
- * as one EXEC per partition and kind, and each is answered as it would be
- * alone; one that finds none in flight goes at once. They were all in flight at once, so
+ * them is answered or the oldest is older than `maxHoldMs`. Then those
+ * waiting are proposed, at the end of that turn, as one EXEC per partition
+ * and kind, and each is answered as it would be alone; one that finds none in
+ * flight goes at once. They were all in flight at once, so
  * applying them one after another in one entry is one of the orders their
  * clients allowed; two writes of one key never share an entry (they would
  * share a mod revision, and a compare-and-swap on the revision the first was
@@ -306,8 +332,10 @@ class ConcurrentWrites {
   private scheduled = false;
   /** Entries of such writes proposed and not answered yet. */
   private inFlight = 0;
-  /** Of those, each partition's (absent: none). */
-  private readonly inFlightOf = new Map<number, number>();
+  /** Of those, when each partition's were sent, oldest first (absent: none). */
+  private readonly inFlightOf = new Map<number, number[]>();
+  /** A timer is set to send writes held past `maxHoldMs`. */
+  private holdArmed = false;
   /** The session of this node's merged entries of connections' writes: its last sequence number, and those open. */
   private readonly session = { clientId: `merged:${randomUUID()}`, seq: 0, open: new Set<number>() };
 
@@ -318,7 +346,7 @@ class ConcurrentWrites {
     private readonly defer: (fn: () => void) => void,
     private readonly onMerged: ((writes: number, entries: number, sessioned: boolean) => void) | undefined,
     private readonly connectionSession: ((session: ClientSession) => boolean) | undefined,
-    private readonly maxInFlight: number,
+    private readonly hold: Hold,
   ) {}
 
   /** Takes `req` if it may wait to share an entry; `undefined` when it goes alone. */
@@ -347,11 +375,17 @@ class ConcurrentWrites {
     this.scheduled = false;
     // Decided before any is sent: a partition's two kinds go together, not one held behind the other.
     const lists: WaitingList[] = [];
+    let release = Number.POSITIVE_INFINITY;
     for (const [slot, list] of this.waiting) {
-      if (this.maxInFlight > 0 && (this.inFlightOf.get(list.partition) ?? 0) >= this.maxInFlight) continue;
+      const until = this.heldUntil(list.partition);
+      if (until !== undefined) {
+        release = Math.min(release, until);
+        continue;
+      }
       this.waiting.delete(slot);
       lists.push(list);
     }
+    if (release < Number.POSITIVE_INFINITY) this.armHold(release);
     for (const list of lists) {
       let writes = 0;
       let entries = 0;
@@ -394,19 +428,56 @@ class ConcurrentWrites {
     return runs;
   }
 
+  /**
+   * Until when (in ms of the clock) `partition`'s writes wait, for its entries in flight (`Infinity`
+   * without a clock); `undefined` when they go now.
+   */
+  private heldUntil(partition: number): number | undefined {
+    const { maxInFlight, maxHoldMs, clock } = this.hold;
+    const sent = this.inFlightOf.get(partition);
+    if (maxInFlight === 0 || sent === undefined || sent.length < maxInFlight) return undefined;
+    if (clock === undefined) return Number.POSITIVE_INFINITY;
+    const until = (sent[0] as number) + maxHoldMs;
+    return clock.now() < until ? until : undefined;
+  }
+
+  /** Sends the writes held past `maxHoldMs` at `at` (one timer at a time: each flush sets the next). */
+  private armHold(at: number): void {
+    const clock = this.hold.clock;
+    if (clock === undefined || at === Number.POSITIVE_INFINITY || this.holdArmed) return;
+    this.holdArmed = true;
+    clock.setTimeout(
+      () => {
+        this.holdArmed = false;
+        this.flushSoon();
+      },
+      Math.max(0, at - clock.now()),
+    );
+  }
+
+  /** Runs a flush at the end of this turn, unless one is due already. */
+  private flushSoon(): void {
+    if (this.waiting.size === 0 || this.scheduled) return;
+    this.scheduled = true;
+    this.defer(() => this.flush());
+  }
+
   /** `answer`, counted in flight for `partition` until it settles; then the writes it held go, at the end of that turn. */
   private sent(partition: number, answer: Promise<KvResponse>): Promise<KvResponse> {
     this.inFlight++;
-    this.inFlightOf.set(partition, (this.inFlightOf.get(partition) ?? 0) + 1);
+    const at = this.hold.clock?.now() ?? 0;
+    const sent = this.inFlightOf.get(partition);
+    if (sent === undefined) this.inFlightOf.set(partition, [at]);
+    else sent.push(at);
     const done = (): void => {
       this.inFlight--;
-      const left = (this.inFlightOf.get(partition) ?? 1) - 1;
-      if (left > 0) this.inFlightOf.set(partition, left);
-      else this.inFlightOf.delete(partition);
-      if (this.waiting.size > 0 && !this.scheduled) {
-        this.scheduled = true;
-        this.defer(() => this.flush());
+      const left = this.inFlightOf.get(partition);
+      if (left !== undefined) {
+        const i = left.indexOf(at);
+        if (i >= 0) left.splice(i, 1);
+        if (left.length === 0) this.inFlightOf.delete(partition);
       }
+      this.flushSoon();
     };
     answer.then(done, done);
     return answer;

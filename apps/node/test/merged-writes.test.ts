@@ -643,4 +643,66 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
       );
     }
   });
+
+  it('holds writes behind an entry in flight only up to maxHoldMs of its clock, then lets them go as without the bound', async () => {
+    const inner = new HeldKv();
+    const turn = turns();
+    let now = 1_000;
+    const timers: { at: number; fn: () => void }[] = [];
+    const clock = {
+      now: () => now,
+      setTimeout: (fn: () => void, ms: number) => {
+        timers.push({ at: now + ms, fn });
+        return {};
+      },
+    };
+    /** Moves the clock on `ms`, firing the timers then due. */
+    const advance = (ms: number): void => {
+      now += ms;
+      for (const t of timers.filter((t) => t.at <= now)) {
+        timers.splice(timers.indexOf(t), 1);
+        t.fn();
+      }
+    };
+    const api = mergeWrites(inner, new SlotMap(1), {
+      defer: turn.defer,
+      connectionSession: isConnectionSession,
+      clock,
+      maxHoldMs: 100,
+    });
+    const kindsSent = (): string[] => inner.sent.map((s) => kinds([s.req])[0]!);
+    const opener = api.executeAll([respSet('o', 'o')]);
+    const held = Promise.all(['a', 'b'].map((k) => api.executeAll([respSet(k, k)])));
+    turn.end();
+    expect(kindsSent()).toEqual(['set']);
+    // Short of the bound they wait; at it, they go at the end of that turn, the opener still unanswered.
+    advance(99);
+    turn.end();
+    expect(kindsSent()).toEqual(['set']);
+    advance(1);
+    turn.end();
+    expect(kindsSent()).toEqual(['set', 'exec2']);
+    // The oldest entry in flight is past the bound: the next turn's writes go at its end too.
+    const next = Promise.all(['c', 'd'].map((k) => api.executeAll([respSet(k, k)])));
+    turn.end();
+    expect(kindsSent()).toEqual(['set', 'exec2', 'exec2']);
+    for (const i of [0, 1, 2]) inner.answer(i);
+    await Promise.all([opener, held, next]);
+    // Nothing in flight: the bound starts over with the next entry.
+    const again = api.executeAll([respSet('o', 'o2')]);
+    const behind = api.executeAll([respSet('e', 'e')]);
+    advance(50);
+    turn.end();
+    expect(inner.sent).toHaveLength(4);
+    inner.answer(3);
+    await again;
+    await settled();
+    turn.end();
+    expect(kindsSent()).toEqual(['set', 'exec2', 'exec2', 'set', 'set']);
+    inner.answer(4);
+    await behind;
+    expect(() => mergeWrites(inner, new SlotMap(1), { defer: turn.defer, maxHoldMs: -1 })).toThrow(
+      /maxHoldMs must be a number of ms/,
+    );
+  });
 });
