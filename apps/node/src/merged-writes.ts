@@ -330,9 +330,10 @@ function concurrentPartition(
 class ConcurrentWrites {
   private waiting = new Map<number, WaitingList>();
   private scheduled = false;
-  /** Entries of such writes proposed and not answered yet. */
-  private inFlight = 0;
-  /** Of those, when each partition's were sent, oldest first (absent: none). */
+  /**
+   * When each partition's entries of such writes in flight (proposed, not answered yet) were sent,
+   * oldest first (absent: none in flight).
+   */
   private readonly inFlightOf = new Map<number, number[]>();
   /** A timer is set to send writes held past `maxHoldMs`. */
   private holdArmed = false;
@@ -355,7 +356,7 @@ class ConcurrentWrites {
     if (at === undefined) return undefined;
     // Nothing of the kind in flight or waiting: a lone client's write (which waits for each answer
     // before it sends the next) goes at once, not a turn later. Writes that find others in flight wait.
-    if (this.inFlight === 0 && !this.scheduled) return this.sent(at.partition, this.api.execute(req));
+    if (this.inFlightOf.size === 0 && !this.scheduled) return this.sent(at.partition, this.api.execute(req));
     return new Promise((resolve, reject) => {
       const slot = at.partition * 2 + (at.sessioned ? 1 : 0);
       let list = this.waiting.get(slot);
@@ -364,10 +365,7 @@ class ConcurrentWrites {
         this.waiting.set(slot, list);
       }
       list.writes.push({ req: req as Write, bytes: at.bytes, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        this.defer(() => this.flush());
-      }
+      this.flushSoon();
     });
   }
 
@@ -464,13 +462,11 @@ class ConcurrentWrites {
 
   /** `answer`, counted in flight for `partition` until it settles; then the writes it held go, at the end of that turn. */
   private sent(partition: number, answer: Promise<KvResponse>): Promise<KvResponse> {
-    this.inFlight++;
     const at = this.hold.clock?.now() ?? 0;
     const sent = this.inFlightOf.get(partition);
     if (sent === undefined) this.inFlightOf.set(partition, [at]);
     else sent.push(at);
     const done = (): void => {
-      this.inFlight--;
       const left = this.inFlightOf.get(partition);
       if (left !== undefined) {
         const i = left.indexOf(at);

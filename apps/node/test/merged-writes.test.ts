@@ -417,6 +417,10 @@ class HeldKv implements KvApi {
   status(): NodeStatus {
     return new RecordingKv().status();
   }
+  /** The kind of each request sent so far (`exec2` for an EXEC of two writes). */
+  kinds(): string[] {
+    return this.sent.map((s) => kinds([s.req])[0]!);
+  }
   /** Answers request `i` as applied: an EXEC with one OK per write, anything else OK. */
   answer(i: number): void {
     const { req, settle } = this.sent[i]!;
@@ -501,7 +505,7 @@ describe('merged writes of several RESP connections', () => {
     const first = pair('p');
     const second = pair('q');
     const third = pair('r');
-    expect(inner.sent.map((s) => kinds([s.req])[0])).toEqual(['set', 'exec2', 'exec2', 'exec2']);
+    expect(inner.kinds()).toEqual(['set', 'exec2', 'exec2', 'exec2']);
     expect([1, 2, 3].map((i) => sessionOf(i))).toMatchObject([
       { seq: 1, lowWater: 0 },
       { seq: 2, lowWater: 0 },
@@ -563,9 +567,8 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
     });
     const [here, there] = ['x', 'y'];
     expect(slots.partitionOfKey(b(here))).not.toBe(slots.partitionOfKey(b(there)));
-    const kindsSent = (): string[] => inner.sent.map((s) => kinds([s.req])[0]!);
     const opener = api.executeAll([respSet('o', `{${here}}o`)]);
-    expect(kindsSent()).toEqual(['set']);
+    expect(inner.kinds()).toEqual(['set']);
     // Two turns of writes behind it, RESP connections' and HTTP's: held while the opener is unanswered...
     const held = [
       api.executeAll([respSet('a', `{${here}}a`)]),
@@ -577,15 +580,15 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
     // ...while another partition's write, with nothing of its own in flight, goes at the end of its turn.
     const elsewhere = api.executeAll([respSet('d', `{${there}}d`)]);
     turn.end();
-    expect(kindsSent()).toEqual(['set', 'set']);
+    expect(inner.kinds()).toEqual(['set', 'set']);
     expect(inner.sent[1]!.req).toMatchObject({ write: { key: b(`{${there}}d`) } });
     // The opener answered: at the end of that turn both kinds go, each as one entry of all it held, in order.
     inner.answer(0);
     await opener;
     await settled();
-    expect(kindsSent()).toEqual(['set', 'set']);
+    expect(inner.kinds()).toEqual(['set', 'set']);
     turn.end();
-    expect(kindsSent()).toEqual(['set', 'set', 'exec3', 'exec2']);
+    expect(inner.kinds()).toEqual(['set', 'set', 'exec3', 'exec2']);
     const keysOf = (i: number): string[] =>
       (inner.sent[i]!.req as { write: { writes: KvClientWrite[] } }).write.writes.map((w) =>
         'key' in w ? String(w.key) : '?',
@@ -606,7 +609,7 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
     inner.answer(3);
     await settled();
     turn.end();
-    expect(kindsSent()).toEqual(['set', 'set', 'exec3', 'exec2', 'set']);
+    expect(inner.kinds()).toEqual(['set', 'set', 'exec3', 'exec2', 'set']);
     for (const i of [1, 4]) inner.answer(i);
     const answers = await Promise.all([...held, elsewhere, later]);
     expect(answers.map((a) => (Array.isArray(a) ? a[0]! : a).type)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok']);
@@ -624,7 +627,7 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
     // One in flight, one more allowed: the next turn's writes go at its end.
     const second = Promise.all(['a', 'b'].map((k) => api.executeAll([respSet(k, k)])));
     turn.end();
-    expect(inner.sent.map((s) => kinds([s.req])[0])).toEqual(['set', 'exec2']);
+    expect(inner.kinds()).toEqual(['set', 'exec2']);
     // Two in flight: the next turn's wait until one is answered.
     const third = Promise.all(['c', 'd'].map((k) => api.executeAll([respSet(k, k)])));
     turn.end();
@@ -633,7 +636,7 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
     await second;
     await settled();
     turn.end();
-    expect(inner.sent.map((s) => kinds([s.req])[0])).toEqual(['set', 'exec2', 'exec2']);
+    expect(inner.kinds()).toEqual(['set', 'exec2', 'exec2']);
     inner.answer(0);
     inner.answer(2);
     await Promise.all([opener, third]);
@@ -670,22 +673,21 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
       clock,
       maxHoldMs: 100,
     });
-    const kindsSent = (): string[] => inner.sent.map((s) => kinds([s.req])[0]!);
     const opener = api.executeAll([respSet('o', 'o')]);
     const held = Promise.all(['a', 'b'].map((k) => api.executeAll([respSet(k, k)])));
     turn.end();
-    expect(kindsSent()).toEqual(['set']);
+    expect(inner.kinds()).toEqual(['set']);
     // Short of the bound they wait; at it, they go at the end of that turn, the opener still unanswered.
     advance(99);
     turn.end();
-    expect(kindsSent()).toEqual(['set']);
+    expect(inner.kinds()).toEqual(['set']);
     advance(1);
     turn.end();
-    expect(kindsSent()).toEqual(['set', 'exec2']);
+    expect(inner.kinds()).toEqual(['set', 'exec2']);
     // The oldest entry in flight is past the bound: the next turn's writes go at its end too.
     const next = Promise.all(['c', 'd'].map((k) => api.executeAll([respSet(k, k)])));
     turn.end();
-    expect(kindsSent()).toEqual(['set', 'exec2', 'exec2']);
+    expect(inner.kinds()).toEqual(['set', 'exec2', 'exec2']);
     for (const i of [0, 1, 2]) inner.answer(i);
     await Promise.all([opener, held, next]);
     // Nothing in flight: the bound starts over with the next entry.
@@ -698,7 +700,7 @@ describe('merged concurrent writes, one entry of a partition in flight', () => {
     await again;
     await settled();
     turn.end();
-    expect(kindsSent()).toEqual(['set', 'exec2', 'exec2', 'set', 'set']);
+    expect(inner.kinds()).toEqual(['set', 'exec2', 'exec2', 'set', 'set']);
     inner.answer(4);
     await behind;
     expect(() => mergeWrites(inner, new SlotMap(1), { defer: turn.defer, maxHoldMs: -1 })).toThrow(
