@@ -249,9 +249,13 @@ export class NodeMetrics {
   }
 
   /**
-   * The store's commits, read at scrape time: `cohort_storage_commits_total`,
-   * `cohort_storage_commit_jobs_total` and `cohort_storage_commit_seconds_total`
-   * (time on the writer thread, fsyncs included). Against
+   * The store's commits, read at scrape time: `cohort_storage_commits_total`
+   * (`cohort_storage_durable_commits_total` of them fsynced; the others are
+   * apply transactions alone), `cohort_storage_commit_jobs_total`,
+   * `cohort_storage_commit_seconds_total` (time on the writer thread, fsyncs
+   * included) and `cohort_storage_commit_wait_seconds_total` (time jobs waited
+   * from their hand-off to the start of their commit: the writer waking up,
+   * or still committing earlier jobs). Against
    * `cohort_raft_store_write_seconds_total` (the wait seen by the Raft host),
    * the difference is the hand-off to and from the writer thread.
    */
@@ -268,6 +272,16 @@ export class NodeMetrics {
       'cohort_storage_commit_seconds_total',
       'Time the commits took on the writer thread, fsyncs included',
       (s) => s.commitMs / 1000,
+    );
+    counter(
+      'cohort_storage_durable_commits_total',
+      'Transactions committed with an fsync (the others were apply transactions alone, made durable by the next)',
+      (s) => s.durableCommits,
+    );
+    counter(
+      'cohort_storage_commit_wait_seconds_total',
+      'Time write jobs waited from their hand-off to the writer thread to the start of their commit (its wake-up, earlier commits)',
+      (s) => s.waitMs / 1000,
     );
   }
 

@@ -127,6 +127,8 @@ export class JobRunner {
   private readonly stmts: Record<string, Database.Statement>;
   private readonly inTxn: (fn: () => void) => void;
   private sync: 'FULL' | 'NORMAL' = 'FULL';
+  /** Transactions committed fsynced (`synchronous=FULL`) so far; the others were apply transactions alone. */
+  durableCommits = 0;
   /** {@link OVER_RESULT_SLOTS} numbers per `putOver` committed and not taken yet, in op order. */
   private results: number[] = [];
 
@@ -218,6 +220,7 @@ export class JobRunner {
       this.results.length = mark;
       throw err;
     }
+    if (durable) this.durableCommits++;
   }
 
   private exec(op: Op): void {

@@ -76,7 +76,7 @@ export class InlineWriteQueue implements WriteQueue {
     this.runner = new JobRunner(db);
   }
 
-  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0, durableCommits: 0, waitMs: 0 };
 
   submit(job: Job): void {
     const started = performance.now();
@@ -87,6 +87,7 @@ export class InlineWriteQueue implements WriteQueue {
     }
     this.stats.jobs++;
     this.stats.commitMs += performance.now() - started;
+    this.stats.durableCommits = this.runner.durableCommits;
     const over = this.runner.takeResults();
     if (over.length > 0) this.onResolved(over);
     this.onCommitted(job.seq);
@@ -152,7 +153,7 @@ export class ThreadWriteQueue implements WriteQueue {
   onCommitted: (upTo: number) => void = () => {};
   onResolved: (results: number[]) => void = () => {};
   onStall: (stall: WriteStall | undefined) => void = () => {};
-  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0 };
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0, durableCommits: 0, waitMs: 0 };
 
   constructor(
     private readonly file: string,
@@ -229,7 +230,7 @@ export class ThreadWriteQueue implements WriteQueue {
       this.holdTimer = undefined;
     }
     if (this.outbox.length === 0 || this.closed) return;
-    const msg: ToWriter = { type: 'jobs', jobs: this.outbox };
+    const msg: ToWriter = { type: 'jobs', jobs: this.outbox, postedAt: performance.timeOrigin + performance.now() };
     const packed = packJobBytes(this.outbox);
     this.outbox = [];
     this.port.postMessage(msg, packed === undefined ? [] : [packed]);
@@ -318,6 +319,8 @@ export class ThreadWriteQueue implements WriteQueue {
     this.stats.jobs += m.jobs;
     this.stats.commits += m.commits;
     this.stats.commitMs += m.ms;
+    this.stats.durableCommits += m.durable;
+    this.stats.waitMs += m.waitMs;
     if (m.over !== undefined) this.onResolved(m.over);
     if (m.upTo <= this.committed) return;
     this.committed = m.upTo;

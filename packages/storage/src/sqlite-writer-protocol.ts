@@ -23,16 +23,27 @@ export const CTRL_CLOSED = 2;
 export const CTRL_STALLED = 3;
 export const CTRL_SLOTS = 4;
 
-export type ToWriter = { type: 'jobs'; jobs: Job[] } | { type: 'close' };
+/** `jobs`: to commit in order; `postedAt`, when they were handed over (`performance.timeOrigin + performance.now()`, ms). */
+export type ToWriter = { type: 'jobs'; jobs: Job[]; postedAt: number } | { type: 'close' };
 /**
- * `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions that took `ms` on the writer (fsyncs included);
- * `over`, what their `putOver` ops found (`JobRunner.takeResults`), when they had any.
+ * `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions (`durable` of them fsynced) that took `ms`
+ * on the writer (fsyncs included), after waiting `waitMs` for it (see `WriterStats.waitMs`); `over`, what their `putOver`
+ * ops found (`JobRunner.takeResults`), when they had any.
  * `stalled`: the commit after the last one reported failed for want of space (`message`, SQLite's reason); it is retried, with
  * every job queued behind it, until it commits. `resumed`: it committed (its `committed` report came first).
  * `failed`: a write failed otherwise; the writer takes no more.
  */
 export type ToMain =
-  | { type: 'committed'; upTo: number; jobs: number; commits: number; ms: number; over?: number[] }
+  | {
+      type: 'committed';
+      upTo: number;
+      jobs: number;
+      commits: number;
+      durable: number;
+      ms: number;
+      waitMs: number;
+      over?: number[];
+    }
   | { type: 'stalled'; message: string }
   | { type: 'resumed' }
   | { type: 'failed'; message: string };

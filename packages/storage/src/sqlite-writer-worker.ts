@@ -33,6 +33,8 @@ let db: Database.Database | undefined;
 let failed: string | undefined;
 /** Jobs received and not committed yet, in order. */
 let backlog: Job[] = [];
+/** When the oldest job of the backlog was handed over (`performance.timeOrigin + performance.now()`). */
+let backlogSince = 0;
 /** The next retry of a commit that found the disk full, and the wait before the one after it. */
 let retry: ReturnType<typeof setTimeout> | undefined;
 let retryMs = RETRY_FIRST_MS;
@@ -76,7 +78,10 @@ function handle(first: ToWriter): void {
   let closing = false;
   for (let m: ToWriter | undefined = first; m !== undefined; ) {
     if (m.type === 'close') closing = true;
-    else for (const j of m.jobs) backlog.push(j);
+    else {
+      if (backlog.length === 0) backlogSince = m.postedAt;
+      for (const j of m.jobs) backlog.push(j);
+    }
     const next = receiveMessageOnPort(port);
     m = next === undefined ? undefined : (next.message as ToWriter);
   }
@@ -95,6 +100,9 @@ function commit(): void {
   }
   const jobs = backlog;
   const started = performance.now();
+  // Clocks of two threads: each is the process's, read as `timeOrigin + now()`.
+  const waitMs = Math.max(0, performance.timeOrigin + started - backlogSince);
+  const durableBefore = (runner as JobRunner).durableCommits;
   let done = jobs.length;
   let commits = 0;
   let error: Error | undefined;
@@ -109,13 +117,23 @@ function commit(): void {
   if (done > 0) {
     const upTo = (jobs[done - 1] as Job).seq;
     const over = (runner as JobRunner).takeResults();
-    const msg: ToMain = { type: 'committed', upTo, jobs: done, commits, ms: performance.now() - started };
+    const msg: ToMain = {
+      type: 'committed',
+      upTo,
+      jobs: done,
+      commits,
+      durable: (runner as JobRunner).durableCommits - durableBefore,
+      ms: performance.now() - started,
+      waitMs,
+    };
     if (over.length > 0) msg.over = over;
     post(msg);
     Atomics.store(ctrl, CTRL_COMMITTED, BigInt(upTo));
     Atomics.notify(ctrl, CTRL_COMMITTED);
   }
   backlog = done === jobs.length ? [] : jobs.slice(done);
+  // What stays (a commit that found the disk full) waited up to now already: its report counts from here.
+  if (done > 0 && backlog.length > 0) backlogSince = performance.timeOrigin + performance.now();
   if (error === undefined) {
     if (Atomics.load(ctrl, CTRL_STALLED) === 1n) {
       Atomics.store(ctrl, CTRL_STALLED, 0n);

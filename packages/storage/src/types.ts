@@ -386,4 +386,12 @@ export interface WriterStats {
   commits: number;
   /** Time the commits took where they ran (the writer thread), fsyncs included, in ms. */
   commitMs: number;
+  /** Of `commits`, those fsynced (`synchronous=FULL`: a durable job among theirs); the others were apply transactions alone. */
+  durableCommits: number;
+  /**
+   * Time jobs waited for the writer, in ms: for each batch it took (everything handed to it while it was busy),
+   * from the oldest job's hand-off to the start of the batch's commits: the writer thread waking up and taking
+   * the message (waiting for a CPU, on a busy machine), or still committing earlier jobs. 0 where writes run inline.
+   */
+  waitMs: number;
 }

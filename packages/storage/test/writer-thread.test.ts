@@ -93,6 +93,32 @@ describe('SqliteNodeStore with its writer thread', () => {
     expect(store.writerStats().jobs).toBe(1);
   });
 
+  it('counts the commits fsynced and the time jobs waited for the writer while it committed earlier ones', async () => {
+    await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
+    let s = store.writerStats();
+    expect([s.commits, s.durableCommits]).toEqual([1, 1]);
+    // An apply transaction alone (held a few ms for a durable write that does not come) commits without an fsync.
+    store.transaction(() => store.kv('p').put(new Uint8Array([3]), new Uint8Array([3]), { revision: 1 }), {
+      durable: false,
+    });
+    await store.settled();
+    s = store.writerStats();
+    expect([s.commits, s.durableCommits]).toEqual([2, 1]);
+    const waited = s.waitMs;
+    // The writer takes a log write and holds in its commit; a second one handed over meanwhile waits for it.
+    writeFileSync(gate, '');
+    const w1 = store.write([{ group: 'g', entries: ents(2, 2, 1) }]);
+    await new Promise((r) => setTimeout(r, 100));
+    const w2 = store.write([{ group: 'g', entries: ents(3, 3, 1) }]);
+    await new Promise((r) => setTimeout(r, 100));
+    rmSync(gate);
+    await Promise.all([w1, w2]);
+    s = store.writerStats();
+    expect([s.commits, s.durableCommits]).toEqual([4, 3]);
+    expect(s.waitMs - waited).toBeGreaterThanOrEqual(80);
+    expect(s.commitMs).toBeGreaterThanOrEqual(80);
+  });
+
   it("holds a transaction made after startWrites posted the turn's log write until the next durable write", async () => {
     store.close();
     store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', writerHoldMs: 60_000 });

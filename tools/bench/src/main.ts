@@ -168,10 +168,11 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     const r = await fn();
     const after = await cohort?.counters();
     if (before === undefined || after === undefined) return r;
+    const lead = before.nodes.indexOf(before.leader);
     const cost = writeCost(
       r.ops,
       { before: before.leader, after: after.leader },
-      before.nodes.map((b, i) => ({ before: b, after: after.nodes[i] ?? b })),
+      before.nodes.flatMap((b, i) => (i === lead ? [] : [{ before: b, after: after.nodes[i] ?? b }])),
     );
     return cost === undefined ? r : { ...r, writeCost: cost };
   };
@@ -338,6 +339,9 @@ try {
         ms(c.repliedMs),
         c.commitsPerWrite.toFixed(2),
         ms(c.commitMs),
+        ms(c.commitWaitMs),
+        Number.isNaN(c.followerCommitsPerWrite) ? '-' : c.followerCommitsPerWrite.toFixed(2),
+        ms(c.followerWaitMs),
         String(c.leaderCpuUs),
         us(c.leaderMainUs),
         us(c.leaderWorkersUs),
@@ -353,7 +357,9 @@ try {
     out.push(
       '',
       "Cohort writes, where the time goes (medians; ms from the leader's proposal to each phase; the leader's store",
-      'commits per write and ms per commit on its writer thread, fsync included; CPU and disk bytes per write; of the',
+      'commits per write, ms per commit on its writer thread (fsync included) and ms its jobs waited for that thread',
+      "(to wake up and take them, or to finish earlier commits) per commit; the followers' commits per write (apply",
+      'transactions that commit alone add to it) and their wait per commit; CPU and disk bytes per write; of the',
       "leader's CPU, its event loop's thread, its worker threads (the store's writer) and V8's helper threads (GC, JIT);",
       'keys read ahead per write and event-loop reads that went to the disk per 1,000 writes, both over every node):',
       formatTable(
@@ -366,6 +372,9 @@ try {
           'replied',
           'commits/w',
           'commit ms',
+          'wait ms',
+          'flw commits/w',
+          'flw wait ms',
           'leader CPU us/w',
           'loop',
           'writer',

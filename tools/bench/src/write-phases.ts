@@ -15,6 +15,9 @@ export interface NodeCounters {
   commits: number;
   commitJobs: number;
   commitSeconds: number;
+  /** Of the commits, those fsynced (the others: apply transactions alone); and the time jobs waited for the writer (s). */
+  durableCommits: number;
+  commitWaitSeconds: number;
   /**
    * Keys the store's read-ahead thread read (`cohort_storage_read_ahead_keys_total{outcome="read"}`), and point
    * reads on the event loop that went to the disk (`cohort_storage_cold_reads_total{thread="loop"}`).
@@ -41,6 +44,14 @@ export interface WriteCost {
   /** Leader store commits per write (below 1: group commit), and ms per commit on its writer thread. */
   commitsPerWrite: number;
   commitMs: number;
+  /** Ms the leader's jobs waited for its writer (to wake up and take them, or to finish earlier commits), per commit. */
+  commitWaitMs: number;
+  /**
+   * The followers' commits per write (each follower's, averaged; above the leader's when their apply
+   * transactions commit alone), and the ms their jobs waited for their writers, per commit.
+   */
+  followerCommitsPerWrite: number;
+  followerWaitMs: number;
   /** CPU µs per write on the leader, and summed over every node. */
   leaderCpuUs: number;
   clusterCpuUs: number;
@@ -67,7 +78,15 @@ export function parseMetrics(
   text: string,
 ): Pick<
   NodeCounters,
-  'phaseSum' | 'phaseCount' | 'commits' | 'commitJobs' | 'commitSeconds' | 'aheadKeys' | 'loopColdReads'
+  | 'phaseSum'
+  | 'phaseCount'
+  | 'commits'
+  | 'commitJobs'
+  | 'commitSeconds'
+  | 'durableCommits'
+  | 'commitWaitSeconds'
+  | 'aheadKeys'
+  | 'loopColdReads'
 > {
   const phaseSum: Record<string, number> = {};
   const phaseCount: Record<string, number> = {};
@@ -99,6 +118,8 @@ export function parseMetrics(
     commits: plain.get('cohort_storage_commits_total') ?? 0,
     commitJobs: plain.get('cohort_storage_commit_jobs_total') ?? 0,
     commitSeconds: plain.get('cohort_storage_commit_seconds_total') ?? 0,
+    durableCommits: plain.get('cohort_storage_durable_commits_total') ?? 0,
+    commitWaitSeconds: plain.get('cohort_storage_commit_wait_seconds_total') ?? 0,
     aheadKeys,
     loopColdReads,
   };
@@ -106,13 +127,13 @@ export function parseMetrics(
 
 /**
  * The cost per write of a run that completed `writes` writes, from the
- * leader's counters and every node's (the leader's among them) before and
- * after it. Undefined when no write completed.
+ * leader's counters and its followers' before and after it. Undefined when
+ * no write completed.
  */
 export function writeCost(
   writes: number,
   leader: { before: NodeCounters; after: NodeCounters },
-  nodes: { before: NodeCounters; after: NodeCounters }[],
+  followers: { before: NodeCounters; after: NodeCounters }[],
 ): WriteCost | undefined {
   if (writes <= 0) return undefined;
   const { before: a, after: b } = leader;
@@ -124,8 +145,10 @@ export function writeCost(
   const commits = b.commits - a.commits;
   const threadUs = (kind: 'main' | 'workers' | 'v8'): number =>
     a.threadCpu && b.threadCpu ? Math.round(((b.threadCpu[kind] - a.threadCpu[kind]) / writes) * 1e6) : Number.NaN;
-  const sum = (pick: (c: NodeCounters) => number): number =>
-    nodes.reduce((t, n) => t + pick(n.after) - pick(n.before), 0);
+  const nodes = [leader, ...followers];
+  const sum = (pick: (c: NodeCounters) => number, of = nodes): number =>
+    of.reduce((t, n) => t + pick(n.after) - pick(n.before), 0);
+  const followerCommits = sum((c) => c.commits, followers);
   return {
     persistedMs: phaseMs('persisted'),
     committedMs: phaseMs('committed'),
@@ -133,6 +156,12 @@ export function writeCost(
     repliedMs: phaseMs('replied'),
     commitsPerWrite: round(commits / writes, 3),
     commitMs: commits > 0 ? round(((b.commitSeconds - a.commitSeconds) / commits) * 1000, 3) : Number.NaN,
+    commitWaitMs: commits > 0 ? round(((b.commitWaitSeconds - a.commitWaitSeconds) / commits) * 1000, 3) : Number.NaN,
+    followerCommitsPerWrite: followers.length > 0 ? round(followerCommits / followers.length / writes, 3) : Number.NaN,
+    followerWaitMs:
+      followerCommits > 0
+        ? round((sum((c) => c.commitWaitSeconds, followers) / followerCommits) * 1000, 3)
+        : Number.NaN,
     leaderCpuUs: Math.round(((b.cpuSeconds - a.cpuSeconds) / writes) * 1e6),
     leaderMainUs: threadUs('main'),
     leaderWorkersUs: threadUs('workers'),

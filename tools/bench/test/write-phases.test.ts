@@ -11,6 +11,8 @@ cohort_raft_proposal_phase_seconds_count{phase="replied"} 4
 cohort_storage_commits_total 10
 cohort_storage_commit_jobs_total 25
 cohort_storage_commit_seconds_total 0.005
+cohort_storage_durable_commits_total 6
+cohort_storage_commit_wait_seconds_total 0.002
 cohort_storage_read_ahead_keys_total{outcome="read"} 120
 cohort_storage_read_ahead_keys_total{outcome="dropped"} 7
 cohort_storage_cold_reads_total{thread="loop"} 3
@@ -24,6 +26,8 @@ const node = (over: Partial<NodeCounters>): NodeCounters => ({
   commits: 0,
   commitJobs: 0,
   commitSeconds: 0,
+  durableCommits: 0,
+  commitWaitSeconds: 0,
   aheadKeys: 0,
   loopColdReads: 0,
   cpuSeconds: 0,
@@ -39,6 +43,8 @@ describe('write phases', () => {
       commits: 10,
       commitJobs: 25,
       commitSeconds: 0.005,
+      durableCommits: 6,
+      commitWaitSeconds: 0.002,
       aheadKeys: 120,
       loopColdReads: 3,
     });
@@ -51,25 +57,31 @@ describe('write phases', () => {
       phaseCount: { persisted: 100 },
       commits: 50,
       commitSeconds: 0.1,
+      commitWaitSeconds: 0.2,
     });
     const after = node({
       phaseSum: { persisted: 1.2, committed: 0.3 },
       phaseCount: { persisted: 200, committed: 100 },
       commits: 100,
       commitSeconds: 0.15,
+      commitWaitSeconds: 0.25,
       cpuSeconds: 0.05,
       diskBytes: 400_000,
       threadCpu: { main: 0.03, workers: 0.005, v8: 0.01 },
       loopColdReads: 5,
     });
     const follower = {
-      before: node({ cpuSeconds: 1, aheadKeys: 40, loopColdReads: 2 }),
-      after: node({ cpuSeconds: 1.03, diskBytes: 300_000, aheadKeys: 140, loopColdReads: 2 }),
+      before: node({ cpuSeconds: 1, aheadKeys: 40, loopColdReads: 2, commits: 10 }),
+      after: node({
+        cpuSeconds: 1.03,
+        diskBytes: 300_000,
+        aheadKeys: 140,
+        loopColdReads: 2,
+        commits: 90,
+        commitWaitSeconds: 0.12,
+      }),
     };
-    const c = writeCost(100, { before: { ...before, threadCpu: { main: 0, workers: 0, v8: 0 } }, after }, [
-      { before, after },
-      follower,
-    ]);
+    const c = writeCost(100, { before: { ...before, threadCpu: { main: 0, workers: 0, v8: 0 } }, after }, [follower]);
     expect(c).toEqual({
       persistedMs: 2,
       committedMs: 3,
@@ -77,6 +89,9 @@ describe('write phases', () => {
       repliedMs: Number.NaN,
       commitsPerWrite: 0.5,
       commitMs: 1,
+      commitWaitMs: 1,
+      followerCommitsPerWrite: 0.8,
+      followerWaitMs: 1.5,
       leaderCpuUs: 500,
       leaderMainUs: 300,
       leaderWorkersUs: 50,
@@ -87,7 +102,12 @@ describe('write phases', () => {
       loopColdPer1k: 50,
     });
     // Threads unread on either side: their split is unknown, not zero.
-    expect(writeCost(100, { before, after }, [])).toMatchObject({ leaderCpuUs: 500, leaderMainUs: Number.NaN });
+    expect(writeCost(100, { before, after }, [])).toMatchObject({
+      leaderCpuUs: 500,
+      leaderMainUs: Number.NaN,
+      followerCommitsPerWrite: Number.NaN,
+      followerWaitMs: Number.NaN,
+    });
     expect(writeCost(0, { before, after }, [])).toBeUndefined();
   });
 
