@@ -251,7 +251,7 @@ export class NodeMetrics {
   /**
    * The store's commits, read at scrape time: `cohort_storage_commits_total`
    * (`cohort_storage_durable_commits_total` of them fsynced; the others are
-   * apply transactions alone), `cohort_storage_commit_jobs_total`,
+   * apply transactions or purges alone), `cohort_storage_commit_jobs_total`,
    * `cohort_storage_commit_seconds_total` (time on the writer thread, fsyncs
    * included) and `cohort_storage_commit_wait_seconds_total` (time jobs waited
    * from their hand-off to the start of their commit: the writer waking up,
@@ -275,7 +275,7 @@ export class NodeMetrics {
     );
     counter(
       'cohort_storage_durable_commits_total',
-      'Transactions committed with an fsync (the others were apply transactions alone, made durable by the next)',
+      'Transactions committed with an fsync (the others held only apply transactions or purges, made durable by the next)',
       (s) => s.durableCommits,
     );
     counter(

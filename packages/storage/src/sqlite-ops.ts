@@ -127,7 +127,7 @@ export class JobRunner {
   private readonly stmts: Record<string, Database.Statement>;
   private readonly inTxn: (fn: () => void) => void;
   private sync: 'FULL' | 'NORMAL' = 'FULL';
-  /** Transactions committed fsynced (`synchronous=FULL`) so far; the others were apply transactions alone. */
+  /** Transactions committed fsynced (`synchronous=FULL`) so far; the others held no durable job (apply transactions, purges). */
   durableCommits = 0;
   /** {@link OVER_RESULT_SLOTS} numbers per `putOver` committed and not taken yet, in op order. */
   private results: number[] = [];

@@ -386,7 +386,7 @@ export interface WriterStats {
   commits: number;
   /** Time the commits took where they ran (the writer thread), fsyncs included, in ms. */
   commitMs: number;
-  /** Of `commits`, those fsynced (`synchronous=FULL`: a durable job among theirs); the others were apply transactions alone. */
+  /** Of `commits`, those fsynced (`synchronous=FULL`: a durable job among theirs); the others held no durable job (apply transactions, purges). */
   durableCommits: number;
   /**
    * Time jobs waited for the writer, in ms: for each batch it took (everything handed to it while it was busy),

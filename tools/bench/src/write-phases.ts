@@ -15,7 +15,7 @@ export interface NodeCounters {
   commits: number;
   commitJobs: number;
   commitSeconds: number;
-  /** Of the commits, those fsynced (the others: apply transactions alone); and the time jobs waited for the writer (s). */
+  /** Of the commits, those fsynced (the others: apply transactions or purges alone); and the time jobs waited for the writer (s). */
   durableCommits: number;
   commitWaitSeconds: number;
   /**
