@@ -15,8 +15,7 @@ export interface NodeCounters {
   commits: number;
   commitJobs: number;
   commitSeconds: number;
-  /** Of the commits, those fsynced (the others: apply transactions or purges alone); and the time jobs waited for the writer (s). */
-  durableCommits: number;
+  /** Time jobs waited for the writer, from their hand-off to the start of their commit (s). */
   commitWaitSeconds: number;
   /**
    * Keys the store's read-ahead thread read (`cohort_storage_read_ahead_keys_total{outcome="read"}`), and point
@@ -83,7 +82,6 @@ export function parseMetrics(
   | 'commits'
   | 'commitJobs'
   | 'commitSeconds'
-  | 'durableCommits'
   | 'commitWaitSeconds'
   | 'aheadKeys'
   | 'loopColdReads'
@@ -118,7 +116,6 @@ export function parseMetrics(
     commits: plain.get('cohort_storage_commits_total') ?? 0,
     commitJobs: plain.get('cohort_storage_commit_jobs_total') ?? 0,
     commitSeconds: plain.get('cohort_storage_commit_seconds_total') ?? 0,
-    durableCommits: plain.get('cohort_storage_durable_commits_total') ?? 0,
     commitWaitSeconds: plain.get('cohort_storage_commit_wait_seconds_total') ?? 0,
     aheadKeys,
     loopColdReads,

@@ -11,7 +11,6 @@ cohort_raft_proposal_phase_seconds_count{phase="replied"} 4
 cohort_storage_commits_total 10
 cohort_storage_commit_jobs_total 25
 cohort_storage_commit_seconds_total 0.005
-cohort_storage_durable_commits_total 6
 cohort_storage_commit_wait_seconds_total 0.002
 cohort_storage_read_ahead_keys_total{outcome="read"} 120
 cohort_storage_read_ahead_keys_total{outcome="dropped"} 7
@@ -26,7 +25,6 @@ const node = (over: Partial<NodeCounters>): NodeCounters => ({
   commits: 0,
   commitJobs: 0,
   commitSeconds: 0,
-  durableCommits: 0,
   commitWaitSeconds: 0,
   aheadKeys: 0,
   loopColdReads: 0,
@@ -43,7 +41,6 @@ describe('write phases', () => {
       commits: 10,
       commitJobs: 25,
       commitSeconds: 0.005,
-      durableCommits: 6,
       commitWaitSeconds: 0.002,
       aheadKeys: 120,
       loopColdReads: 3,
