@@ -85,7 +85,9 @@ export class SqliteLogWriter {
       s.bytes += e.data.length;
       if (e.index > s.snapMeta.index) s.bytesSinceSnapshot += e.data.length;
       // The cache keeps the caller's entry (as etcd's MemoryStorage does): entries are immutable once written.
-      s.tail.push(e);
+      // Unless its data is a view of a larger buffer: then a copy of its own, or every cached entry would
+      // keep a whole buffer alive (see ownedData).
+      s.tail.push(ownedData(e));
       s.tailBytes += e.data.length;
     }
     s.lastIndex = (entries[entries.length - 1] as Entry).index;
@@ -148,4 +150,16 @@ export class SqliteLogWriter {
       s.gid,
     ]);
   }
+}
+
+/**
+ * `e`, or a copy of it whose data has a buffer of its own when `e`'s data is a view of a larger one. An
+ * encoded command is a view of Node's shared `Buffer` pool (64 KiB slabs in Node 24) and a received entry a
+ * view of its message, and the tail keeps up to `cacheEntries` entries for seconds: a heap snapshot of a
+ * leader after RESP `SET`s at 64 connections found 639 cached entries keeping 39.9 MB of pool slabs alive.
+ */
+function ownedData(e: Entry): Entry {
+  const d = e.data;
+  if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength) return e;
+  return { ...e, data: new Uint8Array(d) };
 }

@@ -47,6 +47,35 @@ describe('SqliteNodeStore with its writer thread', () => {
     expect(done).toEqual([1, 2]);
   });
 
+  it('caches an entry whose data views a larger buffer as a copy of its bytes, and any other as given', async () => {
+    // An encoded command is a view of Node's Buffer pool; a received entry, of its message.
+    const pool = Buffer.alloc(64 * 1024, 7);
+    const pooled = pool.subarray(100, 105);
+    pooled.set(new TextEncoder().encode('viewd'));
+    const exact = new TextEncoder().encode('exact');
+    const given = [
+      { ...ent(1, 1), data: pooled },
+      { ...ent(2, 1), data: exact },
+    ];
+    await store.write([{ group: 'g', entries: given }]);
+    const cached = store.group('g').entries(1, 3, Number.MAX_SAFE_INTEGER);
+    expect(cached.map((e) => text(e.data))).toEqual(['viewd', 'exact']);
+    // The copy holds its five bytes only, not the 64 KiB it was a view of; the caller's entry is left as it was.
+    expect(cached[0]?.data.buffer.byteLength).toBe(5);
+    expect(given[0]?.data).toBe(pooled);
+    expect(cached[1]?.data).toBe(exact);
+    // Written to the file as given: read back from it (reopened, the cache holds the last entry only).
+    await store.write([{ group: 'g', entries: ents(3, 8, 1) }]);
+    store.close();
+    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', cacheEntries: 1 });
+    expect(
+      store
+        .group('g')
+        .entries(1, 3, Number.MAX_SAFE_INTEGER)
+        .map((e) => text(e.data)),
+    ).toEqual(['viewd', 'exact']);
+  });
+
   it('reports what it queued as settled only once the writer committed it, or within a slack of jobs', async () => {
     expect(store.settled()).toBeUndefined();
     writeFileSync(gate, '');
