@@ -16,6 +16,9 @@
  *   ~150 MB of V8 heap for ~40 MB of live objects, plus ~100 MB of malloc'd
  *   backing stores of dead buffers waiting for that collection. Measured with
  *   1M keys (tools/scale-bench): resident memory per node ~400 MB -> ~270 MB,
- *   for about 10-15% more CPU during the load.
+ *   for about 10-15% more CPU during the load. Measured again on 2026-12-05
+ *   (tools/bench's README, twenty-fifth session): without it a `SET -P 16`
+ *   at 10k keys costs about a quarter less of the cluster's CPU, and a 1M-key
+ *   leader's RSS is ~480 MB instead of ~320 (~380 MB at `=100`).
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
