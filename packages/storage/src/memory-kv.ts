@@ -23,7 +23,7 @@ import type {
   KvView,
   PartitionKv,
 } from './types.js';
-import { putRevisions } from './types.js';
+import { ownedKeyValue, putRevisions } from './types.js';
 
 /** The store's hooks a partition writes through, so its durability model holds. */
 export interface MemHooks {
@@ -55,9 +55,10 @@ export class MemoryPartitionKv implements PartitionKv {
     // The row it replaces is checked as a read of it would be (the SQLite store's writer checks it too).
     const old = stored && checkedRecord(this.src, stored);
     const { createRevision, version } = putRevisions(old, opts.revision, opts.now);
+    const [ownKey, ownValue] = ownedKeyValue(key, value);
     const rec: KvRecord = {
-      key: key.slice(),
-      value: value.slice(),
+      key: ownKey,
+      value: ownValue,
       createRevision,
       modifyRevision: opts.revision,
       version,

@@ -49,8 +49,11 @@ export class KvOverlay {
    */
   readonly responses = new Map<string, Tagged<Uint8Array | undefined>>();
   readonly partition = new Map<'', Tagged<PendingPartition>>();
-  /** Keys each job wrote, in job order. */
-  private readonly bySeq = new Map<number, [Map<string, Tagged<unknown>>, string][]>();
+  /**
+   * Keys each job wrote, in job order: pairs of a map and a key, flat (a pair's own array would be one more
+   * object per write outliving the young generation while the job is pending).
+   */
+  private readonly bySeq = new Map<number, (Map<string, Tagged<unknown>> | string)[]>();
   /** The last job released: what it and every job before it wrote is in the database. */
   private releasedUpTo = 0;
 
@@ -73,7 +76,7 @@ export class KvOverlay {
       keys = [];
       this.bySeq.set(seq, keys);
     }
-    keys.push([map as Map<string, Tagged<unknown>>, key]);
+    keys.push(map as Map<string, Tagged<unknown>>, key);
   }
 
   /** Whether `p` hides the client's stored responses: the job that dropped the session is still pending. */
@@ -86,7 +89,11 @@ export class KvOverlay {
     if (upTo > this.releasedUpTo) this.releasedUpTo = upTo;
     for (const [seq, keys] of this.bySeq) {
       if (seq > upTo) break;
-      for (const [map, key] of keys) if (map.get(key)?.seq === seq) map.delete(key);
+      for (let i = 0; i < keys.length; i += 2) {
+        const map = keys[i] as Map<string, Tagged<unknown>>;
+        const key = keys[i + 1] as string;
+        if (map.get(key)?.seq === seq) map.delete(key);
+      }
       this.bySeq.delete(seq);
     }
   }

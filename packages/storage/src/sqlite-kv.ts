@@ -47,7 +47,7 @@ import type {
   SessionRecord,
   ViewPin,
 } from './types.js';
-import { type ReplacedRow, putRevisions, typeCode } from './types.js';
+import { type ReplacedRow, ownedKeyValue, putRevisions, typeCode } from './types.js';
 
 /** What a partition needs from its store: transactions whose writes go to the store's writer. */
 export interface PartitionHost {
@@ -233,9 +233,10 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       if (existing === undefined && this.rows !== undefined) this.rows++;
       const type = typeCode(opts.type);
       const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version, type);
+      const [k, v] = ownedKeyValue(key, value);
       const rec: KvRecord = {
-        key: key.slice(),
-        value: value.slice(),
+        key: k,
+        value: v,
         createRevision: create,
         modifyRevision: opts.revision,
         version,
@@ -296,10 +297,11 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     prev: OverPut | undefined,
   ): KvRecord {
     const seq = this.host.seq();
+    const [k, v] = ownedKeyValue(key, value);
     const m: OverPut = new OverPut(
       this,
-      key.slice(),
-      value.slice(),
+      k,
+      v,
       opts.revision,
       opts.expiresAt,
       now,
@@ -421,7 +423,8 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     if (this.get(key) === undefined) return false;
     this.lastRead = undefined;
     this.host.run(() => {
-      this.host.emit(['del', this.readGen(), key.slice()]);
+      // A copy (`slice` of a `Buffer` is a view): the op is packed for the writer later, and the caller may change its bytes.
+      this.host.emit(['del', this.readGen(), new Uint8Array(key)]);
       const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
       this.cache?.offer(this.cacheScope + rk, this.cacheEpoch, null);

@@ -73,6 +73,33 @@ describe.each([
     expect(store.kv('p3').count()).toBe(0);
   });
 
+  it("keeps a put's own copy of key and value: the caller's buffers may change after it returns", () => {
+    const kv = store.kv('p1');
+    // Buffers of Node's shared pool: their `slice` is a view, not a copy.
+    const key = Buffer.from('pooled-key');
+    const value = Buffer.from('pooled-value');
+    const overKey = Buffer.from('over-key');
+    const overValue = Buffer.from('over-value');
+    kv.put(key, value, { revision: 1 });
+    // With `now`, a put over a row it does not read (the writer reads it).
+    kv.put(overKey, overValue, { revision: 2, now: 1 });
+    kv.put(bytes('gone'), bytes('v'), { revision: 3 });
+    const goneKey = Buffer.from('gone');
+    expect(kv.delete(goneKey)).toBe(true);
+    for (const b of [key, value, overKey, overValue, goneKey]) b.fill(0x78);
+    const read = (k: string): string => text(kv.get(bytes(k))?.value);
+    expect([read('pooled-key'), read('over-key')]).toEqual(['pooled-value', 'over-value']);
+    expect(keys(kv.scan())).toEqual(['over-key', 'pooled-key']);
+    expect(kv.get(bytes('xxxxxxxxxx'))).toBeUndefined();
+    store = h.reopen(store);
+    const kv2 = store.kv('p1');
+    expect(keys(kv2.scan())).toEqual(['over-key', 'pooled-key']);
+    expect([text(kv2.get(bytes('pooled-key'))?.value), text(kv2.get(bytes('over-key'))?.value)]).toEqual([
+      'pooled-value',
+      'over-value',
+    ]);
+  });
+
   it('detects a corrupt row on read and names the partition and key', () => {
     const kv = store.kv('p1');
     kv.put(bytes('good'), bytes('v'), { revision: 1 });

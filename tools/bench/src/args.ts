@@ -22,6 +22,8 @@ export interface Options {
   systems: SystemName[];
   /** Extra `cohort start` flags of every Cohort node (for comparing settings). */
   cohortFlags: string[];
+  /** Extra Node/V8 flags of every Cohort node, after the ones it always runs with (for comparing settings). */
+  nodeFlags: string[];
   requireAll: boolean;
   /** Where the JSON report goes; undefined: the default under tools/bench/results. */
   json: string | undefined;
@@ -124,6 +126,10 @@ export function program(): Command {
       '--cohort-flags <flags>',
       'extra `cohort start` flags for every Cohort node, space-separated, e.g. "--row-cache-bytes 0" (default none)',
     )
+    .option(
+      '--node-flags <flags>',
+      'extra Node/V8 flags for every Cohort node, after those it always runs with, space-separated, e.g. "--trace-gc" (default none)',
+    )
     .option('--require-all', 'fail instead of skipping a system whose binary is not installed')
     .option('--json <file>', 'where to write the JSON report (default tools/bench/results/compare-<time>.json)')
     .option('--keep', 'keep the data directories')
@@ -155,6 +161,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     valueBytes?: number;
     systems?: SystemName[];
     cohortFlags?: string;
+    nodeFlags?: string;
     requireAll?: boolean;
     json?: string;
     keep?: boolean;
@@ -181,6 +188,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     valueBytes: o.valueBytes ?? DEFAULTS.valueBytes,
     systems: o.systems ?? [...SYSTEMS],
     cohortFlags: (o.cohortFlags ?? '').split(' ').filter((f) => f !== ''),
+    nodeFlags: (o.nodeFlags ?? '').split(' ').filter((f) => f !== ''),
     requireAll: o.requireAll === true,
     json: o.json,
     keep: o.keep === true,

@@ -79,7 +79,7 @@ const estimate =
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-bench-compare-'));
 const systems = new Map<SystemName, System>();
-systems.set('cohort', new CohortSystem(join(root, 'cohort'), opts.cohortFlags));
+systems.set('cohort', new CohortSystem(join(root, 'cohort'), opts.cohortFlags, opts.nodeFlags));
 if (etcdBin) systems.set('etcd', new EtcdSystem(join(root, 'etcd'), etcdBin));
 if (redisBin) systems.set('redis', new RedisSystem(join(root, 'redis'), redisBin));
 

@@ -128,11 +128,13 @@ export class CohortSystem implements System {
   private cluster: BenchCluster | undefined;
   private readonly root: string;
   private readonly flags: string[];
+  private readonly nodeFlags: string[];
 
-  /** `flags`: extra `cohort start` flags of every node. */
-  constructor(root: string, flags: string[] = []) {
+  /** `flags`: extra `cohort start` flags of every node; `nodeFlags`: extra Node/V8 flags of every node. */
+  constructor(root: string, flags: string[] = [], nodeFlags: string[] = []) {
     this.root = root;
     this.flags = flags;
+    this.nodeFlags = nodeFlags;
   }
 
   /** Whether the `cohort` binary has been built. */
@@ -141,7 +143,7 @@ export class CohortSystem implements System {
   }
 
   async start(): Promise<void> {
-    this.cluster = await BenchCluster.create(this.root, 3, ['--log-level', 'warn', ...this.flags]);
+    this.cluster = await BenchCluster.create(this.root, 3, ['--log-level', 'warn', ...this.flags], this.nodeFlags);
     this.cluster.startAll();
     await this.cluster.leader(60_000);
   }
@@ -152,7 +154,8 @@ export class CohortSystem implements System {
 
   async durability(): Promise<string> {
     const flags = this.flags.length > 0 ? `; started with ${this.flags.join(' ')}` : '';
-    return `3 voters; SQLite journal_mode=WAL, synchronous=FULL; a write is acknowledged once a majority wrote it durably${flags}`;
+    const node = this.nodeFlags.length > 0 ? `; Node run with ${this.nodeFlags.join(' ')}` : '';
+    return `3 voters; SQLite journal_mode=WAL, synchronous=FULL; a write is acknowledged once a majority wrote it durably${flags}${node}`;
   }
 
   private leader() {

@@ -32,6 +32,7 @@ describe('parseOptions', () => {
       valueBytes: 100,
       systems: ['cohort', 'etcd', 'redis'],
       cohortFlags: [],
+      nodeFlags: [],
       requireAll: false,
       json: undefined,
     });
@@ -62,6 +63,7 @@ describe('parseOptions', () => {
     expect(parse('--system-warmup', '0').systemWarmup).toBe(0);
     expect(parse('--require-all', '--json', 'out.json')).toMatchObject({ requireAll: true, json: 'out.json' });
     expect(parse('--cohort-flags', ' --row-cache-bytes  0 ').cohortFlags).toEqual(['--row-cache-bytes', '0']);
+    expect(parse('--node-flags', '--trace-gc  --minor-ms').nodeFlags).toEqual(['--trace-gc', '--minor-ms']);
   });
 
   it('refuses bad values with a message naming them', () => {
