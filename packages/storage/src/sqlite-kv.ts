@@ -181,16 +181,33 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
 
   get(key: Uint8Array): KvRecord | undefined {
     const rk = rowKey(key);
+    return this.lookup(key, rk, this.cacheKey(rk), true);
+  }
+
+  /** Row key `rk`'s key in the row cache ('' without one). */
+  private cacheKey(rk: string): string {
+    return this.cache === undefined ? '' : this.cacheScope + rk;
+  }
+
+  /**
+   * {@link get} with the key's overlay key `rk` and cache key `ck` worked out once by the caller (a write
+   * looks them up again). `copy` false hands out the last read's or the cache's own record: for a caller
+   * that only reads it (a write's revisions), never one that returns it. A pending row is copied either way:
+   * copying reads the create revision and version of a put over an unread row, which works them out while
+   * the overlay still leads to it (the write about to replace it would cut that chain).
+   */
+  private lookup(key: Uint8Array, rk: string, ck: string, copy: boolean): KvRecord | undefined {
     const o = this.ov.rows.get(rk);
     if (o !== undefined) return o.v && copyRecord(o.v);
     const gen = this.readGen();
     const last = this.lastRead;
-    if (last !== undefined && last.gen === gen && last.key === rk) return last.rec && copyRecord(last.rec);
+    if (last !== undefined && last.gen === gen && last.key === rk) {
+      return last.rec && (copy ? copyRecord(last.rec) : last.rec);
+    }
     const cache = this.cache;
-    const ck = cache === undefined ? '' : this.cacheScope + rk;
     if (cache !== undefined) {
       const cached = cache.get(ck, this.cacheEpoch);
-      if (cached !== undefined) return cached === null ? undefined : copyRecord(cached);
+      if (cached !== undefined) return cached === null ? undefined : copy ? copyRecord(cached) : cached;
     }
     this.host.scope();
     const ahead = this.host.readAhead;
@@ -219,15 +236,16 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     this.host.run(() => {
       const gen = this.writeGen();
       const rk = rowKey(key);
+      const ck = this.cacheKey(rk);
       const now = opts.now;
       if (now !== undefined) {
-        const prev = this.overBase(gen, rk, opts.revision);
+        const prev = this.overBase(gen, rk, ck, opts.revision);
         if (prev !== false) {
           written = this.putOver(gen, rk, key, value, opts, now, prev);
           return;
         }
       }
-      const existing = this.get(key);
+      const existing = this.lookup(key, rk, ck, false);
       this.lastRead = undefined;
       const { createRevision: create, version } = putRevisions(existing, opts.revision, now);
       if (existing === undefined && this.rows !== undefined) this.rows++;
@@ -257,20 +275,20 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       ]);
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
       // The overlay answers reads until the write commits; the cache then has what the file holds.
-      this.cache?.offer(this.cacheScope + rk, this.cacheEpoch, rec);
+      this.cache?.offer(ck, this.cacheEpoch, rec);
       written = copyRecord(rec);
     }, true);
     return written as KvRecord;
   }
 
   /**
-   * Whether a put over whatever `rk` holds at `revision` can go without reading the key's row: false when
-   * memory knows the row (a pending write whose create revision and version are known, the row last
-   * read, a cached row), or when the pending put it would follow has the same revision (two puts of a
+   * Whether a put over whatever `rk` (cache key `ck`) holds at `revision` can go without reading the key's
+   * row: false when memory knows the row (a pending write whose create revision and version are known, the
+   * row last read, a cached row), or when the pending put it would follow has the same revision (two puts of a
    * key in one EXEC: the file cannot tell them apart, see {@link resolve}). Else the pending put over
    * the key it follows, or undefined when it follows the file's row.
    */
-  private overBase(gen: number, rk: string, revision: number): OverPut | undefined | false {
+  private overBase(gen: number, rk: string, ck: string, revision: number): OverPut | undefined | false {
     const o = this.ov.rows.get(rk);
     if (o !== undefined) {
       const head = o.over;
@@ -278,7 +296,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     }
     const last = this.lastRead;
     if (last !== undefined && last.gen === gen && last.key === rk) return false;
-    if (this.cache?.has(this.cacheScope + rk, this.cacheEpoch) === true) return false;
+    if (this.cache?.has(ck, this.cacheEpoch) === true) return false;
     return undefined;
   }
 
@@ -420,14 +438,15 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
   }
 
   delete(key: Uint8Array): boolean {
-    if (this.get(key) === undefined) return false;
+    const rk = rowKey(key);
+    const ck = this.cacheKey(rk);
+    if (this.lookup(key, rk, ck, false) === undefined) return false;
     this.lastRead = undefined;
     this.host.run(() => {
       // A copy (`slice` of a `Buffer` is a view): the op is packed for the writer later, and the caller may change its bytes.
       this.host.emit(['del', this.readGen(), new Uint8Array(key)]);
-      const rk = rowKey(key);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
-      this.cache?.offer(this.cacheScope + rk, this.cacheEpoch, null);
+      this.cache?.offer(ck, this.cacheEpoch, null);
       if (this.rows !== undefined) this.rows--;
     }, true);
     return true;
