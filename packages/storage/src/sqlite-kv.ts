@@ -207,7 +207,8 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     const cache = this.cache;
     if (cache !== undefined) {
       const cached = cache.get(ck, this.cacheEpoch);
-      if (cached !== undefined) return cached === null ? undefined : copy ? copyRecord(cached) : cached;
+      if (cached === null) return undefined;
+      if (cached !== undefined) return copy ? copyRecord(cached) : cached;
     }
     this.host.scope();
     const ahead = this.host.readAhead;
@@ -443,7 +444,8 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     if (this.lookup(key, rk, ck, false) === undefined) return false;
     this.lastRead = undefined;
     this.host.run(() => {
-      // A copy (`slice` of a `Buffer` is a view): the op is packed for the writer later, and the caller may change its bytes.
+      // A copy (`slice` of a `Buffer` is a view): the op is packed for the writer later, and the caller may
+      // change its bytes meanwhile.
       this.host.emit(['del', this.readGen(), new Uint8Array(key)]);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
       this.cache?.offer(ck, this.cacheEpoch, null);

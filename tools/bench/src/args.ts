@@ -136,6 +136,11 @@ export function program(): Command {
     .allowExcessArguments(false);
 }
 
+/** The space-separated words of a flag list (none when not given). */
+function words(list: string | undefined): string[] {
+  return (list ?? '').split(' ').filter((f) => f !== '');
+}
+
 /**
  * Parses `argv` (the arguments after the script's name); throws commander's
  * CommanderError on a bad flag or value, and for --help.
@@ -187,8 +192,8 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     keys,
     valueBytes: o.valueBytes ?? DEFAULTS.valueBytes,
     systems: o.systems ?? [...SYSTEMS],
-    cohortFlags: (o.cohortFlags ?? '').split(' ').filter((f) => f !== ''),
-    nodeFlags: (o.nodeFlags ?? '').split(' ').filter((f) => f !== ''),
+    cohortFlags: words(o.cohortFlags),
+    nodeFlags: words(o.nodeFlags),
     requireAll: o.requireAll === true,
     json: o.json,
     keep: o.keep === true,
