@@ -47,7 +47,7 @@ function askedSince(beats: { to: NodeId; read: boolean }[], from: number): Map<N
 
 describe('ReadIndex rounds that ask a quorum, hedged', () => {
   it('each round asks one follower of two; none is hedged while they answer', async () => {
-    const { c, leader, beats } = await readCluster(100);
+    const { c, leader, beats } = await readCluster(250);
     const host = c.node(leader).host;
     const before = host.stats();
     const n0 = beats.length;
