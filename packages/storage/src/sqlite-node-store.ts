@@ -415,6 +415,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     if (!this.queue.pending || this.queue.stall !== undefined || this.seq - this.committedSeq <= slack)
       return undefined;
     const seq = this.seq;
+    // Held apply transactions go now: the caller waits for them, not for the next log write.
+    this.queue.post();
     return new Promise<void>((resolve, reject) => {
       this.settleWaits.push({ seq, release: resolve });
       this.queue.done(seq).then(resolve, reject);

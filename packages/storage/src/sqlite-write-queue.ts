@@ -121,7 +121,8 @@ export interface ThreadWriteQueueOptions {
    * with, in ms; 0 posts it at the end of its turn. A follower's Raft host posts a round's log write
    * before its machines apply (see `startWrites`), so its apply transactions wait for the next
    * round's write: a lone client's writes come every 2-4 ms on this project's test machine, and with
-   * 2 ms one apply in three went alone (a commit of its own, a message and two wake-ups). @default 5
+   * 2 ms one apply in three went alone (a commit of its own, a message and two wake-ups). A store's
+   * `settled()` hands held jobs over at once: whoever waits on it does not wait out the hold. @default 5
    */
   holdMs?: number;
   /** The writer connection's `journal_size_limit` (see `SqliteNodeStoreOptions.walSizeLimitBytes`). */
