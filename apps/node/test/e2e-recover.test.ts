@@ -257,9 +257,18 @@ describe('unsafe recovery of a partition that lost its quorum for good, then Red
         note(`GET: ${err ?? 'served'}`);
         return err?.startsWith('ASK') ? err : undefined;
       }).catch((err: Error) => {
-        throw new Error(
-          `${err.message}; first answers: ${seen.slice(0, 12).join(' | ')}; last: ${seen.slice(-8).join(' | ')}`,
-        );
+        // Every distinct answer, with when it first came and how often: the first and last few alone (one CI
+        // failure's) left out what the hand-overs answered in between.
+        const kinds = new Map<string, { first: string; n: number }>();
+        for (const line of seen) {
+          const [at, ...what] = line.split(' ms ');
+          const k = what.join(' ms ');
+          const e = kinds.get(k);
+          if (e) e.n++;
+          else kinds.set(k, { first: `${at} ms`, n: 1 });
+        }
+        const all = [...kinds].map(([k, e]) => `${e.n} x from ${e.first}: ${k}`).join(' | ');
+        throw new Error(`${err.message}; answers: ${all}; last: ${seen.slice(-8).join(' | ')}`);
       });
       target.child!.kill('SIGCONT');
       await Promise.all(transfers);
