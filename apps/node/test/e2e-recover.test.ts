@@ -232,10 +232,20 @@ describe('unsafe recovery of a partition that lost its quorum for good, then Red
       // A hand-over to a voter that does not answer is given up after an election timeout (300 ms here):
       // ask again while polling, so a loaded machine still meets one.
       let lastTransfer = 0;
-      // What the hand-overs and the reads answered, for the message of a timeout.
+      // What the hand-overs and the reads answered, for the message of a timeout: the last few in order, and
+      // every distinct answer with when it first came and how often (one CI failure's first and last few alone
+      // left out what the hand-overs answered in between).
       const seen: string[] = [];
+      const kinds = new Map<string, { first: number; n: number }>();
       const since = Date.now();
-      const note = (what: string) => seen.push(`+${Date.now() - since} ms ${what}`.slice(0, 200));
+      const note = (what: string) => {
+        const at = Date.now() - since;
+        const answer = what.slice(0, 200);
+        seen.push(`+${at} ms ${answer}`);
+        const kind = kinds.get(answer);
+        if (kind) kind.n++;
+        else kinds.set(answer, { first: at, n: 1 });
+      };
       asked = await poll('ASK while the leadership is handed over', 15_000, async () => {
         if (Date.now() - lastTransfer > 250) {
           lastTransfer = Date.now();
@@ -257,17 +267,7 @@ describe('unsafe recovery of a partition that lost its quorum for good, then Red
         note(`GET: ${err ?? 'served'}`);
         return err?.startsWith('ASK') ? err : undefined;
       }).catch((err: Error) => {
-        // Every distinct answer, with when it first came and how often: the first and last few alone (one CI
-        // failure's) left out what the hand-overs answered in between.
-        const kinds = new Map<string, { first: string; n: number }>();
-        for (const line of seen) {
-          const [at, ...what] = line.split(' ms ');
-          const k = what.join(' ms ');
-          const e = kinds.get(k);
-          if (e) e.n++;
-          else kinds.set(k, { first: `${at} ms`, n: 1 });
-        }
-        const all = [...kinds].map(([k, e]) => `${e.n} x from ${e.first}: ${k}`).join(' | ');
+        const all = [...kinds].map(([answer, k]) => `${k.n} x from +${k.first} ms: ${answer}`).join(' | ');
         throw new Error(`${err.message}; answers: ${all}; last: ${seen.slice(-8).join(' | ')}`);
       });
       target.child!.kill('SIGCONT');

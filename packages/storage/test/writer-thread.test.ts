@@ -2,7 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError, emptyConfState } from '@cohort/core';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { ent, ents, tempDir } from './harness.js';
 
@@ -118,9 +118,7 @@ describe('SqliteNodeStore with its writer thread', () => {
     store = open();
     store.transaction(() => store.kv('p').put(key, new Uint8Array([2]), { revision: 2 }), { durable: false });
     expect(store.writerStats().jobs).toBe(0);
-    const deadline = Date.now() + 5_000;
-    while (store.writerStats().jobs === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    expect(store.writerStats().jobs).toBe(1);
+    await vi.waitFor(() => expect(store.writerStats().jobs).toBe(1), { timeout: 5_000, interval: 5 });
   });
 
   it('hands a held transaction to the writer at once when someone waits for the writes to settle', async () => {
