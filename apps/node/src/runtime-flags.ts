@@ -20,5 +20,12 @@
  *   (tools/bench's README, twenty-fifth session): without it a `SET -P 16`
  *   at 10k keys costs about a quarter less of the cluster's CPU, and a 1M-key
  *   leader's RSS is ~480 MB instead of ~320 (~380 MB at `=100`).
+ *
+ * Not here: `--use-largepages=on` (Node's code on 2 MiB pages), which the
+ * README recommends for servers through `NODE_OPTIONS`. It cut a
+ * linearizable get's CPU by about a quarter (tools/bench's README,
+ * twenty-ninth session), but it adds 11-15 MB to every node's RSS (a 1M-key
+ * leader then sits at the scale benchmark's 300 MB target) and 0.15-0.3 s to
+ * every start, the short-lived client commands' included.
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
