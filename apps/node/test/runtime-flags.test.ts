@@ -35,7 +35,7 @@ describe('the flags every node runs with', () => {
     expect(run.status).toBe(0);
     if (!offered) return;
     expect(run.stderr).toBe('');
-    // Node's code is tens of MB: far more than one 2 MiB page of it is mapped so.
+    // In kB: Node's code is tens of MB, so at least four 2 MiB pages of it (0 without the option).
     expect(Number(run.stdout.trim())).toBeGreaterThanOrEqual(4 * 2048);
   });
 });
