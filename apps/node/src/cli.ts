@@ -45,6 +45,7 @@ async function start(flags: StartFlags): Promise<void> {
     (dir) =>
       openStore(dir, log.child({ component: 'storage' }), storeLimits(options.config.raft), {
         ...(options.rowCacheBytes === undefined ? {} : { rowCacheBytes: options.rowCacheBytes }),
+        ...(options.pageCacheBytes === undefined ? {} : { pageCacheBytes: options.pageCacheBytes }),
         ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }),
       }),
     log,
@@ -181,6 +182,10 @@ program
   .option(
     '--row-cache-bytes <n>',
     'bytes of KV rows recently read or written kept in memory, shared by the partitions; 0 for none (default 16777216: 16 MiB)',
+  )
+  .option(
+    '--page-cache-bytes <n>',
+    "SQLite's page cache of each of the store's two long-lived connections (the event loop's reads, the writer thread's), in bytes (default 4194304: 4 MiB)",
   )
   .option(
     '--read-ahead <mode>',

@@ -50,6 +50,7 @@ export interface StartFlags {
   requestTimeoutMs?: string;
   consistencyCheckMs?: string;
   rowCacheBytes?: string;
+  pageCacheBytes?: string;
   readAhead?: string;
   logLevel?: string;
   clusterSecretFile?: string;
@@ -194,6 +195,9 @@ function loadSecurity(raw: unknown, flags: StartFlags): SecurityOptions {
   }
   return out;
 }
+
+/** The smallest `--page-cache-bytes`: SQLite keeps at least 10 pages of 4 KiB whatever it is told. */
+const MIN_PAGE_CACHE_BYTES = 64 * 1024;
 
 const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
@@ -369,6 +373,14 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     extra.rowCacheBytes = integer('--row-cache-bytes', flags.rowCacheBytes);
     if (extra.rowCacheBytes < 0) {
       throw new ConfigError(`--row-cache-bytes must be 0 (none) or above, got ${extra.rowCacheBytes}`);
+    }
+  }
+  if (flags.pageCacheBytes !== undefined) {
+    extra.pageCacheBytes = integer('--page-cache-bytes', flags.pageCacheBytes);
+    if (extra.pageCacheBytes < MIN_PAGE_CACHE_BYTES) {
+      throw new ConfigError(
+        `--page-cache-bytes must be at least ${MIN_PAGE_CACHE_BYTES} (SQLite keeps at least 10 pages), got ${extra.pageCacheBytes}`,
+      );
     }
   }
   if (flags.readAhead !== undefined) {

@@ -33,6 +33,11 @@ export interface NodeOptions {
    */
   rowCacheBytes?: number;
   /**
+   * SQLite's page cache of each of the store's two long-lived connections, in bytes (`--page-cache-bytes`).
+   * @default 4 MiB (`DEFAULT_PAGE_CACHE_BYTES` of @cohort/storage)
+   */
+  pageCacheBytes?: number;
+  /**
    * Whether the store reads KV rows ahead of the event loop on a thread of its own (`--read-ahead`):
    * `auto` while its reads go to the disk, `on`, `off`. @default 'auto'
    */

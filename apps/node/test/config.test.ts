@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, type NodeStore, silentLogger } from '@cohort/core';
-import type { SqliteNodeStore } from '@cohort/storage';
+import { DEFAULT_PAGE_CACHE_BYTES, type SqliteNodeStore } from '@cohort/storage';
 import { describe, expect, it } from 'vitest';
 import { loadNodeOptions, parsePeers } from '../src/config.js';
 import { DEFAULT_ROW_CACHE_BYTES, openStore } from '../src/open-store.js';
@@ -98,6 +98,28 @@ describe('cohort start configuration', () => {
       expect(plain.rowCache).toBeUndefined();
       expect(() => plain.kv('p1').get(enc.encode('k'))).toThrow(/corrupt/);
       plain.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("takes SQLite's page cache size, 4 MiB unless given, reaches the store's connection, and refuses a bad one", () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    expect(loadNodeOptions(base).pageCacheBytes).toBeUndefined();
+    expect(loadNodeOptions({ ...base, pageCacheBytes: '1048576' }).pageCacheBytes).toBe(1_048_576);
+    expect(() => loadNodeOptions({ ...base, pageCacheBytes: '4096' })).toThrow(
+      /--page-cache-bytes must be at least 65536 \(SQLite keeps at least 10 pages\), got 4096/,
+    );
+    expect(() => loadNodeOptions({ ...base, pageCacheBytes: 'lots' })).toThrow(/--page-cache-bytes/);
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-page-cache-'));
+    try {
+      // PRAGMA cache_size answers in KiB, negated.
+      const given = openStore(dir, silentLogger, {}, { pageCacheBytes: 1_048_576 }) as SqliteNodeStore;
+      expect(given.database.pragma('cache_size', { simple: true })).toBe(-1024);
+      given.close();
+      const byDefault = openStore(dir, silentLogger, {}) as SqliteNodeStore;
+      expect(byDefault.database.pragma('cache_size', { simple: true })).toBe(-DEFAULT_PAGE_CACHE_BYTES / 1024);
+      byDefault.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

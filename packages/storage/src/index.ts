@@ -28,6 +28,7 @@ export {
 export { MIGRATIONS, SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
 export { type PinnedViewOptions, openImageView, openPinnedView } from './sqlite-kv-view.js';
 export type { KvRowCacheStats } from './sqlite-kv-row-cache.js';
+export { DEFAULT_PAGE_CACHE_BYTES } from './page-cache.js';
 export { SqliteNodeStore, type SqliteNodeStoreOptions } from './sqlite-node-store.js';
 export {
   READ_AHEAD_MODES,

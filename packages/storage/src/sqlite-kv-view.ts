@@ -1,6 +1,7 @@
 import { StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import Database from 'better-sqlite3';
+import { SCAN_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
 import { copyPartitionTo } from './sqlite-kv-image-copy.js';
 import { newImagePath, removeImage } from './sqlite-kv-image.js';
 import { readPartition } from './sqlite-kv-partition.js';
@@ -49,6 +50,8 @@ export class SqliteKvView implements KvView {
       );
     }
     try {
+      // A view scans in key order, reading each page about once.
+      setPageCache(db, SCAN_PAGE_CACHE_BYTES);
       const st = prepareKvStatements(db);
       // The read transaction's snapshot starts at its first read: the partition row.
       db.prepare('BEGIN').run();

@@ -16,6 +16,7 @@ import { DATA_FILE_NAME } from './check-data-dir.js';
 import { chunkCrc, snapshotRowCrc } from './checksums.js';
 import { DEFAULT_CHUNK_BYTES, Rechunker, makeStats } from './chunks.js';
 import { checkCompact, checkSnapshotSave, cloneMeta, logFullError, planBatch } from './log-rules.js';
+import { DEFAULT_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
 import { migrate } from './schema.js';
 import {
   type EntryRow,
@@ -104,6 +105,12 @@ export interface SqliteNodeStoreOptions {
    * after such a reader. @default 16 MiB
    */
   walSizeLimitBytes?: number;
+  /**
+   * SQLite's page cache of each of the store's two long-lived connections (the caller's reads and the
+   * `thread` writer's), in bytes: how many database pages each keeps in memory between reads (see
+   * `page-cache.ts`; better-sqlite3's own default is 16 MB a connection). @default 4 MiB
+   */
+  pageCacheBytes?: number;
   /**
    * Bytes of KV rows (keys, values and 600 bytes each besides) kept in
    * memory as last read or written, shared by the store's partitions: a read
@@ -342,6 +349,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      const pageCache = wholeBytes('pageCacheBytes', opts.pageCacheBytes, DEFAULT_PAGE_CACHE_BYTES);
+      setPageCache(db, pageCache);
       const walLimit = wholeBytes('walSizeLimitBytes', opts.walSizeLimitBytes, DEFAULT_WAL_SIZE_LIMIT);
       db.pragma(`journal_size_limit = ${walLimit}`);
       if (opts.quickCheck ?? true) {
@@ -362,6 +371,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         store.queue = new ThreadWriteQueue(file, {
           ...(opts.writerHoldMs === undefined ? {} : { holdMs: opts.writerHoldMs }),
           walSizeLimitBytes: walLimit,
+          pageCacheBytes: pageCache,
           ...(opts.commitGate === undefined ? {} : { commitGate: opts.commitGate }),
           ...(opts.diskFullGate === undefined ? {} : { diskFullGate: opts.diskFullGate }),
         });

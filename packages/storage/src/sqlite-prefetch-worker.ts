@@ -6,6 +6,7 @@
 // finds nothing, or finds a row written later, costs only its time.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { SCAN_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
 import {
   type PrefetchBatch,
   type PrefetchData,
@@ -23,6 +24,8 @@ function reply(msg: PrefetchReply): void {
 let read: Database.Statement | undefined;
 try {
   const db = new Database(data.file, { readonly: true, fileMustExist: true });
+  // Its reads are for the OS's page cache: of its own it needs the b-tree's interior pages.
+  setPageCache(db, SCAN_PAGE_CACHE_BYTES);
   // The value column too: a large value's overflow pages are read with it.
   read = db.prepare('SELECT value FROM kv WHERE gen_id = ? AND key = ?').pluck();
 } catch (err) {

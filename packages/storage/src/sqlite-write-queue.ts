@@ -127,6 +127,8 @@ export interface ThreadWriteQueueOptions {
   holdMs?: number;
   /** The writer connection's `journal_size_limit` (see `SqliteNodeStoreOptions.walSizeLimitBytes`). */
   walSizeLimitBytes?: number;
+  /** The writer connection's page cache (see `SqliteNodeStoreOptions.pageCacheBytes`). */
+  pageCacheBytes?: number;
   /** See {@link JobRunnerOptions.commitGate}. */
   commitGate?: string;
   /** See {@link JobRunnerOptions.diskFullGate}. */
@@ -167,6 +169,7 @@ export class ThreadWriteQueue implements WriteQueue {
     this.ctrl = new BigInt64Array(sab);
     const data: WriterData = { file, ctrl: sab, port: port2 };
     if (opts.walSizeLimitBytes !== undefined) data.walSizeLimitBytes = opts.walSizeLimitBytes;
+    if (opts.pageCacheBytes !== undefined) data.pageCacheBytes = opts.pageCacheBytes;
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
     if (opts.diskFullGate !== undefined) data.diskFullGate = opts.diskFullGate;
     this.worker = new Worker(workerModuleUrl('sqlite-writer-worker.js'), { workerData: data, transferList: [port2] });

@@ -9,6 +9,8 @@ export interface WriterData {
   port: MessagePort;
   /** `PRAGMA journal_size_limit` of the writer's connection (the one that starts the WAL over). */
   walSizeLimitBytes?: number;
+  /** The writer's connection's page cache in bytes (`SqliteNodeStoreOptions.pageCacheBytes`). */
+  pageCacheBytes?: number;
   commitGate?: string;
   diskFullGate?: string;
 }

@@ -10,6 +10,7 @@
 // disk has room again. Any other failure is final.
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { DEFAULT_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
 import { type Job, JobRunner, JobsFailed, isOutOfSpace } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
@@ -54,6 +55,7 @@ try {
   db = new Database(data.file, { fileMustExist: true });
   db.pragma('synchronous = FULL');
   if (data.walSizeLimitBytes !== undefined) db.pragma(`journal_size_limit = ${data.walSizeLimitBytes}`);
+  setPageCache(db, data.pageCacheBytes ?? DEFAULT_PAGE_CACHE_BYTES);
   runner = new JobRunner(db, {
     ...(data.commitGate === undefined ? {} : { commitGate: data.commitGate }),
     ...(data.diskFullGate === undefined ? {} : { diskFullGate: data.diskFullGate }),
