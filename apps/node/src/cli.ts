@@ -31,6 +31,10 @@ async function start(flags: StartFlags): Promise<void> {
       fail(err.message.startsWith('invalid configuration') ? err.message : `invalid configuration: ${err.message}`);
     throw err;
   }
+  // With a valid configuration and before anything else loads: this process again, with Node's code on
+  // huge pages where it can be (see large-pages.ts). Returns only where it does not run again.
+  const { reexecOnLargePages, hugePageBytes } = await import('./large-pages.js');
+  const largePages = reexecOnLargePages();
   // Loaded only now, so usage and configuration errors answer without loading libp2p and SQLite.
   const [{ CohortNode }, { openStore }, { createLogger }, { storeLimits }] = await Promise.all([
     import('./cohort-node.js'),
@@ -40,6 +44,11 @@ async function start(flags: StartFlags): Promise<void> {
   ]);
   const id = options.config.node.id;
   const log = createLogger(options.logLevel, { node: id });
+  const huge = hugePageBytes();
+  log.info("Node's code on huge pages", {
+    ...(huge === undefined ? {} : { hugePagesMB: Math.round(huge / 1048576) }),
+    why: largePages,
+  });
   const node = new CohortNode(
     options,
     (dir) =>

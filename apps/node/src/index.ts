@@ -1,6 +1,6 @@
 /** The cohort binary: composes the Cohort packages, serves RESP and HTTP/JSON, and runs local clusters. */
 export const PACKAGE = '@cohort/node';
-export { NODE_RUNTIME_FLAGS } from './runtime-flags.js';
+export { HARNESS_RUNTIME_FLAGS, NODE_RUNTIME_FLAGS } from './runtime-flags.js';
 export { CohortNode, type NodeAddresses, splitHostPort } from './cohort-node.js';
 export { type StartFlags, loadNodeOptions, parsePeers } from './config.js';
 export { type HttpServerOptions, createHttpServer } from './http-server.js';

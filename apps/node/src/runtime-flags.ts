@@ -21,11 +21,16 @@
  *   at 10k keys costs about a quarter less of the cluster's CPU, and a 1M-key
  *   leader's RSS is ~480 MB instead of ~320 (~380 MB at `=100`).
  *
- * Not here: `--use-largepages=on` (Node's code on 2 MiB pages), which the
- * README recommends for servers through `NODE_OPTIONS`. It cut a
- * linearizable get's CPU by about a quarter (tools/bench's README,
- * twenty-ninth session), but it adds 11-15 MB to every node's RSS (a 1M-key
- * leader then sits at the scale benchmark's 300 MB target) and 0.15-0.3 s to
- * every start, the short-lived client commands' included.
+ * Not here: `--use-largepages` (Node's code on 2 MiB pages), which would
+ * slow every short-lived client command's start too: `cohort start` runs
+ * itself again with it instead (see large-pages.ts).
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
+
+/**
+ * What test harnesses start `cohort` processes with: {@link NODE_RUNTIME_FLAGS} and
+ * `--use-largepages=off`, so `cohort start` does not run itself again onto huge pages (see
+ * large-pages.ts): suites start hundreds of nodes, each ~0.3 s sooner and ~40 MB smaller this way, and
+ * what a node does does not depend on where Node's code lives. Benchmarks run nodes as they run by default.
+ */
+export const HARNESS_RUNTIME_FLAGS: readonly string[] = [...NODE_RUNTIME_FLAGS, '--use-largepages=off'];

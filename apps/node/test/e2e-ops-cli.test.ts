@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
+import { HARNESS_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 import { CLI, ProcCluster, type ProcNode, poll } from './helpers/processes.js';
 
 const FAST = ['--heartbeat-ms', '50', '--election-timeout-ms', '300'];
@@ -28,7 +28,7 @@ function cohort(args: string[], env: Record<string, string> = {}): Promise<Run> 
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [...NODE_RUNTIME_FLAGS, CLI, ...args],
+      [...HARNESS_RUNTIME_FLAGS, CLI, ...args],
       { env: { ...process.env, ...env }, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? 1) : 0;
@@ -229,7 +229,7 @@ describe('cohort kv range and watch, against a server speaking the HTTP API cont
   const watches: URL[] = [];
   /** Runs `cohort kv watch <args>` until it printed `lines` lines (over as many connections as it takes); those lines. */
   const watchLines = async (args: string[], lines: number): Promise<string[]> => {
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'kv', 'watch', ...args], {
+    const child = spawn(process.execPath, [...HARNESS_RUNTIME_FLAGS, CLI, 'kv', 'watch', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

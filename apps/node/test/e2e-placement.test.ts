@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type MetaState, assignLeaders } from '@cohort/kv';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
+import { HARNESS_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 import { CLI, ProcCluster, type ProcNode, freePorts, poll, runToExit } from './helpers/processes.js';
 
 /** `GET /v1/meta`: the registry and the partition map. */
@@ -23,7 +23,9 @@ interface Meta {
 /** Runs a `cohort` client command and resolves with its exit code and output. */
 function cohort(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...HARNESS_RUNTIME_FLAGS, CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -507,7 +509,7 @@ describe('the meta group and placement (5 nodes, 16 partitions, 3 replicas)', ()
     const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const child = spawn(
         process.execPath,
-        [...NODE_RUNTIME_FLAGS, CLI, 'leave', 'n2', '--http', `127.0.0.1:${n1.http}`, '--wait-ms', '40000'],
+        [...HARNESS_RUNTIME_FLAGS, CLI, 'leave', 'n2', '--http', `127.0.0.1:${n1.http}`, '--wait-ms', '40000'],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let stdout = '';

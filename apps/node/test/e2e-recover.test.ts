@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
+import { HARNESS_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 import { CLI, ProcCluster, type ProcNode, poll } from './helpers/processes.js';
 
 /** `GET /v1/meta`, the part read here. */
@@ -23,7 +23,9 @@ interface PartitionView {
 
 function cohort(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...HARNESS_RUNTIME_FLAGS, CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NODE_RUNTIME_FLAGS } from '@cohort/node';
+import { HARNESS_RUNTIME_FLAGS } from '@cohort/node';
 import { freePorts } from '@cohort/scale-bench/ports';
 
 /** The built `cohort` binary of apps/node (`pnpm turbo run build` first). */
@@ -125,7 +125,7 @@ export class ChaosCluster {
     const child = spawn(
       process.execPath,
       [
-        ...NODE_RUNTIME_FLAGS,
+        ...HARNESS_RUNTIME_FLAGS,
         CLI,
         'start',
         '--config',

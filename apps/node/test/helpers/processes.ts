@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { NodeStatus } from '../../src/kv-api.js';
-import { NODE_RUNTIME_FLAGS } from '../../src/runtime-flags.js';
+import { HARNESS_RUNTIME_FLAGS } from '../../src/runtime-flags.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -108,7 +108,7 @@ export class ProcCluster {
       ...this.extraArgs,
       ...(node.args ?? []),
     ];
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], {
+    const child = spawn(process.execPath, [...HARNESS_RUNTIME_FLAGS, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...node.env },
     });
@@ -259,7 +259,7 @@ export function redisClient(node: ProcNode, clients: Redis[]): Redis {
 /** Runs `cohort start` with `args` and resolves with its exit code and stderr once it exits. */
 export function runToExit(args: string[], ms = 20_000): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', ...args], {
+    const child = spawn(process.execPath, [...HARNESS_RUNTIME_FLAGS, CLI, 'start', ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

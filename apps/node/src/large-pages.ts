@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * Node's machine code on 2 MiB pages for a server (`cohort start`).
+ *
+ * Node can copy its own code (~40 MB: V8's interpreter, built-ins and
+ * compilers, libuv, OpenSSL) onto transparent huge pages as it starts
+ * (`--use-largepages`). A request crosses the kernel several times on each
+ * node (socket reads and writes, the writer thread's hand-offs), and where the
+ * kernel isolates its page tables from user space (`pti`) on a processor
+ * without PCIDs, each crossing empties the TLB: the code that runs next walks
+ * the page tables again for every page it touches. On a few large pages
+ * instead of ~10,000 small ones, a linearizable get cost the cluster about a
+ * quarter less CPU on this project's test machine (tools/bench's README,
+ * twenty-ninth session). It costs each node 11-16 MB of RSS (a private copy
+ * of code whose file pages were shared) and 0.2-0.4 s at start.
+ *
+ * The option must be on Node's command line (or in `NODE_OPTIONS`) when it
+ * starts, and the `cohort` binary's shebang line also serves the short-lived
+ * client commands, which would pay the start for nothing. So `cohort start`
+ * replaces its own process image with one that has the option
+ * (`process.execve`: same PID, same open stdio), once its configuration is
+ * known good and before it loads anything else. `--use-largepages` with any
+ * value on Node's command line or in `NODE_OPTIONS` leaves the choice to the
+ * operator: `NODE_OPTIONS=--use-largepages=off` turns it off.
+ */
+
+/** The option `cohort start` adds: `silent`, so Node says nothing where the kernel refuses. */
+export const LARGE_PAGES_FLAG = '--use-largepages=silent';
+
+/** What {@link planLargePages} looks at: the running process, in a form tests can build. */
+export interface LargePagesContext {
+  platform: NodeJS.Platform;
+  arch: string;
+  execPath: string;
+  /** Node's own options (`process.execArgv`). */
+  execArgv: readonly string[];
+  /** `process.argv`: the executable, the script, then its arguments. */
+  argv: readonly string[];
+  env: NodeJS.ProcessEnv;
+  /** The content of `/sys/kernel/mm/transparent_hugepage/enabled`; undefined where it is missing. */
+  thp: string | undefined;
+  /** Whether this Node can replace its process image (`process.execve`, Node 22.15 and 23.11 on). */
+  canExec: boolean;
+  /** Whether the process has an IPC channel to its parent (`process.send`), which a new image would not keep. */
+  ipc: boolean;
+}
+
+/** Either the command line to run instead of this process, or why this process runs as it is. */
+export type LargePagesPlan = { exec: true; file: string; args: string[] } | { exec: false; reason: string };
+
+/** Whether `cohort start` should run again with its code on huge pages, and how. Pure: see {@link LargePagesContext}. */
+export function planLargePages(ctx: LargePagesContext): LargePagesPlan {
+  const chosen = (s: string | undefined) => s !== undefined && /(^|\s)--use-largepages(=|\s|$)/.test(s);
+  if (ctx.execArgv.some((a) => a === '--use-largepages' || a.startsWith('--use-largepages='))) {
+    const given = ctx.execArgv.find((a) => a.startsWith('--use-largepages'));
+    return { exec: false, reason: `Node was started with ${given}` };
+  }
+  if (chosen(ctx.env.NODE_OPTIONS)) return { exec: false, reason: 'NODE_OPTIONS sets --use-largepages' };
+  if (ctx.platform !== 'linux' || ctx.arch !== 'x64') {
+    return {
+      exec: false,
+      reason: `Node maps its code onto huge pages on Linux x64 only (${ctx.platform} ${ctx.arch})`,
+    };
+  }
+  if (ctx.thp === undefined) return { exec: false, reason: 'the kernel offers no transparent huge pages' };
+  if (ctx.thp.includes('[never]')) {
+    return { exec: false, reason: 'transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled)' };
+  }
+  if (!ctx.canExec) return { exec: false, reason: 'this Node cannot re-execute itself (process.execve: Node 22.15+)' };
+  if (ctx.ipc) return { exec: false, reason: 'the process has an IPC channel to its parent' };
+  return {
+    exec: true,
+    file: ctx.execPath,
+    args: [ctx.execPath, ...ctx.execArgv, LARGE_PAGES_FLAG, ...ctx.argv.slice(1)],
+  };
+}
+
+/** The running process's {@link LargePagesContext}. */
+export function currentLargePagesContext(): LargePagesContext {
+  let thp: string | undefined;
+  try {
+    thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+  } catch {
+    thp = undefined;
+  }
+  return {
+    platform: process.platform,
+    arch: process.arch,
+    execPath: process.execPath,
+    execArgv: process.execArgv,
+    argv: process.argv,
+    env: process.env,
+    thp,
+    canExec: typeof process.execve === 'function',
+    ipc: typeof process.send === 'function',
+  };
+}
+
+/**
+ * Runs this process again with {@link LARGE_PAGES_FLAG} when {@link planLargePages} says so (the call
+ * then never returns); otherwise returns why not, or why the new image could not start (this process
+ * then goes on as it is).
+ */
+export function reexecOnLargePages(ctx: LargePagesContext = currentLargePagesContext()): string {
+  const plan = planLargePages(ctx);
+  if (!plan.exec) return plan.reason;
+  try {
+    process.execve?.(plan.file, plan.args, ctx.env);
+  } catch (err) {
+    return `re-executing with ${LARGE_PAGES_FLAG} failed: ${(err as Error).message}`;
+  }
+  return 'process.execve returned';
+}
+
+/** How much of this process's memory is on transparent huge pages, in bytes (`/proc/self/smaps_rollup`); undefined where unknown. */
+export function hugePageBytes(): number | undefined {
+  try {
+    const m = /AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
