@@ -20,6 +20,11 @@ function fail(message: string, code = EXIT_USAGE): never {
 }
 
 async function start(flags: StartFlags): Promise<void> {
+  // First, before anything else loads (the configuration's module alone takes ~0.7 s): this process
+  // again, with Node's code on huge pages where it can be (see large-pages.ts); the new image reads the
+  // configuration. Returns only where it does not run again.
+  const { reexecOnLargePages, hugePageBytes } = await import('./large-pages.js');
+  const largePages = reexecOnLargePages();
   // The configuration's schema and the node's modules load only here: the client commands (`kv get`,
   // `status`, ...) start in a fraction of the time without libp2p, SQLite and the schema.
   const { loadNodeOptions } = await import('./config.js');
@@ -31,10 +36,6 @@ async function start(flags: StartFlags): Promise<void> {
       fail(err.message.startsWith('invalid configuration') ? err.message : `invalid configuration: ${err.message}`);
     throw err;
   }
-  // With a valid configuration and before anything else loads: this process again, with Node's code on
-  // huge pages where it can be (see large-pages.ts). Returns only where it does not run again.
-  const { reexecOnLargePages, hugePageBytes } = await import('./large-pages.js');
-  const largePages = reexecOnLargePages();
   // Loaded only now, so usage and configuration errors answer without loading libp2p and SQLite.
   const [{ CohortNode }, { openStore }, { createLogger }, { storeLimits }] = await Promise.all([
     import('./cohort-node.js'),

@@ -13,14 +13,15 @@ import { readFileSync } from 'node:fs';
  * instead of ~10,000 small ones, a linearizable get cost the cluster about a
  * quarter less CPU on this project's test machine (tools/bench's README,
  * twenty-ninth session). It costs each node 11-16 MB of RSS (a private copy
- * of code whose file pages were shared) and 0.2-0.4 s at start.
+ * of code whose file pages were shared) and 0.3-0.5 s at start (the
+ * first image's ~0.2 s until it runs again, then the copy).
  *
  * The option must be on Node's command line (or in `NODE_OPTIONS`) when it
  * starts, and the `cohort` binary's shebang line also serves the short-lived
  * client commands, which would pay the start for nothing. So `cohort start`
  * replaces its own process image with one that has the option
- * (`process.execve`: same PID, same open stdio), once its configuration is
- * known good and before it loads anything else. `--use-largepages` with any
+ * (`process.execve`: same PID, same open stdio) before it loads anything
+ * else, its configuration included (the new image reads it). `--use-largepages` with any
  * value on Node's command line or in `NODE_OPTIONS` leaves the choice to the
  * operator: `NODE_OPTIONS=--use-largepages=off` turns it off.
  */
@@ -52,10 +53,8 @@ export type LargePagesPlan = { exec: true; file: string; args: string[] } | { ex
 /** Whether `cohort start` should run again with its code on huge pages, and how. Pure: see {@link LargePagesContext}. */
 export function planLargePages(ctx: LargePagesContext): LargePagesPlan {
   const chosen = (s: string | undefined) => s !== undefined && /(^|\s)--use-largepages(=|\s|$)/.test(s);
-  if (ctx.execArgv.some((a) => a === '--use-largepages' || a.startsWith('--use-largepages='))) {
-    const given = ctx.execArgv.find((a) => a.startsWith('--use-largepages'));
-    return { exec: false, reason: `Node was started with ${given}` };
-  }
+  const given = ctx.execArgv.find((a) => a === '--use-largepages' || a.startsWith('--use-largepages='));
+  if (given !== undefined) return { exec: false, reason: `Node was started with ${given}` };
   if (chosen(ctx.env.NODE_OPTIONS)) return { exec: false, reason: 'NODE_OPTIONS sets --use-largepages' };
   if (ctx.platform !== 'linux' || ctx.arch !== 'x64') {
     return {

@@ -30,7 +30,7 @@ export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=8',
 /**
  * What test harnesses start `cohort` processes with: {@link NODE_RUNTIME_FLAGS} and
  * `--use-largepages=off`, so `cohort start` does not run itself again onto huge pages (see
- * large-pages.ts): suites start hundreds of nodes, each ~0.3 s sooner and ~40 MB smaller this way, and
+ * large-pages.ts): suites start hundreds of nodes, each 0.3-0.5 s sooner and ~40 MB smaller this way, and
  * what a node does does not depend on where Node's code lives. Benchmarks run nodes as they run by default.
  */
 export const HARNESS_RUNTIME_FLAGS: readonly string[] = [...NODE_RUNTIME_FLAGS, '--use-largepages=off'];
