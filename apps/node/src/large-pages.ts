@@ -56,16 +56,8 @@ export function planLargePages(ctx: LargePagesContext): LargePagesPlan {
   const given = ctx.execArgv.find((a) => a === '--use-largepages' || a.startsWith('--use-largepages='));
   if (given !== undefined) return { exec: false, reason: `Node was started with ${given}` };
   if (chosen(ctx.env.NODE_OPTIONS)) return { exec: false, reason: 'NODE_OPTIONS sets --use-largepages' };
-  if (ctx.platform !== 'linux' || ctx.arch !== 'x64') {
-    return {
-      exec: false,
-      reason: `Node maps its code onto huge pages on Linux x64 only (${ctx.platform} ${ctx.arch})`,
-    };
-  }
-  if (ctx.thp === undefined) return { exec: false, reason: 'the kernel offers no transparent huge pages' };
-  if (ctx.thp.includes('[never]')) {
-    return { exec: false, reason: 'transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled)' };
-  }
+  const unavailable = hugePagesUnavailable(ctx);
+  if (unavailable !== undefined) return { exec: false, reason: unavailable };
   if (!ctx.canExec) return { exec: false, reason: 'this Node cannot re-execute itself (process.execve: Node 22.15+)' };
   if (ctx.ipc) return { exec: false, reason: 'the process has an IPC channel to its parent' };
   return {
@@ -73,6 +65,18 @@ export function planLargePages(ctx: LargePagesContext): LargePagesPlan {
     file: ctx.execPath,
     args: [ctx.execPath, ...ctx.execArgv, LARGE_PAGES_FLAG, ...ctx.argv.slice(1)],
   };
+}
+
+/** Why Node's `--use-largepages` cannot work here (platform, architecture, the kernel's setting); undefined where it can. */
+export function hugePagesUnavailable(ctx: Pick<LargePagesContext, 'platform' | 'arch' | 'thp'>): string | undefined {
+  if (ctx.platform !== 'linux' || ctx.arch !== 'x64') {
+    return `Node maps its code onto huge pages on Linux x64 only (${ctx.platform} ${ctx.arch})`;
+  }
+  if (ctx.thp === undefined) return 'the kernel offers no transparent huge pages';
+  if (ctx.thp.includes('[never]')) {
+    return 'transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled)';
+  }
+  return undefined;
 }
 
 /** The running process's {@link LargePagesContext}. */

@@ -1,9 +1,15 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LARGE_PAGES_FLAG, type LargePagesContext, planLargePages } from '../src/large-pages.js';
+import {
+  LARGE_PAGES_FLAG,
+  type LargePagesContext,
+  currentLargePagesContext,
+  hugePagesUnavailable,
+  planLargePages,
+} from '../src/large-pages.js';
 import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 import { CLI, freePorts, poll } from './helpers/processes.js';
 
@@ -60,7 +66,7 @@ describe("cohort start's plan for Node's code on huge pages", () => {
 
 describe('cohort start with the default runtime flags', () => {
   it("runs again in the same process with Node's code on huge pages where the kernel offers them, and serves", async () => {
-    const offered = hugePagesOffered();
+    const offered = hugePagesUnavailable(currentLargePagesContext()) === undefined;
     if (!offered)
       console.warn('no transparent huge pages here: checking only that cohort start says why it runs as it is');
     const dir = mkdtempSync(join(tmpdir(), 'cohort-large-pages-'));
@@ -114,10 +120,3 @@ describe('cohort start with the default runtime flags', () => {
     }
   }, 40_000);
 });
-
-/** Linux on x86-64 with transparent huge pages not `never`: where Node's `--use-largepages` works. */
-function hugePagesOffered(): boolean {
-  const setting = '/sys/kernel/mm/transparent_hugepage/enabled';
-  if (process.platform !== 'linux' || process.arch !== 'x64' || !existsSync(setting)) return false;
-  return !readFileSync(setting, 'utf8').includes('[never]');
-}

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { currentLargePagesContext, hugePagesUnavailable } from '../src/large-pages.js';
 import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 
 describe('the flags every node runs with', () => {
@@ -20,10 +21,10 @@ describe('the flags every node runs with', () => {
     expect(Number(run.stdout.trim())).toBeGreaterThan(0);
   });
 
-  // The README's recipe for servers (`NODE_OPTIONS=--use-largepages=on`): Node accepts it beside these
-  // flags and, where the kernel offers transparent huge pages, runs its code from 2 MiB pages.
+  // An operator's own choice in NODE_OPTIONS (which `cohort start` leaves as given, see large-pages.ts): Node
+  // accepts it beside these flags and, where the kernel offers transparent huge pages, runs its code from 2 MiB pages.
   it('leave room for NODE_OPTIONS=--use-largepages=on, which maps Node onto huge pages where the kernel offers them', () => {
-    const offered = hugePagesOffered();
+    const offered = hugePagesUnavailable(currentLargePagesContext()) === undefined;
     if (!offered) console.warn('no transparent huge pages here: only checking that Node accepts --use-largepages=on');
     const script = offered
       ? 'console.log(/AnonHugePages:\\s+(\\d+)/.exec(require("node:fs").readFileSync("/proc/self/smaps_rollup", "utf8"))[1])'
@@ -39,10 +40,3 @@ describe('the flags every node runs with', () => {
     expect(Number(run.stdout.trim())).toBeGreaterThanOrEqual(4 * 2048);
   });
 });
-
-/** Linux on x86-64 with transparent huge pages not `never`: where Node's `--use-largepages` works. */
-function hugePagesOffered(): boolean {
-  const setting = '/sys/kernel/mm/transparent_hugepage/enabled';
-  if (process.platform !== 'linux' || process.arch !== 'x64' || !existsSync(setting)) return false;
-  return !readFileSync(setting, 'utf8').includes('[never]');
-}
