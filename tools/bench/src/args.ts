@@ -28,7 +28,13 @@ export interface Options {
   /** Where the JSON report goes; undefined: the default under tools/bench/results. */
   json: string | undefined;
   keep: boolean;
+  /** The HTTP load generator; undefined: wrk where it is installed, else autocannon. */
+  httpLoad: HttpLoad | undefined;
 }
+
+/** HTTP load generators: Debian's `wrk` (C) or autocannon (Node, in the tool's process). */
+export type HttpLoad = 'wrk' | 'autocannon';
+const HTTP_LOADS: readonly HttpLoad[] = ['wrk', 'autocannon'];
 
 /** The defaults of a full run, and those `--quick` changes. */
 export const DEFAULTS = {
@@ -133,6 +139,12 @@ export function program(): Command {
     .option('--require-all', 'fail instead of skipping a system whose binary is not installed')
     .option('--json <file>', 'where to write the JSON report (default tools/bench/results/compare-<time>.json)')
     .option('--keep', 'keep the data directories')
+    .addOption(
+      new Option(
+        '--http-load <generator>',
+        'HTTP load generator: wrk (Debian `wrk`, whole seconds) or autocannon (default wrk where installed, else autocannon)',
+      ).choices(HTTP_LOADS),
+    )
     .allowExcessArguments(false);
 }
 
@@ -170,6 +182,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     requireAll?: boolean;
     json?: string;
     keep?: boolean;
+    httpLoad?: HttpLoad;
   }>();
   const quick = o.quick === true;
   const keys = o.keys ?? (quick ? QUICK.keys : DEFAULTS.keys);
@@ -197,5 +210,6 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     requireAll: o.requireAll === true,
     json: o.json,
     keep: o.keep === true,
+    httpLoad: o.httpLoad,
   };
 }

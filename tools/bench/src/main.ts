@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { exitedChildrenCpuSeconds } from '@cohort/scale-bench/cluster';
 import { CommanderError } from 'commander';
 import { type Options, parseOptions } from './args.ts';
-import { runHttp } from './http-load.ts';
+import { INSTALL, findBinary } from './binaries.ts';
+import { type HttpApi, type HttpRun, runHttp } from './http-load.ts';
 import { type PlannedRun, type Workload, checkTargets, keysLabel, schedule, warmUpPlan, workloads } from './plan.ts';
 import { Progress } from './progress.ts';
 import { runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
@@ -26,8 +27,9 @@ import {
   round,
   summarize,
 } from './stats.ts';
-import { CohortSystem, EtcdSystem, INSTALL, RedisSystem, type System, findBinary } from './systems.ts';
+import { CohortSystem, EtcdSystem, RedisSystem, type System } from './systems.ts';
 import { type WriteCost, medianCost, writeCost } from './write-phases.ts';
+import { runWrk } from './wrk-load.ts';
 
 let opts: Options;
 try {
@@ -59,6 +61,35 @@ if (!CohortSystem.built()) {
   process.stderr.write('bench: the cohort binary is not built: run `pnpm turbo run build --filter=@cohort/node...`\n');
   process.exit(1);
 }
+// HTTP load: wrk where installed (it costs the two cores a third of what autocannon in this process does),
+// else autocannon, saying so; the report names the one used.
+const wrkBin = opts.httpLoad === 'autocannon' ? undefined : findBinary('wrk');
+if (opts.httpLoad === 'wrk' && wrkBin === undefined) {
+  process.stderr.write(`bench: wrk is not installed: ${INSTALL.wrk} (Debian, Ubuntu); --http-load wrk: stopping\n`);
+  process.exit(1);
+}
+const httpLoad = wrkBin === undefined ? 'autocannon' : 'wrk';
+if (opts.httpLoad === undefined && wrkBin === undefined)
+  process.stderr.write(
+    `bench: wrk is not installed (${INSTALL.wrk}): the HTTP workloads run on autocannon in this process, which takes ` +
+      'more of the CPU the servers share: its figures are not comparable with runs on wrk\n',
+  );
+/** One HTTP run with the load generator in use. */
+function httpRun(
+  url: string,
+  api: HttpApi,
+  op: 'put' | 'get',
+  connections: number,
+  seconds: number,
+  keySpace: number,
+): Promise<HttpRun> {
+  return wrkBin === undefined
+    ? runHttp(url, api, op, connections, seconds, keySpace, opts.valueBytes)
+    : runWrk(wrkBin, url, api, op, connections, seconds, keySpace, opts.valueBytes);
+}
+/** CPU seconds the HTTP load generator has used so far: this process's, or its exited children's (wrk). */
+const httpLoadCpuSeconds = (): number => (wrkBin === undefined ? ownCpuSeconds() : exitedChildrenCpuSeconds());
+
 const etcdBin = opts.systems.includes('etcd') ? need('etcd', 'skipping etcd') : undefined;
 const benchmarkBin = need('redis-benchmark', 'skipping the RESP workloads');
 const redisBin = opts.systems.includes('redis') && benchmarkBin ? need('redis-server', 'skipping Redis') : undefined;
@@ -124,7 +155,7 @@ async function warmUp(name: SystemName, keySpace: number): Promise<void> {
   const system = systems.get(name)!;
   for (const { workload: w, seconds } of warmUpPlan(name, list, available, opts.systemWarmup)) {
     if (w.protocol === 'http') {
-      await runHttp(await system.httpUrl(), system.http!, w.op, w.connections, seconds, keySpace, opts.valueBytes);
+      await httpRun(await system.httpUrl(), system.http!, w.op, w.connections, seconds, keySpace);
       continue;
     }
     const r = await sizeRedisBenchmark(respSpec(w, await system.respPort(), keySpace, seconds), seconds, seconds);
@@ -132,7 +163,7 @@ async function warmUp(name: SystemName, keySpace: number): Promise<void> {
   }
 }
 
-/** CPU seconds this process has used so far, every thread: autocannon's, since it runs here. */
+/** CPU seconds this process has used so far, every thread: autocannon's, when it runs here. */
 function ownCpuSeconds(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -141,7 +172,7 @@ function ownCpuSeconds(): number {
 /**
  * Runs `fn` and reads the CPU that `system`'s servers and the load generator used meanwhile, the latter
  * by `load`: {@link ownCpuSeconds} for autocannon, which runs in this process; `exitedChildrenCpuSeconds`
- * for redis-benchmark, a child waited for before `fn` resolves.
+ * for wrk and redis-benchmark, children waited for before `fn` resolves.
  */
 async function withCpu<R extends { ops: number }>(
   system: System,
@@ -179,12 +210,9 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
   if (w.protocol === 'http') {
     const url = await system.httpUrl();
     const api = system.http!;
-    if (run.round === 1 && opts.warmup > 0)
-      await runHttp(url, api, w.op, w.connections, opts.warmup, keySpace, opts.valueBytes);
+    if (run.round === 1 && opts.warmup > 0) await httpRun(url, api, w.op, w.connections, opts.warmup, keySpace);
     const r = await costed(() =>
-      withCpu(system, ownCpuSeconds, () =>
-        runHttp(url, api, w.op, w.connections, opts.seconds, keySpace, opts.valueBytes),
-      ),
+      withCpu(system, httpLoadCpuSeconds, () => httpRun(url, api, w.op, w.connections, opts.seconds, keySpace)),
     );
     return { ...base, ...r };
   }
@@ -304,7 +332,7 @@ try {
   const out: string[] = [];
   out.push(
     `Medians over ${opts.rounds} round(s) of ${opts.seconds} s runs; ${opts.valueBytes}-byte values, random keys; ` +
-      'ops/s, p50 and p99 latency (ms). HTTP: autocannon; RESP: redis-benchmark.',
+      `ops/s, p50 and p99 latency (ms). HTTP: ${httpLoad}; RESP: redis-benchmark.`,
     '',
     comparisonTable(rows, summaries),
     '',
@@ -316,7 +344,7 @@ try {
     out.push(
       '',
       "CPU per operation (medians, µs of user + system time over every thread): the system's server processes +",
-      `the load generator (autocannon in the bench's process, redis-benchmark). This machine has ${cpus().length} cores: a`,
+      `the load generator (${httpLoad === 'wrk' ? 'wrk' : "autocannon in the bench's process"}, redis-benchmark). This machine has ${cpus().length} cores: a`,
       'system whose run kept them busy could not go faster than cores / (server + load generator) operations a second.',
       cpu,
     );
@@ -415,6 +443,7 @@ try {
     durationSeconds: Math.round((Date.now() - startedAt) / 1000),
     machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, loadAverageAtEnd: loadavg() },
     options: opts,
+    loadGenerators: { http: httpLoad, resp: 'redis-benchmark' },
     durability,
     skipped,
     loads,

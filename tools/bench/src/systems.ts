@@ -1,8 +1,8 @@
 // The three systems the comparison starts on 127.0.0.1, each with its data in
 // a directory of its own under the run's temporary directory, fsync on.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { constants, accessSync, existsSync, mkdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   BenchCluster,
   type BenchNode,
@@ -41,26 +41,6 @@ export interface System {
   /** CPU seconds (user + system, every thread) its server processes have used so far, summed. */
   cpuSeconds(): number;
 }
-
-/** The path of `name` on PATH; undefined when it is not installed. */
-export function findBinary(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {}
-  }
-  return undefined;
-}
-
-/** What to install for a missing binary (Debian and Ubuntu package names). */
-export const INSTALL: Record<string, string> = {
-  etcd: 'apt-get install -y etcd-server',
-  'redis-server': 'apt-get install -y redis-server',
-  'redis-benchmark': 'apt-get install -y redis-tools',
-};
 
 /** Keys per MSET and commands in flight per connection while loading over RESP. */
 const RESP_LOAD = { connections: 8, batch: 100, depth: 8 };

@@ -35,7 +35,14 @@ describe('parseOptions', () => {
       nodeFlags: [],
       requireAll: false,
       json: undefined,
+      httpLoad: undefined,
     });
+  });
+
+  it('takes the HTTP load generator by name and refuses any other', () => {
+    expect(parse('--http-load', 'autocannon').httpLoad).toBe('autocannon');
+    expect(parse('--http-load', 'wrk').httpLoad).toBe('wrk');
+    expect(failure('--http-load', 'ab').code).toBe('commander.invalidArgument');
   });
 
   it('makes --quick one short round, and explicit flags win over it', () => {
