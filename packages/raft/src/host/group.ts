@@ -45,12 +45,11 @@ export interface Group {
   tickTimes: number[];
   /** Reads waiting for the next ReadIndex round. */
   readBatch: string[];
-  /** Reads of each round in flight, by the round's context. */
-  readRounds: Map<string, string[]>;
-  /** The newest ReadIndex round started, until it ends (its answer also ends every earlier one). */
-  readRoundOpen: string | undefined;
-  /** When (host clock, ms) it started. */
-  readRoundAt: number;
+  /**
+   * The ReadIndex rounds in flight by their context, oldest first: each one's reads and when (host clock, ms)
+   * it started. A round's answer also ends every earlier one.
+   */
+  readRounds: Map<string, { reads: string[]; at: number }>;
   /** The engine's `lostEntries` count already logged. */
   lostEntriesLogged: number;
   /** The host last saw the engine quiescent (it does not tick it). */

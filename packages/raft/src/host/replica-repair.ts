@@ -104,7 +104,6 @@ export class ReplicaRepairs {
       `group ${g.id}: this replica is restoring its state from a healthy replica's snapshot; retry on another node`,
     );
     g.readRounds.clear();
-    g.readRoundOpen = undefined;
     g.readBatch = [];
     g.pending.failReads(refused);
     this.h.handOver(g);

@@ -104,6 +104,33 @@ describe('ReadIndex rounds that ask a quorum, hedged', () => {
     expect(askedSince(beats, n2)).toEqual(expected);
   });
 
+  it('rounds started one after another while the follower asked is gone: hedged after the oldest waited the delay', async () => {
+    const hedgeMs = 100;
+    const { c, leader, followers, beats } = await readCluster(hedgeMs);
+    const [b, other] = followers as [NodeId, NodeId];
+    const host = c.node(leader).host;
+    c.hub.down.add(other);
+    await host.readIndex('p0');
+    const n0 = beats.length;
+    await until('a heartbeat', () => beats.slice(n0).some((x) => !x.read), 3000);
+    c.hub.down.delete(other);
+    c.hub.down.add(b);
+    // A read every 10 ms for 450 ms, each in a round of its own (rounds overlap), every one asking b first:
+    // a hedge timed from the newest round would wait for the reads to stop, past the next heartbeat.
+    const t0 = performance.now();
+    const first = host.readIndex('p0').then(() => performance.now() - t0);
+    const more: Promise<void>[] = [];
+    while (performance.now() - t0 < 450) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      more.push(host.readIndex('p0'));
+    }
+    const ms = await first;
+    await Promise.all(more);
+    expect(ms).toBeGreaterThanOrEqual(hedgeMs - 5);
+    expect(ms).toBeLessThan(350);
+    expect(host.stats().readHedges).toBeGreaterThanOrEqual(1);
+  });
+
   it('with readIndexHedgeMs 0 every round asks both followers at once', async () => {
     const { c, leader, followers, beats } = await readCluster(0);
     const host = c.node(leader).host;
