@@ -38,6 +38,22 @@ async function readCluster(readIndexHedgeMs: number): Promise<{
   return { c, leader, followers: c.ids.filter((id) => id !== leader), beats };
 }
 
+/**
+ * {@link readCluster}, then follower `b` the one a round asks (it alone answered the last one) stops answering
+ * right after a heartbeat (the next is 500 ms away), and the `other` one, cut off until then, is back.
+ */
+async function askedFollowerGone(readIndexHedgeMs: number) {
+  const r = await readCluster(readIndexHedgeMs);
+  const [b, other] = r.followers as [NodeId, NodeId];
+  r.c.hub.down.add(other);
+  await r.c.node(r.leader).host.readIndex('p0');
+  const n0 = r.beats.length;
+  await until('a heartbeat', () => r.beats.slice(n0).some((x) => !x.read), 3000);
+  r.c.hub.down.delete(other);
+  r.c.hub.down.add(b);
+  return { ...r, b, other };
+}
+
 /** How many heartbeats of a ReadIndex round each follower was sent, from `from` in `beats` on. */
 function askedSince(beats: { to: NodeId; read: boolean }[], from: number): Map<NodeId, number> {
   const out = new Map<NodeId, number>();
@@ -64,17 +80,8 @@ describe('ReadIndex rounds that ask a quorum, hedged', () => {
 
   it('a follower that stops answering once asked: the hedge asks the other, long before the next heartbeat', async () => {
     const hedgeMs = 100;
-    const { c, leader, followers, beats } = await readCluster(hedgeMs);
-    const [b, other] = followers as [NodeId, NodeId];
+    const { c, leader, beats, b, other } = await askedFollowerGone(hedgeMs);
     const host = c.node(leader).host;
-    // Only b answers a round while the other is cut off: b is the follower the next round asks.
-    c.hub.down.add(other);
-    await host.readIndex('p0');
-    // Right after a heartbeat (the next is 500 ms away), b stops answering and the other is back.
-    const n0 = beats.length;
-    await until('a heartbeat', () => beats.slice(n0).some((x) => !x.read), 3000);
-    c.hub.down.delete(other);
-    c.hub.down.add(b);
     const before = host.stats();
     const n1 = beats.length;
     const t0 = performance.now();
@@ -106,15 +113,8 @@ describe('ReadIndex rounds that ask a quorum, hedged', () => {
 
   it('rounds started one after another while the follower asked is gone: hedged after the oldest waited the delay', async () => {
     const hedgeMs = 100;
-    const { c, leader, followers, beats } = await readCluster(hedgeMs);
-    const [b, other] = followers as [NodeId, NodeId];
+    const { c, leader } = await askedFollowerGone(hedgeMs);
     const host = c.node(leader).host;
-    c.hub.down.add(other);
-    await host.readIndex('p0');
-    const n0 = beats.length;
-    await until('a heartbeat', () => beats.slice(n0).some((x) => !x.read), 3000);
-    c.hub.down.delete(other);
-    c.hub.down.add(b);
     // A read every 10 ms for 450 ms, each in a round of its own (rounds overlap), every one asking b first:
     // a hedge timed from the newest round would wait for the reads to stop, past the next heartbeat.
     const t0 = performance.now();
