@@ -13,13 +13,16 @@ import { benchmarkKey } from './resp-load.ts';
 /** Digits after `key:` in {@link benchmarkKey}. */
 const KEY_DIGITS = 12;
 
-/** `s` as a Lua string literal: printable ASCII as is, every other byte as a decimal escape. */
+/**
+ * `s` as a Lua string literal: printable ASCII as is, every other byte as a three-digit decimal escape (Lua
+ * reads up to three digits, so a shorter one before a digit would take that digit too).
+ */
 export function luaString(s: string): string {
   let out = '"';
   for (const b of Buffer.from(s, 'utf8')) {
     if (b === 0x22 || b === 0x5c) out += `\\${String.fromCharCode(b)}`;
     else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
-    else out += `\\${b}`;
+    else out += `\\${String(b).padStart(3, '0')}`;
   }
   return `${out}"`;
 }

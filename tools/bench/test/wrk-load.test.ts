@@ -9,7 +9,9 @@ import { luaString, parseWrkResult, runWrk, wrkScript, wrkSeconds } from '../src
 describe('wrk scripts and results', () => {
   it('writes any string as a Lua literal', () => {
     expect(luaString('{"value":"x"}')).toBe('"{\\"value\\":\\"x\\"}"');
-    expect(luaString('a\\b\n\u00e9')).toBe('"a\\\\b\\10\\195\\169"');
+    expect(luaString('a\\b\n\u00e9')).toBe('"a\\\\b\\010\\195\\169"');
+    // A byte before a digit: three digits always, or Lua would read `\105` (i).
+    expect(luaString('\n5')).toBe('"\\0105"');
   });
 
   it('refuses a key space the keys cannot name', () => {
