@@ -10,6 +10,18 @@ import { type RunResult, latencySummary } from './stats.ts';
 /** The HTTP API a system serves. */
 export type HttpApi = 'cohort' | 'etcd';
 
+/** One HTTP run: `op` on random keys below `keySpace` against `url` for `seconds` at `connections`. */
+export interface HttpLoadSpec {
+  url: string;
+  api: HttpApi;
+  op: 'put' | 'get';
+  connections: number;
+  seconds: number;
+  keySpace: number;
+  /** The size of each put's value. */
+  valueBytes: number;
+}
+
 /** What one HTTP run measured. */
 export type HttpRun = Omit<RunResult, 'stage' | 'workload' | 'system' | 'round'>;
 
@@ -43,16 +55,9 @@ export function filler(bytes: number): string {
   return 'x'.repeat(bytes);
 }
 
-/** Runs `op` on random keys below `keySpace` against `url` for `seconds` at `connections`. */
-export async function runHttp(
-  url: string,
-  api: HttpApi,
-  op: 'put' | 'get',
-  connections: number,
-  seconds: number,
-  keySpace: number,
-  valueBytes: number,
-): Promise<HttpRun> {
+/** Runs `spec` with autocannon in this process. */
+export async function runHttp(spec: HttpLoadSpec): Promise<HttpRun> {
+  const { url, api, op, connections, seconds, keySpace, valueBytes } = spec;
   const value = filler(valueBytes);
   let firstError: string | undefined;
   let settle: (r: autocannon.Result) => void = () => {};

@@ -9,7 +9,7 @@ import { exitedChildrenCpuSeconds } from '@cohort/scale-bench/cluster';
 import { CommanderError } from 'commander';
 import { type Options, parseOptions } from './args.ts';
 import { INSTALL, findBinary } from './binaries.ts';
-import { type HttpApi, type HttpRun, runHttp } from './http-load.ts';
+import { type HttpLoadSpec, type HttpRun, runHttp } from './http-load.ts';
 import { type PlannedRun, type Workload, checkTargets, keysLabel, schedule, warmUpPlan, workloads } from './plan.ts';
 import { Progress } from './progress.ts';
 import { runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
@@ -75,17 +75,8 @@ if (opts.httpLoad === undefined && wrkBin === undefined)
       'more of the CPU the servers share: its figures are not comparable with runs on wrk\n',
   );
 /** One HTTP run with the load generator in use. */
-function httpRun(
-  url: string,
-  api: HttpApi,
-  op: 'put' | 'get',
-  connections: number,
-  seconds: number,
-  keySpace: number,
-): Promise<HttpRun> {
-  return wrkBin === undefined
-    ? runHttp(url, api, op, connections, seconds, keySpace, opts.valueBytes)
-    : runWrk(wrkBin, url, api, op, connections, seconds, keySpace, opts.valueBytes);
+function httpRun(spec: HttpLoadSpec): Promise<HttpRun> {
+  return wrkBin === undefined ? runHttp(spec) : runWrk(wrkBin, spec);
 }
 /** CPU seconds the HTTP load generator has used so far: this process's, or its exited children's (wrk). */
 const httpLoadCpuSeconds = (): number => (wrkBin === undefined ? ownCpuSeconds() : exitedChildrenCpuSeconds());
@@ -137,6 +128,20 @@ const loads: { stage: string; system: SystemName; keys: number; keysPerSec: numb
 const respRate = new Map<string, number>();
 const keyOfRun = (r: PlannedRun): string => `${r.stage}/${r.workload.workload}/${r.system}`;
 
+/** The HTTP run of workload `w` against `system` for `seconds`. */
+async function httpSpec(w: Workload, system: System, keySpace: number, seconds: number): Promise<HttpLoadSpec> {
+  const url = await system.httpUrl();
+  return {
+    url,
+    api: system.http!,
+    op: w.op,
+    connections: w.connections,
+    seconds,
+    keySpace,
+    valueBytes: opts.valueBytes,
+  };
+}
+
 /** redis-benchmark's runs of RESP workload `w` against `port`, for runs of about `seconds`. */
 function respSpec(w: Workload, port: number, keySpace: number, seconds: number) {
   return {
@@ -155,7 +160,7 @@ async function warmUp(name: SystemName, keySpace: number): Promise<void> {
   const system = systems.get(name)!;
   for (const { workload: w, seconds } of warmUpPlan(name, list, available, opts.systemWarmup)) {
     if (w.protocol === 'http') {
-      await httpRun(await system.httpUrl(), system.http!, w.op, w.connections, seconds, keySpace);
+      await httpRun(await httpSpec(w, system, keySpace, seconds));
       continue;
     }
     const r = await sizeRedisBenchmark(respSpec(w, await system.respPort(), keySpace, seconds), seconds, seconds);
@@ -208,12 +213,9 @@ async function measure(run: PlannedRun, keySpace: number): Promise<RunResult> {
     return cost === undefined ? r : { ...r, writeCost: cost };
   };
   if (w.protocol === 'http') {
-    const url = await system.httpUrl();
-    const api = system.http!;
-    if (run.round === 1 && opts.warmup > 0) await httpRun(url, api, w.op, w.connections, opts.warmup, keySpace);
-    const r = await costed(() =>
-      withCpu(system, httpLoadCpuSeconds, () => httpRun(url, api, w.op, w.connections, opts.seconds, keySpace)),
-    );
+    if (run.round === 1 && opts.warmup > 0) await httpRun(await httpSpec(w, system, keySpace, opts.warmup));
+    const spec = await httpSpec(w, system, keySpace, opts.seconds);
+    const r = await costed(() => withCpu(system, httpLoadCpuSeconds, () => httpRun(spec)));
     return { ...base, ...r };
   }
   const spec = respSpec(w, await system.respPort(), keySpace, opts.seconds);

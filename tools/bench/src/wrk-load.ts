@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type HttpApi, type HttpRun, filler } from './http-load.ts';
+import { type HttpApi, type HttpLoadSpec, type HttpRun, filler } from './http-load.ts';
 import { benchmarkKey } from './resp-load.ts';
 
 /** Digits after `key:` in {@link benchmarkKey}. */
@@ -141,20 +141,11 @@ export function wrkSeconds(seconds: number): number {
 }
 
 /**
- * Runs `op` on random keys below `keySpace` against `url` for `seconds` (rounded up to whole seconds) at
- * `connections`, with the `wrk` binary at `bin` on one thread; resolves once wrk has exited (its CPU is then in
- * this process's `cutime`/`cstime`).
+ * Runs `spec` (its seconds rounded up to whole seconds) with the `wrk` binary at `bin` on one thread; resolves
+ * once wrk has exited (its CPU is then in this process's `cutime`/`cstime`).
  */
-export async function runWrk(
-  bin: string,
-  url: string,
-  api: HttpApi,
-  op: 'put' | 'get',
-  connections: number,
-  seconds: number,
-  keySpace: number,
-  valueBytes: number,
-): Promise<HttpRun> {
+export async function runWrk(bin: string, spec: HttpLoadSpec): Promise<HttpRun> {
+  const { url, api, op, connections, seconds, keySpace, valueBytes } = spec;
   const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-wrk-'));
   const script = join(dir, 'load.lua');
   writeFileSync(script, wrkScript(api, op, keySpace, valueBytes, Math.floor(Math.random() * 2 ** 31)));

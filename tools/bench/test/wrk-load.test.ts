@@ -78,7 +78,15 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
   it("sends Cohort's puts and gets of random keys in the key space, and counts them", async () => {
     seen = [];
     status = 200;
-    const put = await runWrk(wrk!, url, 'cohort', 'put', 2, 1, 1000, 100);
+    const put = await runWrk(wrk!, {
+      url,
+      api: 'cohort',
+      op: 'put',
+      connections: 2,
+      seconds: 1,
+      keySpace: 1000,
+      valueBytes: 100,
+    });
     expect(put.errors).toBe(0);
     expect(put.ops).toBeGreaterThan(50);
     // wrk counts the answers it read before it stopped; the server may have taken a request or two more.
@@ -100,7 +108,15 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     expect(keys.size).toBeGreaterThan(20);
 
     seen = [];
-    const get = await runWrk(wrk!, url, 'cohort', 'get', 1, 1, 1000, 100);
+    const get = await runWrk(wrk!, {
+      url,
+      api: 'cohort',
+      op: 'get',
+      connections: 1,
+      seconds: 1,
+      keySpace: 1000,
+      valueBytes: 100,
+    });
     expect(get.ops).toBeGreaterThan(50);
     for (const s of seen) {
       expect(s).toMatchObject({ method: 'GET', body: '' });
@@ -112,7 +128,15 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     seen = [];
     status = 200;
     // The largest key space the keys can name: every digit of a key's base64 table is used.
-    const put = await runWrk(wrk!, url, 'etcd', 'put', 2, 1, 10 ** 12, 10);
+    const put = await runWrk(wrk!, {
+      url,
+      api: 'etcd',
+      op: 'put',
+      connections: 2,
+      seconds: 1,
+      keySpace: 10 ** 12,
+      valueBytes: 10,
+    });
     expect(put.errors).toBe(0);
     const digits = new Set<string>();
     for (const s of seen) {
@@ -128,7 +152,15 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     expect(digits.size).toBeGreaterThan(100);
 
     seen = [];
-    const range = await runWrk(wrk!, url, 'etcd', 'get', 1, 1, 500, 10);
+    const range = await runWrk(wrk!, {
+      url,
+      api: 'etcd',
+      op: 'get',
+      connections: 1,
+      seconds: 1,
+      keySpace: 500,
+      valueBytes: 10,
+    });
     expect(range.ops).toBeGreaterThan(50);
     for (const s of seen) {
       expect(s.url).toBe('/v3/kv/range');
@@ -141,13 +173,31 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
   it('counts error answers as errors', async () => {
     seen = [];
     status = 503;
-    const r = await runWrk(wrk!, url, 'cohort', 'get', 1, 1, 10, 10);
+    const r = await runWrk(wrk!, {
+      url,
+      api: 'cohort',
+      op: 'get',
+      connections: 1,
+      seconds: 1,
+      keySpace: 10,
+      valueBytes: 10,
+    });
     expect(r.ops).toBe(0);
     expect(r.errors).toBeGreaterThan(50);
     expect(r.firstError).toMatch(/status of 400 or more/);
   });
 
   it('says why when wrk cannot run', async () => {
-    await expect(runWrk(wrk!, 'http://127.0.0.1:1', 'cohort', 'get', 1, 1, 10, 10)).rejects.toThrow(/wrk .* exited/);
+    await expect(
+      runWrk(wrk!, {
+        url: 'http://127.0.0.1:1',
+        api: 'cohort',
+        op: 'get',
+        connections: 1,
+        seconds: 1,
+        keySpace: 10,
+        valueBytes: 10,
+      }),
+    ).rejects.toThrow(/wrk .* exited/);
   });
 });
