@@ -23,7 +23,7 @@ async function start(flags: StartFlags): Promise<void> {
   // First, before anything else loads (the configuration's module alone takes ~0.7 s): this process
   // again, with Node's code on huge pages where it can be (see large-pages.ts); the new image reads the
   // configuration. Returns only where it does not run again.
-  const { reexecOnLargePages, hugePageBytes } = await import('./large-pages.js');
+  const { reexecOnLargePages, hugePageBytes, mallocHugePages } = await import('./large-pages.js');
   const largePages = reexecOnLargePages();
   // The configuration's schema and the node's modules load only here: the client commands (`kv get`,
   // `status`, ...) start in a fraction of the time without libp2p, SQLite and the schema.
@@ -46,9 +46,11 @@ async function start(flags: StartFlags): Promise<void> {
   const id = options.config.node.id;
   const log = createLogger(options.logLevel, { node: id });
   const huge = hugePageBytes();
+  const mallocHuge = mallocHugePages(process.env);
   log.info("Node's code on huge pages", {
     ...(huge === undefined ? {} : { hugePagesMB: Math.round(huge / 1048576) }),
     why: largePages,
+    ...(mallocHuge === undefined ? {} : { mallocHugetlb: mallocHuge }),
   });
   const node = new CohortNode(
     options,

@@ -6,9 +6,12 @@ import { describe, expect, it } from 'vitest';
 import {
   LARGE_PAGES_FLAG,
   type LargePagesContext,
+  MALLOC_HUGE_PAGES,
   currentLargePagesContext,
   hugePagesUnavailable,
+  mallocHugePages,
   planLargePages,
+  withMallocHugePages,
 } from '../src/large-pages.js';
 import { NODE_RUNTIME_FLAGS } from '../src/runtime-flags.js';
 import { CLI, freePorts, poll } from './helpers/processes.js';
@@ -19,7 +22,7 @@ const base: LargePagesContext = {
   execPath: '/usr/bin/node',
   execArgv: ['--max-semi-space-size=8'],
   argv: ['/usr/bin/node', '/opt/cohort/cli.js', 'start', '--id', 'n1'],
-  env: {},
+  env: { HOME: '/home/cohort' },
   thp: 'always [madvise] never\n',
   canExec: true,
   ipc: false,
@@ -31,7 +34,29 @@ describe("cohort start's plan for Node's code on huge pages", () => {
       exec: true,
       file: '/usr/bin/node',
       args: ['/usr/bin/node', '--max-semi-space-size=8', LARGE_PAGES_FLAG, '/opt/cohort/cli.js', 'start', '--id', 'n1'],
+      env: { HOME: '/home/cohort', GLIBC_TUNABLES: MALLOC_HUGE_PAGES },
     });
+  });
+
+  it("asks glibc's allocator for huge pages in the new image, next to the operator's tunables, never over their choice", () => {
+    expect(MALLOC_HUGE_PAGES).toBe('glibc.malloc.hugetlb=1');
+    expect(withMallocHugePages({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toEqual({
+      GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1',
+    });
+    expect(withMallocHugePages({ GLIBC_TUNABLES: '' })).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' });
+    for (const given of ['glibc.malloc.hugetlb=0', 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2']) {
+      const env = { GLIBC_TUNABLES: given, HOME: '/root' };
+      expect(withMallocHugePages(env)).toBe(env);
+      const plan = planLargePages({ ...base, env });
+      expect(plan.exec && plan.env).toEqual(env);
+    }
+    // A tunable whose name merely starts alike is no choice.
+    expect(withMallocHugePages({ GLIBC_TUNABLES: 'glibc.malloc.hugetlbx=0' }).GLIBC_TUNABLES).toBe(
+      'glibc.malloc.hugetlbx=0:glibc.malloc.hugetlb=1',
+    );
+    expect(mallocHugePages({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1' })).toBe('1');
+    expect(mallocHugePages({ GLIBC_TUNABLES: 'glibc.malloc.hugetlbx=0' })).toBeUndefined();
+    expect(mallocHugePages({})).toBeUndefined();
   });
 
   it('leaves an operator who chose, on the command line or in NODE_OPTIONS, with that choice', () => {
@@ -88,7 +113,7 @@ describe('cohort start with the default runtime flags', () => {
         '--http',
         `127.0.0.1:${http}`,
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: '', GLIBC_TUNABLES: '' } },
     );
     let log = '';
     child.stderr.on('data', (d: Buffer) => {
@@ -98,7 +123,7 @@ describe('cohort start with the default runtime flags', () => {
       const line = await poll('the huge pages log line', 15_000, async () =>
         log.split('\n').find((l) => l.includes("Node's code on huge pages")),
       );
-      const entry = JSON.parse(line) as { why: string; hugePagesMB?: number };
+      const entry = JSON.parse(line) as { why: string; hugePagesMB?: number; mallocHugetlb?: string };
       await poll('the node to serve HTTP', 15_000, async () => {
         const res = await fetch(`http://127.0.0.1:${http}/healthz`).catch(() => undefined);
         return res?.ok ? true : undefined;
@@ -112,6 +137,10 @@ describe('cohort start with the default runtime flags', () => {
       expect(cmdline).toContain(LARGE_PAGES_FLAG);
       expect(cmdline).toContain('start');
       expect(entry.why).toBe(`Node was started with ${LARGE_PAGES_FLAG}`);
+      // And with glibc's allocator asked for huge pages too.
+      const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
+      expect(environ).toContain(`GLIBC_TUNABLES=${MALLOC_HUGE_PAGES}`);
+      expect(entry.mallocHugetlb).toBe('1');
       // Node's code is tens of MB: at least four 2 MiB pages of it.
       expect(entry.hugePagesMB).toBeGreaterThanOrEqual(8);
     } finally {
