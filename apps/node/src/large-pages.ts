@@ -32,8 +32,9 @@ import { readFileSync } from 'node:fs';
  * and libuv's state, V8's own off-heap structures (not the JavaScript heap,
  * which V8 maps itself). Those are touched on every request
  * too, after the same TLB flushes: on this project's test machine it took
- * ~10% off the cluster's CPU a request (tools/bench's README, thirty-second
- * session), with the nodes' resident memory unchanged. A `glibc.malloc.hugetlb`
+ * 7-11% off the cluster's CPU a request for writes and gets at 64 and 50
+ * connections (tools/bench's README, thirty-second session), with the nodes'
+ * resident memory unchanged. A `glibc.malloc.hugetlb`
  * already in `GLIBC_TUNABLES` is left as given (`=0` turns it off); other C
  * libraries ignore the variable.
  */
