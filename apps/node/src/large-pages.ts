@@ -42,8 +42,11 @@ import { readFileSync } from 'node:fs';
 /** The option `cohort start` adds: `silent`, so Node says nothing where the kernel refuses. */
 export const LARGE_PAGES_FLAG = '--use-largepages=silent';
 
+/** The name of glibc's tunable for huge pages in its allocator, with its `=`. */
+const HUGETLB = 'glibc.malloc.hugetlb=';
+
 /** The glibc tunable `cohort start` adds to `GLIBC_TUNABLES` (glibc 2.35 on; older ones ignore it). */
-export const MALLOC_HUGE_PAGES = 'glibc.malloc.hugetlb=1';
+export const MALLOC_HUGE_PAGES = `${HUGETLB}1`;
 
 /** What {@link planLargePages} looks at: the running process, in a form tests can build. */
 export interface LargePagesContext {
@@ -85,8 +88,6 @@ export function planLargePages(ctx: LargePagesContext): LargePagesPlan {
     env: withMallocHugePages(ctx.env),
   };
 }
-
-const HUGETLB = 'glibc.malloc.hugetlb=';
 
 /** The value of `glibc.malloc.hugetlb` in `env`'s `GLIBC_TUNABLES`; undefined where it is not set. */
 export function mallocHugePages(env: NodeJS.ProcessEnv): string | undefined {
