@@ -2,7 +2,7 @@ import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBinary } from '../src/binaries.ts';
-import { filler } from '../src/http-load.ts';
+import { type HttpLoadSpec, filler } from '../src/http-load.ts';
 import { benchmarkKey } from '../src/resp-load.ts';
 import { luaString, parseWrkResult, runWrk, wrkScript, wrkSeconds } from '../src/wrk-load.ts';
 
@@ -70,6 +70,10 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
+  /** wrk for a second against the test server (or `url`), one connection unless told. */
+  const load = (spec: Omit<HttpLoadSpec, 'url' | 'connections' | 'seconds'> & Partial<HttpLoadSpec>) =>
+    runWrk(wrk!, { url, connections: 1, seconds: 1, ...spec });
+
   const keyOf = (i: string): number => {
     expect(i).toMatch(/^key:\d{12}$/);
     return Number(i.slice(4));
@@ -78,15 +82,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
   it("sends Cohort's puts and gets of random keys in the key space, and counts them", async () => {
     seen = [];
     status = 200;
-    const put = await runWrk(wrk!, {
-      url,
-      api: 'cohort',
-      op: 'put',
-      connections: 2,
-      seconds: 1,
-      keySpace: 1000,
-      valueBytes: 100,
-    });
+    const put = await load({ api: 'cohort', op: 'put', connections: 2, keySpace: 1000, valueBytes: 100 });
     expect(put.errors).toBe(0);
     expect(put.ops).toBeGreaterThan(50);
     // wrk counts the answers it read before it stopped; the server may have taken a request or two more.
@@ -108,15 +104,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     expect(keys.size).toBeGreaterThan(20);
 
     seen = [];
-    const get = await runWrk(wrk!, {
-      url,
-      api: 'cohort',
-      op: 'get',
-      connections: 1,
-      seconds: 1,
-      keySpace: 1000,
-      valueBytes: 100,
-    });
+    const get = await load({ api: 'cohort', op: 'get', keySpace: 1000, valueBytes: 100 });
     expect(get.ops).toBeGreaterThan(50);
     for (const s of seen) {
       expect(s).toMatchObject({ method: 'GET', body: '' });
@@ -128,15 +116,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     seen = [];
     status = 200;
     // The largest key space the keys can name: every digit of a key's base64 table is used.
-    const put = await runWrk(wrk!, {
-      url,
-      api: 'etcd',
-      op: 'put',
-      connections: 2,
-      seconds: 1,
-      keySpace: 10 ** 12,
-      valueBytes: 10,
-    });
+    const put = await load({ api: 'etcd', op: 'put', connections: 2, keySpace: 10 ** 12, valueBytes: 10 });
     expect(put.errors).toBe(0);
     const digits = new Set<string>();
     for (const s of seen) {
@@ -152,15 +132,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     expect(digits.size).toBeGreaterThan(100);
 
     seen = [];
-    const range = await runWrk(wrk!, {
-      url,
-      api: 'etcd',
-      op: 'get',
-      connections: 1,
-      seconds: 1,
-      keySpace: 500,
-      valueBytes: 10,
-    });
+    const range = await load({ api: 'etcd', op: 'get', keySpace: 500, valueBytes: 10 });
     expect(range.ops).toBeGreaterThan(50);
     for (const s of seen) {
       expect(s.url).toBe('/v3/kv/range');
@@ -173,15 +145,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
   it('counts error answers as errors', async () => {
     seen = [];
     status = 503;
-    const r = await runWrk(wrk!, {
-      url,
-      api: 'cohort',
-      op: 'get',
-      connections: 1,
-      seconds: 1,
-      keySpace: 10,
-      valueBytes: 10,
-    });
+    const r = await load({ api: 'cohort', op: 'get', keySpace: 10, valueBytes: 10 });
     expect(r.ops).toBe(0);
     expect(r.errors).toBeGreaterThan(50);
     expect(r.firstError).toMatch(/status of 400 or more/);
@@ -189,15 +153,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
 
   it('says why when wrk cannot run', async () => {
     await expect(
-      runWrk(wrk!, {
-        url: 'http://127.0.0.1:1',
-        api: 'cohort',
-        op: 'get',
-        connections: 1,
-        seconds: 1,
-        keySpace: 10,
-        valueBytes: 10,
-      }),
+      load({ url: 'http://127.0.0.1:1', api: 'cohort', op: 'get', keySpace: 10, valueBytes: 10 }),
     ).rejects.toThrow(/wrk .* exited/);
   });
 });
