@@ -1,7 +1,15 @@
 // What a comparison runs, in which order, and what it checks: pure, so it is
 // tested without starting anything.
 import type { Options } from './args.ts';
-import { type Summary, type SystemName, type WorkloadRow, formatMs, formatRatio, ratio } from './stats.ts';
+import {
+  type RunResult,
+  type Summary,
+  type SystemName,
+  type WorkloadRow,
+  formatMs,
+  formatRatio,
+  ratio,
+} from './stats.ts';
 
 /** One workload: the same requests against Cohort and the system it is compared with. */
 export interface Workload extends Omit<WorkloadRow, 'stage'> {
@@ -119,6 +127,11 @@ export interface TargetCheck {
   target: string;
   measured: string;
   met: boolean;
+  /**
+   * The same comparison within each round that ran both sides (their runs close in time), in round order:
+   * how far the machine's drift between rounds moved it. The verdict is the medians'; absent without runs.
+   */
+  byRound?: string[];
 }
 
 /**
@@ -128,10 +141,29 @@ export interface TargetCheck {
  * RESP SET at 0.3x Redis; pipelined SET at 3x Cohort's own unpipelined SET.
  * A target whose workloads did not run is left out.
  */
-export function checkTargets(summaries: readonly Summary[], list: readonly Workload[]): TargetCheck[] {
+export function checkTargets(
+  summaries: readonly Summary[],
+  list: readonly Workload[],
+  runs: readonly RunResult[] = [],
+): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const at = (stage: string, workload: string | undefined, system: SystemName): Summary | undefined =>
     summaries.find((s) => s.stage === stage && s.workload === workload && s.system === system);
+  /** `show` of each round's two runs of `a` and `b` (stage, workload, system), for the rounds that ran both. */
+  const byRound = (
+    a: Summary | undefined,
+    b: Summary | undefined,
+    show: (a: RunResult, b: RunResult) => string,
+  ): { byRound?: string[] } => {
+    const of = (s: Summary | undefined): RunResult[] =>
+      runs.filter((r) => s && r.stage === s.stage && r.workload === s.workload && r.system === s.system);
+    const theirs = of(b);
+    const pairs = of(a).flatMap((x) => {
+      const y = theirs.find((t) => t.round === x.round);
+      return y ? [{ round: x.round, shown: show(x, y) }] : [];
+    });
+    return pairs.length === 0 ? {} : { byRound: pairs.sort((x, y) => x.round - y.round).map((p) => p.shown) };
+  };
   const respSet = list.find((w) => w.protocol === 'resp' && w.op === 'put' && w.pipeline === 1);
   const respSetPipelined = list.find((w) => w.protocol === 'resp' && w.op === 'put' && w.pipeline > 1);
   for (const stage of new Set(summaries.map((s) => s.stage))) {
@@ -146,7 +178,13 @@ export function checkTargets(summaries: readonly Summary[], list: readonly Workl
       if (!a || !b) return;
       const r = ratio(a.opsPerSec, b.opsPerSec);
       const measured = formatRatio(r) + (also ? `, ${also.measured}` : '');
-      checks.push({ stage, target, measured, met: (r ?? 0) >= min && (also?.met ?? true) });
+      checks.push({
+        stage,
+        target,
+        measured,
+        met: (r ?? 0) >= min && (also?.met ?? true),
+        ...byRound(a, b, (x, y) => formatRatio(ratio(x.opsPerSec, y.opsPerSec))),
+      });
     };
     const put1 = [at(stage, 'http-put-c1', 'cohort'), at(stage, 'http-put-c1', 'etcd')] as const;
     if (put1[0] && put1[1])
@@ -155,6 +193,7 @@ export function checkTargets(summaries: readonly Summary[], list: readonly Workl
         target: 'HTTP put, 1 conn: p50 at or below etcd',
         measured: `p50 ${formatMs(put1[0].p50Ms)} vs ${formatMs(put1[1].p50Ms)} ms`,
         met: put1[0].p50Ms <= put1[1].p50Ms,
+        ...byRound(put1[0], put1[1], (x, y) => `${formatMs(x.p50Ms)}/${formatMs(y.p50Ms)}`),
       });
     const put64 = [at(stage, 'http-put-c64', 'cohort'), at(stage, 'http-put-c64', 'etcd')] as const;
     faster('HTTP put, 64 conns: 1.5x etcd, p99 at or below', put64[0], put64[1], 1.5, {

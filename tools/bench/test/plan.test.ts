@@ -97,6 +97,30 @@ describe('targets', () => {
     ]);
   });
 
+  it("gives each round's own comparison beside the medians' verdict", () => {
+    const runs = [
+      { ...r('http-put-c1', 'cohort', 400, 2.1), round: 2 },
+      { ...r('http-put-c1', 'etcd', 600, 1.5), round: 2 },
+      { ...r('http-put-c1', 'cohort', 450, 2.0), round: 1 },
+      { ...r('http-put-c1', 'etcd', 650, 1.4), round: 1 },
+      { ...r('http-get-c64', 'cohort', 43000), round: 1 },
+      { ...r('http-get-c64', 'etcd', 10000), round: 1 },
+      { ...r('http-get-c64', 'cohort', 14000), round: 2 },
+      { ...r('http-get-c64', 'etcd', 4000), round: 2 },
+      { ...r('http-get-c64', 'cohort', 30000), round: 3 },
+      { ...r('http-get-c64', 'etcd', 9000), round: 3 },
+      // A round whose etcd run is missing has no comparison of its own.
+      { ...r('http-get-c64', 'cohort', 30000), round: 4 },
+    ];
+    const checks = checkTargets(summarize(runs), list, runs);
+    expect(checks.map((c) => [c.target, c.measured, c.met, c.byRound])).toEqual([
+      ['HTTP put, 1 conn: p50 at or below etcd', 'p50 2.05 vs 1.45 ms', false, ['2/1.4', '2.1/1.5']],
+      // The ratio of the medians (30,000 / 9,000) misses the target although two rounds of three met it.
+      ['HTTP linearizable get, 64 conns: 4x etcd', '3.33x', false, ['4.30x', '3.50x', '3.33x']],
+    ]);
+    expect(checkTargets(summarize(runs), list).every((c) => c.byRound === undefined)).toBe(true);
+  });
+
   it('leaves out a target whose workloads did not run', () => {
     expect(checkTargets(summarize([r('http-put-c1', 'cohort', 1000)]), list)).toEqual([]);
   });
