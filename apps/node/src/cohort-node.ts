@@ -793,6 +793,7 @@ export class CohortNode {
         const i = part.index;
         return {
           executeAll: (reqs) => this.parts[i]!.service.executeAll(reqs),
+          execute: (req) => this.parts[i]!.service.execute(req),
           // A replica restoring its corrupt copy has nothing trustworthy to serve, even stale.
           readLocal: (req) => {
             const p = this.parts[i]!;

@@ -36,6 +36,8 @@ export function fromText(text: string, encoding: Encoding, what: string): Uint8A
   return new Uint8Array(Buffer.from(text, 'base64'));
 }
 
+const UTF8 = new TextEncoder();
+
 /**
  * The key bytes of a request path after `prefix`: percent-escapes decoded to
  * bytes (any bytes, `%2F` and a literal `/` alike), other characters as
@@ -44,23 +46,25 @@ export function fromText(text: string, encoding: Encoding, what: string): Uint8A
 export function keyFromPath(url: string, prefix: string): Uint8Array {
   const q = url.indexOf('?');
   const path = (q < 0 ? url : url.slice(0, q)).slice(prefix.length);
-  const out: number[] = [];
-  for (let i = 0; i < path.length; ) {
-    const c = path[i] as string;
-    if (c === '%') {
-      const hex = path.slice(i + 1, i + 3);
-      if (!HEX.test(hex)) throw badRequest(`the key's escape '%${hex}' at byte ${i} is not % and two hex digits`);
-      out.push(Number.parseInt(hex, 16));
-      i += 3;
-      continue;
-    }
-    const cp = path.codePointAt(i) as number;
-    const ch = String.fromCodePoint(cp);
-    for (const b of Buffer.from(ch, 'utf8')) out.push(b);
-    i += ch.length;
+  if (path.length === 0) throw badRequest('the key is empty: address a key as /v1/kv/<key>, percent-encoded');
+  // A key without escapes (most) is its text's UTF-8, encoded in one call: every request reads its key here.
+  let pct = path.indexOf('%');
+  if (pct < 0) return UTF8.encode(path);
+  // A UTF-16 unit is at most 3 bytes of UTF-8 (a surrogate pair's two, 4), an escape's three characters 1.
+  const out = new Uint8Array(path.length * 3);
+  let n = 0;
+  for (let i = 0; ; ) {
+    // The text before the escape ('%' is ASCII: never inside a surrogate pair).
+    if (pct > i) n += UTF8.encodeInto(path.slice(i, pct), out.subarray(n)).written;
+    if (pct === path.length) break;
+    const hex = path.slice(pct + 1, pct + 3);
+    if (!HEX.test(hex)) throw badRequest(`the key's escape '%${hex}' at byte ${pct} is not % and two hex digits`);
+    out[n++] = Number.parseInt(hex, 16);
+    i = pct + 3;
+    pct = path.indexOf('%', i);
+    if (pct < 0) pct = path.length;
   }
-  if (out.length === 0) throw badRequest('the key is empty: address a key as /v1/kv/<key>, percent-encoded');
-  return new Uint8Array(out);
+  return out.slice(0, n);
 }
 
 /**

@@ -404,7 +404,10 @@ export class KvService {
    * as it is, its time restamped by the leader too.
    */
   async execute(req: KvClientRequest | KvRequest): Promise<KvResponse> {
-    const [res] = await this.executeAll([req]);
+    // `executeAll` of one request, without its bookkeeping: a lone read or write comes this way.
+    const r = this.wire(req);
+    if ('type' in r) return r;
+    const [res] = await this.routeAll([r]);
     return res!;
   }
 
@@ -536,11 +539,8 @@ export class KvService {
    */
   private async routeAll(items: KvRequest[]): Promise<KvResponse[]> {
     const deadline = this.opts.clock.now() + this.timeoutMs;
-    const out: KvResponse[] = items.map(() => ({
-      type: 'failure',
-      code: ErrorCode.NotLeader,
-      message: 'no leader is known',
-    }));
+    // Every attempt answers the requests from `from` on; one always runs unless the timeout is not above 0.
+    const out: KvResponse[] = new Array(items.length);
     let from = 0;
     for (let attempt = 0; this.opts.clock.now() < deadline; attempt++) {
       const rest = from === 0 ? items : items.slice(from);
@@ -565,10 +565,12 @@ export class KvService {
         };
         part = rest.map(() => none);
       }
-      part.forEach((r, k) => {
-        out[from + k] = r;
-      });
-      const k = part.findIndex((r) => r.type === 'failure');
+      let k = -1;
+      for (let j = 0; j < part.length; j++) {
+        const r = part[j]!;
+        out[from + j] = r;
+        if (k < 0 && r.type === 'failure') k = j;
+      }
       if (k < 0) return out;
       // "Not the leader" is safe to retry (nothing was applied), and so is a dropped proposal (refused or
       // replaced in the log; the writes after it were dropped with it). A write outside a session that may
@@ -602,6 +604,9 @@ export class KvService {
       if (deadline - this.opts.clock.now() - pause < MIN_RETRY_MS) return out;
       await new Promise<void>((r) => this.opts.clock.setTimeout(r, pause));
     }
+    for (let k = 0; k < out.length; k++) {
+      out[k] ??= { type: 'failure', code: ErrorCode.NotLeader, message: 'no leader is known' };
+    }
     return out;
   }
 
@@ -617,6 +622,11 @@ export class KvService {
    * after it get its failure and were not served.
    */
   private async localAll(items: KvRequest[], deadline: number): Promise<KvResponse[]> {
+    // One run (a lone request, a pipeline of reads or of writes): its answers are the pipeline's.
+    const first = items[0]?.kind;
+    let oneRun = first !== undefined;
+    for (let i = 1; oneRun && i < items.length; i++) oneRun = items[i]!.kind === first;
+    if (oneRun) return first === 'write' ? this.writeRun(items, deadline) : this.readRun(items, false, deadline);
     const out: KvResponse[] = [];
     let wrote = false;
     for (let i = 0; i < items.length; ) {
@@ -709,7 +719,9 @@ export class KvService {
       // The leader's clock is the time of the read, whichever node took the request.
       const now = this.wallClock();
       if (!afterWrites) await this.opts.group.read();
-      let res = run.map((req) => this.serveRead(req as ReadRequest, now));
+      let res: KvResponse[] = new Array(run.length);
+      for (let i = 0; i < run.length; i++) res[i] = this.serveRead(run[i] as ReadRequest, now);
+      if (res.find(isLocked) === undefined) return res;
       // A read meeting a transaction's intent: the transaction is finished, or (pending) passed, and the whole
       // run served again, so its reads stay one view (a client pairs MGET with the keys' revisions). A run
       // that passed pending transactions answers only if they are still pending after it was served: it then

@@ -42,11 +42,11 @@ function successor(key: Uint8Array): Uint8Array {
 
 /** Whether `end` is {@link successor}`(start)`: `[start, end)` holds `start` alone. */
 function isSuccessor(start: Uint8Array, end: Uint8Array): boolean {
-  return (
-    end.length === start.length + 1 &&
-    end[start.length] === 0 &&
-    Buffer.compare(start, end.subarray(0, start.length)) === 0
-  );
+  const n = start.length;
+  if (end.length !== n + 1 || end[n] !== 0) return false;
+  // Byte by byte: a key is short, and every single-key read asks (a view to compare would be garbage).
+  for (let i = 0; i < n; i++) if (start[i] !== end[i]) return false;
+  return true;
 }
 
 /** Commands {@link KvStateMachine.prefetch} decoded and kept for their apply, at most. */
@@ -197,7 +197,7 @@ export class KvStateMachine implements DurableStateMachine<KvResult> {
 
   /** The index of the last entry applied. */
   get appliedIndex(): LogIndex {
-    return this.kv.applied().index;
+    return this.kv.appliedIndex();
   }
 
   /** The latest log time applied (ms): the maximum of the leader stamps seen. */

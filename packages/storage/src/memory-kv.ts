@@ -110,6 +110,10 @@ export class MemoryPartitionKv implements PartitionKv {
     return a ? cloneMeta(a) : { index: 0, term: 0, confState: emptyConfState() };
   }
 
+  appliedIndex(): number {
+    return this.part()?.applied.index ?? 0;
+  }
+
   logTime(): number {
     return this.part()?.logTime ?? 0;
   }

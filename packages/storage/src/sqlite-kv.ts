@@ -521,6 +521,12 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     return row ? cloneMeta(row.applied) : { index: 0, term: 0, confState: emptyConfState() };
   }
 
+  appliedIndex(): number {
+    const o = this.ov.partition.get('');
+    if (o !== undefined) return o.v.applied.index;
+    return this.partitionRow()?.applied.index ?? 0;
+  }
+
   logTime(): number {
     const o = this.ov.partition.get('');
     if (o !== undefined) return o.v.logTime;

@@ -250,6 +250,8 @@ export interface PartitionKv {
   expired(nowMs: number, limit: number): Uint8Array[];
   /** The applied state recorded with the data. */
   applied(): AppliedState;
+  /** The index of {@link applied}, read without copying the state (every read answers with it). */
+  appliedIndex(): number;
   /**
    * The state machine's log time (ms) recorded with the applied state: the
    * latest time stamped by a leader on an applied entry (0 when never set).
