@@ -20,13 +20,13 @@ function reference(path: string): Uint8Array {
   return new Uint8Array(out);
 }
 
-const escape = fc.integer({ min: 0, max: 255 }).map((b) => `%${b.toString(16).padStart(2, '0')}`);
+const percentEscape = fc.integer({ min: 0, max: 255 }).map((b) => `%${b.toString(16).padStart(2, '0')}`);
 /** Path text: ASCII, other characters (surrogate pairs and lone surrogates too), escapes, in any mix. */
 const pathPiece = fc.oneof(
   fc.string({ unit: 'grapheme-ascii', minLength: 1 }).map((s) => s.replaceAll('%', '').replaceAll('?', '') || 'k'),
   fc.string({ unit: 'binary', minLength: 1 }).map((s) => s.replaceAll('%', '').replaceAll('?', '') || 'é'),
   fc.constantFrom('\uD800', '\uDFFF', '😀', '/'),
-  escape,
+  percentEscape,
 );
 
 describe('keyFromPath', () => {
