@@ -622,17 +622,16 @@ export class KvService {
    * after it get its failure and were not served.
    */
   private async localAll(items: KvRequest[], deadline: number): Promise<KvResponse[]> {
-    // One run (a lone request, a pipeline of reads or of writes): its answers are the pipeline's.
-    const first = items[0]?.kind;
-    let oneRun = first !== undefined;
-    for (let i = 1; oneRun && i < items.length; i++) oneRun = items[i]!.kind === first;
-    if (oneRun) return first === 'write' ? this.writeRun(items, deadline) : this.readRun(items, false, deadline);
     const out: KvResponse[] = [];
     let wrote = false;
     for (let i = 0; i < items.length; ) {
       const kind = items[i]!.kind;
       let j = i + 1;
       while (j < items.length && items[j]!.kind === kind) j++;
+      // The whole pipeline one run (a lone request among them): its answers are the pipeline's.
+      if (j - i === items.length) {
+        return kind === 'write' ? this.writeRun(items, deadline) : this.readRun(items, false, deadline);
+      }
       const run = items.slice(i, j);
       const res = kind === 'write' ? await this.writeRun(run, deadline) : await this.readRun(run, wrote, deadline);
       out.push(...res);
