@@ -1,4 +1,5 @@
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
+import type { CounterCell, HistogramCell } from './hot-metrics.js';
 import type { KvApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 
@@ -13,18 +14,43 @@ export function instrumentKv(
   frontend: 'resp' | 'http',
   leading: () => boolean = () => false,
 ): KvApi {
+  // Each label set's cell, found without allocating (see hot-metrics.ts): by command, then outcome.
+  const counts = new Map<string, Map<string, CounterCell>>();
+  const latency = {
+    read: undefined as HistogramCell | undefined,
+    write: undefined as HistogramCell | undefined,
+  };
   const count = (req: KvClientRequest, res: KvResponse): void => {
     const command = req.kind === 'write' ? req.write.op : req.op;
     const outcome = res.type === 'failure' ? res.code : res.type === 'error' ? 'error' : 'ok';
-    metrics.requests.inc({ frontend, command, outcome });
+    let byOutcome = counts.get(command);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      counts.set(command, byOutcome);
+    }
+    let cell = byOutcome.get(outcome);
+    if (cell === undefined) {
+      cell = metrics.requests.cell({ frontend, command, outcome });
+      byOutcome.set(outcome, cell);
+    }
+    cell.inc();
+  };
+  const timed = (kind: KvClientRequest['kind'], seconds: number): void => {
+    let cell = latency[kind];
+    if (cell === undefined) {
+      cell = metrics.latency.cell({ frontend, kind });
+      latency[kind] = cell;
+    }
+    cell.observe(seconds);
   };
   return {
     status: () => api.status(),
     async execute(req) {
-      const end = metrics.latency.startTimer({ frontend, kind: req.kind });
+      const start = performance.now();
       const asLeader = req.kind === 'write' && leading();
       const res = await api.execute(req);
-      const seconds = end();
+      const seconds = (performance.now() - start) / 1000;
+      timed(req.kind, seconds);
       if (asLeader && res.type !== 'failure') metrics.observeReplied(seconds);
       count(req, res);
       return res;
@@ -36,7 +62,7 @@ export function instrumentKv(
       const seconds = (performance.now() - start) / 1000;
       reqs.forEach((req, i) => {
         const r = res[i]!;
-        metrics.latency.observe({ frontend, kind: req.kind }, seconds);
+        timed(req.kind, seconds);
         if (lead && req.kind === 'write' && r.type !== 'failure') metrics.observeReplied(seconds);
         count(req, r);
       });

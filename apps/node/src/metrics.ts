@@ -2,26 +2,30 @@ import type { CircuitBreakerStats, CircuitState } from '@cohort/kv';
 import type { HostStats, ProposalTiming } from '@cohort/raft';
 import type { KvRowCacheStats, ReadAheadStats, WriterStats } from '@cohort/storage';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 import type { NodeStatus } from './kv-api.js';
 import type { StallCause } from './stall-watch.js';
 
 /** The node's Prometheus metrics, served on `GET /metrics`. */
 export class NodeMetrics {
   readonly registry = new Registry();
-  /** Client requests by front end, command and outcome (`ok`, `error`, or a failure code). */
-  readonly requests = new Counter({
-    name: 'cohort_requests_total',
-    help: 'Client requests served, by front end, command and outcome',
-    labelNames: ['frontend', 'command', 'outcome'] as const,
-    registers: [this.registry],
-  });
-  readonly latency = new Histogram({
-    name: 'cohort_request_duration_seconds',
-    help: 'Client request latency, by front end and kind (read or write)',
-    labelNames: ['frontend', 'kind'] as const,
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [this.registry],
-  });
+  /**
+   * Client requests by front end, command and outcome (`ok`, `error`, or a failure code), and their latency by
+   * front end and kind (read or write): counted for every request, so in cells (see hot-metrics.ts).
+   */
+  readonly requests = new HotCounter(
+    'cohort_requests_total',
+    'Client requests served, by front end, command and outcome',
+    ['frontend', 'command', 'outcome'],
+    this.registry,
+  );
+  readonly latency = new HotHistogram(
+    'cohort_request_duration_seconds',
+    'Client request latency, by front end and kind (read or write)',
+    ['frontend', 'kind'],
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    this.registry,
+  );
 
   /**
    * Latency of each phase of a write this node proposed as leader, from the proposal: `persisted`
@@ -29,22 +33,22 @@ export class NodeMetrics {
    * proposer answered); `replied` (the reply handed to the client connection) is timed by the
    * front end from the request's arrival, for writes that arrived at the leader.
    */
-  readonly proposalPhases = new Histogram({
-    name: 'cohort_raft_proposal_phase_seconds',
-    help: 'Time from a proposal on the leader to each phase: persisted locally, committed, applied, replied',
-    labelNames: ['phase'] as const,
+  readonly proposalPhases = new HotHistogram(
+    'cohort_raft_proposal_phase_seconds',
+    'Time from a proposal on the leader to each phase: persisted locally, committed, applied, replied',
+    ['phase'],
     // Fine around a few milliseconds, where an fsync and a loopback round trip fall.
-    buckets: [
+    [
       0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
       0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
     ],
-    registers: [this.registry],
-  });
+    this.registry,
+  );
   private readonly phase = {
-    persisted: this.proposalPhases.labels({ phase: 'persisted' }),
-    committed: this.proposalPhases.labels({ phase: 'committed' }),
-    applied: this.proposalPhases.labels({ phase: 'applied' }),
-    replied: this.proposalPhases.labels({ phase: 'replied' }),
+    persisted: this.proposalPhases.cell({ phase: 'persisted' }),
+    committed: this.proposalPhases.cell({ phase: 'committed' }),
+    applied: this.proposalPhases.cell({ phase: 'applied' }),
+    replied: this.proposalPhases.cell({ phase: 'replied' }),
   };
 
   /**
