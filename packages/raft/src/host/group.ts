@@ -43,13 +43,16 @@ export interface Group {
   ticks: number;
   /** The monotonic time each recent tick count was reached, at `ticks % 256`. */
   tickTimes: number[];
-  /** Reads waiting for the next ReadIndex round. */
-  readBatch: string[];
   /**
-   * The ReadIndex rounds in flight by their context, oldest first: each one's reads and when (host clock, ms)
-   * it started. A round's answer also ends every earlier one.
+   * The reads waiting for the next ReadIndex round: they wait as one (one pending read, its context the
+   * round's, and one promise they all get), so a read costs no context, promise or map entry of its own.
    */
-  readRounds: Map<string, { reads: string[]; at: number }>;
+  readBatch: { ctx: string; done: Promise<void> } | undefined;
+  /**
+   * The ReadIndex rounds in flight by their context (their batch's), oldest first, with when (host clock, ms)
+   * each started. A round's answer also ends every earlier one.
+   */
+  readRounds: Map<string, { at: number }>;
   /** The engine's `lostEntries` count already logged. */
   lostEntriesLogged: number;
   /** The host last saw the engine quiescent (it does not tick it). */

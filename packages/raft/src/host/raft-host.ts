@@ -347,7 +347,7 @@ export class RaftHost {
       vote: hs.vote,
       termVoteWrites: 0,
       compacting: false,
-      readBatch: [],
+      readBatch: undefined,
       readRounds: new Map(),
       lostEntriesLogged: s.lostEntries ?? 0,
       quiescent: false,
@@ -419,7 +419,10 @@ export class RaftHost {
     this.sender.cancel();
     this.receiver.abortAll();
     this.repairs.stop(this.groups.values());
-    for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
+    for (const g of this.groups.values()) {
+      g.readBatch = undefined;
+      g.pending.failAll(new UnavailableError('the node is shutting down'));
+    }
   }
 
   /** A copy of the counters. */
@@ -553,7 +556,7 @@ export class RaftHost {
     const commit = g.engine.commitIndex?.() ?? g.engine.status().commit;
     const busy =
       g.pending.size > 0 ||
-      g.readBatch.length > 0 ||
+      g.readBatch !== undefined ||
       g.readRounds.size > 0 ||
       g.repair !== undefined ||
       g.deferredHardState !== undefined ||
@@ -790,13 +793,17 @@ export class RaftHost {
     if (this.faults.readsWithoutReadIndex) return Promise.resolve();
     // A quiescent leader serves no read by its lease: it wakes, and its round (or lease) starts afresh.
     if (g.engine.wake?.()) this.noteWake(g);
-    const ctx = `${this.opts.id}/${++this.readCounter}`;
-    const done = g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs);
     // Reads arriving in the same turn share one ReadIndex round (started in processReady): every one
-    // of them began before the round did, so its confirmed index is recent enough for all.
-    g.readBatch.push(ctx);
-    this.schedule();
-    return done;
+    // of them began before the round did, so its confirmed index is recent enough for all. They wait as
+    // one, under the first one's deadline (the batch closes within the turn, or the Ready round under way).
+    let batch = g.readBatch;
+    if (batch === undefined) {
+      const ctx = `${this.opts.id}/r${++this.readCounter}`;
+      batch = { ctx, done: g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs) };
+      g.readBatch = batch;
+      this.schedule();
+    }
+    return batch.done;
   }
 
   /**
@@ -1076,7 +1083,10 @@ export class RaftHost {
       // Whoever waits on a group that lost its quorum hears so now, not at the request timeout.
       if (g.pending.size > 0) {
         const down = this.clusterDown(g);
-        if (down) g.pending.failAll(down);
+        if (down) {
+          g.readBatch = undefined;
+          g.pending.failAll(down);
+        }
       }
     }
     this.receiver.expire(now);
@@ -1427,17 +1437,16 @@ export class RaftHost {
   private startReadRounds(): void {
     const now = this.opts.clock.now();
     for (const g of this.groups.values()) {
-      if (g.readBatch.length === 0) continue;
-      const reads = g.readBatch;
-      g.readBatch = [];
-      const round = `${this.opts.id}/r${++this.readCounter}`;
+      const batch = g.readBatch;
+      if (batch === undefined) continue;
+      g.readBatch = undefined;
       try {
-        g.engine.readIndex(new TextEncoder().encode(round));
-        g.readRounds.set(round, { reads, at: now });
+        g.engine.readIndex(new TextEncoder().encode(batch.ctx));
+        g.readRounds.set(batch.ctx, { at: now });
         this.counters.readRounds++;
         this.noteHedge(g);
       } catch (err) {
-        for (const ctx of reads) g.pending.failRead(ctx, err as Error);
+        g.pending.failRead(batch.ctx, err as Error);
       }
     }
   }
@@ -1778,6 +1787,7 @@ export class RaftHost {
       this.log.info('leadership changed', { group: g.id, role: g.role, leader: g.lead });
       if (wasLeader && g.role !== 'leader') {
         g.readRounds.clear();
+        g.readBatch = undefined;
         g.pending.failReads(new NotLeaderError(g.lead || undefined));
         this.sender.cancel(g.id);
       }
@@ -1820,8 +1830,7 @@ export class RaftHost {
     );
     for (const rs of rd.readStates) {
       const round = new TextDecoder().decode(rs.context);
-      for (const ctx of g.readRounds.get(round)?.reads ?? []) g.pending.readConfirmed(ctx, rs.index);
-      g.readRounds.delete(round);
+      if (g.readRounds.delete(round)) g.pending.readConfirmed(round, rs.index);
     }
     if (rd.readStates.length > 0 && g.readRounds.size === 0) this.dropHedge(g);
     g.pending.releaseReads(g.applied.index);

@@ -104,7 +104,7 @@ export class ReplicaRepairs {
       `group ${g.id}: this replica is restoring its state from a healthy replica's snapshot; retry on another node`,
     );
     g.readRounds.clear();
-    g.readBatch = [];
+    g.readBatch = undefined;
     g.pending.failReads(refused);
     this.h.handOver(g);
     this.pull(g);

@@ -78,6 +78,20 @@ describe('ReadIndex rounds that ask a quorum, hedged', () => {
     expect(asked).toBeLessThan(rounds + 5);
   });
 
+  it('reads of one turn wait as one: one round, one promise; the next turn starts another', async () => {
+    const { c, leader } = await readCluster(250);
+    const host = c.node(leader).host;
+    const before = host.stats().readRounds;
+    const reads = Array.from({ length: 20 }, () => host.readIndex('p0'));
+    expect(new Set(reads).size).toBe(1);
+    await Promise.all(reads);
+    expect(host.stats().readRounds - before).toBe(1);
+    const next = host.readIndex('p0');
+    expect(next).not.toBe(reads[0]);
+    await next;
+    expect(host.stats().readRounds - before).toBe(2);
+  });
+
   it('a follower that stops answering once asked: the hedge asks the other, long before the next heartbeat', async () => {
     const hedgeMs = 100;
     const { c, leader, beats, b, other } = await askedFollowerGone(hedgeMs);
