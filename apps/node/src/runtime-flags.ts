@@ -9,6 +9,17 @@
  *   memory per node. Measured with 1M keys (tools/scale-bench), against 16 MiB
  *   semi-spaces: 231-267 MB per node after the load instead of 266-301 MB,
  *   with puts, gets and the load rate within the machine's spread.
+ *   Measured again on 2026-12-06 (tools/bench's README, thirty-fifth session):
+ *   those scavenges are not cheap under load, where 8 MiB promotes what a
+ *   request holds across its Raft round (a fifth of a pipelined `SET`'s
+ *   bytes), and larger ones cost less CPU — two clusters alive at once,
+ *   alternated runs at 10k keys: 32 MiB served 18% more `SET -P 16`, 12% more
+ *   `SET` and 7% more gets than 8 MiB (16 MiB: 15% more `SET -P 16`; 64 MiB no
+ *   more than 32) — but a 1M-key leader's RSS (tools/scale-bench, 300 MB
+ *   target) was 337 MB at 16 MiB and 361 MB at 32 against 295 MB at 8 (351 MB
+ *   with the worker threads' isolates held at 8 MiB, which
+ *   `v8.setFlagsFromString` can do before they start). Kept at 8 for that
+ *   target.
  * - `--heap-growing-percent=50`: after each full collection V8 lets the old
  *   generation grow to 1.5x what survived, instead of its default of up to 4x
  *   for a small heap. The write path promotes a steady stream of short-lived
