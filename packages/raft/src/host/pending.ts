@@ -129,6 +129,11 @@ export class PendingWork<R> {
     });
   }
 
+  /** Whether the read of `context` still waits (not yet released, refused or expired). */
+  hasRead(context: string): boolean {
+    return this.reads.has(context);
+  }
+
   /** The read of `context` cannot be served; its caller gets `err`. */
   failRead(context: string, err: Error): void {
     const r = this.reads.get(context);

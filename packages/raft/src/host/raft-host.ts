@@ -419,10 +419,7 @@ export class RaftHost {
     this.sender.cancel();
     this.receiver.abortAll();
     this.repairs.stop(this.groups.values());
-    for (const g of this.groups.values()) {
-      g.readBatch = undefined;
-      g.pending.failAll(new UnavailableError('the node is shutting down'));
-    }
+    for (const g of this.groups.values()) g.pending.failAll(new UnavailableError('the node is shutting down'));
   }
 
   /** A copy of the counters. */
@@ -796,8 +793,9 @@ export class RaftHost {
     // Reads arriving in the same turn share one ReadIndex round (started in processReady): every one
     // of them began before the round did, so its confirmed index is recent enough for all. They wait as
     // one, under the first one's deadline (the batch closes within the turn, or the Ready round under way).
+    // A batch whose read was already answered (refused: leadership or quorum lost, shutdown) takes no more.
     let batch = g.readBatch;
-    if (batch === undefined) {
+    if (batch === undefined || !g.pending.hasRead(batch.ctx)) {
       const ctx = `${this.opts.id}/r${++this.readCounter}`;
       batch = { ctx, done: g.pending.addRead(ctx, this.opts.clock.now() + this.requestTimeoutMs) };
       g.readBatch = batch;
@@ -1083,10 +1081,7 @@ export class RaftHost {
       // Whoever waits on a group that lost its quorum hears so now, not at the request timeout.
       if (g.pending.size > 0) {
         const down = this.clusterDown(g);
-        if (down) {
-          g.readBatch = undefined;
-          g.pending.failAll(down);
-        }
+        if (down) g.pending.failAll(down);
       }
     }
     this.receiver.expire(now);
@@ -1787,7 +1782,6 @@ export class RaftHost {
       this.log.info('leadership changed', { group: g.id, role: g.role, leader: g.lead });
       if (wasLeader && g.role !== 'leader') {
         g.readRounds.clear();
-        g.readBatch = undefined;
         g.pending.failReads(new NotLeaderError(g.lead || undefined));
         this.sender.cancel(g.id);
       }

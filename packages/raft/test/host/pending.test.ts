@@ -34,3 +34,29 @@ describe('PendingWork: what a proposal whose entry is replaced hears', () => {
     expect(await p.catch((e: unknown) => e)).toBeInstanceOf(ProposalDroppedError);
   });
 });
+
+describe('PendingWork: whether a read still waits (a batch of reads joins only a read that does)', () => {
+  it('waits until released, refused or expired', async () => {
+    const pending = new PendingWork<string>();
+    const released = pending.addRead('r1', 100);
+    const refused = pending.addRead('r2', 100);
+    const expired = pending.addRead('r3', 10);
+    expect([pending.hasRead('r1'), pending.hasRead('r2'), pending.hasRead('r3')]).toEqual([true, true, true]);
+    pending.readConfirmed('r1', 4);
+    pending.releaseReads(3);
+    expect(pending.hasRead('r1')).toBe(true);
+    pending.releaseReads(4);
+    await released;
+    expect(pending.hasRead('r1')).toBe(false);
+    pending.failReads(new UnavailableError('leadership lost'));
+    expect(await refused.catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
+    expect(pending.hasRead('r2')).toBe(false);
+    // failReads refused r3 too (its round had not confirmed it); a fresh one expires.
+    await expired.catch(() => undefined);
+    const late = pending.addRead('r4', 10);
+    pending.expire(10);
+    await late.catch(() => undefined);
+    expect(pending.hasRead('r3')).toBe(false);
+    expect(pending.hasRead('r4')).toBe(false);
+  });
+});
