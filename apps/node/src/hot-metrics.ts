@@ -73,7 +73,7 @@ export class HistogramCell {
 
 /** The cells of one metric, one per label set, made on first use. */
 abstract class HotMetric<C extends { labels: Readonly<Record<string, string>> }> {
-  private readonly cells = new Map<string, C>();
+  protected readonly cells = new Map<string, C>();
 
   constructor(
     readonly name: string,
@@ -129,10 +129,6 @@ abstract class HotMetric<C extends { labels: Readonly<Record<string, string>> }>
     }));
     return data;
   }
-
-  protected forEachCell(f: (c: C) => void): void {
-    for (const c of this.cells.values()) f(c);
-  }
 }
 
 /** A counter (`inc` only) whose label sets are {@link CounterCell}s. */
@@ -146,9 +142,7 @@ export class HotCounter extends HotMetric<CounterCell> {
   }
 
   reset(): void {
-    this.forEachCell((c) => {
-      c.value = 0;
-    });
+    for (const c of this.cells.values()) c.value = 0;
   }
 
   async getForPromString(): Promise<MetricData> {
@@ -190,11 +184,11 @@ export class HotHistogram extends HotMetric<HistogramCell> {
   }
 
   reset(): void {
-    this.forEachCell((c) => {
+    for (const c of this.cells.values()) {
       c.counts.fill(0);
       c.sum = 0;
       c.count = 0;
-    });
+    }
   }
 
   async getForPromString(): Promise<MetricData> {

@@ -1,5 +1,5 @@
 import type { KvClientRequest, KvResponse } from '@cohort/kv';
-import type { CounterCell, HistogramCell } from './hot-metrics.js';
+import type { CounterCell } from './hot-metrics.js';
 import type { KvApi } from './kv-api.js';
 import type { NodeMetrics } from './metrics.js';
 
@@ -16,9 +16,10 @@ export function instrumentKv(
 ): KvApi {
   // Each label set's cell, found without allocating (see hot-metrics.ts): by command, then outcome.
   const counts = new Map<string, Map<string, CounterCell>>();
+  // (A cell is listed once it counted something: made ahead, an unused one shows nowhere.)
   const latency = {
-    read: undefined as HistogramCell | undefined,
-    write: undefined as HistogramCell | undefined,
+    read: metrics.latency.cell({ frontend, kind: 'read' }),
+    write: metrics.latency.cell({ frontend, kind: 'write' }),
   };
   const count = (req: KvClientRequest, res: KvResponse): void => {
     const command = req.kind === 'write' ? req.write.op : req.op;
@@ -35,14 +36,6 @@ export function instrumentKv(
     }
     cell.inc();
   };
-  const timed = (kind: KvClientRequest['kind'], seconds: number): void => {
-    let cell = latency[kind];
-    if (cell === undefined) {
-      cell = metrics.latency.cell({ frontend, kind });
-      latency[kind] = cell;
-    }
-    cell.observe(seconds);
-  };
   return {
     status: () => api.status(),
     async execute(req) {
@@ -50,7 +43,7 @@ export function instrumentKv(
       const asLeader = req.kind === 'write' && leading();
       const res = await api.execute(req);
       const seconds = (performance.now() - start) / 1000;
-      timed(req.kind, seconds);
+      latency[req.kind].observe(seconds);
       if (asLeader && res.type !== 'failure') metrics.observeReplied(seconds);
       count(req, res);
       return res;
@@ -62,7 +55,7 @@ export function instrumentKv(
       const seconds = (performance.now() - start) / 1000;
       reqs.forEach((req, i) => {
         const r = res[i]!;
-        timed(req.kind, seconds);
+        latency[req.kind].observe(seconds);
         if (lead && req.kind === 'write' && r.type !== 'failure') metrics.observeReplied(seconds);
         count(req, r);
       });
