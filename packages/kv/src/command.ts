@@ -3,6 +3,9 @@ import { COLLECTION_WRITES, type CollectionWrite, INT64_MAX, INT64_MIN } from '.
 import { KvCommandPb, type KvTxnPb } from './generated/kv-command.js';
 import type { ExecRead } from './reads.js';
 
+/** A message's empty bytes field: one array for all (it has no bytes to change). */
+const NO_BYTES = new Uint8Array(0);
+
 /** The reads an EXEC may hold, by their number in `KvRequestPb.Kind`. */
 const EXEC_READS: Record<ExecRead, number> = {
   get: 1,
@@ -234,7 +237,7 @@ function comparePb(c: KvCompare): {
   return {
     compare: codeOf(COMPARES, c.kind, 'comparison'),
     compareNumber: 'value' in c && typeof c.value === 'number' ? unsigned(c.value, `${c.kind} comparison`) : 0n,
-    compareValue: c.kind === 'value' ? c.value : new Uint8Array(),
+    compareValue: c.kind === 'value' ? c.value : NO_BYTES,
     compareOp: 'op' in c && c.op !== undefined ? codeOf(COMPARE_OPS, c.op, 'comparison operator') : 0,
   };
 }
@@ -268,7 +271,7 @@ function toPb(cmd: KvCommand): KvCommandPb {
     read: 0,
     compare: 0,
     compareNumber: 0n,
-    compareValue: new Uint8Array(),
+    compareValue: NO_BYTES,
     condDelete: false,
     compareOp: 0,
   };

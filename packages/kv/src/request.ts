@@ -5,6 +5,9 @@ import { KvRowPb } from './generated/kv-command.js';
 import { KvRequestPb, KvResponsePb, KvTxnResultPb } from './generated/kv-request.js';
 import type { KvResult, TxnStepResult } from './result.js';
 
+/** A message's empty bytes field: one array for all (it has no bytes to change). */
+const NO_BYTES = new Uint8Array(0);
+
 /**
  * A read served from the state machine after a linearizable ReadIndex round:
  * `get` a bulk or nil; `mget`, `keys` and `revisions` (WATCH: each key's
@@ -135,7 +138,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
   }
   return KvRequestPb.encode({
     kind: READ_KINDS[req.op],
-    command: new Uint8Array(),
+    command: NO_BYTES,
     keys: req.keys,
     now: BigInt(req.now),
     requests: [],
@@ -151,7 +154,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
 export function encodeBatchRequest(reqs: KvRequest[]): Uint8Array {
   return KvRequestPb.encode({
     kind: KvRequestPb.Kind.BATCH,
-    command: new Uint8Array(),
+    command: NO_BYTES,
     keys: [],
     now: 0n,
     requests: reqs.map(encodeRequest),
@@ -297,7 +300,7 @@ function encodeFields(res: KvResponse): Uint8Array {
   const pb: KvResponsePb = {
     type: KvResponsePb.Type.OK,
     int: 0n,
-    value: new Uint8Array(),
+    value: NO_BYTES,
     message: '',
     values: [],
     present: [],
@@ -307,7 +310,7 @@ function encodeFields(res: KvResponse): Uint8Array {
     rows: [],
     succeeded: false,
     more: false,
-    txn: new Uint8Array(),
+    txn: NO_BYTES,
   };
   switch (res.type) {
     case 'ok':
@@ -329,7 +332,7 @@ function encodeFields(res: KvResponse): Uint8Array {
       break;
     case 'array':
       pb.type = KvResponsePb.Type.ARRAY;
-      pb.values = res.values.map((v) => v ?? new Uint8Array());
+      pb.values = res.values.map((v) => v ?? NO_BYTES);
       pb.present = res.values.map((v) => v !== null);
       break;
     case 'list':
@@ -383,7 +386,7 @@ export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
   return KvResponsePb.encode({
     type: KvResponsePb.Type.BATCH,
     int: 0n,
-    value: new Uint8Array(),
+    value: NO_BYTES,
     message: '',
     values: [],
     present: [],
@@ -393,7 +396,7 @@ export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
     rows: [],
     succeeded: false,
     more: false,
-    txn: new Uint8Array(),
+    txn: NO_BYTES,
   });
 }
 

@@ -8,7 +8,7 @@
 /* eslint-disable @typescript-eslint/no-unused-vars */
 
 import { decodeMessage, encodeMessage, enumeration, MaxLengthError, message } from 'protons-runtime'
-import { alloc as uint8ArrayAlloc } from 'uint8arrays/alloc'
+const EMPTY_BYTES = new Uint8Array(0)
 import type { Codec, DecodeOptions } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -95,8 +95,10 @@ export namespace KvCommandPb {
   }
 
   export namespace Op {
+    let _enumCodec: Codec<Op> | undefined
+
     export const codec = (): Codec<Op> => {
-      return enumeration<Op>(__OpValues)
+      return (_enumCodec ??= enumeration<Op>(__OpValues))
     }
   }
 
@@ -249,7 +251,7 @@ export namespace KvCommandPb {
           read: 0,
           compare: 0,
           compareNumber: 0n,
-          compareValue: uint8ArrayAlloc(0),
+          compareValue: EMPTY_BYTES,
           condDelete: false,
           compareOp: 0
         }
@@ -613,10 +615,10 @@ export namespace KvTxnComparePb {
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          key: uint8ArrayAlloc(0),
+          key: EMPTY_BYTES,
           compare: 0,
           compareNumber: 0n,
-          compareValue: uint8ArrayAlloc(0),
+          compareValue: EMPTY_BYTES,
           compareOp: 0
         }
 
@@ -712,7 +714,7 @@ export namespace KvTxnValuePb {
       }, (reader, length, opts = {}) => {
         const obj: any = {
           kind: 0,
-          value: uint8ArrayAlloc(0),
+          value: EMPTY_BYTES,
           type: 0,
           expiresAt: 0n
         }
@@ -1086,7 +1088,7 @@ export namespace KvSnapshotChunkPb {
       }, (reader, length, opts = {}) => {
         const obj: any = {
           version: 0,
-          body: uint8ArrayAlloc(0),
+          body: EMPTY_BYTES,
           crc: 0
         }
 
@@ -1289,8 +1291,8 @@ export namespace KvRowPb {
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          key: uint8ArrayAlloc(0),
-          value: uint8ArrayAlloc(0),
+          key: EMPTY_BYTES,
+          value: EMPTY_BYTES,
           createRevision: 0n,
           modifyRevision: 0n,
           expiresAt: 0n,

@@ -8,7 +8,7 @@
 /* eslint-disable @typescript-eslint/no-unused-vars */
 
 import { decodeMessage, encodeMessage, enumeration, MaxLengthError, message } from 'protons-runtime'
-import { alloc as uint8ArrayAlloc } from 'uint8arrays/alloc'
+const EMPTY_BYTES = new Uint8Array(0)
 import type { Codec, DecodeOptions } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -60,8 +60,10 @@ export namespace KvRequestPb {
   }
 
   export namespace Kind {
+    let _enumCodec: Codec<Kind> | undefined
+
     export const codec = (): Codec<Kind> => {
-      return enumeration<Kind>(__KindValues)
+      return (_enumCodec ??= enumeration<Kind>(__KindValues))
     }
   }
 
@@ -121,7 +123,7 @@ export namespace KvRequestPb {
       }, (reader, length, opts = {}) => {
         const obj: any = {
           kind: Kind.WRITE,
-          command: uint8ArrayAlloc(0),
+          command: EMPTY_BYTES,
           keys: [],
           now: 0n,
           requests: [],
@@ -248,8 +250,10 @@ export namespace KvResponsePb {
   }
 
   export namespace Type {
+    let _enumCodec: Codec<Type> | undefined
+
     export const codec = (): Codec<Type> => {
-      return enumeration<Type>(__TypeValues)
+      return (_enumCodec ??= enumeration<Type>(__TypeValues))
     }
   }
 
@@ -342,7 +346,7 @@ export namespace KvResponsePb {
         const obj: any = {
           type: Type.OK,
           int: 0n,
-          value: uint8ArrayAlloc(0),
+          value: EMPTY_BYTES,
           message: '',
           values: [],
           present: [],
@@ -352,7 +356,7 @@ export namespace KvResponsePb {
           rows: [],
           succeeded: false,
           more: false,
-          txn: uint8ArrayAlloc(0)
+          txn: EMPTY_BYTES
         }
 
         const end = length == null ? reader.len : reader.pos + length

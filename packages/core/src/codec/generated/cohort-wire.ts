@@ -8,7 +8,7 @@
 /* eslint-disable @typescript-eslint/no-unused-vars */
 
 import { decodeMessage, encodeMessage, enumeration, MaxLengthError, message } from 'protons-runtime'
-import { alloc as uint8ArrayAlloc } from 'uint8arrays/alloc'
+const EMPTY_BYTES = new Uint8Array(0)
 import type { Codec, DecodeOptions } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -56,7 +56,7 @@ export namespace Envelope {
         const obj: any = {
           version: 0,
           kind: PayloadKind.PAYLOAD_KIND_UNSPECIFIED,
-          payload: uint8ArrayAlloc(0),
+          payload: EMPTY_BYTES,
           endMarker: 0
         }
 
@@ -130,8 +130,10 @@ enum __PayloadKindValues {
 }
 
 export namespace PayloadKind {
+  let _enumCodec: Codec<PayloadKind> | undefined
+
   export const codec = (): Codec<PayloadKind> => {
-    return enumeration<PayloadKind>(__PayloadKindValues)
+    return (_enumCodec ??= enumeration<PayloadKind>(__PayloadKindValues))
   }
 }
 
@@ -146,8 +148,10 @@ enum __EntryTypeValues {
 }
 
 export namespace EntryType {
+  let _enumCodec: Codec<EntryType> | undefined
+
   export const codec = (): Codec<EntryType> => {
-    return enumeration<EntryType>(__EntryTypeValues)
+    return (_enumCodec ??= enumeration<EntryType>(__EntryTypeValues))
   }
 }
 
@@ -196,7 +200,7 @@ export namespace Entry {
           term: 0,
           index: 0,
           type: EntryType.ENTRY_NORMAL,
-          data: uint8ArrayAlloc(0)
+          data: EMPTY_BYTES
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -485,7 +489,7 @@ export namespace Snapshot {
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          data: uint8ArrayAlloc(0)
+          data: EMPTY_BYTES
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -566,8 +570,10 @@ enum __MessageTypeValues {
 }
 
 export namespace MessageType {
+  let _enumCodec: Codec<MessageType> | undefined
+
   export const codec = (): Codec<MessageType> => {
-    return enumeration<MessageType>(__MessageTypeValues)
+    return (_enumCodec ??= enumeration<MessageType>(__MessageTypeValues))
   }
 }
 
@@ -694,7 +700,7 @@ export namespace Message {
           rejectTerm: 0,
           snapOffset: 0,
           snapDone: false,
-          context: uint8ArrayAlloc(0)
+          context: EMPTY_BYTES
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -992,7 +998,7 @@ export namespace Heartbeat {
           term: 0,
           commit: 0,
           tick: 0,
-          context: uint8ArrayAlloc(0),
+          context: EMPTY_BYTES,
           quiesce: false
         }
 
@@ -1108,7 +1114,7 @@ export namespace HeartbeatResponse {
           tick: 0,
           reject: false,
           rejectHint: 0,
-          context: uint8ArrayAlloc(0)
+          context: EMPTY_BYTES
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1264,8 +1270,10 @@ enum __ConfChangeTransitionValues {
 }
 
 export namespace ConfChangeTransition {
+  let _enumCodec: Codec<ConfChangeTransition> | undefined
+
   export const codec = (): Codec<ConfChangeTransition> => {
-    return enumeration<ConfChangeTransition>(__ConfChangeTransitionValues)
+    return (_enumCodec ??= enumeration<ConfChangeTransition>(__ConfChangeTransitionValues))
   }
 }
 
@@ -1282,8 +1290,10 @@ enum __ConfChangeTypeValues {
 }
 
 export namespace ConfChangeType {
+  let _enumCodec: Codec<ConfChangeType> | undefined
+
   export const codec = (): Codec<ConfChangeType> => {
-    return enumeration<ConfChangeType>(__ConfChangeTypeValues)
+    return (_enumCodec ??= enumeration<ConfChangeType>(__ConfChangeTypeValues))
   }
 }
 
@@ -1398,7 +1408,7 @@ export namespace ConfChange {
         const obj: any = {
           transition: ConfChangeTransition.TRANSITION_AUTO,
           changes: [],
-          context: uint8ArrayAlloc(0)
+          context: EMPTY_BYTES
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1497,7 +1507,7 @@ export namespace ForwardRequest {
       }, (reader, length, opts = {}) => {
         const obj: any = {
           group: '',
-          op: uint8ArrayAlloc(0),
+          op: EMPTY_BYTES,
           hops: 0,
           epoch: 0n,
           timeoutMs: 0
@@ -1786,7 +1796,7 @@ export namespace SnapshotChunk {
           term: 0,
           index: 0,
           seq: 0,
-          data: uint8ArrayAlloc(0),
+          data: EMPTY_BYTES,
           last: false
         }
 
@@ -1870,8 +1880,10 @@ enum __SnapshotAckStatusValues {
 }
 
 export namespace SnapshotAckStatus {
+  let _enumCodec: Codec<SnapshotAckStatus> | undefined
+
   export const codec = (): Codec<SnapshotAckStatus> => {
-    return enumeration<SnapshotAckStatus>(__SnapshotAckStatusValues)
+    return (_enumCodec ??= enumeration<SnapshotAckStatus>(__SnapshotAckStatusValues))
   }
 }
 
