@@ -86,7 +86,8 @@ export class WatchHub implements KvEventListener {
   private readonly capacity: number;
   private readonly capacityBytes: number;
   private bytes = 0;
-  private history: KvEvent[] = [];
+  /** Events from `head` on; the slots before it are empty. */
+  private history: (KvEvent | undefined)[] = [];
   private head = 0;
   private first: LogIndex;
   private last: LogIndex;
@@ -131,6 +132,9 @@ export class WatchHub implements KvEventListener {
         cut++;
       }
       this.first = lastDropped + 1;
+      // The dropped events' slots let go of them now: the array is cut only once they are half of it, and
+      // until then they would hold up to `capacity` more events (their records, keys and values) alive.
+      this.history.fill(undefined, this.head, cut);
       this.head = cut;
       if (this.head > 4096 && this.head * 2 > this.history.length) {
         this.history = this.history.slice(this.head);

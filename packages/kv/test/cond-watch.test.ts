@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { crc32c } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvSnapshotBodyPb, KvSnapshotChunkPb } from '../src/generated/kv-command.js';
@@ -429,6 +431,33 @@ describe('WatchHub', () => {
     hub.applied([big('a', 1), big('b', 2), big('c', 2), big('d', 3)], 3);
     // Four events of 165 bytes do not fit in 330: a and b go, and c with b, its revision.
     expect(hub.oldest).toBe(3);
+  });
+
+  it('lets go of the events it dropped', async () => {
+    // The collector, in process: a flag set at run time is read by contexts made after it.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const hub = new WatchHub({ applied: 0, capacity: 100 });
+    // 4,000 events in batches of 10: the history drops all but the last 100, and its array is cut only
+    // once the dropped slots are more than 4,096 and half of it, so without letting go it would hold them all.
+    // Made in a function of its own: this async one would keep its last event in a saved register.
+    const feed = (): WeakRef<KvEvent>[] => {
+      const refs: WeakRef<KvEvent>[] = [];
+      for (let r = 1; r <= 4000; r += 10) {
+        const batch = Array.from({ length: 10 }, (_, i) => ev('k', r + i));
+        if (r <= 3000) for (const e of batch) refs.push(new WeakRef(e));
+        hub.applied(batch, r + 9);
+      }
+      return refs;
+    };
+    const dropped = feed();
+    expect(hub.oldest).toBe(3901);
+    // A WeakRef's target is kept until the end of the turn that made or read it: the collection runs in a later one.
+    for (let i = 0; i < 2; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+    }
+    expect(dropped.flatMap((w, i) => (w.deref() !== undefined ? [i] : []))).toEqual([]);
   });
 });
 

@@ -327,7 +327,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       seq,
       prev,
       this.rows !== undefined,
-      () => this.resolveOf(rk, m),
+      rk,
       opts.type,
     );
     const rec = m.record;
@@ -355,6 +355,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
         this.src.partition,
       );
     }
+    const rk = m.rk ?? rowKey(m.record.key);
     if (!m.known) {
       m.settle(create, version);
       if (found === OVER_INSERTED) this.inserted(m);
@@ -362,7 +363,6 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     // The file holds the row now: offered to the row cache as a put's row is (so a key written again and again
     // is cached as before, and its next write is a plain one, read from memory), unless a later write of the
     // key is pending (it offers its own row, or its report will).
-    const rk = rowKey(m.record.key);
     if (this.cache !== undefined && found !== OVER_CORRUPT && this.ov.rows.get(rk)?.over === m) {
       this.cache.offer(this.cacheScope + rk, this.cacheEpoch, copyRecord(m.record));
     }
@@ -373,9 +373,9 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     if (m.counts && this.rows !== undefined) this.rows++;
   }
 
-  /** Works out `m`'s create revision and version ({@link resolve}); `rk` is its key's. */
-  private resolveOf(rk: string, m: OverPut): void {
-    this.resolve(rk);
+  /** Works out `m`'s create revision and version ({@link resolve}). */
+  resolveOf(m: OverPut): void {
+    if (m.rk !== undefined) this.resolve(m.rk);
     if (!m.known) {
       throw new StorageError(
         `${this.src.file}: partition ${this.src.partition}: the create revision and version written at revision ${m.revision} for key ${hexKey(m.record.key)} are unknown (its write never committed)`,
@@ -808,8 +808,21 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
   }
 }
 
+/**
+ * A record of its own with `r`'s fields: read one by one, not spread, since a pending put's record (an
+ * `OverRecord`) has its create revision and version as getters of its class, which a spread leaves out.
+ */
 function copyRecord(r: KvRecord): KvRecord {
-  return { ...r };
+  const c: KvRecord = {
+    key: r.key,
+    value: r.value,
+    createRevision: r.createRevision,
+    modifyRevision: r.modifyRevision,
+    version: r.version,
+  };
+  if (r.expiresAt !== undefined) c.expiresAt = r.expiresAt;
+  if (r.type !== undefined) c.type = r.type;
+  return c;
 }
 
 function rowKeyBytes(o: Tagged<KvRecord | undefined>): Uint8Array | undefined {
