@@ -10,6 +10,8 @@ export const ENTRY_OVERHEAD_BYTES = 600;
 
 /** An entry, and its place in the recency list. */
 interface Entry {
+  /** Its partition's keys, and its key among them. */
+  scope: KvRowCacheScope;
   key: string;
   /** The partition's epoch when cached: an entry of an older epoch is stale. */
   epoch: number;
@@ -44,6 +46,54 @@ export interface KvRowCacheStats {
   /** Rows in the cache now (stale ones included until met), and their bytes. */
   entries: number;
   bytes: number;
+}
+
+/**
+ * One partition's keys in a {@link KvRowCache} ({@link KvRowCache.scope}): a map of its own, so a key is
+ * looked up as the partition holds it (a row key string whose hash V8 keeps once worked out), not as a
+ * string made for the lookup (a partition prefix and the key, which V8 copied into one flat string and
+ * hashed again on every read and write: 3% of a leader's event loop under pipelined `SET`s).
+ */
+export class KvRowCacheScope {
+  /** @internal The scope's cached keys. */
+  readonly rows = new Map<string, Entry>();
+
+  /** @internal Mixed into its keys' hashes for the admission filter, so equal keys of two scopes differ there. */
+  readonly salt: number;
+
+  /** @internal */
+  constructor(
+    /** The cache it is a scope of. */
+    readonly cache: KvRowCache,
+    id: number,
+  ) {
+    this.salt = Math.imul(id + 1, 0x9e3779b1);
+  }
+
+  /** {@link KvRowCache.get} of this scope's `key`. */
+  get(key: string, epoch: number): KvRecord | null | undefined {
+    return this.cache.get(this, key, epoch);
+  }
+
+  /** {@link KvRowCache.has} of this scope's `key`. */
+  has(key: string, epoch: number): boolean {
+    return this.rows.get(key)?.epoch === epoch;
+  }
+
+  /** {@link KvRowCache.admit} of this scope's `key`. */
+  admit(key: string): boolean {
+    return this.cache.admit(this, key);
+  }
+
+  /** {@link KvRowCache.offer} of this scope's `key`. */
+  offer(key: string, epoch: number, rec: KvRecord | null): void {
+    this.cache.offer(this, key, epoch, rec);
+  }
+
+  /** {@link KvRowCache.set} of this scope's `key`. */
+  set(key: string, epoch: number, rec: KvRecord | null): void {
+    this.cache.set(this, key, epoch, rec);
+  }
 }
 
 /** FNV-1a over a string's UTF-16 code units, its bits then mixed (MurmurHash3's finalizer), as a 32-bit integer. */
@@ -92,7 +142,8 @@ function setBit(bits: Int32Array, i: number): void {
  * slots).
  */
 export class KvRowCache {
-  private readonly entries = new Map<string, Entry>();
+  /** Entries of all scopes. */
+  private count = 0;
   private bytes = 0;
   private nextScope = 0;
   /** The least recently used entry. */
@@ -118,14 +169,14 @@ export class KvRowCache {
     this.seenMask = bits - 1;
   }
 
-  /** A prefix of its own for one partition's keys. */
-  scope(): string {
-    return `${(this.nextScope++).toString(36)}\u0000`;
+  /** A scope of its own for one partition's keys. */
+  scope(): KvRowCacheScope {
+    return new KvRowCacheScope(this, this.nextScope++);
   }
 
-  /** The cached row of `key` (null: no row), or undefined when not cached at `epoch`. */
-  get(key: string, epoch: number): KvRecord | null | undefined {
-    const e = this.entries.get(key);
+  /** The cached row of `key` of `scope` (null: no row), or undefined when not cached at `epoch`. */
+  get(scope: KvRowCacheScope, key: string, epoch: number): KvRecord | null | undefined {
+    const e = scope.rows.get(key);
     if (e === undefined) return undefined;
     if (e.epoch !== epoch) {
       this.remove(e);
@@ -139,9 +190,9 @@ export class KvRowCache {
     return e.rec;
   }
 
-  /** Whether `key` is cached at `epoch` (counts nothing, moves nothing). */
-  has(key: string, epoch: number): boolean {
-    return this.entries.get(key)?.epoch === epoch;
+  /** Whether `key` of `scope` is cached at `epoch` (counts nothing, moves nothing). */
+  has(scope: KvRowCacheScope, key: string, epoch: number): boolean {
+    return scope.rows.get(key)?.epoch === epoch;
   }
 
   /**
@@ -149,10 +200,10 @@ export class KvRowCache {
    * cache the row ({@link set}): true if the admission filter holds the key
    * (it missed recently, or a false positive), else the filter takes it in.
    */
-  admit(key: string): boolean {
+  admit(scope: KvRowCacheScope, key: string): boolean {
     const t = this.totals;
     t.misses++;
-    if (!this.remembered(key)) return false;
+    if (!this.remembered(scope, key)) return false;
     t.admitted++;
     return true;
   }
@@ -168,17 +219,17 @@ export class KvRowCache {
    * write commits: reads meanwhile are the caller's (its overlay), and a write
    * that rolls back must make the entry stale (a new epoch).
    */
-  offer(key: string, epoch: number, rec: KvRecord | null): void {
-    const e = this.entries.get(key);
-    if (e === undefined && !this.remembered(key)) return;
-    if (this.keep(key, e, epoch, rec)) this.totals.written++;
+  offer(scope: KvRowCacheScope, key: string, epoch: number, rec: KvRecord | null): void {
+    const e = scope.rows.get(key);
+    if (e === undefined && !this.remembered(scope, key)) return;
+    if (this.keep(scope, key, e, epoch, rec)) this.totals.written++;
   }
 
-  /** Whether the admission filter holds `key`; if not, it takes the key in (emptied first when full). */
-  private remembered(key: string): boolean {
+  /** Whether the admission filter holds `key` of `scope`; if not, it takes the key in (emptied first when full). */
+  private remembered(scope: KvRowCacheScope, key: string): boolean {
     const seen = this.seen;
     if (seen.length === 0) return false;
-    const h = hashKey(key);
+    const h = hashKey(key) ^ scope.salt;
     // Three bit positions from one 32-bit hash (double hashing): the step is its halves swapped, so its low bits
     // come from the hash's high ones (a multiple of it would have low bits that follow from the first position's);
     // odd, so the positions differ.
@@ -199,21 +250,28 @@ export class KvRowCache {
     return false;
   }
 
-  /** Caches `rec` (null: no row) as `key`'s row at `epoch`. */
-  set(key: string, epoch: number, rec: KvRecord | null): void {
-    this.keep(key, this.entries.get(key), epoch, rec);
+  /** Caches `rec` (null: no row) as the row of `key` of `scope` at `epoch`. */
+  set(scope: KvRowCacheScope, key: string, epoch: number, rec: KvRecord | null): void {
+    this.keep(scope, key, scope.rows.get(key), epoch, rec);
   }
 
   /** {@link set}, with `key`'s entry already looked up (`e`; undefined: none); false when the row alone exceeds the budget. */
-  private keep(key: string, e: Entry | undefined, epoch: number, rec: KvRecord | null): boolean {
+  private keep(
+    scope: KvRowCacheScope,
+    key: string,
+    e: Entry | undefined,
+    epoch: number,
+    rec: KvRecord | null,
+  ): boolean {
     const bytes = key.length + (rec === null ? 0 : rec.value.byteLength + rec.key.byteLength) + ENTRY_OVERHEAD_BYTES;
     if (bytes > this.budgetBytes) {
       if (e !== undefined) this.remove(e);
       return false;
     }
     if (e === undefined) {
-      e = { key, epoch, rec, bytes, older: undefined, newer: undefined };
-      this.entries.set(key, e);
+      e = { scope, key, epoch, rec, bytes, older: undefined, newer: undefined };
+      scope.rows.set(key, e);
+      this.count++;
       this.append(e);
     } else {
       // A key's new row takes its entry over (a write of a cached key): no new object to outlive the young generation.
@@ -233,11 +291,12 @@ export class KvRowCache {
 
   /** Hits, misses, admissions and rows writes cached so far, and what the cache holds. */
   stats(): KvRowCacheStats {
-    return { ...this.totals, entries: this.entries.size, bytes: this.bytes };
+    return { ...this.totals, entries: this.count, bytes: this.bytes };
   }
 
   private remove(e: Entry): void {
-    this.entries.delete(e.key);
+    e.scope.rows.delete(e.key);
+    this.count--;
     this.unlink(e);
     this.bytes -= e.bytes;
   }

@@ -17,7 +17,7 @@ import {
   rowKey,
 } from './sqlite-kv-overlay.js';
 import { BATCH_ROWS, type RunTransaction, kvStatements, readPartition } from './sqlite-kv-partition.js';
-import type { KvRowCache } from './sqlite-kv-row-cache.js';
+import type { KvRowCache, KvRowCacheScope } from './sqlite-kv-row-cache.js';
 import {
   type KvRow,
   type ResponseRow,
@@ -127,8 +127,11 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
    * partition's rows, so it never outlives what it read.
    */
   private lastRead: { gen: number; key: string; rec: KvRecord | undefined } | undefined;
-  /** This partition's prefix in {@link cache} (unused without one). */
-  private readonly cacheScope: string;
+  /**
+   * This partition's rows in the store's row cache, shared by its partitions (see {@link KvRowCache}); undefined
+   * when the store keeps none, so reads and writes pay nothing for it.
+   */
+  private readonly cache: KvRowCacheScope | undefined;
   /**
    * Raised whenever this object can no longer vouch for what it cached (a
    * rolled-back transaction, a new generation): every entry cached before goes stale.
@@ -152,15 +155,12 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     file: string,
     partition: string,
     private readonly host: PartitionHost,
-    /**
-     * Rows read or written last, shared by the store's partitions (see {@link KvRowCache}); undefined when the
-     * store keeps none, so reads and writes pay nothing for it.
-     */
-    private readonly cache: KvRowCache | undefined,
+    /** Rows read or written last, shared by the store's partitions; undefined when the store keeps none. */
+    cache: KvRowCache | undefined,
   ) {
     this.st = kvStatements(db);
     this.src = { file, partition };
-    this.cacheScope = cache?.scope() ?? '';
+    this.cache = cache?.scope();
   }
 
   /** Forgets the cached generation (after a rolled-back transaction that may have created it). */
@@ -181,22 +181,17 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
 
   get(key: Uint8Array): KvRecord | undefined {
     const rk = rowKey(key);
-    return this.lookup(key, rk, this.cacheKey(rk), true);
-  }
-
-  /** Row key `rk`'s key in the row cache ('' without one). */
-  private cacheKey(rk: string): string {
-    return this.cache === undefined ? '' : this.cacheScope + rk;
+    return this.lookup(key, rk, true);
   }
 
   /**
-   * {@link get} with the key's overlay key `rk` and cache key `ck` worked out once by the caller (a write
+   * {@link get} with the key's overlay key `rk` (its row cache key too) worked out once by the caller (a write
    * looks them up again). `copy` false hands out the last read's or the cache's own record: for a caller
    * that only reads it (a write's revisions), never one that returns it. A pending row is copied either way:
    * copying reads the create revision and version of a put over an unread row, which works them out while
    * the overlay still leads to it (the write about to replace it would cut that chain).
    */
-  private lookup(key: Uint8Array, rk: string, ck: string, copy: boolean): KvRecord | undefined {
+  private lookup(key: Uint8Array, rk: string, copy: boolean): KvRecord | undefined {
     const o = this.ov.rows.get(rk);
     if (o !== undefined) return o.v && copyRecord(o.v);
     const gen = this.readGen();
@@ -206,7 +201,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     }
     const cache = this.cache;
     if (cache !== undefined) {
-      const cached = cache.get(ck, this.cacheEpoch);
+      const cached = cache.get(rk, this.cacheEpoch);
       if (cached === null) return undefined;
       if (cached !== undefined) return copy ? copyRecord(cached) : cached;
     }
@@ -219,8 +214,8 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     const rec = r && toRecord(this.src, r);
     this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
     // Offered for a client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
-    if (cache !== undefined && !this.host.writing() && cache.admit(ck)) {
-      cache.set(ck, this.cacheEpoch, rec ? copyRecord(rec) : null);
+    if (cache !== undefined && !this.host.writing() && cache.admit(rk)) {
+      cache.set(rk, this.cacheEpoch, rec ? copyRecord(rec) : null);
     }
     return rec;
   }
@@ -237,16 +232,15 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     this.host.run(() => {
       const gen = this.writeGen();
       const rk = rowKey(key);
-      const ck = this.cacheKey(rk);
       const now = opts.now;
       if (now !== undefined) {
-        const prev = this.overBase(gen, rk, ck, opts.revision);
+        const prev = this.overBase(gen, rk, opts.revision);
         if (prev !== false) {
           written = this.putOver(gen, rk, key, value, opts, now, prev);
           return;
         }
       }
-      const existing = this.lookup(key, rk, ck, false);
+      const existing = this.lookup(key, rk, false);
       this.lastRead = undefined;
       const { createRevision: create, version } = putRevisions(existing, opts.revision, now);
       if (existing === undefined && this.rows !== undefined) this.rows++;
@@ -276,20 +270,20 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       ]);
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
       // The overlay answers reads until the write commits; the cache then has what the file holds.
-      this.cache?.offer(ck, this.cacheEpoch, rec);
+      this.cache?.offer(rk, this.cacheEpoch, rec);
       written = copyRecord(rec);
     }, true);
     return written as KvRecord;
   }
 
   /**
-   * Whether a put over whatever `rk` (cache key `ck`) holds at `revision` can go without reading the key's
+   * Whether a put over whatever `rk` holds at `revision` can go without reading the key's
    * row: false when memory knows the row (a pending write whose create revision and version are known, the
    * row last read, a cached row), or when the pending put it would follow has the same revision (two puts of a
    * key in one EXEC: the file cannot tell them apart, see {@link resolve}). Else the pending put over
    * the key it follows, or undefined when it follows the file's row.
    */
-  private overBase(gen: number, rk: string, ck: string, revision: number): OverPut | undefined | false {
+  private overBase(gen: number, rk: string, revision: number): OverPut | undefined | false {
     const o = this.ov.rows.get(rk);
     if (o !== undefined) {
       const head = o.over;
@@ -297,7 +291,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     }
     const last = this.lastRead;
     if (last !== undefined && last.gen === gen && last.key === rk) return false;
-    if (this.cache?.has(ck, this.cacheEpoch) === true) return false;
+    if (this.cache?.has(rk, this.cacheEpoch) === true) return false;
     return undefined;
   }
 
@@ -364,7 +358,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     // is cached as before, and its next write is a plain one, read from memory), unless a later write of the
     // key is pending (it offers its own row, or its report will).
     if (this.cache !== undefined && found !== OVER_CORRUPT && this.ov.rows.get(rk)?.over === m) {
-      this.cache.offer(this.cacheScope + rk, this.cacheEpoch, copyRecord(m.record));
+      this.cache.offer(rk, this.cacheEpoch, copyRecord(m.record));
     }
   }
 
@@ -440,15 +434,14 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
 
   delete(key: Uint8Array): boolean {
     const rk = rowKey(key);
-    const ck = this.cacheKey(rk);
-    if (this.lookup(key, rk, ck, false) === undefined) return false;
+    if (this.lookup(key, rk, false) === undefined) return false;
     this.lastRead = undefined;
     this.host.run(() => {
       // A copy (`slice` of a `Buffer` is a view): the op is packed for the writer later, and the caller may
       // change its bytes meanwhile.
       this.host.emit(['del', this.readGen(), new Uint8Array(key)]);
       this.ov.set(this.ov.rows, rk, undefined, this.host.seq(), this.host.undo);
-      this.cache?.offer(ck, this.cacheEpoch, null);
+      this.cache?.offer(rk, this.cacheEpoch, null);
       if (this.rows !== undefined) this.rows--;
     }, true);
     return true;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { emptyConfState } from '@cohort/core';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ENTRY_OVERHEAD_BYTES, KvRowCache, hashKey } from '../src/sqlite-kv-row-cache.js';
+import { ENTRY_OVERHEAD_BYTES, KvRowCache, type KvRowCacheScope, hashKey } from '../src/sqlite-kv-row-cache.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import type { KvRecord } from '../src/types.js';
 
@@ -21,11 +21,11 @@ const rec = (key: string, value: string): KvRecord => ({
 describe('KvRowCache', () => {
   it('keeps the most recently used rows within its budget of bytes', () => {
     // Three 1-byte keys with 1-byte values: 3 bytes each besides the overhead (a row-less entry: 1).
-    const cache = new KvRowCache(3 * (ENTRY_OVERHEAD_BYTES + 3));
+    const cache = new KvRowCache(3 * (ENTRY_OVERHEAD_BYTES + 3)).scope();
     cache.set('a', 0, rec('a', '1'));
     cache.set('b', 0, rec('b', '2'));
     cache.set('c', 0, null);
-    expect(cache.stats()).toMatchObject({ entries: 3, bytes: 3 * (ENTRY_OVERHEAD_BYTES + 3) - 2 });
+    expect(cache.cache.stats()).toMatchObject({ entries: 3, bytes: 3 * (ENTRY_OVERHEAD_BYTES + 3) - 2 });
     expect(cache.get('a', 0)?.value).toEqual(bytes('1'));
     cache.set('d', 0, rec('d', '4'));
     // 'b' was the least recently used ('a' was read since).
@@ -33,25 +33,25 @@ describe('KvRowCache', () => {
     expect(cache.get('a', 0)).not.toBeUndefined();
     expect(cache.get('c', 0)).toBeNull();
     expect(cache.get('d', 0)?.value).toEqual(bytes('4'));
-    expect(cache.stats().entries).toBe(3);
+    expect(cache.cache.stats().entries).toBe(3);
   });
 
   it('treats entries cached under another epoch as absent and forgets them', () => {
-    const cache = new KvRowCache(1 << 20);
+    const cache = new KvRowCache(1 << 20).scope();
     cache.set('a', 1, rec('a', '1'));
     expect(cache.get('a', 2)).toBeUndefined();
-    expect(cache.stats().entries).toBe(0);
+    expect(cache.cache.stats().entries).toBe(0);
     expect(cache.get('a', 1)).toBeUndefined();
   });
 
   it('keeps nothing with a budget of 0, nor a row larger than its budget', () => {
-    const none = new KvRowCache(0);
+    const none = new KvRowCache(0).scope();
     none.set('a', 0, rec('a', '1'));
     expect(none.get('a', 0)).toBeUndefined();
-    const small = new KvRowCache(200);
+    const small = new KvRowCache(200).scope();
     small.set('big', 0, rec('big', 'x'.repeat(100)));
     expect(small.get('big', 0)).toBeUndefined();
-    expect(small.stats()).toMatchObject({ entries: 0, bytes: 0 });
+    expect(small.cache.stats()).toMatchObject({ entries: 0, bytes: 0 });
   });
 
   it("evicts exactly as a least-recently-used list of the same budget does, for any gets, sets and writes' offers", () => {
@@ -60,6 +60,7 @@ describe('KvRowCache', () => {
         fc.array(
           fc.record({
             op: fc.constantFrom('get', 'get', 'set', 'set', 'offer'),
+            scope: fc.constantFrom(0, 1),
             key: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
             value: fc.nat(10),
             epoch: fc.constantFrom(0, 0, 0, 0, 0, 1),
@@ -70,14 +71,18 @@ describe('KvRowCache', () => {
           // Room for three entries (2 to 12 bytes each besides the overhead): most sets of a fourth key evict one.
           const budget = 3 * (ENTRY_OVERHEAD_BYTES + 15);
           const cache = new KvRowCache(budget);
+          // Two partitions' scopes: the model names a key by its scope and itself.
+          const scopes = [cache.scope(), cache.scope()];
           // The model: entries from least to most recently used.
           let model: { key: string; epoch: number; value: number; bytes: number }[] = [];
           // Keys a write offered while neither cached nor remembered: the admission filter holds them now.
           const met = new Set<string>();
-          for (const { op, key, value, epoch } of ops) {
-            const at = model.findIndex((m) => m.key === key);
+          for (const { op, scope, key, value, epoch } of ops) {
+            const part = scopes[scope] as KvRowCacheScope;
+            const name = `${scope}/${key}`;
+            const at = model.findIndex((m) => m.key === name);
             if (op === 'get') {
-              const got = cache.get(key, epoch);
+              const got = part.get(key, epoch);
               const m = model[at];
               if (m === undefined || m.epoch !== epoch) {
                 expect(got).toBeUndefined();
@@ -89,14 +94,14 @@ describe('KvRowCache', () => {
               }
             } else {
               const row = { ...rec(key, ''), value: new Uint8Array(value) };
-              if (op === 'set') cache.set(key, epoch, row);
-              else cache.offer(key, epoch, row);
+              if (op === 'set') part.set(key, epoch, row);
+              else part.offer(key, epoch, row);
               // An offer of a key neither cached (stale entries included) nor met before only remembers it.
-              if (op === 'offer' && at === -1 && !met.has(key)) {
-                met.add(key);
+              if (op === 'offer' && at === -1 && !met.has(name)) {
+                met.add(name);
               } else {
                 if (at >= 0) model.splice(at, 1);
-                model.push({ key, epoch, value, bytes: key.length + value + key.length + ENTRY_OVERHEAD_BYTES });
+                model.push({ key: name, epoch, value, bytes: key.length + value + key.length + ENTRY_OVERHEAD_BYTES });
                 while (model.reduce((n, m) => n + m.bytes, 0) > budget) model = model.slice(1);
               }
             }
@@ -112,7 +117,7 @@ describe('KvRowCache', () => {
   });
 
   it('takes in the row a write leaves for a key it holds or met recently, and only remembers any other', () => {
-    const cache = new KvRowCache(1 << 20);
+    const cache = new KvRowCache(1 << 20).scope();
     cache.offer('a', 0, rec('a', '1'));
     expect(cache.get('a', 0)).toBeUndefined();
     cache.offer('a', 0, rec('a', '2'));
@@ -123,25 +128,40 @@ describe('KvRowCache', () => {
     expect(cache.admit('b')).toBe(false);
     cache.offer('b', 1, rec('b', '1'));
     expect(text(cache.get('b', 1)?.value)).toBe('1');
-    expect(cache.stats()).toMatchObject({ hits: 3, misses: 1, admitted: 0, written: 3, entries: 2 });
+    expect(cache.cache.stats()).toMatchObject({ hits: 3, misses: 1, admitted: 0, written: 3, entries: 2 });
     // A cached key's new row replaces it even after the filter was emptied.
     for (let i = 0; i < 4_096; i++) cache.admit(`other ${i}`);
     cache.offer('a', 0, rec('a', '3'));
     expect(text(cache.get('a', 0)?.value)).toBe('3');
     // A row larger than the whole budget is not kept (nor counted): the key's old row goes with it.
-    const { written } = cache.stats();
+    const { written } = cache.cache.stats();
     cache.offer('a', 0, { ...rec('a', '4'), value: new Uint8Array(2 << 20) });
     expect(cache.get('a', 0)).toBeUndefined();
-    expect(cache.stats().written).toBe(written);
-    const none = new KvRowCache(0);
+    expect(cache.cache.stats().written).toBe(written);
+    const none = new KvRowCache(0).scope();
     none.offer('a', 0, rec('a', '1'));
     none.offer('a', 0, rec('a', '1'));
-    expect(none.stats()).toMatchObject({ written: 0, entries: 0 });
+    expect(none.cache.stats()).toMatchObject({ written: 0, entries: 0 });
   });
 
-  it('gives each partition a scope of its own', () => {
-    const cache = new KvRowCache(1 << 20);
-    expect(cache.scope()).not.toBe(cache.scope());
+  it('gives each partition a scope of its own: the same key in two scopes is two rows, in one budget', () => {
+    const cache = new KvRowCache(2 * (ENTRY_OVERHEAD_BYTES + 3));
+    const [p, q] = [cache.scope(), cache.scope()];
+    p.set('a', 0, rec('a', '1'));
+    expect(q.get('a', 0)).toBeUndefined();
+    expect(q.has('a', 0)).toBe(false);
+    q.set('a', 0, rec('a', '2'));
+    expect(text(p.get('a', 0)?.value)).toBe('1');
+    expect(text(q.get('a', 0)?.value)).toBe('2');
+    // The least recently used row of either goes first: p's, read before q's.
+    p.set('b', 0, rec('b', '3'));
+    expect(p.get('a', 0)).toBeUndefined();
+    expect(text(q.get('a', 0)?.value)).toBe('2');
+    expect(cache.stats()).toMatchObject({ entries: 2 });
+    // The admission filter tells them apart too: a miss in one scope is not one in the other.
+    expect(p.admit('c')).toBe(false);
+    expect(q.admit('c')).toBe(false);
+    expect(p.admit('c')).toBe(true);
   });
 });
 
@@ -391,12 +411,12 @@ describe.each(['inline', 'thread'] as const)('SqliteNodeStore (%s writer): the r
 describe('KvRowCache: admission', () => {
   it('admits a key on its second miss, and forgets the keys that missed once it took in as many as the cache holds rows', () => {
     // 1 MiB: the filter takes in 2,048 keys before it is emptied.
-    const cache = new KvRowCache(1 << 20);
+    const cache = new KvRowCache(1 << 20).scope();
     expect(cache.admit('a')).toBe(false);
     expect(cache.admit('b')).toBe(false);
     expect(cache.admit('a')).toBe(true);
     expect(cache.admit('a')).toBe(true);
-    expect(cache.stats()).toMatchObject({ hits: 0, misses: 4, admitted: 2 });
+    expect(cache.cache.stats()).toMatchObject({ hits: 0, misses: 4, admitted: 2 });
     // 2,000 more keys: 'b' is still remembered.
     for (let i = 0; i < 2_000; i++) cache.admit(`other ${i}`);
     expect(cache.admit('b')).toBe(true);
@@ -405,8 +425,8 @@ describe('KvRowCache: admission', () => {
     expect(cache.admit('a')).toBe(false);
     expect(cache.admit('b')).toBe(false);
     expect(cache.admit('a')).toBe(true);
-    expect(new KvRowCache(0).admit('a')).toBe(false);
-    expect(new KvRowCache(0).admit('a')).toBe(false);
+    expect(new KvRowCache(0).scope().admit('a')).toBe(false);
+    expect(new KvRowCache(0).scope().admit('a')).toBe(false);
   });
 
   /** A seeded generator of whole numbers below `n` (mulberry32), uniform unlike fast-check's samples. */
@@ -421,7 +441,7 @@ describe('KvRowCache: admission', () => {
   }
 
   /** Reads `reads` keys drawn by `next` through `cache` as a store does: on a miss, cached if admitted. */
-  function drive(cache: KvRowCache, reads: number, next: () => string): void {
+  function drive(cache: KvRowCacheScope, reads: number, next: () => string): void {
     for (let i = 0; i < reads; i++) {
       const key = next();
       if (cache.get(key, 0) === undefined && cache.admit(key)) cache.set(key, 0, rec(key, 'v'));
@@ -430,28 +450,28 @@ describe('KvRowCache: admission', () => {
 
   it('caches a working set that fits: nearly every read hits', () => {
     // 2 MiB holds about 3,400 of these rows; 2,000 keys read at random.
-    const cache = new KvRowCache(2 << 20);
+    const cache = new KvRowCache(2 << 20).scope();
     const next = uniform(7, 2_000);
     drive(cache, 40_000, () => `key:${next()}`);
-    const s = cache.stats();
+    const s = cache.cache.stats();
     expect(s.entries).toBeGreaterThan(1_900);
     expect(s.hits / 40_000).toBeGreaterThan(0.85);
   });
 
   it("caches every key of the node's benchmark working set: 10,000 keys with the node's 16 MiB", () => {
-    const cache = new KvRowCache(16 << 20);
+    const cache = new KvRowCache(16 << 20).scope();
     const next = uniform(3, 10_000);
     // 20 reads a key on average: every key is read at least twice.
-    drive(cache, 200_000, () => `0\u0000key:${String(next()).padStart(8, '0')}`);
-    expect(cache.stats().entries).toBe(10_000);
+    drive(cache, 200_000, () => `key:${String(next()).padStart(8, '0')}`);
+    expect(cache.cache.stats().entries).toBe(10_000);
   });
 
   it('keeps a key space read at random that does not fit mostly out: few misses cache a row', () => {
     // About 1,700 rows fit; 1,000,000 keys read at random: a plain LRU cache would cache every miss.
-    const cache = new KvRowCache(1 << 20);
+    const cache = new KvRowCache(1 << 20).scope();
     const next = uniform(11, 1_000_000);
     drive(cache, 50_000, () => `key:${next()}`);
-    const s = cache.stats();
+    const s = cache.cache.stats();
     expect(s.misses).toBeGreaterThan(49_000);
     expect(s.admitted / s.misses).toBeLessThan(0.01);
   });
@@ -459,7 +479,7 @@ describe('KvRowCache: admission', () => {
   it('spreads keys that differ in one character over the table', () => {
     // Sequential keys over 4,096 slots: about as many slots taken as by keys hashed at random (885).
     const slots = new Set<number>();
-    for (let i = 0; i < 1000; i++) slots.add(hashKey(`0\u0000key:${String(i).padStart(8, '0')}`) & 4095);
+    for (let i = 0; i < 1000; i++) slots.add(hashKey(`key:${String(i).padStart(8, '0')}`) & 4095);
     expect(slots.size).toBeGreaterThan(850);
   });
 });
