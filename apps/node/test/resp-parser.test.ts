@@ -59,6 +59,12 @@ describe('RespParser', () => {
     expect(error).toBeInstanceOf(RespProtocolError);
   });
 
+  it('reads lengths with leading zeros, and a negative array length as an empty array', () => {
+    expect(strs(feed(new RespParser(), Buffer.from('*-1\r\n*002\r\n$004\r\nPING\r\n$0\r\n\r\n')))).toEqual([
+      ['PING', ''],
+    ]);
+  });
+
   it('ignores empty arrays like Redis', () => {
     expect(strs(feed(new RespParser(), Buffer.from('*0\r\n*1\r\n$4\r\nPING\r\n')))).toEqual([['PING']]);
   });
@@ -67,6 +73,14 @@ describe('RespParser', () => {
     ['*x\r\n', /invalid multibulk length/],
     ['*1\r\n+PING\r\n', /expected '\$', got '\+'/],
     ['*1\r\n$-5\r\n', /invalid bulk length/],
+    ['*\r\n', /invalid multibulk length/],
+    ['*-\r\n', /invalid multibulk length/],
+    ['*+1\r\n', /invalid multibulk length/],
+    ['*1a\r\n', /invalid multibulk length/],
+    ['*1 \r\n', /invalid multibulk length/],
+    ['*1234567890123456789\r\n', /invalid multibulk length/],
+    ['*1\r\n$\r\n', /invalid bulk length/],
+    ['*1\r\n$3x\r\n', /invalid bulk length/],
     ['*1\r\n$2\r\nabcd\r\n', /not terminated/],
     ['set a "unterminated\r\n', /unbalanced quotes/],
   ])('rejects malformed input %j with a protocol error', (wire, message) => {

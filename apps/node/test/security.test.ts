@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { silentLogger } from '@cohort/core';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Acl, digest } from '../src/auth.js';
+import { Acl, type AclUser, digest, mayRun, runsEverything } from '../src/auth.js';
 import { warnIfExposed } from '../src/cohort-node.js';
 import { createHttpServer } from '../src/http-server.js';
 import { limitKv, writeTooLarge } from '../src/limits.js';
@@ -209,6 +209,26 @@ describe('AUTH and ACL', () => {
     const good = client(port, { password: 's3cret' });
     await good.connect();
     expect(await good.get('a')).toBe('1');
+  });
+
+  it('lets a user of +@all alone run every command, and one of +@all and a removal every command but that', () => {
+    const acl = new Acl({
+      users: [
+        { name: 'all', passwords: [], commands: ['+@all'] },
+        { name: 'most', passwords: [], commands: ['+@all', '-del'] },
+      ],
+    });
+    const [all, most] = [acl.users.get('all'), acl.users.get('most')] as [AclUser, AclUser];
+    expect(runsEverything(all)).toBe(true);
+    expect(runsEverything(most)).toBe(false);
+    for (const name of ['get', 'set', 'del', 'flushall', 'acl']) {
+      expect(mayRun(all, { name, flags: [] })).toBe(true);
+      expect(mayRun(most, { name, flags: [] })).toBe(name !== 'del');
+    }
+    // ACL SETUSER on the user makes a new one: the old object keeps its rules.
+    expect(acl.setUser('all', ['-set'])).toBeUndefined();
+    expect(runsEverything(acl.users.get('all') as AclUser)).toBe(false);
+    expect(runsEverything(all)).toBe(true);
   });
 
   it('runs users with hashed passwords and per-user command and key permissions', async () => {

@@ -1,4 +1,4 @@
-import { type Acl, mayAccess, mayRun } from '../auth.js';
+import { type Acl, mayAccess, mayRun, runsEverything } from '../auth.js';
 import { COMMAND_DOCS } from './command-docs.js';
 import type { CommandSpec } from './commands.js';
 import type { Session } from './plan.js';
@@ -23,7 +23,12 @@ export function refusal(session: Session, name: string, keys: readonly Uint8Arra
   if (!session.authenticated) return BEFORE_AUTH.has(name) ? undefined : NOAUTH;
   const user = acl.users.get(session.user);
   if (BEFORE_AUTH.has(name)) return undefined;
-  if (user === undefined || !user.enabled || !mayRun(user, { name, flags: COMMAND_DOCS[name]?.flags ?? [] })) {
+  // Every command of every connection comes here: a user of every command is let through without its class.
+  if (
+    user === undefined ||
+    !user.enabled ||
+    (!runsEverything(user) && !mayRun(user, { name, flags: COMMAND_DOCS[name]?.flags ?? [] }))
+  ) {
     return errorReply(`NOPERM User ${session.user} has no permissions to run the '${name}' command`);
   }
   if (keys.length > 0 && !mayAccess(user, keys)) return errorReply('NOPERM No permissions to access a key');

@@ -31,6 +31,8 @@ const CR = 13;
 const LF = 10;
 const STAR = 42;
 const DOLLAR = 36;
+const MINUS = 45;
+const ZERO = 48;
 
 /**
  * A streaming RESP2 request parser: feed it bytes as they arrive, in any
@@ -112,10 +114,19 @@ export class RespParser {
     return i;
   }
 
+  /** The decimal `-?[0-9]{1,18}` in bytes `from` to `to`, read in place (no string made for each header). */
   private parseInt(from: number, to: number, what: string): number {
-    const text = this.buf.toString('latin1', from, to);
-    if (!/^-?[0-9]{1,18}$/.test(text)) throw new RespProtocolError(`invalid ${what} length`);
-    return Number(text);
+    const buf = this.buf;
+    const negative = buf[from] === MINUS;
+    let i = negative ? from + 1 : from;
+    if (to - i < 1 || to - i > 18) throw new RespProtocolError(`invalid ${what} length`);
+    let n = 0;
+    for (; i < to; i++) {
+      const d = (buf[i] as number) - ZERO;
+      if (d < 0 || d > 9) throw new RespProtocolError(`invalid ${what} length`);
+      n = n * 10 + d;
+    }
+    return negative ? -n : n;
   }
 
   /** Parses an array header or an inline command at `pos`; returns the new position or -1 for more input. */
