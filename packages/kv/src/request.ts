@@ -232,8 +232,8 @@ function encodeStep(step: TxnStepResult): Uint8Array {
   switch (step.outcome) {
     case 'prepared':
       pb.held = step.held;
-      pb.success = step.success.map(encodeResponse);
-      pb.failure = step.failure.map(encodeResponse);
+      pb.success = step.success.map(encodeInner);
+      pb.failure = step.failure.map(encodeInner);
       break;
     case 'conflict':
       pb.txn = step.txn;
@@ -296,6 +296,15 @@ export function encodeResponse(res: KvResponse): Uint8Array {
   return encodeFields(res);
 }
 
+/**
+ * {@link encodeResponse} of a response inside another (an EXEC's answers, a pipeline's, a transaction
+ * step's), whose bytes the encoder only copies into the outer message: an OK is the shared encoding, not a
+ * copy of it (an EXEC of 16 merged `SET`s made 16 copies to store its answer).
+ */
+function encodeInner(res: KvResponse): Uint8Array {
+  return res.type === 'ok' ? OK_ENCODED : encodeFields(res);
+}
+
 function encodeFields(res: KvResponse): Uint8Array {
   const pb: KvResponsePb = {
     type: KvResponsePb.Type.OK,
@@ -338,7 +347,7 @@ function encodeFields(res: KvResponse): Uint8Array {
     case 'list':
       pb.type = KvResponsePb.Type.LIST;
       if (res.items === null) pb.present = [false];
-      else pb.responses = res.items.map(encodeResponse);
+      else pb.responses = res.items.map(encodeInner);
       break;
     case 'failure':
       pb.type = KvResponsePb.Type.FAILURE;
@@ -392,7 +401,7 @@ export function encodeBatchResponse(res: KvResponse[]): Uint8Array {
     present: [],
     code: '',
     leaderId: '',
-    responses: res.map(encodeResponse),
+    responses: res.map(encodeInner),
     rows: [],
     succeeded: false,
     more: false,
