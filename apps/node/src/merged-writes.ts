@@ -41,16 +41,26 @@ const MERGEABLE: ReadonlySet<KvClientWrite['op']> = new Set([
   'collection',
 ]);
 
-/** Bytes of a write's keys, values and arguments. */
-function writeBytes(w: KvClientWrite): number {
+/**
+ * Bytes of a write's keys (`keys`: its {@link writeKeys}, when the caller has them), values and arguments.
+ * Every merged write is measured: no array is made to go through its fields.
+ */
+function writeBytes(w: KvClientWrite, keys: readonly Uint8Array[] = writeKeys(w)): number {
   let n = 0;
-  for (const k of writeKeys(w)) n += k.byteLength;
+  for (const k of keys) n += k.byteLength;
   const f = w as unknown as Record<string, unknown>;
-  for (const one of [f.value, f.increment]) if (one instanceof Uint8Array) n += one.byteLength;
+  n += bytesOf(f.value) + bytesOf(f.increment) + listBytes(f.values) + listBytes(f.args);
   if (w.op === 'cond' && w.action.kind === 'put') n += w.action.value.byteLength;
-  for (const list of [f.values, f.args]) {
-    if (Array.isArray(list)) for (const v of list) if (v instanceof Uint8Array) n += v.byteLength;
-  }
+  return n;
+}
+
+function bytesOf(v: unknown): number {
+  return v instanceof Uint8Array ? v.byteLength : 0;
+}
+
+function listBytes(list: unknown): number {
+  let n = 0;
+  if (Array.isArray(list)) for (const v of list) n += bytesOf(v);
   return n;
 }
 
@@ -109,7 +119,7 @@ function mergeable(req: KvClientRequest, slots: SlotMap): Mergeable | undefined 
   if (keys.length === 0 || keys.some(isReservedKey)) return undefined;
   const partition = slots.partitionOfKey(keys[0]!);
   for (let i = 1; i < keys.length; i++) if (slots.partitionOfKey(keys[i]!) !== partition) return undefined;
-  return { client: req.session.clientId, partition, bytes: writeBytes(req.write) };
+  return { client: req.session.clientId, partition, bytes: writeBytes(req.write, keys) };
 }
 
 export interface MergeOptions {
