@@ -34,7 +34,11 @@
  *
  * Not here: `--use-largepages` (Node's code on 2 MiB pages), which would
  * slow every short-lived client command's start too: `cohort start` runs
- * itself again with it instead (see large-pages.ts).
+ * itself again with it instead (see large-pages.ts). Nor
+ * `--single-threaded-gc`: measured on 2026-12-07 (tools/bench's README,
+ * thirty-sixth session), V8's collector without helper threads served 12%
+ * more `SET -P 16` on this project's two-vCPU machine, but a 1M-key leader's
+ * RSS was 461 MB against 286.
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
 
