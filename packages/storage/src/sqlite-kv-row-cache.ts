@@ -77,7 +77,7 @@ export class KvRowCacheScope {
 
   /** {@link KvRowCache.has} of this scope's `key`. */
   has(key: string, epoch: number): boolean {
-    return this.rows.get(key)?.epoch === epoch;
+    return this.cache.has(this, key, epoch);
   }
 
   /** {@link KvRowCache.admit} of this scope's `key`. */
