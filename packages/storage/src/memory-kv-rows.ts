@@ -1,6 +1,7 @@
 import { CorruptStateError } from '@cohort/core/errors';
 import { hexKey, kvRowCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import type { MemRow, MemSession } from './memory-state.js';
+import { recordOf } from './record-copy.js';
 import { type ClientSession, type KvRecord, typeCode } from './types.js';
 
 /** Where a partition lives, for error messages and row checks. */
@@ -29,16 +30,7 @@ export function checkedRecord(src: MemSource, row: MemRow): KvRecord {
       src.partition,
     );
   }
-  const out: KvRecord = {
-    key: r.key.slice(),
-    value: r.value.slice(),
-    createRevision: r.createRevision,
-    modifyRevision: r.modifyRevision,
-    version: r.version,
-  };
-  if (r.expiresAt !== undefined) out.expiresAt = r.expiresAt;
-  if (r.type !== undefined) out.type = r.type;
-  return out;
+  return recordOf(r, r.key.slice(), r.value.slice());
 }
 
 /** Verifies a stored session's CRC. */

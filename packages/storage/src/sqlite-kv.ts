@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { hexKey, kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { packRows } from './kv-row-pack.js';
 import { cloneMeta } from './log-rules.js';
+import { recordOf } from './record-copy.js';
 import { GENERATION_CURRENT, GENERATION_RETIRED, GENERATION_STAGING } from './schema.js';
 import { copyPartitionImage, discardImage, removeImage } from './sqlite-kv-image.js';
 import { type OverOwner, OverPut } from './sqlite-kv-over.js';
@@ -193,17 +194,17 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
    */
   private lookup(key: Uint8Array, rk: string, copy: boolean): KvRecord | undefined {
     const o = this.ov.rows.get(rk);
-    if (o !== undefined) return o.v && copyRecord(o.v);
+    if (o !== undefined) return o.v && recordOf(o.v);
     const gen = this.readGen();
     const last = this.lastRead;
     if (last !== undefined && last.gen === gen && last.key === rk) {
-      return last.rec && (copy ? copyRecord(last.rec) : last.rec);
+      return last.rec && (copy ? recordOf(last.rec) : last.rec);
     }
     const cache = this.cache;
     if (cache !== undefined) {
       const cached = cache.get(rk, this.cacheEpoch);
       if (cached === null) return undefined;
-      if (cached !== undefined) return copy ? copyRecord(cached) : cached;
+      if (cached !== undefined) return copy ? recordOf(cached) : cached;
     }
     this.host.scope();
     const ahead = this.host.readAhead;
@@ -212,10 +213,10 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     // A read that went to the disk held the event loop: read ahead while they do.
     if (ahead !== undefined) ahead.readTook(performance.now() - t0);
     const rec = r && toRecord(this.src, r);
-    this.lastRead = { gen, key: rk, rec: rec && copyRecord(rec) };
+    this.lastRead = { gen, key: rk, rec: rec && recordOf(rec) };
     // Offered for a client's read, not a write's (an apply's own reads would only churn the cache: the key is written next).
     if (cache !== undefined && !this.host.writing() && cache.admit(rk)) {
-      cache.set(rk, this.cacheEpoch, rec ? copyRecord(rec) : null);
+      cache.set(rk, this.cacheEpoch, rec ? recordOf(rec) : null);
     }
     return rec;
   }
@@ -271,7 +272,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       this.ov.set(this.ov.rows, rk, rec, this.host.seq(), this.host.undo);
       // The overlay answers reads until the write commits; the cache then has what the file holds.
       this.cache?.offer(rk, this.cacheEpoch, rec);
-      written = copyRecord(rec);
+      written = recordOf(rec);
     }, true);
     return written as KvRecord;
   }
@@ -358,7 +359,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     // is cached as before, and its next write is a plain one, read from memory), unless a later write of the
     // key is pending (it offers its own row, or its report will).
     if (this.cache !== undefined && found !== OVER_CORRUPT && this.ov.rows.get(rk)?.over === m) {
-      this.cache.offer(rk, this.cacheEpoch, copyRecord(m.record));
+      this.cache.offer(rk, this.cacheEpoch, recordOf(m.record));
     }
   }
 
@@ -462,7 +463,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     const out = rows.map((r) => toRecord(this.src, r));
     if (pending.length === 0) return limit < 0 ? out : out.slice(0, limit);
     const merged = out.filter((r) => !this.ov.rows.has(rowKey(r.key)));
-    for (const o of pending) if (o.v) merged.push(copyRecord(o.v));
+    for (const o of pending) if (o.v) merged.push(recordOf(o.v));
     merged.sort((a, b) => Buffer.compare(blob(a.key), blob(b.key)));
     return limit < 0 ? merged : merged.slice(0, limit);
   }
@@ -799,23 +800,6 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     this.gen = created;
     return created;
   }
-}
-
-/**
- * A record of its own with `r`'s fields: read one by one, not spread, since a pending put's record (an
- * `OverRecord`) has its create revision and version as getters of its class, which a spread leaves out.
- */
-function copyRecord(r: KvRecord): KvRecord {
-  const c: KvRecord = {
-    key: r.key,
-    value: r.value,
-    createRevision: r.createRevision,
-    modifyRevision: r.modifyRevision,
-    version: r.version,
-  };
-  if (r.expiresAt !== undefined) c.expiresAt = r.expiresAt;
-  if (r.type !== undefined) c.type = r.type;
-  return c;
 }
 
 function rowKeyBytes(o: Tagged<KvRecord | undefined>): Uint8Array | undefined {
