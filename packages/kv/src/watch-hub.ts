@@ -1,5 +1,5 @@
 import type { Entry, LogIndex } from '@cohort/core';
-import type { KvRecord } from '@cohort/storage';
+import { type CarvedHolder, type KvRecord, holdsCarved, slabState, unpinnedRecord } from '@cohort/storage';
 import { type KvOp, entryCommand } from './command.js';
 import { opKeys } from './txn/op-keys.js';
 
@@ -82,13 +82,21 @@ export function watchMatches(filter: WatchFilter, key: Uint8Array): boolean {
  * after `oldest - 1` is held; older ones were dropped (capacity) or never
  * seen (before the process started, or replaced by a snapshot).
  */
-export class WatchHub implements KvEventListener {
+export class WatchHub implements KvEventListener, CarvedHolder {
   private readonly capacity: number;
   private readonly capacityBytes: number;
   private bytes = 0;
   /** Events from `head` on; the slots before it are empty. */
   private history: (KvEvent | undefined)[] = [];
   private head = 0;
+  /**
+   * Events before this index hold no bytes carved from a stale slab (see `slabState` in @cohort/storage):
+   * told every `SLABS_PER_CHECK` slabs (`holdsCarved`), the history swaps an event's record for a copy of its
+   * own once the slab it was carved from goes stale, so it keeps at most about `SLABS_KEPT` slabs alive, however
+   * long it keeps events (a quiet partition's history beside busy ones would otherwise keep one slab alive for
+   * every event it holds).
+   */
+  private settled = 0;
   private first: LogIndex;
   private last: LogIndex;
   private readonly watchers = new Set<Watcher>();
@@ -98,6 +106,7 @@ export class WatchHub implements KvEventListener {
     this.capacityBytes = opts.capacityBytes ?? 64 * 1024 * 1024;
     this.first = opts.applied + 1;
     this.last = opts.applied;
+    holdsCarved(this);
   }
 
   /** The oldest revision a watch may start from. */
@@ -138,6 +147,7 @@ export class WatchHub implements KvEventListener {
       this.head = cut;
       if (this.head > 4096 && this.head * 2 > this.history.length) {
         this.history = this.history.slice(this.head);
+        this.settled = Math.max(0, this.settled - this.head);
         this.head = 0;
       }
     }
@@ -155,9 +165,29 @@ export class WatchHub implements KvEventListener {
     }
   }
 
+  /** Gives the events whose slab went stale records of their own ({@link settled}); events are in the order carved. */
+  unpinStale(): void {
+    const h = this.history;
+    let i = Math.max(this.settled, this.head);
+    for (; i < h.length; i++) {
+      const e = h[i] as KvEvent;
+      const rec = e.record;
+      const state = slabState(rec?.key ?? e.key);
+      if (state === 'fresh') break;
+      if (state !== 'stale') continue;
+      if (rec === undefined) h[i] = { ...e, key: e.key.slice() };
+      else {
+        const own = unpinnedRecord(rec);
+        h[i] = { ...e, key: own.key, record: own };
+      }
+    }
+    this.settled = i;
+  }
+
   reset(index: LogIndex): void {
     this.history = [];
     this.head = 0;
+    this.settled = 0;
     this.bytes = 0;
     this.first = index + 1;
     this.last = Math.max(this.last, index);

@@ -1,6 +1,6 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { crc32c } from '@cohort/storage';
+import { SLABS_KEPT, SLAB_BYTES, carvedKeyValue, crc32c, slabOf, slabState } from '@cohort/storage';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvSnapshotBodyPb, KvSnapshotChunkPb } from '../src/generated/kv-command.js';
 import {
@@ -458,6 +458,52 @@ describe('WatchHub', () => {
       gc();
     }
     expect(dropped.flatMap((w, i) => (w.deref() !== undefined ? [i] : []))).toEqual([]);
+  });
+
+  it("swaps the records it holds for copies of their own once their bytes' slab is stale, without a write of its own", async () => {
+    const hub = new WatchHub({ applied: 0 });
+    const carved = (key: string, revision: number): KvEvent => {
+      const [k, v] = carvedKeyValue(b(key), b(`v${revision}`));
+      return {
+        type: 'put',
+        key: k,
+        revision,
+        record: { key: k, value: v, createRevision: 1, modifyRevision: revision, version: revision },
+      };
+    };
+    const slabsLater = (n: number): void => {
+      const big = new Uint8Array(SLAB_BYTES / 8 - 1);
+      const first = slabOf(carvedKeyValue(big, new Uint8Array(0))[0]);
+      while (slabOf(carvedKeyValue(big, new Uint8Array(0))[0]) < first + n) {}
+    };
+    const old = [carved('a', 1), carved('b', 1)];
+    hub.applied(old, 1);
+    slabsLater(SLABS_KEPT / 2);
+    hub.applied([{ type: 'delete', key: b('c'), revision: 2 }, carved('d', 3)], 3);
+    hub.applied([carved('e', 4)], 4);
+    // Other partitions' writes: the history is told to look in a microtask.
+    slabsLater(SLABS_KEPT / 2);
+    await new Promise((resolve) => setImmediate(resolve));
+    const held: KvEvent[] = [];
+    hub.watch(
+      { prefix: b('') },
+      1,
+      (events) => held.push(...events),
+      () => {},
+    );
+    expect(held.map((e) => [text(e.key), e.revision, e.record && text(e.record.value)])).toEqual([
+      ['a', 1, 'v1'],
+      ['b', 1, 'v1'],
+      ['c', 2, undefined],
+      ['d', 3, 'v3'],
+      ['e', 4, 'v4'],
+    ]);
+    // The first two were carved SLABS_KEPT slabs ago: copied out, the events given out untouched.
+    expect(held.map((e) => slabState(e.record?.key ?? e.key))).toEqual(['own', 'own', 'own', 'fresh', 'fresh']);
+    expect(held.map((e) => e.record && slabState(e.record.value))).toEqual(['own', 'own', undefined, 'fresh', 'fresh']);
+    expect(held[0]?.key).toBe(held[0]?.record?.key);
+    expect(held[0]?.record).toEqual(old[0]?.record);
+    expect(slabState(old[0]?.key as Uint8Array)).toBe('stale');
   });
 });
 

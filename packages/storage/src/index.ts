@@ -18,6 +18,19 @@ export {
   compactionRowCrc,
   voteRowCrc,
 } from './acceptor-state.js';
+export {
+  type CarvedHolder,
+  SLABS_KEPT,
+  SLABS_PER_CHECK,
+  SLAB_BYTES,
+  type SlabState,
+  carvedKeyValue,
+  holdsCarved,
+  slabOf,
+  slabStale,
+  slabState,
+  unpinnedRecord,
+} from './byte-slabs.js';
 export { crc32c } from './crc32c.js';
 export {
   type MemoryCrashOptions,

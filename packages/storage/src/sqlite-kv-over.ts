@@ -14,7 +14,7 @@ export interface OverOwner {
  * their accessor pairs for every put, and the object a dictionary of its own (about 600 bytes a record,
  * measured in a leader's heap snapshot, with a watch history holding 10,000-20,000 of them).
  */
-class OverRecord implements KvRecord {
+export class OverRecord implements KvRecord {
   // Set only when the put has them, as a plain record would be.
   declare expiresAt?: number;
   declare type?: KvCollectionType;
@@ -36,6 +36,14 @@ class OverRecord implements KvRecord {
     const m = this.put;
     if (!m.known) m.owner.resolveOf(m);
     return m.version;
+  }
+
+  /** The same record with `key` and `value` (equal bytes elsewhere), its revisions still read through the put. */
+  withBytes(key: Uint8Array, value: Uint8Array): KvRecord {
+    const rec = new OverRecord(this.put, key, value, this.modifyRevision);
+    if (this.expiresAt !== undefined) rec.expiresAt = this.expiresAt;
+    if (this.type !== undefined) rec.type = this.type;
+    return rec;
   }
 }
 

@@ -1,3 +1,4 @@
+import { type CarvedHolder, holdsCarved, slabOf, slabStale, unpinnedRecord } from './byte-slabs.js';
 import type { KvRecord } from './types.js';
 
 /**
@@ -120,7 +121,8 @@ function setBit(bits: Int32Array, i: number): void {
  * writes it, and it hands the cache the row it wrote ({@link offer}); a partition that cannot
  * vouch for its entries any more (a rolled-back transaction, a new
  * generation) raises its epoch, which makes all of them stale at once.
- * Records are kept as given: callers copy.
+ * Records are kept as given (callers copy), or as equal copies of their own once
+ * their bytes' slab is stale (see byte-slabs.ts).
  *
  * Recency is a linked list through the entries, not the `Map`'s insertion
  * order: evicting from the front of a `Map` that is deleted from in order
@@ -141,7 +143,7 @@ function setBit(bits: Int32Array, i: number): void {
  * every miss, and neither was ever cached (a quarter of 10,000 keys with 32,768
  * slots).
  */
-export class KvRowCache {
+export class KvRowCache implements CarvedHolder {
   /** Entries of all scopes. */
   private count = 0;
   private bytes = 0;
@@ -159,6 +161,15 @@ export class KvRowCache {
   private seenKeys = 0;
   private readonly seenLimit: number;
   private readonly totals = { hits: 0, misses: 0, admitted: 0, written: 0 };
+  /**
+   * Entries given a row carved from a slab (a write's, see byte-slabs.ts), in the order given, each with its
+   * slab's number: once that slab is stale, an entry still holding that row gets a copy of its own, so the
+   * cache keeps at most `SLABS_KEPT` slabs alive, however long it keeps rows. An entry given another row is
+   * queued again; a key rewritten before its slab goes stale (a hot key's) is never copied.
+   */
+  private carved: (Entry | undefined)[] = [];
+  private carvedSlabs: number[] = [];
+  private carvedHead = 0;
 
   constructor(readonly budgetBytes: number) {
     let keys = 1024;
@@ -167,6 +178,7 @@ export class KvRowCache {
     const bits = budgetBytes > 0 ? keys * FILTER_BITS_PER_KEY : 0;
     this.seen = new Int32Array(bits / 32);
     this.seenMask = bits - 1;
+    if (budgetBytes > 0) holdsCarved(this);
   }
 
   /** A scope of its own for one partition's keys. */
@@ -286,7 +298,34 @@ export class KvRowCache {
     }
     this.bytes += bytes;
     while (this.bytes > this.budgetBytes && this.oldest !== undefined) this.remove(this.oldest);
+    const slab = rec === null ? 0 : slabOf(rec.key);
+    if (slab !== 0) {
+      this.carved.push(e);
+      this.carvedSlabs.push(slab);
+    }
     return true;
+  }
+
+  /** Copies out the rows of entries whose slab went stale ({@link carved}). */
+  unpinStale(): void {
+    const q = this.carved;
+    const slabs = this.carvedSlabs;
+    let i = this.carvedHead;
+    for (; i < q.length && slabStale(slabs[i] as number); i++) {
+      const e = q[i] as Entry;
+      q[i] = undefined;
+      const rec = e.rec;
+      if (rec === null || e.scope.rows.get(e.key) !== e) continue;
+      // Still holding a row of that slab, not one given since (queued again).
+      const slab = slabOf(rec.key);
+      if (slab !== 0 && slab <= (slabs[i] as number)) e.rec = unpinnedRecord(rec);
+    }
+    this.carvedHead = i;
+    if (i > 4096 && i * 2 > q.length) {
+      this.carved = q.slice(i);
+      this.carvedSlabs = slabs.slice(i);
+      this.carvedHead = 0;
+    }
   }
 
   /** Hits, misses, admissions and rows writes cached so far, and what the cache holds. */

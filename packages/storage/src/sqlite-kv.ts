@@ -1,6 +1,7 @@
 import { CorruptStateError, StorageError } from '@cohort/core/errors';
 import { emptyConfState } from '@cohort/core/raft-types';
 import type Database from 'better-sqlite3';
+import { carvedKeyValue } from './byte-slabs.js';
 import { hexKey, kvRowCrc, partitionCrc, responseCrc, sessionCrc } from './kv-checksums.js';
 import { packRows } from './kv-row-pack.js';
 import { cloneMeta } from './log-rules.js';
@@ -48,7 +49,7 @@ import type {
   SessionRecord,
   ViewPin,
 } from './types.js';
-import { type ReplacedRow, ownedKeyValue, putRevisions, typeCode } from './types.js';
+import { type ReplacedRow, putRevisions, typeCode } from './types.js';
 
 /** What a partition needs from its store: transactions whose writes go to the store's writer. */
 export interface PartitionHost {
@@ -247,7 +248,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
       if (existing === undefined && this.rows !== undefined) this.rows++;
       const type = typeCode(opts.type);
       const crc = kvRowCrc(this.src.partition, key, value, create, opts.revision, opts.expiresAt, version, type);
-      const [k, v] = ownedKeyValue(key, value);
+      const [k, v] = carvedKeyValue(key, value);
       const rec: KvRecord = {
         key: k,
         value: v,
@@ -311,7 +312,7 @@ export class SqlitePartitionKv implements PartitionKv, OverOwner {
     prev: OverPut | undefined,
   ): KvRecord {
     const seq = this.host.seq();
-    const [k, v] = ownedKeyValue(key, value);
+    const [k, v] = carvedKeyValue(key, value);
     const m: OverPut = new OverPut(
       this,
       k,
