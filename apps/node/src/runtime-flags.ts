@@ -38,7 +38,12 @@
  * `--single-threaded-gc`: measured on 2026-12-07 (tools/bench's README,
  * thirty-sixth session), V8's collector without helper threads served 12%
  * more `SET -P 16` on this project's two-vCPU machine, but a 1M-key leader's
- * RSS was 461 MB against 286.
+ * RSS was 461 MB against 286. Nor `--v8-pool-size=1` (one helper thread
+ * instead of four; measured on 2026-12-07, thirty-seventh session): 3.8% more
+ * `SET -P 16` (8 of 8 alternated pairs), 4.9% more `SET`, 2.9% more gets and
+ * 10% more puts at 64 connections, but a 1M-key leader's RSS 305 MB against
+ * 271 (its collector marks behind the load); `=2` measured between the two.
+ * Nor 12 MiB semi-spaces: 1M-key nodes at 287-307 MB.
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
 
