@@ -55,8 +55,21 @@ function checkHolders(): void {
   checkQueued = false;
   for (const ref of holders) {
     const h = ref.deref();
-    if (h === undefined) holders.delete(ref);
-    else h.unpinStale();
+    if (h === undefined) {
+      holders.delete(ref);
+      continue;
+    }
+    try {
+      h.unpinStale();
+    } catch (err) {
+      // Runs in a microtask: a throw would take the process down. The holder keeps what it holds (its slabs
+      // stay alive with it) and is told no more.
+      holders.delete(ref);
+      process.emitWarning(
+        `a holder of carved copies (${h.constructor.name}) failed to copy out what it holds from stale slabs, and is no longer told to: ${(err as Error).message}`,
+        { code: 'COHORT_SLAB_HOLDER' },
+      );
+    }
   }
 }
 

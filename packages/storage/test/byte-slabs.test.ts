@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { SLABS_KEPT, SLAB_BYTES, carvedKeyValue, slabOf, slabState, unpinnedRecord } from '../src/byte-slabs.js';
+import {
+  type CarvedHolder,
+  SLABS_KEPT,
+  SLABS_PER_CHECK,
+  SLAB_BYTES,
+  carvedKeyValue,
+  holdsCarved,
+  slabOf,
+  slabState,
+  unpinnedRecord,
+} from '../src/byte-slabs.js';
 import { type OverOwner, OverPut } from '../src/sqlite-kv-over.js';
 import { KvRowCache } from '../src/sqlite-kv-row-cache.js';
 import type { KvRecord } from '../src/types.js';
@@ -112,5 +122,34 @@ describe('byte slabs', () => {
     expect(slabState(hot.key)).toBe('fresh');
     // A row taken back by the cache since is what it is given.
     expect(cache.get('gone', 1)).toBeNull();
+  });
+
+  it('tells a holder that throws no more, with a warning, and goes on telling the others', async () => {
+    let told = 0;
+    let failed = 0;
+    const good: CarvedHolder = { unpinStale: () => void told++ };
+    const bad: CarvedHolder = {
+      unpinStale: () => {
+        failed++;
+        throw new Error('broken');
+      },
+    };
+    holdsCarved(bad);
+    holdsCarved(good);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 2; i++) {
+        startSlabs(SLABS_PER_CHECK);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(failed).toBe(1);
+    expect(told).toBe(2);
+    expect(warnings.map((w) => (w as Error & { code?: string }).code)).toEqual(['COHORT_SLAB_HOLDER']);
+    expect(warnings[0]?.message).toMatch(/no longer told to: broken/);
   });
 });
