@@ -27,7 +27,6 @@ export {
   carvedKeyValue,
   holdsCarved,
   slabOf,
-  slabStale,
   slabState,
   unpinnedRecord,
 } from './byte-slabs.js';
