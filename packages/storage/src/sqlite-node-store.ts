@@ -34,7 +34,7 @@ import { KvRowCache } from './sqlite-kv-row-cache.js';
 import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
-import { type Job, OVER_RESULT_SLOTS, type Op } from './sqlite-ops.js';
+import { type Job, OVER_RESULT_SLOTS, type Op, isLogOnly } from './sqlite-ops.js';
 import { READ_AHEAD_MODES, ReadAhead, type ReadAheadMode, type ReadAheadOptions } from './sqlite-prefetch.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { abandonPin } from './sqlite-view-pin.js';
@@ -97,6 +97,12 @@ export interface SqliteNodeStoreOptions {
    * commit); 0 sends it at the end of its turn. @default 5
    */
   writerHoldMs?: number;
+  /**
+   * With the `thread` writer: how long the writer may hold apply transactions to commit them together,
+   * while the log writes after them commit (and are reported durable) first, in ms; 0 holds none.
+   * See `ThreadWriteQueueOptions.applyBatchMs`. @default 50
+   */
+  writerApplyBatchMs?: number;
   /**
    * The size, in bytes, the WAL file is cut back to whenever SQLite starts it over after a checkpoint
    * (`PRAGMA journal_size_limit`). A WAL grows past its usual few megabytes while a reader holds an old
@@ -233,6 +239,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private readonly endRead: Database.Statement;
   /** Ops of the log write being built. */
   private building: Op[] | undefined;
+  /** Whether the last log write's job was a plain append (`Job.logOnly`). */
+  private lastLogOnly = false;
   /** The first index each group's entries are written from in the log write being built. */
   private appendedFrom: Map<GroupId, LogIndex> | undefined;
   private readonly pins: Pin[] = [];
@@ -370,6 +378,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         db.pragma('wal_checkpoint(TRUNCATE)');
         store.queue = new ThreadWriteQueue(file, {
           ...(opts.writerHoldMs === undefined ? {} : { holdMs: opts.writerHoldMs }),
+          ...(opts.writerApplyBatchMs === undefined ? {} : { applyBatchMs: opts.writerApplyBatchMs }),
           walSizeLimitBytes: walLimit,
           pageCacheBytes: pageCache,
           ...(opts.commitGate === undefined ? {} : { commitGate: opts.commitGate }),
@@ -405,7 +414,9 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   write(batch: GroupWrite[]): Promise<void> {
     try {
-      return this.queue.done(this.writeLog(batch));
+      const seq = this.writeLog(batch);
+      // A plain append may commit before the apply transactions the writer holds (see `Job.logOnly`).
+      return this.lastLogOnly ? this.queue.logDone(seq) : this.queue.done(seq);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -425,8 +436,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     if (!this.queue.pending || this.queue.stall !== undefined || this.seq - this.committedSeq <= slack)
       return undefined;
     const seq = this.seq;
-    // Held apply transactions go now: the caller waits for them, not for the next log write.
-    this.queue.post();
+    // Held apply transactions go now, here and on the writer: the caller waits for them.
+    this.queue.post(true);
     return new Promise<void>((resolve, reject) => {
       this.settleWaits.push({ seq, release: resolve });
       this.queue.done(seq).then(resolve, reject);
@@ -732,7 +743,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         const mark = list.length;
         for (const m of tx.overs) list.push(m);
         try {
-          this.submit({ seq: 0, durable: tx.durable, ops: tx.ops });
+          this.submit(
+            tx.durable
+              ? { seq: 0, durable: true, ops: tx.ops }
+              : { seq: 0, durable: false, ops: tx.ops, deferrable: true },
+          );
         } catch (err) {
           // Never committed (nothing of it reported): no report comes for them.
           if (this.awaiting === list && this.awaitingHead <= mark) list.length = mark;
@@ -821,7 +836,9 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       this.building = undefined;
       this.appendedFrom = undefined;
     }
-    const seq = this.submit({ seq: 0, durable, ops });
+    const logOnly = isLogOnly(ops);
+    const seq = this.submit(logOnly ? { seq: 0, durable, ops, logOnly } : { seq: 0, durable, ops });
+    this.lastLogOnly = logOnly;
     for (const [group, c] of copies) {
       this.states.set(group, c);
       // Entries this job (re)wrote stay in the tail until it commits: the file holds no or older rows there.

@@ -60,6 +60,17 @@ export interface Job {
   seq: number;
   /** Whether its commit is fsynced (`synchronous=FULL`); a later durable commit makes it durable too (WAL order). */
   durable: boolean;
+  /**
+   * Only log appends (entries, group rows; {@link isLogOnly}): the writer may commit it before earlier
+   * {@link deferrable} jobs, which touch none of its rows. Its commit is reported apart (`logUpTo`).
+   */
+  logOnly?: boolean;
+  /**
+   * An apply transaction (need not be durable; nothing waits for it): the writer may hold it to commit
+   * with others in a larger transaction, letting {@link logOnly} jobs after it commit first. Every other
+   * job commits after every job before it, held ones included.
+   */
+  deferrable?: boolean;
   ops: Op[];
   /** A generation to purge instead of `ops`. */
   purge?: number;
@@ -68,6 +79,21 @@ export interface Job {
    * writer waits for a reader on another thread to take a snapshot there ({@link holdAtPin}).
    */
   pin?: SharedArrayBuffer;
+}
+
+/** The statements of a log append (`SqliteLogWriter`): they touch the entries and groups tables only. */
+const LOG_STATEMENTS: ReadonlySet<string> = new Set(['insEntry', 'delFrom', 'updGroup', 'insGroup']);
+
+/**
+ * Whether `ops` only append to logs (entries, their truncation, group rows), so they may commit before
+ * earlier apply transactions: those write KV rows, sessions and partition rows, never these. A log
+ * compaction or a snapshot is not: it must follow the applies it stands for (on a restart, the log
+ * replays what the file's machines had not applied).
+ */
+export function isLogOnly(ops: readonly Op[]): boolean {
+  if (ops.length === 0) return false;
+  for (const op of ops) if (!LOG_STATEMENTS.has(op[0])) return false;
+  return true;
 }
 
 /** Options of {@link JobRunner}. */

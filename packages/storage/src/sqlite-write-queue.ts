@@ -29,6 +29,11 @@ export interface WriteQueue {
    */
   done(seq: number): Promise<void>;
   /**
+   * Resolves once job `seq`, a log append (`Job.logOnly`), committed: it may commit before apply
+   * transactions queued ahead of it (`Job.deferrable`). Rejects and waits as {@link done} does.
+   */
+  logDone(seq: number): Promise<void>;
+  /**
    * Blocks until every submitted job up to `upTo` (all by default) committed;
    * throws if the writer failed, and `DiskFullError` while a commit waits
    * for disk space (the jobs stay queued). For rare operations, and to bound a backlog.
@@ -52,8 +57,11 @@ export interface WriteQueue {
    * the order they were submitted; called before {@link onCommitted} reports those jobs.
    */
   onResolved: (results: number[]) => void;
-  /** Hands the jobs submitted so far to the writer at once (the inline queue ran them already). */
-  post(): void;
+  /**
+   * Hands the jobs submitted so far to the writer at once (the inline queue ran them already); `flush`: and
+   * has it commit every job now, apply transactions it holds included (someone waits for them).
+   */
+  post(flush?: boolean): void;
   /** Running totals of the work done, for metrics. */
   readonly stats: WriterStats;
   close(): void;
@@ -97,6 +105,10 @@ export class InlineWriteQueue implements WriteQueue {
     return Promise.resolve();
   }
 
+  logDone(): Promise<void> {
+    return Promise.resolve();
+  }
+
   barrier(): void {}
 
   post(): void {}
@@ -133,6 +145,17 @@ export interface ThreadWriteQueueOptions {
   commitGate?: string;
   /** See {@link JobRunnerOptions.diskFullGate}. */
   diskFullGate?: string;
+  /**
+   * How long the writer may hold apply transactions (`Job.deferrable`) to commit them together while
+   * the log appends after them commit first, in ms; 0 commits them with whatever commits next. A
+   * commit writes each page it dirtied, so under a steady load of writes to scattered keys a page is
+   * written once for many writes (see `sqlite-writer-worker.ts`). Whoever waits on the queue
+   * ({@link WriteQueue.barrier}, {@link WriteQueue.drained}, a store's `settled()`) has them committed
+   * at once; a restart replays what was applied and not committed from the log. @default 50
+   */
+  applyBatchMs?: number;
+  /** Ops of held apply transactions past which the writer commits them at once. @default 4000 */
+  applyBatchOps?: number;
 }
 
 /** Hands jobs to the writer thread ({@link sqlite-writer-worker}), which owns its own connection. */
@@ -142,8 +165,14 @@ export class ThreadWriteQueue implements WriteQueue {
   private readonly ctrl: BigInt64Array;
   private submitted = 0;
   private committed = 0;
+  /** The writer's `logUpTo`: log appends up to it committed. */
+  private logCommitted = 0;
   private failure: StorageError | undefined;
   private waiters: Waiter[] = [];
+  /** Waiters on log appends ({@link logDone}), by seq. */
+  private logWaiters: Waiter[] = [];
+  /** A flush was asked of the writer and jobs up to this seq are not all reported committed yet. */
+  private flushAskedUpTo = 0;
   /** Jobs submitted and not yet posted to the writer. */
   private outbox: Job[] = [];
   /** A post of the outbox is queued for the end of this turn. */
@@ -167,7 +196,13 @@ export class ThreadWriteQueue implements WriteQueue {
     this.port = port1;
     const sab = new SharedArrayBuffer(CTRL_SLOTS * 8);
     this.ctrl = new BigInt64Array(sab);
-    const data: WriterData = { file, ctrl: sab, port: port2 };
+    const data: WriterData = {
+      file,
+      ctrl: sab,
+      port: port2,
+      applyBatchMs: opts.applyBatchMs ?? 50,
+      applyBatchOps: opts.applyBatchOps ?? 4000,
+    };
     if (opts.walSizeLimitBytes !== undefined) data.walSizeLimitBytes = opts.walSizeLimitBytes;
     if (opts.pageCacheBytes !== undefined) data.pageCacheBytes = opts.pageCacheBytes;
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
@@ -213,8 +248,17 @@ export class ThreadWriteQueue implements WriteQueue {
   }
 
   /** Hands the jobs submitted so far to the writer now, not at the end of the turn. */
-  post(): void {
+  post(flush = false): void {
     this.flush();
+    if (flush) this.askFlush(this.submitted);
+  }
+
+  /** Has the writer commit every job up to `upTo` now, held apply transactions included (once per target). */
+  private askFlush(upTo: number): void {
+    if (this.closed || upTo <= this.committed || upTo <= this.flushAskedUpTo) return;
+    this.flushAskedUpTo = this.submitted;
+    const msg: ToWriter = { type: 'flush' };
+    this.port.postMessage(msg);
   }
 
   /**
@@ -246,16 +290,23 @@ export class ThreadWriteQueue implements WriteQueue {
     return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
   }
 
+  logDone(seq: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (seq <= this.logCommitted) return Promise.resolve();
+    return new Promise((resolve, reject) => this.logWaiters.push({ seq, resolve, reject }));
+  }
+
   drained(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.stalled !== undefined && this.committed < this.submitted) return Promise.reject(this.fullError());
-    this.flush();
+    this.post(true);
     return this.done(this.submitted);
   }
 
   barrier(upTo = this.submitted): void {
     const target = Math.min(upTo, this.submitted);
     this.flush();
+    this.askFlush(target);
     while (this.committed < target) {
       if (this.failure) throw this.failure;
       const m = receiveMessageOnPort(this.port);
@@ -305,8 +356,9 @@ export class ThreadWriteQueue implements WriteQueue {
     this.port.close();
     if (Atomics.load(this.ctrl, CTRL_CLOSED) !== 1n) void this.worker.terminate();
     // Closed while commits waited for disk space: those writes never happened, and their callers hear so.
-    const waiters = this.waiters;
+    const waiters = [...this.waiters, ...this.logWaiters];
     this.waiters = [];
+    this.logWaiters = [];
     for (const w of waiters) w.reject(this.fullError(true));
   }
 
@@ -326,15 +378,15 @@ export class ThreadWriteQueue implements WriteQueue {
     this.stats.durableCommits += m.durable;
     this.stats.waitMs += m.waitMs;
     if (m.over !== undefined) this.onResolved(m.over);
+    if (m.logUpTo > this.logCommitted) {
+      this.logCommitted = m.logUpTo;
+      resolveUpTo(this.logWaiters, m.logUpTo);
+    }
     if (m.upTo <= this.committed) return;
     this.committed = m.upTo;
     if (!this.pending) this.port.unref();
     this.onCommitted(m.upTo);
-    let n = 0;
-    while (n < this.waiters.length && (this.waiters[n] as Waiter).seq <= m.upTo) n++;
-    if (n === 0) return;
-    const ready = this.waiters.splice(0, n);
-    for (const w of ready) w.resolve();
+    resolveUpTo(this.waiters, m.upTo);
   }
 
   /** Why a write waits (or, `closed`, never happened): the disk is full. */
@@ -351,10 +403,19 @@ export class ThreadWriteQueue implements WriteQueue {
     if (this.failure || this.closed) return;
     this.failure = writeFailed(this.file, new Error(message));
     this.port.unref();
-    const waiters = this.waiters;
+    const waiters = [...this.waiters, ...this.logWaiters];
     this.waiters = [];
+    this.logWaiters = [];
     for (const w of waiters) w.reject(this.failure);
   }
+}
+
+/** Resolves and drops the waiters (in seq order, as pushed) up to `upTo`. */
+function resolveUpTo(waiters: Waiter[], upTo: number): void {
+  let n = 0;
+  while (n < waiters.length && (waiters[n] as Waiter).seq <= upTo) n++;
+  if (n === 0) return;
+  for (const w of waiters.splice(0, n)) w.resolve();
 }
 
 /** Byte arguments up to this size are packed by {@link packJobBytes}; larger ones (snapshot chunks) cross as they are. */

@@ -13,6 +13,10 @@ export interface WriterData {
   pageCacheBytes?: number;
   commitGate?: string;
   diskFullGate?: string;
+  /** How long the writer may hold apply transactions (`Job.deferrable`) to commit them together, in ms; 0 holds none. */
+  applyBatchMs: number;
+  /** Ops of held apply transactions past which they commit at once. */
+  applyBatchOps: number;
 }
 
 /** Slot of the last committed job's seq. */
@@ -25,10 +29,15 @@ export const CTRL_CLOSED = 2;
 export const CTRL_STALLED = 3;
 export const CTRL_SLOTS = 4;
 
-/** `jobs`: to commit in order; `postedAt`, when they were handed over (`performance.timeOrigin + performance.now()`, ms). */
-export type ToWriter = { type: 'jobs'; jobs: Job[]; postedAt: number } | { type: 'close' };
 /**
- * `committed`: jobs up to `upTo` committed; `jobs` of them in `commits` transactions (`durable` of them fsynced) that took `ms`
+ * `jobs`: to commit in order (see `Job.logOnly` and `Job.deferrable` for what may go first); `postedAt`, when
+ * they were handed over (`performance.timeOrigin + performance.now()`, ms). `flush`: commit every job received,
+ * held apply transactions included, now (someone waits for them). `close`: commit everything, then close.
+ */
+export type ToWriter = { type: 'jobs'; jobs: Job[]; postedAt: number } | { type: 'flush' } | { type: 'close' };
+/**
+ * `committed`: jobs up to `upTo` committed, and the log-only jobs up to `logUpTo` (the last job committed: those may
+ * commit before held apply transactions, see `Job.logOnly`); `jobs` jobs in `commits` transactions (`durable` of them fsynced) that took `ms`
  * on the writer (fsyncs included), after waiting `waitMs` for it (see `WriterStats.waitMs`); `over`, what their `putOver`
  * ops found (`JobRunner.takeResults`), when they had any.
  * `stalled`: the commit after the last one reported failed for want of space (`message`, SQLite's reason); it is retried, with
@@ -39,6 +48,7 @@ export type ToMain =
   | {
       type: 'committed';
       upTo: number;
+      logUpTo: number;
       jobs: number;
       commits: number;
       durable: number;

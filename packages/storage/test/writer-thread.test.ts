@@ -98,7 +98,11 @@ describe('SqliteNodeStore with its writer thread', () => {
 
   it('holds a transaction that need not be durable until the next durable write, and commits both at once', async () => {
     store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', writerHoldMs: 60_000 });
+    store = SqliteNodeStore.open(join(dir, 'node.db'), {
+      writer: 'thread',
+      writerHoldMs: 60_000,
+      writerApplyBatchMs: 0,
+    });
     // The writer thread is up once a first write committed.
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     const before = store.writerStats();
@@ -123,7 +127,11 @@ describe('SqliteNodeStore with its writer thread', () => {
 
   it('hands a held transaction to the writer at once when someone waits for the writes to settle', async () => {
     store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', writerHoldMs: 60_000 });
+    store = SqliteNodeStore.open(join(dir, 'node.db'), {
+      writer: 'thread',
+      writerHoldMs: 60_000,
+      writerApplyBatchMs: 0,
+    });
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     store.transaction(() => store.kv('p').put(new Uint8Array([8]), new Uint8Array([8]), { revision: 1 }), {
       durable: false,
@@ -167,7 +175,11 @@ describe('SqliteNodeStore with its writer thread', () => {
 
   it("holds a transaction made after startWrites posted the turn's log write until the next durable write", async () => {
     store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', writerHoldMs: 60_000 });
+    store = SqliteNodeStore.open(join(dir, 'node.db'), {
+      writer: 'thread',
+      writerHoldMs: 60_000,
+      writerApplyBatchMs: 0,
+    });
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     // A follower's round: its log write, handed over at once, then the apply of the entries the append committed.
     const w = store.write([{ group: 'g', entries: ents(2, 2, 1) }]);
@@ -204,12 +216,61 @@ describe('SqliteNodeStore with its writer thread', () => {
       expect(watchFor(200)).toBe(0);
       store.startWrites();
       expect(watchFor(5_000)).toBe(1);
-      // With the transaction queued before it.
+      // The transaction queued before it was handed over with it: the writer holds it (see the next test).
+      expect(reader.prepare('SELECT count(*) FROM kv').pluck().get()).toBe(0);
+      await store.settled();
       expect(reader.prepare('SELECT count(*) FROM kv').pluck().get()).toBe(1);
     } finally {
       reader.close();
     }
     await w;
+  });
+
+  it('commits log writes ahead of the apply transactions it holds, and those together when waited for, before a compaction, or once held long enough', async () => {
+    store.close();
+    const file = join(dir, 'node.db');
+    store = SqliteNodeStore.open(file, { writer: 'thread', writerHoldMs: 0, writerApplyBatchMs: 60_000 });
+    await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
+    const reader = new Database(file, { readonly: true });
+    const rows = reader.prepare('SELECT count(*) FROM kv').pluck();
+    const entries = reader.prepare('SELECT count(*) FROM entries').pluck();
+    const put = (k: number): void => {
+      store.transaction(() => store.kv('p').put(new Uint8Array([k]), new Uint8Array([k]), { revision: k }), {
+        durable: false,
+      });
+    };
+    try {
+      put(1);
+      // The log write resolves once durable, though the apply before it is held (not in the file).
+      await store.write([{ group: 'g', entries: ents(2, 3, 1) }]);
+      expect([entries.get(), rows.get()]).toEqual([3, 0]);
+      expect(store.kv('p').get(new Uint8Array([1]))?.value).toEqual(new Uint8Array([1]));
+      // Both held applies commit at once, in one transaction, when someone waits for the writes to settle.
+      put(2);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(rows.get()).toBe(0);
+      const before = store.writerStats();
+      await store.settled();
+      expect(rows.get()).toBe(2);
+      expect(store.writerStats().commits - before.commits).toBe(1);
+      // A log compaction (a snapshot's) commits after every apply before it: the log keeps what the file's
+      // machines have not applied.
+      put(3);
+      await store.write([{ group: 'g', entries: ents(4, 4, 1) }]);
+      expect([entries.get(), rows.get()]).toEqual([4, 2]);
+      const meta = { index: 3, term: 1, confState: { ...emptyConfState(), voters: ['n1'] } };
+      await store.saveSnapshot('g', { meta, data: new Uint8Array([1]) }, 2);
+      expect([entries.get(), rows.get()]).toEqual([2, 3]);
+      // Held applies also commit by themselves once held `writerApplyBatchMs`, with no one waiting.
+      store.close();
+      store = SqliteNodeStore.open(file, { writer: 'thread', writerHoldMs: 0, writerApplyBatchMs: 30 });
+      await store.write([{ group: 'g', entries: ents(5, 5, 1) }]);
+      put(4);
+      await store.write([{ group: 'g', entries: ents(6, 6, 1) }]);
+      await vi.waitFor(() => expect(rows.get()).toBe(4), { timeout: 5_000, interval: 5 });
+    } finally {
+      reader.close();
+    }
   });
 
   it('keeps serving a suffix rewritten while the older one is not committed yet, past the cache bound', async () => {
