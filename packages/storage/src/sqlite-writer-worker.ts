@@ -168,11 +168,18 @@ function commit(): void {
     return;
   }
   const all = commitsAll();
-  const jobs = all ? backlog : backlog.filter((j) => j.logOnly === true);
-  if (jobs.length === 0) {
-    holdHeld();
-    return;
-  }
+  const appends = backlog.filter((j) => j.logOnly === true);
+  // The log appends go first, in a commit of their own (fsynced, and reported at once), unless a job that keeps
+  // its place comes before one; then, when due, the rest in order: held applies alone commit without an fsync.
+  if (appends.length > 0 && (!all || (ordered === 0 && held > 0)) && !run(appends, false)) return;
+  if (!all || run(backlog, true)) holdHeld();
+}
+
+/**
+ * Commits `jobs`: the whole backlog in order (`all`), or its log appends; reports what committed. False when
+ * the commit failed: then the writer retries it later (a full disk) or takes no more.
+ */
+function run(jobs: Received[], all: boolean): boolean {
   const started = performance.now();
   // Clocks of two threads: each is the process's, read as `timeOrigin + now()`.
   const waitMs = Math.max(0, performance.timeOrigin + started - (jobs[0] as Received).postedAt);
@@ -219,14 +226,13 @@ function commit(): void {
       retryMs = RETRY_FIRST_MS;
       post({ type: 'resumed' });
     }
-    holdHeld();
-    return;
+    return true;
   }
   if (!isOutOfSpace(error, data.file)) {
     backlog = [];
     recount();
     fail(error.message);
-    return;
+    return false;
   }
   if (Atomics.load(ctrl, CTRL_STALLED) === 0n) {
     // The message first: whoever sees the flag finds it on the port.
@@ -239,6 +245,7 @@ function commit(): void {
     commit();
   }, retryMs);
   retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+  return false;
 }
 
 /** Commits the held apply transactions once the oldest of them was held `applyBatchMs`. */
