@@ -58,6 +58,7 @@ async function start(flags: StartFlags): Promise<void> {
       openStore(dir, log.child({ component: 'storage' }), storeLimits(options.config.raft), {
         ...(options.rowCacheBytes === undefined ? {} : { rowCacheBytes: options.rowCacheBytes }),
         ...(options.pageCacheBytes === undefined ? {} : { pageCacheBytes: options.pageCacheBytes }),
+        ...(options.writerApplyBatchMs === undefined ? {} : { writerApplyBatchMs: options.writerApplyBatchMs }),
         ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }),
       }),
     log,
@@ -194,6 +195,10 @@ program
   .option(
     '--row-cache-bytes <n>',
     'bytes of KV rows recently read or written kept in memory, shared by the partitions; 0 for none (default 16777216: 16 MiB)',
+  )
+  .option(
+    '--writer-apply-batch-ms <n>',
+    "the most the store's writer thread holds apply transactions to commit them in one (log writes commit ahead meanwhile; the hold shrinks while such commits cost much an op); 0 commits them with the next commit (default 50)",
   )
   .option(
     '--page-cache-bytes <n>',

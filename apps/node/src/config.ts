@@ -51,6 +51,7 @@ export interface StartFlags {
   consistencyCheckMs?: string;
   rowCacheBytes?: string;
   pageCacheBytes?: string;
+  writerApplyBatchMs?: string;
   readAhead?: string;
   logLevel?: string;
   clusterSecretFile?: string;
@@ -373,6 +374,14 @@ export function loadNodeOptions(flags: StartFlags): NodeOptions {
     extra.rowCacheBytes = integer('--row-cache-bytes', flags.rowCacheBytes);
     if (extra.rowCacheBytes < 0) {
       throw new ConfigError(`--row-cache-bytes must be 0 (none) or above, got ${extra.rowCacheBytes}`);
+    }
+  }
+  if (flags.writerApplyBatchMs !== undefined) {
+    extra.writerApplyBatchMs = integer('--writer-apply-batch-ms', flags.writerApplyBatchMs);
+    if (extra.writerApplyBatchMs < 0 || extra.writerApplyBatchMs > 1000) {
+      throw new ConfigError(
+        `--writer-apply-batch-ms must be from 0 (no holding) to 1000, got ${extra.writerApplyBatchMs}`,
+      );
     }
   }
   if (flags.pageCacheBytes !== undefined) {

@@ -261,7 +261,9 @@ export class NodeMetrics {
    * from their hand-off to the start of their commit: the writer waking up,
    * or still committing earlier jobs). Against
    * `cohort_raft_store_write_seconds_total` (the wait seen by the Raft host),
-   * the difference is the hand-off to and from the writer thread.
+   * the difference is the hand-off to and from the writer thread. And the
+   * gauge `cohort_storage_apply_hold_seconds`: how long the writer holds apply
+   * transactions now (`--writer-apply-batch-ms` is its most).
    */
   storeCounters(read: () => WriterStats): void {
     const counter = (name: string, help: string, pick: (s: WriterStats) => number): void =>
@@ -287,6 +289,14 @@ export class NodeMetrics {
       'Time write jobs waited from their hand-off to the writer thread to the start of their commit (its wake-up, earlier commits)',
       (s) => s.waitMs / 1000,
     );
+    new Gauge({
+      name: 'cohort_storage_apply_hold_seconds',
+      help: 'How long the writer thread holds apply transactions to commit them together (less while their commits cost much an op)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().applyHoldMs / 1000);
+      },
+    });
   }
 
   /**

@@ -38,6 +38,12 @@ export interface NodeOptions {
    */
   pageCacheBytes?: number;
   /**
+   * The most the store's writer thread holds apply transactions to commit them together, in ms
+   * (`--writer-apply-batch-ms`; `SqliteNodeStoreOptions.writerApplyBatchMs` of @cohort/storage); 0 for none.
+   * @default 50
+   */
+  writerApplyBatchMs?: number;
+  /**
    * Whether the store reads KV rows ahead of the event loop on a thread of its own (`--read-ahead`):
    * `auto` while its reads go to the disk, `on`, `off`. @default 'auto'
    */

@@ -38,7 +38,7 @@ export function openStore(
   dataDir: string,
   logger: Logger,
   limits: LogLimits,
-  tuning: Pick<SqliteNodeStoreOptions, 'rowCacheBytes' | 'pageCacheBytes' | 'readAhead'> = {},
+  tuning: Pick<SqliteNodeStoreOptions, 'rowCacheBytes' | 'pageCacheBytes' | 'readAhead' | 'writerApplyBatchMs'> = {},
 ): DurableNodeStore {
   const gate = process.env[COMMIT_GATE_ENV];
   if (gate) logger.warn('test hook: commits wait while this file exists', { file: gate });

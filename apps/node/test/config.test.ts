@@ -103,6 +103,17 @@ describe('cohort start configuration', () => {
     }
   });
 
+  it("takes the writer thread's apply hold, and refuses one out of range", () => {
+    const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
+    expect(loadNodeOptions(base).writerApplyBatchMs).toBeUndefined();
+    expect(loadNodeOptions({ ...base, writerApplyBatchMs: '0' }).writerApplyBatchMs).toBe(0);
+    expect(loadNodeOptions({ ...base, writerApplyBatchMs: '20' }).writerApplyBatchMs).toBe(20);
+    expect(() => loadNodeOptions({ ...base, writerApplyBatchMs: '-1' })).toThrow(
+      /--writer-apply-batch-ms must be from 0 \(no holding\) to 1000, got -1/,
+    );
+    expect(() => loadNodeOptions({ ...base, writerApplyBatchMs: '5000' })).toThrow(/--writer-apply-batch-ms/);
+  });
+
   it("takes SQLite's page cache size, 4 MiB unless given, reaches the store's connection, and refuses a bad one", () => {
     const base = { id: 'n1', dataDir: '/tmp/x', peers: PEERS };
     expect(loadNodeOptions(base).pageCacheBytes).toBeUndefined();

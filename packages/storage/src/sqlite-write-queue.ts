@@ -84,7 +84,7 @@ export class InlineWriteQueue implements WriteQueue {
     this.runner = new JobRunner(db);
   }
 
-  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0, durableCommits: 0, waitMs: 0 };
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0, durableCommits: 0, waitMs: 0, applyHoldMs: 0 };
 
   submit(job: Job): void {
     const started = performance.now();
@@ -185,7 +185,7 @@ export class ThreadWriteQueue implements WriteQueue {
   onCommitted: (upTo: number) => void = () => {};
   onResolved: (results: number[]) => void = () => {};
   onStall: (stall: WriteStall | undefined) => void = () => {};
-  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0, durableCommits: 0, waitMs: 0 };
+  readonly stats: WriterStats = { jobs: 0, commits: 0, commitMs: 0, durableCommits: 0, waitMs: 0, applyHoldMs: 0 };
 
   constructor(
     private readonly file: string,
@@ -203,6 +203,7 @@ export class ThreadWriteQueue implements WriteQueue {
       applyBatchMs: opts.applyBatchMs ?? 50,
       applyBatchOps: opts.applyBatchOps ?? 4000,
     };
+    this.stats.applyHoldMs = data.applyBatchMs;
     if (opts.walSizeLimitBytes !== undefined) data.walSizeLimitBytes = opts.walSizeLimitBytes;
     if (opts.pageCacheBytes !== undefined) data.pageCacheBytes = opts.pageCacheBytes;
     if (opts.commitGate !== undefined) data.commitGate = opts.commitGate;
@@ -377,6 +378,7 @@ export class ThreadWriteQueue implements WriteQueue {
     this.stats.commitMs += m.ms;
     this.stats.durableCommits += m.durable;
     this.stats.waitMs += m.waitMs;
+    this.stats.applyHoldMs = m.holdMs;
     if (m.over !== undefined) this.onResolved(m.over);
     if (m.logUpTo > this.logCommitted) {
       this.logCommitted = m.logUpTo;

@@ -54,6 +54,8 @@ export type ToMain =
       durable: number;
       ms: number;
       waitMs: number;
+      /** How long the writer holds apply transactions now (`WriterStats.applyHoldMs`). */
+      holdMs: number;
       over?: number[];
     }
   | { type: 'stalled'; message: string }

@@ -413,4 +413,10 @@ export interface WriterStats {
    * the message (waiting for a CPU, on a busy machine), or still committing earlier jobs. 0 where writes run inline.
    */
   waitMs: number;
+  /**
+   * How long the writer holds apply transactions to commit them together now, in ms (see
+   * `SqliteNodeStoreOptions.writerApplyBatchMs`: less while their commits cost much an op); 0 where writes
+   * run inline or holding is off.
+   */
+  applyHoldMs: number;
 }

@@ -273,6 +273,47 @@ describe('SqliteNodeStore with its writer thread', () => {
     }
   });
 
+  it('shortens its hold of apply transactions while their commits cost much an op, and lengthens it back while they are cheap', async () => {
+    store.close();
+    store = SqliteNodeStore.open(join(dir, 'node.db'), {
+      writer: 'thread',
+      writerHoldMs: 0,
+      writerApplyBatchMs: 40,
+      commitGate: gate,
+    });
+    await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
+    expect(store.writerStats().applyHoldMs).toBe(40);
+    const apply = (n: number, keys: number): void => {
+      store.transaction(
+        () => {
+          for (let i = 0; i < n; i++)
+            store.kv('p').put(new Uint8Array([i % keys]), new Uint8Array(100), { revision: i + 1 });
+        },
+        { durable: false },
+      );
+    };
+    // The partition's creation first (a job that keeps its place: the applies before it commit when it does).
+    apply(1, 1);
+    await store.settled();
+    // A commit of 150 held ops that takes 100 ms (the gate holds it, as a slow disk would): a quarter off the hold.
+    apply(150, 150);
+    writeFileSync(gate, '');
+    const commits = store.writerStats().commits;
+    // Past the hold: the writer's commit of them waits at the gate.
+    await new Promise((r) => setTimeout(r, 100));
+    rmSync(gate);
+    await vi.waitFor(() => expect(store.writerStats().commits).toBe(commits + 1), { timeout: 5_000, interval: 5 });
+    expect(store.writerStats().applyHoldMs).toBe(30);
+    // Cheap commits (a few keys rewritten, no gate) lengthen it back, up to the most it was given.
+    await vi.waitFor(
+      () => {
+        apply(2_000, 4);
+        expect(store.writerStats().applyHoldMs).toBe(40);
+      },
+      { timeout: 10_000, interval: 60 },
+    );
+  });
+
   it('keeps serving a suffix rewritten while the older one is not committed yet, past the cache bound', async () => {
     await store.write([{ group: 'g', entries: ents(1, 8, 1) }]);
     writeFileSync(gate, '');
