@@ -33,6 +33,7 @@ export {
 export { crc32c } from './crc32c.js';
 export {
   type MemoryCrashOptions,
+  type MemorySyncOptions,
   MemoryNodeStore,
   type MemoryNodeStoreOptions,
   type MemoryWriteOptions,

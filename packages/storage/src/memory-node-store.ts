@@ -82,6 +82,18 @@ export interface MemoryWriteOptions {
   sync?: boolean;
 }
 
+/** Options of {@link MemoryNodeStore.sync}. */
+export interface MemorySyncOptions {
+  /**
+   * Leave the applies (non-durable transactions) pending unless a write other than a plain log append
+   * follows them, as the SQLite store's writer may (see its `writerApplyBatchMs`): the plain appends
+   * after them become durable without them, and a crash loses them; a compaction, a snapshot, an
+   * acceptor write or a durable transaction after them makes them durable first.
+   * @default false
+   */
+  holdApplies?: boolean;
+}
+
 /** Options of {@link MemoryNodeStore.crash}. */
 export interface MemoryCrashOptions {
   /**
@@ -94,6 +106,14 @@ export interface MemoryCrashOptions {
 
 type Op = (s: MemState) => void;
 
+/**
+ * What a pending op is, for {@link MemoryNodeStore.sync}'s `holdApplies`: a plain log append (no snapshot),
+ * an apply (a non-durable transaction's), or anything else, which stays in order with everything before it.
+ */
+const OP_LOG = 0;
+const OP_APPLY = 1;
+const OP_ORDERED = 2;
+
 /** Read in place of a group never written; never mutated (writes go through `memGroup`). */
 const EMPTY_GROUP: MemGroup = emptyMemGroup();
 
@@ -105,8 +125,9 @@ const EMPTY_GROUP: MemGroup = emptyMemGroup();
 export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
   private live: MemState = emptyMemState();
   private durable: MemState = emptyMemState();
-  /** Ops applied to `live` but not yet to `durable`. */
+  /** Ops applied to `live` but not yet to `durable`, in order, and what each is (`OP_*`). */
   private pending: Op[] = [];
+  private pendingKinds: number[] = [];
   /** Ops of the transaction in progress, when one is. */
   private txn: Op[] | undefined;
   private closed = false;
@@ -174,20 +195,24 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
       const last = p.entries?.at(-1);
       if (last) this.unsyncedLogWrite = { group: p.group, index: last.index };
     }
-    this.apply((s) => {
-      for (const p of stored) {
-        const g = memGroup(s, p.group);
-        if (p.snapshot) {
-          g.snapMeta = p.snapshot.meta;
-          g.snapChunks = p.snapshot.chunks;
-          g.compactIndex = p.snapshot.meta.index;
-          g.compactTerm = p.snapshot.meta.term;
-          clearEntries(g);
+    this.apply(
+      (s) => {
+        for (const p of stored) {
+          const g = memGroup(s, p.group);
+          if (p.snapshot) {
+            g.snapMeta = p.snapshot.meta;
+            g.snapChunks = p.snapshot.chunks;
+            g.compactIndex = p.snapshot.meta.index;
+            g.compactTerm = p.snapshot.meta.term;
+            clearEntries(g);
+          }
+          if (p.entries) appendTo(g, p.entries);
+          if (p.hardState) g.hardState = p.hardState;
         }
-        if (p.entries) appendTo(g, p.entries);
-        if (p.hardState) g.hardState = p.hardState;
-      }
-    }, opts.sync);
+      },
+      opts.sync,
+      stored.some((p) => p.snapshot) ? OP_ORDERED : OP_LOG,
+    );
   }
 
   saveSnapshot(group: GroupId, snapshot: Snapshot, compactTo: LogIndex): Promise<void> {
@@ -315,7 +340,11 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
       const result = fn();
       ops = this.txn;
       this.txn = undefined;
-      this.pending.push(...ops);
+      const kind = opts.durable === false ? OP_APPLY : OP_ORDERED;
+      for (const op of ops) {
+        this.pending.push(op);
+        this.pendingKinds.push(kind);
+      }
       // A non-durable transaction stays volatile until the next synced write, as SQLite's WAL does.
       if (this.autoSync && opts.durable !== false) this.sync();
       return result;
@@ -368,10 +397,27 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
     }
   }
 
-  /** Makes every write so far durable (the fsync). */
-  sync(): void {
-    for (const op of this.pending) op(this.durable);
-    this.pending = [];
+  /** Makes every write so far durable (the fsync), or, with `holdApplies`, every one but the applies it may leave. */
+  sync(opts: MemorySyncOptions = {}): void {
+    let kept: Op[] = [];
+    let keptKinds: number[] = [];
+    for (let i = 0; i < this.pending.length; i++) {
+      const op = this.pending[i] as Op;
+      const kind = this.pendingKinds[i] as number;
+      if (opts.holdApplies === true && kind === OP_APPLY) {
+        kept.push(op);
+        keptKinds.push(kind);
+        continue;
+      }
+      if (kind === OP_ORDERED && kept.length > 0) {
+        for (const k of kept) k(this.durable);
+        kept = [];
+        keptKinds = [];
+      }
+      op(this.durable);
+    }
+    this.pending = kept;
+    this.pendingKinds = keptKinds;
     if (this.unsyncedLogWrite) this.syncedLogWrite = this.unsyncedLogWrite;
     this.unsyncedLogWrite = undefined;
   }
@@ -388,6 +434,7 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
   crash(opts: MemoryCrashOptions = {}): void {
     this.live = cloneMemState(this.durable);
     this.pending = [];
+    this.pendingKinds = [];
     this.txn = undefined;
     this.closed = false;
     this.unsyncedLogWrite = undefined;
@@ -402,7 +449,7 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
     this.closed = true;
   }
 
-  private apply(op: Op, sync?: boolean): void {
+  private apply(op: Op, sync?: boolean, kind = OP_ORDERED): void {
     this.assertOpen();
     op(this.live);
     if (this.txn) {
@@ -410,6 +457,7 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
       return;
     }
     this.pending.push(op);
+    this.pendingKinds.push(kind);
     if (sync ?? this.autoSync) this.sync();
   }
 

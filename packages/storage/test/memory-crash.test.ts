@@ -27,6 +27,36 @@ describe('MemoryNodeStore crash model', () => {
     expect(store.group('p1').lastIndex()).toBe(2);
   });
 
+  it('may leave applies volatile while the plain appends after them sync, never past a snapshot', () => {
+    const store = new MemoryNodeStore({ autoSync: false });
+    const apply = (v: string, revision: number): void => {
+      store.transaction(() => store.kv('p1').put(bytes('k'), bytes(v), { revision }), { durable: false });
+    };
+    store.writeSync([{ group: 'p1', entries: ents(1, 10, 1) }]);
+    store.sync();
+    apply('v1', 1);
+    store.writeSync([{ group: 'p1', entries: ents(11, 11, 1) }]);
+    store.sync({ holdApplies: true });
+    expect(store.unsyncedWrites()).toBe(1);
+    store.crash();
+    // The append after the apply survived it; the apply is replayed from the log.
+    expect(store.group('p1').lastIndex()).toBe(11);
+    expect(store.kv('p1').get(bytes('k'))).toBeUndefined();
+    // A snapshot (and its compaction) after an apply makes the apply durable first.
+    apply('v2', 2);
+    store.writeSync([{ group: 'p1', entries: ents(12, 12, 1) }]);
+    store.saveSnapshotSync(
+      'p1',
+      { meta: { index: 8, term: 1, confState: store.group('p1').initialState().confState }, data: bytes('s') },
+      5,
+    );
+    store.sync({ holdApplies: true });
+    expect(store.unsyncedWrites()).toBe(0);
+    store.crash();
+    expect(store.group('p1').firstIndex()).toBe(6);
+    expect(store.kv('p1').get(bytes('k'))?.value).toEqual(bytes('v2'));
+  });
+
   it('loses unsynced KV writes, snapshots and compactions too', () => {
     const store = new MemoryNodeStore({ autoSync: false });
     store.writeSync([{ group: 'p1', entries: ents(1, 10, 1) }]);

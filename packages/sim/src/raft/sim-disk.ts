@@ -27,7 +27,10 @@ export interface DiskObserver {
  * {@link MemoryNodeStore} (in `autoSync: false` mode) where each write takes
  * `latency()` simulated milliseconds. A write is visible to reads at once and
  * durable when it completes (in order); a crash in between loses it, so a
- * crash can fall in the middle of a host's Ready round. After {@link crash},
+ * crash can fall in the middle of a host's Ready round. The machines' applies
+ * stay volatile while the plain log appends after them become durable (as the
+ * node's writer may hold them), until a snapshot or a compaction after them
+ * makes them durable first. After {@link crash},
  * no write of this process ever completes: a new process opens a new SimDisk
  * over the same store.
  */
@@ -117,7 +120,9 @@ export class SimDisk implements NodeStore {
       this.scheduler.at(this.lastDone, () => {
         if (this.dead) return;
         this.inFlight--;
-        this.store.sync();
+        // As the node's writer may: applies stay volatile (a crash loses them) while plain appends after
+        // them become durable, until a write that keeps its place (a snapshot, a compaction) follows them.
+        this.store.sync({ holdApplies: true });
         this.observer.onDurable(group, this.store.group(group).initialState().hardState);
         done?.();
         resolve();
