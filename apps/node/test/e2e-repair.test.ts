@@ -14,13 +14,18 @@ afterAll(async () => {
 
 const RESTORED = /state restored from a healthy replica: serving again/;
 
-/** Flips the stored value of `key` in a running node's database without fixing its checksum (a disk fault). */
-function corruptRow(node: ProcNode, key: string): void {
+/**
+ * Flips the stored value of `key` in a running node's database without fixing its checksum (a disk fault),
+ * once the row is in the file: the node's writer may hold an applied write up to `--writer-apply-batch-ms`.
+ */
+async function corruptRow(node: ProcNode, key: string): Promise<void> {
   const db = new Database(join(node.dataDir, 'cohort.db'));
   try {
     db.pragma('busy_timeout = 5000');
-    const res = db.prepare('UPDATE kv SET value = ? WHERE key = ?').run(Buffer.from('garbage'), Buffer.from(key));
-    expect(res.changes).toBeGreaterThan(0);
+    const update = db.prepare('UPDATE kv SET value = ? WHERE key = ?');
+    await poll(`${node.id}'s row of ${key} in its file`, 5_000, async () =>
+      update.run(Buffer.from('garbage'), Buffer.from(key)).changes > 0 ? true : undefined,
+    );
   } finally {
     db.close();
   }
@@ -58,7 +63,7 @@ describe('a node whose copy of the data is corrupt', () => {
 
     // A follower's row goes bad; the next INCR makes it read the row while applying.
     const follower = c.nodes.find((n) => n !== leader)!;
-    corruptRow(follower, 'counter');
+    await corruptRow(follower, 'counter');
     expect(await w.incr('counter')).toBe(6);
     await poll('the follower to restore its state', 15_000, async () =>
       RESTORED.test(follower.log) ? true : undefined,
@@ -69,7 +74,7 @@ describe('a node whose copy of the data is corrupt', () => {
     // The leader's row goes bad; a read of it finds out: the leader hands its leadership over and
     // restores its state while the others serve.
     const lead = await c.leader(c.nodes, 10_000);
-    corruptRow(lead, 'k7');
+    await corruptRow(lead, 'k7');
     // The read that meets the bad row is retried by the node where the leadership went: the client sees the value.
     expect(await redis(lead).get('k7')).toBe('v7');
     expect(lead.log).toMatch(/KV row for key 6b37 is corrupt/);
