@@ -332,7 +332,10 @@ export interface DetachedImage {
 export interface TransactionOptions {
   /**
    * Whether the commit is fsynced. A non-durable transaction becomes durable
-   * with the next durable write (WAL order); a crash before loses it whole.
+   * with the next durable write committed after it (WAL order); a crash before
+   * loses it whole. The SQLite store's writer thread may commit plain log
+   * appends before it (see `SqliteNodeStoreOptions.writerApplyBatchMs`), never
+   * a compaction, a snapshot or any other write.
    * @default true
    */
   durable?: boolean;
