@@ -399,25 +399,23 @@ export class MemoryNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   /** Makes every write so far durable (the fsync), or, with `holdApplies`, every one but the applies it may leave. */
   sync(opts: MemorySyncOptions = {}): void {
+    // The applies left pending (every one of them OP_APPLY).
     let kept: Op[] = [];
-    let keptKinds: number[] = [];
     for (let i = 0; i < this.pending.length; i++) {
       const op = this.pending[i] as Op;
       const kind = this.pendingKinds[i] as number;
       if (opts.holdApplies === true && kind === OP_APPLY) {
         kept.push(op);
-        keptKinds.push(kind);
         continue;
       }
       if (kind === OP_ORDERED && kept.length > 0) {
         for (const k of kept) k(this.durable);
         kept = [];
-        keptKinds = [];
       }
       op(this.durable);
     }
     this.pending = kept;
-    this.pendingKinds = keptKinds;
+    this.pendingKinds = kept.map(() => OP_APPLY);
     if (this.unsyncedLogWrite) this.syncedLogWrite = this.unsyncedLogWrite;
     this.unsyncedLogWrite = undefined;
   }

@@ -136,8 +136,13 @@ function holds(job: Job): boolean {
 function receive(job: Received, postedAt: number): void {
   job.postedAt = postedAt;
   backlog.push(job);
+  if (held === 0 && holds(job)) heldSince = performance.now();
+  tally(job);
+}
+
+/** Counts `job` among the backlog's held or ordered jobs (a log append is neither). */
+function tally(job: Job): void {
   if (holds(job)) {
-    if (held === 0) heldSince = performance.now();
     held++;
     heldOps += job.ops.length;
   } else if (job.logOnly !== true) ordered++;
@@ -146,12 +151,7 @@ function receive(job: Received, postedAt: number): void {
 /** Counts the backlog's held and ordered jobs again (after a commit took some). */
 function recount(): void {
   held = heldOps = ordered = 0;
-  for (const j of backlog) {
-    if (holds(j)) {
-      held++;
-      heldOps += j.ops.length;
-    } else if (j.logOnly !== true) ordered++;
-  }
+  for (const j of backlog) tally(j);
   if (held === 0) heldSince = 0;
   if (backlog.length === 0) flushAsked = false;
 }
@@ -185,10 +185,12 @@ function commit(): void {
     return;
   }
   const all = commitsAll();
-  const appends = backlog.filter((j) => j.logOnly === true);
-  // The log appends go first, in a commit of their own (fsynced, and reported at once), unless a job that keeps
-  // its place comes before one; then, when due, the rest in order: held applies alone commit without an fsync.
-  if (appends.length > 0 && (!all || (ordered === 0 && held > 0)) && !run(appends, false)) return;
+  // With applies held and no job that keeps its place queued, the log appends go first, in a commit of their own
+  // (fsynced, and reported at once); then, when due, the rest in order: held applies alone commit without an fsync.
+  if (held > 0 && ordered === 0) {
+    const appends = backlog.filter((j) => j.logOnly === true);
+    if (appends.length > 0 && !run(appends, false)) return;
+  }
   if (!all) {
     holdHeld();
     return;

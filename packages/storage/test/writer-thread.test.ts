@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { StorageError, emptyConfState } from '@cohort/core';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { SqliteNodeStore } from '../src/sqlite-node-store.js';
+import { SqliteNodeStore, type SqliteNodeStoreOptions } from '../src/sqlite-node-store.js';
 import { ent, ents, tempDir } from './harness.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -15,6 +15,11 @@ describe('SqliteNodeStore with its writer thread', () => {
   let store: SqliteNodeStore;
   const open = (): SqliteNodeStore =>
     SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', commitGate: gate, cacheEntries: 4 });
+  /** Closes the store and opens the file again with the thread writer and `opts`. */
+  const reopen = (opts: SqliteNodeStoreOptions): void => {
+    store.close();
+    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', ...opts });
+  };
 
   beforeEach(() => {
     ({ dir, cleanup } = tempDir());
@@ -66,8 +71,7 @@ describe('SqliteNodeStore with its writer thread', () => {
     expect(cached[1]?.data).toBe(exact);
     // Written to the file as given: read back from it (reopened, the cache holds the last entry only).
     await store.write([{ group: 'g', entries: ents(3, 8, 1) }]);
-    store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), { writer: 'thread', cacheEntries: 1 });
+    reopen({ cacheEntries: 1 });
     expect(
       store
         .group('g')
@@ -97,12 +101,7 @@ describe('SqliteNodeStore with its writer thread', () => {
   });
 
   it('holds a transaction that need not be durable until the next durable write, and commits both at once', async () => {
-    store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), {
-      writer: 'thread',
-      writerHoldMs: 60_000,
-      writerApplyBatchMs: 0,
-    });
+    reopen({ writerHoldMs: 60_000, writerApplyBatchMs: 0 });
     // The writer thread is up once a first write committed.
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     const before = store.writerStats();
@@ -126,12 +125,7 @@ describe('SqliteNodeStore with its writer thread', () => {
   });
 
   it('hands a held transaction to the writer at once when someone waits for the writes to settle', async () => {
-    store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), {
-      writer: 'thread',
-      writerHoldMs: 60_000,
-      writerApplyBatchMs: 0,
-    });
+    reopen({ writerHoldMs: 60_000, writerApplyBatchMs: 0 });
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     store.transaction(() => store.kv('p').put(new Uint8Array([8]), new Uint8Array([8]), { revision: 1 }), {
       durable: false,
@@ -174,12 +168,7 @@ describe('SqliteNodeStore with its writer thread', () => {
   });
 
   it("holds a transaction made after startWrites posted the turn's log write until the next durable write", async () => {
-    store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), {
-      writer: 'thread',
-      writerHoldMs: 60_000,
-      writerApplyBatchMs: 0,
-    });
+    reopen({ writerHoldMs: 60_000, writerApplyBatchMs: 0 });
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     // A follower's round: its log write, handed over at once, then the apply of the entries the append committed.
     const w = store.write([{ group: 'g', entries: ents(2, 2, 1) }]);
@@ -227,9 +216,8 @@ describe('SqliteNodeStore with its writer thread', () => {
   });
 
   it('commits log writes ahead of the apply transactions it holds, and those together when waited for, before a compaction, or once held long enough', async () => {
-    store.close();
+    reopen({ writerHoldMs: 0, writerApplyBatchMs: 60_000 });
     const file = join(dir, 'node.db');
-    store = SqliteNodeStore.open(file, { writer: 'thread', writerHoldMs: 0, writerApplyBatchMs: 60_000 });
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     const reader = new Database(file, { readonly: true });
     const rows = reader.prepare('SELECT count(*) FROM kv').pluck();
@@ -262,8 +250,7 @@ describe('SqliteNodeStore with its writer thread', () => {
       await store.saveSnapshot('g', { meta, data: new Uint8Array([1]) }, 2);
       expect([entries.get(), rows.get()]).toEqual([2, 3]);
       // Held applies also commit by themselves once held `writerApplyBatchMs`, with no one waiting.
-      store.close();
-      store = SqliteNodeStore.open(file, { writer: 'thread', writerHoldMs: 0, writerApplyBatchMs: 30 });
+      reopen({ writerHoldMs: 0, writerApplyBatchMs: 30 });
       await store.write([{ group: 'g', entries: ents(5, 5, 1) }]);
       put(4);
       await store.write([{ group: 'g', entries: ents(6, 6, 1) }]);
@@ -274,13 +261,7 @@ describe('SqliteNodeStore with its writer thread', () => {
   });
 
   it('shortens its hold of apply transactions while their commits cost much an op, and lengthens it back while they are cheap', async () => {
-    store.close();
-    store = SqliteNodeStore.open(join(dir, 'node.db'), {
-      writer: 'thread',
-      writerHoldMs: 0,
-      writerApplyBatchMs: 40,
-      commitGate: gate,
-    });
+    reopen({ writerHoldMs: 0, writerApplyBatchMs: 40, commitGate: gate });
     await store.write([{ group: 'g', entries: ents(1, 1, 1) }]);
     expect(store.writerStats().applyHoldMs).toBe(40);
     const apply = (n: number, keys: number): void => {
