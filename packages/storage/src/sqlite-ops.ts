@@ -1,4 +1,4 @@
-import { existsSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { kvRowCrc } from './kv-checksums.js';
@@ -110,6 +110,25 @@ export interface JobRunnerOptions {
    * a full disk. Checked before each commit; removing the file lifts the cap.
    */
   diskFullGate?: string;
+  /**
+   * Read system calls the calling thread made so far ({@link threadReads}): given, the runner counts those its
+   * transactions' statements make ({@link JobRunner.statementReads}), their commits' (a checkpoint's) left out.
+   */
+  countReads?: () => number;
+}
+
+/**
+ * Reads of the file system the calling thread made so far (`syscr` of Linux's `/proc/thread-self/io`: read
+ * system calls), or undefined where the kernel does not count them per thread. SQLite reads a page with one
+ * (no memory mapping here) when its connection's page cache does not hold it.
+ */
+export function threadReads(): number | undefined {
+  try {
+    const m = /^syscr: (\d+)$/m.exec(readFileSync('/proc/thread-self/io', 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const gateWait = new Int32Array(new SharedArrayBuffer(4));
@@ -155,6 +174,8 @@ export class JobRunner {
   private sync: 'FULL' | 'NORMAL' = 'FULL';
   /** Transactions committed fsynced (`synchronous=FULL`) so far; the others held no durable job (apply transactions, purges). */
   durableCommits = 0;
+  /** Read system calls the statements of its transactions made so far (with {@link JobRunnerOptions.countReads}). */
+  statementReads = 0;
   /** {@link OVER_RESULT_SLOTS} numbers per `putOver` committed and not taken yet, in op order. */
   private results: number[] = [];
 
@@ -240,8 +261,17 @@ export class JobRunner {
       this.sync = want;
     }
     const mark = this.results.length;
+    const count = this.opts.countReads;
     try {
-      this.inTxn(fn);
+      this.inTxn(
+        count === undefined
+          ? fn
+          : () => {
+              const before = count();
+              fn();
+              this.statementReads += count() - before;
+            },
+      );
     } catch (err) {
       this.results.length = mark;
       throw err;

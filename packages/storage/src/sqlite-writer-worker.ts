@@ -11,10 +11,12 @@
 // once a group commit (SQLite's CPU a write drops by a third from 300 writes
 // a commit to 1,500). Any other job, a flush or a close commits everything
 // received, in order. While the writer commits held applies, log appends
-// wait: the hold shrinks while those commits take more than `HELD_OP_US` an
-// op (writes scattered over more pages than the connection caches, each op
-// reading and writing a page of its own: holding them saves nothing and only
-// makes the appends wait longer) and grows back while they are cheap.
+// wait: the hold shrinks while those commits' statements read a page from the
+// file system for most of their ops (`HELD_READS_PER_OP`: writes scattered over
+// more pages than the connection caches, each op reading and writing a page
+// of its own, so holding them saves nothing and only makes the appends wait
+// longer) and grows back while they read few. Where the kernel does not count
+// a thread's reads, the commits' time an op stands in (`HELD_OP_US`).
 //
 // A commit that fails for want of space (SQLITE_FULL, ENOSPC) was rolled back
 // whole: it stays at the head of the backlog and is retried with backoff,
@@ -23,7 +25,7 @@
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { DEFAULT_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
-import { type Job, JobRunner, JobsFailed, isOutOfSpace } from './sqlite-ops.js';
+import { type Job, JobRunner, JobsFailed, isOutOfSpace, threadReads } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
   CTRL_COMMITTED,
@@ -35,10 +37,17 @@ import {
 } from './sqlite-writer-protocol.js';
 
 /**
- * A commit of held applies taking more than this an op, in µs, shortens the hold by a quarter; one under
- * two thirds of it lengthens the hold by a quarter, up to `applyBatchMs`. Measured on a 2-vCPU machine under
- * load: 8-12 µs an op over 10,000 keys (the pages cached and rewritten many times a commit), 15-33 over
- * 100,000 (most ops a page of their own, read from the file system's cache).
+ * A commit of held applies whose statements read more pages than this an op from the file system (see
+ * `threadReads`) shortens the hold by a quarter; one under half of it lengthens the hold by a quarter, up to
+ * `applyBatchMs`. About none over 10,000 keys (the pages cached and rewritten many times a commit), most ops
+ * one or more over 100,000 and beyond. Unlike the commit's time an op (below), it does not depend on how fast
+ * the machine is or how busy: on a slower machine the time rule shortened the hold over 10,000 keys too.
+ */
+const HELD_READS_PER_OP = 0.5;
+/**
+ * Where the kernel does not count a thread's reads: a commit of held applies taking more than this an op, in
+ * µs, shortens the hold by a quarter; one under two thirds of it lengthens the hold by a quarter. Measured on a
+ * 2-vCPU machine under load: 8-12 µs an op over 10,000 keys, 15-33 over 100,000.
  */
 const HELD_OP_US = 16;
 /** The shortest hold the writer shrinks to. */
@@ -77,6 +86,8 @@ let lastCommitted = 0;
 /** The next retry of a commit that found the disk full, and the wait before the one after it. */
 let retry: ReturnType<typeof setTimeout> | undefined;
 let retryMs = RETRY_FIRST_MS;
+/** Whether the kernel counts this thread's reads: held commits are then tuned on them (see `HELD_READS_PER_OP`). */
+const countsReads = threadReads() !== undefined;
 
 function post(msg: ToMain): void {
   port.postMessage(msg);
@@ -97,6 +108,7 @@ try {
   runner = new JobRunner(db, {
     ...(data.commitGate === undefined ? {} : { commitGate: data.commitGate }),
     ...(data.diskFullGate === undefined ? {} : { diskFullGate: data.diskFullGate }),
+    ...(countsReads ? { countReads: () => threadReads() ?? 0 } : {}),
   });
 } catch (err) {
   fail(`cannot open the database for writing: ${(err as Error).message}`);
@@ -200,10 +212,17 @@ function commit(): void {
   if (run(backlog, true, tune)) holdHeld();
 }
 
-/** Shortens the hold after a costly commit of held applies (µs an op), lengthens it after a cheap one. */
-function adjustHold(usPerOp: number): void {
-  if (usPerOp > HELD_OP_US) holdMs = Math.max(Math.min(HOLD_MIN_MS, data.applyBatchMs), holdMs * 0.75);
-  else if (usPerOp < (HELD_OP_US * 2) / 3) holdMs = Math.min(data.applyBatchMs, holdMs * 1.25);
+/**
+ * Shortens the hold after a commit of held applies whose ops mostly read their pages from the file system
+ * (`readsPerOp`; without those counts, one that cost much an op: `usPerOp`), lengthens it after one that did not.
+ */
+function adjustHold(readsPerOp: number | undefined, usPerOp: number): void {
+  const [cost, high, low] =
+    readsPerOp === undefined
+      ? [usPerOp, HELD_OP_US, (HELD_OP_US * 2) / 3]
+      : [readsPerOp, HELD_READS_PER_OP, HELD_READS_PER_OP / 2];
+  if (cost > high) holdMs = Math.max(Math.min(HOLD_MIN_MS, data.applyBatchMs), holdMs * 0.75);
+  else if (cost < low) holdMs = Math.min(data.applyBatchMs, holdMs * 1.25);
 }
 
 /**
@@ -216,6 +235,7 @@ function run(jobs: Received[], all: boolean, tuneOps = 0): boolean {
   // Clocks of two threads: each is the process's, read as `timeOrigin + now()`.
   const waitMs = Math.max(0, performance.timeOrigin + started - (jobs[0] as Received).postedAt);
   const durableBefore = (runner as JobRunner).durableCommits;
+  const readsBefore = (runner as JobRunner).statementReads;
   let done = jobs.length;
   let commits = 0;
   let error: Error | undefined;
@@ -227,7 +247,10 @@ function run(jobs: Received[], all: boolean, tuneOps = 0): boolean {
     commits = f.commits;
     error = f.reason;
   }
-  if (error === undefined && tuneOps > 0) adjustHold(((performance.now() - started) * 1000) / tuneOps);
+  if (error === undefined && tuneOps > 0) {
+    const reads = countsReads ? ((runner as JobRunner).statementReads - readsBefore) / tuneOps : undefined;
+    adjustHold(reads, ((performance.now() - started) * 1000) / tuneOps);
+  }
   if (done > 0) {
     // Log appends alone are one transaction: all of them committed, or (above) none.
     if (all) backlog = done === jobs.length ? [] : backlog.slice(done);
