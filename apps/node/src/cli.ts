@@ -198,7 +198,7 @@ program
   )
   .option(
     '--writer-apply-batch-ms <n>',
-    "the most the store's writer thread holds apply transactions to commit them in one (log writes commit ahead meanwhile; the hold shrinks while such commits cost much an op); 0 commits them with the next commit (default 50)",
+    "the most the store's writer thread holds apply transactions to commit them in one (log writes commit ahead meanwhile; the hold shrinks while such commits read most of their pages from the file system); 0 commits them with the next commit (default 100)",
   )
   .option(
     '--page-cache-bytes <n>',

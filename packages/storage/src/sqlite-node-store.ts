@@ -100,7 +100,7 @@ export interface SqliteNodeStoreOptions {
   /**
    * With the `thread` writer: how long the writer may hold apply transactions to commit them together,
    * while the log writes after them commit (and are reported durable) first, in ms; 0 holds none.
-   * See `ThreadWriteQueueOptions.applyBatchMs`. @default 50
+   * See `ThreadWriteQueueOptions.applyBatchMs`. @default 100
    */
   writerApplyBatchMs?: number;
   /**

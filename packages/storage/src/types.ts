@@ -418,7 +418,7 @@ export interface WriterStats {
   waitMs: number;
   /**
    * How long the writer holds apply transactions to commit them together now, in ms (see
-   * `SqliteNodeStoreOptions.writerApplyBatchMs`: less while their commits cost much an op); 0 where writes
+   * `SqliteNodeStoreOptions.writerApplyBatchMs`: less while their commits read most of their pages from the file system); 0 where writes
    * run inline or holding is off.
    */
   applyHoldMs: number;
