@@ -110,11 +110,6 @@ export interface JobRunnerOptions {
    * a full disk. Checked before each commit; removing the file lifts the cap.
    */
   diskFullGate?: string;
-  /**
-   * Read system calls the calling thread made so far ({@link threadReads}): given, the runner counts those its
-   * transactions' statements make ({@link JobRunner.statementReads}), their commits' (a checkpoint's) left out.
-   */
-  countReads?: () => number;
 }
 
 /**
@@ -174,7 +169,13 @@ export class JobRunner {
   private sync: 'FULL' | 'NORMAL' = 'FULL';
   /** Transactions committed fsynced (`synchronous=FULL`) so far; the others held no durable job (apply transactions, purges). */
   durableCommits = 0;
-  /** Read system calls the statements of its transactions made so far (with {@link JobRunnerOptions.countReads}). */
+  /**
+   * While set, the read system calls the calling thread made so far ({@link threadReads}): the runner then
+   * counts those its transactions' statements make in {@link statementReads}, their commits' (a checkpoint's)
+   * left out. Set around the commits whose reads matter: each count reads a file.
+   */
+  countReads: (() => number) | undefined;
+  /** Read system calls the statements of its transactions made while {@link countReads} was set. */
   statementReads = 0;
   /** {@link OVER_RESULT_SLOTS} numbers per `putOver` committed and not taken yet, in op order. */
   private results: number[] = [];
@@ -261,7 +262,7 @@ export class JobRunner {
       this.sync = want;
     }
     const mark = this.results.length;
-    const count = this.opts.countReads;
+    const count = this.countReads;
     try {
       this.inTxn(
         count === undefined

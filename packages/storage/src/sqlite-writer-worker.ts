@@ -88,6 +88,7 @@ let retry: ReturnType<typeof setTimeout> | undefined;
 let retryMs = RETRY_FIRST_MS;
 /** Whether the kernel counts this thread's reads: held commits are then tuned on them (see `HELD_READS_PER_OP`). */
 const countsReads = threadReads() !== undefined;
+const countThreadReads = (): number => threadReads() ?? 0;
 
 function post(msg: ToMain): void {
   port.postMessage(msg);
@@ -108,7 +109,6 @@ try {
   runner = new JobRunner(db, {
     ...(data.commitGate === undefined ? {} : { commitGate: data.commitGate }),
     ...(data.diskFullGate === undefined ? {} : { diskFullGate: data.diskFullGate }),
-    ...(countsReads ? { countReads: () => threadReads() ?? 0 } : {}),
   });
 } catch (err) {
   fail(`cannot open the database for writing: ${(err as Error).message}`);
@@ -239,6 +239,8 @@ function run(jobs: Received[], all: boolean, tuneOps = 0): boolean {
   let done = jobs.length;
   let commits = 0;
   let error: Error | undefined;
+  // Only a commit that tunes the hold counts its reads (two reads of a file a transaction).
+  if (tuneOps > 0 && countsReads) (runner as JobRunner).countReads = countThreadReads;
   try {
     commits = (runner as JobRunner).run(jobs);
   } catch (err) {
@@ -246,6 +248,8 @@ function run(jobs: Received[], all: boolean, tuneOps = 0): boolean {
     done = f.jobsDone;
     commits = f.commits;
     error = f.reason;
+  } finally {
+    (runner as JobRunner).countReads = undefined;
   }
   if (error === undefined && tuneOps > 0) {
     const reads = countsReads ? ((runner as JobRunner).statementReads - readsBefore) / tuneOps : undefined;

@@ -418,8 +418,8 @@ export interface WriterStats {
   waitMs: number;
   /**
    * How long the writer holds apply transactions to commit them together now, in ms (see
-   * `SqliteNodeStoreOptions.writerApplyBatchMs`: less while their commits read most of their pages from the file system); 0 where writes
-   * run inline or holding is off.
+   * `SqliteNodeStoreOptions.writerApplyBatchMs`: less while their commits read most of their pages from the
+   * file system); 0 where writes run inline or holding is off.
    */
   applyHoldMs: number;
 }
