@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { kvRowCrc } from './kv-checksums.js';
@@ -112,20 +112,6 @@ export interface JobRunnerOptions {
   diskFullGate?: string;
 }
 
-/**
- * Reads of the file system the calling thread made so far (`syscr` of Linux's `/proc/thread-self/io`: read
- * system calls), or undefined where the kernel does not count them per thread. SQLite reads a page with one
- * (no memory mapping here) when its connection's page cache does not hold it.
- */
-export function threadReads(): number | undefined {
-  try {
-    const m = /^syscr: (\d+)$/m.exec(readFileSync('/proc/thread-self/io', 'latin1'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 const gateWait = new Int32Array(new SharedArrayBuffer(4));
 
 /**
@@ -170,9 +156,9 @@ export class JobRunner {
   /** Transactions committed fsynced (`synchronous=FULL`) so far; the others held no durable job (apply transactions, purges). */
   durableCommits = 0;
   /**
-   * While set, the read system calls the calling thread made so far ({@link threadReads}): the runner then
-   * counts those its transactions' statements make in {@link statementReads}, their commits' (a checkpoint's)
-   * left out. Set around the commits whose reads matter: each count reads a file.
+   * While set, the read system calls the calling thread made so far (`threadReads` of thread-io.ts): the
+   * runner then counts those its transactions' statements make in {@link statementReads}, their commits' (a
+   * checkpoint's) left out. Set around the commits whose reads matter: each count reads a file.
    */
   countReads: (() => number) | undefined;
   /** Read system calls the statements of its transactions made while {@link countReads} was set. */

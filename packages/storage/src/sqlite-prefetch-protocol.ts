@@ -1,5 +1,4 @@
-// Messages between a SqliteNodeStore and its read-ahead thread (see sqlite-prefetch.ts), and what both use.
-import { readFileSync } from 'node:fs';
+// Messages between a SqliteNodeStore and its read-ahead thread (see sqlite-prefetch.ts).
 
 /** The thread's `workerData`. */
 export interface PrefetchData {
@@ -25,16 +24,3 @@ export interface PrefetchBatch {
 export type PrefetchReply =
   | { type: 'done'; keys: number; found: number; cold: number; coldMs: number }
   | { type: 'failed'; message: string };
-
-/**
- * The bytes the calling thread has caused to be read from storage (Linux's `/proc/thread-self/io`,
- * `read_bytes`: page cache misses, not reads served from memory); undefined where unknown.
- */
-export function threadReadBytes(): number | undefined {
-  try {
-    const m = /^read_bytes: (\d+)$/m.exec(readFileSync('/proc/thread-self/io', 'latin1'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}

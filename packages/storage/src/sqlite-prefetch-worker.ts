@@ -7,12 +7,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { SCAN_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
-import {
-  type PrefetchBatch,
-  type PrefetchData,
-  type PrefetchReply,
-  threadReadBytes,
-} from './sqlite-prefetch-protocol.js';
+import type { PrefetchBatch, PrefetchData, PrefetchReply } from './sqlite-prefetch-protocol.js';
+import { threadReadBytes } from './thread-io.js';
 
 const data = workerData as PrefetchData;
 const port = parentPort;

@@ -1,13 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '@cohort/core';
 import { StorageError } from '@cohort/core/errors';
-import {
-  type PrefetchBatch,
-  type PrefetchData,
-  type PrefetchReply,
-  threadReadBytes,
-} from './sqlite-prefetch-protocol.js';
+import type { PrefetchBatch, PrefetchData, PrefetchReply } from './sqlite-prefetch-protocol.js';
 import { workerModuleUrl } from './sqlite-write-queue.js';
+import { threadReadBytes } from './thread-io.js';
 
 /**
  * When a store reads ahead (see {@link ReadAhead}): `auto` while its reads go to the disk, `on`

@@ -25,7 +25,7 @@
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { DEFAULT_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
-import { type Job, JobRunner, JobsFailed, isOutOfSpace, threadReads } from './sqlite-ops.js';
+import { type Job, JobRunner, JobsFailed, isOutOfSpace } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
   CTRL_COMMITTED,
@@ -35,6 +35,7 @@ import {
   type ToWriter,
   type WriterData,
 } from './sqlite-writer-protocol.js';
+import { threadReads } from './thread-io.js';
 
 /**
  * A commit of held applies whose statements read more pages than this an op from the file system (see

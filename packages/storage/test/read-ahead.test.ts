@@ -3,8 +3,8 @@ import type { Logger } from '@cohort/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlitePartitionKv } from '../src/sqlite-kv.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
-import { threadReadBytes } from '../src/sqlite-prefetch-protocol.js';
 import { ColdTime, ReadAhead, type ReadAheadStats } from '../src/sqlite-prefetch.js';
+import { threadReadBytes } from '../src/thread-io.js';
 import { tempDir } from './harness.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);

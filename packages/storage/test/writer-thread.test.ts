@@ -4,7 +4,7 @@ import { StorageError, emptyConfState } from '@cohort/core';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SqliteNodeStore, type SqliteNodeStoreOptions } from '../src/sqlite-node-store.js';
-import { threadReads } from '../src/sqlite-ops.js';
+import { threadReads } from '../src/thread-io.js';
 import { ent, ents, tempDir } from './harness.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
