@@ -53,7 +53,8 @@ export const QUICK = { rounds: 1, seconds: 2, warmup: 0.5, systemWarmup: 4, keys
 
 const SYSTEMS: readonly SystemName[] = ['cohort', 'etcd', 'redis'];
 
-function wholeNumber(min: number): (v: string) => number {
+/** A commander parser of whole numbers of at least `min`. */
+export function wholeNumber(min: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isSafeInteger(n) || n < min)

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BenchCluster,
+  type BenchClusterOptions,
   type BenchNode,
   CLI,
   freePort,
@@ -109,12 +110,17 @@ export class CohortSystem implements System {
   private readonly root: string;
   private readonly flags: string[];
   private readonly nodeFlags: string[];
+  private readonly clusterOpts: BenchClusterOptions;
 
-  /** `flags`: extra `cohort start` flags of every node; `nodeFlags`: extra Node/V8 flags of every node. */
-  constructor(root: string, flags: string[] = [], nodeFlags: string[] = []) {
+  /**
+   * `flags`: extra `cohort start` flags of every node; `nodeFlags`: extra Node/V8 flags of every node;
+   * `clusterOpts`: another build's `cohort` script, variables for the nodes' environment.
+   */
+  constructor(root: string, flags: string[] = [], nodeFlags: string[] = [], clusterOpts: BenchClusterOptions = {}) {
     this.root = root;
     this.flags = flags;
     this.nodeFlags = nodeFlags;
+    this.clusterOpts = clusterOpts;
   }
 
   /** Whether the `cohort` binary has been built. */
@@ -123,7 +129,13 @@ export class CohortSystem implements System {
   }
 
   async start(): Promise<void> {
-    this.cluster = await BenchCluster.create(this.root, 3, ['--log-level', 'warn', ...this.flags], this.nodeFlags);
+    this.cluster = await BenchCluster.create(
+      this.root,
+      3,
+      ['--log-level', 'warn', ...this.flags],
+      this.nodeFlags,
+      this.clusterOpts,
+    );
     this.cluster.startAll();
     await this.cluster.leader(60_000);
   }

@@ -113,6 +113,14 @@ function threadKind(comm: string, first: boolean): keyof ThreadCpu {
   return 'other';
 }
 
+/** What else a {@link BenchCluster} may run its nodes with. */
+export interface BenchClusterOptions {
+  /** The `cohort` script to run (another build's `apps/node/dist/cli.js`). @default {@link CLI} */
+  cli?: string;
+  /** Variables added to each node's environment (test hooks such as `COHORT_STORE_WRITER`). */
+  env?: Record<string, string>;
+}
+
 /** A cluster of real `cohort start` processes on 127.0.0.1 under `root`. */
 export class BenchCluster {
   readonly nodes: BenchNode[] = [];
@@ -122,16 +130,31 @@ export class BenchCluster {
   readonly runtimeFlags: string[];
   /** Put before each node's id in the names of its files under COHORT_BENCH_LOG_DIR (two clusters in one run). */
   logPrefix = '';
+  /** The `cohort` script its nodes run: {@link CLI}, or another build's. */
+  readonly cli: string;
+  /** Variables added to the environment of its nodes. */
+  readonly env: Readonly<Record<string, string>>;
 
-  private constructor(root: string, args: string[], runtimeFlags: string[]) {
+  private constructor(root: string, args: string[], runtimeFlags: string[], opts: BenchClusterOptions) {
     this.root = root;
     this.args = args;
     this.runtimeFlags = runtimeFlags;
+    this.cli = opts.cli ?? CLI;
+    this.env = opts.env ?? {};
   }
 
-  /** Picks free ports for `n` nodes; `args` are extra `cohort start` flags, `runtimeFlags` extra Node flags. */
-  static async create(root: string, n: number, args: string[], runtimeFlags: string[] = []): Promise<BenchCluster> {
-    const c = new BenchCluster(root, args, runtimeFlags);
+  /**
+   * Picks free ports for `n` nodes; `args` are extra `cohort start` flags, `runtimeFlags` extra Node flags,
+   * `opts` another build's script and variables for the nodes' environment.
+   */
+  static async create(
+    root: string,
+    n: number,
+    args: string[],
+    runtimeFlags: string[] = [],
+    opts: BenchClusterOptions = {},
+  ): Promise<BenchCluster> {
+    const c = new BenchCluster(root, args, runtimeFlags, opts);
     const ports = await freePorts(3 * n);
     for (let i = 1; i <= n; i++) {
       c.nodes.push({
@@ -154,7 +177,7 @@ export class BenchCluster {
       [
         ...NODE_RUNTIME_FLAGS,
         ...this.runtimeFlags,
-        CLI,
+        this.cli,
         'start',
         '--id',
         node.id,
@@ -168,7 +191,10 @@ export class BenchCluster {
         `127.0.0.1:${node.http}`,
         ...this.args,
       ],
-      { stdio: ['ignore', process.env.COHORT_BENCH_LOG_DIR ? 'pipe' : 'ignore', 'pipe'] },
+      {
+        stdio: ['ignore', process.env.COHORT_BENCH_LOG_DIR ? 'pipe' : 'ignore', 'pipe'],
+        env: { ...process.env, ...this.env },
+      },
     );
     let partial = '';
     // COHORT_BENCH_LOG_DIR=<dir> keeps every node's log, one file per node, for reading a run afterwards.
