@@ -6,7 +6,7 @@
 // two passes' geometric mean. See README.md ("A/B runs").
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
   AB_WORKLOADS,
@@ -104,7 +104,10 @@ if (!CohortSystem.built() && arms.some((a) => a.cli === undefined)) {
   process.stderr.write('ab: the cohort binary is not built: run `pnpm turbo run build --filter=@cohort/node...`\n');
   process.exit(1);
 }
+/** `p` from where the command was typed (pnpm and npm run scripts in the package's directory, and say where in INIT_CWD). */
+const fromCaller = (p: string): string => resolve(process.env.INIT_CWD ?? process.cwd(), p);
 for (const a of arms) {
+  if (a.cli !== undefined) a.cli = fromCaller(a.cli);
   if (a.cli !== undefined && !existsSync(a.cli)) {
     process.stderr.write(`ab: arm ${a.label}: ${a.cli} does not exist (build that checkout first)\n`);
     process.exit(1);
@@ -292,11 +295,12 @@ try {
     );
   }
   if (o.json !== undefined) {
+    const file = fromCaller(o.json);
     writeFileSync(
-      o.json,
+      file,
       `${JSON.stringify({ workload: o.workload, connections, keys: o.keys, seconds: o.seconds, arms, runs, summaries }, null, 2)}\n`,
     );
-    process.stdout.write(`ab: wrote ${o.json}\n`);
+    process.stdout.write(`ab: wrote ${file}\n`);
   }
 } finally {
   await stopLive();
