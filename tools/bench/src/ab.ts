@@ -104,7 +104,7 @@ if (!CohortSystem.built() && arms.some((a) => a.cli === undefined)) {
   process.stderr.write('ab: the cohort binary is not built: run `pnpm turbo run build --filter=@cohort/node...`\n');
   process.exit(1);
 }
-/** `p` from where the command was typed (pnpm and npm run scripts in the package's directory, and say where in INIT_CWD). */
+/** `p` from where the command was typed: pnpm and npm run a script in its package's directory, the caller's in INIT_CWD. */
 const fromCaller = (p: string): string => resolve(process.env.INIT_CWD ?? process.cwd(), p);
 for (const a of arms) {
   if (a.cli !== undefined) a.cli = fromCaller(a.cli);
