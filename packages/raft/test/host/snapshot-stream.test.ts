@@ -119,33 +119,39 @@ describe('streamed snapshots', () => {
   });
 
   it('a transfer is paced to its byte rate, and the pauses do not count toward its timeout', async () => {
-    // 64-byte chunks at 1,280 bytes/s: one chunk per 50 ms at most. The timeout is shorter than the whole
-    // paced transfer, so it must not count the pauses.
-    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, snapshotBytesPerSec: 1280, snapshotTimeoutMs: 300 });
+    // 64-byte chunks at 640 bytes/s: one chunk per 100 ms at most. The timeout is shorter than the whole
+    // paced transfer, so it must not count the pauses; it is long enough for one chunk's round trip on a
+    // machine busy with the rest of the suite (at 300 ms, one such run timed a transfer out, and the leader
+    // started it again after the follower had installed it).
+    cluster = new Cluster(['a', 'b', 'c'], ['p0'], { ...OPTIONS, snapshotBytesPerSec: 640, snapshotTimeoutMs: 600 });
     const c = cluster;
-    const sent: { seq: number; at: number }[] = [];
+    const sent: { peer: NodeId; seq: number; at: number }[] = [];
     for (const id of c.ids) {
       const t = c.hub.nodes.get(id)!;
       const request = t.request.bind(t);
       t.request = async (peer: NodeId, protocol, frame) => {
-        if (protocol === Protocols.snapshot) sent.push({ seq: decodeSnapshotChunk(frame).seq, at: performance.now() });
+        if (protocol === Protocols.snapshot)
+          sent.push({ peer, seq: decodeSnapshotChunk(frame).seq, at: performance.now() });
         return request(peer, protocol, frame);
       };
     }
-    const { leader, follower } = await compactedLeader(c);
+    const { follower } = await compactedLeader(c);
     c.node(follower).host.stop();
     const wiped = c.start(follower, new MemoryNodeStore(), new Map<string, MachineDisk>());
     await until('the wiped follower installs a snapshot', () => wiped.sms.get('p0')!.installs > 0, 10_000);
-    const first = sent.findIndex((s) => s.seq === 0);
-    const transfer = sent.slice(first);
+    // The wiped follower's chunks only: on a loaded machine the other follower may fall more than the
+    // compaction margin behind the 80 writes and get a snapshot of its own.
+    const toWiped = sent.filter((s) => s.peer === follower);
+    const transfer = toWiped.slice(toWiped.findIndex((s) => s.seq === 0));
     const last = transfer.at(-1)!;
-    expect(last.seq).toBeGreaterThan(8);
-    // Chunk k leaves no earlier than (k - 1) x 50 ms after the first: the pace is kept from the moment the
+    expect(last.seq, `chunks sent to the wiped follower: ${transfer.map((s) => s.seq).join(' ')}`).toBeGreaterThan(8);
+    // Chunk k leaves no earlier than (k - 1) x 100 ms after the first: the pace is kept from the moment the
     // sender took the first chunk, which a loaded machine may put a few milliseconds before this wrapper saw it
     // (one chunk's time of slack). An unpaced transfer sends them all within a few milliseconds.
-    for (const s of transfer) expect(s.at - transfer[0]!.at).toBeGreaterThanOrEqual((s.seq - 1) * 50);
-    expect(last.at - transfer[0]!.at).toBeGreaterThan(300);
-    expect(c.node(leader).host.stats().snapshotsSent).toBe(1);
+    for (const s of transfer) expect(s.at - transfer[0]!.at).toBeGreaterThanOrEqual((s.seq - 1) * 100);
+    expect(last.at - transfer[0]!.at).toBeGreaterThan(600);
+    // One transfer: it never timed out and started again (a chunk sent again is the same seq, not a seq 0 after others).
+    expect(transfer.filter((s, i) => s.seq === 0 && i > 0 && transfer[i - 1]!.seq > 0)).toEqual([]);
   });
 
   it('the log after a snapshot being sent is kept until the transfer ends: a slow transfer needs no second snapshot', async () => {
