@@ -3,6 +3,7 @@
 // drifts by a third within the hour, only arms measured side by side compare; and with the same build in
 // both arms the cluster started second ran ~6% ahead in 4 of 5 pairs in both orders (README, thirty-ninth
 // session), so a comparison runs a second pass with the arms started in the reverse order and reports both.
+import { words } from './args.ts';
 import { median } from './stats.ts';
 
 /** One side of a comparison. */
@@ -64,11 +65,6 @@ function label(spec: string, what: string, sep: string): [string, string] {
   if (!LABEL.test(name))
     throw new Error(`${what} '${spec}': expected a label of letters, digits, '.', '_' or '-' before '${sep}'`);
   return [name, at < 0 ? '' : spec.slice(at + 1)];
-}
-
-/** The space-separated words of a flag list. */
-function words(list: string): string[] {
-  return list.split(' ').filter((w) => w !== '');
 }
 
 /** `label` or `label=<cohort start flags>`, e.g. `hold400=--writer-apply-batch-ms 400`. */

@@ -150,7 +150,7 @@ export function program(): Command {
 }
 
 /** The space-separated words of a flag list (none when not given). */
-function words(list: string | undefined): string[] {
+export function words(list: string | undefined): string[] {
   return (list ?? '').split(' ').filter((f) => f !== '');
 }
 
