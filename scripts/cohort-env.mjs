@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -111,7 +111,7 @@ function ensureWorkspace() {
 // Each package's vitest writes its results here; turbo caches them with the run.
 const RESULTS = 'test-results.json';
 
-/** Prints one closing line over every package's results: `tests: N passed, N failed`. */
+/** Where each package's results would be, whether or not its suite ran. */
 function resultFiles() {
   const files = [];
   for (const dir of ['packages', 'apps', 'tools', 'examples']) {
@@ -123,22 +123,68 @@ function resultFiles() {
   return files;
 }
 
-function summarize() {
+/**
+ * Prints one closing line over every package's results, `tests: N passed, N failed`,
+ * and after it each failed test (its file, its name, the first lines of its message)
+ * and, when `whole` (every suite was run), each package whose suite left no
+ * results: CI keeps only the end of the output,
+ * and two lanes print side by side, so a failure scrolled out of sight before.
+ */
+function summarize(whole) {
   let passed = 0;
   let failed = 0;
   let skipped = 0;
+  const failures = [];
   for (const file of resultFiles()) {
-    if (!existsSync(file)) continue;
+    const pkg = relative(root, dirname(file));
+    if (!existsSync(file)) {
+      if (whole && hasTests(dirname(file)))
+        failures.push(`${pkg}: no results (its suite did not run, or stopped before writing ${RESULTS})`);
+      continue;
+    }
     try {
       const r = JSON.parse(readFileSync(file, 'utf8'));
       passed += r.numPassedTests ?? 0;
       failed += (r.numFailedTests ?? 0) + (r.success === false && !r.numFailedTests ? 1 : 0);
       skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-    } catch {
+      for (const suite of r.testResults ?? []) {
+        const where = relative(root, suite.name ?? pkg);
+        const bad = (suite.assertionResults ?? []).filter((a) => a.status === 'failed');
+        for (const a of bad) failures.push(`${where} > ${a.fullName}\n${excerpt(a.failureMessages?.join('\n'))}`);
+        // A file that failed to load or crashed has a message and no failed test of its own.
+        if (suite.status === 'failed' && bad.length === 0) failures.push(`${where}\n${excerpt(suite.message)}`);
+      }
+      if (r.success === false && !r.numFailedTests && !(r.testResults ?? []).some((t) => t.status === 'failed'))
+        failures.push(`${pkg}: its suite failed outside any test file (see its output above)`);
+    } catch (err) {
       failed += 1;
+      failures.push(`${pkg}: unreadable ${RESULTS} (${err.message})`);
     }
   }
   process.stdout.write(`\ntests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+  for (const f of failures) process.stdout.write(`\nFAILED ${f}\n`);
+}
+
+/** Whether the package in `dir` has a test script (and so should have left results). */
+function hasTests(dir) {
+  try {
+    return Boolean(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts?.test);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The first lines of a failure message, indented, without the stack frames of
+ * vitest and Node's internals: enough to tell which assertion failed and where.
+ */
+function excerpt(message, lines = 12) {
+  const all = String(message ?? '(no message)')
+    .split('\n')
+    .filter((l) => !/^\s+at .*(node_modules|node:internal|<anonymous>)/.test(l));
+  const shown = all.slice(0, lines).map((l) => `    ${l}`);
+  if (all.length > lines) shown.push(`    ... (${all.length - lines} more lines in the suite's output above)`);
+  return shown.join('\n');
 }
 
 /** Builds the `cohort` binary and what it needs, then runs Node 24 with `args`; returns its exit status. */
@@ -174,15 +220,26 @@ switch (task) {
     } else {
       // The same two at a time, as two lanes (see NODE_LANE). `--only`: everything was built above, and
       // two turbo runs restoring the same build outputs would write files the other's tests are reading.
+      // `--continue`: a failed suite does not keep the rest of its lane from running.
       const lane = (filters) =>
-        pnpmAsync(['exec', 'turbo', 'run', 'test', '--only', '--concurrency=1', ...filters, ...reporters]);
+        pnpmAsync([
+          'exec',
+          'turbo',
+          'run',
+          'test',
+          '--only',
+          '--continue',
+          '--concurrency=1',
+          ...filters,
+          ...reporters,
+        ]);
       const codes = await Promise.all([
         lane(NODE_LANE.map((p) => `--filter=${p}`)),
         lane(NODE_LANE.map((p) => `--filter=!${p}`)),
       ]);
       code = codes.find((c) => c !== 0) ?? 0;
     }
-    summarize();
+    summarize(rest.length === 0);
     must(code, 'tests');
     break;
   }
