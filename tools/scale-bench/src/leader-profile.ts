@@ -205,7 +205,12 @@ try {
   );
   const pid = leader.child?.pid;
   await cluster.stopAll();
-  const file = readdirSync(profiles).find((f) => f.startsWith('CPU.') && f.includes(`.${pid}.`));
+  // The leader's main thread (thread 0) wrote two profiles when `cohort start` ran itself again with large pages
+  // (same PID: the launcher's, a fraction of a second long, then the node's): the node's is the later one.
+  const file = readdirSync(profiles)
+    .filter((f) => f.startsWith('CPU.') && f.includes(`.${pid}.0.`))
+    .sort()
+    .at(-1);
   if (!file) throw new Error(`no profile of the leader (pid ${pid}) in ${profiles}`);
   process.stdout.write(
     `${join(profiles, file)}\n${formatTop(JSON.parse(readFileSync(join(profiles, file), 'utf8')) as CpuProfile, TOP, { fromUs, toUs })}\n`,
