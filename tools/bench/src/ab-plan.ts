@@ -38,6 +38,12 @@ export interface AbRun {
   leaderMainUs: number;
   leaderWorkersUs: number;
   leaderV8Us: number;
+  /**
+   * The leader's event loop paused for garbage collection, µs an operation (every kind), and how many of its
+   * pauses were full (mark-compact) collections in the run (NaN if unknown).
+   */
+  leaderGcUs: number;
+  leaderMajorGcs: number;
   /** Bytes written to disk an operation, over the three nodes. */
   diskBytes: number;
   /** Requests that failed (non-2xx answers, socket errors); a run with any is suspect. */

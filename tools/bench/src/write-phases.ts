@@ -23,6 +23,12 @@ export interface NodeCounters {
    */
   aheadKeys: number;
   loopColdReads: number;
+  /**
+   * The event loop's garbage collection pauses by kind (`minor`, `major`, `incremental`, `weakcb`): their
+   * seconds and their number (prom-client's `nodejs_gc_duration_seconds`).
+   */
+  gcSeconds: Record<string, number>;
+  gcCount: Record<string, number>;
   /** CPU seconds of the process, and bytes it caused to be written to disk. */
   cpuSeconds: number;
   diskBytes: number;
@@ -71,6 +77,8 @@ export interface WriteCost {
 export const PHASES = ['persisted', 'committed', 'applied', 'replied'] as const;
 
 const PHASE_METRIC = 'cohort_raft_proposal_phase_seconds';
+/** prom-client's default metric of the event loop's GC pauses, by `kind`. */
+const GC_METRIC = 'nodejs_gc_duration_seconds';
 
 /** Reads the phase sums and counts and the store counters from a Prometheus text page. */
 export function parseMetrics(
@@ -85,9 +93,13 @@ export function parseMetrics(
   | 'commitWaitSeconds'
   | 'aheadKeys'
   | 'loopColdReads'
+  | 'gcSeconds'
+  | 'gcCount'
 > {
   const phaseSum: Record<string, number> = {};
   const phaseCount: Record<string, number> = {};
+  const gcSeconds: Record<string, number> = {};
+  const gcCount: Record<string, number> = {};
   const plain = new Map<string, number>();
   let aheadKeys = 0;
   let loopColdReads = 0;
@@ -102,6 +114,11 @@ export function parseMetrics(
       if (phase === undefined) continue;
       const into = name.endsWith('_sum') ? phaseSum : phaseCount;
       into[phase] = (into[phase] ?? 0) + v;
+    } else if (name === `${GC_METRIC}_sum` || name === `${GC_METRIC}_count`) {
+      const kind = /kind="([^"]+)"/.exec(labels ?? '')?.[1];
+      if (kind === undefined) continue;
+      const into = name.endsWith('_sum') ? gcSeconds : gcCount;
+      into[kind] = (into[kind] ?? 0) + v;
     } else if (labels === undefined) {
       plain.set(name, v);
     } else if (name === 'cohort_storage_read_ahead_keys_total' && labels.includes('outcome="read"')) {
@@ -119,6 +136,8 @@ export function parseMetrics(
     commitWaitSeconds: plain.get('cohort_storage_commit_wait_seconds_total') ?? 0,
     aheadKeys,
     loopColdReads,
+    gcSeconds,
+    gcCount,
   };
 }
 

@@ -12,6 +12,8 @@ const run = (pass: number, r: number, arm: string, opsPerSec: number, extra: Par
   leaderMainUs: 100,
   leaderWorkersUs: 20,
   leaderV8Us: 10,
+  leaderGcUs: 8,
+  leaderMajorGcs: 1,
   diskBytes: 12_000,
   errors: 0,
   ...extra,

@@ -17,6 +17,11 @@ cohort_storage_read_ahead_keys_total{outcome="dropped"} 7
 cohort_storage_cold_reads_total{thread="loop"} 3
 cohort_storage_cold_reads_total{thread="ahead"} 9
 cohort_requests_total{op="put"} 99
+nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor"} 40
+nodejs_gc_duration_seconds_sum{kind="minor"} 0.09
+nodejs_gc_duration_seconds_count{kind="minor"} 45
+nodejs_gc_duration_seconds_sum{kind="major"} 0.03
+nodejs_gc_duration_seconds_count{kind="major"} 2
 `;
 
 const node = (over: Partial<NodeCounters>): NodeCounters => ({
@@ -28,13 +33,15 @@ const node = (over: Partial<NodeCounters>): NodeCounters => ({
   commitWaitSeconds: 0,
   aheadKeys: 0,
   loopColdReads: 0,
+  gcSeconds: {},
+  gcCount: {},
   cpuSeconds: 0,
   diskBytes: 0,
   ...over,
 });
 
 describe('write phases', () => {
-  it('reads the phase sums and counts and the store counters from a metrics page', () => {
+  it('reads the phase sums and counts, the store counters and the GC pauses from a metrics page', () => {
     expect(parseMetrics(PAGE)).toEqual({
       phaseSum: { persisted: 0.004, replied: 0.012 },
       phaseCount: { persisted: 4, replied: 4 },
@@ -44,8 +51,10 @@ describe('write phases', () => {
       commitWaitSeconds: 0.002,
       aheadKeys: 120,
       loopColdReads: 3,
+      gcSeconds: { minor: 0.09, major: 0.03 },
+      gcCount: { minor: 45, major: 2 },
     });
-    expect(parseMetrics('')).toMatchObject({ commits: 0, phaseSum: {} });
+    expect(parseMetrics('')).toMatchObject({ commits: 0, phaseSum: {}, gcCount: {} });
   });
 
   it('gives the per-write cost of a run from the counters around it', () => {
