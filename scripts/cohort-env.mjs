@@ -125,10 +125,10 @@ function resultFiles() {
 
 /**
  * Prints one closing line over every package's results, `tests: N passed, N failed`,
- * and after it each failed test (its file, its name, the first lines of its message)
- * and, when `whole` (every suite was run), each package whose suite left no
- * results: CI keeps only the end of the output,
- * and two lanes print side by side, so a failure scrolled out of sight before.
+ * then each failed test (its file, its name, the first lines of its message) and,
+ * when `whole` (every suite was run), each package whose suite left no results.
+ * CI keeps only the end of the output, where the two lanes' logs interleave: a
+ * failure printed by its suite may be far out of sight by then.
  */
 function summarize(whole) {
   let passed = 0;
