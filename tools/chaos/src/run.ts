@@ -51,7 +51,7 @@ export interface ChaosReport {
   acknowledgedWrites: number;
   lostWrites: string[];
   linearizability: LinearizabilityResult;
-  /** Reads sent to a paused leader and answered once it resumed (checked with the rest). */
+  /** Reads sent to a paused leader and answered once it resumed, some after a refusal asked again (checked with the rest). */
   pausedReads: number;
   /**
    * While a node's disk was full: writes it refused with the disk-full error, reads it served, status reports,

@@ -2,6 +2,17 @@ import type { KvOperation } from '@cohort/sim';
 import { Redis } from 'ioredis';
 import type { ChaosNode } from './cluster.ts';
 
+/**
+ * Refusals of a probe read that say "not now" rather than answer: the forwards' circuit to the leader open,
+ * no quorum or no leader yet, a retry asked for. {@link Workload.probeReads} asks again on these.
+ */
+const RETRYABLE = /^(CIRCUIT_OPEN|CLUSTERDOWN|TRYAGAIN|UNAVAILABLE)\b/;
+/** How long after its first refusal a probe read is asked again, and the gap between tries. */
+const PROBE_RETRY_MS = 3000;
+const PROBE_RETRY_GAP_MS = 100;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 /** Options of {@link Workload}. */
 export interface WorkloadOptions {
   nodes: ChaosNode[];
@@ -66,25 +77,37 @@ export class Workload {
    * be paused, with a timeout longer than the pause), recorded in the history
    * as client `client`: the node reads them from its socket the moment it is
    * resumed, before its timers run, which is when a stale lease could answer.
+   * Returns how many were answered. A read the node refuses for now (see
+   * `RETRYABLE`: on a loaded machine its peer connections are often still
+   * coming back) is asked again of the same node for up to 3 s.
    */
   async probeReads(conn: Redis, client: number): Promise<number> {
     let answered = 0;
     await Promise.all(
       Array.from({ length: this.opts.keys }, async (_, k) => {
         const key = `reg:${k}`;
-        const call = performance.now();
-        try {
-          const v = await conn.get(key);
-          this.history.push({
-            client: client + k,
-            input: { op: 'get', key },
-            output: v ?? '',
-            call,
-            ret: performance.now(),
-          });
-          answered++;
-        } catch {
-          // Refused or timed out: no answer to check.
+        // A read the resumed node refuses for now (its forwards' circuit to the new leader open while its peer
+        // connections come back, no quorum yet) is asked again on the same connection, of the same node, for a
+        // while: what the node then answers is checked with the rest. Only such refusals are asked again.
+        const until = performance.now() + PROBE_RETRY_MS;
+        for (;;) {
+          const call = performance.now();
+          try {
+            const v = await conn.get(key);
+            this.history.push({
+              client: client + k,
+              input: { op: 'get', key },
+              output: v ?? '',
+              call,
+              ret: performance.now(),
+            });
+            answered++;
+            return;
+          } catch (err) {
+            // Refused or timed out: no answer to check.
+            if (!RETRYABLE.test((err as Error).message) || performance.now() > until) return;
+            await sleep(PROBE_RETRY_GAP_MS);
+          }
         }
       }),
     );
