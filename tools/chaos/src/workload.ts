@@ -89,7 +89,7 @@ export class Workload {
         // A read the resumed node refuses for now (its forwards' circuit to the new leader open while its peer
         // connections come back, no quorum yet) is asked again on the same connection, of the same node, for a
         // while: what the node then answers is checked with the rest. Only such refusals are asked again.
-        const until = performance.now() + PROBE_RETRY_MS;
+        let until: number | undefined;
         for (;;) {
           const call = performance.now();
           try {
@@ -105,7 +105,9 @@ export class Workload {
             return;
           } catch (err) {
             // Refused or timed out: no answer to check.
-            if (!RETRYABLE.test((err as Error).message) || performance.now() > until) return;
+            if (!RETRYABLE.test((err as Error).message)) return;
+            until ??= performance.now() + PROBE_RETRY_MS;
+            if (performance.now() > until) return;
             await sleep(PROBE_RETRY_GAP_MS);
           }
         }
