@@ -147,6 +147,7 @@ function summarize(whole) {
       passed += r.numPassedTests ?? 0;
       failed += (r.numFailedTests ?? 0) + (r.success === false && !r.numFailedTests ? 1 : 0);
       skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+      const named = failures.length;
       for (const suite of r.testResults ?? []) {
         const where = relative(root, suite.name ?? pkg);
         const bad = (suite.assertionResults ?? []).filter((a) => a.status === 'failed');
@@ -154,7 +155,7 @@ function summarize(whole) {
         // A file that failed to load or crashed has a message and no failed test of its own.
         if (suite.status === 'failed' && bad.length === 0) failures.push(`${where}\n${excerpt(suite.message)}`);
       }
-      if (r.success === false && !r.numFailedTests && !(r.testResults ?? []).some((t) => t.status === 'failed'))
+      if (r.success === false && failures.length === named)
         failures.push(`${pkg}: its suite failed outside any test file (see its output above)`);
     } catch (err) {
       failed += 1;

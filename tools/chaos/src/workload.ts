@@ -86,9 +86,7 @@ export class Workload {
     await Promise.all(
       Array.from({ length: this.opts.keys }, async (_, k) => {
         const key = `reg:${k}`;
-        // A read the resumed node refuses for now (its forwards' circuit to the new leader open while its peer
-        // connections come back, no quorum yet) is asked again on the same connection, of the same node, for a
-        // while: what the node then answers is checked with the rest. Only such refusals are asked again.
+        // Asked again on the same connection (the same node) after a refusal for now; its answer is checked too.
         let until: number | undefined;
         for (;;) {
           const call = performance.now();
