@@ -50,7 +50,7 @@ export interface Memory {
 /** Linux's USER_HZ: `/proc/<pid>/stat` counts CPU time in these ticks. */
 const CLOCK_TICKS = 100;
 
-const KEPT = /snapshot|leadership|restored|failed|error|consistency/i;
+const KEPT = /snapshot|leadership|restored|failed|error|consistency|Debugger listening/i;
 
 /** Polls `fn` until it returns a value, failing after `ms` with `what` in the message. */
 export async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>, everyMs = 50): Promise<T> {

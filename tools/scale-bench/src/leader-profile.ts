@@ -3,7 +3,10 @@
 // to the leader at `--connections`
 // keep-alive connections for `--seconds`, then the nodes stop (SIGTERM, so
 // they write their profiles) and the leader's top self-time frames during the
-// load (startup left out) are printed. Not a test: `pnpm turbo run build`, then
+// load (startup left out) are printed. With `--heap`, the leader's heap is sampled
+// instead (V8's sampling heap profiler, through the inspector of a node run with
+// `--inspect`): where what the load allocated and outlived the young generation
+// was allocated. Not a test: `pnpm turbo run build`, then
 // `pnpm --filter @cohort/scale-bench profile-leader -- --seconds 10`.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -11,11 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { BenchCluster } from './cluster.ts';
+import { BenchCluster, type BenchNode } from './cluster.ts';
+import { type HeapProfile, formatHeapTop } from './heap-top.ts';
+import { InspectorClient, inspectorUrl } from './inspector-client.ts';
 import { round } from './load.ts';
 import { type CpuProfile, formatTop } from './profile-top.ts';
 
-const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR]
+const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--seconds S] [--value-bytes B] [--top N] [--out DIR] [--heap [--all-allocations]]
   --workload W     put: PUT /v1/kv/k<n>; get: linearizable GET of the keys a short put run wrote first;
                    resp-get: the same over RESP, one ioredis connection per --connections; resp-set: SET of a
                    random one of --keyspace keys over RESP, as the scale benchmark's puts (default put)
@@ -27,7 +32,11 @@ const USAGE = `usage: profile-leader [--workload put|get] [--connections N] [--s
   --seconds S      length of the load (default 10)
   --value-bytes B  value size (default 100)
   --top N          frames to print (default 15)
-  --out DIR        keep the profiles in DIR (default: a temporary directory, deleted)`;
+  --out DIR        keep the profiles in DIR (default: a temporary directory, deleted)
+  --heap           sample the leader's heap during the load instead of its CPU, and print where what outlived
+                   V8's young generation was allocated (freed by a full collection, or still alive at the end),
+                   in bytes a request: what makes the old generation grow and its full collections come
+  --all-allocations with --heap: count what died young too (every allocation)`;
 
 const { values: o } = parseArgs({
   options: {
@@ -41,6 +50,8 @@ const { values: o } = parseArgs({
     'value-bytes': { type: 'string', default: '100' },
     top: { type: 'string', default: '15' },
     out: { type: 'string' },
+    heap: { type: 'boolean', default: false },
+    'all-allocations': { type: 'boolean', default: false },
     help: { type: 'boolean' },
   },
   args: process.argv.slice(2).filter((a) => a !== '--'),
@@ -73,14 +84,33 @@ if (WORKLOAD !== 'put' && WORKLOAD !== 'get' && WORKLOAD !== 'resp-get' && WORKL
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-profile-'));
 const profiles = o.out ?? join(root, 'profiles');
+const HEAP = o.heap === true;
+if (o['all-allocations'] && !HEAP) {
+  process.stderr.write(`profile-leader: --all-allocations goes with --heap\n${USAGE}\n`);
+  process.exit(2);
+}
 // Children inherit the environment: each node writes CPU-<pid>-....cpuprofile on exit.
-process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profiles}`.trim();
+if (!HEAP) process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profiles}`.trim();
 const cluster = await BenchCluster.create(
   root,
   3,
   ['--log-level', 'warn', ...o['cohort-flags'].split(' ').filter((f) => f !== '')],
-  o['node-flags'].split(' ').filter((f) => f !== ''),
+  // Each node's inspector on a port of its own choosing, printed on its standard error.
+  [...o['node-flags'].split(' ').filter((f) => f !== ''), ...(HEAP ? ['--inspect=127.0.0.1:0'] : [])],
 );
+
+/**
+ * Connects to `node`'s inspector: the last address it printed (`cohort start` runs itself again with large pages,
+ * and the node's inspector is the second one).
+ */
+async function inspector(node: BenchNode): Promise<InspectorClient> {
+  const url = node.events
+    .map((e) => inspectorUrl(e.msg))
+    .filter((u) => u !== undefined)
+    .at(-1);
+  if (url === undefined) throw new Error(`no inspector address in the output of ${node.id}`);
+  return InspectorClient.connect(url);
+}
 
 function send(agent: Agent, port: number, key: string, method: 'PUT' | 'GET'): Promise<number> {
   const body = method === 'PUT' ? JSON.stringify({ value: VALUE }) : '';
@@ -131,6 +161,12 @@ try {
       }),
     );
   }
+  const sampler = HEAP ? await inspector(leader) : undefined;
+  await sampler?.call('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: o['all-allocations'] === true,
+  });
   const before = await raftCounters(leader.http);
   const latencies: number[] = [];
   let errors = 0;
@@ -189,6 +225,8 @@ try {
   );
   for (const r of clients) r.disconnect();
   const toUs = nowUs();
+  const heap = (await sampler?.call<{ profile: HeapProfile }>('HeapProfiler.stopSampling'))?.profile;
+  sampler?.close();
   const after = await raftCounters(leader.http);
   agent.destroy();
   const sorted = Float64Array.from(latencies).sort();
@@ -203,18 +241,24 @@ try {
   process.stderr.write(
     `leader's Raft work during the load: ${per('cohort_raft_ready_rounds_total')} Ready rounds, ${per('cohort_raft_read_index_rounds_total')} ReadIndex rounds (${(after.get('cohort_raft_read_index_hedges_total') ?? 0) - (before.get('cohort_raft_read_index_hedges_total') ?? 0)} hedged), ${per('cohort_raft_store_writes_total')} store writes, ${per('cohort_raft_messages_sent_total')} messages sent; ${per('cohort_merged_conditional_entries_total')} entries of concurrent puts merged, ${per('cohort_merged_connection_entries_total')} of several RESP connections' writes\n`,
   );
-  const pid = leader.child?.pid;
-  await cluster.stopAll();
-  // The leader's main thread (thread 0) wrote two profiles when `cohort start` ran itself again with large pages
-  // (same PID: the launcher's, a fraction of a second long, then the node's): the node's is the later one.
-  const file = readdirSync(profiles)
-    .filter((f) => f.startsWith('CPU.') && f.includes(`.${pid}.0.`))
-    .sort()
-    .at(-1);
-  if (!file) throw new Error(`no profile of the leader (pid ${pid}) in ${profiles}`);
-  process.stdout.write(
-    `${join(profiles, file)}\n${formatTop(JSON.parse(readFileSync(join(profiles, file), 'utf8')) as CpuProfile, TOP, { fromUs, toUs })}\n`,
-  );
+  if (heap !== undefined) {
+    process.stdout.write(
+      `the leader's heap, ${o['all-allocations'] ? 'every allocation' : 'what outlived the young generation'} (V8's sampling heap profiler, every 4 KiB):\n${formatHeapTop(heap, latencies.length, TOP)}\n`,
+    );
+  } else {
+    const pid = leader.child?.pid;
+    await cluster.stopAll();
+    // The leader's main thread (thread 0) wrote two profiles when `cohort start` ran itself again with large pages
+    // (same PID: the launcher's, a fraction of a second long, then the node's): the node's is the later one.
+    const file = readdirSync(profiles)
+      .filter((f) => f.startsWith('CPU.') && f.includes(`.${pid}.0.`))
+      .sort()
+      .at(-1);
+    if (!file) throw new Error(`no profile of the leader (pid ${pid}) in ${profiles}`);
+    process.stdout.write(
+      `${join(profiles, file)}\n${formatTop(JSON.parse(readFileSync(join(profiles, file), 'utf8')) as CpuProfile, TOP, { fromUs, toUs })}\n`,
+    );
+  }
 } finally {
   await cluster.stopAll();
   rmSync(root, { recursive: true, force: true });
