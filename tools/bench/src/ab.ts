@@ -25,7 +25,7 @@ import { type HttpLoadSpec, runHttp } from './http-load.ts';
 import { type RespRunSpec, runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
 import { formatMs, formatRate, formatTable, round } from './stats.ts';
 import { CohortSystem } from './systems.ts';
-import { type NodeCounters, writeCost } from './write-phases.ts';
+import { writeCost } from './write-phases.ts';
 import { runWrk } from './wrk-load.ts';
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -187,23 +187,10 @@ async function measure(pass: number, run: number, arm: Arm, system: CohortSystem
     leaderMainUs: cost?.leaderMainUs ?? Number.NaN,
     leaderWorkersUs: cost?.leaderWorkersUs ?? Number.NaN,
     leaderV8Us: cost?.leaderV8Us ?? Number.NaN,
-    ...leaderGc(r.ops, pair(li)),
+    leaderGcUs: cost?.leaderGcUs ?? Number.NaN,
+    leaderMajorGcs: cost?.leaderMajorGcs ?? Number.NaN,
     diskBytes: cost?.diskBytes ?? Number.NaN,
     errors: r.errors,
-  };
-}
-
-/** The leader's GC pauses over a run of `ops` operations (see `AbRun.leaderGcUs`). */
-function leaderGc(
-  ops: number,
-  { before, after }: { before: NodeCounters; after: NodeCounters },
-): Pick<AbRun, 'leaderGcUs' | 'leaderMajorGcs'> {
-  const kinds = Object.keys(after.gcSeconds);
-  if (ops <= 0 || kinds.length === 0) return { leaderGcUs: Number.NaN, leaderMajorGcs: Number.NaN };
-  const seconds = kinds.reduce((t, k) => t + (after.gcSeconds[k] ?? 0) - (before.gcSeconds[k] ?? 0), 0);
-  return {
-    leaderGcUs: Math.round((seconds / ops) * 1e6),
-    leaderMajorGcs: (after.gcCount.major ?? 0) - (before.gcCount.major ?? 0),
   };
 }
 

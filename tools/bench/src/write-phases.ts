@@ -64,6 +64,12 @@ export interface WriteCost {
   leaderMainUs: number;
   leaderWorkersUs: number;
   leaderV8Us: number;
+  /**
+   * The leader's event loop paused for garbage collection, µs per write (every kind), and how many of its pauses
+   * were full (mark-compact) collections in the run (both NaN when its metrics show no GC pauses).
+   */
+  leaderGcUs: number;
+  leaderMajorGcs: number;
   /** Bytes written to disk per write, summed over every node. */
   diskBytes: number;
   /**
@@ -165,6 +171,8 @@ export function writeCost(
   const sum = (pick: (c: NodeCounters) => number, of = nodes): number =>
     of.reduce((t, n) => t + pick(n.after) - pick(n.before), 0);
   const followerCommits = sum((c) => c.commits, followers);
+  const gcKinds = Object.keys(b.gcSeconds);
+  const gcSeconds = gcKinds.reduce((t, k) => t + (b.gcSeconds[k] ?? 0) - (a.gcSeconds[k] ?? 0), 0);
   return {
     persistedMs: phaseMs('persisted'),
     committedMs: phaseMs('committed'),
@@ -182,6 +190,8 @@ export function writeCost(
     leaderMainUs: threadUs('main'),
     leaderWorkersUs: threadUs('workers'),
     leaderV8Us: threadUs('v8'),
+    leaderGcUs: gcKinds.length > 0 ? Math.round((gcSeconds / writes) * 1e6) : Number.NaN,
+    leaderMajorGcs: gcKinds.length > 0 ? (b.gcCount.major ?? 0) - (a.gcCount.major ?? 0) : Number.NaN,
     clusterCpuUs: Math.round((sum((c) => c.cpuSeconds) / writes) * 1e6),
     diskBytes: Math.round(sum((c) => c.diskBytes) / writes),
     aheadKeysPerWrite: round(sum((c) => c.aheadKeys) / writes, 2),

@@ -75,6 +75,8 @@ describe('write phases', () => {
       diskBytes: 400_000,
       threadCpu: { main: 0.03, workers: 0.005, v8: 0.01 },
       loopColdReads: 5,
+      gcSeconds: { minor: 0.0011, major: 0.0003 },
+      gcCount: { minor: 12, major: 3 },
     });
     const follower = {
       before: node({ cpuSeconds: 1, aheadKeys: 40, loopColdReads: 2, commits: 10 }),
@@ -87,7 +89,19 @@ describe('write phases', () => {
         commitWaitSeconds: 0.12,
       }),
     };
-    const c = writeCost(100, { before: { ...before, threadCpu: { main: 0, workers: 0, v8: 0 } }, after }, [follower]);
+    const c = writeCost(
+      100,
+      {
+        before: {
+          ...before,
+          threadCpu: { main: 0, workers: 0, v8: 0 },
+          gcSeconds: { minor: 0.0001 },
+          gcCount: { minor: 2, major: 1 },
+        },
+        after,
+      },
+      [follower],
+    );
     expect(c).toEqual({
       persistedMs: 2,
       committedMs: 3,
@@ -102,6 +116,8 @@ describe('write phases', () => {
       leaderMainUs: 300,
       leaderWorkersUs: 50,
       leaderV8Us: 100,
+      leaderGcUs: 13,
+      leaderMajorGcs: 2,
       clusterCpuUs: 800,
       diskBytes: 7000,
       aheadKeysPerWrite: 1,
@@ -113,6 +129,11 @@ describe('write phases', () => {
       leaderMainUs: Number.NaN,
       followerCommitsPerWrite: Number.NaN,
       followerWaitMs: Number.NaN,
+    });
+    // A leader whose metrics show no GC pauses: unknown, not zero.
+    expect(writeCost(100, { before: node({}), after: node({}) }, [])).toMatchObject({
+      leaderGcUs: Number.NaN,
+      leaderMajorGcs: Number.NaN,
     });
     expect(writeCost(0, { before, after }, [])).toBeUndefined();
   });
