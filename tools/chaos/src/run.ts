@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type LinearizabilityResult, checkLinearizable, kvModel, prunedKvHistory } from '@cohort/sim';
 import { Redis } from 'ioredis';
 import { ChaosCluster, type ChaosNode, type PartitionView } from './cluster.ts';
@@ -64,8 +65,6 @@ export interface ChaosReport {
   violation?: string;
   root: string;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * How long the cluster may take to start (and to settle once healed) before the run fails: a

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { KvOperation } from '@cohort/sim';
 import { Redis } from 'ioredis';
 import type { ChaosNode } from './cluster.ts';
@@ -10,8 +11,6 @@ const RETRYABLE = /^(CIRCUIT_OPEN|CLUSTERDOWN|TRYAGAIN|UNAVAILABLE)\b/;
 /** How long after its first refusal a probe read is asked again, and the gap between tries. */
 const PROBE_RETRY_MS = 3000;
 const PROBE_RETRY_GAP_MS = 100;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Options of {@link Workload}. */
 export interface WorkloadOptions {
@@ -131,7 +130,7 @@ export class Workload {
           });
           break;
         } catch {
-          await new Promise((r) => setTimeout(r, 200));
+          await sleep(200);
         }
       }
     }
@@ -148,7 +147,7 @@ export class Workload {
         try {
           values = await this.pick(0).mget(...batch);
         } catch {
-          await new Promise((r) => setTimeout(r, 200));
+          await sleep(200);
         }
       }
       if (values === undefined)
@@ -181,7 +180,7 @@ export class Workload {
       const r = this.opts.random();
       if (r < 0.1) {
         await this.ackWrite(conn, c, seq);
-        if (this.failedLast[c]) await new Promise((r) => setTimeout(r, 20));
+        if (this.failedLast[c]) await sleep(20);
         continue;
       }
       const key = `reg:${Math.floor(this.opts.random() * this.opts.keys)}`;
@@ -222,7 +221,7 @@ export class Workload {
         }
       }
       // A failure costs the next attempt a short wait, so a client facing a dead node does not spin.
-      if (this.failedLast[c]) await new Promise((r) => setTimeout(r, 20));
+      if (this.failedLast[c]) await sleep(20);
     }
   }
 
