@@ -84,8 +84,9 @@ if (WORKLOAD !== 'put' && WORKLOAD !== 'get' && WORKLOAD !== 'resp-get' && WORKL
 
 const root = mkdtempSync(join(tmpdir(), 'cohort-profile-'));
 const profiles = o.out ?? join(root, 'profiles');
-const HEAP = o.heap === true;
-if (o['all-allocations'] && !HEAP) {
+const HEAP = o.heap;
+const ALL_ALLOCATIONS = o['all-allocations'];
+if (ALL_ALLOCATIONS && !HEAP) {
   process.stderr.write(`profile-leader: --all-allocations goes with --heap\n${USAGE}\n`);
   process.exit(2);
 }
@@ -165,7 +166,7 @@ try {
   await sampler?.call('HeapProfiler.startSampling', {
     samplingInterval: 4096,
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: o['all-allocations'] === true,
+    includeObjectsCollectedByMinorGC: ALL_ALLOCATIONS,
   });
   const before = await raftCounters(leader.http);
   const latencies: number[] = [];
@@ -243,7 +244,7 @@ try {
   );
   if (heap !== undefined) {
     process.stdout.write(
-      `the leader's heap, ${o['all-allocations'] ? 'every allocation' : 'what outlived the young generation'} (V8's sampling heap profiler, every 4 KiB):\n${formatHeapTop(heap, latencies.length, TOP)}\n`,
+      `the leader's heap, ${ALL_ALLOCATIONS ? 'every allocation' : 'what outlived the young generation'} (V8's sampling heap profiler, every 4 KiB):\n${formatHeapTop(heap, latencies.length, TOP)}\n`,
     );
   } else {
     const pid = leader.child?.pid;
