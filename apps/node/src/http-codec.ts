@@ -87,6 +87,37 @@ export function recordJson(r: KvRecord, encoding: Encoding, now: number): Record
   return out;
 }
 
+/** What a write's answer carries, as a `Prefer: return=...` header asks (RFC 7240 §4.2). */
+export type ReturnPreference = 'minimal' | 'representation';
+
+/**
+ * The `return` preference of a `Prefer` header (RFC 7240): `minimal` or
+ * `representation`, undefined when the header names neither. Preferences are
+ * separated by commas (several `Prefer` lines arrive joined so), their names
+ * compared without case, their values optionally quoted and followed by
+ * `;` parameters; only the first `return` counts (RFC 7240 §2).
+ */
+export function returnPreference(header: string | string[] | undefined): ReturnPreference | undefined {
+  if (header === undefined) return undefined;
+  for (const line of typeof header === 'string' ? [header] : header) {
+    for (const pref of line.split(',')) {
+      const head = pref.split(';', 1)[0] as string;
+      const eq = head.indexOf('=');
+      if ((eq < 0 ? head : head.slice(0, eq)).trim().toLowerCase() !== 'return') continue;
+      const value =
+        eq < 0
+          ? ''
+          : head
+              .slice(eq + 1)
+              .trim()
+              .replace(/^"(.*)"$/, '$1')
+              .toLowerCase();
+      return value === 'minimal' || value === 'representation' ? value : undefined;
+    }
+  }
+  return undefined;
+}
+
 /** The first key after every key starting with `prefix` (undefined: no such key, the prefix is all 0xff). */
 export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
   const end = prefix.slice();

@@ -19,11 +19,17 @@ interface Answer {
   body: any;
 }
 
-async function call(node: ProcNode, method: string, path: string, body?: unknown): Promise<Answer> {
-  const init: RequestInit = { method, signal: AbortSignal.timeout(5000) };
+async function call(
+  node: ProcNode,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  const init: RequestInit = { method, signal: AbortSignal.timeout(5000), headers };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
-    init.headers = { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' };
+    init.headers = { ...headers, 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' };
   }
   const res = await fetch(`http://127.0.0.1:${node.http}${path}`, init);
   const text = await res.text();
@@ -141,9 +147,18 @@ describe('the HTTP API v1 on three cohort processes', () => {
     expect(lost.body.error).toMatchObject({ code: 'PRECONDITION_FAILED', current: { value: 'v1', modRevision: rev } });
     const won = await call(f2, 'PUT', '/v1/kv/app/config', { value: 'v2', ifModRevision: rev });
     expect(won.body).toMatchObject({ value: 'v2', version: 2, createRevision: rev });
+    // Prefer: return=minimal answers what the write tells (through a follower and on the leader alike).
+    for (const [n, value, version] of [[f1, 'v3', 3] as const, [leader, 'v4', 4] as const]) {
+      const minimal = await call(n, 'PUT', '/v1/kv/app/config', { value }, { prefer: 'return=minimal' });
+      expect(minimal.status).toBe(200);
+      expect(minimal.headers.get('preference-applied')).toBe('return=minimal');
+      const at = minimal.body.revision as number;
+      expect(minimal.body).toEqual({ key: 'app/config', modRevision: at, revision: at });
+      expect((await call(n, 'GET', '/v1/kv/app/config')).body).toMatchObject({ value, version, modRevision: at });
+    }
     expect((await call(leader, 'DELETE', '/v1/kv/app/config?ifVersion=1')).status).toBe(412);
-    const del = await call(leader, 'DELETE', '/v1/kv/app/config?ifVersion=2');
-    expect(del.body).toMatchObject({ deleted: 1, prev: { value: 'v2' } });
+    const del = await call(leader, 'DELETE', '/v1/kv/app/config?ifVersion=4');
+    expect(del.body).toMatchObject({ deleted: 1, prev: { value: 'v4' } });
     expect((await call(f1, 'GET', '/v1/kv/app/config')).body.error.code).toBe('NOT_FOUND');
 
     // Range reads a page at a time.

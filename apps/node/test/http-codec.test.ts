@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ApiError, keyFromPath } from '../src/http-codec.js';
+import { ApiError, keyFromPath, returnPreference } from '../src/http-codec.js';
 
 const PREFIX = '/v1/kv/';
 
@@ -69,5 +69,20 @@ describe('keyFromPath', () => {
       expect((err as ApiError).status).toBe(400);
       expect((err as ApiError).message).toContain(what);
     }
+  });
+});
+
+describe('returnPreference', () => {
+  it('reads the return preference of a Prefer header as RFC 7240 writes it', () => {
+    expect(returnPreference(undefined)).toBeUndefined();
+    expect(returnPreference('return=minimal')).toBe('minimal');
+    expect(returnPreference('RETURN = "Representation"')).toBe('representation');
+    expect(returnPreference('respond-async, wait=10, return=minimal; foo=bar')).toBe('minimal');
+    expect(returnPreference(['handling=lenient', 'return=minimal'])).toBe('minimal');
+    // Only the first return preference counts (RFC 7240 §2); an unknown value or none asks for nothing.
+    expect(returnPreference('return=representation, return=minimal')).toBe('representation');
+    expect(returnPreference('return=minimalist')).toBeUndefined();
+    expect(returnPreference('return')).toBeUndefined();
+    expect(returnPreference('returned=minimal, wait=5')).toBeUndefined();
   });
 });

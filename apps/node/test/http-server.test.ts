@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpServer } from '../src/http-server.js';
 import { WatchSource } from '../src/http-watch.js';
 import { instrumentKv } from '../src/instrumented-kv.js';
+import type { KvApi } from '../src/kv-api.js';
 import { NodeMetrics } from '../src/metrics.js';
 import { LocalKv } from './helpers/local-kv.js';
 
@@ -89,6 +90,67 @@ describe('HTTP API', () => {
     // 2 ms from the proposal to its local write: in the 0.002 bucket, not the 0.001 one.
     expect(text).toContain('cohort_raft_proposal_phase_seconds_bucket{le="0.001",phase="persisted"} 0');
     expect(text).toContain('cohort_raft_proposal_phase_seconds_bucket{le="0.002",phase="persisted"} 1');
+  });
+
+  it('answers a PUT with Prefer: return=minimal without reading the record it wrote', async () => {
+    // The record's create revision and version would read the row the put replaced: a minimal answer
+    // must not ask for them (nor for anything else of the record).
+    let touched: string | symbol | undefined;
+    const api: KvApi = {
+      execute: async (req) => {
+        const res = await kv.execute(req);
+        if (res.type !== 'cond' || res.record === undefined) return res;
+        const record = new Proxy(res.record, {
+          get: (t, p, r) => {
+            touched ??= p;
+            return Reflect.get(t, p, r);
+          },
+        });
+        return { ...res, record };
+      },
+      executeAll: (reqs) => kv.executeAll(reqs),
+      status: () => kv.status(),
+    };
+    const minimal = createHttpServer({ api, metrics: new NodeMetrics(() => kv.status()), logger: silentLogger });
+    try {
+      await minimal.inject({ method: 'PUT', url: '/v1/kv/min', payload: { value: 'a' } });
+      expect(touched).toBeDefined();
+      touched = undefined;
+      const put = await minimal.inject({
+        method: 'PUT',
+        url: '/v1/kv/min',
+        payload: { value: 'b' },
+        headers: { prefer: 'return=minimal' },
+      });
+      expect(put.statusCode).toBe(200);
+      expect(put.headers['preference-applied']).toBe('return=minimal');
+      const rev = put.json().revision;
+      expect(put.json()).toEqual({ key: 'min', modRevision: rev, revision: rev });
+      expect(touched).toBeUndefined();
+      const got = (await minimal.inject({ method: 'GET', url: '/v1/kv/min' })).json();
+      expect(got).toMatchObject({ value: 'b', modRevision: rev, version: 2 });
+      // The full answer (the default, or return=representation) is the record.
+      const full = await minimal.inject({
+        method: 'PUT',
+        url: '/v1/kv/min',
+        payload: { value: 'c' },
+        headers: { prefer: 'return=representation' },
+      });
+      expect(full.headers['preference-applied']).toBeUndefined();
+      expect(full.json()).toMatchObject({ key: 'min', value: 'c', version: 3 });
+      expect(touched).toBeDefined();
+      // A failed condition answers 412 with the current record, whatever the preference.
+      const cas = await minimal.inject({
+        method: 'PUT',
+        url: '/v1/kv/min',
+        payload: { value: 'd', ifVersion: 1 },
+        headers: { prefer: 'return=minimal' },
+      });
+      expect(cas.statusCode).toBe(412);
+      expect(cas.json().error.current).toMatchObject({ value: 'c', version: 3 });
+    } finally {
+      await minimal.close();
+    }
   });
 
   it('maps an Idempotency-Key to one session and write, and takes a ttlMs on PUT', async () => {

@@ -28,21 +28,33 @@ export type HttpRun = Omit<RunResult, 'stage' | 'workload' | 'system' | 'round'>
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 /**
+ * The headers of Cohort's puts besides the content type: `Prefer: return=minimal`, so a put is answered
+ * with its key and revision, as etcd's put answers with its revision alone (its response header), not
+ * with the key's whole record, whose create revision and version take a read of the row the put replaced.
+ */
+export const COHORT_PUT_HEADERS: Readonly<Record<string, string>> = { prefer: 'return=minimal' };
+
+/**
  * The request of a put or a linearizable get of key `i`: Cohort's `PUT|GET
- * /v1/kv/:key` (JSON body `{"value": ...}`), or etcd's v3 JSON gateway
- * `POST /v3/kv/put|range` (base64 key and value; a range is linearizable
- * unless it asks for `serializable`).
+ * /v1/kv/:key` (JSON body `{"value": ...}`, {@link COHORT_PUT_HEADERS}), or etcd's
+ * v3 JSON gateway `POST /v3/kv/put|range` (base64 key and value; a range is
+ * linearizable unless it asks for `serializable`).
  */
 export function httpRequest(
   api: HttpApi,
   op: 'put' | 'get',
   i: number,
   value: string,
-): { method: 'GET' | 'PUT' | 'POST'; path: string; body?: string } {
+): { method: 'GET' | 'PUT' | 'POST'; path: string; body?: string; headers?: Record<string, string> } {
   const key = benchmarkKey(i);
   if (api === 'cohort') {
     return op === 'put'
-      ? { method: 'PUT', path: `/v1/kv/${key}`, body: JSON.stringify({ value }) }
+      ? {
+          method: 'PUT',
+          path: `/v1/kv/${key}`,
+          body: JSON.stringify({ value }),
+          headers: { 'content-type': 'application/json', ...COHORT_PUT_HEADERS },
+        }
       : { method: 'GET', path: `/v1/kv/${key}` };
   }
   return op === 'put'

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type HttpApi, type HttpLoadSpec, type HttpRun, filler } from './http-load.ts';
+import { COHORT_PUT_HEADERS, type HttpApi, type HttpLoadSpec, type HttpRun, filler } from './http-load.ts';
 import { benchmarkKey } from './resp-load.ts';
 
 /** Digits after `key:` in {@link benchmarkKey}. */
@@ -74,6 +74,10 @@ export function wrkScript(api: HttpApi, op: 'put' | 'get', keySpace: number, val
   const pick = 'random(0, keySpace - 1)';
   if (api === 'cohort') {
     const path = `fmt("/v1/kv/key:%0${KEY_DIGITS}d", ${pick})`;
+    if (op === 'put') {
+      for (const [name, v] of Object.entries(COHORT_PUT_HEADERS))
+        lines.push(`wrk.headers[${luaString(name)}] = ${luaString(v)}`);
+    }
     lines.push(
       op === 'put'
         ? `local body = ${luaString(JSON.stringify({ value }))}\nrequest = function() return wrk.format("PUT", ${path}, nil, body) end`

@@ -2,7 +2,7 @@ import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBinary } from '../src/binaries.ts';
-import { type HttpLoadSpec, filler } from '../src/http-load.ts';
+import { type HttpLoadSpec, filler, httpRequest } from '../src/http-load.ts';
 import { benchmarkKey } from '../src/resp-load.ts';
 import { luaString, parseWrkResult, runWrk, wrkScript, wrkSeconds } from '../src/wrk-load.ts';
 
@@ -12,6 +12,17 @@ describe('wrk scripts and results', () => {
     expect(luaString('a\\b\n\u00e9')).toBe('"a\\\\b\\010\\195\\169"');
     // A byte before a digit: three digits always, or Lua would read `\105` (i).
     expect(luaString('\n5')).toBe('"\\0105"');
+  });
+
+  it("asks Cohort's puts, and only them, for the minimal answer, in autocannon's requests as in wrk's", () => {
+    expect(httpRequest('cohort', 'put', 7, 'v')).toEqual({
+      method: 'PUT',
+      path: `/v1/kv/${benchmarkKey(7)}`,
+      body: '{"value":"v"}',
+      headers: { 'content-type': 'application/json', prefer: 'return=minimal' },
+    });
+    expect(httpRequest('cohort', 'get', 7, 'v')).not.toHaveProperty('headers');
+    expect(httpRequest('etcd', 'put', 7, 'v')).not.toHaveProperty('headers');
   });
 
   it('refuses a key space the keys cannot name', () => {
@@ -44,6 +55,7 @@ interface Seen {
   method: string;
   url: string;
   type: string | undefined;
+  prefer: string | string[] | undefined;
   body: string;
 }
 
@@ -61,7 +73,13 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
         body += d;
       });
       req.on('end', () => {
-        seen.push({ method: req.method ?? '', url: req.url ?? '', type: req.headers['content-type'], body });
+        seen.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          type: req.headers['content-type'],
+          prefer: req.headers.prefer,
+          body,
+        });
         res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
       });
     });
@@ -95,6 +113,8 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
       expect(s).toMatchObject({
         method: 'PUT',
         type: 'application/json',
+        // Answered with the key and revision, as etcd's puts are (http-load.ts).
+        prefer: 'return=minimal',
         body: JSON.stringify({ value: filler(100) }),
       });
       expect(s.url.startsWith('/v1/kv/')).toBe(true);
@@ -107,7 +127,7 @@ describe.skipIf(wrk === undefined)('runWrk against a local server', () => {
     const get = await load({ api: 'cohort', op: 'get', keySpace: 1000, valueBytes: 100 });
     expect(get.ops).toBeGreaterThan(50);
     for (const s of seen) {
-      expect(s).toMatchObject({ method: 'GET', body: '' });
+      expect(s).toMatchObject({ method: 'GET', prefer: undefined, body: '' });
       expect(keyOf(s.url.slice('/v1/kv/'.length))).toBeLessThan(1000);
     }
   });
