@@ -509,9 +509,15 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
       reply: FastifyReply,
       write: Extract<KvClientWrite, { op: 'cond' }>,
       encoding: Encoding,
+      answer?: 'revision',
     ): Promise<{ succeeded: true; revision: number; record?: KvRecord }> => {
       const session = idempotencySession(req.headers['idempotency-key']);
-      const res = await api.execute(session ? { kind: 'write', write, session } : { kind: 'write', write });
+      const res = await api.execute({
+        kind: 'write',
+        write,
+        ...(session ? { session } : {}),
+        ...(answer !== undefined ? { answer } : {}),
+      });
       if (res.type !== 'cond') throw failureError(res);
       if (!res.succeeded) {
         throw new ApiError(
@@ -588,10 +594,11 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
             expiry: body.ttlMs === undefined ? { kind: 'none' } : { kind: 'in', ms: body.ttlMs },
           },
         };
-        const out = await condWrite(req, reply, write, encoding);
-        if (returnPreference(req.headers.prefer) === 'minimal') {
-          // What the write itself tells: the key's create revision and version would take the row it replaced,
-          // a read of the file on the event loop for a key no cache holds (every put, over a million keys).
+        // What the write itself tells: the key's create revision and version would take the row it replaced,
+        // a read of the file on the leader's event loop for a key no cache holds (every put, over a million keys).
+        const minimal = returnPreference(req.headers.prefer) === 'minimal';
+        const out = await condWrite(req, reply, write, encoding, minimal ? 'revision' : undefined);
+        if (minimal) {
           reply.header('preference-applied', 'return=minimal');
           return { key: toText(key, encoding), modRevision: out.revision, revision: out.revision };
         }

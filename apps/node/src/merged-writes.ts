@@ -513,6 +513,8 @@ class ConcurrentWrites {
       kind: 'write',
       write: { op: 'exec', writes: run.map((w) => w.req.write), watch: [] },
       ...(own !== undefined ? { session: own.session } : {}),
+      // Answered without records when every write of it asks so (HTTP's Prefer: return=minimal).
+      ...(run.every((w) => w.req.answer === 'revision') ? { answer: 'revision' as const } : {}),
     };
     const answer = this.sent(partition, this.api.execute(exec));
     if (own !== undefined) answer.then(own.close, own.close);

@@ -289,6 +289,25 @@ describe('merged concurrent conditional writes', () => {
     expect(counted).toEqual([[3, 1]]);
   });
 
+  it('asks for an EXEC without records only when every write merged into it asks so', async () => {
+    const inner = new RecordingKv(condAnswer);
+    const slots = new SlotMap(1);
+    const turn = turns();
+    const api = mergeWrites(inner, slots, { defer: turn.defer });
+    const minimal = (r: KvClientRequest): KvClientRequest => ({ ...r, answer: 'revision' }) as KvClientRequest;
+    const execOf = async (reqs: KvClientRequest[]) => {
+      inner.sent.length = 0;
+      const answers = Promise.all(reqs.map((r) => api.execute(r)));
+      await settled();
+      turn.end();
+      await answers;
+      expect(inner.sent.map(kinds)).toEqual([['cond'], [`exec${reqs.length - 1}`]]);
+      return inner.sent[1]![0] as Extract<KvClientRequest, { kind: 'write' }>;
+    };
+    expect((await execOf([cond('a', '1'), minimal(cond('b', '2')), minimal(cond('c', '3'))])).answer).toBe('revision');
+    expect(await execOf([cond('a', '1'), minimal(cond('b', '2')), cond('c', '3')])).not.toHaveProperty('answer');
+  });
+
   it("sends a lone client's writes at once, each answered before the next comes", async () => {
     const inner = new RecordingKv(condAnswer);
     const turn = turns();

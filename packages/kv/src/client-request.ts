@@ -81,7 +81,19 @@ export type KeyspaceScope = 'node';
 
 /** A request as the front ends hand it to {@link KvService.execute}. */
 export type KvClientRequest =
-  | { kind: 'write'; write: KvClientWrite; session?: ClientSession; scope?: KeyspaceScope }
+  | {
+      kind: 'write';
+      write: KvClientWrite;
+      session?: ClientSession;
+      scope?: KeyspaceScope;
+      /**
+       * `revision`: a conditional write (`cond`) that succeeds is answered without the key's record, its
+       * revision only, so the leader reads nothing to answer it (the record's create revision and version
+       * come from the row the write replaced). A failed condition still answers the record it failed on;
+       * other writes are answered as usual.
+       */
+      answer?: 'revision';
+    }
   | {
       kind: 'read';
       scope?: KeyspaceScope;

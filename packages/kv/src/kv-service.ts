@@ -180,6 +180,21 @@ export function serveForwardedRequests(
   });
 }
 
+/**
+ * `res` without the records of its successful conditional writes (an EXEC's too), as a write asking for
+ * its `revision` only is answered: their create revision and version would read the rows the writes
+ * replaced. A failed condition keeps the record it failed on.
+ */
+function withoutRecords(res: KvResponse): KvResponse {
+  if (res.type === 'cond') {
+    return res.succeeded && res.record !== undefined ? { type: 'cond', succeeded: true, revision: res.revision } : res;
+  }
+  if (res.type === 'list' && res.items !== null && res.items.some((i) => i.type === 'cond')) {
+    return { ...res, items: res.items.map((i) => withoutRecords(i) as typeof i) };
+  }
+  return res;
+}
+
 /** The keys a read looks at, for the intents it may meet. */
 function readKeys(req: ReadRequest): Uint8Array[] | 'all' | { start: Uint8Array; end: Uint8Array | undefined } {
   switch (req.op) {
@@ -530,7 +545,11 @@ export class KvService {
       if (err instanceof InvalidExpireError) return { type: 'error', message: err.message };
       throw err;
     }
-    return isRelative(req.write) ? { kind: 'write', command, relativeTo: now } : { kind: 'write', command };
+    const write: KvRequest = isRelative(req.write)
+      ? { kind: 'write', command, relativeTo: now }
+      : { kind: 'write', command };
+    if (req.answer === 'revision') write.answer = 'revision';
+    return write;
   }
 
   /**
@@ -680,7 +699,7 @@ export class KvService {
         }
         [r] = (await this.proposeRun([run[k]!])) as [KvResponse];
       }
-      res[k] = r;
+      res[k] = (run[k] as WriteRequest).answer === 'revision' ? withoutRecords(r) : r;
     }
     return res;
   }

@@ -46,6 +46,8 @@ export type KvRequest =
        * its own clock's difference, so a TTL counts from the leader's time.
        */
       relativeTo?: number;
+      /** `revision`: the answer without the key's record (a client write's `answer`, client-request.ts). */
+      answer?: 'revision';
     }
   | { kind: 'read'; op: KvReadOp; keys: Uint8Array[]; args?: Uint8Array[]; now: number; limit?: number };
 
@@ -134,6 +136,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
       requests: [],
       args: [],
       limit: 0,
+      revisionOnly: req.answer === 'revision',
     });
   }
   return KvRequestPb.encode({
@@ -144,6 +147,7 @@ export function encodeRequest(req: KvRequest): Uint8Array {
     requests: [],
     args: req.args ?? [],
     limit: req.limit ?? 0,
+    revisionOnly: false,
   });
 }
 
@@ -160,6 +164,7 @@ export function encodeBatchRequest(reqs: KvRequest[]): Uint8Array {
     requests: reqs.map(encodeRequest),
     args: [],
     limit: 0,
+    revisionOnly: false,
   });
 }
 
@@ -190,6 +195,7 @@ function fromPb(pb: KvRequestPb): KvRequest {
   if (pb.kind === KvRequestPb.Kind.WRITE) {
     const req: KvRequest = { kind: 'write', command: decodeCommand(pb.command) };
     if (pb.now !== 0n) req.relativeTo = Number(pb.now);
+    if (pb.revisionOnly) req.answer = 'revision';
     return req;
   }
   const op = (Object.keys(READ_KINDS) as KvReadOp[]).find((k) => READ_KINDS[k] === pb.kind);

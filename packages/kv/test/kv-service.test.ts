@@ -220,6 +220,48 @@ function inSession(clientId: string, reqs: KvClientRequest[]): KvClientRequest[]
 
 const incr = (k: string): KvClientRequest => ({ kind: 'write', write: { op: 'incr', key: b(k), delta: 1n } });
 
+describe('KvService answers without records', () => {
+  const put = (k: string, v: string, ifVersion?: number): Extract<KvClientRequest, { kind: 'write' }> => ({
+    kind: 'write',
+    write: {
+      op: 'cond',
+      key: b(k),
+      compare: ifVersion === undefined ? { kind: 'always' } : { kind: 'version', op: '=', value: ifVersion },
+      action: { kind: 'put', value: b(v), expiry: { kind: 'none' } },
+    },
+  });
+  const minimal = (r: Extract<KvClientRequest, { kind: 'write' }>): KvClientRequest => ({ ...r, answer: 'revision' });
+
+  it('answers a write asking for its revision only without its record, through a follower and on the leader', async () => {
+    startCluster();
+    const l = await leader();
+    const f = IDS.find((id) => id !== l)!;
+    const full = await nodes.get(f)!.service.execute(put('k', 'v1'));
+    expect(full).toMatchObject({ type: 'cond', succeeded: true, record: { version: 1 } });
+    for (const [id, value] of [
+      [f, 'v2'],
+      [l, 'v3'],
+    ] as const) {
+      const res = await nodes.get(id)!.service.execute(minimal(put('k', value)));
+      expect(res).toEqual({ type: 'cond', succeeded: true, revision: (res as { revision: number }).revision });
+    }
+    // A failed condition answers the record it failed on, whatever was asked.
+    const failed = await nodes.get(f)!.service.execute(minimal(put('k', 'v4', 1)));
+    expect(failed).toMatchObject({ type: 'cond', succeeded: false, record: { value: b('v3'), version: 3 } });
+    // An EXEC's conditional writes alike, forwarded.
+    const exec: KvClientRequest = {
+      kind: 'write',
+      write: { op: 'exec', writes: [put('a', '1').write, put('k', 'v5', 9).write], watch: [] },
+      answer: 'revision',
+    };
+    const items = await nodes.get(f)!.service.execute(exec);
+    expect(items).toMatchObject({ type: 'list', items: [{ type: 'cond', succeeded: true }, { succeeded: false }] });
+    const [done, refused] = (items as { items: KvResponse[] }).items;
+    expect(done).not.toHaveProperty('record');
+    expect(refused).toMatchObject({ record: { value: b('v3') } });
+  });
+});
+
 describe('KvService pipelines', () => {
   it('answers in order, each read seeing the writes before it and none after, through leader and follower', async () => {
     startCluster();

@@ -19,6 +19,8 @@ describe('forwarded KV requests and responses', () => {
   it('round-trip every request kind', () => {
     const reqs: KvRequest[] = [
       { kind: 'write', command: { op: 'del', keys: [b('a')], now: 5 } },
+      // A write asking to be answered without its record (HTTP's Prefer: return=minimal).
+      { kind: 'write', command: { op: 'del', keys: [b('a')], now: 5 }, answer: 'revision' },
       { kind: 'read', op: 'get', keys: [b('a')], now: 9 },
       { kind: 'read', op: 'mget', keys: [b('a'), b('b')], now: 9 },
       { kind: 'read', op: 'exists', keys: [b('a')], now: 0 },

@@ -20,6 +20,7 @@ export interface KvRequestPb {
   requests: Uint8Array[]
   args: Uint8Array[]
   limit: number
+  revisionOnly: boolean
 }
 
 export namespace KvRequestPb {
@@ -117,6 +118,11 @@ export namespace KvRequestPb {
           w.uint32(obj.limit)
         }
 
+        if ((obj.revisionOnly != null && obj.revisionOnly !== false)) {
+          w.uint32(56)
+          w.bool(obj.revisionOnly)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -128,7 +134,8 @@ export namespace KvRequestPb {
           now: 0n,
           requests: [],
           args: [],
-          limit: 0
+          limit: 0,
+          revisionOnly: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -175,6 +182,10 @@ export namespace KvRequestPb {
             }
             case 30: {
               obj.limit = reader.uint32()
+              break
+            }
+            case 7: {
+              obj.revisionOnly = reader.bool()
               break
             }
             default: {
