@@ -21,7 +21,7 @@ import {
 } from './ab-plan.ts';
 import { wholeNumber } from './args.ts';
 import { INSTALL, findBinary } from './binaries.ts';
-import { type HttpLoadSpec, runHttp } from './http-load.ts';
+import { type HttpLoadSpec, type PutAnswer, runHttp } from './http-load.ts';
 import { type RespRunSpec, runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
 import { formatMs, formatRate, formatTable, round } from './stats.ts';
 import { CohortSystem } from './systems.ts';
@@ -59,6 +59,14 @@ const cmd = new Command('ab')
     10_000,
   )
   .option('--value-bytes <n>', 'value size (default 100)', wholeNumber(1), 100)
+  .addOption(
+    new Option(
+      '--put-answer <answer>',
+      "what the HTTP puts ask for: minimal (Prefer: return=minimal) or record (the key's record)",
+    )
+      .choices(['minimal', 'record'])
+      .default('minimal'),
+  )
   .option(
     '--warmup <n>',
     "seconds of load each arm gets before its pass's runs, 0 for none (default 5)",
@@ -82,6 +90,7 @@ let o: {
   runs: number;
   keys: number;
   valueBytes: number;
+  putAnswer: PutAnswer;
   warmup: number;
   oneOrder?: boolean;
   json?: string;
@@ -144,6 +153,7 @@ async function load(system: CohortSystem, seconds: number, requests: number): Pr
       seconds,
       keySpace: o.keys,
       valueBytes: o.valueBytes,
+      putAnswer: o.putAnswer,
     };
     const r = await (wrkBin === undefined ? runHttp(spec) : runWrk(wrkBin, spec));
     return { ops: r.ops, errors: r.errors, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms };

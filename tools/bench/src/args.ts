@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { PutAnswer } from './http-load.ts';
 import type { SystemName } from './stats.ts';
 
 /** What one comparison run does. */
@@ -30,7 +31,10 @@ export interface Options {
   keep: boolean;
   /** The HTTP load generator; undefined: wrk where it is installed, else autocannon. */
   httpLoad: HttpLoad | undefined;
+  /** What Cohort's HTTP puts ask to be answered with (see `COHORT_PUT_HEADERS` in http-load.ts). */
+  putAnswer: PutAnswer;
 }
+const PUT_ANSWERS: readonly PutAnswer[] = ['minimal', 'record'];
 
 /** HTTP load generators: Debian's `wrk` (C) or autocannon (Node, in the tool's process). */
 export type HttpLoad = 'wrk' | 'autocannon';
@@ -146,6 +150,14 @@ export function program(): Command {
         'HTTP load generator: wrk (Debian `wrk`, whole seconds) or autocannon (default wrk where installed, else autocannon)',
       ).choices(HTTP_LOADS),
     )
+    .addOption(
+      new Option(
+        '--put-answer <answer>',
+        "what Cohort's HTTP puts ask for: minimal (Prefer: return=minimal, the key and revision, as etcd's put answers) or record (its default answer, the key's record)",
+      )
+        .choices(PUT_ANSWERS)
+        .default('minimal'),
+    )
     .allowExcessArguments(false);
 }
 
@@ -184,6 +196,7 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     json?: string;
     keep?: boolean;
     httpLoad?: HttpLoad;
+    putAnswer?: PutAnswer;
   }>();
   const quick = o.quick === true;
   const keys = o.keys ?? (quick ? QUICK.keys : DEFAULTS.keys);
@@ -212,5 +225,6 @@ export function parseOptions(argv: readonly string[], cmd: Command = program()):
     json: o.json,
     keep: o.keep === true,
     httpLoad: o.httpLoad,
+    putAnswer: o.putAnswer ?? 'minimal',
   };
 }

@@ -20,7 +20,15 @@ export interface HttpLoadSpec {
   keySpace: number;
   /** The size of each put's value. */
   valueBytes: number;
+  /** What Cohort's puts ask to be answered with (default `minimal`). */
+  putAnswer?: PutAnswer;
 }
+
+/**
+ * What Cohort's HTTP puts are answered with: `minimal` ({@link COHORT_PUT_HEADERS}: the key and revision, as
+ * etcd's put answers its revision) or `record` (no `Prefer`: the key's whole record, Cohort's default answer).
+ */
+export type PutAnswer = 'minimal' | 'record';
 
 /** What one HTTP run measured. */
 export type HttpRun = Omit<RunResult, 'stage' | 'workload' | 'system' | 'round'>;
@@ -45,6 +53,7 @@ export function httpRequest(
   op: 'put' | 'get',
   i: number,
   value: string,
+  putAnswer: PutAnswer = 'minimal',
 ): { method: 'GET' | 'PUT' | 'POST'; path: string; body?: string; headers?: Record<string, string> } {
   const key = benchmarkKey(i);
   if (api === 'cohort') {
@@ -53,7 +62,7 @@ export function httpRequest(
           method: 'PUT',
           path: `/v1/kv/${key}`,
           body: JSON.stringify({ value }),
-          headers: { 'content-type': 'application/json', ...COHORT_PUT_HEADERS },
+          headers: { 'content-type': 'application/json', ...(putAnswer === 'minimal' ? COHORT_PUT_HEADERS : {}) },
         }
       : { method: 'GET', path: `/v1/kv/${key}` };
   }
@@ -69,7 +78,7 @@ export function filler(bytes: number): string {
 
 /** Runs `spec` with autocannon in this process. */
 export async function runHttp(spec: HttpLoadSpec): Promise<HttpRun> {
-  const { url, api, op, connections, seconds, keySpace, valueBytes } = spec;
+  const { url, api, op, connections, seconds, keySpace, valueBytes, putAnswer } = spec;
   const value = filler(valueBytes);
   let firstError: string | undefined;
   let settle: (r: autocannon.Result) => void = () => {};
@@ -86,7 +95,10 @@ export async function runHttp(spec: HttpLoadSpec): Promise<HttpRun> {
     headers: { 'content-type': 'application/json' },
     requests: [
       {
-        setupRequest: (req) => ({ ...req, ...httpRequest(api, op, Math.floor(Math.random() * keySpace), value) }),
+        setupRequest: (req) => ({
+          ...req,
+          ...httpRequest(api, op, Math.floor(Math.random() * keySpace), value, putAnswer),
+        }),
         onResponse: (status, body) => {
           if ((status < 200 || status > 299) && firstError === undefined) firstError = `HTTP ${status}: ${body}`;
         },

@@ -139,6 +139,7 @@ async function httpSpec(w: Workload, system: System, keySpace: number, seconds: 
     seconds,
     keySpace,
     valueBytes: opts.valueBytes,
+    putAnswer: opts.putAnswer,
   };
 }
 
@@ -340,6 +341,14 @@ try {
     '',
     'Durability as run:',
     ...[...systems.keys()].map((s) => `  ${SYSTEM_TITLES[s]}: ${durability[s]}`),
+    ...(systems.has('cohort')
+      ? [
+          '',
+          opts.putAnswer === 'minimal'
+            ? "Cohort's HTTP puts ask for the key and revision (Prefer: return=minimal), as etcd's put answers its revision; --put-answer record asks for the key's record"
+            : "Cohort's HTTP puts ask for the key's record (its default answer; --put-answer record), etcd's for its revision",
+        ]
+      : []),
   );
   const cpu = cpuTable(rows, summaries);
   if (cpu !== undefined)

@@ -7,7 +7,14 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COHORT_PUT_HEADERS, type HttpApi, type HttpLoadSpec, type HttpRun, filler } from './http-load.ts';
+import {
+  COHORT_PUT_HEADERS,
+  type HttpApi,
+  type HttpLoadSpec,
+  type HttpRun,
+  type PutAnswer,
+  filler,
+} from './http-load.ts';
 import { benchmarkKey } from './resp-load.ts';
 
 /** Digits after `key:` in {@link benchmarkKey}. */
@@ -61,7 +68,14 @@ function key64Lua(): string {
  * {@link httpRequest}), seeded with `seed`; its `done` prints one `WRK-RESULT` line that
  * {@link parseWrkResult} reads.
  */
-export function wrkScript(api: HttpApi, op: 'put' | 'get', keySpace: number, valueBytes: number, seed: number): string {
+export function wrkScript(
+  api: HttpApi,
+  op: 'put' | 'get',
+  keySpace: number,
+  valueBytes: number,
+  seed: number,
+  putAnswer: PutAnswer = 'minimal',
+): string {
   if (!Number.isSafeInteger(keySpace) || keySpace < 1 || keySpace > 10 ** KEY_DIGITS)
     throw new RangeError(`wrk-load: key space must be 1 to 10^${KEY_DIGITS}, got ${keySpace}`);
   const value = filler(valueBytes);
@@ -74,7 +88,7 @@ export function wrkScript(api: HttpApi, op: 'put' | 'get', keySpace: number, val
   const pick = 'random(0, keySpace - 1)';
   if (api === 'cohort') {
     const path = `fmt("/v1/kv/key:%0${KEY_DIGITS}d", ${pick})`;
-    if (op === 'put') {
+    if (op === 'put' && putAnswer === 'minimal') {
       for (const [name, v] of Object.entries(COHORT_PUT_HEADERS))
         lines.push(`wrk.headers[${luaString(name)}] = ${luaString(v)}`);
     }
@@ -149,10 +163,10 @@ export function wrkSeconds(seconds: number): number {
  * once wrk has exited (its CPU is then in this process's `cutime`/`cstime`).
  */
 export async function runWrk(bin: string, spec: HttpLoadSpec): Promise<HttpRun> {
-  const { url, api, op, connections, seconds, keySpace, valueBytes } = spec;
+  const { url, api, op, connections, seconds, keySpace, valueBytes, putAnswer } = spec;
   const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-wrk-'));
   const script = join(dir, 'load.lua');
-  writeFileSync(script, wrkScript(api, op, keySpace, valueBytes, Math.floor(Math.random() * 2 ** 31)));
+  writeFileSync(script, wrkScript(api, op, keySpace, valueBytes, Math.floor(Math.random() * 2 ** 31), putAnswer));
   try {
     const args = ['-t1', `-c${connections}`, `-d${wrkSeconds(seconds)}s`, '--timeout', '10s', '-s', script, url];
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(

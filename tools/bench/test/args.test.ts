@@ -36,7 +36,14 @@ describe('parseOptions', () => {
       requireAll: false,
       json: undefined,
       httpLoad: undefined,
+      putAnswer: 'minimal',
     });
+  });
+
+  it("takes what Cohort's puts ask for, minimal or record, and refuses anything else", () => {
+    expect(parse('--put-answer', 'record').putAnswer).toBe('record');
+    expect(parse('--put-answer', 'minimal').putAnswer).toBe('minimal');
+    expect(failure('--put-answer', 'full').code).toBe('commander.invalidArgument');
   });
 
   it('takes the HTTP load generator by name and refuses any other', () => {

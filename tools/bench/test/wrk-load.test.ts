@@ -21,6 +21,9 @@ describe('wrk scripts and results', () => {
       body: '{"value":"v"}',
       headers: { 'content-type': 'application/json', prefer: 'return=minimal' },
     });
+    expect(httpRequest('cohort', 'put', 7, 'v', 'record').headers).toEqual({ 'content-type': 'application/json' });
+    expect(wrkScript('cohort', 'put', 10, 100, 1)).toContain('wrk.headers["prefer"] = "return=minimal"');
+    expect(wrkScript('cohort', 'put', 10, 100, 1, 'record')).not.toContain('prefer');
     expect(httpRequest('cohort', 'get', 7, 'v')).not.toHaveProperty('headers');
     expect(httpRequest('etcd', 'put', 7, 'v')).not.toHaveProperty('headers');
   });
