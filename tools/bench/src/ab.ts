@@ -21,7 +21,7 @@ import {
 } from './ab-plan.ts';
 import { wholeNumber } from './args.ts';
 import { INSTALL, findBinary } from './binaries.ts';
-import { type HttpLoadSpec, type PutAnswer, runHttp } from './http-load.ts';
+import { type HttpLoadSpec, PUT_ANSWERS, type PutAnswer, runHttp } from './http-load.ts';
 import { type RespRunSpec, runRedisBenchmark, sizeRedisBenchmark } from './resp-load.ts';
 import { formatMs, formatRate, formatTable, round } from './stats.ts';
 import { CohortSystem } from './systems.ts';
@@ -64,7 +64,7 @@ const cmd = new Command('ab')
       '--put-answer <answer>',
       "what the HTTP puts ask for: minimal (Prefer: return=minimal) or record (the key's record)",
     )
-      .choices(['minimal', 'record'])
+      .choices(PUT_ANSWERS)
       .default('minimal'),
   )
   .option(

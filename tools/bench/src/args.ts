@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { PutAnswer } from './http-load.ts';
+import { PUT_ANSWERS, type PutAnswer } from './http-load.ts';
 import type { SystemName } from './stats.ts';
 
 /** What one comparison run does. */
@@ -34,7 +34,6 @@ export interface Options {
   /** What Cohort's HTTP puts ask to be answered with (see `COHORT_PUT_HEADERS` in http-load.ts). */
   putAnswer: PutAnswer;
 }
-const PUT_ANSWERS: readonly PutAnswer[] = ['minimal', 'record'];
 
 /** HTTP load generators: Debian's `wrk` (C) or autocannon (Node, in the tool's process). */
 export type HttpLoad = 'wrk' | 'autocannon';

@@ -29,6 +29,7 @@ export interface HttpLoadSpec {
  * etcd's put answers its revision) or `record` (no `Prefer`: the key's whole record, Cohort's default answer).
  */
 export type PutAnswer = 'minimal' | 'record';
+export const PUT_ANSWERS: readonly PutAnswer[] = ['minimal', 'record'];
 
 /** What one HTTP run measured. */
 export type HttpRun = Omit<RunResult, 'stage' | 'workload' | 'system' | 'round'>;
