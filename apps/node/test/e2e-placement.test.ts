@@ -273,7 +273,8 @@ describe('the meta group and placement (5 nodes, 16 partitions, 3 replicas)', ()
     expect(picked).toBeDefined();
     expect(p.replicas.map((r) => r.node)).not.toContain(picked);
     expect(replaced.stdout).toContain(`p${i}: moved to ${picked}`);
-    // An operator's catch-up of the new replica, asked of any node, done by the partition's leader.
+    // An operator's catch-up of the new replica, asked of any node, done by the partition's leader (which the new
+    // replica may be by now, leaders spreading: then it is caught up).
     const caught = await cohort(['partitions', 'catch-up', String(i), picked!, ...http]);
     expect(caught.stderr).toBe('');
     expect(caught.stdout).toMatch(

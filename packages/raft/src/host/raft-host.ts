@@ -949,18 +949,20 @@ export class RaftHost {
    * next entry the leader's log no longer holds gets a snapshot streamed at
    * once; one behind within the log is probed again from its match index (its
    * missing appends resent); one caught up gets nothing. Answers what was done
-   * with the replica's match index and the leader's last index. Throws
-   * NotLeaderError elsewhere, MembershipRefusedError when `peer` is not a
-   * replica of the group (or is this node).
+   * with the replica's match index and the leader's last index. `peer` being
+   * this node, the leader, holds every entry: caught up (leadership may move to
+   * the replica an operator names just before it asks). Throws NotLeaderError
+   * elsewhere, MembershipRefusedError when `peer` is not a replica of the group.
    */
   catchUp(group: GroupId, peer: NodeId): CatchUp {
     const g = this.groupOf(group);
     const s = g.engine.status();
     if (s.role !== 'leader') throw new NotLeaderError(s.lead || undefined);
+    if (peer === this.opts.id) return { peer, match: s.lastIndex, lastIndex: s.lastIndex, action: 'caught-up' };
     const cs = s.confState;
-    if (peer === this.opts.id || ![...cs.voters, ...cs.learners].includes(peer)) {
+    if (![...cs.voters, ...cs.learners].includes(peer)) {
       throw new MembershipRefusedError(
-        `${peer} is not a replica of ${group} to catch up (replicas: ${[...cs.voters, ...cs.learners].join(', ')}; this node leads)`,
+        `${peer} is not a replica of ${group} to catch up (replicas: ${[...cs.voters, ...cs.learners].join(', ')}; ${this.opts.id} leads)`,
       );
     }
     const match = g.engine.matchIndexes()?.[peer] ?? 0;
