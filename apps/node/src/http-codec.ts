@@ -101,18 +101,10 @@ export function returnPreference(header: string | string[] | undefined): ReturnP
   if (header === undefined) return undefined;
   for (const line of typeof header === 'string' ? [header] : header) {
     for (const pref of line.split(',')) {
-      const head = pref.split(';', 1)[0] as string;
-      const eq = head.indexOf('=');
-      if ((eq < 0 ? head : head.slice(0, eq)).trim().toLowerCase() !== 'return') continue;
-      const value =
-        eq < 0
-          ? ''
-          : head
-              .slice(eq + 1)
-              .trim()
-              .replace(/^"(.*)"$/, '$1')
-              .toLowerCase();
-      return value === 'minimal' || value === 'representation' ? value : undefined;
+      const [name, value = ''] = (pref.split(';', 1)[0] as string).split('=', 2).map((s) => s.trim().toLowerCase());
+      if (name !== 'return') continue;
+      const unquoted = value.replace(/^"(.*)"$/, '$1');
+      return unquoted === 'minimal' || unquoted === 'representation' ? unquoted : undefined;
     }
   }
   return undefined;
