@@ -2,6 +2,7 @@ import type { ConfState, Entry, HardState, LogIndex, RaftLogReader, Snapshot, Sn
 import { CompactedError, StorageError, UnavailableError } from '@cohort/core/errors';
 import { emptyConfState, emptyHardState } from '@cohort/core/raft-types';
 import { entryCrc, entryTypeOf } from './checksums.js';
+import { EntrySizes } from './entry-sizes.js';
 import { type LogPosition, cloneMeta } from './log-rules.js';
 
 /** A stored entry row as better-sqlite3 returns it. */
@@ -34,6 +35,11 @@ export interface GroupState {
   bytes: number;
   bytesSinceSnapshot: number;
   /**
+   * The data sizes of the entries whose rows the file holds: those of the log, and before them
+   * those a compaction dropped whose rows are not deleted yet (`sizes.base` is the last such row gone).
+   */
+  sizes: EntrySizes;
+  /**
    * The most recent entries, contiguous and ending at `lastIndex` (or empty);
    * it holds every entry the writer has not committed yet, so what lies
    * before it is on disk.
@@ -57,6 +63,7 @@ export function newGroupState(name: string): GroupState {
     snapEpoch: 0,
     bytes: 0,
     bytesSinceSnapshot: 0,
+    sizes: EntrySizes.empty(0),
     tail: [],
     tailBytes: 0,
   };

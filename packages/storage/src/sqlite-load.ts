@@ -2,6 +2,7 @@ import type { ConfState, Entry, Logger } from '@cohort/core';
 import { StorageError } from '@cohort/core/errors';
 import type Database from 'better-sqlite3';
 import { groupRowCrc, snapshotRowCrc } from './checksums.js';
+import { EntrySizes } from './entry-sizes.js';
 import { type EntryRow, type GroupState, decodeEntryRow, newGroupState } from './sqlite-group.js';
 
 /** A row of the `groups` table as better-sqlite3 returns it. */
@@ -98,6 +99,16 @@ function loadGroup(db: Database.Database, file: string, log: Logger, r: GroupRow
   const extra = db.prepare('DELETE FROM entries WHERE gid = ? AND idx > ?').run(r.gid, r.last_index).changes;
   if (extra > 0)
     log.warn('truncated an unsynced log tail', { file, group: r.name, after: r.last_index, entries: extra });
+  // Rows at or before the compaction point are what a compaction left for later jobs to delete
+  // (SqliteLogWriter.compactState) when the node crashed first (a close deletes them).
+  const compacted = db.prepare('DELETE FROM entries WHERE gid = ? AND idx <= ?').run(r.gid, r.compact_index).changes;
+  if (compacted > 0)
+    log.info('deleted compacted log entries left from before the restart', {
+      file,
+      group: r.name,
+      upTo: r.compact_index,
+      entries: compacted,
+    });
   const bounds = db
     .prepare('SELECT min(idx) AS lo, max(idx) AS hi, count(*) AS n FROM entries WHERE gid = ?')
     .get(r.gid) as { lo: number | null; hi: number | null; n: number };
@@ -109,9 +120,10 @@ function loadGroup(db: Database.Database, file: string, log: Logger, r: GroupRow
         `(${bounds.lo ?? '-'}..${bounds.hi ?? '-'}); first bad index ${missing}`,
     );
   }
-  const sum = db.prepare('SELECT coalesce(sum(length(data)), 0) FROM entries WHERE gid = ? AND idx > ?').pluck();
-  s.bytes = sum.get(r.gid, s.compactIndex) as number;
-  s.bytesSinceSnapshot = sum.get(r.gid, s.snapMeta.index) as number;
+  const sizes = db.prepare('SELECT length(data) FROM entries WHERE gid = ? ORDER BY idx').pluck();
+  s.sizes = EntrySizes.of(s.compactIndex, sizes.iterate(r.gid) as IterableIterator<number>);
+  s.bytes = s.sizes.sum(s.compactIndex + 1, s.lastIndex);
+  s.bytesSinceSnapshot = s.sizes.sum(Math.max(s.compactIndex, s.snapMeta.index) + 1, s.lastIndex);
   const tailRows = db
     .prepare('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? ORDER BY idx DESC LIMIT ?')
     .all(r.gid, cacheEntries) as EntryRow[];

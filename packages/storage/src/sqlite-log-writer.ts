@@ -1,6 +1,7 @@
 import type { Entry, LogIndex, SnapshotMeta, Term } from '@cohort/core';
 import { chunkCrc, entryCrc, entryTypeCode, groupRowCrc, snapshotRowCrc } from './checksums.js';
 import { splitChunks } from './chunks.js';
+import { EntrySizes } from './entry-sizes.js';
 import { type WritePlan, cloneMeta } from './log-rules.js';
 import type { GroupState } from './sqlite-group.js';
 import type { Op } from './sqlite-ops.js';
@@ -13,8 +14,6 @@ export interface LogWriterHost {
   newSnapshotId(): number;
   /** The term at `index` as the working state `s` sees it (cache, then table). */
   termAt(s: GroupState, index: LogIndex): Term;
-  /** Bytes of entry data in [lo, hi] as the working state `s` sees it (cache, then table). */
-  sum(s: GroupState, lo: LogIndex, hi: LogIndex): number;
   /** Entries from `first` on are (re)written by the job being built. */
   appended(s: GroupState, first: LogIndex): void;
 }
@@ -60,8 +59,9 @@ export class SqliteLogWriter {
     this.host.appended(s, first);
     if (first <= s.lastIndex) {
       // An entry at an existing index conflicts: the log is cut from there (Raft §5.3).
-      s.bytes -= this.host.sum(s, first, s.lastIndex);
-      s.bytesSinceSnapshot -= this.host.sum(s, Math.max(first, s.snapMeta.index + 1), s.lastIndex);
+      s.bytes -= s.sizes.sum(first, s.lastIndex);
+      s.bytesSinceSnapshot -= s.sizes.sum(Math.max(first, s.snapMeta.index + 1), s.lastIndex);
+      s.sizes = s.sizes.cut(first);
       this.host.emit(['delFrom', s.gid, first]);
       const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : first;
       if (first <= tailStart) {
@@ -84,6 +84,7 @@ export class SqliteLogWriter {
       ]);
       s.bytes += e.data.length;
       if (e.index > s.snapMeta.index) s.bytesSinceSnapshot += e.data.length;
+      s.sizes = s.sizes.append(e.data.length);
       // The cache keeps the caller's entry (as etcd's MemoryStorage does): entries are immutable once written.
       // Unless its data is a view of a larger buffer: then a copy of its own, or every cached entry would
       // keep a whole buffer alive (see ownedData).
@@ -111,20 +112,43 @@ export class SqliteLogWriter {
     s.lastIndex = meta.index;
     s.bytes = 0;
     s.bytesSinceSnapshot = 0;
+    s.sizes = EntrySizes.empty(meta.index);
     s.tail = [];
     s.tailBytes = 0;
   }
 
+  /**
+   * The log starts after `index`. Its rows up to there stay in the file until
+   * the store deletes them in small jobs of their own ({@link purge}):
+   * deleting thousands of rows in the compaction's commit held every write
+   * behind it for hundreds of milliseconds. Nothing reads them (reads stop at
+   * the compaction point), and a restart deletes what is left of them.
+   */
   compactState(s: GroupState, index: LogIndex): void {
     if (index <= s.compactIndex) return;
     s.compactTerm = this.host.termAt(s, index);
-    s.bytes -= this.host.sum(s, s.compactIndex + 1, index);
-    this.host.emit(['delUpTo', s.gid, index]);
+    s.bytes -= s.sizes.sum(s.compactIndex + 1, index);
     s.compactIndex = index;
     const tailStart = s.tail.length > 0 ? (s.tail[0] as Entry).index : index + 1;
     if (index >= tailStart) {
       for (const e of s.tail.splice(0, index - tailStart + 1)) s.tailBytes -= e.data.length;
     }
+  }
+
+  /**
+   * Deletes the rows of entries a compaction dropped, from the oldest: at most
+   * `maxRows` of them and about `maxBytes` of their data (at least one).
+   * Returns whether there were any.
+   */
+  purge(s: GroupState, maxBytes: number, maxRows: number): boolean {
+    const from = s.sizes.base;
+    const until = Math.min(s.compactIndex, from + maxRows);
+    if (until <= from) return false;
+    let to = from + 1;
+    while (to < until && s.sizes.sum(from + 1, to + 1) <= maxBytes) to++;
+    this.host.emit(['delRange', s.gid, from, to]);
+    s.sizes = s.sizes.dropTo(to);
+    return true;
   }
 
   saveRow(s: GroupState): void {

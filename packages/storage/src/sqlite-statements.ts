@@ -13,7 +13,7 @@ export function prepareStatements(db: Database.Database): Statements {
     insEntry: p('INSERT INTO entries (gid, idx, term, type, data, crc) VALUES (?, ?, ?, ?, ?, ?)'),
     delFrom: p('DELETE FROM entries WHERE gid = ? AND idx >= ?'),
     delUpTo: p('DELETE FROM entries WHERE gid = ? AND idx <= ?'),
-    sumBytes: p('SELECT coalesce(sum(length(data)), 0) FROM entries WHERE gid = ? AND idx >= ? AND idx <= ?').pluck(),
+    delRange: p('DELETE FROM entries WHERE gid = ? AND idx > ? AND idx <= ?'),
     range: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx >= ? AND idx < ? ORDER BY idx'),
     at: p('SELECT idx, term, type, data, crc FROM entries WHERE gid = ? AND idx = ?'),
     insSnap: p(
@@ -51,7 +51,7 @@ export interface Statements {
   insEntry: Database.Statement;
   delFrom: Database.Statement;
   delUpTo: Database.Statement;
-  sumBytes: Database.Statement;
+  delRange: Database.Statement;
   range: Database.Statement;
   at: Database.Statement;
   insSnap: Database.Statement;
