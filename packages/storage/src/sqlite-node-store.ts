@@ -821,7 +821,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    * it; the copies replace the cached states once it is queued (with the
    * inline writer: once it committed). Returns the job's seq.
    */
-  private commit(fn: (work: (group: GroupId) => GroupState) => void, durable: boolean): number {
+  private commit(fn: (work: (group: GroupId) => GroupState) => void, durable: boolean, deferrable = false): number {
     this.assertOpen();
     if (this.tx || this.building) throw new StorageError(`${this.file}: a log write cannot run inside a transaction`);
     const copies = new Map<GroupId, GroupState>();
@@ -848,7 +848,13 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       this.appendedFrom = undefined;
     }
     const logOnly = isLogOnly(ops);
-    const seq = this.submit(logOnly ? { seq: 0, durable, ops, logOnly } : { seq: 0, durable, ops });
+    const seq = this.submit(
+      logOnly
+        ? { seq: 0, durable, ops, logOnly }
+        : deferrable
+          ? { seq: 0, durable, ops, deferrable }
+          : { seq: 0, durable, ops },
+    );
     this.lastLogOnly = logOnly;
     let compacted = false;
     for (const [group, c] of copies) {
@@ -866,8 +872,10 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   /**
    * Queues the deletion of log rows a compaction left in the file (see
    * `SqliteLogWriter.compactState`) in jobs of at most {@link PURGE_JOB_BYTES}
-   * of entry data, one at a time: the next once the last committed, so the
-   * log appends and applies queued meanwhile commit between them.
+   * of entry data, one at a time: the next once the last committed. Each is
+   * held with the apply transactions (`Job.deferrable`) and commits in their
+   * next transaction, so log appends never wait for more than one, and no
+   * commit of its own rewrites the pages the applies' commits write anyway.
    */
   private purgeSoon(): void {
     if (this.purging || this.closed) return;
@@ -879,7 +887,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       setImmediate(this.purgeNext);
       return;
     }
-    const seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false);
+    const seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false, true);
     this.queue.done(seq).then(
       () => setImmediate(this.purgeNext),
       () => {

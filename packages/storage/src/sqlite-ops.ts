@@ -66,9 +66,10 @@ export interface Job {
    */
   logOnly?: boolean;
   /**
-   * An apply transaction (need not be durable; nothing waits for it): the writer may hold it to commit
-   * with others in a larger transaction, letting {@link logOnly} jobs after it commit first. Every other
-   * job commits after every job before it, held ones included.
+   * An apply transaction, or a deletion of compacted log rows ({@link isLogPurge}): need not be durable, and
+   * nothing waits for it, so the writer may hold it to commit with others in a larger transaction, letting
+   * {@link logOnly} jobs after it commit first. Every other job commits after every job before it, held ones
+   * included.
    */
   deferrable?: boolean;
   ops: Op[];
@@ -93,6 +94,17 @@ const LOG_STATEMENTS: ReadonlySet<string> = new Set(['insEntry', 'delFrom', 'upd
 export function isLogOnly(ops: readonly Op[]): boolean {
   if (ops.length === 0) return false;
   for (const op of ops) if (!LOG_STATEMENTS.has(op[0])) return false;
+  return true;
+}
+
+/**
+ * Whether `ops` only delete log rows a compaction left (`delRange`; see `SqliteLogWriter.purge`). Such a job
+ * is {@link Job.deferrable}: it commits with the held apply transactions, never on its own, and its ops count
+ * neither toward the writer's batch of them nor in the hold's tuning (deleting rows reads their pages).
+ */
+export function isLogPurge(ops: readonly Op[]): boolean {
+  if (ops.length === 0) return false;
+  for (const op of ops) if (op[0] !== 'delRange') return false;
   return true;
 }
 

@@ -25,7 +25,7 @@
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { DEFAULT_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
-import { type Job, JobRunner, JobsFailed, isOutOfSpace } from './sqlite-ops.js';
+import { type Job, JobRunner, JobsFailed, isLogPurge, isOutOfSpace } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
   CTRL_COMMITTED,
@@ -69,9 +69,13 @@ let failed: string | undefined;
 type Received = Job & { postedAt: number };
 /** Jobs received and not committed yet, in order. */
 let backlog: Received[] = [];
-/** Of the backlog: the apply transactions held (see `holds`), their ops, and jobs that commit only in order. */
+/**
+ * Of the backlog: the apply transactions held (see `holds`), their ops, the deletions of compacted log rows
+ * held with them (`isLogPurge`: counted in `held`, not in `heldOps`), and jobs that commit only in order.
+ */
 let held = 0;
 let heldOps = 0;
+let heldPurges = 0;
 let ordered = 0;
 /** When the oldest held apply transaction arrived (`performance.now()`). */
 let heldSince = 0;
@@ -157,13 +161,14 @@ function receive(job: Received, postedAt: number): void {
 function tally(job: Job): void {
   if (holds(job)) {
     held++;
-    heldOps += job.ops.length;
+    if (isLogPurge(job.ops)) heldPurges++;
+    else heldOps += job.ops.length;
   } else if (job.logOnly !== true) ordered++;
 }
 
 /** Counts the backlog's held and ordered jobs again (after a commit took some). */
 function recount(): void {
-  held = heldOps = ordered = 0;
+  held = heldOps = heldPurges = ordered = 0;
   for (const j of backlog) tally(j);
   if (held === 0) heldSince = 0;
   if (backlog.length === 0) flushAsked = false;
@@ -208,8 +213,9 @@ function commit(): void {
     holdHeld();
     return;
   }
-  // Held applies due by their own measure (not asked for, nor before a job that keeps its place) tune the hold.
-  const tune = heldOps >= TUNE_MIN_OPS && ordered === 0 && !flushAsked && !closeAsked ? heldOps : 0;
+  // Held applies due by their own measure (not asked for, nor before a job that keeps its place) tune the hold;
+  // not with a deletion of log rows among them, whose reads are not the applies'.
+  const tune = heldOps >= TUNE_MIN_OPS && ordered === 0 && heldPurges === 0 && !flushAsked && !closeAsked ? heldOps : 0;
   if (run(backlog, true, tune)) holdHeld();
 }
 

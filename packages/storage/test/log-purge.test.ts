@@ -33,6 +33,16 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
   }
 }
 
+/** Has the store's writer commit what it holds until `ok` (each flush takes the jobs queued by then). */
+async function flushUntil(store: SqliteNodeStore, ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('timed out flushing the writer');
+    await store.settled();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 function recordingLogger(lines: { msg: string; fields?: Record<string, unknown> }[]): Logger {
   const log: Logger = {
     debug: () => {},
@@ -150,5 +160,41 @@ describe.each(['inline', 'thread'] as const)('compacted log rows (%s writer)', (
     store.close();
     store = SqliteNodeStore.open(file, { writer });
     expect(store.stats('p1').bytes).toBe((2899 - COMPACT_TO) * ENTRY_BYTES + 51 * 10);
+  });
+});
+
+describe('compacted log rows with the writer thread', () => {
+  it('go with the held apply transactions, one job at a time, log appends committing ahead of them', async () => {
+    const t = tempDir();
+    const file = join(t.dir, 'node.db');
+    // A long hold: only a flush (settled) commits what the writer holds.
+    const store = SqliteNodeStore.open(file, { writer: 'thread', writerApplyBatchMs: 60_000 });
+    try {
+      store.writeSync([{ group: 'p1', entries: ents(1, ENTRIES, 1, ENTRY_BYTES) }]);
+      await store.saveSnapshot(
+        'p1',
+        { meta: { index: COMPACT_TO, term: 1, confState: conf }, data: new Uint8Array() },
+        COMPACT_TO,
+      );
+      // The first job (256 KiB of entry data: 256 rows of 1 KiB) went with the compaction's commit; the next
+      // one, queued once it committed, is held. A log append (not writeSync, whose barrier commits what is
+      // held) commits ahead of it.
+      await store.write([{ group: 'p1', entries: ents(ENTRIES + 1, ENTRIES + 1, 1, ENTRY_BYTES) }]);
+      expect(rows(file)).toBe(ENTRIES + 1 - 256);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 256);
+      // A flush commits it (once it was queued); the one after it is held in turn.
+      await flushUntil(store, () => rows(file, COMPACT_TO) < COMPACT_TO - 256);
+      expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 512);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 512);
+      await flushUntil(store, () => rows(file, COMPACT_TO) < COMPACT_TO - 512);
+      expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 768);
+      store.close();
+      expect(rows(file, COMPACT_TO)).toBe(0);
+    } finally {
+      store.close();
+      t.cleanup();
+    }
   });
 });
