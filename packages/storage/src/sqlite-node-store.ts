@@ -34,7 +34,7 @@ import { KvRowCache } from './sqlite-kv-row-cache.js';
 import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
-import { type Job, OVER_RESULT_SLOTS, type Op, isLogOnly } from './sqlite-ops.js';
+import { type Job, OVER_RESULT_SLOTS, type Op, isLogOnly, isLogPurge } from './sqlite-ops.js';
 import { READ_AHEAD_MODES, ReadAhead, type ReadAheadMode, type ReadAheadOptions } from './sqlite-prefetch.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { abandonPin } from './sqlite-view-pin.js';
@@ -821,7 +821,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    * it; the copies replace the cached states once it is queued (with the
    * inline writer: once it committed). Returns the job's seq.
    */
-  private commit(fn: (work: (group: GroupId) => GroupState) => void, durable: boolean, deferrable = false): number {
+  private commit(fn: (work: (group: GroupId) => GroupState) => void, durable: boolean): number {
     this.assertOpen();
     if (this.tx || this.building) throw new StorageError(`${this.file}: a log write cannot run inside a transaction`);
     const copies = new Map<GroupId, GroupState>();
@@ -847,15 +847,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       this.building = undefined;
       this.appendedFrom = undefined;
     }
-    const logOnly = isLogOnly(ops);
-    const seq = this.submit(
-      logOnly
-        ? { seq: 0, durable, ops, logOnly }
-        : deferrable
-          ? { seq: 0, durable, ops, deferrable }
-          : { seq: 0, durable, ops },
-    );
-    this.lastLogOnly = logOnly;
+    const job: Job = { seq: 0, durable, ops };
+    if (isLogOnly(ops)) job.logOnly = true;
+    else if (isLogPurge(ops)) job.deferrable = true;
+    const seq = this.submit(job);
+    this.lastLogOnly = job.logOnly === true;
     let compacted = false;
     for (const [group, c] of copies) {
       this.states.set(group, c);
@@ -882,12 +878,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     const group = [...this.states].find(([, c]) => c.sizes.base < c.compactIndex)?.[0];
     if (group === undefined) return;
     this.purging = true;
-    if (this.tx || this.building) {
-      // Inside a write being built: a job of its own comes after it.
-      setImmediate(this.purgeNext);
-      return;
-    }
-    const seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false, true);
+    const seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false);
     this.queue.done(seq).then(
       () => setImmediate(this.purgeNext),
       () => {
@@ -901,13 +892,12 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    * only a crash leaves such rows for the next open (versions before it refuse a file holding them).
    */
   private purgeAll(): void {
-    if (this.tx || this.building) return;
     for (const [group, c] of this.states) {
       if (c.sizes.base >= c.compactIndex) continue;
       try {
         this.commit((work) => this.w.purge(work(group), Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY), false);
       } catch {
-        // The writer failed: the next open deletes them.
+        // The writer failed, or the store closes inside a transaction: the next open deletes them.
         return;
       }
     }

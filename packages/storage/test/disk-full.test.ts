@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { isOutOfSpace } from '../src/sqlite-ops.js';
 import type { WriteStall } from '../src/types.js';
-import { tempDir } from './harness.js';
+import { tempDir, until } from './harness.js';
 
 const enc = new TextEncoder();
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -20,14 +20,6 @@ function big(lo: number, hi: number, term: number, bytes: number): Entry[] {
     out.push({ index: i, term, type: 'normal', data });
   }
   return out;
-}
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe('SqliteNodeStore on a full disk (SQLite reports SQLITE_FULL)', () => {

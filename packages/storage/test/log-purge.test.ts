@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkDataDir } from '../src/check-data-dir.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
-import { ents, tempDir } from './harness.js';
+import { ents, tempDir, until } from './harness.js';
 
 const conf = emptyConfState();
 /** 3,000 entries of 1 KiB: a compaction to 2,500 leaves about ten jobs' worth of rows to delete. */
@@ -22,14 +22,6 @@ function rows(file: string, below = Number.MAX_SAFE_INTEGER): number {
       .get('p1', below) as number;
   } finally {
     db.close();
-  }
-}
-
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
