@@ -34,7 +34,7 @@ import { KvRowCache } from './sqlite-kv-row-cache.js';
 import { type PartitionHost, SqlitePartitionKv } from './sqlite-kv.js';
 import { loadGroups } from './sqlite-load.js';
 import { SqliteLogWriter } from './sqlite-log-writer.js';
-import { type Job, OVER_RESULT_SLOTS, type Op, isLogOnly, isLogPurge } from './sqlite-ops.js';
+import { type Job, OVER_RESULT_SLOTS, type Op, isLogOnly, isPurge } from './sqlite-ops.js';
 import { READ_AHEAD_MODES, ReadAhead, type ReadAheadMode, type ReadAheadOptions } from './sqlite-prefetch.js';
 import { type Statements, prepareStatements } from './sqlite-statements.js';
 import { abandonPin } from './sqlite-view-pin.js';
@@ -52,16 +52,18 @@ import {
   type WriterStats,
   resolveLimits,
 } from './types.js';
+import { VoteRows, loadVoteRows } from './vote-rows.js';
 import { scanWal } from './wal-scan.js';
 
 /** Jobs of a bulk load (a snapshot install) that may wait for the writer at once. */
 const MAX_BULK_BACKLOG = 4;
 
 /**
- * Entry data whose rows one job deletes after a compaction, and its rows at
- * most: a few milliseconds of the writer's time (about 2 ms a MiB on this
- * project's machines), where the 10,000 entries of a compaction deleted at once
- * took it 250-315 ms.
+ * Entry data (or acceptor votes) whose rows one job deletes after a
+ * compaction, and its rows at most: a few milliseconds of the writer's time
+ * (about 2 ms a MiB on this project's machines), where the 10,000 entries of a
+ * compaction deleted at once took it 250-315 ms, and the 10,000 slots of
+ * votes of a busy Vertical Paxos partition 100-460 ms.
  */
 const PURGE_JOB_BYTES = 256 * 1024;
 const PURGE_JOB_ROWS = 1024;
@@ -248,8 +250,10 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private readonly endRead: Database.Statement;
   /** Ops of the log write being built. */
   private building: Op[] | undefined;
-  /** A job deleting compacted log rows is queued and not committed yet (see {@link purgeSoon}). */
+  /** A job deleting rows a compaction left is queued and not committed yet (see {@link purgeSoon}). */
   private purging = false;
+  /** Each Vertical Paxos acceptor's vote rows in the file (see {@link saveAcceptor}). */
+  private voteRows = new Map<GroupId, VoteRows>();
   /** Whether the last log write's job was a plain append (`Job.logOnly`). */
   private lastLogOnly = false;
   /** The first index each group's entries are written from in the log write being built. */
@@ -380,6 +384,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       const inTxn = db.transaction((fn: () => void) => fn());
       purgeAbandonedGenerations(db, (fn) => inTxn(fn));
       for (const s of loadGroups(db, file, log, store.cacheEntries)) store.states.set(s.name, s);
+      store.voteRows = loadVoteRows(db, file, log);
       store.nextGid = (db.prepare('SELECT coalesce(max(gid), 0) FROM groups').pluck().get() as number) + 1;
       store.nextSid = (db.prepare('SELECT coalesce(max(sid), 0) FROM snapshots').pluck().get() as number) + 1;
       store.nextGen = (db.prepare('SELECT coalesce(max(gen_id), 0) FROM kv_generations').pluck().get() as number) + 1;
@@ -508,6 +513,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       if (a && acceptorRowCrc(group, a.max_ballot) !== a.crc) {
         throw new StorageError(`${this.file}: group ${group}: the acceptor's promise row fails its checksum`);
       }
+      const c = this.st.vpCompaction.get(group) as { slot: number; crc: number } | undefined;
+      if (c && compactionRowCrc(group, c.slot) !== c.crc) {
+        throw new StorageError(`${this.file}: group ${group}: the acceptor's compaction row fails its checksum`);
+      }
+      const compacted = c?.slot ?? 0;
       const votes: StoredVote[] = [];
       for (const r of this.st.vpVotes.iterate(group) as IterableIterator<{
         slot: number;
@@ -525,19 +535,20 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         if (voteRowCrc(group, v) !== r.crc) {
           throw new StorageError(`${this.file}: group ${group}: the vote at slot ${r.slot} fails its checksum`);
         }
-        votes.push(v);
+        // Rows at or below the compaction point are dropped votes that queued jobs have not deleted yet.
+        if (v.slot > compacted) votes.push(v);
       }
-      const c = this.st.vpCompaction.get(group) as { slot: number; crc: number } | undefined;
-      if (c && compactionRowCrc(group, c.slot) !== c.crc) {
-        throw new StorageError(`${this.file}: group ${group}: the acceptor's compaction row fails its checksum`);
-      }
-      return { maxBallot: a?.max_ballot ?? 0, votes, compacted: c?.slot ?? 0 };
+      return { maxBallot: a?.max_ballot ?? 0, votes, compacted };
     }) as StoredAcceptorState;
   }
 
   /**
    * Stores an acceptor's promise (never lowered) and votes in one fsynced
    * commit; resolves once durable, so a 1b or 2b reply may leave after it.
+   * A compaction point is recorded in the same commit; the rows of the votes
+   * it drops are deleted afterwards, in held jobs of bounded size as a log
+   * compaction's rows are (see {@link purgeSoon}): `loadAcceptor` skips them
+   * meanwhile, and the next open deletes what a crash left.
    */
   saveAcceptor(group: GroupId, maxBallot: number | undefined, votes: StoredVote[], compactTo?: number): Promise<void> {
     try {
@@ -546,16 +557,24 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       if (this.tx || this.building)
         throw new StorageError(`${this.file}: an acceptor write cannot run inside a transaction`);
       const ops: Op[] = [];
+      let rows = this.voteRows.get(group);
+      if (rows === undefined) {
+        rows = new VoteRows();
+        this.voteRows.set(group, rows);
+      }
       if (maxBallot !== undefined) ops.push(['vpPromise', group, maxBallot, acceptorRowCrc(group, maxBallot)]);
       for (const v of votes) {
         if (compactTo !== undefined && v.slot <= compactTo) continue;
         ops.push(['vpVote', group, v.slot, v.ballot, v.chosen ? 1 : 0, v.value, voteRowCrc(group, v)]);
+        rows.wrote(v.slot, v.value.byteLength);
       }
       if (compactTo !== undefined && compactTo > 0) {
         ops.push(['vpCompact', group, compactTo, compactionRowCrc(group, compactTo)]);
-        ops.push(['vpDropVotes', group, compactTo]);
+        rows.compacted = Math.max(rows.compacted, compactTo);
       }
-      return this.queue.done(this.submit({ seq: 0, durable: true, ops }));
+      const done = this.queue.done(this.submit({ seq: 0, durable: true, ops }));
+      if (rows.pending()) this.purgeSoon();
+      return done;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -849,7 +868,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
     }
     const job: Job = { seq: 0, durable, ops };
     if (isLogOnly(ops)) job.logOnly = true;
-    else if (isLogPurge(ops)) job.deferrable = true;
+    else if (isPurge(ops)) job.deferrable = true;
     const seq = this.submit(job);
     this.lastLogOnly = job.logOnly === true;
     let compacted = false;
@@ -866,19 +885,29 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   }
 
   /**
-   * Queues the deletion of log rows a compaction left in the file (see
-   * `SqliteLogWriter.compactState`) in jobs of at most {@link PURGE_JOB_BYTES}
-   * of entry data, one at a time: the next once the last committed. Each is
-   * held with the apply transactions (`Job.deferrable`) and commits in their
-   * next transaction, so log appends never wait for more than one, and no
-   * commit of its own rewrites the pages the applies' commits write anyway.
+   * Queues the deletion of rows a compaction left in the file (log entries,
+   * see `SqliteLogWriter.compactState`; an acceptor's votes, see
+   * {@link saveAcceptor}) in jobs of at most {@link PURGE_JOB_BYTES} of data,
+   * one at a time: the next once the last committed. Each is held with the
+   * apply transactions (`Job.deferrable`) and commits in their next
+   * transaction, so log appends and acceptor writes never wait for more than
+   * one, and no commit of its own rewrites the pages the applies' commits
+   * write anyway.
    */
   private purgeSoon(): void {
     if (this.purging || this.closed) return;
+    let seq: number;
     const group = [...this.states].find(([, c]) => c.sizes.base < c.compactIndex)?.[0];
-    if (group === undefined) return;
-    this.purging = true;
-    const seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false);
+    if (group !== undefined) {
+      this.purging = true;
+      seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false);
+    } else {
+      const acceptor = [...this.voteRows].find(([, rows]) => rows.pending());
+      const upTo = acceptor?.[1].take(PURGE_JOB_BYTES, PURGE_JOB_ROWS);
+      if (acceptor === undefined || upTo === undefined) return;
+      this.purging = true;
+      seq = this.submit({ seq: 0, durable: false, deferrable: true, ops: [['vpDropVotes', acceptor[0], upTo]] });
+    }
     this.queue.done(seq).then(
       () => setImmediate(this.purgeNext),
       () => {
@@ -892,14 +921,17 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    * only a crash leaves such rows for the next open (versions before it refuse a file holding them).
    */
   private purgeAll(): void {
-    for (const [group, c] of this.states) {
-      if (c.sizes.base >= c.compactIndex) continue;
-      try {
+    try {
+      for (const [group, c] of this.states) {
+        if (c.sizes.base >= c.compactIndex) continue;
         this.commit((work) => this.w.purge(work(group), Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY), false);
-      } catch {
-        // The writer failed, or the store closes inside a transaction: the next open deletes them.
-        return;
       }
+      for (const [group, rows] of this.voteRows) {
+        const upTo = rows.take(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+        if (upTo !== undefined) this.submit({ seq: 0, durable: false, ops: [['vpDropVotes', group, upTo]] });
+      }
+    } catch {
+      // The writer failed, or the store closes inside a transaction: the next open deletes them.
     }
   }
 

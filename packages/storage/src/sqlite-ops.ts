@@ -66,7 +66,7 @@ export interface Job {
    */
   logOnly?: boolean;
   /**
-   * An apply transaction, or a deletion of compacted log rows ({@link isLogPurge}): need not be durable, and
+   * An apply transaction, or a deletion of rows a compaction left ({@link isPurge}): need not be durable, and
    * nothing waits for it, so the writer may hold it to commit with others in a larger transaction, letting
    * {@link logOnly} jobs after it commit first. Every other job commits after every job before it, held ones
    * included.
@@ -98,13 +98,14 @@ export function isLogOnly(ops: readonly Op[]): boolean {
 }
 
 /**
- * Whether `ops` only delete log rows a compaction left (`delRange`; see `SqliteLogWriter.purge`). Such a job
- * is {@link Job.deferrable}: it commits with the held apply transactions, never on its own, and its ops count
- * neither toward the writer's batch of them nor in the hold's tuning (deleting rows reads their pages).
+ * Whether `ops` only delete rows a compaction left: log entries (`delRange`; see `SqliteLogWriter.purge`) or
+ * an acceptor's votes (`vpDropVotes`; see `VoteRows`). Such a job is {@link Job.deferrable}: it commits with
+ * the held apply transactions, never on its own, and its ops count neither toward the writer's batch of them
+ * nor in the hold's tuning (deleting rows reads their pages).
  */
-export function isLogPurge(ops: readonly Op[]): boolean {
+export function isPurge(ops: readonly Op[]): boolean {
   if (ops.length === 0) return false;
-  for (const op of ops) if (op[0] !== 'delRange') return false;
+  for (const op of ops) if (op[0] !== 'delRange' && op[0] !== 'vpDropVotes') return false;
   return true;
 }
 

@@ -25,7 +25,7 @@
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { DEFAULT_PAGE_CACHE_BYTES, setPageCache } from './page-cache.js';
-import { type Job, JobRunner, JobsFailed, isLogPurge, isOutOfSpace } from './sqlite-ops.js';
+import { type Job, JobRunner, JobsFailed, isOutOfSpace, isPurge } from './sqlite-ops.js';
 import {
   CTRL_CLOSED,
   CTRL_COMMITTED,
@@ -70,8 +70,9 @@ type Received = Job & { postedAt: number };
 /** Jobs received and not committed yet, in order. */
 let backlog: Received[] = [];
 /**
- * Of the backlog: the apply transactions held (see `holds`), their ops, the deletions of compacted log rows
- * held with them (`isLogPurge`: counted in `held`, not in `heldOps`), and jobs that commit only in order.
+ * Of the backlog: the apply transactions held (see `holds`), their ops, the deletions of rows compactions left
+ * (log entries, acceptor votes) held with them (`isPurge`: counted in `held`, not in `heldOps`), and jobs that
+ * commit only in order.
  */
 let held = 0;
 let heldOps = 0;
@@ -161,7 +162,7 @@ function receive(job: Received, postedAt: number): void {
 function tally(job: Job): void {
   if (holds(job)) {
     held++;
-    if (isLogPurge(job.ops)) heldPurges++;
+    if (isPurge(job.ops)) heldPurges++;
     else heldOps += job.ops.length;
   } else if (job.logOnly !== true) ordered++;
 }

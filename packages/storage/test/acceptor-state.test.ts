@@ -83,7 +83,7 @@ describe('Vertical Paxos acceptor state in SQLite (migration 7)', () => {
     store.close();
   });
 
-  it('compaction: the same commit drops the votes up to the point and records it; the point is never lowered', async () => {
+  it('compaction: the point and the votes after it are durable together, the votes up to it gone; the point is never lowered', async () => {
     let store = SqliteNodeStore.open(file, { writer: 'thread' });
     const votes = [1, 2, 3, 4].map((slot) => ({ slot, ballot: 2, value: bytes(`v${slot}`), chosen: true }));
     await store.saveAcceptor('vp1', 2, votes);
