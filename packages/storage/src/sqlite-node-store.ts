@@ -572,7 +572,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
         ops.push(['vpCompact', group, compactTo, compactionRowCrc(group, compactTo)]);
         rows.compacted = Math.max(rows.compacted, compactTo);
       }
-      const done = this.queue.done(this.submit({ seq: 0, durable: true, ops }));
+      const job: Job = { seq: 0, durable: true, ops };
+      // Votes and a promise may commit before the apply transactions the writer holds (see `Job.logOnly`).
+      if (isLogOnly(ops)) job.logOnly = true;
+      const seq = this.submit(job);
+      const done = job.logOnly ? this.queue.logDone(seq) : this.queue.done(seq);
       if (rows.pending()) this.purgeSoon();
       return done;
     } catch (err) {

@@ -61,8 +61,9 @@ export interface Job {
   /** Whether its commit is fsynced (`synchronous=FULL`); a later durable commit makes it durable too (WAL order). */
   durable: boolean;
   /**
-   * Only log appends (entries, group rows; {@link isLogOnly}): the writer may commit it before earlier
-   * {@link deferrable} jobs, which touch none of its rows. Its commit is reported apart (`logUpTo`).
+   * Only log appends (entries, group rows, or an acceptor's promise and votes; {@link isLogOnly}): the writer
+   * may commit it before earlier {@link deferrable} jobs, which touch none of its rows. Its commit is reported
+   * apart (`logUpTo`).
    */
   logOnly?: boolean;
   /**
@@ -82,14 +83,27 @@ export interface Job {
   pin?: SharedArrayBuffer;
 }
 
-/** The statements of a log append (`SqliteLogWriter`): they touch the entries and groups tables only. */
-const LOG_STATEMENTS: ReadonlySet<string> = new Set(['insEntry', 'delFrom', 'updGroup', 'insGroup']);
+/**
+ * The statements of a log append (`SqliteLogWriter`): they touch the entries and groups tables only; and of
+ * a Vertical Paxos acceptor's write without a compaction (its promise and votes, its log).
+ */
+const LOG_STATEMENTS: ReadonlySet<string> = new Set([
+  'insEntry',
+  'delFrom',
+  'updGroup',
+  'insGroup',
+  'vpPromise',
+  'vpVote',
+]);
 
 /**
- * Whether `ops` only append to logs (entries, their truncation, group rows), so they may commit before
- * earlier apply transactions: those write KV rows, sessions and partition rows, never these. A log
- * compaction or a snapshot is not: it must follow the applies it stands for (on a restart, the log
- * replays what the file's machines had not applied).
+ * Whether `ops` only append to logs (entries, their truncation, group rows; an acceptor's promise and
+ * votes), so they may commit before earlier apply transactions: those write KV rows, sessions and
+ * partition rows, never these. A log compaction, a snapshot or an acceptor's compaction is not: it must
+ * follow the applies it stands for (on a restart, the log replays what the file's machines had not applied;
+ * an acceptor refuses to start with votes compacted past its machine's applied slot). Held deletions of rows
+ * a compaction left ({@link isPurge}) touch only rows at or below a compaction point, which a later append
+ * never needs: whichever of the two commits first, the rows left there are dropped ones.
  */
 export function isLogOnly(ops: readonly Op[]): boolean {
   if (ops.length === 0) return false;

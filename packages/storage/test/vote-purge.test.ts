@@ -121,7 +121,7 @@ describe.each(['inline', 'thread'] as const)('votes an acceptor compaction drops
 });
 
 describe('votes an acceptor compaction drops, with the writer thread', () => {
-  it('are held with the apply transactions, one job at a time, each committing with the next acceptor write or flush', async () => {
+  it('are held with the apply transactions, one job at a time; votes commit ahead of them, a compaction after them', async () => {
     const t = tempDir();
     const file = join(t.dir, 'node.db');
     // A long hold: only a flush (settled) commits what the writer holds.
@@ -143,17 +143,20 @@ describe('votes an acceptor compaction drops, with the writer thread', () => {
       // The next, queued once it committed, is held, not committed on its own...
       await new Promise((r) => setTimeout(r, 50));
       expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 256);
-      // ...until the next acceptor write, which commits what is held before it (as it does apply transactions).
+      // ...and an acceptor's votes commit ahead of it, as log appends do.
       await store.saveAcceptor('vp1', undefined, [vote(SLOTS + 1)]);
+      expect(rows(file)).toBe(SLOTS + 1 - 256);
+      // A flush commits it; the next is held in turn.
+      await flushUntil(() => rows(file, COMPACT_TO) < COMPACT_TO - 256);
       expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 512);
-      // The next is held in turn; a flush commits it.
       await new Promise((r) => setTimeout(r, 50));
       expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 512);
-      await flushUntil(() => rows(file, COMPACT_TO) < COMPACT_TO - 512);
+      // An acceptor write with a compaction point is ordered: it commits what is held before it.
+      await store.saveAcceptor('vp1', undefined, [vote(SLOTS + 2)], COMPACT_TO);
       expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 768);
       store.close();
       expect(rows(file, COMPACT_TO)).toBe(0);
-      expect(rows(file)).toBe(SLOTS + 1 - COMPACT_TO);
+      expect(rows(file)).toBe(SLOTS + 2 - COMPACT_TO);
     } finally {
       store.close();
       t.cleanup();

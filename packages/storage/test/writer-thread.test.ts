@@ -261,6 +261,28 @@ describe('SqliteNodeStore with its writer thread', () => {
     }
   });
 
+  it("commits an acceptor's votes and promise ahead of the apply transactions it holds, and its compaction after them", async () => {
+    reopen({ writerHoldMs: 0, writerApplyBatchMs: 60_000 });
+    const reader = new Database(join(dir, 'node.db'), { readonly: true });
+    const rows = reader.prepare('SELECT count(*) FROM kv').pluck();
+    const votes = reader.prepare('SELECT count(*) FROM vp_votes').pluck();
+    const vote = (slot: number) => ({ slot, ballot: 1, chosen: true, value: new Uint8Array([slot]) });
+    try {
+      store.transaction(() => store.kv('p').put(new Uint8Array([1]), new Uint8Array([1]), { revision: 1 }), {
+        durable: false,
+      });
+      // The acceptor write resolves once durable, though the apply before it is held (not in the file).
+      await store.saveAcceptor('vp', 1, [vote(1), vote(2)]);
+      expect([votes.get(), rows.get()]).toEqual([2, 0]);
+      // A compaction point must not get ahead of the applies it stands for: it commits after them.
+      await store.saveAcceptor('vp', undefined, [vote(3)], 1);
+      expect(rows.get()).toBe(1);
+      expect(store.loadAcceptor('vp')).toMatchObject({ maxBallot: 1, compacted: 1, votes: [{ slot: 2 }, { slot: 3 }] });
+    } finally {
+      reader.close();
+    }
+  });
+
   it('shortens its hold of apply transactions while their ops read their pages from the file system, and lengthens it back while they do not', async () => {
     // A page cache of 10 pages on the writer's connection: 6,000 rows of 100-byte values fill ~200.
     reopen({ writerHoldMs: 0, writerApplyBatchMs: 40, commitGate: gate, pageCacheBytes: 40 * 1024 });
