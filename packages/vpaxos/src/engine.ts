@@ -100,6 +100,8 @@ interface PrimaryState {
   /** Per acceptor: the highest heartbeat round it answered. */
   answered: Map<NodeId, number>;
   round: number;
+  /** A round started since the last {@link VPaxosEngine.ready}: its p2a have not left yet. */
+  openRound: number | undefined;
   confirmedRound: number;
   /** The commit last sent to the backups. */
   commitSent: Slot;
@@ -268,6 +270,7 @@ export class VPaxosEngine {
       }
       p.commitSent = this.commit;
     }
+    if (p) p.openRound = undefined;
     const o = this.out;
     for (let s = this.emitted + 1; s <= this.commit; s++) {
       const v = this.log.get(s) as Vote;
@@ -319,6 +322,7 @@ export class VPaxosEngine {
       match: new Map(),
       answered: new Map(),
       round: 0,
+      openRound: undefined,
       confirmedRound: 0,
       commitSent: 0,
       reads: [],
@@ -373,7 +377,9 @@ export class VPaxosEngine {
     const p = this.primary;
     if (!p || p.phase !== 'active')
       throw new NotPrimaryError(this.leader.id === this.id ? undefined : this.leader.id || undefined);
-    p.reads.push({ id, round: this.startRound(p, false), index: this.commit });
+    // Reads of one batch share a round: its p2a leave after every one of them arrived, so its answers
+    // confirm the ballot after each (Raft's ReadIndex batching); each read keeps its own index.
+    p.reads.push({ id, round: p.openRound ?? this.startRound(p, false), index: this.commit });
   }
 
   /**
@@ -722,6 +728,7 @@ export class VPaxosEngine {
   /** Starts a heartbeat round; with `resend`, each p2a also carries what its acceptor lacks (lost or reordered p2a). */
   private startRound(p: PrimaryState, resend: boolean): number {
     const round = ++p.round;
+    p.openRound = round;
     this.out.rounds.push(round);
     this.flushUnsent();
     for (const a of p.acceptors) {

@@ -264,6 +264,38 @@ describe('reads', () => {
     expect(h.reads[0]?.index).toBe(1);
   });
 
+  it('reads of one batch share a round, each served at its own index; a read after the batch left starts another', () => {
+    const h = running(['x']);
+    const a = h.e('a');
+    /** The heartbeat rounds of the p2a the primary sent since `from` (an index of `h.sent`). */
+    const rounds = (from: number): number[] => [
+      ...new Set(
+        h.sent
+          .slice(from)
+          .flatMap((s) => (s.from === 'a' && s.msg.type === 'p2a' && s.msg.round > 0 ? [s.msg.round] : [])),
+      ),
+    ];
+    let from = h.sent.length;
+    a.read(1);
+    a.propose(enc('y'));
+    a.read(2);
+    a.read(3);
+    h.pump();
+    expect(rounds(from)).toHaveLength(1);
+    expect(h.reads.map((r) => [r.id, r.index])).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+    ]);
+    // That round's p2a left before this read arrived: it needs a round of its own.
+    from = h.sent.length;
+    a.read(4);
+    h.pump();
+    expect(rounds(from)).toHaveLength(1);
+    expect(rounds(from)[0]).toBeGreaterThan(rounds(0)[0] ?? 0);
+    expect(h.reads.at(-1)).toMatchObject({ id: 4, index: 2 });
+  });
+
   it('a read on a backup is refused with NotPrimaryError naming the primary', () => {
     const h = running(['x']);
     try {
