@@ -13,29 +13,28 @@ const ROW_OVERHEAD = 48;
  * a job is queued, not when it commits: the file catches up in queue order.
  */
 export class VoteRows {
-  /** Bytes of each row, by slot, in ascending slot order (a `Map` keeps the order of first insertion). */
+  /** Bytes of each row, by slot; in ascending slot order unless {@link sorted} is false. */
   private sizes = new Map<number, number>();
+  /** A row was written below the highest slot (a `Map` keeps the order of first insertion): sort before taking. */
+  private sorted = true;
   private last = 0;
+  /** The lowest slot with a row. */
+  private lowest = Number.POSITIVE_INFINITY;
   /** Every vote at or below it is dropped (`vp_compaction`), its row deleted now or by a queued job. */
   compacted = 0;
 
   /** A row written for `slot` (a new vote, or one that replaced the slot's last). */
   wrote(slot: number, valueBytes: number): void {
-    const bytes = valueBytes + ROW_OVERHEAD;
-    if (slot > this.last || this.sizes.has(slot)) {
-      this.sizes.set(slot, bytes);
-      this.last = Math.max(this.last, slot);
-      return;
-    }
-    // A slot below the highest written (rare: a vote on a slot the acceptor skipped): keep the order.
-    this.sizes.set(slot, bytes);
-    this.sizes = new Map([...this.sizes].sort((a, b) => a[0] - b[0]));
+    // Below the highest slot and new (rare: a vote on a slot the acceptor had skipped): out of order.
+    if (slot < this.last && !this.sizes.has(slot)) this.sorted = false;
+    this.sizes.set(slot, valueBytes + ROW_OVERHEAD);
+    this.last = Math.max(this.last, slot);
+    this.lowest = Math.min(this.lowest, slot);
   }
 
   /** Whether rows at or below the compaction point are still in the file, no job queued to delete them. */
   pending(): boolean {
-    for (const slot of this.sizes.keys()) return slot <= this.compacted;
-    return false;
+    return this.lowest <= this.compacted;
   }
 
   /**
@@ -44,6 +43,11 @@ export class VoteRows {
    * delete every row up to (`vpDropVotes`), or undefined when none is left.
    */
   take(maxBytes: number, maxRows: number): number | undefined {
+    if (!this.pending()) return undefined;
+    if (!this.sorted) {
+      this.sizes = new Map([...this.sizes].sort((a, b) => a[0] - b[0]));
+      this.sorted = true;
+    }
     let upTo: number | undefined;
     let bytes = 0;
     let rows = 0;
@@ -53,6 +57,11 @@ export class VoteRows {
       upTo = slot;
       bytes += size;
       rows++;
+    }
+    this.lowest = Number.POSITIVE_INFINITY;
+    for (const slot of this.sizes.keys()) {
+      this.lowest = slot;
+      break;
     }
     return upTo;
   }

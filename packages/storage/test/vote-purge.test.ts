@@ -186,5 +186,13 @@ describe('VoteRows', () => {
     expect(r.take(1 << 20, 1)).toBe(2);
     expect(r.take(1 << 20, 100)).toBe(4);
     expect(r.rows).toBe(4);
+    // Out of order above the point: nothing to take until a compaction passes it, then in slot order.
+    r.wrote(11, 1);
+    expect(r.pending()).toBe(false);
+    expect(r.take(1 << 20, 100)).toBeUndefined();
+    r.compacted = 11;
+    expect(r.take(1 << 20, 2)).toBe(9);
+    expect(r.take(1 << 20, 100)).toBe(11);
+    expect(r.rows).toBe(1);
   });
 });
