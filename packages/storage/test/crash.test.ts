@@ -63,9 +63,11 @@ function runAndKill(w: Writer, seed: number, term: number, writes: number, acked
         return;
       }
       const [kind, group, index, t] = line.split(' ');
-      if (kind !== 's' || group === undefined) return;
-      // A line is printed only after write() returned: the entries are acknowledged as synced.
+      if ((kind !== 's' && kind !== 'v') || group === undefined) return;
+      // A line is printed only after write() returned: the entries (or an acceptor's votes, `v`) are
+      // acknowledged as synced. The kill comes after some number of log writes.
       acked.set(group, { index: Number(index), term: Number(t) });
+      if (kind === 'v') return;
       seen++;
       if (!killed && seen >= writes) {
         killed = true;
