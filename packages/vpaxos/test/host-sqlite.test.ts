@@ -98,6 +98,32 @@ describe('VPaxosHost over SQLite', () => {
     expect((err as NotPrimaryError).primaryAddress).toBe('a.test:7000');
   });
 
+  it('keeps its own copy of a proposed value that views a larger buffer, not the buffer', async () => {
+    const a = await start('a');
+    await start('b');
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    // The votes the engine hands its store are the ones it keeps in memory.
+    const kept: { slot: number; value: Uint8Array }[] = [];
+    const save = a.store.saveAcceptor.bind(a.store);
+    a.store.saveAcceptor = (group, maxBallot, votes, compactTo) => {
+      kept.push(...votes);
+      return save(group, maxBallot, votes, compactTo);
+    };
+    const pool = new Uint8Array(64 * 1024).fill(7);
+    const view = pool.subarray(100, 110);
+    const slot = await a.host.propose(view);
+    const vote = kept.find((v) => v.slot === slot);
+    expect(vote?.value).toEqual(new Uint8Array(10).fill(7));
+    expect(vote?.value.buffer.byteLength).toBe(10);
+    // A value that is its whole buffer is kept as it is.
+    const whole = new Uint8Array(10).fill(8);
+    const next = await a.host.propose(whole);
+    expect(kept.find((v) => v.slot === next)?.value).toBe(whole);
+  });
+
   it('min-replicas-to-write: a primary with fewer copies refuses writes with NO_QUORUM and the reason, and still serves reads', async () => {
     const a = await start('a', undefined, { minReplicasToWrite: 2 });
     await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a'] });

@@ -358,7 +358,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     }
     let slot: Slot;
     try {
-      slot = this.node.propose(data);
+      // The engine keeps the value (the primary's proposals, its own vote) until compaction: a view of a
+      // larger buffer (an encoder's, a pool's) would keep all of that alive with it, 4x the values' bytes
+      // under load. Its own copy holds only its bytes.
+      slot = this.node.propose(data.byteLength === data.buffer.byteLength ? data : data.slice());
     } catch (e) {
       return Promise.reject(this.withAddress(e));
     }
