@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Entry, EntryType } from '@cohort/core';
+import type { Entry, EntryType, Logger } from '@cohort/core';
 import { MemoryNodeStore } from '../src/memory-node-store.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import type { DurableNodeStore, KvRecord, LogLimits } from '../src/types.js';
@@ -118,4 +118,21 @@ export async function until(what: string, cond: () => boolean, ms = 10_000): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Has the store's writer commit what it holds until `ok` (each flush takes the jobs queued by then). */
+export async function flushUntil(store: SqliteNodeStore, ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('timed out flushing the writer');
+    await store.settled();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A logger recording every info, warning and error line with its fields into `lines`. */
+export function recordingLogger(lines: { msg: string; fields?: Record<string, unknown> }[]): Logger {
+  const record = (msg: string, fields?: Record<string, unknown>) => lines.push({ msg, ...(fields ? { fields } : {}) });
+  const log: Logger = { debug: () => {}, info: record, warn: record, error: record, child: () => log };
+  return log;
 }

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import { CompactedError, type Logger, emptyConfState } from '@cohort/core';
+import { CompactedError, emptyConfState } from '@cohort/core';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkDataDir } from '../src/check-data-dir.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
-import { ents, tempDir, until } from './harness.js';
+import { ents, flushUntil, recordingLogger, tempDir, until } from './harness.js';
 
 const conf = emptyConfState();
 /** 3,000 entries of 1 KiB: a compaction to 2,500 leaves about ten jobs' worth of rows to delete. */
@@ -23,27 +23,6 @@ function rows(file: string, below = Number.MAX_SAFE_INTEGER): number {
   } finally {
     db.close();
   }
-}
-
-/** Has the store's writer commit what it holds until `ok` (each flush takes the jobs queued by then). */
-async function flushUntil(store: SqliteNodeStore, ok: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('timed out flushing the writer');
-    await store.settled();
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function recordingLogger(lines: { msg: string; fields?: Record<string, unknown> }[]): Logger {
-  const log: Logger = {
-    debug: () => {},
-    info: (msg, fields) => lines.push({ msg, ...(fields ? { fields } : {}) }),
-    warn: (msg, fields) => lines.push({ msg, ...(fields ? { fields } : {}) }),
-    error: (msg, fields) => lines.push({ msg, ...(fields ? { fields } : {}) }),
-    child: () => log,
-  };
-  return log;
 }
 
 describe.each(['inline', 'thread'] as const)('compacted log rows (%s writer)', (writer) => {

@@ -1,11 +1,10 @@
 import { join } from 'node:path';
-import type { Logger } from '@cohort/core';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StoredVote } from '../src/acceptor-state.js';
 import { SqliteNodeStore } from '../src/sqlite-node-store.js';
 import { VoteRows } from '../src/vote-rows.js';
-import { tempDir, until } from './harness.js';
+import { flushUntil, recordingLogger, tempDir, until } from './harness.js';
 
 /** 3,000 votes whose rows count 1 KiB each (a 976-byte value and the row's 48): ~ten jobs' worth of rows. */
 const SLOTS = 3000;
@@ -33,12 +32,6 @@ function rows(file: string, upTo = Number.MAX_SAFE_INTEGER): number {
   } finally {
     db.close();
   }
-}
-
-function recordingLogger(lines: { msg: string; fields?: Record<string, unknown> }[]): Logger {
-  const record = (msg: string, fields?: Record<string, unknown>) => lines.push({ msg, ...(fields ? { fields } : {}) });
-  const log: Logger = { debug: () => {}, info: record, warn: record, error: record, child: () => log };
-  return log;
 }
 
 describe.each(['inline', 'thread'] as const)('votes an acceptor compaction drops (%s writer)', (writer) => {
@@ -126,15 +119,6 @@ describe('votes an acceptor compaction drops, with the writer thread', () => {
     const file = join(t.dir, 'node.db');
     // A long hold: only a flush (settled) commits what the writer holds.
     const store = SqliteNodeStore.open(file, { writer: 'thread', writerApplyBatchMs: 60_000 });
-    /** Has the writer commit what it holds until `ok` (each flush takes the jobs queued by then). */
-    const flushUntil = async (ok: () => boolean): Promise<void> => {
-      const deadline = Date.now() + 10_000;
-      while (!ok()) {
-        if (Date.now() > deadline) throw new Error('timed out flushing the writer');
-        await store.settled();
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    };
     try {
       await writeVotes(store, 1, SLOTS);
       await store.saveAcceptor('vp1', undefined, [], COMPACT_TO);
@@ -147,7 +131,7 @@ describe('votes an acceptor compaction drops, with the writer thread', () => {
       await store.saveAcceptor('vp1', undefined, [vote(SLOTS + 1)]);
       expect(rows(file)).toBe(SLOTS + 1 - 256);
       // A flush commits it; the next is held in turn.
-      await flushUntil(() => rows(file, COMPACT_TO) < COMPACT_TO - 256);
+      await flushUntil(store, () => rows(file, COMPACT_TO) < COMPACT_TO - 256);
       expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 512);
       await new Promise((r) => setTimeout(r, 50));
       expect(rows(file, COMPACT_TO)).toBe(COMPACT_TO - 512);
