@@ -215,7 +215,7 @@ function commit(): void {
     return;
   }
   // Held applies due by their own measure (not asked for, nor before a job that keeps its place) tune the hold;
-  // not with a deletion of log rows among them, whose reads are not the applies'.
+  // not with a deletion of rows a compaction left among them (log entries, votes), whose reads are not the applies'.
   const tune = heldOps >= TUNE_MIN_OPS && ordered === 0 && heldPurges === 0 && !flushAsked && !closeAsked ? heldOps : 0;
   if (run(backlog, true, tune)) holdHeld();
 }
