@@ -155,6 +155,10 @@ program
     'a vpaxos replica drops its acceptor votes once this many slots were applied past its last compaction point; a replica lacking compacted slots receives the partition snapshot (default 10000; 0: keep every vote)',
   )
   .option(
+    '--vpaxos-compact-bytes <n>',
+    'a vpaxos replica also drops its acceptor votes once those it holds in memory reach this many bytes of values (default 67108864; 0: slots alone)',
+  )
+  .option(
     '--vpaxos-read-lease-ms <n>',
     'a vpaxos primary serves reads locally under a lease of this many ms, renewed by its heartbeats; a failover of the primary waits it out; the same on every node (default 0: off, every read confirmed with every replica)',
   )

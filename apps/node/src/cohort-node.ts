@@ -606,6 +606,7 @@ export class CohortNode {
             : {}),
           readLeaseMs: this.options.vpaxosLease?.readLeaseMs ?? 0,
           ...(this.options.vpaxosCompactSlots !== undefined ? { compactSlots: this.options.vpaxosCompactSlots } : {}),
+          ...(this.options.vpaxosCompactBytes !== undefined ? { compactBytes: this.options.vpaxosCompactBytes } : {}),
           snapshotPacer: vpPacer,
           requestTimeoutMs,
           log: this.log.child({ component: 'vpaxos', group }),

@@ -31,6 +31,7 @@ export interface StartFlags {
   partitionEngines?: string;
   minReplicasToWrite?: string;
   vpaxosCompactSlots?: string;
+  vpaxosCompactBytes?: string;
   vpaxosReadLeaseMs?: string;
   vpaxosLeaseMaxDriftMs?: string;
   heartbeatMs?: string;
@@ -425,12 +426,19 @@ function engine(flag: string, v: string): PartitionEngine {
   return v as PartitionEngine;
 }
 
-/** `--partition-engine`, `--partition-engines p=engine,...`, `--min-replicas-to-write` and `--vpaxos-compact-slots`. */
-function loadEngines(
-  flags: StartFlags,
-): Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite' | 'vpaxosCompactSlots'> {
-  const out: Pick<NodeOptions, 'partitionEngine' | 'partitionEngines' | 'minReplicasToWrite' | 'vpaxosCompactSlots'> =
-    {};
+type EngineOption =
+  | 'partitionEngine'
+  | 'partitionEngines'
+  | 'minReplicasToWrite'
+  | 'vpaxosCompactSlots'
+  | 'vpaxosCompactBytes';
+
+/**
+ * `--partition-engine`, `--partition-engines p=engine,...`, `--min-replicas-to-write`, `--vpaxos-compact-slots` and
+ * `--vpaxos-compact-bytes`.
+ */
+function loadEngines(flags: StartFlags): Pick<NodeOptions, EngineOption> {
+  const out: Pick<NodeOptions, EngineOption> = {};
   if (flags.partitionEngine !== undefined) out.partitionEngine = engine('--partition-engine', flags.partitionEngine);
   if (flags.partitionEngines !== undefined) {
     const per: Record<number, PartitionEngine> = {};
@@ -454,6 +462,11 @@ function loadEngines(
     const n = integer('--vpaxos-compact-slots', flags.vpaxosCompactSlots);
     if (n < 0) throw new ConfigError(`--vpaxos-compact-slots must be 0 (never) or above, got ${n}`);
     out.vpaxosCompactSlots = n;
+  }
+  if (flags.vpaxosCompactBytes !== undefined) {
+    const n = integer('--vpaxos-compact-bytes', flags.vpaxosCompactBytes);
+    if (n < 0) throw new ConfigError(`--vpaxos-compact-bytes must be 0 (slots alone) or above, got ${n}`);
+    out.vpaxosCompactBytes = n;
   }
   return out;
 }

@@ -70,6 +70,12 @@ export interface NodeOptions {
    * applied past its compaction point; 0: never (`--vpaxos-compact-slots`). @default 10000
    */
   vpaxosCompactSlots?: number;
+  /**
+   * A vpaxos replica compacts its acceptor votes too once those it holds
+   * (in memory) reach this many bytes of values; 0: slots alone
+   * (`--vpaxos-compact-bytes`). @default 67108864
+   */
+  vpaxosCompactBytes?: number;
   /** Read leases of vpaxos primaries (`--vpaxos-read-lease-ms`, the config's `vpaxos` section); absent: off. */
   vpaxosLease?: VpLeaseOptions;
 }

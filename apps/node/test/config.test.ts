@@ -39,6 +39,10 @@ describe('cohort start configuration', () => {
     expect(loadNodeOptions({ ...base, vpaxosCompactSlots: '20' }).vpaxosCompactSlots).toBe(20);
     expect(loadNodeOptions({ ...base, vpaxosCompactSlots: '0' }).vpaxosCompactSlots).toBe(0);
     expect(() => loadNodeOptions({ ...base, vpaxosCompactSlots: '-1' })).toThrow(/--vpaxos-compact-slots/);
+    expect(loadNodeOptions(base).vpaxosCompactBytes).toBeUndefined();
+    expect(loadNodeOptions({ ...base, vpaxosCompactBytes: '1048576' }).vpaxosCompactBytes).toBe(1_048_576);
+    expect(loadNodeOptions({ ...base, vpaxosCompactBytes: '0' }).vpaxosCompactBytes).toBe(0);
+    expect(() => loadNodeOptions({ ...base, vpaxosCompactBytes: '-1' })).toThrow(/--vpaxos-compact-bytes/);
   });
 
   it('takes the read-ahead mode, default unset (the store reads ahead while its reads go to the disk), reaches the store, and refuses a bad one', () => {

@@ -44,7 +44,7 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
 
   async function start(
     id: string,
-    compaction: { compactSlots?: number; compactMarginSlots?: number } = {},
+    compaction: { compactSlots?: number; compactMarginSlots?: number; compactBytes?: number } = {},
   ): Promise<{ host: VPaxosHost; store: SqliteNodeStore; kv: KvStateMachine }> {
     const store = SqliteNodeStore.open(join(dir, `${id}.db`));
     stores.push(store);
@@ -156,6 +156,58 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
     expect(await a.host.propose(set('k13', 'v13'))).toEqual({ type: 'ok' });
     await waitFor(() => c.kv.applied().index === 13, 'the replacement applying slot 13');
     expect(new TextDecoder().decode(c.kv.get(enc('k13'), 0))).toBe('v13');
+  });
+
+  it('compacts once the votes it holds reach compactBytes, whatever the slots, keeping a quarter of it behind the point', async () => {
+    const value = 'x'.repeat(1000);
+    const set = (k: string): Uint8Array =>
+      encodeCommand({
+        op: 'set',
+        key: enc(k),
+        value: enc(value),
+        condition: 'always',
+        expiresAt: 0,
+        returnOld: false,
+        now: 0,
+      });
+    // 10,000 slots would never be reached here: the bytes trigger alone compacts.
+    const bounded = { compactSlots: 10_000, compactBytes: 8_000 };
+    const a = await start('a', bounded);
+    const b = await start('b', bounded);
+    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
+    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
+    await waitFor(() => a.host.node.isActive(), 'activation');
+    const slotBytes = set('k0').length;
+    let most = 0;
+    for (let i = 1; i <= 40; i++) {
+      await a.host.propose(set(`k${i}`));
+      most = Math.max(most, a.host.node.heldVoteBytes(), b.host.node.heldVoteBytes());
+    }
+    await waitFor(() => b.host.status().applied >= a.host.status().applied, 'the backup applying every write');
+    // Each replica compacted, durably, and never held much more than compactBytes (one slot over, at most).
+    for (const r of [a, b]) {
+      expect(r.host.node.compactedThrough()).toBeGreaterThan(20);
+      expect(r.store.loadAcceptor(G).compacted).toBeGreaterThan(20);
+    }
+    expect(most).toBeLessThan(8_000 + 2 * slotBytes);
+    // After its last compaction a replica keeps at most a quarter of compactBytes (two slots) behind the point.
+    expect(a.host.node.heldVotes()).toBeLessThanOrEqual(8_000 / slotBytes + 1);
+    // 0 turns the bytes trigger off: slots alone, and 40 are far from 10,000.
+    const c = await start('c', { compactSlots: 10_000, compactBytes: 0 });
+    await toMaster('a', {
+      type: 'newBallot',
+      ballot: 2,
+      prevBallot: 1,
+      prevAcceptors: ['a', 'b'],
+      acceptors: ['a', 'c'],
+    });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'ballot 2 complete');
+    await toMaster('a', { type: 'activated', ballot: 2, primary: 'a', acceptors: ['a', 'c'] });
+    await waitFor(() => a.host.node.isActive(), 'activation of ballot 2');
+    for (let i = 41; i <= 60; i++) await a.host.propose(set(`k${i}`));
+    await waitFor(() => c.kv.applied().index >= 60, 'the replacement applying every write');
+    expect(c.host.node.heldVotes()).toBeGreaterThanOrEqual(20);
   });
 
   it('applies consecutive chosen slots in one store transaction, each write answered with its own result', async () => {

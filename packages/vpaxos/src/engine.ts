@@ -137,6 +137,8 @@ export class VPaxosEngine {
   private maxBallot: Ballot;
   /** The acceptor's votes by slot. */
   private readonly log = new Map<Slot, Vote>();
+  /** The bytes of the values in {@link log}: what this acceptor holds in memory above its compaction point. */
+  private logBytes = 0;
   /** Every slot up to here is chosen and held here (the contiguous chosen prefix). */
   private commit: Slot = 0;
   /** Slots up to here were handed to the host to apply. */
@@ -163,7 +165,7 @@ export class VPaxosEngine {
         `replica ${options.id}: the state machine is at slot ${applied} but the acceptor compacted its votes through ${this.compacted}; its state was lost`,
       );
     }
-    for (const v of options.state?.votes ?? []) if (v.slot > this.compacted) this.log.set(v.slot, { ...v });
+    for (const v of options.state?.votes ?? []) if (v.slot > this.compacted) this.setVote({ ...v });
     this.commit = this.compacted;
     this.advanceCommit();
     if (applied > this.commit) {
@@ -195,6 +197,11 @@ export class VPaxosEngine {
   /** Votes this replica holds (above its compaction point). */
   heldVotes(): number {
     return this.log.size;
+  }
+
+  /** The bytes of the values of the votes this replica holds (above its compaction point), all kept in memory. */
+  heldVoteBytes(): number {
+    return this.logBytes;
   }
 
   /** This replica's vote at `slot`, if any. */
@@ -448,7 +455,11 @@ export class VPaxosEngine {
 
   /** Forgets the votes up to `to` and moves the compaction point (and the commit, which covers it) there. */
   private dropUpTo(to: Slot): void {
-    for (const s of [...this.log.keys()]) if (s <= to) this.log.delete(s);
+    for (const [s, v] of this.log) {
+      if (s > to) continue;
+      this.log.delete(s);
+      this.logBytes -= v.value.length;
+    }
     this.compacted = to;
     if (this.commit < to) this.commit = to;
     this.advanceCommit();
@@ -539,7 +550,7 @@ export class VPaxosEngine {
       if (cur?.chosen) continue;
       if (cur && cur.ballot === m.ballot) continue; // a duplicate: one value per slot per ballot
       const v: Vote = { slot: e.slot, ballot: m.ballot, value: e.value, chosen: false };
-      this.log.set(e.slot, v);
+      this.setVote(v);
       this.out.persist.votes.push(v);
     }
     // Slots up to the primary's commit are chosen; a vote cast in this very ballot holds the chosen value.
@@ -590,7 +601,7 @@ export class VPaxosEngine {
       const cur = this.log.get(v.slot);
       if (cur?.chosen) continue;
       const c: Vote = { slot: v.slot, ballot: v.ballot, value: v.value, chosen: true };
-      this.log.set(v.slot, c);
+      this.setVote(c);
       this.out.persist.votes.push(c);
     }
     this.advanceCommit();
@@ -625,7 +636,7 @@ export class VPaxosEngine {
         const cur = this.log.get(v.slot);
         if (cur?.chosen) continue;
         const c: Vote = { slot: v.slot, ballot: v.ballot, value: v.value, chosen: true };
-        this.log.set(v.slot, c);
+        this.setVote(c);
         this.out.persist.votes.push(c);
       } else if (v.ballot >= p.prevBallot) {
         safe.push(v);
@@ -777,6 +788,11 @@ export class VPaxosEngine {
   }
 
   // ---- Acceptor helpers ----
+
+  private setVote(v: Vote): void {
+    this.logBytes += v.value.length - (this.log.get(v.slot)?.value.length ?? 0);
+    this.log.set(v.slot, v);
+  }
 
   private markChosen(v: Vote): void {
     v.chosen = true;

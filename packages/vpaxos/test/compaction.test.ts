@@ -24,6 +24,8 @@ describe('compaction point', () => {
     expect(b.vote(6)).toBeUndefined();
     expect(dec(b.vote(7)?.value as Uint8Array)).toBe('v7');
     expect(b.heldVotes()).toBe(4);
+    // v7..v10: the bytes of the values it still holds.
+    expect(b.heldVoteBytes()).toBe(2 + 2 + 2 + 3);
     // Slots not yet applied stay: the point is clamped to the applied (emitted) prefix.
     expect(b.compact(99)).toBe(10);
     // A point is never lowered.

@@ -35,6 +35,8 @@ export interface VpPartitionOptions {
   readLeaseMs?: number;
   /** Applied slots past the compaction point that trigger an acceptor compaction; 0: never. @default 10000 */
   compactSlots?: number;
+  /** Bytes of vote values held that trigger an acceptor compaction too; 0: slots alone. @default 64 MiB */
+  compactBytes?: number;
   /**
    * Paces the snapshot transfers by the writes served meanwhile (share one
    * between the node's vpaxos replicas); its rates are the Raft partitions'
@@ -92,6 +94,7 @@ export class VpPartition implements ReplicatedGroup {
       minReplicasToWrite: opts.minReplicasToWrite ?? 1,
       leaseMs: opts.readLeaseMs ?? 0,
       ...(opts.compactSlots !== undefined ? { compactSlots: opts.compactSlots } : {}),
+      ...(opts.compactBytes !== undefined ? { compactBytes: opts.compactBytes } : {}),
       snapshotPacer: opts.snapshotPacer ?? new SnapshotPacer({ maxBytesPerSec: 0, minBytesPerSec: 0 }),
       logger: opts.log,
     });

@@ -46,6 +46,11 @@ export interface VpClusterConfig {
    * 0: acceptors keep every vote and backups catch up slot by slot only. @default 0
    */
   compactSlots?: number;
+  /**
+   * Bytes of vote values held that trigger a compaction too (with compactSlots
+   * above 0), keeping a quarter of them behind the point; 0: slots alone. @default 0
+   */
+  compactBytes?: number;
 }
 
 /** The group the replicas run when the master is on the meta group: its partition 0. */
@@ -156,6 +161,7 @@ export class VpCluster {
           leaseMs: config.leaseMs,
           heartbeatMs: config.heartbeatMs,
           compactSlots: config.compactSlots ?? 0,
+          compactBytes: config.compactBytes ?? 0,
           mutations: config.mutations ?? {},
           diskLatency: () =>
             config.diskLatencyMs[0] + disk.next() * (config.diskLatencyMs[1] - config.diskLatencyMs[0]),

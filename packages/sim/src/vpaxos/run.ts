@@ -90,6 +90,8 @@ export function vpSeedConfig(r: SeededRandom, reads: VpRunOptions['reads']): VpC
     },
     // Drawn last, so the fields above stay what they were for every seed. Half the seeds compact often.
     compactSlots: r.next() < 0.5 ? r.int(2, 12) : 0,
+    // Half of those compact by bytes too (a command is ~20 bytes): points closer to the applied slot.
+    compactBytes: r.next() < 0.5 ? r.int(40, 400) : 0,
   };
 }
 

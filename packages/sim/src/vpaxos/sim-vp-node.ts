@@ -26,6 +26,8 @@ export interface VpNodeEnv {
   heartbeatMs: number;
   /** Applied slots between acceptor compactions (0: never). */
   compactSlots: number;
+  /** Bytes of held votes that trigger a compaction too (0: slots alone). */
+  compactBytes: number;
   diskLatency: () => number;
   mutations: VpMutations;
   /** The group the replicas run (the meta group's master names it `p0`, its partition 0). */
@@ -104,6 +106,7 @@ export class SimVpNode {
       requestTimeoutMs: 1_000,
       leaseMs: env.leaseMs,
       compactSlots: env.compactSlots,
+      compactBytes: env.compactBytes,
       // Small chunks and margins: a snapshot streams in several requests, and compaction runs often.
       compactMarginSlots: Math.floor(env.compactSlots / 2),
       snapshot: { chunkBytes: 64, timeoutMs: 5_000, maxRetries: 5 },

@@ -148,6 +148,15 @@ export interface VPaxosHostOptions<R> {
    */
   compactSlots?: number;
   /**
+   * Bytes of vote values held above the compaction point that trigger a
+   * compaction too, whatever the slots (Raft's snapshot-bytes): the acceptor
+   * keeps every vote above its point in memory, so this bounds that memory
+   * when values are large. A compaction it triggers keeps at most a quarter
+   * of it behind the point (and at most `compactMarginSlots` slots); 0: slots
+   * alone trigger. Only where `compactSlots` is above 0. @default 64 MiB
+   */
+  compactBytes?: number;
+  /**
    * Applied slots kept behind the compaction point, so a backup a little
    * behind catches up slot by slot rather than by snapshot.
    * @default min(1000, compactSlots / 2)
@@ -234,6 +243,7 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
       leaseMs: 0,
       minReplicasToWrite: 1,
       compactSlots: 10_000,
+      compactBytes: 64 * 1024 * 1024,
       snapshot: {},
       ...options,
     };
@@ -621,9 +631,10 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
   }
 
   /**
-   * Once `compactSlots` slots were applied past the compaction point, the
-   * acceptor drops its votes up to the applied slot less the margin (the next
-   * Ready's write makes it durable, after the applies it rests on).
+   * Once `compactSlots` slots were applied past the compaction point, or the
+   * votes held above it reach `compactBytes`, the acceptor drops its votes up
+   * to the applied slot less the margin (the next Ready's write makes it
+   * durable, after the applies it rests on).
    */
   private maybeCompact(): void {
     const every = this.opts.compactSlots;
@@ -633,8 +644,29 @@ export class VPaxosHost<R = unknown> implements ReplicatedGroup {
     const margin = this.opts.compactMarginSlots ?? Math.min(1000, Math.floor(every / 2));
     // Never past what the machine itself says it holds: its snapshot must cover every compacted slot.
     const held = Math.min(this.applied, this.opts.machine.applied?.().index ?? this.applied);
-    if (held - margin - e.compactedThrough() < every) return;
-    e.compact(held - margin);
+    const bytes = this.opts.compactBytes ?? 0;
+    if (held - margin - e.compactedThrough() >= every) {
+      e.compact(held - margin);
+    } else if (bytes > 0 && e.heldVoteBytes() >= bytes && held > e.compactedThrough()) {
+      e.compact(this.pointKeeping(held, margin, bytes / 4));
+    }
+  }
+
+  /**
+   * The compaction point that keeps behind it, of the slots up to `held`, at
+   * most `margin` slots and `maxBytes` of vote values.
+   */
+  private pointKeeping(held: Slot, margin: number, maxBytes: number): Slot {
+    const e = this.node;
+    const lowest = Math.max(held - margin, e.compactedThrough());
+    let point = held;
+    let kept = 0;
+    while (point > lowest) {
+      kept += e.vote(point)?.value.length ?? 0;
+      if (kept > maxBytes) break;
+      point--;
+    }
+    return point;
   }
 
   private applyCommitted(all: Proposal[]): void {
