@@ -40,6 +40,13 @@ export interface GroupState {
    */
   sizes: EntrySizes;
   /**
+   * The data sizes of the entry rows an installed snapshot left in the file,
+   * all at or before its index (its compaction point): deleted in small jobs
+   * like a compaction's, before `sizes`' (`installLeft.base` is the last such
+   * row gone). Undefined when there are none.
+   */
+  installLeft: EntrySizes | undefined;
+  /**
    * The most recent entries, contiguous and ending at `lastIndex` (or empty);
    * it holds every entry the writer has not committed yet, so what lies
    * before it is on disk.
@@ -64,9 +71,15 @@ export function newGroupState(name: string): GroupState {
     bytes: 0,
     bytesSinceSnapshot: 0,
     sizes: EntrySizes.empty(0),
+    installLeft: undefined,
     tail: [],
     tailBytes: 0,
   };
+}
+
+/** Whether the file holds entry rows a compaction or a snapshot install left for later jobs to delete. */
+export function hasLeftRows(s: GroupState): boolean {
+  return s.sizes.base < s.compactIndex || s.installLeft !== undefined;
 }
 
 export function cloneGroupState(s: GroupState): GroupState {

@@ -104,9 +104,20 @@ export class SqliteLogWriter {
     s.snapChunks = chunks;
   }
 
-  /** The log becomes empty at the snapshot's index. */
+  /**
+   * The log becomes empty at the snapshot's index. Rows after it go now
+   * (entries there would conflict with those that follow the snapshot); those
+   * at or before it stay until the store deletes them in small jobs, as a
+   * compaction's ({@link purge}): a follower's log of thousands of rows
+   * deleted in the install's commit held its writes behind it for hundreds of
+   * milliseconds. Rows an earlier install left and not deleted yet go now.
+   */
   replaceLog(s: GroupState, meta: SnapshotMeta): void {
-    this.host.emit(['delUpTo', s.gid, Number.MAX_SAFE_INTEGER]);
+    if (s.lastIndex > meta.index) this.host.emit(['delFrom', s.gid, meta.index + 1]);
+    const older = s.installLeft;
+    if (older !== undefined) this.host.emit(['delRange', s.gid, older.base, older.last]);
+    const left = s.sizes.base >= meta.index ? undefined : s.sizes.cut(meta.index + 1);
+    s.installLeft = left !== undefined && left.count > 0 ? left : undefined;
     s.compactIndex = meta.index;
     s.compactTerm = meta.term;
     s.lastIndex = meta.index;
@@ -141,14 +152,28 @@ export class SqliteLogWriter {
    * Returns whether there were any.
    */
   purge(s: GroupState, maxBytes: number, maxRows: number): boolean {
-    const from = s.sizes.base;
-    const until = Math.min(s.compactIndex, from + maxRows);
-    if (until <= from) return false;
-    let to = from + 1;
-    while (to < until && s.sizes.sum(from + 1, to + 1) <= maxBytes) to++;
-    this.host.emit(['delRange', s.gid, from, to]);
-    s.sizes = s.sizes.dropTo(to);
+    const left = s.installLeft;
+    if (left !== undefined) {
+      const to = this.deleteRows(s, left, left.last, maxBytes, maxRows);
+      s.installLeft = to < left.last ? left.dropTo(to) : undefined;
+      return true;
+    }
+    if (s.compactIndex <= s.sizes.base) return false;
+    s.sizes = s.sizes.dropTo(this.deleteRows(s, s.sizes, s.compactIndex, maxBytes, maxRows));
     return true;
+  }
+
+  /**
+   * Deletes rows of `sizes` from its first on, through `last` at most, `maxRows` of them and about
+   * `maxBytes` of their data (at least one). Returns the last index deleted.
+   */
+  private deleteRows(s: GroupState, sizes: EntrySizes, last: LogIndex, maxBytes: number, maxRows: number): LogIndex {
+    const from = sizes.base;
+    const until = Math.min(last, from + maxRows);
+    let to = from + 1;
+    while (to < until && sizes.sum(from + 1, to + 1) <= maxBytes) to++;
+    this.host.emit(['delRange', s.gid, from, to]);
+    return to;
   }
 
   saveRow(s: GroupState): void {

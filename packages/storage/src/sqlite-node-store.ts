@@ -24,6 +24,7 @@ import {
   type GroupState,
   SqliteLogReader,
   cloneGroupState,
+  hasLeftRows,
   newGroupState,
   positionOf,
 } from './sqlite-group.js';
@@ -882,7 +883,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
       const from = appendedFrom.get(group);
       if (from !== undefined && seq > this.committedSeq) this.pins.push({ seq, group, from });
       this.trimTail(c);
-      if (c.sizes.base < c.compactIndex) compacted = true;
+      if (hasLeftRows(c)) compacted = true;
     }
     if (compacted) this.purgeSoon();
     return seq;
@@ -890,7 +891,8 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
 
   /**
    * Queues the deletion of rows a compaction left in the file (log entries,
-   * see `SqliteLogWriter.compactState`; an acceptor's votes, see
+   * see `SqliteLogWriter.compactState`, and those a snapshot install left, see
+   * `SqliteLogWriter.replaceLog`; an acceptor's votes, see
    * {@link saveAcceptor}) in jobs of at most {@link PURGE_JOB_BYTES} of data,
    * one at a time: the next once the last committed. Each is held with the
    * apply transactions (`Job.deferrable`) and commits in their next
@@ -901,7 +903,7 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
   private purgeSoon(): void {
     if (this.purging || this.closed) return;
     let seq: number;
-    const group = [...this.states].find(([, c]) => c.sizes.base < c.compactIndex)?.[0];
+    const group = [...this.states].find(([, c]) => hasLeftRows(c))?.[0];
     if (group !== undefined) {
       this.purging = true;
       seq = this.commit((work) => this.w.purge(work(group), PURGE_JOB_BYTES, PURGE_JOB_ROWS), false);
@@ -926,9 +928,11 @@ export class SqliteNodeStore implements DurableNodeStore, AcceptorStateStore {
    */
   private purgeAll(): void {
     try {
-      for (const [group, c] of this.states) {
-        if (c.sizes.base >= c.compactIndex) continue;
-        this.commit((work) => this.w.purge(work(group), Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY), false);
+      for (const group of [...this.states.keys()]) {
+        // Rows a snapshot install left, then those of compactions: a job each.
+        while (hasLeftRows(this.state(group))) {
+          this.commit((work) => this.w.purge(work(group), Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY), false);
+        }
       }
       for (const [group, rows] of this.voteRows) {
         const upTo = rows.take(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);

@@ -117,6 +117,39 @@ describe.each(['inline', 'thread'] as const)('compacted log rows (%s writer)', (
     expect(checkDataDir(file).findings).toEqual([]);
   });
 
+  it('left by an installed snapshot go in small jobs too, the new log exact meanwhile', async () => {
+    // A follower far behind installs the leader's snapshot at 5,000: its 3,000 rows are left to later jobs.
+    store.writeSync([
+      { group: 'p1', snapshot: { meta: { index: 5000, term: 2, confState: conf }, data: new Uint8Array() } },
+    ]);
+    expect(rows(file)).toBeGreaterThan(ENTRIES / 2);
+    const g = store.group('p1');
+    expect([g.firstIndex(), g.lastIndex()]).toEqual([5001, 5000]);
+    expect(store.stats('p1').bytes).toBe(0);
+    store.writeSync([{ group: 'p1', entries: ents(5001, 5010, 2, ENTRY_BYTES) }]);
+    await until('the rows the install left to be deleted', () => rows(file, 5000) === 0);
+    expect(rows(file)).toBe(10);
+    expect(g.entries(5001, 5011, 1 << 30)).toHaveLength(10);
+    expect(store.stats('p1').bytes).toBe(10 * ENTRY_BYTES);
+  });
+
+  it('left by an installed snapshot inside the log: those after its index go at once, the rest on close', () => {
+    store.saveSnapshotSync('p1', { meta: { index: 1000, term: 1, confState: conf }, data: new Uint8Array() }, 1000);
+    // A snapshot at 2,000 replaces the whole log: rows 2,001 to 3,000 go in its commit, 1,001 to 2,000 later.
+    store.writeSync([
+      { group: 'p1', snapshot: { meta: { index: 2000, term: 2, confState: conf }, data: new Uint8Array() } },
+    ]);
+    expect(rows(file)).toBe(rows(file, 2000));
+    store.writeSync([{ group: 'p1', entries: ents(2001, 2005, 2, 10) }]);
+    store.close();
+    expect(rows(file, 2000)).toBe(0);
+    expect(rows(file)).toBe(5);
+    store = SqliteNodeStore.open(file, { writer });
+    const g = store.group('p1');
+    expect([g.firstIndex(), g.lastIndex()]).toEqual([2001, 2005]);
+    expect(store.stats('p1').bytes).toBe(5 * 10);
+  });
+
   it('and a conflicting append keep the byte counts exact', async () => {
     await store.saveSnapshot(
       'p1',
