@@ -13,6 +13,10 @@ import { vpStateMachine } from '../src/vpaxos/vp-state-machine.js';
 const G = 'vp1';
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
+/** A plain `set` of `k` to `v`. */
+const setCommand = (k: string, v: string): Uint8Array =>
+  encodeCommand({ op: 'set', key: enc(k), value: enc(v), condition: 'always', expiresAt: 0, returnOld: false, now: 0 });
+
 async function waitFor(cond: () => boolean, what: string, ms = 3_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
@@ -83,25 +87,32 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
   const toMaster = (to: string, m: Parameters<typeof encodeMasterMessage>[1]): Promise<void> =>
     master.send(to, VP_MASTER_PROTOCOL, encodeMasterMessage(G, m));
 
-  it('applies chosen commands through the KV state machine, which resumes from its applied slot after a restart', async () => {
-    const set = (k: string, v: string): Uint8Array =>
-      encodeCommand({
-        op: 'set',
-        key: enc(k),
-        value: enc(v),
-        condition: 'always',
-        expiresAt: 0,
-        returnOld: false,
-        now: 0,
-      });
-    const a = await start('a');
-    const b = await start('b');
+  /** Ballot 2 over {a, c}, led by `a`, in place of ballot 1's {a, b}: started and completed, not activated. */
+  async function ballotReplacingB(a: { host: VPaxosHost }): Promise<void> {
+    await toMaster('a', {
+      type: 'newBallot',
+      ballot: 2,
+      prevBallot: 1,
+      prevAcceptors: ['a', 'b'],
+      acceptors: ['a', 'c'],
+    });
+    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'ballot 2 complete');
+  }
+
+  /** Ballot 1 over {a, b}, led by `a`: started, completed and activated. */
+  async function firstBallot(a: { host: VPaxosHost }): Promise<void> {
     await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
     await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
     await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
     await waitFor(() => a.host.node.isActive(), 'activation');
-    expect(await a.host.propose(set('k1', 'v1'))).toEqual({ type: 'ok' });
-    expect(await a.host.propose(set('k2', 'v2'))).toEqual({ type: 'ok' });
+  }
+
+  it('applies chosen commands through the KV state machine, which resumes from its applied slot after a restart', async () => {
+    const a = await start('a');
+    const b = await start('b');
+    await firstBallot(a);
+    expect(await a.host.propose(setCommand('k1', 'v1'))).toEqual({ type: 'ok' });
+    expect(await a.host.propose(setCommand('k2', 'v2'))).toEqual({ type: 'ok' });
     await waitFor(() => b.host.status().applied === 2, 'the backup applying both');
     expect(b.kv.applied().index).toBe(2);
     b.host.stop();
@@ -111,41 +122,21 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
     const b2 = await start('b');
     expect(b2.host.status().applied).toBe(2);
     expect(b2.host.status().commit).toBe(2);
-    expect(await a.host.propose(set('k3', 'v3'))).toEqual({ type: 'ok' });
+    expect(await a.host.propose(setCommand('k3', 'v3'))).toEqual({ type: 'ok' });
     await waitFor(() => b2.kv.applied().index === 3, 'the restarted backup applying slot 3 only');
   });
 
   it('compacts acceptor votes behind the applied slot; a replacement acceptor installs the KV snapshot, then applies after it', async () => {
-    const set = (k: string, v: string): Uint8Array =>
-      encodeCommand({
-        op: 'set',
-        key: enc(k),
-        value: enc(v),
-        condition: 'always',
-        expiresAt: 0,
-        returnOld: false,
-        now: 0,
-      });
     const small = { compactSlots: 4, compactMarginSlots: 0 };
     const a = await start('a', small);
     await start('b', small);
-    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
-    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.isActive(), 'activation');
-    for (let i = 1; i <= 12; i++) await a.host.propose(set(`k${i}`, `v${i}`));
+    await firstBallot(a);
+    for (let i = 1; i <= 12; i++) await a.host.propose(setCommand(`k${i}`, `v${i}`));
     await waitFor(() => a.store.loadAcceptor(G).compacted >= 8, 'the primary compacting its votes');
     expect(a.store.loadAcceptor(G).votes.length).toBeLessThan(8);
     // b fails; ballot 2 replaces it by c, which has nothing: the primary's votes for slots 1.. are gone.
     const c = await start('c', small);
-    await toMaster('a', {
-      type: 'newBallot',
-      ballot: 2,
-      prevBallot: 1,
-      prevAcceptors: ['a', 'b'],
-      acceptors: ['a', 'c'],
-    });
-    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'ballot 2 complete');
+    await ballotReplacingB(a);
     expect(c.host.snapshotCounts().installed).toBe(1);
     expect(a.host.snapshotCounts().sent).toBe(1);
     expect(c.kv.applied().index).toBe(12);
@@ -153,31 +144,19 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
     expect(c.store.loadAcceptor(G).compacted).toBe(12);
     await toMaster('a', { type: 'activated', ballot: 2, primary: 'a', acceptors: ['a', 'c'] });
     await waitFor(() => a.host.node.isActive(), 'activation of ballot 2');
-    expect(await a.host.propose(set('k13', 'v13'))).toEqual({ type: 'ok' });
+    expect(await a.host.propose(setCommand('k13', 'v13'))).toEqual({ type: 'ok' });
     await waitFor(() => c.kv.applied().index === 13, 'the replacement applying slot 13');
     expect(new TextDecoder().decode(c.kv.get(enc('k13'), 0))).toBe('v13');
   });
 
   it('compacts once the votes it holds reach compactBytes, whatever the slots, keeping a quarter of it behind the point', async () => {
     const value = 'x'.repeat(1000);
-    const set = (k: string): Uint8Array =>
-      encodeCommand({
-        op: 'set',
-        key: enc(k),
-        value: enc(value),
-        condition: 'always',
-        expiresAt: 0,
-        returnOld: false,
-        now: 0,
-      });
+    const set = (k: string): Uint8Array => setCommand(k, value);
     // 10,000 slots would never be reached here: the bytes trigger alone compacts.
     const bounded = { compactSlots: 10_000, compactBytes: 8_000 };
     const a = await start('a', bounded);
     const b = await start('b', bounded);
-    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
-    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.isActive(), 'activation');
+    await firstBallot(a);
     const slotBytes = set('k0').length;
     let most = 0;
     for (let i = 1; i <= 40; i++) {
@@ -195,14 +174,7 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
     expect(a.host.node.heldVotes()).toBeLessThanOrEqual(8_000 / slotBytes + 1);
     // 0 turns the bytes trigger off: slots alone, and 40 are far from 10,000.
     const c = await start('c', { compactSlots: 10_000, compactBytes: 0 });
-    await toMaster('a', {
-      type: 'newBallot',
-      ballot: 2,
-      prevBallot: 1,
-      prevAcceptors: ['a', 'b'],
-      acceptors: ['a', 'c'],
-    });
-    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'ballot 2 complete');
+    await ballotReplacingB(a);
     await toMaster('a', { type: 'activated', ballot: 2, primary: 'a', acceptors: ['a', 'c'] });
     await waitFor(() => a.host.node.isActive(), 'activation of ballot 2');
     for (let i = 41; i <= 60; i++) await a.host.propose(set(`k${i}`));
@@ -213,10 +185,7 @@ describe('a Vertical Paxos replica over the KV state machine', () => {
   it('applies consecutive chosen slots in one store transaction, each write answered with its own result', async () => {
     const a = await start('a');
     const b = await start('b');
-    await toMaster('a', { type: 'newBallot', ballot: 1, prevBallot: 0, prevAcceptors: [], acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.leading()?.phase === 'complete', 'complete');
-    await toMaster('a', { type: 'activated', ballot: 1, primary: 'a', acceptors: ['a', 'b'] });
-    await waitFor(() => a.host.node.isActive(), 'activation');
+    await firstBallot(a);
     const before = { a: txns.get('a') ?? 0, b: txns.get('b') ?? 0 };
     // 30 proposals of one turn go out in one Phase 2 round and are chosen together.
     const n = 30;
